@@ -1,0 +1,2 @@
+//! Manifests.
+pub mod id;

@@ -1,0 +1,173 @@
+//! The static catalogue types: what a platform offers (events, actions, credentials, config),
+//! with no I/O. `validate`, `test`, `plan` and `schema` need nothing else.
+
+use serde_json::Value;
+
+use super::PlatformKind;
+use crate::rules::ValueType;
+
+/// Everything static about one platform.
+#[derive(Debug)]
+pub struct Descriptor {
+    /// Which platform.
+    pub kind: PlatformKind,
+    /// Human name ("Google Sheets").
+    pub title: &'static str,
+    /// Fields of `[credentials]`.
+    pub credentials: &'static [CredentialField],
+    /// Alternative credential sets: at least one set must be fully present. Empty means
+    /// "every field marked `required`".
+    pub credential_sets: &'static [&'static [&'static str]],
+    /// Keys of `[config]`.
+    pub config: &'static [ParamSpec],
+    /// Whether `[webhook] secret` is meaningful for this platform.
+    pub webhook_secret: WebhookSecret,
+    /// Events rules can trigger on.
+    pub events: &'static [EventSpec],
+    /// Actions rules can perform.
+    pub actions: &'static [ActionSpec],
+    /// Turns a webhook body for `event` into the event context objects.
+    pub normalize: fn(event: &EventSpec, payload: &Value) -> Result<Normalized, NormalizeError>,
+}
+
+/// One `[credentials]` field.
+#[derive(Debug)]
+pub struct CredentialField {
+    /// Field name in TOML.
+    pub name: &'static str,
+    /// Secret fields must be `{ env | file | sealed }` references, never plain strings.
+    pub secret: bool,
+    /// Required (when `credential_sets` is empty).
+    pub required: bool,
+    /// One line for docs and the schema.
+    pub description: &'static str,
+}
+
+/// How a platform authenticates its deliveries, as far as `[webhook] secret` is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookSecret {
+    /// `[webhook] secret` may be given (otherwise one is generated or read from the platform).
+    Optional,
+    /// The platform verifies deliveries with a credential field; `[webhook] secret` is an error.
+    NotUsed,
+}
+
+/// One event a platform delivers.
+#[derive(Debug)]
+pub struct EventSpec {
+    /// The platform's own event name (`ticket_created`, `ticket.created`, `message`, `createCard`).
+    pub name: &'static str,
+    /// One line for docs.
+    pub description: &'static str,
+    /// The primary object's name in the event context (`ticket`, `message`, `card`…).
+    pub primary: &'static str,
+    /// Catalogued fields, as dotted paths from the context root (`ticket.subject`).
+    /// Objects with uncatalogued keys are listed with [`ValueType::Object`].
+    pub fields: &'static [FieldSpec],
+    /// Fields whose changes the event reports under `changes` (relative to the primary object).
+    pub changes: &'static [&'static str],
+    /// `false` when the platform cannot deliver this event to supportopsd (validate refuses it).
+    pub deliverable: bool,
+}
+
+/// A catalogued field of an event context or an action result.
+#[derive(Debug)]
+pub struct FieldSpec {
+    /// Dotted path (`ticket.requester.email`).
+    pub path: &'static str,
+    /// Its type.
+    pub ty: ValueType,
+}
+
+/// One action a platform performs.
+#[derive(Debug)]
+pub struct ActionSpec {
+    /// Action name (`send_message`).
+    pub name: &'static str,
+    /// One line for docs.
+    pub description: &'static str,
+    /// Parameters.
+    pub params: &'static [ParamSpec],
+    /// Groups of which at least one parameter must be present (e.g. a requester identifier).
+    pub require_one_of: &'static [&'static [&'static str]],
+    /// Fields of the result later actions can use as `actions[N].result.<field>`.
+    pub result: &'static [FieldSpec],
+}
+
+/// One action parameter or config key.
+#[derive(Debug)]
+pub struct ParamSpec {
+    /// Name in TOML.
+    pub name: &'static str,
+    /// Accepted values.
+    pub ty: ParamType,
+    /// Must be present.
+    pub required: bool,
+    /// One line for docs and the schema.
+    pub description: &'static str,
+}
+
+/// Accepted values of a parameter. Every parameter may also be a template string
+/// (`"{{ ticket.priority }}"`), checked statically and converted when rendered.
+#[derive(Debug)]
+pub enum ParamType {
+    /// Text.
+    String,
+    /// A whole number.
+    Integer,
+    /// Any number.
+    Number,
+    /// `true` / `false`.
+    Bool,
+    /// A list of strings.
+    StringList,
+    /// A table (JSON object) passed through.
+    Object,
+    /// A list of tables passed through.
+    ObjectList,
+    /// Anything.
+    Any,
+    /// One of these strings.
+    Enum(&'static [&'static str]),
+    /// A numeric code given by number or by name (Freshdesk status `"resolved"` or `4`).
+    Code(&'static [(&'static str, i64)]),
+}
+
+/// The event context objects a payload yields (see [`crate::rules`] for the context layout).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Normalized {
+    /// The platform's event id, when the payload carries one (dedupe key).
+    pub id: Option<String>,
+    /// When the event happened, RFC 3339, when the payload says.
+    pub time: Option<String>,
+    /// The objects of the context: the primary object and any others, by name.
+    pub objects: serde_json::Map<String, Value>,
+    /// Field changes, keyed by path relative to the primary object: `{ "from": …, "to": … }`.
+    pub changes: serde_json::Map<String, Value>,
+    /// Who caused the event, as the platform identifies them (bot id, user id), for the loop guard.
+    pub actor: Option<String>,
+}
+
+/// Why a payload does not fit the event it is said to be.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NormalizeError(pub String);
+
+// === impl Descriptor ===
+
+impl Descriptor {
+    /// The event called `name`.
+    pub fn event(&self, name: &str) -> Option<&'static EventSpec> {
+        self.events.iter().find(|e| e.name == name)
+    }
+
+    /// The action called `name`.
+    pub fn action(&self, name: &str) -> Option<&'static ActionSpec> {
+        self.actions.iter().find(|a| a.name == name)
+    }
+
+    /// The credential field called `name`.
+    pub fn credential(&self, name: &str) -> Option<&'static CredentialField> {
+        self.credentials.iter().find(|c| c.name == name)
+    }
+}

@@ -1,0 +1,86 @@
+//! The six platforms. Each has a folder with the same files: `mod.rs` (its [`Descriptor`]),
+//! `events.rs` (event specs and payload normalisation) and `actions.rs` (action specs).
+//! Adding a platform is one folder, one [`PlatformKind`] variant and one arm in
+//! [`PlatformKind::descriptor`].
+
+pub mod catalog;
+pub mod freshdesk;
+pub mod google_sheets;
+pub mod notion;
+pub mod slack;
+pub mod trello;
+pub mod zendesk;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+pub use catalog::{
+    ActionSpec, CredentialField, Descriptor, EventSpec, FieldSpec, NormalizeError, Normalized,
+    ParamSpec, ParamType, WebhookSecret,
+};
+
+/// A platform supportopsd integrates with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlatformKind {
+    /// Freshdesk (API v2).
+    Freshdesk,
+    /// Zendesk Support (API v2).
+    Zendesk,
+    /// Slack (Web API, Events API).
+    Slack,
+    /// Trello (REST API 1).
+    Trello,
+    /// Notion (API).
+    Notion,
+    /// Google Sheets (Sheets v4, Drive v3 push channels).
+    GoogleSheets,
+}
+
+impl PlatformKind {
+    /// Every platform, in a fixed order.
+    pub const ALL: [PlatformKind; 6] = [
+        PlatformKind::Freshdesk,
+        PlatformKind::Zendesk,
+        PlatformKind::Slack,
+        PlatformKind::Trello,
+        PlatformKind::Notion,
+        PlatformKind::GoogleSheets,
+    ];
+
+    /// The name used in manifests and URLs (`google_sheets`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlatformKind::Freshdesk => "freshdesk",
+            PlatformKind::Zendesk => "zendesk",
+            PlatformKind::Slack => "slack",
+            PlatformKind::Trello => "trello",
+            PlatformKind::Notion => "notion",
+            PlatformKind::GoogleSheets => "google_sheets",
+        }
+    }
+
+    /// Parses a manifest name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The static catalogue of this platform.
+    pub fn descriptor(self) -> &'static Descriptor {
+        match self {
+            PlatformKind::Freshdesk => &freshdesk::DESCRIPTOR,
+            PlatformKind::Zendesk => &zendesk::DESCRIPTOR,
+            PlatformKind::Slack => &slack::DESCRIPTOR,
+            PlatformKind::Trello => &trello::DESCRIPTOR,
+            PlatformKind::Notion => &notion::DESCRIPTOR,
+            PlatformKind::GoogleSheets => &google_sheets::DESCRIPTOR,
+        }
+    }
+}
+
+impl fmt::Display for PlatformKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

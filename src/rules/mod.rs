@@ -1,0 +1,63 @@
+//! Rules: field paths, the condition language and templates. Pure code: no I/O, no clock.
+//!
+//! The event context that conditions and templates see is one JSON object:
+//!
+//! ```json
+//! { "event":   { "platform": "freshdesk", "integration": "freshdesk-main", "name": "ticket_created",
+//!                "id": "…", "time": "…" },
+//!   "ticket":  { … },                       // the primary object, named by the event spec
+//!   "requester": { … },                     // further objects the platform's event carries
+//!   "changes": { "status": { "from": 2, "to": 4 } },   // keyed by path relative to the primary object
+//!   "payload": { … } }                      // the raw body, for anything the catalogue does not name
+//! ```
+//!
+//! Templates additionally see `actions`, the results of the rule's earlier actions.
+
+pub mod condition;
+pub mod path;
+pub mod template;
+
+use serde::Serialize;
+
+/// The type of a value an event field holds, as far as static checks care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueType {
+    /// A string.
+    String,
+    /// A whole number.
+    Integer,
+    /// Any number.
+    Number,
+    /// `true` / `false`.
+    Bool,
+    /// An RFC 3339 timestamp, carried as a string (compares chronologically).
+    Timestamp,
+    /// A list of strings (tags, labels).
+    StringList,
+    /// A list of anything.
+    List,
+    /// An object whose keys are not catalogued (custom fields, raw payload): any sub-path is allowed.
+    Object,
+    /// Anything (null included).
+    Any,
+}
+
+/// What static checks know about a path in an event context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathType {
+    /// The path is catalogued with this type.
+    Known(ValueType),
+    /// The path lies beneath an uncatalogued object (`payload.…`, custom fields): it may exist.
+    Open,
+    /// The event can never have this path.
+    Missing,
+}
+
+/// The static shape of an event context: answers "can this path exist, and with what type".
+pub trait PathTypes {
+    /// The type of `path` in this event's context.
+    fn type_of(&self, path: &path::FieldPath) -> PathType;
+    /// The name of the primary object (`ticket`, `message`, `card`…): bare keys resolve against it.
+    fn primary(&self) -> &str;
+}
