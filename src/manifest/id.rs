@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 
 /// Why a string is not a valid identifier.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid id {value:?}: ids are 1 to 63 characters of a-z, 0-9 and '-', starting with a letter or digit")]
+#[error(
+    "invalid id {value:?}: ids are 1 to 63 characters of a-z, 0-9 and '-', starting with a letter or digit"
+)]
 pub struct InvalidId {
     /// The rejected value.
     pub value: String,
