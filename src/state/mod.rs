@@ -1,1 +1,323 @@
-//! State.
+//! State: the daemon's persistent store, one sled database under `--state`.
+//!
+//! This is the only module that touches sled; nothing in its public API names a sled type, so
+//! the backend can be swapped. Guarantees:
+//!
+//! - The database has a schema version in `meta`; [`Store::open`] writes it on first open and
+//!   refuses state written by a newer schema with [`Error::NewerSchema`].
+//! - [`Store::open_existing`] never creates anything (for read-only commands such as `plan`).
+//! - One process at a time: a second open is [`Error::Locked`], not a hang or a corruption.
+//! - Every value is versioned (`codec.rs`); bad bytes are an [`Error::Corrupt`] naming the tree and
+//!   key, never a panic.
+//! - [`Store::record_apply`] changes the applied revision and the applied resources atomically.
+//!
+//! Trees are named by the constants in [`trees`]. A new tree (registrations, health, inbox,
+//! outbox, dead, audit, …) gets a constant there, a field on [`Store`] opened in
+//! `Store::open_db`, and its own file with an `impl Store` block, like `applied.rs`; if it
+//! changes the meaning of existing data, bump [`SCHEMA_VERSION`] and add a step to `migrate`.
+//! Nothing secret is ever stored here.
+
+mod applied;
+mod codec;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use applied::AppliedResource;
+
+/// The schema version this build writes and understands.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Names of the sled trees.
+pub mod trees {
+    /// Schema version and applied revision.
+    pub const META: &str = "meta";
+    /// Applied resources: resource key → [`super::AppliedResource`].
+    pub const APPLIED: &str = "applied";
+}
+
+/// Keys in the `meta` tree.
+mod meta_keys {
+    /// `u32`: the schema version (always codec format 1, see [`super::codec`]).
+    pub(super) const SCHEMA_VERSION: &str = "schema_version";
+    /// `String`: the git revision last applied.
+    pub(super) const APPLIED_REVISION: &str = "applied_revision";
+}
+
+/// Everything that can go wrong with the state store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The state directory could not be created or inspected.
+    #[error("cannot create state directory {}", dir.display())]
+    CreateDir {
+        /// The state directory.
+        dir: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another process holds the database lock.
+    #[error(
+        "state at {} is in use by another supportopsd process (a running daemon?)",
+        dir.display()
+    )]
+    Locked {
+        /// The state directory.
+        dir: PathBuf,
+    },
+    /// The database was written by a newer schema.
+    #[error(
+        "state at {} was written by schema version {found}, this build understands up to {supported}: upgrade supportopsd",
+        dir.display()
+    )]
+    NewerSchema {
+        /// The state directory.
+        dir: PathBuf,
+        /// The version found.
+        found: u32,
+        /// [`SCHEMA_VERSION`].
+        supported: u32,
+    },
+    /// The storage backend failed.
+    #[error("state at {}: storage error", dir.display())]
+    Storage {
+        /// The state directory.
+        dir: PathBuf,
+        /// The backend's error.
+        #[source]
+        source: BackendError,
+    },
+    /// A stored value or key could not be decoded.
+    #[error("corrupt state in tree {tree} at key {key:?}: {detail}")]
+    Corrupt {
+        /// The tree.
+        tree: &'static str,
+        /// The key (lossily decoded if it is not UTF-8).
+        key: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A value could not be encoded.
+    #[error("cannot encode state value for tree {tree} at key {key:?}")]
+    Encode {
+        /// The tree.
+        tree: &'static str,
+        /// The key.
+        key: String,
+        /// The serializer's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// An apply batch is inconsistent (a caller bug).
+    #[error("invalid apply batch: {detail}")]
+    InvalidBatch {
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+/// An error of the storage backend, kept opaque so that the backend can be swapped.
+#[derive(Debug)]
+pub struct BackendError(sled::Error);
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for BackendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.0)
+    }
+}
+
+/// The open state database. Holds the directory's exclusive lock until dropped.
+pub struct Store {
+    dir: PathBuf,
+    db: sled::Db,
+    meta: sled::Tree,
+    applied: sled::Tree,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens the state under `dir`, creating the directory and the database if needed, and
+    /// writing [`SCHEMA_VERSION`] on first open.
+    ///
+    /// Errors: [`Error::Locked`] if another process has it open, [`Error::NewerSchema`] if a
+    /// newer supportopsd wrote it.
+    pub fn open(dir: &Path) -> Result<Store, Error> {
+        std::fs::create_dir_all(dir).map_err(|source| Error::CreateDir {
+            dir: dir.to_owned(),
+            source,
+        })?;
+        Self::open_db(dir)
+    }
+
+    /// Opens the state under `dir` if a database exists there; `Ok(None)` otherwise, without
+    /// creating the directory or any file.
+    pub fn open_existing(dir: &Path) -> Result<Option<Store>, Error> {
+        // sled 0.34 always writes `conf` and `db` in its directory.
+        if !(dir.join("conf").is_file() || dir.join("db").is_file()) {
+            return Ok(None);
+        }
+        Self::open_db(dir).map(Some)
+    }
+
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Opens the database and its trees and checks (or writes) the schema version.
+    fn open_db(dir: &Path) -> Result<Store, Error> {
+        let db = sled::Config::new()
+            .path(dir)
+            .open()
+            .map_err(|e| open_error(dir, e))?;
+        let storage = |e| storage_error(dir, e);
+        let meta = db.open_tree(trees::META).map_err(storage)?;
+        let applied = db.open_tree(trees::APPLIED).map_err(storage)?;
+        let store = Store {
+            dir: dir.to_owned(),
+            db,
+            meta,
+            applied,
+        };
+        match store.read_schema_version()? {
+            None => {
+                store.put(
+                    &store.meta,
+                    trees::META,
+                    meta_keys::SCHEMA_VERSION,
+                    &SCHEMA_VERSION,
+                )?;
+                store.flush()?;
+            }
+            Some(found) if found > SCHEMA_VERSION => {
+                return Err(Error::NewerSchema {
+                    dir: dir.to_owned(),
+                    found,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+            Some(found) => store.migrate(found)?,
+        }
+        Ok(store)
+    }
+
+    /// Brings a database of an older schema `from` up to [`SCHEMA_VERSION`]. There are no older
+    /// schemas yet; version 0 was never written, so it means corruption.
+    fn migrate(&self, from: u32) -> Result<(), Error> {
+        match from {
+            SCHEMA_VERSION => Ok(()),
+            other => Err(Error::Corrupt {
+                tree: trees::META,
+                key: meta_keys::SCHEMA_VERSION.to_owned(),
+                detail: format!("schema version {other} was never written by supportopsd"),
+            }),
+        }
+    }
+
+    /// The schema version stored in `meta`, if any.
+    fn read_schema_version(&self) -> Result<Option<u32>, Error> {
+        self.get(&self.meta, trees::META, meta_keys::SCHEMA_VERSION)
+    }
+
+    /// The schema version of this database (after [`Store::open`], always [`SCHEMA_VERSION`]).
+    pub fn schema_version(&self) -> Result<u32, Error> {
+        self.read_schema_version()?.ok_or_else(|| Error::Corrupt {
+            tree: trees::META,
+            key: meta_keys::SCHEMA_VERSION.to_owned(),
+            detail: "missing".to_owned(),
+        })
+    }
+
+    /// The git revision last applied, if any.
+    pub fn applied_revision(&self) -> Result<Option<String>, Error> {
+        self.get(&self.meta, trees::META, meta_keys::APPLIED_REVISION)
+    }
+
+    /// Sets the applied revision on its own. Prefer [`Store::record_apply`], which also records
+    /// the applied resources atomically. Flushes before returning.
+    pub fn set_applied_revision(&self, revision: &str) -> Result<(), Error> {
+        self.put(
+            &self.meta,
+            trees::META,
+            meta_keys::APPLIED_REVISION,
+            &revision,
+        )?;
+        self.flush()
+    }
+
+    /// Writes everything to disk.
+    pub fn flush(&self) -> Result<(), Error> {
+        self.db
+            .flush()
+            .map(|_| ())
+            .map_err(|e| storage_error(&self.dir, e))
+    }
+
+    /// Reads and decodes one value.
+    fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        tree: &sled::Tree,
+        tree_name: &'static str,
+        key: &str,
+    ) -> Result<Option<T>, Error> {
+        match tree.get(key.as_bytes()) {
+            Ok(Some(bytes)) => codec::decode(tree_name, key.as_bytes(), &bytes).map(Some),
+            Ok(None) => Ok(None),
+            Err(e) => Err(storage_error(&self.dir, e)),
+        }
+    }
+
+    /// Encodes and writes one value.
+    fn put<T: serde::Serialize>(
+        &self,
+        tree: &sled::Tree,
+        tree_name: &'static str,
+        key: &str,
+        value: &T,
+    ) -> Result<(), Error> {
+        let bytes = codec::encode(tree_name, key, value)?;
+        tree.insert(key.as_bytes(), bytes)
+            .map(|_| ())
+            .map_err(|e| storage_error(&self.dir, e))
+    }
+}
+
+/// Maps a sled error to [`Error::Storage`].
+fn storage_error(dir: &Path, e: sled::Error) -> Error {
+    Error::Storage {
+        dir: dir.to_owned(),
+        source: BackendError(e),
+    }
+}
+
+/// Maps an error from opening the database, recognising sled's lock failure.
+fn open_error(dir: &Path, e: sled::Error) -> Error {
+    if let sled::Error::Io(io) = &e {
+        // sled 0.34 wraps the failed `try_lock_exclusive` in an `Other` error with this text.
+        if io.kind() == std::io::ErrorKind::WouldBlock
+            || io.to_string().contains("could not acquire lock")
+        {
+            return Error::Locked {
+                dir: dir.to_owned(),
+            };
+        }
+    }
+    storage_error(dir, e)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,203 @@
+//! Tests of the state store.
+
+use serde_json::json;
+
+use super::*;
+
+fn res(key: &str, fp: &str) -> AppliedResource {
+    AppliedResource {
+        key: key.to_owned(),
+        fingerprint: fp.to_owned(),
+        summary: json!({ "name": key }),
+    }
+}
+
+#[test]
+fn empty_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("state");
+    let store = Store::open(&dir).unwrap();
+    assert!(dir.is_dir());
+    assert_eq!(store.dir(), dir);
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(store.applied_revision().unwrap(), None);
+    assert!(store.applied().unwrap().is_empty());
+    assert_eq!(store.get_applied("x").unwrap(), None);
+    assert!(format!("{store:?}").contains("Store"));
+}
+
+#[test]
+fn record_and_reopen() {
+    let tmp = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(tmp.path()).unwrap();
+        store
+            .record_apply(
+                "rev1",
+                &[res("b", "fb"), res("a", "fa"), res("é", "fe")],
+                &[],
+            )
+            .unwrap();
+    }
+    let store = Store::open_existing(tmp.path()).unwrap().unwrap();
+    assert_eq!(store.applied_revision().unwrap().as_deref(), Some("rev1"));
+    let keys: Vec<String> = store
+        .applied()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.key)
+        .collect();
+    assert_eq!(keys, ["a", "b", "é"]);
+    assert_eq!(store.get_applied("b").unwrap(), Some(res("b", "fb")));
+
+    store.set_applied_revision("rev2").unwrap();
+    assert_eq!(store.applied_revision().unwrap().as_deref(), Some("rev2"));
+}
+
+#[test]
+fn upsert_and_removal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    store
+        .record_apply("rev1", &[res("a", "1"), res("b", "1")], &[])
+        .unwrap();
+    store
+        .record_apply("rev2", &[res("a", "2")], &["b", "never-existed"])
+        .unwrap();
+    assert_eq!(store.applied().unwrap(), vec![res("a", "2")]);
+    assert_eq!(store.applied_revision().unwrap().as_deref(), Some("rev2"));
+}
+
+#[test]
+fn invalid_batch_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    store.record_apply("rev1", &[res("a", "1")], &[]).unwrap();
+    for (ups, rems) in [
+        (vec![res("b", "1")], vec!["b"]),
+        (vec![res("b", "1"), res("b", "2")], vec![]),
+        (vec![res("", "1")], vec![]),
+    ] {
+        let err = store.record_apply("rev2", &ups, &rems).unwrap_err();
+        assert!(matches!(err, Error::InvalidBatch { .. }), "{err}");
+    }
+    assert_eq!(store.applied().unwrap(), vec![res("a", "1")]);
+    assert_eq!(store.applied_revision().unwrap().as_deref(), Some("rev1"));
+}
+
+#[test]
+fn newer_schema_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(tmp.path()).unwrap();
+        store
+            .put(&store.meta, trees::META, meta_keys::SCHEMA_VERSION, &7u32)
+            .unwrap();
+        store.flush().unwrap();
+    }
+    for result in [
+        Store::open(tmp.path()).map(Some),
+        Store::open_existing(tmp.path()),
+    ] {
+        let err = result.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::NewerSchema {
+                    found: 7,
+                    supported: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let msg = err.to_string();
+        assert!(msg.contains(&tmp.path().display().to_string()), "{msg}");
+        assert!(
+            msg.contains(
+                "written by schema version 7, this build understands up to 1: upgrade supportopsd"
+            ),
+            "{msg}"
+        );
+    }
+}
+
+#[test]
+fn corrupt_values_are_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    store.record_apply("rev1", &[res("a", "1")], &[]).unwrap();
+    for garbage in [
+        &b""[..],
+        b"\x07{}",
+        b"\x01{not json",
+        b"\x01{\"key\":\"a\"}",
+    ] {
+        store.applied.insert("a", garbage).unwrap();
+        let err = store.applied().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Corrupt {
+                    tree: "applied",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("\"a\""), "{err}");
+        assert!(store.get_applied("a").is_err());
+    }
+    // A record stored under another key.
+    let moved = codec::encode(trees::APPLIED, "b", &res("b", "1")).unwrap();
+    store.applied.insert("a", moved).unwrap();
+    assert!(matches!(store.get_applied("a"), Err(Error::Corrupt { .. })));
+
+    store
+        .meta
+        .insert(meta_keys::APPLIED_REVISION, &b"\x01 42"[..])
+        .unwrap();
+    assert!(matches!(
+        store.applied_revision(),
+        Err(Error::Corrupt { tree: "meta", .. })
+    ));
+    store
+        .meta
+        .insert(meta_keys::SCHEMA_VERSION, &b"garbage"[..])
+        .unwrap();
+    store.flush().unwrap();
+    drop(store);
+    assert!(matches!(
+        Store::open(tmp.path()),
+        Err(Error::Corrupt { tree: "meta", .. })
+    ));
+}
+
+#[test]
+fn open_existing_creates_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("no").join("state");
+    assert!(Store::open_existing(&missing).unwrap().is_none());
+    assert!(!tmp.path().join("no").exists());
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    assert!(Store::open_existing(&empty).unwrap().is_none());
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
+}
+
+#[test]
+fn double_open_is_locked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _first = Store::open(tmp.path()).unwrap();
+    for result in [
+        Store::open(tmp.path()).map(Some),
+        Store::open_existing(tmp.path()),
+    ] {
+        let err = result.unwrap_err();
+        assert!(matches!(err, Error::Locked { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains("in use by another supportopsd process")
+        );
+    }
+}
