@@ -1,1 +1,223 @@
-//! The command line.
+//! The command line: one file per command, each owning its `Args` and a `run` function.
+//! Exit codes follow the contract: 0 ok, 1 error, 2 changes present (`plan --detailed-exitcode`).
+
+mod completions;
+mod plan;
+mod schema;
+mod secret;
+mod test;
+mod validate;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::manifest::{self, Loaded, Source};
+
+/// supportopsd: support-operations integrations and rules as code.
+#[derive(Debug, Parser)]
+#[command(name = "supportopsd", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes. Each also reads `SUPPORTOPSD_<NAME>`.
+#[derive(Debug, clap::Args)]
+pub struct GlobalArgs {
+    /// The manifest repository.
+    #[arg(long, global = true, env = "SUPPORTOPSD_REPO", default_value = ".")]
+    pub repo: PathBuf,
+    /// Sub-folder of the repository that holds the manifests.
+    #[arg(long, global = true, env = "SUPPORTOPSD_PATH")]
+    pub path: Option<PathBuf>,
+    /// State directory [default: $STATE_DIRECTORY under systemd, else ./.supportopsd].
+    #[arg(long, global = true, env = "SUPPORTOPSD_STATE")]
+    pub state: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, env = "SUPPORTOPSD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// More log output (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Less output.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub quiet: u8,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse, schema-check and cross-check every manifest and test.
+    Validate(validate::Args),
+    /// Diff the manifests against the applied state, or against another revision (--base).
+    Plan(plan::Args),
+    /// Run one reconcile pass now, then exit.
+    Apply(NotYetArgs),
+    /// The daemon: watch the repository, reconcile, serve webhooks and the API.
+    Run(NotYetArgs),
+    /// Run the rule test cases offline; nothing is sent anywhere.
+    Test(test::Args),
+    /// Show a daemon's status: revision, integrations' health, registrations, queue.
+    Status(NotYetArgs),
+    /// Key management and sealing of secrets.
+    #[command(subcommand)]
+    Secret(secret::Command),
+    /// Dead-lettered deliveries: list them, re-queue one.
+    #[command(subcommand)]
+    Events(EventsCommand),
+    /// Hold the daemon on one revision during an incident.
+    Pin(PinArgs),
+    /// Release a pin.
+    Unpin(NotYetArgs),
+    /// Print a JSON Schema (integration, rule, test).
+    Schema(schema::Args),
+    /// Print shell completions.
+    Completions(completions::Args),
+}
+
+/// Arguments of commands that later releases deliver.
+#[derive(Debug, clap::Args)]
+pub struct NotYetArgs {}
+
+/// `pin REV`.
+#[derive(Debug, clap::Args)]
+pub struct PinArgs {
+    /// The revision to hold.
+    pub rev: String,
+}
+
+/// `events …`.
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// List dead-lettered deliveries.
+    Dead(NotYetArgs),
+    /// Re-queue one dead-lettered delivery.
+    Replay {
+        /// Its id.
+        id: String,
+    },
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// 0.
+    Ok,
+    /// 1: an error, failed validation, failed tests.
+    Failure,
+    /// 2: `plan --detailed-exitcode` found changes.
+    ChangesPresent,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        match e {
+            Exit::Ok => ExitCode::SUCCESS,
+            Exit::Failure => ExitCode::from(1),
+            Exit::ChangesPresent => ExitCode::from(2),
+        }
+    }
+}
+
+/// Runs a parsed command line.
+pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Validate(args) => validate::run(&args, g),
+        Command::Plan(args) => plan::run(&args, g),
+        Command::Test(args) => test::run(&args, g),
+        Command::Secret(cmd) => secret::run(&cmd),
+        Command::Schema(args) => schema::run(&args),
+        Command::Completions(args) => completions::run(&args),
+        Command::Apply(_) => not_yet("apply"),
+        Command::Run(_) => not_yet("run"),
+        Command::Status(_) => not_yet("status"),
+        Command::Events(_) => not_yet("events"),
+        Command::Pin(_) => not_yet("pin"),
+        Command::Unpin(_) => not_yet("unpin"),
+    }
+}
+
+fn not_yet(name: &str) -> anyhow::Result<Exit> {
+    eprintln!(
+        "supportopsd {name}: not available yet in this release; validate, plan, test, secret and schema are"
+    );
+    Ok(Exit::Failure)
+}
+
+/// Initialises logging to stderr.
+pub fn init_logging(g: &GlobalArgs) {
+    let level = match (i16::from(g.verbose) - i16::from(g.quiet)).clamp(-2, 2) {
+        -2 => "error",
+        -1 => "warn",
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SUPPORTOPSD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match g.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+    };
+}
+
+/// The manifest source the global flags name, at `rev` (working tree when `None`).
+fn source(g: &GlobalArgs, rev: Option<&str>) -> Source {
+    Source { repo: g.repo.clone(), subdir: g.path.clone(), rev: rev.map(str::to_owned) }
+}
+
+/// The state directory: `--state`, else `$STATE_DIRECTORY` (systemd), else `./.supportopsd`.
+fn state_dir(g: &GlobalArgs) -> PathBuf {
+    if let Some(s) = &g.state {
+        return s.clone();
+    }
+    if let Some(dir) = std::env::var_os("STATE_DIRECTORY") {
+        // systemd may pass several, separated by ':'; the first is ours.
+        if let Some(first) = dir.to_string_lossy().split(':').next()
+            && !first.is_empty()
+        {
+            return PathBuf::from(first);
+        }
+    }
+    PathBuf::from(".supportopsd")
+}
+
+/// Loads manifests, printing diagnostics to stderr; `None` when there were errors.
+fn load_or_report(g: &GlobalArgs, rev: Option<&str>) -> anyhow::Result<Option<manifest::ManifestSet>> {
+    let Loaded { set, diagnostics } = manifest::load_source(&source(g, rev))?;
+    if !diagnostics.is_empty() {
+        eprint!("{}", diagnostics.render(&prefix(g)));
+    }
+    if set.is_none() {
+        eprintln!("error: the manifests have {} error(s); fix them first (see `supportopsd validate`)", diagnostics.error_count());
+    }
+    Ok(set)
+}
+
+/// What diagnostics prefix file names with, so paths are relative to the current directory.
+fn prefix(g: &GlobalArgs) -> String {
+    let mut p = g.repo.clone();
+    if let Some(sub) = &g.path {
+        p.push(sub);
+    }
+    let s = p.to_string_lossy().to_string();
+    if s == "." || s.is_empty() { String::new() } else { format!("{}/", s.trim_end_matches('/')) }
+}

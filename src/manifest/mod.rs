@@ -5,10 +5,22 @@
 
 pub mod diagnostic;
 pub mod id;
+pub mod model;
+pub mod resolve;
 pub mod schema;
 pub mod source;
 mod spanned;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use id::{IntegrationId, RuleId};
+pub use model::{
+    Credential, Expectation, Integration, Limits, ManifestSet, Params, Rule, RuleAction, TestCase,
+    Trigger, Webhook,
+};
+pub use resolve::{Loaded, load};
 pub use source::{FileKind, RawFile, Revision, Snapshot, Source};
+
+/// Reads and validates the manifests of `source`.
+pub fn load_source(source: &Source) -> Result<Loaded, source::Error> {
+    Ok(load(&source.read()?))
+}

@@ -4,9 +4,11 @@
 //! [`PlatformKind::descriptor`].
 
 pub mod catalog;
+pub mod context;
 pub mod freshdesk;
 pub mod google_sheets;
 pub mod notion;
+pub mod reference;
 pub mod slack;
 pub mod trello;
 pub mod zendesk;

@@ -1,0 +1,83 @@
+//! `supportopsd plan`.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+
+use anyhow::Context as _;
+use clap::ValueEnum;
+
+use super::{Exit, GlobalArgs, load_or_report, state_dir};
+use crate::plan::{self, render};
+use crate::state::Store;
+
+/// Diff desired against current.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Desired revision (default: the working tree).
+    #[arg(long, env = "SUPPORTOPSD_REV")]
+    pub rev: Option<String>,
+    /// Compare against this revision instead of the state (no state needed: the CI mode).
+    #[arg(long)]
+    pub base: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Exit 2 when there are changes (0 none, 1 error).
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Also ask the platforms for drift (needs credentials and network).
+    #[arg(long)]
+    pub refresh: bool,
+}
+
+/// Output format of `plan`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// For a terminal (coloured when it is one).
+    Text,
+    /// Versioned JSON.
+    Json,
+    /// A pull-request comment.
+    Markdown,
+}
+
+/// Runs `plan`.
+pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
+    if args.refresh {
+        eprintln!("supportopsd plan --refresh: not available yet in this release (it needs the platform connectors)");
+        return Ok(Exit::Failure);
+    }
+    let Some(set) = load_or_report(g, args.rev.as_deref())? else { return Ok(Exit::Failure) };
+    let desired = plan::desired(&set);
+    let (current, from) = match &args.base {
+        Some(base) => {
+            let Some(base_set) = load_or_report(g, Some(base))? else {
+                eprintln!("error: the base revision {base} does not validate");
+                return Ok(Exit::Failure);
+            };
+            (plan::desired(&base_set), base_set.revision.to_string())
+        }
+        None => {
+            let dir = state_dir(g);
+            match Store::open_existing(&dir).with_context(|| format!("reading state at {}", dir.display()))? {
+                None => (BTreeMap::new(), "empty state".to_owned()),
+                Some(store) => {
+                    let applied = store.applied()?;
+                    let label = match store.applied_revision()? {
+                        Some(rev) => format!("state (applied {})", &rev[..12.min(rev.len())]),
+                        None => "state (nothing applied)".to_owned(),
+                    };
+                    (plan::from_state(&applied), label)
+                }
+            }
+        }
+    };
+    let plan = plan::diff(&desired, &current, from, set.revision.to_string());
+    let out = match args.format {
+        Format::Text => render::text(&plan, std::io::stdout().is_terminal()),
+        Format::Json => render::json(&plan),
+        Format::Markdown => render::markdown(&plan),
+    };
+    print!("{out}");
+    Ok(if args.detailed_exitcode && plan.has_changes() { Exit::ChangesPresent } else { Exit::Ok })
+}

@@ -1,0 +1,276 @@
+//! The validated manifest model: what the rest of the crate sees. Everything here has been
+//! checked: references resolve, events and actions exist, conditions are compiled and templates
+//! parsed. Nothing downstream re-validates.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use serde_json::{Map, Value};
+
+use super::{IntegrationId, Revision, RuleId};
+use crate::platforms::{ActionSpec, EventSpec, PlatformKind};
+use crate::rules::condition::Condition;
+use crate::rules::template::{RenderError, Template};
+use crate::secrets::SecretRef;
+
+/// A whole, valid manifest repository at one revision.
+#[derive(Debug)]
+pub struct ManifestSet {
+    /// Where it was read.
+    pub revision: Revision,
+    /// Integrations by id.
+    pub integrations: BTreeMap<IntegrationId, Integration>,
+    /// Rules by id.
+    pub rules: BTreeMap<RuleId, Rule>,
+    /// Rule test cases, in file order.
+    pub tests: Vec<TestCase>,
+}
+
+/// One `[credentials]` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A non-secret value (a domain, an id).
+    Plain(String),
+    /// A reference to a secret.
+    Secret(SecretRef),
+}
+
+/// An integration: one account on one platform.
+#[derive(Debug)]
+pub struct Integration {
+    /// Its id.
+    pub id: IntegrationId,
+    /// Its platform.
+    pub platform: PlatformKind,
+    /// Display name.
+    pub name: Option<String>,
+    /// Free text.
+    pub description: Option<String>,
+    /// The file that declares it.
+    pub file: String,
+    /// `[credentials]`.
+    pub credentials: BTreeMap<String, Credential>,
+    /// `[config]`, checked against the platform's config keys.
+    pub config: Map<String, Value>,
+    /// `[webhook]`, when the daemon should register one.
+    pub webhook: Option<Webhook>,
+    /// `[endpoint] base_url`.
+    pub base_url: Option<String>,
+    /// `[limits]`.
+    pub limits: Limits,
+}
+
+/// `[webhook]`: what the daemon registers on the platform and accepts back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    /// Event names, as the platform names them.
+    pub events: Vec<String>,
+    /// The shared secret, where the platform uses one.
+    pub secret: Option<SecretRef>,
+}
+
+/// `[limits]`: client-side overrides of the platform's published limits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Requests per minute.
+    pub requests_per_minute: Option<u32>,
+    /// Requests in flight at once.
+    pub concurrency: Option<u32>,
+}
+
+/// A rule: when an event matches, perform actions in order.
+#[derive(Debug)]
+pub struct Rule {
+    /// Its id.
+    pub id: RuleId,
+    /// Display name.
+    pub name: Option<String>,
+    /// Free text.
+    pub description: Option<String>,
+    /// Disabled rules are validated but never fire.
+    pub enabled: bool,
+    /// The file that declares it.
+    pub file: String,
+    /// What triggers it.
+    pub trigger: Trigger,
+    /// What it does, in order.
+    pub actions: Vec<RuleAction>,
+}
+
+/// `[trigger]`.
+#[derive(Debug)]
+pub struct Trigger {
+    /// The integration whose events trigger the rule.
+    pub integration: IntegrationId,
+    /// Its platform.
+    pub platform: PlatformKind,
+    /// The event.
+    pub event: &'static EventSpec,
+    /// `[trigger.conditions]` as written (for plans and fingerprints).
+    pub conditions_source: Map<String, Value>,
+    /// Compiled conditions; `None` when there are none.
+    pub condition: Option<Condition>,
+    /// Also fire on events caused by supportopsd's own actions.
+    pub allow_self: bool,
+}
+
+/// One `[[actions]]` entry.
+#[derive(Debug)]
+pub struct RuleAction {
+    /// The integration that performs it.
+    pub integration: IntegrationId,
+    /// Its platform.
+    pub platform: PlatformKind,
+    /// The action.
+    pub action: &'static ActionSpec,
+    /// Parameters as written (for plans and fingerprints).
+    pub parameters_source: Map<String, Value>,
+    /// Parameters with every string parsed as a template.
+    pub parameters: Params,
+}
+
+/// A parameter tree whose strings are templates.
+#[derive(Debug)]
+pub enum Params {
+    /// A value with no template in it.
+    Literal(Value),
+    /// A template string.
+    Template(Template),
+    /// An array.
+    List(Vec<Params>),
+    /// A table.
+    Table(Vec<(String, Params)>),
+}
+
+/// One `[[case]]` of a test file.
+#[derive(Debug)]
+pub struct TestCase {
+    /// The test file.
+    pub file: String,
+    /// Byte span of the case's `name` value, for reports.
+    pub span: Option<Range<usize>>,
+    /// Its name.
+    pub name: String,
+    /// The integration the event arrives on.
+    pub integration: IntegrationId,
+    /// Its platform.
+    pub platform: PlatformKind,
+    /// The event.
+    pub event: &'static EventSpec,
+    /// The payload (loaded from the fixture, or inline).
+    pub payload: Value,
+    /// Expected actions, in order.
+    pub expect: Vec<Expectation>,
+    /// The event must trigger nothing.
+    pub expect_none: bool,
+}
+
+/// One expected action.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expectation {
+    /// The rule that should fire.
+    pub rule: RuleId,
+    /// The action it should perform.
+    pub action: String,
+    /// The rendered parameters it should have (a subset check is not done: all must match).
+    pub parameters: Option<Map<String, Value>>,
+}
+
+// === impl Params ===
+
+impl Params {
+    /// Parses every string of a parameter value as a template.
+    pub fn compile(v: &Value) -> Result<Params, Vec<(String, crate::rules::template::TemplateError)>> {
+        fn go(
+            v: &Value,
+            pointer: &str,
+            errors: &mut Vec<(String, crate::rules::template::TemplateError)>,
+        ) -> Params {
+            match v {
+                Value::String(s) => match Template::parse(s) {
+                    Ok(t) if t.is_literal() => Params::Literal(v.clone()),
+                    Ok(t) => Params::Template(t),
+                    Err(e) => {
+                        errors.push((pointer.to_owned(), e));
+                        Params::Literal(Value::Null)
+                    }
+                },
+                Value::Array(items) => Params::List(
+                    items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, x)| go(x, &format!("{pointer}/{i}"), errors))
+                        .collect(),
+                ),
+                Value::Object(m) => Params::Table(
+                    m.iter()
+                        .map(|(k, x)| {
+                            let p = format!("{pointer}/{}", super::spanned::escape_token(k));
+                            (k.clone(), go(x, &p, errors))
+                        })
+                        .collect(),
+                ),
+                other => Params::Literal(other.clone()),
+            }
+        }
+        let mut errors = Vec::new();
+        let p = go(v, "", &mut errors);
+        if errors.is_empty() { Ok(p) } else { Err(errors) }
+    }
+
+    /// Every template in the tree with its JSON pointer (relative to the tree).
+    pub fn templates(&self) -> Vec<(String, &Template)> {
+        fn go<'a>(p: &'a Params, pointer: String, out: &mut Vec<(String, &'a Template)>) {
+            match p {
+                Params::Literal(_) => {}
+                Params::Template(t) => out.push((pointer, t)),
+                Params::List(items) => {
+                    for (i, x) in items.iter().enumerate() {
+                        go(x, format!("{pointer}/{i}"), out);
+                    }
+                }
+                Params::Table(entries) => {
+                    for (k, x) in entries {
+                        go(x, format!("{pointer}/{}", super::spanned::escape_token(k)), out);
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        go(self, String::new(), &mut out);
+        out
+    }
+
+    /// Renders the tree against an event context.
+    pub fn render(&self, ctx: &Value) -> Result<Value, RenderError> {
+        Ok(match self {
+            Params::Literal(v) => v.clone(),
+            Params::Template(t) => t.render(ctx)?,
+            Params::List(items) => {
+                Value::Array(items.iter().map(|x| x.render(ctx)).collect::<Result<_, _>>()?)
+            }
+            Params::Table(entries) => {
+                let mut m = Map::new();
+                for (k, x) in entries {
+                    m.insert(k.clone(), x.render(ctx)?);
+                }
+                Value::Object(m)
+            }
+        })
+    }
+}
+
+// === impl ManifestSet ===
+
+impl ManifestSet {
+    /// Rules triggered by `event` on `integration`, in id order (disabled ones excluded).
+    pub fn rules_for<'a>(
+        &'a self,
+        integration: &'a IntegrationId,
+        event: &'a str,
+    ) -> impl Iterator<Item = &'a Rule> + 'a {
+        self.rules.values().filter(move |r| {
+            r.enabled && r.trigger.integration == *integration && r.trigger.event.name == event
+        })
+    }
+}

@@ -1,0 +1,772 @@
+//! Files → [`ManifestSet`]: decode, parse, schema-check, then cross-check every reference.
+//! All problems of all files are collected; a set is returned only when there are no errors.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Range;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
+use super::model::{
+    Credential, Expectation, Integration, Limits, ManifestSet, Params, Rule, RuleAction, TestCase,
+    Trigger, Webhook,
+};
+use super::schema::{self, SchemaKind};
+use super::source::{Contents, FileKind, Snapshot};
+use super::spanned::{self, Document, escape_token};
+use super::{IntegrationId, RuleId};
+use crate::platforms::context::EventShape;
+use crate::platforms::{ActionSpec, EventSpec, ParamType, PlatformKind};
+use crate::rules::condition;
+use crate::secrets::{self, SecretRef};
+
+/// The outcome of loading: the set when valid, and every diagnostic either way.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The manifest set; `None` when there is any error.
+    pub set: Option<ManifestSet>,
+    /// Everything found, errors and warnings.
+    pub diagnostics: Diagnostics,
+}
+
+// --- raw shapes (after schema validation, so these deserialize) ---
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIntegration {
+    id: String,
+    platform: String,
+    name: Option<String>,
+    description: Option<String>,
+    #[serde(default)]
+    credentials: Map<String, Value>,
+    #[serde(default)]
+    config: Map<String, Value>,
+    webhook: Option<RawWebhook>,
+    endpoint: Option<RawEndpoint>,
+    limits: Option<RawLimits>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    #[serde(default)]
+    events: Vec<String>,
+    secret: Option<SecretRef>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEndpoint {
+    base_url: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    requests_per_minute: Option<u32>,
+    concurrency: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    id: String,
+    name: Option<String>,
+    description: Option<String>,
+    enabled: Option<bool>,
+    trigger: RawTrigger,
+    #[serde(default)]
+    actions: Vec<RawAction>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrigger {
+    integration: Option<String>,
+    platform: Option<String>,
+    event: String,
+    #[serde(default)]
+    conditions: Map<String, Value>,
+    #[serde(default)]
+    allow_self: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAction {
+    integration: Option<String>,
+    platform: Option<String>,
+    action: String,
+    #[serde(default)]
+    parameters: Map<String, Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTestFile {
+    #[serde(default)]
+    case: Vec<RawCase>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCase {
+    name: String,
+    integration: Option<String>,
+    platform: Option<String>,
+    event: String,
+    payload: Value,
+    #[serde(default)]
+    expect: Vec<RawExpect>,
+    #[serde(default)]
+    expect_none: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExpect {
+    rule: String,
+    action: String,
+    parameters: Option<Map<String, Value>>,
+}
+
+/// A parsed file with its spans, so any later check can point into it.
+struct Parsed<T> {
+    file: String,
+    doc: Document,
+    raw: T,
+}
+
+impl<T> Parsed<T> {
+    fn value_span(&self, pointer: &str) -> Option<Range<usize>> {
+        self.doc.spans.value(pointer)
+    }
+
+    fn key_span(&self, pointer: &str) -> Option<Range<usize>> {
+        self.doc.spans.key(pointer)
+    }
+
+    fn error(&self, pointer: &str, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::error(&self.file, self.value_span(pointer), message)
+    }
+}
+
+/// Loads and validates everything in a snapshot.
+pub fn load(snapshot: &Snapshot) -> Loaded {
+    let mut ds = Diagnostics::default();
+    let mut integrations = Vec::new();
+    let mut rules = Vec::new();
+    let mut tests = Vec::new();
+    // Ids declared by files that failed to parse: references to them are not reported again.
+    let mut broken_ids = BTreeSet::new();
+
+    for file in &snapshot.files {
+        let bytes = match &file.contents {
+            Contents::Bytes(b) => b,
+            Contents::TooLarge(n) => {
+                ds.push(
+                    Diagnostic::error(&file.path, None, format!("file is {n} bytes; manifests are limited to 1 MiB"))
+                        .with_help("split it, or move large payloads into tests/fixtures/"),
+                );
+                continue;
+            }
+            Contents::Symlink => {
+                ds.push(Diagnostic::error(
+                    &file.path,
+                    None,
+                    "symbolic links are not followed; commit the file itself",
+                ));
+                continue;
+            }
+        };
+        let text = match std::str::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                ds.add_source(&file.path, &String::from_utf8_lossy(bytes));
+                ds.push(Diagnostic::error(
+                    &file.path,
+                    Some(e.valid_up_to()..e.valid_up_to() + 1),
+                    "file is not valid UTF-8",
+                ));
+                continue;
+            }
+        };
+        ds.add_source(&file.path, text);
+        let (doc, syntax) = spanned::parse(text);
+        if !syntax.is_empty() {
+            for e in syntax {
+                ds.push(Diagnostic::error(&file.path, e.span, e.message));
+            }
+            if let Some(id) = doc.value.get("id").and_then(Value::as_str) {
+                broken_ids.insert(id.to_owned());
+            }
+            continue;
+        }
+        let kind = match file.kind {
+            FileKind::Integration => SchemaKind::Integration,
+            FileKind::Rule => SchemaKind::Rule,
+            FileKind::Test => SchemaKind::Test,
+        };
+        let mut reported = Vec::new();
+        if file.kind == FileKind::Integration {
+            reported = check_plain_secrets(&file.path, &doc, &mut ds);
+        }
+        let mut schema_ok = true;
+        for v in schema::validate(kind, &doc.value) {
+            if reported.iter().any(|p: &String| v.pointer.starts_with(p.as_str())) {
+                continue;
+            }
+            schema_ok = false;
+            let span = if v.at_key { doc.spans.key(&v.pointer) } else { doc.spans.value(&v.pointer) };
+            ds.push(Diagnostic::error(&file.path, span, v.message).with_help_opt(v.help));
+        }
+        if !schema_ok || !reported.is_empty() {
+            if let Some(id) = doc.value.get("id").and_then(Value::as_str) {
+                broken_ids.insert(id.to_owned());
+            }
+            continue;
+        }
+        let path = file.path.clone();
+        let value = doc.value.clone();
+        let shape_error = |e: serde_json::Error| Diagnostic::error(&path, None, e.to_string());
+        match file.kind {
+            FileKind::Integration => match serde_json::from_value::<RawIntegration>(value) {
+                Ok(raw) => integrations.push(Parsed { file: path.clone(), doc, raw }),
+                Err(e) => ds.push(shape_error(e)),
+            },
+            FileKind::Rule => match serde_json::from_value::<RawRule>(value) {
+                Ok(raw) => rules.push(Parsed { file: path.clone(), doc, raw }),
+                Err(e) => ds.push(shape_error(e)),
+            },
+            FileKind::Test => match serde_json::from_value::<RawTestFile>(value) {
+                Ok(raw) => tests.push(Parsed { file: path.clone(), doc, raw }),
+                Err(e) => ds.push(shape_error(e)),
+            },
+        }
+    }
+
+    let mut cx = Resolver { ds, broken_ids, integrations: BTreeMap::new() };
+    for p in &integrations {
+        cx.integration(p);
+    }
+    let mut rule_set = BTreeMap::new();
+    let mut rule_files: HashMap<RuleId, String> = HashMap::new();
+    for p in &rules {
+        if let Some(rule) = cx.rule(p) {
+            if let Some(first) = rule_files.get(&rule.id) {
+                let d = Diagnostic::error(&p.file, p.value_span("/id"), format!("duplicate rule id `{}`", rule.id))
+                    .with_help(format!("`{}` is already defined in {first}", rule.id));
+                cx.ds.push(d);
+                continue;
+            }
+            rule_files.insert(rule.id.clone(), p.file.clone());
+            rule_set.insert(rule.id.clone(), rule);
+        }
+    }
+    let mut cases = Vec::new();
+    for p in &tests {
+        cx.test_file(p, snapshot, &rule_set, &mut cases);
+    }
+
+    let Resolver { ds, integrations, .. } = cx;
+    let set = (!ds.has_errors()).then(|| ManifestSet {
+        revision: snapshot.revision.clone(),
+        integrations,
+        rules: rule_set,
+        tests: cases,
+    });
+    Loaded { set, diagnostics: ds }
+}
+
+/// Secret fields holding plain strings: one precise diagnostic each, with the command that
+/// fixes it. Returns the pointers reported, so the schema's vaguer errors there are dropped.
+fn check_plain_secrets(file: &str, doc: &Document, ds: &mut Diagnostics) -> Vec<String> {
+    let mut reported = Vec::new();
+    let Some(platform) = doc.value.get("platform").and_then(Value::as_str).and_then(PlatformKind::parse)
+    else {
+        return reported;
+    };
+    let id = doc.value.get("id").and_then(Value::as_str).unwrap_or("ID");
+    let d = platform.descriptor();
+    let mut check = |pointer: String, field: &str, value: Option<&Value>| {
+        if let Some(Value::String(_)) = value {
+            ds.push(
+                Diagnostic::error(file, doc.spans.value(&pointer), format!("`{field}` is a secret and must not be written in plain text"))
+                    .with_help(format!(
+                        "seal it: `supportopsd secret seal --integration {id} --field {field}` (value on stdin), then write `{field} = {{ sealed = \"sos1:…\" }}`; or use `{{ env = \"NAME\" }}` / `{{ file = \"NAME\" }}`"
+                    )),
+            );
+            reported.push(pointer);
+        }
+    };
+    if let Some(creds) = doc.value.get("credentials").and_then(Value::as_object) {
+        for c in d.credentials.iter().filter(|c| c.secret) {
+            check(format!("/credentials/{}", escape_token(c.name)), c.name, creds.get(c.name));
+        }
+    }
+    if let Some(w) = doc.value.get("webhook") {
+        check("/webhook/secret".into(), "webhook_secret", w.get("secret"));
+    }
+    reported
+}
+
+struct Resolver {
+    ds: Diagnostics,
+    broken_ids: BTreeSet<String>,
+    integrations: BTreeMap<IntegrationId, Integration>,
+}
+
+impl Resolver {
+    fn integration(&mut self, p: &Parsed<RawIntegration>) {
+        let raw = &p.raw;
+        let (Ok(id), Some(platform)) = (IntegrationId::parse(&raw.id), PlatformKind::parse(&raw.platform))
+        else {
+            return; // the schema already said why
+        };
+        if let Some(first) = self.integrations.get(&id) {
+            let d = p
+                .error("/id", format!("duplicate integration id `{id}`"))
+                .with_help(format!("`{id}` is already defined in {}", first.file));
+            self.ds.push(d);
+            return;
+        }
+        let d = platform.descriptor();
+        let mut credentials = BTreeMap::new();
+        for (name, value) in &raw.credentials {
+            let pointer = format!("/credentials/{}", escape_token(name));
+            let secret = d.credential(name).is_some_and(|c| c.secret);
+            let cred = if secret {
+                match serde_json::from_value::<SecretRef>(value.clone()) {
+                    Ok(r) => r,
+                    Err(_) => {
+                        self.ds.push(p.error(&pointer, "expected a secret reference"));
+                        continue;
+                    }
+                }
+                .pipe(|r| self.check_sealed(p, &pointer, r))
+            } else {
+                match value {
+                    Value::String(s) => Credential::Plain(s.clone()),
+                    _ => continue,
+                }
+            };
+            credentials.insert(name.clone(), cred);
+        }
+        let webhook = raw.webhook.as_ref().map(|w| {
+            for (i, e) in w.events.iter().enumerate() {
+                if let Some(spec) = d.event(e)
+                    && !spec.deliverable
+                {
+                    self.ds.push(
+                        p.error(&format!("/webhook/events/{i}"), format!("{platform} cannot deliver `{e}` to a webhook"))
+                            .with_help(spec.description),
+                    );
+                }
+            }
+            Webhook { events: w.events.clone(), secret: w.secret.clone() }
+        });
+        if let Some(Webhook { secret: Some(r), .. }) = &webhook {
+            let _ = self.check_sealed(p, "/webhook/secret", r.clone());
+        }
+        let integration = Integration {
+            id: id.clone(),
+            platform,
+            name: raw.name.clone(),
+            description: raw.description.clone(),
+            file: p.file.clone(),
+            credentials,
+            config: raw.config.clone(),
+            webhook,
+            base_url: raw.endpoint.as_ref().map(|e| e.base_url.clone()),
+            limits: raw.limits.as_ref().map_or(Limits::default(), |l| Limits {
+                requests_per_minute: l.requests_per_minute,
+                concurrency: l.concurrency,
+            }),
+        };
+        self.integrations.insert(id, integration);
+    }
+
+    fn check_sealed(&mut self, p: &Parsed<RawIntegration>, pointer: &str, r: SecretRef) -> Credential {
+        if let SecretRef::Sealed(s) = &r
+            && let Err(e) = secrets::check_sealed_format(s)
+        {
+            self.ds.push(p.error(&format!("{pointer}/sealed"), format!("malformed sealed value: {e}"))
+                .with_help("seal it again with `supportopsd secret seal`"));
+        }
+        Credential::Secret(r)
+    }
+
+    /// Resolves `integration = …` / `platform = …` at `pointer` (a trigger, an action, a case).
+    fn target<T>(
+        &mut self,
+        p: &Parsed<T>,
+        pointer: &str,
+        integration: Option<&str>,
+        platform: Option<&str>,
+    ) -> Option<(IntegrationId, PlatformKind)> {
+        match (integration, platform) {
+            (Some(_), Some(_)) => {
+                self.ds.push(
+                    p.error(&format!("{pointer}/platform"), "give either `integration` or `platform`, not both"),
+                );
+                None
+            }
+            (None, None) => {
+                self.ds.push(
+                    Diagnostic::error(&p.file, p.key_span(pointer), "missing `integration` (or the `platform` shorthand)"),
+                );
+                None
+            }
+            (Some(id), None) => {
+                let ptr = format!("{pointer}/integration");
+                let parsed = IntegrationId::parse(id).ok()?;
+                if let Some(i) = self.integrations.get(&parsed) {
+                    return Some((parsed, i.platform));
+                }
+                if !self.broken_ids.contains(id) {
+                    let help = did_you_mean(id, self.integrations.keys().map(IntegrationId::as_str))
+                        .map(|s| format!("did you mean `{s}`?"));
+                    self.ds.push(p.error(&ptr, format!("unknown integration `{id}`")).with_help_opt(help));
+                }
+                None
+            }
+            (None, Some(name)) => {
+                let ptr = format!("{pointer}/platform");
+                let kind = PlatformKind::parse(name)?;
+                let matching: Vec<&IntegrationId> =
+                    self.integrations.values().filter(|i| i.platform == kind).map(|i| &i.id).collect();
+                match matching.as_slice() {
+                    [only] => Some(((*only).clone(), kind)),
+                    [] => {
+                        if !self.broken_ids.is_empty() {
+                            return None;
+                        }
+                        self.ds.push(p.error(&ptr, format!("no {kind} integration is defined")));
+                        None
+                    }
+                    many => {
+                        let ids: Vec<String> = many.iter().map(|i| format!("`{i}`")).collect();
+                        self.ds.push(
+                            p.error(&ptr, format!("`platform = \"{kind}\"` is ambiguous: {} integrations match ({})", many.len(), ids.join(", ")))
+                                .with_help("name one with `integration = \"…\"`"),
+                        );
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    fn event<T>(&mut self, p: &Parsed<T>, pointer: &str, kind: PlatformKind, name: &str) -> Option<&'static EventSpec> {
+        let d = kind.descriptor();
+        match d.event(name) {
+            Some(e) => Some(e),
+            None => {
+                let help = did_you_mean(name, d.events.iter().map(|e| e.name))
+                    .map(|s| format!("did you mean `{s}`?"))
+                    .or_else(|| Some(format!("{kind} events: {}", names(d.events.iter().map(|e| e.name)))));
+                self.ds.push(p.error(pointer, format!("unknown event `{name}` for {kind}")).with_help_opt(help));
+                None
+            }
+        }
+    }
+
+    fn rule(&mut self, p: &Parsed<RawRule>) -> Option<Rule> {
+        let raw = &p.raw;
+        let id = RuleId::parse(&raw.id).ok()?;
+        let t = &raw.trigger;
+        let mut ok = true;
+        let trigger = self
+            .target(p, "/trigger", t.integration.as_deref(), t.platform.as_deref())
+            .and_then(|(integration, platform)| {
+                let event = self.event(p, "/trigger/event", platform, &t.event)?;
+                if !event.deliverable {
+                    self.ds.push(
+                        p.error("/trigger/event", format!("{platform} cannot deliver `{}` to supportopsd", event.name))
+                            .with_help(event.description),
+                    );
+                }
+                if let Some(w) = self.integrations.get(&integration).and_then(|i| i.webhook.as_ref())
+                    && !w.events.iter().any(|e| e == event.name)
+                {
+                    self.ds.push(
+                        Diagnostic::warning(&p.file, p.value_span("/trigger/event"), format!("integration `{integration}` does not subscribe to `{}`: this rule never fires", event.name))
+                            .with_help(format!("add \"{}\" to `[webhook] events` in {}", event.name, self.integrations[&integration].file)),
+                    );
+                }
+                Some((integration, platform, event))
+            });
+        let condition = trigger.as_ref().and_then(|(_, _, event)| {
+            if t.conditions.is_empty() {
+                return None;
+            }
+            let shape = EventShape::new(event);
+            match condition::compile(&t.conditions, &shape) {
+                Ok(c) => Some(c),
+                Err(errors) => {
+                    ok = false;
+                    for e in errors {
+                        let ptr = format!("/trigger/conditions{}", e.pointer);
+                        let d = Diagnostic::error(&p.file, p.key_span(&ptr).filter(|_| e.pointer.matches('/').count() == 1).or_else(|| p.value_span(&ptr)), e.message);
+                        self.ds.push(d.with_help_opt(e.help));
+                    }
+                    None
+                }
+            }
+        });
+        let mut actions = Vec::new();
+        let mut earlier: Vec<&'static ActionSpec> = Vec::new();
+        for (i, a) in raw.actions.iter().enumerate() {
+            let ptr = format!("/actions/{i}");
+            let Some((integration, platform)) = self.target(p, &ptr, a.integration.as_deref(), a.platform.as_deref()) else {
+                ok = false;
+                continue;
+            };
+            let d = platform.descriptor();
+            let Some(spec) = d.action(&a.action) else {
+                let help = did_you_mean(&a.action, d.actions.iter().map(|x| x.name))
+                    .map(|s| format!("did you mean `{s}`?"))
+                    .or_else(|| Some(format!("{platform} actions: {}", names(d.actions.iter().map(|x| x.name)))));
+                self.ds.push(p.error(&format!("{ptr}/action"), format!("unknown action `{}` for {platform}", a.action)).with_help_opt(help));
+                ok = false;
+                continue;
+            };
+            self.check_params(p, &format!("{ptr}/parameters"), platform, spec, &a.parameters);
+            let params = match Params::compile(&Value::Object(a.parameters.clone())) {
+                Ok(params) => params,
+                Err(errors) => {
+                    for (rel, e) in errors {
+                        let ptr = format!("{ptr}/parameters{rel}");
+                        let span = p.value_span(&ptr).map(|s| offset_span(s, e.offset));
+                        self.ds.push(Diagnostic::error(&p.file, span, format!("template syntax error: {}", e.message)));
+                    }
+                    ok = false;
+                    continue;
+                }
+            };
+            if let Some((_, _, event)) = &trigger {
+                let shape = EventShape::with_actions(event, earlier.clone());
+                for (rel, t) in params.templates() {
+                    for e in t.check(&shape) {
+                        let ptr = format!("{ptr}/parameters{rel}");
+                        let help = shape_help(&shape, &e.message);
+                        self.ds.push(Diagnostic::error(&p.file, p.value_span(&ptr), e.message).with_help_opt(help));
+                    }
+                }
+            }
+            earlier.push(spec);
+            actions.push(RuleAction {
+                integration,
+                platform,
+                action: spec,
+                parameters_source: a.parameters.clone(),
+                parameters: params,
+            });
+        }
+        let (integration, platform, event) = trigger?;
+        if !ok {
+            return None;
+        }
+        Some(Rule {
+            id,
+            name: raw.name.clone(),
+            description: raw.description.clone(),
+            enabled: raw.enabled.unwrap_or(true),
+            file: p.file.clone(),
+            trigger: Trigger {
+                integration,
+                platform,
+                event,
+                conditions_source: t.conditions.clone(),
+                condition,
+                allow_self: t.allow_self,
+            },
+            actions,
+        })
+    }
+
+    fn check_params(&mut self, p: &Parsed<RawRule>, pointer: &str, platform: PlatformKind, spec: &ActionSpec, params: &Map<String, Value>) {
+        for (name, value) in params {
+            let ptr = format!("{pointer}/{}", escape_token(name));
+            let Some(ps) = spec.params.iter().find(|x| x.name == name) else {
+                let help = did_you_mean(name, spec.params.iter().map(|x| x.name))
+                    .map(|s| format!("did you mean `{s}`?"))
+                    .or_else(|| Some(format!("parameters of {platform} {}: {}", spec.name, names(spec.params.iter().map(|x| x.name)))));
+                self.ds.push(Diagnostic::error(&p.file, p.key_span(&ptr), format!("unknown parameter `{name}` for {platform} {}", spec.name)).with_help_opt(help));
+                continue;
+            };
+            if let Err(msg) = check_param(&ps.ty, value) {
+                self.ds.push(p.error(&ptr, format!("parameter `{name}`: {msg}")));
+            }
+        }
+        for ps in spec.params.iter().filter(|x| x.required) {
+            if !params.contains_key(ps.name) {
+                self.ds.push(
+                    Diagnostic::error(&p.file, p.key_span(pointer).or_else(|| p.value_span(pointer)), format!("missing required parameter `{}` for {platform} {}", ps.name, spec.name))
+                        .with_help(ps.description),
+                );
+            }
+        }
+        for group in spec.require_one_of {
+            if !group.iter().any(|g| params.contains_key(*g)) {
+                self.ds.push(Diagnostic::error(&p.file, p.key_span(pointer).or_else(|| p.value_span(pointer)), format!("{platform} {} needs one of {}", spec.name, names(group.iter().copied()))));
+            }
+        }
+    }
+
+    fn test_file(&mut self, p: &Parsed<RawTestFile>, snapshot: &Snapshot, rules: &BTreeMap<RuleId, Rule>, out: &mut Vec<TestCase>) {
+        let mut seen = BTreeSet::new();
+        for (i, c) in p.raw.case.iter().enumerate() {
+            let ptr = format!("/case/{i}");
+            if !seen.insert(c.name.clone()) {
+                self.ds.push(p.error(&format!("{ptr}/name"), format!("duplicate test case name `{}`", c.name)));
+            }
+            let target = self.target(p, &ptr, c.integration.as_deref(), c.platform.as_deref());
+            let event = target.as_ref().and_then(|(_, platform)| self.event(p, &format!("{ptr}/event"), *platform, &c.event));
+            let payload = match &c.payload {
+                Value::String(path) => match snapshot.read_fixture(path) {
+                    Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
+                        Ok(v) => Some(v),
+                        Err(e) => {
+                            self.ds.push(p.error(&format!("{ptr}/payload"), format!("fixture `{path}` is not valid JSON: {e}")));
+                            None
+                        }
+                    },
+                    Err(e) => {
+                        self.ds.push(p.error(&format!("{ptr}/payload"), e.to_string()).with_help("fixture paths are relative to the tests/ folder, e.g. \"fixtures/ticket.json\""));
+                        None
+                    }
+                },
+                other => Some(other.clone()),
+            };
+            let mut expect = Vec::new();
+            for (j, e) in c.expect.iter().enumerate() {
+                let eptr = format!("{ptr}/expect/{j}");
+                let Ok(rule_id) = RuleId::parse(&e.rule) else { continue };
+                match rules.get(&rule_id) {
+                    None if !self.broken_ids.contains(&e.rule) => {
+                        let help = did_you_mean(&e.rule, rules.keys().map(RuleId::as_str)).map(|s| format!("did you mean `{s}`?"));
+                        self.ds.push(p.error(&format!("{eptr}/rule"), format!("unknown rule `{}`", e.rule)).with_help_opt(help));
+                    }
+                    None => {}
+                    Some(rule) => {
+                        if !rule.actions.iter().any(|a| a.action.name == e.action) {
+                            let have = names(rule.actions.iter().map(|a| a.action.name));
+                            self.ds.push(p.error(&format!("{eptr}/action"), format!("rule `{}` has no action `{}`", e.rule, e.action)).with_help(format!("its actions: {have}")));
+                        }
+                    }
+                }
+                expect.push(Expectation { rule: rule_id, action: e.action.clone(), parameters: e.parameters.clone() });
+            }
+            if c.expect_none && !c.expect.is_empty() {
+                self.ds.push(p.error(&format!("{ptr}/expect_none"), "`expect_none = true` contradicts the `expect` entries"));
+            }
+            if !c.expect_none && c.expect.is_empty() {
+                self.ds.push(
+                    Diagnostic::error(&p.file, p.value_span(&format!("{ptr}/name")), format!("test case `{}` expects nothing", c.name))
+                        .with_help("add `[[case.expect]]` entries, or `expect_none = true` if the event must trigger nothing"),
+                );
+            }
+            if let (Some((integration, platform)), Some(event), Some(payload)) = (target, event, payload) {
+                out.push(TestCase {
+                    file: p.file.clone(),
+                    span: p.value_span(&format!("{ptr}/name")),
+                    name: c.name.clone(),
+                    integration,
+                    platform,
+                    event,
+                    payload,
+                    expect,
+                    expect_none: c.expect_none,
+                });
+            }
+        }
+    }
+}
+
+/// Lets a value flow into a closure (keeps a match arm readable).
+trait Pipe: Sized {
+    fn pipe<R>(self, f: impl FnOnce(Self) -> R) -> R {
+        f(self)
+    }
+}
+impl<T> Pipe for T {}
+
+fn names<'a>(it: impl Iterator<Item = &'a str>) -> String {
+    it.map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+}
+
+/// Moves a value span to a position inside the string (past the opening quote).
+fn offset_span(span: Range<usize>, offset: Option<usize>) -> Range<usize> {
+    match offset {
+        Some(o) => {
+            let start = span.start + 1 + o;
+            start.min(span.end)..span.end
+        }
+        None => span,
+    }
+}
+
+fn shape_help(shape: &EventShape, message: &str) -> Option<String> {
+    let path = message.split('`').nth(1)?;
+    did_you_mean(path, shape.known_paths()).map(|s| format!("did you mean `{s}`?"))
+}
+
+fn is_template(s: &str) -> bool {
+    s.contains("{{") || s.contains("{%")
+}
+
+/// Checks a parameter value against its type. Template strings pass: they are checked when
+/// rendered.
+pub(crate) fn check_param(ty: &ParamType, v: &Value) -> Result<(), String> {
+    if let Value::String(s) = v
+        && is_template(s)
+    {
+        return Ok(());
+    }
+    let ok = match ty {
+        ParamType::String => v.is_string(),
+        ParamType::Integer => v.is_i64() || v.is_u64(),
+        ParamType::Number => v.is_number(),
+        ParamType::Bool => v.is_boolean(),
+        ParamType::StringList => v.as_array().is_some_and(|a| a.iter().all(|x| x.is_string())),
+        ParamType::Object => v.is_object(),
+        ParamType::ObjectList => v.as_array().is_some_and(|a| a.iter().all(Value::is_object)),
+        ParamType::Any => true,
+        ParamType::Enum(values) => {
+            return match v.as_str() {
+                Some(s) if values.contains(&s) => Ok(()),
+                _ => Err(format!("expected one of {}", names(values.iter().copied()))),
+            };
+        }
+        ParamType::Code(codes) => {
+            let ok = match v {
+                Value::String(s) => codes.iter().any(|(n, _)| n.eq_ignore_ascii_case(s)),
+                Value::Number(n) => n.as_i64().is_some_and(|n| codes.iter().any(|(_, c)| *c == n)),
+                _ => false,
+            };
+            if ok {
+                return Ok(());
+            }
+            let list: Vec<String> = codes.iter().map(|(n, c)| format!("{c} ({n})")).collect();
+            return Err(format!("expected one of {}", list.join(", ")));
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        let want = match ty {
+            ParamType::String => "a string",
+            ParamType::Integer => "an integer",
+            ParamType::Number => "a number",
+            ParamType::Bool => "a boolean",
+            ParamType::StringList => "a list of strings",
+            ParamType::Object => "a table",
+            ParamType::ObjectList => "a list of tables",
+            _ => "a different value",
+        };
+        Err(format!("expected {want} (or a template)"))
+    }
+}

@@ -1,0 +1,120 @@
+//! The platform reference (`docs/platforms.md`), rendered from the catalogue so the documentation
+//! cannot drift from what `validate` accepts. A test fails when the committed file differs.
+
+use std::fmt::Write as _;
+
+use super::{ParamSpec, ParamType, PlatformKind, WebhookSecret};
+
+fn param_type(ty: &ParamType) -> String {
+    match ty {
+        ParamType::String => "string".into(),
+        ParamType::Integer => "integer".into(),
+        ParamType::Number => "number".into(),
+        ParamType::Bool => "boolean".into(),
+        ParamType::StringList => "list of strings".into(),
+        ParamType::Object => "table".into(),
+        ParamType::ObjectList => "list of tables".into(),
+        ParamType::Any => "any".into(),
+        ParamType::Enum(v) => v.iter().map(|x| format!("`{x}`")).collect::<Vec<_>>().join(" \\| "),
+        ParamType::Code(c) => c
+            .iter()
+            .map(|(n, v)| format!("`{v}`/`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+fn params_table(out: &mut String, params: &[ParamSpec]) {
+    let _ = writeln!(out, "| name | type | required | description |\n|---|---|---|---|");
+    for p in params {
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {} | {} |",
+            p.name,
+            param_type(&p.ty),
+            if p.required { "yes" } else { "no" },
+            cell(p.description)
+        );
+    }
+}
+
+/// Renders the whole reference as markdown.
+pub fn markdown() -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# Platform reference\n\n\
+         Generated from the catalogue compiled into `supportopsd` (a test keeps this file fresh).\n\
+         Every action parameter may also be a template string such as `\"{{{{ ticket.id }}}}\"`."
+    );
+    for kind in PlatformKind::ALL {
+        let d = kind.descriptor();
+        let _ = writeln!(out, "\n## {} (`platform = \"{}\"`)\n", d.title, kind.as_str());
+        let _ = writeln!(out, "### Credentials\n\n| field | secret | required | description |\n|---|---|---|---|");
+        for c in d.credentials {
+            let required = if d.credential_sets.is_empty() {
+                if c.required { "yes" } else { "no" }
+            } else if d.credential_sets.iter().all(|s| s.contains(&c.name)) {
+                "yes"
+            } else {
+                "in one set"
+            };
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | {} | {} |",
+                c.name,
+                if c.secret { "yes" } else { "no" },
+                required,
+                cell(c.description)
+            );
+        }
+        if !d.credential_sets.is_empty() {
+            let sets: Vec<String> = d
+                .credential_sets
+                .iter()
+                .map(|s| s.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(" + "))
+                .collect();
+            let _ = writeln!(out, "\nGive one complete set: {}.", sets.join(", or "));
+        }
+        if d.webhook_secret == WebhookSecret::Optional {
+            let _ = writeln!(out, "\n`[webhook] secret` may be given (a secret reference).");
+        }
+        if !d.config.is_empty() {
+            let _ = writeln!(out, "\n### Config (`[config]`)\n");
+            params_table(&mut out, d.config);
+        }
+        let _ = writeln!(out, "\n### Events\n");
+        for e in d.events {
+            let note = if e.deliverable { "" } else { " **(cannot be delivered; `validate` refuses it)**" };
+            let _ = writeln!(out, "#### `{}`{note}\n\n{}\n", e.name, e.description);
+            let _ = writeln!(out, "Primary object: `{}` (bare condition keys are its fields).\n", e.primary);
+            let fields: Vec<String> =
+                e.fields.iter().map(|f| format!("`{}` ({:?})", f.path, f.ty).to_lowercase()).collect();
+            let _ = writeln!(out, "Fields: {}.", fields.join(", "));
+            if !e.changes.is_empty() {
+                let ch: Vec<String> = e.changes.iter().map(|c| format!("`{c}`")).collect();
+                let _ = writeln!(out, "\nReports changes of: {}.", ch.join(", "));
+            }
+            out.push('\n');
+        }
+        let _ = writeln!(out, "### Actions\n");
+        for a in d.actions {
+            let _ = writeln!(out, "#### `{}`\n\n{}\n", a.name, a.description);
+            params_table(&mut out, a.params);
+            for g in a.require_one_of {
+                let g: Vec<String> = g.iter().map(|x| format!("`{x}`")).collect();
+                let _ = writeln!(out, "\nNeeds at least one of {}.", g.join(", "));
+            }
+            if !a.result.is_empty() {
+                let r: Vec<String> = a.result.iter().map(|f| format!("`{}`", f.path)).collect();
+                let _ = writeln!(out, "\nResult fields (for `actions[N].result.…`): {}.", r.join(", "));
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
