@@ -68,7 +68,7 @@ pub(crate) static ACTIONS: &[ActionSpec] = &[
                 "desc",
                 ParamType::String,
                 false,
-                "Card description (Markdown), up to 16384 characters.",
+                "Card description (Markdown).",
             ),
             POS,
             p("due", ParamType::String, false, "Due date, RFC 3339."),
@@ -119,17 +119,12 @@ pub(crate) static ACTIONS: &[ActionSpec] = &[
                 false,
                 "`true` archives the card, `false` restores it.",
             ),
-            p(
-                "due",
-                ParamType::String,
-                false,
-                "Due date, RFC 3339 (empty string clears it).",
-            ),
+            p("due", ParamType::String, false, "New due date, RFC 3339."),
             p(
                 "start",
                 ParamType::String,
                 false,
-                "Start date, RFC 3339 (empty string clears it).",
+                "New start date, RFC 3339.",
             ),
             p(
                 "due_complete",
@@ -186,12 +181,7 @@ pub(crate) static ACTIONS: &[ActionSpec] = &[
         description: "Comment on a card (`POST /1/cards/{id}/actions/comments`).",
         params: &[
             ID_CARD,
-            p(
-                "text",
-                ParamType::String,
-                true,
-                "Comment text (Markdown), 1 to 16384 characters.",
-            ),
+            p("text", ParamType::String, true, "Comment text (Markdown)."),
         ],
         require_one_of: &[],
         result: &[
