@@ -1,16 +1,90 @@
-//! Google Sheets.
+//! Google Sheets: the static catalogue of the Google Sheets integration.
+//!
+//! This folder provides the [`DESCRIPTOR`] (credentials, `[config]` keys, webhook secret
+//! handling), the events ([`events`]: Drive push notifications on the spreadsheet file, and rows
+//! found by supportopsd's poller, with the JSON shapes the ingress and the poller build and their
+//! normalisation) and the row, range and sheet actions rules can perform ([`actions`]).
+//! `fixtures/` holds those JSON shapes for the tests.
+//!
+//! Sheets has no webhooks: a Drive `files.watch` channel on the spreadsheet posts empty-bodied
+//! notifications whose only secret is the channel token supportopsd generates per channel, so
+//! `[webhook] secret` is not used.
 
-use super::{Descriptor, NormalizeError, Normalized, PlatformKind, WebhookSecret};
+pub mod actions;
+pub mod events;
+#[cfg(test)]
+mod tests;
+
+use super::{CredentialField, Descriptor, ParamSpec, ParamType, PlatformKind, WebhookSecret};
 
 /// The static catalogue of Google Sheets.
 pub static DESCRIPTOR: Descriptor = Descriptor {
     kind: PlatformKind::GoogleSheets,
     title: "Google Sheets",
-    credentials: &[],
+    credentials: CREDENTIALS,
     credential_sets: &[],
-    config: &[],
-    webhook_secret: WebhookSecret::Optional,
-    events: &[],
-    actions: &[],
-    normalize: |_, _| Err(NormalizeError(String::new())),
+    config: CONFIG,
+    webhook_secret: WebhookSecret::NotUsed,
+    events: events::EVENTS,
+    actions: actions::ACTIONS,
+    normalize: events::normalize,
 };
+
+const CREDENTIALS: &[CredentialField] = &[
+    CredentialField {
+        name: "service_account_key",
+        secret: true,
+        required: true,
+        description: "The service account's JSON key file (`client_email`, `private_key`, `token_uri`…); \
+                      the spreadsheet must be shared with its `client_email`.",
+    },
+    CredentialField {
+        name: "spreadsheet_id",
+        secret: false,
+        required: true,
+        description: "Id of the spreadsheet (the part of its URL after `/d/`; also its Drive file id).",
+    },
+];
+
+/// `valueInputOption` values.
+pub(crate) const VALUE_INPUT_OPTIONS: &[&str] = &["RAW", "USER_ENTERED"];
+
+const CONFIG: &[ParamSpec] = &[
+    ParamSpec {
+        name: "sheet",
+        ty: ParamType::String,
+        required: false,
+        description: "Default sheet (tab) name for actions and for the row poller (default: the first sheet).",
+    },
+    ParamSpec {
+        name: "header_row",
+        ty: ParamType::Integer,
+        required: false,
+        description: "Row number holding the column headers that name `row.fields` and `fields` parameters (default 1).",
+    },
+    ParamSpec {
+        name: "poll_interval_seconds",
+        ty: ParamType::Integer,
+        required: false,
+        description: "How often the poller re-reads the sheet to find appended rows (`row_added`); \
+                      mind the 60 reads/min per user quota.",
+    },
+    ParamSpec {
+        name: "push_notifications",
+        ty: ParamType::Bool,
+        required: false,
+        description: "Whether to keep a Drive push channel on the spreadsheet for `file_changed` (default true).",
+    },
+    ParamSpec {
+        name: "channel_expiration_seconds",
+        ty: ParamType::Integer,
+        required: false,
+        description: "Lifetime asked for each Drive channel, at most 86400; channels are recreated before they expire.",
+    },
+    ParamSpec {
+        name: "value_input_option",
+        ty: ParamType::Enum(VALUE_INPUT_OPTIONS),
+        required: false,
+        description: "Default for the write actions: `RAW` stores values as given, `USER_ENTERED` parses them as typed in the UI.",
+    },
+];

@@ -1,16 +1,70 @@
-//! Notion.
+//! Notion: the static catalogue of the Notion integration.
+//!
+//! This folder provides the [`DESCRIPTOR`] (credentials, `[config]` keys, webhook secret
+//! handling), the webhook event types of an integration's subscription ([`events`], named exactly
+//! as Notion's `type`, with payload normalisation) and the page, database-entry and comment
+//! actions rules can perform ([`actions`]). `fixtures/` holds webhook bodies in Notion's delivery
+//! shape for the tests.
+//!
+//! Subscriptions are made in Notion's UI only. Notion first posts a one-off
+//! `{"verification_token": …}` body; that token is captured, sealed in state and then used as
+//! the HMAC-SHA256 key of `X-Notion-Signature`. Hence `[webhook] secret` is not used.
 
-use super::{Descriptor, NormalizeError, Normalized, PlatformKind, WebhookSecret};
+pub mod actions;
+pub mod events;
+#[cfg(test)]
+mod tests;
+
+use super::{CredentialField, Descriptor, ParamSpec, ParamType, PlatformKind, WebhookSecret};
 
 /// The static catalogue of Notion.
 pub static DESCRIPTOR: Descriptor = Descriptor {
     kind: PlatformKind::Notion,
     title: "Notion",
-    credentials: &[],
+    credentials: CREDENTIALS,
     credential_sets: &[],
-    config: &[],
-    webhook_secret: WebhookSecret::Optional,
-    events: &[],
-    actions: &[],
-    normalize: |_, _| Err(NormalizeError(String::new())),
+    config: CONFIG,
+    webhook_secret: WebhookSecret::NotUsed,
+    events: events::EVENTS,
+    actions: actions::ACTIONS,
+    normalize: events::normalize,
 };
+
+const CREDENTIALS: &[CredentialField] = &[CredentialField {
+    name: "token",
+    secret: true,
+    required: true,
+    description: "Integration token (internal integration secret, OAuth access token or personal access token), \
+                  sent as `Authorization: Bearer`; treated as opaque.",
+}];
+
+/// API versions a subscription or request can be pinned to.
+pub(crate) const VERSIONS: &[&str] = &["2022-06-28", "2025-09-03", "2026-03-11"];
+
+const CONFIG: &[ParamSpec] = &[
+    ParamSpec {
+        name: "notion_version",
+        ty: ParamType::Enum(VERSIONS),
+        required: false,
+        description: "`Notion-Version` sent on every call (default `2025-09-03`, the data-source API); \
+                      set the subscription's API version to the same value.",
+    },
+    ParamSpec {
+        name: "data_sources",
+        ty: ParamType::StringList,
+        required: false,
+        description: "Data source ids whose pages' events are accepted (matched on `parent.data_source_id`); empty accepts all.",
+    },
+    ParamSpec {
+        name: "databases",
+        ty: ParamType::StringList,
+        required: false,
+        description: "Database ids whose pages' events are accepted (matched on a `database` parent); empty accepts all.",
+    },
+    ParamSpec {
+        name: "default_parent_page",
+        ty: ParamType::String,
+        required: false,
+        description: "Page id under which `create_page` creates pages when the action gives no `parent_page_id`.",
+    },
+];

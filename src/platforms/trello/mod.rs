@@ -1,16 +1,66 @@
-//! Trello.
+//! Trello: the static catalogue of the Trello integration.
+//!
+//! This folder provides the [`DESCRIPTOR`] (credentials, `[config]` keys, webhook secret
+//! handling), the events a board webhook delivers ([`events`], named exactly as Trello's
+//! `action.type`, with payload normalisation) and the actions rules can perform on cards
+//! ([`actions`]). `fixtures/` holds webhook bodies in Trello's delivery shape for the tests.
+//!
+//! Trello signs each delivery with `X-Trello-Webhook`, a base64 HMAC-SHA1 of the raw body plus
+//! the registered callback URL, keyed with the application secret; so `[webhook] secret` is not
+//! used and `app_secret` is a credential.
 
-use super::{Descriptor, NormalizeError, Normalized, PlatformKind, WebhookSecret};
+pub mod actions;
+pub mod events;
+#[cfg(test)]
+mod tests;
+
+use super::{CredentialField, Descriptor, ParamSpec, ParamType, PlatformKind, WebhookSecret};
 
 /// The static catalogue of Trello.
 pub static DESCRIPTOR: Descriptor = Descriptor {
     kind: PlatformKind::Trello,
     title: "Trello",
-    credentials: &[],
+    credentials: CREDENTIALS,
     credential_sets: &[],
-    config: &[],
-    webhook_secret: WebhookSecret::Optional,
-    events: &[],
-    actions: &[],
-    normalize: |_, _| Err(NormalizeError(String::new())),
+    config: CONFIG,
+    webhook_secret: WebhookSecret::NotUsed,
+    events: events::EVENTS,
+    actions: actions::ACTIONS,
+    normalize: events::normalize,
 };
+
+const CREDENTIALS: &[CredentialField] = &[
+    CredentialField {
+        name: "api_key",
+        secret: false,
+        required: true,
+        description: "The Power-Up's public API key (Power-Up admin page, \"API Key\" tab); sent as `oauth_consumer_key`.",
+    },
+    CredentialField {
+        name: "token",
+        secret: true,
+        required: true,
+        description: "A user token authorised for the API key; every call and every webhook acts as this member.",
+    },
+    CredentialField {
+        name: "app_secret",
+        secret: true,
+        required: true,
+        description: "The application (OAuth) secret shown beside the API key; the HMAC-SHA1 key that verifies `X-Trello-Webhook`.",
+    },
+];
+
+const CONFIG: &[ParamSpec] = &[
+    ParamSpec {
+        name: "boards",
+        ty: ParamType::StringList,
+        required: true,
+        description: "Ids (or short links) of the boards to watch: one Trello webhook is registered per board.",
+    },
+    ParamSpec {
+        name: "default_list",
+        ty: ParamType::String,
+        required: false,
+        description: "List id that `create_card` uses when the action gives no `id_list`.",
+    },
+];
