@@ -1,16 +1,80 @@
-//! Slack.
+//! Slack (Web API and Events API): the static catalogue of the platform.
+//!
+//! This folder provides the [`DESCRIPTOR`] (credentials, config keys, events, actions),
+//! [`events`] (the event specs and the normalisation of Events API `event_callback`
+//! deliveries) and [`actions`] (the action specs behind the Web API methods).
+//!
+//! Deliveries are signed with the app's `signing_secret` (a credential), so `[webhook] secret`
+//! is not used. The request URL lives in the app configuration, which supportopsd can set
+//! through the manifest API when `app_config_token` and `app_id` are given.
 
-use super::{Descriptor, NormalizeError, Normalized, PlatformKind, WebhookSecret};
+pub mod actions;
+pub mod events;
+
+#[cfg(test)]
+mod tests;
+
+use super::{CredentialField, Descriptor, ParamSpec, ParamType, PlatformKind, WebhookSecret};
 
 /// The static catalogue of Slack.
 pub static DESCRIPTOR: Descriptor = Descriptor {
     kind: PlatformKind::Slack,
     title: "Slack",
-    credentials: &[],
+    credentials: &[
+        CredentialField {
+            name: "bot_token",
+            secret: true,
+            required: true,
+            description: "Bot token (`xoxb-…`) used for every action except `set_status`",
+        },
+        CredentialField {
+            name: "user_token",
+            secret: true,
+            required: false,
+            description: "User token (`xoxp-…`) with `users.profile:write`, needed by `set_status`",
+        },
+        CredentialField {
+            name: "app_config_token",
+            secret: true,
+            required: false,
+            description: "App configuration token (`xoxe.xoxp-…`) to set the Events API request URL and events through the manifest API",
+        },
+        CredentialField {
+            name: "app_id",
+            secret: false,
+            required: false,
+            description: "Id of the Slack app (`A…`), needed with `app_config_token`",
+        },
+        CredentialField {
+            name: "signing_secret",
+            secret: true,
+            required: true,
+            description: "The app's signing secret, which verifies `X-Slack-Signature` on deliveries",
+        },
+    ],
     credential_sets: &[],
-    config: &[],
-    webhook_secret: WebhookSecret::Optional,
-    events: &[],
-    actions: &[],
-    normalize: |_, _| Err(NormalizeError(String::new())),
+    config: &[
+        ParamSpec {
+            name: "default_channel",
+            ty: ParamType::String,
+            required: false,
+            description: "Channel (`#name` or id) for `send_message` and `upload_file` when the action names none",
+        },
+        ParamSpec {
+            name: "ignore_bot_messages",
+            ty: ParamType::Bool,
+            required: false,
+            description: "Drop message events posted by bots, this app included (default true)",
+        },
+        ParamSpec {
+            name: "unfurl_links",
+            ty: ParamType::Bool,
+            required: false,
+            description: "Default for `send_message`'s `unfurl_links` (link previews)",
+        },
+    ],
+    webhook_secret: WebhookSecret::NotUsed,
+    events: events::EVENTS,
+    actions: actions::ACTIONS,
+    normalize: events::normalize,
 };
