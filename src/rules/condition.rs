@@ -248,7 +248,9 @@ impl Op {
             Op::Matches(p) => field.and_then(Value::as_str).is_some_and(|s| p.is_match(s)),
             Op::Exists(expected) => field.is_some() == *expected,
             Op::Changed { expected, key } => change_to(ctx, key).is_some() == *expected,
-            Op::ChangedTo { value, key } => change_to(ctx, key).is_some_and(|to| json_eq(to, value)),
+            Op::ChangedTo { value, key } => {
+                change_to(ctx, key).is_some_and(|to| json_eq(to, value))
+            }
         }
     }
 }
@@ -710,11 +712,7 @@ impl Compiler<'_> {
                     .types
                     .suggest(&path)
                     .map(|s| format!("did you mean `{s}`?"));
-                self.error(
-                    pointer,
-                    format!("the event never has field `{path}`"),
-                    help,
-                );
+                self.error(pointer, format!("the event never has field `{path}`"), help);
                 // Keep checking operators so that all problems are reported at once.
                 None
             }
@@ -762,7 +760,9 @@ impl Compiler<'_> {
         if self.types.reports_changes(path) == Some(false) {
             self.error(
                 ptr,
-                format!("the event does not report changes of `{path}`, so `{name}` can never hold"),
+                format!(
+                    "the event does not report changes of `{path}`, so `{name}` can never hold"
+                ),
                 None,
             );
         }
@@ -791,7 +791,10 @@ impl Compiler<'_> {
                 let Value::Array(items) = operand else {
                     self.error(
                         ptr,
-                        format!("`{name}` needs an array of values, not {}", describe_value(operand)),
+                        format!(
+                            "`{name}` needs an array of values, not {}",
+                            describe_value(operand)
+                        ),
                         Some(format!("write `{name} = [{}]`", show(operand))),
                     );
                     return None;
@@ -825,17 +828,17 @@ impl Compiler<'_> {
                             Some("write the number without quotes".into()),
                         );
                     }
-                    Some(ValueType::Timestamp) => {
-                        if operand.as_str().and_then(parse_timestamp).is_none() {
-                            self.error(
-                                ptr,
-                                format!(
-                                    "`{path}` is a timestamp, but {} is not an RFC 3339 timestamp",
-                                    show(operand)
-                                ),
-                                Some("write e.g. \"2024-05-01T09:00:00Z\" or \"2024-05-01\"".into()),
-                            );
-                        }
+                    Some(ValueType::Timestamp)
+                        if operand.as_str().and_then(parse_timestamp).is_none() =>
+                    {
+                        self.error(
+                            ptr,
+                            format!(
+                                "`{path}` is a timestamp, but {} is not an RFC 3339 timestamp",
+                                show(operand)
+                            ),
+                            Some("write e.g. \"2024-05-01T09:00:00Z\" or \"2024-05-01\"".into()),
+                        );
                     }
                     Some(
                         t @ (ValueType::String
@@ -908,10 +911,15 @@ impl Compiler<'_> {
                     );
                     return None;
                 };
-                if let Some(t) = ty.filter(|t| !matches!(t, ValueType::String | ValueType::Any | ValueType::Object)) {
+                if let Some(t) = ty.filter(|t| {
+                    !matches!(t, ValueType::String | ValueType::Any | ValueType::Object)
+                }) {
                     self.error(
                         ptr,
-                        format!("`matches` needs a string field, but `{path}` is {}", describe_type(t)),
+                        format!(
+                            "`matches` needs a string field, but `{path}` is {}",
+                            describe_type(t)
+                        ),
                         matches!(t, ValueType::StringList | ValueType::List)
                             .then(|| "to test membership use `{ contains = … }`".into()),
                     );
@@ -928,7 +936,10 @@ impl Compiler<'_> {
                 let Some(b) = operand.as_bool() else {
                     self.error(
                         ptr,
-                        format!("`{name}` needs `true` or `false`, not {}", describe_value(operand)),
+                        format!(
+                            "`{name}` needs `true` or `false`, not {}",
+                            describe_value(operand)
+                        ),
                         None,
                     );
                     return None;
@@ -1157,15 +1168,36 @@ mod tests {
         let cases = [
             (json!({ "ticket.custom_fields.cf_x": "a" }), false),
             (json!({ "ticket.custom_fields.cf_x": { "ne": "a" } }), true),
-            (json!({ "ticket.custom_fields.cf_x": { "in": ["a"] } }), false),
-            (json!({ "ticket.custom_fields.cf_x": { "not_in": ["a"] } }), true),
+            (
+                json!({ "ticket.custom_fields.cf_x": { "in": ["a"] } }),
+                false,
+            ),
+            (
+                json!({ "ticket.custom_fields.cf_x": { "not_in": ["a"] } }),
+                true,
+            ),
             (json!({ "ticket.custom_fields.cf_x": { "gt": 1 } }), false),
             (json!({ "ticket.custom_fields.cf_x": { "lte": 1 } }), false),
-            (json!({ "ticket.custom_fields.cf_x": { "contains": "a" } }), false),
-            (json!({ "ticket.custom_fields.cf_x": { "matches": "" } }), false),
-            (json!({ "ticket.custom_fields.cf_x": { "exists": true } }), false),
-            (json!({ "ticket.custom_fields.cf_x": { "exists": false } }), true),
-            (json!({ "ticket.custom_fields.cf_region": { "exists": true } }), true),
+            (
+                json!({ "ticket.custom_fields.cf_x": { "contains": "a" } }),
+                false,
+            ),
+            (
+                json!({ "ticket.custom_fields.cf_x": { "matches": "" } }),
+                false,
+            ),
+            (
+                json!({ "ticket.custom_fields.cf_x": { "exists": true } }),
+                false,
+            ),
+            (
+                json!({ "ticket.custom_fields.cf_x": { "exists": false } }),
+                true,
+            ),
+            (
+                json!({ "ticket.custom_fields.cf_region": { "exists": true } }),
+                true,
+            ),
             (json!({ "payload.group_id": { "exists": false } }), true),
             (json!({ "ticket.extra": { "exists": false } }), true),
         ];
@@ -1173,7 +1205,11 @@ mod tests {
             assert_eq!(ok(table.clone()).eval(&ctx()), expected, "{table}");
         }
         // null counts as missing
-        let c = compile(&table(json!({ "group_id": { "exists": false } })), &OpenTypes).unwrap();
+        let c = compile(
+            &table(json!({ "group_id": { "exists": false } })),
+            &OpenTypes,
+        )
+        .unwrap();
         assert!(c.eval(&ctx()));
         let c = compile(&table(json!({ "group_id": { "ne": 1 } })), &OpenTypes).unwrap();
         assert!(c.eval(&ctx()));
@@ -1217,7 +1253,10 @@ mod tests {
         assert_eq!(parse_timestamp("1970-01-01"), Some((0, 0)));
         assert_eq!(parse_timestamp("1970-01-01T01:00:00+01:00"), Some((0, 0)));
         assert_eq!(parse_timestamp("1969-12-31T23:00:00-01:00"), Some((0, 0)));
-        assert_eq!(parse_timestamp("2000-03-01T00:00:00Z"), Some((951_868_800, 0)));
+        assert_eq!(
+            parse_timestamp("2000-03-01T00:00:00Z"),
+            Some((951_868_800, 0))
+        );
         assert_eq!(
             parse_timestamp("2024-05-01 10:00:00.25z"),
             Some((1_714_557_600, 250_000_000))
@@ -1228,9 +1267,19 @@ mod tests {
         );
         assert_eq!(parse_timestamp("2024-02-29"), Some((1_709_164_800, 0)));
         for bad in [
-            "", "2024", "2023-02-29", "2024-13-01", "2024-05-01T10:00:00", "2024-05-01T25:00:00Z",
-            "2024-05-01T10:00Z", "2024-05-01T10:00:00.Z", "2024-05-01T10:00:00+0200",
-            "2024-05-01T10:00:00Zx", "2024-05-01x", "２024-05-01", "+024-05-01",
+            "",
+            "2024",
+            "2023-02-29",
+            "2024-13-01",
+            "2024-05-01T10:00:00",
+            "2024-05-01T25:00:00Z",
+            "2024-05-01T10:00Z",
+            "2024-05-01T10:00:00.Z",
+            "2024-05-01T10:00:00+0200",
+            "2024-05-01T10:00:00Zx",
+            "2024-05-01x",
+            "２024-05-01",
+            "+024-05-01",
         ] {
             assert_eq!(parse_timestamp(bad), None, "{bad}");
         }
@@ -1288,7 +1337,10 @@ mod tests {
             change_key(&path("ticket.custom_fields.cf_x"), "ticket"),
             "custom_fields.cf_x"
         );
-        assert_eq!(change_key(&path("requester.email"), "ticket"), "requester.email");
+        assert_eq!(
+            change_key(&path("requester.email"), "ticket"),
+            "requester.email"
+        );
         assert_eq!(change_key(&path("ticket"), "ticket"), "ticket");
         assert_eq!(change_key(&path("ticket[0]"), "ticket"), "ticket[0]");
     }
@@ -1320,9 +1372,13 @@ mod tests {
 
     #[test]
     fn paths_lists_tested_fields() {
-        let c = ok(json!({ "priority": 4, "any": [ { "status": 2 }, { "requester.email": "x" } ] }));
+        let c =
+            ok(json!({ "priority": 4, "any": [ { "status": 2 }, { "requester.email": "x" } ] }));
         let paths: Vec<String> = c.paths().iter().map(|p| p.to_string()).collect();
-        assert_eq!(paths, ["ticket.status", "requester.email", "ticket.priority"]);
+        assert_eq!(
+            paths,
+            ["ticket.status", "requester.email", "ticket.priority"]
+        );
     }
 
     fn one(v: Value) -> ConditionError {
@@ -1337,9 +1393,18 @@ mod tests {
         assert_eq!(e.pointer, "/priority/gtee");
         assert_eq!(e.message, "unknown operator `gtee`");
         assert_eq!(e.help.as_deref(), Some("did you mean `gte`?"));
-        assert_eq!(one(json!({ "priority": { ">=": 2 } })).help.as_deref(), Some("did you mean `gte`?"));
-        assert_eq!(one(json!({ "subject": { "regex": "x" } })).help.as_deref(), Some("did you mean `matches`?"));
-        assert_eq!(one(json!({ "subject": { "EQ": "x" } })).help.as_deref(), Some("did you mean `eq`?"));
+        assert_eq!(
+            one(json!({ "priority": { ">=": 2 } })).help.as_deref(),
+            Some("did you mean `gte`?")
+        );
+        assert_eq!(
+            one(json!({ "subject": { "regex": "x" } })).help.as_deref(),
+            Some("did you mean `matches`?")
+        );
+        assert_eq!(
+            one(json!({ "subject": { "EQ": "x" } })).help.as_deref(),
+            Some("did you mean `eq`?")
+        );
         let e = one(json!({ "priority": { "frobnicate": 2 } }));
         assert!(e.help.unwrap().starts_with("operators are: eq, ne"));
         let e = one(json!({ "priority": { "any": [] } }));
@@ -1352,12 +1417,36 @@ mod tests {
         assert_eq!(e.pointer, "/priority/in");
         assert!(e.message.contains("needs an array"), "{}", e.message);
         assert_eq!(e.help.as_deref(), Some("write `in = [4]`"));
-        assert!(one(json!({ "priority": { "not_in": "4" } })).message.contains("needs an array"));
-        assert!(one(json!({ "priority": { "exists": "yes" } })).message.contains("`exists` needs `true` or `false`"));
-        assert!(one(json!({ "status": { "changed": 1 } })).message.contains("`changed` needs `true` or `false`"));
-        assert!(one(json!({ "subject": { "matches": 1 } })).message.contains("needs a regular expression string"));
-        assert!(one(json!({ "priority": { "gt": true } })).message.contains("needs a number or a timestamp"));
-        assert!(one(json!({ "priority": {} })).message.contains("empty operator table"));
+        assert!(
+            one(json!({ "priority": { "not_in": "4" } }))
+                .message
+                .contains("needs an array")
+        );
+        assert!(
+            one(json!({ "priority": { "exists": "yes" } }))
+                .message
+                .contains("`exists` needs `true` or `false`")
+        );
+        assert!(
+            one(json!({ "status": { "changed": 1 } }))
+                .message
+                .contains("`changed` needs `true` or `false`")
+        );
+        assert!(
+            one(json!({ "subject": { "matches": 1 } }))
+                .message
+                .contains("needs a regular expression string")
+        );
+        assert!(
+            one(json!({ "priority": { "gt": true } }))
+                .message
+                .contains("needs a number or a timestamp")
+        );
+        assert!(
+            one(json!({ "priority": {} }))
+                .message
+                .contains("empty operator table")
+        );
     }
 
     #[test]
@@ -1386,22 +1475,73 @@ mod tests {
     fn error_wrong_types() {
         let e = one(json!({ "status": "resolved" }));
         assert_eq!(e.pointer, "/status");
-        assert_eq!(e.message, "`ticket.status` is an integer, but \"resolved\" is a string");
+        assert_eq!(
+            e.message,
+            "`ticket.status` is an integer, but \"resolved\" is a string"
+        );
         assert!(e.help.unwrap().contains("numeric"));
-        assert_eq!(one(json!({ "status": "4" })).help.as_deref(), Some("write the number without quotes: 4"));
+        assert_eq!(
+            one(json!({ "status": "4" })).help.as_deref(),
+            Some("write the number without quotes: 4")
+        );
         let e = one(json!({ "status": { "in": [2, "open"] } }));
         assert_eq!(e.pointer, "/status/in/1");
-        assert_eq!(one(json!({ "subject": 4 })).help.as_deref(), Some("quote it: \"4\""));
-        assert!(one(json!({ "spam": "no" })).message.contains("is a boolean"));
-        assert!(one(json!({ "ticket.tags": "vip" })).help.unwrap().contains("contains"));
-        assert!(one(json!({ "subject": { "gt": "a" } })).message.contains("compares numbers and timestamps"));
-        assert!(one(json!({ "priority": { "gt": "3" } })).message.contains("is a number"));
-        assert!(one(json!({ "created_at": { "gt": "yesterday" } })).message.contains("not an RFC 3339"));
-        assert!(one(json!({ "priority": { "contains": "4" } })).message.contains("needs a string or a list"));
-        assert!(one(json!({ "ticket.tags": { "contains": 4 } })).message.contains("needs a string"));
-        assert!(one(json!({ "priority": { "matches": "4" } })).message.contains("needs a string field"));
-        assert!(one(json!({ "ticket.tags": { "matches": "4" } })).help.unwrap().contains("contains"));
-        assert!(one(json!({ "status": { "changed_to": "closed" } })).message.contains("is an integer"));
+        assert_eq!(
+            one(json!({ "subject": 4 })).help.as_deref(),
+            Some("quote it: \"4\"")
+        );
+        assert!(
+            one(json!({ "spam": "no" }))
+                .message
+                .contains("is a boolean")
+        );
+        assert!(
+            one(json!({ "ticket.tags": "vip" }))
+                .help
+                .unwrap()
+                .contains("contains")
+        );
+        assert!(
+            one(json!({ "subject": { "gt": "a" } }))
+                .message
+                .contains("compares numbers and timestamps")
+        );
+        assert!(
+            one(json!({ "priority": { "gt": "3" } }))
+                .message
+                .contains("is a number")
+        );
+        assert!(
+            one(json!({ "created_at": { "gt": "yesterday" } }))
+                .message
+                .contains("not an RFC 3339")
+        );
+        assert!(
+            one(json!({ "priority": { "contains": "4" } }))
+                .message
+                .contains("needs a string or a list")
+        );
+        assert!(
+            one(json!({ "ticket.tags": { "contains": 4 } }))
+                .message
+                .contains("needs a string")
+        );
+        assert!(
+            one(json!({ "priority": { "matches": "4" } }))
+                .message
+                .contains("needs a string field")
+        );
+        assert!(
+            one(json!({ "ticket.tags": { "matches": "4" } }))
+                .help
+                .unwrap()
+                .contains("contains")
+        );
+        assert!(
+            one(json!({ "status": { "changed_to": "closed" } }))
+                .message
+                .contains("is an integer")
+        );
         // Any / Object / Open accept everything
         for t in [
             json!({ "extra": { "gt": 1, "contains": "x", "matches": "x", "eq": "s" } }),
@@ -1419,18 +1559,40 @@ mod tests {
     fn error_changes_not_reported() {
         let e = one(json!({ "subject": { "changed": true } }));
         assert_eq!(e.pointer, "/subject/changed");
-        assert!(e.message.contains("does not report changes of `ticket.subject`"));
+        assert!(
+            e.message
+                .contains("does not report changes of `ticket.subject`")
+        );
     }
 
     #[test]
     fn error_groups() {
         let e = one(json!({ "any": [] }));
-        assert_eq!((e.pointer.as_str(), e.message.as_str()), ("/any", "empty `any` group"));
-        assert!(one(json!({ "all": [] })).help.unwrap().contains("always holds"));
+        assert_eq!(
+            (e.pointer.as_str(), e.message.as_str()),
+            ("/any", "empty `any` group")
+        );
+        assert!(
+            one(json!({ "all": [] }))
+                .help
+                .unwrap()
+                .contains("always holds")
+        );
         assert_eq!(one(json!({ "not": {} })).message, "empty `not` group");
-        assert!(one(json!({ "not": [] })).message.contains("`not` must be a table"));
-        assert!(one(json!({ "any": { "priority": 1 } })).message.contains("must be an array"));
-        assert_eq!(one(json!({ "any": [ { "priority": 1 }, 3 ] })).pointer, "/any/1");
+        assert!(
+            one(json!({ "not": [] }))
+                .message
+                .contains("`not` must be a table")
+        );
+        assert!(
+            one(json!({ "any": { "priority": 1 } }))
+                .message
+                .contains("must be an array")
+        );
+        assert_eq!(
+            one(json!({ "any": [ { "priority": 1 }, 3 ] })).pointer,
+            "/any/1"
+        );
         assert_eq!(one(json!({ "all": [ {} ] })).pointer, "/all/0");
     }
 
@@ -1438,7 +1600,10 @@ mod tests {
     fn error_bad_keys() {
         let e = one(json!({ "ticket..subject": 1 }));
         assert_eq!(e.pointer, "/ticket..subject");
-        assert!(e.message.starts_with("`ticket..subject` is not a field path"));
+        assert!(
+            e.message
+                .starts_with("`ticket..subject` is not a field path")
+        );
     }
 
     #[test]
@@ -1496,7 +1661,10 @@ mod tests {
     fn pattern_compares_by_source() {
         assert_eq!(Pattern::new("a+").unwrap(), Pattern::new("a+").unwrap());
         assert_ne!(Pattern::new("a+").unwrap(), Pattern::new("a*").unwrap());
-        assert_eq!(format!("{:?}", Pattern::new("a+").unwrap()), "Pattern(\"a+\")");
+        assert_eq!(
+            format!("{:?}", Pattern::new("a+").unwrap()),
+            "Pattern(\"a+\")"
+        );
         assert_eq!(Op::NotIn(vec![]).name(), "not_in");
     }
 
@@ -1509,8 +1677,14 @@ mod tests {
             (-5i64..10).prop_map(Value::from),
             (-5.0f64..10.0).prop_map(Value::from),
             any::<i64>().prop_map(Value::from),
-            prop_oneof![Just("vip"), Just("a"), Just(""), Just("2024-05-01T10:00:00Z"), Just("2024-05-02")]
-                .prop_map(Value::from),
+            prop_oneof![
+                Just("vip"),
+                Just("a"),
+                Just(""),
+                Just("2024-05-01T10:00:00Z"),
+                Just("2024-05-02")
+            ]
+            .prop_map(Value::from),
             any::<String>().prop_map(Value::from),
         ];
         leaf.prop_recursive(4, 32, 6, |inner| {

@@ -242,7 +242,9 @@ impl Parser<'_> {
     }
 
     fn peek(&self) -> Option<char> {
-        self.text.get(self.pos..).and_then(|rest| rest.chars().next())
+        self.text
+            .get(self.pos..)
+            .and_then(|rest| rest.chars().next())
     }
 
     fn parse(mut self) -> Result<FieldPath, PathError> {
@@ -505,17 +507,17 @@ mod tests {
         assert_eq!(path.root_key(), Some("ticket"));
         assert_eq!(path.len(), 3);
         assert!(!path.is_empty());
-        assert_eq!(
-            path.strip_prefix(&p("ticket")),
-            Some(p("requester.email"))
-        );
+        assert_eq!(path.strip_prefix(&p("ticket")), Some(p("requester.email")));
         assert_eq!(path.strip_prefix(&path), Some(FieldPath::root()));
         assert_eq!(path.strip_prefix(&p("requester")), None);
         assert_eq!(path.strip_prefix(&p("ticket.requester.email.x")), None);
         assert!(path.starts_with(&p("ticket.requester")));
         assert_eq!(p("ticket").join(&p("requester.email")), path);
         assert_eq!(p("ticket").child("requester").child("email"), path);
-        assert_eq!(p("actions").index(0).child("result"), p("actions[0].result"));
+        assert_eq!(
+            p("actions").index(0).child("result"),
+            p("actions[0].result")
+        );
         assert_eq!(path.parent(), Some(p("ticket.requester")));
         assert_eq!(FieldPath::root().parent(), None);
         assert_eq!(FieldPath::root().first(), None);
@@ -524,7 +526,10 @@ mod tests {
 
     #[test]
     fn resolve_key_uses_the_primary_object_for_bare_keys() {
-        assert_eq!(resolve_key("priority", "ticket").unwrap(), p("ticket.priority"));
+        assert_eq!(
+            resolve_key("priority", "ticket").unwrap(),
+            p("ticket.priority")
+        );
         assert_eq!(resolve_key("cf-x_1", "card").unwrap(), p("card.cf-x_1"));
         assert_eq!(
             resolve_key("ticket.subject", "ticket").unwrap(),
@@ -542,7 +547,10 @@ mod tests {
     #[test]
     fn serde_as_string() {
         let path = p("actions[0].result.id");
-        assert_eq!(serde_json::to_value(&path).unwrap(), json!("actions[0].result.id"));
+        assert_eq!(
+            serde_json::to_value(&path).unwrap(),
+            json!("actions[0].result.id")
+        );
         let back: FieldPath = serde_json::from_value(json!("actions[0].result.id")).unwrap();
         assert_eq!(back, path);
         assert!(serde_json::from_value::<FieldPath>(json!("a..b")).is_err());
