@@ -60,4 +60,16 @@ pub trait PathTypes {
     fn type_of(&self, path: &path::FieldPath) -> PathType;
     /// The name of the primary object (`ticket`, `message`, `card`…): bare keys resolve against it.
     fn primary(&self) -> &str;
+    /// The closest known path to a [`PathType::Missing`] `path`, for a "did you mean" help.
+    /// The default knows none.
+    fn suggest(&self, path: &path::FieldPath) -> Option<String> {
+        let _ = path;
+        None
+    }
+    /// Whether the event reports changes of `path` under `changes`: `Some(false)` makes
+    /// `changed`/`changed_to` on it a compile error. The default (`None`) does not know.
+    fn reports_changes(&self, path: &path::FieldPath) -> Option<bool> {
+        let _ = path;
+        None
+    }
 }
