@@ -100,7 +100,11 @@ pub fn run(set: &ManifestSet) -> Report {
 fn placeholder_result(index: usize, spec: &crate::platforms::ActionSpec) -> Value {
     let mut result = Map::new();
     for f in spec.result {
-        insert_path(&mut result, f.path, json!(format!("<actions[{index}].result.{}>", f.path)));
+        insert_path(
+            &mut result,
+            f.path,
+            json!(format!("<actions[{index}].result.{}>", f.path)),
+        );
     }
     json!({ "action": spec.name, "result": result })
 }
@@ -111,7 +115,9 @@ fn insert_path(m: &mut Map<String, Value>, path: &str, v: Value) {
             m.insert(path.to_owned(), v);
         }
         Some((head, rest)) => {
-            let entry = m.entry(head.to_owned()).or_insert_with(|| Value::Object(Map::new()));
+            let entry = m
+                .entry(head.to_owned())
+                .or_insert_with(|| Value::Object(Map::new()));
             if let Value::Object(inner) = entry {
                 insert_path(inner, rest, v);
             }
@@ -131,10 +137,25 @@ fn run_case(set: &ManifestSet, case: &TestCase) -> (CaseResult, Vec<RuleId>) {
     let normalized = match (d.normalize)(case.event, &case.payload) {
         Ok(n) => n,
         Err(e) => {
-            return (fail(format!("the payload is not a valid `{}` event: {e}", case.event.name), vec![]), vec![]);
+            return (
+                fail(
+                    format!(
+                        "the payload is not a valid `{}` event: {e}",
+                        case.event.name
+                    ),
+                    vec![],
+                ),
+                vec![],
+            );
         }
     };
-    let ctx = context::build(case.platform, case.integration.as_str(), case.event, &normalized, &case.payload);
+    let ctx = context::build(
+        case.platform,
+        case.integration.as_str(),
+        case.event,
+        &normalized,
+        &case.payload,
+    );
     let mut produced = Vec::new();
     let mut fired = Vec::new();
     for rule in set.rules_for(&case.integration, case.event.name) {
@@ -179,7 +200,9 @@ fn compare(case: &TestCase, produced: Vec<Produced>) -> CaseResult {
         && produced.iter().zip(&case.expect).all(|(p, e)| {
             p.rule == e.rule
                 && p.action == e.action
-                && e.parameters.as_ref().is_none_or(|want| p.parameters == Value::Object(want.clone()))
+                && e.parameters
+                    .as_ref()
+                    .is_none_or(|want| p.parameters == Value::Object(want.clone()))
         });
     if !matches {
         let expected: Vec<Value> = case
@@ -196,7 +219,9 @@ fn compare(case: &TestCase, produced: Vec<Produced>) -> CaseResult {
             .map(|(p, e)| {
                 // Leave parameters out where the expectation leaves them out, so the diff shows
                 // only what the case asserts.
-                if e.is_some_and(|e| e.parameters.is_none() && e.rule == p.rule && e.action == p.action) {
+                if e.is_some_and(|e| {
+                    e.parameters.is_none() && e.rule == p.rule && e.action == p.action
+                }) {
                     json!({"rule": p.rule.as_str(), "action": p.action})
                 } else {
                     json!({"rule": p.rule.as_str(), "action": p.action, "parameters": p.parameters})

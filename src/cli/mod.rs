@@ -1,12 +1,12 @@
 //! The command line: one file per command, each owning its `Args` and a `run` function.
 //! Exit codes follow the contract: 0 ok, 1 error, 2 changes present (`plan --detailed-exitcode`).
 
-mod completions;
-mod plan;
-mod schema;
-mod secret;
-mod test;
-mod validate;
+pub mod completions;
+pub mod plan;
+pub mod schema;
+pub mod secret;
+pub mod test;
+pub mod validate;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -172,16 +172,24 @@ pub fn init_logging(g: &GlobalArgs) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("SUPPORTOPSD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match g.log_format {
         LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
     };
 }
 
 /// The manifest source the global flags name, at `rev` (working tree when `None`).
 fn source(g: &GlobalArgs, rev: Option<&str>) -> Source {
-    Source { repo: g.repo.clone(), subdir: g.path.clone(), rev: rev.map(str::to_owned) }
+    Source {
+        repo: g.repo.clone(),
+        subdir: g.path.clone(),
+        rev: rev.map(str::to_owned),
+    }
 }
 
 /// The state directory: `--state`, else `$STATE_DIRECTORY` (systemd), else `./.supportopsd`.
@@ -201,13 +209,19 @@ fn state_dir(g: &GlobalArgs) -> PathBuf {
 }
 
 /// Loads manifests, printing diagnostics to stderr; `None` when there were errors.
-fn load_or_report(g: &GlobalArgs, rev: Option<&str>) -> anyhow::Result<Option<manifest::ManifestSet>> {
+fn load_or_report(
+    g: &GlobalArgs,
+    rev: Option<&str>,
+) -> anyhow::Result<Option<manifest::ManifestSet>> {
     let Loaded { set, diagnostics } = manifest::load_source(&source(g, rev))?;
     if !diagnostics.is_empty() {
         eprint!("{}", diagnostics.render(&prefix(g)));
     }
     if set.is_none() {
-        eprintln!("error: the manifests have {} error(s); fix them first (see `supportopsd validate`)", diagnostics.error_count());
+        eprintln!(
+            "error: the manifests have {} error(s); fix them first (see `supportopsd validate`)",
+            diagnostics.error_count()
+        );
     }
     Ok(set)
 }
@@ -219,5 +233,9 @@ fn prefix(g: &GlobalArgs) -> String {
         p.push(sub);
     }
     let s = p.to_string_lossy().to_string();
-    if s == "." || s.is_empty() { String::new() } else { format!("{}/", s.trim_end_matches('/')) }
+    if s == "." || s.is_empty() {
+        String::new()
+    } else {
+        format!("{}/", s.trim_end_matches('/'))
+    }
 }

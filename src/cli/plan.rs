@@ -44,10 +44,14 @@ pub enum Format {
 /// Runs `plan`.
 pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
     if args.refresh {
-        eprintln!("supportopsd plan --refresh: not available yet in this release (it needs the platform connectors)");
+        eprintln!(
+            "supportopsd plan --refresh: not available yet in this release (it needs the platform connectors)"
+        );
         return Ok(Exit::Failure);
     }
-    let Some(set) = load_or_report(g, args.rev.as_deref())? else { return Ok(Exit::Failure) };
+    let Some(set) = load_or_report(g, args.rev.as_deref())? else {
+        return Ok(Exit::Failure);
+    };
     let desired = plan::desired(&set);
     let (current, from) = match &args.base {
         Some(base) => {
@@ -59,7 +63,9 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
         }
         None => {
             let dir = state_dir(g);
-            match Store::open_existing(&dir).with_context(|| format!("reading state at {}", dir.display()))? {
+            match Store::open_existing(&dir)
+                .with_context(|| format!("reading state at {}", dir.display()))?
+            {
                 None => (BTreeMap::new(), "empty state".to_owned()),
                 Some(store) => {
                     let applied = store.applied()?;
@@ -79,5 +85,9 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
         Format::Markdown => render::markdown(&plan),
     };
     print!("{out}");
-    Ok(if args.detailed_exitcode && plan.has_changes() { Exit::ChangesPresent } else { Exit::Ok })
+    Ok(if args.detailed_exitcode && plan.has_changes() {
+        Exit::ChangesPresent
+    } else {
+        Exit::Ok
+    })
 }

@@ -50,7 +50,9 @@ fn env(name: &str) -> Option<String> {
 
 fn read_stdin() -> anyhow::Result<Vec<u8>> {
     let mut buf = Vec::new();
-    std::io::stdin().read_to_end(&mut buf).context("reading stdin")?;
+    std::io::stdin()
+        .read_to_end(&mut buf)
+        .context("reading stdin")?;
     // A value typed or piped with `echo` ends with a newline that is not part of the secret.
     while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
         buf.pop();
@@ -71,7 +73,9 @@ pub fn run(cmd: &Command) -> anyhow::Result<Exit> {
                     opts.write(true).create_new(true);
                     #[cfg(unix)]
                     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-                    let mut f = opts.open(path).with_context(|| format!("creating {}", path.display()))?;
+                    let mut f = opts
+                        .open(path)
+                        .with_context(|| format!("creating {}", path.display()))?;
                     f.write_all(text.as_bytes())?;
                     f.write_all(b"\n")?;
                     eprintln!("wrote a new sealing key to {}", path.display());
@@ -79,7 +83,11 @@ pub fn run(cmd: &Command) -> anyhow::Result<Exit> {
             }
             Ok(Exit::Ok)
         }
-        Command::Seal { integration, field, key_file } => {
+        Command::Seal {
+            integration,
+            field,
+            key_file,
+        } => {
             let id = IntegrationId::parse(integration)?;
             let (key, _) = SealKey::load(key_file.as_deref(), &env)?;
             let value = read_stdin()?;
@@ -90,11 +98,18 @@ pub fn run(cmd: &Command) -> anyhow::Result<Exit> {
             println!("{{ sealed = \"{sealed}\" }}");
             Ok(Exit::Ok)
         }
-        Command::Unseal { integration, field, key_file } => {
+        Command::Unseal {
+            integration,
+            field,
+            key_file,
+        } => {
             let id = IntegrationId::parse(integration)?;
             let (key, _) = SealKey::load(key_file.as_deref(), &env)?;
             let input = String::from_utf8(read_stdin()?).context("stdin is not UTF-8")?;
-            let sealed = input.trim().trim_start_matches("{ sealed = \"").trim_end_matches("\" }");
+            let sealed = input
+                .trim()
+                .trim_start_matches("{ sealed = \"")
+                .trim_end_matches("\" }");
             let secret = secrets::unseal(&key, &id, field, sealed)?;
             let mut out = std::io::stdout();
             out.write_all(secret.expose())?;

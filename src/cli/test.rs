@@ -21,14 +21,24 @@ pub struct Args {
 
 /// Runs `test`.
 pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
-    let Some(set) = load_or_report(g, args.rev.as_deref())? else { return Ok(Exit::Failure) };
+    let Some(set) = load_or_report(g, args.rev.as_deref())? else {
+        return Ok(Exit::Failure);
+    };
     let report = testing::run(&set);
-    let below = args.fail_under.is_some_and(|min| report.coverage() + 1e-9 < min);
+    let below = args
+        .fail_under
+        .is_some_and(|min| report.coverage() + 1e-9 < min);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         let color = std::io::stdout().is_terminal();
-        let paint = |c: &str, s: &str| if color { format!("\x1b[{c}m{s}\x1b[0m") } else { s.to_owned() };
+        let paint = |c: &str, s: &str| {
+            if color {
+                format!("\x1b[{c}m{s}\x1b[0m")
+            } else {
+                s.to_owned()
+            }
+        };
         println!("running {} test case(s)", report.cases.len());
         for c in &report.cases {
             if c.passed {
@@ -43,7 +53,11 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
             }
         }
         let failed = report.failed();
-        println!("\n{} passed, {} failed", report.cases.len() - failed, failed);
+        println!(
+            "\n{} passed, {} failed",
+            report.cases.len() - failed,
+            failed
+        );
         println!(
             "rule coverage: {}/{} rules ({:.1}%)",
             report.rules_exercised,
@@ -56,8 +70,15 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
         if let Some(min) = args.fail_under
             && below
         {
-            println!("error: rule coverage {:.1}% is below --fail-under {min}%", report.coverage());
+            println!(
+                "error: rule coverage {:.1}% is below --fail-under {min}%",
+                report.coverage()
+            );
         }
     }
-    Ok(if report.failed() > 0 || below { Exit::Failure } else { Exit::Ok })
+    Ok(if report.failed() > 0 || below {
+        Exit::Failure
+    } else {
+        Exit::Ok
+    })
 }

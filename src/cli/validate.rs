@@ -40,13 +40,25 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
                         set.integrations.len(),
                         set.rules.len(),
                         set.tests.len(),
-                        if ds.warning_count() > 0 { format!(", {} warning(s)", ds.warning_count()) } else { String::new() }
+                        if ds.warning_count() > 0 {
+                            format!(", {} warning(s)", ds.warning_count())
+                        } else {
+                            String::new()
+                        }
                     );
                 }
             } else {
-                println!("{} error(s), {} warning(s)", ds.error_count(), ds.warning_count());
+                println!(
+                    "{} error(s), {} warning(s)",
+                    ds.error_count(),
+                    ds.warning_count()
+                );
             }
         }
     }
-    Ok(if loaded.set.is_some() { Exit::Ok } else { Exit::Failure })
+    Ok(if loaded.set.is_some() {
+        Exit::Ok
+    } else {
+        Exit::Failure
+    })
 }

@@ -180,7 +180,9 @@ pub struct Expectation {
 
 impl Params {
     /// Parses every string of a parameter value as a template.
-    pub fn compile(v: &Value) -> Result<Params, Vec<(String, crate::rules::template::TemplateError)>> {
+    pub fn compile(
+        v: &Value,
+    ) -> Result<Params, Vec<(String, crate::rules::template::TemplateError)>> {
         fn go(
             v: &Value,
             pointer: &str,
@@ -215,7 +217,11 @@ impl Params {
         }
         let mut errors = Vec::new();
         let p = go(v, "", &mut errors);
-        if errors.is_empty() { Ok(p) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(p)
+        } else {
+            Err(errors)
+        }
     }
 
     /// Every template in the tree with its JSON pointer (relative to the tree).
@@ -231,7 +237,11 @@ impl Params {
                 }
                 Params::Table(entries) => {
                     for (k, x) in entries {
-                        go(x, format!("{pointer}/{}", super::spanned::escape_token(k)), out);
+                        go(
+                            x,
+                            format!("{pointer}/{}", super::spanned::escape_token(k)),
+                            out,
+                        );
                     }
                 }
             }
@@ -246,9 +256,12 @@ impl Params {
         Ok(match self {
             Params::Literal(v) => v.clone(),
             Params::Template(t) => t.render(ctx)?,
-            Params::List(items) => {
-                Value::Array(items.iter().map(|x| x.render(ctx)).collect::<Result<_, _>>()?)
-            }
+            Params::List(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|x| x.render(ctx))
+                    .collect::<Result<_, _>>()?,
+            ),
             Params::Table(entries) => {
                 let mut m = Map::new();
                 for (k, x) in entries {

@@ -167,8 +167,12 @@ pub fn load(snapshot: &Snapshot) -> Loaded {
             Contents::Bytes(b) => b,
             Contents::TooLarge(n) => {
                 ds.push(
-                    Diagnostic::error(&file.path, None, format!("file is {n} bytes; manifests are limited to 1 MiB"))
-                        .with_help("split it, or move large payloads into tests/fixtures/"),
+                    Diagnostic::error(
+                        &file.path,
+                        None,
+                        format!("file is {n} bytes; manifests are limited to 1 MiB"),
+                    )
+                    .with_help("split it, or move large payloads into tests/fixtures/"),
                 );
                 continue;
             }
@@ -215,11 +219,18 @@ pub fn load(snapshot: &Snapshot) -> Loaded {
         }
         let mut schema_ok = true;
         for v in schema::validate(kind, &doc.value) {
-            if reported.iter().any(|p: &String| v.pointer.starts_with(p.as_str())) {
+            if reported
+                .iter()
+                .any(|p: &String| v.pointer.starts_with(p.as_str()))
+            {
                 continue;
             }
             schema_ok = false;
-            let span = if v.at_key { doc.spans.key(&v.pointer) } else { doc.spans.value(&v.pointer) };
+            let span = if v.at_key {
+                doc.spans.key(&v.pointer)
+            } else {
+                doc.spans.value(&v.pointer)
+            };
             ds.push(Diagnostic::error(&file.path, span, v.message).with_help_opt(v.help));
         }
         if !schema_ok || !reported.is_empty() {
@@ -233,21 +244,37 @@ pub fn load(snapshot: &Snapshot) -> Loaded {
         let shape_error = |e: serde_json::Error| Diagnostic::error(&path, None, e.to_string());
         match file.kind {
             FileKind::Integration => match serde_json::from_value::<RawIntegration>(value) {
-                Ok(raw) => integrations.push(Parsed { file: path.clone(), doc, raw }),
+                Ok(raw) => integrations.push(Parsed {
+                    file: path.clone(),
+                    doc,
+                    raw,
+                }),
                 Err(e) => ds.push(shape_error(e)),
             },
             FileKind::Rule => match serde_json::from_value::<RawRule>(value) {
-                Ok(raw) => rules.push(Parsed { file: path.clone(), doc, raw }),
+                Ok(raw) => rules.push(Parsed {
+                    file: path.clone(),
+                    doc,
+                    raw,
+                }),
                 Err(e) => ds.push(shape_error(e)),
             },
             FileKind::Test => match serde_json::from_value::<RawTestFile>(value) {
-                Ok(raw) => tests.push(Parsed { file: path.clone(), doc, raw }),
+                Ok(raw) => tests.push(Parsed {
+                    file: path.clone(),
+                    doc,
+                    raw,
+                }),
                 Err(e) => ds.push(shape_error(e)),
             },
         }
     }
 
-    let mut cx = Resolver { ds, broken_ids, integrations: BTreeMap::new() };
+    let mut cx = Resolver {
+        ds,
+        broken_ids,
+        integrations: BTreeMap::new(),
+    };
     for p in &integrations {
         cx.integration(p);
     }
@@ -256,8 +283,12 @@ pub fn load(snapshot: &Snapshot) -> Loaded {
     for p in &rules {
         if let Some(rule) = cx.rule(p) {
             if let Some(first) = rule_files.get(&rule.id) {
-                let d = Diagnostic::error(&p.file, p.value_span("/id"), format!("duplicate rule id `{}`", rule.id))
-                    .with_help(format!("`{}` is already defined in {first}", rule.id));
+                let d = Diagnostic::error(
+                    &p.file,
+                    p.value_span("/id"),
+                    format!("duplicate rule id `{}`", rule.id),
+                )
+                .with_help(format!("`{}` is already defined in {first}", rule.id));
                 cx.ds.push(d);
                 continue;
             }
@@ -270,21 +301,30 @@ pub fn load(snapshot: &Snapshot) -> Loaded {
         cx.test_file(p, snapshot, &rule_set, &mut cases);
     }
 
-    let Resolver { ds, integrations, .. } = cx;
+    let Resolver {
+        ds, integrations, ..
+    } = cx;
     let set = (!ds.has_errors()).then(|| ManifestSet {
         revision: snapshot.revision.clone(),
         integrations,
         rules: rule_set,
         tests: cases,
     });
-    Loaded { set, diagnostics: ds }
+    Loaded {
+        set,
+        diagnostics: ds,
+    }
 }
 
 /// Secret fields holding plain strings: one precise diagnostic each, with the command that
 /// fixes it. Returns the pointers reported, so the schema's vaguer errors there are dropped.
 fn check_plain_secrets(file: &str, doc: &Document, ds: &mut Diagnostics) -> Vec<String> {
     let mut reported = Vec::new();
-    let Some(platform) = doc.value.get("platform").and_then(Value::as_str).and_then(PlatformKind::parse)
+    let Some(platform) = doc
+        .value
+        .get("platform")
+        .and_then(Value::as_str)
+        .and_then(PlatformKind::parse)
     else {
         return reported;
     };
@@ -303,7 +343,11 @@ fn check_plain_secrets(file: &str, doc: &Document, ds: &mut Diagnostics) -> Vec<
     };
     if let Some(creds) = doc.value.get("credentials").and_then(Value::as_object) {
         for c in d.credentials.iter().filter(|c| c.secret) {
-            check(format!("/credentials/{}", escape_token(c.name)), c.name, creds.get(c.name));
+            check(
+                format!("/credentials/{}", escape_token(c.name)),
+                c.name,
+                creds.get(c.name),
+            );
         }
     }
     if let Some(w) = doc.value.get("webhook") {
@@ -321,8 +365,10 @@ struct Resolver {
 impl Resolver {
     fn integration(&mut self, p: &Parsed<RawIntegration>) {
         let raw = &p.raw;
-        let (Ok(id), Some(platform)) = (IntegrationId::parse(&raw.id), PlatformKind::parse(&raw.platform))
-        else {
+        let (Ok(id), Some(platform)) = (
+            IntegrationId::parse(&raw.id),
+            PlatformKind::parse(&raw.platform),
+        ) else {
             return; // the schema already said why
         };
         if let Some(first) = self.integrations.get(&id) {
@@ -341,7 +387,8 @@ impl Resolver {
                 match serde_json::from_value::<SecretRef>(value.clone()) {
                     Ok(r) => r,
                     Err(_) => {
-                        self.ds.push(p.error(&pointer, "expected a secret reference"));
+                        self.ds
+                            .push(p.error(&pointer, "expected a secret reference"));
                         continue;
                     }
                 }
@@ -360,14 +407,23 @@ impl Resolver {
                     && !spec.deliverable
                 {
                     self.ds.push(
-                        p.error(&format!("/webhook/events/{i}"), format!("{platform} cannot deliver `{e}` to a webhook"))
-                            .with_help(spec.description),
+                        p.error(
+                            &format!("/webhook/events/{i}"),
+                            format!("{platform} cannot deliver `{e}` to a webhook"),
+                        )
+                        .with_help(spec.description),
                     );
                 }
             }
-            Webhook { events: w.events.clone(), secret: w.secret.clone() }
+            Webhook {
+                events: w.events.clone(),
+                secret: w.secret.clone(),
+            }
         });
-        if let Some(Webhook { secret: Some(r), .. }) = &webhook {
+        if let Some(Webhook {
+            secret: Some(r), ..
+        }) = &webhook
+        {
             let _ = self.check_sealed(p, "/webhook/secret", r.clone());
         }
         let integration = Integration {
@@ -388,12 +444,22 @@ impl Resolver {
         self.integrations.insert(id, integration);
     }
 
-    fn check_sealed(&mut self, p: &Parsed<RawIntegration>, pointer: &str, r: SecretRef) -> Credential {
+    fn check_sealed(
+        &mut self,
+        p: &Parsed<RawIntegration>,
+        pointer: &str,
+        r: SecretRef,
+    ) -> Credential {
         if let SecretRef::Sealed(s) = &r
             && let Err(e) = secrets::check_sealed_format(s)
         {
-            self.ds.push(p.error(&format!("{pointer}/sealed"), format!("malformed sealed value: {e}"))
-                .with_help("seal it again with `supportopsd secret seal`"));
+            self.ds.push(
+                p.error(
+                    &format!("{pointer}/sealed"),
+                    format!("malformed sealed value: {e}"),
+                )
+                .with_help("seal it again with `supportopsd secret seal`"),
+            );
         }
         Credential::Secret(r)
     }
@@ -408,15 +474,18 @@ impl Resolver {
     ) -> Option<(IntegrationId, PlatformKind)> {
         match (integration, platform) {
             (Some(_), Some(_)) => {
-                self.ds.push(
-                    p.error(&format!("{pointer}/platform"), "give either `integration` or `platform`, not both"),
-                );
+                self.ds.push(p.error(
+                    &format!("{pointer}/platform"),
+                    "give either `integration` or `platform`, not both",
+                ));
                 None
             }
             (None, None) => {
-                self.ds.push(
-                    Diagnostic::error(&p.file, p.key_span(pointer), "missing `integration` (or the `platform` shorthand)"),
-                );
+                self.ds.push(Diagnostic::error(
+                    &p.file,
+                    p.key_span(pointer),
+                    "missing `integration` (or the `platform` shorthand)",
+                ));
                 None
             }
             (Some(id), None) => {
@@ -426,24 +495,33 @@ impl Resolver {
                     return Some((parsed, i.platform));
                 }
                 if !self.broken_ids.contains(id) {
-                    let help = did_you_mean(id, self.integrations.keys().map(IntegrationId::as_str))
-                        .map(|s| format!("did you mean `{s}`?"));
-                    self.ds.push(p.error(&ptr, format!("unknown integration `{id}`")).with_help_opt(help));
+                    let help =
+                        did_you_mean(id, self.integrations.keys().map(IntegrationId::as_str))
+                            .map(|s| format!("did you mean `{s}`?"));
+                    self.ds.push(
+                        p.error(&ptr, format!("unknown integration `{id}`"))
+                            .with_help_opt(help),
+                    );
                 }
                 None
             }
             (None, Some(name)) => {
                 let ptr = format!("{pointer}/platform");
                 let kind = PlatformKind::parse(name)?;
-                let matching: Vec<&IntegrationId> =
-                    self.integrations.values().filter(|i| i.platform == kind).map(|i| &i.id).collect();
+                let matching: Vec<&IntegrationId> = self
+                    .integrations
+                    .values()
+                    .filter(|i| i.platform == kind)
+                    .map(|i| &i.id)
+                    .collect();
                 match matching.as_slice() {
                     [only] => Some(((*only).clone(), kind)),
                     [] => {
                         if !self.broken_ids.is_empty() {
                             return None;
                         }
-                        self.ds.push(p.error(&ptr, format!("no {kind} integration is defined")));
+                        self.ds
+                            .push(p.error(&ptr, format!("no {kind} integration is defined")));
                         None
                     }
                     many => {
@@ -459,15 +537,29 @@ impl Resolver {
         }
     }
 
-    fn event<T>(&mut self, p: &Parsed<T>, pointer: &str, kind: PlatformKind, name: &str) -> Option<&'static EventSpec> {
+    fn event<T>(
+        &mut self,
+        p: &Parsed<T>,
+        pointer: &str,
+        kind: PlatformKind,
+        name: &str,
+    ) -> Option<&'static EventSpec> {
         let d = kind.descriptor();
         match d.event(name) {
             Some(e) => Some(e),
             None => {
                 let help = did_you_mean(name, d.events.iter().map(|e| e.name))
                     .map(|s| format!("did you mean `{s}`?"))
-                    .or_else(|| Some(format!("{kind} events: {}", names(d.events.iter().map(|e| e.name)))));
-                self.ds.push(p.error(pointer, format!("unknown event `{name}` for {kind}")).with_help_opt(help));
+                    .or_else(|| {
+                        Some(format!(
+                            "{kind} events: {}",
+                            names(d.events.iter().map(|e| e.name))
+                        ))
+                    });
+                self.ds.push(
+                    p.error(pointer, format!("unknown event `{name}` for {kind}"))
+                        .with_help_opt(help),
+                );
                 None
             }
         }
@@ -509,7 +601,13 @@ impl Resolver {
                     ok = false;
                     for e in errors {
                         let ptr = format!("/trigger/conditions{}", e.pointer);
-                        let d = Diagnostic::error(&p.file, p.key_span(&ptr).filter(|_| e.pointer.matches('/').count() == 1).or_else(|| p.value_span(&ptr)), e.message);
+                        let d = Diagnostic::error(
+                            &p.file,
+                            p.key_span(&ptr)
+                                .filter(|_| e.pointer.matches('/').count() == 1)
+                                .or_else(|| p.value_span(&ptr)),
+                            e.message,
+                        );
                         self.ds.push(d.with_help_opt(e.help));
                     }
                     None
@@ -520,7 +618,9 @@ impl Resolver {
         let mut earlier: Vec<&'static ActionSpec> = Vec::new();
         for (i, a) in raw.actions.iter().enumerate() {
             let ptr = format!("/actions/{i}");
-            let Some((integration, platform)) = self.target(p, &ptr, a.integration.as_deref(), a.platform.as_deref()) else {
+            let Some((integration, platform)) =
+                self.target(p, &ptr, a.integration.as_deref(), a.platform.as_deref())
+            else {
                 ok = false;
                 continue;
             };
@@ -528,19 +628,40 @@ impl Resolver {
             let Some(spec) = d.action(&a.action) else {
                 let help = did_you_mean(&a.action, d.actions.iter().map(|x| x.name))
                     .map(|s| format!("did you mean `{s}`?"))
-                    .or_else(|| Some(format!("{platform} actions: {}", names(d.actions.iter().map(|x| x.name)))));
-                self.ds.push(p.error(&format!("{ptr}/action"), format!("unknown action `{}` for {platform}", a.action)).with_help_opt(help));
+                    .or_else(|| {
+                        Some(format!(
+                            "{platform} actions: {}",
+                            names(d.actions.iter().map(|x| x.name))
+                        ))
+                    });
+                self.ds.push(
+                    p.error(
+                        &format!("{ptr}/action"),
+                        format!("unknown action `{}` for {platform}", a.action),
+                    )
+                    .with_help_opt(help),
+                );
                 ok = false;
                 continue;
             };
-            self.check_params(p, &format!("{ptr}/parameters"), platform, spec, &a.parameters);
+            self.check_params(
+                p,
+                &format!("{ptr}/parameters"),
+                platform,
+                spec,
+                &a.parameters,
+            );
             let params = match Params::compile(&Value::Object(a.parameters.clone())) {
                 Ok(params) => params,
                 Err(errors) => {
                     for (rel, e) in errors {
                         let ptr = format!("{ptr}/parameters{rel}");
                         let span = p.value_span(&ptr).map(|s| offset_span(s, e.offset));
-                        self.ds.push(Diagnostic::error(&p.file, span, format!("template syntax error: {}", e.message)));
+                        self.ds.push(Diagnostic::error(
+                            &p.file,
+                            span,
+                            format!("template syntax error: {}", e.message),
+                        ));
                     }
                     ok = false;
                     continue;
@@ -552,7 +673,10 @@ impl Resolver {
                     for e in t.check(&shape) {
                         let ptr = format!("{ptr}/parameters{rel}");
                         let help = shape_help(&shape, &e.message);
-                        self.ds.push(Diagnostic::error(&p.file, p.value_span(&ptr), e.message).with_help_opt(help));
+                        self.ds.push(
+                            Diagnostic::error(&p.file, p.value_span(&ptr), e.message)
+                                .with_help_opt(help),
+                        );
                     }
                 }
             }
@@ -587,50 +711,100 @@ impl Resolver {
         })
     }
 
-    fn check_params(&mut self, p: &Parsed<RawRule>, pointer: &str, platform: PlatformKind, spec: &ActionSpec, params: &Map<String, Value>) {
+    fn check_params(
+        &mut self,
+        p: &Parsed<RawRule>,
+        pointer: &str,
+        platform: PlatformKind,
+        spec: &ActionSpec,
+        params: &Map<String, Value>,
+    ) {
         for (name, value) in params {
             let ptr = format!("{pointer}/{}", escape_token(name));
             let Some(ps) = spec.params.iter().find(|x| x.name == name) else {
                 let help = did_you_mean(name, spec.params.iter().map(|x| x.name))
                     .map(|s| format!("did you mean `{s}`?"))
-                    .or_else(|| Some(format!("parameters of {platform} {}: {}", spec.name, names(spec.params.iter().map(|x| x.name)))));
-                self.ds.push(Diagnostic::error(&p.file, p.key_span(&ptr), format!("unknown parameter `{name}` for {platform} {}", spec.name)).with_help_opt(help));
+                    .or_else(|| {
+                        Some(format!(
+                            "parameters of {platform} {}: {}",
+                            spec.name,
+                            names(spec.params.iter().map(|x| x.name))
+                        ))
+                    });
+                self.ds.push(
+                    Diagnostic::error(
+                        &p.file,
+                        p.key_span(&ptr),
+                        format!("unknown parameter `{name}` for {platform} {}", spec.name),
+                    )
+                    .with_help_opt(help),
+                );
                 continue;
             };
             if let Err(msg) = check_param(&ps.ty, value) {
-                self.ds.push(p.error(&ptr, format!("parameter `{name}`: {msg}")));
+                self.ds
+                    .push(p.error(&ptr, format!("parameter `{name}`: {msg}")));
             }
         }
         for ps in spec.params.iter().filter(|x| x.required) {
             if !params.contains_key(ps.name) {
                 self.ds.push(
-                    Diagnostic::error(&p.file, p.key_span(pointer).or_else(|| p.value_span(pointer)), format!("missing required parameter `{}` for {platform} {}", ps.name, spec.name))
-                        .with_help(ps.description),
+                    Diagnostic::error(
+                        &p.file,
+                        p.key_span(pointer).or_else(|| p.value_span(pointer)),
+                        format!(
+                            "missing required parameter `{}` for {platform} {}",
+                            ps.name, spec.name
+                        ),
+                    )
+                    .with_help(ps.description),
                 );
             }
         }
         for group in spec.require_one_of {
             if !group.iter().any(|g| params.contains_key(*g)) {
-                self.ds.push(Diagnostic::error(&p.file, p.key_span(pointer).or_else(|| p.value_span(pointer)), format!("{platform} {} needs one of {}", spec.name, names(group.iter().copied()))));
+                self.ds.push(Diagnostic::error(
+                    &p.file,
+                    p.key_span(pointer).or_else(|| p.value_span(pointer)),
+                    format!(
+                        "{platform} {} needs one of {}",
+                        spec.name,
+                        names(group.iter().copied())
+                    ),
+                ));
             }
         }
     }
 
-    fn test_file(&mut self, p: &Parsed<RawTestFile>, snapshot: &Snapshot, rules: &BTreeMap<RuleId, Rule>, out: &mut Vec<TestCase>) {
+    fn test_file(
+        &mut self,
+        p: &Parsed<RawTestFile>,
+        snapshot: &Snapshot,
+        rules: &BTreeMap<RuleId, Rule>,
+        out: &mut Vec<TestCase>,
+    ) {
         let mut seen = BTreeSet::new();
         for (i, c) in p.raw.case.iter().enumerate() {
             let ptr = format!("/case/{i}");
             if !seen.insert(c.name.clone()) {
-                self.ds.push(p.error(&format!("{ptr}/name"), format!("duplicate test case name `{}`", c.name)));
+                self.ds.push(p.error(
+                    &format!("{ptr}/name"),
+                    format!("duplicate test case name `{}`", c.name),
+                ));
             }
             let target = self.target(p, &ptr, c.integration.as_deref(), c.platform.as_deref());
-            let event = target.as_ref().and_then(|(_, platform)| self.event(p, &format!("{ptr}/event"), *platform, &c.event));
+            let event = target.as_ref().and_then(|(_, platform)| {
+                self.event(p, &format!("{ptr}/event"), *platform, &c.event)
+            });
             let payload = match &c.payload {
                 Value::String(path) => match snapshot.read_fixture(path) {
                     Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
                         Ok(v) => Some(v),
                         Err(e) => {
-                            self.ds.push(p.error(&format!("{ptr}/payload"), format!("fixture `{path}` is not valid JSON: {e}")));
+                            self.ds.push(p.error(
+                                &format!("{ptr}/payload"),
+                                format!("fixture `{path}` is not valid JSON: {e}"),
+                            ));
                             None
                         }
                     },
@@ -644,24 +818,46 @@ impl Resolver {
             let mut expect = Vec::new();
             for (j, e) in c.expect.iter().enumerate() {
                 let eptr = format!("{ptr}/expect/{j}");
-                let Ok(rule_id) = RuleId::parse(&e.rule) else { continue };
+                let Ok(rule_id) = RuleId::parse(&e.rule) else {
+                    continue;
+                };
                 match rules.get(&rule_id) {
                     None if !self.broken_ids.contains(&e.rule) => {
-                        let help = did_you_mean(&e.rule, rules.keys().map(RuleId::as_str)).map(|s| format!("did you mean `{s}`?"));
-                        self.ds.push(p.error(&format!("{eptr}/rule"), format!("unknown rule `{}`", e.rule)).with_help_opt(help));
+                        let help = did_you_mean(&e.rule, rules.keys().map(RuleId::as_str))
+                            .map(|s| format!("did you mean `{s}`?"));
+                        self.ds.push(
+                            p.error(
+                                &format!("{eptr}/rule"),
+                                format!("unknown rule `{}`", e.rule),
+                            )
+                            .with_help_opt(help),
+                        );
                     }
                     None => {}
                     Some(rule) => {
                         if !rule.actions.iter().any(|a| a.action.name == e.action) {
                             let have = names(rule.actions.iter().map(|a| a.action.name));
-                            self.ds.push(p.error(&format!("{eptr}/action"), format!("rule `{}` has no action `{}`", e.rule, e.action)).with_help(format!("its actions: {have}")));
+                            self.ds.push(
+                                p.error(
+                                    &format!("{eptr}/action"),
+                                    format!("rule `{}` has no action `{}`", e.rule, e.action),
+                                )
+                                .with_help(format!("its actions: {have}")),
+                            );
                         }
                     }
                 }
-                expect.push(Expectation { rule: rule_id, action: e.action.clone(), parameters: e.parameters.clone() });
+                expect.push(Expectation {
+                    rule: rule_id,
+                    action: e.action.clone(),
+                    parameters: e.parameters.clone(),
+                });
             }
             if c.expect_none && !c.expect.is_empty() {
-                self.ds.push(p.error(&format!("{ptr}/expect_none"), "`expect_none = true` contradicts the `expect` entries"));
+                self.ds.push(p.error(
+                    &format!("{ptr}/expect_none"),
+                    "`expect_none = true` contradicts the `expect` entries",
+                ));
             }
             if !c.expect_none && c.expect.is_empty() {
                 self.ds.push(
@@ -669,7 +865,9 @@ impl Resolver {
                         .with_help("add `[[case.expect]]` entries, or `expect_none = true` if the event must trigger nothing"),
                 );
             }
-            if let (Some((integration, platform)), Some(event), Some(payload)) = (target, event, payload) {
+            if let (Some((integration, platform)), Some(event), Some(payload)) =
+                (target, event, payload)
+            {
                 out.push(TestCase {
                     file: p.file.clone(),
                     span: p.value_span(&format!("{ptr}/name")),
@@ -731,7 +929,9 @@ pub(crate) fn check_param(ty: &ParamType, v: &Value) -> Result<(), String> {
         ParamType::Integer => v.is_i64() || v.is_u64(),
         ParamType::Number => v.is_number(),
         ParamType::Bool => v.is_boolean(),
-        ParamType::StringList => v.as_array().is_some_and(|a| a.iter().all(|x| x.is_string())),
+        ParamType::StringList => v
+            .as_array()
+            .is_some_and(|a| a.iter().all(|x| x.is_string())),
         ParamType::Object => v.is_object(),
         ParamType::ObjectList => v.as_array().is_some_and(|a| a.iter().all(Value::is_object)),
         ParamType::Any => true,
@@ -744,7 +944,9 @@ pub(crate) fn check_param(ty: &ParamType, v: &Value) -> Result<(), String> {
         ParamType::Code(codes) => {
             let ok = match v {
                 Value::String(s) => codes.iter().any(|(n, _)| n.eq_ignore_ascii_case(s)),
-                Value::Number(n) => n.as_i64().is_some_and(|n| codes.iter().any(|(_, c)| *c == n)),
+                Value::Number(n) => n
+                    .as_i64()
+                    .is_some_and(|n| codes.iter().any(|(_, c)| *c == n)),
                 _ => false,
             };
             if ok {

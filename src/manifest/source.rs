@@ -89,11 +89,7 @@ pub struct Snapshot {
 #[derive(Debug)]
 enum Reader {
     Dir(PathBuf),
-    Git {
-        repo: PathBuf,
-        tree: git2::Oid,
-        prefix: String,
-    },
+    Git { repo: PathBuf, tree: git2::Oid },
 }
 
 /// Why a source could not be read at all (as opposed to a bad file, which is a diagnostic).
@@ -315,7 +311,6 @@ fn read_git_tree(repo_path: &Path, subdir: Option<&Path>, rev: &str) -> Result<S
         reader: Reader::Git {
             repo: repo.path().to_path_buf(),
             tree: tree.id(),
-            prefix: prefix_str,
         },
     })
 }

@@ -10,31 +10,31 @@ use toml::de::{DeTable, DeValue};
 
 /// Where a JSON pointer's key and value sit in the TOML text.
 #[derive(Debug, Clone, Default)]
-pub struct Spans {
+pub(crate) struct Spans {
     map: HashMap<String, (Option<Range<usize>>, Range<usize>)>,
 }
 
 /// A TOML syntax error.
 #[derive(Debug, Clone)]
-pub struct SyntaxError {
+pub(crate) struct SyntaxError {
     /// Byte range.
-    pub span: Option<Range<usize>>,
+    pub(crate) span: Option<Range<usize>>,
     /// Message, lower-case.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 /// A parsed document.
 #[derive(Debug, Clone)]
-pub struct Document {
+pub(crate) struct Document {
     /// The document as JSON (TOML datetimes become strings).
-    pub value: Value,
+    pub(crate) value: Value,
     /// Pointer → span.
-    pub spans: Spans,
+    pub(crate) spans: Spans,
 }
 
 /// Parses TOML. Syntax errors come back all at once; the value is then what could be recovered
 /// (useful only to learn the file's `id`).
-pub fn parse(text: &str) -> (Document, Vec<SyntaxError>) {
+pub(crate) fn parse(text: &str) -> (Document, Vec<SyntaxError>) {
     let (table, errors) = DeTable::parse_recoverable(text);
     let mut spans = Spans::default();
     let mut value_errors = Vec::new();
@@ -65,7 +65,7 @@ fn lower_first(s: &str) -> String {
 }
 
 /// Escapes one JSON pointer token (RFC 6901).
-pub fn escape_token(token: &str) -> String {
+pub(crate) fn escape_token(token: &str) -> String {
     token.replace('~', "~0").replace('/', "~1")
 }
 
@@ -157,7 +157,7 @@ fn value_to_json(
 
 impl Spans {
     /// The span of the value at `pointer`, or of the nearest ancestor that has one.
-    pub fn value(&self, pointer: &str) -> Option<Range<usize>> {
+    pub(crate) fn value(&self, pointer: &str) -> Option<Range<usize>> {
         let mut p = pointer;
         loop {
             if let Some((_, v)) = self.map.get(p) {
@@ -169,7 +169,7 @@ impl Spans {
     }
 
     /// The span of the key at `pointer` (falls back to the value, then to ancestors).
-    pub fn key(&self, pointer: &str) -> Option<Range<usize>> {
+    pub(crate) fn key(&self, pointer: &str) -> Option<Range<usize>> {
         match self.map.get(pointer) {
             Some((Some(k), _)) => Some(k.clone()),
             _ => self.value(pointer),

@@ -200,20 +200,38 @@ pub fn desired(set: &ManifestSet) -> BTreeMap<ResourceRef, Resource> {
     for i in set.integrations.values() {
         let id = i.id.to_string();
         out.insert(
-            ResourceRef { kind: ResourceKind::Integration, id: id.clone() },
-            Resource { platform: Some(i.platform), summary: integration_summary(i) },
+            ResourceRef {
+                kind: ResourceKind::Integration,
+                id: id.clone(),
+            },
+            Resource {
+                platform: Some(i.platform),
+                summary: integration_summary(i),
+            },
         );
         if let Some(summary) = registration_summary(i) {
             out.insert(
-                ResourceRef { kind: ResourceKind::Registration, id },
-                Resource { platform: Some(i.platform), summary },
+                ResourceRef {
+                    kind: ResourceKind::Registration,
+                    id,
+                },
+                Resource {
+                    platform: Some(i.platform),
+                    summary,
+                },
             );
         }
     }
     for r in set.rules.values() {
         out.insert(
-            ResourceRef { kind: ResourceKind::Rule, id: r.id.to_string() },
-            Resource { platform: Some(r.trigger.platform), summary: rule_summary(r) },
+            ResourceRef {
+                kind: ResourceKind::Rule,
+                id: r.id.to_string(),
+            },
+            Resource {
+                platform: Some(r.trigger.platform),
+                summary: rule_summary(r),
+            },
         );
     }
     out
@@ -243,7 +261,10 @@ impl ResourceRef {
             "rule" => ResourceKind::Rule,
             _ => return None,
         };
-        Some(ResourceRef { kind, id: id.to_owned() })
+        Some(ResourceRef {
+            kind,
+            id: id.to_owned(),
+        })
     }
 }
 
@@ -270,8 +291,18 @@ pub fn from_state(applied: &[AppliedResource]) -> BTreeMap<ResourceRef, Resource
         .iter()
         .filter_map(|a| {
             let r = ResourceRef::from_key(&a.key)?;
-            let platform = a.summary.get("platform").and_then(Value::as_str).and_then(PlatformKind::parse);
-            Some((r, Resource { platform, summary: a.summary.clone() }))
+            let platform = a
+                .summary
+                .get("platform")
+                .and_then(Value::as_str)
+                .and_then(PlatformKind::parse);
+            Some((
+                r,
+                Resource {
+                    platform,
+                    summary: a.summary.clone(),
+                },
+            ))
         })
         .collect()
 }
@@ -294,7 +325,11 @@ fn flatten(v: &Value, prefix: &str, out: &mut BTreeMap<String, Value>) {
     match v {
         Value::Object(m) if !m.is_empty() => {
             for (k, x) in m {
-                let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 flatten(x, &p, out);
             }
         }
@@ -326,7 +361,12 @@ fn field_changes(before: Option<&Value>, after: Option<&Value>) -> Vec<FieldChan
             let (bv, av) = (b.get(k), a.get(k));
             let sensitive = bv.is_some_and(is_sensitive) || av.is_some_and(is_sensitive);
             let hide = |v: Option<&Value>| if sensitive { None } else { v.cloned() };
-            FieldChange { path: k.clone(), before: hide(bv), after: hide(av), sensitive }
+            FieldChange {
+                path: k.clone(),
+                before: hide(bv),
+                after: hide(av),
+                sensitive,
+            }
         })
         .collect()
 }
@@ -352,9 +392,19 @@ pub fn diff(
         };
         let fields = field_changes(c.map(|x| &x.summary), d.map(|x| &x.summary));
         let platform = d.or(c).and_then(|x| x.platform);
-        changes.push(Change { resource: r.clone(), platform, action, fields });
+        changes.push(Change {
+            resource: r.clone(),
+            platform,
+            action,
+            fields,
+        });
     }
-    Plan { format_version: FORMAT_VERSION, from, to, changes }
+    Plan {
+        format_version: FORMAT_VERSION,
+        from,
+        to,
+        changes,
+    }
 }
 
 // === impl Plan ===
@@ -400,7 +450,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn res(summary: Value) -> Resource {
-        Resource { platform: Some(PlatformKind::Slack), summary }
+        Resource {
+            platform: Some(PlatformKind::Slack),
+            summary,
+        }
     }
 
     fn arb_json() -> impl Strategy<Value = Value> {
@@ -422,8 +475,11 @@ mod tests {
     fn arb_resources() -> impl Strategy<Value = BTreeMap<ResourceRef, Resource>> {
         prop::collection::btree_map(
             ("[a-c]{1,2}", 0..3u8).prop_map(|(id, k)| ResourceRef {
-                kind: [ResourceKind::Integration, ResourceKind::Registration, ResourceKind::Rule]
-                    [k as usize],
+                kind: [
+                    ResourceKind::Integration,
+                    ResourceKind::Registration,
+                    ResourceKind::Rule,
+                ][k as usize],
                 id,
             }),
             arb_json().prop_map(res),
@@ -453,7 +509,10 @@ mod tests {
         let after = json!({"credentials": {"api_key": sensitive("bbb"), "domain": "b"}});
         let mut d = BTreeMap::new();
         let mut c = BTreeMap::new();
-        let r = ResourceRef { kind: ResourceKind::Integration, id: "x".into() };
+        let r = ResourceRef {
+            kind: ResourceKind::Integration,
+            id: "x".into(),
+        };
         d.insert(r.clone(), res(after));
         c.insert(r, res(before));
         let plan = diff(&d, &c, String::new(), String::new());
@@ -466,7 +525,10 @@ mod tests {
 
     #[test]
     fn keys_round_trip() {
-        let r = ResourceRef { kind: ResourceKind::Registration, id: "zendesk-main".into() };
+        let r = ResourceRef {
+            kind: ResourceKind::Registration,
+            id: "zendesk-main".into(),
+        };
         assert_eq!(ResourceRef::from_key(&r.key()), Some(r));
         assert_eq!(ResourceRef::from_key("nope/x"), None);
     }

@@ -35,9 +35,7 @@ fn show(v: &Value) -> String {
 
 fn field_line(f: &FieldChange) -> (char, String) {
     match (&f.before, &f.after, f.sensitive) {
-        (_, _, true) => {
-            ('~', format!("{} = (sensitive value changed)", f.path))
-        }
+        (_, _, true) => ('~', format!("{} = (sensitive value changed)", f.path)),
         (None, Some(a), _) => ('+', format!("{} = {}", f.path, show(a))),
         (Some(b), None, _) => ('-', format!("{} = {}", f.path, show(b))),
         (Some(b), Some(a), _) => ('~', format!("{}: {} → {}", f.path, show(b), show(a))),
@@ -46,7 +44,10 @@ fn field_line(f: &FieldChange) -> (char, String) {
 }
 
 fn summary_line(c: Counts) -> String {
-    format!("{} to create, {} to update, {} to delete", c.create, c.update, c.delete)
+    format!(
+        "{} to create, {} to update, {} to delete",
+        c.create, c.update, c.delete
+    )
 }
 
 fn title(ch: &Change) -> String {
@@ -58,7 +59,13 @@ fn title(ch: &Change) -> String {
 
 /// Renders a plan for a terminal.
 pub fn text(plan: &Plan, color: bool) -> String {
-    let paint = |c: &str, s: &str| if color { format!("{c}{s}{RESET}") } else { s.to_owned() };
+    let paint = |c: &str, s: &str| {
+        if color {
+            format!("{c}{s}{RESET}")
+        } else {
+            s.to_owned()
+        }
+    };
     let mut out = String::new();
     let _ = writeln!(out, "supportopsd plan: {} → {}", plan.from, plan.to);
     if !plan.has_changes() {
@@ -71,11 +78,19 @@ pub fn text(plan: &Plan, color: bool) -> String {
         let _ = writeln!(out, "  {}", paint(colour(ch.action), &head));
         for f in &ch.fields {
             let (s, line) = field_line(f);
-            let s = if ch.action == ChangeKind::Update { s } else { sign(ch.action) };
+            let s = if ch.action == ChangeKind::Update {
+                s
+            } else {
+                sign(ch.action)
+            };
             let _ = writeln!(out, "      {s} {line}");
         }
     }
-    let _ = writeln!(out, "\n{}", paint(BOLD, &format!("Plan: {}.", summary_line(plan.counts()))));
+    let _ = writeln!(
+        out,
+        "\n{}",
+        paint(BOLD, &format!("Plan: {}.", summary_line(plan.counts())))
+    );
     out
 }
 
@@ -95,7 +110,9 @@ pub fn json(plan: &Plan) -> String {
 }
 
 fn md_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// Renders a plan as a markdown pull-request comment: counts per platform, then one collapsible
@@ -103,13 +120,21 @@ fn md_escape(s: &str) -> String {
 pub fn markdown(plan: &Plan) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "### supportopsd plan\n");
-    let _ = writeln!(out, "`{}` → `{}`\n", md_escape(&plan.from), md_escape(&plan.to));
+    let _ = writeln!(
+        out,
+        "`{}` → `{}`\n",
+        md_escape(&plan.from),
+        md_escape(&plan.to)
+    );
     if !plan.has_changes() {
         let _ = writeln!(out, "**No changes.** The platforms match the manifests.");
         return out;
     }
     let _ = writeln!(out, "**{}**\n", summary_line(plan.counts()));
-    let _ = writeln!(out, "| platform | create | update | delete |\n|---|---:|---:|---:|");
+    let _ = writeln!(
+        out,
+        "| platform | create | update | delete |\n|---|---:|---:|---:|"
+    );
     for (p, c) in plan.counts_by_platform() {
         let _ = writeln!(out, "| {p} | {} | {} | {} |", c.create, c.update, c.delete);
     }

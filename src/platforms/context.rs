@@ -50,7 +50,11 @@ pub struct EventShape {
 
 /// Splits a path's display form (`actions[0].result.id`) into segments.
 fn segments(path: &str) -> Vec<String> {
-    path.replace('[', ".[").split('.').filter(|s| !s.is_empty()).map(str::to_owned).collect()
+    path.replace('[', ".[")
+        .split('.')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn index(seg: &str) -> Option<usize> {
@@ -72,8 +76,10 @@ fn lookup(fields: &[FieldSpec], path: &str) -> PathType {
             return PathType::Open;
         }
         // Beneath a list: `ticket.tags.0` and friends are fine.
-        if matches!(f.ty, ValueType::List | ValueType::StringList | ValueType::Any)
-            && path.starts_with(f.path)
+        if matches!(
+            f.ty,
+            ValueType::List | ValueType::StringList | ValueType::Any
+        ) && path.starts_with(f.path)
             && path.as_bytes().get(f.path.len()) == Some(&b'.')
         {
             return PathType::Open;
@@ -81,15 +87,24 @@ fn lookup(fields: &[FieldSpec], path: &str) -> PathType {
     }
     // An object on the way to catalogued fields (`ticket`, `ticket.requester`).
     let is_prefix = fields.iter().any(|f| {
-        f.path.len() > path.len() && f.path.starts_with(path) && f.path.as_bytes()[path.len()] == b'.'
+        f.path.len() > path.len()
+            && f.path.starts_with(path)
+            && f.path.as_bytes()[path.len()] == b'.'
     });
-    if is_prefix { PathType::Known(ValueType::Any) } else { PathType::Missing }
+    if is_prefix {
+        PathType::Known(ValueType::Any)
+    } else {
+        PathType::Missing
+    }
 }
 
 impl EventShape {
     /// The shape of `event`'s context.
     pub fn new(event: &'static EventSpec) -> Self {
-        EventShape { event, earlier: Vec::new() }
+        EventShape {
+            event,
+            earlier: Vec::new(),
+        }
     }
 
     /// The same, with the results of the rule's earlier actions available as `actions[N]`.
@@ -100,7 +115,9 @@ impl EventShape {
     /// Type of a path given in display form.
     pub fn type_of_str(&self, path: &str) -> PathType {
         let segs = segments(path);
-        let Some(first) = segs.first() else { return PathType::Missing };
+        let Some(first) = segs.first() else {
+            return PathType::Missing;
+        };
         match first.as_str() {
             "payload" => PathType::Open,
             "event" => match segs.len() {

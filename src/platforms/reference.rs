@@ -15,7 +15,11 @@ fn param_type(ty: &ParamType) -> String {
         ParamType::Object => "table".into(),
         ParamType::ObjectList => "list of tables".into(),
         ParamType::Any => "any".into(),
-        ParamType::Enum(v) => v.iter().map(|x| format!("`{x}`")).collect::<Vec<_>>().join(" \\| "),
+        ParamType::Enum(v) => v
+            .iter()
+            .map(|x| format!("`{x}`"))
+            .collect::<Vec<_>>()
+            .join(" \\| "),
         ParamType::Code(c) => c
             .iter()
             .map(|(n, v)| format!("`{v}`/`{n}`"))
@@ -29,7 +33,10 @@ fn cell(s: &str) -> String {
 }
 
 fn params_table(out: &mut String, params: &[ParamSpec]) {
-    let _ = writeln!(out, "| name | type | required | description |\n|---|---|---|---|");
+    let _ = writeln!(
+        out,
+        "| name | type | required | description |\n|---|---|---|---|"
+    );
     for p in params {
         let _ = writeln!(
             out,
@@ -53,8 +60,16 @@ pub fn markdown() -> String {
     );
     for kind in PlatformKind::ALL {
         let d = kind.descriptor();
-        let _ = writeln!(out, "\n## {} (`platform = \"{}\"`)\n", d.title, kind.as_str());
-        let _ = writeln!(out, "### Credentials\n\n| field | secret | required | description |\n|---|---|---|---|");
+        let _ = writeln!(
+            out,
+            "\n## {} (`platform = \"{}\"`)\n",
+            d.title,
+            kind.as_str()
+        );
+        let _ = writeln!(
+            out,
+            "### Credentials\n\n| field | secret | required | description |\n|---|---|---|---|"
+        );
         for c in d.credentials {
             let required = if d.credential_sets.is_empty() {
                 if c.required { "yes" } else { "no" }
@@ -76,12 +91,20 @@ pub fn markdown() -> String {
             let sets: Vec<String> = d
                 .credential_sets
                 .iter()
-                .map(|s| s.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(" + "))
+                .map(|s| {
+                    s.iter()
+                        .map(|f| format!("`{f}`"))
+                        .collect::<Vec<_>>()
+                        .join(" + ")
+                })
                 .collect();
             let _ = writeln!(out, "\nGive one complete set: {}.", sets.join(", or "));
         }
         if d.webhook_secret == WebhookSecret::Optional {
-            let _ = writeln!(out, "\n`[webhook] secret` may be given (a secret reference).");
+            let _ = writeln!(
+                out,
+                "\n`[webhook] secret` may be given (a secret reference)."
+            );
         }
         if !d.config.is_empty() {
             let _ = writeln!(out, "\n### Config (`[config]`)\n");
@@ -89,11 +112,22 @@ pub fn markdown() -> String {
         }
         let _ = writeln!(out, "\n### Events\n");
         for e in d.events {
-            let note = if e.deliverable { "" } else { " **(cannot be delivered; `validate` refuses it)**" };
+            let note = if e.deliverable {
+                ""
+            } else {
+                " **(cannot be delivered; `validate` refuses it)**"
+            };
             let _ = writeln!(out, "#### `{}`{note}\n\n{}\n", e.name, e.description);
-            let _ = writeln!(out, "Primary object: `{}` (bare condition keys are its fields).\n", e.primary);
-            let fields: Vec<String> =
-                e.fields.iter().map(|f| format!("`{}` ({:?})", f.path, f.ty).to_lowercase()).collect();
+            let _ = writeln!(
+                out,
+                "Primary object: `{}` (bare condition keys are its fields).\n",
+                e.primary
+            );
+            let fields: Vec<String> = e
+                .fields
+                .iter()
+                .map(|f| format!("`{}` ({:?})", f.path, f.ty).to_lowercase())
+                .collect();
             let _ = writeln!(out, "Fields: {}.", fields.join(", "));
             if !e.changes.is_empty() {
                 let ch: Vec<String> = e.changes.iter().map(|c| format!("`{c}`")).collect();
@@ -111,7 +145,11 @@ pub fn markdown() -> String {
             }
             if !a.result.is_empty() {
                 let r: Vec<String> = a.result.iter().map(|f| format!("`{}`", f.path)).collect();
-                let _ = writeln!(out, "\nResult fields (for `actions[N].result.…`): {}.", r.join(", "));
+                let _ = writeln!(
+                    out,
+                    "\nResult fields (for `actions[N].result.…`): {}.",
+                    r.join(", ")
+                );
             }
             out.push('\n');
         }
