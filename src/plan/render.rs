@@ -33,9 +33,12 @@ fn show(v: &Value) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
-fn field_line(f: &FieldChange) -> (char, String) {
+fn field_line(kind: ChangeKind, f: &FieldChange) -> (char, String) {
     match (&f.before, &f.after, f.sensitive) {
-        (_, _, true) => ('~', format!("{} = (sensitive value changed)", f.path)),
+        (_, _, true) if kind == ChangeKind::Update => {
+            ('~', format!("{} = (sensitive value changed)", f.path))
+        }
+        (_, _, true) => (sign(kind), format!("{} = (sensitive value)", f.path)),
         (None, Some(a), _) => ('+', format!("{} = {}", f.path, show(a))),
         (Some(b), None, _) => ('-', format!("{} = {}", f.path, show(b))),
         (Some(b), Some(a), _) => ('~', format!("{}: {} → {}", f.path, show(b), show(a))),
@@ -77,7 +80,7 @@ pub fn text(plan: &Plan, color: bool) -> String {
         let head = format!("{} {}", sign(ch.action), title(ch));
         let _ = writeln!(out, "  {}", paint(colour(ch.action), &head));
         for f in &ch.fields {
-            let (s, line) = field_line(f);
+            let (s, line) = field_line(ch.action, f);
             let s = if ch.action == ChangeKind::Update {
                 s
             } else {
@@ -150,7 +153,7 @@ pub fn markdown(plan: &Plan) -> String {
         );
         let _ = writeln!(out, "```diff");
         for f in &ch.fields {
-            let (s, line) = field_line(f);
+            let (s, line) = field_line(ch.action, f);
             let s = match (ch.action, s) {
                 (ChangeKind::Update, '~') => '!',
                 (ChangeKind::Update, s) => s,

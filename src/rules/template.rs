@@ -56,6 +56,19 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     // Needed for error messages that name the undefined expression.
     env.set_debug(true);
     env.set_auto_escape_callback(|_| AutoEscape::None);
+    // Parameters are data, not HTML pages: a trailing newline the author wrote is kept.
+    if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder().keep_trailing_newline(true).build() {
+        env.set_syntax(syntax);
+    }
+    // A platform's `null` (an unset group, an empty cell) prints as nothing rather than
+    // Python's `none`; `{{ x or "fallback" }}` gives it a visible default.
+    env.set_formatter(|out, state, value| {
+        if value.is_none() {
+            Ok(())
+        } else {
+            minijinja::escape_formatter(out, state, value)
+        }
+    });
     env.add_filter("tojson", tojson);
     env
 });
@@ -829,5 +842,19 @@ mod tests {
             let tpl = Template::parse("{{ ticket.v }}").unwrap();
             prop_assert_eq!(tpl.render(&json!({ "ticket": { "v": v.clone() } })).unwrap(), v);
         }
+    }
+}
+
+#[cfg(test)]
+mod formatting_tests {
+    use serde_json::json;
+
+    use super::Template;
+
+    #[test]
+    fn null_prints_as_nothing_and_trailing_newlines_stay() {
+        let ctx = json!({"row": {"notes": null, "name": "a"}});
+        let t = Template::parse("notes: {{ row.notes }}|{{ row.notes or 'none' }}\n").unwrap();
+        assert_eq!(t.render(&ctx).unwrap(), json!("notes: |none\n"));
     }
 }
