@@ -102,14 +102,29 @@ impl Diagnostics {
         self.texts.insert(file.to_owned(), text.to_owned());
     }
 
-    /// Adds a diagnostic.
-    pub fn push(&mut self, d: Diagnostic) {
+    /// Adds a diagnostic. A message of several lines (a regex error with its caret diagram) is
+    /// folded into one, so every diagnostic stays one `file:line:col: message` line.
+    pub fn push(&mut self, mut d: Diagnostic) {
+        if d.message.contains('\n') {
+            let first = d
+                .message
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim_end_matches(':')
+                .trim();
+            let last = d.message.lines().last().unwrap_or_default().trim();
+            let last = last.strip_prefix("error: ").unwrap_or(last);
+            d.message = format!("{first}: {last}");
+        }
         self.items.push(d);
     }
 
     /// Adds several.
     pub fn extend(&mut self, ds: impl IntoIterator<Item = Diagnostic>) {
-        self.items.extend(ds);
+        for d in ds {
+            self.push(d);
+        }
     }
 
     /// Moves the other run's diagnostics and texts into this one.

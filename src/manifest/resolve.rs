@@ -233,14 +233,22 @@ pub fn load(snapshot: &Snapshot) -> Loaded {
             };
             ds.push(Diagnostic::error(&file.path, span, v.message).with_help_opt(v.help));
         }
-        if !schema_ok || !reported.is_empty() {
+        if !schema_ok {
             if let Some(id) = doc.value.get("id").and_then(Value::as_str) {
                 broken_ids.insert(id.to_owned());
             }
             continue;
         }
         let path = file.path.clone();
-        let value = doc.value.clone();
+        let mut value = doc.value.clone();
+        // Plain-text secrets were reported; drop them so the rest of the file is still checked.
+        for pointer in &reported {
+            if let Some((parent, key)) = pointer.rsplit_once('/')
+                && let Some(Value::Object(m)) = value.pointer_mut(parent)
+            {
+                m.remove(&key.replace("~1", "/").replace("~0", "~"));
+            }
+        }
         let shape_error = |e: serde_json::Error| Diagnostic::error(&path, None, e.to_string());
         match file.kind {
             FileKind::Integration => match serde_json::from_value::<RawIntegration>(value) {
@@ -294,6 +302,9 @@ pub fn load(snapshot: &Snapshot) -> Loaded {
             }
             rule_files.insert(rule.id.clone(), p.file.clone());
             rule_set.insert(rule.id.clone(), rule);
+        } else {
+            // Its errors are reported; tests naming it should not add "unknown rule".
+            cx.broken_ids.insert(p.raw.id.clone());
         }
     }
     let mut cases = Vec::new();
@@ -386,9 +397,12 @@ impl Resolver {
             let cred = if secret {
                 match serde_json::from_value::<SecretRef>(value.clone()) {
                     Ok(r) => r,
-                    Err(_) => {
-                        self.ds
-                            .push(p.error(&pointer, "expected a secret reference"));
+                    Err(e) => {
+                        self.ds.push(
+                            p.error(&pointer, format!("invalid secret reference: {e}")).with_help(
+                                "seal it again with `supportopsd secret seal`, or use `{ env = \"NAME\" }` / `{ file = \"NAME\" }`",
+                            ),
+                        );
                         continue;
                     }
                 }
@@ -660,23 +674,32 @@ impl Resolver {
                         self.ds.push(Diagnostic::error(
                             &p.file,
                             span,
-                            format!("template syntax error: {}", e.message),
+                            format!(
+                                "template syntax error: {}",
+                                e.message
+                                    .strip_prefix("syntax error: ")
+                                    .unwrap_or(&e.message)
+                            ),
                         ));
                     }
                     ok = false;
+                    earlier.push(spec);
                     continue;
                 }
             };
             if let Some((_, _, event)) = &trigger {
                 let shape = EventShape::with_actions(event, earlier.clone());
                 for (rel, t) in params.templates() {
+                    let tptr = format!("{ptr}/parameters{rel}");
                     for e in t.check(&shape) {
-                        let ptr = format!("{ptr}/parameters{rel}");
-                        let help = shape_help(&shape, &e.message);
+                        let help = e.help.clone().or_else(|| shape_help(&shape, &e.message));
                         self.ds.push(
-                            Diagnostic::error(&p.file, p.value_span(&ptr), e.message)
+                            Diagnostic::error(&p.file, p.value_span(&tptr), e.message)
                                 .with_help_opt(help),
                         );
+                    }
+                    for (n, rest) in t.action_refs() {
+                        self.check_action_ref(p, &tptr, i, n, &rest.to_string(), &earlier);
                     }
                 }
             }
@@ -709,6 +732,66 @@ impl Resolver {
             },
             actions,
         })
+    }
+
+    /// Checks `actions[n].<rest>` in a template of action `i`: `n` must be an earlier action and
+    /// `rest` one of its result fields.
+    fn check_action_ref(
+        &mut self,
+        p: &Parsed<RawRule>,
+        pointer: &str,
+        i: usize,
+        n: usize,
+        rest: &str,
+        earlier: &[&'static ActionSpec],
+    ) {
+        let Some(spec) = earlier.get(n) else {
+            let help = if earlier.is_empty() {
+                "this is the rule's first action: no earlier result exists".to_owned()
+            } else {
+                let list: Vec<String> = (0..earlier.len())
+                    .map(|k| format!("`actions[{k}]`"))
+                    .collect();
+                format!("earlier actions: {}", list.join(", "))
+            };
+            self.ds.push(
+                p.error(
+                    pointer,
+                    format!(
+                        "`actions[{n}]` is not an earlier action of this rule (this is action {i})"
+                    ),
+                )
+                .with_help(help),
+            );
+            return;
+        };
+        let field = match rest.strip_prefix("result.") {
+            Some(f) => f,
+            None if rest == "result" || rest.is_empty() => return,
+            None => {
+                self.ds.push(
+                    p.error(pointer, format!("`actions[{n}].{rest}` does not exist"))
+                        .with_help(format!(
+                            "an earlier action's output is `actions[{n}].result.<field>`"
+                        )),
+                );
+                return;
+            }
+        };
+        if spec.result.is_empty() || lookup_result(spec, field) {
+            return;
+        }
+        let fields = spec.result.iter().map(|f| f.path);
+        let help = did_you_mean(field, fields.clone())
+            .map(|s| format!("did you mean `actions[{n}].result.{s}`?"))
+            .unwrap_or_else(|| format!("{} results: {}", spec.name, names(fields)));
+        self.ds.push(
+            p.error(
+                pointer,
+                format!("`{}` has no result field `{field}`", spec.name),
+            )
+            .with_help(help),
+        );
     }
 
     fn check_params(
@@ -910,6 +993,20 @@ fn offset_span(span: Range<usize>, offset: Option<usize>) -> Range<usize> {
 fn shape_help(shape: &EventShape, message: &str) -> Option<String> {
     let path = message.split('`').nth(1)?;
     did_you_mean(path, shape.known_paths()).map(|s| format!("did you mean `{s}`?"))
+}
+
+/// Whether `field` (dotted, indexes allowed) is a result field of `spec`, or lies beneath one.
+fn lookup_result(spec: &ActionSpec, field: &str) -> bool {
+    let field = field.split('[').next().unwrap_or(field);
+    spec.result.iter().any(|f| {
+        field == f.path
+            || field
+                .strip_prefix(f.path)
+                .is_some_and(|r| r.starts_with('.'))
+            || f.path
+                .strip_prefix(field)
+                .is_some_and(|r| r.starts_with('.'))
+    })
 }
 
 fn is_template(s: &str) -> bool {

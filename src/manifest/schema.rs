@@ -485,6 +485,14 @@ fn describe(e: &jsonschema::ValidationError<'_>) -> Violation {
             };
             format!("expected {want}, found {}", json_type(e.instance()))
         }
+        ValidationErrorKind::Enum { .. } if field == "platform" => {
+            let names: Vec<&str> = PlatformKind::ALL.iter().map(|k| k.as_str()).collect();
+            v.help = Some(format!("platforms: {}", names.join(", ")));
+            match e.instance().as_str() {
+                Some(name) => format!("unknown platform `{name}`"),
+                None => "unknown platform".into(),
+            }
+        }
         ValidationErrorKind::Enum { options } => {
             let opts: Vec<String> = options
                 .as_array()

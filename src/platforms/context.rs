@@ -186,4 +186,14 @@ impl PathTypes for EventShape {
     fn primary(&self) -> &str {
         self.event.primary
     }
+
+    fn suggest(&self, path: &FieldPath) -> Option<String> {
+        let text = path.to_string();
+        crate::manifest::diagnostic::did_you_mean(&text, self.known_paths()).map(str::to_owned)
+    }
+
+    fn reports_changes(&self, path: &FieldPath) -> Option<bool> {
+        let key = crate::rules::condition::change_key(path, self.event.primary);
+        Some(self.event.changes.iter().any(|c| *c == key))
+    }
 }

@@ -57,7 +57,10 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env.set_debug(true);
     env.set_auto_escape_callback(|_| AutoEscape::None);
     // Parameters are data, not HTML pages: a trailing newline the author wrote is kept.
-    if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder().keep_trailing_newline(true).build() {
+    if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
+        .keep_trailing_newline(true)
+        .build()
+    {
         env.set_syntax(syntax);
     }
     // A platform's `null` (an unset group, an empty cell) prints as nothing rather than

@@ -39,5 +39,8 @@ fn schema_command_prints_the_embedded_schema() {
 
 #[test]
 fn platform_reference_is_fresh() {
-    check("docs/platforms.md", &supportopsd::platforms::reference::markdown());
+    check(
+        "docs/platforms.md",
+        &supportopsd::platforms::reference::markdown(),
+    );
 }

@@ -27,7 +27,9 @@ pub struct Output {
 impl TestRepo {
     /// An empty repository.
     pub fn new() -> TestRepo {
-        TestRepo { dir: tempfile::tempdir().expect("tempdir") }
+        TestRepo {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
     }
 
     /// A copy of `examples/repo`.
@@ -76,17 +78,23 @@ impl TestRepo {
             .or_else(|_| git2::Repository::init(self.path()))
             .expect("git init");
         let mut index = repo.index().expect("index");
-        index.add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None).expect("add");
+        index
+            .add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None)
+            .expect("add");
         index.update_all(["*"].iter(), None).expect("update");
         index.write().expect("write index");
-        let tree = repo.find_tree(index.write_tree().expect("tree")).expect("find tree");
+        let tree = repo
+            .find_tree(index.write_tree().expect("tree"))
+            .expect("find tree");
         let sig = git2::Signature::now("test", "test@example.invalid").expect("sig");
         let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
         let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
-        repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents).expect("commit").to_string()
+        repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
+            .expect("commit")
+            .to_string()
     }
 
-    /// Runs `supportopsd --repo <this> ARGS…` in this folder.
+    /// Runs `supportopsd --repo . ARGS…` in this folder.
     pub fn run(&self, args: &[&str]) -> Output {
         self.run_with(args, &[], None)
     }
@@ -97,7 +105,7 @@ impl TestRepo {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_supportopsd"));
         cmd.current_dir(self.path())
             .arg("--repo")
-            .arg(self.path())
+            .arg(".")
             .args(args)
             .env_remove("SUPPORTOPSD_KEY_FILE")
             .env_remove("CREDENTIALS_DIRECTORY")
@@ -111,7 +119,12 @@ impl TestRepo {
         }
         let mut child = cmd.spawn().expect("spawn supportopsd");
         if let Some(input) = stdin {
-            child.stdin.take().expect("stdin").write_all(input).expect("write stdin");
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input)
+                .expect("write stdin");
         }
         drop(child.stdin.take());
         let out = child.wait_with_output().expect("wait");
