@@ -916,19 +916,17 @@ impl Resolver {
                             .with_help_opt(help),
                         );
                     }
-                    None => {}
-                    Some(rule) => {
-                        if !rule.actions.iter().any(|a| a.action.name == e.action) {
-                            let have = names(rule.actions.iter().map(|a| a.action.name));
-                            self.ds.push(
-                                p.error(
-                                    &format!("{eptr}/action"),
-                                    format!("rule `{}` has no action `{}`", e.rule, e.action),
-                                )
-                                .with_help(format!("its actions: {have}")),
-                            );
-                        }
+                    Some(rule) if !rule.actions.iter().any(|a| a.action.name == e.action) => {
+                        let have = names(rule.actions.iter().map(|a| a.action.name));
+                        self.ds.push(
+                            p.error(
+                                &format!("{eptr}/action"),
+                                format!("rule `{}` has no action `{}`", e.rule, e.action),
+                            )
+                            .with_help(format!("its actions: {have}")),
+                        );
                     }
+                    None | Some(_) => {}
                 }
                 expect.push(Expectation {
                     rule: rule_id,

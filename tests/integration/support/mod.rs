@@ -7,45 +7,45 @@ use std::process::Command;
 use tempfile::TempDir;
 
 /// The repository's `examples/repo`.
-pub fn examples_repo() -> PathBuf {
+pub(crate) fn examples_repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/repo")
 }
 
 /// A manifest repository in a temporary folder.
-pub struct TestRepo {
+pub(crate) struct TestRepo {
     dir: TempDir,
 }
 
 /// What a command printed and how it exited.
 #[derive(Debug)]
-pub struct Output {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
+pub(crate) struct Output {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl TestRepo {
     /// An empty repository.
-    pub fn new() -> TestRepo {
+    pub(crate) fn new() -> TestRepo {
         TestRepo {
             dir: tempfile::tempdir().expect("tempdir"),
         }
     }
 
     /// A copy of `examples/repo`.
-    pub fn examples() -> TestRepo {
+    pub(crate) fn examples() -> TestRepo {
         let repo = TestRepo::new();
         copy_dir(&examples_repo(), repo.path());
         repo
     }
 
     /// The folder.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
     /// Writes a file (creating folders).
-    pub fn file(&self, rel: &str, text: &str) -> &TestRepo {
+    pub(crate) fn file(&self, rel: &str, text: &str) -> &TestRepo {
         let p = self.path().join(rel);
         std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
         std::fs::write(p, text).expect("write");
@@ -53,7 +53,7 @@ impl TestRepo {
     }
 
     /// Writes raw bytes.
-    pub fn bytes(&self, rel: &str, bytes: &[u8]) -> &TestRepo {
+    pub(crate) fn bytes(&self, rel: &str, bytes: &[u8]) -> &TestRepo {
         let p = self.path().join(rel);
         std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
         std::fs::write(p, bytes).expect("write");
@@ -61,19 +61,19 @@ impl TestRepo {
     }
 
     /// Removes a file.
-    pub fn remove(&self, rel: &str) -> &TestRepo {
+    pub(crate) fn remove(&self, rel: &str) -> &TestRepo {
         std::fs::remove_file(self.path().join(rel)).expect("remove");
         self
     }
 
     /// Reads a file.
-    pub fn read(&self, rel: &str) -> String {
+    pub(crate) fn read(&self, rel: &str) -> String {
         std::fs::read_to_string(self.path().join(rel)).expect("read")
     }
 
     /// Commits everything in the folder (initialising the repository on first use) and returns
     /// the commit id.
-    pub fn commit(&self, message: &str) -> String {
+    pub(crate) fn commit(&self, message: &str) -> String {
         let repo = git2::Repository::open(self.path())
             .or_else(|_| git2::Repository::init(self.path()))
             .expect("git init");
@@ -95,12 +95,17 @@ impl TestRepo {
     }
 
     /// Runs `supportopsd --repo . ARGS…` in this folder.
-    pub fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.run_with(args, &[], None)
     }
 
     /// Runs with extra environment and optional stdin.
-    pub fn run_with(&self, args: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> Output {
+    pub(crate) fn run_with(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stdin: Option<&[u8]>,
+    ) -> Output {
         use std::io::Write;
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_supportopsd"));
         cmd.current_dir(self.path())
