@@ -1067,3 +1067,152 @@ pub(crate) fn check_param(ty: &ParamType, v: &Value) -> Result<(), String> {
         Err(format!("expected {want} (or a template)"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::manifest::source::{FOLDERS, RawFile};
+
+    /// The example repository's manifests, in memory.
+    fn example_files() -> Vec<RawFile> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/repo");
+        let mut files = Vec::new();
+        for (folder, kind) in FOLDERS {
+            let Ok(entries) = std::fs::read_dir(root.join(folder)) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.ends_with(".toml") {
+                    let bytes = std::fs::read(e.path()).unwrap();
+                    files.push(RawFile {
+                        path: format!("{folder}/{name}"),
+                        kind,
+                        contents: Contents::Bytes(bytes),
+                    });
+                }
+            }
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        files
+    }
+
+    #[derive(Debug, Clone)]
+    enum Mutation {
+        Delete(usize, usize),
+        Insert(usize, Vec<u8>),
+        Duplicate(usize, usize),
+        Flip(usize, u8),
+    }
+
+    fn mutation() -> impl Strategy<Value = Mutation> {
+        let tokens = prop::sample::select(vec![
+            &b"\""[..],
+            b"'",
+            b"[",
+            b"]",
+            b"{",
+            b"}",
+            b"=",
+            b"\n",
+            b"[[actions]]\n",
+            b"{{",
+            b"}}",
+            b"[trigger.conditions]\n",
+            b"any = [",
+            b"\xff",
+            b"1e999",
+            b"0x",
+            b"\\u",
+            b"#",
+            b".",
+        ]);
+        prop_oneof![
+            (any::<usize>(), 0..40usize).prop_map(|(a, n)| Mutation::Delete(a, n)),
+            (any::<usize>(), tokens.prop_map(<[u8]>::to_vec))
+                .prop_map(|(a, t)| Mutation::Insert(a, t)),
+            (any::<usize>(), prop::collection::vec(any::<u8>(), 0..12))
+                .prop_map(|(a, t)| Mutation::Insert(a, t)),
+            (any::<usize>(), 0..80usize).prop_map(|(a, n)| Mutation::Duplicate(a, n)),
+            (any::<usize>(), any::<u8>()).prop_map(|(a, b)| Mutation::Flip(a, b)),
+        ]
+    }
+
+    fn apply(bytes: &mut Vec<u8>, m: &Mutation) {
+        if bytes.is_empty() {
+            return;
+        }
+        let at = |a: usize| a % bytes.len();
+        match m {
+            Mutation::Delete(a, n) => {
+                let start = at(*a);
+                let end = (start + n).min(bytes.len());
+                bytes.drain(start..end);
+            }
+            Mutation::Insert(a, t) => {
+                let pos = at(*a);
+                bytes.splice(pos..pos, t.iter().copied());
+            }
+            Mutation::Duplicate(a, n) => {
+                let start = at(*a);
+                let end = (start + n).min(bytes.len());
+                let chunk = bytes[start..end].to_vec();
+                bytes.splice(end..end, chunk);
+            }
+            Mutation::Flip(a, b) => {
+                let i = at(*a);
+                bytes[i] ^= *b;
+            }
+        }
+    }
+
+    #[test]
+    fn the_examples_load() {
+        let loaded = load(&Snapshot::in_memory(example_files()));
+        // Fixtures are not readable from memory; everything else must be clean.
+        let others: Vec<_> = loaded
+            .diagnostics
+            .sorted()
+            .into_iter()
+            .filter(|d| !d.message.contains("fixture"))
+            .cloned()
+            .collect();
+        assert!(others.is_empty(), "{others:?}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// The loader never panics: mutated real manifests (syntax and structure damaged in
+        /// every way the mutations reach) give diagnostics, and a set only when there are none.
+        #[test]
+        fn mutated_manifests_never_panic(
+            which in any::<prop::sample::Index>(),
+            mutations in prop::collection::vec(mutation(), 1..6),
+        ) {
+            let mut files = example_files();
+            let i = which.index(files.len());
+            if let Contents::Bytes(b) = &mut files[i].contents {
+                for m in &mutations {
+                    apply(b, m);
+                }
+            }
+            let loaded = load(&Snapshot::in_memory(files));
+            prop_assert_eq!(loaded.set.is_some(), !loaded.diagnostics.has_errors());
+            let _ = loaded.diagnostics.render("");
+        }
+
+        /// Arbitrary bytes in any kind of file.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512), kind in 0..3usize) {
+            let (folder, kind) = FOLDERS[kind];
+            let files = vec![RawFile { path: format!("{folder}/x.toml"), kind, contents: Contents::Bytes(bytes) }];
+            let loaded = load(&Snapshot::in_memory(files));
+            let _ = loaded.diagnostics.render("");
+        }
+    }
+}

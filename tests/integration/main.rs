@@ -1,5 +1,7 @@
 //! The integration tests: one binary, one module per area, driving the real `supportopsd`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failure is the point
+
 mod generated;
 mod plan;
 mod secret;
