@@ -17,10 +17,10 @@ pub struct Args {
     #[arg(long, env = "SUPPORTOPSD_REV")]
     pub rev: Option<String>,
     /// Compare against this revision instead of the state (no state needed: the CI mode).
-    #[arg(long)]
+    #[arg(long, env = "SUPPORTOPSD_BASE")]
     pub base: Option<String>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(long, env = "SUPPORTOPSD_FORMAT", value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Exit 2 when there are changes (0 none, 1 error).
     #[arg(long)]
@@ -53,6 +53,8 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
         return Ok(Exit::Failure);
     };
     let desired = plan::desired(&set);
+    let to = set.revision.to_string();
+    drop(set);
     let (current, from) = match &args.base {
         Some(base) => {
             let Some(base_set) = load_or_report(g, Some(base))? else {
@@ -78,7 +80,7 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
             }
         }
     };
-    let plan = plan::diff(&desired, &current, from, set.revision.to_string());
+    let plan = plan::diff(&desired, &current, from, to);
     let out = match args.format {
         Format::Text => render::text(&plan, std::io::stdout().is_terminal()),
         Format::Json => render::json(&plan),

@@ -27,7 +27,7 @@ pub enum Command {
         #[arg(long)]
         field: String,
         /// The sealing key file [default: $SUPPORTOPSD_KEY_FILE, then $CREDENTIALS_DIRECTORY/supportopsd.key].
-        #[arg(long)]
+        #[arg(long, env = "SUPPORTOPSD_KEY_FILE")]
         key_file: Option<PathBuf>,
     },
     /// Unseal a `sos1:` value read from stdin and print the plain text.
@@ -39,7 +39,7 @@ pub enum Command {
         #[arg(long)]
         field: String,
         /// The sealing key file.
-        #[arg(long)]
+        #[arg(long, env = "SUPPORTOPSD_KEY_FILE")]
         key_file: Option<PathBuf>,
     },
 }

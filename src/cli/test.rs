@@ -12,7 +12,7 @@ pub struct Args {
     #[arg(long, env = "SUPPORTOPSD_REV")]
     pub rev: Option<String>,
     /// Fail when fewer than this percentage of enabled rules is exercised by some case.
-    #[arg(long, value_name = "PERCENT")]
+    #[arg(long, env = "SUPPORTOPSD_FAIL_UNDER", value_name = "PERCENT")]
     pub fail_under: Option<f64>,
     /// Print the report as JSON.
     #[arg(long)]

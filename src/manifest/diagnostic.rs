@@ -133,6 +133,11 @@ impl Diagnostics {
         self.texts.extend(other.texts);
     }
 
+    /// Whether any diagnostic is about `file`.
+    pub fn mentions(&self, file: &str) -> bool {
+        self.items.iter().any(|d| d.file == file)
+    }
+
     /// Whether any diagnostic is an error.
     pub fn has_errors(&self) -> bool {
         self.items.iter().any(|d| d.severity == Severity::Error)

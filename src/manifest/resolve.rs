@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Range;
+use std::sync::OnceLock;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -13,8 +14,8 @@ use super::model::{
     Trigger, Webhook,
 };
 use super::schema::{self, SchemaKind};
-use super::source::{Contents, FileKind, Snapshot};
-use super::spanned::{self, Document, escape_token};
+use super::source::{Contents, FileKind, RawFile, Snapshot};
+use super::spanned::{self, Spans, escape_token};
 use super::{IntegrationId, RuleId};
 use crate::platforms::context::EventShape;
 use crate::platforms::{ActionSpec, EventSpec, ParamType, PlatformKind};
@@ -132,20 +133,27 @@ struct RawExpect {
     parameters: Option<Map<String, Value>>,
 }
 
-/// A parsed file with its spans, so any later check can point into it.
-struct Parsed<T> {
+/// A parsed file. Positions are computed only when a diagnostic needs one (by parsing the text
+/// again with spans recorded): a valid repository never pays for them.
+struct Parsed<'a, T> {
     file: String,
-    doc: Document,
+    text: &'a str,
+    spans: OnceLock<Spans>,
     raw: T,
 }
 
-impl<T> Parsed<T> {
+impl<T> Parsed<'_, T> {
+    fn spans(&self) -> &Spans {
+        self.spans
+            .get_or_init(|| spanned::parse_spanned(self.text).spans)
+    }
+
     fn value_span(&self, pointer: &str) -> Option<Range<usize>> {
-        self.doc.spans.value(pointer)
+        self.spans().value(pointer)
     }
 
     fn key_span(&self, pointer: &str) -> Option<Range<usize>> {
-        self.doc.spans.key(pointer)
+        self.spans().key(pointer)
     }
 
     fn error(&self, pointer: &str, message: impl Into<String>) -> Diagnostic {
@@ -153,128 +161,168 @@ impl<T> Parsed<T> {
     }
 }
 
+/// What the first, per-file phase makes of one file.
+enum FileOutcome<'a> {
+    Integration(Parsed<'a, RawIntegration>),
+    Rule(Parsed<'a, RawRule>),
+    Test(Parsed<'a, RawTestFile>),
+    /// Unusable; its diagnostics are reported, and its id (when known) is remembered so that
+    /// references to it are not reported again.
+    Broken(Option<String>),
+}
+
+/// Decodes, parses and schema-checks one file. Independent of every other file, so the files
+/// of a repository are processed in parallel.
+fn parse_file<'a>(file: &'a RawFile, ds: &mut Vec<Diagnostic>) -> FileOutcome<'a> {
+    let bytes = match &file.contents {
+        Contents::Bytes(b) => b,
+        Contents::TooLarge(n) => {
+            ds.push(
+                Diagnostic::error(
+                    &file.path,
+                    None,
+                    format!("file is {n} bytes; manifests are limited to 1 MiB"),
+                )
+                .with_help("split it, or move large payloads into tests/fixtures/"),
+            );
+            return FileOutcome::Broken(None);
+        }
+        Contents::Symlink => {
+            ds.push(Diagnostic::error(
+                &file.path,
+                None,
+                "symbolic links are not followed; commit the file itself",
+            ));
+            return FileOutcome::Broken(None);
+        }
+    };
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            ds.push(Diagnostic::error(
+                &file.path,
+                Some(e.valid_up_to()..e.valid_up_to() + 1),
+                "file is not valid UTF-8",
+            ));
+            return FileOutcome::Broken(None);
+        }
+    };
+    let id_of = |v: &Value| v.get("id").and_then(Value::as_str).map(str::to_owned);
+    let (mut value, syntax) = spanned::parse(text);
+    if !syntax.is_empty() {
+        for e in syntax {
+            ds.push(Diagnostic::error(&file.path, e.span, e.message));
+        }
+        return FileOutcome::Broken(id_of(&value));
+    }
+    let kind = match file.kind {
+        FileKind::Integration => SchemaKind::Integration,
+        FileKind::Rule => SchemaKind::Rule,
+        FileKind::Test => SchemaKind::Test,
+    };
+    let spans: OnceLock<Spans> = OnceLock::new();
+    let spans_of = || spans.get_or_init(|| spanned::parse_spanned(text).spans);
+    let mut reported = Vec::new();
+    if file.kind == FileKind::Integration {
+        reported = check_plain_secrets(&file.path, &value, spans_of, ds);
+    }
+    let mut schema_ok = true;
+    for v in schema::validate(kind, &value) {
+        if reported
+            .iter()
+            .any(|p: &String| v.pointer.starts_with(p.as_str()))
+        {
+            continue;
+        }
+        schema_ok = false;
+        let span = if v.at_key {
+            spans_of().key(&v.pointer)
+        } else {
+            spans_of().value(&v.pointer)
+        };
+        ds.push(Diagnostic::error(&file.path, span, v.message).with_help_opt(v.help));
+    }
+    if !schema_ok {
+        return FileOutcome::Broken(id_of(&value));
+    }
+    // Plain-text secrets were reported; drop them so the rest of the file is still checked.
+    for pointer in &reported {
+        if let Some((parent, key)) = pointer.rsplit_once('/')
+            && let Some(Value::Object(m)) = value.pointer_mut(parent)
+        {
+            m.remove(&key.replace("~1", "/").replace("~0", "~"));
+        }
+    }
+    let id = id_of(&value);
+    let path = file.path.clone();
+    let outcome = match file.kind {
+        FileKind::Integration => serde_json::from_value(value).map(|raw| {
+            FileOutcome::Integration(Parsed {
+                file: path,
+                text,
+                spans,
+                raw,
+            })
+        }),
+        FileKind::Rule => serde_json::from_value(value).map(|raw| {
+            FileOutcome::Rule(Parsed {
+                file: path,
+                text,
+                spans,
+                raw,
+            })
+        }),
+        FileKind::Test => serde_json::from_value(value).map(|raw| {
+            FileOutcome::Test(Parsed {
+                file: path,
+                text,
+                spans,
+                raw,
+            })
+        }),
+    };
+    outcome.unwrap_or_else(|e| {
+        ds.push(Diagnostic::error(&file.path, None, e.to_string()));
+        FileOutcome::Broken(id)
+    })
+}
+
 /// Loads and validates everything in a snapshot.
 pub fn load(snapshot: &Snapshot) -> Loaded {
+    // Phase 1, per file and in parallel: decode, parse, schema-check.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, 8);
+    let chunk = snapshot.files.len().div_ceil(threads).max(1);
+    let results: Vec<(Vec<FileOutcome<'_>>, Vec<Diagnostic>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = snapshot
+            .files
+            .chunks(chunk)
+            .map(|files| {
+                scope.spawn(move || {
+                    let mut ds = Vec::new();
+                    let outcomes = files.iter().map(|f| parse_file(f, &mut ds)).collect();
+                    (outcomes, ds)
+                })
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
     let mut ds = Diagnostics::default();
     let mut integrations = Vec::new();
     let mut rules = Vec::new();
     let mut tests = Vec::new();
-    // Ids declared by files that failed to parse: references to them are not reported again.
+    // Ids declared by files that failed: references to them are not reported again.
     let mut broken_ids = BTreeSet::new();
-
-    for file in &snapshot.files {
-        let bytes = match &file.contents {
-            Contents::Bytes(b) => b,
-            Contents::TooLarge(n) => {
-                ds.push(
-                    Diagnostic::error(
-                        &file.path,
-                        None,
-                        format!("file is {n} bytes; manifests are limited to 1 MiB"),
-                    )
-                    .with_help("split it, or move large payloads into tests/fixtures/"),
-                );
-                continue;
+    for (outcomes, diagnostics) in results {
+        ds.extend(diagnostics);
+        for outcome in outcomes {
+            match outcome {
+                FileOutcome::Integration(p) => integrations.push(p),
+                FileOutcome::Rule(p) => rules.push(p),
+                FileOutcome::Test(p) => tests.push(p),
+                FileOutcome::Broken(id) => broken_ids.extend(id),
             }
-            Contents::Symlink => {
-                ds.push(Diagnostic::error(
-                    &file.path,
-                    None,
-                    "symbolic links are not followed; commit the file itself",
-                ));
-                continue;
-            }
-        };
-        let text = match std::str::from_utf8(bytes) {
-            Ok(t) => t,
-            Err(e) => {
-                ds.add_source(&file.path, &String::from_utf8_lossy(bytes));
-                ds.push(Diagnostic::error(
-                    &file.path,
-                    Some(e.valid_up_to()..e.valid_up_to() + 1),
-                    "file is not valid UTF-8",
-                ));
-                continue;
-            }
-        };
-        ds.add_source(&file.path, text);
-        let (doc, syntax) = spanned::parse(text);
-        if !syntax.is_empty() {
-            for e in syntax {
-                ds.push(Diagnostic::error(&file.path, e.span, e.message));
-            }
-            if let Some(id) = doc.value.get("id").and_then(Value::as_str) {
-                broken_ids.insert(id.to_owned());
-            }
-            continue;
-        }
-        let kind = match file.kind {
-            FileKind::Integration => SchemaKind::Integration,
-            FileKind::Rule => SchemaKind::Rule,
-            FileKind::Test => SchemaKind::Test,
-        };
-        let mut reported = Vec::new();
-        if file.kind == FileKind::Integration {
-            reported = check_plain_secrets(&file.path, &doc, &mut ds);
-        }
-        let mut schema_ok = true;
-        for v in schema::validate(kind, &doc.value) {
-            if reported
-                .iter()
-                .any(|p: &String| v.pointer.starts_with(p.as_str()))
-            {
-                continue;
-            }
-            schema_ok = false;
-            let span = if v.at_key {
-                doc.spans.key(&v.pointer)
-            } else {
-                doc.spans.value(&v.pointer)
-            };
-            ds.push(Diagnostic::error(&file.path, span, v.message).with_help_opt(v.help));
-        }
-        if !schema_ok {
-            if let Some(id) = doc.value.get("id").and_then(Value::as_str) {
-                broken_ids.insert(id.to_owned());
-            }
-            continue;
-        }
-        let path = file.path.clone();
-        let mut value = doc.value.clone();
-        // Plain-text secrets were reported; drop them so the rest of the file is still checked.
-        for pointer in &reported {
-            if let Some((parent, key)) = pointer.rsplit_once('/')
-                && let Some(Value::Object(m)) = value.pointer_mut(parent)
-            {
-                m.remove(&key.replace("~1", "/").replace("~0", "~"));
-            }
-        }
-        let shape_error = |e: serde_json::Error| Diagnostic::error(&path, None, e.to_string());
-        match file.kind {
-            FileKind::Integration => match serde_json::from_value::<RawIntegration>(value) {
-                Ok(raw) => integrations.push(Parsed {
-                    file: path.clone(),
-                    doc,
-                    raw,
-                }),
-                Err(e) => ds.push(shape_error(e)),
-            },
-            FileKind::Rule => match serde_json::from_value::<RawRule>(value) {
-                Ok(raw) => rules.push(Parsed {
-                    file: path.clone(),
-                    doc,
-                    raw,
-                }),
-                Err(e) => ds.push(shape_error(e)),
-            },
-            FileKind::Test => match serde_json::from_value::<RawTestFile>(value) {
-                Ok(raw) => tests.push(Parsed {
-                    file: path.clone(),
-                    doc,
-                    raw,
-                }),
-                Err(e) => ds.push(shape_error(e)),
-            },
         }
     }
 
@@ -288,7 +336,9 @@ pub fn load(snapshot: &Snapshot) -> Loaded {
     }
     let mut rule_set = BTreeMap::new();
     let mut rule_files: HashMap<RuleId, String> = HashMap::new();
-    for p in &rules {
+    // By value: each raw rule is freed as soon as it is resolved.
+    for p in rules {
+        let p = &p;
         if let Some(rule) = cx.rule(p) {
             if let Some(first) = rule_files.get(&rule.id) {
                 let d = Diagnostic::error(
@@ -313,8 +363,18 @@ pub fn load(snapshot: &Snapshot) -> Loaded {
     }
 
     let Resolver {
-        ds, integrations, ..
+        mut ds,
+        integrations,
+        ..
     } = cx;
+    // Positions are rendered from the text of the files that have diagnostics, and only those.
+    for file in &snapshot.files {
+        if let Contents::Bytes(bytes) = &file.contents
+            && ds.mentions(&file.path)
+        {
+            ds.add_source(&file.path, &String::from_utf8_lossy(bytes));
+        }
+    }
     let set = (!ds.has_errors()).then(|| ManifestSet {
         revision: snapshot.revision.clone(),
         integrations,
@@ -329,22 +389,26 @@ pub fn load(snapshot: &Snapshot) -> Loaded {
 
 /// Secret fields holding plain strings: one precise diagnostic each, with the command that
 /// fixes it. Returns the pointers reported, so the schema's vaguer errors there are dropped.
-fn check_plain_secrets(file: &str, doc: &Document, ds: &mut Diagnostics) -> Vec<String> {
+fn check_plain_secrets<'s>(
+    file: &str,
+    value: &Value,
+    spans: impl Fn() -> &'s Spans,
+    ds: &mut Vec<Diagnostic>,
+) -> Vec<String> {
     let mut reported = Vec::new();
-    let Some(platform) = doc
-        .value
+    let Some(platform) = value
         .get("platform")
         .and_then(Value::as_str)
         .and_then(PlatformKind::parse)
     else {
         return reported;
     };
-    let id = doc.value.get("id").and_then(Value::as_str).unwrap_or("ID");
+    let id = value.get("id").and_then(Value::as_str).unwrap_or("ID");
     let d = platform.descriptor();
-    let mut check = |pointer: String, field: &str, value: Option<&Value>| {
-        if let Some(Value::String(_)) = value {
+    let mut check = |pointer: String, field: &str, v: Option<&Value>| {
+        if let Some(Value::String(_)) = v {
             ds.push(
-                Diagnostic::error(file, doc.spans.value(&pointer), format!("`{field}` is a secret and must not be written in plain text"))
+                Diagnostic::error(file, spans().value(&pointer), format!("`{field}` is a secret and must not be written in plain text"))
                     .with_help(format!(
                         "seal it: `supportopsd secret seal --integration {id} --field {field}` (value on stdin), then write `{field} = {{ sealed = \"sos1:…\" }}`; or use `{{ env = \"NAME\" }}` / `{{ file = \"NAME\" }}`"
                     )),
@@ -352,7 +416,7 @@ fn check_plain_secrets(file: &str, doc: &Document, ds: &mut Diagnostics) -> Vec<
             reported.push(pointer);
         }
     };
-    if let Some(creds) = doc.value.get("credentials").and_then(Value::as_object) {
+    if let Some(creds) = value.get("credentials").and_then(Value::as_object) {
         for c in d.credentials.iter().filter(|c| c.secret) {
             check(
                 format!("/credentials/{}", escape_token(c.name)),
@@ -361,7 +425,7 @@ fn check_plain_secrets(file: &str, doc: &Document, ds: &mut Diagnostics) -> Vec<
             );
         }
     }
-    if let Some(w) = doc.value.get("webhook") {
+    if let Some(w) = value.get("webhook") {
         check("/webhook/secret".into(), "webhook_secret", w.get("secret"));
     }
     reported
@@ -374,7 +438,7 @@ struct Resolver {
 }
 
 impl Resolver {
-    fn integration(&mut self, p: &Parsed<RawIntegration>) {
+    fn integration(&mut self, p: &Parsed<'_, RawIntegration>) {
         let raw = &p.raw;
         let (Ok(id), Some(platform)) = (
             IntegrationId::parse(&raw.id),
@@ -460,7 +524,7 @@ impl Resolver {
 
     fn check_sealed(
         &mut self,
-        p: &Parsed<RawIntegration>,
+        p: &Parsed<'_, RawIntegration>,
         pointer: &str,
         r: SecretRef,
     ) -> Credential {
@@ -481,7 +545,7 @@ impl Resolver {
     /// Resolves `integration = …` / `platform = …` at `pointer` (a trigger, an action, a case).
     fn target<T>(
         &mut self,
-        p: &Parsed<T>,
+        p: &Parsed<'_, T>,
         pointer: &str,
         integration: Option<&str>,
         platform: Option<&str>,
@@ -553,7 +617,7 @@ impl Resolver {
 
     fn event<T>(
         &mut self,
-        p: &Parsed<T>,
+        p: &Parsed<'_, T>,
         pointer: &str,
         kind: PlatformKind,
         name: &str,
@@ -579,7 +643,7 @@ impl Resolver {
         }
     }
 
-    fn rule(&mut self, p: &Parsed<RawRule>) -> Option<Rule> {
+    fn rule(&mut self, p: &Parsed<'_, RawRule>) -> Option<Rule> {
         let raw = &p.raw;
         let id = RuleId::parse(&raw.id).ok()?;
         let t = &raw.trigger;
@@ -738,7 +802,7 @@ impl Resolver {
     /// `rest` one of its result fields.
     fn check_action_ref(
         &mut self,
-        p: &Parsed<RawRule>,
+        p: &Parsed<'_, RawRule>,
         pointer: &str,
         i: usize,
         n: usize,
@@ -796,7 +860,7 @@ impl Resolver {
 
     fn check_params(
         &mut self,
-        p: &Parsed<RawRule>,
+        p: &Parsed<'_, RawRule>,
         pointer: &str,
         platform: PlatformKind,
         spec: &ActionSpec,
@@ -861,7 +925,7 @@ impl Resolver {
 
     fn test_file(
         &mut self,
-        p: &Parsed<RawTestFile>,
+        p: &Parsed<'_, RawTestFile>,
         snapshot: &Snapshot,
         rules: &BTreeMap<RuleId, Rule>,
         out: &mut Vec<TestCase>,

@@ -31,6 +31,7 @@
 
 use std::cmp::Ordering;
 use std::fmt;
+use std::sync::OnceLock;
 
 use regex::Regex;
 use serde_json::{Map, Number, Value};
@@ -117,9 +118,17 @@ pub enum Op {
     },
 }
 
-/// A compiled regular expression that compares (and prints) by its source.
+/// A regular expression that compares (and prints) by its source.
+///
+/// Its syntax is checked when the condition is compiled; the matcher itself is built on first
+/// use. Building matchers is the expensive part (a repository of 10,000 rules with a pattern
+/// each took seconds and hundreds of megabytes to validate), and `validate`, `plan` and most
+/// rules never need it.
 #[derive(Clone)]
-pub struct Pattern(Regex);
+pub struct Pattern {
+    source: String,
+    regex: OnceLock<Option<Regex>>,
+}
 
 /// One problem in a conditions table.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -137,19 +146,33 @@ pub struct ConditionError {
 // === impl Pattern ===
 
 impl Pattern {
-    /// Compiles `source`.
-    pub fn new(source: &str) -> Result<Self, regex::Error> {
-        Regex::new(source).map(Pattern)
+    /// Checks the syntax of `source` (the matcher is built on first use).
+    pub fn new(source: &str) -> Result<Self, String> {
+        regex_syntax::Parser::new()
+            .parse(source)
+            .map_err(|e| e.to_string())?;
+        Ok(Pattern {
+            source: source.to_owned(),
+            regex: OnceLock::new(),
+        })
     }
 
     /// The source of the expression.
     pub fn as_str(&self) -> &str {
-        self.0.as_str()
+        &self.source
     }
 
-    /// Whether `text` contains a match.
+    /// Whether `text` contains a match. A pattern whose syntax is valid but whose matcher
+    /// exceeds the regex engine's size limit matches nothing (and says so in the log once).
     pub fn is_match(&self, text: &str) -> bool {
-        self.0.is_match(text)
+        let regex = self.regex.get_or_init(|| match Regex::new(&self.source) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!(pattern = %self.source, error = %e, "Regular expression cannot be built; it matches nothing.");
+                None
+            }
+        });
+        regex.as_ref().is_some_and(|r| r.is_match(text))
     }
 }
 

@@ -33,7 +33,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use minijinja::value::Serde;
 use minijinja::{AutoEscape, Environment, ErrorKind, Expression, UndefinedBehavior};
@@ -116,8 +116,10 @@ enum Compiled {
         offset: usize,
     },
     /// Anything else: rendered to a string by its own environment, which owns the compiled
-    /// template (a clone of the shared environment; cloning shares its filters).
-    Full(Arc<Environment<'static>>),
+    /// template (a clone of the shared environment). Built on first render: validating a large
+    /// repository parses every template but renders none, and must not pay for an environment
+    /// per template.
+    Full(OnceLock<Arc<Environment<'static>>>),
 }
 
 /// A problem found when parsing or checking a template.
@@ -284,17 +286,14 @@ impl Template {
         }
         // Full template (also used to report syntax errors of a failed single expression
         // with offsets into the whole source).
-        let mut own = env.clone();
-        own.add_template_owned(TEMPLATE_NAME, source.to_owned())
-            .map_err(|e| syntax_error(&e, 0))?;
-        let vars = own
-            .get_template(TEMPLATE_NAME)
+        let vars = env
+            .template_from_str(source)
             .map(|t| t.undeclared_variables(true))
             .map_err(|e| syntax_error(&e, 0))?;
         Ok(Template {
             paths: collect_paths(source, vars),
             source: source.to_owned(),
-            compiled: Compiled::Full(Arc::new(own)),
+            compiled: Compiled::Full(OnceLock::new()),
         })
     }
 
@@ -384,12 +383,27 @@ impl Template {
                     offset: Some(*offset),
                 })
             }
-            Compiled::Full(env) => env
+            Compiled::Full(cell) => self
+                .full_env(cell)
+                .map_err(|e| self.render_error(&e, 0))?
                 .get_template(TEMPLATE_NAME)
                 .and_then(|t| t.render(ctx.value.clone()))
                 .map(Value::String)
                 .map_err(|e| self.render_error(&e, 0)),
         }
+    }
+
+    /// The environment owning this full template, compiled on first use.
+    fn full_env<'a>(
+        &self,
+        cell: &'a OnceLock<Arc<Environment<'static>>>,
+    ) -> Result<&'a Arc<Environment<'static>>, minijinja::Error> {
+        if let Some(env) = cell.get() {
+            return Ok(env);
+        }
+        let mut own = ENV.clone();
+        own.add_template_owned(TEMPLATE_NAME, self.source.clone())?;
+        Ok(cell.get_or_init(|| Arc::new(own)))
     }
 
     /// The first path read that `ctx` does not have, or the expression text.

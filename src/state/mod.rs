@@ -149,6 +149,10 @@ impl fmt::Debug for Store {
     }
 }
 
+/// How often, and how far apart, opening a locked state is retried.
+const LOCK_RETRIES: u32 = 10;
+const LOCK_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
+
 impl Store {
     /// Opens the state under `dir`, creating the directory and the database if needed, and
     /// writing [`SCHEMA_VERSION`] on first open.
@@ -180,10 +184,25 @@ impl Store {
 
     /// Opens the database and its trees and checks (or writes) the schema version.
     fn open_db(dir: &Path) -> Result<Store, Error> {
-        let db = sled::Config::new()
-            .path(dir)
-            .open()
-            .map_err(|e| open_error(dir, e))?;
+        // sled releases its file lock asynchronously when the last handle is dropped, so a
+        // store closed a moment ago (in this process, or by a process that is just exiting)
+        // can still look locked: try again briefly before saying so.
+        let mut attempts = 0;
+        let db = loop {
+            match sled::Config::new()
+                .path(dir)
+                .open()
+                .map_err(|e| open_error(dir, e))
+            {
+                Err(Error::Locked { .. }) if attempts < LOCK_RETRIES => {
+                    attempts += 1;
+                    #[allow(clippy::disallowed_methods)]
+                    // synchronous open, never on a runtime thread
+                    std::thread::sleep(LOCK_RETRY_DELAY);
+                }
+                other => break other?,
+            }
+        };
         let storage = |e| storage_error(dir, e);
         let meta = db.open_tree(trees::META).map_err(storage)?;
         let applied = db.open_tree(trees::APPLIED).map_err(storage)?;
