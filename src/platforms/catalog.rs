@@ -153,6 +153,26 @@ pub struct Normalized {
 #[error("{0}")]
 pub struct NormalizeError(pub String);
 
+/// A [`ParamSpec`], tersely (catalogues list hundreds).
+pub const fn param(
+    name: &'static str,
+    ty: ParamType,
+    required: bool,
+    description: &'static str,
+) -> ParamSpec {
+    ParamSpec {
+        name,
+        ty,
+        required,
+        description,
+    }
+}
+
+/// A [`FieldSpec`], tersely.
+pub const fn field(path: &'static str, ty: ValueType) -> FieldSpec {
+    FieldSpec { path, ty }
+}
+
 // === impl Descriptor ===
 
 impl Descriptor {

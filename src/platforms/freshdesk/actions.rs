@@ -4,26 +4,9 @@
 //! ([`ParamType::Code`]). Ticket and contact fields keep Freshdesk's own names.
 
 use super::{PRIORITY_CODES, SOURCE_CODES, STATUS_CODES};
-use crate::platforms::{ActionSpec, FieldSpec, ParamSpec, ParamType};
+use crate::platforms::catalog::{field as r, param as p};
+use crate::platforms::{ActionSpec, ParamSpec, ParamType};
 use crate::rules::ValueType;
-
-const fn p(
-    name: &'static str,
-    ty: ParamType,
-    required: bool,
-    description: &'static str,
-) -> ParamSpec {
-    ParamSpec {
-        name,
-        ty,
-        required,
-        description,
-    }
-}
-
-const fn r(path: &'static str, ty: ValueType) -> FieldSpec {
-    FieldSpec { path, ty }
-}
 
 const TICKET_ID: ParamSpec = p("ticket_id", ParamType::Integer, true, "Id of the ticket");
 

@@ -48,12 +48,9 @@
 use serde_json::{Map, Value, json};
 
 use super::{PRIORITY_CODES, SOURCE_CODES, STATUS_CODES};
+use crate::platforms::catalog::field as f;
 use crate::platforms::{EventSpec, FieldSpec, NormalizeError, Normalized};
 use crate::rules::ValueType;
-
-const fn f(path: &'static str, ty: ValueType) -> FieldSpec {
-    FieldSpec { path, ty }
-}
 
 /// The ticket, requester and agent fields every ticket-based event carries, plus `$extra`.
 macro_rules! ticket_fields {

@@ -5,26 +5,9 @@
 //! `[config] sheet`.
 
 use super::VALUE_INPUT_OPTIONS;
-use crate::platforms::{ActionSpec, FieldSpec, ParamSpec, ParamType};
+use crate::platforms::catalog::{field as r, param as p};
+use crate::platforms::{ActionSpec, ParamSpec, ParamType};
 use crate::rules::ValueType;
-
-const fn p(
-    name: &'static str,
-    ty: ParamType,
-    required: bool,
-    description: &'static str,
-) -> ParamSpec {
-    ParamSpec {
-        name,
-        ty,
-        required,
-        description,
-    }
-}
-
-const fn r(path: &'static str, ty: ValueType) -> FieldSpec {
-    FieldSpec { path, ty }
-}
 
 const SHEET: ParamSpec = p(
     "sheet",

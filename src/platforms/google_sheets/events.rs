@@ -35,14 +35,11 @@
 
 use serde_json::{Map, Value};
 
-use crate::platforms::{EventSpec, FieldSpec, NormalizeError, Normalized};
+use crate::platforms::{EventSpec, NormalizeError, Normalized};
 use crate::rules::ValueType;
 
+use crate::platforms::catalog::field as f;
 use ValueType::{Integer, List, Object, String as Str, StringList};
-
-const fn f(path: &'static str, ty: ValueType) -> FieldSpec {
-    FieldSpec { path, ty }
-}
 
 /// The two Google Sheets events.
 pub(crate) static EVENTS: &[EventSpec] = &[

@@ -4,26 +4,9 @@
 //! 2,000 characters, any array (blocks, rich text, multi-select options, relations, people) at
 //! most 100 items, and one request at most 1,000 blocks and 500 KB.
 
+use crate::platforms::catalog::{field as r, param as p};
 use crate::platforms::{ActionSpec, FieldSpec, ParamSpec, ParamType};
 use crate::rules::ValueType;
-
-const fn p(
-    name: &'static str,
-    ty: ParamType,
-    required: bool,
-    description: &'static str,
-) -> ParamSpec {
-    ParamSpec {
-        name,
-        ty,
-        required,
-        description,
-    }
-}
-
-const fn r(path: &'static str, ty: ValueType) -> FieldSpec {
-    FieldSpec { path, ty }
-}
 
 const PAGE_RESULT: &[FieldSpec] = &[
     r("id", ValueType::String),

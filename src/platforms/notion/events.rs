@@ -23,14 +23,11 @@
 
 use serde_json::{Map, Value};
 
-use crate::platforms::{EventSpec, FieldSpec, NormalizeError, Normalized};
+use crate::platforms::{EventSpec, NormalizeError, Normalized};
 use crate::rules::ValueType;
 
+use crate::platforms::catalog::field as f;
 use ValueType::{Integer, List, Object, String as Str, StringList};
-
-const fn f(path: &'static str, ty: ValueType) -> FieldSpec {
-    FieldSpec { path, ty }
-}
 
 /// Fields every Notion event has, plus the primary object's `id` and any extra fields.
 macro_rules! fields {

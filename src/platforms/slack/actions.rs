@@ -3,26 +3,9 @@
 //! Every method answers HTTP 200 with `{"ok": false, "error": …}` on failure; the client checks
 //! `ok`. All actions use the bot token except `set_status`, which needs the user token.
 
-use crate::platforms::{ActionSpec, FieldSpec, ParamSpec, ParamType};
+use crate::platforms::catalog::{field as r, param as p};
+use crate::platforms::{ActionSpec, ParamType};
 use crate::rules::ValueType;
-
-const fn p(
-    name: &'static str,
-    ty: ParamType,
-    required: bool,
-    description: &'static str,
-) -> ParamSpec {
-    ParamSpec {
-        name,
-        ty,
-        required,
-        description,
-    }
-}
-
-const fn r(path: &'static str, ty: ValueType) -> FieldSpec {
-    FieldSpec { path, ty }
-}
 
 /// Every Slack action.
 pub(crate) static ACTIONS: &[ActionSpec] = &[

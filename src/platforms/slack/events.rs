@@ -21,12 +21,9 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::platforms::catalog::field as f;
 use crate::platforms::{EventSpec, FieldSpec, NormalizeError, Normalized};
 use crate::rules::ValueType;
-
-const fn f(path: &'static str, ty: ValueType) -> FieldSpec {
-    FieldSpec { path, ty }
-}
 
 const MESSAGE_FIELDS: &[FieldSpec] = &[
     f("message.text", ValueType::String),

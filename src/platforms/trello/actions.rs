@@ -2,26 +2,9 @@
 //!
 //! Parameter names are snake_case versions of Trello's own (`idList` → `id_list`).
 
+use crate::platforms::catalog::{field as r, param as p};
 use crate::platforms::{ActionSpec, FieldSpec, ParamSpec, ParamType};
 use crate::rules::ValueType;
-
-const fn p(
-    name: &'static str,
-    ty: ParamType,
-    required: bool,
-    description: &'static str,
-) -> ParamSpec {
-    ParamSpec {
-        name,
-        ty,
-        required,
-        description,
-    }
-}
-
-const fn r(path: &'static str, ty: ValueType) -> FieldSpec {
-    FieldSpec { path, ty }
-}
 
 /// Trello's label colours.
 const COLORS: &[&str] = &[

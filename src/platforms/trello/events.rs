@@ -19,14 +19,11 @@
 
 use serde_json::{Map, Value};
 
-use crate::platforms::{EventSpec, FieldSpec, NormalizeError, Normalized};
+use crate::platforms::{EventSpec, NormalizeError, Normalized};
 use crate::rules::ValueType;
 
+use crate::platforms::catalog::field as f;
 use ValueType::{Bool, Integer, Number, Object, String as Str, Timestamp};
-
-const fn f(path: &'static str, ty: ValueType) -> FieldSpec {
-    FieldSpec { path, ty }
-}
 
 macro_rules! card_fields {
     ($($extra:expr),* $(,)?) => {

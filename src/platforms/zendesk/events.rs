@@ -56,14 +56,11 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::platforms::catalog::field as f;
 use crate::platforms::{EventSpec, FieldSpec, NormalizeError, Normalized};
 use crate::rules::ValueType;
 
 const PREFIX: &str = "zen:event-type:";
-
-const fn f(path: &'static str, ty: ValueType) -> FieldSpec {
-    FieldSpec { path, ty }
-}
 
 /// The ticket, requester and assignee fields every ticket event carries, plus `$extra`.
 macro_rules! ticket_fields {
