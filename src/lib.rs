@@ -14,6 +14,7 @@
 //! - [`testing`]: `supportopsd test`: rule test cases run offline.
 
 pub mod cli;
+pub mod event;
 pub mod manifest;
 pub mod plan;
 pub mod platforms;

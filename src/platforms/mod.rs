@@ -4,9 +4,12 @@
 //! [`PlatformKind::descriptor`].
 
 pub mod catalog;
+pub mod connector;
 pub mod context;
 pub mod freshdesk;
 pub mod google_sheets;
+pub mod http;
+pub mod inbound;
 pub mod notion;
 pub mod reference;
 pub mod slack;
@@ -14,9 +17,15 @@ pub mod trello;
 pub mod zendesk;
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::manifest::Integration;
+use crate::secrets::ResolveContext;
+
+pub use connector::{ActionCall, ActionOutput, ConnectError, Connector, Health, PlatformError};
+pub use inbound::{Inbound, InboundRequest, ParseError, VerifyError, VerifyKeys};
 pub use catalog::{
     ActionSpec, CredentialField, Descriptor, EventSpec, FieldSpec, NormalizeError, Normalized,
     ParamSpec, ParamType, WebhookSecret,
@@ -84,5 +93,43 @@ impl PlatformKind {
 impl fmt::Display for PlatformKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Proves a delivery to `kind`'s webhook endpoint is genuine (constant-time comparisons).
+pub fn verify(kind: PlatformKind, req: &InboundRequest<'_>, keys: &VerifyKeys) -> Result<(), VerifyError> {
+    match kind {
+        PlatformKind::Freshdesk => freshdesk::webhook::verify(req, keys),
+        PlatformKind::Zendesk => zendesk::webhook::verify(req, keys),
+        PlatformKind::Slack => slack::webhook::verify(req, keys),
+        PlatformKind::Trello => trello::webhook::verify(req, keys),
+        PlatformKind::Notion => notion::webhook::verify(req, keys),
+        PlatformKind::GoogleSheets => google_sheets::webhook::verify(req, keys),
+    }
+}
+
+/// Turns a verified delivery into an event, a challenge answer, or an acknowledgement.
+pub fn parse(kind: PlatformKind, req: &InboundRequest<'_>) -> Result<Inbound, ParseError> {
+    match kind {
+        PlatformKind::Freshdesk => freshdesk::webhook::parse(req),
+        PlatformKind::Zendesk => zendesk::webhook::parse(req),
+        PlatformKind::Slack => slack::webhook::parse(req),
+        PlatformKind::Trello => trello::webhook::parse(req),
+        PlatformKind::Notion => notion::webhook::parse(req),
+        PlatformKind::GoogleSheets => google_sheets::webhook::parse(req),
+    }
+}
+
+/// Builds the live connector of an integration, resolving its credentials.
+pub fn connect(integration: &Integration, ctx: &ResolveContext<'_>) -> Result<Arc<dyn Connector>, ConnectError> {
+    match integration.platform {
+        PlatformKind::Slack => slack::connector::connect(integration, ctx),
+        // The other five platforms' live connectors come with their own issues; until then an
+        // action on them fails plainly (and is dead-lettered) rather than pretending.
+        PlatformKind::Freshdesk
+        | PlatformKind::Zendesk
+        | PlatformKind::Trello
+        | PlatformKind::Notion
+        | PlatformKind::GoogleSheets => Err(ConnectError::NotAvailable(integration.platform.as_str())),
     }
 }
