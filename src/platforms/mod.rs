@@ -10,6 +10,8 @@ pub mod google_sheets;
 pub mod notion;
 pub mod reference;
 pub mod slack;
+#[cfg(test)]
+pub(crate) mod testkit;
 pub mod trello;
 pub mod zendesk;
 
