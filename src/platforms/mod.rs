@@ -13,6 +13,8 @@ pub mod inbound;
 pub mod notion;
 pub mod reference;
 pub mod slack;
+#[cfg(test)]
+pub(crate) mod testkit;
 pub mod trello;
 pub mod zendesk;
 

@@ -1,58 +1,24 @@
 //! Catalogue and normalisation tests for Google Sheets.
 
-use std::collections::HashSet;
-
 use proptest::prelude::*;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::DESCRIPTOR;
 use super::events::a1_row_range;
-use crate::platforms::{EventSpec, Normalized, PlatformKind, WebhookSecret};
+use crate::platforms::testkit::{self, Fixture, Vocabulary, fixtures};
+use crate::platforms::{Normalized, PlatformKind, WebhookSecret};
 
-/// (event name, fixture body).
-const FIXTURES: &[(&str, &str)] = &[
-    ("file_changed", include_str!("fixtures/file_changed.json")),
-    (
-        "file_changed",
-        include_str!("fixtures/file_changed_sync.json"),
-    ),
-    ("row_added", include_str!("fixtures/row_added.json")),
+/// `(event, fixture file, body)`.
+const FIXTURES: &[Fixture] = fixtures![
+    ("file_changed", "file_changed.json"),
+    ("file_changed", "file_changed_sync.json"),
+    ("row_added", "row_added.json"),
 ];
 
 const SPREADSHEET: &str = "1qZx8vB3nK0pL7mR2sT5uW9yA4cD6eF8gH0jK2lM4nOp";
 
-fn event(name: &str) -> &'static EventSpec {
-    DESCRIPTOR
-        .event(name)
-        .unwrap_or_else(|| panic!("no event {name}"))
-}
-
-fn fixture(idx: usize) -> (&'static EventSpec, Normalized) {
-    let (name, body) = FIXTURES[idx];
-    let payload: Value = serde_json::from_str(body).expect("fixture is JSON");
-    let ev = event(name);
-    let n = (DESCRIPTOR.normalize)(ev, &payload)
-        .unwrap_or_else(|e| panic!("fixture {idx} ({name}) does not normalise: {e}"));
-    (ev, n)
-}
-
-/// The context root `{ <objects…>, "changes": … }`.
-fn context(n: &Normalized) -> Value {
-    let mut root: Map<String, Value> = n.objects.clone();
-    root.insert("changes".into(), Value::Object(n.changes.clone()));
-    Value::Object(root)
-}
-
-/// Whether the dotted `path` exists (possibly as `null`) under `root`.
-fn context_has_path(root: &Value, path: &str) -> bool {
-    let mut cur = root;
-    for seg in path.split('.') {
-        match cur.as_object().and_then(|m| m.get(seg)) {
-            Some(v) => cur = v,
-            None => return false,
-        }
-    }
-    true
+fn normalized(event_name: &str, file: &str) -> Normalized {
+    testkit::normalized(&DESCRIPTOR, FIXTURES, event_name, file)
 }
 
 #[test]
@@ -101,106 +67,31 @@ fn lists_the_required_events_and_actions() {
 
 #[test]
 fn names_are_unique_and_descriptions_filled() {
-    let mut seen = HashSet::new();
-    for e in DESCRIPTOR.events {
-        assert!(seen.insert(e.name), "duplicate event {}", e.name);
-        assert!(!e.description.is_empty());
-        let mut paths = HashSet::new();
-        for f in e.fields {
-            assert!(
-                paths.insert(f.path),
-                "duplicate field {} in {}",
-                f.path,
-                e.name
-            );
-        }
-        assert!(
-            e.fields
-                .iter()
-                .any(|f| f.path.starts_with(&format!("{}.", e.primary))),
-            "{} has no field of its primary object",
-            e.name
-        );
-        for c in e.changes {
-            let path = format!("{}.{c}", e.primary);
-            assert!(
-                e.fields.iter().any(|f| f.path == path),
-                "change {c} of {} is not a catalogued field",
-                e.name
-            );
-        }
-    }
-    let mut seen = HashSet::new();
-    for a in DESCRIPTOR.actions {
-        assert!(seen.insert(a.name), "duplicate action {}", a.name);
-        assert!(!a.description.is_empty());
-        let mut params = HashSet::new();
-        for p in a.params {
-            assert!(
-                params.insert(p.name),
-                "duplicate param {} in {}",
-                p.name,
-                a.name
-            );
-            assert!(!p.description.is_empty());
-        }
-        for group in a.require_one_of {
-            for name in *group {
-                assert!(params.contains(name), "{} requires unknown {name}", a.name);
-            }
-        }
-    }
-    let mut seen = HashSet::new();
-    for c in DESCRIPTOR.config {
-        assert!(seen.insert(c.name), "duplicate config key {}", c.name);
-    }
+    testkit::assert_catalogue_sound(&DESCRIPTOR);
+    testkit::assert_changes_are_catalogued_fields(&DESCRIPTOR);
 }
 
 #[test]
 fn every_deliverable_event_has_a_fixture() {
-    for e in DESCRIPTOR.events.iter().filter(|e| e.deliverable) {
-        assert!(
-            FIXTURES.iter().any(|(n, _)| *n == e.name),
-            "no fixture for {}",
-            e.name
-        );
-    }
+    testkit::assert_every_deliverable_event_has_a_fixture(&DESCRIPTOR, FIXTURES);
 }
 
 #[test]
 fn every_fixture_normalises_with_every_catalogued_field() {
-    for idx in 0..FIXTURES.len() {
-        let (ev, n) = fixture(idx);
-        let root = context(&n);
-        for f in ev.fields {
-            assert!(
-                context_has_path(&root, f.path),
-                "{}: `{}` missing in {root:#}",
-                ev.name,
-                f.path
-            );
-        }
-        for key in n.changes.keys() {
-            assert!(
-                ev.changes.contains(&key.as_str()),
-                "{}: uncatalogued change {key}",
-                ev.name
-            );
-        }
-        assert!(n.id.is_some(), "{}: no id", ev.name);
-        assert!(n.time.is_some(), "{}: no time", ev.name);
+    for (file, _, n) in testkit::assert_every_fixture_complete(&DESCRIPTOR, FIXTURES) {
+        assert!(n.id.is_some(), "{file}: no id");
+        assert!(n.time.is_some(), "{file}: no time");
         assert!(
             n.actor.is_none(),
-            "{}: Drive and the poller name no actor",
-            ev.name
+            "{file}: Drive and the poller name no actor"
         );
     }
 }
 
 #[test]
 fn file_changed_comes_from_headers() {
-    let (_, n) = fixture(0);
-    let root = context(&n);
+    let n = normalized("file_changed", "file_changed.json");
+    let root = testkit::context(&n);
     assert_eq!(root["file"]["id"], SPREADSHEET);
     assert_eq!(root["file"]["resource_state"], "update");
     assert_eq!(root["file"]["changed"], json!(["content", "properties"]));
@@ -215,7 +106,7 @@ fn file_changed_comes_from_headers() {
 
 #[test]
 fn sync_message_takes_the_id_from_the_resource_uri() {
-    let (_, n) = fixture(1);
+    let n = normalized("file_changed", "file_changed_sync.json");
     assert_eq!(n.objects["file"]["id"], SPREADSHEET);
     assert_eq!(n.objects["file"]["resource_state"], "sync");
     assert_eq!(n.objects["file"]["changed"], json!([]));
@@ -225,7 +116,7 @@ fn sync_message_takes_the_id_from_the_resource_uri() {
 #[test]
 fn header_names_are_case_insensitive_and_the_token_is_dropped() {
     let n = (DESCRIPTOR.normalize)(
-        event("file_changed"),
+        testkit::event(&DESCRIPTOR, "file_changed"),
         &json!({"headers": {"X-Goog-Resource-State": "trash", "X-Goog-Channel-Token": "s3cret"}}),
     )
     .expect("normalises");
@@ -239,7 +130,7 @@ fn header_names_are_case_insensitive_and_the_token_is_dropped() {
 
 #[test]
 fn row_added_maps_headers_to_values() {
-    let (_, n) = fixture(2);
+    let n = normalized("row_added", "row_added.json");
     let row = &n.objects["row"];
     assert_eq!(row["sheet"], "Escalations log");
     assert_eq!(row["row_number"], 42);
@@ -276,12 +167,7 @@ fn junk_is_an_error_not_a_panic() {
         json!({"headers": {"x-goog-resource-state": "update", "x-goog-changed": ["content"]}}),
         json!({"headers": {"x-goog-resource-state": "update"}, "spreadsheet_id": 1}),
     ];
-    for j in &file {
-        assert!(
-            (DESCRIPTOR.normalize)(event("file_changed"), j).is_err(),
-            "{j}"
-        );
-    }
+    testkit::assert_refused(&DESCRIPTOR, "file_changed", &file);
     let row = [
         json!(1),
         json!({}),
@@ -290,69 +176,57 @@ fn junk_is_an_error_not_a_panic() {
         json!({"sheet": "a", "row_number": 2, "values": {}}),
         json!({"sheet": "a", "row_number": 2, "headers": "a,b"}),
     ];
-    for j in &row {
-        assert!(
-            (DESCRIPTOR.normalize)(event("row_added"), j).is_err(),
-            "{j}"
-        );
-    }
-    let e =
-        (DESCRIPTOR.normalize)(event("file_changed"), &json!({"headers": 1})).expect_err("headers");
-    assert_eq!(e.0, "expected an object at `headers`");
-    let n = (DESCRIPTOR.normalize)(
-        event("row_added"),
-        &json!({"sheet": "a", "row_number": "3"}),
-    )
-    .expect("minimal row");
-    let root = context(&n);
-    for f in event("row_added").fields {
-        assert!(context_has_path(&root, f.path), "{}", f.path);
-    }
+    testkit::assert_refused(&DESCRIPTOR, "row_added", &row);
+    assert_eq!(
+        testkit::normalize_error(&DESCRIPTOR, "file_changed", &json!({"headers": 1})).as_deref(),
+        Some("expected an object at `headers`")
+    );
+    testkit::assert_fixture_complete(
+        &DESCRIPTOR,
+        "row_added",
+        "minimal row",
+        r#"{"sheet": "a", "row_number": "3"}"#,
+    );
 }
 
-fn arb_json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::from),
-        any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_map(Value::from),
-        prop_oneof![
-            Just("update".to_owned()),
-            Just("https://www.googleapis.com/drive/v3/files/".to_owned()),
-            "[a-zA-Z,' /?]{0,10}",
-        ]
-        .prop_map(Value::from),
-    ];
-    leaf.prop_recursive(4, 48, 6, |inner| {
-        let keys = prop_oneof![
-            Just("headers".to_owned()),
-            Just("x-goog-resource-state".to_owned()),
-            Just("x-goog-resource-uri".to_owned()),
-            Just("x-goog-changed".to_owned()),
-            Just("x-goog-message-number".to_owned()),
-            Just("sheet".to_owned()),
-            Just("row_number".to_owned()),
-            Just("values".to_owned()),
-            Just("spreadsheet_id".to_owned()),
-            "[a-z_]{1,6}",
-        ];
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::btree_map(keys, inner, 0..6)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
+#[test]
+fn mutated_fixtures_never_panic() {
+    testkit::normalize_mutated_fixtures(&DESCRIPTOR, FIXTURES);
 }
+
+const VOCABULARY: Vocabulary = Vocabulary {
+    words: &["update", "https://www.googleapis.com/drive/v3/files/"],
+    text: "[a-zA-Z,' /?]{0,10}",
+    keys: &[
+        "headers",
+        "x-goog-resource-state",
+        "x-goog-resource-uri",
+        "x-goog-changed",
+        "x-goog-message-number",
+        "sheet",
+        "row_number",
+        "values",
+        "spreadsheet_id",
+    ],
+    free_key: Some("[a-z_]{1,6}"),
+    max_entries: 6,
+};
 
 proptest! {
     #[test]
-    fn normalize_never_panics(v in arb_json(), w in arb_json(), n in any::<i64>(), sheet in ".{0,6}") {
-        for e in DESCRIPTOR.events {
-            let _ = (DESCRIPTOR.normalize)(e, &v);
-        }
-        let _ = (DESCRIPTOR.normalize)(event("file_changed"), &json!({"headers": v.clone()}));
+    fn normalize_never_panics(
+        v in testkit::arb_json(VOCABULARY),
+        w in testkit::arb_json(VOCABULARY),
+        n in any::<i64>(),
+        sheet in ".{0,6}",
+    ) {
+        testkit::normalize_every_event(&DESCRIPTOR, &v);
         let _ = (DESCRIPTOR.normalize)(
-            event("row_added"),
+            testkit::event(&DESCRIPTOR, "file_changed"),
+            &json!({"headers": v.clone()}),
+        );
+        let _ = (DESCRIPTOR.normalize)(
+            testkit::event(&DESCRIPTOR, "row_added"),
             &json!({"sheet": sheet, "row_number": n, "values": v, "headers": w}),
         );
     }

@@ -1,21 +1,14 @@
 //! Catalogue and normalisation tests for Notion.
 
-use std::collections::HashSet;
-
 use proptest::prelude::*;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::DESCRIPTOR;
-use crate::platforms::{EventSpec, Normalized, PlatformKind, WebhookSecret};
+use crate::platforms::testkit::{self, Fixture, Vocabulary, fixtures};
+use crate::platforms::{Normalized, PlatformKind, WebhookSecret};
 
-macro_rules! fixtures {
-    ($($name:literal),* $(,)?) => {
-        &[$(($name, include_str!(concat!("fixtures/", $name, ".json")))),*]
-    };
-}
-
-/// (event name, fixture body).
-const FIXTURES: &[(&str, &str)] = fixtures![
+/// `(event, fixture file, body)`: one fixture per event, named after it.
+const FIXTURES: &[Fixture] = fixtures![named:
     "page.created",
     "page.content_updated",
     "page.properties_updated",
@@ -44,40 +37,9 @@ const FIXTURES: &[(&str, &str)] = fixtures![
 const BOT: &str = "6b0d549b-6f03-475a-9600-a35a099950d8";
 const PERSON: &str = "36f675cc-81e7-4ef5-a8e2-5d940ed90475";
 
-fn event(name: &str) -> &'static EventSpec {
-    DESCRIPTOR
-        .event(name)
-        .unwrap_or_else(|| panic!("no event {name}"))
-}
-
+/// The fixture of event `name`, normalised.
 fn normalise(name: &str) -> Normalized {
-    let body = FIXTURES
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, b)| *b)
-        .unwrap_or_else(|| panic!("no fixture {name}"));
-    let payload: Value = serde_json::from_str(body).expect("fixture is JSON");
-    (DESCRIPTOR.normalize)(event(name), &payload)
-        .unwrap_or_else(|e| panic!("fixture {name} does not normalise: {e}"))
-}
-
-/// The context root `{ <objects…>, "changes": … }`.
-fn context(n: &Normalized) -> Value {
-    let mut root: Map<String, Value> = n.objects.clone();
-    root.insert("changes".into(), Value::Object(n.changes.clone()));
-    Value::Object(root)
-}
-
-/// Whether the dotted `path` exists (possibly as `null`) under `root`.
-fn context_has_path(root: &Value, path: &str) -> bool {
-    let mut cur = root;
-    for seg in path.split('.') {
-        match cur.as_object().and_then(|m| m.get(seg)) {
-            Some(v) => cur = v,
-            None => return false,
-        }
-    }
-    true
+    testkit::normalized(&DESCRIPTOR, FIXTURES, name, &format!("{name}.json"))
 }
 
 #[test]
@@ -101,7 +63,7 @@ fn descriptor_basics() {
 
 #[test]
 fn lists_the_required_events_and_actions() {
-    for (name, _) in FIXTURES {
+    for (name, _, _) in FIXTURES {
         assert!(DESCRIPTOR.event(name).is_some(), "missing event {name}");
     }
     assert_eq!(DESCRIPTOR.events.len(), FIXTURES.len());
@@ -123,90 +85,24 @@ fn lists_the_required_events_and_actions() {
 
 #[test]
 fn names_are_unique_and_descriptions_filled() {
-    let mut seen = HashSet::new();
-    for e in DESCRIPTOR.events {
-        assert!(seen.insert(e.name), "duplicate event {}", e.name);
-        assert!(!e.description.is_empty());
-        let mut paths = HashSet::new();
-        for f in e.fields {
-            assert!(
-                paths.insert(f.path),
-                "duplicate field {} in {}",
-                f.path,
-                e.name
-            );
-        }
-        assert!(
-            e.fields
-                .iter()
-                .any(|f| f.path.starts_with(&format!("{}.", e.primary))),
-            "{} has no field of its primary object",
-            e.name
-        );
-        for c in e.changes {
-            let path = format!("{}.{c}", e.primary);
-            assert!(
-                e.fields.iter().any(|f| f.path == path),
-                "change {c} of {} is not a catalogued field",
-                e.name
-            );
-        }
-    }
-    let mut seen = HashSet::new();
-    for a in DESCRIPTOR.actions {
-        assert!(seen.insert(a.name), "duplicate action {}", a.name);
-        assert!(!a.description.is_empty());
-        let mut params = HashSet::new();
-        for p in a.params {
-            assert!(
-                params.insert(p.name),
-                "duplicate param {} in {}",
-                p.name,
-                a.name
-            );
-            assert!(!p.description.is_empty());
-        }
-        for group in a.require_one_of {
-            for name in *group {
-                assert!(params.contains(name), "{} requires unknown {name}", a.name);
-            }
-        }
-    }
-    let mut seen = HashSet::new();
-    for c in DESCRIPTOR.config {
-        assert!(seen.insert(c.name), "duplicate config key {}", c.name);
-    }
+    testkit::assert_catalogue_sound(&DESCRIPTOR);
+    testkit::assert_changes_are_catalogued_fields(&DESCRIPTOR);
 }
 
 #[test]
 fn every_deliverable_event_has_a_fixture() {
-    for e in DESCRIPTOR.events.iter().filter(|e| e.deliverable) {
-        assert!(
-            FIXTURES.iter().any(|(n, _)| *n == e.name),
-            "no fixture for {}",
-            e.name
-        );
-    }
+    testkit::assert_every_deliverable_event_has_a_fixture(&DESCRIPTOR, FIXTURES);
 }
 
 #[test]
 fn every_fixture_normalises_with_every_catalogued_field() {
-    for (name, _) in FIXTURES {
-        let ev = event(name);
-        let n = normalise(name);
-        let root = context(&n);
-        for f in ev.fields {
-            assert!(
-                context_has_path(&root, f.path),
-                "{name}: `{}` missing in {root:#}",
-                f.path
-            );
-        }
-        assert!(n.changes.is_empty());
-        assert!(n.id.is_some(), "{name}: no id");
-        assert!(n.time.is_some(), "{name}: no time");
-        assert!(n.actor.is_some(), "{name}: no actor");
-        assert_eq!(root[ev.primary]["id"], root["entity"]["id"], "{name}");
+    for (file, ev, n) in testkit::assert_every_fixture_complete(&DESCRIPTOR, FIXTURES) {
+        let root = testkit::context(&n);
+        assert!(n.changes.is_empty(), "{file}: changes {:?}", n.changes);
+        assert!(n.id.is_some(), "{file}: no id");
+        assert!(n.time.is_some(), "{file}: no time");
+        assert!(n.actor.is_some(), "{file}: no actor");
+        assert_eq!(root[ev.primary]["id"], root["entity"]["id"], "{file}");
     }
 }
 
@@ -214,7 +110,7 @@ fn every_fixture_normalises_with_every_catalogued_field() {
 fn page_created_yields_sparse_context() {
     let n = normalise("page.created");
     assert_eq!(n.actor.as_deref(), Some(BOT));
-    let root = context(&n);
+    let root = testkit::context(&n);
     assert_eq!(root["author"]["type"], "bot");
     assert_eq!(root["entity"]["type"], "page");
     assert_eq!(root["parent"]["type"], "database");
@@ -255,17 +151,17 @@ fn event_specific_data_lands_on_the_primary_object() {
 
 #[test]
 fn verification_request_and_mismatches_are_refused() {
-    let e = (DESCRIPTOR.normalize)(
-        event("page.created"),
+    let e = testkit::normalize_error(
+        &DESCRIPTOR,
+        "page.created",
         &json!({"verification_token": "secret_abc"}),
     )
-    .expect_err("handshake");
-    assert!(e.0.contains("verification"), "{e}");
-    let payload: Value = serde_json::from_str(FIXTURES[0].1).expect("json");
-    let e = (DESCRIPTOR.normalize)(event("page.deleted"), &payload).expect_err("mismatch");
+    .expect("handshake");
+    assert!(e.contains("verification"), "{e}");
+    let payload = testkit::fixture_json(FIXTURES, "page.created.json");
     assert_eq!(
-        e.0,
-        "the payload is a `page.created` event, not `page.deleted`"
+        testkit::normalize_error(&DESCRIPTOR, "page.deleted", &payload).as_deref(),
+        Some("the payload is a `page.created` event, not `page.deleted`")
     );
 }
 
@@ -283,65 +179,50 @@ fn junk_is_an_error_not_a_panic() {
         json!({"type": "page.created", "entity": {}, "data": {"parent": "x"}}),
         json!({"type": "page.created", "entity": {}, "authors": {}}),
     ];
-    for j in &junk {
-        assert!(
-            (DESCRIPTOR.normalize)(event("page.created"), j).is_err(),
-            "{j}"
-        );
-    }
-    let n = (DESCRIPTOR.normalize)(
-        event("page.properties_updated"),
-        &json!({"type": "page.properties_updated", "entity": {"id": 5}, "authors": [1, {"id": "u"}],
-                "data": {"updated_properties": "x"}}),
-    )
-    .expect("sparse body");
-    let root = context(&n);
-    for f in event("page.properties_updated").fields {
-        assert!(context_has_path(&root, f.path), "{}", f.path);
-    }
+    testkit::assert_refused(&DESCRIPTOR, "page.created", &junk);
+    let n = testkit::assert_fixture_complete(
+        &DESCRIPTOR,
+        "page.properties_updated",
+        "sparse body",
+        r#"{"type": "page.properties_updated", "entity": {"id": 5}, "authors": [1, {"id": "u"}],
+            "data": {"updated_properties": "x"}}"#,
+    );
     assert_eq!(n.actor.as_deref(), Some("u"));
 }
 
-fn arb_json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::from),
-        any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_map(Value::from),
-        prop_oneof![
-            Just("page.created".to_owned()),
-            Just("bot".to_owned()),
-            "[a-zA-Z.]{0,8}",
-        ]
-        .prop_map(Value::from),
-    ];
-    leaf.prop_recursive(4, 48, 6, |inner| {
-        let keys = prop_oneof![
-            Just("type".to_owned()),
-            Just("entity".to_owned()),
-            Just("data".to_owned()),
-            Just("parent".to_owned()),
-            Just("authors".to_owned()),
-            Just("id".to_owned()),
-            Just("updated_blocks".to_owned()),
-            Just("updated_properties".to_owned()),
-            Just("page_id".to_owned()),
-            Just("attempt_number".to_owned()),
-            "[a-z_]{1,6}",
-        ];
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::btree_map(keys, inner, 0..6)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
+#[test]
+fn mutated_fixtures_never_panic() {
+    testkit::normalize_mutated_fixtures(&DESCRIPTOR, FIXTURES);
 }
+
+const VOCABULARY: Vocabulary = Vocabulary {
+    words: &["page.created", "bot"],
+    text: "[a-zA-Z.]{0,8}",
+    keys: &[
+        "type",
+        "entity",
+        "data",
+        "parent",
+        "authors",
+        "id",
+        "updated_blocks",
+        "updated_properties",
+        "page_id",
+        "attempt_number",
+    ],
+    free_key: Some("[a-z_]{1,6}"),
+    max_entries: 6,
+};
 
 proptest! {
     #[test]
-    fn normalize_never_panics(v in arb_json(), data in arb_json(), authors in arb_json()) {
+    fn normalize_never_panics(
+        v in testkit::arb_json(VOCABULARY),
+        data in testkit::arb_json(VOCABULARY),
+        authors in testkit::arb_json(VOCABULARY),
+    ) {
+        testkit::normalize_every_event(&DESCRIPTOR, &v);
         for e in DESCRIPTOR.events {
-            let _ = (DESCRIPTOR.normalize)(e, &v);
             let wrapped = json!({"type": e.name, "entity": {"id": "x"}, "data": data.clone(), "authors": authors.clone()});
             let _ = (DESCRIPTOR.normalize)(e, &wrapped);
         }

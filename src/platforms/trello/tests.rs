@@ -1,82 +1,33 @@
 //! Catalogue and normalisation tests for Trello.
 
-use std::collections::HashSet;
-
 use proptest::prelude::*;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::DESCRIPTOR;
-use crate::platforms::{EventSpec, Normalized, PlatformKind, WebhookSecret};
+use crate::platforms::testkit::{self, Fixture, Vocabulary, fixtures};
+use crate::platforms::{Normalized, PlatformKind, WebhookSecret};
 
-/// (event name, fixture body).
-const FIXTURES: &[(&str, &str)] = &[
-    ("createCard", include_str!("fixtures/createCard.json")),
-    ("updateCard", include_str!("fixtures/updateCard_move.json")),
-    (
-        "updateCard",
-        include_str!("fixtures/updateCard_fields.json"),
-    ),
-    ("commentCard", include_str!("fixtures/commentCard.json")),
-    (
-        "addLabelToCard",
-        include_str!("fixtures/addLabelToCard.json"),
-    ),
-    (
-        "removeLabelFromCard",
-        include_str!("fixtures/removeLabelFromCard.json"),
-    ),
-    (
-        "addChecklistToCard",
-        include_str!("fixtures/addChecklistToCard.json"),
-    ),
+/// `(event, fixture file, body)`.
+const FIXTURES: &[Fixture] = fixtures![
+    ("createCard", "createCard.json"),
+    ("updateCard", "updateCard_move.json"),
+    ("updateCard", "updateCard_fields.json"),
+    ("commentCard", "commentCard.json"),
+    ("addLabelToCard", "addLabelToCard.json"),
+    ("removeLabelFromCard", "removeLabelFromCard.json"),
+    ("addChecklistToCard", "addChecklistToCard.json"),
     (
         "updateCheckItemStateOnCard",
-        include_str!("fixtures/updateCheckItemStateOnCard.json"),
+        "updateCheckItemStateOnCard.json"
     ),
-    (
-        "addMemberToCard",
-        include_str!("fixtures/addMemberToCard.json"),
-    ),
-    (
-        "moveCardToBoard",
-        include_str!("fixtures/moveCardToBoard.json"),
-    ),
-    ("deleteCard", include_str!("fixtures/deleteCard.json")),
-    ("createList", include_str!("fixtures/createList.json")),
+    ("addMemberToCard", "addMemberToCard.json"),
+    ("moveCardToBoard", "moveCardToBoard.json"),
+    ("deleteCard", "deleteCard.json"),
+    ("createList", "createList.json"),
 ];
 
-fn event(name: &str) -> &'static EventSpec {
-    DESCRIPTOR
-        .event(name)
-        .unwrap_or_else(|| panic!("no event {name}"))
-}
-
-fn fixture(idx: usize) -> (&'static EventSpec, Normalized) {
-    let (name, body) = FIXTURES[idx];
-    let payload: Value = serde_json::from_str(body).expect("fixture is JSON");
-    let ev = event(name);
-    let n = (DESCRIPTOR.normalize)(ev, &payload)
-        .unwrap_or_else(|e| panic!("fixture {idx} ({name}) does not normalise: {e}"));
-    (ev, n)
-}
-
-/// The context root `{ <objects…>, "changes": … }`.
-fn context(n: &Normalized) -> Value {
-    let mut root: Map<String, Value> = n.objects.clone();
-    root.insert("changes".into(), Value::Object(n.changes.clone()));
-    Value::Object(root)
-}
-
-/// Whether the dotted `path` exists (possibly as `null`) under `root`.
-fn context_has_path(root: &Value, path: &str) -> bool {
-    let mut cur = root;
-    for seg in path.split('.') {
-        match cur.as_object().and_then(|m| m.get(seg)) {
-            Some(v) => cur = v,
-            None => return false,
-        }
-    }
-    true
+fn normalized(event_name: &str, file: &str) -> Normalized {
+    testkit::normalized(&DESCRIPTOR, FIXTURES, event_name, file)
 }
 
 #[test]
@@ -128,102 +79,28 @@ fn lists_the_required_events_and_actions() {
 
 #[test]
 fn names_are_unique_and_descriptions_filled() {
-    let mut seen = HashSet::new();
-    for e in DESCRIPTOR.events {
-        assert!(seen.insert(e.name), "duplicate event {}", e.name);
-        assert!(!e.description.is_empty());
-        let mut paths = HashSet::new();
-        for f in e.fields {
-            assert!(
-                paths.insert(f.path),
-                "duplicate field {} in {}",
-                f.path,
-                e.name
-            );
-        }
-        assert!(
-            e.fields
-                .iter()
-                .any(|f| f.path.starts_with(&format!("{}.", e.primary))),
-            "{} has no field of its primary object",
-            e.name
-        );
-        for c in e.changes {
-            let path = format!("{}.{c}", e.primary);
-            assert!(
-                e.fields.iter().any(|f| f.path == path),
-                "change {c} of {} is not a catalogued field",
-                e.name
-            );
-        }
-    }
-    let mut seen = HashSet::new();
-    for a in DESCRIPTOR.actions {
-        assert!(seen.insert(a.name), "duplicate action {}", a.name);
-        assert!(!a.description.is_empty());
-        let mut params = HashSet::new();
-        for p in a.params {
-            assert!(
-                params.insert(p.name),
-                "duplicate param {} in {}",
-                p.name,
-                a.name
-            );
-            assert!(!p.description.is_empty());
-        }
-        for group in a.require_one_of {
-            for name in *group {
-                assert!(params.contains(name), "{} requires unknown {name}", a.name);
-            }
-        }
-    }
-    let mut seen = HashSet::new();
-    for c in DESCRIPTOR.config {
-        assert!(seen.insert(c.name), "duplicate config key {}", c.name);
-    }
+    testkit::assert_catalogue_sound(&DESCRIPTOR);
+    testkit::assert_changes_are_catalogued_fields(&DESCRIPTOR);
 }
 
 #[test]
 fn every_deliverable_event_has_a_fixture() {
-    for e in DESCRIPTOR.events.iter().filter(|e| e.deliverable) {
-        assert!(
-            FIXTURES.iter().any(|(n, _)| *n == e.name),
-            "no fixture for {}",
-            e.name
-        );
-    }
+    testkit::assert_every_deliverable_event_has_a_fixture(&DESCRIPTOR, FIXTURES);
 }
 
 #[test]
 fn every_fixture_normalises_with_every_catalogued_field() {
-    for idx in 0..FIXTURES.len() {
-        let (ev, n) = fixture(idx);
-        let root = context(&n);
-        for f in ev.fields {
-            assert!(
-                context_has_path(&root, f.path),
-                "{}: `{}` missing in {root:#}",
-                ev.name,
-                f.path
-            );
-        }
-        for key in n.changes.keys() {
-            assert!(
-                ev.changes.contains(&key.as_str()),
-                "{}: uncatalogued change {key}",
-                ev.name
-            );
-        }
-        assert!(n.id.is_some(), "{}: no id", ev.name);
-        assert!(n.time.is_some(), "{}: no time", ev.name);
-        assert!(n.actor.is_some(), "{}: no actor", ev.name);
+    for (file, _, n) in testkit::assert_every_fixture_complete(&DESCRIPTOR, FIXTURES) {
+        assert!(n.id.is_some(), "{file}: no id");
+        assert!(n.time.is_some(), "{file}: no time");
+        assert!(n.actor.is_some(), "{file}: no actor");
     }
 }
 
 #[test]
 fn card_move_yields_lists_and_changes() {
-    let (_, n) = fixture(1);
-    let root = context(&n);
+    let n = normalized("updateCard", "updateCard_move.json");
+    let root = testkit::context(&n);
     assert_eq!(root["list_before"]["name"], "Inbox");
     assert_eq!(root["list_after"]["name"], "In progress");
     assert_eq!(root["list"]["id"], "5f1a2b3c4d5e6f7a8b9c0e02");
@@ -242,7 +119,7 @@ fn card_move_yields_lists_and_changes() {
 
 #[test]
 fn field_edits_become_typed_changes() {
-    let (_, n) = fixture(2);
+    let n = normalized("updateCard", "updateCard_fields.json");
     assert_eq!(
         n.changes["desc"],
         json!({"from": "", "to": "Reported by acme.io, ticket #4411"})
@@ -263,33 +140,36 @@ fn field_edits_become_typed_changes() {
 
 #[test]
 fn subjects_of_other_events() {
-    let (_, n) = fixture(3);
+    let n = normalized("commentCard", "commentCard.json");
     assert_eq!(
         n.objects["comment"]["text"],
         "Escalated to tier 2 — café ok"
     );
     assert_eq!(n.objects["comment"]["id"], "6603c4d5e6f7a8b9c0d1e2f6");
-    let (_, n) = fixture(4);
+    let n = normalized("addLabelToCard", "addLabelToCard.json");
     assert_eq!(
         n.objects["label"],
         json!({"id": "5f1a2b3c4d5e6f7a8b9c0f01", "name": "urgent", "color": "red"})
     );
-    let (_, n) = fixture(7);
+    let n = normalized(
+        "updateCheckItemStateOnCard",
+        "updateCheckItemStateOnCard.json",
+    );
     assert_eq!(n.objects["check_item"]["state"], "complete");
-    let (_, n) = fixture(8);
+    let n = normalized("addMemberToCard", "addMemberToCard.json");
     assert_eq!(n.objects["member"]["name"], "Jonas Field");
-    let (_, n) = fixture(9);
+    let n = normalized("moveCardToBoard", "moveCardToBoard.json");
     assert_eq!(n.objects["board_source"]["name"], "Sales handoff");
-    let (_, n) = fixture(11);
+    let n = normalized("createList", "createList.json");
     assert_eq!(n.objects["list"]["name"], "Waiting on customer");
     assert!(!n.objects.contains_key("card"));
 }
 
 #[test]
 fn wrong_action_type_is_refused() {
-    let payload: Value = serde_json::from_str(FIXTURES[0].1).expect("json");
-    let e = (DESCRIPTOR.normalize)(event("updateCard"), &payload).expect_err("mismatch");
-    assert!(e.0.contains("createCard"), "{e}");
+    let payload = testkit::fixture_json(FIXTURES, "createCard.json");
+    let e = testkit::normalize_error(&DESCRIPTOR, "updateCard", &payload).expect("mismatch");
+    assert!(e.contains("createCard"), "{e}");
 }
 
 #[test]
@@ -308,76 +188,60 @@ fn junk_is_an_error_not_a_panic() {
         json!({"action": {"type": "updateCard", "data": {"old": 1}}}),
         json!({"action": {"type": "updateCard", "data": {"listAfter": []}}}),
     ];
-    for j in &junk {
-        assert!(
-            (DESCRIPTOR.normalize)(event("updateCard"), j).is_err(),
-            "{j}"
-        );
-    }
-    let e = (DESCRIPTOR.normalize)(
-        event("updateCard"),
-        &json!({"action": {"type": "updateCard", "data": 5}}),
-    )
-    .expect_err("data");
-    assert_eq!(e.0, "expected an object at `action.data`");
+    testkit::assert_refused(&DESCRIPTOR, "updateCard", &junk);
+    assert_eq!(
+        testkit::normalize_error(
+            &DESCRIPTOR,
+            "updateCard",
+            &json!({"action": {"type": "updateCard", "data": 5}}),
+        )
+        .as_deref(),
+        Some("expected an object at `action.data`")
+    );
     // A sparse but well-formed body still yields every catalogued key.
-    let n = (DESCRIPTOR.normalize)(
-        event("updateCard"),
-        &json!({"action": {"type": "updateCard", "data": {"card": {"idShort": "12", "pos": "x"}}}}),
-    )
-    .expect("sparse body");
-    let root = context(&n);
-    for f in event("updateCard").fields {
-        assert!(context_has_path(&root, f.path), "{}", f.path);
-    }
+    let n = testkit::assert_fixture_complete(
+        &DESCRIPTOR,
+        "updateCard",
+        "sparse body",
+        r#"{"action": {"type": "updateCard", "data": {"card": {"idShort": "12", "pos": "x"}}}}"#,
+    );
+    let root = testkit::context(&n);
     assert_eq!(root["card"]["id_short"], 12);
     assert_eq!(root["card"]["pos"], Value::Null);
 }
 
-fn arb_json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::from),
-        any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_map(Value::from),
-        prop_oneof![
-            Just("createCard".to_owned()),
-            Just("updateCard".to_owned()),
-            Just("card".to_owned()),
-            "[a-zA-Z]{0,8}",
-        ]
-        .prop_map(Value::from),
-    ];
-    leaf.prop_recursive(4, 48, 6, |inner| {
-        let keys = prop_oneof![
-            Just("action".to_owned()),
-            Just("type".to_owned()),
-            Just("data".to_owned()),
-            Just("card".to_owned()),
-            Just("old".to_owned()),
-            Just("list".to_owned()),
-            Just("listBefore".to_owned()),
-            Just("listAfter".to_owned()),
-            Just("board".to_owned()),
-            Just("memberCreator".to_owned()),
-            Just("label".to_owned()),
-            Just("checkItem".to_owned()),
-            Just("idList".to_owned()),
-            "[a-z]{1,6}",
-        ];
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::btree_map(keys, inner, 0..6)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
+#[test]
+fn mutated_fixtures_never_panic() {
+    testkit::normalize_mutated_fixtures(&DESCRIPTOR, FIXTURES);
 }
+
+const VOCABULARY: Vocabulary = Vocabulary {
+    words: &["createCard", "updateCard", "card"],
+    text: "[a-zA-Z]{0,8}",
+    keys: &[
+        "action",
+        "type",
+        "data",
+        "card",
+        "old",
+        "list",
+        "listBefore",
+        "listAfter",
+        "board",
+        "memberCreator",
+        "label",
+        "checkItem",
+        "idList",
+    ],
+    free_key: Some("[a-z]{1,6}"),
+    max_entries: 6,
+};
 
 proptest! {
     #[test]
-    fn normalize_never_panics(v in arb_json()) {
+    fn normalize_never_panics(v in testkit::arb_json(VOCABULARY)) {
+        testkit::normalize_every_event(&DESCRIPTOR, &v);
         for e in DESCRIPTOR.events {
-            let _ = (DESCRIPTOR.normalize)(e, &v);
             let wrapped = json!({"action": {"type": e.name, "data": v.clone()}});
             let _ = (DESCRIPTOR.normalize)(e, &wrapped);
         }

@@ -1,0 +1,391 @@
+//! Test helpers and assertions every platform's `tests.rs` shares: building the event context,
+//! checking fixtures against the catalogue, checking the catalogue itself, and feeding
+//! `normalize` junk. Each platform keeps only its fixture list and its own decisions.
+
+use std::collections::HashSet;
+
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+use super::{Descriptor, EventSpec, Normalized};
+use crate::rules::ValueType;
+
+/// `(event name, fixture label, body)`; the label is the file name under `fixtures/`.
+pub(crate) type Fixture = (&'static str, &'static str, &'static str);
+
+/// A `&[Fixture]` from `("event", "file.json")` pairs, reading `fixtures/<file>` relative to the
+/// invoking file. `fixtures![named: "page.created", …]` uses `<event>.json` as the file.
+macro_rules! fixtures {
+    (named: $($event:literal),* $(,)?) => {
+        &[$((
+            $event,
+            concat!($event, ".json"),
+            include_str!(concat!("fixtures/", $event, ".json")),
+        )),*]
+    };
+    ($(($event:literal, $file:literal)),* $(,)?) => {
+        &[$(($event, $file, include_str!(concat!("fixtures/", $file)))),*]
+    };
+}
+pub(crate) use fixtures;
+
+/// The event called `name`, or a panic naming the platform.
+pub(crate) fn event(desc: &Descriptor, name: &str) -> &'static EventSpec {
+    desc.event(name)
+        .unwrap_or_else(|| panic!("{}: no event `{name}`", desc.title))
+}
+
+/// The body of the fixture labelled `label`.
+fn fixture_body(fixtures: &[Fixture], label: &str) -> &'static str {
+    fixtures
+        .iter()
+        .find(|(_, l, _)| *l == label)
+        .map(|&(_, _, body)| body)
+        .unwrap_or_else(|| panic!("no fixture {label}"))
+}
+
+/// The body of the fixture labelled `label`, parsed.
+pub(crate) fn fixture_json(fixtures: &[Fixture], label: &str) -> Value {
+    parse(label, fixture_body(fixtures, label))
+}
+
+fn parse(label: &str, body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{label}: not JSON: {e}"))
+}
+
+/// Normalises `body` as `event_name`, panicking with the fixture label and the error on failure.
+pub(crate) fn normalize_fixture(
+    desc: &Descriptor,
+    event_name: &str,
+    label: &str,
+    body: &str,
+) -> Normalized {
+    (desc.normalize)(event(desc, event_name), &parse(label, body))
+        .unwrap_or_else(|e| panic!("{label}: does not normalise as `{event_name}`: {e}"))
+}
+
+/// Normalises the fixture labelled `label` as `event_name`.
+pub(crate) fn normalized(
+    desc: &Descriptor,
+    fixtures: &[Fixture],
+    event_name: &str,
+    label: &str,
+) -> Normalized {
+    normalize_fixture(desc, event_name, label, fixture_body(fixtures, label))
+}
+
+/// The error message `normalize` gives for `payload` as `event_name`, if it fails.
+pub(crate) fn normalize_error(
+    desc: &Descriptor,
+    event_name: &str,
+    payload: &Value,
+) -> Option<String> {
+    (desc.normalize)(event(desc, event_name), payload)
+        .err()
+        .map(|e| e.0)
+}
+
+/// The context root `{ <objects…>, "changes": … }`.
+pub(crate) fn context(n: &Normalized) -> Value {
+    let mut root = n.objects.clone();
+    root.insert("changes".into(), Value::Object(n.changes.clone()));
+    Value::Object(root)
+}
+
+/// The value at a dotted path, if every segment exists (it may be `null`).
+pub(crate) fn lookup<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.')
+        .try_fold(root, |v, seg| v.as_object()?.get(seg))
+}
+
+/// Whether `v` may stand where the catalogue promises `ty` (`null` always may).
+pub(crate) fn has_type(ty: ValueType, v: &Value) -> bool {
+    match (ty, v) {
+        (_, Value::Null) | (ValueType::Any, _) => true,
+        (ValueType::String | ValueType::Timestamp, Value::String(_)) => true,
+        (ValueType::Integer, Value::Number(n)) => n.is_i64() || n.is_u64(),
+        (ValueType::Number, Value::Number(_)) => true,
+        (ValueType::Bool, Value::Bool(_)) => true,
+        (ValueType::StringList, Value::Array(a)) => a.iter().all(Value::is_string),
+        (ValueType::List, Value::Array(_)) => true,
+        (ValueType::Object, Value::Object(_)) => true,
+        _ => false,
+    }
+}
+
+/// `n` is a complete context for `spec`: the primary object is present, every catalogued field
+/// is present (possibly `null`) with its type, and every reported change is catalogued.
+pub(crate) fn assert_context_complete(spec: &EventSpec, label: &str, n: &Normalized) {
+    let root = context(n);
+    assert!(
+        n.objects.contains_key(spec.primary),
+        "{label}: no primary `{}`",
+        spec.primary
+    );
+    for field in spec.fields {
+        let value = lookup(&root, field.path)
+            .unwrap_or_else(|| panic!("{label}: `{}` missing in {root:#}", field.path));
+        assert!(
+            has_type(field.ty, value),
+            "{label}: `{}` = {value} is not {:?}",
+            field.path,
+            field.ty
+        );
+    }
+    for key in n.changes.keys() {
+        assert!(
+            spec.changes.contains(&key.as_str()),
+            "{label}: change `{key}` not catalogued for `{}`",
+            spec.name
+        );
+    }
+}
+
+/// Normalises a fixture and checks it with [`assert_context_complete`].
+pub(crate) fn assert_fixture_complete(
+    desc: &Descriptor,
+    event_name: &str,
+    label: &str,
+    body: &str,
+) -> Normalized {
+    let n = normalize_fixture(desc, event_name, label, body);
+    assert_context_complete(event(desc, event_name), label, &n);
+    n
+}
+
+/// [`assert_fixture_complete`] for every fixture; yields each fixture's label, event and context
+/// so the caller can add its platform's envelope checks.
+pub(crate) fn assert_every_fixture_complete(
+    desc: &Descriptor,
+    fixtures: &[Fixture],
+) -> Vec<(&'static str, &'static EventSpec, Normalized)> {
+    fixtures
+        .iter()
+        .map(|&(name, label, body)| {
+            let n = assert_fixture_complete(desc, name, label, body);
+            (label, event(desc, name), n)
+        })
+        .collect()
+}
+
+/// Every event the platform can deliver has at least one fixture.
+pub(crate) fn assert_every_deliverable_event_has_a_fixture(
+    desc: &Descriptor,
+    fixtures: &[Fixture],
+) {
+    for e in desc.events.iter().filter(|e| e.deliverable) {
+        assert!(
+            fixtures.iter().any(|(n, _, _)| *n == e.name),
+            "{}: no fixture for `{}`",
+            desc.title,
+            e.name
+        );
+    }
+}
+
+/// The catalogue is internally consistent: names unique (events, actions, params, result fields,
+/// credentials, config keys), descriptions filled, field paths unique per event, the primary
+/// object catalogued, `require_one_of` naming parameters and credential sets naming credentials.
+pub(crate) fn assert_catalogue_sound(desc: &Descriptor) {
+    let p = desc.title;
+    assert!(!p.is_empty(), "{:?}: no title", desc.kind);
+    let described = |what: String, description: &str| {
+        assert!(!description.is_empty(), "{p}: {what} has no description");
+    };
+    assert_unique(desc.events.iter().map(|e| e.name), &format!("{p}: event"));
+    for e in desc.events {
+        described(format!("event {}", e.name), e.description);
+        let fields = format!("{p}: {}: field", e.name);
+        assert_unique(e.fields.iter().map(|f| f.path), &fields);
+        assert!(
+            e.fields
+                .iter()
+                .any(|f| f.path.starts_with(&format!("{}.", e.primary))),
+            "{p}: {} has no field of its primary object",
+            e.name
+        );
+    }
+    assert_unique(desc.actions.iter().map(|a| a.name), &format!("{p}: action"));
+    for a in desc.actions {
+        described(format!("action {}", a.name), a.description);
+        let params = format!("{p}: {}: param", a.name);
+        assert_unique(a.params.iter().map(|param| param.name), &params);
+        for param in a.params {
+            described(
+                format!("param {}.{}", a.name, param.name),
+                param.description,
+            );
+        }
+        for name in a.require_one_of.iter().flat_map(|group| group.iter()) {
+            assert!(
+                a.params.iter().any(|param| param.name == *name),
+                "{p}: {} require_one_of names unknown `{name}`",
+                a.name
+            );
+        }
+        let results = format!("{p}: {}: result field", a.name);
+        assert_unique(a.result.iter().map(|f| f.path), &results);
+    }
+    assert_unique(
+        desc.credentials.iter().map(|c| c.name),
+        &format!("{p}: credential"),
+    );
+    for c in desc.credentials {
+        described(format!("credential {}", c.name), c.description);
+    }
+    for name in desc.credential_sets.iter().flat_map(|set| set.iter()) {
+        assert!(
+            desc.credential(name).is_some(),
+            "{p}: credential set names unknown `{name}`"
+        );
+    }
+    assert_unique(
+        desc.config.iter().map(|c| c.name),
+        &format!("{p}: config key"),
+    );
+    for c in desc.config {
+        described(format!("config key {}", c.name), c.description);
+    }
+}
+
+/// No name occurs twice among `names`; `what` says what they name, for the message.
+fn assert_unique<'a>(names: impl IntoIterator<Item = &'a str>, what: &str) {
+    let mut seen = HashSet::new();
+    for name in names {
+        assert!(seen.insert(name), "{what} `{name}` listed twice");
+    }
+}
+
+/// Every change an event reports is also a catalogued field of its primary object (platforms
+/// whose changes may name attributes the context does not carry, like Zendesk's, skip this).
+pub(crate) fn assert_changes_are_catalogued_fields(desc: &Descriptor) {
+    for e in desc.events {
+        for c in e.changes {
+            let path = format!("{}.{c}", e.primary);
+            assert!(
+                e.fields.iter().any(|f| f.path == path),
+                "{}: change {c} of {} is not a catalogued field",
+                desc.title,
+                e.name
+            );
+        }
+    }
+}
+
+/// Runs `normalize` for every event of the platform on `payload`; only a panic fails.
+pub(crate) fn normalize_every_event(desc: &Descriptor, payload: &Value) {
+    for e in desc.events {
+        let _ = (desc.normalize)(e, payload);
+    }
+}
+
+/// Every JSON pointer of a value's subtrees.
+fn pointers(v: &Value, at: String, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m {
+                pointers(child, format!("{at}/{k}"), out);
+            }
+        }
+        Value::Array(a) => {
+            for (i, child) in a.iter().enumerate() {
+                pointers(child, format!("{at}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+    out.push(at);
+}
+
+/// Replaces each subtree of each fixture in turn with junk of every JSON kind and normalises
+/// the result as every event: none may panic.
+pub(crate) fn normalize_mutated_fixtures(desc: &Descriptor, fixtures: &[Fixture]) {
+    let junk = [
+        Value::Null,
+        json!(true),
+        json!(-1),
+        json!(1.5),
+        json!(""),
+        json!("{x:{from:{to:"),
+        json!([]),
+        json!({}),
+    ];
+    let mut done = HashSet::new();
+    for &(_, label, body) in fixtures {
+        if !done.insert(label) {
+            continue;
+        }
+        let original = parse(label, body);
+        let mut ptrs = Vec::new();
+        pointers(&original, String::new(), &mut ptrs);
+        for ptr in &ptrs {
+            for j in &junk {
+                let mut v = original.clone();
+                if let Some(slot) = v.pointer_mut(ptr) {
+                    *slot = j.clone();
+                }
+                normalize_every_event(desc, &v);
+            }
+        }
+    }
+}
+
+/// `normalize` refuses every one of `payloads` as `event_name` (with an error, not a panic).
+pub(crate) fn assert_refused(desc: &Descriptor, event_name: &str, payloads: &[Value]) {
+    let spec = event(desc, event_name);
+    for j in payloads {
+        assert!(
+            (desc.normalize)(spec, j).is_err(),
+            "{}: `{event_name}` accepted {j}",
+            desc.title
+        );
+    }
+}
+
+/// The words a platform's payloads are made of, for [`arb_json`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Vocabulary {
+    /// String leaves that steer `normalize` (event types, states…), chosen among.
+    pub(crate) words: &'static [&'static str],
+    /// A regex for free string leaves.
+    pub(crate) text: &'static str,
+    /// Object keys the payloads use, chosen among.
+    pub(crate) keys: &'static [&'static str],
+    /// A regex for free object keys, weighted like one more key; `None` for only `keys`.
+    pub(crate) free_key: Option<&'static str>,
+    /// At most this many entries per object (exclusive).
+    pub(crate) max_entries: usize,
+}
+
+/// Arbitrary JSON built from a platform's vocabulary: null, booleans, integers (signed and
+/// unsigned), floats, free text and vocabulary words as leaves; arrays and objects with
+/// vocabulary keys up to depth 4.
+pub(crate) fn arb_json(vocab: Vocabulary) -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        vocab.text.prop_map(Value::from),
+        prop::sample::select(vocab.words).prop_map(Value::from),
+    ];
+    let keys = vocab.keys;
+    let free = vocab.free_key;
+    let max = vocab.max_entries;
+    leaf.prop_recursive(4, 48, 6, move |inner| {
+        let known = prop::sample::select(keys).prop_map(str::to_owned);
+        let key = match free {
+            Some(re) => {
+                prop_oneof![u32::try_from(keys.len()).unwrap_or(u32::MAX) => known, 1 => re].boxed()
+            }
+            None => known.boxed(),
+        };
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map(key, inner, 0..max)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
