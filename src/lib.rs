@@ -14,11 +14,15 @@
 //! - [`testing`]: `supportopsd test`: rule test cases run offline.
 
 pub mod cli;
+pub mod daemon;
 pub mod event;
+pub mod execute;
 pub mod manifest;
 pub mod plan;
 pub mod platforms;
 pub mod rules;
 pub mod secrets;
 pub mod state;
+pub mod telemetry;
 pub mod testing;
+pub mod webhook;

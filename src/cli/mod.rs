@@ -2,7 +2,9 @@
 //! Exit codes follow the contract: 0 ok, 1 error, 2 changes present (`plan --detailed-exitcode`).
 
 pub mod completions;
+pub mod events;
 pub mod plan;
+pub mod run;
 pub mod schema;
 pub mod secret;
 pub mod test;
@@ -69,8 +71,8 @@ pub enum Command {
     Plan(plan::Args),
     /// Run one reconcile pass now, then exit.
     Apply(NotYetArgs),
-    /// The daemon: watch the repository, reconcile, serve webhooks and the API.
-    Run(NotYetArgs),
+    /// The daemon: serve webhooks and the API, run rules; SIGHUP reloads, SIGTERM stops.
+    Run(run::Args),
     /// Run the rule test cases offline; nothing is sent anywhere.
     Test(test::Args),
     /// Show a daemon's status: revision, integrations' health, registrations, queue.
@@ -80,7 +82,7 @@ pub enum Command {
     Secret(secret::Command),
     /// Dead-lettered deliveries: list them, re-queue one.
     #[command(subcommand)]
-    Events(EventsCommand),
+    Events(events::Command),
     /// Hold the daemon on one revision during an incident.
     Pin(PinArgs),
     /// Release a pin.
@@ -100,18 +102,6 @@ pub struct NotYetArgs {}
 pub struct PinArgs {
     /// The revision to hold.
     pub rev: String,
-}
-
-/// `events …`.
-#[derive(Debug, Subcommand)]
-pub enum EventsCommand {
-    /// List dead-lettered deliveries.
-    Dead(NotYetArgs),
-    /// Re-queue one dead-lettered delivery.
-    Replay {
-        /// Its id.
-        id: String,
-    },
 }
 
 /// How a command ended.
@@ -146,9 +136,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Schema(args) => schema::run(&args),
         Command::Completions(args) => completions::run(&args),
         Command::Apply(_) => not_yet("apply"),
-        Command::Run(_) => not_yet("run"),
+        Command::Run(args) => run::run(&args, g),
         Command::Status(_) => not_yet("status"),
-        Command::Events(_) => not_yet("events"),
+        Command::Events(cmd) => events::run(&cmd, g),
         Command::Pin(_) => not_yet("pin"),
         Command::Unpin(_) => not_yet("unpin"),
     }
@@ -156,7 +146,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
 
 fn not_yet(name: &str) -> anyhow::Result<Exit> {
     eprintln!(
-        "supportopsd {name}: not available yet in this release; validate, plan, test, secret and schema are"
+        "supportopsd {name}: not available yet in this release (validate, plan, test, secret, schema, run and events are)"
     );
     Ok(Exit::Failure)
 }

@@ -1,0 +1,116 @@
+//! `supportopsd events dead | replay ID`: the dead-letter queue, through a running daemon's API
+//! (which holds the state), or straight from `--state` when no daemon answers.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+
+use super::{Exit, GlobalArgs, state_dir};
+use crate::state::Store;
+
+/// Dead-lettered deliveries.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// List dead-lettered jobs.
+    Dead(Target),
+    /// Re-queue one dead-lettered job.
+    Replay {
+        /// The job id (from `events dead`).
+        id: u64,
+        /// Where to find the daemon.
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// Where the dead-letter queue is.
+#[derive(Debug, clap::Args)]
+pub struct Target {
+    /// A running daemon's address.
+    #[arg(long, env = "SUPPORTOPSD_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+}
+
+fn admin_header() -> Option<String> {
+    std::env::var("SUPPORTOPSD_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()).map(|t| format!("Bearer {t}"))
+}
+
+/// Asks the daemon; `Ok(None)` when nothing listens there.
+fn call(method: reqwest::Method, url: &str) -> anyhow::Result<Option<(u16, serde_json::Value)>> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let client = crate::platforms::http::client(Duration::from_secs(10))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut req = client.request(method, url);
+        if let Some(h) = admin_header() {
+            req = req.header(reqwest::header::AUTHORIZATION, h);
+        }
+        match req.send().await {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let body = resp.json::<serde_json::Value>().await.unwrap_or(serde_json::Value::Null);
+                Ok(Some((status, body)))
+            }
+            Err(e) if e.is_connect() => Ok(None),
+            Err(e) => Err(anyhow::anyhow!("asking the daemon at {url}: {e}")),
+        }
+    })
+}
+
+fn print_dead(v: &serde_json::Value) {
+    let items = v.get("dead").and_then(|d| d.as_array()).cloned().unwrap_or_default();
+    if items.is_empty() {
+        println!("no dead-lettered jobs");
+        return;
+    }
+    for d in items {
+        let job = d.get("job").unwrap_or(&d);
+        println!(
+            "{}\trule {}\tevent {}\tattempts {}\t{}",
+            job.get("id").unwrap_or(&serde_json::Value::Null),
+            job.get("rule").and_then(|r| r.as_str()).unwrap_or("?"),
+            job.get("event_key").and_then(|r| r.as_str()).unwrap_or("?"),
+            job.get("attempts").unwrap_or(&serde_json::Value::Null),
+            d.get("error").or_else(|| job.get("last_error")).and_then(|r| r.as_str()).unwrap_or(""),
+        );
+    }
+}
+
+/// Runs an `events` command.
+pub fn run(cmd: &Command, g: &GlobalArgs) -> anyhow::Result<Exit> {
+    match cmd {
+        Command::Dead(t) => {
+            let url = format!("{}/api/events/dead", t.url.trim_end_matches('/'));
+            let body = match call(reqwest::Method::GET, &url)? {
+                Some((200, body)) => body,
+                Some((code, _)) => bail!("the daemon answered {code} (set SUPPORTOPSD_ADMIN_TOKEN?)"),
+                None => {
+                    let store = open_state(g)?;
+                    serde_json::json!({ "dead": store.dead(10_000)? })
+                }
+            };
+            print_dead(&body);
+            Ok(Exit::Ok)
+        }
+        Command::Replay { id, target } => {
+            let url = format!("{}/api/events/{id}/replay", target.url.trim_end_matches('/'));
+            match call(reqwest::Method::POST, &url)? {
+                Some((202, _)) => println!("job {id} re-queued"),
+                Some((404, _)) => bail!("no dead-lettered job {id}"),
+                Some((code, _)) => bail!("the daemon answered {code} (set SUPPORTOPSD_ADMIN_TOKEN?)"),
+                None => {
+                    let store = open_state(g)?;
+                    store.replay(*id, crate::daemon::now_ms()).with_context(|| format!("replaying job {id}"))?;
+                    store.flush()?;
+                    println!("job {id} re-queued (the daemon runs it when it next starts)");
+                }
+            }
+            Ok(Exit::Ok)
+        }
+    }
+}
+
+fn open_state(g: &GlobalArgs) -> anyhow::Result<Store> {
+    let dir = state_dir(g);
+    Store::open_existing(&dir)?.with_context(|| format!("no daemon answered and there is no state at {}", dir.display()))
+}

@@ -1,0 +1,138 @@
+//! `supportopsd run`: the daemon.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+
+use super::{Exit, GlobalArgs, state_dir};
+use crate::daemon::{self, Options};
+use crate::execute::retry::{RetryPolicy, parse_duration};
+use crate::secrets::{SealKey, Secret};
+
+/// Serve webhooks, run rules, reload on SIGHUP, stop on SIGTERM.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "SUPPORTOPSD_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// The URL the platforms reach this daemon at [default: http://LISTEN].
+    #[arg(long, env = "SUPPORTOPSD_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// The revision of the repository to run.
+    #[arg(long, env = "SUPPORTOPSD_REV", default_value = "HEAD")]
+    pub rev: String,
+    /// The sealing key file [default: $SUPPORTOPSD_KEY_FILE, then $CREDENTIALS_DIRECTORY/supportopsd.key].
+    #[arg(long, env = "SUPPORTOPSD_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Largest webhook body, in bytes.
+    #[arg(long, env = "SUPPORTOPSD_MAX_BODY", default_value_t = 1024 * 1024)]
+    pub max_body: usize,
+    /// Time allowed for a request's headers, and then for its body.
+    #[arg(long, env = "SUPPORTOPSD_READ_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub read_timeout: std::time::Duration,
+    /// Connections served at once.
+    #[arg(long, env = "SUPPORTOPSD_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Outbox depth past which webhooks are answered 503 with Retry-After.
+    #[arg(long, env = "SUPPORTOPSD_MAX_QUEUE", default_value_t = 100_000)]
+    pub max_queue: usize,
+    /// How long platform event ids are remembered to drop redeliveries.
+    #[arg(long, env = "SUPPORTOPSD_DEDUPE_TTL", default_value = "72h", value_parser = duration)]
+    pub dedupe_ttl: std::time::Duration,
+    /// Ceilings of the waits between attempts of a failed action [default: 5s,5m,30m,2h,5h,10h,10h].
+    #[arg(long, env = "SUPPORTOPSD_RETRY_SCHEDULE")]
+    pub retry_schedule: Option<String>,
+    /// Jobs run at once.
+    #[arg(long, env = "SUPPORTOPSD_WORKERS", default_value_t = 32)]
+    pub workers: usize,
+}
+
+fn duration(s: &str) -> Result<std::time::Duration, String> {
+    parse_duration(s).ok_or_else(|| format!("invalid duration `{s}` (use 30s, 5m, 2h, 1d)"))
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// The operator API token: `SUPPORTOPSD_ADMIN_TOKEN`, else `$CREDENTIALS_DIRECTORY/admin.token`.
+fn admin_token() -> Option<Secret> {
+    if let Some(t) = env("SUPPORTOPSD_ADMIN_TOKEN").filter(|t| !t.is_empty()) {
+        return Some(Secret::from(t));
+    }
+    let dir = env("CREDENTIALS_DIRECTORY")?;
+    let text = std::fs::read_to_string(PathBuf::from(dir).join("admin.token")).ok()?;
+    let t = text.trim().to_owned();
+    (!t.is_empty()).then(|| Secret::from(t))
+}
+
+/// Runs the daemon.
+pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
+    let retry = match &args.retry_schedule {
+        Some(s) => RetryPolicy::parse(s)?,
+        None => RetryPolicy::default(),
+    };
+    let key = match SealKey::load(args.key_file.as_deref(), &env) {
+        Ok((key, from)) => {
+            tracing::info!(key = %from.display(), "Sealing key loaded.");
+            Some(key)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "No sealing key: sealed credentials cannot be used and Notion verification tokens cannot be kept.");
+            None
+        }
+    };
+    let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{}", args.listen));
+    let mut options = Options::new(args.listen, public_url, g.repo.clone(), state_dir(g));
+    options.subdir = g.path.clone();
+    options.rev = args.rev.clone();
+    options.max_body = args.max_body;
+    options.read_timeout = args.read_timeout;
+    options.max_connections = args.max_connections;
+    options.max_queue = args.max_queue;
+    options.dedupe_ttl = args.dedupe_ttl;
+    options.retry = retry;
+    options.workers = args.workers;
+    options.admin_token = admin_token();
+    if options.admin_token.is_none() && !args.listen.ip().is_loopback() {
+        tracing::warn!("No admin token: the operator API answers loopback clients only.");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(options.listen)
+            .await
+            .with_context(|| format!("listening on {}", options.listen))?;
+        let addr = listener.local_addr()?;
+        let rt = daemon::runtime(options, key).context("opening the state")?;
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
+        spawn_signals(shutdown.clone(), reload_tx)?;
+        // A stable line for scripts and tests: where the daemon listens.
+        println!("supportopsd listening on {addr}");
+        tracing::info!(%addr, "Listening.");
+        daemon::run(rt, listener, shutdown, reload_rx).await
+    })?;
+    Ok(Exit::Ok)
+}
+
+#[cfg(unix)]
+fn spawn_signals(
+    shutdown: tokio_util::sync::CancellationToken,
+    reload: tokio::sync::mpsc::Sender<()>,
+) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => { tracing::info!("SIGTERM: draining."); shutdown.cancel(); break; }
+                _ = int.recv() => { tracing::info!("SIGINT: draining."); shutdown.cancel(); break; }
+                _ = hup.recv() => { tracing::info!("SIGHUP: reloading."); let _ = reload.try_send(()); }
+            }
+        }
+    });
+    Ok(())
+}

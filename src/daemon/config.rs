@@ -1,0 +1,166 @@
+//! The active configuration of a running daemon: one validated revision with everything derived
+//! from it (the rule index, each integration's webhook keys, connectors and gates). Built off to
+//! the side and swapped in whole, so a revision that fails to load never replaces the last good
+//! one.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::event::Event;
+use crate::execute::gate::Gate;
+use crate::manifest::{Credential, IntegrationId, ManifestSet, Rule, RuleId};
+use crate::platforms::{self, Connector, PlatformKind, VerifyKeys};
+use crate::secrets::{ResolveContext, SecretRef};
+
+/// A loaded, validated revision and what the daemon derives from it.
+#[derive(Debug)]
+pub struct Active {
+    /// The manifests.
+    pub set: ManifestSet,
+    /// The commit it was read at (`None` for the working tree).
+    pub commit: Option<String>,
+    by_trigger: HashMap<(IntegrationId, String), Vec<RuleId>>,
+    keys: HashMap<IntegrationId, VerifyKeys>,
+    connectors: HashMap<IntegrationId, Result<Arc<dyn Connector>, String>>,
+    gates: HashMap<IntegrationId, Gate>,
+}
+
+/// Why an integration's webhook keys or connector are not usable, per integration (reported,
+/// not fatal: the rest of the revision runs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The integration.
+    pub integration: IntegrationId,
+    /// What is wrong, in words an operator can act on (never a secret).
+    pub message: String,
+}
+
+fn resolve(
+    integration: &IntegrationId,
+    field: &str,
+    r: &SecretRef,
+    ctx: &ResolveContext<'_>,
+    problems: &mut Vec<Problem>,
+) -> Option<crate::secrets::Secret> {
+    match r.resolve(integration, field, ctx) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            problems.push(Problem {
+                integration: integration.clone(),
+                message: format!("`{field}` ({}): {e}", r.describe()),
+            });
+            None
+        }
+    }
+}
+
+impl Active {
+    /// Derives everything the daemon needs from a validated manifest set. `public_url` is where
+    /// the platforms reach us (part of Trello's signature). `captured` holds secrets the daemon
+    /// learned at run time (Notion verification tokens), by integration.
+    pub fn build(
+        set: ManifestSet,
+        commit: Option<String>,
+        public_url: &str,
+        ctx: &ResolveContext<'_>,
+        captured: &HashMap<IntegrationId, crate::secrets::Secret>,
+    ) -> (Active, Vec<Problem>) {
+        let mut problems = Vec::new();
+        let mut by_trigger: HashMap<(IntegrationId, String), Vec<RuleId>> = HashMap::new();
+        for rule in set.rules.values().filter(|r| r.enabled) {
+            by_trigger
+                .entry((rule.trigger.integration.clone(), rule.trigger.event.name.to_owned()))
+                .or_default()
+                .push(rule.id.clone());
+        }
+        let mut keys = HashMap::new();
+        let mut connectors = HashMap::new();
+        let mut gates = HashMap::new();
+        for (id, i) in &set.integrations {
+            let secret_field = |name: &str| match i.credentials.get(name) {
+                Some(Credential::Secret(r)) => Some(r),
+                _ => None,
+            };
+            let webhook_secret = i.webhook.as_ref().and_then(|w| w.secret.as_ref());
+            let secret = match i.platform {
+                PlatformKind::Slack => secret_field("signing_secret")
+                    .and_then(|r| resolve(id, "signing_secret", r, ctx, &mut problems)),
+                PlatformKind::Trello => secret_field("app_secret")
+                    .and_then(|r| resolve(id, "app_secret", r, ctx, &mut problems)),
+                PlatformKind::Zendesk | PlatformKind::Freshdesk => {
+                    webhook_secret.and_then(|r| resolve(id, "webhook_secret", r, ctx, &mut problems))
+                }
+                PlatformKind::Notion => {
+                    captured.get(id).map(|s| crate::secrets::Secret::new(s.expose().to_vec()))
+                }
+                PlatformKind::GoogleSheets => None,
+            };
+            let callback_url = Some(webhook_url(public_url, i.platform, id));
+            keys.insert(id.clone(), VerifyKeys { secret, callback_url, channel_id: None });
+            let connector = platforms::connect(i, ctx).map_err(|e| e.to_string());
+            if let Err(e) = &connector
+                && i.platform == PlatformKind::Slack
+            {
+                problems.push(Problem { integration: id.clone(), message: e.clone() });
+            }
+            connectors.insert(id.clone(), connector);
+            gates.insert(id.clone(), Gate::for_integration(i.platform, &i.limits));
+        }
+        (Active { set, commit, by_trigger, keys, connectors, gates }, problems)
+    }
+
+    /// The integration's webhook keys.
+    pub fn keys(&self, id: &IntegrationId) -> Option<&VerifyKeys> {
+        self.keys.get(id)
+    }
+
+    /// The integration's connector, or why there is none.
+    pub fn connector(&self, id: &IntegrationId) -> Result<&Arc<dyn Connector>, String> {
+        match self.connectors.get(id) {
+            Some(Ok(c)) => Ok(c),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(format!("integration `{id}` is not in the active revision")),
+        }
+    }
+
+    /// Every connector that could be built, for connection checks.
+    pub fn connectors(&self) -> impl Iterator<Item = (&IntegrationId, &Arc<dyn Connector>)> {
+        self.connectors.iter().filter_map(|(id, c)| c.as_ref().ok().map(|c| (id, c)))
+    }
+
+    /// The integration's gate.
+    pub fn gate(&self, id: &IntegrationId) -> Option<&Gate> {
+        self.gates.get(id)
+    }
+
+    /// A rule by id.
+    pub fn rule(&self, id: &str) -> Option<&Rule> {
+        self.set.rules.get(id)
+    }
+
+    /// The rules an event triggers: enabled, on its integration and event, conditions holding,
+    /// and — unless a rule opts in with `allow_self` — not caused by supportopsd itself
+    /// (`from_self`; the loop guard).
+    pub fn matching(&self, event: &Event, ctx: &Value, from_self: bool) -> Vec<&Rule> {
+        let Some(ids) = self.by_trigger.get(&(event.integration.clone(), event.name.clone())) else {
+            return Vec::new();
+        };
+        ids.iter()
+            .filter_map(|id| self.set.rules.get(id))
+            .filter(|r| !from_self || r.trigger.allow_self)
+            .filter(|r| r.trigger.condition.as_ref().is_none_or(|c| c.eval(ctx)))
+            .collect()
+    }
+
+    /// The integrations of a platform (for `/api/webhooks/{platform}` without an id).
+    pub fn integrations_of(&self, kind: PlatformKind) -> Vec<&IntegrationId> {
+        self.set.integrations.values().filter(|i| i.platform == kind).map(|i| &i.id).collect()
+    }
+}
+
+/// The canonical webhook URL of an integration: what the daemon registers and Trello signs.
+pub fn webhook_url(public_url: &str, kind: PlatformKind, id: &IntegrationId) -> String {
+    format!("{}/api/webhooks/{}/{}", public_url.trim_end_matches('/'), kind.as_str(), id)
+}

@@ -1,0 +1,194 @@
+//! The HTTP server: webhook ingress, the operator API and the always-open health and metrics
+//! endpoints, on one hyper listener. Connections are capped by a semaphore taken before
+//! `accept`; headers must arrive within the read timeout (else the connection is closed) and
+//! bodies too (else 408). On shutdown the listener stops accepting and in-flight requests finish.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, StatusCode, header};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::{Runtime, now_ms};
+use crate::state::AuditFilter;
+use crate::webhook::{self, Reply, reply, status};
+
+/// How long in-flight requests get to finish after shutdown begins.
+const DRAIN: Duration = Duration::from_secs(20);
+
+/// Serves until `shutdown`, then drains.
+pub async fn serve(rt: Arc<Runtime>, listener: TcpListener, shutdown: CancellationToken) {
+    let slots = Arc::new(Semaphore::new(rt.options.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let permit = tokio::select! {
+            () = shutdown.cancelled() => break,
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+        };
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Accept failed.");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let read_timeout = rt.options.read_timeout;
+        let rt = rt.clone();
+        let service = service_fn(move |req| {
+            let rt = rt.clone();
+            async move { Ok::<_, Infallible>(route(&rt, peer, req).await) }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(read_timeout)
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "Connection ended with an error.");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("All connections drained."),
+        () = tokio::time::sleep(DRAIN) => tracing::warn!("Shutdown deadline reached with connections still open."),
+    }
+}
+
+fn json(code: StatusCode, v: &serde_json::Value) -> Reply {
+    reply(code, "application/json", serde_json::to_vec_pretty(v).unwrap_or_default())
+}
+
+fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == name).then_some(v)
+    })
+}
+
+/// Whether the operator API may answer this peer: with an admin token configured, the request
+/// must carry it; without one, only loopback peers are served.
+fn authorised(rt: &Runtime, peer: SocketAddr, req: &Request<Incoming>) -> bool {
+    match &rt.options.admin_token {
+        None => peer.ip().is_loopback(),
+        Some(token) => req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|given| crate::secrets::constant_time_eq(given.as_bytes(), token.expose())),
+    }
+}
+
+/// Routes one request.
+pub async fn route(rt: &Runtime, peer: SocketAddr, req: Request<Incoming>) -> Reply {
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let method = req.method().clone();
+    match (method.clone(), segments.as_slice()) {
+        (Method::GET, ["healthz"]) => reply(StatusCode::OK, "text/plain", "ok\n"),
+        (Method::GET, ["readyz"]) => {
+            if rt.active().is_some() {
+                reply(StatusCode::OK, "text/plain", "ready\n")
+            } else {
+                reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "no revision applied\n")
+            }
+        }
+        (Method::GET, ["metrics"]) => {
+            let now = now_ms();
+            let oldest = rt.store.oldest_due_ms().map_or(0, |due| now.saturating_sub(due) / 1000);
+            let dead = rt.store.dead(usize::MAX).map_or(0, |d| d.len());
+            rt.metrics.set_queue(rt.store.queue_depth(), oldest, dead);
+            reply(
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                rt.metrics.render(),
+            )
+        }
+        (_, ["api", "webhooks", platform]) => {
+            let platform = (*platform).to_owned();
+            webhook::handle(rt, &platform, None, req).await
+        }
+        (_, ["api", "webhooks", platform, id]) => {
+            let (platform, id) = ((*platform).to_owned(), (*id).to_owned());
+            webhook::handle(rt, &platform, Some(&id), req).await
+        }
+        (_, ["api", ..]) if !authorised(rt, peer, &req) => status(StatusCode::UNAUTHORIZED),
+        (Method::POST | Method::PUT | Method::DELETE | Method::PATCH, ["api", "integrations" | "rules", ..]) => json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &json!({"error": "integrations and rules are changed by a pull request to the manifest repository, not through this API"}),
+        ),
+        (Method::GET, ["api", "status"]) => status_json(rt),
+        (Method::GET, ["api", "events", "dead"]) => match rt.store.dead(1000) {
+            Ok(dead) => json(StatusCode::OK, &json!({ "dead": dead })),
+            Err(e) => internal(&e),
+        },
+        (Method::POST, ["api", "events", id, "replay"]) => {
+            let Ok(id) = id.parse::<u64>() else { return status(StatusCode::NOT_FOUND) };
+            match rt.store.replay(id, now_ms()) {
+                Ok(job) => {
+                    rt.work.notify_one();
+                    webhook::audit(rt, now_ms(), crate::state::AuditKind::JobReplayed, "job", &id.to_string(), json!({"rule": job.rule}));
+                    let _ = rt.commit().await;
+                    json(StatusCode::ACCEPTED, &json!({"replayed": id, "rule": job.rule}))
+                }
+                Err(crate::state::Error::NotFound { .. }) => status(StatusCode::NOT_FOUND),
+                Err(e) => internal(&e),
+            }
+        }
+        (Method::GET, ["api", "audit", "logs"]) => {
+            let filter = AuditFilter {
+                resource_type: query_param(&query, "resource_type").filter(|s| !s.is_empty()).map(str::to_owned),
+                resource_id: query_param(&query, "resource_id").filter(|s| !s.is_empty()).map(str::to_owned),
+                since_ms: query_param(&query, "since").and_then(|s| s.parse().ok()),
+                limit: query_param(&query, "limit").and_then(|s| s.parse().ok()).unwrap_or(100).min(10_000),
+            };
+            match rt.store.audit(&filter) {
+                Ok(records) => json(StatusCode::OK, &json!({ "records": records })),
+                Err(e) => internal(&e),
+            }
+        }
+        _ => status(StatusCode::NOT_FOUND),
+    }
+}
+
+fn internal(e: &dyn std::fmt::Display) -> Reply {
+    tracing::error!(error = %e, "Operator API request failed.");
+    json(StatusCode::INTERNAL_SERVER_ERROR, &json!({"error": "internal error; see the daemon's log"}))
+}
+
+fn status_json(rt: &Runtime) -> Reply {
+    let s = rt.status();
+    let problems: Vec<_> = s
+        .problems
+        .iter()
+        .map(|p| json!({"integration": p.integration.as_str(), "problem": p.message}))
+        .collect();
+    let dead = rt.store.dead(usize::MAX).map_or(0, |d| d.len());
+    json(
+        StatusCode::OK,
+        &json!({
+            "applied_revision": s.applied,
+            "refused": s.refused,
+            "problems": problems,
+            "queue_depth": rt.store.queue_depth(),
+            "dead_letters": dead,
+        }),
+    )
+}

@@ -1,0 +1,262 @@
+//! Webhook ingress: route → limits → verify → parse → dedupe + persist → 2xx.
+//!
+//! A delivery is acknowledged only once its event and the jobs of every rule it triggers are in
+//! the state store and flushed to disk (group commit), so killing the process at any instant
+//! loses nothing that was acknowledged. Bad signatures get a bare 401; nothing about why leaves
+//! the process (the reason goes to the audit log and the metrics).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use serde_json::json;
+
+use crate::daemon::{Runtime, now_ms};
+use crate::event::Event;
+use crate::manifest::IntegrationId;
+use crate::platforms::{self, Inbound, InboundRequest, ParseError, PlatformKind, VerifyError};
+use crate::secrets;
+use crate::state::{AuditKind, AuditRecord, IngestOutcome};
+
+/// A response with a small body.
+pub type Reply = Response<Full<Bytes>>;
+
+/// Builds a reply.
+pub fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Reply {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    if let Ok(v) = HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+/// A bare status with no body.
+pub fn status(code: StatusCode) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = code;
+    r
+}
+
+fn json_reply(code: StatusCode, v: &serde_json::Value) -> Reply {
+    reply(code, "application/json", serde_json::to_vec(v).unwrap_or_default())
+}
+
+/// Handles `/api/webhooks/{platform}[/{integration}]`.
+pub async fn handle<B>(
+    rt: &Runtime,
+    platform: &str,
+    integration: Option<&str>,
+    req: Request<B>,
+) -> Reply
+where
+    B: hyper::body::Body<Data = Bytes> + Send,
+    B::Error: std::fmt::Display,
+{
+    let Some(kind) = PlatformKind::parse(platform) else {
+        return status(StatusCode::NOT_FOUND);
+    };
+    let Some(active) = rt.active() else {
+        return retry_later(StatusCode::SERVICE_UNAVAILABLE, 5);
+    };
+    let id = match integration {
+        Some(id) => match IntegrationId::parse(id) {
+            Ok(id) if active.set.integrations.get(&id).is_some_and(|i| i.platform == kind) => id,
+            _ => return status(StatusCode::NOT_FOUND),
+        },
+        None => match active.integrations_of(kind).as_slice() {
+            [only] => (*only).clone(),
+            _ => return status(StatusCode::NOT_FOUND),
+        },
+    };
+    let method = req.method().clone();
+    if method == Method::HEAD || method == Method::GET {
+        // Trello validates a callback with HEAD before it creates the webhook.
+        return status(StatusCode::OK);
+    }
+    if method != Method::POST {
+        return status(StatusCode::METHOD_NOT_ALLOWED);
+    }
+    let (parts, body) = req.into_parts();
+    let max = rt.options.max_body;
+    if let Some(len) = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok())
+        && len > max
+    {
+        rt.metrics.event_rejected(kind.as_str(), "too_large");
+        return status(StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    let body = match tokio::time::timeout(rt.options.read_timeout, Limited::new(body, max).collect()).await {
+        Err(_) => {
+            rt.metrics.event_rejected(kind.as_str(), "timeout");
+            return status(StatusCode::REQUEST_TIMEOUT);
+        }
+        Ok(Err(e)) => {
+            let too_large = e.downcast_ref::<http_body_util::LengthLimitError>().is_some();
+            rt.metrics.event_rejected(kind.as_str(), if too_large { "too_large" } else { "unreadable" });
+            return status(if too_large { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST });
+        }
+        Ok(Ok(collected)) => collected.to_bytes(),
+    };
+    let now = now_ms();
+    let inbound = InboundRequest {
+        method: &parts.method,
+        headers: &parts.headers,
+        body: &body,
+        now_unix: i64::try_from(now / 1000).unwrap_or(i64::MAX),
+    };
+    let keys = active.keys(&id);
+    let verified = match keys {
+        Some(k) => platforms::verify(kind, &inbound, k),
+        None => Err(VerifyError::NotConfigured),
+    };
+    if let Err(e) = verified {
+        reject(rt, kind, &id, e.reason(), now);
+        return status(StatusCode::UNAUTHORIZED);
+    }
+    let parsed = match platforms::parse(kind, &inbound) {
+        Ok(p) => p,
+        Err(e) => {
+            let (code, reason) = match e {
+                ParseError::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "content_type"),
+                ParseError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed"),
+            };
+            reject(rt, kind, &id, reason, now);
+            return status(code);
+        }
+    };
+    match parsed {
+        Inbound::Challenge { content_type, body } => reply(StatusCode::OK, content_type, body),
+        Inbound::Acknowledge => status(StatusCode::OK),
+        Inbound::VerificationToken(token) => capture_token(rt, &id, &token, now).await,
+        Inbound::Event { event, normalized, payload } => {
+            let Some(event_id) = normalized.id.clone() else {
+                reject(rt, kind, &id, "no_event_id", now);
+                return status(StatusCode::BAD_REQUEST);
+            };
+            let event = Event {
+                platform: kind,
+                integration: id.clone(),
+                name: event.name.to_owned(),
+                id: event_id,
+                time: normalized.time,
+                received_at_ms: now,
+                actor: normalized.actor,
+                objects: normalized.objects,
+                changes: normalized.changes,
+                payload,
+            };
+            store_event(rt, &active, event, now).await
+        }
+    }
+}
+
+fn retry_later(code: StatusCode, secs: u64) -> Reply {
+    let mut r = status(code);
+    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    r
+}
+
+fn reject(rt: &Runtime, kind: PlatformKind, id: &IntegrationId, reason: &str, now: u64) {
+    rt.metrics.event_rejected(kind.as_str(), reason);
+    tracing::info!(platform = kind.as_str(), integration = %id, reason, "Webhook delivery refused.");
+    let record = AuditRecord {
+        at_ms: now,
+        kind: AuditKind::EventRejected { reason: reason.to_owned() },
+        resource_type: "integration".into(),
+        resource_id: id.to_string(),
+        detail: json!({}),
+    };
+    if let Err(e) = rt.store.append_audit(&record) {
+        tracing::warn!(error = %e, "Audit record not written.");
+    }
+}
+
+/// Matches, stores and flushes an event; 200 once it is durable.
+async fn store_event(rt: &Runtime, active: &crate::daemon::Active, event: Event, now: u64) -> Reply {
+    let kind = event.platform;
+    if rt.store.queue_depth() >= rt.options.max_queue {
+        rt.metrics.event_rejected(kind.as_str(), "queue_full");
+        return retry_later(StatusCode::SERVICE_UNAVAILABLE, 30);
+    }
+    let ctx = event.context();
+    let from_self = rt.is_self(&event.integration, event.actor.as_deref());
+    let rules: Vec<String> =
+        active.matching(&event, &ctx, from_self).iter().map(|r| r.id.to_string()).collect();
+    let dedupe_until = now.saturating_add(u64::try_from(rt.options.dedupe_ttl.as_millis()).unwrap_or(u64::MAX));
+    let store = rt.store.clone();
+    let ingested = {
+        let event = event.clone();
+        let rules = rules.clone();
+        tokio::task::spawn_blocking(move || store.ingest(&event, &rules, now, dedupe_until)).await
+    };
+    match ingested {
+        Ok(Ok(IngestOutcome::Duplicate)) => {
+            rt.metrics.event_duplicate(kind.as_str());
+            status(StatusCode::OK)
+        }
+        Ok(Ok(IngestOutcome::Stored { .. })) => {
+            if let Err(e) = rt.commit().await {
+                tracing::error!(error = %e, "Flushing the state failed; the delivery is not acknowledged.");
+                return retry_later(StatusCode::SERVICE_UNAVAILABLE, 5);
+            }
+            rt.metrics.event_received(kind.as_str());
+            for r in &rules {
+                rt.metrics.rule_matched(r);
+            }
+            audit(rt, now, AuditKind::EventAccepted, "event", &event.key(), json!({"event": event.name, "rules": rules}));
+            if !rules.is_empty() {
+                rt.work.notify_one();
+            }
+            status(StatusCode::OK)
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "Storing an event failed; the delivery is not acknowledged.");
+            retry_later(StatusCode::SERVICE_UNAVAILABLE, 5)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "Storing an event failed; the delivery is not acknowledged.");
+            retry_later(StatusCode::SERVICE_UNAVAILABLE, 5)
+        }
+    }
+}
+
+/// Writes an audit record; a failure is logged, never fatal.
+pub fn audit(rt: &Runtime, at_ms: u64, kind: AuditKind, resource_type: &str, resource_id: &str, detail: serde_json::Value) {
+    let record = AuditRecord {
+        at_ms,
+        kind,
+        resource_type: resource_type.to_owned(),
+        resource_id: resource_id.to_owned(),
+        detail,
+    };
+    if let Err(e) = rt.store.append_audit(&record) {
+        tracing::warn!(error = %e, "Audit record not written.");
+    }
+}
+
+/// Seals and stores Notion's verification token; the operator reads it from `status`.
+async fn capture_token(rt: &Runtime, id: &IntegrationId, token: &secrets::Secret, now: u64) -> Reply {
+    let Some(key) = &rt.key else {
+        tracing::error!(integration = %id, "A verification token arrived but there is no sealing key to keep it with; configure one.");
+        return retry_later(StatusCode::SERVICE_UNAVAILABLE, 60);
+    };
+    let sealed = match secrets::seal(key, id, "verification_token", token.expose()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "Sealing the verification token failed.");
+            return status(StatusCode::INTERNAL_SERVER_ERROR);
+        }
+    };
+    if let Err(e) = rt.store.put_captured_token(id.as_str(), &sealed).and_then(|()| rt.store.flush()) {
+        tracing::error!(error = %e, "Storing the verification token failed.");
+        return retry_later(StatusCode::SERVICE_UNAVAILABLE, 5);
+    }
+    audit(rt, now, AuditKind::VerificationTokenCaptured, "integration", id.as_str(), json!({}));
+    tracing::warn!(integration = %id, "Notion verification token captured; see `supportopsd status` to finish the subscription.");
+    let _ = rt.reload();
+    json_reply(StatusCode::OK, &json!({"ok": true}))
+}
+
+/// Default read timeout for webhook bodies.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
