@@ -14,6 +14,7 @@ pub mod actions;
 pub mod events;
 #[cfg(test)]
 mod tests;
+pub mod webhook;
 
 use super::{CredentialField, Descriptor, ParamSpec, ParamType, PlatformKind, WebhookSecret};
 

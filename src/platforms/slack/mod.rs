@@ -10,6 +10,7 @@
 
 pub mod actions;
 pub mod events;
+pub mod webhook;
 
 #[cfg(test)]
 mod tests;
