@@ -7,23 +7,41 @@
 //!   refuses state written by a newer schema with [`Error::NewerSchema`].
 //! - [`Store::open_existing`] never creates anything (for read-only commands such as `plan`).
 //! - One process at a time: a second open is [`Error::Locked`], not a hang or a corruption.
-//! - Every value is versioned (`codec.rs`); bad bytes are an [`Error::Corrupt`] naming the tree and
-//!   key, never a panic.
+//! - Every value is versioned (`codec.rs`), except in the `due` index, whose entries are keys
+//!   only (empty values); bad bytes are an [`Error::Corrupt`] naming the tree and key, never a
+//!   panic.
 //! - [`Store::record_apply`] changes the applied revision and the applied resources atomically.
+//! - The inbox and outbox (`inbox.rs`, `outbox.rs`): [`Store::ingest`] writes an event, its
+//!   dedupe entry and one [`Job`] per matching rule in one transaction; jobs are leased, advanced
+//!   step by step, acknowledged, retried or dead-lettered, each transition atomic. Delivery is at
+//!   least once: a crash re-runs at most the jobs that were leased.
+//! - The audit log (`audit.rs`): typed, time-ordered [`AuditRecord`]s.
+//! - Only [`Store::record_apply`] and [`Store::set_applied_revision`] flush by themselves; the
+//!   queue operations do not, so the daemon can batch flushes ("group commit") with
+//!   [`Store::flush`] or [`Store::flush_async`] before it answers a webhook.
 //!
 //! Trees are named by the constants in [`trees`]. A new tree (registrations, health, inbox,
 //! outbox, dead, audit, …) gets a constant there, a field on [`Store`] opened in
 //! `Store::open_db`, and its own file with an `impl Store` block, like `applied.rs`; if it
 //! changes the meaning of existing data, bump [`SCHEMA_VERSION`] and add a step to `migrate`.
-//! Nothing secret is ever stored here.
+//! Adding a tree (as for the queue and audit trees) changes nothing existing, so it needs no
+//! new schema version. Nothing secret is ever stored here.
 
 mod applied;
+mod audit;
 mod codec;
+mod inbox;
+mod outbox;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
 pub use applied::AppliedResource;
+pub use audit::{AuditFilter, AuditKind, AuditRecord};
+pub use inbox::{IngestOutcome, Purged};
+pub use outbox::{DeadJob, Job};
 
 /// The schema version this build writes and understands.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -34,6 +52,22 @@ pub mod trees {
     pub const META: &str = "meta";
     /// Applied resources: resource key → [`super::AppliedResource`].
     pub const APPLIED: &str = "applied";
+    /// Received events: event key (`integration/platform-event-id`) → [`crate::event::Event`].
+    pub const EVENTS: &str = "events";
+    /// Dedupe window: event key → `u64` expiry, milliseconds since the Unix epoch.
+    pub const DEDUPE: &str = "dedupe";
+    /// How many jobs (in [`OUTBOX`] or [`DEAD`]) reference an event: event key → `u64` (> 0;
+    /// absent means none). Lets [`super::Store::purge_expired`] decide atomically.
+    pub const EVENT_REFS: &str = "event_refs";
+    /// Pending jobs: job id (`u64` big-endian) → [`super::Job`].
+    pub const OUTBOX: &str = "outbox";
+    /// Index of [`OUTBOX`] by readiness: `ready_ms` big-endian ‖ job id big-endian → empty
+    /// value. `ready_ms` is the job's `due_ms`, or the end of its lease while it is leased.
+    pub const DUE: &str = "due";
+    /// Dead-lettered jobs: job id (`u64` big-endian) → [`super::DeadJob`].
+    pub const DEAD: &str = "dead";
+    /// Audit log: `at_ms` big-endian ‖ sequence big-endian → [`super::AuditRecord`].
+    pub const AUDIT: &str = "audit";
 }
 
 /// Keys in the `meta` tree.
@@ -115,6 +149,29 @@ pub enum Error {
         /// What is wrong.
         detail: String,
     },
+    /// No job with this id is in the outbox (already acknowledged or dead-lettered?).
+    #[error("no job {id} in the outbox")]
+    NoSuchJob {
+        /// The job id.
+        id: u64,
+    },
+    /// No job with this id is in the dead-letter tree.
+    #[error("no dead-lettered job {id}")]
+    NoSuchDeadJob {
+        /// The job id.
+        id: u64,
+    },
+    /// A step was completed that is not the job's next step (a stale executor whose lease
+    /// expired and whose job another executor has advanced since).
+    #[error("job {id} is at step {current}, not at step {given}")]
+    StepMismatch {
+        /// The job id.
+        id: u64,
+        /// The job's next step as stored.
+        current: usize,
+        /// The step the caller completed.
+        given: usize,
+    },
 }
 
 /// An error of the storage backend, kept opaque so that the backend can be swapped.
@@ -139,6 +196,13 @@ pub struct Store {
     db: sled::Db,
     meta: sled::Tree,
     applied: sled::Tree,
+    events: sled::Tree,
+    dedupe: sled::Tree,
+    event_refs: sled::Tree,
+    outbox: sled::Tree,
+    due: sled::Tree,
+    dead: sled::Tree,
+    audit: sled::Tree,
 }
 
 impl fmt::Debug for Store {
@@ -206,11 +270,25 @@ impl Store {
         let storage = |e| storage_error(dir, e);
         let meta = db.open_tree(trees::META).map_err(storage)?;
         let applied = db.open_tree(trees::APPLIED).map_err(storage)?;
+        let events = db.open_tree(trees::EVENTS).map_err(storage)?;
+        let dedupe = db.open_tree(trees::DEDUPE).map_err(storage)?;
+        let event_refs = db.open_tree(trees::EVENT_REFS).map_err(storage)?;
+        let outbox = db.open_tree(trees::OUTBOX).map_err(storage)?;
+        let due = db.open_tree(trees::DUE).map_err(storage)?;
+        let dead = db.open_tree(trees::DEAD).map_err(storage)?;
+        let audit = db.open_tree(trees::AUDIT).map_err(storage)?;
         let store = Store {
             dir: dir.to_owned(),
             db,
             meta,
             applied,
+            events,
+            dedupe,
+            event_refs,
+            outbox,
+            due,
+            dead,
+            audit,
         };
         match store.read_schema_version()? {
             None => {
@@ -278,12 +356,43 @@ impl Store {
         self.flush()
     }
 
-    /// Writes everything to disk.
+    /// Writes everything to disk, blocking the calling thread until it is durable.
     pub fn flush(&self) -> Result<(), Error> {
         self.db
             .flush()
             .map(|_| ())
             .map_err(|e| storage_error(&self.dir, e))
+    }
+
+    /// Writes everything to disk without blocking a runtime thread: completes when every write
+    /// made before the call is durable. Concurrent callers share flushes ("group commit").
+    pub async fn flush_async(&self) -> Result<(), Error> {
+        self.db
+            .flush_async()
+            .await
+            .map(|_| ())
+            .map_err(|e| storage_error(&self.dir, e))
+    }
+
+    /// Maps a sled error to [`Error::Storage`] for this store.
+    fn storage(&self, e: sled::Error) -> Error {
+        storage_error(&self.dir, e)
+    }
+
+    /// A fresh id, unique within this database (ids are never reused, with gaps).
+    fn next_id(&self) -> Result<u64, Error> {
+        self.db
+            .generate_id()
+            .map_err(|e| storage_error(&self.dir, e))
+    }
+
+    /// Maps the result of a transaction whose closure aborts with an [`Error`].
+    fn tx_result<T>(&self, result: Result<T, TransactionError<Error>>) -> Result<T, Error> {
+        match result {
+            Ok(value) => Ok(value),
+            Err(TransactionError::Abort(e)) => Err(e),
+            Err(TransactionError::Storage(e)) => Err(storage_error(&self.dir, e)),
+        }
     }
 
     /// Reads and decodes one value.
@@ -315,6 +424,11 @@ impl Store {
     }
 }
 
+/// Aborts a transaction with `e`.
+fn abort(e: Error) -> ConflictableTransactionError<Error> {
+    ConflictableTransactionError::Abort(e)
+}
+
 /// Maps a sled error to [`Error::Storage`].
 fn storage_error(dir: &Path, e: sled::Error) -> Error {
     Error::Storage {
@@ -340,3 +454,7 @@ fn open_error(dir: &Path, e: sled::Error) -> Error {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_model;
+#[cfg(test)]
+mod tests_queue;
