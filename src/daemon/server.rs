@@ -112,8 +112,11 @@ pub async fn route(rt: &Runtime, peer: SocketAddr, req: Request<Incoming>) -> Re
         }
         (Method::GET, ["metrics"]) => {
             let now = now_ms();
-            let oldest = rt.store.oldest_due_ms().map_or(0, |due| now.saturating_sub(due) / 1000);
-            let dead = rt.store.dead(usize::MAX).map_or(0, |d| d.len());
+            let oldest = match rt.store.oldest_due_ms() {
+                Ok(Some(due)) => now.saturating_sub(due) / 1000,
+                _ => 0,
+            };
+            let dead = rt.store.dead_depth();
             rt.metrics.set_queue(rt.store.queue_depth(), oldest, dead);
             reply(
                 StatusCode::OK,
@@ -148,7 +151,7 @@ pub async fn route(rt: &Runtime, peer: SocketAddr, req: Request<Incoming>) -> Re
                     let _ = rt.commit().await;
                     json(StatusCode::ACCEPTED, &json!({"replayed": id, "rule": job.rule}))
                 }
-                Err(crate::state::Error::NotFound { .. }) => status(StatusCode::NOT_FOUND),
+                Err(crate::state::Error::NoSuchDeadJob { .. }) => status(StatusCode::NOT_FOUND),
                 Err(e) => internal(&e),
             }
         }
@@ -180,7 +183,7 @@ fn status_json(rt: &Runtime) -> Reply {
         .iter()
         .map(|p| json!({"integration": p.integration.as_str(), "problem": p.message}))
         .collect();
-    let dead = rt.store.dead(usize::MAX).map_or(0, |d| d.len());
+    let dead = rt.store.dead_depth();
     json(
         StatusCode::OK,
         &json!({

@@ -37,13 +37,10 @@ pub async fn run(rt: Arc<Runtime>, shutdown: CancellationToken) {
         } else {
             let store = rt.store.clone();
             let lease_ms = u64::try_from(rt.options.lease.as_millis()).unwrap_or(u64::MAX);
-            tokio::task::spawn_blocking(move || store.lease_due(now_ms(), lease_ms, free))
-                .await
-                .unwrap_or_else(|e| Err(crate::state::Error::Task(e.to_string())))
-                .unwrap_or_else(|e| {
-                    tracing::error!(error = %e, "Leasing jobs failed.");
-                    Vec::new()
-                })
+            blocking(move || store.lease_due(now_ms(), lease_ms, free)).await.unwrap_or_else(|e| {
+                tracing::error!(error = %e, "Leasing jobs failed.");
+                Vec::new()
+            })
         };
         let got = leased.len();
         for job in leased {
@@ -77,14 +74,12 @@ enum Outcome {
 /// Runs one leased job from its next step to the end, or until a step fails.
 async fn run_job(rt: &Runtime, mut job: Job) {
     let outcome = step_through(rt, &mut job).await;
+    if outcome != Outcome::Done {
+        return;
+    }
     let store = rt.store.clone();
     let id = job.id;
-    let result = tokio::task::spawn_blocking(move || match outcome {
-        Outcome::Done => store.ack(id).map(|_| ()),
-        Outcome::Retry | Outcome::Dead => Ok(()),
-    })
-    .await;
-    if let Ok(Err(e)) | Err(e) = result.map_err(|e| crate::state::Error::Task(e.to_string())) {
+    if let Err(e) = blocking(move || store.ack(id)).await {
         tracing::error!(job = id, error = %e, "Recording a finished job failed; it will run again after its lease.");
     }
 }
@@ -128,7 +123,7 @@ async fn step_through(rt: &Runtime, job: &mut Job) -> Outcome {
             parameters,
             idempotency_key: format!("supportopsd-{}-{}", job.id, step),
         };
-        audit(rt, now_ms(), AuditKind::ActionAttempted, "job", &job.id.to_string(), json!({"rule": job.rule, "step": step, "action": call.action, "integration": action.integration.as_str(), "attempt": job.attempts + 1}));
+        audit(rt, now_ms(), AuditKind::ActionAttempted { step }, "job", &job.id.to_string(), json!({"rule": job.rule, "step": step, "action": call.action, "integration": action.integration.as_str(), "attempt": job.attempts + 1}));
         let started = tokio::time::Instant::now();
         let result = connector.execute(&call).await;
         let seconds = started.elapsed().as_secs_f64();
@@ -136,12 +131,11 @@ async fn step_through(rt: &Runtime, job: &mut Job) -> Outcome {
         match result {
             Ok(output) => {
                 rt.metrics.action(platform, &call.action, "succeeded", seconds);
-                audit(rt, now_ms(), AuditKind::ActionSucceeded, "job", &job.id.to_string(), json!({"rule": job.rule, "step": step, "action": call.action}));
+                audit(rt, now_ms(), AuditKind::ActionSucceeded { step }, "job", &job.id.to_string(), json!({"rule": job.rule, "step": step, "action": call.action}));
                 let store = rt.store.clone();
                 let (id, result) = (job.id, output.result);
-                match tokio::task::spawn_blocking(move || store.complete_step(id, step, result)).await {
-                    Ok(Ok(updated)) => *job = updated,
-                    Ok(Err(e)) => return retry_later(rt, job, &format!("recording progress: {e}"), None),
+                match blocking(move || store.complete_step(id, step, result)).await {
+                    Ok(updated) => *job = updated,
                     Err(e) => return retry_later(rt, job, &format!("recording progress: {e}"), None),
                 }
             }
@@ -153,7 +147,7 @@ async fn step_through(rt: &Runtime, job: &mut Job) -> Outcome {
                     }
                 }
                 let message = format!("action {step} (`{}`): {e}", call.action);
-                audit(rt, now_ms(), AuditKind::ActionFailed { error: message.clone() }, "job", &job.id.to_string(), json!({"rule": job.rule, "step": step}));
+                audit(rt, now_ms(), AuditKind::ActionFailed { step, error: message.clone() }, "job", &job.id.to_string(), json!({"rule": job.rule, "step": step}));
                 if e.retryable() {
                     let outcome = retry_later(rt, job, &message, e.retry_after());
                     rt.metrics.action(platform, &call.action, if outcome == Outcome::Dead { "dead_lettered" } else { "retried" }, seconds);
@@ -189,6 +183,16 @@ fn give_up(rt: &Runtime, job: &Job, error: &str, now: u64) -> Outcome {
     if let Err(e) = rt.store.dead_letter(job.id, error, now) {
         tracing::error!(job = job.id, error = %e, "Dead-lettering failed; the job runs again after its lease.");
     }
-    audit(rt, now, AuditKind::ActionDeadLettered { error: error.to_owned() }, "job", &job.id.to_string(), json!({"rule": job.rule}));
+    audit(rt, now, AuditKind::ActionDeadLettered { step: job.step, error: error.to_owned() }, "job", &job.id.to_string(), json!({"rule": job.rule}));
     Outcome::Dead
+}
+
+/// Runs a state operation off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::state::Error> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
 }

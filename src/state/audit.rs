@@ -55,6 +55,8 @@ pub enum AuditKind {
     },
     /// A dead-lettered job was put back in the outbox.
     JobReplayed,
+    /// A platform's one-time verification token arrived and was sealed into the state.
+    VerificationTokenCaptured,
 }
 
 /// One audit record.

@@ -123,7 +123,11 @@ impl Store {
                     jobs: jobs.iter().map(|(id, _)| *id).collect(),
                 })
             });
-        self.tx_result(result)
+        let outcome = self.tx_result(result)?;
+        if let IngestOutcome::Stored { jobs } = &outcome {
+            self.depth.fetch_add(jobs.len(), std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(outcome)
     }
 
     /// The stored event with this dedupe key, if any.

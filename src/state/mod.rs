@@ -29,6 +29,7 @@
 
 mod applied;
 mod audit;
+mod captured;
 mod codec;
 mod inbox;
 mod outbox;
@@ -203,6 +204,9 @@ pub struct Store {
     due: sled::Tree,
     dead: sled::Tree,
     audit: sled::Tree,
+    /// Jobs in the outbox, counted at open and kept up to date by every transition (sled's
+    /// `len` scans the tree, and ingress asks on every delivery).
+    depth: std::sync::atomic::AtomicUsize,
 }
 
 impl fmt::Debug for Store {
@@ -289,7 +293,9 @@ impl Store {
             due,
             dead,
             audit,
+            depth: std::sync::atomic::AtomicUsize::new(0),
         };
+        store.depth.store(store.outbox.len(), std::sync::atomic::Ordering::Relaxed);
         match store.read_schema_version()? {
             None => {
                 store.put(

@@ -20,6 +20,8 @@
 //! - Nothing here flushes; durability comes from the caller's [`Store::flush_async`] (or sled's
 //!   periodic flush). Progress not yet flushed at a crash is redone, never lost silently.
 
+use std::sync::atomic::Ordering;
+
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
@@ -173,7 +175,7 @@ impl Store {
     /// How many jobs are in the outbox (leased or not; dead-lettered jobs excluded).
     /// Counts by scanning: meant for metrics and status, not for every request.
     pub fn queue_depth(&self) -> usize {
-        self.outbox.len()
+        self.depth.load(Ordering::Relaxed)
     }
 
     /// How many jobs are dead-lettered. Counts by scanning.
@@ -296,7 +298,11 @@ impl Store {
                 }
                 Ok(true)
             });
-        self.tx_result(result)
+        let acked = self.tx_result(result)?;
+        if acked {
+            self.depth.fetch_sub(1, Ordering::Relaxed);
+        }
+        Ok(acked)
     }
 
     /// Records a failed attempt and reschedules the job: attempts + 1, `last_error` set, lease
@@ -330,7 +336,9 @@ impl Store {
             dead.insert(&job_key(id), bytes)?;
             Ok(record)
         });
-        self.tx_result(result)
+        let record = self.tx_result(result)?;
+        self.depth.fetch_sub(1, Ordering::Relaxed);
+        Ok(record)
     }
 
     /// Up to `limit` dead-lettered jobs, by id (roughly oldest first).
@@ -371,7 +379,9 @@ impl Store {
             due.insert(&due_key(job.ready_ms(), id), &[][..])?;
             Ok(job)
         });
-        self.tx_result(result)
+        let job = self.tx_result(result)?;
+        self.depth.fetch_add(1, Ordering::Relaxed);
+        Ok(job)
     }
 
     /// Clears every lease, so that the jobs are due at once on the next start (for a graceful

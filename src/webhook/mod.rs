@@ -185,10 +185,25 @@ async fn store_event(rt: &Runtime, active: &crate::daemon::Active, event: Event,
         active.matching(&event, &ctx, from_self).iter().map(|r| r.id.to_string()).collect();
     let dedupe_until = now.saturating_add(u64::try_from(rt.options.dedupe_ttl.as_millis()).unwrap_or(u64::MAX));
     let store = rt.store.clone();
+    let mut records = vec![AuditRecord {
+        at_ms: now,
+        kind: AuditKind::EventAccepted,
+        resource_type: "event".into(),
+        resource_id: event.key(),
+        detail: json!({"event": event.name, "platform": kind.as_str()}),
+    }];
+    records.extend(rules.iter().map(|r| AuditRecord {
+        at_ms: now,
+        kind: AuditKind::RuleMatched { rule: r.clone() },
+        resource_type: "rule".into(),
+        resource_id: r.clone(),
+        detail: json!({"event": event.key()}),
+    }));
     let ingested = {
         let event = event.clone();
         let rules = rules.clone();
-        tokio::task::spawn_blocking(move || store.ingest(&event, &rules, now, dedupe_until)).await
+        tokio::task::spawn_blocking(move || store.ingest_audited(&event, &rules, now, dedupe_until, &records))
+            .await
     };
     match ingested {
         Ok(Ok(IngestOutcome::Duplicate)) => {
@@ -204,7 +219,6 @@ async fn store_event(rt: &Runtime, active: &crate::daemon::Active, event: Event,
             for r in &rules {
                 rt.metrics.rule_matched(r);
             }
-            audit(rt, now, AuditKind::EventAccepted, "event", &event.key(), json!({"event": event.name, "rules": rules}));
             if !rules.is_empty() {
                 rt.work.notify_one();
             }
