@@ -9,9 +9,15 @@
 //! through the manifest API when `app_config_token` and `app_id` are given.
 
 pub mod actions;
+pub mod client;
+pub mod connector;
 pub mod events;
 pub mod webhook;
 
+#[cfg(any(test, feature = "test-support"))]
+pub mod fake;
+#[cfg(test)]
+mod live_tests;
 #[cfg(test)]
 mod tests;
 

@@ -1,0 +1,244 @@
+//! The one HTTP client setup every live connector shares, and the classification of HTTP-level
+//! failures into [`PlatformError`].
+//!
+//! Rules every connector follows through these helpers:
+//!
+//! - one [`reqwest::Client`] per connector, built by [`client`]: rustls, a fixed user agent, no
+//!   proxy taken from the environment, no redirects (an API that redirects is a misconfigured
+//!   `base_url`, and a redirect must never carry credentials to another host);
+//! - non-2xx answers are classified once by [`classify_status`], transport failures by
+//!   [`transport_error`];
+//! - no error detail ever contains a credential: request headers are never echoed, URLs are
+//!   dropped from transport errors, and response bodies are cut to [`EXCERPT_CHARS`] characters
+//!   by [`excerpt`].
+
+use std::time::Duration;
+
+use http::{HeaderMap, StatusCode};
+
+use super::connector::{ConnectError, PlatformError};
+use crate::manifest::Integration;
+
+/// The `User-Agent` of every request: `supportopsd/<version>`.
+pub const USER_AGENT: &str = concat!("supportopsd/", env!("CARGO_PKG_VERSION"));
+
+/// Most characters of a response body kept in an error detail.
+pub const EXCERPT_CHARS: usize = 200;
+
+/// Longest time spent establishing a connection, whatever the request timeout.
+const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Builds the HTTP client of a connector: rustls, user agent [`USER_AGENT`], `timeout` for a
+/// whole request (connecting at most 10 s of it), no proxy from `HTTP(S)_PROXY` and friends, no
+/// redirects followed.
+pub fn client(timeout: Duration) -> Result<reqwest::Client, ConnectError> {
+    reqwest::Client::builder()
+        .tls_backend_rustls()
+        .user_agent(USER_AGENT)
+        .timeout(timeout)
+        .connect_timeout(timeout.min(MAX_CONNECT_TIMEOUT))
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| ConnectError::Client(error_chain(&e.without_url())))
+}
+
+/// The API base URL of an integration: its `[endpoint] base_url` override, else `default`,
+/// always with exactly one trailing slash so that `format!("{base}{path}")` works.
+pub fn base_url(integration: &Integration, default: &str) -> String {
+    let base = integration
+        .base_url
+        .as_deref()
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+        .unwrap_or(default);
+    format!("{}/", base.trim_end_matches('/'))
+}
+
+/// The `Retry-After` header as a delay. Only the delay-seconds form is understood; an HTTP date
+/// (or anything else) gives `None`, and callers fall back to their own backoff.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// Classifies a non-2xx answer: 429 → [`PlatformError::RateLimited`], 5xx and 408 →
+/// [`PlatformError::Transient`], 401/403 → [`PlatformError::Unauthorized`], 404 →
+/// [`PlatformError::NotFound`], anything else → [`PlatformError::Rejected`].
+///
+/// `body_excerpt` is cut again to [`EXCERPT_CHARS`] characters; it must not hold a credential
+/// (response bodies do not; never pass request data here).
+pub fn classify_status(
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    body_excerpt: &str,
+) -> PlatformError {
+    let body = excerpt(body_excerpt);
+    let detail = if body.is_empty() {
+        format!("HTTP {status}")
+    } else {
+        format!("HTTP {status}: {body}")
+    };
+    match status.as_u16() {
+        429 => PlatformError::RateLimited { retry_after },
+        408 | 500..=599 => PlatformError::Transient {
+            detail,
+            retry_after,
+        },
+        401 | 403 => PlatformError::Unauthorized { detail },
+        404 => PlatformError::NotFound { detail },
+        code => PlatformError::Rejected {
+            status: code,
+            detail: if body.is_empty() {
+                status.to_string()
+            } else {
+                body
+            },
+        },
+    }
+}
+
+/// Classifies a failure to get an answer at all (timeout, connection refused, DNS, a body cut
+/// short) as [`PlatformError::Transient`]; a request that could not even be built is
+/// [`PlatformError::Invalid`]. The URL is left out of the detail.
+pub fn transport_error(err: reqwest::Error) -> PlatformError {
+    let err = err.without_url();
+    if err.is_builder() {
+        return PlatformError::Invalid(format!("cannot build the request: {}", error_chain(&err)));
+    }
+    let what = if err.is_timeout() {
+        "timed out"
+    } else if err.is_connect() {
+        "connection failed"
+    } else if err.is_body() || err.is_decode() {
+        "reading the response failed"
+    } else if err.is_redirect() {
+        "redirect refused"
+    } else {
+        "request failed"
+    };
+    PlatformError::Transient {
+        detail: format!("{what}: {}", error_chain(&err)),
+        retry_after: None,
+    }
+}
+
+/// A response body cut to [`EXCERPT_CHARS`] characters (on a character boundary, `…` appended
+/// when cut), with runs of whitespace collapsed to one space.
+pub fn excerpt(body: &str) -> String {
+    let mut out = String::new();
+    let mut chars = 0;
+    let mut words = body.split_whitespace().peekable();
+    while let Some(word) = words.next() {
+        for c in word.chars() {
+            if chars == EXCERPT_CHARS {
+                out.push('…');
+                return out;
+            }
+            out.push(c);
+            chars += 1;
+        }
+        if words.peek().is_some() {
+            if chars == EXCERPT_CHARS {
+                out.push('…');
+                return out;
+            }
+            out.push(' ');
+            chars += 1;
+        }
+    }
+    out
+}
+
+/// An error and its sources, `: `-separated (reqwest's own `Display` stops at the first level).
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn retry_after_seconds_only() {
+        let mut h = HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert(http::header::RETRY_AFTER, HeaderValue::from_static(" 30 "));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(30)));
+        h.insert(
+            http::header::RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&h), None);
+        h.insert(http::header::RETRY_AFTER, HeaderValue::from_static("-1"));
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn statuses_are_classified() {
+        let s = |c: u16| StatusCode::from_u16(c).unwrap_or(StatusCode::IM_A_TEAPOT);
+        let ra = Some(Duration::from_secs(7));
+        assert_eq!(
+            classify_status(s(429), ra, "slow down"),
+            PlatformError::RateLimited { retry_after: ra }
+        );
+        assert!(matches!(
+            classify_status(s(503), ra, ""),
+            PlatformError::Transient { retry_after, .. } if retry_after == ra
+        ));
+        assert!(matches!(
+            classify_status(s(408), None, ""),
+            PlatformError::Transient { .. }
+        ));
+        assert!(matches!(
+            classify_status(s(401), None, ""),
+            PlatformError::Unauthorized { .. }
+        ));
+        assert!(matches!(
+            classify_status(s(403), None, ""),
+            PlatformError::Unauthorized { .. }
+        ));
+        assert!(matches!(
+            classify_status(s(404), None, ""),
+            PlatformError::NotFound { .. }
+        ));
+        assert_eq!(
+            classify_status(s(422), None, "bad   field\n"),
+            PlatformError::Rejected {
+                status: 422,
+                detail: "bad field".into()
+            }
+        );
+    }
+
+    #[test]
+    fn excerpts_are_short() {
+        let long = "é".repeat(500);
+        let e = excerpt(&long);
+        assert_eq!(e.chars().count(), EXCERPT_CHARS + 1);
+        assert!(e.ends_with('…'));
+        assert_eq!(excerpt("  a \n b  "), "a b");
+        let PlatformError::Rejected { detail, .. } =
+            classify_status(StatusCode::BAD_REQUEST, None, &long)
+        else {
+            unreachable!("400 is rejected")
+        };
+        assert!(detail.chars().count() <= EXCERPT_CHARS + 1);
+    }
+
+    #[test]
+    fn client_builds() {
+        assert!(client(Duration::from_secs(5)).is_ok());
+    }
+}

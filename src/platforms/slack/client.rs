@@ -1,0 +1,327 @@
+//! A thin Slack Web API client: one authenticated `POST <base>/<method>` per call, and the
+//! classification of Slack's answers into [`PlatformError`].
+//!
+//! Slack answers almost every failure with HTTP 200 and `{"ok": false, "error": "<code>"}`, so
+//! the body's `ok` is always checked; real HTTP statuses mean rate limiting (429 with
+//! `Retry-After`) or outages (5xx). The token always travels in `Authorization: Bearer …`
+//! (marked sensitive), never in a form field or a URL, and no error detail contains it.
+
+use std::fmt;
+use std::time::Duration;
+
+use http::HeaderValue;
+use serde_json::{Map, Value};
+
+use crate::platforms::connector::PlatformError;
+use crate::platforms::http as shared;
+use crate::secrets::Secret;
+
+/// Which of the integration's tokens a call uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// The bot token (`xoxb-…`): every method but `users.profile.set`.
+    Bot,
+    /// The user token (`xoxp-…`): `users.profile.set`.
+    User,
+}
+
+impl TokenKind {
+    /// The credential field holding this token.
+    pub fn field(self) -> &'static str {
+        match self {
+            TokenKind::Bot => "bot_token",
+            TokenKind::User => "user_token",
+        }
+    }
+}
+
+/// The body of a Web API call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    /// No body (e.g. `auth.test`).
+    Empty,
+    /// `application/json; charset=utf-8`.
+    Json(Value),
+    /// `application/x-www-form-urlencoded`, fields in order (methods that do not take JSON,
+    /// such as the external upload pair).
+    Form(Vec<(String, String)>),
+}
+
+/// An authenticated Slack Web API client.
+#[derive(Clone)]
+pub struct SlackClient {
+    http: reqwest::Client,
+    base: String,
+    bot: HeaderValue,
+    user: Option<HeaderValue>,
+}
+
+impl fmt::Debug for SlackClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SlackClient")
+            .field("base", &self.base)
+            .field("bot_token", &"***")
+            .field("user_token", &self.user.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+/// Why a token cannot be used (never shows the token).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "credential `{field}` is not a valid token (not text, or characters not allowed in an HTTP header)"
+)]
+pub struct BadToken {
+    /// The credential field.
+    pub field: &'static str,
+}
+
+/// `Bearer <token>` as a sensitive header value.
+fn bearer(token: &Secret, kind: TokenKind) -> Result<HeaderValue, BadToken> {
+    let bad = || BadToken {
+        field: kind.field(),
+    };
+    let text = token.expose_str().map_err(|_| bad())?;
+    let mut value = HeaderValue::from_str(&format!("Bearer {}", text.trim())).map_err(|_| bad())?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+impl SlackClient {
+    /// A client calling `base` (ending in `/`, e.g. `https://slack.com/api/`) with these tokens.
+    pub fn new(
+        http: reqwest::Client,
+        base: String,
+        bot_token: &Secret,
+        user_token: Option<&Secret>,
+    ) -> Result<Self, BadToken> {
+        Ok(Self {
+            http,
+            base,
+            bot: bearer(bot_token, TokenKind::Bot)?,
+            user: user_token.map(|t| bearer(t, TokenKind::User)).transpose()?,
+        })
+    }
+
+    /// Whether a user token is configured.
+    pub fn has_user_token(&self) -> bool {
+        self.user.is_some()
+    }
+
+    /// The base URL calls go to.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Calls `method` and returns the answer's fields when `ok` is true; every other outcome is
+    /// a classified [`PlatformError`].
+    pub async fn call(
+        &self,
+        method: &str,
+        token: TokenKind,
+        body: Body,
+    ) -> Result<Map<String, Value>, PlatformError> {
+        let auth = match token {
+            TokenKind::Bot => self.bot.clone(),
+            TokenKind::User => self.user.clone().ok_or_else(|| {
+                PlatformError::Invalid(format!(
+                    "{method} needs the `user_token` credential, which the integration does not set"
+                ))
+            })?,
+        };
+        let url = format!("{}{method}", self.base);
+        let mut req = self
+            .http
+            .post(url)
+            .header(http::header::AUTHORIZATION, auth)
+            .header(http::header::ACCEPT, "application/json");
+        req = match body {
+            Body::Empty => req,
+            Body::Json(v) => {
+                let bytes = serde_json::to_vec(&v)
+                    .map_err(|e| PlatformError::Invalid(format!("cannot encode the body: {e}")))?;
+                req.header(
+                    http::header::CONTENT_TYPE,
+                    "application/json; charset=utf-8",
+                )
+                .body(bytes)
+            }
+            Body::Form(fields) => req
+                .header(
+                    http::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(form_encode(&fields)),
+        };
+        let resp = req.send().await.map_err(shared::transport_error)?;
+        let status = resp.status();
+        let retry_after = shared::retry_after(resp.headers());
+        let bytes = resp.bytes().await.map_err(shared::transport_error)?;
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&bytes);
+            return Err(shared::classify_status(status, retry_after, &text));
+        }
+        let answer: Map<String, Value> =
+            serde_json::from_slice(&bytes).map_err(|_| PlatformError::Rejected {
+                status: status.as_u16(),
+                detail: format!(
+                    "{method}: the answer is not a JSON object: {}",
+                    shared::excerpt(&String::from_utf8_lossy(&bytes))
+                ),
+            })?;
+        if answer.get("ok").and_then(Value::as_bool) == Some(true) {
+            if let Some(w) = answer.get("warning").and_then(Value::as_str) {
+                tracing::debug!(method, warning = w, "slack warning");
+            }
+            return Ok(answer);
+        }
+        Err(classify_answer(method, &answer, retry_after))
+    }
+
+    /// Posts `bytes` to an upload URL returned by `files.getUploadURLExternal`. The URL is
+    /// pre-signed, so no token is sent to it.
+    pub async fn upload(&self, upload_url: &str, bytes: Vec<u8>) -> Result<(), PlatformError> {
+        let resp = self
+            .http
+            .post(upload_url)
+            .header(http::header::CONTENT_TYPE, "application/octet-stream")
+            .body(bytes)
+            .send()
+            .await
+            .map_err(shared::transport_error)?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let retry_after = shared::retry_after(resp.headers());
+        let text = resp.text().await.unwrap_or_default();
+        Err(shared::classify_status(
+            status,
+            retry_after,
+            &format!("file upload: {text}"),
+        ))
+    }
+}
+
+/// Classifies an `{"ok": false, "error": "<code>"}` answer (see [`classify_error_code`]).
+/// `invalid_arguments` and `missing_scope` details carry what Slack says is wrong.
+pub fn classify_answer(
+    method: &str,
+    answer: &Map<String, Value>,
+    retry_after: Option<Duration>,
+) -> PlatformError {
+    let code = answer
+        .get("error")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown_error");
+    let mut detail = format!("{method}: {code}");
+    if let Some(needed) = answer.get("needed").and_then(Value::as_str) {
+        detail.push_str(&format!(" (needed: {needed})"));
+    }
+    let messages: Vec<&str> = answer
+        .get("response_metadata")
+        .and_then(|m| m.get("messages"))
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if !messages.is_empty() {
+        detail.push_str(&format!(" ({})", shared::excerpt(&messages.join("; "))));
+    }
+    classify_error_code(code, detail, retry_after)
+}
+
+/// Classifies a Slack error code: `ratelimited` → [`PlatformError::RateLimited`] (with the
+/// `Retry-After` delay), auth codes → [`PlatformError::Unauthorized`], missing targets →
+/// [`PlatformError::NotFound`], Slack-side failures → [`PlatformError::Transient`], anything
+/// else → [`PlatformError::Rejected`] with status 200.
+pub fn classify_error_code(
+    code: &str,
+    detail: String,
+    retry_after: Option<Duration>,
+) -> PlatformError {
+    match code {
+        "ratelimited" | "rate_limited" => PlatformError::RateLimited { retry_after },
+        "invalid_auth"
+        | "not_authed"
+        | "token_revoked"
+        | "token_expired"
+        | "account_inactive"
+        | "missing_scope"
+        | "no_permission"
+        | "not_allowed_token_type"
+        | "ekm_access_denied" => PlatformError::Unauthorized { detail },
+        "channel_not_found" | "user_not_found" | "users_not_found" | "no_user" => {
+            PlatformError::NotFound { detail }
+        }
+        "internal_error" | "fatal_error" | "service_unavailable" | "request_timeout" => {
+            PlatformError::Transient {
+                detail,
+                retry_after,
+            }
+        }
+        _ => PlatformError::Rejected {
+            status: 200,
+            detail,
+        },
+    }
+}
+
+/// `application/x-www-form-urlencoded` encoding of `fields`.
+pub fn form_encode(fields: &[(String, String)]) -> String {
+    let mut out = String::new();
+    for (i, (k, v)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        encode_component(k, &mut out);
+        out.push('=');
+        encode_component(v, &mut out);
+    }
+    out
+}
+
+fn encode_component(s: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
+                out.push(char::from(b));
+            }
+            b' ' => out.push('+'),
+            _ => {
+                out.push('%');
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 0x0f)]));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_encoding() {
+        let f = vec![
+            ("filename".to_owned(), "a b&c=d.csv".to_owned()),
+            ("x".to_owned(), "é/[]".to_owned()),
+        ];
+        assert_eq!(
+            form_encode(&f),
+            "filename=a+b%26c%3Dd.csv&x=%C3%A9%2F%5B%5D"
+        );
+    }
+
+    #[test]
+    fn bad_tokens_are_named_not_shown() {
+        let t = Secret::from("xoxb-1\nsecret".to_owned());
+        let e = bearer(&t, TokenKind::Bot).err();
+        let text = format!(
+            "{e:?} {}",
+            e.as_ref().map(ToString::to_string).unwrap_or_default()
+        );
+        assert!(text.contains("bot_token"));
+        assert!(!text.contains("secret"), "{text}");
+    }
+}

@@ -1,0 +1,834 @@
+//! A fake Slack Web API for tests: a hyper server on `127.0.0.1:0` that answers the methods the
+//! connector uses the way Slack does, and records every request.
+//!
+//! - Authentication: `Authorization: Bearer <token>` must carry the bot or the user token given
+//!   to [`FakeSlack::start`]; anything else is HTTP 200 `{"ok":false,"error":"invalid_auth"}`
+//!   (`not_authed` without the header), and `users.profile.set` refuses the bot token
+//!   (`not_allowed_token_type`).
+//! - Methods: `auth.test`, `chat.postMessage`, `conversations.create`, `conversations.invite`,
+//!   `files.getUploadURLExternal`, `files.completeUploadExternal`, `users.profile.set`, plus the
+//!   upload URL (`/upload/v1/<file id>`) handed out by `files.getUploadURLExternal`.
+//! - Bodies: JSON (`application/json`) or form-urlencoded.
+//! - Spec check: where Slack's vendored OpenAPI file (`slack-web.openapi.json`) describes a
+//!   method, a request with a parameter the spec does not list, or without one it requires, is
+//!   answered `{"ok":false,"error":"invalid_arguments"}` like Slack does. The spec is read at
+//!   run time from `$SUPPORTOPSD_VENDOR_DIR/openapi/` or `../shared/vendor/openapi/` next to
+//!   the crate; it is never copied into the repository. The spec dates from 2020, so parameters
+//!   Slack added since (see [`NEWER_THAN_SPEC`]) are allowed as well.
+//! - Scripted failures: [`FakeSlack::fail_next`] makes the next calls of a method answer
+//!   `ok:false`, HTTP 429 with `Retry-After`, or HTTP 500.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::{Map, Value, json};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// The environment variable naming the vendor directory (holding `openapi/…`).
+pub const VENDOR_DIR_ENV: &str = "SUPPORTOPSD_VENDOR_DIR";
+
+/// Parameters Slack added after the vendored spec was written (method, parameter).
+pub const NEWER_THAN_SPEC: &[(&str, &str)] = &[
+    ("chat.postMessage", "metadata"),
+    ("conversations.create", "team_id"),
+    ("conversations.invite", "force"),
+];
+
+/// The fake workspace's bot user id (what `auth.test` answers for the bot token).
+pub const BOT_USER_ID: &str = "U0FAKEBOT1";
+/// The fake workspace's bot id.
+pub const BOT_ID: &str = "B0FAKEBOT1";
+/// The user owning the user token.
+pub const USER_ID: &str = "U0FAKEUSR1";
+/// The fake workspace's id.
+pub const TEAM_ID: &str = "T0FAKE0001";
+/// The fake workspace's name.
+pub const TEAM_NAME: &str = "Fake Workspace";
+/// Channel `#general`.
+pub const GENERAL: &str = "C0GENERAL1";
+/// Channel `#support`.
+pub const SUPPORT: &str = "C0SUPPORT1";
+/// Users that exist besides the bot and [`USER_ID`].
+pub const AGENTS: &[&str] = &["U0AGENT001", "U0AGENT002"];
+
+/// A scripted failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// HTTP 200 `{"ok": false, "error": <code>}`.
+    Error(String),
+    /// HTTP 429 with `Retry-After: <seconds>` and `{"ok":false,"error":"ratelimited"}`.
+    RateLimited {
+        /// The `Retry-After` value.
+        retry_after_secs: u64,
+    },
+    /// HTTP 500 with a plain-text body.
+    ServerError,
+}
+
+/// One request the fake received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// HTTP method.
+    pub method: Method,
+    /// Path and query (`/api/chat.postMessage`).
+    pub path: String,
+    /// Request headers.
+    pub headers: HeaderMap,
+    /// Raw body.
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    /// The Web API method (`chat.postMessage`), or `""` for other paths.
+    pub fn api_method(&self) -> &str {
+        self.path
+            .strip_prefix("/api/")
+            .map(|m| m.split('?').next().unwrap_or(m))
+            .unwrap_or("")
+    }
+
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The body parsed as JSON (`Null` if it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    /// The body parsed as form fields.
+    pub fn form(&self) -> Vec<(String, String)> {
+        form_decode(&String::from_utf8_lossy(&self.body))
+    }
+
+    /// The parameters, whatever the content type: a JSON object, or the form fields as strings.
+    pub fn params(&self) -> Map<String, Value> {
+        params_of(&self.headers, &self.body).unwrap_or_default()
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// The running fake. Dropping it stops the server.
+#[derive(Debug)]
+pub struct FakeSlack {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for FakeSlack {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[derive(Debug)]
+struct Upload {
+    filename: String,
+    length: usize,
+    bytes: Option<Vec<u8>>,
+}
+
+#[derive(Debug)]
+struct State {
+    addr: SocketAddr,
+    bot_token: String,
+    user_token: Option<String>,
+    requests: Vec<Recorded>,
+    failures: HashMap<String, VecDeque<Failure>>,
+    spec: Option<&'static Spec>,
+    seq: u64,
+    /// Channel id → name.
+    channels: Vec<(String, String)>,
+    uploads: HashMap<String, Upload>,
+    profile: Map<String, Value>,
+}
+
+impl FakeSlack {
+    /// Starts the fake, accepting `bot_token` and (if given) `user_token`.
+    pub async fn start(bot_token: &str, user_token: Option<&str>) -> FakeSlack {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let state = Arc::new(Mutex::new(State {
+            addr,
+            bot_token: bot_token.to_owned(),
+            user_token: user_token.map(str::to_owned),
+            requests: Vec::new(),
+            failures: HashMap::new(),
+            spec: spec(),
+            seq: 0,
+            channels: vec![
+                (GENERAL.to_owned(), "general".to_owned()),
+                (SUPPORT.to_owned(), "support".to_owned()),
+            ],
+            uploads: HashMap::new(),
+            profile: json!({
+                "real_name": "Grace Hopper",
+                "display_name": "grace",
+                "status_text": "",
+                "status_emoji": "",
+                "status_expiration": 0,
+            })
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        }));
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let st = shared.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| handle(st.clone(), req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        FakeSlack { addr, state, task }
+    }
+
+    /// The Web API base URL (`http://127.0.0.1:<port>/api/`), for `[endpoint] base_url`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/api/", self.addr)
+    }
+
+    /// Every request received so far, in order.
+    pub fn requests(&self) -> Vec<Recorded> {
+        lock(&self.state).requests.clone()
+    }
+
+    /// The requests to one Web API method.
+    pub fn requests_to(&self, method: &str) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.api_method() == method)
+            .collect()
+    }
+
+    /// Makes the next `times` calls of `method` fail with `failure`.
+    pub fn fail_next(&self, method: &str, failure: Failure, times: usize) {
+        let mut st = lock(&self.state);
+        let q = st.failures.entry(method.to_owned()).or_default();
+        q.extend(std::iter::repeat_n(failure, times));
+    }
+
+    /// Whether requests are checked against the vendored spec (false when it was not found).
+    pub fn spec_checked(&self) -> bool {
+        lock(&self.state).spec.is_some()
+    }
+
+    /// The bytes uploaded for a file id, once the upload URL received them.
+    pub fn uploaded(&self, file_id: &str) -> Option<Vec<u8>> {
+        lock(&self.state)
+            .uploads
+            .get(file_id)
+            .and_then(|u| u.bytes.clone())
+    }
+
+    /// The user's profile as `users.profile.set` left it.
+    pub fn profile(&self) -> Map<String, Value> {
+        lock(&self.state).profile.clone()
+    }
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+type Resp = Response<Full<Bytes>>;
+
+fn json_response(status: StatusCode, v: &Value) -> Resp {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json; charset=utf-8")
+        .body(Full::new(Bytes::from(v.to_string())))
+        .expect("response")
+}
+
+fn ok(mut v: Value) -> Resp {
+    if let Some(m) = v.as_object_mut() {
+        m.insert("ok".into(), Value::Bool(true));
+    }
+    json_response(StatusCode::OK, &v)
+}
+
+fn slack_error(code: &str) -> Resp {
+    json_response(StatusCode::OK, &json!({"ok": false, "error": code}))
+}
+
+fn invalid_arguments(messages: Vec<String>) -> Resp {
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "ok": false,
+            "error": "invalid_arguments",
+            "response_metadata": { "messages": messages },
+        }),
+    )
+}
+
+async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+    let (parts, body) = req.into_parts();
+    let body = match body.collect().await {
+        Ok(b) => b.to_bytes().to_vec(),
+        Err(_) => Vec::new(),
+    };
+    let recorded = Recorded {
+        method: parts.method.clone(),
+        path: parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default(),
+        headers: parts.headers.clone(),
+        body,
+    };
+    let mut st = lock(&state);
+    st.requests.push(recorded.clone());
+
+    if let Some(file_id) = recorded.path.strip_prefix("/upload/v1/") {
+        return Ok(st.receive_upload(file_id, &recorded));
+    }
+    let method = recorded.api_method().to_owned();
+    if method.is_empty() {
+        return Ok(json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"ok": false, "error": "unknown_method"}),
+        ));
+    }
+    if let Some(f) = st.failures.get_mut(&method).and_then(VecDeque::pop_front) {
+        return Ok(match f {
+            Failure::Error(code) => slack_error(&code),
+            Failure::RateLimited { retry_after_secs } => Response::builder()
+                .status(StatusCode::TOO_MANY_REQUESTS)
+                .header("retry-after", retry_after_secs.to_string())
+                .header("content-type", "application/json; charset=utf-8")
+                .body(Full::new(Bytes::from(
+                    json!({"ok": false, "error": "ratelimited"}).to_string(),
+                )))
+                .expect("response"),
+            Failure::ServerError => Response::builder()
+                .status(StatusCode::INTERNAL_SERVER_ERROR)
+                .header("content-type", "text/plain")
+                .body(Full::new(Bytes::from_static(b"Internal Server Error")))
+                .expect("response"),
+        });
+    }
+    if recorded.method != Method::POST && recorded.method != Method::GET {
+        return Ok(json_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &json!({"ok": false, "error": "method_not_supported"}),
+        ));
+    }
+
+    // Who is calling.
+    let Some(auth) = recorded.header("authorization") else {
+        return Ok(slack_error("not_authed"));
+    };
+    let is_bot = auth == format!("Bearer {}", st.bot_token);
+    let is_user = st
+        .user_token
+        .as_ref()
+        .is_some_and(|t| auth == format!("Bearer {t}"));
+    if !is_bot && !is_user {
+        return Ok(slack_error("invalid_auth"));
+    }
+
+    let Some(params) = params_of(&recorded.headers, &recorded.body) else {
+        return Ok(slack_error("invalid_form_data"));
+    };
+    if let Some(spec) = st.spec
+        && let Some(messages) = spec.check(&method, &params)
+    {
+        return Ok(invalid_arguments(messages));
+    }
+    Ok(match method.as_str() {
+        "auth.test" => st.auth_test(is_bot),
+        "chat.postMessage" => st.post_message(&params),
+        "conversations.create" => st.create_channel(&params),
+        "conversations.invite" => st.invite(&params),
+        "files.getUploadURLExternal" => st.get_upload_url(&params),
+        "files.completeUploadExternal" => st.complete_upload(&params),
+        "users.profile.set" if is_bot => slack_error("not_allowed_token_type"),
+        "users.profile.set" => st.profile_set(&params),
+        _ => json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"ok": false, "error": "unknown_method", "req_method": method}),
+        ),
+    })
+}
+
+fn str_param<'a>(params: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    params.get(key).and_then(Value::as_str)
+}
+
+fn bool_param(params: &Map<String, Value>, key: &str) -> bool {
+    match params.get(key) {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s == "true" || s == "1",
+        _ => false,
+    }
+}
+
+impl State {
+    fn next(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    fn ts(&mut self) -> String {
+        let n = self.next();
+        format!("{}.{:06}", 1_720_612_800 + n, n * 100)
+    }
+
+    fn channel(&self, reference: &str) -> Option<(String, String)> {
+        let name = reference.strip_prefix('#').unwrap_or(reference);
+        self.channels
+            .iter()
+            .find(|(id, n)| id == reference || n == name)
+            .cloned()
+    }
+
+    fn auth_test(&mut self, is_bot: bool) -> Resp {
+        if is_bot {
+            ok(json!({
+                "url": "https://fake-workspace.slack.com/",
+                "team": TEAM_NAME,
+                "user": "supportopsd",
+                "team_id": TEAM_ID,
+                "user_id": BOT_USER_ID,
+                "bot_id": BOT_ID,
+                "is_enterprise_install": false,
+            }))
+        } else {
+            ok(json!({
+                "url": "https://fake-workspace.slack.com/",
+                "team": TEAM_NAME,
+                "user": "grace",
+                "team_id": TEAM_ID,
+                "user_id": USER_ID,
+                "is_enterprise_install": false,
+            }))
+        }
+    }
+
+    fn post_message(&mut self, p: &Map<String, Value>) -> Resp {
+        let Some(reference) = str_param(p, "channel") else {
+            return slack_error("channel_not_found");
+        };
+        let Some((id, _)) = self.channel(reference) else {
+            return slack_error("channel_not_found");
+        };
+        let text = str_param(p, "text").unwrap_or("");
+        let has_blocks = p.get("blocks").is_some_and(|b| !b.is_null());
+        let has_attachments = p.get("attachments").is_some_and(|b| !b.is_null());
+        if text.is_empty() && !has_blocks && !has_attachments {
+            return slack_error("no_text");
+        }
+        if text.chars().count() > 40_000 {
+            return slack_error("msg_too_long");
+        }
+        let ts = self.ts();
+        let mut message = json!({
+            "type": "message",
+            "subtype": "bot_message",
+            "text": text,
+            "user": BOT_USER_ID,
+            "bot_id": BOT_ID,
+            "app_id": "A0FAKEAPP1",
+            "team": TEAM_ID,
+            "ts": ts,
+        });
+        if let Some(t) = str_param(p, "thread_ts")
+            && let Some(m) = message.as_object_mut()
+        {
+            m.insert("thread_ts".into(), Value::String(t.to_owned()));
+            m.insert("parent_user_id".into(), Value::String(USER_ID.to_owned()));
+        }
+        if let (Some(b), Some(m)) = (p.get("blocks"), message.as_object_mut()) {
+            m.insert("blocks".into(), b.clone());
+        }
+        ok(json!({ "channel": id, "ts": ts, "message": message }))
+    }
+
+    fn create_channel(&mut self, p: &Map<String, Value>) -> Resp {
+        let name = str_param(p, "name").unwrap_or("");
+        if name.is_empty() {
+            return slack_error("invalid_name_required");
+        }
+        if name.chars().count() > 80 {
+            return slack_error("invalid_name_maxlength");
+        }
+        if name
+            .chars()
+            .any(|c| !(c.is_lowercase() || c.is_ascii_digit() || c == '-' || c == '_'))
+        {
+            return slack_error("invalid_name_specials");
+        }
+        if self.channels.iter().any(|(_, n)| n == name) {
+            return slack_error("name_taken");
+        }
+        let id = format!("C0NEW{:05}", self.next());
+        self.channels.push((id.clone(), name.to_owned()));
+        let is_private = bool_param(p, "is_private");
+        ok(json!({
+            "channel": {
+                "id": id,
+                "name": name,
+                "is_channel": !is_private,
+                "is_group": is_private,
+                "is_private": is_private,
+                "is_archived": false,
+                "is_general": false,
+                "created": 1_720_612_800,
+                "creator": BOT_USER_ID,
+                "is_member": true,
+                "name_normalized": name,
+                "topic": { "value": "", "creator": "", "last_set": 0 },
+                "purpose": { "value": "", "creator": "", "last_set": 0 },
+            }
+        }))
+    }
+
+    fn invite(&mut self, p: &Map<String, Value>) -> Resp {
+        let Some((id, name)) = str_param(p, "channel").and_then(|c| self.channel(c)) else {
+            return slack_error("channel_not_found");
+        };
+        let users = str_param(p, "users").unwrap_or("");
+        if users.is_empty() {
+            return slack_error("no_user");
+        }
+        let known: HashSet<&str> = AGENTS
+            .iter()
+            .copied()
+            .chain([USER_ID, BOT_USER_ID])
+            .collect();
+        for u in users.split(',') {
+            if u == BOT_USER_ID {
+                return slack_error("cant_invite_self");
+            }
+            if !known.contains(u) && !bool_param(p, "force") {
+                return slack_error("user_not_found");
+            }
+        }
+        ok(json!({
+            "channel": { "id": id, "name": name, "is_channel": true, "is_member": true }
+        }))
+    }
+
+    fn get_upload_url(&mut self, p: &Map<String, Value>) -> Resp {
+        let filename = str_param(p, "filename").unwrap_or("");
+        let length = p.get("length").and_then(|l| match l {
+            Value::String(s) => s.parse::<usize>().ok(),
+            Value::Number(n) => n.as_u64().and_then(|n| usize::try_from(n).ok()),
+            _ => None,
+        });
+        let mut missing = Vec::new();
+        if filename.is_empty() {
+            missing.push("[ERROR] missing required field: filename".to_owned());
+        }
+        let Some(length) = length else {
+            missing.push("[ERROR] missing required field: length".to_owned());
+            return invalid_arguments(missing);
+        };
+        if !missing.is_empty() {
+            return invalid_arguments(missing);
+        }
+        let id = format!("F0FILE{:04}", self.next());
+        self.uploads.insert(
+            id.clone(),
+            Upload {
+                filename: filename.to_owned(),
+                length,
+                bytes: None,
+            },
+        );
+        ok(json!({
+            "upload_url": format!("http://{}/upload/v1/{id}", self.addr),
+            "file_id": id,
+        }))
+    }
+
+    fn receive_upload(&mut self, file_id: &str, r: &Recorded) -> Resp {
+        let text = |status: StatusCode, body: String| {
+            Response::builder()
+                .status(status)
+                .header("content-type", "text/plain")
+                .body(Full::new(Bytes::from(body)))
+                .expect("response")
+        };
+        if r.method != Method::POST {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed".into());
+        }
+        let Some(u) = self.uploads.get_mut(file_id) else {
+            return text(StatusCode::NOT_FOUND, "not found".into());
+        };
+        u.bytes = Some(r.body.clone());
+        text(StatusCode::OK, format!("OK - {}", r.body.len()))
+    }
+
+    fn complete_upload(&mut self, p: &Map<String, Value>) -> Resp {
+        let files: Option<Vec<Value>> = match p.get("files") {
+            Some(Value::String(s)) => serde_json::from_str(s).ok(),
+            Some(Value::Array(a)) => Some(a.clone()),
+            _ => None,
+        };
+        let Some(files) = files.filter(|f| !f.is_empty()) else {
+            return invalid_arguments(vec!["[ERROR] missing required field: files".into()]);
+        };
+        let channel = match str_param(p, "channel_id") {
+            Some(c) => match self.channel(c) {
+                Some((id, _)) => Some(id),
+                None => return slack_error("channel_not_found"),
+            },
+            None => None,
+        };
+        let mut out = Vec::new();
+        for f in &files {
+            let Some(id) = f.get("id").and_then(Value::as_str) else {
+                return invalid_arguments(vec!["[ERROR] files: missing id".into()]);
+            };
+            let Some(u) = self.uploads.get(id) else {
+                return slack_error("file_not_found");
+            };
+            let Some(bytes) = &u.bytes else {
+                return slack_error("file_not_found");
+            };
+            if bytes.len() != u.length {
+                return slack_error("file_upload_size_mismatch");
+            }
+            let title = f
+                .get("title")
+                .and_then(Value::as_str)
+                .unwrap_or(&u.filename);
+            out.push(json!({
+                "id": id,
+                "name": u.filename,
+                "title": title,
+                "size": u.length,
+                "user": BOT_USER_ID,
+                "channels": channel.iter().collect::<Vec<_>>(),
+            }));
+        }
+        ok(json!({ "files": out }))
+    }
+
+    fn profile_set(&mut self, p: &Map<String, Value>) -> Resp {
+        let profile: Option<Map<String, Value>> = match p.get("profile") {
+            Some(Value::Object(m)) => Some(m.clone()),
+            Some(Value::String(s)) => serde_json::from_str(s).ok(),
+            _ => None,
+        };
+        let Some(profile) = profile else {
+            return slack_error("invalid_profile");
+        };
+        if let Some(user) = str_param(p, "user")
+            && user != USER_ID
+        {
+            return slack_error("cannot_update_admin_user");
+        }
+        if profile
+            .get("status_text")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t.chars().count() > 100)
+        {
+            return slack_error("too_long");
+        }
+        let text = profile.get("status_text").and_then(Value::as_str);
+        let emoji = profile.get("status_emoji").and_then(Value::as_str);
+        if matches!((text, emoji), (Some(""), Some(e)) if !e.is_empty())
+            && self.profile.get("status_emoji").and_then(Value::as_str) == Some("")
+        {
+            return slack_error("must_clear_both_status_text_and_status_emoji");
+        }
+        for (k, v) in profile {
+            self.profile.insert(k, v);
+        }
+        ok(json!({ "profile": self.profile.clone() }))
+    }
+}
+
+/// The parameters of a request: a JSON object, or form fields as strings. `None` when the body
+/// cannot be read as its content type says.
+fn params_of(headers: &HeaderMap, body: &[u8]) -> Option<Map<String, Value>> {
+    let ct = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if body.is_empty() {
+        return Some(Map::new());
+    }
+    if ct.starts_with("application/json") {
+        return match serde_json::from_slice(body) {
+            Ok(Value::Object(m)) => Some(m),
+            _ => None,
+        };
+    }
+    if ct.starts_with("application/x-www-form-urlencoded") {
+        return Some(
+            form_decode(&String::from_utf8_lossy(body))
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect(),
+        );
+    }
+    None
+}
+
+/// Decodes `application/x-www-form-urlencoded` text.
+pub fn form_decode(s: &str) -> Vec<(String, String)> {
+    fn hex(c: u8) -> Option<u8> {
+        char::from(c)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    }
+    fn dec(s: &str) -> String {
+        let b = s.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push(h << 4 | l);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                },
+                c => out.push(c),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    s.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (dec(k), dec(v)),
+            None => (dec(p), String::new()),
+        })
+        .collect()
+}
+
+/// What the vendored spec says about each method's parameters.
+#[derive(Debug)]
+struct Spec {
+    /// Method → (parameter → required).
+    methods: HashMap<String, HashMap<String, bool>>,
+}
+
+impl Spec {
+    fn parse(doc: &Value) -> Spec {
+        let mut methods = HashMap::new();
+        let Some(paths) = doc.get("paths").and_then(Value::as_object) else {
+            return Spec { methods };
+        };
+        for (path, ops) in paths {
+            let name = path.trim_start_matches('/').to_owned();
+            let mut params = HashMap::new();
+            for op in ops.as_object().into_iter().flat_map(|o| o.values()) {
+                for p in op
+                    .get("parameters")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let place = p.get("in").and_then(Value::as_str).unwrap_or("");
+                    // The token is modelled as a header; only body and query parameters count.
+                    if place != "formData" && place != "query" {
+                        continue;
+                    }
+                    if let Some(n) = p.get("name").and_then(Value::as_str) {
+                        let required = p.get("required").and_then(Value::as_bool) == Some(true);
+                        let e = params.entry(n.to_owned()).or_insert(false);
+                        *e |= required;
+                    }
+                }
+            }
+            methods.insert(name, params);
+        }
+        Spec { methods }
+    }
+
+    /// `None` when the spec allows the request (or does not describe the method); else Slack's
+    /// `invalid_arguments` messages.
+    fn check(&self, method: &str, params: &Map<String, Value>) -> Option<Vec<String>> {
+        let allowed = self.methods.get(method)?;
+        let mut messages = Vec::new();
+        for k in params.keys() {
+            let newer = NEWER_THAN_SPEC.iter().any(|(m, p)| *m == method && p == k);
+            if !allowed.contains_key(k) && !newer {
+                messages.push(format!("[ERROR] unknown parameter: {k}"));
+            }
+        }
+        let mut required: Vec<&String> = allowed
+            .iter()
+            .filter(|(_, req)| **req)
+            .map(|(k, _)| k)
+            .collect();
+        required.sort();
+        for k in required {
+            if params.get(k).is_none_or(Value::is_null) {
+                messages.push(format!("[ERROR] missing required field: {k}"));
+            }
+        }
+        if messages.is_empty() {
+            None
+        } else {
+            Some(messages)
+        }
+    }
+}
+
+/// Where the vendored spec is looked for.
+fn spec_path() -> Option<PathBuf> {
+    let from_env = std::env::var_os(VENDOR_DIR_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    let beside = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/vendor");
+    from_env
+        .into_iter()
+        .chain([beside])
+        .map(|d| d.join("openapi/slack-web.openapi.json"))
+        .find(|p| p.is_file())
+}
+
+/// The vendored spec, loaded once per process.
+fn spec() -> Option<&'static Spec> {
+    static SPEC: OnceLock<Option<Spec>> = OnceLock::new();
+    SPEC.get_or_init(|| {
+        let loaded = spec_path().and_then(|p| {
+            let text = std::fs::read(&p).ok()?;
+            let doc: Value = serde_json::from_slice(&text).ok()?;
+            Some(Spec::parse(&doc))
+        });
+        if loaded.is_none() {
+            eprintln!("slack fake: vendor spec not found; spec check skipped");
+        }
+        loaded
+    })
+    .as_ref()
+}

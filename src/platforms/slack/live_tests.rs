@@ -1,0 +1,878 @@
+//! The live Slack connector against the fake Web API ([`super::fake`]): the exact requests each
+//! action sends, the classification of every kind of failure, and that no token ever leaks into
+//! an error.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use super::client::{Body, SlackClient, TokenKind};
+use super::connector::{DEFAULT_BASE_URL, connect};
+use super::fake::{self, Failure, FakeSlack};
+use crate::manifest::model::{Credential, Limits};
+use crate::manifest::{Integration, IntegrationId};
+use crate::platforms::connector::{ActionCall, ConnectError, Connector, PlatformError};
+use crate::platforms::{PlatformKind, http};
+use crate::secrets::{ResolveContext, Secret, SecretRef};
+
+const BOT: &str = "xoxb-1111-2222-botsecretvalue";
+const USER: &str = "xoxp-3333-4444-usersecretvalue";
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn integration(
+    base_url: Option<String>,
+    credentials: &[(&str, Credential)],
+    config: Value,
+) -> Integration {
+    Integration {
+        id: IntegrationId::parse("slack-main").expect("id"),
+        platform: PlatformKind::Slack,
+        name: None,
+        description: None,
+        file: "integrations/slack-main.toml".into(),
+        credentials: credentials
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect::<BTreeMap<_, _>>(),
+        config: config.as_object().cloned().unwrap_or_default(),
+        webhook: None,
+        base_url,
+        limits: Limits::default(),
+    }
+}
+
+fn plain(s: &str) -> Credential {
+    Credential::Plain(s.to_owned())
+}
+
+/// A connector on `fake` with the bot token, the user token when `with_user`, and `config`.
+fn connector(fake: &FakeSlack, with_user: bool, config: Value) -> Arc<dyn Connector> {
+    let mut creds = vec![("bot_token", plain(BOT))];
+    if with_user {
+        creds.push(("user_token", plain(USER)));
+    }
+    let i = integration(Some(fake.base_url()), &creds, config);
+    connect(&i, &ResolveContext::new(None, &no_env)).expect("connect")
+}
+
+fn call(action: &str, parameters: Value) -> ActionCall {
+    ActionCall {
+        action: action.into(),
+        parameters,
+        idempotency_key: "job-1/step-0".into(),
+    }
+}
+
+/// Every recorded request authenticates with a header only: no token in a URL or a body.
+fn assert_tokens_only_in_headers(fake: &FakeSlack) {
+    for r in fake.requests() {
+        for t in [BOT, USER] {
+            assert!(!r.path.contains(t), "token in URL {}", r.path);
+            assert!(!r.text().contains(t), "token in body of {}", r.path);
+        }
+    }
+}
+
+fn assert_no_token(text: &str) {
+    for t in [BOT, USER, "botsecretvalue", "usersecretvalue"] {
+        assert!(!text.contains(t), "token leaked: {text}");
+    }
+}
+
+// === check ===
+
+#[tokio::test]
+async fn check_reports_identity_and_team() {
+    let fake = FakeSlack::start(BOT, None).await;
+    let c = connector(&fake, false, json!({}));
+    let h = c.check().await.expect("check");
+    assert_eq!(h.identity.as_deref(), Some(fake::BOT_ID));
+    assert_eq!(
+        h.detail,
+        format!(
+            "authenticated as @supportopsd ({}, bot {}) in {}",
+            fake::BOT_USER_ID,
+            fake::BOT_ID,
+            fake::TEAM_NAME
+        )
+    );
+    let reqs = fake.requests();
+    assert_eq!(reqs.len(), 1);
+    let r = &reqs[0];
+    assert_eq!(r.method, ::http::Method::POST);
+    assert_eq!(r.path, "/api/auth.test");
+    assert_eq!(
+        r.header("authorization"),
+        Some(format!("Bearer {BOT}").as_str())
+    );
+    assert_eq!(r.header("user-agent"), Some(http::USER_AGENT));
+    assert!(r.body.is_empty());
+}
+
+#[tokio::test]
+async fn check_with_a_wrong_token_is_unauthorized() {
+    let fake = FakeSlack::start("xoxb-the-right-one", None).await;
+    let c = connector(&fake, false, json!({}));
+    let err = c.check().await.expect_err("wrong token");
+    assert_eq!(
+        err,
+        PlatformError::Unauthorized {
+            detail: "auth.test: invalid_auth".into()
+        }
+    );
+    assert!(!err.retryable());
+}
+
+// === actions: happy paths ===
+
+#[tokio::test]
+async fn send_message_posts_json_and_returns_ts_and_channel() {
+    let fake = FakeSlack::start(BOT, None).await;
+    let c = connector(&fake, false, json!({ "unfurl_links": false }));
+    let out = c
+        .execute(&call(
+            "send_message",
+            json!({
+                "channel": fake::SUPPORT,
+                "message": "Ticket #4021 escalated",
+                "blocks": [{ "type": "section", "text": { "type": "mrkdwn", "text": "*#4021*" } }],
+                "mrkdwn": true,
+                "icon_emoji": ":ticket:",
+            }),
+        ))
+        .await
+        .expect("send_message");
+
+    let reqs = fake.requests_to("chat.postMessage");
+    assert_eq!(reqs.len(), 1);
+    let r = &reqs[0];
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
+    assert_eq!(
+        r.header("authorization"),
+        Some(format!("Bearer {BOT}").as_str())
+    );
+    assert_eq!(
+        r.json(),
+        json!({
+            "channel": fake::SUPPORT,
+            "text": "Ticket #4021 escalated",
+            "blocks": [{ "type": "section", "text": { "type": "mrkdwn", "text": "*#4021*" } }],
+            "mrkdwn": true,
+            "icon_emoji": ":ticket:",
+            "unfurl_links": false,
+        })
+    );
+    let ts = out.result["ts"].as_str().expect("ts").to_owned();
+    assert!(ts.contains('.'), "{ts}");
+    assert_eq!(
+        out.result,
+        json!({ "ts": ts, "channel": fake::SUPPORT, "thread_ts": ts })
+    );
+    assert_tokens_only_in_headers(&fake);
+}
+
+#[tokio::test]
+async fn send_message_defaults_to_the_configured_channel_and_replies_in_threads() {
+    let fake = FakeSlack::start(BOT, None).await;
+    let c = connector(
+        &fake,
+        false,
+        json!({ "default_channel": "#general", "unfurl_links": true }),
+    );
+    let out = c
+        .execute(&call(
+            "send_message",
+            json!({
+                "text": "Opened Freshdesk ticket 17",
+                "thread_ts": "1720612800.000200",
+                "unfurl_links": false,
+                "reply_broadcast": "true",
+            }),
+        ))
+        .await
+        .expect("send_message");
+    let r = &fake.requests_to("chat.postMessage")[0];
+    assert_eq!(
+        r.json(),
+        json!({
+            "channel": "#general",
+            "text": "Opened Freshdesk ticket 17",
+            "thread_ts": "1720612800.000200",
+            "reply_broadcast": true,
+            "unfurl_links": false,
+        })
+    );
+    // Slack answers with the channel id, whatever name was sent.
+    assert_eq!(out.result["channel"], json!(fake::GENERAL));
+    assert_eq!(out.result["thread_ts"], json!("1720612800.000200"));
+}
+
+#[tokio::test]
+async fn create_channel_sends_name_and_privacy() {
+    let fake = FakeSlack::start(BOT, None).await;
+    let c = connector(&fake, false, json!({}));
+    let out = c
+        .execute(&call(
+            "create_channel",
+            json!({ "name": "incident-4021", "is_private": true }),
+        ))
+        .await
+        .expect("create_channel");
+    let r = &fake.requests_to("conversations.create")[0];
+    assert_eq!(
+        r.json(),
+        json!({ "name": "incident-4021", "is_private": true })
+    );
+    let id = out.result["id"].as_str().expect("id").to_owned();
+    assert!(id.starts_with('C'));
+    assert_eq!(out.result, json!({ "id": id, "name": "incident-4021" }));
+
+    // The same name again: Slack's `name_taken` is a rejection, not a retry.
+    let err = c
+        .execute(&call("create_channel", json!({ "name": "incident-4021" })))
+        .await
+        .expect_err("name taken");
+    assert_eq!(
+        err,
+        PlatformError::Rejected {
+            status: 200,
+            detail: "conversations.create: name_taken".into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn invite_user_joins_the_ids_with_commas() {
+    let fake = FakeSlack::start(BOT, None).await;
+    let c = connector(&fake, false, json!({}));
+    let out = c
+        .execute(&call(
+            "invite_user",
+            json!({ "channel": fake::SUPPORT, "users": fake::AGENTS, "force": false }),
+        ))
+        .await
+        .expect("invite_user");
+    let r = &fake.requests_to("conversations.invite")[0];
+    assert_eq!(
+        r.json(),
+        json!({
+            "channel": fake::SUPPORT,
+            "users": format!("{},{}", fake::AGENTS[0], fake::AGENTS[1]),
+            "force": false,
+        })
+    );
+    assert_eq!(out.result, json!({ "channel": fake::SUPPORT }));
+
+    let err = c
+        .execute(&call(
+            "invite_user",
+            json!({ "channel": fake::SUPPORT, "users": ["U0NOBODY99"] }),
+        ))
+        .await
+        .expect_err("unknown user");
+    assert!(matches!(err, PlatformError::NotFound { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn upload_file_runs_the_three_steps() {
+    let fake = FakeSlack::start(BOT, None).await;
+    let c = connector(&fake, false, json!({ "default_channel": fake::SUPPORT }));
+    let content = "id,subject\n4021,Printer on fire ✓\n";
+    let out = c
+        .execute(&call(
+            "upload_file",
+            json!({
+                "filename": "ticket-4021.csv",
+                "content": content,
+                "title": "Ticket 4021",
+                "initial_comment": "Export attached",
+                "snippet_type": "csv",
+            }),
+        ))
+        .await
+        .expect("upload_file");
+
+    let reqs = fake.requests();
+    assert_eq!(reqs.len(), 3, "{reqs:#?}");
+
+    let step1 = &reqs[0];
+    assert_eq!(step1.path, "/api/files.getUploadURLExternal");
+    assert_eq!(
+        step1.header("content-type"),
+        Some("application/x-www-form-urlencoded")
+    );
+    assert_eq!(
+        step1.form(),
+        vec![
+            ("filename".to_owned(), "ticket-4021.csv".to_owned()),
+            ("length".to_owned(), content.len().to_string()),
+            ("snippet_type".to_owned(), "csv".to_owned()),
+        ]
+    );
+
+    let step2 = &reqs[1];
+    let file_id = out.result["id"].as_str().expect("id").to_owned();
+    assert_eq!(step2.path, format!("/upload/v1/{file_id}"));
+    assert_eq!(step2.body, content.as_bytes());
+    assert_eq!(
+        step2.header("authorization"),
+        None,
+        "the pre-signed upload URL gets no token"
+    );
+    assert_eq!(fake.uploaded(&file_id).as_deref(), Some(content.as_bytes()));
+
+    let step3 = &reqs[2];
+    assert_eq!(step3.path, "/api/files.completeUploadExternal");
+    let form = step3.form();
+    assert_eq!(
+        form,
+        vec![
+            (
+                "files".to_owned(),
+                json!([{ "id": file_id, "title": "Ticket 4021" }]).to_string()
+            ),
+            ("channel_id".to_owned(), fake::SUPPORT.to_owned()),
+            ("initial_comment".to_owned(), "Export attached".to_owned()),
+        ]
+    );
+    assert_eq!(out.result, json!({ "id": file_id, "title": "Ticket 4021" }));
+    assert_tokens_only_in_headers(&fake);
+}
+
+#[tokio::test]
+async fn set_status_uses_the_user_token() {
+    let fake = FakeSlack::start(BOT, Some(USER)).await;
+    let c = connector(&fake, true, json!({}));
+    let out = c
+        .execute(&call(
+            "set_status",
+            json!({ "status_text": "On call", "status_emoji": ":pager:", "expiration": 1_900_000_000 }),
+        ))
+        .await
+        .expect("set_status");
+    let r = &fake.requests_to("users.profile.set")[0];
+    assert_eq!(
+        r.header("authorization"),
+        Some(format!("Bearer {USER}").as_str())
+    );
+    assert_eq!(
+        r.json(),
+        json!({ "profile": {
+            "status_text": "On call",
+            "status_emoji": ":pager:",
+            "status_expiration": 1_900_000_000,
+        }})
+    );
+    assert_eq!(
+        out.result,
+        json!({ "status_text": "On call", "status_emoji": ":pager:", "expiration": 1_900_000_000 })
+    );
+    assert_eq!(fake.profile()["status_text"], json!("On call"));
+
+    // An empty text alone clears the whole status.
+    c.execute(&call("set_status", json!({ "status_text": "" })))
+        .await
+        .expect("clear");
+    let r = &fake.requests_to("users.profile.set")[1];
+    assert_eq!(
+        r.json(),
+        json!({ "profile": { "status_text": "", "status_emoji": "", "status_expiration": 0 }})
+    );
+    assert_tokens_only_in_headers(&fake);
+}
+
+#[tokio::test]
+async fn set_status_without_a_user_token_is_invalid_and_sends_nothing() {
+    let fake = FakeSlack::start(BOT, None).await;
+    let c = connector(&fake, false, json!({}));
+    let err = c
+        .execute(&call("set_status", json!({ "status_text": "Away" })))
+        .await
+        .expect_err("no user token");
+    assert!(
+        matches!(err, PlatformError::Invalid(ref m) if m.contains("user_token")),
+        "{err:?}"
+    );
+    assert!(fake.requests().is_empty());
+}
+
+// === parameter validation ===
+
+#[tokio::test]
+async fn bad_parameters_are_invalid_before_sending() {
+    let fake = FakeSlack::start(BOT, None).await;
+    let c = connector(&fake, false, json!({}));
+    let cases = [
+        (
+            "send_message",
+            json!({ "channel": "C1", "message": "x", "colour": "red" }),
+            "unknown parameter `colour`",
+        ),
+        (
+            "send_message",
+            json!({ "channel": "C1" }),
+            "at least one of",
+        ),
+        ("send_message", json!({ "message": "x" }), "default_channel"),
+        (
+            "send_message",
+            json!({ "channel": "C1", "message": "a", "text": "b" }),
+            "not both",
+        ),
+        (
+            "send_message",
+            json!({ "channel": "C1", "message": "x", "mrkdwn": "yes" }),
+            "`mrkdwn` should be a boolean",
+        ),
+        (
+            "create_channel",
+            json!({}),
+            "missing required parameter `name`",
+        ),
+        (
+            "create_channel",
+            json!({ "name": "Has Spaces" }),
+            "lower case",
+        ),
+        (
+            "create_channel",
+            json!({ "name": "x".repeat(81) }),
+            "longer than 80",
+        ),
+        (
+            "invite_user",
+            json!({ "channel": "C1", "users": [] }),
+            "names no user",
+        ),
+        (
+            "invite_user",
+            json!({ "channel": "C1", "users": [{ "id": "U1" }] }),
+            "list of strings",
+        ),
+        (
+            "upload_file",
+            json!({ "filename": "a.txt" }),
+            "missing required parameter `content`",
+        ),
+        (
+            "upload_file",
+            json!({ "filename": "a.txt", "content": "x", "thread_ts": "1.2" }),
+            "needs a `channel`",
+        ),
+        ("archive_channel", json!({}), "no action"),
+        (
+            "send_message",
+            json!(["not", "a", "table"]),
+            "must be a table",
+        ),
+    ];
+    for (action, params, want) in cases {
+        let err = c
+            .execute(&call(action, params.clone()))
+            .await
+            .expect_err("invalid");
+        match &err {
+            PlatformError::Invalid(m) => assert!(m.contains(want), "{action} {params}: {m}"),
+            other => panic!("{action} {params}: {other:?}"),
+        }
+    }
+    assert!(fake.requests().is_empty(), "nothing is sent");
+}
+
+// === failures ===
+
+#[tokio::test]
+async fn ok_false_codes_are_classified() {
+    let fake = FakeSlack::start(BOT, None).await;
+    let c = connector(&fake, false, json!({}));
+    let send = call(
+        "send_message",
+        json!({ "channel": fake::GENERAL, "message": "hello" }),
+    );
+    let cases: Vec<(&str, PlatformError)> = vec![
+        (
+            "channel_not_found",
+            PlatformError::NotFound {
+                detail: "chat.postMessage: channel_not_found".into(),
+            },
+        ),
+        (
+            "user_not_found",
+            PlatformError::NotFound {
+                detail: "chat.postMessage: user_not_found".into(),
+            },
+        ),
+        (
+            "invalid_auth",
+            PlatformError::Unauthorized {
+                detail: "chat.postMessage: invalid_auth".into(),
+            },
+        ),
+        (
+            "not_authed",
+            PlatformError::Unauthorized {
+                detail: "chat.postMessage: not_authed".into(),
+            },
+        ),
+        (
+            "token_revoked",
+            PlatformError::Unauthorized {
+                detail: "chat.postMessage: token_revoked".into(),
+            },
+        ),
+        (
+            "account_inactive",
+            PlatformError::Unauthorized {
+                detail: "chat.postMessage: account_inactive".into(),
+            },
+        ),
+        (
+            "missing_scope",
+            PlatformError::Unauthorized {
+                detail: "chat.postMessage: missing_scope".into(),
+            },
+        ),
+        (
+            "internal_error",
+            PlatformError::Transient {
+                detail: "chat.postMessage: internal_error".into(),
+                retry_after: None,
+            },
+        ),
+        (
+            "fatal_error",
+            PlatformError::Transient {
+                detail: "chat.postMessage: fatal_error".into(),
+                retry_after: None,
+            },
+        ),
+        (
+            "service_unavailable",
+            PlatformError::Transient {
+                detail: "chat.postMessage: service_unavailable".into(),
+                retry_after: None,
+            },
+        ),
+        (
+            "request_timeout",
+            PlatformError::Transient {
+                detail: "chat.postMessage: request_timeout".into(),
+                retry_after: None,
+            },
+        ),
+        (
+            "ratelimited",
+            PlatformError::RateLimited { retry_after: None },
+        ),
+        (
+            "is_archived",
+            PlatformError::Rejected {
+                status: 200,
+                detail: "chat.postMessage: is_archived".into(),
+            },
+        ),
+        (
+            "msg_too_long",
+            PlatformError::Rejected {
+                status: 200,
+                detail: "chat.postMessage: msg_too_long".into(),
+            },
+        ),
+    ];
+    for (code, want) in cases {
+        fake.fail_next("chat.postMessage", Failure::Error(code.into()), 1);
+        let err = c.execute(&send).await.expect_err(code);
+        assert_eq!(err, want, "{code}");
+    }
+    // The script is used up: the next call succeeds.
+    c.execute(&send).await.expect("recovered");
+}
+
+#[tokio::test]
+async fn http_429_honours_retry_after() {
+    let fake = FakeSlack::start(BOT, None).await;
+    let c = connector(&fake, false, json!({}));
+    fake.fail_next(
+        "conversations.create",
+        Failure::RateLimited {
+            retry_after_secs: 7,
+        },
+        2,
+    );
+    let create = call("create_channel", json!({ "name": "busy" }));
+    for _ in 0..2 {
+        let err = c.execute(&create).await.expect_err("429");
+        assert_eq!(
+            err,
+            PlatformError::RateLimited {
+                retry_after: Some(Duration::from_secs(7))
+            }
+        );
+        assert!(err.retryable());
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
+    }
+    c.execute(&create).await.expect("after the wait");
+}
+
+#[tokio::test]
+async fn http_500_is_transient() {
+    let fake = FakeSlack::start(BOT, None).await;
+    let c = connector(&fake, false, json!({}));
+    fake.fail_next("auth.test", Failure::ServerError, 1);
+    let err = c.check().await.expect_err("500");
+    assert!(
+        matches!(&err, PlatformError::Transient { detail, retry_after: None } if detail.contains("500")),
+        "{err:?}"
+    );
+    assert!(err.retryable());
+}
+
+#[tokio::test]
+async fn a_failing_upload_step_stops_the_action() {
+    let fake = FakeSlack::start(BOT, None).await;
+    let c = connector(&fake, false, json!({}));
+    fake.fail_next("files.completeUploadExternal", Failure::ServerError, 1);
+    let err = c
+        .execute(&call(
+            "upload_file",
+            json!({ "filename": "a.txt", "content": "abc", "channel": fake::GENERAL }),
+        ))
+        .await
+        .expect_err("step 3 fails");
+    assert!(matches!(err, PlatformError::Transient { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn connection_refused_is_transient() {
+    // A port that was just free: nothing listens there.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let i = integration(
+        Some(format!("http://127.0.0.1:{port}/api")),
+        &[("bot_token", plain(BOT))],
+        json!({}),
+    );
+    let c = connect(&i, &ResolveContext::new(None, &no_env)).expect("connect");
+    let err = c.check().await.expect_err("refused");
+    assert!(matches!(err, PlatformError::Transient { .. }), "{err:?}");
+    assert!(
+        !err.to_string().contains(&port.to_string()),
+        "no URL: {err}"
+    );
+}
+
+// === the vendored spec ===
+
+#[tokio::test]
+async fn spec_check_rejects_unknown_and_missing_parameters() {
+    let fake = FakeSlack::start(BOT, None).await;
+    if !fake.spec_checked() {
+        eprintln!("vendor spec not found; spec check test skipped");
+        return;
+    }
+    let client = SlackClient::new(
+        http::client(Duration::from_secs(5)).expect("client"),
+        fake.base_url(),
+        &Secret::from(BOT.to_owned()),
+        None,
+    )
+    .expect("client");
+    let err = client
+        .call(
+            "chat.postMessage",
+            TokenKind::Bot,
+            Body::Json(json!({ "channel": fake::GENERAL, "text": "x", "colour": "red" })),
+        )
+        .await
+        .expect_err("unknown parameter");
+    assert!(
+        matches!(&err, PlatformError::Rejected { status: 200, detail }
+            if detail.contains("invalid_arguments") && detail.contains("colour")),
+        "{err:?}"
+    );
+    let err = client
+        .call(
+            "chat.postMessage",
+            TokenKind::Bot,
+            Body::Form(vec![("text".into(), "x".into())]),
+        )
+        .await
+        .expect_err("missing channel");
+    assert!(
+        matches!(&err, PlatformError::Rejected { detail, .. }
+            if detail.contains("invalid_arguments") && detail.contains("channel")),
+        "{err:?}"
+    );
+    // Slack's newer parameters pass (the spec is from 2020).
+    let mut m = Map::new();
+    m.insert("channel".into(), json!(fake::GENERAL));
+    m.insert("text".into(), json!("x"));
+    m.insert(
+        "metadata".into(),
+        json!({ "event_type": "ticket_escalated", "event_payload": { "id": 4021 } }),
+    );
+    client
+        .call(
+            "chat.postMessage",
+            TokenKind::Bot,
+            Body::Json(Value::Object(m)),
+        )
+        .await
+        .expect("metadata is allowed");
+}
+
+// === connect ===
+
+#[test]
+fn connect_resolves_secret_references() {
+    let env = |name: &str| (name == "SLACK_BOT_TOKEN").then(|| BOT.to_owned());
+    let ctx = ResolveContext::new(None, &env);
+    let i = integration(
+        None,
+        &[(
+            "bot_token",
+            Credential::Secret(SecretRef::Env("SLACK_BOT_TOKEN".into())),
+        )],
+        json!({}),
+    );
+    let c = connect(&i, &ctx).expect("connect");
+    let debug = format!("{c:?}");
+    assert!(debug.contains(DEFAULT_BASE_URL), "{debug}");
+    assert_no_token(&debug);
+
+    let i = integration(
+        None,
+        &[
+            (
+                "bot_token",
+                Credential::Secret(SecretRef::Env("SLACK_BOT_TOKEN".into())),
+            ),
+            (
+                "user_token",
+                Credential::Secret(SecretRef::Env("SLACK_USER_TOKEN".into())),
+            ),
+        ],
+        json!({}),
+    );
+    let err = connect(&i, &ctx).expect_err("unset variable");
+    assert!(
+        matches!(&err, ConnectError::Credential { field, .. } if field == "user_token"),
+        "{err:?}"
+    );
+
+    let i = integration(None, &[], json!({}));
+    let err = connect(&i, &ctx).expect_err("no bot token");
+    assert!(
+        matches!(&err, ConnectError::Missing(f) if f == "bot_token"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn base_url_override_is_normalised() {
+    let mut i = integration(None, &[], json!({}));
+    assert_eq!(
+        http::base_url(&i, DEFAULT_BASE_URL),
+        "https://slack.com/api/"
+    );
+    i.base_url = Some("http://127.0.0.1:9999/api".into());
+    assert_eq!(
+        http::base_url(&i, DEFAULT_BASE_URL),
+        "http://127.0.0.1:9999/api/"
+    );
+    i.base_url = Some("http://127.0.0.1:9999/api///".into());
+    assert_eq!(
+        http::base_url(&i, DEFAULT_BASE_URL),
+        "http://127.0.0.1:9999/api/"
+    );
+}
+
+// === no token in any error ===
+
+#[tokio::test]
+async fn tokens_never_appear_in_errors() {
+    let fake = FakeSlack::start(BOT, Some(USER)).await;
+    let c = connector(&fake, true, json!({}));
+    let mut errors: Vec<String> = Vec::new();
+    let mut push = |e: &dyn std::fmt::Debug, d: &dyn std::fmt::Display| {
+        errors.push(format!("{e:?}"));
+        errors.push(d.to_string());
+    };
+
+    let send = call(
+        "send_message",
+        json!({ "channel": fake::GENERAL, "message": "hello" }),
+    );
+    for f in [
+        Failure::Error("invalid_auth".into()),
+        Failure::Error("missing_scope".into()),
+        Failure::RateLimited {
+            retry_after_secs: 1,
+        },
+        Failure::ServerError,
+    ] {
+        fake.fail_next("chat.postMessage", f, 1);
+        let e = c.execute(&send).await.expect_err("fails");
+        push(&e, &e);
+    }
+    // A wrong bot token, a user token the fake does not know.
+    let other = FakeSlack::start("xoxb-other", Some("xoxp-other")).await;
+    let wrong = connector(&other, true, json!({}));
+    let e = wrong.check().await.expect_err("invalid_auth");
+    push(&e, &e);
+    let e = wrong
+        .execute(&call("set_status", json!({ "status_emoji": ":x:" })))
+        .await
+        .expect_err("invalid_auth");
+    push(&e, &e);
+    // Refused before sending.
+    let e = c
+        .execute(&call(
+            "set_status",
+            json!({ "status_text": "x".repeat(101) }),
+        ))
+        .await
+        .expect_err("too long");
+    push(&e, &e);
+    // A token that cannot be a header.
+    let i = integration(
+        Some(fake.base_url()),
+        &[("bot_token", plain(&format!("{BOT}\nx")))],
+        json!({}),
+    );
+    let i2 = integration(
+        Some(fake.base_url()),
+        &[("bot_token", plain(&format!("{BOT}\u{7f}")))],
+        json!({}),
+    );
+    for i in [i, i2] {
+        let e = connect(&i, &ResolveContext::new(None, &no_env)).expect_err("bad token");
+        push(&e, &e);
+    }
+    // Unreachable.
+    let i = integration(
+        Some("http://127.0.0.1:1/api/".into()),
+        &[("bot_token", plain(BOT))],
+        json!({}),
+    );
+    let unreachable = connect(&i, &ResolveContext::new(None, &no_env)).expect("connect");
+    let e = unreachable.check().await.expect_err("unreachable");
+    push(&e, &e);
+
+    assert!(errors.len() >= 16, "{errors:#?}");
+    for text in &errors {
+        assert_no_token(text);
+    }
+    assert_no_token(&format!("{c:?}"));
+    assert_tokens_only_in_headers(&fake);
+}
