@@ -32,12 +32,17 @@ pub struct Target {
 }
 
 fn admin_header() -> Option<String> {
-    std::env::var("SUPPORTOPSD_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()).map(|t| format!("Bearer {t}"))
+    std::env::var("SUPPORTOPSD_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .map(|t| format!("Bearer {t}"))
 }
 
 /// Asks the daemon; `Ok(None)` when nothing listens there.
 fn call(method: reqwest::Method, url: &str) -> anyhow::Result<Option<(u16, serde_json::Value)>> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let client = crate::platforms::http::client(Duration::from_secs(10))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -48,7 +53,10 @@ fn call(method: reqwest::Method, url: &str) -> anyhow::Result<Option<(u16, serde
         match req.send().await {
             Ok(resp) => {
                 let status = resp.status().as_u16();
-                let body = resp.json::<serde_json::Value>().await.unwrap_or(serde_json::Value::Null);
+                let body = resp
+                    .json::<serde_json::Value>()
+                    .await
+                    .unwrap_or(serde_json::Value::Null);
                 Ok(Some((status, body)))
             }
             Err(e) if e.is_connect() => Ok(None),
@@ -58,7 +66,11 @@ fn call(method: reqwest::Method, url: &str) -> anyhow::Result<Option<(u16, serde
 }
 
 fn print_dead(v: &serde_json::Value) {
-    let items = v.get("dead").and_then(|d| d.as_array()).cloned().unwrap_or_default();
+    let items = v
+        .get("dead")
+        .and_then(|d| d.as_array())
+        .cloned()
+        .unwrap_or_default();
     if items.is_empty() {
         println!("no dead-lettered jobs");
         return;
@@ -71,7 +83,10 @@ fn print_dead(v: &serde_json::Value) {
             job.get("rule").and_then(|r| r.as_str()).unwrap_or("?"),
             job.get("event_key").and_then(|r| r.as_str()).unwrap_or("?"),
             job.get("attempts").unwrap_or(&serde_json::Value::Null),
-            d.get("error").or_else(|| job.get("last_error")).and_then(|r| r.as_str()).unwrap_or(""),
+            d.get("error")
+                .or_else(|| job.get("last_error"))
+                .and_then(|r| r.as_str())
+                .unwrap_or(""),
         );
     }
 }
@@ -83,7 +98,9 @@ pub fn run(cmd: &Command, g: &GlobalArgs) -> anyhow::Result<Exit> {
             let url = format!("{}/api/events/dead", t.url.trim_end_matches('/'));
             let body = match call(reqwest::Method::GET, &url)? {
                 Some((200, body)) => body,
-                Some((code, _)) => bail!("the daemon answered {code} (set SUPPORTOPSD_ADMIN_TOKEN?)"),
+                Some((code, _)) => {
+                    bail!("the daemon answered {code} (set SUPPORTOPSD_ADMIN_TOKEN?)")
+                }
                 None => {
                     let store = open_state(g)?;
                     serde_json::json!({ "dead": store.dead(10_000)? })
@@ -93,14 +110,21 @@ pub fn run(cmd: &Command, g: &GlobalArgs) -> anyhow::Result<Exit> {
             Ok(Exit::Ok)
         }
         Command::Replay { id, target } => {
-            let url = format!("{}/api/events/{id}/replay", target.url.trim_end_matches('/'));
+            let url = format!(
+                "{}/api/events/{id}/replay",
+                target.url.trim_end_matches('/')
+            );
             match call(reqwest::Method::POST, &url)? {
                 Some((202, _)) => println!("job {id} re-queued"),
                 Some((404, _)) => bail!("no dead-lettered job {id}"),
-                Some((code, _)) => bail!("the daemon answered {code} (set SUPPORTOPSD_ADMIN_TOKEN?)"),
+                Some((code, _)) => {
+                    bail!("the daemon answered {code} (set SUPPORTOPSD_ADMIN_TOKEN?)")
+                }
                 None => {
                     let store = open_state(g)?;
-                    store.replay(*id, crate::daemon::now_ms()).with_context(|| format!("replaying job {id}"))?;
+                    store
+                        .replay(*id, crate::daemon::now_ms())
+                        .with_context(|| format!("replaying job {id}"))?;
                     store.flush()?;
                     println!("job {id} re-queued (the daemon runs it when it next starts)");
                 }
@@ -112,5 +136,10 @@ pub fn run(cmd: &Command, g: &GlobalArgs) -> anyhow::Result<Exit> {
 
 fn open_state(g: &GlobalArgs) -> anyhow::Result<Store> {
     let dir = state_dir(g);
-    Store::open_existing(&dir)?.with_context(|| format!("no daemon answered and there is no state at {}", dir.display()))
+    Store::open_existing(&dir)?.with_context(|| {
+        format!(
+            "no daemon answered and there is no state at {}",
+            dir.display()
+        )
+    })
 }

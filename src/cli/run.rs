@@ -83,7 +83,10 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
             None
         }
     };
-    let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{}", args.listen));
+    let public_url = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", args.listen));
     let mut options = Options::new(args.listen, public_url, g.repo.clone(), state_dir(g));
     options.subdir = g.path.clone();
     options.rev = args.rev.clone();
@@ -98,7 +101,9 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
     if options.admin_token.is_none() && !args.listen.ip().is_loopback() {
         tracing::warn!("No admin token: the operator API answers loopback clients only.");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(options.listen)
             .await

@@ -71,7 +71,10 @@ impl Active {
         let mut by_trigger: HashMap<(IntegrationId, String), Vec<RuleId>> = HashMap::new();
         for rule in set.rules.values().filter(|r| r.enabled) {
             by_trigger
-                .entry((rule.trigger.integration.clone(), rule.trigger.event.name.to_owned()))
+                .entry((
+                    rule.trigger.integration.clone(),
+                    rule.trigger.event.name.to_owned(),
+                ))
                 .or_default()
                 .push(rule.id.clone());
         }
@@ -89,26 +92,45 @@ impl Active {
                     .and_then(|r| resolve(id, "signing_secret", r, ctx, &mut problems)),
                 PlatformKind::Trello => secret_field("app_secret")
                     .and_then(|r| resolve(id, "app_secret", r, ctx, &mut problems)),
-                PlatformKind::Zendesk | PlatformKind::Freshdesk => {
-                    webhook_secret.and_then(|r| resolve(id, "webhook_secret", r, ctx, &mut problems))
-                }
-                PlatformKind::Notion => {
-                    captured.get(id).map(|s| crate::secrets::Secret::new(s.expose().to_vec()))
-                }
+                PlatformKind::Zendesk | PlatformKind::Freshdesk => webhook_secret
+                    .and_then(|r| resolve(id, "webhook_secret", r, ctx, &mut problems)),
+                PlatformKind::Notion => captured
+                    .get(id)
+                    .map(|s| crate::secrets::Secret::new(s.expose().to_vec())),
                 PlatformKind::GoogleSheets => None,
             };
             let callback_url = Some(webhook_url(public_url, i.platform, id));
-            keys.insert(id.clone(), VerifyKeys { secret, callback_url, channel_id: None });
+            keys.insert(
+                id.clone(),
+                VerifyKeys {
+                    secret,
+                    callback_url,
+                    channel_id: None,
+                },
+            );
             let connector = platforms::connect(i, ctx).map_err(|e| e.to_string());
             if let Err(e) = &connector
                 && i.platform == PlatformKind::Slack
             {
-                problems.push(Problem { integration: id.clone(), message: e.clone() });
+                problems.push(Problem {
+                    integration: id.clone(),
+                    message: e.clone(),
+                });
             }
             connectors.insert(id.clone(), connector);
             gates.insert(id.clone(), Gate::for_integration(i.platform, &i.limits));
         }
-        (Active { set, commit, by_trigger, keys, connectors, gates }, problems)
+        (
+            Active {
+                set,
+                commit,
+                by_trigger,
+                keys,
+                connectors,
+                gates,
+            },
+            problems,
+        )
     }
 
     /// The integration's webhook keys.
@@ -127,7 +149,9 @@ impl Active {
 
     /// Every connector that could be built, for connection checks.
     pub fn connectors(&self) -> impl Iterator<Item = (&IntegrationId, &Arc<dyn Connector>)> {
-        self.connectors.iter().filter_map(|(id, c)| c.as_ref().ok().map(|c| (id, c)))
+        self.connectors
+            .iter()
+            .filter_map(|(id, c)| c.as_ref().ok().map(|c| (id, c)))
     }
 
     /// The integration's gate.
@@ -144,7 +168,10 @@ impl Active {
     /// and — unless a rule opts in with `allow_self` — not caused by supportopsd itself
     /// (`from_self`; the loop guard).
     pub fn matching(&self, event: &Event, ctx: &Value, from_self: bool) -> Vec<&Rule> {
-        let Some(ids) = self.by_trigger.get(&(event.integration.clone(), event.name.clone())) else {
+        let Some(ids) = self
+            .by_trigger
+            .get(&(event.integration.clone(), event.name.clone()))
+        else {
             return Vec::new();
         };
         ids.iter()
@@ -156,11 +183,21 @@ impl Active {
 
     /// The integrations of a platform (for `/api/webhooks/{platform}` without an id).
     pub fn integrations_of(&self, kind: PlatformKind) -> Vec<&IntegrationId> {
-        self.set.integrations.values().filter(|i| i.platform == kind).map(|i| &i.id).collect()
+        self.set
+            .integrations
+            .values()
+            .filter(|i| i.platform == kind)
+            .map(|i| &i.id)
+            .collect()
     }
 }
 
 /// The canonical webhook URL of an integration: what the daemon registers and Trello signs.
 pub fn webhook_url(public_url: &str, kind: PlatformKind, id: &IntegrationId) -> String {
-    format!("{}/api/webhooks/{}/{}", public_url.trim_end_matches('/'), kind.as_str(), id)
+    format!(
+        "{}/api/webhooks/{}/{}",
+        public_url.trim_end_matches('/'),
+        kind.as_str(),
+        id
+    )
 }

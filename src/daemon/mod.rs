@@ -119,12 +119,18 @@ pub fn now_ms() -> u64 {
 impl Runtime {
     /// The active revision, if one has loaded.
     pub fn active(&self) -> Option<Arc<Active>> {
-        self.active.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.active
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// What the last load did.
     pub fn status(&self) -> ReloadStatus {
-        self.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Whether `actor` is supportopsd itself on `integration`.
@@ -149,15 +155,22 @@ impl Runtime {
     /// (group commit).
     pub async fn commit(&self) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
-        self.commits.send(tx).await.map_err(|_| "the committer has stopped".to_owned())?;
-        rx.await.map_err(|_| "the committer has stopped".to_owned())?
+        self.commits
+            .send(tx)
+            .await
+            .map_err(|_| "the committer has stopped".to_owned())?;
+        rx.await
+            .map_err(|_| "the committer has stopped".to_owned())?
     }
 
     /// Loads the configured revision and swaps it in; a revision that does not validate is
     /// refused whole and the previous one keeps running.
     pub fn reload(&self) -> Result<(), String> {
         let result = self.load();
-        let mut status = self.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut status = self
+            .status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match result {
             Ok((active, problems)) => {
                 for p in &problems {
@@ -166,10 +179,15 @@ impl Runtime {
                 status.applied = active.commit.clone();
                 status.refused = None;
                 status.problems = problems;
-                *self.active.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
-                    Some(Arc::new(active));
+                *self
+                    .active
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(active));
                 self.metrics.reload(true);
-                tracing::info!(revision = status.applied.as_deref().unwrap_or("working tree"), "Revision applied.");
+                tracing::info!(
+                    revision = status.applied.as_deref().unwrap_or("working tree"),
+                    "Revision applied."
+                );
                 Ok(())
             }
             Err(why) => {
@@ -183,11 +201,21 @@ impl Runtime {
 
     fn load(&self) -> Result<(Active, Vec<Problem>), String> {
         let o = &self.options;
-        let source = Source { repo: o.repo.clone(), subdir: o.subdir.clone(), rev: Some(o.rev.clone()) };
+        let source = Source {
+            repo: o.repo.clone(),
+            subdir: o.subdir.clone(),
+            rev: Some(o.rev.clone()),
+        };
         let loaded = manifest::load_source(&source).map_err(|e| e.to_string())?;
         let Some(set) = loaded.set else {
             let n = loaded.diagnostics.error_count();
-            let first = loaded.diagnostics.render("").lines().next().unwrap_or_default().to_owned();
+            let first = loaded
+                .diagnostics
+                .render("")
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
             return Err(format!("{n} validation error(s); first: {first}"));
         };
         let commit = match &set.revision {
@@ -219,10 +247,7 @@ impl Runtime {
 
 /// Runs the group committer: every waiter queued while a flush is in progress is answered by
 /// the next single flush.
-async fn committer(
-    store: Arc<Store>,
-    mut rx: mpsc::Receiver<oneshot::Sender<Result<(), String>>>,
-) {
+async fn committer(store: Arc<Store>, mut rx: mpsc::Receiver<oneshot::Sender<Result<(), String>>>) {
     while let Some(first) = rx.recv().await {
         let mut waiters = vec![first];
         while let Ok(w) = rx.try_recv() {
@@ -236,7 +261,10 @@ async fn committer(
 }
 
 /// Opens the state and builds a runtime (without loading a revision yet).
-pub fn runtime(options: Options, key: Option<SealKey>) -> Result<Arc<Runtime>, crate::state::Error> {
+pub fn runtime(
+    options: Options,
+    key: Option<SealKey>,
+) -> Result<Arc<Runtime>, crate::state::Error> {
     let store = Arc::new(Store::open(&options.state)?);
     let (commits, rx) = mpsc::channel(4096);
     tokio::spawn(committer(store.clone(), rx));

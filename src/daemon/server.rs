@@ -71,7 +71,11 @@ pub async fn serve(rt: Arc<Runtime>, listener: TcpListener, shutdown: Cancellati
 }
 
 fn json(code: StatusCode, v: &serde_json::Value) -> Reply {
-    reply(code, "application/json", serde_json::to_vec_pretty(v).unwrap_or_default())
+    reply(
+        code,
+        "application/json",
+        serde_json::to_vec_pretty(v).unwrap_or_default(),
+    )
 }
 
 fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
@@ -91,7 +95,9 @@ fn authorised(rt: &Runtime, peer: SocketAddr, req: &Request<Incoming>) -> bool {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|given| crate::secrets::constant_time_eq(given.as_bytes(), token.expose())),
+            .is_some_and(|given| {
+                crate::secrets::constant_time_eq(given.as_bytes(), token.expose())
+            }),
     }
 }
 
@@ -107,7 +113,11 @@ pub async fn route(rt: &Runtime, peer: SocketAddr, req: Request<Incoming>) -> Re
             if rt.active().is_some() {
                 reply(StatusCode::OK, "text/plain", "ready\n")
             } else {
-                reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "no revision applied\n")
+                reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    "no revision applied\n",
+                )
             }
         }
         (Method::GET, ["metrics"]) => {
@@ -133,7 +143,10 @@ pub async fn route(rt: &Runtime, peer: SocketAddr, req: Request<Incoming>) -> Re
             webhook::handle(rt, &platform, Some(&id), req).await
         }
         (_, ["api", ..]) if !authorised(rt, peer, &req) => status(StatusCode::UNAUTHORIZED),
-        (Method::POST | Method::PUT | Method::DELETE | Method::PATCH, ["api", "integrations" | "rules", ..]) => json(
+        (
+            Method::POST | Method::PUT | Method::DELETE | Method::PATCH,
+            ["api", "integrations" | "rules", ..],
+        ) => json(
             StatusCode::METHOD_NOT_ALLOWED,
             &json!({"error": "integrations and rules are changed by a pull request to the manifest repository, not through this API"}),
         ),
@@ -143,13 +156,25 @@ pub async fn route(rt: &Runtime, peer: SocketAddr, req: Request<Incoming>) -> Re
             Err(e) => internal(&e),
         },
         (Method::POST, ["api", "events", id, "replay"]) => {
-            let Ok(id) = id.parse::<u64>() else { return status(StatusCode::NOT_FOUND) };
+            let Ok(id) = id.parse::<u64>() else {
+                return status(StatusCode::NOT_FOUND);
+            };
             match rt.store.replay(id, now_ms()) {
                 Ok(job) => {
                     rt.work.notify_one();
-                    webhook::audit(rt, now_ms(), crate::state::AuditKind::JobReplayed, "job", &id.to_string(), json!({"rule": job.rule}));
+                    webhook::audit(
+                        rt,
+                        now_ms(),
+                        crate::state::AuditKind::JobReplayed,
+                        "job",
+                        &id.to_string(),
+                        json!({"rule": job.rule}),
+                    );
                     let _ = rt.commit().await;
-                    json(StatusCode::ACCEPTED, &json!({"replayed": id, "rule": job.rule}))
+                    json(
+                        StatusCode::ACCEPTED,
+                        &json!({"replayed": id, "rule": job.rule}),
+                    )
                 }
                 Err(crate::state::Error::NoSuchDeadJob { .. }) => status(StatusCode::NOT_FOUND),
                 Err(e) => internal(&e),
@@ -157,10 +182,17 @@ pub async fn route(rt: &Runtime, peer: SocketAddr, req: Request<Incoming>) -> Re
         }
         (Method::GET, ["api", "audit", "logs"]) => {
             let filter = AuditFilter {
-                resource_type: query_param(&query, "resource_type").filter(|s| !s.is_empty()).map(str::to_owned),
-                resource_id: query_param(&query, "resource_id").filter(|s| !s.is_empty()).map(str::to_owned),
+                resource_type: query_param(&query, "resource_type")
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned),
+                resource_id: query_param(&query, "resource_id")
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned),
                 since_ms: query_param(&query, "since").and_then(|s| s.parse().ok()),
-                limit: query_param(&query, "limit").and_then(|s| s.parse().ok()).unwrap_or(100).min(10_000),
+                limit: query_param(&query, "limit")
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(100)
+                    .min(10_000),
             };
             match rt.store.audit(&filter) {
                 Ok(records) => json(StatusCode::OK, &json!({ "records": records })),
@@ -173,7 +205,10 @@ pub async fn route(rt: &Runtime, peer: SocketAddr, req: Request<Incoming>) -> Re
 
 fn internal(e: &dyn std::fmt::Display) -> Reply {
     tracing::error!(error = %e, "Operator API request failed.");
-    json(StatusCode::INTERNAL_SERVER_ERROR, &json!({"error": "internal error; see the daemon's log"}))
+    json(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        &json!({"error": "internal error; see the daemon's log"}),
+    )
 }
 
 fn status_json(rt: &Runtime) -> Reply {

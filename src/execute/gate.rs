@@ -64,7 +64,9 @@ impl Gate {
         let per_sec = f64::from(per_minute.max(1)) / 60.0;
         let capacity = per_sec.max(1.0);
         Gate {
-            slots: Arc::new(Semaphore::new(usize::try_from(concurrency.max(1)).unwrap_or(1))),
+            slots: Arc::new(Semaphore::new(
+                usize::try_from(concurrency.max(1)).unwrap_or(1),
+            )),
             bucket: Arc::new(Mutex::new(Bucket {
                 capacity,
                 tokens: capacity,
@@ -78,7 +80,9 @@ impl Gate {
     /// The gate for an integration: its `[limits]`, else the platform's defaults.
     pub fn for_integration(kind: PlatformKind, limits: &Limits) -> Gate {
         Gate::new(
-            limits.requests_per_minute.unwrap_or_else(|| default_requests_per_minute(kind)),
+            limits
+                .requests_per_minute
+                .unwrap_or_else(|| default_requests_per_minute(kind)),
             limits.concurrency.unwrap_or(DEFAULT_CONCURRENCY),
         )
     }
@@ -92,7 +96,10 @@ impl Gate {
         };
         loop {
             let wait = {
-                let mut b = self.bucket.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut b = self
+                    .bucket
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 let now = Instant::now();
                 let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
                 b.tokens = (b.tokens + elapsed * b.per_sec).min(b.capacity);
@@ -115,7 +122,10 @@ impl Gate {
 
     /// Holds every request back for `d` (the platform said `Retry-After`).
     pub fn pause_for(&self, d: Duration) {
-        let mut b = self.bucket.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut b = self
+            .bucket
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let until = Instant::now() + d;
         if b.paused_until.is_none_or(|u| u < until) {
             b.paused_until = Some(until);
@@ -147,8 +157,14 @@ mod tests {
         }
         // In every window of 60 s, at most 120 + the burst of 2.
         for (i, t) in times.iter().enumerate() {
-            let in_window = times[i..].iter().take_while(|u| **u < *t + Duration::from_secs(60)).count();
-            assert!(in_window <= 122, "{in_window} requests in a minute from {t:?}");
+            let in_window = times[i..]
+                .iter()
+                .take_while(|u| **u < *t + Duration::from_secs(60))
+                .count();
+            assert!(
+                in_window <= 122,
+                "{in_window} requests in a minute from {t:?}"
+            );
         }
         // And it is not slower than it needs to be: 300 requests at 2/s take about 149 s.
         let total = *times.last().unwrap();
@@ -175,6 +191,9 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert!(!third.is_finished());
         drop(a);
-        let _c = tokio::time::timeout(Duration::from_secs(1), third).await.unwrap().unwrap();
+        let _c = tokio::time::timeout(Duration::from_secs(1), third)
+            .await
+            .unwrap()
+            .unwrap();
     }
 }

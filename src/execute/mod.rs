@@ -37,14 +37,18 @@ pub async fn run(rt: Arc<Runtime>, shutdown: CancellationToken) {
         } else {
             let store = rt.store.clone();
             let lease_ms = u64::try_from(rt.options.lease.as_millis()).unwrap_or(u64::MAX);
-            blocking(move || store.lease_due(now_ms(), lease_ms, free)).await.unwrap_or_else(|e| {
-                tracing::error!(error = %e, "Leasing jobs failed.");
-                Vec::new()
-            })
+            blocking(move || store.lease_due(now_ms(), lease_ms, free))
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "Leasing jobs failed.");
+                    Vec::new()
+                })
         };
         let got = leased.len();
         for job in leased {
-            let Ok(permit) = slots.clone().acquire_owned().await else { break };
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                break;
+            };
             let rt = rt.clone();
             tracker.spawn(async move {
                 run_job(&rt, job).await;
@@ -86,9 +90,16 @@ async fn run_job(rt: &Runtime, mut job: Job) {
 
 async fn step_through(rt: &Runtime, job: &mut Job) -> Outcome {
     let now = now_ms();
-    let Some(active) = rt.active() else { return give_up(rt, job, "no active revision", now) };
+    let Some(active) = rt.active() else {
+        return give_up(rt, job, "no active revision", now);
+    };
     let Some(rule) = active.rule(&job.rule) else {
-        return give_up(rt, job, &format!("rule `{}` is no longer in the active revision", job.rule), now);
+        return give_up(
+            rt,
+            job,
+            &format!("rule `{}` is no longer in the active revision", job.rule),
+            now,
+        );
     };
     let event = match rt.store.event(&job.event_key) {
         Ok(Some(e)) => e,
@@ -101,14 +112,18 @@ async fn step_through(rt: &Runtime, job: &mut Job) -> Outcome {
         let action = &rule.actions[step];
         let mut ctx = base.clone();
         if let Value::Object(m) = &mut ctx {
-            let earlier: Vec<Value> =
-                job.results.iter().map(|r| json!({ "result": r })).collect();
+            let earlier: Vec<Value> = job.results.iter().map(|r| json!({ "result": r })).collect();
             m.insert("actions".into(), Value::Array(earlier));
         }
         let parameters = match action.parameters.render(&ctx) {
             Ok(p) => p,
             Err(e) => {
-                return give_up(rt, job, &format!("action {step} (`{}`): {e}", action.action.name), now_ms());
+                return give_up(
+                    rt,
+                    job,
+                    &format!("action {step} (`{}`): {e}", action.action.name),
+                    now_ms(),
+                );
             }
         };
         let connector = match active.connector(&action.integration) {
@@ -123,20 +138,37 @@ async fn step_through(rt: &Runtime, job: &mut Job) -> Outcome {
             parameters,
             idempotency_key: format!("supportopsd-{}-{}", job.id, step),
         };
-        audit(rt, now_ms(), AuditKind::ActionAttempted { step }, "job", &job.id.to_string(), json!({"rule": job.rule, "step": step, "action": call.action, "integration": action.integration.as_str(), "attempt": job.attempts + 1}));
+        audit(
+            rt,
+            now_ms(),
+            AuditKind::ActionAttempted { step },
+            "job",
+            &job.id.to_string(),
+            json!({"rule": job.rule, "step": step, "action": call.action, "integration": action.integration.as_str(), "attempt": job.attempts + 1}),
+        );
         let started = tokio::time::Instant::now();
         let result = connector.execute(&call).await;
         let seconds = started.elapsed().as_secs_f64();
         let platform = action.platform.as_str();
         match result {
             Ok(output) => {
-                rt.metrics.action(platform, &call.action, "succeeded", seconds);
-                audit(rt, now_ms(), AuditKind::ActionSucceeded { step }, "job", &job.id.to_string(), json!({"rule": job.rule, "step": step, "action": call.action}));
+                rt.metrics
+                    .action(platform, &call.action, "succeeded", seconds);
+                audit(
+                    rt,
+                    now_ms(),
+                    AuditKind::ActionSucceeded { step },
+                    "job",
+                    &job.id.to_string(),
+                    json!({"rule": job.rule, "step": step, "action": call.action}),
+                );
                 let store = rt.store.clone();
                 let (id, result) = (job.id, output.result);
                 match blocking(move || store.complete_step(id, step, result)).await {
                     Ok(updated) => *job = updated,
-                    Err(e) => return retry_later(rt, job, &format!("recording progress: {e}"), None),
+                    Err(e) => {
+                        return retry_later(rt, job, &format!("recording progress: {e}"), None);
+                    }
                 }
             }
             Err(e) => {
@@ -147,13 +179,33 @@ async fn step_through(rt: &Runtime, job: &mut Job) -> Outcome {
                     }
                 }
                 let message = format!("action {step} (`{}`): {e}", call.action);
-                audit(rt, now_ms(), AuditKind::ActionFailed { step, error: message.clone() }, "job", &job.id.to_string(), json!({"rule": job.rule, "step": step}));
+                audit(
+                    rt,
+                    now_ms(),
+                    AuditKind::ActionFailed {
+                        step,
+                        error: message.clone(),
+                    },
+                    "job",
+                    &job.id.to_string(),
+                    json!({"rule": job.rule, "step": step}),
+                );
                 if e.retryable() {
                     let outcome = retry_later(rt, job, &message, e.retry_after());
-                    rt.metrics.action(platform, &call.action, if outcome == Outcome::Dead { "dead_lettered" } else { "retried" }, seconds);
+                    rt.metrics.action(
+                        platform,
+                        &call.action,
+                        if outcome == Outcome::Dead {
+                            "dead_lettered"
+                        } else {
+                            "retried"
+                        },
+                        seconds,
+                    );
                     return outcome;
                 }
-                rt.metrics.action(platform, &call.action, "dead_lettered", seconds);
+                rt.metrics
+                    .action(platform, &call.action, "dead_lettered", seconds);
                 return give_up(rt, job, &message, now_ms());
             }
         }
@@ -164,7 +216,11 @@ async fn step_through(rt: &Runtime, job: &mut Job) -> Outcome {
 /// Schedules the job again, or dead-letters it when its schedule is exhausted.
 fn retry_later(rt: &Runtime, job: &Job, error: &str, retry_after: Option<Duration>) -> Outcome {
     let attempts = job.attempts.saturating_add(1);
-    match rt.options.retry.next_delay(attempts, retry_after, retry::random_unit()) {
+    match rt
+        .options
+        .retry
+        .next_delay(attempts, retry_after, retry::random_unit())
+    {
         Some(delay) => {
             let due = now_ms().saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
             if let Err(e) = rt.store.retry(job.id, error, due) {
@@ -173,7 +229,12 @@ fn retry_later(rt: &Runtime, job: &Job, error: &str, retry_after: Option<Duratio
             tracing::info!(job = job.id, rule = %job.rule, attempts, delay_ms = delay.as_millis() as u64, error, "Action failed; retrying later.");
             Outcome::Retry
         }
-        None => give_up(rt, job, &format!("{error} (gave up after {attempts} attempts)"), now_ms()),
+        None => give_up(
+            rt,
+            job,
+            &format!("{error} (gave up after {attempts} attempts)"),
+            now_ms(),
+        ),
     }
 }
 
@@ -183,7 +244,17 @@ fn give_up(rt: &Runtime, job: &Job, error: &str, now: u64) -> Outcome {
     if let Err(e) = rt.store.dead_letter(job.id, error, now) {
         tracing::error!(job = job.id, error = %e, "Dead-lettering failed; the job runs again after its lease.");
     }
-    audit(rt, now, AuditKind::ActionDeadLettered { step: job.step, error: error.to_owned() }, "job", &job.id.to_string(), json!({"rule": job.rule}));
+    audit(
+        rt,
+        now,
+        AuditKind::ActionDeadLettered {
+            step: job.step,
+            error: error.to_owned(),
+        },
+        "job",
+        &job.id.to_string(),
+        json!({"rule": job.rule}),
+    );
     Outcome::Dead
 }
 

@@ -30,14 +30,18 @@ pub struct ScheduleError(pub String);
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { schedule: DEFAULT_SCHEDULE.to_vec() }
+        RetryPolicy {
+            schedule: DEFAULT_SCHEDULE.to_vec(),
+        }
     }
 }
 
 impl RetryPolicy {
     /// Attempts in all (the first try plus one per schedule entry).
     pub fn max_attempts(&self) -> u32 {
-        u32::try_from(self.schedule.len()).unwrap_or(u32::MAX).saturating_add(1)
+        u32::try_from(self.schedule.len())
+            .unwrap_or(u32::MAX)
+            .saturating_add(1)
     }
 
     /// The wait before the next attempt, after `attempts` attempts have failed; `None` when the
@@ -52,7 +56,11 @@ impl RetryPolicy {
     ) -> Option<Duration> {
         let index = usize::try_from(attempts.checked_sub(1)?).ok()?;
         let ceiling = *self.schedule.get(index)?;
-        let jitter = if jitter.is_finite() { jitter.clamp(0.0, 1.0) } else { 0.0 };
+        let jitter = if jitter.is_finite() {
+            jitter.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         let wait = ceiling.mul_f64(jitter);
         Some(match retry_after {
             Some(floor) if floor > wait => floor,
@@ -113,18 +121,30 @@ mod tests {
         assert_eq!(p.max_attempts(), 8);
         assert_eq!(p.next_delay(0, None, 0.5), None);
         assert_eq!(p.next_delay(1, None, 0.0), Some(Duration::ZERO));
-        assert_eq!(p.next_delay(1, None, 0.5), Some(Duration::from_millis(2500)));
+        assert_eq!(
+            p.next_delay(1, None, 0.5),
+            Some(Duration::from_millis(2500))
+        );
         assert!(p.next_delay(7, None, 0.999).unwrap() < Duration::from_secs(10 * 3600));
         assert_eq!(p.next_delay(8, None, 0.5), None);
         let total: Duration = p.schedule.iter().sum();
-        assert!(total > Duration::from_secs(24 * 3600), "hours, not seconds: {total:?}");
+        assert!(
+            total > Duration::from_secs(24 * 3600),
+            "hours, not seconds: {total:?}"
+        );
     }
 
     #[test]
     fn retry_after_is_a_floor() {
         let p = RetryPolicy::default();
-        assert_eq!(p.next_delay(1, Some(Duration::from_secs(30)), 0.1), Some(Duration::from_secs(30)));
-        assert_eq!(p.next_delay(3, Some(Duration::from_secs(1)), 0.5), Some(Duration::from_secs(15 * 60)));
+        assert_eq!(
+            p.next_delay(1, Some(Duration::from_secs(30)), 0.1),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            p.next_delay(3, Some(Duration::from_secs(1)), 0.5),
+            Some(Duration::from_secs(15 * 60))
+        );
         // Even past the schedule's end a Retry-After does not keep a job alive.
         assert_eq!(p.next_delay(8, Some(Duration::from_secs(1)), 0.5), None);
     }
@@ -132,12 +152,15 @@ mod tests {
     #[test]
     fn schedules_parse() {
         let p = RetryPolicy::parse("1s, 2m,3h,1d").unwrap();
-        assert_eq!(p.schedule, vec![
-            Duration::from_secs(1),
-            Duration::from_secs(120),
-            Duration::from_secs(3 * 3600),
-            Duration::from_secs(86_400)
-        ]);
+        assert_eq!(
+            p.schedule,
+            vec![
+                Duration::from_secs(1),
+                Duration::from_secs(120),
+                Duration::from_secs(3 * 3600),
+                Duration::from_secs(86_400)
+            ]
+        );
         assert!(RetryPolicy::parse("").is_err());
         assert!(RetryPolicy::parse("5x").is_err());
         assert!(RetryPolicy::parse("5s,,").is_err());

@@ -83,7 +83,10 @@ pub enum PlatformError {
 impl PlatformError {
     /// Whether a retry may succeed.
     pub fn retryable(&self) -> bool {
-        matches!(self, PlatformError::Transient { .. } | PlatformError::RateLimited { .. })
+        matches!(
+            self,
+            PlatformError::Transient { .. } | PlatformError::RateLimited { .. }
+        )
     }
 
     /// When the platform asked to be called again.

@@ -26,12 +26,12 @@ use serde::{Deserialize, Serialize};
 use crate::manifest::Integration;
 use crate::secrets::ResolveContext;
 
-pub use connector::{ActionCall, ActionOutput, ConnectError, Connector, Health, PlatformError};
-pub use inbound::{Inbound, InboundRequest, ParseError, VerifyError, VerifyKeys};
 pub use catalog::{
     ActionSpec, CredentialField, Descriptor, EventSpec, FieldSpec, NormalizeError, Normalized,
     ParamSpec, ParamType, WebhookSecret,
 };
+pub use connector::{ActionCall, ActionOutput, ConnectError, Connector, Health, PlatformError};
+pub use inbound::{Inbound, InboundRequest, ParseError, VerifyError, VerifyKeys};
 
 /// A platform supportopsd integrates with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -99,7 +99,11 @@ impl fmt::Display for PlatformKind {
 }
 
 /// Proves a delivery to `kind`'s webhook endpoint is genuine (constant-time comparisons).
-pub fn verify(kind: PlatformKind, req: &InboundRequest<'_>, keys: &VerifyKeys) -> Result<(), VerifyError> {
+pub fn verify(
+    kind: PlatformKind,
+    req: &InboundRequest<'_>,
+    keys: &VerifyKeys,
+) -> Result<(), VerifyError> {
     match kind {
         PlatformKind::Freshdesk => freshdesk::webhook::verify(req, keys),
         PlatformKind::Zendesk => zendesk::webhook::verify(req, keys),
@@ -123,7 +127,10 @@ pub fn parse(kind: PlatformKind, req: &InboundRequest<'_>) -> Result<Inbound, Pa
 }
 
 /// Builds the live connector of an integration, resolving its credentials.
-pub fn connect(integration: &Integration, ctx: &ResolveContext<'_>) -> Result<Arc<dyn Connector>, ConnectError> {
+pub fn connect(
+    integration: &Integration,
+    ctx: &ResolveContext<'_>,
+) -> Result<Arc<dyn Connector>, ConnectError> {
     match integration.platform {
         PlatformKind::Slack => slack::connector::connect(integration, ctx),
         // The other five platforms' live connectors come with their own issues; until then an
@@ -132,6 +139,8 @@ pub fn connect(integration: &Integration, ctx: &ResolveContext<'_>) -> Result<Ar
         | PlatformKind::Zendesk
         | PlatformKind::Trello
         | PlatformKind::Notion
-        | PlatformKind::GoogleSheets => Err(ConnectError::NotAvailable(integration.platform.as_str())),
+        | PlatformKind::GoogleSheets => {
+            Err(ConnectError::NotAvailable(integration.platform.as_str()))
+        }
     }
 }

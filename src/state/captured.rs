@@ -9,7 +9,12 @@ impl Store {
     /// Stores an integration's sealed verification token (replacing any earlier one). Does not
     /// flush.
     pub fn put_captured_token(&self, integration: &str, sealed: &str) -> Result<(), Error> {
-        self.put(&self.meta, trees::META, &format!("{PREFIX}{integration}"), &sealed.to_owned())
+        self.put(
+            &self.meta,
+            trees::META,
+            &format!("{PREFIX}{integration}"),
+            &sealed.to_owned(),
+        )
     }
 
     /// Every captured token: (integration id, sealed value).
@@ -36,6 +41,9 @@ mod tests {
         assert!(store.captured_tokens().unwrap().is_empty());
         store.put_captured_token("notion-main", "sos1:abc").unwrap();
         store.put_captured_token("notion-main", "sos1:def").unwrap();
-        assert_eq!(store.captured_tokens().unwrap(), vec![("notion-main".to_owned(), "sos1:def".to_owned())]);
+        assert_eq!(
+            store.captured_tokens().unwrap(),
+            vec![("notion-main".to_owned(), "sos1:def".to_owned())]
+        );
     }
 }

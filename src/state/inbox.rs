@@ -125,7 +125,8 @@ impl Store {
             });
         let outcome = self.tx_result(result)?;
         if let IngestOutcome::Stored { jobs } = &outcome {
-            self.depth.fetch_add(jobs.len(), std::sync::atomic::Ordering::Relaxed);
+            self.depth
+                .fetch_add(jobs.len(), std::sync::atomic::Ordering::Relaxed);
         }
         Ok(outcome)
     }

@@ -295,7 +295,9 @@ impl Store {
             audit,
             depth: std::sync::atomic::AtomicUsize::new(0),
         };
-        store.depth.store(store.outbox.len(), std::sync::atomic::Ordering::Relaxed);
+        store
+            .depth
+            .store(store.outbox.len(), std::sync::atomic::Ordering::Relaxed);
         match store.read_schema_version()? {
             None => {
                 store.put(

@@ -58,41 +58,98 @@ impl Metrics {
             reload_ok: Gauge::default(),
             registry: Registry::default(),
         };
-        registry.register("events_received", "Webhook deliveries accepted and stored, by platform", m.events_received.clone());
-        registry.register("events_rejected", "Webhook deliveries refused, by platform and reason", m.events_rejected.clone());
-        registry.register("events_duplicate", "Redeliveries of an event already stored (answered 200, run once)", m.events_duplicate.clone());
-        registry.register("rules_matched", "Rule matches that produced a job, by rule", m.rules_matched.clone());
-        registry.register("actions", "Actions performed, by platform, action and outcome", m.actions.clone());
-        registry.register("action_duration_seconds", "Time a platform took to answer an action", m.action_seconds.clone());
-        registry.register("rate_limit_waits", "Platform answers asking to slow down (429 or equivalent), by integration", m.rate_limit_waits.clone());
-        registry.register("queue_depth", "Jobs waiting or in flight in the outbox", m.queue_depth.clone());
-        registry.register("queue_oldest_age_seconds", "How long the longest-due job has been due", m.queue_oldest_seconds.clone());
-        registry.register("dead_letters", "Jobs in the dead-letter tree", m.dead_letters.clone());
-        registry.register("config_reloads", "Configuration loads, by outcome (applied, refused)", m.reloads.clone());
-        registry.register("config_last_reload_successful", "1 when the last configuration load was applied", m.reload_ok.clone());
+        registry.register(
+            "events_received",
+            "Webhook deliveries accepted and stored, by platform",
+            m.events_received.clone(),
+        );
+        registry.register(
+            "events_rejected",
+            "Webhook deliveries refused, by platform and reason",
+            m.events_rejected.clone(),
+        );
+        registry.register(
+            "events_duplicate",
+            "Redeliveries of an event already stored (answered 200, run once)",
+            m.events_duplicate.clone(),
+        );
+        registry.register(
+            "rules_matched",
+            "Rule matches that produced a job, by rule",
+            m.rules_matched.clone(),
+        );
+        registry.register(
+            "actions",
+            "Actions performed, by platform, action and outcome",
+            m.actions.clone(),
+        );
+        registry.register(
+            "action_duration_seconds",
+            "Time a platform took to answer an action",
+            m.action_seconds.clone(),
+        );
+        registry.register(
+            "rate_limit_waits",
+            "Platform answers asking to slow down (429 or equivalent), by integration",
+            m.rate_limit_waits.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Jobs waiting or in flight in the outbox",
+            m.queue_depth.clone(),
+        );
+        registry.register(
+            "queue_oldest_age_seconds",
+            "How long the longest-due job has been due",
+            m.queue_oldest_seconds.clone(),
+        );
+        registry.register(
+            "dead_letters",
+            "Jobs in the dead-letter tree",
+            m.dead_letters.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Configuration loads, by outcome (applied, refused)",
+            m.reloads.clone(),
+        );
+        registry.register(
+            "config_last_reload_successful",
+            "1 when the last configuration load was applied",
+            m.reload_ok.clone(),
+        );
         Metrics { registry, ..m }
     }
 
     /// An event was stored.
     pub fn event_received(&self, platform: &str) {
-        self.events_received.get_or_create(&vec![("platform", platform.to_owned())]).inc();
+        self.events_received
+            .get_or_create(&vec![("platform", platform.to_owned())])
+            .inc();
     }
 
     /// A delivery was refused.
     pub fn event_rejected(&self, platform: &str, reason: &str) {
         self.events_rejected
-            .get_or_create(&vec![("platform", platform.to_owned()), ("reason", reason.to_owned())])
+            .get_or_create(&vec![
+                ("platform", platform.to_owned()),
+                ("reason", reason.to_owned()),
+            ])
             .inc();
     }
 
     /// A redelivery was recognised.
     pub fn event_duplicate(&self, platform: &str) {
-        self.events_duplicate.get_or_create(&vec![("platform", platform.to_owned())]).inc();
+        self.events_duplicate
+            .get_or_create(&vec![("platform", platform.to_owned())])
+            .inc();
     }
 
     /// A rule matched an event.
     pub fn rule_matched(&self, rule: &str) {
-        self.rules_matched.get_or_create(&vec![("rule", rule.to_owned())]).inc();
+        self.rules_matched
+            .get_or_create(&vec![("rule", rule.to_owned())])
+            .inc();
     }
 
     /// An action finished (`outcome`: succeeded, retried, dead_lettered).
@@ -103,26 +160,35 @@ impl Metrics {
             ("outcome", outcome.to_owned()),
         ];
         self.actions.get_or_create(&labels).inc();
-        self.action_seconds.get_or_create(&vec![("platform", platform.to_owned())]).observe(seconds);
+        self.action_seconds
+            .get_or_create(&vec![("platform", platform.to_owned())])
+            .observe(seconds);
     }
 
     /// A platform asked us to slow down.
     pub fn rate_limited(&self, integration: &str) {
-        self.rate_limit_waits.get_or_create(&vec![("integration", integration.to_owned())]).inc();
+        self.rate_limit_waits
+            .get_or_create(&vec![("integration", integration.to_owned())])
+            .inc();
     }
 
     /// A configuration load ended.
     pub fn reload(&self, applied: bool) {
         let outcome = if applied { "applied" } else { "refused" };
-        self.reloads.get_or_create(&vec![("outcome", outcome.to_owned())]).inc();
+        self.reloads
+            .get_or_create(&vec![("outcome", outcome.to_owned())])
+            .inc();
         self.reload_ok.set(i64::from(applied));
     }
 
     /// Sets the queue gauges (read from the store at scrape time).
     pub fn set_queue(&self, depth: usize, oldest_age_secs: u64, dead: usize) {
-        self.queue_depth.set(i64::try_from(depth).unwrap_or(i64::MAX));
-        self.queue_oldest_seconds.set(i64::try_from(oldest_age_secs).unwrap_or(i64::MAX));
-        self.dead_letters.set(i64::try_from(dead).unwrap_or(i64::MAX));
+        self.queue_depth
+            .set(i64::try_from(depth).unwrap_or(i64::MAX));
+        self.queue_oldest_seconds
+            .set(i64::try_from(oldest_age_secs).unwrap_or(i64::MAX));
+        self.dead_letters
+            .set(i64::try_from(dead).unwrap_or(i64::MAX));
     }
 
     /// The text exposition.
@@ -147,10 +213,16 @@ mod tests {
         m.action("slack", "send_message", "succeeded", 0.02);
         m.set_queue(3, 7, 1);
         let text = m.render();
-        assert!(text.contains("supportopsd_events_received_total{platform=\"slack\"} 1"), "{text}");
+        assert!(
+            text.contains("supportopsd_events_received_total{platform=\"slack\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("reason=\"bad_signature\""), "{text}");
         assert!(text.contains("supportopsd_queue_depth 3"), "{text}");
-        assert!(text.contains("supportopsd_action_duration_seconds_bucket"), "{text}");
+        assert!(
+            text.contains("supportopsd_action_duration_seconds_bucket"),
+            "{text}"
+        );
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

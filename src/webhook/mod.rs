@@ -40,7 +40,11 @@ pub fn status(code: StatusCode) -> Reply {
 }
 
 fn json_reply(code: StatusCode, v: &serde_json::Value) -> Reply {
-    reply(code, "application/json", serde_json::to_vec(v).unwrap_or_default())
+    reply(
+        code,
+        "application/json",
+        serde_json::to_vec(v).unwrap_or_default(),
+    )
 }
 
 /// Handles `/api/webhooks/{platform}[/{integration}]`.
@@ -52,7 +56,7 @@ pub async fn handle<B>(
 ) -> Reply
 where
     B: hyper::body::Body<Data = Bytes> + Send,
-    B::Error: std::fmt::Display,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let Some(kind) = PlatformKind::parse(platform) else {
         return status(StatusCode::NOT_FOUND);
@@ -62,7 +66,15 @@ where
     };
     let id = match integration {
         Some(id) => match IntegrationId::parse(id) {
-            Ok(id) if active.set.integrations.get(&id).is_some_and(|i| i.platform == kind) => id,
+            Ok(id)
+                if active
+                    .set
+                    .integrations
+                    .get(&id)
+                    .is_some_and(|i| i.platform == kind) =>
+            {
+                id
+            }
             _ => return status(StatusCode::NOT_FOUND),
         },
         None => match active.integrations_of(kind).as_slice() {
@@ -80,21 +92,39 @@ where
     }
     let (parts, body) = req.into_parts();
     let max = rt.options.max_body;
-    if let Some(len) = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok())
+    if let Some(len) = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
         && len > max
     {
         rt.metrics.event_rejected(kind.as_str(), "too_large");
         return status(StatusCode::PAYLOAD_TOO_LARGE);
     }
-    let body = match tokio::time::timeout(rt.options.read_timeout, Limited::new(body, max).collect()).await {
+    let body = match tokio::time::timeout(
+        rt.options.read_timeout,
+        Limited::new(body, max).collect(),
+    )
+    .await
+    {
         Err(_) => {
             rt.metrics.event_rejected(kind.as_str(), "timeout");
             return status(StatusCode::REQUEST_TIMEOUT);
         }
         Ok(Err(e)) => {
-            let too_large = e.downcast_ref::<http_body_util::LengthLimitError>().is_some();
-            rt.metrics.event_rejected(kind.as_str(), if too_large { "too_large" } else { "unreadable" });
-            return status(if too_large { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST });
+            let too_large = e
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some();
+            rt.metrics.event_rejected(
+                kind.as_str(),
+                if too_large { "too_large" } else { "unreadable" },
+            );
+            return status(if too_large {
+                StatusCode::PAYLOAD_TOO_LARGE
+            } else {
+                StatusCode::BAD_REQUEST
+            });
         }
         Ok(Ok(collected)) => collected.to_bytes(),
     };
@@ -118,7 +148,9 @@ where
         Ok(p) => p,
         Err(e) => {
             let (code, reason) = match e {
-                ParseError::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "content_type"),
+                ParseError::UnsupportedMediaType => {
+                    (StatusCode::UNSUPPORTED_MEDIA_TYPE, "content_type")
+                }
                 ParseError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed"),
             };
             reject(rt, kind, &id, reason, now);
@@ -129,7 +161,11 @@ where
         Inbound::Challenge { content_type, body } => reply(StatusCode::OK, content_type, body),
         Inbound::Acknowledge => status(StatusCode::OK),
         Inbound::VerificationToken(token) => capture_token(rt, &id, &token, now).await,
-        Inbound::Event { event, normalized, payload } => {
+        Inbound::Event {
+            event,
+            normalized,
+            payload,
+        } => {
             let Some(event_id) = normalized.id.clone() else {
                 reject(rt, kind, &id, "no_event_id", now);
                 return status(StatusCode::BAD_REQUEST);
@@ -153,7 +189,8 @@ where
 
 fn retry_later(code: StatusCode, secs: u64) -> Reply {
     let mut r = status(code);
-    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     r
 }
 
@@ -162,7 +199,9 @@ fn reject(rt: &Runtime, kind: PlatformKind, id: &IntegrationId, reason: &str, no
     tracing::info!(platform = kind.as_str(), integration = %id, reason, "Webhook delivery refused.");
     let record = AuditRecord {
         at_ms: now,
-        kind: AuditKind::EventRejected { reason: reason.to_owned() },
+        kind: AuditKind::EventRejected {
+            reason: reason.to_owned(),
+        },
         resource_type: "integration".into(),
         resource_id: id.to_string(),
         detail: json!({}),
@@ -173,7 +212,12 @@ fn reject(rt: &Runtime, kind: PlatformKind, id: &IntegrationId, reason: &str, no
 }
 
 /// Matches, stores and flushes an event; 200 once it is durable.
-async fn store_event(rt: &Runtime, active: &crate::daemon::Active, event: Event, now: u64) -> Reply {
+async fn store_event(
+    rt: &Runtime,
+    active: &crate::daemon::Active,
+    event: Event,
+    now: u64,
+) -> Reply {
     let kind = event.platform;
     if rt.store.queue_depth() >= rt.options.max_queue {
         rt.metrics.event_rejected(kind.as_str(), "queue_full");
@@ -181,9 +225,13 @@ async fn store_event(rt: &Runtime, active: &crate::daemon::Active, event: Event,
     }
     let ctx = event.context();
     let from_self = rt.is_self(&event.integration, event.actor.as_deref());
-    let rules: Vec<String> =
-        active.matching(&event, &ctx, from_self).iter().map(|r| r.id.to_string()).collect();
-    let dedupe_until = now.saturating_add(u64::try_from(rt.options.dedupe_ttl.as_millis()).unwrap_or(u64::MAX));
+    let rules: Vec<String> = active
+        .matching(&event, &ctx, from_self)
+        .iter()
+        .map(|r| r.id.to_string())
+        .collect();
+    let dedupe_until =
+        now.saturating_add(u64::try_from(rt.options.dedupe_ttl.as_millis()).unwrap_or(u64::MAX));
     let store = rt.store.clone();
     let mut records = vec![AuditRecord {
         at_ms: now,
@@ -202,8 +250,10 @@ async fn store_event(rt: &Runtime, active: &crate::daemon::Active, event: Event,
     let ingested = {
         let event = event.clone();
         let rules = rules.clone();
-        tokio::task::spawn_blocking(move || store.ingest_audited(&event, &rules, now, dedupe_until, &records))
-            .await
+        tokio::task::spawn_blocking(move || {
+            store.ingest_audited(&event, &rules, now, dedupe_until, &records)
+        })
+        .await
     };
     match ingested {
         Ok(Ok(IngestOutcome::Duplicate)) => {
@@ -236,7 +286,14 @@ async fn store_event(rt: &Runtime, active: &crate::daemon::Active, event: Event,
 }
 
 /// Writes an audit record; a failure is logged, never fatal.
-pub fn audit(rt: &Runtime, at_ms: u64, kind: AuditKind, resource_type: &str, resource_id: &str, detail: serde_json::Value) {
+pub fn audit(
+    rt: &Runtime,
+    at_ms: u64,
+    kind: AuditKind,
+    resource_type: &str,
+    resource_id: &str,
+    detail: serde_json::Value,
+) {
     let record = AuditRecord {
         at_ms,
         kind,
@@ -250,7 +307,12 @@ pub fn audit(rt: &Runtime, at_ms: u64, kind: AuditKind, resource_type: &str, res
 }
 
 /// Seals and stores Notion's verification token; the operator reads it from `status`.
-async fn capture_token(rt: &Runtime, id: &IntegrationId, token: &secrets::Secret, now: u64) -> Reply {
+async fn capture_token(
+    rt: &Runtime,
+    id: &IntegrationId,
+    token: &secrets::Secret,
+    now: u64,
+) -> Reply {
     let Some(key) = &rt.key else {
         tracing::error!(integration = %id, "A verification token arrived but there is no sealing key to keep it with; configure one.");
         return retry_later(StatusCode::SERVICE_UNAVAILABLE, 60);
@@ -262,11 +324,22 @@ async fn capture_token(rt: &Runtime, id: &IntegrationId, token: &secrets::Secret
             return status(StatusCode::INTERNAL_SERVER_ERROR);
         }
     };
-    if let Err(e) = rt.store.put_captured_token(id.as_str(), &sealed).and_then(|()| rt.store.flush()) {
+    if let Err(e) = rt
+        .store
+        .put_captured_token(id.as_str(), &sealed)
+        .and_then(|()| rt.store.flush())
+    {
         tracing::error!(error = %e, "Storing the verification token failed.");
         return retry_later(StatusCode::SERVICE_UNAVAILABLE, 5);
     }
-    audit(rt, now, AuditKind::VerificationTokenCaptured, "integration", id.as_str(), json!({}));
+    audit(
+        rt,
+        now,
+        AuditKind::VerificationTokenCaptured,
+        "integration",
+        id.as_str(),
+        json!({}),
+    );
     tracing::warn!(integration = %id, "Notion verification token captured; see `supportopsd status` to finish the subscription.");
     let _ = rt.reload();
     json_reply(StatusCode::OK, &json!({"ok": true}))
