@@ -28,39 +28,43 @@ pub async fn run(rt: Arc<Runtime>, shutdown: CancellationToken) {
     let slots = Arc::new(Semaphore::new(rt.options.workers.max(1)));
     let tracker = tokio_util::task::TaskTracker::new();
     loop {
-        if shutdown.is_cancelled() {
-            break;
-        }
-        let free = slots.available_permits();
-        let leased = if free == 0 {
-            Vec::new()
-        } else {
-            let store = rt.store.clone();
-            let lease_ms = u64::try_from(rt.options.lease.as_millis()).unwrap_or(u64::MAX);
-            blocking(move || store.lease_due(now_ms(), lease_ms, free))
-                .await
-                .unwrap_or_else(|e| {
-                    tracing::error!(error = %e, "Leasing jobs failed.");
-                    Vec::new()
-                })
+        // Wait for a free worker first, so that a finished job lets the next one start at once.
+        let first = tokio::select! {
+            () = shutdown.cancelled() => break,
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
         };
-        let got = leased.len();
+        let free = slots.available_permits() + 1;
+        let store = rt.store.clone();
+        let lease_ms = u64::try_from(rt.options.lease.as_millis()).unwrap_or(u64::MAX);
+        let leased = blocking(move || store.lease_due(now_ms(), lease_ms, free))
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "Leasing jobs failed.");
+                Vec::new()
+            });
+        if leased.is_empty() {
+            drop(first);
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = rt.work.notified() => {}
+                () = tokio::time::sleep(POLL) => {}
+            }
+            continue;
+        }
+        let mut first = Some(first);
         for job in leased {
-            let Ok(permit) = slots.clone().acquire_owned().await else {
-                break;
+            let permit = match first.take() {
+                Some(p) => p,
+                None => match slots.clone().acquire_owned().await {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
             };
             let rt = rt.clone();
             tracker.spawn(async move {
                 run_job(&rt, job).await;
                 drop(permit);
             });
-        }
-        if got == 0 {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = rt.work.notified() => {}
-                () = tokio::time::sleep(POLL) => {}
-            }
         }
     }
     tracker.close();

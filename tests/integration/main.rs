@@ -2,6 +2,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failure is the point
 
+mod crash;
+mod daemon;
+mod daemon_support;
 mod generated;
 mod plan;
 mod secret;

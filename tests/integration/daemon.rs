@@ -1,0 +1,486 @@
+//! `supportopsd run` end to end: signed deliveries in, Slack messages out, at the fake Slack.
+
+use std::time::Duration;
+
+use supportopsd::platforms::slack::fake::{BOT_ID, Failure, FakeSlack};
+
+use crate::daemon_support::*;
+
+async fn posts(fake: &FakeSlack) -> Vec<serde_json::Value> {
+    fake.requests_to("chat.postMessage")
+        .iter()
+        .map(|r| r.json())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_event_fires_its_rule_and_reaches_slack_once() {
+    let fake = FakeSlack::start(BOT_TOKEN, None).await;
+    let repo = repo(&fake.base_url());
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::spawn(repo.path(), state.path(), &[]).await;
+    let client = reqwest::Client::new();
+
+    let body = zendesk_ticket(35437, "Refund for double charge");
+    assert_eq!(
+        post_zendesk(&client, &daemon, body.clone(), "inv-1").await,
+        200
+    );
+    eventually(20, "the message at Slack", || {
+        !fake.requests_to("chat.postMessage").is_empty()
+    })
+    .await;
+    let sent = posts(&fake).await;
+    assert_eq!(sent[0]["channel"], "#support");
+    assert_eq!(sent[0]["text"], "New: Refund for double charge");
+    assert_eq!(
+        fake.requests_to("chat.postMessage")[0].header("authorization"),
+        Some(format!("Bearer {BOT_TOKEN}").as_str())
+    );
+
+    // The same delivery again (Zendesk retries): answered 200, run once.
+    assert_eq!(post_zendesk(&client, &daemon, body, "inv-1").await, 200);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(posts(&fake).await.len(), 1);
+
+    // The audit trail has the event, the rule and the action.
+    let audit: serde_json::Value = client
+        .get(format!("{}/api/audit/logs?limit=50", daemon.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kinds: Vec<String> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"]["type"].as_str().unwrap_or("").to_owned())
+        .collect();
+    for k in [
+        "event_accepted",
+        "rule_matched",
+        "action_attempted",
+        "action_succeeded",
+    ] {
+        assert!(kinds.iter().any(|x| x == k), "{k} missing from {kinds:?}");
+    }
+    let metrics = client
+        .get(format!("{}/metrics", daemon.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("supportopsd_events_duplicate_total{platform=\"zendesk\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("outcome=\"succeeded\""), "{metrics}");
+    let status = daemon.terminate().await;
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_deliveries_get_the_contract_codes_and_run_nothing() {
+    let fake = FakeSlack::start(BOT_TOKEN, None).await;
+    let repo = repo(&fake.base_url());
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::spawn(repo.path(), state.path(), &["--max-body", "4096"]).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/webhooks/zendesk/zendesk-main", daemon.url);
+    let body = zendesk_ticket(1, "Forged");
+    let send = |ts: String, sig: String, ctype: &'static str, body: Vec<u8>| {
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            let r = client
+                .post(url)
+                .header("content-type", ctype)
+                .header("x-zendesk-webhook-signature-timestamp", ts)
+                .header("x-zendesk-webhook-signature", sig)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    // Forged: signed with another secret. 401 and an empty body.
+    let ts = rfc3339(0);
+    let (code, text) = send(
+        ts.clone(),
+        zendesk_signature("wrong", &ts, &body),
+        "application/json",
+        body.clone(),
+    )
+    .await;
+    assert_eq!((code, text.as_str()), (401, ""));
+    // Stale: a correct signature over a timestamp ten minutes old.
+    let old = rfc3339(-600);
+    assert_eq!(
+        send(
+            old.clone(),
+            zendesk_signature(ZD_SECRET, &old, &body),
+            "application/json",
+            body.clone()
+        )
+        .await
+        .0,
+        401
+    );
+    // Missing signature.
+    let r = client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // Oversized (over --max-body 4096).
+    let big = vec![b' '; 10_000];
+    assert_eq!(
+        send(
+            ts.clone(),
+            zendesk_signature(ZD_SECRET, &ts, &big),
+            "application/json",
+            big
+        )
+        .await
+        .0,
+        413
+    );
+    // Wrong content type, correctly signed.
+    assert_eq!(
+        send(
+            ts.clone(),
+            zendesk_signature(ZD_SECRET, &ts, &body),
+            "text/plain",
+            body.clone()
+        )
+        .await
+        .0,
+        415
+    );
+    // Unparseable, correctly signed.
+    let junk = b"{not json".to_vec();
+    assert_eq!(
+        send(
+            ts.clone(),
+            zendesk_signature(ZD_SECRET, &ts, &junk),
+            "application/json",
+            junk
+        )
+        .await
+        .0,
+        400
+    );
+    // Unknown integration and platform.
+    let r = client
+        .post(format!("{}/api/webhooks/zendesk/nope", daemon.url))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = client
+        .post(format!("{}/api/webhooks/jira/x", daemon.url))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    // Trello-style HEAD validation of a callback answers 200.
+    let r = client.head(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(
+        fake.requests_to("chat.postMessage").is_empty(),
+        "nothing may run"
+    );
+    let metrics = client
+        .get(format!("{}/metrics", daemon.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for reason in [
+        "bad_signature",
+        "stale",
+        "missing_signature",
+        "too_large",
+        "content_type",
+        "malformed",
+    ] {
+        assert!(
+            metrics.contains(&format!("reason=\"{reason}\"")),
+            "{reason}: {metrics}"
+        );
+    }
+    // The audit log records rejections with their reason, never a secret.
+    let audit = client
+        .get(format!(
+            "{}/api/audit/logs?resource_type=integration",
+            daemon.url
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(audit.contains("bad_signature"), "{audit}");
+    assert!(!audit.contains(ZD_SECRET));
+    daemon.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_challenge_and_loop_guard() {
+    let fake = FakeSlack::start(BOT_TOKEN, None).await;
+    let repo = repo(&fake.base_url());
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::spawn(repo.path(), state.path(), &[]).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/webhooks/slack/slack-main", daemon.url);
+    let signed = |body: serde_json::Value| {
+        let body = serde_json::to_vec(&body).unwrap();
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            .to_string();
+        let sig = slack_signature(SLACK_SIGNING, &ts, &body);
+        client
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("x-slack-request-timestamp", ts)
+            .header("x-slack-signature", sig)
+            .body(body)
+    };
+    let r = signed(
+        serde_json::json!({"type": "url_verification", "token": "t", "challenge": "abc123"}),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("abc123"));
+
+    let message = |event_id: &str, extra: serde_json::Value| {
+        let mut event = serde_json::json!({"type": "message", "channel": "C0SUPPORT1", "text": "I need help", "ts": "1720612800.000200", "channel_type": "channel", "event_ts": "1720612800.000200"});
+        if let (Some(e), Some(x)) = (event.as_object_mut(), extra.as_object()) {
+            e.extend(x.clone());
+        }
+        serde_json::json!({"token": "t", "team_id": "T0FAKE0001", "api_app_id": "A1", "type": "event_callback",
+            "event_id": event_id, "event_time": 1720612800, "event": event})
+    };
+    // Our own bot's message does not trigger the rule (loop guard)…
+    let r = signed(message(
+        "Ev1",
+        serde_json::json!({"bot_id": BOT_ID, "subtype": "bot_message"}),
+    ))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    // …a person's does.
+    let r = signed(message("Ev2", serde_json::json!({"user": "U0AGENT001"})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    eventually(20, "one echo", || {
+        fake.requests_to("chat.postMessage").len() == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let sent = posts(&fake).await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["text"], "Someone asked for help: I need help");
+    daemon.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_are_honoured_and_exhausted_jobs_can_be_replayed() {
+    let fake = FakeSlack::start(BOT_TOKEN, None).await;
+    let repo = repo(&fake.base_url());
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::spawn(repo.path(), state.path(), &["--retry-schedule", "1s,1s"]).await;
+    let client = reqwest::Client::new();
+
+    // 429 with Retry-After: 2 → the retry waits at least that long.
+    fake.fail_next(
+        "chat.postMessage",
+        Failure::RateLimited {
+            retry_after_secs: 2,
+        },
+        1,
+    );
+    assert_eq!(
+        post_zendesk(
+            &client,
+            &daemon,
+            zendesk_ticket(1, "Rate limited"),
+            "inv-r1"
+        )
+        .await,
+        200
+    );
+    eventually(20, "the first attempt", || {
+        fake.requests_to("chat.postMessage").len() == 1
+    })
+    .await;
+    // The schedule alone would retry within a second; Retry-After: 2 holds it back.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        fake.requests_to("chat.postMessage").len(),
+        1,
+        "retried before Retry-After"
+    );
+    eventually(30, "the retried message", || {
+        fake.requests_to("chat.postMessage")
+            .iter()
+            .filter(|r| r.json()["ok"].is_null())
+            .count()
+            >= 2
+    })
+    .await;
+    let reqs = fake.requests_to("chat.postMessage");
+    assert_eq!(reqs.len(), 2);
+
+    // Three server errors exhaust a schedule of three attempts: dead-lettered.
+    fake.fail_next("chat.postMessage", Failure::ServerError, 3);
+    assert_eq!(
+        post_zendesk(&client, &daemon, zendesk_ticket(2, "Doomed"), "inv-d1").await,
+        200
+    );
+    let dead_url = format!("{}/api/events/dead", daemon.url);
+    let mut dead = serde_json::Value::Null;
+    for _ in 0..200 {
+        dead = client
+            .get(&dead_url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if dead["dead"].as_array().is_some_and(|d| !d.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let job = &dead["dead"][0]["job"];
+    assert_eq!(job["rule"], "zendesk-to-slack");
+    assert_eq!(job["attempts"], 3);
+    let id = job["id"].as_u64().unwrap();
+    assert_eq!(fake.requests_to("chat.postMessage").len(), 5);
+
+    // The CLI lists it through the daemon's API.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_supportopsd"))
+        .args(["events", "dead", "--url", &daemon.url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("zendesk-to-slack"));
+
+    // Replay: it runs again (the fake now answers) and leaves the dead-letter tree.
+    let r = client
+        .post(format!("{}/api/events/{id}/replay", daemon.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    eventually(20, "the replayed message", || {
+        fake.requests_to("chat.postMessage")
+            .iter()
+            .any(|r| r.json()["text"] == "New: Doomed")
+            && fake.requests_to("chat.postMessage").len() == 6
+    })
+    .await;
+    let dead: serde_json::Value = client
+        .get(&dead_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(dead["dead"].as_array().unwrap().len(), 0);
+    let r = client
+        .post(format!("{}/api/events/{id}/replay", daemon.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    daemon.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_commit_is_refused_and_the_last_good_one_keeps_running() {
+    let fake = FakeSlack::start(BOT_TOKEN, None).await;
+    let repo = repo(&fake.base_url());
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::spawn(repo.path(), state.path(), &[]).await;
+    let client = reqwest::Client::new();
+    repo.file("rules/zendesk-to-slack.toml", "id = \"broken\n");
+    repo.commit("broken");
+    signal(daemon.pid(), "HUP");
+    let mut status = serde_json::Value::Null;
+    for _ in 0..100 {
+        status = client
+            .get(format!("{}/api/status", daemon.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if !status["refused"].is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        status["refused"]
+            .as_str()
+            .unwrap()
+            .contains("validation error"),
+        "{status}"
+    );
+    assert_eq!(
+        post_zendesk(
+            &client,
+            &daemon,
+            zendesk_ticket(9, "Still running"),
+            "inv-s1"
+        )
+        .await,
+        200
+    );
+    eventually(20, "the rule of the last good revision", || {
+        fake.requests_to("chat.postMessage")
+            .iter()
+            .any(|r| r.json()["text"] == "New: Still running")
+    })
+    .await;
+    // Writes to integrations and rules belong in a pull request.
+    let r = client
+        .post(format!("{}/api/rules", daemon.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert!(r.text().await.unwrap().contains("pull request"));
+    daemon.kill().await;
+}

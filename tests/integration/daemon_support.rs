@@ -1,0 +1,330 @@
+//! Running `supportopsd run` as a child process, and signing deliveries the platforms' way.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use base64::Engine as _;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::support::TestRepo;
+
+pub(crate) const ZD_SECRET: &str = "zendesk-webhook-secret";
+pub(crate) const FD_SECRET: &str = "freshdesk-shared-secret";
+pub(crate) const SLACK_SIGNING: &str = "slack-signing-secret";
+pub(crate) const BOT_TOKEN: &str = "xoxb-test-bot-token";
+
+/// A running daemon.
+pub(crate) struct Daemon {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub(crate) url: String,
+}
+
+/// The manifests of a small support setup: Zendesk and Freshdesk in, Slack out.
+pub(crate) fn repo(slack_base_url: &str) -> TestRepo {
+    let repo = TestRepo::new();
+    repo.file(
+        "integrations/zendesk.toml",
+        r#"id = "zendesk-main"
+platform = "zendesk"
+[credentials]
+subdomain = "acme"
+email = "ops@acme.example"
+api_token = { env = "ZD_TOKEN" }
+[webhook]
+events = ["ticket.created"]
+secret = { env = "ZD_WEBHOOK_SECRET" }
+"#,
+    )
+    .file(
+        "integrations/freshdesk.toml",
+        r#"id = "freshdesk-main"
+platform = "freshdesk"
+[credentials]
+domain = "acme.freshdesk.com"
+api_key = { env = "FD_KEY" }
+[webhook]
+events = ["ticket_created"]
+secret = { env = "FD_WEBHOOK_SECRET" }
+"#,
+    )
+    .file(
+        "integrations/slack.toml",
+        &format!(
+            r#"id = "slack-main"
+platform = "slack"
+[credentials]
+bot_token = {{ env = "SLACK_BOT_TOKEN" }}
+signing_secret = {{ env = "SLACK_SIGNING_SECRET" }}
+[webhook]
+events = ["message"]
+[endpoint]
+base_url = "{slack_base_url}"
+[limits]
+requests_per_minute = 6000
+"#
+        ),
+    )
+    .file(
+        "rules/zendesk-to-slack.toml",
+        r##"id = "zendesk-to-slack"
+[trigger]
+integration = "zendesk-main"
+event = "ticket.created"
+[[actions]]
+integration = "slack-main"
+action = "send_message"
+[actions.parameters]
+channel = "#support"
+message = "New: {{ ticket.subject }}"
+"##,
+    )
+    .file(
+        "rules/freshdesk-to-slack.toml",
+        r##"id = "freshdesk-to-slack"
+[trigger]
+integration = "freshdesk-main"
+event = "ticket_created"
+[[actions]]
+integration = "slack-main"
+action = "send_message"
+[actions.parameters]
+channel = "#support"
+message = "Freshdesk {{ ticket.id }}: {{ ticket.subject }}"
+"##,
+    )
+    .file(
+        "rules/slack-echo.toml",
+        r##"id = "slack-echo"
+[trigger]
+integration = "slack-main"
+event = "message"
+[trigger.conditions]
+"message.text" = { contains = "help" }
+[[actions]]
+integration = "slack-main"
+action = "send_message"
+[actions.parameters]
+channel = "{{ message.channel }}"
+message = "Someone asked for help: {{ message.text }}"
+"##,
+    );
+    repo.commit("initial");
+    repo
+}
+
+impl Daemon {
+    /// Starts `supportopsd run` on a free port with the test secrets in its environment.
+    pub(crate) async fn spawn(repo: &Path, state: &Path, extra: &[&str]) -> Daemon {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_supportopsd"));
+        cmd.current_dir(repo)
+            .args(["--repo", ".", "--state"])
+            .arg(state)
+            .args(["run", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env_remove("SUPPORTOPSD_KEY_FILE")
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .env_remove("SUPPORTOPSD_ADMIN_TOKEN")
+            .env("SUPPORTOPSD_LOG", "error")
+            .env("ZD_TOKEN", "zd-api-token")
+            .env("ZD_WEBHOOK_SECRET", ZD_SECRET)
+            .env("FD_KEY", "fd-api-key")
+            .env("FD_WEBHOOK_SECRET", FD_SECRET)
+            .env("SLACK_BOT_TOKEN", BOT_TOKEN)
+            .env("SLACK_SIGNING_SECRET", SLACK_SIGNING)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().expect("spawn supportopsd run");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("the daemon announced its address in time")
+            .expect("read stdout")
+            .expect("a line");
+        let addr = line
+            .strip_prefix("supportopsd listening on ")
+            .expect("the address line")
+            .to_owned();
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let daemon = Daemon {
+            child,
+            url: format!("http://{addr}"),
+        };
+        daemon.wait_ready().await;
+        daemon
+    }
+
+    async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = client.get(format!("{}/readyz", self.url)).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the daemon did not become ready");
+    }
+
+    /// The process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
+    /// SIGKILL, no goodbye.
+    pub(crate) async fn kill(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub(crate) async fn terminate(mut self) -> std::process::ExitStatus {
+        signal(self.pid(), "TERM");
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("exited in time")
+            .expect("wait")
+    }
+}
+
+/// Sends a signal with kill(1).
+pub(crate) fn signal(pid: u32, name: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+/// Now as RFC 3339 (UTC), shifted by `offset_secs`.
+pub(crate) fn rfc3339(offset_secs: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        + offset_secs;
+    let days = now.div_euclid(86_400);
+    let secs = now.rem_euclid(86_400);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// Zendesk's signature: base64(HMAC-SHA256(secret, timestamp + body)).
+pub(crate) fn zendesk_signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(timestamp.as_bytes());
+    mac.update(body);
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// Slack's signature: `v0=` + hex(HMAC-SHA256(secret, "v0:ts:body")).
+pub(crate) fn slack_signature(secret: &str, ts: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("v0:{ts}:").as_bytes());
+    mac.update(body);
+    let bytes = mac.finalize().into_bytes();
+    format!(
+        "v0={}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+/// A Zendesk trigger delivery of `ticket.created`.
+pub(crate) fn zendesk_ticket(id: u64, subject: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "supportopsd_event": "ticket.created",
+        "ticket": {"id": id.to_string(), "subject": subject, "status": "New", "priority": "Normal",
+                   "type": "Question", "tags": "billing", "via": "Mail",
+                   "url": format!("acme.zendesk.com/agent/tickets/{id}"), "external_id": "",
+                   "brand_id": "", "group_id": "", "organization_id": "",
+                   "created_at": "2099-07-11T08:15:00Z", "updated_at": "2099-07-11T08:15:00Z"},
+        "requester": {"id": "6596848315901", "name": "Priya", "email": "priya@example.com"},
+        "assignee": {"id": "", "name": "", "email": ""},
+        "current_user": {"id": "6596848315901"},
+        "comment": {"id": "", "body": "", "public": "", "author_id": ""}
+    }))
+    .unwrap()
+}
+
+/// Posts a signed Zendesk delivery; returns the status.
+pub(crate) async fn post_zendesk(
+    client: &reqwest::Client,
+    daemon: &Daemon,
+    body: Vec<u8>,
+    invocation: &str,
+) -> u16 {
+    let ts = rfc3339(0);
+    let sig = zendesk_signature(ZD_SECRET, &ts, &body);
+    client
+        .post(format!("{}/api/webhooks/zendesk/zendesk-main", daemon.url))
+        .header("content-type", "application/json")
+        .header("x-zendesk-webhook-signature-timestamp", ts)
+        .header("x-zendesk-webhook-signature", sig)
+        .header("x-zendesk-webhook-invocation-id", invocation)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// A Freshdesk delivery (shared-secret header) of `ticket_created`.
+pub(crate) async fn post_freshdesk(
+    client: &reqwest::Client,
+    url: &str,
+    ticket: u64,
+) -> Result<u16, reqwest::Error> {
+    let body = serde_json::json!({"freshdesk_webhook": {
+        "supportopsd_event": "ticket_created", "triggered_event": "{ticket_action:created}",
+        "ticket_id": ticket.to_string(), "ticket_subject": format!("Ticket number {ticket}"),
+        "ticket_url": format!("https://acme.freshdesk.com/helpdesk/tickets/{ticket}"),
+        "ticket_status": "Open", "ticket_priority": "Urgent", "ticket_source": "Email",
+        "ticket_type": "Incident", "ticket_tags": "", "requester_name": "R", "requester_email": "r@example.com",
+        "agent_name": "", "agent_email": ""}});
+    let r = client
+        .post(format!("{url}/api/webhooks/freshdesk/freshdesk-main"))
+        .header("content-type", "application/json")
+        .header("x-supportopsd-token", FD_SECRET)
+        .body(serde_json::to_vec(&body).unwrap())
+        .send()
+        .await?;
+    Ok(r.status().as_u16())
+}
+
+/// Waits until `f` holds, or fails after `secs`.
+pub(crate) async fn eventually(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while tokio::time::Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
