@@ -25,7 +25,7 @@ def main() -> None:
                 f'api_key = {{ env = "FD_{i}_KEY" }}\n\n'
                 f'[config]\nauto_assign = true\n\n'
                 f'[webhook]\nevents = ["ticket_created", "ticket_updated"]\n'
-                f'secret = {{ env = "FD_{i}_HOOK" }}\n'
+                f'secret = {{ env = "FD_HOOK" }}\n'
             )
     for i in range(n_slack):
         with open(os.path.join(out, "integrations", f"slack-{i}.toml"), "w") as f:

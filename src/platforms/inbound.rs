@@ -110,3 +110,60 @@ pub enum ParseError {
     #[error("malformed payload: {0}")]
     Malformed(String),
 }
+
+// === helpers shared by the platforms' webhook modules ===
+
+/// Lower-case hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let pair = |b: &u8| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0x0f)]];
+    bytes.iter().flat_map(pair).map(char::from).collect()
+}
+
+/// Hex (either case) to bytes; `None` for odd lengths or other characters.
+pub(crate) fn unhex(text: &[u8]) -> Option<Vec<u8>> {
+    let digit = |c: u8| char::from(c).to_digit(16);
+    text.chunks(2)
+        .map(|pair| match pair {
+            [hi, lo] => u8::try_from(digit(*hi)? * 16 + digit(*lo)?).ok(),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether the content type is `application/json` (parameters such as charset allowed).
+pub(crate) fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// A header's raw bytes.
+pub(crate) fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
+    headers.get(name).map(|v| v.as_bytes())
+}
+
+/// The event id of last resort: a digest of the delivery.
+pub(crate) fn body_digest(body: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("sha256:{}", hex(&sha2::Sha256::digest(body)))
+}
+
+/// Sets the event id to the body's digest when the platform sent none.
+pub(crate) fn ensure_id(normalized: &mut Normalized, body: &[u8]) {
+    if normalized.id.as_deref().is_none_or(str::is_empty) {
+        normalized.id = Some(body_digest(body));
+    }
+}
+
+/// Refuses a signature timestamp more than [`MAX_CLOCK_SKEW_SECS`] away from now.
+pub(crate) fn check_window(signed_at: i64, now: i64) -> Result<(), VerifyError> {
+    let skew_secs = now.saturating_sub(signed_at);
+    if skew_secs.unsigned_abs() > MAX_CLOCK_SKEW_SECS.unsigned_abs() {
+        Err(VerifyError::Stale { skew_secs })
+    } else {
+        Ok(())
+    }
+}

@@ -18,13 +18,13 @@
 //!   body (identical retries share it).
 
 use hmac::{Hmac, KeyInit, Mac};
-use http::HeaderMap;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use super::DESCRIPTOR;
 use super::events::parse_pseudo_json;
 use crate::platforms::inbound::FRESHDESK_SECRET_HEADER;
+use crate::platforms::inbound::{body_digest, is_json};
 use crate::platforms::{Inbound, InboundRequest, ParseError, VerifyError, VerifyKeys};
 
 /// Freshdesk's status codes for resolved and closed.
@@ -138,30 +138,9 @@ fn same_secret(given: &[u8], expected: &[u8]) -> bool {
         .is_ok()
 }
 
-/// Whether the content type is `application/json` (parameters allowed).
-fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
-}
-
-/// `sha256:` + the lower-case hex SHA-256 of `body`.
-fn body_digest(body: &[u8]) -> String {
-    format!("sha256:{}", hex(&Sha256::digest(body)))
-}
-
-/// Lower-case hex.
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let pair = |b: &u8| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0x0f)]];
-    bytes.iter().flat_map(pair).map(char::from).collect()
-}
-
 #[cfg(test)]
 mod tests {
-    use http::{HeaderValue, Method};
+    use http::{HeaderMap, HeaderValue, Method};
     use proptest::prelude::*;
     use serde_json::json;
 

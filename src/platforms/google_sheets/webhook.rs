@@ -27,6 +27,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::DESCRIPTOR;
+use crate::platforms::inbound::hex;
 use crate::platforms::slack::events::rfc3339_from_unix;
 use crate::platforms::{Inbound, InboundRequest, ParseError, VerifyError, VerifyKeys};
 
@@ -160,17 +161,13 @@ fn same(given: &[u8], expected: &[u8]) -> bool {
         .is_ok()
 }
 
-/// Lower-case hex.
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let pair = |b: &u8| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0x0f)]];
-    bytes.iter().flat_map(pair).map(char::from).collect()
-}
-
 #[cfg(test)]
 mod tests {
+    use crate::platforms::inbound::hex;
+    use http::HeaderMap;
     use http::{HeaderName, HeaderValue, Method};
     use proptest::prelude::*;
+    use sha2::Digest;
 
     use super::*;
     use crate::secrets::Secret;

@@ -17,12 +17,12 @@
 //!   body.
 
 use hmac::{Hmac, KeyInit, Mac};
-use http::HeaderMap;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use super::DESCRIPTOR;
-use crate::platforms::{Inbound, InboundRequest, Normalized, ParseError, VerifyError, VerifyKeys};
+use crate::platforms::inbound::{ensure_id, header, is_json, unhex};
+use crate::platforms::{Inbound, InboundRequest, ParseError, VerifyError, VerifyKeys};
 use crate::secrets::Secret;
 
 /// The header carrying `sha256=<hex signature>`.
@@ -107,49 +107,12 @@ fn signature_matches(token: &[u8], body: &[u8], signature: &[u8]) -> bool {
     mac.verify_slice(&tag).is_ok()
 }
 
-/// Sets `normalized.id` to the body digest when the payload carried no event `id`.
-fn ensure_id(normalized: &mut Normalized, body: &[u8]) {
-    if normalized.id.as_deref().is_none_or(str::is_empty) {
-        normalized.id = Some(format!("sha256:{}", hex(&Sha256::digest(body))));
-    }
-}
-
-/// A header's raw value.
-fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
-    headers.get(name).map(|v| v.as_bytes())
-}
-
-/// Whether the content type is `application/json` (parameters allowed).
-fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
-}
-
-/// Lower-case hex.
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let pair = |b: &u8| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0x0f)]];
-    bytes.iter().flat_map(pair).map(char::from).collect()
-}
-
-/// Hex (either case) to bytes; `None` for odd lengths or non-hex digits.
-fn unhex(text: &[u8]) -> Option<Vec<u8>> {
-    let digit = |c: u8| char::from(c).to_digit(16);
-    text.chunks(2)
-        .map(|pair| match pair {
-            [hi, lo] => u8::try_from(digit(*hi)? * 16 + digit(*lo)?).ok(),
-            _ => None,
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
-    use http::{HeaderValue, Method};
+    use crate::platforms::inbound::hex;
+    use http::{HeaderMap, HeaderValue, Method};
     use proptest::prelude::*;
+    use sha2::Digest;
 
     use super::*;
 

@@ -16,13 +16,12 @@
 //! - A parsed event always has an id: `event_id`, else `sha256:` + hex SHA-256 of the raw body.
 
 use hmac::{Hmac, KeyInit, Mac};
-use http::HeaderMap;
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use super::DESCRIPTOR;
-use crate::platforms::inbound::MAX_CLOCK_SKEW_SECS;
-use crate::platforms::{Inbound, InboundRequest, Normalized, ParseError, VerifyError, VerifyKeys};
+use crate::platforms::inbound::{check_window, ensure_id, header, is_json, unhex};
+use crate::platforms::{Inbound, InboundRequest, ParseError, VerifyError, VerifyKeys};
 
 /// The header carrying `v0=<hex signature>`.
 pub const SIGNATURE_HEADER: &str = "x-slack-signature";
@@ -125,59 +124,13 @@ fn parse_unix(value: &[u8]) -> Option<i64> {
     std::str::from_utf8(value).ok()?.parse().ok()
 }
 
-/// Refuses a timestamp more than [`MAX_CLOCK_SKEW_SECS`] away from `now` (either way).
-fn check_window(signed_at: i64, now: i64) -> Result<(), VerifyError> {
-    let skew_secs = now.saturating_sub(signed_at);
-    if skew_secs.unsigned_abs() > MAX_CLOCK_SKEW_SECS.unsigned_abs() {
-        Err(VerifyError::Stale { skew_secs })
-    } else {
-        Ok(())
-    }
-}
-
-/// Sets `normalized.id` to the body digest when the payload carried no `event_id`.
-fn ensure_id(normalized: &mut Normalized, body: &[u8]) {
-    if normalized.id.as_deref().is_none_or(str::is_empty) {
-        normalized.id = Some(format!("sha256:{}", hex(&Sha256::digest(body))));
-    }
-}
-
-/// A header's raw value.
-fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
-    headers.get(name).map(|v| v.as_bytes())
-}
-
-/// Whether the content type is `application/json` (parameters allowed).
-fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
-}
-
-/// Lower-case hex.
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let pair = |b: &u8| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0x0f)]];
-    bytes.iter().flat_map(pair).map(char::from).collect()
-}
-
-/// Hex (either case) to bytes; `None` for odd lengths or non-hex digits.
-fn unhex(text: &[u8]) -> Option<Vec<u8>> {
-    let digit = |c: u8| char::from(c).to_digit(16);
-    text.chunks(2)
-        .map(|pair| match pair {
-            [hi, lo] => u8::try_from(digit(*hi)? * 16 + digit(*lo)?).ok(),
-            _ => None,
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
+    use crate::platforms::inbound::hex;
+    use http::HeaderMap;
     use http::{HeaderValue, Method};
     use proptest::prelude::*;
+    use sha2::Digest;
 
     use super::*;
     use crate::secrets::Secret;

@@ -16,13 +16,13 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};
-use http::{HeaderMap, Method};
+use http::Method;
 use serde_json::Value;
 use sha1::Sha1;
-use sha2::{Digest, Sha256};
 
 use super::DESCRIPTOR;
-use crate::platforms::{Inbound, InboundRequest, Normalized, ParseError, VerifyError, VerifyKeys};
+use crate::platforms::inbound::{ensure_id, header, is_json};
+use crate::platforms::{Inbound, InboundRequest, ParseError, VerifyError, VerifyKeys};
 
 /// The header carrying the base64 HMAC-SHA1 signature.
 pub const SIGNATURE_HEADER: &str = "x-trello-webhook";
@@ -98,38 +98,13 @@ fn signature_matches(secret: &[u8], body: &[u8], callback_url: &str, signature_b
     mac.verify_slice(&tag).is_ok()
 }
 
-/// Sets `normalized.id` to the body digest when the payload carried no `action.id`.
-fn ensure_id(normalized: &mut Normalized, body: &[u8]) {
-    if normalized.id.as_deref().is_none_or(str::is_empty) {
-        normalized.id = Some(format!("sha256:{}", hex(&Sha256::digest(body))));
-    }
-}
-
-/// A header's raw value.
-fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
-    headers.get(name).map(|v| v.as_bytes())
-}
-
-/// Whether the content type is `application/json` (parameters allowed).
-fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
-}
-
-/// Lower-case hex.
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let pair = |b: &u8| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0x0f)]];
-    bytes.iter().flat_map(pair).map(char::from).collect()
-}
-
 #[cfg(test)]
 mod tests {
+    use crate::platforms::inbound::hex;
+    use http::HeaderMap;
     use http::HeaderValue;
     use proptest::prelude::*;
+    use sha2::{Digest, Sha256};
 
     use super::*;
     use crate::secrets::Secret;

@@ -18,12 +18,11 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};
-use http::HeaderMap;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use super::DESCRIPTOR;
-use crate::platforms::inbound::MAX_CLOCK_SKEW_SECS;
+use crate::platforms::inbound::{body_digest, check_window, header, is_json};
 use crate::platforms::{Inbound, InboundRequest, Normalized, ParseError, VerifyError, VerifyKeys};
 use crate::rules::condition::parse_timestamp;
 
@@ -160,16 +159,6 @@ fn signature_matches(secret: &[u8], timestamp: &[u8], body: &[u8], signature_b64
     mac.verify_slice(&tag).is_ok()
 }
 
-/// Refuses a timestamp more than [`MAX_CLOCK_SKEW_SECS`] away from `now` (either way).
-fn check_window(signed_at: i64, now: i64) -> Result<(), VerifyError> {
-    let skew_secs = now.saturating_sub(signed_at);
-    if skew_secs.unsigned_abs() > MAX_CLOCK_SKEW_SECS.unsigned_abs() {
-        Err(VerifyError::Stale { skew_secs })
-    } else {
-        Ok(())
-    }
-}
-
 /// Sets `normalized.id` when the payload carried none: invocation header, else body digest.
 fn ensure_id(normalized: &mut Normalized, req: &InboundRequest<'_>) {
     if normalized.id.as_deref().is_some_and(|id| !id.is_empty()) {
@@ -184,34 +173,10 @@ fn ensure_id(normalized: &mut Normalized, req: &InboundRequest<'_>) {
     });
 }
 
-/// A header's raw value.
-fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
-    headers.get(name).map(|v| v.as_bytes())
-}
-
-/// Whether the content type is `application/json` (parameters allowed).
-fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
-}
-
-/// `sha256:` + the lower-case hex SHA-256 of `body`.
-fn body_digest(body: &[u8]) -> String {
-    format!("sha256:{}", hex(&Sha256::digest(body)))
-}
-
-/// Lower-case hex.
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let pair = |b: &u8| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0x0f)]];
-    bytes.iter().flat_map(pair).map(char::from).collect()
-}
-
 #[cfg(test)]
 mod tests {
+    use crate::platforms::inbound::MAX_CLOCK_SKEW_SECS;
+    use http::HeaderMap;
     use http::{HeaderValue, Method};
     use proptest::prelude::*;
 

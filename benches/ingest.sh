@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Ingest benchmark: `supportopsd run` (release) with a generated repository of 1,000 rules, driven
+# with unique ~1.5 KB Freshdesk deliveries (shared-secret header) by wrk at 16 and 64
+# connections; then the same load against a trivial hyper server that only answers 200 (the
+# ceiling). Prints events/s, p50/p99 latency, errors and peak RSS for both, and the ratio.
+# Every request goes to 127.0.0.1 only. Needs wrk (installed from Debian when missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration=${DURATION:-10s}
+port=${PORT:-18081}
+ceiling_port=$((port + 1))
+
+if ! command -v wrk >/dev/null 2>&1; then
+  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null
+fi
+cargo build --release --quiet --bin supportopsd --example trivial-server
+bin=$PWD/target/release/supportopsd
+ceiling=$PWD/target/release/examples/trivial-server
+
+dir=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$dir"; }
+trap cleanup EXIT
+
+python3 benches/gen_repo.py "$dir/repo" 1000 1000
+git -C "$dir/repo" init -q && git -C "$dir/repo" add -A && git -C "$dir/repo" -c user.name=bench -c user.email=bench@example.invalid commit -qm bench
+
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+hwm_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+
+wait_port() {
+  for _ in $(seq 1 200); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.05
+  done
+  echo "nothing listens on $1" >&2; exit 1
+}
+
+drive() { # name url connections
+  local out
+  out=$(wrk -t2 -c"$3" -d"$duration" --latency -s benches/freshdesk.lua "$2" | grep '^RESULT')
+  echo "$1 c=$3 ${out#RESULT }"
+}
+
+FD_HOOK=bench-secret SUPPORTOPSD_LOG=error "$bin" --repo "$dir/repo" --state "$dir/state" \
+  run --listen "127.0.0.1:$port" --max-queue 100000000 >/dev/null &
+pids+=($!); daemon=$!
+wait_port "$port"
+sleep 1
+echo "supportopsd idle RSS: $(( $(rss_kb "$daemon") / 1024 )) MB"
+d16=$(drive supportopsd "http://127.0.0.1:$port" 16); echo "$d16"
+d64=$(drive supportopsd "http://127.0.0.1:$port" 64); echo "$d64"
+echo "supportopsd peak RSS: $(( $(hwm_kb "$daemon") / 1024 )) MB"
+kill "$daemon"
+
+"$ceiling" "127.0.0.1:$ceiling_port" >/dev/null &
+pids+=($!); trivial=$!
+wait_port "$ceiling_port"
+t16=$(drive trivial "http://127.0.0.1:$ceiling_port" 16); echo "$t16"
+t64=$(drive trivial "http://127.0.0.1:$ceiling_port" 64); echo "$t64"
+echo "trivial peak RSS: $(( $(hwm_kb "$trivial") / 1024 )) MB"
+
+ratio() { # daemon-line trivial-line
+  local a b
+  a=$(sed -E 's/.*rps=([0-9]+).*/\1/' <<<"$1"); b=$(sed -E 's/.*rps=([0-9]+).*/\1/' <<<"$2")
+  awk -v a="$a" -v b="$b" 'BEGIN { printf "%.0f%%", (b > 0 ? 100 * a / b : 0) }'
+}
+echo "ratio at 16 connections: $(ratio "$d16" "$t16") of the trivial server"
+echo "ratio at 64 connections: $(ratio "$d64" "$t64") of the trivial server"
