@@ -83,6 +83,7 @@ enum Outcome {
 async fn run_job(rt: &Runtime, mut job: Job) {
     let outcome = step_through(rt, &mut job).await;
     if outcome != Outcome::Done {
+        durable(rt).await;
         return;
     }
     let store = rt.store.clone();
@@ -90,6 +91,7 @@ async fn run_job(rt: &Runtime, mut job: Job) {
     if let Err(e) = blocking(move || store.ack(id)).await {
         tracing::error!(job = id, error = %e, "Recording a finished job failed; it will run again after its lease.");
     }
+    durable(rt).await;
 }
 
 async fn step_through(rt: &Runtime, job: &mut Job) -> Outcome {
@@ -173,6 +175,10 @@ async fn step_through(rt: &Runtime, job: &mut Job) -> Outcome {
                     Err(e) => {
                         return retry_later(rt, job, &format!("recording progress: {e}"), None);
                     }
+                }
+                // Before the next action: a crash from here on must not repeat this one.
+                if step + 1 < rule.actions.len() {
+                    durable(rt).await;
                 }
             }
             Err(e) => {
@@ -269,5 +275,13 @@ async fn blocking<T: Send + 'static>(
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r.map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Waits until the job's progress is on disk (shared with concurrent writers: group commit).
+/// A failure only widens what a crash may repeat, so it is logged, not fatal.
+async fn durable(rt: &Runtime) {
+    if let Err(e) = rt.commit().await {
+        tracing::warn!(error = %e, "Flushing job progress failed; a crash now may repeat an action.");
     }
 }
