@@ -17,6 +17,7 @@ use crate::execute::retry::RetryPolicy;
 use crate::manifest::{self, IntegrationId, Source};
 use crate::secrets::{self, SealKey, Secret};
 use crate::state::Store;
+use crate::state::journal::Journal;
 use crate::telemetry::Metrics;
 pub use config::{Active, Problem};
 
@@ -106,6 +107,9 @@ pub struct Runtime {
     /// Who supportopsd is on each platform (bot ids, user ids), for the loop guard.
     identities: RwLock<HashMap<IntegrationId, Vec<String>>>,
     status: Mutex<ReloadStatus>,
+    /// The ingest journal (durability of acknowledged deliveries).
+    pub journal: Arc<Journal>,
+    journal_syncs: mpsc::Sender<oneshot::Sender<Result<(), String>>>,
     commits: mpsc::Sender<oneshot::Sender<Result<(), String>>>,
 }
 
@@ -151,8 +155,19 @@ impl Runtime {
             .insert(integration, ids);
     }
 
-    /// Waits until everything written so far is durable. Concurrent callers share one flush
-    /// (group commit).
+    /// Waits until every ingest journaled so far is on disk. Concurrent callers share one
+    /// `fdatasync` (group commit).
+    pub async fn commit_ingest(&self) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.journal_syncs
+            .send(tx)
+            .await
+            .map_err(|_| "the journal has stopped".to_owned())?;
+        rx.await.map_err(|_| "the journal has stopped".to_owned())?
+    }
+
+    /// Waits until everything written to the state so far is durable (a sled flush).
+    /// Concurrent callers share one flush (group commit).
     pub async fn commit(&self) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
         self.commits
@@ -260,14 +275,75 @@ async fn committer(store: Arc<Store>, mut rx: mpsc::Receiver<oneshot::Sender<Res
     }
 }
 
-/// Opens the state and builds a runtime (without loading a revision yet).
+/// Runs the journal committer: one `fdatasync` per batch of waiters, and every few seconds a
+/// checkpoint (new journal file, sled flush, old file deleted) so the journal stays small.
+async fn journal_committer(
+    store: Arc<Store>,
+    journal: Arc<Journal>,
+    mut rx: mpsc::Receiver<oneshot::Sender<Result<(), String>>>,
+) {
+    let mut last_checkpoint = tokio::time::Instant::now();
+    loop {
+        let first = tokio::select! {
+            w = rx.recv() => match w { Some(w) => Some(w), None => break },
+            () = tokio::time::sleep(CHECKPOINT_EVERY) => None,
+        };
+        let mut waiters: Vec<_> = first.into_iter().collect();
+        while let Ok(w) = rx.try_recv() {
+            waiters.push(w);
+        }
+        if !waiters.is_empty() {
+            let j = journal.clone();
+            let result = tokio::task::spawn_blocking(move || j.sync())
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            for w in waiters {
+                let _ = w.send(result.clone());
+            }
+        }
+        if last_checkpoint.elapsed() >= CHECKPOINT_EVERY || journal.written() > CHECKPOINT_BYTES {
+            last_checkpoint = tokio::time::Instant::now();
+            if let Err(e) = checkpoint(&store, &journal).await {
+                tracing::warn!(error = %e, "Journal checkpoint failed; the journal keeps growing until one succeeds.");
+            }
+        }
+    }
+}
+
+/// How often the journal is folded into sled.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
+/// Journal size that forces a checkpoint.
+const CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
+
+async fn checkpoint(store: &Store, journal: &Arc<Journal>) -> Result<(), crate::state::Error> {
+    let j = journal.clone();
+    let old = tokio::task::spawn_blocking(move || j.rotate())
+        .await
+        .map_err(|e| crate::state::Error::Journal {
+            path: PathBuf::new(),
+            source: std::io::Error::other(e.to_string()),
+        })??;
+    store.flush_async().await?;
+    journal.retire(&old)
+}
+
+/// Opens the state and builds a runtime (without loading a revision yet). Deliveries journaled
+/// but not yet in sled when the last run stopped are restored first.
 pub fn runtime(
     options: Options,
     key: Option<SealKey>,
 ) -> Result<Arc<Runtime>, crate::state::Error> {
     let store = Arc::new(Store::open(&options.state)?);
+    let (journal, restored) = Journal::open(&store)?;
+    if restored > 0 {
+        tracing::info!(restored, "Deliveries restored from the ingest journal.");
+    }
+    let journal = Arc::new(journal);
     let (commits, rx) = mpsc::channel(4096);
     tokio::spawn(committer(store.clone(), rx));
+    let (journal_syncs, jrx) = mpsc::channel(4096);
+    tokio::spawn(journal_committer(store.clone(), journal.clone(), jrx));
     Ok(Arc::new(Runtime {
         store,
         metrics: Metrics::new(),
@@ -277,6 +353,8 @@ pub fn runtime(
         work: Notify::new(),
         identities: RwLock::new(HashMap::new()),
         status: Mutex::new(ReloadStatus::default()),
+        journal,
+        journal_syncs,
         commits,
     }))
 }

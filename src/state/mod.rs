@@ -32,6 +32,7 @@ mod audit;
 mod captured;
 mod codec;
 mod inbox;
+pub mod journal;
 mod outbox;
 
 use std::fmt;
@@ -88,6 +89,15 @@ pub enum Error {
     CreateDir {
         /// The state directory.
         dir: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The ingest journal could not be read or written.
+    #[error("ingest journal {}: {source}", path.display())]
+    Journal {
+        /// The journal file.
+        path: PathBuf,
         /// The I/O error.
         #[source]
         source: std::io::Error,

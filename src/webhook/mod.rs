@@ -17,6 +17,7 @@ use crate::event::Event;
 use crate::manifest::IntegrationId;
 use crate::platforms::{self, Inbound, InboundRequest, ParseError, PlatformKind, VerifyError};
 use crate::secrets;
+use crate::state::journal::IngestRecord;
 use crate::state::{AuditKind, AuditRecord, IngestOutcome};
 
 /// A response with a small body.
@@ -247,11 +248,28 @@ async fn store_event(
         resource_id: r.clone(),
         detail: json!({"event": event.key()}),
     }));
+    // Written to sled (not flushed), then journaled; the journal sync below makes it durable.
     let ingested = {
-        let event = event.clone();
-        let rules = rules.clone();
+        let record = IngestRecord {
+            event: event.clone(),
+            rules: rules.clone(),
+            now_ms: now,
+            dedupe_until_ms: dedupe_until,
+            audit: records,
+        };
+        let journal = rt.journal.clone();
         tokio::task::spawn_blocking(move || {
-            store.ingest_audited(&event, &rules, now, dedupe_until, &records)
+            let outcome = store.ingest_audited(
+                &record.event,
+                &record.rules,
+                now,
+                dedupe_until,
+                &record.audit,
+            )?;
+            if let IngestOutcome::Stored { .. } = outcome {
+                journal.append(&record)?;
+            }
+            Ok::<_, crate::state::Error>(outcome)
         })
         .await
     };
@@ -261,8 +279,8 @@ async fn store_event(
             status(StatusCode::OK)
         }
         Ok(Ok(IngestOutcome::Stored { .. })) => {
-            if let Err(e) = rt.commit().await {
-                tracing::error!(error = %e, "Flushing the state failed; the delivery is not acknowledged.");
+            if let Err(e) = rt.commit_ingest().await {
+                tracing::error!(error = %e, "Syncing the ingest journal failed; the delivery is not acknowledged.");
                 return retry_later(StatusCode::SERVICE_UNAVAILABLE, 5);
             }
             rt.metrics.event_received(kind.as_str());
