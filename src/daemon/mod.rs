@@ -16,8 +16,9 @@ use tokio_util::sync::CancellationToken;
 use crate::execute::retry::RetryPolicy;
 use crate::manifest::{self, IntegrationId, Source};
 use crate::secrets::{self, SealKey, Secret};
+use crate::state::IngestOutcome;
 use crate::state::Store;
-use crate::state::journal::Journal;
+use crate::state::journal::{IngestRecord, Journal};
 use crate::telemetry::Metrics;
 pub use config::{Active, Problem};
 
@@ -107,9 +108,7 @@ pub struct Runtime {
     /// Who supportopsd is on each platform (bot ids, user ids), for the loop guard.
     identities: RwLock<HashMap<IntegrationId, Vec<String>>>,
     status: Mutex<ReloadStatus>,
-    /// The ingest journal (durability of acknowledged deliveries).
-    pub journal: Arc<Journal>,
-    journal_syncs: mpsc::Sender<oneshot::Sender<Result<(), String>>>,
+    ingests: std::sync::mpsc::SyncSender<IngestRequest>,
     commits: mpsc::Sender<oneshot::Sender<Result<(), String>>>,
 }
 
@@ -155,15 +154,27 @@ impl Runtime {
             .insert(integration, ids);
     }
 
-    /// Waits until every ingest journaled so far is on disk. Concurrent callers share one
-    /// `fdatasync` (group commit).
-    pub async fn commit_ingest(&self) -> Result<(), String> {
+    /// Stores an accepted delivery and returns once it is durable: the single ingest writer
+    /// writes it to sled, journals it, and `fdatasync`s the journal once for every delivery it
+    /// took in the same batch (group commit).
+    pub async fn ingest(&self, record: IngestRecord) -> Result<IngestOutcome, String> {
         let (tx, rx) = oneshot::channel();
-        self.journal_syncs
-            .send(tx)
-            .await
-            .map_err(|_| "the journal has stopped".to_owned())?;
-        rx.await.map_err(|_| "the journal has stopped".to_owned())?
+        match self.ingests.try_send((Box::new(record), tx)) {
+            Ok(()) => {}
+            Err(std::sync::mpsc::TrySendError::Full(request)) => {
+                // The writer is behind: wait for room off the async threads.
+                let sender = self.ingests.clone();
+                tokio::task::spawn_blocking(move || sender.send(request).map_err(|_| ()))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|()| "the ingest writer has stopped".to_owned())?;
+            }
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
+                return Err("the ingest writer has stopped".to_owned());
+            }
+        }
+        rx.await
+            .map_err(|_| "the ingest writer has stopped".to_owned())?
     }
 
     /// Waits until everything written to the state so far is durable (a sled flush).
@@ -275,57 +286,73 @@ async fn committer(store: Arc<Store>, mut rx: mpsc::Receiver<oneshot::Sender<Res
     }
 }
 
-/// Runs the journal committer: one `fdatasync` per batch of waiters, and every few seconds a
-/// checkpoint (new journal file, sled flush, old file deleted) so the journal stays small.
-async fn journal_committer(
-    store: Arc<Store>,
-    journal: Arc<Journal>,
-    mut rx: mpsc::Receiver<oneshot::Sender<Result<(), String>>>,
-) {
-    let mut last_checkpoint = tokio::time::Instant::now();
-    loop {
-        let first = tokio::select! {
-            w = rx.recv() => match w { Some(w) => Some(w), None => break },
-            () = tokio::time::sleep(CHECKPOINT_EVERY) => None,
-        };
-        let mut waiters: Vec<_> = first.into_iter().collect();
-        while let Ok(w) = rx.try_recv() {
-            waiters.push(w);
-        }
-        if !waiters.is_empty() {
-            let j = journal.clone();
-            let result = tokio::task::spawn_blocking(move || j.sync())
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()));
-            for w in waiters {
-                let _ = w.send(result.clone());
-            }
-        }
-        if last_checkpoint.elapsed() >= CHECKPOINT_EVERY || journal.written() > CHECKPOINT_BYTES {
-            last_checkpoint = tokio::time::Instant::now();
-            if let Err(e) = checkpoint(&store, &journal).await {
-                tracing::warn!(error = %e, "Journal checkpoint failed; the journal keeps growing until one succeeds.");
-            }
-        }
-    }
-}
+/// One accepted delivery and where to say it is durable.
+type IngestRequest = (
+    Box<IngestRecord>,
+    oneshot::Sender<Result<IngestOutcome, String>>,
+);
 
+/// Most deliveries the writer takes into one batch (one journal sync).
+const INGEST_BATCH: usize = 1024;
 /// How often the journal is folded into sled.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 /// Journal size that forces a checkpoint.
 const CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
 
-async fn checkpoint(store: &Store, journal: &Arc<Journal>) -> Result<(), crate::state::Error> {
-    let j = journal.clone();
-    let old = tokio::task::spawn_blocking(move || j.rotate())
-        .await
-        .map_err(|e| crate::state::Error::Journal {
-            path: PathBuf::new(),
-            source: std::io::Error::other(e.to_string()),
-        })??;
-    store.flush_async().await?;
-    journal.retire(&old)
+/// The single ingest writer (a plain thread: everything it does blocks). One writer means no
+/// contention between sled transactions and one journal sync per batch of deliveries.
+fn ingest_writer(
+    store: Arc<Store>,
+    journal: Journal,
+    rx: std::sync::mpsc::Receiver<IngestRequest>,
+) {
+    let mut last_checkpoint = tokio::time::Instant::now();
+    let mut batch: Vec<IngestRequest> = Vec::with_capacity(INGEST_BATCH);
+    loop {
+        match rx.recv_timeout(CHECKPOINT_EVERY) {
+            Ok(first) => batch.push(first),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        while batch.len() < INGEST_BATCH {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            let outcomes: Vec<Result<IngestOutcome, String>> = batch
+                .iter()
+                .map(|(r, _)| {
+                    let outcome = store
+                        .ingest_audited(&r.event, &r.rules, r.now_ms, r.dedupe_until_ms, &r.audit)
+                        .map_err(|e| e.to_string())?;
+                    if let IngestOutcome::Stored { .. } = outcome {
+                        journal.append(r).map_err(|e| e.to_string())?;
+                    }
+                    Ok(outcome)
+                })
+                .collect();
+            let synced = journal.sync().map_err(|e| e.to_string());
+            for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
+                let _ = reply.send(synced.clone().and(outcome));
+            }
+        }
+        if last_checkpoint.elapsed() >= CHECKPOINT_EVERY || journal.written() > CHECKPOINT_BYTES {
+            last_checkpoint = tokio::time::Instant::now();
+            // sled was written before the journal: once sled is flushed, the rotated file holds
+            // nothing sled does not.
+            let result = journal
+                .rotate()
+                .and_then(|old| store.flush().and_then(|()| journal.retire(&old)));
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "Journal checkpoint failed; the journal keeps growing until one succeeds.");
+            }
+        }
+    }
+    if let Err(e) = journal.sync().and_then(|()| store.flush()) {
+        tracing::warn!(error = %e, "Final journal sync failed.");
+    }
 }
 
 /// Opens the state and builds a runtime (without loading a revision yet). Deliveries journaled
@@ -339,11 +366,17 @@ pub fn runtime(
     if restored > 0 {
         tracing::info!(restored, "Deliveries restored from the ingest journal.");
     }
-    let journal = Arc::new(journal);
     let (commits, rx) = mpsc::channel(4096);
     tokio::spawn(committer(store.clone(), rx));
-    let (journal_syncs, jrx) = mpsc::channel(4096);
-    tokio::spawn(journal_committer(store.clone(), journal.clone(), jrx));
+    let (ingests, irx) = std::sync::mpsc::sync_channel(8 * INGEST_BATCH);
+    let writer_store = store.clone();
+    std::thread::Builder::new()
+        .name("ingest-writer".into())
+        .spawn(move || ingest_writer(writer_store, journal, irx))
+        .map_err(|source| crate::state::Error::Journal {
+            path: options.state.clone(),
+            source,
+        })?;
     Ok(Arc::new(Runtime {
         store,
         metrics: Metrics::new(),
@@ -353,8 +386,7 @@ pub fn runtime(
         work: Notify::new(),
         identities: RwLock::new(HashMap::new()),
         status: Mutex::new(ReloadStatus::default()),
-        journal,
-        journal_syncs,
+        ingests,
         commits,
     }))
 }

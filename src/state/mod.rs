@@ -269,6 +269,9 @@ impl Store {
         let db = loop {
             match sled::Config::new()
                 .path(dir)
+                // Durability comes from explicit flushes (and the daemon's ingest journal), not
+                // from a background timer competing with the writers.
+                .flush_every_ms(None)
                 .open()
                 .map_err(|e| open_error(dir, e))
             {

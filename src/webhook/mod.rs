@@ -233,7 +233,6 @@ async fn store_event(
         .collect();
     let dedupe_until =
         now.saturating_add(u64::try_from(rt.options.dedupe_ttl.as_millis()).unwrap_or(u64::MAX));
-    let store = rt.store.clone();
     let mut records = vec![AuditRecord {
         at_ms: now,
         kind: AuditKind::EventAccepted,
@@ -248,41 +247,20 @@ async fn store_event(
         resource_id: r.clone(),
         detail: json!({"event": event.key()}),
     }));
-    // Written to sled (not flushed), then journaled; the journal sync below makes it durable.
-    let ingested = {
-        let record = IngestRecord {
-            event: event.clone(),
-            rules: rules.clone(),
-            now_ms: now,
-            dedupe_until_ms: dedupe_until,
-            audit: records,
-        };
-        let journal = rt.journal.clone();
-        tokio::task::spawn_blocking(move || {
-            let outcome = store.ingest_audited(
-                &record.event,
-                &record.rules,
-                now,
-                dedupe_until,
-                &record.audit,
-            )?;
-            if let IngestOutcome::Stored { .. } = outcome {
-                journal.append(&record)?;
-            }
-            Ok::<_, crate::state::Error>(outcome)
-        })
-        .await
+    let record = IngestRecord {
+        event: event.clone(),
+        rules: rules.clone(),
+        now_ms: now,
+        dedupe_until_ms: dedupe_until,
+        audit: records,
     };
+    let ingested = rt.ingest(record).await;
     match ingested {
-        Ok(Ok(IngestOutcome::Duplicate)) => {
+        Ok(IngestOutcome::Duplicate) => {
             rt.metrics.event_duplicate(kind.as_str());
             status(StatusCode::OK)
         }
-        Ok(Ok(IngestOutcome::Stored { .. })) => {
-            if let Err(e) = rt.commit_ingest().await {
-                tracing::error!(error = %e, "Syncing the ingest journal failed; the delivery is not acknowledged.");
-                return retry_later(StatusCode::SERVICE_UNAVAILABLE, 5);
-            }
+        Ok(IngestOutcome::Stored { .. }) => {
             rt.metrics.event_received(kind.as_str());
             for r in &rules {
                 rt.metrics.rule_matched(r);
@@ -291,10 +269,6 @@ async fn store_event(
                 rt.work.notify_one();
             }
             status(StatusCode::OK)
-        }
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "Storing an event failed; the delivery is not acknowledged.");
-            retry_later(StatusCode::SERVICE_UNAVAILABLE, 5)
         }
         Err(e) => {
             tracing::error!(error = %e, "Storing an event failed; the delivery is not acknowledged.");
