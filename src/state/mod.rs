@@ -272,6 +272,8 @@ impl Store {
                 // Durability comes from explicit flushes (and the daemon's ingest journal), not
                 // from a background timer competing with the writers.
                 .flush_every_ms(None)
+                // sled's page cache defaults to 1 GiB; a support queue needs far less.
+                .cache_capacity(64 * 1024 * 1024)
                 .open()
                 .map_err(|e| open_error(dir, e))
             {
