@@ -389,3 +389,25 @@ pub(crate) fn arb_json(vocab: Vocabulary) -> impl Strategy<Value = Value> {
         ]
     })
 }
+
+// === inbound requests ===
+
+/// Headers from name/value pairs (test values are valid header values).
+pub(crate) fn headers(pairs: &[(&'static str, &str)]) -> http::HeaderMap {
+    let mut map = http::HeaderMap::new();
+    for (name, value) in pairs {
+        map.insert(
+            *name,
+            http::HeaderValue::from_str(value).expect("header value"),
+        );
+    }
+    map
+}
+
+/// Verification keys holding only a secret.
+pub(crate) fn keys(secret: Option<&str>) -> crate::platforms::VerifyKeys {
+    crate::platforms::VerifyKeys {
+        secret: secret.map(|s| crate::secrets::Secret::from(s.to_owned())),
+        ..crate::platforms::VerifyKeys::default()
+    }
+}

@@ -140,6 +140,7 @@ fn same_secret(given: &[u8], expected: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use crate::platforms::testkit::{headers, keys};
     use http::{HeaderMap, HeaderValue, Method};
     use proptest::prelude::*;
     use serde_json::json;
@@ -187,21 +188,6 @@ mod tests {
             include_str!("fixtures/ticket_updated_priority.json"),
         ),
     ];
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.insert(*name, HeaderValue::from_str(value).expect("header value"));
-        }
-        map
-    }
-
-    fn keys(secret: Option<&str>) -> VerifyKeys {
-        VerifyKeys {
-            secret: secret.map(|s| Secret::from(s.to_owned())),
-            ..VerifyKeys::default()
-        }
-    }
 
     fn run_verify(h: &HeaderMap, k: &VerifyKeys) -> Result<(), VerifyError> {
         let req = InboundRequest {

@@ -164,6 +164,7 @@ fn same(given: &[u8], expected: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use crate::platforms::inbound::hex;
+    use crate::platforms::testkit::headers;
     use http::HeaderMap;
     use http::{HeaderName, HeaderValue, Method};
     use proptest::prelude::*;
@@ -192,14 +193,6 @@ mod tests {
             );
         }
         map.insert(CHANNEL_TOKEN_HEADER, HeaderValue::from_static(TOKEN));
-        map
-    }
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.insert(*name, HeaderValue::from_str(value).expect("header value"));
-        }
         map
     }
 

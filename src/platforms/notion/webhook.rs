@@ -110,6 +110,7 @@ fn signature_matches(token: &[u8], body: &[u8], signature: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use crate::platforms::inbound::hex;
+    use crate::platforms::testkit::{headers, keys};
     use http::{HeaderMap, HeaderValue, Method};
     use proptest::prelude::*;
     use sha2::Digest;
@@ -210,21 +211,6 @@ mod tests {
         ),
         ("page.unlocked", include_str!("fixtures/page.unlocked.json")),
     ];
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.insert(*name, HeaderValue::from_str(value).expect("header value"));
-        }
-        map
-    }
-
-    fn keys(secret: Option<&str>) -> VerifyKeys {
-        VerifyKeys {
-            secret: secret.map(|s| Secret::from(s.to_owned())),
-            ..VerifyKeys::default()
-        }
-    }
 
     fn sign(token: &str, body: &str) -> String {
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(token.as_bytes()).expect("key");

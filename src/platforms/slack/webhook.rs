@@ -127,6 +127,7 @@ fn parse_unix(value: &[u8]) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use crate::platforms::inbound::hex;
+    use crate::platforms::testkit::{headers, keys};
     use http::HeaderMap;
     use http::{HeaderValue, Method};
     use proptest::prelude::*;
@@ -189,21 +190,6 @@ mod tests {
             include_str!("fixtures/team_join.json"),
         ),
     ];
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.insert(*name, HeaderValue::from_str(value).expect("header value"));
-        }
-        map
-    }
-
-    fn keys(secret: Option<&str>) -> VerifyKeys {
-        VerifyKeys {
-            secret: secret.map(|s| Secret::from(s.to_owned())),
-            ..VerifyKeys::default()
-        }
-    }
 
     fn signed(timestamp: &str, signature: &str) -> HeaderMap {
         headers(&[(TIMESTAMP_HEADER, timestamp), (SIGNATURE_HEADER, signature)])

@@ -101,6 +101,7 @@ fn signature_matches(secret: &[u8], body: &[u8], callback_url: &str, signature_b
 #[cfg(test)]
 mod tests {
     use crate::platforms::inbound::hex;
+    use crate::platforms::testkit::headers;
     use http::HeaderMap;
     use http::HeaderValue;
     use proptest::prelude::*;
@@ -197,14 +198,6 @@ mod tests {
             include_str!("fixtures/updateCheckItemStateOnCard.json"),
         ),
     ];
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.insert(*name, HeaderValue::from_str(value).expect("header value"));
-        }
-        map
-    }
 
     fn keys(secret: Option<&str>, callback_url: Option<&str>) -> VerifyKeys {
         VerifyKeys {

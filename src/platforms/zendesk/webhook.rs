@@ -176,6 +176,7 @@ fn ensure_id(normalized: &mut Normalized, req: &InboundRequest<'_>) {
 #[cfg(test)]
 mod tests {
     use crate::platforms::inbound::MAX_CLOCK_SKEW_SECS;
+    use crate::platforms::testkit::{headers, keys};
     use http::HeaderMap;
     use http::{HeaderValue, Method};
     use proptest::prelude::*;
@@ -272,21 +273,6 @@ mod tests {
             include_str!("fixtures/user_default_group_changed.json"),
         ),
     ];
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.insert(*name, HeaderValue::from_str(value).expect("header value"));
-        }
-        map
-    }
-
-    fn keys(secret: Option<&str>) -> VerifyKeys {
-        VerifyKeys {
-            secret: secret.map(|s| Secret::from(s.to_owned())),
-            ..VerifyKeys::default()
-        }
-    }
 
     fn run_verify(h: &HeaderMap, body: &str, now: i64, k: &VerifyKeys) -> Result<(), VerifyError> {
         let req = InboundRequest {
