@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::execute::retry::RetryPolicy;
 use crate::manifest::{self, IntegrationId, Source};
+use crate::platforms::RegistrationOutcome;
 use crate::secrets::{self, SealKey, Secret};
 use crate::state::IngestOutcome;
 use crate::state::Store;
@@ -87,8 +88,12 @@ pub struct ReloadStatus {
     pub applied: Option<String>,
     /// Why the newest load was refused, if it was (the previous revision keeps running).
     pub refused: Option<String>,
-    /// Problems of individual integrations in the active revision.
+    /// Problems of individual integrations in the active revision (a Slack request URL that
+    /// could not be registered included).
     pub problems: Vec<Problem>,
+    /// What an operator has to do by hand for the active revision (informational; e.g. a
+    /// Slack request URL to enter in the app settings when no app configuration token is set).
+    pub notes: Vec<Problem>,
 }
 
 /// Shared state of a running daemon.
@@ -205,6 +210,7 @@ impl Runtime {
                 status.applied = active.commit.clone();
                 status.refused = None;
                 status.problems = problems;
+                status.notes = Vec::new();
                 *self
                     .active
                     .write()
@@ -222,6 +228,24 @@ impl Runtime {
                 self.metrics.reload(false);
                 Err(why)
             }
+        }
+    }
+
+    /// Adds the outcome of a webhook registration run to the status, unless another revision
+    /// was applied meanwhile (its own run reports instead).
+    fn record_registration(
+        &self,
+        commit: Option<&str>,
+        problems: Vec<Problem>,
+        notes: Vec<Problem>,
+    ) {
+        let mut status = self
+            .status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if status.applied.as_deref() == commit {
+            status.problems.extend(problems);
+            status.notes.extend(notes);
         }
     }
 
@@ -404,6 +428,18 @@ pub async fn run(
     }
     check_connections(&rt).await;
     let tracker = tokio_util::task::TaskTracker::new();
+    {
+        // Slack checks a new request URL with a challenge while the update is in flight, so
+        // registration runs beside the server rather than before it.
+        let rt = rt.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = register_webhooks(&rt) => {}
+            }
+        });
+    }
     tracker.spawn(crate::execute::run(rt.clone(), shutdown.child_token()));
     tracker.spawn(housekeeping(rt.clone(), shutdown.child_token()));
     let reloader = {
@@ -417,6 +453,10 @@ pub async fn run(
                         if msg.is_none() { break; }
                         if rt.reload().is_ok() {
                             check_connections(&rt).await;
+                            tokio::select! {
+                                () = shutdown.cancelled() => break,
+                                () = register_webhooks(&rt) => {}
+                            }
                         }
                     }
                 }
@@ -449,6 +489,70 @@ async fn check_connections(rt: &Runtime) {
             Err(e) => tracing::warn!(integration = %id, error = %e, "Connection check failed."),
         }
     }
+}
+
+/// Registers the webhook URL of every Slack integration with `[webhook]` events: through the
+/// manifest API when it has `app_config_token` and `app_id` (a failure becomes a problem in
+/// the status), else a note telling the operator what to enter in the Slack app settings.
+/// Logged and recorded in the reload status.
+async fn register_webhooks(rt: &Runtime) {
+    let Some(active) = rt.active() else { return };
+    let mut problems = Vec::new();
+    let mut notes = Vec::new();
+    for i in active.set.integrations.values() {
+        if i.platform != crate::platforms::PlatformKind::Slack {
+            continue;
+        }
+        let Some(events) = i
+            .webhook
+            .as_ref()
+            .map(|w| &w.events)
+            .filter(|e| !e.is_empty())
+        else {
+            continue;
+        };
+        let url = config::webhook_url(&rt.options.public_url, i.platform, &i.id);
+        let manual = || Problem {
+            integration: i.id.clone(),
+            message: format!(
+                "register {url} as the Events API request URL in the Slack app settings (Event Subscriptions) and subscribe to the bot events: {}; or set the `app_config_token` and `app_id` credentials and supportopsd registers it",
+                crate::platforms::slack::registration::bot_events(events).join(", ")
+            ),
+        };
+        let automatic = ["app_config_token", "app_id"]
+            .iter()
+            .all(|f| i.credentials.contains_key(*f));
+        if !automatic {
+            let note = manual();
+            tracing::info!(integration = %i.id, note = %note.message, "Slack request URL to register by hand.");
+            notes.push(note);
+            continue;
+        }
+        let result = match active.connector(&i.id) {
+            Ok(c) => c
+                .sync_webhook(&url, events)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(Some(RegistrationOutcome::Updated)) => {
+                tracing::info!(integration = %i.id, url = %url, "Slack request URL and events registered.");
+            }
+            Ok(Some(RegistrationOutcome::Unchanged)) => {
+                tracing::info!(integration = %i.id, url = %url, "Slack request URL and events already registered.");
+            }
+            Ok(None) => notes.push(manual()),
+            Err(e) => {
+                tracing::warn!(integration = %i.id, error = %e, "Slack request URL not registered.");
+                problems.push(Problem {
+                    integration: i.id.clone(),
+                    message: format!("Slack request URL not registered: {e}"),
+                });
+            }
+        }
+    }
+    rt.record_registration(active.commit.as_deref(), problems, notes);
 }
 
 /// Periodic upkeep: expired dedupe entries and orphaned events.

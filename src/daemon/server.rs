@@ -218,6 +218,11 @@ fn status_json(rt: &Runtime) -> Reply {
         .iter()
         .map(|p| json!({"integration": p.integration.as_str(), "problem": p.message}))
         .collect();
+    let notes: Vec<_> = s
+        .notes
+        .iter()
+        .map(|p| json!({"integration": p.integration.as_str(), "note": p.message}))
+        .collect();
     let dead = rt.store.dead_depth();
     json(
         StatusCode::OK,
@@ -225,6 +230,7 @@ fn status_json(rt: &Runtime) -> Reply {
             "applied_revision": s.applied,
             "refused": s.refused,
             "problems": problems,
+            "notes": notes,
             "queue_depth": rt.store.queue_depth(),
             "dead_letters": dead,
         }),

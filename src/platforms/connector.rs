@@ -38,6 +38,15 @@ pub struct Health {
     pub detail: String,
 }
 
+/// What registering a webhook with the platform did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistrationOutcome {
+    /// The platform already had this URL and these events: nothing was changed.
+    Unchanged,
+    /// The platform's configuration was updated to this URL and these events.
+    Updated,
+}
+
 /// A classified platform failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlatformError {
@@ -141,6 +150,18 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
     async fn check(&self) -> Result<Health, PlatformError>;
     /// Performs one action.
     async fn execute(&self, call: &ActionCall) -> Result<ActionOutput, PlatformError>;
+
+    /// Makes the platform deliver `events` (catalogue names) to `url`, idempotently.
+    /// `Ok(None)` means this connector cannot register webhooks itself (not supported, or not
+    /// configured to, e.g. Slack without an app configuration token): the default.
+    async fn sync_webhook(
+        &self,
+        url: &str,
+        events: &[String],
+    ) -> Result<Option<RegistrationOutcome>, PlatformError> {
+        let _ = (url, events);
+        Ok(None)
+    }
 }
 
 /// Builds the connector of an integration, resolving its credentials.

@@ -30,7 +30,9 @@ pub use catalog::{
     ActionSpec, CredentialField, Descriptor, EventSpec, FieldSpec, NormalizeError, Normalized,
     ParamSpec, ParamType, WebhookSecret,
 };
-pub use connector::{ActionCall, ActionOutput, ConnectError, Connector, Health, PlatformError};
+pub use connector::{
+    ActionCall, ActionOutput, ConnectError, Connector, Health, PlatformError, RegistrationOutcome,
+};
 pub use inbound::{Inbound, InboundRequest, ParseError, VerifyError, VerifyKeys};
 
 /// A platform supportopsd integrates with.

@@ -484,3 +484,115 @@ async fn a_broken_commit_is_refused_and_the_last_good_one_keeps_running() {
     assert!(r.text().await.unwrap().contains("pull request"));
     daemon.kill().await;
 }
+
+/// `/api/status` of a daemon.
+async fn status(daemon: &Daemon) -> serde_json::Value {
+    reqwest::get(format!("{}/api/status", daemon.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_slack_request_url_is_registered_at_start_with_an_app_configuration_token() {
+    let fake = FakeSlack::start(BOT_TOKEN, None).await;
+    fake.accept_app_config_token(APP_CONFIG_TOKEN);
+    let repo = repo(&fake.base_url());
+    repo.file(
+        "integrations/slack.toml",
+        &format!(
+            r#"id = "slack-main"
+platform = "slack"
+[credentials]
+bot_token = {{ env = "SLACK_BOT_TOKEN" }}
+signing_secret = {{ env = "SLACK_SIGNING_SECRET" }}
+app_config_token = {{ env = "SLACK_APP_CONFIG_TOKEN" }}
+app_id = "{}"
+[webhook]
+events = ["message", "app_mention"]
+[endpoint]
+base_url = "{}"
+"#,
+            supportopsd::platforms::slack::fake::APP_ID,
+            fake.base_url()
+        ),
+    );
+    repo.commit("slack registers its request URL");
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::spawn(
+        repo.path(),
+        state.path(),
+        &["--public-url", "https://ops.example.com"],
+    )
+    .await;
+    eventually(20, "the manifest update", || {
+        !fake.requests_to("apps.manifest.update").is_empty()
+    })
+    .await;
+    let subs = &fake.manifest()["settings"]["event_subscriptions"];
+    assert_eq!(
+        subs["request_url"],
+        "https://ops.example.com/api/webhooks/slack/slack-main"
+    );
+    assert_eq!(
+        subs["bot_events"],
+        serde_json::json!([
+            "app_mention",
+            "message.channels",
+            "message.groups",
+            "message.im",
+            "message.mpim"
+        ])
+    );
+    // Everything else survived.
+    assert_eq!(
+        fake.manifest()["display_information"],
+        supportopsd::platforms::slack::fake::initial_manifest()["display_information"]
+    );
+    let s = status(&daemon).await;
+    assert_eq!(s["problems"], serde_json::json!([]), "{s}");
+    assert_eq!(s["notes"], serde_json::json!([]), "{s}");
+    daemon.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_app_configuration_token_the_status_says_what_to_register() {
+    let fake = FakeSlack::start(BOT_TOKEN, None).await;
+    let repo = repo(&fake.base_url());
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::spawn(
+        repo.path(),
+        state.path(),
+        &["--public-url", "https://ops.example.com/"],
+    )
+    .await;
+    let mut s = status(&daemon).await;
+    for _ in 0..100 {
+        if s["notes"].as_array().is_some_and(|n| !n.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        s = status(&daemon).await;
+    }
+    assert_eq!(s["notes"].as_array().map(Vec::len), Some(1), "{s}");
+    assert_eq!(s["notes"][0]["integration"], "slack-main");
+    let note = s["notes"][0]["note"].as_str().unwrap();
+    assert!(
+        note.starts_with(
+            "register https://ops.example.com/api/webhooks/slack/slack-main as the Events API request URL in the Slack app settings"
+        ),
+        "{note}"
+    );
+    assert!(
+        note.contains("message.channels, message.groups, message.im, message.mpim"),
+        "{note}"
+    );
+    assert!(
+        fake.requests()
+            .iter()
+            .all(|r| !r.api_method().starts_with("apps.manifest."))
+    );
+    daemon.kill().await;
+}

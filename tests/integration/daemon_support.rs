@@ -16,6 +16,8 @@ pub(crate) const ZD_SECRET: &str = "zendesk-webhook-secret";
 pub(crate) const FD_SECRET: &str = "freshdesk-shared-secret";
 pub(crate) const SLACK_SIGNING: &str = "slack-signing-secret";
 pub(crate) const BOT_TOKEN: &str = "xoxb-test-bot-token";
+/// The Slack app configuration token, in `$SLACK_APP_CONFIG_TOKEN`.
+pub(crate) const APP_CONFIG_TOKEN: &str = "xoxe.xoxp-test-app-config-token";
 
 /// A running daemon.
 pub(crate) struct Daemon {
@@ -136,6 +138,7 @@ impl Daemon {
             .env("FD_WEBHOOK_SECRET", FD_SECRET)
             .env("SLACK_BOT_TOKEN", BOT_TOKEN)
             .env("SLACK_SIGNING_SECRET", SLACK_SIGNING)
+            .env("SLACK_APP_CONFIG_TOKEN", APP_CONFIG_TOKEN)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -23,6 +23,8 @@ pub enum TokenKind {
     Bot,
     /// The user token (`xoxp-…`): `users.profile.set`.
     User,
+    /// The app configuration token (`xoxe.xoxp-…`): the `apps.manifest.*` methods.
+    AppConfig,
 }
 
 impl TokenKind {
@@ -31,6 +33,7 @@ impl TokenKind {
         match self {
             TokenKind::Bot => "bot_token",
             TokenKind::User => "user_token",
+            TokenKind::AppConfig => "app_config_token",
         }
     }
 }
@@ -54,6 +57,7 @@ pub struct SlackClient {
     base: String,
     bot: HeaderValue,
     user: Option<HeaderValue>,
+    app_config: Option<HeaderValue>,
 }
 
 impl fmt::Debug for SlackClient {
@@ -62,6 +66,7 @@ impl fmt::Debug for SlackClient {
             .field("base", &self.base)
             .field("bot_token", &"***")
             .field("user_token", &self.user.as_ref().map(|_| "***"))
+            .field("app_config_token", &self.app_config.as_ref().map(|_| "***"))
             .finish()
     }
 }
@@ -100,7 +105,19 @@ impl SlackClient {
             base,
             bot: bearer(bot_token, TokenKind::Bot)?,
             user: user_token.map(|t| bearer(t, TokenKind::User)).transpose()?,
+            app_config: None,
         })
+    }
+
+    /// The same client, also holding the app configuration token used by `apps.manifest.*`.
+    pub fn with_app_config_token(mut self, token: &Secret) -> Result<Self, BadToken> {
+        self.app_config = Some(bearer(token, TokenKind::AppConfig)?);
+        Ok(self)
+    }
+
+    /// Whether an app configuration token is configured.
+    pub fn has_app_config_token(&self) -> bool {
+        self.app_config.is_some()
     }
 
     /// Whether a user token is configured.
@@ -126,6 +143,11 @@ impl SlackClient {
             TokenKind::User => self.user.clone().ok_or_else(|| {
                 PlatformError::Invalid(format!(
                     "{method} needs the `user_token` credential, which the integration does not set"
+                ))
+            })?,
+            TokenKind::AppConfig => self.app_config.clone().ok_or_else(|| {
+                PlatformError::Invalid(format!(
+                    "{method} needs the `app_config_token` credential, which the integration does not set"
                 ))
             })?,
         };
@@ -204,7 +226,8 @@ impl SlackClient {
 }
 
 /// Classifies an `{"ok": false, "error": "<code>"}` answer (see [`classify_error_code`]).
-/// `invalid_arguments` and `missing_scope` details carry what Slack says is wrong.
+/// `invalid_arguments` and `missing_scope` details carry what Slack says is wrong, and so do
+/// the manifest methods' `errors` lists (`invalid_manifest`: each message with its pointer).
 pub fn classify_answer(
     method: &str,
     answer: &Map<String, Value>,
@@ -227,7 +250,31 @@ pub fn classify_answer(
     if !messages.is_empty() {
         detail.push_str(&format!(" ({})", shared::excerpt(&messages.join("; "))));
     }
+    let errors = manifest_errors(answer);
+    if !errors.is_empty() {
+        detail.push_str(&format!(": {}", shared::excerpt(&errors.join("; "))));
+    }
     classify_error_code(code, detail, retry_after)
+}
+
+/// The `errors` list of an `apps.manifest.*` answer, one `message (at pointer)` per entry.
+pub fn manifest_errors(answer: &Map<String, Value>) -> Vec<String> {
+    answer
+        .get("errors")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let message = e
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("unspecified error");
+            match e.get("pointer").and_then(Value::as_str) {
+                Some(p) if !p.is_empty() => format!("{message} (at {p})"),
+                _ => message.to_owned(),
+            }
+        })
+        .collect()
 }
 
 /// Classifies a Slack error code: `ratelimited` → [`PlatformError::RateLimited`] (with the

@@ -9,6 +9,10 @@
 //! | `upload_file` | `files.getUploadURLExternal` (form) → POST the bytes to `upload_url` → `files.completeUploadExternal` (form) |
 //! | `set_status` | `users.profile.set` (JSON) with the **user** token |
 //!
+//! With `app_config_token` and `app_id`, [`SlackConnector::sync_request_url`] also sets the
+//! app's Events API request URL and bot events through the manifest API
+//! ([`super::registration`]).
+//!
 //! Parameters are checked against the catalogue before anything is sent: an unknown name, a
 //! missing required one or a value of the wrong type is [`PlatformError::Invalid`]. Rendered
 //! values are taken leniently where the meaning is plain (`"true"` for a boolean, `"42"` for an
@@ -20,11 +24,12 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use super::client::{BadToken, Body, SlackClient, TokenKind};
+use super::registration;
 use crate::manifest::Integration;
 use crate::manifest::model::Credential;
 use crate::platforms::catalog::{ActionSpec, ParamType};
 use crate::platforms::connector::{
-    ActionCall, ActionOutput, ConnectError, Connector, Health, PlatformError,
+    ActionCall, ActionOutput, ConnectError, Connector, Health, PlatformError, RegistrationOutcome,
 };
 use crate::platforms::http;
 use crate::secrets::{ResolveContext, Secret};
@@ -41,20 +46,37 @@ const MAX_CHANNEL_NAME: usize = 80;
 /// Longest status text Slack accepts.
 const MAX_STATUS_TEXT: usize = 100;
 
-/// Builds the Slack connector of `integration`: resolves `bot_token` (required) and
-/// `user_token` (optional, needed by `set_status`), and reads `default_channel` and
-/// `unfurl_links` from `[config]`.
+/// Builds the Slack connector of `integration`: resolves `bot_token` (required),
+/// `user_token` (optional, needed by `set_status`), `app_config_token` and `app_id` (optional,
+/// both needed to register the request URL), and reads `default_channel` and `unfurl_links`
+/// from `[config]`.
 pub fn connect(
     integration: &Integration,
     ctx: &ResolveContext<'_>,
 ) -> Result<Arc<dyn Connector>, ConnectError> {
+    Ok(Arc::new(connect_slack(integration, ctx)?))
+}
+
+/// [`connect`], keeping the Slack type (for [`SlackConnector::sync_request_url`]).
+pub fn connect_slack(
+    integration: &Integration,
+    ctx: &ResolveContext<'_>,
+) -> Result<SlackConnector, ConnectError> {
     let bot = resolve(integration, TokenKind::Bot.field(), ctx)?
         .ok_or_else(|| ConnectError::Missing(TokenKind::Bot.field().to_owned()))?;
     let user = resolve(integration, TokenKind::User.field(), ctx)?;
     let http_client = http::client(REQUEST_TIMEOUT)?;
     let base = http::base_url(integration, DEFAULT_BASE_URL);
-    let client = SlackClient::new(http_client, base, &bot, user.as_ref())
+    let mut client = SlackClient::new(http_client, base, &bot, user.as_ref())
         .map_err(|e: BadToken| ConnectError::Client(e.to_string()))?;
+    if let Some(t) = resolve(integration, TokenKind::AppConfig.field(), ctx)? {
+        client = client
+            .with_app_config_token(&t)
+            .map_err(|e: BadToken| ConnectError::Client(e.to_string()))?;
+    }
+    let app_id = resolve(integration, "app_id", ctx)?
+        .and_then(|s| s.expose_str().ok().map(|v| v.trim().to_owned()))
+        .filter(|v| !v.is_empty());
     let default_channel = integration
         .config
         .get("default_channel")
@@ -66,11 +88,12 @@ pub fn connect(
         .config
         .get("unfurl_links")
         .and_then(Value::as_bool);
-    Ok(Arc::new(SlackConnector {
+    Ok(SlackConnector {
         client,
         default_channel,
         unfurl_links,
-    }))
+        app_id,
+    })
 }
 
 /// One credential field's value, if the integration sets it.
@@ -101,6 +124,7 @@ pub struct SlackConnector {
     client: SlackClient,
     default_channel: Option<String>,
     unfurl_links: Option<bool>,
+    app_id: Option<String>,
 }
 
 #[async_trait::async_trait]
@@ -152,9 +176,100 @@ impl Connector for SlackConnector {
         };
         Ok(ActionOutput { result })
     }
+
+    async fn sync_webhook(
+        &self,
+        url: &str,
+        events: &[String],
+    ) -> Result<Option<RegistrationOutcome>, PlatformError> {
+        if !self.can_register() {
+            return Ok(None);
+        }
+        self.sync_request_url(url, events).await.map(Some)
+    }
 }
 
 impl SlackConnector {
+    /// Whether both `app_config_token` and `app_id` are set, so that
+    /// [`Self::sync_request_url`] can run.
+    pub fn can_register(&self) -> bool {
+        self.client.has_app_config_token() && self.app_id.is_some()
+    }
+
+    /// Makes the app send `events` (catalogue names, mapped by
+    /// [`registration::bot_events`]) to `url`: `apps.manifest.export`; when the request URL and
+    /// the set of bot events already match, [`RegistrationOutcome::Unchanged`] without another
+    /// call; else the exported manifest with only those two fields changed goes through
+    /// `apps.manifest.validate` (its `errors` become a [`PlatformError::Rejected`]) and
+    /// `apps.manifest.update`, and the outcome is [`RegistrationOutcome::Updated`].
+    ///
+    /// Slack checks a new request URL with a `url_verification` challenge, so the daemon must
+    /// already be serving `url`. Without `app_config_token` or `app_id` this is
+    /// [`PlatformError::Invalid`] and sends nothing; callers check [`Self::can_register`].
+    pub async fn sync_request_url(
+        &self,
+        url: &str,
+        events: &[String],
+    ) -> Result<RegistrationOutcome, PlatformError> {
+        let app_id = self.app_id.as_deref().ok_or_else(|| {
+            PlatformError::Invalid(
+                "registering the request URL needs the `app_id` credential".into(),
+            )
+        })?;
+        if !self.client.has_app_config_token() {
+            return Err(PlatformError::Invalid(
+                "registering the request URL needs the `app_config_token` credential".into(),
+            ));
+        }
+        let wanted = registration::bot_events(events);
+        let exported = self
+            .client
+            .call(
+                "apps.manifest.export",
+                TokenKind::AppConfig,
+                Body::Form(vec![("app_id".into(), app_id.to_owned())]),
+            )
+            .await?;
+        let manifest = exported
+            .get("manifest")
+            .ok_or_else(|| PlatformError::Rejected {
+                status: 200,
+                detail: "apps.manifest.export: the answer has no `manifest`".into(),
+            })?;
+        if registration::matches(manifest, url, &wanted) {
+            return Ok(RegistrationOutcome::Unchanged);
+        }
+        let edited = registration::apply(manifest, url, &wanted).ok_or_else(|| {
+            PlatformError::Rejected {
+                status: 200,
+                detail: "apps.manifest.export: the manifest's `settings.event_subscriptions` is not an object".into(),
+            }
+        })?;
+        let text = serde_json::to_string(&edited)
+            .map_err(|e| PlatformError::Invalid(format!("cannot encode the manifest: {e}")))?;
+        self.client
+            .call(
+                "apps.manifest.validate",
+                TokenKind::AppConfig,
+                Body::Form(vec![
+                    ("manifest".into(), text.clone()),
+                    ("app_id".into(), app_id.to_owned()),
+                ]),
+            )
+            .await?;
+        self.client
+            .call(
+                "apps.manifest.update",
+                TokenKind::AppConfig,
+                Body::Form(vec![
+                    ("app_id".into(), app_id.to_owned()),
+                    ("manifest".into(), text),
+                ]),
+            )
+            .await?;
+        Ok(RegistrationOutcome::Updated)
+    }
+
     /// `channel`, else the config's `default_channel`.
     fn channel(&self, p: &Params<'_>) -> Option<String> {
         p.string("channel")

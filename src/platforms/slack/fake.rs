@@ -8,6 +8,14 @@
 //! - Methods: `auth.test`, `chat.postMessage`, `conversations.create`, `conversations.invite`,
 //!   `files.getUploadURLExternal`, `files.completeUploadExternal`, `users.profile.set`, plus the
 //!   upload URL (`/upload/v1/<file id>`) handed out by `files.getUploadURLExternal`.
+//! - Manifest API: `apps.manifest.export`, `apps.manifest.validate` and `apps.manifest.update`
+//!   for the app [`APP_ID`], on a manifest kept in memory (see [`initial_manifest`];
+//!   [`FakeSlack::manifest`], [`FakeSlack::set_manifest`]). They accept only the app
+//!   configuration token given to [`FakeSlack::accept_app_config_token`] (anything else is
+//!   `invalid_auth`), and that token is refused by every other method. The vendored spec does
+//!   not describe these methods, so the fake checks them with its own rules
+//!   ([`manifest_errors`]). Unlike Slack, the fake does not send a `url_verification` challenge
+//!   to a new request URL.
 //! - Bodies: JSON (`application/json`) or form-urlencoded.
 //! - Spec check: where Slack's vendored OpenAPI file (`slack-web.openapi.json`) describes a
 //!   method, a request with a parameter the spec does not list, or without one it requires, is
@@ -59,6 +67,73 @@ pub const TEAM_NAME: &str = "Fake Workspace";
 pub const GENERAL: &str = "C0GENERAL1";
 /// Channel `#support`.
 pub const SUPPORT: &str = "C0SUPPORT1";
+/// The fake app's id (the app behind the bot, and the one the manifest API knows).
+pub const APP_ID: &str = "A0FAKEAPP1";
+/// The request URL of [`initial_manifest`].
+pub const INITIAL_REQUEST_URL: &str = "https://old-host.example.com/slack/events";
+
+/// Bot events the fake's manifest validation knows.
+pub const KNOWN_BOT_EVENTS: &[&str] = &[
+    "app_home_opened",
+    "app_mention",
+    "app_uninstalled",
+    "channel_archive",
+    "channel_created",
+    "channel_rename",
+    "member_joined_channel",
+    "member_left_channel",
+    "message.channels",
+    "message.groups",
+    "message.im",
+    "message.mpim",
+    "reaction_added",
+    "reaction_removed",
+    "team_join",
+    "user_change",
+];
+
+/// The manifest the fake starts with: a realistic app with settings that an update of the
+/// event subscriptions must keep (display information, bot user, scopes, interactivity,
+/// `user_events`).
+pub fn initial_manifest() -> Value {
+    json!({
+        "_metadata": { "major_version": 1, "minor_version": 1 },
+        "display_information": {
+            "name": "supportopsd",
+            "description": "Support operations automation",
+            "background_color": "#2c2d30"
+        },
+        "features": {
+            "app_home": { "home_tab_enabled": false, "messages_tab_enabled": true },
+            "bot_user": { "display_name": "supportopsd", "always_online": true }
+        },
+        "oauth_config": {
+            "scopes": {
+                "bot": [
+                    "app_mentions:read", "channels:history", "channels:manage",
+                    "channels:read", "chat:write", "files:write", "groups:history",
+                    "im:history", "mpim:history", "reactions:read", "users:read"
+                ],
+                "user": ["users.profile:write"]
+            }
+        },
+        "settings": {
+            "event_subscriptions": {
+                "request_url": INITIAL_REQUEST_URL,
+                "bot_events": ["app_home_opened"],
+                "user_events": ["reaction_added"]
+            },
+            "interactivity": {
+                "is_enabled": true,
+                "request_url": "https://old-host.example.com/slack/actions"
+            },
+            "org_deploy_enabled": false,
+            "socket_mode_enabled": false,
+            "token_rotation_enabled": false
+        }
+    })
+}
+
 /// Users that exist besides the bot and [`USER_ID`].
 pub const AGENTS: &[&str] = &["U0AGENT001", "U0AGENT002"];
 
@@ -158,6 +233,8 @@ struct State {
     channels: Vec<(String, String)>,
     uploads: HashMap<String, Upload>,
     profile: Map<String, Value>,
+    app_config_token: Option<String>,
+    manifest: Value,
 }
 
 impl FakeSlack {
@@ -190,6 +267,8 @@ impl FakeSlack {
             .as_object()
             .cloned()
             .unwrap_or_default(),
+            app_config_token: None,
+            manifest: initial_manifest(),
         }));
         let shared = state.clone();
         let task = tokio::spawn(async move {
@@ -245,6 +324,21 @@ impl FakeSlack {
             .uploads
             .get(file_id)
             .and_then(|u| u.bytes.clone())
+    }
+
+    /// Accepts `token` as the app configuration token of the manifest API.
+    pub fn accept_app_config_token(&self, token: &str) {
+        lock(&self.state).app_config_token = Some(token.to_owned());
+    }
+
+    /// The app's manifest as the last `apps.manifest.update` left it.
+    pub fn manifest(&self) -> Value {
+        lock(&self.state).manifest.clone()
+    }
+
+    /// Replaces the app's manifest (someone edited the app's settings).
+    pub fn set_manifest(&self, manifest: Value) {
+        lock(&self.state).manifest = manifest;
     }
 
     /// The user's profile as `users.profile.set` left it.
@@ -347,6 +441,27 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp
     let Some(auth) = recorded.header("authorization") else {
         return Ok(slack_error("not_authed"));
     };
+    if method.starts_with("apps.manifest.") {
+        let allowed = st
+            .app_config_token
+            .as_ref()
+            .is_some_and(|t| auth == format!("Bearer {t}"));
+        if !allowed {
+            return Ok(slack_error("invalid_auth"));
+        }
+        let Some(params) = params_of(&recorded.headers, &recorded.body) else {
+            return Ok(slack_error("invalid_form_data"));
+        };
+        return Ok(match method.as_str() {
+            "apps.manifest.export" => st.manifest_export(&params),
+            "apps.manifest.validate" => st.manifest_validate(&params),
+            "apps.manifest.update" => st.manifest_update(&params),
+            _ => json_response(
+                StatusCode::NOT_FOUND,
+                &json!({"ok": false, "error": "unknown_method", "req_method": method}),
+            ),
+        });
+    }
     let is_bot = auth == format!("Bearer {}", st.bot_token);
     let is_user = st
         .user_token
@@ -457,7 +572,7 @@ impl State {
             "text": text,
             "user": BOT_USER_ID,
             "bot_id": BOT_ID,
-            "app_id": "A0FAKEAPP1",
+            "app_id": APP_ID,
             "team": TEAM_ID,
             "ts": ts,
         });
@@ -635,6 +750,65 @@ impl State {
         ok(json!({ "files": out }))
     }
 
+    fn manifest_export(&mut self, p: &Map<String, Value>) -> Resp {
+        match str_param(p, "app_id") {
+            None => invalid_arguments(vec!["[ERROR] missing required field: app_id".into()]),
+            Some(APP_ID) => ok(json!({ "manifest": self.manifest.clone() })),
+            Some(_) => slack_error("invalid_app_id"),
+        }
+    }
+
+    /// The manifest of a validate or update call, or the answer refusing it.
+    #[allow(clippy::result_large_err)] // test code; the error is the answer to send
+    fn manifest_param(p: &Map<String, Value>) -> Result<Value, Resp> {
+        let manifest = match p.get("manifest") {
+            None | Some(Value::Null) => {
+                return Err(invalid_arguments(vec![
+                    "[ERROR] missing required field: manifest".into(),
+                ]));
+            }
+            Some(Value::String(s)) => serde_json::from_str(s).map_err(|_| {
+                invalid_manifest(vec![("Manifest is not valid JSON".into(), "/".into())])
+            })?,
+            Some(v) => v.clone(),
+        };
+        let errors = manifest_errors(&manifest);
+        if errors.is_empty() {
+            Ok(manifest)
+        } else {
+            Err(invalid_manifest(errors))
+        }
+    }
+
+    fn manifest_validate(&mut self, p: &Map<String, Value>) -> Resp {
+        if let Some(id) = str_param(p, "app_id")
+            && id != APP_ID
+        {
+            return slack_error("invalid_app_id");
+        }
+        match Self::manifest_param(p) {
+            Ok(_) => ok(json!({ "errors": [] })),
+            Err(r) => r,
+        }
+    }
+
+    fn manifest_update(&mut self, p: &Map<String, Value>) -> Resp {
+        match str_param(p, "app_id") {
+            None => {
+                return invalid_arguments(vec!["[ERROR] missing required field: app_id".into()]);
+            }
+            Some(APP_ID) => {}
+            Some(_) => return slack_error("invalid_app_id"),
+        }
+        match Self::manifest_param(p) {
+            Ok(m) => {
+                self.manifest = m;
+                ok(json!({ "app_id": APP_ID, "permissions_updated": false }))
+            }
+            Err(r) => r,
+        }
+    }
+
     fn profile_set(&mut self, p: &Map<String, Value>) -> Resp {
         let profile: Option<Map<String, Value>> = match p.get("profile") {
             Some(Value::Object(m)) => Some(m.clone()),
@@ -668,6 +842,64 @@ impl State {
         }
         ok(json!({ "profile": self.profile.clone() }))
     }
+}
+
+/// `{"ok": false, "error": "invalid_manifest", "errors": [{message, pointer}…]}`.
+fn invalid_manifest(errors: Vec<(String, String)>) -> Resp {
+    let errors: Vec<Value> = errors
+        .into_iter()
+        .map(|(message, pointer)| json!({ "message": message, "pointer": pointer }))
+        .collect();
+    json_response(
+        StatusCode::OK,
+        &json!({ "ok": false, "error": "invalid_manifest", "errors": errors }),
+    )
+}
+
+/// The fake's manifest rules, as (message, JSON pointer) pairs; empty when valid:
+/// `display_information.name` is required; `settings.event_subscriptions` needs a
+/// `request_url` (an `http://` or `https://` URL; Slack itself wants `https://`) unless
+/// `settings.socket_mode_enabled` is true; every bot event must be one of
+/// [`KNOWN_BOT_EVENTS`].
+pub fn manifest_errors(manifest: &Value) -> Vec<(String, String)> {
+    let mut errors = Vec::new();
+    if !manifest.is_object() {
+        errors.push(("Manifest must be an object".to_owned(), "/".to_owned()));
+        return errors;
+    }
+    let name = manifest
+        .pointer("/display_information/name")
+        .and_then(Value::as_str);
+    if name.is_none_or(str::is_empty) {
+        errors.push((
+            "Field is required".to_owned(),
+            "/display_information/name".to_owned(),
+        ));
+    }
+    if let Some(subs) = manifest.pointer("/settings/event_subscriptions") {
+        let socket = manifest.pointer("/settings/socket_mode_enabled") == Some(&Value::Bool(true));
+        match subs.get("request_url").and_then(Value::as_str) {
+            None if !socket => errors.push((
+                "Event Subscription requires either Request URL or Socket Mode Enabled".to_owned(),
+                "/settings/event_subscriptions".to_owned(),
+            )),
+            Some(u) if !(u.starts_with("https://") || u.starts_with("http://")) => errors.push((
+                "Invalid URL".to_owned(),
+                "/settings/event_subscriptions/request_url".to_owned(),
+            )),
+            _ => {}
+        }
+        let events = subs.get("bot_events").and_then(Value::as_array);
+        for (i, e) in events.into_iter().flatten().enumerate() {
+            if !e.as_str().is_some_and(|e| KNOWN_BOT_EVENTS.contains(&e)) {
+                errors.push((
+                    format!("Invalid event type: {e}"),
+                    format!("/settings/event_subscriptions/bot_events/{i}"),
+                ));
+            }
+        }
+    }
+    errors
 }
 
 /// The parameters of a request: a JSON object, or form fields as strings. `None` when the body

@@ -876,3 +876,258 @@ async fn tokens_never_appear_in_errors() {
     assert_no_token(&format!("{c:?}"));
     assert_tokens_only_in_headers(&fake);
 }
+
+// === request URL registration (manifest API) ===
+
+const APP_CONFIG: &str = "xoxe.xoxp-1-appconfigsecretvalue";
+const HOOK: &str = "https://ops.example.com/api/webhooks/slack/slack-main";
+
+/// A Slack connector on `fake` with the bot token, `app_config_token` and `app_id`.
+fn registering(fake: &FakeSlack, app_config: &str) -> super::connector::SlackConnector {
+    let i = integration(
+        Some(fake.base_url()),
+        &[
+            ("bot_token", plain(BOT)),
+            ("app_config_token", plain(app_config)),
+            ("app_id", plain(fake::APP_ID)),
+        ],
+        json!({}),
+    );
+    super::connector::connect_slack(&i, &ResolveContext::new(None, &no_env)).expect("connect")
+}
+
+fn events(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| (*n).to_owned()).collect()
+}
+
+/// The manifest an update sent (a JSON string in the form field `manifest`).
+fn sent_manifest(r: &fake::Recorded) -> Value {
+    let form = r.form();
+    let text = form
+        .iter()
+        .find(|(k, _)| k == "manifest")
+        .map(|(_, v)| v.clone())
+        .expect("manifest field");
+    serde_json::from_str(&text).expect("manifest JSON")
+}
+
+#[tokio::test]
+async fn sync_request_url_updates_then_is_unchanged_then_repairs_drift() {
+    use crate::platforms::connector::RegistrationOutcome;
+    let fake = FakeSlack::start(BOT, None).await;
+    fake.accept_app_config_token(APP_CONFIG);
+    let c = registering(&fake, APP_CONFIG);
+    assert!(c.can_register());
+    let wanted = events(&["message", "app_mention", "team_join"]);
+
+    // First sync: export, validate, update with only the two fields changed.
+    let out = c.sync_request_url(HOOK, &wanted).await.expect("sync");
+    assert_eq!(out, RegistrationOutcome::Updated);
+    let methods: Vec<String> = fake
+        .requests()
+        .iter()
+        .map(|r| r.api_method().to_owned())
+        .collect();
+    assert_eq!(
+        methods,
+        [
+            "apps.manifest.export",
+            "apps.manifest.validate",
+            "apps.manifest.update"
+        ]
+    );
+    let mut expected = fake::initial_manifest();
+    expected["settings"]["event_subscriptions"]["request_url"] = json!(HOOK);
+    expected["settings"]["event_subscriptions"]["bot_events"] = json!([
+        "app_mention",
+        "message.channels",
+        "message.groups",
+        "message.im",
+        "message.mpim",
+        "team_join"
+    ]);
+    let reqs = fake.requests();
+    assert_eq!(
+        reqs[0].form(),
+        [("app_id".to_owned(), fake::APP_ID.to_owned())]
+    );
+    assert_eq!(sent_manifest(&reqs[1]), expected);
+    let update = &reqs[2];
+    assert_eq!(sent_manifest(update), expected);
+    assert!(
+        update
+            .form()
+            .contains(&("app_id".to_owned(), fake::APP_ID.to_owned()))
+    );
+    for r in &reqs {
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Bearer {APP_CONFIG}").as_str())
+        );
+        assert_eq!(
+            r.header("content-type"),
+            Some("application/x-www-form-urlencoded")
+        );
+    }
+    assert_eq!(fake.manifest(), expected);
+
+    // Second sync: the same events in another order → export only.
+    let again = events(&["team_join", "message", "app_mention"]);
+    let out = c.sync_request_url(HOOK, &again).await.expect("sync");
+    assert_eq!(out, RegistrationOutcome::Unchanged);
+    assert_eq!(fake.requests().len(), 4);
+    assert!(fake.requests_to("apps.manifest.update").len() == 1);
+
+    // Someone edits the app: the URL points elsewhere and an event was removed.
+    let mut drifted = fake.manifest();
+    drifted["settings"]["event_subscriptions"]["request_url"] =
+        json!("https://elsewhere.example/x");
+    drifted["settings"]["event_subscriptions"]["bot_events"] = json!(["app_mention"]);
+    drifted["display_information"]["description"] = json!("edited by hand");
+    fake.set_manifest(drifted.clone());
+    let out = c.sync_request_url(HOOK, &wanted).await.expect("sync");
+    assert_eq!(out, RegistrationOutcome::Updated);
+    let mut repaired = drifted;
+    repaired["settings"]["event_subscriptions"] =
+        expected["settings"]["event_subscriptions"].clone();
+    assert_eq!(fake.manifest(), repaired);
+    assert_eq!(fake.requests_to("apps.manifest.update").len(), 2);
+
+    // Through the trait object as well.
+    let dynamic: Arc<dyn Connector> = Arc::new(c);
+    assert_eq!(
+        dynamic.sync_webhook(HOOK, &wanted).await,
+        Ok(Some(RegistrationOutcome::Unchanged))
+    );
+    assert_tokens_only_in_headers(&fake);
+    for r in fake.requests() {
+        assert!(!r.text().contains(APP_CONFIG));
+    }
+}
+
+#[tokio::test]
+async fn sync_request_url_validation_errors_are_rejected_and_nothing_is_updated() {
+    let fake = FakeSlack::start(BOT, None).await;
+    fake.accept_app_config_token(APP_CONFIG);
+    let c = registering(&fake, APP_CONFIG);
+    let err = c
+        .sync_request_url("ops.example.com/no-scheme", &events(&["app_mention"]))
+        .await
+        .expect_err("invalid URL");
+    assert_eq!(
+        err,
+        PlatformError::Rejected {
+            status: 200,
+            detail: "apps.manifest.validate: invalid_manifest: Invalid URL (at /settings/event_subscriptions/request_url)".into()
+        }
+    );
+    assert!(fake.requests_to("apps.manifest.update").is_empty());
+    assert_eq!(fake.manifest(), fake::initial_manifest());
+
+    // An event Slack does not know is refused the same way, with its pointer.
+    let err = c
+        .sync_request_url(HOOK, &events(&["app_mention", "no_such_event"]))
+        .await
+        .expect_err("unknown event");
+    let PlatformError::Rejected { detail, .. } = err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        detail.contains(
+            "Invalid event type: \"no_such_event\" (at /settings/event_subscriptions/bot_events/1)"
+        ),
+        "{detail}"
+    );
+
+    // A scripted failure of the update itself.
+    fake.fail_next(
+        "apps.manifest.update",
+        Failure::Error("app_not_eligible".into()),
+        1,
+    );
+    let err = c
+        .sync_request_url(HOOK, &events(&["app_mention"]))
+        .await
+        .expect_err("not eligible");
+    assert_eq!(
+        err,
+        PlatformError::Rejected {
+            status: 200,
+            detail: "apps.manifest.update: app_not_eligible".into()
+        }
+    );
+    fake.fail_next(
+        "apps.manifest.export",
+        Failure::RateLimited {
+            retry_after_secs: 3,
+        },
+        1,
+    );
+    let err = c
+        .sync_request_url(HOOK, &events(&["app_mention"]))
+        .await
+        .expect_err("rate limited");
+    assert_eq!(
+        err,
+        PlatformError::RateLimited {
+            retry_after: Some(Duration::from_secs(3))
+        }
+    );
+}
+
+#[tokio::test]
+async fn sync_request_url_with_a_wrong_token_is_unauthorized() {
+    let fake = FakeSlack::start(BOT, None).await;
+    fake.accept_app_config_token("xoxe.xoxp-the-right-one");
+    let c = registering(&fake, APP_CONFIG);
+    let err = c
+        .sync_request_url(HOOK, &events(&["app_mention"]))
+        .await
+        .expect_err("wrong token");
+    assert_eq!(
+        err,
+        PlatformError::Unauthorized {
+            detail: "apps.manifest.export: invalid_auth".into()
+        }
+    );
+    assert_no_token(&format!("{err:?} {err} {c:?}"));
+    assert!(!format!("{err:?} {c:?}").contains("appconfigsecretvalue"));
+    // The bot token does not open the manifest API, nor the app token the Web API.
+    let fake2 = FakeSlack::start(BOT, None).await;
+    fake2.accept_app_config_token(APP_CONFIG);
+    let c2 = registering(&fake2, BOT);
+    assert!(matches!(
+        c2.sync_request_url(HOOK, &events(&["app_mention"])).await,
+        Err(PlatformError::Unauthorized { .. })
+    ));
+    assert_eq!(fake2.manifest(), fake::initial_manifest());
+}
+
+#[tokio::test]
+async fn without_app_config_token_or_app_id_nothing_is_sent() {
+    let fake = FakeSlack::start(BOT, None).await;
+    fake.accept_app_config_token(APP_CONFIG);
+    for creds in [
+        vec![("bot_token", plain(BOT))],
+        vec![
+            ("bot_token", plain(BOT)),
+            ("app_config_token", plain(APP_CONFIG)),
+        ],
+        vec![("bot_token", plain(BOT)), ("app_id", plain(fake::APP_ID))],
+    ] {
+        let i = integration(Some(fake.base_url()), &creds, json!({}));
+        let c = connect(&i, &ResolveContext::new(None, &no_env)).expect("connect");
+        assert_eq!(
+            c.sync_webhook(HOOK, &events(&["app_mention"])).await,
+            Ok(None)
+        );
+        let s = super::connector::connect_slack(&i, &ResolveContext::new(None, &no_env))
+            .expect("connect");
+        assert!(!s.can_register());
+        assert!(matches!(
+            s.sync_request_url(HOOK, &events(&["app_mention"])).await,
+            Err(PlatformError::Invalid(_))
+        ));
+    }
+    assert!(fake.requests().is_empty());
+}

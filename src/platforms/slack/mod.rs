@@ -12,6 +12,7 @@ pub mod actions;
 pub mod client;
 pub mod connector;
 pub mod events;
+pub mod registration;
 pub mod webhook;
 
 #[cfg(any(test, feature = "test-support"))]
