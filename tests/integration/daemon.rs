@@ -15,11 +15,7 @@ async fn posts(fake: &FakeSlack) -> Vec<serde_json::Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_event_fires_its_rule_and_reaches_slack_once() {
-    let fake = FakeSlack::start(BOT_TOKEN, None).await;
-    let repo = repo(&fake.base_url());
-    let state = tempfile::tempdir().unwrap();
-    let daemon = Daemon::spawn(repo.path(), state.path(), &[]).await;
-    let client = reqwest::Client::new();
+    let (fake, _repo, _state, daemon, client) = setup(&[]).await;
 
     let body = zendesk_ticket(35437, "Refund for double charge");
     assert_eq!(
@@ -85,11 +81,7 @@ async fn a_signed_event_fires_its_rule_and_reaches_slack_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_deliveries_get_the_contract_codes_and_run_nothing() {
-    let fake = FakeSlack::start(BOT_TOKEN, None).await;
-    let repo = repo(&fake.base_url());
-    let state = tempfile::tempdir().unwrap();
-    let daemon = Daemon::spawn(repo.path(), state.path(), &["--max-body", "4096"]).await;
-    let client = reqwest::Client::new();
+    let (fake, _repo, _state, daemon, client) = setup(&["--max-body", "4096"]).await;
     let url = format!("{}/api/webhooks/zendesk/zendesk-main", daemon.url);
     let body = zendesk_ticket(1, "Forged");
     let send = |ts: String, sig: String, ctype: &'static str, body: Vec<u8>| {
@@ -242,11 +234,7 @@ async fn bad_deliveries_get_the_contract_codes_and_run_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slack_challenge_and_loop_guard() {
-    let fake = FakeSlack::start(BOT_TOKEN, None).await;
-    let repo = repo(&fake.base_url());
-    let state = tempfile::tempdir().unwrap();
-    let daemon = Daemon::spawn(repo.path(), state.path(), &[]).await;
-    let client = reqwest::Client::new();
+    let (fake, _repo, _state, daemon, client) = setup(&[]).await;
     let url = format!("{}/api/webhooks/slack/slack-main", daemon.url);
     let signed = |body: serde_json::Value| {
         let body = serde_json::to_vec(&body).unwrap();
@@ -308,11 +296,7 @@ async fn slack_challenge_and_loop_guard() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_are_honoured_and_exhausted_jobs_can_be_replayed() {
-    let fake = FakeSlack::start(BOT_TOKEN, None).await;
-    let repo = repo(&fake.base_url());
-    let state = tempfile::tempdir().unwrap();
-    let daemon = Daemon::spawn(repo.path(), state.path(), &["--retry-schedule", "1s,1s"]).await;
-    let client = reqwest::Client::new();
+    let (fake, _repo, _state, daemon, client) = setup(&["--retry-schedule", "1s,1s"]).await;
 
     // 429 with Retry-After: 2 → the retry waits at least that long.
     fake.fail_next(
@@ -428,11 +412,7 @@ async fn rate_limits_are_honoured_and_exhausted_jobs_can_be_replayed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_commit_is_refused_and_the_last_good_one_keeps_running() {
-    let fake = FakeSlack::start(BOT_TOKEN, None).await;
-    let repo = repo(&fake.base_url());
-    let state = tempfile::tempdir().unwrap();
-    let daemon = Daemon::spawn(repo.path(), state.path(), &[]).await;
-    let client = reqwest::Client::new();
+    let (fake, repo, _state, daemon, client) = setup(&[]).await;
     repo.file("rules/zendesk-to-slack.toml", "id = \"broken\n");
     repo.commit("broken");
     signal(daemon.pid(), "HUP");

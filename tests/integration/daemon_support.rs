@@ -10,6 +10,8 @@ use sha2::Sha256;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use supportopsd::platforms::slack::fake::FakeSlack;
+
 use crate::support::TestRepo;
 
 pub(crate) const ZD_SECRET: &str = "zendesk-webhook-secret";
@@ -330,4 +332,23 @@ pub(crate) async fn eventually(secs: u64, what: &str, mut f: impl FnMut() -> boo
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("timed out waiting for: {what}");
+}
+
+/// A fake Slack, the manifests of [`repo`] committed, and a daemon running them with `extra`
+/// arguments: what most daemon tests start from. Keep every part bound until the test ends (the
+/// temporary folders are deleted when dropped).
+pub(crate) async fn setup(
+    extra: &[&str],
+) -> (
+    FakeSlack,
+    TestRepo,
+    tempfile::TempDir,
+    Daemon,
+    reqwest::Client,
+) {
+    let fake = FakeSlack::start(BOT_TOKEN, None).await;
+    let repo = repo(&fake.base_url());
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::spawn(repo.path(), state.path(), extra).await;
+    (fake, repo, state, daemon, reqwest::Client::new())
 }
