@@ -46,6 +46,9 @@ pub struct Args {
     /// Jobs run at once.
     #[arg(long, env = "SUPPORTOPSD_WORKERS", default_value_t = 32)]
     pub workers: usize,
+    /// How long audit records are kept.
+    #[arg(long, env = "SUPPORTOPSD_AUDIT_RETENTION", default_value = "30d", value_parser = duration)]
+    pub audit_retention: std::time::Duration,
     /// How long a job in flight stays reserved; after a crash it runs again once this passes.
     #[arg(long, env = "SUPPORTOPSD_LEASE", default_value = "2m", value_parser = duration)]
     pub lease: std::time::Duration,
@@ -101,6 +104,7 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
     options.retry = retry;
     options.workers = args.workers;
     options.lease = args.lease;
+    options.audit_retention = args.audit_retention;
     options.admin_token = admin_token();
     if options.admin_token.is_none() && !args.listen.ip().is_loopback() {
         tracing::warn!("No admin token: the operator API answers loopback clients only.");

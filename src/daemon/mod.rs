@@ -56,6 +56,8 @@ pub struct Options {
     pub workers: usize,
     /// The bearer token of the operator API; `None` serves the API on loopback only.
     pub admin_token: Option<Secret>,
+    /// How long audit records are kept.
+    pub audit_retention: Duration,
 }
 
 impl Options {
@@ -77,6 +79,7 @@ impl Options {
             lease: Duration::from_secs(120),
             workers: 32,
             admin_token: None,
+            audit_retention: Duration::from_secs(30 * 86_400),
         }
     }
 }
@@ -563,6 +566,15 @@ async fn housekeeping(rt: Arc<Runtime>, shutdown: CancellationToken) {
             () = tokio::time::sleep(Duration::from_secs(300)) => {}
         }
         let store = rt.store.clone();
-        let _ = tokio::task::spawn_blocking(move || store.purge_expired(now_ms())).await;
+        let retention = u64::try_from(rt.options.audit_retention.as_millis()).unwrap_or(u64::MAX);
+        let result = tokio::task::spawn_blocking(move || {
+            let now = now_ms();
+            store.purge_expired(now)?;
+            store.purge_audit(now.saturating_sub(retention))
+        })
+        .await;
+        if let Ok(Err(e)) = result {
+            tracing::warn!(error = %e, "Housekeeping failed; it runs again in five minutes.");
+        }
     }
 }
