@@ -141,8 +141,8 @@ fn spawn_signals(
     tokio::spawn(async move {
         loop {
             tokio::select! {
-                _ = term.recv() => { tracing::info!("SIGTERM: draining."); shutdown.cancel(); break; }
-                _ = int.recv() => { tracing::info!("SIGINT: draining."); shutdown.cancel(); break; }
+                _ = term.recv() => { tracing::info!("SIGTERM: draining."); crate::telemetry::systemd::stopping(); shutdown.cancel(); break; }
+                _ = int.recv() => { tracing::info!("SIGINT: draining."); crate::telemetry::systemd::stopping(); shutdown.cancel(); break; }
                 _ = hup.recv() => { tracing::info!("SIGHUP: reloading."); let _ = reload.try_send(()); }
             }
         }

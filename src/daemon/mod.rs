@@ -454,7 +454,9 @@ pub async fn run(
                     () = shutdown.cancelled() => break,
                     msg = reload.recv() => {
                         if msg.is_none() { break; }
-                        if rt.reload().is_ok() {
+                        let applied = rt.reload().is_ok();
+                        crate::telemetry::systemd::status(&status_line(&rt));
+                        if applied {
                             check_connections(&rt).await;
                             tokio::select! {
                                 () = shutdown.cancelled() => break,
@@ -466,6 +468,8 @@ pub async fn run(
             }
         })
     };
+    crate::telemetry::systemd::ready(&status_line(&rt));
+    crate::telemetry::systemd::spawn_watchdog(shutdown.child_token());
     server::serve(rt.clone(), listener, shutdown.clone()).await;
     shutdown.cancel();
     tracker.close();
@@ -476,6 +480,19 @@ pub async fn run(
     }
     rt.store.flush().map_err(anyhow::Error::from)?;
     Ok(())
+}
+
+/// One line for `systemctl status`: the revision in use, and a refusal if there was one.
+fn status_line(rt: &Runtime) -> String {
+    let s = rt.status();
+    let revision = s
+        .applied
+        .as_deref()
+        .map_or("no revision", |r| &r[..r.len().min(12)]);
+    match &s.refused {
+        Some(why) => format!("serving {revision}; newest revision refused: {why}"),
+        None => format!("serving {revision}"),
+    }
 }
 
 /// Checks every connector once and records supportopsd's identity on each platform.

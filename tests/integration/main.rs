@@ -9,5 +9,6 @@ mod generated;
 mod plan;
 mod secret;
 mod support;
+mod systemd;
 mod testcmd;
 mod validate;

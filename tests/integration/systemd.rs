@@ -1,0 +1,83 @@
+//! The systemd unit and the daemon's side of the notify protocol.
+
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::daemon_support::{BOT_TOKEN, repo, signal};
+
+#[test]
+fn the_unit_file_verifies() {
+    let Ok(out) = std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+    else {
+        eprintln!("systemd-analyze is not installed here: the unit check was skipped");
+        return;
+    };
+    assert!(out.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/supportopsd.service"),
+    )
+    .unwrap();
+    // Verify against the binary this build made (the unit names its installed path).
+    let unit = unit.replace(
+        "/usr/local/bin/supportopsd",
+        env!("CARGO_BIN_EXE_supportopsd"),
+    );
+    let path = dir.path().join("supportopsd.service");
+    std::fs::write(&path, unit).unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let ours: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("supportopsd.service"))
+        .collect();
+    assert!(
+        out.status.success() && ours.is_empty(),
+        "systemd-analyze verify: {stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_reports_ready_and_stopping() {
+    let fake = supportopsd::platforms::slack::fake::FakeSlack::start(BOT_TOKEN, None).await;
+    let repo = repo(&fake.base_url());
+    let state = tempfile::tempdir().unwrap();
+    let sock_dir = tempfile::tempdir().unwrap();
+    let sock_path = sock_dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_supportopsd"))
+        .current_dir(repo.path())
+        .args(["--repo", ".", "--state"])
+        .arg(state.path())
+        .args(["run", "--listen", "127.0.0.1:0"])
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("SUPPORTOPSD_LOG", "error")
+        .env("SLACK_BOT_TOKEN", BOT_TOKEN)
+        .env("SLACK_SIGNING_SECRET", "s")
+        .env("ZD_WEBHOOK_SECRET", "z")
+        .env("FD_WEBHOOK_SECRET", "f")
+        .env("ZD_TOKEN", "t")
+        .env("FD_KEY", "k")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = sock.recv(&mut buf).expect("a notification");
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(msg.contains("READY=1"), "{msg}");
+    assert!(msg.contains("STATUS=serving "), "{msg}");
+    signal(child.id(), "TERM");
+    let n = sock.recv(&mut buf).expect("a notification");
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(msg.contains("STOPPING=1"), "{msg}");
+    assert!(child.wait().unwrap().success());
+}
