@@ -1,8 +1,6 @@
 //! `supportopsd events dead | replay ID`: the dead-letter queue, through a running daemon's API
 //! (which holds the state), or straight from `--state` when no daemon answers.
 
-use std::time::Duration;
-
 use anyhow::{Context as _, bail};
 
 use super::{Exit, GlobalArgs, state_dir};
@@ -29,40 +27,6 @@ pub struct Target {
     /// A running daemon's address.
     #[arg(long, env = "SUPPORTOPSD_URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
-}
-
-fn admin_header() -> Option<String> {
-    std::env::var("SUPPORTOPSD_ADMIN_TOKEN")
-        .ok()
-        .filter(|t| !t.is_empty())
-        .map(|t| format!("Bearer {t}"))
-}
-
-/// Asks the daemon; `Ok(None)` when nothing listens there.
-fn call(method: reqwest::Method, url: &str) -> anyhow::Result<Option<(u16, serde_json::Value)>> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let client = crate::platforms::http::client(Duration::from_secs(10))
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let mut req = client.request(method, url);
-        if let Some(h) = admin_header() {
-            req = req.header(reqwest::header::AUTHORIZATION, h);
-        }
-        match req.send().await {
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                let body = resp
-                    .json::<serde_json::Value>()
-                    .await
-                    .unwrap_or(serde_json::Value::Null);
-                Ok(Some((status, body)))
-            }
-            Err(e) if e.is_connect() => Ok(None),
-            Err(e) => Err(anyhow::anyhow!("asking the daemon at {url}: {e}")),
-        }
-    })
 }
 
 fn print_dead(v: &serde_json::Value) {
@@ -96,7 +60,7 @@ pub fn run(cmd: &Command, g: &GlobalArgs) -> anyhow::Result<Exit> {
     match cmd {
         Command::Dead(t) => {
             let url = format!("{}/api/events/dead", t.url.trim_end_matches('/'));
-            let body = match call(reqwest::Method::GET, &url)? {
+            let body = match super::api_call(reqwest::Method::GET, &url)? {
                 Some((200, body)) => body,
                 Some((code, _)) => {
                     bail!("the daemon answered {code} (set SUPPORTOPSD_ADMIN_TOKEN?)")
@@ -114,7 +78,7 @@ pub fn run(cmd: &Command, g: &GlobalArgs) -> anyhow::Result<Exit> {
                 "{}/api/events/{id}/replay",
                 target.url.trim_end_matches('/')
             );
-            match call(reqwest::Method::POST, &url)? {
+            match super::api_call(reqwest::Method::POST, &url)? {
                 Some((202, _)) => println!("job {id} re-queued"),
                 Some((404, _)) => bail!("no dead-lettered job {id}"),
                 Some((code, _)) => {

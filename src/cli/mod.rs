@@ -7,6 +7,7 @@ pub mod plan;
 pub mod run;
 pub mod schema;
 pub mod secret;
+pub mod status;
 pub mod test;
 pub mod validate;
 
@@ -75,8 +76,8 @@ pub enum Command {
     Run(run::Args),
     /// Run the rule test cases offline; nothing is sent anywhere.
     Test(test::Args),
-    /// Show a daemon's status: revision, integrations' health, registrations, queue.
-    Status(NotYetArgs),
+    /// Show a daemon's status: revision, problems per integration, what to register by hand, queue.
+    Status(status::Args),
     /// Key management and sealing of secrets.
     #[command(subcommand)]
     Secret(secret::Command),
@@ -137,7 +138,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Completions(args) => completions::run(&args),
         Command::Apply(_) => not_yet("apply"),
         Command::Run(args) => run::run(&args, g),
-        Command::Status(_) => not_yet("status"),
+        Command::Status(args) => status::run(&args, g),
         Command::Events(cmd) => events::run(&cmd, g),
         Command::Pin(_) => not_yet("pin"),
         Command::Unpin(_) => not_yet("unpin"),
@@ -146,7 +147,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
 
 fn not_yet(name: &str) -> anyhow::Result<Exit> {
     eprintln!(
-        "supportopsd {name}: not available yet in this release (validate, plan, test, secret, schema, run and events are)"
+        "supportopsd {name}: not available yet in this release (validate, plan, test, secret, schema, run, status and events are)"
     );
     Ok(Exit::Failure)
 }
@@ -228,4 +229,38 @@ fn prefix(g: &GlobalArgs) -> String {
     } else {
         format!("{}/", s.trim_end_matches('/'))
     }
+}
+
+/// Asks a running daemon's operator API (with `SUPPORTOPSD_ADMIN_TOKEN` when set); `Ok(None)`
+/// when nothing listens at `url`.
+fn api_call(
+    method: reqwest::Method,
+    url: &str,
+) -> anyhow::Result<Option<(u16, serde_json::Value)>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let client = crate::platforms::http::client(std::time::Duration::from_secs(10))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut req = client.request(method, url);
+        if let Some(token) = std::env::var("SUPPORTOPSD_ADMIN_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+        {
+            req = req.header(reqwest::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        match req.send().await {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let body = resp
+                    .json::<serde_json::Value>()
+                    .await
+                    .unwrap_or(serde_json::Value::Null);
+                Ok(Some((status, body)))
+            }
+            Err(e) if e.is_connect() => Ok(None),
+            Err(e) => Err(anyhow::anyhow!("asking the daemon at {url}: {e}")),
+        }
+    })
 }

@@ -576,3 +576,45 @@ async fn without_an_app_configuration_token_the_status_says_what_to_register() {
     );
     daemon.kill().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_from_the_daemon_and_from_the_state() {
+    let (_fake, repo, state, daemon, _client) = setup(&[]).await;
+    let head = git2::Repository::open(repo.path())
+        .unwrap()
+        .head()
+        .unwrap()
+        .target()
+        .unwrap()
+        .to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_supportopsd"))
+        .args(["status", "--url", &daemon.url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!("revision: {}", &head[..12])),
+        "{text}"
+    );
+    assert!(text.contains("queue: 0 job(s), 0 dead letter(s)"), "{text}");
+    daemon.terminate().await;
+    // No daemon: the state on disk answers.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_supportopsd"))
+        .arg("--state")
+        .arg(state.path())
+        .args(["status", "--url", "http://127.0.0.1:9", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["queue_depth"], 0);
+}
