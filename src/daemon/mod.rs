@@ -483,7 +483,7 @@ pub async fn run(
 }
 
 /// One line for `systemctl status`: the revision in use, and a refusal if there was one.
-fn status_line(rt: &Runtime) -> String {
+pub(crate) fn status_line(rt: &Runtime) -> String {
     let s = rt.status();
     let revision = s
         .applied
@@ -493,6 +493,13 @@ fn status_line(rt: &Runtime) -> String {
         Some(why) => format!("serving {revision}; newest revision refused: {why}"),
         None => format!("serving {revision}"),
     }
+}
+
+/// What follows a reload that applied a revision: connection checks, then webhook
+/// registration.
+pub(crate) async fn after_reload(rt: &Runtime) {
+    check_connections(rt).await;
+    register_webhooks(rt).await;
 }
 
 /// Checks every connector once and records supportopsd's identity on each platform.

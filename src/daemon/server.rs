@@ -102,7 +102,7 @@ fn authorised(rt: &Runtime, peer: SocketAddr, req: &Request<Incoming>) -> bool {
 }
 
 /// Routes one request.
-pub async fn route(rt: &Runtime, peer: SocketAddr, req: Request<Incoming>) -> Reply {
+pub async fn route(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Incoming>) -> Reply {
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -151,6 +151,27 @@ pub async fn route(rt: &Runtime, peer: SocketAddr, req: Request<Incoming>) -> Re
             &json!({"error": "integrations and rules are changed by a pull request to the manifest repository, not through this API"}),
         ),
         (Method::GET, ["api", "status"]) => status_json(rt),
+        (Method::POST, ["api", "sync"]) => {
+            // Loads the repository's revision now and answers once it is applied or refused.
+            let result = rt.reload();
+            crate::telemetry::systemd::status(&super::status_line(rt));
+            if result.is_ok() {
+                // Connection checks and webhook registration follow in the background, as
+                // after SIGHUP.
+                let rt = rt.clone();
+                tokio::spawn(async move { super::after_reload(&rt).await });
+            }
+            let code = if result.is_ok() {
+                StatusCode::OK
+            } else {
+                StatusCode::CONFLICT
+            };
+            let s = rt.status();
+            json(
+                code,
+                &json!({"applied_revision": s.applied, "refused": s.refused}),
+            )
+        }
         (Method::GET, ["api", "events", "dead"]) => match rt.store.dead(1000) {
             Ok(dead) => json(StatusCode::OK, &json!({ "dead": dead })),
             Err(e) => internal(&e),

@@ -454,6 +454,28 @@ async fn a_broken_commit_is_refused_and_the_last_good_one_keeps_running() {
             .any(|r| r.json()["text"] == "New: Still running")
     })
     .await;
+    // POST /api/sync answers once the revision is loaded: refused (409) while HEAD is broken…
+    let r = client
+        .post(format!("{}/api/sync", daemon.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    // …applied (200) once a fixed commit lands.
+    repo.file(
+        "rules/zendesk-to-slack.toml",
+        "id = \"zendesk-to-slack\"\n[trigger]\nintegration = \"zendesk-main\"\nevent = \"ticket.created\"\n[[actions]]\nintegration = \"slack-main\"\naction = \"send_message\"\n[actions.parameters]\nchannel = \"#support\"\nmessage = \"Fixed: {{ ticket.subject }}\"\n",
+    );
+    let fixed = repo.commit("fixed");
+    let r = client
+        .post(format!("{}/api/sync", daemon.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["applied_revision"], fixed.as_str());
+    assert!(v["refused"].is_null(), "{v}");
     // Writes to integrations and rules belong in a pull request.
     let r = client
         .post(format!("{}/api/rules", daemon.url))
