@@ -411,3 +411,71 @@ pub(crate) fn keys(secret: Option<&str>) -> crate::platforms::VerifyKeys {
         ..crate::platforms::VerifyKeys::default()
     }
 }
+
+/// Property: `verify` and `parse` of `kind` never panic, whatever the headers (drawn from
+/// `header_names` and `content-type`), body (random, or one of `bodies`), clock, keys and method.
+pub(crate) fn assert_inbound_never_panics(
+    kind: crate::platforms::PlatformKind,
+    header_names: &[&'static str],
+    bodies: &[&str],
+) {
+    use proptest::prelude::*;
+    use proptest::test_runner::TestRunner;
+
+    let mut names: Vec<&'static str> = header_names.to_vec();
+    names.push("content-type");
+    let mut known: Vec<Vec<u8>> = bodies.iter().map(|b| b.as_bytes().to_vec()).collect();
+    known.push(Vec::new());
+    let strategy = (
+        proptest::collection::vec(
+            (
+                prop::sample::select(names),
+                proptest::collection::vec(any::<u8>(), 0..80),
+            ),
+            0..8,
+        ),
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..256),
+            prop::sample::select(known)
+        ],
+        any::<i64>(),
+        proptest::option::of(proptest::collection::vec(any::<u8>(), 0..48)),
+        proptest::option::of(".{0,40}"),
+        proptest::option::of(".{0,20}"),
+        prop::sample::select(vec![
+            http::Method::POST,
+            http::Method::GET,
+            http::Method::HEAD,
+            http::Method::PUT,
+        ]),
+    );
+    let mut runner = TestRunner::default();
+    let result = runner.run(
+        &strategy,
+        |(pairs, body, now, secret, callback_url, channel_id, method)| {
+            let mut headers = http::HeaderMap::new();
+            for (name, value) in pairs {
+                if let Ok(v) = http::HeaderValue::from_bytes(&value) {
+                    headers.append(name, v);
+                }
+            }
+            let req = crate::platforms::InboundRequest {
+                method: &method,
+                headers: &headers,
+                body: &body,
+                now_unix: now,
+            };
+            let keys = crate::platforms::VerifyKeys {
+                secret: secret.map(crate::secrets::Secret::new),
+                callback_url,
+                channel_id,
+            };
+            let _ = crate::platforms::verify(kind, &req, &keys);
+            let _ = crate::platforms::parse(kind, &req);
+            Ok(())
+        },
+    );
+    if let Err(e) = result {
+        panic!("{kind} inbound handling panicked: {e}");
+    }
+}
