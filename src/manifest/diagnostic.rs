@@ -133,9 +133,9 @@ impl Diagnostics {
         self.texts.extend(other.texts);
     }
 
-    /// Whether any diagnostic is about `file`.
-    pub fn mentions(&self, file: &str) -> bool {
-        self.items.iter().any(|d| d.file == file)
+    /// The files diagnostics are about.
+    pub fn files(&self) -> std::collections::BTreeSet<String> {
+        self.items.iter().map(|d| d.file.clone()).collect()
     }
 
     /// Whether any diagnostic is an error.

@@ -20,7 +20,7 @@ use super::{IntegrationId, RuleId};
 use crate::platforms::context::EventShape;
 use crate::platforms::{ActionSpec, EventSpec, ParamType, PlatformKind};
 use crate::rules::condition;
-use crate::secrets::{self, SecretRef};
+use crate::secrets::SecretRef;
 
 /// The outcome of loading: the set when valid, and every diagnostic either way.
 #[derive(Debug)]
@@ -368,9 +368,10 @@ pub fn load(snapshot: &Snapshot) -> Loaded {
         ..
     } = cx;
     // Positions are rendered from the text of the files that have diagnostics, and only those.
+    let mentioned = ds.files();
     for file in &snapshot.files {
         if let Contents::Bytes(bytes) = &file.contents
-            && ds.mentions(&file.path)
+            && mentioned.contains(file.path.as_str())
         {
             ds.add_source(&file.path, &String::from_utf8_lossy(bytes));
         }
@@ -459,8 +460,9 @@ impl Resolver {
             let pointer = format!("/credentials/{}", escape_token(name));
             let secret = d.credential(name).is_some_and(|c| c.secret);
             let cred = if secret {
+                // Deserializing checks the reference, a sealed value's format included.
                 match serde_json::from_value::<SecretRef>(value.clone()) {
-                    Ok(r) => r,
+                    Ok(r) => Credential::Secret(r),
                     Err(e) => {
                         self.ds.push(
                             p.error(&pointer, format!("invalid secret reference: {e}")).with_help(
@@ -470,7 +472,6 @@ impl Resolver {
                         continue;
                     }
                 }
-                .pipe(|r| self.check_sealed(p, &pointer, r))
             } else {
                 match value {
                     Value::String(s) => Credential::Plain(s.clone()),
@@ -498,12 +499,6 @@ impl Resolver {
                 secret: w.secret.clone(),
             }
         });
-        if let Some(Webhook {
-            secret: Some(r), ..
-        }) = &webhook
-        {
-            let _ = self.check_sealed(p, "/webhook/secret", r.clone());
-        }
         let integration = Integration {
             id: id.clone(),
             platform,
@@ -520,26 +515,6 @@ impl Resolver {
             }),
         };
         self.integrations.insert(id, integration);
-    }
-
-    fn check_sealed(
-        &mut self,
-        p: &Parsed<'_, RawIntegration>,
-        pointer: &str,
-        r: SecretRef,
-    ) -> Credential {
-        if let SecretRef::Sealed(s) = &r
-            && let Err(e) = secrets::check_sealed_format(s)
-        {
-            self.ds.push(
-                p.error(
-                    &format!("{pointer}/sealed"),
-                    format!("malformed sealed value: {e}"),
-                )
-                .with_help("seal it again with `supportopsd secret seal`"),
-            );
-        }
-        Credential::Secret(r)
     }
 
     /// Resolves `integration = …` / `platform = …` at `pointer` (a trigger, an action, a case).
@@ -1028,14 +1003,6 @@ impl Resolver {
         }
     }
 }
-
-/// Lets a value flow into a closure (keeps a match arm readable).
-trait Pipe: Sized {
-    fn pipe<R>(self, f: impl FnOnce(Self) -> R) -> R {
-        f(self)
-    }
-}
-impl<T> Pipe for T {}
 
 fn names<'a>(it: impl Iterator<Item = &'a str>) -> String {
     it.map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
