@@ -413,6 +413,16 @@ pub fn diff(
     }
 }
 
+impl Counts {
+    fn add(&mut self, kind: ChangeKind) {
+        match kind {
+            ChangeKind::Create => self.create += 1,
+            ChangeKind::Update => self.update += 1,
+            ChangeKind::Delete => self.delete += 1,
+        }
+    }
+}
+
 // === impl Plan ===
 
 impl Plan {
@@ -425,11 +435,7 @@ impl Plan {
     pub fn counts(&self) -> Counts {
         let mut c = Counts::default();
         for ch in &self.changes {
-            match ch.action {
-                ChangeKind::Create => c.create += 1,
-                ChangeKind::Update => c.update += 1,
-                ChangeKind::Delete => c.delete += 1,
-            }
+            c.add(ch.action);
         }
         c
     }
@@ -439,12 +445,7 @@ impl Plan {
         let mut out: BTreeMap<String, Counts> = BTreeMap::new();
         for ch in &self.changes {
             let key = ch.platform.map_or("other", PlatformKind::as_str).to_owned();
-            let c = out.entry(key).or_default();
-            match ch.action {
-                ChangeKind::Create => c.create += 1,
-                ChangeKind::Update => c.update += 1,
-                ChangeKind::Delete => c.delete += 1,
-            }
+            out.entry(key).or_default().add(ch.action);
         }
         out
     }
