@@ -509,7 +509,7 @@ async fn check_connections(rt: &Runtime) {
         match connector.check().await {
             Ok(health) => {
                 if let Some(identity) = health.identity {
-                    rt.set_identity(id.clone(), identity.split(',').map(str::to_owned).collect());
+                    rt.set_identity(id.clone(), vec![identity]);
                 }
                 tracing::info!(integration = %id, detail = %health.detail, "Connection checked.");
             }

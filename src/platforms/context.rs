@@ -7,7 +7,7 @@
 use serde_json::{Map, Value, json};
 
 use super::{ActionSpec, EventSpec, FieldSpec, Normalized, PlatformKind};
-use crate::rules::path::FieldPath;
+use crate::rules::path::{FieldPath, Segment};
 use crate::rules::{PathType, PathTypes, ValueType};
 
 /// Names of the `event` object's fields, all strings.
@@ -48,12 +48,14 @@ pub struct EventShape {
     earlier: Vec<&'static ActionSpec>,
 }
 
-/// Splits a path's display form (`actions[0].result.id`) into segments.
-fn segments(path: &str) -> Vec<String> {
-    path.replace('[', ".[")
-        .split('.')
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
+/// A path's segments as the lookups below compare them: keys as they are, indexes as `[N]`.
+fn segments(path: &FieldPath) -> Vec<String> {
+    path.segments()
+        .iter()
+        .map(|s| match s {
+            Segment::Key(k) => k.clone(),
+            Segment::Index(i) => format!("[{i}]"),
+        })
         .collect()
 }
 
@@ -112,8 +114,8 @@ impl EventShape {
         EventShape { event, earlier }
     }
 
-    /// Type of a path given in display form.
-    pub fn type_of_str(&self, path: &str) -> PathType {
+    /// Type of a path.
+    fn type_of_path(&self, path: &FieldPath) -> PathType {
         let segs = segments(path);
         let Some(first) = segs.first() else {
             return PathType::Missing;
@@ -180,7 +182,7 @@ impl EventShape {
 
 impl PathTypes for EventShape {
     fn type_of(&self, path: &FieldPath) -> PathType {
-        self.type_of_str(&path.to_string())
+        self.type_of_path(path)
     }
 
     fn primary(&self) -> &str {
