@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::execute::retry::RetryPolicy;
 use crate::manifest::{self, IntegrationId, Source};
-use crate::platforms::RegistrationOutcome;
+use crate::platforms::{WebhookSync, WebhookTarget};
 use crate::secrets::{self, SealKey, Secret};
 use crate::state::IngestOutcome;
 use crate::state::Store;
@@ -538,38 +538,28 @@ async fn register_webhooks(rt: &Runtime) {
         else {
             continue;
         };
-        let url = config::webhook_url(&rt.options.public_url, i.platform, &i.id);
-        let manual = || Problem {
+        let target = WebhookTarget {
             integration: i.id.clone(),
-            message: format!(
-                "register {url} as the Events API request URL in the Slack app settings (Event Subscriptions) and subscribe to the bot events: {}; or set the `app_config_token` and `app_id` credentials and supportopsd registers it",
-                crate::platforms::slack::registration::bot_events(events).join(", ")
-            ),
+            url: config::webhook_url(&rt.options.public_url, i.platform, &i.id),
+            events: events.clone(),
+            secret: None,
+            previous: None,
         };
-        let automatic = ["app_config_token", "app_id"]
-            .iter()
-            .all(|f| i.credentials.contains_key(*f));
-        if !automatic {
-            let note = manual();
-            tracing::info!(integration = %i.id, note = %note.message, "Slack request URL to register by hand.");
-            notes.push(note);
-            continue;
-        }
         let result = match active.connector(&i.id) {
-            Ok(c) => c
-                .sync_webhook(&url, events)
-                .await
-                .map_err(|e| e.to_string()),
+            Ok(c) => c.sync_webhook(&target).await.map_err(|e| e.to_string()),
             Err(e) => Err(e),
         };
         match result {
-            Ok(Some(RegistrationOutcome::Updated)) => {
-                tracing::info!(integration = %i.id, url = %url, "Slack request URL and events registered.");
+            Ok(WebhookSync::Registered { outcome, .. }) => {
+                tracing::info!(integration = %i.id, url = %target.url, outcome = outcome.as_str(), "Slack request URL and events registered.");
             }
-            Ok(Some(RegistrationOutcome::Unchanged)) => {
-                tracing::info!(integration = %i.id, url = %url, "Slack request URL and events already registered.");
+            Ok(WebhookSync::Manual(what)) => {
+                tracing::info!(integration = %i.id, note = %what, "Slack request URL to register by hand.");
+                notes.push(Problem {
+                    integration: i.id.clone(),
+                    message: what,
+                });
             }
-            Ok(None) => notes.push(manual()),
             Err(e) => {
                 tracing::warn!(integration = %i.id, error = %e, "Slack request URL not registered.");
                 problems.push(Problem {

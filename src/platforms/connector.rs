@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::manifest::Integration;
-use crate::secrets::{self, ResolveContext};
+use crate::manifest::{Integration, IntegrationId};
+use crate::secrets::{self, ResolveContext, Secret};
 
 /// One action to perform.
 #[derive(Debug, Clone)]
@@ -38,13 +38,112 @@ pub struct Health {
     pub detail: String,
 }
 
-/// What registering a webhook with the platform did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a webhook sync did on the platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RegistrationOutcome {
-    /// The platform already had this URL and these events: nothing was changed.
+    /// The platform already delivered these events to this URL: nothing was changed.
     Unchanged,
-    /// The platform's configuration was updated to this URL and these events.
+    /// Nothing of ours existed (first registration): it was created.
+    Created,
+    /// The desired URL or events changed: the platform's configuration was updated.
     Updated,
+    /// What we registered before was gone or edited on the platform (drift): it was put back.
+    Repaired,
+    /// A registration that expires on its own (Drive channels) was replaced before expiry.
+    Renewed,
+}
+
+impl RegistrationOutcome {
+    /// Lower-case name for logs, metrics and the audit log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegistrationOutcome::Unchanged => "unchanged",
+            RegistrationOutcome::Created => "created",
+            RegistrationOutcome::Updated => "updated",
+            RegistrationOutcome::Repaired => "repaired",
+            RegistrationOutcome::Renewed => "renewed",
+        }
+    }
+}
+
+/// What supportopsd wants a platform to deliver for one integration.
+#[derive(Debug, Clone)]
+pub struct WebhookTarget {
+    /// The integration. Everything registered for it carries [`WebhookTarget::marker`], and
+    /// only what carries it is ever changed or deleted.
+    pub integration: IntegrationId,
+    /// Our endpoint for it: `{public_url}/api/webhooks/{platform}/{id}`.
+    pub url: String,
+    /// Catalogue event names (`[webhook] events`), sorted, without duplicates.
+    pub events: Vec<String>,
+    /// The inbound shared secret the manifest gives (`[webhook] secret`), if any. Freshdesk
+    /// sends it back in [`crate::platforms::inbound::FRESHDESK_SECRET_HEADER`]; Zendesk uses
+    /// it only for a webhook made by hand.
+    pub secret: Option<Secret>,
+    /// What the last sync recorded (`None` the first time, or when the state lost it).
+    pub previous: Option<Registration>,
+}
+
+impl WebhookTarget {
+    /// What a change to the platform counts as, given what the state recorded before:
+    /// [`RegistrationOutcome::Created`] with nothing recorded, [`RegistrationOutcome::Repaired`]
+    /// when the recorded URL and events are what is wanted (so the platform drifted), else
+    /// [`RegistrationOutcome::Updated`].
+    pub fn change_outcome(&self) -> RegistrationOutcome {
+        match &self.previous {
+            None => RegistrationOutcome::Created,
+            Some(p) if p.url == self.url && p.events == self.events => {
+                RegistrationOutcome::Repaired
+            }
+            Some(_) => RegistrationOutcome::Updated,
+        }
+    }
+
+    /// The ownership marker of this integration's registrations on the platform
+    /// (`supportopsd:<integration id>`): put in a webhook's name, an automation rule's name or
+    /// description, a channel id prefix — wherever the platform keeps text of ours.
+    pub fn marker(&self) -> String {
+        marker(&self.integration)
+    }
+}
+
+/// The ownership marker of an integration (see [`WebhookTarget::marker`]).
+pub fn marker(integration: &IntegrationId) -> String {
+    format!("supportopsd:{integration}")
+}
+
+/// What is registered on the platform for one integration, as the state records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// The platform's ids of what we own (webhook ids, automation rule ids, trigger ids; for a
+    /// Drive channel its id then its resource id).
+    pub ids: Vec<String>,
+    /// The URL it delivers to.
+    pub url: String,
+    /// The catalogue events it delivers.
+    pub events: Vec<String>,
+    /// When it stops on its own (Drive channels), in milliseconds since the Unix epoch.
+    pub expires_at_ms: Option<u64>,
+    /// The inbound secret the platform assigned or supportopsd generated (Zendesk signing
+    /// secret, generated Freshdesk shared secret, Drive channel token). The daemon seals it
+    /// into the state and verifies deliveries with it.
+    pub secret: Option<Secret>,
+}
+
+/// The result of [`Connector::sync_webhook`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookSync {
+    /// The platform now delivers the target's events to its URL.
+    Registered {
+        /// What was done.
+        outcome: RegistrationOutcome,
+        /// What is registered now (recorded in state, handed back as `previous` next time).
+        registration: Registration,
+    },
+    /// supportopsd cannot register it through the API (the platform has none, or a credential
+    /// that needs is missing): what the operator has to do, in words they can act on.
+    Manual(String),
 }
 
 /// A classified platform failure.
@@ -151,16 +250,24 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
     /// Performs one action.
     async fn execute(&self, call: &ActionCall) -> Result<ActionOutput, PlatformError>;
 
-    /// Makes the platform deliver `events` (catalogue names) to `url`, idempotently.
-    /// `Ok(None)` means this connector cannot register webhooks itself (not supported, or not
-    /// configured to, e.g. Slack without an app configuration token): the default.
-    async fn sync_webhook(
-        &self,
-        url: &str,
-        events: &[String],
-    ) -> Result<Option<RegistrationOutcome>, PlatformError> {
-        let _ = (url, events);
-        Ok(None)
+    /// Makes the platform deliver `target.events` to `target.url`, idempotently: creates what
+    /// is missing, updates what differs, repairs what was deleted or edited behind our back,
+    /// renews what expires, and leaves alone what already matches. Only what carries the
+    /// target's marker is touched. The default: the platform has no API for it.
+    async fn sync_webhook(&self, target: &WebhookTarget) -> Result<WebhookSync, PlatformError> {
+        Ok(WebhookSync::Manual(format!(
+            "register {} on the platform by hand for the events: {}",
+            target.url,
+            target.events.join(", ")
+        )))
+    }
+
+    /// Deletes everything registered for `target.integration` that carries its marker (the
+    /// integration or its `[webhook]` was removed from the manifests). Returns how many
+    /// platform objects were deleted; objects already gone are not an error.
+    async fn remove_webhook(&self, target: &WebhookTarget) -> Result<usize, PlatformError> {
+        let _ = target;
+        Ok(0)
     }
 }
 

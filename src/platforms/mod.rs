@@ -6,6 +6,8 @@
 pub mod catalog;
 pub mod connector;
 pub mod context;
+#[cfg(any(test, feature = "test-support"))]
+pub mod fakekit;
 pub mod freshdesk;
 pub mod google_sheets;
 pub mod http;
@@ -31,7 +33,8 @@ pub use catalog::{
     ParamSpec, ParamType, WebhookSecret,
 };
 pub use connector::{
-    ActionCall, ActionOutput, ConnectError, Connector, Health, PlatformError, RegistrationOutcome,
+    ActionCall, ActionOutput, ConnectError, Connector, Health, PlatformError, Registration,
+    RegistrationOutcome, WebhookSync, WebhookTarget,
 };
 pub use inbound::{Inbound, InboundRequest, ParseError, VerifyError, VerifyKeys};
 

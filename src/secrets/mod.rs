@@ -176,6 +176,16 @@ impl Secret {
     }
 }
 
+/// Equal when the bytes are (compared in constant time).
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (self.expose(), other.expose());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+impl Eq for Secret {}
+
 impl From<String> for Secret {
     fn from(s: String) -> Self {
         Self::new(s.into_bytes())

@@ -29,7 +29,8 @@ use crate::manifest::Integration;
 use crate::manifest::model::Credential;
 use crate::platforms::catalog::{ActionSpec, ParamType};
 use crate::platforms::connector::{
-    ActionCall, ActionOutput, ConnectError, Connector, Health, PlatformError, RegistrationOutcome,
+    ActionCall, ActionOutput, ConnectError, Connector, Health, PlatformError, Registration,
+    RegistrationOutcome, WebhookSync, WebhookTarget,
 };
 use crate::platforms::http;
 use crate::secrets::{ResolveContext, Secret};
@@ -177,15 +178,31 @@ impl Connector for SlackConnector {
         Ok(ActionOutput { result })
     }
 
-    async fn sync_webhook(
-        &self,
-        url: &str,
-        events: &[String],
-    ) -> Result<Option<RegistrationOutcome>, PlatformError> {
+    /// Through the manifest API when `app_config_token` and `app_id` are set; else what to
+    /// enter in the app settings. Removal deletes nothing: the app is the operator's, and its
+    /// request URL is left for them to change.
+    async fn sync_webhook(&self, target: &WebhookTarget) -> Result<WebhookSync, PlatformError> {
         if !self.can_register() {
-            return Ok(None);
+            return Ok(WebhookSync::Manual(format!(
+                "register {} as the Events API request URL in the Slack app settings (Event Subscriptions) and subscribe to the bot events: {}; or set the `app_config_token` and `app_id` credentials and supportopsd registers it",
+                target.url,
+                registration::bot_events(&target.events).join(", ")
+            )));
         }
-        self.sync_request_url(url, events).await.map(Some)
+        let outcome = match self.sync_request_url(&target.url, &target.events).await? {
+            RegistrationOutcome::Unchanged => RegistrationOutcome::Unchanged,
+            _ => target.change_outcome(),
+        };
+        Ok(WebhookSync::Registered {
+            outcome,
+            registration: Registration {
+                ids: self.app_id.iter().cloned().collect(),
+                url: target.url.clone(),
+                events: target.events.clone(),
+                expires_at_ms: None,
+                secret: None,
+            },
+        })
     }
 }
 

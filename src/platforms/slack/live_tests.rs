@@ -13,7 +13,9 @@ use super::connector::{DEFAULT_BASE_URL, connect};
 use super::fake::{self, Failure, FakeSlack};
 use crate::manifest::model::{Credential, Limits};
 use crate::manifest::{Integration, IntegrationId};
-use crate::platforms::connector::{ActionCall, ConnectError, Connector, PlatformError};
+use crate::platforms::connector::{
+    ActionCall, ConnectError, Connector, PlatformError, WebhookSync, WebhookTarget,
+};
 use crate::platforms::{PlatformKind, http};
 use crate::secrets::{ResolveContext, Secret, SecretRef};
 
@@ -896,6 +898,16 @@ fn registering(fake: &FakeSlack, app_config: &str) -> super::connector::SlackCon
     super::connector::connect_slack(&i, &ResolveContext::new(None, &no_env)).expect("connect")
 }
 
+fn target(events: &[String]) -> WebhookTarget {
+    WebhookTarget {
+        integration: IntegrationId::parse("slack-main").expect("id"),
+        url: HOOK.to_owned(),
+        events: events.to_vec(),
+        secret: None,
+        previous: None,
+    }
+}
+
 fn events(names: &[&str]) -> Vec<String> {
     names.iter().map(|n| (*n).to_owned()).collect()
 }
@@ -995,10 +1007,18 @@ async fn sync_request_url_updates_then_is_unchanged_then_repairs_drift() {
 
     // Through the trait object as well.
     let dynamic: Arc<dyn Connector> = Arc::new(c);
-    assert_eq!(
-        dynamic.sync_webhook(HOOK, &wanted).await,
-        Ok(Some(RegistrationOutcome::Unchanged))
-    );
+    let synced = dynamic.sync_webhook(&target(&wanted)).await.expect("sync");
+    let WebhookSync::Registered {
+        outcome,
+        registration,
+    } = synced
+    else {
+        panic!("registered through the manifest API: {synced:?}");
+    };
+    assert_eq!(outcome, RegistrationOutcome::Unchanged);
+    assert_eq!(registration.url, HOOK);
+    assert_eq!(registration.ids, vec![fake::APP_ID.to_owned()]);
+    assert_eq!(dynamic.remove_webhook(&target(&wanted)).await, Ok(0));
     assert_tokens_only_in_headers(&fake);
     for r in fake.requests() {
         assert!(!r.text().contains(APP_CONFIG));
@@ -1117,10 +1137,15 @@ async fn without_app_config_token_or_app_id_nothing_is_sent() {
     ] {
         let i = integration(Some(fake.base_url()), &creds, json!({}));
         let c = connect(&i, &ResolveContext::new(None, &no_env)).expect("connect");
-        assert_eq!(
-            c.sync_webhook(HOOK, &events(&["app_mention"])).await,
-            Ok(None)
-        );
+        match c.sync_webhook(&target(&events(&["app_mention"]))).await {
+            Ok(WebhookSync::Manual(what)) => {
+                assert!(
+                    what.contains(HOOK) && what.contains("app_mention"),
+                    "{what}"
+                );
+            }
+            other => panic!("manual registration expected: {other:?}"),
+        }
         let s = super::connector::connect_slack(&i, &ResolveContext::new(None, &no_env))
             .expect("connect");
         assert!(!s.can_register());
