@@ -250,6 +250,25 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
     /// Performs one action.
     async fn execute(&self, call: &ActionCall) -> Result<ActionOutput, PlatformError>;
 
+    /// Whether several due calls of `action` are better sent together through
+    /// [`Connector::execute_many`] (the platform has a bulk endpoint for it). Default: no.
+    fn batchable(&self, action: &str) -> bool {
+        let _ = action;
+        false
+    }
+
+    /// Performs several calls of one action at once where the platform has a bulk endpoint
+    /// (Freshdesk `tickets/bulk_update`, Zendesk `tickets/update_many`, polling the job where
+    /// the API answers with one); one result per call, in order. The default performs them
+    /// one by one.
+    async fn execute_many(&self, calls: &[ActionCall]) -> Vec<Result<ActionOutput, PlatformError>> {
+        let mut out = Vec::with_capacity(calls.len());
+        for call in calls {
+            out.push(self.execute(call).await);
+        }
+        out
+    }
+
     /// Makes the platform deliver `target.events` to `target.url`, idempotently: creates what
     /// is missing, updates what differs, repairs what was deleted or edited behind our back,
     /// renews what expires, and leaves alone what already matches. Only what carries the
