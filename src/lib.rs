@@ -26,6 +26,7 @@ pub mod execute;
 pub mod manifest;
 pub mod plan;
 pub mod platforms;
+pub mod reconcile;
 pub mod rules;
 pub mod secrets;
 pub mod state;

@@ -138,6 +138,16 @@ impl Active {
         self.keys.get(id)
     }
 
+    /// The inbound shared secret the manifest gives the integration (`[webhook] secret`),
+    /// resolved: what Freshdesk's automation rules send back.
+    pub fn manifest_secret(&self, id: &IntegrationId) -> Option<crate::secrets::Secret> {
+        let i = self.set.integrations.get(id)?;
+        i.webhook.as_ref()?.secret.as_ref()?;
+        matches!(i.platform, PlatformKind::Freshdesk | PlatformKind::Zendesk)
+            .then(|| self.keys.get(id)?.secret.clone())
+            .flatten()
+    }
+
     /// The integration's connector, or why there is none.
     pub fn connector(&self, id: &IntegrationId) -> Result<&Arc<dyn Connector>, String> {
         match self.connectors.get(id) {

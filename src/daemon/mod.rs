@@ -15,11 +15,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::execute::retry::RetryPolicy;
 use crate::manifest::{self, IntegrationId, Source};
-use crate::platforms::{WebhookSync, WebhookTarget};
+use crate::platforms::{Registration, VerifyKeys};
+use crate::reconcile::{self, HealthStatus, SyncStatus};
 use crate::secrets::{self, SealKey, Secret};
 use crate::state::IngestOutcome;
 use crate::state::Store;
 use crate::state::journal::{IngestRecord, Journal};
+use crate::state::{AuditKind, HealthRecord, REGISTRATION_SECRET_FIELD, RegistrationRecord};
 use crate::telemetry::Metrics;
 pub use config::{Active, Problem};
 
@@ -58,6 +60,12 @@ pub struct Options {
     pub admin_token: Option<Secret>,
     /// How long audit records are kept.
     pub audit_retention: Duration,
+    /// How often the repository is polled for a new commit (the file watcher's fallback).
+    pub poll_interval: Duration,
+    /// How often a full pass re-checks live state (drift, renewals, connections).
+    pub resync_interval: Duration,
+    /// Whether to watch the repository's git directory for new commits.
+    pub watch: bool,
 }
 
 impl Options {
@@ -80,6 +88,9 @@ impl Options {
             workers: 32,
             admin_token: None,
             audit_retention: Duration::from_secs(30 * 86_400),
+            poll_interval: crate::reconcile::DEFAULT_POLL,
+            resync_interval: crate::reconcile::DEFAULT_RESYNC,
+            watch: true,
         }
     }
 }
@@ -91,12 +102,18 @@ pub struct ReloadStatus {
     pub applied: Option<String>,
     /// Why the newest load was refused, if it was (the previous revision keeps running).
     pub refused: Option<String>,
+    /// The commit that was refused (not loaded again until the branch moves).
+    pub refused_commit: Option<String>,
+    /// When the last revision was applied, milliseconds since the Unix epoch.
+    pub applied_ms: Option<u64>,
     /// Problems of individual integrations in the active revision (a Slack request URL that
     /// could not be registered included).
     pub problems: Vec<Problem>,
     /// What an operator has to do by hand for the active revision (informational; e.g. a
     /// Slack request URL to enter in the app settings when no app configuration token is set).
     pub notes: Vec<Problem>,
+    /// Webhook registrations that failed in the last pass.
+    pub registration_problems: Vec<Problem>,
 }
 
 /// Shared state of a running daemon.
@@ -116,6 +133,13 @@ pub struct Runtime {
     /// Who supportopsd is on each platform (bot ids, user ids), for the loop guard.
     identities: RwLock<HashMap<IntegrationId, Vec<String>>>,
     status: Mutex<ReloadStatus>,
+    /// Inbound secrets and channel ids learned at registration, by integration.
+    learned: RwLock<HashMap<IntegrationId, VerifyKeys>>,
+    /// Health per integration (mirrored in the state).
+    health: Mutex<std::collections::BTreeMap<String, HealthRecord>>,
+    /// Where reconcile passes are requested.
+    triggers: mpsc::Sender<reconcile::Request>,
+    trigger_rx: Mutex<Option<mpsc::Receiver<reconcile::Request>>>,
     ingests: std::sync::mpsc::SyncSender<IngestRequest>,
     commits: mpsc::Sender<oneshot::Sender<Result<(), String>>>,
 }
@@ -197,67 +221,159 @@ impl Runtime {
             .map_err(|_| "the committer has stopped".to_owned())?
     }
 
-    /// Loads the configured revision and swaps it in; a revision that does not validate is
-    /// refused whole and the previous one keeps running.
-    pub fn reload(&self) -> Result<(), String> {
-        let result = self.load();
-        let mut status = self
-            .status
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match result {
-            Ok((active, problems)) => {
-                for p in &problems {
-                    tracing::warn!(integration = %p.integration, problem = %p.message, "Integration is not fully usable.");
-                }
-                status.applied = active.commit.clone();
-                status.refused = None;
-                status.problems = problems;
-                status.notes = Vec::new();
-                *self
-                    .active
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(active));
-                self.metrics.reload(true);
-                tracing::info!(
-                    revision = status.applied.as_deref().unwrap_or("working tree"),
-                    "Revision applied."
-                );
-                Ok(())
-            }
+    /// The revision to run: the pin, else `--rev`.
+    pub fn target_rev(&self) -> String {
+        match self.store.pin() {
+            Ok(Some(pin)) => pin.revision,
+            _ => self.options.rev.clone(),
+        }
+    }
+
+    /// Loads the revision to run when it is not the one in use (or `force`), and swaps it in.
+    /// `Ok(true)` when a new revision is now in use; `Err` when it was refused (the previous
+    /// one keeps running). A commit refused once is not validated again until the branch
+    /// moves.
+    pub async fn load_revision(&self) -> Result<bool, String> {
+        let rev = self.target_rev();
+        let repo = self.options.repo.clone();
+        let resolved = tokio::task::spawn_blocking(move || {
+            manifest::source::resolve_commit(&repo, &rev).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        let commit = match resolved {
+            Ok(c) => c,
             Err(why) => {
-                tracing::error!(reason = %why, "Revision refused; the previous one keeps running.");
-                status.refused = Some(why.clone());
-                self.metrics.reload(false);
-                Err(why)
+                self.refuse(None, &why);
+                return Err(why);
+            }
+        };
+        let status = self.status();
+        if self.active().is_some() && status.applied.as_deref() == Some(commit.as_str()) {
+            return Ok(false);
+        }
+        if status.refused_commit.as_deref() == Some(commit.as_str()) {
+            return Err(status.refused.unwrap_or_default());
+        }
+        self.reload_at(&commit).map(|()| true)
+    }
+
+    /// Loads the revision to run again, even when it is the one in use (a Notion token was
+    /// captured, the keys must be rebuilt).
+    pub fn reload(&self) -> Result<(), String> {
+        self.reload_at(&self.target_rev())
+    }
+
+    fn refuse(&self, commit: Option<&str>, why: &str) {
+        tracing::error!(reason = %why, "Revision refused; the previous one keeps running.");
+        {
+            let mut status = self
+                .status
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            status.refused = Some(why.to_owned());
+            status.refused_commit = commit.map(str::to_owned);
+        }
+        self.metrics.reload(false);
+        self.audit(
+            AuditKind::RevisionRefused {
+                reason: why.to_owned(),
+            },
+            commit.unwrap_or("unknown"),
+            serde_json::json!({}),
+        );
+    }
+
+    /// Loads `rev` and swaps it in, or refuses it whole.
+    fn reload_at(&self, rev: &str) -> Result<(), String> {
+        let (active, problems) = match self.load(rev) {
+            Ok(loaded) => loaded,
+            Err(why) => {
+                let commit = manifest::source::resolve_commit(&self.options.repo, rev).ok();
+                self.refuse(commit.as_deref(), &why);
+                return Err(why);
+            }
+        };
+        for p in &problems {
+            tracing::warn!(integration = %p.integration, problem = %p.message, "Integration is not fully usable.");
+        }
+        let applied = active.commit.clone();
+        if let Some(commit) = &applied {
+            let desired = crate::plan::desired(&active.set);
+            let upserts = crate::plan::to_state(&desired);
+            let keep: std::collections::HashSet<&str> =
+                upserts.iter().map(|r| r.key.as_str()).collect();
+            let removals: Vec<String> = self
+                .store
+                .applied()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|r| r.key)
+                .filter(|k| !keep.contains(k.as_str()))
+                .collect();
+            let removals: Vec<&str> = removals.iter().map(String::as_str).collect();
+            if let Err(e) = self.store.record_apply(commit, &upserts, &removals) {
+                tracing::warn!(error = %e, "Could not record the applied revision in the state.");
+            }
+            self.metrics.set_applied_revision(commit);
+        }
+        let known: std::collections::HashSet<String> = active
+            .set
+            .integrations
+            .keys()
+            .map(ToString::to_string)
+            .collect();
+        {
+            let mut health = self
+                .health
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            health.retain(|id, _| {
+                let keep = known.contains(id);
+                if !keep {
+                    let _ = self.store.remove_health(id);
+                }
+                keep
+            });
+        }
+        {
+            let mut status = self
+                .status
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let changed = status.applied != applied;
+            status.applied = applied.clone();
+            status.refused = None;
+            status.refused_commit = None;
+            status.problems = problems;
+            status.notes = Vec::new();
+            if changed || status.applied_ms.is_none() {
+                status.applied_ms = Some(now_ms());
             }
         }
+        *self
+            .active
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(active));
+        self.metrics.reload(true);
+        self.audit(
+            AuditKind::RevisionApplied,
+            applied.as_deref().unwrap_or("working tree"),
+            serde_json::json!({}),
+        );
+        tracing::info!(
+            revision = applied.as_deref().unwrap_or("working tree"),
+            "Revision applied."
+        );
+        Ok(())
     }
 
-    /// Adds the outcome of a webhook registration run to the status, unless another revision
-    /// was applied meanwhile (its own run reports instead).
-    fn record_registration(
-        &self,
-        commit: Option<&str>,
-        problems: Vec<Problem>,
-        notes: Vec<Problem>,
-    ) {
-        let mut status = self
-            .status
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if status.applied.as_deref() == commit {
-            status.problems.extend(problems);
-            status.notes.extend(notes);
-        }
-    }
-
-    fn load(&self) -> Result<(Active, Vec<Problem>), String> {
+    fn load(&self, rev: &str) -> Result<(Active, Vec<Problem>), String> {
         let o = &self.options;
         let source = Source {
             repo: o.repo.clone(),
             subdir: o.subdir.clone(),
-            rev: Some(o.rev.clone()),
+            rev: Some(rev.to_owned()),
         };
         let loaded = manifest::load_source(&source).map_err(|e| e.to_string())?;
         let Some(set) = loaded.set else {
@@ -279,6 +395,263 @@ impl Runtime {
         let ctx = secrets::ResolveContext::new(self.key.as_ref(), &env);
         let captured = self.captured_tokens();
         Ok(Active::build(set, commit, &o.public_url, &ctx, &captured))
+    }
+
+    /// The keys that verify deliveries to `id`: the revision's, completed with what
+    /// registration learned (a Zendesk signing secret read from the API, a generated Freshdesk
+    /// secret, a Drive channel's id and token).
+    pub fn verify_keys(&self, active: &Active, id: &IntegrationId) -> Option<VerifyKeys> {
+        let mut keys = active.keys(id)?.clone();
+        if let Some(learned) = self
+            .learned
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+        {
+            if keys.secret.is_none() {
+                keys.secret.clone_from(&learned.secret);
+            }
+            if keys.channel_id.is_none() {
+                keys.channel_id.clone_from(&learned.channel_id);
+            }
+        }
+        Some(keys)
+    }
+
+    /// A registration record of the state as the connector sees it (secret unsealed).
+    pub fn unseal_registration(&self, record: &RegistrationRecord) -> Registration {
+        reconcile::unseal_registration(self.key.as_ref(), record)
+    }
+
+    /// Records a registration in the state (its secret sealed) and learns its keys.
+    pub fn record_registration(
+        &self,
+        id: &IntegrationId,
+        platform: &str,
+        revision: Option<String>,
+        registration: &Registration,
+    ) -> Result<(), String> {
+        let sealed_secret = match (&registration.secret, &self.key) {
+            (Some(secret), Some(key)) => Some(
+                secrets::seal(key, id, REGISTRATION_SECRET_FIELD, secret.expose())
+                    .map_err(|e| e.to_string())?,
+            ),
+            (Some(_), None) => {
+                tracing::warn!(integration = %id, "No sealing key: the registration's secret is kept in memory only and is lost at restart.");
+                None
+            }
+            (None, _) => None,
+        };
+        self.learn(id, platform, registration);
+        self.store
+            .put_registration(&RegistrationRecord {
+                integration: id.to_string(),
+                platform: platform.to_owned(),
+                revision,
+                ids: registration.ids.clone(),
+                url: registration.url.clone(),
+                events: registration.events.clone(),
+                expires_at_ms: registration.expires_at_ms,
+                sealed_secret,
+                synced_ms: now_ms(),
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    /// Makes a registration's secret (and Drive channel id) verify deliveries.
+    fn learn(&self, id: &IntegrationId, platform: &str, registration: &Registration) {
+        let channel_id = (platform == "google_sheets")
+            .then(|| registration.ids.first().cloned())
+            .flatten();
+        self.learned
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(
+                id.clone(),
+                VerifyKeys {
+                    secret: registration.secret.clone(),
+                    callback_url: None,
+                    channel_id,
+                },
+            );
+    }
+
+    /// Learns the keys of every registration recorded in the state (at start).
+    fn learn_recorded(&self) {
+        for record in self.store.registrations().unwrap_or_default() {
+            if let Ok(id) = IntegrationId::parse(&record.integration) {
+                let registration = self.unseal_registration(&record);
+                self.learn(&id, &record.platform, &registration);
+            }
+        }
+        let mut health = self
+            .health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for record in self.store.health_records().unwrap_or_default() {
+            health.insert(record.integration.clone(), record);
+        }
+    }
+
+    /// Appends an audit record about an integration or revision (logged when it cannot be
+    /// written).
+    pub fn audit(&self, kind: AuditKind, resource_id: &str, detail: serde_json::Value) {
+        let resource_type = match kind {
+            AuditKind::RevisionApplied
+            | AuditKind::RevisionRefused { .. }
+            | AuditKind::Pinned
+            | AuditKind::Unpinned => "revision",
+            _ => "integration",
+        };
+        let mut record = reconcile::audit_record(kind, resource_id, detail);
+        record.resource_type = resource_type.to_owned();
+        if let Err(e) = self.store.append_audit(&record) {
+            tracing::warn!(error = %e, "Could not write an audit record.");
+        }
+    }
+
+    /// Whether an integration's connection check is due: healthy ones every resync, failing
+    /// ones after their backoff.
+    pub fn check_due(&self, id: &str, now: u64) -> bool {
+        let health = self
+            .health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(h) = health.get(id) else { return true };
+        let wait = if h.consecutive_failures == 0 {
+            self.options.resync_interval
+        } else {
+            reconcile::health::backoff(h.consecutive_failures, self.options.resync_interval)
+        };
+        let wait = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+        h.checked_ms.saturating_add(wait) <= now
+    }
+
+    fn with_health(&self, id: &str, update: impl FnOnce(&mut HealthRecord)) {
+        let mut health = self
+            .health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = now_ms();
+        let record = health.entry(id.to_owned()).or_insert_with(|| HealthRecord {
+            integration: id.to_owned(),
+            sync: SyncStatus::Unknown.as_str().to_owned(),
+            sync_reason: "not synced yet".to_owned(),
+            health: HealthStatus::Unknown.as_str().to_owned(),
+            health_reason: "not checked yet".to_owned(),
+            since_ms: now,
+            checked_ms: 0,
+            consecutive_failures: 0,
+        });
+        update(record);
+        if let Err(e) = self.store.put_health(record) {
+            tracing::warn!(error = %e, "Could not record an integration's health.");
+        }
+    }
+
+    /// Records a connection check (audits degradation and recovery).
+    pub fn record_health(&self, id: &str, status: HealthStatus, reason: &str, now: u64) {
+        let mut transition = None;
+        self.with_health(id, |h| {
+            let was_healthy = h.health == HealthStatus::Healthy.as_str();
+            let was_degraded = h.health == HealthStatus::Degraded.as_str()
+                || h.health == HealthStatus::Missing.as_str();
+            if h.health != status.as_str() {
+                h.since_ms = now;
+            }
+            h.health = status.as_str().to_owned();
+            h.health_reason = reason.to_owned();
+            h.checked_ms = now;
+            if status == HealthStatus::Healthy {
+                h.consecutive_failures = 0;
+                if was_degraded {
+                    transition = Some(AuditKind::IntegrationRecovered);
+                }
+            } else {
+                h.consecutive_failures = h.consecutive_failures.saturating_add(1);
+                if was_healthy || (h.consecutive_failures == 1 && !was_degraded) {
+                    transition = Some(AuditKind::IntegrationDegraded {
+                        reason: reason.to_owned(),
+                    });
+                }
+            }
+        });
+        self.metrics
+            .set_integration_healthy(id, status == HealthStatus::Healthy);
+        if let Some(kind) = transition {
+            if matches!(kind, AuditKind::IntegrationRecovered) {
+                tracing::info!(integration = %id, "Integration recovered.");
+            } else {
+                tracing::warn!(integration = %id, reason = %reason, "Integration degraded.");
+            }
+            self.audit(kind, id, serde_json::json!({}));
+        }
+    }
+
+    /// Records a registration's sync status.
+    pub fn record_sync(&self, id: &str, status: SyncStatus, reason: &str) {
+        self.with_health(id, |h| {
+            h.sync = status.as_str().to_owned();
+            h.sync_reason = reason.to_owned();
+        });
+    }
+
+    /// Health per integration of the active revision, for `status`.
+    pub fn health_records(&self) -> Vec<HealthRecord> {
+        let health = self
+            .health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match self.active() {
+            Some(active) => active
+                .set
+                .integrations
+                .keys()
+                .map(|id| {
+                    health.get(id.as_str()).cloned().unwrap_or(HealthRecord {
+                        integration: id.to_string(),
+                        sync: SyncStatus::Unknown.as_str().to_owned(),
+                        sync_reason: "not synced yet".to_owned(),
+                        health: HealthStatus::Unknown.as_str().to_owned(),
+                        health_reason: "not checked yet".to_owned(),
+                        since_ms: 0,
+                        checked_ms: 0,
+                        consecutive_failures: 0,
+                    })
+                })
+                .collect(),
+            None => health.values().cloned().collect(),
+        }
+    }
+
+    /// Replaces what the last registration pass left to do by hand, and what failed.
+    pub fn record_registration_pass(&self, notes: Vec<Problem>, problems: Vec<Problem>) {
+        let mut status = self
+            .status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        status.notes = notes;
+        status.registration_problems = problems;
+    }
+
+    /// Asks for a reconcile pass and waits for its report.
+    pub async fn request_pass(&self, cause: reconcile::Cause) -> Option<reconcile::PassReport> {
+        let (tx, rx) = oneshot::channel();
+        self.triggers
+            .send(reconcile::Request {
+                cause,
+                reply: Some(tx),
+            })
+            .await
+            .ok()?;
+        rx.await.ok()
+    }
+
+    /// Asks for a reconcile pass without waiting (SIGHUP).
+    pub fn trigger_pass(&self, cause: reconcile::Cause) {
+        let _ = self
+            .triggers
+            .try_send(reconcile::Request { cause, reply: None });
     }
 
     /// Verification tokens the daemon captured (Notion), unsealed.
@@ -404,7 +777,8 @@ pub fn runtime(
             path: options.state.clone(),
             source,
         })?;
-    Ok(Arc::new(Runtime {
+    let (triggers, trigger_rx) = mpsc::channel(64);
+    let rt = Arc::new(Runtime {
         store,
         metrics: Metrics::new(),
         options,
@@ -413,68 +787,73 @@ pub fn runtime(
         work: Notify::new(),
         identities: RwLock::new(HashMap::new()),
         status: Mutex::new(ReloadStatus::default()),
+        learned: RwLock::new(HashMap::new()),
+        health: Mutex::new(std::collections::BTreeMap::new()),
+        triggers,
+        trigger_rx: Mutex::new(Some(trigger_rx)),
         ingests,
         commits,
-    }))
+    });
+    rt.learn_recorded();
+    Ok(rt)
 }
 
-/// Runs the daemon until `shutdown` fires: loads the revision, checks connections, serves
-/// webhooks and the API, runs the executor; SIGHUP (`reload`) loads the revision again.
+/// Runs the daemon until `shutdown` fires: serves webhooks and the API, runs the executor and
+/// the reconciler (a first pass at once; then on new commits, SIGHUP (`reload`), the API and
+/// the resync interval).
 pub async fn run(
     rt: Arc<Runtime>,
     listener: tokio::net::TcpListener,
     shutdown: CancellationToken,
     mut reload: mpsc::Receiver<()>,
 ) -> anyhow::Result<()> {
-    if let Err(why) = rt.reload() {
+    // The first revision loads before the server answers, so that readiness means something;
+    // registration runs beside the server (Slack and Trello call us back while it is in flight).
+    if let Err(why) = rt.load_revision().await {
         tracing::error!(reason = %why, "No valid revision to start with; serving health endpoints only until one loads.");
     }
-    check_connections(&rt).await;
     let tracker = tokio_util::task::TaskTracker::new();
-    {
-        // Slack checks a new request URL with a challenge while the update is in flight, so
-        // registration runs beside the server rather than before it.
-        let rt = rt.clone();
-        let shutdown = shutdown.clone();
-        tracker.spawn(async move {
-            tokio::select! {
-                () = shutdown.cancelled() => {}
-                () = register_webhooks(&rt) => {}
-            }
-        });
+    let rx = rt
+        .trigger_rx
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    if let Some(rx) = rx {
+        tracker.spawn(reconcile::run(rt.clone(), rx, shutdown.child_token()));
     }
+    rt.trigger_pass(reconcile::Cause::Startup);
+    let _watcher = if rt.options.watch {
+        reconcile::trigger::watch_git(
+            &rt.options.repo,
+            rt.triggers.clone(),
+            shutdown.child_token(),
+        )
+    } else {
+        None
+    };
     tracker.spawn(crate::execute::run(rt.clone(), shutdown.child_token()));
     tracker.spawn(housekeeping(rt.clone(), shutdown.child_token()));
-    let reloader = {
+    {
         let rt = rt.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
             loop {
                 tokio::select! {
                     () = shutdown.cancelled() => break,
-                    msg = reload.recv() => {
-                        if msg.is_none() { break; }
-                        let applied = rt.reload().is_ok();
-                        crate::telemetry::systemd::status(&status_line(&rt));
-                        if applied {
-                            check_connections(&rt).await;
-                            tokio::select! {
-                                () = shutdown.cancelled() => break,
-                                () = register_webhooks(&rt) => {}
-                            }
-                        }
-                    }
+                    msg = reload.recv() => match msg {
+                        Some(()) => rt.trigger_pass(reconcile::Cause::Signal),
+                        None => break,
+                    },
                 }
             }
-        })
-    };
+        });
+    }
     crate::telemetry::systemd::ready(&status_line(&rt));
     crate::telemetry::systemd::spawn_watchdog(shutdown.child_token());
     server::serve(rt.clone(), listener, shutdown.clone()).await;
     shutdown.cancel();
     tracker.close();
     tracker.wait().await;
-    drop(reloader);
     if let Err(e) = rt.store.release_leases() {
         tracing::warn!(error = %e, "Could not release job leases; they expire on their own.");
     }
@@ -493,83 +872,6 @@ pub(crate) fn status_line(rt: &Runtime) -> String {
         Some(why) => format!("serving {revision}; newest revision refused: {why}"),
         None => format!("serving {revision}"),
     }
-}
-
-/// What follows a reload that applied a revision: connection checks, then webhook
-/// registration.
-pub(crate) async fn after_reload(rt: &Runtime) {
-    check_connections(rt).await;
-    register_webhooks(rt).await;
-}
-
-/// Checks every connector once and records supportopsd's identity on each platform.
-async fn check_connections(rt: &Runtime) {
-    let Some(active) = rt.active() else { return };
-    for (id, connector) in active.connectors() {
-        match connector.check().await {
-            Ok(health) => {
-                if let Some(identity) = health.identity {
-                    rt.set_identity(id.clone(), vec![identity]);
-                }
-                tracing::info!(integration = %id, detail = %health.detail, "Connection checked.");
-            }
-            Err(e) => tracing::warn!(integration = %id, error = %e, "Connection check failed."),
-        }
-    }
-}
-
-/// Registers the webhook URL of every Slack integration with `[webhook]` events: through the
-/// manifest API when it has `app_config_token` and `app_id` (a failure becomes a problem in
-/// the status), else a note telling the operator what to enter in the Slack app settings.
-/// Logged and recorded in the reload status.
-async fn register_webhooks(rt: &Runtime) {
-    let Some(active) = rt.active() else { return };
-    let mut problems = Vec::new();
-    let mut notes = Vec::new();
-    for i in active.set.integrations.values() {
-        if i.platform != crate::platforms::PlatformKind::Slack {
-            continue;
-        }
-        let Some(events) = i
-            .webhook
-            .as_ref()
-            .map(|w| &w.events)
-            .filter(|e| !e.is_empty())
-        else {
-            continue;
-        };
-        let target = WebhookTarget {
-            integration: i.id.clone(),
-            url: config::webhook_url(&rt.options.public_url, i.platform, &i.id),
-            events: events.clone(),
-            secret: None,
-            previous: None,
-        };
-        let result = match active.connector(&i.id) {
-            Ok(c) => c.sync_webhook(&target).await.map_err(|e| e.to_string()),
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(WebhookSync::Registered { outcome, .. }) => {
-                tracing::info!(integration = %i.id, url = %target.url, outcome = outcome.as_str(), "Slack request URL and events registered.");
-            }
-            Ok(WebhookSync::Manual(what)) => {
-                tracing::info!(integration = %i.id, note = %what, "Slack request URL to register by hand.");
-                notes.push(Problem {
-                    integration: i.id.clone(),
-                    message: what,
-                });
-            }
-            Err(e) => {
-                tracing::warn!(integration = %i.id, error = %e, "Slack request URL not registered.");
-                problems.push(Problem {
-                    integration: i.id.clone(),
-                    message: format!("Slack request URL not registered: {e}"),
-                });
-            }
-        }
-    }
-    rt.record_registration(active.commit.as_deref(), problems, notes);
 }
 
 /// Periodic upkeep: expired dedupe entries and orphaned events.

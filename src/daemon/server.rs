@@ -152,24 +152,26 @@ pub async fn route(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Incoming>) 
         ),
         (Method::GET, ["api", "status"]) => status_json(rt),
         (Method::POST, ["api", "sync"]) => {
-            // Loads the repository's revision now and answers once it is applied or refused.
-            let result = rt.reload();
-            crate::telemetry::systemd::status(&super::status_line(rt));
-            if result.is_ok() {
-                // Connection checks and webhook registration follow in the background, as
-                // after SIGHUP.
-                let rt = rt.clone();
-                tokio::spawn(async move { super::after_reload(&rt).await });
-            }
-            let code = if result.is_ok() {
-                StatusCode::OK
-            } else {
-                StatusCode::CONFLICT
+            // A reconcile pass now; the answer waits until the revision is applied or refused.
+            let Some(report) = rt.request_pass(crate::reconcile::Cause::Api).await else {
+                return json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &json!({"error": "the reconciler is not running"}),
+                );
             };
-            let s = rt.status();
+            let code = if report.refused.is_some() {
+                StatusCode::CONFLICT
+            } else {
+                StatusCode::OK
+            };
             json(
                 code,
-                &json!({"applied_revision": s.applied, "refused": s.refused}),
+                &json!({
+                    "applied_revision": report.revision,
+                    "refused": report.refused,
+                    "loaded": report.loaded,
+                    "results": report.results,
+                }),
             )
         }
         (Method::GET, ["api", "events", "dead"]) => match rt.store.dead(1000) {
@@ -233,10 +235,17 @@ fn internal(e: &dyn std::fmt::Display) -> Reply {
 }
 
 fn status_json(rt: &Runtime) -> Reply {
+    json(StatusCode::OK, &status_value(rt))
+}
+
+/// The body of `GET /api/status`: the revision (applied, refused, pinned), every integration's
+/// sync status and health with reasons, its webhook registration, and the queue.
+pub fn status_value(rt: &Runtime) -> serde_json::Value {
     let s = rt.status();
     let problems: Vec<_> = s
         .problems
         .iter()
+        .chain(&s.registration_problems)
         .map(|p| json!({"integration": p.integration.as_str(), "problem": p.message}))
         .collect();
     let notes: Vec<_> = s
@@ -244,16 +253,58 @@ fn status_json(rt: &Runtime) -> Reply {
         .iter()
         .map(|p| json!({"integration": p.integration.as_str(), "note": p.message}))
         .collect();
-    let dead = rt.store.dead_depth();
-    json(
-        StatusCode::OK,
-        &json!({
-            "applied_revision": s.applied,
-            "refused": s.refused,
-            "problems": problems,
-            "notes": notes,
-            "queue_depth": rt.store.queue_depth(),
-            "dead_letters": dead,
-        }),
-    )
+    let registrations: std::collections::HashMap<String, crate::state::RegistrationRecord> = rt
+        .store
+        .registrations()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| (r.integration.clone(), r))
+        .collect();
+    let active = rt.active();
+    let integrations: Vec<_> = rt
+        .health_records()
+        .into_iter()
+        .map(|h| {
+            let platform = active.as_ref().and_then(|a| {
+                crate::manifest::IntegrationId::parse(&h.integration)
+                    .ok()
+                    .and_then(|id| a.set.integrations.get(&id).map(|i| i.platform.as_str()))
+            });
+            let registration = registrations.get(&h.integration).map(|r| {
+                json!({
+                    "url": r.url,
+                    "events": r.events,
+                    "ids": r.ids,
+                    "expires_at_ms": r.expires_at_ms,
+                    "synced_ms": r.synced_ms,
+                })
+            });
+            json!({
+                "id": h.integration,
+                "platform": platform,
+                "sync": {"status": h.sync, "reason": h.sync_reason},
+                "health": {
+                    "status": h.health,
+                    "reason": h.health_reason,
+                    "since_ms": h.since_ms,
+                    "checked_ms": h.checked_ms,
+                    "consecutive_failures": h.consecutive_failures,
+                },
+                "registration": registration,
+            })
+        })
+        .collect();
+    let pin = rt.store.pin().ok().flatten();
+    json!({
+        "applied_revision": s.applied,
+        "applied_ms": s.applied_ms,
+        "refused": s.refused,
+        "refused_revision": s.refused_commit,
+        "pinned": pin.map(|p| json!({"revision": p.revision, "at_ms": p.at_ms, "reason": p.reason})),
+        "integrations": integrations,
+        "problems": problems,
+        "notes": notes,
+        "queue_depth": rt.store.queue_depth(),
+        "dead_letters": rt.store.dead_depth(),
+    })
 }

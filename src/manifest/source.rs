@@ -241,6 +241,31 @@ fn git_err(context: impl Into<String>) -> impl FnOnce(git2::Error) -> Error {
     }
 }
 
+/// The full id of the commit `rev` names in the repository at (or above) `repo_path`.
+pub fn resolve_commit(repo_path: &Path, rev: &str) -> Result<String, Error> {
+    let repo = Repository::discover(repo_path).map_err(git_err(format!(
+        "open repository at {}",
+        repo_path.display()
+    )))?;
+    let object = repo
+        .revparse_single(rev)
+        .map_err(git_err(format!("resolve revision {rev}")))?;
+    let commit = object
+        .peel_to_commit()
+        .map_err(git_err(format!("{rev} is not a commit")))?;
+    Ok(commit.id().to_string())
+}
+
+/// The git directory of the repository at (or above) `repo_path` (what to watch for new
+/// commits).
+pub fn git_dir(repo_path: &Path) -> Result<PathBuf, Error> {
+    let repo = Repository::discover(repo_path).map_err(git_err(format!(
+        "open repository at {}",
+        repo_path.display()
+    )))?;
+    Ok(repo.path().to_path_buf())
+}
+
 fn read_git_tree(repo_path: &Path, subdir: Option<&Path>, rev: &str) -> Result<Snapshot, Error> {
     let repo = Repository::discover(repo_path).map_err(git_err(format!(
         "open repository at {}",

@@ -30,7 +30,7 @@ pub struct InboundRequest<'a> {
 }
 
 /// What the daemon knows about one integration's inbound authentication.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct VerifyKeys {
     /// The key or shared secret: Zendesk signing secret, Slack signing secret, Trello app
     /// secret, Freshdesk shared secret, Notion verification token, Google channel token.

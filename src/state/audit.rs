@@ -57,6 +57,31 @@ pub enum AuditKind {
     JobReplayed,
     /// A platform's one-time verification token arrived and was sealed into the state.
     VerificationTokenCaptured,
+    /// A revision was loaded, validated and put in use.
+    RevisionApplied,
+    /// A revision did not validate and was refused; the previous one kept running.
+    RevisionRefused {
+        /// Why (redaction-safe).
+        reason: String,
+    },
+    /// A webhook registration was created, updated, repaired or renewed on the platform.
+    RegistrationSynced {
+        /// `created`, `updated`, `repaired` or `renewed`.
+        outcome: String,
+    },
+    /// A webhook registration supportopsd owned was deleted from the platform (pruned).
+    RegistrationRemoved,
+    /// An integration's connection check started failing.
+    IntegrationDegraded {
+        /// Why (redaction-safe).
+        reason: String,
+    },
+    /// An integration's connection check succeeds again.
+    IntegrationRecovered,
+    /// The daemon was held on a revision.
+    Pinned,
+    /// A pin was released.
+    Unpinned,
 }
 
 /// One audit record.

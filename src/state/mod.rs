@@ -34,6 +34,7 @@ mod codec;
 mod inbox;
 pub mod journal;
 mod outbox;
+mod registrations;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -44,6 +45,7 @@ pub use applied::AppliedResource;
 pub use audit::{AuditFilter, AuditKind, AuditRecord};
 pub use inbox::{IngestOutcome, Purged};
 pub use outbox::{DeadJob, Job};
+pub use registrations::{HealthRecord, Pin, REGISTRATION_SECRET_FIELD, RegistrationRecord};
 
 /// The schema version this build writes and understands.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -70,6 +72,10 @@ pub mod trees {
     pub const DEAD: &str = "dead";
     /// Audit log: `at_ms` big-endian ‖ sequence big-endian → [`super::AuditRecord`].
     pub const AUDIT: &str = "audit";
+    /// Webhook registrations: integration id → [`super::RegistrationRecord`].
+    pub const REGISTRATIONS: &str = "registrations";
+    /// Integration health: integration id → [`super::HealthRecord`].
+    pub const HEALTH: &str = "health";
 }
 
 /// Keys in the `meta` tree.
@@ -214,6 +220,8 @@ pub struct Store {
     due: sled::Tree,
     dead: sled::Tree,
     audit: sled::Tree,
+    registrations: sled::Tree,
+    health: sled::Tree,
     /// Jobs in the outbox, counted at open and kept up to date by every transition (sled's
     /// `len` scans the tree, and ingress asks on every delivery).
     depth: std::sync::atomic::AtomicUsize,
@@ -296,6 +304,8 @@ impl Store {
         let due = db.open_tree(trees::DUE).map_err(storage)?;
         let dead = db.open_tree(trees::DEAD).map_err(storage)?;
         let audit = db.open_tree(trees::AUDIT).map_err(storage)?;
+        let registrations = db.open_tree(trees::REGISTRATIONS).map_err(storage)?;
+        let health = db.open_tree(trees::HEALTH).map_err(storage)?;
         let store = Store {
             dir: dir.to_owned(),
             db,
@@ -308,6 +318,8 @@ impl Store {
             due,
             dead,
             audit,
+            registrations,
+            health,
             depth: std::sync::atomic::AtomicUsize::new(0),
         };
         store

@@ -26,6 +26,11 @@ pub struct Metrics {
     dead_letters: Gauge,
     reloads: Family<Labels, Counter>,
     reload_ok: Gauge,
+    reconcile_passes: Family<Labels, Counter>,
+    reconcile_seconds: Histogram,
+    registrations: Family<Labels, Counter>,
+    integration_healthy: Family<Labels, Gauge>,
+    applied_revision: Family<Labels, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -56,6 +61,11 @@ impl Metrics {
             dead_letters: Gauge::default(),
             reloads: Family::default(),
             reload_ok: Gauge::default(),
+            reconcile_passes: Family::default(),
+            reconcile_seconds: latency_histogram(),
+            registrations: Family::default(),
+            integration_healthy: Family::default(),
+            applied_revision: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -118,7 +128,68 @@ impl Metrics {
             "1 when the last configuration load was applied",
             m.reload_ok.clone(),
         );
+        registry.register(
+            "reconcile_passes",
+            "Reconcile passes, by cause (startup, git, poll, signal, api, resync) and outcome (ok, failed)",
+            m.reconcile_passes.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time a reconcile pass took",
+            m.reconcile_seconds.clone(),
+        );
+        registry.register(
+            "registrations",
+            "Webhook registration syncs, by platform and outcome (created, updated, repaired, renewed, unchanged, removed, failed)",
+            m.registrations.clone(),
+        );
+        registry.register(
+            "integration_healthy",
+            "1 when the integration's last connection check succeeded, by integration",
+            m.integration_healthy.clone(),
+        );
+        registry.register(
+            "applied_revision",
+            "1 for the revision in use, by revision",
+            m.applied_revision.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// A reconcile pass ended.
+    pub fn reconcile_pass(&self, cause: &str, ok: bool, seconds: f64) {
+        self.reconcile_passes
+            .get_or_create(&vec![
+                ("cause", cause.to_owned()),
+                ("outcome", if ok { "ok" } else { "failed" }.to_owned()),
+            ])
+            .inc();
+        self.reconcile_seconds.observe(seconds);
+    }
+
+    /// A webhook registration was synced (or removed, or failed).
+    pub fn registration(&self, platform: &str, outcome: &str) {
+        self.registrations
+            .get_or_create(&vec![
+                ("platform", platform.to_owned()),
+                ("outcome", outcome.to_owned()),
+            ])
+            .inc();
+    }
+
+    /// An integration's connection check result.
+    pub fn set_integration_healthy(&self, integration: &str, healthy: bool) {
+        self.integration_healthy
+            .get_or_create(&vec![("integration", integration.to_owned())])
+            .set(i64::from(healthy));
+    }
+
+    /// The revision now in use.
+    pub fn set_applied_revision(&self, revision: &str) {
+        self.applied_revision.clear();
+        self.applied_revision
+            .get_or_create(&vec![("revision", revision.to_owned())])
+            .set(1);
     }
 
     /// An event was stored.

@@ -136,8 +136,8 @@ where
         body: &body,
         now_unix: i64::try_from(now / 1000).unwrap_or(i64::MAX),
     };
-    let keys = active.keys(&id);
-    let verified = match keys {
+    let keys = rt.verify_keys(&active, &id);
+    let verified = match &keys {
         Some(k) => platforms::verify(kind, &inbound, k),
         None => Err(VerifyError::NotConfigured),
     };

@@ -554,7 +554,25 @@ base_url = "{}"
         supportopsd::platforms::slack::fake::initial_manifest()["display_information"]
     );
     let s = status(&daemon).await;
-    assert_eq!(s["problems"], serde_json::json!([]), "{s}");
+    let slack_problems: Vec<_> = s["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["integration"] == "slack-main")
+        .collect();
+    assert!(slack_problems.is_empty(), "{s}");
+    let slack = s["integrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == "slack-main")
+        .unwrap();
+    assert_eq!(slack["sync"]["status"], "in_sync", "{s}");
+    assert_eq!(slack["health"]["status"], "healthy", "{s}");
+    assert_eq!(
+        slack["registration"]["url"],
+        "https://ops.example.com/api/webhooks/slack/slack-main"
+    );
     assert_eq!(s["notes"], serde_json::json!([]), "{s}");
     daemon.kill().await;
 }

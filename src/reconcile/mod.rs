@@ -1,0 +1,442 @@
+//! The reconciler: brings the platforms in line with the newest revision of the manifest
+//! repository, one pass at a time (so never two reconciles of one integration at once).
+//!
+//! A pass:
+//! 1. resolves the revision to run (the pin, else `--rev`) and, when it is not the one in use,
+//!    loads and validates it: a revision that does not validate is refused whole and the last
+//!    good one keeps running ([`crate::daemon::Runtime::load_revision`]);
+//! 2. checks the connection of every integration that is due (all of them after a new
+//!    revision; failing ones again after a backoff; healthy ones every resync);
+//! 3. syncs each integration's webhook registration ([`sync_registrations`]): level-triggered,
+//!    the connector compares what the platform has with what is wanted, so a registration
+//!    deleted or edited behind our back is repaired on the next pass; registrations recorded in
+//!    the state whose integration (or `[webhook]`) is gone are pruned with the connector of the
+//!    revision that made them.
+//!
+//! Passes are requested by the [`trigger`]s; the loop in [`run`] coalesces requests that arrive
+//! while a pass runs into one more pass.
+
+pub mod health;
+pub mod trigger;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::daemon::{Problem, Runtime, config, now_ms};
+use crate::manifest::{self, IntegrationId, Source};
+use crate::platforms::{
+    self, Connector, Registration, RegistrationOutcome, WebhookSync, WebhookTarget,
+};
+use crate::secrets::{self, ResolveContext};
+use crate::state::{AuditKind, AuditRecord, REGISTRATION_SECRET_FIELD, RegistrationRecord};
+pub use health::{HealthStatus, SyncStatus};
+pub use trigger::{Cause, Request};
+
+/// What one resource's reconcile did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResourceResult {
+    /// The integration.
+    pub integration: String,
+    /// `created`, `updated`, `repaired`, `renewed`, `unchanged`, `removed`, `manual`, `failed`.
+    pub outcome: String,
+    /// Details in words (never a secret).
+    pub detail: String,
+}
+
+/// What a pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PassReport {
+    /// The revision in use after the pass.
+    pub revision: Option<String>,
+    /// Why the newest revision was refused, if it was.
+    pub refused: Option<String>,
+    /// Whether a new revision was put in use.
+    pub loaded: bool,
+    /// Registration results.
+    pub results: Vec<ResourceResult>,
+}
+
+impl PassReport {
+    /// Whether something failed (a refused revision or a failed registration).
+    pub fn failed(&self) -> bool {
+        self.refused.is_some() || self.results.iter().any(|r| r.outcome == "failed")
+    }
+}
+
+/// Runs passes until `shutdown`: on requests, on the poll interval (a cheap check for a new
+/// commit) and on the resync interval (a full pass).
+pub async fn run(rt: Arc<Runtime>, mut rx: mpsc::Receiver<Request>, shutdown: CancellationToken) {
+    let poll = rt.options.poll_interval;
+    let resync = rt.options.resync_interval;
+    let mut next_poll = tokio::time::Instant::now() + poll;
+    let mut next_resync = tokio::time::Instant::now() + resync;
+    loop {
+        let first = tokio::select! {
+            () = shutdown.cancelled() => return,
+            req = rx.recv() => match req { Some(r) => r, None => return },
+            () = tokio::time::sleep_until(next_poll.min(next_resync)) => {
+                let now = tokio::time::Instant::now();
+                if now >= next_resync {
+                    next_resync = now + resync;
+                    next_poll = now + poll;
+                    Request { cause: Cause::Resync, reply: None }
+                } else {
+                    next_poll = now + poll;
+                    Request { cause: Cause::Poll, reply: None }
+                }
+            }
+        };
+        let mut waiting = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            waiting.push(more);
+        }
+        let cause = waiting
+            .iter()
+            .map(|r| r.cause)
+            .find(|c| *c != Cause::Poll)
+            .unwrap_or(Cause::Poll);
+        let report = tokio::select! {
+            () = shutdown.cancelled() => return,
+            report = pass(&rt, cause) => report,
+        };
+        for w in waiting {
+            if let Some(reply) = w.reply {
+                let _ = reply.send(report.clone());
+            }
+        }
+    }
+}
+
+/// One pass (see the module documentation).
+pub async fn pass(rt: &Runtime, cause: Cause) -> PassReport {
+    let started = tokio::time::Instant::now();
+    let mut report = PassReport::default();
+    let loaded = match rt.load_revision().await {
+        Ok(changed) => changed,
+        Err(why) => {
+            report.refused = Some(why);
+            false
+        }
+    };
+    report.loaded = loaded;
+    // A poll that found nothing new does nothing more.
+    let full = loaded || matches!(cause, Cause::Startup | Cause::Api | Cause::Signal);
+    // Failing integrations are re-checked on their backoff even by polls.
+    check_connections(rt, full).await;
+    if cause != Cause::Poll || loaded {
+        sync_registrations(rt, &mut report).await;
+        if let Err(e) = rt.commit().await {
+            tracing::warn!(error = %e, "Could not flush the state after a reconcile pass.");
+        }
+    }
+    let status = rt.status();
+    report.revision = status.applied;
+    if report.refused.is_none() {
+        report.refused = status.refused;
+    }
+    crate::telemetry::systemd::status(&crate::daemon::status_line(rt));
+    rt.metrics.reconcile_pass(
+        cause.as_str(),
+        !report.failed(),
+        started.elapsed().as_secs_f64(),
+    );
+    if cause != Cause::Poll || loaded {
+        tracing::info!(
+            cause = cause.as_str(),
+            revision = report.revision.as_deref().unwrap_or("none"),
+            loaded,
+            failed = report.failed(),
+            "Reconcile pass done."
+        );
+    }
+    report
+}
+
+/// Checks the connections that are due (all of them with `all`) and records health and the
+/// identity the loop guard needs.
+async fn check_connections(rt: &Runtime, all: bool) {
+    let Some(active) = rt.active() else { return };
+    let now = now_ms();
+    for (id, i) in &active.set.integrations {
+        if !all && !rt.check_due(id.as_str(), now) {
+            continue;
+        }
+        let (status, reason) = match active.connector(id) {
+            Ok(c) => {
+                let result = c.check().await;
+                if let Ok(h) = &result
+                    && let Some(identity) = &h.identity
+                {
+                    rt.set_identity(id.clone(), vec![identity.clone()]);
+                }
+                health::of_check(&result)
+            }
+            Err(_) => match platforms::connect(i, &ResolveContext::new(rt.key.as_ref(), &env)) {
+                Err(e) => health::of_connect_error(&e),
+                Ok(_) => (HealthStatus::Unknown, "not checked".to_owned()),
+            },
+        };
+        rt.record_health(id.as_str(), status, &reason, now);
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    secrets::process_env(name)
+}
+
+/// Syncs every declared registration and prunes the recorded ones no longer declared.
+pub async fn sync_registrations(rt: &Runtime, report: &mut PassReport) {
+    let Some(active) = rt.active() else { return };
+    let records: BTreeMap<String, RegistrationRecord> = match rt.store.registrations() {
+        Ok(r) => r.into_iter().map(|r| (r.integration.clone(), r)).collect(),
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot read the registrations; skipping them this pass.");
+            return;
+        }
+    };
+    let mut declared = Vec::new();
+    let mut notes = Vec::new();
+    let mut problems = Vec::new();
+    for i in active.set.integrations.values() {
+        let Some(events) = i
+            .webhook
+            .as_ref()
+            .map(|w| &w.events)
+            .filter(|e| !e.is_empty())
+        else {
+            continue;
+        };
+        declared.push(i.id.as_str().to_owned());
+        let mut events = events.clone();
+        events.sort();
+        events.dedup();
+        let target = WebhookTarget {
+            integration: i.id.clone(),
+            url: config::webhook_url(&rt.options.public_url, i.platform, &i.id),
+            events,
+            secret: active.manifest_secret(&i.id),
+            previous: records
+                .get(i.id.as_str())
+                .map(|r| rt.unseal_registration(r)),
+        };
+        let result = match active.connector(&i.id) {
+            Ok(c) => c
+                .sync_webhook(&target)
+                .await
+                .map_err(|e| health::explain(&e)),
+            Err(e) => Err(e),
+        };
+        let platform = i.platform.as_str();
+        match result {
+            Ok(WebhookSync::Registered {
+                outcome,
+                registration,
+            }) => {
+                let detail = match outcome {
+                    RegistrationOutcome::Unchanged => "webhook registered as declared".to_owned(),
+                    RegistrationOutcome::Repaired => {
+                        "webhook was changed or deleted on the platform; repaired".to_owned()
+                    }
+                    other => format!("webhook {}", other.as_str()),
+                };
+                if let Err(e) =
+                    rt.record_registration(&i.id, platform, active.commit.clone(), &registration)
+                {
+                    tracing::error!(integration = %i.id, error = %e, "Could not record the registration.");
+                }
+                if outcome != RegistrationOutcome::Unchanged {
+                    tracing::info!(integration = %i.id, outcome = outcome.as_str(), url = %target.url, "Webhook registration synced.");
+                    rt.audit(
+                        AuditKind::RegistrationSynced {
+                            outcome: outcome.as_str().to_owned(),
+                        },
+                        i.id.as_str(),
+                        json!({"platform": platform, "url": target.url, "events": target.events, "ids": registration.ids}),
+                    );
+                }
+                rt.metrics.registration(platform, outcome.as_str());
+                rt.record_sync(i.id.as_str(), SyncStatus::InSync, &detail);
+                report.results.push(ResourceResult {
+                    integration: i.id.to_string(),
+                    outcome: outcome.as_str().to_owned(),
+                    detail,
+                });
+            }
+            Ok(WebhookSync::Manual(what)) => {
+                rt.record_sync(i.id.as_str(), SyncStatus::Unknown, &what);
+                notes.push(Problem {
+                    integration: i.id.clone(),
+                    message: what.clone(),
+                });
+                report.results.push(ResourceResult {
+                    integration: i.id.to_string(),
+                    outcome: "manual".to_owned(),
+                    detail: what,
+                });
+            }
+            Err(why) => {
+                tracing::warn!(integration = %i.id, error = %why, "Webhook registration failed; retried on the next pass.");
+                rt.metrics.registration(platform, "failed");
+                let detail = format!("webhook registration failed: {why}");
+                rt.record_sync(i.id.as_str(), SyncStatus::Drifted, &detail);
+                problems.push(Problem {
+                    integration: i.id.clone(),
+                    message: detail.clone(),
+                });
+                report.results.push(ResourceResult {
+                    integration: i.id.to_string(),
+                    outcome: "failed".to_owned(),
+                    detail,
+                });
+            }
+        }
+    }
+    rt.record_registration_pass(notes, problems);
+    for (id, record) in records {
+        if declared.contains(&id) {
+            continue;
+        }
+        let result = prune(rt, &record).await;
+        match result {
+            Ok(n) => {
+                if let Err(e) = rt.store.remove_registration(&id) {
+                    tracing::error!(integration = %id, error = %e, "Could not forget a pruned registration.");
+                }
+                tracing::info!(integration = %id, deleted = n, "Webhook registration pruned.");
+                rt.audit(
+                    AuditKind::RegistrationRemoved,
+                    &id,
+                    json!({"platform": record.platform, "url": record.url, "deleted": n}),
+                );
+                rt.metrics.registration(&record.platform, "removed");
+                report.results.push(ResourceResult {
+                    integration: id,
+                    outcome: "removed".to_owned(),
+                    detail: format!("webhook registration pruned ({n} deleted on the platform)"),
+                });
+            }
+            Err(why) => {
+                tracing::warn!(integration = %id, error = %why, "Pruning a webhook registration failed; retried on the next pass.");
+                rt.metrics.registration(&record.platform, "failed");
+                report.results.push(ResourceResult {
+                    integration: id,
+                    outcome: "failed".to_owned(),
+                    detail: format!("pruning the webhook registration failed: {why}"),
+                });
+            }
+        }
+    }
+}
+
+/// Deletes a recorded registration from its platform, with the connector of the revision that
+/// made it (the integration may be gone from the current one).
+async fn prune(rt: &Runtime, record: &RegistrationRecord) -> Result<usize, String> {
+    let id = IntegrationId::parse(&record.integration).map_err(|e| e.to_string())?;
+    let connector = connector_for(rt, &id, record.revision.as_deref()).await?;
+    let mut target = WebhookTarget {
+        integration: id,
+        url: record.url.clone(),
+        events: record.events.clone(),
+        secret: None,
+        previous: None,
+    };
+    target.previous = Some(rt.unseal_registration(record));
+    connector
+        .remove_webhook(&target)
+        .await
+        .map_err(|e| health::explain(&e))
+}
+
+/// The connector of `id`: from the active revision if it still declares the integration, else
+/// from the revision `revision` of the repository.
+async fn connector_for(
+    rt: &Runtime,
+    id: &IntegrationId,
+    revision: Option<&str>,
+) -> Result<Arc<dyn Connector>, String> {
+    if let Some(active) = rt.active()
+        && let Ok(c) = active.connector(id)
+    {
+        return Ok(c.clone());
+    }
+    let Some(revision) = revision else {
+        return Err(format!(
+            "integration `{id}` is gone and the revision that registered it is unknown; delete its webhook on the platform by hand"
+        ));
+    };
+    let source = Source {
+        repo: rt.options.repo.clone(),
+        subdir: rt.options.subdir.clone(),
+        rev: Some(revision.to_owned()),
+    };
+    let loaded = tokio::task::spawn_blocking(move || manifest::load_source(&source))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let set = loaded
+        .set
+        .ok_or_else(|| format!("revision {revision} that registered `{id}` no longer validates"))?;
+    let integration = set
+        .integrations
+        .get(id)
+        .ok_or_else(|| format!("revision {revision} does not declare `{id}`"))?;
+    let ctx = ResolveContext::new(rt.key.as_ref(), &env);
+    platforms::connect(integration, &ctx).map_err(|e| e.to_string())
+}
+
+/// A registration as the connector sees it, its secret unsealed (left out, with a warning, when
+/// it cannot be: the connector then treats it as unknown and replaces it).
+pub(crate) fn unseal_registration(
+    key: Option<&secrets::SealKey>,
+    record: &RegistrationRecord,
+) -> Registration {
+    let secret = match (
+        &record.sealed_secret,
+        key,
+        IntegrationId::parse(&record.integration),
+    ) {
+        (Some(sealed), Some(key), Ok(id)) => {
+            match secrets::unseal(key, &id, REGISTRATION_SECRET_FIELD, sealed) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(integration = %record.integration, error = %e, "Cannot unseal a registration secret.");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    Registration {
+        ids: record.ids.clone(),
+        url: record.url.clone(),
+        events: record.events.clone(),
+        expires_at_ms: record.expires_at_ms,
+        secret,
+    }
+}
+
+/// An audit record of the reconciler.
+pub(crate) fn audit_record(
+    kind: AuditKind,
+    resource_id: &str,
+    detail: serde_json::Value,
+) -> AuditRecord {
+    AuditRecord {
+        at_ms: now_ms(),
+        kind,
+        resource_type: "integration".to_owned(),
+        resource_id: resource_id.to_owned(),
+        detail,
+    }
+}
+
+/// The resync interval's default.
+pub const DEFAULT_RESYNC: Duration = Duration::from_secs(300);
+/// The poll interval's default.
+pub const DEFAULT_POLL: Duration = Duration::from_secs(30);
