@@ -1,8 +1,10 @@
 //! The command line: one file per command, each owning its `Args` and a `run` function.
 //! Exit codes follow the contract: 0 ok, 1 error, 2 changes present (`plan --detailed-exitcode`).
 
+pub mod apply;
 pub mod completions;
 pub mod events;
+pub mod pin;
 pub mod plan;
 pub mod run;
 pub mod schema;
@@ -71,7 +73,7 @@ pub enum Command {
     /// Diff the manifests against the applied state, or against another revision (--base).
     Plan(plan::Args),
     /// Run one reconcile pass now, then exit.
-    Apply(NotYetArgs),
+    Apply(apply::Args),
     /// The daemon: serve webhooks and the API, run rules; SIGHUP reloads, SIGTERM stops.
     Run(run::Args),
     /// Run the rule test cases offline; nothing is sent anywhere.
@@ -85,24 +87,13 @@ pub enum Command {
     #[command(subcommand)]
     Events(events::Command),
     /// Hold the daemon on one revision during an incident.
-    Pin(PinArgs),
+    Pin(pin::PinArgs),
     /// Release a pin.
-    Unpin(NotYetArgs),
+    Unpin(pin::UnpinArgs),
     /// Print a JSON Schema (integration, rule, test).
     Schema(schema::Args),
     /// Print shell completions.
     Completions(completions::Args),
-}
-
-/// Arguments of commands that later releases deliver.
-#[derive(Debug, clap::Args)]
-pub struct NotYetArgs {}
-
-/// `pin REV`.
-#[derive(Debug, clap::Args)]
-pub struct PinArgs {
-    /// The revision to hold.
-    pub rev: String,
 }
 
 /// How a command ended.
@@ -136,20 +127,13 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Secret(cmd) => secret::run(&cmd),
         Command::Schema(args) => schema::run(&args),
         Command::Completions(args) => completions::run(&args),
-        Command::Apply(_) => not_yet("apply"),
+        Command::Apply(args) => apply::run(&args, g),
         Command::Run(args) => run::run(&args, g),
         Command::Status(args) => status::run(&args, g),
         Command::Events(cmd) => events::run(&cmd, g),
-        Command::Pin(_) => not_yet("pin"),
-        Command::Unpin(_) => not_yet("unpin"),
+        Command::Pin(args) => pin::pin(&args, g),
+        Command::Unpin(args) => pin::unpin(&args, g),
     }
-}
-
-fn not_yet(name: &str) -> anyhow::Result<Exit> {
-    eprintln!(
-        "supportopsd {name}: not available yet in this release (validate, plan, test, secret, schema, run, status and events are)"
-    );
-    Ok(Exit::Failure)
 }
 
 /// Initialises logging to stderr.
@@ -237,6 +221,15 @@ fn api_call(
     method: reqwest::Method,
     url: &str,
 ) -> anyhow::Result<Option<(u16, serde_json::Value)>> {
+    api_call_with(method, url, None)
+}
+
+/// [`api_call`] with a JSON body.
+fn api_call_with(
+    method: reqwest::Method,
+    url: &str,
+    body: Option<&serde_json::Value>,
+) -> anyhow::Result<Option<(u16, serde_json::Value)>> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -244,6 +237,9 @@ fn api_call(
         let client = crate::platforms::http::client(std::time::Duration::from_secs(10))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut req = client.request(method, url);
+        if let Some(body) = body {
+            req = req.json(body);
+        }
         if let Some(token) = std::env::var("SUPPORTOPSD_ADMIN_TOKEN")
             .ok()
             .filter(|t| !t.is_empty())

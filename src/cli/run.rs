@@ -52,6 +52,15 @@ pub struct Args {
     /// How long a job in flight stays reserved; after a crash it runs again once this passes.
     #[arg(long, env = "SUPPORTOPSD_LEASE", default_value = "2m", value_parser = duration)]
     pub lease: std::time::Duration,
+    /// How often the repository is polled for a new commit (beside the file watcher).
+    #[arg(long, env = "SUPPORTOPSD_POLL_INTERVAL", default_value = "30s", value_parser = duration)]
+    pub poll_interval: std::time::Duration,
+    /// How often live state is re-checked: drift repaired, registrations renewed, connections checked.
+    #[arg(long, env = "SUPPORTOPSD_RESYNC_INTERVAL", default_value = "5m", value_parser = duration)]
+    pub resync_interval: std::time::Duration,
+    /// Do not watch the repository for new commits (poll only).
+    #[arg(long, env = "SUPPORTOPSD_NO_WATCH")]
+    pub no_watch: bool,
 }
 
 fn duration(s: &str) -> Result<std::time::Duration, String> {
@@ -73,22 +82,27 @@ fn admin_token() -> Option<Secret> {
     (!t.is_empty()).then(|| Secret::from(t))
 }
 
+/// The sealing key, when one is found (logged either way).
+pub(crate) fn load_key(file: Option<&std::path::Path>) -> Option<SealKey> {
+    match SealKey::load(file, &env) {
+        Ok((key, from)) => {
+            tracing::info!(key = %from.display(), "Sealing key loaded.");
+            Some(key)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "No sealing key: sealed credentials cannot be used, and secrets learned at registration or verification cannot be kept.");
+            None
+        }
+    }
+}
+
 /// Runs the daemon.
 pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
     let retry = match &args.retry_schedule {
         Some(s) => RetryPolicy::parse(s)?,
         None => RetryPolicy::default(),
     };
-    let key = match SealKey::load(args.key_file.as_deref(), &env) {
-        Ok((key, from)) => {
-            tracing::info!(key = %from.display(), "Sealing key loaded.");
-            Some(key)
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "No sealing key: sealed credentials cannot be used and Notion verification tokens cannot be kept.");
-            None
-        }
-    };
+    let key = load_key(args.key_file.as_deref());
     let public_url = args
         .public_url
         .clone()
@@ -105,6 +119,11 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
     options.workers = args.workers;
     options.lease = args.lease;
     options.audit_retention = args.audit_retention;
+    options.poll_interval = args
+        .poll_interval
+        .max(std::time::Duration::from_millis(100));
+    options.resync_interval = args.resync_interval.max(std::time::Duration::from_secs(1));
+    options.watch = !args.no_watch;
     options.admin_token = admin_token();
     if options.admin_token.is_none() && !args.listen.ip().is_loopback() {
         tracing::warn!("No admin token: the operator API answers loopback clients only.");

@@ -35,6 +35,17 @@ fn lines(v: &serde_json::Value, key: &str, field: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A duration in milliseconds, roughly, for people.
+fn ago(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86_400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
 /// Runs `status`.
 pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
     let url = format!("{}/api/status", args.url.trim_end_matches('/'));
@@ -53,8 +64,28 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
                     dir.display()
                 );
             };
+            let registrations = store.registrations()?;
+            let integrations: Vec<_> = store
+                .health_records()?
+                .into_iter()
+                .map(|h| {
+                    let registration = registrations
+                        .iter()
+                        .find(|r| r.integration == h.integration)
+                        .map(|r| serde_json::json!({"url": r.url, "events": r.events, "ids": r.ids, "expires_at_ms": r.expires_at_ms, "synced_ms": r.synced_ms}));
+                    serde_json::json!({
+                        "id": h.integration,
+                        "sync": {"status": h.sync, "reason": h.sync_reason},
+                        "health": {"status": h.health, "reason": h.health_reason, "since_ms": h.since_ms, "checked_ms": h.checked_ms, "consecutive_failures": h.consecutive_failures},
+                        "registration": registration,
+                    })
+                })
+                .collect();
+            let pin = store.pin()?;
             let v = serde_json::json!({
                 "applied_revision": store.applied_revision()?,
+                "pinned": pin.map(|p| serde_json::json!({"revision": p.revision, "at_ms": p.at_ms, "reason": p.reason})),
+                "integrations": integrations,
                 "queue_depth": store.queue_depth(),
                 "dead_letters": store.dead_depth(),
             });
@@ -81,6 +112,35 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
     println!("revision: {revision}");
     if let Some(why) = v["refused"].as_str() {
         println!("newest revision refused: {why}");
+    }
+    if let Some(pin) = v["pinned"].as_object() {
+        let rev = pin["revision"].as_str().unwrap_or("?");
+        let reason = pin["reason"].as_str().filter(|r| !r.is_empty());
+        println!(
+            "pinned to {}{} (`supportopsd unpin` releases it)",
+            &rev[..rev.len().min(12)],
+            reason.map(|r| format!(": {r}")).unwrap_or_default()
+        );
+    }
+    let now = crate::daemon::now_ms();
+    for i in v["integrations"].as_array().into_iter().flatten() {
+        let since = i["health"]["since_ms"].as_u64().filter(|s| *s > 0);
+        let age = since
+            .map(|s| format!(" for {}", ago(now.saturating_sub(s))))
+            .unwrap_or_default();
+        println!(
+            "integration {}{}: {}{} — {}; {} — {}",
+            i["id"].as_str().unwrap_or("?"),
+            i["platform"]
+                .as_str()
+                .map(|p| format!(" ({p})"))
+                .unwrap_or_default(),
+            i["health"]["status"].as_str().unwrap_or("unknown"),
+            age,
+            i["health"]["reason"].as_str().unwrap_or(""),
+            i["sync"]["status"].as_str().unwrap_or("unknown"),
+            i["sync"]["reason"].as_str().unwrap_or(""),
+        );
     }
     println!(
         "queue: {} job(s), {} dead letter(s)",

@@ -174,6 +174,17 @@ pub async fn route(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Incoming>) 
                 }),
             )
         }
+        (Method::POST, ["api", "pin"]) => pin(rt, req).await,
+        (Method::DELETE, ["api", "pin"]) => {
+            if let Err(e) = crate::cli::pin::clear_pin(&rt.store) {
+                return internal(&e);
+            }
+            let report = rt.request_pass(crate::reconcile::Cause::Api).await;
+            json(
+                StatusCode::OK,
+                &json!({"pinned": null, "applied_revision": report.and_then(|r| r.revision)}),
+            )
+        }
         (Method::GET, ["api", "events", "dead"]) => match rt.store.dead(1000) {
             Ok(dead) => json(StatusCode::OK, &json!({ "dead": dead })),
             Err(e) => internal(&e),
@@ -224,6 +235,43 @@ pub async fn route(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Incoming>) 
         }
         _ => status(StatusCode::NOT_FOUND),
     }
+}
+
+/// `POST /api/pin {"revision", "reason"}`: resolves the revision in the daemon's repository,
+/// pins it (audited), and answers after the pass that puts it in use.
+async fn pin(rt: &Arc<Runtime>, req: Request<Incoming>) -> Reply {
+    use http_body_util::BodyExt as _;
+    let limited = http_body_util::Limited::new(req.into_body(), 64 * 1024);
+    let Ok(body) = limited.collect().await.map(|c| c.to_bytes()) else {
+        return status(StatusCode::BAD_REQUEST);
+    };
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let Some(rev) = v.get("revision").and_then(serde_json::Value::as_str) else {
+        return json(
+            StatusCode::BAD_REQUEST,
+            &json!({"error": "the body must be {\"revision\": \"…\"}"}),
+        );
+    };
+    let reason = v
+        .get("reason")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("");
+    let commit = match crate::manifest::source::resolve_commit(&rt.options.repo, rev) {
+        Ok(c) => c,
+        Err(e) => return json(StatusCode::BAD_REQUEST, &json!({"error": e.to_string()})),
+    };
+    if let Err(e) = crate::cli::pin::set_pin(&rt.store, &commit, reason) {
+        return internal(&e);
+    }
+    let report = rt.request_pass(crate::reconcile::Cause::Api).await;
+    json(
+        StatusCode::OK,
+        &json!({
+            "pinned": commit,
+            "applied_revision": report.as_ref().and_then(|r| r.revision.clone()),
+            "refused": report.and_then(|r| r.refused),
+        }),
+    )
 }
 
 fn internal(e: &dyn std::fmt::Display) -> Reply {

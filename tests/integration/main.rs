@@ -7,6 +7,7 @@ mod daemon;
 mod daemon_support;
 mod generated;
 mod plan;
+mod reconcile;
 mod secret;
 mod support;
 mod systemd;

@@ -1,0 +1,73 @@
+//! `supportopsd apply`: one reconcile pass now, then exit — the plan against the state, then
+//! what each change did on the platforms.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+
+use super::{Exit, GlobalArgs, state_dir};
+use crate::daemon::{self, Options};
+use crate::reconcile::{self, Cause};
+
+/// Run one reconcile pass now.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The revision to apply.
+    #[arg(long, env = "SUPPORTOPSD_REV", default_value = "HEAD")]
+    pub rev: String,
+    /// The URL the platforms reach the daemon at (what gets registered).
+    #[arg(long, env = "SUPPORTOPSD_PUBLIC_URL")]
+    pub public_url: String,
+    /// The sealing key file [default: $SUPPORTOPSD_KEY_FILE, then $CREDENTIALS_DIRECTORY/supportopsd.key].
+    #[arg(long, env = "SUPPORTOPSD_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+}
+
+/// Runs `apply`.
+pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
+    // The plan first, exactly as `plan --rev` shows it.
+    let plan_args = super::plan::Args {
+        rev: Some(args.rev.clone()),
+        base: None,
+        format: super::plan::Format::Text,
+        detailed_exitcode: false,
+        refresh: false,
+    };
+    if super::plan::run(&plan_args, g)? == Exit::Failure {
+        return Ok(Exit::Failure);
+    }
+    let key = super::run::load_key(args.key_file.as_deref());
+    let listen = "127.0.0.1:0".parse().context("listen address")?;
+    let mut options = Options::new(
+        listen,
+        args.public_url.clone(),
+        g.repo.clone(),
+        state_dir(g),
+    );
+    options.subdir = g.path.clone();
+    options.rev = args.rev.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(async move {
+        let rt = daemon::runtime(options, key)
+            .context("opening the state (is a daemon running? use its POST /api/sync instead)")?;
+        let report = reconcile::pass(&rt, Cause::Api).await;
+        rt.store.flush()?;
+        anyhow::Ok(report)
+    })?;
+    println!();
+    match (&report.revision, &report.refused) {
+        (_, Some(why)) => println!("Revision refused: {why}"),
+        (Some(rev), None) => println!("Applied {}.", &rev[..rev.len().min(12)]),
+        (None, None) => println!("Nothing applied."),
+    }
+    for r in &report.results {
+        println!("  {}: {} — {}", r.integration, r.outcome, r.detail);
+    }
+    Ok(if report.failed() {
+        Exit::Failure
+    } else {
+        Exit::Ok
+    })
+}
