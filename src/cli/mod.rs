@@ -10,6 +10,7 @@ pub mod run;
 pub mod schema;
 pub mod secret;
 pub mod status;
+pub mod sync;
 pub mod test;
 pub mod validate;
 
@@ -86,6 +87,8 @@ pub enum Command {
     /// Dead-lettered deliveries: list them, re-queue one.
     #[command(subcommand)]
     Events(events::Command),
+    /// Ask a running daemon for a reconcile pass now and wait for it (systemd's ExecReload).
+    Sync(sync::Args),
     /// Hold the daemon on one revision during an incident.
     Pin(pin::PinArgs),
     /// Release a pin.
@@ -131,6 +134,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Run(args) => run::run(&args, g),
         Command::Status(args) => status::run(&args, g),
         Command::Events(cmd) => events::run(&cmd, g),
+        Command::Sync(args) => sync::run(&args),
         Command::Pin(args) => pin::pin(&args, g),
         Command::Unpin(args) => pin::unpin(&args, g),
     }
@@ -240,9 +244,8 @@ fn api_call_with(
         if let Some(body) = body {
             req = req.json(body);
         }
-        if let Some(token) = std::env::var("SUPPORTOPSD_ADMIN_TOKEN")
-            .ok()
-            .filter(|t| !t.is_empty())
+        if let Some(token) = run::admin_token()
+            && let Ok(token) = token.expose_str()
         {
             req = req.header(reqwest::header::AUTHORIZATION, format!("Bearer {token}"));
         }

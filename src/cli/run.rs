@@ -71,15 +71,20 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-/// The operator API token: `SUPPORTOPSD_ADMIN_TOKEN`, else `$CREDENTIALS_DIRECTORY/admin.token`.
-fn admin_token() -> Option<Secret> {
-    if let Some(t) = env("SUPPORTOPSD_ADMIN_TOKEN").filter(|t| !t.is_empty()) {
+/// A secret from the environment variable `var`, else the file `$CREDENTIALS_DIRECTORY/file`.
+pub(crate) fn env_or_credential(var: &str, file: &str) -> Option<Secret> {
+    if let Some(t) = env(var).filter(|t| !t.is_empty()) {
         return Some(Secret::from(t));
     }
     let dir = env("CREDENTIALS_DIRECTORY")?;
-    let text = std::fs::read_to_string(PathBuf::from(dir).join("admin.token")).ok()?;
+    let text = std::fs::read_to_string(PathBuf::from(dir).join(file)).ok()?;
     let t = text.trim().to_owned();
     (!t.is_empty()).then(|| Secret::from(t))
+}
+
+/// The operator API token: `SUPPORTOPSD_ADMIN_TOKEN`, else `$CREDENTIALS_DIRECTORY/admin.token`.
+pub(crate) fn admin_token() -> Option<Secret> {
+    env_or_credential("SUPPORTOPSD_ADMIN_TOKEN", "admin.token")
 }
 
 /// The sealing key, when one is found (logged either way).
@@ -125,6 +130,7 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
     options.resync_interval = args.resync_interval.max(std::time::Duration::from_secs(1));
     options.watch = !args.no_watch;
     options.admin_token = admin_token();
+    options.sync_secret = env_or_credential("SUPPORTOPSD_SYNC_SECRET", "sync.secret");
     if options.admin_token.is_none() && !args.listen.ip().is_loopback() {
         tracing::warn!("No admin token: the operator API answers loopback clients only.");
     }

@@ -58,6 +58,9 @@ pub struct Options {
     pub workers: usize,
     /// The bearer token of the operator API; `None` serves the API on loopback only.
     pub admin_token: Option<Secret>,
+    /// The shared secret of a git host's push webhook on `POST /api/sync` (GitHub/Gitea
+    /// `X-Hub-Signature-256`, GitLab `X-Gitlab-Token`); `None` accepts only the admin token.
+    pub sync_secret: Option<Secret>,
     /// How long audit records are kept.
     pub audit_retention: Duration,
     /// How often the repository is polled for a new commit (the file watcher's fallback).
@@ -87,6 +90,7 @@ impl Options {
             lease: Duration::from_secs(120),
             workers: 32,
             admin_token: None,
+            sync_secret: None,
             audit_retention: Duration::from_secs(30 * 86_400),
             poll_interval: crate::reconcile::DEFAULT_POLL,
             resync_interval: crate::reconcile::DEFAULT_RESYNC,

@@ -142,6 +142,11 @@ pub async fn route(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Incoming>) 
             let (platform, id) = ((*platform).to_owned(), (*id).to_owned());
             webhook::handle(rt, &platform, Some(&id), req).await
         }
+        (Method::POST, ["api", "sync"])
+            if !authorised(rt, peer, &req) && rt.options.sync_secret.is_some() =>
+        {
+            push_sync(rt, req).await
+        }
         (_, ["api", ..]) if !authorised(rt, peer, &req) => status(StatusCode::UNAUTHORIZED),
         (
             Method::POST | Method::PUT | Method::DELETE | Method::PATCH,
@@ -151,29 +156,7 @@ pub async fn route(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Incoming>) 
             &json!({"error": "integrations and rules are changed by a pull request to the manifest repository, not through this API"}),
         ),
         (Method::GET, ["api", "status"]) => status_json(rt),
-        (Method::POST, ["api", "sync"]) => {
-            // A reconcile pass now; the answer waits until the revision is applied or refused.
-            let Some(report) = rt.request_pass(crate::reconcile::Cause::Api).await else {
-                return json(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &json!({"error": "the reconciler is not running"}),
-                );
-            };
-            let code = if report.refused.is_some() {
-                StatusCode::CONFLICT
-            } else {
-                StatusCode::OK
-            };
-            json(
-                code,
-                &json!({
-                    "applied_revision": report.revision,
-                    "refused": report.refused,
-                    "loaded": report.loaded,
-                    "results": report.results,
-                }),
-            )
-        }
+        (Method::POST, ["api", "sync"]) => sync(rt).await,
         (Method::POST, ["api", "pin"]) => pin(rt, req).await,
         (Method::DELETE, ["api", "pin"]) => {
             if let Err(e) = crate::cli::pin::clear_pin(&rt.store) {
@@ -235,6 +218,68 @@ pub async fn route(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Incoming>) 
         }
         _ => status(StatusCode::NOT_FOUND),
     }
+}
+
+/// A reconcile pass now; the answer waits until the revision is applied (200) or refused (409).
+async fn sync(rt: &Arc<Runtime>) -> Reply {
+    let Some(report) = rt.request_pass(crate::reconcile::Cause::Api).await else {
+        return json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"error": "the reconciler is not running"}),
+        );
+    };
+    let code = if report.refused.is_some() {
+        StatusCode::CONFLICT
+    } else {
+        StatusCode::OK
+    };
+    json(
+        code,
+        &json!({
+            "applied_revision": report.revision,
+            "refused": report.refused,
+            "loaded": report.loaded,
+            "results": report.results,
+        }),
+    )
+}
+
+/// `POST /api/sync` from a git host's push webhook: the body must be signed with the sync
+/// secret (`X-Hub-Signature-256: sha256=<hex HMAC-SHA256>`, GitHub and Gitea) or carry it
+/// (`X-Gitlab-Token`). Anything else is a bare 401.
+async fn push_sync(rt: &Arc<Runtime>, req: Request<Incoming>) -> Reply {
+    use hmac::{Hmac, KeyInit, Mac};
+    use http_body_util::BodyExt as _;
+    let Some(secret) = rt.options.sync_secret.clone() else {
+        return status(StatusCode::UNAUTHORIZED);
+    };
+    let headers = req.headers().clone();
+    let limited = http_body_util::Limited::new(req.into_body(), 1024 * 1024);
+    let Ok(body) = limited.collect().await.map(|c| c.to_bytes()) else {
+        return status(StatusCode::PAYLOAD_TOO_LARGE);
+    };
+    let header = |name: &str| headers.get(name).map(http::HeaderValue::as_bytes);
+    let genuine = if let Some(sig) = header("x-hub-signature-256") {
+        match (
+            sig.strip_prefix(b"sha256=")
+                .and_then(crate::platforms::inbound::unhex),
+            <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.expose()),
+        ) {
+            (Some(given), Ok(mut mac)) => {
+                mac.update(&body);
+                mac.verify_slice(&given).is_ok()
+            }
+            _ => false,
+        }
+    } else if let Some(token) = header("x-gitlab-token") {
+        crate::secrets::constant_time_eq(token, secret.expose())
+    } else {
+        false
+    };
+    if !genuine {
+        return status(StatusCode::UNAUTHORIZED);
+    }
+    sync(rt).await
 }
 
 /// `POST /api/pin {"revision", "reason"}`: resolves the revision in the daemon's repository,

@@ -124,6 +124,16 @@ message = "Someone asked for help: {{ message.text }}"
 impl Daemon {
     /// Starts `supportopsd run` on a free port with the test secrets in its environment.
     pub(crate) async fn spawn(repo: &Path, state: &Path, extra: &[&str]) -> Daemon {
+        Daemon::spawn_with_env(repo, state, extra, &[]).await
+    }
+
+    /// [`Daemon::spawn`] with more environment variables.
+    pub(crate) async fn spawn_with_env(
+        repo: &Path,
+        state: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_supportopsd"));
         cmd.current_dir(repo)
             .args(["--repo", ".", "--state"])
@@ -141,6 +151,7 @@ impl Daemon {
             .env("SLACK_BOT_TOKEN", BOT_TOKEN)
             .env("SLACK_SIGNING_SECRET", SLACK_SIGNING)
             .env("SLACK_APP_CONFIG_TOKEN", APP_CONFIG_TOKEN)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

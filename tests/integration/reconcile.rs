@@ -374,3 +374,102 @@ async fn apply_runs_one_pass_and_reports_each_change() {
     assert!(!stdout.contains(APP_CONFIG_TOKEN) && !stdout.contains(BOT_TOKEN));
     assert_eq!(fake.requests_to("apps.manifest.update").len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_waits_for_the_pass_and_says_whether_the_revision_was_refused() {
+    let fake = FakeSlack::start(BOT_TOKEN, None).await;
+    let repo = repo(&fake.base_url());
+    repo.commit("base");
+    let state = tempfile::tempdir().unwrap();
+    // Neither the watcher nor the poll: only `sync` can load new commits.
+    let daemon = Daemon::spawn(
+        repo.path(),
+        state.path(),
+        &["--no-watch", "--poll-interval", "1h"],
+    )
+    .await;
+    repo.file(
+        "rules/second.toml",
+        &repo
+            .read("rules/slack-echo.toml")
+            .replace("\"slack-echo\"", "\"second\""),
+    );
+    let second = repo.commit("second");
+    let out = repo.run(&["sync", "--url", &daemon.url]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains(&format!("Applied {}", &second[..12])),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(status(&daemon).await["applied_revision"], second.as_str());
+
+    repo.file("rules/broken.toml", "id = 1\n");
+    repo.commit("broken");
+    let out = repo.run(&["sync", "--url", &daemon.url]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("Refused"), "{}", out.stderr);
+    assert_eq!(status(&daemon).await["applied_revision"], second.as_str());
+    daemon.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_git_hosts_push_webhook_triggers_a_pass_only_when_signed() {
+    use hmac::{Hmac, KeyInit, Mac};
+    let fake = FakeSlack::start(BOT_TOKEN, None).await;
+    let repo = repo(&fake.base_url());
+    repo.commit("base");
+    let state = tempfile::tempdir().unwrap();
+    // An admin token is set, so only the push secret can open /api/sync without it.
+    let daemon = Daemon::spawn_with_env(
+        repo.path(),
+        state.path(),
+        &["--no-watch", "--poll-interval", "1h"],
+        &[
+            ("SUPPORTOPSD_ADMIN_TOKEN", "admin-token"),
+            ("SUPPORTOPSD_SYNC_SECRET", "push-secret"),
+        ],
+    )
+    .await;
+    repo.file(
+        "rules/second.toml",
+        &repo
+            .read("rules/slack-echo.toml")
+            .replace("\"slack-echo\"", "\"second\""),
+    );
+    let second = repo.commit("second");
+    let body = br#"{"ref":"refs/heads/main"}"#;
+    let client = reqwest::Client::new();
+    let post = |sig: Option<String>| {
+        let mut req = client
+            .post(format!("{}/api/sync", daemon.url))
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        if let Some(sig) = sig {
+            req = req.header("x-hub-signature-256", sig);
+        }
+        req.send()
+    };
+    assert_eq!(post(None).await.unwrap().status(), 401);
+    assert_eq!(post(Some("sha256=00".into())).await.unwrap().status(), 401);
+    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(b"push-secret").unwrap();
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let r = post(Some(format!("sha256={hex}"))).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["applied_revision"], second.as_str());
+    let r = client
+        .post(format!("{}/api/sync", daemon.url))
+        .header("x-gitlab-token", "push-secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    daemon.kill().await;
+}
