@@ -11,9 +11,16 @@
 //! the HMAC-SHA256 key of `X-Notion-Signature`. Hence `[webhook] secret` is not used.
 
 pub mod actions;
+pub mod client;
+pub mod connector;
 pub mod events;
+#[cfg(any(test, feature = "test-support"))]
+pub mod fake;
+#[cfg(test)]
+mod live_tests;
 #[cfg(test)]
 mod tests;
+pub mod values;
 pub mod webhook;
 
 use super::{CredentialField, Descriptor, ParamSpec, ParamType, PlatformKind, WebhookSecret};
