@@ -225,7 +225,8 @@ impl NotionConnector {
              then click \"Create subscription\". Notion then posts a verification token to that URL: \
              supportopsd captures it (sealed) and `supportopsd status` shows it once to an authorised \
              operator. Back in Notion click \"Verify\", paste the token and click \"Verify subscription\" \
-             (\"Resend token\" sends a new one if it was missed; the newest replaces the old). \
+             (press \"Resend token\" only if no token was captured: once one is, \
+             supportopsd refuses further unsigned verification requests, so nobody can replace the key). \
              Until then this integration is waiting for verification and its deliveries are refused. \
              The URL cannot be changed after verification: to move it, delete the subscription and \
              create a new one.",

@@ -1012,7 +1012,7 @@ fn verify_parse(
 /// The verification flow end to end at the webhook layer: the fake's one-time token post,
 /// captured unsigned; the operator pastes it; signed events verify with it and carry the bot
 /// as actor, which is what `check` reports as the identity (the loop guard's comparison);
-/// "Resend token" replaces the key.
+/// "Resend token" replaces the key at Notion (and is refused unsigned once a token is held).
 #[tokio::test]
 async fn verification_flow_then_signed_events() {
     let fake = FakeNotion::start(TOKEN).await;
@@ -1101,7 +1101,14 @@ async fn verification_flow_then_signed_events() {
 
     // Resend: the newest token is the key; the old one no longer verifies.
     assert_eq!(fake.resend_token(&sub).await, 200);
-    let (_, parsed) = verify_parse(&endpoint.requests().pop().expect("resent"), None);
+    let resent = endpoint.requests().pop().expect("resent");
+    // A daemon already holding a token refuses an unsigned replacement (nobody may swap the
+    // key); one that never captured the first token takes it.
+    assert_eq!(
+        verify_parse(&resent, Some(&token)).0,
+        Err(VerifyError::MissingHeader(super::webhook::SIGNATURE_HEADER))
+    );
+    let (_, parsed) = verify_parse(&resent, None);
     let Some(Inbound::VerificationToken(fresh)) = parsed else {
         panic!("a token")
     };
