@@ -411,4 +411,41 @@ mod tests {
         assert!(check_limits(&body).expect_err("too big").contains("bytes"));
         assert!(check_limits(&json!({"a": big})).is_ok());
     }
+
+    fn arb_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            "[a-z ,0-9.-]{0,12}".prop_map(Value::String),
+            prop::sample::select(TYPES.to_vec()).prop_map(|t| Value::String(t.to_owned())),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        prop::sample::select(TYPES.to_vec()).prop_map(str::to_owned),
+                        "[a-z_]{1,8}",
+                    ],
+                    inner,
+                    0..4,
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn building_and_limits_never_panic(v in arb_json()) {
+            let _ = property("P", &v);
+            if let Some(m) = v.as_object() {
+                let _ = properties(m);
+            }
+            let _ = check_limits(&v);
+            let _ = check_limits(&json!({"children": v}));
+        }
+    }
 }
