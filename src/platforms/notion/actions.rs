@@ -44,8 +44,9 @@ const PROPERTIES: ParamSpec = p(
     "properties",
     ParamType::Object,
     true,
-    "Property values keyed by property name, in Notion's value shapes (`{\"Status\": {\"select\": {\"name\": \"Open\"}}}`); \
-     rich-text contents at most 2,000 characters, arrays at most 100 items.",
+    "Property values keyed by property name, each a table naming the property's type with a plain value \
+     (`{\"Status\": {\"select\": \"Open\"}}`, `{\"Due\": {\"date\": \"2026-01-31\"}}`, `{\"Tags\": {\"multi_select\": [\"a\", \"b\"]}}`) \
+     or Notion's own value shape; rich-text contents at most 2,000 characters, arrays at most 100 items.",
 );
 const IN_TRASH: ParamSpec = p(
     "in_trash",
@@ -218,7 +219,7 @@ pub(crate) static ACTIONS: &[ActionSpec] = &[
                 "max_results",
                 ParamType::Integer,
                 false,
-                "Stop paging once this many rows are collected (default 100).",
+                "Stop paging once this many rows are collected (default 100, at most 10,000).",
             ),
         ],
         require_one_of: &[&["data_source_id", "database_id"]],

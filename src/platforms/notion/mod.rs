@@ -6,14 +6,26 @@
 //! actions rules can perform ([`actions`]). `fixtures/` holds webhook bodies in Notion's delivery
 //! shape for the tests.
 //!
+//! The live half: [`client`] (HTTP, the pinned `Notion-Version`, error classification),
+//! [`connector`] (the connection check and the actions), [`values`] (property values built from
+//! rule parameters, Notion's request limits) and, for tests, `fake` (a fake Notion API that
+//! also plays a subscription's verification request and signed deliveries).
+//!
 //! Subscriptions are made in Notion's UI only. Notion first posts a one-off
 //! `{"verification_token": …}` body; that token is captured, sealed in state and then used as
 //! the HMAC-SHA256 key of `X-Notion-Signature`. Hence `[webhook] secret` is not used.
 
 pub mod actions;
+pub mod client;
+pub mod connector;
 pub mod events;
+#[cfg(any(test, feature = "test-support"))]
+pub mod fake;
+#[cfg(test)]
+mod live_tests;
 #[cfg(test)]
 mod tests;
+pub mod values;
 pub mod webhook;
 
 use super::{CredentialField, Descriptor, ParamSpec, ParamType, PlatformKind, WebhookSecret};

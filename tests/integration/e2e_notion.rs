@@ -1,0 +1,155 @@
+//! Notion end to end: a daemon with a Notion integration pointed at the fake Notion API. The
+//! fake plays the operator's subscription: its one-time verification request is captured
+//! (sealed) by the daemon, the operator "pastes" the token back, and the fake's signed
+//! `page.created` deliveries then run a rule that comments on the page through the connector.
+//! An event authored by our own bot (the id `GET /v1/users/me` returned) runs nothing.
+
+use std::time::Duration;
+
+use supportopsd::manifest::IntegrationId;
+use supportopsd::platforms::notion::fake::{self, FakeNotion};
+use supportopsd::secrets::{self, SealKey};
+
+use crate::daemon_support::{Daemon, eventually};
+use crate::support::TestRepo;
+
+const NOTION_TOKEN: &str = "ntn_e2e_token_value";
+
+/// Posts `event_type` about `entity` by `author` until the daemon accepts it (it refuses
+/// deliveries until it has reloaded with the captured token), or fails after 30 s.
+async fn deliver_until_accepted(fake: &FakeNotion, sub: &str, entity: &str, author: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match fake.deliver(sub, "page.created", entity, author).await {
+            Some(200) => return,
+            Some(401) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => panic!("delivery answered {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn notion_verification_then_a_signed_event_runs_a_notion_action() {
+    let fake = FakeNotion::start(NOTION_TOKEN).await;
+    let state = tempfile::tempdir().unwrap();
+    let key = SealKey::generate().unwrap();
+    let key_path = state.path().join("supportopsd.key");
+    std::fs::write(&key_path, format!("{}\n", &*key.to_base64())).unwrap();
+    let id = IntegrationId::parse("notion-main").unwrap();
+    let sealed = secrets::seal(&key, &id, "token", NOTION_TOKEN.as_bytes()).unwrap();
+
+    let repo = TestRepo::new();
+    repo.file(
+        "integrations/notion.toml",
+        &format!(
+            r#"id = "notion-main"
+platform = "notion"
+[credentials]
+token = {{ sealed = "{sealed}" }}
+[config]
+notion_version = "2025-09-03"
+[webhook]
+events = ["page.created"]
+[endpoint]
+base_url = "{}"
+[limits]
+requests_per_minute = 6000
+"#,
+            fake.base_url()
+        ),
+    )
+    .file(
+        "rules/notion-ack.toml",
+        r#"id = "notion-ack"
+[trigger]
+integration = "notion-main"
+event = "page.created"
+[[actions]]
+integration = "notion-main"
+action = "add_comment"
+[actions.parameters]
+page_id = "{{ page.id }}"
+text = "Picked up by supportopsd (created by {{ author.type }} {{ author.id }})"
+"#,
+    );
+    repo.commit("notion");
+    let key_arg = key_path.to_str().unwrap();
+    let daemon = Daemon::spawn(repo.path(), state.path(), &["--key-file", key_arg]).await;
+
+    // The connection check ran: the daemon knows its bot id.
+    eventually(30, "the connection check", || {
+        fake.requests().iter().any(|r| r.path == "/v1/users/me")
+    })
+    .await;
+
+    let url = format!("{}/api/webhooks/notion/notion-main", daemon.url);
+    let (sub, status) = fake
+        .create_subscription(&url, &["page.created"], "2025-09-03")
+        .await;
+    assert_eq!(status, 200, "the verification request is captured");
+    // The operator pastes the token (shown by `supportopsd status`) into Notion.
+    let token = fake.subscriptions()[0].token.clone();
+    assert!(fake.verify_subscription(&sub, &token));
+
+    let rows = fake.add_rows(2);
+    // Our own bot's page: the loop guard drops it. Then a person's page: the rule runs.
+    deliver_until_accepted(&fake, &sub, &rows[0], fake::BOT_ID).await;
+    deliver_until_accepted(&fake, &sub, &rows[1], fake::PERSON_ID).await;
+    // Rules are matched before a delivery is acknowledged: both events were taken in, and
+    // only the person's matched.
+    let metrics = reqwest::get(format!("{}/metrics", daemon.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("supportopsd_events_received_total{platform=\"notion\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("supportopsd_rules_matched_total{rule=\"notion-ack\"} 1"),
+        "{metrics}"
+    );
+
+    eventually(30, "the comment on the person's page", || {
+        !fake.comments().is_empty()
+    })
+    .await;
+    let comments = fake.comments();
+    assert_eq!(comments.len(), 1, "{comments:?}");
+    assert_eq!(comments[0]["parent"]["page_id"], rows[1].as_str());
+    assert_eq!(
+        comments[0]["rich_text"][0]["text"]["content"],
+        format!(
+            "Picked up by supportopsd (created by person {})",
+            fake::PERSON_ID
+        )
+    );
+    let sent = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/v1/comments")
+        .unwrap();
+    assert_eq!(sent.header("notion-version"), Some("2025-09-03"));
+    assert_eq!(
+        sent.header("authorization"),
+        Some(format!("Bearer {NOTION_TOKEN}").as_str())
+    );
+
+    // A forged delivery (signed with another key) is refused.
+    let body = br#"{"type":"page.created","id":"x","entity":{"id":"y","type":"page"}}"#;
+    let forged = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("x-notion-signature", fake::signature("secret_forged", body))
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 401);
+    assert_eq!(fake.comments().len(), 1);
+    daemon.terminate().await;
+}
