@@ -198,6 +198,8 @@ fn error_message(body: &str) -> String {
     if let Ok(Value::Object(m)) = serde_json::from_str::<Value>(body) {
         let s = |k: &str| m.get(k).and_then(Value::as_str).filter(|v| !v.is_empty());
         return match (s("error"), s("message")) {
+            // Trello's generic `"error": "ERROR"` adds nothing to the message.
+            (Some("ERROR"), Some(msg)) => msg.to_owned(),
             (Some(e), Some(msg)) if e != msg => format!("{e}: {msg}"),
             (Some(e), _) => e.to_owned(),
             (None, Some(msg)) => msg.to_owned(),
@@ -282,13 +284,24 @@ mod tests {
         ));
         assert!(matches!(
             classify("x", s(403), None, r#"{"message":"unauthorized permission requested","error":"ERROR"}"#),
-            PlatformError::Unauthorized { detail } if detail.contains("ERROR: unauthorized permission requested")
+            PlatformError::Unauthorized { detail } if detail.ends_with("x: unauthorized permission requested")
         ));
         let head = r#"{"message":"URL (http://x/y) did not return 200 status code, got 405","error":"ERROR"}"#;
         assert!(matches!(
             classify("register webhook", s(400), None, head),
             PlatformError::Transient { detail, .. } if detail.contains("got 405") && detail.contains("serving")
         ));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn classification_never_panics_and_keeps_details_short(code in 400u16..600, body in ".{0,600}") {
+            proptest::prop_assume!(!body.contains("did not return"));
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
+            let e = classify("call", status, None, &body);
+            proptest::prop_assert!(e.to_string().chars().count() < shared::EXCERPT_CHARS + 100);
+            proptest::prop_assert_eq!(e.retryable(), code == 408 || code == 429 || code >= 500);
+        }
     }
 
     #[test]

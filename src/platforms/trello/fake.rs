@@ -14,6 +14,8 @@
 //!   `A webhook with that callback, model, and token already exists`), 404s, and JSON 429s
 //!   (`{"error":"API_TOKEN_LIMIT_EXCEEDED","message":"Rate limit exceeded"}`); scripted with
 //!   [`FakeTrello::fail_next`] (route keys such as `"POST /cards"`, `"GET /members/me"`).
+//! - Rate limit: 100 requests per 10 s per token, as Trello; beyond it, HTTP 429 with
+//!   `{"error":"API_TOKEN_LIMIT_EXCEEDED",…}` and no `Retry-After` ([`FakeTrello::set_rate_limit`]).
 //! - Webhooks: `POST /1/webhooks` first sends a `HEAD` to the callback URL and refuses with
 //!   Trello's 400 (`URL (…) did not return 200 status code, got N`) unless it answers 200;
 //!   `PUT` checks a changed URL the same way. Webhooks belong to the token that made them
@@ -30,8 +32,11 @@
     clippy::result_large_err
 )]
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -74,6 +79,9 @@ const COLORS: &[&str] = &[
 ];
 
 type HmacSha1 = Hmac<Sha1>;
+
+/// Trello's per-token limit: 100 requests per 10 seconds.
+pub const TOKEN_LIMIT: (usize, Duration) = (100, Duration::from_secs(10));
 
 /// A webhook as the fake keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,6 +134,10 @@ struct State {
     comments: Vec<Value>,
     webhooks: Vec<Webhook>,
     proxies: Vec<(String, String)>,
+    /// Requests allowed per window for the token (Trello: 100 per 10 s).
+    limit: (usize, Duration),
+    /// When the token's recent requests came.
+    hits: VecDeque<Instant>,
 }
 
 /// The running fake. Dropping it stops the server.
@@ -195,6 +207,8 @@ impl FakeTrello {
             comments: Vec::new(),
             webhooks: Vec::new(),
             proxies: Vec::new(),
+            limit: TOKEN_LIMIT,
+            hits: VecDeque::new(),
         }));
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
@@ -248,6 +262,14 @@ impl FakeTrello {
     /// Makes the next `times` calls of route `key` fail with `failure`.
     pub fn fail_next(&self, key: &str, failure: Failure, times: usize) {
         lock(&self.state).failures.push(key, failure, times);
+    }
+
+    /// Allows the token `max` requests per `window` (default [`TOKEN_LIMIT`]); beyond that,
+    /// Trello's JSON 429 without `Retry-After`.
+    pub fn set_rate_limit(&self, max: usize, window: Duration) {
+        let mut st = lock(&self.state);
+        st.limit = (max, window);
+        st.hits.clear();
     }
 
     /// Makes the token invalid from now on (revoked or expired).
@@ -643,6 +665,22 @@ fn route(st: &mut State, r: &Recorded) -> Step {
     if let Err(resp) = st.authenticate(r) {
         return Step::Done(resp);
     }
+    let now = Instant::now();
+    let (max, window) = st.limit;
+    while st
+        .hits
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= window)
+    {
+        st.hits.pop_front();
+    }
+    if st.hits.len() >= max {
+        return Step::Done(json_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            &json!({"error": "API_TOKEN_LIMIT_EXCEEDED", "message": "Rate limit exceeded"}),
+        ));
+    }
+    st.hits.push_back(now);
     if let Some(spec) = st.spec
         && let Err(errors) = spec.check(&r.method, &r.path, &r.query, None, &["key", "token"])
     {

@@ -654,6 +654,24 @@ async fn rate_limits_and_server_errors_are_classified() {
     c.execute(&create).await.expect("recovered");
 }
 
+#[tokio::test]
+async fn the_token_limit_answers_429_with_trellos_window() {
+    let fake = start().await;
+    // A window far longer than the test: no timing involved.
+    fake.set_rate_limit(3, Duration::from_secs(3600));
+    let c = connector(&fake);
+    for _ in 0..3 {
+        c.check().await.expect("within the limit");
+    }
+    assert_eq!(
+        c.check().await.expect_err("over the limit"),
+        PlatformError::RateLimited {
+            retry_after: Some(super::client::RATE_LIMIT_WINDOW)
+        }
+    );
+    assert_eq!(fake.requests().len(), 4);
+}
+
 // === the vendor spec ===
 
 #[tokio::test]
