@@ -36,14 +36,13 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};
 use http::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 use sha1::Sha1;
+use tokio::time::Instant;
 
 use crate::platforms::fakekit::{
     ApiSpec, Failure, Failures, FakeServer, Recorded, Resp, json_response, lock, text_response,
@@ -417,12 +416,18 @@ impl FakeTrello {
 
     /// POSTs `action` to webhook `webhook_id`'s callback the way Trello does: body
     /// `{action, model, webhook}`, `X-Trello-Webhook` signed with the app secret over the body
-    /// and the registered callback URL. Returns the callback's status (0 when unreachable);
+    /// and the registered callback URL. Returns the callback's status (0 when unreachable, or when the webhook is unknown or paused);
     /// a 410 deletes the webhook, as on Trello.
     pub async fn deliver(&self, webhook_id: &str, action: Value) -> u16 {
         let (hook, secret, target, model) = {
             let st = lock(&self.state);
-            let Some(hook) = st.webhooks.iter().find(|w| w.id == webhook_id).cloned() else {
+            // An unknown or paused webhook delivers nothing.
+            let Some(hook) = st
+                .webhooks
+                .iter()
+                .find(|w| w.id == webhook_id && w.active)
+                .cloned()
+            else {
                 return 0;
             };
             let model = st
