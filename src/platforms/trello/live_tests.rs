@@ -872,6 +872,14 @@ async fn registration_create_unchanged_drift_repair_update_and_prune() {
         .expect("kept");
     assert!(w.active);
     assert_eq!(w.description, marker);
+    // Repaired, it stays put.
+    let (outcome, again) = registered(
+        c.sync_webhook(&target(&cb.url(), Some(reg4.clone())))
+            .await
+            .expect("sync"),
+    );
+    assert_eq!(outcome, RegistrationOutcome::Unchanged);
+    assert_eq!(again, reg4);
 
     // A second board (by short link) and a new URL: updated; the old one moved, not duplicated.
     let c2 = connector_with(
