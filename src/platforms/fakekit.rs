@@ -217,6 +217,17 @@ impl FakeServer {
     where
         H: Fn(&Recorded) -> Resp + Send + Sync + 'static,
     {
+        FakeServer::start_async(move |r: Recorded| std::future::ready(handler(&r))).await
+    }
+
+    /// [`FakeServer::start`] with a handler that may wait (a fake that calls out before it
+    /// answers, as Trello checks a webhook's callback URL with `HEAD` before creating it).
+    /// The handler owns its copy of the request; it must not hold a lock across an `.await`.
+    pub async fn start_async<H, F>(handler: H) -> FakeServer
+    where
+        H: Fn(Recorded) -> F + Send + Sync + 'static,
+        F: Future<Output = Resp> + Send + 'static,
+    {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
@@ -250,7 +261,7 @@ impl FakeServer {
                                 body,
                             };
                             lock(&recorded).push(r.clone());
-                            Ok::<_, Infallible>(handler(&r))
+                            Ok::<_, Infallible>(handler(r).await)
                         }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -836,6 +847,35 @@ mod tests {
             s.check(&Method::POST, path, &q, Some(&json!({"rows": []})), &[])
                 .is_err()
         );
+    }
+
+    #[tokio::test]
+    async fn async_handlers_can_wait_before_answering() {
+        let backend = FakeServer::start(|r| text_response(StatusCode::OK, &r.path)).await;
+        let target = format!("{}/probe", backend.origin());
+        let front = FakeServer::start_async(move |r: Recorded| {
+            let target = target.clone();
+            async move {
+                let got = reqwest::Client::new()
+                    .head(&target)
+                    .send()
+                    .await
+                    .map(|a| a.status().as_u16())
+                    .unwrap_or(0);
+                text_response(StatusCode::OK, &format!("{} {got}", r.path))
+            }
+        })
+        .await;
+        let answer = reqwest::get(format!("{}/front", front.origin()))
+            .await
+            .expect("front answers")
+            .text()
+            .await
+            .expect("text");
+        assert_eq!(answer, "/front 200");
+        assert_eq!(front.requests().len(), 1);
+        assert_eq!(backend.requests()[0].method, Method::HEAD);
+        assert_eq!(backend.requests()[0].path, "/probe");
     }
 
     #[test]

@@ -137,15 +137,11 @@ pub fn connect(
     ctx: &ResolveContext<'_>,
 ) -> Result<Arc<dyn Connector>, ConnectError> {
     match integration.platform {
+        PlatformKind::Freshdesk => freshdesk::connector::connect(integration, ctx),
+        PlatformKind::Zendesk => zendesk::connector::connect(integration, ctx),
         PlatformKind::Slack => slack::connector::connect(integration, ctx),
+        PlatformKind::Trello => trello::connector::connect(integration, ctx),
         PlatformKind::Notion => notion::connector::connect(integration, ctx),
-        // The other five platforms' live connectors come with their own issues; until then an
-        // action on them fails plainly (and is dead-lettered) rather than pretending.
-        PlatformKind::Freshdesk
-        | PlatformKind::Zendesk
-        | PlatformKind::Trello
-        | PlatformKind::GoogleSheets => {
-            Err(ConnectError::NotAvailable(integration.platform.as_str()))
-        }
+        PlatformKind::GoogleSheets => google_sheets::connector::connect(integration, ctx),
     }
 }

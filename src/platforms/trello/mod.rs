@@ -10,10 +10,17 @@
 //! used and `app_secret` is a credential.
 
 pub mod actions;
+pub mod client;
+pub mod connector;
 pub mod events;
+pub mod webhook;
+
+#[cfg(any(test, feature = "test-support"))]
+pub mod fake;
+#[cfg(test)]
+mod live_tests;
 #[cfg(test)]
 mod tests;
-pub mod webhook;
 
 use super::{CredentialField, Descriptor, ParamSpec, ParamType, PlatformKind, WebhookSecret};
 

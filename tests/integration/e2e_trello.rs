@@ -1,0 +1,269 @@
+//! Trello end to end: `supportopsd run` behind a public URL, the webhook registered at the fake
+//! Trello (which checks the callback with `HEAD` through the daemon), signed deliveries in,
+//! card actions out at the fake, and the loop guard on Trello's member id.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use supportopsd::manifest::{Credential, Integration, IntegrationId, Limits};
+use supportopsd::platforms::trello::fake::{self, FakeTrello};
+use supportopsd::platforms::{PlatformKind, RegistrationOutcome, WebhookSync, WebhookTarget};
+use supportopsd::secrets::ResolveContext;
+
+use crate::daemon_support::eventually;
+use crate::support::TestRepo;
+
+const KEY: &str = "e2e-trello-key";
+const TOKEN: &str = "ATTA-e2e-trello-token";
+const APP_SECRET: &str = "e2e-trello-app-secret";
+const PUBLIC: &str = "https://ops.example.com";
+
+/// `supportopsd run` with the Trello credentials in its environment; its address.
+async fn spawn(repo: &std::path::Path, state: &std::path::Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_supportopsd"))
+        .current_dir(repo)
+        .args(["--repo", ".", "--state"])
+        .arg(state)
+        .args(["run", "--listen", "127.0.0.1:0", "--public-url", PUBLIC])
+        .env_remove("SUPPORTOPSD_KEY_FILE")
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .env_remove("SUPPORTOPSD_ADMIN_TOKEN")
+        .env_remove("SUPPORTOPSD_PUBLIC_URL")
+        .env("SUPPORTOPSD_LOG", "error")
+        .env("TRELLO_TOKEN", TOKEN)
+        .env("TRELLO_APP_SECRET", APP_SECRET)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn supportopsd run");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the daemon announced its address in time")
+        .expect("read stdout")
+        .expect("a line");
+    let addr = line
+        .strip_prefix("supportopsd listening on ")
+        .expect("the address line")
+        .to_owned();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let url = format!("http://{addr}");
+    let client = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..200 {
+        if let Ok(r) = client.get(format!("{url}/readyz")).send().await
+            && r.status() == 200
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready, "the daemon did not become ready");
+    (child, url)
+}
+
+fn repo(base_url: &str) -> TestRepo {
+    let repo = TestRepo::new();
+    repo.file(
+        "integrations/trello.toml",
+        &format!(
+            r#"id = "trello-main"
+platform = "trello"
+[credentials]
+api_key = "{KEY}"
+token = {{ env = "TRELLO_TOKEN" }}
+app_secret = {{ env = "TRELLO_APP_SECRET" }}
+[config]
+boards = ["{board}"]
+default_list = "{list}"
+[webhook]
+events = ["commentCard", "createCard"]
+[endpoint]
+base_url = "{base_url}"
+"#,
+            board = fake::BOARD_ID,
+            list = fake::LIST_INBOX,
+        ),
+    )
+    .file(
+        "rules/trello-triage.toml",
+        r#"id = "trello-triage"
+[trigger]
+integration = "trello-main"
+event = "createCard"
+[[actions]]
+integration = "trello-main"
+action = "add_comment"
+[actions.parameters]
+id_card = "{{ card.id }}"
+text = "Triage started for {{ card.name }}; ask here if you need help"
+"#,
+    )
+    .file(
+        "rules/trello-help.toml",
+        r#"id = "trello-help"
+[trigger]
+integration = "trello-main"
+event = "commentCard"
+[trigger.conditions]
+"comment.text" = { contains = "help" }
+[[actions]]
+integration = "trello-main"
+action = "add_label"
+[actions.parameters]
+id_card = "{{ card.id }}"
+color = "red"
+name = "needs help"
+"#,
+    );
+    repo.commit("trello");
+    repo
+}
+
+/// The connector the daemon builds for the integration (the reconciler registering Trello
+/// webhooks is being written elsewhere; this test registers the way it will, once the daemon
+/// serves the callback).
+fn connector(base_url: &str) -> std::sync::Arc<dyn supportopsd::platforms::Connector> {
+    let plain = |v: &str| Credential::Plain(v.to_owned());
+    let integration = Integration {
+        id: IntegrationId::parse("trello-main").unwrap(),
+        platform: PlatformKind::Trello,
+        name: None,
+        description: None,
+        file: "integrations/trello.toml".into(),
+        credentials: BTreeMap::from([
+            ("api_key".to_owned(), plain(KEY)),
+            ("token".to_owned(), plain(TOKEN)),
+        ]),
+        config: json!({ "boards": [fake::BOARD_ID] })
+            .as_object()
+            .cloned()
+            .unwrap(),
+        webhook: None,
+        base_url: Some(base_url.to_owned()),
+        limits: Limits::default(),
+    };
+    let no_env = |_: &str| None;
+    supportopsd::platforms::connect(&integration, &ResolveContext::new(None, &no_env))
+        .expect("connect")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trello_delivery_fires_rules_that_act_on_the_card_at_trello() {
+    let trello = FakeTrello::start(KEY, TOKEN, APP_SECRET).await;
+    let repo = repo(&trello.base_url());
+    let state = tempfile::tempdir().unwrap();
+    let (mut child, url) = spawn(repo.path(), state.path()).await;
+    // The public URL is a proxy in front of the daemon.
+    trello.proxy(PUBLIC, &url);
+    let callback = format!("{PUBLIC}/api/webhooks/trello/trello-main");
+
+    // The daemon checked its connection (its identity is the token's member).
+    eventually(20, "the connection check", || {
+        !trello.requests_to("GET /members/me").is_empty()
+    })
+    .await;
+
+    // Registration: Trello's HEAD reaches the serving daemon, so the webhook is created.
+    let c = connector(&trello.base_url());
+    let target = WebhookTarget {
+        integration: IntegrationId::parse("trello-main").unwrap(),
+        url: callback.clone(),
+        events: vec!["commentCard".into(), "createCard".into()],
+        secret: None,
+        previous: None,
+    };
+    let registration = match c.sync_webhook(&target).await.expect("registered") {
+        WebhookSync::Registered {
+            outcome,
+            registration,
+        } => {
+            assert_eq!(outcome, RegistrationOutcome::Created);
+            registration
+        }
+        WebhookSync::Manual(m) => panic!("manual: {m}"),
+    };
+    let hook = registration.ids[0].clone();
+    assert_eq!(trello.webhooks()[0].callback_url, callback);
+
+    // A person creates a card: Trello delivers it, signed; the rule comments on it.
+    let card = trello.add_card(fake::LIST_INBOX, "Printer on fire");
+    let card_id = card["id"].as_str().unwrap().to_owned();
+    let created = trello.action("createCard", &card_id, None);
+    assert_eq!(trello.deliver(&hook, created.clone()).await, 200);
+    eventually(20, "the triage comment at Trello", || {
+        !trello.comments().is_empty()
+    })
+    .await;
+    let comment = &trello.comments()[0];
+    assert_eq!(comment["data"]["card"]["id"], json!(card_id));
+    assert_eq!(
+        comment["data"]["text"],
+        "Triage started for Printer on fire; ask here if you need help"
+    );
+
+    // Trello delivers our own comment back (its creator is the token's member): the loop guard
+    // keeps the help rule from firing on it.
+    let mut own: Value = trello.action(
+        "commentCard",
+        &card_id,
+        Some("Triage started for Printer on fire; ask here if you need help"),
+    );
+    own["idMemberCreator"] = json!(fake::MEMBER_ID);
+    own["memberCreator"]["id"] = json!(fake::MEMBER_ID);
+    assert_eq!(trello.deliver(&hook, own).await, 200);
+    // A person asks for help: labelled.
+    let asked = trello.action("commentCard", &card_id, Some("I need help with this"));
+    assert_eq!(trello.deliver(&hook, asked).await, 200);
+    eventually(20, "the label on the card", || {
+        !trello.requests_to("POST /cards/{id}/labels").is_empty()
+    })
+    .await;
+    // The same delivery again (Trello retries): run once.
+    assert_eq!(trello.deliver(&hook, created).await, 200);
+
+    // A forged delivery is refused with 401 — never 410, which would make Trello delete the
+    // webhook.
+    let r = reqwest::Client::new()
+        .post(format!("{url}/api/webhooks/trello/trello-main"))
+        .header("content-type", "application/json")
+        .header("x-trello-webhook", "AAAA")
+        .body(r#"{"action":{"id":"x","type":"createCard","data":{}}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(trello.webhooks().len(), 1);
+
+    // Settled: one comment, one label, nothing more (the own comment and the retry ran
+    // nothing).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(trello.comments().len(), 1);
+    assert_eq!(trello.requests_to("POST /cards/{id}/labels").len(), 1);
+    let labels = trello.card(&card_id).unwrap()["idLabels"].clone();
+    assert_eq!(labels.as_array().map(Vec::len), Some(1));
+    for r in trello.requests() {
+        assert!(
+            r.query.iter().all(|(k, _)| k != "token" && k != "key"),
+            "credentials only in the Authorization header"
+        );
+    }
+
+    // Removing the integration's webhook prunes it at Trello.
+    let target = WebhookTarget {
+        previous: Some(registration),
+        ..target
+    };
+    assert_eq!(c.remove_webhook(&target).await.expect("removed"), 1);
+    assert!(trello.webhooks().is_empty());
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+}
