@@ -9,9 +9,16 @@
 //! action posts the body described in [`events`], authenticated with the `[webhook] secret`.
 
 pub mod actions;
+pub mod client;
+pub mod connector;
 pub mod events;
+pub mod registration;
 pub mod webhook;
 
+#[cfg(any(test, feature = "test-support"))]
+pub mod fake;
+#[cfg(test)]
+mod live_tests;
 #[cfg(test)]
 mod tests;
 
