@@ -617,7 +617,10 @@ impl FreshdeskConnector {
         if let Some(e) = p.string("email") {
             check_email(action, "email", &e)?;
         }
-        if p.string("phone").is_some() && p.string("email").is_none() && p.string("name").is_none()
+        if p.string("phone").is_some()
+            && p.string("email").is_none()
+            && p.string("name").is_none()
+            && p.raw("requester_id").is_none()
         {
             return Err(PlatformError::Invalid(format!(
                 "{action}: a requester given by `phone` without `email` needs `name`"

@@ -160,6 +160,28 @@ async fn check_tells_bad_credentials_wrong_domain_suspension_and_network_apart()
         "{err:?}"
     );
 
+    // A domain that redirects (to a sign-up page) instead of answering the API.
+    let redirecting = crate::platforms::fakekit::FakeServer::start(|_| {
+        crate::platforms::fakekit::with_header(
+            crate::platforms::fakekit::empty_response(::http::StatusCode::FOUND),
+            "location",
+            "https://www.freshworks.com/freshdesk/signup",
+        )
+    })
+    .await;
+    let i = integration(Some(redirecting.origin()), KEY, json!({}));
+    let c = connect(&i, &ResolveContext::new(None, &no_env)).expect("connect");
+    let err = c.check().await.expect_err("redirect");
+    assert!(
+        matches!(&err, PlatformError::NotFound { detail } if detail.contains("redirects")),
+        "{err:?}"
+    );
+    assert_eq!(
+        redirecting.requests().len(),
+        1,
+        "the redirect is not followed"
+    );
+
     // Nothing listens on the port any more: a network failure, worth retrying.
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -1147,6 +1169,23 @@ async fn undeliverable_events_and_registration_failures() {
     );
     assert_eq!(outcome, RegistrationOutcome::Created);
     assert_eq!(fake.rules().len(), 1);
+
+    // A failed repair is transient, and neither it nor anything else shows the secret.
+    let (ty, id) = rule_id(&fake, "supportopsd:fd-main ticket_created");
+    fake.edit_rule(ty, id, |r| {
+        r["actions"][0]["url"] = json!("https://elsewhere.example/")
+    });
+    fake.fail_next(
+        "PUT /api/v2/automations/{type}/rules/{id}",
+        Failure::ServerError,
+        1,
+    );
+    let t = target(&["ticket_created"], Some(SECRET), None);
+    let err = c.sync_webhook(&t).await.expect_err("500");
+    assert!(err.retryable(), "{err:?}");
+    for text in [format!("{err} {err:?}"), format!("{t:?}")] {
+        assert!(!text.contains(SECRET), "secret leaked: {text}");
+    }
 }
 
 /// Freshdesk's side of a rule: the fake renders the rule's content and posts it; what arrives
