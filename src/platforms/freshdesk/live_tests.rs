@@ -1251,3 +1251,71 @@ async fn what_the_rules_post_verifies_and_parses() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Odd values for every parameter of every action: never a panic, and whatever the connector
+/// sends is something the API description allows (no `invalid_field` / `missing_field`).
+#[tokio::test]
+async fn odd_parameter_values_never_panic_and_never_send_unknown_fields() {
+    let fake = FakeFreshdesk::start(KEY).await;
+    fake.set_budget(1_000_000, 1_000_000);
+    let c = connector(&fake);
+    let odd = [
+        Value::Null,
+        json!(true),
+        json!(-1),
+        json!(0),
+        json!(7),
+        json!(1e300),
+        json!(u64::MAX),
+        json!(""),
+        json!(" "),
+        json!("9999999999999999999999"),
+        json!("a@b.co"),
+        json!("urgent"),
+        json!("01:30"),
+        json!([]),
+        json!(["x", 1]),
+        json!([{}]),
+        json!({}),
+        json!({ "cf_x": [1] }),
+        json!("\u{0}\u{202e}é".repeat(50)),
+    ];
+    let base = |action: &str| -> Value {
+        match action {
+            "create_ticket" => json!({ "subject": "s", "description": "d", "email": "a@b.co" }),
+            "create_contact" => json!({ "name": "n", "email": "n@b.co" }),
+            "change_status" => json!({ "ticket_id": 101, "status": 4 }),
+            "assign_ticket" => json!({ "ticket_id": 101, "group_id": 301 }),
+            "add_note" | "add_reply" => json!({ "ticket_id": 101, "body": "b" }),
+            "add_time_entry" => json!({ "ticket_id": 101, "time_spent": "00:10" }),
+            _ => json!({ "ticket_id": 101, "priority": 2 }),
+        }
+    };
+    let mut sent = 0;
+    for spec in super::DESCRIPTOR.actions {
+        for param in spec.params {
+            for v in &odd {
+                let mut params = base(spec.name);
+                params[param.name] = v.clone();
+                match c.execute(&call(spec.name, params.clone())).await {
+                    Ok(out) => {
+                        sent += 1;
+                        assert_result_complete(spec.name, &out.result);
+                    }
+                    Err(PlatformError::Invalid(_)) => {}
+                    Err(PlatformError::Rejected { detail, .. }) => {
+                        sent += 1;
+                        assert!(
+                            !detail.contains("invalid_field") && !detail.contains("missing_field"),
+                            "{} {params}: {detail}",
+                            spec.name
+                        );
+                    }
+                    Err(PlatformError::NotFound { .. }) => sent += 1,
+                    Err(other) => panic!("{} {params}: {other:?}", spec.name),
+                }
+            }
+        }
+    }
+    assert!(sent > 100, "only {sent} requests were sent");
+}
