@@ -41,6 +41,7 @@ use crate::platforms::connector::{
     WebhookSync, WebhookTarget,
 };
 use crate::platforms::http;
+use crate::platforms::inbound::FRESHDESK_SECRET_HEADER;
 use crate::secrets::{ResolveContext, Secret};
 
 /// Timeout of one HTTP request.
@@ -347,7 +348,14 @@ impl Connector for FreshdeskConnector {
 
         let mut changed = false;
         let mut ids = Vec::new();
-        let mut live = self.owned_rules(&marker, &recorded).await?;
+        let mut live = match self.owned_rules(&marker, &recorded).await {
+            Ok(l) => l,
+            // An agent without the admin privilege: the rules must be made by hand.
+            Err(e @ PlatformError::Unauthorized { .. }) if !fd::is_suspended(&e) => {
+                return Ok(WebhookSync::Manual(manual_steps(target)));
+            }
+            Err(e) => return Err(e),
+        };
         for event in &target.events {
             let Some(ty) = registration::rule_type(event) else {
                 continue;
@@ -439,6 +447,35 @@ struct LiveRule {
     /// Its id is in the recorded registration.
     recorded: bool,
     body: Value,
+}
+
+/// What to do by hand when the API key's agent may not manage automation rules.
+fn manual_steps(target: &WebhookTarget) -> String {
+    let secret = if target.secret.is_some() {
+        "the integration's `[webhook] secret`"
+    } else {
+        "a secret you also set as the integration's `[webhook] secret` (set one first)"
+    };
+    let per_event: Vec<String> = target
+        .events
+        .iter()
+        .map(|e| {
+            let kind = match registration::rule_type(e) {
+                Some(registration::TICKET_CREATION) => "Ticket Creation",
+                _ => "Ticket Updates",
+            };
+            format!(
+                "{kind} rule `{}`",
+                registration::rule_name(&target.marker(), e)
+            )
+        })
+        .collect();
+    format!(
+        "the API key's agent may not manage automation rules (it needs an administrator's key);          create these rules by hand in Admin > Automations, each with a Trigger webhook action          (POST, JSON, URL {}, header {} set to {secret}, the body from the Freshdesk          integration docs with its `supportopsd_event`): {}",
+        target.url,
+        FRESHDESK_SECRET_HEADER,
+        per_event.join(", ")
+    )
 }
 
 /// `<type>/<id>`, how a rule is recorded in [`Registration::ids`].

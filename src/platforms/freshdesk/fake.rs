@@ -6,7 +6,8 @@
 //!   [`FakeFreshdesk::start`] (any password); anything else is 401
 //!   `{"code":"invalid_credentials",…}`. [`FakeFreshdesk::suspend`] makes every call 403
 //!   `{"code":"account_suspended",…}`; [`FakeFreshdesk::remove_helpdesk`] makes every call 404
-//!   with an HTML page, as an unknown domain does.
+//!   with an HTML page, as an unknown domain does. [`FakeFreshdesk::restrict_to_agent`] makes
+//!   automation-rule calls 403 `{"code":"access_denied",…}` (a key without admin rights).
 //! - Rate limits: every answer carries `X-RateLimit-Total`, `X-RateLimit-Remaining` and
 //!   `X-RateLimit-Used-CurrentRequest`; when the minute's budget is spent the answer is 429
 //!   with `Retry-After` ([`FakeFreshdesk::set_budget`]). [`FakeFreshdesk::fail_next`] scripts
@@ -81,6 +82,7 @@ struct State {
     api_key: String,
     suspended: bool,
     helpdesk_missing: bool,
+    agent_only: bool,
     failures: Failures,
     total: u64,
     remaining: u64,
@@ -122,6 +124,7 @@ impl FakeFreshdesk {
             api_key: api_key.to_owned(),
             suspended: false,
             helpdesk_missing: false,
+            agent_only: false,
             failures: Failures::default(),
             total: DEFAULT_BUDGET,
             remaining: DEFAULT_BUDGET,
@@ -179,6 +182,12 @@ impl FakeFreshdesk {
     /// Suspends (or reactivates) the account.
     pub fn suspend(&self, suspended: bool) {
         lock(&self.state).suspended = suspended;
+    }
+
+    /// Makes the API key an agent's without the admin privilege: automation rules answer 403
+    /// `access_denied`.
+    pub fn restrict_to_agent(&self, restricted: bool) {
+        lock(&self.state).agent_only = restricted;
     }
 
     /// Makes the fake answer like a domain with no helpdesk.
@@ -588,6 +597,13 @@ fn handle(state: &Mutex<State>, r: &Recorded) -> Resp {
         );
     }
     let route = route(r);
+    if st.agent_only && route.contains("/automations/") {
+        return fd_error(
+            StatusCode::FORBIDDEN,
+            "access_denied",
+            "You are not authorized to perform this action.",
+        );
+    }
     let resp = match st.failures.take(&route) {
         Some(Failure::RateLimited { retry_after_secs }) => with_header(
             fd_error(

@@ -1319,3 +1319,42 @@ async fn odd_parameter_values_never_panic_and_never_send_unknown_fields() {
     }
     assert!(sent > 100, "only {sent} requests were sent");
 }
+
+#[tokio::test]
+async fn an_agent_key_without_admin_rights_gets_manual_steps() {
+    let fake = FakeFreshdesk::start(KEY).await;
+    fake.restrict_to_agent(true);
+    let c = connector(&fake);
+    match c
+        .sync_webhook(&target(
+            &["ticket_created", "note_created"],
+            Some(SECRET),
+            None,
+        ))
+        .await
+        .expect("sync")
+    {
+        WebhookSync::Manual(words) => {
+            assert!(words.contains(URL), "{words}");
+            assert!(words.contains(FRESHDESK_SECRET_HEADER), "{words}");
+            assert!(
+                words.contains("Ticket Creation rule `supportopsd:fd-main ticket_created`"),
+                "{words}"
+            );
+            assert!(
+                words.contains("Ticket Updates rule `supportopsd:fd-main note_created`"),
+                "{words}"
+            );
+            assert!(!words.contains(SECRET), "{words}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(fake.rules().is_empty());
+    // A suspended account is an error, not a chore.
+    fake.suspend(true);
+    let err = c
+        .sync_webhook(&target(&["ticket_created"], Some(SECRET), None))
+        .await
+        .expect_err("suspended");
+    assert!(matches!(err, PlatformError::Unauthorized { .. }), "{err:?}");
+}
