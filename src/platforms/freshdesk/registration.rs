@@ -212,6 +212,19 @@ fn action_matches(live: &Value, want: &Value) -> bool {
 mod tests {
     use super::*;
 
+    /// The body the user documentation shows is the one the rules post.
+    #[test]
+    fn the_documented_body_is_the_posted_one() {
+        let doc = include_str!("../../../docs/integrations/freshdesk.md");
+        let start = doc
+            .find("```json\n{ \"freshdesk_webhook\"")
+            .expect("body in the docs")
+            + 8;
+        let end = start + doc[start..].find("```").expect("end of block");
+        let documented: Value = serde_json::from_str(&doc[start..end]).expect("JSON");
+        assert_eq!(documented, content("ticket_updated"));
+    }
+
     #[test]
     fn markers_match_exactly() {
         assert!(owned_by("supportopsd:fd ticket_created", "supportopsd:fd"));
