@@ -162,8 +162,18 @@ pub fn matches(live: &Value, desired: &Value) -> bool {
     if live.get("active").and_then(Value::as_bool) != Some(true) {
         return false;
     }
+    // `null`, `[]` and `{}` all mean "not set" (a type 1 rule has no events or performer).
+    let set = |v: Option<&Value>| -> Option<Value> {
+        v.filter(|v| match v {
+            Value::Null => false,
+            Value::Array(a) => !a.is_empty(),
+            Value::Object(o) => !o.is_empty(),
+            _ => true,
+        })
+        .cloned()
+    };
     for key in ["name", "conditions", "events", "performer"] {
-        if live.get(key).filter(|v| !v.is_null()) != desired.get(key) {
+        if set(live.get(key)) != set(desired.get(key)) {
             return false;
         }
     }
@@ -271,6 +281,13 @@ mod tests {
         let mut as_text = live.clone();
         as_text["actions"][0]["content"] = Value::String(want["actions"][0]["content"].to_string());
         assert!(matches(&as_text, &want));
+
+        // A ticket-creation rule read back with empty events and performer still matches.
+        let want1 = desired_rule("supportopsd:fd", "ticket_created", "https://h/x", "s3");
+        let mut live1 = want1.clone();
+        live1["events"] = json!([]);
+        live1["performer"] = Value::Null;
+        assert!(matches(&live1, &want1));
 
         let mut edited = live.clone();
         edited["actions"][0]["url"] = json!("https://elsewhere/");
