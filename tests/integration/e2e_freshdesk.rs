@@ -128,6 +128,14 @@ async fn a_freshdesk_rule_fires_from_the_registered_automation_rule_and_acts_on_
     let state = tempfile::tempdir().unwrap();
     let daemon = Daemon::spawn(repo.path(), state.path(), &[]).await;
 
+    // The daemon checked the connection at start (its agent id is its identity there).
+    eventually(20, "the start-up check", || {
+        !fake
+            .requests_to(&reqwest::Method::GET, "/api/v2/agents/me")
+            .is_empty()
+    })
+    .await;
+
     // Register supportopsd's rules at the fake, delivering to the daemon.
     let c = connector(&fake);
     let sync = c

@@ -578,6 +578,17 @@ async fn bad_parameters_are_invalid_before_sending() {
     assert!(fake.requests().is_empty(), "{:?}", fake.requests());
 }
 
+#[tokio::test]
+async fn the_platform_connect_builds_the_freshdesk_connector() {
+    let fake = FakeFreshdesk::start(KEY).await;
+    let i = integration(Some(fake.base_url()), KEY, json!({}));
+    let c = crate::platforms::connect(&i, &ResolveContext::new(None, &no_env)).expect("available");
+    assert_eq!(
+        c.check().await.expect("check").identity,
+        Some(fake::AGENT_ID.to_string())
+    );
+}
+
 #[test]
 fn bad_config_and_credentials_fail_to_connect() {
     let ctx_env = |name: &str| (name == "FD_KEY").then(|| KEY.to_owned());
