@@ -40,7 +40,8 @@
 //! - The description is deliberately not sent: HTML text pasted into a JSON body may break it.
 //!   Rules needing it re-fetch the ticket.
 //! - Freshdesk sends no event id, no time and no performer, so `id`, `time` and `actor` are
-//!   `None`; the loop guard for Freshdesk relies on the rule's `performer` condition instead.
+//!   `None`: the loop guard cannot compare a Freshdesk event with the connector's identity (the
+//!   agent id from `agents/me`), and rules must not re-trigger themselves by their conditions.
 //!
 //! Contact events exist in Freshdesk but automation rules only fire on tickets, so they are
 //! catalogued as not deliverable.

@@ -6,12 +6,24 @@
 //!
 //! Freshdesk has no webhook subscription API and no request signature: supportopsd registers
 //! automation rules (type 1 "ticket creation", type 4 "ticket updates") whose `trigger_webhook`
-//! action posts the body described in [`events`], authenticated with the `[webhook] secret`.
+//! action posts the body described in [`events`], authenticated with the `[webhook] secret`
+//! (or, when the manifest gives none, a secret generated at registration) in a header.
+//!
+//! The live half: [`client`] (HTTP, error classification, rate-limit headers), [`connector`]
+//! (the [`Connector`](crate::platforms::Connector): check, actions, bulk updates, automation
+//! rules), [`registration`] (the rules' bodies and matching) and, for tests, `fake`.
 
 pub mod actions;
+pub mod client;
+pub mod connector;
 pub mod events;
+pub mod registration;
 pub mod webhook;
 
+#[cfg(any(test, feature = "test-support"))]
+pub mod fake;
+#[cfg(test)]
+mod live_tests;
 #[cfg(test)]
 mod tests;
 
