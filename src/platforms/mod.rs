@@ -138,14 +138,12 @@ pub fn connect(
 ) -> Result<Arc<dyn Connector>, ConnectError> {
     match integration.platform {
         PlatformKind::Slack => slack::connector::connect(integration, ctx),
+        PlatformKind::GoogleSheets => google_sheets::connector::connect(integration, ctx),
         // The other five platforms' live connectors come with their own issues; until then an
         // action on them fails plainly (and is dead-lettered) rather than pretending.
         PlatformKind::Freshdesk
         | PlatformKind::Zendesk
         | PlatformKind::Trello
-        | PlatformKind::Notion
-        | PlatformKind::GoogleSheets => {
-            Err(ConnectError::NotAvailable(integration.platform.as_str()))
-        }
+        | PlatformKind::Notion => Err(ConnectError::NotAvailable(integration.platform.as_str())),
     }
 }

@@ -11,7 +11,13 @@
 //! `[webhook] secret` is not used.
 
 pub mod actions;
+pub mod client;
+pub mod connector;
 pub mod events;
+#[cfg(any(test, feature = "test-support"))]
+pub mod fake;
+#[cfg(test)]
+mod live_tests;
 #[cfg(test)]
 mod tests;
 pub mod webhook;
