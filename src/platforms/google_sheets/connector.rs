@@ -1041,10 +1041,11 @@ fn cell_text(v: &Value) -> String {
 
 /// Whether `s` is an A1 cell range without a sheet (`A2`, `A2:D2`, `B:B`, `5:5`).
 fn is_cell_range(s: &str) -> bool {
+    // At most three column letters (Sheets stops at column ZZZ): `Sheet1` is a sheet name.
     let part = |p: &str| {
         let letters = p.chars().take_while(char::is_ascii_alphabetic).count();
         let rest = &p[letters..];
-        !p.is_empty() && rest.chars().all(|c| c.is_ascii_digit())
+        !p.is_empty() && letters <= 3 && rest.chars().all(|c| c.is_ascii_digit())
     };
     let mut it = s.split(':');
     match (it.next(), it.next(), it.next()) {

@@ -869,6 +869,8 @@ struct A1 {
     r1: Option<usize>,
     c2: Option<usize>,
     r2: Option<usize>,
+    /// One cell (`A2`): a write starts there and is not bounded by it.
+    single: bool,
 }
 
 fn col_number(letters: &str) -> Option<usize> {
@@ -885,7 +887,7 @@ fn col_number(letters: &str) -> Option<usize> {
 fn cell(s: &str) -> Option<(Option<usize>, Option<usize>)> {
     let letters: String = s.chars().take_while(char::is_ascii_alphabetic).collect();
     let digits = &s[letters.len()..];
-    if s.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+    if s.is_empty() || letters.len() > 3 || !digits.chars().all(|c| c.is_ascii_digit()) {
         return None;
     }
     let row = if digits.is_empty() {
@@ -951,13 +953,17 @@ fn parse_a1(book: &Spreadsheet, range: &str) -> Result<A1, Resp> {
             r1: None,
             c2: None,
             r2: None,
+            single: false,
         });
     };
     let mut parts = cells.split(':');
     let (c1, r1) = parts.next().and_then(cell).ok_or_else(bad)?;
-    let (c2, r2) = match parts.next() {
-        Some(p) => cell(p).ok_or_else(bad)?,
-        None => (c1, r1),
+    let (c2, r2, single) = match parts.next() {
+        Some(p) => {
+            let (c, r) = cell(p).ok_or_else(bad)?;
+            (c, r, false)
+        }
+        None => (c1, r1, c1.is_some() && r1.is_some()),
     };
     if parts.next().is_some() {
         return Err(bad());
@@ -968,6 +974,7 @@ fn parse_a1(book: &Spreadsheet, range: &str) -> Result<A1, Resp> {
         r1,
         c2,
         r2,
+        single,
     })
 }
 
@@ -1076,7 +1083,8 @@ fn write(
     for (i, row) in rows.iter().enumerate() {
         for (j, v) in row.as_array().into_iter().flatten().enumerate() {
             let (dr, dc) = if columns { (j, i) } else { (i, j) };
-            if let (Some(rb), Some(cb)) = (a.r2, a.c2)
+            if !a.single
+                && let (Some(rb), Some(cb)) = (a.r2, a.c2)
                 && (r1 + dr > rb || c1 + dc > cb)
             {
                 return Err(bad_request(&format!(
