@@ -28,6 +28,9 @@
 //!   absent) and `channels.stop` (404 for an unknown channel), channels kept in memory;
 //!   [`FakeGoogle::drop_channel`] makes one vanish (drift), and channels past their expiration
 //!   are gone.
+//! - **Notifications**: what Drive would POST to a channel's address, with its `X-Goog-*`
+//!   headers and the channel token ([`FakeGoogle::take_notifications`]): `sync` (message 1) for
+//!   each new channel, then one `update` per channel after writes, coalesced while undelivered.
 //! - **Time**: the fake's clock is the system clock plus an offset that [`FakeGoogle::advance`]
 //!   moves; [`FakeGoogle::clock`] hands the same clock to a connector.
 //! - **Failures**: [`FakeGoogle::fail_next`] scripts 429 (`RESOURCE_EXHAUSTED` with
@@ -186,6 +189,22 @@ pub struct Channel {
     pub token: Option<String>,
     /// Expiration, ms since the epoch.
     pub expiration_ms: u64,
+    /// The last message number sent.
+    pub message_number: u64,
+}
+
+/// A notification Drive would POST to a channel's address: an empty body, everything in the
+/// `X-Goog-*` headers (the channel token echoed in `X-Goog-Channel-Token`).
+#[derive(Debug, Clone)]
+pub struct Notification {
+    /// The channel's address.
+    pub url: String,
+    /// The channel it belongs to.
+    pub channel_id: String,
+    /// `x-goog-resource-state` (`sync`, `update`…).
+    pub state: String,
+    /// The request headers.
+    pub headers: http::HeaderMap,
 }
 
 #[derive(Debug)]
@@ -211,6 +230,7 @@ struct State {
     spec_errors: Vec<String>,
     account_disabled: bool,
     next_sheet_id: i64,
+    notifications: Vec<Notification>,
 }
 
 /// The fake Google.
@@ -380,9 +400,81 @@ impl FakeGoogle {
         v
     }
 
+    /// Takes the notifications Drive would have sent since the last call: a `sync` for each new
+    /// channel, and one (coalesced) `update` per channel after the spreadsheet's values or
+    /// sheets changed.
+    pub fn take_notifications(&self) -> Vec<Notification> {
+        std::mem::take(&mut lock(&self.state).notifications)
+    }
+
     /// Makes a channel vanish, as if Drive had dropped it.
     pub fn drop_channel(&self, id: &str) -> bool {
         lock(&self.state).channels.remove(id).is_some()
+    }
+}
+
+/// Queues the notification Drive sends on channel `id` for `state`. Changes are coalesced like
+/// Drive does: an `update` while one is still undelivered on the channel adds nothing.
+fn notify(st: &mut State, id: &str, state: &str, now: u64) {
+    let Some(ch) = st.channels.get_mut(id).filter(|c| c.expiration_ms > now) else {
+        return;
+    };
+    if state == "update"
+        && st
+            .notifications
+            .iter()
+            .any(|n| n.channel_id == id && n.state == "update")
+    {
+        return;
+    }
+    // The first message is number 1; later ones grow, not necessarily by one.
+    ch.message_number += if ch.message_number == 0 { 1 } else { 3 };
+    let mut h = http::HeaderMap::new();
+    let mut put = |k: &'static str, v: &str| {
+        if let Ok(v) = http::HeaderValue::from_str(v) {
+            h.insert(k, v);
+        }
+    };
+    put(
+        "user-agent",
+        "APIs-Google; (+https://developers.google.com/webmasters/APIs-Google.html)",
+    );
+    put("x-goog-channel-id", &ch.id);
+    put("x-goog-message-number", &ch.message_number.to_string());
+    put("x-goog-resource-id", RESOURCE_ID);
+    put("x-goog-resource-state", state);
+    put(
+        "x-goog-resource-uri",
+        &format!(
+            "https://www.googleapis.com/drive/v3/files/{}?alt=json&supportsAllDrives=true",
+            ch.file_id
+        ),
+    );
+    if state == "update" {
+        put("x-goog-changed", "content");
+    }
+    if let Some(t) = &ch.token {
+        put("x-goog-channel-token", t);
+    }
+    let n = Notification {
+        url: ch.address.clone(),
+        channel_id: ch.id.clone(),
+        state: state.to_owned(),
+        headers: h,
+    };
+    st.notifications.push(n);
+}
+
+/// Queues an `update` on every live channel watching `file_id`.
+fn file_changed(st: &mut State, file_id: &str, now: u64) {
+    let ids: Vec<String> = st
+        .channels
+        .values()
+        .filter(|c| c.file_id == file_id)
+        .map(|c| c.id.clone())
+        .collect();
+    for id in ids {
+        notify(st, &id, "update", now);
     }
 }
 
@@ -598,7 +690,15 @@ fn handle(st: &mut State, r: &Recorded, now: u64, origin: &str) -> Resp {
         _ => values_batch_update(id, book, &body),
     };
     match result {
-        Ok(v) => json_response(StatusCode::OK, &v),
+        Ok(v) => {
+            if route != "spreadsheets.get"
+                && !route.starts_with("values.get")
+                && route != "values.batchGet"
+            {
+                file_changed(st, id, now);
+            }
+            json_response(StatusCode::OK, &v)
+        }
         Err(e) => e,
     }
 }
@@ -1278,8 +1378,10 @@ fn watch(st: &mut State, file_id: &str, body: &Value, now: u64) -> Resp {
             address: s("address").to_owned(),
             token: token.clone(),
             expiration_ms: expiration,
+            message_number: 0,
         },
     );
+    notify(st, id, "sync", now);
     let mut out = json!({
         "kind": "api#channel",
         "id": id,

@@ -1194,3 +1194,174 @@ async fn the_poller_defaults_to_the_first_sheet_and_reports_a_missing_one() {
         Err(PlatformError::NotFound { .. })
     ));
 }
+
+// === notifications: what a channel delivers, verified with what the sync recorded ===
+
+#[tokio::test]
+async fn channel_notifications_verify_with_the_recorded_token() {
+    use crate::platforms::{Inbound, InboundRequest, VerifyError, VerifyKeys};
+    let (f, c) = setup(json!({})).await;
+    let (_, reg) = registered(c.sync_webhook(&target(None)).await.expect("create"));
+    let keys = |r: &Registration| VerifyKeys {
+        secret: r.secret.clone(),
+        callback_url: None,
+        channel_id: r.ids.first().cloned(),
+    };
+    let deliver = |n: &super::fake::Notification, k: &VerifyKeys| {
+        let req = InboundRequest {
+            method: &::http::Method::POST,
+            headers: &n.headers,
+            body: b"",
+            now_unix: 1_777_885_923,
+        };
+        super::webhook::verify(&req, k).map(|()| super::webhook::parse(&req))
+    };
+    // The channel's first message is `sync`: acknowledged.
+    let sent = f.take_notifications();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].url, URL);
+    assert_eq!(sent[0].state, "sync");
+    assert!(matches!(
+        deliver(&sent[0], &keys(&reg)),
+        Ok(Ok(Inbound::Acknowledge))
+    ));
+
+    // Two writes: Drive coalesces them into one `update`.
+    for v in ["a", "b"] {
+        c.execute(&call("append_row", json!({"values": [v]})))
+            .await
+            .expect("append");
+    }
+    let sent = f.take_notifications();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    match deliver(&sent[0], &keys(&reg)) {
+        Ok(Ok(Inbound::Event {
+            event, normalized, ..
+        })) => {
+            assert_eq!(event.name, "file_changed");
+            assert_eq!(normalized.objects["file"]["id"], fake::SPREADSHEET_ID);
+            assert_eq!(normalized.objects["file"]["resource_state"], "update");
+            assert_eq!(normalized.objects["file"]["changed"], json!(["content"]));
+            assert_eq!(normalized.objects["channel"]["id"], json!(reg.ids[0]));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Reads do not notify.
+    c.check().await.expect("check");
+    assert!(f.take_notifications().is_empty());
+
+    // After renewal the old channel's deliveries no longer verify against the new record.
+    let old = sent[0].clone();
+    f.advance(23 * HOUR_MS + 30 * 60_000);
+    let (outcome, renewed) = registered(c.sync_webhook(&target(Some(reg))).await.expect("renew"));
+    assert_eq!(outcome, RegistrationOutcome::Renewed);
+    assert!(matches!(
+        deliver(&old, &keys(&renewed)),
+        Err(VerifyError::Mismatch)
+    ));
+    let sent = f.take_notifications();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].channel_id, renewed.ids[0]);
+    assert!(matches!(
+        deliver(&sent[0], &keys(&renewed)),
+        Ok(Ok(Inbound::Acknowledge))
+    ));
+}
+
+// === the fake token endpoint ===
+
+#[tokio::test]
+async fn the_fake_token_endpoint_checks_signature_and_claims() {
+    let f = FakeGoogle::start().await;
+    let key =
+        super::client::ServiceAccountKey::parse(&Secret::from(fake::key_json(&f.token_uri())))
+            .expect("key");
+    let now = f.now_ms() / 1000;
+    let post = |assertion: String| {
+        let url = f.token_uri();
+        async move {
+            let resp = reqwest::Client::new()
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(crate::platforms::slack::client::form_encode(&[
+                    (
+                        "grant_type".to_owned(),
+                        super::client::JWT_BEARER_GRANT.to_owned(),
+                    ),
+                    ("assertion".to_owned(), assertion),
+                ]))
+                .send()
+                .await
+                .expect("send");
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    // Good.
+    let (status, body) = post(key.assertion(&f.token_uri(), now).expect("sign")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    assert!(body["expires_in"].as_u64().is_some_and(|s| s > 3000));
+    // A tampered signature.
+    let mut bad = key.assertion(&f.token_uri(), now).expect("sign");
+    let last = bad.pop().expect("char");
+    bad.push(if last == 'A' { 'B' } else { 'A' });
+    let (status, body) = post(bad).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    assert_eq!(body["error_description"], "Invalid JWT Signature.");
+    // A tampered payload under the original signature.
+    let good = key.assertion(&f.token_uri(), now).expect("sign");
+    let parts: Vec<&str> = good.split('.').collect();
+    let forged_claims = Claims {
+        iss: "someone-else@x.iam.gserviceaccount.com".into(),
+        scope: SCOPES.into(),
+        aud: f.token_uri(),
+        iat: now,
+        exp: now + 3600,
+    };
+    use base64::Engine as _;
+    let forged_payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(&forged_claims).expect("json"));
+    let (status, body) = post(format!("{}.{forged_payload}.{}", parts[0], parts[2])).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error_description"], "Invalid JWT Signature.");
+    // Another audience.
+    let (status, body) = post(
+        key.assertion("https://oauth2.googleapis.com/token", now)
+            .expect("sign"),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap_or("")
+            .contains("audience"),
+        "{body}"
+    );
+    // Issued in the future, or expired.
+    for at in [now + 600, now - 7200] {
+        let (status, body) = post(key.assertion(&f.token_uri(), at).expect("sign")).await;
+        assert_eq!(status, 400);
+        assert!(
+            body["error_description"]
+                .as_str()
+                .unwrap_or("")
+                .contains("iat and exp"),
+            "{body}"
+        );
+    }
+    // Not the JWT bearer grant.
+    let resp = reqwest::Client::new()
+        .post(f.token_uri())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status().as_u16(), 400);
+    assert_eq!(f.tokens_issued(), 1);
+}
