@@ -171,7 +171,9 @@ async fn a_zendesk_ticket_is_logged_as_a_sheet_row() {
     let paths: Vec<String> = google.requests().iter().map(|r| r.path.clone()).collect();
     assert_eq!(paths[0], "/token");
     assert!(
-        paths.iter().any(|p| p.ends_with("/values/Tickets:append")),
+        paths
+            .iter()
+            .any(|p| p.ends_with("/values/%27Tickets%27:append")),
         "{paths:?}"
     );
     assert!(

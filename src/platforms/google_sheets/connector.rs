@@ -36,7 +36,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::client::{Api, BadKey, Clock, GoogleClient, ServiceAccountKey, encode_segment};
-use super::events::{column_letters, sheet_ref};
+use super::events::column_letters;
 use crate::manifest::model::Credential;
 use crate::manifest::{Integration, IntegrationId};
 use crate::platforms::catalog::{ActionSpec, ParamType};
@@ -431,7 +431,7 @@ impl GoogleSheetsConnector {
         let range = range.trim();
         match sheet {
             Some(s) if !range.contains('!') && is_cell_range(range) => {
-                format!("{}!{range}", sheet_ref(s))
+                format!("{}!{range}", quoted(s))
             }
             _ => range.to_owned(),
         }
@@ -499,7 +499,7 @@ impl GoogleSheetsConnector {
     async fn header_row(&self, sheet: Option<&str>) -> Result<Vec<String>, PlatformError> {
         let h = self.header_row;
         let range = match sheet {
-            Some(s) => format!("{}!{h}:{h}", sheet_ref(s)),
+            Some(s) => format!("{}!{h}:{h}", quoted(s)),
             None => format!("{h}:{h}"),
         };
         let a = self
@@ -523,7 +523,7 @@ impl GoogleSheetsConnector {
         let row = self.row(p, "append_row", sheet.as_deref()).await?;
         let range = match (p.string("range"), &sheet) {
             (Some(r), s) if !r.trim().is_empty() => Self::qualify(&r, s.as_deref()),
-            (_, Some(s)) => sheet_ref(s),
+            (_, Some(s)) => quoted(s),
             (_, None) => "A1".to_owned(),
         };
         let insert = p
@@ -595,7 +595,7 @@ impl GoogleSheetsConnector {
             (None, Some(n)) => {
                 let cells = format!("A{n}:{}{n}", column_letters(row.len()));
                 match &sheet {
-                    Some(s) => format!("{}!{cells}", sheet_ref(s)),
+                    Some(s) => format!("{}!{cells}", quoted(s)),
                     None => cells,
                 }
             }
@@ -714,11 +714,7 @@ impl GoogleSheetsConnector {
             .unwrap_or(&title)
             .to_owned();
         if !headers.is_empty() {
-            let range = format!(
-                "{}!A1:{}1",
-                sheet_ref(&title),
-                column_letters(headers.len())
-            );
+            let range = format!("{}!A1:{}1", quoted(&title), column_letters(headers.len()));
             self.client
                 .call(
                     Api::Sheets,
@@ -813,8 +809,8 @@ impl GoogleSheetsConnector {
         Ok(out)
     }
 
-    /// The sheet the poller watches: `[config] sheet`, else the first sheet, with its id.
-    async fn poll_sheet(&self) -> Result<(String, Option<i64>), PlatformError> {
+    /// The sheets of the spreadsheet: `(title, sheet id, index)`.
+    async fn sheets(&self) -> Result<Vec<(String, Option<i64>, i64)>, PlatformError> {
         let a = self
             .client
             .call(
@@ -828,35 +824,85 @@ impl GoogleSheetsConnector {
                 None,
             )
             .await?;
-        let sheets: Vec<&Value> = a
-            .get("sheets")
+        Ok(a.get("sheets")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
             .filter_map(|s| s.get("properties"))
-            .collect();
+            .map(|p| {
+                (
+                    p.get("title")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    p.get("sheetId").and_then(Value::as_i64),
+                    p.get("index").and_then(Value::as_i64).unwrap_or(0),
+                )
+            })
+            .collect())
+    }
+
+    /// The sheet the poller watches: `[config] sheet`, else the first sheet, with its id.
+    async fn poll_sheet(&self) -> Result<(String, Option<i64>), PlatformError> {
+        let sheets = self.sheets().await?;
         let found = match &self.sheet {
-            Some(name) => sheets
-                .iter()
-                .find(|s| s.get("title").and_then(Value::as_str) == Some(name.as_str())),
-            None => sheets
-                .iter()
-                .min_by_key(|s| s.get("index").and_then(Value::as_i64).unwrap_or(0)),
+            Some(name) => sheets.into_iter().find(|(t, _, _)| t == name),
+            None => sheets.into_iter().min_by_key(|(_, _, i)| *i),
         };
-        let Some(props) = found else {
-            return Err(PlatformError::NotFound {
+        found
+            .map(|(t, id, _)| (t, id))
+            .ok_or_else(|| PlatformError::NotFound {
                 detail: match &self.sheet {
                     Some(name) => format!("the spreadsheet has no sheet {name:?}"),
                     None => "the spreadsheet has no sheet".into(),
                 },
-            });
-        };
-        let title = props
-            .get("title")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        Ok((title, props.get("sheetId").and_then(Value::as_i64)))
+            })
+    }
+
+    /// How many rows `sheet` has (the last one holding a value), at least the header row.
+    async fn sheet_length(&self, sheet: &str) -> Result<i64, PlatformError> {
+        let a = self
+            .client
+            .call(
+                Api::Sheets,
+                Method::GET,
+                &self.values_path(&quoted(sheet), ""),
+                &[],
+                None,
+            )
+            .await?;
+        let rows = a
+            .get("values")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        Ok(i64::try_from(rows).unwrap_or(i64::MAX).max(self.header_row))
+    }
+
+    /// One `values.batchGet` of the header row, the rows from `from`, and (when `check` is
+    /// given) the row `check`.
+    async fn poll_read(
+        &self,
+        sheet: &str,
+        from: i64,
+        check: Option<i64>,
+    ) -> Result<Value, PlatformError> {
+        let name = quoted(sheet);
+        let h = self.header_row;
+        let to = from.saturating_add(POLL_BATCH_ROWS - 1);
+        let mut ranges = vec![format!("{name}!{h}:{h}"), format!("{name}!{from}:{to}")];
+        if let Some(c) = check {
+            ranges.push(format!("{name}!{c}:{c}"));
+        }
+        let query: Vec<(&str, String)> = ranges.into_iter().map(|r| ("ranges", r)).collect();
+        self.client
+            .call(
+                Api::Sheets,
+                Method::GET,
+                &self.spreadsheet_path("/values:batchGet"),
+                &query,
+                None,
+            )
+            .await
     }
 
     /// Looks for rows appended below `cursor.last_row` (see the module docs). Without a cursor
@@ -865,21 +911,7 @@ impl GoogleSheetsConnector {
     pub async fn poll_rows(&self, cursor: Option<&RowCursor>) -> Result<RowPoll, PlatformError> {
         let Some(cursor) = cursor else {
             let (sheet, sheet_id) = self.poll_sheet().await?;
-            let a = self
-                .client
-                .call(
-                    Api::Sheets,
-                    Method::GET,
-                    &self.values_path(&sheet_ref(&sheet), ""),
-                    &[],
-                    None,
-                )
-                .await?;
-            let rows = a
-                .get("values")
-                .and_then(Value::as_array)
-                .map_or(0, Vec::len);
-            let last_row = i64::try_from(rows).unwrap_or(i64::MAX).max(self.header_row);
+            let last_row = self.sheet_length(&sheet).await?;
             return Ok(RowPoll {
                 rows: Vec::new(),
                 cursor: RowCursor {
@@ -889,22 +921,64 @@ impl GoogleSheetsConnector {
                 },
             });
         };
-        let name = sheet_ref(&cursor.sheet);
         let h = self.header_row;
         let from = cursor.last_row.max(h).saturating_add(1);
-        let to = from.saturating_add(POLL_BATCH_ROWS - 1);
-        let ranges = [format!("{name}!{h}:{h}"), format!("{name}!{from}:{to}")];
-        let query: Vec<(&str, String)> = ranges.iter().map(|r| ("ranges", r.clone())).collect();
-        let a = self
-            .client
-            .call(
-                Api::Sheets,
-                Method::GET,
-                &self.spreadsheet_path("/values:batchGet"),
-                &query,
-                None,
-            )
-            .await?;
+        // The last row seen is read again: empty now means rows were deleted or cleared.
+        let check = (cursor.last_row > h).then_some(cursor.last_row);
+        let mut cursor = cursor.clone();
+        let a = match self.poll_read(&cursor.sheet, from, check).await {
+            Ok(a) => a,
+            // The rows asked for lie past the sheet's grid: it is full to its last row, or
+            // rows were deleted. Start again from where it ends now.
+            Err(PlatformError::Rejected {
+                status: 400,
+                detail,
+            }) if detail.contains("exceeds grid limits") => {
+                cursor.last_row = self.sheet_length(&cursor.sheet).await?;
+                return Ok(RowPoll {
+                    rows: Vec::new(),
+                    cursor,
+                });
+            }
+            // The sheet's name no longer parses: renamed? Find it again by id.
+            Err(PlatformError::Rejected { status: 400, .. }) if cursor.sheet_id.is_some() => {
+                let renamed = self
+                    .sheets()
+                    .await?
+                    .into_iter()
+                    .find(|(_, id, _)| *id == cursor.sheet_id)
+                    .ok_or_else(|| PlatformError::NotFound {
+                        detail: format!(
+                            "the sheet {:?} (id {}) is gone from the spreadsheet",
+                            cursor.sheet,
+                            cursor.sheet_id.unwrap_or_default()
+                        ),
+                    })?;
+                cursor.sheet = renamed.0;
+                self.poll_read(&cursor.sheet, from, check).await?
+            }
+            Err(e) => return Err(e),
+        };
+        let block_empty = a
+            .pointer("/valueRanges/1/values")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty);
+        let check_empty = a
+            .pointer("/valueRanges/2/values")
+            .and_then(Value::as_array)
+            .is_none_or(|rows| {
+                rows.iter()
+                    .all(|r| r.as_array().is_none_or(|c| c.iter().all(blank)))
+            });
+        if check.is_some() && block_empty && check_empty {
+            // The sheet got shorter: start again from where it ends now, so that the rows
+            // appended next (which Sheets places there) are reported.
+            cursor.last_row = self.sheet_length(&cursor.sheet).await?;
+            return Ok(RowPoll {
+                rows: Vec::new(),
+                cursor,
+            });
+        }
         let headers: Vec<Value> = a
             .pointer("/valueRanges/0/values/0")
             .and_then(Value::as_array)
@@ -930,7 +1004,7 @@ impl GoogleSheetsConnector {
             let number = start.saturating_add(i64::try_from(i).unwrap_or(i64::MAX));
             last_row = last_row.max(number);
             let values = row.as_array().cloned().unwrap_or_default();
-            if values.iter().all(|v| v.is_null() || v.as_str() == Some("")) {
+            if values.iter().all(blank) {
                 continue;
             }
             let digest = hex(&Sha256::digest(
@@ -1022,6 +1096,17 @@ fn cells(action: &str, v: &Value) -> Result<Vec<Value>, PlatformError> {
         )));
     }
     Ok(items.clone())
+}
+
+/// A sheet name quoted for A1 notation (`'Tickets'`, `'Bob''s'`), always: a bare name can read
+/// as a cell (`Log` is column LOG, `AB12` a cell).
+fn quoted(sheet: &str) -> String {
+    format!("'{}'", sheet.replace('\'', "''"))
+}
+
+/// An empty cell.
+fn blank(v: &Value) -> bool {
+    v.is_null() || v.as_str() == Some("")
 }
 
 fn is_cell(v: &Value) -> bool {

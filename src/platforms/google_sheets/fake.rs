@@ -365,6 +365,31 @@ impl FakeGoogle {
             .cloned()
     }
 
+    /// Renames a sheet of [`SPREADSHEET_ID`].
+    pub fn rename_sheet(&self, from: &str, to: &str) {
+        let mut st = lock(&self.state);
+        if let Some(s) = st
+            .spreadsheets
+            .get_mut(SPREADSHEET_ID)
+            .and_then(|b| b.sheets.iter_mut().find(|s| s.title == from))
+        {
+            s.title = to.to_owned();
+        }
+    }
+
+    /// Sets a sheet's grid size in rows (cells below it are dropped, as when rows are deleted).
+    pub fn set_row_count(&self, title: &str, rows: i64) {
+        let mut st = lock(&self.state);
+        if let Some(s) = st
+            .spreadsheets
+            .get_mut(SPREADSHEET_ID)
+            .and_then(|b| b.sheets.iter_mut().find(|s| s.title == title))
+        {
+            s.row_count = rows;
+            s.rows.truncate(usize::try_from(rows).unwrap_or(0));
+        }
+    }
+
     /// Sets the rows of a sheet of [`SPREADSHEET_ID`] (from A1), adding the sheet if needed.
     pub fn set_rows(&self, title: &str, rows: Vec<Vec<Value>>) {
         let mut st = lock(&self.state);
@@ -1027,7 +1052,10 @@ fn parse_a1(book: &Spreadsheet, range: &str) -> Result<A1, Resp> {
         (Some(name), cells)
     } else if let Some((s, c)) = range.split_once('!') {
         (Some(s.to_owned()), Some(c))
-    } else if range.split(':').all(|p| cell(p).is_some()) && range.split(':').count() <= 2 {
+    } else if !book.sheets.iter().any(|s| s.title == range)
+        && range.split(':').all(|p| cell(p).is_some())
+        && range.split(':').count() <= 2
+    {
         (None, Some(range))
     } else {
         (Some(range.to_owned()), None)
@@ -1095,6 +1123,12 @@ fn get_values(book: &Spreadsheet, range: &str, option: Option<&str>) -> Result<V
     let r1 = a.r1.unwrap_or(1);
     let c1 = a.c1.unwrap_or(1);
     let last = usize::try_from(sheet.row_count).unwrap_or(0);
+    if r1 > last {
+        return Err(bad_request(&format!(
+            "Range ({range}) exceeds grid limits. Max rows: {last}, max columns: {}",
+            sheet.column_count
+        )));
+    }
     let width = usize::try_from(sheet.column_count).unwrap_or(0);
     let r2 = a.r2.unwrap_or(last).min(last.max(r1));
     let c2 = a.c2.unwrap_or(width).min(width.max(c1));

@@ -543,14 +543,14 @@ async fn update_row_by_number_and_by_range() {
     assert_eq!(
         u.path,
         format!(
-            "/v4/spreadsheets/{}/values/Tickets!A2:B2",
+            "/v4/spreadsheets/{}/values/%27Tickets%27!A2:B2",
             fake::SPREADSHEET_ID
         )
     );
     assert_eq!(u.query_param("valueInputOption"), Some("RAW"));
     assert_eq!(
         u.json(),
-        json!({"range": "Tickets!A2:B2", "majorDimension": "ROWS", "values": [["1", "closed"]]})
+        json!({"range": "'Tickets'!A2:B2", "majorDimension": "ROWS", "values": [["1", "closed"]]})
     );
     assert_eq!(
         f.sheet("Tickets").expect("sheet").rows[1][1],
@@ -1152,9 +1152,15 @@ async fn the_poller_reports_appended_rows_once() {
         .filter(|(k, _)| k == "ranges")
         .map(|(_, v)| v.as_str())
         .collect();
+    // The header row, the rows below the last one seen, and that row again (to notice a
+    // sheet that got shorter).
     assert_eq!(
         ranges,
-        vec!["'Escalations log'!1:1", "'Escalations log'!3:502"]
+        vec![
+            "'Escalations log'!1:1",
+            "'Escalations log'!3:502",
+            "'Escalations log'!2:2"
+        ]
     );
 
     // Each payload is a `row_added` event the catalogue normalises.
@@ -1303,9 +1309,16 @@ async fn the_fake_token_endpoint_checks_signature_and_claims() {
     assert_eq!(body["token_type"], "Bearer");
     assert!(body["expires_in"].as_u64().is_some_and(|s| s > 3000));
     // A tampered signature.
-    let mut bad = key.assertion(&f.token_uri(), now).expect("sign");
-    let last = bad.pop().expect("char");
-    bad.push(if last == 'A' { 'B' } else { 'A' });
+    // One character in the middle of the signature changed (the last one may only carry
+    // padding bits).
+    let good = key.assertion(&f.token_uri(), now).expect("sign");
+    let at = good.len() - 20;
+    let swapped = if good.as_bytes()[at] == b'A' {
+        "B"
+    } else {
+        "A"
+    };
+    let bad = format!("{}{swapped}{}", &good[..at], &good[at + 1..]);
     let (status, body) = post(bad).await;
     assert_eq!(
         (status, body["error"].as_str()),
@@ -1364,4 +1377,62 @@ async fn the_fake_token_endpoint_checks_signature_and_claims() {
         .expect("send");
     assert_eq!(resp.status().as_u16(), 400);
     assert_eq!(f.tokens_issued(), 1);
+}
+
+#[tokio::test]
+async fn the_poller_follows_a_renamed_sheet_and_a_shorter_one() {
+    let (f, c) = setup(json!({"sheet": "Log"})).await;
+    let header = vec![json!("Ticket"), json!("Customer")];
+    let r = |t: &str| vec![json!(t), json!("x.io")];
+    f.set_rows("Log", vec![header.clone(), r("1"), r("2"), r("3")]);
+    let first = c.poll_rows(None).await.expect("baseline");
+    assert_eq!(first.cursor.last_row, 4);
+
+    // Renamed: found again by its id, and new rows are still reported.
+    f.rename_sheet("Log", "Log 2026");
+    f.set_rows(
+        "Log 2026",
+        vec![header.clone(), r("1"), r("2"), r("3"), r("4")],
+    );
+    let polled = c.poll_rows(Some(&first.cursor)).await.expect("renamed");
+    assert_eq!(polled.cursor.sheet, "Log 2026");
+    assert_eq!(polled.cursor.sheet_id, first.cursor.sheet_id);
+    assert_eq!(polled.rows.len(), 1);
+    assert_eq!(polled.rows[0]["row_number"], 5);
+    assert_eq!(polled.rows[0]["sheet"], "Log 2026");
+
+    // Rows cleared from the bottom: the cursor moves back, and the next appended row (which
+    // Sheets places right below the table) is reported.
+    f.set_rows("Log 2026", vec![header.clone(), r("1"), r("2")]);
+    let shrunk = c.poll_rows(Some(&polled.cursor)).await.expect("shrunk");
+    assert!(shrunk.rows.is_empty());
+    assert_eq!(shrunk.cursor.last_row, 3);
+    c.execute(&call(
+        "append_row",
+        json!({"sheet": "Log 2026", "values": ["9", "new.io"]}),
+    ))
+    .await
+    .expect("append");
+    let after = c.poll_rows(Some(&shrunk.cursor)).await.expect("after");
+    assert_eq!(after.rows.len(), 1);
+    assert_eq!(after.rows[0]["row_number"], 4);
+
+    // Rows deleted so that the last row seen is past the grid: started again from its end.
+    f.set_row_count("Log 2026", 2);
+    let deleted = c.poll_rows(Some(&after.cursor)).await.expect("deleted");
+    assert!(deleted.rows.is_empty());
+    assert_eq!(deleted.cursor.last_row, 2);
+
+    // A deleted sheet is reported as such.
+    f.rename_sheet("Log 2026", "x");
+    let c2 = connector_with(&f, json!({}));
+    let gone = RowCursor {
+        sheet: "Nope".into(),
+        sheet_id: Some(123_456),
+        last_row: 2,
+    };
+    assert!(matches!(
+        c2.poll_rows(Some(&gone)).await,
+        Err(PlatformError::NotFound { .. })
+    ));
 }
