@@ -8,8 +8,9 @@
 //! - Google's error JSON (`{"error": {"code", "message", "status", "errors": [{"reason"}]}}`)
 //!   is classified once: 429 and the 403 quota reasons (`rateLimitExceeded`,
 //!   `userRateLimitExceeded`, status `RESOURCE_EXHAUSTED`) are [`PlatformError::RateLimited`],
-//!   5xx is transient, 401/403 unauthorized, 404 not found, other 4xx rejected. A 401 also drops
-//!   the cached token so that the next call signs in again.
+//!   5xx is transient, 401/403 unauthorized, 404 not found, other 4xx rejected. A 401 on a
+//!   cached token drops it, signs in again and makes the call once more (nothing was done);
+//!   a 401 on a token just issued is reported.
 //! - With `[endpoint] base_url` set, the Sheets API, the Drive API and the token endpoint are all
 //!   served from it: `<base>v4/…`, `<base>drive/v3/…` and `<base>token` (the fake server in the
 //!   tests, or a proxy). Without it they are `https://sheets.googleapis.com/`,
@@ -265,14 +266,14 @@ impl GoogleClient {
         (self.clock)()
     }
 
-    /// A valid `Bearer` header: the cached one, or a new token from the token endpoint.
-    async fn bearer(&self) -> Result<HeaderValue, PlatformError> {
+    /// A valid `Bearer` header, and whether it was just issued.
+    async fn bearer(&self) -> Result<(HeaderValue, bool), PlatformError> {
         let mut cached = self.token.lock().await;
         let now = self.now_ms();
         if let Some(t) = cached.as_ref()
             && now < t.refresh_at_ms
         {
-            return Ok(t.header.clone());
+            return Ok((t.header.clone(), false));
         }
         let (header, expires_in) = self.exchange(now / 1000).await?;
         let lifetime_ms = expires_in.saturating_mul(1000);
@@ -283,7 +284,7 @@ impl GoogleClient {
             header: header.clone(),
             refresh_at_ms: now.saturating_add(lifetime_ms - margin),
         });
-        Ok(header)
+        Ok((header, true))
     }
 
     /// Forgets the cached access token (after a 401).
@@ -376,39 +377,49 @@ impl GoogleClient {
                 pairs.append_pair(k, v);
             }
         }
-        let auth = self.bearer().await?;
-        let mut req = self
-            .http
-            .request(method, url)
-            .header(http::header::AUTHORIZATION, auth)
-            .header(http::header::ACCEPT, "application/json");
-        if let Some(b) = body {
-            let bytes = serde_json::to_vec(b)
-                .map_err(|e| PlatformError::Invalid(format!("cannot encode the body: {e}")))?;
-            req = req
-                .header(http::header::CONTENT_TYPE, "application/json")
-                .body(bytes);
-        }
-        let resp = req.send().await.map_err(shared::transport_error)?;
-        let status = resp.status();
-        let retry_after = shared::retry_after(resp.headers());
-        let bytes = resp.bytes().await.map_err(shared::transport_error)?;
-        if status.is_success() {
-            if bytes.iter().all(u8::is_ascii_whitespace) {
-                return Ok(Value::Null);
+        // A cached token Google no longer accepts (revoked, or the clock drifted) is replaced
+        // and the call made once more: a 401 means nothing was done. A fresh token that is
+        // refused is a real authentication failure.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (auth, fresh) = self.bearer().await?;
+            let mut req = self
+                .http
+                .request(method.clone(), url.clone())
+                .header(http::header::AUTHORIZATION, auth)
+                .header(http::header::ACCEPT, "application/json");
+            if let Some(b) = body {
+                let bytes = serde_json::to_vec(b)
+                    .map_err(|e| PlatformError::Invalid(format!("cannot encode the body: {e}")))?;
+                req = req
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(bytes);
             }
-            return serde_json::from_slice(&bytes).map_err(|_| PlatformError::Rejected {
-                status: status.as_u16(),
-                detail: format!(
-                    "the answer is not JSON: {}",
-                    shared::excerpt(&String::from_utf8_lossy(&bytes))
-                ),
-            });
+            let resp = req.send().await.map_err(shared::transport_error)?;
+            let status = resp.status();
+            let retry_after = shared::retry_after(resp.headers());
+            let bytes = resp.bytes().await.map_err(shared::transport_error)?;
+            if status.is_success() {
+                if bytes.iter().all(u8::is_ascii_whitespace) {
+                    return Ok(Value::Null);
+                }
+                return serde_json::from_slice(&bytes).map_err(|_| PlatformError::Rejected {
+                    status: status.as_u16(),
+                    detail: format!(
+                        "the answer is not JSON: {}",
+                        shared::excerpt(&String::from_utf8_lossy(&bytes))
+                    ),
+                });
+            }
+            if status == StatusCode::UNAUTHORIZED {
+                self.forget_token().await;
+                if !fresh && attempt == 1 {
+                    continue;
+                }
+            }
+            return Err(classify(status, retry_after, &bytes));
         }
-        if status == StatusCode::UNAUTHORIZED {
-            self.forget_token().await;
-        }
-        Err(classify(status, retry_after, &bytes))
     }
 }
 

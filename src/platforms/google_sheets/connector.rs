@@ -296,8 +296,17 @@ impl Connector for GoogleSheetsConnector {
         };
         // The successor first, so that no change goes unnotified; then the old one.
         let registration = self.watch(target, now).await?;
-        if let Some((id, resource)) = recorded {
-            let _ = self.stop_channel(&id, &resource).await;
+        // A failure to stop it is not the sync's failure: the new channel is what the state
+        // must record, and the old one stops by itself at its expiration.
+        if let Some((id, resource)) = recorded
+            && let Err(e) = self.stop_channel(&id, &resource).await
+        {
+            tracing::warn!(
+                integration = %self.integration,
+                channel = %id,
+                error = %e,
+                "could not stop the replaced Drive channel; it expires on its own"
+            );
         }
         Ok(WebhookSync::Registered {
             outcome,

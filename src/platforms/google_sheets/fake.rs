@@ -229,6 +229,7 @@ struct State {
     failures: Failures,
     spec_errors: Vec<String>,
     account_disabled: bool,
+    revoke_each: bool,
     next_sheet_id: i64,
     notifications: Vec<Notification>,
 }
@@ -340,6 +341,11 @@ impl FakeGoogle {
     /// Revokes every issued access token (the next API call gets 401).
     pub fn revoke_tokens(&self) {
         lock(&self.state).tokens.clear();
+    }
+
+    /// Makes every token invalid as soon as it is issued (a key Google no longer honours).
+    pub fn revoke_each_token(&self) {
+        lock(&self.state).revoke_each = true;
     }
 
     /// Makes the token endpoint refuse the service account (deleted or disabled).
@@ -838,13 +844,15 @@ fn token(st: &mut State, r: &Recorded, now: u64, origin: &str) -> Resp {
     }
     st.tokens_issued += 1;
     let access = format!("ya29.fake-{}-{}", st.tokens_issued, now);
-    st.tokens.insert(
-        access.clone(),
-        IssuedToken {
-            expires_ms: now + 3_600_000,
-            scopes,
-        },
-    );
+    if !st.revoke_each {
+        st.tokens.insert(
+            access.clone(),
+            IssuedToken {
+                expires_ms: now + 3_600_000,
+                scopes,
+            },
+        );
+    }
     json_response(
         StatusCode::OK,
         &json!({"access_token": access, "expires_in": 3599, "token_type": "Bearer"}),

@@ -189,16 +189,28 @@ async fn tokens_are_cached_until_shortly_before_expiry() {
 }
 
 #[tokio::test]
-async fn a_revoked_token_is_unauthorized_then_replaced() {
+async fn a_revoked_token_is_replaced_and_the_call_made_again() {
     let (f, c) = setup(json!({})).await;
     c.check().await.expect("check");
     f.revoke_tokens();
-    let e = c.check().await.expect_err("revoked");
-    assert!(matches!(e, PlatformError::Unauthorized { .. }), "{e:?}");
-    assert_no_secret(&format!("{e} {e:?}"));
-    // The 401 dropped the cached token: the next call signs in again and works.
+    f.clear_requests();
+    // The cached token is refused (401): a new one is signed for and the call repeated.
     c.check().await.expect("check after re-auth");
     assert_eq!(f.tokens_issued(), 2);
+    let paths: Vec<String> = f.requests().iter().map(|r| r.path.clone()).collect();
+    let get = format!("/v4/spreadsheets/{}", fake::SPREADSHEET_ID);
+    assert_eq!(paths, vec![get.clone(), "/token".to_owned(), get]);
+}
+
+#[tokio::test]
+async fn a_refused_new_token_is_unauthorized() {
+    let (f, c) = setup(json!({})).await;
+    // Every token is revoked as soon as it is issued: the fresh one is refused too.
+    f.revoke_each_token();
+    let e = c.check().await.expect_err("refused");
+    assert!(matches!(e, PlatformError::Unauthorized { .. }), "{e:?}");
+    assert_no_secret(&format!("{e} {e:?}"));
+    assert_eq!(f.tokens_issued(), 1, "no loop of sign-ins");
 }
 
 #[tokio::test]
@@ -1435,4 +1447,33 @@ async fn the_poller_follows_a_renamed_sheet_and_a_shorter_one() {
         c2.poll_rows(Some(&gone)).await,
         Err(PlatformError::NotFound { .. })
     ));
+}
+
+#[tokio::test]
+async fn renewal_survives_a_failed_stop_of_the_old_channel() {
+    let (f, c) = setup(json!({"channel_expiration_seconds": 3600})).await;
+    let (_, reg) = registered(c.sync_webhook(&target(None)).await.expect("create"));
+    // An hour's channel is renewed in its last quarter.
+    f.advance(40 * 60_000);
+    let (outcome, _) = registered(
+        c.sync_webhook(&target(Some(reg.clone())))
+            .await
+            .expect("sync"),
+    );
+    assert_eq!(outcome, RegistrationOutcome::Unchanged);
+    f.advance(6 * 60_000);
+    f.fail_next("channels.stop", Failure::ServerError, 1);
+    let (outcome, renewed) = registered(
+        c.sync_webhook(&target(Some(reg.clone())))
+            .await
+            .expect("renew"),
+    );
+    assert_eq!(outcome, RegistrationOutcome::Renewed);
+    assert_ne!(renewed.ids[0], reg.ids[0]);
+    // The old one is left to expire: both are live for now, and the new one is recorded.
+    assert_eq!(f.channels().len(), 2);
+    f.advance(15 * 60_000);
+    let live = f.channels();
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].id, renewed.ids[0]);
 }
