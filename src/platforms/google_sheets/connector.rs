@@ -1354,6 +1354,19 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn range_helpers_never_panic(range in ".{0,24}", sheet in ".{0,12}", n in proptest::prelude::any::<u64>()) {
+            let _ = is_cell_range(&range);
+            let _ = first_row(&range);
+            let _ = GoogleSheetsConnector::qualify(&range, Some(&sheet));
+            let _ = quoted(&sheet);
+            let _ = renewal_margin_ms(n);
+            let v = serde_json::Value::String(range.clone());
+            let _ = value_range(0, &json!({"range": range, "values": [[v]]}), Some(&sheet));
+        }
+    }
+
     #[test]
     fn renewal_margins() {
         assert_eq!(renewal_margin_ms(86_400_000), 3_600_000);
