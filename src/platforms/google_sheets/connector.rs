@@ -579,8 +579,7 @@ impl GoogleSheetsConnector {
                     "update_row: give `row_number` or `range`, not both".into(),
                 ));
             }
-            (None, Some(r)) if p.raw("fields").is_some() => {
-                let _ = r;
+            (None, Some(_)) if p.raw("fields").is_some() => {
                 return Err(PlatformError::Invalid(
                     "update_row: `fields` places cells by the header row, so it needs `row_number`, not `range`".into(),
                 ));
