@@ -6,6 +6,7 @@ mod crash;
 mod daemon;
 mod daemon_support;
 mod e2e_freshdesk;
+mod e2e_google_sheets;
 mod e2e_notion;
 mod e2e_trello;
 mod generated;

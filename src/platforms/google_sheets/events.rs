@@ -245,12 +245,7 @@ fn file_id_from_uri(uri: &str) -> Option<String> {
 
 /// `Sheet!A42:C42` (the sheet name quoted when needed), or `Sheet!42:42` for an empty row.
 pub(crate) fn a1_row_range(sheet: &str, row: i64, width: usize) -> String {
-    let plain = !sheet.is_empty() && sheet.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    let name = if plain {
-        sheet.to_owned()
-    } else {
-        format!("'{}'", sheet.replace('\'', "''"))
-    };
+    let name = sheet_ref(sheet);
     if width == 0 {
         format!("{name}!{row}:{row}")
     } else {
@@ -258,8 +253,19 @@ pub(crate) fn a1_row_range(sheet: &str, row: i64, width: usize) -> String {
     }
 }
 
+/// A sheet name as A1 notation writes it: as is when plain, else single-quoted with `'`
+/// doubled (`'Bob''s sheet'`).
+pub(crate) fn sheet_ref(sheet: &str) -> String {
+    let plain = !sheet.is_empty() && sheet.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if plain {
+        sheet.to_owned()
+    } else {
+        format!("'{}'", sheet.replace('\'', "''"))
+    }
+}
+
 /// Column letters of a 1-based column number (`1` → `A`, `27` → `AA`).
-fn column_letters(mut n: usize) -> String {
+pub(crate) fn column_letters(mut n: usize) -> String {
     let mut out = Vec::new();
     while n > 0 {
         let rem = (n - 1) % 26;

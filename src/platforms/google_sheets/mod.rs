@@ -4,14 +4,26 @@
 //! handling), the events ([`events`]: Drive push notifications on the spreadsheet file, and rows
 //! found by supportopsd's poller, with the JSON shapes the ingress and the poller build and their
 //! normalisation) and the row, range and sheet actions rules can perform ([`actions`]).
-//! `fixtures/` holds those JSON shapes for the tests.
+//! `fixtures/` holds those JSON shapes for the tests, and a throwaway RSA key made for the tests
+//! only (`test_only_service_account_key*.pem`).
+//!
+//! The live half: [`client`] (service-account sign-in with an RS256 JWT, the cached access
+//! token, Google error classification), [`connector`] (the checks, the actions, Drive channels
+//! and their renewal, the row poller) and, for tests, `fake` (a fake Google: token endpoint,
+//! Sheets and Drive, checked against the vendor discovery documents).
 //!
 //! Sheets has no webhooks: a Drive `files.watch` channel on the spreadsheet posts empty-bodied
 //! notifications whose only secret is the channel token supportopsd generates per channel, so
 //! `[webhook] secret` is not used.
 
 pub mod actions;
+pub mod client;
+pub mod connector;
 pub mod events;
+#[cfg(any(test, feature = "test-support"))]
+pub mod fake;
+#[cfg(test)]
+mod live_tests;
 #[cfg(test)]
 mod tests;
 pub mod webhook;
