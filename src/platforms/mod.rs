@@ -138,10 +138,10 @@ pub fn connect(
 ) -> Result<Arc<dyn Connector>, ConnectError> {
     match integration.platform {
         PlatformKind::Slack => slack::connector::connect(integration, ctx),
+        PlatformKind::Zendesk => zendesk::connector::connect(integration, ctx),
         // The other five platforms' live connectors come with their own issues; until then an
         // action on them fails plainly (and is dead-lettered) rather than pretending.
         PlatformKind::Freshdesk
-        | PlatformKind::Zendesk
         | PlatformKind::Trello
         | PlatformKind::Notion
         | PlatformKind::GoogleSheets => {

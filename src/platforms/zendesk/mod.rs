@@ -9,8 +9,17 @@
 //! Webhooks API after registering the webhook (`[webhook] secret` for a webhook made by hand).
 
 pub mod actions;
+pub mod client;
+pub mod connector;
 pub mod events;
+#[cfg(any(test, feature = "test-support"))]
+pub mod fake;
+mod params;
+pub mod registration;
 pub mod webhook;
+
+#[cfg(test)]
+mod live_tests;
 
 #[cfg(test)]
 mod tests;
