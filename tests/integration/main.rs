@@ -5,6 +5,7 @@
 mod crash;
 mod daemon;
 mod daemon_support;
+mod e2e_zendesk;
 mod generated;
 mod plan;
 mod secret;
