@@ -113,6 +113,7 @@ struct State {
     jobs: HashMap<String, (Value, u32)>,
     next_job: u64,
     job_polls: u32,
+    edit_after_macro: bool,
     idempotency: HashMap<String, (Value, u16, Value)>,
     failures: Failures,
     spec_errors: Vec<String>,
@@ -191,6 +192,7 @@ impl FakeZendesk {
             jobs: HashMap::new(),
             next_job: 1,
             job_polls: 1,
+            edit_after_macro: false,
             idempotency: HashMap::new(),
             failures: Failures::default(),
             spec_errors: Vec::new(),
@@ -255,6 +257,12 @@ impl FakeZendesk {
     /// How many polls a bulk job takes to complete (default 1: `queued` once).
     pub fn set_job_polls(&self, polls: u32) {
         lock(&self.state).job_polls = polls;
+    }
+
+    /// Simulates someone editing the ticket right after each `…/macros/{id}/apply` answer
+    /// (its `updated_at` moves on), so that the save that follows collides.
+    pub fn edit_after_macro_apply(&self, on: bool) {
+        lock(&self.state).edit_after_macro = on;
     }
 
     /// Requests the spec check refused so far.
@@ -907,6 +915,12 @@ fn answer(st: &mut State, r: &Recorded) -> Resp {
                         after[field] = json!(value.as_str().and_then(|s| s.parse::<u64>().ok()));
                     }
                     other => after[other] = value.clone(),
+                }
+            }
+            if st.edit_after_macro {
+                let now = st.tick();
+                if let Some(t) = st.tickets.get_mut(&id) {
+                    t["updated_at"] = json!(now);
                 }
             }
             json_response(StatusCode::OK, &json!({"result": {"ticket": after}}))

@@ -827,6 +827,21 @@ async fn apply_macro_fetches_the_result_then_saves_it_safely() {
     assert_eq!(t["priority"], "urgent");
     assert_eq!(t["comments"][0]["body"], "Escalated to tier 2.");
 
+    // The ticket changes between the fetch and the save: a transient collision.
+    fake.edit_after_macro_apply(true);
+    let e = c
+        .execute(&call(
+            "apply_macro",
+            json!({"ticket_id": id, "macro_id": 4242}),
+        ))
+        .await
+        .expect_err("collision");
+    assert!(
+        matches!(&e, PlatformError::Transient { detail, .. } if detail.contains("changed")),
+        "{e:?}"
+    );
+    assert!(e.retryable());
+    fake.edit_after_macro_apply(false);
     let e = c
         .execute(&call(
             "apply_macro",
@@ -1274,6 +1289,82 @@ async fn registration_by_event_subscription_uses_one_webhook() {
         1
     );
     assert!(fake.webhooks().is_empty());
+    assert_clean(&fake);
+}
+
+#[tokio::test]
+async fn adding_user_events_keeps_the_tickets_webhook_and_one_secret() {
+    let fake = start().await;
+    let c = connector(&fake);
+    let (_, first) = registered(
+        c.sync_webhook(&target(&["ticket.created"], None))
+            .await
+            .expect("sync"),
+    );
+    let tickets_hook = fake.webhooks()[0]["id"].as_str().expect("id").to_owned();
+    let (outcome, second) = registered(
+        c.sync_webhook(&target(
+            &["ticket.created", "user.created"],
+            Some(first.clone()),
+        ))
+        .await
+        .expect("sync"),
+    );
+    assert_eq!(outcome, RegistrationOutcome::Updated);
+    assert_eq!(second.secret, first.secret);
+    assert!(
+        fake.webhooks()
+            .iter()
+            .any(|w| w["id"] == tickets_hook.as_str())
+    );
+    assert_eq!(fake.webhooks().len(), 2);
+    for w in fake.webhooks() {
+        let id = w["id"].as_str().expect("id");
+        assert_eq!(
+            fake.secret_of(id).as_deref().map(str::as_bytes),
+            first.secret.as_ref().map(Secret::expose)
+        );
+    }
+
+    // The tickets webhook's secret is reset on the platform: it is made again with the
+    // shared one, and its trigger follows it.
+    let http = shared::client(Duration::from_secs(5)).expect("client");
+    let raw = ZendeskClient::with_api_token(
+        http,
+        format!("{}/", fake.base_url()),
+        AGENT_EMAIL,
+        &Secret::from(TOKEN.to_owned()),
+    )
+    .expect("client");
+    raw.call(
+        Method::POST,
+        &format!("api/v2/webhooks/{tickets_hook}/signing_secret"),
+        &[],
+        None,
+        None,
+    )
+    .await
+    .expect("reset");
+    let (outcome, third) = registered(
+        c.sync_webhook(&target(
+            &["ticket.created", "user.created"],
+            Some(second.clone()),
+        ))
+        .await
+        .expect("sync"),
+    );
+    assert_eq!(outcome, RegistrationOutcome::Repaired);
+    assert_eq!(third.secret, first.secret);
+    let triggers = fake.triggers();
+    assert_eq!(triggers.len(), 1);
+    let hook = triggers[0]["actions"][0]["value"][0]
+        .as_str()
+        .expect("hook");
+    assert_ne!(hook, tickets_hook);
+    assert_eq!(
+        fake.secret_of(hook).as_deref().map(str::as_bytes),
+        first.secret.as_ref().map(Secret::expose)
+    );
     assert_clean(&fake);
 }
 

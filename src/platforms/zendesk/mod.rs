@@ -5,6 +5,10 @@
 //! event-subscription envelope and the trigger-connected body supportopsd designs) and
 //! [`actions`] (the action specs behind the REST calls).
 //!
+//! The live half: [`client`] (HTTP and error classification), [`connector`] (the checks,
+//! actions and bulk jobs), [`registration`] (webhooks and triggers) and, for tests, `fake` (a
+//! fake Zendesk on the shared fakekit server).
+//!
 //! Deliveries are signed with the webhook's signing secret, which supportopsd reads from the
 //! Webhooks API after registering the webhook (`[webhook] secret` for a webhook made by hand).
 

@@ -336,6 +336,18 @@ impl ZendeskConnector {
         let mut keep_webhooks: Vec<String> = Vec::new();
         let mut events_id = None;
         if !desired.subscriptions.is_empty() {
+            // A tickets webhook made before (events added later): the new events webhook
+            // takes its secret, so the triggers can stay.
+            let mut inherited = None;
+            if !desired.trigger_events.is_empty()
+                && !webhooks.iter().any(|w| str_of(w, "name") == events_name)
+                && let Some(id) = webhooks
+                    .iter()
+                    .find(|w| str_of(w, "name") == tickets_name)
+                    .and_then(id_of)
+            {
+                inherited = Some(self.signing_secret(&id).await?);
+            }
             let want = webhook_body(
                 &events_name,
                 &target.url,
@@ -343,7 +355,7 @@ impl ZendeskConnector {
                 &integration,
             );
             let (id, c) = self
-                .ensure_webhook(&mut webhooks, &events_name, &want, None)
+                .ensure_webhook(&mut webhooks, &events_name, &want, inherited.as_deref())
                 .await?;
             changed |= c;
             secret = Some(self.signing_secret(&id).await?);
@@ -366,8 +378,21 @@ impl ZendeskConnector {
             if let Some(shared) = secret.as_deref()
                 && own != shared
             {
-                // Made before the events webhook (or its secret was reset): make it again
-                // with the shared secret.
+                // Its secret was reset, or Zendesk did not keep the one given: make it again
+                // with the shared secret (its triggers first: Zendesk keeps a webhook in use).
+                let uses = |t: &Value| {
+                    t.get("actions")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .any(|a| a.pointer("/value/0").and_then(Value::as_str) == Some(id.as_str()))
+                };
+                for t in triggers.iter().filter(|t| uses(t)) {
+                    if let Some(tid) = id_of(t) {
+                        self.delete(&format!("api/v2/triggers/{tid}")).await?;
+                    }
+                }
+                triggers.retain(|t| !uses(t));
                 self.delete(&format!("api/v2/webhooks/{id}")).await?;
                 webhooks.retain(|w| id_of(w).as_deref() != Some(id.as_str()));
                 let (again, _) = self
