@@ -9,7 +9,9 @@
 //!   ([`FakeZendesk::suspend`]) answers 403; a closed one ([`FakeZendesk::close_account`]) 404
 //!   on every path.
 //! - **Rate limits**: every answer carries `X-Rate-Limit: 700` and a decreasing
-//!   `X-Rate-Limit-Remaining`; scripted failures ([`FakeZendesk::fail_next`], keyed
+//!   `X-Rate-Limit-Remaining` (list endpoints also `ratelimit-limit`, `-remaining`, `-reset`);
+//!   a spent budget ([`FakeZendesk::set_rate_limit_remaining`]) is 429 with
+//!   `Retry-After: 60`; scripted failures ([`FakeZendesk::fail_next`], keyed
 //!   `"METHOD /path"` with ids written `{id}`, e.g. `"PUT /api/v2/tickets/{id}"`) give 429 with
 //!   `Retry-After`, 500 or 503.
 //! - **Tickets**: create (with `Idempotency-Key`: a repeat with the same body answers the
@@ -252,6 +254,17 @@ impl FakeZendesk {
         if let Some(u) = lock(&self.state).users.get_mut(&AGENT_ID) {
             u["role"] = json!(role);
         }
+    }
+
+    /// Leaves `n` requests in the minute's budget (then every request is 429 with
+    /// `Retry-After: 60`, until [`FakeZendesk::reset_rate_limit`]).
+    pub fn set_rate_limit_remaining(&self, n: u64) {
+        lock(&self.state).remaining = n;
+    }
+
+    /// A new minute: the whole budget again.
+    pub fn reset_rate_limit(&self) {
+        lock(&self.state).remaining = RATE_LIMIT;
     }
 
     /// How many polls a bulk job takes to complete (default 1: `queued` once).
@@ -640,11 +653,37 @@ fn handle(state: &Arc<Mutex<State>>, r: &Recorded) -> Resp {
             "Oops! The page you were looking for doesn't exist. This Zendesk account does not exist.",
         );
     }
-    st.remaining = st.remaining.saturating_sub(1);
+    // The account's budget for the minute: spent, it is a 429 until `reset_rate_limit`.
+    if st.remaining == 0 {
+        let resp = with_header(
+            text_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too Many Requests: you have exceeded the rate limit, please wait before retrying",
+            ),
+            "retry-after",
+            "60",
+        );
+        let resp = with_header(resp, "x-rate-limit", &RATE_LIMIT.to_string());
+        return with_header(resp, "x-rate-limit-remaining", "0");
+    }
+    st.remaining -= 1;
     let remaining = st.remaining;
+    let list = r.method == Method::GET
+        && [
+            "/api/v2/webhooks",
+            "/api/v2/triggers",
+            "/api/v2/tickets/show_many",
+        ]
+        .contains(&r.path.as_str());
     let resp = answer(&mut st, r);
-    let resp = with_header(resp, "x-rate-limit", &RATE_LIMIT.to_string());
-    let resp = with_header(resp, "x-rate-limit-remaining", &remaining.to_string());
+    let mut resp = with_header(resp, "x-rate-limit", &RATE_LIMIT.to_string());
+    resp = with_header(resp, "x-rate-limit-remaining", &remaining.to_string());
+    if list {
+        // List endpoints also send the `ratelimit-*` headers.
+        resp = with_header(resp, "ratelimit-limit", &RATE_LIMIT.to_string());
+        resp = with_header(resp, "ratelimit-remaining", &remaining.to_string());
+        resp = with_header(resp, "ratelimit-reset", "60");
+    }
     with_header(resp, "x-zendesk-api-version", "v2")
 }
 

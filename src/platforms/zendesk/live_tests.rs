@@ -364,6 +364,23 @@ async fn rate_limits_and_server_errors_are_classified() {
 }
 
 #[tokio::test]
+async fn a_spent_budget_is_rate_limited_with_retry_after() {
+    let fake = start().await;
+    let c = connector(&fake);
+    fake.set_rate_limit_remaining(1);
+    c.check().await.expect("the last request of the minute");
+    let e = c.check().await.expect_err("over the limit");
+    assert_eq!(
+        e,
+        PlatformError::RateLimited {
+            retry_after: Some(Duration::from_secs(60))
+        }
+    );
+    fake.reset_rate_limit();
+    c.check().await.expect("a new minute");
+}
+
+#[tokio::test]
 async fn rate_limit_headers_are_sent_and_read() {
     let fake = start().await;
     let c = connector(&fake);
@@ -392,6 +409,14 @@ async fn rate_limit_headers_are_sent_and_read() {
         .and_then(|v| v.parse().ok())
         .expect("remaining");
     assert!(remaining < 700);
+    // List endpoints add the `ratelimit-*` headers.
+    let a = raw
+        .call(Method::GET, "api/v2/triggers", &[], None, None)
+        .await
+        .expect("triggers");
+    for h in ["ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"] {
+        assert!(a.headers.contains_key(h), "{h}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------

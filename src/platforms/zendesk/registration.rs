@@ -20,6 +20,8 @@
 //! Zendesk does not keep it, the sync fails and says to use `ticket_events_via =
 //! "event_subscription"` (one webhook).
 //!
+//! [`Registration::ids`] records them as `webhook:<id>` and `trigger:<id>`.
+//!
 //! [`ZendeskConnector::sync`] is idempotent: it lists what carries the marker (and reads the
 //! ids the state recorded, in case a name was edited), creates what is missing, replaces what
 //! differs (URL, subscriptions, method, format, status, trigger conditions or actions),
@@ -229,10 +231,14 @@ fn owned(name: &str, marker: &str) -> bool {
     name.split(' ').next() == Some(marker)
 }
 
+/// The id of a webhook or trigger, when it is one (letters and digits only: it goes into a
+/// path).
 fn id_of(v: &Value) -> Option<String> {
     match v.get("id")? {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric()) => {
+            Some(s.clone())
+        }
+        Value::Number(n) => n.as_u64().map(|n| n.to_string()),
         _ => None,
     }
 }
