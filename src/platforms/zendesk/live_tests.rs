@@ -1514,3 +1514,57 @@ async fn the_fake_refuses_what_the_vendor_specs_do_not_allow() {
         "{errors:?}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Robustness
+
+#[tokio::test]
+async fn odd_parameter_values_never_panic_and_never_leak() {
+    let fake = start().await;
+    let c = connector(&fake);
+    let ticket = fake.add_ticket(json!({}));
+    fake.add_macro(7, "Noop", json!([]));
+    let odd = [
+        Value::Null,
+        json!(true),
+        json!(-1),
+        json!(0),
+        json!(u64::MAX),
+        json!(1e300),
+        json!(""),
+        json!("  "),
+        json!("a,b, ,c"),
+        json!([]),
+        json!([{}]),
+        json!({}),
+        json!([1, "x", null]),
+        json!("é".repeat(5000)),
+        json!("2026-11-28T10:00:00Z"),
+    ];
+    for spec in super::DESCRIPTOR.actions {
+        // Plausible values for every required parameter, then one parameter made odd.
+        let mut base = serde_json::Map::new();
+        for p in spec.params.iter().filter(|p| p.required) {
+            let v = match p.name {
+                "ticket_id" => json!(ticket),
+                "macro_id" => json!(7),
+                "email" => json!("someone@example.com"),
+                "priority" => json!("high"),
+                "tags" => json!(["x"]),
+                _ => json!("text"),
+            };
+            base.insert(p.name.to_owned(), v);
+        }
+        for p in spec.params {
+            for v in &odd {
+                let mut params = base.clone();
+                params.insert(p.name.to_owned(), v.clone());
+                let r = c.execute(&call(spec.name, Value::Object(params))).await;
+                if let Err(e) = r {
+                    assert_no_secret(&e);
+                }
+            }
+        }
+    }
+    assert_clean(&fake);
+}

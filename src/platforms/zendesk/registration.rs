@@ -838,6 +838,21 @@ mod tests {
     }
 
     #[test]
+    fn next_page_queries_are_decoded() {
+        assert_eq!(
+            query_pairs("page=2&sort_by=title&x=a%20b+c&bad=%zz&flag"),
+            vec![
+                ("page".to_owned(), "2".to_owned()),
+                ("sort_by".to_owned(), "title".to_owned()),
+                ("x".to_owned(), "a b c".to_owned()),
+                ("bad".to_owned(), "%zz".to_owned()),
+                ("flag".to_owned(), String::new()),
+            ]
+        );
+        assert_eq!(query_pairs("%"), vec![("%".to_owned(), String::new())]);
+    }
+
+    #[test]
     fn markers_are_whole_words() {
         assert!(owned("supportopsd:zd events", "supportopsd:zd"));
         assert!(!owned("supportopsd:zd-main events", "supportopsd:zd"));
