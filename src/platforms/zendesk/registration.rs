@@ -321,7 +321,27 @@ fn trigger_matches(live: &Value, want: &Value) -> bool {
         && live.get("active").and_then(Value::as_bool) == Some(true)
         && normalized_conditions(live.get("conditions").unwrap_or(&Value::Null))
             == normalized_conditions(want.get("conditions").unwrap_or(&Value::Null))
-        && live.get("actions") == want.get("actions")
+        && normalized_actions(live) == normalized_actions(want)
+}
+
+/// A trigger's actions, with a `notification_webhook` body read as JSON when it is (Zendesk
+/// may store the text re-spaced).
+fn normalized_actions(t: &Value) -> Vec<Value> {
+    t.get("actions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            let mut a = a.clone();
+            if a.get("field").and_then(Value::as_str) == Some("notification_webhook")
+                && let Some(text) = a.pointer("/value/1").and_then(Value::as_str)
+                && let Ok(parsed) = serde_json::from_str::<Value>(text)
+            {
+                a["value"][1] = parsed;
+            }
+            a
+        })
+        .collect()
 }
 
 impl ZendeskConnector {
@@ -850,6 +870,26 @@ mod tests {
             ]
         );
         assert_eq!(query_pairs("%"), vec![("%".to_owned(), String::new())]);
+    }
+
+    #[test]
+    fn trigger_bodies_compare_as_json() {
+        let want = trigger_body_object(
+            "supportopsd:zd ticket.created",
+            "ticket.created",
+            "W1",
+            "zd",
+        );
+        let mut live = want.clone();
+        live["id"] = json!(5);
+        let spaced = serde_json::to_string_pretty(
+            &serde_json::from_str::<Value>(&trigger_body("ticket.created")).expect("json"),
+        )
+        .expect("text");
+        live["actions"][0]["value"][1] = json!(spaced);
+        assert!(trigger_matches(&live, &want));
+        live["actions"][0]["value"][0] = json!("W2");
+        assert!(!trigger_matches(&live, &want));
     }
 
     #[test]
