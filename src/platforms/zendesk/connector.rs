@@ -771,11 +771,7 @@ impl ZendeskConnector {
         let failed_job = status.get("status").and_then(Value::as_str) == Some("failed");
         let ids: Vec<String> = job
             .iter()
-            .filter(|(_, id, _)| {
-                by_id
-                    .get(id)
-                    .is_some_and(|r| r.get("success").and_then(Value::as_bool) != Some(false))
-            })
+            .filter(|(_, id, _)| by_id.get(id).is_some_and(|r| !item_failed(r)))
             .map(|(_, id, _)| id.to_string())
             .collect();
         let mut fresh: HashMap<u64, Value> = HashMap::new();
@@ -809,7 +805,7 @@ impl ZendeskConnector {
         }
         job.iter()
             .map(|(_, id, t)| match by_id.get(id) {
-                Some(r) if r.get("success").and_then(Value::as_bool) == Some(false) => {
+                Some(r) if item_failed(r) => {
                     let what = [r.get("error"), r.get("details")]
                         .into_iter()
                         .flatten()
@@ -883,6 +879,15 @@ impl ZendeskConnector {
             detail: format!("update_many job {job_id} still running after {MAX_POLLS} polls"),
             retry_after: None,
         })
+    }
+}
+
+/// Whether a job result says its ticket failed (`success: false`, or an `error` without
+/// `success`).
+fn item_failed(r: &Value) -> bool {
+    match r.get("success").and_then(Value::as_bool) {
+        Some(ok) => !ok,
+        None => r.get("error").is_some_and(|e| !e.is_null()),
     }
 }
 
@@ -986,7 +991,9 @@ fn looks_like_rfc3339(s: &str) -> bool {
         && (b[10] == b'T' || b[10] == b't')
         && b[13] == b':'
         && b[16] == b':'
-        && (s.ends_with('Z') || s.ends_with('z') || s[19..].contains(['+', '-']))
+        && (s.ends_with('Z')
+            || s.ends_with('z')
+            || s.get(19..).is_some_and(|rest| rest.contains(['+', '-'])))
 }
 
 /// An id as text (`123` or `"123"`), `None` for null, 0 or anything else.
@@ -1023,5 +1030,41 @@ fn ticket_result(action: &str, body: &Value) -> Value {
         "set_priority" => json!({ "id": g("id"), "priority": g("priority") }),
         "add_tags" => json!({ "tags": g("tags") }),
         _ => json!({ "id": g("id"), "status": g("status"), "updated_at": g("updated_at") }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_results_fail_by_flag_or_error() {
+        assert!(!item_failed(
+            &json!({"id": 1, "status": "Updated", "success": true})
+        ));
+        assert!(item_failed(&json!({"id": 1, "success": false})));
+        assert!(item_failed(
+            &json!({"id": 1, "error": "TicketUpdateFailed"})
+        ));
+        assert!(!item_failed(&json!({"id": 1, "status": "Updated"})));
+    }
+
+    #[test]
+    fn rfc3339_shapes() {
+        assert!(looks_like_rfc3339("2026-12-01T09:00:00Z"));
+        assert!(looks_like_rfc3339("2026-12-01T09:00:00.123+02:00"));
+        assert!(!looks_like_rfc3339("2026-12-01"));
+        assert!(!looks_like_rfc3339("2026-12-01T09:00:00"));
+        assert!(!looks_like_rfc3339("éééééééééééééééééééééé"));
+        assert!(!looks_like_rfc3339("2026-12-01T09:00:0éééé"));
+    }
+
+    #[test]
+    fn ids_as_text() {
+        assert_eq!(id_string(Some(&json!(42))), Some("42".into()));
+        assert_eq!(id_string(Some(&json!("42"))), Some("42".into()));
+        assert_eq!(id_string(Some(&json!("0"))), None);
+        assert_eq!(id_string(Some(&json!(null))), None);
+        assert_eq!(id_string(Some(&json!("4x"))), None);
     }
 }
