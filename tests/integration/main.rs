@@ -9,6 +9,7 @@ mod e2e_freshdesk;
 mod e2e_google_sheets;
 mod e2e_notion;
 mod e2e_trello;
+mod e2e_zendesk;
 mod generated;
 mod plan;
 mod reconcile;

@@ -5,12 +5,25 @@
 //! event-subscription envelope and the trigger-connected body supportopsd designs) and
 //! [`actions`] (the action specs behind the REST calls).
 //!
+//! The live half: [`client`] (HTTP and error classification), [`connector`] (the checks,
+//! actions and bulk jobs), [`registration`] (webhooks and triggers) and, for tests, `fake` (a
+//! fake Zendesk on the shared fakekit server).
+//!
 //! Deliveries are signed with the webhook's signing secret, which supportopsd reads from the
 //! Webhooks API after registering the webhook (`[webhook] secret` for a webhook made by hand).
 
 pub mod actions;
+pub mod client;
+pub mod connector;
 pub mod events;
+#[cfg(any(test, feature = "test-support"))]
+pub mod fake;
+mod params;
+pub mod registration;
 pub mod webhook;
+
+#[cfg(test)]
+mod live_tests;
 
 #[cfg(test)]
 mod tests;
