@@ -108,10 +108,8 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
         None => RetryPolicy::default(),
     };
     let key = load_key(args.key_file.as_deref());
-    let public_url = args
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", args.listen));
+    // Without --public-url, the address actually bound (known once listening) is used.
+    let public_url = args.public_url.clone().unwrap_or_default();
     let mut options = Options::new(args.listen, public_url, g.repo.clone(), state_dir(g));
     options.subdir = g.path.clone();
     options.rev = args.rev.clone();
@@ -142,6 +140,10 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
             .await
             .with_context(|| format!("listening on {}", options.listen))?;
         let addr = listener.local_addr()?;
+        let mut options = options;
+        if options.public_url.is_empty() {
+            options.public_url = format!("http://{addr}");
+        }
         let rt = daemon::runtime(options, key).context("opening the state")?;
         let shutdown = tokio_util::sync::CancellationToken::new();
         let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);

@@ -76,6 +76,9 @@ pub async fn run(rt: Arc<Runtime>, mut rx: mpsc::Receiver<Request>, shutdown: Ca
     let resync = rt.options.resync_interval;
     let mut next_poll = tokio::time::Instant::now() + poll;
     let mut next_resync = tokio::time::Instant::now() + resync;
+    // Passes in a row that left something failed: the next full pass comes sooner (with a
+    // backoff) than the resync interval.
+    let mut failed_streak = 0u32;
     loop {
         let first = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -105,6 +108,13 @@ pub async fn run(rt: Arc<Runtime>, mut rx: mpsc::Receiver<Request>, shutdown: Ca
             () = shutdown.cancelled() => return,
             report = pass(&rt, cause) => report,
         };
+        if report.results.iter().any(|r| r.outcome == "failed") {
+            failed_streak = failed_streak.saturating_add(1);
+            let retry = tokio::time::Instant::now() + health::backoff(failed_streak, resync);
+            next_resync = next_resync.min(retry);
+        } else if cause != Cause::Poll {
+            failed_streak = 0;
+        }
         for w in waiting {
             if let Some(reply) = w.reply {
                 let _ = reply.send(report.clone());

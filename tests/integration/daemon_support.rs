@@ -42,6 +42,9 @@ api_token = { env = "ZD_TOKEN" }
 [webhook]
 events = ["ticket.created"]
 secret = { env = "ZD_WEBHOOK_SECRET" }
+# Nothing listens here: the platform is never reached by these tests.
+[endpoint]
+base_url = "http://127.0.0.1:9"
 "#,
     )
     .file(
@@ -54,6 +57,9 @@ api_key = { env = "FD_KEY" }
 [webhook]
 events = ["ticket_created"]
 secret = { env = "FD_WEBHOOK_SECRET" }
+# Nothing listens here: the platform is never reached by these tests.
+[endpoint]
+base_url = "http://127.0.0.1:9"
 "#,
     )
     .file(

@@ -30,6 +30,9 @@ api_token = { env = "ZD_TOKEN" }
 [webhook]
 events = ["ticket.created"]
 secret = { env = "ZD_WEBHOOK_SECRET" }
+# Nothing listens here: the platform is never reached by these tests.
+[endpoint]
+base_url = "http://127.0.0.1:9"
 "#,
     )
     .file(

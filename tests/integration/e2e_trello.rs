@@ -2,7 +2,6 @@
 //! Trello (which checks the callback with `HEAD` through the daemon), signed deliveries in,
 //! card actions out at the fake, and the loop guard on Trello's member id.
 
-use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -10,10 +9,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use supportopsd::manifest::{Credential, Integration, IntegrationId, Limits};
 use supportopsd::platforms::trello::fake::{self, FakeTrello};
-use supportopsd::platforms::{PlatformKind, RegistrationOutcome, WebhookSync, WebhookTarget};
-use supportopsd::secrets::ResolveContext;
 
 use crate::daemon_support::eventually;
 use crate::support::TestRepo;
@@ -30,6 +26,9 @@ async fn spawn(repo: &std::path::Path, state: &std::path::Path) -> (Child, Strin
         .args(["--repo", ".", "--state"])
         .arg(state)
         .args(["run", "--listen", "127.0.0.1:0", "--public-url", PUBLIC])
+        // A registration that failed (Trello's HEAD before the proxy below exists) is retried
+        // on the next resync.
+        .args(["--resync-interval", "1s"])
         .env_remove("SUPPORTOPSD_KEY_FILE")
         .env_remove("CREDENTIALS_DIRECTORY")
         .env_remove("SUPPORTOPSD_ADMIN_TOKEN")
@@ -128,34 +127,6 @@ name = "needs help"
     repo
 }
 
-/// The connector the daemon builds for the integration (the reconciler registering Trello
-/// webhooks is being written elsewhere; this test registers the way it will, once the daemon
-/// serves the callback).
-fn connector(base_url: &str) -> std::sync::Arc<dyn supportopsd::platforms::Connector> {
-    let plain = |v: &str| Credential::Plain(v.to_owned());
-    let integration = Integration {
-        id: IntegrationId::parse("trello-main").unwrap(),
-        platform: PlatformKind::Trello,
-        name: None,
-        description: None,
-        file: "integrations/trello.toml".into(),
-        credentials: BTreeMap::from([
-            ("api_key".to_owned(), plain(KEY)),
-            ("token".to_owned(), plain(TOKEN)),
-        ]),
-        config: json!({ "boards": [fake::BOARD_ID] })
-            .as_object()
-            .cloned()
-            .unwrap(),
-        webhook: None,
-        base_url: Some(base_url.to_owned()),
-        limits: Limits::default(),
-    };
-    let no_env = |_: &str| None;
-    supportopsd::platforms::connect(&integration, &ResolveContext::new(None, &no_env))
-        .expect("connect")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trello_delivery_fires_rules_that_act_on_the_card_at_trello() {
     let trello = FakeTrello::start(KEY, TOKEN, APP_SECRET).await;
@@ -172,27 +143,14 @@ async fn a_trello_delivery_fires_rules_that_act_on_the_card_at_trello() {
     })
     .await;
 
-    // Registration: Trello's HEAD reaches the serving daemon, so the webhook is created.
-    let c = connector(&trello.base_url());
-    let target = WebhookTarget {
-        integration: IntegrationId::parse("trello-main").unwrap(),
-        url: callback.clone(),
-        events: vec!["commentCard".into(), "createCard".into()],
-        secret: None,
-        previous: None,
-    };
-    let registration = match c.sync_webhook(&target).await.expect("registered") {
-        WebhookSync::Registered {
-            outcome,
-            registration,
-        } => {
-            assert_eq!(outcome, RegistrationOutcome::Created);
-            registration
-        }
-        WebhookSync::Manual(m) => panic!("manual: {m}"),
-    };
-    let hook = registration.ids[0].clone();
-    assert_eq!(trello.webhooks()[0].callback_url, callback);
+    // Registration: the daemon registers the board's webhook; Trello's HEAD reaches the
+    // serving daemon through the proxy.
+    eventually(20, "the daemon's webhook at Trello", || {
+        trello.webhooks().iter().any(|w| w.callback_url == callback)
+    })
+    .await;
+    let hook = trello.webhooks()[0].id.clone();
+    assert_eq!(trello.webhooks().len(), 1);
 
     // A person creates a card: Trello delivers it, signed; the rule comments on it.
     let card = trello.add_card(fake::LIST_INBOX, "Printer on fire");
@@ -257,12 +215,30 @@ async fn a_trello_delivery_fires_rules_that_act_on_the_card_at_trello() {
         );
     }
 
-    // Removing the integration's webhook prunes it at Trello.
-    let target = WebhookTarget {
-        previous: Some(registration),
-        ..target
-    };
-    assert_eq!(c.remove_webhook(&target).await.expect("removed"), 1);
+    // A commit without the `[webhook]` (and the rules it fed): the daemon prunes its webhook
+    // at Trello on the pass that applies it.
+    let manifest = repo.read("integrations/trello.toml");
+    let without: String = manifest.split("[webhook]").next().unwrap().to_owned()
+        + &manifest[manifest.find("[endpoint]").unwrap()..];
+    repo.file("integrations/trello.toml", &without)
+        .remove("rules/trello-triage.toml")
+        .remove("rules/trello-help.toml");
+    repo.commit("no more trello webhook");
+    let r = reqwest::Client::new()
+        .post(format!("{url}/api/sync"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let report: Value = r.json().await.unwrap();
+    assert!(
+        report["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["integration"] == "trello-main" && r["outcome"] == "removed"),
+        "{report}"
+    );
     assert!(trello.webhooks().is_empty());
     let _ = child.start_kill();
     let _ = child.wait().await;

@@ -273,7 +273,16 @@ impl Connector for ZendeskConnector {
         self.bulk(calls).await
     }
 
+    /// A `[webhook] secret` in the manifest means the webhook is made by hand (the contract):
+    /// then only what to do is reported, and the deliveries are verified with that secret.
     async fn sync_webhook(&self, target: &WebhookTarget) -> Result<WebhookSync, PlatformError> {
+        if target.secret.is_some() {
+            return Ok(WebhookSync::Manual(format!(
+                "`[webhook] secret` is set, so this webhook is made by hand: in Zendesk Admin Center create a webhook to {} (POST, JSON) signed with that secret, subscribed to or triggered by: {}; remove `secret` to let supportopsd create it and read its signing secret",
+                target.url,
+                target.events.join(", ")
+            )));
+        }
         self.sync(target).await
     }
 
