@@ -2,6 +2,7 @@
 //! cancellation token. `run` serves until SIGTERM; SIGHUP reloads the repository's HEAD.
 
 pub mod config;
+pub mod poller;
 pub mod server;
 
 use std::collections::HashMap;
@@ -837,6 +838,7 @@ pub async fn run(
     };
     tracker.spawn(crate::execute::run(rt.clone(), shutdown.child_token()));
     tracker.spawn(housekeeping(rt.clone(), shutdown.child_token()));
+    tracker.spawn(poller::run(rt.clone(), shutdown.child_token()));
     {
         let rt = rt.clone();
         let shutdown = shutdown.clone();

@@ -131,6 +131,16 @@ pub struct Registration {
     pub secret: Option<Secret>,
 }
 
+/// What a [`Connector::poll`] found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Polled {
+    /// New events: the catalogue event name and its payload (the shape the platform's
+    /// normalisation takes), oldest first.
+    pub events: Vec<(String, Value)>,
+    /// Where the next poll starts (`Value::Null` when there is nothing to remember).
+    pub cursor: Value,
+}
+
 /// The result of [`Connector::sync_webhook`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WebhookSync {
@@ -267,6 +277,19 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
             out.push(self.execute(call).await);
         }
         out
+    }
+
+    /// How often the daemon should call [`Connector::poll`] (a platform whose push
+    /// notifications say too little, such as Drive's "this file changed"). Default: never.
+    fn poll_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Looks for new events since `cursor` (what the previous poll returned; `None` the first
+    /// time, when a poller only records where things stand). Default: nothing.
+    async fn poll(&self, cursor: Option<&Value>) -> Result<Polled, PlatformError> {
+        let _ = cursor;
+        Ok(Polled::default())
     }
 
     /// Makes the platform deliver `target.events` to `target.url`, idempotently: creates what

@@ -33,7 +33,7 @@ pub use catalog::{
     ParamSpec, ParamType, WebhookSecret,
 };
 pub use connector::{
-    ActionCall, ActionOutput, ConnectError, Connector, Health, PlatformError, Registration,
+    ActionCall, ActionOutput, ConnectError, Connector, Health, PlatformError, Polled, Registration,
     RegistrationOutcome, WebhookSync, WebhookTarget,
 };
 pub use inbound::{Inbound, InboundRequest, ParseError, VerifyError, VerifyKeys};

@@ -70,6 +70,7 @@ pub struct Pin {
 }
 
 const PIN_KEY: &str = "pinned_revision";
+const POLL_CURSOR_PREFIX: &str = "poll_cursor/";
 
 impl Store {
     /// Records a registration (replacing the integration's previous one). Does not flush.
@@ -128,6 +129,29 @@ impl Store {
             .map_err(|e| self.storage(e))
     }
 
+    /// Where an integration's poller stands (what its last poll returned). Does not flush.
+    pub fn put_poll_cursor(
+        &self,
+        integration: &str,
+        cursor: &serde_json::Value,
+    ) -> Result<(), Error> {
+        self.put(
+            &self.meta,
+            trees::META,
+            &format!("{POLL_CURSOR_PREFIX}{integration}"),
+            cursor,
+        )
+    }
+
+    /// An integration's poll cursor, if it has polled before.
+    pub fn poll_cursor(&self, integration: &str) -> Result<Option<serde_json::Value>, Error> {
+        self.get(
+            &self.meta,
+            trees::META,
+            &format!("{POLL_CURSOR_PREFIX}{integration}"),
+        )
+    }
+
     /// The pinned revision, if any.
     pub fn pin(&self) -> Result<Option<Pin>, Error> {
         self.get(&self.meta, trees::META, PIN_KEY)
@@ -181,6 +205,16 @@ mod tests {
         assert_eq!(store.registrations().unwrap(), vec![record("zd")]);
         assert_eq!(store.registration("zd").unwrap(), Some(record("zd")));
         assert_eq!(store.registration("an").unwrap(), None);
+    }
+
+    #[test]
+    fn poll_cursors_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.poll_cursor("gs").unwrap(), None);
+        let c = serde_json::json!({"sheet": "Log", "last_row": 7});
+        store.put_poll_cursor("gs", &c).unwrap();
+        assert_eq!(store.poll_cursor("gs").unwrap(), Some(c));
     }
 
     #[test]

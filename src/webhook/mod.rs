@@ -212,8 +212,8 @@ fn reject(rt: &Runtime, kind: PlatformKind, id: &IntegrationId, reason: &str, no
     }
 }
 
-/// Matches, stores and flushes an event; 200 once it is durable.
-async fn store_event(
+/// Matches, stores and flushes an event; 200 once it is durable (also the poller's path).
+pub(crate) async fn store_event(
     rt: &Runtime,
     active: &crate::daemon::Active,
     event: Event,

@@ -1,19 +1,18 @@
 //! `supportopsd run` end to end with Google Sheets: a signed Zendesk delivery fires a rule whose
 //! action appends a row at the fake Google, after the daemon signs in with the service account
-//! (JWT checked by the fake's token endpoint).
+//! (JWT checked by the fake's token endpoint); and the row poller turns appended rows into
+//! `row_added` events.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 use supportopsd::platforms::google_sheets::fake::{self, FakeGoogle};
+use supportopsd::platforms::slack::fake::FakeSlack;
 
 use crate::daemon_support::{
-    ZD_SECRET, eventually, rfc3339, signal, zendesk_signature, zendesk_ticket,
+    BOT_TOKEN, Daemon, ZD_SECRET, eventually, rfc3339, zendesk_signature, zendesk_ticket,
 };
 use crate::support::TestRepo;
 
@@ -70,56 +69,9 @@ value_input_option = "RAW"
     repo
 }
 
-struct Daemon {
-    child: Child,
-    url: String,
-}
-
+/// `supportopsd run` with the service-account key in its environment.
 async fn spawn(repo: &Path, state: &Path, key_json: &str) -> Daemon {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_supportopsd"))
-        .current_dir(repo)
-        .args(["--repo", ".", "--state"])
-        .arg(state)
-        .args(["run", "--listen", "127.0.0.1:0"])
-        .env_remove("SUPPORTOPSD_KEY_FILE")
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .env_remove("SUPPORTOPSD_ADMIN_TOKEN")
-        .env("SUPPORTOPSD_LOG", "error")
-        .env("ZD_TOKEN", "zd-api-token")
-        .env("ZD_WEBHOOK_SECRET", ZD_SECRET)
-        .env("GS_SERVICE_ACCOUNT_KEY", key_json)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn supportopsd run");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("the daemon announced its address in time")
-        .expect("read stdout")
-        .expect("a line");
-    let addr = line
-        .strip_prefix("supportopsd listening on ")
-        .expect("the address line")
-        .to_owned();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let url = format!("http://{addr}");
-    let client = reqwest::Client::new();
-    let mut ready = false;
-    for _ in 0..200 {
-        if let Ok(r) = client.get(format!("{url}/readyz")).send().await
-            && r.status() == 200
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(ready, "the daemon did not become ready");
-    Daemon { child, url }
+    Daemon::spawn_with_env(repo, state, &[], &[("GS_SERVICE_ACCOUNT_KEY", key_json)]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,7 +83,7 @@ async fn a_zendesk_ticket_is_logged_as_a_sheet_row() {
     );
     let repo = repo(&google.base_url());
     let state = tempfile::tempdir().unwrap();
-    let mut daemon = spawn(
+    let daemon = spawn(
         repo.path(),
         state.path(),
         &fake::key_json("https://oauth2.googleapis.com/token"),
@@ -185,10 +137,96 @@ async fn a_zendesk_ticket_is_logged_as_a_sheet_row() {
         google.spec_errors()
     );
 
-    signal(daemon.child.id().expect("running"), "TERM");
-    let status = tokio::time::timeout(Duration::from_secs(30), daemon.child.wait())
-        .await
-        .expect("exited in time")
-        .expect("wait");
+    let status = daemon.terminate().await;
     assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_poller_turns_appended_rows_into_row_added_events() {
+    let google = FakeGoogle::start().await;
+    google.set_rows(
+        fake::FIRST_SHEET,
+        vec![
+            vec![json!("Customer"), json!("Issue")],
+            vec![json!("Ada"), json!("already there before the first poll")],
+        ],
+    );
+    let slack = FakeSlack::start(BOT_TOKEN, None).await;
+    let repo = TestRepo::new();
+    repo.file(
+        "integrations/sheets.toml",
+        &format!(
+            r#"id = "sheets-intake"
+platform = "google_sheets"
+[credentials]
+service_account_key = {{ env = "GS_SERVICE_ACCOUNT_KEY" }}
+spreadsheet_id = "{}"
+[config]
+sheet = "{}"
+poll_interval_seconds = 1
+push_notifications = false
+[endpoint]
+base_url = "{}"
+"#,
+            fake::SPREADSHEET_ID,
+            fake::FIRST_SHEET,
+            google.base_url()
+        ),
+    )
+    .file(
+        "integrations/slack.toml",
+        &format!(
+            r#"id = "slack-main"
+platform = "slack"
+[credentials]
+bot_token = {{ env = "SLACK_BOT_TOKEN" }}
+signing_secret = {{ env = "SLACK_SIGNING_SECRET" }}
+[endpoint]
+base_url = "{}"
+"#,
+            slack.base_url()
+        ),
+    )
+    .file(
+        "rules/new-row.toml",
+        r##"id = "new-row"
+[trigger]
+integration = "sheets-intake"
+event = "row_added"
+[[actions]]
+integration = "slack-main"
+action = "send_message"
+[actions.parameters]
+channel = "#support"
+message = "Row {{ row.row_number }}: {{ row.fields.Customer }} — {{ row.fields.Issue }}"
+"##,
+    );
+    repo.commit("poll the intake sheet");
+    let state = tempfile::tempdir().unwrap();
+    let daemon = spawn(
+        repo.path(),
+        state.path(),
+        &fake::key_json("https://oauth2.googleapis.com/token"),
+    )
+    .await;
+    // The first poll only notes where the sheet ends; wait for it before appending.
+    eventually(30, "the first poll", || {
+        google.requests().iter().any(|r| r.path.contains("/values"))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut rows = google.sheet(fake::FIRST_SHEET).unwrap().rows;
+    rows.push(vec![json!("Grace"), json!("printer on fire")]);
+    google.set_rows(fake::FIRST_SHEET, rows);
+    eventually(30, "the message about the new row", || {
+        !slack.requests_to("chat.postMessage").is_empty()
+    })
+    .await;
+    let messages: Vec<String> = slack
+        .requests_to("chat.postMessage")
+        .iter()
+        .map(|r| r.params()["text"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(messages, vec!["Row 3: Grace — printer on fire".to_owned()]);
+    daemon.kill().await;
 }

@@ -41,7 +41,7 @@ use crate::manifest::model::Credential;
 use crate::manifest::{Integration, IntegrationId};
 use crate::platforms::catalog::{ActionSpec, ParamType};
 use crate::platforms::connector::{
-    ActionCall, ActionOutput, ConnectError, Connector, Health, PlatformError, Registration,
+    ActionCall, ActionOutput, ConnectError, Connector, Health, PlatformError, Polled, Registration,
     RegistrationOutcome, WebhookSync, WebhookTarget,
 };
 use crate::platforms::http;
@@ -125,6 +125,10 @@ pub fn connect_sheets(
             .get("push_notifications")
             .and_then(Value::as_bool)
             .unwrap_or(true),
+        poll_interval: int("poll_interval_seconds")
+            .and_then(|s| u64::try_from(s).ok())
+            .filter(|s| *s > 0)
+            .map(std::time::Duration::from_secs),
         channel_lifetime_ms: lifetime * 1000,
         value_input_option: config
             .get("value_input_option")
@@ -201,12 +205,32 @@ pub struct GoogleSheetsConnector {
     sheet: Option<String>,
     header_row: i64,
     push_notifications: bool,
+    poll_interval: Option<std::time::Duration>,
     channel_lifetime_ms: u64,
     value_input_option: Option<String>,
 }
 
 #[async_trait::async_trait]
 impl Connector for GoogleSheetsConnector {
+    /// `[config] poll_interval_seconds`, when set.
+    fn poll_interval(&self) -> Option<std::time::Duration> {
+        self.poll_interval
+    }
+
+    /// [`GoogleSheetsConnector::poll_rows`]: `row_added` events, the cursor as JSON.
+    async fn poll(&self, cursor: Option<&Value>) -> Result<Polled, PlatformError> {
+        let cursor: Option<RowCursor> = cursor.and_then(|c| serde_json::from_value(c.clone()).ok());
+        let found = self.poll_rows(cursor.as_ref()).await?;
+        Ok(Polled {
+            events: found
+                .rows
+                .into_iter()
+                .map(|row| ("row_added".to_owned(), row))
+                .collect(),
+            cursor: serde_json::to_value(&found.cursor).unwrap_or(Value::Null),
+        })
+    }
+
     async fn check(&self) -> Result<Health, PlatformError> {
         let a = self
             .client
