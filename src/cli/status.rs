@@ -147,6 +147,13 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
         v["queue_depth"].as_u64().unwrap_or(0),
         v["dead_letters"].as_u64().unwrap_or(0)
     );
+    for t in v["verification_tokens"].as_array().into_iter().flatten() {
+        println!(
+            "verification token for {} (shown once; paste it into the subscription's Verify dialog in Notion): {}",
+            t["integration"].as_str().unwrap_or("?"),
+            t["verification_token"].as_str().unwrap_or("")
+        );
+    }
     let problems = lines(&v, "problems", "problem");
     if !problems.is_empty() {
         println!("problems:");

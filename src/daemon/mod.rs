@@ -639,6 +639,83 @@ impl Runtime {
         status.registration_problems = problems;
     }
 
+    /// Records that a signed delivery for `id` was verified (Notion: the subscription works).
+    pub fn note_signed_delivery(&self, id: &IntegrationId) {
+        if self
+            .store
+            .signed_delivery_seen(id.as_str())
+            .unwrap_or(false)
+        {
+            return;
+        }
+        if let Err(e) = self.store.set_signed_delivery_seen(id.as_str()) {
+            tracing::warn!(error = %e, "Could not record a verified delivery.");
+        }
+        self.record_sync(
+            id.as_str(),
+            SyncStatus::InSync,
+            "verified: signed events arrive from the subscription",
+        );
+    }
+
+    /// Where a Notion subscription stands (Notion creates them only in its UI): waiting for
+    /// the verification token, waiting for the operator to paste it, or verified.
+    pub fn notion_progress(&self, id: &IntegrationId, instructions: &str) -> (SyncStatus, String) {
+        if self
+            .store
+            .signed_delivery_seen(id.as_str())
+            .unwrap_or(false)
+        {
+            return (
+                SyncStatus::InSync,
+                "verified: signed events arrive from the subscription".to_owned(),
+            );
+        }
+        let captured = self
+            .store
+            .captured_tokens()
+            .unwrap_or_default()
+            .iter()
+            .any(|(i, _)| i == id.as_str());
+        if captured {
+            (
+                SyncStatus::Unknown,
+                "waiting for verification: the verification token arrived; `supportopsd status` shows it once to an operator — paste it into the subscription's Verify dialog in Notion".to_owned(),
+            )
+        } else {
+            (
+                SyncStatus::Unknown,
+                format!("waiting for verification: {instructions}"),
+            )
+        }
+    }
+
+    /// Captured verification tokens not shown yet, unsealed, by integration; marks them shown
+    /// (each is shown once, to an authorised operator).
+    pub fn take_unshown_tokens(&self) -> Vec<(String, Secret)> {
+        let Some(key) = &self.key else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (id, sealed) in self.store.captured_tokens().unwrap_or_default() {
+            if self.store.captured_token_shown(&id).unwrap_or(true) {
+                continue;
+            }
+            let Ok(iid) = IntegrationId::parse(&id) else {
+                continue;
+            };
+            if let Ok(secret) = secrets::unseal(key, &iid, "verification_token", &sealed)
+                && self.store.set_captured_token_shown(&id, true).is_ok()
+            {
+                out.push((id, secret));
+            }
+        }
+        if !out.is_empty() {
+            let _ = self.store.flush();
+        }
+        out
+    }
+
     /// Asks for a reconcile pass and waits for its report.
     pub async fn request_pass(&self, cause: reconcile::Cause) -> Option<reconcile::PassReport> {
         let (tx, rx) = oneshot::channel();

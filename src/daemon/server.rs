@@ -388,7 +388,20 @@ pub fn status_value(rt: &Runtime) -> serde_json::Value {
         })
         .collect();
     let pin = rt.store.pin().ok().flatten();
+    // Notion's verification token, shown once to the (authorised) operator who asks first.
+    let tokens: Vec<_> = rt
+        .take_unshown_tokens()
+        .into_iter()
+        .map(|(id, token)| {
+            json!({
+                "integration": id,
+                "verification_token": String::from_utf8_lossy(token.expose()),
+                "note": "shown once: paste it into the subscription's Verify dialog in Notion",
+            })
+        })
+        .collect();
     json!({
+        "verification_tokens": tokens,
         "applied_revision": s.applied,
         "applied_ms": s.applied_ms,
         "refused": s.refused,

@@ -279,7 +279,12 @@ pub async fn sync_registrations(rt: &Runtime, report: &mut PassReport) {
                 });
             }
             Ok(WebhookSync::Manual(what)) => {
-                rt.record_sync(i.id.as_str(), SyncStatus::Unknown, &what);
+                let (status, reason) = if i.platform == platforms::PlatformKind::Notion {
+                    rt.notion_progress(&i.id, &what)
+                } else {
+                    (SyncStatus::Unknown, what.clone())
+                };
+                rt.record_sync(i.id.as_str(), status, &reason);
                 notes.push(Problem {
                     integration: i.id.clone(),
                     message: what.clone(),

@@ -145,6 +145,9 @@ where
         reject(rt, kind, &id, e.reason(), now);
         return status(StatusCode::UNAUTHORIZED);
     }
+    if kind == PlatformKind::Notion {
+        rt.note_signed_delivery(&id);
+    }
     let parsed = match platforms::parse(kind, &inbound) {
         Ok(p) => p,
         Err(e) => {
@@ -319,6 +322,7 @@ async fn capture_token(
     if let Err(e) = rt
         .store
         .put_captured_token(id.as_str(), &sealed)
+        .and_then(|()| rt.store.set_captured_token_shown(id.as_str(), false))
         .and_then(|()| rt.store.flush())
     {
         tracing::error!(error = %e, "Storing the verification token failed.");

@@ -85,12 +85,55 @@ text = "Picked up by supportopsd (created by {{ author.type }} {{ author.id }})"
     .await;
 
     let url = format!("{}/api/webhooks/notion/notion-main", daemon.url);
+    let api_status = || async {
+        reqwest::get(format!("{}/api/status", daemon.url))
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    };
+    let notion_sync = |s: &serde_json::Value| {
+        s["integrations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["id"] == "notion-main")
+            .map(|i| i["sync"]["reason"].as_str().unwrap_or("").to_owned())
+            .unwrap_or_default()
+    };
+    let mut before = api_status().await;
+    for _ in 0..200 {
+        if notion_sync(&before).starts_with("waiting for verification:") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        before = api_status().await;
+    }
+    assert!(
+        notion_sync(&before).starts_with("waiting for verification:"),
+        "{before}"
+    );
+    assert!(notion_sync(&before).contains(&url), "{before}");
     let (sub, status) = fake
         .create_subscription(&url, &["page.created"], "2025-09-03")
         .await;
     assert_eq!(status, 200, "the verification request is captured");
-    // The operator pastes the token (shown by `supportopsd status`) into Notion.
+    // The operator reads the token from the status, once, and pastes it into Notion.
     let token = fake.subscriptions()[0].token.clone();
+    let first = api_status().await;
+    assert_eq!(
+        first["verification_tokens"][0]["verification_token"],
+        token.as_str(),
+        "{first}"
+    );
+    let second = api_status().await;
+    assert_eq!(
+        second["verification_tokens"],
+        serde_json::json!([]),
+        "{second}"
+    );
+    assert!(!second.to_string().contains(&token));
     assert!(fake.verify_subscription(&sub, &token));
 
     let rows = fake.add_rows(2);
@@ -151,5 +194,7 @@ text = "Picked up by supportopsd (created by {{ author.type }} {{ author.id }})"
         .unwrap();
     assert_eq!(forged.status().as_u16(), 401);
     assert_eq!(fake.comments().len(), 1);
+    let after = api_status().await;
+    assert!(notion_sync(&after).starts_with("verified"), "{after}");
     daemon.terminate().await;
 }
