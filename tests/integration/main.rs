@@ -8,6 +8,7 @@ mod daemon_support;
 mod e2e_freshdesk;
 mod e2e_google_sheets;
 mod e2e_notion;
+mod e2e_ticketing;
 mod e2e_trello;
 mod e2e_zendesk;
 mod generated;

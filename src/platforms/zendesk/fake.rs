@@ -521,7 +521,9 @@ impl FakeZendesk {
             ("ticket.assignee.id", text(&assignee["id"])),
             ("ticket.assignee.name", text(&assignee["name"])),
             ("ticket.assignee.email", text(&assignee["email"])),
-            ("current_user.id", AGENT_ID.to_string()),
+            // Who made the change: the ticket's submitter (our agent unless a test says
+            // otherwise), as Zendesk renders the user whose update fired the trigger.
+            ("current_user.id", text(&t["submitter_id"])),
             ("ticket.latest_comment.id", text(&last["id"])),
             ("ticket.latest_comment.value", text(&last["body"])),
             ("ticket.latest_comment.is_public", text(&last["public"])),
