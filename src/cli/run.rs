@@ -58,6 +58,15 @@ pub struct Args {
     /// How often live state is re-checked: drift repaired, registrations renewed, connections checked.
     #[arg(long, env = "SUPPORTOPSD_RESYNC_INTERVAL", default_value = "5m", value_parser = duration)]
     pub resync_interval: std::time::Duration,
+    /// Follow a remote repository: cloned into the state directory and fetched every
+    /// --poll-interval (and on SIGHUP and POST /api/sync) with the system's git; --repo is then
+    /// not used. HTTPS credentials (`user:token`) from $SUPPORTOPSD_REMOTE_CREDENTIALS or
+    /// $CREDENTIALS_DIRECTORY/remote.credentials.
+    #[arg(long, env = "SUPPORTOPSD_REMOTE")]
+    pub remote: Option<String>,
+    /// The branch to follow (with --remote, or in --repo instead of --rev).
+    #[arg(long, env = "SUPPORTOPSD_BRANCH")]
+    pub branch: Option<String>,
     /// Do not watch the repository for new commits (poll only).
     #[arg(long, env = "SUPPORTOPSD_NO_WATCH")]
     pub no_watch: bool,
@@ -127,6 +136,20 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
         .max(std::time::Duration::from_millis(100));
     options.resync_interval = args.resync_interval.max(std::time::Duration::from_secs(1));
     options.watch = !args.no_watch;
+    if let Some(branch) = &args.branch {
+        options.rev = format!("refs/heads/{branch}");
+    }
+    if let Some(url) = &args.remote {
+        let remote = crate::reconcile::remote::Remote {
+            url: url.clone(),
+            branch: args.branch.clone().unwrap_or_else(|| "main".to_owned()),
+            dir: options.state.join("repo.git"),
+            credentials: env_or_credential("SUPPORTOPSD_REMOTE_CREDENTIALS", "remote.credentials"),
+        };
+        options.repo = remote.dir.clone();
+        options.rev = remote.rev();
+        options.remote = Some(remote);
+    }
     options.admin_token = admin_token();
     options.sync_secret = env_or_credential("SUPPORTOPSD_SYNC_SECRET", "sync.secret");
     if options.admin_token.is_none() && !args.listen.ip().is_loopback() {

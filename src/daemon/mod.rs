@@ -70,6 +70,9 @@ pub struct Options {
     pub resync_interval: Duration,
     /// Whether to watch the repository's git directory for new commits.
     pub watch: bool,
+    /// A remote repository to clone into the state and fetch before each pass (then `repo` is
+    /// the clone and `rev` its branch).
+    pub remote: Option<crate::reconcile::remote::Remote>,
 }
 
 impl Options {
@@ -96,6 +99,7 @@ impl Options {
             poll_interval: crate::reconcile::DEFAULT_POLL,
             resync_interval: crate::reconcile::DEFAULT_RESYNC,
             watch: true,
+            remote: None,
         }
     }
 }
@@ -239,6 +243,12 @@ impl Runtime {
     /// one keeps running). A commit refused once is not validated again until the branch
     /// moves.
     pub async fn load_revision(&self) -> Result<bool, String> {
+        if let Some(remote) = &self.options.remote
+            && let Err(e) = remote.sync().await
+        {
+            // What was fetched before keeps running; the next pass fetches again.
+            tracing::warn!(error = %e, "Fetching the manifest repository failed.");
+        }
         let rev = self.target_rev();
         let repo = self.options.repo.clone();
         let resolved = tokio::task::spawn_blocking(move || {

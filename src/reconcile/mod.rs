@@ -17,6 +17,7 @@
 //! while a pass runs into one more pass.
 
 pub mod health;
+pub mod remote;
 pub mod trigger;
 
 use std::collections::BTreeMap;

@@ -473,3 +473,48 @@ async fn a_git_hosts_push_webhook_triggers_a_pass_only_when_signed() {
     assert_eq!(r.status(), 200);
     daemon.kill().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_repository_is_cloned_into_the_state_and_fetched() {
+    let fake = FakeSlack::start(BOT_TOKEN, None).await;
+    let origin = repo(&fake.base_url());
+    let first = origin.commit("base");
+    let branch = git2::Repository::open(origin.path())
+        .unwrap()
+        .head()
+        .unwrap()
+        .shorthand()
+        .unwrap()
+        .to_owned();
+    let url = format!("file://{}", origin.path().display());
+    let state = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let daemon = Daemon::spawn(
+        elsewhere.path(),
+        state.path(),
+        &[
+            "--remote",
+            &url,
+            "--branch",
+            &branch,
+            "--poll-interval",
+            "1s",
+        ],
+    )
+    .await;
+    assert_eq!(status(&daemon).await["applied_revision"], first.as_str());
+    assert!(state.path().join("repo.git/HEAD").is_file());
+
+    origin.file(
+        "rules/second.toml",
+        &origin
+            .read("rules/slack-echo.toml")
+            .replace("\"slack-echo\"", "\"second\""),
+    );
+    let second = origin.commit("second");
+    status_until(&daemon, "the fetched commit is applied", |s| {
+        s["applied_revision"] == second.as_str()
+    })
+    .await;
+    daemon.kill().await;
+}
