@@ -76,7 +76,7 @@ pub enum Command {
     /// Run one reconcile pass now, then exit.
     Apply(apply::Args),
     /// The daemon: serve webhooks and the API, run rules; SIGHUP reloads, SIGTERM stops.
-    Run(run::Args),
+    Run(Box<run::Args>),
     /// Run the rule test cases offline; nothing is sent anywhere.
     Test(test::Args),
     /// Show a daemon's status: revision, problems per integration, what to register by hand, queue.
