@@ -618,11 +618,11 @@ mod tests {
                 .unwrap_or_default();
         let why = check_parameters(send, &unknown).unwrap_err();
         assert!(why.contains("no parameter `colour`"), "{why}");
-        let missing: Map<String, Value> =
-            serde_json::from_value(json!({"message": "x"})).unwrap_or_default();
-        let why = check_parameters(send, &missing).unwrap_err();
-        assert!(why.contains("`channel`"), "{why}");
         let tags = spec(PlatformKind::Zendesk, "add_tags");
+        let missing: Map<String, Value> =
+            serde_json::from_value(json!({"tags": ["x"]})).unwrap_or_default();
+        let why = check_parameters(tags, &missing).unwrap_err();
+        assert!(why.contains("`ticket_id`"), "{why}");
         let wrong: Map<String, Value> =
             serde_json::from_value(json!({"ticket_id": 1, "tags": "not-a-list"}))
                 .unwrap_or_default();
