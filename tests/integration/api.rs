@@ -530,3 +530,99 @@ async fn the_operator_api_shows_and_drives_integrations_and_rules() {
     let status = daemon.terminate().await;
     assert!(status.success(), "{status:?}");
 }
+
+/// Without an admin token the API answers loopback; an unreachable platform is degraded with
+/// a reason, and an integration whose credential cannot be resolved cannot execute (409).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_integrations_are_tested_and_refused_in_words() {
+    let repo = TestRepo::new();
+    repo.file(
+        "integrations/zendesk.toml",
+        r#"id = "zendesk-down"
+platform = "zendesk"
+[credentials]
+subdomain = "acme"
+email = "ops@acme.example"
+api_token = { env = "ZD_TOKEN" }
+# Nothing listens here.
+[endpoint]
+base_url = "http://127.0.0.1:9"
+"#,
+    )
+    .file(
+        "integrations/freshdesk.toml",
+        r#"id = "freshdesk-nokey"
+platform = "freshdesk"
+[credentials]
+domain = "acme.freshdesk.com"
+api_key = { env = "SUPPORTOPSD_TEST_UNSET_KEY" }
+[endpoint]
+base_url = "http://127.0.0.1:9"
+"#,
+    );
+    repo.commit("initial");
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::spawn(repo.path(), state.path(), &[]).await;
+    let mut api = Api {
+        client: reqwest::Client::new(),
+        url: daemon.url.clone(),
+        bodies: Vec::new(),
+    };
+    // Loopback without a token configured: served without one.
+    let (status, v, _) = api
+        .call(reqwest::Method::GET, "/api/integrations", None, None)
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["integrations"].as_array().unwrap().len(), 2, "{v}");
+
+    let (status, tested) = api
+        .post("/api/integrations/zendesk-down/test", json!({}))
+        .await;
+    assert_eq!(status, 200, "{tested}");
+    assert_eq!(tested["healthy"], false, "{tested}");
+    assert_eq!(tested["health"]["status"], "degraded", "{tested}");
+    assert!(
+        tested["health"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("unreachable"),
+        "{tested}"
+    );
+    let (status, failed) = api
+        .execute(
+            "zendesk-down",
+            json!({"action": "add_tags", "parameters": {"ticket_id": 1, "tags": ["x"]}}),
+        )
+        .await;
+    assert_eq!(status, 502, "{failed}");
+    assert_eq!(failed["error"]["kind"], "transient", "{failed}");
+
+    let (status, tested) = api
+        .post("/api/integrations/freshdesk-nokey/test", json!({}))
+        .await;
+    assert_eq!(status, 200, "{tested}");
+    assert_eq!(tested["health"]["status"], "missing", "{tested}");
+    let (status, refused) = api
+        .execute(
+            "freshdesk-nokey",
+            json!({"action": "add_note", "parameters": {"ticket_id": 1, "body": "x"}}),
+        )
+        .await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot run actions"),
+        "{refused}"
+    );
+    let (status, one) = api.get("/api/integrations/freshdesk-nokey").await;
+    assert_eq!(status, 200);
+    assert!(one["connector_error"].is_string(), "{one}");
+    assert_eq!(one["health"]["status"], "missing", "{one}");
+    for body in &api.bodies {
+        assert!(!body.contains("zd-api-token"), "a secret leaked: {body}");
+    }
+    let status = daemon.terminate().await;
+    assert!(status.success(), "{status:?}");
+}
