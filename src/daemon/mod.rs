@@ -1,9 +1,11 @@
 //! The daemon: wires the webhook server, the executor and configuration reloads under one
 //! cancellation token. `run` serves until SIGTERM; SIGHUP reloads the repository's HEAD.
 
+pub mod api;
 pub mod config;
 pub mod poller;
 pub mod server;
+pub mod stats;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -132,6 +134,8 @@ pub struct Runtime {
     pub store: Arc<Store>,
     /// Metrics.
     pub metrics: Metrics,
+    /// Per-integration counters (`GET /api/integrations/{id}/stats`).
+    pub stats: stats::Stats,
     /// Options.
     pub options: Options,
     /// The sealing key, when one was found.
@@ -351,6 +355,7 @@ impl Runtime {
                 keep
             });
         }
+        self.stats.retain(|id| known.contains(id));
         {
             let mut status = self
                 .status
@@ -873,6 +878,7 @@ pub fn runtime(
     let rt = Arc::new(Runtime {
         store,
         metrics: Metrics::new(),
+        stats: stats::Stats::default(),
         options,
         key,
         active: RwLock::new(None),

@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::{Runtime, now_ms};
+use super::{Runtime, api, now_ms};
 use crate::state::AuditFilter;
 use crate::webhook::{self, Reply, reply, status};
 
@@ -148,6 +148,20 @@ pub async fn route(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Incoming>) 
             push_sync(rt, req).await
         }
         (_, ["api", ..]) if !authorised(rt, peer, &req) => status(StatusCode::UNAUTHORIZED),
+        (Method::GET, ["api", "integrations"]) => api::integrations(rt),
+        (Method::GET, ["api", "integrations", id]) => api::integration(rt, id),
+        (Method::GET, ["api", "integrations", id, "health"]) => api::health(rt, id),
+        (Method::GET, ["api", "integrations", id, "stats"]) => api::stats(rt, id),
+        (Method::POST, ["api", "integrations", id, "test"]) => {
+            let id = (*id).to_owned();
+            api::test(rt, &id).await
+        }
+        (Method::POST, ["api", "integrations", id, "execute"]) => {
+            let id = (*id).to_owned();
+            api::execute(rt, &id, req).await
+        }
+        (Method::GET, ["api", "rules"]) => api::rules(rt),
+        (Method::GET, ["api", "rules", id]) => api::rule(rt, id),
         (
             Method::POST | Method::PUT | Method::DELETE | Method::PATCH,
             ["api", "integrations" | "rules", ..],

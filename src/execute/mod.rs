@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::daemon::stats::Count;
 use crate::daemon::{Runtime, now_ms};
 use crate::platforms::{ActionCall, PlatformError};
 use crate::state::{AuditKind, Job};
@@ -160,6 +161,8 @@ async fn step_through(rt: &Runtime, job: &mut Job) -> Outcome {
             Ok(output) => {
                 rt.metrics
                     .action(platform, &call.action, "succeeded", seconds);
+                rt.stats
+                    .count(action.integration.as_str(), Count::ActionSucceeded);
                 audit(
                     rt,
                     now_ms(),
@@ -182,8 +185,12 @@ async fn step_through(rt: &Runtime, job: &mut Job) -> Outcome {
                 }
             }
             Err(e) => {
+                rt.stats
+                    .count(action.integration.as_str(), Count::ActionFailed);
                 if let PlatformError::RateLimited { retry_after } = &e {
                     rt.metrics.rate_limited(action.integration.as_str());
+                    rt.stats
+                        .count(action.integration.as_str(), Count::RateLimited);
                     if let (Some(d), Some(gate)) = (retry_after, active.gate(&action.integration)) {
                         gate.pause_for(*d);
                     }

@@ -178,23 +178,36 @@ async fn check_connections(rt: &Runtime, all: bool) {
         if !all && !rt.check_due(id.as_str(), now) {
             continue;
         }
-        let (status, reason) = match active.connector(id) {
-            Ok(c) => {
-                let result = c.check().await;
-                if let Ok(h) = &result
-                    && let Some(identity) = &h.identity
-                {
-                    rt.set_identity(id.clone(), vec![identity.clone()]);
-                }
-                health::of_check(&result)
-            }
-            Err(_) => match platforms::connect(i, &ResolveContext::new(rt.key.as_ref(), &env)) {
-                Err(e) => health::of_connect_error(&e),
-                Ok(_) => (HealthStatus::Unknown, "not checked".to_owned()),
-            },
-        };
-        rt.record_health(id.as_str(), status, &reason, now);
+        check_one(rt, &active, id, i, now).await;
     }
+}
+
+/// Checks one integration's connection now, records its health (and the identity the loop
+/// guard needs), and returns what was recorded.
+pub async fn check_one(
+    rt: &Runtime,
+    active: &crate::daemon::Active,
+    id: &IntegrationId,
+    i: &crate::manifest::Integration,
+    now: u64,
+) -> (HealthStatus, String) {
+    let (status, reason) = match active.connector(id) {
+        Ok(c) => {
+            let result = c.check().await;
+            if let Ok(h) = &result
+                && let Some(identity) = &h.identity
+            {
+                rt.set_identity(id.clone(), vec![identity.clone()]);
+            }
+            health::of_check(&result)
+        }
+        Err(_) => match platforms::connect(i, &ResolveContext::new(rt.key.as_ref(), &env)) {
+            Err(e) => health::of_connect_error(&e),
+            Ok(_) => (HealthStatus::Unknown, "not checked".to_owned()),
+        },
+    };
+    rt.record_health(id.as_str(), status, &reason, now);
+    (status, reason)
 }
 
 fn env(name: &str) -> Option<String> {

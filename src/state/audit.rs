@@ -82,6 +82,13 @@ pub enum AuditKind {
     Pinned,
     /// A pin was released.
     Unpinned,
+    /// An operator ran an action through the API (`POST /api/integrations/{id}/execute`).
+    ActionExecuted {
+        /// The action's name.
+        action: String,
+        /// Why it failed (redaction-safe); `None` when it succeeded.
+        error: Option<String>,
+    },
 }
 
 /// One audit record.

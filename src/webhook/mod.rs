@@ -12,6 +12,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use serde_json::json;
 
+use crate::daemon::stats::Count;
 use crate::daemon::{Runtime, now_ms};
 use crate::event::Event;
 use crate::manifest::IntegrationId;
@@ -101,6 +102,7 @@ where
         && len > max
     {
         rt.metrics.event_rejected(kind.as_str(), "too_large");
+        rt.stats.count(id.as_str(), Count::EventRejected);
         return status(StatusCode::PAYLOAD_TOO_LARGE);
     }
     let body = match tokio::time::timeout(
@@ -111,6 +113,7 @@ where
     {
         Err(_) => {
             rt.metrics.event_rejected(kind.as_str(), "timeout");
+            rt.stats.count(id.as_str(), Count::EventRejected);
             return status(StatusCode::REQUEST_TIMEOUT);
         }
         Ok(Err(e)) => {
@@ -121,6 +124,7 @@ where
                 kind.as_str(),
                 if too_large { "too_large" } else { "unreadable" },
             );
+            rt.stats.count(id.as_str(), Count::EventRejected);
             return status(if too_large {
                 StatusCode::PAYLOAD_TOO_LARGE
             } else {
@@ -200,6 +204,7 @@ fn retry_later(code: StatusCode, secs: u64) -> Reply {
 
 fn reject(rt: &Runtime, kind: PlatformKind, id: &IntegrationId, reason: &str, now: u64) {
     rt.metrics.event_rejected(kind.as_str(), reason);
+    rt.stats.count(id.as_str(), Count::EventRejected);
     tracing::info!(platform = kind.as_str(), integration = %id, reason, "Webhook delivery refused.");
     let record = AuditRecord {
         at_ms: now,
@@ -225,6 +230,8 @@ pub(crate) async fn store_event(
     let kind = event.platform;
     if rt.store.queue_depth() >= rt.options.max_queue {
         rt.metrics.event_rejected(kind.as_str(), "queue_full");
+        rt.stats
+            .count(event.integration.as_str(), Count::EventRejected);
         return retry_later(StatusCode::SERVICE_UNAVAILABLE, 30);
     }
     let ctx = event.context();
@@ -261,10 +268,14 @@ pub(crate) async fn store_event(
     match ingested {
         Ok(IngestOutcome::Duplicate) => {
             rt.metrics.event_duplicate(kind.as_str());
+            rt.stats
+                .count(event.integration.as_str(), Count::EventDuplicate);
             status(StatusCode::OK)
         }
         Ok(IngestOutcome::Stored { .. }) => {
             rt.metrics.event_received(kind.as_str());
+            rt.stats
+                .count(event.integration.as_str(), Count::EventReceived);
             for r in &rules {
                 rt.metrics.rule_matched(r);
             }

@@ -1,0 +1,637 @@
+//! The operator API's views of integrations and rules, and the two verbs that act on an
+//! integration now (`test`, `execute`). `server.rs` authenticates and routes; everything here
+//! answers for the active revision and never shows a secret: secret credentials and webhook
+//! secrets appear only as `"(sensitive)"`, and platform errors are the connectors'
+//! redaction-safe classifications.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use http::{HeaderValue, Request, StatusCode, header};
+use http_body_util::BodyExt as _;
+use serde_json::{Map, Value, json};
+
+use super::{Active, Runtime, now_ms};
+use crate::manifest::{Credential, Integration, IntegrationId, Rule};
+use crate::platforms::{ActionCall, ActionSpec, PlatformError};
+use crate::reconcile::health;
+use crate::state::{AuditKind, HealthRecord, RegistrationRecord};
+use crate::webhook::{Reply, reply};
+
+/// Largest `execute` body accepted (413 beyond).
+pub const MAX_EXECUTE_BODY: usize = 64 * 1024;
+
+/// How a secret value is shown.
+const SENSITIVE: &str = "(sensitive)";
+
+/// Dead-lettered jobs looked at when counting an integration's dead letters.
+const DEAD_SCAN: usize = 100_000;
+
+fn json_reply(code: StatusCode, v: &Value) -> Reply {
+    reply(
+        code,
+        "application/json",
+        serde_json::to_vec_pretty(v).unwrap_or_default(),
+    )
+}
+
+fn error(code: StatusCode, message: &str) -> Reply {
+    json_reply(code, &json!({ "error": message }))
+}
+
+fn not_found(what: &str, id: &str) -> Reply {
+    error(
+        StatusCode::NOT_FOUND,
+        &format!("no {what} `{id}` in the active revision"),
+    )
+}
+
+/// The integration `id` of the active revision.
+fn find<'a>(active: Option<&'a Arc<Active>>, id: &str) -> Option<(&'a Active, &'a Integration)> {
+    let active = active?;
+    let parsed = IntegrationId::parse(id).ok()?;
+    let i = active.set.integrations.get(&parsed)?;
+    Some((active.as_ref(), i))
+}
+
+fn health_json(h: &HealthRecord) -> Value {
+    json!({
+        "status": h.health,
+        "reason": h.health_reason,
+        "since_ms": h.since_ms,
+        "checked_ms": h.checked_ms,
+        "consecutive_failures": h.consecutive_failures,
+    })
+}
+
+fn sync_json(h: &HealthRecord) -> Value {
+    json!({"status": h.sync, "reason": h.sync_reason})
+}
+
+fn health_of(rt: &Runtime, id: &str) -> Option<HealthRecord> {
+    rt.health_records()
+        .into_iter()
+        .find(|h| h.integration == id)
+}
+
+fn registration_json(r: &RegistrationRecord) -> Value {
+    json!({
+        "url": r.url,
+        "events": r.events,
+        "ids": r.ids,
+        "expires_at_ms": r.expires_at_ms,
+        "synced_ms": r.synced_ms,
+        "revision": r.revision,
+    })
+}
+
+/// An integration's configuration as the manifest declares it, secrets replaced.
+fn config_json(i: &Integration) -> Value {
+    let credentials: Map<String, Value> = i
+        .credentials
+        .iter()
+        .map(|(name, c)| {
+            let shown = match c {
+                Credential::Plain(v) => Value::String(v.clone()),
+                Credential::Secret(_) => Value::String(SENSITIVE.to_owned()),
+            };
+            (name.clone(), shown)
+        })
+        .collect();
+    let webhook = i.webhook.as_ref().map(|w| {
+        json!({
+            "events": w.events,
+            "secret": w.secret.as_ref().map(|_| SENSITIVE),
+        })
+    });
+    json!({
+        "credentials": credentials,
+        "config": i.config,
+        "webhook": webhook,
+        "base_url": i.base_url,
+        "limits": {
+            "requests_per_minute": i.limits.requests_per_minute,
+            "concurrency": i.limits.concurrency,
+        },
+    })
+}
+
+/// One integration's view: identity, health and sync with reasons, problems, registration and
+/// configuration.
+fn integration_json(
+    rt: &Runtime,
+    active: &Active,
+    i: &Integration,
+    health: Option<&HealthRecord>,
+    registration: Option<&RegistrationRecord>,
+    problems: &[String],
+) -> Value {
+    let id = i.id.as_str();
+    let connector = active.connector(&i.id).err();
+    json!({
+        "id": id,
+        "platform": i.platform.as_str(),
+        "name": i.name,
+        "description": i.description,
+        "file": i.file,
+        "health": health.map(health_json),
+        "sync": health.map(sync_json),
+        "problems": problems,
+        "connector_error": connector,
+        "registration": registration.map(registration_json),
+        "configuration": config_json(i),
+        "rules_triggered": active.set.rules.values().filter(|r| r.trigger.integration == i.id).map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        "stats": rt.stats.snapshot(id),
+    })
+}
+
+fn problems_of(rt: &Runtime) -> Vec<(String, String)> {
+    let s = rt.status();
+    s.problems
+        .iter()
+        .chain(&s.registration_problems)
+        .map(|p| (p.integration.to_string(), p.message.clone()))
+        .collect()
+}
+
+fn registration_of(rt: &Runtime, id: &str) -> Option<RegistrationRecord> {
+    rt.store
+        .registrations()
+        .unwrap_or_default()
+        .into_iter()
+        .find(|r| r.integration == id)
+}
+
+/// `GET /api/integrations`.
+pub fn integrations(rt: &Runtime) -> Reply {
+    let active = rt.active();
+    let Some(active) = active.as_ref() else {
+        return json_reply(
+            StatusCode::OK,
+            &json!({"applied_revision": null, "integrations": []}),
+        );
+    };
+    let health: std::collections::HashMap<String, HealthRecord> = rt
+        .health_records()
+        .into_iter()
+        .map(|h| (h.integration.clone(), h))
+        .collect();
+    let registrations: std::collections::HashMap<String, RegistrationRecord> = rt
+        .store
+        .registrations()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| (r.integration.clone(), r))
+        .collect();
+    let problems = problems_of(rt);
+    let list: Vec<Value> = active
+        .set
+        .integrations
+        .values()
+        .map(|i| {
+            let id = i.id.as_str();
+            let mine: Vec<String> = problems
+                .iter()
+                .filter(|(p, _)| p == id)
+                .map(|(_, m)| m.clone())
+                .collect();
+            integration_json(rt, active, i, health.get(id), registrations.get(id), &mine)
+        })
+        .collect();
+    json_reply(
+        StatusCode::OK,
+        &json!({"applied_revision": active.commit, "integrations": list}),
+    )
+}
+
+/// `GET /api/integrations/{id}`.
+pub fn integration(rt: &Runtime, id: &str) -> Reply {
+    let active = rt.active();
+    let Some((active, i)) = find(active.as_ref(), id) else {
+        return not_found("integration", id);
+    };
+    let mine: Vec<String> = problems_of(rt)
+        .into_iter()
+        .filter(|(p, _)| p == id)
+        .map(|(_, m)| m)
+        .collect();
+    let health = health_of(rt, id);
+    let registration = registration_of(rt, id);
+    json_reply(
+        StatusCode::OK,
+        &integration_json(rt, active, i, health.as_ref(), registration.as_ref(), &mine),
+    )
+}
+
+/// `GET /api/integrations/{id}/health`.
+pub fn health(rt: &Runtime, id: &str) -> Reply {
+    let active = rt.active();
+    if find(active.as_ref(), id).is_none() {
+        return not_found("integration", id);
+    }
+    match health_of(rt, id) {
+        Some(h) => json_reply(
+            StatusCode::OK,
+            &json!({"integration": id, "health": health_json(&h), "sync": sync_json(&h)}),
+        ),
+        None => not_found("integration", id),
+    }
+}
+
+/// The dead-lettered jobs that concern `id`: the action that failed for good was on it, or —
+/// when the rule is no longer known — its event came from it.
+fn dead_letters_of(rt: &Runtime, active: &Active, id: &IntegrationId) -> usize {
+    let prefix = format!("{id}/");
+    rt.store
+        .dead(DEAD_SCAN)
+        .unwrap_or_default()
+        .iter()
+        .filter(|d| {
+            match active
+                .rule(&d.job.rule)
+                .and_then(|r| r.actions.get(d.job.step))
+            {
+                Some(action) => action.integration == *id,
+                None => d.job.event_key.starts_with(&prefix),
+            }
+        })
+        .count()
+}
+
+/// `GET /api/integrations/{id}/stats`.
+pub fn stats(rt: &Runtime, id: &str) -> Reply {
+    let active = rt.active();
+    let Some((active, i)) = find(active.as_ref(), id) else {
+        return not_found("integration", id);
+    };
+    let s = rt.stats.snapshot(id);
+    json_reply(
+        StatusCode::OK,
+        &json!({
+            "integration": id,
+            "events_received": s.events_received,
+            "events_rejected": s.events_rejected,
+            "events_duplicate": s.events_duplicate,
+            "actions_succeeded": s.actions_succeeded,
+            "actions_failed": s.actions_failed,
+            "rate_limit_waits": s.rate_limit_waits,
+            "dead_letters": dead_letters_of(rt, active, &i.id),
+            "counted_since": "daemon start (dead_letters: what the state holds now)",
+        }),
+    )
+}
+
+/// `POST /api/integrations/{id}/test`: a connection check now, recorded like the reconciler's.
+pub async fn test(rt: &Runtime, id: &str) -> Reply {
+    let active = rt.active();
+    let Some((active_ref, i)) = find(active.as_ref(), id) else {
+        return not_found("integration", id);
+    };
+    let (status, reason) = crate::reconcile::check_one(rt, active_ref, &i.id, i, now_ms()).await;
+    let record = health_of(rt, id);
+    json_reply(
+        StatusCode::OK,
+        &json!({
+            "integration": id,
+            "healthy": status == crate::reconcile::HealthStatus::Healthy,
+            "health": record.as_ref().map_or_else(
+                || json!({"status": status.as_str(), "reason": reason}),
+                health_json,
+            ),
+        }),
+    )
+}
+
+/// Checks operator-supplied parameters against the catalogue before anything is sent:
+/// unknown names, types, required parameters and one-of groups. Parameters are sent as given
+/// (no template is rendered), so a template string is accepted only where text is.
+fn check_parameters(spec: &ActionSpec, params: &Map<String, Value>) -> Result<(), String> {
+    use crate::platforms::ParamType;
+    let action = spec.name;
+    for (name, value) in params {
+        let Some(ps) = spec.params.iter().find(|p| p.name == name) else {
+            let known: Vec<&str> = spec.params.iter().map(|p| p.name).collect();
+            return Err(format!(
+                "`{action}` has no parameter `{name}`; it takes: {}",
+                known.join(", ")
+            ));
+        };
+        let templated = value
+            .as_str()
+            .is_some_and(|s| s.contains("{{") || s.contains("{%"));
+        if templated && !matches!(ps.ty, ParamType::String | ParamType::Any) {
+            return Err(format!(
+                "`{action}` parameter `{name}`: templates are rendered only in rules; give the value itself"
+            ));
+        }
+        crate::manifest::resolve::check_param(&ps.ty, value)
+            .map_err(|why| format!("`{action}` parameter `{name}`: {why}"))?;
+    }
+    for ps in spec.params.iter().filter(|p| p.required) {
+        if params.get(ps.name).is_none_or(Value::is_null) {
+            return Err(format!(
+                "`{action}` needs the parameter `{}` ({})",
+                ps.name, ps.description
+            ));
+        }
+    }
+    for group in spec.require_one_of {
+        if !group
+            .iter()
+            .any(|n| params.get(*n).is_some_and(|v| !v.is_null()))
+        {
+            return Err(format!(
+                "`{action}` needs one of the parameters {}",
+                group
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The name of a platform error's class, for API clients.
+fn error_kind(e: &PlatformError) -> &'static str {
+    match e {
+        PlatformError::Transient { .. } => "transient",
+        PlatformError::RateLimited { .. } => "rate_limited",
+        PlatformError::Unauthorized { .. } => "unauthorized",
+        PlatformError::NotFound { .. } => "not_found",
+        PlatformError::Rejected { .. } => "rejected",
+        PlatformError::Invalid(_) => "invalid",
+    }
+}
+
+/// Distinguishes idempotency keys of API calls within one process.
+static CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// Reads a JSON body of at most [`MAX_EXECUTE_BODY`] bytes: `Err` is the reply to give.
+async fn read_body<B>(req: Request<B>) -> Result<bytes::Bytes, Reply>
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the body may hold at most {MAX_EXECUTE_BODY} bytes"),
+        )
+    };
+    if req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|len| len > MAX_EXECUTE_BODY)
+    {
+        return Err(too_large());
+    }
+    match http_body_util::Limited::new(req.into_body(), MAX_EXECUTE_BODY)
+        .collect()
+        .await
+    {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(too_large())
+        }
+        Err(_) => Err(error(StatusCode::BAD_REQUEST, "the body could not be read")),
+    }
+}
+
+/// `POST /api/integrations/{id}/execute {"action", "parameters"}`: one action now, through the
+/// integration's gate, validated against the catalogue first and audited.
+pub async fn execute<B>(rt: &Runtime, id: &str, req: Request<B>) -> Reply
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let active = rt.active();
+    let Some((active, i)) = find(active.as_ref(), id) else {
+        return not_found("integration", id);
+    };
+    let body = match read_body(req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let usage = "the body must be {\"action\": \"<name>\", \"parameters\": {…}}";
+    let Ok(Value::Object(v)) = serde_json::from_slice::<Value>(&body) else {
+        return error(StatusCode::BAD_REQUEST, usage);
+    };
+    let Some(action) = v.get("action").and_then(Value::as_str) else {
+        return error(StatusCode::BAD_REQUEST, usage);
+    };
+    let parameters = match v.get("parameters") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(p)) => p.clone(),
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "`parameters` must be an object of parameter names and values",
+            );
+        }
+    };
+    let descriptor = i.platform.descriptor();
+    let Some(spec) = descriptor.action(action) else {
+        let known: Vec<&str> = descriptor.actions.iter().map(|a| a.name).collect();
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "{} has no action `{action}`; its actions are: {}",
+                i.platform.as_str(),
+                known.join(", ")
+            ),
+        );
+    };
+    if let Err(why) = check_parameters(spec, &parameters) {
+        return error(StatusCode::BAD_REQUEST, &why);
+    }
+    let connector = match active.connector(&i.id) {
+        Ok(c) => c.clone(),
+        Err(why) => {
+            return error(
+                StatusCode::CONFLICT,
+                &format!("integration `{id}` cannot run actions: {why}"),
+            );
+        }
+    };
+    let call = ActionCall {
+        action: spec.name.to_owned(),
+        parameters: Value::Object(parameters),
+        idempotency_key: format!(
+            "supportopsd-api-{}-{}",
+            now_ms(),
+            CALLS.fetch_add(1, Ordering::Relaxed)
+        ),
+    };
+    let started = tokio::time::Instant::now();
+    let result = {
+        let _pass = match active.gate(&i.id) {
+            Some(gate) => Some(gate.pass().await),
+            None => None,
+        };
+        connector.execute(&call).await
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let platform = i.platform.as_str();
+    match result {
+        Ok(output) => {
+            rt.metrics.action(platform, spec.name, "succeeded", seconds);
+            rt.stats.count(id, super::stats::Count::ActionSucceeded);
+            rt.audit(
+                AuditKind::ActionExecuted {
+                    action: spec.name.to_owned(),
+                    error: None,
+                },
+                id,
+                json!({"by": "operator api"}),
+            );
+            json_reply(
+                StatusCode::OK,
+                &json!({"integration": id, "action": spec.name, "result": output.result}),
+            )
+        }
+        Err(e) => {
+            rt.metrics.action(platform, spec.name, "failed", seconds);
+            rt.stats.count(id, super::stats::Count::ActionFailed);
+            if let PlatformError::RateLimited { retry_after } = &e {
+                rt.metrics.rate_limited(id);
+                rt.stats.count(id, super::stats::Count::RateLimited);
+                if let (Some(d), Some(gate)) = (retry_after, active.gate(&i.id)) {
+                    gate.pause_for(*d);
+                }
+            }
+            let message = health::explain(&e);
+            rt.audit(
+                AuditKind::ActionExecuted {
+                    action: spec.name.to_owned(),
+                    error: Some(message.clone()),
+                },
+                id,
+                json!({"by": "operator api"}),
+            );
+            let code = match &e {
+                PlatformError::Invalid(_) => StatusCode::BAD_REQUEST,
+                PlatformError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+                _ => StatusCode::BAD_GATEWAY,
+            };
+            let mut r = json_reply(
+                code,
+                &json!({
+                    "integration": id,
+                    "action": spec.name,
+                    "error": {
+                        "kind": error_kind(&e),
+                        "message": message,
+                        "retryable": e.retryable(),
+                        "retry_after_secs": e.retry_after().map(|d| d.as_secs()),
+                        "status": match &e { PlatformError::Rejected { status, .. } => Some(*status), _ => None },
+                    },
+                }),
+            );
+            if let Some(d) = e.retry_after() {
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(d.as_secs().max(1)));
+            }
+            r
+        }
+    }
+}
+
+fn rule_summary(r: &Rule) -> Value {
+    json!({
+        "id": r.id.as_str(),
+        "name": r.name,
+        "description": r.description,
+        "enabled": r.enabled,
+        "file": r.file,
+        "trigger": {
+            "integration": r.trigger.integration.as_str(),
+            "platform": r.trigger.platform.as_str(),
+            "event": r.trigger.event.name,
+            "has_conditions": r.trigger.condition.is_some(),
+            "allow_self": r.trigger.allow_self,
+        },
+        "actions": r.actions.iter().map(|a| json!({
+            "integration": a.integration.as_str(),
+            "platform": a.platform.as_str(),
+            "action": a.action.name,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// `GET /api/rules`.
+pub fn rules(rt: &Runtime) -> Reply {
+    let active = rt.active();
+    let Some(active) = active.as_ref() else {
+        return json_reply(
+            StatusCode::OK,
+            &json!({"applied_revision": null, "rules": []}),
+        );
+    };
+    let list: Vec<Value> = active.set.rules.values().map(rule_summary).collect();
+    json_reply(
+        StatusCode::OK,
+        &json!({"applied_revision": active.commit, "rules": list}),
+    )
+}
+
+/// `GET /api/rules/{id}`: the summary, with the conditions and parameters as written.
+pub fn rule(rt: &Runtime, id: &str) -> Reply {
+    let active = rt.active();
+    let Some(r) = active.as_ref().and_then(|a| a.rule(id)) else {
+        return not_found("rule", id);
+    };
+    let mut v = rule_summary(r);
+    v["trigger"]["conditions"] = Value::Object(r.trigger.conditions_source.clone());
+    if let Some(actions) = v["actions"].as_array_mut() {
+        for (out, a) in actions.iter_mut().zip(&r.actions) {
+            out["parameters"] = Value::Object(a.parameters_source.clone());
+        }
+    }
+    json_reply(StatusCode::OK, &v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platforms::PlatformKind;
+
+    fn spec(kind: PlatformKind, name: &str) -> &'static ActionSpec {
+        kind.descriptor().action(name).expect("catalogued")
+    }
+
+    #[test]
+    fn parameters_are_checked_against_the_catalogue() {
+        let send = spec(PlatformKind::Slack, "send_message");
+        let ok: Map<String, Value> =
+            serde_json::from_value(json!({"channel": "#support", "message": "hi {{ there }}"}))
+                .unwrap_or_default();
+        assert_eq!(check_parameters(send, &ok), Ok(()));
+        let unknown: Map<String, Value> =
+            serde_json::from_value(json!({"channel": "#support", "message": "x", "colour": 1}))
+                .unwrap_or_default();
+        let why = check_parameters(send, &unknown).unwrap_err();
+        assert!(why.contains("no parameter `colour`"), "{why}");
+        let tags = spec(PlatformKind::Zendesk, "add_tags");
+        let missing: Map<String, Value> =
+            serde_json::from_value(json!({"tags": ["x"]})).unwrap_or_default();
+        let why = check_parameters(tags, &missing).unwrap_err();
+        assert!(why.contains("`ticket_id`"), "{why}");
+        let wrong: Map<String, Value> =
+            serde_json::from_value(json!({"ticket_id": 1, "tags": "not-a-list"}))
+                .unwrap_or_default();
+        let why = check_parameters(tags, &wrong).unwrap_err();
+        assert!(why.contains("`tags`"), "{why}");
+        let templated: Map<String, Value> =
+            serde_json::from_value(json!({"ticket_id": "{{ ticket.id }}", "tags": ["a"]}))
+                .unwrap_or_default();
+        let why = check_parameters(tags, &templated).unwrap_err();
+        assert!(why.contains("templates"), "{why}");
+    }
+}

@@ -1,0 +1,628 @@
+//! The operator API of a spawned daemon: integrations (list, one, health, stats), the `test`
+//! and `execute` verbs against the fake Zendesk and the fake Slack, rules, the admin token,
+//! 404s, 405s on writes, 413, classified failures, and no secret in any answer.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use supportopsd::platforms::fakekit::Failure;
+use supportopsd::platforms::slack::fake::FakeSlack;
+use supportopsd::platforms::zendesk::fake::{AGENT_EMAIL, FakeZendesk, sign};
+
+use crate::daemon_support::*;
+use crate::support::TestRepo;
+
+const ZD_TOKEN: &str = "zd-api-token";
+const ADMIN: &str = "admin-token-for-the-api-test";
+
+fn repo(zendesk: &str, slack: &str) -> TestRepo {
+    let repo = TestRepo::new();
+    repo.file(
+        "integrations/zendesk.toml",
+        &format!(
+            r#"id = "zendesk-main"
+platform = "zendesk"
+name = "Zendesk (Acme)"
+[credentials]
+subdomain = "acme"
+email = "{AGENT_EMAIL}"
+api_token = {{ env = "ZD_TOKEN" }}
+[webhook]
+events = ["ticket.created"]
+[endpoint]
+base_url = "{zendesk}"
+[limits]
+requests_per_minute = 6000
+"#
+        ),
+    )
+    .file(
+        "integrations/slack.toml",
+        &format!(
+            r#"id = "slack-main"
+platform = "slack"
+[credentials]
+bot_token = {{ env = "SLACK_BOT_TOKEN" }}
+signing_secret = {{ env = "SLACK_SIGNING_SECRET" }}
+[endpoint]
+base_url = "{slack}"
+[limits]
+requests_per_minute = 6000
+"#
+        ),
+    )
+    .file(
+        "rules/zendesk-to-nowhere.toml",
+        r##"id = "zendesk-to-nowhere"
+name = "Announce new tickets"
+[trigger]
+integration = "zendesk-main"
+event = "ticket.created"
+[[actions]]
+integration = "slack-main"
+action = "send_message"
+[actions.parameters]
+channel = "#no-such-channel"
+message = "New: {{ ticket.subject }}"
+"##,
+    )
+    .file(
+        "rules/disabled.toml",
+        r##"id = "disabled-rule"
+enabled = false
+[trigger]
+integration = "zendesk-main"
+event = "ticket.created"
+[[actions]]
+integration = "zendesk-main"
+action = "add_tags"
+[actions.parameters]
+ticket_id = "{{ ticket.id }}"
+tags = ["seen"]
+"##,
+    );
+    repo.commit("initial");
+    repo
+}
+
+/// Every answer of the test, to check for secrets at the end.
+struct Api {
+    client: reqwest::Client,
+    url: String,
+    bodies: Vec<String>,
+}
+
+impl Api {
+    async fn call(
+        &mut self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> (u16, Value, reqwest::header::HeaderMap) {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.url))
+            .timeout(Duration::from_secs(60));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap();
+        self.bodies.push(text.clone());
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+            headers,
+        )
+    }
+
+    async fn get(&mut self, path: &str) -> (u16, Value) {
+        let (s, v, _) = self
+            .call(reqwest::Method::GET, path, Some(ADMIN), None)
+            .await;
+        (s, v)
+    }
+
+    async fn post(&mut self, path: &str, body: Value) -> (u16, Value) {
+        let (s, v, _) = self
+            .call(
+                reqwest::Method::POST,
+                path,
+                Some(ADMIN),
+                Some(serde_json::to_vec(&body).unwrap()),
+            )
+            .await;
+        (s, v)
+    }
+
+    async fn execute(&mut self, id: &str, body: Value) -> (u16, Value) {
+        self.post(&format!("/api/integrations/{id}/execute"), body)
+            .await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_api_shows_and_drives_integrations_and_rules() {
+    let zendesk = FakeZendesk::start(AGENT_EMAIL, ZD_TOKEN, None).await;
+    let slack = FakeSlack::start(BOT_TOKEN, None).await;
+    let ticket = zendesk.add_ticket(json!({"subject": "Printer on fire", "tags": ["vip"]}));
+    let repo = repo(&zendesk.base_url(), &slack.base_url());
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::spawn_with_env(
+        repo.path(),
+        state.path(),
+        &[],
+        &[("SUPPORTOPSD_ADMIN_TOKEN", ADMIN)],
+    )
+    .await;
+    let mut api = Api {
+        client: reqwest::Client::new(),
+        url: daemon.url.clone(),
+        bodies: Vec::new(),
+    };
+
+    // Without the token (or with a wrong one) nothing of the API answers.
+    for (method, path) in [
+        (reqwest::Method::GET, "/api/integrations"),
+        (reqwest::Method::GET, "/api/integrations/zendesk-main"),
+        (
+            reqwest::Method::GET,
+            "/api/integrations/zendesk-main/health",
+        ),
+        (reqwest::Method::GET, "/api/integrations/zendesk-main/stats"),
+        (reqwest::Method::POST, "/api/integrations/zendesk-main/test"),
+        (
+            reqwest::Method::POST,
+            "/api/integrations/zendesk-main/execute",
+        ),
+        (reqwest::Method::GET, "/api/rules"),
+        (reqwest::Method::GET, "/api/rules/zendesk-to-nowhere"),
+    ] {
+        for token in [None, Some("wrong-token")] {
+            let (status, _, _) = api.call(method.clone(), path, token, None).await;
+            assert_eq!(status, 401, "{method} {path} with {token:?}");
+        }
+    }
+    assert!(
+        zendesk
+            .requests_to("PUT", &format!("/api/v2/tickets/{ticket}/tags"))
+            .is_empty()
+    );
+
+    // The reconciler registers the Zendesk webhook; the list shows it, secrets hidden.
+    let mut listed = Value::Null;
+    for _ in 0..600 {
+        let (status, v) = api.get("/api/integrations").await;
+        assert_eq!(status, 200, "{v}");
+        if v["integrations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["id"] == "zendesk-main" && !i["registration"].is_null())
+        {
+            listed = v;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let list = listed["integrations"]
+        .as_array()
+        .expect("registered in time");
+    assert_eq!(list.len(), 2, "{listed}");
+    assert!(listed["applied_revision"].is_string(), "{listed}");
+    let zd = list.iter().find(|i| i["id"] == "zendesk-main").unwrap();
+    assert_eq!(zd["platform"], "zendesk");
+    assert_eq!(zd["name"], "Zendesk (Acme)");
+    assert_eq!(
+        zd["configuration"]["credentials"]["api_token"],
+        "(sensitive)"
+    );
+    assert_eq!(zd["configuration"]["credentials"]["subdomain"], "acme");
+    assert_eq!(
+        zd["configuration"]["webhook"]["events"],
+        json!(["ticket.created"])
+    );
+    assert!(zd["health"]["status"].is_string(), "{zd}");
+    assert!(zd["sync"]["reason"].is_string(), "{zd}");
+    assert!(
+        zd["registration"]["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/api/webhooks/zendesk/zendesk-main"),
+        "{zd}"
+    );
+    let sl = list.iter().find(|i| i["id"] == "slack-main").unwrap();
+    assert_eq!(
+        sl["configuration"]["credentials"]["bot_token"],
+        "(sensitive)"
+    );
+    assert_eq!(
+        sl["configuration"]["credentials"]["signing_secret"],
+        "(sensitive)"
+    );
+
+    // One integration, its health; unknown ids are 404 everywhere.
+    let (status, one) = api.get("/api/integrations/zendesk-main").await;
+    assert_eq!((status, &one["id"]), (200, &json!("zendesk-main")), "{one}");
+    for path in [
+        "/api/integrations/nope",
+        "/api/integrations/nope/health",
+        "/api/integrations/nope/stats",
+        "/api/integrations/Not%20An%20Id",
+        "/api/rules/nope",
+    ] {
+        let (status, v) = api.get(path).await;
+        assert_eq!(status, 404, "{path}: {v}");
+    }
+    for path in [
+        "/api/integrations/nope/test",
+        "/api/integrations/nope/execute",
+    ] {
+        let (status, v) = api.post(path, json!({"action": "add_tags"})).await;
+        assert_eq!(status, 404, "{path}: {v}");
+    }
+
+    // A connection check now: recorded, returned, visible in /health.
+    let checks = zendesk.requests_to("GET", "/api/v2/users/me").len();
+    let (status, tested) = api
+        .post("/api/integrations/zendesk-main/test", json!({}))
+        .await;
+    assert_eq!(status, 200, "{tested}");
+    assert_eq!(tested["healthy"], true, "{tested}");
+    assert_eq!(tested["health"]["status"], "healthy", "{tested}");
+    assert!(zendesk.requests_to("GET", "/api/v2/users/me").len() > checks);
+    let (status, health) = api.get("/api/integrations/zendesk-main/health").await;
+    assert_eq!(status, 200);
+    assert_eq!(health["health"]["status"], "healthy", "{health}");
+    assert_eq!(health["health"]["consecutive_failures"], 0, "{health}");
+
+    // Execute: an action now, at the fake, audited.
+    let (status, done) = api
+        .execute(
+            "zendesk-main",
+            json!({"action": "add_tags", "parameters": {"ticket_id": ticket, "tags": ["from-api"]}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["action"], "add_tags");
+    assert_eq!(
+        zendesk.ticket(ticket).unwrap()["tags"],
+        json!(["vip", "from-api"])
+    );
+    let (status, sent) = api
+        .execute(
+            "slack-main",
+            json!({"action": "send_message", "parameters": {"channel": "#support", "message": "hello from the API"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{sent}");
+    assert_eq!(slack.requests_to("chat.postMessage").len(), 1);
+
+    // Invalid requests are refused before anything is sent.
+    let tag_calls = || {
+        zendesk
+            .requests_to("PUT", &format!("/api/v2/tickets/{ticket}/tags"))
+            .len()
+    };
+    let before = tag_calls();
+    for (body, says) in [
+        (json!({"action": "set_fire"}), "no action `set_fire`"),
+        (json!({"parameters": {}}), "the body must be"),
+        (
+            json!({"action": "add_tags", "parameters": {"tags": ["x"]}}),
+            "`ticket_id`",
+        ),
+        (
+            json!({"action": "add_tags", "parameters": {"ticket_id": ticket, "tags": "x"}}),
+            "`tags`",
+        ),
+        (
+            json!({"action": "add_tags", "parameters": {"ticket_id": ticket, "tags": ["x"], "colour": "red"}}),
+            "no parameter `colour`",
+        ),
+        (
+            json!({"action": "add_tags", "parameters": ["not", "a", "table"]}),
+            "`parameters` must be",
+        ),
+    ] {
+        let (status, v) = api.execute("zendesk-main", body.clone()).await;
+        assert_eq!(status, 400, "{body}: {v}");
+        let message = v["error"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{body}: {message}");
+    }
+    let (status, _, _) = api
+        .call(
+            reqwest::Method::POST,
+            "/api/integrations/zendesk-main/execute",
+            Some(ADMIN),
+            Some(b"{not json".to_vec()),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let huge = serde_json::to_vec(&json!({"action": "add_tags", "parameters": {"ticket_id": ticket, "tags": ["x".repeat(70 * 1024)]}})).unwrap();
+    let (status, v, _) = api
+        .call(
+            reqwest::Method::POST,
+            "/api/integrations/zendesk-main/execute",
+            Some(ADMIN),
+            Some(huge),
+        )
+        .await;
+    assert_eq!(status, 413, "{v}");
+    assert_eq!(tag_calls(), before, "nothing invalid reached the platform");
+
+    // Failures come back classified.
+    zendesk.fail_next("PUT /api/v2/tickets/{id}/tags", Failure::ServerError, 1);
+    let (status, failed) = api
+        .execute(
+            "zendesk-main",
+            json!({"action": "add_tags", "parameters": {"ticket_id": ticket, "tags": ["x"]}}),
+        )
+        .await;
+    assert_eq!(status, 502, "{failed}");
+    assert_eq!(failed["error"]["kind"], "transient", "{failed}");
+    assert_eq!(failed["error"]["retryable"], true, "{failed}");
+    let (status, missing) = api
+        .execute(
+            "zendesk-main",
+            json!({"action": "add_tags", "parameters": {"ticket_id": 987_654_321u64, "tags": ["x"]}}),
+        )
+        .await;
+    assert_eq!(status, 502, "{missing}");
+    assert_eq!(missing["error"]["kind"], "not_found", "{missing}");
+    assert_eq!(missing["error"]["retryable"], false, "{missing}");
+    zendesk.fail_next(
+        "PUT /api/v2/tickets/{id}/tags",
+        Failure::RateLimited {
+            retry_after_secs: 1,
+        },
+        1,
+    );
+    let (status, limited, headers) = api
+        .call(
+            reqwest::Method::POST,
+            "/api/integrations/zendesk-main/execute",
+            Some(ADMIN),
+            Some(
+                serde_json::to_vec(&json!({"action": "add_tags", "parameters": {"ticket_id": ticket, "tags": ["x"]}}))
+                    .unwrap(),
+            ),
+        )
+        .await;
+    assert_eq!(status, 429, "{limited}");
+    assert_eq!(limited["error"]["kind"], "rate_limited", "{limited}");
+    assert_eq!(headers.get("retry-after").unwrap(), "1");
+    let (status, refused) = api
+        .execute(
+            "slack-main",
+            json!({"action": "send_message", "parameters": {"channel": "#no-such-channel", "message": "x"}}),
+        )
+        .await;
+    assert_eq!(status, 502, "{refused}");
+    assert_eq!(refused["error"]["kind"], "not_found", "{refused}");
+
+    // The audit log has every execution, failed ones with their reason.
+    let (status, audit) = api
+        .get("/api/audit/logs?resource_type=integration&resource_id=zendesk-main")
+        .await;
+    assert_eq!(status, 200);
+    let executed: Vec<&Value> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"]["type"] == "action_executed")
+        .collect();
+    assert_eq!(executed.len(), 4, "{audit}");
+    assert_eq!(
+        executed
+            .iter()
+            .filter(|r| r["kind"]["error"].is_null())
+            .count(),
+        1,
+        "{audit}"
+    );
+
+    // Events in: one stored (its rule's action fails for good: a dead letter on Slack), one
+    // refused for a bad signature.
+    let hook = zendesk.webhooks()[0]["id"].as_str().unwrap().to_owned();
+    let secret = zendesk
+        .secret_of(&hook)
+        .expect("the webhook's signing secret");
+    let body = zendesk_ticket(ticket, "Printer on fire");
+    let ts = rfc3339(0);
+    for (sig, invocation, expect) in [
+        (sign(&secret, &ts, &body), "inv-api-1", 200),
+        (sign("not-the-secret", &ts, &body), "inv-api-2", 401),
+    ] {
+        let status = api
+            .client
+            .post(format!("{}/api/webhooks/zendesk/zendesk-main", daemon.url))
+            .header("content-type", "application/json")
+            .header("x-zendesk-webhook-signature-timestamp", &ts)
+            .header("x-zendesk-webhook-signature", sig)
+            .header("x-zendesk-webhook-invocation-id", invocation)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, expect);
+    }
+    let mut slack_stats = Value::Null;
+    for _ in 0..600 {
+        let (status, v) = api.get("/api/integrations/slack-main/stats").await;
+        assert_eq!(status, 200, "{v}");
+        if v["dead_letters"] == 1 {
+            slack_stats = v;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        slack_stats["dead_letters"], 1,
+        "the rule's job dead-lettered in time"
+    );
+    assert_eq!(slack_stats["actions_succeeded"], 1, "{slack_stats}");
+    assert_eq!(slack_stats["actions_failed"], 2, "{slack_stats}");
+    let (status, zd_stats) = api.get("/api/integrations/zendesk-main/stats").await;
+    assert_eq!(status, 200);
+    assert_eq!(zd_stats["events_received"], 1, "{zd_stats}");
+    assert_eq!(zd_stats["events_rejected"], 1, "{zd_stats}");
+    assert_eq!(zd_stats["actions_succeeded"], 1, "{zd_stats}");
+    assert_eq!(zd_stats["actions_failed"], 3, "{zd_stats}");
+    assert_eq!(zd_stats["rate_limit_waits"], 1, "{zd_stats}");
+    assert_eq!(zd_stats["dead_letters"], 0, "{zd_stats}");
+
+    // Rules.
+    let (status, rules) = api.get("/api/rules").await;
+    assert_eq!(status, 200);
+    let rules = rules["rules"].as_array().unwrap().clone();
+    assert_eq!(rules.len(), 2);
+    let r = rules
+        .iter()
+        .find(|r| r["id"] == "zendesk-to-nowhere")
+        .unwrap();
+    assert_eq!(r["name"], "Announce new tickets");
+    assert_eq!(r["enabled"], true);
+    assert_eq!(r["trigger"]["integration"], "zendesk-main");
+    assert_eq!(r["trigger"]["event"], "ticket.created");
+    assert_eq!(
+        r["actions"],
+        json!([{"integration": "slack-main", "platform": "slack", "action": "send_message"}])
+    );
+    let d = rules.iter().find(|r| r["id"] == "disabled-rule").unwrap();
+    assert_eq!(d["enabled"], false);
+    let (status, one) = api.get("/api/rules/zendesk-to-nowhere").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        one["actions"][0]["parameters"]["channel"],
+        "#no-such-channel"
+    );
+
+    // Writes belong in a pull request.
+    for (method, path) in [
+        (reqwest::Method::POST, "/api/integrations"),
+        (reqwest::Method::PUT, "/api/integrations/zendesk-main"),
+        (reqwest::Method::DELETE, "/api/integrations/zendesk-main"),
+        (reqwest::Method::PATCH, "/api/integrations/zendesk-main"),
+        (reqwest::Method::POST, "/api/rules"),
+        (reqwest::Method::PUT, "/api/rules/zendesk-to-nowhere"),
+        (reqwest::Method::DELETE, "/api/rules/zendesk-to-nowhere"),
+    ] {
+        let (status, v, _) = api.call(method.clone(), path, Some(ADMIN), None).await;
+        assert_eq!(status, 405, "{method} {path}");
+        assert!(v["error"].as_str().unwrap().contains("pull request"), "{v}");
+    }
+
+    // No secret in anything the API said.
+    for body in &api.bodies {
+        for secret in [ZD_TOKEN, BOT_TOKEN, SLACK_SIGNING, ADMIN, secret.as_str()] {
+            assert!(!body.contains(secret), "a secret leaked: {body}");
+        }
+    }
+    assert_eq!(zendesk.spec_errors(), Vec::<String>::new());
+    let status = daemon.terminate().await;
+    assert!(status.success(), "{status:?}");
+}
+
+/// Without an admin token the API answers loopback; an unreachable platform is degraded with
+/// a reason, and an integration whose credential cannot be resolved cannot execute (409).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_integrations_are_tested_and_refused_in_words() {
+    let repo = TestRepo::new();
+    repo.file(
+        "integrations/zendesk.toml",
+        r#"id = "zendesk-down"
+platform = "zendesk"
+[credentials]
+subdomain = "acme"
+email = "ops@acme.example"
+api_token = { env = "ZD_TOKEN" }
+# Nothing listens here.
+[endpoint]
+base_url = "http://127.0.0.1:9"
+"#,
+    )
+    .file(
+        "integrations/freshdesk.toml",
+        r#"id = "freshdesk-nokey"
+platform = "freshdesk"
+[credentials]
+domain = "acme.freshdesk.com"
+api_key = { env = "SUPPORTOPSD_TEST_UNSET_KEY" }
+[endpoint]
+base_url = "http://127.0.0.1:9"
+"#,
+    );
+    repo.commit("initial");
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::spawn(repo.path(), state.path(), &[]).await;
+    let mut api = Api {
+        client: reqwest::Client::new(),
+        url: daemon.url.clone(),
+        bodies: Vec::new(),
+    };
+    // Loopback without a token configured: served without one.
+    let (status, v, _) = api
+        .call(reqwest::Method::GET, "/api/integrations", None, None)
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["integrations"].as_array().unwrap().len(), 2, "{v}");
+
+    let (status, tested) = api
+        .post("/api/integrations/zendesk-down/test", json!({}))
+        .await;
+    assert_eq!(status, 200, "{tested}");
+    assert_eq!(tested["healthy"], false, "{tested}");
+    assert_eq!(tested["health"]["status"], "degraded", "{tested}");
+    assert!(
+        tested["health"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("unreachable"),
+        "{tested}"
+    );
+    let (status, failed) = api
+        .execute(
+            "zendesk-down",
+            json!({"action": "add_tags", "parameters": {"ticket_id": 1, "tags": ["x"]}}),
+        )
+        .await;
+    assert_eq!(status, 502, "{failed}");
+    assert_eq!(failed["error"]["kind"], "transient", "{failed}");
+
+    let (status, tested) = api
+        .post("/api/integrations/freshdesk-nokey/test", json!({}))
+        .await;
+    assert_eq!(status, 200, "{tested}");
+    assert_eq!(tested["health"]["status"], "missing", "{tested}");
+    let (status, refused) = api
+        .execute(
+            "freshdesk-nokey",
+            json!({"action": "add_note", "parameters": {"ticket_id": 1, "body": "x"}}),
+        )
+        .await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot run actions"),
+        "{refused}"
+    );
+    let (status, one) = api.get("/api/integrations/freshdesk-nokey").await;
+    assert_eq!(status, 200);
+    assert!(one["connector_error"].is_string(), "{one}");
+    assert_eq!(one["health"]["status"], "missing", "{one}");
+    for body in &api.bodies {
+        assert!(!body.contains("zd-api-token"), "a secret leaked: {body}");
+    }
+    let status = daemon.terminate().await;
+    assert!(status.success(), "{status:?}");
+}
