@@ -425,8 +425,14 @@ async fn run_batch(rt: &Runtime, active: &Active, jobs: Vec<Job>) {
     }
     let calls: Vec<ActionCall> = ready.iter().map(|(_, c)| c.clone()).collect();
     tracing::debug!(integration = %action.integration, action = action.action.name, jobs = calls.len(), "Running due jobs in one bulk call.");
+    let ids: Vec<u64> = ready.iter().map(|(j, _)| j.id).collect();
     let started = tokio::time::Instant::now();
-    let mut results = connector.execute_many(&calls).await.into_iter();
+    // A bulk call polls its job and may outlast the lease: keep the jobs leased meanwhile.
+    let results = tokio::select! {
+        results = connector.execute_many(&calls) => results,
+        () = keep_leased(rt, &ids) => Vec::new(),
+    };
+    let mut results = results.into_iter();
     let seconds = started.elapsed().as_secs_f64();
     drop(pass);
     rt.metrics
@@ -454,6 +460,22 @@ async fn run_batch(rt: &Runtime, active: &Active, jobs: Vec<Job>) {
         }
     }
     durable(rt).await;
+}
+
+/// Renews the leases of `ids` every half lease, for as long as it is polled (it never ends on
+/// its own).
+async fn keep_leased(rt: &Runtime, ids: &[u64]) {
+    let lease = rt.options.lease.max(Duration::from_millis(2));
+    let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
+    loop {
+        tokio::time::sleep(lease / 2).await;
+        let until = now_ms().saturating_add(lease_ms);
+        for id in ids {
+            if let Err(e) = rt.store.renew_lease(*id, until) {
+                tracing::warn!(job = id, error = %e, "Renewing a job's lease failed; it may run again after its lease.");
+            }
+        }
+    }
 }
 
 /// Schedules the job again, or dead-letters it when its schedule is exhausted.

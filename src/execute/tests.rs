@@ -24,6 +24,12 @@ struct TestConnector {
     batches: Mutex<Vec<Vec<ActionCall>>>,
     /// Answer every call with 429 and this `Retry-After`.
     rate_limited: Option<Duration>,
+    /// How long a bulk call takes (a job being polled).
+    bulk_takes: Option<Duration>,
+    /// Where the bulk call looks at its jobs' leases when it ends.
+    store: std::sync::OnceLock<Arc<crate::state::Store>>,
+    /// The lease ends the bulk call saw when it ended, by job.
+    leases_seen: Mutex<Vec<Option<u64>>>,
 }
 
 /// The ticket the test connector refuses.
@@ -80,6 +86,22 @@ impl Connector for TestConnector {
 
     async fn execute_many(&self, calls: &[ActionCall]) -> Vec<Result<ActionOutput, PlatformError>> {
         self.batches.lock().unwrap().push(calls.to_vec());
+        if let Some(d) = self.bulk_takes {
+            tokio::time::sleep(d).await;
+        }
+        if let Some(store) = self.store.get() {
+            for call in calls {
+                let id: u64 = call
+                    .idempotency_key
+                    .split('-')
+                    .nth(1)
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                let lease = store.job(id).unwrap().and_then(|j| j.lease_until_ms);
+                self.leases_seen.lock().unwrap().push(lease);
+            }
+        }
         calls.iter().map(|c| self.answer(c)).collect()
     }
 }
@@ -165,6 +187,7 @@ async fn harness(connector: TestConnector) -> Harness {
     let ctx = ResolveContext::new(None, &env);
     let (mut active, _) = Active::build(set, None, "http://127.0.0.1:9", &ctx, &HashMap::new());
     let connector = Arc::new(connector);
+    let _ = connector.store.set(rt.store.clone());
     active.set_connector(IntegrationId::parse("zd").unwrap(), connector.clone());
     rt.install_active(active);
     Harness {
@@ -450,5 +473,29 @@ async fn a_batch_member_whose_parameters_fail_is_settled_alone() {
     // The remaining one went the single way.
     assert!(h.connector.batches().is_empty());
     assert_eq!(h.connector.singles().len(), 1);
+    assert_eq!(h.rt.store.job(b).unwrap(), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bulk_call_that_outlasts_the_lease_keeps_its_jobs_leased() {
+    let h = harness(TestConnector {
+        bulk_takes: Some(Duration::from_secs(600)),
+        ..TestConnector::default()
+    })
+    .await;
+    let a = enqueue(&h.rt, "priority", "1");
+    let b = enqueue(&h.rt, "priority", "2");
+    let leased_at = now_ms();
+    // Leased for a minute; the bulk call takes ten (of tokio's time).
+    let shape = drain(&h.rt).await;
+    assert_eq!(shape, vec![(true, vec![a, b])]);
+    let seen = h.connector.leases_seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    for lease in seen {
+        // Renewed to the daemon's lease (120 s) past the original minute.
+        let until = lease.expect("still leased");
+        assert!(until >= leased_at + 120_000, "lease not renewed: {until}");
+    }
+    assert_eq!(h.rt.store.job(a).unwrap(), None);
     assert_eq!(h.rt.store.job(b).unwrap(), None);
 }
