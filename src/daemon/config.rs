@@ -133,6 +133,12 @@ impl Active {
         )
     }
 
+    /// Replaces an integration's connector (unit tests run the executor against a test one).
+    #[cfg(test)]
+    pub(crate) fn set_connector(&mut self, id: IntegrationId, connector: Arc<dyn Connector>) {
+        self.connectors.insert(id, Ok(connector));
+    }
+
     /// The integration's webhook keys.
     pub fn keys(&self, id: &IntegrationId) -> Option<&VerifyKeys> {
         self.keys.get(id)

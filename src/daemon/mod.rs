@@ -173,6 +173,15 @@ impl Runtime {
             .clone()
     }
 
+    /// Puts `active` in use without loading it from the repository (unit tests).
+    #[cfg(test)]
+    pub(crate) fn install_active(&self, active: Active) {
+        *self
+            .active
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(active));
+    }
+
     /// What the last load did.
     pub fn status(&self) -> ReloadStatus {
         self.status

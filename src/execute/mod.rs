@@ -7,6 +7,8 @@
 
 pub mod gate;
 pub mod retry;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,8 +18,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::daemon::stats::Count;
-use crate::daemon::{Runtime, now_ms};
-use crate::platforms::{ActionCall, PlatformError};
+use crate::daemon::{Active, Runtime, now_ms};
+use crate::manifest::RuleAction;
+use crate::platforms::{ActionCall, ActionOutput, Connector, PlatformError};
 use crate::state::{AuditKind, Job};
 use crate::webhook::audit;
 
@@ -53,7 +56,7 @@ pub async fn run(rt: Arc<Runtime>, shutdown: CancellationToken) {
             continue;
         }
         let mut first = Some(first);
-        for job in leased {
+        for work in plan(&rt, leased) {
             let permit = match first.take() {
                 Some(p) => p,
                 None => match slots.clone().acquire_owned().await {
@@ -63,7 +66,7 @@ pub async fn run(rt: Arc<Runtime>, shutdown: CancellationToken) {
             };
             let rt = rt.clone();
             tracker.spawn(async move {
-                run_job(&rt, job).await;
+                run_work(&rt, work).await;
                 drop(permit);
             });
         }
@@ -80,19 +83,258 @@ enum Outcome {
     Dead,
 }
 
+/// What a worker runs: one job on its own, or the last steps of several jobs in one bulk call.
+#[derive(Debug)]
+enum Work {
+    /// A job from its next step to the end (the path every job takes unless it is batched).
+    Single(Job),
+    /// Jobs whose single remaining step is the same batchable action on the same integration,
+    /// under the revision they were grouped by.
+    Batch { active: Arc<Active>, jobs: Vec<Job> },
+}
+
+/// Groups what was leased into work: the jobs whose only remaining step is an action their
+/// integration's connector can batch, and that share the integration and the action, become
+/// one [`Work::Batch`] (in lease order); everything else, and a group of one, runs alone.
+fn plan(rt: &Runtime, leased: Vec<Job>) -> Vec<Work> {
+    let Some(active) = rt.active() else {
+        return leased.into_iter().map(Work::Single).collect();
+    };
+    let mut work = Vec::new();
+    let mut groups: Vec<((String, &'static str), Vec<Job>)> = Vec::new();
+    for job in leased {
+        match batch_key(&active, &job) {
+            Some(key) => match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, jobs)) => jobs.push(job),
+                None => groups.push((key, vec![job])),
+            },
+            None => work.push(Work::Single(job)),
+        }
+    }
+    for (_, mut jobs) in groups {
+        if jobs.len() == 1 {
+            if let Some(job) = jobs.pop() {
+                work.push(Work::Single(job));
+            }
+        } else {
+            work.push(Work::Batch {
+                active: active.clone(),
+                jobs,
+            });
+        }
+    }
+    work
+}
+
+/// The integration and action of a job's step when it is the job's last and its connector can
+/// batch it; `None` when the job must run alone.
+fn batch_key(active: &Active, job: &Job) -> Option<(String, &'static str)> {
+    let rule = active.rule(&job.rule)?;
+    if job.step + 1 != rule.actions.len() {
+        return None;
+    }
+    let action = rule.actions.get(job.step)?;
+    let connector = active.connector(&action.integration).ok()?;
+    connector
+        .batchable(action.action.name)
+        .then(|| (action.integration.to_string(), action.action.name))
+}
+
+/// Runs one piece of work to the end.
+async fn run_work(rt: &Runtime, work: Work) {
+    match work {
+        Work::Single(job) => run_job(rt, job).await,
+        Work::Batch { active, jobs } => run_batch(rt, &active, jobs).await,
+    }
+}
+
 /// Runs one leased job from its next step to the end, or until a step fails.
 async fn run_job(rt: &Runtime, mut job: Job) {
     let outcome = step_through(rt, &mut job).await;
-    if outcome != Outcome::Done {
-        durable(rt).await;
-        return;
+    if outcome == Outcome::Done {
+        ack(rt, job.id).await;
     }
+    durable(rt).await;
+}
+
+/// Removes a finished job.
+async fn ack(rt: &Runtime, id: u64) {
     let store = rt.store.clone();
-    let id = job.id;
     if let Err(e) = blocking(move || store.ack(id)).await {
         tracing::error!(job = id, error = %e, "Recording a finished job failed; it will run again after its lease.");
     }
-    durable(rt).await;
+}
+
+/// The event's context a job's templates render against, or what became of the job when it
+/// cannot be read.
+fn job_context(rt: &Runtime, job: &Job) -> Result<Value, Outcome> {
+    match rt.store.event(&job.event_key) {
+        Ok(Some(e)) => Ok(e.context()),
+        Ok(None) => Err(give_up(rt, job, "the event is no longer stored", now_ms())),
+        Err(e) => Err(retry_later(
+            rt,
+            job,
+            &format!("reading the event: {e}"),
+            None,
+        )),
+    }
+}
+
+/// Renders the job's next step into a call for its connector, or gives the job up.
+fn prepare(
+    rt: &Runtime,
+    active: &Active,
+    action: &RuleAction,
+    job: &Job,
+    base: &Value,
+) -> Result<(ActionCall, Arc<dyn Connector>), Outcome> {
+    let step = job.step;
+    let mut ctx = base.clone();
+    if let Value::Object(m) = &mut ctx {
+        let earlier: Vec<Value> = job.results.iter().map(|r| json!({ "result": r })).collect();
+        m.insert("actions".into(), Value::Array(earlier));
+    }
+    let parameters = match action.parameters.render(&ctx) {
+        Ok(p) => p,
+        Err(e) => {
+            return Err(give_up(
+                rt,
+                job,
+                &format!("action {step} (`{}`): {e}", action.action.name),
+                now_ms(),
+            ));
+        }
+    };
+    let connector = match active.connector(&action.integration) {
+        Ok(c) => c.clone(),
+        Err(e) => return Err(give_up(rt, job, &format!("action {step}: {e}"), now_ms())),
+    };
+    let call = ActionCall {
+        action: action.action.name.to_owned(),
+        parameters,
+        idempotency_key: format!("supportopsd-{}-{}", job.id, step),
+    };
+    Ok((call, connector))
+}
+
+/// Records that the job's next step is about to be attempted.
+fn attempted(rt: &Runtime, job: &Job, action: &RuleAction) {
+    let step = job.step;
+    audit(
+        rt,
+        now_ms(),
+        AuditKind::ActionAttempted { step },
+        "job",
+        &job.id.to_string(),
+        json!({"rule": job.rule, "step": step, "action": action.action.name, "integration": action.integration.as_str(), "attempt": job.attempts + 1}),
+    );
+}
+
+/// How an attempt went, besides its result.
+#[derive(Debug, Clone, Copy)]
+struct Attempt {
+    /// The rule's number of actions.
+    steps: usize,
+    /// How long the platform took.
+    seconds: f64,
+    /// Whether a rate-limit answer is counted in the metrics (once per HTTP answer: a bulk
+    /// call's rate limit counts once, not once per job).
+    count_rate_limit: bool,
+}
+
+/// Records what the platform answered for the job's next step: progress on success (`None`:
+/// go on), else the retry or the dead letter it leads to.
+async fn settle(
+    rt: &Runtime,
+    active: &Active,
+    job: &mut Job,
+    action: &RuleAction,
+    result: Result<ActionOutput, PlatformError>,
+    attempt: Attempt,
+) -> Option<Outcome> {
+    let Attempt {
+        steps,
+        seconds,
+        count_rate_limit,
+    } = attempt;
+    let step = job.step;
+    let name = action.action.name;
+    let platform = action.platform.as_str();
+    match result {
+        Ok(output) => {
+            rt.metrics.action(platform, name, "succeeded", seconds);
+            rt.stats
+                .count(action.integration.as_str(), Count::ActionSucceeded);
+            audit(
+                rt,
+                now_ms(),
+                AuditKind::ActionSucceeded { step },
+                "job",
+                &job.id.to_string(),
+                json!({"rule": job.rule, "step": step, "action": name}),
+            );
+            let store = rt.store.clone();
+            let (id, result) = (job.id, output.result);
+            match blocking(move || store.complete_step(id, step, result)).await {
+                Ok(updated) => *job = updated,
+                Err(e) => {
+                    return Some(retry_later(
+                        rt,
+                        job,
+                        &format!("recording progress: {e}"),
+                        None,
+                    ));
+                }
+            }
+            // Before the next action: a crash from here on must not repeat this one.
+            if step + 1 < steps {
+                durable(rt).await;
+            }
+            None
+        }
+        Err(e) => {
+            rt.stats
+                .count(action.integration.as_str(), Count::ActionFailed);
+            if let PlatformError::RateLimited { retry_after } = &e {
+                if count_rate_limit {
+                    rt.metrics.rate_limited(action.integration.as_str());
+                    rt.stats
+                        .count(action.integration.as_str(), Count::RateLimited);
+                }
+                if let (Some(d), Some(gate)) = (retry_after, active.gate(&action.integration)) {
+                    gate.pause_for(*d);
+                }
+            }
+            let message = format!("action {step} (`{name}`): {e}");
+            audit(
+                rt,
+                now_ms(),
+                AuditKind::ActionFailed {
+                    step,
+                    error: message.clone(),
+                },
+                "job",
+                &job.id.to_string(),
+                json!({"rule": job.rule, "step": step}),
+            );
+            if e.retryable() {
+                let outcome = retry_later(rt, job, &message, e.retry_after());
+                rt.metrics.action(
+                    platform,
+                    name,
+                    if outcome == Outcome::Dead {
+                        "dead_lettered"
+                    } else {
+                        "retried"
+                    },
+                    seconds,
+                );
+                return Some(outcome);
+            }
+            rt.metrics.action(platform, name, "dead_lettered", seconds);
+            Some(give_up(rt, job, &message, now_ms()))
+        }
+    }
 }
 
 async fn step_through(rt: &Runtime, job: &mut Job) -> Outcome {
@@ -108,126 +350,139 @@ async fn step_through(rt: &Runtime, job: &mut Job) -> Outcome {
             now,
         );
     };
-    let event = match rt.store.event(&job.event_key) {
-        Ok(Some(e)) => e,
-        Ok(None) => return give_up(rt, job, "the event is no longer stored", now),
-        Err(e) => return retry_later(rt, job, &format!("reading the event: {e}"), None),
+    let base = match job_context(rt, job) {
+        Ok(base) => base,
+        Err(outcome) => return outcome,
     };
-    let base = event.context();
-    while job.step < rule.actions.len() {
-        let step = job.step;
-        let action = &rule.actions[step];
-        let mut ctx = base.clone();
-        if let Value::Object(m) = &mut ctx {
-            let earlier: Vec<Value> = job.results.iter().map(|r| json!({ "result": r })).collect();
-            m.insert("actions".into(), Value::Array(earlier));
-        }
-        let parameters = match action.parameters.render(&ctx) {
-            Ok(p) => p,
-            Err(e) => {
-                return give_up(
-                    rt,
-                    job,
-                    &format!("action {step} (`{}`): {e}", action.action.name),
-                    now_ms(),
-                );
-            }
-        };
-        let connector = match active.connector(&action.integration) {
-            Ok(c) => c.clone(),
-            Err(e) => return give_up(rt, job, &format!("action {step}: {e}"), now_ms()),
+    let steps = rule.actions.len();
+    while let Some(action) = rule.actions.get(job.step) {
+        let (call, connector) = match prepare(rt, &active, action, job, &base) {
+            Ok(prepared) => prepared,
+            Err(outcome) => return outcome,
         };
         if let Some(gate) = active.gate(&action.integration) {
             let _pass = gate.pass().await;
         }
-        let call = ActionCall {
-            action: action.action.name.to_owned(),
-            parameters,
-            idempotency_key: format!("supportopsd-{}-{}", job.id, step),
-        };
-        audit(
-            rt,
-            now_ms(),
-            AuditKind::ActionAttempted { step },
-            "job",
-            &job.id.to_string(),
-            json!({"rule": job.rule, "step": step, "action": call.action, "integration": action.integration.as_str(), "attempt": job.attempts + 1}),
-        );
+        attempted(rt, job, action);
         let started = tokio::time::Instant::now();
         let result = connector.execute(&call).await;
         let seconds = started.elapsed().as_secs_f64();
-        let platform = action.platform.as_str();
-        match result {
-            Ok(output) => {
-                rt.metrics
-                    .action(platform, &call.action, "succeeded", seconds);
-                rt.stats
-                    .count(action.integration.as_str(), Count::ActionSucceeded);
-                audit(
-                    rt,
-                    now_ms(),
-                    AuditKind::ActionSucceeded { step },
-                    "job",
-                    &job.id.to_string(),
-                    json!({"rule": job.rule, "step": step, "action": call.action}),
-                );
-                let store = rt.store.clone();
-                let (id, result) = (job.id, output.result);
-                match blocking(move || store.complete_step(id, step, result)).await {
-                    Ok(updated) => *job = updated,
-                    Err(e) => {
-                        return retry_later(rt, job, &format!("recording progress: {e}"), None);
-                    }
-                }
-                // Before the next action: a crash from here on must not repeat this one.
-                if step + 1 < rule.actions.len() {
-                    durable(rt).await;
-                }
-            }
-            Err(e) => {
-                rt.stats
-                    .count(action.integration.as_str(), Count::ActionFailed);
-                if let PlatformError::RateLimited { retry_after } = &e {
-                    rt.metrics.rate_limited(action.integration.as_str());
-                    rt.stats
-                        .count(action.integration.as_str(), Count::RateLimited);
-                    if let (Some(d), Some(gate)) = (retry_after, active.gate(&action.integration)) {
-                        gate.pause_for(*d);
-                    }
-                }
-                let message = format!("action {step} (`{}`): {e}", call.action);
-                audit(
-                    rt,
-                    now_ms(),
-                    AuditKind::ActionFailed {
-                        step,
-                        error: message.clone(),
-                    },
-                    "job",
-                    &job.id.to_string(),
-                    json!({"rule": job.rule, "step": step}),
-                );
-                if e.retryable() {
-                    let outcome = retry_later(rt, job, &message, e.retry_after());
-                    rt.metrics.action(
-                        platform,
-                        &call.action,
-                        if outcome == Outcome::Dead {
-                            "dead_lettered"
-                        } else {
-                            "retried"
-                        },
-                        seconds,
-                    );
-                    return outcome;
-                }
-                rt.metrics
-                    .action(platform, &call.action, "dead_lettered", seconds);
-                return give_up(rt, job, &message, now_ms());
-            }
+        let attempt = Attempt {
+            steps,
+            seconds,
+            count_rate_limit: true,
+        };
+        if let Some(outcome) = settle(rt, &active, job, action, result, attempt).await {
+            return outcome;
         }
     }
     Outcome::Done
+}
+
+/// Runs the last step of several jobs (same integration, same batchable action) with one
+/// [`crate::platforms::Connector::execute_many`] call that passes the gate once, then settles
+/// each job from its own result exactly as [`run_job`] would. A job that cannot be prepared
+/// (its event is gone, a template fails) is settled alone; when only one job is left it takes
+/// the single path.
+async fn run_batch(rt: &Runtime, active: &Active, jobs: Vec<Job>) {
+    let mut ready: Vec<(Job, ActionCall)> = Vec::with_capacity(jobs.len());
+    let mut batch: Option<(&RuleAction, Arc<dyn Connector>)> = None;
+    for job in jobs {
+        let Some(rule) = active.rule(&job.rule) else {
+            // Grouped under this revision, so its rule is in it; should that ever change, the
+            // single path decides.
+            run_job(rt, job).await;
+            continue;
+        };
+        let Some(action) = rule.actions.get(job.step) else {
+            run_job(rt, job).await;
+            continue;
+        };
+        let base = match job_context(rt, &job) {
+            Ok(base) => base,
+            Err(_) => continue,
+        };
+        match prepare(rt, active, action, &job, &base) {
+            Ok((call, connector)) => {
+                if batch.is_none() {
+                    batch = Some((action, connector));
+                }
+                ready.push((job, call));
+            }
+            Err(_) => continue,
+        }
+    }
+    let Some((action, connector)) = batch else {
+        durable(rt).await;
+        return;
+    };
+    if ready.len() == 1 {
+        if let Some((job, _)) = ready.pop() {
+            run_job(rt, job).await;
+        }
+        return;
+    }
+    // One bulk request passes the gate once.
+    let pass = match active.gate(&action.integration) {
+        Some(gate) => Some(gate.pass().await),
+        None => None,
+    };
+    for (job, _) in &ready {
+        attempted(rt, job, action);
+    }
+    let calls: Vec<ActionCall> = ready.iter().map(|(_, c)| c.clone()).collect();
+    tracing::debug!(integration = %action.integration, action = action.action.name, jobs = calls.len(), "Running due jobs in one bulk call.");
+    let ids: Vec<u64> = ready.iter().map(|(j, _)| j.id).collect();
+    let started = tokio::time::Instant::now();
+    // A bulk call polls its job and may outlast the lease: keep the jobs leased meanwhile.
+    let results = tokio::select! {
+        results = connector.execute_many(&calls) => results,
+        () = keep_leased(rt, &ids) => Vec::new(),
+    };
+    let mut results = results.into_iter();
+    let seconds = started.elapsed().as_secs_f64();
+    drop(pass);
+    rt.metrics
+        .bulk(action.platform.as_str(), action.action.name, calls.len());
+    let mut rate_limit_counted = false;
+    for (mut job, _) in ready {
+        let result = results.next().unwrap_or_else(|| {
+            Err(PlatformError::Transient {
+                detail: "the bulk call returned no result for this job".into(),
+                retry_after: None,
+            })
+        });
+        let limited = matches!(result, Err(PlatformError::RateLimited { .. }));
+        let attempt = Attempt {
+            steps: job.step + 1,
+            seconds,
+            count_rate_limit: limited && !rate_limit_counted,
+        };
+        rate_limit_counted |= limited;
+        if settle(rt, active, &mut job, action, result, attempt)
+            .await
+            .is_none()
+        {
+            ack(rt, job.id).await;
+        }
+    }
+    durable(rt).await;
+}
+
+/// Renews the leases of `ids` every half lease, for as long as it is polled (it never ends on
+/// its own).
+async fn keep_leased(rt: &Runtime, ids: &[u64]) {
+    let lease = rt.options.lease.max(Duration::from_millis(2));
+    let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
+    loop {
+        tokio::time::sleep(lease / 2).await;
+        let until = now_ms().saturating_add(lease_ms);
+        for id in ids {
+            if let Err(e) = rt.store.renew_lease(*id, until) {
+                tracing::warn!(job = id, error = %e, "Renewing a job's lease failed; it may run again after its lease.");
+            }
+        }
+    }
 }
 
 /// Schedules the job again, or dead-letters it when its schedule is exhausted.

@@ -256,6 +256,25 @@ impl Store {
         self.tx_result(result)
     }
 
+    /// Extends the lease of a job that is still leased, to `until_ms` unless it already ends
+    /// later: work that outlasts a lease (a bulk call polling its job) keeps its jobs from
+    /// being leased again meanwhile. `Ok(false)` when the job is no longer in the outbox or no
+    /// longer leased (settled meanwhile); nothing is written then. Does not flush.
+    pub fn renew_lease(&self, id: u64, until_ms: u64) -> Result<bool, Error> {
+        let renewed = self.modify_job(id, |job| match job.lease_until_ms {
+            Some(until) if until < until_ms => {
+                job.lease_until_ms = Some(until_ms);
+                Ok(())
+            }
+            _ => Ok(()),
+        });
+        match renewed {
+            Ok(job) => Ok(job.lease_until_ms.is_some()),
+            Err(Error::NoSuchJob { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Records that action `step` of job `id` succeeded with `result`: appends the result and
     /// advances the job to the next step, keeping its lease. [`Error::StepMismatch`] if `step`
     /// is not the job's next step (nothing is written). Does not flush.

@@ -195,6 +195,38 @@ fn dedupe_expiry_allows_redelivery() {
 }
 
 #[test]
+fn a_renewed_lease_keeps_the_job_from_being_leased_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let a = stored(
+        store
+            .ingest(&event("i", "a"), &rules(&["r"]), 100, 10_000)
+            .unwrap(),
+    )[0];
+    let b = stored(
+        store
+            .ingest(&event("i", "b"), &rules(&["r"]), 100, 10_000)
+            .unwrap(),
+    )[0];
+    assert_eq!(store.lease_due(100, 100, 10).unwrap().len(), 2);
+    assert!(store.renew_lease(a, 500).unwrap());
+    // Never shortened.
+    assert!(store.renew_lease(a, 150).unwrap());
+    assert_eq!(store.job(a).unwrap().unwrap().lease_until_ms, Some(500));
+    check_consistency(&store);
+    // b's lease ran out at 200; a's holds until 500.
+    let leased = store.lease_due(300, 100, 10).unwrap();
+    assert_eq!(leased.iter().map(|j| j.id).collect::<Vec<_>>(), [b]);
+    // Settled jobs are not leased again by a renewal.
+    store.retry(b, "failed", 1_000).unwrap();
+    assert!(!store.renew_lease(b, 2_000).unwrap());
+    assert_eq!(store.job(b).unwrap().unwrap().lease_until_ms, None);
+    assert!(store.ack(a).unwrap());
+    assert!(!store.renew_lease(a, 2_000).unwrap());
+    check_consistency(&store);
+}
+
+#[test]
 fn lease_due_respects_due_time_limit_order_and_leases() {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open(tmp.path()).unwrap();

@@ -21,6 +21,8 @@ pub struct Metrics {
     actions: Family<Labels, Counter>,
     action_seconds: Family<Labels, Histogram>,
     rate_limit_waits: Family<Labels, Counter>,
+    bulk_calls: Family<Labels, Counter>,
+    bulk_jobs: Family<Labels, Counter>,
     queue_depth: Gauge,
     queue_oldest_seconds: Gauge,
     dead_letters: Gauge,
@@ -56,6 +58,8 @@ impl Metrics {
             actions: Family::default(),
             action_seconds: Family::new_with_constructor(latency_histogram),
             rate_limit_waits: Family::default(),
+            bulk_calls: Family::default(),
+            bulk_jobs: Family::default(),
             queue_depth: Gauge::default(),
             queue_oldest_seconds: Gauge::default(),
             dead_letters: Gauge::default(),
@@ -102,6 +106,16 @@ impl Metrics {
             "rate_limit_waits",
             "Platform answers asking to slow down (429 or equivalent), by integration",
             m.rate_limit_waits.clone(),
+        );
+        registry.register(
+            "bulk_calls",
+            "Bulk calls that ran several due jobs' last action at once, by platform and action",
+            m.bulk_calls.clone(),
+        );
+        registry.register(
+            "bulk_jobs",
+            "Jobs whose last action ran in a bulk call, by platform and action",
+            m.bulk_jobs.clone(),
         );
         registry.register(
             "queue_depth",
@@ -241,6 +255,18 @@ impl Metrics {
         self.rate_limit_waits
             .get_or_create(&vec![("integration", integration.to_owned())])
             .inc();
+    }
+
+    /// One bulk call ran the last action of `jobs` jobs.
+    pub fn bulk(&self, platform: &str, action: &str, jobs: usize) {
+        let labels = vec![
+            ("platform", platform.to_owned()),
+            ("action", action.to_owned()),
+        ];
+        self.bulk_calls.get_or_create(&labels).inc();
+        self.bulk_jobs
+            .get_or_create(&labels)
+            .inc_by(u64::try_from(jobs).unwrap_or(u64::MAX));
     }
 
     /// A configuration load ended.

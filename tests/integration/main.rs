@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failure is the point
 
 mod api;
+mod bulk;
 mod crash;
 mod daemon;
 mod daemon_support;

@@ -1,0 +1,501 @@
+//! The executor against a test connector: due jobs of one batchable action go out in one bulk
+//! call and are settled one by one; everything else takes the single path.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use super::{Work, plan, run_work};
+use crate::daemon::{Active, Options, Runtime, now_ms};
+use crate::event::Event;
+use crate::manifest::{IntegrationId, Source};
+use crate::platforms::{ActionCall, ActionOutput, Connector, Health, PlatformError, PlatformKind};
+use crate::secrets::ResolveContext;
+use crate::state::{AuditFilter, AuditKind, IngestOutcome};
+
+/// Records every call; answers per ticket.
+#[derive(Debug, Default)]
+struct TestConnector {
+    /// Calls that went through `execute`.
+    singles: Mutex<Vec<ActionCall>>,
+    /// Calls that went through `execute_many`, one entry per bulk call.
+    batches: Mutex<Vec<Vec<ActionCall>>>,
+    /// Answer every call with 429 and this `Retry-After`.
+    rate_limited: Option<Duration>,
+    /// How long a bulk call takes (a job being polled).
+    bulk_takes: Option<Duration>,
+    /// Where the bulk call looks at its jobs' leases when it ends.
+    store: std::sync::OnceLock<Arc<crate::state::Store>>,
+    /// The lease ends the bulk call saw when it ended, by job.
+    leases_seen: Mutex<Vec<Option<u64>>>,
+}
+
+/// The ticket the test connector refuses.
+const CLOSED_TICKET: &str = "13";
+
+impl TestConnector {
+    fn answer(&self, call: &ActionCall) -> Result<ActionOutput, PlatformError> {
+        if let Some(d) = self.rate_limited {
+            return Err(PlatformError::RateLimited {
+                retry_after: Some(d),
+            });
+        }
+        let ticket = match &call.parameters["ticket_id"] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        if ticket == CLOSED_TICKET {
+            return Err(PlatformError::Rejected {
+                status: 422,
+                detail: format!("ticket {ticket} is closed"),
+            });
+        }
+        Ok(ActionOutput {
+            result: json!({ "id": ticket, "action": call.action }),
+        })
+    }
+
+    fn singles(&self) -> Vec<ActionCall> {
+        self.singles.lock().unwrap().clone()
+    }
+
+    fn batches(&self) -> Vec<Vec<ActionCall>> {
+        self.batches.lock().unwrap().clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl Connector for TestConnector {
+    async fn check(&self) -> Result<Health, PlatformError> {
+        Ok(Health {
+            identity: None,
+            detail: "test".into(),
+        })
+    }
+
+    async fn execute(&self, call: &ActionCall) -> Result<ActionOutput, PlatformError> {
+        self.singles.lock().unwrap().push(call.clone());
+        self.answer(call)
+    }
+
+    fn batchable(&self, action: &str) -> bool {
+        action == "set_priority"
+    }
+
+    async fn execute_many(&self, calls: &[ActionCall]) -> Vec<Result<ActionOutput, PlatformError>> {
+        self.batches.lock().unwrap().push(calls.to_vec());
+        if let Some(d) = self.bulk_takes {
+            tokio::time::sleep(d).await;
+        }
+        if let Some(store) = self.store.get() {
+            for call in calls {
+                let id: u64 = call
+                    .idempotency_key
+                    .split('-')
+                    .nth(1)
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                let lease = store.job(id).unwrap().and_then(|j| j.lease_until_ms);
+                self.leases_seen.lock().unwrap().push(lease);
+            }
+        }
+        calls.iter().map(|c| self.answer(c)).collect()
+    }
+}
+
+const INTEGRATION: &str = r#"id = "zd"
+platform = "zendesk"
+[credentials]
+subdomain = "acme"
+email = "agent@example.com"
+api_token = { env = "SUPPORTOPSD_EXECUTE_TEST_UNSET" }
+[limits]
+requests_per_minute = 6000
+"#;
+
+fn rule(id: &str, actions: &[(&str, &str)]) -> String {
+    let mut text =
+        format!("id = \"{id}\"\n[trigger]\nintegration = \"zd\"\nevent = \"ticket.created\"\n");
+    for (action, params) in actions {
+        text.push_str(&format!(
+            "[[actions]]\nintegration = \"zd\"\naction = \"{action}\"\n[actions.parameters]\nticket_id = \"{{{{ ticket.id }}}}\"\n{params}\n"
+        ));
+    }
+    text
+}
+
+struct Harness {
+    rt: Arc<Runtime>,
+    connector: Arc<TestConnector>,
+    _repo: tempfile::TempDir,
+    _state: tempfile::TempDir,
+}
+
+async fn harness(connector: TestConnector) -> Harness {
+    let repo = tempfile::tempdir().unwrap();
+    let files = [
+        ("integrations/zd.toml", INTEGRATION.to_owned()),
+        (
+            "rules/priority.toml",
+            rule("priority", &[("set_priority", "priority = \"high\"")]),
+        ),
+        (
+            "rules/urgent.toml",
+            rule("urgent", &[("set_priority", "priority = \"urgent\"")]),
+        ),
+        (
+            "rules/comment.toml",
+            rule("comment", &[("add_comment", "body = \"Thanks\"")]),
+        ),
+        (
+            "rules/two-step.toml",
+            rule(
+                "two-step",
+                &[
+                    ("add_comment", "body = \"Looking\""),
+                    ("set_priority", "priority = \"low\""),
+                ],
+            ),
+        ),
+    ];
+    for (path, text) in files {
+        let path = repo.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    let state = tempfile::tempdir().unwrap();
+    let options = Options::new(
+        "127.0.0.1:0".parse().unwrap(),
+        "http://127.0.0.1:9".into(),
+        repo.path().into(),
+        state.path().into(),
+    );
+    let rt = crate::daemon::runtime(options, None).unwrap();
+    let loaded = crate::manifest::load_source(&Source {
+        repo: repo.path().into(),
+        subdir: None,
+        rev: None,
+    })
+    .unwrap();
+    let set = loaded
+        .set
+        .unwrap_or_else(|| panic!("{}", loaded.diagnostics.render("")));
+    let env = |_: &str| None;
+    let ctx = ResolveContext::new(None, &env);
+    let (mut active, _) = Active::build(set, None, "http://127.0.0.1:9", &ctx, &HashMap::new());
+    let connector = Arc::new(connector);
+    let _ = connector.store.set(rt.store.clone());
+    active.set_connector(IntegrationId::parse("zd").unwrap(), connector.clone());
+    rt.install_active(active);
+    Harness {
+        rt,
+        connector,
+        _repo: repo,
+        _state: state,
+    }
+}
+
+/// Ingests a `ticket.created` event for `ticket` matched by `rule`; returns the job id.
+fn enqueue(rt: &Runtime, rule: &str, ticket: &str) -> u64 {
+    let mut objects = Map::new();
+    objects.insert("ticket".into(), json!({ "id": ticket }));
+    enqueue_objects(rt, rule, ticket, objects)
+}
+
+/// Ingests a `ticket.created` event with these objects; returns the job id.
+fn enqueue_objects(rt: &Runtime, rule: &str, ticket: &str, objects: Map<String, Value>) -> u64 {
+    let event = Event {
+        platform: PlatformKind::Zendesk,
+        integration: IntegrationId::parse("zd").unwrap(),
+        name: "ticket.created".into(),
+        id: format!("{rule}-{ticket}"),
+        time: None,
+        received_at_ms: now_ms(),
+        actor: None,
+        objects,
+        changes: Map::new(),
+        payload: json!({}),
+    };
+    let now = now_ms();
+    match rt
+        .store
+        .ingest(&event, &[rule.to_owned()], now, now + 3_600_000)
+        .unwrap()
+    {
+        IngestOutcome::Stored { jobs } => jobs[0],
+        IngestOutcome::Duplicate => panic!("duplicate event"),
+    }
+}
+
+/// Leases what is due, as the executor does, and runs it; returns the job ids of each piece
+/// of work, batches marked `true`.
+async fn drain(rt: &Runtime) -> Vec<(bool, Vec<u64>)> {
+    let leased = rt.store.lease_due(now_ms(), 60_000, 100).unwrap();
+    let work = plan(rt, leased);
+    let shape = work
+        .iter()
+        .map(|w| match w {
+            Work::Single(job) => (false, vec![job.id]),
+            Work::Batch { jobs, .. } => (true, jobs.iter().map(|j| j.id).collect()),
+        })
+        .collect();
+    for w in work {
+        run_work(rt, w).await;
+    }
+    shape
+}
+
+fn audit_kinds(rt: &Runtime, job: u64) -> Vec<AuditKind> {
+    let mut records = rt
+        .store
+        .audit(&AuditFilter {
+            resource_type: Some("job".into()),
+            resource_id: Some(job.to_string()),
+            since_ms: None,
+            limit: 100,
+        })
+        .unwrap();
+    records.reverse();
+    records.into_iter().map(|r| r.kind).collect()
+}
+
+fn metric_line(rt: &Runtime, prefix: &str) -> Option<String> {
+    rt.metrics
+        .render()
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .map(str::to_owned)
+}
+
+#[tokio::test]
+async fn due_jobs_of_one_batchable_action_go_out_in_one_bulk_call() {
+    let h = harness(TestConnector::default()).await;
+    let a = enqueue(&h.rt, "priority", "1");
+    let b = enqueue(&h.rt, "priority", "2");
+    let c = enqueue(&h.rt, "priority", "3");
+    let shape = drain(&h.rt).await;
+    assert_eq!(shape, vec![(true, vec![a, b, c])]);
+
+    assert!(h.connector.singles().is_empty());
+    let batches = h.connector.batches();
+    assert_eq!(batches.len(), 1, "one bulk call");
+    let tickets: Vec<&Value> = batches[0]
+        .iter()
+        .map(|c| &c.parameters["ticket_id"])
+        .collect();
+    assert_eq!(tickets, vec!["1", "2", "3"]);
+    assert_eq!(
+        batches[0]
+            .iter()
+            .map(|c| c.idempotency_key.as_str())
+            .collect::<Vec<_>>(),
+        vec![
+            format!("supportopsd-{a}-0"),
+            format!("supportopsd-{b}-0"),
+            format!("supportopsd-{c}-0")
+        ]
+    );
+    for job in [a, b, c] {
+        assert_eq!(h.rt.store.job(job).unwrap(), None, "job {job} acknowledged");
+        assert_eq!(
+            audit_kinds(&h.rt, job),
+            vec![
+                AuditKind::ActionAttempted { step: 0 },
+                AuditKind::ActionSucceeded { step: 0 }
+            ]
+        );
+    }
+    assert_eq!(
+        metric_line(&h.rt, "supportopsd_bulk_jobs_total{").as_deref(),
+        Some(r#"supportopsd_bulk_jobs_total{platform="zendesk",action="set_priority"} 3"#)
+    );
+    assert_eq!(h.rt.store.queue_depth(), 0);
+}
+
+#[tokio::test]
+async fn a_job_at_its_last_step_joins_a_batch_of_another_rule() {
+    let h = harness(TestConnector::default()).await;
+    // A two-step job whose first step is done: only `set_priority` remains.
+    let advanced = enqueue(&h.rt, "two-step", "7");
+    let leased = h.rt.store.lease_due(now_ms(), 60_000, 10).unwrap();
+    assert_eq!(leased.len(), 1);
+    h.rt.store
+        .complete_step(advanced, 0, json!({"id": "7"}))
+        .unwrap();
+    h.rt.store.retry(advanced, "test", 0).unwrap();
+    let urgent = enqueue(&h.rt, "urgent", "8");
+    let shape = drain(&h.rt).await;
+    assert_eq!(shape, vec![(true, vec![advanced, urgent])]);
+    let batches = h.connector.batches();
+    assert_eq!(batches.len(), 1);
+    // Each job's own parameters.
+    assert_eq!(batches[0][0].parameters["priority"], "low");
+    assert_eq!(
+        batches[0][0].idempotency_key,
+        format!("supportopsd-{advanced}-1")
+    );
+    assert_eq!(batches[0][1].parameters["priority"], "urgent");
+    assert_eq!(h.rt.store.job(advanced).unwrap(), None);
+    assert_eq!(h.rt.store.job(urgent).unwrap(), None);
+}
+
+#[tokio::test]
+async fn mixed_results_in_one_batch_settle_each_job_on_its_own() {
+    let h = harness(TestConnector::default()).await;
+    let ok1 = enqueue(&h.rt, "priority", "1");
+    let closed = enqueue(&h.rt, "priority", CLOSED_TICKET);
+    let ok2 = enqueue(&h.rt, "priority", "2");
+    let shape = drain(&h.rt).await;
+    assert_eq!(shape, vec![(true, vec![ok1, closed, ok2])]);
+    assert_eq!(h.connector.batches().len(), 1);
+    assert!(h.connector.singles().is_empty());
+
+    assert_eq!(h.rt.store.job(ok1).unwrap(), None);
+    assert_eq!(h.rt.store.job(ok2).unwrap(), None);
+    assert_eq!(h.rt.store.job(closed).unwrap(), None);
+    let dead = h.rt.store.dead_job(closed).unwrap().expect("dead-lettered");
+    let error = dead.job.last_error.unwrap();
+    assert!(error.contains("ticket 13 is closed"), "{error}");
+    assert!(error.contains("set_priority"), "{error}");
+    assert_eq!(dead.job.attempts, 1);
+    assert_eq!(h.rt.store.dead_job(ok1).unwrap(), None);
+    let kinds = audit_kinds(&h.rt, closed);
+    assert_eq!(kinds.len(), 3, "{kinds:?}");
+    assert_eq!(kinds[0], AuditKind::ActionAttempted { step: 0 });
+    assert!(matches!(kinds[1], AuditKind::ActionFailed { step: 0, .. }));
+    assert!(matches!(
+        kinds[2],
+        AuditKind::ActionDeadLettered { step: 0, .. }
+    ));
+    let outcomes = h.rt.metrics.render();
+    assert!(
+        outcomes.contains(r#"supportopsd_actions_total{platform="zendesk",action="set_priority",outcome="succeeded"} 2"#),
+        "{outcomes}"
+    );
+    assert!(
+        outcomes.contains(r#"supportopsd_actions_total{platform="zendesk",action="set_priority",outcome="dead_lettered"} 1"#),
+        "{outcomes}"
+    );
+}
+
+#[tokio::test]
+async fn a_rate_limited_batch_retries_every_job_after_retry_after() {
+    let h = harness(TestConnector {
+        rate_limited: Some(Duration::from_secs(600)),
+        ..TestConnector::default()
+    })
+    .await;
+    let jobs = [
+        enqueue(&h.rt, "priority", "1"),
+        enqueue(&h.rt, "priority", "2"),
+        enqueue(&h.rt, "urgent", "3"),
+    ];
+    let before = now_ms();
+    let shape = drain(&h.rt).await;
+    assert_eq!(shape, vec![(true, jobs.to_vec())]);
+    assert_eq!(h.connector.batches().len(), 1);
+    for id in jobs {
+        let job = h.rt.store.job(id).unwrap().expect("still queued");
+        assert_eq!(job.attempts, 1);
+        assert_eq!(job.step, 0);
+        assert_eq!(job.lease_until_ms, None);
+        // Retry-After is the floor of the wait.
+        assert!(job.due_ms >= before + 600_000, "job {id} due too soon");
+        assert!(job.last_error.unwrap().contains("rate limited"));
+        assert_eq!(h.rt.store.dead_job(id).unwrap(), None);
+    }
+    // One 429 answer, counted once; every job counted as retried.
+    assert_eq!(
+        metric_line(&h.rt, "supportopsd_rate_limit_waits_total{").as_deref(),
+        Some(r#"supportopsd_rate_limit_waits_total{integration="zd"} 1"#)
+    );
+    assert!(h.rt.metrics.render().contains(
+        r#"supportopsd_actions_total{platform="zendesk",action="set_priority",outcome="retried"} 3"#
+    ));
+    // Nothing is due now: the jobs wait for Retry-After.
+    assert!(drain(&h.rt).await.is_empty());
+    assert_eq!(h.connector.batches().len(), 1);
+}
+
+#[tokio::test]
+async fn non_batchable_lone_and_multi_step_jobs_take_the_single_path() {
+    let h = harness(TestConnector::default()).await;
+    let c1 = enqueue(&h.rt, "comment", "1");
+    let c2 = enqueue(&h.rt, "comment", "2");
+    let lone = enqueue(&h.rt, "priority", "3");
+    let two = enqueue(&h.rt, "two-step", "4");
+    let shape = drain(&h.rt).await;
+    assert_eq!(
+        shape,
+        vec![
+            (false, vec![c1]),
+            (false, vec![c2]),
+            (false, vec![two]),
+            (false, vec![lone]),
+        ]
+    );
+    assert!(h.connector.batches().is_empty(), "no bulk call");
+    let actions: Vec<String> = h
+        .connector
+        .singles()
+        .iter()
+        .map(|c| c.action.clone())
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            "add_comment",
+            "add_comment",
+            "add_comment",
+            "set_priority",
+            "set_priority"
+        ]
+    );
+    for job in [c1, c2, lone, two] {
+        assert_eq!(h.rt.store.job(job).unwrap(), None);
+    }
+    assert_eq!(metric_line(&h.rt, "supportopsd_bulk_calls_total{"), None);
+}
+
+#[tokio::test]
+async fn a_batch_member_whose_parameters_fail_is_settled_alone() {
+    let h = harness(TestConnector::default()).await;
+    // No `ticket` object: `{{ ticket.id }}` cannot be rendered.
+    let a = enqueue_objects(&h.rt, "priority", "1", Map::new());
+    let b = enqueue(&h.rt, "priority", "2");
+    let shape = drain(&h.rt).await;
+    assert_eq!(shape, vec![(true, vec![a, b])]);
+    let dead = h.rt.store.dead_job(a).unwrap().expect("dead-lettered");
+    assert!(dead.job.last_error.unwrap().contains("set_priority"));
+    // The remaining one went the single way.
+    assert!(h.connector.batches().is_empty());
+    assert_eq!(h.connector.singles().len(), 1);
+    assert_eq!(h.rt.store.job(b).unwrap(), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bulk_call_that_outlasts_the_lease_keeps_its_jobs_leased() {
+    let h = harness(TestConnector {
+        bulk_takes: Some(Duration::from_secs(600)),
+        ..TestConnector::default()
+    })
+    .await;
+    let a = enqueue(&h.rt, "priority", "1");
+    let b = enqueue(&h.rt, "priority", "2");
+    let leased_at = now_ms();
+    // Leased for a minute; the bulk call takes ten (of tokio's time).
+    let shape = drain(&h.rt).await;
+    assert_eq!(shape, vec![(true, vec![a, b])]);
+    let seen = h.connector.leases_seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    for lease in seen {
+        // Renewed to the daemon's lease (120 s) past the original minute.
+        let until = lease.expect("still leased");
+        assert!(until >= leased_at + 120_000, "lease not renewed: {until}");
+    }
+    assert_eq!(h.rt.store.job(a).unwrap(), None);
+    assert_eq!(h.rt.store.job(b).unwrap(), None);
+}
