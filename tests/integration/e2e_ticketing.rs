@@ -192,6 +192,18 @@ async fn tickets_cross_both_ways_through_registrations_the_daemon_made() {
         &[("FD_KEY", FD_KEY), ("ZD_TOKEN", ZD_TOKEN)],
     )
     .await;
+    // The new daemon listens on another port: its first pass moves the registrations there.
+    let moved = format!("{}/api/webhooks", daemon.url);
+    eventually(30, "the registrations follow the new address", || {
+        zd.webhooks()
+            .iter()
+            .all(|w| w["endpoint"].as_str().unwrap_or("").starts_with(&moved))
+            && fd
+                .rules()
+                .iter()
+                .all(|(_, r)| r.to_string().contains(&moved))
+    })
+    .await;
     let second = zd.add_ticket(json!({
         "subject": "After the restart",
         "submitter_id": zd_fake::OTHER_AGENT_ID,

@@ -229,8 +229,9 @@ async fn a_trello_delivery_fires_rules_that_act_on_the_card_at_trello() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 200);
+    let code = r.status();
     let report: Value = r.json().await.unwrap();
+    assert_eq!(code, 200, "{report}");
     assert!(
         report["results"]
             .as_array()
