@@ -144,7 +144,13 @@ impl Daemon {
         cmd.current_dir(repo)
             .args(["--repo", ".", "--state"])
             .arg(state)
-            .args(["run", "--listen", "127.0.0.1:0"])
+            .arg("run")
+            .args(
+                (!extra.contains(&"--listen"))
+                    .then_some(["--listen", "127.0.0.1:0"])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(extra)
             .env_remove("SUPPORTOPSD_KEY_FILE")
             .env_remove("CREDENTIALS_DIRECTORY")

@@ -14,6 +14,7 @@ mod e2e_ticketing;
 mod e2e_trello;
 mod e2e_zendesk;
 mod generated;
+mod gitops;
 mod plan;
 mod reconcile;
 mod secret;
