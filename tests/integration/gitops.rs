@@ -197,7 +197,7 @@ async fn commit_register_fire_heal_restart_and_prune() {
     zd.clear_requests();
     let daemon = spawn(&repo, state.path(), &key_arg, port).await;
     eventually(20, "the first pass after the restart", || {
-        zd.requests_to("GET", "/api/v2/webhooks").len() >= 1
+        !zd.requests_to("GET", "/api/v2/webhooks").is_empty()
     })
     .await;
     let r = reqwest::Client::new()
