@@ -66,6 +66,13 @@ pub fn markdown() -> String {
             d.title,
             kind.as_str()
         );
+        if kind.is_builtin() {
+            let _ = writeln!(
+                out,
+                "Built in: supportopsd emits these events itself. No credentials, no `[webhook]`, \
+                 no actions; nothing from outside may deliver them (see `docs/alerts.md`).\n"
+            );
+        }
         let _ = writeln!(
             out,
             "### Credentials\n\n| field | secret | required | description |\n|---|---|---|---|"
@@ -136,6 +143,9 @@ pub fn markdown() -> String {
             out.push('\n');
         }
         let _ = writeln!(out, "### Actions\n");
+        if d.actions.is_empty() {
+            let _ = writeln!(out, "None.\n");
+        }
         for a in d.actions {
             let _ = writeln!(out, "#### `{}`\n\n{}\n", a.name, a.description);
             params_table(&mut out, a.params);
