@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use supportopsd::platforms::slack::fake::FakeSlack;
+use supportopsd::platforms::slack::fake::{self, FakeSlack};
 
 use crate::daemon_support::*;
 use crate::support::TestRepo;
@@ -282,4 +282,103 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("timed out waiting for: {what}");
+}
+
+const PUBLIC: &str = "https://ops.example.com";
+const HOOK: &str = "https://ops.example.com/api/webhooks/slack/slack-main";
+
+fn on(id: &str, event: &str, message: &str) -> String {
+    format!(
+        "id = \"{id}\"\n[trigger]\nintegration = \"alerts\"\nevent = \"{event}\"\n[[actions]]\nintegration = \"slack-main\"\naction = \"send_message\"\n[actions.parameters]\nchannel = \"#general\"\nmessage = \"{message}\"\n"
+    )
+}
+
+/// A revision applied, a registration repaired behind our back, and an integration that
+/// recovers after a restart with a good token: each becomes a message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applied_repaired_and_recovered_become_slack_messages() {
+    let fake = FakeSlack::start(BOT_TOKEN, None).await;
+    fake.accept_app_config_token(APP_CONFIG_TOKEN);
+    // slack-main registers its request URL through the manifest API (so drift can be repaired).
+    let slack = format!(
+        "id = \"slack-main\"\nplatform = \"slack\"\n[credentials]\nbot_token = {{ env = \"SLACK_BOT_TOKEN\" }}\nsigning_secret = {{ env = \"SLACK_SIGNING_SECRET\" }}\napp_config_token = {{ env = \"SLACK_APP_CONFIG_TOKEN\" }}\napp_id = \"{}\"\n[webhook]\nevents = [\"message\"]\n[endpoint]\nbase_url = \"{}\"\n[limits]\nrequests_per_minute = 6000\n",
+        fake::APP_ID,
+        fake.base_url()
+    );
+    let applied = on(
+        "applied-to-general",
+        "revision.applied",
+        "APPLIED {{ revision.id }} ({{ revision.rules }} rules)",
+    );
+    let repaired = on(
+        "repaired-to-general",
+        "registration.repaired",
+        "REPAIRED {{ registration.integration }} at {{ registration.url }}: {{ registration.detail }}",
+    );
+    let recovered = on(
+        "recovered-to-general",
+        "integration.recovered",
+        "RECOVERED {{ integration.id }} ({{ integration.health }})",
+    );
+    let (repo, commit) = alerts_repo(
+        &fake,
+        &[
+            ("integrations/slack.toml", &slack),
+            ("rules/applied-to-general.toml", &applied),
+            ("rules/repaired-to-general.toml", &repaired),
+            ("rules/recovered-to-general.toml", &recovered),
+        ],
+    );
+    let state = tempfile::tempdir().unwrap();
+    let args = ["--public-url", PUBLIC, "--resync-interval", "1s"];
+    let daemon = Daemon::spawn_with_env(
+        repo.path(),
+        state.path(),
+        &args,
+        &[("SLACK_BROKEN_TOKEN", EXPIRED_TOKEN)],
+    )
+    .await;
+    eventually(30, "the applied alert", || {
+        general(&fake)
+            .iter()
+            .any(|t| t == &format!("APPLIED {commit} (6 rules)"))
+    })
+    .await;
+    let request_url = |fake: &FakeSlack| {
+        fake.manifest()["settings"]["event_subscriptions"]["request_url"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    eventually(30, "registered", || request_url(&fake) == HOOK).await;
+
+    // Someone edits the app's request URL by hand: the resync repairs it, and says so.
+    let mut drifted = fake.manifest();
+    drifted["settings"]["event_subscriptions"]["request_url"] =
+        serde_json::Value::from("https://elsewhere.example.com/hook");
+    fake.set_manifest(drifted);
+    eventually(30, "the repaired alert", || {
+        general(&fake)
+            .iter()
+            .any(|t| t.starts_with(&format!("REPAIRED slack-main at {HOOK}: ")))
+    })
+    .await;
+    assert!(general(&fake).iter().all(|t| !t.starts_with("RECOVERED")));
+    daemon.kill().await;
+
+    // The token is fixed (here: a restart with a good one): slack-broken recovers.
+    let daemon = Daemon::spawn_with_env(
+        repo.path(),
+        state.path(),
+        &["--public-url", PUBLIC],
+        &[("SLACK_BROKEN_TOKEN", BOT_TOKEN)],
+    )
+    .await;
+    eventually(30, "the recovered alert", || {
+        general(&fake)
+            .iter()
+            .any(|t| t == "RECOVERED slack-broken (healthy)")
+    })
+    .await;
+    daemon.kill().await;
 }
