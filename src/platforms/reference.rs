@@ -73,10 +73,14 @@ pub fn markdown() -> String {
                  no actions; nothing from outside may deliver them (see `docs/alerts.md`).\n"
             );
         }
-        let _ = writeln!(
-            out,
-            "### Credentials\n\n| field | secret | required | description |\n|---|---|---|---|"
-        );
+        if d.credentials.is_empty() {
+            let _ = writeln!(out, "### Credentials\n\nNone.");
+        } else {
+            let _ = writeln!(
+                out,
+                "### Credentials\n\n| field | secret | required | description |\n|---|---|---|---|"
+            );
+        }
         for c in d.credentials {
             let required = if d.credential_sets.is_empty() {
                 if c.required { "yes" } else { "no" }
