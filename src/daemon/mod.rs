@@ -275,14 +275,19 @@ impl Runtime {
 
     fn refuse(&self, commit: Option<&str>, why: &str) {
         tracing::error!(reason = %why, "Revision refused; the previous one keeps running.");
-        {
+        let (repeated, running) = {
             let mut status = self
                 .status
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // The same refusal again (a repository that cannot be read, at every poll) is
+            // announced once.
+            let repeated = status.refused.as_deref() == Some(why)
+                && status.refused_commit.as_deref() == commit;
             status.refused = Some(why.to_owned());
             status.refused_commit = commit.map(str::to_owned);
-        }
+            (repeated, status.applied.clone())
+        };
         self.metrics.reload(false);
         self.audit(
             AuditKind::RevisionRefused {
@@ -291,10 +296,12 @@ impl Runtime {
             commit.unwrap_or("unknown"),
             serde_json::json!({}),
         );
-        self.emit_internal(
-            crate::platforms::supportopsd::events::REVISION_REFUSED,
-            serde_json::json!({"revision": {"id": commit, "reason": why, "running": self.status().applied}}),
-        );
+        if !repeated {
+            self.emit_internal(
+                crate::platforms::supportopsd::events::REVISION_REFUSED,
+                serde_json::json!({"revision": {"id": commit, "reason": why, "running": running}}),
+            );
+        }
     }
 
     /// Loads `rev` and swaps it in, or refuses it whole.
