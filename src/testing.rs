@@ -162,6 +162,15 @@ fn run_case(set: &ManifestSet, case: &TestCase) -> (CaseResult, Vec<RuleId>) {
         if !rule.trigger.condition.as_ref().is_none_or(|c| c.eval(&ctx)) {
             continue;
         }
+        // The loop guard of supportopsd's own events, as the daemon applies it.
+        if case.platform.is_builtin()
+            && crate::platforms::supportopsd::events::originated_from(
+                &case.payload,
+                rule.id.as_str(),
+            )
+        {
+            continue;
+        }
         fired.push(rule.id.clone());
         let mut earlier = Vec::new();
         for (i, a) in rule.actions.iter().enumerate() {

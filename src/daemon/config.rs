@@ -97,7 +97,7 @@ impl Active {
                 PlatformKind::Notion => captured
                     .get(id)
                     .map(|s| crate::secrets::Secret::new(s.expose().to_vec())),
-                PlatformKind::GoogleSheets => None,
+                PlatformKind::GoogleSheets | PlatformKind::Supportopsd => None,
             };
             let callback_url = Some(webhook_url(public_url, i.platform, id));
             keys.insert(
@@ -193,6 +193,14 @@ impl Active {
         ids.iter()
             .filter_map(|id| self.set.rules.get(id))
             .filter(|r| !from_self || r.trigger.allow_self)
+            // The loop guard of supportopsd's own events: never trigger a rule that led to them.
+            .filter(|r| {
+                !(event.platform.is_builtin()
+                    && platforms::supportopsd::events::originated_from(
+                        &event.payload,
+                        r.id.as_str(),
+                    ))
+            })
             .filter(|r| r.trigger.condition.as_ref().is_none_or(|c| c.eval(ctx)))
             .collect()
     }

@@ -1,6 +1,7 @@
 //! The daemon: wires the webhook server, the executor and configuration reloads under one
 //! cancellation token. `run` serves until SIGTERM; SIGHUP reloads the repository's HEAD.
 
+pub mod alerts;
 pub mod api;
 pub mod config;
 pub mod poller;
@@ -155,6 +156,10 @@ pub struct Runtime {
     trigger_rx: Mutex<Option<mpsc::Receiver<reconcile::Request>>>,
     ingests: std::sync::mpsc::SyncSender<IngestRequest>,
     commits: mpsc::Sender<oneshot::Sender<Result<(), String>>>,
+    /// supportopsd's own events waiting to be stored ([`alerts`]).
+    alerts: mpsc::Sender<alerts::Emission>,
+    alerts_rx: Mutex<Option<mpsc::Receiver<alerts::Emission>>>,
+    alert_seq: std::sync::atomic::AtomicU64,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -294,14 +299,19 @@ impl Runtime {
 
     fn refuse(&self, commit: Option<&str>, why: &str) {
         tracing::error!(reason = %why, "Revision refused; the previous one keeps running.");
-        {
+        let (repeated, running) = {
             let mut status = self
                 .status
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // The same refusal again (a repository that cannot be read, at every poll) is
+            // announced once.
+            let repeated = status.refused.as_deref() == Some(why)
+                && status.refused_commit.as_deref() == commit;
             status.refused = Some(why.to_owned());
             status.refused_commit = commit.map(str::to_owned);
-        }
+            (repeated, status.applied.clone())
+        };
         self.metrics.reload(false);
         self.audit(
             AuditKind::RevisionRefused {
@@ -310,6 +320,12 @@ impl Runtime {
             commit.unwrap_or("unknown"),
             serde_json::json!({}),
         );
+        if !repeated {
+            self.emit_internal(
+                crate::platforms::supportopsd::events::REVISION_REFUSED,
+                serde_json::json!({"revision": {"id": commit, "reason": why, "running": running}}),
+            );
+        }
     }
 
     /// Loads `rev` and swaps it in, or refuses it whole.
@@ -345,6 +361,7 @@ impl Runtime {
             }
             self.metrics.set_applied_revision(commit);
         }
+        let mut previous = None;
         let known: std::collections::HashSet<String> = active
             .set
             .integrations
@@ -371,6 +388,7 @@ impl Runtime {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let changed = status.applied != applied;
+            previous.clone_from(&status.applied);
             status.applied = applied.clone();
             status.refused = None;
             status.refused_commit = None;
@@ -380,6 +398,7 @@ impl Runtime {
                 status.applied_ms = Some(now_ms());
             }
         }
+        let counts = (active.set.integrations.len(), active.set.rules.len());
         *self
             .active
             .write()
@@ -390,6 +409,12 @@ impl Runtime {
             applied.as_deref().unwrap_or("working tree"),
             serde_json::json!({}),
         );
+        if previous != applied {
+            self.emit_internal(
+                crate::platforms::supportopsd::events::REVISION_APPLIED,
+                serde_json::json!({"revision": {"id": applied, "previous": previous, "integrations": counts.0, "rules": counts.1}}),
+            );
+        }
         tracing::info!(
             revision = applied.as_deref().unwrap_or("working tree"),
             "Revision applied."
@@ -581,6 +606,7 @@ impl Runtime {
     /// Records a connection check (audits degradation and recovery).
     pub fn record_health(&self, id: &str, status: HealthStatus, reason: &str, now: u64) {
         let mut transition = None;
+        let mut since_failures = (now, 0);
         self.with_health(id, |h| {
             let was_healthy = h.health == HealthStatus::Healthy.as_str();
             let was_degraded = h.health == HealthStatus::Degraded.as_str()
@@ -604,15 +630,20 @@ impl Runtime {
                     });
                 }
             }
+            since_failures = (h.since_ms, h.consecutive_failures);
         });
         self.metrics
             .set_integration_healthy(id, status == HealthStatus::Healthy);
         if let Some(kind) = transition {
-            if matches!(kind, AuditKind::IntegrationRecovered) {
+            let event = if matches!(kind, AuditKind::IntegrationRecovered) {
                 tracing::info!(integration = %id, "Integration recovered.");
+                crate::platforms::supportopsd::events::INTEGRATION_RECOVERED
             } else {
                 tracing::warn!(integration = %id, reason = %reason, "Integration degraded.");
-            }
+                crate::platforms::supportopsd::events::INTEGRATION_DEGRADED
+            };
+            let (since, failures) = since_failures;
+            self.emit_health(event, id, status.as_str(), reason, since, failures);
             self.audit(kind, id, serde_json::json!({}));
         }
     }
@@ -884,6 +915,7 @@ pub fn runtime(
             source,
         })?;
     let (triggers, trigger_rx) = mpsc::channel(64);
+    let (alerts, alerts_rx) = mpsc::channel(alerts::QUEUE);
     let rt = Arc::new(Runtime {
         store,
         metrics: Metrics::new(),
@@ -900,6 +932,9 @@ pub fn runtime(
         trigger_rx: Mutex::new(Some(trigger_rx)),
         ingests,
         commits,
+        alerts,
+        alerts_rx: Mutex::new(Some(alerts_rx)),
+        alert_seq: std::sync::atomic::AtomicU64::new(0),
     });
     rt.learn_recorded();
     Ok(rt)
@@ -939,6 +974,14 @@ pub async fn run(
         None
     };
     tracker.spawn(crate::execute::run(rt.clone(), shutdown.child_token()));
+    let alerts_rx = rt
+        .alerts_rx
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    if let Some(rx) = alerts_rx {
+        tracker.spawn(alerts::run(rt.clone(), rx, shutdown.child_token()));
+    }
     tracker.spawn(housekeeping(rt.clone(), shutdown.child_token()));
     tracker.spawn(poller::run(rt.clone(), shutdown.child_token()));
     {

@@ -29,6 +29,8 @@ pub fn default_requests_per_minute(kind: PlatformKind) -> u32 {
         PlatformKind::Notion => 180,
         // 60 write requests per minute per user.
         PlatformKind::GoogleSheets => 60,
+        // No requests at all: the built-in platform has no actions.
+        PlatformKind::Supportopsd => 60,
     }
 }
 

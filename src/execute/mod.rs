@@ -527,6 +527,7 @@ fn give_up(rt: &Runtime, job: &Job, error: &str, now: u64) -> Outcome {
         &job.id.to_string(),
         json!({"rule": job.rule}),
     );
+    rt.emit_dead_lettered(job, error);
     Outcome::Dead
 }
 

@@ -455,6 +455,32 @@ impl Resolver {
             return;
         }
         let d = platform.descriptor();
+        if platform.is_builtin() {
+            let help = format!(
+                "rules trigger on these events with `integration = \"{id}\"`; nothing needs registering or reaching"
+            );
+            for (pointer, what) in [
+                ("/webhook", "`[webhook]`"),
+                ("/endpoint", "`[endpoint]`"),
+                ("/limits", "`[limits]`"),
+            ] {
+                let present = match pointer {
+                    "/webhook" => raw.webhook.is_some(),
+                    "/endpoint" => raw.endpoint.is_some(),
+                    _ => raw.limits.is_some(),
+                };
+                if present {
+                    self.ds.push(
+                        Diagnostic::error(
+                            &p.file,
+                            p.key_span(pointer),
+                            format!("the built-in {platform} platform takes no {what}: supportopsd emits its events itself"),
+                        )
+                        .with_help(help.clone()),
+                    );
+                }
+            }
+        }
         let mut credentials = BTreeMap::new();
         for (name, value) in &raw.credentials {
             let pointer = format!("/credentials/{}", escape_token(name));
@@ -679,6 +705,17 @@ impl Resolver {
             };
             let d = platform.descriptor();
             let Some(spec) = d.action(&a.action) else {
+                if d.actions.is_empty() {
+                    self.ds.push(
+                        p.error(
+                            &format!("{ptr}/action"),
+                            format!("the built-in {platform} platform performs no actions (it only emits supportopsd's own events)"),
+                        )
+                        .with_help("trigger on its events, and act on another integration (e.g. `send_message` on Slack)"),
+                    );
+                    ok = false;
+                    continue;
+                }
                 let help = did_you_mean(&a.action, d.actions.iter().map(|x| x.name))
                     .map(|s| format!("did you mean `{s}`?"))
                     .or_else(|| {

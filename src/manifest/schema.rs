@@ -287,6 +287,17 @@ fn integration_schema() -> Value {
         .iter()
         .map(|k| {
             let d = k.descriptor();
+            if k.is_builtin() {
+                // Nothing to reach and nothing to register: no credentials, webhook, endpoint
+                // or limits.
+                return json!({
+                    "if": {"properties": {"platform": {"const": k.as_str()}}, "required": ["platform"]},
+                    "then": {"properties": {
+                        "credentials": credentials_schema(d),
+                        "config": params_schema(d.config, &[]),
+                    }}
+                });
+            }
             json!({
                 "if": {"properties": {"platform": {"const": k.as_str()}}, "required": ["platform"]},
                 "then": {"properties": {

@@ -247,6 +247,11 @@ pub enum ConnectError {
     /// This release has no live connector for the platform yet.
     #[error("the {0} connector is not available in this release")]
     NotAvailable(&'static str),
+    /// The built-in platform: it only emits supportopsd's own events, it performs no actions.
+    #[error(
+        "the built-in {0} platform performs no actions (it only emits supportopsd's own events)"
+    )]
+    NoActions(&'static str),
     /// The HTTP client could not be built.
     #[error("http client: {0}")]
     Client(String),

@@ -1,4 +1,5 @@
-//! The six platforms. Each has a folder with the same files: `mod.rs` (its [`Descriptor`]),
+//! The six platforms, and the built-in `supportopsd` platform (supportopsd's own events).
+//! Each has a folder with the same files: `mod.rs` (its [`Descriptor`]),
 //! `events.rs` (event specs and payload normalisation) and `actions.rs` (action specs).
 //! Adding a platform is one folder, one [`PlatformKind`] variant and one arm in
 //! [`PlatformKind::descriptor`].
@@ -15,6 +16,7 @@ pub mod inbound;
 pub mod notion;
 pub mod reference;
 pub mod slack;
+pub mod supportopsd;
 #[cfg(test)]
 pub(crate) mod testkit;
 pub mod trello;
@@ -54,17 +56,20 @@ pub enum PlatformKind {
     Notion,
     /// Google Sheets (Sheets v4, Drive v3 push channels).
     GoogleSheets,
+    /// supportopsd itself (built in): the daemon's own events, no credentials, no actions.
+    Supportopsd,
 }
 
 impl PlatformKind {
     /// Every platform, in a fixed order.
-    pub const ALL: [PlatformKind; 6] = [
+    pub const ALL: [PlatformKind; 7] = [
         PlatformKind::Freshdesk,
         PlatformKind::Zendesk,
         PlatformKind::Slack,
         PlatformKind::Trello,
         PlatformKind::Notion,
         PlatformKind::GoogleSheets,
+        PlatformKind::Supportopsd,
     ];
 
     /// The name used in manifests and URLs (`google_sheets`).
@@ -76,7 +81,14 @@ impl PlatformKind {
             PlatformKind::Trello => "trello",
             PlatformKind::Notion => "notion",
             PlatformKind::GoogleSheets => "google_sheets",
+            PlatformKind::Supportopsd => "supportopsd",
         }
+    }
+
+    /// Whether this is the built-in platform of supportopsd's own events (no credentials, no
+    /// webhook, no actions; nothing from outside may deliver to it).
+    pub fn is_builtin(self) -> bool {
+        self == PlatformKind::Supportopsd
     }
 
     /// Parses a manifest name.
@@ -93,6 +105,7 @@ impl PlatformKind {
             PlatformKind::Trello => &trello::DESCRIPTOR,
             PlatformKind::Notion => &notion::DESCRIPTOR,
             PlatformKind::GoogleSheets => &google_sheets::DESCRIPTOR,
+            PlatformKind::Supportopsd => &supportopsd::DESCRIPTOR,
         }
     }
 }
@@ -116,6 +129,7 @@ pub fn verify(
         PlatformKind::Trello => trello::webhook::verify(req, keys),
         PlatformKind::Notion => notion::webhook::verify(req, keys),
         PlatformKind::GoogleSheets => google_sheets::webhook::verify(req, keys),
+        PlatformKind::Supportopsd => supportopsd::webhook::verify(req, keys),
     }
 }
 
@@ -128,6 +142,7 @@ pub fn parse(kind: PlatformKind, req: &InboundRequest<'_>) -> Result<Inbound, Pa
         PlatformKind::Trello => trello::webhook::parse(req),
         PlatformKind::Notion => notion::webhook::parse(req),
         PlatformKind::GoogleSheets => google_sheets::webhook::parse(req),
+        PlatformKind::Supportopsd => supportopsd::webhook::parse(req),
     }
 }
 
@@ -143,5 +158,6 @@ pub fn connect(
         PlatformKind::Trello => trello::connector::connect(integration, ctx),
         PlatformKind::Notion => notion::connector::connect(integration, ctx),
         PlatformKind::GoogleSheets => google_sheets::connector::connect(integration, ctx),
+        PlatformKind::Supportopsd => Err(ConnectError::NoActions("supportopsd")),
     }
 }

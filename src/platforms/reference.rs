@@ -66,10 +66,21 @@ pub fn markdown() -> String {
             d.title,
             kind.as_str()
         );
-        let _ = writeln!(
-            out,
-            "### Credentials\n\n| field | secret | required | description |\n|---|---|---|---|"
-        );
+        if kind.is_builtin() {
+            let _ = writeln!(
+                out,
+                "Built in: supportopsd emits these events itself. No credentials, no `[webhook]`, \
+                 no actions; nothing from outside may deliver them (see `docs/alerts.md`).\n"
+            );
+        }
+        if d.credentials.is_empty() {
+            let _ = writeln!(out, "### Credentials\n\nNone.");
+        } else {
+            let _ = writeln!(
+                out,
+                "### Credentials\n\n| field | secret | required | description |\n|---|---|---|---|"
+            );
+        }
         for c in d.credentials {
             let required = if d.credential_sets.is_empty() {
                 if c.required { "yes" } else { "no" }
@@ -136,6 +147,9 @@ pub fn markdown() -> String {
             out.push('\n');
         }
         let _ = writeln!(out, "### Actions\n");
+        if d.actions.is_empty() {
+            let _ = writeln!(out, "None.\n");
+        }
         for a in d.actions {
             let _ = writeln!(out, "#### `{}`\n\n{}\n", a.name, a.description);
             params_table(&mut out, a.params);

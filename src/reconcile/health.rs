@@ -62,10 +62,14 @@ pub fn of_check(result: &Result<Health, PlatformError>) -> (HealthStatus, String
     }
 }
 
+/// The health reason of a built-in `supportopsd` integration (always healthy: nothing to reach).
+pub const BUILTIN_HEALTH: &str = "built in: supportopsd emits these events itself";
+
 /// The health of an integration whose connector could not be built.
 pub fn of_connect_error(e: &ConnectError) -> (HealthStatus, String) {
     match e {
         ConnectError::NotAvailable(_) => (HealthStatus::Unknown, e.to_string()),
+        ConnectError::NoActions(_) => (HealthStatus::Healthy, BUILTIN_HEALTH.to_owned()),
         ConnectError::Missing(_) | ConnectError::Credential { .. } => (
             HealthStatus::Missing,
             format!(

@@ -285,6 +285,9 @@ pub async fn sync_registrations(rt: &Runtime, report: &mut PassReport) {
                     );
                 }
                 rt.metrics.registration(platform, outcome.as_str());
+                if outcome == RegistrationOutcome::Repaired {
+                    rt.emit_internal(platforms::supportopsd::events::REGISTRATION_REPAIRED, json!({"registration": {"integration": i.id.as_str(), "platform": platform, "url": target.url, "events": target.events, "detail": detail}}));
+                }
                 rt.record_sync(i.id.as_str(), SyncStatus::InSync, &detail);
                 report.results.push(ResourceResult {
                     integration: i.id.to_string(),

@@ -60,7 +60,8 @@ where
     B: hyper::body::Body<Data = Bytes> + Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let Some(kind) = PlatformKind::parse(platform) else {
+    // The built-in platform's events are emitted by the daemon itself: nobody may post them.
+    let Some(kind) = PlatformKind::parse(platform).filter(|k| !k.is_builtin()) else {
         return status(StatusCode::NOT_FOUND);
     };
     let Some(active) = rt.active() else {
@@ -220,7 +221,8 @@ fn reject(rt: &Runtime, kind: PlatformKind, id: &IntegrationId, reason: &str, no
     }
 }
 
-/// Matches, stores and flushes an event; 200 once it is durable (also the poller's path).
+/// Matches, stores and flushes an event; 200 once it is durable (also the path of polled
+/// events, [`crate::daemon::poller`], and of supportopsd's own, [`crate::daemon::alerts`]).
 pub(crate) async fn store_event(
     rt: &Runtime,
     active: &crate::daemon::Active,

@@ -224,22 +224,17 @@ async fn a_trello_delivery_fires_rules_that_act_on_the_card_at_trello() {
         .remove("rules/trello-triage.toml")
         .remove("rules/trello-help.toml");
     repo.commit("no more trello webhook");
+    // The watcher's pass may apply it first; a sync makes sure one pass has run.
     let r = reqwest::Client::new()
         .post(format!("{url}/api/sync"))
         .send()
         .await
         .unwrap();
-    let code = r.status();
-    let report: Value = r.json().await.unwrap();
-    assert_eq!(code, 200, "{report}");
-    assert!(
-        report["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r["integration"] == "trello-main" && r["outcome"] == "removed"),
-        "{report}"
-    );
+    assert_eq!(r.status(), 200);
+    eventually(20, "the webhook pruned at Trello", || {
+        trello.webhooks().is_empty()
+    })
+    .await;
     assert!(trello.webhooks().is_empty());
     let _ = child.start_kill();
     let _ = child.wait().await;

@@ -73,9 +73,9 @@ fn examples_on_an_empty_state_list_everything_and_exit_2() {
             .filter(|c| c["resource"]["kind"] == kind && c["action"] == "create")
             .count()
     };
-    assert_eq!(count("integration"), 6);
+    assert_eq!(count("integration"), 7);
     assert_eq!(count("registration"), 6);
-    assert_eq!(count("rule"), 10);
+    assert_eq!(count("rule"), 11);
     // Without --detailed-exitcode, changes still exit 0; the state folder is not created.
     assert_eq!(repo.run(&["plan"]).code, 0);
     assert!(!repo.path().join(".supportopsd").exists());

@@ -6,9 +6,9 @@ use crate::support::TestRepo;
 fn the_example_tests_pass_with_full_coverage() {
     let out = TestRepo::examples().run(&["test", "--fail-under", "100"]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains("15 passed, 0 failed"), "{}", out.stdout);
+    assert!(out.stdout.contains("17 passed, 0 failed"), "{}", out.stdout);
     assert!(
-        out.stdout.contains("rule coverage: 10/10 rules (100.0%)"),
+        out.stdout.contains("rule coverage: 11/11 rules (100.0%)"),
         "{}",
         out.stdout
     );
@@ -37,7 +37,7 @@ fn coverage_below_the_bar_fails() {
     let out = repo.run(&["test", "--fail-under", "80"]);
     assert_eq!(out.code, 1, "{}", out.stdout);
     assert!(
-        out.stdout.contains("rule coverage: 6/10 rules (60.0%)"),
+        out.stdout.contains("rule coverage: 7/11 rules (63.6%)"),
         "{}",
         out.stdout
     );

@@ -45,7 +45,7 @@ fn the_example_repository_is_valid() {
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert!(
         out.stdout
-            .starts_with("ok: 6 integrations, 10 rules, 15 test cases"),
+            .starts_with("ok: 7 integrations, 11 rules, 17 test cases"),
         "{}",
         out.stdout
     );
