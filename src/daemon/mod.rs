@@ -725,18 +725,28 @@ fn ingest_writer(
             }
         }
         if !batch.is_empty() {
-            let outcomes: Vec<Result<IngestOutcome, String>> = batch
-                .iter()
-                .map(|(r, _)| {
-                    let outcome = store
-                        .ingest_audited(&r.event, &r.rules, r.now_ms, r.dedupe_until_ms, &r.audit)
-                        .map_err(|e| e.to_string())?;
-                    if let IngestOutcome::Stored { .. } = outcome {
-                        journal.append(r).map_err(|e| e.to_string())?;
-                    }
-                    Ok(outcome)
-                })
-                .collect();
+            // One sled transaction for the whole batch (deduplicating within it as if the
+            // deliveries came one by one), then one journal append per stored delivery and one
+            // fdatasync for all of them.
+            let records: Vec<&IngestRecord> = batch.iter().map(|(r, _)| &**r).collect();
+            let outcomes: Vec<Result<IngestOutcome, String>> = match store.ingest_batch(&records) {
+                Ok(outcomes) => outcomes
+                    .into_iter()
+                    .zip(&records)
+                    .map(|(outcome, r)| {
+                        let outcome = outcome.map_err(|e| e.to_string())?;
+                        if let IngestOutcome::Stored { .. } = outcome {
+                            journal.append(r).map_err(|e| e.to_string())?;
+                        }
+                        Ok(outcome)
+                    })
+                    .collect(),
+                Err(e) => {
+                    let e = e.to_string();
+                    records.iter().map(|_| Err(e.clone())).collect()
+                }
+            };
+            drop(records);
             let synced = journal.sync().map_err(|e| e.to_string());
             for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
                 let _ = reply.send(synced.clone().and(outcome));

@@ -56,6 +56,9 @@ struct Inner {
     written: u64,
 }
 
+/// Records replayed per sled transaction on open.
+const REPLAY_BATCH: usize = 1024;
+
 const PREFIX: &str = "ingest-";
 const SUFFIX: &str = ".journal";
 
@@ -143,15 +146,13 @@ impl Journal {
         let old = existing(&dir)?;
         let mut restored = 0;
         for (_, path) in &old {
-            for r in read_records(path)? {
-                if let IngestOutcome::Stored { .. } = store.ingest_audited(
-                    &r.event,
-                    &r.rules,
-                    r.now_ms,
-                    r.dedupe_until_ms,
-                    &r.audit,
-                )? {
-                    restored += 1;
+            let records = read_records(path)?;
+            for chunk in records.chunks(REPLAY_BATCH) {
+                let chunk: Vec<&IngestRecord> = chunk.iter().collect();
+                for outcome in store.ingest_batch(&chunk)? {
+                    if let IngestOutcome::Stored { .. } = outcome? {
+                        restored += 1;
+                    }
                 }
             }
         }
