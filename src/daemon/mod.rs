@@ -20,7 +20,7 @@ use crate::reconcile::{self, HealthStatus, SyncStatus};
 use crate::secrets::{self, SealKey, Secret};
 use crate::state::IngestOutcome;
 use crate::state::Store;
-use crate::state::journal::{IngestRecord, Journal};
+use crate::state::journal::{IngestRecord, Journal, PreparedIngest};
 use crate::state::{AuditKind, HealthRecord, REGISTRATION_SECRET_FIELD, RegistrationRecord};
 use crate::telemetry::Metrics;
 pub use config::{Active, Problem};
@@ -193,9 +193,19 @@ impl Runtime {
     /// Stores an accepted delivery and returns once it is durable: the single ingest writer
     /// writes it to sled, journals it, and `fdatasync`s the journal once for every delivery it
     /// took in the same batch (group commit).
+    ///
+    /// The expensive half of the work — encoding the event, its jobs, its audit records and its
+    /// journal record, allocating ids, freeing the parsed payload — happens here, on the
+    /// caller's thread and in parallel with other deliveries; the writer only commits.
     pub async fn ingest(&self, record: IngestRecord) -> Result<IngestOutcome, String> {
+        let prepared = self
+            .store
+            .prepare_ingest(&record)
+            .map_err(|e| e.to_string())?;
+        let framed = Journal::encode(self.store.dir(), &record).map_err(|e| e.to_string())?;
+        drop(record);
         let (tx, rx) = oneshot::channel();
-        match self.ingests.try_send((Box::new(record), tx)) {
+        match self.ingests.try_send((Box::new((prepared, framed)), tx)) {
             Ok(()) => {}
             Err(std::sync::mpsc::TrySendError::Full(request)) => {
                 // The writer is behind: wait for room off the async threads.
@@ -692,7 +702,7 @@ async fn committer(store: Arc<Store>, mut rx: mpsc::Receiver<oneshot::Sender<Res
 
 /// One accepted delivery and where to say it is durable.
 type IngestRequest = (
-    Box<IngestRecord>,
+    Box<(PreparedIngest, Vec<u8>)>,
     oneshot::Sender<Result<IngestOutcome, String>>,
 );
 
@@ -728,25 +738,25 @@ fn ingest_writer(
             // One sled transaction for the whole batch (deduplicating within it as if the
             // deliveries came one by one), then one journal append per stored delivery and one
             // fdatasync for all of them.
-            let records: Vec<&IngestRecord> = batch.iter().map(|(r, _)| &**r).collect();
-            let outcomes: Vec<Result<IngestOutcome, String>> = match store.ingest_batch(&records) {
+            let prepared: Vec<&PreparedIngest> = batch.iter().map(|(r, _)| &r.0).collect();
+            let outcomes: Vec<Result<IngestOutcome, String>> = match store.commit_ingests(&prepared)
+            {
                 Ok(outcomes) => outcomes
                     .into_iter()
-                    .zip(&records)
-                    .map(|(outcome, r)| {
-                        let outcome = outcome.map_err(|e| e.to_string())?;
+                    .zip(&batch)
+                    .map(|(outcome, (r, _))| {
                         if let IngestOutcome::Stored { .. } = outcome {
-                            journal.append(r).map_err(|e| e.to_string())?;
+                            journal.append_encoded(&r.1);
                         }
                         Ok(outcome)
                     })
                     .collect(),
                 Err(e) => {
                     let e = e.to_string();
-                    records.iter().map(|_| Err(e.clone())).collect()
+                    batch.iter().map(|_| Err(e.clone())).collect()
                 }
             };
-            drop(records);
+            drop(prepared);
             let synced = journal.sync().map_err(|e| e.to_string());
             for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
                 let _ = reply.send(synced.clone().and(outcome));

@@ -18,14 +18,25 @@ use super::outbox::{Job, due_key, job_key};
 use super::{AuditRecord, Error, Store, abort, codec, trees};
 use crate::event::Event;
 
-/// One ingest, encoded and with its ids, ready for the transaction.
-struct Prepared {
+/// One ingest, encoded and with its ids, ready for the transaction ([`Store::prepare_ingest`],
+/// then [`Store::commit_ingests`]). Preparing reads nothing from the state, so it can run on
+/// any thread, in parallel, before the single writer commits.
+pub struct Prepared {
     key: String,
     now_ms: u64,
     event_bytes: Vec<u8>,
     dedupe_bytes: Vec<u8>,
     jobs: Vec<(u64, Vec<u8>)>,
     audit: Vec<EncodedRecord>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("key", &self.key)
+            .field("jobs", &self.jobs.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// What [`Store::ingest`] did.
@@ -125,6 +136,18 @@ impl Store {
         )
     }
 
+    /// Encodes a record and allocates its ids, without touching the state: the expensive half
+    /// of an ingest, done off the writer thread. Commit it with [`Store::commit_ingests`].
+    pub fn prepare_ingest(&self, r: &IngestRecord) -> Result<Prepared, Error> {
+        self.prepare(&r.event, &r.rules, r.now_ms, r.dedupe_until_ms, &r.audit)
+    }
+
+    /// Commits prepared ingests in ONE transaction, in order, with the same results as
+    /// [`Store::ingest_batch`] (which prepares and commits). Does not flush.
+    pub fn commit_ingests(&self, prepared: &[&Prepared]) -> Result<Vec<IngestOutcome>, Error> {
+        self.commit_prepared(prepared)
+    }
+
     /// Encodes one ingest (outside any transaction) and allocates its job and audit ids.
     fn prepare(
         &self,
@@ -167,7 +190,10 @@ impl Store {
     }
 
     /// Writes prepared ingests in one transaction, in order; one outcome per ingest.
-    fn commit_prepared(&self, prepared: &[Prepared]) -> Result<Vec<IngestOutcome>, Error> {
+    fn commit_prepared<P: std::borrow::Borrow<Prepared>>(
+        &self,
+        prepared: &[P],
+    ) -> Result<Vec<IngestOutcome>, Error> {
         if prepared.is_empty() {
             return Ok(Vec::new());
         }
@@ -182,6 +208,7 @@ impl Store {
             .transaction(|(events, dedupe, refs, outbox, due, audit_tree)| {
                 let mut outcomes = Vec::with_capacity(prepared.len());
                 for p in prepared {
+                    let p: &Prepared = p.borrow();
                     // Reads inside the transaction see its own earlier writes: a second
                     // delivery of the same key in this batch finds the first one's entry.
                     if read_u64(dedupe, trees::DEDUPE, &p.key)?
