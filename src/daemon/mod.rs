@@ -24,7 +24,7 @@ use crate::reconcile::{self, HealthStatus, SyncStatus};
 use crate::secrets::{self, SealKey, Secret};
 use crate::state::IngestOutcome;
 use crate::state::Store;
-use crate::state::journal::{IngestRecord, Journal};
+use crate::state::journal::{IngestRecord, Journal, PreparedIngest};
 use crate::state::{AuditKind, HealthRecord, REGISTRATION_SECRET_FIELD, RegistrationRecord};
 use crate::telemetry::Metrics;
 pub use config::{Active, Problem};
@@ -216,9 +216,19 @@ impl Runtime {
     /// Stores an accepted delivery and returns once it is durable: the single ingest writer
     /// writes it to sled, journals it, and `fdatasync`s the journal once for every delivery it
     /// took in the same batch (group commit).
+    ///
+    /// The expensive half of the work — encoding the event, its jobs, its audit records and its
+    /// journal record, allocating ids, freeing the parsed payload — happens here, on the
+    /// caller's thread and in parallel with other deliveries; the writer only commits.
     pub async fn ingest(&self, record: IngestRecord) -> Result<IngestOutcome, String> {
+        let prepared = self
+            .store
+            .prepare_ingest(&record)
+            .map_err(|e| e.to_string())?;
+        let framed = Journal::encode(self.store.dir(), &record).map_err(|e| e.to_string())?;
+        drop(record);
         let (tx, rx) = oneshot::channel();
-        match self.ingests.try_send((Box::new(record), tx)) {
+        match self.ingests.try_send((Box::new((prepared, framed)), tx)) {
             Ok(()) => {}
             Err(std::sync::mpsc::TrySendError::Full(request)) => {
                 // The writer is behind: wait for room off the async threads.
@@ -825,7 +835,7 @@ async fn committer(store: Arc<Store>, mut rx: mpsc::Receiver<oneshot::Sender<Res
 
 /// One accepted delivery and where to say it is durable.
 type IngestRequest = (
-    Box<IngestRecord>,
+    Box<(PreparedIngest, Vec<u8>)>,
     oneshot::Sender<Result<IngestOutcome, String>>,
 );
 
@@ -858,18 +868,28 @@ fn ingest_writer(
             }
         }
         if !batch.is_empty() {
-            let outcomes: Vec<Result<IngestOutcome, String>> = batch
-                .iter()
-                .map(|(r, _)| {
-                    let outcome = store
-                        .ingest_audited(&r.event, &r.rules, r.now_ms, r.dedupe_until_ms, &r.audit)
-                        .map_err(|e| e.to_string())?;
-                    if let IngestOutcome::Stored { .. } = outcome {
-                        journal.append(r).map_err(|e| e.to_string())?;
-                    }
-                    Ok(outcome)
-                })
-                .collect();
+            // One sled transaction for the whole batch (deduplicating within it as if the
+            // deliveries came one by one), then one journal append per stored delivery and one
+            // fdatasync for all of them.
+            let prepared: Vec<&PreparedIngest> = batch.iter().map(|(r, _)| &r.0).collect();
+            let outcomes: Vec<Result<IngestOutcome, String>> = match store.commit_ingests(&prepared)
+            {
+                Ok(outcomes) => outcomes
+                    .into_iter()
+                    .zip(&batch)
+                    .map(|(outcome, (r, _))| {
+                        if let IngestOutcome::Stored { .. } = outcome {
+                            journal.append_encoded(&r.1);
+                        }
+                        Ok(outcome)
+                    })
+                    .collect(),
+                Err(e) => {
+                    let e = e.to_string();
+                    batch.iter().map(|_| Err(e.clone())).collect()
+                }
+            };
+            drop(prepared);
             let synced = journal.sync().map_err(|e| e.to_string());
             for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
                 let _ = reply.send(synced.clone().and(outcome));

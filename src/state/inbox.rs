@@ -1,6 +1,6 @@
 //! The inbox: trees `events` (event key → [`Event`]), `dedupe` (event key → expiry) and
 //! `event_refs` (event key → how many jobs reference it), and [`Store::ingest`], which turns a
-//! verified event into stored jobs.
+//! verified event into stored jobs ([`Store::ingest_batch`]: many of them in one transaction).
 //!
 //! Guarantees: [`Store::ingest`] writes the event, its dedupe entry, one job per matching rule
 //! (with its `due` index entry) and any audit records in ONE transaction, or nothing when the
@@ -12,9 +12,32 @@
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
+use super::audit::EncodedRecord;
+use super::journal::IngestRecord;
 use super::outbox::{Job, due_key, job_key};
 use super::{AuditRecord, Error, Store, abort, codec, trees};
 use crate::event::Event;
+
+/// One ingest, encoded and with its ids, ready for the transaction ([`Store::prepare_ingest`],
+/// then [`Store::commit_ingests`]). Preparing reads nothing from the state, so it can run on
+/// any thread, in parallel, before the single writer commits.
+pub struct Prepared {
+    key: String,
+    now_ms: u64,
+    event_bytes: Vec<u8>,
+    dedupe_bytes: Vec<u8>,
+    jobs: Vec<(u64, Vec<u8>)>,
+    audit: Vec<EncodedRecord>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("key", &self.key)
+            .field("jobs", &self.jobs.len())
+            .finish_non_exhaustive()
+    }
+}
 
 /// What [`Store::ingest`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +93,70 @@ impl Store {
         dedupe_until_ms: u64,
         audit: &[AuditRecord],
     ) -> Result<IngestOutcome, Error> {
+        let prepared = self.prepare(event, rules, now_ms, dedupe_until_ms, audit)?;
+        let mut outcomes = self.commit_prepared(std::slice::from_ref(&prepared))?;
+        outcomes.pop().ok_or_else(|| self.missing_outcome())
+    }
+
+    /// Many [`Store::ingest_audited`]s in ONE transaction, in order: the result is exactly what
+    /// ingesting the records one after another would give (a second delivery of an event key
+    /// in the same batch is a [`IngestOutcome::Duplicate`] while the first one's dedupe window
+    /// is open), but the per-transaction cost is paid once per batch. Does not flush.
+    ///
+    /// The outer error means nothing of the batch was written (a storage failure). An inner
+    /// error concerns that record alone (it could not be encoded): it was not written, the
+    /// others were.
+    pub fn ingest_batch(
+        &self,
+        records: &[&IngestRecord],
+    ) -> Result<Vec<Result<IngestOutcome, Error>>, Error> {
+        let mut prepared = Vec::with_capacity(records.len());
+        let mut slots: Vec<Result<(), Error>> = Vec::with_capacity(records.len());
+        for r in records {
+            match self.prepare(&r.event, &r.rules, r.now_ms, r.dedupe_until_ms, &r.audit) {
+                Ok(p) => {
+                    prepared.push(p);
+                    slots.push(Ok(()));
+                }
+                Err(e) => slots.push(Err(e)),
+            }
+        }
+        let mut outcomes = self.commit_prepared(&prepared)?.into_iter();
+        Ok(slots
+            .into_iter()
+            .map(|slot| slot.and_then(|()| outcomes.next().ok_or_else(|| self.missing_outcome())))
+            .collect())
+    }
+
+    /// The error for a transaction that returned fewer outcomes than ingests (cannot happen).
+    fn missing_outcome(&self) -> Error {
+        super::storage_error(
+            self.dir(),
+            sled::Error::ReportableBug("an ingest transaction returned too few outcomes".into()),
+        )
+    }
+
+    /// Encodes a record and allocates its ids, without touching the state: the expensive half
+    /// of an ingest, done off the writer thread. Commit it with [`Store::commit_ingests`].
+    pub fn prepare_ingest(&self, r: &IngestRecord) -> Result<Prepared, Error> {
+        self.prepare(&r.event, &r.rules, r.now_ms, r.dedupe_until_ms, &r.audit)
+    }
+
+    /// Commits prepared ingests in ONE transaction, in order, with the same results as
+    /// [`Store::ingest_batch`] (which prepares and commits). Does not flush.
+    pub fn commit_ingests(&self, prepared: &[&Prepared]) -> Result<Vec<IngestOutcome>, Error> {
+        self.commit_prepared(prepared)
+    }
+
+    /// Encodes one ingest (outside any transaction) and allocates its job and audit ids.
+    fn prepare(
+        &self,
+        event: &Event,
+        rules: &[String],
+        now_ms: u64,
+        dedupe_until_ms: u64,
+        audit: &[AuditRecord],
+    ) -> Result<Prepared, Error> {
         let key = event.key();
         let event_bytes = codec::encode(trees::EVENTS, &key, event)?;
         let dedupe_bytes = codec::encode(trees::DEDUPE, &key, &dedupe_until_ms)?;
@@ -92,8 +179,24 @@ impl Store {
             jobs.push((id, bytes));
         }
         let audit = self.encode_audit(audit)?;
-        let added = jobs.len() as u64;
+        Ok(Prepared {
+            key,
+            now_ms,
+            event_bytes,
+            dedupe_bytes,
+            jobs,
+            audit,
+        })
+    }
 
+    /// Writes prepared ingests in one transaction, in order; one outcome per ingest.
+    fn commit_prepared<P: std::borrow::Borrow<Prepared>>(
+        &self,
+        prepared: &[P],
+    ) -> Result<Vec<IngestOutcome>, Error> {
+        if prepared.is_empty() {
+            return Ok(Vec::new());
+        }
         let result = (
             &self.events,
             &self.dedupe,
@@ -103,32 +206,53 @@ impl Store {
             &self.audit,
         )
             .transaction(|(events, dedupe, refs, outbox, due, audit_tree)| {
-                if read_u64(dedupe, trees::DEDUPE, &key)?.is_some_and(|until| until > now_ms) {
-                    return Ok(IngestOutcome::Duplicate);
+                let mut outcomes = Vec::with_capacity(prepared.len());
+                for p in prepared {
+                    let p: &Prepared = p.borrow();
+                    // Reads inside the transaction see its own earlier writes: a second
+                    // delivery of the same key in this batch finds the first one's entry.
+                    if read_u64(dedupe, trees::DEDUPE, &p.key)?
+                        .is_some_and(|until| until > p.now_ms)
+                    {
+                        outcomes.push(IngestOutcome::Duplicate);
+                        continue;
+                    }
+                    events.insert(p.key.as_bytes(), p.event_bytes.as_slice())?;
+                    dedupe.insert(p.key.as_bytes(), p.dedupe_bytes.as_slice())?;
+                    let added = p.jobs.len() as u64;
+                    if added > 0 {
+                        let before = read_u64(refs, trees::EVENT_REFS, &p.key)?.unwrap_or(0);
+                        write_u64(
+                            refs,
+                            trees::EVENT_REFS,
+                            &p.key,
+                            before.saturating_add(added),
+                        )?;
+                    }
+                    for (id, bytes) in &p.jobs {
+                        outbox.insert(&job_key(*id), bytes.as_slice())?;
+                        due.insert(&due_key(p.now_ms, *id), &[][..])?;
+                    }
+                    for (k, v) in &p.audit {
+                        audit_tree.insert(k, v.as_slice())?;
+                    }
+                    outcomes.push(IngestOutcome::Stored {
+                        jobs: p.jobs.iter().map(|(id, _)| *id).collect(),
+                    });
                 }
-                events.insert(key.as_bytes(), event_bytes.as_slice())?;
-                dedupe.insert(key.as_bytes(), dedupe_bytes.as_slice())?;
-                if added > 0 {
-                    let before = read_u64(refs, trees::EVENT_REFS, &key)?.unwrap_or(0);
-                    write_u64(refs, trees::EVENT_REFS, &key, before.saturating_add(added))?;
-                }
-                for (id, bytes) in &jobs {
-                    outbox.insert(&job_key(*id), bytes.as_slice())?;
-                    due.insert(&due_key(now_ms, *id), &[][..])?;
-                }
-                for (k, v) in &audit {
-                    audit_tree.insert(k, v.as_slice())?;
-                }
-                Ok(IngestOutcome::Stored {
-                    jobs: jobs.iter().map(|(id, _)| *id).collect(),
-                })
+                Ok(outcomes)
             });
-        let outcome = self.tx_result(result)?;
-        if let IngestOutcome::Stored { jobs } = &outcome {
-            self.depth
-                .fetch_add(jobs.len(), std::sync::atomic::Ordering::Relaxed);
-        }
-        Ok(outcome)
+        let outcomes = self.tx_result(result)?;
+        let added: usize = outcomes
+            .iter()
+            .map(|o| match o {
+                IngestOutcome::Stored { jobs } => jobs.len(),
+                IngestOutcome::Duplicate => 0,
+            })
+            .sum();
+        self.depth
+            .fetch_add(added, std::sync::atomic::Ordering::Relaxed);
+        Ok(outcomes)
     }
 
     /// The stored event with this dedupe key, if any.
@@ -207,4 +331,175 @@ pub(super) fn write_u64(
     let bytes = codec::encode(tree_name, key, &value).map_err(abort)?;
     tree.insert(key.as_bytes(), bytes)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::state::AuditKind;
+    use crate::state::tests_queue::{check_consistency, event, rules};
+
+    fn record(id: &str, rule_names: &[&str], now_ms: u64, until_ms: u64) -> IngestRecord {
+        IngestRecord {
+            event: event("fd", id),
+            rules: rules(rule_names),
+            now_ms,
+            dedupe_until_ms: until_ms,
+            audit: vec![AuditRecord {
+                at_ms: now_ms,
+                kind: AuditKind::EventAccepted,
+                resource_type: "event".into(),
+                resource_id: format!("fd/{id}"),
+                detail: json!({}),
+            }],
+        }
+    }
+
+    fn jobs_of(outcome: &IngestOutcome) -> Option<usize> {
+        match outcome {
+            IngestOutcome::Stored { jobs } => Some(jobs.len()),
+            IngestOutcome::Duplicate => None,
+        }
+    }
+
+    fn audit_count(store: &Store) -> usize {
+        store.audit.len()
+    }
+
+    #[test]
+    fn a_second_delivery_in_the_same_batch_is_a_duplicate() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let records = [
+            record("a", &["r1"], 100, 1_000),
+            record("b", &["r1", "r2"], 100, 1_000),
+            record("a", &["r1", "r2", "r3"], 101, 1_000),
+            record("c", &[], 102, 1_000),
+            record("b", &["r1"], 103, 1_000),
+        ];
+        let refs: Vec<&IngestRecord> = records.iter().collect();
+        let outcomes: Vec<Option<usize>> = store
+            .ingest_batch(&refs)
+            .unwrap()
+            .into_iter()
+            .map(|o| jobs_of(&o.unwrap()))
+            .collect();
+        assert_eq!(outcomes, [Some(1), Some(2), None, Some(0), None]);
+        assert_eq!(store.queue_depth(), 3);
+        // Nothing of a duplicate is written, not even its audit record.
+        assert_eq!(audit_count(&store), 3);
+        assert_eq!(store.dedupe_until("fd/a").unwrap(), Some(1_000));
+        check_consistency(&store);
+        // And across batches: all three are duplicates now.
+        let again = [
+            record("a", &["r1"], 200, 2_000),
+            record("b", &["r1"], 200, 2_000),
+            record("c", &["r1"], 200, 2_000),
+        ];
+        let refs: Vec<&IngestRecord> = again.iter().collect();
+        let outcomes = store.ingest_batch(&refs).unwrap();
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| matches!(o, Ok(IngestOutcome::Duplicate)))
+        );
+        assert_eq!(store.queue_depth(), 3);
+        assert_eq!(audit_count(&store), 3);
+    }
+
+    #[test]
+    fn a_redelivery_after_the_window_in_the_same_batch_is_stored_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let records = [
+            record("a", &["r1"], 100, 200),
+            record("a", &["r2"], 150, 300),
+            record("a", &["r3", "r4"], 200, 400),
+        ];
+        let refs: Vec<&IngestRecord> = records.iter().collect();
+        let outcomes: Vec<Option<usize>> = store
+            .ingest_batch(&refs)
+            .unwrap()
+            .into_iter()
+            .map(|o| jobs_of(&o.unwrap()))
+            .collect();
+        assert_eq!(outcomes, [Some(1), None, Some(2)]);
+        assert_eq!(store.dedupe_until("fd/a").unwrap(), Some(400));
+        assert_eq!(store.queue_depth(), 3);
+        // The event's reference count covers the jobs of both stored deliveries.
+        check_consistency(&store);
+    }
+
+    /// A batch gives exactly what ingesting its records one by one gives, on random sequences
+    /// with repeated keys and windows that open and close inside a batch.
+    #[test]
+    fn a_batch_is_equivalent_to_ingesting_one_by_one() {
+        for seed in 1..=20u64 {
+            let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let mut next = |n: u64| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x % n
+            };
+            let mut now = 0;
+            let records: Vec<IngestRecord> = (0..60)
+                .map(|_| {
+                    now += next(30);
+                    let id = next(8).to_string();
+                    let names: Vec<String> = (0..next(3)).map(|r| format!("r{r}")).collect();
+                    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                    record(&id, &names, now, now + 1 + next(100))
+                })
+                .collect();
+            let one = tempfile::tempdir().unwrap();
+            let one = Store::open(one.path()).unwrap();
+            let sequential: Vec<Option<usize>> = records
+                .iter()
+                .map(|r| {
+                    jobs_of(
+                        &one.ingest_audited(
+                            &r.event,
+                            &r.rules,
+                            r.now_ms,
+                            r.dedupe_until_ms,
+                            &r.audit,
+                        )
+                        .unwrap(),
+                    )
+                })
+                .collect();
+            let many = tempfile::tempdir().unwrap();
+            let many = Store::open(many.path()).unwrap();
+            let mut batched = Vec::new();
+            for chunk in records.chunks(1 + usize::try_from(next(25)).unwrap()) {
+                let refs: Vec<&IngestRecord> = chunk.iter().collect();
+                for o in many.ingest_batch(&refs).unwrap() {
+                    batched.push(jobs_of(&o.unwrap()));
+                }
+            }
+            assert_eq!(sequential, batched, "seed {seed}");
+            assert!(batched.iter().any(Option::is_none), "seed {seed}");
+            assert_eq!(one.queue_depth(), many.queue_depth(), "seed {seed}");
+            assert_eq!(audit_count(&one), audit_count(&many), "seed {seed}");
+            for id in 0..8 {
+                let key = format!("fd/{id}");
+                assert_eq!(
+                    one.dedupe_until(&key).unwrap(),
+                    many.dedupe_until(&key).unwrap()
+                );
+            }
+            check_consistency(&many);
+        }
+    }
+
+    #[test]
+    fn an_empty_batch_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.ingest_batch(&[]).unwrap().is_empty());
+        assert_eq!(store.queue_depth(), 0);
+    }
 }

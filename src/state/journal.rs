@@ -20,6 +20,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use super::inbox::Prepared as PreparedIngest;
 use super::{AuditRecord, Error, IngestOutcome, Store};
 use crate::event::Event;
 
@@ -55,6 +56,9 @@ struct Inner {
     /// Bytes in the current file.
     written: u64,
 }
+
+/// Records replayed per sled transaction on open.
+const REPLAY_BATCH: usize = 1024;
 
 const PREFIX: &str = "ingest-";
 const SUFFIX: &str = ".journal";
@@ -143,15 +147,13 @@ impl Journal {
         let old = existing(&dir)?;
         let mut restored = 0;
         for (_, path) in &old {
-            for r in read_records(path)? {
-                if let IngestOutcome::Stored { .. } = store.ingest_audited(
-                    &r.event,
-                    &r.rules,
-                    r.now_ms,
-                    r.dedupe_until_ms,
-                    &r.audit,
-                )? {
-                    restored += 1;
+            let records = read_records(path)?;
+            for chunk in records.chunks(REPLAY_BATCH) {
+                let chunk: Vec<&IngestRecord> = chunk.iter().collect();
+                for outcome in store.ingest_batch(&chunk)? {
+                    if let IngestOutcome::Stored { .. } = outcome? {
+                        restored += 1;
+                    }
                 }
             }
         }
@@ -182,19 +184,35 @@ impl Journal {
     /// Appends a record (in memory until the next [`Journal::sync`]). Call after the same ingest
     /// was written to sled.
     pub fn append(&self, record: &IngestRecord) -> Result<(), Error> {
-        let payload = serde_json::to_vec(record).map_err(|e| Error::Journal {
-            path: self.dir.clone(),
+        let framed = Self::encode(&self.dir, record)?;
+        self.append_encoded(&framed);
+        Ok(())
+    }
+
+    /// Encodes a record as a framed journal record (length, checksum, payload), for
+    /// [`Journal::append_encoded`]. Needs no journal (`dir`, the state directory, only names
+    /// errors): call it on any thread.
+    pub fn encode(dir: &Path, record: &IngestRecord) -> Result<Vec<u8>, Error> {
+        let mut framed = vec![0u8; 12];
+        serde_json::to_writer(&mut framed, record).map_err(|e| Error::Journal {
+            path: dir.to_owned(),
             source: std::io::Error::other(e),
         })?;
+        let payload = framed.get(12..).unwrap_or_default();
         let len = u32::try_from(payload.len()).map_err(|_| Error::Journal {
-            path: self.dir.clone(),
+            path: dir.to_owned(),
             source: std::io::Error::other("record too large"),
         })?;
-        let mut inner = self.lock();
-        inner.pending.extend_from_slice(&len.to_le_bytes());
-        inner.pending.extend_from_slice(&checksum(&payload));
-        inner.pending.extend_from_slice(&payload);
-        Ok(())
+        let sum = checksum(payload);
+        framed[..4].copy_from_slice(&len.to_le_bytes());
+        framed[4..12].copy_from_slice(&sum);
+        Ok(framed)
+    }
+
+    /// Appends a record made by [`Journal::encode`] (in memory until the next
+    /// [`Journal::sync`]). Call after the same ingest was written to sled.
+    pub fn append_encoded(&self, framed: &[u8]) {
+        self.lock().pending.extend_from_slice(framed);
     }
 
     /// Writes and `fdatasync`s everything appended so far. Only one caller (the committer)
@@ -291,6 +309,25 @@ mod tests {
         let (_, restored) = Journal::open(&store).unwrap();
         assert_eq!(restored, 0);
         assert_eq!(store.queue_depth(), 2);
+    }
+
+    #[test]
+    fn encoded_records_replay_like_appended_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let (journal, _) = Journal::open(&store).unwrap();
+            let framed = Journal::encode(dir.path(), &record("a")).unwrap();
+            assert_eq!(&framed[4..12], &checksum(&framed[12..]));
+            journal.append_encoded(&framed);
+            journal.append(&record("b")).unwrap();
+            journal.sync().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let (_, restored) = Journal::open(&store).unwrap();
+        assert_eq!(restored, 2);
+        assert!(store.event("fd/a").unwrap().is_some());
+        assert!(store.event("fd/b").unwrap().is_some());
     }
 
     #[test]

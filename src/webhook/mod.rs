@@ -260,7 +260,7 @@ pub(crate) async fn store_event(
         detail: json!({"event": event.key()}),
     }));
     let record = IngestRecord {
-        event: event.clone(),
+        event,
         rules: rules.clone(),
         now_ms: now,
         dedupe_until_ms: dedupe_until,
