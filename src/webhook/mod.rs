@@ -259,6 +259,7 @@ pub(crate) async fn store_event(
         resource_id: r.clone(),
         detail: json!({"event": event.key()}),
     }));
+    let integration = event.integration.clone();
     let record = IngestRecord {
         event,
         rules: rules.clone(),
@@ -270,14 +271,12 @@ pub(crate) async fn store_event(
     match ingested {
         Ok(IngestOutcome::Duplicate) => {
             rt.metrics.event_duplicate(kind.as_str());
-            rt.stats
-                .count(event.integration.as_str(), Count::EventDuplicate);
+            rt.stats.count(integration.as_str(), Count::EventDuplicate);
             status(StatusCode::OK)
         }
         Ok(IngestOutcome::Stored { .. }) => {
             rt.metrics.event_received(kind.as_str());
-            rt.stats
-                .count(event.integration.as_str(), Count::EventReceived);
+            rt.stats.count(integration.as_str(), Count::EventReceived);
             for r in &rules {
                 rt.metrics.rule_matched(r);
             }
