@@ -54,7 +54,7 @@ async fn the_daemon_reports_ready_and_stopping() {
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_supportopsd"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_supportopsd"))
         .current_dir(repo.path())
         .args(["--repo", ".", "--state"])
         .arg(state.path())
@@ -70,12 +70,25 @@ async fn the_daemon_reports_ready_and_stopping() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    // Killed if an assertion below fails, so no daemon outlives the test.
+    let mut child = KillOnDrop(child);
     let mut buf = [0u8; 4096];
-    let n = sock.recv(&mut buf).expect("a notification");
-    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-    assert!(msg.contains("READY=1"), "{msg}");
+    // The first reconcile pass may report a STATUS= line before READY=1.
+    let mut before = Vec::new();
+    let msg = loop {
+        let n = sock.recv(&mut buf).expect("a notification");
+        let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if msg.contains("READY=1") {
+            break msg;
+        }
+        assert!(
+            msg.lines().all(|l| l.starts_with("STATUS=")),
+            "{msg} (after {before:?})"
+        );
+        before.push(msg);
+    };
     assert!(msg.contains("STATUS=serving "), "{msg}");
-    signal(child.id(), "TERM");
+    signal(child.0.id(), "TERM");
     // A reconcile pass that ends after READY reports its STATUS= line first; STOPPING=1 follows.
     let mut seen = Vec::new();
     loop {
@@ -90,5 +103,15 @@ async fn the_daemon_reports_ready_and_stopping() {
         );
         seen.push(msg);
     }
-    assert!(child.wait().unwrap().success());
+    assert!(child.0.wait().unwrap().success());
+}
+
+/// A child process killed when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
