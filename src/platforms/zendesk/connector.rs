@@ -29,7 +29,7 @@ use ::http::Method;
 use serde_json::{Map, Value, json};
 
 use super::client::{BadCredential, ZendeskClient};
-use super::params::Params;
+use super::params::{Params, ZendeskParams};
 use crate::manifest::Integration;
 use crate::manifest::model::Credential;
 use crate::platforms::connector::{
