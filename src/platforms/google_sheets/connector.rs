@@ -39,12 +39,12 @@ use super::client::{Api, BadKey, Clock, GoogleClient, ServiceAccountKey, encode_
 use super::events::column_letters;
 use crate::manifest::model::Credential;
 use crate::manifest::{Integration, IntegrationId};
-use crate::platforms::catalog::{ActionSpec, ParamType};
 use crate::platforms::connector::{
     ActionCall, ActionOutput, ConnectError, Connector, Health, PlatformError, Polled, Registration,
     RegistrationOutcome, WebhookSync, WebhookTarget,
 };
 use crate::platforms::http;
+use crate::platforms::params::Params;
 use crate::platforms::slack::events::rfc3339_from_unix;
 use crate::secrets::{ResolveContext, Secret};
 
@@ -725,7 +725,7 @@ impl GoogleSheetsConnector {
         if !grid.is_empty() {
             properties.insert("gridProperties".into(), Value::Object(grid));
         }
-        let headers = p.strings("headers").unwrap_or_default();
+        let headers = header_cells(p, "headers").unwrap_or_default();
         let a = self
             .client
             .call(
@@ -1198,139 +1198,21 @@ fn hex(bytes: &[u8]) -> String {
     crate::platforms::inbound::hex(bytes)
 }
 
-/// An action's rendered parameters, checked against its catalogue entry.
-#[derive(Debug)]
-pub(crate) struct Params<'a> {
-    map: Option<&'a Map<String, Value>>,
-}
-
-impl<'a> Params<'a> {
-    /// Checks names, types, required parameters and `require_one_of` groups.
-    pub(crate) fn check(spec: &ActionSpec, v: &'a Value) -> Result<Self, PlatformError> {
-        let action = spec.name;
-        let map = match v {
-            Value::Null => None,
-            Value::Object(m) => Some(m),
-            _ => {
-                return Err(PlatformError::Invalid(format!(
-                    "{action}: parameters must be a table"
-                )));
-            }
-        };
-        let p = Params { map };
-        for (k, v) in map.into_iter().flatten() {
-            let Some(ps) = spec.params.iter().find(|ps| ps.name == k) else {
-                let known: Vec<&str> = spec.params.iter().map(|ps| ps.name).collect();
-                return Err(PlatformError::Invalid(format!(
-                    "{action}: unknown parameter `{k}` (known: {})",
-                    known.join(", ")
-                )));
-            };
-            if !v.is_null() && !type_ok(&ps.ty, v) {
-                return Err(PlatformError::Invalid(format!(
-                    "{action}: parameter `{k}` has the wrong type ({})",
-                    expected(&ps.ty)
-                )));
-            }
-        }
-        for ps in spec.params.iter().filter(|ps| ps.required) {
-            if p.raw(ps.name).is_none() {
-                return Err(PlatformError::Invalid(format!(
-                    "{action}: missing required parameter `{}`",
-                    ps.name
-                )));
-            }
-        }
-        for group in spec.require_one_of {
-            if !group.iter().any(|n| p.raw(n).is_some()) {
-                return Err(PlatformError::Invalid(format!(
-                    "{action}: needs at least one of `{}`",
-                    group.join("`, `")
-                )));
-            }
-        }
-        Ok(p)
-    }
-
-    fn raw(&self, name: &str) -> Option<&'a Value> {
-        self.map?.get(name).filter(|v| !v.is_null())
-    }
-
-    fn string(&self, name: &str) -> Option<String> {
-        match self.raw(name)? {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        }
-    }
-
-    fn int(&self, name: &str) -> Option<i64> {
-        match self.raw(name)? {
-            Value::Number(n) => n.as_i64(),
-            Value::String(s) => s.trim().parse().ok(),
-            _ => None,
-        }
-    }
-
-    fn strings(&self, name: &str) -> Option<Vec<String>> {
-        match self.raw(name)? {
-            Value::Array(a) => Some(
-                a.iter()
-                    .filter_map(|x| match x {
-                        Value::String(s) => Some(s.clone()),
-                        Value::Number(n) => Some(n.to_string()),
-                        _ => None,
-                    })
-                    .collect(),
-            ),
-            Value::String(s) => Some(s.split(',').map(|x| x.trim().to_owned()).collect()),
-            _ => None,
-        }
-    }
-}
-
-fn type_ok(ty: &ParamType, v: &Value) -> bool {
-    match ty {
-        ParamType::String => v.is_string() || v.is_number(),
-        ParamType::Integer => {
-            v.is_i64() || v.as_str().is_some_and(|s| s.trim().parse::<i64>().is_ok())
-        }
-        ParamType::Number => v.is_number(),
-        ParamType::Bool => v.is_boolean(),
-        ParamType::StringList => {
-            v.is_string()
-                || v.as_array()
-                    .is_some_and(|a| a.iter().all(|x| x.is_string() || x.is_number()))
-        }
-        ParamType::Object => v.is_object(),
-        ParamType::ObjectList => v.as_array().is_some_and(|a| a.iter().all(Value::is_object)),
-        ParamType::Any => true,
-        ParamType::Enum(values) => v.as_str().is_some_and(|s| values.contains(&s)),
-        ParamType::Code(codes) => match v {
-            Value::String(s) => codes.iter().any(|(n, _)| n.eq_ignore_ascii_case(s)),
-            Value::Number(n) => n
-                .as_i64()
-                .is_some_and(|n| codes.iter().any(|(_, c)| *c == n)),
-            _ => false,
-        },
-    }
-}
-
-fn expected(ty: &ParamType) -> String {
-    match ty {
-        ParamType::String => "expected a string".into(),
-        ParamType::Integer => "expected an integer".into(),
-        ParamType::Number => "expected a number".into(),
-        ParamType::Bool => "expected a boolean".into(),
-        ParamType::StringList => "expected a list of strings".into(),
-        ParamType::Object => "expected a table".into(),
-        ParamType::ObjectList => "expected a list of tables".into(),
-        ParamType::Any => "any value".into(),
-        ParamType::Enum(values) => format!("expected one of {}", values.join(", ")),
-        ParamType::Code(codes) => format!(
-            "expected one of {}",
-            codes.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+/// A list of cells (a comma-separated string accepted, its items trimmed): unlike
+/// [`Params::strings`], blank cells are kept, as they hold a column's place.
+fn header_cells(p: &Params<'_>, name: &str) -> Option<Vec<String>> {
+    match p.raw(name)? {
+        Value::Array(a) => Some(
+            a.iter()
+                .filter_map(|x| match x {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                })
+                .collect(),
         ),
+        Value::String(s) => Some(s.split(',').map(|x| x.trim().to_owned()).collect()),
+        _ => None,
     }
 }
 
