@@ -18,6 +18,8 @@ use http::{HeaderMap, StatusCode};
 
 use super::connector::{ConnectError, PlatformError};
 use crate::manifest::Integration;
+use crate::manifest::model::Credential;
+use crate::secrets::{ResolveContext, Secret};
 
 /// The `User-Agent` of every request: `supportopsd/<version>`.
 pub const USER_AGENT: &str = concat!("supportopsd/", env!("CARGO_PKG_VERSION"));
@@ -27,6 +29,38 @@ pub const EXCERPT_CHARS: usize = 200;
 
 /// Longest time spent establishing a connection, whatever the request timeout.
 const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One credential field's value, if the integration sets it: a secret reference is resolved
+/// (a failure names the field, never the value); a plain value (the manifest loader only lets
+/// those through for fields that are not secret, or a hand-built integration in tests) is used
+/// as is.
+pub fn credential(
+    integration: &Integration,
+    field: &str,
+    ctx: &ResolveContext<'_>,
+) -> Result<Option<Secret>, ConnectError> {
+    match integration.credentials.get(field) {
+        None => Ok(None),
+        Some(Credential::Plain(v)) => Ok(Some(Secret::from(v.clone()))),
+        Some(Credential::Secret(r)) => {
+            r.resolve(&integration.id, field, ctx)
+                .map(Some)
+                .map_err(|source| ConnectError::Credential {
+                    field: field.to_owned(),
+                    source,
+                })
+        }
+    }
+}
+
+/// [`credential`] for a field the connector cannot work without ([`ConnectError::Missing`]).
+pub fn required_credential(
+    integration: &Integration,
+    field: &str,
+    ctx: &ResolveContext<'_>,
+) -> Result<Secret, ConnectError> {
+    credential(integration, field, ctx)?.ok_or_else(|| ConnectError::Missing(field.to_owned()))
+}
 
 /// Builds the HTTP client of a connector: rustls, user agent [`USER_AGENT`], `timeout` for a
 /// whole request (connecting at most 10 s of it), no proxy from `HTTP(S)_PROXY` and friends, no
@@ -169,6 +203,59 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    #[test]
+    fn credentials_resolve_by_field_and_never_show_the_value() {
+        use crate::manifest::IntegrationId;
+        use crate::secrets::SecretRef;
+        let integration = Integration {
+            id: IntegrationId::parse("any-main").expect("id"),
+            platform: crate::platforms::PlatformKind::Trello,
+            name: None,
+            description: None,
+            file: "integrations/any-main.toml".into(),
+            credentials: [
+                ("domain".to_owned(), Credential::Plain("acme".into())),
+                (
+                    "token".to_owned(),
+                    Credential::Secret(SecretRef::Env("ANY_TOKEN".into())),
+                ),
+                (
+                    "gone".to_owned(),
+                    Credential::Secret(SecretRef::Env("ANY_GONE".into())),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+            config: Default::default(),
+            webhook: None,
+            base_url: None,
+            limits: Default::default(),
+        };
+        let env = |k: &str| (k == "ANY_TOKEN").then(|| "tok-s3cret-value".to_owned());
+        let ctx = ResolveContext::new(None, &env);
+        let plain = credential(&integration, "domain", &ctx).expect("plain");
+        let plain = plain.expect("set");
+        assert_eq!(plain.expose_str().ok(), Some("acme"));
+        let token = required_credential(&integration, "token", &ctx).expect("env");
+        assert_eq!(token.expose_str().ok(), Some("tok-s3cret-value"));
+        assert!(!format!("{token:?}").contains("s3cret"));
+        assert!(
+            credential(&integration, "absent", &ctx)
+                .expect("absent")
+                .is_none()
+        );
+        let missing = required_credential(&integration, "absent", &ctx).expect_err("missing");
+        assert!(
+            matches!(&missing, ConnectError::Missing(f) if f == "absent"),
+            "{missing}"
+        );
+        let failed = credential(&integration, "gone", &ctx).expect_err("unset env");
+        assert!(
+            matches!(&failed, ConnectError::Credential { field, .. } if field == "gone"),
+            "{failed}"
+        );
+    }
 
     #[test]
     fn retry_after_seconds_only() {

@@ -34,7 +34,6 @@ use super::client::{self as fd, BadKey, FreshdeskClient};
 use super::registration::{self, RULE_TYPES};
 use super::{PRIORITY_CODES, SOURCE_CODES, STATUS_CODES};
 use crate::manifest::Integration;
-use crate::manifest::model::Credential;
 use crate::platforms::catalog::{ActionSpec, ParamType};
 use crate::platforms::connector::{
     ActionCall, ActionOutput, ConnectError, Connector, Health, PlatformError, Registration,
@@ -80,12 +79,10 @@ pub fn connect_freshdesk(
     integration: &Integration,
     ctx: &ResolveContext<'_>,
 ) -> Result<FreshdeskConnector, ConnectError> {
-    let domain_secret = resolve(integration, "domain", ctx)?
-        .ok_or_else(|| ConnectError::Missing("domain".into()))?;
+    let domain_secret = http::required_credential(integration, "domain", ctx)?;
     let domain =
         normalize_domain(domain_secret.expose_str().unwrap_or("")).map_err(ConnectError::Client)?;
-    let key = resolve(integration, "api_key", ctx)?
-        .ok_or_else(|| ConnectError::Missing("api_key".into()))?;
+    let key = http::required_credential(integration, "api_key", ctx)?;
     let http_client = http::client(REQUEST_TIMEOUT)?;
     let base = http::base_url(integration, &format!("https://{domain}"));
     let client = FreshdeskClient::new(http_client, base, &key)
@@ -146,26 +143,6 @@ pub fn normalize_domain(raw: &str) -> Result<String, String> {
     } else {
         format!("{d}{DOMAIN_SUFFIX}")
     })
-}
-
-/// One credential field's value, if the integration sets it.
-fn resolve(
-    integration: &Integration,
-    field: &str,
-    ctx: &ResolveContext<'_>,
-) -> Result<Option<Secret>, ConnectError> {
-    match integration.credentials.get(field) {
-        None => Ok(None),
-        Some(Credential::Plain(v)) => Ok(Some(Secret::from(v.clone()))),
-        Some(Credential::Secret(r)) => {
-            r.resolve(&integration.id, field, ctx)
-                .map(Some)
-                .map_err(|source| ConnectError::Credential {
-                    field: field.to_owned(),
-                    source,
-                })
-        }
-    }
 }
 
 /// The live Freshdesk connector.

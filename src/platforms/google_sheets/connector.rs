@@ -37,7 +37,6 @@ use sha2::{Digest, Sha256};
 
 use super::client::{Api, BadKey, Clock, GoogleClient, ServiceAccountKey, encode_segment};
 use super::events::column_letters;
-use crate::manifest::model::Credential;
 use crate::manifest::{Integration, IntegrationId};
 use crate::platforms::connector::{
     ActionCall, ActionOutput, ConnectError, Connector, Health, PlatformError, Polled, Registration,
@@ -80,11 +79,10 @@ pub fn connect_sheets(
     ctx: &ResolveContext<'_>,
     clock: Clock,
 ) -> Result<GoogleSheetsConnector, ConnectError> {
-    let key = resolve(integration, "service_account_key", ctx)?
-        .ok_or_else(|| ConnectError::Missing("service_account_key".into()))?;
+    let key = http::required_credential(integration, "service_account_key", ctx)?;
     let key =
         ServiceAccountKey::parse(&key).map_err(|e: BadKey| ConnectError::Client(e.to_string()))?;
-    let spreadsheet_id = resolve(integration, "spreadsheet_id", ctx)?
+    let spreadsheet_id = http::credential(integration, "spreadsheet_id", ctx)?
         .and_then(|s| s.expose_str().ok().map(|v| v.trim().to_owned()))
         .filter(|v| !v.is_empty())
         .ok_or_else(|| ConnectError::Missing("spreadsheet_id".into()))?;
@@ -135,26 +133,6 @@ pub fn connect_sheets(
             .and_then(Value::as_str)
             .map(str::to_owned),
     })
-}
-
-/// One credential field's value, if the integration sets it.
-fn resolve(
-    integration: &Integration,
-    field: &str,
-    ctx: &ResolveContext<'_>,
-) -> Result<Option<Secret>, ConnectError> {
-    match integration.credentials.get(field) {
-        None => Ok(None),
-        Some(Credential::Plain(v)) => Ok(Some(Secret::from(v.clone()))),
-        Some(Credential::Secret(r)) => {
-            r.resolve(&integration.id, field, ctx)
-                .map(Some)
-                .map_err(|source| ConnectError::Credential {
-                    field: field.to_owned(),
-                    source,
-                })
-        }
-    }
 }
 
 /// The start of every Drive channel id of `integration`: its marker in the characters Drive

@@ -26,14 +26,13 @@ use serde_json::{Map, Value, json};
 use super::client::{BadToken, NotionClient};
 use super::values;
 use crate::manifest::Integration;
-use crate::manifest::model::Credential;
 use crate::platforms::connector::{
     ActionCall, ActionOutput, ConnectError, Connector, Health, PlatformError, WebhookSync,
     WebhookTarget,
 };
 use crate::platforms::http;
 use crate::platforms::params::Params;
-use crate::secrets::{ResolveContext, Secret};
+use crate::secrets::ResolveContext;
 
 /// The API base URL unless `[endpoint] base_url` overrides it.
 pub const DEFAULT_BASE_URL: &str = "https://api.notion.com/";
@@ -74,7 +73,7 @@ pub fn connect_notion(
     integration: &Integration,
     ctx: &ResolveContext<'_>,
 ) -> Result<NotionConnector, ConnectError> {
-    let token = resolve(integration, "token", ctx)?
+    let token = http::credential(integration, "token", ctx)?
         .ok_or_else(|| ConnectError::Missing("token".to_owned()))?;
     let version = match integration.config.get("notion_version") {
         None | Some(Value::Null) => DEFAULT_VERSION.to_owned(),
@@ -105,28 +104,6 @@ pub fn connect_notion(
         version,
         default_parent_page,
     })
-}
-
-/// One credential field's value, if the integration sets it.
-fn resolve(
-    integration: &Integration,
-    field: &str,
-    ctx: &ResolveContext<'_>,
-) -> Result<Option<Secret>, ConnectError> {
-    match integration.credentials.get(field) {
-        None => Ok(None),
-        // The manifest loader only lets secret references through for secret fields; a plain
-        // value here comes from a hand-built integration (tests) and is used as is.
-        Some(Credential::Plain(v)) => Ok(Some(Secret::from(v.clone()))),
-        Some(Credential::Secret(r)) => {
-            r.resolve(&integration.id, field, ctx)
-                .map(Some)
-                .map_err(|source| ConnectError::Credential {
-                    field: field.to_owned(),
-                    source,
-                })
-        }
-    }
 }
 
 /// The live Notion connector.

@@ -26,14 +26,13 @@ use serde_json::{Map, Value, json};
 use super::client::{BadToken, Body, SlackClient, TokenKind};
 use super::registration;
 use crate::manifest::Integration;
-use crate::manifest::model::Credential;
 use crate::platforms::connector::{
     ActionCall, ActionOutput, ConnectError, Connector, Health, PlatformError, Registration,
     RegistrationOutcome, WebhookSync, WebhookTarget,
 };
 use crate::platforms::http;
 use crate::platforms::params::Params;
-use crate::secrets::{ResolveContext, Secret};
+use crate::secrets::ResolveContext;
 
 /// The Web API base URL unless `[endpoint] base_url` overrides it.
 pub const DEFAULT_BASE_URL: &str = "https://slack.com/api/";
@@ -63,19 +62,19 @@ pub fn connect_slack(
     integration: &Integration,
     ctx: &ResolveContext<'_>,
 ) -> Result<SlackConnector, ConnectError> {
-    let bot = resolve(integration, TokenKind::Bot.field(), ctx)?
+    let bot = http::credential(integration, TokenKind::Bot.field(), ctx)?
         .ok_or_else(|| ConnectError::Missing(TokenKind::Bot.field().to_owned()))?;
-    let user = resolve(integration, TokenKind::User.field(), ctx)?;
+    let user = http::credential(integration, TokenKind::User.field(), ctx)?;
     let http_client = http::client(REQUEST_TIMEOUT)?;
     let base = http::base_url(integration, DEFAULT_BASE_URL);
     let mut client = SlackClient::new(http_client, base, &bot, user.as_ref())
         .map_err(|e: BadToken| ConnectError::Client(e.to_string()))?;
-    if let Some(t) = resolve(integration, TokenKind::AppConfig.field(), ctx)? {
+    if let Some(t) = http::credential(integration, TokenKind::AppConfig.field(), ctx)? {
         client = client
             .with_app_config_token(&t)
             .map_err(|e: BadToken| ConnectError::Client(e.to_string()))?;
     }
-    let app_id = resolve(integration, "app_id", ctx)?
+    let app_id = http::credential(integration, "app_id", ctx)?
         .and_then(|s| s.expose_str().ok().map(|v| v.trim().to_owned()))
         .filter(|v| !v.is_empty());
     let default_channel = integration
@@ -95,28 +94,6 @@ pub fn connect_slack(
         unfurl_links,
         app_id,
     })
-}
-
-/// One credential field's value, if the integration sets it.
-fn resolve(
-    integration: &Integration,
-    field: &str,
-    ctx: &ResolveContext<'_>,
-) -> Result<Option<Secret>, ConnectError> {
-    match integration.credentials.get(field) {
-        None => Ok(None),
-        // The manifest loader only lets secret references through for secret fields; a plain
-        // value here comes from a hand-built integration (tests) and is used as is.
-        Some(Credential::Plain(v)) => Ok(Some(Secret::from(v.clone()))),
-        Some(Credential::Secret(r)) => {
-            r.resolve(&integration.id, field, ctx)
-                .map(Some)
-                .map_err(|source| ConnectError::Credential {
-                    field: field.to_owned(),
-                    source,
-                })
-        }
-    }
 }
 
 /// The live Slack connector.

@@ -31,14 +31,13 @@ use serde_json::{Value, json};
 
 use super::client::{BadCredential, TrelloClient, segment};
 use crate::manifest::Integration;
-use crate::manifest::model::Credential;
 use crate::platforms::connector::{
     ActionCall, ActionOutput, ConnectError, Connector, Health, PlatformError, Registration,
     RegistrationOutcome, WebhookSync, WebhookTarget,
 };
 use crate::platforms::http;
 use crate::platforms::params::Params;
-use crate::secrets::{ResolveContext, Secret};
+use crate::secrets::ResolveContext;
 
 /// The REST API base URL unless `[endpoint] base_url` overrides it.
 pub const DEFAULT_BASE_URL: &str = "https://api.trello.com/1/";
@@ -65,10 +64,8 @@ pub fn connect_trello(
     integration: &Integration,
     ctx: &ResolveContext<'_>,
 ) -> Result<TrelloConnector, ConnectError> {
-    let key = resolve(integration, "api_key", ctx)?
-        .ok_or_else(|| ConnectError::Missing("api_key".into()))?;
-    let token =
-        resolve(integration, "token", ctx)?.ok_or_else(|| ConnectError::Missing("token".into()))?;
+    let key = http::required_credential(integration, "api_key", ctx)?;
+    let token = http::required_credential(integration, "token", ctx)?;
     let http_client = http::client(REQUEST_TIMEOUT)?;
     let base = http::base_url(integration, DEFAULT_BASE_URL);
     let client = TrelloClient::new(http_client, base, &key, &token)
@@ -101,26 +98,6 @@ pub fn connect_trello(
         boards,
         default_list,
     })
-}
-
-/// One credential field's value, if the integration sets it.
-fn resolve(
-    integration: &Integration,
-    field: &str,
-    ctx: &ResolveContext<'_>,
-) -> Result<Option<Secret>, ConnectError> {
-    match integration.credentials.get(field) {
-        None => Ok(None),
-        Some(Credential::Plain(v)) => Ok(Some(Secret::from(v.clone()))),
-        Some(Credential::Secret(r)) => {
-            r.resolve(&integration.id, field, ctx)
-                .map(Some)
-                .map_err(|source| ConnectError::Credential {
-                    field: field.to_owned(),
-                    source,
-                })
-        }
-    }
 }
 
 /// The live Trello connector.
