@@ -62,6 +62,41 @@ pub fn required_credential(
     credential(integration, field, ctx)?.ok_or_else(|| ConnectError::Missing(field.to_owned()))
 }
 
+/// Sends `body` as the JSON body of `req` (`Content-Type: application/json`).
+pub fn json_body(
+    req: reqwest::RequestBuilder,
+    body: &serde_json::Value,
+) -> Result<reqwest::RequestBuilder, PlatformError> {
+    let bytes = serde_json::to_vec(body)
+        .map_err(|e| PlatformError::Invalid(format!("cannot encode the body: {e}")))?;
+    Ok(req
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(bytes))
+}
+
+/// Appends `s` to `out` percent-encoded: ASCII letters, digits, `-._~` and the bytes of `keep`
+/// stay as they are, every other byte becomes `%XX` (upper-case hex).
+pub fn percent_encode_into(s: &str, keep: &[u8], out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') || keep.contains(&b)
+        {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
+    }
+}
+
+/// [`percent_encode_into`] a new string.
+pub fn percent_encode(s: &str, keep: &[u8]) -> String {
+    let mut out = String::with_capacity(s.len());
+    percent_encode_into(s, keep, &mut out);
+    out
+}
+
 /// Builds the HTTP client of a connector: rustls, user agent [`USER_AGENT`], `timeout` for a
 /// whole request (connecting at most 10 s of it), no proxy from `HTTP(S)_PROXY` and friends, no
 /// redirects followed.
@@ -254,6 +289,37 @@ mod tests {
         assert!(
             matches!(&failed, ConnectError::Credential { field, .. } if field == "gone"),
             "{failed}"
+        );
+    }
+
+    #[test]
+    fn percent_encoding_keeps_unreserved_and_asked_bytes() {
+        assert_eq!(percent_encode("a b/c?d&é~", b""), "a%20b%2Fc%3Fd%26%C3%A9~");
+        assert_eq!(percent_encode("Sheet 1!A1:B2", b"!:"), "Sheet%201!A1:B2");
+        let mut out = String::from("x=");
+        percent_encode_into("%+", b"", &mut out);
+        assert_eq!(out, "x=%25%2B");
+    }
+
+    #[tokio::test]
+    async fn json_bodies_are_typed() {
+        let c = reqwest::Client::new();
+        let req = json_body(
+            c.post("http://127.0.0.1:9/x"),
+            &serde_json::json!({"a": [1]}),
+        )
+        .expect("encodes")
+        .build()
+        .expect("request");
+        assert_eq!(
+            req.headers()
+                .get(http::header::CONTENT_TYPE)
+                .map(|v| v.as_bytes()),
+            Some(&b"application/json"[..])
+        );
+        assert_eq!(
+            req.body().and_then(|b| b.as_bytes()),
+            Some(&br#"{"a":[1]}"#[..])
         );
     }
 
