@@ -11,8 +11,19 @@
 
 use serde_json::{Map, Value};
 
-use crate::platforms::catalog::{ActionSpec, ParamSpec, ParamType};
+use crate::platforms::catalog::{ActionSpec, Descriptor, ParamSpec, ParamType};
 use crate::platforms::connector::PlatformError;
+
+/// The catalogue entry of the action called `action` on `platform`; an action the platform
+/// does not have is [`PlatformError::Invalid`].
+pub(crate) fn action_spec(
+    platform: &Descriptor,
+    action: &str,
+) -> Result<&'static ActionSpec, PlatformError> {
+    platform.action(action).ok_or_else(|| {
+        PlatformError::Invalid(format!("{} has no action `{action}`", platform.kind))
+    })
+}
 
 /// Checked parameters of one action.
 #[derive(Debug, Clone, Copy)]
@@ -381,6 +392,19 @@ mod tests {
             p.missing("x").to_string(),
             PlatformError::Invalid("do_thing: missing required parameter `x`".into()).to_string()
         );
+    }
+
+    #[test]
+    fn actions_are_looked_up_in_the_catalogue() {
+        let slack = &crate::platforms::slack::DESCRIPTOR;
+        assert_eq!(
+            action_spec(slack, "send_message").map(|s| s.name).ok(),
+            Some("send_message")
+        );
+        match action_spec(&crate::platforms::google_sheets::DESCRIPTOR, "nope") {
+            Err(PlatformError::Invalid(m)) => assert_eq!(m, "google_sheets has no action `nope`"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -41,7 +41,7 @@ use crate::platforms::connector::{
 };
 use crate::platforms::http;
 use crate::platforms::inbound::FRESHDESK_SECRET_HEADER;
-use crate::platforms::params::{Params, bool_value, int_value};
+use crate::platforms::params::{self, Params, bool_value, int_value};
 use crate::secrets::{ResolveContext, Secret};
 
 /// Timeout of one HTTP request.
@@ -223,9 +223,7 @@ impl Connector for FreshdeskConnector {
     }
 
     async fn execute(&self, call: &ActionCall) -> Result<ActionOutput, PlatformError> {
-        let spec = super::DESCRIPTOR.action(&call.action).ok_or_else(|| {
-            PlatformError::Invalid(format!("freshdesk has no action `{}`", call.action))
-        })?;
+        let spec = params::action_spec(&super::DESCRIPTOR, &call.action)?;
         let p = check_params(spec, &call.parameters)?;
         let result = match spec.name {
             "create_ticket" => self.create_ticket(&p).await?,

@@ -43,7 +43,7 @@ use crate::platforms::connector::{
     RegistrationOutcome, WebhookSync, WebhookTarget,
 };
 use crate::platforms::http;
-use crate::platforms::params::Params;
+use crate::platforms::params::{self, Params};
 use crate::platforms::slack::events::rfc3339_from_unix;
 use crate::secrets::{ResolveContext, Secret};
 
@@ -237,9 +237,7 @@ impl Connector for GoogleSheetsConnector {
     }
 
     async fn execute(&self, call: &ActionCall) -> Result<ActionOutput, PlatformError> {
-        let spec = super::DESCRIPTOR.action(&call.action).ok_or_else(|| {
-            PlatformError::Invalid(format!("google_sheets has no action `{}`", call.action))
-        })?;
+        let spec = params::action_spec(&super::DESCRIPTOR, &call.action)?;
         let p = Params::check(spec, &call.parameters)?;
         let result = match spec.name {
             "append_row" => self.append_row(&p).await?,

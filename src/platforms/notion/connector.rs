@@ -31,7 +31,7 @@ use crate::platforms::connector::{
     WebhookTarget,
 };
 use crate::platforms::http;
-use crate::platforms::params::Params;
+use crate::platforms::params::{self, Params};
 use crate::secrets::ResolveContext;
 
 /// The API base URL unless `[endpoint] base_url` overrides it.
@@ -142,9 +142,7 @@ impl Connector for NotionConnector {
     }
 
     async fn execute(&self, call: &ActionCall) -> Result<ActionOutput, PlatformError> {
-        let spec = super::DESCRIPTOR.action(&call.action).ok_or_else(|| {
-            PlatformError::Invalid(format!("notion has no action `{}`", call.action))
-        })?;
+        let spec = params::action_spec(&super::DESCRIPTOR, &call.action)?;
         let p = Params::check(spec, &call.parameters)?;
         let result = match spec.name {
             "create_page" => self.create_page(&p).await?,

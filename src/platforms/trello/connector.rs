@@ -36,7 +36,7 @@ use crate::platforms::connector::{
     RegistrationOutcome, WebhookSync, WebhookTarget,
 };
 use crate::platforms::http;
-use crate::platforms::params::Params;
+use crate::platforms::params::{self, Params};
 use crate::secrets::ResolveContext;
 
 /// The REST API base URL unless `[endpoint] base_url` overrides it.
@@ -171,9 +171,7 @@ impl Connector for TrelloConnector {
     }
 
     async fn execute(&self, call: &ActionCall) -> Result<ActionOutput, PlatformError> {
-        let spec = super::DESCRIPTOR.action(&call.action).ok_or_else(|| {
-            PlatformError::Invalid(format!("trello has no action `{}`", call.action))
-        })?;
+        let spec = params::action_spec(&super::DESCRIPTOR, &call.action)?;
         let p = Params::check(spec, &call.parameters)?;
         let result = match spec.name {
             "create_card" => self.create_card(&p).await?,

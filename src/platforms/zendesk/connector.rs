@@ -210,9 +210,7 @@ impl Connector for ZendeskConnector {
     }
 
     async fn execute(&self, call: &ActionCall) -> Result<ActionOutput, PlatformError> {
-        let spec = super::DESCRIPTOR.action(&call.action).ok_or_else(|| {
-            PlatformError::Invalid(format!("zendesk has no action `{}`", call.action))
-        })?;
+        let spec = crate::platforms::params::action_spec(&super::DESCRIPTOR, &call.action)?;
         let p = Params::check(spec, &call.parameters)?;
         let result = match spec.name {
             "create_ticket" => self.create_ticket(&p, &call.idempotency_key).await?,
@@ -693,9 +691,7 @@ impl ZendeskConnector {
     /// The `update_many` item of a call, `None` when it must go alone (a safe update, which
     /// carries its own stamp), or the parameter error.
     fn bulk_item(&self, call: &ActionCall) -> Result<Option<TicketChange>, PlatformError> {
-        let spec = super::DESCRIPTOR.action(&call.action).ok_or_else(|| {
-            PlatformError::Invalid(format!("zendesk has no action `{}`", call.action))
-        })?;
+        let spec = crate::platforms::params::action_spec(&super::DESCRIPTOR, &call.action)?;
         let p = Params::check(spec, &call.parameters)?;
         if !BATCHABLE.contains(&spec.name)
             || p.raw("updated_stamp").is_some()
