@@ -97,6 +97,16 @@ pub fn percent_encode(s: &str, keep: &[u8]) -> String {
     out
 }
 
+/// An error detail naming the call: `what: said`, or `what` alone when the platform said
+/// nothing.
+pub fn with_call(what: &str, said: &str) -> String {
+    if said.is_empty() {
+        what.to_owned()
+    } else {
+        format!("{what}: {said}")
+    }
+}
+
 /// Builds the HTTP client of a connector: rustls, user agent [`USER_AGENT`], `timeout` for a
 /// whole request (connecting at most 10 s of it), no proxy from `HTTP(S)_PROXY` and friends, no
 /// redirects followed.
@@ -320,6 +330,15 @@ mod tests {
         assert_eq!(
             req.body().and_then(|b| b.as_bytes()),
             Some(&br#"{"a":[1]}"#[..])
+        );
+    }
+
+    #[test]
+    fn details_name_the_call() {
+        assert_eq!(with_call("GET /x", ""), "GET /x");
+        assert_eq!(
+            with_call("GET /x", "no such thing"),
+            "GET /x: no such thing"
         );
     }
 

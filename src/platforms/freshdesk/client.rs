@@ -215,11 +215,7 @@ pub fn classify(
         };
     }
     let summary = summarize(body);
-    let detail = if summary.is_empty() {
-        what.to_owned()
-    } else {
-        format!("{what}: {summary}")
-    };
+    let detail = shared::with_call(what, &summary);
     match shared::classify_status(status, retry_after, &detail) {
         PlatformError::Rejected { status, .. } => PlatformError::Rejected {
             status,

@@ -185,12 +185,7 @@ pub fn classify(
             retry_after: None,
         };
     }
-    let with_call = if message.is_empty() {
-        what.to_owned()
-    } else {
-        format!("{what}: {message}")
-    };
-    shared::classify_status(status, retry_after, &with_call)
+    shared::classify_status(status, retry_after, &shared::with_call(what, &message))
 }
 
 /// The human part of an error body: JSON `error`/`message` joined, else the text itself.

@@ -250,11 +250,7 @@ pub fn classify(
         };
     }
     let said = error_text(body);
-    let detail = if said.is_empty() {
-        what.to_owned()
-    } else {
-        format!("{what}: {said}")
-    };
+    let detail = shared::with_call(what, &said);
     if status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::BAD_REQUEST {
         return PlatformError::Rejected {
             status: status.as_u16(),
