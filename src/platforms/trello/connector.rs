@@ -492,14 +492,19 @@ impl TrelloConnector {
         if let Some(pos) = p.pos()? {
             q.push(("pos", pos));
         }
+        self.put_card(&card, &q, "update_card").await
+    }
+
+    /// `PUT cards/{card}` with the fields in `q`; the card as the result.
+    async fn put_card(
+        &self,
+        card: &str,
+        q: &[(&str, String)],
+        what: &str,
+    ) -> Result<Value, PlatformError> {
         let card = self
             .client
-            .call(
-                Method::PUT,
-                &format!("cards/{}", segment(&card)),
-                &q,
-                "update_card",
-            )
+            .call(Method::PUT, &format!("cards/{}", segment(card)), q, what)
             .await?;
         Ok(card_result(&card))
     }
@@ -514,16 +519,7 @@ impl TrelloConnector {
         if let Some(pos) = p.pos()? {
             q.push(("pos", pos));
         }
-        let card = self
-            .client
-            .call(
-                Method::PUT,
-                &format!("cards/{}", segment(&card)),
-                &q,
-                "move_card",
-            )
-            .await?;
-        Ok(card_result(&card))
+        self.put_card(&card, &q, "move_card").await
     }
 
     async fn add_comment(&self, p: &Params<'_>) -> Result<Value, PlatformError> {
