@@ -703,14 +703,7 @@ impl GoogleSheetsConnector {
         }
         let headers = header_cells(p, "headers").unwrap_or_default();
         let a = self
-            .client
-            .call(
-                Api::Sheets,
-                Method::POST,
-                &self.spreadsheet_path(":batchUpdate"),
-                &[],
-                Some(&json!({"requests": [{"addSheet": {"properties": properties}}]})),
-            )
+            .batch_requests(json!([{"addSheet": {"properties": properties}}]))
             .await?;
         let props = a
             .pointer("/replies/0/addSheet/properties")
@@ -738,6 +731,19 @@ impl GoogleSheetsConnector {
             "title": title,
             "index": props.get("index").cloned().unwrap_or(Value::Null),
         }))
+    }
+
+    /// `POST spreadsheets/{id}:batchUpdate` with these structural `requests`.
+    async fn batch_requests(&self, requests: Value) -> Result<Value, PlatformError> {
+        self.client
+            .call(
+                Api::Sheets,
+                Method::POST,
+                &self.spreadsheet_path(":batchUpdate"),
+                &[],
+                Some(&json!({ "requests": requests })),
+            )
+            .await
     }
 
     async fn batch_update(&self, p: &Params<'_>) -> Result<Value, PlatformError> {
@@ -781,16 +787,7 @@ impl GoogleSheetsConnector {
         });
         // Structural requests first: data may write into a sheet they add.
         if let Some(requests) = requests.filter(|r| !r.is_empty()) {
-            let a = self
-                .client
-                .call(
-                    Api::Sheets,
-                    Method::POST,
-                    &self.spreadsheet_path(":batchUpdate"),
-                    &[],
-                    Some(&json!({"requests": requests})),
-                )
-                .await?;
+            let a = self.batch_requests(json!(requests)).await?;
             out["replies"] = a.get("replies").cloned().unwrap_or_else(|| json!([]));
         }
         if let Some(data) = data.filter(|d| !d.is_empty()) {
