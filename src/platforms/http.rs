@@ -18,6 +18,8 @@ use http::{HeaderMap, StatusCode};
 
 use super::connector::{ConnectError, PlatformError};
 use crate::manifest::Integration;
+use crate::manifest::model::Credential;
+use crate::secrets::{ResolveContext, Secret};
 
 /// The `User-Agent` of every request: `supportopsd/<version>`.
 pub const USER_AGENT: &str = concat!("supportopsd/", env!("CARGO_PKG_VERSION"));
@@ -27,6 +29,83 @@ pub const EXCERPT_CHARS: usize = 200;
 
 /// Longest time spent establishing a connection, whatever the request timeout.
 const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One credential field's value, if the integration sets it: a secret reference is resolved
+/// (a failure names the field, never the value); a plain value (the manifest loader only lets
+/// those through for fields that are not secret, or a hand-built integration in tests) is used
+/// as is.
+pub fn credential(
+    integration: &Integration,
+    field: &str,
+    ctx: &ResolveContext<'_>,
+) -> Result<Option<Secret>, ConnectError> {
+    match integration.credentials.get(field) {
+        None => Ok(None),
+        Some(Credential::Plain(v)) => Ok(Some(Secret::from(v.clone()))),
+        Some(Credential::Secret(r)) => {
+            r.resolve(&integration.id, field, ctx)
+                .map(Some)
+                .map_err(|source| ConnectError::Credential {
+                    field: field.to_owned(),
+                    source,
+                })
+        }
+    }
+}
+
+/// [`credential`] for a field the connector cannot work without ([`ConnectError::Missing`]).
+pub fn required_credential(
+    integration: &Integration,
+    field: &str,
+    ctx: &ResolveContext<'_>,
+) -> Result<Secret, ConnectError> {
+    credential(integration, field, ctx)?.ok_or_else(|| ConnectError::Missing(field.to_owned()))
+}
+
+/// Sends `body` as the JSON body of `req` (`Content-Type: application/json`).
+pub fn json_body(
+    req: reqwest::RequestBuilder,
+    body: &serde_json::Value,
+) -> Result<reqwest::RequestBuilder, PlatformError> {
+    let bytes = serde_json::to_vec(body)
+        .map_err(|e| PlatformError::Invalid(format!("cannot encode the body: {e}")))?;
+    Ok(req
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(bytes))
+}
+
+/// Appends `s` to `out` percent-encoded: ASCII letters, digits, `-._~` and the bytes of `keep`
+/// stay as they are, every other byte becomes `%XX` (upper-case hex).
+pub fn percent_encode_into(s: &str, keep: &[u8], out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') || keep.contains(&b)
+        {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
+    }
+}
+
+/// [`percent_encode_into`] a new string.
+pub fn percent_encode(s: &str, keep: &[u8]) -> String {
+    let mut out = String::with_capacity(s.len());
+    percent_encode_into(s, keep, &mut out);
+    out
+}
+
+/// An error detail naming the call: `what: said`, or `what` alone when the platform said
+/// nothing.
+pub fn with_call(what: &str, said: &str) -> String {
+    if said.is_empty() {
+        what.to_owned()
+    } else {
+        format!("{what}: {said}")
+    }
+}
 
 /// Builds the HTTP client of a connector: rustls, user agent [`USER_AGENT`], `timeout` for a
 /// whole request (connecting at most 10 s of it), no proxy from `HTTP(S)_PROXY` and friends, no
@@ -169,6 +248,99 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    #[test]
+    fn credentials_resolve_by_field_and_never_show_the_value() {
+        use crate::manifest::IntegrationId;
+        use crate::secrets::SecretRef;
+        let integration = Integration {
+            id: IntegrationId::parse("any-main").expect("id"),
+            platform: crate::platforms::PlatformKind::Trello,
+            name: None,
+            description: None,
+            file: "integrations/any-main.toml".into(),
+            credentials: [
+                ("domain".to_owned(), Credential::Plain("acme".into())),
+                (
+                    "token".to_owned(),
+                    Credential::Secret(SecretRef::Env("ANY_TOKEN".into())),
+                ),
+                (
+                    "gone".to_owned(),
+                    Credential::Secret(SecretRef::Env("ANY_GONE".into())),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+            config: Default::default(),
+            webhook: None,
+            base_url: None,
+            limits: Default::default(),
+        };
+        let env = |k: &str| (k == "ANY_TOKEN").then(|| "tok-s3cret-value".to_owned());
+        let ctx = ResolveContext::new(None, &env);
+        let plain = credential(&integration, "domain", &ctx).expect("plain");
+        let plain = plain.expect("set");
+        assert_eq!(plain.expose_str().ok(), Some("acme"));
+        let token = required_credential(&integration, "token", &ctx).expect("env");
+        assert_eq!(token.expose_str().ok(), Some("tok-s3cret-value"));
+        assert!(!format!("{token:?}").contains("s3cret"));
+        assert!(
+            credential(&integration, "absent", &ctx)
+                .expect("absent")
+                .is_none()
+        );
+        let missing = required_credential(&integration, "absent", &ctx).expect_err("missing");
+        assert!(
+            matches!(&missing, ConnectError::Missing(f) if f == "absent"),
+            "{missing}"
+        );
+        let failed = credential(&integration, "gone", &ctx).expect_err("unset env");
+        assert!(
+            matches!(&failed, ConnectError::Credential { field, .. } if field == "gone"),
+            "{failed}"
+        );
+    }
+
+    #[test]
+    fn percent_encoding_keeps_unreserved_and_asked_bytes() {
+        assert_eq!(percent_encode("a b/c?d&é~", b""), "a%20b%2Fc%3Fd%26%C3%A9~");
+        assert_eq!(percent_encode("Sheet 1!A1:B2", b"!:"), "Sheet%201!A1:B2");
+        let mut out = String::from("x=");
+        percent_encode_into("%+", b"", &mut out);
+        assert_eq!(out, "x=%25%2B");
+    }
+
+    #[tokio::test]
+    async fn json_bodies_are_typed() {
+        let c = reqwest::Client::new();
+        let req = json_body(
+            c.post("http://127.0.0.1:9/x"),
+            &serde_json::json!({"a": [1]}),
+        )
+        .expect("encodes")
+        .build()
+        .expect("request");
+        assert_eq!(
+            req.headers()
+                .get(http::header::CONTENT_TYPE)
+                .map(|v| v.as_bytes()),
+            Some(&b"application/json"[..])
+        );
+        assert_eq!(
+            req.body().and_then(|b| b.as_bytes()),
+            Some(&br#"{"a":[1]}"#[..])
+        );
+    }
+
+    #[test]
+    fn details_name_the_call() {
+        assert_eq!(with_call("GET /x", ""), "GET /x");
+        assert_eq!(
+            with_call("GET /x", "no such thing"),
+            "GET /x: no such thing"
+        );
+    }
 
     #[test]
     fn retry_after_seconds_only() {

@@ -14,6 +14,7 @@ pub mod google_sheets;
 pub mod http;
 pub mod inbound;
 pub mod notion;
+pub mod params;
 pub mod reference;
 pub mod slack;
 pub mod supportopsd;

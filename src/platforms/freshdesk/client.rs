@@ -166,11 +166,7 @@ impl FreshdeskClient {
             .header(http::header::AUTHORIZATION, self.auth.clone())
             .header(http::header::ACCEPT, "application/json");
         if let Some(b) = body {
-            let bytes = serde_json::to_vec(b)
-                .map_err(|e| PlatformError::Invalid(format!("cannot encode the body: {e}")))?;
-            req = req
-                .header(http::header::CONTENT_TYPE, "application/json")
-                .body(bytes);
+            req = shared::json_body(req, b)?;
         }
         let resp = req.send().await.map_err(shared::transport_error)?;
         let status = resp.status();
@@ -219,11 +215,7 @@ pub fn classify(
         };
     }
     let summary = summarize(body);
-    let detail = if summary.is_empty() {
-        what.to_owned()
-    } else {
-        format!("{what}: {summary}")
-    };
+    let detail = shared::with_call(what, &summary);
     match shared::classify_status(status, retry_after, &detail) {
         PlatformError::Rejected { status, .. } => PlatformError::Rejected {
             status,

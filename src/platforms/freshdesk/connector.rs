@@ -34,7 +34,6 @@ use super::client::{self as fd, BadKey, FreshdeskClient};
 use super::registration::{self, RULE_TYPES};
 use super::{PRIORITY_CODES, SOURCE_CODES, STATUS_CODES};
 use crate::manifest::Integration;
-use crate::manifest::model::Credential;
 use crate::platforms::catalog::{ActionSpec, ParamType};
 use crate::platforms::connector::{
     ActionCall, ActionOutput, ConnectError, Connector, Health, PlatformError, Registration,
@@ -42,6 +41,7 @@ use crate::platforms::connector::{
 };
 use crate::platforms::http;
 use crate::platforms::inbound::FRESHDESK_SECRET_HEADER;
+use crate::platforms::params::{self, Params, bool_value, int_value};
 use crate::secrets::{ResolveContext, Secret};
 
 /// Timeout of one HTTP request.
@@ -79,12 +79,10 @@ pub fn connect_freshdesk(
     integration: &Integration,
     ctx: &ResolveContext<'_>,
 ) -> Result<FreshdeskConnector, ConnectError> {
-    let domain_secret = resolve(integration, "domain", ctx)?
-        .ok_or_else(|| ConnectError::Missing("domain".into()))?;
+    let domain_secret = http::required_credential(integration, "domain", ctx)?;
     let domain =
         normalize_domain(domain_secret.expose_str().unwrap_or("")).map_err(ConnectError::Client)?;
-    let key = resolve(integration, "api_key", ctx)?
-        .ok_or_else(|| ConnectError::Missing("api_key".into()))?;
+    let key = http::required_credential(integration, "api_key", ctx)?;
     let http_client = http::client(REQUEST_TIMEOUT)?;
     let base = http::base_url(integration, &format!("https://{domain}"));
     let client = FreshdeskClient::new(http_client, base, &key)
@@ -145,26 +143,6 @@ pub fn normalize_domain(raw: &str) -> Result<String, String> {
     } else {
         format!("{d}{DOMAIN_SUFFIX}")
     })
-}
-
-/// One credential field's value, if the integration sets it.
-fn resolve(
-    integration: &Integration,
-    field: &str,
-    ctx: &ResolveContext<'_>,
-) -> Result<Option<Secret>, ConnectError> {
-    match integration.credentials.get(field) {
-        None => Ok(None),
-        Some(Credential::Plain(v)) => Ok(Some(Secret::from(v.clone()))),
-        Some(Credential::Secret(r)) => {
-            r.resolve(&integration.id, field, ctx)
-                .map(Some)
-                .map_err(|source| ConnectError::Credential {
-                    field: field.to_owned(),
-                    source,
-                })
-        }
-    }
 }
 
 /// The live Freshdesk connector.
@@ -245,10 +223,8 @@ impl Connector for FreshdeskConnector {
     }
 
     async fn execute(&self, call: &ActionCall) -> Result<ActionOutput, PlatformError> {
-        let spec = super::DESCRIPTOR.action(&call.action).ok_or_else(|| {
-            PlatformError::Invalid(format!("freshdesk has no action `{}`", call.action))
-        })?;
-        let p = Params::check(spec, &call.parameters)?;
+        let spec = params::action_spec(&super::DESCRIPTOR, &call.action)?;
+        let p = check_params(spec, &call.parameters)?;
         let result = match spec.name {
             "create_ticket" => self.create_ticket(&p).await?,
             "update_ticket" | "assign_ticket" | "change_status" => {
@@ -781,7 +757,7 @@ impl FreshdeskConnector {
         let Some(spec) = super::DESCRIPTOR.action(&call.action) else {
             return Ok(None);
         };
-        let p = Params::check(spec, &call.parameters)?;
+        let p = check_params(spec, &call.parameters)?;
         let ticket = p.ticket_id(spec.name)?;
         let body = self.update_body(spec.name, &p)?;
         if body.keys().all(|k| BULK_PROPERTIES.contains(&k.as_str())) {
@@ -1133,132 +1109,44 @@ fn code_error(codes: &[(&str, i64)], custom: bool, got: &Value) -> String {
     format!("expected one of {}{custom}, got {got}", list.join(", "))
 }
 
-fn int_value(v: &Value) -> Option<i64> {
-    match v {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.trim().parse().ok(),
+/// Checks an action's rendered parameters against its catalogue entry (the shared
+/// [`Params`] rules); a code (status, priority, source) is a listed number or name, and `status`
+/// may also be a custom status number (6 and above).
+fn check_params<'a>(spec: &ActionSpec, v: &'a Value) -> Result<Params<'a>, PlatformError> {
+    Params::check_with(spec, v, |ps, v| match ps.ty {
+        ParamType::Code(codes) => {
+            let custom = ps.name == "status";
+            Some(match code_value(v, codes, custom) {
+                Some(_) => Ok(()),
+                None => Err(code_error(codes, custom, v)),
+            })
+        }
         _ => None,
-    }
+    })
 }
 
-fn bool_value(v: &Value) -> Option<bool> {
-    match v {
-        Value::Bool(b) => Some(*b),
-        Value::String(s) => match s.trim() {
-            "true" => Some(true),
-            "false" => Some(false),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-/// An action's rendered parameters, checked against its catalogue entry.
-#[derive(Debug)]
-struct Params<'a> {
-    action: &'static str,
-    map: Option<&'a Map<String, Value>>,
-}
-
-impl<'a> Params<'a> {
-    /// Checks names, types, required parameters and `require_one_of` groups.
-    fn check(spec: &'static ActionSpec, v: &'a Value) -> Result<Self, PlatformError> {
-        let action = spec.name;
-        let map = match v {
-            Value::Null => None,
-            Value::Object(m) => Some(m),
-            _ => {
-                return Err(PlatformError::Invalid(format!(
-                    "{action}: parameters must be a table"
-                )));
-            }
-        };
-        let p = Params { action, map };
-        for (k, v) in map.into_iter().flatten() {
-            let Some(ps) = spec.params.iter().find(|ps| ps.name == k) else {
-                let known: Vec<&str> = spec.params.iter().map(|ps| ps.name).collect();
-                return Err(PlatformError::Invalid(format!(
-                    "{action}: unknown parameter `{k}` (known: {})",
-                    known.join(", ")
-                )));
-            };
-            if v.is_null() {
-                continue;
-            }
-            if let ParamType::Code(codes) = ps.ty {
-                let custom = ps.name == "status";
-                if code_value(v, codes, custom).is_none() {
-                    return Err(PlatformError::Invalid(format!(
-                        "{action}: parameter `{k}`: {}",
-                        code_error(codes, custom, v)
-                    )));
-                }
-            } else if !type_ok(&ps.ty, v) {
-                return Err(PlatformError::Invalid(format!(
-                    "{action}: parameter `{k}` should be {}, got {}",
-                    type_name(&ps.ty),
-                    json_kind(v)
-                )));
-            }
-        }
-        for ps in spec.params.iter().filter(|ps| ps.required) {
-            if p.raw(ps.name).is_none() {
-                return Err(PlatformError::Invalid(format!(
-                    "{action}: missing required parameter `{}`",
-                    ps.name
-                )));
-            }
-        }
-        for group in spec.require_one_of {
-            if !group.iter().any(|n| p.raw(n).is_some()) {
-                return Err(PlatformError::Invalid(format!(
-                    "{action}: needs at least one of `{}`",
-                    group.join("`, `")
-                )));
-            }
-        }
-        Ok(p)
-    }
-
-    /// The value of `name`, `null` counting as absent.
-    fn raw(&self, name: &str) -> Option<&'a Value> {
-        self.map?.get(name).filter(|v| !v.is_null())
-    }
-
-    fn string(&self, name: &str) -> Option<String> {
-        match self.raw(name)? {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        }
-    }
-
-    fn bool(&self, name: &str) -> Option<bool> {
-        self.raw(name).and_then(bool_value)
-    }
-
-    fn int(&self, name: &str) -> Option<i64> {
-        self.raw(name).and_then(int_value)
-    }
-
-    /// A list of strings (a comma-separated string accepted); blanks dropped.
-    fn strings(&self, name: &str) -> Option<Vec<String>> {
-        let items: Vec<String> = match self.raw(name)? {
-            Value::Array(a) => a
-                .iter()
-                .filter_map(|x| match x {
-                    Value::String(s) => Some(s.trim().to_owned()),
-                    Value::Number(n) => Some(n.to_string()),
-                    _ => None,
-                })
-                .collect(),
-            Value::String(s) => s.split(',').map(|x| x.trim().to_owned()).collect(),
-            _ => return None,
-        };
-        Some(items.into_iter().filter(|s| !s.is_empty()).collect())
-    }
-
+/// Freshdesk accessors of checked parameters.
+trait FreshdeskParams {
     /// A code parameter (already checked), as its number.
+    fn code(
+        &self,
+        name: &str,
+        codes: &[(&str, i64)],
+        custom: bool,
+    ) -> Result<Option<i64>, PlatformError>;
+    /// `ticket_id`, a positive integer.
+    fn ticket_id(&self, action: &str) -> Result<i64, PlatformError>;
+    /// Copies the string parameters `keys` that are present into `body`.
+    fn put_str(&self, body: &mut Map<String, Value>, keys: &[&str]);
+    /// Copies the integer parameters `keys` that are present into `body`.
+    fn put_int(&self, body: &mut Map<String, Value>, keys: &[&str]) -> Result<(), PlatformError>;
+    /// Copies the list parameters `keys` that are present into `body`.
+    fn put_list(&self, body: &mut Map<String, Value>, keys: &[&str]);
+    /// Copies the table parameters `keys` that are present into `body`.
+    fn put_object(&self, body: &mut Map<String, Value>, keys: &[&str]);
+}
+
+impl FreshdeskParams for Params<'_> {
     fn code(
         &self,
         name: &str,
@@ -1268,16 +1156,14 @@ impl<'a> Params<'a> {
         match self.raw(name) {
             None => Ok(None),
             Some(v) => code_value(v, codes, custom).map(Some).ok_or_else(|| {
-                PlatformError::Invalid(format!(
-                    "{}: parameter `{name}`: {}",
-                    self.action,
+                self.invalid(format_args!(
+                    "parameter `{name}`: {}",
                     code_error(codes, custom, v)
                 ))
             }),
         }
     }
 
-    /// `ticket_id`, a positive integer.
     fn ticket_id(&self, action: &str) -> Result<i64, PlatformError> {
         self.int("ticket_id").filter(|t| *t > 0).ok_or_else(|| {
             PlatformError::Invalid(format!("{action}: `ticket_id` must be a positive integer"))
@@ -1295,9 +1181,9 @@ impl<'a> Params<'a> {
     fn put_int(&self, body: &mut Map<String, Value>, keys: &[&str]) -> Result<(), PlatformError> {
         for k in keys {
             if self.raw(k).is_some() {
-                let n = self.int(k).ok_or_else(|| {
-                    PlatformError::Invalid(format!("{}: `{k}` must be an integer", self.action))
-                })?;
+                let n = self
+                    .int(k)
+                    .ok_or_else(|| self.invalid(format_args!("`{k}` must be an integer")))?;
                 body.insert((*k).into(), json!(n));
             }
         }
@@ -1318,51 +1204,6 @@ impl<'a> Params<'a> {
                 body.insert((*k).into(), v.clone());
             }
         }
-    }
-}
-
-/// Whether a rendered value fits a (non-code) parameter type, leniently.
-fn type_ok(ty: &ParamType, v: &Value) -> bool {
-    match ty {
-        ParamType::String => v.is_string() || v.is_number(),
-        ParamType::Integer => int_value(v).is_some(),
-        ParamType::Number => v.is_number(),
-        ParamType::Bool => bool_value(v).is_some(),
-        ParamType::StringList => {
-            v.is_string()
-                || v.as_array()
-                    .is_some_and(|a| a.iter().all(|x| x.is_string() || x.is_number()))
-        }
-        ParamType::Object => v.is_object(),
-        ParamType::ObjectList => v.as_array().is_some_and(|a| a.iter().all(Value::is_object)),
-        ParamType::Any => true,
-        ParamType::Enum(values) => v.as_str().is_some_and(|s| values.contains(&s)),
-        ParamType::Code(codes) => code_value(v, codes, false).is_some(),
-    }
-}
-
-fn type_name(ty: &ParamType) -> &'static str {
-    match ty {
-        ParamType::String => "a string",
-        ParamType::Integer => "an integer",
-        ParamType::Number => "a number",
-        ParamType::Bool => "a boolean",
-        ParamType::StringList => "a list of strings",
-        ParamType::Object => "a table",
-        ParamType::ObjectList => "a list of tables",
-        ParamType::Any => "any value",
-        ParamType::Enum(_) | ParamType::Code(_) => "one of the listed values",
-    }
-}
-
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a table",
     }
 }
 

@@ -206,21 +206,7 @@ impl fmt::Debug for GoogleClient {
 
 /// Percent-encodes one path segment (an A1 range, an id): everything but unreserved characters.
 pub fn encode_segment(s: &str) -> String {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'!' | b':' => {
-                out.push(char::from(b));
-            }
-            _ => {
-                out.push('%');
-                out.push(char::from(HEX[usize::from(b >> 4)]));
-                out.push(char::from(HEX[usize::from(b & 0x0f)]));
-            }
-        }
-    }
-    out
+    shared::percent_encode(s, b"!:")
 }
 
 impl GoogleClient {
@@ -390,11 +376,7 @@ impl GoogleClient {
                 .header(http::header::AUTHORIZATION, auth)
                 .header(http::header::ACCEPT, "application/json");
             if let Some(b) = body {
-                let bytes = serde_json::to_vec(b)
-                    .map_err(|e| PlatformError::Invalid(format!("cannot encode the body: {e}")))?;
-                req = req
-                    .header(http::header::CONTENT_TYPE, "application/json")
-                    .body(bytes);
+                req = shared::json_body(req, b)?;
             }
             let resp = req.send().await.map_err(shared::transport_error)?;
             let status = resp.status();

@@ -37,14 +37,13 @@ use sha2::{Digest, Sha256};
 
 use super::client::{Api, BadKey, Clock, GoogleClient, ServiceAccountKey, encode_segment};
 use super::events::column_letters;
-use crate::manifest::model::Credential;
 use crate::manifest::{Integration, IntegrationId};
-use crate::platforms::catalog::{ActionSpec, ParamType};
 use crate::platforms::connector::{
     ActionCall, ActionOutput, ConnectError, Connector, Health, PlatformError, Polled, Registration,
     RegistrationOutcome, WebhookSync, WebhookTarget,
 };
 use crate::platforms::http;
+use crate::platforms::params::{self, Params};
 use crate::platforms::slack::events::rfc3339_from_unix;
 use crate::secrets::{ResolveContext, Secret};
 
@@ -80,11 +79,10 @@ pub fn connect_sheets(
     ctx: &ResolveContext<'_>,
     clock: Clock,
 ) -> Result<GoogleSheetsConnector, ConnectError> {
-    let key = resolve(integration, "service_account_key", ctx)?
-        .ok_or_else(|| ConnectError::Missing("service_account_key".into()))?;
+    let key = http::required_credential(integration, "service_account_key", ctx)?;
     let key =
         ServiceAccountKey::parse(&key).map_err(|e: BadKey| ConnectError::Client(e.to_string()))?;
-    let spreadsheet_id = resolve(integration, "spreadsheet_id", ctx)?
+    let spreadsheet_id = http::credential(integration, "spreadsheet_id", ctx)?
         .and_then(|s| s.expose_str().ok().map(|v| v.trim().to_owned()))
         .filter(|v| !v.is_empty())
         .ok_or_else(|| ConnectError::Missing("spreadsheet_id".into()))?;
@@ -135,26 +133,6 @@ pub fn connect_sheets(
             .and_then(Value::as_str)
             .map(str::to_owned),
     })
-}
-
-/// One credential field's value, if the integration sets it.
-fn resolve(
-    integration: &Integration,
-    field: &str,
-    ctx: &ResolveContext<'_>,
-) -> Result<Option<Secret>, ConnectError> {
-    match integration.credentials.get(field) {
-        None => Ok(None),
-        Some(Credential::Plain(v)) => Ok(Some(Secret::from(v.clone()))),
-        Some(Credential::Secret(r)) => {
-            r.resolve(&integration.id, field, ctx)
-                .map(Some)
-                .map_err(|source| ConnectError::Credential {
-                    field: field.to_owned(),
-                    source,
-                })
-        }
-    }
 }
 
 /// The start of every Drive channel id of `integration`: its marker in the characters Drive
@@ -259,9 +237,7 @@ impl Connector for GoogleSheetsConnector {
     }
 
     async fn execute(&self, call: &ActionCall) -> Result<ActionOutput, PlatformError> {
-        let spec = super::DESCRIPTOR.action(&call.action).ok_or_else(|| {
-            PlatformError::Invalid(format!("google_sheets has no action `{}`", call.action))
-        })?;
+        let spec = params::action_spec(&super::DESCRIPTOR, &call.action)?;
         let p = Params::check(spec, &call.parameters)?;
         let result = match spec.name {
             "append_row" => self.append_row(&p).await?,
@@ -725,16 +701,9 @@ impl GoogleSheetsConnector {
         if !grid.is_empty() {
             properties.insert("gridProperties".into(), Value::Object(grid));
         }
-        let headers = p.strings("headers").unwrap_or_default();
+        let headers = header_cells(p, "headers").unwrap_or_default();
         let a = self
-            .client
-            .call(
-                Api::Sheets,
-                Method::POST,
-                &self.spreadsheet_path(":batchUpdate"),
-                &[],
-                Some(&json!({"requests": [{"addSheet": {"properties": properties}}]})),
-            )
+            .batch_requests(json!([{"addSheet": {"properties": properties}}]))
             .await?;
         let props = a
             .pointer("/replies/0/addSheet/properties")
@@ -762,6 +731,19 @@ impl GoogleSheetsConnector {
             "title": title,
             "index": props.get("index").cloned().unwrap_or(Value::Null),
         }))
+    }
+
+    /// `POST spreadsheets/{id}:batchUpdate` with these structural `requests`.
+    async fn batch_requests(&self, requests: Value) -> Result<Value, PlatformError> {
+        self.client
+            .call(
+                Api::Sheets,
+                Method::POST,
+                &self.spreadsheet_path(":batchUpdate"),
+                &[],
+                Some(&json!({ "requests": requests })),
+            )
+            .await
     }
 
     async fn batch_update(&self, p: &Params<'_>) -> Result<Value, PlatformError> {
@@ -805,16 +787,7 @@ impl GoogleSheetsConnector {
         });
         // Structural requests first: data may write into a sheet they add.
         if let Some(requests) = requests.filter(|r| !r.is_empty()) {
-            let a = self
-                .client
-                .call(
-                    Api::Sheets,
-                    Method::POST,
-                    &self.spreadsheet_path(":batchUpdate"),
-                    &[],
-                    Some(&json!({"requests": requests})),
-                )
-                .await?;
+            let a = self.batch_requests(json!(requests)).await?;
             out["replies"] = a.get("replies").cloned().unwrap_or_else(|| json!([]));
         }
         if let Some(data) = data.filter(|d| !d.is_empty()) {
@@ -1198,139 +1171,21 @@ fn hex(bytes: &[u8]) -> String {
     crate::platforms::inbound::hex(bytes)
 }
 
-/// An action's rendered parameters, checked against its catalogue entry.
-#[derive(Debug)]
-pub(crate) struct Params<'a> {
-    map: Option<&'a Map<String, Value>>,
-}
-
-impl<'a> Params<'a> {
-    /// Checks names, types, required parameters and `require_one_of` groups.
-    pub(crate) fn check(spec: &ActionSpec, v: &'a Value) -> Result<Self, PlatformError> {
-        let action = spec.name;
-        let map = match v {
-            Value::Null => None,
-            Value::Object(m) => Some(m),
-            _ => {
-                return Err(PlatformError::Invalid(format!(
-                    "{action}: parameters must be a table"
-                )));
-            }
-        };
-        let p = Params { map };
-        for (k, v) in map.into_iter().flatten() {
-            let Some(ps) = spec.params.iter().find(|ps| ps.name == k) else {
-                let known: Vec<&str> = spec.params.iter().map(|ps| ps.name).collect();
-                return Err(PlatformError::Invalid(format!(
-                    "{action}: unknown parameter `{k}` (known: {})",
-                    known.join(", ")
-                )));
-            };
-            if !v.is_null() && !type_ok(&ps.ty, v) {
-                return Err(PlatformError::Invalid(format!(
-                    "{action}: parameter `{k}` has the wrong type ({})",
-                    expected(&ps.ty)
-                )));
-            }
-        }
-        for ps in spec.params.iter().filter(|ps| ps.required) {
-            if p.raw(ps.name).is_none() {
-                return Err(PlatformError::Invalid(format!(
-                    "{action}: missing required parameter `{}`",
-                    ps.name
-                )));
-            }
-        }
-        for group in spec.require_one_of {
-            if !group.iter().any(|n| p.raw(n).is_some()) {
-                return Err(PlatformError::Invalid(format!(
-                    "{action}: needs at least one of `{}`",
-                    group.join("`, `")
-                )));
-            }
-        }
-        Ok(p)
-    }
-
-    fn raw(&self, name: &str) -> Option<&'a Value> {
-        self.map?.get(name).filter(|v| !v.is_null())
-    }
-
-    fn string(&self, name: &str) -> Option<String> {
-        match self.raw(name)? {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        }
-    }
-
-    fn int(&self, name: &str) -> Option<i64> {
-        match self.raw(name)? {
-            Value::Number(n) => n.as_i64(),
-            Value::String(s) => s.trim().parse().ok(),
-            _ => None,
-        }
-    }
-
-    fn strings(&self, name: &str) -> Option<Vec<String>> {
-        match self.raw(name)? {
-            Value::Array(a) => Some(
-                a.iter()
-                    .filter_map(|x| match x {
-                        Value::String(s) => Some(s.clone()),
-                        Value::Number(n) => Some(n.to_string()),
-                        _ => None,
-                    })
-                    .collect(),
-            ),
-            Value::String(s) => Some(s.split(',').map(|x| x.trim().to_owned()).collect()),
-            _ => None,
-        }
-    }
-}
-
-fn type_ok(ty: &ParamType, v: &Value) -> bool {
-    match ty {
-        ParamType::String => v.is_string() || v.is_number(),
-        ParamType::Integer => {
-            v.is_i64() || v.as_str().is_some_and(|s| s.trim().parse::<i64>().is_ok())
-        }
-        ParamType::Number => v.is_number(),
-        ParamType::Bool => v.is_boolean(),
-        ParamType::StringList => {
-            v.is_string()
-                || v.as_array()
-                    .is_some_and(|a| a.iter().all(|x| x.is_string() || x.is_number()))
-        }
-        ParamType::Object => v.is_object(),
-        ParamType::ObjectList => v.as_array().is_some_and(|a| a.iter().all(Value::is_object)),
-        ParamType::Any => true,
-        ParamType::Enum(values) => v.as_str().is_some_and(|s| values.contains(&s)),
-        ParamType::Code(codes) => match v {
-            Value::String(s) => codes.iter().any(|(n, _)| n.eq_ignore_ascii_case(s)),
-            Value::Number(n) => n
-                .as_i64()
-                .is_some_and(|n| codes.iter().any(|(_, c)| *c == n)),
-            _ => false,
-        },
-    }
-}
-
-fn expected(ty: &ParamType) -> String {
-    match ty {
-        ParamType::String => "expected a string".into(),
-        ParamType::Integer => "expected an integer".into(),
-        ParamType::Number => "expected a number".into(),
-        ParamType::Bool => "expected a boolean".into(),
-        ParamType::StringList => "expected a list of strings".into(),
-        ParamType::Object => "expected a table".into(),
-        ParamType::ObjectList => "expected a list of tables".into(),
-        ParamType::Any => "any value".into(),
-        ParamType::Enum(values) => format!("expected one of {}", values.join(", ")),
-        ParamType::Code(codes) => format!(
-            "expected one of {}",
-            codes.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+/// A list of cells (a comma-separated string accepted, its items trimmed): unlike
+/// [`Params::strings`], blank cells are kept, as they hold a column's place.
+fn header_cells(p: &Params<'_>, name: &str) -> Option<Vec<String>> {
+    match p.raw(name)? {
+        Value::Array(a) => Some(
+            a.iter()
+                .filter_map(|x| match x {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                })
+                .collect(),
         ),
+        Value::String(s) => Some(s.split(',').map(|x| x.trim().to_owned()).collect()),
+        _ => None,
     }
 }
 

@@ -91,11 +91,7 @@ impl NotionClient {
             .header(VERSION_HEADER, self.version.clone())
             .header(http::header::ACCEPT, "application/json");
         if let Some(b) = body {
-            let bytes = serde_json::to_vec(b)
-                .map_err(|e| PlatformError::Invalid(format!("cannot encode the body: {e}")))?;
-            req = req
-                .header(http::header::CONTENT_TYPE, "application/json")
-                .body(bytes);
+            req = shared::json_body(req, b)?;
         }
         let resp = req.send().await.map_err(shared::transport_error)?;
         let status = resp.status();

@@ -26,14 +26,13 @@ use serde_json::{Map, Value, json};
 use super::client::{BadToken, NotionClient};
 use super::values;
 use crate::manifest::Integration;
-use crate::manifest::model::Credential;
-use crate::platforms::catalog::{ActionSpec, ParamType};
 use crate::platforms::connector::{
     ActionCall, ActionOutput, ConnectError, Connector, Health, PlatformError, WebhookSync,
     WebhookTarget,
 };
 use crate::platforms::http;
-use crate::secrets::{ResolveContext, Secret};
+use crate::platforms::params::{self, Params};
+use crate::secrets::ResolveContext;
 
 /// The API base URL unless `[endpoint] base_url` overrides it.
 pub const DEFAULT_BASE_URL: &str = "https://api.notion.com/";
@@ -74,7 +73,7 @@ pub fn connect_notion(
     integration: &Integration,
     ctx: &ResolveContext<'_>,
 ) -> Result<NotionConnector, ConnectError> {
-    let token = resolve(integration, "token", ctx)?
+    let token = http::credential(integration, "token", ctx)?
         .ok_or_else(|| ConnectError::Missing("token".to_owned()))?;
     let version = match integration.config.get("notion_version") {
         None | Some(Value::Null) => DEFAULT_VERSION.to_owned(),
@@ -105,28 +104,6 @@ pub fn connect_notion(
         version,
         default_parent_page,
     })
-}
-
-/// One credential field's value, if the integration sets it.
-fn resolve(
-    integration: &Integration,
-    field: &str,
-    ctx: &ResolveContext<'_>,
-) -> Result<Option<Secret>, ConnectError> {
-    match integration.credentials.get(field) {
-        None => Ok(None),
-        // The manifest loader only lets secret references through for secret fields; a plain
-        // value here comes from a hand-built integration (tests) and is used as is.
-        Some(Credential::Plain(v)) => Ok(Some(Secret::from(v.clone()))),
-        Some(Credential::Secret(r)) => {
-            r.resolve(&integration.id, field, ctx)
-                .map(Some)
-                .map_err(|source| ConnectError::Credential {
-                    field: field.to_owned(),
-                    source,
-                })
-        }
-    }
 }
 
 /// The live Notion connector.
@@ -165,9 +142,7 @@ impl Connector for NotionConnector {
     }
 
     async fn execute(&self, call: &ActionCall) -> Result<ActionOutput, PlatformError> {
-        let spec = super::DESCRIPTOR.action(&call.action).ok_or_else(|| {
-            PlatformError::Invalid(format!("notion has no action `{}`", call.action))
-        })?;
+        let spec = params::action_spec(&super::DESCRIPTOR, &call.action)?;
         let p = Params::check(spec, &call.parameters)?;
         let result = match spec.name {
             "create_page" => self.create_page(&p).await?,
@@ -590,136 +565,4 @@ fn page_result(page: &Map<String, Value>) -> Value {
         "last_edited_time": get("last_edited_time"),
         "properties": page.get("properties").cloned().unwrap_or_else(|| json!({})),
     })
-}
-
-/// An action's rendered parameters, checked against its catalogue entry.
-#[derive(Debug)]
-struct Params<'a> {
-    map: Option<&'a Map<String, Value>>,
-}
-
-impl<'a> Params<'a> {
-    /// Checks names, types, required parameters and `require_one_of` groups.
-    fn check(spec: &ActionSpec, v: &'a Value) -> Result<Self, PlatformError> {
-        let action = spec.name;
-        let map = match v {
-            Value::Null => None,
-            Value::Object(m) => Some(m),
-            _ => {
-                return Err(PlatformError::Invalid(format!(
-                    "{action}: parameters must be a table"
-                )));
-            }
-        };
-        let p = Params { map };
-        for (k, v) in map.into_iter().flatten() {
-            let Some(ps) = spec.params.iter().find(|ps| ps.name == k) else {
-                let known: Vec<&str> = spec.params.iter().map(|ps| ps.name).collect();
-                return Err(PlatformError::Invalid(format!(
-                    "{action}: unknown parameter `{k}` (known: {})",
-                    known.join(", ")
-                )));
-            };
-            if !v.is_null() && !type_ok(&ps.ty, v) {
-                return Err(PlatformError::Invalid(format!(
-                    "{action}: parameter `{k}` should be {}",
-                    type_name(&ps.ty)
-                )));
-            }
-        }
-        for ps in spec.params.iter().filter(|ps| ps.required) {
-            if p.raw(ps.name).is_none() {
-                return Err(PlatformError::Invalid(format!(
-                    "{action}: missing required parameter `{}`",
-                    ps.name
-                )));
-            }
-        }
-        for group in spec.require_one_of {
-            if !group.iter().any(|n| p.raw(n).is_some()) {
-                return Err(PlatformError::Invalid(format!(
-                    "{action}: needs at least one of `{}`",
-                    group.join("`, `")
-                )));
-            }
-        }
-        Ok(p)
-    }
-
-    /// The value of `name`, `null` counting as absent.
-    fn raw(&self, name: &str) -> Option<&'a Value> {
-        self.map?.get(name).filter(|v| !v.is_null())
-    }
-
-    /// A string parameter (numbers are written out).
-    fn string(&self, name: &str) -> Option<String> {
-        match self.raw(name)? {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        }
-    }
-
-    /// A boolean parameter (`"true"` / `"false"` accepted).
-    fn bool(&self, name: &str) -> Option<bool> {
-        match self.raw(name)? {
-            Value::Bool(b) => Some(*b),
-            Value::String(s) => parse_bool(s),
-            _ => None,
-        }
-    }
-
-    /// An integer parameter (a numeric string accepted).
-    fn int(&self, name: &str) -> Option<i64> {
-        match self.raw(name)? {
-            Value::Number(n) => n.as_i64(),
-            Value::String(s) => s.trim().parse().ok(),
-            _ => None,
-        }
-    }
-}
-
-fn parse_bool(s: &str) -> Option<bool> {
-    match s.trim() {
-        "true" => Some(true),
-        "false" => Some(false),
-        _ => None,
-    }
-}
-
-/// Whether a rendered value fits a parameter type (`"true"` for a boolean and `"42"` for an
-/// integer are accepted, as rendered templates give text).
-fn type_ok(ty: &ParamType, v: &Value) -> bool {
-    match ty {
-        ParamType::String => v.is_string() || v.is_number(),
-        ParamType::Integer => {
-            v.is_i64() || v.as_str().is_some_and(|s| s.trim().parse::<i64>().is_ok())
-        }
-        ParamType::Number => v.is_number(),
-        ParamType::Bool => v.is_boolean() || v.as_str().and_then(parse_bool).is_some(),
-        ParamType::StringList => {
-            v.is_string() || v.as_array().is_some_and(|a| a.iter().all(Value::is_string))
-        }
-        ParamType::Object => v.is_object(),
-        ParamType::ObjectList => v.as_array().is_some_and(|a| a.iter().all(Value::is_object)),
-        ParamType::Any => true,
-        ParamType::Enum(values) => v.as_str().is_some_and(|s| values.contains(&s)),
-        ParamType::Code(codes) => v
-            .as_str()
-            .is_some_and(|s| codes.iter().any(|(n, _)| n.eq_ignore_ascii_case(s))),
-    }
-}
-
-fn type_name(ty: &ParamType) -> &'static str {
-    match ty {
-        ParamType::String => "a string",
-        ParamType::Integer => "an integer",
-        ParamType::Number => "a number",
-        ParamType::Bool => "a boolean",
-        ParamType::StringList => "a list of strings",
-        ParamType::Object => "a table",
-        ParamType::ObjectList => "a list of tables",
-        ParamType::Any => "any value",
-        ParamType::Enum(_) | ParamType::Code(_) => "one of the listed values",
-    }
 }

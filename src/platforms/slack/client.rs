@@ -328,19 +328,12 @@ pub fn form_encode(fields: &[(String, String)]) -> String {
 }
 
 fn encode_component(s: &str, out: &mut String) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
-                out.push(char::from(b));
-            }
-            b' ' => out.push('+'),
-            _ => {
-                out.push('%');
-                out.push(char::from(HEX[usize::from(b >> 4)]));
-                out.push(char::from(HEX[usize::from(b & 0x0f)]));
-            }
+    // application/x-www-form-urlencoded: a space is `+`, `*` stays as it is.
+    for (i, part) in s.split(' ').enumerate() {
+        if i > 0 {
+            out.push('+');
         }
+        shared::percent_encode_into(part, b"*", out);
     }
 }
 
@@ -353,10 +346,11 @@ mod tests {
         let f = vec![
             ("filename".to_owned(), "a b&c=d.csv".to_owned()),
             ("x".to_owned(), "é/[]".to_owned()),
+            ("y".to_owned(), " *~+ ".to_owned()),
         ];
         assert_eq!(
             form_encode(&f),
-            "filename=a+b%26c%3Dd.csv&x=%C3%A9%2F%5B%5D"
+            "filename=a+b%26c%3Dd.csv&x=%C3%A9%2F%5B%5D&y=+*~%2B+"
         );
     }
 

@@ -26,14 +26,13 @@ use serde_json::{Map, Value, json};
 use super::client::{BadToken, Body, SlackClient, TokenKind};
 use super::registration;
 use crate::manifest::Integration;
-use crate::manifest::model::Credential;
-use crate::platforms::catalog::{ActionSpec, ParamType};
 use crate::platforms::connector::{
     ActionCall, ActionOutput, ConnectError, Connector, Health, PlatformError, Registration,
     RegistrationOutcome, WebhookSync, WebhookTarget,
 };
 use crate::platforms::http;
-use crate::secrets::{ResolveContext, Secret};
+use crate::platforms::params::{self, Params};
+use crate::secrets::ResolveContext;
 
 /// The Web API base URL unless `[endpoint] base_url` overrides it.
 pub const DEFAULT_BASE_URL: &str = "https://slack.com/api/";
@@ -63,19 +62,19 @@ pub fn connect_slack(
     integration: &Integration,
     ctx: &ResolveContext<'_>,
 ) -> Result<SlackConnector, ConnectError> {
-    let bot = resolve(integration, TokenKind::Bot.field(), ctx)?
+    let bot = http::credential(integration, TokenKind::Bot.field(), ctx)?
         .ok_or_else(|| ConnectError::Missing(TokenKind::Bot.field().to_owned()))?;
-    let user = resolve(integration, TokenKind::User.field(), ctx)?;
+    let user = http::credential(integration, TokenKind::User.field(), ctx)?;
     let http_client = http::client(REQUEST_TIMEOUT)?;
     let base = http::base_url(integration, DEFAULT_BASE_URL);
     let mut client = SlackClient::new(http_client, base, &bot, user.as_ref())
         .map_err(|e: BadToken| ConnectError::Client(e.to_string()))?;
-    if let Some(t) = resolve(integration, TokenKind::AppConfig.field(), ctx)? {
+    if let Some(t) = http::credential(integration, TokenKind::AppConfig.field(), ctx)? {
         client = client
             .with_app_config_token(&t)
             .map_err(|e: BadToken| ConnectError::Client(e.to_string()))?;
     }
-    let app_id = resolve(integration, "app_id", ctx)?
+    let app_id = http::credential(integration, "app_id", ctx)?
         .and_then(|s| s.expose_str().ok().map(|v| v.trim().to_owned()))
         .filter(|v| !v.is_empty());
     let default_channel = integration
@@ -95,28 +94,6 @@ pub fn connect_slack(
         unfurl_links,
         app_id,
     })
-}
-
-/// One credential field's value, if the integration sets it.
-fn resolve(
-    integration: &Integration,
-    field: &str,
-    ctx: &ResolveContext<'_>,
-) -> Result<Option<Secret>, ConnectError> {
-    match integration.credentials.get(field) {
-        None => Ok(None),
-        // The manifest loader only lets secret references through for secret fields; a plain
-        // value here comes from a hand-built integration (tests) and is used as is.
-        Some(Credential::Plain(v)) => Ok(Some(Secret::from(v.clone()))),
-        Some(Credential::Secret(r)) => {
-            r.resolve(&integration.id, field, ctx)
-                .map(Some)
-                .map_err(|source| ConnectError::Credential {
-                    field: field.to_owned(),
-                    source,
-                })
-        }
-    }
 }
 
 /// The live Slack connector.
@@ -159,9 +136,7 @@ impl Connector for SlackConnector {
     }
 
     async fn execute(&self, call: &ActionCall) -> Result<ActionOutput, PlatformError> {
-        let spec = super::DESCRIPTOR.action(&call.action).ok_or_else(|| {
-            PlatformError::Invalid(format!("slack has no action `{}`", call.action))
-        })?;
+        let spec = params::action_spec(&super::DESCRIPTOR, &call.action)?;
         let p = Params::check(spec, &call.parameters)?;
         let result = match spec.name {
             "send_message" => self.send_message(&p).await?,
@@ -566,173 +541,5 @@ impl SlackConnector {
             "status_emoji": got("status_emoji").unwrap_or_else(|| emoji.map(Value::String).unwrap_or(Value::Null)),
             "expiration": got("status_expiration").unwrap_or_else(|| Value::from(expiration)),
         }))
-    }
-}
-
-/// An action's rendered parameters, checked against its catalogue entry.
-#[derive(Debug)]
-struct Params<'a> {
-    map: Option<&'a Map<String, Value>>,
-}
-
-impl<'a> Params<'a> {
-    /// Checks names, types, required parameters and `require_one_of` groups.
-    fn check(spec: &ActionSpec, v: &'a Value) -> Result<Self, PlatformError> {
-        let action = spec.name;
-        let map = match v {
-            Value::Null => None,
-            Value::Object(m) => Some(m),
-            _ => {
-                return Err(PlatformError::Invalid(format!(
-                    "{action}: parameters must be a table"
-                )));
-            }
-        };
-        let p = Params { map };
-        if let Some(m) = map {
-            for (k, v) in m {
-                let Some(ps) = spec.params.iter().find(|ps| ps.name == k) else {
-                    let known: Vec<&str> = spec.params.iter().map(|ps| ps.name).collect();
-                    return Err(PlatformError::Invalid(format!(
-                        "{action}: unknown parameter `{k}` (known: {})",
-                        known.join(", ")
-                    )));
-                };
-                if !v.is_null() && !type_ok(&ps.ty, v) {
-                    return Err(PlatformError::Invalid(format!(
-                        "{action}: parameter `{k}` should be {}, got {}",
-                        type_name(&ps.ty),
-                        json_kind(v)
-                    )));
-                }
-            }
-        }
-        for ps in spec.params.iter().filter(|ps| ps.required) {
-            if p.raw(ps.name).is_none() {
-                return Err(PlatformError::Invalid(format!(
-                    "{action}: missing required parameter `{}`",
-                    ps.name
-                )));
-            }
-        }
-        for group in spec.require_one_of {
-            if !group.iter().any(|n| p.raw(n).is_some()) {
-                return Err(PlatformError::Invalid(format!(
-                    "{action}: needs at least one of `{}`",
-                    group.join("`, `")
-                )));
-            }
-        }
-        Ok(p)
-    }
-
-    /// The value of `name`, `null` counting as absent.
-    fn raw(&self, name: &str) -> Option<&'a Value> {
-        self.map?.get(name).filter(|v| !v.is_null())
-    }
-
-    /// A string parameter (numbers are written out).
-    fn string(&self, name: &str) -> Option<String> {
-        match self.raw(name)? {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        }
-    }
-
-    /// A boolean parameter (`"true"` / `"false"` accepted).
-    fn bool(&self, name: &str) -> Option<bool> {
-        match self.raw(name)? {
-            Value::Bool(b) => Some(*b),
-            Value::String(s) => parse_bool(s),
-            _ => None,
-        }
-    }
-
-    /// An integer parameter (a numeric string accepted).
-    fn int(&self, name: &str) -> Option<i64> {
-        match self.raw(name)? {
-            Value::Number(n) => n.as_i64(),
-            Value::String(s) => s.trim().parse().ok(),
-            _ => None,
-        }
-    }
-
-    /// A list of strings (a comma-separated string accepted); blanks dropped.
-    fn strings(&self, name: &str) -> Option<Vec<String>> {
-        let items: Vec<String> = match self.raw(name)? {
-            Value::Array(a) => a
-                .iter()
-                .filter_map(|x| match x {
-                    Value::String(s) => Some(s.trim().to_owned()),
-                    Value::Number(n) => Some(n.to_string()),
-                    _ => None,
-                })
-                .collect(),
-            Value::String(s) => s.split(',').map(|x| x.trim().to_owned()).collect(),
-            _ => return None,
-        };
-        Some(items.into_iter().filter(|s| !s.is_empty()).collect())
-    }
-}
-
-fn parse_bool(s: &str) -> Option<bool> {
-    match s.trim() {
-        "true" => Some(true),
-        "false" => Some(false),
-        _ => None,
-    }
-}
-
-/// Whether a rendered value fits a parameter type (leniently, see the module docs).
-fn type_ok(ty: &ParamType, v: &Value) -> bool {
-    match ty {
-        ParamType::String => v.is_string() || v.is_number(),
-        ParamType::Integer => {
-            v.is_i64() || v.as_str().is_some_and(|s| s.trim().parse::<i64>().is_ok())
-        }
-        ParamType::Number => v.is_number(),
-        ParamType::Bool => v.is_boolean() || v.as_str().and_then(parse_bool).is_some(),
-        ParamType::StringList => {
-            v.is_string()
-                || v.as_array()
-                    .is_some_and(|a| a.iter().all(|x| x.is_string() || x.is_number()))
-        }
-        ParamType::Object => v.is_object(),
-        ParamType::ObjectList => v.as_array().is_some_and(|a| a.iter().all(Value::is_object)),
-        ParamType::Any => true,
-        ParamType::Enum(values) => v.as_str().is_some_and(|s| values.contains(&s)),
-        ParamType::Code(codes) => match v {
-            Value::String(s) => codes.iter().any(|(n, _)| n.eq_ignore_ascii_case(s)),
-            Value::Number(n) => n
-                .as_i64()
-                .is_some_and(|n| codes.iter().any(|(_, c)| *c == n)),
-            _ => false,
-        },
-    }
-}
-
-fn type_name(ty: &ParamType) -> &'static str {
-    match ty {
-        ParamType::String => "a string",
-        ParamType::Integer => "an integer",
-        ParamType::Number => "a number",
-        ParamType::Bool => "a boolean",
-        ParamType::StringList => "a list of strings",
-        ParamType::Object => "a table",
-        ParamType::ObjectList => "a list of tables",
-        ParamType::Any => "any value",
-        ParamType::Enum(_) | ParamType::Code(_) => "one of the listed values",
-    }
-}
-
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a table",
     }
 }

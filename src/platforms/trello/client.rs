@@ -82,7 +82,7 @@ impl TrelloClient {
         .map_err(|_| BadCredential { field: "token" })?;
         auth.set_sensitive(true);
         let mut token_segment = String::new();
-        encode_component(&tok, &mut token_segment);
+        shared::percent_encode_into(&tok, b"", &mut token_segment);
         Ok(Self {
             http,
             base,
@@ -118,9 +118,9 @@ impl TrelloClient {
                 if i > 0 {
                     url.push('&');
                 }
-                encode_component(k, &mut url);
+                shared::percent_encode_into(k, b"", &mut url);
                 url.push('=');
-                encode_component(v, &mut url);
+                shared::percent_encode_into(v, b"", &mut url);
             }
         }
         let resp = self
@@ -185,12 +185,7 @@ pub fn classify(
             retry_after: None,
         };
     }
-    let with_call = if message.is_empty() {
-        what.to_owned()
-    } else {
-        format!("{what}: {message}")
-    };
-    shared::classify_status(status, retry_after, &with_call)
+    shared::classify_status(status, retry_after, &shared::with_call(what, &message))
 }
 
 /// The human part of an error body: JSON `error`/`message` joined, else the text itself.
@@ -211,26 +206,7 @@ fn error_message(body: &str) -> String {
 
 /// One path segment (an id or short link), percent-encoded.
 pub fn segment(s: &str) -> String {
-    let mut out = String::new();
-    encode_component(s, &mut out);
-    out
-}
-
-/// Percent-encodes `s` for a query component or path segment (unreserved characters kept).
-fn encode_component(s: &str, out: &mut String) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(char::from(b));
-            }
-            _ => {
-                out.push('%');
-                out.push(char::from(HEX[usize::from(b >> 4)]));
-                out.push(char::from(HEX[usize::from(b & 0x0f)]));
-            }
-        }
-    }
+    shared::percent_encode(s, b"")
 }
 
 #[cfg(test)]

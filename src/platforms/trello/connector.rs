@@ -27,18 +27,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ::http::Method;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::client::{BadCredential, TrelloClient, segment};
 use crate::manifest::Integration;
-use crate::manifest::model::Credential;
-use crate::platforms::catalog::{ActionSpec, ParamType};
 use crate::platforms::connector::{
     ActionCall, ActionOutput, ConnectError, Connector, Health, PlatformError, Registration,
     RegistrationOutcome, WebhookSync, WebhookTarget,
 };
 use crate::platforms::http;
-use crate::secrets::{ResolveContext, Secret};
+use crate::platforms::params::{self, Params};
+use crate::secrets::ResolveContext;
 
 /// The REST API base URL unless `[endpoint] base_url` overrides it.
 pub const DEFAULT_BASE_URL: &str = "https://api.trello.com/1/";
@@ -65,10 +64,8 @@ pub fn connect_trello(
     integration: &Integration,
     ctx: &ResolveContext<'_>,
 ) -> Result<TrelloConnector, ConnectError> {
-    let key = resolve(integration, "api_key", ctx)?
-        .ok_or_else(|| ConnectError::Missing("api_key".into()))?;
-    let token =
-        resolve(integration, "token", ctx)?.ok_or_else(|| ConnectError::Missing("token".into()))?;
+    let key = http::required_credential(integration, "api_key", ctx)?;
+    let token = http::required_credential(integration, "token", ctx)?;
     let http_client = http::client(REQUEST_TIMEOUT)?;
     let base = http::base_url(integration, DEFAULT_BASE_URL);
     let client = TrelloClient::new(http_client, base, &key, &token)
@@ -101,26 +98,6 @@ pub fn connect_trello(
         boards,
         default_list,
     })
-}
-
-/// One credential field's value, if the integration sets it.
-fn resolve(
-    integration: &Integration,
-    field: &str,
-    ctx: &ResolveContext<'_>,
-) -> Result<Option<Secret>, ConnectError> {
-    match integration.credentials.get(field) {
-        None => Ok(None),
-        Some(Credential::Plain(v)) => Ok(Some(Secret::from(v.clone()))),
-        Some(Credential::Secret(r)) => {
-            r.resolve(&integration.id, field, ctx)
-                .map(Some)
-                .map_err(|source| ConnectError::Credential {
-                    field: field.to_owned(),
-                    source,
-                })
-        }
-    }
 }
 
 /// The live Trello connector.
@@ -194,9 +171,7 @@ impl Connector for TrelloConnector {
     }
 
     async fn execute(&self, call: &ActionCall) -> Result<ActionOutput, PlatformError> {
-        let spec = super::DESCRIPTOR.action(&call.action).ok_or_else(|| {
-            PlatformError::Invalid(format!("trello has no action `{}`", call.action))
-        })?;
+        let spec = params::action_spec(&super::DESCRIPTOR, &call.action)?;
         let p = Params::check(spec, &call.parameters)?;
         let result = match spec.name {
             "create_card" => self.create_card(&p).await?,
@@ -517,14 +492,19 @@ impl TrelloConnector {
         if let Some(pos) = p.pos()? {
             q.push(("pos", pos));
         }
+        self.put_card(&card, &q, "update_card").await
+    }
+
+    /// `PUT cards/{card}` with the fields in `q`; the card as the result.
+    async fn put_card(
+        &self,
+        card: &str,
+        q: &[(&str, String)],
+        what: &str,
+    ) -> Result<Value, PlatformError> {
         let card = self
             .client
-            .call(
-                Method::PUT,
-                &format!("cards/{}", segment(&card)),
-                &q,
-                "update_card",
-            )
+            .call(Method::PUT, &format!("cards/{}", segment(card)), q, what)
             .await?;
         Ok(card_result(&card))
     }
@@ -539,16 +519,7 @@ impl TrelloConnector {
         if let Some(pos) = p.pos()? {
             q.push(("pos", pos));
         }
-        let card = self
-            .client
-            .call(
-                Method::PUT,
-                &format!("cards/{}", segment(&card)),
-                &q,
-                "move_card",
-            )
-            .await?;
-        Ok(card_result(&card))
+        self.put_card(&card, &q, "move_card").await
     }
 
     async fn add_comment(&self, p: &Params<'_>) -> Result<Value, PlatformError> {
@@ -741,122 +712,52 @@ fn card_result(card: &Value) -> Value {
     })
 }
 
-/// An action's rendered parameters, checked against its catalogue entry.
-#[derive(Debug)]
-struct Params<'a> {
-    action: &'static str,
-    map: Option<&'a Map<String, Value>>,
+/// Trello's own parameter rules, on top of the shared [`Params`] checks.
+trait TrelloParams {
+    /// A free-text parameter, at most [`MAX_TEXT`] characters.
+    fn text(&self, name: &str) -> Result<Option<String>, PlatformError>;
+    /// An id or short link: trimmed, no blanks, slashes, `?` or `#` (it goes into a path).
+    fn id(&self, name: &str) -> Result<Option<String>, PlatformError>;
+    /// A required [`TrelloParams::id`].
+    fn required_id(&self, name: &str) -> Result<String, PlatformError>;
+    /// `pos`: `top`, `bottom` or a positive number.
+    fn pos(&self) -> Result<Option<String>, PlatformError>;
+    /// An RFC 3339 date (or `YYYY-MM-DD`); an empty string clears it (sent empty).
+    fn date(&self, name: &str) -> Result<Option<String>, PlatformError>;
 }
 
-impl<'a> Params<'a> {
-    /// Checks names, types, required parameters and `require_one_of` groups.
-    fn check(spec: &ActionSpec, v: &'a Value) -> Result<Self, PlatformError> {
-        let action = spec.name;
-        let map = match v {
-            Value::Null => None,
-            Value::Object(m) => Some(m),
-            _ => {
-                return Err(PlatformError::Invalid(format!(
-                    "{action}: parameters must be a table"
-                )));
-            }
-        };
-        let p = Params { action, map };
-        if let Some(m) = map {
-            for (k, v) in m {
-                let Some(ps) = spec.params.iter().find(|ps| ps.name == k) else {
-                    let known: Vec<&str> = spec.params.iter().map(|ps| ps.name).collect();
-                    return Err(PlatformError::Invalid(format!(
-                        "{action}: unknown parameter `{k}` (known: {})",
-                        known.join(", ")
-                    )));
-                };
-                if !v.is_null() && !type_ok(&ps.ty, v) {
-                    return Err(PlatformError::Invalid(format!(
-                        "{action}: parameter `{k}` should be {}, got {}",
-                        type_name(&ps.ty),
-                        json_kind(v)
-                    )));
-                }
-            }
-        }
-        for ps in spec.params.iter().filter(|ps| ps.required) {
-            if p.raw(ps.name).is_none() {
-                return Err(PlatformError::Invalid(format!(
-                    "{action}: missing required parameter `{}`",
-                    ps.name
-                )));
-            }
-        }
-        for group in spec.require_one_of {
-            if !group.iter().any(|n| p.raw(n).is_some()) {
-                return Err(PlatformError::Invalid(format!(
-                    "{action}: needs at least one of `{}`",
-                    group.join("`, `")
-                )));
-            }
-        }
-        Ok(p)
-    }
-
-    /// The value of `name`, `null` counting as absent.
-    fn raw(&self, name: &str) -> Option<&'a Value> {
-        self.map?.get(name).filter(|v| !v.is_null())
-    }
-
-    /// A string parameter (numbers are written out).
-    fn string(&self, name: &str) -> Option<String> {
-        match self.raw(name)? {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        }
-    }
-
-    /// A free-text parameter, at most [`MAX_TEXT`] characters.
+impl TrelloParams for Params<'_> {
     fn text(&self, name: &str) -> Result<Option<String>, PlatformError> {
         match self.string(name) {
-            Some(t) if t.chars().count() > MAX_TEXT => Err(PlatformError::Invalid(format!(
-                "{}: `{name}` is longer than {MAX_TEXT} characters",
-                self.action
+            Some(t) if t.chars().count() > MAX_TEXT => Err(self.invalid(format_args!(
+                "`{name}` is longer than {MAX_TEXT} characters"
             ))),
             other => Ok(other),
         }
     }
 
-    /// An id or short link: trimmed, no blanks, slashes, `?` or `#` (it goes into a path).
     fn id(&self, name: &str) -> Result<Option<String>, PlatformError> {
         let Some(v) = self.string(name) else {
             return Ok(None);
         };
         let v = v.trim();
         if v.is_empty() {
-            return Err(PlatformError::Invalid(format!(
-                "{}: `{name}` is empty",
-                self.action
-            )));
+            return Err(self.invalid(format_args!("`{name}` is empty")));
         }
         if v.chars()
             .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '/' | '?' | '#' | '%'))
         {
-            return Err(PlatformError::Invalid(format!(
-                "{}: `{name}` {v:?} is not a Trello id or short link",
-                self.action
+            return Err(self.invalid(format_args!(
+                "`{name}` {v:?} is not a Trello id or short link"
             )));
         }
         Ok(Some(v.to_owned()))
     }
 
     fn required_id(&self, name: &str) -> Result<String, PlatformError> {
-        self.id(name)?.ok_or_else(|| {
-            PlatformError::Invalid(format!(
-                "{}: missing required parameter `{name}`",
-                self.action
-            ))
-        })
+        self.id(name)?.ok_or_else(|| self.missing(name))
     }
 
-    /// `pos`: `top`, `bottom` or a positive number.
     fn pos(&self) -> Result<Option<String>, PlatformError> {
         let Some(v) = self.string("pos") else {
             return Ok(None);
@@ -867,14 +768,12 @@ impl<'a> Params<'a> {
         if ok {
             Ok(Some(v))
         } else {
-            Err(PlatformError::Invalid(format!(
-                "{}: `pos` must be `top`, `bottom` or a positive number, got {v:?}",
-                self.action
+            Err(self.invalid(format_args!(
+                "`pos` must be `top`, `bottom` or a positive number, got {v:?}"
             )))
         }
     }
 
-    /// An RFC 3339 date (or `YYYY-MM-DD`); an empty string clears it (sent empty).
     fn date(&self, name: &str) -> Result<Option<String>, PlatformError> {
         let Some(v) = self.string(name) else {
             return Ok(None);
@@ -883,98 +782,7 @@ impl<'a> Params<'a> {
         if v.is_empty() || crate::rules::condition::parse_timestamp(&v).is_some() {
             Ok(Some(v))
         } else {
-            Err(PlatformError::Invalid(format!(
-                "{}: `{name}` must be an RFC 3339 date, got {v:?}",
-                self.action
-            )))
+            Err(self.invalid(format_args!("`{name}` must be an RFC 3339 date, got {v:?}")))
         }
-    }
-
-    /// A boolean parameter (`"true"` / `"false"` accepted).
-    fn bool(&self, name: &str) -> Option<bool> {
-        match self.raw(name)? {
-            Value::Bool(b) => Some(*b),
-            Value::String(s) => parse_bool(s),
-            _ => None,
-        }
-    }
-
-    /// A list of strings (a comma-separated string accepted); blanks dropped.
-    fn strings(&self, name: &str) -> Option<Vec<String>> {
-        let items: Vec<String> = match self.raw(name)? {
-            Value::Array(a) => a
-                .iter()
-                .filter_map(|x| match x {
-                    Value::String(s) => Some(s.trim().to_owned()),
-                    Value::Number(n) => Some(n.to_string()),
-                    _ => None,
-                })
-                .collect(),
-            Value::String(s) => s.split(',').map(|x| x.trim().to_owned()).collect(),
-            _ => return None,
-        };
-        Some(items.into_iter().filter(|s| !s.is_empty()).collect())
-    }
-}
-
-fn parse_bool(s: &str) -> Option<bool> {
-    match s.trim() {
-        "true" => Some(true),
-        "false" => Some(false),
-        _ => None,
-    }
-}
-
-/// Whether a rendered value fits a parameter type (leniently: `"true"` for a boolean, a
-/// comma-separated string for a list).
-fn type_ok(ty: &ParamType, v: &Value) -> bool {
-    match ty {
-        ParamType::String => v.is_string() || v.is_number(),
-        ParamType::Integer => {
-            v.is_i64() || v.as_str().is_some_and(|s| s.trim().parse::<i64>().is_ok())
-        }
-        ParamType::Number => v.is_number(),
-        ParamType::Bool => v.is_boolean() || v.as_str().and_then(parse_bool).is_some(),
-        ParamType::StringList => {
-            v.is_string()
-                || v.as_array()
-                    .is_some_and(|a| a.iter().all(|x| x.is_string() || x.is_number()))
-        }
-        ParamType::Object => v.is_object(),
-        ParamType::ObjectList => v.as_array().is_some_and(|a| a.iter().all(Value::is_object)),
-        ParamType::Any => true,
-        ParamType::Enum(values) => v.as_str().is_some_and(|s| values.contains(&s)),
-        ParamType::Code(codes) => match v {
-            Value::String(s) => codes.iter().any(|(n, _)| n.eq_ignore_ascii_case(s)),
-            Value::Number(n) => n
-                .as_i64()
-                .is_some_and(|n| codes.iter().any(|(_, c)| *c == n)),
-            _ => false,
-        },
-    }
-}
-
-fn type_name(ty: &ParamType) -> &'static str {
-    match ty {
-        ParamType::String => "a string",
-        ParamType::Integer => "an integer",
-        ParamType::Number => "a number",
-        ParamType::Bool => "a boolean",
-        ParamType::StringList => "a list of strings",
-        ParamType::Object => "a table",
-        ParamType::ObjectList => "a list of tables",
-        ParamType::Any => "any value",
-        ParamType::Enum(_) | ParamType::Code(_) => "one of the listed values",
-    }
-}
-
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a table",
     }
 }

@@ -174,11 +174,7 @@ impl ZendeskClient {
             req = req.header(IDEMPOTENCY_HEADER, key);
         }
         if let Some(b) = body {
-            let bytes = serde_json::to_vec(b)
-                .map_err(|e| PlatformError::Invalid(format!("cannot encode the body: {e}")))?;
-            req = req
-                .header(http::header::CONTENT_TYPE, "application/json")
-                .body(bytes);
+            req = shared::json_body(req, b)?;
         }
         let resp = req.send().await.map_err(shared::transport_error)?;
         let status = resp.status();
@@ -254,11 +250,7 @@ pub fn classify(
         };
     }
     let said = error_text(body);
-    let detail = if said.is_empty() {
-        what.to_owned()
-    } else {
-        format!("{what}: {said}")
-    };
+    let detail = shared::with_call(what, &said);
     if status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::BAD_REQUEST {
         return PlatformError::Rejected {
             status: status.as_u16(),

@@ -29,15 +29,14 @@ use ::http::Method;
 use serde_json::{Map, Value, json};
 
 use super::client::{BadCredential, ZendeskClient};
-use super::params::Params;
+use super::params::{Params, ZendeskParams};
 use crate::manifest::Integration;
-use crate::manifest::model::Credential;
 use crate::platforms::connector::{
     ActionCall, ActionOutput, ConnectError, Connector, Health, PlatformError, WebhookSync,
     WebhookTarget,
 };
 use crate::platforms::http;
-use crate::secrets::{ResolveContext, Secret};
+use crate::secrets::ResolveContext;
 
 /// Timeout of one HTTP request.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -66,8 +65,7 @@ pub fn connect_zendesk(
     integration: &Integration,
     ctx: &ResolveContext<'_>,
 ) -> Result<ZendeskConnector, ConnectError> {
-    let subdomain = resolve(integration, "subdomain", ctx)?
-        .ok_or_else(|| ConnectError::Missing("subdomain".into()))?;
+    let subdomain = http::required_credential(integration, "subdomain", ctx)?;
     let subdomain = subdomain
         .expose_str()
         .map(|s| s.trim().to_ascii_lowercase())
@@ -88,9 +86,9 @@ pub fn connect_zendesk(
     }
     let base = http::base_url(integration, &format!("https://{subdomain}.zendesk.com"));
     let http_client = http::client(REQUEST_TIMEOUT)?;
-    let email = resolve(integration, "email", ctx)?;
-    let api_token = resolve(integration, "api_token", ctx)?;
-    let oauth = resolve(integration, "oauth_token", ctx)?;
+    let email = http::credential(integration, "email", ctx)?;
+    let api_token = http::credential(integration, "api_token", ctx)?;
+    let oauth = http::credential(integration, "oauth_token", ctx)?;
     let client = match (email, api_token, oauth) {
         (Some(email), Some(token), _) => {
             let email = email.expose_str().unwrap_or_default().to_owned();
@@ -130,26 +128,6 @@ pub fn connect_zendesk(
         },
         poll_interval: DEFAULT_POLL_INTERVAL,
     })
-}
-
-/// One credential field's value, if the integration sets it.
-fn resolve(
-    integration: &Integration,
-    field: &str,
-    ctx: &ResolveContext<'_>,
-) -> Result<Option<Secret>, ConnectError> {
-    match integration.credentials.get(field) {
-        None => Ok(None),
-        Some(Credential::Plain(v)) => Ok(Some(Secret::from(v.clone()))),
-        Some(Credential::Secret(r)) => {
-            r.resolve(&integration.id, field, ctx)
-                .map(Some)
-                .map_err(|source| ConnectError::Credential {
-                    field: field.to_owned(),
-                    source,
-                })
-        }
-    }
 }
 
 /// How ticket and comment events are registered (config `ticket_events_via`).
@@ -232,9 +210,7 @@ impl Connector for ZendeskConnector {
     }
 
     async fn execute(&self, call: &ActionCall) -> Result<ActionOutput, PlatformError> {
-        let spec = super::DESCRIPTOR.action(&call.action).ok_or_else(|| {
-            PlatformError::Invalid(format!("zendesk has no action `{}`", call.action))
-        })?;
+        let spec = crate::platforms::params::action_spec(&super::DESCRIPTOR, &call.action)?;
         let p = Params::check(spec, &call.parameters)?;
         let result = match spec.name {
             "create_ticket" => self.create_ticket(&p, &call.idempotency_key).await?,
@@ -715,9 +691,7 @@ impl ZendeskConnector {
     /// The `update_many` item of a call, `None` when it must go alone (a safe update, which
     /// carries its own stamp), or the parameter error.
     fn bulk_item(&self, call: &ActionCall) -> Result<Option<TicketChange>, PlatformError> {
-        let spec = super::DESCRIPTOR.action(&call.action).ok_or_else(|| {
-            PlatformError::Invalid(format!("zendesk has no action `{}`", call.action))
-        })?;
+        let spec = crate::platforms::params::action_spec(&super::DESCRIPTOR, &call.action)?;
         let p = Params::check(spec, &call.parameters)?;
         if !BATCHABLE.contains(&spec.name)
             || p.raw("updated_stamp").is_some()
