@@ -174,11 +174,35 @@ pub async fn pass(rt: &Runtime, cause: Cause) -> PassReport {
 async fn check_connections(rt: &Runtime, all: bool) {
     let Some(active) = rt.active() else { return };
     let now = now_ms();
+    // The checks run `CONCURRENCY` at a time; their results are recorded in manifest order.
+    let mut due = Vec::new();
+    let mut jobs = Vec::new();
     for (id, i) in &active.set.integrations {
         if !all && !rt.check_due(id.as_str(), now) {
             continue;
         }
-        check_one(rt, &active, id, i, now).await;
+        let connector = active.connector(id).ok().cloned();
+        jobs.push(async move {
+            match connector {
+                Some(c) => Some(c.check().await),
+                None => None,
+            }
+        });
+        due.push((id, i));
+    }
+    let results = bounded(jobs, CONCURRENCY).await;
+    for ((id, i), result) in due.into_iter().zip(results) {
+        match result {
+            Some(result) => {
+                record_check(rt, id, i, result, now);
+            }
+            None => rt.record_health(
+                id.as_str(),
+                HealthStatus::Unknown,
+                "the connection check stopped unexpectedly",
+                now,
+            ),
+        }
     }
 }
 
@@ -191,9 +215,24 @@ pub async fn check_one(
     i: &crate::manifest::Integration,
     now: u64,
 ) -> (HealthStatus, String) {
-    let (status, reason) = match active.connector(id) {
-        Ok(c) => {
-            let result = c.check().await;
+    let result = match active.connector(id) {
+        Ok(c) => Some(c.check().await),
+        Err(_) => None,
+    };
+    record_check(rt, id, i, result, now)
+}
+
+/// Records a connection check's result (`None`: the integration has no connector, so why not
+/// is what its health says) and the identity the loop guard needs.
+fn record_check(
+    rt: &Runtime,
+    id: &IntegrationId,
+    i: &crate::manifest::Integration,
+    result: Option<Result<platforms::Health, platforms::PlatformError>>,
+    now: u64,
+) -> (HealthStatus, String) {
+    let (status, reason) = match result {
+        Some(result) => {
             if let Ok(h) = &result
                 && let Some(identity) = &h.identity
             {
@@ -201,7 +240,7 @@ pub async fn check_one(
             }
             health::of_check(&result)
         }
-        Err(_) => match platforms::connect(i, &ResolveContext::new(rt.key.as_ref(), &env)) {
+        None => match platforms::connect(i, &ResolveContext::new(rt.key.as_ref(), &env)) {
             Err(e) => health::of_connect_error(&e),
             Ok(_) => (HealthStatus::Unknown, "not checked".to_owned()),
         },
@@ -227,6 +266,10 @@ pub async fn sync_registrations(rt: &Runtime, report: &mut PassReport) {
     let mut declared = Vec::new();
     let mut notes = Vec::new();
     let mut problems = Vec::new();
+    // The platform calls run `CONCURRENCY` at a time (one per integration); what they did is
+    // recorded afterwards, in the order of the manifest.
+    let mut targets = Vec::new();
+    let mut jobs = Vec::new();
     for i in active.set.integrations.values() {
         let Some(events) = i
             .webhook
@@ -249,13 +292,23 @@ pub async fn sync_registrations(rt: &Runtime, report: &mut PassReport) {
                 .get(i.id.as_str())
                 .map(|r| rt.unseal_registration(r)),
         };
-        let result = match active.connector(&i.id) {
-            Ok(c) => c
-                .sync_webhook(&target)
-                .await
-                .map_err(|e| health::explain(&e)),
-            Err(e) => Err(e),
-        };
+        let connector = active.connector(&i.id).cloned();
+        let job_target = target.clone();
+        jobs.push(async move {
+            match connector {
+                Ok(c) => c
+                    .sync_webhook(&job_target)
+                    .await
+                    .map_err(|e| health::explain(&e)),
+                Err(e) => Err(e),
+            }
+        });
+        targets.push((i, target));
+    }
+    let results = bounded(jobs, CONCURRENCY).await;
+    for ((i, target), result) in targets.into_iter().zip(results) {
+        let result =
+            result.unwrap_or_else(|| Err("the registration task stopped unexpectedly".to_owned()));
         let platform = i.platform.as_str();
         match result {
             Ok(WebhookSync::Registered {
@@ -366,6 +419,48 @@ pub async fn sync_registrations(rt: &Runtime, report: &mut PassReport) {
     }
 }
 
+/// Integrations a pass works on at once (connection checks, then webhook registrations). Each
+/// integration still has at most one platform call of the reconciler in flight: a pass checks
+/// it once and syncs it once, one step after the other, and passes never overlap.
+pub const CONCURRENCY: usize = 16;
+
+/// Runs `jobs`, at most `limit` at a time, and returns their outputs in the order of `jobs`
+/// (`None` for a job whose task panicked).
+pub(crate) async fn bounded<T, F>(jobs: Vec<F>, limit: usize) -> Vec<Option<T>>
+where
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let mut out: Vec<Option<T>> = std::iter::repeat_with(|| None).take(jobs.len()).collect();
+    let mut set = tokio::task::JoinSet::new();
+    let mut index = std::collections::HashMap::new();
+    let mut pending = jobs.into_iter().enumerate();
+    loop {
+        while set.len() < limit.max(1) {
+            let Some((n, job)) = pending.next() else {
+                break;
+            };
+            let handle = set.spawn(job);
+            index.insert(handle.id(), n);
+        }
+        let Some(joined) = set.join_next_with_id().await else {
+            break;
+        };
+        match joined {
+            Ok((id, value)) => {
+                if let Some(slot) = index.remove(&id).and_then(|n| out.get_mut(n)) {
+                    *slot = Some(value);
+                }
+            }
+            Err(e) => {
+                index.remove(&e.id());
+                tracing::error!(error = %e, "A reconcile task failed.");
+            }
+        }
+    }
+    out
+}
+
 /// Deletes a recorded registration from its platform, with the connector of the revision that
 /// made it (the integration may be gone from the current one).
 async fn prune(rt: &Runtime, record: &RegistrationRecord) -> Result<usize, String> {
@@ -472,3 +567,73 @@ pub(crate) fn audit_record(
 pub const DEFAULT_RESYNC: Duration = Duration::from_secs(300);
 /// The poll interval's default.
 pub const DEFAULT_POLL: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::bounded;
+
+    /// Jobs that count how many of them are in flight at once.
+    fn counting_jobs(
+        n: usize,
+        in_flight: &Arc<AtomicUsize>,
+        most: &Arc<AtomicUsize>,
+    ) -> Vec<impl std::future::Future<Output = usize> + Send + 'static> {
+        (0..n)
+            .map(|k| {
+                let in_flight = in_flight.clone();
+                let most = most.clone();
+                async move {
+                    let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    for _ in 0..(n - k) {
+                        tokio::task::yield_now().await;
+                    }
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    k * 10
+                }
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn bounded_keeps_the_order_and_the_limit() {
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let out = bounded(counting_jobs(40, &in_flight, &most), 4).await;
+        let expected: Vec<Option<usize>> = (0..40).map(|k| Some(k * 10)).collect();
+        assert_eq!(out, expected);
+        // On one thread, the first four jobs all start before any of them ends.
+        assert_eq!(most.load(Ordering::SeqCst), 4);
+        assert_eq!(in_flight.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn bounded_with_a_limit_of_one_runs_one_at_a_time() {
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let out = bounded(counting_jobs(5, &in_flight, &most), 0).await;
+        assert_eq!(out, vec![Some(0), Some(10), Some(20), Some(30), Some(40)]);
+        assert_eq!(most.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_job_that_panics_is_none_and_the_others_finish() {
+        let jobs: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = u8> + Send>>> = vec![
+            Box::pin(async { 1 }),
+            Box::pin(async {
+                let v: Vec<u8> = Vec::new();
+                // An out-of-bounds index: the task panics.
+                v[usize::from(v.is_empty())]
+            }),
+            Box::pin(async { 3 }),
+        ];
+        assert_eq!(bounded(jobs, 2).await, vec![Some(1), None, Some(3)]);
+        assert_eq!(
+            bounded(Vec::<std::future::Ready<u8>>::new(), 2).await,
+            vec![]
+        );
+    }
+}
