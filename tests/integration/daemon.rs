@@ -487,16 +487,6 @@ async fn a_broken_commit_is_refused_and_the_last_good_one_keeps_running() {
     daemon.kill().await;
 }
 
-/// `/api/status` of a daemon.
-async fn status(daemon: &Daemon) -> serde_json::Value {
-    reqwest::get(format!("{}/api/status", daemon.url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_slack_request_url_is_registered_at_start_with_an_app_configuration_token() {
     let fake = FakeSlack::start(BOT_TOKEN, None).await;

@@ -28,12 +28,9 @@ pub(crate) struct Daemon {
     pub(crate) url: String,
 }
 
-/// The manifests of a small support setup: Zendesk and Freshdesk in, Slack out.
-pub(crate) fn repo(slack_base_url: &str) -> TestRepo {
-    let repo = TestRepo::new();
-    repo.file(
-        "integrations/zendesk.toml",
-        r#"id = "zendesk-main"
+/// A Zendesk integration whose webhook is made by hand (deliveries signed with
+/// `$ZD_WEBHOOK_SECRET`) and whose API is never reached.
+pub(crate) const ZENDESK_BY_HAND: &str = r#"id = "zendesk-main"
 platform = "zendesk"
 [credentials]
 subdomain = "acme"
@@ -45,11 +42,15 @@ secret = { env = "ZD_WEBHOOK_SECRET" }
 # Nothing listens here: the platform is never reached by these tests.
 [endpoint]
 base_url = "http://127.0.0.1:9"
-"#,
-    )
-    .file(
-        "integrations/freshdesk.toml",
-        r#"id = "freshdesk-main"
+"#;
+
+/// The manifests of a small support setup: Zendesk and Freshdesk in, Slack out.
+pub(crate) fn repo(slack_base_url: &str) -> TestRepo {
+    let repo = TestRepo::new();
+    repo.file("integrations/zendesk.toml", ZENDESK_BY_HAND)
+        .file(
+            "integrations/freshdesk.toml",
+            r#"id = "freshdesk-main"
 platform = "freshdesk"
 [credentials]
 domain = "acme.freshdesk.com"
@@ -61,11 +62,11 @@ secret = { env = "FD_WEBHOOK_SECRET" }
 [endpoint]
 base_url = "http://127.0.0.1:9"
 "#,
-    )
-    .file(
-        "integrations/slack.toml",
-        &format!(
-            r#"id = "slack-main"
+        )
+        .file(
+            "integrations/slack.toml",
+            &format!(
+                r#"id = "slack-main"
 platform = "slack"
 [credentials]
 bot_token = {{ env = "SLACK_BOT_TOKEN" }}
@@ -77,11 +78,11 @@ base_url = "{slack_base_url}"
 [limits]
 requests_per_minute = 6000
 "#
-        ),
-    )
-    .file(
-        "rules/zendesk-to-slack.toml",
-        r##"id = "zendesk-to-slack"
+            ),
+        )
+        .file(
+            "rules/zendesk-to-slack.toml",
+            r##"id = "zendesk-to-slack"
 [trigger]
 integration = "zendesk-main"
 event = "ticket.created"
@@ -92,10 +93,10 @@ action = "send_message"
 channel = "#support"
 message = "New: {{ ticket.subject }}"
 "##,
-    )
-    .file(
-        "rules/freshdesk-to-slack.toml",
-        r##"id = "freshdesk-to-slack"
+        )
+        .file(
+            "rules/freshdesk-to-slack.toml",
+            r##"id = "freshdesk-to-slack"
 [trigger]
 integration = "freshdesk-main"
 event = "ticket_created"
@@ -106,10 +107,10 @@ action = "send_message"
 channel = "#support"
 message = "Freshdesk {{ ticket.id }}: {{ ticket.subject }}"
 "##,
-    )
-    .file(
-        "rules/slack-echo.toml",
-        r##"id = "slack-echo"
+        )
+        .file(
+            "rules/slack-echo.toml",
+            r##"id = "slack-echo"
 [trigger]
 integration = "slack-main"
 event = "message"
@@ -122,7 +123,7 @@ action = "send_message"
 channel = "{{ message.channel }}"
 message = "Someone asked for help: {{ message.text }}"
 "##,
-    );
+        );
     repo.commit("initial");
     repo
 }
@@ -343,6 +344,16 @@ pub(crate) async fn post_freshdesk(
         .send()
         .await?;
     Ok(r.status().as_u16())
+}
+
+/// `GET /api/status` of a daemon.
+pub(crate) async fn status(daemon: &Daemon) -> serde_json::Value {
+    reqwest::get(format!("{}/api/status", daemon.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 /// Waits until `f` holds, or fails after `secs`.

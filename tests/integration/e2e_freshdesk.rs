@@ -44,22 +44,7 @@ requests_per_minute = 6000
 "#
         ),
     )
-    .file(
-        "integrations/zendesk.toml",
-        r#"id = "zendesk-main"
-platform = "zendesk"
-[credentials]
-subdomain = "acme"
-email = "ops@acme.example"
-api_token = { env = "ZD_TOKEN" }
-[webhook]
-events = ["ticket.created"]
-secret = { env = "ZD_WEBHOOK_SECRET" }
-# Nothing listens here: the platform is never reached by these tests.
-[endpoint]
-base_url = "http://127.0.0.1:9"
-"#,
-    )
+    .file("integrations/zendesk.toml", ZENDESK_BY_HAND)
     .file(
         "rules/freshdesk-triage.toml",
         r##"id = "freshdesk-triage"

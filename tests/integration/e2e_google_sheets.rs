@@ -12,32 +12,18 @@ use supportopsd::platforms::google_sheets::fake::{self, FakeGoogle};
 use supportopsd::platforms::slack::fake::FakeSlack;
 
 use crate::daemon_support::{
-    BOT_TOKEN, Daemon, ZD_SECRET, eventually, rfc3339, zendesk_signature, zendesk_ticket,
+    BOT_TOKEN, Daemon, ZD_SECRET, ZENDESK_BY_HAND, eventually, rfc3339, zendesk_signature,
+    zendesk_ticket,
 };
 use crate::support::TestRepo;
 
 fn repo(google_base_url: &str) -> TestRepo {
     let repo = TestRepo::new();
-    repo.file(
-        "integrations/zendesk.toml",
-        r#"id = "zendesk-main"
-platform = "zendesk"
-[credentials]
-subdomain = "acme"
-email = "ops@acme.example"
-api_token = { env = "ZD_TOKEN" }
-[webhook]
-events = ["ticket.created"]
-secret = { env = "ZD_WEBHOOK_SECRET" }
-# Nothing listens here: the platform is never reached by these tests.
-[endpoint]
-base_url = "http://127.0.0.1:9"
-"#,
-    )
-    .file(
-        "integrations/sheets.toml",
-        &format!(
-            r#"id = "sheets-log"
+    repo.file("integrations/zendesk.toml", ZENDESK_BY_HAND)
+        .file(
+            "integrations/sheets.toml",
+            &format!(
+                r#"id = "sheets-log"
 platform = "google_sheets"
 [credentials]
 service_account_key = {{ env = "GS_SERVICE_ACCOUNT_KEY" }}
@@ -47,13 +33,13 @@ sheet = "{}"
 [endpoint]
 base_url = "{google_base_url}"
 "#,
-            fake::SPREADSHEET_ID,
-            fake::FIRST_SHEET
-        ),
-    )
-    .file(
-        "rules/log-tickets.toml",
-        r##"id = "log-tickets"
+                fake::SPREADSHEET_ID,
+                fake::FIRST_SHEET
+            ),
+        )
+        .file(
+            "rules/log-tickets.toml",
+            r##"id = "log-tickets"
 [trigger]
 integration = "zendesk-main"
 event = "ticket.created"
@@ -64,7 +50,7 @@ action = "append_row"
 fields = { Ticket = "{{ ticket.id }}", Subject = "{{ ticket.subject }}" }
 value_input_option = "RAW"
 "##,
-    );
+        );
     repo.commit("initial");
     repo
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 use supportopsd::platforms::slack::fake::{self, FakeSlack};
 
-use crate::daemon_support::{APP_CONFIG_TOKEN, BOT_TOKEN, Daemon, eventually};
+use crate::daemon_support::{APP_CONFIG_TOKEN, BOT_TOKEN, Daemon, eventually, status};
 use crate::support::TestRepo;
 
 const PUBLIC: &str = "https://ops.example.com";
@@ -72,15 +72,6 @@ base_url = "{}"
             fake.base_url()
         ),
     );
-}
-
-async fn status(daemon: &Daemon) -> Value {
-    reqwest::get(format!("{}/api/status", daemon.url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 /// Polls the daemon's status until `f` holds (at most 20 s).
