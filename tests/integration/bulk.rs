@@ -155,7 +155,7 @@ async fn zendesk_jobs_due_together_go_out_as_one_update_many() {
     assert_eq!(fake.spec_errors(), Vec::<String>::new());
     // Every job settled: nothing dead, nothing queued.
     for _ in 0..600 {
-        if status(&daemon).await["queue_depth"] == 0 {
+        if crate::daemon_support::status(&daemon).await["queue_depth"] == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
