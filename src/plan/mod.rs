@@ -149,11 +149,14 @@ fn integration_summary(i: &Integration) -> Value {
 }
 
 /// Whether the daemon can register the webhook through the platform's API, or an operator has
-/// to do it by hand (Notion; Slack without both an app configuration token and an app id,
-/// which the manifest API needs — the daemon's registration makes the same distinction).
+/// to do it by hand (Notion; Zendesk with a `[webhook] secret`; Slack without both an app
+/// configuration token and an app id, which the manifest API needs — the daemon's registration
+/// makes the same distinction).
 pub fn registration_mode(i: &Integration) -> &'static str {
     match i.platform {
         PlatformKind::Notion => "manual",
+        // A manifest-given secret means a Zendesk webhook made by hand (the contract).
+        PlatformKind::Zendesk if i.webhook.as_ref().is_some_and(|w| w.secret.is_some()) => "manual",
         PlatformKind::Slack
             if !(i.credentials.contains_key("app_config_token")
                 && i.credentials.contains_key("app_id")) =>
