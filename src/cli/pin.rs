@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::{Exit, GlobalArgs, api_call_with, state_dir};
 use crate::daemon::now_ms;
-use crate::state::{AuditKind, AuditRecord, Pin, Store};
+use crate::state::Store;
 
 /// `pin REV`.
 #[derive(Debug, clap::Args)]
@@ -57,7 +57,7 @@ pub fn pin(args: &PinArgs, g: &GlobalArgs) -> anyhow::Result<Exit> {
         None => {
             let commit = crate::manifest::source::resolve_commit(&g.repo, &args.rev)?;
             let store = Store::open(&state_dir(g))?;
-            set_pin(&store, &commit, &args.reason)?;
+            store.pin_revision(&commit, &args.reason, now_ms())?;
             println!(
                 "Pinned to {commit} in the state (no daemon answered at {}); the daemon runs it when it starts.",
                 args.url
@@ -88,7 +88,7 @@ pub fn unpin(args: &UnpinArgs, g: &GlobalArgs) -> anyhow::Result<Exit> {
                 println!("Nothing was pinned.");
                 return Ok(Exit::Failure);
             }
-            clear_pin(&store)?;
+            store.unpin(now_ms())?;
             println!(
                 "Unpinned in the state (no daemon answered at {}).",
                 args.url
@@ -96,34 +96,4 @@ pub fn unpin(args: &UnpinArgs, g: &GlobalArgs) -> anyhow::Result<Exit> {
             Ok(Exit::Ok)
         }
     }
-}
-
-/// Pins `commit` and audits it.
-pub fn set_pin(store: &Store, commit: &str, reason: &str) -> Result<(), crate::state::Error> {
-    let at_ms = now_ms();
-    store.append_audit(&AuditRecord {
-        at_ms,
-        kind: AuditKind::Pinned,
-        resource_type: "revision".to_owned(),
-        resource_id: commit.to_owned(),
-        detail: json!({"reason": reason}),
-    })?;
-    store.set_pin(Some(&Pin {
-        revision: commit.to_owned(),
-        at_ms,
-        reason: reason.to_owned(),
-    }))
-}
-
-/// Releases the pin and audits it.
-pub fn clear_pin(store: &Store) -> Result<(), crate::state::Error> {
-    let previous = store.pin()?.map(|p| p.revision).unwrap_or_default();
-    store.append_audit(&AuditRecord {
-        at_ms: now_ms(),
-        kind: AuditKind::Unpinned,
-        resource_type: "revision".to_owned(),
-        resource_id: previous,
-        detail: json!({}),
-    })?;
-    store.set_pin(None)
 }

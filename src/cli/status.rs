@@ -71,20 +71,14 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
                 .map(|h| {
                     let registration = registrations
                         .iter()
-                        .find(|r| r.integration == h.integration)
-                        .map(|r| serde_json::json!({"url": r.url, "events": r.events, "ids": r.ids, "expires_at_ms": r.expires_at_ms, "synced_ms": r.synced_ms}));
-                    serde_json::json!({
-                        "id": h.integration,
-                        "sync": {"status": h.sync, "reason": h.sync_reason},
-                        "health": {"status": h.health, "reason": h.health_reason, "since_ms": h.since_ms, "checked_ms": h.checked_ms, "consecutive_failures": h.consecutive_failures},
-                        "registration": registration,
-                    })
+                        .find(|r| r.integration == h.integration);
+                    crate::daemon::api::status_entry(&h, None, registration)
                 })
                 .collect();
             let pin = store.pin()?;
             let v = serde_json::json!({
                 "applied_revision": store.applied_revision()?,
-                "pinned": pin.map(|p| serde_json::json!({"revision": p.revision, "at_ms": p.at_ms, "reason": p.reason})),
+                "pinned": pin,
                 "integrations": integrations,
                 "queue_depth": store.queue_depth(),
                 "dead_letters": store.dead_depth(),

@@ -54,7 +54,7 @@ fn find<'a>(active: Option<&'a Arc<Active>>, id: &str) -> Option<(&'a Active, &'
     Some((active.as_ref(), i))
 }
 
-fn health_json(h: &HealthRecord) -> Value {
+pub(crate) fn health_json(h: &HealthRecord) -> Value {
     json!({
         "status": h.health,
         "reason": h.health_reason,
@@ -64,7 +64,7 @@ fn health_json(h: &HealthRecord) -> Value {
     })
 }
 
-fn sync_json(h: &HealthRecord) -> Value {
+pub(crate) fn sync_json(h: &HealthRecord) -> Value {
     json!({"status": h.sync, "reason": h.sync_reason})
 }
 
@@ -74,7 +74,7 @@ fn health_of(rt: &Runtime, id: &str) -> Option<HealthRecord> {
         .find(|h| h.integration == id)
 }
 
-fn registration_json(r: &RegistrationRecord) -> Value {
+pub(crate) fn registration_json(r: &RegistrationRecord) -> Value {
     json!({
         "url": r.url,
         "events": r.events,
@@ -155,11 +155,23 @@ fn problems_of(rt: &Runtime) -> Vec<(String, String)> {
 }
 
 fn registration_of(rt: &Runtime, id: &str) -> Option<RegistrationRecord> {
-    rt.store
-        .registrations()
-        .unwrap_or_default()
-        .into_iter()
-        .find(|r| r.integration == id)
+    rt.store.registration(id).ok().flatten()
+}
+
+/// One integration in `/api/status` and `supportopsd status --state`: health and sync with
+/// their reasons, and the registration.
+pub(crate) fn status_entry(
+    h: &HealthRecord,
+    platform: Option<&str>,
+    registration: Option<&RegistrationRecord>,
+) -> Value {
+    json!({
+        "id": h.integration,
+        "platform": platform,
+        "sync": sync_json(h),
+        "health": health_json(h),
+        "registration": registration.map(registration_json),
+    })
 }
 
 /// `GET /api/integrations`.

@@ -149,6 +149,8 @@ pub struct Runtime {
     status: Mutex<ReloadStatus>,
     /// Inbound secrets and channel ids learned at registration, by integration.
     learned: RwLock<HashMap<IntegrationId, VerifyKeys>>,
+    /// Integrations a signed delivery was seen for (mirrored in the state; Notion's progress).
+    signed_seen: Mutex<std::collections::HashSet<IntegrationId>>,
     /// Health per integration (mirrored in the state).
     health: Mutex<std::collections::BTreeMap<String, HealthRecord>>,
     /// Where reconcile passes are requested.
@@ -304,7 +306,14 @@ impl Runtime {
     /// Loads the revision to run again, even when it is the one in use (a Notion token was
     /// captured, the keys must be rebuilt).
     pub fn reload(&self) -> Result<(), String> {
-        self.reload_at(&self.target_rev())
+        match manifest::source::resolve_commit(&self.options.repo, &self.target_rev()) {
+            Ok(commit) => self.reload_at(&commit),
+            Err(e) => {
+                let why = e.to_string();
+                self.refuse(None, &why);
+                Err(why)
+            }
+        }
     }
 
     fn refuse(&self, commit: Option<&str>, why: &str) {
@@ -338,13 +347,12 @@ impl Runtime {
         }
     }
 
-    /// Loads `rev` and swaps it in, or refuses it whole.
-    fn reload_at(&self, rev: &str) -> Result<(), String> {
-        let (active, problems) = match self.load(rev) {
+    /// Loads the revision `commit` (a full commit id) and swaps it in, or refuses it whole.
+    fn reload_at(&self, commit: &str) -> Result<(), String> {
+        let (active, problems) = match self.load(commit) {
             Ok(loaded) => loaded,
             Err(why) => {
-                let commit = manifest::source::resolve_commit(&self.options.repo, rev).ok();
-                self.refuse(commit.as_deref(), &why);
+                self.refuse(Some(commit), &why);
                 return Err(why);
             }
         };
@@ -463,23 +471,32 @@ impl Runtime {
 
     /// The keys that verify deliveries to `id`: the revision's, completed with what
     /// registration learned (a Zendesk signing secret read from the API, a generated Freshdesk
-    /// secret, a Drive channel's id and token).
-    pub fn verify_keys(&self, active: &Active, id: &IntegrationId) -> Option<VerifyKeys> {
-        let mut keys = active.keys(id)?.clone();
-        if let Some(learned) = self
+    /// secret, a Drive channel's id and token). Borrowed when registration learned nothing the
+    /// revision lacks (the common case: no copy per delivery).
+    pub fn verify_keys<'a>(
+        &self,
+        active: &'a Active,
+        id: &IntegrationId,
+    ) -> Option<std::borrow::Cow<'a, VerifyKeys>> {
+        let keys = active.keys(id)?;
+        let learned = self
             .learned
             .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(id)
-        {
-            if keys.secret.is_none() {
-                keys.secret.clone_from(&learned.secret);
-            }
-            if keys.channel_id.is_none() {
-                keys.channel_id.clone_from(&learned.channel_id);
-            }
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(learned) = learned.get(id).filter(|l| {
+            (keys.secret.is_none() && l.secret.is_some())
+                || (keys.channel_id.is_none() && l.channel_id.is_some())
+        }) else {
+            return Some(std::borrow::Cow::Borrowed(keys));
+        };
+        let mut keys = keys.clone();
+        if keys.secret.is_none() {
+            keys.secret.clone_from(&learned.secret);
         }
-        Some(keys)
+        if keys.channel_id.is_none() {
+            keys.channel_id.clone_from(&learned.channel_id);
+        }
+        Some(std::borrow::Cow::Owned(keys))
     }
 
     /// A registration record of the state as the connector sees it (secret unsealed).
@@ -706,10 +723,17 @@ impl Runtime {
 
     /// Records that a signed delivery for `id` was verified (Notion: the subscription works).
     pub fn note_signed_delivery(&self, id: &IntegrationId) {
-        if self
-            .store
-            .signed_delivery_seen(id.as_str())
-            .unwrap_or(false)
+        // Once per integration and run from memory; the state answers for earlier runs.
+        let first = self
+            .signed_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id.clone());
+        if !first
+            || self
+                .store
+                .signed_delivery_seen(id.as_str())
+                .unwrap_or(false)
         {
             return;
         }
@@ -947,6 +971,7 @@ pub fn runtime(
         identities: RwLock::new(HashMap::new()),
         status: Mutex::new(ReloadStatus::default()),
         learned: RwLock::new(HashMap::new()),
+        signed_seen: Mutex::new(std::collections::HashSet::new()),
         health: Mutex::new(std::collections::BTreeMap::new()),
         triggers,
         trigger_rx: Mutex::new(Some(trigger_rx)),

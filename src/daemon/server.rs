@@ -173,7 +173,7 @@ pub async fn route(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Incoming>) 
         (Method::POST, ["api", "sync"]) => sync(rt).await,
         (Method::POST, ["api", "pin"]) => pin(rt, req).await,
         (Method::DELETE, ["api", "pin"]) => {
-            if let Err(e) = crate::cli::pin::clear_pin(&rt.store) {
+            if let Err(e) = rt.store.unpin(now_ms()) {
                 return internal(&e);
             }
             let report = rt.request_pass(crate::reconcile::Cause::Api).await;
@@ -319,7 +319,7 @@ async fn pin(rt: &Arc<Runtime>, req: Request<Incoming>) -> Reply {
         Ok(c) => c,
         Err(e) => return json(StatusCode::BAD_REQUEST, &json!({"error": e.to_string()})),
     };
-    if let Err(e) = crate::cli::pin::set_pin(&rt.store, &commit, reason) {
+    if let Err(e) = rt.store.pin_revision(&commit, reason, now_ms()) {
         return internal(&e);
     }
     let report = rt.request_pass(crate::reconcile::Cause::Api).await;
@@ -377,28 +377,7 @@ pub fn status_value(rt: &Runtime) -> serde_json::Value {
                     .ok()
                     .and_then(|id| a.set.integrations.get(&id).map(|i| i.platform.as_str()))
             });
-            let registration = registrations.get(&h.integration).map(|r| {
-                json!({
-                    "url": r.url,
-                    "events": r.events,
-                    "ids": r.ids,
-                    "expires_at_ms": r.expires_at_ms,
-                    "synced_ms": r.synced_ms,
-                })
-            });
-            json!({
-                "id": h.integration,
-                "platform": platform,
-                "sync": {"status": h.sync, "reason": h.sync_reason},
-                "health": {
-                    "status": h.health,
-                    "reason": h.health_reason,
-                    "since_ms": h.since_ms,
-                    "checked_ms": h.checked_ms,
-                    "consecutive_failures": h.consecutive_failures,
-                },
-                "registration": registration,
-            })
+            super::api::status_entry(&h, platform, registrations.get(&h.integration))
         })
         .collect();
     let pin = rt.store.pin().ok().flatten();
@@ -420,7 +399,7 @@ pub fn status_value(rt: &Runtime) -> serde_json::Value {
         "applied_ms": s.applied_ms,
         "refused": s.refused,
         "refused_revision": s.refused_commit,
-        "pinned": pin.map(|p| json!({"revision": p.revision, "at_ms": p.at_ms, "reason": p.reason})),
+        "pinned": pin,
         "integrations": integrations,
         "problems": problems,
         "notes": notes,

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Error, Store, codec, trees};
+use super::{AuditKind, AuditRecord, Error, Store, codec, trees};
 
 /// One integration's webhook registration, as recorded after a successful sync.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,6 +155,35 @@ impl Store {
     /// The pinned revision, if any.
     pub fn pin(&self) -> Result<Option<Pin>, Error> {
         self.get(&self.meta, trees::META, PIN_KEY)
+    }
+
+    /// Holds the daemon on `commit`, audited (`pinned`). Flushes before returning.
+    pub fn pin_revision(&self, commit: &str, reason: &str, at_ms: u64) -> Result<(), Error> {
+        self.append_audit(&AuditRecord {
+            at_ms,
+            kind: AuditKind::Pinned,
+            resource_type: "revision".to_owned(),
+            resource_id: commit.to_owned(),
+            detail: serde_json::json!({"reason": reason}),
+        })?;
+        self.set_pin(Some(&Pin {
+            revision: commit.to_owned(),
+            at_ms,
+            reason: reason.to_owned(),
+        }))
+    }
+
+    /// Releases the pin, audited (`unpinned`). Flushes before returning.
+    pub fn unpin(&self, at_ms: u64) -> Result<(), Error> {
+        let previous = self.pin()?.map(|p| p.revision).unwrap_or_default();
+        self.append_audit(&AuditRecord {
+            at_ms,
+            kind: AuditKind::Unpinned,
+            resource_type: "revision".to_owned(),
+            resource_id: previous,
+            detail: serde_json::json!({}),
+        })?;
+        self.set_pin(None)
     }
 
     /// Pins (`Some`) or unpins (`None`). Flushes before returning.

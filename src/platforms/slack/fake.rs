@@ -31,7 +31,6 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -43,8 +42,7 @@ use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-/// The environment variable naming the vendor directory (holding `openapi/…`).
-pub const VENDOR_DIR_ENV: &str = "SUPPORTOPSD_VENDOR_DIR";
+pub use crate::platforms::fakekit::{VENDOR_DIR_ENV, form_decode};
 
 /// Parameters Slack added after the vendored spec was written (method, parameter).
 pub const NEWER_THAN_SPEC: &[(&str, &str)] = &[
@@ -929,42 +927,6 @@ fn params_of(headers: &HeaderMap, body: &[u8]) -> Option<Map<String, Value>> {
     None
 }
 
-/// Decodes `application/x-www-form-urlencoded` text.
-pub fn form_decode(s: &str) -> Vec<(String, String)> {
-    fn hex(c: u8) -> Option<u8> {
-        char::from(c)
-            .to_digit(16)
-            .and_then(|d| u8::try_from(d).ok())
-    }
-    fn dec(s: &str) -> String {
-        let b = s.as_bytes();
-        let mut out = Vec::with_capacity(b.len());
-        let mut i = 0;
-        while i < b.len() {
-            match b[i] {
-                b'+' => out.push(b' '),
-                b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(h << 4 | l);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
-                },
-                c => out.push(c),
-            }
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    }
-    s.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (dec(k), dec(v)),
-            None => (dec(p), String::new()),
-        })
-        .collect()
-}
-
 /// What the vendored spec says about each method's parameters.
 #[derive(Debug)]
 struct Spec {
@@ -1035,28 +997,16 @@ impl Spec {
     }
 }
 
-/// Where the vendored spec is looked for.
-fn spec_path() -> Option<PathBuf> {
-    let from_env = std::env::var_os(VENDOR_DIR_ENV)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from);
-    let beside = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/vendor");
-    from_env
-        .into_iter()
-        .chain([beside])
-        .map(|d| d.join("openapi/slack-web.openapi.json"))
-        .find(|p| p.is_file())
-}
-
 /// The vendored spec, loaded once per process.
 fn spec() -> Option<&'static Spec> {
     static SPEC: OnceLock<Option<Spec>> = OnceLock::new();
     SPEC.get_or_init(|| {
-        let loaded = spec_path().and_then(|p| {
-            let text = std::fs::read(&p).ok()?;
-            let doc: Value = serde_json::from_slice(&text).ok()?;
-            Some(Spec::parse(&doc))
-        });
+        let loaded = crate::platforms::fakekit::vendor_file("openapi/slack-web.openapi.json")
+            .and_then(|p| {
+                let text = std::fs::read(&p).ok()?;
+                let doc: Value = serde_json::from_slice(&text).ok()?;
+                Some(Spec::parse(&doc))
+            });
         if loaded.is_none() {
             eprintln!("slack fake: vendor spec not found; spec check skipped");
         }
