@@ -140,6 +140,26 @@ pub(crate) fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
 }
 
+impl VerifyKeys {
+    /// The key or shared secret, when one is known and not empty.
+    pub fn usable_secret(&self) -> Option<&Secret> {
+        self.secret.as_ref().filter(|s| !s.expose().is_empty())
+    }
+
+    /// [`VerifyKeys::usable_secret`], or [`VerifyError::NotConfigured`].
+    pub fn required_secret(&self) -> Result<&Secret, VerifyError> {
+        self.usable_secret().ok_or(VerifyError::NotConfigured)
+    }
+}
+
+/// A header a verification needs, or [`VerifyError::MissingHeader`].
+pub(crate) fn required_header<'h>(
+    headers: &'h HeaderMap,
+    name: &'static str,
+) -> Result<&'h [u8], VerifyError> {
+    header(headers, name).ok_or(VerifyError::MissingHeader(name))
+}
+
 /// A header's raw bytes.
 pub(crate) fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
     headers.get(name).map(|v| v.as_bytes())

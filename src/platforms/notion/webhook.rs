@@ -21,7 +21,7 @@ use serde_json::Value;
 use sha2::Sha256;
 
 use super::DESCRIPTOR;
-use crate::platforms::inbound::{ensure_id, header, is_json, unhex};
+use crate::platforms::inbound::{ensure_id, is_json, required_header, unhex};
 use crate::platforms::{Inbound, InboundRequest, ParseError, VerifyError, VerifyKeys};
 use crate::secrets::Secret;
 
@@ -34,15 +34,14 @@ const TOKEN_KEY: &str = "verification_token";
 /// Proves a delivery comes from the Notion subscription whose verification token is
 /// `keys.secret` (or is that subscription's first, unsigned, verification request).
 pub fn verify(req: &InboundRequest<'_>, keys: &VerifyKeys) -> Result<(), VerifyError> {
-    let Some(secret) = keys.secret.as_ref().filter(|s| !s.expose().is_empty()) else {
+    let Some(secret) = keys.usable_secret() else {
         return if is_handshake(req.body) {
             Ok(())
         } else {
             Err(VerifyError::NotConfigured)
         };
     };
-    let signature = header(req.headers, SIGNATURE_HEADER)
-        .ok_or(VerifyError::MissingHeader(SIGNATURE_HEADER))?;
+    let signature = required_header(req.headers, SIGNATURE_HEADER)?;
     if signature_matches(secret.expose(), req.body, signature) {
         Ok(())
     } else {

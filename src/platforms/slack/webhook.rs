@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 use sha2::Sha256;
 
 use super::DESCRIPTOR;
-use crate::platforms::inbound::{check_window, ensure_id, header, is_json, unhex};
+use crate::platforms::inbound::{check_window, ensure_id, is_json, required_header, unhex};
 use crate::platforms::{Inbound, InboundRequest, ParseError, VerifyError, VerifyKeys};
 
 /// The header carrying `v0=<hex signature>`.
@@ -34,15 +34,9 @@ const CHALLENGE_CONTENT_TYPE: &str = "application/json";
 
 /// Proves a delivery comes from the Slack app whose signing secret is `keys.secret`.
 pub fn verify(req: &InboundRequest<'_>, keys: &VerifyKeys) -> Result<(), VerifyError> {
-    let secret = keys
-        .secret
-        .as_ref()
-        .filter(|s| !s.expose().is_empty())
-        .ok_or(VerifyError::NotConfigured)?;
-    let signature = header(req.headers, SIGNATURE_HEADER)
-        .ok_or(VerifyError::MissingHeader(SIGNATURE_HEADER))?;
-    let timestamp = header(req.headers, TIMESTAMP_HEADER)
-        .ok_or(VerifyError::MissingHeader(TIMESTAMP_HEADER))?;
+    let secret = keys.required_secret()?;
+    let signature = required_header(req.headers, SIGNATURE_HEADER)?;
+    let timestamp = required_header(req.headers, TIMESTAMP_HEADER)?;
     let signed_at = parse_unix(timestamp).ok_or(VerifyError::Mismatch)?;
     check_window(signed_at, req.now_unix)?;
     if signature_matches(secret.expose(), timestamp, req.body, signature) {

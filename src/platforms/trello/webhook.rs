@@ -21,7 +21,7 @@ use serde_json::Value;
 use sha1::Sha1;
 
 use super::DESCRIPTOR;
-use crate::platforms::inbound::{ensure_id, header, is_json};
+use crate::platforms::inbound::{ensure_id, is_json, required_header};
 use crate::platforms::{Inbound, InboundRequest, ParseError, VerifyError, VerifyKeys};
 
 /// The header carrying the base64 HMAC-SHA1 signature.
@@ -33,17 +33,12 @@ pub fn verify(req: &InboundRequest<'_>, keys: &VerifyKeys) -> Result<(), VerifyE
     if is_probe(req.method) {
         return Ok(());
     }
-    let secret = keys
-        .secret
-        .as_ref()
-        .filter(|s| !s.expose().is_empty())
-        .ok_or(VerifyError::NotConfigured)?;
+    let secret = keys.required_secret()?;
     let callback_url = keys
         .callback_url
         .as_deref()
         .ok_or(VerifyError::NotConfigured)?;
-    let signature = header(req.headers, SIGNATURE_HEADER)
-        .ok_or(VerifyError::MissingHeader(SIGNATURE_HEADER))?;
+    let signature = required_header(req.headers, SIGNATURE_HEADER)?;
     if signature_matches(secret.expose(), req.body, callback_url, signature) {
         Ok(())
     } else {

@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 use sha2::Sha256;
 
 use super::DESCRIPTOR;
-use crate::platforms::inbound::{body_digest, check_window, header, is_json};
+use crate::platforms::inbound::{body_digest, check_window, header, is_json, required_header};
 use crate::platforms::{Inbound, InboundRequest, Normalized, ParseError, VerifyError, VerifyKeys};
 use crate::rules::condition::parse_timestamp;
 
@@ -40,15 +40,9 @@ const PREFIX: &str = "zen:event-type:";
 
 /// Proves a delivery comes from the Zendesk webhook whose signing secret is `keys.secret`.
 pub fn verify(req: &InboundRequest<'_>, keys: &VerifyKeys) -> Result<(), VerifyError> {
-    let secret = keys
-        .secret
-        .as_ref()
-        .filter(|s| !s.expose().is_empty())
-        .ok_or(VerifyError::NotConfigured)?;
-    let signature = header(req.headers, SIGNATURE_HEADER)
-        .ok_or(VerifyError::MissingHeader(SIGNATURE_HEADER))?;
-    let timestamp = header(req.headers, TIMESTAMP_HEADER)
-        .ok_or(VerifyError::MissingHeader(TIMESTAMP_HEADER))?;
+    let secret = keys.required_secret()?;
+    let signature = required_header(req.headers, SIGNATURE_HEADER)?;
+    let timestamp = required_header(req.headers, TIMESTAMP_HEADER)?;
     let (signed_at, _) = std::str::from_utf8(timestamp)
         .ok()
         .and_then(parse_timestamp)
