@@ -3,9 +3,11 @@
 //!
 //! Rules every connector follows through these helpers:
 //!
-//! - one [`reqwest::Client`] per connector, built by [`client`]: rustls, a fixed user agent, no
+//! - every connector uses a [`reqwest::Client`] from [`client`]: rustls, a fixed user agent, no
 //!   proxy taken from the environment, no redirects (an API that redirects is a misconfigured
-//!   `base_url`, and a redirect must never carry credentials to another host);
+//!   `base_url`, and a redirect must never carry credentials to another host). Connectors with
+//!   the same timeout share one client (its TLS roots and connection pool), so that a thousand
+//!   integrations do not hold a thousand copies of the root store;
 //! - non-2xx answers are classified once by [`classify_status`], transport failures by
 //!   [`transport_error`];
 //! - no error detail ever contains a credential: request headers are never echoed, URLs are
@@ -107,10 +109,25 @@ pub fn with_call(what: &str, said: &str) -> String {
     }
 }
 
-/// Builds the HTTP client of a connector: rustls, user agent [`USER_AGENT`], `timeout` for a
-/// whole request (connecting at most 10 s of it), no proxy from `HTTP(S)_PROXY` and friends, no
-/// redirects followed.
+/// The HTTP client of a connector: rustls, user agent [`USER_AGENT`], `timeout` for a whole
+/// request (connecting at most 10 s of it), no proxy from `HTTP(S)_PROXY` and friends, no
+/// redirects followed. Built once per timeout and shared (a clone is a handle to the same
+/// client): each client holds its own copy of the TLS root store, about 40 KB.
 pub fn client(timeout: Duration) -> Result<reqwest::Client, ConnectError> {
+    static CLIENTS: std::sync::Mutex<Vec<(Duration, reqwest::Client)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut clients = CLIENTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, c)) = clients.iter().find(|(t, _)| *t == timeout) {
+        return Ok(c.clone());
+    }
+    let c = build_client(timeout)?;
+    clients.push((timeout, c.clone()));
+    Ok(c)
+}
+
+fn build_client(timeout: Duration) -> Result<reqwest::Client, ConnectError> {
     reqwest::Client::builder()
         .tls_backend_rustls()
         .user_agent(USER_AGENT)
