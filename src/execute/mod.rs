@@ -168,7 +168,7 @@ async fn ack(rt: &Runtime, id: u64) {
 /// The event's context a job's templates render against, or what became of the job when it
 /// cannot be read.
 fn job_context(rt: &Runtime, job: &Job) -> Result<Value, Outcome> {
-    match rt.store.event(&job.event_key) {
+    match rt.store.event(job.event_ref) {
         Ok(Some(e)) => Ok(e.context()),
         Ok(None) => Err(give_up(rt, job, "the event is no longer stored", now_ms())),
         Err(e) => Err(retry_later(

@@ -1,28 +1,77 @@
-//! The inbox: trees `events` (event key → [`Event`]), `dedupe` (event key → expiry) and
-//! `event_refs` (event key → how many jobs reference it), and [`Store::ingest`], which turns a
-//! verified event into stored jobs ([`Store::ingest_batch`]: many of them in one transaction).
+//! The inbox: trees `inbox` ([`EventRef`] → [`Event`], one entry per stored delivery),
+//! `dedupe` (event key → expiry) and `inbox_refs` ([`EventRef`] → how many jobs reference the
+//! delivery), and [`Store::ingest`], which turns a verified event into stored jobs
+//! ([`Store::ingest_batch`]: many of them in one transaction).
 //!
 //! Guarantees: [`Store::ingest`] writes the event, its dedupe entry, one job per matching rule
 //! (with its `due` index entry) and any audit records in ONE transaction, or nothing when the
 //! event is a duplicate. It does not flush: the caller batches flushes ([`Store::flush_async`])
 //! and answers the webhook only once the flush that follows the ingest has completed.
-//! [`Store::purge_expired`] never removes an event that a job in the outbox or the dead-letter
+//! [`Store::purge_expired`] never removes a delivery that a job in the outbox or the dead-letter
 //! tree still references, nor one whose dedupe window is still open.
+//!
+//! Layout: a delivery's key begins with the end of its dedupe window, so new deliveries land at
+//! the end of the `inbox` tree (sled keeps appending to one hot leaf instead of rewriting leaves
+//! all over the tree, which is what made keying by event key slow under load) and purging reads
+//! only the expired head of the tree.
 
+use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 use super::audit::EncodedRecord;
 use super::journal::IngestRecord;
-use super::outbox::{Job, due_key, job_key};
+use super::outbox::{DeadJob, Job, due_key, job_key};
 use super::{AuditRecord, Error, Store, abort, codec, trees};
 use crate::event::Event;
+
+/// Where a stored delivery is: the end of its dedupe window and a sequence number unique in
+/// the database. Jobs reference their delivery by it.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+pub struct EventRef {
+    /// When the delivery's dedupe window closes, milliseconds since the Unix epoch.
+    pub until_ms: u64,
+    /// Unique among deliveries (from the database's id generator).
+    pub seq: u64,
+}
+
+impl EventRef {
+    /// The `inbox` and `inbox_refs` key: `until_ms` big-endian ‖ `seq` big-endian.
+    pub(super) fn key(self) -> [u8; 16] {
+        due_key(self.until_ms, self.seq)
+    }
+
+    /// Splits an `inbox` key.
+    pub(super) fn parse(key: &[u8]) -> Result<EventRef, Error> {
+        let corrupt = || Error::Corrupt {
+            tree: trees::INBOX,
+            key: format!("{key:02x?}"),
+            detail: "delivery key is not 16 bytes".to_owned(),
+        };
+        let (until, seq) = key.split_at_checked(8).ok_or_else(corrupt)?;
+        let until = <[u8; 8]>::try_from(until).map_err(|_| corrupt())?;
+        let seq = <[u8; 8]>::try_from(seq).map_err(|_| corrupt())?;
+        Ok(EventRef {
+            until_ms: u64::from_be_bytes(until),
+            seq: u64::from_be_bytes(seq),
+        })
+    }
+}
+
+impl std::fmt::Display for EventRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.until_ms, self.seq)
+    }
+}
 
 /// One ingest, encoded and with its ids, ready for the transaction ([`Store::prepare_ingest`],
 /// then [`Store::commit_ingests`]). Preparing reads nothing from the state, so it can run on
 /// any thread, in parallel, before the single writer commits.
 pub struct Prepared {
     key: String,
+    at: EventRef,
     now_ms: u64,
     event_bytes: Vec<u8>,
     dedupe_bytes: Vec<u8>,
@@ -34,6 +83,7 @@ impl std::fmt::Debug for Prepared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Prepared")
             .field("key", &self.key)
+            .field("at", &self.at)
             .field("jobs", &self.jobs.len())
             .finish_non_exhaustive()
     }
@@ -158,7 +208,11 @@ impl Store {
         audit: &[AuditRecord],
     ) -> Result<Prepared, Error> {
         let key = event.key();
-        let event_bytes = codec::encode(trees::EVENTS, &key, event)?;
+        let at = EventRef {
+            until_ms: dedupe_until_ms,
+            seq: self.next_id()?,
+        };
+        let event_bytes = codec::encode(trees::INBOX, &key, event)?;
         let dedupe_bytes = codec::encode(trees::DEDUPE, &key, &dedupe_until_ms)?;
         let mut jobs = Vec::with_capacity(rules.len());
         for rule in rules {
@@ -166,6 +220,7 @@ impl Store {
             let job = Job {
                 id,
                 event_key: key.clone(),
+                event_ref: at,
                 rule: rule.clone(),
                 step: 0,
                 results: Vec::new(),
@@ -181,6 +236,7 @@ impl Store {
         let audit = self.encode_audit(audit)?;
         Ok(Prepared {
             key,
+            at,
             now_ms,
             event_bytes,
             dedupe_bytes,
@@ -198,36 +254,31 @@ impl Store {
             return Ok(Vec::new());
         }
         let result = (
-            &self.events,
+            &self.inbox,
             &self.dedupe,
-            &self.event_refs,
+            &self.inbox_refs,
             &self.outbox,
             &self.due,
             &self.audit,
         )
-            .transaction(|(events, dedupe, refs, outbox, due, audit_tree)| {
+            .transaction(|(inbox, dedupe, refs, outbox, due, audit_tree)| {
                 let mut outcomes = Vec::with_capacity(prepared.len());
                 for p in prepared {
                     let p: &Prepared = p.borrow();
                     // Reads inside the transaction see its own earlier writes: a second
                     // delivery of the same key in this batch finds the first one's entry.
-                    if read_u64(dedupe, trees::DEDUPE, &p.key)?
+                    if read_u64(dedupe, trees::DEDUPE, p.key.as_bytes())?
                         .is_some_and(|until| until > p.now_ms)
                     {
                         outcomes.push(IngestOutcome::Duplicate);
                         continue;
                     }
-                    events.insert(p.key.as_bytes(), p.event_bytes.as_slice())?;
+                    // A new delivery: its entries are new keys, written without reading.
+                    let at = p.at.key();
+                    inbox.insert(&at, p.event_bytes.as_slice())?;
                     dedupe.insert(p.key.as_bytes(), p.dedupe_bytes.as_slice())?;
-                    let added = p.jobs.len() as u64;
-                    if added > 0 {
-                        let before = read_u64(refs, trees::EVENT_REFS, &p.key)?.unwrap_or(0);
-                        write_u64(
-                            refs,
-                            trees::EVENT_REFS,
-                            &p.key,
-                            before.saturating_add(added),
-                        )?;
+                    if !p.jobs.is_empty() {
+                        write_u64(refs, trees::INBOX_REFS, &at, p.jobs.len() as u64)?;
                     }
                     for (id, bytes) in &p.jobs {
                         outbox.insert(&job_key(*id), bytes.as_slice())?;
@@ -255,9 +306,27 @@ impl Store {
         Ok(outcomes)
     }
 
-    /// The stored event with this dedupe key, if any.
-    pub fn event(&self, key: &str) -> Result<Option<Event>, Error> {
-        self.get(&self.events, trees::EVENTS, key)
+    /// The stored delivery `at` (a job's [`Job::event_ref`]), if it is still stored.
+    pub fn event(&self, at: EventRef) -> Result<Option<Event>, Error> {
+        match self.inbox.get(at.key()).map_err(|e| self.storage(e))? {
+            Some(bytes) => codec::decode(trees::INBOX, at.to_string().as_bytes(), &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The latest stored delivery with this event key, if any (a scan: for tests).
+    #[cfg(test)]
+    pub(crate) fn event_by_key(&self, key: &str) -> Result<Option<Event>, Error> {
+        let mut latest: Option<(u64, Event)> = None;
+        for item in self.inbox.iter() {
+            let (k, v) = item.map_err(|e| self.storage(e))?;
+            let at = EventRef::parse(&k)?;
+            let event: Event = codec::decode(trees::INBOX, &k, &v)?;
+            if event.key() == key && latest.as_ref().is_none_or(|(seq, _)| *seq < at.seq) {
+                latest = Some((at.seq, event));
+            }
+        }
+        Ok(latest.map(|(_, e)| e))
     }
 
     /// The expiry of the dedupe entry for this event key, if any (expired or not).
@@ -285,25 +354,97 @@ impl Store {
                 }
             }
         }
-        for item in self.events.iter().keys() {
+        // Deliveries are ordered by the end of their dedupe window: only the head is expired.
+        for item in self.inbox.iter().keys() {
             let k = item.map_err(|e| self.storage(e))?;
-            let key = String::from_utf8_lossy(&k).into_owned();
-            let result = (&self.events, &self.dedupe, &self.event_refs).transaction(
-                |(events, dedupe, refs)| {
-                    if read_u64(refs, trees::EVENT_REFS, &key)?.is_some_and(|n| n > 0) {
-                        return Ok(false);
-                    }
-                    if read_u64(dedupe, trees::DEDUPE, &key)?.is_some_and(|until| until > now_ms) {
-                        return Ok(false);
-                    }
-                    Ok(events.remove(&*k)?.is_some())
-                },
-            );
+            if EventRef::parse(&k)?.until_ms > now_ms {
+                break;
+            }
+            let result = (&self.inbox, &self.inbox_refs).transaction(|(inbox, refs)| {
+                if read_u64(refs, trees::INBOX_REFS, &k)?.is_some_and(|n| n > 0) {
+                    return Ok(false);
+                }
+                Ok(inbox.remove(&*k)?.is_some())
+            });
             if self.tx_result(result)? {
                 purged.events += 1;
             }
         }
         Ok(purged)
+    }
+
+    /// Schema 1 → 2: moves every delivery from `events` (keyed by event key) into `inbox`
+    /// under a new [`EventRef`] (its dedupe entry's expiry, or 0 when that entry is gone),
+    /// moves its reference count, and points the jobs (live and dead) at it, in one
+    /// transaction that also writes the new schema version; then drops the old trees.
+    pub(super) fn migrate_v1_inbox(&self) -> Result<(), Error> {
+        let storage = |e| self.storage(e);
+        let events = self.db.open_tree(trees::V1_EVENTS).map_err(storage)?;
+        let refs = self.db.open_tree(trees::V1_EVENT_REFS).map_err(storage)?;
+        let mut moved = std::collections::HashMap::new();
+        for item in events.iter().keys() {
+            let k = item.map_err(storage)?;
+            let key = String::from_utf8_lossy(&k).into_owned();
+            let until_ms = self.dedupe_until(&key)?.unwrap_or(0);
+            let seq = self.next_id()?;
+            moved.insert(key, EventRef { until_ms, seq });
+        }
+        // Jobs pointed at their delivery (a job whose delivery is gone keeps the default
+        // reference, which finds nothing, as its event key found nothing before).
+        let mut live = Vec::new();
+        for item in self.outbox.iter() {
+            let (k, v) = item.map_err(storage)?;
+            let mut job: Job = codec::decode(trees::OUTBOX, &k, &v)?;
+            if let Some(at) = moved.get(&job.event_key) {
+                job.event_ref = *at;
+                live.push((k, codec::encode(trees::OUTBOX, &job.id.to_string(), &job)?));
+            }
+        }
+        let mut dead = Vec::new();
+        for item in self.dead.iter() {
+            let (k, v) = item.map_err(storage)?;
+            let mut d: DeadJob = codec::decode(trees::DEAD, &k, &v)?;
+            if let Some(at) = moved.get(&d.job.event_key) {
+                d.job.event_ref = *at;
+                dead.push((k, codec::encode(trees::DEAD, &d.job.id.to_string(), &d)?));
+            }
+        }
+        let version = codec::encode(trees::META, super::meta_keys::SCHEMA_VERSION, &2u32)?;
+        let result = (
+            &events,
+            &refs,
+            &self.inbox,
+            &self.inbox_refs,
+            &self.outbox,
+            &self.dead,
+            &self.meta,
+        )
+            .transaction(
+                |(events, refs, inbox, inbox_refs, outbox, dead_tree, meta)| {
+                    for (key, at) in &moved {
+                        if let Some(event) = events.remove(key.as_bytes())? {
+                            inbox.insert(&at.key(), event)?;
+                        }
+                        if let Some(n) = refs.remove(key.as_bytes())? {
+                            inbox_refs.insert(&at.key(), n)?;
+                        }
+                    }
+                    for (k, v) in &live {
+                        outbox.insert(k, v.as_slice())?;
+                    }
+                    for (k, v) in &dead {
+                        dead_tree.insert(k, v.as_slice())?;
+                    }
+                    meta.insert(super::meta_keys::SCHEMA_VERSION, version.as_slice())?;
+                    Ok(())
+                },
+            );
+        self.tx_result(result)?;
+        drop((events, refs));
+        for name in [trees::V1_EVENTS, trees::V1_EVENT_REFS] {
+            self.db.drop_tree(name).map_err(storage)?;
+        }
+        Ok(())
     }
 }
 
@@ -311,10 +452,10 @@ impl Store {
 pub(super) fn read_u64(
     tree: &TransactionalTree,
     tree_name: &'static str,
-    key: &str,
+    key: &[u8],
 ) -> Result<Option<u64>, ConflictableTransactionError<Error>> {
-    match tree.get(key.as_bytes())? {
-        Some(bytes) => codec::decode(tree_name, key.as_bytes(), &bytes)
+    match tree.get(key)? {
+        Some(bytes) => codec::decode(tree_name, key, &bytes)
             .map(Some)
             .map_err(abort),
         None => Ok(None),
@@ -325,11 +466,11 @@ pub(super) fn read_u64(
 pub(super) fn write_u64(
     tree: &TransactionalTree,
     tree_name: &'static str,
-    key: &str,
+    key: &[u8],
     value: u64,
 ) -> Result<(), ConflictableTransactionError<Error>> {
-    let bytes = codec::encode(tree_name, key, &value).map_err(abort)?;
-    tree.insert(key.as_bytes(), bytes)?;
+    let bytes = codec::encode(tree_name, &String::from_utf8_lossy(key), &value).map_err(abort)?;
+    tree.insert(key, bytes)?;
     Ok(())
 }
 

@@ -301,7 +301,7 @@ mod tests {
         let (journal, restored) = Journal::open(&store).unwrap();
         assert_eq!(restored, 2);
         assert_eq!(store.queue_depth(), 2);
-        assert!(store.event("fd/a").unwrap().is_some());
+        assert!(store.event_by_key("fd/a").unwrap().is_some());
         // Replayed into sled and flushed: the old file is gone, and opening again adds nothing.
         drop(journal);
         drop(store);
@@ -326,8 +326,8 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let (_, restored) = Journal::open(&store).unwrap();
         assert_eq!(restored, 2);
-        assert!(store.event("fd/a").unwrap().is_some());
-        assert!(store.event("fd/b").unwrap().is_some());
+        assert!(store.event_by_key("fd/a").unwrap().is_some());
+        assert!(store.event_by_key("fd/b").unwrap().is_some());
     }
 
     #[test]

@@ -43,12 +43,13 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 pub use applied::AppliedResource;
 pub use audit::{AuditFilter, AuditKind, AuditRecord};
-pub use inbox::{IngestOutcome, Purged};
+pub use inbox::{EventRef, IngestOutcome, Purged};
 pub use outbox::{DeadJob, Job};
 pub use registrations::{HealthRecord, Pin, REGISTRATION_SECRET_FIELD, RegistrationRecord};
 
-/// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The schema version this build writes and understands. Version 2 keys stored deliveries by
+/// [`EventRef`] instead of by event key (version 1); [`Store::open`] migrates version 1.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Names of the sled trees.
 pub mod trees {
@@ -56,13 +57,19 @@ pub mod trees {
     pub const META: &str = "meta";
     /// Applied resources: resource key → [`super::AppliedResource`].
     pub const APPLIED: &str = "applied";
-    /// Received events: event key (`integration/platform-event-id`) → [`crate::event::Event`].
-    pub const EVENTS: &str = "events";
-    /// Dedupe window: event key → `u64` expiry, milliseconds since the Unix epoch.
+    /// Stored deliveries: [`super::EventRef`] key (dedupe window end big-endian ‖ sequence
+    /// big-endian) → [`crate::event::Event`]. New deliveries are appended at the end.
+    pub const INBOX: &str = "inbox";
+    /// Dedupe window: event key (`integration/platform-event-id`) → `u64` expiry,
+    /// milliseconds since the Unix epoch.
     pub const DEDUPE: &str = "dedupe";
-    /// How many jobs (in [`OUTBOX`] or [`DEAD`]) reference an event: event key → `u64` (> 0;
-    /// absent means none). Lets [`super::Store::purge_expired`] decide atomically.
-    pub const EVENT_REFS: &str = "event_refs";
+    /// How many jobs (in [`OUTBOX`] or [`DEAD`]) reference a stored delivery: [`INBOX`] key →
+    /// `u64` (> 0; absent means none). Lets [`super::Store::purge_expired`] decide atomically.
+    pub const INBOX_REFS: &str = "inbox_refs";
+    /// Schema 1's deliveries, keyed by event key (moved into [`INBOX`] by the migration).
+    pub(super) const V1_EVENTS: &str = "events";
+    /// Schema 1's reference counts, keyed by event key (moved into [`INBOX_REFS`]).
+    pub(super) const V1_EVENT_REFS: &str = "event_refs";
     /// Pending jobs: job id (`u64` big-endian) → [`super::Job`].
     pub const OUTBOX: &str = "outbox";
     /// Index of [`OUTBOX`] by readiness: `ready_ms` big-endian ‖ job id big-endian → empty
@@ -213,9 +220,9 @@ pub struct Store {
     db: sled::Db,
     meta: sled::Tree,
     applied: sled::Tree,
-    events: sled::Tree,
+    inbox: sled::Tree,
     dedupe: sled::Tree,
-    event_refs: sled::Tree,
+    inbox_refs: sled::Tree,
     outbox: sled::Tree,
     due: sled::Tree,
     dead: sled::Tree,
@@ -297,9 +304,9 @@ impl Store {
         let storage = |e| storage_error(dir, e);
         let meta = db.open_tree(trees::META).map_err(storage)?;
         let applied = db.open_tree(trees::APPLIED).map_err(storage)?;
-        let events = db.open_tree(trees::EVENTS).map_err(storage)?;
+        let inbox = db.open_tree(trees::INBOX).map_err(storage)?;
         let dedupe = db.open_tree(trees::DEDUPE).map_err(storage)?;
-        let event_refs = db.open_tree(trees::EVENT_REFS).map_err(storage)?;
+        let inbox_refs = db.open_tree(trees::INBOX_REFS).map_err(storage)?;
         let outbox = db.open_tree(trees::OUTBOX).map_err(storage)?;
         let due = db.open_tree(trees::DUE).map_err(storage)?;
         let dead = db.open_tree(trees::DEAD).map_err(storage)?;
@@ -311,9 +318,9 @@ impl Store {
             db,
             meta,
             applied,
-            events,
+            inbox,
             dedupe,
-            event_refs,
+            inbox_refs,
             outbox,
             due,
             dead,
@@ -347,11 +354,15 @@ impl Store {
         Ok(store)
     }
 
-    /// Brings a database of an older schema `from` up to [`SCHEMA_VERSION`]. There are no older
-    /// schemas yet; version 0 was never written, so it means corruption.
+    /// Brings a database of an older schema `from` up to [`SCHEMA_VERSION`]. Version 0 was
+    /// never written, so it means corruption.
     fn migrate(&self, from: u32) -> Result<(), Error> {
         match from {
             SCHEMA_VERSION => Ok(()),
+            1 => {
+                self.migrate_v1_inbox()?;
+                self.flush()
+            }
             other => Err(Error::Corrupt {
                 tree: trees::META,
                 key: meta_keys::SCHEMA_VERSION.to_owned(),

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
-use super::inbox::{read_u64, write_u64};
+use super::inbox::{EventRef, read_u64, write_u64};
 use super::{Error, Store, abort, codec, trees};
 
 /// A pending job: the actions of rule `rule` for event `event_key`, from action `step` on.
@@ -34,8 +34,11 @@ use super::{Error, Store, abort, codec, trees};
 pub struct Job {
     /// Unique id (from the database's id generator, never reused).
     pub id: u64,
-    /// The event's dedupe key ([`crate::event::Event::key`]); the event is in the inbox.
+    /// The event's dedupe key ([`crate::event::Event::key`]), to name it.
     pub event_key: String,
+    /// Where the delivery is in the inbox ([`Store::event`]).
+    #[serde(default)]
+    pub event_ref: EventRef,
     /// The rule's name.
     pub rule: String,
     /// The index of the next action to run.
@@ -303,16 +306,17 @@ impl Store {
     /// flush.
     pub fn ack(&self, id: u64) -> Result<bool, Error> {
         let result =
-            (&self.outbox, &self.due, &self.event_refs).transaction(|(outbox, due, refs)| {
+            (&self.outbox, &self.due, &self.inbox_refs).transaction(|(outbox, due, refs)| {
                 let Some(job) = tx_get_job(outbox, id)? else {
                     return Ok(false);
                 };
                 outbox.remove(&job_key(id))?;
                 due.remove(&due_key(job.ready_ms(), id))?;
-                match read_u64(refs, trees::EVENT_REFS, &job.event_key)? {
-                    Some(n) if n > 1 => write_u64(refs, trees::EVENT_REFS, &job.event_key, n - 1)?,
+                let at = job.event_ref.key();
+                match read_u64(refs, trees::INBOX_REFS, &at)? {
+                    Some(n) if n > 1 => write_u64(refs, trees::INBOX_REFS, &at, n - 1)?,
                     _ => {
-                        refs.remove(job.event_key.as_bytes())?;
+                        refs.remove(&at)?;
                     }
                 }
                 Ok(true)

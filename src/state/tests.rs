@@ -105,7 +105,7 @@ fn newer_schema_refused() {
                 err,
                 Error::NewerSchema {
                     found: 7,
-                    supported: 1,
+                    supported: SCHEMA_VERSION,
                     ..
                 }
             ),
@@ -114,9 +114,10 @@ fn newer_schema_refused() {
         let msg = err.to_string();
         assert!(msg.contains(&tmp.path().display().to_string()), "{msg}");
         assert!(
-            msg.contains(
-                "written by schema version 7, this build understands up to 1: upgrade supportopsd"
-            ),
+            msg.contains(&format!(
+                "written by schema version 7, this build understands up to {SCHEMA_VERSION}: \
+                 upgrade supportopsd"
+            )),
             "{msg}"
         );
     }
@@ -200,4 +201,81 @@ fn double_open_is_locked() {
                 .contains("in use by another supportopsd process")
         );
     }
+}
+
+/// A schema 1 state (deliveries keyed by event key) is migrated on open: every delivery moves
+/// to the inbox with its reference count, live and dead jobs point at it, and the jobs run on.
+#[test]
+fn schema_1_deliveries_are_migrated() {
+    use crate::state::tests_queue::event;
+    let tmp = tempfile::tempdir().unwrap();
+    let (live, dead) = {
+        let store = Store::open(tmp.path()).unwrap();
+        let ids = match store
+            .ingest(&event("i", "1"), &["a".into(), "b".into()], 0, 500)
+            .unwrap()
+        {
+            IngestOutcome::Stored { jobs } => jobs,
+            IngestOutcome::Duplicate => unreachable!(),
+        };
+        store.ingest(&event("i", "2"), &[], 0, 500).unwrap();
+        store.dead_letter(ids[1], "gone", 10).unwrap();
+        // Rewrite it the way schema 1 stored it.
+        let v1_events = store.db.open_tree(trees::V1_EVENTS).unwrap();
+        let v1_refs = store.db.open_tree(trees::V1_EVENT_REFS).unwrap();
+        for item in store.inbox.iter() {
+            let (k, v) = item.unwrap();
+            let e: crate::event::Event = codec::decode(trees::INBOX, &k, &v).unwrap();
+            v1_events.insert(e.key(), v).unwrap();
+        }
+        v1_refs
+            .insert(
+                "i/1",
+                codec::encode(trees::V1_EVENT_REFS, "i/1", &2u64).unwrap(),
+            )
+            .unwrap();
+        store.inbox.clear().unwrap();
+        store.inbox_refs.clear().unwrap();
+        for (tree, name) in [(&store.outbox, trees::OUTBOX), (&store.dead, trees::DEAD)] {
+            for item in tree.iter() {
+                let (k, v) = item.unwrap();
+                let mut value: serde_json::Value = codec::decode(name, &k, &v).unwrap();
+                let job = if name == trees::DEAD {
+                    &mut value["job"]
+                } else {
+                    &mut value
+                };
+                job.as_object_mut().unwrap().remove("event_ref");
+                tree.insert(k, codec::encode(name, "job", &value).unwrap())
+                    .unwrap();
+            }
+        }
+        store
+            .put(&store.meta, trees::META, meta_keys::SCHEMA_VERSION, &1u32)
+            .unwrap();
+        store.flush().unwrap();
+        (ids[0], ids[1])
+    };
+    let store = Store::open(tmp.path()).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    assert!(
+        !store
+            .db
+            .tree_names()
+            .iter()
+            .any(|n| n == trees::V1_EVENTS.as_bytes())
+    );
+    let job = store.job(live).unwrap().unwrap();
+    assert_eq!(job.event_ref.until_ms, 500);
+    assert_eq!(store.event(job.event_ref).unwrap(), Some(event("i", "1")));
+    let dead_job = store.dead_job(dead).unwrap().unwrap().job;
+    assert_eq!(dead_job.event_ref, job.event_ref);
+    assert!(store.event_by_key("i/2").unwrap().is_some());
+    crate::state::tests_queue::check_consistency(&store);
+    // The references moved with the deliveries: acknowledging both jobs frees the event.
+    assert!(store.ack(live).unwrap());
+    store.replay(dead, 20).unwrap();
+    assert!(store.ack(dead).unwrap());
+    assert_eq!(store.purge_expired(500).unwrap().events, 2);
+    assert!(store.inbox.is_empty() && store.inbox_refs.is_empty());
 }

@@ -333,7 +333,7 @@ fn check(store: &Store, model: &Model) {
     }
     for key in &model.events {
         assert_eq!(
-            store.event(key).unwrap().is_some(),
+            store.event_by_key(key).unwrap().is_some(),
             model.present.contains(key),
             "event {key}"
         );

@@ -37,11 +37,11 @@ fn stored(outcome: IngestOutcome) -> Vec<u64> {
 
 /// Checks the structural invariants of the queue trees: every outbox job is stored under its
 /// id and has exactly one `due` entry at its `ready_ms`; no `due` entry is dangling; no job is
-/// both in the outbox and dead; `event_refs` counts exactly the jobs referencing each event,
-/// and every referenced event exists.
+/// both in the outbox and dead; `inbox_refs` counts exactly the jobs referencing each
+/// delivery, and every referenced delivery exists.
 pub(super) fn check_consistency(store: &Store) {
     let mut expected_due = std::collections::BTreeSet::new();
-    let mut refs = std::collections::BTreeMap::<String, u64>::new();
+    let mut refs = std::collections::BTreeMap::<EventRef, u64>::new();
     for item in store.outbox.iter() {
         let (k, v) = item.unwrap();
         let job: Job = codec::decode(trees::OUTBOX, &k, &v).unwrap();
@@ -53,14 +53,14 @@ pub(super) fn check_consistency(store: &Store) {
             job.id
         );
         expected_due.insert(due_key(job.ready_ms(), job.id).to_vec());
-        *refs.entry(job.event_key).or_default() += 1;
+        *refs.entry(job.event_ref).or_default() += 1;
     }
     for item in store.dead.iter() {
         let (k, v) = item.unwrap();
         let dead: DeadJob = codec::decode(trees::DEAD, &k, &v).unwrap();
         assert_eq!(&k[..], job_key(dead.job.id));
         assert_eq!(dead.job.lease_until_ms, None);
-        *refs.entry(dead.job.event_key).or_default() += 1;
+        *refs.entry(dead.job.event_ref).or_default() += 1;
     }
     let due: std::collections::BTreeSet<Vec<u8>> = store
         .due
@@ -69,18 +69,18 @@ pub(super) fn check_consistency(store: &Store) {
         .map(|k| k.unwrap().to_vec())
         .collect();
     assert_eq!(due, expected_due, "due index out of step with the outbox");
-    let stored_refs: std::collections::BTreeMap<String, u64> = store
-        .event_refs
+    let stored_refs: std::collections::BTreeMap<EventRef, u64> = store
+        .inbox_refs
         .iter()
         .map(|item| {
             let (k, v) = item.unwrap();
-            let n: u64 = codec::decode(trees::EVENT_REFS, &k, &v).unwrap();
-            (String::from_utf8(k.to_vec()).unwrap(), n)
+            let n: u64 = codec::decode(trees::INBOX_REFS, &k, &v).unwrap();
+            (EventRef::parse(&k).unwrap(), n)
         })
         .collect();
-    assert_eq!(stored_refs, refs, "event_refs out of step with the jobs");
-    for key in refs.keys() {
-        assert!(store.event(key).unwrap().is_some(), "event {key} missing");
+    assert_eq!(stored_refs, refs, "inbox_refs out of step with the jobs");
+    for at in refs.keys() {
+        assert!(store.event(*at).unwrap().is_some(), "delivery {at} missing");
     }
 }
 
@@ -99,7 +99,10 @@ fn ingest_stores_event_and_jobs_and_dedupes() {
     );
     assert_eq!(jobs.len(), 2);
     assert_ne!(jobs[0], jobs[1]);
-    assert_eq!(store.event("freshdesk-main/42").unwrap(), Some(ev.clone()));
+    assert_eq!(
+        store.event_by_key("freshdesk-main/42").unwrap(),
+        Some(ev.clone())
+    );
     assert_eq!(
         store.dedupe_until("freshdesk-main/42").unwrap(),
         Some(61_000)
@@ -112,6 +115,7 @@ fn ingest_stores_event_and_jobs_and_dedupes() {
         Job {
             id: jobs[0],
             event_key: "freshdesk-main/42".to_owned(),
+            event_ref: job.event_ref,
             rule: "notify".to_owned(),
             step: 0,
             results: vec![],
@@ -121,6 +125,12 @@ fn ingest_stores_event_and_jobs_and_dedupes() {
             last_error: None,
             created_ms: 1_000,
         }
+    );
+    assert_eq!(job.event_ref.until_ms, 61_000);
+    assert_eq!(store.event(job.event_ref).unwrap(), Some(ev.clone()));
+    assert_eq!(
+        store.job(jobs[1]).unwrap().unwrap().event_ref,
+        job.event_ref
     );
     assert_eq!(store.job(jobs[1]).unwrap().unwrap().rule, "tag");
     check_consistency(&store);
@@ -137,7 +147,10 @@ fn ingest_stores_event_and_jobs_and_dedupes() {
         );
     }
     assert_eq!(store.queue_depth(), 2);
-    assert_eq!(store.event("freshdesk-main/42").unwrap(), Some(ev.clone()));
+    assert_eq!(
+        store.event_by_key("freshdesk-main/42").unwrap(),
+        Some(ev.clone())
+    );
     assert_eq!(
         store.dedupe_until("freshdesk-main/42").unwrap(),
         Some(61_000)
@@ -167,7 +180,10 @@ fn event_without_rules_is_stored_and_deduped() {
         store.ingest(&ev, &[], 10, 20).unwrap(),
         IngestOutcome::Stored { jobs: vec![] }
     );
-    assert_eq!(store.event("slack-ops/Ev1").unwrap(), Some(ev.clone()));
+    assert_eq!(
+        store.event_by_key("slack-ops/Ev1").unwrap(),
+        Some(ev.clone())
+    );
     assert_eq!(store.queue_depth(), 0);
     assert_eq!(
         store.ingest(&ev, &[], 19, 30).unwrap(),
@@ -190,8 +206,17 @@ fn dedupe_expiry_allows_redelivery() {
     check_consistency(&store);
     assert!(store.ack(first[0]).unwrap());
     check_consistency(&store);
-    assert_eq!(store.purge_expired(250).unwrap(), Purged::default());
-    assert!(store.event("freshdesk-main/7").unwrap().is_some());
+    // Each delivery is kept on its own: the first one, done and past its window, goes; the
+    // second stays while its job is pending.
+    assert_eq!(
+        store.purge_expired(250).unwrap(),
+        Purged {
+            dedupe: 0,
+            events: 1
+        }
+    );
+    assert!(store.event_by_key("freshdesk-main/7").unwrap().is_some());
+    check_consistency(&store);
 }
 
 #[test]
@@ -435,7 +460,7 @@ fn dead_letter_and_replay() {
     // The event stays while the dead job references it.
     assert!(store.ack(ids[1]).unwrap());
     store.purge_expired(1_000).unwrap();
-    assert!(store.event("i/1").unwrap().is_some());
+    assert!(store.event_by_key("i/1").unwrap().is_some());
 
     let job = store.replay(id, 2_000).unwrap();
     assert_eq!(job.id, id);
@@ -482,11 +507,11 @@ fn purge_removes_expired_dedupe_and_unreferenced_events() {
             events: 1
         }
     );
-    assert_eq!(store.event("i/none").unwrap(), None);
+    assert_eq!(store.event_by_key("i/none").unwrap(), None);
     assert_eq!(store.dedupe_until("i/none").unwrap(), None);
-    assert!(store.event("i/pending").unwrap().is_some());
+    assert!(store.event_by_key("i/pending").unwrap().is_some());
     assert_eq!(store.dedupe_until("i/pending").unwrap(), None);
-    assert!(store.event("i/done").unwrap().is_some());
+    assert!(store.event_by_key("i/done").unwrap().is_some());
     check_consistency(&store);
 
     assert_eq!(
@@ -496,7 +521,7 @@ fn purge_removes_expired_dedupe_and_unreferenced_events() {
             events: 1
         }
     );
-    assert_eq!(store.event("i/done").unwrap(), None);
+    assert_eq!(store.event_by_key("i/done").unwrap(), None);
     assert!(store.ack(pending[0]).unwrap());
     assert_eq!(
         store.purge_expired(300).unwrap(),
@@ -505,8 +530,8 @@ fn purge_removes_expired_dedupe_and_unreferenced_events() {
             events: 1
         }
     );
-    assert_eq!(store.event("i/pending").unwrap(), None);
-    assert!(store.events.is_empty() && store.dedupe.is_empty() && store.event_refs.is_empty());
+    assert_eq!(store.event_by_key("i/pending").unwrap(), None);
+    assert!(store.inbox.is_empty() && store.dedupe.is_empty() && store.inbox_refs.is_empty());
     // After a purge the event is new again.
     assert!(matches!(
         store.ingest(&event("i", "none"), &[], 400, 500).unwrap(),
@@ -570,7 +595,7 @@ fn state_survives_reopen() {
         (1, 50, None)
     );
     assert_eq!(store.dead_job(dead).unwrap().unwrap().job.attempts, 1);
-    assert!(store.event("i/1").unwrap().is_some());
+    assert!(store.event_by_key("i/1").unwrap().is_some());
     assert_eq!(store.dedupe_until("i/1").unwrap(), Some(10));
     let filter = AuditFilter {
         limit: 10,
@@ -668,6 +693,7 @@ fn corrupt_queue_values_are_errors() {
     let other = Job {
         id: id + 1,
         event_key: "i/1".to_owned(),
+        event_ref: EventRef::default(),
         rule: "r".to_owned(),
         step: 0,
         results: vec![],
