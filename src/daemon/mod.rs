@@ -227,7 +227,8 @@ impl Runtime {
             .store
             .prepare_ingest(&record)
             .map_err(|e| e.to_string())?;
-        let framed = Journal::encode(self.store.dir(), &record).map_err(|e| e.to_string())?;
+        let framed = Journal::encode_prepared(self.store.dir(), &record, &prepared)
+            .map_err(|e| e.to_string())?;
         drop(record);
         let (tx, rx) = oneshot::channel();
         match self.ingests.try_send((Box::new((prepared, framed)), tx)) {

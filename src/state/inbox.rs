@@ -79,6 +79,21 @@ pub struct Prepared {
     audit: Vec<EncodedRecord>,
 }
 
+impl Prepared {
+    /// The JSON of the event and of each audit record, as stored (without the format byte).
+    pub(super) fn encoded_json(&self) -> (&[u8], impl Iterator<Item = &[u8]>) {
+        (
+            without_format(&self.event_bytes),
+            self.audit.iter().map(|(_, v)| without_format(v)),
+        )
+    }
+}
+
+/// A value encoded by [`codec::encode`] without its format byte: the JSON.
+fn without_format(value: &[u8]) -> &[u8] {
+    value.get(1..).unwrap_or_default()
+}
+
 impl std::fmt::Debug for Prepared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Prepared")
