@@ -11,6 +11,7 @@ pub mod stats;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -871,12 +872,36 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 /// Journal size that forces a checkpoint.
 const CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
 
+/// The writer's end of the checkpoint thread: rotated journal files to fold into sled, and
+/// whether a checkpoint is still running (the writer starts no other meanwhile).
+struct Checkpoint {
+    files: std::sync::mpsc::Sender<std::path::PathBuf>,
+    busy: Arc<AtomicBool>,
+}
+
+/// The checkpoint thread: flushes sled, then deletes the rotated journal file, which sled now
+/// holds durably.
+fn checkpointer(
+    store: Arc<Store>,
+    journal: Arc<Journal>,
+    files: std::sync::mpsc::Receiver<std::path::PathBuf>,
+    busy: Arc<AtomicBool>,
+) {
+    for old in files {
+        if let Err(e) = store.flush().and_then(|()| journal.retire(&old)) {
+            tracing::warn!(error = %e, "Journal checkpoint failed; the journal keeps growing until one succeeds.");
+        }
+        busy.store(false, Ordering::Release);
+    }
+}
+
 /// The single ingest writer (a plain thread: everything it does blocks). One writer means no
 /// contention between sled transactions and one journal sync per batch of deliveries.
 fn ingest_writer(
     store: Arc<Store>,
-    journal: Journal,
+    journal: Arc<Journal>,
     rx: std::sync::mpsc::Receiver<IngestRequest>,
+    checkpoint: Checkpoint,
 ) {
     let mut last_checkpoint = tokio::time::Instant::now();
     let mut batch: Vec<IngestRequest> = Vec::with_capacity(INGEST_BATCH);
@@ -920,15 +945,23 @@ fn ingest_writer(
                 let _ = reply.send(synced.clone().and(outcome));
             }
         }
-        if last_checkpoint.elapsed() >= CHECKPOINT_EVERY || journal.written() > CHECKPOINT_BYTES {
+        if (last_checkpoint.elapsed() >= CHECKPOINT_EVERY || journal.written() > CHECKPOINT_BYTES)
+            && !checkpoint.busy.load(Ordering::Acquire)
+        {
             last_checkpoint = tokio::time::Instant::now();
             // sled was written before the journal: once sled is flushed, the rotated file holds
-            // nothing sled does not.
-            let result = journal
-                .rotate()
-                .and_then(|old| store.flush().and_then(|()| journal.retire(&old)));
-            if let Err(e) = result {
-                tracing::warn!(error = %e, "Journal checkpoint failed; the journal keeps growing until one succeeds.");
+            // nothing sled does not. The flush runs on the checkpoint thread, so that ingest
+            // goes on meanwhile (a sled flush can take a while under load).
+            match journal.rotate() {
+                Ok(old) => {
+                    checkpoint.busy.store(true, Ordering::Release);
+                    if checkpoint.files.send(old).is_err() {
+                        checkpoint.busy.store(false, Ordering::Release);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "Journal checkpoint failed; the journal keeps growing until one succeeds.");
+                }
             }
         }
     }
@@ -951,14 +984,27 @@ pub fn runtime(
     let (commits, rx) = mpsc::channel(4096);
     tokio::spawn(committer(store.clone(), rx));
     let (ingests, irx) = std::sync::mpsc::sync_channel(8 * INGEST_BATCH);
+    let journal = Arc::new(journal);
+    let spawn_error = |source| crate::state::Error::Journal {
+        path: options.state.clone(),
+        source,
+    };
+    let (files, files_rx) = std::sync::mpsc::channel();
+    let busy = Arc::new(AtomicBool::new(false));
+    let checkpoint = Checkpoint {
+        files,
+        busy: busy.clone(),
+    };
+    let (checkpoint_store, checkpoint_journal) = (store.clone(), journal.clone());
+    std::thread::Builder::new()
+        .name("ingest-checkpoint".into())
+        .spawn(move || checkpointer(checkpoint_store, checkpoint_journal, files_rx, busy))
+        .map_err(spawn_error)?;
     let writer_store = store.clone();
     std::thread::Builder::new()
         .name("ingest-writer".into())
-        .spawn(move || ingest_writer(writer_store, journal, irx))
-        .map_err(|source| crate::state::Error::Journal {
-            path: options.state.clone(),
-            source,
-        })?;
+        .spawn(move || ingest_writer(writer_store, journal, irx, checkpoint))
+        .map_err(spawn_error)?;
     let (triggers, trigger_rx) = mpsc::channel(64);
     let (alerts, alerts_rx) = mpsc::channel(alerts::QUEUE);
     let rt = Arc::new(Runtime {

@@ -5,7 +5,8 @@
 //! flushing, then appended to this journal, and the journal is `fdatasync`ed — one sync for every
 //! delivery that arrived meanwhile (group commit). Every few seconds a checkpoint starts a new
 //! journal file, flushes sled (which then holds everything the old file holds, since sled was
-//! written first) and deletes the old file. On open, whatever journal files exist are replayed
+//! written first) and deletes the old file; the daemon runs the flush and the deletion on a
+//! thread of their own, so that ingest goes on during the flush. On open, whatever journal files exist are replayed
 //! into sled; replay is idempotent because ingest deduplicates by event key.
 //!
 //! File format: records of `len: u32 LE ‖ checksum: 8 bytes (SHA-256 prefix of the payload) ‖
