@@ -232,7 +232,14 @@ pub struct Store {
     /// Jobs in the outbox, counted at open and kept up to date by every transition (sled's
     /// `len` scans the tree, and ingress asks on every delivery).
     depth: std::sync::atomic::AtomicUsize,
+    /// The block of ids [`Store::next_id`] hands out: `next..end`.
+    ids: std::sync::Mutex<(u64, u64)>,
 }
+
+/// Ids per block taken from sled's id generator: block `b` is `b * ID_BLOCK ..
+/// (b + 1) * ID_BLOCK`. sled's generator takes its global transaction lock, so calling it for
+/// every id made request threads wait for the ingest writer's transaction.
+const ID_BLOCK: u64 = 1 << 12;
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -328,6 +335,7 @@ impl Store {
             registrations,
             health,
             depth: std::sync::atomic::AtomicUsize::new(0),
+            ids: std::sync::Mutex::new((0, 0)),
         };
         store
             .depth
@@ -426,10 +434,26 @@ impl Store {
     }
 
     /// A fresh id, unique within this database (ids are never reused, with gaps).
+    ///
+    /// Ids are unique for the life of the database and increase: each block comes from sled's
+    /// generator (unique and increasing across restarts), and a block's ids are all above any
+    /// id that generator handed out directly (as schema 1 did) before.
     fn next_id(&self) -> Result<u64, Error> {
-        self.db
-            .generate_id()
-            .map_err(|e| storage_error(&self.dir, e))
+        let mut ids = self
+            .ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if ids.0 == ids.1 {
+            let block = self
+                .db
+                .generate_id()
+                .map_err(|e| storage_error(&self.dir, e))?;
+            let start = block.saturating_add(1).saturating_mul(ID_BLOCK);
+            *ids = (start, start.saturating_add(ID_BLOCK));
+        }
+        let id = ids.0;
+        ids.0 += 1;
+        Ok(id)
     }
 
     /// Maps the result of a transaction whose closure aborts with an [`Error`].
