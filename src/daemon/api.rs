@@ -21,6 +21,9 @@ use crate::webhook::{Reply, reply};
 /// Largest `execute` body accepted (413 beyond).
 pub const MAX_EXECUTE_BODY: usize = 64 * 1024;
 
+/// Longest time spent reading a refused body before answering.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How a secret value is shown.
 const SENSITIVE: &str = "(sensitive)";
 
@@ -399,6 +402,7 @@ where
         .and_then(|v| v.parse::<usize>().ok())
         .is_some_and(|len| len > MAX_EXECUTE_BODY)
     {
+        crate::webhook::discard_body(req.into_body(), READ_TIMEOUT).await;
         return Err(too_large());
     }
     match http_body_util::Limited::new(req.into_body(), MAX_EXECUTE_BODY)

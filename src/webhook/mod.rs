@@ -41,6 +41,32 @@ pub fn status(code: StatusCode) -> Reply {
     r
 }
 
+/// Most bytes of a refused body read (and dropped) before answering.
+const DISCARD_BUDGET: usize = 1024 * 1024;
+
+/// Reads and drops what a refused request still sends, up to 1 MiB and for at most `timeout`,
+/// so that the client reads the answer (a 413) instead of a reset connection: a socket closed
+/// with unread data is reset, and the client may still be writing when the answer comes. A
+/// larger or slower body is left unread, and the connection is closed after the answer.
+pub(crate) async fn discard_body<B>(body: B, timeout: Duration)
+where
+    B: hyper::body::Body,
+{
+    let drain = async {
+        let mut body = std::pin::pin!(body);
+        let mut read = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(data) = frame.data_ref() {
+                read = read.saturating_add(bytes::Buf::remaining(data));
+            }
+            if read > DISCARD_BUDGET {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(timeout, drain).await;
+}
+
 fn json_reply(code: StatusCode, v: &serde_json::Value) -> Reply {
     reply(
         code,
@@ -104,6 +130,7 @@ where
     {
         rt.metrics.event_rejected(kind.as_str(), "too_large");
         rt.stats.count(id.as_str(), Count::EventRejected);
+        discard_body(body, rt.options.read_timeout).await;
         return status(StatusCode::PAYLOAD_TOO_LARGE);
     }
     let body = match tokio::time::timeout(
