@@ -895,6 +895,42 @@ fn checkpointer(
     }
 }
 
+/// The writer's end of the journal sync thread, which writes and `fdatasync`s the journal while
+/// the writer runs the batch's sled transaction.
+struct JournalSync {
+    go: std::sync::mpsc::SyncSender<()>,
+    done: std::sync::mpsc::Receiver<Result<(), String>>,
+}
+
+impl JournalSync {
+    /// Spawns the sync thread of `journal`.
+    fn spawn(journal: Arc<Journal>) -> std::io::Result<JournalSync> {
+        let (go, go_rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let (done_tx, done) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("ingest-sync".into())
+            .spawn(move || {
+                for () in go_rx {
+                    if done_tx.send(journal.sync().map_err(|e| e.to_string())).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        Ok(JournalSync { go, done })
+    }
+
+    /// Starts a sync of everything appended so far; `false` if the thread is gone.
+    fn start(&self) -> bool {
+        self.go.send(()).is_ok()
+    }
+
+    /// Waits for the sync [`JournalSync::start`] started, or syncs here if none could start.
+    fn finish(&self, started: bool, journal: &Journal) -> Result<(), String> {
+        let result = if started { self.done.recv().ok() } else { None };
+        result.unwrap_or_else(|| journal.sync().map_err(|e| e.to_string()))
+    }
+}
+
 /// The single ingest writer (a plain thread: everything it does blocks). One writer means no
 /// contention between sled transactions and one journal sync per batch of deliveries.
 fn ingest_writer(
@@ -902,6 +938,7 @@ fn ingest_writer(
     journal: Arc<Journal>,
     rx: std::sync::mpsc::Receiver<IngestRequest>,
     checkpoint: Checkpoint,
+    sync: JournalSync,
 ) {
     let mut last_checkpoint = tokio::time::Instant::now();
     let mut batch: Vec<IngestRequest> = Vec::with_capacity(INGEST_BATCH);
@@ -918,29 +955,26 @@ fn ingest_writer(
             }
         }
         if !batch.is_empty() {
-            // One sled transaction for the whole batch (deduplicating within it as if the
-            // deliveries came one by one), then one journal append per stored delivery and one
-            // fdatasync for all of them.
+            // Every delivery of the batch is journaled and the journal `fdatasync`ed on the
+            // sync thread WHILE one sled transaction stores the batch (deduplicating within it
+            // as if the deliveries came one by one); each delivery is answered once both are
+            // done. A duplicate is journaled too (its replay is a duplicate again), so that the
+            // journal need not wait for the transaction.
+            for (r, _) in &batch {
+                journal.append_encoded(&r.1);
+            }
+            let syncing = sync.start();
             let prepared: Vec<&PreparedIngest> = batch.iter().map(|(r, _)| &r.0).collect();
             let outcomes: Vec<Result<IngestOutcome, String>> = match store.commit_ingests(&prepared)
             {
-                Ok(outcomes) => outcomes
-                    .into_iter()
-                    .zip(&batch)
-                    .map(|(outcome, (r, _))| {
-                        if let IngestOutcome::Stored { .. } = outcome {
-                            journal.append_encoded(&r.1);
-                        }
-                        Ok(outcome)
-                    })
-                    .collect(),
+                Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
                 Err(e) => {
                     let e = e.to_string();
                     batch.iter().map(|_| Err(e.clone())).collect()
                 }
             };
             drop(prepared);
-            let synced = journal.sync().map_err(|e| e.to_string());
+            let synced = sync.finish(syncing, &journal);
             for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
                 let _ = reply.send(synced.clone().and(outcome));
             }
@@ -1000,10 +1034,11 @@ pub fn runtime(
         .name("ingest-checkpoint".into())
         .spawn(move || checkpointer(checkpoint_store, checkpoint_journal, files_rx, busy))
         .map_err(spawn_error)?;
+    let sync = JournalSync::spawn(journal.clone()).map_err(spawn_error)?;
     let writer_store = store.clone();
     std::thread::Builder::new()
         .name("ingest-writer".into())
-        .spawn(move || ingest_writer(writer_store, journal, irx, checkpoint))
+        .spawn(move || ingest_writer(writer_store, journal, irx, checkpoint, sync))
         .map_err(spawn_error)?;
     let (triggers, trigger_rx) = mpsc::channel(64);
     let (alerts, alerts_rx) = mpsc::channel(alerts::QUEUE);

@@ -1,13 +1,15 @@
 //! The ingest journal: what makes a webhook acknowledgement durable quickly.
 //!
 //! sled's own flush is slow (milliseconds, whatever the batch), and a webhook may be answered
-//! 2xx only once its event is on disk. So each accepted event is first written to sled *without*
-//! flushing, then appended to this journal, and the journal is `fdatasync`ed — one sync for every
-//! delivery that arrived meanwhile (group commit). Every few seconds a checkpoint starts a new
-//! journal file, flushes sled (which then holds everything the old file holds, since sled was
-//! written first) and deletes the old file; the daemon runs the flush and the deletion on a
-//! thread of their own, so that ingest goes on during the flush. On open, whatever journal files exist are replayed
-//! into sled; replay is idempotent because ingest deduplicates by event key.
+//! 2xx only once its event is on disk. So each accepted event is written to sled *without*
+//! flushing and appended to this journal, and the journal is `fdatasync`ed — one sync for every
+//! delivery that arrived meanwhile (group commit); the daemon syncs the journal while the same
+//! batch's sled transaction runs, and answers once both are done. Every few seconds, between two
+//! batches, a checkpoint starts a new journal file, flushes sled (which then holds everything
+//! the old file holds: every record in it belongs to a batch whose transaction has completed)
+//! and deletes the old file; the daemon runs the flush and the deletion on a thread of their
+//! own, so that ingest goes on during the flush. On open, whatever journal files exist are
+//! replayed into sled; replay is idempotent because ingest deduplicates by event key.
 //!
 //! File format: records of `len: u32 LE ‖ checksum: 8 bytes (SHA-256 prefix of the payload) ‖
 //! payload: JSON`. A torn record at the end of a file (a crash mid-write) fails its length or
@@ -182,8 +184,8 @@ impl Journal {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Appends a record (in memory until the next [`Journal::sync`]). Call after the same ingest
-    /// was written to sled.
+    /// Appends a record (in memory until the next [`Journal::sync`]). Rotate only once the same
+    /// ingest is written to sled.
     pub fn append(&self, record: &IngestRecord) -> Result<(), Error> {
         let framed = Self::encode(&self.dir, record)?;
         self.append_encoded(&framed);
@@ -250,7 +252,7 @@ impl Journal {
     }
 
     /// Appends a record made by [`Journal::encode`] (in memory until the next
-    /// [`Journal::sync`]). Call after the same ingest was written to sled.
+    /// [`Journal::sync`]). Rotate only once the same ingest is written to sled.
     pub fn append_encoded(&self, framed: &[u8]) {
         self.lock().pending.extend_from_slice(framed);
     }
