@@ -911,7 +911,10 @@ impl JournalSync {
             .name("ingest-sync".into())
             .spawn(move || {
                 for () in go_rx {
-                    if done_tx.send(journal.sync().map_err(|e| e.to_string())).is_err() {
+                    if done_tx
+                        .send(journal.sync().map_err(|e| e.to_string()))
+                        .is_err()
+                    {
                         break;
                     }
                 }

@@ -10,6 +10,10 @@
 //! [`Store::purge_expired`] never removes a delivery that a job in the outbox or the dead-letter
 //! tree still references, nor one whose dedupe window is still open.
 //!
+//! Deduplication reads no tree for a new event: the store keeps the dedupe windows in memory
+//! by key hash ([`DedupeIndex`], loaded at open, a superset of the open windows of the
+//! `dedupe` tree), and only a hash that matches an open window is confirmed in the tree.
+//!
 //! Layout: a delivery's key begins with the end of its dedupe window, so new deliveries land at
 //! the end of the `inbox` tree (sled keeps appending to one hot leaf instead of rewriting leaves
 //! all over the tree, which is what made keying by event key slow under load) and purging reads
@@ -101,6 +105,34 @@ impl std::fmt::Debug for Prepared {
             .field("at", &self.at)
             .field("jobs", &self.jobs.len())
             .finish_non_exhaustive()
+    }
+}
+
+/// The dedupe windows in memory: key hash → the latest window end of any key with that hash.
+/// Every open window of the `dedupe` tree is here (entries are added when an ingest commits
+/// and dropped only once expired), so a key whose hash has no open window here is new; a hash
+/// with an open window is confirmed in the tree (another key may share the hash).
+#[derive(Debug, Default)]
+pub(super) struct DedupeIndex {
+    windows: std::collections::HashMap<u64, u64>,
+    hasher: std::hash::RandomState,
+}
+
+impl DedupeIndex {
+    fn hash(&self, key: &str) -> u64 {
+        std::hash::BuildHasher::hash_one(&self.hasher, key)
+    }
+
+    /// Whether `key` may have a window open after `now_ms` (`false`: certainly not).
+    fn maybe_open(&self, key: &str, now_ms: u64) -> bool {
+        self.windows
+            .get(&self.hash(key))
+            .is_some_and(|until| *until > now_ms)
+    }
+
+    fn insert(&mut self, key: &str, until_ms: u64) {
+        let until = self.windows.entry(self.hash(key)).or_insert(until_ms);
+        *until = (*until).max(until_ms);
     }
 }
 
@@ -268,6 +300,30 @@ impl Store {
         if prepared.is_empty() {
             return Ok(Vec::new());
         }
+        // Which ingests are new, decided before the transaction (which then reads nothing),
+        // exactly as the transaction would: a later ingest of the same key in this batch sees
+        // the window the earlier one opened.
+        let mut index = self
+            .dedupe_index
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut opened: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+        let mut new = Vec::with_capacity(prepared.len());
+        for p in prepared {
+            let p: &Prepared = p.borrow();
+            let open = |until: u64| until > p.now_ms;
+            let duplicate = match opened.get(p.key.as_str()) {
+                Some(until) => open(*until),
+                None => {
+                    index.maybe_open(&p.key, p.now_ms)
+                        && self.dedupe_until(&p.key)?.is_some_and(open)
+                }
+            };
+            if !duplicate {
+                opened.insert(&p.key, p.at.until_ms);
+            }
+            new.push(!duplicate);
+        }
         let result = (
             &self.inbox,
             &self.dedupe,
@@ -278,13 +334,9 @@ impl Store {
         )
             .transaction(|(inbox, dedupe, refs, outbox, due, audit_tree)| {
                 let mut outcomes = Vec::with_capacity(prepared.len());
-                for p in prepared {
+                for (p, new) in prepared.iter().zip(&new) {
                     let p: &Prepared = p.borrow();
-                    // Reads inside the transaction see its own earlier writes: a second
-                    // delivery of the same key in this batch finds the first one's entry.
-                    if read_u64(dedupe, trees::DEDUPE, p.key.as_bytes())?
-                        .is_some_and(|until| until > p.now_ms)
-                    {
+                    if !new {
                         outcomes.push(IngestOutcome::Duplicate);
                         continue;
                     }
@@ -309,6 +361,10 @@ impl Store {
                 Ok(outcomes)
             });
         let outcomes = self.tx_result(result)?;
+        for (key, until) in opened {
+            index.insert(key, until);
+        }
+        drop(index);
         let added: usize = outcomes
             .iter()
             .map(|o| match o {
@@ -369,6 +425,11 @@ impl Store {
                 }
             }
         }
+        self.dedupe_index
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .windows
+            .retain(|_, until| *until > now_ms);
         // Deliveries are ordered by the end of their dedupe window: only the head is expired.
         for item in self.inbox.iter().keys() {
             let k = item.map_err(|e| self.storage(e))?;
@@ -386,6 +447,22 @@ impl Store {
             }
         }
         Ok(purged)
+    }
+
+    /// Fills the in-memory [`DedupeIndex`] from the `dedupe` tree (at open).
+    pub(super) fn load_dedupe_index(&self) -> Result<(), Error> {
+        let mut index = DedupeIndex::default();
+        for item in self.dedupe.iter() {
+            let (k, v) = item.map_err(|e| self.storage(e))?;
+            // An unreadable entry counts as open: an ingest of its key reads it and reports it.
+            let until = codec::decode(trees::DEDUPE, &k, &v).unwrap_or(u64::MAX);
+            index.insert(&String::from_utf8_lossy(&k), until);
+        }
+        *self
+            .dedupe_index
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = index;
+        Ok(())
     }
 
     /// Schema 1 → 2: moves every delivery from `events` (keyed by event key) into `inbox`

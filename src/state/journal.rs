@@ -392,7 +392,8 @@ mod tests {
         let prepared = store.prepare_ingest(&r).unwrap();
         let fast = Journal::encode_prepared(dir.path(), &r, &prepared).unwrap();
         let slow = Journal::encode(dir.path(), &r).unwrap();
-        let value = |framed: &[u8]| serde_json::from_slice::<serde_json::Value>(&framed[12..]).unwrap();
+        let value =
+            |framed: &[u8]| serde_json::from_slice::<serde_json::Value>(&framed[12..]).unwrap();
         assert_eq!(value(&fast), value(&slow));
         assert_eq!(&fast[4..12], &checksum(&fast[12..]));
         assert_eq!(

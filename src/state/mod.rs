@@ -234,6 +234,8 @@ pub struct Store {
     depth: std::sync::atomic::AtomicUsize,
     /// The block of ids [`Store::next_id`] hands out: `next..end`.
     ids: std::sync::Mutex<(u64, u64)>,
+    /// The dedupe windows by key, in memory (see `inbox.rs`); held while ingests commit.
+    dedupe_index: std::sync::Mutex<inbox::DedupeIndex>,
 }
 
 /// Ids per block taken from sled's id generator: block `b` is `b * ID_BLOCK ..
@@ -336,6 +338,7 @@ impl Store {
             health,
             depth: std::sync::atomic::AtomicUsize::new(0),
             ids: std::sync::Mutex::new((0, 0)),
+            dedupe_index: std::sync::Mutex::new(inbox::DedupeIndex::default()),
         };
         store
             .depth
@@ -359,6 +362,7 @@ impl Store {
             }
             Some(found) => store.migrate(found)?,
         }
+        store.load_dedupe_index()?;
         Ok(store)
     }
 
