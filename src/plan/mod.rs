@@ -316,14 +316,15 @@ pub fn from_state(applied: &[AppliedResource]) -> BTreeMap<ResourceRef, Resource
         .collect()
 }
 
-/// State records for the desired resources (what `apply` stores once a change succeeded).
-pub fn to_state(desired: &BTreeMap<ResourceRef, Resource>) -> Vec<AppliedResource> {
+/// State records for the desired resources (what `apply` stores once a change succeeded). Takes
+/// the resources by value: each summary moves into its record.
+pub fn to_state(desired: BTreeMap<ResourceRef, Resource>) -> Vec<AppliedResource> {
     desired
-        .iter()
+        .into_iter()
         .map(|(r, res)| AppliedResource {
             key: r.key(),
             fingerprint: fingerprint(&res.summary),
-            summary: res.summary.clone(),
+            summary: res.summary,
         })
         .collect()
 }
