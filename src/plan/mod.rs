@@ -186,7 +186,7 @@ fn rule_summary(r: &Rule) -> Value {
             json!({
                 "integration": a.integration.as_str(),
                 "action": a.action.name,
-                "parameters": a.parameters_source,
+                "parameters": a.parameters_source(),
             })
         })
         .collect();
@@ -196,7 +196,7 @@ fn rule_summary(r: &Rule) -> Value {
         "trigger": {
             "integration": r.trigger.integration.as_str(),
             "event": r.trigger.event.name,
-            "conditions": r.trigger.conditions_source,
+            "conditions": r.trigger.conditions_source(),
             "allow_self": r.trigger.allow_self,
         },
         "actions": actions,
