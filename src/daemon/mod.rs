@@ -451,10 +451,12 @@ impl Runtime {
     ///
     /// For a large repository this takes many megabytes for a moment: the summaries, and the
     /// store's encodings and write set, amid which the store keeps copies of what it wrote.
-    /// The allocator keeps an arena per thread and returns to the system only the free end of
-    /// one, so the summaries are made on a thread of their own and the store is used on
-    /// another (both waited for): the summaries' arena empties whole, and neither leaves
-    /// megabytes of free but resident memory under the daemon's long-lived data.
+    /// The allocator (glibc's) gives each thread an arena and returns to the system only the
+    /// free end of one, so done here this would leave megabytes of free but resident memory
+    /// between the revision just loaded and what is allocated next. The summaries are made on
+    /// a thread of their own and the store is used on another (both waited for), so that the
+    /// churn lands in other arenas than the revision's (not always empty ones: past eight
+    /// arenas per core, threads share them).
     fn record_applied(&self, commit: &str, set: &manifest::ManifestSet) {
         let result = on_own_thread(|| {
             // By value: each summary is moved into its record, not copied.
