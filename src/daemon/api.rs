@@ -604,10 +604,10 @@ pub fn rule(rt: &Runtime, id: &str) -> Reply {
         return not_found("rule", id);
     };
     let mut v = rule_summary(r);
-    v["trigger"]["conditions"] = Value::Object(r.trigger.conditions_source.clone());
+    v["trigger"]["conditions"] = Value::Object(r.trigger.conditions_source());
     if let Some(actions) = v["actions"].as_array_mut() {
         for (out, a) in actions.iter_mut().zip(&r.actions) {
-            out["parameters"] = Value::Object(a.parameters_source.clone());
+            out["parameters"] = Value::Object(a.parameters_source());
         }
     }
     json_reply(StatusCode::OK, &v)

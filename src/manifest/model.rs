@@ -106,8 +106,10 @@ pub struct Trigger {
     pub platform: PlatformKind,
     /// The event.
     pub event: &'static EventSpec,
-    /// `[trigger.conditions]` as written (for plans and fingerprints).
-    pub conditions_source: Map<String, Value>,
+    /// `[trigger.conditions]` as written, compacted ([`Trigger::conditions_source`]): a table of
+    /// tables held as JSON values costs a B-tree node (over 600 bytes) per table, for something
+    /// only plans and the operator API read.
+    pub(super) conditions: Compact,
     /// Compiled conditions; `None` when there are none.
     pub condition: Option<Condition>,
     /// Also fire on events caused by supportopsd's own actions.
@@ -123,9 +125,8 @@ pub struct RuleAction {
     pub platform: PlatformKind,
     /// The action.
     pub action: &'static ActionSpec,
-    /// Parameters as written (for plans and fingerprints).
-    pub parameters_source: Map<String, Value>,
-    /// Parameters with every string parsed as a template.
+    /// Parameters with every string parsed as a template (the parameters as written are
+    /// [`RuleAction::parameters_source`]).
     pub parameters: Params,
 }
 
@@ -176,6 +177,76 @@ pub struct Expectation {
     pub parameters: Option<Map<String, Value>>,
 }
 
+/// A JSON value kept in as little memory as it takes: tables as boxed slices of entries (in
+/// key order, as [`Map`] iterates), turned back into the same [`Value`] when read.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Compact {
+    /// Any value but an array or a table.
+    Scalar(Value),
+    /// An array.
+    Array(Box<[Compact]>),
+    /// A table.
+    Table(Box<[(Box<str>, Compact)]>),
+}
+
+// === impl Compact ===
+
+impl Compact {
+    /// Compacts a table.
+    pub(super) fn table(m: &Map<String, Value>) -> Compact {
+        Compact::Table(
+            m.iter()
+                .map(|(k, v)| (k.as_str().into(), Compact::new(v)))
+                .collect(),
+        )
+    }
+
+    fn new(v: &Value) -> Compact {
+        match v {
+            Value::Array(items) => Compact::Array(items.iter().map(Compact::new).collect()),
+            Value::Object(m) => Compact::table(m),
+            other => Compact::Scalar(other.clone()),
+        }
+    }
+
+    fn value(&self) -> Value {
+        match self {
+            Compact::Scalar(v) => v.clone(),
+            Compact::Array(items) => Value::Array(items.iter().map(Compact::value).collect()),
+            Compact::Table(entries) => Value::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.value()))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+// === impl Trigger ===
+
+impl Trigger {
+    /// `[trigger.conditions]` as written (for plans and fingerprints).
+    pub fn conditions_source(&self) -> Map<String, Value> {
+        match self.conditions.value() {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
+    }
+}
+
+// === impl RuleAction ===
+
+impl RuleAction {
+    /// Parameters as written (for plans and fingerprints), rebuilt from the compiled tree.
+    pub fn parameters_source(&self) -> Map<String, Value> {
+        match self.parameters.source() {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
+    }
+}
+
 // === impl Params ===
 
 impl Params {
@@ -221,6 +292,21 @@ impl Params {
             Ok(p)
         } else {
             Err(errors)
+        }
+    }
+
+    /// The value the tree was compiled from: template strings as written.
+    pub fn source(&self) -> Value {
+        match self {
+            Params::Literal(v) => v.clone(),
+            Params::Template(t) => Value::String(t.source().to_owned()),
+            Params::List(items) => Value::Array(items.iter().map(Params::source).collect()),
+            Params::Table(entries) => Value::Object(
+                entries
+                    .iter()
+                    .map(|(k, x)| (k.clone(), x.source()))
+                    .collect(),
+            ),
         }
     }
 

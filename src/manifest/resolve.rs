@@ -10,8 +10,8 @@ use serde_json::{Map, Value};
 
 use super::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
 use super::model::{
-    Credential, Expectation, Integration, Limits, ManifestSet, Params, Rule, RuleAction, TestCase,
-    Trigger, Webhook,
+    Compact, Credential, Expectation, Integration, Limits, ManifestSet, Params, Rule, RuleAction,
+    TestCase, Trigger, Webhook,
 };
 use super::schema::{self, SchemaKind};
 use super::source::{Contents, FileKind, RawFile, Snapshot};
@@ -784,7 +784,6 @@ impl Resolver {
                 integration,
                 platform,
                 action: spec,
-                parameters_source: a.parameters.clone(),
                 parameters: params,
             });
         }
@@ -802,7 +801,7 @@ impl Resolver {
                 integration,
                 platform,
                 event,
-                conditions_source: t.conditions.clone(),
+                conditions: Compact::table(&t.conditions),
                 condition,
                 allow_self: t.allow_self,
             },

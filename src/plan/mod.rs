@@ -186,7 +186,7 @@ fn rule_summary(r: &Rule) -> Value {
             json!({
                 "integration": a.integration.as_str(),
                 "action": a.action.name,
-                "parameters": a.parameters_source,
+                "parameters": a.parameters_source(),
             })
         })
         .collect();
@@ -196,7 +196,7 @@ fn rule_summary(r: &Rule) -> Value {
         "trigger": {
             "integration": r.trigger.integration.as_str(),
             "event": r.trigger.event.name,
-            "conditions": r.trigger.conditions_source,
+            "conditions": r.trigger.conditions_source(),
             "allow_self": r.trigger.allow_self,
         },
         "actions": actions,
@@ -316,14 +316,15 @@ pub fn from_state(applied: &[AppliedResource]) -> BTreeMap<ResourceRef, Resource
         .collect()
 }
 
-/// State records for the desired resources (what `apply` stores once a change succeeded).
-pub fn to_state(desired: &BTreeMap<ResourceRef, Resource>) -> Vec<AppliedResource> {
+/// State records for the desired resources (what `apply` stores once a change succeeded). Takes
+/// the resources by value: each summary moves into its record.
+pub fn to_state(desired: BTreeMap<ResourceRef, Resource>) -> Vec<AppliedResource> {
     desired
-        .iter()
+        .into_iter()
         .map(|(r, res)| AppliedResource {
             key: r.key(),
             fingerprint: fingerprint(&res.summary),
-            summary: res.summary.clone(),
+            summary: res.summary,
         })
         .collect()
 }
