@@ -167,24 +167,6 @@ pub struct Runtime {
     alert_seq: std::sync::atomic::AtomicU64,
 }
 
-/// Runs `f` on a new thread and waits for it, so that what `f` allocates comes from another
-/// allocator arena than the caller's; on this thread when no thread can be had.
-fn on_own_thread<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    let mut f = Some(f);
-    let out = std::thread::scope(|scope| {
-        let thread = std::thread::Builder::new().spawn_scoped(scope, || f.take().map(|f| f()));
-        thread.ok().and_then(|h| {
-            h.join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })
-    });
-    match (out, f) {
-        (Some(out), _) => out,
-        (None, Some(f)) => f(),
-        (None, None) => unreachable!("a thread that ran `f` returned its output"),
-    }
-}
-
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -450,34 +432,20 @@ impl Runtime {
     /// Records the resources of `set` as applied at `commit`, and forgets those it no longer
     /// declares. Records the state already holds unchanged are not written again (a restart
     /// on the same revision writes only the revision).
-    ///
-    /// For a large repository this takes many megabytes for a moment: the summaries, and the
-    /// store's encodings and write set, amid which the store keeps copies of what it wrote.
-    /// The allocator (glibc's) gives each thread an arena and returns to the system only the
-    /// free end of one, so done here this would leave megabytes of free but resident memory
-    /// between the revision just loaded and what is allocated next. The summaries are made on
-    /// a thread of their own and the store is used on another (both waited for), so that the
-    /// churn lands in other arenas than the revision's (not always empty ones: past eight
-    /// arenas per core, threads share them).
     fn record_applied(&self, commit: &str, set: &manifest::ManifestSet) {
-        let result = on_own_thread(|| {
-            // By value: each summary is moved into its record, not copied.
-            let mut upserts = crate::plan::to_state(crate::plan::desired(set));
-            // Only the store is used there, so only the summaries are allocated here.
-            on_own_thread(|| {
-                let mut applied: HashMap<String, AppliedResource> = self
-                    .store
-                    .applied()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|r| (r.key.clone(), r))
-                    .collect();
-                upserts.retain(|r| applied.remove(&r.key).as_ref() != Some(r));
-                // What is left in `applied` is no longer declared.
-                let removals: Vec<&str> = applied.keys().map(String::as_str).collect();
-                self.store.record_apply(commit, &upserts, &removals)
-            })
-        });
+        // By value: each summary is moved into its record, not copied.
+        let mut upserts = crate::plan::to_state(crate::plan::desired(set));
+        let mut applied: HashMap<String, AppliedResource> = self
+            .store
+            .applied()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| (r.key.clone(), r))
+            .collect();
+        upserts.retain(|r| applied.remove(&r.key).as_ref() != Some(r));
+        // What is left in `applied` is no longer declared.
+        let removals: Vec<&str> = applied.keys().map(String::as_str).collect();
+        let result = self.store.record_apply(commit, &upserts, &removals);
         if let Err(e) = result {
             tracing::warn!(error = %e, "Could not record the applied revision in the state.");
         }
