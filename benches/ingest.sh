@@ -3,15 +3,18 @@
 # with unique ~1.5 KB Freshdesk deliveries (shared-secret header) by wrk at 16 and 64
 # connections; then the same load against a trivial hyper server that only answers 200 (the
 # ceiling). Prints events/s, p50/p99 latency, errors and peak RSS for both, and the ratio.
-# Every request goes to 127.0.0.1 only. Needs wrk (installed from Debian when missing).
+# Every request goes to 127.0.0.1 only. Needs wrk and curl (installed from Debian when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${DURATION:-10s}
 port=${PORT:-18081}
 ceiling_port=$((port + 1))
 
-if ! command -v wrk >/dev/null 2>&1; then
-  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null
+missing=()
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
 fi
 cargo build --release --quiet --bin supportopsd --example trivial-server
 bin=$PWD/target/release/supportopsd
@@ -46,7 +49,12 @@ FD_HOOK=bench-secret SUPPORTOPSD_LOG=error "$bin" --repo "$dir/repo" --state "$d
   run --listen "127.0.0.1:$port" --max-queue 100000000 >/dev/null &
 pids+=($!); daemon=$!
 wait_port "$port"
-sleep 1
+# Idle means after the first revision is in use and the start-up work has settled.
+for _ in $(seq 1 600); do
+  if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz")" = 200 ]; then break; fi
+  sleep 0.05
+done
+sleep 2
 echo "supportopsd idle RSS: $(( $(rss_kb "$daemon") / 1024 )) MB"
 d16=$(drive supportopsd "http://127.0.0.1:$port" 16); echo "$d16"
 d64=$(drive supportopsd "http://127.0.0.1:$port" 64); echo "$d64"
