@@ -1,7 +1,7 @@
 //! The HTTP server: webhook ingress, the operator API and the always-open health and metrics
 //! endpoints, on one hyper listener. Connections are capped by a semaphore taken before
-//! `accept`; headers must arrive within the read timeout (else the connection is closed) and
-//! bodies too (else 408). On shutdown the listener stops accepting and in-flight requests finish.
+//! `accept`; headers must arrive within the read timeout and bodies too (else 408; an idle
+//! keep-alive connection is closed without one). On shutdown the listener stops accepting and in-flight requests finish.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use super::conn::{self, Progress, SharedStream};
 use super::{Runtime, api, now_ms};
 use crate::state::AuditFilter;
 use crate::webhook::{self, Reply, reply, status};
@@ -47,17 +48,33 @@ pub async fn serve(rt: Arc<Runtime>, listener: TcpListener, shutdown: Cancellati
         let _ = stream.set_nodelay(true);
         let read_timeout = rt.options.read_timeout;
         let rt = rt.clone();
+        let stream = Arc::new(stream);
+        let progress = Arc::new(Progress::default());
+        let answered = progress.clone();
         let service = service_fn(move |req| {
             let rt = rt.clone();
-            async move { Ok::<_, Infallible>(route(&rt, peer, req).await) }
+            let answered = answered.clone();
+            async move {
+                let reply = route(&rt, peer, req).await;
+                answered.answered();
+                Ok::<_, Infallible>(reply)
+            }
         });
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(read_timeout)
-            .serve_connection(TokioIo::new(stream), service);
+            .serve_connection(
+                TokioIo::new(SharedStream::new(stream.clone(), progress.clone())),
+                service,
+            );
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
+                // hyper gives up on a slow request head without a word: say 408 if a request
+                // was under way (not on an idle keep-alive connection).
+                if e.is_timeout() && progress.partial_request() {
+                    conn::request_timeout(&stream).await;
+                }
                 tracing::debug!(error = %e, "Connection ended with an error.");
             }
             drop(permit);

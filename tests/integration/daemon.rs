@@ -664,3 +664,33 @@ async fn status_from_the_daemon_and_from_the_state() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["queue_depth"], 0);
 }
+
+/// A request whose head comes too slowly is answered 408 and closed; an idle keep-alive
+/// connection is closed without an answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_request_head_gets_408_and_an_idle_connection_closes_quietly() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_fake, _repo, _state, daemon, _client) = setup(&["--read-timeout", "1s"]).await;
+    let addr = daemon.url.trim_start_matches("http://").to_owned();
+    let answer_of = |mut conn: tokio::net::TcpStream| async move {
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(30), conn.read_to_end(&mut answer))
+            .await
+            .expect("the daemon closes the connection")
+            .expect("a clean close");
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"POST /api/webhooks/freshdesk/freshdesk-main HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let answer = answer_of(slow).await;
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    let idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    assert_eq!(answer_of(idle).await, "");
+    // The daemon serves on.
+    let ready = reqwest::get(format!("{}/readyz", daemon.url))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+}

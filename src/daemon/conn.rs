@@ -1,0 +1,133 @@
+//! A connection's socket as hyper's IO, shared with the task that serves the connection.
+//!
+//! hyper closes a connection whose request head does not arrive within the header read timeout
+//! without answering. The serving task keeps its own handle on the socket ([`SharedStream`]) so
+//! that it can still answer `408 Request Timeout` then, when part of a request had arrived
+//! ([`Progress::partial_request`]); an idle keep-alive connection is closed without a word.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// What a slow request head gets before the connection closes.
+const REQUEST_TIMEOUT: &[u8] =
+    b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
+
+/// How far a connection got: bytes read from it, and how many of them had been read when the
+/// last request was answered.
+#[derive(Debug, Default)]
+pub(super) struct Progress {
+    read: AtomicU64,
+    answered_at: AtomicU64,
+}
+
+impl Progress {
+    /// Marks everything read so far as belonging to requests already answered.
+    pub(super) fn answered(&self) {
+        self.answered_at
+            .store(self.read.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
+    /// Whether bytes arrived after the last answer: a request was under way.
+    pub(super) fn partial_request(&self) -> bool {
+        self.read.load(Ordering::Relaxed) > self.answered_at.load(Ordering::Relaxed)
+    }
+}
+
+/// The socket, readable and writable through a shared handle.
+#[derive(Debug)]
+pub(super) struct SharedStream {
+    stream: Arc<TcpStream>,
+    progress: Arc<Progress>,
+}
+
+impl SharedStream {
+    pub(super) fn new(stream: Arc<TcpStream>, progress: Arc<Progress>) -> SharedStream {
+        SharedStream { stream, progress }
+    }
+}
+
+impl AsyncRead for SharedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            ready!(self.stream.poll_read_ready(cx))?;
+            match self.stream.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    self.progress.read.fetch_add(n as u64, Ordering::Relaxed);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for SharedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.stream.poll_write_ready(cx))?;
+            match self.stream.try_write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.stream.poll_write_ready(cx))?;
+            match self.stream.try_write_vectored(bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// The socket closes when the last handle is dropped (the serving task's, once it is done).
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Answers 408 on `stream` (best effort: a client that does not read gets nothing).
+pub(super) async fn request_timeout(stream: &TcpStream) {
+    let mut rest = REQUEST_TIMEOUT;
+    while !rest.is_empty() {
+        if stream.writable().await.is_err() {
+            return;
+        }
+        match stream.try_write(rest) {
+            Ok(0) => return,
+            Ok(n) => rest = rest.get(n..).unwrap_or_default(),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+    }
+}
