@@ -21,9 +21,6 @@ use crate::webhook::{Reply, reply};
 /// Largest `execute` body accepted (413 beyond).
 pub const MAX_EXECUTE_BODY: usize = 64 * 1024;
 
-/// Longest time spent reading a refused body before answering.
-const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// How a secret value is shown.
 const SENSITIVE: &str = "(sensitive)";
 
@@ -383,8 +380,12 @@ fn error_kind(e: &PlatformError) -> &'static str {
 /// Distinguishes idempotency keys of API calls within one process.
 static CALLS: AtomicU64 = AtomicU64::new(0);
 
-/// Reads a JSON body of at most [`MAX_EXECUTE_BODY`] bytes: `Err` is the reply to give.
-async fn read_body<B>(req: Request<B>) -> Result<bytes::Bytes, Reply>
+/// Reads a JSON body of at most [`MAX_EXECUTE_BODY`] bytes (a larger one is drained for at
+/// most `read_timeout`): `Err` is the reply to give.
+async fn read_body<B>(
+    req: Request<B>,
+    read_timeout: std::time::Duration,
+) -> Result<bytes::Bytes, Reply>
 where
     B: hyper::body::Body<Data = bytes::Bytes> + Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -402,7 +403,7 @@ where
         .and_then(|v| v.parse::<usize>().ok())
         .is_some_and(|len| len > MAX_EXECUTE_BODY)
     {
-        crate::webhook::discard_body(req.into_body(), READ_TIMEOUT).await;
+        crate::webhook::discard_body(req.into_body(), read_timeout).await;
         return Err(too_large());
     }
     match http_body_util::Limited::new(req.into_body(), MAX_EXECUTE_BODY)
@@ -431,7 +432,7 @@ where
     let Some((active, i)) = find(active.as_ref(), id) else {
         return not_found("integration", id);
     };
-    let body = match read_body(req).await {
+    let body = match read_body(req, rt.options.read_timeout).await {
         Ok(b) => b,
         Err(r) => return r,
     };

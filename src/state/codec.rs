@@ -31,6 +31,15 @@ pub(crate) fn encode<T: Serialize>(
     Ok(out)
 }
 
+/// The JSON of a value written by [`encode`], to embed it in other JSON without decoding it;
+/// `None` for any other format.
+pub(crate) fn json_payload(bytes: &[u8]) -> Option<&[u8]> {
+    match bytes.split_first() {
+        Some((&FORMAT_JSON, payload)) => Some(payload),
+        _ => None,
+    }
+}
+
 /// Decodes a value written by [`encode`]. `tree` and `key` name the value in errors.
 pub(crate) fn decode<T: DeserializeOwned>(
     tree: &'static str,
@@ -61,6 +70,8 @@ mod tests {
         let bytes = encode("t", "k", &vec![1u32, 2]).unwrap();
         assert_eq!(bytes[0], FORMAT_JSON);
         assert_eq!(decode::<Vec<u32>>("t", b"k", &bytes).unwrap(), vec![1, 2]);
+        assert_eq!(json_payload(&bytes), Some(&b"[1,2]"[..]));
+        assert_eq!(json_payload(b"\x09[1]"), None);
         for bad in [&b""[..], b"\x09[1]", b"\x01[1,", b"\x01\"str\""] {
             let err = decode::<Vec<u32>>("t", b"k", bad).unwrap_err();
             assert!(matches!(err, Error::Corrupt { tree: "t", .. }), "{err}");

@@ -25,7 +25,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 use super::audit::EncodedRecord;
 use super::journal::IngestRecord;
-use super::outbox::{DeadJob, Job, due_key, job_key};
+use super::outbox::{DeadJob, Job, due_key, job_key, split_key};
 use super::{AuditRecord, Error, Store, abort, codec, trees};
 use crate::event::Event;
 
@@ -49,18 +49,8 @@ impl EventRef {
 
     /// Splits an `inbox` key.
     pub(super) fn parse(key: &[u8]) -> Result<EventRef, Error> {
-        let corrupt = || Error::Corrupt {
-            tree: trees::INBOX,
-            key: format!("{key:02x?}"),
-            detail: "delivery key is not 16 bytes".to_owned(),
-        };
-        let (until, seq) = key.split_at_checked(8).ok_or_else(corrupt)?;
-        let until = <[u8; 8]>::try_from(until).map_err(|_| corrupt())?;
-        let seq = <[u8; 8]>::try_from(seq).map_err(|_| corrupt())?;
-        Ok(EventRef {
-            until_ms: u64::from_be_bytes(until),
-            seq: u64::from_be_bytes(seq),
-        })
+        let (until_ms, seq) = split_key(trees::INBOX, key)?;
+        Ok(EventRef { until_ms, seq })
     }
 }
 
@@ -84,18 +74,14 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// The JSON of the event and of each audit record, as stored (without the format byte).
-    pub(super) fn encoded_json(&self) -> (&[u8], impl Iterator<Item = &[u8]>) {
+    /// The event and the audit records as encoded for sled ([`codec::json_payload`] gives
+    /// their JSON).
+    pub(super) fn encoded(&self) -> (&[u8], impl Iterator<Item = &[u8]>) {
         (
-            without_format(&self.event_bytes),
-            self.audit.iter().map(|(_, v)| without_format(v)),
+            &self.event_bytes,
+            self.audit.iter().map(|(_, v)| v.as_slice()),
         )
     }
-}
-
-/// A value encoded by [`codec::encode`] without its format byte: the JSON.
-fn without_format(value: &[u8]) -> &[u8] {
-    value.get(1..).unwrap_or_default()
 }
 
 impl std::fmt::Debug for Prepared {

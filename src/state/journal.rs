@@ -212,17 +212,23 @@ impl Journal {
         record: &IngestRecord,
         prepared: &PreparedIngest,
     ) -> Result<Vec<u8>, Error> {
-        let fail = |e: serde_json::Error| Error::Journal {
+        let fail = |e: std::io::Error| Error::Journal {
             path: dir.to_owned(),
-            source: std::io::Error::other(e),
+            source: e,
         };
-        let (event, audit) = prepared.encoded_json();
+        let json = |encoded| {
+            super::codec::json_payload(encoded)
+                .ok_or_else(|| fail(std::io::Error::other("a value not encoded as JSON")))
+        };
+        let (event, audit) = prepared.encoded();
+        let event = json(event)?;
         let mut framed = Vec::with_capacity(12 + event.len() + 256);
         framed.extend_from_slice(&[0u8; 12]);
         framed.extend_from_slice(b"{\"event\":");
         framed.extend_from_slice(event);
         framed.extend_from_slice(b",\"rules\":");
-        serde_json::to_writer(&mut framed, &record.rules).map_err(fail)?;
+        serde_json::to_writer(&mut framed, &record.rules)
+            .map_err(|e| fail(std::io::Error::other(e)))?;
         framed.extend_from_slice(b",\"now_ms\":");
         framed.extend_from_slice(record.now_ms.to_string().as_bytes());
         framed.extend_from_slice(b",\"dedupe_until_ms\":");
@@ -232,7 +238,7 @@ impl Journal {
             if i > 0 {
                 framed.push(b',');
             }
-            framed.extend_from_slice(a);
+            framed.extend_from_slice(json(a)?);
         }
         framed.extend_from_slice(b"]}");
         Self::frame(dir, framed)

@@ -93,10 +93,16 @@ pub(super) fn due_key(ready_ms: u64, id: u64) -> [u8; 16] {
 
 /// Splits a `due` key into `(ready_ms, id)`.
 fn parse_due_key(key: &[u8]) -> Result<(u64, u64), Error> {
+    split_key(trees::DUE, key)
+}
+
+/// Splits a 16-byte key made by [`due_key`] (of `tree`, named in the error) into its two
+/// numbers.
+pub(super) fn split_key(tree: &'static str, key: &[u8]) -> Result<(u64, u64), Error> {
     let corrupt = || Error::Corrupt {
-        tree: trees::DUE,
+        tree,
         key: format!("{key:02x?}"),
-        detail: "index key is not 16 bytes".to_owned(),
+        detail: "key is not 16 bytes".to_owned(),
     };
     let (ready, id) = key.split_at_checked(8).ok_or_else(corrupt)?;
     let ready = <[u8; 8]>::try_from(ready).map_err(|_| corrupt())?;
