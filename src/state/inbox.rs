@@ -451,6 +451,29 @@ impl Store {
         Ok(())
     }
 
+    /// The jobs of `tree` (live or dead) whose event moved, pointed at their new place, encoded:
+    /// for [`Store::migrate_v1_inbox`].
+    fn repointed<T: serde::Serialize + serde::de::DeserializeOwned>(
+        &self,
+        tree: &sled::Tree,
+        name: &'static str,
+        moved: &std::collections::HashMap<String, EventRef>,
+        job_of: impl Fn(&mut T) -> &mut Job,
+    ) -> Result<Vec<(sled::IVec, Vec<u8>)>, Error> {
+        let mut out = Vec::new();
+        for item in tree.iter() {
+            let (k, v) = item.map_err(|e| self.storage(e))?;
+            let mut value: T = codec::decode(name, &k, &v)?;
+            let job = job_of(&mut value);
+            if let Some(at) = moved.get(&job.event_key) {
+                job.event_ref = *at;
+                let id = job.id.to_string();
+                out.push((k, codec::encode(name, &id, &value)?));
+            }
+        }
+        Ok(out)
+    }
+
     /// Schema 1 → 2: moves every delivery from `events` (keyed by event key) into `inbox`
     /// under a new [`EventRef`] (its dedupe entry's expiry, or 0 when that entry is gone),
     /// moves its reference count, and points the jobs (live and dead) at it, in one
@@ -469,24 +492,10 @@ impl Store {
         }
         // Jobs pointed at their delivery (a job whose delivery is gone keeps the default
         // reference, which finds nothing, as its event key found nothing before).
-        let mut live = Vec::new();
-        for item in self.outbox.iter() {
-            let (k, v) = item.map_err(storage)?;
-            let mut job: Job = codec::decode(trees::OUTBOX, &k, &v)?;
-            if let Some(at) = moved.get(&job.event_key) {
-                job.event_ref = *at;
-                live.push((k, codec::encode(trees::OUTBOX, &job.id.to_string(), &job)?));
-            }
-        }
-        let mut dead = Vec::new();
-        for item in self.dead.iter() {
-            let (k, v) = item.map_err(storage)?;
-            let mut d: DeadJob = codec::decode(trees::DEAD, &k, &v)?;
-            if let Some(at) = moved.get(&d.job.event_key) {
-                d.job.event_ref = *at;
-                dead.push((k, codec::encode(trees::DEAD, &d.job.id.to_string(), &d)?));
-            }
-        }
+        let live = self.repointed(&self.outbox, trees::OUTBOX, &moved, |job: &mut Job| job)?;
+        let dead = self.repointed(&self.dead, trees::DEAD, &moved, |d: &mut DeadJob| {
+            &mut d.job
+        })?;
         let version = codec::encode(trees::META, super::meta_keys::SCHEMA_VERSION, &2u32)?;
         let result = (
             &events,
