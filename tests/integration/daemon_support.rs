@@ -108,9 +108,13 @@ channel = "#support"
 message = "Freshdesk {{ ticket.id }}: {{ ticket.subject }}"
 "##,
         )
-        .file(
-            "rules/slack-echo.toml",
-            r##"id = "slack-echo"
+        .file("rules/slack-echo.toml", SLACK_ECHO_RULE);
+    repo.commit("initial");
+    repo
+}
+
+/// A rule answering Slack messages that ask for help (in the standard repository and others).
+pub(crate) const SLACK_ECHO_RULE: &str = r##"id = "slack-echo"
 [trigger]
 integration = "slack-main"
 event = "message"
@@ -122,11 +126,7 @@ action = "send_message"
 [actions.parameters]
 channel = "{{ message.channel }}"
 message = "Someone asked for help: {{ message.text }}"
-"##,
-        );
-    repo.commit("initial");
-    repo
-}
+"##;
 
 impl Daemon {
     /// Starts `supportopsd run` on a free port with the test secrets in its environment.

@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde_json::Value;
 use supportopsd::platforms::slack::fake::{self, FakeSlack};
 
-use crate::daemon_support::{APP_CONFIG_TOKEN, BOT_TOKEN, Daemon, eventually, status};
+use crate::daemon_support::{
+    APP_CONFIG_TOKEN, BOT_TOKEN, Daemon, SLACK_ECHO_RULE, eventually, status,
+};
 use crate::support::TestRepo;
 
 const PUBLIC: &str = "https://ops.example.com";
@@ -32,22 +34,7 @@ base_url = "{slack_base_url}"
 "#
         ),
     )
-    .file(
-        "rules/slack-echo.toml",
-        r##"id = "slack-echo"
-[trigger]
-integration = "slack-main"
-event = "message"
-[trigger.conditions]
-"message.text" = { contains = "help" }
-[[actions]]
-integration = "slack-main"
-action = "send_message"
-[actions.parameters]
-channel = "{{ message.channel }}"
-message = "Someone asked for help: {{ message.text }}"
-"##,
-    );
+    .file("rules/slack-echo.toml", SLACK_ECHO_RULE);
     repo
 }
 
