@@ -38,6 +38,15 @@ base_url = "{slack_base_url}"
     repo
 }
 
+/// Commits a second rule, a copy of the echo rule, and returns the commit.
+fn commit_second_rule(repo: &TestRepo) -> String {
+    repo.file(
+        "rules/second.toml",
+        &SLACK_ECHO_RULE.replace("\"slack-echo\"", "\"second\""),
+    );
+    repo.commit("second")
+}
+
 /// The Slack integration with the manifest API's credentials, so the daemon registers.
 fn registering_slack(repo: &TestRepo, fake: &FakeSlack, events: &str) {
     repo.file(
@@ -366,13 +375,7 @@ async fn sync_waits_for_the_pass_and_says_whether_the_revision_was_refused() {
         &["--no-watch", "--poll-interval", "1h"],
     )
     .await;
-    repo.file(
-        "rules/second.toml",
-        &repo
-            .read("rules/slack-echo.toml")
-            .replace("\"slack-echo\"", "\"second\""),
-    );
-    let second = repo.commit("second");
+    let second = commit_second_rule(&repo);
     let out = repo.run(&["sync", "--url", &daemon.url]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert!(
@@ -409,13 +412,7 @@ async fn a_git_hosts_push_webhook_triggers_a_pass_only_when_signed() {
         ],
     )
     .await;
-    repo.file(
-        "rules/second.toml",
-        &repo
-            .read("rules/slack-echo.toml")
-            .replace("\"slack-echo\"", "\"second\""),
-    );
-    let second = repo.commit("second");
+    let second = commit_second_rule(&repo);
     let body = br#"{"ref":"refs/heads/main"}"#;
     let client = reqwest::Client::new();
     let post = |sig: Option<String>| {
@@ -483,13 +480,7 @@ async fn a_remote_repository_is_cloned_into_the_state_and_fetched() {
     assert_eq!(status(&daemon).await["applied_revision"], first.as_str());
     assert!(state.path().join("repo.git/HEAD").is_file());
 
-    origin.file(
-        "rules/second.toml",
-        &origin
-            .read("rules/slack-echo.toml")
-            .replace("\"slack-echo\"", "\"second\""),
-    );
-    let second = origin.commit("second");
+    let second = commit_second_rule(&origin);
     status_until(&daemon, "the fetched commit is applied", |s| {
         s["applied_revision"] == second.as_str()
     })
