@@ -492,25 +492,7 @@ async fn the_slack_request_url_is_registered_at_start_with_an_app_configuration_
     let fake = FakeSlack::start(BOT_TOKEN, None).await;
     fake.accept_app_config_token(APP_CONFIG_TOKEN);
     let repo = repo(&fake.base_url());
-    repo.file(
-        "integrations/slack.toml",
-        &format!(
-            r#"id = "slack-main"
-platform = "slack"
-[credentials]
-bot_token = {{ env = "SLACK_BOT_TOKEN" }}
-signing_secret = {{ env = "SLACK_SIGNING_SECRET" }}
-app_config_token = {{ env = "SLACK_APP_CONFIG_TOKEN" }}
-app_id = "{}"
-[webhook]
-events = ["message", "app_mention"]
-[endpoint]
-base_url = "{}"
-"#,
-            supportopsd::platforms::slack::fake::APP_ID,
-            fake.base_url()
-        ),
-    );
+    registering_slack(&repo, &fake, "\"message\", \"app_mention\"");
     repo.commit("slack registers its request URL");
     let state = tempfile::tempdir().unwrap();
     let daemon = Daemon::spawn(

@@ -113,6 +113,29 @@ message = "Freshdesk {{ ticket.id }}: {{ ticket.subject }}"
     repo
 }
 
+/// The Slack integration with the manifest API's credentials, so the daemon registers.
+pub(crate) fn registering_slack(repo: &TestRepo, fake: &FakeSlack, events: &str) {
+    repo.file(
+        "integrations/slack.toml",
+        &format!(
+            r#"id = "slack-main"
+platform = "slack"
+[credentials]
+bot_token = {{ env = "SLACK_BOT_TOKEN" }}
+signing_secret = {{ env = "SLACK_SIGNING_SECRET" }}
+app_config_token = {{ env = "SLACK_APP_CONFIG_TOKEN" }}
+app_id = "{}"
+[webhook]
+events = [{events}]
+[endpoint]
+base_url = "{}"
+"#,
+            supportopsd::platforms::slack::fake::APP_ID,
+            fake.base_url()
+        ),
+    );
+}
+
 /// A rule answering Slack messages that ask for help (in the standard repository and others).
 pub(crate) const SLACK_ECHO_RULE: &str = r##"id = "slack-echo"
 [trigger]

@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use supportopsd::platforms::slack::fake::{self, FakeSlack};
+use supportopsd::platforms::slack::fake::FakeSlack;
 
 use crate::daemon_support::{
-    APP_CONFIG_TOKEN, BOT_TOKEN, Daemon, SLACK_ECHO_RULE, eventually, status,
+    APP_CONFIG_TOKEN, BOT_TOKEN, Daemon, SLACK_ECHO_RULE, eventually, registering_slack, status,
 };
 use crate::support::TestRepo;
 
@@ -45,29 +45,6 @@ fn commit_second_rule(repo: &TestRepo) -> String {
         &SLACK_ECHO_RULE.replace("\"slack-echo\"", "\"second\""),
     );
     repo.commit("second")
-}
-
-/// The Slack integration with the manifest API's credentials, so the daemon registers.
-fn registering_slack(repo: &TestRepo, fake: &FakeSlack, events: &str) {
-    repo.file(
-        "integrations/slack.toml",
-        &format!(
-            r#"id = "slack-main"
-platform = "slack"
-[credentials]
-bot_token = {{ env = "SLACK_BOT_TOKEN" }}
-signing_secret = {{ env = "SLACK_SIGNING_SECRET" }}
-app_config_token = {{ env = "SLACK_APP_CONFIG_TOKEN" }}
-app_id = "{}"
-[webhook]
-events = [{events}]
-[endpoint]
-base_url = "{}"
-"#,
-            fake::APP_ID,
-            fake.base_url()
-        ),
-    );
 }
 
 /// Polls the daemon's status until `f` holds (at most 20 s).
