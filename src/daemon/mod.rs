@@ -8,11 +8,11 @@ mod conn;
 pub mod poller;
 pub mod server;
 pub mod stats;
+mod writer;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -26,7 +26,7 @@ use crate::reconcile::{self, HealthStatus, SyncStatus};
 use crate::secrets::{self, SealKey, Secret};
 use crate::state::IngestOutcome;
 use crate::state::Store;
-use crate::state::journal::{IngestRecord, Journal, PreparedIngest};
+use crate::state::journal::{IngestRecord, Journal};
 use crate::state::{
     AppliedResource, AuditKind, HealthRecord, REGISTRATION_SECRET_FIELD, RegistrationRecord,
 };
@@ -147,7 +147,7 @@ pub struct Runtime {
     pub key: Option<SealKey>,
     active: RwLock<Option<Arc<Active>>>,
     /// Woken when jobs are enqueued.
-    pub work: Notify,
+    pub work: Arc<Notify>,
     /// Who supportopsd is on each platform (bot ids, user ids), for the loop guard.
     identities: RwLock<HashMap<IntegrationId, Vec<String>>>,
     status: Mutex<ReloadStatus>,
@@ -160,7 +160,7 @@ pub struct Runtime {
     /// Where reconcile passes are requested.
     triggers: mpsc::Sender<reconcile::Request>,
     trigger_rx: Mutex<Option<mpsc::Receiver<reconcile::Request>>>,
-    ingests: std::sync::mpsc::SyncSender<IngestRequest>,
+    writer: writer::Writer,
     commits: mpsc::Sender<oneshot::Sender<Result<(), String>>>,
     /// supportopsd's own events waiting to be stored ([`alerts`]).
     alerts: mpsc::Sender<alerts::Emission>,
@@ -234,23 +234,13 @@ impl Runtime {
         let framed = Journal::encode_prepared(self.store.dir(), &record, &prepared)
             .map_err(|e| e.to_string())?;
         drop(record);
-        let (tx, rx) = oneshot::channel();
-        match self.ingests.try_send((Box::new((prepared, framed)), tx)) {
-            Ok(()) => {}
-            Err(std::sync::mpsc::TrySendError::Full(request)) => {
-                // The writer is behind: wait for room off the async threads.
-                let sender = self.ingests.clone();
-                tokio::task::spawn_blocking(move || sender.send(request).map_err(|_| ()))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|()| "the ingest writer has stopped".to_owned())?;
-            }
-            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
-                return Err("the ingest writer has stopped".to_owned());
-            }
-        }
-        rx.await
-            .map_err(|_| "the ingest writer has stopped".to_owned())?
+        self.writer.ingest(prepared, framed).await
+    }
+
+    /// Waits until every delivery answered so far is in the state (the ingest writer may hold
+    /// answered deliveries for a few milliseconds under load): for reads that must see them.
+    pub async fn settle(&self) -> Result<(), String> {
+        self.writer.settle().await
     }
 
     /// Waits until everything written to the state so far is durable (a sled flush).
@@ -869,154 +859,6 @@ async fn committer(store: Arc<Store>, mut rx: mpsc::Receiver<oneshot::Sender<Res
     }
 }
 
-/// One accepted delivery and where to say it is durable.
-type IngestRequest = (
-    Box<(PreparedIngest, Vec<u8>)>,
-    oneshot::Sender<Result<IngestOutcome, String>>,
-);
-
-/// Most deliveries the writer takes into one batch (one journal sync).
-const INGEST_BATCH: usize = 1024;
-/// How often the journal is folded into sled.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
-/// Journal size that forces a checkpoint.
-const CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
-
-/// The writer's end of the checkpoint thread: rotated journal files to fold into sled, and
-/// whether a checkpoint is still running (the writer starts no other meanwhile).
-struct Checkpoint {
-    files: std::sync::mpsc::Sender<std::path::PathBuf>,
-    busy: Arc<AtomicBool>,
-}
-
-/// The checkpoint thread: flushes sled, then deletes the rotated journal file, which sled now
-/// holds durably.
-fn checkpointer(
-    store: Arc<Store>,
-    journal: Arc<Journal>,
-    files: std::sync::mpsc::Receiver<std::path::PathBuf>,
-    busy: Arc<AtomicBool>,
-) {
-    for old in files {
-        if let Err(e) = store.flush().and_then(|()| journal.retire(&old)) {
-            tracing::warn!(error = %e, "Journal checkpoint failed; the journal keeps growing until one succeeds.");
-        }
-        busy.store(false, Ordering::Release);
-    }
-}
-
-/// The writer's end of the journal sync thread, which writes and `fdatasync`s the journal while
-/// the writer runs the batch's sled transaction.
-struct JournalSync {
-    go: std::sync::mpsc::SyncSender<()>,
-    done: std::sync::mpsc::Receiver<Result<(), String>>,
-}
-
-impl JournalSync {
-    /// Spawns the sync thread of `journal`.
-    fn spawn(journal: Arc<Journal>) -> std::io::Result<JournalSync> {
-        let (go, go_rx) = std::sync::mpsc::sync_channel::<()>(1);
-        let (done_tx, done) = std::sync::mpsc::sync_channel(1);
-        std::thread::Builder::new()
-            .name("ingest-sync".into())
-            .spawn(move || {
-                for () in go_rx {
-                    if done_tx
-                        .send(journal.sync().map_err(|e| e.to_string()))
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
-            })?;
-        Ok(JournalSync { go, done })
-    }
-
-    /// Starts a sync of everything appended so far; `false` if the thread is gone.
-    fn start(&self) -> bool {
-        self.go.send(()).is_ok()
-    }
-
-    /// Waits for the sync [`JournalSync::start`] started, or syncs here if none could start.
-    fn finish(&self, started: bool, journal: &Journal) -> Result<(), String> {
-        let result = if started { self.done.recv().ok() } else { None };
-        result.unwrap_or_else(|| journal.sync().map_err(|e| e.to_string()))
-    }
-}
-
-/// The single ingest writer (a plain thread: everything it does blocks). One writer means no
-/// contention between sled transactions and one journal sync per batch of deliveries.
-fn ingest_writer(
-    store: Arc<Store>,
-    journal: Arc<Journal>,
-    rx: std::sync::mpsc::Receiver<IngestRequest>,
-    checkpoint: Checkpoint,
-    sync: JournalSync,
-) {
-    let mut last_checkpoint = tokio::time::Instant::now();
-    let mut batch: Vec<IngestRequest> = Vec::with_capacity(INGEST_BATCH);
-    loop {
-        match rx.recv_timeout(CHECKPOINT_EVERY) {
-            Ok(first) => batch.push(first),
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-        while batch.len() < INGEST_BATCH {
-            match rx.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
-            }
-        }
-        if !batch.is_empty() {
-            // Every delivery of the batch is journaled and the journal `fdatasync`ed on the
-            // sync thread WHILE one sled transaction stores the batch (deduplicating within it
-            // as if the deliveries came one by one); each delivery is answered once both are
-            // done. A duplicate is journaled too (its replay is a duplicate again), so that the
-            // journal need not wait for the transaction.
-            for (r, _) in &batch {
-                journal.append_encoded(&r.1);
-            }
-            let syncing = sync.start();
-            let prepared: Vec<&PreparedIngest> = batch.iter().map(|(r, _)| &r.0).collect();
-            let outcomes: Vec<Result<IngestOutcome, String>> = match store.commit_ingests(&prepared)
-            {
-                Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
-                Err(e) => {
-                    let e = e.to_string();
-                    batch.iter().map(|_| Err(e.clone())).collect()
-                }
-            };
-            drop(prepared);
-            let synced = sync.finish(syncing, &journal);
-            for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
-                let _ = reply.send(synced.clone().and(outcome));
-            }
-        }
-        if (last_checkpoint.elapsed() >= CHECKPOINT_EVERY || journal.written() > CHECKPOINT_BYTES)
-            && !checkpoint.busy.load(Ordering::Acquire)
-        {
-            last_checkpoint = tokio::time::Instant::now();
-            // sled was written before the journal: once sled is flushed, the rotated file holds
-            // nothing sled does not. The flush runs on the checkpoint thread, so that ingest
-            // goes on meanwhile (a sled flush can take a while under load).
-            match journal.rotate() {
-                Ok(old) => {
-                    checkpoint.busy.store(true, Ordering::Release);
-                    if checkpoint.files.send(old).is_err() {
-                        checkpoint.busy.store(false, Ordering::Release);
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "Journal checkpoint failed; the journal keeps growing until one succeeds.");
-                }
-            }
-        }
-    }
-    if let Err(e) = journal.sync().and_then(|()| store.flush()) {
-        tracing::warn!(error = %e, "Final journal sync failed.");
-    }
-}
-
 /// Opens the state and builds a runtime (without loading a revision yet). Deliveries journaled
 /// but not yet in sled when the last run stopped are restored first.
 pub fn runtime(
@@ -1030,29 +872,13 @@ pub fn runtime(
     }
     let (commits, rx) = mpsc::channel(4096);
     tokio::spawn(committer(store.clone(), rx));
-    let (ingests, irx) = std::sync::mpsc::sync_channel(8 * INGEST_BATCH);
-    let journal = Arc::new(journal);
-    let spawn_error = |source| crate::state::Error::Journal {
-        path: options.state.clone(),
-        source,
-    };
-    let (files, files_rx) = std::sync::mpsc::channel();
-    let busy = Arc::new(AtomicBool::new(false));
-    let checkpoint = Checkpoint {
-        files,
-        busy: busy.clone(),
-    };
-    let (checkpoint_store, checkpoint_journal) = (store.clone(), journal.clone());
-    std::thread::Builder::new()
-        .name("ingest-checkpoint".into())
-        .spawn(move || checkpointer(checkpoint_store, checkpoint_journal, files_rx, busy))
-        .map_err(spawn_error)?;
-    let sync = JournalSync::spawn(journal.clone()).map_err(spawn_error)?;
-    let writer_store = store.clone();
-    std::thread::Builder::new()
-        .name("ingest-writer".into())
-        .spawn(move || ingest_writer(writer_store, journal, irx, checkpoint, sync))
-        .map_err(spawn_error)?;
+    let work = Arc::new(Notify::new());
+    let writer = writer::Writer::spawn(store.clone(), journal, work.clone()).map_err(|source| {
+        crate::state::Error::Journal {
+            path: options.state.clone(),
+            source,
+        }
+    })?;
     let (triggers, trigger_rx) = mpsc::channel(64);
     let (alerts, alerts_rx) = mpsc::channel(alerts::QUEUE);
     let rt = Arc::new(Runtime {
@@ -1062,7 +888,7 @@ pub fn runtime(
         options,
         key,
         active: RwLock::new(None),
-        work: Notify::new(),
+        work,
         identities: RwLock::new(HashMap::new()),
         status: Mutex::new(ReloadStatus::default()),
         learned: RwLock::new(HashMap::new()),
@@ -1070,7 +896,7 @@ pub fn runtime(
         health: Mutex::new(std::collections::BTreeMap::new()),
         triggers,
         trigger_rx: Mutex::new(Some(trigger_rx)),
-        ingests,
+        writer,
         commits,
         alerts,
         alerts_rx: Mutex::new(Some(alerts_rx)),

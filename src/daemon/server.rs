@@ -242,6 +242,10 @@ pub async fn route(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Incoming>) 
                     .unwrap_or(100)
                     .min(10_000),
             };
+            // Every delivery answered so far is in the log (the writer may be holding some).
+            if let Err(e) = rt.settle().await {
+                return internal(&e);
+            }
             match rt.store.audit(&filter) {
                 Ok(records) => json(StatusCode::OK, &json!({ "records": records })),
                 Err(e) => internal(&e),

@@ -74,6 +74,11 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// Whether the ingest creates jobs (a rule matched).
+    pub fn has_jobs(&self) -> bool {
+        !self.jobs.is_empty()
+    }
+
     /// The event and the audit records as encoded for sled ([`codec::json_payload`] gives
     /// their JSON).
     pub(super) fn encoded(&self) -> (&[u8], impl Iterator<Item = &[u8]>) {
@@ -98,10 +103,14 @@ impl std::fmt::Debug for Prepared {
 /// Every open window of the `dedupe` tree is here (entries are added when an ingest commits
 /// and dropped only once expired), so a key whose hash has no open window here is new; a hash
 /// with an open window is confirmed in the tree (another key may share the hash).
+///
+/// Ingests decided new but not yet written ([`Store::decide_ingests`]) are held by exact key in
+/// `unapplied` until [`Store::apply_ingests`] writes them.
 #[derive(Debug, Default)]
 pub(super) struct DedupeIndex {
     windows: std::collections::HashMap<u64, u64>,
     hasher: std::hash::RandomState,
+    unapplied: std::collections::HashMap<String, u64>,
 }
 
 impl DedupeIndex {
@@ -231,6 +240,101 @@ impl Store {
         self.commit_prepared(prepared)
     }
 
+    /// The first half of [`Store::commit_ingests`]: decides which prepared ingests are new
+    /// (exactly as committing them one by one would) and reserves their dedupe windows in
+    /// memory, writing nothing. Every ingest decided [`IngestOutcome::Stored`] must then be
+    /// written with [`Store::apply_ingests`] (retried until it succeeds, or replayed from the
+    /// journal by the next run): until then its key counts as a duplicate for later ingests.
+    pub fn decide_ingests(&self, prepared: &[&Prepared]) -> Result<Vec<IngestOutcome>, Error> {
+        let mut index = self.dedupe_index();
+        // This batch's own windows first: a later ingest of a key sees the earlier one's.
+        let mut opened: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+        let mut outcomes = Vec::with_capacity(prepared.len());
+        for p in prepared {
+            let open = |until: u64| until > p.now_ms;
+            let key = p.key.as_str();
+            let duplicate = match opened.get(key).or_else(|| index.unapplied.get(key)) {
+                Some(until) => open(*until),
+                // Only a hash with an open window is looked up in the tree (rare: redeliveries).
+                None => {
+                    index.maybe_open(key, p.now_ms) && self.dedupe_until(key)?.is_some_and(open)
+                }
+            };
+            outcomes.push(if duplicate {
+                IngestOutcome::Duplicate
+            } else {
+                opened.insert(key, p.at.until_ms);
+                IngestOutcome::Stored {
+                    jobs: p.jobs.iter().map(|(id, _)| *id).collect(),
+                }
+            });
+        }
+        // Reserved only once the whole batch is decided: an error above reserves nothing.
+        for (key, until) in opened {
+            index.insert(key, until);
+            index.unapplied.insert(key.to_owned(), until);
+        }
+        Ok(outcomes)
+    }
+
+    /// The second half of [`Store::commit_ingests`]: writes ingests that
+    /// [`Store::decide_ingests`] found new, in ONE transaction. On an error nothing was
+    /// written and the ingests stay reserved: apply them again.
+    pub fn apply_ingests(&self, new: &[&Prepared]) -> Result<(), Error> {
+        if new.is_empty() {
+            return Ok(());
+        }
+        let result = (
+            &self.inbox,
+            &self.dedupe,
+            &self.inbox_refs,
+            &self.outbox,
+            &self.due,
+            &self.audit,
+        )
+            .transaction(|(inbox, dedupe, refs, outbox, due, audit_tree)| {
+                for p in new {
+                    // A new delivery: its entries are new keys.
+                    let at = p.at.key();
+                    inbox.insert(&at, p.event_bytes.as_slice())?;
+                    dedupe.insert(p.key.as_bytes(), p.dedupe_bytes.as_slice())?;
+                    if !p.jobs.is_empty() {
+                        write_u64(refs, trees::INBOX_REFS, &at, p.jobs.len() as u64)?;
+                    }
+                    for (id, bytes) in &p.jobs {
+                        outbox.insert(&job_key(*id), bytes.as_slice())?;
+                        due.insert(&due_key(p.now_ms, *id), &[][..])?;
+                    }
+                    for (k, v) in &p.audit {
+                        audit_tree.insert(k, v.as_slice())?;
+                    }
+                }
+                Ok(())
+            });
+        self.tx_result(result)?;
+        self.settle_unapplied(new);
+        let added: usize = new.iter().map(|p| p.jobs.len()).sum();
+        self.depth
+            .fetch_add(added, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Drops the in-memory reservations of `new` (written, or given up).
+    fn settle_unapplied(&self, new: &[&Prepared]) {
+        let mut index = self.dedupe_index();
+        for p in new {
+            if index.unapplied.get(p.key.as_str()) == Some(&p.at.until_ms) {
+                index.unapplied.remove(p.key.as_str());
+            }
+        }
+    }
+
+    fn dedupe_index(&self) -> std::sync::MutexGuard<'_, DedupeIndex> {
+        self.dedupe_index
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Encodes one ingest (outside any transaction) and allocates its job and audit ids.
     fn prepare(
         &self,
@@ -278,88 +382,24 @@ impl Store {
         })
     }
 
-    /// Writes prepared ingests in one transaction, in order; one outcome per ingest.
+    /// Decides and writes prepared ingests in one transaction, in order; one outcome per
+    /// ingest. On an error nothing was written and nothing stays reserved.
     fn commit_prepared<P: std::borrow::Borrow<Prepared>>(
         &self,
         prepared: &[P],
     ) -> Result<Vec<IngestOutcome>, Error> {
-        if prepared.is_empty() {
-            return Ok(Vec::new());
-        }
-        // Which ingests are new, decided before the transaction (which then reads nothing),
-        // exactly as the transaction would: a later ingest of the same key in this batch sees
-        // the window the earlier one opened.
-        let mut index = self
-            .dedupe_index
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut opened: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
-        let mut new = Vec::with_capacity(prepared.len());
-        for p in prepared {
-            let p: &Prepared = p.borrow();
-            let open = |until: u64| until > p.now_ms;
-            let duplicate = match opened.get(p.key.as_str()) {
-                Some(until) => open(*until),
-                None => {
-                    index.maybe_open(&p.key, p.now_ms)
-                        && self.dedupe_until(&p.key)?.is_some_and(open)
-                }
-            };
-            if !duplicate {
-                opened.insert(&p.key, p.at.until_ms);
-            }
-            new.push(!duplicate);
-        }
-        let result = (
-            &self.inbox,
-            &self.dedupe,
-            &self.inbox_refs,
-            &self.outbox,
-            &self.due,
-            &self.audit,
-        )
-            .transaction(|(inbox, dedupe, refs, outbox, due, audit_tree)| {
-                let mut outcomes = Vec::with_capacity(prepared.len());
-                for (p, new) in prepared.iter().zip(&new) {
-                    let p: &Prepared = p.borrow();
-                    if !new {
-                        outcomes.push(IngestOutcome::Duplicate);
-                        continue;
-                    }
-                    // A new delivery: its entries are new keys, written without reading.
-                    let at = p.at.key();
-                    inbox.insert(&at, p.event_bytes.as_slice())?;
-                    dedupe.insert(p.key.as_bytes(), p.dedupe_bytes.as_slice())?;
-                    if !p.jobs.is_empty() {
-                        write_u64(refs, trees::INBOX_REFS, &at, p.jobs.len() as u64)?;
-                    }
-                    for (id, bytes) in &p.jobs {
-                        outbox.insert(&job_key(*id), bytes.as_slice())?;
-                        due.insert(&due_key(p.now_ms, *id), &[][..])?;
-                    }
-                    for (k, v) in &p.audit {
-                        audit_tree.insert(k, v.as_slice())?;
-                    }
-                    outcomes.push(IngestOutcome::Stored {
-                        jobs: p.jobs.iter().map(|(id, _)| *id).collect(),
-                    });
-                }
-                Ok(outcomes)
-            });
-        let outcomes = self.tx_result(result)?;
-        for (key, until) in opened {
-            index.insert(key, until);
-        }
-        drop(index);
-        let added: usize = outcomes
+        let prepared: Vec<&Prepared> = prepared.iter().map(std::borrow::Borrow::borrow).collect();
+        let outcomes = self.decide_ingests(&prepared)?;
+        let new: Vec<&Prepared> = prepared
             .iter()
-            .map(|o| match o {
-                IngestOutcome::Stored { jobs } => jobs.len(),
-                IngestOutcome::Duplicate => 0,
-            })
-            .sum();
-        self.depth
-            .fetch_add(added, std::sync::atomic::Ordering::Relaxed);
+            .zip(&outcomes)
+            .filter(|(_, o)| matches!(o, IngestOutcome::Stored { .. }))
+            .map(|(p, _)| *p)
+            .collect();
+        if let Err(e) = self.apply_ingests(&new) {
+            self.settle_unapplied(&new);
+            return Err(e);
+        }
         Ok(outcomes)
     }
 
@@ -411,9 +451,7 @@ impl Store {
                 }
             }
         }
-        self.dedupe_index
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.dedupe_index()
             .windows
             .retain(|_, until| *until > now_ms);
         // Deliveries are ordered by the end of their dedupe window: only the head is expired.
@@ -444,10 +482,7 @@ impl Store {
             let until = codec::decode(trees::DEDUPE, &k, &v).unwrap_or(u64::MAX);
             index.insert(&String::from_utf8_lossy(&k), until);
         }
-        *self
-            .dedupe_index
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = index;
+        *self.dedupe_index() = index;
         Ok(())
     }
 
@@ -594,6 +629,60 @@ mod tests {
 
     fn audit_count(store: &Store) -> usize {
         store.audit.len()
+    }
+
+    /// An ingest decided new is a duplicate for later ingests before it is written, and after;
+    /// writing it writes everything `commit_ingests` would, and the depth counts its jobs.
+    #[test]
+    fn a_decided_ingest_dedupes_before_and_after_it_is_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let first = store
+            .prepare_ingest(&record("a", &["r"], 100, 10_000))
+            .unwrap();
+        let outcomes = store.decide_ingests(&[&first]).unwrap();
+        assert_eq!(outcomes.iter().map(jobs_of).collect::<Vec<_>>(), [Some(1)]);
+        assert_eq!(audit_count(&store), 0, "deciding writes nothing");
+        assert_eq!(store.queue_depth(), 0);
+
+        let again = store
+            .prepare_ingest(&record("a", &["r"], 200, 10_200))
+            .unwrap();
+        let other = store
+            .prepare_ingest(&record("b", &["r"], 200, 10_200))
+            .unwrap();
+        let outcomes = store.decide_ingests(&[&again, &other]).unwrap();
+        assert_eq!(
+            outcomes.iter().map(jobs_of).collect::<Vec<_>>(),
+            [None, Some(1)]
+        );
+
+        store.apply_ingests(&[&first, &other]).unwrap();
+        assert_eq!(store.queue_depth(), 2);
+        assert_eq!(audit_count(&store), 2);
+        assert_eq!(store.dedupe_until("fd/a").unwrap(), Some(10_000));
+        assert!(store.event(first.at).unwrap().is_some());
+        check_consistency(&store);
+
+        // Written: the tree answers now, exactly as before.
+        let later = store
+            .prepare_ingest(&record("a", &["r"], 300, 10_300))
+            .unwrap();
+        let outcomes = store.decide_ingests(&[&later]).unwrap();
+        assert_eq!(outcomes, [IngestOutcome::Duplicate]);
+        // After the window, the same key is new again.
+        let after = store
+            .prepare_ingest(&record("a", &["r"], 10_001, 20_000))
+            .unwrap();
+        assert_eq!(
+            store
+                .decide_ingests(&[&after])
+                .unwrap()
+                .iter()
+                .map(jobs_of)
+                .collect::<Vec<_>>(),
+            [Some(1)]
+        );
     }
 
     #[test]
