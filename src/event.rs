@@ -6,6 +6,7 @@ use serde_json::{Map, Value, json};
 
 use crate::manifest::IntegrationId;
 use crate::platforms::PlatformKind;
+use crate::rules::path::Root;
 
 /// A verified, normalised event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,21 +43,146 @@ impl Event {
     /// The context conditions and templates read (layout in [`crate::rules`]).
     pub fn context(&self) -> Value {
         let mut root = Map::new();
-        root.insert(
-            "event".into(),
-            json!({
-                "platform": self.platform.as_str(),
-                "integration": self.integration.as_str(),
-                "name": self.name,
-                "id": self.id,
-                "time": self.time,
-            }),
-        );
+        root.insert("event".into(), self.head());
         for (k, v) in &self.objects {
             root.insert(k.clone(), v.clone());
         }
         root.insert("changes".into(), Value::Object(self.changes.clone()));
         root.insert("payload".into(), self.payload.clone());
         Value::Object(root)
+    }
+
+    /// The same context for conditions, reading the event in place instead of copying its
+    /// objects and payload (rule matching runs for every delivery).
+    pub fn context_view(&self) -> ContextView<'_> {
+        ContextView {
+            event: self,
+            head: self.head(),
+            changes: Value::Object(self.changes.clone()),
+        }
+    }
+
+    /// The context's `event` entry.
+    fn head(&self) -> Value {
+        json!({
+            "platform": self.platform.as_str(),
+            "integration": self.integration.as_str(),
+            "name": self.name,
+            "id": self.id,
+            "time": self.time,
+        })
+    }
+}
+
+/// An event's rule context read in place ([`Event::context_view`]): every field path finds what
+/// it finds in [`Event::context`].
+#[derive(Debug)]
+pub struct ContextView<'a> {
+    event: &'a Event,
+    head: Value,
+    changes: Value,
+}
+
+impl Root for ContextView<'_> {
+    fn get_root(&self, key: &str) -> Option<&Value> {
+        // The precedence of `Event::context`: objects over `event`; `changes` and `payload`
+        // over objects.
+        match key {
+            "changes" => Some(&self.changes),
+            "payload" => Some(&self.event.payload),
+            _ => self
+                .event
+                .objects
+                .get(key)
+                .or_else(|| (key == "event").then_some(&self.head)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::condition::compile;
+    use crate::rules::path::FieldPath;
+    use crate::rules::{PathType, PathTypes};
+
+    /// Every path is open; bare keys are the ticket's.
+    struct Open;
+
+    impl PathTypes for Open {
+        fn type_of(&self, _: &FieldPath) -> PathType {
+            PathType::Open
+        }
+        fn primary(&self) -> &str {
+            "ticket"
+        }
+    }
+
+    fn event(objects: Value, changes: Value) -> Event {
+        Event {
+            platform: PlatformKind::Zendesk,
+            integration: IntegrationId::parse("zd").unwrap(),
+            name: "ticket.updated".into(),
+            id: "e1".into(),
+            time: Some("2026-01-01T00:00:00Z".into()),
+            received_at_ms: 1,
+            actor: None,
+            objects: objects.as_object().cloned().unwrap(),
+            changes: changes.as_object().cloned().unwrap(),
+            payload: json!({"detail": {"id": "7", "tags": ["vip"]}, "event": "zen"}),
+        }
+    }
+
+    /// Every path finds in the view what it finds in the built context, including where an
+    /// object's name collides with `event`, `changes` or `payload`.
+    #[test]
+    fn the_view_finds_what_the_context_finds() {
+        let events = [
+            event(
+                json!({"ticket": {"id": 7, "status": "open", "tags": ["a", "b"]}, "requester": {"email": "x@y"}}),
+                json!({"status": {"from": "new", "to": "open"}}),
+            ),
+            event(
+                json!({"event": {"id": "shadow"}, "payload": {"id": "shadowed"}, "changes": 1}),
+                json!({}),
+            ),
+        ];
+        let paths = [
+            "event.platform",
+            "event.integration",
+            "event.name",
+            "event.id",
+            "event.time",
+            "ticket",
+            "ticket.id",
+            "ticket.tags[1]",
+            "ticket.missing",
+            "requester.email",
+            "changes.status.to",
+            "changes",
+            "payload.detail.tags[0]",
+            "payload.event",
+            "payload.id",
+            "nothing.here",
+        ];
+        for e in &events {
+            let (ctx, view) = (e.context(), e.context_view());
+            for p in paths {
+                let path: FieldPath = p.parse().unwrap();
+                assert_eq!(path.lookup_in(&view), path.lookup(&ctx), "{p}");
+                assert_eq!(path.lookup_in(&ctx), path.lookup(&ctx), "{p}");
+            }
+            let conditions = [
+                json!({"ticket.status": "open"}),
+                json!({"ticket.status": {"changed_to": "open"}}),
+                json!({"ticket.status": {"changed": true}}),
+                json!({"event.name": {"matches": "^ticket\\."}, "payload.detail.id": {"in": ["7"]}}),
+                json!({"requester.email": {"exists": false}}),
+            ];
+            for c in conditions {
+                let condition = compile(c.as_object().unwrap(), &Open).unwrap();
+                assert_eq!(condition.eval(&view), condition.eval(&ctx), "{c}");
+            }
+        }
     }
 }

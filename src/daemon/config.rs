@@ -6,12 +6,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde_json::Value;
-
 use crate::event::Event;
 use crate::execute::gate::Gate;
 use crate::manifest::{Credential, IntegrationId, ManifestSet, Rule, RuleId};
 use crate::platforms::{self, Connector, PlatformKind, VerifyKeys};
+use crate::rules::path::Root;
 use crate::secrets::{ResolveContext, SecretRef};
 
 /// A loaded, validated revision and what the daemon derives from it.
@@ -183,7 +182,12 @@ impl Active {
     /// The rules an event triggers: enabled, on its integration and event, conditions holding,
     /// and — unless a rule opts in with `allow_self` — not caused by supportopsd itself
     /// (`from_self`; the loop guard).
-    pub fn matching(&self, event: &Event, ctx: &Value, from_self: bool) -> Vec<&Rule> {
+    pub fn matching<R: Root + ?Sized>(
+        &self,
+        event: &Event,
+        ctx: &R,
+        from_self: bool,
+    ) -> Vec<&Rule> {
         let Some(ids) = self
             .by_trigger
             .get(&(event.integration.clone(), event.name.clone()))

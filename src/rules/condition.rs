@@ -36,7 +36,7 @@ use std::sync::OnceLock;
 use regex::Regex;
 use serde_json::{Map, Number, Value};
 
-use super::path::{FieldPath, resolve_key};
+use super::path::{FieldPath, Root, resolve_key};
 use super::{PathType, PathTypes, ValueType};
 
 /// How deep groups (`any`/`all`/`not`) may nest before compile refuses the table.
@@ -197,13 +197,13 @@ impl Condition {
     }
 
     /// Whether the condition holds in the event context `ctx` (layout: see [`crate::rules`]).
-    pub fn eval(&self, ctx: &Value) -> bool {
+    pub fn eval<R: Root + ?Sized>(&self, ctx: &R) -> bool {
         match self {
             Condition::All(conditions) => conditions.iter().all(|c| c.eval(ctx)),
             Condition::Any(conditions) => conditions.iter().any(|c| c.eval(ctx)),
             Condition::Not(condition) => !condition.eval(ctx),
             Condition::Test { path, op } => {
-                let field = path.lookup(ctx).filter(|v| !v.is_null());
+                let field = path.lookup_in(ctx).filter(|v| !v.is_null());
                 op.eval(field, ctx)
             }
         }
@@ -247,7 +247,7 @@ impl Op {
     }
 
     /// Whether the test holds for `field` (`None`: missing or `null`) in `ctx`.
-    pub fn eval(&self, field: Option<&Value>, ctx: &Value) -> bool {
+    pub fn eval<R: Root + ?Sized>(&self, field: Option<&Value>, ctx: &R) -> bool {
         match self {
             Op::Eq(v) => field.is_some_and(|f| json_eq(f, v)),
             Op::Ne(v) => !field.is_some_and(|f| json_eq(f, v)),
@@ -289,8 +289,8 @@ pub fn change_key(path: &FieldPath, primary: &str) -> String {
 }
 
 /// The new value of a reported change at `changes[key]`, if `from != to`.
-fn change_to<'a>(ctx: &'a Value, key: &str) -> Option<&'a Value> {
-    let change = ctx.get("changes")?.get(key)?;
+fn change_to<'a, R: Root + ?Sized>(ctx: &'a R, key: &str) -> Option<&'a Value> {
+    let change = ctx.get_root("changes")?.get(key)?;
     let from = change.get("from").unwrap_or(&Value::Null);
     let to = change.get("to").unwrap_or(&Value::Null);
     (!json_eq(from, to)).then_some(to)

@@ -17,6 +17,20 @@ use std::str::FromStr;
 
 use serde_json::Value;
 
+/// Where a field path starts: the top-level entries of a rule context. A context object
+/// (`Value`) is one; [`crate::event::ContextView`] reads an event's parts in place instead of
+/// copying them into one.
+pub trait Root {
+    /// The value under a top-level key.
+    fn get_root(&self, key: &str) -> Option<&Value>;
+}
+
+impl Root for Value {
+    fn get_root(&self, key: &str) -> Option<&Value> {
+        self.as_object()?.get(key)
+    }
+}
+
 /// One step of a [`FieldPath`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Segment {
@@ -151,6 +165,23 @@ impl FieldPath {
         self.segments
             .split_last()
             .map(|(_, rest)| FieldPath::from_segments(rest.to_vec()))
+    }
+
+    /// The value at this path under a [`Root`] (a context object, or an event read in place),
+    /// if there is one. The empty path yields nothing.
+    pub fn lookup_in<'a, R: Root + ?Sized>(&self, root: &'a R) -> Option<&'a Value> {
+        let (Segment::Key(first), rest) = self.segments.split_first()? else {
+            return None;
+        };
+        let mut current = root.get_root(first)?;
+        for segment in rest {
+            current = match (segment, current) {
+                (Segment::Key(k), Value::Object(map)) => map.get(k)?,
+                (Segment::Index(i), Value::Array(items)) => items.get(*i)?,
+                _ => return None,
+            };
+        }
+        Some(current)
     }
 
     /// The value at this path in `root`, if there is one. The empty path yields `root`.

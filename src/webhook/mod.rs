@@ -263,10 +263,9 @@ pub(crate) async fn store_event(
             .count(event.integration.as_str(), Count::EventRejected);
         return retry_later(StatusCode::SERVICE_UNAVAILABLE, 30);
     }
-    let ctx = event.context();
     let from_self = rt.is_self(&event.integration, event.actor.as_deref());
     let rules: Vec<String> = active
-        .matching(&event, &ctx, from_self)
+        .matching(&event, &event.context_view(), from_self)
         .iter()
         .map(|r| r.id.to_string())
         .collect();
