@@ -1,20 +1,21 @@
 //! The ingest journal: what makes a webhook acknowledgement durable quickly.
 //!
 //! sled's own flush is slow (milliseconds, whatever the batch), and a webhook may be answered
-//! 2xx only once its event is on disk. So each accepted event is written to sled *without*
-//! flushing and appended to this journal, and the journal is `fdatasync`ed — one sync for every
-//! delivery that arrived meanwhile (group commit); the daemon syncs the journal while the same
-//! batch's sled transaction runs, and answers once both are done. Every few seconds, between two
-//! batches, a checkpoint starts a new journal file, flushes sled (which then holds everything
-//! the old file holds: every record in it belongs to a batch whose transaction has completed)
-//! and deletes the old file; the daemon runs the flush and the deletion on a thread of their
-//! own, so that ingest goes on during the flush. On open, whatever journal files exist are
+//! 2xx only once its event is on disk. So each accepted event is appended to this journal, and
+//! the journal is `fdatasync`ed — one sync for every delivery that arrived meanwhile (group
+//! commit) — while the daemon's writer decides which deliveries are new; new ones are written
+//! to sled *without* flushing, before the answer or, under load, within milliseconds after it
+//! (`daemon::writer`). Every few seconds, once every journaled delivery is in sled, a
+//! checkpoint starts a new journal file, flushes sled (which then holds everything the old file
+//! holds) and deletes the old file; the daemon runs the flush and the deletion on a thread of
+//! their own, so that ingest goes on during the flush. On open, whatever journal files exist are
 //! replayed into sled; replay is idempotent because ingest deduplicates by event key.
 //!
-//! File format: records of `len: u32 LE ‖ checksum: 8 bytes ‖ payload: JSON`, where the checksum
-//! is the payload's CRC-32 (u32 LE) followed by the tag `crc1`; records written by earlier
-//! builds carry the first 8 bytes of the payload's SHA-256 instead, and are still read. A torn record at the end of a file (a crash mid-write) fails its length or
-//! checksum and ends the replay of that file; it was never acknowledged.
+//! File format: records of `len: u32 LE ‖ checksum: 8 bytes ‖ payload: JSON`, where the checksum is
+//! the payload's CRC-32 (u32 LE) followed by the tag `crc1`; records written by earlier builds
+//! carry the first 8 bytes of the payload's SHA-256 instead, and are still read. A torn record at
+//! the end of a file (a crash mid-write) fails its length or checksum and ends the replay of that
+//! file; it was never acknowledged.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, Read, Write};
