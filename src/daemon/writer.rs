@@ -270,10 +270,11 @@ impl WriterState {
 
     /// Writes every unapplied delivery to sled in one transaction.
     fn apply(&mut self) -> Result<(), String> {
-        self.last_apply = Instant::now();
         if self.unapplied.is_empty() {
             return Ok(());
         }
+        // Only a write counts: after a quiet spell, the next delivery is written at once.
+        self.last_apply = Instant::now();
         let new: Vec<&PreparedIngest> = self.unapplied.iter().collect();
         match self.store.apply_ingests(&new) {
             Ok(()) => {
