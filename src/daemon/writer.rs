@@ -53,15 +53,6 @@ pub(super) struct Writer {
     requests: SyncSender<Request>,
 }
 
-impl std::fmt::Debug for Request {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Request::Ingest(..) => "Ingest",
-            Request::Settle(_) => "Settle",
-        })
-    }
-}
-
 const STOPPED: &str = "the ingest writer has stopped";
 
 impl Writer {
@@ -387,40 +378,21 @@ impl JournalSync {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::{Map, json};
-
     use super::*;
-    use crate::event::Event;
-    use crate::manifest::IntegrationId;
-    use crate::platforms::PlatformKind;
     use crate::state::journal::IngestRecord;
     use crate::state::{AuditKind, AuditRecord};
 
-    fn record(id: &str, rules: &[&str]) -> IngestRecord {
-        IngestRecord {
-            event: Event {
-                platform: PlatformKind::Freshdesk,
-                integration: IntegrationId::parse("fd").unwrap(),
-                name: "ticket_created".into(),
-                id: id.into(),
-                time: None,
-                received_at_ms: 1,
-                actor: None,
-                objects: Map::new(),
-                changes: Map::new(),
-                payload: json!({"n": id}),
-            },
-            rules: rules.iter().map(|r| (*r).to_owned()).collect(),
-            now_ms: 1,
-            dedupe_until_ms: u64::MAX,
-            audit: vec![AuditRecord {
-                at_ms: 1,
-                kind: AuditKind::EventAccepted,
-                resource_type: "event".into(),
-                resource_id: format!("fd/{id}"),
-                detail: json!({}),
-            }],
-        }
+    /// A delivery that triggered rule `r`, with its "event accepted" audit record.
+    fn record(id: &str) -> IngestRecord {
+        let mut r = crate::state::journal::tests::record(id);
+        r.audit = vec![AuditRecord {
+            at_ms: 1,
+            kind: AuditKind::EventAccepted,
+            resource_type: "event".into(),
+            resource_id: format!("fd/{id}"),
+            detail: serde_json::json!({}),
+        }];
+        r
     }
 
     fn start() -> (tempfile::TempDir, Arc<Store>, Arc<Writer>, Arc<Notify>) {
@@ -447,7 +419,7 @@ mod tests {
         for n in 0..400 {
             let (store, writer) = (store.clone(), writer.clone());
             let id = format!("e{}", n % 200);
-            tasks.spawn(async move { ingest(&store, &writer, record(&id, &["r"])).await });
+            tasks.spawn(async move { ingest(&store, &writer, record(&id)).await });
         }
         let mut stored = 0;
         while let Some(outcome) = tasks.join_next().await {
@@ -475,7 +447,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn written_jobs_wake_the_executor() {
         let (_dir, store, writer, work) = start();
-        let outcome = ingest(&store, &writer, record("a", &["r"])).await;
+        let outcome = ingest(&store, &writer, record("a")).await;
         assert!(matches!(outcome, IngestOutcome::Stored { .. }));
         tokio::time::timeout(Duration::from_secs(10), work.notified())
             .await

@@ -173,29 +173,25 @@ impl FieldPath {
         let (Segment::Key(first), rest) = self.segments.split_first()? else {
             return None;
         };
-        let mut current = root.get_root(first)?;
-        for segment in rest {
-            current = match (segment, current) {
-                (Segment::Key(k), Value::Object(map)) => map.get(k)?,
-                (Segment::Index(i), Value::Array(items)) => items.get(*i)?,
-                _ => return None,
-            };
-        }
-        Some(current)
+        descend(root.get_root(first)?, rest)
     }
 
     /// The value at this path in `root`, if there is one. The empty path yields `root`.
     pub fn lookup<'a>(&self, root: &'a Value) -> Option<&'a Value> {
-        let mut current = root;
-        for segment in &self.segments {
-            current = match (segment, current) {
-                (Segment::Key(k), Value::Object(map)) => map.get(k)?,
-                (Segment::Index(i), Value::Array(items)) => items.get(*i)?,
-                _ => return None,
-            };
-        }
-        Some(current)
+        descend(root, &self.segments)
     }
+}
+
+/// The value `segments` lead to from `current`, if there is one.
+fn descend<'a>(mut current: &'a Value, segments: &[Segment]) -> Option<&'a Value> {
+    for segment in segments {
+        current = match (segment, current) {
+            (Segment::Key(k), Value::Object(map)) => map.get(k)?,
+            (Segment::Index(i), Value::Array(items)) => items.get(*i)?,
+            _ => return None,
+        };
+    }
+    Some(current)
 }
 
 impl fmt::Display for FieldPath {

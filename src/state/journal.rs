@@ -321,14 +321,16 @@ impl Journal {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use serde_json::{Map, json};
 
     use super::*;
     use crate::manifest::IntegrationId;
     use crate::platforms::PlatformKind;
 
-    fn record(id: &str) -> IngestRecord {
+    /// A Freshdesk delivery `id` on integration `fd` that triggered rule `r`, without audit
+    /// records.
+    pub(crate) fn record(id: &str) -> IngestRecord {
         IngestRecord {
             event: Event {
                 platform: PlatformKind::Freshdesk,
