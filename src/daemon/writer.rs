@@ -1,12 +1,15 @@
 //! The ingest writer: the one thread that makes accepted deliveries durable, with its journal
-//! sync thread and its checkpoint thread (docs/ingest-performance.md has the whole path).
+//! sync thread, its applier thread and its checkpoint thread (docs/ingest-performance.md has
+//! the whole path).
 //!
 //! A delivery is answered once its journal record is `fdatasync`ed (group commit: one sync for
 //! every delivery that arrived meanwhile) and the state has decided whether it is new
-//! ([`Store::decide_ingests`], in memory). Writing new deliveries to sled
-//! ([`Store::apply_ingests`]) costs about as much per transaction as per delivery, so under
-//! load the writer gathers them into one transaction every [`APPLY_EVERY`] instead of one per
-//! sync; when deliveries come one at a time, each is written before it is answered, as before.
+//! ([`Store::decide_ingests`], in memory). The writer hands new deliveries to the applier,
+//! which writes them to sled ([`Store::apply_ingests`]). A sled transaction costs about as much
+//! as its contents, so under load the applier gathers deliveries into one transaction every
+//! [`APPLY_EVERY`], on its own thread, while the writer goes on journaling; when deliveries
+//! come one at a time (the applier had nothing and wrote nothing for [`APPLY_EVERY`]), the
+//! writer waits for the write before answering, so each is in sled once answered, as before.
 //! Until written, a delivery is durable in the journal (replayed on start), deduplicated by its
 //! in-memory reservation, and its jobs wait: the executor is woken once they are in sled.
 //! Operator reads that must see every answered delivery call [`Writer::settle`] first.
@@ -30,7 +33,7 @@ const INGEST_BATCH: usize = 1024;
 const APPLY_EVERY: Duration = Duration::from_millis(2);
 /// Most answered deliveries waiting to be written to sled.
 const APPLY_MAX: usize = 1024;
-/// How long the writer waits before trying again to write to sled after a failure.
+/// How long the applier waits before trying again to write to sled after a failure.
 const APPLY_RETRY: Duration = Duration::from_millis(250);
 /// How often the journal is folded into sled.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
@@ -76,15 +79,13 @@ impl Writer {
             .spawn(move || checkpointer(checkpoint_store, checkpoint_journal, files_rx, busy))?;
         let sync = JournalSync::spawn(journal.clone())?;
         let (requests, rx) = std::sync::mpsc::sync_channel(8 * INGEST_BATCH);
+        let applier = ApplierHandle::spawn(store.clone(), work)?;
         let state = WriterState {
             store,
             journal,
             checkpoint,
             sync,
-            work,
-            unapplied: Vec::new(),
-            last_apply: Instant::now(),
-            failing: None,
+            applier,
             last_checkpoint: Instant::now(),
         };
         std::thread::Builder::new()
@@ -135,18 +136,13 @@ struct WriterState {
     journal: Arc<Journal>,
     checkpoint: Checkpoint,
     sync: JournalSync,
-    work: Arc<Notify>,
-    /// Deliveries answered (durable in the journal, reserved in the dedupe index) but not yet
-    /// written to sled.
-    unapplied: Vec<PreparedIngest>,
-    last_apply: Instant,
-    /// Why the last write to sled failed, until one succeeds; ingest is refused meanwhile.
-    failing: Option<String>,
+    applier: ApplierHandle,
     last_checkpoint: Instant,
 }
 
 impl WriterState {
-    /// Runs until every [`Writer`] handle is dropped, then writes what is left.
+    /// Runs until every [`Writer`] handle is dropped; then lets the applier write what is left
+    /// and syncs.
     fn run(mut self, rx: &Receiver<Request>) {
         let mut batch: Vec<(PreparedIngest, Vec<u8>, Reply<IngestOutcome>)> =
             Vec::with_capacity(INGEST_BATCH);
@@ -160,7 +156,7 @@ impl WriterState {
                 }
                 Request::Settle(reply) => settles.push(reply),
             };
-            match rx.recv_timeout(self.idle_wait()) {
+            match rx.recv_timeout(CHECKPOINT_EVERY) {
                 Ok(request) => take(request),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => open = false,
@@ -169,123 +165,66 @@ impl WriterState {
             for request in rx.try_iter().take(INGEST_BATCH) {
                 take(request);
             }
-            self.cycle(&mut batch, &mut settles, !open);
+            self.cycle(&mut batch);
+            for reply in settles.drain(..) {
+                self.applier.send(ToApplier::Wait(Waiter::Async(reply)));
+            }
+            if self.checkpoint_due() {
+                self.checkpoint();
+            }
         }
+        self.applier.stop();
         if let Err(e) = self.journal.sync().and_then(|()| self.store.flush()) {
             tracing::warn!(error = %e, "Final journal sync failed.");
         }
     }
 
-    /// How long to wait for the next request when none is waiting.
-    fn idle_wait(&self) -> Duration {
-        if self.unapplied.is_empty() {
-            CHECKPOINT_EVERY
-        } else if self.failing.is_some() {
-            APPLY_RETRY
-        } else {
-            APPLY_EVERY.saturating_sub(self.last_apply.elapsed())
+    /// One round: journals the batch and syncs it on the sync thread while deciding it and
+    /// handing the new deliveries to the applier; then answers. When the applier was idle, the
+    /// answers also wait for it to write them (one at a time, a delivery is in sled once
+    /// answered).
+    fn cycle(&mut self, batch: &mut Vec<(PreparedIngest, Vec<u8>, Reply<IngestOutcome>)>) {
+        if batch.is_empty() {
+            return;
         }
-    }
-
-    /// One round: journals the batch and syncs it on the sync thread while deciding it and, when
-    /// due, writing what is unapplied to sled; then answers, and checkpoints when due.
-    fn cycle(
-        &mut self,
-        batch: &mut Vec<(PreparedIngest, Vec<u8>, Reply<IngestOutcome>)>,
-        settles: &mut Vec<Reply<()>>,
-        stopping: bool,
-    ) {
-        let mut answers: Vec<(Reply<IngestOutcome>, Result<IngestOutcome, String>)> =
-            Vec::with_capacity(batch.len());
-        let mut syncing = None;
-        if let Some(why) = &self.failing {
+        if let Some(why) = self.applier.failing() {
             // sled refused the last write: refuse new deliveries (the platform retries them)
             // instead of holding more and more of them in memory.
-            answers.extend(
-                batch
-                    .drain(..)
-                    .map(|(_, _, reply)| (reply, Err(why.clone()))),
-            );
-        } else if !batch.is_empty() {
-            // A duplicate is journaled too (its replay is a duplicate again), so that the
-            // journal need not wait for the decision.
-            for (_, framed, _) in batch.iter() {
-                self.journal.append_encoded(framed);
+            for (_, _, reply) in batch.drain(..) {
+                let _ = reply.send(Err(why.clone()));
             }
-            syncing = Some(self.sync.start());
-            let prepared: Vec<&PreparedIngest> = batch.iter().map(|(p, _, _)| p).collect();
-            let decided = self.store.decide_ingests(&prepared);
-            drop(prepared);
-            match decided {
-                Ok(outcomes) => {
-                    for ((prepared, _, reply), outcome) in batch.drain(..).zip(outcomes) {
-                        if let IngestOutcome::Stored { .. } = outcome {
-                            self.unapplied.push(prepared);
-                        }
-                        answers.push((reply, Ok(outcome)));
+            return;
+        }
+        // A duplicate is journaled too (its replay is a duplicate again), so that the journal
+        // need not wait for the decision.
+        for (_, framed, _) in batch.iter() {
+            self.journal.append_encoded(framed);
+        }
+        let syncing = self.sync.start();
+        let prepared: Vec<&PreparedIngest> = batch.iter().map(|(p, _, _)| p).collect();
+        let decided = self.store.decide_ingests(&prepared);
+        drop(prepared);
+        let mut answers = Vec::with_capacity(batch.len());
+        let mut new = Vec::new();
+        match decided {
+            Ok(outcomes) => {
+                for ((prepared, _, reply), outcome) in batch.drain(..).zip(outcomes) {
+                    if let IngestOutcome::Stored { .. } = outcome {
+                        new.push(prepared);
                     }
+                    answers.push((reply, Ok(outcome)));
                 }
-                Err(e) => {
-                    let e = e.to_string();
-                    answers.extend(batch.drain(..).map(|(_, _, reply)| (reply, Err(e.clone()))));
-                }
-            }
-        }
-        let checkpoint_due = self.checkpoint_due();
-        let apply_now = stopping
-            || !settles.is_empty()
-            || checkpoint_due
-            || match self.failing {
-                Some(_) => self.last_apply.elapsed() >= APPLY_RETRY,
-                None => {
-                    self.unapplied.len() >= APPLY_MAX || self.last_apply.elapsed() >= APPLY_EVERY
-                }
-            };
-        let applied = if apply_now { self.apply() } else { Ok(()) };
-        let synced = match syncing {
-            Some(started) => self.sync.finish(started, &self.journal),
-            None => Ok(()),
-        };
-        for (reply, outcome) in answers {
-            let _ = reply.send(synced.clone().and_then(|()| applied.clone()).and(outcome));
-        }
-        if apply_now {
-            for reply in settles.drain(..) {
-                let _ = reply.send(applied.clone());
-            }
-        }
-        if checkpoint_due && self.unapplied.is_empty() {
-            self.start_checkpoint();
-        }
-    }
-
-    /// Writes every unapplied delivery to sled in one transaction.
-    fn apply(&mut self) -> Result<(), String> {
-        if self.unapplied.is_empty() {
-            return Ok(());
-        }
-        // Only a write counts: after a quiet spell, the next delivery is written at once.
-        self.last_apply = Instant::now();
-        let new: Vec<&PreparedIngest> = self.unapplied.iter().collect();
-        match self.store.apply_ingests(&new) {
-            Ok(()) => {
-                let jobs = new.iter().any(|p| p.has_jobs());
-                drop(new);
-                self.unapplied.clear();
-                self.failing = None;
-                if jobs {
-                    self.work.notify_one();
-                }
-                Ok(())
             }
             Err(e) => {
-                // Kept (and reserved) to be written on the next attempt; the journal holds them
-                // for the next start if none succeeds.
                 let e = e.to_string();
-                tracing::warn!(error = %e, waiting = new.len(), "Writing deliveries to the state failed; ingest is refused until a retry succeeds.");
-                self.failing = Some(e.clone());
-                Err(e)
+                answers.extend(batch.drain(..).map(|(_, _, reply)| (reply, Err(e.clone()))));
             }
+        }
+        let written = self.applier.write(new);
+        let synced = self.sync.finish(syncing, &self.journal);
+        let written = written.map_or(Ok(()), |done| Waiter::wait(&done));
+        for (reply, outcome) in answers {
+            let _ = reply.send(synced.clone().and_then(|()| written.clone()).and(outcome));
         }
     }
 
@@ -295,11 +234,17 @@ impl WriterState {
             && !self.checkpoint.busy.load(Ordering::Acquire)
     }
 
-    /// Rotates the journal and hands the old file to the checkpoint thread. Only once every
-    /// delivery is written to sled: then, once sled is flushed, the old file holds nothing sled
+    /// Once every delivery handed to the applier is written, rotates the journal and hands the
+    /// old file to the checkpoint thread: once sled is flushed, the old file holds nothing sled
     /// does not. The flush runs on the checkpoint thread, so that ingest goes on meanwhile.
-    fn start_checkpoint(&mut self) {
+    fn checkpoint(&mut self) {
         self.last_checkpoint = Instant::now();
+        let (done, written) = Waiter::blocking();
+        self.applier.send(ToApplier::Wait(done));
+        if Waiter::wait(&written).is_err() {
+            // Not written yet: the journal keeps those deliveries until a later checkpoint.
+            return;
+        }
         match self.journal.rotate() {
             Ok(old) => {
                 self.checkpoint.busy.store(true, Ordering::Release);
@@ -309,6 +254,242 @@ impl WriterState {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "Journal checkpoint failed; the journal keeps growing until one succeeds.");
+            }
+        }
+    }
+}
+
+/// What the writer hands the applier, in order.
+enum ToApplier {
+    /// Deliveries decided new, to write to sled.
+    Write(Vec<PreparedIngest>),
+    /// Answer once everything handed before is written (at once, without gathering more).
+    Wait(Waiter),
+}
+
+/// Someone waiting for the applier: an operator read (async) or the writer itself.
+enum Waiter {
+    Async(Reply<()>),
+    Blocking(SyncSender<Result<(), String>>),
+}
+
+impl Waiter {
+    /// A waiter for the writer thread, and where its answer arrives.
+    fn blocking() -> (Waiter, Receiver<Result<(), String>>) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        (Waiter::Blocking(tx), rx)
+    }
+
+    /// The answer for a [`Waiter::blocking`] waiter.
+    fn wait(answer: &Receiver<Result<(), String>>) -> Result<(), String> {
+        answer.recv().unwrap_or_else(|_| Err(STOPPED.to_owned()))
+    }
+
+    fn answer(self, result: Result<(), String>) {
+        let _ = match self {
+            Waiter::Async(reply) => reply.send(result).map_err(drop),
+            Waiter::Blocking(reply) => reply.send(result).map_err(drop),
+        };
+    }
+}
+
+/// The writer's end of the applier thread.
+struct ApplierHandle {
+    to: Option<std::sync::mpsc::Sender<ToApplier>>,
+    shared: Arc<ApplierShared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What the writer and the applier both see.
+struct ApplierShared {
+    /// Deliveries handed to the applier and not yet written.
+    pending: std::sync::atomic::AtomicUsize,
+    /// Why the last write to sled failed, until one succeeds.
+    failing: std::sync::Mutex<Option<String>>,
+    /// When the last write started, in microseconds since `epoch` (at least 1); 0: never.
+    last_write_us: std::sync::atomic::AtomicU64,
+    epoch: Instant,
+}
+
+impl ApplierShared {
+    fn new() -> ApplierShared {
+        ApplierShared {
+            pending: std::sync::atomic::AtomicUsize::new(0),
+            failing: std::sync::Mutex::new(None),
+            last_write_us: std::sync::atomic::AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    fn since_last_write(&self) -> Duration {
+        match self.last_write_us.load(Ordering::Acquire) {
+            0 => Duration::MAX,
+            last => Duration::from_micros(self.now_us().saturating_sub(last)),
+        }
+    }
+
+    fn failing(&self) -> Option<String> {
+        self.failing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl ApplierHandle {
+    fn spawn(store: Arc<Store>, work: Arc<Notify>) -> std::io::Result<ApplierHandle> {
+        let (to, rx) = std::sync::mpsc::channel();
+        let shared = Arc::new(ApplierShared::new());
+        let applier = Applier {
+            store,
+            work,
+            shared: shared.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("ingest-apply".into())
+            .spawn(move || applier.run(&rx))?;
+        Ok(ApplierHandle {
+            to: Some(to),
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    fn failing(&self) -> Option<String> {
+        self.shared.failing()
+    }
+
+    fn send(&self, message: ToApplier) {
+        let unsent = match &self.to {
+            Some(to) => to.send(message).err().map(|e| e.0),
+            None => Some(message),
+        };
+        if let Some(ToApplier::Wait(waiter)) = unsent {
+            waiter.answer(Err(STOPPED.to_owned()));
+        }
+    }
+
+    /// Hands `new` to the applier. When it had nothing to do, also asks to hear when they are
+    /// written: where that answer arrives.
+    fn write(&self, new: Vec<PreparedIngest>) -> Option<Receiver<Result<(), String>>> {
+        if new.is_empty() {
+            return None;
+        }
+        let idle = self.shared.pending.fetch_add(new.len(), Ordering::AcqRel) == 0
+            && self.shared.since_last_write() >= APPLY_EVERY;
+        self.send(ToApplier::Write(new));
+        idle.then(|| {
+            let (done, written) = Waiter::blocking();
+            self.send(ToApplier::Wait(done));
+            written
+        })
+    }
+
+    /// Lets the applier write what it holds, and waits for it to end.
+    fn stop(&mut self) {
+        self.to = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The applier thread: writes new deliveries to sled, all that are waiting in one transaction,
+/// at most once per [`APPLY_EVERY`] unless someone waits.
+struct Applier {
+    store: Arc<Store>,
+    work: Arc<Notify>,
+    shared: Arc<ApplierShared>,
+}
+
+impl Applier {
+    fn run(mut self, rx: &Receiver<ToApplier>) {
+        let mut new: Vec<PreparedIngest> = Vec::new();
+        let mut waiters: Vec<Waiter> = Vec::new();
+        let mut open = true;
+        let take = |message, new: &mut Vec<_>, waiters: &mut Vec<_>| match message {
+            ToApplier::Write(batch) => new.extend(batch),
+            ToApplier::Wait(waiter) => waiters.push(waiter),
+        };
+        loop {
+            if new.is_empty() && waiters.is_empty() {
+                if !open {
+                    break;
+                }
+                match rx.recv() {
+                    Ok(message) => take(message, &mut new, &mut waiters),
+                    Err(_) => break,
+                }
+            }
+            // Gather until the write is due.
+            while open {
+                let failing = self.shared.failing().is_some();
+                let urgent = !failing && (!waiters.is_empty() || new.len() >= APPLY_MAX);
+                let every = if failing { APPLY_RETRY } else { APPLY_EVERY };
+                let wait = every.saturating_sub(self.shared.since_last_write());
+                if urgent || wait.is_zero() {
+                    break;
+                }
+                match rx.recv_timeout(wait) {
+                    Ok(message) => take(message, &mut new, &mut waiters),
+                    Err(RecvTimeoutError::Timeout) => break,
+                    Err(RecvTimeoutError::Disconnected) => open = false,
+                }
+            }
+            for message in rx.try_iter() {
+                take(message, &mut new, &mut waiters);
+            }
+            let written = self.write(&mut new);
+            for waiter in waiters.drain(..) {
+                waiter.answer(written.clone());
+            }
+            if !open && written.is_err() {
+                // Stopping: the journal holds what could not be written, for the next start.
+                break;
+            }
+        }
+    }
+
+    /// Writes `new` to sled in one transaction, emptying it; on an error keeps it (and its
+    /// reservations) for the next attempt.
+    fn write(&mut self, new: &mut Vec<PreparedIngest>) -> Result<(), String> {
+        if new.is_empty() {
+            return match self.shared.failing() {
+                Some(why) => Err(why),
+                None => Ok(()),
+            };
+        }
+        self.shared
+            .last_write_us
+            .store(self.shared.now_us().max(1), Ordering::Release);
+        let refs: Vec<&PreparedIngest> = new.iter().collect();
+        let result = self.store.apply_ingests(&refs);
+        drop(refs);
+        let mut failing = self
+            .shared
+            .failing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match result {
+            Ok(()) => {
+                *failing = None;
+                drop(failing);
+                self.shared.pending.fetch_sub(new.len(), Ordering::AcqRel);
+                if new.iter().any(PreparedIngest::has_jobs) {
+                    self.work.notify_one();
+                }
+                new.clear();
+                Ok(())
+            }
+            Err(e) => {
+                let e = e.to_string();
+                tracing::warn!(error = %e, waiting = new.len(), "Writing deliveries to the state failed; ingest is refused until a retry succeeds.");
+                *failing = Some(e.clone());
+                Err(e)
             }
         }
     }
@@ -441,6 +622,28 @@ mod tests {
             })
             .unwrap();
         assert_eq!(audit.len(), 200);
+    }
+
+    /// A delivery handed to an idle applier comes with a wait, answered once it is in sled:
+    /// the writer's answer to a lone delivery waits for it.
+    #[test]
+    fn an_idle_applier_answers_once_the_delivery_is_in_sled() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let mut applier = ApplierHandle::spawn(store.clone(), Arc::new(Notify::new())).unwrap();
+        let prepared = store.prepare_ingest(&record("lone")).unwrap();
+        assert_eq!(
+            store.decide_ingests(&[&prepared]).unwrap().len(),
+            1,
+            "decided first, as the writer does"
+        );
+        let written = applier
+            .write(vec![prepared])
+            .expect("an idle applier is waited for");
+        Waiter::wait(&written).unwrap();
+        assert!(store.event_by_key("fd/lone").unwrap().is_some());
+        assert_eq!(store.queue_depth(), 1);
+        applier.stop();
     }
 
     /// The executor is woken once jobs are in sled, and finds them there.
