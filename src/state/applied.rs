@@ -1,15 +1,28 @@
-//! The `applied` tree: what the last applies created, keyed by resource key.
+//! The `applied` tree: what the last applies created.
 //!
-//! Guarantees: [`Store::applied`] is sorted by key; each stored record repeats its key and a
-//! mismatch is reported as corruption; [`Store::record_apply`] writes the applied revision and
-//! all upserts and removals in one transaction and flushes before returning, so after a crash
-//! either all of an apply is recorded or none of it.
+//! Since schema 3 the tree holds one record, [`SET_KEY`]: every applied resource, sorted by key.
+//! One record instead of one per resource because sled rewrites a leaf for every insert: the
+//! 2,000 resources of a large repository written one by one left ~13 MB of freed leaves in
+//! partly used allocator pages at start-up, written as one record ~4 MB
+//! (docs/ingest-performance.md, "Idle memory"). Applies are rare; reading and rewriting the
+//! whole set for each is cheap next to them.
+//!
+//! Guarantees: [`Store::applied`] is sorted by key, keys unique, and a set that is not is
+//! reported as corruption; [`Store::record_apply`] writes the applied revision and all upserts
+//! and removals in one transaction and flushes before returning, so after a crash either all of
+//! an apply is recorded or none of it.
 
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
-use sled::transaction::TransactionError;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use std::collections::BTreeMap;
 
 use super::{Error, Store, codec, meta_keys, storage_error, trees};
+
+/// The key of the applied set, the `applied` tree's only record.
+const SET_NAME: &str = "set";
+const SET_KEY: &[u8] = SET_NAME.as_bytes();
 
 /// One applied resource.
 ///
@@ -28,22 +41,16 @@ pub struct AppliedResource {
 impl Store {
     /// All applied resources, sorted by key.
     pub fn applied(&self) -> Result<Vec<AppliedResource>, Error> {
-        // sled iterates in byte order of keys, which for UTF-8 keys is `String` order.
-        let mut out = Vec::new();
-        for item in self.applied.iter() {
-            let (k, v) = item.map_err(|e| storage_error(&self.dir, e))?;
-            out.push(decode_record(&k, &v)?);
+        match self.applied.get(SET_KEY) {
+            Ok(Some(v)) => decode_set(&v),
+            Ok(None) => Ok(Vec::new()),
+            Err(e) => Err(storage_error(&self.dir, e)),
         }
-        Ok(out)
     }
 
     /// One applied resource by key.
     pub fn get_applied(&self, key: &str) -> Result<Option<AppliedResource>, Error> {
-        match self.applied.get(key.as_bytes()) {
-            Ok(Some(v)) => decode_record(key.as_bytes(), &v).map(Some),
-            Ok(None) => Ok(None),
-            Err(e) => Err(storage_error(&self.dir, e)),
-        }
+        Ok(self.applied()?.into_iter().find(|r| r.key == key))
     }
 
     /// Records an apply in one transaction across `meta` and `applied`: sets the applied
@@ -51,7 +58,8 @@ impl Store {
     /// are fine), then flushes.
     ///
     /// A batch with an empty key, a key upserted twice, or a key both upserted and removed is
-    /// [`Error::InvalidBatch`] and writes nothing.
+    /// [`Error::InvalidBatch`] and writes nothing. A stored set that cannot be read is replaced
+    /// by `upserts`.
     pub fn record_apply(
         &self,
         revision: &str,
@@ -76,45 +84,101 @@ impl Store {
             }
         }
         let revision_bytes = codec::encode(trees::META, meta_keys::APPLIED_REVISION, &revision)?;
-        let encoded = upserts
-            .iter()
-            .map(|r| Ok((r.key.as_str(), codec::encode(trees::APPLIED, &r.key, r)?)))
-            .collect::<Result<Vec<_>, Error>>()?;
-
-        let result: Result<(), TransactionError<()>> =
+        // The set is read and rewritten inside the transaction, and only when it changes (a
+        // restart on the same revision writes only the revision).
+        let changes = !(upserts.is_empty() && removals.is_empty());
+        let result: Result<(), TransactionError<Error>> =
             (&self.meta, &self.applied).transaction(|(meta, applied)| {
                 meta.insert(
                     meta_keys::APPLIED_REVISION.as_bytes(),
                     revision_bytes.as_slice(),
                 )?;
-                for (key, value) in &encoded {
-                    applied.insert(key.as_bytes(), value.as_slice())?;
-                }
-                for key in removals {
-                    applied.remove(key.as_bytes())?;
+                if changes {
+                    // The set only summarises what was applied: a corrupt one is replaced
+                    // (the daemon upserts every resource when it cannot read the set).
+                    let current = match applied.get(SET_KEY)? {
+                        Some(v) => decode_set(&v).unwrap_or_else(|e| {
+                            tracing::warn!(error = %e, "The applied set is corrupt; this apply replaces it.");
+                            Vec::new()
+                        }),
+                        None => Vec::new(),
+                    };
+                    let mut set: BTreeMap<&str, &AppliedResource> =
+                        current.iter().map(|r| (r.key.as_str(), r)).collect();
+                    set.extend(upserts.iter().map(|r| (r.key.as_str(), r)));
+                    for key in removals {
+                        set.remove(key);
+                    }
+                    let set: Vec<&AppliedResource> = set.into_values().collect();
+                    let bytes = codec::encode(trees::APPLIED, SET_NAME, &set)
+                        .map_err(ConflictableTransactionError::Abort)?;
+                    applied.insert(SET_KEY, bytes)?;
                 }
                 Ok(())
             });
         match result {
             Ok(()) => self.flush(),
             Err(TransactionError::Storage(e)) => Err(storage_error(&self.dir, e)),
-            // The closure never aborts.
-            Err(TransactionError::Abort(())) => Err(Error::InvalidBatch {
-                detail: "transaction aborted".to_owned(),
-            }),
+            Err(TransactionError::Abort(e)) => Err(e),
         }
     }
 }
 
-/// Decodes an `applied` record and checks that it repeats its key.
-fn decode_record(key: &[u8], value: &[u8]) -> Result<AppliedResource, Error> {
-    let record: AppliedResource = codec::decode(trees::APPLIED, key, value)?;
-    if record.key.as_bytes() != key {
-        return Err(Error::Corrupt {
-            tree: trees::APPLIED,
-            key: String::from_utf8_lossy(key).into_owned(),
-            detail: format!("record is for key {:?}", record.key),
-        });
+/// Decodes the applied set and checks that its keys are non-empty, unique and sorted.
+fn decode_set(value: &[u8]) -> Result<Vec<AppliedResource>, Error> {
+    let set: Vec<AppliedResource> = codec::decode(trees::APPLIED, SET_KEY, value)?;
+    let corrupt = |detail: String| Error::Corrupt {
+        tree: trees::APPLIED,
+        key: SET_NAME.to_owned(),
+        detail,
+    };
+    if set.first().is_some_and(|r| r.key.is_empty()) {
+        return Err(corrupt("a resource with an empty key".to_owned()));
     }
-    Ok(record)
+    if let Some(pair) = set.windows(2).find(|pair| pair[0].key >= pair[1].key) {
+        return Err(corrupt(format!(
+            "resources out of order or repeated at {:?}",
+            pair[1].key
+        )));
+    }
+    Ok(set)
+}
+
+/// Schema 2 → 3: the per-resource records (each repeating its key) become the one set record,
+/// in one transaction that also writes the new schema version.
+pub(super) fn migrate_v2(store: &Store) -> Result<(), Error> {
+    let mut set = Vec::new();
+    let mut old_keys = Vec::new();
+    for item in store.applied.iter() {
+        let (k, v) = item.map_err(|e| storage_error(&store.dir, e))?;
+        let record: AppliedResource = codec::decode(trees::APPLIED, &k, &v)?;
+        if record.key.as_bytes() != &*k {
+            return Err(Error::Corrupt {
+                tree: trees::APPLIED,
+                key: String::from_utf8_lossy(&k).into_owned(),
+                detail: format!("record is for key {:?}", record.key),
+            });
+        }
+        set.push(record);
+        old_keys.push(k);
+    }
+    // sled iterates in byte order of keys, which for UTF-8 keys is `String` order.
+    let set = codec::encode(trees::APPLIED, SET_NAME, &set)?;
+    let version = codec::encode(trees::META, meta_keys::SCHEMA_VERSION, &3u32)?;
+    let result: Result<(), TransactionError<()>> =
+        (&store.meta, &store.applied).transaction(|(meta, applied)| {
+            for k in &old_keys {
+                applied.remove(k)?;
+            }
+            applied.insert(SET_KEY, set.as_slice())?;
+            meta.insert(meta_keys::SCHEMA_VERSION, version.as_slice())?;
+            Ok(())
+        });
+    match result {
+        Ok(()) => Ok(()),
+        Err(TransactionError::Storage(e)) => Err(storage_error(&store.dir, e)),
+        Err(TransactionError::Abort(())) => Err(Error::InvalidBatch {
+            detail: "transaction aborted".to_owned(),
+        }),
+    }
 }

@@ -48,14 +48,15 @@ pub use outbox::{DeadJob, Job};
 pub use registrations::{HealthRecord, Pin, REGISTRATION_SECRET_FIELD, RegistrationRecord};
 
 /// The schema version this build writes and understands. Version 2 keys stored deliveries by
-/// [`EventRef`] instead of by event key (version 1); [`Store::open`] migrates version 1.
-pub const SCHEMA_VERSION: u32 = 2;
+/// [`EventRef`] instead of by event key (version 1); version 3 keeps the applied resources as
+/// one record instead of one per resource. [`Store::open`] migrates versions 1 and 2.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Names of the sled trees.
 pub mod trees {
     /// Schema version and applied revision.
     pub const META: &str = "meta";
-    /// Applied resources: resource key → [`super::AppliedResource`].
+    /// Applied resources: one record, `set` → every [`super::AppliedResource`], sorted by key.
     pub const APPLIED: &str = "applied";
     /// Stored deliveries: [`super::EventRef`] key (dedupe window end big-endian ‖ sequence
     /// big-endian) → [`crate::event::Event`]. New deliveries are appended at the end.
@@ -373,6 +374,11 @@ impl Store {
             SCHEMA_VERSION => Ok(()),
             1 => {
                 self.migrate_v1_inbox()?;
+                applied::migrate_v2(self)?;
+                self.flush()
+            }
+            2 => {
+                applied::migrate_v2(self)?;
                 self.flush()
             }
             other => Err(Error::Corrupt {

@@ -134,7 +134,7 @@ fn corrupt_values_are_errors() {
         b"\x01{not json",
         b"\x01{\"key\":\"a\"}",
     ] {
-        store.applied.insert("a", garbage).unwrap();
+        store.applied.insert("set", garbage).unwrap();
         let err = store.applied().unwrap_err();
         assert!(
             matches!(
@@ -146,13 +146,19 @@ fn corrupt_values_are_errors() {
             ),
             "{err}"
         );
-        assert!(err.to_string().contains("\"a\""), "{err}");
+        assert!(err.to_string().contains("\"set\""), "{err}");
         assert!(store.get_applied("a").is_err());
     }
-    // A record stored under another key.
-    let moved = codec::encode(trees::APPLIED, "b", &res("b", "1")).unwrap();
-    store.applied.insert("a", moved).unwrap();
-    assert!(matches!(store.get_applied("a"), Err(Error::Corrupt { .. })));
+    // A set out of order, or with a key twice.
+    for keys in [["b", "a"], ["a", "a"]] {
+        let set: Vec<AppliedResource> = keys.iter().map(|k| res(k, "1")).collect();
+        let bytes = codec::encode(trees::APPLIED, "set", &set).unwrap();
+        store.applied.insert("set", bytes).unwrap();
+        assert!(matches!(store.get_applied("a"), Err(Error::Corrupt { .. })));
+    }
+    // An apply replaces a corrupt set (it only summarises what was applied).
+    store.record_apply("rev2", &[res("c", "1")], &[]).unwrap();
+    assert_eq!(store.applied().unwrap(), vec![res("c", "1")]);
 
     store
         .meta
@@ -278,4 +284,72 @@ fn schema_1_deliveries_are_migrated() {
     assert!(store.ack(dead).unwrap());
     assert_eq!(store.purge_expired(500).unwrap().events, 2);
     assert!(store.inbox.is_empty() && store.inbox_refs.is_empty());
+}
+
+/// A schema 2 state (one record per applied resource) is migrated on open to the one set
+/// record, with nothing lost; an apply then builds on it.
+#[test]
+fn schema_2_applied_resources_are_migrated() {
+    let tmp = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(tmp.path()).unwrap();
+        store.set_applied_revision("rev1").unwrap();
+        // Written the way schema 2 stored them.
+        for r in [res("b", "fb"), res("a", "fa"), res("é", "fe")] {
+            let bytes = codec::encode(trees::APPLIED, &r.key, &r).unwrap();
+            store.applied.insert(r.key.as_bytes(), bytes).unwrap();
+        }
+        store
+            .put(&store.meta, trees::META, meta_keys::SCHEMA_VERSION, &2u32)
+            .unwrap();
+        store.flush().unwrap();
+    }
+    let store = Store::open(tmp.path()).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(
+        store.applied().unwrap(),
+        vec![res("a", "fa"), res("b", "fb"), res("é", "fe")]
+    );
+    let keys: Vec<sled::IVec> = store.applied.iter().keys().map(Result::unwrap).collect();
+    assert_eq!(
+        keys,
+        [sled::IVec::from("set")],
+        "only the set record is left"
+    );
+    assert_eq!(store.applied_revision().unwrap().as_deref(), Some("rev1"));
+    store
+        .record_apply("rev2", &[res("c", "fc")], &["b"])
+        .unwrap();
+    assert_eq!(
+        store.applied().unwrap(),
+        vec![res("a", "fa"), res("c", "fc"), res("é", "fe")]
+    );
+}
+
+/// A schema 2 record that does not repeat its key is refused at migration: the state is not
+/// opened.
+#[test]
+fn a_corrupt_schema_2_record_stops_the_migration() {
+    let tmp = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(tmp.path()).unwrap();
+        let bytes = codec::encode(trees::APPLIED, "a", &res("b", "1")).unwrap();
+        store.applied.insert("a", bytes).unwrap();
+        store
+            .put(&store.meta, trees::META, meta_keys::SCHEMA_VERSION, &2u32)
+            .unwrap();
+        store.flush().unwrap();
+    }
+    let err = Store::open(tmp.path()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Corrupt {
+                tree: "applied",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("record is for key"), "{err}");
 }
