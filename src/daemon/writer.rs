@@ -57,6 +57,7 @@ pub(super) struct Writer {
 }
 
 const STOPPED: &str = "the ingest writer has stopped";
+const APPLIER_STOPPED: &str = "the ingest applier has stopped";
 
 impl Writer {
     /// Starts the writer, its journal sync thread and its checkpoint thread. `work` is woken
@@ -363,13 +364,21 @@ impl ApplierHandle {
         self.shared.failing()
     }
 
+    /// Hands `message` to the applier. If the applier is gone (it panicked), new deliveries
+    /// are refused from now on: what it was given stays in the journal for the next start.
     fn send(&self, message: ToApplier) {
         let unsent = match &self.to {
             Some(to) => to.send(message).err().map(|e| e.0),
             None => Some(message),
         };
-        if let Some(ToApplier::Wait(waiter)) = unsent {
-            waiter.answer(Err(STOPPED.to_owned()));
+        let Some(message) = unsent else { return };
+        *self
+            .shared
+            .failing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(APPLIER_STOPPED.to_owned());
+        if let ToApplier::Wait(waiter) = message {
+            waiter.answer(Err(APPLIER_STOPPED.to_owned()));
         }
     }
 
@@ -644,6 +653,26 @@ mod tests {
         assert!(store.event_by_key("fd/lone").unwrap().is_some());
         assert_eq!(store.queue_depth(), 1);
         applier.stop();
+    }
+
+    /// Once the applier is gone, what is handed to it is answered with an error and new
+    /// deliveries are refused (503) instead of answered and never written.
+    #[test]
+    fn a_stopped_applier_refuses_what_comes_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let mut applier = ApplierHandle::spawn(store.clone(), Arc::new(Notify::new())).unwrap();
+        applier.stop();
+        assert_eq!(applier.failing(), None);
+        let prepared = store.prepare_ingest(&record("late")).unwrap();
+        store.decide_ingests(&[&prepared]).unwrap();
+        let written = applier.write(vec![prepared]).expect("nothing was pending");
+        assert_eq!(
+            Waiter::wait(&written).unwrap_err(),
+            APPLIER_STOPPED,
+            "the wait is answered"
+        );
+        assert_eq!(applier.failing().as_deref(), Some(APPLIER_STOPPED));
     }
 
     /// The executor is woken once jobs are in sled, and finds them there.
