@@ -7,18 +7,27 @@
 //! to sled *without* flushing, before the answer or, under load, within milliseconds after it
 //! (`daemon::writer`). Every few seconds, once every journaled delivery is in sled, a
 //! checkpoint starts a new journal file, flushes sled (which then holds everything the old file
-//! holds) and deletes the old file; the daemon runs the flush and the deletion on a thread of
-//! their own, so that ingest goes on during the flush. On open, whatever journal files exist are
+//! holds) and retires the old file (below); the daemon runs the flush and the retirement on a
+//! thread of their own, so that ingest goes on during the flush. On open, whatever journal files exist are
 //! replayed into sled; replay is idempotent because ingest deduplicates by event key.
 //!
 //! File format: records of `len: u32 LE ‖ checksum: 8 bytes ‖ payload: JSON`, where the checksum is
-//! the payload's CRC-32 (u32 LE) followed by the tag `crc1`; records written by earlier builds
-//! carry the first 8 bytes of the payload's SHA-256 instead, and are still read. A torn record at
-//! the end of a file (a crash mid-write) fails its length or checksum and ends the replay of that
-//! file; it was never acknowledged.
+//! the payload's CRC-32 (u32 LE) followed by a tag: the file's sequence number (u32 LE, high bit
+//! set). Records written by earlier builds carry the tag `crc1`, or the first 8 bytes of the
+//! payload's SHA-256 instead, and are still read. A torn record at the end of a file (a crash
+//! mid-write) fails its length or checksum and ends the replay of that file; it was never
+//! acknowledged.
+//!
+//! Files are recycled: a retired file becomes the spare (`ingest-<seq>.spare`), and the next
+//! rotation writes the new file over it from the start instead of appending to a new one. Over
+//! blocks that are already written, an `fdatasync` flushes data only: no block allocation, so
+//! no filesystem journal commit, which on ext4 also waits for other files' data (sled's). What
+//! is left of the spare's old records after the new ones carries the old file's sequence
+//! number, so replay stops there; sequence numbers only grow (a new one is above every journal
+//! and spare file).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -58,8 +67,10 @@ struct Inner {
     file: File,
     /// Records appended since the last sync.
     pending: Vec<u8>,
-    /// Bytes in the current file.
+    /// Bytes written to the current file (where the next write goes).
     written: u64,
+    /// A retired file to write the next file over.
+    spare: Option<PathBuf>,
 }
 
 /// Records replayed per sled transaction on open.
@@ -67,16 +78,31 @@ const REPLAY_BATCH: usize = 1024;
 
 const PREFIX: &str = "ingest-";
 const SUFFIX: &str = ".journal";
+const SPARE_SUFFIX: &str = ".spare";
 
 fn file_name(seq: u64) -> String {
     format!("{PREFIX}{seq:020}{SUFFIX}")
 }
 
-/// The tag that marks a CRC-32 checksum.
+fn spare_name(seq: u64) -> String {
+    format!("{PREFIX}{seq:020}{SPARE_SUFFIX}")
+}
+
+/// The tag of records framed but not yet appended, and of every CRC-32 record of the builds
+/// before files were recycled (never found in a recycled file).
 const CRC_TAG: [u8; 4] = *b"crc1";
 
+/// The tag of records appended to file `seq`: its sequence number, high bit set (which `crc1`
+/// has not).
+fn seq_tag(seq: u64) -> [u8; 4] {
+    // Truncation is fine: a file's leftovers are from a recent file, never 2^31 files ago.
+    #[allow(clippy::cast_possible_truncation)]
+    let low = seq as u32;
+    (low | 0x8000_0000).to_le_bytes()
+}
+
 /// The checksum of a record's payload: CRC-32 ‖ [`CRC_TAG`] (a fraction of SHA-256's cost on the
-/// request threads, and all a torn write needs).
+/// request threads, and all a torn write needs); appending puts the file's tag in.
 fn checksum(payload: &[u8]) -> [u8; 8] {
     let mut out = [0u8; 8];
     out[..4].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
@@ -84,10 +110,14 @@ fn checksum(payload: &[u8]) -> [u8; 8] {
     out
 }
 
-/// Whether `sum` is the checksum of `payload`: CRC-32, or the SHA-256 prefix of records written
-/// by earlier versions (still replayed after an upgrade).
-fn verify(sum: &[u8], payload: &[u8]) -> bool {
-    if sum.get(4..) == Some(&CRC_TAG[..]) && sum == checksum(payload) {
+/// Whether `sum` is the checksum of `payload` in file `seq`: CRC-32 with this file's tag (or
+/// `crc1`, from earlier builds), or the SHA-256 prefix of records of still earlier builds (both
+/// still replayed after an upgrade).
+fn verify(sum: &[u8], payload: &[u8], seq: u64) -> bool {
+    let tag = sum.get(4..);
+    if (tag == Some(&seq_tag(seq)[..]) || tag == Some(&CRC_TAG[..]))
+        && sum.get(..4) == Some(&crc32fast::hash(payload).to_le_bytes()[..])
+    {
         return true;
     }
     sum == &Sha256::digest(payload)[..8]
@@ -102,6 +132,11 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 
 /// Journal files in `dir`, oldest first.
 fn existing(dir: &Path) -> Result<Vec<(u64, PathBuf)>, Error> {
+    files(dir, SUFFIX)
+}
+
+/// Files named `ingest-<seq><suffix>` in `dir`, by sequence number.
+fn files(dir: &Path, suffix: &str) -> Result<Vec<(u64, PathBuf)>, Error> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dir).map_err(io(dir))? {
         let entry = entry.map_err(io(dir))?;
@@ -109,7 +144,7 @@ fn existing(dir: &Path) -> Result<Vec<(u64, PathBuf)>, Error> {
         let Some(name) = name.to_str() else { continue };
         if let Some(seq) = name
             .strip_prefix(PREFIX)
-            .and_then(|n| n.strip_suffix(SUFFIX))
+            .and_then(|n| n.strip_suffix(suffix))
             .and_then(|n| n.parse().ok())
         {
             out.push((seq, entry.path()));
@@ -119,8 +154,9 @@ fn existing(dir: &Path) -> Result<Vec<(u64, PathBuf)>, Error> {
     Ok(out)
 }
 
-/// Reads every intact record of one file.
-fn read_records(path: &Path) -> Result<Vec<IngestRecord>, Error> {
+/// Reads every intact record of file `seq`, up to the first that is not (torn, or left from
+/// the file's previous use).
+fn read_records(path: &Path, seq: u64) -> Result<Vec<IngestRecord>, Error> {
     let mut reader = BufReader::new(File::open(path).map_err(io(path))?);
     let mut out = Vec::new();
     loop {
@@ -134,7 +170,7 @@ fn read_records(path: &Path) -> Result<Vec<IngestRecord>, Error> {
         len.copy_from_slice(&header[..4]);
         let len = u32::from_le_bytes(len) as usize;
         let mut payload = vec![0u8; len];
-        if reader.read_exact(&mut payload).is_err() || !verify(&header[4..], &payload) {
+        if reader.read_exact(&mut payload).is_err() || !verify(&header[4..], &payload, seq) {
             tracing::warn!(journal = %path.display(), "Torn record at the end of the ingest journal (never acknowledged); ignored.");
             break;
         }
@@ -148,11 +184,20 @@ fn read_records(path: &Path) -> Result<Vec<IngestRecord>, Error> {
     Ok(out)
 }
 
-fn create(dir: &Path, seq: u64) -> Result<File, Error> {
+/// Opens file `seq` for writing from its start: the spare, renamed, when there is one (its
+/// blocks are already written), else a new file.
+fn start_file(dir: &Path, seq: u64, spare: Option<PathBuf>) -> Result<File, Error> {
     let path = dir.join(file_name(seq));
+    if let Some(spare) = spare
+        && let Err(e) = fs::rename(&spare, &path)
+    {
+        tracing::warn!(error = %e, spare = %spare.display(), "Could not reuse the spare ingest journal file; starting a new one.");
+        let _ = fs::remove_file(&spare);
+    }
     OpenOptions::new()
         .create(true)
-        .append(true)
+        .write(true)
+        .truncate(false)
         .open(&path)
         .map_err(io(&path))
 }
@@ -165,8 +210,8 @@ impl Journal {
         let dir = store.dir().to_owned();
         let old = existing(&dir)?;
         let mut restored = 0;
-        for (_, path) in &old {
-            let records = read_records(path)?;
+        for (seq, path) in &old {
+            let records = read_records(path, *seq)?;
             for chunk in records.chunks(REPLAY_BATCH) {
                 let chunk: Vec<&IngestRecord> = chunk.iter().collect();
                 for outcome in store.ingest_batch(&chunk)? {
@@ -180,8 +225,19 @@ impl Journal {
         for (_, path) in &old {
             fs::remove_file(path).map_err(io(path))?;
         }
-        let seq = old.last().map_or(1, |(s, _)| s + 1);
-        let file = create(&dir, seq)?;
+        // Files of earlier builds are not recycled (their records carry no file tag): only a
+        // spare, the newest one, is.
+        let mut spares = files(&dir, SPARE_SUFFIX)?;
+        let newest = spares.pop();
+        for (_, path) in &spares {
+            fs::remove_file(path).map_err(io(path))?;
+        }
+        let last = old
+            .last()
+            .map(|(s, _)| *s)
+            .max(newest.as_ref().map(|(s, _)| *s));
+        let seq = last.map_or(1, |s| s + 1);
+        let file = start_file(&dir, seq, newest.map(|(_, path)| path))?;
         let journal = Journal {
             dir,
             inner: Mutex::new(Inner {
@@ -189,6 +245,7 @@ impl Journal {
                 file,
                 pending: Vec::new(),
                 written: 0,
+                spare: None,
             }),
         };
         Ok((journal, restored))
@@ -276,24 +333,34 @@ impl Journal {
     /// Appends a record made by [`Journal::encode`] (in memory until the next
     /// [`Journal::sync`]). Rotate only once the same ingest is written to sled.
     pub fn append_encoded(&self, framed: &[u8]) {
-        self.lock().pending.extend_from_slice(framed);
+        let mut inner = self.lock();
+        let start = inner.pending.len();
+        inner.pending.extend_from_slice(framed);
+        // The file's tag, so that a replay of this file after its reuse stops at the end of
+        // what this use wrote.
+        let tag = seq_tag(inner.seq);
+        if let Some(t) = inner.pending.get_mut(start + 8..start + 12)
+            && *t == CRC_TAG
+        {
+            t.copy_from_slice(&tag);
+        }
     }
 
     /// Writes and `fdatasync`s everything appended so far. Only one caller (the committer)
     /// syncs at a time.
     pub fn sync(&self) -> Result<(), Error> {
-        let (buf, file, path) = {
+        let (buf, at, file, path) = {
             let mut inner = self.lock();
             if inner.pending.is_empty() {
                 return Ok(());
             }
             let buf = std::mem::take(&mut inner.pending);
+            let at = inner.written;
             inner.written += buf.len() as u64;
             let file = inner.file.try_clone().map_err(io(&self.dir))?;
-            (buf, file, self.dir.join(file_name(inner.seq)))
+            (buf, at, file, self.dir.join(file_name(inner.seq)))
         };
-        let mut file = file;
-        file.write_all(&buf).map_err(io(&path))?;
+        std::os::unix::fs::FileExt::write_all_at(&file, &buf, at).map_err(io(&path))?;
         file.sync_data().map_err(io(&path))
     }
 
@@ -308,20 +375,39 @@ impl Journal {
         self.sync()?;
         let mut inner = self.lock();
         let old = self.dir.join(file_name(inner.seq));
+        let spare = inner.spare.take();
+        inner.file = start_file(&self.dir, inner.seq + 1, spare)?;
         inner.seq += 1;
-        inner.file = create(&self.dir, inner.seq)?;
         inner.written = 0;
         Ok(old)
     }
 
-    /// Deletes a rotated file whose records sled now holds durably.
+    /// Retires a rotated file whose records sled now holds durably: it becomes the spare that
+    /// the next rotation writes over, or is deleted when there is one already.
     pub fn retire(&self, path: &Path) -> Result<(), Error> {
-        fs::remove_file(path).map_err(io(path))
+        let mut inner = self.lock();
+        let seq = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix(PREFIX))
+            .and_then(|n| n.strip_suffix(SUFFIX))
+            .and_then(|n| n.parse::<u64>().ok());
+        match seq {
+            Some(seq) if inner.spare.is_none() => {
+                let spare = self.dir.join(spare_name(seq));
+                fs::rename(path, &spare).map_err(io(path))?;
+                inner.spare = Some(spare);
+                Ok(())
+            }
+            _ => fs::remove_file(path).map_err(io(path)),
+        }
     }
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use std::io::Write;
+
     use serde_json::{Map, json};
 
     use super::*;
@@ -483,5 +569,69 @@ pub(crate) mod tests {
         journal.retire(&old).unwrap();
         assert_eq!(existing(dir.path()).unwrap().len(), 1);
         assert!(journal.written() == 0);
+    }
+
+    /// A file written over a spare replays only what its new use wrote: the records left from
+    /// its previous use carry that use's tag. New files are numbered above every spare.
+    #[test]
+    fn a_recycled_file_replays_only_its_new_records() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let (journal, _) = Journal::open(&store).unwrap();
+            for id in ["a", "b", "c"] {
+                journal.append(&record(id)).unwrap();
+            }
+            let first = journal.rotate().unwrap();
+            journal.retire(&first).unwrap();
+            assert_eq!(files(dir.path(), SPARE_SUFFIX).unwrap().len(), 1);
+            let second = journal.rotate().unwrap();
+            assert!(
+                files(dir.path(), SPARE_SUFFIX).unwrap().is_empty(),
+                "the third file is the first one, reused"
+            );
+            journal.retire(&second).unwrap();
+            // As long as "a", so that the next record of the first use starts right after it.
+            journal.append(&record("d")).unwrap();
+            journal.sync().unwrap();
+            let (seq, path) = existing(dir.path()).unwrap().pop().unwrap();
+            assert_eq!(seq, 3);
+            assert!(fs::metadata(&path).unwrap().len() > journal.written());
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let (journal, restored) = Journal::open(&store).unwrap();
+        assert_eq!(restored, 1);
+        assert!(store.event_by_key("fd/d").unwrap().is_some());
+        for id in ["a", "b", "c"] {
+            assert!(store.event_by_key(&format!("fd/{id}")).unwrap().is_none());
+        }
+        assert!(
+            files(dir.path(), SPARE_SUFFIX).unwrap().is_empty(),
+            "the spare (the second file) became the new file"
+        );
+        let journals: Vec<u64> = existing(dir.path())
+            .unwrap()
+            .iter()
+            .map(|(s, _)| *s)
+            .collect();
+        assert_eq!(journals, [4], "above the spare's 2 and the replayed 3");
+        assert_eq!(journal.lock().seq, 4);
+    }
+
+    /// Without the file tag, the first use's records would replay again from a reused file.
+    #[test]
+    fn a_record_of_another_file_does_not_verify() {
+        let framed = Journal::encode(Path::new("."), &record("a")).unwrap();
+        let payload = &framed[12..];
+        let mut sum = [0u8; 8];
+        sum.copy_from_slice(&framed[4..12]);
+        assert!(
+            verify(&sum, payload, 7),
+            "an untagged (earlier build) record"
+        );
+        sum[4..].copy_from_slice(&seq_tag(7));
+        assert!(verify(&sum, payload, 7));
+        assert!(!verify(&sum, payload, 8));
+        assert_ne!(seq_tag(7), CRC_TAG);
     }
 }
