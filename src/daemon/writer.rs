@@ -511,7 +511,7 @@ struct Checkpoint {
     busy: Arc<AtomicBool>,
 }
 
-/// The checkpoint thread: flushes sled, then deletes the rotated journal file, which sled now
+/// The checkpoint thread: flushes sled, then retires the rotated journal file, which sled now
 /// holds durably.
 fn checkpointer(
     store: Arc<Store>,

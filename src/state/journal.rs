@@ -370,7 +370,7 @@ impl Journal {
     }
 
     /// Starts a new file (after syncing what is pending into the old one) and returns the old
-    /// file's path: delete it with [`Journal::retire`] once sled is flushed.
+    /// file's path: retire it with [`Journal::retire`] once sled is flushed.
     pub fn rotate(&self) -> Result<PathBuf, Error> {
         self.sync()?;
         let mut inner = self.lock();
