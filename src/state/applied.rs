@@ -12,11 +12,11 @@
 //! and removals in one transaction and flushes before returning, so after a crash either all of
 //! an apply is recorded or none of it.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
-
-use std::collections::BTreeMap;
 
 use super::{Error, Store, codec, meta_keys, storage_error, trees};
 

@@ -8,8 +8,9 @@
 //! (`daemon::writer`). Every few seconds, once every journaled delivery is in sled, a
 //! checkpoint starts a new journal file, flushes sled (which then holds everything the old file
 //! holds) and retires the old file (below); the daemon runs the flush and the retirement on a
-//! thread of their own, so that ingest goes on during the flush. On open, whatever journal files exist are
-//! replayed into sled; replay is idempotent because ingest deduplicates by event key.
+//! thread of their own, so that ingest goes on during the flush. On open, whatever journal
+//! files exist are replayed into sled; replay is idempotent because ingest deduplicates by
+//! event key.
 //!
 //! File format: records of `len: u32 LE ‖ checksum: 8 bytes ‖ payload: JSON`, where the checksum is
 //! the payload's CRC-32 (u32 LE) followed by a tag: the file's sequence number (u32 LE, high bit
