@@ -27,9 +27,7 @@ use crate::secrets::{self, SealKey, Secret};
 use crate::state::IngestOutcome;
 use crate::state::Store;
 use crate::state::journal::{IngestRecord, Journal};
-use crate::state::{
-    AppliedResource, AuditKind, HealthRecord, REGISTRATION_SECRET_FIELD, RegistrationRecord,
-};
+use crate::state::{AuditKind, HealthRecord, REGISTRATION_SECRET_FIELD, RegistrationRecord};
 use crate::telemetry::Metrics;
 pub use config::{Active, Problem};
 
@@ -421,23 +419,11 @@ impl Runtime {
     }
 
     /// Records the resources of `set` as applied at `commit`, and forgets those it no longer
-    /// declares. Records the state already holds unchanged are not written again (a restart
-    /// on the same revision writes only the revision).
+    /// declares. A set the state already holds unchanged is not written again (a restart on the
+    /// same revision writes only the revision).
     fn record_applied(&self, commit: &str, set: &manifest::ManifestSet) {
-        // By value: each summary is moved into its record, not copied.
-        let mut upserts = crate::plan::to_state(crate::plan::desired(set));
-        let mut applied: HashMap<String, AppliedResource> = self
-            .store
-            .applied()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|r| (r.key.clone(), r))
-            .collect();
-        upserts.retain(|r| applied.remove(&r.key).as_ref() != Some(r));
-        // What is left in `applied` is no longer declared.
-        let removals: Vec<&str> = applied.keys().map(String::as_str).collect();
-        let result = self.store.record_apply(commit, &upserts, &removals);
-        if let Err(e) = result {
+        let resources = crate::plan::to_state(crate::plan::desired(set));
+        if let Err(e) = self.store.record_applied_set(commit, &resources) {
             tracing::warn!(error = %e, "Could not record the applied revision in the state.");
         }
     }

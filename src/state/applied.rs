@@ -124,6 +124,57 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Records that the applied resources are now exactly `resources` (in any order), at
+    /// `revision`, in one transaction, then flushes. The stored set is compared as encoded
+    /// bytes, without decoding it: when nothing changed (a restart on the same revision), only
+    /// the revision is written. Returns whether the set changed.
+    ///
+    /// An empty key or a key given twice is [`Error::InvalidBatch`] and writes nothing.
+    pub fn record_applied_set(
+        &self,
+        revision: &str,
+        resources: &[AppliedResource],
+    ) -> Result<bool, Error> {
+        let mut set: BTreeMap<&str, &AppliedResource> = BTreeMap::new();
+        for r in resources {
+            if r.key.is_empty() {
+                return Err(Error::InvalidBatch {
+                    detail: "empty resource key".to_owned(),
+                });
+            }
+            if set.insert(r.key.as_str(), r).is_some() {
+                return Err(Error::InvalidBatch {
+                    detail: format!("resource {:?} appears more than once", r.key),
+                });
+            }
+        }
+        let set: Vec<&AppliedResource> = set.into_values().collect();
+        let bytes = codec::encode(trees::APPLIED, SET_NAME, &set)?;
+        let revision_bytes = codec::encode(trees::META, meta_keys::APPLIED_REVISION, &revision)?;
+        let result: Result<bool, TransactionError<()>> =
+            (&self.meta, &self.applied).transaction(|(meta, applied)| {
+                meta.insert(
+                    meta_keys::APPLIED_REVISION.as_bytes(),
+                    revision_bytes.as_slice(),
+                )?;
+                let changed = applied.get(SET_KEY)?.is_none_or(|v| *v != *bytes);
+                if changed {
+                    applied.insert(SET_KEY, bytes.as_slice())?;
+                }
+                Ok(changed)
+            });
+        match result {
+            Ok(changed) => self.flush().map(|()| changed),
+            Err(TransactionError::Storage(e)) => Err(storage_error(&self.dir, e)),
+            // The closure never aborts.
+            Err(TransactionError::Abort(())) => Err(Error::InvalidBatch {
+                detail: "transaction aborted".to_owned(),
+            }),
+        }
+    }
+}
+
 /// Decodes the applied set and checks that its keys are non-empty, unique and sorted.
 fn decode_set(value: &[u8]) -> Result<Vec<AppliedResource>, Error> {
     let set: Vec<AppliedResource> = codec::decode(trees::APPLIED, SET_KEY, value)?;

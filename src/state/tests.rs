@@ -353,3 +353,35 @@ fn a_corrupt_schema_2_record_stops_the_migration() {
     );
     assert!(err.to_string().contains("record is for key"), "{err}");
 }
+
+/// The whole set at once: written when it changes, otherwise only the revision; the stored
+/// set is then exactly the given resources, sorted.
+#[test]
+fn record_applied_set_writes_only_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    assert!(
+        store
+            .record_applied_set("rev1", &[res("b", "1"), res("a", "1")])
+            .unwrap()
+    );
+    assert_eq!(store.applied().unwrap(), vec![res("a", "1"), res("b", "1")]);
+    assert!(
+        !store
+            .record_applied_set("rev2", &[res("a", "1"), res("b", "1")])
+            .unwrap(),
+        "the same set in another order is unchanged"
+    );
+    assert_eq!(store.applied_revision().unwrap().as_deref(), Some("rev2"));
+    assert!(store.record_applied_set("rev3", &[res("a", "2")]).unwrap());
+    assert_eq!(store.applied().unwrap(), vec![res("a", "2")]);
+    for bad in [vec![res("", "1")], vec![res("c", "1"), res("c", "2")]] {
+        let err = store.record_applied_set("rev4", &bad).unwrap_err();
+        assert!(matches!(err, Error::InvalidBatch { .. }), "{err}");
+    }
+    assert_eq!(store.applied_revision().unwrap().as_deref(), Some("rev3"));
+    // A corrupt set is replaced.
+    store.applied.insert("set", &b"\x01{not json"[..]).unwrap();
+    assert!(store.record_applied_set("rev5", &[res("d", "1")]).unwrap());
+    assert_eq!(store.applied().unwrap(), vec![res("d", "1")]);
+}
