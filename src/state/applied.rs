@@ -4,19 +4,20 @@
 //! One record instead of one per resource because sled rewrites a leaf for every insert: the
 //! 2,000 resources of a large repository written one by one left ~13 MB of freed leaves in
 //! partly used allocator pages at start-up, written as one record ~4 MB
-//! (docs/ingest-performance.md, "Idle memory"). Applies are rare; reading and rewriting the
-//! whole set for each is cheap next to them.
+//! (docs/ingest-performance.md, "Idle memory"). Each apply records the whole set; it is
+//! compared with the stored one as encoded bytes, so a restart on the same revision decodes
+//! nothing and writes only the revision.
 //!
 //! Guarantees: [`Store::applied`] is sorted by key, keys unique, and a set that is not is
-//! reported as corruption; [`Store::record_apply`] writes the applied revision and all upserts
-//! and removals in one transaction and flushes before returning, so after a crash either all of
-//! an apply is recorded or none of it.
+//! reported as corruption; [`Store::record_applied_set`] writes the applied revision and the
+//! set in one transaction and flushes before returning, so after a crash either all of an apply
+//! is recorded or none of it.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::transaction::TransactionError;
 
 use super::{Error, Store, codec, meta_keys, storage_error, trees};
 
@@ -53,78 +54,6 @@ impl Store {
         Ok(self.applied()?.into_iter().find(|r| r.key == key))
     }
 
-    /// Records an apply in one transaction across `meta` and `applied`: sets the applied
-    /// revision to `revision`, inserts or replaces `upserts`, deletes `removals` (absent keys
-    /// are fine), then flushes.
-    ///
-    /// A batch with an empty key, a key upserted twice, or a key both upserted and removed is
-    /// [`Error::InvalidBatch`] and writes nothing. A stored set that cannot be read is replaced
-    /// by `upserts`.
-    pub fn record_apply(
-        &self,
-        revision: &str,
-        upserts: &[AppliedResource],
-        removals: &[&str],
-    ) -> Result<(), Error> {
-        let mut seen = std::collections::BTreeSet::new();
-        for key in upserts
-            .iter()
-            .map(|r| r.key.as_str())
-            .chain(removals.iter().copied())
-        {
-            if key.is_empty() {
-                return Err(Error::InvalidBatch {
-                    detail: "empty resource key".to_owned(),
-                });
-            }
-            if !seen.insert(key) {
-                return Err(Error::InvalidBatch {
-                    detail: format!("resource {key:?} appears more than once"),
-                });
-            }
-        }
-        let revision_bytes = codec::encode(trees::META, meta_keys::APPLIED_REVISION, &revision)?;
-        // The set is read and rewritten inside the transaction, and only when it changes (a
-        // restart on the same revision writes only the revision).
-        let changes = !(upserts.is_empty() && removals.is_empty());
-        let result: Result<(), TransactionError<Error>> =
-            (&self.meta, &self.applied).transaction(|(meta, applied)| {
-                meta.insert(
-                    meta_keys::APPLIED_REVISION.as_bytes(),
-                    revision_bytes.as_slice(),
-                )?;
-                if changes {
-                    // The set only summarises what was applied: a corrupt one is replaced
-                    // (the daemon upserts every resource when it cannot read the set).
-                    let current = match applied.get(SET_KEY)? {
-                        Some(v) => decode_set(&v).unwrap_or_else(|e| {
-                            tracing::warn!(error = %e, "The applied set is corrupt; this apply replaces it.");
-                            Vec::new()
-                        }),
-                        None => Vec::new(),
-                    };
-                    let mut set: BTreeMap<&str, &AppliedResource> =
-                        current.iter().map(|r| (r.key.as_str(), r)).collect();
-                    set.extend(upserts.iter().map(|r| (r.key.as_str(), r)));
-                    for key in removals {
-                        set.remove(key);
-                    }
-                    let set: Vec<&AppliedResource> = set.into_values().collect();
-                    let bytes = codec::encode(trees::APPLIED, SET_NAME, &set)
-                        .map_err(ConflictableTransactionError::Abort)?;
-                    applied.insert(SET_KEY, bytes)?;
-                }
-                Ok(())
-            });
-        match result {
-            Ok(()) => self.flush(),
-            Err(TransactionError::Storage(e)) => Err(storage_error(&self.dir, e)),
-            Err(TransactionError::Abort(e)) => Err(e),
-        }
-    }
-}
-
-impl Store {
     /// Records that the applied resources are now exactly `resources` (in any order), at
     /// `revision`, in one transaction, then flushes. The stored set is compared as encoded
     /// bytes, without decoding it: when nothing changed (a restart on the same revision), only

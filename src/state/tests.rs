@@ -32,11 +32,7 @@ fn record_and_reopen() {
     {
         let store = Store::open(tmp.path()).unwrap();
         store
-            .record_apply(
-                "rev1",
-                &[res("b", "fb"), res("a", "fa"), res("é", "fe")],
-                &[],
-            )
+            .record_applied_set("rev1", &[res("b", "fb"), res("a", "fa"), res("é", "fe")])
             .unwrap();
     }
     let store = Store::open_existing(tmp.path()).unwrap().unwrap();
@@ -55,15 +51,13 @@ fn record_and_reopen() {
 }
 
 #[test]
-fn upsert_and_removal() {
+fn a_new_set_replaces_the_old() {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open(tmp.path()).unwrap();
     store
-        .record_apply("rev1", &[res("a", "1"), res("b", "1")], &[])
+        .record_applied_set("rev1", &[res("a", "1"), res("b", "1")])
         .unwrap();
-    store
-        .record_apply("rev2", &[res("a", "2")], &["b", "never-existed"])
-        .unwrap();
+    store.record_applied_set("rev2", &[res("a", "2")]).unwrap();
     assert_eq!(store.applied().unwrap(), vec![res("a", "2")]);
     assert_eq!(store.applied_revision().unwrap().as_deref(), Some("rev2"));
 }
@@ -72,13 +66,9 @@ fn upsert_and_removal() {
 fn invalid_batch_writes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open(tmp.path()).unwrap();
-    store.record_apply("rev1", &[res("a", "1")], &[]).unwrap();
-    for (ups, rems) in [
-        (vec![res("b", "1")], vec!["b"]),
-        (vec![res("b", "1"), res("b", "2")], vec![]),
-        (vec![res("", "1")], vec![]),
-    ] {
-        let err = store.record_apply("rev2", &ups, &rems).unwrap_err();
+    store.record_applied_set("rev1", &[res("a", "1")]).unwrap();
+    for bad in [vec![res("b", "1"), res("b", "2")], vec![res("", "1")]] {
+        let err = store.record_applied_set("rev2", &bad).unwrap_err();
         assert!(matches!(err, Error::InvalidBatch { .. }), "{err}");
     }
     assert_eq!(store.applied().unwrap(), vec![res("a", "1")]);
@@ -127,7 +117,7 @@ fn newer_schema_refused() {
 fn corrupt_values_are_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open(tmp.path()).unwrap();
-    store.record_apply("rev1", &[res("a", "1")], &[]).unwrap();
+    store.record_applied_set("rev1", &[res("a", "1")]).unwrap();
     for garbage in [
         &b""[..],
         b"\x07{}",
@@ -157,7 +147,7 @@ fn corrupt_values_are_errors() {
         assert!(matches!(store.get_applied("a"), Err(Error::Corrupt { .. })));
     }
     // An apply replaces a corrupt set (it only summarises what was applied).
-    store.record_apply("rev2", &[res("c", "1")], &[]).unwrap();
+    store.record_applied_set("rev2", &[res("c", "1")]).unwrap();
     assert_eq!(store.applied().unwrap(), vec![res("c", "1")]);
 
     store
@@ -318,7 +308,7 @@ fn schema_2_applied_resources_are_migrated() {
     );
     assert_eq!(store.applied_revision().unwrap().as_deref(), Some("rev1"));
     store
-        .record_apply("rev2", &[res("c", "fc")], &["b"])
+        .record_applied_set("rev2", &[res("a", "fa"), res("c", "fc"), res("é", "fe")])
         .unwrap();
     assert_eq!(
         store.applied().unwrap(),

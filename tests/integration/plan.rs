@@ -55,7 +55,7 @@ fn apply_to_state(repo: &TestRepo, state: &std::path::Path) {
     let store = Store::open(state).unwrap();
     let records = plan::to_state(plan::desired(&set));
     store
-        .record_apply("0123456789abcdef0123456789abcdef01234567", &records, &[])
+        .record_applied_set("0123456789abcdef0123456789abcdef01234567", &records)
         .unwrap();
 }
 
