@@ -57,7 +57,7 @@ impl Event {
     pub fn context_view(&self) -> ContextView<'_> {
         ContextView {
             event: self,
-            head: self.head(),
+            head: std::cell::OnceCell::new(),
             changes: Value::Object(self.changes.clone()),
         }
     }
@@ -79,7 +79,8 @@ impl Event {
 #[derive(Debug)]
 pub struct ContextView<'a> {
     event: &'a Event,
-    head: Value,
+    /// The `event` entry, built only if a condition reads it.
+    head: std::cell::OnceCell<Value>,
     changes: Value,
 }
 
@@ -90,11 +91,11 @@ impl Root for ContextView<'_> {
         match key {
             "changes" => Some(&self.changes),
             "payload" => Some(&self.event.payload),
-            _ => self
-                .event
-                .objects
-                .get(key)
-                .or_else(|| (key == "event").then_some(&self.head)),
+            _ => {
+                self.event.objects.get(key).or_else(|| {
+                    (key == "event").then(|| self.head.get_or_init(|| self.event.head()))
+                })
+            }
         }
     }
 }

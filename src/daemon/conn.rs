@@ -73,19 +73,30 @@ impl AsyncRead for SharedStream {
     }
 }
 
+impl SharedStream {
+    /// Runs a non-blocking write until the socket takes it.
+    fn poll_write_with<T>(
+        &self,
+        cx: &mut Context<'_>,
+        write: impl Fn(&TcpStream) -> io::Result<T>,
+    ) -> Poll<io::Result<T>> {
+        loop {
+            ready!(self.stream.poll_write_ready(cx))?;
+            match write(&self.stream) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+}
+
 impl AsyncWrite for SharedStream {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.stream.poll_write_ready(cx))?;
-            match self.stream.try_write(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                other => return Poll::Ready(other),
-            }
-        }
+        self.poll_write_with(cx, |s| s.try_write(buf))
     }
 
     fn poll_write_vectored(
@@ -93,13 +104,7 @@ impl AsyncWrite for SharedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.stream.poll_write_ready(cx))?;
-            match self.stream.try_write_vectored(bufs) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                other => return Poll::Ready(other),
-            }
-        }
+        self.poll_write_with(cx, |s| s.try_write_vectored(bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -116,18 +121,7 @@ impl AsyncWrite for SharedStream {
     }
 }
 
-/// Answers 408 on `stream` (best effort: a client that does not read gets nothing).
-pub(super) async fn request_timeout(stream: &TcpStream) {
-    let mut rest = REQUEST_TIMEOUT;
-    while !rest.is_empty() {
-        if stream.writable().await.is_err() {
-            return;
-        }
-        match stream.try_write(rest) {
-            Ok(0) => return,
-            Ok(n) => rest = rest.get(n..).unwrap_or_default(),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => return,
-        }
-    }
+/// Answers 408 on the connection (best effort: a client that does not read gets nothing).
+pub(super) async fn request_timeout(mut stream: SharedStream) {
+    let _ = tokio::io::AsyncWriteExt::write_all(&mut stream, REQUEST_TIMEOUT).await;
 }

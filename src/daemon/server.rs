@@ -1,7 +1,8 @@
 //! The HTTP server: webhook ingress, the operator API and the always-open health and metrics
 //! endpoints, on one hyper listener. Connections are capped by a semaphore taken before
 //! `accept`; headers must arrive within the read timeout and bodies too (else 408; an idle
-//! keep-alive connection is closed without one). On shutdown the listener stops accepting and in-flight requests finish.
+//! keep-alive connection is closed without one). On shutdown the listener stops accepting and
+//! in-flight requests finish.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -73,7 +74,7 @@ pub async fn serve(rt: Arc<Runtime>, listener: TcpListener, shutdown: Cancellati
                 // hyper gives up on a slow request head without a word: say 408 if a request
                 // was under way (not on an idle keep-alive connection).
                 if e.is_timeout() && progress.partial_request() {
-                    conn::request_timeout(&stream).await;
+                    conn::request_timeout(SharedStream::new(stream, progress)).await;
                 }
                 tracing::debug!(error = %e, "Connection ended with an error.");
             }

@@ -60,7 +60,7 @@ const STOPPED: &str = "the ingest writer has stopped";
 const APPLIER_STOPPED: &str = "the ingest applier has stopped";
 
 impl Writer {
-    /// Starts the writer, its journal sync thread and its checkpoint thread. `work` is woken
+    /// Starts the writer, its journal sync, applier and checkpoint threads. `work` is woken
     /// whenever jobs reach sled.
     pub(super) fn spawn(
         store: Arc<Store>,
@@ -339,6 +339,13 @@ impl ApplierShared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
+
+    fn set_failing(&self, why: Option<String>) {
+        *self
+            .failing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = why;
+    }
 }
 
 impl ApplierHandle {
@@ -372,11 +379,7 @@ impl ApplierHandle {
             None => Some(message),
         };
         let Some(message) = unsent else { return };
-        *self
-            .shared
-            .failing
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(APPLIER_STOPPED.to_owned());
+        self.shared.set_failing(Some(APPLIER_STOPPED.to_owned()));
         if let ToApplier::Wait(waiter) = message {
             waiter.answer(Err(APPLIER_STOPPED.to_owned()));
         }
@@ -416,7 +419,7 @@ struct Applier {
 }
 
 impl Applier {
-    fn run(mut self, rx: &Receiver<ToApplier>) {
+    fn run(self, rx: &Receiver<ToApplier>) {
         let mut new: Vec<PreparedIngest> = Vec::new();
         let mut waiters: Vec<Waiter> = Vec::new();
         let mut open = true;
@@ -465,7 +468,7 @@ impl Applier {
 
     /// Writes `new` to sled in one transaction, emptying it; on an error keeps it (and its
     /// reservations) for the next attempt.
-    fn write(&mut self, new: &mut Vec<PreparedIngest>) -> Result<(), String> {
+    fn write(&self, new: &mut Vec<PreparedIngest>) -> Result<(), String> {
         if new.is_empty() {
             return match self.shared.failing() {
                 Some(why) => Err(why),
@@ -478,15 +481,9 @@ impl Applier {
         let refs: Vec<&PreparedIngest> = new.iter().collect();
         let result = self.store.apply_ingests(&refs);
         drop(refs);
-        let mut failing = self
-            .shared
-            .failing
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match result {
             Ok(()) => {
-                *failing = None;
-                drop(failing);
+                self.shared.set_failing(None);
                 self.shared.pending.fetch_sub(new.len(), Ordering::AcqRel);
                 if new.iter().any(PreparedIngest::has_jobs) {
                     self.work.notify_one();
@@ -497,7 +494,7 @@ impl Applier {
             Err(e) => {
                 let e = e.to_string();
                 tracing::warn!(error = %e, waiting = new.len(), "Writing deliveries to the state failed; ingest is refused until a retry succeeds.");
-                *failing = Some(e.clone());
+                self.shared.set_failing(Some(e.clone()));
                 Err(e)
             }
         }

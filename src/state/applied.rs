@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::TransactionError;
 
-use super::{Error, Store, codec, meta_keys, storage_error, trees};
+use super::{Error, Store, codec, meta_keys, trees};
 
 /// The key of the applied set, the `applied` tree's only record.
 const SET_NAME: &str = "set";
@@ -45,7 +45,7 @@ impl Store {
         match self.applied.get(SET_KEY) {
             Ok(Some(v)) => decode_set(&v),
             Ok(None) => Ok(Vec::new()),
-            Err(e) => Err(storage_error(&self.dir, e)),
+            Err(e) => Err(self.storage(e)),
         }
     }
 
@@ -81,8 +81,8 @@ impl Store {
         let set: Vec<&AppliedResource> = set.into_values().collect();
         let bytes = codec::encode(trees::APPLIED, SET_NAME, &set)?;
         let revision_bytes = codec::encode(trees::META, meta_keys::APPLIED_REVISION, &revision)?;
-        let result: Result<bool, TransactionError<()>> =
-            (&self.meta, &self.applied).transaction(|(meta, applied)| {
+        let result: Result<bool, TransactionError<Error>> = (&self.meta, &self.applied)
+            .transaction(|(meta, applied)| {
                 meta.insert(
                     meta_keys::APPLIED_REVISION.as_bytes(),
                     revision_bytes.as_slice(),
@@ -93,14 +93,42 @@ impl Store {
                 }
                 Ok(changed)
             });
-        match result {
-            Ok(changed) => self.flush().map(|()| changed),
-            Err(TransactionError::Storage(e)) => Err(storage_error(&self.dir, e)),
-            // The closure never aborts.
-            Err(TransactionError::Abort(())) => Err(Error::InvalidBatch {
-                detail: "transaction aborted".to_owned(),
-            }),
+        let changed = self.tx_result(result)?;
+        self.flush()?;
+        Ok(changed)
+    }
+
+    /// Schema 2 → 3: the per-resource records (each repeating its key) become the one set
+    /// record, in one transaction that also writes the new schema version.
+    pub(super) fn migrate_v2_applied(&self) -> Result<(), Error> {
+        let mut set = Vec::new();
+        let mut old_keys = Vec::new();
+        for item in self.applied.iter() {
+            let (k, v) = item.map_err(|e| self.storage(e))?;
+            let record: AppliedResource = codec::decode(trees::APPLIED, &k, &v)?;
+            if record.key.as_bytes() != &*k {
+                return Err(Error::Corrupt {
+                    tree: trees::APPLIED,
+                    key: String::from_utf8_lossy(&k).into_owned(),
+                    detail: format!("record is for key {:?}", record.key),
+                });
+            }
+            set.push(record);
+            old_keys.push(k);
         }
+        // sled iterates in byte order of keys, which for UTF-8 keys is `String` order.
+        let set = codec::encode(trees::APPLIED, SET_NAME, &set)?;
+        let version = codec::encode(trees::META, meta_keys::SCHEMA_VERSION, &3u32)?;
+        let result: Result<(), TransactionError<Error>> =
+            (&self.meta, &self.applied).transaction(|(meta, applied)| {
+                for k in &old_keys {
+                    applied.remove(k)?;
+                }
+                applied.insert(SET_KEY, set.as_slice())?;
+                meta.insert(meta_keys::SCHEMA_VERSION, version.as_slice())?;
+                Ok(())
+            });
+        self.tx_result(result)
     }
 }
 
@@ -122,43 +150,4 @@ fn decode_set(value: &[u8]) -> Result<Vec<AppliedResource>, Error> {
         )));
     }
     Ok(set)
-}
-
-/// Schema 2 → 3: the per-resource records (each repeating its key) become the one set record,
-/// in one transaction that also writes the new schema version.
-pub(super) fn migrate_v2(store: &Store) -> Result<(), Error> {
-    let mut set = Vec::new();
-    let mut old_keys = Vec::new();
-    for item in store.applied.iter() {
-        let (k, v) = item.map_err(|e| storage_error(&store.dir, e))?;
-        let record: AppliedResource = codec::decode(trees::APPLIED, &k, &v)?;
-        if record.key.as_bytes() != &*k {
-            return Err(Error::Corrupt {
-                tree: trees::APPLIED,
-                key: String::from_utf8_lossy(&k).into_owned(),
-                detail: format!("record is for key {:?}", record.key),
-            });
-        }
-        set.push(record);
-        old_keys.push(k);
-    }
-    // sled iterates in byte order of keys, which for UTF-8 keys is `String` order.
-    let set = codec::encode(trees::APPLIED, SET_NAME, &set)?;
-    let version = codec::encode(trees::META, meta_keys::SCHEMA_VERSION, &3u32)?;
-    let result: Result<(), TransactionError<()>> =
-        (&store.meta, &store.applied).transaction(|(meta, applied)| {
-            for k in &old_keys {
-                applied.remove(k)?;
-            }
-            applied.insert(SET_KEY, set.as_slice())?;
-            meta.insert(meta_keys::SCHEMA_VERSION, version.as_slice())?;
-            Ok(())
-        });
-    match result {
-        Ok(()) => Ok(()),
-        Err(TransactionError::Storage(e)) => Err(storage_error(&store.dir, e)),
-        Err(TransactionError::Abort(())) => Err(Error::InvalidBatch {
-            detail: "transaction aborted".to_owned(),
-        }),
-    }
 }

@@ -61,8 +61,8 @@ impl std::fmt::Display for EventRef {
 }
 
 /// One ingest, encoded and with its ids, ready for the transaction ([`Store::prepare_ingest`],
-/// then [`Store::commit_ingests`]). Preparing reads nothing from the state, so it can run on
-/// any thread, in parallel, before the single writer commits.
+/// then [`Store::decide_ingests`] and [`Store::apply_ingests`]). Preparing reads nothing from
+/// the state, so it can run on any thread, in parallel, before the single writer commits.
 pub struct Prepared {
     key: String,
     at: EventRef,
@@ -229,18 +229,13 @@ impl Store {
     }
 
     /// Encodes a record and allocates its ids, without touching the state: the expensive half
-    /// of an ingest, done off the writer thread. Commit it with [`Store::commit_ingests`].
+    /// of an ingest, done off the writer thread. Decide it with [`Store::decide_ingests`] and
+    /// write it with [`Store::apply_ingests`].
     pub fn prepare_ingest(&self, r: &IngestRecord) -> Result<Prepared, Error> {
         self.prepare(&r.event, &r.rules, r.now_ms, r.dedupe_until_ms, &r.audit)
     }
 
-    /// Commits prepared ingests in ONE transaction, in order, with the same results as
-    /// [`Store::ingest_batch`] (which prepares and commits). Does not flush.
-    pub fn commit_ingests(&self, prepared: &[&Prepared]) -> Result<Vec<IngestOutcome>, Error> {
-        self.commit_prepared(prepared)
-    }
-
-    /// The first half of [`Store::commit_ingests`]: decides which prepared ingests are new
+    /// The first half of an ingest's commit: decides which prepared ingests are new
     /// (exactly as committing them one by one would) and reserves their dedupe windows in
     /// memory, writing nothing. Every ingest decided [`IngestOutcome::Stored`] must then be
     /// written with [`Store::apply_ingests`] (retried until it succeeds, or replayed from the
@@ -277,7 +272,7 @@ impl Store {
         Ok(outcomes)
     }
 
-    /// The second half of [`Store::commit_ingests`]: writes ingests that
+    /// The second half of an ingest's commit: writes ingests that
     /// [`Store::decide_ingests`] found new, in ONE transaction. On an error nothing was
     /// written and the ingests stay reserved: apply them again.
     pub fn apply_ingests(&self, new: &[&Prepared]) -> Result<(), Error> {
@@ -384,11 +379,8 @@ impl Store {
 
     /// Decides and writes prepared ingests in one transaction, in order; one outcome per
     /// ingest. On an error nothing was written and nothing stays reserved.
-    fn commit_prepared<P: std::borrow::Borrow<Prepared>>(
-        &self,
-        prepared: &[P],
-    ) -> Result<Vec<IngestOutcome>, Error> {
-        let prepared: Vec<&Prepared> = prepared.iter().map(std::borrow::Borrow::borrow).collect();
+    fn commit_prepared(&self, prepared: &[Prepared]) -> Result<Vec<IngestOutcome>, Error> {
+        let prepared: Vec<&Prepared> = prepared.iter().collect();
         let outcomes = self.decide_ingests(&prepared)?;
         let new: Vec<&Prepared> = prepared
             .iter()
@@ -632,7 +624,7 @@ mod tests {
     }
 
     /// An ingest decided new is a duplicate for later ingests before it is written, and after;
-    /// writing it writes everything `commit_ingests` would, and the depth counts its jobs.
+    /// writing it writes everything `ingest_batch` would, and the depth counts its jobs.
     #[test]
     fn a_decided_ingest_dedupes_before_and_after_it_is_applied() {
         let dir = tempfile::tempdir().unwrap();

@@ -140,19 +140,23 @@ fn existing(dir: &Path) -> Result<Vec<(u64, PathBuf)>, Error> {
 fn files(dir: &Path, suffix: &str) -> Result<Vec<(u64, PathBuf)>, Error> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dir).map_err(io(dir))? {
-        let entry = entry.map_err(io(dir))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if let Some(seq) = name
-            .strip_prefix(PREFIX)
-            .and_then(|n| n.strip_suffix(suffix))
-            .and_then(|n| n.parse().ok())
-        {
-            out.push((seq, entry.path()));
+        let path = entry.map_err(io(dir))?.path();
+        if let Some(seq) = seq_of(&path, suffix) {
+            out.push((seq, path));
         }
     }
     out.sort();
     Ok(out)
+}
+
+/// The sequence number of a file named `ingest-<seq><suffix>`.
+fn seq_of(path: &Path, suffix: &str) -> Option<u64> {
+    path.file_name()?
+        .to_str()?
+        .strip_prefix(PREFIX)?
+        .strip_suffix(suffix)?
+        .parse()
+        .ok()
 }
 
 /// Reads every intact record of file `seq`, up to the first that is not (torn, or left from
@@ -347,10 +351,10 @@ impl Journal {
         }
     }
 
-    /// Writes and `fdatasync`s everything appended so far. Only one caller (the committer)
-    /// syncs at a time.
+    /// Writes and `fdatasync`s everything appended so far. Only one caller syncs at a time
+    /// (the writer's sync thread, or the writer itself while it rotates).
     pub fn sync(&self) -> Result<(), Error> {
-        let (buf, at, file, path) = {
+        let (buf, at, file, seq) = {
             let mut inner = self.lock();
             if inner.pending.is_empty() {
                 return Ok(());
@@ -359,10 +363,11 @@ impl Journal {
             let at = inner.written;
             inner.written += buf.len() as u64;
             let file = inner.file.try_clone().map_err(io(&self.dir))?;
-            (buf, at, file, self.dir.join(file_name(inner.seq)))
+            (buf, at, file, inner.seq)
         };
-        std::os::unix::fs::FileExt::write_all_at(&file, &buf, at).map_err(io(&path))?;
-        file.sync_data().map_err(io(&path))
+        std::os::unix::fs::FileExt::write_all_at(&file, &buf, at)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| io(&self.dir.join(file_name(seq)))(e))
     }
 
     /// Bytes written to the current file.
@@ -387,13 +392,7 @@ impl Journal {
     /// the next rotation writes over, or is deleted when there is one already.
     pub fn retire(&self, path: &Path) -> Result<(), Error> {
         let mut inner = self.lock();
-        let seq = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_prefix(PREFIX))
-            .and_then(|n| n.strip_suffix(SUFFIX))
-            .and_then(|n| n.parse::<u64>().ok());
-        match seq {
+        match seq_of(path, SUFFIX) {
             Some(seq) if inner.spare.is_none() => {
                 let spare = self.dir.join(spare_name(seq));
                 fs::rename(path, &spare).map_err(io(path))?;
@@ -414,6 +413,13 @@ pub(crate) mod tests {
     use super::*;
     use crate::manifest::IntegrationId;
     use crate::platforms::PlatformKind;
+
+    /// The store in `dir` and its journal (replayed): with how many records were restored.
+    fn open_both(dir: &Path) -> (Store, Journal, usize) {
+        let store = Store::open(dir).unwrap();
+        let (journal, restored) = Journal::open(&store).unwrap();
+        (store, journal, restored)
+    }
 
     /// A Freshdesk delivery `id` on integration `fd` that triggered rule `r`, without audit
     /// records.
@@ -442,24 +448,21 @@ pub(crate) mod tests {
     fn journaled_but_unflushed_events_are_replayed_once() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = Store::open(dir.path()).unwrap();
-            let (journal, restored) = Journal::open(&store).unwrap();
+            let (_store, journal, restored) = open_both(dir.path());
             assert_eq!(restored, 0);
             journal.append(&record("a")).unwrap();
             journal.append(&record("b")).unwrap();
             journal.sync().unwrap();
             // sled was never written (as if the crash came before its background flush).
         }
-        let store = Store::open(dir.path()).unwrap();
-        let (journal, restored) = Journal::open(&store).unwrap();
+        let (store, journal, restored) = open_both(dir.path());
         assert_eq!(restored, 2);
         assert_eq!(store.queue_depth(), 2);
         assert!(store.event_by_key("fd/a").unwrap().is_some());
         // Replayed into sled and flushed: the old file is gone, and opening again adds nothing.
         drop(journal);
         drop(store);
-        let store = Store::open(dir.path()).unwrap();
-        let (_, restored) = Journal::open(&store).unwrap();
+        let (store, _, restored) = open_both(dir.path());
         assert_eq!(restored, 0);
         assert_eq!(store.queue_depth(), 2);
     }
@@ -468,16 +471,14 @@ pub(crate) mod tests {
     fn encoded_records_replay_like_appended_ones() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = Store::open(dir.path()).unwrap();
-            let (journal, _) = Journal::open(&store).unwrap();
+            let (_store, journal, _) = open_both(dir.path());
             let framed = Journal::encode(dir.path(), &record("a")).unwrap();
             assert_eq!(&framed[4..12], &checksum(&framed[12..]));
             journal.append_encoded(&framed);
             journal.append(&record("b")).unwrap();
             journal.sync().unwrap();
         }
-        let store = Store::open(dir.path()).unwrap();
-        let (_, restored) = Journal::open(&store).unwrap();
+        let (store, _, restored) = open_both(dir.path());
         assert_eq!(restored, 2);
         assert!(store.event_by_key("fd/a").unwrap().is_some());
         assert!(store.event_by_key("fd/b").unwrap().is_some());
@@ -517,16 +518,14 @@ pub(crate) mod tests {
     fn a_torn_tail_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = Store::open(dir.path()).unwrap();
-            let (journal, _) = Journal::open(&store).unwrap();
+            let (_store, journal, _) = open_both(dir.path());
             journal.append(&record("a")).unwrap();
             journal.sync().unwrap();
         }
         let (_, path) = existing(dir.path()).unwrap().pop().unwrap();
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(&[200, 0, 0, 0, 1, 2, 3]).unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let (_, restored) = Journal::open(&store).unwrap();
+        let (_store, _, restored) = open_both(dir.path());
         assert_eq!(restored, 1);
     }
 
@@ -536,8 +535,7 @@ pub(crate) mod tests {
     fn sha256_records_replay_and_a_bad_crc_is_torn() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = Store::open(dir.path()).unwrap();
-            let (journal, _) = Journal::open(&store).unwrap();
+            let (_store, journal, _) = open_both(dir.path());
             let mut old = Journal::encode(dir.path(), &record("a")).unwrap();
             let sha = Sha256::digest(&old[12..]);
             old[4..12].copy_from_slice(&sha[..8]);
@@ -548,8 +546,7 @@ pub(crate) mod tests {
             journal.append(&record("c")).unwrap();
             journal.sync().unwrap();
         }
-        let store = Store::open(dir.path()).unwrap();
-        let (_, restored) = Journal::open(&store).unwrap();
+        let (store, _, restored) = open_both(dir.path());
         assert_eq!(restored, 1);
         assert!(store.event_by_key("fd/a").unwrap().is_some());
         assert!(store.event_by_key("fd/b").unwrap().is_none());
@@ -559,8 +556,7 @@ pub(crate) mod tests {
     #[test]
     fn rotation_retires_files_once_sled_is_flushed() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let (journal, _) = Journal::open(&store).unwrap();
+        let (store, journal, _) = open_both(dir.path());
         store
             .ingest_audited(&record("a").event, &["r".into()], 1, u64::MAX, &[])
             .unwrap();
@@ -578,8 +574,7 @@ pub(crate) mod tests {
     fn a_recycled_file_replays_only_its_new_records() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = Store::open(dir.path()).unwrap();
-            let (journal, _) = Journal::open(&store).unwrap();
+            let (_store, journal, _) = open_both(dir.path());
             for id in ["a", "b", "c"] {
                 journal.append(&record(id)).unwrap();
             }
@@ -599,8 +594,7 @@ pub(crate) mod tests {
             assert_eq!(seq, 3);
             assert!(fs::metadata(&path).unwrap().len() > journal.written());
         }
-        let store = Store::open(dir.path()).unwrap();
-        let (journal, restored) = Journal::open(&store).unwrap();
+        let (store, journal, restored) = open_both(dir.path());
         assert_eq!(restored, 1);
         assert!(store.event_by_key("fd/d").unwrap().is_some());
         for id in ["a", "b", "c"] {
@@ -625,8 +619,7 @@ pub(crate) mod tests {
     fn a_lone_spare_is_not_replayed() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = Store::open(dir.path()).unwrap();
-            let (journal, _) = Journal::open(&store).unwrap();
+            let (_store, journal, _) = open_both(dir.path());
             journal.append(&record("a")).unwrap();
             let old = journal.rotate().unwrap();
             journal.retire(&old).unwrap();
@@ -635,8 +628,7 @@ pub(crate) mod tests {
             fs::remove_file(path).unwrap();
         }
         for _ in 0..2 {
-            let store = Store::open(dir.path()).unwrap();
-            let (_, restored) = Journal::open(&store).unwrap();
+            let (store, _, restored) = open_both(dir.path());
             assert_eq!(restored, 0);
             assert!(store.event_by_key("fd/a").unwrap().is_none());
         }

@@ -10,15 +10,16 @@
 //! - Every value is versioned (`codec.rs`), except in the `due` index, whose entries are keys
 //!   only (empty values); bad bytes are an [`Error::Corrupt`] naming the tree and key, never a
 //!   panic.
-//! - [`Store::record_applied_set`] changes the applied revision and the applied resources atomically.
+//! - [`Store::record_applied_set`] changes the applied revision and the applied resources
+//!   atomically.
 //! - The inbox and outbox (`inbox.rs`, `outbox.rs`): [`Store::ingest`] writes an event, its
 //!   dedupe entry and one [`Job`] per matching rule in one transaction; jobs are leased, advanced
 //!   step by step, acknowledged, retried or dead-lettered, each transition atomic. Delivery is at
 //!   least once: a crash re-runs at most the jobs that were leased.
 //! - The audit log (`audit.rs`): typed, time-ordered [`AuditRecord`]s.
-//! - Only [`Store::record_applied_set`] and [`Store::set_applied_revision`] flush by themselves; the
-//!   queue operations do not, so the daemon can batch flushes ("group commit") with
-//!   [`Store::flush`] or [`Store::flush_async`] before it answers a webhook.
+//! - Only [`Store::record_applied_set`] and [`Store::set_applied_revision`] flush by
+//!   themselves; the queue operations do not, so the daemon can batch flushes ("group
+//!   commit") with [`Store::flush`] or [`Store::flush_async`] before it answers a webhook.
 //!
 //! Trees are named by the constants in [`trees`]. A new tree (registrations, health, inbox,
 //! outbox, dead, audit, …) gets a constant there, a field on [`Store`] opened in
@@ -374,11 +375,11 @@ impl Store {
             SCHEMA_VERSION => Ok(()),
             1 => {
                 self.migrate_v1_inbox()?;
-                applied::migrate_v2(self)?;
+                self.migrate_v2_applied()?;
                 self.flush()
             }
             2 => {
-                applied::migrate_v2(self)?;
+                self.migrate_v2_applied()?;
                 self.flush()
             }
             other => Err(Error::Corrupt {
@@ -408,8 +409,8 @@ impl Store {
         self.get(&self.meta, trees::META, meta_keys::APPLIED_REVISION)
     }
 
-    /// Sets the applied revision on its own. Prefer [`Store::record_applied_set`], which also records
-    /// the applied resources atomically. Flushes before returning.
+    /// Sets the applied revision on its own. Prefer [`Store::record_applied_set`], which also
+    /// records the applied resources atomically. Flushes before returning.
     pub fn set_applied_revision(&self, revision: &str) -> Result<(), Error> {
         self.put(
             &self.meta,

@@ -276,6 +276,18 @@ fn schema_1_deliveries_are_migrated() {
     assert!(store.inbox.is_empty() && store.inbox_refs.is_empty());
 }
 
+/// Rewrites `store` the way schema 2 stored applied resources: one record per key.
+fn as_schema_2(store: &Store, records: &[(&str, AppliedResource)]) {
+    for (key, r) in records {
+        let bytes = codec::encode(trees::APPLIED, key, r).unwrap();
+        store.applied.insert(key.as_bytes(), bytes).unwrap();
+    }
+    store
+        .put(&store.meta, trees::META, meta_keys::SCHEMA_VERSION, &2u32)
+        .unwrap();
+    store.flush().unwrap();
+}
+
 /// A schema 2 state (one record per applied resource) is migrated on open to the one set
 /// record, with nothing lost; an apply then builds on it.
 #[test]
@@ -284,15 +296,14 @@ fn schema_2_applied_resources_are_migrated() {
     {
         let store = Store::open(tmp.path()).unwrap();
         store.set_applied_revision("rev1").unwrap();
-        // Written the way schema 2 stored them.
-        for r in [res("b", "fb"), res("a", "fa"), res("é", "fe")] {
-            let bytes = codec::encode(trees::APPLIED, &r.key, &r).unwrap();
-            store.applied.insert(r.key.as_bytes(), bytes).unwrap();
-        }
-        store
-            .put(&store.meta, trees::META, meta_keys::SCHEMA_VERSION, &2u32)
-            .unwrap();
-        store.flush().unwrap();
+        as_schema_2(
+            &store,
+            &[
+                ("b", res("b", "fb")),
+                ("a", res("a", "fa")),
+                ("é", res("é", "fe")),
+            ],
+        );
     }
     let store = Store::open(tmp.path()).unwrap();
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
@@ -323,12 +334,7 @@ fn a_corrupt_schema_2_record_stops_the_migration() {
     let tmp = tempfile::tempdir().unwrap();
     {
         let store = Store::open(tmp.path()).unwrap();
-        let bytes = codec::encode(trees::APPLIED, "a", &res("b", "1")).unwrap();
-        store.applied.insert("a", bytes).unwrap();
-        store
-            .put(&store.meta, trees::META, meta_keys::SCHEMA_VERSION, &2u32)
-            .unwrap();
-        store.flush().unwrap();
+        as_schema_2(&store, &[("a", res("b", "1"))]);
     }
     let err = Store::open(tmp.path()).unwrap_err();
     assert!(
