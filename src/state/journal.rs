@@ -30,7 +30,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -65,7 +65,8 @@ pub struct Journal {
 struct Inner {
     /// Sequence number of the current file.
     seq: u64,
-    file: File,
+    /// Shared with a sync in progress (no file descriptor duplicated per sync).
+    file: Arc<File>,
     /// Records appended since the last sync.
     pending: Vec<u8>,
     /// Bytes written to the current file (where the next write goes).
@@ -242,7 +243,7 @@ impl Journal {
             .map(|(s, _)| *s)
             .max(newest.as_ref().map(|(s, _)| *s));
         let seq = last.map_or(1, |s| s + 1);
-        let file = start_file(&dir, seq, newest.map(|(_, path)| path))?;
+        let file = Arc::new(start_file(&dir, seq, newest.map(|(_, path)| path))?);
         let journal = Journal {
             dir,
             inner: Mutex::new(Inner {
@@ -362,10 +363,10 @@ impl Journal {
             let buf = std::mem::take(&mut inner.pending);
             let at = inner.written;
             inner.written += buf.len() as u64;
-            let file = inner.file.try_clone().map_err(io(&self.dir))?;
+            let file = Arc::clone(&inner.file);
             (buf, at, file, inner.seq)
         };
-        std::os::unix::fs::FileExt::write_all_at(&file, &buf, at)
+        std::os::unix::fs::FileExt::write_all_at(&*file, &buf, at)
             .and_then(|()| file.sync_data())
             .map_err(|e| io(&self.dir.join(file_name(seq)))(e))
     }
@@ -382,7 +383,7 @@ impl Journal {
         let mut inner = self.lock();
         let old = self.dir.join(file_name(inner.seq));
         let spare = inner.spare.take();
-        inner.file = start_file(&self.dir, inner.seq + 1, spare)?;
+        inner.file = Arc::new(start_file(&self.dir, inner.seq + 1, spare)?);
         inner.seq += 1;
         inner.written = 0;
         Ok(old)
