@@ -104,20 +104,8 @@ impl Root for ContextView<'_> {
 mod tests {
     use super::*;
     use crate::rules::condition::compile;
+    use crate::rules::condition::tests::OpenTypes;
     use crate::rules::path::FieldPath;
-    use crate::rules::{PathType, PathTypes};
-
-    /// Every path is open; bare keys are the ticket's.
-    struct Open;
-
-    impl PathTypes for Open {
-        fn type_of(&self, _: &FieldPath) -> PathType {
-            PathType::Open
-        }
-        fn primary(&self) -> &str {
-            "ticket"
-        }
-    }
 
     fn event(objects: Value, changes: Value) -> Event {
         Event {
@@ -181,7 +169,7 @@ mod tests {
                 json!({"requester.email": {"exists": false}}),
             ];
             for c in conditions {
-                let condition = compile(c.as_object().unwrap(), &Open).unwrap();
+                let condition = compile(c.as_object().unwrap(), &OpenTypes).unwrap();
                 assert_eq!(condition.eval(&view), condition.eval(&ctx), "{c}");
             }
         }

@@ -1005,7 +1005,7 @@ impl Compiler<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
     use serde_json::json;
@@ -1064,8 +1064,8 @@ mod tests {
         }
     }
 
-    /// Types that know nothing: every path is open.
-    struct OpenTypes;
+    /// Types that know nothing: every path is open; bare keys are the ticket's.
+    pub(crate) struct OpenTypes;
 
     impl PathTypes for OpenTypes {
         fn type_of(&self, _: &FieldPath) -> PathType {

@@ -125,18 +125,7 @@ fn corrupt_values_are_errors() {
         b"\x01{\"key\":\"a\"}",
     ] {
         store.applied.insert("set", garbage).unwrap();
-        let err = store.applied().unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::Corrupt {
-                    tree: "applied",
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        assert!(err.to_string().contains("\"set\""), "{err}");
+        assert_corrupt_applied(&store.applied().unwrap_err(), "\"set\"");
         assert!(store.get_applied("a").is_err());
     }
     // A set out of order, or with a key twice.
@@ -336,18 +325,7 @@ fn a_corrupt_schema_2_record_stops_the_migration() {
         let store = Store::open(tmp.path()).unwrap();
         as_schema_2(&store, &[("a", res("b", "1"))]);
     }
-    let err = Store::open(tmp.path()).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Corrupt {
-                tree: "applied",
-                ..
-            }
-        ),
-        "{err}"
-    );
-    assert!(err.to_string().contains("record is for key"), "{err}");
+    assert_corrupt_applied(&Store::open(tmp.path()).unwrap_err(), "record is for key");
 }
 
 /// The whole set at once: written when it changes, otherwise only the revision; the stored
@@ -380,4 +358,19 @@ fn record_applied_set_writes_only_changes() {
     store.applied.insert("set", &b"\x01{not json"[..]).unwrap();
     assert!(store.record_applied_set("rev5", &[res("d", "1")]).unwrap());
     assert_eq!(store.applied().unwrap(), vec![res("d", "1")]);
+}
+
+/// `err` says that the `applied` tree is corrupt, and mentions `detail`.
+fn assert_corrupt_applied(err: &Error, detail: &str) {
+    assert!(
+        matches!(
+            err,
+            Error::Corrupt {
+                tree: "applied",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains(detail), "{err}");
 }
