@@ -23,10 +23,11 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context as _, bail};
-use supportopsd::daemon::{self, Options, Runtime};
 use supportopsd::manifest::IntegrationId;
 use supportopsd::platforms::zendesk::fake::{AGENT_EMAIL, FakeZendesk};
-use supportopsd::reconcile::{self, Cause, PassReport};
+use supportopsd::reconcile;
+use supportopsd::runtime::pass::{Cause, PassReport};
+use supportopsd::runtime::{self, Options, Runtime};
 use supportopsd::secrets::{self, SealKey};
 use tokio::time::Instant;
 
@@ -172,7 +173,7 @@ async fn main() -> anyhow::Result<()> {
         repo,
         dir.path().join("state"),
     );
-    let rt = daemon::runtime(options, Some(key))?;
+    let rt = runtime::open(options, Some(key))?;
 
     timed_pass("first pass (created)", &rt, &fakes, "created", None).await?;
     timed_pass("second pass (unchanged)", &rt, &fakes, "unchanged", None).await?;

@@ -1,23 +1,30 @@
 //! supportopsd: support-operations integrations and rules as code.
 //!
-//! Layout (one line per module; each module's own docs say what it guarantees):
+//! Layout (one line per module, highest layer first; each module's own docs say what it
+//! guarantees, and `docs/ARCHITECTURE.md` the layer order that `tests/layers.rs` checks: a
+//! module imports only from layers below its own):
 //!
 //! - [`cli`]: the command line; one file per command.
-//! - [`manifest`]: manifest files (working tree or git revision) → validated [`manifest::ManifestSet`],
-//!   with `file:line:col` diagnostics. Pure apart from reading files.
-//! - [`platforms`]: the six platforms: the static catalogue (events, actions, credentials, payload
-//!   normalisation), inbound verification and parsing, and the live connectors.
-//! - [`rules`]: field paths, the condition language and templates. Pure.
-//! - [`plan`]: `(desired, current) → Plan`, fingerprints. Pure.
-//! - [`state`]: the only module that touches sled: applied resources, inbox, outbox, dead
-//!   letters, audit log.
-//! - [`secrets`]: secret references, the redacting [`secrets::Secret`], AES-256-SIV sealing.
-//! - [`testing`]: `supportopsd test`: rule test cases run offline.
-//! - [`event`]: the normalised event every webhook becomes.
+//! - [`daemon`]: `run`: wires the tasks below together; the HTTP server and the operator API.
 //! - [`webhook`]: ingress: route → limits → verify → parse → dedupe + persist → 2xx.
 //! - [`execute`]: the executor: leases, gates, retries, dead letters.
-//! - [`daemon`]: `run`: the active revision, the HTTP server, reloads, shutdown.
-//! - [`telemetry`]: the daemon's metrics.
+//! - [`reconcile`]: passes that load the newest revision, check connections and sync webhook
+//!   registrations.
+//! - [`runtime`]: the shared [`runtime::Runtime`] the tasks above hold: options, the active
+//!   revision, the ingest writer, health, gates, counters.
+//! - [`plan`]: `(desired, current) → Plan`, fingerprints. Pure.
+//! - [`testing`]: `supportopsd test`: rule test cases run offline.
+//! - [`state`]: the only module that touches sled: applied resources, inbox, outbox, dead
+//!   letters, audit log, the ingest journal.
+//! - [`event`]: the normalised event every webhook becomes.
+//! - [`platforms`]: the six platforms (and supportopsd's own): the static catalogue (events,
+//!   actions, credentials, payload normalisation) and, above the manifest, inbound verification
+//!   and parsing and the live connectors.
+//! - [`manifest`]: manifest files (working tree or git revision) → validated
+//!   [`manifest::ManifestSet`], with `file:line:col` diagnostics. Pure apart from reading files.
+//! - [`secrets`]: secret references, the redacting [`secrets::Secret`], AES-256-SIV sealing.
+//! - [`rules`]: field paths, the condition language and templates. Pure.
+//! - [`telemetry`]: the daemon's metrics and systemd notifications.
 
 pub mod cli;
 pub mod daemon;
@@ -28,6 +35,7 @@ pub mod plan;
 pub mod platforms;
 pub mod reconcile;
 pub mod rules;
+pub mod runtime;
 pub mod secrets;
 pub mod state;
 pub mod telemetry;

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 use super::{Exit, GlobalArgs, state_dir};
-use crate::daemon::{self, Options};
-use crate::reconcile::{self, Cause};
+use crate::reconcile;
+use crate::runtime::pass::Cause;
+use crate::runtime::{self, Options};
 
 /// Run one reconcile pass now.
 #[derive(Debug, clap::Args)]
@@ -50,7 +51,7 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
         .enable_all()
         .build()?;
     let report = runtime.block_on(async move {
-        let rt = daemon::runtime(options, key)
+        let rt = runtime::open(options, key)
             .context("opening the state (is a daemon running? use its POST /api/sync instead)")?;
         let report = reconcile::pass(&rt, Cause::Api).await;
         rt.store.flush()?;

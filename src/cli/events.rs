@@ -87,7 +87,7 @@ pub fn run(cmd: &Command, g: &GlobalArgs) -> anyhow::Result<Exit> {
                 None => {
                     let store = open_state(g)?;
                     store
-                        .replay(*id, crate::daemon::now_ms())
+                        .replay(*id, crate::runtime::now_ms())
                         .with_context(|| format!("replaying job {id}"))?;
                     store.flush()?;
                     println!("job {id} re-queued (the daemon runs it when it next starts)");

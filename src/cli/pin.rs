@@ -6,7 +6,7 @@ use anyhow::bail;
 use serde_json::json;
 
 use super::{Exit, GlobalArgs, api_call_with, state_dir};
-use crate::daemon::now_ms;
+use crate::runtime::now_ms;
 use crate::state::Store;
 
 /// `pin REV`.

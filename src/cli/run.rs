@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 use super::{Exit, GlobalArgs, state_dir};
-use crate::daemon::{self, Options};
-use crate::execute::retry::{RetryPolicy, parse_duration};
+use crate::daemon;
+use crate::runtime::retry::{RetryPolicy, parse_duration};
+use crate::runtime::{self, Options};
 use crate::secrets::{SealKey, Secret};
 
 /// Serve webhooks, run rules, reload on SIGHUP, stop on SIGTERM.
@@ -140,7 +141,7 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
         options.rev = format!("refs/heads/{branch}");
     }
     if let Some(url) = &args.remote {
-        let remote = crate::reconcile::remote::Remote {
+        let remote = crate::runtime::remote::Remote {
             url: url.clone(),
             branch: args.branch.clone().unwrap_or_else(|| "main".to_owned()),
             dir: options.state.join("repo.git"),
@@ -167,7 +168,7 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
         if options.public_url.is_empty() {
             options.public_url = format!("http://{addr}");
         }
-        let rt = daemon::runtime(options, key).context("opening the state")?;
+        let rt = runtime::open(options, key).context("opening the state")?;
         let shutdown = tokio_util::sync::CancellationToken::new();
         let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
         spawn_signals(shutdown.clone(), reload_tx)?;

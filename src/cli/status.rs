@@ -116,7 +116,7 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
             reason.map(|r| format!(": {r}")).unwrap_or_default()
         );
     }
-    let now = crate::daemon::now_ms();
+    let now = crate::runtime::now_ms();
     for i in v["integrations"].as_array().into_iter().flatten() {
         let since = i["health"]["since_ms"].as_u64().filter(|s| *s > 0);
         let age = since

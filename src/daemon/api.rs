@@ -11,10 +11,10 @@ use http::{HeaderValue, Request, StatusCode, header};
 use http_body_util::BodyExt as _;
 use serde_json::{Map, Value, json};
 
-use super::{Active, Runtime, now_ms};
 use crate::manifest::{Credential, Integration, IntegrationId, Rule};
 use crate::platforms::{ActionCall, ActionSpec, PlatformError};
-use crate::reconcile::health;
+use crate::runtime::health;
+use crate::runtime::{Active, Runtime, now_ms};
 use crate::state::{AuditKind, HealthRecord, RegistrationRecord};
 use crate::webhook::{Reply, reply};
 
@@ -305,7 +305,7 @@ pub async fn test(rt: &Runtime, id: &str) -> Reply {
         StatusCode::OK,
         &json!({
             "integration": id,
-            "healthy": status == crate::reconcile::HealthStatus::Healthy,
+            "healthy": status == crate::runtime::health::HealthStatus::Healthy,
             "health": record.as_ref().map_or_else(
                 || json!({"status": status.as_str(), "reason": reason}),
                 health_json,
@@ -499,7 +499,8 @@ where
     match result {
         Ok(output) => {
             rt.metrics.action(platform, spec.name, "succeeded", seconds);
-            rt.stats.count(id, super::stats::Count::ActionSucceeded);
+            rt.stats
+                .count(id, crate::runtime::stats::Count::ActionSucceeded);
             rt.audit(
                 AuditKind::ActionExecuted {
                     action: spec.name.to_owned(),
@@ -515,10 +516,12 @@ where
         }
         Err(e) => {
             rt.metrics.action(platform, spec.name, "failed", seconds);
-            rt.stats.count(id, super::stats::Count::ActionFailed);
+            rt.stats
+                .count(id, crate::runtime::stats::Count::ActionFailed);
             if let PlatformError::RateLimited { retry_after } = &e {
                 rt.metrics.rate_limited(id);
-                rt.stats.count(id, super::stats::Count::RateLimited);
+                rt.stats
+                    .count(id, crate::runtime::stats::Count::RateLimited);
                 if let (Some(d), Some(gate)) = (retry_after, active.gate(&i.id)) {
                     gate.pause_for(*d);
                 }

@@ -48,7 +48,7 @@ pub async fn run(rt: Arc<Runtime>, shutdown: CancellationToken) {
 /// One poll of one integration.
 pub async fn poll_once(
     rt: &Runtime,
-    active: &super::Active,
+    active: &crate::runtime::Active,
     id: &IntegrationId,
     connector: &dyn crate::platforms::Connector,
 ) -> Result<usize, String> {
@@ -59,7 +59,7 @@ pub async fn poll_once(
     let polled = connector
         .poll(cursor.as_ref())
         .await
-        .map_err(|e| crate::reconcile::health::explain(&e))?;
+        .map_err(|e| crate::runtime::health::explain(&e))?;
     let Some(integration) = active.set.integrations.get(id) else {
         return Ok(0);
     };

@@ -194,7 +194,7 @@ pub async fn route(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Incoming>) 
             if let Err(e) = rt.store.unpin(now_ms()) {
                 return internal(&e);
             }
-            let report = rt.request_pass(crate::reconcile::Cause::Api).await;
+            let report = rt.request_pass(crate::runtime::pass::Cause::Api).await;
             json(
                 StatusCode::OK,
                 &json!({"pinned": null, "applied_revision": report.and_then(|r| r.revision)}),
@@ -211,8 +211,7 @@ pub async fn route(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Incoming>) 
             match rt.store.replay(id, now_ms()) {
                 Ok(job) => {
                     rt.work.notify_one();
-                    webhook::audit(
-                        rt,
+                    rt.record_audit(
                         now_ms(),
                         crate::state::AuditKind::JobReplayed,
                         "job",
@@ -258,7 +257,7 @@ pub async fn route(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Incoming>) 
 
 /// A reconcile pass now; the answer waits until the revision is applied (200) or refused (409).
 async fn sync(rt: &Arc<Runtime>) -> Reply {
-    let Some(report) = rt.request_pass(crate::reconcile::Cause::Api).await else {
+    let Some(report) = rt.request_pass(crate::runtime::pass::Cause::Api).await else {
         return json(
             StatusCode::SERVICE_UNAVAILABLE,
             &json!({"error": "the reconciler is not running"}),
@@ -344,7 +343,7 @@ async fn pin(rt: &Arc<Runtime>, req: Request<Incoming>) -> Reply {
     if let Err(e) = rt.store.pin_revision(&commit, reason, now_ms()) {
         return internal(&e);
     }
-    let report = rt.request_pass(crate::reconcile::Cause::Api).await;
+    let report = rt.request_pass(crate::runtime::pass::Cause::Api).await;
     json(
         StatusCode::OK,
         &json!({

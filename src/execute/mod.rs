@@ -5,8 +5,6 @@
 //! after a crash — never repeats an action that succeeded, and at most the job in flight runs
 //! again.
 
-pub mod gate;
-pub mod retry;
 #[cfg(test)]
 mod tests;
 
@@ -17,12 +15,11 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::daemon::stats::Count;
-use crate::daemon::{Active, Runtime, now_ms};
 use crate::manifest::RuleAction;
 use crate::platforms::{ActionCall, ActionOutput, Connector, PlatformError};
+use crate::runtime::stats::Count;
+use crate::runtime::{Active, Runtime, now_ms};
 use crate::state::{AuditKind, Job};
-use crate::webhook::audit;
 
 /// How often the executor looks for due jobs when nothing wakes it.
 const POLL: Duration = Duration::from_millis(500);
@@ -220,8 +217,7 @@ fn prepare(
 /// Records that the job's next step is about to be attempted.
 fn attempted(rt: &Runtime, job: &Job, action: &RuleAction) {
     let step = job.step;
-    audit(
-        rt,
+    rt.record_audit(
         now_ms(),
         AuditKind::ActionAttempted { step },
         "job",
@@ -265,8 +261,7 @@ async fn settle(
             rt.metrics.action(platform, name, "succeeded", seconds);
             rt.stats
                 .count(action.integration.as_str(), Count::ActionSucceeded);
-            audit(
-                rt,
+            rt.record_audit(
                 now_ms(),
                 AuditKind::ActionSucceeded { step },
                 "job",
@@ -306,8 +301,7 @@ async fn settle(
                 }
             }
             let message = format!("action {step} (`{name}`): {e}");
-            audit(
-                rt,
+            rt.record_audit(
                 now_ms(),
                 AuditKind::ActionFailed {
                     step,
@@ -491,7 +485,7 @@ fn retry_later(rt: &Runtime, job: &Job, error: &str, retry_after: Option<Duratio
     match rt
         .options
         .retry
-        .next_delay(attempts, retry_after, retry::random_unit())
+        .next_delay(attempts, retry_after, crate::runtime::retry::random_unit())
     {
         Some(delay) => {
             let due = now_ms().saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
@@ -516,8 +510,7 @@ fn give_up(rt: &Runtime, job: &Job, error: &str, now: u64) -> Outcome {
     if let Err(e) = rt.store.dead_letter(job.id, error, now) {
         tracing::error!(job = job.id, error = %e, "Dead-lettering failed; the job runs again after its lease.");
     }
-    audit(
-        rt,
+    rt.record_audit(
         now,
         AuditKind::ActionDeadLettered {
             step: job.step,

@@ -8,10 +8,10 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use super::{Work, plan, run_work};
-use crate::daemon::{Active, Options, Runtime, now_ms};
 use crate::event::Event;
 use crate::manifest::{IntegrationId, Source};
 use crate::platforms::{ActionCall, ActionOutput, Connector, Health, PlatformError, PlatformKind};
+use crate::runtime::{Active, Options, Runtime, now_ms};
 use crate::secrets::ResolveContext;
 use crate::state::{AuditFilter, AuditKind, IngestOutcome};
 
@@ -173,7 +173,7 @@ async fn harness(connector: TestConnector) -> Harness {
         repo.path().into(),
         state.path().into(),
     );
-    let rt = crate::daemon::runtime(options, None).unwrap();
+    let rt = crate::runtime::open(options, None).unwrap();
     let loaded = crate::manifest::load_source(&Source {
         repo: repo.path().into(),
         subdir: None,

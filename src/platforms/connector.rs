@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::{PlatformKind, freshdesk, google_sheets, notion, slack, trello, zendesk};
 use crate::manifest::{Integration, IntegrationId};
 use crate::secrets::{self, ResolveContext, Secret};
 
@@ -321,3 +322,19 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
 /// Builds the connector of an integration, resolving its credentials.
 pub type ConnectFn =
     fn(&Integration, &ResolveContext<'_>) -> Result<Arc<dyn Connector>, ConnectError>;
+
+/// Builds the live connector of an integration, resolving its credentials.
+pub fn connect(
+    integration: &Integration,
+    ctx: &ResolveContext<'_>,
+) -> Result<Arc<dyn Connector>, ConnectError> {
+    match integration.platform {
+        PlatformKind::Freshdesk => freshdesk::connector::connect(integration, ctx),
+        PlatformKind::Zendesk => zendesk::connector::connect(integration, ctx),
+        PlatformKind::Slack => slack::connector::connect(integration, ctx),
+        PlatformKind::Trello => trello::connector::connect(integration, ctx),
+        PlatformKind::Notion => notion::connector::connect(integration, ctx),
+        PlatformKind::GoogleSheets => google_sheets::connector::connect(integration, ctx),
+        PlatformKind::Supportopsd => Err(ConnectError::NoActions("supportopsd")),
+    }
+}

@@ -5,7 +5,10 @@
 use http::{HeaderMap, Method};
 use serde_json::Value;
 
-use super::{EventSpec, Normalized};
+use super::{
+    EventSpec, Normalized, PlatformKind, freshdesk, google_sheets, notion, slack, supportopsd,
+    trello, zendesk,
+};
 use crate::secrets::Secret;
 
 /// Most a platform's timestamp may differ from ours before a delivery is refused as a replay
@@ -185,5 +188,35 @@ pub(crate) fn check_window(signed_at: i64, now: i64) -> Result<(), VerifyError> 
         Err(VerifyError::Stale { skew_secs })
     } else {
         Ok(())
+    }
+}
+
+/// Proves a delivery to `kind`'s webhook endpoint is genuine (constant-time comparisons).
+pub fn verify(
+    kind: PlatformKind,
+    req: &InboundRequest<'_>,
+    keys: &VerifyKeys,
+) -> Result<(), VerifyError> {
+    match kind {
+        PlatformKind::Freshdesk => freshdesk::webhook::verify(req, keys),
+        PlatformKind::Zendesk => zendesk::webhook::verify(req, keys),
+        PlatformKind::Slack => slack::webhook::verify(req, keys),
+        PlatformKind::Trello => trello::webhook::verify(req, keys),
+        PlatformKind::Notion => notion::webhook::verify(req, keys),
+        PlatformKind::GoogleSheets => google_sheets::webhook::verify(req, keys),
+        PlatformKind::Supportopsd => supportopsd::webhook::verify(req, keys),
+    }
+}
+
+/// Turns a verified delivery into an event, a challenge answer, or an acknowledgement.
+pub fn parse(kind: PlatformKind, req: &InboundRequest<'_>) -> Result<Inbound, ParseError> {
+    match kind {
+        PlatformKind::Freshdesk => freshdesk::webhook::parse(req),
+        PlatformKind::Zendesk => zendesk::webhook::parse(req),
+        PlatformKind::Slack => slack::webhook::parse(req),
+        PlatformKind::Trello => trello::webhook::parse(req),
+        PlatformKind::Notion => notion::webhook::parse(req),
+        PlatformKind::GoogleSheets => google_sheets::webhook::parse(req),
+        PlatformKind::Supportopsd => supportopsd::webhook::parse(req),
     }
 }

@@ -24,12 +24,8 @@ pub mod trello;
 pub mod zendesk;
 
 use std::fmt;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-
-use crate::manifest::Integration;
-use crate::secrets::ResolveContext;
 
 pub use catalog::{
     ActionSpec, CredentialField, Descriptor, EventSpec, FieldSpec, NormalizeError, Normalized,
@@ -37,9 +33,9 @@ pub use catalog::{
 };
 pub use connector::{
     ActionCall, ActionOutput, ConnectError, Connector, Health, PlatformError, Polled, Registration,
-    RegistrationOutcome, WebhookSync, WebhookTarget,
+    RegistrationOutcome, WebhookSync, WebhookTarget, connect,
 };
-pub use inbound::{Inbound, InboundRequest, ParseError, VerifyError, VerifyKeys};
+pub use inbound::{Inbound, InboundRequest, ParseError, VerifyError, VerifyKeys, parse, verify};
 
 /// A platform supportopsd integrates with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -114,51 +110,5 @@ impl PlatformKind {
 impl fmt::Display for PlatformKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// Proves a delivery to `kind`'s webhook endpoint is genuine (constant-time comparisons).
-pub fn verify(
-    kind: PlatformKind,
-    req: &InboundRequest<'_>,
-    keys: &VerifyKeys,
-) -> Result<(), VerifyError> {
-    match kind {
-        PlatformKind::Freshdesk => freshdesk::webhook::verify(req, keys),
-        PlatformKind::Zendesk => zendesk::webhook::verify(req, keys),
-        PlatformKind::Slack => slack::webhook::verify(req, keys),
-        PlatformKind::Trello => trello::webhook::verify(req, keys),
-        PlatformKind::Notion => notion::webhook::verify(req, keys),
-        PlatformKind::GoogleSheets => google_sheets::webhook::verify(req, keys),
-        PlatformKind::Supportopsd => supportopsd::webhook::verify(req, keys),
-    }
-}
-
-/// Turns a verified delivery into an event, a challenge answer, or an acknowledgement.
-pub fn parse(kind: PlatformKind, req: &InboundRequest<'_>) -> Result<Inbound, ParseError> {
-    match kind {
-        PlatformKind::Freshdesk => freshdesk::webhook::parse(req),
-        PlatformKind::Zendesk => zendesk::webhook::parse(req),
-        PlatformKind::Slack => slack::webhook::parse(req),
-        PlatformKind::Trello => trello::webhook::parse(req),
-        PlatformKind::Notion => notion::webhook::parse(req),
-        PlatformKind::GoogleSheets => google_sheets::webhook::parse(req),
-        PlatformKind::Supportopsd => supportopsd::webhook::parse(req),
-    }
-}
-
-/// Builds the live connector of an integration, resolving its credentials.
-pub fn connect(
-    integration: &Integration,
-    ctx: &ResolveContext<'_>,
-) -> Result<Arc<dyn Connector>, ConnectError> {
-    match integration.platform {
-        PlatformKind::Freshdesk => freshdesk::connector::connect(integration, ctx),
-        PlatformKind::Zendesk => zendesk::connector::connect(integration, ctx),
-        PlatformKind::Slack => slack::connector::connect(integration, ctx),
-        PlatformKind::Trello => trello::connector::connect(integration, ctx),
-        PlatformKind::Notion => notion::connector::connect(integration, ctx),
-        PlatformKind::GoogleSheets => google_sheets::connector::connect(integration, ctx),
-        PlatformKind::Supportopsd => Err(ConnectError::NoActions("supportopsd")),
     }
 }

@@ -4,7 +4,7 @@
 //! A pass:
 //! 1. resolves the revision to run (the pin, else `--rev`) and, when it is not the one in use,
 //!    loads and validates it: a revision that does not validate is refused whole and the last
-//!    good one keeps running ([`crate::daemon::Runtime::load_revision`]);
+//!    good one keeps running ([`crate::runtime::Runtime::load_revision`]);
 //! 2. checks the connection of every integration that is due (all of them after a new
 //!    revision; failing ones again after a backoff; healthy ones every resync);
 //! 3. syncs each integration's webhook registration ([`sync_registrations`]): level-triggered,
@@ -16,59 +16,22 @@
 //! Passes are requested by the [`trigger`]s; the loop in [`run`] coalesces requests that arrive
 //! while a pass runs into one more pass.
 
-pub mod health;
-pub mod remote;
 pub mod trigger;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use serde::Serialize;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::daemon::{Problem, Runtime, config, now_ms};
 use crate::manifest::{self, IntegrationId, Source};
-use crate::platforms::{
-    self, Connector, Registration, RegistrationOutcome, WebhookSync, WebhookTarget,
-};
+use crate::platforms::{self, Connector, RegistrationOutcome, WebhookSync, WebhookTarget};
+use crate::runtime::health::{self, HealthStatus, SyncStatus};
+use crate::runtime::pass::{Cause, PassReport, Request, ResourceResult};
+use crate::runtime::{Problem, Runtime, active, now_ms};
 use crate::secrets::{self, ResolveContext};
-use crate::state::{AuditKind, AuditRecord, REGISTRATION_SECRET_FIELD, RegistrationRecord};
-pub use health::{HealthStatus, SyncStatus};
-pub use trigger::{Cause, Request};
-
-/// What one resource's reconcile did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ResourceResult {
-    /// The integration.
-    pub integration: String,
-    /// `created`, `updated`, `repaired`, `renewed`, `unchanged`, `removed`, `manual`, `failed`.
-    pub outcome: String,
-    /// Details in words (never a secret).
-    pub detail: String,
-}
-
-/// What a pass did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct PassReport {
-    /// The revision in use after the pass.
-    pub revision: Option<String>,
-    /// Why the newest revision was refused, if it was.
-    pub refused: Option<String>,
-    /// Whether a new revision was put in use.
-    pub loaded: bool,
-    /// Registration results.
-    pub results: Vec<ResourceResult>,
-}
-
-impl PassReport {
-    /// Whether something failed (a refused revision or a failed registration).
-    pub fn failed(&self) -> bool {
-        self.refused.is_some() || self.results.iter().any(|r| r.outcome == "failed")
-    }
-}
+use crate::state::{AuditKind, RegistrationRecord};
 
 /// Runs passes until `shutdown`: on requests, on the poll interval (a cheap check for a new
 /// commit) and on the resync interval (a full pass).
@@ -151,7 +114,7 @@ pub async fn pass(rt: &Runtime, cause: Cause) -> PassReport {
     if report.refused.is_none() {
         report.refused = status.refused;
     }
-    crate::telemetry::systemd::status(&crate::daemon::status_line(rt));
+    crate::telemetry::systemd::status(&rt.status_line());
     rt.metrics.reconcile_pass(
         cause.as_str(),
         !report.failed(),
@@ -210,7 +173,7 @@ async fn check_connections(rt: &Runtime, all: bool) {
 /// guard needs), and returns what was recorded.
 pub async fn check_one(
     rt: &Runtime,
-    active: &crate::daemon::Active,
+    active: &crate::runtime::Active,
     id: &IntegrationId,
     i: &crate::manifest::Integration,
     now: u64,
@@ -285,7 +248,7 @@ pub async fn sync_registrations(rt: &Runtime, report: &mut PassReport) {
         events.dedup();
         let target = WebhookTarget {
             integration: i.id.clone(),
-            url: config::webhook_url(&rt.options.public_url, i.platform, &i.id),
+            url: active::webhook_url(&rt.options.public_url, i.platform, &i.id),
             events,
             secret: active.manifest_secret(&i.id),
             previous: records
@@ -516,57 +479,6 @@ async fn connector_for(
     let ctx = ResolveContext::new(rt.key.as_ref(), &env);
     platforms::connect(integration, &ctx).map_err(|e| e.to_string())
 }
-
-/// A registration as the connector sees it, its secret unsealed (left out, with a warning, when
-/// it cannot be: the connector then treats it as unknown and replaces it).
-pub(crate) fn unseal_registration(
-    key: Option<&secrets::SealKey>,
-    record: &RegistrationRecord,
-) -> Registration {
-    let secret = match (
-        &record.sealed_secret,
-        key,
-        IntegrationId::parse(&record.integration),
-    ) {
-        (Some(sealed), Some(key), Ok(id)) => {
-            match secrets::unseal(key, &id, REGISTRATION_SECRET_FIELD, sealed) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    tracing::warn!(integration = %record.integration, error = %e, "Cannot unseal a registration secret.");
-                    None
-                }
-            }
-        }
-        _ => None,
-    };
-    Registration {
-        ids: record.ids.clone(),
-        url: record.url.clone(),
-        events: record.events.clone(),
-        expires_at_ms: record.expires_at_ms,
-        secret,
-    }
-}
-
-/// An audit record of the reconciler.
-pub(crate) fn audit_record(
-    kind: AuditKind,
-    resource_id: &str,
-    detail: serde_json::Value,
-) -> AuditRecord {
-    AuditRecord {
-        at_ms: now_ms(),
-        kind,
-        resource_type: "integration".to_owned(),
-        resource_id: resource_id.to_owned(),
-        detail,
-    }
-}
-
-/// The resync interval's default.
-pub const DEFAULT_RESYNC: Duration = Duration::from_secs(300);
-/// The poll interval's default.
-pub const DEFAULT_POLL: Duration = Duration::from_secs(30);
 
 #[cfg(test)]
 mod tests {

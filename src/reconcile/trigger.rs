@@ -6,50 +6,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::PassReport;
-
-/// Why a pass runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cause {
-    /// The daemon started.
-    Startup,
-    /// The watcher saw the git directory change.
-    Git,
-    /// The poll timer.
-    Poll,
-    /// SIGHUP.
-    Signal,
-    /// `POST /api/sync`, `supportopsd pin`/`unpin`.
-    Api,
-    /// The periodic resync (drift, renewals, connection checks).
-    Resync,
-}
-
-impl Cause {
-    /// Label for logs and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Cause::Startup => "startup",
-            Cause::Git => "git",
-            Cause::Poll => "poll",
-            Cause::Signal => "signal",
-            Cause::Api => "api",
-            Cause::Resync => "resync",
-        }
-    }
-}
-
-/// A request for a pass, with where to send its report.
-#[derive(Debug)]
-pub struct Request {
-    /// Why.
-    pub cause: Cause,
-    /// Who waits for the report (the API's synchronous sync).
-    pub reply: Option<oneshot::Sender<PassReport>>,
-}
+use crate::runtime::pass::{Cause, Request};
 
 /// How long the watcher waits for a burst of file events (a `git commit` writes several files)
 /// to settle before it asks for a pass.

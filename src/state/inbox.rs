@@ -19,46 +19,14 @@
 //! all over the tree, which is what made keying by event key slow under load) and purging reads
 //! only the expired head of the tree.
 
-use serde::{Deserialize, Serialize};
 use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 use super::audit::EncodedRecord;
 use super::journal::IngestRecord;
-use super::outbox::{DeadJob, Job, due_key, job_key, split_key};
-use super::{AuditRecord, Error, Store, abort, codec, trees};
+use super::keys::{EventRef, due_key, job_key, read_u64, write_u64};
+use super::outbox::{DeadJob, Job};
+use super::{AuditRecord, Error, Store, codec, trees};
 use crate::event::Event;
-
-/// Where a stored delivery is: the end of its dedupe window and a sequence number unique in
-/// the database. Jobs reference their delivery by it.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-)]
-pub struct EventRef {
-    /// When the delivery's dedupe window closes, milliseconds since the Unix epoch.
-    pub until_ms: u64,
-    /// Unique among deliveries (from the database's id generator).
-    pub seq: u64,
-}
-
-impl EventRef {
-    /// The `inbox` and `inbox_refs` key: `until_ms` big-endian ‖ `seq` big-endian.
-    pub(super) fn key(self) -> [u8; 16] {
-        due_key(self.until_ms, self.seq)
-    }
-
-    /// Splits an `inbox` key.
-    pub(super) fn parse(key: &[u8]) -> Result<EventRef, Error> {
-        let (until_ms, seq) = split_key(trees::INBOX, key)?;
-        Ok(EventRef { until_ms, seq })
-    }
-}
-
-impl std::fmt::Display for EventRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}", self.until_ms, self.seq)
-    }
-}
 
 /// One ingest, encoded and with its ids, ready for the transaction ([`Store::prepare_ingest`],
 /// then [`Store::decide_ingests`] and [`Store::apply_ingests`]). Preparing reads nothing from
@@ -560,32 +528,6 @@ impl Store {
         }
         Ok(())
     }
-}
-
-/// Reads a `u64` value inside a transaction.
-pub(super) fn read_u64(
-    tree: &TransactionalTree,
-    tree_name: &'static str,
-    key: &[u8],
-) -> Result<Option<u64>, ConflictableTransactionError<Error>> {
-    match tree.get(key)? {
-        Some(bytes) => codec::decode(tree_name, key, &bytes)
-            .map(Some)
-            .map_err(abort),
-        None => Ok(None),
-    }
-}
-
-/// Writes a `u64` value inside a transaction.
-pub(super) fn write_u64(
-    tree: &TransactionalTree,
-    tree_name: &'static str,
-    key: &[u8],
-    value: u64,
-) -> Result<(), ConflictableTransactionError<Error>> {
-    let bytes = codec::encode(tree_name, &String::from_utf8_lossy(key), &value).map_err(abort)?;
-    tree.insert(key, bytes)?;
-    Ok(())
 }
 
 #[cfg(test)]

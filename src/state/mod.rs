@@ -34,6 +34,7 @@ mod captured;
 mod codec;
 mod inbox;
 pub mod journal;
+mod keys;
 mod outbox;
 mod registrations;
 
@@ -44,7 +45,8 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 pub use applied::AppliedResource;
 pub use audit::{AuditFilter, AuditKind, AuditRecord};
-pub use inbox::{EventRef, IngestOutcome, Purged};
+pub use inbox::{IngestOutcome, Purged};
+pub use keys::EventRef;
 pub use outbox::{DeadJob, Job};
 pub use registrations::{HealthRecord, Pin, REGISTRATION_SECRET_FIELD, RegistrationRecord};
 

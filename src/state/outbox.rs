@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
-use super::inbox::{EventRef, read_u64, write_u64};
+use super::keys::{EventRef, due_key, job_key, read_u64, split_key, write_u64};
 use super::{Error, Store, abort, codec, trees};
 
 /// A pending job: the actions of rule `rule` for event `event_key`, from action `step` on.
@@ -78,36 +78,9 @@ pub struct DeadJob {
     pub dead_at_ms: u64,
 }
 
-/// The key of a job in `outbox` and `dead`.
-pub(super) fn job_key(id: u64) -> [u8; 8] {
-    id.to_be_bytes()
-}
-
-/// The key of a job in the `due` index.
-pub(super) fn due_key(ready_ms: u64, id: u64) -> [u8; 16] {
-    let mut key = [0; 16];
-    key[..8].copy_from_slice(&ready_ms.to_be_bytes());
-    key[8..].copy_from_slice(&id.to_be_bytes());
-    key
-}
-
 /// Splits a `due` key into `(ready_ms, id)`.
 fn parse_due_key(key: &[u8]) -> Result<(u64, u64), Error> {
     split_key(trees::DUE, key)
-}
-
-/// Splits a 16-byte key made by [`due_key`] (of `tree`, named in the error) into its two
-/// numbers.
-pub(super) fn split_key(tree: &'static str, key: &[u8]) -> Result<(u64, u64), Error> {
-    let corrupt = || Error::Corrupt {
-        tree,
-        key: format!("{key:02x?}"),
-        detail: "key is not 16 bytes".to_owned(),
-    };
-    let (ready, id) = key.split_at_checked(8).ok_or_else(corrupt)?;
-    let ready = <[u8; 8]>::try_from(ready).map_err(|_| corrupt())?;
-    let id = <[u8; 8]>::try_from(id).map_err(|_| corrupt())?;
-    Ok((u64::from_be_bytes(ready), u64::from_be_bytes(id)))
 }
 
 /// Splits an `outbox` or `dead` key into the job id.

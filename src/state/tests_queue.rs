@@ -2,7 +2,7 @@
 
 use serde_json::{Map, json};
 
-use super::outbox::{due_key, job_key};
+use super::keys::{due_key, job_key};
 use super::*;
 use crate::event::Event;
 use crate::manifest::IntegrationId;

@@ -12,11 +12,11 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use serde_json::json;
 
-use crate::daemon::stats::Count;
-use crate::daemon::{Runtime, now_ms};
 use crate::event::Event;
 use crate::manifest::IntegrationId;
 use crate::platforms::{self, Inbound, InboundRequest, ParseError, PlatformKind, VerifyError};
+use crate::runtime::stats::Count;
+use crate::runtime::{Active, Runtime, now_ms};
 use crate::secrets;
 use crate::state::journal::IngestRecord;
 use crate::state::{AuditKind, AuditRecord, IngestOutcome};
@@ -249,13 +249,8 @@ fn reject(rt: &Runtime, kind: PlatformKind, id: &IntegrationId, reason: &str, no
 }
 
 /// Matches, stores and flushes an event; 200 once it is durable (also the path of polled
-/// events, [`crate::daemon::poller`], and of supportopsd's own, [`crate::daemon::alerts`]).
-pub(crate) async fn store_event(
-    rt: &Runtime,
-    active: &crate::daemon::Active,
-    event: Event,
-    now: u64,
-) -> Reply {
+/// events and of supportopsd's own, which `daemon::poller` and `daemon::alerts` hand in).
+pub(crate) async fn store_event(rt: &Runtime, active: &Active, event: Event, now: u64) -> Reply {
     let kind = event.platform;
     if rt.store.queue_depth() >= rt.options.max_queue {
         rt.metrics.event_rejected(kind.as_str(), "queue_full");
@@ -318,27 +313,6 @@ pub(crate) async fn store_event(
     }
 }
 
-/// Writes an audit record; a failure is logged, never fatal.
-pub fn audit(
-    rt: &Runtime,
-    at_ms: u64,
-    kind: AuditKind,
-    resource_type: &str,
-    resource_id: &str,
-    detail: serde_json::Value,
-) {
-    let record = AuditRecord {
-        at_ms,
-        kind,
-        resource_type: resource_type.to_owned(),
-        resource_id: resource_id.to_owned(),
-        detail,
-    };
-    if let Err(e) = rt.store.append_audit(&record) {
-        tracing::warn!(error = %e, "Audit record not written.");
-    }
-}
-
 /// Seals and stores Notion's verification token; the operator reads it from `status`.
 async fn capture_token(
     rt: &Runtime,
@@ -366,8 +340,7 @@ async fn capture_token(
         tracing::error!(error = %e, "Storing the verification token failed.");
         return retry_later(StatusCode::SERVICE_UNAVAILABLE, 5);
     }
-    audit(
-        rt,
+    rt.record_audit(
         now,
         AuditKind::VerificationTokenCaptured,
         "integration",

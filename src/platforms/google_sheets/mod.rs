@@ -19,11 +19,11 @@
 pub mod actions;
 pub mod client;
 pub mod connector;
+#[cfg(test)]
+mod connector_tests;
 pub mod events;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fake;
-#[cfg(test)]
-mod live_tests;
 #[cfg(test)]
 mod tests;
 pub mod webhook;

@@ -7,12 +7,12 @@ use serde_json::{Value, json};
 
 use super::DESCRIPTOR;
 use super::events::{self, origin_rules, originated_from, payload};
-use crate::daemon::config::Active;
 use crate::event::Event;
 use crate::manifest::source::{Contents, FileKind, RawFile};
 use crate::manifest::{self, ManifestSet, Snapshot};
 use crate::platforms::testkit::{self, Fixture, fixtures};
 use crate::platforms::{self, ConnectError, InboundRequest, PlatformKind, WebhookSecret};
+use crate::runtime::active::Active;
 use crate::secrets::ResolveContext;
 
 const FIXTURES: &[Fixture] = fixtures![named:
@@ -293,8 +293,8 @@ fn connect_says_there_are_no_actions_and_health_is_builtin() {
     let e = platforms::connect(&set.integrations["alerts"], &ctx).unwrap_err();
     assert!(matches!(e, ConnectError::NoActions("supportopsd")));
     assert!(e.to_string().contains("performs no actions"));
-    let (status, reason) = crate::reconcile::health::of_connect_error(&e);
-    assert_eq!(status, crate::reconcile::HealthStatus::Healthy);
+    let (status, reason) = crate::runtime::health::of_connect_error(&e);
+    assert_eq!(status, crate::runtime::health::HealthStatus::Healthy);
     assert!(reason.contains("built in"));
 }
 

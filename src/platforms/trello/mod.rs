@@ -15,10 +15,10 @@ pub mod connector;
 pub mod events;
 pub mod webhook;
 
+#[cfg(test)]
+mod connector_tests;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fake;
-#[cfg(test)]
-mod live_tests;
 #[cfg(test)]
 mod tests;
 

@@ -23,7 +23,7 @@ pub mod registration;
 pub mod webhook;
 
 #[cfg(test)]
-mod live_tests;
+mod connector_tests;
 
 #[cfg(test)]
 mod tests;

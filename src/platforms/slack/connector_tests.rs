@@ -1,4 +1,4 @@
-//! The live Slack connector against the fake Web API ([`super::fake`]): the exact requests each
+//! The Slack connector against the fake Web API ([`super::fake`]): the exact requests each
 //! action sends, the classification of every kind of failure, and that no token ever leaks into
 //! an error.
 

@@ -1,4 +1,4 @@
-//! The live Freshdesk connector against the fake API ([`super::fake`]): the exact requests each
+//! The Freshdesk connector against the fake API ([`super::fake`]): the exact requests each
 //! action sends, connection-check outcomes, bulk updates, the automation rules' lifecycle, the
 //! classification of failures, and that the API key never leaks.
 

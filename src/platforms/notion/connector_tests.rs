@@ -1,4 +1,4 @@
-//! The live Notion connector against the fake API ([`super::fake`]): the exact requests each
+//! The Notion connector against the fake API ([`super::fake`]): the exact requests each
 //! action sends, the classification of every kind of failure, Notion's limits, the spec check,
 //! the manual webhook instructions and the verification flow, and that the token never leaks.
 

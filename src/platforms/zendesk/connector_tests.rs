@@ -1,4 +1,4 @@
-//! The live Zendesk connector against the fake ([`super::fake`]): the requests each action
+//! The Zendesk connector against the fake ([`super::fake`]): the requests each action
 //! sends and the results it reads, connection checks, failure classification, bulk jobs,
 //! webhook registration through drift and repair to removal, the vendor spec check, and that
 //! no credential ever leaks.

@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::event::Event;
-use crate::execute::gate::Gate;
 use crate::manifest::{Credential, IntegrationId, ManifestSet, Rule, RuleId};
 use crate::platforms::{self, Connector, PlatformKind, VerifyKeys};
 use crate::rules::path::Root;
+use crate::runtime::gate::Gate;
 use crate::secrets::{ResolveContext, SecretRef};
 
 /// A loaded, validated revision and what the daemon derives from it.

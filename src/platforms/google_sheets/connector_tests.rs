@@ -1,4 +1,4 @@
-//! The live Google Sheets connector against the fake Google ([`super::fake`]): the token
+//! The Google Sheets connector against the fake Google ([`super::fake`]): the token
 //! exchange, the exact requests each action sends, channel registration and renewal, the row
 //! poller, the classification of failures, and that no key or token ever leaks into an error.
 

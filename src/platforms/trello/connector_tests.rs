@@ -1,4 +1,4 @@
-//! The live Trello connector against the fake Trello API ([`super::fake`]): the exact requests
+//! The Trello connector against the fake Trello API ([`super::fake`]): the exact requests
 //! each action sends, connection checks, webhook registration (HEAD validation, drift, prune),
 //! the classification of every kind of failure, and that no credential ever leaks.
 
