@@ -1,5 +1,43 @@
 //! The static catalogue types: what a platform offers (events, actions, credentials, config),
 //! with no I/O. `validate`, `test`, `plan` and `schema` need nothing else.
+//!
+//! The catalogue is data, and it is written as a table per platform: one row per parameter,
+//! config key, credential or field, through the small macros of this module (`params!`,
+//! `param!`, `fields!`, `credentials!`):
+//!
+//! ```ignore
+//! ActionSpec {
+//!     name: "invite_user",
+//!     description: "Invite users to a channel the bot is a member of (conversations.invite)",
+//!     params: params![
+//!         "channel": String, required, "Channel id";
+//!         "users": StringList, required, "User ids to invite";
+//!         "force": Bool, optional, "Invite the valid users even if some ids fail";
+//!     ],
+//!     require_one_of: &[],
+//!     result: fields!["channel": String],
+//! },
+//! ```
+//!
+//! Why macros, and not plain constructor calls or an embedded file:
+//!
+//! - A row is not Rust expression syntax, so rustfmt leaves it on its one line (a constructor
+//!   call per parameter is spread over six). Adding an action is adding its rows and its
+//!   request code in the connector, and a review reads a table.
+//! - The rows expand to the very `&'static [ParamSpec]` / `&'static [FieldSpec]` constants the
+//!   struct literals gave: no parsing at start-up, nothing to fail at run time, no build script,
+//!   no proc-macro crate.
+//! - The compiler still checks every row: a type is a [`ParamType`] or [`ValueType`] variant
+//!   (`Enum(STATUSES)` and `Code(STATUS_CODES)` name real constants), `required` / `optional`
+//!   and `secret` / `plain` are the only flags accepted. An embedded TOML or JSON file would
+//!   have needed its own parser and a test to find what the compiler finds here, and strings
+//!   where the catalogue shares constants.
+//! - The specs themselves ([`ActionSpec`], [`EventSpec`], [`Descriptor`]) stay struct literals:
+//!   a handful of named fields each, which rustfmt keeps short and which say what they are.
+//!
+//! What the rest of the program derives from the catalogue (the JSON Schemas in `schema/`,
+//! `docs/platforms.md`, `validate`'s checks, the parameter checks of every action) needs no
+//! edit when a row is added; `SUPPORTOPSD_BLESS=1 cargo test` rewrites the generated files.
 
 use serde_json::Value;
 
@@ -153,25 +191,85 @@ pub struct Normalized {
 #[error("{0}")]
 pub struct NormalizeError(pub String);
 
-/// A [`ParamSpec`], tersely (catalogues list hundreds).
-pub const fn param(
-    name: &'static str,
-    ty: ParamType,
-    required: bool,
-    description: &'static str,
-) -> ParamSpec {
-    ParamSpec {
-        name,
-        ty,
-        required,
-        description,
-    }
+/// The parameters of an action, or the config keys of a platform, one row each, as a
+/// `&'static [ParamSpec]`:
+///
+/// - `"name": Type, required, "description";` (or `optional`), where `Type` is a [`ParamType`]
+///   variant with its argument, if any (`Enum(STATUSES)`, `Code(&[("low", 1)])`);
+/// - `SHARED;`, a [`ParamSpec`] constant several actions share (made with `param!`).
+///
+/// Rows keep their order. The `;` after the last row may be left out.
+macro_rules! params {
+    (@rows [$($done:expr,)*]) => { &[$($done),*] };
+    (@rows [$($done:expr,)*] ; $($rest:tt)*) => {
+        $crate::platforms::catalog::params!(@rows [$($done,)*] $($rest)*)
+    };
+    (@rows [$($done:expr,)*] $name:literal : $ty:ident $(($($arg:tt)*))?, $req:ident, $desc:expr; $($rest:tt)*) => {
+        $crate::platforms::catalog::params!(@rows [
+            $($done,)*
+            $crate::platforms::catalog::param!($name: $ty $(($($arg)*))?, $req, $desc),
+        ] $($rest)*)
+    };
+    (@rows [$($done:expr,)*] $shared:path; $($rest:tt)*) => {
+        $crate::platforms::catalog::params!(@rows [$($done,)* $shared,] $($rest)*)
+    };
+    ($($rows:tt)*) => { $crate::platforms::catalog::params!(@rows [] $($rows)* ;) };
 }
+pub(crate) use params;
 
-/// A [`FieldSpec`], tersely.
-pub const fn field(path: &'static str, ty: ValueType) -> FieldSpec {
-    FieldSpec { path, ty }
+/// One [`ParamSpec`], written as a row of `params!` (without the `;`): for a constant several
+/// actions share.
+macro_rules! param {
+    ($name:literal : $ty:ident $(($($arg:tt)*))?, required, $desc:expr) => {
+        $crate::platforms::catalog::param!(@spec $name, $ty $(($($arg)*))?, true, $desc)
+    };
+    ($name:literal : $ty:ident $(($($arg:tt)*))?, optional, $desc:expr) => {
+        $crate::platforms::catalog::param!(@spec $name, $ty $(($($arg)*))?, false, $desc)
+    };
+    (@spec $name:literal, $ty:ident $(($($arg:tt)*))?, $required:literal, $desc:expr) => {
+        $crate::platforms::catalog::ParamSpec {
+            name: $name,
+            ty: $crate::platforms::catalog::ParamType::$ty $(($($arg)*))?,
+            required: $required,
+            description: $desc,
+        }
+    };
 }
+pub(crate) use param;
+
+/// Catalogued fields (of an event context or an action result) as a `&'static [FieldSpec]`:
+/// `"path": Type,` where `Type` is a [`ValueType`] variant. A path a macro computes is written
+/// in parentheses: `(concat!($primary, ".id")): String`.
+macro_rules! fields {
+    (@path ($path:expr)) => { $path };
+    (@path $path:literal) => { $path };
+    ($($path:tt : $ty:ident),* $(,)?) => {
+        &[$($crate::platforms::catalog::FieldSpec {
+            path: $crate::platforms::catalog::fields!(@path $path),
+            ty: $crate::rules::ValueType::$ty,
+        }),*]
+    };
+}
+pub(crate) use fields;
+
+/// The `[credentials]` fields of a platform as a `&'static [CredentialField]`, one row each:
+/// `"name": secret, required, "description";`, where `secret` (a secret reference is required)
+/// or `plain` (a plain string is fine) comes first, then `required` or `optional`.
+macro_rules! credentials {
+    (@secret secret) => { true };
+    (@secret plain) => { false };
+    (@required required) => { true };
+    (@required optional) => { false };
+    ($($name:literal : $secret:ident, $req:ident, $desc:expr);* $(;)?) => {
+        &[$($crate::platforms::catalog::CredentialField {
+            name: $name,
+            secret: $crate::platforms::catalog::credentials!(@secret $secret),
+            required: $crate::platforms::catalog::credentials!(@required $req),
+            description: $desc,
+        }),*]
+    };
+}
+pub(crate) use credentials;
 
 // === impl Descriptor ===
 

@@ -3,6 +3,13 @@
 //! `events.rs` (event specs and payload normalisation) and `actions.rs` (action specs).
 //! Adding a platform is one folder, one [`PlatformKind`] variant and one arm in
 //! [`PlatformKind::descriptor`].
+//!
+//! Adding an action is its spec in `actions.rs` (a row per parameter and result field, see
+//! [`catalog`]) and its request code in the platform's `connector.rs`, an arm of `execute`'s
+//! `match` included. `SUPPORTOPSD_BLESS=1 cargo test` regenerates `schema/` and
+//! `docs/platforms.md`; the tests fail until the action reaches the platform (each
+//! `live_tests.rs`), is named in the guide under `docs/integrations/` where the platform has
+//! one, and is in the exact action lists of the Freshdesk, Zendesk and Slack `tests.rs`.
 
 pub mod catalog;
 pub mod connector;

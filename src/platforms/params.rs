@@ -258,26 +258,21 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::platforms::catalog::param;
+    use crate::platforms::catalog::params;
 
-    static PARAMS: &[ParamSpec] = &[
-        param("name", ParamType::String, true, "a name"),
-        param("count", ParamType::Integer, false, "a count"),
-        param("ratio", ParamType::Number, false, "a ratio"),
-        param("flag", ParamType::Bool, false, "a flag"),
-        param("tags", ParamType::StringList, false, "tags"),
-        param("extra", ParamType::Object, false, "extra"),
-        param("blocks", ParamType::ObjectList, false, "blocks"),
-        param("anything", ParamType::Any, false, "anything"),
-        param("mode", ParamType::Enum(&["fast", "slow"]), false, "mode"),
-        param(
-            "priority",
-            ParamType::Code(&[("low", 1), ("high", 3)]),
-            false,
-            "priority",
-        ),
-        param("email", ParamType::String, false, "email"),
-        param("phone", ParamType::String, false, "phone"),
+    static PARAMS: &[ParamSpec] = params![
+        "name": String, required, "a name";
+        "count": Integer, optional, "a count";
+        "ratio": Number, optional, "a ratio";
+        "flag": Bool, optional, "a flag";
+        "tags": StringList, optional, "tags";
+        "extra": Object, optional, "extra";
+        "blocks": ObjectList, optional, "blocks";
+        "anything": Any, optional, "anything";
+        "mode": Enum(&["fast", "slow"]), optional, "mode";
+        "priority": Code(&[("low", 1), ("high", 3)]), optional, "priority";
+        "email": String, optional, "email";
+        "phone": String, optional, "phone";
     ];
     static GROUPS: &[&[&str]] = &[&["email", "phone"]];
 

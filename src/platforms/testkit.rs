@@ -1,13 +1,15 @@
 //! Test helpers and assertions every platform's `tests.rs` shares: building the event context,
-//! checking fixtures against the catalogue, checking the catalogue itself, and feeding
-//! `normalize` junk. Each platform keeps only its fixture list and its own decisions.
+//! checking fixtures against the catalogue, checking the catalogue itself, feeding `normalize`
+//! junk, and (for `live_tests.rs`) checking that a connector performs every catalogued action.
+//! Each platform keeps only its fixture list and its own decisions.
 
 use std::collections::HashSet;
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-use super::{Descriptor, EventSpec, Normalized};
+use super::params::Params;
+use super::{ActionCall, ActionSpec, Connector, Descriptor, EventSpec, Normalized, ParamType};
 use crate::rules::ValueType;
 
 /// `(event name, fixture label, body)`; the label is the file name under `fixtures/`.
@@ -245,6 +247,77 @@ pub(crate) fn assert_catalogue_sound(desc: &Descriptor) {
     );
     for c in desc.config {
         described(format!("config key {}", c.name), c.description);
+    }
+}
+
+/// Parameters that pass the catalogue checks of `spec` ([`Params::check`]): every required
+/// parameter, the first of each `require_one_of` group and every parameter `values` gives (a
+/// table: `values[action][name]`, else `values[name]`); those not given are a plain value of
+/// their type.
+pub(crate) fn sample_parameters(spec: &ActionSpec, values: &Value) -> Value {
+    let given = |name: &str| {
+        values
+            .get(spec.name)
+            .and_then(|own| own.get(name))
+            .or_else(|| values.get(name))
+    };
+    let first_of_groups: Vec<&str> = spec
+        .require_one_of
+        .iter()
+        .filter_map(|g| g.first())
+        .copied()
+        .collect();
+    let mut out = serde_json::Map::new();
+    for p in spec.params {
+        if !(p.required || first_of_groups.contains(&p.name) || given(p.name).is_some()) {
+            continue;
+        }
+        let v = given(p.name).cloned().unwrap_or_else(|| match &p.ty {
+            ParamType::String | ParamType::Any => json!("sample"),
+            ParamType::Integer | ParamType::Number => json!(1),
+            ParamType::Bool => json!(true),
+            ParamType::StringList => json!(["sample"]),
+            ParamType::Object => json!({}),
+            ParamType::ObjectList => json!([{}]),
+            ParamType::Enum(values) => json!(values.first()),
+            ParamType::Code(codes) => json!(codes.first().map(|(_, code)| code)),
+        });
+        out.insert(p.name.to_owned(), v);
+    }
+    let out = Value::Object(out);
+    if let Err(e) = Params::check(spec, &out) {
+        panic!(
+            "{}: the sample parameters fail the catalogue checks: {e}",
+            spec.name
+        );
+    }
+    out
+}
+
+/// Every catalogued action of `desc` reaches the platform through `connector`: called with
+/// [`sample_parameters`] (given `values`), it sends at least one request, whatever the answer.
+/// `requests` counts the requests the fake has received. An action missing from the
+/// connector's dispatch `match` fails here.
+pub(crate) async fn assert_every_action_reaches_the_platform(
+    desc: &Descriptor,
+    connector: &dyn Connector,
+    values: &Value,
+    requests: impl Fn() -> usize,
+) {
+    for spec in desc.actions {
+        let call = ActionCall {
+            action: spec.name.into(),
+            parameters: sample_parameters(spec, values),
+            idempotency_key: format!("sample/{}", spec.name),
+        };
+        let before = requests();
+        let outcome = connector.execute(&call).await;
+        assert!(
+            requests() > before,
+            "{}: `{}` sent no request (is it in the connector's `execute` match?): {outcome:?}",
+            desc.title,
+            spec.name
+        );
     }
 }
 

@@ -1,143 +1,46 @@
 //! Freshdesk actions: one spec per REST call supportopsd makes (API v2, JSON bodies).
 //!
 //! Status, priority and source are numeric enums; they accept the code or its name
-//! ([`ParamType::Code`]). Ticket and contact fields keep Freshdesk's own names.
+//! ([`ParamType::Code`](crate::platforms::ParamType::Code)). Ticket and contact fields keep
+//! Freshdesk's own names.
+//!
+//! One row per parameter and result field (the row syntax is in [`crate::platforms::catalog`]);
+//! each action's request code is in [`super::connector`].
 
 use super::{PRIORITY_CODES, SOURCE_CODES, STATUS_CODES};
-use crate::platforms::catalog::{field as r, param as p};
-use crate::platforms::{ActionSpec, ParamSpec, ParamType};
-use crate::rules::ValueType;
+use crate::platforms::catalog::{fields, param, params};
+use crate::platforms::{ActionSpec, ParamSpec};
 
-const TICKET_ID: ParamSpec = p("ticket_id", ParamType::Integer, true, "Id of the ticket");
+const TICKET_ID: ParamSpec = param!("ticket_id": Integer, required, "Id of the ticket");
 
 /// Every Freshdesk action.
 pub(crate) static ACTIONS: &[ActionSpec] = &[
     ActionSpec {
         name: "create_ticket",
         description: "Create a ticket (POST /api/v2/tickets)",
-        params: &[
-            p("subject", ParamType::String, true, "Subject of the ticket"),
-            p(
-                "description",
-                ParamType::String,
-                true,
-                "HTML body of the ticket",
-            ),
-            p(
-                "email",
-                ParamType::String,
-                false,
-                "Requester's email; a contact is created if unknown",
-            ),
-            p(
-                "requester_id",
-                ParamType::Integer,
-                false,
-                "Id of an existing contact as requester",
-            ),
-            p(
-                "phone",
-                ParamType::String,
-                false,
-                "Requester's phone number (then `name` is needed when there is no email)",
-            ),
-            p(
-                "name",
-                ParamType::String,
-                false,
-                "Requester's name, for a new contact",
-            ),
-            p(
-                "facebook_id",
-                ParamType::String,
-                false,
-                "Requester's Facebook id",
-            ),
-            p(
-                "twitter_id",
-                ParamType::String,
-                false,
-                "Requester's Twitter handle",
-            ),
-            p(
-                "unique_external_id",
-                ParamType::String,
-                false,
-                "Requester's external id",
-            ),
-            p(
-                "status",
-                ParamType::Code(STATUS_CODES),
-                false,
-                "Status (default: config `default_status`, else open)",
-            ),
-            p(
-                "priority",
-                ParamType::Code(PRIORITY_CODES),
-                false,
-                "Priority (default: config `default_priority`, else low)",
-            ),
-            p(
-                "source",
-                ParamType::Code(SOURCE_CODES),
-                false,
-                "Channel the ticket came through (Freshdesk's default is portal)",
-            ),
-            p(
-                "type",
-                ParamType::String,
-                false,
-                "Ticket type, one of the helpdesk's configured types (\"Incident\")",
-            ),
-            p(
-                "responder_id",
-                ParamType::Integer,
-                false,
-                "Agent to assign the ticket to",
-            ),
-            p(
-                "group_id",
-                ParamType::Integer,
-                false,
-                "Group to assign the ticket to",
-            ),
-            p(
-                "company_id",
-                ParamType::Integer,
-                false,
-                "Company of the requester",
-            ),
-            p(
-                "product_id",
-                ParamType::Integer,
-                false,
-                "Product the ticket is about",
-            ),
-            p("tags", ParamType::StringList, false, "Tags"),
-            p(
-                "cc_emails",
-                ParamType::StringList,
-                false,
-                "Addresses copied on the ticket",
-            ),
-            p(
-                "due_by",
-                ParamType::String,
-                false,
-                "Resolution due time, RFC 3339",
-            ),
-            p(
-                "fr_due_by",
-                ParamType::String,
-                false,
-                "First-response due time, RFC 3339",
-            ),
-            p(
-                "custom_fields",
-                ParamType::Object,
-                false,
-                "Custom fields by their API name (`cf_…`)",
-            ),
+        params: params![
+            "subject": String, required, "Subject of the ticket";
+            "description": String, required, "HTML body of the ticket";
+            "email": String, optional, "Requester's email; a contact is created if unknown";
+            "requester_id": Integer, optional, "Id of an existing contact as requester";
+            "phone": String, optional, "Requester's phone number (then `name` is needed when there is no email)";
+            "name": String, optional, "Requester's name, for a new contact";
+            "facebook_id": String, optional, "Requester's Facebook id";
+            "twitter_id": String, optional, "Requester's Twitter handle";
+            "unique_external_id": String, optional, "Requester's external id";
+            "status": Code(STATUS_CODES), optional, "Status (default: config `default_status`, else open)";
+            "priority": Code(PRIORITY_CODES), optional, "Priority (default: config `default_priority`, else low)";
+            "source": Code(SOURCE_CODES), optional, "Channel the ticket came through (Freshdesk's default is portal)";
+            "type": String, optional, "Ticket type, one of the helpdesk's configured types (\"Incident\")";
+            "responder_id": Integer, optional, "Agent to assign the ticket to";
+            "group_id": Integer, optional, "Group to assign the ticket to";
+            "company_id": Integer, optional, "Company of the requester";
+            "product_id": Integer, optional, "Product the ticket is about";
+            "tags": StringList, optional, "Tags";
+            "cc_emails": StringList, optional, "Addresses copied on the ticket";
+            "due_by": String, optional, "Resolution due time, RFC 3339";
+            "fr_due_by": String, optional, "First-response due time, RFC 3339";
+            "custom_fields": Object, optional, "Custom fields by their API name (`cf_…`)";
         ],
         require_one_of: &[&[
             "requester_id",
@@ -147,278 +50,135 @@ pub(crate) static ACTIONS: &[ActionSpec] = &[
             "twitter_id",
             "unique_external_id",
         ]],
-        result: &[
-            r("id", ValueType::Integer),
-            r("url", ValueType::String),
-            r("status", ValueType::Integer),
-            r("priority", ValueType::Integer),
-            r("requester_id", ValueType::Integer),
-            r("created_at", ValueType::Timestamp),
+        result: fields![
+            "id": Integer,
+            "url": String,
+            "status": Integer,
+            "priority": Integer,
+            "requester_id": Integer,
+            "created_at": Timestamp,
         ],
     },
     ActionSpec {
         name: "update_ticket",
         description: "Update any ticket fields (PUT /api/v2/tickets/{id})",
-        params: &[
-            TICKET_ID,
-            p("subject", ParamType::String, false, "New subject"),
-            p("description", ParamType::String, false, "New HTML body"),
-            p("status", ParamType::Code(STATUS_CODES), false, "New status"),
-            p(
-                "priority",
-                ParamType::Code(PRIORITY_CODES),
-                false,
-                "New priority",
-            ),
-            p("source", ParamType::Code(SOURCE_CODES), false, "New source"),
-            p("type", ParamType::String, false, "New ticket type"),
-            p(
-                "responder_id",
-                ParamType::Integer,
-                false,
-                "New assigned agent",
-            ),
-            p("group_id", ParamType::Integer, false, "New assigned group"),
-            p("company_id", ParamType::Integer, false, "New company"),
-            p("product_id", ParamType::Integer, false, "New product"),
-            p(
-                "tags",
-                ParamType::StringList,
-                false,
-                "Tags (replaces the ticket's tags)",
-            ),
-            p(
-                "due_by",
-                ParamType::String,
-                false,
-                "Resolution due time, RFC 3339",
-            ),
-            p(
-                "fr_due_by",
-                ParamType::String,
-                false,
-                "First-response due time, RFC 3339",
-            ),
-            p(
-                "custom_fields",
-                ParamType::Object,
-                false,
-                "Custom fields by their API name (`cf_…`)",
-            ),
+        params: params![
+            TICKET_ID;
+            "subject": String, optional, "New subject";
+            "description": String, optional, "New HTML body";
+            "status": Code(STATUS_CODES), optional, "New status";
+            "priority": Code(PRIORITY_CODES), optional, "New priority";
+            "source": Code(SOURCE_CODES), optional, "New source";
+            "type": String, optional, "New ticket type";
+            "responder_id": Integer, optional, "New assigned agent";
+            "group_id": Integer, optional, "New assigned group";
+            "company_id": Integer, optional, "New company";
+            "product_id": Integer, optional, "New product";
+            "tags": StringList, optional, "Tags (replaces the ticket's tags)";
+            "due_by": String, optional, "Resolution due time, RFC 3339";
+            "fr_due_by": String, optional, "First-response due time, RFC 3339";
+            "custom_fields": Object, optional, "Custom fields by their API name (`cf_…`)";
         ],
         require_one_of: &[],
-        result: &[
-            r("id", ValueType::Integer),
-            r("status", ValueType::Integer),
-            r("priority", ValueType::Integer),
-            r("updated_at", ValueType::Timestamp),
+        result: fields![
+            "id": Integer,
+            "status": Integer,
+            "priority": Integer,
+            "updated_at": Timestamp,
         ],
     },
     ActionSpec {
         name: "add_note",
         description: "Add a note to a ticket, private by default (POST /api/v2/tickets/{id}/notes)",
-        params: &[
-            TICKET_ID,
-            p("body", ParamType::String, true, "HTML body of the note"),
-            p(
-                "private",
-                ParamType::Bool,
-                false,
-                "Private note visible to agents only (default true)",
-            ),
-            p(
-                "incoming",
-                ParamType::Bool,
-                false,
-                "Show the note as coming from outside (default false)",
-            ),
-            p(
-                "notify_emails",
-                ParamType::StringList,
-                false,
-                "Agent addresses to notify",
-            ),
-            p(
-                "user_id",
-                ParamType::Integer,
-                false,
-                "Agent or contact the note is from (default: the API key's agent)",
-            ),
+        params: params![
+            TICKET_ID;
+            "body": String, required, "HTML body of the note";
+            "private": Bool, optional, "Private note visible to agents only (default true)";
+            "incoming": Bool, optional, "Show the note as coming from outside (default false)";
+            "notify_emails": StringList, optional, "Agent addresses to notify";
+            "user_id": Integer, optional, "Agent or contact the note is from (default: the API key's agent)";
         ],
         require_one_of: &[],
-        result: &[
-            r("id", ValueType::Integer),
-            r("ticket_id", ValueType::Integer),
-            r("private", ValueType::Bool),
-            r("created_at", ValueType::Timestamp),
+        result: fields![
+            "id": Integer,
+            "ticket_id": Integer,
+            "private": Bool,
+            "created_at": Timestamp,
         ],
     },
     ActionSpec {
         name: "add_reply",
         description: "Reply to the requester on a ticket (POST /api/v2/tickets/{id}/reply)",
-        params: &[
-            TICKET_ID,
-            p("body", ParamType::String, true, "HTML body of the reply"),
-            p(
-                "cc_emails",
-                ParamType::StringList,
-                false,
-                "Addresses copied on the reply",
-            ),
-            p(
-                "bcc_emails",
-                ParamType::StringList,
-                false,
-                "Addresses blind-copied on the reply",
-            ),
-            p(
-                "from_email",
-                ParamType::String,
-                false,
-                "Support address the reply is sent from",
-            ),
-            p(
-                "user_id",
-                ParamType::Integer,
-                false,
-                "Agent the reply is from (default: the API key's agent)",
-            ),
+        params: params![
+            TICKET_ID;
+            "body": String, required, "HTML body of the reply";
+            "cc_emails": StringList, optional, "Addresses copied on the reply";
+            "bcc_emails": StringList, optional, "Addresses blind-copied on the reply";
+            "from_email": String, optional, "Support address the reply is sent from";
+            "user_id": Integer, optional, "Agent the reply is from (default: the API key's agent)";
         ],
         require_one_of: &[],
-        result: &[
-            r("id", ValueType::Integer),
-            r("ticket_id", ValueType::Integer),
-            r("created_at", ValueType::Timestamp),
-        ],
+        result: fields!["id": Integer, "ticket_id": Integer, "created_at": Timestamp],
     },
     ActionSpec {
         name: "assign_ticket",
         description: "Assign a ticket to an agent and/or a group (PUT /api/v2/tickets/{id})",
-        params: &[
-            TICKET_ID,
-            p("responder_id", ParamType::Integer, false, "Agent to assign"),
-            p("group_id", ParamType::Integer, false, "Group to assign"),
+        params: params![
+            TICKET_ID;
+            "responder_id": Integer, optional, "Agent to assign";
+            "group_id": Integer, optional, "Group to assign";
         ],
         require_one_of: &[&["responder_id", "group_id"]],
-        result: &[
-            r("id", ValueType::Integer),
-            r("responder_id", ValueType::Integer),
-            r("group_id", ValueType::Integer),
-        ],
+        result: fields!["id": Integer, "responder_id": Integer, "group_id": Integer],
     },
     ActionSpec {
         name: "change_status",
         description: "Set a ticket's status (PUT /api/v2/tickets/{id})",
-        params: &[
-            TICKET_ID,
-            p(
-                "status",
-                ParamType::Code(STATUS_CODES),
-                true,
-                "New status; custom statuses by number (6 and above)",
-            ),
+        params: params![
+            TICKET_ID;
+            "status": Code(STATUS_CODES), required, "New status; custom statuses by number (6 and above)";
         ],
         require_one_of: &[],
-        result: &[r("id", ValueType::Integer), r("status", ValueType::Integer)],
+        result: fields!["id": Integer, "status": Integer],
     },
     ActionSpec {
         name: "add_time_entry",
         description: "Log time on a ticket (POST /api/v2/tickets/{id}/time_entries); without `time_spent` or `timer_running` Freshdesk starts a timer",
-        params: &[
-            TICKET_ID,
-            p(
-                "time_spent",
-                ParamType::String,
-                false,
-                "Time spent, `hh:mm`",
-            ),
-            p("note", ParamType::String, false, "Description of the work"),
-            p(
-                "billable",
-                ParamType::Bool,
-                false,
-                "Billable time (default true)",
-            ),
-            p(
-                "agent_id",
-                ParamType::Integer,
-                false,
-                "Agent the time is logged for (default: the API key's agent)",
-            ),
-            p(
-                "timer_running",
-                ParamType::Bool,
-                false,
-                "Start (true) or do not start (false) a timer; one running timer per agent",
-            ),
-            p(
-                "executed_at",
-                ParamType::String,
-                false,
-                "When the work was done, RFC 3339",
-            ),
-            p(
-                "start_time",
-                ParamType::String,
-                false,
-                "When the timer started, RFC 3339; not allowed with `timer_running = false`",
-            ),
+        params: params![
+            TICKET_ID;
+            "time_spent": String, optional, "Time spent, `hh:mm`";
+            "note": String, optional, "Description of the work";
+            "billable": Bool, optional, "Billable time (default true)";
+            "agent_id": Integer, optional, "Agent the time is logged for (default: the API key's agent)";
+            "timer_running": Bool, optional, "Start (true) or do not start (false) a timer; one running timer per agent";
+            "executed_at": String, optional, "When the work was done, RFC 3339";
+            "start_time": String, optional, "When the timer started, RFC 3339; not allowed with `timer_running = false`";
         ],
         require_one_of: &[],
-        result: &[
-            r("id", ValueType::Integer),
-            r("time_spent", ValueType::String),
-            r("timer_running", ValueType::Bool),
-            r("agent_id", ValueType::Integer),
+        result: fields![
+            "id": Integer,
+            "time_spent": String,
+            "timer_running": Bool,
+            "agent_id": Integer,
         ],
     },
     ActionSpec {
         name: "create_contact",
         description: "Create a contact (POST /api/v2/contacts)",
-        params: &[
-            p("name", ParamType::String, true, "Full name"),
-            p("email", ParamType::String, false, "Primary email"),
-            p("phone", ParamType::String, false, "Phone number"),
-            p("mobile", ParamType::String, false, "Mobile number"),
-            p("twitter_id", ParamType::String, false, "Twitter handle"),
-            p(
-                "unique_external_id",
-                ParamType::String,
-                false,
-                "External id",
-            ),
-            p(
-                "company_id",
-                ParamType::Integer,
-                false,
-                "Company of the contact",
-            ),
-            p("job_title", ParamType::String, false, "Job title"),
-            p(
-                "description",
-                ParamType::String,
-                false,
-                "Notes about the contact",
-            ),
-            p(
-                "language",
-                ParamType::String,
-                false,
-                "Language code (\"en\")",
-            ),
-            p(
-                "time_zone",
-                ParamType::String,
-                false,
-                "Time zone name (\"Chennai\")",
-            ),
-            p("tags", ParamType::StringList, false, "Tags"),
-            p(
-                "custom_fields",
-                ParamType::Object,
-                false,
-                "Custom fields by their API name",
-            ),
+        params: params![
+            "name": String, required, "Full name";
+            "email": String, optional, "Primary email";
+            "phone": String, optional, "Phone number";
+            "mobile": String, optional, "Mobile number";
+            "twitter_id": String, optional, "Twitter handle";
+            "unique_external_id": String, optional, "External id";
+            "company_id": Integer, optional, "Company of the contact";
+            "job_title": String, optional, "Job title";
+            "description": String, optional, "Notes about the contact";
+            "language": String, optional, "Language code (\"en\")";
+            "time_zone": String, optional, "Time zone name (\"Chennai\")";
+            "tags": StringList, optional, "Tags";
+            "custom_fields": Object, optional, "Custom fields by their API name";
         ],
         require_one_of: &[&[
             "email",
@@ -427,11 +187,6 @@ pub(crate) static ACTIONS: &[ActionSpec] = &[
             "twitter_id",
             "unique_external_id",
         ]],
-        result: &[
-            r("id", ValueType::Integer),
-            r("name", ValueType::String),
-            r("email", ValueType::String),
-            r("created_at", ValueType::Timestamp),
-        ],
+        result: fields!["id": Integer, "name": String, "email": String, "created_at": Timestamp],
     },
 ];

@@ -22,6 +22,7 @@ use crate::platforms::connector::{
 };
 use crate::platforms::fakekit::Recorded;
 use crate::platforms::inbound::FRESHDESK_SECRET_HEADER;
+use crate::platforms::testkit;
 use crate::platforms::{Inbound, InboundRequest, PlatformKind, http};
 use crate::secrets::{ResolveContext, Secret, SecretRef};
 
@@ -198,6 +199,26 @@ async fn check_tells_bad_credentials_wrong_domain_suspension_and_network_apart()
 }
 
 // === actions ===
+
+/// Adding an action to the catalogue without its request code (an arm of `execute`'s `match`)
+/// fails here.
+#[tokio::test]
+async fn every_catalogued_action_reaches_the_platform() {
+    let fake = FakeFreshdesk::start(KEY).await;
+    let c = connector(&fake);
+    // What the request code checks beyond the catalogue (the rest are plain samples).
+    let values = json!({
+        "email": "sample@example.com",
+        "update_ticket": { "subject": "Sample" },
+    });
+    testkit::assert_every_action_reaches_the_platform(
+        &super::DESCRIPTOR,
+        c.as_ref(),
+        &values,
+        || fake.requests().len(),
+    )
+    .await;
+}
 
 #[tokio::test]
 async fn create_ticket_sends_codes_and_config_defaults() {

@@ -49,43 +49,43 @@
 use serde_json::{Map, Value, json};
 
 use super::{PRIORITY_CODES, SOURCE_CODES, STATUS_CODES};
-use crate::platforms::catalog::field as f;
+use crate::platforms::catalog::fields;
 use crate::platforms::{EventSpec, FieldSpec, NormalizeError, Normalized};
-use crate::rules::ValueType;
 
-/// The ticket, requester and agent fields every ticket-based event carries, plus `$extra`.
+/// The fields given (`"path": Type`, as in `fields!`), then the ticket, requester and agent
+/// fields every ticket-based event carries.
 macro_rules! ticket_fields {
-    ($($extra:expr),* $(,)?) => {
-        &[
-            $($extra,)*
-            f("ticket.id", ValueType::Integer),
-            f("ticket.subject", ValueType::String),
-            f("ticket.url", ValueType::String),
-            f("ticket.status", ValueType::Integer),
-            f("ticket.status_name", ValueType::String),
-            f("ticket.priority", ValueType::Integer),
-            f("ticket.priority_name", ValueType::String),
-            f("ticket.source", ValueType::Integer),
-            f("ticket.source_name", ValueType::String),
-            f("ticket.type", ValueType::String),
-            f("ticket.tags", ValueType::StringList),
-            f("requester.name", ValueType::String),
-            f("requester.email", ValueType::String),
-            f("agent.name", ValueType::String),
-            f("agent.email", ValueType::String),
+    ($($path:tt : $ty:ident),* $(,)?) => {
+        fields![
+            $($path: $ty,)*
+            "ticket.id": Integer,
+            "ticket.subject": String,
+            "ticket.url": String,
+            "ticket.status": Integer,
+            "ticket.status_name": String,
+            "ticket.priority": Integer,
+            "ticket.priority_name": String,
+            "ticket.source": Integer,
+            "ticket.source_name": String,
+            "ticket.type": String,
+            "ticket.tags": StringList,
+            "requester.name": String,
+            "requester.email": String,
+            "agent.name": String,
+            "agent.email": String,
         ]
     };
 }
 
-const CONTACT_FIELDS: &[FieldSpec] = &[
-    f("contact.id", ValueType::Integer),
-    f("contact.name", ValueType::String),
-    f("contact.email", ValueType::String),
-    f("contact.phone", ValueType::String),
-    f("contact.mobile", ValueType::String),
-    f("contact.company_id", ValueType::Integer),
-    f("contact.created_at", ValueType::Timestamp),
-    f("contact.updated_at", ValueType::Timestamp),
+const CONTACT_FIELDS: &[FieldSpec] = fields![
+    "contact.id": Integer,
+    "contact.name": String,
+    "contact.email": String,
+    "contact.phone": String,
+    "contact.mobile": String,
+    "contact.company_id": Integer,
+    "contact.created_at": Timestamp,
+    "contact.updated_at": Timestamp,
 ];
 
 /// Every Freshdesk event.
@@ -94,7 +94,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         name: "ticket_created",
         description: "A ticket was created (automation rule on ticket creation)",
         primary: "ticket",
-        fields: ticket_fields!(),
+        fields: ticket_fields![],
         changes: &[],
         deliverable: true,
     },
@@ -102,7 +102,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         name: "ticket_updated",
         description: "A ticket's properties changed (automation rule on ticket updates)",
         primary: "ticket",
-        fields: ticket_fields!(),
+        fields: ticket_fields![],
         changes: &["status", "priority"],
         deliverable: true,
     },
@@ -110,7 +110,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         name: "ticket_resolved",
         description: "A ticket's status changed to resolved (4)",
         primary: "ticket",
-        fields: ticket_fields!(),
+        fields: ticket_fields![],
         changes: &["status"],
         deliverable: true,
     },
@@ -118,7 +118,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         name: "ticket_closed",
         description: "A ticket's status changed to closed (5)",
         primary: "ticket",
-        fields: ticket_fields!(),
+        fields: ticket_fields![],
         changes: &["status"],
         deliverable: true,
     },
@@ -126,11 +126,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         name: "note_created",
         description: "A note was added to a ticket (the ticket-update rule's \"note is added\" event)",
         primary: "note",
-        fields: ticket_fields!(
-            f("note.type", ValueType::String),
-            f("note.private", ValueType::Bool),
-            f("note.ticket_id", ValueType::Integer),
-        ),
+        fields: ticket_fields!["note.type": String, "note.private": Bool, "note.ticket_id": Integer],
         changes: &[],
         deliverable: true,
     },

@@ -27,7 +27,8 @@ pub mod fake;
 #[cfg(test)]
 mod tests;
 
-use super::{CredentialField, Descriptor, ParamSpec, ParamType, PlatformKind, WebhookSecret};
+use super::catalog::{credentials, params};
+use super::{Descriptor, PlatformKind, WebhookSecret};
 
 /// Ticket status codes: name → number (custom statuses use 6 and above).
 pub(crate) const STATUS_CODES: &[(&str, i64)] =
@@ -51,52 +52,17 @@ pub(crate) const SOURCE_CODES: &[(&str, i64)] = &[
 pub static DESCRIPTOR: Descriptor = Descriptor {
     kind: PlatformKind::Freshdesk,
     title: "Freshdesk",
-    credentials: &[
-        CredentialField {
-            name: "domain",
-            secret: false,
-            required: true,
-            description: "Helpdesk domain, e.g. `acme.freshdesk.com` (the API lives under `https://<domain>/api/v2`)",
-        },
-        CredentialField {
-            name: "api_key",
-            secret: true,
-            required: true,
-            description: "Agent API key, sent as the Basic-auth user name (the password is ignored)",
-        },
+    credentials: credentials![
+        "domain": plain, required, "Helpdesk domain, e.g. `acme.freshdesk.com` (the API lives under `https://<domain>/api/v2`)";
+        "api_key": secret, required, "Agent API key, sent as the Basic-auth user name (the password is ignored)";
     ],
     credential_sets: &[],
-    config: &[
-        ParamSpec {
-            name: "default_priority",
-            ty: ParamType::Code(PRIORITY_CODES),
-            required: false,
-            description: "Priority given to tickets created by rules when the action names none (default low)",
-        },
-        ParamSpec {
-            name: "default_status",
-            ty: ParamType::Code(STATUS_CODES),
-            required: false,
-            description: "Status given to tickets created by rules when the action names none (default open)",
-        },
-        ParamSpec {
-            name: "auto_assign",
-            ty: ParamType::Bool,
-            required: false,
-            description: "Assign tickets created by rules to `default_group_id` / `default_responder_id` when the action names no assignee",
-        },
-        ParamSpec {
-            name: "default_group_id",
-            ty: ParamType::Integer,
-            required: false,
-            description: "Group that `auto_assign` gives new tickets to",
-        },
-        ParamSpec {
-            name: "default_responder_id",
-            ty: ParamType::Integer,
-            required: false,
-            description: "Agent that `auto_assign` gives new tickets to",
-        },
+    config: params![
+        "default_priority": Code(PRIORITY_CODES), optional, "Priority given to tickets created by rules when the action names none (default low)";
+        "default_status": Code(STATUS_CODES), optional, "Status given to tickets created by rules when the action names none (default open)";
+        "auto_assign": Bool, optional, "Assign tickets created by rules to `default_group_id` / `default_responder_id` when the action names no assignee";
+        "default_group_id": Integer, optional, "Group that `auto_assign` gives new tickets to";
+        "default_responder_id": Integer, optional, "Agent that `auto_assign` gives new tickets to";
     ],
     webhook_secret: WebhookSecret::Optional,
     events: events::EVENTS,

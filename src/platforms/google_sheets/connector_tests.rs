@@ -17,6 +17,7 @@ use crate::platforms::connector::{
     WebhookSync, WebhookTarget,
 };
 use crate::platforms::fakekit::{ApiSpec, Failure};
+use crate::platforms::testkit;
 use crate::platforms::{PlatformKind, http};
 use crate::secrets::{ResolveContext, Secret};
 
@@ -425,6 +426,22 @@ async fn debug_output_hides_the_key_and_token() {
 }
 
 // === actions ===
+
+/// Adding an action to the catalogue without its request code (an arm of `execute`'s `match`)
+/// fails here.
+#[tokio::test]
+async fn every_catalogued_action_reaches_the_platform() {
+    let (fake, c) = setup(json!({})).await;
+    // What the request code checks beyond the catalogue (the rest are plain samples).
+    let values = json!({
+        "values": ["sample"],
+        "data": [{ "range": "A1", "values": [["sample"]] }],
+    });
+    testkit::assert_every_action_reaches_the_platform(&super::DESCRIPTOR, &c, &values, || {
+        fake.requests().len()
+    })
+    .await;
+}
 
 #[tokio::test]
 async fn append_row_with_values() {

@@ -35,11 +35,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::platforms::catalog::fields;
 use crate::platforms::{EventSpec, NormalizeError, Normalized};
-use crate::rules::ValueType;
-
-use crate::platforms::catalog::field as f;
-use ValueType::{Integer, List, Object, String as Str, StringList};
 
 /// The two Google Sheets events.
 pub(crate) static EVENTS: &[EventSpec] = &[
@@ -48,15 +45,15 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         description: "Drive notified a change to the spreadsheet file (edits are coalesced, about every 3 minutes; \
                       the notification carries no cell data: re-read the range).",
         primary: "file",
-        fields: &[
-            f("file.id", Str),
-            f("file.resource_id", Str),
-            f("file.resource_uri", Str),
-            f("file.resource_state", Str),
-            f("file.changed", StringList),
-            f("file.message_number", Integer),
-            f("channel.id", Str),
-            f("channel.expiration", Str),
+        fields: fields![
+            "file.id": String,
+            "file.resource_id": String,
+            "file.resource_uri": String,
+            "file.resource_state": String,
+            "file.changed": StringList,
+            "file.message_number": Integer,
+            "channel.id": String,
+            "channel.expiration": String,
         ],
         changes: &[],
         deliverable: true,
@@ -65,14 +62,14 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         name: "row_added",
         description: "The poller found a new row appended to the watched sheet (rows written by supportopsd itself are included).",
         primary: "row",
-        fields: &[
-            f("row.sheet", Str),
-            f("row.sheet_id", Integer),
-            f("row.row_number", Integer),
-            f("row.range", Str),
-            f("row.values", List),
-            f("row.fields", Object),
-            f("spreadsheet.id", Str),
+        fields: fields![
+            "row.sheet": String,
+            "row.sheet_id": Integer,
+            "row.row_number": Integer,
+            "row.range": String,
+            "row.values": List,
+            "row.fields": Object,
+            "spreadsheet.id": String,
         ],
         changes: &[],
         deliverable: true,

@@ -28,7 +28,8 @@ pub mod fake;
 mod tests;
 pub mod webhook;
 
-use super::{CredentialField, Descriptor, ParamSpec, ParamType, PlatformKind, WebhookSecret};
+use super::catalog::{credentials, params};
+use super::{CredentialField, Descriptor, ParamSpec, PlatformKind, WebhookSecret};
 
 /// The static catalogue of Google Sheets.
 pub static DESCRIPTOR: Descriptor = Descriptor {
@@ -43,61 +44,19 @@ pub static DESCRIPTOR: Descriptor = Descriptor {
     normalize: events::normalize,
 };
 
-const CREDENTIALS: &[CredentialField] = &[
-    CredentialField {
-        name: "service_account_key",
-        secret: true,
-        required: true,
-        description: "The service account's JSON key file (`client_email`, `private_key`, `token_uri`…); \
-                      the spreadsheet must be shared with its `client_email`.",
-    },
-    CredentialField {
-        name: "spreadsheet_id",
-        secret: false,
-        required: true,
-        description: "Id of the spreadsheet (the part of its URL after `/d/`; also its Drive file id).",
-    },
+const CREDENTIALS: &[CredentialField] = credentials![
+    "service_account_key": secret, required, "The service account's JSON key file (`client_email`, `private_key`, `token_uri`…); the spreadsheet must be shared with its `client_email`.";
+    "spreadsheet_id": plain, required, "Id of the spreadsheet (the part of its URL after `/d/`; also its Drive file id).";
 ];
 
 /// `valueInputOption` values.
 pub(crate) const VALUE_INPUT_OPTIONS: &[&str] = &["RAW", "USER_ENTERED"];
 
-const CONFIG: &[ParamSpec] = &[
-    ParamSpec {
-        name: "sheet",
-        ty: ParamType::String,
-        required: false,
-        description: "Default sheet (tab) name for actions and for the row poller (default: the first sheet).",
-    },
-    ParamSpec {
-        name: "header_row",
-        ty: ParamType::Integer,
-        required: false,
-        description: "Row number holding the column headers that name `row.fields` and `fields` parameters (default 1).",
-    },
-    ParamSpec {
-        name: "poll_interval_seconds",
-        ty: ParamType::Integer,
-        required: false,
-        description: "How often the poller re-reads the sheet to find appended rows (`row_added`); \
-                      mind the 60 reads/min per user quota.",
-    },
-    ParamSpec {
-        name: "push_notifications",
-        ty: ParamType::Bool,
-        required: false,
-        description: "Whether to keep a Drive push channel on the spreadsheet for `file_changed` (default true).",
-    },
-    ParamSpec {
-        name: "channel_expiration_seconds",
-        ty: ParamType::Integer,
-        required: false,
-        description: "Lifetime asked for each Drive channel, at most 86400; channels are recreated before they expire.",
-    },
-    ParamSpec {
-        name: "value_input_option",
-        ty: ParamType::Enum(VALUE_INPUT_OPTIONS),
-        required: false,
-        description: "Default for the write actions: `RAW` stores values as given, `USER_ENTERED` parses them as typed in the UI.",
-    },
+const CONFIG: &[ParamSpec] = params![
+    "sheet": String, optional, "Default sheet (tab) name for actions and for the row poller (default: the first sheet).";
+    "header_row": Integer, optional, "Row number holding the column headers that name `row.fields` and `fields` parameters (default 1).";
+    "poll_interval_seconds": Integer, optional, "How often the poller re-reads the sheet to find appended rows (`row_added`); mind the 60 reads/min per user quota.";
+    "push_notifications": Bool, optional, "Whether to keep a Drive push channel on the spreadsheet for `file_changed` (default true).";
+    "channel_expiration_seconds": Integer, optional, "Lifetime asked for each Drive channel, at most 86400; channels are recreated before they expire.";
+    "value_input_option": Enum(VALUE_INPUT_OPTIONS), optional, "Default for the write actions: `RAW` stores values as given, `USER_ENTERED` parses them as typed in the UI.";
 ];

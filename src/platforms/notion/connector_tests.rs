@@ -17,6 +17,7 @@ use crate::platforms::connector::{
     ActionCall, ConnectError, Connector, PlatformError, WebhookSync, WebhookTarget,
 };
 use crate::platforms::fakekit::{self, Failure, FakeServer};
+use crate::platforms::testkit;
 use crate::platforms::{Inbound, InboundRequest, PlatformKind, VerifyError, VerifyKeys, http};
 use crate::secrets::{ResolveContext, Secret};
 
@@ -171,6 +172,27 @@ fn connect_needs_a_token_and_a_known_version() {
 }
 
 // === actions ===
+
+/// Adding an action to the catalogue without its request code (an arm of `execute`'s `match`)
+/// fails here.
+#[tokio::test]
+async fn every_catalogued_action_reaches_the_platform() {
+    let fake = FakeNotion::start(TOKEN).await;
+    let c = connector(&fake, json!({}));
+    // What the request code checks beyond the catalogue (the rest are plain samples).
+    let values = json!({
+        "parent_page_id": fake::PARENT_PAGE,
+        "page_id": fake::PARENT_PAGE,
+        "data_source_id": fake::DATA_SOURCE,
+    });
+    testkit::assert_every_action_reaches_the_platform(
+        &super::DESCRIPTOR,
+        c.as_ref(),
+        &values,
+        || fake.requests().len(),
+    )
+    .await;
+}
 
 #[tokio::test]
 async fn create_page_posts_a_titled_page_under_the_parent() {

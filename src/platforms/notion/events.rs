@@ -26,41 +26,44 @@ use serde_json::{Map, Value};
 use crate::platforms::{EventSpec, NormalizeError, Normalized};
 use crate::rules::ValueType;
 
-use crate::platforms::catalog::field as f;
-use ValueType::{Integer, List, Object, String as Str, StringList};
+use crate::platforms::catalog::fields;
+use ValueType::{List, StringList};
 
-/// Fields every Notion event has, plus the primary object's `id` and any extra fields.
-macro_rules! fields {
-    ($primary:literal $(, $extra:expr)* $(,)?) => {
-        &[
-            f(concat!($primary, ".id"), Str),
-            $($extra,)*
-            f("entity.id", Str),
-            f("entity.type", Str),
-            f("parent.id", Str),
-            f("parent.type", Str),
-            f("parent.data_source_id", Str),
-            f("author.id", Str),
-            f("author.type", Str),
-            f("authors", List),
-            f("workspace.id", Str),
-            f("workspace.name", Str),
-            f("delivery.subscription_id", Str),
-            f("delivery.integration_id", Str),
-            f("delivery.attempt_number", Integer),
-            f("delivery.api_version", Str),
-            f("data", Object),
+/// The primary object's `id`, the fields given (`"path": Type`, as in `fields!`), then the
+/// fields every Notion event has.
+macro_rules! notion_fields {
+    ($primary:literal $(, $path:tt : $ty:ident)* $(,)?) => {
+        fields![
+            (concat!($primary, ".id")): String,
+            $($path: $ty,)*
+            "entity.id": String,
+            "entity.type": String,
+            "parent.id": String,
+            "parent.type": String,
+            "parent.data_source_id": String,
+            "author.id": String,
+            "author.type": String,
+            "authors": List,
+            "workspace.id": String,
+            "workspace.name": String,
+            "delivery.subscription_id": String,
+            "delivery.integration_id": String,
+            "delivery.attempt_number": Integer,
+            "delivery.api_version": String,
+            "data": Object,
         ]
     };
 }
 
+/// One event: its name, its primary object, its description, then its own fields
+/// (`"path": Type`) after the primary object's `id`.
 macro_rules! event {
-    ($name:literal, $primary:literal, $desc:literal $(, $extra:expr)* $(,)?) => {
+    ($name:literal, $primary:literal, $desc:literal $(, $path:tt : $ty:ident)* $(,)?) => {
         EventSpec {
             name: $name,
             description: $desc,
             primary: $primary,
-            fields: fields!($primary $(, $extra)*),
+            fields: notion_fields!($primary $(, $path: $ty)*),
             changes: &[],
             deliverable: true,
         }
@@ -78,13 +81,13 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         "page.content_updated",
         "page",
         "Blocks of a page changed; `page.updated_blocks` lists them (edits are aggregated).",
-        f("page.updated_blocks", List),
+        "page.updated_blocks": List,
     ),
     event!(
         "page.properties_updated",
         "page",
         "Properties of a page changed; `page.updated_properties` holds their (URL-encoded) property ids.",
-        f("page.updated_properties", StringList),
+        "page.updated_properties": StringList,
     ),
     event!(
         "page.moved",
@@ -119,13 +122,13 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         "database.content_updated",
         "database",
         "Rows of a database changed (subscriptions on API version 2022-06-28 only; replaced by `data_source.content_updated`).",
-        f("database.updated_blocks", List),
+        "database.updated_blocks": List,
     ),
     event!(
         "database.schema_updated",
         "database",
         "A database's properties changed (API version 2022-06-28 only; replaced by `data_source.schema_updated`).",
-        f("database.updated_properties", List),
+        "database.updated_properties": List,
     ),
     event!(
         "data_source.created",
@@ -136,7 +139,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         "data_source.content_updated",
         "data_source",
         "Rows of a data source changed (aggregated).",
-        f("data_source.updated_blocks", List),
+        "data_source.updated_blocks": List,
     ),
     event!(
         "data_source.moved",
@@ -157,25 +160,25 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         "data_source.schema_updated",
         "data_source",
         "Properties of a data source were created, changed or deleted (`updated_properties`: `{id, name, action}`).",
-        f("data_source.updated_properties", List),
+        "data_source.updated_properties": List,
     ),
     event!(
         "comment.created",
         "comment",
         "A comment was added; `comment.page_id` is the page it belongs to.",
-        f("comment.page_id", Str),
+        "comment.page_id": String,
     ),
     event!(
         "comment.updated",
         "comment",
         "A comment was edited.",
-        f("comment.page_id", Str),
+        "comment.page_id": String,
     ),
     event!(
         "comment.deleted",
         "comment",
         "A comment was deleted.",
-        f("comment.page_id", Str),
+        "comment.page_id": String,
     ),
 ];
 

@@ -28,7 +28,8 @@ mod tests;
 pub mod values;
 pub mod webhook;
 
-use super::{CredentialField, Descriptor, ParamSpec, ParamType, PlatformKind, WebhookSecret};
+use super::catalog::{credentials, params};
+use super::{CredentialField, Descriptor, ParamSpec, PlatformKind, WebhookSecret};
 
 /// The static catalogue of Notion.
 pub static DESCRIPTOR: Descriptor = Descriptor {
@@ -43,41 +44,16 @@ pub static DESCRIPTOR: Descriptor = Descriptor {
     normalize: events::normalize,
 };
 
-const CREDENTIALS: &[CredentialField] = &[CredentialField {
-    name: "token",
-    secret: true,
-    required: true,
-    description: "Integration token (internal integration secret, OAuth access token or personal access token), \
-                  sent as `Authorization: Bearer`; treated as opaque.",
-}];
+const CREDENTIALS: &[CredentialField] = credentials![
+    "token": secret, required, "Integration token (internal integration secret, OAuth access token or personal access token), sent as `Authorization: Bearer`; treated as opaque.";
+];
 
 /// API versions a subscription or request can be pinned to.
 pub(crate) const VERSIONS: &[&str] = &["2022-06-28", "2025-09-03", "2026-03-11"];
 
-const CONFIG: &[ParamSpec] = &[
-    ParamSpec {
-        name: "notion_version",
-        ty: ParamType::Enum(VERSIONS),
-        required: false,
-        description: "`Notion-Version` sent on every call (default `2025-09-03`, the data-source API); \
-                      set the subscription's API version to the same value.",
-    },
-    ParamSpec {
-        name: "data_sources",
-        ty: ParamType::StringList,
-        required: false,
-        description: "Data source ids whose pages' events are accepted (matched on `parent.data_source_id`); empty accepts all.",
-    },
-    ParamSpec {
-        name: "databases",
-        ty: ParamType::StringList,
-        required: false,
-        description: "Database ids whose pages' events are accepted (matched on a `database` parent); empty accepts all.",
-    },
-    ParamSpec {
-        name: "default_parent_page",
-        ty: ParamType::String,
-        required: false,
-        description: "Page id under which `create_page` creates pages when the action gives no `parent_page_id`.",
-    },
+const CONFIG: &[ParamSpec] = params![
+    "notion_version": Enum(VERSIONS), optional, "`Notion-Version` sent on every call (default `2025-09-03`, the data-source API); set the subscription's API version to the same value.";
+    "data_sources": StringList, optional, "Data source ids whose pages' events are accepted (matched on `parent.data_source_id`); empty accepts all.";
+    "databases": StringList, optional, "Database ids whose pages' events are accepted (matched on a `database` parent); empty accepts all.";
+    "default_parent_page": String, optional, "Page id under which `create_page` creates pages when the action gives no `parent_page_id`.";
 ];

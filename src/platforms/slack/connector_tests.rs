@@ -16,6 +16,7 @@ use crate::manifest::{Integration, IntegrationId};
 use crate::platforms::connector::{
     ActionCall, ConnectError, Connector, PlatformError, WebhookSync, WebhookTarget,
 };
+use crate::platforms::testkit;
 use crate::platforms::{PlatformKind, http};
 use crate::secrets::{ResolveContext, Secret, SecretRef};
 
@@ -131,6 +132,23 @@ async fn check_with_a_wrong_token_is_unauthorized() {
 }
 
 // === actions: happy paths ===
+
+/// Adding an action to the catalogue without its request code (an arm of `execute`'s `match`)
+/// fails here.
+#[tokio::test]
+async fn every_catalogued_action_reaches_the_platform() {
+    let fake = FakeSlack::start(BOT, Some(USER)).await;
+    let c = connector(&fake, true, json!({}));
+    // What the request code checks beyond the catalogue (the rest are plain samples).
+    let values = json!({ "channel": fake::SUPPORT });
+    testkit::assert_every_action_reaches_the_platform(
+        &super::DESCRIPTOR,
+        c.as_ref(),
+        &values,
+        || fake.requests().len(),
+    )
+    .await;
+}
 
 #[tokio::test]
 async fn send_message_posts_json_and_returns_ts_and_channel() {

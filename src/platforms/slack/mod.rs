@@ -22,64 +22,25 @@ pub mod fake;
 #[cfg(test)]
 mod tests;
 
-use super::{CredentialField, Descriptor, ParamSpec, ParamType, PlatformKind, WebhookSecret};
+use super::catalog::{credentials, params};
+use super::{Descriptor, PlatformKind, WebhookSecret};
 
 /// The static catalogue of Slack.
 pub static DESCRIPTOR: Descriptor = Descriptor {
     kind: PlatformKind::Slack,
     title: "Slack",
-    credentials: &[
-        CredentialField {
-            name: "bot_token",
-            secret: true,
-            required: true,
-            description: "Bot token (`xoxb-…`) used for every action except `set_status`",
-        },
-        CredentialField {
-            name: "user_token",
-            secret: true,
-            required: false,
-            description: "User token (`xoxp-…`) with `users.profile:write`, needed by `set_status`",
-        },
-        CredentialField {
-            name: "app_config_token",
-            secret: true,
-            required: false,
-            description: "App configuration token (`xoxe.xoxp-…`) to set the Events API request URL and events through the manifest API",
-        },
-        CredentialField {
-            name: "app_id",
-            secret: false,
-            required: false,
-            description: "Id of the Slack app (`A…`), needed with `app_config_token`",
-        },
-        CredentialField {
-            name: "signing_secret",
-            secret: true,
-            required: true,
-            description: "The app's signing secret, which verifies `X-Slack-Signature` on deliveries",
-        },
+    credentials: credentials![
+        "bot_token": secret, required, "Bot token (`xoxb-…`) used for every action except `set_status`";
+        "user_token": secret, optional, "User token (`xoxp-…`) with `users.profile:write`, needed by `set_status`";
+        "app_config_token": secret, optional, "App configuration token (`xoxe.xoxp-…`) to set the Events API request URL and events through the manifest API";
+        "app_id": plain, optional, "Id of the Slack app (`A…`), needed with `app_config_token`";
+        "signing_secret": secret, required, "The app's signing secret, which verifies `X-Slack-Signature` on deliveries";
     ],
     credential_sets: &[],
-    config: &[
-        ParamSpec {
-            name: "default_channel",
-            ty: ParamType::String,
-            required: false,
-            description: "Channel (`#name` or id) for `send_message` and `upload_file` when the action names none",
-        },
-        ParamSpec {
-            name: "ignore_bot_messages",
-            ty: ParamType::Bool,
-            required: false,
-            description: "Drop message events posted by bots, this app included (default true)",
-        },
-        ParamSpec {
-            name: "unfurl_links",
-            ty: ParamType::Bool,
-            required: false,
-            description: "Default for `send_message`'s `unfurl_links` (link previews)",
-        },
+    config: params![
+        "default_channel": String, optional, "Channel (`#name` or id) for `send_message` and `upload_file` when the action names none";
+        "ignore_bot_messages": Bool, optional, "Drop message events posted by bots, this app included (default true)";
+        "unfurl_links": Bool, optional, "Default for `send_message`'s `unfurl_links` (link previews)";
     ],
     webhook_secret: WebhookSecret::NotUsed,
     events: events::EVENTS,

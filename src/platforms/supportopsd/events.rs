@@ -21,7 +21,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::platforms::catalog::field as f;
+use crate::platforms::catalog::fields;
 use crate::platforms::{EventSpec, FieldSpec, NormalizeError, Normalized};
 use crate::rules::ValueType;
 
@@ -38,13 +38,13 @@ pub const REGISTRATION_REPAIRED: &str = "registration.repaired";
 /// `job.dead_lettered`.
 pub const JOB_DEAD_LETTERED: &str = "job.dead_lettered";
 
-const INTEGRATION_FIELDS: &[FieldSpec] = &[
-    f("integration.id", ValueType::String),
-    f("integration.platform", ValueType::String),
-    f("integration.health", ValueType::String),
-    f("integration.reason", ValueType::String),
-    f("integration.since", ValueType::Timestamp),
-    f("integration.failures", ValueType::Integer),
+const INTEGRATION_FIELDS: &[FieldSpec] = fields![
+    "integration.id": String,
+    "integration.platform": String,
+    "integration.health": String,
+    "integration.reason": String,
+    "integration.since": Timestamp,
+    "integration.failures": Integer,
 ];
 
 /// Every event of the built-in platform.
@@ -69,11 +69,11 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         name: REVISION_APPLIED,
         description: "A new revision of the manifest repository was validated and put in use",
         primary: "revision",
-        fields: &[
-            f("revision.id", ValueType::String),
-            f("revision.previous", ValueType::String),
-            f("revision.integrations", ValueType::Integer),
-            f("revision.rules", ValueType::Integer),
+        fields: fields![
+            "revision.id": String,
+            "revision.previous": String,
+            "revision.integrations": Integer,
+            "revision.rules": Integer,
         ],
         changes: &[],
         deliverable: true,
@@ -82,10 +82,10 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         name: REVISION_REFUSED,
         description: "The newest revision was refused (it does not validate, or cannot be read); the previous one keeps running",
         primary: "revision",
-        fields: &[
-            f("revision.id", ValueType::String),
-            f("revision.reason", ValueType::String),
-            f("revision.running", ValueType::String),
+        fields: fields![
+            "revision.id": String,
+            "revision.reason": String,
+            "revision.running": String,
         ],
         changes: &[],
         deliverable: true,
@@ -94,12 +94,12 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         name: REGISTRATION_REPAIRED,
         description: "A webhook registration deleted or changed on the platform behind supportopsd's back was repaired",
         primary: "registration",
-        fields: &[
-            f("registration.integration", ValueType::String),
-            f("registration.platform", ValueType::String),
-            f("registration.url", ValueType::String),
-            f("registration.events", ValueType::StringList),
-            f("registration.detail", ValueType::String),
+        fields: fields![
+            "registration.integration": String,
+            "registration.platform": String,
+            "registration.url": String,
+            "registration.events": StringList,
+            "registration.detail": String,
         ],
         changes: &[],
         deliverable: true,
@@ -108,13 +108,13 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         name: JOB_DEAD_LETTERED,
         description: "A rule's job failed for good and was dead-lettered (replay it with `supportopsd events replay`)",
         primary: "job",
-        fields: &[
-            f("job.id", ValueType::Integer),
-            f("job.rule", ValueType::String),
-            f("job.error", ValueType::String),
-            f("job.step", ValueType::Integer),
-            f("job.attempts", ValueType::Integer),
-            f("job.event", ValueType::String),
+        fields: fields![
+            "job.id": Integer,
+            "job.rule": String,
+            "job.error": String,
+            "job.step": Integer,
+            "job.attempts": Integer,
+            "job.event": String,
         ],
         changes: &[],
         deliverable: true,

@@ -20,6 +20,7 @@ use crate::platforms::connector::{
     WebhookSync, WebhookTarget,
 };
 use crate::platforms::fakekit::{Failure, FakeServer, Recorded, empty_response};
+use crate::platforms::testkit;
 use crate::platforms::{InboundRequest, PlatformKind, VerifyKeys, http};
 use crate::secrets::{ResolveContext, Secret, SecretRef};
 
@@ -219,6 +220,22 @@ async fn check_outcomes_bad_key_bad_token_revoked_wrong_base_unreachable() {
 }
 
 // === actions ===
+
+/// Adding an action to the catalogue without its request code (an arm of `execute`'s `match`)
+/// fails here.
+#[tokio::test]
+async fn every_catalogued_action_reaches_the_platform() {
+    let fake = start().await;
+    let c = connector(&fake);
+    let values = json!({});
+    testkit::assert_every_action_reaches_the_platform(
+        &super::DESCRIPTOR,
+        c.as_ref(),
+        &values,
+        || fake.requests().len(),
+    )
+    .await;
+}
 
 #[tokio::test]
 async fn create_card_sends_query_parameters_and_returns_the_card() {

@@ -22,7 +22,8 @@ pub mod fake;
 #[cfg(test)]
 mod tests;
 
-use super::{CredentialField, Descriptor, ParamSpec, ParamType, PlatformKind, WebhookSecret};
+use super::catalog::{credentials, params};
+use super::{CredentialField, Descriptor, ParamSpec, PlatformKind, WebhookSecret};
 
 /// The static catalogue of Trello.
 pub static DESCRIPTOR: Descriptor = Descriptor {
@@ -37,38 +38,13 @@ pub static DESCRIPTOR: Descriptor = Descriptor {
     normalize: events::normalize,
 };
 
-const CREDENTIALS: &[CredentialField] = &[
-    CredentialField {
-        name: "api_key",
-        secret: false,
-        required: true,
-        description: "The Power-Up's public API key (Power-Up admin page, \"API Key\" tab); sent as `oauth_consumer_key`.",
-    },
-    CredentialField {
-        name: "token",
-        secret: true,
-        required: true,
-        description: "A user token authorised for the API key; every call and every webhook acts as this member.",
-    },
-    CredentialField {
-        name: "app_secret",
-        secret: true,
-        required: true,
-        description: "The application (OAuth) secret shown beside the API key; the HMAC-SHA1 key that verifies `X-Trello-Webhook`.",
-    },
+const CREDENTIALS: &[CredentialField] = credentials![
+    "api_key": plain, required, "The Power-Up's public API key (Power-Up admin page, \"API Key\" tab); sent as `oauth_consumer_key`.";
+    "token": secret, required, "A user token authorised for the API key; every call and every webhook acts as this member.";
+    "app_secret": secret, required, "The application (OAuth) secret shown beside the API key; the HMAC-SHA1 key that verifies `X-Trello-Webhook`.";
 ];
 
-const CONFIG: &[ParamSpec] = &[
-    ParamSpec {
-        name: "boards",
-        ty: ParamType::StringList,
-        required: true,
-        description: "Ids (or short links) of the boards to watch: one Trello webhook is registered per board.",
-    },
-    ParamSpec {
-        name: "default_list",
-        ty: ParamType::String,
-        required: false,
-        description: "List id that `create_card` uses when the action gives no `id_list`.",
-    },
+const CONFIG: &[ParamSpec] = params![
+    "boards": StringList, required, "Ids (or short links) of the boards to watch: one Trello webhook is registered per board.";
+    "default_list": String, optional, "List id that `create_card` uses when the action gives no `id_list`.";
 ];

@@ -20,7 +20,7 @@ use crate::platforms::connector::{
 };
 use crate::platforms::fakekit::{ApiSpec, Failure};
 use crate::platforms::inbound::{Inbound, InboundRequest, VerifyKeys};
-use crate::platforms::{PlatformKind, http as shared};
+use crate::platforms::{PlatformKind, http as shared, testkit};
 use crate::secrets::{ResolveContext, Secret};
 
 const TOKEN: &str = "zd-api-token-0123456789abcdef";
@@ -421,6 +421,23 @@ async fn rate_limit_headers_are_sent_and_read() {
 
 // ---------------------------------------------------------------------------------------
 // Actions
+
+/// Adding an action to the catalogue without its request code (an arm of `execute`'s `match`)
+/// fails here.
+#[tokio::test]
+async fn every_catalogued_action_reaches_the_platform() {
+    let fake = start().await;
+    let c = connector(&fake);
+    // What the request code checks beyond the catalogue (the rest are plain samples).
+    let values = json!({
+        "email": "sample@example.com",
+        "update_ticket": { "subject": "Sample" },
+    });
+    testkit::assert_every_action_reaches_the_platform(&super::DESCRIPTOR, &c, &values, || {
+        fake.requests().len()
+    })
+    .await;
+}
 
 #[tokio::test]
 async fn create_ticket_sends_an_idempotency_key_and_reads_the_ticket() {

@@ -56,67 +56,67 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::platforms::catalog::field as f;
+use crate::platforms::catalog::fields;
 use crate::platforms::{EventSpec, FieldSpec, NormalizeError, Normalized};
-use crate::rules::ValueType;
 
 const PREFIX: &str = "zen:event-type:";
 
-/// The ticket, requester and assignee fields every ticket event carries, plus `$extra`.
+/// The fields given (`"path": Type`, as in `fields!`), then the ticket, requester and assignee
+/// fields every ticket event carries.
 macro_rules! ticket_fields {
-    ($($extra:expr),* $(,)?) => {
-        &[
-            $($extra,)*
-            f("ticket.id", ValueType::Integer),
-            f("ticket.subject", ValueType::String),
-            f("ticket.description", ValueType::String),
-            f("ticket.status", ValueType::String),
-            f("ticket.priority", ValueType::String),
-            f("ticket.type", ValueType::String),
-            f("ticket.tags", ValueType::StringList),
-            f("ticket.via", ValueType::String),
-            f("ticket.url", ValueType::String),
-            f("ticket.external_id", ValueType::String),
-            f("ticket.requester_id", ValueType::Integer),
-            f("ticket.submitter_id", ValueType::Integer),
-            f("ticket.assignee_id", ValueType::Integer),
-            f("ticket.group_id", ValueType::Integer),
-            f("ticket.organization_id", ValueType::Integer),
-            f("ticket.brand_id", ValueType::Integer),
-            f("ticket.form_id", ValueType::Integer),
-            f("ticket.created_at", ValueType::Timestamp),
-            f("ticket.updated_at", ValueType::Timestamp),
-            f("requester.id", ValueType::Integer),
-            f("requester.name", ValueType::String),
-            f("requester.email", ValueType::String),
-            f("assignee.id", ValueType::Integer),
-            f("assignee.name", ValueType::String),
-            f("assignee.email", ValueType::String),
+    ($($path:tt : $ty:ident),* $(,)?) => {
+        fields![
+            $($path: $ty,)*
+            "ticket.id": Integer,
+            "ticket.subject": String,
+            "ticket.description": String,
+            "ticket.status": String,
+            "ticket.priority": String,
+            "ticket.type": String,
+            "ticket.tags": StringList,
+            "ticket.via": String,
+            "ticket.url": String,
+            "ticket.external_id": String,
+            "ticket.requester_id": Integer,
+            "ticket.submitter_id": Integer,
+            "ticket.assignee_id": Integer,
+            "ticket.group_id": Integer,
+            "ticket.organization_id": Integer,
+            "ticket.brand_id": Integer,
+            "ticket.form_id": Integer,
+            "ticket.created_at": Timestamp,
+            "ticket.updated_at": Timestamp,
+            "requester.id": Integer,
+            "requester.name": String,
+            "requester.email": String,
+            "assignee.id": Integer,
+            "assignee.name": String,
+            "assignee.email": String,
         ]
     };
 }
 
-const USER_FIELDS: &[FieldSpec] = &[
-    f("user.id", ValueType::Integer),
-    f("user.name", ValueType::String),
-    f("user.email", ValueType::String),
-    f("user.role", ValueType::String),
-    f("user.external_id", ValueType::String),
-    f("user.organization_id", ValueType::Integer),
-    f("user.default_group_id", ValueType::Integer),
-    f("user.created_at", ValueType::Timestamp),
-    f("user.updated_at", ValueType::Timestamp),
+const USER_FIELDS: &[FieldSpec] = fields![
+    "user.id": Integer,
+    "user.name": String,
+    "user.email": String,
+    "user.role": String,
+    "user.external_id": String,
+    "user.organization_id": Integer,
+    "user.default_group_id": Integer,
+    "user.created_at": Timestamp,
+    "user.updated_at": Timestamp,
 ];
 
-const ORGANIZATION_FIELDS: &[FieldSpec] = &[
-    f("organization.id", ValueType::Integer),
-    f("organization.name", ValueType::String),
-    f("organization.external_id", ValueType::String),
-    f("organization.group_id", ValueType::Integer),
-    f("organization.shared_tickets", ValueType::Bool),
-    f("organization.shared_comments", ValueType::Bool),
-    f("organization.created_at", ValueType::Timestamp),
-    f("organization.updated_at", ValueType::Timestamp),
+const ORGANIZATION_FIELDS: &[FieldSpec] = fields![
+    "organization.id": Integer,
+    "organization.name": String,
+    "organization.external_id": String,
+    "organization.group_id": Integer,
+    "organization.shared_tickets": Bool,
+    "organization.shared_comments": Bool,
+    "organization.created_at": Timestamp,
+    "organization.updated_at": Timestamp,
 ];
 
 /// `(subscription attribute, change key)` per domain: `ticket.agent_assignment_changed`
@@ -164,7 +164,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         name: "ticket.created",
         description: "A ticket was created",
         primary: "ticket",
-        fields: ticket_fields!(),
+        fields: ticket_fields![],
         changes: &[],
         deliverable: true,
     },
@@ -172,7 +172,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         name: "ticket.updated",
         description: "A ticket was updated (any property, or a comment added)",
         primary: "ticket",
-        fields: ticket_fields!(),
+        fields: ticket_fields![],
         changes: &[
             "status",
             "priority",
@@ -196,7 +196,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         name: "ticket.solved",
         description: "A ticket's status changed to solved",
         primary: "ticket",
-        fields: ticket_fields!(),
+        fields: ticket_fields![],
         changes: &["status"],
         deliverable: true,
     },
@@ -204,7 +204,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         name: "ticket.closed",
         description: "A ticket's status changed to closed (usually by the closing automation)",
         primary: "ticket",
-        fields: ticket_fields!(),
+        fields: ticket_fields![],
         changes: &["status"],
         deliverable: true,
     },
@@ -212,12 +212,12 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         name: "comment.created",
         description: "A public reply or internal note was added to a ticket",
         primary: "comment",
-        fields: ticket_fields!(
-            f("comment.id", ValueType::Integer),
-            f("comment.body", ValueType::String),
-            f("comment.public", ValueType::Bool),
-            f("comment.author_id", ValueType::Integer),
-        ),
+        fields: ticket_fields![
+            "comment.id": Integer,
+            "comment.body": String,
+            "comment.public": Bool,
+            "comment.author_id": Integer,
+        ],
         changes: &[],
         deliverable: true,
     },

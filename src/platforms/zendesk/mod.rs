@@ -28,7 +28,8 @@ mod connector_tests;
 #[cfg(test)]
 mod tests;
 
-use super::{CredentialField, Descriptor, ParamSpec, ParamType, PlatformKind, WebhookSecret};
+use super::catalog::{credentials, params};
+use super::{Descriptor, PlatformKind, WebhookSecret};
 
 /// Ticket status categories.
 pub(crate) const STATUSES: &[&str] = &["new", "open", "pending", "hold", "solved", "closed"];
@@ -46,67 +47,22 @@ pub(crate) const ROLES: &[&str] = &["end-user", "agent", "admin"];
 pub static DESCRIPTOR: Descriptor = Descriptor {
     kind: PlatformKind::Zendesk,
     title: "Zendesk",
-    credentials: &[
-        CredentialField {
-            name: "subdomain",
-            secret: false,
-            required: true,
-            description: "Account subdomain: `acme` for `https://acme.zendesk.com`",
-        },
-        CredentialField {
-            name: "email",
-            secret: false,
-            required: false,
-            description: "Agent email the API token belongs to (Basic auth as `{email}/token`)",
-        },
-        CredentialField {
-            name: "api_token",
-            secret: true,
-            required: false,
-            description: "API token, used together with `email`",
-        },
-        CredentialField {
-            name: "oauth_token",
-            secret: true,
-            required: false,
-            description: "OAuth access token (sent as a Bearer token), instead of `email` + `api_token`",
-        },
+    credentials: credentials![
+        "subdomain": plain, required, "Account subdomain: `acme` for `https://acme.zendesk.com`";
+        "email": plain, optional, "Agent email the API token belongs to (Basic auth as `{email}/token`)";
+        "api_token": secret, optional, "API token, used together with `email`";
+        "oauth_token": secret, optional, "OAuth access token (sent as a Bearer token), instead of `email` + `api_token`";
     ],
     credential_sets: &[
         &["subdomain", "email", "api_token"],
         &["subdomain", "oauth_token"],
     ],
-    config: &[
-        ParamSpec {
-            name: "ticket_events_via",
-            ty: ParamType::Enum(&["trigger", "event_subscription"]),
-            required: false,
-            description: "How ticket and comment events are registered: a trigger-connected webhook (default; works on every plan) or ticket event subscriptions",
-        },
-        ParamSpec {
-            name: "default_group_id",
-            ty: ParamType::Integer,
-            required: false,
-            description: "Group given to tickets created by rules when the action names none",
-        },
-        ParamSpec {
-            name: "default_priority",
-            ty: ParamType::Enum(PRIORITIES),
-            required: false,
-            description: "Priority given to tickets created by rules when the action names none",
-        },
-        ParamSpec {
-            name: "default_type",
-            ty: ParamType::Enum(TICKET_TYPES),
-            required: false,
-            description: "Type given to tickets created by rules when the action names none",
-        },
-        ParamSpec {
-            name: "comments_public",
-            ty: ParamType::Bool,
-            required: false,
-            description: "Whether `add_comment` posts public replies when the action does not say (default false: internal notes)",
-        },
+    config: params![
+        "ticket_events_via": Enum(&["trigger", "event_subscription"]), optional, "How ticket and comment events are registered: a trigger-connected webhook (default; works on every plan) or ticket event subscriptions";
+        "default_group_id": Integer, optional, "Group given to tickets created by rules when the action names none";
+        "default_priority": Enum(PRIORITIES), optional, "Priority given to tickets created by rules when the action names none";
+        "default_type": Enum(TICKET_TYPES), optional, "Type given to tickets created by rules when the action names none";
+        "comments_public": Bool, optional, "Whether `add_comment` posts public replies when the action does not say (default false: internal notes)";
     ],
     webhook_secret: WebhookSecret::Optional,
     events: events::EVENTS,
