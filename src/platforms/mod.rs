@@ -7,9 +7,10 @@
 //! Adding an action is its spec in `actions.rs` (a row per parameter and result field, see
 //! [`catalog`]) and its request code in the platform's `connector.rs`, an arm of `execute`'s
 //! `match` included. `SUPPORTOPSD_BLESS=1 cargo test` regenerates `schema/` and
-//! `docs/platforms.md`; the tests fail until the action reaches the platform (each
-//! `live_tests.rs`), is named in the guide under `docs/integrations/` where the platform has
-//! one, and is in the exact action lists of the Freshdesk, Zendesk and Slack `tests.rs`.
+//! `docs/platforms.md` (the generated reference); the tests fail until the action reaches the
+//! platform (each `connector_tests.rs`) and is in the exact action lists of the Freshdesk,
+//! Zendesk and Slack `tests.rs`. The hand-written guides under `docs/integrations/` are prose
+//! and may describe it when it matters to a reader; nothing checks them.
 
 pub mod catalog;
 pub mod connector;

@@ -170,33 +170,3 @@ pub fn markdown() -> String {
     }
     out
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Platforms without a hand-written guide under `docs/integrations/` (Slack is documented by
-    /// `docs/platforms.md` alone, the built-in platform by `docs/alerts.md`).
-    const NO_GUIDE: &[PlatformKind] = &[PlatformKind::Slack, PlatformKind::Supportopsd];
-
-    /// The hand-written guide of a platform names every catalogued action, so a new action is
-    /// not left out of it (its parameters and results are generated into `docs/platforms.md`).
-    #[test]
-    fn every_action_is_named_in_its_platform_guide() {
-        for kind in PlatformKind::ALL {
-            if NO_GUIDE.contains(&kind) {
-                continue;
-            }
-            let rel = format!("docs/integrations/{kind}.md");
-            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(&rel);
-            let guide = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{rel}: {e}"));
-            for a in kind.descriptor().actions {
-                assert!(
-                    guide.contains(&format!("`{}`", a.name)),
-                    "{rel} does not name the action `{}`: add it to the guide's action table",
-                    a.name
-                );
-            }
-        }
-    }
-}
