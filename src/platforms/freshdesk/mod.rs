@@ -51,6 +51,7 @@ pub(crate) const SOURCE_CODES: &[(&str, i64)] = &[
 pub static DESCRIPTOR: Descriptor = Descriptor {
     kind: PlatformKind::Freshdesk,
     title: "Freshdesk",
+    hosts: &["*.freshdesk.com"],
     credentials: &[
         CredentialField {
             name: "domain",

@@ -34,6 +34,7 @@ use super::{CredentialField, Descriptor, ParamSpec, ParamType, PlatformKind, Web
 pub static DESCRIPTOR: Descriptor = Descriptor {
     kind: PlatformKind::Notion,
     title: "Notion",
+    hosts: &["api.notion.com"],
     credentials: CREDENTIALS,
     credential_sets: &[],
     config: CONFIG,

@@ -28,6 +28,7 @@ use super::{CredentialField, Descriptor, ParamSpec, ParamType, PlatformKind, Web
 pub static DESCRIPTOR: Descriptor = Descriptor {
     kind: PlatformKind::Slack,
     title: "Slack",
+    hosts: &["slack.com"],
     credentials: &[
         CredentialField {
             name: "bot_token",

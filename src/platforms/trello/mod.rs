@@ -28,6 +28,7 @@ use super::{CredentialField, Descriptor, ParamSpec, ParamType, PlatformKind, Web
 pub static DESCRIPTOR: Descriptor = Descriptor {
     kind: PlatformKind::Trello,
     title: "Trello",
+    hosts: &["api.trello.com", "trello.com"],
     credentials: CREDENTIALS,
     credential_sets: &[],
     config: CONFIG,

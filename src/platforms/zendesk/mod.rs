@@ -46,6 +46,7 @@ pub(crate) const ROLES: &[&str] = &["end-user", "agent", "admin"];
 pub static DESCRIPTOR: Descriptor = Descriptor {
     kind: PlatformKind::Zendesk,
     title: "Zendesk",
+    hosts: &["*.zendesk.com"],
     credentials: &[
         CredentialField {
             name: "subdomain",
