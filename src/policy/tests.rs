@@ -486,3 +486,85 @@ fn the_file_is_found_in_order_and_a_broken_one_is_an_error() {
     let e = Policy::locate(None, &env, &system).unwrap_err();
     assert!(matches!(e, Error::Invalid { .. }), "{e}");
 }
+
+#[test]
+fn the_shipped_example_parses_and_allows_nothing_beyond_the_platforms() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/policy.toml.example");
+    let p = Policy::read(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        p.check_endpoint(
+            PlatformKind::Slack,
+            SLACK_OWN,
+            "x",
+            "https://slack.com/api/"
+        )
+        .is_ok()
+    );
+    assert!(
+        p.check_endpoint(PlatformKind::Slack, SLACK_OWN, "x", "http://127.0.0.1:9/")
+            .is_err()
+    );
+    // Its commented-out lines are valid too.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let uncommented: String = text
+        .lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(rest)
+                if rest == "[secrets]"
+                    || (rest.starts_with('"') && rest.contains("\" = {"))
+                    || rest.split_once(" = [").is_some_and(|(k, _)| {
+                        k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                    }) =>
+            {
+                rest
+            }
+            _ => l,
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let p = Policy::parse(&uncommented, &path).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+    assert!(
+        p.check_endpoint(
+            PlatformKind::Freshdesk,
+            FRESHDESK_OWN,
+            "x",
+            "https://support.example.com/"
+        )
+        .is_ok()
+    );
+    assert!(
+        p.check_reference(
+            &id("slack-main"),
+            "bot_token",
+            &SecretRef::Env("FRESHDESK_API_KEY".into())
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn the_readmes_example_parses() {
+    let readme = include_str!("../../README.md");
+    let section = &readme[readme.find("### The host policy").expect("the section")..];
+    let start = section.find("```toml\n").expect("the example") + 8;
+    let end = start + section[start..].find("```").expect("its end");
+    let p = policy(&section[start..end]);
+    assert!(
+        p.check_endpoint(
+            PlatformKind::Freshdesk,
+            FRESHDESK_OWN,
+            "x",
+            "https://support.example.com/"
+        )
+        .is_ok()
+    );
+    assert!(
+        p.check_endpoint(
+            PlatformKind::Slack,
+            SLACK_OWN,
+            "x",
+            "https://support.example.com/"
+        )
+        .is_err()
+    );
+}
