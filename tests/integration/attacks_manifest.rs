@@ -624,6 +624,43 @@ async fn the_policy_comes_from_the_credentials_and_a_broken_one_stops_the_start(
     daemon.kill().await;
 }
 
+/// SEC-01 through `apply`: one pass under the same policy, refused the same way, nothing sent.
+#[test]
+fn sec_01_apply_refuses_what_the_policy_refuses() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let capture = rt.block_on(Capture::start());
+    let fake = rt.block_on(FakeSlack::start(BOT_TOKEN, None));
+    let repo = repo(&capture.url());
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(dir.path(), &strict_policy(&fake));
+    let state = tempfile::tempdir().unwrap();
+    let out = repo.run_with(
+        &[
+            "--state",
+            state.path().to_str().unwrap(),
+            "apply",
+            "--public-url",
+            "https://ops.example.com",
+            "--policy",
+            policy.to_str().unwrap(),
+        ],
+        &[
+            ("SLACK_BOT_TOKEN", BOT_TOKEN),
+            ("SLACK_SIGNING_SECRET", "s"),
+        ],
+        None,
+    );
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("Revision refused: refused by the host policy: integration `slack-main`"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains(BOT_TOKEN) && !out.stderr.contains(BOT_TOKEN));
+    capture.assert_nothing();
+}
+
 /// `validate` and `plan` run without the policy: they say which overrides the daemon's policy
 /// will decide on, and refuse what no policy can allow.
 #[test]
