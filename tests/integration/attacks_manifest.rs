@@ -688,6 +688,43 @@ fn validate_and_plan_say_what_the_daemon_checks() {
         out.stderr
     );
     serde_json::from_str::<Value>(&out.stdout).expect("the plan stays JSON");
+    // What no policy can allow is refused offline, each at its line: the daemon's own secret
+    // in `[webhook] secret`, credentials in a URL.
+    let bad = TestRepo::new();
+    bad.file(
+        "integrations/zendesk.toml",
+        r#"id = "zendesk-main"
+platform = "zendesk"
+[credentials]
+subdomain = "acme"
+email = "ops@acme.example"
+api_token = { env = "ZD_TOKEN" }
+[webhook]
+events = ["ticket.created"]
+secret = { file = "sync.secret" }
+[endpoint]
+base_url = "https://user:hunter2@zendesk.attacker.invalid"
+"#,
+    );
+    let out = bad.run(&["validate"]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("integrations/zendesk.toml:9:")
+            && out
+                .stdout
+                .contains("`webhook_secret`: file:sync.secret is one of the daemon's own secrets"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("integrations/zendesk.toml:11:")
+            && out
+                .stdout
+                .contains("must not carry a user name or password")
+            && !out.stdout.contains("hunter2"),
+        "{}",
+        out.stdout
+    );
     // No override, no note.
     let plain = TestRepo::examples();
     let out = plain.run(&["validate"]);
