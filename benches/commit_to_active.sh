@@ -54,6 +54,11 @@ message = "Rule $1 saw: {{ message.text }}"
 EOF
 }
 rule 0 "help"
+# The host policy: the integration's base_url is on loopback, which only the host may allow.
+cat >"$dir/policy.toml" <<'EOF'
+[endpoints]
+allow = ["127.0.0.1:9"]
+EOF
 git -C "$repo" init -q
 git -C "$repo" add -A
 git -C "$repo" -c user.name=bench -c user.email=bench@example.invalid commit -qm base
@@ -63,7 +68,7 @@ measure() { # label commits args...
   local label=$1 n=$2; shift 2
   rm -rf "$dir/state"
   SLACK_BOT_TOKEN=xoxb-bench SLACK_SIGNING_SECRET=bench-signing SUPPORTOPSD_LOG=error \
-    "$bin" --repo "$repo" --state "$dir/state" run --listen "127.0.0.1:$port" "$@" >/dev/null &
+    "$bin" --repo "$repo" --state "$dir/state" run --listen "127.0.0.1:$port" --policy "$dir/policy.toml" "$@" >/dev/null &
   daemon=$!
   python3 - "$label" "$n" "$repo" "$port" <<'PY'
 import json, statistics, subprocess, sys, time, urllib.request

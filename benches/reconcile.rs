@@ -25,6 +25,7 @@ use std::process::Command;
 use anyhow::{Context as _, bail};
 use supportopsd::manifest::IntegrationId;
 use supportopsd::platforms::zendesk::fake::{AGENT_EMAIL, FakeZendesk};
+use supportopsd::policy::Policy;
 use supportopsd::reconcile;
 use supportopsd::runtime::pass::{Cause, PassReport};
 use supportopsd::runtime::{self, Options, Runtime};
@@ -167,12 +168,17 @@ async fn main() -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(1, usize::from)
     );
 
-    let options = Options::new(
+    let mut options = Options::new(
         "127.0.0.1:0".parse()?,
         "https://ops.example.com".to_owned(),
         repo,
         dir.path().join("state"),
     );
+    // The fakes listen on loopback: only a host policy lets the integrations reach them.
+    options.policy = std::sync::Arc::new(Policy::parse(
+        "[endpoints]\nallow = [\"127.0.0.1:*\"]\n",
+        Path::new("benches/reconcile.rs"),
+    )?);
     let rt = runtime::open(options, Some(key))?;
 
     timed_pass("first pass (created)", &rt, &fakes, "created", None).await?;

@@ -22,6 +22,9 @@
 //!   and parsing and the live connectors.
 //! - [`manifest`]: manifest files (working tree or git revision) → validated
 //!   [`manifest::ManifestSet`], with `file:line:col` diagnostics. Pure apart from reading files.
+//! - [`policy`]: the host policy, read from outside the manifest repository: which hosts an
+//!   endpoint override may name, which secrets each integration may reference; and
+//!   what `validate` checks of them offline.
 //! - [`secrets`]: secret references, the redacting [`secrets::Secret`], AES-256-SIV sealing.
 //! - [`rules`]: field paths, the condition language and templates. Pure.
 //! - [`telemetry`]: the daemon's metrics and systemd notifications.
@@ -33,6 +36,7 @@ pub mod execute;
 pub mod manifest;
 pub mod plan;
 pub mod platforms;
+pub mod policy;
 pub mod reconcile;
 pub mod rules;
 pub mod runtime;

@@ -40,6 +40,12 @@ const LAYERS: &[&[(&str, &[&str])]] = &[
             "platforms::*::actions",
         ],
     )],
+    &[(
+        // The host policy: its model, host patterns and the offline endpoint checks that
+        // manifest validation runs.
+        "policy",
+        &["policy"],
+    )],
     &[("manifest", &["manifest"])],
     &[(
         // What talks to the platforms: clients, connectors, registration, inbound verification.

@@ -22,10 +22,15 @@ pub struct Args {
     /// The sealing key file [default: $SUPPORTOPSD_KEY_FILE, then $CREDENTIALS_DIRECTORY/supportopsd.key].
     #[arg(long, env = "SUPPORTOPSD_KEY_FILE")]
     pub key_file: Option<PathBuf>,
+    /// The host policy [default: $CREDENTIALS_DIRECTORY/policy.toml, then /etc/supportopsd/policy.toml; none found: no override honoured].
+    #[arg(long, env = "SUPPORTOPSD_POLICY")]
+    pub policy: Option<PathBuf>,
 }
 
 /// Runs `apply`.
 pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
+    // A policy that cannot be read stops everything, before the plan.
+    let policy = super::run::load_policy(args.policy.as_deref())?;
     // The plan first, exactly as `plan --rev` shows it.
     let plan_args = super::plan::Args {
         rev: Some(args.rev.clone()),
@@ -47,6 +52,7 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
     );
     options.subdir = g.path.clone();
     options.rev = args.rev.clone();
+    options.policy = policy;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

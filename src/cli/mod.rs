@@ -205,6 +205,27 @@ fn load_or_report(
     Ok(set)
 }
 
+/// One line telling a reviewer what `validate` and `plan` (which run without the host policy)
+/// leave to the daemon: the endpoint overrides outside the platforms' own hosts, which the
+/// daemon refuses unless its host policy lists them. `None` when there are none.
+fn policy_note(set: &manifest::ManifestSet) -> Option<String> {
+    let overrides: Vec<String> = set
+        .integrations
+        .values()
+        .flat_map(|i| {
+            crate::platforms::connector::overrides(i)
+                .into_iter()
+                .map(move |(what, host)| format!("{} {what} → {host}", i.id))
+        })
+        .collect();
+    (!overrides.is_empty()).then(|| {
+        format!(
+            "note: endpoint overrides are allowed or refused by the daemon's host policy ([endpoints]), which is not checked here: {}",
+            overrides.join(", ")
+        )
+    })
+}
+
 /// What diagnostics prefix file names with, so paths are relative to the current directory.
 fn prefix(g: &GlobalArgs) -> String {
     let mut p = g.repo.clone();

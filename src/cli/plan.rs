@@ -52,6 +52,10 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
     let Some(set) = load_or_report(g, args.rev.as_deref())? else {
         return Ok(Exit::Failure);
     };
+    // On stderr, so that the plan itself (JSON, a pull-request comment) stays as it is.
+    if let Some(note) = super::policy_note(&set) {
+        eprintln!("{note}");
+    }
     let desired = plan::desired(&set);
     let to = set.revision.to_string();
     drop(set);

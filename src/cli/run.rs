@@ -2,11 +2,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 
 use super::{Exit, GlobalArgs, state_dir};
 use crate::daemon;
+use crate::policy::{Policy, SYSTEM_POLICY_PATH};
 use crate::runtime::retry::{RetryPolicy, parse_duration};
 use crate::runtime::{self, Options};
 use crate::secrets::{SealKey, Secret};
@@ -71,6 +73,9 @@ pub struct Args {
     /// Do not watch the repository for new commits (poll only).
     #[arg(long, env = "SUPPORTOPSD_NO_WATCH")]
     pub no_watch: bool,
+    /// The host policy: which hosts endpoint overrides may name, which secrets each integration may reference [default: $CREDENTIALS_DIRECTORY/policy.toml, then /etc/supportopsd/policy.toml; none found: no override honoured].
+    #[arg(long, env = "SUPPORTOPSD_POLICY")]
+    pub policy: Option<PathBuf>,
 }
 
 fn duration(s: &str) -> Result<std::time::Duration, String> {
@@ -97,6 +102,15 @@ pub(crate) fn admin_token() -> Option<Secret> {
     env_or_credential("SUPPORTOPSD_ADMIN_TOKEN", "admin.token")
 }
 
+/// The host policy: `--policy`, else `$CREDENTIALS_DIRECTORY/policy.toml`, else
+/// `/etc/supportopsd/policy.toml`, else none. A file that is named or found but cannot be read
+/// or parsed stops the command.
+pub(crate) fn load_policy(explicit: Option<&std::path::Path>) -> anyhow::Result<Arc<Policy>> {
+    let policy = Policy::locate(explicit, &env, std::path::Path::new(SYSTEM_POLICY_PATH))?;
+    tracing::info!(policy = %policy.describe(), "Host policy loaded.");
+    Ok(Arc::new(policy))
+}
+
 /// The sealing key, when one is found (logged either way).
 pub(crate) fn load_key(file: Option<&std::path::Path>) -> Option<SealKey> {
     match SealKey::load(file, &env) {
@@ -117,6 +131,7 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
         Some(s) => RetryPolicy::parse(s)?,
         None => RetryPolicy::default(),
     };
+    let policy = load_policy(args.policy.as_deref())?;
     let key = load_key(args.key_file.as_deref());
     // Without --public-url, the address actually bound (known once listening) is used.
     let public_url = args.public_url.clone().unwrap_or_default();
@@ -137,6 +152,7 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
         .max(std::time::Duration::from_millis(100));
     options.resync_interval = args.resync_interval.max(std::time::Duration::from_secs(1));
     options.watch = !args.no_watch;
+    options.policy = policy;
     if let Some(branch) = &args.branch {
         options.rev = format!("refs/heads/{branch}");
     }

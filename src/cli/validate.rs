@@ -46,6 +46,9 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
                             String::new()
                         }
                     );
+                    if let Some(note) = super::policy_note(set) {
+                        println!("{note}");
+                    }
                 }
             } else {
                 println!(

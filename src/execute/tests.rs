@@ -111,7 +111,7 @@ platform = "zendesk"
 [credentials]
 subdomain = "acme"
 email = "agent@example.com"
-api_token = { env = "SUPPORTOPSD_EXECUTE_TEST_UNSET" }
+api_token = { env = "EXECUTE_TEST_UNSET_TOKEN" }
 [limits]
 requests_per_minute = 6000
 "#;
@@ -185,7 +185,14 @@ async fn harness(connector: TestConnector) -> Harness {
         .unwrap_or_else(|| panic!("{}", loaded.diagnostics.render("")));
     let env = |_: &str| None;
     let ctx = ResolveContext::new(None, &env);
-    let (mut active, _) = Active::build(set, None, "http://127.0.0.1:9", &ctx, &HashMap::new());
+    let (mut active, _) = Active::build(
+        set,
+        None,
+        "http://127.0.0.1:9",
+        &ctx,
+        &crate::policy::Policy::none(),
+        &HashMap::new(),
+    );
     let connector = Arc::new(connector);
     let _ = connector.store.set(rt.store.clone());
     active.set_connector(IntegrationId::parse("zd").unwrap(), connector.clone());

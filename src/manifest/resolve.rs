@@ -19,6 +19,7 @@ use super::spanned::{self, Spans, escape_token};
 use super::{IntegrationId, RuleId};
 use crate::platforms::context::EventShape;
 use crate::platforms::{ActionSpec, EventSpec, ParamType, PlatformKind};
+use crate::policy::Endpoint;
 use crate::rules::condition;
 use crate::secrets::SecretRef;
 
@@ -481,6 +482,13 @@ impl Resolver {
                 }
             }
         }
+        if let Some(endpoint) = &raw.endpoint
+            && let Err(why) = Endpoint::parse(&endpoint.base_url)
+        {
+            self.ds.push(p.error("/endpoint/base_url", why).with_help(
+                "an endpoint override may use http:// only for a loopback host; which hosts it may name at all is the daemon's host policy (`[endpoints] allow`), not the repository's",
+            ));
+        }
         let mut credentials = BTreeMap::new();
         for (name, value) in &raw.credentials {
             let pointer = format!("/credentials/{}", escape_token(name));
@@ -488,7 +496,10 @@ impl Resolver {
             let cred = if secret {
                 // Deserializing checks the reference, a sealed value's format included.
                 match serde_json::from_value::<SecretRef>(value.clone()) {
-                    Ok(r) => Credential::Secret(r),
+                    Ok(r) => {
+                        self.check_reserved(p, &pointer, name, &r);
+                        Credential::Secret(r)
+                    }
                     Err(e) => {
                         self.ds.push(
                             p.error(&pointer, format!("invalid secret reference: {e}")).with_help(
@@ -520,6 +531,9 @@ impl Resolver {
                     );
                 }
             }
+            if let Some(r) = &w.secret {
+                self.check_reserved(p, "/webhook/secret", "webhook_secret", r);
+            }
             Webhook {
                 events: w.events.clone(),
                 secret: w.secret.clone(),
@@ -541,6 +555,22 @@ impl Resolver {
             }),
         };
         self.integrations.insert(id, integration);
+    }
+
+    /// Reports a reference to one of the daemon's own secrets (refused always, whatever the
+    /// host policy says).
+    fn check_reserved(
+        &mut self,
+        p: &Parsed<'_, RawIntegration>,
+        pointer: &str,
+        field: &str,
+        r: &SecretRef,
+    ) {
+        if let Err(e) = r.check_reserved() {
+            self.ds.push(p.error(pointer, format!("`{field}`: {e}")).with_help(
+                "give the integration a secret of its own: `{ env = \"NAME\" }`, `{ file = \"NAME\" }` (a LoadCredential= of its own) or a sealed value",
+            ));
+        }
     }
 
     /// Resolves `integration = …` / `platform = …` at `pointer` (a trigger, an action, a case).

@@ -51,6 +51,10 @@ pub struct Descriptor {
     pub kind: PlatformKind,
     /// Human name ("Google Sheets").
     pub title: &'static str,
+    /// The hosts the platform's API lives on, as host patterns of the host policy
+    /// (`*.freshdesk.com`, `slack.com`): the only hosts its connector sends credentials to over
+    /// https without the policy naming them (see [`crate::policy`]).
+    pub hosts: &'static [&'static str],
     /// Fields of `[credentials]`.
     pub credentials: &'static [CredentialField],
     /// Alternative credential sets: at least one set must be fully present. Empty means

@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{PlatformKind, freshdesk, google_sheets, notion, slack, trello, zendesk};
-use crate::manifest::{Integration, IntegrationId};
+use crate::manifest::{Credential, Integration, IntegrationId};
+use crate::policy::Policy;
 use crate::secrets::{self, ResolveContext, Secret};
 
 /// One action to perform.
@@ -256,6 +257,10 @@ pub enum ConnectError {
     /// The HTTP client could not be built.
     #[error("http client: {0}")]
     Client(String),
+    /// The host policy refuses an endpoint or a secret reference of the integration (each
+    /// reason names the policy key that would allow it).
+    #[error("refused by the host policy: {}", .0.join("; "))]
+    Policy(Vec<String>),
 }
 
 /// The live half of a platform.
@@ -323,11 +328,18 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
 pub type ConnectFn =
     fn(&Integration, &ResolveContext<'_>) -> Result<Arc<dyn Connector>, ConnectError>;
 
-/// Builds the live connector of an integration, resolving its credentials.
+/// Builds the live connector of an integration, resolving its credentials, once the host
+/// policy allows everything it names ([`policy_refusals`]): this is the one way a connector
+/// is built from a revision, so no credential goes to a host the policy does not allow.
 pub fn connect(
     integration: &Integration,
     ctx: &ResolveContext<'_>,
+    policy: &Policy,
 ) -> Result<Arc<dyn Connector>, ConnectError> {
+    let refused = policy_refusals(integration, policy);
+    if !refused.is_empty() {
+        return Err(ConnectError::Policy(refused));
+    }
     match integration.platform {
         PlatformKind::Freshdesk => freshdesk::connector::connect(integration, ctx),
         PlatformKind::Zendesk => zendesk::connector::connect(integration, ctx),
@@ -337,4 +349,80 @@ pub fn connect(
         PlatformKind::GoogleSheets => google_sheets::connector::connect(integration, ctx),
         PlatformKind::Supportopsd => Err(ConnectError::NoActions("supportopsd")),
     }
+}
+
+/// What the host policy refuses of an integration, one sentence each (empty when it allows
+/// everything): an `[endpoint] base_url` or a Freshdesk `domain` outside the platform's own
+/// hosts that the policy does not list, `http://` off loopback, and secret references (in
+/// `[credentials]` and `[webhook] secret`) to the daemon's own secrets or outside the
+/// policy's `[secrets]` scope for the integration. Never contains a secret value.
+pub fn policy_refusals(integration: &Integration, policy: &Policy) -> Vec<String> {
+    let id = &integration.id;
+    let own = integration.platform.descriptor().hosts;
+    let mut out = Vec::new();
+    for (what, url) in endpoints(integration) {
+        if let Err(r) = policy.check_endpoint(integration.platform, own, what, &url) {
+            out.push(format!("integration `{id}`: {r}"));
+        }
+    }
+    let webhook_secret = integration
+        .webhook
+        .as_ref()
+        .and_then(|w| w.secret.as_ref())
+        .map(|r| ("webhook_secret", r));
+    let credentials = integration
+        .credentials
+        .iter()
+        .filter_map(|(field, c)| match c {
+            Credential::Secret(r) => Some((field.as_str(), r)),
+            Credential::Plain(_) => None,
+        });
+    for (field, r) in credentials.chain(webhook_secret) {
+        if let Err(refusal) = policy.check_reference(id, field, r) {
+            out.push(format!("integration `{id}`: {refusal}"));
+        }
+    }
+    out
+}
+
+/// The endpoints an integration names instead of its platform's defaults: `[endpoint]
+/// base_url`, and a Freshdesk `domain` (the API is `https://<domain>/api/v2`; `domain` is a
+/// plain, non-secret field). Each as (where it is written, URL).
+pub fn endpoints(integration: &Integration) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if let Some(url) = integration
+        .base_url
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+    {
+        out.push(("[endpoint] base_url", url.to_owned()));
+    }
+    if integration.platform == PlatformKind::Freshdesk
+        && let Some(Credential::Plain(domain)) = integration.credentials.get("domain")
+        && let Ok(host) = freshdesk::connector::normalize_domain(domain)
+    {
+        out.push(("credential `domain`", format!("https://{host}/")));
+    }
+    out
+}
+
+/// The endpoints of an integration that only a host policy can allow (not the platform's own
+/// hosts), as (where it is written, `host[:port]`): what `validate` and `plan`, which run
+/// without the policy, tell the reviewer the daemon will check.
+pub fn overrides(integration: &Integration) -> Vec<(&'static str, String)> {
+    let own = integration.platform.descriptor().hosts;
+    endpoints(integration)
+        .into_iter()
+        .filter(|(what, url)| {
+            Policy::none()
+                .check_endpoint(integration.platform, own, what, url)
+                .is_err()
+        })
+        .filter_map(|(what, url)| {
+            crate::policy::Endpoint::parse(&url)
+                .ok()
+                .map(|e| (what, e.authority()))
+        })
+        .collect()
 }

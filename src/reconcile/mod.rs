@@ -203,7 +203,11 @@ fn record_check(
             }
             health::of_check(&result)
         }
-        None => match platforms::connect(i, &ResolveContext::new(rt.key.as_ref(), &env)) {
+        None => match platforms::connect(
+            i,
+            &ResolveContext::new(rt.key.as_ref(), &env),
+            &rt.options.policy,
+        ) {
             Err(e) => health::of_connect_error(&e),
             Ok(_) => (HealthStatus::Unknown, "not checked".to_owned()),
         },
@@ -477,7 +481,9 @@ async fn connector_for(
         .get(id)
         .ok_or_else(|| format!("revision {revision} does not declare `{id}`"))?;
     let ctx = ResolveContext::new(rt.key.as_ref(), &env);
-    platforms::connect(integration, &ctx).map_err(|e| e.to_string())
+    // The revision that registered it passed the policy then; the policy in force now decides
+    // whether its connector may still be built.
+    platforms::connect(integration, &ctx, &rt.options.policy).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

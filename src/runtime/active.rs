@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::event::Event;
 use crate::manifest::{Credential, IntegrationId, ManifestSet, Rule, RuleId};
 use crate::platforms::{self, Connector, PlatformKind, VerifyKeys};
+use crate::policy::Policy;
 use crate::rules::path::Root;
 use crate::runtime::gate::Gate;
 use crate::secrets::{ResolveContext, SecretRef};
@@ -59,11 +60,16 @@ impl Active {
     /// Derives everything the daemon needs from a validated manifest set. `public_url` is where
     /// the platforms reach us (part of Trello's signature). `captured` holds secrets the daemon
     /// learned at run time (Notion verification tokens), by integration.
+    ///
+    /// Connectors are built through [`platforms::connect`] under `policy`; a revision the
+    /// policy refuses never gets here ([`policy_refusals`] is checked before, and the revision
+    /// refused whole).
     pub fn build(
         set: ManifestSet,
         commit: Option<String>,
         public_url: &str,
         ctx: &ResolveContext<'_>,
+        policy: &Policy,
         captured: &HashMap<IntegrationId, crate::secrets::Secret>,
     ) -> (Active, Vec<Problem>) {
         let mut problems = Vec::new();
@@ -107,7 +113,7 @@ impl Active {
                     channel_id: None,
                 },
             );
-            let connector = platforms::connect(i, ctx).map_err(|e| e.to_string());
+            let connector = platforms::connect(i, ctx, policy).map_err(|e| e.to_string());
             if let Err(e) = &connector
                 && i.platform == PlatformKind::Slack
             {
@@ -228,4 +234,13 @@ pub fn webhook_url(public_url: &str, kind: PlatformKind, id: &IntegrationId) -> 
         kind.as_str(),
         id
     )
+}
+
+/// Everything the host policy refuses in `set` (see [`platforms::connector::policy_refusals`]),
+/// integration by integration: a revision with any is refused whole.
+pub fn policy_refusals(set: &ManifestSet, policy: &Policy) -> Vec<String> {
+    set.integrations
+        .values()
+        .flat_map(|i| platforms::connector::policy_refusals(i, policy))
+        .collect()
 }

@@ -76,7 +76,9 @@ pub fn of_connect_error(e: &ConnectError) -> (HealthStatus, String) {
                 "{e}: fix the credential reference in the manifest or the daemon's environment"
             ),
         ),
-        ConnectError::Client(_) => (HealthStatus::Degraded, e.to_string()),
+        ConnectError::Client(_) | ConnectError::Policy(_) => {
+            (HealthStatus::Degraded, e.to_string())
+        }
     }
 }
 

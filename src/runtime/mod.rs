@@ -29,6 +29,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::manifest::{self, IntegrationId, Source};
 use crate::platforms::{Registration, VerifyKeys};
+use crate::policy::Policy;
 use crate::secrets::{self, SealKey, Secret};
 use crate::state::IngestOutcome;
 use crate::state::Store;
@@ -88,6 +89,9 @@ pub struct Options {
     /// A remote repository to clone into the state and fetch before each pass (then `repo` is
     /// the clone and `rev` its branch).
     pub remote: Option<remote::Remote>,
+    /// The host policy every revision is checked against before it loads (where credentials
+    /// may go, which secrets each integration may name). [`Policy::none`] by default.
+    pub policy: Arc<Policy>,
 }
 
 impl Options {
@@ -115,6 +119,7 @@ impl Options {
             resync_interval: DEFAULT_RESYNC,
             watch: true,
             remote: None,
+            policy: Arc::new(Policy::none()),
         }
     }
 }
@@ -457,6 +462,19 @@ impl Runtime {
                 .to_owned();
             return Err(format!("{n} validation error(s); first: {first}"));
         };
+        let refused = active::policy_refusals(&set, &o.policy);
+        if let Some(first) = refused.first() {
+            // The whole list goes to the log; the reason (status, audit, the
+            // `revision.refused` event) names the first and how many more.
+            for r in &refused {
+                tracing::warn!(refusal = %r, "Refused by the host policy.");
+            }
+            let more = match refused.len() {
+                1 => String::new(),
+                n => format!(" (and {} more: see the log)", n - 1),
+            };
+            return Err(format!("refused by the host policy: {first}{more}"));
+        }
         let commit = match &set.revision {
             manifest::Revision::Commit { id, .. } => Some(id.clone()),
             manifest::Revision::WorkTree => None,
@@ -464,7 +482,14 @@ impl Runtime {
         let env = secrets::process_env;
         let ctx = secrets::ResolveContext::new(self.key.as_ref(), &env);
         let captured = self.captured_tokens();
-        Ok(Active::build(set, commit, &o.public_url, &ctx, &captured))
+        Ok(Active::build(
+            set,
+            commit,
+            &o.public_url,
+            &ctx,
+            &o.policy,
+            &captured,
+        ))
     }
 
     /// The keys that verify deliveries to `id`: the revision's, completed with what

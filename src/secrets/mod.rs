@@ -11,6 +11,10 @@
 //!   [`SecretRef::fingerprint`]) contains a secret value: errors name the reference (variable
 //!   name, file name, a short hash of the ciphertext), never what it resolves to.
 //! - A `{ file = … }` reference cannot escape the credentials directory.
+//! - A reference to one of the daemon's own secrets ([`RESERVED_ENV_PREFIX`], [`RESERVED_ENV`],
+//!   [`RESERVED_FILES`]) is refused by [`SecretRef::check_reserved`], which `validate` and
+//!   [`SecretRef::resolve`] both run: no manifest can hand the sealing key, the operator
+//!   tokens or the git credentials to an integration.
 
 mod key;
 mod seal;
@@ -31,6 +35,32 @@ pub use seal::{SEALED_PREFIX, check_sealed_format, seal, unseal};
 
 /// The environment variable systemd sets to the directory of `LoadCredential=` files.
 pub const CREDENTIALS_DIRECTORY_ENV: &str = "CREDENTIALS_DIRECTORY";
+
+/// Environment variables starting with this are the daemon's own (its flags, the admin, read
+/// and sync tokens, the git credentials, the sealing key's path): no manifest may name one.
+pub const RESERVED_ENV_PREFIX: &str = "SUPPORTOPSD_";
+
+/// Further environment variables the daemon reads for itself (systemd's), which no manifest may
+/// name.
+pub const RESERVED_ENV: &[&str] = &[
+    CREDENTIALS_DIRECTORY_ENV,
+    "STATE_DIRECTORY",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+];
+
+/// Files of `$CREDENTIALS_DIRECTORY` the daemon reads for itself, which no manifest may name:
+/// the sealing key, the operator API's tokens, the push webhook's secret, the git credentials
+/// and the host policy.
+pub const RESERVED_FILES: &[&str] = &[
+    CREDENTIAL_KEY_NAME,
+    "admin.token",
+    "read.token",
+    "sync.secret",
+    "remote.credentials",
+    "policy.toml",
+];
 
 /// The largest `{ file = … }` secret read, in bytes; larger files are an error.
 pub const MAX_SECRET_FILE_LEN: u64 = 1024 * 1024;
@@ -66,6 +96,14 @@ pub enum Error {
     InvalidFileName {
         /// The rejected file name.
         file: String,
+    },
+    /// A reference names one of the daemon's own secrets.
+    #[error(
+        "{reference} is one of the daemon's own secrets ({RESERVED_ENV_PREFIX}*, {CREDENTIALS_DIRECTORY_ENV}, {CREDENTIAL_KEY_NAME}, admin.token, read.token, sync.secret, remote.credentials, policy.toml, …), which no integration may use"
+    )]
+    Reserved {
+        /// [`SecretRef::describe`] of the reference.
+        reference: String,
     },
     /// An `{ env = … }` reference has an empty or malformed variable name.
     #[error("invalid environment variable name {var:?}")]
@@ -319,6 +357,28 @@ impl SecretRef {
         }
     }
 
+    /// Refuses a reference to one of the daemon's own secrets: an environment variable
+    /// starting with [`RESERVED_ENV_PREFIX`] or in [`RESERVED_ENV`], a file in
+    /// [`RESERVED_FILES`]. Compared without regard to ASCII case, so that no spelling of them
+    /// gets through on a case-insensitive file system. Runs offline.
+    pub fn check_reserved(&self) -> Result<(), Error> {
+        let reserved = match self {
+            SecretRef::Env(var) => {
+                var.get(..RESERVED_ENV_PREFIX.len())
+                    .is_some_and(|p| p.eq_ignore_ascii_case(RESERVED_ENV_PREFIX))
+                    || RESERVED_ENV.iter().any(|r| r.eq_ignore_ascii_case(var))
+            }
+            SecretRef::File(file) => RESERVED_FILES.iter().any(|r| r.eq_ignore_ascii_case(file)),
+            SecretRef::Sealed(_) => false,
+        };
+        if reserved {
+            return Err(Error::Reserved {
+                reference: self.describe(),
+            });
+        }
+        Ok(())
+    }
+
     /// A redaction-safe rendering: `env:NAME`, `file:name` or `sealed:<12 hex>`, the hex being
     /// the start of the SHA-256 of the whole `sos1:…` string.
     pub fn describe(&self) -> String {
@@ -352,7 +412,8 @@ impl SecretRef {
         h
     }
 
-    /// Resolves the reference to its value.
+    /// Resolves the reference to its value. A reference to the daemon's own secrets is refused
+    /// ([`SecretRef::check_reserved`]) before anything is read.
     ///
     /// - `env`: looked up through `ctx.env`; unset or empty is an error.
     /// - `file`: read from `ctx.credentials_dir`; one trailing newline (`\n` or `\r\n`) is
@@ -367,6 +428,7 @@ impl SecretRef {
         ctx: &ResolveContext<'_>,
     ) -> Result<Secret, Error> {
         self.validate()?;
+        self.check_reserved()?;
         match self {
             SecretRef::Env(var) => match (ctx.env)(var) {
                 None => Err(Error::EnvNotSet { var: var.clone() }),

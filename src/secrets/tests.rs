@@ -417,3 +417,59 @@ proptest! {
         prop_assert!(matches!(unseal(&k, &other, &field, &s), Err(Error::Unseal)));
     }
 }
+
+#[test]
+fn the_daemons_own_secrets_are_reserved() {
+    for r in [
+        SecretRef::Env("SUPPORTOPSD_ADMIN_TOKEN".into()),
+        SecretRef::Env("SUPPORTOPSD_SYNC_SECRET".into()),
+        SecretRef::Env("SUPPORTOPSD_REMOTE_CREDENTIALS".into()),
+        SecretRef::Env("SUPPORTOPSD_READ_TOKEN".into()),
+        SecretRef::Env("SUPPORTOPSD_KEY_FILE".into()),
+        SecretRef::Env("Supportopsd_Admin_Token".into()),
+        SecretRef::Env("CREDENTIALS_DIRECTORY".into()),
+        SecretRef::Env("NOTIFY_SOCKET".into()),
+        SecretRef::File("supportopsd.key".into()),
+        SecretRef::File("SupportOpsD.KEY".into()),
+        SecretRef::File("admin.token".into()),
+        SecretRef::File("read.token".into()),
+        SecretRef::File("sync.secret".into()),
+        SecretRef::File("remote.credentials".into()),
+        SecretRef::File("policy.toml".into()),
+    ] {
+        let e = r.check_reserved().expect_err(&r.describe());
+        assert!(matches!(e, Error::Reserved { .. }), "{e}");
+        assert!(e.to_string().starts_with(&r.describe()), "{e}");
+    }
+    for r in [
+        SecretRef::Env("FRESHDESK_API_KEY".into()),
+        SecretRef::Env("SUPPORTOPSD".into()),
+        SecretRef::Env("MY_SUPPORTOPSD_TOKEN".into()),
+        SecretRef::File("freshdesk_api_key".into()),
+        SecretRef::File("supportopsd.key.bak".into()),
+        SecretRef::Sealed("sos1:x".into()),
+    ] {
+        assert!(r.check_reserved().is_ok(), "{}", r.describe());
+    }
+}
+
+#[test]
+fn resolving_a_reserved_reference_reads_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("supportopsd.key"), "the key").unwrap();
+    let env = fake_env(&[("SUPPORTOPSD_ADMIN_TOKEN", "admin-token-s3cret")]);
+    let mut ctx = ResolveContext::new(None, &env);
+    ctx.credentials_dir = Some(dir.path().to_owned());
+    for r in [
+        SecretRef::Env("SUPPORTOPSD_ADMIN_TOKEN".into()),
+        SecretRef::File("supportopsd.key".into()),
+    ] {
+        let e = r.resolve(&id("slack-main"), "bot_token", &ctx).unwrap_err();
+        assert!(matches!(e, Error::Reserved { .. }), "{e}");
+        let text = e.to_string();
+        assert!(
+            !text.contains("s3cret") && !text.contains("the key"),
+            "{text}"
+        );
+    }
+}

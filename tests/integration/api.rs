@@ -555,7 +555,7 @@ base_url = "http://127.0.0.1:9"
 platform = "freshdesk"
 [credentials]
 domain = "acme.freshdesk.com"
-api_key = { env = "SUPPORTOPSD_TEST_UNSET_KEY" }
+api_key = { env = "FD_TEST_UNSET_KEY" }
 [endpoint]
 base_url = "http://127.0.0.1:9"
 "#,

@@ -26,6 +26,27 @@ pub(crate) struct Daemon {
     child: Child,
     /// `http://127.0.0.1:PORT`.
     pub(crate) url: String,
+    /// The folder of the host policy written for it (when the test gave none).
+    _policy: Option<tempfile::TempDir>,
+}
+
+/// The host policy of the tests: the fake platforms listen on loopback at ports chosen at
+/// random, so every loopback port may be named by an endpoint override (`127.0.0.1:*`).
+pub(crate) const LOOPBACK_POLICY: &str = r#"# The tests' fakes listen on loopback.
+[endpoints]
+allow = ["127.0.0.1:*"]
+"#;
+
+/// Writes [`LOOPBACK_POLICY`] into `dir` and returns its path (for `--policy`).
+pub(crate) fn loopback_policy(dir: &Path) -> std::path::PathBuf {
+    write_policy(dir, LOOPBACK_POLICY)
+}
+
+/// Writes a host policy into `dir` and returns its path (for `--policy`).
+pub(crate) fn write_policy(dir: &Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("policy.toml");
+    std::fs::write(&path, text).expect("write the policy");
+    path
 }
 
 /// A Zendesk integration whose webhook is made by hand (deliveries signed with
@@ -164,6 +185,45 @@ impl Daemon {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Daemon {
+        let daemon = Daemon::start(repo, state, extra, env).await;
+        daemon.wait_ready().await;
+        daemon
+    }
+
+    /// Starts `supportopsd run` like [`Daemon::spawn_with_env`] and returns once it listens,
+    /// ready or not (a daemon whose first revision is refused serves, unready). Unless `extra`
+    /// names a `--policy`, the daemon runs under [`LOOPBACK_POLICY`].
+    pub(crate) async fn start(
+        repo: &Path,
+        state: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        Daemon::launch(repo, state, extra, env, !extra.contains(&"--policy")).await
+    }
+
+    /// [`Daemon::start`] without `--policy`: the daemon looks for its policy where it would in
+    /// production (`$CREDENTIALS_DIRECTORY/policy.toml`, then `/etc/supportopsd/policy.toml`).
+    pub(crate) async fn start_without_policy(
+        repo: &Path,
+        state: &Path,
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        Daemon::launch(repo, state, &[], env, false).await
+    }
+
+    async fn launch(
+        repo: &Path,
+        state: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        test_policy: bool,
+    ) -> Daemon {
+        let policy_dir = test_policy.then(|| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            loopback_policy(dir.path());
+            dir
+        });
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_supportopsd"));
         cmd.current_dir(repo)
             .args(["--repo", ".", "--state"])
@@ -176,7 +236,14 @@ impl Daemon {
                     .flatten(),
             )
             .args(extra)
+            .args(policy_dir.iter().flat_map(|d| {
+                [
+                    std::ffi::OsString::from("--policy"),
+                    d.path().join("policy.toml").into_os_string(),
+                ]
+            }))
             .env_remove("SUPPORTOPSD_KEY_FILE")
+            .env_remove("SUPPORTOPSD_POLICY")
             .env_remove("CREDENTIALS_DIRECTORY")
             .env_remove("SUPPORTOPSD_ADMIN_TOKEN")
             .env("SUPPORTOPSD_LOG", "error")
@@ -206,15 +273,15 @@ impl Daemon {
             .to_owned();
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let daemon = Daemon {
+        Daemon {
             child,
             url: format!("http://{addr}"),
-        };
-        daemon.wait_ready().await;
-        daemon
+            _policy: policy_dir,
+        }
     }
 
-    async fn wait_ready(&self) {
+    /// Waits until `/readyz` answers 200 (a revision is applied).
+    pub(crate) async fn wait_ready(&self) {
         let client = reqwest::Client::new();
         for _ in 0..200 {
             if let Ok(r) = client.get(format!("{}/readyz", self.url)).send().await

@@ -19,13 +19,20 @@ const TOKEN: &str = "ATTA-e2e-trello-token";
 const APP_SECRET: &str = "e2e-trello-app-secret";
 const PUBLIC: &str = "https://ops.example.com";
 
-/// `supportopsd run` with the Trello credentials in its environment; its address.
-async fn spawn(repo: &std::path::Path, state: &std::path::Path) -> (Child, String) {
+/// `supportopsd run` with the Trello credentials in its environment, under a host policy that
+/// lets the integration reach the fake Trello on loopback; its address.
+async fn spawn(
+    repo: &std::path::Path,
+    state: &std::path::Path,
+    policy: &std::path::Path,
+) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_supportopsd"))
         .current_dir(repo)
         .args(["--repo", ".", "--state"])
         .arg(state)
         .args(["run", "--listen", "127.0.0.1:0", "--public-url", PUBLIC])
+        .arg("--policy")
+        .arg(policy)
         // A registration that failed (Trello's HEAD before the proxy below exists) is retried
         // on the next resync.
         .args(["--resync-interval", "1s"])
@@ -132,7 +139,9 @@ async fn a_trello_delivery_fires_rules_that_act_on_the_card_at_trello() {
     let trello = FakeTrello::start(KEY, TOKEN, APP_SECRET).await;
     let repo = repo(&trello.base_url());
     let state = tempfile::tempdir().unwrap();
-    let (mut child, url) = spawn(repo.path(), state.path()).await;
+    let policy_dir = tempfile::tempdir().unwrap();
+    let policy = crate::daemon_support::loopback_policy(policy_dir.path());
+    let (mut child, url) = spawn(repo.path(), state.path(), &policy).await;
     // The public URL is a proxy in front of the daemon.
     trello.proxy(PUBLIC, &url);
     let callback = format!("{PUBLIC}/api/webhooks/trello/trello-main");

@@ -314,7 +314,18 @@ async fn apply_runs_one_pass_and_reports_each_change() {
         ("SLACK_SIGNING_SECRET", crate::daemon_support::SLACK_SIGNING),
         ("SLACK_APP_CONFIG_TOKEN", APP_CONFIG_TOKEN),
     ];
-    let args = ["--state", &state_arg, "apply", "--public-url", PUBLIC];
+    let policy_dir = tempfile::tempdir().unwrap();
+    let policy = crate::daemon_support::loopback_policy(policy_dir.path());
+    let policy = policy.to_str().unwrap();
+    let args = [
+        "--state",
+        &state_arg,
+        "apply",
+        "--public-url",
+        PUBLIC,
+        "--policy",
+        policy,
+    ];
     let out = repo.run_with(&args, &env, None);
     let stdout = out.stdout.clone();
     assert_eq!(out.code, 0, "{stdout}{}", out.stderr.clone());

@@ -52,6 +52,9 @@ async fn the_daemon_reports_ready_and_stopping() {
     let sock_dir = tempfile::tempdir().unwrap();
     let sock_path = sock_dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
+    // The host policy comes as a credential, the way the unit passes it (LoadCredential=).
+    let creds = tempfile::tempdir().unwrap();
+    crate::daemon_support::loopback_policy(creds.path());
     sock.set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_supportopsd"))
@@ -60,6 +63,8 @@ async fn the_daemon_reports_ready_and_stopping() {
         .arg(state.path())
         .args(["run", "--listen", "127.0.0.1:0"])
         .env("NOTIFY_SOCKET", &sock_path)
+        .env("CREDENTIALS_DIRECTORY", creds.path())
+        .env_remove("SUPPORTOPSD_POLICY")
         .env("SUPPORTOPSD_LOG", "error")
         .env("SLACK_BOT_TOKEN", BOT_TOKEN)
         .env("SLACK_SIGNING_SECRET", "s")

@@ -603,7 +603,21 @@ async fn bad_parameters_are_invalid_before_sending() {
 async fn the_platform_connect_builds_the_freshdesk_connector() {
     let fake = FakeFreshdesk::start(KEY).await;
     let i = integration(Some(fake.base_url()), KEY, json!({}));
-    let c = crate::platforms::connect(&i, &ResolveContext::new(None, &no_env)).expect("available");
+    let ctx = ResolveContext::new(None, &no_env);
+    // The fake is on loopback: only a host policy that lists it lets the key go there.
+    let err = crate::platforms::connect(&i, &ctx, &crate::policy::Policy::none())
+        .expect_err("no policy, no override");
+    assert!(
+        matches!(err, crate::platforms::ConnectError::Policy(_)),
+        "{err}"
+    );
+    assert!(fake.requests().is_empty());
+    let policy = crate::policy::Policy::parse(
+        "[endpoints]\nallow = [\"127.0.0.1:*\"]\n",
+        std::path::Path::new("policy.toml"),
+    )
+    .expect("policy");
+    let c = crate::platforms::connect(&i, &ctx, &policy).expect("available");
     assert_eq!(
         c.check().await.expect("check").identity,
         Some(fake::AGENT_ID.to_string())

@@ -52,6 +52,7 @@ pub(crate) const SOURCE_CODES: &[(&str, i64)] = &[
 pub static DESCRIPTOR: Descriptor = Descriptor {
     kind: PlatformKind::Freshdesk,
     title: "Freshdesk",
+    hosts: &["*.freshdesk.com"],
     credentials: credentials![
         "domain": plain, required, "Helpdesk domain, e.g. `acme.freshdesk.com` (the API lives under `https://<domain>/api/v2`)";
         "api_key": secret, required, "Agent API key, sent as the Basic-auth user name (the password is ignored)";

@@ -108,6 +108,13 @@ pub fn connect_sheets(
         .map(str::trim)
         .filter(|b| !b.is_empty())
         .map(|b| format!("{}/", b.trim_end_matches('/')));
+    if base.is_none() && !is_google_token_uri(&key.token_uri) {
+        // The signed assertion goes to the token endpoint: only ever to Google.
+        return Err(ConnectError::Client(format!(
+            "credential `service_account_key`: its `token_uri` must be a Google host over https (such as {}); the assertion is not sent anywhere else",
+            super::client::DEFAULT_TOKEN_URI
+        )));
+    }
     Ok(GoogleSheetsConnector {
         client: GoogleClient::new(http_client, base, key, clock),
         integration: integration.id.clone(),
@@ -132,6 +139,20 @@ pub fn connect_sheets(
             .get("value_input_option")
             .and_then(Value::as_str)
             .map(str::to_owned),
+    })
+}
+
+/// Whether a key file's `token_uri` is on one of Google's own hosts, over https on the default
+/// port.
+fn is_google_token_uri(uri: &str) -> bool {
+    crate::policy::Endpoint::parse(uri).is_ok_and(|e| {
+        e.scheme == crate::policy::Scheme::Https
+            && e.port == 443
+            && !e.ip
+            && super::DESCRIPTOR.hosts.iter().any(|own| {
+                own.strip_prefix('*')
+                    .map_or(e.host == *own, |suffix| e.host.ends_with(suffix))
+            })
     })
 }
 

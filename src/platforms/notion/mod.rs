@@ -35,6 +35,7 @@ use super::{CredentialField, Descriptor, ParamSpec, PlatformKind, WebhookSecret}
 pub static DESCRIPTOR: Descriptor = Descriptor {
     kind: PlatformKind::Notion,
     title: "Notion",
+    hosts: &["api.notion.com"],
     credentials: CREDENTIALS,
     credential_sets: &[],
     config: CONFIG,

@@ -29,6 +29,7 @@ use super::{Descriptor, PlatformKind, WebhookSecret};
 pub static DESCRIPTOR: Descriptor = Descriptor {
     kind: PlatformKind::Slack,
     title: "Slack",
+    hosts: &["slack.com"],
     credentials: credentials![
         "bot_token": secret, required, "Bot token (`xoxb-…`) used for every action except `set_status`";
         "user_token": secret, optional, "User token (`xoxp-…`) with `users.profile:write`, needed by `set_status`";

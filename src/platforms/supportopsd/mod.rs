@@ -25,6 +25,7 @@ use super::{Descriptor, PlatformKind, WebhookSecret};
 pub static DESCRIPTOR: Descriptor = Descriptor {
     kind: PlatformKind::Supportopsd,
     title: "supportopsd (built-in)",
+    hosts: &[],
     credentials: &[],
     credential_sets: &[],
     config: &[],

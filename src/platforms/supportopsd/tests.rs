@@ -290,7 +290,12 @@ fn connect_says_there_are_no_actions_and_health_is_builtin() {
     let set = set.unwrap_or_else(|| panic!("{d}"));
     let env = |_: &str| None;
     let ctx = ResolveContext::new(None, &env);
-    let e = platforms::connect(&set.integrations["alerts"], &ctx).unwrap_err();
+    let e = platforms::connect(
+        &set.integrations["alerts"],
+        &ctx,
+        &crate::policy::Policy::none(),
+    )
+    .unwrap_err();
     assert!(matches!(e, ConnectError::NoActions("supportopsd")));
     assert!(e.to_string().contains("performs no actions"));
     let (status, reason) = crate::runtime::health::of_connect_error(&e);
@@ -348,7 +353,14 @@ fn an_alert_rule_is_not_triggered_by_what_it_caused() {
     let set = set.unwrap_or_else(|| panic!("{d}"));
     let env = |_: &str| None;
     let ctx = ResolveContext::new(None, &env);
-    let (active, _) = Active::build(set, None, "http://127.0.0.1:1", &ctx, &HashMap::new());
+    let (active, _) = Active::build(
+        set,
+        None,
+        "http://127.0.0.1:1",
+        &ctx,
+        &crate::policy::Policy::none(),
+        &HashMap::new(),
+    );
     let ids = |e: &Event| -> Vec<String> {
         let mut v: Vec<String> = active
             .matching(e, &e.context(), false)

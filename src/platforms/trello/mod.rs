@@ -29,6 +29,7 @@ use super::{CredentialField, Descriptor, ParamSpec, PlatformKind, WebhookSecret}
 pub static DESCRIPTOR: Descriptor = Descriptor {
     kind: PlatformKind::Trello,
     title: "Trello",
+    hosts: &["api.trello.com", "trello.com"],
     credentials: CREDENTIALS,
     credential_sets: &[],
     config: CONFIG,

@@ -47,6 +47,7 @@ pub(crate) const ROLES: &[&str] = &["end-user", "agent", "admin"];
 pub static DESCRIPTOR: Descriptor = Descriptor {
     kind: PlatformKind::Zendesk,
     title: "Zendesk",
+    hosts: &["*.zendesk.com"],
     credentials: credentials![
         "subdomain": plain, required, "Account subdomain: `acme` for `https://acme.zendesk.com`";
         "email": plain, optional, "Agent email the API token belongs to (Basic auth as `{email}/token`)";
