@@ -1,6 +1,7 @@
 //! `supportopsd pin REV` / `unpin`: hold the daemon on one revision during an incident, so that
 //! new commits do not race the people handling it. Through a running daemon's API when one
-//! answers, else straight in the state. Audited; shown in `status`.
+//! answers, else straight in the state. Only a commit the followed branch contains can be
+//! pinned (SEC-06). Audited with who asked; shown in `status`.
 
 use serde_json::json;
 
@@ -11,7 +12,8 @@ use crate::state::Store;
 /// `pin REV`.
 #[derive(Debug, clap::Args)]
 pub struct PinArgs {
-    /// The revision to hold (a commit, tag or branch; resolved to a commit now).
+    /// The revision to hold (a commit, tag or branch; resolved to a commit now, which the
+    /// followed branch must contain).
     pub rev: String,
     /// Why (shown in status and the audit log).
     #[arg(long, default_value = "")]
