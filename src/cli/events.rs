@@ -62,9 +62,7 @@ pub fn run(cmd: &Command, g: &GlobalArgs) -> anyhow::Result<Exit> {
             let url = format!("{}/api/events/dead", t.url.trim_end_matches('/'));
             let body = match super::api_call(reqwest::Method::GET, &url)? {
                 Some((200, body)) => body,
-                Some((code, _)) => {
-                    bail!("the daemon answered {code} (set SUPPORTOPSD_ADMIN_TOKEN?)")
-                }
+                Some((code, body)) => return Err(super::unexpected(&t.url, code, &body, true)),
                 None => {
                     let store = open_state(g)?;
                     serde_json::json!({ "dead": store.dead(10_000)? })
@@ -81,8 +79,8 @@ pub fn run(cmd: &Command, g: &GlobalArgs) -> anyhow::Result<Exit> {
             match super::api_call(reqwest::Method::POST, &url)? {
                 Some((202, _)) => println!("job {id} re-queued"),
                 Some((404, _)) => bail!("no dead-lettered job {id}"),
-                Some((code, _)) => {
-                    bail!("the daemon answered {code} (set SUPPORTOPSD_ADMIN_TOKEN?)")
+                Some((code, body)) => {
+                    return Err(super::unexpected(&target.url, code, &body, false));
                 }
                 None => {
                     let store = open_state(g)?;

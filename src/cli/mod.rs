@@ -240,8 +240,10 @@ fn prefix(g: &GlobalArgs) -> String {
     }
 }
 
-/// Asks a running daemon's operator API (with `SUPPORTOPSD_ADMIN_TOKEN` when set); `Ok(None)`
-/// when nothing listens at `url`.
+/// Asks a running daemon's operator API; `Ok(None)` when nothing listens at `url`. A `GET`
+/// carries the admin token when there is one, else the read-only token
+/// (`SUPPORTOPSD_READ_TOKEN` / `read.token`); anything else carries the admin token and
+/// `Content-Type: application/json`, which the daemon requires of every change.
 fn api_call(
     method: reqwest::Method,
     url: &str,
@@ -255,6 +257,12 @@ fn api_call_with(
     url: &str,
     body: Option<&serde_json::Value>,
 ) -> anyhow::Result<Option<(u16, serde_json::Value)>> {
+    let reads = method == reqwest::Method::GET;
+    let token = if reads {
+        run::admin_token().or_else(run::read_token)
+    } else {
+        run::admin_token()
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -264,8 +272,10 @@ fn api_call_with(
         let mut req = client.request(method, url);
         if let Some(body) = body {
             req = req.json(body);
+        } else if !reads {
+            req = req.header(reqwest::header::CONTENT_TYPE, "application/json");
         }
-        if let Some(token) = run::admin_token()
+        if let Some(token) = token
             && let Ok(token) = token.expose_str()
         {
             req = req.header(reqwest::header::AUTHORIZATION, format!("Bearer {token}"));
@@ -283,4 +293,18 @@ fn api_call_with(
             Err(e) => Err(anyhow::anyhow!("asking the daemon at {url}: {e}")),
         }
     })
+}
+
+/// The error for an answer a command did not expect: the daemon's own message when it gave
+/// one, else a hint at the token (`reads`: a read-only token would do).
+fn unexpected(base: &str, code: u16, body: &serde_json::Value, reads: bool) -> anyhow::Error {
+    let hint = match (code, reads) {
+        (401, true) => " (set SUPPORTOPSD_ADMIN_TOKEN or SUPPORTOPSD_READ_TOKEN?)",
+        (401 | 403, false) => " (this needs the admin token: set SUPPORTOPSD_ADMIN_TOKEN?)",
+        _ => "",
+    };
+    match body.get("error").and_then(serde_json::Value::as_str) {
+        Some(message) => anyhow::anyhow!("the daemon at {base} answered {code}: {message}"),
+        None => anyhow::anyhow!("the daemon at {base} answered {code}{hint}"),
+    }
 }

@@ -1,18 +1,19 @@
 //! `supportopsd pin REV` / `unpin`: hold the daemon on one revision during an incident, so that
 //! new commits do not race the people handling it. Through a running daemon's API when one
-//! answers, else straight in the state. Audited; shown in `status`.
+//! answers, else straight in the state. Only a commit the followed branch contains can be
+//! pinned (SEC-06). Audited with who asked; shown in `status`.
 
-use anyhow::bail;
 use serde_json::json;
 
-use super::{Exit, GlobalArgs, api_call_with, state_dir};
+use super::{Exit, GlobalArgs, api_call_with, state_dir, unexpected};
 use crate::runtime::now_ms;
 use crate::state::Store;
 
 /// `pin REV`.
 #[derive(Debug, clap::Args)]
 pub struct PinArgs {
-    /// The revision to hold (a commit, tag or branch; resolved to a commit now).
+    /// The revision to hold (a commit, tag or branch; resolved to a commit now, which the
+    /// followed branch must contain).
     pub rev: String,
     /// Why (shown in status and the audit log).
     #[arg(long, default_value = "")]
@@ -28,6 +29,22 @@ pub struct UnpinArgs {
     /// A running daemon's address.
     #[arg(long, env = "SUPPORTOPSD_URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
+}
+
+/// The revision the daemon follows, as `run` reads it from the same environment:
+/// `refs/heads/$SUPPORTOPSD_BRANCH`, else `$SUPPORTOPSD_REV`, else `HEAD`. Only commits it
+/// contains can be pinned.
+fn followed_rev() -> String {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if let Some(branch) = env("SUPPORTOPSD_BRANCH") {
+        return format!("refs/heads/{branch}");
+    }
+    env("SUPPORTOPSD_REV").unwrap_or_else(|| "HEAD".to_owned())
+}
+
+/// Who pinned, when it was written straight into the state (for the audit record).
+fn offline() -> serde_json::Value {
+    json!({"by": "command line, in the state (no daemon answered)"})
 }
 
 /// Runs `pin`.
@@ -47,17 +64,12 @@ pub fn pin(args: &PinArgs, g: &GlobalArgs) -> anyhow::Result<Exit> {
             }
             Ok(Exit::Ok)
         }
-        Some((code, v)) => bail!(
-            "the daemon at {} answered {code}: {}",
-            args.url,
-            v["error"]
-                .as_str()
-                .unwrap_or("(set SUPPORTOPSD_ADMIN_TOKEN?)")
-        ),
+        Some((code, v)) => Err(unexpected(&args.url, code, &v, false)),
         None => {
-            let commit = crate::manifest::source::resolve_commit(&g.repo, &args.rev)?;
+            let followed = followed_rev();
+            let commit = crate::manifest::source::resolve_on_branch(&g.repo, &args.rev, &followed)?;
             let store = Store::open(&state_dir(g))?;
-            store.pin_revision(&commit, &args.reason, now_ms())?;
+            store.pin_revision(&commit, &args.reason, now_ms(), offline())?;
             println!(
                 "Pinned to {commit} in the state (no daemon answered at {}); the daemon runs it when it starts.",
                 args.url
@@ -75,20 +87,14 @@ pub fn unpin(args: &UnpinArgs, g: &GlobalArgs) -> anyhow::Result<Exit> {
             println!("Unpinned (daemon at {}).", args.url);
             Ok(Exit::Ok)
         }
-        Some((code, v)) => bail!(
-            "the daemon at {} answered {code}: {}",
-            args.url,
-            v["error"]
-                .as_str()
-                .unwrap_or("(set SUPPORTOPSD_ADMIN_TOKEN?)")
-        ),
+        Some((code, v)) => Err(unexpected(&args.url, code, &v, false)),
         None => {
             let store = Store::open(&state_dir(g))?;
             if store.pin()?.is_none() {
                 println!("Nothing was pinned.");
                 return Ok(Exit::Failure);
             }
-            store.unpin(now_ms())?;
+            store.unpin(now_ms(), offline())?;
             println!(
                 "Unpinned in the state (no daemon answered at {}).",
                 args.url

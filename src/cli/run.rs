@@ -97,7 +97,8 @@ pub(crate) fn env_or_credential(var: &str, file: &str) -> Option<Secret> {
     (!t.is_empty()).then(|| Secret::from(t))
 }
 
-/// The operator API token: `SUPPORTOPSD_ADMIN_TOKEN`, else `$CREDENTIALS_DIRECTORY/admin.token`.
+/// The operator API's admin token: `SUPPORTOPSD_ADMIN_TOKEN`, else
+/// `$CREDENTIALS_DIRECTORY/admin.token`.
 pub(crate) fn admin_token() -> Option<Secret> {
     env_or_credential("SUPPORTOPSD_ADMIN_TOKEN", "admin.token")
 }
@@ -109,6 +110,78 @@ pub(crate) fn load_policy(explicit: Option<&std::path::Path>) -> anyhow::Result<
     let policy = Policy::locate(explicit, &env, std::path::Path::new(SYSTEM_POLICY_PATH))?;
     tracing::info!(policy = %policy.describe(), "Host policy loaded.");
     Ok(Arc::new(policy))
+}
+
+/// The operator API's read-only token: `SUPPORTOPSD_READ_TOKEN`, else
+/// `$CREDENTIALS_DIRECTORY/read.token`.
+pub(crate) fn read_token() -> Option<Secret> {
+    env_or_credential("SUPPORTOPSD_READ_TOKEN", "read.token")
+}
+
+/// How the placeholder in `systemd/supportopsd.env.example` begins: a token that still does is
+/// refused, so that the example never runs with a token everyone can read.
+pub const PLACEHOLDER_TOKEN_PREFIX: &str = "CHANGE-ME";
+
+/// How to make a token, for error messages.
+const GENERATE: &str = "generate one with `openssl rand -hex 32`";
+
+/// Whether the URL's host is loopback (`localhost` or a loopback address); an unparseable URL
+/// is not.
+fn loopback_url(url: &str) -> bool {
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .is_some_and(|h| daemon::auth::is_loopback_authority(&h))
+}
+
+/// The operator API's tokens, checked before anything starts (SEC-05): an admin token is
+/// required unless both the listen address and the public URL are loopback (a reverse proxy on
+/// the same host would otherwise make every request look local); neither token may be the
+/// example's placeholder; the two must differ.
+fn check_tokens(
+    listen: SocketAddr,
+    public_url: Option<&str>,
+    admin: Option<&Secret>,
+    read: Option<&Secret>,
+) -> anyhow::Result<()> {
+    for (token, name) in [
+        (admin, "SUPPORTOPSD_ADMIN_TOKEN (or admin.token)"),
+        (read, "SUPPORTOPSD_READ_TOKEN (or read.token)"),
+    ] {
+        if token.is_some_and(|t| {
+            t.expose()
+                .get(..PLACEHOLDER_TOKEN_PREFIX.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(PLACEHOLDER_TOKEN_PREFIX.as_bytes()))
+        }) {
+            anyhow::bail!(
+                "refusing to start: {name} still holds the example's placeholder; {GENERATE} and put it there"
+            );
+        }
+    }
+    if let (Some(a), Some(r)) = (admin, read)
+        && crate::secrets::constant_time_eq(a.expose(), r.expose())
+    {
+        anyhow::bail!(
+            "refusing to start: the read-only token (SUPPORTOPSD_READ_TOKEN / read.token) is the admin token; give it its own value ({GENERATE})"
+        );
+    }
+    if admin.is_some() {
+        return Ok(());
+    }
+    let exposed = match public_url {
+        Some(url) if !loopback_url(url) => Some(format!("--public-url {url} is not loopback")),
+        _ if !listen.ip().is_loopback() => Some(format!("--listen {listen} is not loopback")),
+        _ => None,
+    };
+    if let Some(why) = exposed {
+        anyhow::bail!(
+            "refusing to start without an admin token: {why}, so the operator API can be reached \
+             from beyond this machine (a reverse proxy makes every request look local). Set \
+             SUPPORTOPSD_ADMIN_TOKEN, or provide $CREDENTIALS_DIRECTORY/admin.token \
+             (LoadCredential=admin.token:/etc/supportopsd/admin.token); {GENERATE}"
+        );
+    }
+    Ok(())
 }
 
 /// The sealing key, when one is found (logged either way).
@@ -168,9 +241,18 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
         options.remote = Some(remote);
     }
     options.admin_token = admin_token();
+    options.read_token = read_token();
+    check_tokens(
+        args.listen,
+        args.public_url.as_deref(),
+        options.admin_token.as_ref(),
+        options.read_token.as_ref(),
+    )?;
     options.sync_secret = env_or_credential("SUPPORTOPSD_SYNC_SECRET", "sync.secret");
-    if options.admin_token.is_none() && !args.listen.ip().is_loopback() {
-        tracing::warn!("No admin token: the operator API answers loopback clients only.");
+    if options.admin_token.is_none() {
+        tracing::info!(
+            "No admin token: the operator API answers requests without a token only from loopback, addressed to a loopback host, and not relayed by a proxy."
+        );
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -215,4 +297,67 @@ fn spawn_signals(
         }
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(s: &str) -> Secret {
+        Secret::from(s.to_owned())
+    }
+
+    #[test]
+    fn an_admin_token_is_required_unless_everything_is_loopback() {
+        let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let any: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        for (listen, url) in [
+            (local, None),
+            (local, Some("http://127.0.0.1:8080")),
+            (local, Some("http://localhost:8080/")),
+            (local, Some("http://[::1]:8080")),
+        ] {
+            assert!(
+                check_tokens(listen, url, None, None).is_ok(),
+                "{listen} {url:?}"
+            );
+        }
+        for (listen, url) in [
+            (local, Some("https://ops.example.com")),
+            (local, Some("not a url")),
+            (any, None),
+            (any, Some("http://127.0.0.1:8080")),
+        ] {
+            let e = check_tokens(listen, url, None, Some(&secret("r")))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("SUPPORTOPSD_ADMIN_TOKEN") && e.contains("admin.token"),
+                "{e}"
+            );
+            let admin = secret("a-real-token");
+            assert!(check_tokens(listen, url, Some(&admin), None).is_ok());
+        }
+    }
+
+    #[test]
+    fn the_placeholder_and_a_shared_token_are_refused() {
+        let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let placeholder = secret("CHANGE-ME-generate-with-openssl-rand-hex-32");
+        let e = check_tokens(local, None, Some(&placeholder), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("placeholder") && e.contains("SUPPORTOPSD_ADMIN_TOKEN"),
+            "{e}"
+        );
+        let e = check_tokens(local, None, Some(&secret("x")), Some(&placeholder))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("SUPPORTOPSD_READ_TOKEN"), "{e}");
+        let e = check_tokens(local, None, Some(&secret("same")), Some(&secret("same")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("read-only token") && !e.contains("same"), "{e}");
+    }
 }

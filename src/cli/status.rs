@@ -3,7 +3,7 @@
 
 use anyhow::bail;
 
-use super::{Exit, GlobalArgs, api_call, state_dir};
+use super::{Exit, GlobalArgs, api_call, state_dir, unexpected};
 use crate::state::Store;
 
 /// Show a daemon's status.
@@ -51,10 +51,7 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
     let url = format!("{}/api/status", args.url.trim_end_matches('/'));
     let (source, v) = match api_call(reqwest::Method::GET, &url)? {
         Some((200, body)) => (format!("daemon at {}", args.url), body),
-        Some((code, _)) => bail!(
-            "the daemon at {} answered {code} (set SUPPORTOPSD_ADMIN_TOKEN?)",
-            args.url
-        ),
+        Some((code, body)) => return Err(unexpected(&args.url, code, &body, true)),
         None => {
             let dir = state_dir(g);
             let Some(store) = Store::open_existing(&dir)? else {

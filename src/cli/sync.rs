@@ -4,7 +4,7 @@
 
 use anyhow::bail;
 
-use super::{Exit, api_call};
+use super::{Exit, api_call, unexpected};
 
 /// Ask for a pass and wait for it.
 #[derive(Debug, clap::Args)]
@@ -65,7 +65,7 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
             );
             Ok(Exit::Failure)
         }
-        Some((code, _)) => bail!("the daemon at {base} answered {code} (admin token?)"),
+        Some((code, body)) => Err(unexpected(&base, code, &body, false)),
         None => bail!("no daemon answers at {base}"),
     }
 }

@@ -11,6 +11,7 @@ use http::{HeaderValue, Request, StatusCode, header};
 use http_body_util::BodyExt as _;
 use serde_json::{Map, Value, json};
 
+use super::auth::Caller;
 use crate::manifest::{Credential, Integration, IntegrationId, Rule};
 use crate::platforms::{ActionCall, ActionSpec, PlatformError};
 use crate::runtime::health;
@@ -422,8 +423,8 @@ where
 }
 
 /// `POST /api/integrations/{id}/execute {"action", "parameters"}`: one action now, through the
-/// integration's gate, validated against the catalogue first and audited.
-pub async fn execute<B>(rt: &Runtime, id: &str, req: Request<B>) -> Reply
+/// integration's gate, validated against the catalogue first and audited with the caller.
+pub async fn execute<B>(rt: &Runtime, id: &str, caller: &Caller, req: Request<B>) -> Reply
 where
     B: hyper::body::Body<Data = bytes::Bytes> + Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -507,7 +508,7 @@ where
                     error: None,
                 },
                 id,
-                json!({"by": "operator api"}),
+                caller.audit(json!({})),
             );
             json_reply(
                 StatusCode::OK,
@@ -533,7 +534,7 @@ where
                     error: Some(message.clone()),
                 },
                 id,
-                json!({"by": "operator api"}),
+                caller.audit(json!({})),
             );
             let code = match &e {
                 PlatformError::Invalid(_) => StatusCode::BAD_REQUEST,

@@ -4,6 +4,7 @@
 
 pub mod alerts;
 pub mod api;
+pub mod auth;
 mod conn;
 pub mod poller;
 pub mod server;

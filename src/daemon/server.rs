@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use super::auth::{self, Caller};
 use super::conn::{self, Progress, SharedStream};
 use super::{Runtime, api, now_ms};
 use crate::state::AuditFilter;
@@ -103,29 +104,12 @@ fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-/// Whether the operator API may answer this peer: with an admin token configured, the request
-/// must carry it; without one, only loopback peers are served.
-fn authorised(rt: &Runtime, peer: SocketAddr, req: &Request<Incoming>) -> bool {
-    match &rt.options.admin_token {
-        None => peer.ip().is_loopback(),
-        Some(token) => req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|given| {
-                crate::secrets::constant_time_eq(given.as_bytes(), token.expose())
-            }),
-    }
-}
-
 /// Routes one request.
 pub async fn route(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Incoming>) -> Reply {
     let path = req.uri().path().to_owned();
-    let query = req.uri().query().unwrap_or("").to_owned();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let method = req.method().clone();
-    match (method.clone(), segments.as_slice()) {
+    match (method, segments.as_slice()) {
         (Method::GET, ["healthz"]) => reply(StatusCode::OK, "text/plain", "ok\n"),
         (Method::GET, ["readyz"]) => {
             if rt.active().is_some() {
@@ -160,12 +144,58 @@ pub async fn route(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Incoming>) 
             let (platform, id) = ((*platform).to_owned(), (*id).to_owned());
             webhook::handle(rt, &platform, Some(&id), req).await
         }
-        (Method::POST, ["api", "sync"])
-            if !authorised(rt, peer, &req) && rt.options.sync_secret.is_some() =>
-        {
-            push_sync(rt, req).await
-        }
-        (_, ["api", ..]) if !authorised(rt, peer, &req) => status(StatusCode::UNAUTHORIZED),
+        (_, ["api", ..]) => operator(rt, peer, req, &segments).await,
+        _ => status(StatusCode::NOT_FOUND),
+    }
+}
+
+/// Whether a `POST /api/sync` is a git host's push webhook: it carries the host's signature
+/// (or token) header.
+fn signed_push(req: &Request<Incoming>) -> bool {
+    let h = req.headers();
+    h.contains_key("x-hub-signature-256") || h.contains_key("x-gitlab-token")
+}
+
+/// The operator API: who calls (`auth`), whether they may, then the route.
+async fn operator(
+    rt: &Arc<Runtime>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+    segments: &[&str],
+) -> Reply {
+    let method = req.method().clone();
+    let authenticated = auth::authenticate(&rt.options, peer, req.headers(), req.uri());
+    // A git host's push webhook is authenticated by its signature, not by a token (and is
+    // exempt from the JSON content type: GitHub may send a form).
+    if method == Method::POST
+        && segments == ["api", "sync"]
+        && rt.options.sync_secret.is_some()
+        && (authenticated.is_err()
+            || (signed_push(&req) && !req.headers().contains_key(header::AUTHORIZATION)))
+    {
+        return push_sync(rt, peer, req).await;
+    }
+    let caller = match authenticated {
+        Ok(caller) => caller,
+        Err(refusal) => return refusal.reply(),
+    };
+    let safe = auth::is_safe(&method);
+    if !safe && !caller.access.may_change() {
+        return auth::read_only();
+    }
+    let verb = matches!(segments, ["api", "integrations", _, "test" | "execute"])
+        && method == Method::POST;
+    if !safe && matches!(segments, ["api", "integrations" | "rules", ..]) && !verb {
+        return json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &json!({"error": "integrations and rules are changed by a pull request to the manifest repository, not through this API"}),
+        );
+    }
+    if !safe && !auth::is_json(req.headers()) {
+        return auth::not_json();
+    }
+    let query = req.uri().query().unwrap_or("").to_owned();
+    match (method, segments) {
         (Method::GET, ["api", "integrations"]) => api::integrations(rt),
         (Method::GET, ["api", "integrations", id]) => api::integration(rt, id),
         (Method::GET, ["api", "integrations", id, "health"]) => api::health(rt, id),
@@ -176,22 +206,18 @@ pub async fn route(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Incoming>) 
         }
         (Method::POST, ["api", "integrations", id, "execute"]) => {
             let id = (*id).to_owned();
-            api::execute(rt, &id, req).await
+            api::execute(rt, &id, &caller, req).await
         }
         (Method::GET, ["api", "rules"]) => api::rules(rt),
         (Method::GET, ["api", "rules", id]) => api::rule(rt, id),
-        (
-            Method::POST | Method::PUT | Method::DELETE | Method::PATCH,
-            ["api", "integrations" | "rules", ..],
-        ) => json(
-            StatusCode::METHOD_NOT_ALLOWED,
-            &json!({"error": "integrations and rules are changed by a pull request to the manifest repository, not through this API"}),
+        (Method::GET, ["api", "status"]) => json(
+            StatusCode::OK,
+            &status_value(rt, caller.access != auth::Access::Read),
         ),
-        (Method::GET, ["api", "status"]) => status_json(rt),
-        (Method::POST, ["api", "sync"]) => sync(rt).await,
-        (Method::POST, ["api", "pin"]) => pin(rt, req).await,
+        (Method::POST, ["api", "sync"]) => sync(rt, &caller).await,
+        (Method::POST, ["api", "pin"]) => pin(rt, &caller, req).await,
         (Method::DELETE, ["api", "pin"]) => {
-            if let Err(e) = rt.store.unpin(now_ms()) {
+            if let Err(e) = rt.store.unpin(now_ms(), caller.audit(json!({}))) {
                 return internal(&e);
             }
             let report = rt.request_pass(crate::runtime::pass::Cause::Api).await;
@@ -216,7 +242,7 @@ pub async fn route(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Incoming>) 
                         crate::state::AuditKind::JobReplayed,
                         "job",
                         &id.to_string(),
-                        json!({"rule": job.rule}),
+                        caller.audit(json!({"rule": job.rule})),
                     );
                     let _ = rt.commit().await;
                     json(
@@ -256,8 +282,23 @@ pub async fn route(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Incoming>) 
 }
 
 /// A reconcile pass now; the answer waits until the revision is applied (200) or refused (409).
-async fn sync(rt: &Arc<Runtime>) -> Reply {
-    let Some(report) = rt.request_pass(crate::runtime::pass::Cause::Api).await else {
+/// Audited (`sync_requested`) with the caller and the outcome.
+async fn sync(rt: &Arc<Runtime>, caller: &Caller) -> Reply {
+    let report = rt.request_pass(crate::runtime::pass::Cause::Api).await;
+    rt.record_audit(
+        now_ms(),
+        crate::state::AuditKind::SyncRequested,
+        "revision",
+        report
+            .as_ref()
+            .and_then(|r| r.revision.as_deref())
+            .unwrap_or(""),
+        caller.audit(match &report {
+            Some(r) => json!({"refused": r.refused}),
+            None => json!({"refused": "the reconciler is not running"}),
+        }),
+    );
+    let Some(report) = report else {
         return json(
             StatusCode::SERVICE_UNAVAILABLE,
             &json!({"error": "the reconciler is not running"}),
@@ -282,7 +323,7 @@ async fn sync(rt: &Arc<Runtime>) -> Reply {
 /// `POST /api/sync` from a git host's push webhook: the body must be signed with the sync
 /// secret (`X-Hub-Signature-256: sha256=<hex HMAC-SHA256>`, GitHub and Gitea) or carry it
 /// (`X-Gitlab-Token`). Anything else is a bare 401.
-async fn push_sync(rt: &Arc<Runtime>, req: Request<Incoming>) -> Reply {
+async fn push_sync(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Incoming>) -> Reply {
     use hmac::{Hmac, KeyInit, Mac};
     use http_body_util::BodyExt as _;
     let Some(secret) = rt.options.sync_secret.clone() else {
@@ -314,12 +355,17 @@ async fn push_sync(rt: &Arc<Runtime>, req: Request<Incoming>) -> Reply {
     if !genuine {
         return status(StatusCode::UNAUTHORIZED);
     }
-    sync(rt).await
+    let caller = Caller {
+        peer,
+        access: auth::Access::SyncSignature,
+    };
+    sync(rt, &caller).await
 }
 
-/// `POST /api/pin {"revision", "reason"}`: resolves the revision in the daemon's repository,
-/// pins it (audited), and answers after the pass that puts it in use.
-async fn pin(rt: &Arc<Runtime>, req: Request<Incoming>) -> Reply {
+/// `POST /api/pin {"revision", "reason"}`: resolves the revision in the daemon's repository —
+/// only a commit the followed branch contains (422 otherwise, SEC-06) — pins it (audited with
+/// the caller), and answers after the pass that puts it in use.
+async fn pin(rt: &Arc<Runtime>, caller: &Caller, req: Request<Incoming>) -> Reply {
     use http_body_util::BodyExt as _;
     let limited = http_body_util::Limited::new(req.into_body(), 64 * 1024);
     let Ok(body) = limited.collect().await.map(|c| c.to_bytes()) else {
@@ -336,11 +382,21 @@ async fn pin(rt: &Arc<Runtime>, req: Request<Incoming>) -> Reply {
         .get("reason")
         .and_then(serde_json::Value::as_str)
         .unwrap_or("");
-    let commit = match crate::manifest::source::resolve_commit(&rt.options.repo, rev) {
+    let followed = &rt.options.rev;
+    let commit = match crate::manifest::source::resolve_on_branch(&rt.options.repo, rev, followed) {
         Ok(c) => c,
+        Err(e @ crate::manifest::source::Error::NotOnBranch { .. }) => {
+            return json(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &json!({"error": e.to_string()}),
+            );
+        }
         Err(e) => return json(StatusCode::BAD_REQUEST, &json!({"error": e.to_string()})),
     };
-    if let Err(e) = rt.store.pin_revision(&commit, reason, now_ms()) {
+    if let Err(e) = rt
+        .store
+        .pin_revision(&commit, reason, now_ms(), caller.audit(json!({})))
+    {
         return internal(&e);
     }
     let report = rt.request_pass(crate::runtime::pass::Cause::Api).await;
@@ -362,13 +418,11 @@ fn internal(e: &dyn std::fmt::Display) -> Reply {
     )
 }
 
-fn status_json(rt: &Runtime) -> Reply {
-    json(StatusCode::OK, &status_value(rt))
-}
-
 /// The body of `GET /api/status`: the revision (applied, refused, pinned), every integration's
-/// sync status and health with reasons, its webhook registration, and the queue.
-pub fn status_value(rt: &Runtime) -> serde_json::Value {
+/// sync status and health with reasons, its webhook registration, and the queue. A Notion
+/// verification token is a signing secret: it is shown (once) only when `reveal_tokens`, never
+/// to the read-only token (the list is then empty and the token stays unshown).
+pub fn status_value(rt: &Runtime, reveal_tokens: bool) -> serde_json::Value {
     let s = rt.status();
     let problems: Vec<_> = s
         .problems
@@ -402,9 +456,13 @@ pub fn status_value(rt: &Runtime) -> serde_json::Value {
         })
         .collect();
     let pin = rt.store.pin().ok().flatten();
-    // Notion's verification token, shown once to the (authorised) operator who asks first.
-    let tokens: Vec<_> = rt
-        .take_unshown_tokens()
+    // Notion's verification token, shown once to the (admin) operator who asks first.
+    let tokens: Vec<_> = if reveal_tokens {
+        rt.take_unshown_tokens()
+    } else {
+        Vec::new()
+    };
+    let tokens: Vec<_> = tokens
         .into_iter()
         .map(|(id, token)| {
             json!({

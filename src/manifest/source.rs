@@ -118,6 +118,19 @@ pub enum Error {
         /// libgit2's message.
         message: String,
     },
+    /// The revision is a commit the followed branch does not contain (an unmerged branch, a
+    /// commit nobody reviewed into it), so it may not be pinned.
+    #[error(
+        "{rev} ({commit}) is not on the followed branch {followed}: only a commit the branch contains can be pinned (merge it first)"
+    )]
+    NotOnBranch {
+        /// The revision as given.
+        rev: String,
+        /// What it resolved to (abbreviated).
+        commit: String,
+        /// The revision the daemon follows (`--rev`, `--branch`, the remote's branch).
+        followed: String,
+    },
 }
 
 /// Why a fixture could not be read.
@@ -254,6 +267,38 @@ pub fn resolve_commit(repo_path: &Path, rev: &str) -> Result<String, Error> {
         .peel_to_commit()
         .map_err(git_err(format!("{rev} is not a commit")))?;
     Ok(commit.id().to_string())
+}
+
+/// The full id of the commit `rev` names, if the revision `followed` contains it (it is that
+/// commit or one of its ancestors): what may be pinned, so that a pin cannot put a commit in
+/// use that never went through the branch's review (SEC-06).
+pub fn resolve_on_branch(repo_path: &Path, rev: &str, followed: &str) -> Result<String, Error> {
+    let repo = Repository::discover(repo_path).map_err(git_err(format!(
+        "open repository at {}",
+        repo_path.display()
+    )))?;
+    let peel = |spec: &str| {
+        repo.revparse_single(spec)
+            .map_err(git_err(format!("resolve revision {spec}")))?
+            .peel_to_commit()
+            .map(|c| c.id())
+            .map_err(git_err(format!("{spec} is not a commit")))
+    };
+    let commit = peel(rev)?;
+    let head = peel(followed)?;
+    let contained = commit == head
+        || repo
+            .graph_descendant_of(head, commit)
+            .map_err(git_err(format!("walk the history of {followed}")))?;
+    if !contained {
+        let id = commit.to_string();
+        return Err(Error::NotOnBranch {
+            rev: rev.to_owned(),
+            commit: id[..12.min(id.len())].to_owned(),
+            followed: followed.to_owned(),
+        });
+    }
+    Ok(commit.to_string())
 }
 
 /// The git directory of the repository at (or above) `repo_path` (what to watch for new
@@ -502,6 +547,51 @@ mod tests {
         assert!(matches!(
             snap.read_fixture("fixtures/b.json"),
             Err(FixtureError::Missing(_))
+        ));
+    }
+
+    /// SEC-06: only the followed branch's commits (its head and their ancestors) resolve for a
+    /// pin; an unmerged branch, by name or by commit, does not.
+    #[test]
+    fn sec_06_only_commits_on_the_followed_branch_can_be_pinned() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path()).unwrap();
+        let sig = git2::Signature::now("t", "t@example.com").unwrap();
+        let tree = repo
+            .find_tree(repo.treebuilder(None).unwrap().write().unwrap())
+            .unwrap();
+        let commit = |refname: Option<&str>, parents: &[&git2::Commit<'_>], msg: &str| {
+            repo.commit(refname, &sig, &sig, msg, &tree, parents)
+                .unwrap()
+        };
+        let first = commit(Some("HEAD"), &[], "first");
+        let first_c = repo.find_commit(first).unwrap();
+        let second = commit(Some("HEAD"), &[&first_c], "second");
+        let evil = commit(Some("refs/heads/evil"), &[&first_c], "unreviewed");
+        let (first, second, evil) = (first.to_string(), second.to_string(), evil.to_string());
+        for ok in [first.as_str(), second.as_str(), "HEAD", "HEAD~1"] {
+            let resolved = resolve_on_branch(dir.path(), ok, "HEAD").unwrap();
+            assert!(resolved == first || resolved == second, "{ok}: {resolved}");
+        }
+        for refused in [evil.as_str(), "evil"] {
+            match resolve_on_branch(dir.path(), refused, "HEAD") {
+                Err(e @ Error::NotOnBranch { .. }) => {
+                    assert!(
+                        e.to_string().contains("not on the followed branch HEAD"),
+                        "{e}"
+                    );
+                }
+                other => panic!("{refused} resolved: {other:?}"),
+            }
+        }
+        // Following the other branch, its own commits are the pinnable ones.
+        assert_eq!(
+            resolve_on_branch(dir.path(), &evil, "refs/heads/evil").unwrap(),
+            evil
+        );
+        assert!(matches!(
+            resolve_on_branch(dir.path(), "no-such-rev", "HEAD"),
+            Err(Error::Git { .. })
         ));
     }
 }

@@ -73,8 +73,12 @@ pub struct Options {
     pub lease: Duration,
     /// Jobs run at once across all integrations.
     pub workers: usize,
-    /// The bearer token of the operator API; `None` serves the API on loopback only.
+    /// The operator API's admin token (every route); `None` is the tokenless loopback mode
+    /// (`daemon::auth` says what it refuses), which `supportopsd run` allows only when both
+    /// the listen address and the public URL are loopback.
     pub admin_token: Option<Secret>,
+    /// The operator API's read-only token: every `GET` route, nothing that changes anything.
+    pub read_token: Option<Secret>,
     /// The shared secret of a git host's push webhook on `POST /api/sync` (GitHub/Gitea
     /// `X-Hub-Signature-256`, GitLab `X-Gitlab-Token`); `None` accepts only the admin token.
     pub sync_secret: Option<Secret>,
@@ -113,6 +117,7 @@ impl Options {
             lease: Duration::from_secs(120),
             workers: 32,
             admin_token: None,
+            read_token: None,
             sync_secret: None,
             audit_retention: Duration::from_secs(30 * 86_400),
             poll_interval: DEFAULT_POLL,

@@ -536,24 +536,85 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests;
 
-/// Compares two byte strings in time that depends only on their lengths (for tokens and
-/// signatures; a length mismatch is not secret).
+/// The key [`constant_time_eq`] tags both sides with: public, so only domain separation — what
+/// hides the lengths is that the tags have a fixed size.
+const COMPARISON_KEY: &[u8] = b"supportopsd constant-time comparison of tokens and secrets";
+
+/// Whether two byte strings are equal, without revealing where they differ or their lengths
+/// (for tokens and shared secrets; SEC-18). Both sides are HMAC-SHA256-tagged under a fixed key
+/// and the 32-byte tags compared in constant time, so a length mismatch does the same work as
+/// any other mismatch. (The hashing itself takes time in steps of 64 bytes of input.)
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
+    let (Some(tag_a), Some(mac_b)) = (comparison_tag(a), comparison_mac(b)) else {
+        // HMAC takes keys of any length; refusing is the safe answer if that ever changes.
         return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    };
+    // `verify_slice` compares the tags in constant time.
+    mac_b.verify_slice(&tag_a).is_ok()
+}
+
+/// HMAC-SHA256 under [`COMPARISON_KEY`], fed `input`.
+fn comparison_mac(input: &[u8]) -> Option<Hmac<Sha256>> {
+    #[cfg(test)]
+    constant_time_tests::TAGGED.with(|n| n.set(n.get() + 1));
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(COMPARISON_KEY).ok()?;
+    mac.update(input);
+    Some(mac)
+}
+
+/// The 32-byte tag of `input` under [`COMPARISON_KEY`].
+fn comparison_tag(input: &[u8]) -> Option<[u8; 32]> {
+    Some(comparison_mac(input)?.finalize().into_bytes().into())
 }
 
 #[cfg(test)]
 mod constant_time_tests {
+    use std::cell::Cell;
+
     use super::constant_time_eq;
+
+    thread_local! {
+        /// How many inputs [`super::comparison_mac`] has tagged on this thread.
+        pub(super) static TAGGED: Cell<usize> = const { Cell::new(0) };
+    }
 
     #[test]
     fn compares() {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(!constant_time_eq(b"", b"a"));
         assert!(constant_time_eq(b"", b""));
+    }
+
+    /// SEC-18: a guess of the wrong length does the same work as a guess of the right length —
+    /// both sides are tagged and fixed-size tags compared — so timing does not tell an attacker
+    /// how long the admin token is. (Comparing the bytes with an early return on a length
+    /// mismatch answers a wrong length at once, without tagging anything.)
+    #[test]
+    fn sec_18_a_wrong_length_does_the_same_work_as_a_wrong_byte() {
+        let secret = [b'k'; 40];
+        let tagged = |given: &[u8]| {
+            let before = TAGGED.with(Cell::get);
+            assert!(!constant_time_eq(given, &secret));
+            TAGGED.with(Cell::get) - before
+        };
+        let wrong_byte = tagged(&[b'x'; 40]);
+        assert_eq!(wrong_byte, 2);
+        for wrong_length in [
+            &b""[..],
+            &b"k"[..],
+            &[b'k'; 39][..],
+            &[b'k'; 41][..],
+            &[b'k'; 4096][..],
+        ] {
+            assert_eq!(
+                tagged(wrong_length),
+                wrong_byte,
+                "{} bytes",
+                wrong_length.len()
+            );
+        }
     }
 }

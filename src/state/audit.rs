@@ -82,6 +82,9 @@ pub enum AuditKind {
     Pinned,
     /// A pin was released.
     Unpinned,
+    /// A reconcile pass was asked for through the operator API (`POST /api/sync`: an operator,
+    /// or a git host's signed push webhook); the detail names the caller and the outcome.
+    SyncRequested,
     /// An operator ran an action through the API (`POST /api/integrations/{id}/execute`).
     ActionExecuted {
         /// The action's name.

@@ -157,14 +157,21 @@ impl Store {
         self.get(&self.meta, trees::META, PIN_KEY)
     }
 
-    /// Holds the daemon on `commit`, audited (`pinned`). Flushes before returning.
-    pub fn pin_revision(&self, commit: &str, reason: &str, at_ms: u64) -> Result<(), Error> {
+    /// Holds the daemon on `commit`, audited (`pinned`, with `by`'s fields: who asked, never a
+    /// secret). Flushes before returning.
+    pub fn pin_revision(
+        &self,
+        commit: &str,
+        reason: &str,
+        at_ms: u64,
+        by: serde_json::Value,
+    ) -> Result<(), Error> {
         self.append_audit(&AuditRecord {
             at_ms,
             kind: AuditKind::Pinned,
             resource_type: "revision".to_owned(),
             resource_id: commit.to_owned(),
-            detail: serde_json::json!({"reason": reason}),
+            detail: with_fields(serde_json::json!({"reason": reason}), by),
         })?;
         self.set_pin(Some(&Pin {
             revision: commit.to_owned(),
@@ -173,15 +180,15 @@ impl Store {
         }))
     }
 
-    /// Releases the pin, audited (`unpinned`). Flushes before returning.
-    pub fn unpin(&self, at_ms: u64) -> Result<(), Error> {
+    /// Releases the pin, audited (`unpinned`, with `by`'s fields). Flushes before returning.
+    pub fn unpin(&self, at_ms: u64, by: serde_json::Value) -> Result<(), Error> {
         let previous = self.pin()?.map(|p| p.revision).unwrap_or_default();
         self.append_audit(&AuditRecord {
             at_ms,
             kind: AuditKind::Unpinned,
             resource_type: "revision".to_owned(),
             resource_id: previous,
-            detail: serde_json::json!({}),
+            detail: with_fields(serde_json::json!({}), by),
         })?;
         self.set_pin(None)
     }
@@ -198,6 +205,14 @@ impl Store {
         }
         self.flush()
     }
+}
+
+/// `detail` with the fields of the object `more` added (a non-object `more` adds nothing).
+fn with_fields(mut detail: serde_json::Value, more: serde_json::Value) -> serde_json::Value {
+    if let (Some(d), serde_json::Value::Object(more)) = (detail.as_object_mut(), more) {
+        d.extend(more);
+    }
+    detail
 }
 
 #[cfg(test)]

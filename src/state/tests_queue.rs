@@ -883,6 +883,7 @@ fn audit_kinds_serialize_with_snake_case_tags() {
             "action_dead_lettered",
         ),
         (AuditKind::JobReplayed, "job_replayed"),
+        (AuditKind::SyncRequested, "sync_requested"),
     ] {
         let v = serde_json::to_value(&kind).unwrap();
         assert_eq!(v["type"], tag);

@@ -144,12 +144,7 @@ async fn a_refused_slack_token_and_a_refused_commit_become_slack_messages() {
 
     // The events were stored like webhook deliveries: audited as accepted, with the rules they
     // matched.
-    let audit: serde_json::Value = reqwest::get(format!("{}/api/audit/logs?limit=500", daemon.url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit: serde_json::Value = daemon.get_json("/api/audit/logs?limit=500").await;
     let matched: Vec<String> = audit["records"]
         .as_array()
         .unwrap()
@@ -247,9 +242,8 @@ async fn dead_letters_alert_once_and_alert_rules_do_not_alert_on_themselves() {
             && t.iter().any(|t| t.starts_with("DEAD dead-to-broken"))
     })
     .await;
-    let dead_url = format!("{}/api/events/dead", daemon.url);
     let dead_count = || async {
-        let v: serde_json::Value = reqwest::get(&dead_url).await.unwrap().json().await.unwrap();
+        let v: serde_json::Value = daemon.get_json("/api/events/dead").await;
         v["dead"].as_array().map_or(0, Vec::len)
     };
     eventually_async(30, "two dead jobs", || async { dead_count().await == 2 }).await;

@@ -54,8 +54,8 @@ priority = "high"
 
 /// The dead-lettered jobs, through the daemon's API.
 async fn dead(client: &reqwest::Client, daemon: &Daemon) -> Vec<serde_json::Value> {
-    let body: serde_json::Value = client
-        .get(format!("{}/api/events/dead", daemon.url))
+    let body: serde_json::Value = daemon
+        .api(client, reqwest::Method::GET, "/api/events/dead")
         .send()
         .await
         .unwrap()

@@ -40,14 +40,7 @@ async fn a_signed_event_fires_its_rule_and_reaches_slack_once() {
     assert_eq!(posts(&fake).await.len(), 1);
 
     // The audit trail has the event, the rule and the action.
-    let audit: serde_json::Value = client
-        .get(format!("{}/api/audit/logs?limit=50", daemon.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit: serde_json::Value = daemon.get_json("/api/audit/logs?limit=50").await;
     let kinds: Vec<String> = audit["records"]
         .as_array()
         .unwrap()
@@ -216,11 +209,12 @@ async fn bad_deliveries_get_the_contract_codes_and_run_nothing() {
         );
     }
     // The audit log records rejections with their reason, never a secret.
-    let audit = client
-        .get(format!(
-            "{}/api/audit/logs?resource_type=integration",
-            daemon.url
-        ))
+    let audit = daemon
+        .api(
+            &client,
+            reqwest::Method::GET,
+            "/api/audit/logs?resource_type=integration",
+        )
         .send()
         .await
         .unwrap()
@@ -344,17 +338,9 @@ async fn rate_limits_are_honoured_and_exhausted_jobs_can_be_replayed() {
         post_zendesk(&client, &daemon, zendesk_ticket(2, "Doomed"), "inv-d1").await,
         200
     );
-    let dead_url = format!("{}/api/events/dead", daemon.url);
     let mut dead = serde_json::Value::Null;
     for _ in 0..200 {
-        dead = client
-            .get(&dead_url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        dead = daemon.get_json("/api/events/dead").await;
         if dead["dead"].as_array().is_some_and(|d| !d.is_empty()) {
             break;
         }
@@ -379,8 +365,9 @@ async fn rate_limits_are_honoured_and_exhausted_jobs_can_be_replayed() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("zendesk-to-slack"));
 
     // Replay: it runs again (the fake now answers) and leaves the dead-letter tree.
-    let r = client
-        .post(format!("{}/api/events/{id}/replay", daemon.url))
+    let replay = format!("/api/events/{id}/replay");
+    let r = daemon
+        .api(&client, reqwest::Method::POST, &replay)
         .send()
         .await
         .unwrap();
@@ -392,17 +379,10 @@ async fn rate_limits_are_honoured_and_exhausted_jobs_can_be_replayed() {
             && fake.requests_to("chat.postMessage").len() == 6
     })
     .await;
-    let dead: serde_json::Value = client
-        .get(&dead_url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let dead: serde_json::Value = daemon.get_json("/api/events/dead").await;
     assert_eq!(dead["dead"].as_array().unwrap().len(), 0);
-    let r = client
-        .post(format!("{}/api/events/{id}/replay", daemon.url))
+    let r = daemon
+        .api(&client, reqwest::Method::POST, &replay)
         .send()
         .await
         .unwrap();
@@ -418,14 +398,7 @@ async fn a_broken_commit_is_refused_and_the_last_good_one_keeps_running() {
     signal(daemon.pid(), "HUP");
     let mut status = serde_json::Value::Null;
     for _ in 0..100 {
-        status = client
-            .get(format!("{}/api/status", daemon.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        status = daemon.get_json("/api/status").await;
         if !status["refused"].is_null() {
             break;
         }
@@ -455,8 +428,8 @@ async fn a_broken_commit_is_refused_and_the_last_good_one_keeps_running() {
     })
     .await;
     // POST /api/sync answers once the revision is loaded: refused (409) while HEAD is broken…
-    let r = client
-        .post(format!("{}/api/sync", daemon.url))
+    let r = daemon
+        .api(&client, reqwest::Method::POST, "/api/sync")
         .send()
         .await
         .unwrap();
@@ -467,8 +440,8 @@ async fn a_broken_commit_is_refused_and_the_last_good_one_keeps_running() {
         "id = \"zendesk-to-slack\"\n[trigger]\nintegration = \"zendesk-main\"\nevent = \"ticket.created\"\n[[actions]]\nintegration = \"slack-main\"\naction = \"send_message\"\n[actions.parameters]\nchannel = \"#support\"\nmessage = \"Fixed: {{ ticket.subject }}\"\n",
     );
     let fixed = repo.commit("fixed");
-    let r = client
-        .post(format!("{}/api/sync", daemon.url))
+    let r = daemon
+        .api(&client, reqwest::Method::POST, "/api/sync")
         .send()
         .await
         .unwrap();

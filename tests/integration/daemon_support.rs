@@ -21,11 +21,17 @@ pub(crate) const BOT_TOKEN: &str = "xoxb-test-bot-token";
 /// The Slack app configuration token, in `$SLACK_APP_CONFIG_TOKEN`.
 pub(crate) const APP_CONFIG_TOKEN: &str = "xoxe.xoxp-test-app-config-token";
 
+/// The admin token the harness gives a daemon whose `--public-url` is not loopback (`run`
+/// refuses to start without one there, SEC-05).
+pub(crate) const TEST_ADMIN_TOKEN: &str = "test-admin-token-for-a-public-url";
+
 /// A running daemon.
 pub(crate) struct Daemon {
     child: Child,
     /// `http://127.0.0.1:PORT`.
     pub(crate) url: String,
+    /// Its admin token (`None`: the tokenless loopback mode).
+    pub(crate) token: Option<String>,
     /// The folder of the host policy written for it (when the test gave none).
     _policy: Option<tempfile::TempDir>,
 }
@@ -178,7 +184,9 @@ impl Daemon {
         Daemon::spawn_with_env(repo, state, extra, &[]).await
     }
 
-    /// [`Daemon::spawn`] with more environment variables.
+    /// [`Daemon::spawn`] with more environment variables. The admin token is the one `env`
+    /// sets (an empty one: none), else [`TEST_ADMIN_TOKEN`] when `extra` has a `--public-url`
+    /// off loopback, else none (the tokenless loopback mode).
     pub(crate) async fn spawn_with_env(
         repo: &Path,
         state: &Path,
@@ -224,6 +232,13 @@ impl Daemon {
             loopback_policy(dir.path());
             dir
         });
+        let public_off_loopback = extra
+            .windows(2)
+            .any(|w| w[0] == "--public-url" && !w[1].starts_with("http://127.0.0.1"));
+        let token = match env.iter().find(|(k, _)| *k == "SUPPORTOPSD_ADMIN_TOKEN") {
+            Some((_, t)) => (!t.is_empty()).then(|| (*t).to_owned()),
+            None => public_off_loopback.then(|| TEST_ADMIN_TOKEN.to_owned()),
+        };
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_supportopsd"));
         cmd.current_dir(repo)
             .args(["--repo", ".", "--state"])
@@ -246,6 +261,8 @@ impl Daemon {
             .env_remove("SUPPORTOPSD_POLICY")
             .env_remove("CREDENTIALS_DIRECTORY")
             .env_remove("SUPPORTOPSD_ADMIN_TOKEN")
+            .env_remove("SUPPORTOPSD_READ_TOKEN")
+            .envs(token.as_deref().map(|t| ("SUPPORTOPSD_ADMIN_TOKEN", t)))
             .env("SUPPORTOPSD_LOG", "error")
             .env("ZD_TOKEN", "zd-api-token")
             .env("ZD_WEBHOOK_SECRET", ZD_SECRET)
@@ -276,6 +293,7 @@ impl Daemon {
         Daemon {
             child,
             url: format!("http://{addr}"),
+            token,
             _policy: policy_dir,
         }
     }
@@ -292,6 +310,36 @@ impl Daemon {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("the daemon did not become ready");
+    }
+
+    /// A request to the operator API at `path`, as the operator's tools send it: the admin
+    /// token when the daemon has one, and `Content-Type: application/json` on a change.
+    pub(crate) fn api(
+        &self,
+        client: &reqwest::Client,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        let changes = method != reqwest::Method::GET;
+        let mut req = client.request(method, format!("{}{path}", self.url));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if changes {
+            req = req.header("content-type", "application/json");
+        }
+        req
+    }
+
+    /// `GET` of an operator API route, as JSON.
+    pub(crate) async fn get_json(&self, path: &str) -> serde_json::Value {
+        self.api(&reqwest::Client::new(), reqwest::Method::GET, path)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// The process id.
@@ -438,12 +486,7 @@ pub(crate) async fn post_freshdesk(
 
 /// `GET /api/status` of a daemon.
 pub(crate) async fn status(daemon: &Daemon) -> serde_json::Value {
-    reqwest::get(format!("{}/api/status", daemon.url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    daemon.get_json("/api/status").await
 }
 
 /// Waits until `f` holds, or fails after `secs`.

@@ -85,14 +85,7 @@ text = "Picked up by supportopsd (created by {{ author.type }} {{ author.id }})"
     .await;
 
     let url = format!("{}/api/webhooks/notion/notion-main", daemon.url);
-    let api_status = || async {
-        reqwest::get(format!("{}/api/status", daemon.url))
-            .await
-            .unwrap()
-            .json::<serde_json::Value>()
-            .await
-            .unwrap()
-    };
+    let api_status = || daemon.get_json("/api/status");
     let notion_sync = |s: &serde_json::Value| {
         s["integrations"]
             .as_array()

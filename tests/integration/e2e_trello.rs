@@ -11,7 +11,7 @@ use tokio::process::{Child, Command};
 
 use supportopsd::platforms::trello::fake::{self, FakeTrello};
 
-use crate::daemon_support::eventually;
+use crate::daemon_support::{TEST_ADMIN_TOKEN, eventually};
 use crate::support::TestRepo;
 
 const KEY: &str = "e2e-trello-key";
@@ -38,7 +38,9 @@ async fn spawn(
         .args(["--resync-interval", "1s"])
         .env_remove("SUPPORTOPSD_KEY_FILE")
         .env_remove("CREDENTIALS_DIRECTORY")
-        .env_remove("SUPPORTOPSD_ADMIN_TOKEN")
+        // A public URL off loopback needs an admin token (SEC-05).
+        .env("SUPPORTOPSD_ADMIN_TOKEN", TEST_ADMIN_TOKEN)
+        .env_remove("SUPPORTOPSD_READ_TOKEN")
         .env_remove("SUPPORTOPSD_PUBLIC_URL")
         .env("SUPPORTOPSD_LOG", "error")
         .env("TRELLO_TOKEN", TOKEN)
@@ -236,6 +238,8 @@ async fn a_trello_delivery_fires_rules_that_act_on_the_card_at_trello() {
     // The watcher's pass may apply it first; a sync makes sure one pass has run.
     let r = reqwest::Client::new()
         .post(format!("{url}/api/sync"))
+        .bearer_auth(TEST_ADMIN_TOKEN)
+        .header("content-type", "application/json")
         .send()
         .await
         .unwrap();

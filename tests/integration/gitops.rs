@@ -163,15 +163,9 @@ async fn commit_register_fire_heal_restart_and_prune() {
         hooks.len() == 1 && triggers.len() == 1
     })
     .await;
-    let audit: Value = reqwest::get(format!(
-        "{}/api/audit/logs?resource_type=integration&resource_id=zendesk-main",
-        daemon.url
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let audit: Value = daemon
+        .get_json("/api/audit/logs?resource_type=integration&resource_id=zendesk-main")
+        .await;
     assert!(
         audit["records"]
             .as_array()
@@ -200,8 +194,8 @@ async fn commit_register_fire_heal_restart_and_prune() {
         !zd.requests_to("GET", "/api/v2/webhooks").is_empty()
     })
     .await;
-    let r = reqwest::Client::new()
-        .post(format!("{}/api/sync", daemon.url))
+    let r = daemon
+        .api(&reqwest::Client::new(), reqwest::Method::POST, "/api/sync")
         .send()
         .await
         .unwrap();

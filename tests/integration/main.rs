@@ -4,6 +4,7 @@
 
 mod alerts;
 mod api;
+mod attacks_api;
 mod attacks_manifest;
 mod bulk;
 mod crash;

@@ -175,15 +175,9 @@ async fn drift_is_repaired_on_the_resync_and_a_restart_changes_nothing() {
         Value::from("https://elsewhere.example.com/hook");
     fake.set_manifest(drifted);
     eventually(20, "the drift is repaired", || request_url(&fake) == HOOK).await;
-    let audit: Value = reqwest::get(format!(
-        "{}/api/audit/logs?resource_type=integration&resource_id=slack-main",
-        daemon.url
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let audit: Value = daemon
+        .get_json("/api/audit/logs?resource_type=integration&resource_id=slack-main")
+        .await;
     let outcomes: Vec<&str> = audit["records"]
         .as_array()
         .unwrap()
@@ -280,15 +274,9 @@ message = "seen"
     let s = status(&daemon).await;
     assert!(s["pinned"].is_null(), "{s}");
     assert_ne!(s["applied_revision"], first.as_str(), "{s}");
-    let audit: Value = reqwest::get(format!(
-        "{}/api/audit/logs?resource_type=revision",
-        daemon.url
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let audit: Value = daemon
+        .get_json("/api/audit/logs?resource_type=revision")
+        .await;
     let kinds: Vec<String> = audit["records"]
         .as_array()
         .unwrap()
@@ -427,9 +415,11 @@ async fn a_git_hosts_push_webhook_triggers_a_pass_only_when_signed() {
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["applied_revision"], second.as_str());
+    // Signed by the git host, not by a token: exempt from the JSON content type.
     let r = client
         .post(format!("{}/api/sync", daemon.url))
         .header("x-gitlab-token", "push-secret")
+        .header("content-type", "application/x-www-form-urlencoded")
         .send()
         .await
         .unwrap();

@@ -115,6 +115,8 @@ impl TestRepo {
             .env_remove("SUPPORTOPSD_KEY_FILE")
             .env_remove("CREDENTIALS_DIRECTORY")
             .env_remove("STATE_DIRECTORY")
+            .env_remove("SUPPORTOPSD_ADMIN_TOKEN")
+            .env_remove("SUPPORTOPSD_READ_TOKEN")
             .env("NO_COLOR", "1")
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
