@@ -64,7 +64,7 @@ pub struct ResourceRef {
 pub struct Resource {
     /// The platform it lives on (a rule's trigger platform).
     pub platform: Option<PlatformKind>,
-    /// Canonical summary (nested JSON; sensitive leaves are hashes).
+    /// Canonical summary (nested JSON; secret fields are their references, never values).
     pub summary: Value,
 }
 

@@ -4,6 +4,7 @@
 
 mod alerts;
 mod api;
+mod attacks_plan;
 mod bulk;
 mod crash;
 mod daemon;

@@ -120,7 +120,10 @@ fn against_the_state_only_changes_show() {
         &RULE.replace("New: ", "New ticket: "),
     );
     // The values behind the references are set: none may appear, the references must.
-    let env = [("ZD_TOKEN", "zd-old-value-1"), ("ZD_TOKEN_2", "zd-new-value-2")];
+    let env = [
+        ("ZD_TOKEN", "zd-old-value-1"),
+        ("ZD_TOKEN_2", "zd-new-value-2"),
+    ];
     let out = repo.run_with(
         &["--state", state_arg, "plan", "--detailed-exitcode"],
         &env,
