@@ -173,6 +173,10 @@ fn field_entries(changes: &[Change], out: &mut Vec<SensitiveChange>) {
     }
 }
 
+/// How many other users of a shared reference an entry names before "N more" (a reference
+/// shared by hundreds of integrations gives one short entry each, not a quadratic list).
+const SHARERS_NAMED: usize = 3;
+
 /// Who uses which reference: description → (resource, field) pairs.
 type Users<'a> = BTreeMap<&'a str, BTreeSet<(&'a ResourceRef, String)>>;
 
@@ -229,9 +233,10 @@ fn shared_entries<'a>(
             if users_before.is_some_and(|b| b.contains(&(*r, path.clone()))) {
                 continue;
             }
-            let others: Vec<String> = users_now
-                .iter()
-                .filter(|(o, _)| o.id != r.id)
+            let mut others = users_now.iter().filter(|(o, _)| o.id != r.id);
+            let mut named: Vec<String> = others
+                .by_ref()
+                .take(SHARERS_NAMED)
                 .map(|(o, p)| {
                     format!(
                         "{} {} ({})",
@@ -241,6 +246,10 @@ fn shared_entries<'a>(
                     )
                 })
                 .collect();
+            let more = others.count();
+            if more > 0 {
+                named.push(format!("{more} more"));
+            }
             let described = printable(described);
             out.push(SensitiveChange {
                 kind: SensitiveKind::SharedReference,
@@ -250,7 +259,7 @@ fn shared_entries<'a>(
                 detail: format!(
                     "{} = {described}, the same reference as {}",
                     printable(path),
-                    others.join(", ")
+                    named.join(", ")
                 ),
                 after: Some(described),
             });
@@ -733,6 +742,38 @@ title = "{{ ticket.subject }}"
                 .filter(|e| e.0 == SensitiveKind::SharedReference)
                 .count(),
             0
+        );
+    }
+
+    #[test]
+    fn a_reference_shared_by_many_names_a_few_of_the_others() {
+        let mut before = base();
+        before.retain(|(p, _)| !p.starts_with("rules/"));
+        let mut after = before.clone();
+        for (i, path) in [
+            "integrations/n0.toml",
+            "integrations/n1.toml",
+            "integrations/n2.toml",
+            "integrations/n3.toml",
+            "integrations/n4.toml",
+            "integrations/n5.toml",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            after.push((path, NOTION.replace("notion-docs", &format!("n{i}"))));
+        }
+        let plan = plan_of(&before, &after);
+        let shared: Vec<String> = plan
+            .security_sensitive
+            .iter()
+            .filter(|s| s.kind == SensitiveKind::SharedReference)
+            .map(|s| format!("{}: {}", s.resource.id, s.detail))
+            .collect();
+        assert_eq!(shared.len(), 6, "{shared:?}");
+        assert_eq!(
+            shared[0],
+            "n0: credentials.token = env:NOTION_TOKEN, the same reference as integration n1 (credentials.token), integration n2 (credentials.token), integration n3 (credentials.token), 3 more"
         );
     }
 
