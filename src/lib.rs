@@ -12,7 +12,7 @@
 //!   registrations.
 //! - [`runtime`]: the shared [`runtime::Runtime`] the tasks above hold: options, the active
 //!   revision, the ingest writer, health, gates, counters.
-//! - [`plan`]: `(desired, current) → Plan`, fingerprints. Pure.
+//! - [`plan`]: `(desired, current) → Plan`, fingerprints, the security-sensitive changes. Pure.
 //! - [`testing`]: `supportopsd test`: rule test cases run offline.
 //! - [`state`]: the only module that touches sled: applied resources, inbox, outbox, dead
 //!   letters, audit log, the ingest journal.

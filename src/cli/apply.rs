@@ -37,6 +37,7 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
         base: None,
         format: super::plan::Format::Text,
         detailed_exitcode: false,
+        fail_on_sensitive: false,
         refresh: false,
     };
     if super::plan::run(&plan_args, g)? == Exit::Failure {

@@ -108,6 +108,8 @@ pub enum Exit {
     Failure,
     /// 2: `plan --detailed-exitcode` found changes.
     ChangesPresent,
+    /// 3: `plan --fail-on-sensitive` found security-sensitive changes.
+    SensitiveChanges,
 }
 
 impl From<Exit> for ExitCode {
@@ -116,6 +118,7 @@ impl From<Exit> for ExitCode {
             Exit::Ok => ExitCode::SUCCESS,
             Exit::Failure => ExitCode::from(1),
             Exit::ChangesPresent => ExitCode::from(2),
+            Exit::SensitiveChanges => ExitCode::from(3),
         }
     }
 }

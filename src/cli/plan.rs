@@ -25,6 +25,11 @@ pub struct Args {
     /// Exit 2 when there are changes (0 none, 1 error).
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Exit 3 when there are security-sensitive changes (endpoints, domains, credential and
+    /// webhook secret references, shared references, new rule destinations); takes precedence
+    /// over 2, not over 1.
+    #[arg(long)]
+    pub fail_on_sensitive: bool,
     /// Also ask the platforms for drift (needs credentials and network).
     #[arg(long)]
     pub refresh: bool,
@@ -91,9 +96,21 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
         Format::Markdown => render::markdown(&plan),
     };
     print!("{out}");
-    Ok(if args.detailed_exitcode && plan.has_changes() {
+    Ok(exit_code(args, &plan))
+}
+
+/// The exit code of a plan that was made: sensitive 3 > changes 2 > none 0 (an error, 1, never
+/// gets here).
+fn exit_code(args: &Args, plan: &plan::Plan) -> Exit {
+    if args.fail_on_sensitive && !plan.security_sensitive.is_empty() {
+        eprintln!(
+            "supportopsd plan: {} security-sensitive change(s) (--fail-on-sensitive)",
+            plan.security_sensitive.len()
+        );
+        Exit::SensitiveChanges
+    } else if args.detailed_exitcode && plan.has_changes() {
         Exit::ChangesPresent
     } else {
         Exit::Ok
-    })
+    }
 }

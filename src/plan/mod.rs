@@ -1,9 +1,16 @@
-//! `plan`: a pure function from (desired, current) to an ordered list of changes. Never performs
-//! I/O. Resources are integrations, their webhook registrations and rules; each is summarised as
-//! canonical JSON whose hash is its fingerprint. Secret fields enter summaries only as a hash of
-//! their reference, and renderings show them as "(sensitive value changed)".
+//! `plan`: a pure function from (desired, current) to an ordered list of changes and the
+//! security-sensitive ones among them ([`sensitive`]). Never performs I/O. Resources are
+//! integrations, their webhook registrations and rules; each is summarised as canonical JSON
+//! whose hash is its fingerprint.
+//!
+//! Secret fields enter summaries as their *reference* ([`SecretRef::describe`]: `env:NAME`,
+//! `file:name`, `sealed:<12 hex of the ciphertext's SHA-256>`), never a value and never a
+//! ciphertext: a reference is not secret, and a reviewer must see where a credential comes
+//! from. Which summary leaves are references is decided by the platform's catalogue (a
+//! credential field marked secret) and by the resource kind (a registration's `secret`).
 
 pub mod render;
+pub mod sensitive;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -14,13 +21,22 @@ use sha2::{Digest, Sha256};
 
 use crate::manifest::{Credential, Integration, ManifestSet, Rule};
 use crate::platforms::PlatformKind;
+use crate::secrets::SecretRef;
 use crate::state::AppliedResource;
 
-/// Version of the JSON plan format: a minor bump adds fields, a major bump breaks them.
-pub const FORMAT_VERSION: &str = "1.0";
+pub use sensitive::{SensitiveChange, SensitiveKind};
 
-/// Prefix marking a sensitive leaf in a summary; what follows is a hash, never a value.
-const SENSITIVE: &str = "(sensitive:";
+/// Version of the JSON plan format: a minor bump adds fields, a major bump breaks them.
+///
+/// 1.1 added `security_sensitive`, and secret fields' `before`/`after` (their references).
+pub const FORMAT_VERSION: &str = "1.1";
+
+/// Prefix of a secret leaf in a summary recorded by a build before format 1.1: a hash of the
+/// reference (`(sensitive:<16 hex>)`), which [`diff`] recognises (see [`upgrade_legacy`]).
+const LEGACY_SENSITIVE: &str = "(sensitive:";
+
+/// How a secret leaf recorded by an earlier build, whose reference is unknown, is shown.
+pub const UNRECORDED_REFERENCE: &str = "(reference not recorded)";
 
 /// The kinds of resource a plan manages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -48,7 +64,7 @@ pub struct ResourceRef {
 pub struct Resource {
     /// The platform it lives on (a rule's trigger platform).
     pub platform: Option<PlatformKind>,
-    /// Canonical summary (nested JSON; sensitive leaves are hashes).
+    /// Canonical summary (nested JSON; secret fields are their references, never values).
     pub summary: Value,
 }
 
@@ -69,13 +85,14 @@ pub enum ChangeKind {
 pub struct FieldChange {
     /// Dotted path (`credentials.api_key`, `actions[0].parameters.channel`).
     pub path: String,
-    /// Value before (absent on create). Sensitive values are never included.
+    /// Value before (absent on create). For a secret field, its reference.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub before: Option<Value>,
-    /// Value after (absent on delete). Sensitive values are never included.
+    /// Value after (absent on delete). For a secret field, its reference.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub after: Option<Value>,
-    /// The field holds a secret: only the fact that it changed is shown.
+    /// The field holds a secret: `before` and `after` are references (`env:NAME`, `file:name`,
+    /// `sealed:<hash>`, or [`UNRECORDED_REFERENCE`]), never values.
     pub sensitive: bool,
 }
 
@@ -101,6 +118,9 @@ pub struct Plan {
     pub from: String,
     /// What is desired (the working tree or a revision).
     pub to: String,
+    /// The changes a reviewer must look at before approving (see [`sensitive`]), ordered by
+    /// kind, resource and field.
+    pub security_sensitive: Vec<SensitiveChange>,
     /// Changes, ordered by resource kind then id.
     pub changes: Vec<Change>,
 }
@@ -118,20 +138,12 @@ pub struct Counts {
 
 // === desired state ===
 
-fn sensitive(hash: &str) -> Value {
-    Value::String(format!("{SENSITIVE}{hash})"))
-}
-
-fn is_sensitive(v: &Value) -> bool {
-    v.as_str().is_some_and(|s| s.starts_with(SENSITIVE))
-}
-
 fn integration_summary(i: &Integration) -> Value {
     let mut creds = Map::new();
     for (k, c) in &i.credentials {
         let v = match c {
             Credential::Plain(s) => Value::String(s.clone()),
-            Credential::Secret(r) => sensitive(&r.fingerprint()),
+            Credential::Secret(r) => Value::String(r.describe()),
         };
         creds.insert(k.clone(), v);
     }
@@ -174,7 +186,7 @@ fn registration_summary(i: &Integration) -> Option<Value> {
         "path": format!("/api/webhooks/{}/{}", i.platform.as_str(), i.id),
         "events": w.events,
         "mode": registration_mode(i),
-        "secret": w.secret.as_ref().map(|r| sensitive(&r.fingerprint())),
+        "secret": w.secret.as_ref().map(SecretRef::describe),
     }))
 }
 
@@ -355,7 +367,37 @@ fn flatten(v: &Value, prefix: &str, out: &mut BTreeMap<String, Value>) {
     }
 }
 
-fn field_changes(before: Option<&Value>, after: Option<&Value>) -> Vec<FieldChange> {
+/// Whether the leaf at `path` of a `kind` resource on `platform` holds a secret reference: a
+/// credential field the platform's catalogue marks secret, or a registration's `secret`.
+pub fn holds_reference(kind: ResourceKind, platform: Option<PlatformKind>, path: &str) -> bool {
+    match kind {
+        ResourceKind::Integration => path.strip_prefix("credentials.").is_some_and(|field| {
+            platform
+                .and_then(|p| p.descriptor().credential(field))
+                .is_some_and(|c| c.secret)
+        }),
+        ResourceKind::Registration => path == "secret",
+        ResourceKind::Rule => false,
+    }
+}
+
+/// A reference leaf as shown: its description, or [`UNRECORDED_REFERENCE`] for a leaf an earlier
+/// build recorded as a hash.
+fn reference_shown(v: &Value) -> Value {
+    match v.as_str() {
+        Some(s) if s.starts_with(LEGACY_SENSITIVE) => {
+            Value::String(UNRECORDED_REFERENCE.to_owned())
+        }
+        _ => v.clone(),
+    }
+}
+
+fn field_changes(
+    kind: ResourceKind,
+    platform: Option<PlatformKind>,
+    before: Option<&Value>,
+    after: Option<&Value>,
+) -> Vec<FieldChange> {
     let mut b = BTreeMap::new();
     let mut a = BTreeMap::new();
     if let Some(v) = before {
@@ -369,16 +411,76 @@ fn field_changes(before: Option<&Value>, after: Option<&Value>) -> Vec<FieldChan
         .filter(|k| b.get(*k) != a.get(*k))
         .map(|k| {
             let (bv, av) = (b.get(k), a.get(k));
-            let sensitive = bv.is_some_and(is_sensitive) || av.is_some_and(is_sensitive);
-            let hide = |v: Option<&Value>| if sensitive { None } else { v.cloned() };
+            let sensitive = holds_reference(kind, platform, k);
+            let shown = |v: Option<&Value>| {
+                if sensitive {
+                    v.map(reference_shown)
+                } else {
+                    v.cloned()
+                }
+            };
             FieldChange {
                 path: k.clone(),
-                before: hide(bv),
-                after: hide(av),
+                before: shown(bv),
+                after: shown(av),
                 sensitive,
             }
         })
         .collect()
+}
+
+/// The fingerprint an earlier build recorded for the reference `described` (an `env:` or
+/// `file:` description; a sealed value's description does not hold its ciphertext).
+fn legacy_fingerprint(described: &str) -> Option<String> {
+    let r = if let Some(var) = described.strip_prefix("env:") {
+        SecretRef::Env(var.to_owned())
+    } else if let Some(file) = described.strip_prefix("file:") {
+        SecretRef::File(file.to_owned())
+    } else {
+        return None;
+    };
+    Some(format!("{LEGACY_SENSITIVE}{})", r.fingerprint()))
+}
+
+/// A state recorded by a build before format 1.1 holds secret leaves as a hash of their
+/// reference. Where the desired reference hashes to the recorded one, the recorded leaf is
+/// replaced by the desired description, so that an upgrade alone shows no change; `None` when
+/// nothing was replaced. (A sealed reference cannot be matched this way and shows as
+/// [`UNRECORDED_REFERENCE`] until the daemon records the revision again.)
+fn upgrade_legacy(kind: ResourceKind, desired: &Resource, current: &Resource) -> Option<Resource> {
+    let mut summary = current.summary.clone();
+    let mut replaced = false;
+    let mut upgrade = |cur: Option<&mut Value>, want: Option<&Value>| {
+        if let (Some(cur), Some(Value::String(want))) = (cur, want)
+            && cur
+                .as_str()
+                .is_some_and(|c| c.starts_with(LEGACY_SENSITIVE))
+            && legacy_fingerprint(want).as_deref() == cur.as_str()
+        {
+            *cur = Value::String(want.clone());
+            replaced = true;
+        }
+    };
+    match kind {
+        ResourceKind::Integration => {
+            if let Some(Value::Object(creds)) = summary.get_mut("credentials") {
+                for (field, cur) in creds.iter_mut() {
+                    upgrade(
+                        Some(cur),
+                        desired.summary.pointer(&format!("/credentials/{field}")),
+                    );
+                }
+            }
+        }
+        ResourceKind::Registration => {
+            upgrade(summary.get_mut("secret"), desired.summary.get("secret"));
+        }
+        ResourceKind::Rule => {}
+    }
+    replaced.then_some(Resource {
+        platform: current.platform,
+        summary,
+    })
 }
 
 /// Compares desired with current resources.
@@ -388,10 +490,15 @@ pub fn diff(
     from: String,
     to: String,
 ) -> Plan {
+    let upgraded: BTreeMap<&ResourceRef, Resource> = current
+        .iter()
+        .filter_map(|(r, c)| Some((r, upgrade_legacy(r.kind, desired.get(r)?, c)?)))
+        .collect();
+    let current_of = |r: &ResourceRef| upgraded.get(r).or_else(|| current.get(r));
     let keys: BTreeSet<&ResourceRef> = desired.keys().chain(current.keys()).collect();
     let mut changes = Vec::new();
     for r in keys {
-        let (d, c) = (desired.get(r), current.get(r));
+        let (d, c) = (desired.get(r), current_of(r));
         let action = match (d, c) {
             (Some(_), None) => ChangeKind::Create,
             (None, Some(_)) => ChangeKind::Delete,
@@ -400,8 +507,13 @@ pub fn diff(
             }
             _ => continue,
         };
-        let fields = field_changes(c.map(|x| &x.summary), d.map(|x| &x.summary));
         let platform = d.or(c).and_then(|x| x.platform);
+        let fields = field_changes(
+            r.kind,
+            platform,
+            c.map(|x| &x.summary),
+            d.map(|x| &x.summary),
+        );
         changes.push(Change {
             resource: r.clone(),
             platform,
@@ -409,12 +521,36 @@ pub fn diff(
             fields,
         });
     }
+    let security_sensitive = sensitive::review(
+        &changes,
+        desired,
+        current.keys().filter_map(|r| Some((r, current_of(r)?))),
+    );
     Plan {
         format_version: FORMAT_VERSION,
         from,
         to,
+        security_sensitive,
         changes,
     }
+}
+
+/// Writes `s` with control characters and the invisible or direction-changing ones (zero-width
+/// spaces and joiners, bidirectional overrides and isolates, byte-order mark) escaped as
+/// `\u{…}`, so that a value from a manifest cannot hide itself, break a line or a markdown
+/// block, or send escape sequences to a terminal.
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let hidden = c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}');
+        if hidden {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl Counts {
@@ -514,24 +650,126 @@ mod tests {
         }
     }
 
-    #[test]
-    fn field_level_changes_hide_secrets() {
-        let before = json!({"credentials": {"api_key": sensitive("aaa"), "domain": "a"}});
-        let after = json!({"credentials": {"api_key": sensitive("bbb"), "domain": "b"}});
-        let mut d = BTreeMap::new();
-        let mut c = BTreeMap::new();
+    fn integration(platform: PlatformKind, summary: Value) -> Resource {
+        Resource {
+            platform: Some(platform),
+            summary,
+        }
+    }
+
+    fn one(kind: ResourceKind, d: Resource, c: Resource) -> Plan {
         let r = ResourceRef {
-            kind: ResourceKind::Integration,
+            kind,
             id: "x".into(),
         };
-        d.insert(r.clone(), res(after));
-        c.insert(r, res(before));
-        let plan = diff(&d, &c, String::new(), String::new());
+        let desired = BTreeMap::from([(r.clone(), d)]);
+        let current = BTreeMap::from([(r, c)]);
+        diff(&desired, &current, String::new(), String::new())
+    }
+
+    #[test]
+    fn secret_fields_show_references_plain_fields_values() {
+        let before = json!({"credentials": {"api_key": "env:A", "domain": "a"}});
+        let after = json!({"credentials": {"api_key": "file:b", "domain": "b"}});
+        let plan = one(
+            ResourceKind::Integration,
+            integration(PlatformKind::Freshdesk, after),
+            integration(PlatformKind::Freshdesk, before),
+        );
         assert_eq!(plan.changes.len(), 1);
         let f = &plan.changes[0].fields;
         assert_eq!(f.len(), 2);
-        assert!(f[0].sensitive && f[0].before.is_none() && f[0].after.is_none());
+        assert!(f[0].sensitive);
+        assert_eq!(f[0].before, Some(json!("env:A")));
+        assert_eq!(f[0].after, Some(json!("file:b")));
+        assert!(!f[1].sensitive);
         assert_eq!(f[1].after, Some(json!("b")));
+    }
+
+    #[test]
+    fn summaries_hold_references_never_values_or_ciphertext() {
+        let key = crate::secrets::SealKey::generate().unwrap();
+        let id = crate::manifest::IntegrationId::parse("slack-main").unwrap();
+        let sealed = crate::secrets::seal(&key, &id, "signing_secret", b"s3cret-value").unwrap();
+        let slack = format!(
+            "id = \"slack-main\"\nplatform = \"slack\"\n[credentials]\nbot_token = {{ env = \"SLACK_BOT\" }}\nsigning_secret = {{ sealed = \"{sealed}\" }}\n"
+        );
+        let files = vec![crate::manifest::RawFile {
+            path: "integrations/slack.toml".into(),
+            kind: crate::manifest::FileKind::Integration,
+            contents: crate::manifest::source::Contents::Bytes(slack.into_bytes()),
+        }];
+        let set = crate::manifest::load(&crate::manifest::Snapshot::in_memory(files))
+            .set
+            .unwrap();
+        let summary = &desired(&set)[&ResourceRef {
+            kind: ResourceKind::Integration,
+            id: "slack-main".into(),
+        }]
+            .summary;
+        assert_eq!(summary["credentials"]["bot_token"], "env:SLACK_BOT");
+        let shown = summary["credentials"]["signing_secret"].as_str().unwrap();
+        assert_eq!(
+            shown,
+            SecretRef::Sealed(sealed.clone()).describe(),
+            "a sealed value is its short hash"
+        );
+        let text = summary.to_string();
+        assert!(
+            !text.contains(&sealed[5..25]) && !text.contains("s3cret-value"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_state_recorded_before_format_1_1_upgrades_without_a_change() {
+        let legacy = |r: &SecretRef| json!(format!("{LEGACY_SENSITIVE}{})", r.fingerprint()));
+        let env = SecretRef::Env("SLACK_BOT".into());
+        let before = json!({"credentials": {"bot_token": legacy(&env), "signing_secret": legacy(&SecretRef::Sealed("sos1:abc".into()))}});
+        let after = json!({"credentials": {"bot_token": "env:SLACK_BOT", "signing_secret": "sealed:0123456789ab"}});
+        let plan = one(
+            ResourceKind::Integration,
+            integration(PlatformKind::Slack, after.clone()),
+            integration(PlatformKind::Slack, before),
+        );
+        // The env reference hashes to what was recorded: no change. The sealed one cannot be
+        // matched: it shows as a change from an unrecorded reference.
+        let f = &plan.changes[0].fields;
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].path, "credentials.signing_secret");
+        assert_eq!(f[0].before, Some(json!(UNRECORDED_REFERENCE)));
+        // Another reference than the recorded one is a change, shown as such.
+        let other = json!({"credentials": {"bot_token": legacy(&SecretRef::Env("OTHER".into())), "signing_secret": "sealed:0123456789ab"}});
+        let plan = one(
+            ResourceKind::Integration,
+            integration(PlatformKind::Slack, after.clone()),
+            integration(PlatformKind::Slack, other),
+        );
+        assert_eq!(
+            plan.changes[0].fields[0].before,
+            Some(json!(UNRECORDED_REFERENCE))
+        );
+        assert_eq!(plan.security_sensitive.len(), 1);
+        // Everything matching: no change at all.
+        let same = json!({"credentials": {"bot_token": legacy(&env), "signing_secret": "sealed:0123456789ab"}});
+        let plan = one(
+            ResourceKind::Integration,
+            integration(PlatformKind::Slack, after),
+            integration(PlatformKind::Slack, same),
+        );
+        assert!(plan.changes.is_empty(), "{:?}", plan.changes);
+    }
+
+    #[test]
+    fn printable_escapes_what_could_hide_or_break_a_line() {
+        assert_eq!(
+            printable("a\nb\u{1b}[31m\u{202e}c\u{200b}"),
+            "a\\nb\\u{1b}[31m\\u{202e}c\\u{200b}"
+        );
+        assert_eq!(
+            printable("env:FRESHDESK_API_KEY → ü"),
+            "env:FRESHDESK_API_KEY → ü"
+        );
     }
 
     #[test]

@@ -28,7 +28,8 @@ const SET_KEY: &[u8] = SET_NAME.as_bytes();
 /// One applied resource.
 ///
 /// `summary` is shown in plans and status output; it must never contain secret values (secret
-/// fields enter `fingerprint` only as a keyed hash of their reference).
+/// fields enter it as their reference, `env:NAME`, `file:name` or `sealed:<hash>`; a state
+/// written by a build before plan format 1.1 holds a keyed hash of the reference instead).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppliedResource {
     /// The resource key (unique, non-empty), e.g. `freshdesk-main/webhook/ticket-created`.

@@ -65,7 +65,7 @@ fn examples_on_an_empty_state_list_everything_and_exit_2() {
     let out = repo.run(&["plan", "--detailed-exitcode", "--format", "json"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    assert_eq!(v["format_version"], "1.0");
+    assert_eq!(v["format_version"], "1.1");
     let changes = v["changes"].as_array().unwrap();
     let count = |kind: &str| {
         changes
@@ -119,18 +119,44 @@ fn against_the_state_only_changes_show() {
         "rules/new-ticket.toml",
         &RULE.replace("New: ", "New ticket: "),
     );
-    let out = repo.run(&["--state", state_arg, "plan", "--detailed-exitcode"]);
+    // The values behind the references are set: none may appear, the references must.
+    let env = [
+        ("ZD_TOKEN", "zd-old-value-1"),
+        ("ZD_TOKEN_2", "zd-new-value-2"),
+    ];
+    let out = repo.run_with(
+        &["--state", state_arg, "plan", "--detailed-exitcode"],
+        &env,
+        None,
+    );
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
-        out.stdout.contains("(sensitive value changed)"),
+        out.stdout
+            .contains("~ credentials.api_token: env:ZD_TOKEN → env:ZD_TOKEN_2"),
         "{}",
         out.stdout
     );
     assert!(
-        !out.stdout.contains("ZD_TOKEN"),
-        "a secret reference leaked: {}",
+        out.stdout.contains(
+            "[credential_reference] integration zendesk-main: credentials.api_token: env:ZD_TOKEN → env:ZD_TOKEN_2"
+        ),
+        "{}",
         out.stdout
     );
+    for format in ["text", "json", "markdown"] {
+        let out = repo.run_with(
+            &["--state", state_arg, "plan", "--format", format],
+            &env,
+            None,
+        );
+        for (_, value) in env {
+            assert!(
+                !out.stdout.contains(value),
+                "a secret value leaked: {}",
+                out.stdout
+            );
+        }
+    }
     insta::assert_snapshot!("plan_text_update", out.stdout);
     insta::assert_snapshot!(
         "plan_markdown_update",
