@@ -16,8 +16,11 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
 fi
-cargo build --release --quiet --bin supportopsd --example trivial-server
-bin=$PWD/target/release/supportopsd
+# BIN=path/to/supportopsd measures another build (e.g. the one before a change, in the same run).
+if [ -z "${BIN:-}" ] || [ ! -x "$PWD/target/release/examples/trivial-server" ]; then
+  cargo build --release --quiet --bin supportopsd --example trivial-server
+fi
+bin=${BIN:-$PWD/target/release/supportopsd}
 ceiling=$PWD/target/release/examples/trivial-server
 
 dir=$(mktemp -d)
@@ -30,6 +33,8 @@ git -C "$dir/repo" init -q && git -C "$dir/repo" add -A && git -C "$dir/repo" -c
 
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 hwm_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+# utime + stime of a process and its threads, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 wait_port() {
   for _ in $(seq 1 200); do
@@ -39,10 +44,17 @@ wait_port() {
   echo "nothing listens on $1" >&2; exit 1
 }
 
-drive() { # name url connections
-  local out
+drive() { # name url connections pid
+  local cpu0 cpu1 out
+  cpu0=$(cpu_ticks "$4")
   out=$(wrk -t2 -c"$3" -d"$duration" --latency -s benches/freshdesk.lua "$2" | grep '^RESULT')
-  echo "$1 c=$3 ${out#RESULT }"
+  cpu1=$(cpu_ticks "$4")
+  # CPU time of the server per request: steadier than requests/s on a busy machine.
+  local per
+  per=$(awk -v t=$((cpu1 - cpu0)) -v hz="$(getconf CLK_TCK)" -v o="$out" -v d="${duration%s}" \
+    'BEGIN { match(o, /rps=[0-9]+/); r = substr(o, RSTART + 4, RLENGTH - 4) * d;
+             printf "%.0f", (r > 0 ? t / hz / r * 1e6 : 0) }')
+  echo "$1 c=$3 ${out#RESULT } cpu_us_per_request=$per"
 }
 
 FD_HOOK=bench-secret SUPPORTOPSD_LOG=error "$bin" --repo "$dir/repo" --state "$dir/state" \
@@ -56,16 +68,16 @@ for _ in $(seq 1 600); do
 done
 sleep 2
 echo "supportopsd idle RSS: $(( $(rss_kb "$daemon") / 1024 )) MB"
-d16=$(drive supportopsd "http://127.0.0.1:$port" 16); echo "$d16"
-d64=$(drive supportopsd "http://127.0.0.1:$port" 64); echo "$d64"
+d16=$(drive supportopsd "http://127.0.0.1:$port" 16 "$daemon"); echo "$d16"
+d64=$(drive supportopsd "http://127.0.0.1:$port" 64 "$daemon"); echo "$d64"
 echo "supportopsd peak RSS: $(( $(hwm_kb "$daemon") / 1024 )) MB"
 kill "$daemon"
 
 "$ceiling" "127.0.0.1:$ceiling_port" >/dev/null &
 pids+=($!); trivial=$!
 wait_port "$ceiling_port"
-t16=$(drive trivial "http://127.0.0.1:$ceiling_port" 16); echo "$t16"
-t64=$(drive trivial "http://127.0.0.1:$ceiling_port" 64); echo "$t64"
+t16=$(drive trivial "http://127.0.0.1:$ceiling_port" 16 "$trivial"); echo "$t16"
+t64=$(drive trivial "http://127.0.0.1:$ceiling_port" 64 "$trivial"); echo "$t64"
 echo "trivial peak RSS: $(( $(hwm_kb "$trivial") / 1024 )) MB"
 
 ratio() { # daemon-line trivial-line

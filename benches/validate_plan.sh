@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 integrations=${INTEGRATIONS:-1000}
 rules=${RULES:-10000}
-cargo build --release --quiet
-bin=$PWD/target/release/supportopsd
+# BIN=path/to/supportopsd measures another build (e.g. the one before a change, in the same run).
+[ -n "${BIN:-}" ] || cargo build --release --quiet
+bin=${BIN:-$PWD/target/release/supportopsd}
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 python3 benches/gen_repo.py "$dir/repo" "$integrations" "$rules"
