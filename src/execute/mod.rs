@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::manifest::RuleAction;
 use crate::platforms::{ActionCall, ActionOutput, Connector, PlatformError};
+use crate::rules::template::{Limit, RenderError, limits};
 use crate::runtime::stats::Count;
 use crate::runtime::{Active, Runtime, now_ms};
 use crate::state::{AuditKind, Job};
@@ -177,10 +178,12 @@ fn job_context(rt: &Runtime, job: &Job) -> Result<Value, Outcome> {
     }
 }
 
-/// Renders the job's next step into a call for its connector, or gives the job up.
-fn prepare(
+/// Renders the job's next step into a call for its connector, or gives the job up. A template
+/// that fails — a rendering limit included — dead-letters the job: rendering it again gives the
+/// same result.
+async fn prepare(
     rt: &Runtime,
-    active: &Active,
+    active: &Arc<Active>,
     action: &RuleAction,
     job: &Job,
     base: &Value,
@@ -191,7 +194,7 @@ fn prepare(
         let earlier: Vec<Value> = job.results.iter().map(|r| json!({ "result": r })).collect();
         m.insert("actions".into(), Value::Array(earlier));
     }
-    let parameters = match action.parameters.render(&ctx) {
+    let parameters = match render_parameters(active, &job.rule, step, ctx).await {
         Ok(p) => p,
         Err(e) => {
             return Err(give_up(
@@ -212,6 +215,36 @@ fn prepare(
         idempotency_key: format!("supportopsd-{}-{}", job.id, step),
     };
     Ok((call, connector))
+}
+
+/// Renders the parameters of action `step` of `rule` on the blocking pool, so that a template
+/// doing all the work its fuel allows never holds an async worker thread, under
+/// [`limits::RENDER_TIME`]. A render that outlives the limit is abandoned (its thread stops
+/// when the fuel runs out).
+async fn render_parameters(
+    active: &Arc<Active>,
+    rule: &str,
+    step: usize,
+    ctx: Value,
+) -> Result<Value, RenderError> {
+    let (active, rule) = (active.clone(), rule.to_owned());
+    let task = tokio::task::spawn_blocking(move || {
+        match active.rule(&rule).and_then(|r| r.actions.get(step)) {
+            Some(action) => action.parameters.render(&ctx),
+            None => Err(RenderError::Failed {
+                message: format!("rule `{rule}` has no action {step}"),
+                offset: None,
+            }),
+        }
+    });
+    match tokio::time::timeout(limits::RENDER_TIME, task).await {
+        Ok(Ok(rendered)) => rendered,
+        Ok(Err(e)) => Err(RenderError::Failed {
+            message: format!("rendering failed: {e}"),
+            offset: None,
+        }),
+        Err(_) => Err(RenderError::Limit(Limit::Time)),
+    }
 }
 
 /// Records that the job's next step is about to be attempted.
@@ -350,7 +383,7 @@ async fn step_through(rt: &Runtime, job: &mut Job) -> Outcome {
     };
     let steps = rule.actions.len();
     while let Some(action) = rule.actions.get(job.step) {
-        let (call, connector) = match prepare(rt, &active, action, job, &base) {
+        let (call, connector) = match prepare(rt, &active, action, job, &base).await {
             Ok(prepared) => prepared,
             Err(outcome) => return outcome,
         };
@@ -378,7 +411,7 @@ async fn step_through(rt: &Runtime, job: &mut Job) -> Outcome {
 /// each job from its own result exactly as [`run_job`] would. A job that cannot be prepared
 /// (its event is gone, a template fails) is settled alone; when only one job is left it takes
 /// the single path.
-async fn run_batch(rt: &Runtime, active: &Active, jobs: Vec<Job>) {
+async fn run_batch(rt: &Runtime, active: &Arc<Active>, jobs: Vec<Job>) {
     let mut ready: Vec<(Job, ActionCall)> = Vec::with_capacity(jobs.len());
     let mut batch: Option<(&RuleAction, Arc<dyn Connector>)> = None;
     for job in jobs {
@@ -396,7 +429,7 @@ async fn run_batch(rt: &Runtime, active: &Active, jobs: Vec<Job>) {
             Ok(base) => base,
             Err(_) => continue,
         };
-        match prepare(rt, active, action, &job, &base) {
+        match prepare(rt, active, action, &job, &base).await {
             Ok((call, connector)) => {
                 if batch.is_none() {
                     batch = Some((action, connector));

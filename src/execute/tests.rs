@@ -127,6 +127,10 @@ fn rule(id: &str, actions: &[(&str, &str)]) -> String {
     text
 }
 
+/// SEC-09: the review's nested loops, with the inner bound in a variable so that `validate`
+/// cannot see it.
+const HOSTILE: &str = "{% set n = 20000 %}{% for i in range(100000) %}{% for j in range(n) %}x{% endfor %}{% endfor %}";
+
 struct Harness {
     rt: Arc<Runtime>,
     connector: Arc<TestConnector>,
@@ -158,6 +162,13 @@ async fn harness(connector: TestConnector) -> Harness {
                     ("add_comment", "body = \"Looking\""),
                     ("set_priority", "priority = \"low\""),
                 ],
+            ),
+        ),
+        (
+            "rules/heavy.toml",
+            rule(
+                "heavy",
+                &[("add_comment", &format!("body = \"{HOSTILE}\""))],
             ),
         ),
     ];
@@ -498,4 +509,38 @@ async fn a_bulk_call_that_outlasts_the_lease_keeps_its_jobs_leased() {
     }
     assert_eq!(h.rt.store.job(a).unwrap(), None);
     assert_eq!(h.rt.store.job(b).unwrap(), None);
+}
+
+/// SEC-09: a template that would render for hours is stopped by its fuel, off the async
+/// threads, and its job is dead-lettered (not retried) with the limit as the reason; nothing
+/// reaches the platform.
+#[tokio::test]
+async fn a_template_over_its_limits_dead_letters_its_job() {
+    let h = harness(TestConnector::default()).await;
+    let heavy = enqueue(&h.rt, "heavy", "1");
+    let started = std::time::Instant::now();
+    let shape = drain(&h.rt).await;
+    assert_eq!(shape, vec![(false, vec![heavy])]);
+    assert!(
+        started.elapsed() < crate::rules::template::limits::RENDER_TIME * 2,
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(h.connector.singles().is_empty(), "nothing was sent");
+    assert_eq!(h.rt.store.job(heavy).unwrap(), None, "not retried");
+    let dead = h.rt.store.dead_job(heavy).unwrap().expect("dead-lettered");
+    let error = dead.job.last_error.unwrap();
+    assert_eq!(
+        error,
+        "action 0 (`add_comment`): rendering stopped: the template does more work than one render may (its fuel of 250000 ran out)"
+    );
+    assert_eq!(
+        audit_kinds(&h.rt, heavy),
+        vec![AuditKind::ActionDeadLettered {
+            step: 0,
+            error: error.clone()
+        }]
+    );
+    // Nothing is due any more.
+    assert!(drain(&h.rt).await.is_empty());
 }
