@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::manifest::RuleAction;
 use crate::platforms::{ActionCall, ActionOutput, Connector, PlatformError};
 use crate::rules::template::{Limit, RenderError, limits};
+use crate::runtime::gate::Paused;
 use crate::runtime::stats::Count;
 use crate::runtime::{Active, Runtime, now_ms};
 use crate::state::{AuditKind, Job};
@@ -323,14 +324,15 @@ async fn settle(
         Err(e) => {
             rt.stats
                 .count(action.integration.as_str(), Count::ActionFailed);
-            if let PlatformError::RateLimited { retry_after } = &e {
+            if let PlatformError::RateLimited { .. } = &e {
                 if count_rate_limit {
                     rt.metrics.rate_limited(action.integration.as_str());
                     rt.stats
                         .count(action.integration.as_str(), Count::RateLimited);
                 }
-                if let (Some(d), Some(gate)) = (retry_after, active.gate(&action.integration)) {
-                    gate.pause_for(*d);
+                // Clamped to `MAX_RETRY_AFTER` by `retry_after()`.
+                if let (Some(d), Some(gate)) = (e.retry_after(), active.gate(&action.integration)) {
+                    gate.pause_for(d);
                 }
             }
             let message = format!("action {step} (`{name}`): {e}");
@@ -387,13 +389,19 @@ async fn step_through(rt: &Runtime, job: &mut Job) -> Outcome {
             Ok(prepared) => prepared,
             Err(outcome) => return outcome,
         };
-        if let Some(gate) = active.gate(&action.integration) {
-            let _pass = gate.pass().await;
-        }
+        // Held until the platform has answered (the integration's concurrency cap).
+        let pass = match active.gate(&action.integration) {
+            Some(gate) => match gate.pass().await {
+                Ok(pass) => Some(pass),
+                Err(Paused(left)) => return postpone(rt, std::slice::from_ref(job), left),
+            },
+            None => None,
+        };
         attempted(rt, job, action);
         let started = tokio::time::Instant::now();
         let result = connector.execute(&call).await;
         let seconds = started.elapsed().as_secs_f64();
+        drop(pass);
         let attempt = Attempt {
             steps,
             seconds,
@@ -451,7 +459,15 @@ async fn run_batch(rt: &Runtime, active: &Arc<Active>, jobs: Vec<Job>) {
     }
     // One bulk request passes the gate once.
     let pass = match active.gate(&action.integration) {
-        Some(gate) => Some(gate.pass().await),
+        Some(gate) => match gate.pass().await {
+            Ok(pass) => Some(pass),
+            Err(Paused(left)) => {
+                let jobs: Vec<Job> = ready.into_iter().map(|(job, _)| job).collect();
+                postpone(rt, &jobs, left);
+                durable(rt).await;
+                return;
+            }
+        },
         None => None,
     };
     for (job, _) in &ready {
@@ -510,6 +526,24 @@ async fn keep_leased(rt: &Runtime, ids: &[u64]) {
             }
         }
     }
+}
+
+/// Puts jobs back without an attempt counted, due when their integration's gate reopens: a
+/// paused gate (a platform's `Retry-After`) must not hold a worker for the pause.
+fn postpone(rt: &Runtime, jobs: &[Job], left: Duration) -> Outcome {
+    let left_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1);
+    let due = now_ms().saturating_add(left_ms);
+    for job in jobs {
+        match rt.store.postpone(job.id, due) {
+            Ok(_) => {
+                tracing::debug!(job = job.id, rule = %job.rule, wait_ms = left_ms, "The integration is paused by the platform's Retry-After; the job waits in the queue.");
+            }
+            Err(e) => {
+                tracing::error!(job = job.id, error = %e, "Postponing failed; the job runs again after its lease.");
+            }
+        }
+    }
+    Outcome::Retry
 }
 
 /// Schedules the job again, or dead-letters it when its schedule is exhausted.
