@@ -164,7 +164,37 @@ impl Daemon {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Daemon {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_supportopsd"));
+        Daemon::spawn_via(None, repo, state, extra, env).await
+    }
+
+    /// [`Daemon::spawn`] started by `sh -c 'umask UMASK; exec supportopsd …'`.
+    pub(crate) async fn spawn_under_umask(
+        umask: &str,
+        repo: &Path,
+        state: &Path,
+        extra: &[&str],
+    ) -> Daemon {
+        Daemon::spawn_via(Some(umask), repo, state, extra, &[]).await
+    }
+
+    async fn spawn_via(
+        umask: Option<&str>,
+        repo: &Path,
+        state: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        let bin = env!("CARGO_BIN_EXE_supportopsd");
+        let mut cmd = match umask {
+            Some(umask) => {
+                let mut cmd = Command::new("sh");
+                cmd.arg("-c")
+                    .arg(format!("umask {umask}; exec \"$0\" \"$@\""))
+                    .arg(bin);
+                cmd
+            }
+            None => Command::new(bin),
+        };
         cmd.current_dir(repo)
             .args(["--repo", ".", "--state"])
             .arg(state)

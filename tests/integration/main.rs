@@ -4,6 +4,7 @@
 
 mod alerts;
 mod api;
+mod attacks_hardening;
 mod bulk;
 mod crash;
 mod daemon;
