@@ -218,7 +218,8 @@ async fn sec_11_a_replayed_trigger_delivery_with_new_invocation_ids_is_stored_on
 /// SEC-12: Slack answers 429 with `Retry-After: 18446744073709551615`. Nothing panics: the job
 /// is retried within the one-hour clamp, a second job for the paused integration is put back
 /// without being sent or holding the only worker (`--workers 1`), so a job for another
-/// integration still runs at once, and `/healthz` answers. Before the fix the handler panicked
+/// integration still runs at once, `execute` on the paused integration is answered 429 at once,
+/// and `/healthz` answers. Before the fix the handler panicked
 /// on `Instant + Duration` overflow and the job was re-leased to panic again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sec_12_an_absurd_retry_after_is_clamped_and_parks_no_worker() {
@@ -297,6 +298,26 @@ async fn sec_12_an_absurd_retry_after_is_clamped_and_parks_no_worker() {
             .status(),
         200
     );
+    // The operator's `execute` is answered at once while the pause lasts, and sends nothing.
+    let r = client
+        .post(format!(
+            "{}/api/integrations/slack-main/execute",
+            daemon.url
+        ))
+        .header("content-type", "application/json")
+        .body(r##"{"action": "send_message", "parameters": {"channel": "#x", "message": "hi"}}"##)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((3000..=3600).contains(&wait), "Retry-After: {wait}");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["kind"], "rate_limited");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         limited.requests_to("chat.postMessage").len(),
