@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use http::{HeaderValue, Request, StatusCode, header};
 use http_body_util::BodyExt as _;
@@ -14,6 +15,7 @@ use serde_json::{Map, Value, json};
 use super::auth::Caller;
 use crate::manifest::{Credential, Integration, IntegrationId, Rule};
 use crate::platforms::{ActionCall, ActionSpec, PlatformError};
+use crate::runtime::gate::Paused;
 use crate::runtime::health;
 use crate::runtime::{Active, Runtime, now_ms};
 use crate::state::{AuditKind, HealthRecord, RegistrationRecord};
@@ -490,7 +492,10 @@ where
     let started = tokio::time::Instant::now();
     let result = {
         let _pass = match active.gate(&i.id) {
-            Some(gate) => Some(gate.pass().await),
+            Some(gate) => match gate.pass().await {
+                Ok(pass) => Some(pass),
+                Err(Paused(left)) => return paused(id, spec.name, left),
+            },
             None => None,
         };
         connector.execute(&call).await
@@ -519,12 +524,12 @@ where
             rt.metrics.action(platform, spec.name, "failed", seconds);
             rt.stats
                 .count(id, crate::runtime::stats::Count::ActionFailed);
-            if let PlatformError::RateLimited { retry_after } = &e {
+            if let PlatformError::RateLimited { .. } = &e {
                 rt.metrics.rate_limited(id);
                 rt.stats
                     .count(id, crate::runtime::stats::Count::RateLimited);
-                if let (Some(d), Some(gate)) = (retry_after, active.gate(&i.id)) {
-                    gate.pause_for(*d);
+                if let (Some(d), Some(gate)) = (e.retry_after(), active.gate(&i.id)) {
+                    gate.pause_for(d);
                 }
             }
             let message = health::explain(&e);
@@ -562,6 +567,32 @@ where
             r
         }
     }
+}
+
+/// The answer to `execute` while the integration's gate is paused by a platform's
+/// `Retry-After`: 429 with the time left (rounded up), and nothing sent.
+fn paused(id: &str, action: &str, left: Duration) -> Reply {
+    let secs = left
+        .as_secs()
+        .saturating_add(u64::from(left.subsec_nanos() > 0))
+        .max(1);
+    let mut r = json_reply(
+        StatusCode::TOO_MANY_REQUESTS,
+        &json!({
+            "integration": id,
+            "action": action,
+            "error": {
+                "kind": "rate_limited",
+                "message": format!("the platform asked supportopsd to wait (Retry-After); nothing was sent; try again in {secs} s"),
+                "retryable": true,
+                "retry_after_secs": secs,
+                "status": null,
+            },
+        }),
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    r
 }
 
 fn rule_summary(r: &Rule) -> Value {

@@ -77,7 +77,7 @@ pub async fn run(
     Ok(())
 }
 
-/// Periodic upkeep: expired dedupe entries and orphaned events.
+/// Periodic upkeep: expired dedupe entries and orphaned events, the state's file modes.
 async fn housekeeping(rt: Arc<Runtime>, shutdown: CancellationToken) {
     loop {
         tokio::select! {
@@ -89,6 +89,8 @@ async fn housekeeping(rt: Arc<Runtime>, shutdown: CancellationToken) {
         let result = tokio::task::spawn_blocking(move || {
             let now = now_ms();
             store.purge_expired(now)?;
+            // sled's snapshots and blobs since the last time.
+            store.secure_files();
             store.purge_audit(now.saturating_sub(retention))
         })
         .await;

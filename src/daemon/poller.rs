@@ -20,6 +20,9 @@ use crate::manifest::IntegrationId;
 /// How often the poller looks for integrations that are due.
 const TICK: Duration = Duration::from_secs(1);
 
+/// The next poll of an interval too long for the clock (a year).
+const FOREVER: Duration = Duration::from_secs(365 * 86_400);
+
 /// Runs until `shutdown`.
 pub async fn run(rt: Arc<Runtime>, shutdown: CancellationToken) {
     let mut next: HashMap<IntegrationId, tokio::time::Instant> = HashMap::new();
@@ -37,7 +40,13 @@ pub async fn run(rt: Arc<Runtime>, shutdown: CancellationToken) {
             if next.get(id).is_some_and(|due| *due > now) {
                 continue;
             }
-            next.insert(id.clone(), now + interval);
+            // The interval comes from the manifest: a huge one means "hardly ever", never an
+            // overflow.
+            let due = now
+                .checked_add(interval)
+                .or_else(|| now.checked_add(FOREVER))
+                .unwrap_or(now);
+            next.insert(id.clone(), due);
             if let Err(why) = poll_once(&rt, &active, id, connector.as_ref()).await {
                 tracing::warn!(integration = %id, error = %why, "Poll failed; trying again on the next interval.");
             }

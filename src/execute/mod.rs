@@ -17,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::manifest::RuleAction;
 use crate::platforms::{ActionCall, ActionOutput, Connector, PlatformError};
+use crate::rules::template::{Limit, RenderError, limits};
+use crate::runtime::gate::Paused;
 use crate::runtime::stats::Count;
 use crate::runtime::{Active, Runtime, now_ms};
 use crate::state::{AuditKind, Job};
@@ -177,10 +179,12 @@ fn job_context(rt: &Runtime, job: &Job) -> Result<Value, Outcome> {
     }
 }
 
-/// Renders the job's next step into a call for its connector, or gives the job up.
-fn prepare(
+/// Renders the job's next step into a call for its connector, or gives the job up. A template
+/// that fails — a rendering limit included — dead-letters the job: rendering it again gives the
+/// same result.
+async fn prepare(
     rt: &Runtime,
-    active: &Active,
+    active: &Arc<Active>,
     action: &RuleAction,
     job: &Job,
     base: &Value,
@@ -191,7 +195,7 @@ fn prepare(
         let earlier: Vec<Value> = job.results.iter().map(|r| json!({ "result": r })).collect();
         m.insert("actions".into(), Value::Array(earlier));
     }
-    let parameters = match action.parameters.render(&ctx) {
+    let parameters = match render_parameters(active, &job.rule, step, ctx).await {
         Ok(p) => p,
         Err(e) => {
             return Err(give_up(
@@ -212,6 +216,36 @@ fn prepare(
         idempotency_key: format!("supportopsd-{}-{}", job.id, step),
     };
     Ok((call, connector))
+}
+
+/// Renders the parameters of action `step` of `rule` on the blocking pool, so that a template
+/// doing all the work its fuel allows never holds an async worker thread, under
+/// [`limits::RENDER_TIME`]. A render that outlives the limit is abandoned (its thread stops
+/// when the fuel runs out).
+async fn render_parameters(
+    active: &Arc<Active>,
+    rule: &str,
+    step: usize,
+    ctx: Value,
+) -> Result<Value, RenderError> {
+    let (active, rule) = (active.clone(), rule.to_owned());
+    let task = tokio::task::spawn_blocking(move || {
+        match active.rule(&rule).and_then(|r| r.actions.get(step)) {
+            Some(action) => action.parameters.render(&ctx),
+            None => Err(RenderError::Failed {
+                message: format!("rule `{rule}` has no action {step}"),
+                offset: None,
+            }),
+        }
+    });
+    match tokio::time::timeout(limits::RENDER_TIME, task).await {
+        Ok(Ok(rendered)) => rendered,
+        Ok(Err(e)) => Err(RenderError::Failed {
+            message: format!("rendering failed: {e}"),
+            offset: None,
+        }),
+        Err(_) => Err(RenderError::Limit(Limit::Time)),
+    }
 }
 
 /// Records that the job's next step is about to be attempted.
@@ -290,14 +324,15 @@ async fn settle(
         Err(e) => {
             rt.stats
                 .count(action.integration.as_str(), Count::ActionFailed);
-            if let PlatformError::RateLimited { retry_after } = &e {
+            if let PlatformError::RateLimited { .. } = &e {
                 if count_rate_limit {
                     rt.metrics.rate_limited(action.integration.as_str());
                     rt.stats
                         .count(action.integration.as_str(), Count::RateLimited);
                 }
-                if let (Some(d), Some(gate)) = (retry_after, active.gate(&action.integration)) {
-                    gate.pause_for(*d);
+                // Clamped to `MAX_RETRY_AFTER` by `retry_after()`.
+                if let (Some(d), Some(gate)) = (e.retry_after(), active.gate(&action.integration)) {
+                    gate.pause_for(d);
                 }
             }
             let message = format!("action {step} (`{name}`): {e}");
@@ -350,17 +385,23 @@ async fn step_through(rt: &Runtime, job: &mut Job) -> Outcome {
     };
     let steps = rule.actions.len();
     while let Some(action) = rule.actions.get(job.step) {
-        let (call, connector) = match prepare(rt, &active, action, job, &base) {
+        let (call, connector) = match prepare(rt, &active, action, job, &base).await {
             Ok(prepared) => prepared,
             Err(outcome) => return outcome,
         };
-        if let Some(gate) = active.gate(&action.integration) {
-            let _pass = gate.pass().await;
-        }
+        // Held until the platform has answered (the integration's concurrency cap).
+        let pass = match active.gate(&action.integration) {
+            Some(gate) => match gate.pass().await {
+                Ok(pass) => Some(pass),
+                Err(Paused(left)) => return postpone(rt, std::slice::from_ref(job), left),
+            },
+            None => None,
+        };
         attempted(rt, job, action);
         let started = tokio::time::Instant::now();
         let result = connector.execute(&call).await;
         let seconds = started.elapsed().as_secs_f64();
+        drop(pass);
         let attempt = Attempt {
             steps,
             seconds,
@@ -378,7 +419,7 @@ async fn step_through(rt: &Runtime, job: &mut Job) -> Outcome {
 /// each job from its own result exactly as [`run_job`] would. A job that cannot be prepared
 /// (its event is gone, a template fails) is settled alone; when only one job is left it takes
 /// the single path.
-async fn run_batch(rt: &Runtime, active: &Active, jobs: Vec<Job>) {
+async fn run_batch(rt: &Runtime, active: &Arc<Active>, jobs: Vec<Job>) {
     let mut ready: Vec<(Job, ActionCall)> = Vec::with_capacity(jobs.len());
     let mut batch: Option<(&RuleAction, Arc<dyn Connector>)> = None;
     for job in jobs {
@@ -396,7 +437,7 @@ async fn run_batch(rt: &Runtime, active: &Active, jobs: Vec<Job>) {
             Ok(base) => base,
             Err(_) => continue,
         };
-        match prepare(rt, active, action, &job, &base) {
+        match prepare(rt, active, action, &job, &base).await {
             Ok((call, connector)) => {
                 if batch.is_none() {
                     batch = Some((action, connector));
@@ -418,7 +459,15 @@ async fn run_batch(rt: &Runtime, active: &Active, jobs: Vec<Job>) {
     }
     // One bulk request passes the gate once.
     let pass = match active.gate(&action.integration) {
-        Some(gate) => Some(gate.pass().await),
+        Some(gate) => match gate.pass().await {
+            Ok(pass) => Some(pass),
+            Err(Paused(left)) => {
+                let jobs: Vec<Job> = ready.into_iter().map(|(job, _)| job).collect();
+                postpone(rt, &jobs, left);
+                durable(rt).await;
+                return;
+            }
+        },
         None => None,
     };
     for (job, _) in &ready {
@@ -477,6 +526,24 @@ async fn keep_leased(rt: &Runtime, ids: &[u64]) {
             }
         }
     }
+}
+
+/// Puts jobs back without an attempt counted, due when their integration's gate reopens: a
+/// paused gate (a platform's `Retry-After`) must not hold a worker for the pause.
+fn postpone(rt: &Runtime, jobs: &[Job], left: Duration) -> Outcome {
+    let left_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1);
+    let due = now_ms().saturating_add(left_ms);
+    for job in jobs {
+        match rt.store.postpone(job.id, due) {
+            Ok(_) => {
+                tracing::debug!(job = job.id, rule = %job.rule, wait_ms = left_ms, "The integration is paused by the platform's Retry-After; the job waits in the queue.");
+            }
+            Err(e) => {
+                tracing::error!(job = job.id, error = %e, "Postponing failed; the job runs again after its lease.");
+            }
+        }
+    }
+    Outcome::Retry
 }
 
 /// Schedules the job again, or dead-letters it when its schedule is exhausted.

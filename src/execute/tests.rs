@@ -127,6 +127,10 @@ fn rule(id: &str, actions: &[(&str, &str)]) -> String {
     text
 }
 
+/// SEC-09: the review's nested loops, with the inner bound in a variable so that `validate`
+/// cannot see it.
+const HOSTILE: &str = "{% set n = 20000 %}{% for i in range(100000) %}{% for j in range(n) %}x{% endfor %}{% endfor %}";
+
 struct Harness {
     rt: Arc<Runtime>,
     connector: Arc<TestConnector>,
@@ -158,6 +162,13 @@ async fn harness(connector: TestConnector) -> Harness {
                     ("add_comment", "body = \"Looking\""),
                     ("set_priority", "priority = \"low\""),
                 ],
+            ),
+        ),
+        (
+            "rules/heavy.toml",
+            rule(
+                "heavy",
+                &[("add_comment", &format!("body = \"{HOSTILE}\""))],
             ),
         ),
     ];
@@ -505,4 +516,87 @@ async fn a_bulk_call_that_outlasts_the_lease_keeps_its_jobs_leased() {
     }
     assert_eq!(h.rt.store.job(a).unwrap(), None);
     assert_eq!(h.rt.store.job(b).unwrap(), None);
+}
+
+/// SEC-09: a template that would render for hours is stopped by its fuel, off the async
+/// threads, and its job is dead-lettered (not retried) with the limit as the reason; nothing
+/// reaches the platform.
+#[tokio::test]
+async fn a_template_over_its_limits_dead_letters_its_job() {
+    let h = harness(TestConnector::default()).await;
+    let heavy = enqueue(&h.rt, "heavy", "1");
+    // Without the limits this render runs for hours.
+    let shape = tokio::time::timeout(Duration::from_secs(60), drain(&h.rt))
+        .await
+        .expect("the render was stopped");
+    assert_eq!(shape, vec![(false, vec![heavy])]);
+    assert!(h.connector.singles().is_empty(), "nothing was sent");
+    assert_eq!(h.rt.store.job(heavy).unwrap(), None, "not retried");
+    let dead = h.rt.store.dead_job(heavy).unwrap().expect("dead-lettered");
+    let error = dead.job.last_error.unwrap();
+    assert_eq!(
+        error,
+        "action 0 (`add_comment`): rendering stopped: the template does more work than one render may (its fuel of 250000 ran out)"
+    );
+    assert_eq!(
+        audit_kinds(&h.rt, heavy),
+        vec![AuditKind::ActionDeadLettered {
+            step: 0,
+            error: error.clone()
+        }]
+    );
+    // Nothing is due any more.
+    assert!(drain(&h.rt).await.is_empty());
+}
+
+/// SEC-12: a platform answering 429 with `Retry-After: 18446744073709551615` (here the largest
+/// duration) neither panics nor parks the job for ages: the wait is clamped to an hour, the
+/// integration's gate pauses for that hour, and a job meeting the paused gate is put back
+/// without an attempt counted or a request sent, instead of holding a worker for the pause.
+#[tokio::test]
+async fn an_absurd_retry_after_is_clamped_and_a_paused_gate_holds_no_worker() {
+    let h = harness(TestConnector {
+        rate_limited: Some(Duration::MAX),
+        ..TestConnector::default()
+    })
+    .await;
+    let hour = crate::platforms::MAX_RETRY_AFTER.as_millis() as u64;
+    let first = enqueue(&h.rt, "comment", "1");
+    let before = now_ms();
+    drain(&h.rt).await;
+    let job = h.rt.store.job(first).unwrap().expect("still queued");
+    assert_eq!(job.attempts, 1);
+    assert!(job.due_ms >= before + hour, "waits the clamped hour");
+    assert!(job.due_ms <= now_ms() + hour, "but no longer");
+    assert_eq!(h.connector.singles().len(), 1);
+
+    // The gate is paused: the next job goes back to the queue at once, untried.
+    let second = enqueue(&h.rt, "comment", "2");
+    tokio::time::timeout(Duration::from_secs(60), drain(&h.rt))
+        .await
+        .expect("no worker waits out the hour");
+    assert_eq!(h.connector.singles().len(), 1, "nothing sent");
+    let job = h.rt.store.job(second).unwrap().expect("still queued");
+    assert_eq!(job.attempts, 0, "no attempt counted");
+    assert_eq!(job.lease_until_ms, None);
+    assert!(
+        job.due_ms > now_ms() + hour - 60_000,
+        "due when the gate reopens"
+    );
+    assert!(job.due_ms <= now_ms() + hour);
+    assert_eq!(
+        audit_kinds(&h.rt, second),
+        Vec::<AuditKind>::new(),
+        "not attempted"
+    );
+    // A batch meets the paused gate the same way.
+    let a = enqueue(&h.rt, "priority", "3");
+    let b = enqueue(&h.rt, "priority", "4");
+    assert_eq!(drain(&h.rt).await, vec![(true, vec![a, b])]);
+    assert!(h.connector.batches().is_empty());
+    for id in [a, b] {
+        let job = h.rt.store.job(id).unwrap().expect("still queued");
+        assert_eq!(job.attempts, 0);
+        assert!(job.due_ms > now_ms() + hour - 60_000);
+    }
 }

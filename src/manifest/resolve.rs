@@ -793,6 +793,14 @@ impl Resolver {
                     continue;
                 }
             };
+            for (rel, t) in params.templates() {
+                let tptr = format!("{ptr}/parameters{rel}");
+                for e in t.static_limits() {
+                    let span = p.value_span(&tptr).map(|s| offset_span(s, e.offset));
+                    self.ds
+                        .push(Diagnostic::error(&p.file, span, e.message).with_help_opt(e.help));
+                }
+            }
             if let Some((_, _, event)) = &trigger {
                 let shape = EventShape::with_actions(event, earlier.clone());
                 for (rel, t) in params.templates() {

@@ -158,6 +158,11 @@ pub enum WebhookSync {
     Manual(String),
 }
 
+/// The longest a platform's `Retry-After` is honoured for: a larger value (a hostile or broken
+/// endpoint answering `Retry-After: 18446744073709551615`) is read as this much, so that no
+/// wait derived from it can overflow a clock or park a job for years.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
 /// A classified platform failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlatformError {
@@ -209,11 +214,14 @@ impl PlatformError {
         )
     }
 
-    /// When the platform asked to be called again.
+    /// When the platform asked to be called again, at most [`MAX_RETRY_AFTER`] (whoever built
+    /// the error).
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             PlatformError::Transient { retry_after, .. }
-            | PlatformError::RateLimited { retry_after } => *retry_after,
+            | PlatformError::RateLimited { retry_after } => {
+                retry_after.map(|d| d.min(MAX_RETRY_AFTER))
+            }
             _ => None,
         }
     }

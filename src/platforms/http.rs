@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use http::{HeaderMap, StatusCode};
 
-use super::connector::{ConnectError, PlatformError};
+use super::connector::{ConnectError, MAX_RETRY_AFTER, PlatformError};
 use crate::manifest::Integration;
 use crate::manifest::model::Credential;
 use crate::secrets::{ResolveContext, Secret};
@@ -151,11 +151,20 @@ pub fn base_url(integration: &Integration, default: &str) -> String {
     format!("{}/", base.trim_end_matches('/'))
 }
 
-/// The `Retry-After` header as a delay. Only the delay-seconds form is understood; an HTTP date
-/// (or anything else) gives `None`, and callers fall back to their own backoff.
+/// The `Retry-After` header as a delay, at most [`MAX_RETRY_AFTER`] (a larger number, even one
+/// past `u64`, is read as that). Only the delay-seconds form is understood; an HTTP date (or
+/// anything else) gives `None`, and callers fall back to their own backoff.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let secs = value.parse::<u64>().unwrap_or(u64::MAX);
+    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 
 /// Classifies a non-2xx answer: 429 → [`PlatformError::RateLimited`], 5xx and 408 →
@@ -372,6 +381,30 @@ mod tests {
         assert_eq!(retry_after(&h), None);
         h.insert(http::header::RETRY_AFTER, HeaderValue::from_static("-1"));
         assert_eq!(retry_after(&h), None);
+        h.insert(http::header::RETRY_AFTER, HeaderValue::from_static("+5"));
+        assert_eq!(retry_after(&h), None);
+    }
+
+    /// SEC-12: a huge `Retry-After` is clamped, never an overflow waiting to happen.
+    #[test]
+    fn retry_after_is_clamped() {
+        let mut h = HeaderMap::new();
+        for (value, secs) in [
+            ("3600", 3600),
+            ("3601", 3600),
+            ("18446744073709551615", 3600),
+            ("99999999999999999999999999", 3600),
+            ("0", 0),
+        ] {
+            h.insert(http::header::RETRY_AFTER, HeaderValue::from_static(value));
+            assert_eq!(retry_after(&h), Some(Duration::from_secs(secs)), "{value}");
+        }
+        assert_eq!(MAX_RETRY_AFTER, Duration::from_secs(3600));
+        // Whoever builds the error, what it hands out is clamped.
+        let e = PlatformError::RateLimited {
+            retry_after: Some(Duration::MAX),
+        };
+        assert_eq!(e.retry_after(), Some(MAX_RETRY_AFTER));
     }
 
     #[test]

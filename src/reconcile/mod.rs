@@ -38,8 +38,8 @@ use crate::state::{AuditKind, RegistrationRecord};
 pub async fn run(rt: Arc<Runtime>, mut rx: mpsc::Receiver<Request>, shutdown: CancellationToken) {
     let poll = rt.options.poll_interval;
     let resync = rt.options.resync_interval;
-    let mut next_poll = tokio::time::Instant::now() + poll;
-    let mut next_resync = tokio::time::Instant::now() + resync;
+    let mut next_poll = later(tokio::time::Instant::now(), poll);
+    let mut next_resync = later(tokio::time::Instant::now(), resync);
     // Passes in a row that left something failed: the next full pass comes sooner (with a
     // backoff) than the resync interval.
     let mut failed_streak = 0u32;
@@ -50,11 +50,11 @@ pub async fn run(rt: Arc<Runtime>, mut rx: mpsc::Receiver<Request>, shutdown: Ca
             () = tokio::time::sleep_until(next_poll.min(next_resync)) => {
                 let now = tokio::time::Instant::now();
                 if now >= next_resync {
-                    next_resync = now + resync;
-                    next_poll = now + poll;
+                    next_resync = later(now, resync);
+                    next_poll = later(now, poll);
                     Request { cause: Cause::Resync, reply: None }
                 } else {
-                    next_poll = now + poll;
+                    next_poll = later(now, poll);
                     Request { cause: Cause::Poll, reply: None }
                 }
             }
@@ -74,7 +74,10 @@ pub async fn run(rt: Arc<Runtime>, mut rx: mpsc::Receiver<Request>, shutdown: Ca
         };
         if report.results.iter().any(|r| r.outcome == "failed") {
             failed_streak = failed_streak.saturating_add(1);
-            let retry = tokio::time::Instant::now() + health::backoff(failed_streak, resync);
+            let retry = later(
+                tokio::time::Instant::now(),
+                health::backoff(failed_streak, resync),
+            );
             next_resync = next_resync.min(retry);
         } else if cause != Cause::Poll {
             failed_streak = 0;
@@ -85,6 +88,14 @@ pub async fn run(rt: Arc<Runtime>, mut rx: mpsc::Receiver<Request>, shutdown: Ca
             }
         }
     }
+}
+
+/// `now + d`, or a year from now when `d` is too long for the clock (an interval from the
+/// command line can be), never an overflow.
+fn later(now: tokio::time::Instant, d: std::time::Duration) -> tokio::time::Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(std::time::Duration::from_secs(365 * 86_400)))
+        .unwrap_or(now)
 }
 
 /// One pass (see the module documentation).

@@ -15,6 +15,16 @@
 //!   undefined behaviour.)
 //! - Output is never HTML-escaped.
 //! - Parsing and rendering never panic on any input.
+//! - Rendering is bounded (see [`limits`]): one render does at most [`limits::FUEL`] units of
+//!   work (minijinja's fuel: an instruction, or 64 bytes of data created or processed, each cost
+//!   one; an allocation of known size, such as `"x" * n`, is refused before it happens when the
+//!   fuel left cannot pay for it), and its output, a string or a value's JSON, is at most
+//!   [`limits::MAX_OUTPUT`] bytes. A render that hits either fails with [`RenderError::Limit`].
+//!   Wall-clock time is the caller's to bound (the executor renders off the async threads under
+//!   [`limits::RENDER_TIME`]); fuel makes sure the render ends soon after anyway.
+//! - [`Template::static_limits`] reports what can be seen without rendering: a constant
+//!   `range()` over minijinja's bound, and nested constant `range` loops that must run out of
+//!   fuel.
 //!
 //! Paths: [`Template::paths`] lists what the template reads from the context, as
 //! [`FieldPath`]s. minijinja only reports dotted attribute chains, so `actions[0].result.id`
@@ -46,6 +56,60 @@ use super::{PathType, PathTypes};
 /// The context root holding the results of the rule's earlier actions.
 pub const ACTIONS_ROOT: &str = "actions";
 
+/// What one render may do.
+pub mod limits {
+    use std::time::Duration;
+
+    /// The fuel of one render (one parameter's template): about this many instructions, or
+    /// 64 times as many bytes of data created or processed. A Slack message looping over 1,000
+    /// tags uses a few tens of thousands.
+    pub const FUEL: u64 = 250_000;
+
+    /// The largest rendered output of one parameter, in bytes (a string's length, or the size
+    /// of a value's JSON).
+    pub const MAX_OUTPUT: usize = 256 * 1024;
+
+    /// How long rendering one action's parameters may take on the executor's blocking pool.
+    pub const RENDER_TIME: Duration = Duration::from_secs(2);
+
+    /// The most elements minijinja's `range()` gives (it fails beyond).
+    pub const MAX_RANGE: u64 = 100_000;
+}
+
+/// Which rendering limit was hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// The render used up its fuel ([`limits::FUEL`]).
+    Fuel,
+    /// The output is larger than [`limits::MAX_OUTPUT`].
+    Output,
+    /// Rendering took longer than [`limits::RENDER_TIME`] (reported by the caller that timed
+    /// it).
+    Time,
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Limit::Fuel => write!(
+                f,
+                "the template does more work than one render may (its fuel of {} ran out)",
+                limits::FUEL
+            ),
+            Limit::Output => write!(
+                f,
+                "the template renders more than {} KiB",
+                limits::MAX_OUTPUT / 1024
+            ),
+            Limit::Time => write!(
+                f,
+                "rendering took longer than {} s",
+                limits::RENDER_TIME.as_secs_f64()
+            ),
+        }
+    }
+}
+
 /// The name under which a full template is stored in its own environment.
 const TEMPLATE_NAME: &str = "template";
 
@@ -73,6 +137,7 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
         }
     });
     env.add_filter("tojson", tojson);
+    env.set_fuel(Some(limits::FUEL));
     env
 });
 
@@ -145,6 +210,10 @@ pub enum RenderError {
         /// Byte offset into the source, where known.
         offset: Option<usize>,
     },
+    /// A rendering limit was hit: the template, not the event, is at fault, so rendering it
+    /// again does not help.
+    #[error("rendering stopped: {0}")]
+    Limit(Limit),
     /// Anything else (unknown filter, bad operand types…).
     #[error("{message}")]
     Failed {
@@ -153,6 +222,28 @@ pub enum RenderError {
         /// Byte offset into the source, where known.
         offset: Option<usize>,
     },
+}
+
+/// A render's output: refuses to grow past [`limits::MAX_OUTPUT`] (and remembers that it did).
+#[derive(Default)]
+struct Capped {
+    buf: Vec<u8>,
+    over: bool,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len().saturating_add(data.len()) > limits::MAX_OUTPUT {
+            self.over = true;
+            return Err(std::io::Error::other("the output cap was reached"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// An event context converted once for rendering many templates.
@@ -194,6 +285,35 @@ fn single_expression(source: &str) -> Option<(usize, &str)> {
         return None;
     }
     Some((start + 2 + lead, body))
+}
+
+/// A `{% for … %}` or `{% endfor %}` tag (group 1: the keyword, group 2: the rest).
+static LOOP_TAG: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r"\{%[-+]?\s*(for|endfor)\b((?s:.*?))[-+]?%\}").ok());
+
+/// A call of `range` whose arguments are integer literals (groups 1 to 3).
+static CONST_RANGE: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(r"\brange\s*\(\s*(-?[0-9]+)\s*(?:,\s*(-?[0-9]+)\s*)?(?:,\s*(-?[0-9]+)\s*)?\)").ok()
+});
+
+/// A comment, whose text is not code.
+static COMMENT: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"(?s)\{#.*?#\}").ok());
+
+/// How many elements `range(a[, b[, c]])` gives, with minijinja's meaning of the arguments;
+/// `None` when the arguments are not integers or the step is 0 (minijinja refuses it).
+fn range_len(caps: &regex::Captures<'_>) -> Option<u64> {
+    let arg = |i: usize| caps.get(i).map(|m| m.as_str().parse::<i128>());
+    let (start, end) = match (arg(1)?.ok()?, arg(2).transpose().ok()?) {
+        (end, None) => (0, end),
+        (start, Some(end)) => (start, end),
+    };
+    let step = arg(3).transpose().ok()?.unwrap_or(1);
+    let len = match step {
+        0 => return None,
+        s if s > 0 => (end - start + s - 1).div_euclid(s),
+        s => (start - end - s - 1).div_euclid(-s),
+    };
+    u64::try_from(len.max(0)).ok()
 }
 
 /// The text between the first pair of backticks.
@@ -355,6 +475,84 @@ impl Template {
             .collect()
     }
 
+    /// What can be seen of the rendering limits without rendering: a `range()` with constant
+    /// arguments over minijinja's bound (it always fails), and `for` loops over constant
+    /// `range()`s nested so deep that their iterations alone use up the fuel (each iteration
+    /// costs at least one). Loops over event data, or over a range whose bound is computed,
+    /// are not judged: the limits stop them when they render.
+    pub fn static_limits(&self) -> Vec<TemplateError> {
+        let (Some(loop_tag), Some(const_range), Some(comment)) =
+            (LOOP_TAG.as_ref(), CONST_RANGE.as_ref(), COMMENT.as_ref())
+        else {
+            return Vec::new();
+        };
+        if !matches!(
+            self.compiled,
+            Compiled::Full(_) | Compiled::Expression { .. }
+        ) {
+            return Vec::new();
+        }
+        // Comments blanked out, keeping offsets.
+        let code = comment.replace_all(&self.source, |c: &regex::Captures<'_>| {
+            " ".repeat(c.get(0).map_or(0, |m| m.len()))
+        });
+        let mut errors = Vec::new();
+        for caps in const_range.captures_iter(&code) {
+            if let Some(len) = range_len(&caps)
+                && len > limits::MAX_RANGE
+            {
+                errors.push(TemplateError {
+                    offset: caps.get(0).map(|m| m.start()),
+                    message: format!(
+                        "`{}` has {len} elements; `range` gives at most {}, so rendering always fails",
+                        caps.get(0).map_or("", |m| m.as_str()),
+                        limits::MAX_RANGE
+                    ),
+                    help: None,
+                });
+            }
+        }
+        // The iteration count of each open loop (1 when it is not a constant range).
+        let mut open: Vec<u64> = Vec::new();
+        let mut reported = false;
+        for caps in loop_tag.captures_iter(&code) {
+            let keyword = caps.get(1).map_or("", |m| m.as_str());
+            if keyword == "endfor" {
+                open.pop();
+                continue;
+            }
+            let rest = caps.get(2).map_or("", |m| m.as_str());
+            let count = rest
+                .split_once(" in ")
+                .and_then(|(_, iterable)| {
+                    let iterable = iterable.trim_start();
+                    const_range
+                        .captures(iterable)
+                        .filter(|c| c.get(0).is_some_and(|m| m.start() == 0))
+                })
+                .and_then(|c| range_len(&c))
+                .unwrap_or(1);
+            open.push(count);
+            let total = open.iter().fold(1u64, |acc, n| acc.saturating_mul(*n));
+            if !reported && open.len() > 1 && total > limits::FUEL {
+                reported = true;
+                errors.push(TemplateError {
+                    offset: caps.get(0).map(|m| m.start()),
+                    message: format!(
+                        "nested `range` loops run {total} times, more than one render may do (its fuel is {})",
+                        limits::FUEL
+                    ),
+                    help: Some(
+                        "loop over fewer items: the action would fail with a rendering limit and be dead-lettered"
+                            .to_owned(),
+                    ),
+                });
+            }
+        }
+        errors.sort_by_key(|e| e.offset);
+        errors
+    }
+
     /// Renders against the context `ctx` (see [`Template::render_in`]).
     pub fn render(&self, ctx: &Value) -> Result<Value, RenderError> {
         match self.compiled {
@@ -378,18 +576,41 @@ impl Template {
                         offset: Some(*offset),
                     });
                 }
-                serde_json::to_value(&value).map_err(|e| RenderError::Failed {
+                // The value's JSON is written through the cap: fuel bounds what the value
+                // holds, the cap what it may become.
+                let mut out = Capped::default();
+                if let Err(e) = serde_json::to_writer(&mut out, &value) {
+                    if out.over {
+                        return Err(RenderError::Limit(Limit::Output));
+                    }
+                    return Err(RenderError::Failed {
+                        message: format!("the value cannot be converted to JSON: {e}"),
+                        offset: Some(*offset),
+                    });
+                }
+                serde_json::from_slice(&out.buf).map_err(|e| RenderError::Failed {
                     message: format!("the value cannot be converted to JSON: {e}"),
                     offset: Some(*offset),
                 })
             }
-            Compiled::Full(cell) => self
-                .full_env(cell)
-                .map_err(|e| self.render_error(&e, 0))?
-                .get_template(TEMPLATE_NAME)
-                .and_then(|t| t.render(ctx.value.clone()))
-                .map(Value::String)
-                .map_err(|e| self.render_error(&e, 0)),
+            Compiled::Full(cell) => {
+                let template = self
+                    .full_env(cell)
+                    .and_then(|env| env.get_template(TEMPLATE_NAME))
+                    .map_err(|e| self.render_error(&e, 0))?;
+                let mut out = Capped::default();
+                let rendered = template.render_captured_to(ctx.value.clone(), &mut out);
+                if out.over {
+                    return Err(RenderError::Limit(Limit::Output));
+                }
+                rendered.map_err(|e| self.render_error(&e, 0))?;
+                String::from_utf8(out.buf)
+                    .map(Value::String)
+                    .map_err(|_| RenderError::Failed {
+                        message: "the output is not valid UTF-8".into(),
+                        offset: None,
+                    })
+            }
         }
     }
 
@@ -417,6 +638,9 @@ impl Template {
     }
 
     fn render_error(&self, err: &minijinja::Error, base: usize) -> RenderError {
+        if err.kind() == ErrorKind::OutOfFuel {
+            return RenderError::Limit(Limit::Fuel);
+        }
         let offset = err.range().map(|r| r.start + base);
         let detail = err.detail().unwrap_or_default();
         if err.kind() == ErrorKind::UndefinedError {
@@ -861,6 +1085,195 @@ mod tests {
         ]) {
             let tpl = Template::parse("{{ ticket.v }}").unwrap();
             prop_assert_eq!(tpl.render(&json!({ "ticket": { "v": v.clone() } })).unwrap(), v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    //! SEC-09: what a template may make one render do.
+
+    use serde_json::{Value, json};
+
+    use super::{Limit, RenderError, Template, limits};
+
+    fn render(source: &str, ctx: &Value) -> Result<Value, RenderError> {
+        Template::parse(source).unwrap().render(ctx)
+    }
+
+    /// The review's template: 2·10⁹ iterations. Without fuel it renders until killed.
+    const NESTED: &str =
+        "{% for i in range(100000) %}{% for j in range(20000) %}x{% endfor %}{% endfor %}";
+
+    #[test]
+    fn nested_loops_run_out_of_fuel() {
+        // Without fuel this render runs for hours; with it, it ends in milliseconds.
+        let err = render(NESTED, &json!({})).unwrap_err();
+        assert_eq!(err, RenderError::Limit(Limit::Fuel));
+        assert!(err.to_string().contains("fuel of 250000 ran out"), "{err}");
+        // The bound hidden in a variable, and loops over event data, stop the same way.
+        let hidden = "{% set n = 20000 %}{% for i in range(100000) %}{% for j in range(n) %}x{% endfor %}{% endfor %}";
+        assert_eq!(
+            render(hidden, &json!({})),
+            Err(RenderError::Limit(Limit::Fuel))
+        );
+        let tags: Vec<String> = (0..2000).map(|i| format!("t{i}")).collect();
+        assert_eq!(
+            render(
+                "{% for a in ticket.tags %}{% for b in ticket.tags %}.{% endfor %}{% endfor %}",
+                &json!({"ticket": {"tags": tags}})
+            ),
+            Err(RenderError::Limit(Limit::Fuel))
+        );
+    }
+
+    #[test]
+    fn huge_allocations_are_refused_before_they_happen() {
+        // 100 MB: refused by the fuel check before the string exists, as a single expression
+        // and inside a larger template.
+        for source in [
+            "{{ 'x' * 100000000 }}",
+            "a{{ 'x' * 100000000 }}",
+            "{{ ('x' * 10000000) ~ ('y' * 10000000) }}",
+            "{% set s = 'x' * 100000000 %}{{ s | length }}",
+        ] {
+            assert_eq!(
+                render(source, &json!({})),
+                Err(RenderError::Limit(Limit::Fuel)),
+                "{source}"
+            );
+        }
+    }
+
+    #[test]
+    fn output_is_capped_per_parameter() {
+        // Under the fuel (1 MB is about 16,000 fuel) but over the output cap.
+        let big = "{{ 'x' * 300000 }}!";
+        assert_eq!(
+            render(big, &json!({})),
+            Err(RenderError::Limit(Limit::Output))
+        );
+        assert_eq!(
+            render("{{ 'x' * 300000 }}", &json!({})),
+            Err(RenderError::Limit(Limit::Output))
+        );
+        assert_eq!(
+            render(
+                "{{ ticket.body }}",
+                &json!({"ticket": {"body": "y".repeat(300_000)}})
+            ),
+            Err(RenderError::Limit(Limit::Output))
+        );
+        assert_eq!(
+            render(
+                "{% for i in range(30000) %}0123456789{% endfor %}",
+                &json!({})
+            ),
+            Err(RenderError::Limit(Limit::Output))
+        );
+        assert!(
+            RenderError::Limit(Limit::Output)
+                .to_string()
+                .contains("more than 256 KiB")
+        );
+        // Just under the cap renders.
+        let ok = render(
+            &format!("{{{{ 'x' * {} }}}}!", limits::MAX_OUTPUT - 1),
+            &json!({}),
+        )
+        .unwrap();
+        assert_eq!(ok.as_str().map(str::len), Some(limits::MAX_OUTPUT));
+    }
+
+    #[test]
+    fn real_templates_render_within_the_limits() {
+        // A Slack message looping over 1,000 tags, with a condition and a filter per tag.
+        let tags: Vec<String> = (0..1000).map(|i| format!("customer-tag-{i}")).collect();
+        let ctx = json!({"ticket": {"id": 7, "subject": "Refund", "tags": tags}});
+        let source = "*{{ ticket.subject }}* (#{{ ticket.id }})\n{% for t in ticket.tags %}{% if not loop.first %}, {% endif %}`{{ t | upper }}`{% endfor %}\n{{ ticket.tags | length }} tags";
+        let out = render(source, &ctx).unwrap();
+        assert!(out.as_str().unwrap().contains("`CUSTOMER-TAG-999`"));
+        assert!(out.as_str().unwrap().ends_with("1000 tags"));
+        // The whole list as JSON, joined, sorted.
+        render("{{ ticket.tags | tojson }}", &ctx).unwrap();
+        render("{{ ticket.tags | sort | join(', ') }}", &ctx).unwrap();
+        render("{{ ticket.tags }}", &ctx).unwrap();
+        // A loop over a range of 10,000.
+        render("{% for i in range(10000) %}{{ i }}{% endfor %}", &json!({})).unwrap();
+    }
+
+    fn static_messages(source: &str) -> Vec<String> {
+        Template::parse(source)
+            .unwrap()
+            .static_limits()
+            .into_iter()
+            .map(|e| e.message)
+            .collect()
+    }
+
+    #[test]
+    fn static_limits_see_constant_ranges() {
+        let errors = Template::parse(NESTED).unwrap().static_limits();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(
+            errors[0].message,
+            "nested `range` loops run 2000000000 times, more than one render may do (its fuel is 250000)"
+        );
+        assert_eq!(errors[0].offset, NESTED.find("{% for j"));
+        assert_eq!(
+            static_messages("{{ range(200000) | list }}"),
+            [
+                "`range(200000)` has 200000 elements; `range` gives at most 100000, so rendering always fails"
+            ]
+        );
+        assert_eq!(
+            static_messages("{% for i in range(0, 300000, 2) %}{% endfor %}"),
+            [
+                "`range(0, 300000, 2)` has 150000 elements; `range` gives at most 100000, so rendering always fails"
+            ]
+        );
+        // Three loops, each small, whose product is not.
+        assert_eq!(
+            static_messages(
+                "{%- for a in range(100) -%}{% for b in range(100) %}{% for c in range(100) %}.{% endfor %}{% endfor %}{% endfor %}"
+            ),
+            [
+                "nested `range` loops run 1000000 times, more than one render may do (its fuel is 250000)"
+            ]
+        );
+    }
+
+    #[test]
+    fn static_limits_leave_what_they_cannot_judge() {
+        for source in [
+            // not nested: a single loop is left to the fuel
+            "{% for i in range(100000) %}{% endfor %}",
+            "{% for i in range(400) %}{% for j in range(400) %}{% endfor %}{% endfor %}",
+            // sequential, not nested
+            "{% for i in range(100000) %}{% endfor %}{% for j in range(100000) %}{% endfor %}",
+            // bounds the check cannot see
+            "{% set n = 20000 %}{% for i in range(100000) %}{% for j in range(n) %}x{% endfor %}{% endfor %}",
+            "{% for t in ticket.tags %}{% for u in ticket.tags %}{% endfor %}{% endfor %}",
+            // comments are not code
+            "{# {% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %} #}x{{ y }}",
+            "{{ range(10, 5) | list }} {{ range(5, 0, -1) | list }} {{ range(1, 2, 0) }}",
+            "literal text",
+        ] {
+            assert!(static_messages(source).is_empty(), "{source}");
+        }
+    }
+
+    #[test]
+    fn what_static_limits_report_does_fail_when_rendered() {
+        // The static check claims certainty: what it reports must fail when rendered.
+        for source in [
+            NESTED,
+            "{% for a in range(100) %}{% for b in range(100) %}{% for c in range(100) %}.{% endfor %}{% endfor %}{% endfor %}",
+            "{% for a in range(600) %}{% for b in range(600) %}{% endfor %}{% endfor %}",
+            "{{ range(200000) | list }}",
+        ] {
+            assert!(!static_messages(source).is_empty(), "{source}");
+            assert!(render(source, &json!({})).is_err(), "{source}");
         }
     }
 }

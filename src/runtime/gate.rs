@@ -1,6 +1,11 @@
 //! The per-integration gate every outgoing request passes: a concurrency cap, a token bucket for
 //! the platform's requests-per-minute limit (or the integration's `[limits]`), and a pause when
 //! the platform answers 429 with `Retry-After`. Time is tokio's, so tests control it.
+//!
+//! A pause is never waited out inside the gate: [`Gate::pass`] answers [`Paused`] at once (or as
+//! soon as a pause starts while it waits for a token), so that the caller puts its job back
+//! rather than holding a worker for the length of someone else's `Retry-After`. A pause is at
+//! most [`MAX_RETRY_AFTER`], and no clock arithmetic here can overflow.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -9,7 +14,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::manifest::Limits;
-use crate::platforms::PlatformKind;
+use crate::platforms::{MAX_RETRY_AFTER, PlatformKind};
 
 /// Published (or conservative) request budgets per platform, per minute, used when the
 /// integration's `[limits]` says nothing.
@@ -59,6 +64,10 @@ pub struct Pass {
     _slot: OwnedSemaphorePermit,
 }
 
+/// The gate is paused (the platform said `Retry-After`) for this much longer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Paused(pub Duration);
+
 impl Gate {
     /// A gate allowing `per_minute` requests a minute (bursts of at most a second's worth) and
     /// `concurrency` at once.
@@ -89,8 +98,12 @@ impl Gate {
         )
     }
 
-    /// Waits for a free slot and a token (and the end of any pause), then lets one request go.
-    pub async fn pass(&self) -> Pass {
+    /// Waits for a free slot and a token, then lets one request go; [`Paused`] instead, at
+    /// once, when the gate is paused (before or while waiting): the caller reschedules.
+    pub async fn pass(&self) -> Result<Pass, Paused> {
+        if let Some(left) = self.paused_for() {
+            return Err(Paused(left));
+        }
         // Invariant: the semaphore is never closed.
         let slot = match self.slots.clone().acquire_owned().await {
             Ok(slot) => slot,
@@ -98,23 +111,22 @@ impl Gate {
         };
         loop {
             let wait = {
-                let mut b = self
-                    .bucket
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut b = self.bucket();
                 let now = Instant::now();
                 let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
                 b.tokens = (b.tokens + elapsed * b.per_sec).min(b.capacity);
                 b.last = now;
                 match b.paused_until {
-                    Some(until) if until > now => until - now,
+                    Some(until) if until > now => return Err(Paused(until - now)),
                     _ => {
                         b.paused_until = None;
                         if b.tokens >= 1.0 {
                             b.tokens -= 1.0;
-                            return Pass { _slot: slot };
+                            return Ok(Pass { _slot: slot });
                         }
-                        Duration::from_secs_f64((1.0 - b.tokens) / b.per_sec)
+                        // At most a minute (`per_sec` is at least 1/60).
+                        Duration::try_from_secs_f64((1.0 - b.tokens) / b.per_sec)
+                            .unwrap_or(Duration::from_secs(60))
                     }
                 }
             };
@@ -122,16 +134,32 @@ impl Gate {
         }
     }
 
-    /// Holds every request back for `d` (the platform said `Retry-After`).
+    /// How much longer the gate is paused, if it is.
+    pub fn paused_for(&self) -> Option<Duration> {
+        let b = self.bucket();
+        let now = Instant::now();
+        b.paused_until
+            .filter(|until| *until > now)
+            .map(|until| until - now)
+    }
+
+    /// Holds every request back for `d` (the platform said `Retry-After`), at most
+    /// [`MAX_RETRY_AFTER`].
     pub fn pause_for(&self, d: Duration) {
-        let mut b = self
-            .bucket
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let until = Instant::now() + d;
+        let now = Instant::now();
+        let Some(until) = now.checked_add(d.min(MAX_RETRY_AFTER)) else {
+            return;
+        };
+        let mut b = self.bucket();
         if b.paused_until.is_none_or(|u| u < until) {
             b.paused_until = Some(until);
         }
+    }
+
+    fn bucket(&self) -> std::sync::MutexGuard<'_, Bucket> {
+        self.bucket
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -154,7 +182,7 @@ mod tests {
         let start = Instant::now();
         let mut times = Vec::new();
         for _ in 0..300 {
-            let _p = gate.pass().await;
+            let _p = gate.pass().await.unwrap();
             times.push(Instant::now() - start);
         }
         // In every window of 60 s, at most 120 + the burst of 2.
@@ -174,20 +202,66 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn retry_after_pauses_everyone() {
+    async fn retry_after_pauses_everyone_without_holding_them() {
         let gate = Gate::new(6000, 10);
-        let _ = gate.pass().await;
+        let _ = gate.pass().await.unwrap();
         gate.pause_for(Duration::from_secs(30));
+        // Answered at once: nobody waits inside the gate.
         let start = Instant::now();
-        let _ = gate.pass().await;
-        assert!(Instant::now() - start >= Duration::from_secs(30));
+        assert_eq!(
+            gate.pass().await.err(),
+            Some(Paused(Duration::from_secs(30)))
+        );
+        assert_eq!(Instant::now(), start);
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        assert_eq!(gate.paused_for(), Some(Duration::from_secs(10)));
+        assert_eq!(
+            gate.pass().await.err(),
+            Some(Paused(Duration::from_secs(10)))
+        );
+        // A shorter pause does not shorten a longer one.
+        gate.pause_for(Duration::from_secs(1));
+        assert_eq!(gate.paused_for(), Some(Duration::from_secs(10)));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(gate.paused_for(), None);
+        assert!(gate.pass().await.is_ok());
+    }
+
+    /// SEC-12: a pause that starts while a request waits for a token sends it back too.
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_starting_while_waiting_for_a_token_sends_the_request_back() {
+        let gate = Gate::new(60, 10);
+        let _ = gate.pass().await.unwrap();
+        let g2 = gate.clone();
+        let waiting = tokio::spawn(async move { g2.pass().await.map(drop) });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        gate.pause_for(Duration::from_secs(300));
+        let answer = tokio::time::timeout(Duration::from_secs(2), waiting)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            matches!(answer, Err(Paused(d)) if d > Duration::from_secs(290)),
+            "{answer:?}"
+        );
+    }
+
+    /// SEC-12: an absurd `Retry-After` neither panics nor pauses for longer than the clamp.
+    #[tokio::test(start_paused = true)]
+    async fn huge_pauses_are_clamped_and_never_overflow() {
+        let gate = Gate::new(6000, 10);
+        gate.pause_for(Duration::MAX);
+        gate.pause_for(Duration::from_secs(u64::MAX));
+        assert_eq!(gate.paused_for(), Some(MAX_RETRY_AFTER));
+        tokio::time::sleep(MAX_RETRY_AFTER).await;
+        assert!(gate.pass().await.is_ok());
     }
 
     #[tokio::test(start_paused = true)]
     async fn concurrency_is_capped() {
         let gate = Gate::new(60_000, 2);
-        let a = gate.pass().await;
-        let _b = gate.pass().await;
+        let a = gate.pass().await.unwrap();
+        let _b = gate.pass().await.unwrap();
         let g2 = gate.clone();
         let third = tokio::spawn(async move { g2.pass().await });
         tokio::time::sleep(Duration::from_secs(5)).await;

@@ -94,7 +94,7 @@ pub fn explain(e: &PlatformError) -> String {
         PlatformError::Transient { detail, .. } => {
             format!("the platform is unreachable or failing ({detail}); retrying with backoff")
         }
-        PlatformError::RateLimited { retry_after } => match retry_after {
+        PlatformError::RateLimited { .. } => match e.retry_after() {
             Some(d) => format!(
                 "rate limited by the platform; retrying after {} s",
                 d.as_secs()

@@ -29,6 +29,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, Read};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -200,10 +201,12 @@ fn start_file(dir: &Path, seq: u64, spare: Option<PathBuf>) -> Result<File, Erro
         tracing::warn!(error = %e, spare = %spare.display(), "Could not reuse the spare ingest journal file; starting a new one.");
         let _ = fs::remove_file(&spare);
     }
+    // 0600 whatever the umask: a journal holds event payloads (SEC-13).
     OpenOptions::new()
         .create(true)
         .write(true)
         .truncate(false)
+        .mode(super::perms::FILE_MODE)
         .open(&path)
         .map_err(io(&path))
 }

@@ -7,6 +7,9 @@
 //!   refuses state written by a newer schema with [`Error::NewerSchema`].
 //! - [`Store::open_existing`] never creates anything (for read-only commands such as `plan`).
 //! - One process at a time: a second open is [`Error::Locked`], not a hang or a corruption.
+//! - Private whatever the umask (`perms.rs`): the directory is created 0700 and every file in
+//!   it made 0600, sled's included (after it opened them, and again on
+//!   [`Store::secure_files`]).
 //! - Every value is versioned (`codec.rs`), except in the `due` index, whose entries are keys
 //!   only (empty values); bad bytes are an [`Error::Corrupt`] naming the tree and key, never a
 //!   panic.
@@ -36,6 +39,7 @@ mod inbox;
 pub mod journal;
 mod keys;
 mod outbox;
+mod perms;
 mod registrations;
 
 use std::fmt;
@@ -266,11 +270,18 @@ impl Store {
     /// Errors: [`Error::Locked`] if another process has it open, [`Error::NewerSchema`] if a
     /// newer supportopsd wrote it.
     pub fn open(dir: &Path) -> Result<Store, Error> {
-        std::fs::create_dir_all(dir).map_err(|source| Error::CreateDir {
+        perms::create_dir(dir).map_err(|source| Error::CreateDir {
             dir: dir.to_owned(),
             source,
         })?;
         Self::open_db(dir)
+    }
+
+    /// Makes every file of the state 0600 and every folder 0700 again: sled writes new files
+    /// (snapshots, blobs) with the process umask (the daemon calls this on housekeeping).
+    /// Returns how many could not be tightened (each logged).
+    pub fn secure_files(&self) -> usize {
+        perms::secure_files(&self.dir)
     }
 
     /// Opens the state under `dir` if a database exists there; `Ok(None)` otherwise, without
@@ -314,6 +325,9 @@ impl Store {
                 other => break other?,
             }
         };
+        // sled made its files with the umask.
+        perms::secure_dir(dir);
+        perms::secure_files(dir);
         let storage = |e| storage_error(dir, e);
         let meta = db.open_tree(trees::META).map_err(storage)?;
         let applied = db.open_tree(trees::APPLIED).map_err(storage)?;

@@ -319,6 +319,17 @@ impl Store {
         })
     }
 
+    /// Puts a leased job back, due at `due_ms`, without counting an attempt: nothing was tried
+    /// (the integration's gate is paused by a platform's `Retry-After`). Lease cleared; attempts,
+    /// progress and `last_error` unchanged. Does not flush.
+    pub fn postpone(&self, id: u64, due_ms: u64) -> Result<Job, Error> {
+        self.modify_job(id, |job| {
+            job.lease_until_ms = None;
+            job.due_ms = due_ms;
+            Ok(())
+        })
+    }
+
     /// Records a final failed attempt and moves the job to the dead-letter tree: attempts + 1,
     /// `last_error` set, lease cleared, stamped `now_ms`. [`Error::NoSuchJob`] if it is not in
     /// the outbox. Does not flush.

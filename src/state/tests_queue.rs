@@ -393,6 +393,33 @@ fn ack_removes_once() {
     check_consistency(&store);
 }
 
+/// SEC-12: a job that met a paused gate goes back without an attempt counted.
+#[test]
+fn postpone_reschedules_without_counting_an_attempt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let id = stored(
+        store
+            .ingest(&event("i", "1"), &rules(&["r"]), 0, 10)
+            .unwrap(),
+    )[0];
+    store.lease_due(0, 100, 1).unwrap();
+    store.retry(id, "rate limited", 0).unwrap();
+    store.lease_due(0, 100, 1).unwrap();
+    let job = store.postpone(id, 700).unwrap();
+    assert_eq!(job.attempts, 1);
+    assert_eq!(job.lease_until_ms, None);
+    assert_eq!(job.due_ms, 700);
+    assert_eq!(job.last_error.as_deref(), Some("rate limited"));
+    assert!(store.lease_due(699, 100, 10).unwrap().is_empty());
+    assert_eq!(store.lease_due(700, 100, 10).unwrap().len(), 1);
+    assert!(matches!(
+        store.postpone(12_345_678, 0),
+        Err(Error::NoSuchJob { .. })
+    ));
+    check_consistency(&store);
+}
+
 #[test]
 fn retry_reschedules_and_keeps_progress() {
     let tmp = tempfile::tempdir().unwrap();

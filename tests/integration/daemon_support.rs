@@ -198,6 +198,19 @@ impl Daemon {
         daemon
     }
 
+    /// [`Daemon::spawn`] started by `sh -c 'umask UMASK; exec supportopsd …'`, under the
+    /// tests' loopback policy.
+    pub(crate) async fn spawn_under_umask(
+        umask: &str,
+        repo: &Path,
+        state: &Path,
+        extra: &[&str],
+    ) -> Daemon {
+        let daemon = Daemon::launch(Some(umask), repo, state, extra, &[], true).await;
+        daemon.wait_ready().await;
+        daemon
+    }
+
     /// Starts `supportopsd run` like [`Daemon::spawn_with_env`] and returns once it listens,
     /// ready or not (a daemon whose first revision is refused serves, unready). Unless `extra`
     /// names a `--policy`, the daemon runs under [`LOOPBACK_POLICY`].
@@ -207,7 +220,7 @@ impl Daemon {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Daemon {
-        Daemon::launch(repo, state, extra, env, !extra.contains(&"--policy")).await
+        Daemon::launch(None, repo, state, extra, env, !extra.contains(&"--policy")).await
     }
 
     /// [`Daemon::start`] without `--policy`: the daemon looks for its policy where it would in
@@ -217,10 +230,11 @@ impl Daemon {
         state: &Path,
         env: &[(&str, &str)],
     ) -> Daemon {
-        Daemon::launch(repo, state, &[], env, false).await
+        Daemon::launch(None, repo, state, &[], env, false).await
     }
 
     async fn launch(
+        umask: Option<&str>,
         repo: &Path,
         state: &Path,
         extra: &[&str],
@@ -239,7 +253,17 @@ impl Daemon {
             Some((_, t)) => (!t.is_empty()).then(|| (*t).to_owned()),
             None => public_off_loopback.then(|| TEST_ADMIN_TOKEN.to_owned()),
         };
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_supportopsd"));
+        let bin = env!("CARGO_BIN_EXE_supportopsd");
+        let mut cmd = match umask {
+            Some(umask) => {
+                let mut cmd = Command::new("sh");
+                cmd.arg("-c")
+                    .arg(format!("umask {umask}; exec \"$0\" \"$@\""))
+                    .arg(bin);
+                cmd
+            }
+            None => Command::new(bin),
+        };
         cmd.current_dir(repo)
             .args(["--repo", ".", "--state"])
             .arg(state)

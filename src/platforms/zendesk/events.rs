@@ -50,7 +50,8 @@
 //! - Trigger bodies carry no previous values: only `ticket.solved` / `ticket.closed` report a
 //!   change there (`status` to that value, from `null`). The description is not sent by triggers
 //!   (multi-line text may break the JSON body); it is `null` there.
-//! - `id` is the envelope's event id (triggers have none; dedupe on the invocation header),
+//! - `id` is the envelope's event id (triggers have none: the webhook uses the digest of the
+//!   signed body, never the unsigned invocation header),
 //!   `time` the envelope's `time` (triggers: the ticket's `updated_at`), `actor` the ticket
 //!   `actor_id`, the comment author, or the trigger's `current_user.id`.
 

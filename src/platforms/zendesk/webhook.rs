@@ -12,8 +12,14 @@
 //!   `zen:event-type:` of an event-subscription envelope (mapped as [`super::events`] documents),
 //!   or the `supportopsd_event` field of the trigger bodies supportopsd writes. Event types no
 //!   rule can use are acknowledged, not refused.
-//! - A parsed event always has an id: the envelope's event id, else the
-//!   `x-zendesk-webhook-invocation-id` header, else `sha256:` + hex SHA-256 of the raw body.
+//! - A parsed event's id — its dedupe key — always comes from signed data: the envelope's event
+//!   id, else (trigger bodies carry none) `sha256:` + hex SHA-256 of the raw body, which the
+//!   signature covers. The `x-zendesk-webhook-invocation-id` header is not signed, so it is
+//!   never the id (SEC-11: a captured delivery replayed with a new invocation id would run its
+//!   rules again); it is only logged, at debug level, to match a delivery with Zendesk's
+//!   invocation log. A retry of one delivery, re-signed or not, stays one event; two trigger
+//!   deliveries with byte-identical bodies (same ticket, same event, same `updated_at` second,
+//!   same fields) are one event too.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -32,7 +38,7 @@ pub const SIGNATURE_HEADER: &str = "x-zendesk-webhook-signature";
 /// The header carrying the signed RFC 3339 timestamp.
 pub const TIMESTAMP_HEADER: &str = "x-zendesk-webhook-signature-timestamp";
 
-/// The header naming one invocation of a webhook (the dedupe key of trigger deliveries).
+/// The header naming one invocation of a webhook. Not signed: logged, never a dedupe key.
 pub const INVOCATION_HEADER: &str = "x-zendesk-webhook-invocation-id";
 
 /// The `type` prefix of event-subscription envelopes.
@@ -153,18 +159,21 @@ fn signature_matches(secret: &[u8], timestamp: &[u8], body: &[u8], signature_b64
     mac.verify_slice(&tag).is_ok()
 }
 
-/// Sets `normalized.id` when the payload carried none: invocation header, else body digest.
+/// Sets `normalized.id` when the payload carried none (trigger bodies): the digest of the signed
+/// body. The unsigned invocation header is only logged, and only when it looks like one
+/// (digits, at most 32), so that a forger cannot write into the log through it.
 fn ensure_id(normalized: &mut Normalized, req: &InboundRequest<'_>) {
     if normalized.id.as_deref().is_some_and(|id| !id.is_empty()) {
         return;
     }
-    let invocation = header(req.headers, INVOCATION_HEADER)
+    let id = body_digest(req.body);
+    if let Some(invocation) = header(req.headers, INVOCATION_HEADER)
+        .filter(|v| !v.is_empty() && v.len() <= 32 && v.iter().all(u8::is_ascii_digit))
         .and_then(|v| std::str::from_utf8(v).ok())
-        .filter(|v| !v.is_empty());
-    normalized.id = Some(match invocation {
-        Some(id) => id.to_owned(),
-        None => body_digest(req.body),
-    });
+    {
+        tracing::debug!(invocation, id, "Zendesk trigger delivery.");
+    }
+    normalized.id = Some(id);
 }
 
 #[cfg(test)]
@@ -580,9 +589,10 @@ mod tests {
         );
     }
 
+    /// SEC-11: the id (the dedupe key) comes from signed data only.
     #[test]
-    fn id_fallback_order() {
-        // 1. The envelope's event id, even when the invocation header is there.
+    fn ids_come_from_signed_data_never_from_the_invocation_header() {
+        // 1. The envelope's event id (in the signed body), whatever the invocation header says.
         let body = include_str!("fixtures/ticket_created_subscription.json");
         let envelope: Value = serde_json::from_str(body).expect("json");
         let h = headers(&[
@@ -591,15 +601,28 @@ mod tests {
         ]);
         let (_, n) = event_of(run_parse(&h, body));
         assert_eq!(n.id.as_deref(), envelope.get("id").and_then(Value::as_str));
-        // 2. Trigger bodies have none: the invocation id.
+        // 2. Trigger bodies have none: the digest of the signed body, the same with any
+        // invocation header or none.
         let body = include_str!("fixtures/ticket_created_trigger.json");
-        let (_, n) = event_of(run_parse(&h, body));
-        assert_eq!(n.id.as_deref(), Some("8350205582"));
-        // 3. Neither: the body digest.
+        let digest = body_digest(body.as_bytes());
+        assert!(
+            digest.starts_with("sha256:") && digest.len() == 7 + 64,
+            "{digest}"
+        );
+        for invocation in ["8350205582", "8350205583", "inv-2 forged log line", ""] {
+            let h = headers(&[
+                ("content-type", "application/json"),
+                (INVOCATION_HEADER, invocation),
+            ]);
+            let (_, n) = event_of(run_parse(&h, body));
+            assert_eq!(n.id.as_deref(), Some(digest.as_str()), "{invocation:?}");
+        }
         let (_, n) = event_of(run_parse(&json(), body));
-        let id = n.id.expect("id");
-        assert_eq!(id, body_digest(body.as_bytes()));
-        assert!(id.starts_with("sha256:") && id.len() == 7 + 64, "{id}");
+        assert_eq!(n.id, Some(digest));
+        // A different body is a different event.
+        let other = format!("{body} ");
+        let (_, n) = event_of(run_parse(&json(), &other));
+        assert_ne!(n.id, Some(body_digest(body.as_bytes())));
     }
 
     #[test]
