@@ -165,6 +165,17 @@ pub fn init_logging(g: &GlobalArgs) {
     };
 }
 
+/// Writes a command's output to stdout. A reader that went away (`supportopsd plan | head`) is
+/// not an error: the output is simply not wanted any more (`print!` would panic there).
+pub(crate) fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 /// The manifest source the global flags name, at `rev` (working tree when `None`).
 fn source(g: &GlobalArgs, rev: Option<&str>) -> Source {
     Source {

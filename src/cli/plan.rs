@@ -95,7 +95,7 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
         Format::Json => render::json(&plan),
         Format::Markdown => render::markdown(&plan),
     };
-    print!("{out}");
+    super::emit(&out)?;
     Ok(exit_code(args, &plan))
 }
 

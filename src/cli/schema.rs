@@ -15,6 +15,6 @@ pub struct Args {
 pub fn run(args: &Args) -> anyhow::Result<Exit> {
     let kind = SchemaKind::parse(&args.kind)
         .ok_or_else(|| anyhow::anyhow!("unknown schema `{}`", args.kind))?;
-    print!("{}", kind.render());
+    super::emit(&kind.render())?;
     Ok(Exit::Ok)
 }

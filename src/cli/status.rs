@@ -91,7 +91,7 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
         }
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        super::emit(&(serde_json::to_string_pretty(&v)? + "\n"))?;
         return Ok(Exit::Ok);
     }
     println!("supportopsd: {source}");

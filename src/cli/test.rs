@@ -29,7 +29,7 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
         .fail_under
         .is_some_and(|min| report.coverage() + 1e-9 < min);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        super::emit(&(serde_json::to_string_pretty(&report)? + "\n"))?;
     } else {
         let color = std::io::stdout().is_terminal();
         let paint = |c: &str, s: &str| {

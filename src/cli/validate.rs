@@ -30,9 +30,9 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
     let loaded = manifest::load_source(&source(g, args.rev.as_deref()))?;
     let ds = &loaded.diagnostics;
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&ds.located())?),
+        Format::Json => super::emit(&(serde_json::to_string_pretty(&ds.located())? + "\n"))?,
         Format::Text => {
-            print!("{}", ds.render(&prefix(g)));
+            super::emit(&ds.render(&prefix(g)))?;
             if let Some(set) = &loaded.set {
                 if g.quiet == 0 {
                     println!(

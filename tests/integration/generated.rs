@@ -44,3 +44,23 @@ fn platform_reference_is_fresh() {
         &supportopsd::platforms::reference::markdown(),
     );
 }
+
+/// A reader that goes away early (`supportopsd schema rule | head`) ends the command quietly:
+/// no panic, no error. The rule schema is larger than a pipe's buffer, so the write fails.
+#[test]
+fn output_into_a_closed_pipe_is_not_a_panic() {
+    use std::io::Read as _;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_supportopsd"))
+        .args(["schema", "rule"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 1];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
