@@ -5,6 +5,7 @@
 mod alerts;
 mod api;
 mod attacks_api;
+mod attacks_ingress;
 mod attacks_manifest;
 mod attacks_plan;
 mod bulk;
