@@ -31,7 +31,9 @@ pub struct Args {
     /// Largest webhook body, in bytes.
     #[arg(long, env = "SUPPORTOPSD_MAX_BODY", default_value_t = 1024 * 1024)]
     pub max_body: usize,
-    /// Time allowed for a request's headers, and then for its body.
+    /// Time allowed for a request's headers, and then for its whole body (408 beyond); a
+    /// connection whose answer can't be written for this long (a client that does not read)
+    /// is closed.
     #[arg(long, env = "SUPPORTOPSD_READ_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub read_timeout: std::time::Duration,
     /// Connections served at once.
@@ -76,6 +78,14 @@ pub struct Args {
     /// The host policy: which hosts endpoint overrides may name, which secrets each integration may reference [default: $CREDENTIALS_DIRECTORY/policy.toml, then /etc/supportopsd/policy.toml; none found: no override honoured].
     #[arg(long, env = "SUPPORTOPSD_POLICY")]
     pub policy: Option<PathBuf>,
+    /// Who may read GET /metrics: `open` (anyone who reaches the listener) or `token` (the read or admin token, like GET /api/*). Its labels name integrations, rules and the applied revision.
+    #[arg(
+        long,
+        env = "SUPPORTOPSD_METRICS_AUTH",
+        value_enum,
+        default_value = "open"
+    )]
+    pub metrics_auth: runtime::MetricsAuth,
 }
 
 fn duration(s: &str) -> Result<std::time::Duration, String> {
@@ -226,6 +236,7 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
     options.resync_interval = args.resync_interval.max(std::time::Duration::from_secs(1));
     options.watch = !args.no_watch;
     options.policy = policy;
+    options.metrics_auth = args.metrics_auth;
     if let Some(branch) = &args.branch {
         options.rev = format!("refs/heads/{branch}");
     }

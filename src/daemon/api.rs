@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use http::{HeaderValue, Request, StatusCode, header};
-use http_body_util::BodyExt as _;
 use serde_json::{Map, Value, json};
 
 use super::auth::Caller;
@@ -383,8 +382,8 @@ fn error_kind(e: &PlatformError) -> &'static str {
 /// Distinguishes idempotency keys of API calls within one process.
 static CALLS: AtomicU64 = AtomicU64::new(0);
 
-/// Reads a JSON body of at most [`MAX_EXECUTE_BODY`] bytes (a larger one is drained for at
-/// most `read_timeout`): `Err` is the reply to give.
+/// Reads a JSON body of at most [`MAX_EXECUTE_BODY`] bytes, all of it within `read_timeout`
+/// (408 otherwise; a larger one is drained for at most that long): `Err` is the reply to give.
 async fn read_body<B>(
     req: Request<B>,
     read_timeout: std::time::Duration,
@@ -409,18 +408,16 @@ where
         crate::webhook::discard_body(req.into_body(), read_timeout).await;
         return Err(too_large());
     }
-    match http_body_util::Limited::new(req.into_body(), MAX_EXECUTE_BODY)
-        .collect()
-        .await
-    {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(too_large())
+    match crate::webhook::read_body(req.into_body(), MAX_EXECUTE_BODY, read_timeout).await {
+        Ok(body) => Ok(body),
+        Err(crate::webhook::BodyError::TooLarge) => Err(too_large()),
+        Err(crate::webhook::BodyError::Timeout) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            "the body did not arrive within the read timeout",
+        )),
+        Err(crate::webhook::BodyError::Unreadable) => {
+            Err(error(StatusCode::BAD_REQUEST, "the body could not be read"))
         }
-        Err(_) => Err(error(StatusCode::BAD_REQUEST, "the body could not be read")),
     }
 }
 

@@ -4,12 +4,18 @@
 //! without answering. The serving task keeps its own handle on the socket ([`SharedStream`]) so
 //! that it can still answer `408 Request Timeout` then, when part of a request had arrived
 //! ([`Progress::partial_request`]); an idle keep-alive connection is closed without a word.
+//!
+//! A write that makes no progress for the write timeout fails (SEC-07): a client that pipelines
+//! requests and never reads the answers fills the socket's buffers, and would otherwise hold its
+//! connection slot forever. hyper then closes the connection.
 
+use std::future::Future as _;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -39,16 +45,29 @@ impl Progress {
     }
 }
 
-/// The socket, readable and writable through a shared handle.
+/// The socket, readable and writable through a shared handle; writes give up after
+/// `write_timeout` without progress.
 #[derive(Debug)]
 pub(super) struct SharedStream {
     stream: Arc<TcpStream>,
     progress: Arc<Progress>,
+    write_timeout: Duration,
+    /// Set while a write waits for room in the socket's buffer: when that wait ends in failure.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl SharedStream {
-    pub(super) fn new(stream: Arc<TcpStream>, progress: Arc<Progress>) -> SharedStream {
-        SharedStream { stream, progress }
+    pub(super) fn new(
+        stream: Arc<TcpStream>,
+        progress: Arc<Progress>,
+        write_timeout: Duration,
+    ) -> SharedStream {
+        SharedStream {
+            stream,
+            progress,
+            write_timeout,
+            stalled: None,
+        }
     }
 }
 
@@ -74,17 +93,36 @@ impl AsyncRead for SharedStream {
 }
 
 impl SharedStream {
-    /// Runs a non-blocking write until the socket takes it.
+    /// Runs a non-blocking write until the socket takes it, or fails it with `TimedOut` once
+    /// the socket has taken nothing for the write timeout.
     fn poll_write_with<T>(
-        &self,
+        &mut self,
         cx: &mut Context<'_>,
         write: impl Fn(&TcpStream) -> io::Result<T>,
     ) -> Poll<io::Result<T>> {
         loop {
-            ready!(self.stream.poll_write_ready(cx))?;
-            match write(&self.stream) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                other => return Poll::Ready(other),
+            match self.stream.poll_write_ready(cx) {
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => match write(&self.stream) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    other => {
+                        self.stalled = None;
+                        return Poll::Ready(other);
+                    }
+                },
+                Poll::Pending => {
+                    let timeout = self.write_timeout;
+                    let stalled = self
+                        .stalled
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                    if stalled.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "the client read nothing for the write timeout",
+                        )));
+                    }
+                    return Poll::Pending;
+                }
             }
         }
     }
@@ -96,7 +134,7 @@ impl AsyncWrite for SharedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.poll_write_with(cx, |s| s.try_write(buf))
+        self.get_mut().poll_write_with(cx, |s| s.try_write(buf))
     }
 
     fn poll_write_vectored(
@@ -104,7 +142,8 @@ impl AsyncWrite for SharedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.poll_write_with(cx, |s| s.try_write_vectored(bufs))
+        self.get_mut()
+            .poll_write_with(cx, |s| s.try_write_vectored(bufs))
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -48,6 +48,7 @@ pub async fn run(
         tracker.spawn(alerts::run(rt.clone(), rx, shutdown.child_token()));
     }
     tracker.spawn(housekeeping(rt.clone(), shutdown.child_token()));
+    tracker.spawn(close_rejection_windows(rt.clone(), shutdown.child_token()));
     tracker.spawn(poller::run(rt.clone(), shutdown.child_token()));
     {
         let rt = rt.clone();
@@ -70,11 +71,23 @@ pub async fn run(
     shutdown.cancel();
     tracker.close();
     tracker.wait().await;
+    rt.flush_rejections(now_ms(), true);
     if let Err(e) = rt.store.release_leases() {
         tracing::warn!(error = %e, "Could not release job leases; they expire on their own.");
     }
     rt.store.flush().map_err(anyhow::Error::from)?;
     Ok(())
+}
+
+/// Writes the audit record of each refusal window once its minute is over (SEC-08).
+async fn close_rejection_windows(rt: Arc<Runtime>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+        rt.flush_rejections(now_ms(), false);
+    }
 }
 
 /// Periodic upkeep: expired dedupe entries and orphaned events, the state's file modes.

@@ -1,8 +1,9 @@
-//! The HTTP server: webhook ingress, the operator API and the always-open health and metrics
-//! endpoints, on one hyper listener. Connections are capped by a semaphore taken before
-//! `accept`; headers must arrive within the read timeout and bodies too (else 408; an idle
-//! keep-alive connection is closed without one). On shutdown the listener stops accepting and
-//! in-flight requests finish.
+//! The HTTP server: webhook ingress, the operator API, the always-open health endpoints and
+//! `/metrics` (open, or behind the operator API's tokens with `--metrics-auth token`), on one
+//! hyper listener. Connections are capped by a semaphore taken before `accept`; headers must
+//! arrive within the read timeout and every body too, whole (else 408; an idle keep-alive
+//! connection is closed without one); a connection whose answers are not read for that long is
+//! closed (SEC-07). On shutdown the listener stops accepting and in-flight requests finish.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -23,6 +24,9 @@ use super::conn::{self, Progress, SharedStream};
 use super::{Runtime, api, now_ms};
 use crate::state::AuditFilter;
 use crate::webhook::{self, Reply, reply, status};
+
+/// The most a connection's read buffer holds (hyper's minimum is 8 KiB).
+const MAX_BUF: usize = 64 * 1024;
 
 /// How long in-flight requests get to finish after shutdown begins.
 const DRAIN: Duration = Duration::from_secs(20);
@@ -65,8 +69,15 @@ pub async fn serve(rt: Arc<Runtime>, listener: TcpListener, shutdown: Cancellati
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(read_timeout)
+            // A pipelining client is read at most this far ahead of its answers (the default
+            // is about 400 KiB per connection); a request head must fit (431 beyond).
+            .max_buf_size(MAX_BUF)
             .serve_connection(
-                TokioIo::new(SharedStream::new(stream.clone(), progress.clone())),
+                TokioIo::new(SharedStream::new(
+                    stream.clone(),
+                    progress.clone(),
+                    read_timeout,
+                )),
                 service,
             );
         let conn = graceful.watch(conn);
@@ -75,7 +86,7 @@ pub async fn serve(rt: Arc<Runtime>, listener: TcpListener, shutdown: Cancellati
                 // hyper gives up on a slow request head without a word: say 408 if a request
                 // was under way (not on an idle keep-alive connection).
                 if e.is_timeout() && progress.partial_request() {
-                    conn::request_timeout(SharedStream::new(stream, progress)).await;
+                    conn::request_timeout(SharedStream::new(stream, progress, read_timeout)).await;
                 }
                 tracing::debug!(error = %e, "Connection ended with an error.");
             }
@@ -123,6 +134,13 @@ pub async fn route(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Incoming>) 
             }
         }
         (Method::GET, ["metrics"]) => {
+            // SEC-14: the labels name integrations, rules and the revision.
+            if rt.options.metrics_auth == crate::runtime::MetricsAuth::Token
+                && let Err(refusal) =
+                    auth::authenticate(&rt.options, peer, req.headers(), req.uri())
+            {
+                return refusal.reply();
+            }
             let now = now_ms();
             let oldest = match rt.store.oldest_due_ms() {
                 Ok(Some(due)) => now.saturating_sub(due) / 1000,
@@ -268,7 +286,9 @@ async fn operator(
                     .unwrap_or(100)
                     .min(10_000),
             };
-            // Every delivery answered so far is in the log (the writer may be holding some).
+            // Every delivery answered so far is in the log (the writer may be holding some),
+            // and so is every refusal counted so far (SEC-08 windows close early for this).
+            rt.flush_rejections(now_ms(), true);
             if let Err(e) = rt.settle().await {
                 return internal(&e);
             }
@@ -325,14 +345,14 @@ async fn sync(rt: &Arc<Runtime>, caller: &Caller) -> Reply {
 /// (`X-Gitlab-Token`). Anything else is a bare 401.
 async fn push_sync(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Incoming>) -> Reply {
     use hmac::{Hmac, KeyInit, Mac};
-    use http_body_util::BodyExt as _;
     let Some(secret) = rt.options.sync_secret.clone() else {
         return status(StatusCode::UNAUTHORIZED);
     };
     let headers = req.headers().clone();
-    let limited = http_body_util::Limited::new(req.into_body(), 1024 * 1024);
-    let Ok(body) = limited.collect().await.map(|c| c.to_bytes()) else {
-        return status(StatusCode::PAYLOAD_TOO_LARGE);
+    let body = match webhook::read_body(req.into_body(), 1024 * 1024, rt.options.read_timeout).await
+    {
+        Ok(body) => body,
+        Err(e) => return status(e.status()),
     };
     let header = |name: &str| headers.get(name).map(http::HeaderValue::as_bytes);
     let genuine = if let Some(sig) = header("x-hub-signature-256") {
@@ -366,10 +386,9 @@ async fn push_sync(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Incoming>) 
 /// only a commit the followed branch contains (422 otherwise, SEC-06) — pins it (audited with
 /// the caller), and answers after the pass that puts it in use.
 async fn pin(rt: &Arc<Runtime>, caller: &Caller, req: Request<Incoming>) -> Reply {
-    use http_body_util::BodyExt as _;
-    let limited = http_body_util::Limited::new(req.into_body(), 64 * 1024);
-    let Ok(body) = limited.collect().await.map(|c| c.to_bytes()) else {
-        return status(StatusCode::BAD_REQUEST);
+    let body = match webhook::read_body(req.into_body(), 64 * 1024, rt.options.read_timeout).await {
+        Ok(body) => body,
+        Err(e) => return status(e.status()),
     };
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let Some(rev) = v.get("revision").and_then(serde_json::Value::as_str) else {

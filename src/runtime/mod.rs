@@ -14,6 +14,7 @@ pub mod alerts;
 pub mod gate;
 pub mod health;
 pub mod pass;
+pub mod rejections;
 pub mod remote;
 pub mod retry;
 pub mod stats;
@@ -59,7 +60,8 @@ pub struct Options {
     pub state: PathBuf,
     /// Largest webhook body accepted (413 beyond).
     pub max_body: usize,
-    /// Time allowed to send the request headers, and then the body (408 beyond).
+    /// Time allowed to send the request headers, and then the whole body (408 beyond); also how
+    /// long a write may make no progress before the connection is closed.
     pub read_timeout: Duration,
     /// Connections served at once (further ones wait in the kernel's backlog).
     pub max_connections: usize,
@@ -96,6 +98,19 @@ pub struct Options {
     /// The host policy every revision is checked against before it loads (where credentials
     /// may go, which secrets each integration may name). [`Policy::none`] by default.
     pub policy: Arc<Policy>,
+    /// Who may read `GET /metrics` (its labels name integrations, rules and the revision).
+    pub metrics_auth: MetricsAuth,
+}
+
+/// Who may read `GET /metrics` (SEC-14).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum MetricsAuth {
+    /// Anyone who reaches the listener (the default: scrapers keep working on upgrade).
+    #[default]
+    Open,
+    /// Whoever may read the operator API: the read or admin token (or loopback without a
+    /// token, in the tokenless loopback mode).
+    Token,
 }
 
 impl Options {
@@ -125,6 +140,7 @@ impl Options {
             watch: true,
             remote: None,
             policy: Arc::new(Policy::none()),
+            metrics_auth: MetricsAuth::Open,
         }
     }
 }
@@ -159,6 +175,8 @@ pub struct Runtime {
     pub metrics: Metrics,
     /// Per-integration counters (`GET /api/integrations/{id}/stats`).
     pub stats: stats::Stats,
+    /// Refused webhook deliveries, aggregated per integration, reason and minute (SEC-08).
+    pub rejections: rejections::Rejections,
     /// Options.
     pub options: Options,
     /// The sealing key, when one was found.
@@ -897,6 +915,22 @@ impl Runtime {
         }
     }
 
+    /// Writes the audit records of refusal windows that are over at `now_ms` (all of them when
+    /// `all`: at shutdown and before the audit log is read), and logs how many refusals each
+    /// counted beyond the one already logged.
+    pub fn flush_rejections(&self, now_ms: u64, all: bool) {
+        for (record, suppressed) in self.rejections.take_closed(now_ms, all) {
+            if suppressed > 0
+                && let AuditKind::EventRejected { reason } = &record.kind
+            {
+                tracing::info!(integration = %record.resource_id, reason = %reason, suppressed, "More webhook deliveries refused (counted, not logged one by one).");
+            }
+            if let Err(e) = self.store.append_audit(&record) {
+                tracing::warn!(error = %e, "Audit record not written.");
+            }
+        }
+    }
+
     /// Writes an audit record; a failure is logged, never fatal.
     pub fn record_audit(
         &self,
@@ -1007,6 +1041,7 @@ pub fn open(options: Options, key: Option<SealKey>) -> Result<Arc<Runtime>, crat
         store,
         metrics: Metrics::new(),
         stats: stats::Stats::default(),
+        rejections: rejections::Rejections::default(),
         options,
         key,
         active: RwLock::new(None),

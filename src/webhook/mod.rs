@@ -14,7 +14,9 @@ use serde_json::json;
 
 use crate::event::Event;
 use crate::manifest::IntegrationId;
-use crate::platforms::{self, Inbound, InboundRequest, ParseError, PlatformKind, VerifyError};
+use crate::platforms::{
+    self, Inbound, InboundRequest, ParseError, PlatformKind, VerifyError, VerifyKeys,
+};
 use crate::runtime::stats::Count;
 use crate::runtime::{Active, Runtime, now_ms};
 use crate::secrets;
@@ -75,7 +77,78 @@ fn json_reply(code: StatusCode, v: &serde_json::Value) -> Reply {
     )
 }
 
+/// Why a request body could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyError {
+    /// Larger than allowed (413).
+    TooLarge,
+    /// Not all there within the read timeout (408).
+    Timeout,
+    /// The connection failed while reading (400).
+    Unreadable,
+}
+
+impl BodyError {
+    /// The status that answers it.
+    pub(crate) fn status(self) -> StatusCode {
+        match self {
+            BodyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::Timeout => StatusCode::REQUEST_TIMEOUT,
+            BodyError::Unreadable => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The rejection reason (metrics).
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            BodyError::TooLarge => "too_large",
+            BodyError::Timeout => "timeout",
+            BodyError::Unreadable => "unreadable",
+        }
+    }
+}
+
+/// Reads a whole body of at most `limit` bytes, all of it within `timeout` (SEC-07: a body
+/// trickled byte by byte can't hold a connection slot longer than that). Every body the daemon
+/// reads goes through here.
+pub(crate) async fn read_body<B>(
+    body: B,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, BodyError>
+where
+    B: hyper::body::Body<Data = Bytes> + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(BodyError::Timeout),
+        Ok(Err(e))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(BodyError::TooLarge)
+        }
+        Ok(Err(_)) => Err(BodyError::Unreadable),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+/// What an unknown integration id is checked against, so that it costs about what a known one
+/// does and is answered alike (SEC-14). Nothing verifies against it.
+fn decoy_keys() -> VerifyKeys {
+    VerifyKeys {
+        secret: Some(secrets::Secret::new(vec![0x5a; 32])),
+        callback_url: Some("https://decoy.invalid/api/webhooks".into()),
+        channel_id: Some("decoy".into()),
+    }
+}
+
 /// Handles `/api/webhooks/{platform}[/{integration}]`.
+///
+/// An integration id this revision does not have (or a platform path that names no single
+/// integration) is answered like a known one with a bad signature: the body is read under the
+/// same limits, checked against a decoy key, and refused with a bare 401 (SEC-14). Only an
+/// unknown platform gets 404 (the platforms are public).
 pub async fn handle<B>(
     rt: &Runtime,
     platform: &str,
@@ -93,22 +166,17 @@ where
     let Some(active) = rt.active() else {
         return retry_later(StatusCode::SERVICE_UNAVAILABLE, 5);
     };
-    let id = match integration {
-        Some(id) => match IntegrationId::parse(id) {
-            Ok(id)
-                if active
-                    .set
-                    .integrations
-                    .get(&id)
-                    .is_some_and(|i| i.platform == kind) =>
-            {
-                id
-            }
-            _ => return status(StatusCode::NOT_FOUND),
-        },
+    let known = match integration {
+        Some(id) => IntegrationId::parse(id).ok().filter(|id| {
+            active
+                .set
+                .integrations
+                .get(id)
+                .is_some_and(|i| i.platform == kind)
+        }),
         None => match active.integrations_of(kind).as_slice() {
-            [only] => (*only).clone(),
-            _ => return status(StatusCode::NOT_FOUND),
+            [only] => Some((*only).clone()),
+            _ => None,
         },
     };
     let method = req.method().clone();
@@ -121,6 +189,12 @@ where
     }
     let (parts, body) = req.into_parts();
     let max = rt.options.max_body;
+    let refused = |reason: &str| {
+        rt.metrics.event_rejected(kind.as_str(), reason);
+        if let Some(id) = &known {
+            rt.stats.count(id.as_str(), Count::EventRejected);
+        }
+    };
     if let Some(len) = parts
         .headers
         .get(header::CONTENT_LENGTH)
@@ -128,38 +202,16 @@ where
         .and_then(|v| v.parse::<usize>().ok())
         && len > max
     {
-        rt.metrics.event_rejected(kind.as_str(), "too_large");
-        rt.stats.count(id.as_str(), Count::EventRejected);
+        refused("too_large");
         discard_body(body, rt.options.read_timeout).await;
         return status(StatusCode::PAYLOAD_TOO_LARGE);
     }
-    let body = match tokio::time::timeout(
-        rt.options.read_timeout,
-        Limited::new(body, max).collect(),
-    )
-    .await
-    {
-        Err(_) => {
-            rt.metrics.event_rejected(kind.as_str(), "timeout");
-            rt.stats.count(id.as_str(), Count::EventRejected);
-            return status(StatusCode::REQUEST_TIMEOUT);
+    let body = match read_body(body, max, rt.options.read_timeout).await {
+        Ok(body) => body,
+        Err(e) => {
+            refused(e.reason());
+            return status(e.status());
         }
-        Ok(Err(e)) => {
-            let too_large = e
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some();
-            rt.metrics.event_rejected(
-                kind.as_str(),
-                if too_large { "too_large" } else { "unreadable" },
-            );
-            rt.stats.count(id.as_str(), Count::EventRejected);
-            return status(if too_large {
-                StatusCode::PAYLOAD_TOO_LARGE
-            } else {
-                StatusCode::BAD_REQUEST
-            });
-        }
-        Ok(Ok(collected)) => collected.to_bytes(),
     };
     let now = now_ms();
     let inbound = InboundRequest {
@@ -167,6 +219,14 @@ where
         headers: &parts.headers,
         body: &body,
         now_unix: i64::try_from(now / 1000).unwrap_or(i64::MAX),
+    };
+    let Some(id) = known else {
+        // Same work as a known id with a bad signature, same answer; counted by platform only
+        // (the id is the client's, so it goes into no label, record or log line).
+        let _ = platforms::verify(kind, &inbound, &decoy_keys());
+        rt.metrics
+            .event_rejected(kind.as_str(), "unknown_integration");
+        return status(StatusCode::UNAUTHORIZED);
     };
     let keys = rt.verify_keys(&active, &id);
     let verified = match &keys {
@@ -230,21 +290,19 @@ fn retry_later(code: StatusCode, secs: u64) -> Reply {
     r
 }
 
+/// A refused delivery of a known integration: counted in the metrics and stats one by one,
+/// and in the audit log and the log aggregated per integration, reason and minute (SEC-08).
 fn reject(rt: &Runtime, kind: PlatformKind, id: &IntegrationId, reason: &str, now: u64) {
     rt.metrics.event_rejected(kind.as_str(), reason);
     rt.stats.count(id.as_str(), Count::EventRejected);
-    tracing::info!(platform = kind.as_str(), integration = %id, reason, "Webhook delivery refused.");
-    let record = AuditRecord {
-        at_ms: now,
-        kind: AuditKind::EventRejected {
-            reason: reason.to_owned(),
-        },
-        resource_type: "integration".into(),
-        resource_id: id.to_string(),
-        detail: json!({}),
-    };
-    if let Err(e) = rt.store.append_audit(&record) {
-        tracing::warn!(error = %e, "Audit record not written.");
+    let noted = rt.rejections.note(kind.as_str(), id.as_str(), reason, now);
+    if noted.first {
+        tracing::info!(platform = kind.as_str(), integration = %id, reason, "Webhook delivery refused (more this minute are counted, not logged).");
+    }
+    for record in &noted.closed {
+        if let Err(e) = rt.store.append_audit(record) {
+            tracing::warn!(error = %e, "Audit record not written.");
+        }
     }
 }
 

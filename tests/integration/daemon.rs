@@ -170,7 +170,11 @@ async fn bad_deliveries_get_the_contract_codes_and_run_nothing() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 404);
+    assert_eq!(
+        r.status(),
+        401,
+        "an unknown id is answered like a bad signature (SEC-14)"
+    );
     let r = client
         .post(format!("{}/api/webhooks/jira/x", daemon.url))
         .body("{}")
