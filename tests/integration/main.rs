@@ -6,6 +6,7 @@ mod alerts;
 mod api;
 mod attacks_api;
 mod attacks_manifest;
+mod attacks_notion;
 mod attacks_plan;
 mod bulk;
 mod crash;
