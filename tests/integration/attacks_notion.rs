@@ -38,7 +38,7 @@ struct Setup {
     client: reqwest::Client,
     hook: String,
     _state: tempfile::TempDir,
-    _repo: TestRepo,
+    repo: TestRepo,
 }
 
 async fn setup() -> Setup {
@@ -101,7 +101,7 @@ text = "seen"
         client: reqwest::Client::new(),
         hook,
         _state: state,
-        _repo: repo,
+        repo,
     }
 }
 
@@ -330,6 +330,15 @@ async fn sec_04_every_token_in_a_window_is_shown_and_only_the_confirmed_one_veri
     );
     assert_eq!(s.events_accepted().await, 0);
     assert!(!s.sync_reason().await.starts_with("verified"));
+    // A new revision rebuilds the verification keys: an unconfirmed token is still none.
+    s.repo
+        .file("NOTES.md", "a commit that reloads\n")
+        .commit("notes");
+    let (code, v) = s.admin(Method::POST, "/api/sync", Some(json!({}))).await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(s.signed(PLANTED, &forged_event(4)).await, 401);
+    assert_eq!(s.events_accepted().await, 0);
+    assert!(!s.sync_reason().await.starts_with("verified"));
     // Confirming an unknown token is refused and changes nothing.
     let (code, _) = s
         .admin(
@@ -432,5 +441,90 @@ async fn sec_04_every_token_in_a_window_is_shown_and_only_the_confirmed_one_veri
         )
         .await;
     assert!(audit.to_string().contains("notion_verification_reset"));
+    s.daemon.terminate().await;
+}
+
+/// Runs `supportopsd ARGS --url <daemon>` with `token` as the admin token, or as the read-only
+/// token when `admin` is false: (success, stdout, stderr).
+async fn cli(s: &Setup, token: &str, admin: bool, args: &[&str]) -> (bool, String, String) {
+    let var = if admin {
+        "SUPPORTOPSD_ADMIN_TOKEN"
+    } else {
+        "SUPPORTOPSD_READ_TOKEN"
+    };
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_supportopsd"))
+        .args(args)
+        .args(["--url", &s.daemon.url])
+        .env_remove("SUPPORTOPSD_ADMIN_TOKEN")
+        .env_remove("SUPPORTOPSD_READ_TOKEN")
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .env_remove("SUPPORTOPSD_URL")
+        .env(var, token)
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// SEC-04 through the command line: `supportopsd notion expect-verification`, `verification`,
+/// `confirm-verification` and `reset-verification` need the admin token; `status` shows the
+/// received tokens to the admin token only.
+#[tokio::test]
+async fn sec_04_the_notion_commands_open_list_confirm_and_reset() {
+    let s = setup().await;
+    let (ok, _, err) = cli(&s, READ, false, &["notion", "expect-verification", ID]).await;
+    assert!(!ok, "the read-only token opens no window");
+    assert!(err.contains("admin token"), "{err}");
+    assert_eq!(s.plant(PLANTED).await, 401);
+    let (ok, out, err) = cli(
+        &s,
+        ADMIN,
+        true,
+        &["notion", "expect-verification", ID, "--minutes", "5"],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("open for 5 minute(s)"), "{out}");
+    assert_eq!(s.plant(PLANTED).await, 200);
+    let (_, status) = s
+        .fake
+        .create_subscription(&s.hook, &["page.created"], "2025-09-03")
+        .await;
+    assert_eq!(status, 200);
+    let genuine = s.fake.subscriptions()[0].token.clone();
+    let (ok, out, err) = cli(&s, ADMIN, true, &["notion", "verification", ID]).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("waiting for confirmation: 2 token(s) received"),
+        "{out}"
+    );
+    assert!(out.contains(&format!("token 1: {PLANTED}")), "{out}");
+    assert!(out.contains(&format!("token 2: {genuine}")), "{out}");
+    let (ok, out, _) = cli(&s, ADMIN, true, &["status"]).await;
+    assert!(ok);
+    assert!(out.contains(&genuine) && out.contains(PLANTED), "{out}");
+    let (ok, out, _) = cli(&s, READ, false, &["status"]).await;
+    assert!(ok);
+    assert!(!out.contains(&genuine) && !out.contains(PLANTED), "{out}");
+    let (ok, _, err) = cli(&s, READ, false, &["notion", "verification", ID]).await;
+    assert!(!ok && err.contains("403"), "{err}");
+    let (ok, out, err) = cli(
+        &s,
+        ADMIN,
+        true,
+        &["notion", "confirm-verification", ID, "2"],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("Token 2"), "{out}");
+    assert!(s.sync_reason().await.starts_with("verified"));
+    let (ok, _, err) = cli(&s, ADMIN, true, &["notion", "reset-verification", ID]).await;
+    assert!(ok, "{err}");
+    assert_eq!(s.verification().await["tokens"], json!([]));
+    assert!(!s.sync_reason().await.starts_with("verified"));
     s.daemon.terminate().await;
 }
