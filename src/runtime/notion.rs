@@ -439,6 +439,125 @@ mod tests {
         assert!(reason.contains("signed events arrive"));
     }
 
+    fn runtime(dir: &std::path::Path, key: bool) -> std::sync::Arc<Runtime> {
+        let options = super::super::Options::new(
+            "127.0.0.1:0".parse().unwrap(),
+            "http://127.0.0.1:0".into(),
+            dir.join("repo"),
+            dir.join("state"),
+        );
+        let key = key.then(|| crate::secrets::SealKey::generate().unwrap());
+        super::super::open(options, key).unwrap()
+    }
+
+    #[tokio::test]
+    async fn tokens_are_kept_only_in_a_window_and_verify_only_once_confirmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = runtime(dir.path(), true);
+        let id = IntegrationId::parse("notion-main").unwrap();
+        let token = |t: &str| Secret::from(t.to_owned());
+        // No window: refused, nothing kept.
+        assert_eq!(
+            rt.capture_notion_token(&id, &token("secret_early"), "192.0.2.1:5", 1_000),
+            Err(CaptureRefusal::NoWindow)
+        );
+        assert!(
+            rt.store
+                .notion_verification("notion-main")
+                .unwrap()
+                .tokens
+                .is_empty()
+        );
+        for bad in [0, MAX_WINDOW_MINUTES + 1] {
+            assert!(matches!(
+                rt.expect_notion_verification(&id, Some(bad), 1_000),
+                Err(ActionRefusal::Invalid(_))
+            ));
+        }
+        let until = rt.expect_notion_verification(&id, None, 1_000).unwrap();
+        assert_eq!(until, 1_000 + 600_000);
+        assert!(rt.notion_window_open(&id, until - 1));
+        assert!(!rt.notion_window_open(&id, until));
+        rt.capture_notion_token(&id, &token("secret_attacker"), "192.0.2.1:5", 2_000)
+            .unwrap();
+        rt.capture_notion_token(&id, &token("secret_notion"), "198.51.100.7:6", 3_000)
+            .unwrap();
+        // The same token again is kept once.
+        rt.capture_notion_token(&id, &token("secret_notion"), "198.51.100.7:6", 3_500)
+            .unwrap();
+        let record = rt.store.notion_verification("notion-main").unwrap();
+        assert_eq!(record.tokens.len(), 2);
+        assert_eq!(record.tokens[1].peer, "198.51.100.7:6");
+        assert_eq!(record.tokens[1].received_ms, 3_000);
+        // Sealed at rest, shown only when revealed.
+        assert!(!format!("{record:?}").contains("secret_notion"));
+        let hidden = rt.notion_verification_view(&id, false, 4_000).to_string();
+        assert!(!hidden.contains("secret_"), "{hidden}");
+        let shown = rt.notion_verification_view(&id, true, 4_000);
+        assert_eq!(shown["tokens"][1]["verification_token"], "secret_notion");
+        assert_eq!(shown["window_open"], true);
+        // Nothing verifies before confirmation.
+        assert!(rt.confirmed_notion_tokens().is_empty());
+        let fingerprint = token_fingerprint(b"secret_notion");
+        let bare = fingerprint.trim_start_matches("sha256:").to_owned();
+        let confirmed = rt
+            .confirm_notion_token(&id, &TokenChoice::Fingerprint(bare))
+            .unwrap();
+        assert_eq!(confirmed.id, 2);
+        let keys = rt.confirmed_notion_tokens();
+        assert_eq!(
+            keys.get(&id).map(|s| s.expose().to_vec()),
+            Some(b"secret_notion".to_vec())
+        );
+        // Confirmed: no second confirmation, no new window, no new token.
+        assert!(matches!(
+            rt.confirm_notion_token(&id, &TokenChoice::Id(1)),
+            Err(ActionRefusal::Conflict(_))
+        ));
+        assert!(matches!(
+            rt.expect_notion_verification(&id, None, 5_000),
+            Err(ActionRefusal::Conflict(_))
+        ));
+        assert_eq!(
+            rt.capture_notion_token(&id, &token("secret_late"), "192.0.2.1:5", 5_000),
+            Err(CaptureRefusal::NoWindow)
+        );
+        // Reset forgets everything.
+        rt.reset_notion_verification(&id).unwrap();
+        assert_eq!(
+            rt.store.notion_verification("notion-main").unwrap(),
+            NotionVerification::default()
+        );
+        assert!(rt.confirmed_notion_tokens().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_window_holds_a_bounded_number_of_tokens_and_needs_a_sealing_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = runtime(dir.path(), true);
+        let id = IntegrationId::parse("notion-main").unwrap();
+        rt.expect_notion_verification(&id, Some(60), 0).unwrap();
+        for n in 0..MAX_TOKENS {
+            rt.capture_notion_token(&id, &Secret::from(format!("secret_{n}")), "p", 1)
+                .unwrap();
+        }
+        assert_eq!(
+            rt.capture_notion_token(&id, &Secret::from("secret_more".to_owned()), "p", 1),
+            Err(CaptureRefusal::Full)
+        );
+        assert!(matches!(
+            rt.confirm_notion_token(&id, &TokenChoice::Id(99)),
+            Err(ActionRefusal::Invalid(_))
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let keyless = runtime(dir.path(), false);
+        keyless.expect_notion_verification(&id, None, 0).unwrap();
+        assert_eq!(
+            keyless.capture_notion_token(&id, &Secret::from("secret_x".to_owned()), "p", 1),
+            Err(CaptureRefusal::NoKey)
+        );
+    }
+
     #[test]
     fn fingerprints_are_short_and_stable() {
         let f = token_fingerprint(b"secret_abc");
