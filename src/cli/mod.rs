@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod completions;
 pub mod events;
+pub mod notion;
 pub mod pin;
 pub mod plan;
 pub mod run;
@@ -87,6 +88,9 @@ pub enum Command {
     /// Dead-lettered deliveries: list them, re-queue one.
     #[command(subcommand)]
     Events(events::Command),
+    /// Notion's verification token: open a window for it, list what arrived, confirm one, reset.
+    #[command(subcommand)]
+    Notion(notion::Command),
     /// Ask a running daemon for a reconcile pass now and wait for it (systemd's ExecReload).
     Sync(sync::Args),
     /// Hold the daemon on one revision during an incident.
@@ -137,6 +141,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Run(args) => run::run(&args, g),
         Command::Status(args) => status::run(&args, g),
         Command::Events(cmd) => events::run(&cmd, g),
+        Command::Notion(cmd) => notion::run(&cmd),
         Command::Sync(args) => sync::run(&args),
         Command::Pin(args) => pin::pin(&args, g),
         Command::Unpin(args) => pin::unpin(&args, g),

@@ -138,12 +138,21 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
         v["queue_depth"].as_u64().unwrap_or(0),
         v["dead_letters"].as_u64().unwrap_or(0)
     );
-    for t in v["verification_tokens"].as_array().into_iter().flatten() {
+    for pending in v["verification_tokens"].as_array().into_iter().flatten() {
+        let id = pending["integration"].as_str().unwrap_or("?");
         println!(
-            "verification token for {} (shown once; paste it into the subscription's Verify dialog in Notion): {}",
-            t["integration"].as_str().unwrap_or("?"),
-            t["verification_token"].as_str().unwrap_or("")
+            "Notion verification tokens received for {id}, none confirmed yet (compare them with the one Notion shows, then `supportopsd notion confirm-verification {id} TOKEN_ID`):"
         );
+        for t in pending["tokens"].as_array().into_iter().flatten() {
+            println!(
+                "  token {}: {} (fingerprint {}, from {}, {} ago)",
+                t["token_id"],
+                t["verification_token"].as_str().unwrap_or("(hidden)"),
+                t["fingerprint"].as_str().unwrap_or(""),
+                t["peer"].as_str().unwrap_or("?"),
+                ago(now.saturating_sub(t["received_ms"].as_u64().unwrap_or(now))),
+            );
+        }
     }
     let problems = lines(&v, "problems", "problem");
     if !problems.is_empty() {

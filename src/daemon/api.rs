@@ -11,7 +11,7 @@ use std::time::Duration;
 use http::{HeaderValue, Request, StatusCode, header};
 use serde_json::{Map, Value, json};
 
-use super::auth::Caller;
+use super::auth::{Access, Caller};
 use crate::manifest::{Credential, Integration, IntegrationId, Rule};
 use crate::platforms::{ActionCall, ActionSpec, PlatformError};
 use crate::runtime::gate::Paused;
@@ -590,6 +590,177 @@ fn paused(id: &str, action: &str, left: Duration) -> Reply {
     r.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     r
+}
+
+/// The Notion integration `id` of the active revision, or the reply to give.
+fn notion_integration(rt: &Runtime, id: &str) -> Result<IntegrationId, Box<Reply>> {
+    let active = rt.active();
+    let Some((_, i)) = find(active.as_ref(), id) else {
+        return Err(Box::new(not_found("integration", id)));
+    };
+    if i.platform != crate::platforms::PlatformKind::Notion {
+        return Err(Box::new(error(
+            StatusCode::NOT_FOUND,
+            &format!(
+                "`{id}` is a {} integration; verification tokens are Notion's",
+                i.platform.as_str()
+            ),
+        )));
+    }
+    Ok(i.id.clone())
+}
+
+/// `GET /api/integrations/{id}/notion/verification`: the window, every token received (the
+/// tokens themselves: an admin caller only, 403 for the read-only token) and the confirmation.
+pub fn notion_verification(rt: &Runtime, id: &str, caller: &Caller) -> Reply {
+    if caller.access == Access::Read {
+        return error(
+            StatusCode::FORBIDDEN,
+            "verification tokens are signing secrets: this route needs the admin token",
+        );
+    }
+    match notion_integration(rt, id) {
+        Ok(id) => json_reply(
+            StatusCode::OK,
+            &rt.notion_verification_view(&id, true, now_ms()),
+        ),
+        Err(r) => *r,
+    }
+}
+
+/// `POST /api/integrations/{id}/notion/{expect,confirm,reset}-verification` (SEC-04): open a
+/// window for Notion's verification token (`{"minutes": N}`, optional), confirm the token
+/// Notion shows (`{"token_id": N}` or `{"fingerprint": "sha256:…"}`), or start over. Each is
+/// audited with the caller (never a token).
+pub async fn notion_action<B>(
+    rt: &Runtime,
+    id: &str,
+    action: &str,
+    caller: &Caller,
+    req: Request<B>,
+) -> Reply
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use crate::runtime::notion::{ActionRefusal, TokenChoice};
+    if !matches!(
+        action,
+        "expect-verification" | "confirm-verification" | "reset-verification"
+    ) {
+        return error(
+            StatusCode::NOT_FOUND,
+            "the Notion verification verbs are expect-verification, confirm-verification and reset-verification",
+        );
+    }
+    let iid = match notion_integration(rt, id) {
+        Ok(i) => i,
+        Err(r) => return *r,
+    };
+    let body = match read_body(req, rt.options.read_timeout).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let v: Map<String, Value> = if body.iter().all(u8::is_ascii_whitespace) {
+        Map::new()
+    } else {
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Object(m)) => m,
+            _ => return error(StatusCode::BAD_REQUEST, "the body must be a JSON object"),
+        }
+    };
+    let refused = |e: ActionRefusal| match e {
+        ActionRefusal::Conflict(why) => error(StatusCode::CONFLICT, &why),
+        ActionRefusal::Invalid(why) => error(StatusCode::BAD_REQUEST, &why),
+        ActionRefusal::Failed(why) => {
+            tracing::error!(error = %why, "A Notion verification change failed.");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error; see the daemon's log",
+            )
+        }
+    };
+    let now = now_ms();
+    match action {
+        "expect-verification" => {
+            let minutes = match v.get("minutes") {
+                None | Some(Value::Null) => None,
+                Some(m) => match m.as_u64() {
+                    Some(m) => Some(m),
+                    None => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            "`minutes` must be a whole number of minutes",
+                        );
+                    }
+                },
+            };
+            match rt.expect_notion_verification(&iid, minutes, now) {
+                Ok(until) => {
+                    rt.audit(
+                        AuditKind::NotionVerificationExpected,
+                        id,
+                        caller.audit(json!({"until_ms": until})),
+                    );
+                    json_reply(
+                        StatusCode::OK,
+                        &json!({"integration": id, "window_until_ms": until,
+                            "next": "create the subscription in Notion (or press \"Resend token\") now; then compare the tokens received with the one Notion shows and confirm it"}),
+                    )
+                }
+                Err(e) => refused(e),
+            }
+        }
+        "confirm-verification" => {
+            let choice = match (v.get("token_id"), v.get("fingerprint")) {
+                (Some(t), None) => match t
+                    .as_u64()
+                    .or_else(|| t.as_str().and_then(|s| s.trim().parse().ok()))
+                    .and_then(|n| u32::try_from(n).ok())
+                {
+                    Some(n) => TokenChoice::Id(n),
+                    None => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            "`token_id` must be a token's number",
+                        );
+                    }
+                },
+                (None, Some(Value::String(f))) => TokenChoice::Fingerprint(f.trim().to_owned()),
+                _ => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "the body must be {\"token_id\": N} or {\"fingerprint\": \"sha256:…\"}",
+                    );
+                }
+            };
+            match rt.confirm_notion_token(&iid, &choice) {
+                Ok(t) => {
+                    rt.audit(
+                        AuditKind::NotionVerificationConfirmed,
+                        id,
+                        caller.audit(json!({"token_id": t.id, "fingerprint": t.fingerprint, "received_from": t.peer})),
+                    );
+                    json_reply(
+                        StatusCode::OK,
+                        &json!({"integration": id, "confirmed_token_id": t.id, "fingerprint": t.fingerprint}),
+                    )
+                }
+                Err(e) => refused(e),
+            }
+        }
+        _ => match rt.reset_notion_verification(&iid) {
+            Ok(()) => {
+                rt.audit(
+                    AuditKind::NotionVerificationReset,
+                    id,
+                    caller.audit(json!({})),
+                );
+                json_reply(StatusCode::OK, &json!({"integration": id, "reset": true}))
+            }
+            Err(e) => refused(e),
+        },
+    }
 }
 
 fn rule_summary(r: &Rule) -> Value {

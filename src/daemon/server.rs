@@ -156,11 +156,11 @@ pub async fn route(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Incoming>) 
         }
         (_, ["api", "webhooks", platform]) => {
             let platform = (*platform).to_owned();
-            webhook::handle(rt, &platform, None, req).await
+            webhook::handle(rt, peer, &platform, None, req).await
         }
         (_, ["api", "webhooks", platform, id]) => {
             let (platform, id) = ((*platform).to_owned(), (*id).to_owned());
-            webhook::handle(rt, &platform, Some(&id), req).await
+            webhook::handle(rt, peer, &platform, Some(&id), req).await
         }
         (_, ["api", ..]) => operator(rt, peer, req, &segments).await,
         _ => status(StatusCode::NOT_FOUND),
@@ -201,8 +201,18 @@ async fn operator(
     if !safe && !caller.access.may_change() {
         return auth::read_only();
     }
-    let verb = matches!(segments, ["api", "integrations", _, "test" | "execute"])
-        && method == Method::POST;
+    let verb = method == Method::POST
+        && matches!(
+            segments,
+            ["api", "integrations", _, "test" | "execute"]
+                | [
+                    "api",
+                    "integrations",
+                    _,
+                    "notion",
+                    "expect-verification" | "confirm-verification" | "reset-verification"
+                ]
+        );
     if !safe && matches!(segments, ["api", "integrations" | "rules", ..]) && !verb {
         return json(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -225,6 +235,13 @@ async fn operator(
         (Method::POST, ["api", "integrations", id, "execute"]) => {
             let id = (*id).to_owned();
             api::execute(rt, &id, &caller, req).await
+        }
+        (Method::GET, ["api", "integrations", id, "notion", "verification"]) => {
+            api::notion_verification(rt, id, &caller)
+        }
+        (Method::POST, ["api", "integrations", id, "notion", action]) => {
+            let (id, action) = ((*id).to_owned(), (*action).to_owned());
+            api::notion_action(rt, &id, &action, &caller, req).await
         }
         (Method::GET, ["api", "rules"]) => api::rules(rt),
         (Method::GET, ["api", "rules", id]) => api::rule(rt, id),
@@ -438,9 +455,9 @@ fn internal(e: &dyn std::fmt::Display) -> Reply {
 }
 
 /// The body of `GET /api/status`: the revision (applied, refused, pinned), every integration's
-/// sync status and health with reasons, its webhook registration, and the queue. A Notion
-/// verification token is a signing secret: it is shown (once) only when `reveal_tokens`, never
-/// to the read-only token (the list is then empty and the token stays unshown).
+/// sync status and health with reasons, its webhook registration, and the queue. Notion
+/// verification tokens awaiting confirmation are signing secrets: they are listed only when
+/// `reveal_tokens` (an admin caller), never for the read-only token.
 pub fn status_value(rt: &Runtime, reveal_tokens: bool) -> serde_json::Value {
     let s = rt.status();
     let problems: Vec<_> = s
@@ -475,22 +492,22 @@ pub fn status_value(rt: &Runtime, reveal_tokens: bool) -> serde_json::Value {
         })
         .collect();
     let pin = rt.store.pin().ok().flatten();
-    // Notion's verification token, shown once to the (admin) operator who asks first.
-    let tokens: Vec<_> = if reveal_tokens {
-        rt.take_unshown_tokens()
-    } else {
-        Vec::new()
-    };
-    let tokens: Vec<_> = tokens
-        .into_iter()
-        .map(|(id, token)| {
-            json!({
-                "integration": id,
-                "verification_token": String::from_utf8_lossy(token.expose()),
-                "note": "shown once: paste it into the subscription's Verify dialog in Notion",
+    // Notion verification tokens awaiting the operator's confirmation: signing secrets, shown
+    // to an admin caller only (SEC-04), never to the read-only token.
+    let now = now_ms();
+    let tokens: Vec<_> = match (&active, reveal_tokens) {
+        (Some(active), true) => active
+            .set
+            .integrations
+            .values()
+            .filter(|i| i.platform == crate::platforms::PlatformKind::Notion)
+            .map(|i| rt.notion_verification_view(&i.id, true, now))
+            .filter(|v| {
+                v["verified"] == false && v["tokens"].as_array().is_some_and(|t| !t.is_empty())
             })
-        })
-        .collect();
+            .collect(),
+        _ => Vec::new(),
+    };
     json!({
         "verification_tokens": tokens,
         "applied_revision": s.applied,

@@ -13,6 +13,7 @@ pub mod active;
 pub mod alerts;
 pub mod gate;
 pub mod health;
+pub mod notion;
 pub mod pass;
 pub mod rejections;
 pub mod remote;
@@ -191,6 +192,8 @@ pub struct Runtime {
     learned: RwLock<HashMap<IntegrationId, VerifyKeys>>,
     /// Integrations a signed delivery was seen for (mirrored in the state; Notion's progress).
     signed_seen: Mutex<std::collections::HashSet<IntegrationId>>,
+    /// Serialises changes to Notion verification records ([`notion`]).
+    notion_lock: Mutex<()>,
     /// Health per integration (mirrored in the state).
     health: Mutex<std::collections::BTreeMap<String, HealthRecord>>,
     /// Where reconcile passes are requested.
@@ -504,7 +507,7 @@ impl Runtime {
         };
         let env = secrets::process_env;
         let ctx = secrets::ResolveContext::new(self.key.as_ref(), &env);
-        let captured = self.captured_tokens();
+        let captured = self.confirmed_notion_tokens();
         Ok(Active::build(
             set,
             commit,
@@ -767,7 +770,8 @@ impl Runtime {
         status.registration_problems = problems;
     }
 
-    /// Records that a signed delivery for `id` was verified (Notion: the subscription works).
+    /// Records that a delivery for `id` was verified with its confirmed token (Notion: the
+    /// subscription works).
     pub fn note_signed_delivery(&self, id: &IntegrationId) {
         // Once per integration and run from memory; the state answers for earlier runs.
         let first = self
@@ -786,69 +790,21 @@ impl Runtime {
         if let Err(e) = self.store.set_signed_delivery_seen(id.as_str()) {
             tracing::warn!(error = %e, "Could not record a verified delivery.");
         }
-        self.record_sync(
-            id.as_str(),
-            SyncStatus::InSync,
-            "verified: signed events arrive from the subscription",
-        );
-    }
-
-    /// Where a Notion subscription stands (Notion creates them only in its UI): waiting for
-    /// the verification token, waiting for the operator to paste it, or verified.
-    pub fn notion_progress(&self, id: &IntegrationId, instructions: &str) -> (SyncStatus, String) {
-        if self
+        if let Some(t) = self
             .store
-            .signed_delivery_seen(id.as_str())
-            .unwrap_or(false)
+            .notion_verification(id.as_str())
+            .ok()
+            .and_then(|v| v.confirmed_token().cloned())
         {
-            return (
+            self.record_sync(
+                id.as_str(),
                 SyncStatus::InSync,
-                "verified: signed events arrive from the subscription".to_owned(),
+                &format!(
+                    "verified: the operator confirmed token {} ({}); signed events arrive from the subscription",
+                    t.id, t.fingerprint
+                ),
             );
         }
-        let captured = self
-            .store
-            .captured_tokens()
-            .unwrap_or_default()
-            .iter()
-            .any(|(i, _)| i == id.as_str());
-        if captured {
-            (
-                SyncStatus::Unknown,
-                "waiting for verification: the verification token arrived; `supportopsd status` shows it once to an operator — paste it into the subscription's Verify dialog in Notion".to_owned(),
-            )
-        } else {
-            (
-                SyncStatus::Unknown,
-                format!("waiting for verification: {instructions}"),
-            )
-        }
-    }
-
-    /// Captured verification tokens not shown yet, unsealed, by integration; marks them shown
-    /// (each is shown once, to an authorised operator).
-    pub fn take_unshown_tokens(&self) -> Vec<(String, Secret)> {
-        let Some(key) = &self.key else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for (id, sealed) in self.store.captured_tokens().unwrap_or_default() {
-            if self.store.captured_token_shown(&id).unwrap_or(true) {
-                continue;
-            }
-            let Ok(iid) = IntegrationId::parse(&id) else {
-                continue;
-            };
-            if let Ok(secret) = secrets::unseal(key, &iid, "verification_token", &sealed)
-                && self.store.set_captured_token_shown(&id, true).is_ok()
-            {
-                out.push((id, secret));
-            }
-        }
-        if !out.is_empty() {
-            let _ = self.store.flush();
-        }
-        out
     }
 
     /// Asks for a reconcile pass and waits for its report.
@@ -867,22 +823,6 @@ impl Runtime {
     /// Asks for a reconcile pass without waiting (SIGHUP).
     pub fn trigger_pass(&self, cause: pass::Cause) {
         let _ = self.triggers.try_send(pass::Request { cause, reply: None });
-    }
-
-    /// Verification tokens the daemon captured (Notion), unsealed.
-    fn captured_tokens(&self) -> HashMap<IntegrationId, Secret> {
-        let mut out = HashMap::new();
-        let Some(key) = &self.key else { return out };
-        if let Ok(tokens) = self.store.captured_tokens() {
-            for (id, sealed) in tokens {
-                if let Ok(id) = IntegrationId::parse(&id)
-                    && let Ok(secret) = secrets::unseal(key, &id, "verification_token", &sealed)
-                {
-                    out.insert(id, secret);
-                }
-            }
-        }
-        out
     }
 }
 
@@ -1050,6 +990,7 @@ pub fn open(options: Options, key: Option<SealKey>) -> Result<Arc<Runtime>, crat
         status: Mutex::new(ReloadStatus::default()),
         learned: RwLock::new(HashMap::new()),
         signed_seen: Mutex::new(std::collections::HashSet::new()),
+        notion_lock: Mutex::new(()),
         health: Mutex::new(std::collections::BTreeMap::new()),
         triggers,
         trigger_rx: Mutex::new(Some(trigger_rx)),

@@ -55,8 +55,15 @@ pub enum AuditKind {
     },
     /// A dead-lettered job was put back in the outbox.
     JobReplayed,
-    /// A platform's one-time verification token arrived and was sealed into the state.
+    /// A platform's one-time verification token arrived (inside a window an operator opened)
+    /// and was sealed into the state.
     VerificationTokenCaptured,
+    /// An operator opened a window in which Notion's verification token is accepted.
+    NotionVerificationExpected,
+    /// An operator confirmed which received token is Notion's (it now verifies signatures).
+    NotionVerificationConfirmed,
+    /// An operator reset a Notion verification: tokens and confirmation forgotten.
+    NotionVerificationReset,
     /// A revision was loaded, validated and put in use.
     RevisionApplied,
     /// A revision did not validate and was refused; the previous one kept running.

@@ -1,47 +1,143 @@
-//! Secrets the daemon learns at run time rather than from the manifests: Notion's one-time
-//! verification token. Stored sealed (AES-256-SIV, bound to the integration), in `meta`.
+//! Secrets the daemon learns at run time rather than from the manifests: Notion's verification
+//! tokens, and where each integration's verification stands ([`NotionVerification`]: the
+//! window an operator opened, every token received in it — sealed, AES-256-SIV bound to the
+//! integration — and the one the operator confirmed). In `meta`.
+//!
+//! Earlier versions kept a single token (`captured_token/<id>`), the first one that came;
+//! [`Store::notion_verification`] reads such a token as received but **not** confirmed, so an
+//! upgraded daemon asks the operator to confirm it (SEC-04).
+
+use serde::{Deserialize, Serialize};
 
 use super::{Error, Store, codec, trees};
 
-const PREFIX: &str = "captured_token/";
-const SHOWN_PREFIX: &str = "captured_token_shown/";
+const PREFIX: &str = "notion_verification/";
+const LEGACY_PREFIX: &str = "captured_token/";
+const LEGACY_SHOWN_PREFIX: &str = "captured_token_shown/";
 const VERIFIED_PREFIX: &str = "signed_delivery_seen/";
 
+/// A verification token that arrived inside a window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceivedToken {
+    /// Its number within the integration's record (1, 2, …), what the operator confirms.
+    pub id: u32,
+    /// The token, sealed (field `verification_token`).
+    pub sealed: String,
+    /// `sha256:` + the first 16 hex digits of the token's SHA-256 (to tell tokens apart).
+    pub fingerprint: String,
+    /// When it arrived, milliseconds since the Unix epoch (0: unknown, kept from an earlier
+    /// version).
+    pub received_ms: u64,
+    /// The TCP peer that posted it (with a reverse proxy in front, the proxy).
+    pub peer: String,
+}
+
+/// Where an integration's Notion verification stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotionVerification {
+    /// Until when (ms since the epoch) unsigned verification requests are accepted.
+    pub window_until_ms: Option<u64>,
+    /// Every token received, oldest first.
+    pub tokens: Vec<ReceivedToken>,
+    /// The id of the token the operator confirmed (the only one that verifies signatures).
+    pub confirmed: Option<u32>,
+}
+
+impl NotionVerification {
+    /// Whether unsigned verification requests are accepted at `now`.
+    pub fn window_open(&self, now_ms: u64) -> bool {
+        self.confirmed.is_none() && self.window_until_ms.is_some_and(|until| now_ms < until)
+    }
+
+    /// The confirmed token, if any.
+    pub fn confirmed_token(&self) -> Option<&ReceivedToken> {
+        let id = self.confirmed?;
+        self.tokens.iter().find(|t| t.id == id)
+    }
+
+    /// The next token id.
+    pub fn next_id(&self) -> u32 {
+        self.tokens
+            .iter()
+            .map(|t| t.id)
+            .max()
+            .unwrap_or(0)
+            .saturating_add(1)
+    }
+}
+
 impl Store {
-    /// Stores an integration's sealed verification token (replacing any earlier one). Does not
-    /// flush.
-    pub fn put_captured_token(&self, integration: &str, sealed: &str) -> Result<(), Error> {
+    /// Where an integration's Notion verification stands (a default record when nothing was
+    /// done yet; a token kept by an earlier version is returned as received, unconfirmed).
+    pub fn notion_verification(&self, integration: &str) -> Result<NotionVerification, Error> {
+        if let Some(v) = self.get::<NotionVerification>(
+            &self.meta,
+            trees::META,
+            &format!("{PREFIX}{integration}"),
+        )? {
+            return Ok(v);
+        }
+        let legacy = self.get::<String>(
+            &self.meta,
+            trees::META,
+            &format!("{LEGACY_PREFIX}{integration}"),
+        )?;
+        Ok(NotionVerification {
+            window_until_ms: None,
+            tokens: legacy
+                .into_iter()
+                .map(|sealed| ReceivedToken {
+                    id: 1,
+                    sealed,
+                    fingerprint: String::new(),
+                    received_ms: 0,
+                    peer: "unknown (kept from an earlier version)".to_owned(),
+                })
+                .collect(),
+            confirmed: None,
+        })
+    }
+
+    /// Stores where an integration's Notion verification stands (and drops a token an earlier
+    /// version kept, which the record now holds). Does not flush.
+    pub fn put_notion_verification(
+        &self,
+        integration: &str,
+        v: &NotionVerification,
+    ) -> Result<(), Error> {
         self.put(
             &self.meta,
             trees::META,
             &format!("{PREFIX}{integration}"),
-            &sealed.to_owned(),
-        )
+            v,
+        )?;
+        self.remove_legacy(integration)
     }
 
-    /// Marks an integration's captured token as shown to an operator (it is shown once), or
-    /// not (a new token arrived). Does not flush.
-    pub fn set_captured_token_shown(&self, integration: &str, shown: bool) -> Result<(), Error> {
-        let key = format!("{SHOWN_PREFIX}{integration}");
-        if shown {
-            self.put(&self.meta, trees::META, &key, &true)
-        } else {
+    /// Forgets an integration's verification: window, tokens, confirmation, and that a signed
+    /// delivery was seen. Does not flush.
+    pub fn reset_notion_verification(&self, integration: &str) -> Result<(), Error> {
+        for key in [
+            format!("{PREFIX}{integration}"),
+            format!("{VERIFIED_PREFIX}{integration}"),
+        ] {
             self.meta
                 .remove(key.as_bytes())
-                .map(|_| ())
-                .map_err(|e| self.storage(e))
+                .map_err(|e| self.storage(e))?;
         }
+        self.remove_legacy(integration)
     }
 
-    /// Whether an integration's captured token was shown already.
-    pub fn captured_token_shown(&self, integration: &str) -> Result<bool, Error> {
-        Ok(self
-            .get::<bool>(
-                &self.meta,
-                trees::META,
-                &format!("{SHOWN_PREFIX}{integration}"),
-            )?
-            .unwrap_or(false))
+    fn remove_legacy(&self, integration: &str) -> Result<(), Error> {
+        for key in [
+            format!("{LEGACY_PREFIX}{integration}"),
+            format!("{LEGACY_SHOWN_PREFIX}{integration}"),
+        ] {
+            self.meta
+                .remove(key.as_bytes())
+                .map_err(|e| self.storage(e))?;
+        }
+        Ok(())
     }
 
     /// Records that a signed delivery for the integration was verified (the subscription
@@ -66,14 +162,16 @@ impl Store {
             .unwrap_or(false))
     }
 
-    /// Every captured token: (integration id, sealed value).
-    pub fn captured_tokens(&self) -> Result<Vec<(String, String)>, Error> {
+    /// Every integration's confirmed token: (integration id, sealed value).
+    pub fn confirmed_notion_tokens(&self) -> Result<Vec<(String, String)>, Error> {
         let mut out = Vec::new();
         for item in self.meta.scan_prefix(PREFIX.as_bytes()) {
             let (k, v) = item.map_err(|e| self.storage(e))?;
-            let sealed: String = codec::decode(trees::META, &k, &v)?;
-            let id = String::from_utf8_lossy(&k[PREFIX.len()..]).into_owned();
-            out.push((id, sealed));
+            let record: NotionVerification = codec::decode(trees::META, &k, &v)?;
+            if let Some(t) = record.confirmed_token() {
+                let id = String::from_utf8_lossy(&k[PREFIX.len()..]).into_owned();
+                out.push((id, t.sealed.clone()));
+            }
         }
         Ok(out)
     }
@@ -83,26 +181,80 @@ impl Store {
 mod tests {
     use super::*;
 
+    fn token(id: u32, sealed: &str) -> ReceivedToken {
+        ReceivedToken {
+            id,
+            sealed: sealed.to_owned(),
+            fingerprint: format!("sha256:{id:016x}"),
+            received_ms: 5,
+            peer: "127.0.0.1:1".to_owned(),
+        }
+    }
+
     #[test]
-    fn round_trip() {
+    fn round_trip_confirm_and_reset() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        assert!(store.captured_tokens().unwrap().is_empty());
-        store.put_captured_token("notion-main", "sos1:abc").unwrap();
-        store.put_captured_token("notion-main", "sos1:def").unwrap();
-        assert!(!store.captured_token_shown("notion-main").unwrap());
-        store.set_captured_token_shown("notion-main", true).unwrap();
-        assert!(store.captured_token_shown("notion-main").unwrap());
-        store
-            .set_captured_token_shown("notion-main", false)
-            .unwrap();
-        assert!(!store.captured_token_shown("notion-main").unwrap());
-        assert!(!store.signed_delivery_seen("notion-main").unwrap());
+        assert_eq!(
+            store.notion_verification("notion-main").unwrap(),
+            NotionVerification::default()
+        );
+        let mut v = NotionVerification {
+            window_until_ms: Some(100),
+            tokens: vec![token(1, "sos1:attacker"), token(2, "sos1:notion")],
+            confirmed: None,
+        };
+        assert!(v.window_open(99));
+        assert!(!v.window_open(100));
+        assert_eq!(v.next_id(), 3);
+        store.put_notion_verification("notion-main", &v).unwrap();
+        // Nothing confirmed: no key.
+        assert!(store.confirmed_notion_tokens().unwrap().is_empty());
+        v.confirmed = Some(2);
+        // A confirmed subscription opens no window.
+        assert!(!v.window_open(50));
+        store.put_notion_verification("notion-main", &v).unwrap();
+        assert_eq!(
+            store.confirmed_notion_tokens().unwrap(),
+            vec![("notion-main".to_owned(), "sos1:notion".to_owned())]
+        );
+        assert_eq!(store.notion_verification("notion-main").unwrap(), v);
         store.set_signed_delivery_seen("notion-main").unwrap();
         assert!(store.signed_delivery_seen("notion-main").unwrap());
+        store.reset_notion_verification("notion-main").unwrap();
         assert_eq!(
-            store.captured_tokens().unwrap(),
-            vec![("notion-main".to_owned(), "sos1:def".to_owned())]
+            store.notion_verification("notion-main").unwrap(),
+            NotionVerification::default()
+        );
+        assert!(!store.signed_delivery_seen("notion-main").unwrap());
+        assert!(store.confirmed_notion_tokens().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_token_kept_by_an_earlier_version_needs_confirmation() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .put(
+                &store.meta,
+                trees::META,
+                "captured_token/notion-main",
+                &"sos1:old".to_owned(),
+            )
+            .unwrap();
+        let v = store.notion_verification("notion-main").unwrap();
+        assert_eq!(v.tokens.len(), 1);
+        assert_eq!(v.tokens[0].sealed, "sos1:old");
+        assert_eq!(v.confirmed, None);
+        assert!(!v.window_open(0));
+        assert!(store.confirmed_notion_tokens().unwrap().is_empty());
+        store.reset_notion_verification("notion-main").unwrap();
+        assert!(
+            store
+                .notion_verification("notion-main")
+                .unwrap()
+                .tokens
+                .is_empty()
         );
     }
 }

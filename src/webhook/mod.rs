@@ -5,6 +5,7 @@
 //! loses nothing that was acknowledged. Bad signatures get a bare 401; nothing about why leaves
 //! the process (the reason goes to the audit log and the metrics).
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -143,7 +144,7 @@ fn decoy_keys() -> VerifyKeys {
     }
 }
 
-/// Handles `/api/webhooks/{platform}[/{integration}]`.
+/// Handles `/api/webhooks/{platform}[/{integration}]` from `peer`.
 ///
 /// An integration id this revision does not have (or a platform path that names no single
 /// integration) is answered like a known one with a bad signature: the body is read under the
@@ -151,6 +152,7 @@ fn decoy_keys() -> VerifyKeys {
 /// unknown platform gets 404 (the platforms are public).
 pub async fn handle<B>(
     rt: &Runtime,
+    peer: SocketAddr,
     platform: &str,
     integration: Option<&str>,
     req: Request<B>,
@@ -238,7 +240,15 @@ where
         return status(StatusCode::UNAUTHORIZED);
     }
     if kind == PlatformKind::Notion {
-        rt.note_signed_delivery(&id);
+        if keys.as_ref().is_some_and(|k| k.usable_secret().is_some()) {
+            rt.note_signed_delivery(&id);
+        } else if !rt.notion_window_open(&id, now) {
+            // Without a confirmed token only the unsigned verification request verifies, and
+            // only inside a window the operator opened (SEC-04): otherwise it is as
+            // unverifiable as a bad signature.
+            reject(rt, kind, &id, "no_verification_window", now);
+            return status(StatusCode::UNAUTHORIZED);
+        }
     }
     let parsed = match platforms::parse(kind, &inbound) {
         Ok(p) => p,
@@ -256,7 +266,7 @@ where
     match parsed {
         Inbound::Challenge { content_type, body } => reply(StatusCode::OK, content_type, body),
         Inbound::Acknowledge => status(StatusCode::OK),
-        Inbound::VerificationToken(token) => capture_token(rt, &id, &token, now).await,
+        Inbound::VerificationToken(token) => capture_token(rt, kind, &id, &token, peer, now),
         Inbound::Event {
             event,
             normalized,
@@ -371,43 +381,39 @@ pub(crate) async fn store_event(rt: &Runtime, active: &Active, event: Event, now
     }
 }
 
-/// Seals and stores Notion's verification token; the operator reads it from `status`.
-async fn capture_token(
+/// Keeps Notion's verification token, if a window is open (`runtime::notion`); the operator
+/// sees every token received and confirms one. Outside a window: a bare 401, nothing stored.
+fn capture_token(
     rt: &Runtime,
+    kind: PlatformKind,
     id: &IntegrationId,
     token: &secrets::Secret,
+    peer: SocketAddr,
     now: u64,
 ) -> Reply {
-    let Some(key) = &rt.key else {
-        tracing::error!(integration = %id, "A verification token arrived but there is no sealing key to keep it with; configure one.");
-        return retry_later(StatusCode::SERVICE_UNAVAILABLE, 60);
-    };
-    let sealed = match secrets::seal(key, id, "verification_token", token.expose()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "Sealing the verification token failed.");
-            return status(StatusCode::INTERNAL_SERVER_ERROR);
+    use crate::runtime::notion::CaptureRefusal;
+    match rt.capture_notion_token(id, token, &peer.to_string(), now) {
+        Ok(()) => {
+            tracing::warn!(integration = %id, peer = %peer, "Notion verification token received; compare it with the one Notion shows and confirm it (`supportopsd notion verification`).");
+            json_reply(StatusCode::OK, &json!({"ok": true}))
         }
-    };
-    if let Err(e) = rt
-        .store
-        .put_captured_token(id.as_str(), &sealed)
-        .and_then(|()| rt.store.set_captured_token_shown(id.as_str(), false))
-        .and_then(|()| rt.store.flush())
-    {
-        tracing::error!(error = %e, "Storing the verification token failed.");
-        return retry_later(StatusCode::SERVICE_UNAVAILABLE, 5);
+        Err(CaptureRefusal::NoWindow) => {
+            reject(rt, kind, id, "no_verification_window", now);
+            status(StatusCode::UNAUTHORIZED)
+        }
+        Err(CaptureRefusal::Full) => {
+            reject(rt, kind, id, "verification_window_full", now);
+            status(StatusCode::UNAUTHORIZED)
+        }
+        Err(CaptureRefusal::NoKey) => {
+            tracing::error!(integration = %id, "A verification token arrived but there is no sealing key to keep it with; configure one.");
+            retry_later(StatusCode::SERVICE_UNAVAILABLE, 60)
+        }
+        Err(CaptureRefusal::Failed(e)) => {
+            tracing::error!(error = %e, "Storing the verification token failed.");
+            retry_later(StatusCode::SERVICE_UNAVAILABLE, 5)
+        }
     }
-    rt.record_audit(
-        now,
-        AuditKind::VerificationTokenCaptured,
-        "integration",
-        id.as_str(),
-        json!({}),
-    );
-    tracing::warn!(integration = %id, "Notion verification token captured; see `supportopsd status` to finish the subscription.");
-    let _ = rt.reload();
-    json_reply(StatusCode::OK, &json!({"ok": true}))
 }
 
 /// Default read timeout for webhook bodies.

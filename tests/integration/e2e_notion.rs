@@ -1,6 +1,7 @@
 //! Notion end to end: a daemon with a Notion integration pointed at the fake Notion API. The
-//! fake plays the operator's subscription: its one-time verification request is captured
-//! (sealed) by the daemon, the operator "pastes" the token back, and the fake's signed
+//! fake plays the operator's subscription: the operator opens a verification window, the
+//! subscription's verification request is kept (sealed) by the daemon, the operator confirms
+//! the token and "pastes" it back into Notion, and the fake's signed
 //! `page.created` deliveries then run a rule that comments on the page through the connector.
 //! An event authored by our own bot (the id `GET /v1/users/me` returned) runs nothing.
 
@@ -16,7 +17,7 @@ use crate::support::TestRepo;
 const NOTION_TOKEN: &str = "ntn_e2e_token_value";
 
 /// Posts `event_type` about `entity` by `author` until the daemon accepts it (it refuses
-/// deliveries until it has reloaded with the captured token), or fails after 30 s.
+/// deliveries until it has reloaded with the confirmed token), or fails after 30 s.
 async fn deliver_until_accepted(fake: &FakeNotion, sub: &str, entity: &str, author: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -108,18 +109,51 @@ text = "Picked up by supportopsd (created by {{ author.type }} {{ author.id }})"
         "{before}"
     );
     assert!(notion_sync(&before).contains(&url), "{before}");
+    // The operator opens a verification window (SEC-04), then creates the subscription.
+    let client = reqwest::Client::new();
+    let opened = daemon
+        .api(
+            &client,
+            reqwest::Method::POST,
+            "/api/integrations/notion-main/notion/expect-verification",
+        )
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(opened.status(), 200);
     let (sub, status) = fake
         .create_subscription(&url, &["page.created"], "2025-09-03")
         .await;
-    assert_eq!(status, 200, "the verification request is captured");
-    // The operator reads the token from the status, once, and pastes it into Notion.
+    assert_eq!(status, 200, "the verification request is kept");
+    // The operator reads the token from the status, compares it with Notion's, confirms it and
+    // pastes it into Notion.
     let token = fake.subscriptions()[0].token.clone();
     let first = api_status().await;
+    let pending = &first["verification_tokens"][0];
+    assert_eq!(pending["integration"], "notion-main", "{first}");
     assert_eq!(
-        first["verification_tokens"][0]["verification_token"],
+        pending["tokens"][0]["verification_token"],
         token.as_str(),
         "{first}"
     );
+    assert!(
+        notion_sync(&first).starts_with("waiting for confirmation: 1 token(s) received"),
+        "{first}"
+    );
+    let token_id = pending["tokens"][0]["token_id"].as_u64().unwrap();
+    let confirmed = daemon
+        .api(
+            &client,
+            reqwest::Method::POST,
+            "/api/integrations/notion-main/notion/confirm-verification",
+        )
+        .json(&serde_json::json!({ "token_id": token_id }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(confirmed.status(), 200);
+    // Confirmed: no token is listed any more.
     let second = api_status().await;
     assert_eq!(
         second["verification_tokens"],

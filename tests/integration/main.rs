@@ -8,6 +8,7 @@ mod attacks_api;
 mod attacks_hardening;
 mod attacks_ingress;
 mod attacks_manifest;
+mod attacks_notion;
 mod attacks_plan;
 mod bulk;
 mod crash;

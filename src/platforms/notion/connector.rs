@@ -196,18 +196,20 @@ impl NotionConnector {
         let mut text = format!(
             "Notion webhook subscriptions are created in Notion only. Open {INTEGRATIONS_URL}, \
              choose this integration, open its Webhooks tab and click \"+ Create a subscription\". \
-             Paste the URL {url} ; choose API version {version} ; tick exactly these events: {events} ; \
-             then click \"Create subscription\". Notion then posts a verification token to that URL: \
-             supportopsd captures it (sealed) and `supportopsd status` shows it once to an authorised \
-             operator. Back in Notion click \"Verify\", paste the token and click \"Verify subscription\" \
-             (press \"Resend token\" only if no token was captured: once one is, \
-             supportopsd refuses further unsigned verification requests, so nobody can replace the key). \
-             Until then this integration is waiting for verification and its deliveries are refused. \
+             Paste the URL {url} ; choose API version {version} ; tick exactly these events: {events}. \
+             Before you click \"Create subscription\", run `supportopsd notion expect-verification {id}`: \
+             supportopsd accepts Notion's verification token only inside the window that opens (10 minutes). \
+             Notion then posts the token to that URL; `supportopsd notion verification {id}` lists every \
+             token received, with when and from where. Compare them with the one Notion shows, confirm it \
+             with `supportopsd notion confirm-verification {id} TOKEN_ID`, and back in Notion click \"Verify\", \
+             paste it and click \"Verify subscription\". \
+             Until a token is confirmed this integration is waiting for verification and its deliveries are refused. \
              The URL cannot be changed after verification: to move it, delete the subscription and \
              create a new one.",
             url = target.url,
             version = self.version,
             events = events.join(", "),
+            id = target.integration,
         );
         if !target.url.starts_with("https://") {
             text.push_str(

@@ -12,8 +12,9 @@
 //! also plays a subscription's verification request and signed deliveries).
 //!
 //! Subscriptions are made in Notion's UI only. Notion first posts a one-off
-//! `{"verification_token": …}` body; that token is captured, sealed in state and then used as
-//! the HMAC-SHA256 key of `X-Notion-Signature`. Hence `[webhook] secret` is not used.
+//! `{"verification_token": …}` body; the daemon keeps it (sealed) only inside a window an
+//! operator opened, and uses it as the HMAC-SHA256 key of `X-Notion-Signature` only once the
+//! operator confirmed it (`runtime::notion`, SEC-04). Hence `[webhook] secret` is not used.
 
 pub mod actions;
 pub mod client;

@@ -10,6 +10,8 @@
 //!   exactly `{"verification_token": "…"}`: it is accepted unsigned **only while no token is
 //!   configured** (`keys.secret` is `None`), since the receiver cannot hold the key it carries.
 //!   Once a token is configured, every request, that one included, must be signed with it.
+//!   This check is pure: whether an unsigned request is wanted at all (only inside a window an
+//!   operator opened, SEC-04) is decided by the ingress (`runtime::notion`).
 //! - [`parse`] requires `application/json`; the verification request becomes
 //!   [`Inbound::VerificationToken`]; an event is named by `type`, and types no rule can use
 //!   (Notion adds types over time) are acknowledged, never refused.
