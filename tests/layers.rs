@@ -20,12 +20,15 @@ use std::path::{Path, PathBuf};
 /// first pattern that matches a module names its unit. A unit may import its own modules and
 /// any unit of a lower layer, nothing else.
 const LAYERS: &[&[(&str, &[&str])]] = &[
-    &[("rules", &["rules"]), ("telemetry", &["telemetry"])],
-    &[(
-        // The ids every layer names, and the diagnostics with their suggestions.
-        "manifest (ids, diagnostics)",
-        &["manifest::id", "manifest::diagnostic"],
-    )],
+    &[
+        ("rules", &["rules"]),
+        ("telemetry", &["telemetry"]),
+        (
+            // The ids every layer names, and the diagnostics with their suggestions.
+            "manifest (ids, diagnostics)",
+            &["manifest::id", "manifest::diagnostic"],
+        ),
+    ],
     &[("secrets", &["secrets"])],
     &[(
         // The static catalogue: what each platform offers, normalisation of its bodies.
