@@ -17,9 +17,7 @@
 //! - Freshdesk sends no event id, so a parsed event's id is `sha256:` + hex SHA-256 of the raw
 //!   body (identical retries share it).
 
-use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Map, Value};
-use sha2::Sha256;
 
 use super::DESCRIPTOR;
 use super::events::parse_pseudo_json;
@@ -121,21 +119,9 @@ fn event_name(body: &Map<String, Value>) -> Result<&str, ParseError> {
     Ok(name)
 }
 
-/// Constant-time equality that does not leak lengths: both sides are HMAC-ed under a fixed key
-/// and the tags compared with `verify_slice`.
+/// Constant-time equality that does not leak lengths ([`crate::secrets::constant_time_eq`]).
 fn same_secret(given: &[u8], expected: &[u8]) -> bool {
-    const KEY: &[u8] = b"supportopsd freshdesk shared-secret comparison";
-    let (Ok(mut expected_mac), Ok(mut given_mac)) = (
-        <Hmac<Sha256> as KeyInit>::new_from_slice(KEY),
-        <Hmac<Sha256> as KeyInit>::new_from_slice(KEY),
-    ) else {
-        return false;
-    };
-    expected_mac.update(expected);
-    given_mac.update(given);
-    given_mac
-        .verify_slice(&expected_mac.finalize().into_bytes())
-        .is_ok()
+    crate::secrets::constant_time_eq(given, expected)
 }
 
 #[cfg(test)]

@@ -21,7 +21,6 @@
 
 use std::collections::BTreeMap;
 
-use hmac::{Hmac, KeyInit, Mac};
 use http::HeaderMap;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -144,21 +143,9 @@ fn goog_headers(headers: &HeaderMap) -> Map<String, Value> {
         .collect()
 }
 
-/// Constant-time equality that does not leak lengths: both sides are HMAC-ed under a fixed key
-/// and the tags compared with `verify_slice`.
+/// Constant-time equality that does not leak lengths ([`crate::secrets::constant_time_eq`]).
 fn same(given: &[u8], expected: &[u8]) -> bool {
-    const KEY: &[u8] = b"supportopsd drive channel comparison";
-    let (Ok(mut expected_mac), Ok(mut given_mac)) = (
-        <Hmac<Sha256> as KeyInit>::new_from_slice(KEY),
-        <Hmac<Sha256> as KeyInit>::new_from_slice(KEY),
-    ) else {
-        return false;
-    };
-    expected_mac.update(expected);
-    given_mac.update(given);
-    given_mac
-        .verify_slice(&expected_mac.finalize().into_bytes())
-        .is_ok()
+    crate::secrets::constant_time_eq(given, expected)
 }
 
 #[cfg(test)]
