@@ -398,17 +398,8 @@ where
             &format!("the body may hold at most {MAX_EXECUTE_BODY} bytes"),
         )
     };
-    if req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .is_some_and(|len| len > MAX_EXECUTE_BODY)
-    {
-        crate::webhook::discard_body(req.into_body(), read_timeout).await;
-        return Err(too_large());
-    }
-    match crate::webhook::read_body(req.into_body(), MAX_EXECUTE_BODY, read_timeout).await {
+    let (parts, body) = req.into_parts();
+    match crate::webhook::read_body(&parts.headers, body, MAX_EXECUTE_BODY, read_timeout).await {
         Ok(body) => Ok(body),
         Err(crate::webhook::BodyError::TooLarge) => Err(too_large()),
         Err(crate::webhook::BodyError::Timeout) => Err(error(

@@ -365,8 +365,9 @@ async fn push_sync(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Incoming>) 
     let Some(secret) = rt.options.sync_secret.clone() else {
         return status(StatusCode::UNAUTHORIZED);
     };
-    let headers = req.headers().clone();
-    let body = match webhook::read_body(req.into_body(), 1024 * 1024, rt.options.read_timeout).await
+    let (parts, body) = req.into_parts();
+    let headers = parts.headers;
+    let body = match webhook::read_body(&headers, body, 1024 * 1024, rt.options.read_timeout).await
     {
         Ok(body) => body,
         Err(e) => return status(e.status()),
@@ -403,10 +404,12 @@ async fn push_sync(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Incoming>) 
 /// only a commit the followed branch contains (422 otherwise, SEC-06) — pins it (audited with
 /// the caller), and answers after the pass that puts it in use.
 async fn pin(rt: &Arc<Runtime>, caller: &Caller, req: Request<Incoming>) -> Reply {
-    let body = match webhook::read_body(req.into_body(), 64 * 1024, rt.options.read_timeout).await {
-        Ok(body) => body,
-        Err(e) => return status(e.status()),
-    };
+    let (parts, body) = req.into_parts();
+    let body =
+        match webhook::read_body(&parts.headers, body, 64 * 1024, rt.options.read_timeout).await {
+            Ok(body) => body,
+            Err(e) => return status(e.status()),
+        };
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let Some(rev) = v.get("revision").and_then(serde_json::Value::as_str) else {
         return json(

@@ -111,8 +111,10 @@ impl BodyError {
 
 /// Reads a whole body of at most `limit` bytes, all of it within `timeout` (SEC-07: a body
 /// trickled byte by byte can't hold a connection slot longer than that). Every body the daemon
-/// reads goes through here.
+/// reads goes through here. A body whose `Content-Length` (in `headers`) is over the limit is
+/// not read but drained ([`discard_body`]), so that the client gets the 413.
 pub(crate) async fn read_body<B>(
+    headers: &http::HeaderMap,
     body: B,
     limit: usize,
     timeout: Duration,
@@ -121,6 +123,15 @@ where
     B: hyper::body::Body<Data = Bytes> + Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    if headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|len| len > limit)
+    {
+        discard_body(body, timeout).await;
+        return Err(BodyError::TooLarge);
+    }
     match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
         Err(_) => Err(BodyError::Timeout),
         Ok(Err(e))
@@ -197,18 +208,7 @@ where
             rt.stats.count(id.as_str(), Count::EventRejected);
         }
     };
-    if let Some(len) = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        && len > max
-    {
-        refused("too_large");
-        discard_body(body, rt.options.read_timeout).await;
-        return status(StatusCode::PAYLOAD_TOO_LARGE);
-    }
-    let body = match read_body(body, max, rt.options.read_timeout).await {
+    let body = match read_body(&parts.headers, body, max, rt.options.read_timeout).await {
         Ok(body) => body,
         Err(e) => {
             refused(e.reason());
