@@ -21,13 +21,7 @@ pub enum Command {
     },
 }
 
-/// Where the dead-letter queue is.
-#[derive(Debug, clap::Args)]
-pub struct Target {
-    /// A running daemon's address.
-    #[arg(long, env = "SUPPORTOPSD_URL", default_value = "http://127.0.0.1:8080")]
-    pub url: String,
-}
+use super::Target;
 
 fn print_dead(v: &serde_json::Value) {
     let items = v

@@ -170,6 +170,14 @@ pub fn init_logging(g: &GlobalArgs) {
     };
 }
 
+/// Where a running daemon answers (the commands that talk to its API).
+#[derive(Debug, clap::Args)]
+pub struct Target {
+    /// A running daemon's address.
+    #[arg(long, env = "SUPPORTOPSD_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+}
+
 /// Writes a command's output to stdout. A reader that went away (`supportopsd plan | head`) is
 /// not an error: the output is simply not wanted any more (`print!` would panic there).
 pub(crate) fn emit(text: &str) -> anyhow::Result<()> {

@@ -48,13 +48,7 @@ pub enum Command {
     },
 }
 
-/// Where the daemon is.
-#[derive(Debug, clap::Args)]
-pub struct Target {
-    /// A running daemon's address.
-    #[arg(long, env = "SUPPORTOPSD_URL", default_value = "http://127.0.0.1:8080")]
-    pub url: String,
-}
+use super::Target;
 
 /// Runs a `notion` command.
 pub fn run(cmd: &Command) -> anyhow::Result<Exit> {
