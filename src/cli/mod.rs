@@ -1,7 +1,9 @@
 //! The command line: one file per command, each owning its `Args` and a `run` function.
-//! Exit codes follow the contract: 0 ok, 1 error, 2 changes present (`plan --detailed-exitcode`).
+//! Exit codes follow the contract: 0 ok, 1 error, 2 changes present (`plan --detailed-exitcode`)
+//! or, for `check-platform`, the probe could not run.
 
 pub mod apply;
+pub mod check_platform;
 pub mod completions;
 pub mod events;
 pub mod notion;
@@ -97,6 +99,9 @@ pub enum Command {
     Pin(pin::PinArgs),
     /// Release a pin.
     Unpin(pin::UnpinArgs),
+    /// Probe a real platform account read-only: what matches the connector's assumptions and
+    /// what does not (0 all match, 1 some differ, 2 could not run).
+    CheckPlatform(check_platform::Args),
     /// Print a JSON Schema (integration, rule, test).
     Schema(schema::Args),
     /// Print shell completions.
@@ -114,6 +119,9 @@ pub enum Exit {
     ChangesPresent,
     /// 3: `plan --fail-on-sensitive` found security-sensitive changes.
     SensitiveChanges,
+    /// 2: `check-platform` could not run its probes (bad configuration, connection or
+    /// credentials refused).
+    Unchecked,
 }
 
 impl From<Exit> for ExitCode {
@@ -123,6 +131,7 @@ impl From<Exit> for ExitCode {
             Exit::Failure => ExitCode::from(1),
             Exit::ChangesPresent => ExitCode::from(2),
             Exit::SensitiveChanges => ExitCode::from(3),
+            Exit::Unchecked => ExitCode::from(2),
         }
     }
 }
@@ -145,6 +154,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
         Command::Sync(args) => sync::run(&args),
         Command::Pin(args) => pin::pin(&args, g),
         Command::Unpin(args) => pin::unpin(&args, g),
+        Command::CheckPlatform(args) => check_platform::run(&args, g),
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::probe::{Finding, ProbeTarget};
 use super::{PlatformKind, freshdesk, google_sheets, notion, slack, trello, zendesk};
 use crate::manifest::{Credential, Integration, IntegrationId};
 use crate::policy::Policy;
@@ -329,6 +330,34 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
     async fn remove_webhook(&self, target: &WebhookTarget) -> Result<usize, PlatformError> {
         let _ = target;
         Ok(0)
+    }
+
+    /// Checks, read-only, the assumptions this connector makes about the platform that vendor
+    /// documentation does not confirm (`supportopsd check-platform`): one finding per
+    /// assumption. Each platform's probe lives in its `probe.rs` and sends every request
+    /// through [`super::probe::read_only`]. An `Err` means the probe could not run at all (no
+    /// connection, credentials refused). The default: the connection check, and a finding
+    /// saying there is nothing more to probe.
+    async fn probe(&self, target: &ProbeTarget) -> Result<Vec<Finding>, PlatformError> {
+        let _ = target;
+        let health = self.check().await?;
+        Ok(vec![
+            Finding::checked(
+                "connection",
+                "the credentials are accepted",
+                "the connection check",
+                "an authenticated answer",
+                health.detail,
+                true,
+            ),
+            Finding::unchecked(
+                "probes",
+                "platform-specific assumptions",
+                "-",
+                "-",
+                "this connector has no read-only probes beyond the connection check",
+            ),
+        ])
     }
 }
 

@@ -23,6 +23,7 @@ pub mod http;
 pub mod inbound;
 pub mod notion;
 pub mod params;
+pub mod probe;
 pub mod reference;
 pub mod slack;
 pub mod supportopsd;

@@ -11,6 +11,7 @@ mod attacks_manifest;
 mod attacks_notion;
 mod attacks_plan;
 mod bulk;
+mod check_platform;
 mod crash;
 mod daemon;
 mod daemon_support;

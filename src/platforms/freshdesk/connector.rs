@@ -178,6 +178,15 @@ const BULK_PROPERTIES: &[&str] = &[
 
 #[async_trait::async_trait]
 impl Connector for FreshdeskConnector {
+    async fn probe(
+        &self,
+        target: &crate::platforms::probe::ProbeTarget,
+    ) -> Result<Vec<crate::platforms::probe::Finding>, PlatformError> {
+        super::probe::run(&self.client, target)
+            .await
+            .map_err(|e| self.check_error(e))
+    }
+
     async fn check(&self) -> Result<Health, PlatformError> {
         let answer = match self
             .client

@@ -230,6 +230,20 @@ impl Connector for GoogleSheetsConnector {
         })
     }
 
+    async fn probe(
+        &self,
+        target: &crate::platforms::probe::ProbeTarget,
+    ) -> Result<Vec<crate::platforms::probe::Finding>, PlatformError> {
+        super::probe::run(
+            &self.client,
+            &self.spreadsheet_id,
+            self.sheet.as_deref(),
+            self.push_notifications,
+            target,
+        )
+        .await
+    }
+
     async fn check(&self) -> Result<Health, PlatformError> {
         let a = self
             .client

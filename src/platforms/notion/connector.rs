@@ -116,6 +116,19 @@ pub struct NotionConnector {
 
 #[async_trait::async_trait]
 impl Connector for NotionConnector {
+    async fn probe(
+        &self,
+        target: &crate::platforms::probe::ProbeTarget,
+    ) -> Result<Vec<crate::platforms::probe::Finding>, PlatformError> {
+        super::probe::run(
+            &self.client,
+            &self.version,
+            self.default_parent_page.as_deref(),
+            target,
+        )
+        .await
+    }
+
     /// `GET /v1/users/me`: the token's bot user. Its id is what webhook `authors` carry for
     /// changes this integration makes, so it is the identity the loop guard compares.
     async fn check(&self) -> Result<Health, PlatformError> {

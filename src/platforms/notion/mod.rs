@@ -24,6 +24,7 @@ mod connector_tests;
 pub mod events;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fake;
+pub mod probe;
 #[cfg(test)]
 mod tests;
 pub mod values;

@@ -107,6 +107,13 @@ pub struct SlackConnector {
 
 #[async_trait::async_trait]
 impl Connector for SlackConnector {
+    async fn probe(
+        &self,
+        target: &crate::platforms::probe::ProbeTarget,
+    ) -> Result<Vec<crate::platforms::probe::Finding>, PlatformError> {
+        super::probe::run(&self.client, self.app_id.as_deref(), target).await
+    }
+
     async fn check(&self) -> Result<Health, PlatformError> {
         let a = self
             .client

@@ -12,6 +12,7 @@ pub mod actions;
 pub mod client;
 pub mod connector;
 pub mod events;
+pub mod probe;
 pub mod registration;
 pub mod webhook;
 

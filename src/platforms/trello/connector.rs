@@ -142,6 +142,13 @@ fn is_full_id(s: &str) -> bool {
 
 #[async_trait::async_trait]
 impl Connector for TrelloConnector {
+    async fn probe(
+        &self,
+        target: &crate::platforms::probe::ProbeTarget,
+    ) -> Result<Vec<crate::platforms::probe::Finding>, PlatformError> {
+        super::probe::run(&self.client, &self.boards, target).await
+    }
+
     async fn check(&self) -> Result<Health, PlatformError> {
         let m = self
             .client

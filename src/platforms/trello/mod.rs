@@ -13,6 +13,7 @@ pub mod actions;
 pub mod client;
 pub mod connector;
 pub mod events;
+pub mod probe;
 pub mod webhook;
 
 #[cfg(test)]

@@ -172,6 +172,13 @@ impl Connector for ZendeskConnector {
     /// `GET /api/v2/users/me`. Zendesk answers it for anyone ("Allowed for: anonymous users"),
     /// so an answer without a user id, or with a role other than agent or admin, is refused as
     /// bad credentials.
+    async fn probe(
+        &self,
+        target: &crate::platforms::probe::ProbeTarget,
+    ) -> Result<Vec<crate::platforms::probe::Finding>, PlatformError> {
+        super::probe::run(&self.client, self.ticket_events_via, target).await
+    }
+
     async fn check(&self) -> Result<Health, PlatformError> {
         let a = self
             .client

@@ -19,6 +19,7 @@ pub mod events;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fake;
 mod params;
+pub mod probe;
 pub mod registration;
 pub mod webhook;
 
