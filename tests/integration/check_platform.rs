@@ -333,3 +333,497 @@ base_url = "{base}"
         assert!(v["error"].as_str().unwrap().contains("FD_KEY"), "{v}");
     }
 }
+
+mod slack {
+    use super::*;
+    use supportopsd::platforms::fakekit::{FakeServer, json_response};
+    use supportopsd::platforms::slack::fake::{self, FakeSlack};
+
+    const BOT: &str = "xoxb-probe-bot-token-5521";
+    const CONFIG: &str = "xoxe.xoxp-probe-app-config-token-88";
+    const SIGNING: &str = "slack-probe-signing-secret-1f";
+
+    fn repo(base: &str) -> TestRepo {
+        let repo = TestRepo::new();
+        repo.file(
+            "integrations/slack.toml",
+            &format!(
+                r#"id = "slack-main"
+platform = "slack"
+[credentials]
+bot_token = {{ env = "SLACK_BOT_TOKEN" }}
+signing_secret = {{ env = "SLACK_SIGNING_SECRET" }}
+app_config_token = {{ env = "SLACK_APP_CONFIG_TOKEN" }}
+app_id = "{}"
+[webhook]
+events = ["app_mention", "message"]
+[endpoint]
+base_url = "{base}"
+"#,
+                fake::APP_ID
+            ),
+        );
+        repo
+    }
+
+    const ENV: &[(&str, &str)] = &[
+        ("SLACK_BOT_TOKEN", BOT),
+        ("SLACK_SIGNING_SECRET", SIGNING),
+        ("SLACK_APP_CONFIG_TOKEN", CONFIG),
+    ];
+
+    /// Only `auth.test` and `apps.manifest.export`: Slack's reads.
+    fn only_reads(methods: Vec<String>) {
+        assert!(!methods.is_empty());
+        for m in methods {
+            assert!(
+                m == "auth.test" || m == "apps.manifest.export",
+                "a probe called {m}"
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_registered_app_matches_and_a_fresh_one_differs() {
+        let fake = FakeSlack::start(BOT, None).await;
+        fake.accept_app_config_token(CONFIG);
+        let repo = repo(&fake.base_url());
+
+        // Before registration: the app's manifest still points elsewhere.
+        let out = check(&repo, &["slack-main", "--public-url", PUBLIC], ENV).await;
+        assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+        assert_eq!(
+            verdict_of(&out, "names the bot user and the bot"),
+            "matches"
+        );
+        assert_eq!(
+            verdict_of(&out, "app configuration token is accepted"),
+            "matches"
+        );
+        assert_eq!(verdict_of(&out, "request URL is this daemon's"), "differs");
+        assert_eq!(
+            verdict_of(&out, "bot events the integration needs"),
+            "differs"
+        );
+        // Today's sync replaces the app's bot events: `app_home_opened` would go.
+        assert_eq!(
+            verdict_of(&out, "keeps the app's other bot events"),
+            "differs"
+        );
+        assert!(out.stdout.contains("app_home_opened"), "{}", out.stdout);
+        assert_eq!(verdict_of(&out, "bot scopes its events need"), "matches");
+        only_reads(
+            fake.requests()
+                .iter()
+                .map(|r| r.api_method().to_owned())
+                .collect(),
+        );
+        assert_no_secret(&out, &[BOT, CONFIG, SIGNING]);
+
+        // Registered as the daemon does it: everything checked matches.
+        let i = integration(
+            "slack-main",
+            PlatformKind::Slack,
+            &[
+                ("bot_token", BOT),
+                ("app_config_token", CONFIG),
+                ("app_id", fake::APP_ID),
+            ],
+            fake.base_url(),
+        );
+        let c = supportopsd::platforms::slack::connector::connect(
+            &i,
+            &ResolveContext::new(None, &no_env),
+        )
+        .unwrap();
+        register(
+            c.as_ref(),
+            "slack-main",
+            "slack",
+            &["app_mention", "message"],
+            None,
+        )
+        .await;
+        let before = fake.manifest();
+        let n = fake.requests().len();
+        let out = check(
+            &repo,
+            &["slack-main", "--public-url", PUBLIC, "--format", "json"],
+            ENV,
+        )
+        .await;
+        assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+        let v: Value = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(v["summary"]["differs"], 0, "{v}");
+        assert_eq!(fake.manifest(), before);
+        only_reads(
+            fake.requests()[n..]
+                .iter()
+                .map(|r| r.api_method().to_owned())
+                .collect(),
+        );
+        assert_no_secret(&out, &[BOT, CONFIG, SIGNING]);
+    }
+
+    /// An expired app configuration token (Slack's `token_expired`, 12 hours after it was
+    /// issued) differs, with the rotation hint; the bot token still works.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_expired_app_configuration_token_differs_with_the_rotation_hint() {
+        let server = FakeServer::start(|r| {
+            let answer = if r.path.ends_with("/auth.test") {
+                json!({"ok": true, "user_id": fake::BOT_USER_ID, "bot_id": fake::BOT_ID,
+                       "team": fake::TEAM_NAME, "user": "supportopsd"})
+            } else {
+                json!({"ok": false, "error": "token_expired"})
+            };
+            json_response(reqwest::StatusCode::OK, &answer)
+        })
+        .await;
+        let repo = repo(&format!("{}/api/", server.origin()));
+        let out = check(&repo, &["slack-main"], ENV).await;
+        assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+        assert_eq!(
+            verdict_of(&out, "app configuration token is accepted"),
+            "differs"
+        );
+        assert!(
+            out.stdout.contains("token_expired") && out.stdout.contains("tooling.tokens.rotate"),
+            "{}",
+            out.stdout
+        );
+        let methods: Vec<String> = server
+            .requests()
+            .iter()
+            .map(|r| r.path.rsplit('/').next().unwrap_or("").to_owned())
+            .collect();
+        only_reads(methods);
+        assert_no_secret(&out, &[BOT, CONFIG, SIGNING]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_bot_token_cannot_run() {
+        let fake = FakeSlack::start(BOT, None).await;
+        let repo = repo(&fake.base_url());
+        let out = check(
+            &repo,
+            &["slack-main"],
+            &[
+                ("SLACK_BOT_TOKEN", "xoxb-wrong-0000"),
+                ("SLACK_SIGNING_SECRET", SIGNING),
+                ("SLACK_APP_CONFIG_TOKEN", CONFIG),
+            ],
+        )
+        .await;
+        assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+        assert!(out.stderr.contains("invalid_auth"), "{}", out.stderr);
+        assert_no_secret(&out, &["xoxb-wrong-0000", CONFIG, SIGNING]);
+    }
+}
+
+mod zendesk {
+    use super::*;
+    use supportopsd::platforms::zendesk::fake::{AGENT_EMAIL, FakeZendesk};
+
+    const TOKEN: &str = "zd-probe-api-token-6b2e";
+
+    fn repo(base: &str) -> TestRepo {
+        let repo = TestRepo::new();
+        repo.file(
+            "integrations/zendesk.toml",
+            &format!(
+                r#"id = "zendesk-main"
+platform = "zendesk"
+[credentials]
+subdomain = "acme"
+email = "{AGENT_EMAIL}"
+api_token = {{ env = "ZD_TOKEN" }}
+[webhook]
+events = ["comment.created", "ticket.created", "user.created"]
+[endpoint]
+base_url = "{base}"
+"#
+            ),
+        );
+        repo
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn registered_webhooks_and_triggers_match_and_an_edited_webhook_differs() {
+        let fake = FakeZendesk::start(AGENT_EMAIL, TOKEN, None).await;
+        let i = integration(
+            "zendesk-main",
+            PlatformKind::Zendesk,
+            &[
+                ("subdomain", "acme"),
+                ("email", AGENT_EMAIL),
+                ("api_token", TOKEN),
+            ],
+            fake.base_url(),
+        );
+        let c = supportopsd::platforms::zendesk::connector::connect(
+            &i,
+            &ResolveContext::new(None, &no_env),
+        )
+        .unwrap();
+        let events = ["comment.created", "ticket.created", "user.created"];
+        register(c.as_ref(), "zendesk-main", "zendesk", &events, None).await;
+        fake.clear_requests();
+        let repo = repo(&fake.base_url());
+        let env = [("ZD_TOKEN", TOKEN)];
+        let secrets: Vec<String> = fake
+            .webhooks()
+            .iter()
+            .filter_map(|w| fake.secret_of(w["id"].as_str().unwrap()))
+            .collect();
+        assert_eq!(secrets.len(), 2);
+
+        let out = check(&repo, &["zendesk-main", "--public-url", PUBLIC], &env).await;
+        assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+        for needle in [
+            "an agent's or an admin's",
+            "`webhooks` with cursor paging",
+            "a webhook `supportopsd:zendesk-main events` is listed",
+            "`supportopsd:zendesk-main tickets` reads back active",
+            "`supportopsd:zendesk-main events` delivers to this daemon",
+            "`supportopsd:zendesk-main tickets`'s signing secret is readable",
+            "both webhooks share one signing secret",
+            "`triggers` with offset paging",
+            "`supportopsd:zendesk-main comment.created`: conditions read back as sent",
+            "`supportopsd:zendesk-main ticket.created`: the webhook body reads back as sent",
+            "`supportopsd:zendesk-main ticket.created`: notifies our `tickets` webhook",
+        ] {
+            assert_eq!(
+                verdict_of(&out, needle),
+                "matches",
+                "{needle}\n{}",
+                out.stdout
+            );
+        }
+        assert_eq!(
+            verdict_of(&out, "JSON-escapes free-text placeholders"),
+            "unchecked"
+        );
+        let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        assert_no_secret(&out, &secret_refs);
+        assert_no_secret(&out, &[TOKEN]);
+        for r in fake.requests() {
+            assert_eq!(r.method, reqwest::Method::GET, "{} {}", r.method, r.path);
+        }
+
+        // A webhook switched off behind our back differs.
+        let tickets = fake
+            .webhooks()
+            .into_iter()
+            .find(|w| w["name"].as_str().unwrap().ends_with(" tickets"))
+            .unwrap();
+        fake.edit_webhook(
+            tickets["id"].as_str().unwrap(),
+            json!({"status": "inactive"}),
+        );
+        let out = check(&repo, &["zendesk-main"], &env).await;
+        assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+        assert_eq!(
+            verdict_of(&out, "`supportopsd:zendesk-main tickets` reads back active"),
+            "differs"
+        );
+        assert!(out.stdout.contains("inactive POST json"), "{}", out.stdout);
+        assert_no_secret(&out, &secret_refs);
+        for r in fake.requests() {
+            assert_eq!(r.method, reqwest::Method::GET, "{} {}", r.method, r.path);
+        }
+    }
+}
+
+mod trello {
+    use super::*;
+    use supportopsd::platforms::trello::fake::{self, FakeTrello};
+
+    const KEY: &str = "trello-probe-key-0001";
+    const TOKEN: &str = "trello-probe-token-9c3d";
+    const APP_SECRET: &str = "trello-probe-app-secret-e4";
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn our_webhook_matches_and_a_missing_board_differs() {
+        let fake = FakeTrello::start(KEY, TOKEN, APP_SECRET).await;
+        let url = format!("{PUBLIC}/api/webhooks/trello/trello-main");
+        fake.add_webhook(fake::BOARD_ID, &url, "supportopsd:trello-main", TOKEN);
+        let repo = TestRepo::new();
+        let manifest = |boards: &str| {
+            format!(
+                r#"id = "trello-main"
+platform = "trello"
+[credentials]
+api_key = "{KEY}"
+token = {{ env = "TRELLO_TOKEN" }}
+app_secret = {{ env = "TRELLO_APP_SECRET" }}
+[config]
+boards = [{boards}]
+[webhook]
+events = ["createCard"]
+[endpoint]
+base_url = "{}"
+"#,
+                fake.base_url()
+            )
+        };
+        repo.file(
+            "integrations/trello.toml",
+            &manifest(&format!("\"{}\"", fake::BOARD_ID)),
+        );
+        let env = [("TRELLO_TOKEN", TOKEN), ("TRELLO_APP_SECRET", APP_SECRET)];
+        let out = check(&repo, &["trello-main", "--public-url", PUBLIC], &env).await;
+        assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+        assert_eq!(verdict_of(&out, "24-hex id"), "matches");
+        assert_eq!(verdict_of(&out, "listed as a JSON array"), "matches");
+        assert_eq!(
+            verdict_of(&out, "an active webhook of ours watches board"),
+            "matches"
+        );
+        assert_eq!(verdict_of(&out, "posts to this daemon"), "matches");
+        assert!(
+            out.stdout.contains("/1/tokens/{token}/webhooks"),
+            "{}",
+            out.stdout
+        );
+        assert_no_secret(&out, &[TOKEN, APP_SECRET]);
+
+        // A board the token cannot read differs.
+        repo.file(
+            "integrations/trello.toml",
+            &manifest(&format!(
+                "\"{}\", \"aaaaaaaaaaaaaaaaaaaaaaaa\"",
+                fake::BOARD_ID
+            )),
+        );
+        let out = check(&repo, &["trello-main"], &env).await;
+        assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+        assert_eq!(
+            verdict_of(&out, "board `aaaaaaaaaaaaaaaaaaaaaaaa` is readable"),
+            "differs"
+        );
+        assert_no_secret(&out, &[TOKEN, APP_SECRET]);
+        for r in fake.requests() {
+            assert_eq!(r.method, reqwest::Method::GET, "{} {}", r.method, r.path);
+        }
+    }
+}
+
+mod notion {
+    use super::*;
+    use supportopsd::platforms::notion::fake::{self, FakeNotion};
+
+    const TOKEN: &str = "ntn_probe_token_1234abcd";
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_bot_and_the_version_match_and_the_subscription_is_unchecked() {
+        let fake = FakeNotion::start(TOKEN).await;
+        let repo = TestRepo::new();
+        repo.file(
+            "integrations/notion.toml",
+            &format!(
+                r#"id = "notion-main"
+platform = "notion"
+[credentials]
+token = {{ env = "NOTION_TOKEN" }}
+[config]
+notion_version = "2025-09-03"
+[webhook]
+events = ["page.created"]
+[endpoint]
+base_url = "{}"
+"#,
+                fake.base_url()
+            ),
+        );
+        let out = check(&repo, &["notion-main"], &[("NOTION_TOKEN", TOKEN)]).await;
+        assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+        assert_eq!(
+            verdict_of(&out, "Notion-Version 2025-09-03 is accepted"),
+            "matches"
+        );
+        assert_eq!(verdict_of(&out, "an integration's bot"), "matches");
+        assert!(out.stdout.contains(fake::BOT_ID), "{}", out.stdout);
+        assert_eq!(
+            verdict_of(&out, "webhook subscription delivers"),
+            "unchecked"
+        );
+        assert_no_secret(&out, &[TOKEN]);
+        for r in fake.requests() {
+            assert_eq!(r.method, reqwest::Method::GET, "{} {}", r.method, r.path);
+        }
+        let out = check(
+            &repo,
+            &["notion-main"],
+            &[("NOTION_TOKEN", "ntn_wrong_0000")],
+        )
+        .await;
+        assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+        assert_no_secret(&out, &["ntn_wrong_0000"]);
+    }
+}
+
+mod google_sheets {
+    use super::*;
+    use supportopsd::platforms::google_sheets::fake::{self, FakeGoogle};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_spreadsheet_and_the_drive_file_are_read_and_a_missing_sheet_differs() {
+        let fake = FakeGoogle::start().await;
+        let key = fake::key_json(&fake.token_uri());
+        let repo = TestRepo::new();
+        let manifest = |sheet: &str| {
+            format!(
+                r#"id = "sheets-log"
+platform = "google_sheets"
+[credentials]
+service_account_key = {{ env = "GS_SERVICE_ACCOUNT_KEY" }}
+spreadsheet_id = "{}"
+[config]
+sheet = "{sheet}"
+[endpoint]
+base_url = "{}"
+"#,
+                fake::SPREADSHEET_ID,
+                fake.base_url()
+            )
+        };
+        repo.file("integrations/sheets.toml", &manifest(fake::FIRST_SHEET));
+        let env = [("GS_SERVICE_ACCOUNT_KEY", key.as_str())];
+        let out = check(&repo, &["sheets-log"], &env).await;
+        assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+        assert_eq!(
+            verdict_of(&out, "gets a token and reads the spreadsheet"),
+            "matches"
+        );
+        assert_eq!(verdict_of(&out, "of `[config] sheet` exists"), "matches");
+        assert_eq!(
+            verdict_of(&out, "drive.readonly scope reads the file"),
+            "matches"
+        );
+        assert!(
+            out.stdout.contains(fake::SPREADSHEET_TITLE),
+            "{}",
+            out.stdout
+        );
+        assert_no_secret(&out, &["PRIVATE KEY"]);
+
+        repo.file("integrations/sheets.toml", &manifest("No such tab"));
+        let out = check(&repo, &["sheets-log"], &env).await;
+        assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+        assert_eq!(verdict_of(&out, "of `[config] sheet` exists"), "differs");
+        // Reads only, besides the token exchange at the key's token_uri.
+        let token_path = reqwest::Url::parse(&fake.token_uri())
+            .unwrap()
+            .path()
+            .to_owned();
+        for r in fake.requests() {
+            assert!(
+                r.method == reqwest::Method::GET
+                    || (r.method == reqwest::Method::POST && r.path == token_path),
+                "{} {}",
+                r.method,
+                r.path
+            );
+        }
+    }
+}

@@ -27,7 +27,7 @@
 //! - **Drive**: `files.watch` (HTTPS address, unique id, expiration capped at a day, an hour when
 //!   absent) and `channels.stop` (404 for an unknown channel), channels kept in memory;
 //!   [`FakeGoogle::drop_channel`] makes one vanish (drift), and channels past their expiration
-//!   are gone.
+//!   are gone; `files.get` of a spreadsheet (id, name, MIME type).
 //! - **Notifications**: what Drive would POST to a channel's address, with its `X-Goog-*`
 //!   headers and the channel token ([`FakeGoogle::take_notifications`]): `sync` (message 1) for
 //!   each new channel, then one `update` per channel after writes, coalesced while undelivered.
@@ -655,6 +655,7 @@ fn handle(st: &mut State, r: &Recorded, now: u64, origin: &str) -> Resp {
     if api == "drive" {
         return match route {
             "files.watch" => watch(st, seg.get(3).copied().unwrap_or(""), &body, now),
+            "files.get" => file_get(st, seg.get(3).copied().unwrap_or("")),
             _ => stop(st, &body, now),
         };
     }
@@ -740,6 +741,7 @@ fn route(method: &Method, path: &str) -> Option<(&'static str, &'static str)> {
     match (method.as_str(), seg.as_slice()) {
         ("POST", ["drive", "v3", "files", _, "watch"]) => Some(("files.watch", "drive")),
         ("POST", ["drive", "v3", "channels", "stop"]) => Some(("channels.stop", "drive")),
+        ("GET", ["drive", "v3", "files", _]) => Some(("files.get", "drive")),
         ("GET", ["v4", "spreadsheets", id]) if !id.contains(':') => {
             Some(("spreadsheets.get", "sheets"))
         }
@@ -857,6 +859,25 @@ fn token(st: &mut State, r: &Recorded, now: u64, origin: &str) -> Resp {
         StatusCode::OK,
         &json!({"access_token": access, "expires_in": 3599, "token_type": "Bearer"}),
     )
+}
+
+/// Drive `files.get` of a spreadsheet (`check-platform` reads it): its id, name and Google
+/// Sheets MIME type; a file not shared with the service account is a 404, as Drive answers
+/// for files the caller cannot see (drive-v3 discovery document, `files.get`; the `fields`
+/// parameter is not applied, the three fields are all there is).
+fn file_get(st: &State, file_id: &str) -> Resp {
+    match st.spreadsheets.get(file_id).filter(|b| b.shared) {
+        Some(book) => json_response(
+            StatusCode::OK,
+            &json!({"id": file_id, "name": book.title,
+                    "mimeType": "application/vnd.google-apps.spreadsheet"}),
+        ),
+        None => google_error(
+            StatusCode::NOT_FOUND,
+            &format!("File not found: {file_id}."),
+            "NOT_FOUND",
+        ),
+    }
 }
 
 fn spreadsheet_json(id: &str, book: &Spreadsheet) -> Value {
