@@ -131,7 +131,7 @@ mod freshdesk {
     use super::*;
     use supportopsd::platforms::freshdesk::connector::connect_freshdesk;
     use supportopsd::platforms::freshdesk::fake::FakeFreshdesk;
-    use supportopsd::platforms::freshdesk::registration::TICKET_UPDATES;
+    use supportopsd::platforms::freshdesk::registration::{TICKET_CREATION, TICKET_UPDATES};
 
     const KEY: &str = "fd-probe-api-key-77c1";
     const SECRET: &str = "fd-probe-shared-secret-41aa";
@@ -147,7 +147,7 @@ platform = "freshdesk"
 domain = "acme.freshdesk.com"
 api_key = {{ env = "FD_KEY" }}
 [webhook]
-events = ["ticket_created", "ticket_updated"]
+events = ["ticket_created", "ticket_resolved", "ticket_updated"]
 secret = {{ env = "FD_WEBHOOK_SECRET" }}
 [endpoint]
 base_url = "{base}"
@@ -170,7 +170,7 @@ base_url = "{base}"
             &c,
             "freshdesk-main",
             "freshdesk",
-            &["ticket_created", "ticket_updated"],
+            &["ticket_created", "ticket_resolved", "ticket_updated"],
             Some(SECRET),
         )
         .await;
@@ -202,6 +202,7 @@ base_url = "{base}"
             "type 4 rules are listed as a JSON array",
             "type 4: `performer.type` is echoed",
             "type 1: `conditions[0].properties[0].value[0]` is echoed",
+            "type 4: `events[0].to` is echoed",
             "type 1: `content_layout` is kept",
             "type 4: `content_layout` is kept",
             "type 4: the webhook content is echoed as sent",
@@ -217,8 +218,9 @@ base_url = "{base}"
                 out.stdout
             );
         }
-        // One rule of each type: paging cannot show.
-        assert_eq!(verdict_of(&out, "type 4 listing pages"), "unchecked");
+        // One ticket-creation rule: paging cannot show; two ticket-update rules: it does.
+        assert_eq!(verdict_of(&out, "type 1 listing pages"), "unchecked");
+        assert_eq!(verdict_of(&out, "type 4 listing pages"), "matches");
 
         // JSON: the same findings, counted.
         let out = check(&repo, &["freshdesk-main", "--format", "json"], ENV).await;
@@ -245,13 +247,14 @@ base_url = "{base}"
             .rules()
             .into_iter()
             .find(|(t, r)| {
-                *t == TICKET_UPDATES && r["name"].as_str().unwrap().ends_with("ticket_updated")
+                *t == TICKET_UPDATES && r["name"].as_str().unwrap().ends_with("ticket_resolved")
             })
             .unwrap();
         let id = rule["id"].as_i64().unwrap();
         // What the review expects of the real API: numbers as strings, header values hidden.
         fake.edit_rule(TICKET_UPDATES, id, |r| {
             r["performer"]["type"] = json!("3");
+            r["events"][0]["to"] = json!("4");
             r["actions"][0]["custom_headers"]["x-supportopsd-token"] = json!("");
         });
         let out = check(&repo, &["freshdesk-main"], ENV).await;
@@ -261,6 +264,10 @@ base_url = "{base}"
             "differs"
         );
         assert!(out.stdout.contains("string \"3\""), "{}", out.stdout);
+        assert_eq!(
+            verdict_of(&out, "type 4: `events[0].to` is echoed"),
+            "differs"
+        );
         assert_eq!(
             verdict_of(
                 &out,
@@ -290,16 +297,24 @@ base_url = "{base}"
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn paging_shows_with_two_rules_or_more() {
         let (fake, repo) = registered().await;
-        // Two more ticket-update rules someone made by hand: paging can show now.
-        for n in 0..2 {
-            fake.add_rule(
-                TICKET_UPDATES,
-                json!({"name": format!("By hand {n}"), "active": true}),
-            );
-        }
+        // A ticket-creation rule someone made by hand: paging can show for type 1 now.
+        fake.add_rule(
+            TICKET_CREATION,
+            json!({"name": "Route VIPs", "active": true, "position": 2}),
+        );
         let out = check(&repo, &["freshdesk-main"], ENV).await;
         assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
-        assert_eq!(verdict_of(&out, "type 4 listing pages"), "matches");
+        assert_eq!(verdict_of(&out, "type 1 listing pages"), "matches");
+        // Where ours sits among them is reported (the execution mode is not readable).
+        assert_eq!(
+            verdict_of(&out, "our ticket-creation rule runs whatever"),
+            "unchecked"
+        );
+        assert!(
+            out.stdout.contains("position 1 of 2 rule(s)"),
+            "{}",
+            out.stdout
+        );
         only_reads(&fake);
     }
 

@@ -58,9 +58,19 @@ pub async fn run(
     connection(&r, &mut out).await?;
     let listed = listing(&r, &mut out).await;
     let ours = our_rules(target, &listed, &mut out);
-    // One rule of each type read back: a ticket-updates rule also has performer and events.
+    // One rule of each type read back: a ticket-updates rule also has performer and events,
+    // and a resolved or closed one has a number in its event (`to`), so those come first.
+    let rank = |e: &str| match e {
+        "ticket_resolved" | "ticket_closed" => 0,
+        "ticket_updated" => 1,
+        _ => 2,
+    };
     for ty in RULE_TYPES {
-        if let Some((_, id, event)) = ours.iter().find(|(t, _, _)| *t == ty) {
+        if let Some((_, id, event)) = ours
+            .iter()
+            .filter(|(t, _, _)| *t == ty)
+            .min_by_key(|(_, _, e)| rank(e))
+        {
             echo(&r, target, ty, id, event, &mut out).await;
         }
     }
