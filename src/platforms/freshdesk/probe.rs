@@ -78,7 +78,34 @@ pub async fn run(
         position(&listed, id, &mut out);
     }
     statuses(&r, target, &mut out).await;
+    not_read_only(target, &mut out);
     Ok(out)
+}
+
+/// What only a change on the account shows: reported `unchecked`, with the test to run by
+/// hand on a sandbox ticket.
+fn not_read_only(target: &ProbeTarget, out: &mut Vec<Finding>) {
+    const AREA: &str = "needs a change on the account (not probed)";
+    if target
+        .events
+        .iter()
+        .any(|e| e == "ticket_closed" || e == "ticket_resolved")
+    {
+        out.push(Finding::unchecked(
+            AREA,
+            "`ticket_resolved`/`ticket_closed` arrive when the system (a time trigger) makes the change",
+            "let the close-after-resolution automation close a resolved sandbox ticket",
+            "a `ticket_closed` delivery",
+            "performer codes (1 agent, 2 requester, 3 either, 4 system) are not documented, and only a real automation run shows who the change is attributed to",
+        ));
+    }
+    out.push(Finding::unchecked(
+        AREA,
+        "bulk job states end in `completed` or `failed` (anything else is polled until the attempts run out)",
+        "POST /api/v2/tickets/bulk_update on two sandbox tickets, then GET /api/v2/jobs/{job_id}",
+        "`status` completed (or failed), one `success` per id",
+        "a bulk update changes tickets",
+    ));
 }
 
 const CONNECTION: &str = "connection";
