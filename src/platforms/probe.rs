@@ -212,6 +212,51 @@ mod tests {
         assert!(read_only(&Method::PUT, "auth.test", &["auth.test"]).is_err());
     }
 
+    /// A connector without probes of its own reports its connection check and says so.
+    #[tokio::test]
+    async fn the_default_probe_is_the_connection_check() {
+        use crate::platforms::connector::{ActionCall, ActionOutput, Connector, Health};
+
+        #[derive(Debug)]
+        struct Plain(bool);
+
+        #[async_trait::async_trait]
+        impl Connector for Plain {
+            async fn check(&self) -> Result<Health, PlatformError> {
+                if self.0 {
+                    Ok(Health {
+                        identity: Some("U1".into()),
+                        detail: "authenticated as @bot".into(),
+                    })
+                } else {
+                    Err(PlatformError::Unauthorized {
+                        detail: "bad key".into(),
+                    })
+                }
+            }
+            async fn execute(&self, _: &ActionCall) -> Result<ActionOutput, PlatformError> {
+                Err(PlatformError::Invalid("no actions".into()))
+            }
+        }
+
+        let target = ProbeTarget {
+            integration: IntegrationId::parse("any-main").expect("id"),
+            url: None,
+            events: Vec::new(),
+            secret: None,
+        };
+        let findings = Plain(true).probe(&target).await.expect("runs");
+        assert_eq!(findings.len(), 2);
+        assert_eq!(findings[0].verdict, Verdict::Matches);
+        assert_eq!(findings[0].observed, "authenticated as @bot");
+        assert_eq!(findings[1].verdict, Verdict::Unchecked);
+        assert!(matches!(
+            Plain(false).probe(&target).await,
+            Err(PlatformError::Unauthorized { .. })
+        ));
+        assert_eq!(target.marker(), "supportopsd:any-main");
+    }
+
     #[test]
     fn values_are_described_by_type() {
         use serde_json::json;
