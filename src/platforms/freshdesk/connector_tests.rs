@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 
 use super::client::FreshdeskClient;
 use super::connector::{FreshdeskConnector, connect, connect_freshdesk};
-use super::fake::{self, Failure, FakeFreshdesk};
-use super::registration::{TICKET_CREATION, TICKET_UPDATES};
+use super::fake::{self, By, Failure, FakeFreshdesk, Happening};
+use super::registration::{self, TICKET_CREATION, TICKET_UPDATES};
 use crate::manifest::model::{Credential, Limits};
 use crate::manifest::{Integration, IntegrationId};
 use crate::platforms::connector::{
@@ -968,10 +968,13 @@ fn registered(sync: WebhookSync) -> (RegistrationOutcome, Registration) {
     }
 }
 
+/// The rule named `name` (`supportopsd:fd-main ticket_closed`), with the key of [`SECRET`]
+/// that every rule name ends with.
 fn rule_id(fake: &FakeFreshdesk, name: &str) -> (u8, i64) {
+    let full = format!("{name} #{}", registration::secret_key(SECRET));
     fake.rules()
         .into_iter()
-        .find(|(_, r)| r["name"] == name)
+        .find(|(_, r)| r["name"] == full)
         .map(|(t, r)| (t, r["id"].as_i64().expect("id")))
         .unwrap_or_else(|| panic!("no rule {name}"))
 }
@@ -1004,9 +1007,10 @@ async fn rules_are_created_left_alone_repaired_updated_and_removed() {
             .expect("sync"),
     );
     assert_eq!(outcome, RegistrationOutcome::Created);
-    assert_eq!(reg.ids.len(), 5);
+    // Two rules (agent or requester, System) for each event the System can cause.
+    assert_eq!(reg.ids.len(), 8);
     assert_eq!(reg.secret, None, "the manifest's secret is not handed back");
-    assert_eq!(fake.rules().len(), 7);
+    assert_eq!(fake.rules().len(), 10);
     let (ty, created_id) = rule_id(&fake, "supportopsd:fd-main ticket_created");
     assert_eq!(ty, TICKET_CREATION);
     assert!(reg.ids.contains(&format!("1/{created_id}")));
@@ -1105,7 +1109,7 @@ async fn rules_are_created_left_alone_repaired_updated_and_removed() {
         rule_id(&fake, "supportopsd:fd-main ticket_resolved").1,
         resolved_id
     );
-    assert_eq!(fake.rules().len(), 7);
+    assert_eq!(fake.rules().len(), 10);
 
     // Fewer events: the rule no longer wanted is pruned.
     let (outcome, reg5) = registered(
@@ -1118,8 +1122,8 @@ async fn rules_are_created_left_alone_repaired_updated_and_removed() {
         .expect("sync"),
     );
     assert_eq!(outcome, RegistrationOutcome::Updated);
-    assert_eq!(reg5.ids.len(), 2);
-    assert_eq!(fake.rules().len(), 4);
+    assert_eq!(reg5.ids.len(), 3);
+    assert_eq!(fake.rules().len(), 5);
 
     // Removal deletes what carries the marker, nothing else; again, nothing is left to delete.
     let t = target(
@@ -1127,7 +1131,7 @@ async fn rules_are_created_left_alone_repaired_updated_and_removed() {
         Some(SECRET),
         Some(reg5),
     );
-    assert_eq!(c.remove_webhook(&t).await.expect("remove"), 2);
+    assert_eq!(c.remove_webhook(&t).await.expect("remove"), 3);
     let mut left: Vec<i64> = fake
         .rules()
         .iter()
@@ -1253,15 +1257,14 @@ async fn what_the_rules_post_verifies_and_parses() {
     let mut t = target(&["ticket_resolved", "ticket_created"], Some(SECRET), None);
     t.url = format!("{}/api/webhooks/freshdesk/fd-main", server.origin());
     c.sync_webhook(&t).await.expect("sync");
-    c.execute(&call(
-        "change_status",
-        json!({ "ticket_id": 101, "status": "resolved" }),
-    ))
-    .await
-    .expect("resolve");
+    // An agent resolves ticket 101: the "agent or requester" twin runs, the System one not.
     assert_eq!(
-        fake.fire("ticket_resolved", 101, "{status:{from:2,to:4}}")
-            .await,
+        fake.fire(Happening::Status {
+            ticket: 101,
+            to: 4,
+            by: By::Agent
+        })
+        .await,
         vec![200]
     );
     let r = crate::platforms::fakekit::lock(&received)
@@ -1383,12 +1386,17 @@ async fn an_agent_key_without_admin_rights_gets_manual_steps() {
         WebhookSync::Manual(words) => {
             assert!(words.contains(URL), "{words}");
             assert!(words.contains(FRESHDESK_SECRET_HEADER), "{words}");
+            let key = registration::secret_key(SECRET);
             assert!(
-                words.contains("Ticket Creation rule `supportopsd:fd-main ticket_created`"),
+                words.contains(&format!(
+                    "Ticket Creation (first in the list) rule `supportopsd:fd-main ticket_created #{key}`"
+                )),
                 "{words}"
             );
             assert!(
-                words.contains("Ticket Updates rule `supportopsd:fd-main note_created`"),
+                words.contains(&format!(
+                    "Ticket Updates, performed by an agent or requester rule `supportopsd:fd-main note_created #{key}`"
+                )),
                 "{words}"
             );
             assert!(!words.contains(SECRET), "{words}");

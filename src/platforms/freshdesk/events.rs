@@ -10,6 +10,7 @@
 //!     "supportopsd_event": "ticket_updated",
 //!     "triggered_event":   "{{triggered_event}}",
 //!     "ticket_id":         "{{ticket.id}}",
+//!     "ticket_updated_at": "{{ticket.modified_on}}",
 //!     "ticket_subject":    "{{ticket.subject}}",
 //!     "ticket_url":        "{{ticket.url}}",
 //!     "ticket_status":     "{{ticket.status}}",
