@@ -1412,3 +1412,299 @@ async fn an_agent_key_without_admin_rights_gets_manual_steps() {
         .expect_err("suspended");
     assert!(matches!(err, PlatformError::Unauthorized { .. }), "{err:?}");
 }
+
+// === issue 16: rules that fire for real workflows, semantic drift, bulk job states ===
+
+/// A receiver for what the rules post: the requests, and the server (kept alive).
+async fn receiver() -> (
+    Arc<std::sync::Mutex<Vec<Recorded>>>,
+    crate::platforms::fakekit::FakeServer,
+) {
+    let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = received.clone();
+    let server = crate::platforms::fakekit::FakeServer::start(move |r| {
+        crate::platforms::fakekit::lock(&sink).push(r.clone());
+        crate::platforms::fakekit::empty_response(::http::StatusCode::OK)
+    })
+    .await;
+    (received, server)
+}
+
+/// The `supportopsd_event`s delivered since the last call, sorted.
+fn delivered(received: &std::sync::Mutex<Vec<Recorded>>) -> Vec<String> {
+    let mut out: Vec<String> = crate::platforms::fakekit::lock(received)
+        .drain(..)
+        .map(|r| {
+            r.json()["freshdesk_webhook"]["supportopsd_event"]
+                .as_str()
+                .unwrap_or("?")
+                .to_owned()
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Issue 16, item 3: the fake runs rules like Freshdesk (conditions, performer, events,
+/// position and the ticket-creation execution mode), and the registered rules fire for a
+/// ticket in a custom status, for a close the System makes (a time trigger), and on an account
+/// whose ticket-creation rules run "first matching rule" with an earlier rule that matches.
+#[tokio::test]
+async fn rules_fire_for_custom_statuses_system_closes_and_first_matching_rule_accounts() {
+    let fake = FakeFreshdesk::start(KEY).await;
+    fake.first_matching_rule(true);
+    // The account's own routing rule, first in the list, matches every ticket.
+    fake.add_rule(
+        TICKET_CREATION,
+        json!({ "name": "Route everything to L1", "active": true,
+                "conditions": [{ "name": "condition_set_1", "match_type": "all",
+                  "properties": [{ "resource_type": "ticket", "field_name": "priority",
+                                   "operator": "in", "value": [1, 2, 3, 4] }] }],
+                "actions": [{ "field_name": "group_id", "value": 301 }] }),
+    );
+    let c = connector(&fake);
+    let (received, server) = receiver().await;
+    let mut t = target(
+        &["ticket_closed", "ticket_created", "ticket_updated"],
+        Some(SECRET),
+        None,
+    );
+    t.url = format!("{}/api/webhooks/freshdesk/fd-main", server.origin());
+    c.sync_webhook(&t).await.expect("sync");
+
+    // A new ticket: ours runs although the account stops at the first matching rule.
+    assert_eq!(
+        fake.fire(Happening::Created { ticket: 101 }).await,
+        vec![200]
+    );
+    assert_eq!(delivered(&received), ["ticket_created"]);
+
+    // An agent moves ticket 102 to the custom status "Waiting on Customer" (6), then raises its
+    // priority: both are `ticket_updated`.
+    fake.fire(Happening::Status {
+        ticket: 102,
+        to: 6,
+        by: By::Agent,
+    })
+    .await;
+    assert_eq!(delivered(&received), ["ticket_updated"]);
+    fake.fire(Happening::Priority {
+        ticket: 102,
+        to: 3,
+        by: By::Requester,
+    })
+    .await;
+    assert_eq!(delivered(&received), ["ticket_updated"]);
+
+    // A time trigger closes ticket 103: the System is the performer.
+    fake.fire(Happening::Status {
+        ticket: 103,
+        to: 5,
+        by: By::System,
+    })
+    .await;
+    assert_eq!(delivered(&received), ["ticket_closed", "ticket_updated"]);
+    // An agent closing ticket 101 runs the agent-or-requester twins, once each.
+    fake.fire(Happening::Status {
+        ticket: 101,
+        to: 5,
+        by: By::Agent,
+    })
+    .await;
+    assert_eq!(delivered(&received), ["ticket_closed", "ticket_updated"]);
+}
+
+/// Issue 16, item 4: Freshdesk echoes numbers as strings and no header values; an unchanged
+/// account is `unchanged` on every resync, with nothing but reads.
+#[tokio::test]
+async fn an_unchanged_account_is_unchanged_on_every_resync() {
+    let fake = FakeFreshdesk::start(KEY).await;
+    let c = connector(&fake);
+    let (outcome, mut reg) = registered(
+        c.sync_webhook(&target(ALL_EVENTS, Some(SECRET), None))
+            .await
+            .expect("sync"),
+    );
+    assert_eq!(outcome, RegistrationOutcome::Created);
+    // What Freshdesk hands back is not what was sent, byte for byte.
+    let listed = fake
+        .requests_to(&Method::GET, "/api/v2/automations/4/rules/")
+        .len();
+    assert!(listed > 0, "every write is read back");
+    fake.clear_requests();
+    for _ in 0..3 {
+        let (outcome, next) = registered(
+            c.sync_webhook(&target(ALL_EVENTS, Some(SECRET), Some(reg.clone())))
+                .await
+                .expect("sync"),
+        );
+        assert_eq!(outcome, RegistrationOutcome::Unchanged);
+        assert_eq!(next.ids, reg.ids);
+        reg = next;
+    }
+    assert!(
+        fake.requests().iter().all(|r| r.method == Method::GET),
+        "{:?}",
+        fake.requests()
+    );
+    // A new secret renames (and so replaces) the rules even though header values are hidden.
+    let (outcome, _) = registered(
+        c.sync_webhook(&target(ALL_EVENTS, Some("a-new-secret-0042"), Some(reg)))
+            .await
+            .expect("sync"),
+    );
+    assert_eq!(outcome, RegistrationOutcome::Repaired);
+    let rules = fake.rules();
+    assert_eq!(rules.len(), 8);
+    assert!(rules.iter().all(|(_, r)| {
+        r["actions"][0]["custom_headers"][FRESHDESK_SECRET_HEADER] == "a-new-secret-0042"
+    }));
+}
+
+/// Issue 16, item 4: a rule Freshdesk stores differently from what was written is said so
+/// (by the read-back after the write), not rewritten and reported `repaired` every 5 minutes.
+#[tokio::test]
+async fn a_rule_freshdesk_stores_differently_is_reported_not_silently_rewritten() {
+    let fake = FakeFreshdesk::start(KEY).await;
+    fake.normalize_stored_rules(Some(|r: &mut Value| {
+        r["actions"][0]["request_type"] = json!("PUT");
+    }));
+    let c = connector(&fake);
+    let err = c
+        .sync_webhook(&target(&["ticket_created"], Some(SECRET), None))
+        .await
+        .expect_err("stored differently");
+    let text = err.to_string();
+    assert!(
+        text.contains("differently") && text.contains("request_type"),
+        "{text}"
+    );
+    assert!(!text.contains(SECRET), "{text}");
+}
+
+/// Issue 16, item 4: an endpoint that ignores `page`/`per_page` answers the whole list on every
+/// page; the listing stops at the first page with nothing new and our rules are not taken for
+/// unwanted copies (and deleted).
+#[tokio::test]
+async fn listing_stops_when_pages_repeat_and_counts_each_rule_once() {
+    let fake = FakeFreshdesk::start(KEY).await;
+    fake.set_budget(1_000_000, 1_000_000);
+    let c = connector(&fake);
+    let (_, reg) = registered(
+        c.sync_webhook(&target(ALL_EVENTS, Some(SECRET), None))
+            .await
+            .expect("sync"),
+    );
+    for i in 0..150 {
+        fake.add_rule(
+            TICKET_UPDATES,
+            json!({ "name": format!("Team rule {i}"), "conditions": [], "actions": [] }),
+        );
+    }
+    fake.ignore_paging(true);
+    fake.clear_requests();
+    let (outcome, reg2) = registered(
+        c.sync_webhook(&target(ALL_EVENTS, Some(SECRET), Some(reg.clone())))
+            .await
+            .expect("sync"),
+    );
+    assert_eq!(outcome, RegistrationOutcome::Unchanged);
+    assert_eq!(reg2.ids, reg.ids);
+    assert_eq!(fake.rules().len(), 158, "nothing deleted");
+    assert!(fake.requests().iter().all(|r| r.method == Method::GET));
+    let lists = fake
+        .requests_to(&Method::GET, "/api/v2/automations/4/rules")
+        .len();
+    assert_eq!(lists, 2, "page 1, then page 2 repeats it: stop");
+}
+
+/// Issue 16, item 9 (Freshdesk bulk): a job that ends in a state other than the known ones is
+/// over (not polled 60 times and retried whole); each ticket's own `success` decides.
+#[tokio::test]
+async fn a_bulk_job_in_another_final_state_is_settled_by_each_ticket() {
+    let fake = FakeFreshdesk::start(KEY).await;
+    fake.set_job_outcome("partial", true);
+    let c = fd(&fake, json!({}));
+    let results = c
+        .execute_many(&[
+            call("change_status", json!({ "ticket_id": 101, "status": 4 })),
+            call("change_status", json!({ "ticket_id": 4040, "status": 4 })),
+        ])
+        .await;
+    assert_eq!(
+        fake.requests_to(&Method::GET, "/api/v2/jobs/").len(),
+        2,
+        "`in progress`, then `partial`: done"
+    );
+    assert_eq!(results[0].as_ref().expect("101").result["status"], json!(4));
+    assert!(
+        matches!(&results[1], Err(PlatformError::Rejected { detail, .. }) if detail.contains("Ticket not found")),
+        "{:?}",
+        results[1]
+    );
+    // A finished job that lists no ticket: the outcome is unknown, the (idempotent) update is
+    // retried rather than taken as done.
+    fake.set_job_outcome("failed", false);
+    let results = c
+        .execute_many(&[
+            call("change_status", json!({ "ticket_id": 101, "status": 3 })),
+            call("change_status", json!({ "ticket_id": 102, "status": 3 })),
+        ])
+        .await;
+    for r in results {
+        assert!(
+            matches!(&r, Err(PlatformError::Transient { detail, .. }) if detail.contains("without a result")),
+            "{r:?}"
+        );
+    }
+}
+
+/// Issue 16, item 9 (Freshdesk bulk): whether `bulk_update` replaces or adds tags is
+/// unconfirmed, so updates setting tags go one by one (`PUT` replaces them, as documented).
+#[tokio::test]
+async fn updates_setting_tags_are_not_bulked() {
+    let fake = FakeFreshdesk::start(KEY).await;
+    let c = fd(&fake, json!({}));
+    let results = c
+        .execute_many(&[
+            call(
+                "update_ticket",
+                json!({ "ticket_id": 101, "tags": ["vip"] }),
+            ),
+            call(
+                "update_ticket",
+                json!({ "ticket_id": 102, "tags": ["vip"] }),
+            ),
+        ])
+        .await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert!(
+        fake.requests_to(&Method::POST, "/api/v2/tickets/bulk_update")
+            .is_empty()
+    );
+    assert_eq!(fake.requests_to(&Method::PUT, "/api/v2/tickets/").len(), 2);
+}
+
+/// Issue 16, item 12 (Freshdesk): a custom helpdesk domain is most likely a CNAME, where the
+/// API does not answer; the refusal says so rather than only "add it to the host policy".
+#[test]
+fn a_custom_domain_is_refused_with_the_cname_explanation() {
+    let mut i = integration(None, KEY, json!({}));
+    i.credentials.insert(
+        "domain".into(),
+        Credential::Plain("support.acme.com".into()),
+    );
+    let refused =
+        crate::platforms::connector::policy_refusals(&i, &crate::policy::Policy::none()).join("\n");
+    assert!(
+        refused.contains("support.acme.com")
+            && refused.contains("CNAME")
+            && refused.contains(".freshdesk.com"),
+        "{refused}"
+    );
+    let ok = integration(None, KEY, json!({}));
+    assert!(
+        crate::platforms::connector::policy_refusals(&ok, &crate::policy::Policy::none())
+            .is_empty()
+    );
+}

@@ -119,6 +119,7 @@ struct State {
     first_match: bool,
     ignore_paging: bool,
     clock: i64,
+    normalize_stored: Option<fn(&mut Value)>,
 }
 
 /// What happens to a ticket, for [`FakeFreshdesk::fire`].
@@ -214,6 +215,7 @@ impl FakeFreshdesk {
             first_match: false,
             ignore_paging: false,
             clock: 0,
+            normalize_stored: None,
         }));
         let shared = state.clone();
         let server = FakeServer::start(move |r| handle(&shared, r)).await;
@@ -294,6 +296,12 @@ impl FakeFreshdesk {
     /// Makes listing rules ignore `page` and `per_page` (every page answers every rule).
     pub fn ignore_paging(&self, on: bool) {
         lock(&self.state).ignore_paging = on;
+    }
+
+    /// Makes the fake store every rule written through the API changed by `f`, as an account
+    /// that normalises a field differently from what was sent would.
+    pub fn normalize_stored_rules(&self, f: Option<fn(&mut Value)>) {
+        lock(&self.state).normalize_stored = f;
     }
 
     /// A ticket as it is now.
@@ -1562,6 +1570,9 @@ fn rules(st: &mut State, r: &Recorded, body: &Value) -> Resp {
             let mut rule = json!({ "id": id, "active": true, "outdated": false,
                                    "affected_tickets_count": 0, "created_at": TS, "updated_at": TS });
             apply(&mut rule, body);
+            if let Some(f) = st.normalize_stored {
+                f(&mut rule);
+            }
             let position = body.get("position").and_then(Value::as_i64);
             place(st, ty, id, rule, position);
             match st.rules.get(&(ty, id)) {
@@ -1584,6 +1595,9 @@ fn rules(st: &mut State, r: &Recorded, body: &Value) -> Resp {
             apply(&mut rule, body);
             if let Some(m) = rule.as_object_mut() {
                 m.insert("outdated".into(), json!(false));
+            }
+            if let Some(f) = st.normalize_stored {
+                f(&mut rule);
             }
             let position = body
                 .get("position")
