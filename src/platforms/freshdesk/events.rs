@@ -38,6 +38,9 @@
 //! - `supportopsd_event` is a literal written into each rule, so the daemon knows which rule
 //!   fired; when present it must name the event being normalised. Bodies without it (such as the
 //!   ones a hand-made rule posts) are accepted.
+//! - `ticket_updated_at` (`{{ticket.modified_on}}`, the ticket's last update) is not read into
+//!   the event: it is there so that two deliveries of the same transition differ, and so get
+//!   different ids (the id is the body's digest, see [`super::webhook`]).
 //! - The description is deliberately not sent: HTML text pasted into a JSON body may break it.
 //!   Rules needing it re-fetch the ticket.
 //! - Freshdesk sends no event id, no time and no performer, so `id`, `time` and `actor` are
