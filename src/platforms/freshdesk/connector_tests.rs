@@ -1708,3 +1708,42 @@ fn a_custom_domain_is_refused_with_the_cname_explanation() {
             .is_empty()
     );
 }
+
+/// Issue 16, item 3: a ticket created straight into a custom status carries its number
+/// (`{{ticket.status_id}}`): its display name alone cannot give it.
+#[tokio::test]
+async fn a_ticket_in_a_custom_status_carries_its_number() {
+    let fake = FakeFreshdesk::start(KEY).await;
+    let c = connector(&fake);
+    let (received, server) = receiver().await;
+    let mut t = target(&["ticket_created"], Some(SECRET), None);
+    t.url = format!("{}/api/webhooks/freshdesk/fd-main", server.origin());
+    c.sync_webhook(&t).await.expect("sync");
+    c.execute(&call(
+        "change_status",
+        json!({ "ticket_id": 102, "status": 6 }),
+    ))
+    .await
+    .expect("custom status");
+    assert_eq!(
+        fake.fire(Happening::Created { ticket: 102 }).await,
+        vec![200]
+    );
+    let r = crate::platforms::fakekit::lock(&received)
+        .pop()
+        .expect("delivered");
+    let req = InboundRequest {
+        method: &r.method,
+        headers: &r.headers,
+        body: &r.body,
+        now_unix: 0,
+    };
+    match super::webhook::parse(&req).expect("parsed") {
+        Inbound::Event { normalized, .. } => {
+            let ticket = &normalized.objects["ticket"];
+            assert_eq!(ticket["status"], json!(6));
+            assert_eq!(ticket["status_name"], json!("Waiting on Customer"));
+        }
+        other => panic!("{other:?}"),
+    }
+}

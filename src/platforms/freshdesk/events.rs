@@ -14,6 +14,7 @@
 //!     "ticket_subject":    "{{ticket.subject}}",
 //!     "ticket_url":        "{{ticket.url}}",
 //!     "ticket_status":     "{{ticket.status}}",
+//!     "ticket_status_id":  "{{ticket.status_id}}",
 //!     "ticket_priority":   "{{ticket.priority}}",
 //!     "ticket_source":     "{{ticket.source}}",
 //!     "ticket_type":       "{{ticket.ticket_type}}",
@@ -31,7 +32,9 @@
 //! - Status, priority and source arrive as display names ("Waiting on Customer", "Urgent",
 //!   "Email"). They become the numeric API codes (`ticket.status`…) and the names are kept as
 //!   `ticket.status_name`… A custom status (code 6 and above) has no fixed name; its code is taken
-//!   from `triggered_event` when the event reports the status change, else it stays `null`.
+//!   from `ticket_status_id` (`{{ticket.status_id}}`, the number; `Helpdesk::TicketDrop#status_id`
+//!   in Freshdesk's own source), else from `triggered_event` when the event reports the status
+//!   change, else it stays `null`.
 //! - `triggered_event` is Freshdesk's pseudo-JSON (`{status:{from:4,to:6}}`,
 //!   `{ticket_action:created}`, `{note_type:private}`): every `{from, to}` entry becomes a
 //!   change, `note_type` describes the note of `note_created`.
@@ -222,7 +225,12 @@ pub(crate) fn normalize(event: &EventSpec, payload: &Value) -> Result<Normalized
             .and_then(Value::as_i64)
     };
     let (status, status_name) = coded(body.get("ticket_status"), STATUS_CODES);
-    let status = status.or_else(|| changed_to("status"));
+    // The number itself (`{{ticket.status_id}}`), which a custom status's name cannot give.
+    let status = body
+        .get("ticket_status_id")
+        .and_then(integer)
+        .or(status)
+        .or_else(|| changed_to("status"));
     let (priority, priority_name) = coded(body.get("ticket_priority"), PRIORITY_CODES);
     let priority = priority.or_else(|| changed_to("priority"));
     let (source, source_name) = coded(body.get("ticket_source"), SOURCE_CODES);

@@ -691,6 +691,7 @@ fn render(content: &Value, t: &Value, requester: &Value, triggered: &str) -> Val
                     format!("https://acme.freshdesk.com/helpdesk/tickets/{id}"),
                 ),
                 ("{{ticket.status}}", status_name(code("status"))),
+                ("{{ticket.status_id}}", code("status").to_string()),
                 (
                     "{{ticket.priority}}",
                     name_of(super::PRIORITY_CODES, code("priority")),

@@ -122,6 +122,7 @@ pub fn content(event: &str) -> Value {
         "ticket_subject": "{{ticket.subject}}",
         "ticket_url": "{{ticket.url}}",
         "ticket_status": "{{ticket.status}}",
+        "ticket_status_id": "{{ticket.status_id}}",
         "ticket_priority": "{{ticket.priority}}",
         "ticket_source": "{{ticket.source}}",
         "ticket_type": "{{ticket.ticket_type}}",
