@@ -252,7 +252,17 @@ fn policy_note(set: &manifest::ManifestSet) -> Option<String> {
         .flat_map(|i| {
             crate::platforms::connector::overrides(i)
                 .into_iter()
-                .map(move |(what, host)| format!("{} {what} → {host}", i.id))
+                .map(move |(what, host)| {
+                    // A custom Freshdesk domain is most likely a CNAME the API does not answer on.
+                    let hint = if i.platform == crate::platforms::PlatformKind::Freshdesk
+                        && what.contains("domain")
+                    {
+                        format!(" ({})", crate::platforms::freshdesk::connector::CNAME_HINT)
+                    } else {
+                        String::new()
+                    };
+                    format!("{} {what} → {host}{hint}", i.id)
+                })
         })
         .collect();
     (!overrides.is_empty()).then(|| {

@@ -42,7 +42,8 @@ pub struct Args {
     /// Outbox depth past which webhooks are answered 503 with Retry-After.
     #[arg(long, env = "SUPPORTOPSD_MAX_QUEUE", default_value_t = 100_000)]
     pub max_queue: usize,
-    /// How long platform event ids are remembered to drop redeliveries.
+    /// How long platform event ids are remembered to drop redeliveries (Freshdesk's window is
+    /// 2h, or this if shorter: its ids are body digests).
     #[arg(long, env = "SUPPORTOPSD_DEDUPE_TTL", default_value = "72h", value_parser = duration)]
     pub dedupe_ttl: std::time::Duration,
     /// Ceilings of the waits between attempts of a failed action [default: 5s,5m,30m,2h,5h,10h,10h].

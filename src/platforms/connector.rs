@@ -399,7 +399,14 @@ pub fn policy_refusals(integration: &Integration, policy: &Policy) -> Vec<String
     let mut out = Vec::new();
     for (what, url) in endpoints(integration) {
         if let Err(r) = policy.check_endpoint(integration.platform, own, what, &url) {
-            out.push(format!("integration `{id}`: {r}"));
+            // A custom Freshdesk domain is most likely the helpdesk's CNAME, where the API
+            // does not answer: say that before the policy's advice (which fits a proxy).
+            let hint = if what == FRESHDESK_DOMAIN {
+                format!(" ({})", freshdesk::connector::CNAME_HINT)
+            } else {
+                String::new()
+            };
+            out.push(format!("integration `{id}`: {r}{hint}"));
         }
     }
     let webhook_secret = integration
@@ -422,6 +429,9 @@ pub fn policy_refusals(integration: &Integration, policy: &Policy) -> Vec<String
     out
 }
 
+/// Where a Freshdesk `domain` is written, as [`endpoints`] names it.
+const FRESHDESK_DOMAIN: &str = "credential `domain`";
+
 /// The endpoints an integration names instead of its platform's defaults: `[endpoint]
 /// base_url`, and a Freshdesk `domain` (the API is `https://<domain>/api/v2`; `domain` is a
 /// plain, non-secret field). Each as (where it is written, URL).
@@ -439,7 +449,7 @@ pub fn endpoints(integration: &Integration) -> Vec<(&'static str, String)> {
         && let Some(Credential::Plain(domain)) = integration.credentials.get("domain")
         && let Ok(host) = freshdesk::connector::normalize_domain(domain)
     {
-        out.push(("credential `domain`", format!("https://{host}/")));
+        out.push((FRESHDESK_DOMAIN, format!("https://{host}/")));
     }
     out
 }

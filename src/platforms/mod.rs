@@ -114,6 +114,17 @@ impl PlatformKind {
             PlatformKind::Supportopsd => &supportopsd::DESCRIPTOR,
         }
     }
+
+    /// How long a delivery's event id is remembered for deduplication when the platform needs
+    /// a window of its own (Freshdesk: its ids are body digests, so remembering them for long
+    /// would drop genuine repeats; [`freshdesk::DEDUPE_WINDOW`]); `None` for the daemon's
+    /// `--dedupe-ttl`. The daemon uses the shorter of the two.
+    pub fn dedupe_window(self) -> Option<std::time::Duration> {
+        match self {
+            PlatformKind::Freshdesk => Some(freshdesk::DEDUPE_WINDOW),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for PlatformKind {

@@ -316,6 +316,12 @@ fn reject(rt: &Runtime, kind: PlatformKind, id: &IntegrationId, reason: &str, no
     }
 }
 
+/// How long an event of `kind` is deduplicated: the platform's own window
+/// ([`PlatformKind::dedupe_window`]) when it has one, capped by the daemon's `--dedupe-ttl`.
+pub(crate) fn dedupe_ttl(kind: PlatformKind, daemon: std::time::Duration) -> std::time::Duration {
+    kind.dedupe_window().map_or(daemon, |w| w.min(daemon))
+}
+
 /// Matches, stores and flushes an event; 200 once it is durable (also the path of polled
 /// events and of supportopsd's own, which `daemon::poller` and `daemon::alerts` hand in).
 pub(crate) async fn store_event(rt: &Runtime, active: &Active, event: Event, now: u64) -> Reply {
@@ -332,8 +338,9 @@ pub(crate) async fn store_event(rt: &Runtime, active: &Active, event: Event, now
         .iter()
         .map(|r| r.id.to_string())
         .collect();
-    let dedupe_until =
-        now.saturating_add(u64::try_from(rt.options.dedupe_ttl.as_millis()).unwrap_or(u64::MAX));
+    let dedupe_until = now.saturating_add(
+        u64::try_from(dedupe_ttl(kind, rt.options.dedupe_ttl).as_millis()).unwrap_or(u64::MAX),
+    );
     let mut records = vec![AuditRecord {
         at_ms: now,
         kind: AuditKind::EventAccepted,
@@ -418,3 +425,6 @@ fn capture_token(
 
 /// Default read timeout for webhook bodies.
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests;

@@ -147,8 +147,7 @@ async fn a_freshdesk_rule_fires_from_the_registered_automation_rule_and_acts_on_
         .unwrap();
     let ticket = created.result["id"].as_i64().unwrap();
     assert_eq!(
-        fake.fire("ticket_created", ticket, "{ticket_action:created}")
-            .await,
+        fake.fire(fake::Happening::Created { ticket }).await,
         vec![200]
     );
 
@@ -181,8 +180,7 @@ async fn a_freshdesk_rule_fires_from_the_registered_automation_rule_and_acts_on_
         .unwrap();
     let low = low.result["id"].as_i64().unwrap();
     assert_eq!(
-        fake.fire("ticket_created", low, "{ticket_action:created}")
-            .await,
+        fake.fire(fake::Happening::Created { ticket: low }).await,
         vec![200]
     );
     let client = reqwest::Client::new();

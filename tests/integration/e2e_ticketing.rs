@@ -131,7 +131,7 @@ async fn tickets_cross_both_ways_through_registrations_the_daemon_made() {
     // with the generated shared secret.
     let fd_ticket = fd_fake::SEEDED_TICKETS[0];
     assert_eq!(
-        fd.fire("ticket_created", fd_ticket, "{ticket_action:created}")
+        fd.fire(fd_fake::Happening::Created { ticket: fd_ticket })
             .await,
         vec![200]
     );

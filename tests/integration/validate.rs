@@ -334,3 +334,20 @@ fn secrets_never_appear_in_diagnostics() {
         out.stdout
     );
 }
+
+/// Issue 16, item 12 (Freshdesk): a custom helpdesk domain is most likely a CNAME, where
+/// Freshdesk's API does not answer; `validate` says so next to the host-policy note.
+#[test]
+fn a_custom_freshdesk_domain_is_noted_as_a_cname_the_api_does_not_answer_on() {
+    let repo = base();
+    repo.file(
+        "integrations/freshdesk.toml",
+        &FRESHDESK.replace("acme.freshdesk.com", "support.acme.com"),
+    );
+    let out = repo.run(&["validate"]);
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        all.contains("support.acme.com") && all.contains("CNAME") && all.contains(".freshdesk.com"),
+        "{all}"
+    );
+}

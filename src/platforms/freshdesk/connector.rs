@@ -50,6 +50,12 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The suffix of a bare account name given as `domain` (`acme` → `acme.freshdesk.com`).
 pub const DOMAIN_SUFFIX: &str = ".freshdesk.com";
 
+/// Why a custom helpdesk domain does not work: Freshdesk's API overview says the API "works
+/// only via Freshdesk domains and not via custom CNAMEs" (developers.freshdesk.com/api).
+pub const CNAME_HINT: &str = "Freshdesk's API answers only on the account's own \
+    `<account>.freshdesk.com` name, not on a custom (CNAME) helpdesk domain; set `domain` to \
+    the freshdesk.com name (Admin > Helpdesk Settings shows it)";
+
 /// Time between two polls of a bulk job.
 pub const JOB_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -164,7 +170,9 @@ type BulkItem = (i64, Map<String, Value>);
 /// The actions [`Connector::execute_many`] sends through `tickets/bulk_update`.
 const BULK_ACTIONS: &[&str] = &["update_ticket", "assign_ticket", "change_status"];
 
-/// Ticket properties `bulk_update` takes; an update touching anything else goes alone.
+/// Ticket properties `bulk_update` takes; an update touching anything else goes alone. `tags`
+/// is left out: whether `bulk_update` replaces a ticket's tags (as `PUT /tickets/{id}` does) or
+/// adds to them is unconfirmed, so an update setting tags is sent on its own.
 const BULK_PROPERTIES: &[&str] = &[
     "status",
     "priority",
@@ -173,7 +181,6 @@ const BULK_PROPERTIES: &[&str] = &[
     "responder_id",
     "group_id",
     "product_id",
-    "tags",
 ];
 
 #[async_trait::async_trait]
@@ -337,53 +344,60 @@ impl Connector for FreshdeskConnector {
             Ok(l) => l,
             // An agent without the admin privilege: the rules must be made by hand.
             Err(e @ PlatformError::Unauthorized { .. }) if !fd::is_suspended(&e) => {
-                return Ok(WebhookSync::Manual(manual_steps(target)));
+                return Ok(WebhookSync::Manual(manual_steps(target, &secret_text)));
             }
             Err(e) => return Err(e),
         };
         for event in &target.events {
-            let Some(ty) = registration::rule_type(event) else {
-                continue;
-            };
-            let desired = registration::desired_rule(&marker, event, &target.url, &secret_text);
-            let name = registration::rule_name(&marker, event);
-            // Ours by name, else a rule we recorded that someone renamed.
-            let pos = live
-                .iter()
-                .position(|r| r.ty == ty && r.name == name)
-                .or_else(|| {
-                    live.iter()
-                        .position(|r| r.ty == ty && !r.marked && r.recorded)
-                });
-            match pos.map(|i| live.remove(i)) {
-                Some(rule) if registration::matches(&rule.body, &desired) => {
-                    ids.push(rule_ref(ty, &rule.id));
-                }
-                Some(rule) => {
-                    let path = format!("api/v2/automations/{ty}/rules/{}", rule.id);
-                    self.client
-                        .request(Method::PUT, &path, Some(&desired), "update automation rule")
-                        .await?;
-                    changed = true;
-                    ids.push(rule_ref(ty, &rule.id));
-                }
-                None => {
-                    let path = format!("api/v2/automations/{ty}/rules");
-                    let a = self
-                        .client
-                        .request(
-                            Method::POST,
-                            &path,
-                            Some(&desired),
-                            "create automation rule",
-                        )
-                        .await?;
-                    let id = id_text(a.body.get("id")).ok_or_else(|| PlatformError::Rejected {
-                        status: a.status.as_u16(),
-                        detail: "create automation rule: the answer has no `id`".into(),
-                    })?;
-                    changed = true;
-                    ids.push(rule_ref(ty, &id));
+            for want in registration::desired_rules(&marker, event, &target.url, &secret_text) {
+                let ty = want.ty;
+                // Ours by name, else a rule we recorded that someone renamed.
+                let pos = live
+                    .iter()
+                    .position(|r| r.ty == ty && r.name == want.name)
+                    .or_else(|| {
+                        live.iter()
+                            .position(|r| r.ty == ty && !r.marked && r.recorded)
+                    });
+                match pos.map(|i| live.remove(i)) {
+                    Some(rule) if registration::matches(&rule.body, &want.body) => {
+                        ids.push(rule_ref(ty, &rule.id));
+                    }
+                    Some(rule) => {
+                        let path = format!("api/v2/automations/{ty}/rules/{}", rule.id);
+                        self.client
+                            .request(
+                                Method::PUT,
+                                &path,
+                                Some(&want.body),
+                                "update automation rule",
+                            )
+                            .await?;
+                        self.read_back(&rule.id, &want).await?;
+                        changed = true;
+                        ids.push(rule_ref(ty, &rule.id));
+                    }
+                    None => {
+                        let path = format!("api/v2/automations/{ty}/rules");
+                        let a = self
+                            .client
+                            .request(
+                                Method::POST,
+                                &path,
+                                Some(&want.body),
+                                "create automation rule",
+                            )
+                            .await?;
+                        let id = id_text(rule_body(&a.body).get("id")).ok_or_else(|| {
+                            PlatformError::Rejected {
+                                status: a.status.as_u16(),
+                                detail: "create automation rule: the answer has no `id`".into(),
+                            }
+                        })?;
+                        changed = true;
+                        ids.push(rule_ref(ty, &id));
+                        self.read_back(&id, &want).await?;
+                    }
                 }
             }
         }
@@ -435,32 +449,42 @@ struct LiveRule {
 }
 
 /// What to do by hand when the API key's agent may not manage automation rules.
-fn manual_steps(target: &WebhookTarget) -> String {
-    let secret = if target.secret.is_some() {
+fn manual_steps(target: &WebhookTarget, secret: &str) -> String {
+    let which_secret = if target.secret.is_some() {
         "the integration's `[webhook] secret`"
     } else {
         "a secret you also set as the integration's `[webhook] secret` (set one first)"
     };
-    let per_event: Vec<String> = target
+    let per_rule: Vec<String> = target
         .events
         .iter()
-        .map(|e| {
-            let kind = match registration::rule_type(e) {
-                Some(registration::TICKET_CREATION) => "Ticket Creation",
-                _ => "Ticket Updates",
+        .flat_map(|e| registration::desired_rules(&target.marker(), e, &target.url, secret))
+        .map(|r| {
+            let kind = match r.ty {
+                registration::TICKET_CREATION => "Ticket Creation (first in the list)",
+                _ if r.name.contains("(system)") => "Ticket Updates, performed by the System",
+                _ => "Ticket Updates, performed by an agent or requester",
             };
-            format!(
-                "{kind} rule `{}`",
-                registration::rule_name(&target.marker(), e)
-            )
+            format!("{kind} rule `{}`", r.name)
         })
         .collect();
     format!(
-        "the API key's agent may not manage automation rules (it needs an administrator's key);          create these rules by hand in Admin > Automations, each with a Trigger webhook action          (POST, JSON, URL {}, header {} set to {secret}, the body from the Freshdesk          integration docs with its `supportopsd_event`): {}",
+        "the API key's agent may not manage automation rules (it needs an administrator's key); \
+         create these rules by hand in Admin > Automations, each with a Trigger webhook action \
+         (POST, JSON, URL {}, header {} set to {which_secret}, the body from the Freshdesk \
+         integration docs with its `supportopsd_event`): {}",
         target.url,
         FRESHDESK_SECRET_HEADER,
-        per_event.join(", ")
+        per_rule.join(", ")
     )
+}
+
+/// A rule as an answer carries it: the body itself, or wrapped in `rule`.
+fn rule_body(v: &Value) -> &Value {
+    match v.get("rule") {
+        Some(r @ Value::Object(_)) => r,
+        _ => v,
+    }
 }
 
 /// `<type>/<id>`, how a rule is recorded in [`Registration::ids`].
@@ -473,6 +497,30 @@ fn id_text(v: Option<&Value>) -> Option<String> {
         Value::Number(n) => Some(n.to_string()),
         Value::String(s) if !s.is_empty() => Some(s.clone()),
         _ => None,
+    }
+}
+
+/// Whether a bulk job in `status` is over: anything but queued or in progress (the values a
+/// finished job takes are unconfirmed, so each ticket's own `success` decides, not the job's
+/// status). A job without a status is taken as still running.
+fn job_done(status: &str) -> bool {
+    !matches!(
+        status.replace(['_', '-'], " ").as_str(),
+        "" | "queued" | "in progress" | "inprogress" | "pending" | "running"
+    )
+}
+
+/// Whether a finished bulk job's status says it succeeded.
+fn job_succeeded(status: &str) -> bool {
+    matches!(status, "completed" | "complete" | "success" | "succeeded")
+}
+
+/// `true` or `"true"`.
+fn truthy(v: Option<&Value>) -> bool {
+    match v {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s.trim().eq_ignore_ascii_case("true"),
+        _ => false,
     }
 }
 
@@ -519,7 +567,8 @@ impl FreshdeskConnector {
             PlatformError::Rejected { status, detail } if (300..400).contains(&status) => {
                 PlatformError::NotFound {
                     detail: format!(
-                        "{domain} redirects instead of answering the API (wrong `domain`?): {detail}"
+                        "{domain} redirects instead of answering the API (wrong `domain`? {}): {detail}",
+                        CNAME_HINT
                     ),
                 }
             }
@@ -545,7 +594,12 @@ impl FreshdeskConnector {
     }
 
     /// Every rule of the automation types supportopsd uses whose name carries `marker` or
-    /// whose `<type>/<id>` is in `recorded`.
+    /// whose `<type>/<id>` is in `recorded`, each once.
+    ///
+    /// Pages are read until one is empty or brings no rule not seen before: whether the
+    /// endpoint honours `page` and `per_page` is unconfirmed, and an endpoint that ignores them
+    /// answers the same list for every page (read once, then stopped), while one that pages by
+    /// a smaller size than asked still has its later pages read.
     async fn owned_rules(
         &self,
         marker: &str,
@@ -553,6 +607,7 @@ impl FreshdeskConnector {
     ) -> Result<Vec<LiveRule>, PlatformError> {
         let mut out = Vec::new();
         for ty in RULE_TYPES {
+            let mut seen = std::collections::HashSet::new();
             for page in 1..=MAX_RULE_PAGES {
                 let path =
                     format!("api/v2/automations/{ty}/rules?page={page}&per_page={RULES_PER_PAGE}");
@@ -568,11 +623,15 @@ impl FreshdeskConnector {
                     },
                     _ => Vec::new(),
                 };
-                let n = rules.len();
+                let mut new_on_page = 0;
                 for body in rules {
                     let Some(id) = id_text(body.get("id")) else {
                         continue;
                     };
+                    if !seen.insert(id.clone()) {
+                        continue;
+                    }
+                    new_on_page += 1;
                     let name = body
                         .get("name")
                         .and_then(Value::as_str)
@@ -591,12 +650,41 @@ impl FreshdeskConnector {
                         });
                     }
                 }
-                if n < RULES_PER_PAGE {
+                if new_on_page == 0 {
                     break;
                 }
             }
         }
         Ok(out)
+    }
+
+    /// Reads a rule back after writing it and checks that Freshdesk kept what was sent (by
+    /// meaning, [`registration::mismatch`]). A rule Freshdesk stores differently would be
+    /// rewritten on every sync and reported `repaired` each time; this says so instead, naming
+    /// what differs (never the secret).
+    async fn read_back(
+        &self,
+        id: &str,
+        want: &registration::DesiredRule,
+    ) -> Result<(), PlatformError> {
+        let ty = want.ty;
+        let path = format!("api/v2/automations/{ty}/rules/{id}");
+        let a = self
+            .client
+            .request(Method::GET, &path, None, "read back automation rule")
+            .await?;
+        match registration::mismatch(rule_body(&a.body), &want.body) {
+            None => Ok(()),
+            Some(why) => Err(PlatformError::Rejected {
+                status: a.status.as_u16(),
+                detail: format!(
+                    "Freshdesk stored automation rule {ty}/{id} (`{}`) differently from what was sent: {why}; \
+                     every sync would rewrite it, so the sync stops here (see \"What is confirmed, and what \
+                     needs a real account\" in docs/integrations/freshdesk.md)",
+                    want.name
+                ),
+            }),
+        }
     }
 
     /// Deletes a rule; `false` when it was already gone.
@@ -823,11 +911,9 @@ impl FreshdeskConnector {
                 .get("status")
                 .and_then(Value::as_str)
                 .unwrap_or("")
+                .trim()
                 .to_ascii_lowercase();
-            if matches!(
-                status.as_str(),
-                "completed" | "complete" | "success" | "failed" | "error"
-            ) {
+            if job_done(&status) {
                 job_answer = Some((status, j));
                 break;
             }
@@ -851,8 +937,19 @@ impl FreshdeskConnector {
                     .iter()
                     .find(|d| d.get("id").and_then(int_value) == Some(*t));
                 let ok = match entry {
-                    Some(d) => d.get("success").and_then(Value::as_bool).unwrap_or(false),
-                    None => status != "failed" && status != "error" && data.is_empty(),
+                    Some(d) => truthy(d.get("success")),
+                    // No entry for the ticket: fine only for a job that says it completed and
+                    // lists nothing; otherwise the outcome is unknown and the update (idempotent:
+                    // it sets properties) is retried.
+                    None if data.is_empty() && job_succeeded(&status) => true,
+                    None => {
+                        return Err(PlatformError::Transient {
+                            detail: format!(
+                                "bulk_update: job {job} ended `{status}` without a result for ticket {t}"
+                            ),
+                            retry_after: None,
+                        });
+                    }
                 };
                 if ok {
                     Ok(ActionOutput {

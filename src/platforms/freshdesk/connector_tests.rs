@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 
 use super::client::FreshdeskClient;
 use super::connector::{FreshdeskConnector, connect, connect_freshdesk};
-use super::fake::{self, Failure, FakeFreshdesk};
-use super::registration::{TICKET_CREATION, TICKET_UPDATES};
+use super::fake::{self, By, Failure, FakeFreshdesk, Happening};
+use super::registration::{self, TICKET_CREATION, TICKET_UPDATES};
 use crate::manifest::model::{Credential, Limits};
 use crate::manifest::{Integration, IntegrationId};
 use crate::platforms::connector::{
@@ -968,10 +968,13 @@ fn registered(sync: WebhookSync) -> (RegistrationOutcome, Registration) {
     }
 }
 
+/// The rule named `name` (`supportopsd:fd-main ticket_closed`), with the key of [`SECRET`]
+/// that every rule name ends with.
 fn rule_id(fake: &FakeFreshdesk, name: &str) -> (u8, i64) {
+    let full = format!("{name} #{}", registration::secret_key(SECRET));
     fake.rules()
         .into_iter()
-        .find(|(_, r)| r["name"] == name)
+        .find(|(_, r)| r["name"] == full)
         .map(|(t, r)| (t, r["id"].as_i64().expect("id")))
         .unwrap_or_else(|| panic!("no rule {name}"))
 }
@@ -1004,9 +1007,10 @@ async fn rules_are_created_left_alone_repaired_updated_and_removed() {
             .expect("sync"),
     );
     assert_eq!(outcome, RegistrationOutcome::Created);
-    assert_eq!(reg.ids.len(), 5);
+    // Two rules (agent or requester, System) for each event the System can cause.
+    assert_eq!(reg.ids.len(), 8);
     assert_eq!(reg.secret, None, "the manifest's secret is not handed back");
-    assert_eq!(fake.rules().len(), 7);
+    assert_eq!(fake.rules().len(), 10);
     let (ty, created_id) = rule_id(&fake, "supportopsd:fd-main ticket_created");
     assert_eq!(ty, TICKET_CREATION);
     assert!(reg.ids.contains(&format!("1/{created_id}")));
@@ -1105,7 +1109,7 @@ async fn rules_are_created_left_alone_repaired_updated_and_removed() {
         rule_id(&fake, "supportopsd:fd-main ticket_resolved").1,
         resolved_id
     );
-    assert_eq!(fake.rules().len(), 7);
+    assert_eq!(fake.rules().len(), 10);
 
     // Fewer events: the rule no longer wanted is pruned.
     let (outcome, reg5) = registered(
@@ -1118,8 +1122,8 @@ async fn rules_are_created_left_alone_repaired_updated_and_removed() {
         .expect("sync"),
     );
     assert_eq!(outcome, RegistrationOutcome::Updated);
-    assert_eq!(reg5.ids.len(), 2);
-    assert_eq!(fake.rules().len(), 4);
+    assert_eq!(reg5.ids.len(), 3);
+    assert_eq!(fake.rules().len(), 5);
 
     // Removal deletes what carries the marker, nothing else; again, nothing is left to delete.
     let t = target(
@@ -1127,7 +1131,7 @@ async fn rules_are_created_left_alone_repaired_updated_and_removed() {
         Some(SECRET),
         Some(reg5),
     );
-    assert_eq!(c.remove_webhook(&t).await.expect("remove"), 2);
+    assert_eq!(c.remove_webhook(&t).await.expect("remove"), 3);
     let mut left: Vec<i64> = fake
         .rules()
         .iter()
@@ -1253,15 +1257,14 @@ async fn what_the_rules_post_verifies_and_parses() {
     let mut t = target(&["ticket_resolved", "ticket_created"], Some(SECRET), None);
     t.url = format!("{}/api/webhooks/freshdesk/fd-main", server.origin());
     c.sync_webhook(&t).await.expect("sync");
-    c.execute(&call(
-        "change_status",
-        json!({ "ticket_id": 101, "status": "resolved" }),
-    ))
-    .await
-    .expect("resolve");
+    // An agent resolves ticket 101: the "agent or requester" twin runs, the System one not.
     assert_eq!(
-        fake.fire("ticket_resolved", 101, "{status:{from:2,to:4}}")
-            .await,
+        fake.fire(Happening::Status {
+            ticket: 101,
+            to: 4,
+            by: By::Agent
+        })
+        .await,
         vec![200]
     );
     let r = crate::platforms::fakekit::lock(&received)
@@ -1383,12 +1386,17 @@ async fn an_agent_key_without_admin_rights_gets_manual_steps() {
         WebhookSync::Manual(words) => {
             assert!(words.contains(URL), "{words}");
             assert!(words.contains(FRESHDESK_SECRET_HEADER), "{words}");
+            let key = registration::secret_key(SECRET);
             assert!(
-                words.contains("Ticket Creation rule `supportopsd:fd-main ticket_created`"),
+                words.contains(&format!(
+                    "Ticket Creation (first in the list) rule `supportopsd:fd-main ticket_created #{key}`"
+                )),
                 "{words}"
             );
             assert!(
-                words.contains("Ticket Updates rule `supportopsd:fd-main note_created`"),
+                words.contains(&format!(
+                    "Ticket Updates, performed by an agent or requester rule `supportopsd:fd-main note_created #{key}`"
+                )),
                 "{words}"
             );
             assert!(!words.contains(SECRET), "{words}");
@@ -1403,4 +1411,339 @@ async fn an_agent_key_without_admin_rights_gets_manual_steps() {
         .await
         .expect_err("suspended");
     assert!(matches!(err, PlatformError::Unauthorized { .. }), "{err:?}");
+}
+
+// === issue 16: rules that fire for real workflows, semantic drift, bulk job states ===
+
+/// A receiver for what the rules post: the requests, and the server (kept alive).
+async fn receiver() -> (
+    Arc<std::sync::Mutex<Vec<Recorded>>>,
+    crate::platforms::fakekit::FakeServer,
+) {
+    let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = received.clone();
+    let server = crate::platforms::fakekit::FakeServer::start(move |r| {
+        crate::platforms::fakekit::lock(&sink).push(r.clone());
+        crate::platforms::fakekit::empty_response(::http::StatusCode::OK)
+    })
+    .await;
+    (received, server)
+}
+
+/// The `supportopsd_event`s delivered since the last call, sorted.
+fn delivered(received: &std::sync::Mutex<Vec<Recorded>>) -> Vec<String> {
+    let mut out: Vec<String> = crate::platforms::fakekit::lock(received)
+        .drain(..)
+        .map(|r| {
+            r.json()["freshdesk_webhook"]["supportopsd_event"]
+                .as_str()
+                .unwrap_or("?")
+                .to_owned()
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Issue 16, item 3: the fake runs rules like Freshdesk (conditions, performer, events,
+/// position and the ticket-creation execution mode), and the registered rules fire for a
+/// ticket in a custom status, for a close the System makes (a time trigger), and on an account
+/// whose ticket-creation rules run "first matching rule" with an earlier rule that matches.
+#[tokio::test]
+async fn rules_fire_for_custom_statuses_system_closes_and_first_matching_rule_accounts() {
+    let fake = FakeFreshdesk::start(KEY).await;
+    fake.first_matching_rule(true);
+    // The account's own routing rule, first in the list, matches every ticket.
+    fake.add_rule(
+        TICKET_CREATION,
+        json!({ "name": "Route everything to L1", "active": true,
+                "conditions": [{ "name": "condition_set_1", "match_type": "all",
+                  "properties": [{ "resource_type": "ticket", "field_name": "priority",
+                                   "operator": "in", "value": [1, 2, 3, 4] }] }],
+                "actions": [{ "field_name": "group_id", "value": 301 }] }),
+    );
+    let c = connector(&fake);
+    let (received, server) = receiver().await;
+    let mut t = target(
+        &["ticket_closed", "ticket_created", "ticket_updated"],
+        Some(SECRET),
+        None,
+    );
+    t.url = format!("{}/api/webhooks/freshdesk/fd-main", server.origin());
+    c.sync_webhook(&t).await.expect("sync");
+
+    // A new ticket: ours runs although the account stops at the first matching rule.
+    assert_eq!(
+        fake.fire(Happening::Created { ticket: 101 }).await,
+        vec![200]
+    );
+    assert_eq!(delivered(&received), ["ticket_created"]);
+
+    // An agent moves ticket 102 to the custom status "Waiting on Customer" (6), then raises its
+    // priority: both are `ticket_updated`.
+    fake.fire(Happening::Status {
+        ticket: 102,
+        to: 6,
+        by: By::Agent,
+    })
+    .await;
+    assert_eq!(delivered(&received), ["ticket_updated"]);
+    fake.fire(Happening::Priority {
+        ticket: 102,
+        to: 3,
+        by: By::Requester,
+    })
+    .await;
+    assert_eq!(delivered(&received), ["ticket_updated"]);
+
+    // A time trigger closes ticket 103: the System is the performer.
+    fake.fire(Happening::Status {
+        ticket: 103,
+        to: 5,
+        by: By::System,
+    })
+    .await;
+    assert_eq!(delivered(&received), ["ticket_closed", "ticket_updated"]);
+    // An agent closing ticket 101 runs the agent-or-requester twins, once each.
+    fake.fire(Happening::Status {
+        ticket: 101,
+        to: 5,
+        by: By::Agent,
+    })
+    .await;
+    assert_eq!(delivered(&received), ["ticket_closed", "ticket_updated"]);
+}
+
+/// Issue 16, item 4: Freshdesk echoes numbers as strings and no header values; an unchanged
+/// account is `unchanged` on every resync, with nothing but reads.
+#[tokio::test]
+async fn an_unchanged_account_is_unchanged_on_every_resync() {
+    let fake = FakeFreshdesk::start(KEY).await;
+    let c = connector(&fake);
+    let (outcome, mut reg) = registered(
+        c.sync_webhook(&target(ALL_EVENTS, Some(SECRET), None))
+            .await
+            .expect("sync"),
+    );
+    assert_eq!(outcome, RegistrationOutcome::Created);
+    // What Freshdesk hands back is not what was sent, byte for byte.
+    let listed = fake
+        .requests_to(&Method::GET, "/api/v2/automations/4/rules/")
+        .len();
+    assert!(listed > 0, "every write is read back");
+    fake.clear_requests();
+    for _ in 0..3 {
+        let (outcome, next) = registered(
+            c.sync_webhook(&target(ALL_EVENTS, Some(SECRET), Some(reg.clone())))
+                .await
+                .expect("sync"),
+        );
+        assert_eq!(outcome, RegistrationOutcome::Unchanged);
+        assert_eq!(next.ids, reg.ids);
+        reg = next;
+    }
+    assert!(
+        fake.requests().iter().all(|r| r.method == Method::GET),
+        "{:?}",
+        fake.requests()
+    );
+    // A new secret renames (and so replaces) the rules even though header values are hidden.
+    let (outcome, _) = registered(
+        c.sync_webhook(&target(ALL_EVENTS, Some("a-new-secret-0042"), Some(reg)))
+            .await
+            .expect("sync"),
+    );
+    assert_eq!(outcome, RegistrationOutcome::Repaired);
+    let rules = fake.rules();
+    assert_eq!(rules.len(), 8);
+    assert!(rules.iter().all(|(_, r)| {
+        r["actions"][0]["custom_headers"][FRESHDESK_SECRET_HEADER] == "a-new-secret-0042"
+    }));
+}
+
+/// Issue 16, item 4: a rule Freshdesk stores differently from what was written is said so
+/// (by the read-back after the write), not rewritten and reported `repaired` every 5 minutes.
+#[tokio::test]
+async fn a_rule_freshdesk_stores_differently_is_reported_not_silently_rewritten() {
+    let fake = FakeFreshdesk::start(KEY).await;
+    fake.normalize_stored_rules(Some(|r: &mut Value| {
+        r["actions"][0]["request_type"] = json!("PUT");
+    }));
+    let c = connector(&fake);
+    let err = c
+        .sync_webhook(&target(&["ticket_created"], Some(SECRET), None))
+        .await
+        .expect_err("stored differently");
+    let text = err.to_string();
+    assert!(
+        text.contains("differently") && text.contains("request_type"),
+        "{text}"
+    );
+    assert!(!text.contains(SECRET), "{text}");
+}
+
+/// Issue 16, item 4: an endpoint that ignores `page`/`per_page` answers the whole list on every
+/// page; the listing stops at the first page with nothing new and our rules are not taken for
+/// unwanted copies (and deleted).
+#[tokio::test]
+async fn listing_stops_when_pages_repeat_and_counts_each_rule_once() {
+    let fake = FakeFreshdesk::start(KEY).await;
+    fake.set_budget(1_000_000, 1_000_000);
+    let c = connector(&fake);
+    let (_, reg) = registered(
+        c.sync_webhook(&target(ALL_EVENTS, Some(SECRET), None))
+            .await
+            .expect("sync"),
+    );
+    for i in 0..150 {
+        fake.add_rule(
+            TICKET_UPDATES,
+            json!({ "name": format!("Team rule {i}"), "conditions": [], "actions": [] }),
+        );
+    }
+    fake.ignore_paging(true);
+    fake.clear_requests();
+    let (outcome, reg2) = registered(
+        c.sync_webhook(&target(ALL_EVENTS, Some(SECRET), Some(reg.clone())))
+            .await
+            .expect("sync"),
+    );
+    assert_eq!(outcome, RegistrationOutcome::Unchanged);
+    assert_eq!(reg2.ids, reg.ids);
+    assert_eq!(fake.rules().len(), 158, "nothing deleted");
+    assert!(fake.requests().iter().all(|r| r.method == Method::GET));
+    let lists = fake
+        .requests_to(&Method::GET, "/api/v2/automations/4/rules")
+        .len();
+    assert_eq!(lists, 2, "page 1, then page 2 repeats it: stop");
+}
+
+/// Issue 16, item 9 (Freshdesk bulk): a job that ends in a state other than the known ones is
+/// over (not polled 60 times and retried whole); each ticket's own `success` decides.
+#[tokio::test]
+async fn a_bulk_job_in_another_final_state_is_settled_by_each_ticket() {
+    let fake = FakeFreshdesk::start(KEY).await;
+    fake.set_job_outcome("partial", true);
+    let c = fd(&fake, json!({}));
+    let results = c
+        .execute_many(&[
+            call("change_status", json!({ "ticket_id": 101, "status": 4 })),
+            call("change_status", json!({ "ticket_id": 4040, "status": 4 })),
+        ])
+        .await;
+    assert_eq!(
+        fake.requests_to(&Method::GET, "/api/v2/jobs/").len(),
+        2,
+        "`in progress`, then `partial`: done"
+    );
+    assert_eq!(results[0].as_ref().expect("101").result["status"], json!(4));
+    assert!(
+        matches!(&results[1], Err(PlatformError::Rejected { detail, .. }) if detail.contains("Ticket not found")),
+        "{:?}",
+        results[1]
+    );
+    // A finished job that lists no ticket: the outcome is unknown, the (idempotent) update is
+    // retried rather than taken as done.
+    fake.set_job_outcome("failed", false);
+    let results = c
+        .execute_many(&[
+            call("change_status", json!({ "ticket_id": 101, "status": 3 })),
+            call("change_status", json!({ "ticket_id": 102, "status": 3 })),
+        ])
+        .await;
+    for r in results {
+        assert!(
+            matches!(&r, Err(PlatformError::Transient { detail, .. }) if detail.contains("without a result")),
+            "{r:?}"
+        );
+    }
+}
+
+/// Issue 16, item 9 (Freshdesk bulk): whether `bulk_update` replaces or adds tags is
+/// unconfirmed, so updates setting tags go one by one (`PUT` replaces them, as documented).
+#[tokio::test]
+async fn updates_setting_tags_are_not_bulked() {
+    let fake = FakeFreshdesk::start(KEY).await;
+    let c = fd(&fake, json!({}));
+    let results = c
+        .execute_many(&[
+            call(
+                "update_ticket",
+                json!({ "ticket_id": 101, "tags": ["vip"] }),
+            ),
+            call(
+                "update_ticket",
+                json!({ "ticket_id": 102, "tags": ["vip"] }),
+            ),
+        ])
+        .await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert!(
+        fake.requests_to(&Method::POST, "/api/v2/tickets/bulk_update")
+            .is_empty()
+    );
+    assert_eq!(fake.requests_to(&Method::PUT, "/api/v2/tickets/").len(), 2);
+}
+
+/// Issue 16, item 12 (Freshdesk): a custom helpdesk domain is most likely a CNAME, where the
+/// API does not answer; the refusal says so rather than only "add it to the host policy".
+#[test]
+fn a_custom_domain_is_refused_with_the_cname_explanation() {
+    let mut i = integration(None, KEY, json!({}));
+    i.credentials.insert(
+        "domain".into(),
+        Credential::Plain("support.acme.com".into()),
+    );
+    let refused =
+        crate::platforms::connector::policy_refusals(&i, &crate::policy::Policy::none()).join("\n");
+    assert!(
+        refused.contains("support.acme.com")
+            && refused.contains("CNAME")
+            && refused.contains(".freshdesk.com"),
+        "{refused}"
+    );
+    let ok = integration(None, KEY, json!({}));
+    assert!(
+        crate::platforms::connector::policy_refusals(&ok, &crate::policy::Policy::none())
+            .is_empty()
+    );
+}
+
+/// Issue 16, item 3: a ticket created straight into a custom status carries its number
+/// (`{{ticket.status_id}}`): its display name alone cannot give it.
+#[tokio::test]
+async fn a_ticket_in_a_custom_status_carries_its_number() {
+    let fake = FakeFreshdesk::start(KEY).await;
+    let c = connector(&fake);
+    let (received, server) = receiver().await;
+    let mut t = target(&["ticket_created"], Some(SECRET), None);
+    t.url = format!("{}/api/webhooks/freshdesk/fd-main", server.origin());
+    c.sync_webhook(&t).await.expect("sync");
+    c.execute(&call(
+        "change_status",
+        json!({ "ticket_id": 102, "status": 6 }),
+    ))
+    .await
+    .expect("custom status");
+    assert_eq!(
+        fake.fire(Happening::Created { ticket: 102 }).await,
+        vec![200]
+    );
+    let r = crate::platforms::fakekit::lock(&received)
+        .pop()
+        .expect("delivered");
+    let req = InboundRequest {
+        method: &r.method,
+        headers: &r.headers,
+        body: &r.body,
+        now_unix: 0,
+    };
+    match super::webhook::parse(&req).expect("parsed") {
+        Inbound::Event { normalized, .. } => {
+            let ticket = &normalized.objects["ticket"];
+            assert_eq!(ticket["status"], json!(6));
+            assert_eq!(ticket["status_name"], json!("Waiting on Customer"));
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -10,9 +10,11 @@
 //!     "supportopsd_event": "ticket_updated",
 //!     "triggered_event":   "{{triggered_event}}",
 //!     "ticket_id":         "{{ticket.id}}",
+//!     "ticket_updated_at": "{{ticket.modified_on}}",
 //!     "ticket_subject":    "{{ticket.subject}}",
 //!     "ticket_url":        "{{ticket.url}}",
 //!     "ticket_status":     "{{ticket.status}}",
+//!     "ticket_status_id":  "{{ticket.status_id}}",
 //!     "ticket_priority":   "{{ticket.priority}}",
 //!     "ticket_source":     "{{ticket.source}}",
 //!     "ticket_type":       "{{ticket.ticket_type}}",
@@ -30,13 +32,18 @@
 //! - Status, priority and source arrive as display names ("Waiting on Customer", "Urgent",
 //!   "Email"). They become the numeric API codes (`ticket.status`…) and the names are kept as
 //!   `ticket.status_name`… A custom status (code 6 and above) has no fixed name; its code is taken
-//!   from `triggered_event` when the event reports the status change, else it stays `null`.
+//!   from `ticket_status_id` (`{{ticket.status_id}}`, the number; `Helpdesk::TicketDrop#status_id`
+//!   in Freshdesk's own source), else from `triggered_event` when the event reports the status
+//!   change, else it stays `null`.
 //! - `triggered_event` is Freshdesk's pseudo-JSON (`{status:{from:4,to:6}}`,
 //!   `{ticket_action:created}`, `{note_type:private}`): every `{from, to}` entry becomes a
 //!   change, `note_type` describes the note of `note_created`.
 //! - `supportopsd_event` is a literal written into each rule, so the daemon knows which rule
 //!   fired; when present it must name the event being normalised. Bodies without it (such as the
 //!   ones a hand-made rule posts) are accepted.
+//! - `ticket_updated_at` (`{{ticket.modified_on}}`, the ticket's last update) is not read into
+//!   the event: it is there so that two deliveries of the same transition differ, and so get
+//!   different ids (the id is the body's digest, see [`super::webhook`]).
 //! - The description is deliberately not sent: HTML text pasted into a JSON body may break it.
 //!   Rules needing it re-fetch the ticket.
 //! - Freshdesk sends no event id, no time and no performer, so `id`, `time` and `actor` are
@@ -218,7 +225,12 @@ pub(crate) fn normalize(event: &EventSpec, payload: &Value) -> Result<Normalized
             .and_then(Value::as_i64)
     };
     let (status, status_name) = coded(body.get("ticket_status"), STATUS_CODES);
-    let status = status.or_else(|| changed_to("status"));
+    // The number itself (`{{ticket.status_id}}`), which a custom status's name cannot give.
+    let status = body
+        .get("ticket_status_id")
+        .and_then(integer)
+        .or(status)
+        .or_else(|| changed_to("status"));
     let (priority, priority_name) = coded(body.get("ticket_priority"), PRIORITY_CODES);
     let priority = priority.or_else(|| changed_to("priority"));
     let (source, source_name) = coded(body.get("ticket_source"), SOURCE_CODES);

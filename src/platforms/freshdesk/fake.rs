@@ -20,11 +20,30 @@
 //!   emails, `time_spent`), and a body that is not JSON, or not sent as `application/json`, is
 //!   refused.
 //! - Bulk updates answer 202 with a `job_id`; the job reports `in progress` for
-//!   [`FakeFreshdesk::set_job_polls`] polls, then `completed` with one entry per ticket.
-//! - Automation rules of types 1, 3 and 4 are kept per type; [`FakeFreshdesk::fire`] plays
-//!   Freshdesk's side of a rule: it renders the `trigger_webhook` content of the rules named for
-//!   an event (placeholders such as `{{ticket.status}}` become display names, like Freshdesk's)
-//!   and posts it with the rule's custom headers.
+//!   [`FakeFreshdesk::set_job_polls`] polls, then `completed` with one entry per ticket
+//!   ([`FakeFreshdesk::set_job_outcome`] scripts another final status, e.g. `partial`, or no
+//!   per-ticket entries: which values a finished job takes is unconfirmed).
+//! - Automation rules of types 1, 3 and 4 are kept per type, in positions (a new rule goes
+//!   last unless it names a `position`, which moves the others down, as Freshdesk's
+//!   `acts_as_list` rules do). Listing pages by `page`/`per_page`, or ignores them
+//!   ([`FakeFreshdesk::ignore_paging`]: whether the real endpoint pages is unconfirmed).
+//! - Rules are echoed the way Freshdesk's automation API is documented and reviewed to echo
+//!   them (`docs/integrations/freshdesk.md`, "What is confirmed"): numbers in `conditions`,
+//!   `events` and `performer` come back as strings (the withone.ai mirror of "View an
+//!   Automation Rule" types `performer.type`, `events.from`/`to` as strings, and Freshdesk's
+//!   own `Admin::AutomationConstants::EVENTS_HASH` validates `from`/`to` as `String`), header
+//!   values are not echoed, the webhook body comes back as a JSON string, and read-only keys
+//!   (`summary`, `last_updated_by`, …) are added.
+//! - [`FakeFreshdesk::fire`] plays Freshdesk's side of what happens to a ticket
+//!   ([`Happening`]): like Freshdesk's `Va::RuleEngine`, it evaluates every active rule of the
+//!   matching type: conditions (`in`, `not_in`, `is`, `is_not` on ticket fields), for ticket
+//!   updates the events (`from`/`to`, `--` for any) and the performer (1 agent, 2 requester,
+//!   3 agent or requester, 4 System, as Freshdesk's `Va::Performer` numbers them:
+//!   `Ramesh-Veeriaperumal/freshconsult` `app/models/va/performer.rb`), and for ticket creation
+//!   the account's execution mode ([`FakeFreshdesk::first_matching_rule`]: only the first
+//!   matching rule by position runs). Each rule that runs renders its `trigger_webhook` content
+//!   (placeholders such as `{{ticket.status}}` become display names, like Freshdesk's) and
+//!   posts it with the rule's custom headers.
 
 #![allow(
     clippy::expect_used,
@@ -95,6 +114,60 @@ struct State {
     rules: BTreeMap<(u8, i64), Value>,
     jobs: HashMap<String, (u32, Value)>,
     job_polls: u32,
+    job_status: String,
+    job_entries: bool,
+    first_match: bool,
+    ignore_paging: bool,
+    clock: i64,
+    normalize_stored: Option<fn(&mut Value)>,
+}
+
+/// What happens to a ticket, for [`FakeFreshdesk::fire`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Happening {
+    /// The ticket was created (ticket-creation rules, type 1).
+    Created {
+        /// The ticket (it must exist in the fake).
+        ticket: i64,
+    },
+    /// Its status changed to `to` (ticket-update rules, type 4).
+    Status {
+        /// The ticket.
+        ticket: i64,
+        /// The new status code (custom statuses are 6 and above).
+        to: i64,
+        /// Who made the change.
+        by: By,
+    },
+    /// Its priority changed to `to`.
+    Priority {
+        /// The ticket.
+        ticket: i64,
+        /// The new priority code.
+        to: i64,
+        /// Who made the change.
+        by: By,
+    },
+    /// A note was added.
+    Note {
+        /// The ticket.
+        ticket: i64,
+        /// A private note (else public).
+        private: bool,
+        /// Who added it.
+        by: By,
+    },
+}
+
+/// Who made a change (a rule's performer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum By {
+    /// An agent.
+    Agent,
+    /// The requester.
+    Requester,
+    /// The System: a time trigger or another automation.
+    System,
 }
 
 const TS: &str = "2026-11-28T10:00:00Z";
@@ -137,6 +210,12 @@ impl FakeFreshdesk {
             rules: BTreeMap::new(),
             jobs: HashMap::new(),
             job_polls: 1,
+            job_status: "completed".into(),
+            job_entries: true,
+            first_match: false,
+            ignore_paging: false,
+            clock: 0,
+            normalize_stored: None,
         }));
         let shared = state.clone();
         let server = FakeServer::start(move |r| handle(&shared, r)).await;
@@ -200,6 +279,31 @@ impl FakeFreshdesk {
         lock(&self.state).job_polls = polls;
     }
 
+    /// The status a finished bulk job reports (`completed` by default), and whether it lists
+    /// one entry per ticket.
+    pub fn set_job_outcome(&self, status: &str, entries: bool) {
+        let mut st = lock(&self.state);
+        st.job_status = status.to_owned();
+        st.job_entries = entries;
+    }
+
+    /// Puts the account's ticket-creation rules in "first matching rule" execution mode (only
+    /// the first matching rule by position runs) or back to "all matching rules".
+    pub fn first_matching_rule(&self, on: bool) {
+        lock(&self.state).first_match = on;
+    }
+
+    /// Makes listing rules ignore `page` and `per_page` (every page answers every rule).
+    pub fn ignore_paging(&self, on: bool) {
+        lock(&self.state).ignore_paging = on;
+    }
+
+    /// Makes the fake store every rule written through the API changed by `f`, as an account
+    /// that normalises a field differently from what was sent would.
+    pub fn normalize_stored_rules(&self, f: Option<fn(&mut Value)>) {
+        lock(&self.state).normalize_stored = f;
+    }
+
     /// A ticket as it is now.
     pub fn ticket(&self, id: i64) -> Option<Value> {
         lock(&self.state).tickets.get(&id).cloned()
@@ -239,13 +343,17 @@ impl FakeFreshdesk {
             .collect()
     }
 
-    /// Adds a rule someone made by hand (returns its id).
+    /// Adds a rule someone made by hand (returns its id): last, or at its `position`.
     pub fn add_rule(&self, ty: u8, mut rule: Value) -> i64 {
         let mut st = lock(&self.state);
         st.seq += 1;
         let id = st.seq;
         rule["id"] = json!(id);
-        st.rules.insert((ty, id), rule);
+        if rule.get("active").is_none() {
+            rule["active"] = json!(true);
+        }
+        let position = rule.get("position").and_then(Value::as_i64);
+        place(&mut st, ty, id, rule, position);
         id
     }
 
@@ -261,13 +369,63 @@ impl FakeFreshdesk {
         }
     }
 
-    /// Plays Freshdesk's side of the rules named `* <event>`: for each active one, renders its
-    /// `trigger_webhook` content for `ticket` (with `triggered_event`) and posts it to the
-    /// rule's URL with its custom headers. Returns the answers' statuses.
-    pub async fn fire(&self, event: &str, ticket: i64, triggered_event: &str) -> Vec<u16> {
+    /// Plays Freshdesk's side of `what`: applies it to the ticket, then runs the rules
+    /// Freshdesk would (see the module docs): each posts its rendered `trigger_webhook` content
+    /// to its URL with its custom headers. Returns the answers' statuses, one per rule that ran.
+    pub async fn fire(&self, what: Happening) -> Vec<u16> {
         let calls: Vec<(String, Map<String, Value>, String)> = {
-            let st = lock(&self.state);
-            let Some(t) = st.tickets.get(&ticket) else {
+            let mut st = lock(&self.state);
+            let ticket = match what {
+                Happening::Created { ticket }
+                | Happening::Status { ticket, .. }
+                | Happening::Priority { ticket, .. }
+                | Happening::Note { ticket, .. } => ticket,
+            };
+            let Some(before) = st.tickets.get(&ticket).cloned() else {
+                return Vec::new();
+            };
+            let code = |k: &str| before.get(k).and_then(Value::as_i64).unwrap_or(0);
+            // (rule type, changed field, from, to, triggered_event, performer)
+            let (ty, change, triggered, by) = match what {
+                Happening::Created { .. } => (1, None, "{ticket_action:created}".to_owned(), None),
+                Happening::Status { to, by, .. } => {
+                    let from = code("status");
+                    (
+                        4,
+                        Some(("status", from, to)),
+                        format!("{{status:{{from:{from},to:{to}}}}}"),
+                        Some(by),
+                    )
+                }
+                Happening::Priority { to, by, .. } => {
+                    let from = code("priority");
+                    (
+                        4,
+                        Some(("priority", from, to)),
+                        format!("{{priority:{{from:{from},to:{to}}}}}"),
+                        Some(by),
+                    )
+                }
+                Happening::Note { private, by, .. } => {
+                    let kind = if private { "private" } else { "public" };
+                    (4, None, format!("{{note_type:{kind}}}"), Some(by))
+                }
+            };
+            if let Some((field, _, to)) = change {
+                // A changed ticket's `updated_at` moves (a note is assumed not to move it:
+                // whether Freshdesk touches the ticket for a note is unconfirmed).
+                st.clock += 60;
+                let at = format!(
+                    "2026-11-28 10:{:02}:{:02} UTC",
+                    (st.clock / 60) % 60,
+                    st.clock % 60
+                );
+                if let Some(t) = st.tickets.get_mut(&ticket).and_then(Value::as_object_mut) {
+                    t.insert(field.into(), json!(to));
+                    t.insert("updated_at".into(), json!(at));
+                }
+            }
+            let Some(t) = st.tickets.get(&ticket).cloned() else {
                 return Vec::new();
             };
             let requester = t
@@ -276,14 +434,29 @@ impl FakeFreshdesk {
                 .and_then(|r| st.contacts.get(&r))
                 .cloned()
                 .unwrap_or(Value::Null);
-            st.rules
-                .values()
+            let mut candidates: Vec<&Value> = st
+                .rules
+                .iter()
+                .filter(|((rt, _), _)| *rt == ty)
+                .map(|(_, r)| r)
+                .filter(|r| truthy(r.get("active")))
+                .filter(|r| conditions_hold(r.get("conditions"), &t))
                 .filter(|r| {
-                    r.get("active").and_then(Value::as_bool) == Some(true)
-                        && r.get("name")
-                            .and_then(Value::as_str)
-                            .is_some_and(|n| n.ends_with(&format!(" {event}")))
+                    ty == 1
+                        || (performer_matches(r.get("performer"), by)
+                            && events_match(r.get("events"), what, change))
                 })
+                .collect();
+            candidates.sort_by_key(|r| {
+                r.get("position")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(i64::MAX)
+            });
+            if ty == 1 && st.first_match {
+                candidates.truncate(1);
+            }
+            candidates
+                .into_iter()
                 .flat_map(|r| {
                     r.get("actions")
                         .and_then(Value::as_array)
@@ -303,7 +476,7 @@ impl FakeFreshdesk {
                         .cloned()
                         .unwrap_or_default();
                     let content = a.get("content").cloned().unwrap_or(Value::Null);
-                    let body = render(&content, t, &requester, triggered_event).to_string();
+                    let body = render(&content, &t, &requester, &triggered).to_string();
                     (url, headers, body)
                 })
                 .collect()
@@ -324,6 +497,167 @@ impl FakeFreshdesk {
         }
         out
     }
+}
+
+/// Inserts rule `id` of type `ty` at `position` (1 = first; `None` = last), moving the rules at
+/// and below it down one, as Freshdesk's ordered rules do.
+fn place(st: &mut State, ty: u8, id: i64, mut rule: Value, position: Option<i64>) {
+    let count = st
+        .rules
+        .keys()
+        .filter(|(t, i)| *t == ty && *i != id)
+        .count() as i64;
+    let at = position.map_or(count + 1, |p| p.clamp(1, count + 1));
+    for ((t, i), r) in st.rules.iter_mut() {
+        if *t == ty && *i != id {
+            let p = r
+                .get("position")
+                .and_then(Value::as_i64)
+                .unwrap_or(i64::MAX);
+            if p >= at {
+                r["position"] = json!(p.saturating_add(1));
+            }
+        }
+    }
+    rule["position"] = json!(at);
+    st.rules.insert((ty, id), rule);
+}
+
+/// `true`, `"true"`.
+fn truthy(v: Option<&Value>) -> bool {
+    match v {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s == "true",
+        _ => false,
+    }
+}
+
+/// A value as text, numbers and strings alike (`4` and `"4"` are the same to Freshdesk).
+fn as_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// Whether a rule's condition sets hold for ticket `t`: every set (or any, with `operator`
+/// `OR`); within a set, all properties (`match_type: all`) or any.
+fn conditions_hold(conditions: Option<&Value>, t: &Value) -> bool {
+    let Some(sets) = conditions.and_then(Value::as_array) else {
+        return false;
+    };
+    let set_holds = |set: &Value| {
+        let props: Vec<&Value> = set
+            .get("properties")
+            .and_then(Value::as_array)
+            .map(|p| p.iter().collect())
+            .unwrap_or_default();
+        let holds = |p: &&Value| property_holds(p, t);
+        match set.get("match_type").and_then(Value::as_str) {
+            Some("any") => props.iter().any(holds),
+            _ => !props.is_empty() && props.iter().all(holds),
+        }
+    };
+    !sets.is_empty() && sets.iter().all(set_holds)
+}
+
+fn property_holds(p: &Value, t: &Value) -> bool {
+    let field = p.get("field_name").and_then(Value::as_str).unwrap_or("");
+    let key = if field == "ticket_type" {
+        "type"
+    } else {
+        field
+    };
+    let Some(actual) = t.get(key).map(as_text) else {
+        return false;
+    };
+    let values: Vec<String> = match p.get("value") {
+        Some(Value::Array(a)) => a.iter().map(as_text).collect(),
+        Some(v) => vec![as_text(v)],
+        None => Vec::new(),
+    };
+    match p.get("operator").and_then(Value::as_str) {
+        Some("in" | "is" | "is_any_of") => values.contains(&actual),
+        Some("not_in" | "is_not" | "is_none_of") => !values.contains(&actual),
+        // An operator the fake does not know never holds (strict, like a rule Freshdesk
+        // refuses).
+        _ => false,
+    }
+}
+
+/// Whether a rule's performer covers `by` (1 agent, 2 requester, 3 either, 4 System).
+fn performer_matches(performer: Option<&Value>, by: Option<By>) -> bool {
+    let ty = performer.and_then(|p| p.get("type")).map(as_text);
+    matches!(
+        (ty.as_deref(), by),
+        (Some("1" | "3"), Some(By::Agent))
+            | (Some("2" | "3"), Some(By::Requester))
+            | (Some("4"), Some(By::System))
+    )
+}
+
+/// Whether one of a rule's events describes `what` (`--` matches any value).
+fn events_match(events: Option<&Value>, what: Happening, change: Option<(&str, i64, i64)>) -> bool {
+    let Some(events) = events.and_then(Value::as_array) else {
+        return false;
+    };
+    let any_or =
+        |v: Option<&Value>, actual: &str| v.map(as_text).is_some_and(|x| x == "--" || x == actual);
+    events.iter().any(|e| {
+        let field = e.get("field_name").and_then(Value::as_str).unwrap_or("");
+        match (what, change) {
+            (Happening::Note { private, .. }, _) => {
+                field == "note_type"
+                    && any_or(e.get("value"), if private { "private" } else { "public" })
+            }
+            (_, Some((changed, from, to))) => {
+                field == changed
+                    && any_or(e.get("from"), &from.to_string())
+                    && any_or(e.get("to"), &to.to_string())
+            }
+            _ => false,
+        }
+    })
+}
+
+/// A rule as the automation API echoes it (see the module docs): numbers in `conditions`,
+/// `events` and `performer` as strings, header values not echoed, the webhook body as a JSON
+/// string, read-only keys added.
+fn echoed(rule: &Value) -> Value {
+    fn stringify(v: &Value) -> Value {
+        match v {
+            Value::Number(n) => Value::String(n.to_string()),
+            Value::Array(a) => Value::Array(a.iter().map(stringify).collect()),
+            Value::Object(m) => {
+                Value::Object(m.iter().map(|(k, v)| (k.clone(), stringify(v))).collect())
+            }
+            other => other.clone(),
+        }
+    }
+    let mut out = rule.clone();
+    if let Some(m) = out.as_object_mut() {
+        for k in ["conditions", "events", "performer"] {
+            if let Some(v) = m.get(k).map(stringify) {
+                m.insert(k.into(), v);
+            }
+        }
+        m.insert("last_updated_by".into(), json!(AGENT_ID));
+        m.insert("summary".into(), json!({}));
+        if let Some(actions) = m.get_mut("actions").and_then(Value::as_array_mut) {
+            for a in actions.iter_mut().filter_map(Value::as_object_mut) {
+                a.remove("custom_headers");
+                if let Some(c) = a
+                    .get("content")
+                    .filter(|c| !c.is_string())
+                    .map(Value::to_string)
+                {
+                    a.insert("content".into(), Value::String(c));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Renders Freshdesk placeholders in every string of `content`.
@@ -350,12 +684,14 @@ fn render(content: &Value, t: &Value, requester: &Value, triggered: &str) -> Val
             let pairs = [
                 ("{{triggered_event}}", triggered.to_owned()),
                 ("{{ticket.id}}", id.clone()),
+                ("{{ticket.modified_on}}", text(t.get("updated_at"))),
                 ("{{ticket.subject}}", text(t.get("subject"))),
                 (
                     "{{ticket.url}}",
                     format!("https://acme.freshdesk.com/helpdesk/tickets/{id}"),
                 ),
                 ("{{ticket.status}}", status_name(code("status"))),
+                ("{{ticket.status_id}}", code("status").to_string()),
                 (
                     "{{ticket.priority}}",
                     name_of(super::PRIORITY_CODES, code("priority")),
@@ -1130,7 +1466,10 @@ fn bulk_update(st: &mut State, body: &Value) -> Resp {
     }
     st.seq += 1;
     let job = format!("{:032x}", st.seq);
-    let done = json!({ "id": job, "status": "completed", "progress": 100, "data": data,
+    if !st.job_entries {
+        data.clear();
+    }
+    let done = json!({ "id": job, "status": st.job_status, "progress": 100, "data": data,
                        "created_at": TS, "updated_at": TS });
     let polls = st.job_polls;
     st.jobs.insert(job.clone(), (polls, done));
@@ -1204,15 +1543,24 @@ fn rules(st: &mut State, r: &Recorded, body: &Value) -> Resp {
                 .and_then(|p| p.parse::<usize>().ok())
                 .unwrap_or(30)
                 .clamp(1, 100);
-            let all: Vec<Value> = st
+            let mut all: Vec<&Value> = st
                 .rules
                 .iter()
                 .filter(|((t, _), _)| *t == ty)
-                .map(|(_, v)| v.clone())
-                .skip((page - 1) * per)
-                .take(per)
+                .map(|(_, v)| v)
                 .collect();
-            json_response(StatusCode::OK, &Value::Array(all))
+            all.sort_by_key(|r| {
+                r.get("position")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(i64::MAX)
+            });
+            let (skip, take) = if st.ignore_paging {
+                (0, usize::MAX)
+            } else {
+                ((page - 1) * per, per)
+            };
+            let page: Vec<Value> = all.into_iter().skip(skip).take(take).map(echoed).collect();
+            json_response(StatusCode::OK, &Value::Array(page))
         }
         (Method::POST, None) => {
             if let Err(resp) = check(body) {
@@ -1220,36 +1568,83 @@ fn rules(st: &mut State, r: &Recorded, body: &Value) -> Resp {
             }
             st.seq += 1;
             let id = st.seq;
-            let position = st.rules.keys().filter(|(t, _)| *t == ty).count() + 1;
-            let mut rule = json!({ "id": id, "position": position, "active": true, "outdated": false,
+            let mut rule = json!({ "id": id, "active": true, "outdated": false,
                                    "affected_tickets_count": 0, "created_at": TS, "updated_at": TS });
             apply(&mut rule, body);
-            st.rules.insert((ty, id), rule.clone());
-            json_response(StatusCode::CREATED, &rule)
+            if let Some(f) = st.normalize_stored {
+                f(&mut rule);
+            }
+            let position = body.get("position").and_then(Value::as_i64);
+            place(st, ty, id, rule, position);
+            match st.rules.get(&(ty, id)) {
+                Some(rule) => json_response(StatusCode::CREATED, &echoed(rule)),
+                None => empty_response(StatusCode::INTERNAL_SERVER_ERROR),
+            }
         }
         (Method::GET, Some(id)) => match st.rules.get(&(ty, id)) {
-            Some(rule) => json_response(StatusCode::OK, rule),
+            Some(rule) => json_response(StatusCode::OK, &echoed(rule)),
             None => empty_response(StatusCode::NOT_FOUND),
         },
         (Method::PUT, Some(id)) => {
             if let Err(resp) = check(body) {
                 return resp;
             }
-            match st.rules.get_mut(&(ty, id)) {
-                Some(rule) => {
-                    apply(rule, body);
-                    if let Some(m) = rule.as_object_mut() {
-                        m.insert("outdated".into(), json!(false));
-                    }
-                    json_response(StatusCode::OK, rule)
-                }
+            let Some(mut rule) = st.rules.get(&(ty, id)).cloned() else {
+                return empty_response(StatusCode::NOT_FOUND);
+            };
+            let old_position = rule.get("position").and_then(Value::as_i64);
+            apply(&mut rule, body);
+            if let Some(m) = rule.as_object_mut() {
+                m.insert("outdated".into(), json!(false));
+            }
+            if let Some(f) = st.normalize_stored {
+                f(&mut rule);
+            }
+            let position = body
+                .get("position")
+                .and_then(Value::as_i64)
+                .or(old_position);
+            if body.get("position").is_some() {
+                // Take it out of the order first, then put it where it was asked to go.
+                st.rules.remove(&(ty, id));
+                renumber(st, ty);
+            }
+            place(st, ty, id, rule, position);
+            match st.rules.get(&(ty, id)) {
+                Some(rule) => json_response(StatusCode::OK, &echoed(rule)),
                 None => empty_response(StatusCode::NOT_FOUND),
             }
         }
         (Method::DELETE, Some(id)) => match st.rules.remove(&(ty, id)) {
-            Some(_) => empty_response(StatusCode::NO_CONTENT),
+            Some(_) => {
+                renumber(st, ty);
+                empty_response(StatusCode::NO_CONTENT)
+            }
             None => empty_response(StatusCode::NOT_FOUND),
         },
         _ => empty_response(StatusCode::NOT_FOUND),
+    }
+}
+
+/// Numbers the rules of type `ty` 1, 2, 3… in their current order.
+fn renumber(st: &mut State, ty: u8) {
+    let mut order: Vec<(i64, i64)> = st
+        .rules
+        .iter()
+        .filter(|((t, _), _)| *t == ty)
+        .map(|((_, id), r)| {
+            (
+                r.get("position")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(i64::MAX),
+                *id,
+            )
+        })
+        .collect();
+    order.sort();
+    for (n, (_, id)) in order.into_iter().enumerate() {
+        if let Some(r) = st.rules.get_mut(&(ty, id)) {
+            r["position"] = json!(n as i64 + 1);
+        }
     }
 }

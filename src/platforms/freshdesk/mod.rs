@@ -31,6 +31,16 @@ mod tests;
 use super::catalog::{credentials, params};
 use super::{Descriptor, PlatformKind, WebhookSecret};
 
+/// How long a Freshdesk delivery's id is remembered for deduplication.
+///
+/// Freshdesk sends no delivery id, so the id is a digest of the body (see [`webhook`]), and two
+/// genuine deliveries can share it (the same transition twice, two identical notes). The window
+/// only has to cover Freshdesk's own retries: 5, 30 and 60 minutes after a failed delivery,
+/// then an email to the admins (Freshdesk's "Using webhooks in automation rules", mirrored at
+/// supportsandbox.freshdesk.com/support/solutions/articles/11000000028141), 95 minutes in all.
+/// Two hours covers them; the daemon's `--dedupe-ttl` caps it.
+pub const DEDUPE_WINDOW: std::time::Duration = std::time::Duration::from_secs(2 * 3600);
+
 /// Ticket status codes: name → number (custom statuses use 6 and above).
 pub(crate) const STATUS_CODES: &[(&str, i64)] =
     &[("open", 2), ("pending", 3), ("resolved", 4), ("closed", 5)];

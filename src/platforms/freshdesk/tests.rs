@@ -164,6 +164,7 @@ const VOCABULARY: Vocabulary = Vocabulary {
         "triggered_event",
         "ticket_id",
         "ticket_status",
+        "ticket_status_id",
         "supportopsd_event",
     ],
     free_key: Some("[a-z_]{1,8}"),

@@ -15,7 +15,10 @@
 //!   else `ticket_updated`). Events no rule can use (unknown names, contact events, which
 //!   Freshdesk cannot deliver) are acknowledged.
 //! - Freshdesk sends no event id, so a parsed event's id is `sha256:` + hex SHA-256 of the raw
-//!   body (identical retries share it).
+//!   body. Freshdesk renders the body once and its retries resend it, so a retry shares the id;
+//!   the body's `ticket_updated_at` makes the same transition at another time another id; and
+//!   the ingress remembers Freshdesk ids only for [`super::DEDUPE_WINDOW`] (2 hours, covering
+//!   Freshdesk's retries), so an identical body after that is a new event.
 
 use serde_json::{Map, Value};
 

@@ -1,0 +1,164 @@
+//! Ingress tests that need a clock: how long deliveries are deduplicated per platform.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue, Method};
+
+use super::store_event;
+use crate::event::Event;
+use crate::manifest::IntegrationId;
+use crate::manifest::source::Source;
+use crate::platforms::{self, Inbound, InboundRequest, PlatformKind};
+use crate::runtime::{Active, Options, Runtime};
+use crate::secrets::ResolveContext;
+
+const INTEGRATION: &str = r#"id = "fd"
+platform = "freshdesk"
+[credentials]
+domain = "acme.freshdesk.com"
+api_key = { env = "WEBHOOK_TEST_UNSET_KEY" }
+[webhook]
+events = ["note_created"]
+"#;
+
+const RULE: &str = r#"id = "on-note"
+[trigger]
+integration = "fd"
+event = "note_created"
+[[actions]]
+integration = "fd"
+action = "add_note"
+[actions.parameters]
+ticket_id = "{{ ticket.id }}"
+body = "seen"
+"#;
+
+/// A runtime with one Freshdesk integration and one rule on `note_created`.
+fn runtime() -> (
+    std::sync::Arc<Runtime>,
+    tempfile::TempDir,
+    tempfile::TempDir,
+) {
+    let repo = tempfile::tempdir().unwrap();
+    for (path, text) in [
+        ("integrations/fd.toml", INTEGRATION),
+        ("rules/on-note.toml", RULE),
+    ] {
+        let path = repo.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    let state = tempfile::tempdir().unwrap();
+    let options = Options::new(
+        "127.0.0.1:0".parse().unwrap(),
+        "http://127.0.0.1:9".into(),
+        repo.path().into(),
+        state.path().into(),
+    );
+    let rt = crate::runtime::open(options, None).unwrap();
+    let loaded = crate::manifest::load_source(&Source {
+        repo: repo.path().into(),
+        subdir: None,
+        rev: None,
+    })
+    .unwrap();
+    let set = loaded
+        .set
+        .unwrap_or_else(|| panic!("{}", loaded.diagnostics.render("")));
+    let env = |_: &str| None;
+    let ctx = ResolveContext::new(None, &env);
+    let (active, _) = Active::build(
+        set,
+        None,
+        "http://127.0.0.1:9",
+        &ctx,
+        &crate::policy::Policy::none(),
+        &HashMap::new(),
+    );
+    rt.install_active(active);
+    (rt, repo, state)
+}
+
+/// The event a Freshdesk delivery of `body` becomes, as the ingress builds it.
+fn freshdesk_event(body: &str, now: u64) -> Event {
+    let mut headers = HeaderMap::new();
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    let req = InboundRequest {
+        method: &Method::POST,
+        headers: &headers,
+        body: body.as_bytes(),
+        now_unix: 0,
+    };
+    let Ok(Inbound::Event {
+        event,
+        normalized,
+        payload,
+    }) = platforms::parse(PlatformKind::Freshdesk, &req)
+    else {
+        panic!("not an event");
+    };
+    Event {
+        platform: PlatformKind::Freshdesk,
+        integration: IntegrationId::parse("fd").unwrap(),
+        name: event.name.to_owned(),
+        id: normalized.id.expect("id"),
+        time: normalized.time,
+        received_at_ms: now,
+        actor: normalized.actor,
+        objects: normalized.objects,
+        changes: normalized.changes,
+        payload,
+    }
+}
+
+/// Issue 16, item 2: Freshdesk sends no delivery id, so two identical note deliveries share
+/// their id (the body digest). A retry of the same delivery inside Freshdesk's retry schedule
+/// (5, 30, 60 minutes) is deduplicated; the same body more than the Freshdesk window later is
+/// a new note and runs its rule (the daemon's 72-hour default used to drop it).
+#[tokio::test]
+async fn a_repeated_freshdesk_body_after_the_retry_window_runs_its_rule_again() {
+    let (rt, _repo, _state) = runtime();
+    let active = rt.active().expect("active");
+    let body = include_str!("../platforms/freshdesk/fixtures/note_created.json");
+    let t0: u64 = 1_800_000_000_000;
+    let minute = 60_000;
+    assert_eq!(rt.options.dedupe_ttl, Duration::from_secs(72 * 3600));
+
+    let _ = store_event(&rt, &active, freshdesk_event(body, t0), t0).await;
+    assert_eq!(rt.store.queue_depth(), 1, "the first note runs the rule");
+    // Freshdesk's retries of that delivery: 5, 30 and 60 minutes after each failure.
+    for at in [5, 35, 95] {
+        let now = t0 + at * minute;
+        let _ = store_event(&rt, &active, freshdesk_event(body, now), now).await;
+        assert_eq!(
+            rt.store.queue_depth(),
+            1,
+            "a retry {at} min later is a duplicate"
+        );
+    }
+    // An identical note three hours later is another note.
+    let later = t0 + 180 * minute;
+    let _ = store_event(&rt, &active, freshdesk_event(body, later), later).await;
+    assert_eq!(
+        rt.store.queue_depth(),
+        2,
+        "the second identical note runs the rule"
+    );
+}
+
+#[test]
+fn the_daemon_ttl_caps_a_platform_window() {
+    let day = Duration::from_secs(86_400);
+    let fd = platforms::freshdesk::DEDUPE_WINDOW;
+    assert_eq!(super::dedupe_ttl(PlatformKind::Freshdesk, day), fd);
+    assert_eq!(
+        super::dedupe_ttl(PlatformKind::Freshdesk, Duration::from_secs(600)),
+        Duration::from_secs(600)
+    );
+    assert_eq!(super::dedupe_ttl(PlatformKind::Zendesk, day), day);
+    // The window covers Freshdesk's retries (5 + 30 + 60 minutes after a failure).
+    assert!(fd >= Duration::from_secs(95 * 60));
+}
