@@ -272,9 +272,56 @@ pub enum ConnectError {
     Policy(Vec<String>),
 }
 
+/// What a connector keeps between runs of the daemon, secrets unsealed: e.g. Slack's rotated app
+/// configuration token pair and what its manifest sync last wrote.
+#[derive(Debug, Clone, Default)]
+pub struct Kept {
+    /// Secret values by field (sealed in the state, bound to the integration and the field).
+    pub secrets: std::collections::BTreeMap<String, Secret>,
+    /// Everything else (nothing secret).
+    pub data: Value,
+}
+
+/// Where a connector keeps [`Kept`] (the daemon's state; the runtime implements it). `store`
+/// returns once the record is durable, so a rotated single-use credential is on disk before
+/// it is used.
+pub trait KeptStore: Send + Sync + std::fmt::Debug {
+    /// What was kept for `integration`, if anything.
+    fn load(&self, integration: &IntegrationId) -> Result<Option<Kept>, String>;
+    /// Replaces what is kept for `integration`, atomically and durably.
+    fn store(&self, integration: &IntegrationId, kept: &Kept) -> Result<(), String>;
+    /// Why a record with secrets cannot be stored (no sealing key), checked before a secret
+    /// that cannot be had twice (a single-use refresh token) is spent. `None`: it can.
+    fn cannot_seal(&self) -> Option<String> {
+        None
+    }
+}
+
 /// The live half of a platform.
 #[async_trait::async_trait]
 pub trait Connector: Send + Sync + std::fmt::Debug {
+    /// Hands the connector where it may keep things between runs (called once, right after the
+    /// daemon builds it). Default: it keeps nothing.
+    fn attach_store(&self, store: Arc<dyn KeptStore>) {
+        let _ = store;
+    }
+
+    /// Who supportopsd also is on the platform besides [`Health::identity`], as the last
+    /// [`Connector::check`] learned it: the loop guard treats an event whose actor is any of
+    /// them as caused by supportopsd (Slack: the bot user id `U…` as well as the bot id `B…`,
+    /// since `channel_created.creator` or `member_joined_channel.inviter` name the bot user).
+    /// Default: none.
+    fn other_identities(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// What the operator still has to do for the registration the last
+    /// [`Connector::sync_webhook`] made to work fully (Slack: reinstall the app after the
+    /// manifest update changed its scopes), in words they can act on. Default: nothing.
+    fn pending_action(&self) -> Option<String> {
+        None
+    }
+
     /// Checks the credentials and connection (a cheap authenticated call).
     async fn check(&self) -> Result<Health, PlatformError>;
     /// Performs one action.

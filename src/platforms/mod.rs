@@ -41,8 +41,8 @@ pub use catalog::{
     ParamSpec, ParamType, WebhookSecret,
 };
 pub use connector::{
-    ActionCall, ActionOutput, ConnectError, Connector, Health, MAX_RETRY_AFTER, PlatformError,
-    Polled, Registration, RegistrationOutcome, WebhookSync, WebhookTarget, connect,
+    ActionCall, ActionOutput, ConnectError, Connector, Health, Kept, KeptStore, MAX_RETRY_AFTER,
+    PlatformError, Polled, Registration, RegistrationOutcome, WebhookSync, WebhookTarget, connect,
 };
 pub use inbound::{Inbound, InboundRequest, ParseError, VerifyError, VerifyKeys, parse, verify};
 

@@ -210,7 +210,14 @@ fn record_check(
             if let Ok(h) = &result
                 && let Some(identity) = &h.identity
             {
-                rt.set_identity(id.clone(), vec![identity.clone()]);
+                let mut ids = vec![identity.clone()];
+                if let Some(active) = rt.active()
+                    && let Ok(c) = active.connector(id)
+                {
+                    ids.extend(c.other_identities());
+                }
+                ids.dedup();
+                rt.set_identity(id.clone(), ids);
             }
             health::of_check(&result)
         }
@@ -299,6 +306,22 @@ pub async fn sync_registrations(rt: &Runtime, report: &mut PassReport) {
                         "webhook was changed or deleted on the platform; repaired".to_owned()
                     }
                     other => format!("webhook {}", other.as_str()),
+                };
+                // Registered, but the operator has to act (Slack: reinstall the app): said in
+                // the sync reason and the pass's notes.
+                let action = active
+                    .connector(&i.id)
+                    .ok()
+                    .and_then(|c| c.pending_action());
+                let detail = match &action {
+                    Some(action) => {
+                        notes.push(Problem {
+                            integration: i.id.clone(),
+                            message: action.clone(),
+                        });
+                        format!("{detail}; {action}")
+                    }
+                    None => detail,
                 };
                 if let Err(e) =
                     rt.record_registration(&i.id, platform, active.commit.clone(), &registration)

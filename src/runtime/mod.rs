@@ -13,6 +13,7 @@ pub mod active;
 pub mod alerts;
 pub mod gate;
 pub mod health;
+pub mod kept;
 pub mod notion;
 pub mod pass;
 pub mod rejections;
@@ -508,14 +509,15 @@ impl Runtime {
         let env = secrets::process_env;
         let ctx = secrets::ResolveContext::new(self.key.as_ref(), &env);
         let captured = self.confirmed_notion_tokens();
-        Ok(Active::build(
-            set,
-            commit,
-            &o.public_url,
-            &ctx,
-            &o.policy,
-            &captured,
-        ))
+        let (active, problems) =
+            Active::build(set, commit, &o.public_url, &ctx, &o.policy, &captured);
+        // Where connectors keep what they learn between runs (Slack's rotated token pair).
+        let kept: Arc<dyn crate::platforms::KeptStore> =
+            Arc::new(kept::StateKept::new(self.store.clone(), self.key.clone()));
+        for (_, connector) in active.connectors() {
+            connector.attach_store(kept.clone());
+        }
+        Ok((active, problems))
     }
 
     /// The keys that verify deliveries to `id`: the revision's, completed with what

@@ -32,6 +32,16 @@ pub struct SealKey {
     bytes: Zeroizing<[u8; KEY_LEN]>,
 }
 
+/// A copy zeroized on drop like the original (the runtime hands one to the store that seals
+/// the secrets connectors keep between runs).
+impl Clone for SealKey {
+    fn clone(&self) -> Self {
+        SealKey {
+            bytes: self.bytes.clone(),
+        }
+    }
+}
+
 impl SealKey {
     /// A fresh random key from the operating system's generator.
     pub fn generate() -> Result<SealKey, Error> {

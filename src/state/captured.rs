@@ -6,6 +6,15 @@
 //! Earlier versions kept a single token (`captured_token/<id>`), the first one that came;
 //! [`Store::notion_verification`] reads such a token as received but **not** confirmed, so an
 //! upgraded daemon asks the operator to confirm it (SEC-04).
+//!
+//! Also what a connector keeps between runs ([`ConnectorKept`]): Slack's rotated app
+//! configuration token pair (single-use refresh token: a restart must use the pair stored here,
+//! never the spent one of the manifests) and what its manifest sync last wrote. Its secret
+//! values arrive sealed (AES-256-SIV, bound to the integration and the field); one record per
+//! integration, written with one insert and flushed before [`Store::put_connector_kept`]
+//! returns.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +24,16 @@ const PREFIX: &str = "notion_verification/";
 const LEGACY_PREFIX: &str = "captured_token/";
 const LEGACY_SHOWN_PREFIX: &str = "captured_token_shown/";
 const VERIFIED_PREFIX: &str = "signed_delivery_seen/";
+const KEPT_PREFIX: &str = "connector_kept/";
+
+/// What a connector keeps between runs for one integration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConnectorKept {
+    /// Secret values by field, each sealed for (integration, field).
+    pub sealed: BTreeMap<String, String>,
+    /// Everything else (nothing secret).
+    pub data: serde_json::Value,
+}
 
 /// A verification token that arrived inside a window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,6 +196,29 @@ impl Store {
     }
 }
 
+impl Store {
+    /// What the connector of `integration` kept, if anything.
+    pub fn connector_kept(&self, integration: &str) -> Result<Option<ConnectorKept>, Error> {
+        self.get(
+            &self.meta,
+            trees::META,
+            &format!("{KEPT_PREFIX}{integration}"),
+        )
+    }
+
+    /// Replaces what the connector of `integration` keeps, in one insert, and returns once it
+    /// is durable (flushed): a rotated single-use token must be on disk before it is used.
+    pub fn put_connector_kept(&self, integration: &str, kept: &ConnectorKept) -> Result<(), Error> {
+        self.put(
+            &self.meta,
+            trees::META,
+            &format!("{KEPT_PREFIX}{integration}"),
+            kept,
+        )?;
+        self.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,6 +270,23 @@ mod tests {
         );
         assert!(!store.signed_delivery_seen("notion-main").unwrap());
         assert!(store.confirmed_notion_tokens().unwrap().is_empty());
+    }
+
+    #[test]
+    fn connector_kept_round_trips_and_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let kept = ConnectorKept {
+            sealed: BTreeMap::from([("rotated_app_config_token".to_owned(), "sos1:x".to_owned())]),
+            data: serde_json::json!({"exp_s": 5}),
+        };
+        {
+            let store = Store::open(dir.path()).unwrap();
+            assert_eq!(store.connector_kept("slack-main").unwrap(), None);
+            store.put_connector_kept("slack-main", &kept).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.connector_kept("slack-main").unwrap(), Some(kept));
+        assert_eq!(store.connector_kept("slack-other").unwrap(), None);
     }
 
     #[test]

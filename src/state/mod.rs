@@ -49,7 +49,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 pub use applied::AppliedResource;
 pub use audit::{AuditFilter, AuditKind, AuditRecord};
-pub use captured::{NotionVerification, ReceivedToken};
+pub use captured::{ConnectorKept, NotionVerification, ReceivedToken};
 pub use inbox::{IngestOutcome, Purged};
 pub use keys::EventRef;
 pub use outbox::{DeadJob, Job};

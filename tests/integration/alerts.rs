@@ -295,7 +295,7 @@ async fn applied_repaired_and_recovered_become_slack_messages() {
     fake.accept_app_config_token(APP_CONFIG_TOKEN);
     // slack-main registers its request URL through the manifest API (so drift can be repaired).
     let slack = format!(
-        "id = \"slack-main\"\nplatform = \"slack\"\n[credentials]\nbot_token = {{ env = \"SLACK_BOT_TOKEN\" }}\nsigning_secret = {{ env = \"SLACK_SIGNING_SECRET\" }}\napp_config_token = {{ env = \"SLACK_APP_CONFIG_TOKEN\" }}\napp_id = \"{}\"\n[webhook]\nevents = [\"message\"]\n[endpoint]\nbase_url = \"{}\"\n[limits]\nrequests_per_minute = 6000\n",
+        "id = \"slack-main\"\nplatform = \"slack\"\n[credentials]\nbot_token = {{ env = \"SLACK_BOT_TOKEN\" }}\nsigning_secret = {{ env = \"SLACK_SIGNING_SECRET\" }}\napp_config_token = {{ env = \"SLACK_APP_CONFIG_TOKEN\" }}\napp_id = \"{}\"\n[webhook]\nevents = [\"message\"]\n[endpoint]\nbase_url = \"{}\"\n[limits]\nrequests_per_minute = 6000\n[config]\n# Exported on every resync, so the drift is seen at once.\nmanifest_recheck_minutes = 0\n",
         fake::APP_ID,
         fake.base_url()
     );

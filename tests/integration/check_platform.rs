@@ -427,12 +427,16 @@ base_url = "{base}"
             verdict_of(&out, "bot events the integration needs"),
             "differs"
         );
-        // Today's sync replaces the app's bot events: `app_home_opened` would go.
+        // The sync merges: the app's own `app_home_opened` stays.
         assert_eq!(
             verdict_of(&out, "keeps the app's other bot events"),
-            "differs"
+            "matches"
         );
-        assert!(out.stdout.contains("app_home_opened"), "{}", out.stdout);
+        assert!(
+            out.stdout.contains("none would be removed"),
+            "{}",
+            out.stdout
+        );
         assert_eq!(verdict_of(&out, "bot scopes its events need"), "matches");
         only_reads(
             fake.requests()

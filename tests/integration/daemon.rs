@@ -292,6 +292,123 @@ async fn slack_challenge_and_loop_guard() {
     daemon.kill().await;
 }
 
+/// Issue 16 item 11, as a user would: a channel our bot created, and a member our bot invited,
+/// must not run a rule without `allow_self` — Slack names the bot *user* (`U…`) there, not the
+/// bot id of its messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_loop_guard_knows_the_bot_user_as_well_as_the_bot_id() {
+    use supportopsd::platforms::slack::fake::BOT_USER_ID;
+    let fake = FakeSlack::start(BOT_TOKEN, None).await;
+    let repo = repo(&fake.base_url());
+    repo.file(
+        "integrations/slack.toml",
+        &format!(
+            r#"id = "slack-main"
+platform = "slack"
+[credentials]
+bot_token = {{ env = "SLACK_BOT_TOKEN" }}
+signing_secret = {{ env = "SLACK_SIGNING_SECRET" }}
+[webhook]
+events = ["message", "channel_created", "member_joined_channel"]
+[endpoint]
+base_url = "{}"
+[limits]
+requests_per_minute = 6000
+"#,
+            fake.base_url()
+        ),
+    );
+    for event in ["channel_created", "member_joined_channel"] {
+        let id = format!("slack-{}", event.replace('_', "-"));
+        repo.file(
+            &format!("rules/{id}.toml"),
+            &format!(
+                r##"id = "{id}"
+[trigger]
+integration = "slack-main"
+event = "{event}"
+[[actions]]
+integration = "slack-main"
+action = "send_message"
+[actions.parameters]
+channel = "#support"
+message = "{event}"
+"##
+            ),
+        );
+    }
+    repo.commit("rules on channel events");
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::spawn(repo.path(), state.path(), &[]).await;
+    // The loop guard knows who the bot is once the connection check ran.
+    let mut healthy = false;
+    for _ in 0..400 {
+        let s = status(&daemon).await;
+        healthy = s["integrations"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|i| i["id"] == "slack-main" && i["health"]["status"] == "healthy")
+        });
+        if healthy {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(healthy, "the connection check did not run");
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/webhooks/slack/slack-main", daemon.url);
+    let deliver = |event_id: &str, event: serde_json::Value| {
+        let body = serde_json::to_vec(&serde_json::json!({"token": "t", "team_id": "T0FAKE0001",
+            "api_app_id": "A1", "type": "event_callback", "event_id": event_id,
+            "event_time": 1720612800, "event": event}))
+        .unwrap();
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            .to_string();
+        let sig = slack_signature(SLACK_SIGNING, &ts, &body);
+        client
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("x-slack-request-timestamp", ts)
+            .header("x-slack-signature", sig)
+            .body(body)
+            .send()
+    };
+    let created = |creator: &str| {
+        serde_json::json!({"type": "channel_created", "channel": {"id": "C0NEW00001",
+            "name": "incident-1", "created": 1720612800, "creator": creator}})
+    };
+    // Ours: the bot user created the channel, and invited someone.
+    assert_eq!(
+        deliver("EvSelf1", created(BOT_USER_ID))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let joined = serde_json::json!({"type": "member_joined_channel", "user": "U0AGENT001",
+        "channel": "C0SUPPORT1", "channel_type": "C", "team": "T0FAKE0001", "inviter": BOT_USER_ID});
+    assert_eq!(deliver("EvSelf2", joined).await.unwrap().status(), 200);
+    // A person's channel runs the rule (the control).
+    assert_eq!(
+        deliver("EvPerson", created("U0AGENT002"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    eventually(20, "the person's channel rule", || {
+        !fake.requests_to("chat.postMessage").is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let sent = posts(&fake).await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["text"], "channel_created");
+    daemon.kill().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_are_honoured_and_exhausted_jobs_can_be_replayed() {
     let (fake, _repo, _state, daemon, client) = setup(&["--retry-schedule", "1s,1s"]).await;
@@ -489,7 +606,9 @@ async fn the_slack_request_url_is_registered_at_start_with_an_app_configuration_
     );
     assert_eq!(
         subs["bot_events"],
+        // Merged: the app's own `app_home_opened` stays.
         serde_json::json!([
+            "app_home_opened",
             "app_mention",
             "message.channels",
             "message.groups",

@@ -163,6 +163,16 @@ base_url = "{}"
     );
 }
 
+/// Appends a `[config]` table with `lines` to the integration [`registering_slack`] wrote.
+pub(crate) fn slack_config(repo: &TestRepo, lines: &str) {
+    let path = repo.path().join("integrations/slack.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    repo.file(
+        "integrations/slack.toml",
+        &format!("{text}[config]\n{lines}\n"),
+    );
+}
+
 /// A rule answering Slack messages that ask for help (in the standard repository and others).
 pub(crate) const SLACK_ECHO_RULE: &str = r##"id = "slack-echo"
 [trigger]

@@ -163,6 +163,9 @@ async fn drift_is_repaired_on_the_resync_and_a_restart_changes_nothing() {
     fake.accept_app_config_token(APP_CONFIG_TOKEN);
     let repo = repo(&fake.base_url());
     registering_slack(&repo, &fake, r#""message", "app_mention""#);
+    // The manifest is exported on every resync (by default once an hour: what was last
+    // written is remembered).
+    crate::daemon_support::slack_config(&repo, "manifest_recheck_minutes = 0");
     repo.commit("base");
     let state = tempfile::tempdir().unwrap();
     let args = ["--public-url", PUBLIC, "--resync-interval", "1s"];

@@ -48,7 +48,7 @@ pub(crate) static ACTIONS: &[ActionSpec] = &[
         name: "invite_user",
         description: "Invite users to a channel the bot is a member of (conversations.invite)",
         params: params![
-            "channel": String, required, "Channel id";
+            "channel": String, required, "Channel id, or `#name` (resolved to its id through conversations.list, cached)";
             "users": StringList, required, "User ids to invite";
             "force": Bool, optional, "Invite the valid users even if some ids fail";
         ],
@@ -61,7 +61,7 @@ pub(crate) static ACTIONS: &[ActionSpec] = &[
         params: params![
             "filename": String, required, "File name, e.g. `ticket-4021.csv`";
             "content": String, required, "File content (text)";
-            "channel": String, optional, "Channel id to share it in (default: config `default_channel`; without one the file stays private)";
+            "channel": String, optional, "Channel id or `#name` (resolved to its id) to share it in (default: config `default_channel`; without one the file stays private)";
             "title": String, optional, "Title shown for the file";
             "initial_comment": String, optional, "Message posted with the file";
             "thread_ts": String, optional, "`ts` of the parent message, to share it in a thread";

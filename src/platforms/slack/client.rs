@@ -151,12 +151,61 @@ impl SlackClient {
                 ))
             })?,
         };
+        self.send(method, Some(auth), body).await
+    }
+
+    /// Calls an `apps.manifest.*` method with `token`, an app configuration token the caller
+    /// holds (it rotates: see [`Self::rotate`]).
+    pub async fn call_app_config(
+        &self,
+        method: &str,
+        token: &Secret,
+        body: Body,
+    ) -> Result<Map<String, Value>, PlatformError> {
+        let auth = bearer(token, TokenKind::AppConfig)
+            .map_err(|e| PlatformError::Invalid(e.to_string()))?;
+        self.send(method, Some(auth), body).await
+    }
+
+    /// `tooling.tokens.rotate`: exchanges an app configuration refresh token for a new token
+    /// pair (`token`, `refresh_token`, `iat`, `exp`). The method takes no token; the refresh
+    /// token goes in the form body, the only place Slack reads it
+    /// (<https://api.slack.com/methods/tooling.tokens.rotate>).
+    pub async fn rotate(
+        &self,
+        refresh_token: &Secret,
+    ) -> Result<Map<String, Value>, PlatformError> {
+        let refresh = refresh_token
+            .expose_str()
+            .map_err(|_| {
+                PlatformError::Invalid(
+                    "credential `app_config_refresh_token` is not text".to_owned(),
+                )
+            })?
+            .trim()
+            .to_owned();
+        self.send(
+            "tooling.tokens.rotate",
+            None,
+            Body::Form(vec![("refresh_token".into(), refresh)]),
+        )
+        .await
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        auth: Option<HeaderValue>,
+        body: Body,
+    ) -> Result<Map<String, Value>, PlatformError> {
         let url = format!("{}{method}", self.base);
         let mut req = self
             .http
             .post(url)
-            .header(http::header::AUTHORIZATION, auth)
             .header(http::header::ACCEPT, "application/json");
+        if let Some(auth) = auth {
+            req = req.header(http::header::AUTHORIZATION, auth);
+        }
         req = match body {
             Body::Empty => req,
             Body::Json(v) => {
@@ -241,6 +290,9 @@ pub fn classify_answer(
     if let Some(needed) = answer.get("needed").and_then(Value::as_str) {
         detail.push_str(&format!(" (needed: {needed})"));
     }
+    if let Some(fix) = fix_for(code, answer.get("needed").and_then(Value::as_str)) {
+        detail.push_str(&format!(": {fix}"));
+    }
     let messages: Vec<&str> = answer
         .get("response_metadata")
         .and_then(|m| m.get("messages"))
@@ -255,6 +307,23 @@ pub fn classify_answer(
         detail.push_str(&format!(": {}", shared::excerpt(&errors.join("; "))));
     }
     classify_error_code(code, detail, retry_after)
+}
+
+/// What an operator does about a Slack error code that has one fix (docs/integrations/slack.md
+/// says more).
+pub fn fix_for(code: &str, needed: Option<&str>) -> Option<String> {
+    Some(match code {
+        "not_in_channel" => "the bot is not a member of the channel: invite it there (`/invite @<bot name>` in the channel), then retry".to_owned(),
+        "missing_scope" => format!(
+            "add the bot scope {} to the Slack app (OAuth & Permissions), then reinstall the app to the workspace",
+            needed.map_or_else(|| "Slack names in `needed`".to_owned(), |n| format!("`{n}`"))
+        ),
+        "channel_not_found" => "the channel does not exist or the bot cannot see it: check the id or `#name`, and invite the bot to a private channel".to_owned(),
+        "is_archived" => "the channel is archived: unarchive it or name another".to_owned(),
+        "token_expired" => "app configuration tokens expire after 12 hours: set the `app_config_refresh_token` credential as well, and supportopsd rotates the pair".to_owned(),
+        "invalid_refresh_token" => "the app configuration refresh token was refused (already used, or revoked): generate a new token pair at api.slack.com/apps (Your App Configuration Tokens) and set both `app_config_token` and `app_config_refresh_token`".to_owned(),
+        _ => return None,
+    })
 }
 
 /// The `errors` list of an `apps.manifest.*` answer, one `message (at pointer)` per entry.
@@ -289,6 +358,7 @@ pub fn classify_error_code(
     match code {
         "ratelimited" | "rate_limited" => PlatformError::RateLimited { retry_after },
         "invalid_auth"
+        | "invalid_refresh_token"
         | "not_authed"
         | "token_revoked"
         | "token_expired"

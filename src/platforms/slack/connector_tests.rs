@@ -521,7 +521,10 @@ async fn ok_false_codes_are_classified() {
         (
             "channel_not_found",
             PlatformError::NotFound {
-                detail: "chat.postMessage: channel_not_found".into(),
+                detail: format!(
+                    "chat.postMessage: channel_not_found: {}",
+                    super::client::fix_for("channel_not_found", None).expect("a fix")
+                ),
             },
         ),
         (
@@ -557,7 +560,10 @@ async fn ok_false_codes_are_classified() {
         (
             "missing_scope",
             PlatformError::Unauthorized {
-                detail: "chat.postMessage: missing_scope".into(),
+                detail: format!(
+                    "chat.postMessage: missing_scope: {}",
+                    super::client::fix_for("missing_scope", None).expect("a fix")
+                ),
             },
         ),
         (
@@ -596,7 +602,10 @@ async fn ok_false_codes_are_classified() {
             "is_archived",
             PlatformError::Rejected {
                 status: 200,
-                detail: "chat.postMessage: is_archived".into(),
+                detail: format!(
+                    "chat.postMessage: is_archived: {}",
+                    super::client::fix_for("is_archived", None).expect("a fix")
+                ),
             },
         ),
         (
@@ -952,7 +961,7 @@ async fn sync_request_url_updates_then_is_unchanged_then_repairs_drift() {
 
     // First sync: export, validate, update with only the two fields changed.
     let out = c.sync_request_url(HOOK, &wanted).await.expect("sync");
-    assert_eq!(out, RegistrationOutcome::Updated);
+    assert_eq!(out.outcome, RegistrationOutcome::Updated);
     let methods: Vec<String> = fake
         .requests()
         .iter()
@@ -968,7 +977,9 @@ async fn sync_request_url_updates_then_is_unchanged_then_repairs_drift() {
     );
     let mut expected = fake::initial_manifest();
     expected["settings"]["event_subscriptions"]["request_url"] = json!(HOOK);
+    // Merged: the app's own `app_home_opened` stays, ours are appended.
     expected["settings"]["event_subscriptions"]["bot_events"] = json!([
+        "app_home_opened",
         "app_mention",
         "message.channels",
         "message.groups",
@@ -1004,7 +1015,7 @@ async fn sync_request_url_updates_then_is_unchanged_then_repairs_drift() {
     // Second sync: the same events in another order → export only.
     let again = events(&["team_join", "message", "app_mention"]);
     let out = c.sync_request_url(HOOK, &again).await.expect("sync");
-    assert_eq!(out, RegistrationOutcome::Unchanged);
+    assert_eq!(out.outcome, RegistrationOutcome::Unchanged);
     assert_eq!(fake.requests().len(), 4);
     assert!(fake.requests_to("apps.manifest.update").len() == 1);
 
@@ -1016,10 +1027,19 @@ async fn sync_request_url_updates_then_is_unchanged_then_repairs_drift() {
     drifted["display_information"]["description"] = json!("edited by hand");
     fake.set_manifest(drifted.clone());
     let out = c.sync_request_url(HOOK, &wanted).await.expect("sync");
-    assert_eq!(out, RegistrationOutcome::Updated);
+    assert_eq!(out.outcome, RegistrationOutcome::Updated);
     let mut repaired = drifted;
     repaired["settings"]["event_subscriptions"] =
         expected["settings"]["event_subscriptions"].clone();
+    // Whoever removed `app_home_opened` meant it: it was never ours to put back.
+    repaired["settings"]["event_subscriptions"]["bot_events"] = json!([
+        "app_mention",
+        "message.channels",
+        "message.groups",
+        "message.im",
+        "message.mpim",
+        "team_join"
+    ]);
     assert_eq!(fake.manifest(), repaired);
     assert_eq!(fake.requests_to("apps.manifest.update").len(), 2);
 
@@ -1072,7 +1092,7 @@ async fn sync_request_url_validation_errors_are_rejected_and_nothing_is_updated(
     };
     assert!(
         detail.contains(
-            "Invalid event type: \"no_such_event\" (at /settings/event_subscriptions/bot_events/1)"
+            "Invalid event type: \"no_such_event\" (at /settings/event_subscriptions/bot_events/2)"
         ),
         "{detail}"
     );
@@ -1173,4 +1193,423 @@ async fn without_app_config_token_or_app_id_nothing_is_sent() {
         ));
     }
     assert!(fake.requests().is_empty());
+}
+
+// === app configuration token rotation, manifest merge, channels by name ===
+
+const APP0: &str = "xoxe.xoxp-1-configuredaccess";
+const REFRESH0: &str = "xoxe-1-configuredrefresh";
+
+/// A registering connector with a refresh token, on the fake's clock (the manifest is
+/// exported again a day after the last write at the latest).
+fn rotating(fake: &FakeSlack, refresh: &str) -> super::connector::SlackConnector {
+    let i = integration(
+        Some(fake.base_url()),
+        &[
+            ("bot_token", plain(BOT)),
+            ("app_config_token", plain(APP0)),
+            ("app_config_refresh_token", plain(refresh)),
+            ("app_id", plain(fake::APP_ID)),
+        ],
+        json!({"manifest_recheck_minutes": 1440}),
+    );
+    super::connector::connect_slack(&i, &ResolveContext::new(None, &no_env))
+        .expect("connect")
+        .with_clock(fake.clock())
+}
+
+/// The daemon's state as a kept store, with a sealing key.
+fn state_store(
+    dir: &std::path::Path,
+) -> (
+    Arc<crate::state::Store>,
+    Arc<dyn crate::platforms::KeptStore>,
+) {
+    let store = Arc::new(crate::state::Store::open(dir).expect("state"));
+    let kept: Arc<dyn crate::platforms::KeptStore> =
+        Arc::new(crate::runtime::kept::StateKept::new(
+            store.clone(),
+            Some(crate::secrets::SealKey::generate().expect("key")),
+        ));
+    (store, kept)
+}
+
+fn authorizations(fake: &FakeSlack, method: &str) -> Vec<String> {
+    fake.requests_to(method)
+        .iter()
+        .map(|r| r.header("authorization").unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn app_config_token_rotates_before_expiry_is_kept_sealed_and_a_restart_uses_the_kept_pair() {
+    let fake = FakeSlack::start(BOT, None).await;
+    fake.issue_app_config_pair(APP0, REFRESH0);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, kept) = state_store(dir.path());
+    let c = rotating(&fake, REFRESH0);
+    c.attach_store(kept.clone());
+    let wanted = events(&["app_mention"]);
+
+    // First sync: the configured token's age is unknown, so the pair is rotated first; the
+    // manifest calls use the new token.
+    c.sync_request_url(HOOK, &wanted).await.expect("sync");
+    let rotations = fake.requests_to("tooling.tokens.rotate");
+    assert_eq!(rotations.len(), 1);
+    assert_eq!(rotations[0].header("authorization"), None);
+    assert_eq!(
+        rotations[0].form(),
+        [("refresh_token".to_owned(), REFRESH0.to_owned())]
+    );
+    let first = authorizations(&fake, "apps.manifest.export");
+    assert_eq!(first, ["Bearer xoxe.xoxp-1-rotated-0001"]);
+    // Kept sealed: neither new token appears in the state.
+    let raw =
+        serde_json::to_string(&store.connector_kept("slack-main").expect("read")).expect("json");
+    assert!(
+        !raw.contains("rotated-0001") && !raw.contains("refresh-0001"),
+        "{raw}"
+    );
+    assert!(raw.contains("sos1:"), "{raw}");
+
+    // 11.5 hours later: less than the margin left, so it rotates again (with the kept, not the
+    // spent configured, refresh token), although the manifest needs no call.
+    fake.advance(11 * 3600 + 1800);
+    c.sync_request_url(HOOK, &wanted).await.expect("sync");
+    let rotations = fake.requests_to("tooling.tokens.rotate");
+    assert_eq!(rotations.len(), 2);
+    assert_eq!(
+        rotations[1].form(),
+        [("refresh_token".to_owned(), "xoxe-1-refresh-0001".to_owned())]
+    );
+    assert_eq!(
+        fake.requests_to("apps.manifest.export").len(),
+        1,
+        "nothing changed: no export"
+    );
+
+    // A restart: a new connector with the same (spent) configured pair uses the kept pair.
+    let restarted = rotating(&fake, REFRESH0);
+    restarted.attach_store(kept.clone());
+    restarted
+        .sync_request_url(HOOK, &events(&["app_mention", "team_join"]))
+        .await
+        .expect("sync after a restart");
+    assert_eq!(
+        fake.requests_to("tooling.tokens.rotate").len(),
+        2,
+        "the kept token is fresh"
+    );
+    let exports = authorizations(&fake, "apps.manifest.export");
+    assert_eq!(
+        exports.last().map(String::as_str),
+        Some("Bearer xoxe.xoxp-1-rotated-0002")
+    );
+
+    // 13 hours later the kept token has expired: rotated before use, never sent expired.
+    fake.advance(13 * 3600);
+    restarted
+        .sync_request_url(HOOK, &events(&["team_join"]))
+        .await
+        .expect("sync after expiry");
+    assert_eq!(fake.requests_to("tooling.tokens.rotate").len(), 3);
+    assert_eq!(
+        authorizations(&fake, "apps.manifest.update")
+            .last()
+            .map(String::as_str),
+        Some("Bearer xoxe.xoxp-1-rotated-0003")
+    );
+    for r in fake.requests() {
+        assert!(
+            !r.text().contains("rotated-0"),
+            "an access token in a body: {}",
+            r.path
+        );
+    }
+
+    // A clock that disagrees with Slack's: Slack answers `token_expired`, and the token is
+    // rotated once and the call made again.
+    let skewed =
+        rotating(&fake, REFRESH0).with_clock(super::connector::Clock::new(|| fake::FAKE_EPOCH_S));
+    skewed.attach_store(kept.clone());
+    fake.advance(13 * 3600);
+    skewed
+        .sync_request_url(HOOK, &events(&["app_mention"]))
+        .await
+        .expect("token_expired is rotated through");
+    assert_eq!(fake.requests_to("tooling.tokens.rotate").len(), 4);
+    let exports = authorizations(&fake, "apps.manifest.export");
+    assert_eq!(
+        exports[exports.len() - 2..],
+        [
+            "Bearer xoxe.xoxp-1-rotated-0003",
+            "Bearer xoxe.xoxp-1-rotated-0004"
+        ]
+    );
+
+    // The operator generates a new pair and configures it: it wins over the kept one.
+    fake.issue_app_config_pair("xoxe.xoxp-1-handmade", "xoxe-1-handmade");
+    let i = integration(
+        Some(fake.base_url()),
+        &[
+            ("bot_token", plain(BOT)),
+            ("app_config_token", plain("xoxe.xoxp-1-handmade")),
+            ("app_config_refresh_token", plain("xoxe-1-handmade")),
+            ("app_id", plain(fake::APP_ID)),
+        ],
+        json!({}),
+    );
+    let renewed = super::connector::connect_slack(&i, &ResolveContext::new(None, &no_env))
+        .expect("connect")
+        .with_clock(fake.clock());
+    renewed.attach_store(kept);
+    renewed
+        .sync_request_url(HOOK, &events(&["team_join"]))
+        .await
+        .expect("sync with a new pair");
+    let rotations = fake.requests_to("tooling.tokens.rotate");
+    assert_eq!(
+        rotations.last().map(fake::Recorded::form),
+        Some(vec![(
+            "refresh_token".to_owned(),
+            "xoxe-1-handmade".to_owned()
+        )])
+    );
+}
+
+#[tokio::test]
+async fn without_rotation_the_configured_token_expires_after_12_hours_with_the_fix_in_the_error() {
+    let fake = FakeSlack::start(BOT, None).await;
+    fake.accept_app_config_token(APP_CONFIG);
+    let c = registering(&fake, APP_CONFIG);
+    c.sync_request_url(HOOK, &events(&["app_mention"]))
+        .await
+        .expect("fresh token");
+    fake.advance(12 * 3600);
+    let err = c
+        .sync_request_url(HOOK, &events(&["app_mention"]))
+        .await
+        .expect_err("expired");
+    let PlatformError::Unauthorized { detail } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        detail.starts_with("apps.manifest.export: token_expired"),
+        "{detail}"
+    );
+    assert!(detail.contains("app_config_refresh_token"), "{detail}");
+    // Without the sealing key nothing is rotated (the refresh token is not spent).
+    let keyless = rotating(&fake, REFRESH0);
+    let dir0 = tempfile::tempdir().expect("tempdir");
+    let store0 = Arc::new(crate::state::Store::open(dir0.path()).expect("state"));
+    keyless.attach_store(Arc::new(crate::runtime::kept::StateKept::new(store0, None)));
+    let err = keyless
+        .sync_request_url(HOOK, &events(&["app_mention"]))
+        .await
+        .expect_err("no key");
+    assert!(
+        matches!(&err, PlatformError::Invalid(why) if why.contains("sealing key")),
+        "{err:?}"
+    );
+    assert!(fake.requests_to("tooling.tokens.rotate").is_empty());
+    // A spent refresh token says what to do.
+    let spent = rotating(&fake, "xoxe-never-issued");
+    let dir = tempfile::tempdir().expect("tempdir");
+    spent.attach_store(state_store(dir.path()).1);
+    let err = spent
+        .sync_request_url(HOOK, &events(&["app_mention"]))
+        .await
+        .expect_err("invalid refresh token");
+    let PlatformError::Unauthorized { detail } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        detail.contains("invalid_refresh_token") && detail.contains("generate a new token pair"),
+        "{detail}"
+    );
+    assert!(!detail.contains("xoxe-never-issued"), "{detail}");
+}
+
+#[tokio::test]
+async fn manifest_sync_merges_bot_events_adds_scopes_and_asks_for_a_reinstall() {
+    let fake = FakeSlack::start(BOT, None).await;
+    fake.issue_app_config_pair(APP0, REFRESH0);
+    let mut m = fake::initial_manifest();
+    m["oauth_config"]["scopes"]["bot"] = json!(["chat:write", "commands"]);
+    m["settings"]["event_subscriptions"]["bot_events"] = json!(["app_home_opened"]);
+    fake.set_manifest(m);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_store, kept) = state_store(dir.path());
+    let c = rotating(&fake, REFRESH0);
+    c.attach_store(kept);
+    let c: Arc<dyn Connector> = Arc::new(c);
+
+    let wanted = events(&["reaction_added", "team_join"]);
+    let synced = c.sync_webhook(&target(&wanted)).await.expect("sync");
+    assert!(
+        matches!(synced, WebhookSync::Registered { .. }),
+        "{synced:?}"
+    );
+    let manifest = fake.manifest();
+    assert_eq!(
+        manifest["settings"]["event_subscriptions"]["bot_events"],
+        json!(["app_home_opened", "reaction_added", "team_join"])
+    );
+    assert_eq!(
+        manifest["oauth_config"]["scopes"]["bot"],
+        json!(["chat:write", "commands", "reactions:read", "users:read"])
+    );
+    let action = c.pending_action().expect("reinstall asked for");
+    assert!(
+        action.starts_with("reinstall the app")
+            && action.contains("reactions:read, users:read")
+            && action.contains("permissions_updated"),
+        "{action}"
+    );
+
+    // Resync: what was written is remembered, so no manifest call at all; the note stays.
+    let before = fake.requests().len();
+    let again = c.sync_webhook(&target(&wanted)).await.expect("resync");
+    let WebhookSync::Registered { outcome, .. } = again else {
+        panic!("{again:?}")
+    };
+    assert_eq!(outcome, crate::platforms::RegistrationOutcome::Unchanged);
+    assert_eq!(fake.requests().len(), before);
+    assert!(c.pending_action().is_some());
+
+    // Fewer events: only our own `reaction_added` goes; the app's `app_home_opened` and the
+    // scopes stay.
+    c.sync_webhook(&target(&events(&["team_join"])))
+        .await
+        .expect("sync");
+    let manifest = fake.manifest();
+    assert_eq!(
+        manifest["settings"]["event_subscriptions"]["bot_events"],
+        json!(["app_home_opened", "team_join"])
+    );
+    assert_eq!(
+        manifest["oauth_config"]["scopes"]["bot"],
+        json!(["chat:write", "commands", "reactions:read", "users:read"])
+    );
+}
+
+#[tokio::test]
+async fn channel_names_are_resolved_to_ids_where_slack_needs_an_id() {
+    let fake = FakeSlack::start(BOT, None).await;
+    // The fake itself refuses a name where the method takes an id (as Slack does).
+    let raw = SlackClient::new(
+        http::client(Duration::from_secs(5)).expect("client"),
+        fake.base_url(),
+        &Secret::from(BOT.to_owned()),
+        None,
+    )
+    .expect("client");
+    let err = raw
+        .call(
+            "conversations.invite",
+            TokenKind::Bot,
+            Body::Json(json!({"channel": "#support", "users": fake::AGENTS[0]})),
+        )
+        .await
+        .expect_err("a name is not an id");
+    assert!(matches!(err, PlatformError::NotFound { .. }), "{err:?}");
+
+    // `#escalations` is private and on the second page of conversations.list.
+    let c = connector(&fake, false, json!({ "default_channel": "#escalations" }));
+    let out = c
+        .execute(&call(
+            "upload_file",
+            json!({"filename": "a.csv", "content": "a,b"}),
+        ))
+        .await
+        .expect("upload to a channel name");
+    assert!(out.result["id"].is_string());
+    let complete = &fake.requests_to("files.completeUploadExternal")[0];
+    assert!(
+        complete
+            .form()
+            .contains(&("channel_id".to_owned(), fake::ESCALATIONS.to_owned())),
+        "{:?}",
+        complete.form()
+    );
+    let lists = fake.requests_to("conversations.list");
+    assert_eq!(lists.len(), 2, "two pages");
+    assert!(lists[0].form().contains(&(
+        "types".to_owned(),
+        "public_channel,private_channel".to_owned()
+    )));
+
+    c.execute(&call(
+        "invite_user",
+        json!({"channel": "#support", "users": [fake::AGENTS[0]]}),
+    ))
+    .await
+    .expect("invite to a channel name");
+    assert_eq!(
+        fake.requests_to("conversations.invite")[1].json()["channel"],
+        json!(fake::SUPPORT)
+    );
+    assert_eq!(fake.requests_to("conversations.list").len(), 2, "cached");
+
+    // A name nobody has: a clear error, and nothing uploaded.
+    let uploads = fake.requests_to("files.getUploadURLExternal").len();
+    let err = c
+        .execute(&call(
+            "upload_file",
+            json!({"filename": "a.csv", "content": "a", "channel": "#nope"}),
+        ))
+        .await
+        .expect_err("unknown name");
+    let PlatformError::NotFound { detail } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        detail.contains("#nope") && detail.contains("/invite"),
+        "{detail}"
+    );
+    assert_eq!(
+        fake.requests_to("files.getUploadURLExternal").len(),
+        uploads
+    );
+    // Ids are sent as they are, without a lookup.
+    let lists = fake.requests_to("conversations.list").len();
+    c.execute(&call(
+        "invite_user",
+        json!({"channel": fake::GENERAL, "users": [fake::AGENTS[1]]}),
+    ))
+    .await
+    .expect("invite by id");
+    assert_eq!(fake.requests_to("conversations.list").len(), lists);
+}
+
+#[test]
+fn errors_with_one_fix_carry_it() {
+    let answer = |v: Value| v.as_object().cloned().expect("object");
+    let e = super::client::classify_answer(
+        "conversations.invite",
+        &answer(json!({"ok": false, "error": "not_in_channel"})),
+        None,
+    );
+    assert!(e.to_string().contains("/invite @"), "{e}");
+    let e = super::client::classify_answer(
+        "conversations.list",
+        &answer(
+            json!({"ok": false, "error": "missing_scope", "needed": "groups:read", "provided": "chat:write"}),
+        ),
+        None,
+    );
+    assert!(
+        e.to_string().contains("add the bot scope `groups:read`")
+            && e.to_string().contains("reinstall"),
+        "{e}"
+    );
+    let e = super::client::classify_answer(
+        "chat.postMessage",
+        &answer(json!({"ok": false, "error": "channel_not_found"})),
+        None,
+    );
+    assert!(
+        matches!(e, PlatformError::NotFound { .. }) && e.to_string().contains("invite the bot"),
+        "{e}"
+    );
 }

@@ -6,6 +6,7 @@
 //!   (`not_authed` without the header), and `users.profile.set` refuses the bot token
 //!   (`not_allowed_token_type`).
 //! - Methods: `auth.test`, `chat.postMessage`, `conversations.create`, `conversations.invite`,
+//!   `conversations.list`, `tooling.tokens.rotate`,
 //!   `files.getUploadURLExternal`, `files.completeUploadExternal`, `users.profile.set`, plus the
 //!   upload URL (`/upload/v1/<file id>`) handed out by `files.getUploadURLExternal`.
 //! - Manifest API: `apps.manifest.export`, `apps.manifest.validate` and `apps.manifest.update`
@@ -16,6 +17,27 @@
 //!   not describe these methods, so the fake checks them with its own rules
 //!   ([`manifest_errors`]). Unlike Slack, the fake does not send a `url_verification` challenge
 //!   to a new request URL.
+//! - App configuration tokens expire, and rotate: a token accepted with
+//!   [`FakeSlack::accept_app_config_token`] or issued with [`FakeSlack::issue_app_config_pair`]
+//!   lives [`APP_CONFIG_TOKEN_LIFETIME_S`] (12 h) on the fake's clock ([`FakeSlack::advance`],
+//!   [`FakeSlack::clock`]), then answers `token_expired`; `tooling.tokens.rotate` (no token,
+//!   `refresh_token` in the form) exchanges a refresh token for a new pair **once** (a refresh
+//!   token used again is `invalid_refresh_token`). Following
+//!   <https://api.slack.com/methods/tooling.tokens.rotate> (12 h expiry, the answer's `token`,
+//!   `refresh_token`, `iat`, `exp`) and, for single use, Nango's Slack app configuration docs
+//!   (third-party; the strict reading).
+//! - The manifest merge: `apps.manifest.update` answers `permissions_updated: true` when
+//!   `oauth_config.scopes` changed, and validation refuses a bot event whose required bot
+//!   scope (`registration::scopes_for_bot_event`, from the events' reference pages) is missing
+//!   (whether Slack refuses or only asks for a reinstall is unconfirmed: the fake takes the
+//!   strict side).
+//! - Channel ids: `conversations.invite` (`channel`) and `files.completeUploadExternal`
+//!   (`channel_id`) take an **id**, as their reference pages say
+//!   (<https://docs.slack.dev/reference/methods/conversations.invite>,
+//!   <https://docs.slack.dev/reference/methods/files.completeUploadExternal>); a `#name` is
+//!   `channel_not_found`. `chat.postMessage` accepts a name, as documented.
+//!   `conversations.list` pages by `cursor`, returning fewer than `limit` (at most
+//!   [`FakeSlack::set_page_size`] per page, 2 by default, as Slack may), filtered by `types`.
 //! - Bodies: JSON (`application/json`) or form-urlencoded.
 //! - Spec check: where Slack's vendored OpenAPI file (`slack-web.openapi.json`) describes a
 //!   method, a request with a parameter the spec does not list, or without one it requires, is
@@ -65,6 +87,12 @@ pub const TEAM_NAME: &str = "Fake Workspace";
 pub const GENERAL: &str = "C0GENERAL1";
 /// Channel `#support`.
 pub const SUPPORT: &str = "C0SUPPORT1";
+/// Private channel `#escalations` (the bot is a member).
+pub const ESCALATIONS: &str = "C0PRIVATE1";
+/// How long an app configuration token lives on the fake's clock.
+pub const APP_CONFIG_TOKEN_LIFETIME_S: u64 = 12 * 3600;
+/// Where the fake's clock starts (seconds since the epoch).
+pub const FAKE_EPOCH_S: u64 = 1_760_000_000;
 /// The fake app's id (the app behind the bot, and the one the manifest API knows).
 pub const APP_ID: &str = "A0FAKEAPP1";
 /// The request URL of [`initial_manifest`].
@@ -231,7 +259,16 @@ struct State {
     channels: Vec<(String, String)>,
     uploads: HashMap<String, Upload>,
     profile: Map<String, Value>,
-    app_config_token: Option<String>,
+    /// App configuration token → expiry (fake clock seconds).
+    app_config_tokens: HashMap<String, u64>,
+    /// Refresh tokens not used yet.
+    refresh_tokens: HashSet<String>,
+    /// The fake's clock, seconds since the epoch.
+    now_s: u64,
+    /// Private channels (ids).
+    private: HashSet<String>,
+    /// Most channels per `conversations.list` page.
+    page_size: usize,
     manifest: Value,
 }
 
@@ -253,7 +290,10 @@ impl FakeSlack {
             channels: vec![
                 (GENERAL.to_owned(), "general".to_owned()),
                 (SUPPORT.to_owned(), "support".to_owned()),
+                (ESCALATIONS.to_owned(), "escalations".to_owned()),
             ],
+            private: HashSet::from([ESCALATIONS.to_owned()]),
+            page_size: 2,
             uploads: HashMap::new(),
             profile: json!({
                 "real_name": "Grace Hopper",
@@ -265,7 +305,9 @@ impl FakeSlack {
             .as_object()
             .cloned()
             .unwrap_or_default(),
-            app_config_token: None,
+            app_config_tokens: HashMap::new(),
+            refresh_tokens: HashSet::new(),
+            now_s: FAKE_EPOCH_S,
             manifest: initial_manifest(),
         }));
         let shared = state.clone();
@@ -324,9 +366,44 @@ impl FakeSlack {
             .and_then(|u| u.bytes.clone())
     }
 
-    /// Accepts `token` as the app configuration token of the manifest API.
+    /// Accepts `token` as an app configuration token of the manifest API, issued now (it
+    /// expires [`APP_CONFIG_TOKEN_LIFETIME_S`] later).
     pub fn accept_app_config_token(&self, token: &str) {
-        lock(&self.state).app_config_token = Some(token.to_owned());
+        let mut st = lock(&self.state);
+        let exp = st.now_s + APP_CONFIG_TOKEN_LIFETIME_S;
+        st.app_config_tokens.insert(token.to_owned(), exp);
+    }
+
+    /// Issues an app configuration token pair now, as the app settings page does.
+    pub fn issue_app_config_pair(&self, token: &str, refresh_token: &str) {
+        self.accept_app_config_token(token);
+        lock(&self.state)
+            .refresh_tokens
+            .insert(refresh_token.to_owned());
+    }
+
+    /// Moves the fake's clock forward.
+    pub fn advance(&self, secs: u64) {
+        lock(&self.state).now_s += secs;
+    }
+
+    /// The fake's clock, for the connector under test.
+    pub fn clock(&self) -> super::connector::Clock {
+        let state = self.state.clone();
+        super::connector::Clock::new(move || lock(&state).now_s)
+    }
+
+    /// Sets the most channels a `conversations.list` page holds.
+    pub fn set_page_size(&self, n: usize) {
+        lock(&self.state).page_size = n.max(1);
+    }
+
+    /// Adds a public channel; returns its id.
+    pub fn add_channel(&self, name: &str) -> String {
+        let mut st = lock(&self.state);
+        let id = format!("C0ADDED{:03}", st.next());
+        st.channels.push((id.clone(), name.to_owned()));
+        id
     }
 
     /// The app's manifest as the last `apps.manifest.update` left it.
@@ -435,17 +512,24 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp
         ));
     }
 
+    if method == "tooling.tokens.rotate" {
+        let Some(params) = params_of(&recorded.headers, &recorded.body) else {
+            return Ok(slack_error("invalid_form_data"));
+        };
+        return Ok(st.rotate(&params));
+    }
     // Who is calling.
     let Some(auth) = recorded.header("authorization") else {
         return Ok(slack_error("not_authed"));
     };
     if method.starts_with("apps.manifest.") {
-        let allowed = st
-            .app_config_token
-            .as_ref()
-            .is_some_and(|t| auth == format!("Bearer {t}"));
-        if !allowed {
-            return Ok(slack_error("invalid_auth"));
+        let exp = auth
+            .strip_prefix("Bearer ")
+            .and_then(|t| st.app_config_tokens.get(t).copied());
+        match exp {
+            None => return Ok(slack_error("invalid_auth")),
+            Some(exp) if st.now_s >= exp => return Ok(slack_error("token_expired")),
+            Some(_) => {}
         }
         let Some(params) = params_of(&recorded.headers, &recorded.body) else {
             return Ok(slack_error("invalid_form_data"));
@@ -482,6 +566,7 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp
         "chat.postMessage" => st.post_message(&params),
         "conversations.create" => st.create_channel(&params),
         "conversations.invite" => st.invite(&params),
+        "conversations.list" => st.list_channels(&params),
         "files.getUploadURLExternal" => st.get_upload_url(&params),
         "files.completeUploadExternal" => st.complete_upload(&params),
         "users.profile.set" if is_bot => slack_error("not_allowed_token_type"),
@@ -522,6 +607,89 @@ impl State {
             .iter()
             .find(|(id, n)| id == reference || n == name)
             .cloned()
+    }
+
+    /// A channel by id only (methods whose reference says "channel ID").
+    fn channel_by_id(&self, id: &str) -> Option<(String, String)> {
+        self.channels.iter().find(|(i, _)| i == id).cloned()
+    }
+
+    fn rotate(&mut self, p: &Map<String, Value>) -> Resp {
+        let Some(refresh) = str_param(p, "refresh_token") else {
+            return invalid_arguments(vec!["[ERROR] missing required field: refresh_token".into()]);
+        };
+        if !self.refresh_tokens.remove(refresh) {
+            return slack_error("invalid_refresh_token");
+        }
+        let n = self.next();
+        let token = format!("xoxe.xoxp-1-rotated-{n:04}");
+        let new_refresh = format!("xoxe-1-refresh-{n:04}");
+        let iat = self.now_s;
+        let exp = iat + APP_CONFIG_TOKEN_LIFETIME_S;
+        self.app_config_tokens.insert(token.clone(), exp);
+        self.refresh_tokens.insert(new_refresh.clone());
+        ok(json!({
+            "token": token,
+            "refresh_token": new_refresh,
+            "team_id": TEAM_ID,
+            "user_id": USER_ID,
+            "iat": iat,
+            "exp": exp,
+        }))
+    }
+
+    fn list_channels(&mut self, p: &Map<String, Value>) -> Resp {
+        let types = str_param(p, "types").unwrap_or("public_channel");
+        let want_public = types.split(',').any(|t| t.trim() == "public_channel");
+        let want_private = types.split(',').any(|t| t.trim() == "private_channel");
+        let visible: Vec<(String, String)> = self
+            .channels
+            .iter()
+            .filter(|(id, _)| {
+                if self.private.contains(id) {
+                    want_private
+                } else {
+                    want_public
+                }
+            })
+            .cloned()
+            .collect();
+        let start = match str_param(p, "cursor").filter(|c| !c.is_empty()) {
+            None => 0,
+            Some(c) => match c
+                .strip_prefix("dXNlcjo")
+                .and_then(|n| n.parse::<usize>().ok())
+            {
+                Some(n) => n,
+                None => return slack_error("invalid_cursor"),
+            },
+        };
+        let limit = p
+            .get("limit")
+            .and_then(|l| match l {
+                Value::String(s) => s.parse::<usize>().ok(),
+                Value::Number(n) => n.as_u64().and_then(|n| usize::try_from(n).ok()),
+                _ => None,
+            })
+            .unwrap_or(100)
+            .clamp(1, 1000)
+            .min(self.page_size);
+        let page: Vec<Value> = visible
+            .iter()
+            .skip(start)
+            .take(limit)
+            .map(|(id, name)| {
+                let private = self.private.contains(id);
+                json!({"id": id, "name": name, "is_channel": !private, "is_private": private, "is_archived": false, "is_member": true})
+            })
+            .collect();
+        let end = start + page.len();
+        let next = if end < visible.len() {
+            format!("dXNlcjo{end}")
+        } else {
+            String::new()
+        };
+        ok(json!({"channels": page, "response_metadata": {"next_cursor": next}}))
     }
 
     fn auth_test(&mut self, is_bot: bool) -> Resp {
@@ -626,7 +794,7 @@ impl State {
     }
 
     fn invite(&mut self, p: &Map<String, Value>) -> Resp {
-        let Some((id, name)) = str_param(p, "channel").and_then(|c| self.channel(c)) else {
+        let Some((id, name)) = str_param(p, "channel").and_then(|c| self.channel_by_id(c)) else {
             return slack_error("channel_not_found");
         };
         let users = str_param(p, "users").unwrap_or("");
@@ -712,7 +880,7 @@ impl State {
             return invalid_arguments(vec!["[ERROR] missing required field: files".into()]);
         };
         let channel = match str_param(p, "channel_id") {
-            Some(c) => match self.channel(c) {
+            Some(c) => match self.channel_by_id(c) {
                 Some((id, _)) => Some(id),
                 None => return slack_error("channel_not_found"),
             },
@@ -800,8 +968,10 @@ impl State {
         }
         match Self::manifest_param(p) {
             Ok(m) => {
+                let permissions_updated = m.pointer("/oauth_config/scopes")
+                    != self.manifest.pointer("/oauth_config/scopes");
                 self.manifest = m;
-                ok(json!({ "app_id": APP_ID, "permissions_updated": false }))
+                ok(json!({ "app_id": APP_ID, "permissions_updated": permissions_updated }))
             }
             Err(r) => r,
         }
@@ -887,6 +1057,13 @@ pub fn manifest_errors(manifest: &Value) -> Vec<(String, String)> {
             )),
             _ => {}
         }
+        let scopes: Vec<&str> = manifest
+            .pointer("/oauth_config/scopes/bot")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
         let events = subs.get("bot_events").and_then(Value::as_array);
         for (i, e) in events.into_iter().flatten().enumerate() {
             if !e.as_str().is_some_and(|e| KNOWN_BOT_EVENTS.contains(&e)) {
@@ -894,6 +1071,15 @@ pub fn manifest_errors(manifest: &Value) -> Vec<(String, String)> {
                     format!("Invalid event type: {e}"),
                     format!("/settings/event_subscriptions/bot_events/{i}"),
                 ));
+                continue;
+            }
+            for needed in super::registration::scopes_for_bot_event(e.as_str().unwrap_or("")) {
+                if !scopes.contains(needed) {
+                    errors.push((
+                        format!("Event {e} requires the bot scope {needed}"),
+                        format!("/settings/event_subscriptions/bot_events/{i}"),
+                    ));
+                }
             }
         }
     }

@@ -56,22 +56,6 @@ mod reader {
     }
 }
 
-/// The bot scopes a bot event needs, from Slack's event reference (docs.slack.dev/reference/
-/// events/<event>, "Required scopes").
-pub fn scopes_for(bot_event: &str) -> &'static [&'static str] {
-    match bot_event {
-        "message.channels" => &["channels:history"],
-        "message.groups" => &["groups:history"],
-        "message.im" => &["im:history"],
-        "message.mpim" => &["mpim:history"],
-        "app_mention" => &["app_mentions:read"],
-        "reaction_added" => &["reactions:read"],
-        "channel_created" | "member_joined_channel" => &["channels:read"],
-        "team_join" => &["users:read"],
-        _ => &[],
-    }
-}
-
 const CONNECTION: &str = "connection";
 const CONFIG_TOKEN: &str = "app configuration token";
 const MANIFEST: &str = "app manifest";
@@ -256,8 +240,11 @@ async fn manifest(
     ));
     // What today's manifest sync would do to the other bot events of the app.
     let sync_url = target.url.as_deref().unwrap_or(url);
-    if let Some(after) = super::registration::apply(manifest, sync_url, &wanted) {
+    // (What this integration added before is in the daemon's state; the probe passes none,
+    // so only events the sync itself would still drop show.)
+    if let Some(after) = super::registration::merge(manifest, sync_url, &wanted, &[]) {
         let kept: Vec<&str> = after
+            .manifest
             .pointer("/settings/event_subscriptions/bot_events")
             .and_then(Value::as_array)
             .into_iter()
@@ -291,7 +278,7 @@ async fn manifest(
         .collect();
     let mut needed: Vec<&str> = wanted
         .iter()
-        .flat_map(|e| scopes_for(e).iter().copied())
+        .flat_map(|e| registration::scopes_for_bot_event(e).iter().copied())
         .collect();
     needed.sort_unstable();
     needed.dedup();

@@ -274,6 +274,7 @@ fn credentials() {
             ("bot_token", true, true),
             ("user_token", true, false),
             ("app_config_token", true, false),
+            ("app_config_refresh_token", true, false),
             ("app_id", false, false),
             ("signing_secret", true, true),
         ]
