@@ -15,9 +15,11 @@
 //! on the ticket as of its `updated_at`, so a change in between would otherwise be
 //! overwritten; that collision is transient (the retry reads the ticket again).
 //!
-//! `update_ticket`, `assign_ticket`, `change_status`, `set_priority` and `add_tags` (as
-//! `additional_tags`) are batchable: [`Connector::execute_many`] sends them through
-//! `PUT /api/v2/tickets/update_many` (100 tickets a job, one ticket once a job), polls
+//! `update_ticket`, `assign_ticket`, `change_status`, `set_priority` and `add_tags` are
+//! batchable: [`Connector::execute_many`] sends them through
+//! `PUT /api/v2/tickets/update_many` (100 tickets a job, one ticket once a job; `add_tags`
+//! only in the documented bulk form `?ids=…` with `{"ticket":{"additional_tags":[…]}}`, one
+//! job per identical tag set, since Zendesk ignores `additional_tags` in a `tickets` array), polls
 //! `GET /api/v2/job_statuses/{id}` until the job completes, and reads the updated tickets back
 //! with `GET /api/v2/tickets/show_many` for the results.
 
@@ -656,19 +658,24 @@ impl ZendeskConnector {
                 Err(e) => out[i] = Some(Err(e)),
             }
         }
-        // Jobs of at most BULK_LIMIT tickets, each ticket at most once per job.
-        let mut jobs: Vec<Vec<BulkItem>> = Vec::new();
+        // Jobs of at most BULK_LIMIT tickets, each ticket at most once per job. `add_tags`
+        // goes in the documented bulk form only (`?ids=` with one `ticket` object whose
+        // `additional_tags` apply to all of them: Zendesk ignores `additional_tags` inside a
+        // `tickets` array), so its calls are grouped by identical tag sets; everything else
+        // goes as a batch of different changes.
+        let mut jobs: Vec<(Option<Value>, Vec<BulkItem>)> = Vec::new();
         for item in items {
-            let fits = jobs
-                .iter()
-                .position(|j| j.len() < BULK_LIMIT && !j.iter().any(|(_, id, _)| *id == item.1));
+            let tags = item.2.get("additional_tags").cloned();
+            let fits = jobs.iter().position(|(t, j)| {
+                *t == tags && j.len() < BULK_LIMIT && !j.iter().any(|(_, id, _)| *id == item.1)
+            });
             match fits {
-                Some(j) => jobs[j].push(item),
-                None => jobs.push(vec![item]),
+                Some(j) => jobs[j].1.push(item),
+                None => jobs.push((tags, vec![item])),
             }
         }
-        for job in jobs {
-            let results = self.run_job(&job).await;
+        for (tags, job) in jobs {
+            let results = self.run_job(&job, tags.as_ref()).await;
             for ((i, _, _), r) in job.iter().zip(results) {
                 let action = calls[*i].action.as_str();
                 out[*i] = Some(r.map(|ticket| ActionOutput {
@@ -701,34 +708,58 @@ impl ZendeskConnector {
         }
         if spec.name == "add_tags" {
             let id = p.required_id("ticket_id")?;
+            let mut list = tags(&p)?;
+            if list.is_empty() {
+                // Nothing to add: the single call answers the ticket's tags as they are.
+                return Ok(None);
+            }
+            // Sorted and deduplicated, so that calls adding the same set share a job.
+            list.sort();
+            list.dedup();
             let mut t = Map::new();
-            t.insert("additional_tags".into(), json!(tags(&p)?));
+            t.insert("additional_tags".into(), json!(list));
             return Ok(Some((id, t)));
         }
         self.ticket_update(&p).map(Some)
     }
 
     /// Runs one `update_many` job and reads the tickets back: one result per item, in order.
+    /// With `additional_tags`, the job is the bulk form `?ids=…` with
+    /// `{"ticket":{"additional_tags":[…]}}` (every item adds exactly these tags); without,
+    /// the batch form `{"tickets":[{id, …}]}`.
     async fn run_job(
         &self,
         job: &[(usize, u64, Map<String, Value>)],
+        additional_tags: Option<&Value>,
     ) -> Vec<Result<Value, PlatformError>> {
         let all = |e: PlatformError| job.iter().map(|_| Err(e.clone())).collect::<Vec<_>>();
-        let tickets: Vec<Value> = job
-            .iter()
-            .map(|(_, id, t)| {
-                let mut t = t.clone();
-                t.insert("id".into(), (*id).into());
-                Value::Object(t)
-            })
-            .collect();
+        let (query, body) = match additional_tags {
+            Some(tags) => {
+                let ids: Vec<String> = job.iter().map(|(_, id, _)| id.to_string()).collect();
+                (
+                    vec![("ids", ids.join(","))],
+                    json!({ "ticket": { "additional_tags": tags } }),
+                )
+            }
+            None => {
+                let tickets: Vec<Value> = job
+                    .iter()
+                    .map(|(_, id, t)| {
+                        let mut t = t.clone();
+                        t.insert("id".into(), (*id).into());
+                        Value::Object(t)
+                    })
+                    .collect();
+                (Vec::new(), json!({ "tickets": tickets }))
+            }
+        };
         let started = match self
             .client
             .call(
                 Method::PUT,
                 "api/v2/tickets/update_many",
-                &[],
-                Some(&json!({ "tickets": tickets })),
+                &query,
+                Some(&body),
                 None,
             )
             .await

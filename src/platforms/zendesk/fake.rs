@@ -1387,7 +1387,19 @@ fn update_many(st: &mut State, r: &Recorded, body: &Value) -> Resp {
             })
             .collect()
     } else {
-        body["tickets"].as_array().cloned().unwrap_or_default()
+        // Zendesk's guide "Adding tags to tickets without overwriting existing tags"
+        // (developer.zendesk.com/documentation/ticketing/managing-tickets/adding-tags-to-tickets-without-overwriting-existing-tags/):
+        // `additional_tags` and `remove_tags` "only work with bulk updates, where the tickets
+        // are specified in the ids parameter", not with batch updates (a `tickets` array). The
+        // job still completes: the tags are silently not changed.
+        let mut items = body["tickets"].as_array().cloned().unwrap_or_default();
+        for item in &mut items {
+            if let Some(o) = item.as_object_mut() {
+                o.remove("additional_tags");
+                o.remove("remove_tags");
+            }
+        }
+        items
     };
     if items.is_empty() || items.len() > 100 {
         return invalid(
