@@ -36,8 +36,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use catalog::{
-    ActionSpec, CredentialField, Descriptor, EventSpec, FieldSpec, NormalizeError, Normalized,
-    ParamSpec, ParamType, WebhookSecret,
+    ActionSpec, CredentialField, Delivery, Descriptor, EventSpec, FieldSpec, NormalizeError,
+    Normalized, ParamSpec, ParamType, WebhookSecret,
 };
 pub use connector::{
     ActionCall, ActionOutput, ConnectError, Connector, Health, MAX_RETRY_AFTER, PlatformError,
@@ -111,6 +111,22 @@ impl PlatformKind {
             PlatformKind::Notion => &notion::DESCRIPTOR,
             PlatformKind::GoogleSheets => &google_sheets::DESCRIPTOR,
             PlatformKind::Supportopsd => &supportopsd::DESCRIPTOR,
+        }
+    }
+}
+
+impl PlatformKind {
+    /// How an integration with `config` (its `[config]` table) delivers `event`: the fields
+    /// its deliveries never carry, those an enrichment step fetches, or why it cannot be
+    /// delivered (see [`Delivery`]). `None`: every catalogued field is delivered as is.
+    pub fn delivery(
+        self,
+        event: &EventSpec,
+        config: &serde_json::Map<String, serde_json::Value>,
+    ) -> Option<Delivery> {
+        match self {
+            PlatformKind::Zendesk => zendesk::events::delivery(event, config),
+            _ => None,
         }
     }
 }

@@ -22,6 +22,11 @@ pub struct Active {
     /// The commit it was read at (`None` for the working tree).
     pub commit: Option<String>,
     by_trigger: HashMap<(IntegrationId, String), Vec<RuleId>>,
+    /// The (integration, event) pairs whose deliveries are enriched before matching: an
+    /// enabled rule on them reads a field the integration's delivery mode leaves to the
+    /// enrichment step ([`Active::needs_enrichment`]); whether one of those rules has
+    /// `allow_self`.
+    enrich: HashMap<(IntegrationId, String), bool>,
     keys: HashMap<IntegrationId, VerifyKeys>,
     connectors: HashMap<IntegrationId, Result<Arc<dyn Connector>, String>>,
     gates: HashMap<IntegrationId, Gate>,
@@ -83,6 +88,20 @@ impl Active {
                 .or_default()
                 .push(rule.id.clone());
         }
+        let mut enrich: HashMap<(IntegrationId, String), bool> = HashMap::new();
+        for rule in set
+            .rules
+            .values()
+            .filter(|r| r.enabled && reads_enriched(&set, r))
+        {
+            let allow_self = enrich
+                .entry((
+                    rule.trigger.integration.clone(),
+                    rule.trigger.event.name.to_owned(),
+                ))
+                .or_default();
+            *allow_self |= rule.trigger.allow_self;
+        }
         let mut keys = HashMap::new();
         let mut connectors = HashMap::new();
         let mut gates = HashMap::new();
@@ -130,6 +149,7 @@ impl Active {
                 set,
                 commit,
                 by_trigger,
+                enrich,
                 keys,
                 connectors,
                 gates,
@@ -215,6 +235,18 @@ impl Active {
             .collect()
     }
 
+    /// Whether a delivery of `event` is stored with a pending enrichment instead of being
+    /// matched at once: a rule on its integration and event reads a field that the
+    /// integration's delivery mode leaves to the enrichment step (the catalogue's
+    /// [`platforms::Delivery`]). Only those deliveries cost API calls; the others are matched
+    /// as they arrive. An event supportopsd caused (`from_self`) is enriched only when one of
+    /// those rules has `allow_self` (the loop guard would drop the others anyway).
+    pub fn needs_enrichment(&self, event: &Event, from_self: bool) -> bool {
+        self.enrich
+            .get(&(event.integration.clone(), event.name.clone()))
+            .is_some_and(|allow_self| !from_self || *allow_self)
+    }
+
     /// The integrations of a platform (for `/api/webhooks/{platform}` without an id).
     pub fn integrations_of(&self, kind: PlatformKind) -> Vec<&IntegrationId> {
         self.set
@@ -224,6 +256,48 @@ impl Active {
             .map(|i| &i.id)
             .collect()
     }
+}
+
+/// Whether `rule` reads (in its conditions or its templates) a field its trigger's delivery
+/// leaves to the enrichment step: the field, something beneath it, or an object holding it.
+fn reads_enriched(set: &ManifestSet, rule: &Rule) -> bool {
+    let Some(delivery) = set
+        .integrations
+        .get(&rule.trigger.integration)
+        .and_then(|i| {
+            rule.trigger
+                .platform
+                .delivery(rule.trigger.event, &i.config)
+        })
+    else {
+        return false;
+    };
+    if delivery.enriched.is_empty() {
+        return false;
+    }
+    let dotted = |p: &crate::rules::path::FieldPath| {
+        p.segments()
+            .iter()
+            .map(|s| match s {
+                crate::rules::path::Segment::Key(k) => k.clone(),
+                crate::rules::path::Segment::Index(_) => "0".to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(".")
+    };
+    let in_conditions = rule.trigger.condition.as_ref().is_some_and(|c| {
+        c.paths()
+            .iter()
+            .any(|p| delivery.reads_enriched(&dotted(p)))
+    });
+    in_conditions
+        || rule.actions.iter().any(|a| {
+            a.parameters.templates().iter().any(|(_, t)| {
+                t.paths()
+                    .iter()
+                    .any(|p| delivery.reads_enriched(&dotted(p)))
+            })
+        })
 }
 
 /// The canonical webhook URL of an integration: what the daemon registers and Trello signs.

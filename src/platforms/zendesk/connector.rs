@@ -247,6 +247,91 @@ impl Connector for ZendeskConnector {
         BATCHABLE.contains(&action)
     }
 
+    /// The text a trigger body leaves out ([`super::events::delivery`]): the ticket
+    /// (`GET /api/v2/tickets/{id}`), its requester and assignee
+    /// (`GET /api/v2/users/show_many?ids=`, skipped when it has neither), and for
+    /// `comment.created` the delivered comment (`GET /api/v2/tickets/{id}/comments` newest
+    /// first, one; when a newer comment came meanwhile, one page of 100 is searched for it).
+    async fn enrich(
+        &self,
+        event: &str,
+        objects: &Map<String, Value>,
+    ) -> Result<Map<String, Value>, PlatformError> {
+        let Some(id) = objects
+            .get("ticket")
+            .and_then(|t| t.get("id"))
+            .and_then(Value::as_u64)
+        else {
+            return Err(PlatformError::Invalid(
+                "the event has no ticket id to enrich it with".into(),
+            ));
+        };
+        let answer = self
+            .client
+            .call(
+                Method::GET,
+                &format!("api/v2/tickets/{id}"),
+                &[],
+                None,
+                None,
+            )
+            .await?;
+        let ticket = answer.body.get("ticket").cloned().unwrap_or(Value::Null);
+        if !ticket.is_object() {
+            return Err(PlatformError::Rejected {
+                status: answer.status.as_u16(),
+                detail: format!("GET /api/v2/tickets/{id}: the answer has no `ticket`"),
+            });
+        }
+        let person = |k: &str| ticket.get(k).and_then(Value::as_u64).filter(|n| *n > 0);
+        let (requester_id, assignee_id) = (person("requester_id"), person("assignee_id"));
+        let mut users: HashMap<u64, Value> = HashMap::new();
+        let ids: Vec<String> = [requester_id, assignee_id]
+            .into_iter()
+            .flatten()
+            .map(|n| n.to_string())
+            .collect();
+        if !ids.is_empty() {
+            let a = self
+                .client
+                .call(
+                    Method::GET,
+                    "api/v2/users/show_many",
+                    &[("ids", ids.join(","))],
+                    None,
+                    None,
+                )
+                .await?;
+            for u in a
+                .body
+                .get("users")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(uid) = u.get("id").and_then(Value::as_u64) {
+                    users.insert(uid, u.clone());
+                }
+            }
+        }
+        let comment = if event == "comment.created" {
+            let wanted = objects
+                .get("comment")
+                .and_then(|c| c.get("id"))
+                .and_then(Value::as_u64);
+            self.comment(id, wanted).await?
+        } else {
+            None
+        };
+        let user = |uid: Option<u64>| uid.and_then(|u| users.get(&u));
+        Ok(super::events::enriched(
+            &ticket,
+            user(requester_id),
+            user(assignee_id),
+            comment.as_ref(),
+        ))
+    }
+
     async fn execute_many(&self, calls: &[ActionCall]) -> Vec<Result<ActionOutput, PlatformError>> {
         self.bulk(calls).await
     }
@@ -642,6 +727,40 @@ impl ZendeskConnector {
             "url": g("url"),
             "created_at": g("created_at"),
         }))
+    }
+
+    /// The comment `wanted` of ticket `id` (the newest when `wanted` is `None`): the newest
+    /// comment first, then one page of the 100 newest. `Some(Value::Null)` when it is not
+    /// among them (its body stays unknown).
+    async fn comment(&self, id: u64, wanted: Option<u64>) -> Result<Option<Value>, PlatformError> {
+        for per_page in ["1", "100"] {
+            let a = self
+                .client
+                .call(
+                    Method::GET,
+                    &format!("api/v2/tickets/{id}/comments"),
+                    &[("sort_order", "desc".into()), ("per_page", per_page.into())],
+                    None,
+                    None,
+                )
+                .await?;
+            let comments = a.body.get("comments").and_then(Value::as_array);
+            let found = comments
+                .into_iter()
+                .flatten()
+                .find(|c| wanted.is_none_or(|w| c.get("id").and_then(Value::as_u64) == Some(w)));
+            if let Some(c) = found {
+                return Ok(Some(c.clone()));
+            }
+            if comments.is_none_or(|c| c.len() < per_page.parse().unwrap_or(1)) {
+                break;
+            }
+        }
+        tracing::info!(
+            ticket = id,
+            "zendesk: the delivered comment is not among the ticket's 100 newest; its body stays empty"
+        );
+        Ok(Some(Value::Null))
     }
 
     /// [`Connector::execute_many`]: checks every call, sends the batchable ones through
