@@ -143,17 +143,6 @@ impl Delivery {
                     && path.as_bytes().get(f.len()) == Some(&b'.'))
         })
     }
-
-    /// Whether reading `path` (a condition's or a template's, dotted) may read an enriched
-    /// field: the field itself, something beneath it, or an object holding it (`ticket`).
-    pub fn reads_enriched(&self, path: &str) -> bool {
-        Delivery::covers(self.enriched, path)
-            || self.enriched.iter().any(|f| {
-                f.len() > path.len()
-                    && f.starts_with(path)
-                    && f.as_bytes().get(path.len()) == Some(&b'.')
-            })
-    }
 }
 
 /// A catalogued field of an event context or an action result.
