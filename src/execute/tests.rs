@@ -729,3 +729,32 @@ async fn an_enrichment_that_keeps_failing_is_dead_lettered_and_replayable() {
     // The rules matched the enriched event.
     assert_eq!(h.rt.store.queue_depth(), 6);
 }
+
+/// A delivery is enriched only when a rule on it reads an enriched field the delivery lacks:
+/// a hand-made body that carries the subject is matched at once, and an event supportopsd
+/// caused is not enriched for rules the loop guard drops anyway.
+#[tokio::test]
+async fn only_a_delivery_lacking_a_field_its_rules_read_is_enriched() {
+    let h = harness(TestConnector::default()).await;
+    let active = h.rt.active().unwrap();
+    let event = |objects: Value| Event {
+        platform: PlatformKind::Zendesk,
+        integration: IntegrationId::parse("zd").unwrap(),
+        name: "ticket.created".into(),
+        id: "e".into(),
+        time: None,
+        received_at_ms: 0,
+        actor: None,
+        objects: objects.as_object().cloned().unwrap(),
+        changes: Map::new(),
+        payload: json!({}),
+    };
+    let bare = event(json!({"ticket": {"id": 7, "subject": null}}));
+    assert!(active.needs_enrichment(&bare, false));
+    assert!(!active.needs_enrichment(&bare, true), "no rule allows self");
+    let carried = event(json!({"ticket": {"id": 7, "subject": "Refund"}}));
+    assert!(!active.needs_enrichment(&carried, false));
+    let mut other = bare.clone();
+    other.name = "ticket.updated".into();
+    assert!(!active.needs_enrichment(&other, false), "no rule on it");
+}

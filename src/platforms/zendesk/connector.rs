@@ -341,7 +341,7 @@ impl Connector for ZendeskConnector {
     async fn sync_webhook(&self, target: &WebhookTarget) -> Result<WebhookSync, PlatformError> {
         if target.secret.is_some() {
             return Ok(WebhookSync::Manual(format!(
-                "`[webhook] secret` is set, so this webhook is made by hand: in Zendesk Admin Center create a webhook to {} (POST, JSON) signed with that secret, subscribed to or triggered by: {}; remove `secret` to let supportopsd create it and read its signing secret",
+                "`[webhook] secret` is set, so this webhook is made by hand: in Zendesk Admin Center create a webhook to {} (POST, JSON) signed with that secret, subscribed to or triggered by: {} (the trigger body to paste, ids only, is in docs/integrations/zendesk.md, \"A webhook you make by hand\"); remove `secret` to let supportopsd create it and read its signing secret",
                 target.url,
                 target.events.join(", ")
             )));
