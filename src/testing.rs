@@ -1,6 +1,7 @@
 //! `supportopsd test`: runs the repository's rule test cases offline. Each case's payload goes
 //! through the real normalisation, matching and rendering code; the actions produced are compared
-//! with the expected ones. Nothing is sent anywhere.
+//! with the expected ones. Nothing is sent anywhere. Fields the daemon would fetch in its
+//! enrichment step come from the payload's [`ENRICHED_KEY`] object.
 
 use std::collections::BTreeSet;
 
@@ -9,6 +10,11 @@ use serde_json::{Map, Value, json};
 
 use crate::manifest::{ManifestSet, RuleId, TestCase};
 use crate::platforms::context;
+
+/// The key of a fixture's payload that holds what the enrichment step would fetch (objects
+/// merged into the normalised event's, e.g. `{"comment": {"body": "…"}}`): a Zendesk trigger
+/// delivery carries no free text, so a case of a rule that reads `comment.body` gives it here.
+pub const ENRICHED_KEY: &str = "supportopsd_enriched";
 
 /// One action a rule produced for a case.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -135,7 +141,25 @@ fn run_case(set: &ManifestSet, case: &TestCase) -> (CaseResult, Vec<RuleId>) {
     };
     let d = case.platform.descriptor();
     let normalized = match (d.normalize)(case.event, &case.payload) {
-        Ok(n) => n,
+        Ok(mut n) => {
+            // What the daemon's enrichment step would add (the fields the catalogue's
+            // `Delivery::enriched` lists), given by the fixture.
+            if let Some(Value::Object(extra)) = case.payload.get(ENRICHED_KEY) {
+                for (k, v) in extra {
+                    match (n.objects.get_mut(k), v) {
+                        (Some(Value::Object(have)), Value::Object(new)) => {
+                            for (field, value) in new {
+                                have.insert(field.clone(), value.clone());
+                            }
+                        }
+                        _ => {
+                            n.objects.insert(k.clone(), v.clone());
+                        }
+                    }
+                }
+            }
+            n
+        }
         Err(e) => {
             return (
                 fail(

@@ -11,7 +11,7 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -21,7 +21,7 @@ use crate::rules::template::{Limit, RenderError, limits};
 use crate::runtime::gate::Paused;
 use crate::runtime::stats::Count;
 use crate::runtime::{Active, Runtime, now_ms};
-use crate::state::{AuditKind, Job};
+use crate::state::{AuditKind, AuditRecord, ENRICHMENT, Job};
 
 /// How often the executor looks for due jobs when nothing wakes it.
 const POLL: Duration = Duration::from_millis(500);
@@ -149,11 +149,117 @@ async fn run_work(rt: &Runtime, work: Work) {
 
 /// Runs one leased job from its next step to the end, or until a step fails.
 async fn run_job(rt: &Runtime, mut job: Job) {
+    if job.rule == ENRICHMENT {
+        enrich(rt, &job).await;
+        durable(rt).await;
+        return;
+    }
     let outcome = step_through(rt, &mut job).await;
     if outcome == Outcome::Done {
         ack(rt, job.id).await;
     }
     durable(rt).await;
+}
+
+/// Runs an enrichment job ([`ENRICHMENT`]): fetches what the delivery did not carry with the
+/// integration's connector ([`Connector::enrich`], one call per delivery through the
+/// integration's gate), merges it into the stored event, matches the rules on the enriched
+/// event (the loop guard included) and, in one state transaction, records the enriched event
+/// and enqueues the rules' jobs. A platform that is down or rate-limits is retried with
+/// backoff, and a hopeless or exhausted enrichment dead-lettered, exactly like an action
+/// (replaying it enriches again).
+async fn enrich(rt: &Runtime, job: &Job) -> Outcome {
+    let now = now_ms();
+    let Some(active) = rt.active() else {
+        return give_up(rt, job, "no active revision", now);
+    };
+    let mut event = match rt.store.event(job.event_ref) {
+        Ok(Some(e)) => e,
+        Ok(None) => return give_up(rt, job, "the event is no longer stored", now),
+        Err(e) => return retry_later(rt, job, &format!("reading the event: {e}"), None),
+    };
+    let connector = match active.connector(&event.integration) {
+        Ok(c) => c.clone(),
+        Err(e) => return give_up(rt, job, &format!("enrichment: {e}"), now),
+    };
+    let pass = match active.gate(&event.integration) {
+        Some(gate) => match gate.pass().await {
+            Ok(pass) => Some(pass),
+            Err(Paused(left)) => return postpone(rt, std::slice::from_ref(job), left),
+        },
+        None => None,
+    };
+    let result = connector.enrich(&event.name, &event.objects).await;
+    drop(pass);
+    let fields = match result {
+        Ok(fields) => fields,
+        Err(e) => {
+            rt.stats
+                .count(event.integration.as_str(), Count::ActionFailed);
+            if let PlatformError::RateLimited { .. } = &e {
+                rt.metrics.rate_limited(event.integration.as_str());
+                rt.stats
+                    .count(event.integration.as_str(), Count::RateLimited);
+                if let (Some(d), Some(gate)) = (e.retry_after(), active.gate(&event.integration)) {
+                    gate.pause_for(d);
+                }
+            }
+            let message = format!("enrichment of `{}` {}: {e}", event.name, event.key());
+            if e.retryable() {
+                return retry_later(rt, job, &message, e.retry_after());
+            }
+            return give_up(rt, job, &message, now_ms());
+        }
+    };
+    merge_objects(&mut event.objects, fields);
+    let from_self = rt.is_self(&event.integration, event.actor.as_deref());
+    let rules: Vec<String> = active
+        .matching(&event, &event.context_view(), from_self)
+        .iter()
+        .map(|r| r.id.to_string())
+        .collect();
+    let now = now_ms();
+    let records: Vec<AuditRecord> = rules
+        .iter()
+        .map(|r| AuditRecord {
+            at_ms: now,
+            kind: AuditKind::RuleMatched { rule: r.clone() },
+            resource_type: "rule".into(),
+            resource_id: r.clone(),
+            detail: json!({"event": event.key(), "enriched": true}),
+        })
+        .collect();
+    let store = rt.store.clone();
+    let (id, matched) = (job.id, rules.clone());
+    match blocking(move || store.complete_enrichment(id, &event, &matched, now, &records)).await {
+        Ok(_) => {
+            for r in &rules {
+                rt.metrics.rule_matched(r);
+            }
+            if !rules.is_empty() {
+                rt.work.notify_one();
+            }
+            Outcome::Done
+        }
+        Err(e) => retry_later(rt, job, &format!("recording the enrichment: {e}"), None),
+    }
+}
+
+/// Merges enriched objects into an event's: key by key into an object the event has, whole
+/// where it has none.
+fn merge_objects(objects: &mut Map<String, Value>, fields: Map<String, Value>) {
+    for (k, v) in fields {
+        match (objects.get_mut(&k), v) {
+            (Some(Value::Object(have)), Value::Object(new)) => {
+                for (field, value) in new {
+                    have.insert(field, value);
+                }
+            }
+            (_, v) => {
+                objects.insert(k, v);
+            }
+        }
+    }
 }
 
 /// Removes a finished job.

@@ -30,6 +30,10 @@ struct TestConnector {
     store: std::sync::OnceLock<Arc<crate::state::Store>>,
     /// The lease ends the bulk call saw when it ended, by job.
     leases_seen: Mutex<Vec<Option<u64>>>,
+    /// Enrichments asked for: (event, ticket id).
+    enrichments: Mutex<Vec<(String, Value)>>,
+    /// How many enrichments fail (the platform is down) before one succeeds.
+    enrich_failures: Mutex<u32>,
 }
 
 /// The ticket the test connector refuses.
@@ -82,6 +86,31 @@ impl Connector for TestConnector {
 
     fn batchable(&self, action: &str) -> bool {
         action == "set_priority"
+    }
+
+    async fn enrich(
+        &self,
+        event: &str,
+        objects: &Map<String, Value>,
+    ) -> Result<Map<String, Value>, PlatformError> {
+        self.enrichments
+            .lock()
+            .unwrap()
+            .push((event.to_owned(), objects["ticket"]["id"].clone()));
+        let mut failures = self.enrich_failures.lock().unwrap();
+        if *failures > 0 {
+            *failures -= 1;
+            return Err(PlatformError::Transient {
+                detail: "503 from the platform".into(),
+                retry_after: None,
+            });
+        }
+        let mut out = Map::new();
+        out.insert(
+            "ticket".into(),
+            json!({"subject": "Refund \"now\"\nplease"}),
+        );
+        Ok(out)
     }
 
     async fn execute_many(&self, calls: &[ActionCall]) -> Vec<Result<ActionOutput, PlatformError>> {
@@ -162,6 +191,16 @@ async fn harness(connector: TestConnector) -> Harness {
                     ("add_comment", "body = \"Looking\""),
                     ("set_priority", "priority = \"low\""),
                 ],
+            ),
+        ),
+        (
+            "rules/refund.toml",
+            format!(
+                "{}[trigger.conditions]\n\"ticket.subject\" = {{ contains = \"Refund\" }}\n",
+                rule(
+                    "refund",
+                    &[("add_comment", "body = \"Re: {{ ticket.subject }}\"")]
+                )
             ),
         ),
         (
@@ -599,4 +638,123 @@ async fn an_absurd_retry_after_is_clamped_and_a_paused_gate_holds_no_worker() {
         assert_eq!(job.attempts, 0);
         assert!(job.due_ms > now_ms() + hour - 60_000);
     }
+}
+
+/// An enrichment job: the platform is down once (retried like an action, nothing matched
+/// meanwhile), then the fields come back, are recorded with the stored event, the rules are
+/// matched on the enriched event and their jobs run with the enriched text.
+#[tokio::test]
+async fn an_enrichment_is_retried_then_matches_the_rules_on_the_enriched_event() {
+    use crate::state::ENRICHMENT;
+    let h = harness(TestConnector {
+        enrich_failures: Mutex::new(1),
+        ..TestConnector::default()
+    })
+    .await;
+    let job = enqueue(&h.rt, ENRICHMENT, "7");
+    let at = h.rt.store.job(job).unwrap().unwrap().event_ref;
+    assert_eq!(drain(&h.rt).await, [(false, vec![job])]);
+    let retried = h.rt.store.job(job).unwrap().expect("still queued");
+    assert_eq!(retried.attempts, 1);
+    assert!(
+        retried
+            .last_error
+            .unwrap()
+            .contains("503 from the platform")
+    );
+    assert_eq!(h.rt.store.queue_depth(), 1);
+    assert!(
+        h.rt.store.event(at).unwrap().unwrap().objects["ticket"]
+            .get("subject")
+            .is_none()
+    );
+
+    h.rt.store.postpone(job, 0).unwrap();
+    drain(&h.rt).await;
+    assert!(
+        h.rt.store.job(job).unwrap().is_none(),
+        "the enrichment is done"
+    );
+    assert_eq!(
+        h.connector.enrichments.lock().unwrap().clone(),
+        [
+            ("ticket.created".to_owned(), json!("7")),
+            ("ticket.created".to_owned(), json!("7"))
+        ]
+    );
+    let stored = h.rt.store.event(at).unwrap().unwrap();
+    assert_eq!(
+        stored.objects["ticket"]["subject"],
+        "Refund \"now\"\nplease"
+    );
+    assert_eq!(stored.objects["ticket"]["id"], "7", "merged, not replaced");
+    // Every `ticket.created` rule of `zd` matched (the refund rule's condition holds on the
+    // enriched subject); the refund rule renders the enriched text.
+    assert_eq!(h.rt.store.queue_depth(), 6);
+    drain(&h.rt).await;
+    let singles = h.connector.singles();
+    assert!(
+        singles
+            .iter()
+            .any(|c| c.parameters["body"] == "Re: Refund \"now\"\nplease"),
+        "{singles:?}"
+    );
+}
+
+/// An enrichment that keeps failing is dead-lettered like an action, and replaying it
+/// enriches again.
+#[tokio::test]
+async fn an_enrichment_that_keeps_failing_is_dead_lettered_and_replayable() {
+    use crate::state::ENRICHMENT;
+    let h = harness(TestConnector {
+        enrich_failures: Mutex::new(1_000),
+        ..TestConnector::default()
+    })
+    .await;
+    let job = enqueue(&h.rt, ENRICHMENT, "8");
+    for _ in 0..30 {
+        if h.rt.store.job(job).unwrap().is_none() {
+            break;
+        }
+        let _ = h.rt.store.postpone(job, 0);
+        drain(&h.rt).await;
+    }
+    let dead = h.rt.store.dead_job(job).unwrap().expect("dead-lettered");
+    assert!(dead.job.last_error.unwrap().contains("gave up"));
+    *h.connector.enrich_failures.lock().unwrap() = 0;
+    h.rt.store.replay(job, now_ms()).unwrap();
+    drain(&h.rt).await;
+    assert!(h.rt.store.job(job).unwrap().is_none());
+    assert!(h.rt.store.dead_job(job).unwrap().is_none());
+    // The rules matched the enriched event.
+    assert_eq!(h.rt.store.queue_depth(), 6);
+}
+
+/// A delivery is enriched only when a rule on it reads an enriched field the delivery lacks:
+/// a hand-made body that carries the subject is matched at once, and an event supportopsd
+/// caused is not enriched for rules the loop guard drops anyway.
+#[tokio::test]
+async fn only_a_delivery_lacking_a_field_its_rules_read_is_enriched() {
+    let h = harness(TestConnector::default()).await;
+    let active = h.rt.active().unwrap();
+    let event = |objects: Value| Event {
+        platform: PlatformKind::Zendesk,
+        integration: IntegrationId::parse("zd").unwrap(),
+        name: "ticket.created".into(),
+        id: "e".into(),
+        time: None,
+        received_at_ms: 0,
+        actor: None,
+        objects: objects.as_object().cloned().unwrap(),
+        changes: Map::new(),
+        payload: json!({}),
+    };
+    let bare = event(json!({"ticket": {"id": 7, "subject": null}}));
+    assert!(active.needs_enrichment(&bare, false));
+    assert!(!active.needs_enrichment(&bare, true), "no rule allows self");
+    let carried = event(json!({"ticket": {"id": 7, "subject": "Refund"}}));
+    assert!(!active.needs_enrichment(&carried, false));
+    let mut other = bare.clone();
+    other.name = "ticket.updated".into();
+    assert!(!active.needs_enrichment(&other, false), "no rule on it");
 }

@@ -530,6 +530,18 @@ impl Resolver {
                         .with_help(spec.description),
                     );
                 }
+                if let Some(spec) = d.event(e)
+                    && let Some(delivery) = platform.delivery(spec, &raw.config)
+                    && let Some(why) = delivery.refused
+                {
+                    self.ds.push(
+                        p.error(
+                            &format!("/webhook/events/{i}"),
+                            format!("{platform} cannot deliver `{e}` with {}", delivery.mode),
+                        )
+                        .with_help(why),
+                    );
+                }
             }
             if let Some(r) = &w.secret {
                 self.check_reserved(p, "/webhook/secret", "webhook_secret", r);
@@ -689,6 +701,18 @@ impl Resolver {
                             .with_help(event.description),
                     );
                 }
+                let delivery = self
+                    .integrations
+                    .get(&integration)
+                    .and_then(|i| platform.delivery(event, &i.config));
+                if let Some(d) = delivery
+                    && let Some(why) = d.refused
+                {
+                    self.ds.push(
+                        p.error("/trigger/event", format!("{platform} cannot deliver `{}` with {}", event.name, d.mode))
+                            .with_help(why),
+                    );
+                }
                 if let Some(w) = self.integrations.get(&integration).and_then(|i| i.webhook.as_ref())
                     && !w.events.iter().any(|e| e == event.name)
                 {
@@ -697,13 +721,13 @@ impl Resolver {
                             .with_help(format!("add \"{}\" to `[webhook] events` in {}", event.name, self.integrations[&integration].file)),
                     );
                 }
-                Some((integration, platform, event))
+                Some((integration, platform, event, delivery))
             });
-        let condition = trigger.as_ref().and_then(|(_, _, event)| {
+        let condition = trigger.as_ref().and_then(|(_, _, event, delivery)| {
             if t.conditions.is_empty() {
                 return None;
             }
-            let shape = EventShape::new(event);
+            let shape = EventShape::new(event).delivered(*delivery);
             match condition::compile(&t.conditions, &shape) {
                 Ok(c) => Some(c),
                 Err(errors) => {
@@ -801,8 +825,8 @@ impl Resolver {
                         .push(Diagnostic::error(&p.file, span, e.message).with_help_opt(e.help));
                 }
             }
-            if let Some((_, _, event)) = &trigger {
-                let shape = EventShape::with_actions(event, earlier.clone());
+            if let Some((_, _, event, delivery)) = &trigger {
+                let shape = EventShape::with_actions(event, earlier.clone()).delivered(*delivery);
                 for (rel, t) in params.templates() {
                     let tptr = format!("{ptr}/parameters{rel}");
                     for e in t.check(&shape) {
@@ -825,7 +849,7 @@ impl Resolver {
                 parameters: params,
             });
         }
-        let (integration, platform, event) = trigger?;
+        let (integration, platform, event, _) = trigger?;
         if !ok {
             return None;
         }

@@ -112,6 +112,39 @@ pub struct EventSpec {
     pub deliverable: bool,
 }
 
+/// How an integration's configuration delivers one event ([`super::PlatformKind::delivery`]):
+/// which catalogued fields its deliveries never carry, which an enrichment step fetches from
+/// the platform before rules are matched (the connector's `enrich`), and whether the event
+/// can be delivered at all. `validate` refuses a condition or template that needs an `absent`
+/// field, and an event that is `refused`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    /// The configuration that decides it, as written in the manifest
+    /// (`ticket_events_via = "trigger"`).
+    pub mode: &'static str,
+    /// Catalogued fields this mode never delivers (dotted paths, as in [`EventSpec::fields`]).
+    pub absent: &'static [&'static str],
+    /// Catalogued fields the delivery does not carry but the enrichment step fetches (one
+    /// enrichment per delivery, when a rule on the event reads one of them).
+    pub enriched: &'static [&'static str],
+    /// What the enrichment costs, in the platform's API calls per delivery (for docs).
+    pub enrichment_calls: &'static [&'static str],
+    /// Why this mode cannot deliver the event at all (`validate` refuses it), if it cannot.
+    pub refused: Option<&'static str>,
+}
+
+impl Delivery {
+    /// Whether `path` (dotted, indexes as `0`) is, or lies beneath, one of `fields`.
+    pub fn covers(fields: &[&str], path: &str) -> bool {
+        fields.iter().any(|f| {
+            path == *f
+                || (path.len() > f.len()
+                    && path.starts_with(f)
+                    && path.as_bytes().get(f.len()) == Some(&b'.'))
+        })
+    }
+}
+
 /// A catalogued field of an event context or an action result.
 #[derive(Debug)]
 pub struct FieldSpec {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::probe::{Finding, ProbeTarget};
 use super::{PlatformKind, freshdesk, google_sheets, notion, slack, trello, zendesk};
@@ -344,6 +344,22 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
             out.push(self.execute(call).await);
         }
         out
+    }
+
+    /// Fetches what a delivery of `event` does not carry: the fields its catalogue
+    /// [`crate::platforms::Delivery`] lists as `enriched`, read from the platform with the
+    /// ids in `objects` (the normalised event's objects). Returns objects to merge into the
+    /// event's, key by key (`{"ticket": {"subject": …}, "comment": {"body": …}}`), normalised
+    /// as the platform's events are. The executor calls it once per delivery, through the
+    /// integration's gate, before the rules are matched; an error is retried and
+    /// dead-lettered like an action's. The default fetches nothing.
+    async fn enrich(
+        &self,
+        event: &str,
+        objects: &Map<String, Value>,
+    ) -> Result<Map<String, Value>, PlatformError> {
+        let _ = (event, objects);
+        Ok(Map::new())
     }
 
     /// How often the daemon should call [`Connector::poll`] (a platform whose push

@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{ActionSpec, EventSpec, FieldSpec, Normalized, PlatformKind};
+use super::{ActionSpec, Delivery, EventSpec, FieldSpec, Normalized, PlatformKind};
 use crate::rules::path::{FieldPath, Segment};
 use crate::rules::{PathType, PathTypes, ValueType};
 
@@ -46,6 +46,8 @@ pub fn build(
 pub struct EventShape {
     event: &'static EventSpec,
     earlier: Vec<&'static ActionSpec>,
+    /// How the integration delivers the event (fields it never carries are missing).
+    delivery: Option<Delivery>,
 }
 
 /// A path's segments as the lookups below compare them: keys as they are, indexes as `[N]`.
@@ -106,12 +108,49 @@ impl EventShape {
         EventShape {
             event,
             earlier: Vec::new(),
+            delivery: None,
         }
+    }
+
+    /// The same, as an integration configured for `delivery` sees it: the fields that mode
+    /// never delivers are missing (and say so); enriched fields are there.
+    #[must_use]
+    pub fn delivered(mut self, delivery: Option<Delivery>) -> Self {
+        self.delivery = delivery;
+        self
+    }
+
+    /// The dotted catalogue path of a field path outside `event`, `changes`, `payload` and
+    /// `actions` (indexes as `0`).
+    fn dotted(path: &FieldPath) -> String {
+        segments(path)
+            .iter()
+            .map(|s| if index(s).is_some() { "0" } else { s.as_str() })
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+
+    /// Whether the configured delivery never carries `path` although the event has it.
+    fn absent(&self, path: &FieldPath) -> bool {
+        let Some(d) = &self.delivery else {
+            return false;
+        };
+        if matches!(
+            path.root_key(),
+            Some("payload" | "event" | "changes" | "actions") | None
+        ) {
+            return false;
+        }
+        Delivery::covers(d.absent, &Self::dotted(path))
     }
 
     /// The same, with the results of the rule's earlier actions available as `actions[N]`.
     pub fn with_actions(event: &'static EventSpec, earlier: Vec<&'static ActionSpec>) -> Self {
-        EventShape { event, earlier }
+        EventShape {
+            event,
+            earlier,
+            delivery: None,
+        }
     }
 
     /// Type of a path.
@@ -182,7 +221,20 @@ impl EventShape {
 
 impl PathTypes for EventShape {
     fn type_of(&self, path: &FieldPath) -> PathType {
+        if self.absent(path) {
+            return PathType::Missing;
+        }
         self.type_of_path(path)
+    }
+
+    fn never_delivered(&self, path: &FieldPath) -> Option<String> {
+        let d = self.delivery.as_ref()?;
+        self.absent(path).then(|| {
+            format!(
+                "field `{path}` of `{}` is never delivered with {}",
+                self.event.name, d.mode
+            )
+        })
     }
 
     fn primary(&self) -> &str {

@@ -37,8 +37,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use catalog::{
-    ActionSpec, CredentialField, Descriptor, EventSpec, FieldSpec, NormalizeError, Normalized,
-    ParamSpec, ParamType, WebhookSecret,
+    ActionSpec, CredentialField, Delivery, Descriptor, EventSpec, FieldSpec, NormalizeError,
+    Normalized, ParamSpec, ParamType, WebhookSecret,
 };
 pub use connector::{
     ActionCall, ActionOutput, ConnectError, Connector, Health, Kept, KeptStore, MAX_RETRY_AFTER,
@@ -122,6 +122,22 @@ impl PlatformKind {
     pub fn dedupe_window(self) -> Option<std::time::Duration> {
         match self {
             PlatformKind::Freshdesk => Some(freshdesk::DEDUPE_WINDOW),
+            _ => None,
+        }
+    }
+}
+
+impl PlatformKind {
+    /// How an integration with `config` (its `[config]` table) delivers `event`: the fields
+    /// its deliveries never carry, those an enrichment step fetches, or why it cannot be
+    /// delivered (see [`Delivery`]). `None`: every catalogued field is delivered as is.
+    pub fn delivery(
+        self,
+        event: &EventSpec,
+        config: &serde_json::Map<String, serde_json::Value>,
+    ) -> Option<Delivery> {
+        match self {
+            PlatformKind::Zendesk => zendesk::events::delivery(event, config),
             _ => None,
         }
     }

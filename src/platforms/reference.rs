@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{ParamSpec, ParamType, PlatformKind, WebhookSecret};
+use super::{EventSpec, ParamSpec, ParamType, PlatformKind, WebhookSecret};
 
 fn param_type(ty: &ParamType) -> String {
     match ty {
@@ -46,6 +46,64 @@ fn params_table(out: &mut String, params: &[ParamSpec]) {
             if p.required { "yes" } else { "no" },
             cell(p.description)
         );
+    }
+}
+
+/// How each configuration of a platform delivers `event` (the catalogue's `Delivery`): one
+/// line per mode that delivers fewer fields, enriches some, or refuses the event.
+fn deliveries(out: &mut String, kind: PlatformKind, config: &[ParamSpec], event: &EventSpec) {
+    let mut configs = vec![serde_json::Map::new()];
+    for p in config {
+        if let ParamType::Enum(values) = p.ty {
+            for v in values {
+                let mut c = serde_json::Map::new();
+                c.insert(p.name.to_owned(), serde_json::Value::from(*v));
+                configs.push(c);
+            }
+        }
+    }
+    let mut seen: Vec<&'static str> = Vec::new();
+    let list = |fields: &[&str]| {
+        fields
+            .iter()
+            .map(|f| format!("`{f}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for c in &configs {
+        let Some(d) = kind.delivery(event, c) else {
+            continue;
+        };
+        if seen.contains(&d.mode) {
+            continue;
+        }
+        seen.push(d.mode);
+        if let Some(why) = d.refused {
+            let _ = writeln!(out, "\nWith {}: **refused by `validate`**. {why}", d.mode);
+            continue;
+        }
+        let mut parts = Vec::new();
+        if !d.absent.is_empty() {
+            parts.push(format!(
+                "never delivered (`validate` refuses them): {}",
+                list(d.absent)
+            ));
+        }
+        if !d.enriched.is_empty() {
+            parts.push(format!(
+                "fetched by the enrichment step when a rule reads them ({}): {}",
+                d.enrichment_calls
+                    .iter()
+                    .map(|c| format!("`{c}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                list(d.enriched)
+            ));
+        }
+        if parts.is_empty() {
+            parts.push("every field is delivered".to_owned());
+        }
+        let _ = writeln!(out, "\nWith {}: {}.", d.mode, parts.join("; "));
     }
 }
 
@@ -144,6 +202,7 @@ pub fn markdown() -> String {
                 let ch: Vec<String> = e.changes.iter().map(|c| format!("`{c}`")).collect();
                 let _ = writeln!(out, "\nReports changes of: {}.", ch.join(", "));
             }
+            deliveries(&mut out, kind, d.config, e);
             out.push('\n');
         }
         let _ = writeln!(out, "### Actions\n");

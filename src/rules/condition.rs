@@ -735,7 +735,11 @@ impl Compiler<'_> {
                     .types
                     .suggest(&path)
                     .map(|s| format!("did you mean `{s}`?"));
-                self.error(pointer, format!("the event never has field `{path}`"), help);
+                let message = self
+                    .types
+                    .never_delivered(&path)
+                    .unwrap_or_else(|| format!("the event never has field `{path}`"));
+                self.error(pointer, message, help);
                 // Keep checking operators so that all problems are reported at once.
                 None
             }

@@ -72,4 +72,11 @@ pub trait PathTypes {
         let _ = path;
         None
     }
+    /// Why a [`PathType::Missing`] `path` is missing when the event has the field but the
+    /// integration's configuration never delivers it (a message naming the field and the
+    /// mode), instead of the generic "never has field". The default knows none.
+    fn never_delivered(&self, path: &path::FieldPath) -> Option<String> {
+        let _ = path;
+        None
+    }
 }

@@ -468,7 +468,9 @@ impl Template {
                     .or_else(|| p.root_key().and_then(|root| self.source.find(root)));
                 TemplateError {
                     offset,
-                    message: format!("the event never has field `{text}`"),
+                    message: types
+                        .never_delivered(p)
+                        .unwrap_or_else(|| format!("the event never has field `{text}`")),
                     help: types.suggest(p).map(|s| format!("did you mean `{s}`?")),
                 }
             })

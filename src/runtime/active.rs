@@ -22,6 +22,11 @@ pub struct Active {
     /// The commit it was read at (`None` for the working tree).
     pub commit: Option<String>,
     by_trigger: HashMap<(IntegrationId, String), Vec<RuleId>>,
+    /// The (integration, event) pairs whose deliveries are enriched before matching: an
+    /// enabled rule on them reads a field the integration's delivery mode leaves to the
+    /// enrichment step ([`Active::needs_enrichment`]): the enriched fields they read, and whether one of those rules has
+    /// `allow_self`.
+    enrich: HashMap<(IntegrationId, String), (Vec<&'static str>, bool)>,
     keys: HashMap<IntegrationId, VerifyKeys>,
     connectors: HashMap<IntegrationId, Result<Arc<dyn Connector>, String>>,
     gates: HashMap<IntegrationId, Gate>,
@@ -83,6 +88,26 @@ impl Active {
                 .or_default()
                 .push(rule.id.clone());
         }
+        let mut enrich: HashMap<(IntegrationId, String), (Vec<&'static str>, bool)> =
+            HashMap::new();
+        for rule in set.rules.values().filter(|r| r.enabled) {
+            let fields = enriched_reads(&set, rule);
+            if fields.is_empty() {
+                continue;
+            }
+            let (all, allow_self) = enrich
+                .entry((
+                    rule.trigger.integration.clone(),
+                    rule.trigger.event.name.to_owned(),
+                ))
+                .or_default();
+            for f in fields {
+                if !all.contains(&f) {
+                    all.push(f);
+                }
+            }
+            *allow_self |= rule.trigger.allow_self;
+        }
         let mut keys = HashMap::new();
         let mut connectors = HashMap::new();
         let mut gates = HashMap::new();
@@ -130,6 +155,7 @@ impl Active {
                 set,
                 commit,
                 by_trigger,
+                enrich,
                 keys,
                 connectors,
                 gates,
@@ -215,6 +241,33 @@ impl Active {
             .collect()
     }
 
+    /// Whether a delivery of `event` is stored with a pending enrichment instead of being
+    /// matched at once: a rule on its integration and event reads a field that the
+    /// integration's delivery mode leaves to the enrichment step (the catalogue's
+    /// [`platforms::Delivery`]), and the delivery does not carry it (a hand-made trigger body
+    /// with text placeholders does). Only those deliveries cost API calls; the others are
+    /// matched as they arrive. An event supportopsd caused (`from_self`) is enriched only when
+    /// one of those rules has `allow_self` (the loop guard would drop the others anyway).
+    pub fn needs_enrichment(&self, event: &Event, from_self: bool) -> bool {
+        let Some((fields, allow_self)) = self
+            .enrich
+            .get(&(event.integration.clone(), event.name.clone()))
+        else {
+            return false;
+        };
+        if from_self && !allow_self {
+            return false;
+        }
+        fields.iter().any(|f| {
+            let mut parts = f.split('.');
+            let mut value = parts.next().and_then(|k| event.objects.get(k));
+            for k in parts {
+                value = value.and_then(|v| v.get(k));
+            }
+            value.is_none_or(serde_json::Value::is_null)
+        })
+    }
+
     /// The integrations of a platform (for `/api/webhooks/{platform}` without an id).
     pub fn integrations_of(&self, kind: PlatformKind) -> Vec<&IntegrationId> {
         self.set
@@ -224,6 +277,54 @@ impl Active {
             .map(|i| &i.id)
             .collect()
     }
+}
+
+/// The fields `rule` reads (in its conditions or its templates) that its trigger's delivery
+/// leaves to the enrichment step: a field read itself, beneath it, or through an object
+/// holding it.
+fn enriched_reads(set: &ManifestSet, rule: &Rule) -> Vec<&'static str> {
+    let Some(delivery) = set
+        .integrations
+        .get(&rule.trigger.integration)
+        .and_then(|i| {
+            rule.trigger
+                .platform
+                .delivery(rule.trigger.event, &i.config)
+        })
+    else {
+        return Vec::new();
+    };
+    let dotted = |p: &crate::rules::path::FieldPath| {
+        p.segments()
+            .iter()
+            .map(|s| match s {
+                crate::rules::path::Segment::Key(k) => k.clone(),
+                crate::rules::path::Segment::Index(_) => "0".to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(".")
+    };
+    let mut paths: Vec<String> = rule
+        .trigger
+        .condition
+        .as_ref()
+        .map(|c| c.paths().into_iter().map(dotted).collect())
+        .unwrap_or_default();
+    for a in &rule.actions {
+        for (_, t) in a.parameters.templates() {
+            paths.extend(t.paths().iter().map(dotted));
+        }
+    }
+    delivery
+        .enriched
+        .iter()
+        .copied()
+        .filter(|f| {
+            paths.iter().any(|p| {
+                platforms::Delivery::covers(&[f], p) || platforms::Delivery::covers(&[p], f)
+            })
+        })
+        .collect()
 }
 
 /// The canonical webhook URL of an integration: what the daemon registers and Trello signs.

@@ -433,6 +433,82 @@ impl Store {
         Ok(purged)
     }
 
+    /// Completes the enrichment job `id` ([`super::outbox::ENRICHMENT`]) in ONE transaction:
+    /// the stored delivery is replaced by `event` (the enriched one), the enrichment job is
+    /// removed, one job per rule in `rules` is created due at `now_ms` (the rules matched on the
+    /// enriched event), and `audit` is appended. Returns the new jobs' ids.
+    /// [`Error::NoSuchJob`] if job `id` is not in the outbox (completed before, or
+    /// dead-lettered meanwhile): nothing is written then. Does not flush.
+    pub fn complete_enrichment(
+        &self,
+        id: u64,
+        event: &Event,
+        rules: &[String],
+        now_ms: u64,
+        audit: &[AuditRecord],
+    ) -> Result<Vec<u64>, Error> {
+        let key = event.key();
+        let event_bytes = codec::encode(trees::INBOX, &key, event)?;
+        let mut ids = Vec::with_capacity(rules.len());
+        for _ in rules {
+            ids.push(self.next_id()?);
+        }
+        let audit = self.encode_audit(audit)?;
+        let result = (
+            &self.inbox,
+            &self.inbox_refs,
+            &self.outbox,
+            &self.due,
+            &self.audit,
+        )
+            .transaction(|(inbox, refs, outbox, due, audit_tree)| {
+                let job = super::outbox::tx_get_job(outbox, id)?
+                    .ok_or_else(|| super::abort(Error::NoSuchJob { id }))?;
+                let at = job.event_ref.key();
+                inbox.insert(&at, event_bytes.as_slice())?;
+                outbox.remove(&job_key(id))?;
+                due.remove(&due_key(job.ready_ms(), id))?;
+                for (new_id, rule) in ids.iter().zip(rules) {
+                    let new = Job {
+                        id: *new_id,
+                        event_key: job.event_key.clone(),
+                        event_ref: job.event_ref,
+                        rule: rule.clone(),
+                        step: 0,
+                        results: Vec::new(),
+                        attempts: 0,
+                        due_ms: now_ms,
+                        lease_until_ms: None,
+                        last_error: None,
+                        created_ms: now_ms,
+                    };
+                    let bytes = codec::encode(trees::OUTBOX, &new_id.to_string(), &new)
+                        .map_err(super::abort)?;
+                    outbox.insert(&job_key(*new_id), bytes)?;
+                    due.insert(&due_key(now_ms, *new_id), &[][..])?;
+                }
+                // The enrichment job's reference becomes the new jobs' references.
+                let held = read_u64(refs, trees::INBOX_REFS, &at)?.unwrap_or(1);
+                let now_held = held.saturating_sub(1).saturating_add(rules.len() as u64);
+                if now_held == 0 {
+                    refs.remove(&at)?;
+                } else {
+                    write_u64(refs, trees::INBOX_REFS, &at, now_held)?;
+                }
+                for (k, v) in &audit {
+                    audit_tree.insert(k, v.as_slice())?;
+                }
+                Ok(())
+            });
+        self.tx_result(result)?;
+        // One job (the enrichment) left the outbox, `rules.len()` came in.
+        self.depth
+            .fetch_add(rules.len(), std::sync::atomic::Ordering::Relaxed);
+        self.depth
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(ids)
+    }
+
     /// Fills the in-memory [`DedupeIndex`] from the `dedupe` tree (at open).
     pub(super) fn load_dedupe_index(&self) -> Result<(), Error> {
         let mut index = DedupeIndex::default();
@@ -744,6 +820,81 @@ mod tests {
             }
             check_consistency(&many);
         }
+    }
+
+    /// A delivery stored with an enrichment job: completing it replaces the stored event,
+    /// swaps the enrichment job for one job per matched rule (the references follow), and
+    /// happens once; a dead-lettered enrichment is replayed like any job.
+    #[test]
+    fn completing_an_enrichment_stores_the_enriched_event_and_the_rules_jobs() {
+        use crate::state::ENRICHMENT;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let plain = event("zd", "e1");
+        let IngestOutcome::Stored { jobs } = store
+            .ingest(&plain, &rules(&[ENRICHMENT]), 100, 10_000)
+            .unwrap()
+        else {
+            panic!("stored");
+        };
+        let enrich = jobs[0];
+        let job = store.job(enrich).unwrap().unwrap();
+        assert_eq!(job.rule, ENRICHMENT);
+        assert_eq!(store.queue_depth(), 1);
+
+        // The platform was down: retried, then dead-lettered, then replayed.
+        store.retry(enrich, "zendesk is down", 200).unwrap();
+        store.dead_letter(enrich, "gave up", 300).unwrap();
+        assert_eq!(store.queue_depth(), 0);
+        check_consistency(&store);
+        store.replay(enrich, 400).unwrap();
+        assert_eq!(store.queue_depth(), 1);
+
+        let mut enriched = plain.clone();
+        enriched
+            .objects
+            .insert("comment".into(), json!({"body": "say \"hi\"\nbye"}));
+        let audit = [AuditRecord {
+            at_ms: 500,
+            kind: AuditKind::RuleMatched { rule: "r1".into() },
+            resource_type: "rule".into(),
+            resource_id: "r1".into(),
+            detail: json!({}),
+        }];
+        let new = store
+            .complete_enrichment(enrich, &enriched, &rules(&["r1", "r2"]), 500, &audit)
+            .unwrap();
+        assert_eq!(new.len(), 2);
+        assert!(store.job(enrich).unwrap().is_none());
+        assert_eq!(store.queue_depth(), 2);
+        let first = store.job(new[0]).unwrap().unwrap();
+        assert_eq!((first.rule.as_str(), first.due_ms), ("r1", 500));
+        assert_eq!(first.event_ref, job.event_ref);
+        assert_eq!(store.event(job.event_ref).unwrap(), Some(enriched.clone()));
+        assert_eq!(audit_count(&store), 1);
+        check_consistency(&store);
+
+        // Twice: nothing more is written.
+        assert!(matches!(
+            store.complete_enrichment(enrich, &enriched, &rules(&["r3"]), 600, &[]),
+            Err(Error::NoSuchJob { .. })
+        ));
+        assert_eq!(store.queue_depth(), 2);
+        // No rule matched the enriched event: the delivery is kept, no job references it.
+        let IngestOutcome::Stored { jobs } = store
+            .ingest(&event("zd", "e2"), &rules(&[ENRICHMENT]), 100, 10_000)
+            .unwrap()
+        else {
+            panic!("stored");
+        };
+        assert!(
+            store
+                .complete_enrichment(jobs[0], &event("zd", "e2"), &[], 700, &[])
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(store.queue_depth(), 2);
+        check_consistency(&store);
     }
 
     #[test]

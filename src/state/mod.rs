@@ -52,7 +52,7 @@ pub use audit::{AuditFilter, AuditKind, AuditRecord};
 pub use captured::{ConnectorKept, NotionVerification, ReceivedToken};
 pub use inbox::{IngestOutcome, Purged};
 pub use keys::EventRef;
-pub use outbox::{DeadJob, Job};
+pub use outbox::{DeadJob, ENRICHMENT, Job};
 pub use registrations::{HealthRecord, Pin, REGISTRATION_SECRET_FIELD, RegistrationRecord};
 
 /// The schema version this build writes and understands. Version 2 keys stored deliveries by

@@ -29,6 +29,13 @@ use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use super::keys::{EventRef, due_key, job_key, read_u64, split_key, write_u64};
 use super::{Error, Store, abort, codec, trees};
 
+/// The `rule` of a job that enriches its delivery instead of running a rule's actions (never a
+/// rule id: rule ids are lower-case letters, digits and dashes). Created by ingest for a
+/// delivery whose rules need fields the platform did not send; completed by
+/// [`Store::complete_enrichment`], which matches the rules on the enriched event. Retried,
+/// dead-lettered and replayed like any job.
+pub const ENRICHMENT: &str = "(enrichment)";
+
 /// A pending job: the actions of rule `rule` for event `event_key`, from action `step` on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
@@ -123,7 +130,7 @@ fn decode_dead(key: &[u8], value: &[u8]) -> Result<DeadJob, Error> {
 }
 
 /// Reads a job inside a transaction.
-fn tx_get_job(
+pub(super) fn tx_get_job(
     outbox: &TransactionalTree,
     id: u64,
 ) -> Result<Option<Job>, ConflictableTransactionError<Error>> {

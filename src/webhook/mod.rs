@@ -1,5 +1,9 @@
 //! Webhook ingress: route → limits → verify → parse → dedupe + persist → 2xx.
 //!
+//! A delivery whose rules need fields the platform does not send (the catalogue's
+//! `Delivery::enriched`) is stored with one enrichment job instead of its rules' jobs; the
+//! executor fetches the fields and matches the rules then (`execute`).
+//!
 //! A delivery is acknowledged only once its event and the jobs of every rule it triggers are in
 //! the state store and flushed to disk (group commit), so killing the process at any instant
 //! loses nothing that was acknowledged. Bad signatures get a bare 401; nothing about why leaves
@@ -22,7 +26,7 @@ use crate::runtime::stats::Count;
 use crate::runtime::{Active, Runtime, now_ms};
 use crate::secrets;
 use crate::state::journal::IngestRecord;
-use crate::state::{AuditKind, AuditRecord, IngestOutcome};
+use crate::state::{AuditKind, AuditRecord, ENRICHMENT, IngestOutcome};
 
 /// A response with a small body.
 pub type Reply = Response<Full<Bytes>>;
@@ -333,11 +337,19 @@ pub(crate) async fn store_event(rt: &Runtime, active: &Active, event: Event, now
         return retry_later(StatusCode::SERVICE_UNAVAILABLE, 30);
     }
     let from_self = rt.is_self(&event.integration, event.actor.as_deref());
-    let rules: Vec<String> = active
-        .matching(&event, &event.context_view(), from_self)
-        .iter()
-        .map(|r| r.id.to_string())
-        .collect();
+    // A delivery whose rules read fields the platform did not send is stored with a pending
+    // enrichment instead: the executor fetches them, then matches the rules on the enriched
+    // event (never a platform call before the delivery is answered).
+    let enrich = active.needs_enrichment(&event, from_self);
+    let rules: Vec<String> = if enrich {
+        vec![ENRICHMENT.to_owned()]
+    } else {
+        active
+            .matching(&event, &event.context_view(), from_self)
+            .iter()
+            .map(|r| r.id.to_string())
+            .collect()
+    };
     let dedupe_until = now.saturating_add(
         u64::try_from(dedupe_ttl(kind, rt.options.dedupe_ttl).as_millis()).unwrap_or(u64::MAX),
     );
@@ -346,9 +358,13 @@ pub(crate) async fn store_event(rt: &Runtime, active: &Active, event: Event, now
         kind: AuditKind::EventAccepted,
         resource_type: "event".into(),
         resource_id: event.key(),
-        detail: json!({"event": event.name, "platform": kind.as_str()}),
+        detail: if enrich {
+            json!({"event": event.name, "platform": kind.as_str(), "enrichment": "pending"})
+        } else {
+            json!({"event": event.name, "platform": kind.as_str()})
+        },
     }];
-    records.extend(rules.iter().map(|r| AuditRecord {
+    records.extend(rules.iter().filter(|_| !enrich).map(|r| AuditRecord {
         at_ms: now,
         kind: AuditKind::RuleMatched { rule: r.clone() },
         resource_type: "rule".into(),
@@ -373,7 +389,7 @@ pub(crate) async fn store_event(rt: &Runtime, active: &Active, event: Event, now
         Ok(IngestOutcome::Stored { .. }) => {
             rt.metrics.event_received(kind.as_str());
             rt.stats.count(integration.as_str(), Count::EventReceived);
-            for r in &rules {
+            for r in rules.iter().filter(|_| !enrich) {
                 rt.metrics.rule_matched(r);
             }
             if !rules.is_empty() {

@@ -625,9 +625,11 @@ base_url = "{base}"
                 out.stdout
             );
         }
-        assert_eq!(
-            verdict_of(&out, "JSON-escapes free-text placeholders"),
-            "unchecked"
+        // The trigger bodies hold ids and enums only: no free text whose escaping matters.
+        assert!(
+            !out.stdout.contains("JSON-escapes free-text placeholders"),
+            "{}",
+            out.stdout
         );
         let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
         assert_no_secret(&out, &secret_refs);

@@ -351,3 +351,94 @@ fn a_custom_freshdesk_domain_is_noted_as_a_cname_the_api_does_not_answer_on() {
         "{all}"
     );
 }
+
+const ZENDESK: &str = r#"id = "zendesk-main"
+platform = "zendesk"
+[credentials]
+subdomain = "acme"
+email = "ops@acme.example"
+api_token = { env = "ZD_TOKEN" }
+[config]
+ticket_events_via = "MODE"
+[webhook]
+events = ["ticket.created"]
+"#;
+
+const REQUESTER_RULE: &str = r##"id = "vip-requester"
+[trigger]
+integration = "zendesk-main"
+event = "ticket.created"
+[trigger.conditions]
+"requester.email" = { matches = "@vip\\.example$" }
+[[actions]]
+integration = "slack-main"
+action = "send_message"
+[actions.parameters]
+channel = "#vip"
+message = "{{ requester.name }}: {{ ticket.subject }}"
+"##;
+
+/// Zendesk's `ticket_events_via` modes deliver different fields: with triggers the requester's
+/// name and email come from the enrichment step, but ticket event subscriptions never carry
+/// them, so switching the mode is refused where a rule needs them, naming the field and the
+/// mode (instead of a rule that silently stops matching).
+#[test]
+fn zendesk_fields_a_mode_never_delivers_are_refused() {
+    let repo = base();
+    repo.file(
+        "integrations/zendesk.toml",
+        &ZENDESK.replace("MODE", "trigger"),
+    )
+    .file("rules/vip-requester.toml", REQUESTER_RULE);
+    let out = repo.run(&["validate"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+
+    repo.file(
+        "integrations/zendesk.toml",
+        &ZENDESK.replace("MODE", "event_subscription"),
+    );
+    let out = repo.run(&["validate"]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    for field in ["requester.email", "requester.name"] {
+        assert!(
+            out.stdout.contains(&format!(
+                "field `{field}` of `ticket.created` is never delivered with `ticket_events_via = \"event_subscription\"`"
+            )),
+            "{field}: {}",
+            out.stdout
+        );
+    }
+    // The subject is in the event subscription's `detail`.
+    assert!(!out.stdout.contains("ticket.subject"), "{}", out.stdout);
+}
+
+/// `ticket.closed` is refused with triggers (Zendesk's closing automation may never run a
+/// trigger), with the way out; event subscriptions deliver it.
+#[test]
+fn zendesk_ticket_closed_is_refused_in_trigger_mode() {
+    let repo = base();
+    let integration = ZENDESK.replace(
+        r#"events = ["ticket.created"]"#,
+        r#"events = ["ticket.closed"]"#,
+    );
+    repo.file(
+        "integrations/zendesk.toml",
+        &integration.replace("MODE", "trigger"),
+    );
+    let out = repo.run(&["validate"]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stdout.contains(
+            "zendesk cannot deliver `ticket.closed` with `ticket_events_via = \"trigger\"`"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("event_subscription"), "{}", out.stdout);
+    repo.file(
+        "integrations/zendesk.toml",
+        &integration.replace("MODE", "event_subscription"),
+    );
+    let out = repo.run(&["validate"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+}

@@ -15,9 +15,11 @@
 //! on the ticket as of its `updated_at`, so a change in between would otherwise be
 //! overwritten; that collision is transient (the retry reads the ticket again).
 //!
-//! `update_ticket`, `assign_ticket`, `change_status`, `set_priority` and `add_tags` (as
-//! `additional_tags`) are batchable: [`Connector::execute_many`] sends them through
-//! `PUT /api/v2/tickets/update_many` (100 tickets a job, one ticket once a job), polls
+//! `update_ticket`, `assign_ticket`, `change_status`, `set_priority` and `add_tags` are
+//! batchable: [`Connector::execute_many`] sends them through
+//! `PUT /api/v2/tickets/update_many` (100 tickets a job, one ticket once a job; `add_tags`
+//! only in the documented bulk form `?ids=…` with `{"ticket":{"additional_tags":[…]}}`, one
+//! job per identical tag set, since Zendesk ignores `additional_tags` in a `tickets` array), polls
 //! `GET /api/v2/job_statuses/{id}` until the job completes, and reads the updated tickets back
 //! with `GET /api/v2/tickets/show_many` for the results.
 
@@ -252,6 +254,91 @@ impl Connector for ZendeskConnector {
         BATCHABLE.contains(&action)
     }
 
+    /// The text a trigger body leaves out ([`super::events::delivery`]): the ticket
+    /// (`GET /api/v2/tickets/{id}`), its requester and assignee
+    /// (`GET /api/v2/users/show_many?ids=`, skipped when it has neither), and for
+    /// `comment.created` the delivered comment (`GET /api/v2/tickets/{id}/comments` newest
+    /// first, one; when a newer comment came meanwhile, one page of 100 is searched for it).
+    async fn enrich(
+        &self,
+        event: &str,
+        objects: &Map<String, Value>,
+    ) -> Result<Map<String, Value>, PlatformError> {
+        let Some(id) = objects
+            .get("ticket")
+            .and_then(|t| t.get("id"))
+            .and_then(Value::as_u64)
+        else {
+            return Err(PlatformError::Invalid(
+                "the event has no ticket id to enrich it with".into(),
+            ));
+        };
+        let answer = self
+            .client
+            .call(
+                Method::GET,
+                &format!("api/v2/tickets/{id}"),
+                &[],
+                None,
+                None,
+            )
+            .await?;
+        let ticket = answer.body.get("ticket").cloned().unwrap_or(Value::Null);
+        if !ticket.is_object() {
+            return Err(PlatformError::Rejected {
+                status: answer.status.as_u16(),
+                detail: format!("GET /api/v2/tickets/{id}: the answer has no `ticket`"),
+            });
+        }
+        let person = |k: &str| ticket.get(k).and_then(Value::as_u64).filter(|n| *n > 0);
+        let (requester_id, assignee_id) = (person("requester_id"), person("assignee_id"));
+        let mut users: HashMap<u64, Value> = HashMap::new();
+        let ids: Vec<String> = [requester_id, assignee_id]
+            .into_iter()
+            .flatten()
+            .map(|n| n.to_string())
+            .collect();
+        if !ids.is_empty() {
+            let a = self
+                .client
+                .call(
+                    Method::GET,
+                    "api/v2/users/show_many",
+                    &[("ids", ids.join(","))],
+                    None,
+                    None,
+                )
+                .await?;
+            for u in a
+                .body
+                .get("users")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(uid) = u.get("id").and_then(Value::as_u64) {
+                    users.insert(uid, u.clone());
+                }
+            }
+        }
+        let comment = if event == "comment.created" {
+            let wanted = objects
+                .get("comment")
+                .and_then(|c| c.get("id"))
+                .and_then(Value::as_u64);
+            self.comment(id, wanted).await?
+        } else {
+            None
+        };
+        let user = |uid: Option<u64>| uid.and_then(|u| users.get(&u));
+        Ok(super::events::enriched(
+            &ticket,
+            user(requester_id),
+            user(assignee_id),
+            comment.as_ref(),
+        ))
+    }
+
     async fn execute_many(&self, calls: &[ActionCall]) -> Vec<Result<ActionOutput, PlatformError>> {
         self.bulk(calls).await
     }
@@ -261,7 +348,7 @@ impl Connector for ZendeskConnector {
     async fn sync_webhook(&self, target: &WebhookTarget) -> Result<WebhookSync, PlatformError> {
         if target.secret.is_some() {
             return Ok(WebhookSync::Manual(format!(
-                "`[webhook] secret` is set, so this webhook is made by hand: in Zendesk Admin Center create a webhook to {} (POST, JSON) signed with that secret, subscribed to or triggered by: {}; remove `secret` to let supportopsd create it and read its signing secret",
+                "`[webhook] secret` is set, so this webhook is made by hand: in Zendesk Admin Center create a webhook to {} (POST, JSON) signed with that secret, subscribed to or triggered by: {} (the trigger body to paste, ids only, is in docs/integrations/zendesk.md, \"A webhook you make by hand\"); remove `secret` to let supportopsd create it and read its signing secret",
                 target.url,
                 target.events.join(", ")
             )));
@@ -649,6 +736,40 @@ impl ZendeskConnector {
         }))
     }
 
+    /// The comment `wanted` of ticket `id` (the newest when `wanted` is `None`): the newest
+    /// comment first, then one page of the 100 newest. `Some(Value::Null)` when it is not
+    /// among them (its body stays unknown).
+    async fn comment(&self, id: u64, wanted: Option<u64>) -> Result<Option<Value>, PlatformError> {
+        for per_page in ["1", "100"] {
+            let a = self
+                .client
+                .call(
+                    Method::GET,
+                    &format!("api/v2/tickets/{id}/comments"),
+                    &[("sort_order", "desc".into()), ("per_page", per_page.into())],
+                    None,
+                    None,
+                )
+                .await?;
+            let comments = a.body.get("comments").and_then(Value::as_array);
+            let found = comments
+                .into_iter()
+                .flatten()
+                .find(|c| wanted.is_none_or(|w| c.get("id").and_then(Value::as_u64) == Some(w)));
+            if let Some(c) = found {
+                return Ok(Some(c.clone()));
+            }
+            if comments.is_none_or(|c| c.len() < per_page.parse().unwrap_or(1)) {
+                break;
+            }
+        }
+        tracing::info!(
+            ticket = id,
+            "zendesk: the delivered comment is not among the ticket's 100 newest; its body stays empty"
+        );
+        Ok(Some(Value::Null))
+    }
+
     /// [`Connector::execute_many`]: checks every call, sends the batchable ones through
     /// `update_many` jobs, and performs the others one by one.
     async fn bulk(&self, calls: &[ActionCall]) -> Vec<Result<ActionOutput, PlatformError>> {
@@ -663,19 +784,24 @@ impl ZendeskConnector {
                 Err(e) => out[i] = Some(Err(e)),
             }
         }
-        // Jobs of at most BULK_LIMIT tickets, each ticket at most once per job.
-        let mut jobs: Vec<Vec<BulkItem>> = Vec::new();
+        // Jobs of at most BULK_LIMIT tickets, each ticket at most once per job. `add_tags`
+        // goes in the documented bulk form only (`?ids=` with one `ticket` object whose
+        // `additional_tags` apply to all of them: Zendesk ignores `additional_tags` inside a
+        // `tickets` array), so its calls are grouped by identical tag sets; everything else
+        // goes as a batch of different changes.
+        let mut jobs: Vec<(Option<Value>, Vec<BulkItem>)> = Vec::new();
         for item in items {
-            let fits = jobs
-                .iter()
-                .position(|j| j.len() < BULK_LIMIT && !j.iter().any(|(_, id, _)| *id == item.1));
+            let tags = item.2.get("additional_tags").cloned();
+            let fits = jobs.iter().position(|(t, j)| {
+                *t == tags && j.len() < BULK_LIMIT && !j.iter().any(|(_, id, _)| *id == item.1)
+            });
             match fits {
-                Some(j) => jobs[j].push(item),
-                None => jobs.push(vec![item]),
+                Some(j) => jobs[j].1.push(item),
+                None => jobs.push((tags, vec![item])),
             }
         }
-        for job in jobs {
-            let results = self.run_job(&job).await;
+        for (tags, job) in jobs {
+            let results = self.run_job(&job, tags.as_ref()).await;
             for ((i, _, _), r) in job.iter().zip(results) {
                 let action = calls[*i].action.as_str();
                 out[*i] = Some(r.map(|ticket| ActionOutput {
@@ -708,34 +834,58 @@ impl ZendeskConnector {
         }
         if spec.name == "add_tags" {
             let id = p.required_id("ticket_id")?;
+            let mut list = tags(&p)?;
+            if list.is_empty() {
+                // Nothing to add: the single call answers the ticket's tags as they are.
+                return Ok(None);
+            }
+            // Sorted and deduplicated, so that calls adding the same set share a job.
+            list.sort();
+            list.dedup();
             let mut t = Map::new();
-            t.insert("additional_tags".into(), json!(tags(&p)?));
+            t.insert("additional_tags".into(), json!(list));
             return Ok(Some((id, t)));
         }
         self.ticket_update(&p).map(Some)
     }
 
     /// Runs one `update_many` job and reads the tickets back: one result per item, in order.
+    /// With `additional_tags`, the job is the bulk form `?ids=…` with
+    /// `{"ticket":{"additional_tags":[…]}}` (every item adds exactly these tags); without,
+    /// the batch form `{"tickets":[{id, …}]}`.
     async fn run_job(
         &self,
         job: &[(usize, u64, Map<String, Value>)],
+        additional_tags: Option<&Value>,
     ) -> Vec<Result<Value, PlatformError>> {
         let all = |e: PlatformError| job.iter().map(|_| Err(e.clone())).collect::<Vec<_>>();
-        let tickets: Vec<Value> = job
-            .iter()
-            .map(|(_, id, t)| {
-                let mut t = t.clone();
-                t.insert("id".into(), (*id).into());
-                Value::Object(t)
-            })
-            .collect();
+        let (query, body) = match additional_tags {
+            Some(tags) => {
+                let ids: Vec<String> = job.iter().map(|(_, id, _)| id.to_string()).collect();
+                (
+                    vec![("ids", ids.join(","))],
+                    json!({ "ticket": { "additional_tags": tags } }),
+                )
+            }
+            None => {
+                let tickets: Vec<Value> = job
+                    .iter()
+                    .map(|(_, id, t)| {
+                        let mut t = t.clone();
+                        t.insert("id".into(), (*id).into());
+                        Value::Object(t)
+                    })
+                    .collect();
+                (Vec::new(), json!({ "tickets": tickets }))
+            }
+        };
         let started = match self
             .client
             .call(
                 Method::PUT,
                 "api/v2/tickets/update_many",
-                &[],
-                Some(&json!({ "tickets": tickets })),
+                &query,
+                Some(&body),
                 None,
             )
             .await

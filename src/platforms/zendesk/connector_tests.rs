@@ -346,7 +346,7 @@ async fn rate_limits_and_server_errors_are_classified() {
         },
         1,
     );
-    let e = c.check().await.expect_err("503");
+    let e = c.check().await.expect_err("500");
     assert_eq!(e.retry_after(), Some(Duration::from_secs(30)));
     assert!(matches!(e, PlatformError::Transient { .. }));
     // And then it works.
@@ -997,14 +997,20 @@ async fn execute_many_uses_update_many_and_polls_the_job() {
     );
 
     let jobs = fake.requests_to("PUT", "/api/v2/tickets/update_many");
-    // Ticket `a` twice: two jobs.
-    assert_eq!(jobs.len(), 2);
+    // Ticket `a` twice: two batch jobs; the tags in the bulk form, a job of their own.
+    assert_eq!(jobs.len(), 3);
     let first = jobs[0].json();
     assert_eq!(
         first["tickets"],
-        json!([{"id": a, "status": "pending"}, {"id": b, "additional_tags": ["new"]},
+        json!([{"id": a, "status": "pending"},
                {"id": 424242, "assignee_id": OTHER_AGENT_ID}])
     );
+    assert_eq!(jobs[1].query_param("ids"), Some(b.to_string().as_str()));
+    assert_eq!(
+        jobs[1].json(),
+        json!({"ticket": {"additional_tags": ["new"]}})
+    );
+    assert_eq!(fake.ticket(b).expect("b")["tags"], json!(["old", "new"]));
     let polls = fake
         .requests()
         .iter()
@@ -1049,6 +1055,157 @@ async fn a_failed_bulk_request_fails_each_call() {
             }
         );
     }
+}
+
+/// `add_tags` calls are grouped by identical tag sets into `update_many?ids=` jobs (the only
+/// form in which Zendesk honours `additional_tags`); the fake ignores `additional_tags` in a
+/// `tickets` array as Zendesk documents, so a batch form would leave the tags unchanged.
+#[tokio::test]
+async fn batched_add_tags_use_the_ids_form_grouped_by_tag_set() {
+    let fake = start().await;
+    let c = connector(&fake);
+    let a = fake.add_ticket(json!({"tags": ["old"]}));
+    let b = fake.add_ticket(json!({}));
+    let d = fake.add_ticket(json!({}));
+    let out = c
+        .execute_many(&[
+            call("add_tags", json!({"ticket_id": a, "tags": ["vip", "eu"]})),
+            call("add_tags", json!({"ticket_id": b, "tags": ["eu", "vip"]})),
+            call("add_tags", json!({"ticket_id": d, "tags": ["other"]})),
+        ])
+        .await;
+    assert!(out.iter().all(Result::is_ok), "{out:?}");
+    assert_eq!(
+        fake.ticket(a).expect("a")["tags"],
+        json!(["old", "eu", "vip"])
+    );
+    assert_eq!(fake.ticket(b).expect("b")["tags"], json!(["eu", "vip"]));
+    assert_eq!(fake.ticket(d).expect("d")["tags"], json!(["other"]));
+    let jobs = fake.requests_to("PUT", "/api/v2/tickets/update_many");
+    assert_eq!(jobs.len(), 2, "one job per tag set");
+    assert_eq!(
+        jobs[0].query_param("ids"),
+        Some(format!("{a},{b}").as_str())
+    );
+    assert_eq!(
+        jobs[0].json(),
+        json!({"ticket": {"additional_tags": ["eu", "vip"]}})
+    );
+    assert_eq!(jobs[1].query_param("ids"), Some(d.to_string().as_str()));
+    assert!(jobs.iter().all(|j| j.json().get("tickets").is_none()));
+    assert_clean(&fake);
+}
+
+// ---------------------------------------------------------------------------------------
+// Trigger bodies and enrichment
+
+/// The trigger bodies hold only ids, enum values and timestamps: a ticket whose subject,
+/// requester name and latest comment have quotes, backslashes and newlines still arrives as
+/// valid JSON (the fake substitutes placeholders raw, as Zendesk does), and `enrich` fetches
+/// that text from the API, the delivered comment even when a newer one came meanwhile.
+#[tokio::test]
+async fn trigger_bodies_stay_json_and_enrichment_fetches_the_text() {
+    let fake = start().await;
+    let c = connector(&fake);
+    let (_, reg) = registered(
+        c.sync_webhook(&target(&["comment.created", "ticket.updated"], None))
+            .await
+            .expect("sync"),
+    );
+    let secret = reg.secret.clone().expect("secret");
+    let requester = fake.add_user("Dana \"DJ\" O'Neil", "dana@example.com");
+    let ticket = fake.add_ticket(json!({
+        "subject": "Refund \"now\"\nplease",
+        "requester_id": requester,
+        "assignee_id": OTHER_AGENT_ID,
+        "tags": ["vip"],
+        "comments": [{"id": 5001, "body": "He said \"stop\"\nthen left \\o/", "public": true,
+                      "author_id": requester}],
+    }));
+    for event in ["comment.created", "ticket.updated"] {
+        let (_, body) = fake.render_trigger(event, ticket).expect("rendered");
+        serde_json::from_slice::<Value>(&body).unwrap_or_else(|e| {
+            panic!(
+                "{event}: not JSON ({e}): {}",
+                String::from_utf8_lossy(&body)
+            )
+        });
+    }
+    let (hook, body) = fake
+        .render_trigger("comment.created", ticket)
+        .expect("rendered");
+    let ts = fake::rfc3339(TEST_NOW as u64);
+    let Inbound::Event { normalized, .. } = verify_and_parse(
+        &fake.signed_headers(&hook, &ts, &body),
+        &body,
+        &secret,
+        TEST_NOW,
+    ) else {
+        panic!("an event");
+    };
+    assert_eq!(normalized.objects["comment"]["id"], 5001);
+    assert_eq!(normalized.objects["comment"]["body"], Value::Null);
+    assert_eq!(normalized.objects["requester"]["id"], requester);
+
+    fake.clear_requests();
+    let fields = c
+        .enrich("comment.created", &normalized.objects)
+        .await
+        .expect("enriched");
+    assert_eq!(
+        fields["comment"]["body"],
+        "He said \"stop\"\nthen left \\o/"
+    );
+    assert_eq!(fields["ticket"]["subject"], "Refund \"now\"\nplease");
+    assert_eq!(fields["ticket"]["tags"], json!(["vip"]));
+    assert_eq!(fields["requester"]["name"], "Dana \"DJ\" O'Neil");
+    assert_eq!(fields["requester"]["email"], "dana@example.com");
+    assert_eq!(fields["assignee"]["email"], OTHER_AGENT_EMAIL);
+    let paths: Vec<String> = fake
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            format!("GET /api/v2/tickets/{ticket}"),
+            "GET /api/v2/users/show_many".to_owned(),
+            format!("GET /api/v2/tickets/{ticket}/comments"),
+        ]
+    );
+
+    // A newer comment came before the enrichment ran: the delivered one is looked up.
+    c.execute(&call(
+        "add_comment",
+        json!({"ticket_id": ticket, "body": "newer", "public": false}),
+    ))
+    .await
+    .expect("comment");
+    let fields = c
+        .enrich("comment.created", &normalized.objects)
+        .await
+        .expect("enriched");
+    assert_eq!(
+        fields["comment"]["body"],
+        "He said \"stop\"\nthen left \\o/"
+    );
+    // A ticket event needs no comment.
+    fake.clear_requests();
+    let fields = c
+        .enrich("ticket.updated", &normalized.objects)
+        .await
+        .expect("enriched");
+    assert!(fields.get("comment").is_none());
+    assert_eq!(fake.requests().len(), 2);
+    // The platform down: the error is transient (the executor retries it).
+    fake.fail_next("GET /api/v2/tickets/{id}", Failure::ServerError, 1);
+    let e = c
+        .enrich("ticket.updated", &normalized.objects)
+        .await
+        .expect_err("500");
+    assert!(e.retryable(), "{e:?}");
+    assert_clean(&fake);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1149,7 +1306,8 @@ async fn registration_create_drift_repair_unchanged_and_prune() {
     };
     assert_eq!(event.name, "ticket.created");
     assert_eq!(normalized.objects["ticket"]["id"], ticket);
-    assert_eq!(normalized.objects["ticket"]["subject"], "Refund please");
+    // Free text is not in the trigger body: the enrichment step fetches it.
+    assert_eq!(normalized.objects["ticket"]["subject"], Value::Null);
     assert_eq!(
         normalized.actor.as_deref(),
         Some(AGENT_ID.to_string().as_str())

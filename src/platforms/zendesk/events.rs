@@ -17,27 +17,53 @@
 //! 2. **Trigger-connected webhooks** (any other body): the default for ticket and comment events
 //!    (config `ticket_events_via`), since ticket event subscriptions are recent and their plan
 //!    availability is unclear. supportopsd writes this body into the trigger's
-//!    `notification_webhook` action (ids are quoted so an empty placeholder stays valid JSON):
+//!    `notification_webhook` action. Zendesk substitutes placeholders into the body as raw text
+//!    (its placeholder reference says placeholders sent to a webhook are rendered as plain
+//!    text; it documents no JSON escaping), so the body holds **only ids, enum values and
+//!    timestamps**: a subject, a name or a comment with a quote or a newline would make it
+//!    invalid JSON. Ids are quoted so that an empty placeholder stays valid JSON:
 //!
 //! ```json
 //! { "supportopsd_event": "ticket.updated",
-//!   "ticket": { "id": "{{ticket.id}}", "subject": "{{ticket.title}}",
-//!               "status": "{{ticket.status}}", "priority": "{{ticket.priority}}",
-//!               "type": "{{ticket.ticket_type}}", "tags": "{{ticket.tags}}",
+//!   "ticket": { "id": "{{ticket.id}}", "status": "{{ticket.status}}",
+//!               "priority": "{{ticket.priority}}", "type": "{{ticket.ticket_type}}",
 //!               "via": "{{ticket.via}}", "url": "{{ticket.url}}",
-//!               "external_id": "{{ticket.external_id}}", "brand_id": "{{ticket.brand.id}}",
-//!               "group_id": "{{ticket.group.id}}", "organization_id": "{{ticket.organization.id}}",
+//!               "brand_id": "{{ticket.brand.id}}", "group_id": "{{ticket.group.id}}",
+//!               "organization_id": "{{ticket.organization.id}}",
 //!               "created_at": "{{ticket.created_at_with_timestamp}}",
 //!               "updated_at": "{{ticket.updated_at_with_timestamp}}" },
-//!   "requester": { "id": "{{ticket.requester.id}}", "name": "{{ticket.requester.name}}",
-//!                  "email": "{{ticket.requester.email}}" },
-//!   "assignee":  { "id": "{{ticket.assignee.id}}", "name": "{{ticket.assignee.name}}",
-//!                  "email": "{{ticket.assignee.email}}" },
+//!   "requester": { "id": "{{ticket.requester.id}}" },
+//!   "assignee":  { "id": "{{ticket.assignee.id}}" },
 //!   "current_user": { "id": "{{current_user.id}}" },
-//!   "comment": { "id": "{{ticket.latest_comment.id}}", "body": "{{ticket.latest_comment.value}}",
+//!   "comment": { "id": "{{ticket.latest_comment.id}}",
 //!                "public": "{{ticket.latest_comment.is_public}}",
 //!                "author_id": "{{ticket.latest_comment.author.id}}" } }
 //! ```
+//!
+//!    The text fields (subject, description, tags, external id, submitter and form, the
+//!    requester's and assignee's name and email, the comment body) are **enriched**: when a
+//!    rule on the event reads one of them, the delivery is stored with a pending enrichment
+//!    and the executor fetches them (`GET /api/v2/tickets/{id}`, the requester and assignee
+//!    with `GET /api/v2/users/show_many?ids=…`, and for `comment.created`
+//!    `GET /api/v2/tickets/{id}/comments?sort_order=desc&per_page=1`) before the rules are
+//!    matched ([`delivery`]).
+//!
+//! Which fields each mode delivers ([`delivery`]; `validate` refuses a condition or template
+//! on a field the configured mode never delivers):
+//!
+//! | field | `trigger` | `event_subscription` |
+//! |---|---|---|
+//! | ids, status, priority, type, via, timestamps | delivered | delivered |
+//! | `ticket.url` | delivered | never |
+//! | `ticket.subject`, `.description`, `.tags`, `.external_id`, `.submitter_id`, `.form_id` | enriched | delivered |
+//! | `requester.name`, `.email`, `assignee.name`, `.email` | enriched | never |
+//! | `comment.body` | enriched | delivered |
+//!
+//! `ticket.closed` is refused with `trigger`: Zendesk closes tickets with its solved→closed
+//! automation, and "Closed means that the ticket has been locked and cannot be reopened or
+//! updated" (support.zendesk.com/hc/en-us/articles/115015611647); no document says a trigger
+//! runs on that update, so a trigger for it may never fire. With `event_subscription` the
+//! closing is a `ticket.status_changed` event.
 //!
 //! Decisions common to both shapes:
 //!
@@ -48,8 +74,8 @@
 //! - Status, priority and type are lower-cased (`"Open"` → `"open"`, `"On-hold"` → `"hold"`), so
 //!   both shapes yield the API's values. Empty strings and `-` become `null`.
 //! - Trigger bodies carry no previous values: only `ticket.solved` / `ticket.closed` report a
-//!   change there (`status` to that value, from `null`). The description is not sent by triggers
-//!   (multi-line text may break the JSON body); it is `null` there.
+//!   change there (`status` to that value, from `null`). Fields a trigger does not carry are
+//!   `null` until enriched.
 //! - `id` is the envelope's event id (triggers have none: the webhook uses the digest of the
 //!   signed body, never the unsigned invocation header),
 //!   `time` the envelope's `time` (triggers: the ticket's `updated_at`), `actor` the ticket
@@ -58,7 +84,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::platforms::catalog::fields;
-use crate::platforms::{EventSpec, FieldSpec, NormalizeError, Normalized};
+use crate::platforms::{Delivery, EventSpec, FieldSpec, NormalizeError, Normalized};
 
 const PREFIX: &str = "zen:event-type:";
 
@@ -266,6 +292,98 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         deliverable: true,
     },
 ];
+
+/// The `ticket_events_via` setting as written in a manifest.
+const VIA_TRIGGER: &str = "`ticket_events_via = \"trigger\"`";
+const VIA_SUBSCRIPTION: &str = "`ticket_events_via = \"event_subscription\"`";
+
+/// What a trigger body does not carry and the enrichment fetches with the ticket and its
+/// people ([`TICKET_CALLS`]).
+const TICKET_ENRICHED: &[&str] = &[
+    "ticket.subject",
+    "ticket.description",
+    "ticket.tags",
+    "ticket.external_id",
+    "ticket.submitter_id",
+    "ticket.form_id",
+    "requester.name",
+    "requester.email",
+    "assignee.name",
+    "assignee.email",
+];
+
+/// [`TICKET_ENRICHED`] and the latest comment's body (`comment.created`).
+const COMMENT_ENRICHED: &[&str] = &[
+    "ticket.subject",
+    "ticket.description",
+    "ticket.tags",
+    "ticket.external_id",
+    "ticket.submitter_id",
+    "ticket.form_id",
+    "requester.name",
+    "requester.email",
+    "assignee.name",
+    "assignee.email",
+    "comment.body",
+];
+
+/// The API calls of one enrichment (the users call only when the ticket has a requester or an
+/// assignee).
+const TICKET_CALLS: &[&str] = &[
+    "GET /api/v2/tickets/{id}",
+    "GET /api/v2/users/show_many?ids={requester_id},{assignee_id}",
+];
+const COMMENT_CALLS: &[&str] = &[
+    "GET /api/v2/tickets/{id}",
+    "GET /api/v2/users/show_many?ids={requester_id},{assignee_id}",
+    "GET /api/v2/tickets/{id}/comments?sort_order=desc&per_page=1",
+];
+
+/// What an event subscription's `detail` never has: names and emails of the people (only
+/// their ids), and the agent URL.
+const SUBSCRIPTION_ABSENT: &[&str] = &[
+    "ticket.url",
+    "requester.name",
+    "requester.email",
+    "assignee.name",
+    "assignee.email",
+];
+
+/// Why `ticket.closed` is refused in trigger mode.
+const CLOSED_BY_TRIGGER: &str = "Zendesk closes tickets with its solved→closed automation and a closed ticket cannot be updated; no Zendesk document says a trigger runs on the update that closes a ticket, so its trigger may never fire. Set `ticket_events_via = \"event_subscription\"` on the integration (the closing arrives as a `ticket.status_changed` event), or trigger on `ticket.solved`.";
+
+/// How an integration with `config` delivers `event` (see the module docs' table): ticket and
+/// comment events depend on `ticket_events_via`; user and organization events always come by
+/// event subscription, whole.
+pub(crate) fn delivery(event: &EventSpec, config: &Map<String, Value>) -> Option<Delivery> {
+    if !matches!(event.primary, "ticket" | "comment") {
+        return None;
+    }
+    let subscription =
+        config.get("ticket_events_via").and_then(Value::as_str) == Some("event_subscription");
+    Some(if subscription {
+        Delivery {
+            mode: VIA_SUBSCRIPTION,
+            absent: SUBSCRIPTION_ABSENT,
+            enriched: &[],
+            enrichment_calls: &[],
+            refused: None,
+        }
+    } else {
+        let comment = event.name == "comment.created";
+        Delivery {
+            mode: VIA_TRIGGER,
+            absent: &[],
+            enriched: if comment {
+                COMMENT_ENRICHED
+            } else {
+                TICKET_ENRICHED
+            },
+            enrichment_calls: if comment { COMMENT_CALLS } else { TICKET_CALLS },
+            refused: (event.name == "ticket.closed").then_some(CLOSED_BY_TRIGGER),
+        }
+    })
+}
 
 /// Turns a Zendesk webhook body (either shape, see the module docs) into the event context.
 pub(crate) fn normalize(event: &EventSpec, payload: &Value) -> Result<Normalized, NormalizeError> {
@@ -526,6 +644,46 @@ fn trigger(event: &EventSpec, root: &Map<String, Value>) -> Result<Normalized, N
         changes,
         actor,
     })
+}
+
+/// The enriched fields of a ticket event, from what the REST API answers
+/// (`GET /api/v2/tickets/{id}`'s `ticket`, the requester's and assignee's `user` objects from
+/// `GET /api/v2/users/show_many`, and for `comment.created` the comment from
+/// `GET /api/v2/tickets/{id}/comments`), normalised like deliveries: objects to merge into the
+/// event's.
+pub(crate) fn enriched(
+    ticket: &Value,
+    requester: Option<&Value>,
+    assignee: Option<&Value>,
+    comment: Option<&Value>,
+) -> Map<String, Value> {
+    let mut out = Map::new();
+    out.insert(
+        "ticket".into(),
+        json!({
+            "subject": text(ticket.get("subject").or_else(|| ticket.get("raw_subject"))),
+            "description": text(ticket.get("description")),
+            "tags": tags(ticket.get("tags")),
+            "external_id": text(ticket.get("external_id")),
+            "submitter_id": ref_id(ticket.get("submitter_id")),
+            "form_id": ref_id(ticket.get("ticket_form_id").or_else(|| ticket.get("form_id"))),
+        }),
+    );
+    let who = |u: Option<&Value>| {
+        json!({
+            "name": text(u.and_then(|u| u.get("name"))),
+            "email": text(u.and_then(|u| u.get("email"))),
+        })
+    };
+    out.insert("requester".into(), who(requester));
+    out.insert("assignee".into(), who(assignee));
+    if let Some(c) = comment {
+        out.insert(
+            "comment".into(),
+            json!({ "body": text(c.get("body").or_else(|| c.get("plain_body"))) }),
+        );
+    }
+    out
 }
 
 fn err(message: String) -> NormalizeError {

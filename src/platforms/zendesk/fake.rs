@@ -302,6 +302,19 @@ impl FakeZendesk {
         id
     }
 
+    /// Adds an end user; its id.
+    pub fn add_user(&self, name: &str, email: &str) -> u64 {
+        let mut st = lock(&self.state);
+        let id = st.users.keys().max().copied().unwrap_or(AGENT_ID) + 1_000;
+        let now = st.now();
+        st.users.insert(
+            id,
+            json!({"id": id, "name": name, "email": email, "role": "end-user", "active": true,
+                   "url": "", "created_at": now, "updated_at": now, "tags": []}),
+        );
+        id
+    }
+
     /// A ticket as stored.
     pub fn ticket(&self, id: u64) -> Option<Value> {
         lock(&self.state).tickets.get(&id).cloned()
@@ -531,10 +544,13 @@ impl FakeZendesk {
         ];
         let mut body = template;
         for (k, v) in pairs {
-            // Values go into JSON strings: escape them as JSON would.
-            let escaped = serde_json::to_string(&v).unwrap_or_default();
-            let escaped = &escaped[1..escaped.len() - 1];
-            body = body.replace(&format!("{{{{{k}}}}}"), escaped);
+            // Raw substitution, no JSON escaping: Zendesk's placeholder reference says a
+            // placeholder sent to a webhook "is rendered as raw text and not HTML"
+            // (support.zendesk.com/hc/en-us/articles/4408886858138), and no Zendesk document
+            // says placeholders in a JSON body are escaped. A quote or a newline in a value
+            // therefore breaks a JSON body that puts it inside a string, as it would in
+            // production.
+            body = body.replace(&format!("{{{{{k}}}}}"), &v);
         }
         Some((webhook, body.into_bytes()))
     }
@@ -795,7 +811,19 @@ fn answer(st: &mut State, r: &Recorded) -> Resp {
             return error(StatusCode::NOT_FOUND, "InvalidEndpoint", "Not found");
         }
         if let Err(errors) = spec
-            .check(&r.method, path, &r.query, body.as_ref(), &[])
+            // The OAS describes `ListTicketComments`'s offset pagination (`sort_order`,
+            // `per_page`) in its description, not as declared parameters.
+            .check(
+                &r.method,
+                path,
+                &r.query,
+                body.as_ref(),
+                if path.ends_with("/comments") {
+                    &["sort_order", "per_page", "page"]
+                } else {
+                    &[]
+                },
+            )
             .map_err(|e| {
                 e.into_iter()
                     .filter(|x| !SPEC_ERRATA.iter().any(|s| x.contains(s)))
@@ -834,6 +862,48 @@ fn answer(st: &mut State, r: &Recorded) -> Resp {
                 .map(public_ticket)
                 .collect();
             json_response(StatusCode::OK, &json!({ "tickets": tickets }))
+        }
+        (Method::GET, ["api", "v2", "users", "show_many"]) => {
+            let users: Vec<Value> = r
+                .query_param("ids")
+                .unwrap_or("")
+                .split(',')
+                .filter_map(|s| s.trim().parse::<u64>().ok())
+                .filter_map(|id| st.users.get(&id).cloned())
+                .collect();
+            json_response(StatusCode::OK, &json!({ "users": users }))
+        }
+        (Method::GET, ["api", "v2", "tickets", id, "comments"]) => {
+            let Some(id) = ticket_id(id, st) else {
+                return not_found();
+            };
+            // Offset pagination as the OAS `ListTicketComments` description documents it:
+            // oldest first unless `sort_order=desc`, `per_page` up to 100.
+            let mut comments: Vec<Value> = st.tickets[&id]["comments"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|mut c| {
+                    c["type"] = json!("Comment");
+                    c["plain_body"] = c["body"].clone();
+                    c
+                })
+                .collect();
+            if r.query_param("sort_order") == Some("desc") {
+                comments.reverse();
+            }
+            let per_page = r
+                .query_param("per_page")
+                .and_then(|p| p.parse::<usize>().ok())
+                .unwrap_or(100)
+                .clamp(1, 100);
+            let count = comments.len();
+            comments.truncate(per_page);
+            json_response(
+                StatusCode::OK,
+                &json!({"comments": comments, "count": count, "next_page": null, "previous_page": null}),
+            )
         }
         (Method::PUT, ["api", "v2", "tickets", "update_many"]) => update_many(st, r, &body),
         (Method::GET, ["api", "v2", "job_statuses", id]) => {
@@ -1387,7 +1457,19 @@ fn update_many(st: &mut State, r: &Recorded, body: &Value) -> Resp {
             })
             .collect()
     } else {
-        body["tickets"].as_array().cloned().unwrap_or_default()
+        // Zendesk's guide "Adding tags to tickets without overwriting existing tags"
+        // (developer.zendesk.com/documentation/ticketing/managing-tickets/adding-tags-to-tickets-without-overwriting-existing-tags/):
+        // `additional_tags` and `remove_tags` "only work with bulk updates, where the tickets
+        // are specified in the ids parameter", not with batch updates (a `tickets` array). The
+        // job still completes: the tags are silently not changed.
+        let mut items = body["tickets"].as_array().cloned().unwrap_or_default();
+        for item in &mut items {
+            if let Some(o) = item.as_object_mut() {
+                o.remove("additional_tags");
+                o.remove("remove_tags");
+            }
+        }
+        items
     };
     if items.is_empty() || items.len() > 100 {
         return invalid(

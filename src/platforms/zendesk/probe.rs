@@ -130,10 +130,10 @@ pub async fn run(
     triggers(&r, target, &desired, &webhooks, &mut out).await;
     out.push(Finding::unchecked(
         "needs a change on the account (not probed)",
-        "batched `add_tags` (`update_many` with `additional_tags`) adds the tags",
-        "PUT /api/v2/tickets/update_many.json with two sandbox tickets, then GET /api/v2/tickets/show_many?ids=…",
-        "the tags on both tickets",
-        "one version of Zendesk's guide says `additional_tags` works only in the `ids=` bulk form; only an update shows it",
+        "batched `add_tags` (`update_many?ids=…` with `ticket.additional_tags`) adds the tags",
+        "PUT /api/v2/tickets/update_many.json?ids=… with two sandbox tickets, then GET /api/v2/tickets/show_many?ids=…",
+        "the tags on both tickets, their other tags kept",
+        "Zendesk's guide documents `additional_tags` in the `ids=` bulk form, the one supportopsd sends; only an update shows it",
     ));
     Ok(out)
 }

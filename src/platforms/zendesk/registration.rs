@@ -130,27 +130,27 @@ pub fn trigger_conditions(event: &str) -> Value {
 }
 
 /// The body a trigger posts for `event` (the shape [`super::events`] documents): a JSON text
-/// with Zendesk placeholders, ids quoted so that an empty placeholder stays valid JSON.
+/// with Zendesk placeholders, ids quoted so that an empty placeholder stays valid JSON. Zendesk
+/// substitutes placeholders as raw text, so only placeholders whose values are ids, enum values
+/// or timestamps are used: free text (subject, names, comment bodies) comes from the
+/// enrichment step instead.
 pub fn trigger_body(event: &str) -> String {
     json!({
         "supportopsd_event": event,
         "ticket": {
-            "id": "{{ticket.id}}", "subject": "{{ticket.title}}",
+            "id": "{{ticket.id}}",
             "status": "{{ticket.status}}", "priority": "{{ticket.priority}}",
-            "type": "{{ticket.ticket_type}}", "tags": "{{ticket.tags}}",
+            "type": "{{ticket.ticket_type}}",
             "via": "{{ticket.via}}", "url": "{{ticket.url}}",
-            "external_id": "{{ticket.external_id}}", "brand_id": "{{ticket.brand.id}}",
+            "brand_id": "{{ticket.brand.id}}",
             "group_id": "{{ticket.group.id}}", "organization_id": "{{ticket.organization.id}}",
             "created_at": "{{ticket.created_at_with_timestamp}}",
             "updated_at": "{{ticket.updated_at_with_timestamp}}"
         },
-        "requester": {"id": "{{ticket.requester.id}}", "name": "{{ticket.requester.name}}",
-                      "email": "{{ticket.requester.email}}"},
-        "assignee": {"id": "{{ticket.assignee.id}}", "name": "{{ticket.assignee.name}}",
-                     "email": "{{ticket.assignee.email}}"},
+        "requester": {"id": "{{ticket.requester.id}}"},
+        "assignee": {"id": "{{ticket.assignee.id}}"},
         "current_user": {"id": "{{current_user.id}}"},
         "comment": {"id": "{{ticket.latest_comment.id}}",
-                    "body": "{{ticket.latest_comment.value}}",
                     "public": "{{ticket.latest_comment.is_public}}",
                     "author_id": "{{ticket.latest_comment.author.id}}"}
     })
