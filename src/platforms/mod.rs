@@ -37,11 +37,11 @@ use serde::{Deserialize, Serialize};
 
 pub use catalog::{
     ActionSpec, CredentialField, Descriptor, EventSpec, FieldSpec, NormalizeError, Normalized,
-    ParamSpec, ParamType, WebhookSecret,
+    ParamSpec, ParamType, Resend, WebhookSecret,
 };
 pub use connector::{
     ActionCall, ActionOutput, ConnectError, Connector, Health, MAX_RETRY_AFTER, PlatformError,
-    Polled, Registration, RegistrationOutcome, WebhookSync, WebhookTarget, connect,
+    Polled, Registration, RegistrationOutcome, WebhookSync, WebhookTarget, connect, guard_resend,
 };
 pub use inbound::{Inbound, InboundRequest, ParseError, VerifyError, VerifyKeys, parse, verify};
 

@@ -223,24 +223,30 @@ impl Connector for FreshdeskConnector {
     }
 
     async fn execute(&self, call: &ActionCall) -> Result<ActionOutput, PlatformError> {
-        let spec = params::action_spec(&super::DESCRIPTOR, &call.action)?;
-        let p = check_params(spec, &call.parameters)?;
-        let result = match spec.name {
-            "create_ticket" => self.create_ticket(&p).await?,
-            "update_ticket" | "assign_ticket" | "change_status" => {
-                self.update(spec.name, &p).await?
-            }
-            "add_note" => self.add_note(&p).await?,
-            "add_reply" => self.add_reply(&p).await?,
-            "add_time_entry" => self.add_time_entry(&p).await?,
-            "create_contact" => self.create_contact(&p).await?,
-            other => {
-                return Err(PlatformError::Invalid(format!(
-                    "the freshdesk connector cannot perform `{other}`"
-                )));
-            }
-        };
-        Ok(ActionOutput { result })
+        // What a failure that may have reached the platform becomes for an action that
+        // creates something (`RESEND` in actions.rs): never a blind retry.
+        let outcome: Result<ActionOutput, PlatformError> = async {
+            let spec = params::action_spec(&super::DESCRIPTOR, &call.action)?;
+            let p = check_params(spec, &call.parameters)?;
+            let result = match spec.name {
+                "create_ticket" => self.create_ticket(&p).await?,
+                "update_ticket" | "assign_ticket" | "change_status" => {
+                    self.update(spec.name, &p).await?
+                }
+                "add_note" => self.add_note(&p).await?,
+                "add_reply" => self.add_reply(&p).await?,
+                "add_time_entry" => self.add_time_entry(&p).await?,
+                "create_contact" => self.create_contact(&p).await?,
+                other => {
+                    return Err(PlatformError::Invalid(format!(
+                        "the freshdesk connector cannot perform `{other}`"
+                    )));
+                }
+            };
+            Ok(ActionOutput { result })
+        }
+        .await;
+        crate::platforms::connector::guard_resend(super::DESCRIPTOR.kind, &call.action, outcome)
     }
 
     fn batchable(&self, action: &str) -> bool {
@@ -520,6 +526,9 @@ impl FreshdeskConnector {
             } => PlatformError::Transient {
                 detail: format!("cannot reach {domain}: {detail}"),
                 retry_after,
+            },
+            PlatformError::NotPerformed { detail } => PlatformError::NotPerformed {
+                detail: format!("cannot reach {domain}: {detail}"),
             },
             other => other,
         }

@@ -172,6 +172,13 @@ impl FakeFreshdesk {
         lock(&self.state).failures.push(route, failure, times);
     }
 
+    /// Performs the next `times` requests `method path` (path without the query, e.g.
+    /// `/1/cards`), then answers them with a 504 instead: the platform acted, and its answer
+    /// was lost ([`crate::platforms::fakekit::FakeServer::lose_answers`]).
+    pub fn lose_answers(&self, method: http::Method, path: &str, times: usize) {
+        self.server.lose_answers(method, path, times);
+    }
+
     /// Sets the per-minute budget and what is left of it.
     pub fn set_budget(&self, total: u64, remaining: u64) {
         let mut st = lock(&self.state);

@@ -38,6 +38,7 @@ use sha2::{Digest, Sha256};
 use super::client::{Api, BadKey, Clock, GoogleClient, ServiceAccountKey, encode_segment};
 use super::events::column_letters;
 use crate::manifest::{Integration, IntegrationId};
+use crate::platforms::connector::before_create;
 use crate::platforms::connector::{
     ActionCall, ActionOutput, ConnectError, Connector, Health, PlatformError, Polled, Registration,
     RegistrationOutcome, WebhookSync, WebhookTarget,
@@ -258,21 +259,27 @@ impl Connector for GoogleSheetsConnector {
     }
 
     async fn execute(&self, call: &ActionCall) -> Result<ActionOutput, PlatformError> {
-        let spec = params::action_spec(&super::DESCRIPTOR, &call.action)?;
-        let p = Params::check(spec, &call.parameters)?;
-        let result = match spec.name {
-            "append_row" => self.append_row(&p).await?,
-            "update_row" => self.update_row(&p).await?,
-            "read_range" => self.read_range(&p).await?,
-            "create_sheet" => self.create_sheet(&p).await?,
-            "batch_update" => self.batch_update(&p).await?,
-            other => {
-                return Err(PlatformError::Invalid(format!(
-                    "the google_sheets connector cannot perform `{other}`"
-                )));
-            }
-        };
-        Ok(ActionOutput { result })
+        // What a failure that may have reached the platform becomes for an action that
+        // creates something (`RESEND` in actions.rs): never a blind retry.
+        let outcome: Result<ActionOutput, PlatformError> = async {
+            let spec = params::action_spec(&super::DESCRIPTOR, &call.action)?;
+            let p = Params::check(spec, &call.parameters)?;
+            let result = match spec.name {
+                "append_row" => self.append_row(&p).await?,
+                "update_row" => self.update_row(&p).await?,
+                "read_range" => self.read_range(&p).await?,
+                "create_sheet" => self.create_sheet(&p).await?,
+                "batch_update" => self.batch_update(&p).await?,
+                other => {
+                    return Err(PlatformError::Invalid(format!(
+                        "the google_sheets connector cannot perform `{other}`"
+                    )));
+                }
+            };
+            Ok(ActionOutput { result })
+        }
+        .await;
+        crate::platforms::connector::guard_resend(super::DESCRIPTOR.kind, &call.action, outcome)
     }
 
     async fn sync_webhook(&self, target: &WebhookTarget) -> Result<WebhookSync, PlatformError> {
@@ -550,7 +557,10 @@ impl GoogleSheetsConnector {
 
     async fn append_row(&self, p: &Params<'_>) -> Result<Value, PlatformError> {
         let sheet = self.sheet(p);
-        let row = self.row(p, "append_row", sheet.as_deref()).await?;
+        let row = self
+            .row(p, "append_row", sheet.as_deref())
+            .await
+            .map_err(before_create)?;
         let range = match (p.string("range"), &sheet) {
             (Some(r), s) if !r.trim().is_empty() => Self::qualify(&r, s.as_deref()),
             (_, Some(s)) => quoted(s),

@@ -303,7 +303,7 @@ async fn network_failure_is_transient() {
     );
     let c = connect(&i, &ResolveContext::new(None, &no_env)).expect("connect");
     let e = c.check().await.expect_err("nothing listens");
-    assert!(matches!(e, PlatformError::Transient { .. }), "{e:?}");
+    assert!(matches!(e, PlatformError::NotPerformed { .. }), "{e:?}");
     assert!(e.retryable());
 }
 
@@ -1493,4 +1493,40 @@ async fn renewal_survives_a_failed_stop_of_the_old_channel() {
     let live = f.channels();
     assert_eq!(live.len(), 1);
     assert_eq!(live[0].id, renewed.ids[0]);
+}
+
+/// Issue 16 item 9: an appended row whose answer was lost (appended, then a 504) is not
+/// appended again; a sheet title is unique (a second `addSheet` is refused), so `create_sheet`
+/// is retried. The old code appended the row twice.
+#[tokio::test]
+async fn a_create_whose_answer_is_lost_is_not_sent_again() {
+    let (f, c) = setup(json!({})).await;
+    let rows = |f: &FakeGoogle| f.sheet(fake::FIRST_SHEET).map_or(0, |s| s.rows.len());
+    let seed = call(
+        "append_row",
+        json!({"values": ["seed"], "sheet": fake::FIRST_SHEET}),
+    );
+    c.execute(&seed).await.expect("seed row");
+    let before = rows(&f);
+    let path = f
+        .requests()
+        .iter()
+        .rev()
+        .find(|r| r.path.ends_with(":append"))
+        .map(|r| r.path.clone())
+        .expect("an append");
+    f.lose_answers(::http::Method::POST, &path, 1);
+    let e = testkit::as_the_executor_would(
+        &c,
+        &call(
+            "append_row",
+            json!({"values": ["once"], "sheet": fake::FIRST_SHEET}),
+        ),
+        3,
+    )
+    .await
+    .expect_err("answer lost");
+    assert!(matches!(e, PlatformError::OutcomeUnknown { .. }), "{e:?}");
+    assert!(!e.retryable());
+    assert_eq!(rows(&f), before + 1, "appended exactly once");
 }

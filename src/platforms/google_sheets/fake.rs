@@ -328,6 +328,13 @@ impl FakeGoogle {
         lock(&self.state).failures.push(route, failure, times);
     }
 
+    /// Performs the next `times` requests `method path` (path without the query, e.g.
+    /// `/1/cards`), then answers them with a 504 instead: the platform acted, and its answer
+    /// was lost ([`crate::platforms::fakekit::FakeServer::lose_answers`]).
+    pub fn lose_answers(&self, method: http::Method, path: &str, times: usize) {
+        self.server.lose_answers(method, path, times);
+    }
+
     /// Requests the vendor spec refused so far.
     pub fn spec_errors(&self) -> Vec<String> {
         lock(&self.state).spec_errors.clone()

@@ -225,6 +225,8 @@ struct State {
     user_token: Option<String>,
     requests: Vec<Recorded>,
     failures: HashMap<String, VecDeque<Failure>>,
+    /// Methods whose next answers are lost after they were performed, and how many.
+    lost: HashMap<String, usize>,
     spec: Option<&'static Spec>,
     seq: u64,
     /// Channel id → name.
@@ -248,6 +250,7 @@ impl FakeSlack {
             user_token: user_token.map(str::to_owned),
             requests: Vec::new(),
             failures: HashMap::new(),
+            lost: HashMap::new(),
             spec: spec(),
             seq: 0,
             channels: vec![
@@ -309,6 +312,12 @@ impl FakeSlack {
         let mut st = lock(&self.state);
         let q = st.failures.entry(method.to_owned()).or_default();
         q.extend(std::iter::repeat_n(failure, times));
+    }
+
+    /// Performs the next `times` calls of `method`, then answers them with a 504 instead: the
+    /// message was posted, and its answer was lost (a gateway timing out in front of Slack).
+    pub fn lose_answers(&self, method: &str, times: usize) {
+        *lock(&self.state).lost.entry(method.to_owned()).or_default() += times;
     }
 
     /// Whether requests are checked against the vendored spec (false when it was not found).
@@ -477,7 +486,7 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp
     {
         return Ok(invalid_arguments(messages));
     }
-    Ok(match method.as_str() {
+    let resp = match method.as_str() {
         "auth.test" => st.auth_test(is_bot),
         "chat.postMessage" => st.post_message(&params),
         "conversations.create" => st.create_channel(&params),
@@ -490,7 +499,13 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp
             StatusCode::NOT_FOUND,
             &json!({"ok": false, "error": "unknown_method", "req_method": method}),
         ),
-    })
+    };
+    // Performed; the answer is lost on the way (see `FakeSlack::lose_answers`).
+    if let Some(n) = st.lost.get_mut(&method).filter(|n| **n > 0) {
+        *n -= 1;
+        return Ok(crate::platforms::fakekit::lost_answer());
+    }
+    Ok(resp)
 }
 
 fn str_param<'a>(params: &'a Map<String, Value>, key: &str) -> Option<&'a str> {

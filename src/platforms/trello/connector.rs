@@ -171,22 +171,28 @@ impl Connector for TrelloConnector {
     }
 
     async fn execute(&self, call: &ActionCall) -> Result<ActionOutput, PlatformError> {
-        let spec = params::action_spec(&super::DESCRIPTOR, &call.action)?;
-        let p = Params::check(spec, &call.parameters)?;
-        let result = match spec.name {
-            "create_card" => self.create_card(&p).await?,
-            "update_card" => self.update_card(&p).await?,
-            "move_card" => self.move_card(&p).await?,
-            "add_comment" => self.add_comment(&p).await?,
-            "add_checklist" => self.add_checklist(&p).await?,
-            "add_label" => self.add_label(&p).await?,
-            other => {
-                return Err(PlatformError::Invalid(format!(
-                    "the trello connector cannot perform `{other}`"
-                )));
-            }
-        };
-        Ok(ActionOutput { result })
+        // What a failure that may have reached the platform becomes for an action that
+        // creates something (`RESEND` in actions.rs): never a blind retry.
+        let outcome: Result<ActionOutput, PlatformError> = async {
+            let spec = params::action_spec(&super::DESCRIPTOR, &call.action)?;
+            let p = Params::check(spec, &call.parameters)?;
+            let result = match spec.name {
+                "create_card" => self.create_card(&p).await?,
+                "update_card" => self.update_card(&p).await?,
+                "move_card" => self.move_card(&p).await?,
+                "add_comment" => self.add_comment(&p).await?,
+                "add_checklist" => self.add_checklist(&p).await?,
+                "add_label" => self.add_label(&p).await?,
+                other => {
+                    return Err(PlatformError::Invalid(format!(
+                        "the trello connector cannot perform `{other}`"
+                    )));
+                }
+            };
+            Ok(ActionOutput { result })
+        }
+        .await;
+        crate::platforms::connector::guard_resend(super::DESCRIPTOR.kind, &call.action, outcome)
     }
 
     async fn sync_webhook(&self, target: &WebhookTarget) -> Result<WebhookSync, PlatformError> {

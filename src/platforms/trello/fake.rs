@@ -263,6 +263,13 @@ impl FakeTrello {
         lock(&self.state).failures.push(key, failure, times);
     }
 
+    /// Performs the next `times` requests `method path` (path without the query, e.g.
+    /// `/1/cards`), then answers them with a 504 instead: the platform acted, and its answer
+    /// was lost ([`crate::platforms::fakekit::FakeServer::lose_answers`]).
+    pub fn lose_answers(&self, method: http::Method, path: &str, times: usize) {
+        self.server.lose_answers(method, path, times);
+    }
+
     /// Allows the token `max` requests per `window` (default [`TOKEN_LIMIT`]); beyond that,
     /// Trello's JSON 429 without `Retry-After`.
     pub fn set_rate_limit(&self, max: usize, window: Duration) {
