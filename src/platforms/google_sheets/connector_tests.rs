@@ -410,6 +410,19 @@ fn bad_keys_are_refused_at_connect_without_showing_them() {
         json!({"channel_expiration_seconds": 90_000}),
     );
     assert!(matches!(connect(&i, &ctx), Err(ConnectError::Client(_))));
+    // Issue 16 item 12: a 300-second channel lapsed between two 5-minute passes.
+    for short in [300, 1_799] {
+        let i = integration(
+            None,
+            &fake::key_json("x"),
+            fake::SPREADSHEET_ID,
+            json!({"channel_expiration_seconds": short}),
+        );
+        assert!(
+            matches!(connect(&i, &ctx), Err(ConnectError::Client(m)) if m.contains("1800")),
+            "{short}"
+        );
+    }
 }
 
 #[tokio::test]
