@@ -49,6 +49,11 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest card name, description, comment or checklist name Trello takes.
 const MAX_TEXT: usize = 16_384;
 
+/// The longest encoded comment text sent in the query string (its documented place); longer
+/// text goes in a JSON body, so that no request line nears a front end's URL limit (8 KiB is
+/// common).
+pub const LONG_QUERY_BYTES: usize = 2_048;
+
 /// Builds the Trello connector of `integration`: resolves `api_key` and `token` (both
 /// required) and reads `boards` and `default_list` from `[config]`. The `app_secret` is not
 /// needed here: the daemon verifies deliveries with it.
@@ -458,9 +463,10 @@ impl TrelloConnector {
             }
             q.push(("urlSource", u));
         }
+        // A JSON body: `desc` may be 16 KB, too long for a URL.
         let card = self
             .client
-            .call(Method::POST, "cards", &q, "create_card")
+            .call_with_body(Method::POST, "cards", &q, "create_card")
             .await?;
         Ok(card_result(&card))
     }
@@ -510,7 +516,7 @@ impl TrelloConnector {
     ) -> Result<Value, PlatformError> {
         let card = self
             .client
-            .call(Method::PUT, &format!("cards/{}", segment(card)), q, what)
+            .call_with_body(Method::PUT, &format!("cards/{}", segment(card)), q, what)
             .await?;
         Ok(card_result(&card))
     }
@@ -536,15 +542,21 @@ impl TrelloConnector {
                 "add_comment: `text` is empty".into(),
             ));
         }
-        let a = self
-            .client
-            .call(
-                Method::POST,
-                &format!("cards/{}/actions/comments", segment(&card)),
-                &[("text", text)],
-                "add_comment",
-            )
-            .await?;
+        let path = format!("cards/{}/actions/comments", segment(&card));
+        // Trello documents comments with `text` in the query only; a JSON body is documented
+        // for cards. Short text keeps the documented form; text that would make a URL over
+        // [`LONG_QUERY_BYTES`] (which the query form cannot carry anyway) goes in a JSON body.
+        let long = http::percent_encode(&text, b"").len() > LONG_QUERY_BYTES;
+        let q = [("text", text)];
+        let a = if long {
+            self.client
+                .call_with_body(Method::POST, &path, &q, "add_comment")
+                .await?
+        } else {
+            self.client
+                .call(Method::POST, &path, &q, "add_comment")
+                .await?
+        };
         let id_card = a
             .pointer("/data/card/id")
             .cloned()
