@@ -905,23 +905,65 @@ impl GoogleSheetsConnector {
             })
     }
 
-    /// How many rows `sheet` has (the last one holding a value), at least the header row.
+    /// How many rows `sheet` has (the last one holding a value), at least the header row,
+    /// without reading the whole sheet: column A alone, column-major (one cell per row, down
+    /// to its last value: Sheets omits trailing empty cells), then blocks of
+    /// [`POLL_BATCH_ROWS`] rows below it until one is empty, for rows whose column A is empty.
+    /// On a sheet whose column A is filled that is two small reads, whatever its width.
     async fn sheet_length(&self, sheet: &str) -> Result<i64, PlatformError> {
+        let name = quoted(sheet);
         let a = self
             .client
             .call(
                 Api::Sheets,
                 Method::GET,
-                &self.values_path(&quoted(sheet), ""),
-                &[],
+                &self.values_path(&format!("{name}!A:A"), ""),
+                &[("majorDimension", "COLUMNS".to_owned())],
                 None,
             )
             .await?;
-        let rows = a
-            .get("values")
+        let in_a = a
+            .pointer("/values/0")
             .and_then(Value::as_array)
             .map_or(0, Vec::len);
-        Ok(i64::try_from(rows).unwrap_or(i64::MAX).max(self.header_row))
+        let mut last = i64::try_from(in_a).unwrap_or(i64::MAX);
+        // Bounded: a sheet holds at most 10 million cells.
+        for _ in 0..20_000 {
+            let from = last.saturating_add(1);
+            let to = from.saturating_add(POLL_BATCH_ROWS - 1);
+            let block = self
+                .client
+                .call(
+                    Api::Sheets,
+                    Method::GET,
+                    &self.values_path(&format!("{name}!{from}:{to}"), ""),
+                    &[],
+                    None,
+                )
+                .await;
+            let block = match block {
+                Ok(b) => b,
+                // Past the sheet's grid: nothing below.
+                Err(PlatformError::Rejected {
+                    status: 400,
+                    detail,
+                }) if detail.contains("exceeds grid limits") => {
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
+            let rows = block
+                .get("values")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            if rows == 0 {
+                break;
+            }
+            last = from
+                .saturating_add(i64::try_from(rows).unwrap_or(i64::MAX))
+                .saturating_sub(1);
+        }
+        Ok(last.max(self.header_row))
     }
 
     /// One `values.batchGet` of the header row, the rows from `from`, and (when `check` is

@@ -1543,3 +1543,37 @@ async fn a_create_whose_answer_is_lost_is_not_sent_again() {
     assert!(!e.retryable());
     assert_eq!(rows(&f), before + 1, "appended exactly once");
 }
+
+/// Issue 16 item 12: the first poll of a large sheet records where it ends without reading
+/// it all: column A, then the (empty) block below. A sheet of 900 rows × 26 columns is 23 400
+/// cells; the old code read every one of them.
+#[tokio::test]
+async fn the_first_poll_reads_little_of_a_large_sheet() {
+    let (f, c) = setup(json!({"sheet": "Big"})).await;
+    let wide = |i: usize| -> Vec<Value> { (0..26).map(|c| json!(format!("r{i}c{c}"))).collect() };
+    let mut rows: Vec<Vec<Value>> = (0..900).map(wide).collect();
+    // Two rows whose column A is empty, past the last value in A.
+    rows.push(vec![Value::Null, json!("only in B")]);
+    rows.push(vec![Value::Null, Value::Null, json!("only in C")]);
+    f.set_row_count("Big", 2_000);
+    f.set_rows("Big", rows);
+    let before = f.cells_served();
+    let first = c.poll_rows(None).await.expect("baseline");
+    assert!(first.rows.is_empty());
+    assert_eq!(
+        first.cursor.last_row, 902,
+        "rows past column A's last value count"
+    );
+    let read = f.cells_served() - before;
+    assert!(read < 1_000, "the first poll read {read} cells");
+
+    // The next poll reports only what is appended after it.
+    c.execute(&call(
+        "append_row",
+        json!({"values": ["new"], "sheet": "Big"}),
+    ))
+    .await
+    .expect("append");
+    let next = c.poll_rows(Some(&first.cursor)).await.expect("poll");
+    assert_eq!(next.rows.len(), 1, "{:?}", next.rows);
+}
