@@ -394,6 +394,25 @@ impl FakeNotion {
             .await
     }
 
+    /// "Resend token", with the verification request signed with the *new* token (what
+    /// notion-sdk-js's README says of it: the handshake "is signed with the same token"; other
+    /// write-ups say it is unsigned, which [`FakeNotion::resend_token`] plays). Either way it
+    /// is never signed with the token the receiver stored.
+    pub async fn resend_token_signed(&self, subscription: &str) -> u16 {
+        let (url, token) = {
+            let mut st = lock(&self.state);
+            let fresh = format!("secret_{}{}", key(&st.uuid(0x7e59)), st.seq);
+            let Some(s) = st.subscriptions.iter_mut().find(|s| s.id == subscription) else {
+                return 0;
+            };
+            s.token = fresh.clone();
+            s.verified = false;
+            (s.url.clone(), fresh)
+        };
+        self.post(&url, json!({ "verification_token": token }), Some(&token))
+            .await
+    }
+
     /// "Verify subscription" with the token an operator pasted: true when it is the current
     /// one (the subscription is then active).
     pub fn verify_subscription(&self, subscription: &str, pasted: &str) -> bool {
