@@ -227,6 +227,8 @@ struct State {
     failures: HashMap<String, VecDeque<Failure>>,
     /// Methods whose next answers are lost after they were performed, and how many.
     lost: HashMap<String, usize>,
+    /// Methods whose answers are held this long after they were performed.
+    hold: HashMap<String, std::time::Duration>,
     spec: Option<&'static Spec>,
     seq: u64,
     /// Channel id → name.
@@ -251,6 +253,7 @@ impl FakeSlack {
             requests: Vec::new(),
             failures: HashMap::new(),
             lost: HashMap::new(),
+            hold: HashMap::new(),
             spec: spec(),
             seq: 0,
             channels: vec![
@@ -279,7 +282,7 @@ impl FakeSlack {
                 };
                 let st = shared.clone();
                 tokio::spawn(async move {
-                    let svc = service_fn(move |req| handle(st.clone(), req));
+                    let svc = service_fn(move |req| handle_and_hold(st.clone(), req));
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
                         .await;
@@ -318,6 +321,12 @@ impl FakeSlack {
     /// message was posted, and its answer was lost (a gateway timing out in front of Slack).
     pub fn lose_answers(&self, method: &str, times: usize) {
         *lock(&self.state).lost.entry(method.to_owned()).or_default() += times;
+    }
+
+    /// Performs every call of `method` at once but holds its answer for `hold` (a slow network
+    /// after Slack acted): a client killed meanwhile cannot know the message was posted.
+    pub fn hold_answers(&self, method: &str, hold: std::time::Duration) {
+        lock(&self.state).hold.insert(method.to_owned(), hold);
     }
 
     /// Whether requests are checked against the vendored spec (false when it was not found).
@@ -388,6 +397,26 @@ fn invalid_arguments(messages: Vec<String>) -> Resp {
             "response_metadata": { "messages": messages },
         }),
     )
+}
+
+/// [`handle`], then the hold [`FakeSlack::hold_answers`] set for the method, if any.
+async fn handle_and_hold(
+    state: Arc<Mutex<State>>,
+    req: Request<Incoming>,
+) -> Result<Resp, Infallible> {
+    let path = req.uri().path().to_owned();
+    let resp = handle(state.clone(), req).await;
+    let hold = {
+        let st = lock(&state);
+        st.hold
+            .iter()
+            .find(|(m, _)| path.ends_with(&format!("/{m}")))
+            .map(|(_, d)| *d)
+    };
+    if let Some(d) = hold {
+        tokio::time::sleep(d).await;
+    }
+    resp
 }
 
 async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp, Infallible> {
