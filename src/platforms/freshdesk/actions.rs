@@ -221,8 +221,10 @@ pub(crate) static RESEND: &[(&str, Resend)] = &[
     ),
     (
         "create_contact",
+        // With an `email`, a lost answer is settled at once by looking the contact up by it
+        // (a unique key); without one (a phone only) it is "outcome unknown".
         Resend::Duplicates {
-            check: "the contacts for this email or phone (`GET /api/v2/contacts?email=<email>`)",
+            check: "the contacts for this phone (`GET /api/v2/contacts?phone=<phone>`)",
         },
     ),
 ];

@@ -1482,3 +1482,47 @@ async fn a_create_whose_answer_is_lost_is_not_sent_again() {
     .expect("retried after the 429");
     assert_eq!(fake.tickets().len(), tickets + 2);
 }
+
+/// Issue 16 item 9: a contact with an email whose answer was lost is looked up by its email (a
+/// unique key Freshdesk filters on): found, the action succeeds with it and nothing is sent
+/// again; the old code retried the create.
+#[tokio::test]
+async fn a_lost_contact_create_is_settled_by_looking_it_up_by_email() {
+    let fake = FakeFreshdesk::start(KEY).await;
+    let c = connector(&fake);
+    let contacts = fake.contacts().len();
+    fake.lose_answers(Method::POST, "/api/v2/contacts", 1);
+    let out = testkit::as_the_executor_would(
+        &*c,
+        &call(
+            "create_contact",
+            json!({"name": "Lost Answer", "email": "Lost.Answer@example.com"}),
+        ),
+        3,
+    )
+    .await
+    .expect("found by its email");
+    assert_eq!(fake.contacts().len(), contacts + 1, "created once");
+    assert_eq!(out.result["email"], "Lost.Answer@example.com");
+    assert!(out.result["id"].is_number(), "{}", out.result);
+    let posts = fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == Method::POST && r.path == "/api/v2/contacts")
+        .count();
+    assert_eq!(posts, 1, "not sent again");
+
+    // A 500 before anything was created: the look-up finds nothing, the create is retried.
+    fake.fail_next("POST /api/v2/contacts", Failure::ServerError, 1);
+    testkit::as_the_executor_would(
+        &*c,
+        &call(
+            "create_contact",
+            json!({"name": "Second", "email": "second@example.com"}),
+        ),
+        3,
+    )
+    .await
+    .expect("retried once nothing was found");
+    assert_eq!(fake.contacts().len(), contacts + 2);
+}
