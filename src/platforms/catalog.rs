@@ -315,7 +315,7 @@ impl Resend {
                     .to_owned()
             }
             Resend::Duplicates { check } => format!(
-                "not re-sent when the outcome is unknown (5xx, timeout, crash mid-request): dead-lettered as `outcome_unknown`; check {check}"
+                "not re-sent, dead-lettered as `outcome_unknown` (so is one in flight when supportopsd is killed); check {check}"
             ),
         }
     }
