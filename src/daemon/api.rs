@@ -371,6 +371,8 @@ fn check_parameters(spec: &ActionSpec, params: &Map<String, Value>) -> Result<()
 fn error_kind(e: &PlatformError) -> &'static str {
     match e {
         PlatformError::Transient { .. } => "transient",
+        PlatformError::NotPerformed { .. } => "not_performed",
+        PlatformError::OutcomeUnknown { .. } => "outcome_unknown",
         PlatformError::RateLimited { .. } => "rate_limited",
         PlatformError::Unauthorized { .. } => "unauthorized",
         PlatformError::NotFound { .. } => "not_found",

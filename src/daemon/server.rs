@@ -506,7 +506,11 @@ pub fn status_value(rt: &Runtime, reveal_tokens: bool) -> serde_json::Value {
             .filter(|i| i.platform == crate::platforms::PlatformKind::Notion)
             .map(|i| rt.notion_verification_view(&i.id, true, now))
             .filter(|v| {
-                v["verified"] == false && v["tokens"].as_array().is_some_and(|t| !t.is_empty())
+                // Awaiting a first confirmation, or a replacement while a window is open.
+                (v["verified"] == false || v["window_open"] == true)
+                    && v["tokens"]
+                        .as_array()
+                        .is_some_and(|t| t.iter().any(|t| t["confirmed"] == false))
             })
             .collect(),
         _ => Vec::new(),

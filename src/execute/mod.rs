@@ -1,9 +1,27 @@
 //! The executor: drains the outbox. It leases due jobs, runs each rule's actions in order (a
 //! later action sees the results of the earlier ones), passes every request through the
 //! integration's gate, retries what may succeed later with backoff, and dead-letters what is
-//! exhausted or hopeless. Progress is recorded after every action, so a retry — or a restart
-//! after a crash — never repeats an action that succeeded, and at most the job in flight runs
-//! again.
+//! exhausted or hopeless.
+//!
+//! What is guaranteed about repeats:
+//!
+//! - Progress is recorded (and flushed before the next action) after every action, so a retry
+//!   never repeats an action whose success was recorded.
+//! - A failure that may have reached the platform (a 5xx, a timeout after sending, a cut
+//!   connection) is retried only for actions that are safe to send twice: reads, updates,
+//!   and creates the platform deduplicates (Zendesk's `Idempotency-Key`, names that are
+//!   unique). An action that would create its object again ([`Resend::Duplicates`] in the
+//!   platform's catalogue) is dead-lettered as "outcome unknown" instead, with what to check
+//!   on the platform; the operator replays it if the object is missing.
+//! - For those same actions the attempt is recorded on disk before the request is sent
+//!   ([`crate::state::Store::begin_attempt`]). After a crash or `SIGKILL`, a job found with
+//!   its attempt in flight is dead-lettered as "outcome unknown" instead of being sent again.
+//! - What a crash can still repeat: an action of a kind that is safe to send twice, in flight
+//!   or succeeded but not yet recorded on disk (at most one per job; it runs again, to the
+//!   same effect, or a Zendesk create returns what its idempotency key created). A create that
+//!   would duplicate is not sent twice by supportopsd (unless the disk write before it
+//!   fails, which is logged); the price is that one in flight at a crash waits for the
+//!   operator.
 
 #[cfg(test)]
 mod tests;
@@ -16,7 +34,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::manifest::RuleAction;
-use crate::platforms::{ActionCall, ActionOutput, Connector, PlatformError};
+use crate::platforms::{ActionCall, ActionOutput, Connector, PlatformError, Resend};
 use crate::rules::template::{Limit, RenderError, limits};
 use crate::runtime::gate::Paused;
 use crate::runtime::stats::Count;
@@ -466,7 +484,11 @@ async fn settle(
                 );
                 return Some(outcome);
             }
-            rt.metrics.action(platform, name, "dead_lettered", seconds);
+            let label = match e {
+                PlatformError::OutcomeUnknown { .. } => "outcome_unknown",
+                _ => "dead_lettered",
+            };
+            rt.metrics.action(platform, name, label, seconds);
             Some(give_up(rt, job, &message, now_ms()))
         }
     }
@@ -491,6 +513,31 @@ async fn step_through(rt: &Runtime, job: &mut Job) -> Outcome {
     };
     let steps = rule.actions.len();
     while let Some(action) = rule.actions.get(job.step) {
+        let check = match action.platform.descriptor().resend(action.action.name) {
+            Resend::Duplicates { check } => Some(check),
+            _ => None,
+        };
+        if let Some(check) = check
+            && job.in_flight == Some(job.step)
+        {
+            // Leased again with its request marked in flight: supportopsd stopped while it
+            // was being sent. Sending it again could create the thing twice.
+            let e = PlatformError::OutcomeUnknown {
+                detail: format!(
+                    "`{}`: supportopsd stopped (a crash or a kill) while this request was in flight",
+                    action.action.name
+                ),
+                check: check.to_owned(),
+            };
+            let attempt = Attempt {
+                steps,
+                seconds: 0.0,
+                count_rate_limit: false,
+            };
+            return settle(rt, &active, job, action, Err(e), attempt)
+                .await
+                .unwrap_or(Outcome::Dead);
+        }
         let (call, connector) = match prepare(rt, &active, action, job, &base).await {
             Ok(prepared) => prepared,
             Err(outcome) => return outcome,
@@ -503,6 +550,20 @@ async fn step_through(rt: &Runtime, job: &mut Job) -> Outcome {
             },
             None => None,
         };
+        if check.is_some() {
+            // On disk before the request leaves, so that a crash from here until its outcome
+            // is recorded is found on restart instead of re-sending the request.
+            let store = rt.store.clone();
+            let (id, step) = (job.id, job.step);
+            match blocking(move || store.begin_attempt(id, step)).await {
+                Ok(updated) => *job = updated,
+                Err(e) => {
+                    drop(pass);
+                    return retry_later(rt, job, &format!("recording the attempt: {e}"), None);
+                }
+            }
+            durable(rt).await;
+        }
         attempted(rt, job, action);
         let started = tokio::time::Instant::now();
         let result = connector.execute(&call).await;

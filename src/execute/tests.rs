@@ -34,6 +34,12 @@ struct TestConnector {
     enrichments: Mutex<Vec<(String, Value)>>,
     /// How many enrichments fail (the platform is down) before one succeeds.
     enrich_failures: Mutex<u32>,
+    /// Answer every call with "outcome unknown" (what a real connector makes of a lost answer
+    /// to a create).
+    outcome_unknown: bool,
+    /// While set, a call is recorded and then never answered (the process is killed with the
+    /// request in flight).
+    hang: std::sync::atomic::AtomicBool,
 }
 
 /// The ticket the test connector refuses.
@@ -41,6 +47,12 @@ const CLOSED_TICKET: &str = "13";
 
 impl TestConnector {
     fn answer(&self, call: &ActionCall) -> Result<ActionOutput, PlatformError> {
+        if self.outcome_unknown {
+            return Err(PlatformError::OutcomeUnknown {
+                detail: "`create_card`: HTTP 504".into(),
+                check: "the list for a card with this name".into(),
+            });
+        }
         if let Some(d) = self.rate_limited {
             return Err(PlatformError::RateLimited {
                 retry_after: Some(d),
@@ -81,6 +93,9 @@ impl Connector for TestConnector {
 
     async fn execute(&self, call: &ActionCall) -> Result<ActionOutput, PlatformError> {
         self.singles.lock().unwrap().push(call.clone());
+        if self.hang.load(std::sync::atomic::Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         self.answer(call)
     }
 
@@ -145,6 +160,31 @@ api_token = { env = "EXECUTE_TEST_UNSET_TOKEN" }
 requests_per_minute = 6000
 "#;
 
+/// A Trello integration: `create_card` is an action that creates its card again if sent twice
+/// (`Resend::Duplicates`).
+const TRELLO: &str = r#"id = "tr"
+platform = "trello"
+[credentials]
+api_key = "key"
+token = { env = "EXECUTE_TEST_UNSET_TOKEN" }
+app_secret = { env = "EXECUTE_TEST_UNSET_TOKEN" }
+[config]
+boards = ["board1"]
+default_list = "list1"
+"#;
+
+/// A Zendesk ticket creates a Trello card.
+const CARD_RULE: &str = r#"id = "card"
+[trigger]
+integration = "zd"
+event = "ticket.created"
+[[actions]]
+integration = "tr"
+action = "create_card"
+[actions.parameters]
+name = "Ticket {{ ticket.id }}"
+"#;
+
 fn rule(id: &str, actions: &[(&str, &str)]) -> String {
     let mut text =
         format!("id = \"{id}\"\n[trigger]\nintegration = \"zd\"\nevent = \"ticket.created\"\n");
@@ -171,6 +211,8 @@ async fn harness(connector: TestConnector) -> Harness {
     let repo = tempfile::tempdir().unwrap();
     let files = [
         ("integrations/zd.toml", INTEGRATION.to_owned()),
+        ("integrations/tr.toml", TRELLO.to_owned()),
+        ("rules/card.toml", CARD_RULE.to_owned()),
         (
             "rules/priority.toml",
             rule("priority", &[("set_priority", "priority = \"high\"")]),
@@ -246,6 +288,7 @@ async fn harness(connector: TestConnector) -> Harness {
     let connector = Arc::new(connector);
     let _ = connector.store.set(rt.store.clone());
     active.set_connector(IntegrationId::parse("zd").unwrap(), connector.clone());
+    active.set_connector(IntegrationId::parse("tr").unwrap(), connector.clone());
     rt.install_active(active);
     Harness {
         rt,
@@ -688,9 +731,9 @@ async fn an_enrichment_is_retried_then_matches_the_rules_on_the_enriched_event()
         "Refund \"now\"\nplease"
     );
     assert_eq!(stored.objects["ticket"]["id"], "7", "merged, not replaced");
-    // Every `ticket.created` rule of `zd` matched (the refund rule's condition holds on the
+    // Every `ticket.created` rule of `zd` matched, 7 of them (the refund rule's condition holds on the
     // enriched subject); the refund rule renders the enriched text.
-    assert_eq!(h.rt.store.queue_depth(), 6);
+    assert_eq!(h.rt.store.queue_depth(), 7);
     drain(&h.rt).await;
     let singles = h.connector.singles();
     assert!(
@@ -727,7 +770,7 @@ async fn an_enrichment_that_keeps_failing_is_dead_lettered_and_replayable() {
     assert!(h.rt.store.job(job).unwrap().is_none());
     assert!(h.rt.store.dead_job(job).unwrap().is_none());
     // The rules matched the enriched event.
-    assert_eq!(h.rt.store.queue_depth(), 6);
+    assert_eq!(h.rt.store.queue_depth(), 7);
 }
 
 /// A delivery is enriched only when a rule on it reads an enriched field the delivery lacks:
@@ -757,4 +800,123 @@ async fn only_a_delivery_lacking_a_field_its_rules_read_is_enriched() {
     let mut other = bare.clone();
     other.name = "ticket.updated".into();
     assert!(!active.needs_enrichment(&other, false), "no rule on it");
+}
+
+/// Issue 16 item 9: a create whose outcome is unknown is dead-lettered at once (never
+/// retried), with what to check, under its own metric outcome.
+#[tokio::test]
+async fn an_unknown_outcome_is_dead_lettered_at_once_with_what_to_check() {
+    let h = harness(TestConnector {
+        outcome_unknown: true,
+        ..TestConnector::default()
+    })
+    .await;
+    let job = enqueue(&h.rt, "card", "7");
+    drain(&h.rt).await;
+    assert_eq!(h.connector.singles().len(), 1);
+    assert!(h.rt.store.job(job).unwrap().is_none());
+    let dead = h.rt.store.dead_job(job).unwrap().expect("dead-lettered");
+    assert_eq!(dead.job.attempts, 1, "not retried");
+    let error = dead.job.last_error.unwrap_or_default();
+    assert!(error.contains("outcome unknown"), "{error}");
+    assert!(
+        error.contains("the list for a card with this name"),
+        "{error}"
+    );
+    assert!(error.contains("replay"), "{error}");
+    let metrics = h.rt.metrics.render();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("supportopsd_actions_total")
+                && l.contains("action=\"create_card\"")
+                && l.contains("outcome=\"outcome_unknown\"")),
+        "{metrics}"
+    );
+}
+
+/// Issue 16 item 12: the process is killed while a create's request is in flight (the
+/// platform may have acted). When the job's lease expires and it runs again, the request is
+/// not sent a second time: the job is dead-lettered as "outcome unknown". The old code sent
+/// it again (the card created twice).
+#[tokio::test]
+async fn a_create_in_flight_at_a_crash_is_not_sent_again() {
+    let connector = TestConnector::default();
+    connector
+        .hang
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let h = harness(connector).await;
+    let job = enqueue(&h.rt, "card", "8");
+    let leased = h.rt.store.lease_due(now_ms(), 60_000, 10).unwrap();
+    assert_eq!(leased.len(), 1);
+    let rt = h.rt.clone();
+    let running = tokio::spawn(async move {
+        for w in plan(&rt, leased) {
+            run_work(&rt, w).await;
+        }
+    });
+    // Wait until the request is out, then "kill" the worker mid-request.
+    for _ in 0..200 {
+        if !h.connector.singles().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(h.connector.singles().len(), 1, "the request went out");
+    running.abort();
+    let _ = running.await;
+    h.connector
+        .hang
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+
+    // After the restart, the lease has expired.
+    let leased =
+        h.rt.store
+            .lease_due(now_ms() + 120_000, 60_000, 10)
+            .unwrap();
+    assert_eq!(leased.len(), 1);
+    for w in plan(&h.rt, leased) {
+        run_work(&h.rt, w).await;
+    }
+    assert_eq!(h.connector.singles().len(), 1, "not sent a second time");
+    let dead = h.rt.store.dead_job(job).unwrap().expect("dead-lettered");
+    let error = dead.job.last_error.unwrap_or_default();
+    assert!(error.contains("outcome unknown"), "{error}");
+    assert!(error.contains("in flight"), "{error}");
+    assert_eq!(dead.job.in_flight, None);
+
+    // Replayed by the operator (the card was not there): sent again, and done.
+    h.rt.store.replay(job, now_ms()).unwrap();
+    drain(&h.rt).await;
+    assert_eq!(h.connector.singles().len(), 2);
+    assert!(h.rt.store.job(job).unwrap().is_none());
+    assert!(h.rt.store.dead_job(job).unwrap().is_none());
+}
+
+/// An action safe to send twice (a Zendesk update) is not marked in flight: nothing is
+/// written before it, and a crash repeats it.
+#[tokio::test]
+async fn a_safe_action_is_not_marked_in_flight() {
+    let connector = TestConnector::default();
+    connector
+        .hang
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let h = harness(connector).await;
+    let job = enqueue(&h.rt, "comment", "9");
+    let leased = h.rt.store.lease_due(now_ms(), 60_000, 10).unwrap();
+    let rt = h.rt.clone();
+    let running = tokio::spawn(async move {
+        for w in plan(&rt, leased) {
+            run_work(&rt, w).await;
+        }
+    });
+    for _ in 0..200 {
+        if !h.connector.singles().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    running.abort();
+    let _ = running.await;
+    assert_eq!(h.rt.store.job(job).unwrap().and_then(|j| j.in_flight), None);
 }

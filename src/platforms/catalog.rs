@@ -68,6 +68,10 @@ pub struct Descriptor {
     pub events: &'static [EventSpec],
     /// Actions rules can perform.
     pub actions: &'static [ActionSpec],
+    /// How each action that creates something may be sent again after an answer that leaves
+    /// its outcome unknown (a 5xx, a timeout after sending); an action not listed is
+    /// [`Resend::Safe`]. See [`Descriptor::resend`].
+    pub resend: &'static [(&'static str, Resend)],
     /// Turns a webhook body for `event` into the event context objects.
     pub normalize: fn(event: &EventSpec, payload: &Value) -> Result<Normalized, NormalizeError>,
 }
@@ -308,6 +312,48 @@ macro_rules! credentials {
 }
 pub(crate) use credentials;
 
+/// Whether an action may be sent again when its first request may have reached the platform
+/// and the answer was lost (a 5xx, a timeout after sending, a connection cut mid-answer, or
+/// supportopsd killed while it was in flight). Only [`Resend::Duplicates`] changes what
+/// happens: such a failure is not retried but dead-lettered as "outcome unknown"
+/// ([`crate::platforms::PlatformError::OutcomeUnknown`]) with `check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resend {
+    /// Sending it twice has the effect of sending it once: reads, updates that set values,
+    /// deletes, moves.
+    Safe,
+    /// It creates something, but the request carries an idempotency key the platform
+    /// deduplicates on (Zendesk `Idempotency-Key`, stable across the retries of a job step).
+    IdempotencyKey,
+    /// It creates something whose name is unique where it is created: a second request is
+    /// refused ("name taken", "already exists"), never a duplicate.
+    UniqueName,
+    /// Sent twice, it creates the thing twice: an uncertain outcome is never re-sent.
+    Duplicates {
+        /// What the operator looks for on the platform before replaying the job.
+        check: &'static str,
+    },
+}
+
+impl Resend {
+    /// One line for `docs/platforms.md`.
+    pub fn describe(&self) -> String {
+        match self {
+            Resend::Safe => "retried (sending it twice changes nothing more)".to_owned(),
+            Resend::IdempotencyKey => {
+                "retried with the same idempotency key (the platform creates it once)".to_owned()
+            }
+            Resend::UniqueName => {
+                "retried (the name is unique: a second create is refused, never duplicated)"
+                    .to_owned()
+            }
+            Resend::Duplicates { check } => format!(
+                "not re-sent, dead-lettered as `outcome_unknown` (so is one in flight when supportopsd is killed); check {check}"
+            ),
+        }
+    }
+}
+
 // === impl Descriptor ===
 
 impl Descriptor {
@@ -319,6 +365,15 @@ impl Descriptor {
     /// The action called `name`.
     pub fn action(&self, name: &str) -> Option<&'static ActionSpec> {
         self.actions.iter().find(|a| a.name == name)
+    }
+
+    /// How action `name` may be sent again after a lost answer ([`Resend::Safe`] unless the
+    /// platform's table lists it).
+    pub fn resend(&self, name: &str) -> Resend {
+        self.resend
+            .iter()
+            .find(|(a, _)| *a == name)
+            .map_or(Resend::Safe, |(_, r)| *r)
     }
 
     /// The credential field called `name`.

@@ -165,15 +165,46 @@ pub enum WebhookSync {
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// A classified platform failure.
+///
+/// Two classes say *whether the platform may have acted*, which decides whether an action
+/// that creates something may be sent again (see [`crate::platforms::Resend`]):
+/// [`PlatformError::NotPerformed`] (the request never left: connection refused, DNS, TLS, a
+/// connect timeout) and [`PlatformError::RateLimited`] (the platform refused it unprocessed)
+/// are safe to send again whatever the action; [`PlatformError::Transient`] (a 5xx, a timeout
+/// after sending, a connection reset mid-answer) may have been acted on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlatformError {
-    /// Worth retrying: 5xx, timeouts, connection failures.
+    /// Worth retrying, but the request may have reached the platform: 5xx, a timeout after
+    /// the request was sent, an answer cut short.
     #[error("transient failure: {detail}")]
     Transient {
         /// What happened.
         detail: String,
         /// When the platform said to come back.
         retry_after: Option<Duration>,
+    },
+    /// Nothing was performed: the request never reached the platform (no connection: DNS,
+    /// refused, TLS handshake, connect timeout), or what failed was only a read that comes
+    /// before a create (see [`before_create`]). Worth retrying, even for an action that
+    /// creates something.
+    #[error("not performed: {detail}")]
+    NotPerformed {
+        /// What happened.
+        detail: String,
+    },
+    /// An action that creates something may or may not have been performed (its request may
+    /// have reached the platform, and the answer was a 5xx, a timeout or a cut connection; or
+    /// supportopsd stopped while it was in flight). It is not sent again: sending it twice
+    /// would create the thing twice. The job is dead-lettered with `check`, and the operator
+    /// replays it if the platform does not have the thing.
+    #[error(
+        "outcome unknown: {detail}; the request may have reached the platform, so it is not sent again. Check on the platform: {check}. If it is not there, replay the job"
+    )]
+    OutcomeUnknown {
+        /// What happened.
+        detail: String,
+        /// What to look for on the platform, in words an operator can act on.
+        check: String,
     },
     /// 429 (or the platform's equivalent, e.g. Slack `ratelimited`).
     #[error("rate limited")]
@@ -211,7 +242,18 @@ impl PlatformError {
     pub fn retryable(&self) -> bool {
         matches!(
             self,
-            PlatformError::Transient { .. } | PlatformError::RateLimited { .. }
+            PlatformError::Transient { .. }
+                | PlatformError::RateLimited { .. }
+                | PlatformError::NotPerformed { .. }
+        )
+    }
+
+    /// Whether the platform may have acted on the request ([`PlatformError::Transient`], and
+    /// [`PlatformError::OutcomeUnknown`] itself): what makes re-sending a create unsafe.
+    pub fn may_have_reached(&self) -> bool {
+        matches!(
+            self,
+            PlatformError::Transient { .. } | PlatformError::OutcomeUnknown { .. }
         )
     }
 
@@ -231,12 +273,50 @@ impl PlatformError {
     pub fn metric_label(&self) -> &'static str {
         match self {
             PlatformError::Transient { .. } => "transient",
+            PlatformError::NotPerformed { .. } => "not_performed",
+            PlatformError::OutcomeUnknown { .. } => "outcome_unknown",
             PlatformError::RateLimited { .. } => "rate_limited",
             PlatformError::Unauthorized { .. } => "unauthorized",
             PlatformError::NotFound { .. } => "not_found",
             PlatformError::Rejected { .. } => "rejected",
             PlatformError::Invalid(_) => "invalid",
         }
+    }
+}
+
+/// What an action's result becomes given how the action may be re-sent
+/// ([`crate::platforms::Descriptor::resend`]): a failure that may have reached the platform
+/// ([`PlatformError::may_have_reached`]) of an action that would create its object again
+/// ([`crate::platforms::Resend::Duplicates`]) becomes [`PlatformError::OutcomeUnknown`] with
+/// the catalogue's `check`; anything else is returned unchanged. Every connector passes its
+/// actions' results through this.
+pub fn guard_resend(
+    platform: PlatformKind,
+    action: &str,
+    result: Result<ActionOutput, PlatformError>,
+) -> Result<ActionOutput, PlatformError> {
+    match result {
+        Err(e @ PlatformError::Transient { .. }) => match platform.descriptor().resend(action) {
+            super::Resend::Duplicates { check } => Err(PlatformError::OutcomeUnknown {
+                detail: format!("`{action}`: {e}"),
+                check: check.to_owned(),
+            }),
+            _ => Err(e),
+        },
+        other => other,
+    }
+}
+
+/// For the reads a create starts with (a header row, a database's data source, an upload
+/// URL): their failure means the create itself was never sent, so a
+/// [`PlatformError::Transient`] becomes [`PlatformError::NotPerformed`] (retried even for a
+/// create). Other errors are returned unchanged.
+pub fn before_create(e: PlatformError) -> PlatformError {
+    match e {
+        PlatformError::Transient { detail, .. } => PlatformError::NotPerformed {
+            detail: format!("before the create was sent: {detail}"),
+        },
+        other => other,
     }
 }
 

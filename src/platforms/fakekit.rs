@@ -196,11 +196,22 @@ impl Failures {
     }
 }
 
+/// Requests whose answer is lost: (method, path, how many more).
+type LostAnswers = Arc<Mutex<Vec<(Method, String, usize)>>>;
+
+/// The answer a client gets when the platform acted but its answer was lost on the way: a
+/// gateway timing out in front of the platform (504, as a load balancer sends it). The
+/// platform's state has changed; the client cannot know.
+pub fn lost_answer() -> Resp {
+    text_response(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout")
+}
+
 /// A running fake server. Dropping it stops the server.
 #[derive(Debug)]
 pub struct FakeServer {
     addr: SocketAddr,
     requests: Arc<Mutex<Vec<Recorded>>>,
+    lost: LostAnswers,
     task: JoinHandle<()>,
 }
 
@@ -233,8 +244,10 @@ impl FakeServer {
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let lost: LostAnswers = Arc::new(Mutex::new(Vec::new()));
         let handler = Arc::new(handler);
         let recorded = requests.clone();
+        let losing = lost.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -242,10 +255,12 @@ impl FakeServer {
                 };
                 let handler = handler.clone();
                 let recorded = recorded.clone();
+                let losing = losing.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
                         let handler = handler.clone();
                         let recorded = recorded.clone();
+                        let losing = losing.clone();
                         async move {
                             let (parts, body) = req.into_parts();
                             let body = body
@@ -261,7 +276,19 @@ impl FakeServer {
                                 body,
                             };
                             lock(&recorded).push(r.clone());
-                            Ok::<_, Infallible>(handler(r).await)
+                            let (method, path) = (r.method.clone(), r.path.clone());
+                            let resp = handler(r).await;
+                            // The platform acted (its state changed); the answer is lost.
+                            let mut lost = lock(&losing);
+                            if let Some(entry) = lost
+                                .iter_mut()
+                                .find(|(m, p, n)| *m == method && *p == path && *n > 0)
+                            {
+                                entry.2 -= 1;
+                                return Ok::<_, Infallible>(lost_answer());
+                            }
+                            drop(lost);
+                            Ok::<_, Infallible>(resp)
                         }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -273,8 +300,17 @@ impl FakeServer {
         FakeServer {
             addr,
             requests,
+            lost,
             task,
         }
+    }
+
+    /// Performs the next `times` requests `method path` (path without the query) as usual,
+    /// then answers them with [`lost_answer`] instead: the platform created what was asked,
+    /// and the client cannot know (what a real platform behind a timing-out gateway, or a
+    /// connection cut after the request was read, does).
+    pub fn lose_answers(&self, method: Method, path: &str, times: usize) {
+        lock(&self.lost).push((method, path.to_owned(), times));
     }
 
     /// The address served.

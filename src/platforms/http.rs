@@ -203,18 +203,24 @@ pub fn classify_status(
     }
 }
 
-/// Classifies a failure to get an answer at all (timeout, connection refused, DNS, a body cut
-/// short) as [`PlatformError::Transient`]; a request that could not even be built is
-/// [`PlatformError::Invalid`]. The URL is left out of the detail.
+/// Classifies a failure to get an answer at all. No connection (DNS, refused, TLS handshake, a
+/// connect timeout) means the request never left: [`PlatformError::NotPerformed`]. Anything
+/// after the connection was made (a timeout waiting for the answer, a connection reset, a
+/// body cut short) may have reached the platform: [`PlatformError::Transient`]. A request
+/// that could not even be built is [`PlatformError::Invalid`]. The URL is left out of the
+/// detail.
 pub fn transport_error(err: reqwest::Error) -> PlatformError {
     let err = err.without_url();
     if err.is_builder() {
         return PlatformError::Invalid(format!("cannot build the request: {}", error_chain(&err)));
     }
+    if err.is_connect() {
+        return PlatformError::NotPerformed {
+            detail: format!("connection failed: {}", error_chain(&err)),
+        };
+    }
     let what = if err.is_timeout() {
         "timed out"
-    } else if err.is_connect() {
-        "connection failed"
     } else if err.is_body() || err.is_decode() {
         "reading the response failed"
     } else if err.is_redirect() {
@@ -457,6 +463,51 @@ mod tests {
             unreachable!("400 is rejected")
         };
         assert!(detail.chars().count() <= EXCERPT_CHARS + 1);
+    }
+
+    /// A connection that is never made is `NotPerformed` (safe to send again); a request that was
+    /// sent and whose answer never came is `Transient` (it may have been acted on).
+    #[tokio::test]
+    async fn unsent_and_unanswered_requests_are_told_apart() {
+        let c = client(Duration::from_millis(300)).expect("client");
+        // Nothing listens on a port just released.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        let refused = c
+            .post(format!("http://127.0.0.1:{port}/x"))
+            .send()
+            .await
+            .expect_err("refused");
+        let e = transport_error(refused);
+        assert!(
+            matches!(e, PlatformError::NotPerformed { .. }) && !e.may_have_reached(),
+            "{e:?}"
+        );
+        assert!(e.retryable());
+        // A server that reads the request and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let held = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            let mut buf = vec![0u8; 4096];
+            let _ = tokio::io::AsyncReadExt::read(&mut s, &mut buf).await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        });
+        let timed_out = c
+            .post(format!("http://{addr}/x"))
+            .send()
+            .await
+            .expect_err("no answer");
+        let e = transport_error(timed_out);
+        assert!(
+            matches!(e, PlatformError::Transient { .. }) && e.may_have_reached(),
+            "{e:?}"
+        );
+        held.abort();
     }
 
     #[test]

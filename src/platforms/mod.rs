@@ -38,11 +38,12 @@ use serde::{Deserialize, Serialize};
 
 pub use catalog::{
     ActionSpec, CredentialField, Delivery, Descriptor, EventSpec, FieldSpec, NormalizeError,
-    Normalized, ParamSpec, ParamType, WebhookSecret,
+    Normalized, ParamSpec, ParamType, Resend, WebhookSecret,
 };
 pub use connector::{
     ActionCall, ActionOutput, ConnectError, Connector, Health, Kept, KeptStore, MAX_RETRY_AFTER,
     PlatformError, Polled, Registration, RegistrationOutcome, WebhookSync, WebhookTarget, connect,
+    guard_resend,
 };
 pub use inbound::{Inbound, InboundRequest, ParseError, VerifyError, VerifyKeys, parse, verify};
 

@@ -224,6 +224,14 @@ pub fn markdown() -> String {
                     r.join(", ")
                 );
             }
+            let resend = d.resend(a.name);
+            if resend != crate::platforms::Resend::Safe {
+                let _ = writeln!(
+                    out,
+                    "\nAfter a lost answer (5xx, timeout): {}.",
+                    resend.describe()
+                );
+            }
             out.push('\n');
         }
     }

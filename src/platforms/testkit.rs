@@ -552,3 +552,55 @@ pub(crate) fn assert_inbound_never_panics(
         panic!("{kind} inbound handling panicked: {e}");
     }
 }
+
+/// Performs `call` the way the executor does with one job step: sent again while the failure
+/// says a retry may succeed ([`super::PlatformError::retryable`]), at most `attempts` times;
+/// the last result. What a fake that loses answers ([`super::fakekit::FakeServer::lose_answers`])
+/// checks a create against: a blind retry creates the thing twice.
+pub(crate) async fn as_the_executor_would(
+    connector: &dyn Connector,
+    call: &ActionCall,
+    attempts: usize,
+) -> Result<super::ActionOutput, super::PlatformError> {
+    let mut result = connector.execute(call).await;
+    for _ in 1..attempts {
+        match &result {
+            Err(e) if e.retryable() => result = connector.execute(call).await,
+            _ => break,
+        }
+    }
+    result
+}
+
+/// Asserts that every action a platform's `resend` table names is catalogued, and that every
+/// action whose name says it creates (`create_*`, `add_*`, `append_*`, `send_*`, `upload_*`)
+/// is listed: a new creating action must decide how it may be sent again.
+pub(crate) fn assert_resend_table_is_complete(d: &Descriptor) {
+    for (name, _) in d.resend {
+        assert!(
+            d.action(name).is_some(),
+            "{:?}: `{name}` is not an action",
+            d.kind
+        );
+    }
+    for a in d.actions {
+        let creates = ["create_", "add_", "append_", "send_", "upload_"]
+            .iter()
+            .any(|p| a.name.starts_with(p));
+        if creates {
+            assert!(
+                d.resend.iter().any(|(n, _)| *n == a.name),
+                "{:?}: `{}` creates something; say in `RESEND` how it may be sent again",
+                d.kind,
+                a.name
+            );
+        }
+    }
+}
+
+#[test]
+fn every_creating_action_says_how_it_may_be_sent_again() {
+    for kind in super::PlatformKind::ALL {
+        assert_resend_table_is_complete(kind.descriptor());
+    }
+}

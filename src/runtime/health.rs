@@ -94,6 +94,10 @@ pub fn explain(e: &PlatformError) -> String {
         PlatformError::Transient { detail, .. } => {
             format!("the platform is unreachable or failing ({detail}); retrying with backoff")
         }
+        PlatformError::NotPerformed { detail } => {
+            format!("the platform is unreachable ({detail}); retrying with backoff")
+        }
+        PlatformError::OutcomeUnknown { .. } => e.to_string(),
         PlatformError::RateLimited { .. } => match e.retry_after() {
             Some(d) => format!(
                 "rate limited by the platform; retrying after {} s",

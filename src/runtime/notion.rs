@@ -146,8 +146,9 @@ impl Runtime {
     }
 
     /// Opens (or extends) the window in which verification tokens for `id` are accepted, for
-    /// `minutes` (default 10, at most 60): until when. Refused once a token is confirmed (reset
-    /// first).
+    /// `minutes` (default 10, at most 60): until when. With a token confirmed already, this
+    /// starts replacing it ("Resend token" in Notion, or a re-created subscription): the
+    /// confirmed token keeps verifying deliveries until the operator confirms a new one.
     pub fn expect_notion_verification(
         &self,
         id: &IntegrationId,
@@ -165,13 +166,6 @@ impl Runtime {
         };
         let _guard = self.notion_guard();
         let mut record = self.notion_record(id);
-        if let Some(t) = record.confirmed_token() {
-            return Err(ActionRefusal::Conflict(format!(
-                "`{id}` is verified already (token {} confirmed); reset the verification first \
-                 (`supportopsd notion reset-verification {id}`)",
-                t.id
-            )));
-        }
         let until = now_ms.saturating_add(u64::try_from(length.as_millis()).unwrap_or(u64::MAX));
         record.window_until_ms = Some(until);
         self.store
@@ -183,7 +177,9 @@ impl Runtime {
     }
 
     /// Confirms the received token the operator picked: from now on it alone verifies `id`'s
-    /// deliveries, and the window closes. The revision's keys are rebuilt before this returns.
+    /// deliveries, and the window closes. A token confirmed before (being replaced) is
+    /// forgotten: deliveries signed with it are refused from now on. The revision's keys are
+    /// rebuilt before this returns.
     pub fn confirm_notion_token(
         &self,
         id: &IntegrationId,
@@ -192,9 +188,14 @@ impl Runtime {
         let confirmed = {
             let _guard = self.notion_guard();
             let mut record = self.notion_record(id);
-            if let Some(t) = record.confirmed_token() {
+            let previous = record.confirmed_token().cloned();
+            if let Some(t) = &previous
+                && !record.window_open(super::now_ms())
+            {
                 return Err(ActionRefusal::Conflict(format!(
-                    "`{id}` is verified already (token {} confirmed); reset the verification to choose another",
+                    "`{id}` is verified already (token {} confirmed); to replace it, open a window \
+                     (`supportopsd notion expect-verification {id}`), press \"Resend token\" in \
+                     Notion, then confirm the new token",
                     t.id
                 )));
             }
@@ -220,8 +221,18 @@ impl Runtime {
                     record.tokens.len()
                 )));
             };
+            if previous.as_ref().is_some_and(|p| p.id == token.id) {
+                return Err(ActionRefusal::Conflict(format!(
+                    "token {} of `{id}` is the one confirmed already; confirm the new token Notion sent",
+                    token.id
+                )));
+            }
             record.confirmed = Some(token.id);
             record.window_until_ms = None;
+            // The replaced token never verifies again.
+            if let Some(p) = &previous {
+                record.tokens.retain(|t| t.id != p.id);
+            }
             self.store
                 .put_notion_verification(id.as_str(), &record)
                 .and_then(|()| self.store.flush())
@@ -345,6 +356,21 @@ fn progress_of(
     now_ms: u64,
     signed: Option<bool>,
 ) -> (SyncStatus, String) {
+    if let Some(t) = record.confirmed_token()
+        && record.window_open(now_ms)
+    {
+        let new = record.tokens.iter().filter(|n| n.id != t.id).count();
+        return (
+            SyncStatus::InSync,
+            format!(
+                "verified with token {} ({}), being replaced: the verification window is open and \
+                 {new} new token(s) received; confirm the new one \
+                 (`supportopsd notion confirm-verification ID TOKEN_ID`) and deliveries signed \
+                 with it are accepted, the old token's refused",
+                t.id, t.fingerprint
+            ),
+        );
+    }
     if let Some(t) = record.confirmed_token() {
         let tail = if signed == Some(true) {
             "signed events arrive from the subscription"
@@ -509,19 +535,51 @@ mod tests {
             keys.get(&id).map(|s| s.expose().to_vec()),
             Some(b"secret_notion".to_vec())
         );
-        // Confirmed: no second confirmation, no new window, no new token.
+        // Confirmed: no other confirmation and no new token without a new window.
         assert!(matches!(
             rt.confirm_notion_token(&id, &TokenChoice::Id(1)),
-            Err(ActionRefusal::Conflict(_))
-        ));
-        assert!(matches!(
-            rt.expect_notion_verification(&id, None, 5_000),
             Err(ActionRefusal::Conflict(_))
         ));
         assert_eq!(
             rt.capture_notion_token(&id, &token("secret_late"), "192.0.2.1:5", 5_000),
             Err(CaptureRefusal::NoWindow)
         );
+        // Issue 16 item 10, replacing it ("Resend token"): a window opens while the token is
+        // confirmed, which keeps verifying until the new one is confirmed; then only the new
+        // one does.
+        let now = crate::runtime::now_ms();
+        rt.expect_notion_verification(&id, None, now).unwrap();
+        rt.capture_notion_token(&id, &token("secret_resent"), "198.51.100.7:6", now)
+            .unwrap();
+        assert_eq!(
+            rt.confirmed_notion_tokens()
+                .get(&id)
+                .map(|s| s.expose().to_vec()),
+            Some(b"secret_notion".to_vec())
+        );
+        assert!(matches!(
+            rt.confirm_notion_token(&id, &TokenChoice::Id(2)),
+            Err(ActionRefusal::Conflict(_))
+        ));
+        let resent = rt
+            .confirm_notion_token(
+                &id,
+                &TokenChoice::Fingerprint(token_fingerprint(b"secret_resent")),
+            )
+            .unwrap();
+        assert_eq!(
+            rt.confirmed_notion_tokens()
+                .get(&id)
+                .map(|s| s.expose().to_vec()),
+            Some(b"secret_resent".to_vec())
+        );
+        let record = rt.store.notion_verification("notion-main").unwrap();
+        assert_eq!(record.confirmed, Some(resent.id));
+        assert!(
+            record.tokens.iter().all(|t| t.id != 2),
+            "the old token is gone"
+        );
+        assert!(!record.window_open(crate::runtime::now_ms()));
         // Reset forgets everything.
         rt.reset_notion_verification(&id).unwrap();
         assert_eq!(

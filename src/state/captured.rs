@@ -64,8 +64,11 @@ pub struct NotionVerification {
 
 impl NotionVerification {
     /// Whether unsigned verification requests are accepted at `now`.
+    /// A window may be open while a token is confirmed: the operator is replacing it ("Resend
+    /// token", a re-created subscription); the confirmed token verifies deliveries until
+    /// another is confirmed.
     pub fn window_open(&self, now_ms: u64) -> bool {
-        self.confirmed.is_none() && self.window_until_ms.is_some_and(|until| now_ms < until)
+        self.window_until_ms.is_some_and(|until| now_ms < until)
     }
 
     /// The confirmed token, if any.
@@ -253,8 +256,8 @@ mod tests {
         // Nothing confirmed: no key.
         assert!(store.confirmed_notion_tokens().unwrap().is_empty());
         v.confirmed = Some(2);
-        // A confirmed subscription opens no window.
-        assert!(!v.window_open(50));
+        // A window stays open while a token is confirmed (the operator replaces it).
+        assert!(v.window_open(50));
         store.put_notion_verification("notion-main", &v).unwrap();
         assert_eq!(
             store.confirmed_notion_tokens().unwrap(),

@@ -329,6 +329,7 @@ impl Store {
                 lease_until_ms: None,
                 last_error: None,
                 created_ms: now_ms,
+                in_flight: None,
             };
             let bytes = codec::encode(trees::OUTBOX, &id.to_string(), &job)?;
             jobs.push((id, bytes));
@@ -481,6 +482,7 @@ impl Store {
                         lease_until_ms: None,
                         last_error: None,
                         created_ms: now_ms,
+                        in_flight: None,
                     };
                     let bytes = codec::encode(trees::OUTBOX, &new_id.to_string(), &new)
                         .map_err(super::abort)?;

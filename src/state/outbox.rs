@@ -63,6 +63,12 @@ pub struct Job {
     pub last_error: Option<String>,
     /// When the job was created, milliseconds since the Unix epoch.
     pub created_ms: u64,
+    /// The step whose request is being sent and whose outcome is not recorded yet, for the
+    /// actions that must not be sent twice ([`Store::begin_attempt`]). Found set when the job
+    /// is leased again, it means supportopsd stopped (a crash, a kill) while that request was
+    /// in flight: whether the platform acted is unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<usize>,
 }
 
 impl Job {
@@ -264,6 +270,25 @@ impl Store {
         }
     }
 
+    /// Records that the request of action `step` of job `id` is about to be sent
+    /// ([`Job::in_flight`]), for an action that must not be sent twice; every later transition
+    /// of the job (progress, retry, dead letter, replay) clears it. [`Error::StepMismatch`] if
+    /// `step` is not the job's next step. Does not flush: the caller makes it durable before
+    /// sending.
+    pub fn begin_attempt(&self, id: u64, step: usize) -> Result<Job, Error> {
+        self.modify_job(id, |job| {
+            if job.step != step {
+                return Err(Error::StepMismatch {
+                    id,
+                    current: job.step,
+                    given: step,
+                });
+            }
+            job.in_flight = Some(step);
+            Ok(())
+        })
+    }
+
     /// Records that action `step` of job `id` succeeded with `result`: appends the result and
     /// advances the job to the next step, keeping its lease. [`Error::StepMismatch`] if `step`
     /// is not the job's next step (nothing is written). Does not flush.
@@ -283,6 +308,7 @@ impl Store {
             }
             job.results.push(result.clone());
             job.step += 1;
+            job.in_flight = None;
             Ok(())
         })
     }
@@ -322,6 +348,7 @@ impl Store {
             job.last_error = Some(error.to_owned());
             job.lease_until_ms = None;
             job.due_ms = due_ms;
+            job.in_flight = None;
             Ok(())
         })
     }
@@ -348,6 +375,7 @@ impl Store {
             job.attempts = job.attempts.saturating_add(1);
             job.last_error = Some(error.to_owned());
             job.lease_until_ms = None;
+            job.in_flight = None;
             let record = DeadJob {
                 job,
                 dead_at_ms: now_ms,
@@ -395,6 +423,8 @@ impl Store {
             job.attempts = 0;
             job.due_ms = now_ms;
             job.lease_until_ms = None;
+            // The operator checked the platform and asks for the action again.
+            job.in_flight = None;
             tx_put_job(outbox, &job)?;
             due.insert(&due_key(job.ready_ms(), id), &[][..])?;
             Ok(job)

@@ -124,6 +124,7 @@ fn ingest_stores_event_and_jobs_and_dedupes() {
             lease_until_ms: None,
             last_error: None,
             created_ms: 1_000,
+            in_flight: None,
         }
     );
     assert_eq!(job.event_ref.until_ms, 61_000);
@@ -729,6 +730,7 @@ fn corrupt_queue_values_are_errors() {
         lease_until_ms: None,
         last_error: None,
         created_ms: 0,
+        in_flight: None,
     };
     let bytes = codec::encode(trees::OUTBOX, "x", &other).unwrap();
     store.outbox.insert(job_key(id), bytes).unwrap();

@@ -237,7 +237,7 @@ impl Metrics {
             .inc();
     }
 
-    /// An action finished (`outcome`: succeeded, retried, dead_lettered).
+    /// An action finished (`outcome`: succeeded, retried, dead_lettered, outcome_unknown).
     pub fn action(&self, platform: &str, action: &str, outcome: &str, seconds: f64) {
         let labels = vec![
             ("platform", platform.to_owned()),

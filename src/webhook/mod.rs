@@ -239,11 +239,20 @@ where
         Some(k) => platforms::verify(kind, &inbound, k),
         None => Err(VerifyError::NotConfigured),
     };
-    if let Err(e) = verified {
+    // Notion's verification request inside a window the operator opened is kept whatever its
+    // signature: a resent or re-created subscription's token is new, and the request is
+    // unsigned or signed with that new token, never with the one stored (SEC-04: nothing it
+    // carries verifies anything until the operator confirms it).
+    let notion_handshake = kind == PlatformKind::Notion
+        && platforms::notion::webhook::is_handshake(&body)
+        && rt.notion_window_open(&id, now);
+    if let Err(e) = verified
+        && !notion_handshake
+    {
         reject(rt, kind, &id, e.reason(), now);
         return status(StatusCode::UNAUTHORIZED);
     }
-    if kind == PlatformKind::Notion {
+    if kind == PlatformKind::Notion && !notion_handshake {
         if keys.as_ref().is_some_and(|k| k.usable_secret().is_some()) {
             rt.note_signed_delivery(&id);
         } else if !rt.notion_window_open(&id, now) {

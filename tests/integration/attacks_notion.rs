@@ -379,12 +379,23 @@ async fn sec_04_every_token_in_a_window_is_shown_and_only_the_confirmed_one_veri
         reason.starts_with("verified: the operator confirmed token 2"),
         "{reason}"
     );
-    // Once verified, no window opens and no new token is kept.
+    // Once verified, no new token is kept without a window.
+    assert_eq!(s.plant("secret_second_attempt").await, 401);
+    // An admin may open one to replace the token (issue 16 item 10: "Resend token"); the
+    // confirmed token keeps verifying until another is confirmed.
     let (code, _) = s
         .admin(Method::POST, &path("expect-verification"), Some(json!({})))
         .await;
-    assert_eq!(code, 409);
-    assert_eq!(s.plant("secret_second_attempt").await, 401);
+    assert_eq!(code, 200);
+    assert_eq!(s.plant("secret_second_attempt").await, 200);
+    assert_eq!(
+        s.fake
+            .deliver(&sub, "page.created", &rows[1], fake::PERSON_ID)
+            .await,
+        Some(200)
+    );
+    let reason = s.sync_reason().await;
+    assert!(reason.contains("being replaced"), "{reason}");
     // Every step is audited with the caller, never with a token.
     let (_, audit) = s
         .admin(

@@ -225,3 +225,129 @@ text = "Picked up by supportopsd (created by {{ author.type }} {{ author.id }})"
     assert!(notion_sync(&after).starts_with("verified"), "{after}");
     daemon.terminate().await;
 }
+
+/// Issue 16 item 10: "Resend token" (or a re-created subscription) while a token is confirmed.
+/// The operator opens a window; Notion posts the new token (signed with it, not with the one
+/// stored; the old code refused it with 401); the old token keeps verifying deliveries until
+/// the operator confirms the new one; then deliveries signed with the new token are accepted
+/// and the old token's refused.
+#[tokio::test]
+async fn a_resent_token_replaces_the_confirmed_one_through_a_window() {
+    let fake = FakeNotion::start(NOTION_TOKEN).await;
+    let state = tempfile::tempdir().unwrap();
+    let key = SealKey::generate().unwrap();
+    let key_path = state.path().join("supportopsd.key");
+    std::fs::write(&key_path, format!("{}\n", &*key.to_base64())).unwrap();
+    let id = IntegrationId::parse("notion-main").unwrap();
+    let sealed = secrets::seal(&key, &id, "token", NOTION_TOKEN.as_bytes()).unwrap();
+    let repo = TestRepo::new();
+    repo.file(
+        "integrations/notion.toml",
+        &format!(
+            r#"id = "notion-main"
+platform = "notion"
+[credentials]
+token = {{ sealed = "{sealed}" }}
+[config]
+notion_version = "2025-09-03"
+[webhook]
+events = ["page.created"]
+[endpoint]
+base_url = "{}"
+"#,
+            fake.base_url()
+        ),
+    );
+    repo.commit("notion");
+    let key_arg = key_path.to_str().unwrap();
+    let daemon = Daemon::spawn(repo.path(), state.path(), &["--key-file", key_arg]).await;
+    let url = format!("{}/api/webhooks/notion/notion-main", daemon.url);
+    let client = reqwest::Client::new();
+    let post = |path: &'static str, body: serde_json::Value| {
+        daemon
+            .api(&client, reqwest::Method::POST, path)
+            .json(&body)
+            .send()
+    };
+    let expect = "/api/integrations/notion-main/notion/expect-verification";
+    let confirm = "/api/integrations/notion-main/notion/confirm-verification";
+    let pending_token = |status: serde_json::Value, fingerprint_of: &str| -> u64 {
+        status["verification_tokens"][0]["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["verification_token"] == fingerprint_of)
+            .and_then(|t| t["token_id"].as_u64())
+            .unwrap_or_else(|| panic!("no pending token in {status}"))
+    };
+
+    // The first token: window, subscription, confirmation.
+    assert_eq!(
+        post(expect, serde_json::json!({})).await.unwrap().status(),
+        200
+    );
+    let (sub, status) = fake
+        .create_subscription(&url, &["page.created"], "2025-09-03")
+        .await;
+    assert_eq!(status, 200);
+    let old = fake.subscriptions()[0].token.clone();
+    let first = pending_token(daemon.get_json("/api/status").await, &old);
+    let r = post(confirm, serde_json::json!({ "token_id": first }))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(fake.verify_subscription(&sub, &old));
+    let rows = fake.add_rows(3);
+    deliver_until_accepted(&fake, &sub, &rows[0], fake::PERSON_ID).await;
+
+    // "Resend token" without a window: refused, nothing kept.
+    assert_eq!(fake.resend_token_signed(&sub).await, 401);
+    // With a window: kept, though signed with the new token.
+    let r = post(expect, serde_json::json!({})).await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    assert_eq!(fake.resend_token_signed(&sub).await, 200);
+    let new = fake.subscriptions()[0].token.clone();
+    assert_ne!(new, old);
+    // Until the new token is confirmed, the old one still verifies (a delivery Notion signed
+    // with it before the resend, retried now).
+    let body =
+        br#"{"type":"page.created","id":"old-1","entity":{"id":"p1","type":"page"},"authors":[]}"#;
+    let signed_with = |token: &str| {
+        client
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("x-notion-signature", fake::signature(token, body))
+            .body(body.to_vec())
+            .send()
+    };
+    assert_eq!(signed_with(&old).await.unwrap().status().as_u16(), 200);
+    let status = daemon.get_json("/api/status").await;
+    let second = pending_token(status.clone(), &new);
+    assert!(status.to_string().contains("being replaced"), "{status}");
+    let r = post(confirm, serde_json::json!({ "token_id": second }))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    assert!(fake.verify_subscription(&sub, &new));
+
+    // The new token's deliveries are accepted, the old token's refused.
+    deliver_until_accepted(&fake, &sub, &rows[1], fake::PERSON_ID).await;
+    let body2 =
+        br#"{"type":"page.created","id":"old-2","entity":{"id":"p2","type":"page"},"authors":[]}"#;
+    let stale = client
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("x-notion-signature", fake::signature(&old, body2))
+        .body(body2.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status().as_u16(), 401);
+    // The unsigned form of "Resend token" goes the same way.
+    assert_eq!(
+        post(expect, serde_json::json!({})).await.unwrap().status(),
+        200
+    );
+    assert_eq!(fake.resend_token(&sub).await, 200);
+    daemon.terminate().await;
+}

@@ -9,7 +9,7 @@
 
 use super::{PRIORITY_CODES, SOURCE_CODES, STATUS_CODES};
 use crate::platforms::catalog::{fields, param, params};
-use crate::platforms::{ActionSpec, ParamSpec};
+use crate::platforms::{ActionSpec, ParamSpec, Resend};
 
 const TICKET_ID: ParamSpec = param!("ticket_id": Integer, required, "Id of the ticket");
 
@@ -189,4 +189,42 @@ pub(crate) static ACTIONS: &[ActionSpec] = &[
         ]],
         result: fields!["id": Integer, "name": String, "email": String, "created_at": Timestamp],
     },
+];
+
+/// How each creating action may be sent again (see [`Resend`]). Freshdesk has no idempotency
+/// key, and its search index is eventually consistent (a look-up right after a create may
+/// miss it), so an uncertain create is dead-lettered with what to look for.
+pub(crate) static RESEND: &[(&str, Resend)] = &[
+    (
+        "create_ticket",
+        Resend::Duplicates {
+            check: "the requester's recent tickets for one with this subject (`GET /api/v2/tickets?email=<requester>&order_by=created_at`)",
+        },
+    ),
+    (
+        "add_note",
+        Resend::Duplicates {
+            check: "the ticket's conversation for this note (`GET /api/v2/tickets/<ticket_id>/conversations`)",
+        },
+    ),
+    (
+        "add_reply",
+        Resend::Duplicates {
+            check: "the ticket's conversation for this reply (`GET /api/v2/tickets/<ticket_id>/conversations`)",
+        },
+    ),
+    (
+        "add_time_entry",
+        Resend::Duplicates {
+            check: "the ticket's time entries (`GET /api/v2/tickets/<ticket_id>/time_entries`)",
+        },
+    ),
+    (
+        "create_contact",
+        // With an `email`, a lost answer is settled at once by looking the contact up by it
+        // (a unique key); without one (a phone only) it is "outcome unknown".
+        Resend::Duplicates {
+            check: "the contacts for this phone (`GET /api/v2/contacts?phone=<phone>`)",
+        },
+    ),
 ];

@@ -239,24 +239,30 @@ impl Connector for FreshdeskConnector {
     }
 
     async fn execute(&self, call: &ActionCall) -> Result<ActionOutput, PlatformError> {
-        let spec = params::action_spec(&super::DESCRIPTOR, &call.action)?;
-        let p = check_params(spec, &call.parameters)?;
-        let result = match spec.name {
-            "create_ticket" => self.create_ticket(&p).await?,
-            "update_ticket" | "assign_ticket" | "change_status" => {
-                self.update(spec.name, &p).await?
-            }
-            "add_note" => self.add_note(&p).await?,
-            "add_reply" => self.add_reply(&p).await?,
-            "add_time_entry" => self.add_time_entry(&p).await?,
-            "create_contact" => self.create_contact(&p).await?,
-            other => {
-                return Err(PlatformError::Invalid(format!(
-                    "the freshdesk connector cannot perform `{other}`"
-                )));
-            }
-        };
-        Ok(ActionOutput { result })
+        // What a failure that may have reached the platform becomes for an action that
+        // creates something (`RESEND` in actions.rs): never a blind retry.
+        let outcome: Result<ActionOutput, PlatformError> = async {
+            let spec = params::action_spec(&super::DESCRIPTOR, &call.action)?;
+            let p = check_params(spec, &call.parameters)?;
+            let result = match spec.name {
+                "create_ticket" => self.create_ticket(&p).await?,
+                "update_ticket" | "assign_ticket" | "change_status" => {
+                    self.update(spec.name, &p).await?
+                }
+                "add_note" => self.add_note(&p).await?,
+                "add_reply" => self.add_reply(&p).await?,
+                "add_time_entry" => self.add_time_entry(&p).await?,
+                "create_contact" => self.create_contact(&p).await?,
+                other => {
+                    return Err(PlatformError::Invalid(format!(
+                        "the freshdesk connector cannot perform `{other}`"
+                    )));
+                }
+            };
+            Ok(ActionOutput { result })
+        }
+        .await;
+        crate::platforms::connector::guard_resend(super::DESCRIPTOR.kind, &call.action, outcome)
     }
 
     fn batchable(&self, action: &str) -> bool {
@@ -578,6 +584,9 @@ impl FreshdeskConnector {
             } => PlatformError::Transient {
                 detail: format!("cannot reach {domain}: {detail}"),
                 retry_after,
+            },
+            PlatformError::NotPerformed { detail } => PlatformError::NotPerformed {
+                detail: format!("cannot reach {domain}: {detail}"),
             },
             other => other,
         }
@@ -1080,6 +1089,28 @@ impl FreshdeskConnector {
         }))
     }
 
+    /// The contact whose primary email is `email`, if any.
+    async fn contact_by_email(&self, email: &str) -> Result<Option<Value>, PlatformError> {
+        let path = format!(
+            "api/v2/contacts?email={}",
+            crate::platforms::http::percent_encode(email, b"")
+        );
+        let a = self
+            .client
+            .request(Method::GET, &path, None, "create_contact: look-up by email")
+            .await?;
+        Ok(a.body.as_array().and_then(|found| {
+            found
+                .iter()
+                .find(|c| {
+                    c.get("email")
+                        .and_then(Value::as_str)
+                        .is_some_and(|e| e.eq_ignore_ascii_case(email))
+                })
+                .cloned()
+        }))
+    }
+
     async fn create_contact(&self, p: &Params<'_>) -> Result<Value, PlatformError> {
         let action = "create_contact";
         check_nonempty(action, "name", p)?;
@@ -1105,7 +1136,7 @@ impl FreshdeskConnector {
         p.put_int(&mut body, &["company_id"])?;
         p.put_list(&mut body, &["tags"]);
         p.put_object(&mut body, &["custom_fields"]);
-        let a = self
+        let sent = self
             .client
             .request(
                 Method::POST,
@@ -1113,8 +1144,27 @@ impl FreshdeskConnector {
                 Some(&Value::Object(body)),
                 action,
             )
-            .await?;
-        let c = &a.body;
+            .await;
+        let c = match (sent, p.string("email")) {
+            (Ok(a), _) => a.body,
+            // The answer was lost: a contact's email is unique in Freshdesk, and contacts are
+            // filtered by it (`GET /api/v2/contacts?email=`, not the search index): found, it
+            // was created; not found, nothing was (and a late create would make a second one
+            // refused as a duplicate email, never a second contact).
+            (Err(e @ PlatformError::Transient { .. }), Some(email)) => {
+                match self.contact_by_email(&email).await {
+                    Ok(Some(found)) => found,
+                    Ok(None) => {
+                        return Err(PlatformError::NotPerformed {
+                            detail: format!("{e}; no contact has this email, so none was created"),
+                        });
+                    }
+                    Err(_) => return Err(e),
+                }
+            }
+            (Err(e), _) => return Err(e),
+        };
+        let c = &c;
         Ok(json!({
             "id": c.get("id").cloned().unwrap_or(Value::Null),
             "name": c.get("name").cloned().unwrap_or(Value::Null),

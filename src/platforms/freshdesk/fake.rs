@@ -251,6 +251,13 @@ impl FakeFreshdesk {
         lock(&self.state).failures.push(route, failure, times);
     }
 
+    /// Performs the next `times` requests `method path` (path without the query, e.g.
+    /// `/1/cards`), then answers them with a 504 instead: the platform acted, and its answer
+    /// was lost ([`crate::platforms::fakekit::FakeServer::lose_answers`]).
+    pub fn lose_answers(&self, method: http::Method, path: &str, times: usize) {
+        self.server.lose_answers(method, path, times);
+    }
+
     /// Sets the per-minute budget and what is left of it.
     pub fn set_budget(&self, total: u64, remaining: u64) {
         let mut st = lock(&self.state);
@@ -842,7 +849,14 @@ pub fn api_description() -> Value {
             "/tickets/{id}/notes": { "post": body("Note") },
             "/tickets/{id}/reply": { "post": body("Reply") },
             "/tickets/{id}/time_entries": { "post": body("TimeEntry") },
-            "/contacts": { "post": body("Contact") },
+            // "List All Contacts … Filter by email" (Freshdesk API v2 reference, Contacts).
+            "/contacts": {
+                "post": body("Contact"),
+                "get": { "parameters": [
+                    { "in": "query", "name": "email" }, { "in": "query", "name": "page" },
+                    { "in": "query", "name": "per_page" }
+                ]}
+            },
             "/jobs/{id}": { "get": {} },
             "/automations/{type}/rules": { "get": paged, "post": body("RuleCreate") },
             "/automations/{type}/rules/{id}": { "get": {}, "put": body("RuleUpdate"), "delete": {} },
@@ -1117,6 +1131,22 @@ fn serve(st: &mut State, r: &Recorded, route: &str) -> Resp {
             time_entry(st, id, &body)
         }
         "POST /api/v2/contacts" => create_contact(st, &body),
+        // Contacts whose primary email is `email` (a filter, not the search index).
+        "GET /api/v2/contacts" => {
+            let email = r.query_param("email").unwrap_or("").to_ascii_lowercase();
+            let found: Vec<Value> = st
+                .contacts
+                .values()
+                .filter(|c| {
+                    email.is_empty()
+                        || c.get("email")
+                            .and_then(Value::as_str)
+                            .is_some_and(|e| e.eq_ignore_ascii_case(&email))
+                })
+                .cloned()
+                .collect();
+            json_response(StatusCode::OK, &Value::Array(found))
+        }
         "POST /api/v2/tickets/bulk_update" => bulk_update(st, &body),
         "GET /api/v2/jobs/{id}" => {
             let job = segs.get(3).copied().unwrap_or("").to_owned();

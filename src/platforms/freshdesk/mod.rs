@@ -79,5 +79,6 @@ pub static DESCRIPTOR: Descriptor = Descriptor {
     webhook_secret: WebhookSecret::Optional,
     events: events::EVENTS,
     actions: actions::ACTIONS,
+    resend: actions::RESEND,
     normalize: events::normalize,
 };

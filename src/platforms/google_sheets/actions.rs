@@ -9,7 +9,7 @@
 
 use super::VALUE_INPUT_OPTIONS;
 use crate::platforms::catalog::{fields, param, params};
-use crate::platforms::{ActionSpec, ParamSpec};
+use crate::platforms::{ActionSpec, ParamSpec, Resend};
 
 const SHEET: ParamSpec =
     param!("sheet": String, optional, "Sheet (tab) name; defaults to `[config] sheet`.");
@@ -113,4 +113,23 @@ pub(crate) static ACTIONS: &[ActionSpec] = &[
             "replies": List,
         ],
     },
+];
+
+/// How each creating action may be sent again (see [`Resend`]). Sheet titles are unique in a
+/// spreadsheet (`addSheet` of an existing title is refused); an appended row, or a batch
+/// (whose requests may insert), applied twice is applied twice.
+pub(crate) static RESEND: &[(&str, Resend)] = &[
+    (
+        "append_row",
+        Resend::Duplicates {
+            check: "the sheet's last rows for this row",
+        },
+    ),
+    (
+        "batch_update",
+        Resend::Duplicates {
+            check: "the spreadsheet for the batch's changes",
+        },
+    ),
+    ("create_sheet", Resend::UniqueName),
 ];

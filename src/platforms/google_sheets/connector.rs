@@ -19,7 +19,8 @@
 //! the characters Drive allows) and ends in random hex; the token is 32 random bytes in hex.
 //! [`Connector::sync_webhook`] creates a channel when none is recorded (`Created`), replaces one
 //! that lapsed or whose record is unusable (`Repaired`) or whose URL or events changed
-//! (`Updated`), replaces one expiring within [`renewal_margin_ms`] (`Renewed`), and otherwise
+//! (`Updated`), replaces one expiring within [`renewal_margin_ms`] (`Renewed`: at least two
+//! default resync intervals before expiry, so a 5-minute pass never misses it), and otherwise
 //! changes nothing (`Unchanged`). A replaced channel is stopped (`channels.stop`) after its
 //! successor exists; one already gone is fine.
 //!
@@ -38,6 +39,7 @@ use sha2::{Digest, Sha256};
 use super::client::{Api, BadKey, Clock, GoogleClient, ServiceAccountKey, encode_segment};
 use super::events::column_letters;
 use crate::manifest::{Integration, IntegrationId};
+use crate::platforms::connector::before_create;
 use crate::platforms::connector::{
     ActionCall, ActionOutput, ConnectError, Connector, Health, PlatformError, Polled, Registration,
     RegistrationOutcome, WebhookSync, WebhookTarget,
@@ -51,10 +53,16 @@ use crate::secrets::{ResolveContext, Secret};
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Longest lifetime Drive gives a file channel, and the default asked for.
 pub const MAX_CHANNEL_LIFETIME_SECS: u64 = 86_400;
-/// Shortest channel lifetime accepted from `[config] channel_expiration_seconds`.
-pub const MIN_CHANNEL_LIFETIME_SECS: u64 = 300;
+/// Shortest channel lifetime accepted from `[config] channel_expiration_seconds`: long enough
+/// that the renewal margin ([`MIN_RENEWAL_MARGIN_MS`]) is at most a third of it.
+pub const MIN_CHANNEL_LIFETIME_SECS: u64 = 1_800;
 /// At most this long before expiry a channel is renewed.
 pub const MAX_RENEWAL_MARGIN_MS: u64 = 3_600_000;
+/// At least this long before expiry a channel is renewed: two default resync intervals (the
+/// daemon's `--resync-interval`, 5 minutes), so that a pass always falls inside the margin
+/// even when one runs late. A `--resync-interval` longer than the margin lets channels lapse
+/// (Drive stops delivering until the next pass re-creates them as `Repaired`).
+pub const MIN_RENEWAL_MARGIN_MS: u64 = 600_000;
 /// Rows read per poll below the last one seen.
 pub const POLL_BATCH_ROWS: i64 = 500;
 /// The event a channel delivers.
@@ -169,10 +177,13 @@ pub fn channel_prefix(integration: &IntegrationId) -> String {
     }
 }
 
-/// How long before expiry a channel of `lifetime_ms` is renewed: a quarter of its lifetime, at
-/// most an hour.
+/// How long before expiry a channel of `lifetime_ms` is renewed: a quarter of its lifetime,
+/// at least [`MIN_RENEWAL_MARGIN_MS`] (two resync intervals) and at most an hour, and never
+/// more than half the lifetime (a channel is not renewed as soon as it is made).
 pub fn renewal_margin_ms(lifetime_ms: u64) -> u64 {
-    (lifetime_ms / 4).min(MAX_RENEWAL_MARGIN_MS)
+    (lifetime_ms / 4)
+        .clamp(MIN_RENEWAL_MARGIN_MS, MAX_RENEWAL_MARGIN_MS)
+        .min(lifetime_ms / 2)
 }
 
 /// Where the row poller stands: the sheet and the last row it has seen.
@@ -272,21 +283,27 @@ impl Connector for GoogleSheetsConnector {
     }
 
     async fn execute(&self, call: &ActionCall) -> Result<ActionOutput, PlatformError> {
-        let spec = params::action_spec(&super::DESCRIPTOR, &call.action)?;
-        let p = Params::check(spec, &call.parameters)?;
-        let result = match spec.name {
-            "append_row" => self.append_row(&p).await?,
-            "update_row" => self.update_row(&p).await?,
-            "read_range" => self.read_range(&p).await?,
-            "create_sheet" => self.create_sheet(&p).await?,
-            "batch_update" => self.batch_update(&p).await?,
-            other => {
-                return Err(PlatformError::Invalid(format!(
-                    "the google_sheets connector cannot perform `{other}`"
-                )));
-            }
-        };
-        Ok(ActionOutput { result })
+        // What a failure that may have reached the platform becomes for an action that
+        // creates something (`RESEND` in actions.rs): never a blind retry.
+        let outcome: Result<ActionOutput, PlatformError> = async {
+            let spec = params::action_spec(&super::DESCRIPTOR, &call.action)?;
+            let p = Params::check(spec, &call.parameters)?;
+            let result = match spec.name {
+                "append_row" => self.append_row(&p).await?,
+                "update_row" => self.update_row(&p).await?,
+                "read_range" => self.read_range(&p).await?,
+                "create_sheet" => self.create_sheet(&p).await?,
+                "batch_update" => self.batch_update(&p).await?,
+                other => {
+                    return Err(PlatformError::Invalid(format!(
+                        "the google_sheets connector cannot perform `{other}`"
+                    )));
+                }
+            };
+            Ok(ActionOutput { result })
+        }
+        .await;
+        crate::platforms::connector::guard_resend(super::DESCRIPTOR.kind, &call.action, outcome)
     }
 
     async fn sync_webhook(&self, target: &WebhookTarget) -> Result<WebhookSync, PlatformError> {
@@ -564,7 +581,10 @@ impl GoogleSheetsConnector {
 
     async fn append_row(&self, p: &Params<'_>) -> Result<Value, PlatformError> {
         let sheet = self.sheet(p);
-        let row = self.row(p, "append_row", sheet.as_deref()).await?;
+        let row = self
+            .row(p, "append_row", sheet.as_deref())
+            .await
+            .map_err(before_create)?;
         let range = match (p.string("range"), &sheet) {
             (Some(r), s) if !r.trim().is_empty() => Self::qualify(&r, s.as_deref()),
             (_, Some(s)) => quoted(s),
@@ -899,23 +919,65 @@ impl GoogleSheetsConnector {
             })
     }
 
-    /// How many rows `sheet` has (the last one holding a value), at least the header row.
+    /// How many rows `sheet` has (the last one holding a value), at least the header row,
+    /// without reading the whole sheet: column A alone, column-major (one cell per row, down
+    /// to its last value: Sheets omits trailing empty cells), then blocks of
+    /// [`POLL_BATCH_ROWS`] rows below it until one is empty, for rows whose column A is empty.
+    /// On a sheet whose column A is filled that is two small reads, whatever its width.
     async fn sheet_length(&self, sheet: &str) -> Result<i64, PlatformError> {
+        let name = quoted(sheet);
         let a = self
             .client
             .call(
                 Api::Sheets,
                 Method::GET,
-                &self.values_path(&quoted(sheet), ""),
-                &[],
+                &self.values_path(&format!("{name}!A:A"), ""),
+                &[("majorDimension", "COLUMNS".to_owned())],
                 None,
             )
             .await?;
-        let rows = a
-            .get("values")
+        let in_a = a
+            .pointer("/values/0")
             .and_then(Value::as_array)
             .map_or(0, Vec::len);
-        Ok(i64::try_from(rows).unwrap_or(i64::MAX).max(self.header_row))
+        let mut last = i64::try_from(in_a).unwrap_or(i64::MAX);
+        // Bounded: a sheet holds at most 10 million cells.
+        for _ in 0..20_000 {
+            let from = last.saturating_add(1);
+            let to = from.saturating_add(POLL_BATCH_ROWS - 1);
+            let block = self
+                .client
+                .call(
+                    Api::Sheets,
+                    Method::GET,
+                    &self.values_path(&format!("{name}!{from}:{to}"), ""),
+                    &[],
+                    None,
+                )
+                .await;
+            let block = match block {
+                Ok(b) => b,
+                // Past the sheet's grid: nothing below.
+                Err(PlatformError::Rejected {
+                    status: 400,
+                    detail,
+                }) if detail.contains("exceeds grid limits") => {
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
+            let rows = block
+                .get("values")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            if rows == 0 {
+                break;
+            }
+            last = from
+                .saturating_add(i64::try_from(rows).unwrap_or(i64::MAX))
+                .saturating_sub(1);
+        }
+        Ok(last.max(self.header_row))
     }
 
     /// One `values.batchGet` of the header row, the rows from `from`, and (when `check` is
@@ -1283,6 +1345,39 @@ mod tests {
     #[test]
     fn renewal_margins() {
         assert_eq!(renewal_margin_ms(86_400_000), 3_600_000);
-        assert_eq!(renewal_margin_ms(600_000), 150_000);
+        assert_eq!(renewal_margin_ms(1_800_000), 600_000);
+        assert_eq!(renewal_margin_ms(4_000_000), 1_000_000);
+    }
+
+    /// Issue 16 item 12: with passes every resync interval (the daemon's default), at any
+    /// phase, every accepted channel lifetime is renewed by a pass before it expires, with a
+    /// pass's worth of time to spare. The old minimum (300 s, margin 75 s) lapsed: a channel
+    /// made by one pass expired at the next.
+    #[test]
+    fn every_accepted_lifetime_is_renewed_before_it_lapses() {
+        let resync = u64::try_from(crate::runtime::DEFAULT_RESYNC.as_millis()).unwrap_or(0);
+        for lifetime_s in [
+            MIN_CHANNEL_LIFETIME_SECS,
+            MIN_CHANNEL_LIFETIME_SECS + 1,
+            3_600,
+            7_200,
+            MAX_CHANNEL_LIFETIME_SECS,
+        ] {
+            let lifetime = lifetime_s * 1000;
+            let margin = renewal_margin_ms(lifetime);
+            for phase in (0..resync).step_by(7_001) {
+                // A channel made by a pass at `phase`; later passes every `resync`.
+                let expires = phase + lifetime;
+                let renewed_at = (1..)
+                    .map(|k| phase + k * resync)
+                    .find(|t| expires.saturating_sub(*t) <= margin)
+                    .unwrap_or(u64::MAX);
+                assert!(
+                    renewed_at + resync / 2 < expires,
+                    "lifetime {lifetime_s} s: renewed at {renewed_at}, expires at {expires}"
+                );
+                assert!(renewed_at > phase + resync / 2, "renewed at once");
+            }
+        }
     }
 }

@@ -303,7 +303,7 @@ async fn network_failure_is_transient() {
     );
     let c = connect(&i, &ResolveContext::new(None, &no_env)).expect("connect");
     let e = c.check().await.expect_err("nothing listens");
-    assert!(matches!(e, PlatformError::Transient { .. }), "{e:?}");
+    assert!(matches!(e, PlatformError::NotPerformed { .. }), "{e:?}");
     assert!(e.retryable());
 }
 
@@ -410,6 +410,19 @@ fn bad_keys_are_refused_at_connect_without_showing_them() {
         json!({"channel_expiration_seconds": 90_000}),
     );
     assert!(matches!(connect(&i, &ctx), Err(ConnectError::Client(_))));
+    // Issue 16 item 12: a 300-second channel lapsed between two 5-minute passes.
+    for short in [300, 1_799] {
+        let i = integration(
+            None,
+            &fake::key_json("x"),
+            fake::SPREADSHEET_ID,
+            json!({"channel_expiration_seconds": short}),
+        );
+        assert!(
+            matches!(connect(&i, &ctx), Err(ConnectError::Client(m)) if m.contains("1800")),
+            "{short}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -1493,4 +1506,74 @@ async fn renewal_survives_a_failed_stop_of_the_old_channel() {
     let live = f.channels();
     assert_eq!(live.len(), 1);
     assert_eq!(live[0].id, renewed.ids[0]);
+}
+
+/// Issue 16 item 9: an appended row whose answer was lost (appended, then a 504) is not
+/// appended again; a sheet title is unique (a second `addSheet` is refused), so `create_sheet`
+/// is retried. The old code appended the row twice.
+#[tokio::test]
+async fn a_create_whose_answer_is_lost_is_not_sent_again() {
+    let (f, c) = setup(json!({})).await;
+    let rows = |f: &FakeGoogle| f.sheet(fake::FIRST_SHEET).map_or(0, |s| s.rows.len());
+    let seed = call(
+        "append_row",
+        json!({"values": ["seed"], "sheet": fake::FIRST_SHEET}),
+    );
+    c.execute(&seed).await.expect("seed row");
+    let before = rows(&f);
+    let path = f
+        .requests()
+        .iter()
+        .rev()
+        .find(|r| r.path.ends_with(":append"))
+        .map(|r| r.path.clone())
+        .expect("an append");
+    f.lose_answers(::http::Method::POST, &path, 1);
+    let e = testkit::as_the_executor_would(
+        &c,
+        &call(
+            "append_row",
+            json!({"values": ["once"], "sheet": fake::FIRST_SHEET}),
+        ),
+        3,
+    )
+    .await
+    .expect_err("answer lost");
+    assert!(matches!(e, PlatformError::OutcomeUnknown { .. }), "{e:?}");
+    assert!(!e.retryable());
+    assert_eq!(rows(&f), before + 1, "appended exactly once");
+}
+
+/// Issue 16 item 12: the first poll of a large sheet records where it ends without reading
+/// it all: column A, then the (empty) block below. A sheet of 900 rows × 26 columns is 23 400
+/// cells; the old code read every one of them.
+#[tokio::test]
+async fn the_first_poll_reads_little_of_a_large_sheet() {
+    let (f, c) = setup(json!({"sheet": "Big"})).await;
+    let wide = |i: usize| -> Vec<Value> { (0..26).map(|c| json!(format!("r{i}c{c}"))).collect() };
+    let mut rows: Vec<Vec<Value>> = (0..900).map(wide).collect();
+    // Two rows whose column A is empty, past the last value in A.
+    rows.push(vec![Value::Null, json!("only in B")]);
+    rows.push(vec![Value::Null, Value::Null, json!("only in C")]);
+    f.set_row_count("Big", 2_000);
+    f.set_rows("Big", rows);
+    let before = f.cells_served();
+    let first = c.poll_rows(None).await.expect("baseline");
+    assert!(first.rows.is_empty());
+    assert_eq!(
+        first.cursor.last_row, 902,
+        "rows past column A's last value count"
+    );
+    let read = f.cells_served() - before;
+    assert!(read < 1_000, "the first poll read {read} cells");
+
+    // The next poll reports only what is appended after it.
+    c.execute(&call(
+        "append_row",
+        json!({"values": ["new"], "sheet": "Big"}),
+    ))
+    .await
+    .expect("append");
+    let next = c.poll_rows(Some(&first.cursor)).await.expect("poll");
+    assert_eq!(next.rows.len(), 1, "{:?}", next.rows);
 }

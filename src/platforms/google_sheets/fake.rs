@@ -231,6 +231,8 @@ struct State {
     account_disabled: bool,
     revoke_each: bool,
     next_sheet_id: i64,
+    /// Cells sent back by `values.get` and `values.batchGet` so far (what a read costs).
+    cells_served: usize,
     notifications: Vec<Notification>,
 }
 
@@ -258,6 +260,7 @@ impl FakeGoogle {
     pub async fn start() -> FakeGoogle {
         let mut state = State {
             next_sheet_id: 1_000_001,
+            cells_served: 0,
             ..State::default()
         };
         state.spreadsheets.insert(
@@ -326,6 +329,18 @@ impl FakeGoogle {
     /// The next `times` calls of `route` fail with `failure`.
     pub fn fail_next(&self, route: &str, failure: Failure, times: usize) {
         lock(&self.state).failures.push(route, failure, times);
+    }
+
+    /// Performs the next `times` requests `method path` (path without the query, e.g.
+    /// `/1/cards`), then answers them with a 504 instead: the platform acted, and its answer
+    /// was lost ([`crate::platforms::fakekit::FakeServer::lose_answers`]).
+    pub fn lose_answers(&self, method: http::Method, path: &str, times: usize) {
+        self.server.lose_answers(method, path, times);
+    }
+
+    /// Cells sent back by `values.get` and `values.batchGet` so far.
+    pub fn cells_served(&self) -> usize {
+        lock(&self.state).cells_served
     }
 
     /// Requests the vendor spec refused so far.
@@ -681,12 +696,22 @@ fn handle(st: &mut State, r: &Recorded, now: u64, origin: &str) -> Resp {
     let result = match route {
         "spreadsheets.get" => Ok(spreadsheet_json(id, book)),
         "spreadsheets.batchUpdate" => batch_update(id, book, &body, &mut st.next_sheet_id),
-        "values.get" => get_values(book, range_seg, q("valueRenderOption").as_deref()),
+        "values.get" => get_values(
+            book,
+            range_seg,
+            q("valueRenderOption").as_deref(),
+            q("majorDimension").as_deref(),
+        ),
         "values.batchGet" => {
             let mut ranges = Vec::new();
             for (k, v) in &r.query {
                 if k == "ranges" {
-                    match get_values(book, v, q("valueRenderOption").as_deref()) {
+                    match get_values(
+                        book,
+                        v,
+                        q("valueRenderOption").as_deref(),
+                        q("majorDimension").as_deref(),
+                    ) {
                         Ok(vr) => ranges.push(vr),
                         Err(e) => return e,
                     }
@@ -728,6 +753,8 @@ fn handle(st: &mut State, r: &Recorded, now: u64, origin: &str) -> Resp {
                 && route != "values.batchGet"
             {
                 file_changed(st, id, now);
+            } else {
+                st.cells_served += cells_in(&v);
             }
             json_response(StatusCode::OK, &v)
         }
@@ -1146,7 +1173,31 @@ fn render(v: &Value, option: Option<&str>) -> Value {
     }
 }
 
-fn get_values(book: &Spreadsheet, range: &str, option: Option<&str>) -> Result<Value, Resp> {
+/// The cells of a `ValueRange` or a `values.batchGet` answer.
+fn cells_in(v: &Value) -> usize {
+    let of = |vr: &Value| {
+        vr.get("values")
+            .and_then(Value::as_array)
+            .map_or(0, |rows| {
+                rows.iter().map(|r| r.as_array().map_or(0, Vec::len)).sum()
+            })
+    };
+    match v.get("valueRanges").and_then(Value::as_array) {
+        Some(ranges) => ranges.iter().map(of).sum(),
+        None => of(v),
+    }
+}
+
+/// `values.get`: the cells of `range`, trailing empty cells and rows (or, with
+/// `majorDimension=COLUMNS`, columns) left out, as Sheets does ("Empty trailing rows and
+/// columns are omitted", the ValueRange reference; `majorDimension` in the sheets-v4
+/// discovery document).
+fn get_values(
+    book: &Spreadsheet,
+    range: &str,
+    option: Option<&str>,
+    major: Option<&str>,
+) -> Result<Value, Resp> {
     let a = parse_a1(book, range)?;
     let sheet = &book.sheets[a.sheet];
     let r1 = a.r1.unwrap_or(1);
@@ -1161,9 +1212,24 @@ fn get_values(book: &Spreadsheet, range: &str, option: Option<&str>) -> Result<V
     let width = usize::try_from(sheet.column_count).unwrap_or(0);
     let r2 = a.r2.unwrap_or(last).min(last.max(r1));
     let c2 = a.c2.unwrap_or(width).min(width.max(c1));
+    let columns = major == Some("COLUMNS");
     let mut values = Vec::new();
-    for r in r1..=r2 {
-        let mut row: Vec<Value> = (c1..=c2).map(|c| sheet.get(r, c)).collect();
+    let (outer, inner) = if columns {
+        ((c1..=c2), (r1..=r2))
+    } else {
+        ((r1..=r2), (c1..=c2))
+    };
+    for o in outer {
+        let mut row: Vec<Value> = inner
+            .clone()
+            .map(|i| {
+                if columns {
+                    sheet.get(i, o)
+                } else {
+                    sheet.get(o, i)
+                }
+            })
+            .collect();
         while row
             .last()
             .is_some_and(|v| v.is_null() || v.as_str() == Some(""))
@@ -1183,7 +1249,7 @@ fn get_values(book: &Spreadsheet, range: &str, option: Option<&str>) -> Result<V
     let name = sheet_ref(&sheet.title);
     let mut out = json!({
         "range": format!("{name}!{}{r1}:{}{r2}", column_letters(c1), column_letters(c2)),
-        "majorDimension": "ROWS",
+        "majorDimension": if columns { "COLUMNS" } else { "ROWS" },
     });
     if !values.is_empty() {
         out["values"] = Value::Array(values);

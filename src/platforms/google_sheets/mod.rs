@@ -43,6 +43,7 @@ pub static DESCRIPTOR: Descriptor = Descriptor {
     webhook_secret: WebhookSecret::NotUsed,
     events: events::EVENTS,
     actions: actions::ACTIONS,
+    resend: actions::RESEND,
     normalize: events::normalize,
 };
 
@@ -59,6 +60,6 @@ const CONFIG: &[ParamSpec] = params![
     "header_row": Integer, optional, "Row number holding the column headers that name `row.fields` and `fields` parameters (default 1).";
     "poll_interval_seconds": Integer, optional, "How often the poller re-reads the sheet to find appended rows (`row_added`); mind the 60 reads/min per user quota.";
     "push_notifications": Bool, optional, "Whether to keep a Drive push channel on the spreadsheet for `file_changed` (default true).";
-    "channel_expiration_seconds": Integer, optional, "Lifetime asked for each Drive channel, at most 86400; channels are recreated before they expire.";
+    "channel_expiration_seconds": Integer, optional, "Lifetime asked for each Drive channel, 1800 to 86400; channels are recreated at least 10 minutes (a quarter of the lifetime, at most an hour) before they expire.";
     "value_input_option": Enum(VALUE_INPUT_OPTIONS), optional, "Default for the write actions: `RAW` stores values as given, `USER_ENTERED` parses them as typed in the UI.";
 ];

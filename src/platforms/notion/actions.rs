@@ -8,7 +8,7 @@
 //! each action's request code is in [`super::connector`].
 
 use crate::platforms::catalog::{fields, param, params};
-use crate::platforms::{ActionSpec, FieldSpec, ParamSpec};
+use crate::platforms::{ActionSpec, FieldSpec, ParamSpec, Resend};
 
 const PAGE_RESULT: &[FieldSpec] = fields![
     "id": String,
@@ -123,4 +123,29 @@ pub(crate) static ACTIONS: &[ActionSpec] = &[
             "next_cursor": String,
         ],
     },
+];
+
+/// How each creating action may be sent again (see [`Resend`]). Notion has no idempotency
+/// key; its official SDK retries a 500 or 503 only for `GET` and `DELETE`
+/// (notion-sdk-js `src/Client.ts`, `isRetryable`), never a `POST` that creates. Updates
+/// (`PATCH` setting properties) and `query_database` (a read) are retried.
+pub(crate) static RESEND: &[(&str, Resend)] = &[
+    (
+        "create_page",
+        Resend::Duplicates {
+            check: "the parent page's children for a page with this title",
+        },
+    ),
+    (
+        "create_database_entry",
+        Resend::Duplicates {
+            check: "the database for an entry with these properties (sort by created time)",
+        },
+    ),
+    (
+        "add_comment",
+        Resend::Duplicates {
+            check: "the page's or discussion's comments for this text",
+        },
+    ),
 ];

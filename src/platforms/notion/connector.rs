@@ -26,6 +26,7 @@ use serde_json::{Map, Value, json};
 use super::client::{BadToken, NotionClient};
 use super::values;
 use crate::manifest::Integration;
+use crate::platforms::connector::before_create;
 use crate::platforms::connector::{
     ActionCall, ActionOutput, ConnectError, Connector, Health, PlatformError, WebhookSync,
     WebhookTarget,
@@ -155,22 +156,28 @@ impl Connector for NotionConnector {
     }
 
     async fn execute(&self, call: &ActionCall) -> Result<ActionOutput, PlatformError> {
-        let spec = params::action_spec(&super::DESCRIPTOR, &call.action)?;
-        let p = Params::check(spec, &call.parameters)?;
-        let result = match spec.name {
-            "create_page" => self.create_page(&p).await?,
-            "update_page" => self.update_page(&p, true).await?,
-            "update_database_entry" => self.update_page(&p, false).await?,
-            "create_database_entry" => self.create_database_entry(&p).await?,
-            "add_comment" => self.add_comment(&p).await?,
-            "query_database" => self.query_database(&p).await?,
-            other => {
-                return Err(PlatformError::Invalid(format!(
-                    "the notion connector cannot perform `{other}`"
-                )));
-            }
-        };
-        Ok(ActionOutput { result })
+        // What a failure that may have reached the platform becomes for an action that
+        // creates something (`RESEND` in actions.rs): never a blind retry.
+        let outcome: Result<ActionOutput, PlatformError> = async {
+            let spec = params::action_spec(&super::DESCRIPTOR, &call.action)?;
+            let p = Params::check(spec, &call.parameters)?;
+            let result = match spec.name {
+                "create_page" => self.create_page(&p).await?,
+                "update_page" => self.update_page(&p, true).await?,
+                "update_database_entry" => self.update_page(&p, false).await?,
+                "create_database_entry" => self.create_database_entry(&p).await?,
+                "add_comment" => self.add_comment(&p).await?,
+                "query_database" => self.query_database(&p).await?,
+                other => {
+                    return Err(PlatformError::Invalid(format!(
+                        "the notion connector cannot perform `{other}`"
+                    )));
+                }
+            };
+            Ok(ActionOutput { result })
+        }
+        .await;
+        crate::platforms::connector::guard_resend(super::DESCRIPTOR.kind, &call.action, outcome)
     }
 
     /// Notion has no API for webhook subscriptions: the operator makes one in the
@@ -332,7 +339,8 @@ impl NotionConnector {
 
     async fn create_database_entry(&self, p: &Params<'_>) -> Result<Value, PlatformError> {
         const ACTION: &str = "create_database_entry";
-        let parent = match self.target(ACTION, p).await? {
+        // Resolving the data source is a read: its failure means nothing was created.
+        let parent = match self.target(ACTION, p).await.map_err(before_create)? {
             Target::DataSource(id) => json!({ "data_source_id": id }),
             Target::Database(id) => json!({ "database_id": id }),
         };

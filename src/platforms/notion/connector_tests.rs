@@ -151,7 +151,7 @@ async fn connection_refused_is_transient() {
     let i = integration(Some(format!("http://127.0.0.1:{port}")), TOKEN, json!({}));
     let c = connect(&i, &ResolveContext::new(None, &no_env)).expect("connect");
     let err = c.check().await.expect_err("refused");
-    assert!(matches!(err, PlatformError::Transient { .. }), "{err:?}");
+    assert!(matches!(err, PlatformError::NotPerformed { .. }), "{err:?}");
     assert!(err.retryable());
     assert_no_token(&format!("{err} {err:?}"));
 }
@@ -1147,4 +1147,71 @@ async fn verification_flow_then_signed_events() {
     );
     assert_eq!(verify_parse(&event, Some(&fresh)).0, Ok(()));
     assert_eq!(fake.subscriptions().len(), 1);
+}
+
+/// Issue 16 item 9: Notion's official SDK retries a 500 or 503 only for `GET` and `DELETE`
+/// (notion-sdk-js, `src/Client.ts`); a page or comment whose answer was lost (created, then a
+/// 5xx/504) is not created again but dead-lettered as "outcome unknown". The old code retried
+/// every 5xx and created each twice.
+#[tokio::test]
+async fn a_create_whose_answer_is_lost_is_not_sent_again() {
+    let fake = FakeNotion::start(TOKEN).await;
+    let c = connector(&fake, json!({}));
+    let pages = fake.page_count();
+    fake.lose_answers(Method::POST, "/v1/pages", 1);
+    let e = testkit::as_the_executor_would(
+        &*c,
+        &call(
+            "create_page",
+            json!({"parent_page_id": fake::PARENT_PAGE, "title": "Incident 42"}),
+        ),
+        3,
+    )
+    .await
+    .expect_err("answer lost");
+    assert!(matches!(e, PlatformError::OutcomeUnknown { .. }), "{e:?}");
+    assert!(!e.retryable());
+    assert_eq!(fake.page_count(), pages + 1, "created exactly once");
+
+    fake.lose_answers(Method::POST, "/v1/pages", 1);
+    let e = testkit::as_the_executor_would(
+        &*c,
+        &call(
+            "create_database_entry",
+            json!({"data_source_id": fake::DATA_SOURCE, "properties": {"Name": {"title": "Row"}}}),
+        ),
+        3,
+    )
+    .await
+    .expect_err("answer lost");
+    assert!(matches!(e, PlatformError::OutcomeUnknown { .. }), "{e:?}");
+    assert_eq!(fake.page_count(), pages + 2, "one entry");
+
+    fake.lose_answers(Method::POST, "/v1/comments", 1);
+    let e = testkit::as_the_executor_would(
+        &*c,
+        &call(
+            "add_comment",
+            json!({"page_id": fake::PARENT_PAGE, "text": "Once"}),
+        ),
+        3,
+    )
+    .await
+    .expect_err("answer lost");
+    assert!(matches!(e, PlatformError::OutcomeUnknown { .. }), "{e:?}");
+    assert_eq!(fake.comments().len(), 1, "commented exactly once");
+
+    // A 503 on the read that resolves a database comes before any create: retried.
+    fake.fail_next("databases.retrieve", Failure::ServerError, 1);
+    testkit::as_the_executor_would(
+        &*c,
+        &call(
+            "create_database_entry",
+            json!({"database_id": fake::DATABASE, "properties": {"Name": {"title": "After a read failed"}}}),
+        ),
+        3,
+    )
+    .await
+    .expect("the read is retried, the entry created once");
+    assert_eq!(fake.page_count(), pages + 3);
 }

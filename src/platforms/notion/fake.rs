@@ -293,6 +293,13 @@ impl FakeNotion {
         lock(&self.state).failures.push(route, failure, times);
     }
 
+    /// Performs the next `times` requests `method path` (path without the query, e.g.
+    /// `/1/cards`), then answers them with a 504 instead: the platform acted, and its answer
+    /// was lost ([`crate::platforms::fakekit::FakeServer::lose_answers`]).
+    pub fn lose_answers(&self, method: http::Method, path: &str, times: usize) {
+        self.server.lose_answers(method, path, times);
+    }
+
     /// Replaces the accepted token (the old one was revoked).
     pub fn set_token(&self, token: &str) {
         lock(&self.state).token = token.to_owned();
@@ -306,6 +313,11 @@ impl FakeNotion {
     /// A page as the fake keeps it.
     pub fn page(&self, id: &str) -> Option<Value> {
         lock(&self.state).pages.get(&key(id)).cloned()
+    }
+
+    /// How many pages (and database entries) exist.
+    pub fn page_count(&self) -> usize {
+        lock(&self.state).pages.len()
     }
 
     /// Every comment made, in order.
@@ -379,6 +391,25 @@ impl FakeNotion {
             (s.url.clone(), fresh)
         };
         self.post(&url, json!({ "verification_token": token }), None)
+            .await
+    }
+
+    /// "Resend token", with the verification request signed with the *new* token (what
+    /// notion-sdk-js's README says of it: the handshake "is signed with the same token"; other
+    /// write-ups say it is unsigned, which [`FakeNotion::resend_token`] plays). Either way it
+    /// is never signed with the token the receiver stored.
+    pub async fn resend_token_signed(&self, subscription: &str) -> u16 {
+        let (url, token) = {
+            let mut st = lock(&self.state);
+            let fresh = format!("secret_{}{}", key(&st.uuid(0x7e59)), st.seq);
+            let Some(s) = st.subscriptions.iter_mut().find(|s| s.id == subscription) else {
+                return 0;
+            };
+            s.token = fresh.clone();
+            s.verified = false;
+            (s.url.clone(), fresh)
+        };
+        self.post(&url, json!({ "verification_token": token }), Some(&token))
             .await
     }
 

@@ -44,6 +44,7 @@ pub static DESCRIPTOR: Descriptor = Descriptor {
     webhook_secret: WebhookSecret::NotUsed,
     events: events::EVENTS,
     actions: actions::ACTIONS,
+    resend: actions::RESEND,
     normalize: events::normalize,
 };
 

@@ -9,9 +9,13 @@
 //! - The one exception is the subscription's one-time verification request, a body that is
 //!   exactly `{"verification_token": "…"}`: it is accepted unsigned **only while no token is
 //!   configured** (`keys.secret` is `None`), since the receiver cannot hold the key it carries.
-//!   Once a token is configured, every request, that one included, must be signed with it.
-//!   This check is pure: whether an unsigned request is wanted at all (only inside a window an
-//!   operator opened, SEC-04) is decided by the ingress (`runtime::notion`).
+//!   Once a token is configured, every request must be signed with it — except that same
+//!   verification request inside a window an operator opened (SEC-04), which the ingress
+//!   accepts whatever its signature: "Resend token" and a re-created subscription send a
+//!   *new* token, unsigned or signed with that new token (notion-sdk-js's README says the
+//!   handshake "is signed with the same token"; other write-ups say it is unsigned), never
+//!   with the one stored. This check is pure: whether a verification request is wanted at
+//!   all is decided by the ingress (`runtime::notion`).
 //! - [`parse`] requires `application/json`; the verification request becomes
 //!   [`Inbound::VerificationToken`]; an event is named by `type`, and types no rule can use
 //!   (Notion adds types over time) are acknowledged, never refused.
@@ -83,7 +87,7 @@ pub fn parse(req: &InboundRequest<'_>) -> Result<Inbound, ParseError> {
 }
 
 /// Whether the body is exactly `{"verification_token": "<string>"}`.
-fn is_handshake(body: &[u8]) -> bool {
+pub fn is_handshake(body: &[u8]) -> bool {
     serde_json::from_slice::<Value>(body).is_ok_and(|payload| token_of(&payload).is_some())
 }
 

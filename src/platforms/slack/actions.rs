@@ -6,8 +6,8 @@
 //! One row per parameter and result field (the row syntax is in [`crate::platforms::catalog`]);
 //! each action's request code is in [`super::connector`].
 
-use crate::platforms::ActionSpec;
 use crate::platforms::catalog::{fields, params};
+use crate::platforms::{ActionSpec, Resend};
 
 /// Every Slack action.
 pub(crate) static ACTIONS: &[ActionSpec] = &[
@@ -83,4 +83,23 @@ pub(crate) static ACTIONS: &[ActionSpec] = &[
         require_one_of: &[&["status_text", "status_emoji"]],
         result: fields!["status_text": String, "status_emoji": String, "expiration": Integer],
     },
+];
+
+/// How each creating action may be sent again (see [`Resend`]). Channel names are unique in
+/// a workspace (`conversations.create` answers `name_taken`); a message or a file posted
+/// twice is posted twice.
+pub(crate) static RESEND: &[(&str, Resend)] = &[
+    (
+        "send_message",
+        Resend::Duplicates {
+            check: "the channel (or thread) for this message from the bot",
+        },
+    ),
+    (
+        "upload_file",
+        Resend::Duplicates {
+            check: "the channel for this file from the bot",
+        },
+    ),
+    ("create_channel", Resend::UniqueName),
 ];

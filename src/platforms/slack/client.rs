@@ -370,12 +370,15 @@ pub fn classify_error_code(
         "channel_not_found" | "user_not_found" | "users_not_found" | "no_user" => {
             PlatformError::NotFound { detail }
         }
-        "internal_error" | "fatal_error" | "service_unavailable" | "request_timeout" => {
-            PlatformError::Transient {
-                detail,
-                retry_after,
-            }
-        }
+        // "The method was called via a POST request, but the POST data was either missing or
+        // truncated" (Slack's method docs, `request_timeout`): nothing was done.
+        "request_timeout" => PlatformError::NotPerformed { detail },
+        // `internal_error`: "It's possible some aspect of the operation succeeded before the
+        // error was raised" (Slack's method docs): it may have acted.
+        "internal_error" | "fatal_error" | "service_unavailable" => PlatformError::Transient {
+            detail,
+            retry_after,
+        },
         _ => PlatformError::Rejected {
             status: 200,
             detail,

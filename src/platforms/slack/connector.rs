@@ -48,6 +48,7 @@ use serde_json::{Map, Value, json};
 use super::client::{BadToken, Body, SlackClient, TokenKind};
 use super::registration;
 use crate::manifest::{Integration, IntegrationId};
+use crate::platforms::connector::before_create;
 use crate::platforms::connector::{
     ActionCall, ActionOutput, ConnectError, Connector, Health, Kept, KeptStore, PlatformError,
     Registration, RegistrationOutcome, WebhookSync, WebhookTarget,
@@ -312,21 +313,27 @@ impl Connector for SlackConnector {
     }
 
     async fn execute(&self, call: &ActionCall) -> Result<ActionOutput, PlatformError> {
-        let spec = params::action_spec(&super::DESCRIPTOR, &call.action)?;
-        let p = Params::check(spec, &call.parameters)?;
-        let result = match spec.name {
-            "send_message" => self.send_message(&p).await?,
-            "create_channel" => self.create_channel(&p).await?,
-            "invite_user" => self.invite_user(&p).await?,
-            "upload_file" => self.upload_file(&p).await?,
-            "set_status" => self.set_status(&p).await?,
-            other => {
-                return Err(PlatformError::Invalid(format!(
-                    "the slack connector cannot perform `{other}` yet"
-                )));
-            }
-        };
-        Ok(ActionOutput { result })
+        // What a failure that may have reached the platform becomes for an action that
+        // creates something (`RESEND` in actions.rs): never a blind retry.
+        let outcome: Result<ActionOutput, PlatformError> = async {
+            let spec = params::action_spec(&super::DESCRIPTOR, &call.action)?;
+            let p = Params::check(spec, &call.parameters)?;
+            let result = match spec.name {
+                "send_message" => self.send_message(&p).await?,
+                "create_channel" => self.create_channel(&p).await?,
+                "invite_user" => self.invite_user(&p).await?,
+                "upload_file" => self.upload_file(&p).await?,
+                "set_status" => self.set_status(&p).await?,
+                other => {
+                    return Err(PlatformError::Invalid(format!(
+                        "the slack connector cannot perform `{other}` yet"
+                    )));
+                }
+            };
+            Ok(ActionOutput { result })
+        }
+        .await;
+        crate::platforms::connector::guard_resend(super::DESCRIPTOR.kind, &call.action, outcome)
     }
 
     /// Through the manifest API when `app_config_token` and `app_id` are set; else what to
@@ -883,7 +890,7 @@ impl SlackConnector {
         // (https://docs.slack.dev/reference/methods/files.completeUploadExternal): resolved
         // before anything is uploaded, so a wrong name uploads nothing.
         let channel = match self.channel(p) {
-            Some(c) => Some(self.channel_id(&c).await?),
+            Some(c) => Some(self.channel_id(&c).await.map_err(before_create)?),
             None => None,
         };
         if channel.is_none() && p.string("thread_ts").is_some() {
@@ -908,7 +915,9 @@ impl SlackConnector {
                 TokenKind::Bot,
                 Body::Form(step1),
             )
-            .await?;
+            .await
+            // Nothing is shared before `files.completeUploadExternal`.
+            .map_err(before_create)?;
         let (Some(upload_url), Some(file_id)) = (
             a.get("upload_url").and_then(Value::as_str),
             a.get("file_id").and_then(Value::as_str),
@@ -920,7 +929,10 @@ impl SlackConnector {
             });
         };
 
-        self.client.upload(upload_url, content).await?;
+        self.client
+            .upload(upload_url, content)
+            .await
+            .map_err(before_create)?;
 
         let title = p.string("title").unwrap_or_else(|| filename.clone());
         let files = json!([{ "id": file_id, "title": title }]).to_string();

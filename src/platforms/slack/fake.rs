@@ -253,6 +253,10 @@ struct State {
     user_token: Option<String>,
     requests: Vec<Recorded>,
     failures: HashMap<String, VecDeque<Failure>>,
+    /// Methods whose next answers are lost after they were performed, and how many.
+    lost: HashMap<String, usize>,
+    /// Methods whose answers are held this long after they were performed.
+    hold: HashMap<String, std::time::Duration>,
     spec: Option<&'static Spec>,
     seq: u64,
     /// Channel id → name.
@@ -285,6 +289,8 @@ impl FakeSlack {
             user_token: user_token.map(str::to_owned),
             requests: Vec::new(),
             failures: HashMap::new(),
+            lost: HashMap::new(),
+            hold: HashMap::new(),
             spec: spec(),
             seq: 0,
             channels: vec![
@@ -318,7 +324,7 @@ impl FakeSlack {
                 };
                 let st = shared.clone();
                 tokio::spawn(async move {
-                    let svc = service_fn(move |req| handle(st.clone(), req));
+                    let svc = service_fn(move |req| handle_and_hold(st.clone(), req));
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
                         .await;
@@ -351,6 +357,18 @@ impl FakeSlack {
         let mut st = lock(&self.state);
         let q = st.failures.entry(method.to_owned()).or_default();
         q.extend(std::iter::repeat_n(failure, times));
+    }
+
+    /// Performs the next `times` calls of `method`, then answers them with a 504 instead: the
+    /// message was posted, and its answer was lost (a gateway timing out in front of Slack).
+    pub fn lose_answers(&self, method: &str, times: usize) {
+        *lock(&self.state).lost.entry(method.to_owned()).or_default() += times;
+    }
+
+    /// Performs every call of `method` at once but holds its answer for `hold` (a slow network
+    /// after Slack acted): a client killed meanwhile cannot know the message was posted.
+    pub fn hold_answers(&self, method: &str, hold: std::time::Duration) {
+        lock(&self.state).hold.insert(method.to_owned(), hold);
     }
 
     /// Whether requests are checked against the vendored spec (false when it was not found).
@@ -458,6 +476,26 @@ fn invalid_arguments(messages: Vec<String>) -> Resp {
     )
 }
 
+/// [`handle`], then the hold [`FakeSlack::hold_answers`] set for the method, if any.
+async fn handle_and_hold(
+    state: Arc<Mutex<State>>,
+    req: Request<Incoming>,
+) -> Result<Resp, Infallible> {
+    let path = req.uri().path().to_owned();
+    let resp = handle(state.clone(), req).await;
+    let hold = {
+        let st = lock(&state);
+        st.hold
+            .iter()
+            .find(|(m, _)| path.ends_with(&format!("/{m}")))
+            .map(|(_, d)| *d)
+    };
+    if let Some(d) = hold {
+        tokio::time::sleep(d).await;
+    }
+    resp
+}
+
 async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp, Infallible> {
     let (parts, body) = req.into_parts();
     let body = match body.collect().await {
@@ -561,7 +599,7 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp
     {
         return Ok(invalid_arguments(messages));
     }
-    Ok(match method.as_str() {
+    let resp = match method.as_str() {
         "auth.test" => st.auth_test(is_bot),
         "chat.postMessage" => st.post_message(&params),
         "conversations.create" => st.create_channel(&params),
@@ -575,7 +613,13 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp
             StatusCode::NOT_FOUND,
             &json!({"ok": false, "error": "unknown_method", "req_method": method}),
         ),
-    })
+    };
+    // Performed; the answer is lost on the way (see `FakeSlack::lose_answers`).
+    if let Some(n) = st.lost.get_mut(&method).filter(|n| **n > 0) {
+        *n -= 1;
+        return Ok(crate::platforms::fakekit::lost_answer());
+    }
+    Ok(resp)
 }
 
 fn str_param<'a>(params: &'a Map<String, Value>, key: &str) -> Option<&'a str> {

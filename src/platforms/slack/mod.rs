@@ -50,5 +50,6 @@ pub static DESCRIPTOR: Descriptor = Descriptor {
     webhook_secret: WebhookSecret::NotUsed,
     events: events::EVENTS,
     actions: actions::ACTIONS,
+    resend: actions::RESEND,
     normalize: events::normalize,
 };

@@ -32,5 +32,6 @@ pub static DESCRIPTOR: Descriptor = Descriptor {
     webhook_secret: WebhookSecret::NotUsed,
     events: events::EVENTS,
     actions: &[],
+    resend: &[],
     normalize: events::normalize,
 };

@@ -6,7 +6,7 @@
 //! each action's request code is in [`super::connector`].
 
 use crate::platforms::catalog::{fields, param, params};
-use crate::platforms::{ActionSpec, FieldSpec, ParamSpec};
+use crate::platforms::{ActionSpec, FieldSpec, ParamSpec, Resend};
 
 /// Trello's label colours.
 const COLORS: &[&str] = &[
@@ -130,4 +130,34 @@ pub(crate) static ACTIONS: &[ActionSpec] = &[
         require_one_of: &[&["id_label", "color"]],
         result: fields!["id_labels": StringList, "id": String],
     },
+];
+
+/// How each creating action may be sent again (see [`Resend`]). Trello has no idempotency
+/// key and no look-up by a value we could set that is cheap (a card search is a full-text
+/// index, eventually consistent), so an uncertain create is dead-lettered.
+pub(crate) static RESEND: &[(&str, Resend)] = &[
+    (
+        "create_card",
+        Resend::Duplicates {
+            check: "the list for a card with this name",
+        },
+    ),
+    (
+        "add_comment",
+        Resend::Duplicates {
+            check: "the card's activity for this comment",
+        },
+    ),
+    (
+        "add_checklist",
+        Resend::Duplicates {
+            check: "the card's checklists (a partial one may exist: delete it or complete it)",
+        },
+    ),
+    (
+        "add_label",
+        Resend::Duplicates {
+            check: "the card's labels (and the board's labels, when a new one was created)",
+        },
+    ),
 ];

@@ -6,7 +6,10 @@
 //!   wants the token in a URL is the path of `GET /1/tokens/{token}/webhooks` (listing the
 //!   token's webhooks, see [`TrelloClient::token_path`]), and URLs never reach an error detail
 //!   or a log line.
-//! - Parameters travel as query parameters, as Trello's API description declares them.
+//! - Parameters travel as query parameters, as Trello's API description declares them, except
+//!   where text can be long: card creation and updates send a JSON body (documented for those
+//!   two calls), and a comment whose text would make a long URL too (see
+//!   [`crate::platforms::trello::connector`]).
 //! - Errors: Trello answers 4xx mostly with `text/plain` bodies (`invalid value for idList`,
 //!   `card not found`), rate limits and some others with JSON `{"error", "message"}`; both are
 //!   read. 429 is [`PlatformError::RateLimited`] with `Retry-After` when sent, else Trello's
@@ -111,6 +114,37 @@ impl TrelloClient {
         query: &[(&str, String)],
         what: &str,
     ) -> Result<Value, PlatformError> {
+        self.send(method, path, query, None, what).await
+    }
+
+    /// [`TrelloClient::call`] with the parameters in a JSON object body instead of the query
+    /// string (each value a string, as the query would carry it): "Query parameters may also
+    /// be replaced with a JSON request body instead" (Trello's API description of
+    /// `POST /1/cards` and `PUT /1/cards/{id}`). Long text (a 16 KB `desc`) then never makes
+    /// an over-long URL (414).
+    pub async fn call_with_body(
+        &self,
+        method: Method,
+        path: &str,
+        fields: &[(&str, String)],
+        what: &str,
+    ) -> Result<Value, PlatformError> {
+        let body: serde_json::Map<String, Value> = fields
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), Value::String(v.clone())))
+            .collect();
+        self.send(method, path, &[], Some(&Value::Object(body)), what)
+            .await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        what: &str,
+    ) -> Result<Value, PlatformError> {
         let mut url = format!("{}{path}", self.base);
         if !query.is_empty() {
             url.push('?');
@@ -123,14 +157,15 @@ impl TrelloClient {
                 shared::percent_encode_into(v, b"", &mut url);
             }
         }
-        let resp = self
+        let mut req = self
             .http
             .request(method, url)
             .header(http::header::AUTHORIZATION, self.auth.clone())
-            .header(http::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(shared::transport_error)?;
+            .header(http::header::ACCEPT, "application/json");
+        if let Some(b) = body {
+            req = shared::json_body(req, b)?;
+        }
+        let resp = req.send().await.map_err(shared::transport_error)?;
         let status = resp.status();
         let retry_after = shared::retry_after(resp.headers());
         let bytes = resp.bytes().await.map_err(shared::transport_error)?;

@@ -49,6 +49,11 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest card name, description, comment or checklist name Trello takes.
 const MAX_TEXT: usize = 16_384;
 
+/// The longest encoded comment text sent in the query string (its documented place); longer
+/// text goes in a JSON body, so that no request line nears a front end's URL limit (8 KiB is
+/// common).
+pub const LONG_QUERY_BYTES: usize = 2_048;
+
 /// Builds the Trello connector of `integration`: resolves `api_key` and `token` (both
 /// required) and reads `boards` and `default_list` from `[config]`. The `app_secret` is not
 /// needed here: the daemon verifies deliveries with it.
@@ -178,22 +183,28 @@ impl Connector for TrelloConnector {
     }
 
     async fn execute(&self, call: &ActionCall) -> Result<ActionOutput, PlatformError> {
-        let spec = params::action_spec(&super::DESCRIPTOR, &call.action)?;
-        let p = Params::check(spec, &call.parameters)?;
-        let result = match spec.name {
-            "create_card" => self.create_card(&p).await?,
-            "update_card" => self.update_card(&p).await?,
-            "move_card" => self.move_card(&p).await?,
-            "add_comment" => self.add_comment(&p).await?,
-            "add_checklist" => self.add_checklist(&p).await?,
-            "add_label" => self.add_label(&p).await?,
-            other => {
-                return Err(PlatformError::Invalid(format!(
-                    "the trello connector cannot perform `{other}`"
-                )));
-            }
-        };
-        Ok(ActionOutput { result })
+        // What a failure that may have reached the platform becomes for an action that
+        // creates something (`RESEND` in actions.rs): never a blind retry.
+        let outcome: Result<ActionOutput, PlatformError> = async {
+            let spec = params::action_spec(&super::DESCRIPTOR, &call.action)?;
+            let p = Params::check(spec, &call.parameters)?;
+            let result = match spec.name {
+                "create_card" => self.create_card(&p).await?,
+                "update_card" => self.update_card(&p).await?,
+                "move_card" => self.move_card(&p).await?,
+                "add_comment" => self.add_comment(&p).await?,
+                "add_checklist" => self.add_checklist(&p).await?,
+                "add_label" => self.add_label(&p).await?,
+                other => {
+                    return Err(PlatformError::Invalid(format!(
+                        "the trello connector cannot perform `{other}`"
+                    )));
+                }
+            };
+            Ok(ActionOutput { result })
+        }
+        .await;
+        crate::platforms::connector::guard_resend(super::DESCRIPTOR.kind, &call.action, outcome)
     }
 
     async fn sync_webhook(&self, target: &WebhookTarget) -> Result<WebhookSync, PlatformError> {
@@ -459,9 +470,10 @@ impl TrelloConnector {
             }
             q.push(("urlSource", u));
         }
+        // A JSON body: `desc` may be 16 KB, too long for a URL.
         let card = self
             .client
-            .call(Method::POST, "cards", &q, "create_card")
+            .call_with_body(Method::POST, "cards", &q, "create_card")
             .await?;
         Ok(card_result(&card))
     }
@@ -511,7 +523,7 @@ impl TrelloConnector {
     ) -> Result<Value, PlatformError> {
         let card = self
             .client
-            .call(Method::PUT, &format!("cards/{}", segment(card)), q, what)
+            .call_with_body(Method::PUT, &format!("cards/{}", segment(card)), q, what)
             .await?;
         Ok(card_result(&card))
     }
@@ -537,15 +549,21 @@ impl TrelloConnector {
                 "add_comment: `text` is empty".into(),
             ));
         }
-        let a = self
-            .client
-            .call(
-                Method::POST,
-                &format!("cards/{}/actions/comments", segment(&card)),
-                &[("text", text)],
-                "add_comment",
-            )
-            .await?;
+        let path = format!("cards/{}/actions/comments", segment(&card));
+        // Trello documents comments with `text` in the query only; a JSON body is documented
+        // for cards. Short text keeps the documented form; text that would make a URL over
+        // [`LONG_QUERY_BYTES`] (which the query form cannot carry anyway) goes in a JSON body.
+        let long = http::percent_encode(&text, b"").len() > LONG_QUERY_BYTES;
+        let q = [("text", text)];
+        let a = if long {
+            self.client
+                .call_with_body(Method::POST, &path, &q, "add_comment")
+                .await?
+        } else {
+            self.client
+                .call(Method::POST, &path, &q, "add_comment")
+                .await?
+        };
         let id_card = a
             .pointer("/data/card/id")
             .cloned()

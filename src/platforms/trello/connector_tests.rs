@@ -86,8 +86,15 @@ fn call(action: &str, parameters: Value) -> ActionCall {
     }
 }
 
+/// The parameters of a request: its query, and the string fields of a JSON body.
 fn q(r: &Recorded) -> BTreeMap<String, String> {
-    r.query.iter().cloned().collect()
+    let mut out: BTreeMap<String, String> = r.query.iter().cloned().collect();
+    if let Value::Object(m) = r.json() {
+        for (k, v) in m {
+            out.insert(k, v.as_str().map_or_else(|| v.to_string(), str::to_owned));
+        }
+    }
+    out
 }
 
 fn assert_no_secret(text: &str) {
@@ -215,7 +222,7 @@ async fn check_outcomes_bad_key_bad_token_revoked_wrong_base_unreachable() {
     );
     let c = connect(&i, &ResolveContext::new(None, &no_env)).expect("connect");
     let err = c.check().await.expect_err("refused");
-    assert!(matches!(err, PlatformError::Transient { .. }), "{err:?}");
+    assert!(matches!(err, PlatformError::NotPerformed { .. }), "{err:?}");
     assert!(!err.to_string().contains(&port.to_string()), "{err}");
 }
 
@@ -260,7 +267,9 @@ async fn create_card_sends_query_parameters_and_returns_the_card() {
     let reqs = fake.requests_to("POST /cards");
     assert_eq!(reqs.len(), 1);
     assert_eq!(reqs[0].path, "/1/cards");
-    assert!(reqs[0].body.is_empty());
+    // In a JSON body, as the API description allows for cards: nothing in the URL.
+    assert!(reqs[0].query.is_empty(), "{:?}", reqs[0].query);
+    assert_eq!(reqs[0].header("content-type"), Some("application/json"));
     let sent = q(&reqs[0]);
     assert_eq!(sent["idList"], fake::LIST_INBOX, "default_list is used");
     assert_eq!(sent["name"], "Refund for double charge");
@@ -439,7 +448,7 @@ async fn add_checklist_creates_the_list_then_each_item() {
         .await
         .expect_err("item fails");
     assert!(
-        matches!(&err, PlatformError::Transient { detail, .. } if detail.contains("was created")),
+        matches!(&err, PlatformError::OutcomeUnknown { detail, .. } if detail.contains("was created")),
         "{err:?}"
     );
 }
@@ -654,8 +663,12 @@ async fn rate_limits_and_server_errors_are_classified() {
     );
     fake.fail_next("POST /cards", Failure::ServerError, 1);
     let err = c.execute(&create).await.expect_err("500");
-    assert!(matches!(err, PlatformError::Transient { .. }), "{err:?}");
-    assert!(err.retryable());
+    // A 500 may come after the card was made: a create is not sent again (issue 16 item 9).
+    assert!(
+        matches!(err, PlatformError::OutcomeUnknown { .. }),
+        "{err:?}"
+    );
+    assert!(!err.retryable());
     fake.fail_next(
         "GET /members/me",
         Failure::Unavailable {
@@ -1207,4 +1220,101 @@ async fn credentials_never_appear_in_errors() {
         assert_no_secret(e);
     }
     assert_credentials_only_in_header(&fake);
+}
+
+/// Issue 16 item 9: Trello acted, and its answer was lost (a 504 after the card, comment or
+/// checklist exists). The executor's retry must not create it again: the failure is "outcome
+/// unknown", not retryable, and names what to check. The old code retried a `Transient` and
+/// created every one of them twice.
+#[tokio::test]
+async fn a_create_whose_answer_is_lost_is_not_sent_again() {
+    let fake = start().await;
+    let c = connector(&fake);
+    let card = c
+        .execute(&call("create_card", json!({"name": "Seed"})))
+        .await
+        .expect("seed card");
+    let id = card.result["id"].as_str().unwrap_or_default().to_owned();
+
+    let before = fake.cards().len();
+    fake.lose_answers(Method::POST, "/1/cards", 1);
+    let e =
+        testkit::as_the_executor_would(&*c, &call("create_card", json!({"name": "Escalated"})), 3)
+            .await
+            .expect_err("answer lost");
+    assert!(
+        matches!(&e, PlatformError::OutcomeUnknown { check, .. } if check.contains("list")),
+        "{e:?}"
+    );
+    assert!(!e.retryable());
+    assert_eq!(fake.cards().len(), before + 1, "created exactly once");
+
+    fake.lose_answers(Method::POST, &format!("/1/cards/{id}/actions/comments"), 1);
+    let e = testkit::as_the_executor_would(
+        &*c,
+        &call("add_comment", json!({"id_card": id, "text": "Once"})),
+        3,
+    )
+    .await
+    .expect_err("answer lost");
+    assert!(matches!(e, PlatformError::OutcomeUnknown { .. }), "{e:?}");
+    assert_eq!(fake.comments().len(), 1, "commented exactly once");
+
+    fake.lose_answers(Method::POST, "/1/checklists", 1);
+    let e = testkit::as_the_executor_would(
+        &*c,
+        &call("add_checklist", json!({"id_card": id, "name": "Steps"})),
+        3,
+    )
+    .await
+    .expect_err("answer lost");
+    assert!(matches!(e, PlatformError::OutcomeUnknown { .. }), "{e:?}");
+    assert_eq!(fake.checklists().len(), 1, "one checklist");
+
+    // An update is retried as before: setting the same name twice changes nothing more.
+    fake.lose_answers(Method::PUT, &format!("/1/cards/{id}"), 1);
+    testkit::as_the_executor_would(
+        &*c,
+        &call("update_card", json!({"id_card": id, "name": "Renamed"})),
+        3,
+    )
+    .await
+    .expect("retried");
+}
+
+/// Issue 16 item 12: a 16 KB description or comment (the catalogue's limit) reaches Trello.
+/// The fake answers 414 to a request target over 8 KiB, as a front end does; the old code put
+/// the text in the query string and got it.
+#[tokio::test]
+async fn long_text_travels_in_a_json_body() {
+    let fake = start().await;
+    let c = connector(&fake);
+    let long = "é".repeat(8_000) + " & ?=%";
+    let out = c
+        .execute(&call("create_card", json!({"name": "Long", "desc": long})))
+        .await
+        .expect("a 16 KB desc is accepted");
+    let id = out.result["id"].as_str().expect("id").to_owned();
+    assert_eq!(fake.card(&id).expect("card")["desc"], long.as_str());
+    c.execute(&call("update_card", json!({"id_card": id, "desc": long})))
+        .await
+        .expect("a 16 KB desc update is accepted");
+    c.execute(&call("add_comment", json!({"id_card": id, "text": long})))
+        .await
+        .expect("a 16 KB comment is accepted");
+    assert_eq!(fake.comments().len(), 1);
+    // A short comment keeps the documented query form.
+    fake.clear_requests();
+    c.execute(&call(
+        "add_comment",
+        json!({"id_card": id, "text": "short"}),
+    ))
+    .await
+    .expect("short comment");
+    let r = &fake.requests()[0];
+    assert_eq!(r.query_param("text"), Some("short"));
+    assert!(r.body.is_empty());
+    for r in fake.requests() {
+        assert!(r.path.len() < fake::MAX_URL_BYTES);
+    }
 }

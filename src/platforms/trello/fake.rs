@@ -263,6 +263,13 @@ impl FakeTrello {
         lock(&self.state).failures.push(key, failure, times);
     }
 
+    /// Performs the next `times` requests `method path` (path without the query, e.g.
+    /// `/1/cards`), then answers them with a 504 instead: the platform acted, and its answer
+    /// was lost ([`crate::platforms::fakekit::FakeServer::lose_answers`]).
+    pub fn lose_answers(&self, method: http::Method, path: &str, times: usize) {
+        self.server.lose_answers(method, path, times);
+    }
+
     /// Allows the token `max` requests per `window` (default [`TOKEN_LIMIT`]); beyond that,
     /// Trello's JSON 429 without `Retry-After`.
     pub fn set_rate_limit(&self, max: usize, window: Duration) {
@@ -593,7 +600,49 @@ enum Step {
     },
 }
 
+/// The longest request target (path and query, encoded) the fake's front end accepts. Trello
+/// documents no limit; 8 KiB is the common front-end default (nginx's
+/// `large_client_header_buffers 4 8k`) beyond which a request line is answered 414. The
+/// review's finding: a 16 KB `desc` in the query string risks exactly this.
+pub const MAX_URL_BYTES: usize = 8_192;
+
+/// The request target's length as sent (the query re-encoded).
+fn target_len(r: &Recorded) -> usize {
+    r.path.len()
+        + r.query
+            .iter()
+            .map(|(k, v)| {
+                2 + crate::platforms::http::percent_encode(k, b"").len()
+                    + crate::platforms::http::percent_encode(v, b"").len()
+            })
+            .sum::<usize>()
+}
+
+/// A JSON object body's fields read as parameters, like the query's: "Query parameters may
+/// also be replaced with a JSON request body instead" (the vendored Trello OpenAPI
+/// description of `POST /1/cards` and `PUT /1/cards/{id}`). Values that are not strings are
+/// read as their JSON text (`true`, `3`).
+fn body_as_params(mut r: Recorded) -> Recorded {
+    let json = r
+        .header("content-type")
+        .is_some_and(|c| c.starts_with("application/json"));
+    if json && let Value::Object(m) = r.json() {
+        for (k, v) in m {
+            let v = match v {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            r.query.push((k, v));
+        }
+    }
+    r
+}
+
 async fn handle(state: Arc<Mutex<State>>, client: reqwest::Client, r: Recorded) -> Resp {
+    if target_len(&r) > MAX_URL_BYTES {
+        return text(StatusCode::URI_TOO_LONG, "URI Too Long");
+    }
+    let r = body_as_params(r);
     let step = {
         let mut st = lock(&state);
         route(&mut st, &r)

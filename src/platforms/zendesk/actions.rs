@@ -9,7 +9,7 @@
 
 use super::{PRIORITIES, ROLES, STATUSES, TICKET_TYPES};
 use crate::platforms::catalog::{fields, param, params};
-use crate::platforms::{ActionSpec, ParamSpec};
+use crate::platforms::{ActionSpec, ParamSpec, Resend};
 
 const TICKET_ID: ParamSpec = param!("ticket_id": Integer, required, "Id of the ticket");
 const SAFE_UPDATE: ParamSpec = param!("safe_update": Bool, optional, "Fail with a conflict if the ticket changed since `updated_stamp`");
@@ -161,4 +161,14 @@ pub(crate) static ACTIONS: &[ActionSpec] = &[
         require_one_of: &[],
         result: fields!["id": Integer, "email": String, "url": String, "created_at": Timestamp],
     },
+];
+
+/// How each creating action may be sent again (see [`Resend`]): every request carries the
+/// job step's `Idempotency-Key`, which Zendesk honours on creates.
+pub(crate) static RESEND: &[(&str, Resend)] = &[
+    ("create_ticket", Resend::IdempotencyKey),
+    ("add_comment", Resend::IdempotencyKey),
+    ("create_user", Resend::IdempotencyKey),
+    // A set union: adding the same tags twice changes nothing more.
+    ("add_tags", Resend::Safe),
 ];
