@@ -524,6 +524,36 @@ base_url = "{base}"
             .collect();
         only_reads(methods);
         assert_no_secret(&out, &[BOT, CONFIG, SIGNING]);
+
+        // With a refresh token the daemon rotates the pair and keeps the current one in its
+        // state: the configured token being spent is expected, not a difference, and the
+        // probe does not rotate (that would spend the daemon's refresh token).
+        const REFRESH: &str = "xoxe-1-probe-refresh-token-77";
+        let toml = std::fs::read_to_string(repo.path().join("integrations/slack.toml")).unwrap();
+        repo.file(
+            "integrations/slack.toml",
+            &toml.replace(
+                "app_id =",
+                "app_config_refresh_token = { env = \"SLACK_APP_CONFIG_REFRESH\" }\napp_id =",
+            ),
+        );
+        let mut env = ENV.to_vec();
+        env.push(("SLACK_APP_CONFIG_REFRESH", REFRESH));
+        let out = check(&repo, &["slack-main"], &env).await;
+        assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+        assert_eq!(
+            verdict_of(&out, "app configuration token is accepted"),
+            "unchecked"
+        );
+        assert!(out.stdout.contains("rotated"), "{}", out.stdout);
+        assert!(
+            server
+                .requests()
+                .iter()
+                .all(|r| !r.path.contains("tooling.tokens")),
+            "the probe never rotates"
+        );
+        assert_no_secret(&out, &[BOT, CONFIG, SIGNING, REFRESH]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -274,7 +274,13 @@ impl Connector for SlackConnector {
         &self,
         target: &crate::platforms::probe::ProbeTarget,
     ) -> Result<Vec<crate::platforms::probe::Finding>, PlatformError> {
-        super::probe::run(&self.client, self.app_id.as_deref(), target).await
+        super::probe::run(
+            &self.client,
+            self.app_id.as_deref(),
+            self.app_config_refresh.is_some(),
+            target,
+        )
+        .await
     }
 
     async fn check(&self) -> Result<Health, PlatformError> {
