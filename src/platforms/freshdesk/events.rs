@@ -46,8 +46,8 @@
 //!   different ids (the id is the body's digest, see [`super::webhook`]).
 //! - The description is deliberately not sent: HTML text pasted into a JSON body may break it.
 //!   Rules needing it re-fetch the ticket.
-//! - Freshdesk sends no event id, no time and no performer, so `id`, `time` and `actor` are
-//!   `None`: the loop guard cannot compare a Freshdesk event with the connector's identity (the
+//! - Freshdesk sends no event id, no time and no performer, so `id` and `time` are `None` and
+//!   the catalogue names no actor field (`Actors::Nobody`): the loop guard cannot compare a Freshdesk event with the connector's identity (the
 //!   agent id from `agents/me`), and rules must not re-trigger themselves by their conditions.
 //!
 //! Contact events exist in Freshdesk but automation rules only fire on tickets, so they are
@@ -57,7 +57,7 @@ use serde_json::{Map, Value, json};
 
 use super::{PRIORITY_CODES, SOURCE_CODES, STATUS_CODES};
 use crate::platforms::catalog::fields;
-use crate::platforms::{EventSpec, FieldSpec, NormalizeError, Normalized};
+use crate::platforms::{Actors, EventSpec, FieldSpec, NormalizeError, Normalized};
 
 /// The fields given (`"path": Type`, as in `fields!`), then the ticket, requester and agent
 /// fields every ticket-based event carries.
@@ -96,6 +96,12 @@ const CONTACT_FIELDS: &[FieldSpec] = fields![
 ];
 
 /// Every Freshdesk event.
+/// Freshdesk's automation-rule webhooks carry only what the rule's body names, and the body
+/// names no performer (see the module docs).
+const NO_PERFORMER: Actors = Actors::Nobody(
+    "the automation rule's body names no performer; no documented placeholder says who made the change",
+);
+
 pub(crate) static EVENTS: &[EventSpec] = &[
     EventSpec {
         name: "ticket_created",
@@ -104,6 +110,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         fields: ticket_fields![],
         changes: &[],
         deliverable: true,
+        actors: NO_PERFORMER,
     },
     EventSpec {
         name: "ticket_updated",
@@ -112,6 +119,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         fields: ticket_fields![],
         changes: &["status", "priority"],
         deliverable: true,
+        actors: NO_PERFORMER,
     },
     EventSpec {
         name: "ticket_resolved",
@@ -120,6 +128,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         fields: ticket_fields![],
         changes: &["status"],
         deliverable: true,
+        actors: NO_PERFORMER,
     },
     EventSpec {
         name: "ticket_closed",
@@ -128,6 +137,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         fields: ticket_fields![],
         changes: &["status"],
         deliverable: true,
+        actors: NO_PERFORMER,
     },
     EventSpec {
         name: "note_created",
@@ -136,6 +146,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         fields: ticket_fields!["note.type": String, "note.private": Bool, "note.ticket_id": Integer],
         changes: &[],
         deliverable: true,
+        actors: NO_PERFORMER,
     },
     EventSpec {
         name: "contact_created",
@@ -144,6 +155,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         fields: CONTACT_FIELDS,
         changes: &[],
         deliverable: false,
+        actors: NO_PERFORMER,
     },
     EventSpec {
         name: "contact_updated",
@@ -152,6 +164,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         fields: CONTACT_FIELDS,
         changes: &[],
         deliverable: false,
+        actors: NO_PERFORMER,
     },
 ];
 
@@ -307,7 +320,7 @@ pub(crate) fn normalize(event: &EventSpec, payload: &Value) -> Result<Normalized
         time: None,
         objects,
         changes,
-        actor: None,
+        actors: Vec::new(),
     })
 }
 

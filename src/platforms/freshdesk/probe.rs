@@ -409,7 +409,9 @@ async fn echo(
         }
         let got = live.pointer(pointer);
         let same = match (got, want) {
-            (Some(Value::String(s)), Some(w)) => s.parse::<serde_json::Number>().ok().as_ref() == w.as_number(),
+            (Some(Value::String(s)), Some(w)) => {
+                s.parse::<serde_json::Number>().ok().as_ref() == w.as_number()
+            }
             (g, w) => g == w,
         };
         out.push(Finding::checked(

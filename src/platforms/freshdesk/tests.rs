@@ -59,7 +59,7 @@ fn display_names_become_codes() {
         json!("dana.whitfield@example.com")
     );
     assert!(n.changes.is_empty());
-    assert_eq!((n.id, n.time, n.actor), (None, None, None));
+    assert_eq!((n.id, n.time, n.actors), (None, None, Vec::new()));
 }
 
 #[test]
