@@ -121,8 +121,8 @@ pub struct EventSpec {
 /// Paths are dotted, from the event context's root: an object's field (`member.inviter`), or
 /// the raw delivery under `payload.` when the id is not one of the event's objects
 /// (`payload.detail.actor_id`). A `*` segment stands for every element of a list
-/// (`payload.authors.*.id`). A path that is absent, `null`, empty, zero or a negative number
-/// (Zendesk's `-1`, the system) names no one.
+/// (`payload.authors.*.id`). A path that is absent, `null`, empty, zero, a negative number
+/// (Zendesk's `-1`, the system) or an unrendered `{{placeholder}}` names no one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Actors {
     /// Each field names a party that caused the event (a Slack member who joined and the
@@ -210,12 +210,14 @@ fn collect(v: &Value, rest: &[&str], out: &mut Vec<String>) {
 }
 
 /// A value as an actor id: a non-empty string, or a positive integer as digits. Zero and
-/// negative numbers, also as strings, name no one (Zendesk's `-1` is its system user).
+/// negative numbers, also as strings, name no one (Zendesk's `-1` is its system user), nor does
+/// a placeholder the platform left unrendered (`{{event_performer.id}}`).
 fn actor_id(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => {
             let t = s.trim();
-            let not_an_id = t.is_empty() || t.parse::<i64>().is_ok_and(|n| n <= 0);
+            let not_an_id =
+                t.is_empty() || t.contains("{{") || t.parse::<i64>().is_ok_and(|n| n <= 0);
             (!not_an_id).then(|| t.to_owned())
         }
         Value::Number(n) => n.as_u64().filter(|n| *n > 0).map(|n| n.to_string()),

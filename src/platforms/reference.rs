@@ -61,7 +61,7 @@ fn identities(kind: PlatformKind) -> &'static str {
             "the id of the user the API credentials belong to (`GET /api/v2/users/me`)"
         }
         PlatformKind::Freshdesk => {
-            "the agent id of the API key (`GET /api/v2/agents/me`), but no Freshdesk event names an actor, so it never matches"
+            "the agent id of the API key (`GET /api/v2/agents/me`), compared with the rule body's `performer_id` (`{{event_performer.id}}`; unconfirmed, see docs/integrations/freshdesk.md)"
         }
         PlatformKind::Trello => "the member id of the token (`GET /1/members/me`)",
         PlatformKind::Notion => "the integration's bot user id (`GET /v1/users/me`)",

@@ -22,7 +22,8 @@
 //!     "requester_name":    "{{ticket.requester.name}}",
 //!     "requester_email":   "{{ticket.requester.email}}",
 //!     "agent_name":        "{{ticket.agent.name}}",
-//!     "agent_email":       "{{ticket.agent.email}}" } }
+//!     "agent_email":       "{{ticket.agent.email}}",
+//!     "performer_id":      "{{event_performer.id}}" } }
 //! ```
 //!
 //! How it is read:
@@ -46,9 +47,12 @@
 //!   different ids (the id is the body's digest, see [`super::webhook`]).
 //! - The description is deliberately not sent: HTML text pasted into a JSON body may break it.
 //!   Rules needing it re-fetch the ticket.
-//! - Freshdesk sends no event id, no time and no performer, so `id` and `time` are `None` and
-//!   the catalogue names no actor field (`Actors::Nobody`): the loop guard cannot compare a Freshdesk event with the connector's identity (the
-//!   agent id from `agents/me`), and rules must not re-trigger themselves by their conditions.
+//! - Freshdesk sends no event id and no time, so `id` and `time` are `None`.
+//! - `performer_id` (`{{event_performer.id}}`, the doer's user id in Freshdesk's own source;
+//!   unconfirmed on today's service) is the event's actor, which the loop guard compares with
+//!   the agent id of the API key (`agents/me`). The System (a time trigger) has no doer, so it
+//!   arrives empty; empty or unrendered (`{{…}}`), it names no one and the event runs its rules:
+//!   rules should still not re-trigger themselves by their conditions.
 //!
 //! Contact events exist in Freshdesk but automation rules only fire on tickets, so they are
 //! catalogued as not deliverable.
@@ -96,11 +100,12 @@ const CONTACT_FIELDS: &[FieldSpec] = fields![
 ];
 
 /// Every Freshdesk event.
-/// Freshdesk's automation-rule webhooks carry only what the rule's body names, and the body
-/// names no performer (see the module docs).
-const NO_PERFORMER: Actors = Actors::Nobody(
-    "the automation rule's body names no performer; no documented placeholder says who made the change",
-);
+/// Who made the change: `performer_id` (`{{event_performer.id}}`, empty when the System did),
+/// compared with the agent id of the API key (see [`super::registration::content`]).
+const PERFORMER: Actors = Actors::Each(&["payload.freshdesk_webhook.performer_id"]);
+/// Contact events are never delivered.
+const NO_PERFORMER: Actors =
+    Actors::Nobody("automation rules fire on tickets only, so this event is never delivered");
 
 pub(crate) static EVENTS: &[EventSpec] = &[
     EventSpec {
@@ -110,7 +115,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         fields: ticket_fields![],
         changes: &[],
         deliverable: true,
-        actors: NO_PERFORMER,
+        actors: PERFORMER,
     },
     EventSpec {
         name: "ticket_updated",
@@ -119,7 +124,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         fields: ticket_fields![],
         changes: &["status", "priority"],
         deliverable: true,
-        actors: NO_PERFORMER,
+        actors: PERFORMER,
     },
     EventSpec {
         name: "ticket_resolved",
@@ -128,7 +133,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         fields: ticket_fields![],
         changes: &["status"],
         deliverable: true,
-        actors: NO_PERFORMER,
+        actors: PERFORMER,
     },
     EventSpec {
         name: "ticket_closed",
@@ -137,7 +142,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         fields: ticket_fields![],
         changes: &["status"],
         deliverable: true,
-        actors: NO_PERFORMER,
+        actors: PERFORMER,
     },
     EventSpec {
         name: "note_created",
@@ -146,7 +151,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         fields: ticket_fields!["note.type": String, "note.private": Bool, "note.ticket_id": Integer],
         changes: &[],
         deliverable: true,
-        actors: NO_PERFORMER,
+        actors: PERFORMER,
     },
     EventSpec {
         name: "contact_created",
@@ -318,9 +323,9 @@ pub(crate) fn normalize(event: &EventSpec, payload: &Value) -> Result<Normalized
     Ok(Normalized {
         id: None,
         time: None,
+        actors: event.actors.read(&objects, payload),
         objects,
         changes,
-        actors: Vec::new(),
     })
 }
 
