@@ -24,8 +24,13 @@ pub struct Event {
     pub time: Option<String>,
     /// When supportopsd received it, milliseconds since the Unix epoch.
     pub received_at_ms: u64,
-    /// Who caused it, as the platform identifies them (for the loop guard).
+    /// Who caused it, as the platform identifies them: the first of `actors` (shown in
+    /// history; events stored before `actors` existed have only this).
     pub actor: Option<String>,
+    /// Everyone the event names as having caused it, from the fields its catalogue entry names
+    /// ([`crate::platforms::EventSpec::actors`]), for the loop guard ([`Event::self_caused`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actors: Vec<String>,
     /// The normalised objects (the primary object and any others).
     pub objects: Map<String, Value>,
     /// Reported field changes (`{"status": {"from": 2, "to": 4}}`).
@@ -38,6 +43,29 @@ impl Event {
     /// The dedupe key: integration and platform event id.
     pub fn key(&self) -> String {
         format!("{}/{}", self.integration, self.id)
+    }
+
+    /// Every actor: `actor` and `actors`, each once.
+    pub fn all_actors(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.actor.iter().cloned().collect();
+        for a in &self.actors {
+            if !all.contains(a) {
+                all.push(a.clone());
+            }
+        }
+        all
+    }
+
+    /// Whether supportopsd caused this event, given its identities `ours` on the integration
+    /// (the loop guard): its catalogue entry's rule ([`crate::platforms::Actors::is_self`]),
+    /// any actor being ours for an event the catalogue does not know.
+    pub fn self_caused(&self, ours: &[String]) -> bool {
+        let rule = self
+            .platform
+            .descriptor()
+            .event(&self.name)
+            .map_or(crate::platforms::Actors::Each(&[]), |e| e.actors);
+        rule.is_self(&self.all_actors(), ours)
     }
 
     /// The context conditions and templates read (layout in [`crate::rules`]).
@@ -116,6 +144,7 @@ mod tests {
             time: Some("2026-01-01T00:00:00Z".into()),
             received_at_ms: 1,
             actor: None,
+            actors: Vec::new(),
             objects: objects.as_object().cloned().unwrap(),
             changes: changes.as_object().cloned().unwrap(),
             payload: json!({"detail": {"id": "7", "tags": ["vip"]}, "event": "zen"}),
@@ -173,5 +202,43 @@ mod tests {
                 assert_eq!(condition.eval(&view), condition.eval(&ctx), "{c}");
             }
         }
+    }
+
+    /// An event stored before `actors` existed loads, and its `actor` is still checked; a new
+    /// event with no extra actors is stored as before.
+    #[test]
+    fn stored_events_without_actors_load_and_keep_their_actor() {
+        let mut e = event(json!({}), json!({}));
+        e.actor = Some("U1".into());
+        let stored = serde_json::to_value(&e).unwrap();
+        assert!(stored.get("actors").is_none(), "{stored}");
+        let old: Event = serde_json::from_value(stored).unwrap();
+        assert!(old.actors.is_empty());
+        assert!(old.self_caused(&["U1".to_owned()]));
+        assert!(!old.self_caused(&["U2".to_owned()]));
+    }
+
+    /// The loop guard sees every actor: a Slack join where our bot is the member who joined,
+    /// invited by a person, is ours; a Notion edit of a person aggregated with ours is not.
+    #[test]
+    fn self_caused_follows_the_catalogue() {
+        let ours = ["U0BOT".to_owned(), "B0BOT".to_owned()];
+        let mut e = event(json!({}), json!({}));
+        e.platform = PlatformKind::Slack;
+        e.name = "member_joined_channel".into();
+        e.actor = Some("U0PERSON".into());
+        e.actors = vec!["U0PERSON".into(), "U0BOT".into()];
+        assert!(e.self_caused(&ours));
+        e.actors = vec!["U0PERSON".into()];
+        assert!(!e.self_caused(&ours));
+
+        e.platform = PlatformKind::Notion;
+        e.name = "page.properties_updated".into();
+        e.actor = Some("person".into());
+        e.actors = vec!["person".into(), "U0BOT".into()];
+        assert!(!e.self_caused(&ours));
+        e.actor = Some("U0BOT".into());
+        e.actors = vec!["U0BOT".into()];
+        assert!(e.self_caused(&ours));
     }
 }

@@ -230,7 +230,7 @@ async fn enrich(rt: &Runtime, job: &Job) -> Outcome {
         }
     };
     merge_objects(&mut event.objects, fields);
-    let from_self = rt.is_self(&event.integration, event.actor.as_deref());
+    let from_self = rt.is_self(&event);
     let rules: Vec<String> = active
         .matching(&event, &event.context_view(), from_self)
         .iter()

@@ -114,6 +114,119 @@ pub struct EventSpec {
     pub changes: &'static [&'static str],
     /// `false` when the platform cannot deliver this event to supportopsd (validate refuses it).
     pub deliverable: bool,
+    /// Who caused the event: the fields naming them, which normalisation reads into
+    /// [`Normalized::actors`] and the loop guard compares with the integration's identities.
+    pub actors: Actors,
+}
+
+/// Where an event names who caused it ([`EventSpec::actors`]), the one source of truth for
+/// normalisation ([`Actors::read`]), the loop guard and docs/platforms.md.
+///
+/// Paths are dotted, from the event context's root: an object's field (`member.inviter`), or
+/// the raw delivery under `payload.` when the id is not one of the event's objects
+/// (`payload.detail.actor_id`). A `*` segment stands for every element of a list
+/// (`payload.authors.*.id`). A path that is absent, `null`, empty, zero, a negative number
+/// (Zendesk's `-1`, the system) or an unrendered `{{placeholder}}` names no one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actors {
+    /// Each field names a party that caused the event (a Slack member who joined and the
+    /// member who invited them): the event is supportopsd's own when ANY of them is.
+    Each(&'static [&'static str]),
+    /// The fields name the authors of edits the platform aggregated into one event (Notion):
+    /// it is supportopsd's own only when EVERY author is, so a person's edit mixed with our
+    /// bot's still runs rules.
+    Joint(&'static [&'static str]),
+    /// Always this one actor (supportopsd's own events).
+    Always(&'static str),
+    /// The platform's deliveries name no one (why, for docs): the loop guard never applies.
+    Nobody(&'static str),
+}
+
+impl Actors {
+    /// The actor ids an event's objects and raw payload name, in catalogue order, each once.
+    pub fn read(&self, objects: &serde_json::Map<String, Value>, payload: &Value) -> Vec<String> {
+        let paths = match self {
+            Actors::Each(p) | Actors::Joint(p) => *p,
+            Actors::Always(id) => return vec![(*id).to_owned()],
+            Actors::Nobody(_) => return Vec::new(),
+        };
+        let mut out: Vec<String> = Vec::new();
+        for path in paths {
+            let mut segments = path.split('.');
+            let (start, rest): (Option<&Value>, Vec<&str>) = match segments.next() {
+                Some("payload") => (Some(payload), segments.collect()),
+                Some(first) => (objects.get(first), segments.collect()),
+                None => (None, Vec::new()),
+            };
+            let mut found = Vec::new();
+            if let Some(v) = start {
+                collect(v, &rest, &mut found);
+            }
+            for id in found {
+                if !out.contains(&id) {
+                    out.push(id);
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether an event whose actors are `actors` is supportopsd's own, given `ours` (the
+    /// integration's identities): see the variants.
+    pub fn is_self(&self, actors: &[String], ours: &[String]) -> bool {
+        let is_ours = |a: &String| ours.iter().any(|o| o == a);
+        match self {
+            Actors::Joint(_) => !actors.is_empty() && actors.iter().all(is_ours),
+            Actors::Each(_) | Actors::Always(_) | Actors::Nobody(_) => actors.iter().any(is_ours),
+        }
+    }
+
+    /// The paths, for docs and checks (none for `Always` and `Nobody`).
+    pub fn paths(&self) -> &'static [&'static str] {
+        match self {
+            Actors::Each(p) | Actors::Joint(p) => p,
+            Actors::Always(_) | Actors::Nobody(_) => &[],
+        }
+    }
+}
+
+/// The ids at `rest` beneath `v` (`*` = every element of a list).
+fn collect(v: &Value, rest: &[&str], out: &mut Vec<String>) {
+    match rest.split_first() {
+        None => {
+            if let Some(id) = actor_id(v) {
+                out.push(id);
+            }
+        }
+        Some((&"*", tail)) => {
+            if let Value::Array(items) = v {
+                for item in items {
+                    collect(item, tail, out);
+                }
+            }
+        }
+        Some((key, tail)) => {
+            if let Some(next) = v.get(*key) {
+                collect(next, tail, out);
+            }
+        }
+    }
+}
+
+/// A value as an actor id: a non-empty string, or a positive integer as digits. Zero and
+/// negative numbers, also as strings, name no one (Zendesk's `-1` is its system user), nor does
+/// a placeholder the platform left unrendered (`{{event_performer.id}}`).
+fn actor_id(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => {
+            let t = s.trim();
+            let not_an_id =
+                t.is_empty() || t.contains("{{") || t.parse::<i64>().is_ok_and(|n| n <= 0);
+            (!not_an_id).then(|| t.to_owned())
+        }
+        Value::Number(n) => n.as_u64().filter(|n| *n > 0).map(|n| n.to_string()),
+        _ => None,
+    }
 }
 
 /// How an integration's configuration delivers one event ([`super::PlatformKind::delivery`]):
@@ -223,8 +336,16 @@ pub struct Normalized {
     pub objects: serde_json::Map<String, Value>,
     /// Field changes, keyed by path relative to the primary object: `{ "from": …, "to": … }`.
     pub changes: serde_json::Map<String, Value>,
-    /// Who caused the event, as the platform identifies them (bot id, user id), for the loop guard.
-    pub actor: Option<String>,
+    /// Who caused the event, as the platform identifies them (bot id, user id), read from the
+    /// fields the catalogue names ([`EventSpec::actors`]), for the loop guard.
+    pub actors: Vec<String>,
+}
+
+impl Normalized {
+    /// The first actor (the one the event names first), if any.
+    pub fn actor(&self) -> Option<&str> {
+        self.actors.first().map(String::as_str)
+    }
 }
 
 /// Why a payload does not fit the event it is said to be.
@@ -379,5 +500,97 @@ impl Descriptor {
     /// The credential field called `name`.
     pub fn credential(&self, name: &str) -> Option<&'static CredentialField> {
         self.credentials.iter().find(|c| c.name == name)
+    }
+}
+
+#[cfg(test)]
+mod actor_tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// Every event of every platform names the fields that say who caused it, each a
+    /// catalogued field of the event (or a path into the raw `payload`), or says why it has
+    /// none; the loop guard and docs/platforms.md read nothing else.
+    #[test]
+    fn every_event_names_its_actor_fields_or_why_it_has_none() {
+        for kind in PlatformKind::ALL {
+            for e in kind.descriptor().events {
+                let at = format!("{}: `{}`", kind.as_str(), e.name);
+                match e.actors {
+                    Actors::Each(paths) | Actors::Joint(paths) => {
+                        assert!(!paths.is_empty(), "{at}: names no actor field");
+                        for p in paths {
+                            if let Some(raw) = p.strip_prefix("payload.") {
+                                assert!(!raw.is_empty(), "{at}: `{p}`");
+                                continue;
+                            }
+                            let field = p.split(".*").next().unwrap_or(p);
+                            assert!(
+                                e.fields.iter().any(|f| f.path == field),
+                                "{at}: actor path `{p}` is not a catalogued field"
+                            );
+                        }
+                    }
+                    Actors::Always(id) => assert!(!id.is_empty(), "{at}"),
+                    Actors::Nobody(why) => assert!(!why.trim().is_empty(), "{at}: no reason"),
+                }
+            }
+        }
+    }
+
+    /// The Slack events the issue names: every party that may be our bot is an actor.
+    #[test]
+    fn slack_events_name_every_party() {
+        let slack = PlatformKind::Slack.descriptor();
+        let paths = |name: &str| slack.event(name).map(|e| e.actors.paths()).unwrap_or(&[]);
+        assert_eq!(
+            paths("member_joined_channel"),
+            ["member.inviter", "member.user"]
+        );
+        assert_eq!(paths("channel_created"), ["channel.creator"]);
+        assert_eq!(paths("message"), ["message.bot_id", "message.user"]);
+        assert_eq!(paths("app_mention"), ["message.bot_id", "message.user"]);
+        assert_eq!(paths("reaction_added"), ["reaction.user"]);
+        assert_eq!(paths("team_join"), ["user.id"]);
+        for name in ["file_changed", "row_added"] {
+            let e = PlatformKind::GoogleSheets.descriptor().event(name);
+            assert!(
+                matches!(e.map(|e| e.actors), Some(Actors::Nobody(_))),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn read_follows_objects_payload_and_lists() {
+        let objects = json!({
+            "member": { "user": "U1", "inviter": "U2" },
+            "authors": [{ "id": "a" }, { "id": "b" }, { "id": "a" }],
+        });
+        let objects = objects.as_object().cloned().unwrap_or_default();
+        let payload = json!({ "detail": { "actor_id": 42 }, "zero": "0", "system": "-1" });
+        let each = Actors::Each(&["member.inviter", "member.user", "member.missing"]);
+        assert_eq!(each.read(&objects, &payload), ["U2", "U1"]);
+        let raw = Actors::Each(&["payload.detail.actor_id", "payload.zero", "payload.system"]);
+        assert_eq!(raw.read(&objects, &payload), ["42"], "0 and -1 name no one");
+        let list = Actors::Joint(&["authors.*.id"]);
+        assert_eq!(list.read(&objects, &payload), ["a", "b"], "each once");
+        assert_eq!(Actors::Always("me").read(&objects, &payload), ["me"]);
+        assert!(Actors::Nobody("x").read(&objects, &payload).is_empty());
+    }
+
+    #[test]
+    fn each_is_ours_when_any_actor_is_joint_when_every_one_is() {
+        let ours = vec!["BOT".to_owned()];
+        let actors = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let each = Actors::Each(&["x"]);
+        assert!(each.is_self(&actors(&["PERSON", "BOT"]), &ours));
+        assert!(!each.is_self(&actors(&["PERSON"]), &ours));
+        assert!(!each.is_self(&[], &ours));
+        let joint = Actors::Joint(&["x"]);
+        assert!(!joint.is_self(&actors(&["PERSON", "BOT"]), &ours));
+        assert!(joint.is_self(&actors(&["BOT"]), &ours));
+        assert!(!joint.is_self(&[], &ours));
     }
 }

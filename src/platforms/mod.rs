@@ -37,8 +37,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use catalog::{
-    ActionSpec, CredentialField, Delivery, Descriptor, EventSpec, FieldSpec, NormalizeError,
-    Normalized, ParamSpec, ParamType, Resend, WebhookSecret,
+    ActionSpec, Actors, CredentialField, Delivery, Descriptor, EventSpec, FieldSpec,
+    NormalizeError, Normalized, ParamSpec, ParamType, Resend, WebhookSecret,
 };
 pub use connector::{
     ActionCall, ActionOutput, ConnectError, Connector, Health, Kept, KeptStore, MAX_RETRY_AFTER,

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{EventSpec, ParamSpec, ParamType, PlatformKind, WebhookSecret};
+use super::{Actors, EventSpec, ParamSpec, ParamType, PlatformKind, WebhookSecret};
 
 fn param_type(ty: &ParamType) -> String {
     match ty {
@@ -46,6 +46,52 @@ fn params_table(out: &mut String, params: &[ParamSpec]) {
             if p.required { "yes" } else { "no" },
             cell(p.description)
         );
+    }
+}
+
+/// Who supportopsd is on an integration of `kind`: the identities the connection check reports
+/// (`Connector::check`'s identity and `other_identities`), which the loop guard compares with
+/// an event's actors.
+fn identities(kind: PlatformKind) -> &'static str {
+    match kind {
+        PlatformKind::Slack => {
+            "the app's bot user id (`U…`) and its bot id (`B…`), from `auth.test`"
+        }
+        PlatformKind::Zendesk => {
+            "the id of the user the API credentials belong to (`GET /api/v2/users/me`)"
+        }
+        PlatformKind::Freshdesk => {
+            "the agent id of the API key (`GET /api/v2/agents/me`), compared with the rule body's `performer_id` (`{{event_performer.id}}`; unconfirmed, see docs/integrations/freshdesk.md)"
+        }
+        PlatformKind::Trello => "the member id of the token (`GET /1/members/me`)",
+        PlatformKind::Notion => "the integration's bot user id (`GET /v1/users/me`)",
+        PlatformKind::GoogleSheets => "not compared: no Sheets event names an actor",
+        PlatformKind::Supportopsd => "`supportopsd`",
+    }
+}
+
+/// The line naming who caused `event` (its catalogue `actors`).
+fn actors_line(event: &EventSpec) -> String {
+    let list = |paths: &[&str]| -> String {
+        paths
+            .iter()
+            .map(|p| format!("`{p}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match event.actors {
+        Actors::Each(p) => format!(
+            "Actors (loop guard): {}; the event is supportopsd's own when any of them is.",
+            list(p)
+        ),
+        Actors::Joint(p) => format!(
+            "Actors (loop guard): {}; the event is supportopsd's own only when every author is.",
+            list(p)
+        ),
+        Actors::Always(id) => format!("Actors (loop guard): always `{id}`."),
+        Actors::Nobody(why) => {
+            format!("Actors (loop guard): none: {why}. The loop guard does not apply.")
+        }
     }
 }
 
@@ -180,6 +226,13 @@ pub fn markdown() -> String {
             params_table(&mut out, d.config);
         }
         let _ = writeln!(out, "\n### Events\n");
+        let _ = writeln!(
+            out,
+            "Loop guard: supportopsd's identity on the integration: {}. An event the actors \
+             named below say supportopsd caused runs only the rules that say \
+             `allow_self = true` in `[trigger]`.\n",
+            identities(kind)
+        );
         for e in d.events {
             let note = if e.deliverable {
                 ""
@@ -202,6 +255,7 @@ pub fn markdown() -> String {
                 let ch: Vec<String> = e.changes.iter().map(|c| format!("`{c}`")).collect();
                 let _ = writeln!(out, "\nReports changes of: {}.", ch.join(", "));
             }
+            let _ = writeln!(out, "\n{}", actors_line(e));
             deliveries(&mut out, kind, d.config, e);
             out.push('\n');
         }

@@ -241,14 +241,15 @@ impl Runtime {
             .clone()
     }
 
-    /// Whether `actor` is supportopsd itself on `integration`.
-    pub fn is_self(&self, integration: &IntegrationId, actor: Option<&str>) -> bool {
-        let Some(actor) = actor else { return false };
+    /// Whether supportopsd itself caused `event` (the loop guard): any of the actors its
+    /// catalogue entry names is one of supportopsd's identities on the event's integration
+    /// (for Notion's aggregated authors: every one is), see [`crate::event::Event::self_caused`].
+    pub fn is_self(&self, event: &crate::event::Event) -> bool {
         self.identities
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(integration)
-            .is_some_and(|ids| ids.iter().any(|i| i == actor))
+            .get(&event.integration)
+            .is_some_and(|ids| event.self_caused(ids))
     }
 
     /// Records who supportopsd is on an integration.

@@ -437,6 +437,7 @@ pub(crate) mod tests {
                 time: None,
                 received_at_ms: 1,
                 actor: None,
+                actors: Vec::new(),
                 objects: Map::new(),
                 changes: Map::new(),
                 payload: json!({"n": id}),

@@ -18,6 +18,7 @@ pub(super) fn event(integration: &str, id: &str) -> Event {
         time: None,
         received_at_ms: 0,
         actor: None,
+        actors: Vec::new(),
         objects: Map::new(),
         changes: Map::new(),
         payload: json!({ "ticket": { "id": 1 } }),

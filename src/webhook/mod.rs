@@ -296,7 +296,8 @@ where
                 id: event_id,
                 time: normalized.time,
                 received_at_ms: now,
-                actor: normalized.actor,
+                actor: normalized.actors.first().cloned(),
+                actors: normalized.actors,
                 objects: normalized.objects,
                 changes: normalized.changes,
                 payload,
@@ -345,7 +346,7 @@ pub(crate) async fn store_event(rt: &Runtime, active: &Active, event: Event, now
             .count(event.integration.as_str(), Count::EventRejected);
         return retry_later(StatusCode::SERVICE_UNAVAILABLE, 30);
     }
-    let from_self = rt.is_self(&event.integration, event.actor.as_deref());
+    let from_self = rt.is_self(&event);
     // A delivery whose rules read fields the platform did not send is stored with a pending
     // enrichment instead: the executor fetches them, then matches the rules on the enriched
     // event (never a platform call before the delivery is answered).

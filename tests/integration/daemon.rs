@@ -409,6 +409,101 @@ message = "{event}"
     daemon.kill().await;
 }
 
+/// Issue 16 item 11: the loop guard checks every actor the catalogue names. A
+/// `member_joined_channel` where our bot user is the member who joined, invited by a person,
+/// is the bot's own doing as far as rules go: a rule without `allow_self` does not run on it,
+/// and a rule with `allow_self = true` does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_loop_guard_sees_our_bot_joining_when_a_person_invited_it() {
+    use supportopsd::platforms::slack::fake::BOT_USER_ID;
+    let fake = FakeSlack::start(BOT_TOKEN, None).await;
+    let repo = repo(&fake.base_url());
+    repo.file(
+        "integrations/slack.toml",
+        &format!(
+            r#"id = "slack-main"
+platform = "slack"
+[credentials]
+bot_token = {{ env = "SLACK_BOT_TOKEN" }}
+signing_secret = {{ env = "SLACK_SIGNING_SECRET" }}
+[webhook]
+events = ["member_joined_channel"]
+[endpoint]
+base_url = "{}"
+[limits]
+requests_per_minute = 6000
+"#,
+            fake.base_url()
+        ),
+    );
+    for (id, allow_self) in [("join-plain", false), ("join-allow-self", true)] {
+        repo.file(
+            &format!("rules/{id}.toml"),
+            &format!(
+                r##"id = "{id}"
+[trigger]
+integration = "slack-main"
+event = "member_joined_channel"
+allow_self = {allow_self}
+[[actions]]
+integration = "slack-main"
+action = "send_message"
+[actions.parameters]
+channel = "#support"
+message = "{id}"
+"##
+            ),
+        );
+    }
+    repo.commit("rules on joins");
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::spawn(repo.path(), state.path(), &[]).await;
+    let mut healthy = false;
+    for _ in 0..400 {
+        let s = status(&daemon).await;
+        healthy = s["integrations"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|i| i["id"] == "slack-main" && i["health"]["status"] == "healthy")
+        });
+        if healthy {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(healthy, "the connection check did not run");
+    let body = serde_json::to_vec(&serde_json::json!({"token": "t", "team_id": "T0FAKE0001",
+        "api_app_id": "A1", "type": "event_callback", "event_id": "EvBotJoined",
+        "event_time": 1720612800, "event": {"type": "member_joined_channel",
+        "user": BOT_USER_ID, "channel": "C0SUPPORT1", "channel_type": "C",
+        "team": "T0FAKE0001", "inviter": "U0PERSON01"}}))
+    .unwrap();
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let sig = slack_signature(SLACK_SIGNING, &ts, &body);
+    let answer = reqwest::Client::new()
+        .post(format!("{}/api/webhooks/slack/slack-main", daemon.url))
+        .header("content-type", "application/json")
+        .header("x-slack-request-timestamp", ts)
+        .header("x-slack-signature", sig)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    eventually(20, "the allow_self rule", || {
+        !fake.requests_to("chat.postMessage").is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let sent = posts(&fake).await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["text"], "join-allow-self");
+    daemon.kill().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_are_honoured_and_exhausted_jobs_can_be_replayed() {
     let (fake, _repo, _state, daemon, client) = setup(&["--retry-schedule", "1s,1s"]).await;

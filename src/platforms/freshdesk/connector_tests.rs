@@ -1869,3 +1869,49 @@ async fn a_lost_contact_create_is_settled_by_looking_it_up_by_email() {
     .expect("retried once nothing was found");
     assert_eq!(fake.contacts().len(), contacts + 2);
 }
+
+/// Issue 16, item 11: the rules' body names who made the change (`{{event_performer.id}}`),
+/// so the loop guard can recognise a change made with our own API key: the performer is the
+/// agent `check` reports as the identity; a person's change names them; the System names no
+/// one (its rules run).
+#[tokio::test]
+async fn the_rules_name_the_performer_for_the_loop_guard() {
+    let fake = FakeFreshdesk::start(KEY).await;
+    let c = connector(&fake);
+    let identity = c.check().await.expect("check").identity;
+    let (received, server) = receiver().await;
+    let mut t = target(&["ticket_updated"], Some(SECRET), None);
+    t.url = format!("{}/api/webhooks/freshdesk/fd-main", server.origin());
+    c.sync_webhook(&t).await.expect("sync");
+    let actors = |by: By, to: i64| {
+        let fake = &fake;
+        let received = &received;
+        async move {
+            fake.fire(Happening::Status {
+                ticket: 102,
+                to,
+                by,
+            })
+            .await;
+            let r = crate::platforms::fakekit::lock(received)
+                .pop()
+                .expect("delivered");
+            let req = InboundRequest {
+                method: &r.method,
+                headers: &r.headers,
+                body: &r.body,
+                now_unix: 0,
+            };
+            match super::webhook::parse(&req).expect("parsed") {
+                Inbound::Event { normalized, .. } => normalized.actors,
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    assert_eq!(
+        actors(By::Us, 3).await,
+        identity.into_iter().collect::<Vec<_>>()
+    );
+    assert_eq!(actors(By::Agent, 2).await, [fake::AGENTS[0].to_string()]);
+    assert!(actors(By::System, 3).await.is_empty(), "no doer");
+}

@@ -22,7 +22,8 @@
 //!     "requester_name":    "{{ticket.requester.name}}",
 //!     "requester_email":   "{{ticket.requester.email}}",
 //!     "agent_name":        "{{ticket.agent.name}}",
-//!     "agent_email":       "{{ticket.agent.email}}" } }
+//!     "agent_email":       "{{ticket.agent.email}}",
+//!     "performer_id":      "{{event_performer.id}}" } }
 //! ```
 //!
 //! How it is read:
@@ -46,9 +47,12 @@
 //!   different ids (the id is the body's digest, see [`super::webhook`]).
 //! - The description is deliberately not sent: HTML text pasted into a JSON body may break it.
 //!   Rules needing it re-fetch the ticket.
-//! - Freshdesk sends no event id, no time and no performer, so `id`, `time` and `actor` are
-//!   `None`: the loop guard cannot compare a Freshdesk event with the connector's identity (the
-//!   agent id from `agents/me`), and rules must not re-trigger themselves by their conditions.
+//! - Freshdesk sends no event id and no time, so `id` and `time` are `None`.
+//! - `performer_id` (`{{event_performer.id}}`, the doer's user id in Freshdesk's own source;
+//!   unconfirmed on today's service) is the event's actor, which the loop guard compares with
+//!   the agent id of the API key (`agents/me`). The System (a time trigger) has no doer, so it
+//!   arrives empty; empty or unrendered (`{{…}}`), it names no one and the event runs its rules:
+//!   rules should still not re-trigger themselves by their conditions.
 //!
 //! Contact events exist in Freshdesk but automation rules only fire on tickets, so they are
 //! catalogued as not deliverable.
@@ -57,7 +61,7 @@ use serde_json::{Map, Value, json};
 
 use super::{PRIORITY_CODES, SOURCE_CODES, STATUS_CODES};
 use crate::platforms::catalog::fields;
-use crate::platforms::{EventSpec, FieldSpec, NormalizeError, Normalized};
+use crate::platforms::{Actors, EventSpec, FieldSpec, NormalizeError, Normalized};
 
 /// The fields given (`"path": Type`, as in `fields!`), then the ticket, requester and agent
 /// fields every ticket-based event carries.
@@ -96,6 +100,13 @@ const CONTACT_FIELDS: &[FieldSpec] = fields![
 ];
 
 /// Every Freshdesk event.
+/// Who made the change: `performer_id` (`{{event_performer.id}}`, empty when the System did),
+/// compared with the agent id of the API key (see [`super::registration::content`]).
+const PERFORMER: Actors = Actors::Each(&["payload.freshdesk_webhook.performer_id"]);
+/// Contact events are never delivered.
+const NO_PERFORMER: Actors =
+    Actors::Nobody("automation rules fire on tickets only, so this event is never delivered");
+
 pub(crate) static EVENTS: &[EventSpec] = &[
     EventSpec {
         name: "ticket_created",
@@ -104,6 +115,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         fields: ticket_fields![],
         changes: &[],
         deliverable: true,
+        actors: PERFORMER,
     },
     EventSpec {
         name: "ticket_updated",
@@ -112,6 +124,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         fields: ticket_fields![],
         changes: &["status", "priority"],
         deliverable: true,
+        actors: PERFORMER,
     },
     EventSpec {
         name: "ticket_resolved",
@@ -120,6 +133,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         fields: ticket_fields![],
         changes: &["status"],
         deliverable: true,
+        actors: PERFORMER,
     },
     EventSpec {
         name: "ticket_closed",
@@ -128,6 +142,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         fields: ticket_fields![],
         changes: &["status"],
         deliverable: true,
+        actors: PERFORMER,
     },
     EventSpec {
         name: "note_created",
@@ -136,6 +151,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         fields: ticket_fields!["note.type": String, "note.private": Bool, "note.ticket_id": Integer],
         changes: &[],
         deliverable: true,
+        actors: PERFORMER,
     },
     EventSpec {
         name: "contact_created",
@@ -144,6 +160,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         fields: CONTACT_FIELDS,
         changes: &[],
         deliverable: false,
+        actors: NO_PERFORMER,
     },
     EventSpec {
         name: "contact_updated",
@@ -152,6 +169,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         fields: CONTACT_FIELDS,
         changes: &[],
         deliverable: false,
+        actors: NO_PERFORMER,
     },
 ];
 
@@ -305,9 +323,9 @@ pub(crate) fn normalize(event: &EventSpec, payload: &Value) -> Result<Normalized
     Ok(Normalized {
         id: None,
         time: None,
+        actors: event.actors.read(&objects, payload),
         objects,
         changes,
-        actor: None,
     })
 }
 

@@ -168,6 +168,8 @@ pub enum By {
     Requester,
     /// The System: a time trigger or another automation.
     System,
+    /// supportopsd itself: the agent of the API key ([`AGENT_ID`]), an agent to the rules.
+    Us,
 }
 
 const TS: &str = "2026-11-28T10:00:00Z";
@@ -441,6 +443,20 @@ impl FakeFreshdesk {
                 .and_then(|r| st.contacts.get(&r))
                 .cloned()
                 .unwrap_or(Value::Null);
+            // `{{event_performer.id}}`: the doer's user id, absent for the System
+            // (freshconsult `Va::Webhook::Util#substitute_placeholders_in_format` adds
+            // `event_performer` only `if doer.present?`; `UserDrop#id`). A new ticket's doer is
+            // taken to be its requester.
+            let performer = match by {
+                Some(By::Us) => AGENT_ID.to_string(),
+                Some(By::Agent) => AGENTS[0].to_string(),
+                Some(By::System) => String::new(),
+                Some(By::Requester) | None => t
+                    .get("requester_id")
+                    .and_then(Value::as_i64)
+                    .map(|r| r.to_string())
+                    .unwrap_or_default(),
+            };
             let mut candidates: Vec<&Value> = st
                 .rules
                 .iter()
@@ -483,7 +499,7 @@ impl FakeFreshdesk {
                         .cloned()
                         .unwrap_or_default();
                     let content = a.get("content").cloned().unwrap_or(Value::Null);
-                    let body = render(&content, &t, &requester, &triggered).to_string();
+                    let body = render(&content, &t, &requester, &triggered, &performer).to_string();
                     (url, headers, body)
                 })
                 .collect()
@@ -598,7 +614,7 @@ fn performer_matches(performer: Option<&Value>, by: Option<By>) -> bool {
     let ty = performer.and_then(|p| p.get("type")).map(as_text);
     matches!(
         (ty.as_deref(), by),
-        (Some("1" | "3"), Some(By::Agent))
+        (Some("1" | "3"), Some(By::Agent | By::Us))
             | (Some("2" | "3"), Some(By::Requester))
             | (Some("4"), Some(By::System))
     )
@@ -668,7 +684,13 @@ fn echoed(rule: &Value) -> Value {
 }
 
 /// Renders Freshdesk placeholders in every string of `content`.
-fn render(content: &Value, t: &Value, requester: &Value, triggered: &str) -> Value {
+fn render(
+    content: &Value,
+    t: &Value,
+    requester: &Value,
+    triggered: &str,
+    performer: &str,
+) -> Value {
     match content {
         Value::String(s) => {
             let text = |v: Option<&Value>| match v {
@@ -713,6 +735,7 @@ fn render(content: &Value, t: &Value, requester: &Value, triggered: &str) -> Val
                 ("{{ticket.requester.email}}", text(requester.get("email"))),
                 ("{{ticket.agent.name}}", String::new()),
                 ("{{ticket.agent.email}}", String::new()),
+                ("{{event_performer.id}}", performer.to_owned()),
             ];
             let mut out = s.clone();
             for (k, v) in pairs {
@@ -722,12 +745,12 @@ fn render(content: &Value, t: &Value, requester: &Value, triggered: &str) -> Val
         }
         Value::Object(m) => Value::Object(
             m.iter()
-                .map(|(k, v)| (k.clone(), render(v, t, requester, triggered)))
+                .map(|(k, v)| (k.clone(), render(v, t, requester, triggered, performer)))
                 .collect(),
         ),
         Value::Array(a) => Value::Array(
             a.iter()
-                .map(|v| render(v, t, requester, triggered))
+                .map(|v| render(v, t, requester, triggered, performer))
                 .collect(),
         ),
         other => other.clone(),

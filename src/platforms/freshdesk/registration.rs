@@ -113,6 +113,13 @@ pub fn event_of(name: &str, marker: &str) -> Option<String> {
 /// different bodies; Freshdesk renders the body once and its retries resend it
 /// (`Va::Webhook::Trigger` hands the rendered `params` to the throttler with a retry count), so a
 /// retry stays identical.
+///
+/// `performer_id` (`{{event_performer.id}}`) names who made the change, for the loop guard:
+/// freshconsult's `Va::Webhook::Util#substitute_placeholders_in_format` adds
+/// `'event_performer' => doer` to the template context when the rule has a doer, and
+/// `UserDrop#id` is the user's id. Unconfirmed on today's service (see
+/// docs/integrations/freshdesk.md): an empty or unrendered value names no one, so the event
+/// then runs its rules as before.
 pub fn content(event: &str) -> Value {
     json!({ "freshdesk_webhook": {
         "supportopsd_event": event,
@@ -131,6 +138,7 @@ pub fn content(event: &str) -> Value {
         "requester_email": "{{ticket.requester.email}}",
         "agent_name": "{{ticket.agent.name}}",
         "agent_email": "{{ticket.agent.email}}",
+        "performer_id": "{{event_performer.id}}",
     }})
 }
 

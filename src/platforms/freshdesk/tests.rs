@@ -59,7 +59,7 @@ fn display_names_become_codes() {
         json!("dana.whitfield@example.com")
     );
     assert!(n.changes.is_empty());
-    assert_eq!((n.id, n.time, n.actor), (None, None, None));
+    assert_eq!((n.id, n.time, n.actors), (None, None, Vec::new()));
 }
 
 #[test]
@@ -252,4 +252,25 @@ fn credentials_and_config() {
     assert!(matches!(priority.map(|c| &c.ty), Some(ParamType::Code(_))));
     let auto = DESCRIPTOR.config.iter().find(|c| c.name == "auto_assign");
     assert!(matches!(auto.map(|c| &c.ty), Some(ParamType::Bool)));
+}
+
+/// Normalisation reads the actor the catalogue names, `performer_id`: a rendered id is the
+/// actor; empty (the System) or left unrendered, it names no one and the delivery still parses.
+#[test]
+fn the_performer_is_the_actor_when_freshdesk_renders_it() {
+    let with = |performer: Value| {
+        let mut p = testkit::fixture_json(FIXTURES, "ticket_resolved.json");
+        p["freshdesk_webhook"]["performer_id"] = performer;
+        testkit::normalize_fixture(&DESCRIPTOR, "ticket_resolved", "performer", &p.to_string())
+            .actors
+    };
+    assert_eq!(with(json!("19000000001")), ["19000000001"]);
+    assert!(with(json!("")).is_empty(), "the System");
+    assert!(
+        with(json!("{{event_performer.id}}")).is_empty(),
+        "unrendered"
+    );
+    assert!(with(Value::Null).is_empty());
+    let n = normalized("ticket_created", "ticket_created_hand_made.json");
+    assert!(n.actors.is_empty(), "a hand-made body without it");
 }

@@ -31,14 +31,18 @@
 //! Context: `row` (`sheet`, `sheet_id`, `row_number`, `range` in A1 notation, `values`, and
 //! `fields`: header → value) and `spreadsheet` (`id`).
 //!
-//! Neither says who made the change, so `actor` is always `None`.
+//! Neither says who made the change, so the catalogue names no actor (`Actors::Nobody`).
 
 use serde_json::{Map, Value};
 
 use crate::platforms::catalog::fields;
-use crate::platforms::{EventSpec, NormalizeError, Normalized};
+use crate::platforms::{Actors, EventSpec, NormalizeError, Normalized};
 
 /// The two Google Sheets events.
+/// Why Sheets events name no actor.
+const NO_ACTOR: &str =
+    "Drive's change notifications and the row poller do not say who made the change";
+
 pub(crate) static EVENTS: &[EventSpec] = &[
     EventSpec {
         name: "file_changed",
@@ -57,6 +61,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         ],
         changes: &[],
         deliverable: true,
+        actors: Actors::Nobody(NO_ACTOR),
     },
     EventSpec {
         name: "row_added",
@@ -73,6 +78,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         ],
         changes: &[],
         deliverable: true,
+        actors: Actors::Nobody(NO_ACTOR),
     },
 ];
 
@@ -160,7 +166,7 @@ fn file_changed(root: &Map<String, Value>) -> Result<Normalized, NormalizeError>
             .map(str::to_owned),
         objects,
         changes: Map::new(),
-        actor: None,
+        actors: Vec::new(),
     })
 }
 
@@ -229,7 +235,7 @@ fn row_added(root: &Map<String, Value>) -> Result<Normalized, NormalizeError> {
             .map(str::to_owned),
         objects,
         changes: Map::new(),
-        actor: None,
+        actors: Vec::new(),
     })
 }
 

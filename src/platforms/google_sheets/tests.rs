@@ -82,7 +82,7 @@ fn every_fixture_normalises_with_every_catalogued_field() {
         assert!(n.id.is_some(), "{file}: no id");
         assert!(n.time.is_some(), "{file}: no time");
         assert!(
-            n.actor.is_none(),
+            n.actor().is_none(),
             "{file}: Drive and the poller name no actor"
         );
     }
@@ -101,7 +101,7 @@ fn file_changed_comes_from_headers() {
         Some("sos-gs-3f2a9c1e-7b4d-4e8a-9f10-2c6d8e0a1b3c:118433")
     );
     assert_eq!(n.time.as_deref(), Some("2026-05-04T09:12:03Z"));
-    assert_eq!(n.actor, None);
+    assert_eq!(n.actor(), None);
 }
 
 #[test]

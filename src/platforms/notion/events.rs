@@ -23,7 +23,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::platforms::{EventSpec, NormalizeError, Normalized};
+use crate::platforms::{Actors, EventSpec, NormalizeError, Normalized};
 use crate::rules::ValueType;
 
 use crate::platforms::catalog::fields;
@@ -66,9 +66,15 @@ macro_rules! event {
             fields: notion_fields!($primary $(, $path: $ty)*),
             changes: &[],
             deliverable: true,
+            actors: AUTHORS,
         }
     };
 }
+
+/// Who caused a Notion event: its `authors` (several when Notion aggregated edits), the
+/// principal `author` first. The event is supportopsd's own only when every author is our bot
+/// user, so a person's edit aggregated with ours still runs rules.
+const AUTHORS: Actors = Actors::Joint(&["author.id", "authors.*.id"]);
 
 /// Every Notion webhook event type supportopsd catalogues.
 pub(crate) static EVENTS: &[EventSpec] = &[
@@ -296,12 +302,9 @@ pub(crate) fn normalize(event: &EventSpec, payload: &Value) -> Result<Normalized
             .get("timestamp")
             .and_then(Value::as_str)
             .map(str::to_owned),
+        actors: event.actors.read(&objects, payload),
         objects,
         changes: Map::new(),
-        actor: author
-            .and_then(|a| a.get("id"))
-            .and_then(Value::as_str)
-            .map(str::to_owned),
     })
 }
 

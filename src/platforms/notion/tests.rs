@@ -101,7 +101,7 @@ fn every_fixture_normalises_with_every_catalogued_field() {
         assert!(n.changes.is_empty(), "{file}: changes {:?}", n.changes);
         assert!(n.id.is_some(), "{file}: no id");
         assert!(n.time.is_some(), "{file}: no time");
-        assert!(n.actor.is_some(), "{file}: no actor");
+        assert!(n.actor().is_some(), "{file}: no actor");
         assert_eq!(root[ev.primary]["id"], root["entity"]["id"], "{file}");
     }
 }
@@ -109,7 +109,7 @@ fn every_fixture_normalises_with_every_catalogued_field() {
 #[test]
 fn page_created_yields_sparse_context() {
     let n = normalise("page.created");
-    assert_eq!(n.actor.as_deref(), Some(BOT));
+    assert_eq!(n.actor(), Some(BOT));
     let root = testkit::context(&n);
     assert_eq!(root["author"]["type"], "bot");
     assert_eq!(root["entity"]["type"], "page");
@@ -123,7 +123,7 @@ fn page_created_yields_sparse_context() {
 #[test]
 fn aggregated_authors_prefer_the_person() {
     let n = normalise("page.properties_updated");
-    assert_eq!(n.actor.as_deref(), Some(PERSON));
+    assert_eq!(n.actor(), Some(PERSON));
     assert_eq!(n.objects["authors"].as_array().map(Vec::len), Some(2));
     assert_eq!(
         n.objects["page"]["updated_properties"],
@@ -187,7 +187,7 @@ fn junk_is_an_error_not_a_panic() {
         r#"{"type": "page.properties_updated", "entity": {"id": 5}, "authors": [1, {"id": "u"}],
             "data": {"updated_properties": "x"}}"#,
     );
-    assert_eq!(n.actor.as_deref(), Some("u"));
+    assert_eq!(n.actor(), Some("u"));
 }
 
 #[test]
@@ -227,4 +227,17 @@ proptest! {
             let _ = (DESCRIPTOR.normalize)(e, &wrapped);
         }
     }
+}
+
+/// Normalisation reads every author the catalogue names, the principal author first; the
+/// event is ours only when every author is (a person's edit aggregated with ours runs rules).
+#[test]
+fn actors_are_every_author() {
+    let n = normalise("page.properties_updated");
+    assert_eq!(n.actors, [PERSON, BOT]);
+    let spec = testkit::event(&DESCRIPTOR, "page.properties_updated");
+    assert!(!spec.actors.is_self(&n.actors, &[BOT.to_owned()]));
+    let n = normalise("page.created");
+    assert_eq!(n.actors, [BOT]);
+    assert!(spec.actors.is_self(&n.actors, &[BOT.to_owned()]));
 }

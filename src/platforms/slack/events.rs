@@ -10,8 +10,9 @@
 //!
 //! - `id` is `event_id` (the dedupe key across Slack's retries), `time` is `event_time`
 //!   (Unix seconds) as RFC 3339, `team.id` is `team_id`.
-//! - `actor` is the bot id when a bot caused the event (`bot_id`), else the user id (`user`,
-//!   the channel's `creator`, the `inviter`), so the loop guard can skip our own bot.
+//! - `actors` are read from the fields each event's catalogue entry names (`message.bot_id`
+//!   then `message.user`; `channel.creator`; `member.inviter` and `member.user`; `reaction.user`;
+//!   `user.id`), so the loop guard skips an event any of them says our bot caused.
 //! - Slack ids and timestamps (`ts`) stay strings, as Slack uses them.
 //! - An edited message (`subtype: message_changed`) is read from its inner `message`, and the
 //!   text change is reported as `changes.text`; a deleted one (`message_deleted`) from its
@@ -22,7 +23,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::platforms::catalog::fields;
-use crate::platforms::{EventSpec, FieldSpec, NormalizeError, Normalized};
+use crate::platforms::{Actors, EventSpec, FieldSpec, NormalizeError, Normalized};
 
 const MESSAGE_FIELDS: &[FieldSpec] = fields![
     "message.text": String,
@@ -48,6 +49,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         fields: MESSAGE_FIELDS,
         changes: &["text"],
         deliverable: true,
+        actors: Actors::Each(&["message.bot_id", "message.user"]),
     },
     EventSpec {
         name: "app_mention",
@@ -56,6 +58,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         fields: MESSAGE_FIELDS,
         changes: &[],
         deliverable: true,
+        actors: Actors::Each(&["message.bot_id", "message.user"]),
     },
     EventSpec {
         name: "reaction_added",
@@ -74,6 +77,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         ],
         changes: &[],
         deliverable: true,
+        actors: Actors::Each(&["reaction.user"]),
     },
     EventSpec {
         name: "channel_created",
@@ -88,6 +92,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         ],
         changes: &[],
         deliverable: true,
+        actors: Actors::Each(&["channel.creator"]),
     },
     EventSpec {
         name: "member_joined_channel",
@@ -105,6 +110,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         ],
         changes: &[],
         deliverable: true,
+        actors: Actors::Each(&["member.inviter", "member.user"]),
     },
     EventSpec {
         name: "team_join",
@@ -123,6 +129,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         ],
         changes: &[],
         deliverable: true,
+        actors: Actors::Each(&["user.id"]),
     },
 ];
 
@@ -161,7 +168,6 @@ pub(crate) fn normalize(event: &EventSpec, payload: &Value) -> Result<Normalized
     let team = json!({ "id": text(root.get("team_id")) });
     let mut objects = Map::new();
     let mut changes = Map::new();
-    let actor;
 
     match event.name {
         "message" | "app_mention" => {
@@ -194,7 +200,6 @@ pub(crate) fn normalize(event: &EventSpec, payload: &Value) -> Result<Normalized
             let channel_type = text(ev.get("channel_type"));
             let bot_id = text(source.get("bot_id"));
             let user = text(source.get("user"));
-            actor = bot_id.as_str().or(user.as_str()).map(str::to_owned);
             objects.insert(
                 "message".into(),
                 json!({
@@ -220,7 +225,6 @@ pub(crate) fn normalize(event: &EventSpec, payload: &Value) -> Result<Normalized
                 _ => return Err(err("expected an object at `event.item`".into())),
             };
             let user = text(ev.get("user"));
-            actor = user.as_str().map(str::to_owned);
             let channel = text(item.get("channel"));
             objects.insert(
                 "reaction".into(),
@@ -244,7 +248,6 @@ pub(crate) fn normalize(event: &EventSpec, payload: &Value) -> Result<Normalized
                 _ => return Err(err("expected an object at `event.channel`".into())),
             };
             let creator = text(channel.get("creator"));
-            actor = creator.as_str().map(str::to_owned);
             let created = channel
                 .get("created")
                 .and_then(Value::as_i64)
@@ -262,7 +265,6 @@ pub(crate) fn normalize(event: &EventSpec, payload: &Value) -> Result<Normalized
         "member_joined_channel" => {
             let user = text(ev.get("user"));
             let inviter = text(ev.get("inviter"));
-            actor = inviter.as_str().or(user.as_str()).map(str::to_owned);
             let channel = text(ev.get("channel"));
             let channel_type = text(ev.get("channel_type"));
             objects.insert(
@@ -291,7 +293,6 @@ pub(crate) fn normalize(event: &EventSpec, payload: &Value) -> Result<Normalized
                 .and_then(Value::as_object)
                 .unwrap_or(&empty);
             let id = text(user.get("id"));
-            actor = id.as_str().map(str::to_owned);
             objects.insert(
                 "user".into(),
                 json!({
@@ -319,9 +320,9 @@ pub(crate) fn normalize(event: &EventSpec, payload: &Value) -> Result<Normalized
             .get("event_time")
             .and_then(Value::as_i64)
             .and_then(rfc3339_from_unix),
+        actors: event.actors.read(&objects, payload),
         objects,
         changes,
-        actor,
     })
 }
 

@@ -48,7 +48,7 @@ fn envelope() {
     let n = normalized("message", "message.json");
     assert_eq!(n.id.as_deref(), Some("Ev07A1B2C3D4"));
     assert_eq!(n.time.as_deref(), Some("2024-07-10T12:00:00Z"));
-    assert_eq!(n.actor.as_deref(), Some("U0CUSTOMR1"));
+    assert_eq!(n.actor(), Some("U0CUSTOMR1"));
     assert_eq!(n.objects["team"], json!({ "id": "T0ACME123" }));
     assert_eq!(
         n.objects["channel"],
@@ -60,7 +60,7 @@ fn envelope() {
 #[test]
 fn bot_messages_name_the_bot_as_actor() {
     let n = normalized("message", "message_bot.json");
-    assert_eq!(n.actor.as_deref(), Some("B0SUPBOT01"));
+    assert_eq!(n.actor(), Some("B0SUPBOT01"));
     assert_eq!(n.objects["message"]["user"], Value::Null);
     assert_eq!(n.objects["message"]["subtype"], json!("bot_message"));
 }
@@ -77,7 +77,7 @@ fn edits_report_the_text_change() {
     );
     assert_eq!(n.objects["message"]["ts"], json!("1720612800.000200"));
     assert_eq!(n.objects["message"]["channel"], json!("C0HELPDESK"));
-    assert_eq!(n.actor.as_deref(), Some("U0CUSTOMR1"));
+    assert_eq!(n.actor(), Some("U0CUSTOMR1"));
 }
 
 #[test]
@@ -88,21 +88,22 @@ fn other_events() {
         n.objects["reaction"]["item"]["ts"],
         json!("1720612800.000200")
     );
-    assert_eq!(n.actor.as_deref(), Some("U0AGENT007"));
+    assert_eq!(n.actor(), Some("U0AGENT007"));
 
     let n = normalized("channel_created", "channel_created.json");
     assert_eq!(
         n.objects["channel"]["created"],
         json!("2024-07-10T12:23:20Z")
     );
-    assert_eq!(n.actor.as_deref(), Some("U0AGENT007"));
+    assert_eq!(n.actor(), Some("U0AGENT007"));
 
     let n = normalized("member_joined_channel", "member_joined_channel.json");
     assert_eq!(n.objects["member"]["user"], json!("W0ENGINEER"));
+    assert_eq!(n.actor(), Some("U0AGENT007"), "the inviter caused the join");
     assert_eq!(
-        n.actor.as_deref(),
-        Some("U0AGENT007"),
-        "the inviter caused the join"
+        n.actors,
+        ["U0AGENT007", "W0ENGINEER"],
+        "and the member who joined"
     );
 
     let n = normalized("team_join", "team_join.json");
@@ -281,4 +282,30 @@ fn credentials() {
     );
     assert!(DESCRIPTOR.credential_sets.is_empty());
     assert_eq!(DESCRIPTOR.webhook_secret, WebhookSecret::NotUsed);
+}
+
+/// Normalisation reads every actor field the catalogue names: both parties of a join (the
+/// bot invited by a person is an actor too), the bot id and bot user of a bot's message, a
+/// channel's creator.
+#[test]
+fn actors_are_every_party_the_catalogue_names() {
+    let mut p = fixture("member_joined_channel.json");
+    p["event"]["user"] = json!("U0SUPBOT01");
+    p["event"]["inviter"] = json!("U0PERSON01");
+    let n = testkit::normalize_fixture(&DESCRIPTOR, "member_joined_channel", "bot", &p.to_string());
+    assert_eq!(n.actors, ["U0PERSON01", "U0SUPBOT01"]);
+
+    let mut p = fixture("member_joined_channel.json");
+    p["event"].as_object_mut().map(|e| e.remove("inviter"));
+    let n =
+        testkit::normalize_fixture(&DESCRIPTOR, "member_joined_channel", "self", &p.to_string());
+    assert_eq!(n.actors, ["W0ENGINEER"], "joined on their own");
+
+    let mut p = fixture("message_bot.json");
+    p["event"]["user"] = json!("U0SUPBOT01");
+    let n = testkit::normalize_fixture(&DESCRIPTOR, "message", "bot", &p.to_string());
+    assert_eq!(n.actors, ["B0SUPBOT01", "U0SUPBOT01"]);
+
+    let n = normalized("channel_created", "channel_created.json");
+    assert_eq!(n.actors, ["U0AGENT007"]);
 }

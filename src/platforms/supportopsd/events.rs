@@ -22,7 +22,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::platforms::catalog::fields;
-use crate::platforms::{EventSpec, FieldSpec, NormalizeError, Normalized};
+use crate::platforms::{Actors, EventSpec, FieldSpec, NormalizeError, Normalized};
 use crate::rules::ValueType;
 
 /// `integration.degraded`.
@@ -56,6 +56,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         fields: INTEGRATION_FIELDS,
         changes: &[],
         deliverable: true,
+        actors: Actors::Always("supportopsd"),
     },
     EventSpec {
         name: INTEGRATION_RECOVERED,
@@ -64,6 +65,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         fields: INTEGRATION_FIELDS,
         changes: &[],
         deliverable: true,
+        actors: Actors::Always("supportopsd"),
     },
     EventSpec {
         name: REVISION_APPLIED,
@@ -77,6 +79,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         ],
         changes: &[],
         deliverable: true,
+        actors: Actors::Always("supportopsd"),
     },
     EventSpec {
         name: REVISION_REFUSED,
@@ -89,6 +92,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         ],
         changes: &[],
         deliverable: true,
+        actors: Actors::Always("supportopsd"),
     },
     EventSpec {
         name: REGISTRATION_REPAIRED,
@@ -103,6 +107,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         ],
         changes: &[],
         deliverable: true,
+        actors: Actors::Always("supportopsd"),
     },
     EventSpec {
         name: JOB_DEAD_LETTERED,
@@ -118,6 +123,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         ],
         changes: &[],
         deliverable: true,
+        actors: Actors::Always("supportopsd"),
     },
 ];
 
@@ -210,9 +216,9 @@ pub(crate) fn normalize(event: &EventSpec, payload: &Value) -> Result<Normalized
     Ok(Normalized {
         id,
         time,
+        actors: event.actors.read(&objects, payload),
         objects,
         changes: Map::new(),
-        actor: Some("supportopsd".to_owned()),
     })
 }
 

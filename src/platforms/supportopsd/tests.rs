@@ -29,7 +29,7 @@ fn every_fixture_normalises_with_every_catalogued_field() {
     for (label, spec, n) in testkit::assert_every_fixture_complete(&DESCRIPTOR, FIXTURES) {
         assert!(n.id.is_some(), "{label}: no id");
         assert!(n.time.is_some(), "{label}: no time");
-        assert_eq!(n.actor.as_deref(), Some("supportopsd"), "{label}");
+        assert_eq!(n.actor(), Some("supportopsd"), "{label}");
         assert!(n.objects.contains_key(spec.primary), "{label}");
     }
 }
@@ -334,7 +334,8 @@ fn dead_event(origin: &[String]) -> Event {
         id: "occ".into(),
         time: n.time,
         received_at_ms: 0,
-        actor: n.actor,
+        actor: n.actors.first().cloned(),
+        actors: n.actors,
         objects: n.objects,
         changes: n.changes,
         payload: p,

@@ -1095,7 +1095,7 @@ async fn deliveries_are_signed_the_trello_way_and_a_410_deletes_the_webhook() {
             event, normalized, ..
         } => {
             assert_eq!(event.name, "createCard");
-            assert_eq!(normalized.actor.as_deref(), Some(fake::HUMAN_ID));
+            assert_eq!(normalized.actor(), Some(fake::HUMAN_ID));
         }
         other => panic!("{other:?}"),
     }

@@ -19,7 +19,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::platforms::{EventSpec, NormalizeError, Normalized};
+use crate::platforms::{Actors, EventSpec, NormalizeError, Normalized};
 use crate::rules::ValueType;
 
 use crate::platforms::catalog::fields;
@@ -47,6 +47,10 @@ macro_rules! card_fields {
 }
 
 /// Every Trello action type supportopsd catalogues, as delivered to a board webhook.
+/// Every Trello action names who performed it (`action.idMemberCreator`, normalised as
+/// `member_creator.id`).
+const CREATOR: Actors = Actors::Each(&["member_creator.id"]);
+
 pub(crate) static EVENTS: &[EventSpec] = &[
     EventSpec {
         name: "createCard",
@@ -55,6 +59,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         fields: card_fields!["list.id": String, "list.name": String],
         changes: &[],
         deliverable: true,
+        actors: CREATOR,
     },
     EventSpec {
         name: "updateCard",
@@ -86,6 +91,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
             "pos",
         ],
         deliverable: true,
+        actors: CREATOR,
     },
     EventSpec {
         name: "commentCard",
@@ -99,6 +105,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         ],
         changes: &[],
         deliverable: true,
+        actors: CREATOR,
     },
     EventSpec {
         name: "addLabelToCard",
@@ -111,6 +118,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         ],
         changes: &[],
         deliverable: true,
+        actors: CREATOR,
     },
     EventSpec {
         name: "removeLabelFromCard",
@@ -123,6 +131,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         ],
         changes: &[],
         deliverable: true,
+        actors: CREATOR,
     },
     EventSpec {
         name: "addChecklistToCard",
@@ -131,6 +140,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         fields: card_fields!["checklist.id": String, "checklist.name": String],
         changes: &[],
         deliverable: true,
+        actors: CREATOR,
     },
     EventSpec {
         name: "updateCheckItemStateOnCard",
@@ -145,6 +155,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         ],
         changes: &[],
         deliverable: true,
+        actors: CREATOR,
     },
     EventSpec {
         name: "addMemberToCard",
@@ -153,6 +164,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         fields: card_fields!["member.id": String, "member.name": String],
         changes: &[],
         deliverable: true,
+        actors: CREATOR,
     },
     EventSpec {
         name: "moveCardToBoard",
@@ -166,6 +178,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         ],
         changes: &[],
         deliverable: true,
+        actors: CREATOR,
     },
     EventSpec {
         name: "deleteCard",
@@ -174,6 +187,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         fields: card_fields!["list.id": String, "list.name": String],
         changes: &[],
         deliverable: true,
+        actors: CREATOR,
     },
     EventSpec {
         name: "createList",
@@ -191,6 +205,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         ],
         changes: &[],
         deliverable: true,
+        actors: CREATOR,
     },
 ];
 
@@ -321,9 +336,9 @@ pub(crate) fn normalize(event: &EventSpec, payload: &Value) -> Result<Normalized
             .get("date")
             .and_then(Value::as_str)
             .map(str::to_owned),
+        actors: event.actors.read(&objects, payload),
         objects,
         changes,
-        actor: creator_id.and_then(Value::as_str).map(str::to_owned),
     })
 }
 

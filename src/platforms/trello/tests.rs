@@ -93,7 +93,7 @@ fn every_fixture_normalises_with_every_catalogued_field() {
     for (file, _, n) in testkit::assert_every_fixture_complete(&DESCRIPTOR, FIXTURES) {
         assert!(n.id.is_some(), "{file}: no id");
         assert!(n.time.is_some(), "{file}: no time");
-        assert!(n.actor.is_some(), "{file}: no actor");
+        assert!(n.actor().is_some(), "{file}: no actor");
     }
 }
 
@@ -113,7 +113,7 @@ fn card_move_yields_lists_and_changes() {
     );
     assert_eq!(root["changes"]["list"]["to"]["name"], "In progress");
     assert_eq!(n.id.as_deref(), Some("6603c4d5e6f7a8b9c0d1e2f4"));
-    assert_eq!(n.actor.as_deref(), Some("5e0f1a2b3c4d5e6f7a8b9c01"));
+    assert_eq!(n.actor(), Some("5e0f1a2b3c4d5e6f7a8b9c01"));
     assert_eq!(n.time.as_deref(), Some("2026-03-02T10:01:44.002Z"));
 }
 
@@ -246,4 +246,21 @@ proptest! {
             let _ = (DESCRIPTOR.normalize)(e, &wrapped);
         }
     }
+}
+
+/// Normalisation reads the actor the catalogue names: the member who performed the action.
+#[test]
+fn actors_are_the_member_creator() {
+    let n = normalized("updateCard", "updateCard_move.json");
+    assert_eq!(n.actors, ["5e0f1a2b3c4d5e6f7a8b9c01"]);
+    let mut p = testkit::fixture_json(FIXTURES, "updateCard_move.json");
+    p["action"]
+        .as_object_mut()
+        .map(|a| a.remove("memberCreator"));
+    let n = testkit::normalize_fixture(&DESCRIPTOR, "updateCard", "bare", &p.to_string());
+    assert_eq!(
+        n.actors,
+        [p["action"]["idMemberCreator"].as_str().unwrap_or("?")],
+        "`idMemberCreator` alone names the member too"
+    );
 }

@@ -1308,10 +1308,7 @@ async fn registration_create_drift_repair_unchanged_and_prune() {
     assert_eq!(normalized.objects["ticket"]["id"], ticket);
     // Free text is not in the trigger body: the enrichment step fetches it.
     assert_eq!(normalized.objects["ticket"]["subject"], Value::Null);
-    assert_eq!(
-        normalized.actor.as_deref(),
-        Some(AGENT_ID.to_string().as_str())
-    );
+    assert_eq!(normalized.actor(), Some(AGENT_ID.to_string().as_str()));
 
     // Nothing changed: Unchanged, and nothing written.
     fake.clear_requests();

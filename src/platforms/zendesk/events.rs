@@ -78,13 +78,14 @@
 //!   `null` until enriched.
 //! - `id` is the envelope's event id (triggers have none: the webhook uses the digest of the
 //!   signed body, never the unsigned invocation header),
-//!   `time` the envelope's `time` (triggers: the ticket's `updated_at`), `actor` the ticket
-//!   `actor_id`, the comment author, or the trigger's `current_user.id`.
+//!   `time` the envelope's `time` (triggers: the ticket's `updated_at`), `actors` what the
+//!   catalogue names: the trigger's `current_user.id`, the comment author, the subscription's
+//!   `detail.actor_id` (`-1`, the system, names no one).
 
 use serde_json::{Map, Value, json};
 
 use crate::platforms::catalog::fields;
-use crate::platforms::{Delivery, EventSpec, FieldSpec, NormalizeError, Normalized};
+use crate::platforms::{Actors, Delivery, EventSpec, FieldSpec, NormalizeError, Normalized};
 
 const PREFIX: &str = "zen:event-type:";
 
@@ -186,6 +187,18 @@ const ORGANIZATION_CHANGES: &[(&str, &str)] = &[
 ];
 
 /// Every Zendesk event.
+/// Who caused a ticket event: the trigger's `current_user` (the user whose update fired it), or
+/// the event subscription's `detail.actor_id` (`-1`, Zendesk's system user, names no one).
+const TICKET_ACTORS: &[&str] = &["payload.current_user.id", "payload.detail.actor_id"];
+/// A comment's author as well, named first in event subscriptions (as the comment's writer).
+const COMMENT_ACTORS: &[&str] = &[
+    "payload.current_user.id",
+    "comment.author_id",
+    "payload.detail.actor_id",
+];
+/// Why user and organization events name no actor.
+const NO_ACTOR: &str = "the event subscription's `detail` is the user or organization itself; no actor field is catalogued for it";
+
 pub(crate) static EVENTS: &[EventSpec] = &[
     EventSpec {
         name: "ticket.created",
@@ -194,6 +207,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         fields: ticket_fields![],
         changes: &[],
         deliverable: true,
+        actors: Actors::Each(TICKET_ACTORS),
     },
     EventSpec {
         name: "ticket.updated",
@@ -218,6 +232,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
             "external_id",
         ],
         deliverable: true,
+        actors: Actors::Each(TICKET_ACTORS),
     },
     EventSpec {
         name: "ticket.solved",
@@ -226,6 +241,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         fields: ticket_fields![],
         changes: &["status"],
         deliverable: true,
+        actors: Actors::Each(TICKET_ACTORS),
     },
     EventSpec {
         name: "ticket.closed",
@@ -234,6 +250,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         fields: ticket_fields![],
         changes: &["status"],
         deliverable: true,
+        actors: Actors::Each(TICKET_ACTORS),
     },
     EventSpec {
         name: "comment.created",
@@ -247,6 +264,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         ],
         changes: &[],
         deliverable: true,
+        actors: Actors::Each(COMMENT_ACTORS),
     },
     EventSpec {
         name: "user.created",
@@ -255,6 +273,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         fields: USER_FIELDS,
         changes: &[],
         deliverable: true,
+        actors: Actors::Nobody(NO_ACTOR),
     },
     EventSpec {
         name: "user.updated",
@@ -274,6 +293,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
             "only_private_comments",
         ],
         deliverable: true,
+        actors: Actors::Nobody(NO_ACTOR),
     },
     EventSpec {
         name: "organization.created",
@@ -282,6 +302,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         fields: ORGANIZATION_FIELDS,
         changes: &[],
         deliverable: true,
+        actors: Actors::Nobody(NO_ACTOR),
     },
     EventSpec {
         name: "organization.updated",
@@ -290,6 +311,7 @@ pub(crate) static EVENTS: &[EventSpec] = &[
         fields: ORGANIZATION_FIELDS,
         changes: &["name", "external_id", "tags"],
         deliverable: true,
+        actors: Actors::Nobody(NO_ACTOR),
     },
 ];
 
@@ -390,14 +412,16 @@ pub(crate) fn normalize(event: &EventSpec, payload: &Value) -> Result<Normalized
     let root = payload
         .as_object()
         .ok_or_else(|| err("expected a JSON object at the top level".into()))?;
-    match root
+    let mut normalized = match root
         .get("type")
         .and_then(Value::as_str)
         .and_then(|t| t.strip_prefix(PREFIX))
     {
-        Some(kind) => subscription(event, root, kind),
-        None => trigger(event, root),
-    }
+        Some(kind) => subscription(event, root, kind)?,
+        None => trigger(event, root)?,
+    };
+    normalized.actors = event.actors.read(&normalized.objects, payload);
+    Ok(normalized)
 }
 
 /// The event-subscription envelope.
@@ -454,11 +478,9 @@ fn subscription(
     }
 
     let mut objects = Map::new();
-    let mut actor = None;
     match domain {
         "ticket" => {
             let ticket = ticket_from_detail(detail)?;
-            actor = id_string(detail.get("actor_id"));
             objects.insert(
                 "requester".into(),
                 person(ticket.get("requester_id"), None, None),
@@ -472,11 +494,7 @@ fn subscription(
                     Some(Value::Object(c)) => c,
                     _ => what,
                 };
-                let comment = comment_from(comment);
-                if let Some(author) = id_string(comment.get("author_id")) {
-                    actor = Some(author);
-                }
-                objects.insert("comment".into(), comment);
+                objects.insert("comment".into(), comment_from(comment));
             }
             if let Some(expected) = final_status(event.name) {
                 let to = changes
@@ -526,9 +544,9 @@ fn subscription(
     Ok(Normalized {
         id: root.get("id").and_then(Value::as_str).map(str::to_owned),
         time: root.get("time").and_then(Value::as_str).map(str::to_owned),
+        actors: Vec::new(),
         objects,
         changes,
-        actor,
     })
 }
 
@@ -565,7 +583,8 @@ fn trigger(event: &EventSpec, root: &Map<String, Value>) -> Result<Normalized, N
     };
     let requester = object_at("requester")?;
     let assignee = object_at("assignee")?;
-    let current_user = object_at("current_user")?;
+    // `current_user` (who caused a trigger delivery) is read by the catalogue's actor paths.
+    object_at("current_user")?;
 
     let ticket = json!({
         "id": primary_id(t.get("id"), "ticket.id")?,
@@ -603,16 +622,12 @@ fn trigger(event: &EventSpec, root: &Map<String, Value>) -> Result<Normalized, N
         changes.insert("status".into(), json!({ "from": null, "to": expected }));
     }
 
-    let mut actor = id_string(current_user.get("id"));
     let mut objects = Map::new();
     if event.name == "comment.created" {
         let comment = match root.get("comment") {
             Some(Value::Object(c)) => comment_from(c),
             _ => return Err(err("expected an object at `comment`".into())),
         };
-        if actor.is_none() {
-            actor = id_string(comment.get("author_id"));
-        }
         objects.insert("comment".into(), comment);
     }
     let time = ticket
@@ -640,9 +655,9 @@ fn trigger(event: &EventSpec, root: &Map<String, Value>) -> Result<Normalized, N
     Ok(Normalized {
         id: None,
         time,
+        actors: Vec::new(),
         objects,
         changes,
-        actor,
     })
 }
 
@@ -828,14 +843,6 @@ fn ref_id(v: Option<&Value>) -> Value {
     match integer(v) {
         Some(0) | None => Value::Null,
         Some(n) => Value::from(n),
-    }
-}
-
-/// The id as a string, for `actor`.
-fn id_string(v: Option<&Value>) -> Option<String> {
-    match ref_id(v) {
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
     }
 }
 

@@ -57,7 +57,7 @@ fn subscription_envelope() {
         Some("5f0c8e4a-2d1b-4a7e-9a51-0c3f6b1d2e77")
     );
     assert_eq!(n.time.as_deref(), Some("2099-07-04T05:27:58Z"));
-    assert_eq!(n.actor, None);
+    assert_eq!(n.actor(), None);
     let user = &n.objects["user"];
     assert_eq!(user["id"], json!(6596848315901_u64));
     assert_eq!(
@@ -90,7 +90,7 @@ fn ticket_subscription_events() {
         n.changes["priority"],
         json!({ "from": "high", "to": "urgent" })
     );
-    assert_eq!(n.actor.as_deref(), Some("7001234567890"));
+    assert_eq!(n.actor(), Some("7001234567890"));
     let t = &n.objects["ticket"];
     assert_eq!(
         (&t["status"], &t["type"], &t["via"]),
@@ -103,7 +103,7 @@ fn ticket_subscription_events() {
         n.changes["status"],
         json!({ "from": "solved", "to": "closed" })
     );
-    assert_eq!(n.actor, None, "actor -1 is Zendesk itself");
+    assert_eq!(n.actor(), None, "actor -1 is Zendesk itself");
 
     let n = normalized("comment.created", "comment_added_subscription.json");
     assert_eq!(
@@ -128,7 +128,7 @@ fn trigger_bodies() {
         n.objects["assignee"],
         json!({ "id": null, "name": null, "email": null })
     );
-    assert_eq!(n.actor.as_deref(), Some("6596848315901"));
+    assert_eq!(n.actor(), Some("6596848315901"));
     assert_eq!(n.time.as_deref(), Some("2099-07-11T08:15:00Z"));
     assert_eq!(n.id, None);
 
@@ -325,4 +325,27 @@ fn credentials() {
         ]
     );
     assert_eq!(DESCRIPTOR.webhook_secret, WebhookSecret::Optional);
+}
+
+/// Normalisation reads the actors the catalogue names: the subscription's `detail.actor_id`
+/// and a comment's author (both, when they differ), the trigger's `current_user`; `-1`, the
+/// system user, names no one.
+#[test]
+fn actors_are_the_updater_and_the_comment_author() {
+    let mut p = fixture("comment_added_subscription.json");
+    p["detail"]["actor_id"] = json!("555");
+    let n = testkit::normalize_fixture(&DESCRIPTOR, "comment.created", "sub", &p.to_string());
+    assert_eq!(n.actors, ["7001234567890", "555"]);
+
+    let mut p = fixture("comment_created_trigger.json");
+    p["current_user"]["id"] = json!("42");
+    let n = testkit::normalize_fixture(&DESCRIPTOR, "comment.created", "trigger", &p.to_string());
+    assert_eq!(n.actors, ["42", "7001234567890"]);
+
+    let n = normalized("ticket.updated", "ticket_priority_changed.json");
+    assert_eq!(n.actors, ["7001234567890"]);
+    let n = normalized("ticket.closed", "ticket_status_changed_closed.json");
+    assert!(n.actors.is_empty(), "-1 is Zendesk itself");
+    let n = normalized("user.created", "user_created.json");
+    assert!(n.actors.is_empty(), "user events name no actor");
 }
