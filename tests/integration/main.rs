@@ -29,4 +29,5 @@ mod secret;
 mod support;
 mod systemd;
 mod testcmd;
+mod upgrade;
 mod validate;

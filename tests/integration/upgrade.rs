@@ -1,0 +1,360 @@
+//! Upgrades (issue 17 item 6): a state directory written by an earlier release, committed under
+//! `tests/data/`, still opens with this build and everything in it still works; a state written
+//! by a newer schema is refused with a clear message.
+//!
+//! The committed state was made by [`write_previous_release_state`] (ignored: it writes test
+//! data, run by hand as `tests/data/state-2cad7b0/README.md` says). A change to the state
+//! layout must keep [`the_previous_release_state_opens_and_everything_in_it_works`] passing,
+//! migrating the old layout on open.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use supportopsd::platforms::slack::fake::{Failure, FakeSlack};
+
+use crate::daemon_support::*;
+
+/// The committed state of the release before issue 17 (commit 2cad7b0).
+const FIXTURE: &str = "tests/data/state-2cad7b0/state.tar.gz";
+
+/// The file naming the revision the generator's daemon applied (its test repository's commit).
+const FIXTURE_REVISION: &str = "tests/data/state-2cad7b0/applied_revision";
+
+/// Unpacks the committed state into a fresh temporary folder.
+fn unpack_fixture() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURE);
+    let status = std::process::Command::new("tar")
+        .arg("-xzf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(tmp.path())
+        .status()
+        .expect("tar");
+    assert!(status.success(), "cannot unpack {}", archive.display());
+    let state = tmp.path().join("state");
+    assert!(
+        state.join("conf").is_file(),
+        "no sled database in the archive"
+    );
+    (tmp, state)
+}
+
+/// The Slack messages the fake received, by text.
+fn posted(fake: &FakeSlack) -> Vec<String> {
+    fake.requests_to("chat.postMessage")
+        .iter()
+        .map(|r| r.json()["text"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// Posts a signed Slack `message` event asking for help (matched by `slack-echo`).
+async fn post_slack_help(client: &reqwest::Client, daemon: &Daemon, event_id: &str) -> u16 {
+    let body = serde_json::to_vec(&serde_json::json!({"token": "t", "team_id": "T0FAKE0001",
+        "api_app_id": "A1", "type": "event_callback", "event_id": event_id,
+        "event_time": 1720612800, "event": {"type": "message", "user": "U0PERSON01",
+        "text": "I need help with billing", "channel": "C0SUPPORT1", "channel_type": "channel",
+        "ts": "1720612800.000100", "team": "T0FAKE0001"}}))
+    .unwrap();
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let sig = slack_signature(SLACK_SIGNING, &ts, &body);
+    client
+        .post(format!("{}/api/webhooks/slack/slack-main", daemon.url))
+        .header("content-type", "application/json")
+        .header("x-slack-request-timestamp", ts)
+        .header("x-slack-signature", sig)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Writes the state of this release into `$SUPPORTOPSD_FIXTURE_OUT` (a folder that must not
+/// exist yet) through the real ingest path: a daemon running [`repo`]'s manifests against a
+/// fake Slack on loopback. Leaves behind finished jobs from three platforms, a dead letter, a
+/// job retrying after a 429 (with its `last_error`) and a job postponed behind the paused gate
+/// (never attempted), their audit records and the applied revision (written next to the state
+/// as `applied_revision`). Deliveries are remembered for ten years (`--dedupe-ttl`), so the
+/// check can tell that the dedupe window survived the upgrade.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "writes test data: run by hand, see tests/data/state-2cad7b0/README.md"]
+async fn write_previous_release_state() {
+    let out = PathBuf::from(
+        std::env::var_os("SUPPORTOPSD_FIXTURE_OUT").expect("set SUPPORTOPSD_FIXTURE_OUT"),
+    );
+    assert!(!out.exists(), "{} exists", out.display());
+    let state = out.join("state");
+    let fake = FakeSlack::start(BOT_TOKEN, None).await;
+    let repo = repo(&fake.base_url());
+    let daemon = Daemon::spawn(
+        repo.path(),
+        &state,
+        &["--retry-schedule", "4s,4s", "--dedupe-ttl", "87600h"],
+    )
+    .await;
+    let client = reqwest::Client::new();
+
+    // Finished: two Zendesk, two Freshdesk and one Slack delivery.
+    for i in 1..=2u64 {
+        let body = zendesk_ticket(100 + i, &format!("Finished {i}"));
+        let code = post_zendesk(&client, &daemon, body, &format!("inv-fin-{i}")).await;
+        assert_eq!(code, 200);
+        let code = post_freshdesk(&client, &daemon.url, 200 + i).await.unwrap();
+        assert_eq!(code, 200);
+    }
+    assert_eq!(post_slack_help(&client, &daemon, "EvFinished1").await, 200);
+    eventually(30, "five messages", || posted(&fake).len() == 5).await;
+
+    // Dead-lettered: a 5xx on a message (outcome unknown, not retried).
+    fake.fail_next("chat.postMessage", Failure::ServerError, 1);
+    let body = zendesk_ticket(301, "Dead letter");
+    assert_eq!(post_zendesk(&client, &daemon, body, "inv-dead").await, 200);
+    let mut dead = serde_json::Value::Null;
+    for _ in 0..300 {
+        dead = daemon.get_json("/api/events/dead").await;
+        if dead["dead"].as_array().is_some_and(|d| d.len() == 1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(dead["dead"].as_array().map(Vec::len), Some(1), "{dead}");
+
+    // Retrying: a 429 (retried in 4 s at the earliest, with its error); queued: a delivery
+    // behind the paused gate, never attempted. The daemon stops before either is due, so both
+    // are due when the state is opened again.
+    fake.fail_next(
+        "chat.postMessage",
+        Failure::RateLimited {
+            retry_after_secs: 4,
+        },
+        1,
+    );
+    let body = zendesk_ticket(401, "Retrying");
+    assert_eq!(post_zendesk(&client, &daemon, body, "inv-retry").await, 200);
+    eventually(30, "the rate-limited attempt", || posted(&fake).len() == 7).await;
+    assert_eq!(
+        post_freshdesk(&client, &daemon.url, 402).await.unwrap(),
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(posted(&fake).len(), 7, "{:?}", posted(&fake));
+    let s = status(&daemon).await;
+    assert_eq!(s["queue_depth"], 2, "{s}");
+    let revision = s["applied_revision"].as_str().unwrap().to_owned();
+    assert!(daemon.terminate().await.success());
+    std::fs::write(out.join("applied_revision"), revision).unwrap();
+}
+
+/// The state written by the release before issue 17 opens with this build: `status` and `plan`
+/// read it offline, and a daemon started on it runs the queued and retrying jobs, lists and
+/// replays the dead letter, keeps the audit log readable and the dedupe window of the deliveries
+/// it stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_previous_release_state_opens_and_everything_in_it_works() {
+    let (_tmp, state) = unpack_fixture();
+    let fake = FakeSlack::start(BOT_TOKEN, None).await;
+    let repo = repo(&fake.base_url());
+    let state_arg = state.to_str().unwrap();
+
+    // Offline reads.
+    let out = repo.run(&[
+        "status",
+        "--json",
+        "--state",
+        state_arg,
+        "--url",
+        "http://127.0.0.1:9",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let s: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let revision =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURE_REVISION))
+            .unwrap();
+    assert_eq!(s["applied_revision"], revision.trim(), "{s}");
+    assert_eq!(s["queue_depth"], 2, "{s}");
+    assert_eq!(s["dead_letters"], 1, "{s}");
+    let out = repo.run(&["plan", "--state", state_arg]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("slack-main"), "{out:?}");
+
+    // Through the library (on a second copy): the retrying job carries its error, the queued
+    // one was never attempted, and both still find their stored delivery.
+    {
+        let (_copy, copy) = unpack_fixture();
+        let store = supportopsd::state::Store::open(&copy).unwrap();
+        assert_eq!(
+            store.applied_revision().unwrap().as_deref(),
+            Some(revision.trim())
+        );
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let mut jobs = store.lease_due(now, 60_000, 10).unwrap();
+        jobs.sort_by_key(|j| j.attempts);
+        assert_eq!(jobs.len(), 2, "{jobs:?}");
+        assert_eq!(
+            (jobs[0].attempts, &jobs[0].last_error),
+            (0, &None),
+            "{jobs:?}"
+        );
+        assert_eq!(jobs[0].rule, "freshdesk-to-slack");
+        assert_eq!(jobs[1].attempts, 1, "{jobs:?}");
+        assert!(jobs[1].last_error.is_some(), "{jobs:?}");
+        assert_eq!(jobs[1].rule, "zendesk-to-slack");
+        for job in &jobs {
+            let event = store
+                .event(job.event_ref)
+                .unwrap()
+                .expect("the stored delivery");
+            assert_eq!(event.key(), job.event_key);
+        }
+        let dead = store.dead(10).unwrap();
+        assert_eq!(dead.len(), 1, "{dead:?}");
+        assert!(store.event(dead[0].job.event_ref).unwrap().is_some());
+    }
+
+    // A daemon on it: the retrying job and the queued one run.
+    let daemon = Daemon::spawn(repo.path(), &state, &[]).await;
+    eventually(30, "the queued jobs", || posted(&fake).len() == 2).await;
+    let mut texts = posted(&fake);
+    texts.sort();
+    assert_eq!(
+        texts,
+        ["Freshdesk 402: Ticket number 402", "New: Retrying"],
+        "{texts:?}"
+    );
+
+    // The dead letter is listed with its error, and replays.
+    let dead = daemon.get_json("/api/events/dead").await;
+    let job = &dead["dead"][0]["job"];
+    assert!(
+        job["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("outcome unknown")),
+        "{dead}"
+    );
+    let id = job["id"].as_u64().unwrap();
+    let r = daemon
+        .api(
+            &reqwest::Client::new(),
+            reqwest::Method::POST,
+            &format!("/api/events/{id}/replay"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    eventually(30, "the replayed dead letter", || {
+        posted(&fake).contains(&"New: Dead letter".to_owned())
+    })
+    .await;
+
+    // The audit log of the old release reads: every delivery it accepted, the dead letter.
+    let audit = daemon.get_json("/api/audit/logs?limit=500").await;
+    let text = audit["records"].to_string();
+    assert!(text.matches("\"event_accepted\"").count() >= 8, "{audit}");
+    assert!(text.contains("\"action_dead_lettered\""), "{audit}");
+    assert!(text.contains("\"action_failed\""), "{audit}");
+
+    // The deliveries it stored are still remembered: a redelivery runs nothing.
+    let client = reqwest::Client::new();
+    let body = zendesk_ticket(101, "Finished 1");
+    assert_eq!(post_zendesk(&client, &daemon, body, "inv-fin-1").await, 200);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(posted(&fake).len(), 3, "{:?}", posted(&fake));
+
+    // New deliveries go in next to the old ones.
+    let body = zendesk_ticket(501, "After the upgrade");
+    assert_eq!(post_zendesk(&client, &daemon, body, "inv-new").await, 200);
+    eventually(30, "a new delivery", || {
+        posted(&fake).contains(&"New: After the upgrade".to_owned())
+    })
+    .await;
+    let s = status(&daemon).await;
+    assert_eq!(s["queue_depth"], 0, "{s}");
+    assert_eq!(s["dead_letters"], 0, "{s}");
+    assert!(daemon.terminate().await.success());
+}
+
+/// A state written by a newer schema is refused by this build with a message naming the
+/// versions and what to do — by `status` and `plan` reading it offline and by `run` — and left
+/// as it was (never "migrated" down or overwritten).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_of_a_newer_schema_is_refused_with_a_clear_message() {
+    let (_tmp, state) = unpack_fixture();
+    let set_version = |bytes: &[u8]| {
+        let db = sled::open(&state).unwrap();
+        let meta = db.open_tree("meta").unwrap();
+        let old = meta.insert("schema_version", bytes).unwrap();
+        db.flush().unwrap();
+        old.map(|v| v.to_vec())
+    };
+    // Format byte 1 then JSON: the encoding every release keeps for this one value.
+    let written = set_version(b"\x01999").expect("a schema version in the old state");
+    assert_eq!(written[0], 1, "{written:?}");
+    // sled releases its lock asynchronously after the last handle is dropped.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let fake_slack = "http://127.0.0.1:9";
+    let repo = repo(fake_slack);
+    let state_arg = state.to_str().unwrap();
+    let expected = "was written by schema version 999, this build understands up to";
+    for args in [
+        vec![
+            "status",
+            "--state",
+            state_arg,
+            "--url",
+            "http://127.0.0.1:9",
+        ],
+        vec!["plan", "--state", state_arg],
+    ] {
+        let out = repo.run(&args);
+        assert_ne!(out.code, 0, "{args:?}: {out:?}");
+        assert!(out.stderr.contains(expected), "{args:?}: {out:?}");
+        assert!(
+            out.stderr.contains("upgrade supportopsd"),
+            "{args:?}: {out:?}"
+        );
+        assert!(out.stderr.contains(state_arg), "{args:?}: {out:?}");
+    }
+
+    let policy = tempfile::tempdir().unwrap();
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_supportopsd"))
+        .arg("--repo")
+        .arg(repo.path())
+        .args([
+            "--state",
+            state_arg,
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--policy",
+        ])
+        .arg(loopback_policy(policy.path()))
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("`run` refused the state instead of starting")
+        .unwrap();
+    let (status, stderr) = (out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains(expected), "{stderr}");
+    assert!(stderr.contains("upgrade supportopsd"), "{stderr}");
+
+    // Left as it was.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(set_version(&written).as_deref(), Some(&b"\x01999"[..]));
+}
