@@ -10,15 +10,83 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use supportopsd::manifest::IntegrationId;
+use supportopsd::platforms::notion::fake::{self as notion_fake, FakeNotion};
 use supportopsd::platforms::slack::fake::{Failure, FakeSlack};
+use supportopsd::secrets::{self, SealKey};
 
 use crate::daemon_support::*;
+use crate::support::TestRepo;
 
 /// The committed state of the release before issue 17 (commit 2cad7b0).
 const FIXTURE: &str = "tests/data/state-2cad7b0/state.tar.gz";
 
 /// The file naming the revision the generator's daemon applied (its test repository's commit).
 const FIXTURE_REVISION: &str = "tests/data/state-2cad7b0/applied_revision";
+
+/// The folder of the committed state and what the generator wrote next to it.
+const FIXTURE_DIR: &str = "tests/data/state-2cad7b0";
+
+/// The daemon's public URL in both runs (Slack's request URL is registered under it).
+const PUBLIC: &str = "https://ops.example.com";
+
+/// Slack's request URL as registered.
+const HOOK: &str = "https://ops.example.com/api/webhooks/slack/slack-main";
+
+/// The Notion integration token (a test value).
+const NOTION_TOKEN: &str = "ntn_upgrade_fixture_token";
+
+/// A file of the committed fixture.
+fn fixture_file(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(FIXTURE_DIR)
+        .join(name)
+}
+
+/// The manifests of both runs: [`repo`]'s (Zendesk and Freshdesk in, Slack out) with Slack
+/// registering its request URL through the manifest API, and a Notion integration whose token
+/// is sealed with `key` and a rule commenting on new pages.
+fn fixture_repo(slack: &FakeSlack, notion: &FakeNotion, key: &SealKey) -> TestRepo {
+    let repo = repo(&slack.base_url());
+    registering_slack(&repo, slack, r#""message""#);
+    let id = IntegrationId::parse("notion-main").unwrap();
+    let sealed = secrets::seal(key, &id, "token", NOTION_TOKEN.as_bytes()).unwrap();
+    repo.file(
+        "integrations/notion.toml",
+        &format!(
+            r#"id = "notion-main"
+platform = "notion"
+[credentials]
+token = {{ sealed = "{sealed}" }}
+[config]
+notion_version = "2025-09-03"
+[webhook]
+events = ["page.created"]
+[endpoint]
+base_url = "{}"
+[limits]
+requests_per_minute = 6000
+"#,
+            notion.base_url()
+        ),
+    )
+    .file(
+        "rules/notion-ack.toml",
+        r#"id = "notion-ack"
+[trigger]
+integration = "notion-main"
+event = "page.created"
+[[actions]]
+integration = "notion-main"
+action = "add_comment"
+[actions.parameters]
+page_id = "{{ page.id }}"
+text = "Picked up by supportopsd"
+"#,
+    );
+    repo.commit("slack registers, notion");
+    repo
+}
 
 /// Unpacks the committed state into a fresh temporary folder.
 fn unpack_fixture() -> (tempfile::TempDir, PathBuf) {
@@ -51,7 +119,8 @@ fn posted(fake: &FakeSlack) -> Vec<String> {
 /// Posts a signed Slack `message` event asking for help (matched by `slack-echo`).
 async fn post_slack_help(client: &reqwest::Client, daemon: &Daemon, event_id: &str) -> u16 {
     let body = serde_json::to_vec(&serde_json::json!({"token": "t", "team_id": "T0FAKE0001",
-        "api_app_id": "A1", "type": "event_callback", "event_id": event_id,
+        "api_app_id": supportopsd::platforms::slack::fake::APP_ID, "type": "event_callback",
+        "event_id": event_id,
         "event_time": 1720612800, "event": {"type": "message", "user": "U0PERSON01",
         "text": "I need help with billing", "channel": "C0SUPPORT1", "channel_type": "channel",
         "ts": "1720612800.000100", "team": "T0FAKE0001"}}))
@@ -76,12 +145,17 @@ async fn post_slack_help(client: &reqwest::Client, daemon: &Daemon, event_id: &s
 }
 
 /// Writes the state of this release into `$SUPPORTOPSD_FIXTURE_OUT` (a folder that must not
-/// exist yet) through the real ingest path: a daemon running [`repo`]'s manifests against a
-/// fake Slack on loopback. Leaves behind finished jobs from three platforms, a dead letter, a
-/// job retrying after a 429 (with its `last_error`) and a job postponed behind the paused gate
-/// (never attempted), their audit records and the applied revision (written next to the state
-/// as `applied_revision`). Deliveries are remembered for ten years (`--dedupe-ttl`), so the
-/// check can tell that the dedupe window survived the upgrade.
+/// exist yet) through the real paths: a daemon running [`fixture_repo`]'s manifests behind
+/// [`PUBLIC`] against a fake Slack and a fake Notion on loopback, signed deliveries posted to
+/// its webhook endpoints, the Notion verification done through the operator API. Leaves behind
+/// finished jobs from three platforms, a dead letter, a job retrying after a 429 (with its
+/// `last_error`) and a job postponed behind the paused gate (never attempted), their audit
+/// records, the applied revision, Slack's registration (request URL through the manifest API)
+/// and Notion's confirmed verification token (sealed with a generated test key). Next to
+/// `state/` it writes what the check needs: `applied_revision`, `supportopsd.key`,
+/// `slack_manifest.json` (Slack's app as registered) and `notion_subscription.json` (the
+/// subscription id and its token). Deliveries are remembered for ten years (`--dedupe-ttl`),
+/// so the check can tell that the dedupe window survived the upgrade.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "writes test data: run by hand, see tests/data/state-2cad7b0/README.md"]
 async fn write_previous_release_state() {
@@ -90,15 +164,85 @@ async fn write_previous_release_state() {
     );
     assert!(!out.exists(), "{} exists", out.display());
     let state = out.join("state");
+    std::fs::create_dir_all(&out).unwrap();
+    let key = SealKey::generate().unwrap();
+    let key_path = out.join("supportopsd.key");
+    std::fs::write(&key_path, format!("{}\n", &*key.to_base64())).unwrap();
     let fake = FakeSlack::start(BOT_TOKEN, None).await;
-    let repo = repo(&fake.base_url());
+    fake.accept_app_config_token(APP_CONFIG_TOKEN);
+    let notion = FakeNotion::start(NOTION_TOKEN).await;
+    let repo = fixture_repo(&fake, &notion, &key);
     let daemon = Daemon::spawn(
         repo.path(),
         &state,
-        &["--retry-schedule", "4s,4s", "--dedupe-ttl", "87600h"],
+        &[
+            "--retry-schedule",
+            "4s,4s",
+            "--dedupe-ttl",
+            "87600h",
+            "--public-url",
+            PUBLIC,
+            "--key-file",
+            key_path.to_str().unwrap(),
+        ],
     )
     .await;
+    eventually(30, "Slack's request URL is registered", || {
+        fake.manifest()["settings"]["event_subscriptions"]["request_url"] == HOOK
+    })
+    .await;
+    std::fs::write(
+        out.join("slack_manifest.json"),
+        serde_json::to_string_pretty(&fake.manifest()).unwrap(),
+    )
+    .unwrap();
     let client = reqwest::Client::new();
+
+    // Notion: the operator opens a verification window, the subscription's token is kept
+    // (sealed) and confirmed.
+    let notion_url = format!("{}/api/webhooks/notion/notion-main", daemon.url);
+    eventually(30, "Notion's connection check", || {
+        notion.requests().iter().any(|r| r.path == "/v1/users/me")
+    })
+    .await;
+    let opened = daemon
+        .api(
+            &client,
+            reqwest::Method::POST,
+            "/api/integrations/notion-main/notion/expect-verification",
+        )
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(opened.status(), 200);
+    let (sub, code) = notion
+        .create_subscription(&notion_url, &["page.created"], "2025-09-03")
+        .await;
+    assert_eq!(code, 200, "the verification request is kept");
+    let pending = daemon.get_json("/api/status").await;
+    let token_id = pending["verification_tokens"][0]["tokens"][0]["token_id"]
+        .as_u64()
+        .unwrap();
+    let confirmed = daemon
+        .api(
+            &client,
+            reqwest::Method::POST,
+            "/api/integrations/notion-main/notion/confirm-verification",
+        )
+        .json(&serde_json::json!({ "token_id": token_id }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(confirmed.status(), 200);
+    let token = notion.subscriptions()[0].token.clone();
+    assert!(notion.verify_subscription(&sub, &token));
+    std::fs::write(
+        out.join("notion_subscription.json"),
+        serde_json::to_string_pretty(&serde_json::json!({"subscription": sub, "token": token}))
+            .unwrap(),
+    )
+    .unwrap();
 
     // Finished: two Zendesk, two Freshdesk and one Slack delivery.
     for i in 1..=2u64 {
@@ -152,14 +296,22 @@ async fn write_previous_release_state() {
 }
 
 /// The state written by the release before issue 17 opens with this build: `status` and `plan`
-/// read it offline, and a daemon started on it runs the queued and retrying jobs, lists and
-/// replays the dead letter, keeps the audit log readable and the dedupe window of the deliveries
-/// it stored.
+/// read it offline, the library reads its jobs and deliveries, and a daemon started on it runs
+/// the queued and retrying jobs, lists and replays the dead letter, keeps the audit log readable
+/// and the dedupe window of the deliveries it stored, recognises Slack's registration (no
+/// update of the app) and still verifies Notion deliveries with the token confirmed before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_previous_release_state_opens_and_everything_in_it_works() {
     let (_tmp, state) = unpack_fixture();
+    let key_path = fixture_file("supportopsd.key");
+    let key = SealKey::from_base64(std::fs::read_to_string(&key_path).unwrap().trim()).unwrap();
     let fake = FakeSlack::start(BOT_TOKEN, None).await;
-    let repo = repo(&fake.base_url());
+    fake.accept_app_config_token(APP_CONFIG_TOKEN);
+    // Slack's app as the first run left it: the request URL registered.
+    let manifest = std::fs::read_to_string(fixture_file("slack_manifest.json")).unwrap();
+    fake.set_manifest(serde_json::from_str(&manifest).unwrap());
+    let notion = FakeNotion::start(NOTION_TOKEN).await;
+    let repo = fixture_repo(&fake, &notion, &key);
     let state_arg = state.to_str().unwrap();
 
     // Offline reads.
@@ -179,6 +331,7 @@ async fn the_previous_release_state_opens_and_everything_in_it_works() {
     assert_eq!(s["applied_revision"], revision.trim(), "{s}");
     assert_eq!(s["queue_depth"], 2, "{s}");
     assert_eq!(s["dead_letters"], 1, "{s}");
+    assert!(s.to_string().contains(HOOK), "the Slack registration: {s}");
     let out = repo.run(&["plan", "--state", state_arg]);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("slack-main"), "{out:?}");
@@ -221,7 +374,17 @@ async fn the_previous_release_state_opens_and_everything_in_it_works() {
     }
 
     // A daemon on it: the retrying job and the queued one run.
-    let daemon = Daemon::spawn(repo.path(), &state, &[]).await;
+    let daemon = Daemon::spawn(
+        repo.path(),
+        &state,
+        &[
+            "--public-url",
+            PUBLIC,
+            "--key-file",
+            key_path.to_str().unwrap(),
+        ],
+    )
+    .await;
     eventually(30, "the queued jobs", || posted(&fake).len() == 2).await;
     let mut texts = posted(&fake);
     texts.sort();
@@ -277,7 +440,85 @@ async fn the_previous_release_state_opens_and_everything_in_it_works() {
         posted(&fake).contains(&"New: After the upgrade".to_owned())
     })
     .await;
+    // Notion: the token confirmed before the upgrade still verifies deliveries (and nothing is
+    // waiting for verification); a delivery signed with another token is refused.
+    let kept: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture_file("notion_subscription.json")).unwrap(),
+    )
+    .unwrap();
     let s = status(&daemon).await;
+    assert_eq!(s["verification_tokens"], serde_json::json!([]), "{s}");
+    let token = kept["token"].as_str().unwrap();
+    for entry in std::fs::read_dir(&state).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+                "the Notion token is stored in clear in {}",
+                path.display()
+            );
+        }
+    }
+    let page = notion.add_rows(1).remove(0);
+    let notion_url = format!("{}/api/webhooks/notion/notion-main", daemon.url);
+    let body = serde_json::to_vec(&serde_json::json!({
+        "id": "0b9c5ce4-2a3f-4d4e-9a3c-6f1b2c3d4e5f", "timestamp": rfc3339(0),
+        "workspace_id": notion_fake::WORKSPACE_ID, "workspace_name": notion_fake::WORKSPACE_NAME,
+        "subscription_id": kept["subscription"], "integration_id": notion_fake::INTEGRATION_ID,
+        "type": "page.created", "authors": [{"id": notion_fake::PERSON_ID, "type": "person"}],
+        "attempt_number": 1, "api_version": "2025-09-03",
+        "entity": {"id": page, "type": "page"},
+        "data": {"parent": {"id": notion_fake::PARENT_PAGE, "type": "page"}}
+    }))
+    .unwrap();
+    let post_notion = |token: &str| {
+        client
+            .post(&notion_url)
+            .header("content-type", "application/json")
+            .header("x-notion-signature", notion_fake::signature(token, &body))
+            .body(body.clone())
+            .send()
+    };
+    assert_eq!(post_notion("not-the-token").await.unwrap().status(), 401);
+    assert_eq!(post_notion(token).await.unwrap().status(), 200);
+    eventually(30, "the comment on the new page", || {
+        !notion.comments().is_empty()
+    })
+    .await;
+
+    // Slack's registration was recognised from the stored record: registered as declared, and
+    // the app was not updated again.
+    let s = status(&daemon).await;
+    let slack = s["integrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == "slack-main")
+        .unwrap();
+    assert_eq!(
+        slack["sync"]["reason"], "webhook registered as declared",
+        "{s}"
+    );
+    assert_eq!(slack["registration"]["url"], HOOK, "{s}");
+    assert_eq!(
+        slack["registration"]["ids"],
+        serde_json::json!([supportopsd::platforms::slack::fake::APP_ID]),
+        "{s}"
+    );
+    assert!(
+        fake.requests_to("apps.manifest.update").is_empty(),
+        "{:?}",
+        fake.requests_to("apps.manifest.update")
+    );
+    let notion_sync = s["integrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == "notion-main")
+        .map(|i| i["sync"]["reason"].to_string())
+        .unwrap();
+    assert!(notion_sync.contains("the operator confirmed token"), "{s}");
     assert_eq!(s["queue_depth"], 0, "{s}");
     assert_eq!(s["dead_letters"], 0, "{s}");
     assert!(daemon.terminate().await.success());
