@@ -13,6 +13,7 @@ use std::time::Duration;
 use supportopsd::manifest::IntegrationId;
 use supportopsd::platforms::notion::fake::{self as notion_fake, FakeNotion};
 use supportopsd::platforms::slack::fake::{Failure, FakeSlack};
+use supportopsd::platforms::trello::fake::{self as trello_fake, FakeTrello};
 use supportopsd::secrets::{self, SealKey};
 
 use crate::daemon_support::*;
@@ -36,6 +37,17 @@ const HOOK: &str = "https://ops.example.com/api/webhooks/slack/slack-main";
 /// The Notion integration token (a test value).
 const NOTION_TOKEN: &str = "ntn_upgrade_fixture_token";
 
+/// Trello's credentials (test values).
+const TRELLO_KEY: &str = "upgrade-trello-key";
+const TRELLO_TOKEN: &str = "ATTA-upgrade-trello-token";
+const TRELLO_APP_SECRET: &str = "upgrade-trello-app-secret";
+
+/// The environment of both runs' daemons (Trello's secrets).
+const TRELLO_ENV: &[(&str, &str)] = &[
+    ("TRELLO_TOKEN", TRELLO_TOKEN),
+    ("TRELLO_APP_SECRET", TRELLO_APP_SECRET),
+];
+
 /// A file of the committed fixture.
 fn fixture_file(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -45,9 +57,37 @@ fn fixture_file(name: &str) -> PathBuf {
 
 /// The manifests of both runs: [`repo`]'s (Zendesk and Freshdesk in, Slack out) with Slack
 /// registering its request URL through the manifest API, and a Notion integration whose token
-/// is sealed with `key` and a rule commenting on new pages.
-fn fixture_repo(slack: &FakeSlack, notion: &FakeNotion, key: &SealKey) -> TestRepo {
+/// is sealed with `key` and a rule commenting on new pages, and a Trello integration whose board
+/// webhook supportopsd creates.
+fn fixture_repo(
+    slack: &FakeSlack,
+    notion: &FakeNotion,
+    trello: &FakeTrello,
+    key: &SealKey,
+) -> TestRepo {
     let repo = repo(&slack.base_url());
+    repo.file(
+        "integrations/trello.toml",
+        &format!(
+            r#"id = "trello-main"
+platform = "trello"
+[credentials]
+api_key = "{TRELLO_KEY}"
+token = {{ env = "TRELLO_TOKEN" }}
+app_secret = {{ env = "TRELLO_APP_SECRET" }}
+[config]
+boards = ["{board}"]
+default_list = "{list}"
+[webhook]
+events = ["createCard"]
+[endpoint]
+base_url = "{base_url}"
+"#,
+            board = trello_fake::BOARD_ID,
+            list = trello_fake::LIST_INBOX,
+            base_url = trello.base_url(),
+        ),
+    );
     registering_slack(&repo, slack, r#""message""#);
     let id = IntegrationId::parse("notion-main").unwrap();
     let sealed = secrets::seal(key, &id, "token", NOTION_TOKEN.as_bytes()).unwrap();
@@ -150,11 +190,11 @@ async fn post_slack_help(client: &reqwest::Client, daemon: &Daemon, event_id: &s
 /// its webhook endpoints, the Notion verification done through the operator API. Leaves behind
 /// finished jobs from three platforms, a dead letter, a job retrying after a 429 (with its
 /// `last_error`) and a job postponed behind the paused gate (never attempted), their audit
-/// records, the applied revision, Slack's registration (request URL through the manifest API)
-/// and Notion's confirmed verification token (sealed with a generated test key). Next to
-/// `state/` it writes what the check needs: `applied_revision`, `supportopsd.key`,
-/// `slack_manifest.json` (Slack's app as registered) and `notion_subscription.json` (the
-/// subscription id and its token). Deliveries are remembered for ten years (`--dedupe-ttl`),
+/// records, the applied revision, Slack's registration (request URL through the manifest API),
+/// Trello's (a board webhook) and Notion's confirmed verification token (sealed with a
+/// generated test key). Next to `state/` it writes what the check needs: `applied_revision`,
+/// `supportopsd.key`, `slack_manifest.json` (Slack's app as registered),
+/// `notion_subscription.json` (the subscription id and its token) and `trello_webhooks.json`. Deliveries are remembered for ten years (`--dedupe-ttl`),
 /// so the check can tell that the dedupe window survived the upgrade.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "writes test data: run by hand, see tests/data/state-2cad7b0/README.md"]
@@ -171,11 +211,15 @@ async fn write_previous_release_state() {
     let fake = FakeSlack::start(BOT_TOKEN, None).await;
     fake.accept_app_config_token(APP_CONFIG_TOKEN);
     let notion = FakeNotion::start(NOTION_TOKEN).await;
-    let repo = fixture_repo(&fake, &notion, &key);
-    let daemon = Daemon::spawn(
+    let trello = FakeTrello::start(TRELLO_KEY, TRELLO_TOKEN, TRELLO_APP_SECRET).await;
+    let repo = fixture_repo(&fake, &notion, &trello, &key);
+    let daemon = Daemon::spawn_with_env(
         repo.path(),
         &state,
         &[
+            // Trello's check of the callback fails until the proxy below exists: retried.
+            "--resync-interval",
+            "1s",
             "--retry-schedule",
             "4s,4s",
             "--dedupe-ttl",
@@ -185,8 +229,30 @@ async fn write_previous_release_state() {
             "--key-file",
             key_path.to_str().unwrap(),
         ],
+        TRELLO_ENV,
     )
     .await;
+    // The public URL is a proxy in front of the daemon (Trello checks the callback with HEAD).
+    trello.proxy(PUBLIC, &daemon.url);
+    let callback = format!("{PUBLIC}/api/webhooks/trello/trello-main");
+    eventually(30, "the daemon's webhook at Trello", || {
+        trello.webhooks().iter().any(|w| w.callback_url == callback)
+    })
+    .await;
+    let hooks: Vec<serde_json::Value> = trello
+        .webhooks()
+        .iter()
+        .map(|w| {
+            serde_json::json!({"id": w.id, "id_model": w.id_model, "callback_url": w.callback_url,
+                "description": w.description, "token": w.token})
+        })
+        .collect();
+    assert_eq!(hooks.len(), 1, "{hooks:?}");
+    std::fs::write(
+        out.join("trello_webhooks.json"),
+        serde_json::to_string_pretty(&hooks).unwrap(),
+    )
+    .unwrap();
     eventually(30, "Slack's request URL is registered", || {
         fake.manifest()["settings"]["event_subscriptions"]["request_url"] == HOOK
     })
@@ -298,8 +364,8 @@ async fn write_previous_release_state() {
 /// The state written by the release before issue 17 opens with this build: `status` and `plan`
 /// read it offline, the library reads its jobs and deliveries, and a daemon started on it runs
 /// the queued and retrying jobs, lists and replays the dead letter, keeps the audit log readable
-/// and the dedupe window of the deliveries it stored, recognises Slack's registration (no
-/// update of the app) and still verifies Notion deliveries with the token confirmed before.
+/// and the dedupe window of the deliveries it stored, recognises Slack's and Trello's
+/// registrations (no update of the app, no new webhook) and still verifies Notion deliveries with the token confirmed before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_previous_release_state_opens_and_everything_in_it_works() {
     let (_tmp, state) = unpack_fixture();
@@ -311,7 +377,22 @@ async fn the_previous_release_state_opens_and_everything_in_it_works() {
     let manifest = std::fs::read_to_string(fixture_file("slack_manifest.json")).unwrap();
     fake.set_manifest(serde_json::from_str(&manifest).unwrap());
     let notion = FakeNotion::start(NOTION_TOKEN).await;
-    let repo = fixture_repo(&fake, &notion, &key);
+    // Trello with the webhook the first run created.
+    let trello = FakeTrello::start(TRELLO_KEY, TRELLO_TOKEN, TRELLO_APP_SECRET).await;
+    let hooks: Vec<serde_json::Value> = serde_json::from_str(
+        &std::fs::read_to_string(fixture_file("trello_webhooks.json")).unwrap(),
+    )
+    .unwrap();
+    for h in &hooks {
+        let id = trello.add_webhook(
+            h["id_model"].as_str().unwrap(),
+            h["callback_url"].as_str().unwrap(),
+            h["description"].as_str().unwrap(),
+            h["token"].as_str().unwrap(),
+        );
+        assert_eq!(id, h["id"], "the fake numbers webhooks as in the first run");
+    }
+    let repo = fixture_repo(&fake, &notion, &trello, &key);
     let state_arg = state.to_str().unwrap();
 
     // Offline reads.
@@ -374,7 +455,7 @@ async fn the_previous_release_state_opens_and_everything_in_it_works() {
     }
 
     // A daemon on it: the retrying job and the queued one run.
-    let daemon = Daemon::spawn(
+    let daemon = Daemon::spawn_with_env(
         repo.path(),
         &state,
         &[
@@ -383,8 +464,10 @@ async fn the_previous_release_state_opens_and_everything_in_it_works() {
             "--key-file",
             key_path.to_str().unwrap(),
         ],
+        TRELLO_ENV,
     )
     .await;
+    trello.proxy(PUBLIC, &daemon.url);
     eventually(30, "the queued jobs", || posted(&fake).len() == 2).await;
     let mut texts = posted(&fake);
     texts.sort();
@@ -511,6 +594,27 @@ async fn the_previous_release_state_opens_and_everything_in_it_works() {
         "{:?}",
         fake.requests_to("apps.manifest.update")
     );
+    // Trello's webhook was recognised: none created, and it still delivers.
+    let trello_entry = s["integrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == "trello-main")
+        .unwrap();
+    assert_eq!(
+        trello_entry["sync"]["reason"], "webhook registered as declared",
+        "{s}"
+    );
+    assert_eq!(trello.webhooks().len(), 1);
+    assert!(
+        trello.requests_to("POST /webhooks").is_empty(),
+        "{:?}",
+        trello.requests()
+    );
+    let card = trello.add_card(trello_fake::LIST_INBOX, "After the upgrade");
+    let created = trello.action("createCard", card["id"].as_str().unwrap(), None);
+    let hook = hooks[0]["id"].as_str().unwrap();
+    assert_eq!(trello.deliver(hook, created).await, 200);
     let notion_sync = s["integrations"]
         .as_array()
         .unwrap()
