@@ -192,7 +192,7 @@ async fn post_slack_help(client: &reqwest::Client, daemon: &Daemon, event_id: &s
 /// `last_error`) and a job postponed behind the paused gate (never attempted), their audit
 /// records, the applied revision, Slack's registration (request URL through the manifest API),
 /// Trello's (a board webhook) and Notion's confirmed verification token (sealed with a
-/// generated test key). Next to `state/` it writes what the check needs: `applied_revision`,
+/// generated test key), and a pin on the applied revision. Next to `state/` it writes what the check needs: `applied_revision`,
 /// `supportopsd.key`, `slack_manifest.json` (Slack's app as registered),
 /// `notion_subscription.json` (the subscription id and its token) and `trello_webhooks.json`. Deliveries are remembered for ten years (`--dedupe-ttl`),
 /// so the check can tell that the dedupe window survived the upgrade.
@@ -357,12 +357,21 @@ async fn write_previous_release_state() {
     let s = status(&daemon).await;
     assert_eq!(s["queue_depth"], 2, "{s}");
     let revision = s["applied_revision"].as_str().unwrap().to_owned();
+
+    // A pin on the applied revision.
+    let pinned = daemon
+        .api(&client, reqwest::Method::POST, "/api/pin")
+        .json(&serde_json::json!({"revision": revision, "reason": "upgrade fixture"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pinned.status(), 200);
     assert!(daemon.terminate().await.success());
     std::fs::write(out.join("applied_revision"), revision).unwrap();
 }
 
 /// The state written by the release before issue 17 opens with this build: `status` and `plan`
-/// read it offline, the library reads its jobs and deliveries, and a daemon started on it runs
+/// read it offline (the pin too, lifted offline with `unpin`), the library reads its jobs and deliveries, and a daemon started on it runs
 /// the queued and retrying jobs, lists and replays the dead letter, keeps the audit log readable
 /// and the dedupe window of the deliveries it stored, recognises Slack's and Trello's
 /// registrations (no update of the app, no new webhook) and still verifies Notion deliveries with the token confirmed before.
@@ -413,6 +422,8 @@ async fn the_previous_release_state_opens_and_everything_in_it_works() {
     assert_eq!(s["queue_depth"], 2, "{s}");
     assert_eq!(s["dead_letters"], 1, "{s}");
     assert!(s.to_string().contains(HOOK), "the Slack registration: {s}");
+    assert_eq!(s["pinned"]["revision"], revision.trim(), "{s}");
+    assert_eq!(s["pinned"]["reason"], "upgrade fixture", "{s}");
     let out = repo.run(&["plan", "--state", state_arg]);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("slack-main"), "{out:?}");
@@ -426,6 +437,9 @@ async fn the_previous_release_state_opens_and_everything_in_it_works() {
             store.applied_revision().unwrap().as_deref(),
             Some(revision.trim())
         );
+        let pin = store.pin().unwrap().expect("the pin");
+        assert_eq!(pin.revision, revision.trim());
+        assert_eq!(pin.reason, "upgrade fixture");
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -453,6 +467,21 @@ async fn the_previous_release_state_opens_and_everything_in_it_works() {
         assert_eq!(dead.len(), 1, "{dead:?}");
         assert!(store.event(dead[0].job.event_ref).unwrap().is_some());
     }
+
+    // The pin names a commit of the generator's repository, which this one does not have:
+    // lifted offline, as an operator moving the state would.
+    let out = repo.run(&["unpin", "--state", state_arg, "--url", "http://127.0.0.1:9"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = repo.run(&[
+        "status",
+        "--json",
+        "--state",
+        state_arg,
+        "--url",
+        "http://127.0.0.1:9",
+    ]);
+    let s: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert!(s["pinned"].is_null(), "{s}");
 
     // A daemon on it: the retrying job and the queued one run.
     let daemon = Daemon::spawn_with_env(
