@@ -392,6 +392,16 @@ impl Journal {
         Ok(old)
     }
 
+    /// Retires the current file on a clean stop, once sled holds durably everything it holds
+    /// (every delivery journaled is written to sled, and sled is flushed): like a rotated file,
+    /// it becomes the spare or is deleted, so the next start replays nothing and finds no
+    /// stale records to report as torn. Nothing may be appended afterwards.
+    pub fn close(&self) -> Result<(), Error> {
+        self.sync()?;
+        let current = self.dir.join(file_name(self.lock().seq));
+        self.retire(&current)
+    }
+
     /// Retires a rotated file whose records sled now holds durably: it becomes the spare that
     /// the next rotation writes over, or is deleted when there is one already.
     pub fn retire(&self, path: &Path) -> Result<(), Error> {
@@ -616,6 +626,39 @@ pub(crate) mod tests {
             .collect();
         assert_eq!(journals, [4], "above the spare's 2 and the replayed 3");
         assert_eq!(journal.lock().seq, 4);
+    }
+
+    /// A clean stop closes the journal once sled holds its records: the next open replays
+    /// nothing and reports nothing torn, whether the file became the spare or was deleted.
+    #[test]
+    fn a_closed_journal_leaves_nothing_to_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..3 {
+            let (store, journal, restored) = open_both(dir.path());
+            assert_eq!(restored, 0, "round {round}");
+            let rec = record(&format!("r{round}"));
+            journal.append(&rec).unwrap();
+            store.ingest_batch(&[&rec]).unwrap();
+            store.flush().unwrap();
+            if round == 1 {
+                // A spare already there: the closed file is deleted instead.
+                let old = journal.rotate().unwrap();
+                journal.retire(&old).unwrap();
+            }
+            journal.close().unwrap();
+            assert!(existing(dir.path()).unwrap().is_empty(), "round {round}");
+            assert_eq!(files(dir.path(), SPARE_SUFFIX).unwrap().len(), 1);
+        }
+        let (store, _, restored) = open_both(dir.path());
+        assert_eq!(restored, 0);
+        for round in 0..3 {
+            assert!(
+                store
+                    .event_by_key(&format!("fd/r{round}"))
+                    .unwrap()
+                    .is_some()
+            );
+        }
     }
 
     /// With only a spare left (the journal files removed by hand), the new file is still
