@@ -10,7 +10,9 @@
 //! holds) and retires the old file (below); the daemon runs the flush and the retirement on a
 //! thread of their own, so that ingest goes on during the flush. On open, whatever journal
 //! files exist are replayed into sled; replay is idempotent because ingest deduplicates by
-//! event key.
+//! event key. A clean stop retires the current file as well ([`Journal::close`]), once sled
+//! holds everything it does, so the next start finds nothing to replay (and no records left
+//! from a recycled file's previous use, which it would report as torn).
 //!
 //! File format: records of `len: u32 LE ‖ checksum: 8 bytes ‖ payload: JSON`, where the checksum is
 //! the payload's CRC-32 (u32 LE) followed by a tag: the file's sequence number (u32 LE, high bit
