@@ -258,13 +258,30 @@ fn state_held(e: &anyhow::Error) -> bool {
 
 /// What to run instead when `command` found the state held by a running daemon (sled admits
 /// one process at a time, readers included): the same question through the daemon's API, at
-/// its listen address.
+/// its listen address — or, when the command already asked there and nothing answered, at the
+/// address the daemon was given with `--listen`.
 fn held_advice(command: &Command) -> String {
-    let url = listen_url();
-    let through = |cmd: String| {
-        format!(
+    let listen = listen_url();
+    let tried = match command {
+        Command::Status(args) => Some(args.target.base()),
+        Command::Events(events::Command::Dead(t) | events::Command::Replay { target: t, .. }) => {
+            Some(t.base())
+        }
+        Command::Pin(args) => Some(args.target.base()),
+        Command::Unpin(args) => Some(args.target.base()),
+        _ => None,
+    };
+    let (url, nothing_there) = match tried {
+        Some(t) if t == listen => ("http://ADDR".to_owned(), Some(t)),
+        _ => (listen, None),
+    };
+    let through = |cmd: String| match &nothing_there {
+        Some(t) => format!(
+            "nothing answered at {t}: ask the daemon through its API at the address it listens on (its --listen ADDR): `{cmd}`"
+        ),
+        None => format!(
             "while the daemon runs, ask it through its API: `{cmd}` (the daemon's listen address, from $SUPPORTOPSD_LISTEN or `run`'s default; with SUPPORTOPSD_LISTEN or SUPPORTOPSD_URL set to it, `--url` can be left out)"
-        )
+        ),
     };
     match command {
         Command::Plan(_) => plan::held_advice(&url),

@@ -71,6 +71,23 @@ async fn state_commands_against_a_running_daemon_name_the_url_to_use() {
         err.contains("`supportopsd status --url http://127.0.0.1:8080`"),
         "{err}"
     );
+    // Where nothing answered is not suggested again: the daemon's --listen address is asked for.
+    let out = cli(
+        repo.path(),
+        state.path(),
+        &["status"],
+        &[("SUPPORTOPSD_LISTEN", "127.0.0.1:9")],
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("nothing answered at http://127.0.0.1:9"),
+        "{err}"
+    );
+    assert!(
+        err.contains("`supportopsd status --url http://ADDR`"),
+        "{err}"
+    );
     // plan compares with the state: it names the revision the daemon applied, for --base.
     let applied = status(&daemon).await["applied_revision"]
         .as_str()
