@@ -61,6 +61,9 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
         let rt = runtime::open(options, key)
             .context("opening the state (is a daemon running? use its POST /api/sync instead)")?;
         let report = reconcile::pass(&rt, Cause::Api).await;
+        if let Err(e) = rt.close_ingest().await {
+            tracing::warn!(error = %e, "The ingest journal was not retired; the next start replays it.");
+        }
         rt.store.flush()?;
         anyhow::Ok(report)
     })?;

@@ -53,10 +53,11 @@ fn print_dead(v: &serde_json::Value) {
 pub fn run(cmd: &Command, g: &GlobalArgs) -> anyhow::Result<Exit> {
     match cmd {
         Command::Dead(t) => {
-            let url = format!("{}/api/events/dead", t.url.trim_end_matches('/'));
+            let base = t.base();
+            let url = format!("{base}/api/events/dead");
             let body = match super::api_call(reqwest::Method::GET, &url)? {
                 Some((200, body)) => body,
-                Some((code, body)) => return Err(super::unexpected(&t.url, code, &body, true)),
+                Some((code, body)) => return Err(super::unexpected(&base, code, &body, true)),
                 None => {
                     let store = open_state(g)?;
                     serde_json::json!({ "dead": store.dead(10_000)? })
@@ -66,15 +67,13 @@ pub fn run(cmd: &Command, g: &GlobalArgs) -> anyhow::Result<Exit> {
             Ok(Exit::Ok)
         }
         Command::Replay { id, target } => {
-            let url = format!(
-                "{}/api/events/{id}/replay",
-                target.url.trim_end_matches('/')
-            );
+            let base = target.base();
+            let url = format!("{base}/api/events/{id}/replay");
             match super::api_call(reqwest::Method::POST, &url)? {
                 Some((202, _)) => println!("job {id} re-queued"),
                 Some((404, _)) => bail!("no dead-lettered job {id}"),
                 Some((code, body)) => {
-                    return Err(super::unexpected(&target.url, code, &body, false));
+                    return Err(super::unexpected(&base, code, &body, false));
                 }
                 None => {
                     let store = open_state(g)?;

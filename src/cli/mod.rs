@@ -137,24 +137,36 @@ impl From<Exit> for ExitCode {
 }
 
 /// Runs a parsed command line.
+/// An error caused by a state held by a running daemon says what to run instead.
 pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
+    let command = &cli.command;
+    run_command(&cli).map_err(|e| {
+        if state_held(&e) {
+            anyhow::anyhow!("{e:#}\nhint: {}", held_advice(command))
+        } else {
+            e
+        }
+    })
+}
+
+fn run_command(cli: &Cli) -> anyhow::Result<Exit> {
     let g = &cli.global;
-    match cli.command {
-        Command::Validate(args) => validate::run(&args, g),
-        Command::Plan(args) => plan::run(&args, g),
-        Command::Test(args) => test::run(&args, g),
-        Command::Secret(cmd) => secret::run(&cmd),
-        Command::Schema(args) => schema::run(&args),
-        Command::Completions(args) => completions::run(&args),
-        Command::Apply(args) => apply::run(&args, g),
-        Command::Run(args) => run::run(&args, g),
-        Command::Status(args) => status::run(&args, g),
-        Command::Events(cmd) => events::run(&cmd, g),
-        Command::Notion(cmd) => notion::run(&cmd),
-        Command::Sync(args) => sync::run(&args),
-        Command::Pin(args) => pin::pin(&args, g),
-        Command::Unpin(args) => pin::unpin(&args, g),
-        Command::CheckPlatform(args) => check_platform::run(&args, g),
+    match &cli.command {
+        Command::Validate(args) => validate::run(args, g),
+        Command::Plan(args) => plan::run(args, g),
+        Command::Test(args) => test::run(args, g),
+        Command::Secret(cmd) => secret::run(cmd),
+        Command::Schema(args) => schema::run(args),
+        Command::Completions(args) => completions::run(args),
+        Command::Apply(args) => apply::run(args, g),
+        Command::Run(args) => run::run(args, g),
+        Command::Status(args) => status::run(args, g),
+        Command::Events(cmd) => events::run(cmd, g),
+        Command::Notion(cmd) => notion::run(cmd),
+        Command::Sync(args) => sync::run(args),
+        Command::Pin(args) => pin::pin(args, g),
+        Command::Unpin(args) => pin::unpin(args, g),
+        Command::CheckPlatform(args) => check_platform::run(args, g),
     }
 }
 
@@ -180,12 +192,113 @@ pub fn init_logging(g: &GlobalArgs) {
     };
 }
 
-/// Where a running daemon answers (the commands that talk to its API).
-#[derive(Debug, clap::Args)]
+/// Where a running daemon answers (every command that talks to its API).
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct Target {
-    /// A running daemon's address.
-    #[arg(long, env = "SUPPORTOPSD_URL", default_value = "http://127.0.0.1:8080")]
-    pub url: String,
+    /// A running daemon's address [default: $SUPPORTOPSD_URL, else http:// + $SUPPORTOPSD_LISTEN
+    /// (the daemon's own listen address), else http://127.0.0.1:8080].
+    #[arg(long)]
+    pub url: Option<String>,
+}
+
+impl Target {
+    /// The daemon's base URL (no trailing `/`): `--url`, else [`daemon_url`]'s defaults.
+    pub fn base(&self) -> String {
+        daemon_url(self.url.as_deref())
+    }
+}
+
+/// The listen address `supportopsd run` uses without `--listen` or `$SUPPORTOPSD_LISTEN`.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// Where the daemon answers: `url`, else `$SUPPORTOPSD_URL`, else [`listen_url`].
+pub fn daemon_url(url: Option<&str>) -> String {
+    if let Some(u) = url {
+        return u.trim_end_matches('/').to_owned();
+    }
+    match std::env::var("SUPPORTOPSD_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        Some(u) => u.trim_end_matches('/').to_owned(),
+        None => listen_url(),
+    }
+}
+
+/// The URL of the daemon's listen address as `run` reads it: `$SUPPORTOPSD_LISTEN` when it is
+/// set (an unspecified address is reached on loopback), else [`DEFAULT_LISTEN`].
+pub fn listen_url() -> String {
+    let listen = std::env::var("SUPPORTOPSD_LISTEN")
+        .ok()
+        .filter(|v| !v.is_empty());
+    let addr = listen
+        .as_deref()
+        .and_then(|l| l.parse::<std::net::SocketAddr>().ok());
+    let Some(addr) = addr else {
+        return format!("http://{DEFAULT_LISTEN}");
+    };
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".to_owned(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => "[::1]".to_owned(),
+        std::net::IpAddr::V4(ip) => ip.to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+    };
+    format!("http://{ip}:{}", addr.port())
+}
+
+/// Whether `e` is (or was caused by) the state being held by another process.
+fn state_held(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<crate::state::Error>(),
+            Some(crate::state::Error::Locked { .. })
+        )
+    })
+}
+
+/// What to run instead when `command` found the state held by a running daemon (sled admits
+/// one process at a time, readers included): the same question through the daemon's API, at
+/// its listen address — or, when the command already asked there and nothing answered, at the
+/// address the daemon was given with `--listen`.
+fn held_advice(command: &Command) -> String {
+    let listen = listen_url();
+    let tried = match command {
+        Command::Status(args) => Some(args.target.base()),
+        Command::Events(events::Command::Dead(t) | events::Command::Replay { target: t, .. }) => {
+            Some(t.base())
+        }
+        Command::Pin(args) => Some(args.target.base()),
+        Command::Unpin(args) => Some(args.target.base()),
+        _ => None,
+    };
+    let (url, nothing_there) = match tried {
+        Some(t) if t == listen => ("http://ADDR".to_owned(), Some(t)),
+        _ => (listen, None),
+    };
+    let through = |cmd: String| match &nothing_there {
+        Some(t) => format!(
+            "nothing answered at {t}: ask the daemon through its API at the address it listens on (its --listen ADDR): `{cmd}`"
+        ),
+        None => format!(
+            "while the daemon runs, ask it through its API: `{cmd}` (the daemon's listen address, from $SUPPORTOPSD_LISTEN or `run`'s default; with SUPPORTOPSD_LISTEN or SUPPORTOPSD_URL set to it, `--url` can be left out)"
+        ),
+    };
+    match command {
+        Command::Plan(_) => plan::held_advice(&url),
+        Command::Apply(_) => through(format!("supportopsd sync --url {url}")),
+        Command::Run(_) => format!(
+            "a daemon already runs on this state: `supportopsd status --url {url}` shows it; stop it before starting another"
+        ),
+        Command::Events(events::Command::Dead(_)) => {
+            through(format!("supportopsd events dead --url {url}"))
+        }
+        Command::Events(events::Command::Replay { id, .. }) => {
+            through(format!("supportopsd events replay {id} --url {url}"))
+        }
+        Command::Pin(args) => through(format!("supportopsd pin {} --url {url}", args.rev)),
+        Command::Unpin(_) => through(format!("supportopsd unpin --url {url}")),
+        _ => through(format!("supportopsd status --url {url}")),
+    }
 }
 
 /// Writes a command's output to stdout. A reader that went away (`supportopsd plan | head`) is

@@ -88,7 +88,8 @@ pub fn run(cmd: &Command) -> anyhow::Result<Exit> {
             Some(json!({})),
         ),
     };
-    let base = target.url.trim_end_matches('/');
+    let base = target.base();
+    let base = base.as_str();
     let url = format!("{base}/api/integrations/{id}/notion/{verb}");
     let Some((code, v)) = api_call_with(method, &url, body.as_ref())? else {
         anyhow::bail!(

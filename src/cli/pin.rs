@@ -5,7 +5,7 @@
 
 use serde_json::json;
 
-use super::{Exit, GlobalArgs, api_call_with, state_dir, unexpected};
+use super::{Exit, GlobalArgs, Target, api_call_with, state_dir, unexpected};
 use crate::runtime::now_ms;
 use crate::state::Store;
 
@@ -18,17 +18,17 @@ pub struct PinArgs {
     /// Why (shown in status and the audit log).
     #[arg(long, default_value = "")]
     pub reason: String,
-    /// A running daemon's address.
-    #[arg(long, env = "SUPPORTOPSD_URL", default_value = "http://127.0.0.1:8080")]
-    pub url: String,
+    /// Where the daemon answers.
+    #[command(flatten)]
+    pub target: Target,
 }
 
 /// `unpin`.
 #[derive(Debug, clap::Args)]
 pub struct UnpinArgs {
-    /// A running daemon's address.
-    #[arg(long, env = "SUPPORTOPSD_URL", default_value = "http://127.0.0.1:8080")]
-    pub url: String,
+    /// Where the daemon answers.
+    #[command(flatten)]
+    pub target: Target,
 }
 
 /// The revision the daemon follows, as `run` reads it from the same environment:
@@ -49,14 +49,15 @@ fn offline() -> serde_json::Value {
 
 /// Runs `pin`.
 pub fn pin(args: &PinArgs, g: &GlobalArgs) -> anyhow::Result<Exit> {
-    let url = format!("{}/api/pin", args.url.trim_end_matches('/'));
+    let base = args.target.base();
+    let url = format!("{base}/api/pin");
     let body = json!({"revision": args.rev, "reason": args.reason});
     match api_call_with(reqwest::Method::POST, &url, Some(&body))? {
         Some((200, v)) => {
             println!(
                 "Pinned to {} (daemon at {}).",
                 v["pinned"].as_str().unwrap_or("?"),
-                args.url
+                base
             );
             if let Some(why) = v["refused"].as_str() {
                 println!("The pinned revision was refused: {why}");
@@ -64,7 +65,7 @@ pub fn pin(args: &PinArgs, g: &GlobalArgs) -> anyhow::Result<Exit> {
             }
             Ok(Exit::Ok)
         }
-        Some((code, v)) => Err(unexpected(&args.url, code, &v, false)),
+        Some((code, v)) => Err(unexpected(&base, code, &v, false)),
         None => {
             let followed = followed_rev();
             let commit = crate::manifest::source::resolve_on_branch(&g.repo, &args.rev, &followed)?;
@@ -72,7 +73,7 @@ pub fn pin(args: &PinArgs, g: &GlobalArgs) -> anyhow::Result<Exit> {
             store.pin_revision(&commit, &args.reason, now_ms(), offline())?;
             println!(
                 "Pinned to {commit} in the state (no daemon answered at {}); the daemon runs it when it starts.",
-                args.url
+                base
             );
             Ok(Exit::Ok)
         }
@@ -81,13 +82,14 @@ pub fn pin(args: &PinArgs, g: &GlobalArgs) -> anyhow::Result<Exit> {
 
 /// Runs `unpin`.
 pub fn unpin(args: &UnpinArgs, g: &GlobalArgs) -> anyhow::Result<Exit> {
-    let url = format!("{}/api/pin", args.url.trim_end_matches('/'));
+    let base = args.target.base();
+    let url = format!("{base}/api/pin");
     match api_call_with(reqwest::Method::DELETE, &url, None)? {
         Some((200, _)) => {
-            println!("Unpinned (daemon at {}).", args.url);
+            println!("Unpinned (daemon at {base}).");
             Ok(Exit::Ok)
         }
-        Some((code, v)) => Err(unexpected(&args.url, code, &v, false)),
+        Some((code, v)) => Err(unexpected(&base, code, &v, false)),
         None => {
             let store = Store::open(&state_dir(g))?;
             if store.pin()?.is_none() {
@@ -95,10 +97,7 @@ pub fn unpin(args: &UnpinArgs, g: &GlobalArgs) -> anyhow::Result<Exit> {
                 return Ok(Exit::Failure);
             }
             store.unpin(now_ms(), offline())?;
-            println!(
-                "Unpinned in the state (no daemon answered at {}).",
-                args.url
-            );
+            println!("Unpinned in the state (no daemon answered at {}).", base);
             Ok(Exit::Ok)
         }
     }

@@ -99,6 +99,27 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
     Ok(exit_code(args, &plan))
 }
 
+/// What to run instead of `plan` against a state a running daemon holds (sled admits one
+/// process at a time, readers included). The daemon's API has no applied resources to diff
+/// against, but it names its applied revision, and `plan --base` diffs against that revision's
+/// manifests: the exact command when the daemon at `url` answers, else how to find it.
+pub(super) fn held_advice(url: &str) -> String {
+    let applied = super::api_call(reqwest::Method::GET, &format!("{url}/api/status"))
+        .ok()
+        .flatten()
+        .filter(|(code, _)| *code == 200)
+        .and_then(|(_, v)| v["applied_revision"].as_str().map(str::to_owned))
+        .filter(|rev| !rev.is_empty() && rev.bytes().all(|b| b.is_ascii_hexdigit()));
+    match applied {
+        Some(rev) => format!(
+            "while the daemon runs, compare with the revision it applied (the daemon at {url} says {rev}): `supportopsd plan --base {rev}`; or stop the daemon to compare with the state itself"
+        ),
+        None => format!(
+            "while the daemon runs, compare with the revision it applied: `supportopsd status --url {url}` names it (the daemon's listen address, from $SUPPORTOPSD_LISTEN or `run`'s default), then `supportopsd plan --base REV`; or stop the daemon to compare with the state itself"
+        ),
+    }
+}
+
 /// The exit code of a plan that was made: sensitive 3 > changes 2 > none 0 (an error, 1, never
 /// gets here).
 fn exit_code(args: &Args, plan: &plan::Plan) -> Exit {

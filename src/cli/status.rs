@@ -3,15 +3,15 @@
 
 use anyhow::bail;
 
-use super::{Exit, GlobalArgs, api_call, state_dir, unexpected};
+use super::{Exit, GlobalArgs, Target, api_call, state_dir, unexpected};
 use crate::state::Store;
 
 /// Show a daemon's status.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A running daemon's address.
-    #[arg(long, env = "SUPPORTOPSD_URL", default_value = "http://127.0.0.1:8080")]
-    pub url: String,
+    /// Where the daemon answers.
+    #[command(flatten)]
+    pub target: Target,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -48,16 +48,17 @@ fn ago(ms: u64) -> String {
 
 /// Runs `status`.
 pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
-    let url = format!("{}/api/status", args.url.trim_end_matches('/'));
+    let base = args.target.base();
+    let url = format!("{base}/api/status");
     let (source, v) = match api_call(reqwest::Method::GET, &url)? {
-        Some((200, body)) => (format!("daemon at {}", args.url), body),
-        Some((code, body)) => return Err(unexpected(&args.url, code, &body, true)),
+        Some((200, body)) => (format!("daemon at {base}"), body),
+        Some((code, body)) => return Err(unexpected(&base, code, &body, true)),
         None => {
             let dir = state_dir(g);
             let Some(store) = Store::open_existing(&dir)? else {
                 bail!(
                     "no daemon answered at {} and there is no state at {}",
-                    args.url,
+                    base,
                     dir.display()
                 );
             };
@@ -84,7 +85,7 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
                 format!(
                     "state at {} (no daemon answered at {})",
                     dir.display(),
-                    args.url
+                    base
                 ),
                 v,
             )

@@ -72,6 +72,11 @@ pub async fn run(
     tracker.close();
     tracker.wait().await;
     rt.flush_rejections(now_ms(), true);
+    // Nothing ingests any more: the journal is folded into the state and retired, so the next
+    // start has nothing to replay.
+    if let Err(e) = rt.close_ingest().await {
+        tracing::warn!(error = %e, "The ingest journal was not retired; the next start replays it.");
+    }
     if let Err(e) = rt.store.release_leases() {
         tracing::warn!(error = %e, "Could not release job leases; they expire on their own.");
     }

@@ -278,6 +278,12 @@ impl Runtime {
         self.writer.ingest(prepared, framed).await
     }
 
+    /// A clean stop of ingest: writes every delivery taken to the state, flushes it and retires
+    /// the ingest journal, so the next start replays nothing; later deliveries are refused.
+    pub async fn close_ingest(&self) -> Result<(), String> {
+        self.writer.close().await
+    }
+
     /// Waits until every delivery answered so far is in the state (the ingest writer may hold
     /// answered deliveries for a few milliseconds under load): for reads that must see them.
     pub async fn settle(&self) -> Result<(), String> {

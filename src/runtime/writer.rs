@@ -37,6 +37,8 @@ const APPLY_MAX: usize = 1024;
 const APPLY_RETRY: Duration = Duration::from_millis(250);
 /// How often the journal is folded into sled.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
+/// How long a clean stop waits for a running checkpoint before leaving its file to be replayed.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
 /// Journal size that forces a checkpoint.
 const CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -48,6 +50,9 @@ enum Request {
     Ingest(Box<(PreparedIngest, Vec<u8>)>, Reply<IngestOutcome>),
     /// Answer once every delivery answered so far is written to sled.
     Settle(Reply<()>),
+    /// A clean stop: write everything to sled, flush it, retire the journal, then stop (and
+    /// answer).
+    Close(Reply<()>),
 }
 
 /// The handle on the ingest writer's threads; they stop once it is dropped.
@@ -115,6 +120,16 @@ impl Writer {
         rx.await.map_err(|_| STOPPED.to_owned())?
     }
 
+    /// A clean stop: once every delivery taken is written to sled and sled is flushed, retires
+    /// the journal (the next start replays nothing) and stops the writer; deliveries offered
+    /// afterwards are refused. When something could not be written, the journal stays for the
+    /// next start to replay, and the error says why.
+    pub(super) async fn close(&self) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Request::Close(tx)).await?;
+        rx.await.map_err(|_| STOPPED.to_owned())?
+    }
+
     async fn send(&self, request: Request) -> Result<(), String> {
         match self.requests.try_send(request) {
             Ok(()) => Ok(()),
@@ -148,6 +163,7 @@ impl WriterState {
         let mut batch: Vec<(PreparedIngest, Vec<u8>, Reply<IngestOutcome>)> =
             Vec::with_capacity(INGEST_BATCH);
         let mut settles: Vec<Reply<()>> = Vec::new();
+        let mut closing: Option<Reply<()>> = None;
         let mut open = true;
         while open {
             let mut take = |request| match request {
@@ -156,6 +172,7 @@ impl WriterState {
                     batch.push((prepared, framed, reply));
                 }
                 Request::Settle(reply) => settles.push(reply),
+                Request::Close(reply) => closing = Some(reply),
             };
             match rx.recv_timeout(CHECKPOINT_EVERY) {
                 Ok(request) => take(request),
@@ -170,14 +187,51 @@ impl WriterState {
             for reply in settles.drain(..) {
                 self.applier.send(ToApplier::Wait(Waiter::Async(reply)));
             }
-            if self.checkpoint_due() {
+            if closing.is_some() {
+                open = false;
+            } else if self.checkpoint_due() {
                 self.checkpoint();
             }
         }
         self.applier.stop();
-        if let Err(e) = self.journal.sync().and_then(|()| self.store.flush()) {
+        let synced = self
+            .journal
+            .sync()
+            .and_then(|()| self.store.flush())
+            .map_err(|e| e.to_string());
+        if let Err(e) = &synced {
             tracing::warn!(error = %e, "Final journal sync failed.");
         }
+        let Some(reply) = closing else { return };
+        let _ = reply.send(synced.and_then(|()| self.retire_journal()));
+    }
+
+    /// On a clean stop, once sled is flushed: retires the journal when sled holds every
+    /// delivery it does (a rotated file still being checkpointed is waited for).
+    fn retire_journal(&self) -> Result<(), String> {
+        if let Some(why) = self.applier.failing() {
+            return Err(format!(
+                "deliveries not written to the state ({why}); the journal keeps them for the next start"
+            ));
+        }
+        if self.applier.shared.pending.load(Ordering::Acquire) > 0 {
+            return Err(
+                "deliveries not written to the state; the journal keeps them for the next start"
+                    .to_owned(),
+            );
+        }
+        let deadline = Instant::now() + CLOSE_WAIT;
+        while self.checkpoint.busy.load(Ordering::Acquire) {
+            if Instant::now() >= deadline {
+                return Err(
+                    "a journal checkpoint did not finish; the next start replays it".to_owned(),
+                );
+            }
+            #[allow(clippy::disallowed_methods)]
+            // the writer's own thread, never a runtime thread
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.journal.close().map_err(|e| e.to_string())
     }
 
     /// One round: journals the batch and syncs it on the sync thread while deciding it and

@@ -10,7 +10,9 @@
 //! holds) and retires the old file (below); the daemon runs the flush and the retirement on a
 //! thread of their own, so that ingest goes on during the flush. On open, whatever journal
 //! files exist are replayed into sled; replay is idempotent because ingest deduplicates by
-//! event key.
+//! event key. A clean stop retires the current file as well ([`Journal::close`]), once sled
+//! holds everything it does, so the next start finds nothing to replay (and no records left
+//! from a recycled file's previous use, which it would report as torn).
 //!
 //! File format: records of `len: u32 LE ‖ checksum: 8 bytes ‖ payload: JSON`, where the checksum is
 //! the payload's CRC-32 (u32 LE) followed by a tag: the file's sequence number (u32 LE, high bit
@@ -392,6 +394,16 @@ impl Journal {
         Ok(old)
     }
 
+    /// Retires the current file on a clean stop, once sled holds durably everything it holds
+    /// (every delivery journaled is written to sled, and sled is flushed): like a rotated file,
+    /// it becomes the spare or is deleted, so the next start replays nothing and finds no
+    /// stale records to report as torn. Nothing may be appended afterwards.
+    pub fn close(&self) -> Result<(), Error> {
+        self.sync()?;
+        let current = self.dir.join(file_name(self.lock().seq));
+        self.retire(&current)
+    }
+
     /// Retires a rotated file whose records sled now holds durably: it becomes the spare that
     /// the next rotation writes over, or is deleted when there is one already.
     pub fn retire(&self, path: &Path) -> Result<(), Error> {
@@ -616,6 +628,39 @@ pub(crate) mod tests {
             .collect();
         assert_eq!(journals, [4], "above the spare's 2 and the replayed 3");
         assert_eq!(journal.lock().seq, 4);
+    }
+
+    /// A clean stop closes the journal once sled holds its records: the next open replays
+    /// nothing and reports nothing torn, whether the file became the spare or was deleted.
+    #[test]
+    fn a_closed_journal_leaves_nothing_to_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..3 {
+            let (store, journal, restored) = open_both(dir.path());
+            assert_eq!(restored, 0, "round {round}");
+            let rec = record(&format!("r{round}"));
+            journal.append(&rec).unwrap();
+            store.ingest_batch(&[&rec]).unwrap();
+            store.flush().unwrap();
+            if round == 1 {
+                // A spare already there: the closed file is deleted instead.
+                let old = journal.rotate().unwrap();
+                journal.retire(&old).unwrap();
+            }
+            journal.close().unwrap();
+            assert!(existing(dir.path()).unwrap().is_empty(), "round {round}");
+            assert_eq!(files(dir.path(), SPARE_SUFFIX).unwrap().len(), 1);
+        }
+        let (store, _, restored) = open_both(dir.path());
+        assert_eq!(restored, 0);
+        for round in 0..3 {
+            assert!(
+                store
+                    .event_by_key(&format!("fd/r{round}"))
+                    .unwrap()
+                    .is_some()
+            );
+        }
     }
 
     /// With only a spare left (the journal files removed by hand), the new file is still

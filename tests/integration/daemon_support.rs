@@ -34,6 +34,8 @@ pub(crate) struct Daemon {
     pub(crate) token: Option<String>,
     /// The folder of the host policy written for it (when the test gave none).
     _policy: Option<tempfile::TempDir>,
+    /// Its log (stderr), gathered until it exits, when started by [`Daemon::start_logged`].
+    log: Option<tokio::task::JoinHandle<String>>,
 }
 
 /// The host policy of the tests: the fake platforms listen on loopback at ports chosen at
@@ -233,6 +235,28 @@ impl Daemon {
         Daemon::launch(None, repo, state, extra, env, !extra.contains(&"--policy")).await
     }
 
+    /// [`Daemon::start`] with its log (stderr) gathered instead of shown:
+    /// [`Daemon::terminate_with_log`] returns it. `SUPPORTOPSD_LOG` in `env` sets its level.
+    pub(crate) async fn start_logged(
+        repo: &Path,
+        state: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        let daemon = Daemon::launch_with(
+            None,
+            repo,
+            state,
+            extra,
+            env,
+            !extra.contains(&"--policy"),
+            true,
+        )
+        .await;
+        daemon.wait_ready().await;
+        daemon
+    }
+
     /// [`Daemon::start`] without `--policy`: the daemon looks for its policy where it would in
     /// production (`$CREDENTIALS_DIRECTORY/policy.toml`, then `/etc/supportopsd/policy.toml`).
     pub(crate) async fn start_without_policy(
@@ -250,6 +274,18 @@ impl Daemon {
         extra: &[&str],
         env: &[(&str, &str)],
         test_policy: bool,
+    ) -> Daemon {
+        Daemon::launch_with(umask, repo, state, extra, env, test_policy, false).await
+    }
+
+    async fn launch_with(
+        umask: Option<&str>,
+        repo: &Path,
+        state: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        test_policy: bool,
+        logged: bool,
     ) -> Daemon {
         let policy_dir = test_policy.then(|| {
             let dir = tempfile::tempdir().expect("tempdir");
@@ -308,9 +344,24 @@ impl Daemon {
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(if logged {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            })
             .kill_on_drop(true);
         let mut child = cmd.spawn().expect("spawn supportopsd run");
+        let log = child.stderr.take().map(|stderr| {
+            tokio::spawn(async move {
+                let mut text = String::new();
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+                text
+            })
+        });
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
@@ -329,6 +380,7 @@ impl Daemon {
             url: format!("http://{addr}"),
             token,
             _policy: policy_dir,
+            log,
         }
     }
 
@@ -394,6 +446,19 @@ impl Daemon {
             .await
             .expect("exited in time")
             .expect("wait")
+    }
+}
+
+impl Daemon {
+    /// SIGTERM, wait for a clean exit, and its log (see [`Daemon::start_logged`]).
+    pub(crate) async fn terminate_with_log(mut self) -> (std::process::ExitStatus, String) {
+        let log = self.log.take().expect("started by Daemon::start_logged");
+        let status = self.terminate().await;
+        let log = tokio::time::timeout(Duration::from_secs(10), log)
+            .await
+            .expect("the log ended with the daemon")
+            .expect("the log reader");
+        (status, log)
     }
 }
 

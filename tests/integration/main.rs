@@ -23,6 +23,7 @@ mod e2e_trello;
 mod e2e_zendesk;
 mod generated;
 mod gitops;
+mod operator_cli;
 mod plan;
 mod reconcile;
 mod secret;
