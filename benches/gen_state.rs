@@ -1,0 +1,412 @@
+//! A generator for big states (`benches/gen_state.sh`): writes a state directory of N stored
+//! deliveries through the state module's public API, as the daemon would have written them, and
+//! times opening such a state and replaying a journal left by a crash.
+//!
+//! Only public calls of `supportopsd::state` are used (`Store::open`, `Store::ingest_batch`,
+//! `Store::ack`, `Store::retry`, `Store::dead_letter`, `Journal::open`, `Journal::append`), never
+//! sled keys, so a new state layout needs at most small edits here.
+//!
+//! The mix: deliveries arrive every `1000 / RATE` ms (default 10 a second) up to now, on two
+//! integrations per platform (Freshdesk, Zendesk and Slack 25 % each, Trello and Notion 10 %,
+//! Google Sheets 5 %), each a copy of one of the platform's fixture payloads
+//! (`src/platforms/<p>/fixtures/*.json`) with its own id. 20 % match no rule, 60 % one, 20 % two.
+//! Of the jobs, 90 % are done (acknowledged), 5 % queued, 4 % retrying (due in the next hour,
+//! one failed attempt) and 1 % dead-lettered. Audit records as the daemon writes them: "event
+//! accepted" and one "rule matched" per job at ingest, then "action succeeded", "action failed"
+//! or "action dead-lettered". The later audit records are written in the ingest's transaction
+//! (with their later time), which gives the same state as appending them when the job ran, for
+//! a fraction of the transactions.
+//!
+//! Usage (from the repository root, which holds the fixtures):
+//!   gen-state generate N DIR [RATE]   write N deliveries into DIR (created, or added to)
+//!   gen-state journal M DIR           journal M new deliveries without writing them to sled,
+//!                                     then stop as a crash would (the next open replays them)
+//!   gen-state open DIR                time `Store::open`, then `Journal::open` (the replay)
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value, json};
+use supportopsd::event::Event;
+use supportopsd::manifest::IntegrationId;
+use supportopsd::platforms::PlatformKind;
+use supportopsd::state::journal::{IngestRecord, Journal};
+use supportopsd::state::{AuditKind, AuditRecord, IngestOutcome, Store};
+use tokio::time::Instant;
+
+type Failure = Box<dyn std::error::Error>;
+
+/// Deliveries per `ingest_batch` transaction (the daemon's applier writes up to 1,024).
+const BATCH: usize = 1024;
+
+/// One platform of the mix: its share (in percent), integration ids and fixture payloads.
+struct Platform {
+    kind: PlatformKind,
+    share: u64,
+    integrations: [IntegrationId; 2],
+    /// (event name, payload)
+    fixtures: Vec<(String, Value)>,
+}
+
+/// splitmix64: deterministic, so that two runs with the same N write the same mix.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n`.
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// What becomes of a job.
+#[derive(Clone, Copy)]
+enum Fate {
+    Done,
+    Queued,
+    Retrying,
+    Dead,
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("gen-state: {e}");
+        std::process::exit(2);
+    }
+}
+
+fn run() -> Result<(), Failure> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let usage = "usage: gen-state generate N DIR [RATE] | journal M DIR | open DIR";
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["generate", n, dir, rest @ ..] => {
+            let rate: u64 = rest.first().map_or(Ok(10), |r| r.parse())?;
+            generate(n.parse()?, Path::new(dir), rate.max(1))
+        }
+        ["journal", m, dir] => journal(m.parse()?, Path::new(dir)),
+        ["open", dir] => open(Path::new(dir)),
+        _ => Err(usage.into()),
+    }
+}
+
+fn now_ms() -> Result<u64, Failure> {
+    Ok(u64::try_from(
+        SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis(),
+    )?)
+}
+
+fn platforms() -> Result<Vec<Platform>, Failure> {
+    let mix = [
+        (PlatformKind::Freshdesk, "freshdesk", 25),
+        (PlatformKind::Zendesk, "zendesk", 25),
+        (PlatformKind::Slack, "slack", 25),
+        (PlatformKind::Trello, "trello", 10),
+        (PlatformKind::Notion, "notion", 10),
+        (PlatformKind::GoogleSheets, "google_sheets", 5),
+    ];
+    let mut out = Vec::new();
+    for (kind, dir, share) in mix {
+        let mut fixtures = Vec::new();
+        let path = PathBuf::from("src/platforms").join(dir).join("fixtures");
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(&path)
+            .map_err(|e| format!("{}: {e} (run from the repository root)", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        entries.sort();
+        for p in entries {
+            let text = std::fs::read_to_string(&p)?;
+            let payload: Value = serde_json::from_str(&text)?;
+            let name = p
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            fixtures.push((name, payload));
+        }
+        if fixtures.is_empty() {
+            return Err(format!("no fixtures in {}", path.display()).into());
+        }
+        let id =
+            |suffix: &str| IntegrationId::parse(&format!("{}-{suffix}", dir.replace('_', "-")));
+        out.push(Platform {
+            kind,
+            share,
+            integrations: [id("main")?, id("eu")?],
+            fixtures,
+        });
+    }
+    Ok(out)
+}
+
+/// Delivery `n` of the mix, received at `at_ms`: its event and the rules it matched.
+fn delivery(platforms: &[Platform], rng: &mut Rng, n: u64, at_ms: u64) -> (Event, Vec<String>) {
+    let mut pick = rng.below(100);
+    let mut platform = &platforms[0];
+    for p in platforms {
+        if pick < p.share {
+            platform = p;
+            break;
+        }
+        pick -= p.share;
+    }
+    let integration = platform.integrations[usize::from(rng.below(2) == 1)].clone();
+    let fixture = rng.below(platform.fixtures.len() as u64);
+    let (name, payload) = &platform.fixtures[usize::try_from(fixture).unwrap_or(0)];
+    let mut payload = payload.clone();
+    if let Value::Object(map) = &mut payload {
+        map.insert("supportopsd_bench_seq".into(), json!(n));
+    }
+    let mut objects = Map::new();
+    objects.insert("object".into(), payload.clone());
+    let rules = match rng.below(10) {
+        0 | 1 => Vec::new(),
+        2..=7 => vec![format!("{integration}-rule-{}", rng.below(5))],
+        _ => vec![
+            format!("{integration}-rule-{}", rng.below(5)),
+            format!("{integration}-escalate"),
+        ],
+    };
+    let event = Event {
+        platform: platform.kind,
+        integration,
+        name: name.clone(),
+        id: format!("bench-{n:010}"),
+        time: None,
+        received_at_ms: at_ms,
+        actor: Some(format!("user-{}", rng.below(50))),
+        actors: Vec::new(),
+        objects,
+        changes: Map::new(),
+        payload,
+    };
+    (event, rules)
+}
+
+fn fate(rng: &mut Rng) -> Fate {
+    match rng.below(100) {
+        0..=89 => Fate::Done,
+        90..=94 => Fate::Queued,
+        95..=98 => Fate::Retrying,
+        _ => Fate::Dead,
+    }
+}
+
+fn audit(at_ms: u64, kind: AuditKind, resource_type: &str, id: &str, detail: Value) -> AuditRecord {
+    AuditRecord {
+        at_ms,
+        kind,
+        resource_type: resource_type.into(),
+        resource_id: id.into(),
+        detail,
+    }
+}
+
+/// The journaled form of a delivery, with the audit records the daemon writes for it and its
+/// jobs; `fates` says what becomes of each job.
+fn record(event: Event, rules: Vec<String>, fates: &[Fate], at_ms: u64) -> IngestRecord {
+    let key = event.key();
+    let mut records = vec![audit(
+        at_ms,
+        AuditKind::EventAccepted,
+        "event",
+        &key,
+        json!({"event": event.name, "platform": event.platform.as_str()}),
+    )];
+    for (rule, fate) in rules.iter().zip(fates) {
+        records.push(audit(
+            at_ms,
+            AuditKind::RuleMatched { rule: rule.clone() },
+            "rule",
+            rule,
+            json!({"event": key}),
+        ));
+        let later = at_ms + 150;
+        let step = 0;
+        match fate {
+            Fate::Done => records.push(audit(
+                later,
+                AuditKind::ActionSucceeded { step },
+                "job",
+                rule,
+                json!({"event": key}),
+            )),
+            Fate::Queued => {}
+            Fate::Retrying => records.push(audit(
+                later,
+                AuditKind::ActionFailed {
+                    step,
+                    error: "HTTP 503 from the platform".into(),
+                },
+                "job",
+                rule,
+                json!({"event": key}),
+            )),
+            Fate::Dead => records.push(audit(
+                later,
+                AuditKind::ActionDeadLettered {
+                    step,
+                    error: "HTTP 422 from the platform: invalid field".into(),
+                },
+                "job",
+                rule,
+                json!({"event": key}),
+            )),
+        }
+    }
+    IngestRecord {
+        event,
+        rules,
+        now_ms: at_ms,
+        dedupe_until_ms: at_ms + 72 * 3600 * 1000,
+        audit: records,
+    }
+}
+
+fn generate(n: u64, dir: &Path, rate: u64) -> Result<(), Failure> {
+    let platforms = platforms()?;
+    let start = Instant::now();
+    let store = Store::open(dir)?;
+    let end_ms = now_ms()?;
+    let step_ms = (1000 / rate).max(1);
+    let first_ms = end_ms.saturating_sub(n.saturating_mul(step_ms));
+    let mut rng = Rng(0x5eed ^ n);
+    let (mut events, mut jobs) = (0u64, [0u64; 4]);
+    let mut i = 0u64;
+    while i < n {
+        let count = (n - i).min(BATCH as u64);
+        let mut records = Vec::with_capacity(BATCH);
+        let mut fates: Vec<Vec<Fate>> = Vec::with_capacity(BATCH);
+        for k in i..i + count {
+            let at_ms = first_ms + k * step_ms;
+            let (event, rules) = delivery(&platforms, &mut rng, k, at_ms);
+            let f: Vec<Fate> = rules.iter().map(|_| fate(&mut rng)).collect();
+            records.push(record(event, rules, &f, at_ms));
+            fates.push(f);
+        }
+        let refs: Vec<&IngestRecord> = records.iter().collect();
+        for ((outcome, f), r) in store
+            .ingest_batch(&refs)?
+            .into_iter()
+            .zip(&fates)
+            .zip(&records)
+        {
+            let IngestOutcome::Stored { jobs: ids } = outcome? else {
+                continue; // a duplicate: DIR already held this delivery
+            };
+            events += 1;
+            for (id, fate) in ids.into_iter().zip(f) {
+                match fate {
+                    Fate::Done => {
+                        store.ack(id)?;
+                        jobs[0] += 1;
+                    }
+                    Fate::Queued => jobs[1] += 1,
+                    Fate::Retrying => {
+                        let due = end_ms + rng.below(3_600_000);
+                        store.retry(id, "HTTP 503 from the platform", due)?;
+                        jobs[2] += 1;
+                    }
+                    Fate::Dead => {
+                        store.dead_letter(id, "HTTP 422 from the platform", r.now_ms + 150)?;
+                        jobs[3] += 1;
+                    }
+                }
+            }
+        }
+        i += count;
+    }
+    store.flush()?;
+    drop(store);
+    let took = start.elapsed();
+    println!(
+        "wrote {events} deliveries ({} done, {} queued, {} retrying, {} dead-lettered jobs) into {} in {:.1} s ({:.0} deliveries/s); state size {:.1} MB",
+        jobs[0],
+        jobs[1],
+        jobs[2],
+        jobs[3],
+        dir.display(),
+        took.as_secs_f64(),
+        events as f64 / took.as_secs_f64().max(1e-9),
+        size(dir)? as f64 / 1e6,
+    );
+    Ok(())
+}
+
+fn journal(m: u64, dir: &Path) -> Result<(), Failure> {
+    let platforms = platforms()?;
+    let start = Instant::now();
+    let store = Store::open(dir)?;
+    let (journal, _) = Journal::open(&store)?;
+    let end_ms = now_ms()?;
+    // Ids the generator never gives (it counts from 0 up), so every record is new to sled.
+    let mut rng = Rng(0x10u64 ^ m);
+    for k in 0..m {
+        let at_ms = end_ms.saturating_sub(m - k);
+        let (mut event, rules) = delivery(&platforms, &mut rng, k, at_ms);
+        event.id = format!("journal-{at_ms}-{k:010}");
+        let f: Vec<Fate> = rules.iter().map(|_| Fate::Queued).collect();
+        journal.append(&record(event, rules, &f, at_ms))?;
+        if k % 1024 == 1023 {
+            journal.sync()?;
+        }
+    }
+    journal.sync()?;
+    // A crash: no close, no checkpoint; the records are in the journal only.
+    drop(journal);
+    drop(store);
+    println!(
+        "journaled {m} deliveries (not in sled) in {} in {:.1} s; state size {:.1} MB",
+        dir.display(),
+        start.elapsed().as_secs_f64(),
+        size(dir)? as f64 / 1e6,
+    );
+    Ok(())
+}
+
+fn open(dir: &Path) -> Result<(), Failure> {
+    let start = Instant::now();
+    let store =
+        Store::open_existing(dir)?.ok_or_else(|| format!("no state in {}", dir.display()))?;
+    let opened = start.elapsed();
+    let replay = Instant::now();
+    let (journal, restored) = Journal::open(&store)?;
+    let replayed = replay.elapsed();
+    let (queued, dead) = (store.queue_depth(), store.dead_depth());
+    journal.close()?;
+    drop(journal);
+    drop(store);
+    println!(
+        "Store::open {:.3} s ({queued} jobs queued, {dead} dead-lettered); journal replay {:.3} s ({restored} deliveries restored); state size {:.1} MB",
+        opened.as_secs_f64(),
+        replayed.as_secs_f64(),
+        size(dir)? as f64 / 1e6,
+    );
+    Ok(())
+}
+
+/// Bytes in the files under `dir`.
+fn size(dir: &Path) -> std::io::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() {
+            size(&entry.path())?
+        } else {
+            meta.len()
+        };
+    }
+    Ok(total)
+}
