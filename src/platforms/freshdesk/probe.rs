@@ -408,12 +408,8 @@ async fn echo(
             continue;
         }
         let got = live.pointer(pointer);
-        let same = match (got, want) {
-            (Some(Value::String(s)), Some(w)) => {
-                s.parse::<serde_json::Number>().ok().as_ref() == w.as_number()
-            }
-            (g, w) => g == w,
-        };
+        // The drift check's own comparison, so the verdict is what a resync would see.
+        let same = registration::same(got, want);
         out.push(Finding::checked(
             ECHO,
             &format!("type {ty}: `{what}` is echoed as the number sent, or as its digits"),
@@ -479,11 +475,7 @@ async fn echo(
     // A hidden value (absent, empty, masked) is what the drift check takes on trust: the
     // rule's name carries the secret's key, so a new secret still replaces the rule. Only a
     // value echoed in full that is not the secret differs.
-    let hidden = match header {
-        None | Some(Value::Null) => true,
-        Some(Value::String(s)) => s.is_empty() || s.chars().all(|c| c == '*'),
-        Some(_) => false,
-    };
+    let hidden = registration::hidden(header);
     let header_ok = hidden
         || match (header, &target.secret) {
             (Some(Value::String(s)), Some(m)) => {

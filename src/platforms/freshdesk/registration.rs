@@ -314,7 +314,7 @@ fn truthy(v: Option<&Value>) -> Option<bool> {
 /// the same, an object matches when every key `want` has that `live` echoes is the same (keys
 /// only one side has are not drift: Freshdesk adds some and may not echo others), arrays match
 /// element by element.
-fn same(live: Option<&Value>, want: Option<&Value>) -> bool {
+pub fn same(live: Option<&Value>, want: Option<&Value>) -> bool {
     match (live, want) {
         (None, None) => true,
         (Some(l), Some(w)) => same_value(l, w),
@@ -342,7 +342,7 @@ fn same_value(live: &Value, want: &Value) -> bool {
 }
 
 /// A header value Freshdesk did not echo: absent, empty, or masked (`*****`).
-fn hidden(v: Option<&Value>) -> bool {
+pub fn hidden(v: Option<&Value>) -> bool {
     match v {
         None | Some(Value::Null) => true,
         Some(Value::String(s)) => s.trim().chars().all(|c| c == '*'),
