@@ -41,6 +41,7 @@ mod keys;
 mod outbox;
 mod perms;
 mod registrations;
+pub mod segments;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -119,6 +120,15 @@ pub enum Error {
     #[error("ingest journal {}: {source}", path.display())]
     Journal {
         /// The journal file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A payload segment file could not be read or written.
+    #[error("payload segment {}: {source}", path.display())]
+    Segment {
+        /// The segment file.
         path: PathBuf,
         /// The I/O error.
         #[source]
