@@ -15,7 +15,7 @@
 //!
 //! usage: `cargo run --release --features test-support --example soak -- BIN [MINUTES] [RATE]`
 //! Environment: `SOAK_RETENTION` (default `1m`), `SOAK_WARMUP` minutes (default 3),
-//! `SOAK_TOLERANCE` (default 0.25, i.e. ±25 % of the post-warm-up median), `SOAK_KEEP=1` keeps
+//! `SOAK_TOLERANCE` (default 0.25: the spread after the warm-up within 25 % of its median), `SOAK_KEEP=1` keeps
 //! the temporary directory.
 
 use std::collections::HashSet;
@@ -219,8 +219,9 @@ fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }
 
-/// Whether the values after the warm-up stay within `tolerance` of their median (with an
-/// absolute floor, so that tiny values do not fail on noise).
+/// Whether the values after the warm-up are flat: their spread (largest minus smallest) is
+/// within `tolerance` of their median, or within `floor` (so that tiny values do not fail on
+/// noise). A steady growth fails, however slow, once the run is long enough.
 fn flat(values: &[f64], tolerance: f64, floor: f64) -> bool {
     if values.len() < 2 {
         return true;
@@ -228,8 +229,8 @@ fn flat(values: &[f64], tolerance: f64, floor: f64) -> bool {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let median = sorted[sorted.len() / 2];
-    let allowed = (median * tolerance).max(floor);
-    values.iter().all(|v| (v - median).abs() <= allowed)
+    let spread = sorted[sorted.len() - 1] - sorted[0];
+    spread <= (median * tolerance).max(floor)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -412,6 +413,7 @@ async fn main() -> anyhow::Result<()> {
     let p99: Vec<f64> = after.iter().map(|s| s.p99_ms).collect();
     let disk_flat = flat(&disk, tolerance, 2.0);
     let rss_flat = flat(&rss, tolerance, 4.0);
+    // p99 on a shared machine is noisy: reported, within 2x of its median, but not failed on.
     let p99_flat = flat(&p99, tolerance.max(1.0), 5.0);
     println!(
         "after minute {warmup}: disk {} (MB {:.1}–{:.1}), RSS {} (MB {:.1}–{:.1}), p99 {} (ms {:.2}–{:.2})",
