@@ -4,6 +4,10 @@
 //!
 //! Guarantees: records are never rewritten; [`Store::audit`] returns them newest first;
 //! [`Store::ingest_audited`] appends records in the same transaction as the event and its jobs.
+//! Retention removes the oldest first, by age ([`Store::purge_audit`]) and by count
+//! ([`Store::purge_audit_over`]), and counts what it removed in `meta`
+//! ([`Store::audit_records_removed`]) in the same transactions, so the count survives restarts
+//! and crashes exactly.
 //!
 //! Records never contain secrets: callers must not put secret values (tokens, signing secrets,
 //! credentials, raw authorization headers) in `detail`, in a rejection `reason` or in an error
@@ -11,7 +15,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Error, Store, codec, trees};
+use sled::Transactional;
+use sled::transaction::TransactionError;
+
+use super::{Error, Store, abort, codec, meta_keys, trees};
+
+/// Records removed per transaction by retention.
+const PURGE_CHUNK: usize = 1_000;
 
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -211,15 +221,85 @@ impl Store {
         Ok(out)
     }
 
-    /// Removes audit records older than `before_ms` (retention). Returns how many. Does not
-    /// flush.
+    /// Removes audit records older than `before_ms` (the age bound, `--audit-retention`).
+    /// Returns how many, and adds them to [`Store::audit_records_removed`]. Does not flush.
     pub fn purge_audit(&self, before_ms: u64) -> Result<usize, Error> {
+        let end = audit_key(before_ms, 0);
+        self.remove_audit_before(&end, false)
+    }
+
+    /// Removes the oldest audit records beyond the newest `max_records` (the size bound,
+    /// `--audit-max-records`). Returns how many, and adds them to
+    /// [`Store::audit_records_removed`]. Does not flush.
+    ///
+    /// Finding the boundary walks the keys of the newest `max_records` records (about 0.1 s per
+    /// 100,000 on this project's test machine; the daemon does it once per housekeeping).
+    pub fn purge_audit_over(&self, max_records: u64) -> Result<usize, Error> {
+        let skip = usize::try_from(max_records).unwrap_or(usize::MAX);
+        let boundary = match self.audit.iter().keys().rev().nth(skip) {
+            None => return Ok(0),
+            Some(k) => k.map_err(|e| self.storage(e))?,
+        };
+        // The boundary (the newest record beyond the bound) goes too.
+        self.remove_audit_before(&boundary, true)
+    }
+
+    /// Audit records removed by retention since the state was created (both bounds).
+    pub fn audit_records_removed(&self) -> Result<u64, Error> {
+        Ok(self
+            .get(&self.meta, trees::META, meta_keys::AUDIT_RECORDS_REMOVED)?
+            .unwrap_or(0))
+    }
+
+    /// Removes the records before `end` (and `end` itself when `inclusive`), oldest first, in
+    /// transactions of [`PURGE_CHUNK`] that each also add their count to
+    /// [`meta_keys::AUDIT_RECORDS_REMOVED`], so the count stays exact across a crash. The write
+    /// guard is taken per chunk (never nested), so a snapshot waits for one chunk at most.
+    fn remove_audit_before(&self, end: &[u8], inclusive: bool) -> Result<usize, Error> {
         let mut removed = 0;
-        for item in self.audit.range(..audit_key(before_ms, 0)).keys() {
-            let k = item.map_err(|e| self.storage(e))?;
-            self.audit.remove(k).map_err(|e| self.storage(e))?;
-            removed += 1;
+        loop {
+            let _writing = self.writing();
+            let upper = if inclusive {
+                std::ops::Bound::Included(end)
+            } else {
+                std::ops::Bound::Excluded(end)
+            };
+            let keys: Vec<sled::IVec> = self
+                .audit
+                .range::<&[u8], _>((std::ops::Bound::Unbounded, upper))
+                .keys()
+                .take(PURGE_CHUNK)
+                .collect::<Result<_, _>>()
+                .map_err(|e| self.storage(e))?;
+            if keys.is_empty() {
+                return Ok(removed);
+            }
+            let n = u64::try_from(keys.len()).unwrap_or(u64::MAX);
+            let result: Result<(), TransactionError<Error>> = (&self.audit, &self.meta)
+                .transaction(|(audit, meta)| {
+                    for k in &keys {
+                        audit.remove(k)?;
+                    }
+                    let before: u64 = match meta.get(meta_keys::AUDIT_RECORDS_REMOVED)? {
+                        Some(v) => codec::decode(
+                            trees::META,
+                            meta_keys::AUDIT_RECORDS_REMOVED.as_bytes(),
+                            &v,
+                        )
+                        .map_err(abort)?,
+                        None => 0,
+                    };
+                    let total = codec::encode(
+                        trees::META,
+                        meta_keys::AUDIT_RECORDS_REMOVED,
+                        &before.saturating_add(n),
+                    )
+                    .map_err(abort)?;
+                    meta.insert(meta_keys::AUDIT_RECORDS_REMOVED, total)?;
+                    Ok(())
+                });
+            self.tx_result(result)?;
+            removed += keys.len();
         }
-        Ok(removed)
     }
 }

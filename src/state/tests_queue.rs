@@ -874,6 +874,54 @@ fn audit_is_newest_first_and_filtered() {
 }
 
 #[test]
+fn audit_is_bounded_by_count_oldest_first_and_removals_are_counted_for_good() {
+    let tmp = tempfile::tempdir().unwrap();
+    let all = |store: &Store| {
+        store
+            .audit(&AuditFilter {
+                limit: 100_000,
+                ..AuditFilter::default()
+            })
+            .unwrap()
+    };
+    {
+        let store = Store::open(tmp.path()).unwrap();
+        assert_eq!(store.audit_records_removed().unwrap(), 0);
+        // More than one purge chunk, with records of the same millisecond at the boundary.
+        for i in 0..2_500u64 {
+            store
+                .append_audit(&record(
+                    1_000 + i / 2,
+                    AuditKind::EventAccepted,
+                    "event",
+                    &i.to_string(),
+                ))
+                .unwrap();
+        }
+        assert_eq!(store.purge_audit_over(3_000).unwrap(), 0);
+        assert_eq!(store.purge_audit_over(2_500).unwrap(), 0);
+        assert_eq!(store.purge_audit_over(1_001).unwrap(), 1_499);
+        let left = all(&store);
+        assert_eq!(left.len(), 1_001);
+        // The newest are kept: the oldest left is record 1499 (the second of its millisecond).
+        assert_eq!(left.last().unwrap().resource_id, "1499");
+        assert_eq!(left.first().unwrap().resource_id, "2499");
+        assert_eq!(store.audit_records_removed().unwrap(), 1_499);
+        // The age bound adds to the same count.
+        assert_eq!(store.purge_audit(1_000 + 800).unwrap(), 101);
+        assert_eq!(store.audit_records_removed().unwrap(), 1_600);
+        store.flush().unwrap();
+    }
+    // The count is kept in the state.
+    let store = Store::open(tmp.path()).unwrap();
+    assert_eq!(store.audit_records_removed().unwrap(), 1_600);
+    assert_eq!(store.purge_audit_over(0).unwrap(), 900);
+    assert!(all(&store).is_empty());
+    assert_eq!(store.audit_records_removed().unwrap(), 2_500);
+    assert_eq!(store.purge_audit_over(0).unwrap(), 0);
+}
+
+#[test]
 fn audit_kinds_serialize_with_snake_case_tags() {
     let r = record(
         1,
