@@ -232,8 +232,10 @@ impl Store {
     /// `--audit-max-records`). Returns how many, and adds them to
     /// [`Store::audit_records_removed`]. Does not flush.
     ///
-    /// Finding the boundary walks the keys of the newest `max_records` records (about 0.1 s per
-    /// 100,000 on this project's test machine; the daemon does it once per housekeeping).
+    /// Finding the boundary walks the keys of the newest `max_records` records, newest first:
+    /// measured at 2.0 s for 300,000 in a debug build on the 2-core test machine under load
+    /// (load average 5.6), removing 100,000 more 12 s; the daemon does it once per housekeeping
+    /// (every 5 minutes) on a blocking thread, taking the write guard only per removed chunk.
     pub fn purge_audit_over(&self, max_records: u64) -> Result<usize, Error> {
         let skip = usize::try_from(max_records).unwrap_or(usize::MAX);
         let boundary = match self.audit.iter().keys().rev().nth(skip) {

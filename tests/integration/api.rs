@@ -817,3 +817,46 @@ async fn rollups_and_retention_counts_survive_a_restart() {
         "{text}"
     );
 }
+
+/// A `SIGKILL` loses only the counts the daemon had not written yet: what it counted more than
+/// a write interval (10 s) before the kill is in the state when it comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_keeps_the_rollups_written_before_it() {
+    let slack = FakeSlack::start(BOT_TOKEN, None).await;
+    let repo = crate::daemon_support::repo(&slack.base_url());
+    let state = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let started = supportopsd::runtime::now_ms();
+    let daemon = Daemon::spawn(repo.path(), state.path(), &[]).await;
+    assert_eq!(
+        post_zendesk(&client, &daemon, zendesk_ticket(1, "One"), "inv-1").await,
+        200
+    );
+    eventually(30, "the rule's message", || {
+        slack.requests_to("chat.postMessage").len() == 1
+    })
+    .await;
+    // Nothing reads the rollups (a read writes them): only the daemon's own writer does.
+    tokio::time::sleep(supportopsd::runtime::stats::ROLLUP_WRITE_EVERY + Duration::from_secs(2))
+        .await;
+    daemon.kill().await;
+    let daemon = Daemon::spawn(repo.path(), state.path(), &[]).await;
+    let v = daemon
+        .get_json(&format!("/api/rollups?since={started}"))
+        .await;
+    assert_eq!(
+        rollup_sum(&v, "zendesk-main", &["events", "accepted"]),
+        1,
+        "{v}"
+    );
+    assert_eq!(
+        rollup_sum(
+            &v,
+            "slack-main",
+            &["actions", "zendesk-to-slack", "send_message", "succeeded"]
+        ),
+        1,
+        "{v}"
+    );
+    assert!(daemon.terminate().await.success());
+}
