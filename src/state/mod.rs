@@ -249,6 +249,8 @@ pub struct Store {
     registrations: sled::Tree,
     health: sled::Tree,
     rollups: sled::Tree,
+    /// What the audit log's size check counted (`audit.rs`).
+    audit_tally: std::sync::Mutex<Option<audit::AuditTally>>,
     /// Jobs in the outbox, counted at open and kept up to date by every transition (sled's
     /// `len` scans the tree, and ingress asks on every delivery).
     depth: std::sync::atomic::AtomicUsize,
@@ -384,6 +386,7 @@ impl Store {
             registrations,
             health,
             rollups,
+            audit_tally: std::sync::Mutex::new(None),
             depth: std::sync::atomic::AtomicUsize::new(0),
             ids: std::sync::Mutex::new((0, 0)),
             dedupe_index: std::sync::Mutex::new(inbox::DedupeIndex::default()),
