@@ -55,6 +55,18 @@ pub struct Args {
     /// How long audit records are kept.
     #[arg(long, env = "SUPPORTOPSD_AUDIT_RETENTION", default_value = "30d", value_parser = duration)]
     pub audit_retention: std::time::Duration,
+    /// How many audit records are kept at most; the oldest beyond are removed (housekeeping,
+    /// every 5 minutes).
+    #[arg(
+        long,
+        env = "SUPPORTOPSD_AUDIT_MAX_RECORDS",
+        default_value_t = 1_000_000
+    )]
+    pub audit_max_records: u64,
+    /// How long the per-minute counts (events, rule matches, actions by outcome) behind
+    /// `status` and GET /api/rollups are kept.
+    #[arg(long, env = "SUPPORTOPSD_ROLLUP_RETENTION", default_value = "35d", value_parser = duration)]
+    pub rollup_retention: std::time::Duration,
     /// How long a job in flight stays reserved; after a crash it runs again once this passes.
     #[arg(long, env = "SUPPORTOPSD_LEASE", default_value = "2m", value_parser = duration)]
     pub lease: std::time::Duration,
@@ -231,6 +243,8 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
     options.workers = args.workers;
     options.lease = args.lease;
     options.audit_retention = args.audit_retention;
+    options.audit_max_records = args.audit_max_records;
+    options.rollup_retention = args.rollup_retention;
     options.poll_interval = args
         .poll_interval
         .max(std::time::Duration::from_millis(100));

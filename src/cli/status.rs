@@ -46,6 +46,30 @@ fn ago(ms: u64) -> String {
     }
 }
 
+/// One window of `rates` for people: events by outcome, rule matches, actions by outcome.
+fn rate_line(w: &serde_json::Value) -> Option<String> {
+    let e = w.get("events")?;
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let mut line = format!(
+        "{} event(s) stored ({} matched no rule), {} duplicate(s), {} refused; {} rule match(es)",
+        n(&e["accepted"]) + n(&e["accepted_no_rule"]),
+        n(&e["accepted_no_rule"]),
+        n(&e["duplicate"]),
+        n(&e["rejected"]),
+        n(&w["rules_matched"]),
+    );
+    let actions: Vec<String> = w["actions"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(outcome, count)| format!("{} {}", n(count), outcome.replace('_', " ")))
+        .collect();
+    if !actions.is_empty() {
+        line.push_str(&format!("; actions: {}", actions.join(", ")));
+    }
+    Some(line)
+}
+
 /// Runs `status`.
 pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
     let base = args.target.base();
@@ -80,6 +104,8 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
                 "integrations": integrations,
                 "queue_depth": store.queue_depth(),
                 "dead_letters": store.dead_depth(),
+                "rates": crate::daemon::api::rates(&store, crate::runtime::now_ms()),
+                "state": {"retention_removed": {"audit_records": crate::daemon::api::audit_removed(&store)}},
             });
             (
                 format!(
@@ -139,6 +165,17 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
         v["queue_depth"].as_u64().unwrap_or(0),
         v["dead_letters"].as_u64().unwrap_or(0)
     );
+    for (label, key) in [("last hour", "last_hour"), ("last 24 h", "last_24h")] {
+        if let Some(line) = rate_line(&v["rates"][key]) {
+            println!("{label}: {line}");
+        }
+    }
+    if let Some(n) = v["state"]["retention_removed"]["audit_records"]
+        .as_u64()
+        .filter(|n| *n > 0)
+    {
+        println!("retention removed: {n} audit record(s)");
+    }
     for pending in v["verification_tokens"].as_array().into_iter().flatten() {
         let id = pending["integration"].as_str().unwrap_or("?");
         println!(

@@ -16,8 +16,9 @@ use crate::manifest::{Credential, Integration, IntegrationId, Rule};
 use crate::platforms::{ActionCall, ActionSpec, PlatformError};
 use crate::runtime::gate::Paused;
 use crate::runtime::health;
+use crate::runtime::stats::{ActionOutcome, Count, RULE_OPERATOR};
 use crate::runtime::{Active, Runtime, now_ms};
-use crate::state::{AuditKind, HealthRecord, RegistrationRecord};
+use crate::state::{AuditKind, HealthRecord, MINUTE_MS, RegistrationRecord, RollupCounts, Store};
 use crate::webhook::{Reply, reply};
 
 /// Largest `execute` body accepted (413 beyond).
@@ -295,6 +296,15 @@ pub fn stats(rt: &Runtime, id: &str) -> Reply {
     )
 }
 
+/// An action the operator API ran, as counted.
+fn operator_action(action: &str, outcome: ActionOutcome) -> Count<'_> {
+    Count::Action {
+        rule: RULE_OPERATOR,
+        action,
+        outcome,
+    }
+}
+
 /// `POST /api/integrations/{id}/test`: a connection check now, recorded like the reconciler's.
 pub async fn test(rt: &Runtime, id: &str) -> Reply {
     let active = rt.active();
@@ -496,7 +506,7 @@ where
         Ok(output) => {
             rt.metrics.action(platform, spec.name, "succeeded", seconds);
             rt.stats
-                .count(id, crate::runtime::stats::Count::ActionSucceeded);
+                .count(id, operator_action(spec.name, ActionOutcome::Succeeded));
             rt.audit(
                 AuditKind::ActionExecuted {
                     action: spec.name.to_owned(),
@@ -513,11 +523,10 @@ where
         Err(e) => {
             rt.metrics.action(platform, spec.name, "failed", seconds);
             rt.stats
-                .count(id, crate::runtime::stats::Count::ActionFailed);
+                .count(id, operator_action(spec.name, ActionOutcome::Failed));
             if let PlatformError::RateLimited { .. } = &e {
                 rt.metrics.rate_limited(id);
-                rt.stats
-                    .count(id, crate::runtime::stats::Count::RateLimited);
+                rt.stats.count(id, Count::RateLimited);
                 if let (Some(d), Some(gate)) = (e.retry_after(), active.gate(&i.id)) {
                     gate.pause_for(d);
                 }
@@ -808,6 +817,106 @@ pub fn rule(rt: &Runtime, id: &str) -> Reply {
         }
     }
     json_reply(StatusCode::OK, &v)
+}
+
+/// Records `GET /api/rollups` answers at most (a longer range is paged with `next_since`).
+pub const MAX_ROLLUP_RECORDS: usize = 10_000;
+
+/// `GET /api/rollups?since=&until=&integration=`: the per-minute records of the minutes that
+/// overlap `since .. until` (Unix milliseconds; default the last hour), every integration or
+/// one. The counts not yet written are written first, so the minute in progress is current.
+/// At most [`MAX_ROLLUP_RECORDS`] records, whole minutes only; when there are more,
+/// `next_since` says where the next page starts.
+pub fn rollups(
+    rt: &Runtime,
+    since: Option<u64>,
+    until: Option<u64>,
+    integration: Option<&str>,
+) -> Reply {
+    let now = now_ms();
+    let until = until.unwrap_or(now);
+    let since = since.unwrap_or_else(|| until.saturating_sub(3_600_000));
+    rt.write_rollups();
+    let mut records = match rt
+        .store
+        .rollups_of(since, until, integration, MAX_ROLLUP_RECORDS + 1)
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "Reading the per-minute counts failed.");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error; see the daemon's log",
+            );
+        }
+    };
+    let mut next_since = None;
+    if records.len() > MAX_ROLLUP_RECORDS {
+        // Whole minutes only: the last minute of the page starts the next one.
+        let last = records[MAX_ROLLUP_RECORDS].minute_ms;
+        records.truncate(MAX_ROLLUP_RECORDS);
+        if records.first().is_some_and(|r| r.minute_ms < last) {
+            records.retain(|r| r.minute_ms < last);
+        }
+        next_since = records
+            .last()
+            .map(|r| r.minute_ms.saturating_add(MINUTE_MS));
+    }
+    json_reply(
+        StatusCode::OK,
+        &json!({
+            "since": since,
+            "until": until,
+            "integration": integration,
+            "minutes": records,
+            "next_since": next_since,
+        }),
+    )
+}
+
+/// The sums of `status`: the last hour and the last 24 hours from the per-minute rollups (the
+/// minute in progress included, as far as it is written), so rates do not reset when the
+/// daemon restarts. `null` for a window that cannot be read (logged).
+pub(crate) fn rates(store: &Store, now: u64) -> Value {
+    let minute = now / MINUTE_MS;
+    let window = |minutes: u64| -> Value {
+        let since = minute.saturating_sub(minutes - 1).saturating_mul(MINUTE_MS);
+        let records = match store.rollups(since, now.saturating_add(1)) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "Reading the per-minute counts failed.");
+                return Value::Null;
+            }
+        };
+        let mut total = RollupCounts::default();
+        for r in &records {
+            total.add(&r.counts);
+        }
+        json!({
+            "since_ms": since,
+            "events": {
+                "accepted": total.events.accepted,
+                "accepted_no_rule": total.events.accepted_no_rule,
+                "duplicate": total.events.duplicate,
+                "rejected": total.rejected_total(),
+                "rejected_by_reason": total.events.rejected,
+            },
+            "rules_matched": total.rules.values().fold(0u64, |a, n| a.saturating_add(*n)),
+            "actions": total.actions_by_outcome(),
+        })
+    };
+    json!({"last_hour": window(60), "last_24h": window(24 * 60)})
+}
+
+/// What retention removed, for `status`'s `state` section (the audit part).
+pub(crate) fn audit_removed(store: &Store) -> Value {
+    match store.audit_records_removed() {
+        Ok(n) => json!(n),
+        Err(e) => {
+            tracing::warn!(error = %e, "Reading what retention removed failed.");
+            Value::Null
+        }
+    }
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::reconcile;
 use crate::runtime::pass::Cause;
+use crate::runtime::stats::ROLLUP_WRITE_EVERY;
 use crate::runtime::{Runtime, now_ms};
 
 /// Runs the daemon until `shutdown` fires: serves webhooks and the API, runs the executor and
@@ -49,6 +50,7 @@ pub async fn run(
     }
     tracker.spawn(housekeeping(rt.clone(), shutdown.child_token()));
     tracker.spawn(close_rejection_windows(rt.clone(), shutdown.child_token()));
+    tracker.spawn(write_rollups(rt.clone(), shutdown.child_token()));
     tracker.spawn(poller::run(rt.clone(), shutdown.child_token()));
     {
         let rt = rt.clone();
@@ -72,6 +74,8 @@ pub async fn run(
     tracker.close();
     tracker.wait().await;
     rt.flush_rejections(now_ms(), true);
+    // The minute in progress too: the next start adds to it.
+    rt.write_rollups();
     // Nothing ingests any more: the journal is folded into the state and retired, so the next
     // start has nothing to replay.
     if let Err(e) = rt.close_ingest().await {
@@ -95,7 +99,27 @@ async fn close_rejection_windows(rt: Arc<Runtime>, shutdown: CancellationToken) 
     }
 }
 
-/// Periodic upkeep: expired dedupe entries and orphaned events, the state's file modes.
+/// Writes the per-minute counts (`runtime::stats`) every [`ROLLUP_WRITE_EVERY`] and just
+/// after each minute ends, and makes them durable, so a crash loses at most the minute in
+/// progress.
+async fn write_rollups(rt: Arc<Runtime>, shutdown: CancellationToken) {
+    loop {
+        let into_minute = now_ms() % crate::state::MINUTE_MS;
+        let to_minute_end = Duration::from_millis(crate::state::MINUTE_MS - into_minute + 20);
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(ROLLUP_WRITE_EVERY.min(to_minute_end)) => {}
+        }
+        if rt.write_rollups()
+            && let Err(e) = rt.commit().await
+        {
+            tracing::warn!(error = %e, "Flushing the per-minute counts failed; a crash now may lose them.");
+        }
+    }
+}
+
+/// Periodic upkeep: expired dedupe entries and orphaned events, the state's file modes,
+/// audit records beyond their age and count bounds, rollups beyond theirs.
 async fn housekeeping(rt: Arc<Runtime>, shutdown: CancellationToken) {
     loop {
         tokio::select! {
@@ -104,12 +128,18 @@ async fn housekeeping(rt: Arc<Runtime>, shutdown: CancellationToken) {
         }
         let store = rt.store.clone();
         let retention = u64::try_from(rt.options.audit_retention.as_millis()).unwrap_or(u64::MAX);
+        let (max_audit, rollup_retention) = (
+            rt.options.audit_max_records,
+            u64::try_from(rt.options.rollup_retention.as_millis()).unwrap_or(u64::MAX),
+        );
         let result = tokio::task::spawn_blocking(move || {
             let now = now_ms();
             store.purge_expired(now)?;
             // sled's snapshots and blobs since the last time.
             store.secure_files();
-            store.purge_audit(now.saturating_sub(retention))
+            store.purge_audit(now.saturating_sub(retention))?;
+            store.purge_audit_over(max_audit)?;
+            store.purge_rollups(now.saturating_sub(rollup_retention))
         })
         .await;
         if let Ok(Err(e)) = result {

@@ -148,6 +148,9 @@ pub async fn route(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Incoming>) 
             };
             let dead = rt.store.dead_depth();
             rt.metrics.set_queue(rt.store.queue_depth(), oldest, dead);
+            if let Ok(n) = rt.store.audit_records_removed() {
+                rt.metrics.set_retention_removed("audit_records", n);
+            }
             reply(
                 StatusCode::OK,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -288,6 +291,24 @@ async fn operator(
                 Err(crate::state::Error::NoSuchDeadJob { .. }) => status(StatusCode::NOT_FOUND),
                 Err(e) => internal(&e),
             }
+        }
+        (Method::GET, ["api", "rollups"]) => {
+            let mut bounds = [None, None];
+            for (slot, name) in bounds.iter_mut().zip(["since", "until"]) {
+                if let Some(v) = query_param(&query, name).filter(|v| !v.is_empty()) {
+                    match v.parse::<u64>() {
+                        Ok(ms) => *slot = Some(ms),
+                        Err(_) => {
+                            return json(
+                                StatusCode::BAD_REQUEST,
+                                &json!({"error": format!("`{name}` must be Unix milliseconds")}),
+                            );
+                        }
+                    }
+                }
+            }
+            let integration = query_param(&query, "integration").filter(|s| !s.is_empty());
+            api::rollups(rt, bounds[0], bounds[1], integration)
         }
         (Method::GET, ["api", "audit", "logs"]) => {
             let filter = AuditFilter {
@@ -515,7 +536,12 @@ pub fn status_value(rt: &Runtime, reveal_tokens: bool) -> serde_json::Value {
             .collect(),
         _ => Vec::new(),
     };
+    // Rates from the per-minute rollups (current: what was counted so far is written first).
+    rt.write_rollups();
+    let rates = super::api::rates(&rt.store, now);
     json!({
+        "rates": rates,
+        "state": {"retention_removed": {"audit_records": super::api::audit_removed(&rt.store)}},
         "verification_tokens": tokens,
         "applied_revision": s.applied,
         "applied_ms": s.applied_ms,

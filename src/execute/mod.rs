@@ -37,7 +37,7 @@ use crate::manifest::RuleAction;
 use crate::platforms::{ActionCall, ActionOutput, Connector, PlatformError, Resend};
 use crate::rules::template::{Limit, RenderError, limits};
 use crate::runtime::gate::Paused;
-use crate::runtime::stats::Count;
+use crate::runtime::stats::{ActionOutcome, Count, RULE_ENRICHMENT};
 use crate::runtime::{Active, Runtime, now_ms};
 use crate::state::{AuditKind, AuditRecord, ENRICHMENT, Job};
 
@@ -209,11 +209,27 @@ async fn enrich(rt: &Runtime, job: &Job) -> Outcome {
     };
     let result = connector.enrich(&event.name, &event.objects).await;
     drop(pass);
+    let integration = event.integration.clone();
+    let enrichment = |outcome| Count::Action {
+        rule: RULE_ENRICHMENT,
+        action: ENRICH_ACTION,
+        outcome,
+    };
     let fields = match result {
-        Ok(fields) => fields,
-        Err(e) => {
+        Ok(fields) => {
             rt.stats
-                .count(event.integration.as_str(), Count::ActionFailed);
+                .count(integration.as_str(), enrichment(ActionOutcome::Succeeded));
+            fields
+        }
+        Err(e) => {
+            // Counted before the job moves, so a reader who sees the retry or the dead letter
+            // sees the count.
+            let counted = if e.retryable() && retries_left(rt, job) {
+                ActionOutcome::Retried
+            } else {
+                ActionOutcome::DeadLettered
+            };
+            rt.stats.count(integration.as_str(), enrichment(counted));
             if let PlatformError::RateLimited { .. } = &e {
                 rt.metrics.rate_limited(event.integration.as_str());
                 rt.stats
@@ -253,6 +269,8 @@ async fn enrich(rt: &Runtime, job: &Job) -> Outcome {
         Ok(_) => {
             for r in &rules {
                 rt.metrics.rule_matched(r);
+                rt.stats
+                    .count(integration.as_str(), Count::RuleMatched { rule: r });
             }
             if !rules.is_empty() {
                 rt.work.notify_one();
@@ -417,8 +435,14 @@ async fn settle(
     match result {
         Ok(output) => {
             rt.metrics.action(platform, name, "succeeded", seconds);
-            rt.stats
-                .count(action.integration.as_str(), Count::ActionSucceeded);
+            rt.stats.count(
+                action.integration.as_str(),
+                Count::Action {
+                    rule: &job.rule,
+                    action: name,
+                    outcome: ActionOutcome::Succeeded,
+                },
+            );
             rt.record_audit(
                 now_ms(),
                 AuditKind::ActionSucceeded { step },
@@ -446,8 +470,23 @@ async fn settle(
             None
         }
         Err(e) => {
-            rt.stats
-                .count(action.integration.as_str(), Count::ActionFailed);
+            // Counted before the job moves (retry or dead letter), so a reader who sees either
+            // sees the count; `retries_left` is the decision `retry_later` makes.
+            let counted = match &e {
+                _ if e.retryable() && retries_left(rt, job) => ActionOutcome::Retried,
+                PlatformError::OutcomeUnknown { .. } if !e.retryable() => {
+                    ActionOutcome::OutcomeUnknown
+                }
+                _ => ActionOutcome::DeadLettered,
+            };
+            rt.stats.count(
+                action.integration.as_str(),
+                Count::Action {
+                    rule: &job.rule,
+                    action: name,
+                    outcome: counted,
+                },
+            );
             if let PlatformError::RateLimited { .. } = &e {
                 if count_rate_limit {
                     rt.metrics.rate_limited(action.integration.as_str());
@@ -711,6 +750,18 @@ fn postpone(rt: &Runtime, jobs: &[Job], left: Duration) -> Outcome {
         }
     }
     Outcome::Retry
+}
+
+/// The action name an enrichment's attempts are counted under.
+const ENRICH_ACTION: &str = "enrich";
+
+/// Whether [`retry_later`] schedules `job` again after one more failed attempt (else it
+/// dead-letters it): the schedule's length decides, not the jitter.
+fn retries_left(rt: &Runtime, job: &Job) -> bool {
+    rt.options
+        .retry
+        .next_delay(job.attempts.saturating_add(1), None, 0.0)
+        .is_some()
 }
 
 /// Schedules the job again, or dead-letters it when its schedule is exhausted.

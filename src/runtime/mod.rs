@@ -88,6 +88,10 @@ pub struct Options {
     pub sync_secret: Option<Secret>,
     /// How long audit records are kept.
     pub audit_retention: Duration,
+    /// How many audit records are kept at most (the oldest go first).
+    pub audit_max_records: u64,
+    /// How long per-minute rollups are kept.
+    pub rollup_retention: Duration,
     /// How often the repository is polled for a new commit (the file watcher's fallback).
     pub poll_interval: Duration,
     /// How often a full pass re-checks live state (drift, renewals, connections).
@@ -137,6 +141,8 @@ impl Options {
             read_token: None,
             sync_secret: None,
             audit_retention: Duration::from_secs(30 * 86_400),
+            audit_max_records: 1_000_000,
+            rollup_retention: Duration::from_secs(35 * 86_400),
             poll_interval: DEFAULT_POLL,
             resync_interval: DEFAULT_RESYNC,
             watch: true,
@@ -876,6 +882,24 @@ impl Runtime {
             }
             if let Err(e) = self.store.append_audit(&record) {
                 tracing::warn!(error = %e, "Audit record not written.");
+            }
+        }
+    }
+
+    /// Writes the rollup counts not yet written to the state, where they are added to what it
+    /// holds (`runtime::stats`); what cannot be written is kept for the next try. Does not
+    /// flush. Returns whether anything was written.
+    pub fn write_rollups(&self) -> bool {
+        let taken = self.stats.take_rollups();
+        if taken.is_empty() {
+            return false;
+        }
+        match self.store.add_rollups(&taken) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "Per-minute counts not written; kept for the next try.");
+                self.stats.restore(taken);
+                false
             }
         }
     }

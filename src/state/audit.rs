@@ -4,6 +4,10 @@
 //!
 //! Guarantees: records are never rewritten; [`Store::audit`] returns them newest first;
 //! [`Store::ingest_audited`] appends records in the same transaction as the event and its jobs.
+//! Retention removes the oldest first, by age ([`Store::purge_audit`]) and by count
+//! ([`Store::purge_audit_over`]), and counts what it removed in `meta`
+//! ([`Store::audit_records_removed`]) in the same transactions, so the count survives restarts
+//! and crashes exactly.
 //!
 //! Records never contain secrets: callers must not put secret values (tokens, signing secrets,
 //! credentials, raw authorization headers) in `detail`, in a rejection `reason` or in an error
@@ -11,7 +15,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Error, Store, codec, trees};
+use sled::Transactional;
+use sled::transaction::TransactionError;
+
+use super::{Error, Store, abort, codec, meta_keys, trees};
+
+/// Records removed per transaction by retention.
+const PURGE_CHUNK: usize = 1_000;
 
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,6 +163,39 @@ fn audit_key(at_ms: u64, seq: u64) -> [u8; 16] {
     key
 }
 
+/// The time of an audit key (0 for a key too short to be one).
+fn key_ms(key: &[u8]) -> u64 {
+    key.get(..8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map_or(0, u64::from_be_bytes)
+}
+
+/// How far back from the newest record the size check recounts keys on each check: records
+/// are keyed by when they happened, and some are written a little later (a refusal window's
+/// record up to a minute after its first refusal); keys older than this when written are
+/// missed by the estimate until the next whole walk.
+pub(super) const TALLY_WINDOW_MS: u64 = 10 * 60_000;
+
+/// How much newer than the last whole walk the newest record may be before the size check
+/// walks the log whole again (which corrects the estimate).
+pub(super) const TALLY_RECOUNT_MS: u64 = 3_600_000;
+
+/// What the size check ([`Store::purge_audit_over`]) knows since it last walked the audit log
+/// whole, so that the next check counts only recent keys instead of every record.
+#[derive(Debug, Clone)]
+pub(super) struct AuditTally {
+    /// Records in the log (exact after a whole walk, an estimate after).
+    pub(super) count: u64,
+    /// The first key of the recent window at the last check.
+    pub(super) window: [u8; 16],
+    /// Records at or after `window` at the last check.
+    pub(super) recent: u64,
+    /// The newest record's time at the last whole walk.
+    pub(super) walked_ms: u64,
+    /// Whole walks so far (for tests).
+    pub(super) walks: u64,
+}
+
 /// A printable name of an audit key, for errors.
 fn key_name(key: &[u8]) -> String {
     match <[u8; 16]>::try_from(key) {
@@ -211,15 +254,166 @@ impl Store {
         Ok(out)
     }
 
-    /// Removes audit records older than `before_ms` (retention). Returns how many. Does not
-    /// flush.
+    /// Removes audit records older than `before_ms` (the age bound, `--audit-retention`).
+    /// Returns how many, and adds them to [`Store::audit_records_removed`]. Does not flush.
     pub fn purge_audit(&self, before_ms: u64) -> Result<usize, Error> {
-        let mut removed = 0;
-        for item in self.audit.range(..audit_key(before_ms, 0)).keys() {
-            let k = item.map_err(|e| self.storage(e))?;
-            self.audit.remove(k).map_err(|e| self.storage(e))?;
-            removed += 1;
+        let end = audit_key(before_ms, 0);
+        let mut tally = self.tally();
+        // What the size check counted as recent and this removes (a retention shorter than
+        // the window), so its next estimate does not subtract them twice.
+        let recent_removed = match tally.as_ref() {
+            Some(t) if t.window.as_slice() < end.as_slice() => self
+                .audit
+                .range(t.window..end)
+                .keys()
+                .try_fold(0u64, |n, k| k.map(|_| n + 1))
+                .map_err(|e| self.storage(e))?,
+            _ => 0,
+        };
+        let removed = self.remove_audit_before(&end, false)?;
+        if let Some(t) = tally.as_mut() {
+            t.count = t
+                .count
+                .saturating_sub(u64::try_from(removed).unwrap_or(u64::MAX));
+            t.recent = t.recent.saturating_sub(recent_removed);
         }
         Ok(removed)
+    }
+
+    /// Removes the oldest audit records beyond the newest `max_records` (the size bound,
+    /// `--audit-max-records`). Returns how many, and adds them to
+    /// [`Store::audit_records_removed`]. Does not flush.
+    ///
+    /// Cost: the log is walked whole (newest first, up to `max_records` keys) only on the first
+    /// check, when the estimate says the bound is passed, and at least once an hour of records;
+    /// otherwise the check counts the keys of the last [`TALLY_WINDOW_MS`] and what came since
+    /// ([`AuditTally`]). A whole walk measured 2.0 s for 300,000 records in a debug build on
+    /// the 2-core test machine under load (load average 5.6), and removing 100,000 records
+    /// 12 s; the daemon checks once per housekeeping (every 5 minutes) on a blocking thread,
+    /// taking the write guard only per removed chunk.
+    pub fn purge_audit_over(&self, max_records: u64) -> Result<usize, Error> {
+        let count_keys = |from: &[u8]| -> Result<u64, Error> {
+            self.audit
+                .range(from..)
+                .keys()
+                .try_fold(0u64, |n, k| k.map(|_| n + 1))
+                .map_err(|e| self.storage(e))
+        };
+        let mut tally = self.tally();
+        let newest = match self.audit.iter().keys().next_back() {
+            None => {
+                *tally = None;
+                return Ok(0);
+            }
+            Some(k) => k.map_err(|e| self.storage(e))?,
+        };
+        let newest_ms = key_ms(&newest);
+        let window = audit_key(newest_ms.saturating_sub(TALLY_WINDOW_MS), 0);
+        if let Some(t) = tally.as_mut()
+            && newest_ms < t.walked_ms.saturating_add(TALLY_RECOUNT_MS)
+        {
+            let estimate = t
+                .count
+                .saturating_add(count_keys(&t.window)?)
+                .saturating_sub(t.recent);
+            if estimate <= max_records {
+                t.count = estimate;
+                t.recent = count_keys(&window)?;
+                t.window = window;
+                return Ok(0);
+            }
+        }
+        // A whole walk: the exact count, and the boundary when the bound is passed.
+        let skip = usize::try_from(max_records).unwrap_or(usize::MAX);
+        let mut walked = 0u64;
+        let mut boundary = None;
+        for (i, k) in self.audit.iter().keys().rev().enumerate() {
+            let k = k.map_err(|e| self.storage(e))?;
+            if i == skip {
+                boundary = Some(k);
+                break;
+            }
+            walked += 1;
+        }
+        // The boundary (the newest record beyond the bound) goes too.
+        let removed = match &boundary {
+            Some(b) => self.remove_audit_before(b, true)?,
+            None => 0,
+        };
+        let walks = tally.as_ref().map_or(0, |t| t.walks).saturating_add(1);
+        *tally = Some(AuditTally {
+            count: walked,
+            recent: count_keys(&window)?,
+            window,
+            walked_ms: newest_ms,
+            walks,
+        });
+        Ok(removed)
+    }
+
+    /// The size check's tally (held while a purge runs).
+    pub(super) fn tally(&self) -> std::sync::MutexGuard<'_, Option<AuditTally>> {
+        self.audit_tally
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Audit records removed by retention since the state was created (both bounds).
+    pub fn audit_records_removed(&self) -> Result<u64, Error> {
+        Ok(self
+            .get(&self.meta, trees::META, meta_keys::AUDIT_RECORDS_REMOVED)?
+            .unwrap_or(0))
+    }
+
+    /// Removes the records before `end` (and `end` itself when `inclusive`), oldest first, in
+    /// transactions of [`PURGE_CHUNK`] that each also add their count to
+    /// [`meta_keys::AUDIT_RECORDS_REMOVED`], so the count stays exact across a crash. The write
+    /// guard is taken per chunk (never nested), so a snapshot waits for one chunk at most.
+    fn remove_audit_before(&self, end: &[u8], inclusive: bool) -> Result<usize, Error> {
+        let mut removed = 0;
+        loop {
+            let _writing = self.writing();
+            let upper = if inclusive {
+                std::ops::Bound::Included(end)
+            } else {
+                std::ops::Bound::Excluded(end)
+            };
+            let keys: Vec<sled::IVec> = self
+                .audit
+                .range::<&[u8], _>((std::ops::Bound::Unbounded, upper))
+                .keys()
+                .take(PURGE_CHUNK)
+                .collect::<Result<_, _>>()
+                .map_err(|e| self.storage(e))?;
+            if keys.is_empty() {
+                return Ok(removed);
+            }
+            let n = u64::try_from(keys.len()).unwrap_or(u64::MAX);
+            let result: Result<(), TransactionError<Error>> = (&self.audit, &self.meta)
+                .transaction(|(audit, meta)| {
+                    for k in &keys {
+                        audit.remove(k)?;
+                    }
+                    let before: u64 = match meta.get(meta_keys::AUDIT_RECORDS_REMOVED)? {
+                        Some(v) => codec::decode(
+                            trees::META,
+                            meta_keys::AUDIT_RECORDS_REMOVED.as_bytes(),
+                            &v,
+                        )
+                        .map_err(abort)?,
+                        None => 0,
+                    };
+                    let total = codec::encode(
+                        trees::META,
+                        meta_keys::AUDIT_RECORDS_REMOVED,
+                        &before.saturating_add(n),
+                    )
+                    .map_err(abort)?;
+                    meta.insert(meta_keys::AUDIT_RECORDS_REMOVED, total)?;
+                    Ok(())
+                });
+            self.tx_result(result)?;
+            removed += keys.len();
+        }
     }
 }

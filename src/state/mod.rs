@@ -19,7 +19,10 @@
 //!   dedupe entry and one [`Job`] per matching rule in one transaction; jobs are leased, advanced
 //!   step by step, acknowledged, retried or dead-lettered, each transition atomic. Delivery is at
 //!   least once: a crash re-runs at most the jobs that were leased.
-//! - The audit log (`audit.rs`): typed, time-ordered [`AuditRecord`]s.
+//! - The audit log (`audit.rs`): typed, time-ordered [`AuditRecord`]s, bounded by age and by
+//!   count, with how many retention removed kept in `meta`.
+//! - Per-minute rollups (`rollups.rs`): counts per minute and integration, added to (never
+//!   overwritten) by each write.
 //! - Only [`Store::record_applied_set`] and [`Store::set_applied_revision`] flush by
 //!   themselves; the queue operations do not, so the daemon can batch flushes ("group
 //!   commit") with [`Store::flush`] or [`Store::flush_async`] before it answers a webhook.
@@ -41,6 +44,7 @@ mod keys;
 mod outbox;
 mod perms;
 mod registrations;
+mod rollups;
 pub mod segments;
 
 use std::fmt;
@@ -55,6 +59,7 @@ pub use inbox::{IngestOutcome, Purged};
 pub use keys::EventRef;
 pub use outbox::{DeadJob, ENRICHMENT, Job};
 pub use registrations::{HealthRecord, Pin, REGISTRATION_SECRET_FIELD, RegistrationRecord};
+pub use rollups::{EventCounts, MINUTE_MS, MinuteRollup, RollupCounts};
 
 /// The schema version this build writes and understands. Version 2 keys stored deliveries by
 /// [`EventRef`] instead of by event key (version 1); version 3 keeps the applied resources as
@@ -93,6 +98,9 @@ pub mod trees {
     pub const REGISTRATIONS: &str = "registrations";
     /// Integration health: integration id → [`super::HealthRecord`].
     pub const HEALTH: &str = "health";
+    /// Per-minute rollups: minute (`at_ms / 60,000`, `u64` big-endian) ‖ integration id →
+    /// [`super::RollupCounts`].
+    pub const ROLLUPS: &str = "rollups";
 }
 
 /// Keys in the `meta` tree.
@@ -101,6 +109,8 @@ mod meta_keys {
     pub(super) const SCHEMA_VERSION: &str = "schema_version";
     /// `String`: the git revision last applied.
     pub(super) const APPLIED_REVISION: &str = "applied_revision";
+    /// `u64`: audit records removed by retention (age and size bounds), ever.
+    pub(super) const AUDIT_RECORDS_REMOVED: &str = "retention_removed_audit_records";
 }
 
 /// Everything that can go wrong with the state store.
@@ -248,6 +258,9 @@ pub struct Store {
     audit: sled::Tree,
     registrations: sled::Tree,
     health: sled::Tree,
+    rollups: sled::Tree,
+    /// What the audit log's size check counted (`audit.rs`).
+    audit_tally: std::sync::Mutex<Option<audit::AuditTally>>,
     /// Jobs in the outbox, counted at open and kept up to date by every transition (sled's
     /// `len` scans the tree, and ingress asks on every delivery).
     depth: std::sync::atomic::AtomicUsize,
@@ -367,6 +380,7 @@ impl Store {
         let audit = db.open_tree(trees::AUDIT).map_err(storage)?;
         let registrations = db.open_tree(trees::REGISTRATIONS).map_err(storage)?;
         let health = db.open_tree(trees::HEALTH).map_err(storage)?;
+        let rollups = db.open_tree(trees::ROLLUPS).map_err(storage)?;
         let store = Store {
             dir: dir.to_owned(),
             db,
@@ -381,6 +395,8 @@ impl Store {
             audit,
             registrations,
             health,
+            rollups,
+            audit_tally: std::sync::Mutex::new(None),
             depth: std::sync::atomic::AtomicUsize::new(0),
             ids: std::sync::Mutex::new((0, 0)),
             dedupe_index: std::sync::Mutex::new(inbox::DedupeIndex::default()),

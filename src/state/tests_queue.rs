@@ -874,6 +874,108 @@ fn audit_is_newest_first_and_filtered() {
 }
 
 #[test]
+fn audit_is_bounded_by_count_oldest_first_and_removals_are_counted_for_good() {
+    let tmp = tempfile::tempdir().unwrap();
+    let all = |store: &Store| {
+        store
+            .audit(&AuditFilter {
+                limit: 100_000,
+                ..AuditFilter::default()
+            })
+            .unwrap()
+    };
+    {
+        let store = Store::open(tmp.path()).unwrap();
+        assert_eq!(store.audit_records_removed().unwrap(), 0);
+        // More than one purge chunk, with records of the same millisecond at the boundary.
+        for i in 0..2_500u64 {
+            store
+                .append_audit(&record(
+                    1_000 + i / 2,
+                    AuditKind::EventAccepted,
+                    "event",
+                    &i.to_string(),
+                ))
+                .unwrap();
+        }
+        assert_eq!(store.purge_audit_over(3_000).unwrap(), 0);
+        assert_eq!(store.purge_audit_over(2_500).unwrap(), 0);
+        assert_eq!(store.purge_audit_over(1_001).unwrap(), 1_499);
+        let left = all(&store);
+        assert_eq!(left.len(), 1_001);
+        // The newest are kept: the oldest left is record 1499 (the second of its millisecond).
+        assert_eq!(left.last().unwrap().resource_id, "1499");
+        assert_eq!(left.first().unwrap().resource_id, "2499");
+        assert_eq!(store.audit_records_removed().unwrap(), 1_499);
+        // The age bound adds to the same count.
+        assert_eq!(store.purge_audit(1_000 + 800).unwrap(), 101);
+        assert_eq!(store.audit_records_removed().unwrap(), 1_600);
+        store.flush().unwrap();
+    }
+    // The count is kept in the state.
+    let store = Store::open(tmp.path()).unwrap();
+    assert_eq!(store.audit_records_removed().unwrap(), 1_600);
+    assert_eq!(store.purge_audit_over(0).unwrap(), 900);
+    assert!(all(&store).is_empty());
+    assert_eq!(store.audit_records_removed().unwrap(), 2_500);
+    assert_eq!(store.purge_audit_over(0).unwrap(), 0);
+}
+
+/// The size check counts recent keys between whole walks, and its estimate stays exact
+/// through appends and age purges: one record over the bound is found.
+#[test]
+fn the_audit_size_check_walks_the_log_only_when_it_must() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let at = |i: u64| 1_765_000_000_000 + i * 1_000;
+    let append = |range: std::ops::Range<u64>| {
+        for i in range {
+            store
+                .append_audit(&record(
+                    at(i),
+                    AuditKind::EventAccepted,
+                    "event",
+                    &i.to_string(),
+                ))
+                .unwrap();
+        }
+    };
+    let walks = || store.tally().as_ref().map_or(0, |t| t.walks);
+    let oldest = || {
+        store
+            .audit(&AuditFilter {
+                limit: 1_000,
+                ..AuditFilter::default()
+            })
+            .unwrap()
+            .last()
+            .map(|r| r.resource_id.clone())
+    };
+    assert_eq!(store.purge_audit_over(10).unwrap(), 0);
+    assert_eq!(walks(), 0, "nothing to walk");
+    append(0..100);
+    assert_eq!(store.purge_audit_over(50).unwrap(), 50);
+    assert_eq!((walks(), oldest().as_deref()), (1, Some("50")));
+    append(100..110);
+    assert_eq!(store.purge_audit_over(100).unwrap(), 0);
+    append(110..150);
+    assert_eq!(store.purge_audit_over(100).unwrap(), 0);
+    assert_eq!(walks(), 1, "estimated, not walked");
+    append(150..151);
+    assert_eq!(store.purge_audit_over(100).unwrap(), 1);
+    assert_eq!((walks(), oldest().as_deref()), (2, Some("51")));
+    // The age bound removes recent records (a short retention): counted out once.
+    assert_eq!(store.purge_audit(at(61)).unwrap(), 10);
+    assert_eq!(store.purge_audit_over(89).unwrap(), 1);
+    assert_eq!((walks(), oldest().as_deref()), (3, Some("62")));
+    // An hour of records after the last walk: walked again.
+    append(3_800..3_801);
+    assert_eq!(store.purge_audit_over(1_000).unwrap(), 0);
+    assert_eq!(walks(), 4);
+    assert_eq!(store.audit_records_removed().unwrap(), 62);
+}
+
+#[test]
 fn audit_kinds_serialize_with_snake_case_tags() {
     let r = record(
         1,

@@ -33,6 +33,7 @@ pub struct Metrics {
     registrations: Family<Labels, Counter>,
     integration_healthy: Family<Labels, Gauge>,
     applied_revision: Family<Labels, Gauge>,
+    retention_removed: Family<Labels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -70,6 +71,7 @@ impl Metrics {
             registrations: Family::default(),
             integration_healthy: Family::default(),
             applied_revision: Family::default(),
+            retention_removed: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -167,7 +169,21 @@ impl Metrics {
             "1 for the revision in use, by revision",
             m.applied_revision.clone(),
         );
+        registry.register(
+            "retention_removed",
+            "What retention removed from the state since it was created, by kind (audit_records, …); kept in the state, so it does not reset on restart",
+            m.retention_removed.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// Sets what retention removed of `kind` to `total` (read from the state at scrape time; a
+    /// counter, so it only moves up).
+    pub fn set_retention_removed(&self, kind: &str, total: u64) {
+        let counter = self
+            .retention_removed
+            .get_or_create(&vec![("kind", kind.to_owned())]);
+        counter.inc_by(total.saturating_sub(counter.get()));
     }
 
     /// A reconcile pass ended.
@@ -309,7 +325,14 @@ mod tests {
         m.event_rejected("zendesk", "bad_signature");
         m.action("slack", "send_message", "succeeded", 0.02);
         m.set_queue(3, 7, 1);
+        m.set_retention_removed("audit_records", 5);
+        m.set_retention_removed("audit_records", 12);
+        m.set_retention_removed("audit_records", 3);
         let text = m.render();
+        assert!(
+            text.contains("supportopsd_retention_removed_total{kind=\"audit_records\"} 12"),
+            "{text}"
+        );
         assert!(
             text.contains("supportopsd_events_received_total{platform=\"slack\"} 1"),
             "{text}"

@@ -209,7 +209,7 @@ where
     let refused = |reason: &str| {
         rt.metrics.event_rejected(kind.as_str(), reason);
         if let Some(id) = &known {
-            rt.stats.count(id.as_str(), Count::EventRejected);
+            rt.stats.count(id.as_str(), Count::EventRejected { reason });
         }
     };
     let body = match read_body(&parts.headers, body, max, rt.options.read_timeout).await {
@@ -318,7 +318,7 @@ fn retry_later(code: StatusCode, secs: u64) -> Reply {
 /// and in the audit log and the log aggregated per integration, reason and minute (SEC-08).
 fn reject(rt: &Runtime, kind: PlatformKind, id: &IntegrationId, reason: &str, now: u64) {
     rt.metrics.event_rejected(kind.as_str(), reason);
-    rt.stats.count(id.as_str(), Count::EventRejected);
+    rt.stats.count(id.as_str(), Count::EventRejected { reason });
     let noted = rt.rejections.note(kind.as_str(), id.as_str(), reason, now);
     if noted.first {
         tracing::info!(platform = kind.as_str(), integration = %id, reason, "Webhook delivery refused (more this minute are counted, not logged).");
@@ -342,8 +342,12 @@ pub(crate) async fn store_event(rt: &Runtime, active: &Active, event: Event, now
     let kind = event.platform;
     if rt.store.queue_depth() >= rt.options.max_queue {
         rt.metrics.event_rejected(kind.as_str(), "queue_full");
-        rt.stats
-            .count(event.integration.as_str(), Count::EventRejected);
+        rt.stats.count(
+            event.integration.as_str(),
+            Count::EventRejected {
+                reason: "queue_full",
+            },
+        );
         return retry_later(StatusCode::SERVICE_UNAVAILABLE, 30);
     }
     let from_self = rt.is_self(&event);
@@ -398,9 +402,16 @@ pub(crate) async fn store_event(rt: &Runtime, active: &Active, event: Event, now
         }
         Ok(IngestOutcome::Stored { .. }) => {
             rt.metrics.event_received(kind.as_str());
-            rt.stats.count(integration.as_str(), Count::EventReceived);
+            rt.stats.count(
+                integration.as_str(),
+                Count::EventReceived {
+                    jobs: !rules.is_empty(),
+                },
+            );
             for r in rules.iter().filter(|_| !enrich) {
                 rt.metrics.rule_matched(r);
+                rt.stats
+                    .count(integration.as_str(), Count::RuleMatched { rule: r });
             }
             if !rules.is_empty() {
                 rt.work.notify_one();

@@ -632,3 +632,231 @@ base_url = "http://127.0.0.1:9"
     let status = daemon.terminate().await;
     assert!(status.success(), "{status:?}");
 }
+
+/// Sums one field of every per-minute record `GET /api/rollups` answered.
+fn rollup_sum(answer: &Value, integration: &str, path: &[&str]) -> u64 {
+    answer["minutes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["integration"] == integration)
+        .map(|m| path.iter().fold(m, |v, k| &v[*k]).as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// Per-minute rollups survive a restart: what a first run counted (events by outcome, rule
+/// matches, actions by outcome) and what the next run counts add up, read by range and
+/// integration through `GET /api/rollups` and as the rates of `status`, while the in-memory
+/// stats start again at zero. What audit retention removed is kept in the state too, and shown
+/// by `status` and `/metrics`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollups_and_retention_counts_survive_a_restart() {
+    let slack = FakeSlack::start(BOT_TOKEN, None).await;
+    let repo = crate::daemon_support::repo(&slack.base_url());
+    let state = tempfile::tempdir().unwrap();
+    {
+        // An audit log beyond its size bound, trimmed before this daemon's time.
+        let store = supportopsd::state::Store::open(state.path()).unwrap();
+        for i in 0..10u64 {
+            store
+                .append_audit(&supportopsd::state::AuditRecord {
+                    at_ms: 1_000 + i,
+                    kind: supportopsd::state::AuditKind::Pinned,
+                    resource_type: "revision".into(),
+                    resource_id: i.to_string(),
+                    detail: json!({}),
+                })
+                .unwrap();
+        }
+        assert_eq!(store.purge_audit_over(4).unwrap(), 6);
+        store.flush().unwrap();
+    }
+    let client = reqwest::Client::new();
+    let started = supportopsd::runtime::now_ms();
+    let bad_signature = |daemon: &Daemon| {
+        client
+            .post(format!("{}/api/webhooks/zendesk/zendesk-main", daemon.url))
+            .header("content-type", "application/json")
+            .header("x-zendesk-webhook-signature-timestamp", rfc3339(0))
+            .header("x-zendesk-webhook-signature", "bm90IGEgc2lnbmF0dXJl")
+            .body(zendesk_ticket(9, "forged"))
+            .send()
+    };
+    async fn rollups_when(daemon: &Daemon, query: &str, done: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..600 {
+            let v = daemon.get_json(&format!("/api/rollups?{query}")).await;
+            if done(&v) {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the rollups did not get there in time");
+    }
+    let sent = |v: &Value, n: u64| {
+        rollup_sum(
+            v,
+            "slack-main",
+            &["actions", "zendesk-to-slack", "send_message", "succeeded"],
+        ) == n
+    };
+
+    let daemon = Daemon::spawn(repo.path(), state.path(), &[]).await;
+    assert_eq!(
+        post_zendesk(&client, &daemon, zendesk_ticket(1, "One"), "inv-1").await,
+        200
+    );
+    // The same signed body again: a duplicate.
+    assert_eq!(
+        post_zendesk(&client, &daemon, zendesk_ticket(1, "One"), "inv-1b").await,
+        200
+    );
+    assert_eq!(bad_signature(&daemon).await.unwrap().status(), 401);
+    let query = format!("since={started}");
+    rollups_when(&daemon, &query, |v| sent(v, 1)).await;
+    assert!(daemon.terminate().await.success());
+
+    let daemon = Daemon::spawn(repo.path(), state.path(), &[]).await;
+    assert_eq!(
+        post_zendesk(&client, &daemon, zendesk_ticket(2, "Two"), "inv-2").await,
+        200
+    );
+    let v = rollups_when(&daemon, &query, |v| sent(v, 2)).await;
+    let zd = |path: &[&str]| rollup_sum(&v, "zendesk-main", path);
+    assert_eq!(zd(&["events", "accepted"]), 2, "{v}");
+    assert_eq!(zd(&["events", "duplicate"]), 1, "{v}");
+    assert_eq!(zd(&["events", "rejected", "bad_signature"]), 1, "{v}");
+    assert_eq!(zd(&["rules", "zendesk-to-slack"]), 2, "{v}");
+    for m in v["minutes"].as_array().unwrap() {
+        let at = m["minute_ms"].as_u64().unwrap();
+        assert_eq!(at % 60_000, 0, "{m}");
+        assert!(at + 60_000 > started, "{m}");
+    }
+    // This run's own counters started at zero; the rollups did not.
+    let stats = daemon
+        .get_json("/api/integrations/zendesk-main/stats")
+        .await;
+    assert_eq!(stats["events_received"], 1, "{stats}");
+
+    // One integration; a range with nothing in it; a bad bound.
+    let slack_only = daemon
+        .get_json(&format!("/api/rollups?{query}&integration=slack-main"))
+        .await;
+    let minutes = slack_only["minutes"].as_array().unwrap();
+    assert!(!minutes.is_empty());
+    assert!(
+        minutes.iter().all(|m| m["integration"] == "slack-main"),
+        "{slack_only}"
+    );
+    let later = started + 3_600_000;
+    let empty = daemon
+        .get_json(&format!(
+            "/api/rollups?since={later}&until={}",
+            later + 60_000
+        ))
+        .await;
+    assert_eq!(empty["minutes"], json!([]), "{empty}");
+    let r = daemon
+        .api(
+            &client,
+            reqwest::Method::GET,
+            "/api/rollups?since=yesterday",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    // `status`: rates from the rollups, and what retention removed.
+    let s = status(&daemon).await;
+    let hour = &s["rates"]["last_hour"];
+    assert_eq!(hour["events"]["accepted"], 2, "{s}");
+    assert_eq!(hour["events"]["duplicate"], 1, "{s}");
+    assert_eq!(hour["events"]["rejected"], 1, "{s}");
+    assert_eq!(hour["rules_matched"], 2, "{s}");
+    assert_eq!(hour["actions"]["succeeded"], 2, "{s}");
+    assert_eq!(s["rates"]["last_24h"]["events"]["accepted"], 2, "{s}");
+    assert_eq!(s["state"]["retention_removed"]["audit_records"], 6, "{s}");
+    let metrics = client
+        .get(format!("{}/metrics", daemon.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("supportopsd_retention_removed_total{kind=\"audit_records\"} 6"),
+        "{metrics}"
+    );
+    let state_arg = state.path().to_str().unwrap();
+    let out = repo.run(&["--state", state_arg, "status", "--url", &daemon.url]);
+    let text = &out.stdout;
+    assert_eq!(out.code, 0, "{text}{}", out.stderr);
+    assert!(
+        text.contains("last hour: 2 event(s) stored (0 matched no rule), 1 duplicate(s), 1 refused; 2 rule match(es); actions: 2 succeeded"),
+        "{text}"
+    );
+    assert!(
+        text.contains("retention removed: 6 audit record(s)"),
+        "{text}"
+    );
+    assert!(daemon.terminate().await.success());
+    // Without a daemon, `status` reads the same from the state.
+    let out = repo.run(&[
+        "--state",
+        state_arg,
+        "status",
+        "--url",
+        "http://127.0.0.1:9",
+    ]);
+    let text = &out.stdout;
+    assert_eq!(out.code, 0, "{text}{}", out.stderr);
+    assert!(text.contains("last 24 h: 2 event(s) stored"), "{text}");
+    assert!(
+        text.contains("retention removed: 6 audit record(s)"),
+        "{text}"
+    );
+}
+
+/// A `SIGKILL` loses only the counts the daemon had not written yet: what it counted more than
+/// a write interval (10 s) before the kill is in the state when it comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_keeps_the_rollups_written_before_it() {
+    let slack = FakeSlack::start(BOT_TOKEN, None).await;
+    let repo = crate::daemon_support::repo(&slack.base_url());
+    let state = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let started = supportopsd::runtime::now_ms();
+    let daemon = Daemon::spawn(repo.path(), state.path(), &[]).await;
+    assert_eq!(
+        post_zendesk(&client, &daemon, zendesk_ticket(1, "One"), "inv-1").await,
+        200
+    );
+    eventually(30, "the rule's message", || {
+        slack.requests_to("chat.postMessage").len() == 1
+    })
+    .await;
+    // Nothing reads the rollups (a read writes them): only the daemon's own writer does.
+    tokio::time::sleep(supportopsd::runtime::stats::ROLLUP_WRITE_EVERY + Duration::from_secs(2))
+        .await;
+    daemon.kill().await;
+    let daemon = Daemon::spawn(repo.path(), state.path(), &[]).await;
+    let v = daemon
+        .get_json(&format!("/api/rollups?since={started}"))
+        .await;
+    assert_eq!(
+        rollup_sum(&v, "zendesk-main", &["events", "accepted"]),
+        1,
+        "{v}"
+    );
+    assert_eq!(
+        rollup_sum(
+            &v,
+            "slack-main",
+            &["actions", "zendesk-to-slack", "send_message", "succeeded"]
+        ),
+        1,
+        "{v}"
+    );
+    assert!(daemon.terminate().await.success());
+}
