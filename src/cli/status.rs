@@ -4,7 +4,7 @@
 use anyhow::bail;
 
 use super::{Exit, GlobalArgs, Target, api_call, state_dir, unexpected};
-use crate::state::Store;
+use crate::state::{State, Store};
 
 /// Show a daemon's status.
 #[derive(Debug, clap::Args)]
@@ -62,6 +62,7 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
                     dir.display()
                 );
             };
+            let store: &dyn State = &store;
             let registrations = store.registrations()?;
             let integrations: Vec<_> = store
                 .health_records()?
