@@ -15,7 +15,7 @@
 //! - [`plan`]: `(desired, current) → Plan`, fingerprints, the security-sensitive changes. Pure.
 //! - [`testing`]: `supportopsd test`: rule test cases run offline.
 //! - [`state`]: the only module that touches sled: applied resources, inbox, outbox, dead
-//!   letters, audit log, the ingest journal.
+//!   letters, audit log, the ingest journal; callers go through its [`state::State`] interface.
 //! - [`event`]: the normalised event every webhook becomes.
 //! - [`platforms`]: the six platforms (and supportopsd's own): the static catalogue (events,
 //!   actions, credentials, payload normalisation) and, above the manifest, inbound verification

@@ -125,6 +125,54 @@ fn no_module_imports_from_a_layer_above_it() {
     );
 }
 
+/// The modules outside `state` that may name its sled backend, `state::Store`: only to open a
+/// state (and, in `runtime`, to replay the ingest journal into it); everything else goes through
+/// the `state::State` interface (docs/ARCHITECTURE.md, `src/state/interface.rs`).
+const STORE_OPENERS: &[&str] = &[
+    "runtime",
+    "cli::events",
+    "cli::pin",
+    "cli::plan",
+    "cli::status",
+];
+
+#[test]
+fn only_the_openers_name_the_sled_store() {
+    let crate_ = Crate::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    let mut problems = Vec::new();
+    let mut openers = BTreeSet::new();
+    for (module, file) in &crate_.files {
+        let outside = module.first().is_some_and(|m| m != "state");
+        if !outside || crate_.test_only.contains(module) {
+            continue;
+        }
+        let name = module.join("::");
+        let names_store = crate_
+            .references(module, &file.code)
+            .iter()
+            .any(|t| t.len() >= 2 && t[0] == "state" && t[1] == "Store");
+        if !names_store {
+            continue;
+        }
+        if STORE_OPENERS.contains(&name.as_str()) {
+            openers.insert(name);
+        } else {
+            problems.push(format!(
+                "{}: names `crate::state::Store`; go through `crate::state::State` (or list the module in STORE_OPENERS if it opens a state)",
+                file.path.display()
+            ));
+        }
+    }
+    for opener in STORE_OPENERS {
+        if !openers.contains(*opener) {
+            problems.push(format!(
+                "`{opener}` is in STORE_OPENERS but does not name `crate::state::Store`: take it out"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
 #[test]
 fn every_module_has_a_layer() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");

@@ -4,7 +4,7 @@
 use anyhow::{Context as _, bail};
 
 use super::{Exit, GlobalArgs, state_dir};
-use crate::state::Store;
+use crate::state::{State, Store};
 
 /// Dead-lettered deliveries.
 #[derive(Debug, clap::Subcommand)]
@@ -89,12 +89,13 @@ pub fn run(cmd: &Command, g: &GlobalArgs) -> anyhow::Result<Exit> {
     }
 }
 
-fn open_state(g: &GlobalArgs) -> anyhow::Result<Store> {
+fn open_state(g: &GlobalArgs) -> anyhow::Result<Box<dyn State>> {
     let dir = state_dir(g);
-    Store::open_existing(&dir)?.with_context(|| {
+    let store = Store::open_existing(&dir)?.with_context(|| {
         format!(
             "no daemon answered and there is no state at {}",
             dir.display()
         )
-    })
+    })?;
+    Ok(Box::new(store))
 }

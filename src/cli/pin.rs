@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::{Exit, GlobalArgs, Target, api_call_with, state_dir, unexpected};
 use crate::runtime::now_ms;
-use crate::state::Store;
+use crate::state::{State, Store};
 
 /// `pin REV`.
 #[derive(Debug, clap::Args)]
@@ -70,6 +70,7 @@ pub fn pin(args: &PinArgs, g: &GlobalArgs) -> anyhow::Result<Exit> {
             let followed = followed_rev();
             let commit = crate::manifest::source::resolve_on_branch(&g.repo, &args.rev, &followed)?;
             let store = Store::open(&state_dir(g))?;
+            let store: &dyn State = &store;
             store.pin_revision(&commit, &args.reason, now_ms(), offline())?;
             println!(
                 "Pinned to {commit} in the state (no daemon answered at {}); the daemon runs it when it starts.",
@@ -92,6 +93,7 @@ pub fn unpin(args: &UnpinArgs, g: &GlobalArgs) -> anyhow::Result<Exit> {
         Some((code, v)) => Err(unexpected(&base, code, &v, false)),
         None => {
             let store = Store::open(&state_dir(g))?;
+            let store: &dyn State = &store;
             if store.pin()?.is_none() {
                 println!("Nothing was pinned.");
                 return Ok(Exit::Failure);

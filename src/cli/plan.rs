@@ -8,7 +8,7 @@ use clap::ValueEnum;
 
 use super::{Exit, GlobalArgs, load_or_report, state_dir};
 use crate::plan::{self, render};
-use crate::state::Store;
+use crate::state::{State, Store};
 
 /// Diff desired against current.
 #[derive(Debug, clap::Args)]
@@ -79,6 +79,7 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
             {
                 None => (BTreeMap::new(), "empty state".to_owned()),
                 Some(store) => {
+                    let store: &dyn State = &store;
                     let applied = store.applied()?;
                     let label = match store.applied_revision()? {
                         Some(rev) => format!("state (applied {})", &rev[..12.min(rev.len())]),

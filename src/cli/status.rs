@@ -4,7 +4,7 @@
 use anyhow::bail;
 
 use super::{Exit, GlobalArgs, Target, api_call, state_dir, unexpected};
-use crate::state::Store;
+use crate::state::{State, Store};
 
 /// Show a daemon's status.
 #[derive(Debug, clap::Args)]
@@ -86,6 +86,7 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
                     dir.display()
                 );
             };
+            let store: &dyn State = &store;
             let registrations = store.registrations()?;
             let integrations: Vec<_> = store
                 .health_records()?
@@ -104,8 +105,8 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
                 "integrations": integrations,
                 "queue_depth": store.queue_depth(),
                 "dead_letters": store.dead_depth(),
-                "rates": crate::daemon::api::rates(&store, crate::runtime::now_ms()),
-                "state": {"retention_removed": {"audit_records": crate::daemon::api::audit_removed(&store)}},
+                "rates": crate::daemon::api::rates(store, crate::runtime::now_ms()),
+                "state": {"retention_removed": {"audit_records": crate::daemon::api::audit_removed(store)}},
             });
             (
                 format!(

@@ -18,7 +18,7 @@ use crate::runtime::gate::Paused;
 use crate::runtime::health;
 use crate::runtime::stats::{ActionOutcome, Count, RULE_OPERATOR};
 use crate::runtime::{Active, Runtime, now_ms};
-use crate::state::{AuditKind, HealthRecord, MINUTE_MS, RegistrationRecord, RollupCounts, Store};
+use crate::state::{AuditKind, HealthRecord, MINUTE_MS, RegistrationRecord, RollupCounts, State};
 use crate::webhook::{Reply, reply};
 
 /// Largest `execute` body accepted (413 beyond).
@@ -877,7 +877,7 @@ pub fn rollups(
 /// The sums of `status`: the last hour and the last 24 hours from the per-minute rollups (the
 /// minute in progress included, as far as it is written), so rates do not reset when the
 /// daemon restarts. `null` for a window that cannot be read (logged).
-pub(crate) fn rates(store: &Store, now: u64) -> Value {
+pub(crate) fn rates(store: &dyn State, now: u64) -> Value {
     let minute = now / MINUTE_MS;
     let window = |minutes: u64| -> Value {
         let since = minute.saturating_sub(minutes - 1).saturating_mul(MINUTE_MS);
@@ -909,7 +909,7 @@ pub(crate) fn rates(store: &Store, now: u64) -> Value {
 }
 
 /// What retention removed, for `status`'s `state` section (the audit part).
-pub(crate) fn audit_removed(store: &Store) -> Value {
+pub(crate) fn audit_removed(store: &dyn State) -> Value {
     match store.audit_records_removed() {
         Ok(n) => json!(n),
         Err(e) => {

@@ -538,10 +538,10 @@ pub fn status_value(rt: &Runtime, reveal_tokens: bool) -> serde_json::Value {
     };
     // Rates from the per-minute rollups (current: what was counted so far is written first).
     rt.write_rollups();
-    let rates = super::api::rates(&rt.store, now);
+    let rates = super::api::rates(rt.store.as_ref(), now);
     json!({
         "rates": rates,
-        "state": {"retention_removed": {"audit_records": super::api::audit_removed(&rt.store)}},
+        "state": {"retention_removed": {"audit_records": super::api::audit_removed(rt.store.as_ref())}},
         "verification_tokens": tokens,
         "applied_revision": s.applied,
         "applied_ms": s.applied_ms,

@@ -14,7 +14,7 @@
 //!   platform's catalogue) is dead-lettered as "outcome unknown" instead, with what to check
 //!   on the platform; the operator replays it if the object is missing.
 //! - For those same actions the attempt is recorded on disk before the request is sent
-//!   ([`crate::state::Store::begin_attempt`]). After a crash or `SIGKILL`, a job found with
+//!   ([`crate::state::Outbox::begin_attempt`]). After a crash or `SIGKILL`, a job found with
 //!   its attempt in flight is dead-lettered as "outcome unknown" instead of being sent again.
 //! - What a crash can still repeat: an action of a kind that is safe to send twice, in flight
 //!   or succeeded but not yet recorded on disk (at most one per job; it runs again, to the

@@ -27,7 +27,7 @@ struct TestConnector {
     /// How long a bulk call takes (a job being polled).
     bulk_takes: Option<Duration>,
     /// Where the bulk call looks at its jobs' leases when it ends.
-    store: std::sync::OnceLock<Arc<crate::state::Store>>,
+    store: std::sync::OnceLock<Arc<dyn crate::state::State>>,
     /// The lease ends the bulk call saw when it ended, by job.
     leases_seen: Mutex<Vec<Option<u64>>>,
     /// Enrichments asked for: (event, ticket id).

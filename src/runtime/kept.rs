@@ -10,19 +10,19 @@ use std::sync::Arc;
 use crate::manifest::IntegrationId;
 use crate::platforms::{Kept, KeptStore};
 use crate::secrets::{self, SealKey};
-use crate::state::{ConnectorKept, Store};
+use crate::state::{ConnectorKept, State};
 
 /// The state as a [`KeptStore`].
 #[derive(Debug, Clone)]
 pub struct StateKept {
-    store: Arc<Store>,
+    store: Arc<dyn State>,
     key: Option<SealKey>,
 }
 
 impl StateKept {
     /// Keeps records in `store`, sealing secrets with `key` (without a key, a record with a
     /// secret cannot be stored, and a stored one cannot be read).
-    pub fn new(store: Arc<Store>, key: Option<SealKey>) -> StateKept {
+    pub fn new(store: Arc<dyn State>, key: Option<SealKey>) -> StateKept {
         StateKept { store, key }
     }
 
@@ -78,6 +78,7 @@ impl KeptStore for StateKept {
 mod tests {
     use super::*;
     use crate::secrets::Secret;
+    use crate::state::Store;
 
     #[test]
     fn secrets_are_sealed_for_their_integration_and_field_and_read_back() {

@@ -35,11 +35,11 @@ use crate::platforms::{Registration, VerifyKeys};
 use crate::policy::Policy;
 use crate::secrets::{self, SealKey, Secret};
 use crate::state::IngestOutcome;
-use crate::state::Store;
 use crate::state::journal::{IngestRecord, Journal};
 use crate::state::{
     AuditKind, AuditRecord, HealthRecord, REGISTRATION_SECRET_FIELD, RegistrationRecord,
 };
+use crate::state::{State, Store};
 use crate::telemetry::Metrics;
 pub use active::{Active, Problem};
 use health::{HealthStatus, SyncStatus};
@@ -177,8 +177,9 @@ pub struct ReloadStatus {
 /// Shared state of a running daemon.
 #[derive(Debug)]
 pub struct Runtime {
-    /// The state store.
-    pub store: Arc<Store>,
+    /// The state, through its interface (the sled [`Store`] behind it is named only by
+    /// [`open`]).
+    pub store: Arc<dyn State>,
     /// Metrics.
     pub metrics: Metrics,
     /// Per-integration counters (`GET /api/integrations/{id}/stats`).
@@ -278,7 +279,7 @@ impl Runtime {
             .store
             .prepare_ingest(&record)
             .map_err(|e| e.to_string())?;
-        let framed = Journal::encode_prepared(self.store.dir(), &record, &prepared)
+        let framed = Journal::encode_prepared(&self.options.state, &record, &prepared)
             .map_err(|e| e.to_string())?;
         drop(record);
         self.writer.ingest(prepared, framed).await
@@ -843,7 +844,10 @@ impl Runtime {
 
 /// Runs the group committer: every waiter queued while a flush is in progress is answered by
 /// the next single flush.
-async fn committer(store: Arc<Store>, mut rx: mpsc::Receiver<oneshot::Sender<Result<(), String>>>) {
+async fn committer(
+    store: Arc<dyn State>,
+    mut rx: mpsc::Receiver<oneshot::Sender<Result<(), String>>>,
+) {
     while let Some(first) = rx.recv().await {
         let mut waiters = vec![first];
         while let Ok(w) = rx.try_recv() {
@@ -994,11 +998,14 @@ pub const DEFAULT_POLL: Duration = Duration::from_secs(30);
 /// Opens the state and builds a runtime (without loading a revision yet). Deliveries journaled
 /// but not yet in sled when the last run stopped are restored first.
 pub fn open(options: Options, key: Option<SealKey>) -> Result<Arc<Runtime>, crate::state::Error> {
-    let store = Arc::new(Store::open(&options.state)?);
+    // Opening and the journal's replay are the backend's own; everything after goes through
+    // the interface.
+    let store = Store::open(&options.state)?;
     let (journal, restored) = Journal::open(&store)?;
     if restored > 0 {
         tracing::info!(restored, "Deliveries restored from the ingest journal.");
     }
+    let store: Arc<dyn State> = Arc::new(store);
     let (commits, rx) = mpsc::channel(4096);
     tokio::spawn(committer(store.clone(), rx));
     let work = Arc::new(Notify::new());

@@ -4,8 +4,8 @@
 //!
 //! A delivery is answered once its journal record is `fdatasync`ed (group commit: one sync for
 //! every delivery that arrived meanwhile) and the state has decided whether it is new
-//! ([`Store::decide_ingests`], in memory). The writer hands new deliveries to the applier,
-//! which writes them to sled ([`Store::apply_ingests`]). A sled transaction costs about as much
+//! ([`State::decide_ingests`](crate::state::Inbox::decide_ingests), in memory). The writer hands new deliveries to the applier,
+//! which writes them to sled ([`State::apply_ingests`](crate::state::Inbox::apply_ingests)). A sled transaction costs about as much
 //! as its contents, so under load the applier gathers deliveries into one transaction every
 //! [`APPLY_EVERY`], on its own thread, while the writer goes on journaling; when deliveries
 //! come one at a time (the applier had nothing and wrote nothing for [`APPLY_EVERY`]), the
@@ -24,7 +24,7 @@ use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
 use crate::state::IngestOutcome;
-use crate::state::Store;
+use crate::state::State;
 use crate::state::journal::{Journal, PreparedIngest};
 
 /// Most deliveries the writer takes into one batch (one journal sync).
@@ -68,7 +68,7 @@ impl Writer {
     /// Starts the writer, its journal sync, applier and checkpoint threads. `work` is woken
     /// whenever jobs reach sled.
     pub(super) fn spawn(
-        store: Arc<Store>,
+        store: Arc<dyn State>,
         journal: Journal,
         work: Arc<Notify>,
     ) -> std::io::Result<Writer> {
@@ -148,7 +148,7 @@ impl Writer {
 
 /// The writer thread's state.
 struct WriterState {
-    store: Arc<Store>,
+    store: Arc<dyn State>,
     journal: Arc<Journal>,
     checkpoint: Checkpoint,
     sync: JournalSync,
@@ -403,7 +403,7 @@ impl ApplierShared {
 }
 
 impl ApplierHandle {
-    fn spawn(store: Arc<Store>, work: Arc<Notify>) -> std::io::Result<ApplierHandle> {
+    fn spawn(store: Arc<dyn State>, work: Arc<Notify>) -> std::io::Result<ApplierHandle> {
         let (to, rx) = std::sync::mpsc::channel();
         let shared = Arc::new(ApplierShared::new());
         let applier = Applier {
@@ -467,7 +467,7 @@ impl ApplierHandle {
 /// The applier thread: writes new deliveries to sled, all that are waiting in one transaction,
 /// at most once per [`APPLY_EVERY`] unless someone waits.
 struct Applier {
-    store: Arc<Store>,
+    store: Arc<dyn State>,
     work: Arc<Notify>,
     shared: Arc<ApplierShared>,
 }
@@ -565,7 +565,7 @@ struct Checkpoint {
 /// The checkpoint thread: flushes sled, then retires the rotated journal file, which sled now
 /// holds durably.
 fn checkpointer(
-    store: Arc<Store>,
+    store: Arc<dyn State>,
     journal: Arc<Journal>,
     files: std::sync::mpsc::Receiver<PathBuf>,
     busy: Arc<AtomicBool>,
@@ -620,6 +620,7 @@ impl JournalSync {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::Store;
     use crate::state::journal::IngestRecord;
     use crate::state::{AuditKind, AuditRecord};
 

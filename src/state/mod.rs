@@ -1,7 +1,9 @@
 //! State: the daemon's persistent store, one sled database under `--state`.
 //!
 //! This is the only module that touches sled; nothing in its public API names a sled type, so
-//! the backend can be swapped. Guarantees:
+//! the backend can be swapped. Callers outside `state` go through the [`State`] trait
+//! (`interface.rs`: what every backend guarantees, method by method); [`Store`] is its sled
+//! implementation, named outside `state` only to open a state. Guarantees:
 //!
 //! - The database has a schema version in `meta`; [`Store::open`] writes it on first open and
 //!   refuses state written by a newer schema with [`Error::NewerSchema`].
@@ -39,6 +41,7 @@ mod audit;
 mod captured;
 mod codec;
 mod inbox;
+mod interface;
 pub mod journal;
 mod keys;
 mod outbox;
@@ -56,6 +59,9 @@ pub use applied::AppliedResource;
 pub use audit::{AuditFilter, AuditKind, AuditRecord};
 pub use captured::{ConnectorKept, NotionVerification, ReceivedToken};
 pub use inbox::{IngestOutcome, Purged};
+pub use interface::{
+    Audit, Captured, Flushing, History, Inbox, Outbox, Registrations, Revisions, Rollups, State,
+};
 pub use keys::EventRef;
 pub use outbox::{DeadJob, ENRICHMENT, Job};
 pub use registrations::{HealthRecord, Pin, REGISTRATION_SECRET_FIELD, RegistrationRecord};

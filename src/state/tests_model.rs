@@ -1,13 +1,19 @@
-//! Model-based property test of the outbox: random sequences of operations on a real store,
-//! checked after every step against a small in-memory model.
+//! Model-based property test of the inbox and outbox: random sequences of operations on a real
+//! state, checked after every step against a small in-memory model.
+//!
+//! Every operation and every check but the backend's own goes through the state interface
+//! (`&dyn State`), so another backend runs the same test with its own [`Backend`]: how to open
+//! its state in a directory, and the checks only it can make ([`SLED`]: the trees' structure,
+//! and which deliveries are stored by event key).
 //!
 //! Properties: no job is lost (every job ever created is in the outbox, dead-lettered, or was
 //! acknowledged exactly once); no job is acknowledged twice; a job is only leased when it is
 //! due and not under an unexpired lease (so no two live leases on one job), oldest first;
 //! a job is dead-lettered exactly when its attempts reach [`MAX_ATTEMPTS`]; steps and results
 //! survive retries, dead-lettering, replays and reopens; `queue_depth`, `dead_depth` and
-//! `oldest_due_ms` match the model; the dedupe window and purging behave; and the trees stay
-//! structurally consistent ([`check_consistency`]).
+//! `oldest_due_ms` match the model; the dedupe window and purging behave (a delivery a queued or
+//! dead-lettered job references is never purged); and the backend stays structurally consistent
+//! (for sled, [`check_consistency`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -116,7 +122,7 @@ impl Model {
         self.ids_where(|j| j.place == Place::Live && j.lease_until_ms.is_some_and(|l| l > now))
     }
 
-    fn ingest(&mut self, store: &Store, key_id: &str, n: usize) {
+    fn ingest(&mut self, store: &dyn State, key_id: &str, n: usize) {
         let key = format!("model/{key_id}");
         let names: Vec<String> = rules(&["a", "b", "c"])[..n].to_vec();
         let outcome = store
@@ -167,15 +173,45 @@ fn pick(ids: &[u64], n: usize) -> Option<u64> {
     (!ids.is_empty()).then(|| ids[n % ids.len()])
 }
 
-fn reopen(dir: &Path, store: &mut Option<Store>) {
+/// A backend under test.
+struct Backend<S> {
+    /// Opens the state under a directory (again after a crash or a stop).
+    open: fn(&Path) -> S,
+    /// What only this backend can check: its structure, and that exactly the deliveries the
+    /// model expects are stored.
+    check: fn(&S, &Model),
+}
+
+/// The sled backend ([`Store`]).
+const SLED: Backend<Store> = Backend {
+    open: open_sled,
+    check: check_sled,
+};
+
+fn open_sled(dir: &Path) -> Store {
+    Store::open(dir).unwrap()
+}
+
+fn check_sled(store: &Store, model: &Model) {
+    check_consistency(store);
+    for key in &model.events {
+        assert_eq!(
+            store.event_by_key(key).unwrap().is_some(),
+            model.present.contains(key),
+            "event {key}"
+        );
+    }
+}
+
+fn reopen<S: State>(backend: &Backend<S>, dir: &Path, store: &mut Option<S>) {
     if let Some(s) = store.take() {
         s.flush().unwrap();
         drop(s);
     }
-    *store = Some(Store::open(dir).unwrap());
+    *store = Some((backend.open)(dir));
 }
 
-fn apply(store: &Store, model: &mut Model, op: &Op) {
+fn apply(store: &dyn State, model: &mut Model, op: &Op) {
     let now = model.now;
     match *op {
         Op::Enqueue(n) => {
@@ -285,6 +321,7 @@ fn apply(store: &Store, model: &mut Model, op: &Op) {
         Op::Crash | Op::Shutdown => unreachable!("handled by the caller"),
         Op::Purge => {
             store.purge_expired(now).unwrap();
+            model.dedupe.retain(|_, until| *until > now);
             let keep: Vec<String> = model
                 .present
                 .iter()
@@ -296,8 +333,8 @@ fn apply(store: &Store, model: &mut Model, op: &Op) {
     }
 }
 
-fn check(store: &Store, model: &Model) {
-    check_consistency(store);
+/// The checks every backend passes, through the interface.
+fn check(store: &dyn State, model: &Model) {
     let live = model.ids_where(|j| j.place == Place::Live);
     let dead = model.ids_where(|j| j.place == Place::Dead);
     assert_eq!(store.queue_depth(), live.len(), "queue depth");
@@ -320,6 +357,9 @@ fn check(store: &Store, model: &Model) {
                 );
                 assert!(job.attempts < MAX_ATTEMPTS);
                 assert_eq!(job.event_key, m.event_key);
+                let event = store.event(job.event_ref).unwrap();
+                let event = event.unwrap_or_else(|| panic!("job {id}'s delivery purged"));
+                assert_eq!(event.key(), m.event_key);
             }
             Place::Dead => {
                 assert!(job.is_none());
@@ -327,29 +367,31 @@ fn check(store: &Store, model: &Model) {
                 assert_eq!(dead_job.job.attempts, MAX_ATTEMPTS);
                 assert_eq!(dead_job.job.step, m.step);
                 assert_eq!(dead_job.job.last_error.as_deref(), Some("failed"));
+                let event = store.event(dead_job.job.event_ref).unwrap();
+                assert!(event.is_some(), "dead job {id}'s delivery purged");
             }
             Place::Acked => assert!(job.is_none() && dead_job.is_none(), "job {id} resurrected"),
         }
     }
     for key in &model.events {
         assert_eq!(
-            store.event_by_key(key).unwrap().is_some(),
-            model.present.contains(key),
-            "event {key}"
+            store.dedupe_until(key).unwrap(),
+            model.dedupe.get(key).copied(),
+            "dedupe window of {key}"
         );
     }
 }
 
-fn run(ops: &[Op]) {
+fn run<S: State>(backend: &Backend<S>, ops: &[Op]) {
     let tmp = tempfile::tempdir().unwrap();
-    let mut store = Some(Store::open(tmp.path()).unwrap());
+    let mut store = Some((backend.open)(tmp.path()));
     let mut model = Model {
         now: 1_000,
         ..Model::default()
     };
     for op in ops {
         match op {
-            Op::Crash => reopen(tmp.path(), &mut store),
+            Op::Crash => reopen(backend, tmp.path(), &mut store),
             Op::Shutdown => {
                 let released = store.as_ref().unwrap().release_leases().unwrap();
                 let leased = model
@@ -362,11 +404,13 @@ fn run(ops: &[Op]) {
                     n += 1;
                 }
                 assert_eq!(released, n);
-                reopen(tmp.path(), &mut store);
+                reopen(backend, tmp.path(), &mut store);
             }
             op => apply(store.as_ref().unwrap(), &mut model, op),
         }
-        check(store.as_ref().unwrap(), &model);
+        let state = store.as_ref().unwrap();
+        check(state, &model);
+        (backend.check)(state, &model);
     }
 }
 
@@ -375,58 +419,61 @@ proptest! {
 
     #[test]
     fn outbox_matches_model(ops in proptest::collection::vec(op(), 1..60)) {
-        run(&ops);
+        run(&SLED, &ops);
     }
 }
 
 /// A fixed sequence through every transition, so that a regression fails without shrinking.
 #[test]
 fn model_smoke() {
-    run(&[
-        Op::Enqueue(3),
-        Op::Lease {
-            lease_ms: 50,
-            limit: 2,
-        },
-        Op::CompleteStep(0),
-        Op::Fail {
-            pick: 0,
-            backoff_ms: 10,
-        },
-        Op::Crash,
-        Op::Advance(60),
-        Op::Lease {
-            lease_ms: 50,
-            limit: 4,
-        },
-        Op::Fail {
-            pick: 0,
-            backoff_ms: 0,
-        },
-        Op::Lease {
-            lease_ms: 50,
-            limit: 4,
-        },
-        Op::Fail {
-            pick: 0,
-            backoff_ms: 0,
-        },
-        Op::Lease {
-            lease_ms: 50,
-            limit: 4,
-        },
-        Op::Fail {
-            pick: 0,
-            backoff_ms: 0,
-        },
-        Op::Replay(0),
-        Op::Replay(1),
-        Op::Ack(0),
-        Op::Ack(0),
-        Op::Shutdown,
-        Op::Redeliver(0),
-        Op::Advance(400),
-        Op::Redeliver(0),
-        Op::Purge,
-    ]);
+    run(
+        &SLED,
+        &[
+            Op::Enqueue(3),
+            Op::Lease {
+                lease_ms: 50,
+                limit: 2,
+            },
+            Op::CompleteStep(0),
+            Op::Fail {
+                pick: 0,
+                backoff_ms: 10,
+            },
+            Op::Crash,
+            Op::Advance(60),
+            Op::Lease {
+                lease_ms: 50,
+                limit: 4,
+            },
+            Op::Fail {
+                pick: 0,
+                backoff_ms: 0,
+            },
+            Op::Lease {
+                lease_ms: 50,
+                limit: 4,
+            },
+            Op::Fail {
+                pick: 0,
+                backoff_ms: 0,
+            },
+            Op::Lease {
+                lease_ms: 50,
+                limit: 4,
+            },
+            Op::Fail {
+                pick: 0,
+                backoff_ms: 0,
+            },
+            Op::Replay(0),
+            Op::Replay(1),
+            Op::Ack(0),
+            Op::Ack(0),
+            Op::Shutdown,
+            Op::Redeliver(0),
+            Op::Advance(400),
+            Op::Redeliver(0),
+            Op::Purge,
+        ],
+    );
 }

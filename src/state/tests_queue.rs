@@ -1,4 +1,5 @@
-//! Tests of the inbox, the outbox and the audit log.
+//! Tests of the inbox, the outbox and the audit log, through the state interface (`&dyn State`;
+//! `sled` names the backend where a test checks or corrupts its trees).
 
 use serde_json::{Map, json};
 
@@ -88,7 +89,8 @@ pub(super) fn check_consistency(store: &Store) {
 #[test]
 fn ingest_stores_event_and_jobs_and_dedupes() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(tmp.path()).unwrap();
+    let sled = Store::open(tmp.path()).unwrap();
+    let store: &dyn State = &sled;
     assert_eq!(store.queue_depth(), 0);
     assert_eq!(store.oldest_due_ms().unwrap(), None);
 
@@ -101,7 +103,7 @@ fn ingest_stores_event_and_jobs_and_dedupes() {
     assert_eq!(jobs.len(), 2);
     assert_ne!(jobs[0], jobs[1]);
     assert_eq!(
-        store.event_by_key("freshdesk-main/42").unwrap(),
+        sled.event_by_key("freshdesk-main/42").unwrap(),
         Some(ev.clone())
     );
     assert_eq!(
@@ -135,7 +137,7 @@ fn ingest_stores_event_and_jobs_and_dedupes() {
         job.event_ref
     );
     assert_eq!(store.job(jobs[1]).unwrap().unwrap().rule, "tag");
-    check_consistency(&store);
+    check_consistency(&sled);
 
     // A redelivery inside the window writes nothing, even with other rules.
     let mut again = ev.clone();
@@ -150,7 +152,7 @@ fn ingest_stores_event_and_jobs_and_dedupes() {
     }
     assert_eq!(store.queue_depth(), 2);
     assert_eq!(
-        store.event_by_key("freshdesk-main/42").unwrap(),
+        sled.event_by_key("freshdesk-main/42").unwrap(),
         Some(ev.clone())
     );
     assert_eq!(
@@ -170,20 +172,21 @@ fn ingest_stores_event_and_jobs_and_dedupes() {
         1
     );
     assert_eq!(store.queue_depth(), 3);
-    check_consistency(&store);
+    check_consistency(&sled);
 }
 
 #[test]
 fn event_without_rules_is_stored_and_deduped() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(tmp.path()).unwrap();
+    let sled = Store::open(tmp.path()).unwrap();
+    let store: &dyn State = &sled;
     let ev = event("slack-ops", "Ev1");
     assert_eq!(
         store.ingest(&ev, &[], 10, 20).unwrap(),
         IngestOutcome::Stored { jobs: vec![] }
     );
     assert_eq!(
-        store.event_by_key("slack-ops/Ev1").unwrap(),
+        sled.event_by_key("slack-ops/Ev1").unwrap(),
         Some(ev.clone())
     );
     assert_eq!(store.queue_depth(), 0);
@@ -191,13 +194,14 @@ fn event_without_rules_is_stored_and_deduped() {
         store.ingest(&ev, &[], 19, 30).unwrap(),
         IngestOutcome::Duplicate
     );
-    check_consistency(&store);
+    check_consistency(&sled);
 }
 
 #[test]
 fn dedupe_expiry_allows_redelivery() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(tmp.path()).unwrap();
+    let sled = Store::open(tmp.path()).unwrap();
+    let store: &dyn State = &sled;
     let ev = event("freshdesk-main", "7");
     let first = stored(store.ingest(&ev, &rules(&["r"]), 100, 200).unwrap());
     // Expired exactly at its expiry time.
@@ -205,9 +209,9 @@ fn dedupe_expiry_allows_redelivery() {
     assert_ne!(first, second);
     assert_eq!(store.dedupe_until("freshdesk-main/7").unwrap(), Some(300));
     assert_eq!(store.queue_depth(), 2);
-    check_consistency(&store);
+    check_consistency(&sled);
     assert!(store.ack(first[0]).unwrap());
-    check_consistency(&store);
+    check_consistency(&sled);
     // Each delivery is kept on its own: the first one, done and past its window, goes; the
     // second stays while its job is pending.
     assert_eq!(
@@ -217,14 +221,15 @@ fn dedupe_expiry_allows_redelivery() {
             events: 1
         }
     );
-    assert!(store.event_by_key("freshdesk-main/7").unwrap().is_some());
-    check_consistency(&store);
+    assert!(sled.event_by_key("freshdesk-main/7").unwrap().is_some());
+    check_consistency(&sled);
 }
 
 #[test]
 fn a_renewed_lease_keeps_the_job_from_being_leased_again() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(tmp.path()).unwrap();
+    let sled = Store::open(tmp.path()).unwrap();
+    let store: &dyn State = &sled;
     let a = stored(
         store
             .ingest(&event("i", "a"), &rules(&["r"]), 100, 10_000)
@@ -240,7 +245,7 @@ fn a_renewed_lease_keeps_the_job_from_being_leased_again() {
     // Never shortened.
     assert!(store.renew_lease(a, 150).unwrap());
     assert_eq!(store.job(a).unwrap().unwrap().lease_until_ms, Some(500));
-    check_consistency(&store);
+    check_consistency(&sled);
     // b's lease ran out at 200; a's holds until 500.
     let leased = store.lease_due(300, 100, 10).unwrap();
     assert_eq!(leased.iter().map(|j| j.id).collect::<Vec<_>>(), [b]);
@@ -250,13 +255,14 @@ fn a_renewed_lease_keeps_the_job_from_being_leased_again() {
     assert_eq!(store.job(b).unwrap().unwrap().lease_until_ms, None);
     assert!(store.ack(a).unwrap());
     assert!(!store.renew_lease(a, 2_000).unwrap());
-    check_consistency(&store);
+    check_consistency(&sled);
 }
 
 #[test]
 fn lease_due_respects_due_time_limit_order_and_leases() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(tmp.path()).unwrap();
+    let sled = Store::open(tmp.path()).unwrap();
+    let store: &dyn State = &sled;
     let a = stored(
         store
             .ingest(&event("i", "a"), &rules(&["r"]), 100, 10_000)
@@ -286,20 +292,21 @@ fn lease_due_respects_due_time_limit_order_and_leases() {
     assert_eq!(leased.iter().map(|j| j.id).collect::<Vec<_>>(), [a]);
     assert!(store.lease_due(299, 100, 10).unwrap().is_empty());
     assert_eq!(store.oldest_due_ms().unwrap(), Some(300));
-    check_consistency(&store);
+    check_consistency(&sled);
     // At 300, c is due and a's and b's leases have expired: all three, b and a first
     // (ready at 300 by lease) before c (id order among equals is creation order).
     let leased = store.lease_due(300, 0, 10).unwrap();
     assert_eq!(leased.iter().map(|j| j.id).collect::<Vec<_>>(), [a, b, c]);
     assert!(leased.iter().all(|j| j.lease_until_ms == Some(301)));
     assert_eq!(store.queue_depth(), 3);
-    check_consistency(&store);
+    check_consistency(&sled);
 }
 
 #[test]
 fn concurrent_leasers_never_share_a_job() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = std::sync::Arc::new(Store::open(tmp.path()).unwrap());
+    let sled = std::sync::Arc::new(Store::open(tmp.path()).unwrap());
+    let store: std::sync::Arc<dyn State> = sled.clone();
     let names: Vec<String> = (0..50).map(|i| format!("r{i}")).collect();
     for e in 0..4 {
         store
@@ -330,13 +337,14 @@ fn concurrent_leasers_never_share_a_job() {
     all.dedup();
     assert_eq!(before, all.len(), "a job was leased twice");
     assert_eq!(all.len(), 200);
-    check_consistency(&store);
+    check_consistency(&sled);
 }
 
 #[test]
 fn complete_step_records_results_and_keeps_lease() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(tmp.path()).unwrap();
+    let sled = Store::open(tmp.path()).unwrap();
+    let store: &dyn State = &sled;
     let id = stored(
         store
             .ingest(&event("i", "1"), &rules(&["r"]), 0, 10)
@@ -370,13 +378,14 @@ fn complete_step_records_results_and_keeps_lease() {
         store.complete_step(999_999, 0, json!(null)),
         Err(Error::NoSuchJob { id: 999_999 })
     ));
-    check_consistency(&store);
+    check_consistency(&sled);
 }
 
 #[test]
 fn ack_removes_once() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(tmp.path()).unwrap();
+    let sled = Store::open(tmp.path()).unwrap();
+    let store: &dyn State = &sled;
     let ids = stored(
         store
             .ingest(&event("i", "1"), &rules(&["a", "b"]), 0, 10)
@@ -386,20 +395,21 @@ fn ack_removes_once() {
     assert!(!store.ack(ids[0]).unwrap());
     assert_eq!(store.job(ids[0]).unwrap(), None);
     assert_eq!(store.queue_depth(), 1);
-    check_consistency(&store);
+    check_consistency(&sled);
     // Acking a leased job removes its index entry too.
     store.lease_due(0, 50, 10).unwrap();
     assert!(store.ack(ids[1]).unwrap());
     assert_eq!(store.queue_depth(), 0);
     assert_eq!(store.oldest_due_ms().unwrap(), None);
-    check_consistency(&store);
+    check_consistency(&sled);
 }
 
 /// SEC-12: a job that met a paused gate goes back without an attempt counted.
 #[test]
 fn postpone_reschedules_without_counting_an_attempt() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(tmp.path()).unwrap();
+    let sled = Store::open(tmp.path()).unwrap();
+    let store: &dyn State = &sled;
     let id = stored(
         store
             .ingest(&event("i", "1"), &rules(&["r"]), 0, 10)
@@ -419,13 +429,14 @@ fn postpone_reschedules_without_counting_an_attempt() {
         store.postpone(12_345_678, 0),
         Err(Error::NoSuchJob { .. })
     ));
-    check_consistency(&store);
+    check_consistency(&sled);
 }
 
 #[test]
 fn retry_reschedules_and_keeps_progress() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(tmp.path()).unwrap();
+    let sled = Store::open(tmp.path()).unwrap();
+    let store: &dyn State = &sled;
     let id = stored(
         store
             .ingest(&event("i", "1"), &rules(&["r"]), 0, 10)
@@ -448,13 +459,14 @@ fn retry_reschedules_and_keeps_progress() {
         store.retry(12_345_678, "x", 0),
         Err(Error::NoSuchJob { .. })
     ));
-    check_consistency(&store);
+    check_consistency(&sled);
 }
 
 #[test]
 fn dead_letter_and_replay() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(tmp.path()).unwrap();
+    let sled = Store::open(tmp.path()).unwrap();
+    let store: &dyn State = &sled;
     let ids = stored(
         store
             .ingest(&event("i", "1"), &rules(&["a", "b"]), 0, 10)
@@ -485,11 +497,11 @@ fn dead_letter_and_replay() {
         store.dead_letter(id, "again", 8),
         Err(Error::NoSuchJob { .. })
     ));
-    check_consistency(&store);
+    check_consistency(&sled);
     // The event stays while the dead job references it.
     assert!(store.ack(ids[1]).unwrap());
     store.purge_expired(1_000).unwrap();
-    assert!(store.event_by_key("i/1").unwrap().is_some());
+    assert!(sled.event_by_key("i/1").unwrap().is_some());
 
     let job = store.replay(id, 2_000).unwrap();
     assert_eq!(job.id, id);
@@ -505,13 +517,14 @@ fn dead_letter_and_replay() {
     assert!(matches!(err, Error::NoSuchDeadJob { .. }), "{err}");
     assert_eq!(err.to_string(), format!("no dead-lettered job {id}"));
     assert_eq!(store.lease_due(2_000, 10, 10).unwrap().len(), 1);
-    check_consistency(&store);
+    check_consistency(&sled);
 }
 
 #[test]
 fn purge_removes_expired_dedupe_and_unreferenced_events() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(tmp.path()).unwrap();
+    let sled = Store::open(tmp.path()).unwrap();
+    let store: &dyn State = &sled;
     // No jobs: removed once its window closes.
     store.ingest(&event("i", "none"), &[], 0, 100).unwrap();
     // A pending job: kept even after its window closes.
@@ -536,12 +549,12 @@ fn purge_removes_expired_dedupe_and_unreferenced_events() {
             events: 1
         }
     );
-    assert_eq!(store.event_by_key("i/none").unwrap(), None);
+    assert_eq!(sled.event_by_key("i/none").unwrap(), None);
     assert_eq!(store.dedupe_until("i/none").unwrap(), None);
-    assert!(store.event_by_key("i/pending").unwrap().is_some());
+    assert!(sled.event_by_key("i/pending").unwrap().is_some());
     assert_eq!(store.dedupe_until("i/pending").unwrap(), None);
-    assert!(store.event_by_key("i/done").unwrap().is_some());
-    check_consistency(&store);
+    assert!(sled.event_by_key("i/done").unwrap().is_some());
+    check_consistency(&sled);
 
     assert_eq!(
         store.purge_expired(300).unwrap(),
@@ -550,7 +563,7 @@ fn purge_removes_expired_dedupe_and_unreferenced_events() {
             events: 1
         }
     );
-    assert_eq!(store.event_by_key("i/done").unwrap(), None);
+    assert_eq!(sled.event_by_key("i/done").unwrap(), None);
     assert!(store.ack(pending[0]).unwrap());
     assert_eq!(
         store.purge_expired(300).unwrap(),
@@ -559,8 +572,8 @@ fn purge_removes_expired_dedupe_and_unreferenced_events() {
             events: 1
         }
     );
-    assert_eq!(store.event_by_key("i/pending").unwrap(), None);
-    assert!(store.inbox.is_empty() && store.dedupe.is_empty() && store.inbox_refs.is_empty());
+    assert_eq!(sled.event_by_key("i/pending").unwrap(), None);
+    assert!(sled.inbox.is_empty() && sled.dedupe.is_empty() && sled.inbox_refs.is_empty());
     // After a purge the event is new again.
     assert!(matches!(
         store.ingest(&event("i", "none"), &[], 400, 500).unwrap(),
@@ -571,7 +584,8 @@ fn purge_removes_expired_dedupe_and_unreferenced_events() {
 #[test]
 fn release_leases_makes_jobs_due_at_once() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(tmp.path()).unwrap();
+    let sled = Store::open(tmp.path()).unwrap();
+    let store: &dyn State = &sled;
     let ids = stored(
         store
             .ingest(&event("i", "1"), &rules(&["a", "b", "c"]), 0, 10)
@@ -585,14 +599,15 @@ fn release_leases_makes_jobs_due_at_once() {
     }
     assert_eq!(store.oldest_due_ms().unwrap(), Some(0));
     assert_eq!(store.lease_due(1, 1_000, 10).unwrap().len(), 3);
-    check_consistency(&store);
+    check_consistency(&sled);
 }
 
 #[test]
 fn state_survives_reopen() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b, dead) = {
-        let store = Store::open(tmp.path()).unwrap();
+        let sled = Store::open(tmp.path()).unwrap();
+        let store: &dyn State = &sled;
         let ids = stored(
             store
                 .ingest(&event("i", "1"), &rules(&["a", "b", "c"]), 0, 10)
@@ -614,7 +629,8 @@ fn state_survives_reopen() {
         store.flush().unwrap();
         (ids[0], ids[1], ids[2])
     };
-    let store = Store::open(tmp.path()).unwrap();
+    let sled = Store::open(tmp.path()).unwrap();
+    let store: &dyn State = &sled;
     assert_eq!(store.queue_depth(), 2);
     let job = store.job(a).unwrap().unwrap();
     assert_eq!((job.step, job.lease_until_ms), (1, Some(100)));
@@ -624,7 +640,7 @@ fn state_survives_reopen() {
         (1, 50, None)
     );
     assert_eq!(store.dead_job(dead).unwrap().unwrap().job.attempts, 1);
-    assert!(store.event_by_key("i/1").unwrap().is_some());
+    assert!(sled.event_by_key("i/1").unwrap().is_some());
     assert_eq!(store.dedupe_until("i/1").unwrap(), Some(10));
     let filter = AuditFilter {
         limit: 10,
@@ -638,14 +654,15 @@ fn state_survives_reopen() {
             .unwrap(),
     );
     assert!(new[0] > dead, "{new:?} after {dead}");
-    check_consistency(&store);
+    check_consistency(&sled);
 }
 
 #[test]
 fn crash_recovery_leased_job_becomes_due_after_lease_expiry() {
     let tmp = tempfile::tempdir().unwrap();
     let id = {
-        let store = Store::open(tmp.path()).unwrap();
+        let sled = Store::open(tmp.path()).unwrap();
+        let store: &dyn State = &sled;
         let id = stored(
             store
                 .ingest(&event("i", "1"), &rules(&["r"]), 1_000, 9_000)
@@ -657,7 +674,8 @@ fn crash_recovery_leased_job_becomes_due_after_lease_expiry() {
         id
         // Dropped without release_leases: a crash as far as the queue can tell.
     };
-    let store = Store::open(tmp.path()).unwrap();
+    let sled = Store::open(tmp.path()).unwrap();
+    let store: &dyn State = &sled;
     // Under the old lease, nobody may take it.
     assert!(store.lease_due(30_999, 30_000, 10).unwrap().is_empty());
     assert_eq!(store.oldest_due_ms().unwrap(), Some(31_000));
@@ -668,13 +686,14 @@ fn crash_recovery_leased_job_becomes_due_after_lease_expiry() {
     assert_eq!(leased[0].step, 1);
     assert_eq!(leased[0].results, vec![json!("sent")]);
     assert_eq!(leased[0].lease_until_ms, Some(61_000));
-    check_consistency(&store);
+    check_consistency(&sled);
 }
 
 #[tokio::test]
 async fn flush_async_makes_writes_durable() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(tmp.path()).unwrap();
+    let sled = Store::open(tmp.path()).unwrap();
+    let store: &dyn State = &sled;
     let ids = stored(
         store
             .ingest(&event("i", "1"), &rules(&["r"]), 0, 10)
@@ -683,27 +702,29 @@ async fn flush_async_makes_writes_durable() {
     let (a, b) = tokio::join!(store.flush_async(), store.flush_async());
     a.unwrap();
     b.unwrap();
-    drop(store);
-    let store = tokio::task::spawn_blocking({
+    drop(sled);
+    let sled = tokio::task::spawn_blocking({
         let dir = tmp.path().to_owned();
         move || Store::open(&dir)
     })
     .await
     .unwrap()
     .unwrap();
+    let store: &dyn State = &sled;
     assert!(store.job(ids[0]).unwrap().is_some());
 }
 
 #[test]
 fn corrupt_queue_values_are_errors() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(tmp.path()).unwrap();
+    let sled = Store::open(tmp.path()).unwrap();
+    let store: &dyn State = &sled;
     let id = stored(
         store
             .ingest(&event("i", "1"), &rules(&["r"]), 0, 10)
             .unwrap(),
     )[0];
-    store.outbox.insert(job_key(id), &b"\x01{"[..]).unwrap();
+    sled.outbox.insert(job_key(id), &b"\x01{"[..]).unwrap();
     let err = store.job(id).unwrap_err();
     assert!(
         matches!(err, Error::Corrupt { tree: "outbox", .. }),
@@ -734,22 +755,23 @@ fn corrupt_queue_values_are_errors() {
         in_flight: None,
     };
     let bytes = codec::encode(trees::OUTBOX, "x", &other).unwrap();
-    store.outbox.insert(job_key(id), bytes).unwrap();
+    sled.outbox.insert(job_key(id), bytes).unwrap();
     assert!(matches!(
         store.job(id),
         Err(Error::Corrupt { tree: "outbox", .. })
     ));
     // Sorts before every real entry.
-    store.due.insert(&b"\x00"[..], &b""[..]).unwrap();
+    sled.due.insert(&b"\x00"[..], &b""[..]).unwrap();
     assert!(matches!(
         store.oldest_due_ms(),
         Err(Error::Corrupt { tree: "due", .. })
     ));
-    store.dedupe.insert("i/2", &b"\x09"[..]).unwrap();
+    sled.dedupe.insert("i/2", &b"\x09"[..]).unwrap();
     store.flush().unwrap();
-    drop(store);
+    drop(sled);
     // The unreadable entry is reported when its key is ingested, and only then.
-    let store = Store::open(tmp.path()).unwrap();
+    let sled = Store::open(tmp.path()).unwrap();
+    let store: &dyn State = &sled;
     assert!(matches!(
         store.ingest(&event("i", "2"), &[], 0, 1),
         Err(Error::Corrupt { tree: "dedupe", .. })
@@ -770,7 +792,8 @@ fn record(at_ms: u64, kind: AuditKind, rtype: &str, rid: &str) -> AuditRecord {
 #[test]
 fn audit_is_newest_first_and_filtered() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(tmp.path()).unwrap();
+    let sled = Store::open(tmp.path()).unwrap();
+    let store: &dyn State = &sled;
     let records = [
         record(200, AuditKind::EventAccepted, "event", "i/1"),
         record(
@@ -1026,7 +1049,8 @@ fn audit_kinds_serialize_with_snake_case_tags() {
 #[test]
 fn ingest_audited_writes_records_in_the_same_transaction() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(tmp.path()).unwrap();
+    let sled = Store::open(tmp.path()).unwrap();
+    let store: &dyn State = &sled;
     let ev = event("i", "1");
     let audit = [
         record(10, AuditKind::EventAccepted, "event", "i/1"),
