@@ -698,7 +698,8 @@ fn empty_target(dir: &Path) -> Result<bool, BackupError> {
 
 /// Restores the backup `file` into `dir`, which must not exist or be empty: a fresh sled
 /// database (compact: written anew, see docs/state-retention.md) and the payload segment files.
-/// The state is then opened once (migrated if its schema is older) and counted. On an error,
+/// The state is then opened once (migrated if its schema is older), the leases of the jobs
+/// leased when it was taken are released, and it is counted. On an error,
 /// what was written is removed (and `dir` too if it did not exist).
 pub fn restore(file: &Path, dir: &Path) -> Result<Checked, BackupError> {
     let existed = empty_target(dir)?;
@@ -712,6 +713,11 @@ pub fn restore(file: &Path, dir: &Path) -> Result<Checked, BackupError> {
     perms::create_dir(dir).map_err(io_error("creating", dir))?;
     let result = write_state(file, dir, &header).and_then(|contents| {
         let store = Store::open(dir)?;
+        // No executor holds the jobs leased when the backup was taken: they are due again at
+        // once, not when their leases run out (a request marked in flight stays so marked, and
+        // is checked before anything is sent again, as after a crash).
+        store.release_leases()?;
+        store.flush()?;
         let counts = store.counts()?;
         store.secure_files();
         Ok(Checked {

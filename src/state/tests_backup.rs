@@ -100,6 +100,11 @@ fn a_backup_restores_to_the_same_state_with_ids_above_the_source() {
     assert_eq!(contents, report.contents);
 
     let target = tmp.path().join("restored");
+    // A job leased when the backup is taken is due at once in the restored state.
+    let leased = store.lease_due(10, 3_600_000, 1).unwrap();
+    assert_eq!(leased.len(), 1);
+    let (bytes, _) = backup_bytes(&store);
+    fs::write(&file, &bytes).unwrap();
     let checked = restore(&file, &target).unwrap();
     assert_eq!(checked.counts, before);
     let restored = Store::open(&target).unwrap();
