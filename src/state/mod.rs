@@ -20,6 +20,9 @@
 //!   step by step, acknowledged, retried or dead-lettered, each transition atomic. Delivery is at
 //!   least once: a crash re-runs at most the jobs that were leased.
 //! - The audit log (`audit.rs`): typed, time-ordered [`AuditRecord`]s.
+//! - Every public method that writes holds [`Store::writing`] (shared) for as long as it
+//!   writes, once per call; a backup (`backup.rs`) takes [`Store::quiesce`] (exclusive) while it
+//!   reads every tree, so a snapshot never sees a transaction half-way.
 //! - Only [`Store::record_applied_set`] and [`Store::set_applied_revision`] flush by
 //!   themselves; the queue operations do not, so the daemon can batch flushes ("group
 //!   commit") with [`Store::flush`] or [`Store::flush_async`] before it answers a webhook.
