@@ -134,6 +134,7 @@ const STORE_OPENERS: &[&str] = &[
     "cli::pin",
     "cli::plan",
     "cli::status",
+    "cli::state",
 ];
 
 #[test]

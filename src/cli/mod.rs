@@ -12,6 +12,7 @@ pub mod plan;
 pub mod run;
 pub mod schema;
 pub mod secret;
+pub mod state;
 pub mod status;
 pub mod sync;
 pub mod test;
@@ -93,6 +94,10 @@ pub enum Command {
     /// Notion's verification token: open a window for it, list what arrived, confirm one, reset.
     #[command(subcommand)]
     Notion(notion::Command),
+    /// Backups of the state: write one (through the running daemon, or from a stopped
+    /// daemon's state), restore one into a new state directory, check one.
+    #[command(subcommand)]
+    State(state::Command),
     /// Ask a running daemon for a reconcile pass now and wait for it (systemd's ExecReload).
     Sync(sync::Args),
     /// Hold the daemon on one revision during an incident.
@@ -164,6 +169,7 @@ fn run_command(cli: &Cli) -> anyhow::Result<Exit> {
         Command::Events(cmd) => events::run(cmd, g),
         Command::Notion(cmd) => notion::run(cmd),
         Command::Sync(args) => sync::run(args),
+        Command::State(cmd) => state::run(cmd, g),
         Command::Pin(args) => pin::pin(args, g),
         Command::Unpin(args) => pin::unpin(args, g),
         Command::CheckPlatform(args) => check_platform::run(args, g),
@@ -297,6 +303,10 @@ fn held_advice(command: &Command) -> String {
         }
         Command::Pin(args) => through(format!("supportopsd pin {} --url {url}", args.rev)),
         Command::Unpin(_) => through(format!("supportopsd unpin --url {url}")),
+        Command::State(state::Command::Backup(args)) => through(format!(
+            "supportopsd state backup --to {} --url {url}",
+            args.to.display()
+        )),
         _ => through(format!("supportopsd status --url {url}")),
     }
 }

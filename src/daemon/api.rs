@@ -2,7 +2,8 @@
 //! integration now (`test`, `execute`). `server.rs` authenticates and routes; everything here
 //! answers for the active revision and never shows a secret: secret credentials and webhook
 //! secrets appear only as `"(sensitive)"`, and platform errors are the connectors'
-//! redaction-safe classifications.
+//! redaction-safe classifications. It also streams a backup of the state
+//! (`POST /api/state/backup`, [`state_backup`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -956,4 +957,140 @@ mod tests {
         let why = check_parameters(tags, &templated).unwrap_err();
         assert!(why.contains("templates"), "{why}");
     }
+}
+
+/// How many bytes of a backup go into one chunk of the answer.
+const BACKUP_CHUNK: usize = 256 * 1024;
+
+/// The body of `POST /api/state/backup`: chunks of the backup as [`Store::backup`] writes them
+/// on a blocking thread. An error ends the body early (the client sees a cut-short answer, and
+/// the backup's missing end makes it fail `state verify`).
+///
+/// [`Store::backup`]: crate::state::Store::backup
+#[derive(Debug)]
+pub struct BackupBody(tokio::sync::mpsc::Receiver<Result<bytes::Bytes, std::io::Error>>);
+
+impl hyper::body::Body for BackupBody {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, std::io::Error>>> {
+        self.get_mut()
+            .0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|c| c.map(hyper::body::Frame::data)))
+    }
+}
+
+/// An answer whose body is whole, or a backup's stream.
+pub type Streamed =
+    http::Response<http_body_util::Either<http_body_util::Full<bytes::Bytes>, BackupBody>>;
+
+/// What [`Store::backup`](crate::state::Store::backup) writes to: chunks sent to the answer.
+struct ChunkWriter {
+    tx: tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>,
+    buf: Vec<u8>,
+}
+
+impl ChunkWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = bytes::Bytes::from(std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(BACKUP_CHUNK),
+        ));
+        self.tx.blocking_send(Ok(chunk)).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "the client went away before the backup was complete",
+            )
+        })
+    }
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= BACKUP_CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+/// `POST /api/state/backup`: a consistent snapshot of the state, streamed as it is written
+/// (`application/octet-stream`, the format of `docs/state-backup.md`). Every delivery answered
+/// before the request is in it (the ingest writer is settled first). Audited
+/// (`state_backed_up`, with the caller, the size and how long writes waited) once the whole
+/// snapshot was handed to the connection, or with the reason it failed.
+pub async fn state_backup(rt: &Arc<Runtime>, caller: &Caller) -> Streamed {
+    if let Err(e) = rt.settle().await {
+        tracing::error!(error = %e, "Backup refused: the ingest writer could not settle.");
+        return json_reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &json!({"error": "internal error; see the daemon's log"}),
+        )
+        .map(http_body_util::Either::Left);
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let mut detail = caller.audit(json!({}));
+    let rt = rt.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut out = ChunkWriter {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(BACKUP_CHUNK),
+        };
+        let result = rt
+            .store
+            .backup(&mut out, crate::state::Taken::Online)
+            .and_then(|report| {
+                std::io::Write::flush(&mut out).map_err(crate::state::BackupError::Write)?;
+                Ok(report)
+            });
+        let error = match result {
+            Ok(report) => {
+                let quiesced_ms = u64::try_from(report.quiesced.as_millis()).unwrap_or(u64::MAX);
+                tracing::info!(
+                    bytes = report.contents.bytes,
+                    entries = report.contents.entries,
+                    files = report.contents.files,
+                    quiesced_ms,
+                    took_ms = u64::try_from(report.took.as_millis()).unwrap_or(u64::MAX),
+                    "State backed up."
+                );
+                if let Some(d) = detail.as_object_mut() {
+                    d.insert("bytes".to_owned(), json!(report.contents.bytes));
+                    d.insert("quiesced_ms".to_owned(), json!(quiesced_ms));
+                }
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "State backup failed.");
+                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                Some(e.to_string())
+            }
+        };
+        rt.record_audit(
+            now_ms(),
+            AuditKind::StateBackedUp { error },
+            "state",
+            "backup",
+            detail,
+        );
+    });
+    let mut answer = http::Response::new(http_body_util::Either::Right(BackupBody(rx)));
+    answer.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    answer
 }

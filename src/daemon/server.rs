@@ -61,7 +61,7 @@ pub async fn serve(rt: Arc<Runtime>, listener: TcpListener, shutdown: Cancellati
             let rt = rt.clone();
             let answered = answered.clone();
             async move {
-                let reply = route(&rt, peer, req).await;
+                let reply = serve_request(&rt, peer, req).await;
                 answered.answered();
                 Ok::<_, Infallible>(reply)
             }
@@ -113,6 +113,40 @@ fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         (k == name).then_some(v)
     })
+}
+
+/// Answers one request: a backup is streamed (`POST /api/state/backup`, admin token), every
+/// other answer is whole ([`route`]).
+async fn serve_request(
+    rt: &Arc<Runtime>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> api::Streamed {
+    if req.method() == Method::POST && req.uri().path().trim_matches('/') == "api/state/backup" {
+        return match admin_caller(rt, peer, &req) {
+            Ok(caller) => api::state_backup(rt, &caller).await,
+            Err(refusal) => (*refusal).map(http_body_util::Either::Left),
+        };
+    }
+    route(rt, peer, req).await.map(http_body_util::Either::Left)
+}
+
+/// The caller of a change through the operator API, or the refusal: as [`operator`] decides
+/// (a token that may change things, a JSON content type).
+fn admin_caller(
+    rt: &Runtime,
+    peer: SocketAddr,
+    req: &Request<Incoming>,
+) -> Result<Caller, Box<Reply>> {
+    let caller = auth::authenticate(&rt.options, peer, req.headers(), req.uri())
+        .map_err(|refusal| Box::new(refusal.reply()))?;
+    if !caller.access.may_change() {
+        return Err(Box::new(auth::read_only()));
+    }
+    if !auth::is_json(req.headers()) {
+        return Err(Box::new(auth::not_json()));
+    }
+    Ok(caller)
 }
 
 /// Routes one request.

@@ -66,6 +66,7 @@ impl Store {
         revision: &str,
         resources: &[AppliedResource],
     ) -> Result<bool, Error> {
+        let _writing = self.writing();
         let mut set: BTreeMap<&str, &AppliedResource> = BTreeMap::new();
         for r in resources {
             if r.key.is_empty() {

@@ -109,6 +109,12 @@ pub enum AuditKind {
         /// Why it failed (redaction-safe); `None` when it succeeded.
         error: Option<String>,
     },
+    /// A backup of the state was taken through the operator API (`POST /api/state/backup`);
+    /// the detail names the caller and the snapshot's size, or why it failed.
+    StateBackedUp {
+        /// Why it failed (redaction-safe); `None` when the whole snapshot was sent.
+        error: Option<String>,
+    },
 }
 
 /// One audit record.
@@ -212,6 +218,12 @@ fn key_name(key: &[u8]) -> String {
 impl Store {
     /// Appends one audit record on its own. Does not flush.
     pub fn append_audit(&self, record: &AuditRecord) -> Result<(), Error> {
+        let _writing = self.writing();
+        self.append_audit_held(record)
+    }
+
+    /// [`Store::append_audit`] for a caller that holds [`Store::writing`] already.
+    pub(super) fn append_audit_held(&self, record: &AuditRecord) -> Result<(), Error> {
         for (key, value) in self.encode_audit(std::slice::from_ref(record))? {
             self.audit.insert(key, value).map_err(|e| self.storage(e))?;
         }

@@ -127,6 +127,7 @@ impl Store {
         integration: &str,
         v: &NotionVerification,
     ) -> Result<(), Error> {
+        let _writing = self.writing();
         self.put(
             &self.meta,
             trees::META,
@@ -139,6 +140,7 @@ impl Store {
     /// Forgets an integration's verification: window, tokens, confirmation, and that a signed
     /// delivery was seen. Does not flush.
     pub fn reset_notion_verification(&self, integration: &str) -> Result<(), Error> {
+        let _writing = self.writing();
         for key in [
             format!("{PREFIX}{integration}"),
             format!("{VERIFIED_PREFIX}{integration}"),
@@ -165,6 +167,7 @@ impl Store {
     /// Records that a signed delivery for the integration was verified (the subscription
     /// works). Does not flush.
     pub fn set_signed_delivery_seen(&self, integration: &str) -> Result<(), Error> {
+        let _writing = self.writing();
         self.put(
             &self.meta,
             trees::META,
@@ -212,6 +215,7 @@ impl Store {
     /// Replaces what the connector of `integration` keeps, in one insert, and returns once it
     /// is durable (flushed): a rotated single-use token must be on disk before it is used.
     pub fn put_connector_kept(&self, integration: &str, kept: &ConnectorKept) -> Result<(), Error> {
+        let _writing = self.writing();
         self.put(
             &self.meta,
             trees::META,

@@ -244,6 +244,7 @@ impl Store {
     /// [`Store::decide_ingests`] found new, in ONE transaction. On an error nothing was
     /// written and the ingests stay reserved: apply them again.
     pub fn apply_ingests(&self, new: &[&Prepared]) -> Result<(), Error> {
+        let _writing = self.writing();
         if new.is_empty() {
             return Ok(());
         }
@@ -397,6 +398,7 @@ impl Store {
     /// while the daemon ingests and executes: each removal re-checks its conditions atomically.
     /// Does not flush.
     pub fn purge_expired(&self, now_ms: u64) -> Result<Purged, Error> {
+        let _writing = self.writing();
         let mut purged = Purged::default();
         for item in self.dedupe.iter() {
             let (k, v) = item.map_err(|e| self.storage(e))?;
@@ -448,6 +450,7 @@ impl Store {
         now_ms: u64,
         audit: &[AuditRecord],
     ) -> Result<Vec<u64>, Error> {
+        let _writing = self.writing();
         let key = event.key();
         let event_bytes = codec::encode(trees::INBOX, &key, event)?;
         let mut ids = Vec::with_capacity(rules.len());

@@ -71,9 +71,9 @@ use std::pin::Pin as Pinned;
 
 use super::journal::{IngestRecord, PreparedIngest};
 use super::{
-    AppliedResource, AuditFilter, AuditRecord, ConnectorKept, DeadJob, Error, EventRef,
-    HealthRecord, IngestOutcome, Job, MinuteRollup, NotionVerification, Pin, Purged,
-    RegistrationRecord, Store,
+    AppliedResource, AuditFilter, AuditRecord, BackupError, BackupReport, ConnectorKept, DeadJob,
+    Error, EventRef, HealthRecord, IngestOutcome, Job, MinuteRollup, NotionVerification, Pin,
+    Purged, RegistrationRecord, Store, Taken,
 };
 use crate::event::Event;
 
@@ -108,6 +108,16 @@ pub trait State:
     /// umask they were created with; returns how many could not be (each logged). A backend
     /// with no local files returns 0. Housekeeping calls it periodically.
     fn secure_files(&self) -> usize;
+
+    /// Writes a consistent snapshot of the whole state to `out` (the format and its guarantees:
+    /// docs/state-backup.md): every write that returned before the call is in it, none is in
+    /// it half-way, and writes go on while the snapshot is streamed (they wait at most while
+    /// the backend's records are read). `taken` says whether a daemon was running.
+    fn backup(
+        &self,
+        out: &mut dyn std::io::Write,
+        taken: Taken,
+    ) -> Result<BackupReport, BackupError>;
 }
 
 /// Deliveries coming in: ingest with deduplication, enrichment, and expiry.
@@ -462,6 +472,14 @@ impl State for Store {
 
     fn secure_files(&self) -> usize {
         Store::secure_files(self)
+    }
+
+    fn backup(
+        &self,
+        out: &mut dyn std::io::Write,
+        taken: Taken,
+    ) -> Result<BackupReport, BackupError> {
+        Store::backup(self, out, taken)
     }
 }
 

@@ -25,6 +25,9 @@
 //!   count, with how many retention removed kept in `meta`.
 //! - Per-minute rollups (`rollups.rs`): counts per minute and integration, added to (never
 //!   overwritten) by each write.
+//! - Every public method that writes holds [`Store::writing`] (shared) for as long as it
+//!   writes, once per call; a backup (`backup.rs`) takes [`Store::quiesce`] (exclusive) while it
+//!   reads every tree, so a snapshot never sees a transaction half-way.
 //! - Only [`Store::record_applied_set`] and [`Store::set_applied_revision`] flush by
 //!   themselves; the queue operations do not, so the daemon can batch flushes ("group
 //!   commit") with [`Store::flush`] or [`Store::flush_async`] before it answers a webhook.
@@ -38,6 +41,7 @@
 
 mod applied;
 mod audit;
+pub mod backup;
 mod captured;
 mod codec;
 mod inbox;
@@ -57,6 +61,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 pub use applied::AppliedResource;
 pub use audit::{AuditFilter, AuditKind, AuditRecord};
+pub use backup::{BackupError, BackupReport, Checked, StateCounts, Taken};
 pub use captured::{ConnectorKept, NotionVerification, ReceivedToken};
 pub use inbox::{IngestOutcome, Purged};
 pub use interface::{
@@ -117,6 +122,10 @@ mod meta_keys {
     pub(super) const APPLIED_REVISION: &str = "applied_revision";
     /// `u64`: audit records removed by retention (age and size bounds), ever.
     pub(super) const AUDIT_RECORDS_REMOVED: &str = "retention_removed_audit_records";
+    /// `u64`: added to every id [`super::Store::next_id`] hands out. Absent (0) in a state
+    /// created in place; a restored state ([`super::backup`]) starts above every id of the
+    /// state it was backed up from, since sled's id generator starts again from 0.
+    pub(super) const ID_BASE: &str = "id_base";
 }
 
 /// Everything that can go wrong with the state store.
@@ -272,6 +281,8 @@ pub struct Store {
     depth: std::sync::atomic::AtomicUsize,
     /// The block of ids [`Store::next_id`] hands out: `next..end`.
     ids: std::sync::Mutex<(u64, u64)>,
+    /// Added to every id block (`meta/id_base`, see [`meta_keys::ID_BASE`]).
+    id_base: u64,
     /// The dedupe windows by key, in memory (see `inbox.rs`); held while ingests commit.
     dedupe_index: std::sync::Mutex<inbox::DedupeIndex>,
     /// Taken shared by every method that writes ([`Store::writing`]) and exclusively by a
@@ -352,16 +363,7 @@ impl Store {
         // can still look locked: try again briefly before saying so.
         let mut attempts = 0;
         let db = loop {
-            match sled::Config::new()
-                .path(dir)
-                // Durability comes from explicit flushes (and the daemon's ingest journal), not
-                // from a background timer competing with the writers.
-                .flush_every_ms(None)
-                // sled's page cache defaults to 1 GiB; a support queue needs far less.
-                .cache_capacity(64 * 1024 * 1024)
-                .open()
-                .map_err(|e| open_error(dir, e))
-            {
+            match sled_config(dir).open().map_err(|e| open_error(dir, e)) {
                 Err(Error::Locked { .. }) if attempts < LOCK_RETRIES => {
                     attempts += 1;
                     #[allow(clippy::disallowed_methods)]
@@ -372,6 +374,7 @@ impl Store {
             }
         };
         // sled made its files with the umask.
+        backup::remove_spools(dir);
         perms::secure_dir(dir);
         perms::secure_files(dir);
         let storage = |e| storage_error(dir, e);
@@ -387,7 +390,7 @@ impl Store {
         let registrations = db.open_tree(trees::REGISTRATIONS).map_err(storage)?;
         let health = db.open_tree(trees::HEALTH).map_err(storage)?;
         let rollups = db.open_tree(trees::ROLLUPS).map_err(storage)?;
-        let store = Store {
+        let mut store = Store {
             dir: dir.to_owned(),
             db,
             meta,
@@ -405,6 +408,7 @@ impl Store {
             audit_tally: std::sync::Mutex::new(None),
             depth: std::sync::atomic::AtomicUsize::new(0),
             ids: std::sync::Mutex::new((0, 0)),
+            id_base: 0,
             dedupe_index: std::sync::Mutex::new(inbox::DedupeIndex::default()),
             writes: std::sync::RwLock::new(()),
             retention_holds: std::sync::Arc::default(),
@@ -431,6 +435,9 @@ impl Store {
             }
             Some(found) => store.migrate(found)?,
         }
+        store.id_base = store
+            .get(&store.meta, trees::META, meta_keys::ID_BASE)?
+            .unwrap_or(0);
         store.load_dedupe_index()?;
         Ok(store)
     }
@@ -479,6 +486,7 @@ impl Store {
     /// Sets the applied revision on its own. Prefer [`Store::record_applied_set`], which also
     /// records the applied resources atomically. Flushes before returning.
     pub fn set_applied_revision(&self, revision: &str) -> Result<(), Error> {
+        let _writing = self.writing();
         self.put(
             &self.meta,
             trees::META,
@@ -509,7 +517,6 @@ impl Store {
     /// Held by a method that writes, for as long as it writes. Take it once, at the public
     /// method's entry, never again further down the same call (a nested shared lock can wait
     /// forever behind a waiting [`Store::quiesce`]).
-    #[allow(dead_code)] // wired into every write path by the backup change
     pub(super) fn writing(&self) -> std::sync::RwLockReadGuard<'_, ()> {
         self.writes
             .read()
@@ -518,7 +525,6 @@ impl Store {
 
     /// Waits until no write is in progress and holds off new ones while the guard lives: what a
     /// consistent snapshot of every tree needs.
-    #[allow(dead_code)] // used by the backup change
     pub(super) fn quiesce(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
         self.writes
             .write()
@@ -560,7 +566,9 @@ impl Store {
                 .db
                 .generate_id()
                 .map_err(|e| storage_error(&self.dir, e))?;
-            let start = block.saturating_add(1).saturating_mul(ID_BLOCK);
+            let start = self
+                .id_base
+                .saturating_add(block.saturating_add(1).saturating_mul(ID_BLOCK));
             *ids = (start, start.saturating_add(ID_BLOCK));
         }
         let id = ids.0;
@@ -604,6 +612,17 @@ impl Store {
             .map(|_| ())
             .map_err(|e| storage_error(&self.dir, e))
     }
+}
+
+/// How the database is opened (by [`Store::open`], and by a restore writing a fresh one).
+fn sled_config(dir: &Path) -> sled::Config {
+    sled::Config::new()
+        .path(dir)
+        // Durability comes from explicit flushes (and the daemon's ingest journal), not from a
+        // background timer competing with the writers.
+        .flush_every_ms(None)
+        // sled's page cache defaults to 1 GiB; a support queue needs far less.
+        .cache_capacity(64 * 1024 * 1024)
 }
 
 /// Aborts a transaction with `e`.

@@ -193,6 +193,7 @@ impl Store {
     /// `now_ms + lease_ms` (a lease of 0 counts as 1 ms). Each lease is its own transaction, so
     /// concurrent leasers never get the same job. Does not flush.
     pub fn lease_due(&self, now_ms: u64, lease_ms: u64, limit: usize) -> Result<Vec<Job>, Error> {
+        let _writing = self.writing();
         let lease_until = now_ms.saturating_add(lease_ms.max(1));
         let mut leased = Vec::new();
         if limit == 0 {
@@ -256,6 +257,7 @@ impl Store {
     /// being leased again meanwhile. `Ok(false)` when the job is no longer in the outbox or no
     /// longer leased (settled meanwhile); nothing is written then. Does not flush.
     pub fn renew_lease(&self, id: u64, until_ms: u64) -> Result<bool, Error> {
+        let _writing = self.writing();
         let renewed = self.modify_job(id, |job| match job.lease_until_ms {
             Some(until) if until < until_ms => {
                 job.lease_until_ms = Some(until_ms);
@@ -276,6 +278,7 @@ impl Store {
     /// `step` is not the job's next step. Does not flush: the caller makes it durable before
     /// sending.
     pub fn begin_attempt(&self, id: u64, step: usize) -> Result<Job, Error> {
+        let _writing = self.writing();
         self.modify_job(id, |job| {
             if job.step != step {
                 return Err(Error::StepMismatch {
@@ -298,6 +301,7 @@ impl Store {
         step: usize,
         result: serde_json::Value,
     ) -> Result<Job, Error> {
+        let _writing = self.writing();
         self.modify_job(id, |job| {
             if job.step != step {
                 return Err(Error::StepMismatch {
@@ -317,6 +321,7 @@ impl Store {
     /// outbox (acknowledged before, or dead-lettered): a second ack is detectable. Does not
     /// flush.
     pub fn ack(&self, id: u64) -> Result<bool, Error> {
+        let _writing = self.writing();
         let result =
             (&self.outbox, &self.due, &self.inbox_refs).transaction(|(outbox, due, refs)| {
                 let Some(job) = tx_get_job(outbox, id)? else {
@@ -343,6 +348,7 @@ impl Store {
     /// Records a failed attempt and reschedules the job: attempts + 1, `last_error` set, lease
     /// cleared, due at `due_ms`. Steps already completed stay completed. Does not flush.
     pub fn retry(&self, id: u64, error: &str, due_ms: u64) -> Result<Job, Error> {
+        let _writing = self.writing();
         self.modify_job(id, |job| {
             job.attempts = job.attempts.saturating_add(1);
             job.last_error = Some(error.to_owned());
@@ -357,6 +363,7 @@ impl Store {
     /// (the integration's gate is paused by a platform's `Retry-After`). Lease cleared; attempts,
     /// progress and `last_error` unchanged. Does not flush.
     pub fn postpone(&self, id: u64, due_ms: u64) -> Result<Job, Error> {
+        let _writing = self.writing();
         self.modify_job(id, |job| {
             job.lease_until_ms = None;
             job.due_ms = due_ms;
@@ -368,6 +375,7 @@ impl Store {
     /// `last_error` set, lease cleared, stamped `now_ms`. [`Error::NoSuchJob`] if it is not in
     /// the outbox. Does not flush.
     pub fn dead_letter(&self, id: u64, error: &str, now_ms: u64) -> Result<DeadJob, Error> {
+        let _writing = self.writing();
         let result = (&self.outbox, &self.due, &self.dead).transaction(|(outbox, due, dead)| {
             let mut job = tx_get_job(outbox, id)?.ok_or_else(|| abort(Error::NoSuchJob { id }))?;
             outbox.remove(&job_key(id))?;
@@ -413,6 +421,7 @@ impl Store {
     /// are kept, so it resumes at the action that failed. [`Error::NoSuchDeadJob`] if it is not
     /// dead-lettered. Does not flush.
     pub fn replay(&self, id: u64, now_ms: u64) -> Result<Job, Error> {
+        let _writing = self.writing();
         let result = (&self.dead, &self.outbox, &self.due).transaction(|(dead, outbox, due)| {
             let key = job_key(id);
             let bytes = dead
@@ -438,6 +447,7 @@ impl Store {
     /// shutdown, after the executors have stopped). Returns how many leases were cleared.
     /// Does not flush.
     pub fn release_leases(&self) -> Result<usize, Error> {
+        let _writing = self.writing();
         let mut released = 0;
         for item in self.outbox.iter() {
             let (k, v) = item.map_err(|e| self.storage(e))?;

@@ -75,6 +75,7 @@ const POLL_CURSOR_PREFIX: &str = "poll_cursor/";
 impl Store {
     /// Records a registration (replacing the integration's previous one). Does not flush.
     pub fn put_registration(&self, record: &RegistrationRecord) -> Result<(), Error> {
+        let _writing = self.writing();
         self.put(
             &self.registrations,
             trees::REGISTRATIONS,
@@ -100,6 +101,7 @@ impl Store {
 
     /// Forgets a registration (it was pruned). Does not flush.
     pub fn remove_registration(&self, integration: &str) -> Result<(), Error> {
+        let _writing = self.writing();
         self.registrations
             .remove(integration.as_bytes())
             .map(|_| ())
@@ -108,6 +110,7 @@ impl Store {
 
     /// Records an integration's health. Does not flush.
     pub fn put_health(&self, record: &HealthRecord) -> Result<(), Error> {
+        let _writing = self.writing();
         self.put(&self.health, trees::HEALTH, &record.integration, record)
     }
 
@@ -123,6 +126,7 @@ impl Store {
 
     /// Forgets an integration's health (it left the manifests). Does not flush.
     pub fn remove_health(&self, integration: &str) -> Result<(), Error> {
+        let _writing = self.writing();
         self.health
             .remove(integration.as_bytes())
             .map(|_| ())
@@ -135,6 +139,7 @@ impl Store {
         integration: &str,
         cursor: &serde_json::Value,
     ) -> Result<(), Error> {
+        let _writing = self.writing();
         self.put(
             &self.meta,
             trees::META,
@@ -166,14 +171,15 @@ impl Store {
         at_ms: u64,
         by: serde_json::Value,
     ) -> Result<(), Error> {
-        self.append_audit(&AuditRecord {
+        let _writing = self.writing();
+        self.append_audit_held(&AuditRecord {
             at_ms,
             kind: AuditKind::Pinned,
             resource_type: "revision".to_owned(),
             resource_id: commit.to_owned(),
             detail: with_fields(serde_json::json!({"reason": reason}), by),
         })?;
-        self.set_pin(Some(&Pin {
+        self.set_pin_held(Some(&Pin {
             revision: commit.to_owned(),
             at_ms,
             reason: reason.to_owned(),
@@ -182,19 +188,26 @@ impl Store {
 
     /// Releases the pin, audited (`unpinned`, with `by`'s fields). Flushes before returning.
     pub fn unpin(&self, at_ms: u64, by: serde_json::Value) -> Result<(), Error> {
+        let _writing = self.writing();
         let previous = self.pin()?.map(|p| p.revision).unwrap_or_default();
-        self.append_audit(&AuditRecord {
+        self.append_audit_held(&AuditRecord {
             at_ms,
             kind: AuditKind::Unpinned,
             resource_type: "revision".to_owned(),
             resource_id: previous,
             detail: with_fields(serde_json::json!({}), by),
         })?;
-        self.set_pin(None)
+        self.set_pin_held(None)
     }
 
     /// Pins (`Some`) or unpins (`None`). Flushes before returning.
     pub fn set_pin(&self, pin: Option<&Pin>) -> Result<(), Error> {
+        let _writing = self.writing();
+        self.set_pin_held(pin)
+    }
+
+    /// [`Store::set_pin`] for a caller that holds [`Store::writing`] already.
+    fn set_pin_held(&self, pin: Option<&Pin>) -> Result<(), Error> {
         match pin {
             Some(p) => self.put(&self.meta, trees::META, PIN_KEY, p)?,
             None => {

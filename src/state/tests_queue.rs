@@ -1039,6 +1039,7 @@ fn audit_kinds_serialize_with_snake_case_tags() {
         ),
         (AuditKind::JobReplayed, "job_replayed"),
         (AuditKind::SyncRequested, "sync_requested"),
+        (AuditKind::StateBackedUp { error: None }, "state_backed_up"),
     ] {
         let v = serde_json::to_value(&kind).unwrap();
         assert_eq!(v["type"], tag);

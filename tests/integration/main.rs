@@ -10,6 +10,7 @@ mod attacks_ingress;
 mod attacks_manifest;
 mod attacks_notion;
 mod attacks_plan;
+mod backup;
 mod bulk;
 mod check_platform;
 mod crash;
