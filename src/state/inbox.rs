@@ -349,7 +349,10 @@ impl Store {
 
     /// Decides and writes prepared ingests in one transaction, in order; one outcome per
     /// ingest. On an error nothing was written and nothing stays reserved.
-    fn commit_prepared(&self, prepared: &[Prepared]) -> Result<Vec<IngestOutcome>, Error> {
+    pub(super) fn commit_prepared(
+        &self,
+        prepared: &[Prepared],
+    ) -> Result<Vec<IngestOutcome>, Error> {
         let prepared: Vec<&Prepared> = prepared.iter().collect();
         let outcomes = self.decide_ingests(&prepared)?;
         let new: Vec<&Prepared> = prepared
