@@ -215,6 +215,9 @@ fn audit(at_ms: u64, kind: AuditKind, resource_type: &str, id: &str, detail: Val
 
 /// The journaled form of a delivery, with the audit records the daemon writes for it and its
 /// jobs; `fates` says what becomes of each job.
+/// The revision the generated deliveries were stored under.
+const REVISION: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
+
 fn record(event: Event, rules: Vec<String>, fates: &[Fate], at_ms: u64) -> IngestRecord {
     let key = event.key();
     let mut records = vec![audit(
@@ -271,6 +274,7 @@ fn record(event: Event, rules: Vec<String>, fates: &[Fate], at_ms: u64) -> Inges
         now_ms: at_ms,
         dedupe_until_ms: at_ms + 72 * 3600 * 1000,
         audit: records,
+        revision: Some(REVISION.to_owned()),
     }
 }
 

@@ -55,6 +55,14 @@ pub struct Args {
     /// How long audit records are kept.
     #[arg(long, env = "SUPPORTOPSD_AUDIT_RETENTION", default_value = "30d", value_parser = duration)]
     pub audit_retention: std::time::Duration,
+    /// How long stored deliveries (payloads) are kept; a delivery whose job is unfinished or
+    /// dead-lettered is kept until that job is done.
+    #[arg(long, env = "SUPPORTOPSD_EVENT_RETENTION", default_value = "3d", value_parser = duration)]
+    pub event_retention: std::time::Duration,
+    /// The state directory's size (payloads, database, journal) that retention keeps under by
+    /// dropping the oldest deliveries first (500MB, 20GB, 1TB; KiB/MiB/GiB also accepted).
+    #[arg(long, env = "SUPPORTOPSD_MAX_STATE_SIZE", default_value = "20GB", value_parser = byte_size)]
+    pub max_state_size: u64,
     /// How long a job in flight stays reserved; after a crash it runs again once this passes.
     #[arg(long, env = "SUPPORTOPSD_LEASE", default_value = "2m", value_parser = duration)]
     pub lease: std::time::Duration,
@@ -91,6 +99,29 @@ pub struct Args {
 
 fn duration(s: &str) -> Result<std::time::Duration, String> {
     parse_duration(s).ok_or_else(|| format!("invalid duration `{s}` (use 30s, 5m, 2h, 1d)"))
+}
+
+/// A size in bytes: a number and a unit (B, KB, MB, GB, TB: powers of 1000; KiB, MiB, GiB,
+/// TiB: powers of 1024), e.g. `500MB`, `20GB`.
+pub(crate) fn byte_size(s: &str) -> Result<u64, String> {
+    let bad = || format!("invalid size `{s}` (use e.g. 500MB, 20GB, 1TB)");
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let factor: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "KB" | "K" => 1_000,
+        "MB" | "M" => 1_000_000,
+        "GB" | "G" => 1_000_000_000,
+        "TB" | "T" => 1_000_000_000_000,
+        "KIB" => 1 << 10,
+        "MIB" => 1 << 20,
+        "GIB" => 1 << 30,
+        "TIB" => 1 << 40,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(factor).ok_or_else(bad)
 }
 
 fn env(name: &str) -> Option<String> {
@@ -231,6 +262,8 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
     options.workers = args.workers;
     options.lease = args.lease;
     options.audit_retention = args.audit_retention;
+    options.event_retention = args.event_retention;
+    options.max_state_size = args.max_state_size;
     options.poll_interval = args
         .poll_interval
         .max(std::time::Duration::from_millis(100));

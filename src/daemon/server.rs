@@ -148,6 +148,15 @@ pub async fn route(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Incoming>) 
             };
             let dead = rt.store.dead_depth();
             rt.metrics.set_queue(rt.store.queue_depth(), oldest, dead);
+            let state = crate::daemon::api::state_section(&rt.store);
+            for kind in ["payloads", "database", "journal"] {
+                let bytes = state["bytes"][kind].as_u64().unwrap_or(0);
+                rt.metrics.set_state_bytes(kind, bytes);
+            }
+            for kind in ["events", "payload_bytes"] {
+                let total = state["retention_removed"][kind].as_u64().unwrap_or(0);
+                rt.metrics.set_retention_removed(kind, total);
+            }
             reply(
                 StatusCode::OK,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -527,5 +536,6 @@ pub fn status_value(rt: &Runtime, reveal_tokens: bool) -> serde_json::Value {
         "notes": notes,
         "queue_depth": rt.store.queue_depth(),
         "dead_letters": rt.store.dead_depth(),
+        "state": crate::daemon::api::state_section(&rt.store),
     })
 }

@@ -88,6 +88,11 @@ pub struct Options {
     pub sync_secret: Option<Secret>,
     /// How long audit records are kept.
     pub audit_retention: Duration,
+    /// How long stored deliveries (their payloads) are kept, unless a job still needs them.
+    pub event_retention: Duration,
+    /// The size (payloads, database, journal) retention keeps the state under, oldest
+    /// deliveries first.
+    pub max_state_size: u64,
     /// How often the repository is polled for a new commit (the file watcher's fallback).
     pub poll_interval: Duration,
     /// How often a full pass re-checks live state (drift, renewals, connections).
@@ -137,6 +142,8 @@ impl Options {
             read_token: None,
             sync_secret: None,
             audit_retention: Duration::from_secs(30 * 86_400),
+            event_retention: Duration::from_secs(3 * 86_400),
+            max_state_size: 20_000_000_000,
             poll_interval: DEFAULT_POLL,
             resync_interval: DEFAULT_RESYNC,
             watch: true,

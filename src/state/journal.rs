@@ -55,6 +55,10 @@ pub struct IngestRecord {
     pub dedupe_until_ms: u64,
     /// Its audit records.
     pub audit: Vec<AuditRecord>,
+    /// The revision in use when it was received (`None`: unknown; records of earlier builds
+    /// have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
 }
 
 /// The journal of one state directory.
@@ -324,7 +328,13 @@ impl Journal {
             }
             framed.extend_from_slice(json(a)?);
         }
-        framed.extend_from_slice(b"]}");
+        framed.push(b']');
+        if let Some(revision) = &record.revision {
+            framed.extend_from_slice(b",\"revision\":");
+            serde_json::to_writer(&mut framed, revision)
+                .map_err(|e| fail(std::io::Error::other(e)))?;
+        }
+        framed.push(b'}');
         Self::frame(dir, framed)
     }
 
@@ -458,6 +468,7 @@ pub(crate) mod tests {
             now_ms: 1,
             dedupe_until_ms: u64::MAX,
             audit: Vec::new(),
+            revision: Some("0123abcd".into()),
         }
     }
 

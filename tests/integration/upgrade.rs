@@ -458,14 +458,14 @@ async fn the_previous_release_state_opens_and_everything_in_it_works() {
         assert_eq!(jobs[1].rule, "zendesk-to-slack");
         for job in &jobs {
             let event = store
-                .event(job.event_ref)
+                .event(job.event_id)
                 .unwrap()
                 .expect("the stored delivery");
             assert_eq!(event.key(), job.event_key);
         }
         let dead = store.dead(10).unwrap();
         assert_eq!(dead.len(), 1, "{dead:?}");
-        assert!(store.event(dead[0].job.event_ref).unwrap().is_some());
+        assert!(store.event(dead[0].job.event_id).unwrap().is_some());
     }
 
     // The pin names a commit of the generator's repository, which this one does not have:
