@@ -72,6 +72,8 @@ d16=$(drive supportopsd "http://127.0.0.1:$port" 16 "$daemon"); echo "$d16"
 d64=$(drive supportopsd "http://127.0.0.1:$port" 64 "$daemon"); echo "$d64"
 echo "supportopsd peak RSS: $(( $(hwm_kb "$daemon") / 1024 )) MB"
 kill "$daemon"
+# DAEMON_ONLY=1: no ceiling run (benches/ingest_compare.sh alternates builds with it).
+if [ -n "${DAEMON_ONLY:-}" ]; then exit 0; fi
 
 "$ceiling" "127.0.0.1:$ceiling_port" >/dev/null &
 pids+=($!); trivial=$!

@@ -148,6 +148,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A payload segment file could not be read or written.
+    #[error("payload segment {}: {source}", path.display())]
+    Segment {
+        /// The segment file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// Another process holds the database lock.
     #[error(
         "state at {} is in use by another supportopsd process (a running daemon?)",
@@ -205,15 +214,6 @@ pub enum Error {
     InvalidBatch {
         /// What is wrong.
         detail: String,
-    },
-    /// The payload segment files could not be read or written.
-    #[error("event payloads at {}: {source}", dir.display())]
-    Payloads {
-        /// The segments' directory.
-        dir: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
     },
     /// No job with this id is in the outbox (already acknowledged or dead-lettered?).
     #[error("no job {id} in the outbox")]
@@ -410,10 +410,7 @@ impl Store {
         let applied = db.open_tree(trees::APPLIED).map_err(storage)?;
         let events = db.open_tree(trees::EVENTS).map_err(storage)?;
         let event_segments = db.open_tree(trees::EVENT_SEGMENTS).map_err(storage)?;
-        let segments = segments::Segments::open(dir).map_err(|source| Error::Payloads {
-            dir: dir.join("events"),
-            source,
-        })?;
+        let segments = segments::Segments::open(dir)?;
         let dedupe = db.open_tree(trees::DEDUPE).map_err(storage)?;
         let inbox_refs = db.open_tree(trees::INBOX_REFS).map_err(storage)?;
         let outbox = db.open_tree(trees::OUTBOX).map_err(storage)?;
@@ -695,3 +692,5 @@ mod tests;
 mod tests_model;
 #[cfg(test)]
 mod tests_queue;
+#[cfg(test)]
+mod tests_retention;

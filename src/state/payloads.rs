@@ -139,13 +139,6 @@ impl Store {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn payload_error(&self, source: std::io::Error) -> Error {
-        Error::Payloads {
-            dir: self.dir.join("events"),
-            source,
-        }
-    }
-
     /// Appends delivery `id`'s payload to the open segment.
     pub(super) fn append_payload(
         &self,
@@ -153,10 +146,7 @@ impl Store {
         bytes: &[u8],
         now_ms: u64,
     ) -> Result<PayloadAt, Error> {
-        let at = self
-            .segments
-            .append(id.0, bytes, now_ms)
-            .map_err(|e| self.payload_error(e))?;
+        let at = self.segments.append(id.0, bytes, now_ms)?;
         Ok(PayloadAt {
             segment: at.segment,
             offset: at.offset,
@@ -171,14 +161,12 @@ impl Store {
             offset: at.offset,
             len: at.len,
         };
-        self.segments
-            .read(location, id.0)
-            .map_err(|e| self.payload_error(e))
+        self.segments.read(location, id.0)
     }
 
     /// Makes every payload appended so far durable (before sled is flushed).
     pub(super) fn sync_payloads(&self) -> Result<(), Error> {
-        self.segments.sync().map_err(|e| self.payload_error(e))
+        self.segments.sync()
     }
 
     /// The state's size on disk by kind (reads the directory: for status and metrics).
@@ -338,10 +326,21 @@ impl Store {
     ) -> Result<Option<String>, Error> {
         let sizes = self.state_bytes();
         let mut total = sizes.total();
-        let listed = self.segments.list().map_err(|e| self.payload_error(e))?;
+        // An open segment past its age is sealed now rather than at the next append, so that an
+        // idle daemon's last segment can go too.
+        let stale = self.segments.list()?.iter().any(|s| {
+            s.open
+                && s.started_ms
+                    .saturating_add(super::segments::MAX_SEGMENT_AGE_MS)
+                    <= now_ms
+        });
+        if stale {
+            self.segments.seal()?;
+        }
+        let listed = self.segments.list()?;
         let mut emptied = Vec::new();
         for info in listed.iter().filter(|s| !s.open) {
-            let live = self.segment_events(info.segment)?;
+            let live = self.segment_events(info.id)?;
             let expired = live
                 .iter()
                 .all(|m| cutoff.is_some_and(|c| m.received_ms <= c));
@@ -377,7 +376,7 @@ impl Store {
             if stay || removed < unreferenced.len() {
                 continue;
             }
-            emptied.push(info.segment);
+            emptied.push(info.id);
             total = total.saturating_sub(info.bytes);
         }
         if !emptied.is_empty() {
@@ -396,10 +395,7 @@ impl Store {
                 if still_used {
                     continue;
                 }
-                let freed = self
-                    .segments
-                    .remove(segment)
-                    .map_err(|e| self.payload_error(e))?;
+                let freed = self.segments.remove(segment)?;
                 purged.segments += 1;
                 purged.payload_bytes = purged.payload_bytes.saturating_add(freed);
             }

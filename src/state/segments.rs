@@ -1,223 +1,582 @@
-//! Payload segments: append-only files under `<state dir>/events/`, named
-//! `<segment id as 16 lowercase hex>.seg`, deleted whole by retention.
+//! Payload segments: the stored deliveries' bodies, in append-only files under
+//! `<state>/events/`, one file per segment, deleted whole by retention.
 //!
-//! (Interim version on the i17-layout branch, with the API the lead's module has; replaced by it
-//! on merge.) A record is `len: u32 LE ‖ crc32: u32 LE ‖ seq: u64 LE ‖ bytes`; [`Segments::read`]
-//! checks the CRC and the sequence number. Appends are written to the file at once (so a crash
-//! of the process loses nothing the kernel has), and made durable by [`Segments::sync`].
+//! Why not in sled: sled 0.34 does not give disk space back (removing 90 % of its data leaves
+//! its file at its size, measured in [docs/state-retention.md](../../docs/state-retention.md)),
+//! so payloads — nearly all of a state's bytes — live where a whole unit can be dropped and
+//! its blocks freed at once. sled keeps the small keyed records that say where each payload
+//! is (a [`Location`]).
+//!
+//! Layout: a segment is `<id as 16 lowercase hex>.seg`, made 0600 in a 0700 folder. It starts
+//! with a 16-byte header (`SOPSEG\0\x01` ‖ the time it was started, ms since the Unix epoch,
+//! `u64` LE), followed by records `len: u32 LE ‖ crc: u32 LE ‖ seq: u64 LE ‖ payload`, where
+//! `crc` is the CRC-32 of `seq` (LE) followed by the payload. A segment is written until it
+//! holds [`MAX_SEGMENT_BYTES`] or is [`MAX_SEGMENT_AGE_MS`] old, then sealed (synced, never
+//! written again) and a new one started; a segment is also never appended to by a later run
+//! (each run starts its own at its first append), so a run's crash leaves at most a torn tail
+//! in a sealed segment.
+//!
+//! Guarantees:
+//! - [`Segments::append`] returns once the record is written (to the page cache); every record
+//!   appended before [`Segments::sync`] began is durable when it returns. The store syncs the
+//!   segments before every flush of sled, so sled never durably points at bytes that are not.
+//! - [`Segments::read`] checks the record's length, checksum and sequence number: a location
+//!   that does not hold what it should is an [`Error::Corrupt`], never a wrong payload.
+//! - What a crash may leave behind: records appended but never referenced (their index entry
+//!   was not written, or not flushed), and a torn record at the end of a segment. Nothing reads
+//!   them; their bytes go when their segment is removed.
+//! - Opening writes nothing ([`Segments::open`] on a state without `events/` creates nothing
+//!   until the first append), so read-only commands leave the directory as it was.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, FileExt as _, OpenOptionsExt as _};
+use std::io;
+use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-/// A segment rolls over past this size.
-const MAX_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
-/// A segment rolls over once this old (milliseconds).
-const MAX_SEGMENT_AGE_MS: u64 = 3_600_000;
-const HEADER: usize = 16;
+use serde::{Deserialize, Serialize};
 
-/// Where a payload is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+use super::Error;
+
+/// The folder under the state directory that holds the segments.
+pub const DIR: &str = "events";
+
+/// The file name suffix of a segment.
+const SUFFIX: &str = ".seg";
+
+/// A segment is sealed once it holds this many bytes…
+pub const MAX_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// …or once it is this old (so retention can drop an hour at a time).
+pub const MAX_SEGMENT_AGE_MS: u64 = 60 * 60 * 1000;
+
+/// What a segment starts with.
+const MAGIC: &[u8; 8] = b"SOPSEG\0\x01";
+
+/// The segment header: [`MAGIC`] ‖ started ms.
+const HEADER_LEN: u64 = 16;
+
+/// A record's header: len ‖ crc ‖ seq.
+const RECORD_HEADER_LEN: usize = 16;
+
+/// The largest payload a record holds (the length field is a `u32`; a delivery is far
+/// smaller, as webhook bodies are limited).
+const MAX_PAYLOAD: usize = u32::MAX as usize;
+
+/// Where a payload is: its segment, the offset of its record and the payload's length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Location {
     /// The segment id.
     pub segment: u64,
-    /// Offset of the record in the segment file.
+    /// The offset of the record (its header) in the segment file.
     pub offset: u64,
-    /// Length of the payload.
+    /// The payload's length in bytes.
     pub len: u32,
 }
 
-/// One segment file.
+/// A segment on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentInfo {
     /// The segment id.
-    pub segment: u64,
-    /// Its size.
+    pub id: u64,
+    /// The file's size in bytes.
     pub bytes: u64,
-    /// Whether it is the one appended to.
+    /// When it was started, ms since the Unix epoch (0 when its header is unreadable).
+    pub started_ms: u64,
+    /// Whether this run is still appending to it (it cannot be removed).
     pub open: bool,
 }
 
-/// The segment files of a state directory.
+/// The segments of one state directory.
 #[derive(Debug)]
 pub struct Segments {
     dir: PathBuf,
     inner: Mutex<Inner>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Inner {
-    open: Option<Open>,
+    /// The segment this run appends to, once it appended.
+    open: Option<OpenSegment>,
+    /// The id the next segment gets (above every segment seen).
+    next_id: u64,
+    /// Read handles, by segment id.
+    readers: HashMap<u64, Arc<File>>,
+    /// Whether something was appended since the last sync.
     dirty: bool,
 }
 
 #[derive(Debug)]
-struct Open {
-    segment: u64,
-    file: File,
+struct OpenSegment {
+    id: u64,
+    file: Arc<File>,
     len: u64,
     started_ms: u64,
 }
 
-fn name(segment: u64) -> String {
-    format!("{segment:016x}.seg")
-}
-
-fn parse(name: &str) -> Option<u64> {
-    let hex = name.strip_suffix(".seg")?;
-    if hex.len() != 16 {
-        return None;
-    }
-    u64::from_str_radix(hex, 16).ok()
-}
-
 impl Segments {
-    /// Opens (creating) `<state_dir>/events/`.
-    pub fn open(state_dir: &Path) -> std::io::Result<Segments> {
-        let dir = state_dir.join("events");
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)?;
+    /// The segments under `state_dir` (`events/` need not exist; nothing is created).
+    pub fn open(state_dir: &Path) -> Result<Segments, Error> {
+        let dir = state_dir.join(DIR);
+        let next_id = list_ids(&dir)?.last().map_or(1, |id| id.saturating_add(1));
         Ok(Segments {
             dir,
             inner: Mutex::new(Inner {
-                open: None,
-                dirty: false,
+                next_id,
+                ..Inner::default()
             }),
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    /// The folder of the segments.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn ids(&self) -> std::io::Result<Vec<u64>> {
-        let mut ids = Vec::new();
-        for entry in fs::read_dir(&self.dir)? {
-            if let Some(id) = entry?.file_name().to_str().and_then(parse) {
-                ids.push(id);
-            }
-        }
-        ids.sort_unstable();
-        Ok(ids)
-    }
-
-    /// Appends `bytes` (of record `seq`) to the open segment, rolling over as needed.
-    pub fn append(&self, seq: u64, bytes: &[u8], now_ms: u64) -> std::io::Result<Location> {
-        let len = u32::try_from(bytes.len()).map_err(|_| std::io::Error::other("too large"))?;
-        let mut inner = self.lock();
-        let roll = match &inner.open {
-            None => true,
-            Some(o) => {
-                o.len >= MAX_SEGMENT_BYTES
-                    || now_ms.saturating_sub(o.started_ms) >= MAX_SEGMENT_AGE_MS
-            }
-        };
-        if roll {
-            if let Some(o) = &inner.open {
-                o.file.sync_data()?;
-            }
-            let next = self.ids()?.last().map_or(1, |last| last + 1);
-            let file = OpenOptions::new()
-                .create_new(true)
-                .append(true)
-                .read(true)
-                .mode(0o600)
-                .open(self.dir.join(name(next)))?;
-            inner.open = Some(Open {
-                segment: next,
-                file,
-                len: 0,
-                started_ms: now_ms,
-            });
-        }
-        let Some(open) = inner.open.as_mut() else {
-            return Err(std::io::Error::other("no open segment"));
-        };
-        let mut record = Vec::with_capacity(HEADER + bytes.len());
+    /// Appends the payload of delivery `seq` (received at `now_ms`, which decides when the open
+    /// segment is sealed) and says where it is. Not durable until [`Segments::sync`].
+    pub fn append(&self, seq: u64, payload: &[u8], now_ms: u64) -> Result<Location, Error> {
+        let len = u32::try_from(payload.len())
+            .ok()
+            .filter(|_| payload.len() <= MAX_PAYLOAD)
+            .ok_or_else(|| Error::Corrupt {
+                tree: DIR,
+                key: format!("evt_{seq}"),
+                detail: format!("payload of {} bytes is too large", payload.len()),
+            })?;
+        let mut record = Vec::with_capacity(RECORD_HEADER_LEN + payload.len());
         record.extend_from_slice(&len.to_le_bytes());
-        record.extend_from_slice(&crc32fast::hash(bytes).to_le_bytes());
+        record.extend_from_slice(&checksum(seq, payload).to_le_bytes());
         record.extend_from_slice(&seq.to_le_bytes());
-        record.extend_from_slice(bytes);
-        open.file.write_all(&record)?;
-        let at = Location {
-            segment: open.segment,
-            offset: open.len,
-            len,
+        record.extend_from_slice(payload);
+
+        let mut inner = self.inner();
+        let record_len = record.len() as u64;
+        let mut open = match inner.open.take() {
+            Some(open)
+                if !((open.len > HEADER_LEN
+                    && open.len.saturating_add(record_len) > MAX_SEGMENT_BYTES)
+                    || now_ms.saturating_sub(open.started_ms) >= MAX_SEGMENT_AGE_MS) =>
+            {
+                open
+            }
+            sealed => {
+                if let Some(old) = sealed {
+                    // Sealed segments are never synced again: sync it now.
+                    old.file.sync_data().map_err(self.io(old.id))?;
+                }
+                let id = inner.next_id;
+                let file = self.create(id, now_ms)?;
+                inner.next_id = id.saturating_add(1);
+                inner.readers.insert(id, file.clone());
+                OpenSegment {
+                    id,
+                    file,
+                    len: HEADER_LEN,
+                    started_ms: now_ms,
+                }
+            }
         };
-        open.len += record.len() as u64;
-        inner.dirty = true;
-        Ok(at)
-    }
-
-    /// Reads the payload at `at`, checking its CRC and that it is record `seq`'s.
-    pub fn read(&self, at: Location, seq: u64) -> std::io::Result<Vec<u8>> {
-        let file = File::open(self.dir.join(name(at.segment)))?;
-        let mut buf = vec![0u8; HEADER + at.len as usize];
-        file.read_exact_at(&mut buf, at.offset)?;
-        let (head, body) = buf.split_at(HEADER);
-        let word = |r: std::ops::Range<usize>| head.get(r).unwrap_or_default().to_vec();
-        let ok = word(0..4) == at.len.to_le_bytes()
-            && word(4..8) == crc32fast::hash(body).to_le_bytes()
-            && word(8..16) == seq.to_le_bytes();
-        if !ok {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!(
-                    "segment {} offset {}: not record {seq}",
-                    at.segment, at.offset
-                ),
-            ));
+        let offset = open.len;
+        let written = open.file.write_all_at(&record, offset);
+        if written.is_ok() {
+            open.len += record_len;
+            inner.dirty = true;
         }
-        Ok(body.to_vec())
+        let segment = open.id;
+        inner.open = Some(open);
+        drop(inner);
+        written.map_err(|e| io_error(&self.dir, segment, e))?;
+        Ok(Location {
+            segment,
+            offset,
+            len,
+        })
     }
 
-    /// Makes everything appended so far durable.
-    pub fn sync(&self) -> std::io::Result<()> {
-        let mut inner = self.lock();
-        if inner.dirty {
-            if let Some(o) = &inner.open {
-                o.file.sync_data()?;
+    /// Makes every record appended before this call durable.
+    pub fn sync(&self) -> Result<(), Error> {
+        let file = {
+            let mut inner = self.inner();
+            if !inner.dirty {
+                return Ok(());
             }
             inner.dirty = false;
+            inner.open.as_ref().map(|open| (open.id, open.file.clone()))
+        };
+        if let Some((id, file)) = file
+            && let Err(e) = file.sync_data()
+        {
+            self.inner().dirty = true;
+            return Err(io_error(&self.dir, id, e));
         }
         Ok(())
     }
 
-    /// Every segment file, oldest first.
-    pub fn list(&self) -> std::io::Result<Vec<SegmentInfo>> {
-        let open = self.lock().open.as_ref().map(|o| o.segment);
+    /// The payload of delivery `seq` at `at`.
+    pub fn read(&self, at: Location, seq: u64) -> Result<Vec<u8>, Error> {
+        let file = self.reader(at.segment)?;
+        let corrupt = |detail: String| Error::Corrupt {
+            tree: DIR,
+            key: format!("{} at {} (evt_{seq})", file_name(at.segment), at.offset),
+            detail,
+        };
+        let mut header = [0u8; RECORD_HEADER_LEN];
+        file.read_exact_at(&mut header, at.offset)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::UnexpectedEof => corrupt("the record is past the end".to_owned()),
+                _ => io_error(&self.dir, at.segment, e),
+            })?;
+        let (len, rest) = header.split_at(4);
+        let (crc, stored_seq) = rest.split_at(4);
+        let len = u32::from_le_bytes(len.try_into().unwrap_or_default());
+        let crc = u32::from_le_bytes(crc.try_into().unwrap_or_default());
+        let stored_seq = u64::from_le_bytes(stored_seq.try_into().unwrap_or_default());
+        if len != at.len || stored_seq != seq {
+            return Err(corrupt(format!(
+                "the record holds evt_{stored_seq} of {len} bytes, expected evt_{seq} of {} bytes",
+                at.len
+            )));
+        }
+        let mut payload = vec![0u8; len as usize];
+        file.read_exact_at(&mut payload, at.offset + RECORD_HEADER_LEN as u64)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::UnexpectedEof => corrupt("the record is torn".to_owned()),
+                _ => io_error(&self.dir, at.segment, e),
+            })?;
+        if checksum(seq, &payload) != crc {
+            return Err(corrupt("checksum mismatch".to_owned()));
+        }
+        Ok(payload)
+    }
+
+    /// Every segment on disk, oldest first.
+    pub fn list(&self) -> Result<Vec<SegmentInfo>, Error> {
+        let open = self.inner().open.as_ref().map(|o| o.id);
         let mut out = Vec::new();
-        for id in self.ids()? {
-            let bytes = fs::metadata(self.dir.join(name(id)))?.len();
+        for id in list_ids(&self.dir)? {
+            let path = self.dir.join(file_name(id));
+            let bytes = match fs::metadata(&path) {
+                Ok(meta) => meta.len(),
+                // Removed meanwhile.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_error(&self.dir, id, e)),
+            };
             out.push(SegmentInfo {
-                segment: id,
+                id,
                 bytes,
-                open: Some(id) == open,
+                started_ms: started_ms(&path).unwrap_or(0),
+                open: open == Some(id),
             });
         }
         Ok(out)
     }
 
-    /// Deletes a segment (never the open one); returns the bytes freed.
-    pub fn remove(&self, segment: u64) -> std::io::Result<u64> {
-        let inner = self.lock();
-        if inner.open.as_ref().is_some_and(|o| o.segment == segment) {
-            return Ok(0);
-        }
-        let path = self.dir.join(name(segment));
-        let bytes = fs::metadata(&path)?.len();
-        fs::remove_file(&path)?;
-        Ok(bytes)
+    /// The bytes of every segment on disk.
+    pub fn bytes(&self) -> Result<u64, Error> {
+        Ok(self.list()?.iter().map(|s| s.bytes).sum())
     }
 
-    /// The size of every segment file.
-    pub fn bytes(&self) -> std::io::Result<u64> {
-        Ok(self.list()?.iter().map(|s| s.bytes).sum())
+    /// Deletes segment `id` and returns the bytes freed (0 if it was gone). The open segment is
+    /// never removed: it is an [`Error::Corrupt`] to ask (a caller bug).
+    pub fn remove(&self, id: u64) -> Result<u64, Error> {
+        {
+            let mut inner = self.inner();
+            if inner.open.as_ref().is_some_and(|o| o.id == id) {
+                return Err(Error::Corrupt {
+                    tree: DIR,
+                    key: file_name(id),
+                    detail: "the open segment cannot be removed".to_owned(),
+                });
+            }
+            inner.readers.remove(&id);
+        }
+        let path = self.dir.join(file_name(id));
+        let bytes = match fs::metadata(&path) {
+            Ok(meta) => meta.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io_error(&self.dir, id, e)),
+        };
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(bytes),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(io_error(&self.dir, id, e)),
+        }
+    }
+
+    /// Seals the open segment (synced; the next append starts a new one), so that retention
+    /// can remove everything written so far. Returns the id sealed, if one was open.
+    pub fn seal(&self) -> Result<Option<u64>, Error> {
+        let old = self.inner().open.take();
+        match old {
+            Some(old) => {
+                old.file.sync_data().map_err(self.io(old.id))?;
+                Ok(Some(old.id))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// A read handle of segment `id`, opened on first use.
+    fn reader(&self, id: u64) -> Result<Arc<File>, Error> {
+        if let Some(file) = self.inner().readers.get(&id) {
+            return Ok(file.clone());
+        }
+        let path = self.dir.join(file_name(id));
+        let file = Arc::new(File::open(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => Error::Corrupt {
+                tree: DIR,
+                key: file_name(id),
+                detail: "the segment is gone".to_owned(),
+            },
+            _ => io_error(&self.dir, id, e),
+        })?);
+        self.inner().readers.insert(id, file.clone());
+        Ok(file)
+    }
+
+    /// Creates segment `id` (and the folder), 0600, with its header.
+    fn create(&self, id: u64, now_ms: u64) -> Result<Arc<File>, Error> {
+        super::perms::create_dir(&self.dir).map_err(self.io(id))?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(super::perms::FILE_MODE)
+            .open(self.dir.join(file_name(id)))
+            .map_err(self.io(id))?;
+        let mut header = [0u8; HEADER_LEN as usize];
+        header[..8].copy_from_slice(MAGIC);
+        header[8..].copy_from_slice(&now_ms.to_le_bytes());
+        file.write_all_at(&header, 0).map_err(self.io(id))?;
+        // The new file's name must survive a crash before anything in sled points into it.
+        if let Ok(dir) = File::open(&self.dir) {
+            dir.sync_all().map_err(self.io(id))?;
+        }
+        Ok(Arc::new(file))
+    }
+
+    fn io(&self, id: u64) -> impl Fn(io::Error) -> Error + '_ {
+        move |e| io_error(&self.dir, id, e)
+    }
+}
+
+fn checksum(seq: u64, payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&seq.to_le_bytes());
+    hasher.update(payload);
+    hasher.finalize()
+}
+
+/// The file name of segment `id`.
+pub fn file_name(id: u64) -> String {
+    format!("{id:016x}{SUFFIX}")
+}
+
+/// The ids of the segments in `dir`, ascending (none when `dir` does not exist). Files that are
+/// not segments are ignored.
+fn list_ids(dir: &Path) -> Result<Vec<u64>, Error> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_error(dir, 0, e)),
+    };
+    let mut ids: Vec<u64> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name();
+            let hex = name.to_str()?.strip_suffix(SUFFIX)?;
+            (hex.len() == 16)
+                .then(|| u64::from_str_radix(hex, 16).ok())
+                .flatten()
+        })
+        .collect();
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// When the segment at `path` was started, from its header.
+fn started_ms(path: &Path) -> Option<u64> {
+    let file = File::open(path).ok()?;
+    let mut header = [0u8; HEADER_LEN as usize];
+    file.read_exact_at(&mut header, 0).ok()?;
+    let (magic, started) = header.split_at(8);
+    (magic == MAGIC).then(|| u64::from_le_bytes(started.try_into().unwrap_or_default()))
+}
+
+fn io_error(dir: &Path, id: u64, source: io::Error) -> Error {
+    Error::Segment {
+        path: dir.join(file_name(id)),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: u64 = MAX_SEGMENT_AGE_MS;
+
+    fn dir_bytes(dir: &Path) -> u64 {
+        fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn opening_creates_nothing_until_the_first_append() {
+        let tmp = tempfile::tempdir().unwrap();
+        let segments = Segments::open(tmp.path()).unwrap();
+        assert!(segments.list().unwrap().is_empty());
+        segments.sync().unwrap();
+        assert!(!tmp.path().join(DIR).exists());
+        segments.append(1, b"payload", 0).unwrap();
+        assert!(tmp.path().join(DIR).join(file_name(1)).is_file());
+    }
+
+    #[test]
+    fn payloads_read_back_and_a_wrong_location_is_corrupt_not_a_wrong_payload() {
+        let tmp = tempfile::tempdir().unwrap();
+        let segments = Segments::open(tmp.path()).unwrap();
+        let a = segments.append(7, b"first", 1_000).unwrap();
+        let b = segments.append(9, b"second payload", 1_001).unwrap();
+        segments.sync().unwrap();
+        assert_eq!(segments.read(a, 7).unwrap(), b"first");
+        assert_eq!(segments.read(b, 9).unwrap(), b"second payload");
+        // The right place, the wrong delivery.
+        assert!(matches!(segments.read(a, 8), Err(Error::Corrupt { .. })));
+        // A place past the end, and one inside a record.
+        let past = Location {
+            offset: b.offset + 1_000,
+            ..b
+        };
+        assert!(matches!(segments.read(past, 9), Err(Error::Corrupt { .. })));
+        let inside = Location {
+            offset: a.offset + 3,
+            ..a
+        };
+        assert!(matches!(
+            segments.read(inside, 7),
+            Err(Error::Corrupt { .. })
+        ));
+        // A segment that is not there.
+        let gone = Location { segment: 99, ..a };
+        assert!(matches!(segments.read(gone, 7), Err(Error::Corrupt { .. })));
+    }
+
+    #[test]
+    fn a_flipped_byte_fails_the_checksum() {
+        let tmp = tempfile::tempdir().unwrap();
+        let segments = Segments::open(tmp.path()).unwrap();
+        let at = segments.append(1, b"customer data", 0).unwrap();
+        segments.sync().unwrap();
+        let path = tmp.path().join(DIR).join(file_name(at.segment));
+        let mut bytes = fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x20;
+        fs::write(&path, bytes).unwrap();
+        let reopened = Segments::open(tmp.path()).unwrap();
+        let err = reopened.read(at, 1).unwrap_err();
+        assert!(err.to_string().contains("checksum"), "{err}");
+    }
+
+    #[test]
+    fn segments_seal_by_age_and_a_new_run_starts_its_own() {
+        let tmp = tempfile::tempdir().unwrap();
+        let segments = Segments::open(tmp.path()).unwrap();
+        let a = segments.append(1, b"a", 0).unwrap();
+        let b = segments.append(2, b"b", HOUR - 1).unwrap();
+        let c = segments.append(3, b"c", HOUR).unwrap();
+        assert_eq!(a.segment, b.segment);
+        assert_eq!(c.segment, a.segment + 1, "an hour later: a new segment");
+        let list = segments.list().unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].started_ms, 0);
+        assert!(!list[0].open && list[1].open);
+        drop(segments);
+
+        let again = Segments::open(tmp.path()).unwrap();
+        let d = again.append(4, b"d", HOUR + 1).unwrap();
+        assert_eq!(
+            d.segment,
+            c.segment + 1,
+            "a later run never appends to an old segment"
+        );
+        for (at, seq, body) in [(a, 1, b"a"), (b, 2, b"b"), (c, 3, b"c"), (d, 4, b"d")] {
+            assert_eq!(again.read(at, seq).unwrap(), body);
+        }
+    }
+
+    #[test]
+    fn segments_seal_by_size() {
+        let tmp = tempfile::tempdir().unwrap();
+        let segments = Segments::open(tmp.path()).unwrap();
+        let big = vec![7u8; (MAX_SEGMENT_BYTES / 2) as usize];
+        let a = segments.append(1, &big, 0).unwrap();
+        let b = segments.append(2, &big, 0).unwrap();
+        assert_eq!(b.segment, a.segment + 1);
+        assert_eq!(segments.read(a, 1).unwrap().len(), big.len());
+    }
+
+    #[test]
+    fn removing_a_segment_gives_its_space_back_but_never_the_open_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let segments = Segments::open(tmp.path()).unwrap();
+        let payload = vec![1u8; 100_000];
+        let a = segments.append(1, &payload, 0).unwrap();
+        assert!(matches!(
+            segments.remove(a.segment),
+            Err(Error::Corrupt { .. })
+        ));
+        assert_eq!(segments.seal().unwrap(), Some(a.segment));
+        let b = segments.append(2, &payload, 1).unwrap();
+        let before = dir_bytes(&tmp.path().join(DIR));
+        let freed = segments.remove(a.segment).unwrap();
+        assert!(freed > 100_000);
+        assert_eq!(dir_bytes(&tmp.path().join(DIR)), before - freed);
+        assert_eq!(segments.bytes().unwrap(), before - freed);
+        assert!(matches!(segments.read(a, 1), Err(Error::Corrupt { .. })));
+        assert_eq!(segments.read(b, 2).unwrap(), payload);
+        assert_eq!(segments.remove(a.segment).unwrap(), 0, "already gone");
+    }
+
+    #[test]
+    fn segment_files_are_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let tmp = tempfile::tempdir().unwrap();
+        let segments = Segments::open(tmp.path()).unwrap();
+        let at = segments.append(1, b"x", 0).unwrap();
+        let dir = tmp.path().join(DIR);
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join(file_name(at.segment))), 0o600);
+    }
+
+    #[test]
+    fn a_torn_tail_leaves_earlier_records_readable() {
+        let tmp = tempfile::tempdir().unwrap();
+        let segments = Segments::open(tmp.path()).unwrap();
+        let a = segments.append(1, b"kept", 0).unwrap();
+        let b = segments.append(2, b"torn by a crash", 0).unwrap();
+        drop(segments);
+        let path = tmp.path().join(DIR).join(file_name(a.segment));
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_len(b.offset + 5).unwrap();
+        let reopened = Segments::open(tmp.path()).unwrap();
+        assert_eq!(reopened.read(a, 1).unwrap(), b"kept");
+        assert!(matches!(reopened.read(b, 2), Err(Error::Corrupt { .. })));
     }
 }
