@@ -561,6 +561,12 @@ impl Store {
         Ok(out)
     }
 
+    /// Whether the in-memory dedupe index has finished loading (it loads in the background
+    /// after open; until then ingests read the `dedupe` tree).
+    pub fn dedupe_index_loaded(&self) -> bool {
+        self.dedupe_index().loaded
+    }
+
     /// How many deliveries are stored (a scan: for tests and tools).
     pub fn events_stored(&self) -> usize {
         self.events.len()
