@@ -314,6 +314,24 @@ impl Store {
         Ok(out)
     }
 
+    /// The record of the delivery with the highest id in `segment` (the newest, but for copies
+    /// of older ones).
+    fn segment_newest(&self, segment: u64) -> Result<Option<EventMeta>, Error> {
+        let last = self
+            .event_segments
+            .scan_prefix(segment.to_be_bytes())
+            .next_back()
+            .transpose()
+            .map_err(|e| self.storage(e))?;
+        match last {
+            Some((k, _)) => {
+                let id = EventId::parse(trees::EVENT_SEGMENTS, k.get(8..).unwrap_or_default())?;
+                self.event_meta(id)
+            }
+            None => Ok(None),
+        }
+    }
+
     /// Empties and deletes sealed segments: those with nothing live, those whose deliveries are
     /// all past `cutoff`, and while the state is over `max_bytes` the oldest ones. Returns why
     /// the size limit cannot be met, if it cannot.
@@ -340,6 +358,14 @@ impl Store {
         let listed = self.segments.list()?;
         let mut emptied = Vec::new();
         for info in listed.iter().filter(|s| !s.open) {
+            // Cheap first: a segment whose newest delivery is within retention is kept whole
+            // (unless over the size), without reading the rest of it.
+            if total <= max_bytes
+                && let Some(newest) = self.segment_newest(info.id)?
+                && cutoff.is_none_or(|c| newest.received_ms > c)
+            {
+                continue;
+            }
             let live = self.segment_events(info.id)?;
             let expired = live
                 .iter()
