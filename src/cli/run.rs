@@ -353,6 +353,25 @@ mod tests {
     }
 
     #[test]
+    fn sizes_parse_with_their_units_and_bad_ones_are_refused() {
+        for (text, bytes) in [
+            ("20GB", 20_000_000_000),
+            ("500MB", 500_000_000),
+            ("500mb", 500_000_000),
+            ("1TB", 1_000_000_000_000),
+            ("2GiB", 2 << 30),
+            ("4096", 4096),
+            ("10 KB", 10_000),
+        ] {
+            assert_eq!(byte_size(text), Ok(bytes), "{text}");
+        }
+        for bad in ["", "GB", "-1GB", "1.5GB", "20XB", "99999999999TB"] {
+            let e = byte_size(bad).unwrap_err();
+            assert!(e.contains("invalid size") && e.contains("20GB"), "{e}");
+        }
+    }
+
+    #[test]
     fn an_admin_token_is_required_unless_everything_is_loopback() {
         let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
         let any: SocketAddr = "0.0.0.0:8080".parse().unwrap();

@@ -532,7 +532,16 @@ impl Store {
         let Some(meta) = self.event_meta(id)? else {
             return Ok(None);
         };
-        self.read_payload(&meta).map(Some)
+        match self.read_payload(&meta) {
+            Ok(event) => Ok(Some(event)),
+            // Retention may have moved it (copied forward, old segment deleted) or removed it
+            // between the two reads: read its record again.
+            Err(e) => match self.event_meta(id)? {
+                None => Ok(None),
+                Some(now) if now.payload != meta.payload => self.read_payload(&now).map(Some),
+                Some(_) => Err(e),
+            },
+        }
     }
 
     /// The payload of a delivery, decoded.
