@@ -4,7 +4,10 @@
 //!
 //! Only public calls of `supportopsd::state` are used (`Store::open`, `Store::ingest_batch`,
 //! `Store::ack`, `Store::retry`, `Store::dead_letter`, `Journal::open`, `Journal::append`), never
-//! sled keys, so a new state layout needs at most small edits here.
+//! sled keys, so a new state layout needs at most small edits here. Schema 4: each delivery gets
+//! its `EventId` in arrival order and the generator's revision; payloads land in the segment files
+//! under `events/` (sealed by the hour of their arrival time), the rest in sled; `open` also
+//! reports when the dedupe index, loaded in the background, was ready.
 //!
 //! The mix: deliveries arrive every `1000 / RATE` ms (default 10 a second) up to now, on two
 //! integrations per platform (Freshdesk, Zendesk and Slack 25 % each, Trello and Notion 10 %,
@@ -220,6 +223,9 @@ fn audit(at_ms: u64, kind: AuditKind, resource_type: &str, id: &str, detail: Val
 
 /// The journaled form of a delivery, with the audit records the daemon writes for it and its
 /// jobs; `fates` says what becomes of each job.
+/// The revision the generated deliveries were stored under.
+const REVISION: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
+
 fn record(event: Event, rules: Vec<String>, fates: &[Fate], at_ms: u64) -> IngestRecord {
     let key = event.key();
     let mut records = vec![audit(
@@ -276,6 +282,7 @@ fn record(event: Event, rules: Vec<String>, fates: &[Fate], at_ms: u64) -> Inges
         now_ms: at_ms,
         dedupe_until_ms: at_ms + 72 * 3600 * 1000,
         audit: records,
+        revision: Some(REVISION.to_owned()),
     }
 }
 
@@ -333,10 +340,11 @@ fn generate(n: u64, dir: &Path, rate: u64) -> Result<(), Failure> {
         i += count;
     }
     store.flush()?;
+    let bytes = store.state_bytes();
     drop(store);
     let took = start.elapsed();
     println!(
-        "wrote {events} deliveries ({} done, {} queued, {} retrying, {} dead-lettered jobs) into {} in {:.1} s ({:.0} deliveries/s); state size {:.1} MB",
+        "wrote {events} deliveries ({} done, {} queued, {} retrying, {} dead-lettered jobs) into {} in {:.1} s ({:.0} deliveries/s); state size {:.1} MB (payloads {:.1} MB, database {:.1} MB)",
         jobs[0],
         jobs[1],
         jobs[2],
@@ -345,6 +353,8 @@ fn generate(n: u64, dir: &Path, rate: u64) -> Result<(), Failure> {
         took.as_secs_f64(),
         events as f64 / took.as_secs_f64().max(1e-9),
         size(dir)? as f64 / 1e6,
+        bytes.payloads as f64 / 1e6,
+        bytes.database as f64 / 1e6,
     );
     Ok(())
 }
@@ -389,14 +399,25 @@ fn open(dir: &Path) -> Result<(), Failure> {
     let (journal, restored) = Journal::open(&store)?;
     let replayed = replay.elapsed();
     let (queued, dead) = (store.queue_depth(), store.dead_depth());
+    // The dedupe index loads in the background after open (ingest reads the tree meanwhile).
+    while !store.dedupe_index_loaded() {
+        #[allow(clippy::disallowed_methods)] // a synchronous tool, no runtime
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let indexed = start.elapsed();
+    let bytes = store.state_bytes();
     journal.close()?;
     drop(journal);
     drop(store);
     println!(
-        "Store::open {:.3} s ({queued} jobs queued, {dead} dead-lettered); journal replay {:.3} s ({restored} deliveries restored); state size {:.1} MB",
+        "Store::open {:.3} s ({queued} jobs queued, {dead} dead-lettered); journal replay {:.3} s ({restored} deliveries restored); dedupe index loaded in the background {:.3} s after the open began; state size {:.1} MB (payloads {:.1} MB, database {:.1} MB, journal {:.1} MB)",
         opened.as_secs_f64(),
         replayed.as_secs_f64(),
+        indexed.as_secs_f64(),
         size(dir)? as f64 / 1e6,
+        bytes.payloads as f64 / 1e6,
+        bytes.database as f64 / 1e6,
+        bytes.journal as f64 / 1e6,
     );
     Ok(())
 }

@@ -36,10 +36,11 @@ fn print_dead(v: &serde_json::Value) {
     for d in items {
         let job = d.get("job").unwrap_or(&d);
         println!(
-            "{}\trule {}\tevent {}\tattempts {}\t{}",
+            "{}\trule {}\tevent {} ({})\tattempts {}\t{}",
             job.get("id").unwrap_or(&serde_json::Value::Null),
             job.get("rule").and_then(|r| r.as_str()).unwrap_or("?"),
             job.get("event_key").and_then(|r| r.as_str()).unwrap_or("?"),
+            job.get("event_id").and_then(|r| r.as_str()).unwrap_or("?"),
             job.get("attempts").unwrap_or(&serde_json::Value::Null),
             d.get("error")
                 .or_else(|| job.get("last_error"))

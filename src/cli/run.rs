@@ -67,6 +67,14 @@ pub struct Args {
     /// `status` and GET /api/rollups are kept.
     #[arg(long, env = "SUPPORTOPSD_ROLLUP_RETENTION", default_value = "35d", value_parser = duration)]
     pub rollup_retention: std::time::Duration,
+    /// How long stored deliveries (payloads) are kept; a delivery whose job is unfinished or
+    /// dead-lettered is kept until that job is done.
+    #[arg(long, env = "SUPPORTOPSD_EVENT_RETENTION", default_value = "3d", value_parser = duration)]
+    pub event_retention: std::time::Duration,
+    /// The state directory's size (payloads, database, journal) that retention keeps under by
+    /// dropping the oldest deliveries first (500MB, 20GB, 1TB; KiB/MiB/GiB also accepted).
+    #[arg(long, env = "SUPPORTOPSD_MAX_STATE_SIZE", default_value = "20GB", value_parser = byte_size)]
+    pub max_state_size: u64,
     /// How long a job in flight stays reserved; after a crash it runs again once this passes.
     #[arg(long, env = "SUPPORTOPSD_LEASE", default_value = "2m", value_parser = duration)]
     pub lease: std::time::Duration,
@@ -103,6 +111,29 @@ pub struct Args {
 
 fn duration(s: &str) -> Result<std::time::Duration, String> {
     parse_duration(s).ok_or_else(|| format!("invalid duration `{s}` (use 30s, 5m, 2h, 1d)"))
+}
+
+/// A size in bytes: a number and a unit (B, KB, MB, GB, TB: powers of 1000; KiB, MiB, GiB,
+/// TiB: powers of 1024), e.g. `500MB`, `20GB`.
+pub(crate) fn byte_size(s: &str) -> Result<u64, String> {
+    let bad = || format!("invalid size `{s}` (use e.g. 500MB, 20GB, 1TB)");
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let factor: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "KB" | "K" => 1_000,
+        "MB" | "M" => 1_000_000,
+        "GB" | "G" => 1_000_000_000,
+        "TB" | "T" => 1_000_000_000_000,
+        "KIB" => 1 << 10,
+        "MIB" => 1 << 20,
+        "GIB" => 1 << 30,
+        "TIB" => 1 << 40,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(factor).ok_or_else(bad)
 }
 
 fn env(name: &str) -> Option<String> {
@@ -245,6 +276,8 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
     options.audit_retention = args.audit_retention;
     options.audit_max_records = args.audit_max_records;
     options.rollup_retention = args.rollup_retention;
+    options.event_retention = args.event_retention;
+    options.max_state_size = args.max_state_size;
     options.poll_interval = args
         .poll_interval
         .max(std::time::Duration::from_millis(100));
@@ -331,6 +364,25 @@ mod tests {
 
     fn secret(s: &str) -> Secret {
         Secret::from(s.to_owned())
+    }
+
+    #[test]
+    fn sizes_parse_with_their_units_and_bad_ones_are_refused() {
+        for (text, bytes) in [
+            ("20GB", 20_000_000_000),
+            ("500MB", 500_000_000),
+            ("500mb", 500_000_000),
+            ("1TB", 1_000_000_000_000),
+            ("2GiB", 2 << 30),
+            ("4096", 4096),
+            ("10 KB", 10_000),
+        ] {
+            assert_eq!(byte_size(text), Ok(bytes), "{text}");
+        }
+        for bad in ["", "GB", "-1GB", "1.5GB", "20XB", "99999999999TB"] {
+            let e = byte_size(bad).unwrap_err();
+            assert!(e.contains("invalid size") && e.contains("20GB"), "{e}");
+        }
     }
 
     #[test]

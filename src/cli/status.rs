@@ -106,7 +106,7 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
                 "queue_depth": store.queue_depth(),
                 "dead_letters": store.dead_depth(),
                 "rates": crate::daemon::api::rates(store, crate::runtime::now_ms()),
-                "state": {"retention_removed": {"audit_records": crate::daemon::api::audit_removed(store)}},
+                "state": crate::daemon::api::state_section(store),
             });
             (
                 format!(
@@ -176,6 +176,21 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
         .filter(|n| *n > 0)
     {
         println!("retention removed: {n} audit record(s)");
+    }
+    let state = &v["state"];
+    if state.is_object() {
+        let mb = |n: &serde_json::Value| n.as_u64().unwrap_or(0) as f64 / 1e6;
+        println!(
+            "state: payloads {:.1} MB, database {:.1} MB, journal {:.1} MB; retention removed {} event(s), {:.1} MB",
+            mb(&state["bytes"]["payloads"]),
+            mb(&state["bytes"]["database"]),
+            mb(&state["bytes"]["journal"]),
+            state["retention_removed"]["events"].as_u64().unwrap_or(0),
+            mb(&state["retention_removed"]["payload_bytes"]),
+        );
+        if let Some(why) = state["limit_unmet"].as_str() {
+            println!("state over --max-state-size: {why}");
+        }
     }
     for pending in v["verification_tokens"].as_array().into_iter().flatten() {
         let id = pending["integration"].as_str().unwrap_or("?");

@@ -162,6 +162,27 @@ fn registration_of(rt: &Runtime, id: &str) -> Option<RegistrationRecord> {
     rt.store.registration(id).ok().flatten()
 }
 
+/// The `state` section of `status`: the state's size on disk by kind, what retention removed
+/// since the state was created, and why the size limit cannot be met (when it cannot).
+pub(crate) fn state_section(store: &dyn State) -> Value {
+    let bytes = store.state_bytes();
+    let totals = store.retention_totals().unwrap_or_default();
+    let audit_records = audit_removed(store);
+    json!({
+        "bytes": {
+            "payloads": bytes.payloads,
+            "database": bytes.database,
+            "journal": bytes.journal,
+        },
+        "retention_removed": {
+            "events": totals.events,
+            "payload_bytes": totals.payload_bytes,
+            "audit_records": audit_records,
+        },
+        "limit_unmet": totals.limit_unmet,
+    })
+}
+
 /// One integration in `/api/status` and `supportopsd status --state`: health and sync with
 /// their reasons, and the registration.
 pub(crate) fn status_entry(

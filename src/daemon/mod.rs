@@ -120,6 +120,16 @@ async fn write_rollups(rt: Arc<Runtime>, shutdown: CancellationToken) {
 
 /// Periodic upkeep: expired dedupe entries and orphaned events, the state's file modes,
 /// audit records beyond their age and count bounds, rollups beyond theirs.
+/// The event retention of `--event-retention` and `--max-state-size`.
+fn supportopsd_retention(options: &crate::runtime::Options) -> crate::state::Retention {
+    crate::state::Retention {
+        event_retention_ms: u64::try_from(options.event_retention.as_millis()).unwrap_or(u64::MAX),
+        max_state_bytes: options.max_state_size,
+    }
+}
+
+/// Periodic upkeep: expired dedupe entries, deliveries past retention (and their segment
+/// files), the state's file modes.
 async fn housekeeping(rt: Arc<Runtime>, shutdown: CancellationToken) {
     loop {
         tokio::select! {
@@ -132,9 +142,22 @@ async fn housekeeping(rt: Arc<Runtime>, shutdown: CancellationToken) {
             rt.options.audit_max_records,
             u64::try_from(rt.options.rollup_retention.as_millis()).unwrap_or(u64::MAX),
         );
+        let events = supportopsd_retention(&rt.options);
         let result = tokio::task::spawn_blocking(move || {
             let now = now_ms();
-            store.purge_expired(now)?;
+            let purged = store.purge_expired(now, &events)?;
+            if purged.events > 0 || purged.segments > 0 {
+                tracing::info!(
+                    events = purged.events,
+                    segments = purged.segments,
+                    bytes = purged.payload_bytes,
+                    copied = purged.copied,
+                    "Retention removed stored deliveries."
+                );
+            }
+            if let Some(why) = store.retention_totals()?.limit_unmet {
+                tracing::warn!(reason = %why, "The state cannot be kept under --max-state-size.");
+            }
             // sled's snapshots and blobs since the last time.
             store.secure_files();
             store.purge_audit(now.saturating_sub(retention))?;

@@ -185,6 +185,15 @@ pub async fn route(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Incoming>) 
             if let Ok(n) = rt.store.audit_records_removed() {
                 rt.metrics.set_retention_removed("audit_records", n);
             }
+            let state = crate::daemon::api::state_section(rt.store.as_ref());
+            for kind in ["payloads", "database", "journal"] {
+                let bytes = state["bytes"][kind].as_u64().unwrap_or(0);
+                rt.metrics.set_state_bytes(kind, bytes);
+            }
+            for kind in ["events", "payload_bytes"] {
+                let total = state["retention_removed"][kind].as_u64().unwrap_or(0);
+                rt.metrics.set_retention_removed(kind, total);
+            }
             reply(
                 StatusCode::OK,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -575,7 +584,6 @@ pub fn status_value(rt: &Runtime, reveal_tokens: bool) -> serde_json::Value {
     let rates = super::api::rates(rt.store.as_ref(), now);
     json!({
         "rates": rates,
-        "state": {"retention_removed": {"audit_records": super::api::audit_removed(rt.store.as_ref())}},
         "verification_tokens": tokens,
         "applied_revision": s.applied,
         "applied_ms": s.applied_ms,
@@ -587,5 +595,6 @@ pub fn status_value(rt: &Runtime, reveal_tokens: bool) -> serde_json::Value {
         "notes": notes,
         "queue_depth": rt.store.queue_depth(),
         "dead_letters": rt.store.dead_depth(),
+        "state": crate::daemon::api::state_section(rt.store.as_ref()),
     })
 }

@@ -191,7 +191,7 @@ async fn enrich(rt: &Runtime, job: &Job) -> Outcome {
     let Some(active) = rt.active() else {
         return give_up(rt, job, "no active revision", now);
     };
-    let mut event = match rt.store.event(job.event_ref) {
+    let mut event = match rt.store.event(job.event_id) {
         Ok(Some(e)) => e,
         Ok(None) => return give_up(rt, job, "the event is no longer stored", now),
         Err(e) => return retry_later(rt, job, &format!("reading the event: {e}"), None),
@@ -309,7 +309,7 @@ async fn ack(rt: &Runtime, id: u64) {
 /// The event's context a job's templates render against, or what became of the job when it
 /// cannot be read.
 fn job_context(rt: &Runtime, job: &Job) -> Result<Value, Outcome> {
-    match rt.store.event(job.event_ref) {
+    match rt.store.event(job.event_id) {
         Ok(Some(e)) => Ok(e.context()),
         Ok(None) => Err(give_up(rt, job, "the event is no longer stored", now_ms())),
         Err(e) => Err(retry_later(

@@ -696,7 +696,7 @@ async fn an_enrichment_is_retried_then_matches_the_rules_on_the_enriched_event()
     })
     .await;
     let job = enqueue(&h.rt, ENRICHMENT, "7");
-    let at = h.rt.store.job(job).unwrap().unwrap().event_ref;
+    let at = h.rt.store.job(job).unwrap().unwrap().event_id;
     assert_eq!(drain(&h.rt).await, [(false, vec![job])]);
     let retried = h.rt.store.job(job).unwrap().expect("still queued");
     assert_eq!(retried.attempts, 1);

@@ -104,7 +104,7 @@ impl Runtime {
     /// them is triggered again by this one (an alert rule never alerts on itself).
     pub fn emit_dead_lettered(&self, job: &Job, error: &str) {
         let mut origin = Vec::new();
-        if let Ok(Some(event)) = self.store.event(job.event_ref)
+        if let Ok(Some(event)) = self.store.event(job.event_id)
             && event.platform.is_builtin()
         {
             origin = events::origin_rules(&event.payload);

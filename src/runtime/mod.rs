@@ -92,6 +92,11 @@ pub struct Options {
     pub audit_max_records: u64,
     /// How long per-minute rollups are kept.
     pub rollup_retention: Duration,
+    /// How long stored deliveries (their payloads) are kept, unless a job still needs them.
+    pub event_retention: Duration,
+    /// The size (payloads, database, journal) retention keeps the state under, oldest
+    /// deliveries first.
+    pub max_state_size: u64,
     /// How often the repository is polled for a new commit (the file watcher's fallback).
     pub poll_interval: Duration,
     /// How often a full pass re-checks live state (drift, renewals, connections).
@@ -143,6 +148,8 @@ impl Options {
             audit_retention: Duration::from_secs(30 * 86_400),
             audit_max_records: 1_000_000,
             rollup_retention: Duration::from_secs(35 * 86_400),
+            event_retention: Duration::from_secs(3 * 86_400),
+            max_state_size: 20_000_000_000,
             poll_interval: DEFAULT_POLL,
             resync_interval: DEFAULT_RESYNC,
             watch: true,

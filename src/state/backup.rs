@@ -463,7 +463,7 @@ impl Store {
     /// The counts `verify` and `restore` print.
     pub fn counts(&self) -> Result<StateCounts, Error> {
         Ok(StateCounts {
-            events: self.inbox.len(),
+            events: self.events.len(),
             jobs_queued: self.queue_depth(),
             dead_letters: self.dead_depth(),
             audit_records: self.audit.len(),

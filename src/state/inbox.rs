@@ -1,39 +1,116 @@
-//! The inbox: trees `inbox` ([`EventRef`] → [`Event`], one entry per stored delivery),
-//! `dedupe` (event key → expiry) and `inbox_refs` ([`EventRef`] → how many jobs reference the
-//! delivery), and [`Store::ingest`], which turns a verified event into stored jobs
-//! ([`Store::ingest_batch`]: many of them in one transaction).
+//! The inbox: stored deliveries by arrival, their dedupe keys, and [`Store::ingest`], which
+//! turns a verified event into stored jobs ([`Store::ingest_batch`]: many of them in one
+//! transaction).
 //!
-//! Guarantees: [`Store::ingest`] writes the event, its dedupe entry, one job per matching rule
-//! (with its `due` index entry) and any audit records in ONE transaction, or nothing when the
-//! event is a duplicate. It does not flush: the caller batches flushes ([`Store::flush_async`])
-//! and answers the webhook only once the flush that follows the ingest has completed.
-//! [`Store::purge_expired`] never removes a delivery that a job in the outbox or the dead-letter
-//! tree still references, nor one whose dedupe window is still open.
+//! Layout (schema 4):
 //!
-//! Deduplication reads no tree for a new event: the store keeps the dedupe windows in memory
-//! by key hash ([`DedupeIndex`], loaded at open, a superset of the open windows of the
-//! `dedupe` tree), and only a hash that matches an open window is confirmed in the tree.
+//! - `event_index`: [`EventId`] big-endian → [`EventMeta`], one small record per stored
+//!   delivery (when it arrived, integration, platform, event name, the platform's event id and
+//!   dedupe key, the revision in use, the rules matched, and where its payload is). Ids are
+//!   allocated in arrival order, so the tree is in arrival order: new deliveries land at its
+//!   end, retention reads its head, history pages read it backwards.
+//! - the payload (the encoded [`Event`]) is stored ONCE, in the payload segment files
+//!   (`segments.rs`, under `<state dir>/events/`), never in sled (sled does not give space back:
+//!   docs/state-retention.md); `event_segments` (segment ‖ id → empty) says which deliveries
+//!   are in each segment, so that retention knows when a segment file holds nothing live.
+//! - `dedupe`: the first 16 bytes of the SHA-256 of the dedupe key ([`Event::key`]) → the end
+//!   of its window and the id of the delivery that opened it; kept for the dedupe window only
+//!   ([`Store::purge_expired`]), apart from the deliveries, so its size follows
+//!   `--dedupe-ttl`, not history.
+//! - `inbox_refs`: [`EventId`] → how many jobs (live or dead) reference the delivery.
 //!
-//! Layout: a delivery's key begins with the end of its dedupe window, so new deliveries land at
-//! the end of the `inbox` tree (sled keeps appending to one hot leaf instead of rewriting leaves
-//! all over the tree, which is what made keying by event key slow under load) and purging reads
-//! only the expired head of the tree.
+//! Guarantees: [`Store::ingest`] writes the delivery's record, its dedupe entry, one job per
+//! matching rule (with its `due` index entry) and any audit records in ONE transaction, or
+//! nothing when the event is a duplicate; its payload is appended to the open segment just
+//! before that transaction (a failed transaction leaves bytes nobody references, reclaimed
+//! with their segment). It does not flush: the caller batches flushes ([`Store::flush_async`]),
+//! which sync the segments first, and answers the webhook only once the flush that follows the
+//! ingest has completed. Retention (`retention.rs`) never removes a delivery that a job in the
+//! outbox or the dead-letter tree still references.
+//!
+//! Deduplication reads no tree for a new event once the store's in-memory [`DedupeIndex`] is
+//! loaded (in the background after open, so that opening does not wait for it): the index is a
+//! superset of the open windows of the `dedupe` tree, and only a hash that matches an open
+//! window is confirmed in the tree. Until it is loaded, every decision reads the tree.
 
+use std::sync::atomic::Ordering;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 use sled::Transactional;
 
 use super::audit::EncodedRecord;
 use super::journal::IngestRecord;
-use super::keys::{EventRef, due_key, job_key, read_u64, write_u64};
-use super::outbox::{DeadJob, Job};
+use super::keys::{EventId, due_key, job_key, read_u64, segment_key, write_u64};
+use super::outbox::Job;
 use super::{AuditRecord, Error, Store, codec, trees};
 use crate::event::Event;
+use crate::manifest::IntegrationId;
+use crate::platforms::PlatformKind;
+
+/// Where a delivery's payload is in the segment files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayloadAt {
+    /// The segment.
+    pub segment: u64,
+    /// The record's offset in the segment file.
+    pub offset: u64,
+    /// The payload's length.
+    pub len: u32,
+}
+
+/// A stored delivery's record in the `event_index` tree: everything but its payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventMeta {
+    /// Its id (arrival order).
+    pub id: EventId,
+    /// When it was received (stored), milliseconds since the Unix epoch.
+    pub received_ms: u64,
+    /// The integration it arrived on.
+    pub integration: IntegrationId,
+    /// The platform.
+    pub platform: PlatformKind,
+    /// The event name, as the catalogue names it.
+    pub name: String,
+    /// The platform's own event id ([`Event::id`]).
+    pub event_id: String,
+    /// The dedupe key ([`Event::key`]).
+    pub key: String,
+    /// The revision in use when it was stored (`None`: unknown, e.g. stored before schema 4).
+    pub revision: Option<String>,
+    /// The rules it matched (the enrichment job's marker until enrichment completes).
+    pub rules: Vec<String>,
+    /// When its dedupe window ends.
+    pub dedupe_until_ms: u64,
+    /// Where its payload is.
+    pub payload: PayloadAt,
+}
+
+/// The dedupe key's digest: the `dedupe` tree's key.
+pub(super) type KeyDigest = [u8; 16];
+
+/// The first 16 bytes of the SHA-256 of a dedupe key.
+pub(super) fn key_digest(key: &str) -> KeyDigest {
+    let full = Sha256::digest(key.as_bytes());
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    out
+}
+
+/// The in-memory hash of a digest.
+fn digest_hash(d: &KeyDigest) -> u64 {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&d[..8]);
+    u64::from_le_bytes(first)
+}
 
 /// One ingest, encoded and with its ids, ready for the transaction ([`Store::prepare_ingest`],
 /// then [`Store::decide_ingests`] and [`Store::apply_ingests`]). Preparing reads nothing from
 /// the state, so it can run on any thread, in parallel, before the single writer commits.
 pub struct Prepared {
     key: String,
-    at: EventRef,
+    digest: KeyDigest,
+    meta: EventMeta,
     now_ms: u64,
     event_bytes: Vec<u8>,
     dedupe_bytes: Vec<u8>,
@@ -45,6 +122,11 @@ impl Prepared {
     /// Whether the ingest creates jobs (a rule matched).
     pub fn has_jobs(&self) -> bool {
         !self.jobs.is_empty()
+    }
+
+    /// The id the delivery gets if it is stored.
+    pub fn event_id(&self) -> EventId {
+        self.meta.id
     }
 
     /// The event and the audit records as encoded for sled ([`codec::json_payload`] gives
@@ -61,42 +143,78 @@ impl std::fmt::Debug for Prepared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Prepared")
             .field("key", &self.key)
-            .field("at", &self.at)
+            .field("id", &self.meta.id)
             .field("jobs", &self.jobs.len())
             .finish_non_exhaustive()
     }
 }
 
 /// The dedupe windows in memory: key hash → the latest window end of any key with that hash.
-/// Every open window of the `dedupe` tree is here (entries are added when an ingest commits
-/// and dropped only once expired), so a key whose hash has no open window here is new; a hash
-/// with an open window is confirmed in the tree (another key may share the hash).
+/// Once `loaded`, every open window of the `dedupe` tree is here (entries are added when an
+/// ingest commits and dropped only once expired), so a key whose hash has no open window here
+/// is new; a hash with an open window is confirmed in the tree (another key may share the
+/// hash). Before it is loaded every key may be open.
 ///
 /// Ingests decided new but not yet written ([`Store::decide_ingests`]) are held by exact key in
 /// `unapplied` until [`Store::apply_ingests`] writes them.
 #[derive(Debug, Default)]
 pub(super) struct DedupeIndex {
     windows: std::collections::HashMap<u64, u64>,
-    hasher: std::hash::RandomState,
     unapplied: std::collections::HashMap<String, u64>,
+    loaded: bool,
 }
 
 impl DedupeIndex {
-    fn hash(&self, key: &str) -> u64 {
-        std::hash::BuildHasher::hash_one(&self.hasher, key)
+    /// Whether `digest` may have a window open after `now_ms` (`false`: certainly not).
+    fn maybe_open(&self, digest: &KeyDigest, now_ms: u64) -> bool {
+        !self.loaded
+            || self
+                .windows
+                .get(&digest_hash(digest))
+                .is_some_and(|until| *until > now_ms)
     }
 
-    /// Whether `key` may have a window open after `now_ms` (`false`: certainly not).
-    fn maybe_open(&self, key: &str, now_ms: u64) -> bool {
-        self.windows
-            .get(&self.hash(key))
-            .is_some_and(|until| *until > now_ms)
-    }
-
-    fn insert(&mut self, key: &str, until_ms: u64) {
-        let until = self.windows.entry(self.hash(key)).or_insert(until_ms);
+    fn insert(&mut self, digest: &KeyDigest, until_ms: u64) {
+        let until = self.windows.entry(digest_hash(digest)).or_insert(until_ms);
         *until = (*until).max(until_ms);
     }
+
+    /// Drops the windows closed at `now_ms`.
+    pub(super) fn expire(&mut self, now_ms: u64) {
+        self.windows.retain(|_, until| *until > now_ms);
+    }
+}
+
+/// Loads the `dedupe` tree into `index` (on a thread of its own after open); gives up when
+/// `stop` is set (the store was dropped).
+pub(super) fn load_dedupe_index(
+    dedupe: &sled::Tree,
+    index: &std::sync::Mutex<DedupeIndex>,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    let mut windows: Vec<(KeyDigest, u64)> = Vec::new();
+    for (n, item) in dedupe.iter().enumerate() {
+        if n % 1024 == 0 && stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok((k, v)) = item else {
+            // A storage error: stay unloaded (every decision reads the tree).
+            return;
+        };
+        let Ok(digest) = KeyDigest::try_from(&k[..]) else {
+            continue;
+        };
+        // An unreadable entry counts as open: an ingest of its key reads it and reports it.
+        let until = codec::decode::<(u64, u64)>(trees::DEDUPE, &k, &v).map_or(u64::MAX, |v| v.0);
+        windows.push((digest, until));
+    }
+    let mut index = index
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for (digest, until) in windows {
+        index.insert(&digest, until);
+    }
+    index.loaded = true;
 }
 
 /// What [`Store::ingest`] did.
@@ -113,25 +231,15 @@ pub enum IngestOutcome {
     },
 }
 
-/// What [`Store::purge_expired`] removed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Purged {
-    /// Expired dedupe entries removed.
-    pub dedupe: usize,
-    /// Events removed (no job references them and their dedupe window is closed).
-    pub events: usize,
-}
-
 impl Store {
     /// Stores a verified event and one job per rule in `rules` (step 0, due at `now_ms`), in one
     /// transaction, unless the event is a duplicate. Does not flush.
     ///
     /// The event is a duplicate if its dedupe key ([`Event::key`]) has a dedupe entry expiring
     /// after `now_ms`; then nothing is written. Otherwise the dedupe entry is (re)set to expire
-    /// at `dedupe_until_ms` (which should be later than `now_ms`), and the event is stored even
-    /// if no rule matched. A redelivery after the dedupe window replaces the stored event (same
-    /// key, same platform event) and adds new jobs; jobs of the earlier delivery still pending
-    /// read the replacement.
+    /// at `dedupe_until_ms` (which should be later than `now_ms`), and the event is stored under
+    /// a new [`EventId`] even if no rule matched. A redelivery after the dedupe window is a new
+    /// delivery (a new id, its own payload and jobs).
     pub fn ingest(
         &self,
         event: &Event,
@@ -153,7 +261,7 @@ impl Store {
         dedupe_until_ms: u64,
         audit: &[AuditRecord],
     ) -> Result<IngestOutcome, Error> {
-        let prepared = self.prepare(event, rules, now_ms, dedupe_until_ms, audit)?;
+        let prepared = self.prepare(event, rules, now_ms, dedupe_until_ms, audit, None)?;
         let mut outcomes = self.commit_prepared(std::slice::from_ref(&prepared))?;
         outcomes.pop().ok_or_else(|| self.missing_outcome())
     }
@@ -173,7 +281,7 @@ impl Store {
         let mut prepared = Vec::with_capacity(records.len());
         let mut slots: Vec<Result<(), Error>> = Vec::with_capacity(records.len());
         for r in records {
-            match self.prepare(&r.event, &r.rules, r.now_ms, r.dedupe_until_ms, &r.audit) {
+            match self.prepare_ingest(r) {
                 Ok(p) => {
                     prepared.push(p);
                     slots.push(Ok(()));
@@ -200,7 +308,14 @@ impl Store {
     /// of an ingest, done off the writer thread. Decide it with [`Store::decide_ingests`] and
     /// write it with [`Store::apply_ingests`].
     pub fn prepare_ingest(&self, r: &IngestRecord) -> Result<Prepared, Error> {
-        self.prepare(&r.event, &r.rules, r.now_ms, r.dedupe_until_ms, &r.audit)
+        self.prepare(
+            &r.event,
+            &r.rules,
+            r.now_ms,
+            r.dedupe_until_ms,
+            &r.audit,
+            r.revision.clone(),
+        )
     }
 
     /// The first half of an ingest's commit: decides which prepared ingests are new
@@ -211,75 +326,99 @@ impl Store {
     pub fn decide_ingests(&self, prepared: &[&Prepared]) -> Result<Vec<IngestOutcome>, Error> {
         let mut index = self.dedupe_index();
         // This batch's own windows first: a later ingest of a key sees the earlier one's.
-        let mut opened: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+        let mut opened: std::collections::HashMap<&str, (u64, KeyDigest)> =
+            std::collections::HashMap::new();
         let mut outcomes = Vec::with_capacity(prepared.len());
         for p in prepared {
             let open = |until: u64| until > p.now_ms;
             let key = p.key.as_str();
-            let duplicate = match opened.get(key).or_else(|| index.unapplied.get(key)) {
+            let duplicate = match opened
+                .get(key)
+                .map(|(until, _)| until)
+                .or_else(|| index.unapplied.get(key))
+            {
                 Some(until) => open(*until),
                 // Only a hash with an open window is looked up in the tree (rare: redeliveries).
                 None => {
-                    index.maybe_open(key, p.now_ms) && self.dedupe_until(key)?.is_some_and(open)
+                    index.maybe_open(&p.digest, p.now_ms)
+                        && self
+                            .dedupe_entry(&p.digest)?
+                            .is_some_and(|(until, _)| open(until))
                 }
             };
             outcomes.push(if duplicate {
                 IngestOutcome::Duplicate
             } else {
-                opened.insert(key, p.at.until_ms);
+                opened.insert(key, (p.meta.dedupe_until_ms, p.digest));
                 IngestOutcome::Stored {
                     jobs: p.jobs.iter().map(|(id, _)| *id).collect(),
                 }
             });
         }
         // Reserved only once the whole batch is decided: an error above reserves nothing.
-        for (key, until) in opened {
-            index.insert(key, until);
+        for (key, (until, digest)) in opened {
+            index.insert(&digest, until);
             index.unapplied.insert(key.to_owned(), until);
         }
         Ok(outcomes)
     }
 
     /// The second half of an ingest's commit: writes ingests that
-    /// [`Store::decide_ingests`] found new, in ONE transaction. On an error nothing was
-    /// written and the ingests stay reserved: apply them again.
+    /// [`Store::decide_ingests`] found new: their payloads to the open segment, then everything
+    /// else in ONE transaction. On an error nothing was written to sled (payloads appended are
+    /// unreferenced) and the ingests stay reserved: apply them again.
     pub fn apply_ingests(&self, new: &[&Prepared]) -> Result<(), Error> {
         let _writing = self.writing();
         if new.is_empty() {
             return Ok(());
         }
+        // Held from the appends to the commit: retention deletes no segment meanwhile.
+        let _payloads = self.payload_appending();
+        let mut records = Vec::with_capacity(new.len());
+        for p in new {
+            let at = self.append_payload(p.meta.id, &p.event_bytes, p.now_ms)?;
+            let mut meta = p.meta.clone();
+            meta.payload = at;
+            records.push((
+                meta.id,
+                at.segment,
+                codec::encode(trees::EVENTS, &meta.id.to_string(), &meta)?,
+            ));
+        }
         let result = (
-            &self.inbox,
+            &self.events,
+            &self.event_segments,
             &self.dedupe,
             &self.inbox_refs,
             &self.outbox,
             &self.due,
             &self.audit,
         )
-            .transaction(|(inbox, dedupe, refs, outbox, due, audit_tree)| {
-                for p in new {
-                    // A new delivery: its entries are new keys.
-                    let at = p.at.key();
-                    inbox.insert(&at, p.event_bytes.as_slice())?;
-                    dedupe.insert(p.key.as_bytes(), p.dedupe_bytes.as_slice())?;
-                    if !p.jobs.is_empty() {
-                        write_u64(refs, trees::INBOX_REFS, &at, p.jobs.len() as u64)?;
+            .transaction(
+                |(events, segments, dedupe, refs, outbox, due, audit_tree)| {
+                    for (p, (id, segment, record)) in new.iter().zip(&records) {
+                        // A new delivery: its entries are new keys.
+                        events.insert(&id.key(), record.as_slice())?;
+                        segments.insert(&segment_key(*segment, *id), &[][..])?;
+                        dedupe.insert(&p.digest, p.dedupe_bytes.as_slice())?;
+                        if !p.jobs.is_empty() {
+                            write_u64(refs, trees::INBOX_REFS, &id.key(), p.jobs.len() as u64)?;
+                        }
+                        for (job, bytes) in &p.jobs {
+                            outbox.insert(&job_key(*job), bytes.as_slice())?;
+                            due.insert(&due_key(p.now_ms, *job), &[][..])?;
+                        }
+                        for (k, v) in &p.audit {
+                            audit_tree.insert(k, v.as_slice())?;
+                        }
                     }
-                    for (id, bytes) in &p.jobs {
-                        outbox.insert(&job_key(*id), bytes.as_slice())?;
-                        due.insert(&due_key(p.now_ms, *id), &[][..])?;
-                    }
-                    for (k, v) in &p.audit {
-                        audit_tree.insert(k, v.as_slice())?;
-                    }
-                }
-                Ok(())
-            });
+                    Ok(())
+                },
+            );
         self.tx_result(result)?;
         self.settle_unapplied(new);
         let added: usize = new.iter().map(|p| p.jobs.len()).sum();
-        self.depth
-            .fetch_add(added, std::sync::atomic::Ordering::Relaxed);
+        self.depth.fetch_add(added, Ordering::Relaxed);
         Ok(())
     }
 
@@ -287,19 +426,20 @@ impl Store {
     fn settle_unapplied(&self, new: &[&Prepared]) {
         let mut index = self.dedupe_index();
         for p in new {
-            if index.unapplied.get(p.key.as_str()) == Some(&p.at.until_ms) {
+            if index.unapplied.get(p.key.as_str()) == Some(&p.meta.dedupe_until_ms) {
                 index.unapplied.remove(p.key.as_str());
             }
         }
     }
 
-    fn dedupe_index(&self) -> std::sync::MutexGuard<'_, DedupeIndex> {
+    pub(super) fn dedupe_index(&self) -> std::sync::MutexGuard<'_, DedupeIndex> {
         self.dedupe_index
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Encodes one ingest (outside any transaction) and allocates its job and audit ids.
+    /// Encodes one ingest (outside any transaction) and allocates its ids: the delivery's
+    /// first, then its jobs'.
     fn prepare(
         &self,
         event: &Event,
@@ -307,21 +447,20 @@ impl Store {
         now_ms: u64,
         dedupe_until_ms: u64,
         audit: &[AuditRecord],
+        revision: Option<String>,
     ) -> Result<Prepared, Error> {
         let key = event.key();
-        let at = EventRef {
-            until_ms: dedupe_until_ms,
-            seq: self.next_id()?,
-        };
-        let event_bytes = codec::encode(trees::INBOX, &key, event)?;
-        let dedupe_bytes = codec::encode(trees::DEDUPE, &key, &dedupe_until_ms)?;
+        let digest = key_digest(&key);
+        let id = EventId(self.next_id()?);
+        let event_bytes = codec::encode(trees::EVENTS, &key, event)?;
+        let dedupe_bytes = codec::encode(trees::DEDUPE, &key, &(dedupe_until_ms, id.0))?;
         let mut jobs = Vec::with_capacity(rules.len());
         for rule in rules {
-            let id = self.next_id()?;
+            let job_id = self.next_id()?;
             let job = Job {
-                id,
+                id: job_id,
                 event_key: key.clone(),
-                event_ref: at,
+                event_id: id,
                 rule: rule.clone(),
                 step: 0,
                 results: Vec::new(),
@@ -332,13 +471,27 @@ impl Store {
                 created_ms: now_ms,
                 in_flight: None,
             };
-            let bytes = codec::encode(trees::OUTBOX, &id.to_string(), &job)?;
-            jobs.push((id, bytes));
+            let bytes = codec::encode(trees::OUTBOX, &job_id.to_string(), &job)?;
+            jobs.push((job_id, bytes));
         }
         let audit = self.encode_audit(audit)?;
+        let meta = EventMeta {
+            id,
+            received_ms: now_ms,
+            integration: event.integration.clone(),
+            platform: event.platform,
+            name: event.name.clone(),
+            event_id: event.id.clone(),
+            key: key.clone(),
+            revision,
+            rules: rules.to_vec(),
+            dedupe_until_ms,
+            payload: PayloadAt::default(),
+        };
         Ok(Prepared {
             key,
-            at,
+            digest,
+            meta,
             now_ms,
             event_bytes,
             dedupe_bytes,
@@ -368,83 +521,103 @@ impl Store {
         Ok(outcomes)
     }
 
-    /// The stored delivery `at` (a job's [`Job::event_ref`]), if it is still stored.
-    pub fn event(&self, at: EventRef) -> Result<Option<Event>, Error> {
-        match self.inbox.get(at.key()).map_err(|e| self.storage(e))? {
-            Some(bytes) => codec::decode(trees::INBOX, at.to_string().as_bytes(), &bytes).map(Some),
+    /// The record of stored delivery `id` (everything but its payload), if it is still stored.
+    pub fn event_meta(&self, id: EventId) -> Result<Option<EventMeta>, Error> {
+        match self.events.get(id.key()).map_err(|e| self.storage(e))? {
+            Some(bytes) => {
+                codec::decode(trees::EVENTS, id.to_string().as_bytes(), &bytes).map(Some)
+            }
             None => Ok(None),
         }
+    }
+
+    /// The stored delivery `id` (a job's [`Job::event_id`]), if it is still stored.
+    pub fn event(&self, id: EventId) -> Result<Option<Event>, Error> {
+        let Some(meta) = self.event_meta(id)? else {
+            return Ok(None);
+        };
+        match self.read_payload(&meta) {
+            Ok(event) => Ok(Some(event)),
+            // Retention may have moved it (copied forward, old segment deleted) or removed it
+            // between the two reads: read its record again.
+            Err(e) => match self.event_meta(id)? {
+                None => Ok(None),
+                Some(now) if now.payload != meta.payload => self.read_payload(&now).map(Some),
+                Some(_) => Err(e),
+            },
+        }
+    }
+
+    /// The payload of a delivery, decoded.
+    pub(super) fn read_payload(&self, meta: &EventMeta) -> Result<Event, Error> {
+        let bytes = self.load_payload(meta.id, meta.payload)?;
+        codec::decode(trees::EVENTS, meta.id.to_string().as_bytes(), &bytes)
+    }
+
+    /// Up to `limit` stored deliveries' records, newest first, from just before `before` (from
+    /// the newest when `None`): a page of history; the next page starts before the last id of
+    /// this one.
+    pub fn events_page(
+        &self,
+        before: Option<EventId>,
+        limit: usize,
+    ) -> Result<Vec<EventMeta>, Error> {
+        let range = match before {
+            Some(b) => self.events.range(..b.key()),
+            None => self.events.iter(),
+        };
+        let mut out = Vec::with_capacity(limit.min(1024));
+        for item in range.rev().take(limit) {
+            let (k, v) = item.map_err(|e| self.storage(e))?;
+            out.push(codec::decode(trees::EVENTS, &k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// Whether the in-memory dedupe index has finished loading (it loads in the background
+    /// after open; until then ingests read the `dedupe` tree).
+    pub fn dedupe_index_loaded(&self) -> bool {
+        self.dedupe_index().loaded
+    }
+
+    /// How many deliveries are stored (a scan: for tests and tools).
+    pub fn events_stored(&self) -> usize {
+        self.events.len()
     }
 
     /// The latest stored delivery with this event key, if any (a scan: for tests).
     #[cfg(test)]
     pub(crate) fn event_by_key(&self, key: &str) -> Result<Option<Event>, Error> {
-        let mut latest: Option<(u64, Event)> = None;
-        for item in self.inbox.iter() {
+        for item in self.events.iter().rev() {
             let (k, v) = item.map_err(|e| self.storage(e))?;
-            let at = EventRef::parse(&k)?;
-            let event: Event = codec::decode(trees::INBOX, &k, &v)?;
-            if event.key() == key && latest.as_ref().is_none_or(|(seq, _)| *seq < at.seq) {
-                latest = Some((at.seq, event));
+            let meta: EventMeta = codec::decode(trees::EVENTS, &k, &v)?;
+            if meta.key == key {
+                return self.read_payload(&meta).map(Some);
             }
         }
-        Ok(latest.map(|(_, e)| e))
+        Ok(None)
+    }
+
+    /// The dedupe entry of a digest: the end of its window and the delivery that opened it.
+    pub(super) fn dedupe_entry(&self, digest: &KeyDigest) -> Result<Option<(u64, u64)>, Error> {
+        match self.dedupe.get(digest).map_err(|e| self.storage(e))? {
+            Some(bytes) => codec::decode(trees::DEDUPE, &digest[..], &bytes).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// The expiry of the dedupe entry for this event key, if any (expired or not).
     pub fn dedupe_until(&self, key: &str) -> Result<Option<u64>, Error> {
-        self.get(&self.dedupe, trees::DEDUPE, key)
-    }
-
-    /// Removes dedupe entries that expired at or before `now_ms`, then events that no job (in
-    /// the outbox or dead-lettered) references and whose dedupe window is closed. Safe to run
-    /// while the daemon ingests and executes: each removal re-checks its conditions atomically.
-    /// Does not flush.
-    pub fn purge_expired(&self, now_ms: u64) -> Result<Purged, Error> {
-        let _writing = self.writing();
-        let mut purged = Purged::default();
-        for item in self.dedupe.iter() {
-            let (k, v) = item.map_err(|e| self.storage(e))?;
-            let until: u64 = codec::decode(trees::DEDUPE, &k, &v)?;
-            if until <= now_ms {
-                // A compare-and-swap, so that an entry an ingest has just renewed survives.
-                let swapped = self
-                    .dedupe
-                    .compare_and_swap(&k, Some(&v), None as Option<&[u8]>)
-                    .map_err(|e| self.storage(e))?;
-                if swapped.is_ok() {
-                    purged.dedupe += 1;
-                }
-            }
-        }
-        self.dedupe_index()
-            .windows
-            .retain(|_, until| *until > now_ms);
-        // Deliveries are ordered by the end of their dedupe window: only the head is expired.
-        for item in self.inbox.iter().keys() {
-            let k = item.map_err(|e| self.storage(e))?;
-            if EventRef::parse(&k)?.until_ms > now_ms {
-                break;
-            }
-            let result = (&self.inbox, &self.inbox_refs).transaction(|(inbox, refs)| {
-                if read_u64(refs, trees::INBOX_REFS, &k)?.is_some_and(|n| n > 0) {
-                    return Ok(false);
-                }
-                Ok(inbox.remove(&*k)?.is_some())
-            });
-            if self.tx_result(result)? {
-                purged.events += 1;
-            }
-        }
-        Ok(purged)
+        Ok(self.dedupe_entry(&key_digest(key))?.map(|(until, _)| until))
     }
 
     /// Completes the enrichment job `id` ([`super::outbox::ENRICHMENT`]) in ONE transaction:
-    /// the stored delivery is replaced by `event` (the enriched one), the enrichment job is
-    /// removed, one job per rule in `rules` is created due at `now_ms` (the rules matched on the
-    /// enriched event), and `audit` is appended. Returns the new jobs' ids.
-    /// [`Error::NoSuchJob`] if job `id` is not in the outbox (completed before, or
-    /// dead-lettered meanwhile): nothing is written then. Does not flush.
+    /// the stored delivery's payload is replaced by `event` (the enriched one, appended to the
+    /// open segment) and its record lists `rules`, the enrichment job is removed, one job per
+    /// rule in `rules` is created due at `now_ms` (the rules matched on the enriched event),
+    /// and `audit` is appended. Returns the new jobs' ids. [`Error::NoSuchJob`] if job `id` is
+    /// not in the outbox (completed before, or dead-lettered meanwhile): nothing is written to
+    /// sled then. Does not flush.
     pub fn complete_enrichment(
         &self,
         id: u64,
@@ -455,31 +628,49 @@ impl Store {
     ) -> Result<Vec<u64>, Error> {
         let _writing = self.writing();
         let key = event.key();
-        let event_bytes = codec::encode(trees::INBOX, &key, event)?;
+        let event_bytes = codec::encode(trees::EVENTS, &key, event)?;
         let mut ids = Vec::with_capacity(rules.len());
         for _ in rules {
             ids.push(self.next_id()?);
         }
         let audit = self.encode_audit(audit)?;
+        let Some(job) = self.job(id)? else {
+            return Err(Error::NoSuchJob { id });
+        };
+        let _payloads = self.payload_appending();
+        let at = self.append_payload(job.event_id, &event_bytes, now_ms)?;
         let result = (
-            &self.inbox,
+            &self.events,
+            &self.event_segments,
             &self.inbox_refs,
             &self.outbox,
             &self.due,
             &self.audit,
         )
-            .transaction(|(inbox, refs, outbox, due, audit_tree)| {
+            .transaction(|(events, segments, refs, outbox, due, audit_tree)| {
                 let job = super::outbox::tx_get_job(outbox, id)?
                     .ok_or_else(|| super::abort(Error::NoSuchJob { id }))?;
-                let at = job.event_ref.key();
-                inbox.insert(&at, event_bytes.as_slice())?;
+                let ev = job.event_id;
+                let k = ev.key();
+                if let Some(bytes) = events.get(k)? {
+                    let mut meta: EventMeta =
+                        codec::decode(trees::EVENTS, ev.to_string().as_bytes(), &bytes)
+                            .map_err(super::abort)?;
+                    segments.remove(&segment_key(meta.payload.segment, ev)[..])?;
+                    meta.payload = at;
+                    meta.rules = rules.to_vec();
+                    let bytes = codec::encode(trees::EVENTS, &ev.to_string(), &meta)
+                        .map_err(super::abort)?;
+                    events.insert(&k, bytes)?;
+                    segments.insert(&segment_key(at.segment, ev), &[][..])?;
+                }
                 outbox.remove(&job_key(id))?;
                 due.remove(&due_key(job.ready_ms(), id))?;
                 for (new_id, rule) in ids.iter().zip(rules) {
                     let new = Job {
                         id: *new_id,
                         event_key: job.event_key.clone(),
-                        event_ref: job.event_ref,
+                        event_id: ev,
                         rule: rule.clone(),
                         step: 0,
                         results: Vec::new(),
@@ -496,12 +687,12 @@ impl Store {
                     due.insert(&due_key(now_ms, *new_id), &[][..])?;
                 }
                 // The enrichment job's reference becomes the new jobs' references.
-                let held = read_u64(refs, trees::INBOX_REFS, &at)?.unwrap_or(1);
+                let held = read_u64(refs, trees::INBOX_REFS, &k)?.unwrap_or(1);
                 let now_held = held.saturating_sub(1).saturating_add(rules.len() as u64);
                 if now_held == 0 {
-                    refs.remove(&at)?;
+                    refs.remove(&k)?;
                 } else {
-                    write_u64(refs, trees::INBOX_REFS, &at, now_held)?;
+                    write_u64(refs, trees::INBOX_REFS, &k, now_held)?;
                 }
                 for (k, v) in &audit {
                     audit_tree.insert(k, v.as_slice())?;
@@ -510,107 +701,9 @@ impl Store {
             });
         self.tx_result(result)?;
         // One job (the enrichment) left the outbox, `rules.len()` came in.
-        self.depth
-            .fetch_add(rules.len(), std::sync::atomic::Ordering::Relaxed);
-        self.depth
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.depth.fetch_add(rules.len(), Ordering::Relaxed);
+        self.depth.fetch_sub(1, Ordering::Relaxed);
         Ok(ids)
-    }
-
-    /// Fills the in-memory [`DedupeIndex`] from the `dedupe` tree (at open).
-    pub(super) fn load_dedupe_index(&self) -> Result<(), Error> {
-        let mut index = DedupeIndex::default();
-        for item in self.dedupe.iter() {
-            let (k, v) = item.map_err(|e| self.storage(e))?;
-            // An unreadable entry counts as open: an ingest of its key reads it and reports it.
-            let until = codec::decode(trees::DEDUPE, &k, &v).unwrap_or(u64::MAX);
-            index.insert(&String::from_utf8_lossy(&k), until);
-        }
-        *self.dedupe_index() = index;
-        Ok(())
-    }
-
-    /// The jobs of `tree` (live or dead) whose event moved, pointed at their new place, encoded:
-    /// for [`Store::migrate_v1_inbox`].
-    fn repointed<T: serde::Serialize + serde::de::DeserializeOwned>(
-        &self,
-        tree: &sled::Tree,
-        name: &'static str,
-        moved: &std::collections::HashMap<String, EventRef>,
-        job_of: impl Fn(&mut T) -> &mut Job,
-    ) -> Result<Vec<(sled::IVec, Vec<u8>)>, Error> {
-        let mut out = Vec::new();
-        for item in tree.iter() {
-            let (k, v) = item.map_err(|e| self.storage(e))?;
-            let mut value: T = codec::decode(name, &k, &v)?;
-            let job = job_of(&mut value);
-            if let Some(at) = moved.get(&job.event_key) {
-                job.event_ref = *at;
-                let id = job.id.to_string();
-                out.push((k, codec::encode(name, &id, &value)?));
-            }
-        }
-        Ok(out)
-    }
-
-    /// Schema 1 → 2: moves every delivery from `events` (keyed by event key) into `inbox`
-    /// under a new [`EventRef`] (its dedupe entry's expiry, or 0 when that entry is gone),
-    /// moves its reference count, and points the jobs (live and dead) at it, in one
-    /// transaction that also writes the new schema version; then drops the old trees.
-    pub(super) fn migrate_v1_inbox(&self) -> Result<(), Error> {
-        let storage = |e| self.storage(e);
-        let events = self.db.open_tree(trees::V1_EVENTS).map_err(storage)?;
-        let refs = self.db.open_tree(trees::V1_EVENT_REFS).map_err(storage)?;
-        let mut moved = std::collections::HashMap::new();
-        for item in events.iter().keys() {
-            let k = item.map_err(storage)?;
-            let key = String::from_utf8_lossy(&k).into_owned();
-            let until_ms = self.dedupe_until(&key)?.unwrap_or(0);
-            let seq = self.next_id()?;
-            moved.insert(key, EventRef { until_ms, seq });
-        }
-        // Jobs pointed at their delivery (a job whose delivery is gone keeps the default
-        // reference, which finds nothing, as its event key found nothing before).
-        let live = self.repointed(&self.outbox, trees::OUTBOX, &moved, |job: &mut Job| job)?;
-        let dead = self.repointed(&self.dead, trees::DEAD, &moved, |d: &mut DeadJob| {
-            &mut d.job
-        })?;
-        let version = codec::encode(trees::META, super::meta_keys::SCHEMA_VERSION, &2u32)?;
-        let result = (
-            &events,
-            &refs,
-            &self.inbox,
-            &self.inbox_refs,
-            &self.outbox,
-            &self.dead,
-            &self.meta,
-        )
-            .transaction(
-                |(events, refs, inbox, inbox_refs, outbox, dead_tree, meta)| {
-                    for (key, at) in &moved {
-                        if let Some(event) = events.remove(key.as_bytes())? {
-                            inbox.insert(&at.key(), event)?;
-                        }
-                        if let Some(n) = refs.remove(key.as_bytes())? {
-                            inbox_refs.insert(&at.key(), n)?;
-                        }
-                    }
-                    for (k, v) in &live {
-                        outbox.insert(k, v.as_slice())?;
-                    }
-                    for (k, v) in &dead {
-                        dead_tree.insert(k, v.as_slice())?;
-                    }
-                    meta.insert(super::meta_keys::SCHEMA_VERSION, version.as_slice())?;
-                    Ok(())
-                },
-            );
-        self.tx_result(result)?;
-        drop((events, refs));
-        for name in [trees::V1_EVENTS, trees::V1_EVENT_REFS] {
-            self.db.drop_tree(name).map_err(storage)?;
-        }
-        Ok(())
     }
 }
 
@@ -628,6 +721,7 @@ mod tests {
             rules: rules(rule_names),
             now_ms,
             dedupe_until_ms: until_ms,
+            revision: None,
             audit: vec![AuditRecord {
                 at_ms: now_ms,
                 kind: AuditKind::EventAccepted,
@@ -679,7 +773,7 @@ mod tests {
         assert_eq!(store.queue_depth(), 2);
         assert_eq!(audit_count(&store), 2);
         assert_eq!(store.dedupe_until("fd/a").unwrap(), Some(10_000));
-        assert!(store.event(first.at).unwrap().is_some());
+        assert!(store.event(first.event_id()).unwrap().is_some());
         check_consistency(&store);
 
         // Written: the tree answers now, exactly as before.
@@ -877,8 +971,8 @@ mod tests {
         assert_eq!(store.queue_depth(), 2);
         let first = store.job(new[0]).unwrap().unwrap();
         assert_eq!((first.rule.as_str(), first.due_ms), ("r1", 500));
-        assert_eq!(first.event_ref, job.event_ref);
-        assert_eq!(store.event(job.event_ref).unwrap(), Some(enriched.clone()));
+        assert_eq!(first.event_id, job.event_id);
+        assert_eq!(store.event(job.event_id).unwrap(), Some(enriched.clone()));
         assert_eq!(audit_count(&store), 1);
         check_consistency(&store);
 

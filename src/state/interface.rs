@@ -72,8 +72,8 @@ use std::pin::Pin as Pinned;
 use super::journal::{IngestRecord, PreparedIngest};
 use super::{
     AppliedResource, AuditFilter, AuditRecord, BackupError, BackupReport, ConnectorKept, DeadJob,
-    Error, EventRef, HealthRecord, IngestOutcome, Job, MinuteRollup, NotionVerification, Pin,
-    Purged, RegistrationRecord, Store, Taken,
+    Error, EventId, EventMeta, HealthRecord, IngestOutcome, Job, MinuteRollup, NotionVerification,
+    Pin, Purged, RegistrationRecord, Retention, RetentionTotals, StateBytes, Store, Taken,
 };
 use crate::event::Event;
 
@@ -199,12 +199,15 @@ pub trait Inbox {
         audit: &[AuditRecord],
     ) -> Result<Vec<u64>, Error>;
 
-    /// Removes dedupe windows that ended at or before `now_ms`, then deliveries that no job
-    /// (queued or dead-lettered) references and whose window has ended. Each removal re-checks
-    /// its conditions atomically, so it may run while ingest and the executor run: it never
-    /// removes a delivery a job still needs, nor a window an ingest just renewed. A crash
-    /// leaves some of the removals done. Does not flush.
-    fn purge_expired(&self, now_ms: u64) -> Result<Purged, Error>;
+    /// Removes dedupe windows that ended at or before `now_ms`, then what `retention` no longer
+    /// keeps: deliveries past `event_retention_ms` that no job (queued or dead-lettered)
+    /// references, oldest first, and while the state is over `max_state_bytes` the oldest such
+    /// deliveries whatever their age. Each removal re-checks its conditions atomically, so it
+    /// may run while ingest and the executor run: it never removes a delivery a job still
+    /// needs, nor a window an ingest just renewed. Payload storage is given back to the file
+    /// system (sled: whole segment files, after a flush). A crash leaves some of the removals
+    /// done. What was removed is added to [`History::retention_totals`].
+    fn purge_expired(&self, now_ms: u64, retention: &Retention) -> Result<Purged, Error>;
 }
 
 /// The job queue: leases, progress, retries and dead letters.
@@ -285,9 +288,25 @@ pub trait Outbox {
 
 /// Reads of what was received: stored deliveries.
 pub trait History {
-    /// The stored delivery `at` (a job's [`Job::event_ref`]), if it is still stored. A
+    /// The stored delivery `id` (a job's [`Job::event_id`]), if it is still stored. A
     /// delivery that a queued or dead-lettered job references is always stored.
-    fn event(&self, at: EventRef) -> Result<Option<Event>, Error>;
+    fn event(&self, id: EventId) -> Result<Option<Event>, Error>;
+
+    /// The record of stored delivery `id` (when and how it arrived, the revision in use, the
+    /// rules it matched), without its payload.
+    fn event_meta(&self, id: EventId) -> Result<Option<EventMeta>, Error>;
+
+    /// Up to `limit` stored deliveries' records, newest first (ids descend: arrival order),
+    /// from just before `before` (from the newest when `None`). Ids are stable, so paging
+    /// with the last id of a page never repeats or skips a delivery still stored.
+    fn events_page(&self, before: Option<EventId>, limit: usize) -> Result<Vec<EventMeta>, Error>;
+
+    /// The state's size on disk by kind (payloads, database, journal).
+    fn state_bytes(&self) -> StateBytes;
+
+    /// What retention removed since the state was created, and whether the size limit could
+    /// not be met (and why).
+    fn retention_totals(&self) -> Result<RetentionTotals, Error>;
 }
 
 /// Counts per minute, integration and outcome, kept for weeks so that rates and charts do not
@@ -529,8 +548,8 @@ impl Inbox for Store {
         Store::complete_enrichment(self, id, event, rules, now_ms, audit)
     }
 
-    fn purge_expired(&self, now_ms: u64) -> Result<Purged, Error> {
-        Store::purge_expired(self, now_ms)
+    fn purge_expired(&self, now_ms: u64, retention: &Retention) -> Result<Purged, Error> {
+        Store::purge_expired(self, now_ms, retention)
     }
 }
 
@@ -601,8 +620,24 @@ impl Outbox for Store {
 }
 
 impl History for Store {
-    fn event(&self, at: EventRef) -> Result<Option<Event>, Error> {
-        Store::event(self, at)
+    fn event(&self, id: EventId) -> Result<Option<Event>, Error> {
+        Store::event(self, id)
+    }
+
+    fn event_meta(&self, id: EventId) -> Result<Option<EventMeta>, Error> {
+        Store::event_meta(self, id)
+    }
+
+    fn events_page(&self, before: Option<EventId>, limit: usize) -> Result<Vec<EventMeta>, Error> {
+        Store::events_page(self, before, limit)
+    }
+
+    fn state_bytes(&self) -> StateBytes {
+        Store::state_bytes(self)
+    }
+
+    fn retention_totals(&self) -> Result<RetentionTotals, Error> {
+        Store::retention_totals(self)
     }
 }
 

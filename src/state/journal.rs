@@ -57,6 +57,10 @@ pub struct IngestRecord {
     pub dedupe_until_ms: u64,
     /// Its audit records.
     pub audit: Vec<AuditRecord>,
+    /// The revision in use when it was received (`None`: unknown; records of earlier builds
+    /// have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
 }
 
 /// The journal of one state directory.
@@ -437,7 +441,13 @@ impl Journal {
             }
             framed.extend_from_slice(json(a)?);
         }
-        framed.extend_from_slice(b"]}");
+        framed.push(b']');
+        if let Some(revision) = &record.revision {
+            framed.extend_from_slice(b",\"revision\":");
+            serde_json::to_writer(&mut framed, revision)
+                .map_err(|e| fail(std::io::Error::other(e)))?;
+        }
+        framed.push(b'}');
         Self::frame(dir, framed)
     }
 
@@ -571,6 +581,7 @@ pub(crate) mod tests {
             now_ms: 1,
             dedupe_until_ms: u64::MAX,
             audit: Vec::new(),
+            revision: Some("0123abcd".into()),
         }
     }
 
@@ -900,7 +911,7 @@ pub(crate) mod tests {
         assert_eq!(many.queue_depth(), one.queue_depth());
         assert_eq!(many.outbox.len(), one.outbox.len());
         assert_eq!(many.audit.len(), one.audit.len());
-        assert_eq!(many.inbox.len(), one.inbox.len());
+        assert_eq!(many.events.len(), one.events.len());
         for key in &keys {
             assert_eq!(
                 many.dedupe_until(key).unwrap(),

@@ -1,41 +1,85 @@
-//! The keys shared by the inbox and the outbox (a stored delivery's [`EventRef`], a job's id
+//! The keys shared by the inbox and the outbox (a stored delivery's [`EventId`], a job's id
 //! and due time) and the counters both keep in transactions, so that neither imports the
 //! other.
 
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
-use super::{Error, abort, codec, trees};
+use super::{Error, abort, codec};
 
-/// Where a stored delivery is: the end of its dedupe window and a sequence number unique in
-/// the database. Jobs reference their delivery by it.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-)]
-pub struct EventRef {
-    /// When the delivery's dedupe window closes, milliseconds since the Unix epoch.
-    pub until_ms: u64,
-    /// Unique among deliveries (from the database's id generator).
-    pub seq: u64,
-}
+/// A stored delivery's public id: allocated in arrival order from the database's id generator
+/// (increasing, never reused, with gaps), stable for the life of the delivery. Shown as
+/// `evt_<decimal>`; serialized as that string (and read from it or from a bare number).
+/// Jobs reference their delivery by it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EventId(pub u64);
 
-impl EventRef {
-    /// The `inbox` and `inbox_refs` key: `until_ms` big-endian ‖ `seq` big-endian.
-    pub(super) fn key(self) -> [u8; 16] {
-        due_key(self.until_ms, self.seq)
+impl EventId {
+    /// The key in the `event_index` and `inbox_refs` trees: the id big-endian (so that keys
+    /// sort in arrival order).
+    pub(super) fn key(self) -> [u8; 8] {
+        self.0.to_be_bytes()
     }
 
-    /// Splits an `inbox` key.
-    pub(super) fn parse(key: &[u8]) -> Result<EventRef, Error> {
-        let (until_ms, seq) = split_key(trees::INBOX, key)?;
-        Ok(EventRef { until_ms, seq })
+    /// Reads an `event_index` or `inbox_refs` key.
+    pub(super) fn parse(tree: &'static str, key: &[u8]) -> Result<EventId, Error> {
+        <[u8; 8]>::try_from(key)
+            .map(|b| EventId(u64::from_be_bytes(b)))
+            .map_err(|_| Error::Corrupt {
+                tree,
+                key: format!("{key:02x?}"),
+                detail: "event id key is not 8 bytes".to_owned(),
+            })
     }
 }
 
-impl std::fmt::Display for EventRef {
+impl std::fmt::Display for EventId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}", self.until_ms, self.seq)
+        write!(f, "evt_{}", self.0)
     }
+}
+
+/// Why a string is not an [`EventId`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not an event id (expected evt_<number>): {0:?}")]
+pub struct BadEventId(pub String);
+
+impl std::str::FromStr for EventId {
+    type Err = BadEventId;
+
+    fn from_str(s: &str) -> Result<EventId, BadEventId> {
+        s.strip_prefix("evt_")
+            .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|d| d.parse().ok())
+            .map(EventId)
+            .ok_or_else(|| BadEventId(s.chars().take(64).collect()))
+    }
+}
+
+impl Serialize for EventId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for EventId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<EventId, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Number(u64),
+            Text(String),
+        }
+        match Repr::deserialize(d)? {
+            Repr::Number(n) => Ok(EventId(n)),
+            Repr::Text(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// The key of the `event_segments` index: segment big-endian ‖ event id big-endian.
+pub(super) fn segment_key(segment: u64, id: EventId) -> [u8; 16] {
+    due_key(segment, id.0)
 }
 
 /// The key of a job in `outbox` and `dead`.

@@ -17,10 +17,15 @@
 //!   panic.
 //! - [`Store::record_applied_set`] changes the applied revision and the applied resources
 //!   atomically.
-//! - The inbox and outbox (`inbox.rs`, `outbox.rs`): [`Store::ingest`] writes an event, its
-//!   dedupe entry and one [`Job`] per matching rule in one transaction; jobs are leased, advanced
-//!   step by step, acknowledged, retried or dead-lettered, each transition atomic. Delivery is at
-//!   least once: a crash re-runs at most the jobs that were leased.
+//! - The inbox and outbox (`inbox.rs`, `outbox.rs`): [`Store::ingest`] writes an event's
+//!   record (under a new [`EventId`], in arrival order), its dedupe entry and one [`Job`] per
+//!   matching rule in one transaction; jobs are leased, advanced step by step, acknowledged,
+//!   retried or dead-lettered, each transition atomic. Delivery is at least once: a crash
+//!   re-runs at most the jobs that were leased.
+//! - Payloads are not in sled but in segment files under `events/` (`segments.rs`,
+//!   `payloads.rs`), which retention ([`Store::purge_expired`]) deletes whole: sled does not
+//!   give space back (docs/state-retention.md). The segments are synced before every flush of
+//!   sled, so sled never durably points at payload bytes that are not on disk.
 //! - The audit log (`audit.rs`): typed, time-ordered [`AuditRecord`]s, bounded by age and by
 //!   count, with how many retention removed kept in `meta`.
 //! - Per-minute rollups (`rollups.rs`): counts per minute and integration, added to (never
@@ -48,7 +53,9 @@ mod inbox;
 mod interface;
 pub mod journal;
 mod keys;
+mod migrate;
 mod outbox;
+mod payloads;
 mod perms;
 mod registrations;
 mod rollups;
@@ -63,19 +70,22 @@ pub use applied::AppliedResource;
 pub use audit::{AuditFilter, AuditKind, AuditRecord};
 pub use backup::{BackupError, BackupReport, Checked, StateCounts, Taken};
 pub use captured::{ConnectorKept, NotionVerification, ReceivedToken};
-pub use inbox::{IngestOutcome, Purged};
+pub use inbox::{EventMeta, IngestOutcome, PayloadAt};
 pub use interface::{
     Audit, Captured, Flushing, History, Inbox, Outbox, Registrations, Revisions, Rollups, State,
 };
-pub use keys::EventRef;
+pub use keys::{BadEventId, EventId};
 pub use outbox::{DeadJob, ENRICHMENT, Job};
+pub use payloads::{Purged, Retention, RetentionTotals, StateBytes};
 pub use registrations::{HealthRecord, Pin, REGISTRATION_SECRET_FIELD, RegistrationRecord};
 pub use rollups::{EventCounts, MINUTE_MS, MinuteRollup, RollupCounts};
 
 /// The schema version this build writes and understands. Version 2 keys stored deliveries by
-/// [`EventRef`] instead of by event key (version 1); version 3 keeps the applied resources as
-/// one record instead of one per resource. [`Store::open`] migrates versions 1 and 2.
-pub const SCHEMA_VERSION: u32 = 3;
+/// the end of their dedupe window instead of by event key (version 1); version 3 keeps the
+/// applied resources as one record instead of one per resource; version 4 keys deliveries by
+/// [`EventId`] (arrival), keeps their payloads in segment files and the dedupe keys apart, by
+/// digest. [`Store::open`] migrates versions 1 to 3 (`migrate.rs`).
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Names of the sled trees.
 pub mod trees {
@@ -83,19 +93,30 @@ pub mod trees {
     pub const META: &str = "meta";
     /// Applied resources: one record, `set` → every [`super::AppliedResource`], sorted by key.
     pub const APPLIED: &str = "applied";
-    /// Stored deliveries: [`super::EventRef`] key (dedupe window end big-endian ‖ sequence
-    /// big-endian) → [`crate::event::Event`]. New deliveries are appended at the end.
-    pub const INBOX: &str = "inbox";
-    /// Dedupe window: event key (`integration/platform-event-id`) → `u64` expiry,
-    /// milliseconds since the Unix epoch.
-    pub const DEDUPE: &str = "dedupe";
-    /// How many jobs (in [`OUTBOX`] or [`DEAD`]) reference a stored delivery: [`INBOX`] key →
-    /// `u64` (> 0; absent means none). Lets [`super::Store::purge_expired`] decide atomically.
+    /// Stored deliveries by arrival: [`super::EventId`] big-endian → [`super::EventMeta`] (the
+    /// payload is in the segment files). New deliveries are appended at the end.
+    pub const EVENTS: &str = "event_index";
+    /// Which deliveries each payload segment holds: segment big-endian ‖ [`super::EventId`]
+    /// big-endian → empty value.
+    pub const EVENT_SEGMENTS: &str = "event_segments";
+    /// Dedupe windows: the first 16 bytes of the SHA-256 of the event key
+    /// (`integration/platform-event-id`) → `(until_ms, event id)`, kept until `until_ms`.
+    pub const DEDUPE: &str = "dedupe_keys";
+    /// How many jobs (in [`OUTBOX`] or [`DEAD`]) reference a stored delivery:
+    /// [`super::EventId`] big-endian → `u64` (> 0; absent means none). Lets retention decide
+    /// atomically.
     pub const INBOX_REFS: &str = "inbox_refs";
-    /// Schema 1's deliveries, keyed by event key (moved into [`INBOX`] by the migration).
+    /// Schema 1's deliveries, keyed by event key (moved into [`V3_INBOX`] by the migration).
     pub(super) const V1_EVENTS: &str = "events";
-    /// Schema 1's reference counts, keyed by event key (moved into [`INBOX_REFS`]).
+    /// Schema 1's reference counts, keyed by event key.
     pub(super) const V1_EVENT_REFS: &str = "event_refs";
+    /// Schemas 2 and 3's deliveries: dedupe window end big-endian ‖ sequence big-endian →
+    /// event (moved into [`EVENTS`] and the segments by the migration to schema 4).
+    pub(super) const V3_INBOX: &str = "inbox";
+    /// Schemas 1 to 3's dedupe window: event key → `u64` expiry (moved into [`DEDUPE`]).
+    pub(super) const V3_DEDUPE: &str = "dedupe";
+    /// During the migration to schema 4 only: old inbox key → new event id.
+    pub(super) const V4_MOVED: &str = "migrate_v4_moved";
     /// Pending jobs: job id (`u64` big-endian) → [`super::Job`].
     pub const OUTBOX: &str = "outbox";
     /// Index of [`OUTBOX`] by readiness: `ready_ms` big-endian ‖ job id big-endian → empty
@@ -126,6 +147,8 @@ mod meta_keys {
     /// created in place; a restored state ([`super::backup`]) starts above every id of the
     /// state it was backed up from, since sled's id generator starts again from 0.
     pub(super) const ID_BASE: &str = "id_base";
+    /// [`super::RetentionTotals`]: what retention removed since the state was created.
+    pub(super) const RETENTION: &str = "retention";
 }
 
 /// Everything that can go wrong with the state store.
@@ -264,7 +287,8 @@ pub struct Store {
     db: sled::Db,
     meta: sled::Tree,
     applied: sled::Tree,
-    inbox: sled::Tree,
+    events: sled::Tree,
+    event_segments: sled::Tree,
     dedupe: sled::Tree,
     inbox_refs: sled::Tree,
     outbox: sled::Tree,
@@ -284,7 +308,15 @@ pub struct Store {
     /// Added to every id block (`meta/id_base`, see [`meta_keys::ID_BASE`]).
     id_base: u64,
     /// The dedupe windows by key, in memory (see `inbox.rs`); held while ingests commit.
-    dedupe_index: std::sync::Mutex<inbox::DedupeIndex>,
+    /// Loaded on a thread of its own after open (shared with it).
+    dedupe_index: std::sync::Arc<std::sync::Mutex<inbox::DedupeIndex>>,
+    /// Tells that thread to give up (the store is being dropped).
+    dedupe_loader_stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The payload segment files (`events/`).
+    segments: segments::Segments,
+    /// Shared while payloads are appended until their records commit, exclusive while
+    /// retention deletes segment files (`payloads.rs`).
+    payloads: std::sync::RwLock<()>,
     /// Taken shared by every method that writes ([`Store::writing`]) and exclusively by a
     /// consistent snapshot ([`Store::quiesce`]), so a snapshot sees no transaction half-way.
     writes: std::sync::RwLock<()>,
@@ -307,6 +339,13 @@ impl Drop for RetentionHold {
 /// (b + 1) * ID_BLOCK`. sled's generator takes its global transaction lock, so calling it for
 /// every id made request threads wait for the ingest writer's transaction.
 const ID_BLOCK: u64 = 1 << 12;
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.dedupe_loader_stop
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -358,6 +397,17 @@ impl Store {
 
     /// Opens the database and its trees and checks (or writes) the schema version.
     fn open_db(dir: &Path) -> Result<Store, Error> {
+        Self::open_db_with(dir, true)
+    }
+
+    /// A store opened without migrating an older schema (for tests of the migrations).
+    #[cfg(test)]
+    pub(super) fn open_db_unmigrated(dir: &Path) -> Store {
+        Self::open_db_with(dir, false).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Store::open_db`], migrating an older schema if `migrate`.
+    fn open_db_with(dir: &Path, migrate: bool) -> Result<Store, Error> {
         // sled releases its file lock asynchronously when the last handle is dropped, so a
         // store closed a moment ago (in this process, or by a process that is just exiting)
         // can still look locked: try again briefly before saying so.
@@ -380,7 +430,9 @@ impl Store {
         let storage = |e| storage_error(dir, e);
         let meta = db.open_tree(trees::META).map_err(storage)?;
         let applied = db.open_tree(trees::APPLIED).map_err(storage)?;
-        let inbox = db.open_tree(trees::INBOX).map_err(storage)?;
+        let events = db.open_tree(trees::EVENTS).map_err(storage)?;
+        let event_segments = db.open_tree(trees::EVENT_SEGMENTS).map_err(storage)?;
+        let segments = segments::Segments::open(dir)?;
         let dedupe = db.open_tree(trees::DEDUPE).map_err(storage)?;
         let inbox_refs = db.open_tree(trees::INBOX_REFS).map_err(storage)?;
         let outbox = db.open_tree(trees::OUTBOX).map_err(storage)?;
@@ -395,7 +447,8 @@ impl Store {
             db,
             meta,
             applied,
-            inbox,
+            events,
+            event_segments,
             dedupe,
             inbox_refs,
             outbox,
@@ -409,7 +462,10 @@ impl Store {
             depth: std::sync::atomic::AtomicUsize::new(0),
             ids: std::sync::Mutex::new((0, 0)),
             id_base: 0,
-            dedupe_index: std::sync::Mutex::new(inbox::DedupeIndex::default()),
+            dedupe_index: std::sync::Arc::default(),
+            dedupe_loader_stop: std::sync::Arc::default(),
+            segments,
+            payloads: std::sync::RwLock::new(()),
             writes: std::sync::RwLock::new(()),
             retention_holds: std::sync::Arc::default(),
         };
@@ -433,29 +489,45 @@ impl Store {
                     supported: SCHEMA_VERSION,
                 });
             }
-            Some(found) => store.migrate(found)?,
+            Some(found) if migrate => store.migrate(found)?,
+            Some(_) => {}
         }
         store.id_base = store
             .get(&store.meta, trees::META, meta_keys::ID_BASE)?
             .unwrap_or(0);
-        store.load_dedupe_index()?;
+        store.load_dedupe_index();
         Ok(store)
+    }
+
+    /// Loads the in-memory dedupe index on a thread of its own (inline if no thread can be
+    /// started): opening does not wait for it; until it is loaded, ingests read the tree.
+    fn load_dedupe_index(&self) {
+        let tree = self.dedupe.clone();
+        let index = self.dedupe_index.clone();
+        let stop = self.dedupe_loader_stop.clone();
+        let spawned = std::thread::Builder::new()
+            .name("dedupe-index".into())
+            .spawn(move || inbox::load_dedupe_index(&tree, &index, &stop));
+        if spawned.is_err() {
+            inbox::load_dedupe_index(&self.dedupe, &self.dedupe_index, &self.dedupe_loader_stop);
+        }
     }
 
     /// Brings a database of an older schema `from` up to [`SCHEMA_VERSION`]. Version 0 was
     /// never written, so it means corruption.
     fn migrate(&self, from: u32) -> Result<(), Error> {
         match from {
-            SCHEMA_VERSION => Ok(()),
+            SCHEMA_VERSION => self.drop_legacy_trees(),
             1 => {
                 self.migrate_v1_inbox()?;
                 self.migrate_v2_applied()?;
-                self.flush()
+                self.migrate_v3_layout()
             }
             2 => {
                 self.migrate_v2_applied()?;
-                self.flush()
+                self.migrate_v3_layout()
             }
+            3 => self.migrate_v3_layout(),
             other => Err(Error::Corrupt {
                 tree: trees::META,
                 key: meta_keys::SCHEMA_VERSION.to_owned(),
@@ -498,6 +570,7 @@ impl Store {
 
     /// Writes everything to disk, blocking the calling thread until it is durable.
     pub fn flush(&self) -> Result<(), Error> {
+        self.sync_payloads()?;
         self.db
             .flush()
             .map(|_| ())
@@ -507,6 +580,9 @@ impl Store {
     /// Writes everything to disk without blocking a runtime thread: completes when every write
     /// made before the call is durable. Concurrent callers share flushes ("group commit").
     pub async fn flush_async(&self) -> Result<(), Error> {
+        // An fdatasync of the open segment when anything was appended since the last one (the
+        // payloads must be on disk before the records that point at them).
+        self.sync_payloads()?;
         self.db
             .flush_async()
             .await
@@ -539,7 +615,6 @@ impl Store {
     }
 
     /// Whether a [`RetentionHold`] is alive (retention then deletes no payload file).
-    #[allow(dead_code)] // consulted by the retention change
     pub(super) fn retention_held(&self) -> bool {
         self.retention_holds
             .load(std::sync::atomic::Ordering::SeqCst)
@@ -659,3 +734,5 @@ mod tests;
 mod tests_model;
 #[cfg(test)]
 mod tests_queue;
+#[cfg(test)]
+mod tests_retention;

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
-use super::keys::{EventRef, due_key, job_key, read_u64, split_key, write_u64};
+use super::keys::{EventId, due_key, job_key, read_u64, split_key, write_u64};
 use super::{Error, Store, abort, codec, trees};
 
 /// The `rule` of a job that enriches its delivery instead of running a rule's actions (never a
@@ -43,9 +43,9 @@ pub struct Job {
     pub id: u64,
     /// The event's dedupe key ([`crate::event::Event::key`]), to name it.
     pub event_key: String,
-    /// Where the delivery is in the inbox ([`Store::event`]).
+    /// The delivery it runs for ([`Store::event`]).
     #[serde(default)]
-    pub event_ref: EventRef,
+    pub event_id: EventId,
     /// The rule's name.
     pub rule: String,
     /// The index of the next action to run.
@@ -329,7 +329,7 @@ impl Store {
                 };
                 outbox.remove(&job_key(id))?;
                 due.remove(&due_key(job.ready_ms(), id))?;
-                let at = job.event_ref.key();
+                let at = job.event_id.key();
                 match read_u64(refs, trees::INBOX_REFS, &at)? {
                     Some(n) if n > 1 => write_u64(refs, trees::INBOX_REFS, &at, n - 1)?,
                     _ => {

@@ -188,38 +188,198 @@ fn double_open_is_locked() {
     }
 }
 
-/// A schema 1 state (deliveries keyed by event key) is migrated on open: every delivery moves
-/// to the inbox with its reference count, live and dead jobs point at it, and the jobs run on.
-#[test]
-fn schema_1_deliveries_are_migrated() {
-    use crate::state::tests_queue::event;
-    let tmp = tempfile::tempdir().unwrap();
-    let (live, dead) = {
-        let store = Store::open(tmp.path()).unwrap();
-        let ids = match store
-            .ingest(&event("i", "1"), &["a".into(), "b".into()], 0, 500)
-            .unwrap()
-        {
-            IngestOutcome::Stored { jobs } => jobs,
-            IngestOutcome::Duplicate => unreachable!(),
-        };
-        store.ingest(&event("i", "2"), &[], 0, 500).unwrap();
-        store.dead_letter(ids[1], "gone", 10).unwrap();
-        // Rewrite it the way schema 1 stored it.
-        let v1_events = store.db.open_tree(trees::V1_EVENTS).unwrap();
-        let v1_refs = store.db.open_tree(trees::V1_EVENT_REFS).unwrap();
-        for item in store.inbox.iter() {
-            let (k, v) = item.unwrap();
-            let e: crate::event::Event = codec::decode(trees::INBOX, &k, &v).unwrap();
-            v1_events.insert(e.key(), v).unwrap();
-        }
-        v1_refs
+/// Rewrites a schema 4 `store` the way schema 3 stored deliveries: `inbox` keyed by dedupe
+/// window end ‖ sequence (the event id), the dedupe window by event key, jobs pointing at
+/// their delivery with `event_ref`, references keyed like `inbox`. The caller drops the store
+/// and deletes `events/` (schema 3 had no segment files).
+fn as_schema_3(store: &Store) {
+    use super::keys::due_key;
+    let inbox = store.db.open_tree(trees::V3_INBOX).unwrap();
+    let dedupe = store.db.open_tree(trees::V3_DEDUPE).unwrap();
+    let mut old_key = std::collections::HashMap::new();
+    for item in store.events.iter() {
+        let (k, v) = item.unwrap();
+        let meta: EventMeta = codec::decode(trees::EVENTS, &k, &v).unwrap();
+        let key = due_key(meta.dedupe_until_ms, meta.id.0);
+        let payload = store.load_payload(meta.id, meta.payload).unwrap();
+        inbox.insert(key, payload).unwrap();
+        let until = store.dedupe_until(&meta.key).unwrap().unwrap();
+        dedupe
             .insert(
-                "i/1",
-                codec::encode(trees::V1_EVENT_REFS, "i/1", &2u64).unwrap(),
+                meta.key.as_bytes(),
+                codec::encode(trees::V3_DEDUPE, "k", &until).unwrap(),
             )
             .unwrap();
-        store.inbox.clear().unwrap();
+        old_key.insert(meta.id, (meta.dedupe_until_ms, meta.id.0));
+    }
+    for (tree, name) in [(&store.outbox, trees::OUTBOX), (&store.dead, trees::DEAD)] {
+        for item in tree.iter() {
+            let (k, v) = item.unwrap();
+            let mut value: serde_json::Value = codec::decode(name, &k, &v).unwrap();
+            let job = if name == trees::DEAD {
+                &mut value["job"]
+            } else {
+                &mut value
+            };
+            let id: EventId = serde_json::from_value(job["event_id"].clone()).unwrap();
+            let (until_ms, seq) = old_key[&id];
+            let job = job.as_object_mut().unwrap();
+            job.remove("event_id");
+            job.insert(
+                "event_ref".into(),
+                json!({"until_ms": until_ms, "seq": seq}),
+            );
+            tree.insert(k, codec::encode(name, "job", &value).unwrap())
+                .unwrap();
+        }
+    }
+    let refs: Vec<(EventId, sled::IVec)> = store
+        .inbox_refs
+        .iter()
+        .map(|item| {
+            let (k, v) = item.unwrap();
+            (EventId::parse(trees::INBOX_REFS, &k).unwrap(), v)
+        })
+        .collect();
+    store.inbox_refs.clear().unwrap();
+    for (id, v) in refs {
+        let (until, seq) = old_key[&id];
+        store.inbox_refs.insert(due_key(until, seq), v).unwrap();
+    }
+    for tree in [&store.events, &store.event_segments, &store.dedupe] {
+        tree.clear().unwrap();
+    }
+    store
+        .put(&store.meta, trees::META, meta_keys::SCHEMA_VERSION, &3u32)
+        .unwrap();
+    store.flush().unwrap();
+}
+
+/// Three deliveries in a schema 3 state under `dir`: `i/1` with a live job `a` and a dead job
+/// `b`, `i/2` with no job (both until 500), `i/3` with a live job (until 900). Returns the
+/// live job of `i/1`, the dead job and the job of `i/3`.
+fn schema_3_state(dir: &std::path::Path) -> (u64, u64, u64) {
+    use crate::state::tests_queue::event;
+    let ids = {
+        let store = Store::open(dir).unwrap();
+        let mut first = event("i", "1");
+        first.received_at_ms = 7;
+        let IngestOutcome::Stored { jobs } = store
+            .ingest(&first, &["a".into(), "b".into()], 10, 500)
+            .unwrap()
+        else {
+            unreachable!()
+        };
+        store.ingest(&event("i", "2"), &[], 20, 500).unwrap();
+        let IngestOutcome::Stored { jobs: third } = store
+            .ingest(&event("i", "3"), &["c".into()], 30, 900)
+            .unwrap()
+        else {
+            unreachable!()
+        };
+        store.dead_letter(jobs[1], "gone", 40).unwrap();
+        as_schema_3(&store);
+        (jobs[0], jobs[1], third[0])
+    };
+    std::fs::remove_dir_all(dir.join("events")).unwrap();
+    ids
+}
+
+/// Checks a state migrated from [`schema_3_state`].
+fn check_migrated_schema_3(store: &Store, (live, dead, third): (u64, u64, u64)) {
+    use crate::state::tests_queue::event;
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    let names = store.db.tree_names();
+    for legacy in [trees::V3_INBOX, trees::V3_DEDUPE, trees::V4_MOVED] {
+        assert!(!names.iter().any(|n| n == legacy.as_bytes()), "{legacy}");
+    }
+    assert_eq!(store.events_stored(), 3, "each delivery moved once");
+    // Ids in stored order; the received time is the event's own.
+    let page = store.events_page(None, 10).unwrap();
+    let keys: Vec<&str> = page.iter().map(|m| m.key.as_str()).collect();
+    assert_eq!(keys, ["i/3", "i/2", "i/1"]);
+    assert!(page[0].id > page[1].id && page[1].id > page[2].id);
+    assert_eq!(page[2].received_ms, 7);
+    assert_eq!(page[2].revision, None);
+    assert_eq!(page[2].dedupe_until_ms, 500);
+    assert_eq!(page[2].rules, ["a", "b"]);
+    let job = store.job(live).unwrap().unwrap();
+    let mut first = event("i", "1");
+    first.received_at_ms = 7;
+    assert_eq!(job.event_id, page[2].id);
+    assert_eq!(store.event(job.event_id).unwrap(), Some(first));
+    assert_eq!(
+        store.dead_job(dead).unwrap().unwrap().job.event_id,
+        job.event_id
+    );
+    assert_eq!(store.job(third).unwrap().unwrap().event_id, page[0].id);
+    // The dedupe windows moved: still duplicates before their end.
+    assert_eq!(store.dedupe_until("i/3").unwrap(), Some(900));
+    assert_eq!(
+        store.ingest(&event("i", "3"), &[], 800, 1_800).unwrap(),
+        IngestOutcome::Duplicate
+    );
+    crate::state::tests_queue::check_consistency(store);
+}
+
+/// A schema 3 state is migrated on open: every delivery gets an id in stored order, its
+/// payload moves to the segments, jobs (live and dead) point at it by id, references and
+/// dedupe windows follow; then the jobs run on and retention works on it.
+#[test]
+fn schema_3_deliveries_are_migrated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let jobs = schema_3_state(tmp.path());
+    let store = Store::open(tmp.path()).unwrap();
+    check_migrated_schema_3(&store, jobs);
+    // The references moved with the deliveries: acknowledging both jobs of i/1 frees it.
+    let retention = crate::state::tests_queue::keep_for(0);
+    let before = store.purge_expired(1_000, &retention).unwrap();
+    assert_eq!(before.events, 1, "only i/2 is unreferenced");
+    assert!(store.ack(jobs.0).unwrap());
+    store.replay(jobs.1, 20).unwrap();
+    assert!(store.ack(jobs.1).unwrap());
+    assert_eq!(store.purge_expired(1_000, &retention).unwrap().events, 1);
+    assert_eq!(store.events_stored(), 1);
+    crate::state::tests_queue::check_consistency(&store);
+}
+
+/// A migration interrupted after it moved the deliveries (the version still says 3) finishes
+/// on the next open, moving nothing twice.
+#[test]
+fn an_interrupted_schema_3_migration_finishes_on_the_next_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let jobs = schema_3_state(tmp.path());
+    {
+        let store = Store::open_db_unmigrated(tmp.path());
+        store.move_v3_deliveries().unwrap();
+        assert_eq!(store.events_stored(), 3);
+        assert_eq!(store.read_schema_version().unwrap(), Some(3));
+    }
+    let store = Store::open(tmp.path()).unwrap();
+    check_migrated_schema_3(&store, jobs);
+    drop(store);
+    // And opening again changes nothing.
+    let store = Store::open(tmp.path()).unwrap();
+    check_migrated_schema_3(&store, jobs);
+}
+
+/// A schema 1 state (deliveries keyed by event key) is migrated on open through schemas 2 and
+/// 3: every delivery gets an id, live and dead jobs point at it, and the jobs run on.
+#[test]
+fn schema_1_deliveries_are_migrated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let jobs = schema_3_state(tmp.path());
+    {
+        // Schema 3 → 1: deliveries keyed by event key, jobs without a reference.
+        let store = Store::open_db_unmigrated(tmp.path());
+        let inbox = store.db.open_tree(trees::V3_INBOX).unwrap();
+        let v1_events = store.db.open_tree(trees::V1_EVENTS).unwrap();
+        for item in inbox.iter() {
+            let (k, v) = item.unwrap();
+            let e: crate::event::Event = codec::decode(trees::V3_INBOX, &k, &v).unwrap();
+            v1_events.insert(e.key(), v).unwrap();
+        }
+        inbox.clear().unwrap();
         store.inbox_refs.clear().unwrap();
         for (tree, name) in [(&store.outbox, trees::OUTBOX), (&store.dead, trees::DEAD)] {
             for item in tree.iter() {
@@ -235,14 +395,13 @@ fn schema_1_deliveries_are_migrated() {
                     .unwrap();
             }
         }
+        // Schema 1 kept the applied resources one per key (migrated by step 2 → 3).
         store
             .put(&store.meta, trees::META, meta_keys::SCHEMA_VERSION, &1u32)
             .unwrap();
         store.flush().unwrap();
-        (ids[0], ids[1])
-    };
+    }
     let store = Store::open(tmp.path()).unwrap();
-    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
     assert!(
         !store
             .db
@@ -250,19 +409,23 @@ fn schema_1_deliveries_are_migrated() {
             .iter()
             .any(|n| n == trees::V1_EVENTS.as_bytes())
     );
-    let job = store.job(live).unwrap().unwrap();
-    assert_eq!(job.event_ref.until_ms, 500);
-    assert_eq!(store.event(job.event_ref).unwrap(), Some(event("i", "1")));
-    let dead_job = store.dead_job(dead).unwrap().unwrap().job;
-    assert_eq!(dead_job.event_ref, job.event_ref);
-    assert!(store.event_by_key("i/2").unwrap().is_some());
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(store.events_stored(), 3);
+    let job = store.job(jobs.0).unwrap().unwrap();
+    let meta = store.event_meta(job.event_id).unwrap().unwrap();
+    assert_eq!((meta.key.as_str(), meta.dedupe_until_ms), ("i/1", 500));
+    assert_eq!(
+        store.dead_job(jobs.1).unwrap().unwrap().job.event_id,
+        job.event_id
+    );
     crate::state::tests_queue::check_consistency(&store);
-    // The references moved with the deliveries: acknowledging both jobs frees the event.
-    assert!(store.ack(live).unwrap());
-    store.replay(dead, 20).unwrap();
-    assert!(store.ack(dead).unwrap());
-    assert_eq!(store.purge_expired(500).unwrap().events, 2);
-    assert!(store.inbox.is_empty() && store.inbox_refs.is_empty());
+    assert!(store.ack(jobs.0).unwrap());
+    store.replay(jobs.1, 20).unwrap();
+    assert!(store.ack(jobs.1).unwrap());
+    assert!(store.ack(jobs.2).unwrap());
+    let retention = crate::state::tests_queue::keep_for(0);
+    assert_eq!(store.purge_expired(1_000, &retention).unwrap().events, 3);
+    assert!(store.events.is_empty() && store.inbox_refs.is_empty());
 }
 
 /// Rewrites `store` the way schema 2 stored applied resources: one record per key.

@@ -60,7 +60,8 @@ fn populated(dir: &Path) -> (Store, Vec<u64>) {
         .unwrap();
     let seg = dir.join(SEGMENTS_DIR);
     fs::create_dir_all(&seg).unwrap();
-    fs::write(seg.join("0000000000000001.seg"), b"first segment").unwrap();
+    // Beside the segment the ingests wrote, one more (whatever it holds, it is copied as is).
+    assert!(seg.join("0000000000000001.seg").is_file());
     fs::write(seg.join("00000000000000a2.seg"), vec![7u8; 300_000]).unwrap();
     fs::write(seg.join("notes.txt"), b"not a segment").unwrap();
     (store, ids)
@@ -82,8 +83,11 @@ fn a_backup_restores_to_the_same_state_with_ids_above_the_source() {
         }
     );
     let (bytes, report) = backup_bytes(&store);
+    let written = fs::metadata(store.dir().join(SEGMENTS_DIR).join("0000000000000001.seg"))
+        .unwrap()
+        .len();
     assert_eq!(report.contents.files, 2);
-    assert_eq!(report.contents.file_bytes, 13 + 300_000);
+    assert_eq!(report.contents.file_bytes, written + 300_000);
     assert_eq!(report.contents.bytes, bytes.len() as u64);
     assert_eq!(report.header.schema_version, SCHEMA_VERSION);
     // No spool file is left behind.
@@ -116,8 +120,15 @@ fn a_backup_restores_to_the_same_state_with_ids_above_the_source() {
     }
     assert_eq!(
         fs::read(target.join("events/0000000000000001.seg")).unwrap(),
-        b"first segment"
+        fs::read(store.dir().join("events/0000000000000001.seg")).unwrap()
     );
+    for id in &ids[1..] {
+        let job = restored.job(*id).unwrap().unwrap();
+        assert!(
+            restored.event(job.event_id).unwrap().is_some(),
+            "the payload of job {id}"
+        );
+    }
     assert_eq!(
         fs::read(target.join("events/00000000000000a2.seg"))
             .unwrap()

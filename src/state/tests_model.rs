@@ -28,6 +28,8 @@ use super::*;
 const MAX_ATTEMPTS: u32 = 3;
 /// How long an ingested event is deduped.
 const DEDUPE_MS: u64 = 300;
+/// How long a stored delivery is kept (unless a job references it).
+const RETENTION_MS: u64 = 200;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -51,7 +53,7 @@ enum Op {
     Crash,
     /// Release leases (graceful shutdown), drop the store and reopen it.
     Shutdown,
-    /// Purge expired dedupe entries and unreferenced events.
+    /// Purge expired dedupe entries and unreferenced deliveries past retention.
     Purge,
 }
 
@@ -104,8 +106,17 @@ struct Model {
     dedupe: BTreeMap<String, u64>,
     /// Event keys ever ingested, in order (for redeliveries).
     events: Vec<String>,
-    /// Event keys whose event should be stored.
-    present: std::collections::BTreeSet<String>,
+    /// Every stored delivery, in arrival order: key, when received, its jobs, whether it
+    /// should still be stored.
+    deliveries: Vec<MDelivery>,
+}
+
+#[derive(Debug, Clone)]
+struct MDelivery {
+    key: String,
+    received: u64,
+    jobs: Vec<u64>,
+    present: bool,
 }
 
 impl Model {
@@ -141,6 +152,12 @@ impl Model {
             panic!("{key} should not be a duplicate");
         };
         assert_eq!(jobs.len(), n);
+        self.deliveries.push(MDelivery {
+            key: key.clone(),
+            received: self.now,
+            jobs: jobs.clone(),
+            present: true,
+        });
         for id in jobs {
             assert!(!self.jobs.contains_key(&id), "id {id} reused");
             self.jobs.insert(
@@ -156,16 +173,17 @@ impl Model {
             );
         }
         self.dedupe.insert(key.clone(), self.now + DEDUPE_MS);
-        self.present.insert(key.clone());
         if !self.events.contains(&key) {
             self.events.push(key);
         }
     }
 
-    fn referenced(&self, key: &str) -> bool {
-        self.jobs
-            .values()
-            .any(|j| j.event_key == key && j.place != Place::Acked)
+    fn referenced(&self, d: &MDelivery) -> bool {
+        d.jobs.iter().any(|id| self.jobs[id].place != Place::Acked)
+    }
+
+    fn present(&self, key: &str) -> bool {
+        self.deliveries.iter().any(|d| d.key == key && d.present)
     }
 }
 
@@ -197,7 +215,7 @@ fn check_sled(store: &Store, model: &Model) {
     for key in &model.events {
         assert_eq!(
             store.event_by_key(key).unwrap().is_some(),
-            model.present.contains(key),
+            model.present(key),
             "event {key}"
         );
     }
@@ -320,15 +338,19 @@ fn apply(store: &dyn State, model: &mut Model, op: &Op) {
         Op::Advance(ms) => model.now += ms,
         Op::Crash | Op::Shutdown => unreachable!("handled by the caller"),
         Op::Purge => {
-            store.purge_expired(now).unwrap();
+            store
+                .purge_expired(now, &super::tests_queue::keep_for(RETENTION_MS))
+                .unwrap();
             model.dedupe.retain(|_, until| *until > now);
-            let keep: Vec<String> = model
-                .present
-                .iter()
-                .filter(|k| model.referenced(k) || model.dedupe.get(*k).is_some_and(|u| *u > now))
-                .cloned()
+            let gone: Vec<usize> = (0..model.deliveries.len())
+                .filter(|i| {
+                    let d = &model.deliveries[*i];
+                    !model.referenced(d) && d.received + RETENTION_MS <= now
+                })
                 .collect();
-            model.present = keep.into_iter().collect();
+            for i in gone {
+                model.deliveries[i].present = false;
+            }
         }
     }
 }
@@ -357,7 +379,7 @@ fn check(store: &dyn State, model: &Model) {
                 );
                 assert!(job.attempts < MAX_ATTEMPTS);
                 assert_eq!(job.event_key, m.event_key);
-                let event = store.event(job.event_ref).unwrap();
+                let event = store.event(job.event_id).unwrap();
                 let event = event.unwrap_or_else(|| panic!("job {id}'s delivery purged"));
                 assert_eq!(event.key(), m.event_key);
             }
@@ -367,7 +389,7 @@ fn check(store: &dyn State, model: &Model) {
                 assert_eq!(dead_job.job.attempts, MAX_ATTEMPTS);
                 assert_eq!(dead_job.job.step, m.step);
                 assert_eq!(dead_job.job.last_error.as_deref(), Some("failed"));
-                let event = store.event(dead_job.job.event_ref).unwrap();
+                let event = store.event(dead_job.job.event_id).unwrap();
                 assert!(event.is_some(), "dead job {id}'s delivery purged");
             }
             Place::Acked => assert!(job.is_none() && dead_job.is_none(), "job {id} resurrected"),

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, json};
 
-use super::keys::{due_key, job_key};
+use super::keys::{EventId, due_key, job_key, segment_key};
 use super::*;
 use crate::event::Event;
 use crate::manifest::IntegrationId;
@@ -40,10 +40,11 @@ fn stored(outcome: IngestOutcome) -> Vec<u64> {
 /// Checks the structural invariants of the queue trees: every outbox job is stored under its
 /// id and has exactly one `due` entry at its `ready_ms`; no `due` entry is dangling; no job is
 /// both in the outbox and dead; `inbox_refs` counts exactly the jobs referencing each
-/// delivery, and every referenced delivery exists.
+/// delivery, and every referenced delivery exists and reads; `event_segments` lists exactly
+/// the stored deliveries, each in the segment its record names.
 pub(super) fn check_consistency(store: &Store) {
     let mut expected_due = std::collections::BTreeSet::new();
-    let mut refs = std::collections::BTreeMap::<EventRef, u64>::new();
+    let mut refs = std::collections::BTreeMap::<EventId, u64>::new();
     for item in store.outbox.iter() {
         let (k, v) = item.unwrap();
         let job: Job = codec::decode(trees::OUTBOX, &k, &v).unwrap();
@@ -55,14 +56,14 @@ pub(super) fn check_consistency(store: &Store) {
             job.id
         );
         expected_due.insert(due_key(job.ready_ms(), job.id).to_vec());
-        *refs.entry(job.event_ref).or_default() += 1;
+        *refs.entry(job.event_id).or_default() += 1;
     }
     for item in store.dead.iter() {
         let (k, v) = item.unwrap();
         let dead: DeadJob = codec::decode(trees::DEAD, &k, &v).unwrap();
         assert_eq!(&k[..], job_key(dead.job.id));
         assert_eq!(dead.job.lease_until_ms, None);
-        *refs.entry(dead.job.event_ref).or_default() += 1;
+        *refs.entry(dead.job.event_id).or_default() += 1;
     }
     let due: std::collections::BTreeSet<Vec<u8>> = store
         .due
@@ -71,19 +72,33 @@ pub(super) fn check_consistency(store: &Store) {
         .map(|k| k.unwrap().to_vec())
         .collect();
     assert_eq!(due, expected_due, "due index out of step with the outbox");
-    let stored_refs: std::collections::BTreeMap<EventRef, u64> = store
+    let stored_refs: std::collections::BTreeMap<EventId, u64> = store
         .inbox_refs
         .iter()
         .map(|item| {
             let (k, v) = item.unwrap();
             let n: u64 = codec::decode(trees::INBOX_REFS, &k, &v).unwrap();
-            (EventRef::parse(&k).unwrap(), n)
+            (EventId::parse(trees::INBOX_REFS, &k).unwrap(), n)
         })
         .collect();
     assert_eq!(stored_refs, refs, "inbox_refs out of step with the jobs");
     for at in refs.keys() {
         assert!(store.event(*at).unwrap().is_some(), "delivery {at} missing");
     }
+    let mut expected_segments = std::collections::BTreeSet::new();
+    for item in store.events.iter() {
+        let (k, v) = item.unwrap();
+        let meta: EventMeta = codec::decode(trees::EVENTS, &k, &v).unwrap();
+        assert_eq!(&k[..], meta.id.key());
+        expected_segments.insert(segment_key(meta.payload.segment, meta.id).to_vec());
+    }
+    let segments: std::collections::BTreeSet<Vec<u8>> = store
+        .event_segments
+        .iter()
+        .keys()
+        .map(|k| k.unwrap().to_vec())
+        .collect();
+    assert_eq!(segments, expected_segments, "event_segments out of step");
 }
 
 #[test]
@@ -118,7 +133,7 @@ fn ingest_stores_event_and_jobs_and_dedupes() {
         Job {
             id: jobs[0],
             event_key: "freshdesk-main/42".to_owned(),
-            event_ref: job.event_ref,
+            event_id: job.event_id,
             rule: "notify".to_owned(),
             step: 0,
             results: vec![],
@@ -130,12 +145,13 @@ fn ingest_stores_event_and_jobs_and_dedupes() {
             in_flight: None,
         }
     );
-    assert_eq!(job.event_ref.until_ms, 61_000);
-    assert_eq!(store.event(job.event_ref).unwrap(), Some(ev.clone()));
-    assert_eq!(
-        store.job(jobs[1]).unwrap().unwrap().event_ref,
-        job.event_ref
-    );
+    let meta = store.event_meta(job.event_id).unwrap().unwrap();
+    assert_eq!(meta.dedupe_until_ms, 61_000);
+    assert_eq!(meta.received_ms, 1_000);
+    assert_eq!(meta.rules, ["notify", "tag"]);
+    assert_eq!(meta.key, "freshdesk-main/42");
+    assert_eq!(store.event(job.event_id).unwrap(), Some(ev.clone()));
+    assert_eq!(store.job(jobs[1]).unwrap().unwrap().event_id, job.event_id);
     assert_eq!(store.job(jobs[1]).unwrap().unwrap().rule, "tag");
     check_consistency(&sled);
 
@@ -212,13 +228,13 @@ fn dedupe_expiry_allows_redelivery() {
     check_consistency(&sled);
     assert!(store.ack(first[0]).unwrap());
     check_consistency(&sled);
-    // Each delivery is kept on its own: the first one, done and past its window, goes; the
+    // Each delivery is kept on its own: the first one, done and past retention, goes; the
     // second stays while its job is pending.
     assert_eq!(
-        store.purge_expired(250).unwrap(),
+        store.purge_expired(250, &keep_for(100)).unwrap(),
         Purged {
-            dedupe: 0,
-            events: 1
+            events: 1,
+            ..Purged::default()
         }
     );
     assert!(sled.event_by_key("freshdesk-main/7").unwrap().is_some());
@@ -500,7 +516,7 @@ fn dead_letter_and_replay() {
     check_consistency(&sled);
     // The event stays while the dead job references it.
     assert!(store.ack(ids[1]).unwrap());
-    store.purge_expired(1_000).unwrap();
+    store.purge_expired(1_000, &keep_for(0)).unwrap();
     assert!(sled.event_by_key("i/1").unwrap().is_some());
 
     let job = store.replay(id, 2_000).unwrap();
@@ -520,33 +536,46 @@ fn dead_letter_and_replay() {
     check_consistency(&sled);
 }
 
+/// A retention that keeps deliveries for `ms` and sets no size limit.
+pub(super) fn keep_for(ms: u64) -> Retention {
+    Retention {
+        event_retention_ms: ms,
+        max_state_bytes: u64::MAX,
+    }
+}
+
 #[test]
-fn purge_removes_expired_dedupe_and_unreferenced_events() {
+fn purge_removes_expired_dedupe_and_events_past_retention() {
     let tmp = tempfile::tempdir().unwrap();
     let sled = Store::open(tmp.path()).unwrap();
     let store: &dyn State = &sled;
-    // No jobs: removed once its window closes.
-    store.ingest(&event("i", "none"), &[], 0, 100).unwrap();
-    // A pending job: kept even after its window closes.
+    let retention = keep_for(150);
+    // No jobs: removed once past retention.
+    store.ingest(&event("i", "none"), &[], 10, 100).unwrap();
+    // A pending job: kept even past retention.
     let pending = stored(
         store
-            .ingest(&event("i", "pending"), &rules(&["r"]), 0, 100)
+            .ingest(&event("i", "pending"), &rules(&["r"]), 10, 100)
             .unwrap(),
     );
-    // An acknowledged job, window still open: kept until the window closes.
+    // An acknowledged job: kept until past retention (whatever its dedupe window).
     let done = stored(
         store
-            .ingest(&event("i", "done"), &rules(&["r"]), 0, 300)
+            .ingest(&event("i", "done"), &rules(&["r"]), 120, 300)
             .unwrap(),
     );
     assert!(store.ack(done[0]).unwrap());
 
-    assert_eq!(store.purge_expired(99).unwrap(), Purged::default());
     assert_eq!(
-        store.purge_expired(100).unwrap(),
+        store.purge_expired(99, &retention).unwrap(),
+        Purged::default()
+    );
+    assert_eq!(
+        store.purge_expired(160, &retention).unwrap(),
         Purged {
             dedupe: 2,
-            events: 1
+            events: 1,
+            ..Purged::default()
         }
     );
     assert_eq!(sled.event_by_key("i/none").unwrap(), None);
@@ -557,23 +586,30 @@ fn purge_removes_expired_dedupe_and_unreferenced_events() {
     check_consistency(&sled);
 
     assert_eq!(
-        store.purge_expired(300).unwrap(),
+        store.purge_expired(300, &retention).unwrap(),
         Purged {
             dedupe: 1,
-            events: 1
+            events: 1,
+            ..Purged::default()
         }
     );
     assert_eq!(sled.event_by_key("i/done").unwrap(), None);
     assert!(store.ack(pending[0]).unwrap());
     assert_eq!(
-        store.purge_expired(300).unwrap(),
+        store.purge_expired(300, &retention).unwrap(),
         Purged {
-            dedupe: 0,
-            events: 1
+            events: 1,
+            ..Purged::default()
         }
     );
     assert_eq!(sled.event_by_key("i/pending").unwrap(), None);
-    assert!(sled.inbox.is_empty() && sled.dedupe.is_empty() && sled.inbox_refs.is_empty());
+    assert!(
+        sled.events.is_empty()
+            && sled.event_segments.is_empty()
+            && sled.dedupe.is_empty()
+            && sled.inbox_refs.is_empty()
+    );
+    assert_eq!(sled.retention_totals().unwrap().events, 3);
     // After a purge the event is new again.
     assert!(matches!(
         store.ingest(&event("i", "none"), &[], 400, 500).unwrap(),
@@ -743,7 +779,7 @@ fn corrupt_queue_values_are_errors() {
     let other = Job {
         id: id + 1,
         event_key: "i/1".to_owned(),
-        event_ref: EventRef::default(),
+        event_id: EventId::default(),
         rule: "r".to_owned(),
         step: 0,
         results: vec![],
@@ -766,7 +802,9 @@ fn corrupt_queue_values_are_errors() {
         store.oldest_due_ms(),
         Err(Error::Corrupt { tree: "due", .. })
     ));
-    sled.dedupe.insert("i/2", &b"\x09"[..]).unwrap();
+    sled.dedupe
+        .insert(super::inbox::key_digest("i/2"), &b"\x09"[..])
+        .unwrap();
     store.flush().unwrap();
     drop(sled);
     // The unreadable entry is reported when its key is ingested, and only then.
@@ -774,7 +812,10 @@ fn corrupt_queue_values_are_errors() {
     let store: &dyn State = &sled;
     assert!(matches!(
         store.ingest(&event("i", "2"), &[], 0, 1),
-        Err(Error::Corrupt { tree: "dedupe", .. })
+        Err(Error::Corrupt {
+            tree: trees::DEDUPE,
+            ..
+        })
     ));
     assert!(store.ingest(&event("i", "3"), &[], 0, 1).is_ok());
 }

@@ -33,6 +33,7 @@ pub struct Metrics {
     registrations: Family<Labels, Counter>,
     integration_healthy: Family<Labels, Gauge>,
     applied_revision: Family<Labels, Gauge>,
+    state_bytes: Family<Labels, Gauge>,
     retention_removed: Family<Labels, Counter>,
 }
 
@@ -71,6 +72,7 @@ impl Metrics {
             registrations: Family::default(),
             integration_healthy: Family::default(),
             applied_revision: Family::default(),
+            state_bytes: Family::default(),
             retention_removed: Family::default(),
             registry: Registry::default(),
         };
@@ -133,6 +135,16 @@ impl Metrics {
             "dead_letters",
             "Jobs in the dead-letter tree",
             m.dead_letters.clone(),
+        );
+        registry.register(
+            "state_bytes",
+            "Size of the state directory by kind (payloads, database, journal)",
+            m.state_bytes.clone(),
+        );
+        registry.register(
+            "retention_removed",
+            "What retention removed since the state was created, by kind (events, payload_bytes)",
+            m.retention_removed.clone(),
         );
         registry.register(
             "config_reloads",
@@ -304,6 +316,13 @@ impl Metrics {
             .set(i64::try_from(dead).unwrap_or(i64::MAX));
     }
 
+    /// Sets the state's size of one kind (read from the store at scrape time).
+    pub fn set_state_bytes(&self, kind: &str, bytes: u64) {
+        self.state_bytes
+            .get_or_create(&vec![("kind", kind.to_owned())])
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
     /// The text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -325,12 +344,17 @@ mod tests {
         m.event_rejected("zendesk", "bad_signature");
         m.action("slack", "send_message", "succeeded", 0.02);
         m.set_queue(3, 7, 1);
-        m.set_retention_removed("audit_records", 5);
-        m.set_retention_removed("audit_records", 12);
-        m.set_retention_removed("audit_records", 3);
+        m.set_state_bytes("payloads", 4096);
+        m.set_retention_removed("events", 5);
+        m.set_retention_removed("events", 12);
+        m.set_retention_removed("events", 3);
         let text = m.render();
         assert!(
-            text.contains("supportopsd_retention_removed_total{kind=\"audit_records\"} 12"),
+            text.contains("supportopsd_state_bytes{kind=\"payloads\"} 4096"),
+            "{text}"
+        );
+        assert!(
+            text.contains("supportopsd_retention_removed_total{kind=\"events\"} 12"),
             "{text}"
         );
         assert!(

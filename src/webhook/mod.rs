@@ -392,6 +392,7 @@ pub(crate) async fn store_event(rt: &Runtime, active: &Active, event: Event, now
         now_ms: now,
         dedupe_until_ms: dedupe_until,
         audit: records,
+        revision: active.commit.clone(),
     };
     let ingested = rt.ingest(record).await;
     match ingested {

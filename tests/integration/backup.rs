@@ -346,7 +346,7 @@ async fn a_backup_under_load_restored_elsewhere_runs_every_acknowledged_delivery
     left.extend(store.dead(10_000).unwrap().into_iter().map(|d| d.job));
     let missing = missing();
     for job in &left {
-        let event = store.event(job.event_ref).unwrap().unwrap();
+        let event = store.event(job.event_id).unwrap().unwrap();
         let text = serde_json::to_string(&event).unwrap();
         let in_flight = job.in_flight.is_some()
             || job

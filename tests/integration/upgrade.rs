@@ -422,6 +422,10 @@ async fn the_previous_release_state_opens_and_everything_in_it_works() {
     assert_eq!(s["queue_depth"], 2, "{s}");
     assert_eq!(s["dead_letters"], 1, "{s}");
     assert!(s.to_string().contains(HOOK), "the Slack registration: {s}");
+    // Migrated to schema 4: the deliveries' payloads are in the segment files now.
+    assert!(s["state"]["bytes"]["payloads"].as_u64().unwrap() > 0, "{s}");
+    assert!(s["state"]["bytes"]["database"].as_u64().unwrap() > 0, "{s}");
+    assert_eq!(s["state"]["retention_removed"]["events"], 0, "{s}");
     assert_eq!(s["pinned"]["revision"], revision.trim(), "{s}");
     assert_eq!(s["pinned"]["reason"], "upgrade fixture", "{s}");
     let out = repo.run(&["plan", "--state", state_arg]);
@@ -458,14 +462,22 @@ async fn the_previous_release_state_opens_and_everything_in_it_works() {
         assert_eq!(jobs[1].rule, "zendesk-to-slack");
         for job in &jobs {
             let event = store
-                .event(job.event_ref)
+                .event(job.event_id)
                 .unwrap()
                 .expect("the stored delivery");
             assert_eq!(event.key(), job.event_key);
         }
+        // Every stored delivery moved, with an id in stored order and no revision (unknown).
+        let page = store.events_page(None, 20).unwrap();
+        assert_eq!(page.len(), 8, "{page:?}");
+        assert!(page.windows(2).all(|w| w[0].id > w[1].id), "{page:?}");
+        assert!(
+            page.iter()
+                .all(|m| m.revision.is_none() && m.received_ms > 0)
+        );
         let dead = store.dead(10).unwrap();
         assert_eq!(dead.len(), 1, "{dead:?}");
-        assert!(store.event(dead[0].job.event_ref).unwrap().is_some());
+        assert!(store.event(dead[0].job.event_id).unwrap().is_some());
     }
 
     // The pin names a commit of the generator's repository, which this one does not have:
