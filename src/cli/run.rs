@@ -55,8 +55,7 @@ pub struct Args {
     /// How long audit records are kept.
     #[arg(long, env = "SUPPORTOPSD_AUDIT_RETENTION", default_value = "30d", value_parser = duration)]
     pub audit_retention: std::time::Duration,
-    /// How many audit records are kept at most; the oldest beyond are removed (housekeeping,
-    /// every 5 minutes).
+    /// How many audit records are kept at most; the oldest beyond are removed (housekeeping).
     #[arg(
         long,
         env = "SUPPORTOPSD_AUDIT_MAX_RECORDS",

@@ -120,6 +120,21 @@ async fn write_rollups(rt: Arc<Runtime>, shutdown: CancellationToken) {
 
 /// Periodic upkeep: expired dedupe entries and orphaned events, the state's file modes,
 /// audit records beyond their age and count bounds, rollups beyond theirs.
+/// How often housekeeping runs: every 5 minutes, or a quarter of the shortest retention or
+/// dedupe window when that is shorter (at least every second), so that a short setting is
+/// honoured within a quarter of itself.
+fn housekeeping_interval(options: &crate::runtime::Options) -> Duration {
+    [
+        options.event_retention,
+        options.dedupe_ttl,
+        options.audit_retention,
+    ]
+    .into_iter()
+    .map(|d| d / 4)
+    .fold(Duration::from_secs(300), Duration::min)
+    .max(Duration::from_secs(1))
+}
+
 /// The event retention of `--event-retention` and `--max-state-size`.
 fn supportopsd_retention(options: &crate::runtime::Options) -> crate::state::Retention {
     crate::state::Retention {
@@ -131,10 +146,11 @@ fn supportopsd_retention(options: &crate::runtime::Options) -> crate::state::Ret
 /// Periodic upkeep: expired dedupe entries, deliveries past retention (and their segment
 /// files), the state's file modes.
 async fn housekeeping(rt: Arc<Runtime>, shutdown: CancellationToken) {
+    let every = housekeeping_interval(&rt.options);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_secs(300)) => {}
+            () = tokio::time::sleep(every) => {}
         }
         let store = rt.store.clone();
         let retention = u64::try_from(rt.options.audit_retention.as_millis()).unwrap_or(u64::MAX);
@@ -166,7 +182,29 @@ async fn housekeeping(rt: Arc<Runtime>, shutdown: CancellationToken) {
         })
         .await;
         if let Ok(Err(e)) = result {
-            tracing::warn!(error = %e, "Housekeeping failed; it runs again in five minutes.");
+            tracing::warn!(error = %e, "Housekeeping failed; it runs again at its next interval.");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn housekeeping_keeps_up_with_short_retention_settings() {
+        let mut options = crate::runtime::Options::new(
+            "127.0.0.1:0".parse().unwrap(),
+            "http://127.0.0.1".to_owned(),
+            "repo".into(),
+            "state".into(),
+        );
+        assert_eq!(housekeeping_interval(&options), Duration::from_secs(300));
+        options.event_retention = Duration::from_secs(60);
+        assert_eq!(housekeeping_interval(&options), Duration::from_secs(15));
+        options.dedupe_ttl = Duration::from_secs(8);
+        assert_eq!(housekeeping_interval(&options), Duration::from_secs(2));
+        options.audit_retention = Duration::from_millis(10);
+        assert_eq!(housekeeping_interval(&options), Duration::from_secs(1));
     }
 }
