@@ -209,6 +209,10 @@ impl Store {
     pub fn purge_expired(&self, now_ms: u64, retention: &Retention) -> Result<Purged, Error> {
         let _writing = self.writing();
         let mut purged = Purged::default();
+        // Segments a quarter of the retention long at most, so that the last one's whole-file
+        // granularity stays a small part of what is kept.
+        self.segments
+            .set_max_age_ms(retention.event_retention_ms / 4);
         self.purge_dedupe(now_ms, &mut purged)?;
         // Received at or before `cutoff`: past retention (nothing is, before the first period).
         let cutoff = now_ms.checked_sub(retention.event_retention_ms);
@@ -346,12 +350,10 @@ impl Store {
         let mut total = sizes.total();
         // An open segment past its age is sealed now rather than at the next append, so that an
         // idle daemon's last segment can go too.
-        let stale = self.segments.list()?.iter().any(|s| {
-            s.open
-                && s.started_ms
-                    .saturating_add(super::segments::MAX_SEGMENT_AGE_MS)
-                    <= now_ms
-        });
+        let stale =
+            self.segments.list()?.iter().any(|s| {
+                s.open && s.started_ms.saturating_add(self.segments.max_age_ms()) <= now_ms
+            });
         if stale {
             self.segments.seal()?;
         }

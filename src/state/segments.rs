@@ -48,8 +48,12 @@ const SUFFIX: &str = ".seg";
 /// A segment is sealed once it holds this many bytes…
 pub const MAX_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 
-/// …or once it is this old (so retention can drop an hour at a time).
+/// …or once it is this old (so retention can drop an hour at a time), or younger when
+/// retention is short ([`Segments::set_max_age_ms`]).
 pub const MAX_SEGMENT_AGE_MS: u64 = 60 * 60 * 1000;
+
+/// The youngest a segment is sealed at, whatever the retention.
+pub const MIN_SEGMENT_AGE_MS: u64 = 1000;
 
 /// What a segment starts with.
 const MAGIC: &[u8; 8] = b"SOPSEG\0\x01";
@@ -93,6 +97,8 @@ pub struct SegmentInfo {
 pub struct Segments {
     dir: PathBuf,
     inner: Mutex<Inner>,
+    /// A segment older than this is sealed ([`MAX_SEGMENT_AGE_MS`] unless set lower).
+    max_age_ms: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -126,7 +132,23 @@ impl Segments {
                 next_id,
                 ..Inner::default()
             }),
+            max_age_ms: std::sync::atomic::AtomicU64::new(MAX_SEGMENT_AGE_MS),
         })
+    }
+
+    /// Seals segments once they are `ms` old (kept between [`MIN_SEGMENT_AGE_MS`] and
+    /// [`MAX_SEGMENT_AGE_MS`]): retention sets a quarter of its period, so that what it can
+    /// only drop a whole segment at a time stays a small part of what it keeps.
+    pub fn set_max_age_ms(&self, ms: u64) {
+        self.max_age_ms.store(
+            ms.clamp(MIN_SEGMENT_AGE_MS, MAX_SEGMENT_AGE_MS),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// How old a segment is when it is sealed.
+    pub fn max_age_ms(&self) -> u64 {
+        self.max_age_ms.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The folder of the segments.
@@ -159,11 +181,12 @@ impl Segments {
 
         let mut inner = self.inner();
         let record_len = record.len() as u64;
+        let max_age_ms = self.max_age_ms();
         let mut open = match inner.open.take() {
             Some(open)
                 if !((open.len > HEADER_LEN
                     && open.len.saturating_add(record_len) > MAX_SEGMENT_BYTES)
-                    || now_ms.saturating_sub(open.started_ms) >= MAX_SEGMENT_AGE_MS) =>
+                    || now_ms.saturating_sub(open.started_ms) >= max_age_ms) =>
             {
                 open
             }
@@ -518,6 +541,22 @@ mod tests {
         for (at, seq, body) in [(a, 1, b"a"), (b, 2, b"b"), (c, 3, b"c"), (d, 4, b"d")] {
             assert_eq!(again.read(at, seq).unwrap(), body);
         }
+    }
+
+    #[test]
+    fn a_short_retention_seals_segments_sooner_but_never_under_a_second() {
+        let tmp = tempfile::tempdir().unwrap();
+        let segments = Segments::open(tmp.path()).unwrap();
+        segments.set_max_age_ms(15_000);
+        let a = segments.append(1, b"a", 0).unwrap();
+        let b = segments.append(2, b"b", 14_999).unwrap();
+        let c = segments.append(3, b"c", 15_000).unwrap();
+        assert_eq!(a.segment, b.segment);
+        assert_eq!(c.segment, a.segment + 1);
+        segments.set_max_age_ms(1);
+        assert_eq!(segments.max_age_ms(), MIN_SEGMENT_AGE_MS);
+        segments.set_max_age_ms(u64::MAX);
+        assert_eq!(segments.max_age_ms(), MAX_SEGMENT_AGE_MS);
     }
 
     #[test]
