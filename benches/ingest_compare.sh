@@ -20,12 +20,12 @@ for i in $(seq 1 "$pairs"); do
 done
 echo
 echo "build connections median_events_per_s median_cpu_us_per_event runs"
+median() { sort -n | awk '{ v[NR] = $1 } END { print (NR ? v[int((NR + 1) / 2)] : 0) }'; }
 for which in old new; do
   for c in 16 64; do
-    grep "^$which pair=[0-9]* supportopsd c=$c " "$out" | awk -v w="$which" -v c="$c" '
-      { match($0, /rps=[0-9]+/); r[NR] = substr($0, RSTART + 4, RLENGTH - 4) + 0;
-        match($0, /cpu_us_per_request=[0-9]+/); u[NR] = substr($0, RSTART + 19, RLENGTH - 19) + 0 }
-      END { n = asort(r); asort(u); m = int((n + 1) / 2);
-            printf "%s %d %d %d %d\n", w, c, r[m], u[m], n }'
+    lines=$(grep "^$which pair=[0-9]* supportopsd c=$c " "$out" || true)
+    rps=$(sed -E 's/.*rps=([0-9]+).*/\1/' <<<"$lines" | median)
+    cpu=$(sed -E 's/.*cpu_us_per_request=([0-9]+).*/\1/' <<<"$lines" | median)
+    echo "$which $c $rps $cpu $(grep -c . <<<"$lines")"
   done
 done
