@@ -182,15 +182,12 @@ pub async fn route(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Incoming>) 
             };
             let dead = rt.store.dead_depth();
             rt.metrics.set_queue(rt.store.queue_depth(), oldest, dead);
-            if let Ok(n) = rt.store.audit_records_removed() {
-                rt.metrics.set_retention_removed("audit_records", n);
-            }
             let state = crate::daemon::api::state_section(rt.store.as_ref());
             for kind in ["payloads", "database", "journal"] {
                 let bytes = state["bytes"][kind].as_u64().unwrap_or(0);
                 rt.metrics.set_state_bytes(kind, bytes);
             }
-            for kind in ["events", "payload_bytes"] {
+            for kind in ["events", "payload_bytes", "audit_records"] {
                 let total = state["retention_removed"][kind].as_u64().unwrap_or(0);
                 rt.metrics.set_retention_removed(kind, total);
             }

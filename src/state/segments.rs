@@ -304,7 +304,16 @@ impl Segments {
 
     /// The bytes of every segment on disk.
     pub fn bytes(&self) -> Result<u64, Error> {
-        Ok(self.list()?.iter().map(|s| s.bytes).sum())
+        let mut total = 0u64;
+        for id in list_ids(&self.dir)? {
+            match fs::metadata(self.dir.join(file_name(id))) {
+                Ok(meta) => total = total.saturating_add(meta.len()),
+                // Removed meanwhile.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error(&self.dir, id, e)),
+            }
+        }
+        Ok(total)
     }
 
     /// Deletes segment `id` and returns the bytes freed (0 if it was gone). The open segment is

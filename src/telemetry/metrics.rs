@@ -142,11 +142,6 @@ impl Metrics {
             m.state_bytes.clone(),
         );
         registry.register(
-            "retention_removed",
-            "What retention removed since the state was created, by kind (events, payload_bytes)",
-            m.retention_removed.clone(),
-        );
-        registry.register(
             "config_reloads",
             "Configuration loads, by outcome (applied, refused)",
             m.reloads.clone(),
@@ -183,7 +178,7 @@ impl Metrics {
         );
         registry.register(
             "retention_removed",
-            "What retention removed from the state since it was created, by kind (audit_records, …); kept in the state, so it does not reset on restart",
+            "What retention removed from the state since it was created, by kind (events, payload_bytes, audit_records); kept in the state, so it does not reset on restart",
             m.retention_removed.clone(),
         );
         Metrics { registry, ..m }
@@ -356,6 +351,12 @@ mod tests {
         assert!(
             text.contains("supportopsd_retention_removed_total{kind=\"events\"} 12"),
             "{text}"
+        );
+        assert_eq!(
+            text.matches("# TYPE supportopsd_retention_removed ")
+                .count(),
+            1,
+            "one family: {text}"
         );
         assert!(
             text.contains("supportopsd_events_received_total{platform=\"slack\"} 1"),
