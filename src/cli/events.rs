@@ -1,14 +1,20 @@
-//! `supportopsd events dead | replay ID`: the dead-letter queue, through a running daemon's API
-//! (which holds the state), or straight from `--state` when no daemon answers.
+//! `supportopsd events list | show ID | dead | replay ID`: the event history, one delivery's
+//! trace (`history.rs`) and the dead-letter queue, through a running daemon's API (which holds
+//! the state), or straight from `--state` when no daemon answers.
 
 use anyhow::{Context as _, bail};
 
 use super::{Exit, GlobalArgs, state_dir};
 use crate::state::{State, Store};
 
-/// Dead-lettered deliveries.
+/// Stored deliveries, their traces, and dead-lettered jobs.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
+    /// List stored deliveries, newest first, with their rules and outcome (filters, pages).
+    List(super::history::ListArgs),
+    /// Show one delivery's trace: the event, each rule's decision, each job's attempts, the
+    /// audit records.
+    Show(super::history::ShowArgs),
     /// List dead-lettered jobs.
     Dead(Target),
     /// Re-queue one dead-lettered job.
@@ -53,9 +59,11 @@ fn print_dead(v: &serde_json::Value) {
 /// Runs an `events` command.
 pub fn run(cmd: &Command, g: &GlobalArgs) -> anyhow::Result<Exit> {
     match cmd {
+        Command::List(a) => super::history::list(a, g),
+        Command::Show(a) => super::history::show(a, g),
         Command::Dead(t) => {
             let base = t.base();
-            let url = format!("{base}/api/events/dead");
+            let url = format!("{base}/api/jobs/dead");
             let body = match super::api_call(reqwest::Method::GET, &url)? {
                 Some((200, body)) => body,
                 Some((code, body)) => return Err(super::unexpected(&base, code, &body, true)),
@@ -69,7 +77,7 @@ pub fn run(cmd: &Command, g: &GlobalArgs) -> anyhow::Result<Exit> {
         }
         Command::Replay { id, target } => {
             let base = target.base();
-            let url = format!("{base}/api/events/{id}/replay");
+            let url = format!("{base}/api/jobs/{id}/replay");
             match super::api_call(reqwest::Method::POST, &url)? {
                 Some((202, _)) => println!("job {id} re-queued"),
                 Some((404, _)) => bail!("no dead-lettered job {id}"),

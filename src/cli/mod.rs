@@ -6,6 +6,7 @@ pub mod apply;
 pub mod check_platform;
 pub mod completions;
 pub mod events;
+pub mod history;
 pub mod notion;
 pub mod pin;
 pub mod plan;
@@ -273,6 +274,8 @@ fn held_advice(command: &Command) -> String {
         Command::Events(events::Command::Dead(t) | events::Command::Replay { target: t, .. }) => {
             Some(t.base())
         }
+        Command::Events(events::Command::List(a)) => Some(a.target.base()),
+        Command::Events(events::Command::Show(a)) => Some(a.target.base()),
         Command::Pin(args) => Some(args.target.base()),
         Command::Unpin(args) => Some(args.target.base()),
         _ => None,
@@ -297,6 +300,12 @@ fn held_advice(command: &Command) -> String {
         ),
         Command::Events(events::Command::Dead(_)) => {
             through(format!("supportopsd events dead --url {url}"))
+        }
+        Command::Events(events::Command::List(_)) => {
+            through(format!("supportopsd events list --url {url}"))
+        }
+        Command::Events(events::Command::Show(a)) => {
+            through(format!("supportopsd events show {} --url {url}", a.id))
         }
         Command::Events(events::Command::Replay { id, .. }) => {
             through(format!("supportopsd events replay {id} --url {url}"))

@@ -22,6 +22,9 @@ use crate::runtime::{Active, Runtime, now_ms};
 use crate::state::{AuditKind, HealthRecord, MINUTE_MS, RegistrationRecord, RollupCounts, State};
 use crate::webhook::{Reply, reply};
 
+/// Dead-lettered jobs a listing shows at most.
+const DEAD_LIST: usize = 1_000;
+
 /// Largest `execute` body accepted (413 beyond).
 pub const MAX_EXECUTE_BODY: usize = 64 * 1024;
 
@@ -401,16 +404,7 @@ fn check_parameters(spec: &ActionSpec, params: &Map<String, Value>) -> Result<()
 
 /// The name of a platform error's class, for API clients.
 fn error_kind(e: &PlatformError) -> &'static str {
-    match e {
-        PlatformError::Transient { .. } => "transient",
-        PlatformError::NotPerformed { .. } => "not_performed",
-        PlatformError::OutcomeUnknown { .. } => "outcome_unknown",
-        PlatformError::RateLimited { .. } => "rate_limited",
-        PlatformError::Unauthorized { .. } => "unauthorized",
-        PlatformError::NotFound { .. } => "not_found",
-        PlatformError::Rejected { .. } => "rejected",
-        PlatformError::Invalid(_) => "invalid",
-    }
+    e.kind()
 }
 
 /// Distinguishes idempotency keys of API calls within one process.
@@ -1114,4 +1108,82 @@ pub async fn state_backup(rt: &Arc<Runtime>, caller: &Caller) -> Streamed {
         HeaderValue::from_static("application/octet-stream"),
     );
     answer
+}
+
+/// `GET /api/jobs/dead` (alias `GET /api/events/dead`): dead-lettered jobs, oldest first.
+pub fn dead_jobs(rt: &Runtime) -> Reply {
+    match rt.store.dead(DEAD_LIST) {
+        Ok(dead) => json_reply(StatusCode::OK, &json!({ "dead": dead })),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+/// `POST /api/jobs/{id}/replay` (alias `POST /api/events/{job id}/replay`): puts a
+/// dead-lettered job back in the queue, audited.
+pub async fn replay_job(rt: &Runtime, caller: &Caller, id: &str) -> Reply {
+    let Ok(id) = id.parse::<u64>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "not a job id (a number, from `events dead`): {:?}",
+                id.chars().take(64).collect::<String>()
+            ),
+        );
+    };
+    match rt.store.replay(id, now_ms()) {
+        Ok(job) => {
+            rt.work.notify_one();
+            rt.record_audit(
+                now_ms(),
+                AuditKind::JobReplayed,
+                "job",
+                &id.to_string(),
+                caller.audit(json!({"rule": job.rule, "event": job.event_id})),
+            );
+            let _ = rt.commit().await;
+            json_reply(
+                StatusCode::ACCEPTED,
+                &json!({"replayed": id, "rule": job.rule, "event": job.event_id}),
+            )
+        }
+        Err(crate::state::Error::NoSuchDeadJob { .. }) => {
+            error(StatusCode::NOT_FOUND, &format!("no dead-lettered job {id}"))
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+/// `GET /api/events?…`: a page of the event history (`runtime::history`).
+pub fn events_list(rt: &Runtime, query: &str) -> Reply {
+    let q = match crate::runtime::history::parse_list_query(query) {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+    };
+    match crate::runtime::history::list_json(rt.store.as_ref(), &q, now_ms()) {
+        Ok(v) => json_reply(StatusCode::OK, &v),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+/// `GET /api/events/{id}`: a delivery's trace, its rules evaluated against the active
+/// revision.
+pub fn event_trace(rt: &Runtime, id: &str) -> Reply {
+    let id = match id.parse::<crate::state::EventId>() {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let active = rt.active();
+    let rules = |event: &crate::event::Event, jobs: &[crate::state::EventJob]| {
+        active
+            .as_ref()
+            .map(|a| crate::runtime::history::rules_json(a, event, rt.is_self(event), jobs))
+    };
+    match crate::runtime::history::trace_json(rt.store.as_ref(), id, rules) {
+        Ok(Some(v)) => json_reply(StatusCode::OK, &v),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            &format!("no stored event {id} (never received, or removed by retention)"),
+        ),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
 }

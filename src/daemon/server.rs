@@ -304,33 +304,26 @@ async fn operator(
                 &json!({"pinned": null, "applied_revision": report.and_then(|r| r.revision)}),
             )
         }
-        (Method::GET, ["api", "events", "dead"]) => match rt.store.dead(1000) {
-            Ok(dead) => json(StatusCode::OK, &json!({ "dead": dead })),
-            Err(e) => internal(&e),
-        },
-        (Method::POST, ["api", "events", id, "replay"]) => {
-            let Ok(id) = id.parse::<u64>() else {
-                return status(StatusCode::NOT_FOUND);
-            };
-            match rt.store.replay(id, now_ms()) {
-                Ok(job) => {
-                    rt.work.notify_one();
-                    rt.record_audit(
-                        now_ms(),
-                        crate::state::AuditKind::JobReplayed,
-                        "job",
-                        &id.to_string(),
-                        caller.audit(json!({"rule": job.rule})),
-                    );
-                    let _ = rt.commit().await;
-                    json(
-                        StatusCode::ACCEPTED,
-                        &json!({"replayed": id, "rule": job.rule}),
-                    )
-                }
-                Err(crate::state::Error::NoSuchDeadJob { .. }) => status(StatusCode::NOT_FOUND),
-                Err(e) => internal(&e),
+        // Jobs have their own routes; `/api/events/dead` and `POST /api/events/{job id}/replay`
+        // are their old names, kept as aliases (matched before the `evt_` routes).
+        (Method::GET, ["api", "jobs" | "events", "dead"]) => api::dead_jobs(rt),
+        (Method::POST, ["api", "jobs", id, "replay"]) => api::replay_job(rt, &caller, id).await,
+        (Method::POST, ["api", "events", id, "replay"]) if id.parse::<u64>().is_ok() => {
+            api::replay_job(rt, &caller, id).await
+        }
+        (Method::GET, ["api", "events"]) => {
+            // Every delivery answered so far is listed, and every refusal counted so far.
+            rt.flush_rejections(now_ms(), true);
+            if let Err(e) = rt.settle().await {
+                return internal(&e);
             }
+            api::events_list(rt, &query)
+        }
+        (Method::GET, ["api", "events", id]) => {
+            if let Err(e) = rt.settle().await {
+                return internal(&e);
+            }
+            api::event_trace(rt, id)
         }
         (Method::GET, ["api", "rollups"]) => {
             let mut bounds = [None, None];

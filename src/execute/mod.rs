@@ -390,15 +390,16 @@ async fn render_parameters(
     }
 }
 
-/// Records that the job's next step is about to be attempted.
-fn attempted(rt: &Runtime, job: &Job, action: &RuleAction) {
+/// Records that the job's next step is about to be attempted, with its rendered parameters
+/// (redacted: [`crate::runtime::history::redacted`]).
+fn attempted(rt: &Runtime, job: &Job, action: &RuleAction, call: &ActionCall) {
     let step = job.step;
     rt.record_audit(
         now_ms(),
         AuditKind::ActionAttempted { step },
         "job",
         &job.id.to_string(),
-        json!({"rule": job.rule, "step": step, "action": action.action.name, "integration": action.integration.as_str(), "attempt": job.attempts + 1}),
+        json!({"event": job.event_id, "rule": job.rule, "step": step, "action": action.action.name, "integration": action.integration.as_str(), "attempt": job.attempts + 1, "parameters": crate::runtime::history::redacted(&call.parameters)}),
     );
 }
 
@@ -448,7 +449,7 @@ async fn settle(
                 AuditKind::ActionSucceeded { step },
                 "job",
                 &job.id.to_string(),
-                json!({"rule": job.rule, "step": step, "action": name}),
+                json!({"event": job.event_id, "rule": job.rule, "step": step, "action": name, "duration_ms": duration_ms(seconds), "classification": "ok", "answer": crate::runtime::history::answer_summary(&output.result)}),
             );
             let store = rt.store.clone();
             let (id, result) = (job.id, output.result);
@@ -499,6 +500,11 @@ async fn settle(
                 }
             }
             let message = format!("action {step} (`{name}`): {e}");
+            // When it runs again (decided before the record, which says so).
+            let due = e
+                .retryable()
+                .then(|| next_due(rt, job, e.retry_after()))
+                .flatten();
             rt.record_audit(
                 now_ms(),
                 AuditKind::ActionFailed {
@@ -507,10 +513,10 @@ async fn settle(
                 },
                 "job",
                 &job.id.to_string(),
-                json!({"rule": job.rule, "step": step}),
+                json!({"event": job.event_id, "rule": job.rule, "step": step, "action": name, "duration_ms": duration_ms(seconds), "classification": e.kind(), "retryable": e.retryable(), "retry_due_ms": due}),
             );
             if e.retryable() {
-                let outcome = retry_later(rt, job, &message, e.retry_after());
+                let outcome = retry_at(rt, job, &message, due);
                 rt.metrics.action(
                     platform,
                     name,
@@ -603,7 +609,7 @@ async fn step_through(rt: &Runtime, job: &mut Job) -> Outcome {
             }
             durable(rt).await;
         }
-        attempted(rt, job, action);
+        attempted(rt, job, action, &call);
         let started = tokio::time::Instant::now();
         let result = connector.execute(&call).await;
         let seconds = started.elapsed().as_secs_f64();
@@ -676,8 +682,8 @@ async fn run_batch(rt: &Runtime, active: &Arc<Active>, jobs: Vec<Job>) {
         },
         None => None,
     };
-    for (job, _) in &ready {
-        attempted(rt, job, action);
+    for (job, call) in &ready {
+        attempted(rt, job, action, call);
     }
     let calls: Vec<ActionCall> = ready.iter().map(|(_, c)| c.clone()).collect();
     tracing::debug!(integration = %action.integration, action = action.action.name, jobs = calls.len(), "Running due jobs in one bulk call.");
@@ -766,18 +772,30 @@ fn retries_left(rt: &Runtime, job: &Job) -> bool {
 
 /// Schedules the job again, or dead-letters it when its schedule is exhausted.
 fn retry_later(rt: &Runtime, job: &Job, error: &str, retry_after: Option<Duration>) -> Outcome {
+    let due = next_due(rt, job, retry_after);
+    retry_at(rt, job, error, due)
+}
+
+/// When the job runs again after one more failed attempt, by the retry schedule (`None`: the
+/// schedule is exhausted).
+fn next_due(rt: &Runtime, job: &Job, retry_after: Option<Duration>) -> Option<u64> {
     let attempts = job.attempts.saturating_add(1);
-    match rt
-        .options
+    rt.options
         .retry
         .next_delay(attempts, retry_after, crate::runtime::retry::random_unit())
-    {
-        Some(delay) => {
-            let due = now_ms().saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+        .map(|delay| now_ms().saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)))
+}
+
+/// Schedules the job again at `due`, or dead-letters it when there is none.
+fn retry_at(rt: &Runtime, job: &Job, error: &str, due: Option<u64>) -> Outcome {
+    let attempts = job.attempts.saturating_add(1);
+    match due {
+        Some(due) => {
             if let Err(e) = rt.store.retry(job.id, error, due) {
                 tracing::error!(job = job.id, error = %e, "Rescheduling failed; the job runs again after its lease.");
             }
-            tracing::info!(job = job.id, rule = %job.rule, attempts, delay_ms = delay.as_millis() as u64, error, "Action failed; retrying later.");
+            let delay_ms = due.saturating_sub(now_ms());
+            tracing::info!(job = job.id, rule = %job.rule, attempts, delay_ms, error, "Action failed; retrying later.");
             Outcome::Retry
         }
         None => give_up(
@@ -803,10 +821,16 @@ fn give_up(rt: &Runtime, job: &Job, error: &str, now: u64) -> Outcome {
         },
         "job",
         &job.id.to_string(),
-        json!({"rule": job.rule}),
+        json!({"event": job.event_id, "rule": job.rule}),
     );
     rt.emit_dead_lettered(job, error);
     Outcome::Dead
+}
+
+/// Seconds as whole milliseconds, for audit records.
+fn duration_ms(seconds: f64) -> u64 {
+    // Saturating: a NaN or negative duration is 0.
+    (seconds * 1000.0).round().clamp(0.0, u64::MAX as f64) as u64
 }
 
 /// Runs a state operation off the async threads.

@@ -238,6 +238,22 @@ pub enum PlatformError {
 }
 
 impl PlatformError {
+    /// Its classification, a stable name for output and audit records: `transient`,
+    /// `not_performed`, `outcome_unknown`, `rate_limited`, `unauthorized`, `not_found`,
+    /// `rejected`, `invalid`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PlatformError::Transient { .. } => "transient",
+            PlatformError::NotPerformed { .. } => "not_performed",
+            PlatformError::OutcomeUnknown { .. } => "outcome_unknown",
+            PlatformError::RateLimited { .. } => "rate_limited",
+            PlatformError::Unauthorized { .. } => "unauthorized",
+            PlatformError::NotFound { .. } => "not_found",
+            PlatformError::Rejected { .. } => "rejected",
+            PlatformError::Invalid(_) => "invalid",
+        }
+    }
+
     /// Whether a retry may succeed.
     pub fn retryable(&self) -> bool {
         matches!(

@@ -13,6 +13,7 @@ pub mod active;
 pub mod alerts;
 pub mod gate;
 pub mod health;
+pub mod history;
 pub mod kept;
 pub mod notion;
 pub mod pass;

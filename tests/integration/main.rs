@@ -24,6 +24,7 @@ mod e2e_trello;
 mod e2e_zendesk;
 mod generated;
 mod gitops;
+mod history;
 mod operator_cli;
 mod plan;
 mod reconcile;
