@@ -18,7 +18,10 @@
 //! accepted" and one "rule matched" per job at ingest, then "action succeeded", "action failed"
 //! or "action dead-lettered". The later audit records are written in the ingest's transaction
 //! (with their later time), which gives the same state as appending them when the job ran, for
-//! a fraction of the transactions.
+//! a fraction of the transactions. The history index (`state::History`: each delivery's jobs
+//! and outcome, deliveries by integration, event name, rule and outcome, audit records by
+//! delivery) is filled by the same calls, as the daemon fills it (`benches/history.sh` reads
+//! it).
 //!
 //! Usage (from the repository root, which holds the fixtures):
 //!   gen-state generate N DIR [RATE]   write N deliveries into DIR (created, or added to)
@@ -233,7 +236,7 @@ fn record(event: Event, rules: Vec<String>, fates: &[Fate], at_ms: u64) -> Inges
         AuditKind::EventAccepted,
         "event",
         &key,
-        json!({"event": event.name, "platform": event.platform.as_str()}),
+        json!({"name": event.name, "platform": event.platform.as_str()}),
     )];
     for (rule, fate) in rules.iter().zip(fates) {
         records.push(audit(
@@ -241,7 +244,7 @@ fn record(event: Event, rules: Vec<String>, fates: &[Fate], at_ms: u64) -> Inges
             AuditKind::RuleMatched { rule: rule.clone() },
             "rule",
             rule,
-            json!({"event": key}),
+            json!({"key": key}),
         ));
         let later = at_ms + 150;
         let step = 0;
@@ -251,7 +254,7 @@ fn record(event: Event, rules: Vec<String>, fates: &[Fate], at_ms: u64) -> Inges
                 AuditKind::ActionSucceeded { step },
                 "job",
                 rule,
-                json!({"event": key}),
+                json!({"key": key}),
             )),
             Fate::Queued => {}
             Fate::Retrying => records.push(audit(
@@ -262,7 +265,7 @@ fn record(event: Event, rules: Vec<String>, fates: &[Fate], at_ms: u64) -> Inges
                 },
                 "job",
                 rule,
-                json!({"event": key}),
+                json!({"key": key}),
             )),
             Fate::Dead => records.push(audit(
                 later,
@@ -272,7 +275,7 @@ fn record(event: Event, rules: Vec<String>, fates: &[Fate], at_ms: u64) -> Inges
                 },
                 "job",
                 rule,
-                json!({"event": key}),
+                json!({"key": key}),
             )),
         }
     }
