@@ -134,6 +134,31 @@ fn s<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
+/// At most `n` characters of `text`, `…` when cut (a long digest or error in a table line).
+fn cut(text: &str, n: usize) -> String {
+    if text.chars().count() <= n {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(n.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// One job's state in a few words without its error: `done at …`, `retrying (2 failed
+/// attempts), next at …`.
+fn job_state_short(j: &Value) -> String {
+    let o = &j["outcome"];
+    match s(o, "state") {
+        "retrying" => format!(
+            "retrying ({} failed attempts), next at {}",
+            o["attempts"],
+            s(o, "due_at")
+        ),
+        "dead" => format!("DEAD-LETTERED at {}", s(o, "at_at")),
+        _ => job_state(j),
+    }
+}
+
 /// One job's state in a few words: `done at …`, `retrying (2 attempts) until …: error`.
 fn job_state(j: &Value) -> String {
     let o = &j["outcome"];
@@ -175,7 +200,7 @@ pub fn render_list(v: &Value, command: &str) -> String {
             s(e, "received_at"),
             s(e, "integration"),
             s(e, "event"),
-            s(e, "platform_event_id"),
+            cut(s(e, "platform_event_id"), 14),
             s(e, "outcome"),
             if rules.is_empty() {
                 "-".to_owned()
@@ -191,7 +216,7 @@ pub fn render_list(v: &Value, command: &str) -> String {
                     "",
                     j["job"],
                     s(j, "rule"),
-                    job_state(j)
+                    cut(&job_state(j), 160)
                 ));
             }
         }
@@ -288,7 +313,7 @@ pub fn render_trace(v: &Value) -> String {
             "  job {} rule {}: {} ({steps})\n",
             j["job"],
             s(&j, "rule"),
-            job_state(&j)
+            job_state_short(&j)
         ));
         for a in j["attempts"].as_array().into_iter().flatten() {
             let mut line = format!(
@@ -333,10 +358,8 @@ pub fn render_trace(v: &Value) -> String {
         let mut what = s(kind, "type").to_owned();
         for key in ["rule", "step", "error", "reason"] {
             if let Some(x) = kind.get(key) {
-                what.push_str(&format!(
-                    " {key}={}",
-                    x.as_str().map_or_else(|| x.to_string(), str::to_owned)
-                ));
+                let x = x.as_str().map_or_else(|| x.to_string(), str::to_owned);
+                what.push_str(&format!(" {key}={}", cut(&x, 60)));
             }
         }
         out.push_str(&format!(
@@ -348,8 +371,14 @@ pub fn render_trace(v: &Value) -> String {
         ));
     }
     if let Some(view) = v.get("view").filter(|x| !x.is_null()) {
-        out.push_str("\nThe event as conditions and templates see it:\n");
-        let pretty = serde_json::to_string_pretty(view).unwrap_or_default();
+        out.push_str(
+            "\nThe event as conditions and templates see it (the raw `payload` too: --json):\n",
+        );
+        let mut view = view.clone();
+        if let Some(m) = view.as_object_mut() {
+            m.remove("payload");
+        }
+        let pretty = serde_json::to_string_pretty(&view).unwrap_or_default();
         for line in pretty.lines() {
             out.push_str("  ");
             out.push_str(line);
