@@ -136,13 +136,18 @@ fn stamp(m: &mut Map<String, Value>, name: &str, ms: u64) {
     m.insert(format!("{name}_at"), json!(rfc3339_ms(ms)));
 }
 
-/// How a delivery was accepted, from its record: pushed by the platform and verified, polled,
-/// or one of supportopsd's own.
+/// How a delivery was accepted, from its record: one of supportopsd's own events, polled from
+/// the platform (Google Sheets' appended rows), or a webhook delivery whose signature or shared
+/// secret was verified (refused ones are not stored: see the listing's `rejections`).
 fn accepted_how(meta: &EventMeta) -> &'static str {
     if meta.platform.is_builtin() {
         "supportopsd's own event"
+    } else if meta.platform == crate::platforms::PlatformKind::GoogleSheets
+        && meta.name == "row_added"
+    {
+        "polled from the platform"
     } else {
-        "verified delivery"
+        "webhook delivery, verified"
     }
 }
 
