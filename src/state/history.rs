@@ -9,16 +9,23 @@
 //!   by every job transition in the transition's own transaction ([`tx_update_job`]: lease,
 //!   progress, retry, postpone, acknowledgement, dead letter, replay). Absent for a delivery
 //!   that never had a job.
-//! - `O` ‖ outcome ‖ id: the delivery's aggregate [`Outcome`] (exactly one entry per delivery),
-//!   moved by the same transactions when the aggregate changes.
-//! - `I` ‖ integration ‖ 0 ‖ id, `E` ‖ integration ‖ 0 ‖ event name ‖ 0 ‖ id, `R` ‖ rule ‖ 0 ‖
-//!   id: by integration, by integration and event name, by rule matched; written by the ingest's
-//!   transaction (the rules again when an enrichment completes).
-//! - `A` ‖ id ‖ audit key: the audit records that belong to the delivery (their detail carries
-//!   `"event": "evt_<n>"`), written with the record.
+//! - `O` ‖ outcome ‖ id: the delivery's aggregate [`Outcome`] when it is a rare one
+//!   ([`Outcome::indexed`]: pending, retrying, dead; one entry at most per delivery), moved by
+//!   the same transactions when the aggregate changes. The common outcomes (done, no rules
+//!   matched) have no entry: a listing checks them on each delivery it reads.
+//! - `E` ‖ integration ‖ 0 ‖ event name ‖ 0 ‖ id, `R` ‖ rule ‖ 0 ‖ id: by integration and event
+//!   name (an integration alone is the merge of its event names), by rule matched; written by
+//!   the ingest's transaction (the rules again when an enrichment completes).
+//! - `A` ‖ id ‖ audit key: the audit records that belong to the delivery written after its
+//!   ingest (their detail carries `"event": "evt_<n>"`), written with the record; the ingest's
+//!   own records are named by the delivery's record ([`EventMeta::audit`]).
+//!
+//! An ingest adds one index entry to its transaction (`E`) when no rule matched, and per job
+//! the `R`, `J` and `O` entries: the index's cost on the request path is kept that small on
+//! purpose (measured by `benches/ingest_compare.sh`).
 //! - `X` ‖ audit key: the aggregated refusal records ([`super::AuditKind::EventRejected`]).
 //!
-//! Retention removes a delivery's `J`, `O`, `I`, `E`, `R` and `A` entries in the transaction
+//! Retention removes a delivery's `J`, `O`, `E`, `R` and `A` entries in the transaction
 //! that removes the delivery. A state written before the index existed gets it built when it is
 //! opened ([`Store::build_history_index`]), in batches that record how far they got in `meta`,
 //! so that an interrupted build resumes.
@@ -125,6 +132,14 @@ impl Outcome {
             Outcome::Dead => "dead",
             Outcome::NoRules => "no_rules",
         }
+    }
+
+    /// Whether the `O` index lists deliveries with this outcome: the rare ones (`pending`,
+    /// `retrying`, `dead`). The common ones (`done`, `no_rules`: most deliveries) are answered
+    /// by checking each delivery in order, which finds a page after reading little more than
+    /// the page; not indexing them keeps an ingest to one index entry more.
+    pub fn indexed(self) -> bool {
+        matches!(self, Outcome::Pending | Outcome::Retrying | Outcome::Dead)
     }
 
     fn byte(self) -> u8 {
@@ -259,7 +274,6 @@ pub(super) fn wall_ms() -> u64 {
 /// Key tags.
 const JOBS: u8 = b'J';
 const OUTCOME: u8 = b'O';
-const INTEGRATION: u8 = b'I';
 const EVENT: u8 = b'E';
 const RULE: u8 = b'R';
 const AUDIT: u8 = b'A';
@@ -281,9 +295,10 @@ fn with_id(mut prefix: Vec<u8>, id: EventId) -> Vec<u8> {
     prefix
 }
 
-fn integration_prefix(integration: &str) -> Vec<u8> {
+/// The `E` keys of an integration (all its event names).
+fn integration_events_prefix(integration: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(integration.len() + 2);
-    k.push(INTEGRATION);
+    k.push(EVENT);
     k.extend_from_slice(integration.as_bytes());
     k.push(0);
     k
@@ -328,13 +343,10 @@ fn rejection_key(audit_key: &[u8; 16]) -> [u8; 17] {
     k
 }
 
-/// The keys (with empty values) that index a delivery by integration, event name and rules.
+/// The keys (with empty values) that index a delivery by integration and event name, and by
+/// the rules it matched.
 pub(super) fn meta_keys_of(meta: &EventMeta) -> Vec<Vec<u8>> {
-    let mut keys = Vec::with_capacity(2 + meta.rules.len());
-    keys.push(with_id(
-        integration_prefix(meta.integration.as_str()),
-        meta.id,
-    ));
+    let mut keys = Vec::with_capacity(1 + meta.rules.len());
     keys.push(with_id(
         event_prefix(meta.integration.as_str(), &meta.name),
         meta.id,
@@ -367,6 +379,26 @@ pub(super) fn audit_keys(
         }
     }
     keys
+}
+
+/// The keys of an ingest's audit records as its delivery's record keeps them
+/// ([`EventMeta::audit`]: time and sequence), and the refusal keys among them (none, in
+/// practice): an ingest writes no `A` entry.
+pub(super) fn ingest_audit_keys(
+    records: &[AuditRecord],
+    encoded: &[EncodedRecord],
+) -> (Vec<(u64, u64)>, Vec<Vec<u8>>) {
+    let mut own = Vec::with_capacity(encoded.len());
+    let mut keys = Vec::new();
+    for (record, (key, _)) in records.iter().zip(encoded) {
+        if let Ok(at_seq) = super::keys::split_key(trees::AUDIT, key) {
+            own.push(at_seq);
+        }
+        if matches!(record.kind, super::AuditKind::EventRejected { .. }) {
+            keys.push(rejection_key(key).to_vec());
+        }
+    }
+    (own, keys)
 }
 
 /// Jobs about to be created for one delivery ([`Store::new_jobs`]): their outbox records,
@@ -546,17 +578,22 @@ fn write_jobs(
     }
     match before {
         Before::Known(old) if old == outcome => return Ok(()),
-        Before::Known(old) => {
+        Before::Known(old) if old.indexed() => {
             history.remove(with_id(outcome_prefix(old), event))?;
         }
+        Before::Known(_) | Before::Fresh => {}
         Before::Unknown => {
-            for o in Outcome::ALL.into_iter().filter(|o| *o != outcome) {
+            for o in Outcome::ALL
+                .into_iter()
+                .filter(|o| o.indexed() && *o != outcome)
+            {
                 history.remove(with_id(outcome_prefix(o), event))?;
             }
         }
-        Before::Fresh => {}
     }
-    history.insert(with_id(outcome_prefix(outcome), event), &[][..])?;
+    if outcome.indexed() {
+        history.insert(with_id(outcome_prefix(outcome), event), &[][..])?;
+    }
     Ok(())
 }
 
@@ -586,7 +623,7 @@ pub(super) fn tx_unindex_event(
     for k in meta_keys_of(meta) {
         history.remove(k)?;
     }
-    for o in Outcome::ALL {
+    for o in Outcome::ALL.into_iter().filter(|o| o.indexed()) {
         history.remove(with_id(outcome_prefix(o), meta.id))?;
     }
     history.remove(&jobs_key(meta.id)[..])?;
@@ -662,22 +699,28 @@ const SEEK_BUDGET: usize = 50_000;
 /// One sorted stream of delivery ids: `prefix` ‖ id keys of a tree.
 struct Stream<'a> {
     tree: &'a sled::Tree,
-    prefix: Vec<u8>,
+    /// Each prefix's ids (several: an integration's event names, merged).
+    prefixes: Vec<Vec<u8>>,
 }
 
 impl Stream<'_> {
-    /// The largest id in the stream at or below `at`.
-    fn seek(&self, at: u64) -> Result<Option<u64>, sled::Error> {
-        let mut hi = self.prefix.clone();
-        hi.extend_from_slice(&at.to_be_bytes());
-        let found = self.tree.range(self.prefix.clone()..=hi).next_back();
-        match found.transpose()? {
-            Some((k, _)) => Ok(k
-                .get(self.prefix.len()..)
-                .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                .map(u64::from_be_bytes)),
-            None => Ok(None),
+    /// The largest id in the stream at or below `at`, and the seeks it took.
+    fn seek(&self, at: u64) -> Result<(Option<u64>, usize), sled::Error> {
+        let mut best = None;
+        for prefix in &self.prefixes {
+            let mut hi = prefix.clone();
+            hi.extend_from_slice(&at.to_be_bytes());
+            let found = self.tree.range(prefix.clone()..=hi).next_back();
+            let id = match found.transpose()? {
+                Some((k, _)) => k
+                    .get(prefix.len()..)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(u64::from_be_bytes),
+                None => None,
+            };
+            best = best.max(id);
         }
+        Ok((best, self.prefixes.len()))
     }
 }
 
@@ -720,12 +763,28 @@ impl Store {
     /// The audit records that belong to delivery `id`, oldest first (by time, ties in the order
     /// written). Records removed by audit retention are skipped.
     pub fn event_audit(&self, id: EventId) -> Result<Vec<AuditRecord>, Error> {
-        let mut out = Vec::new();
+        // The ingest's own records are named by the delivery's record, later ones by `A` keys.
+        let mut keys: Vec<Vec<u8>> = match self.event_meta(id)? {
+            Some(meta) => meta
+                .audit
+                .iter()
+                .map(|(at, seq)| super::keys::due_key(*at, *seq).to_vec())
+                .collect(),
+            None => Vec::new(),
+        };
         for item in self.history.scan_prefix(audit_prefix(id)) {
             let (k, _) = item.map_err(|e| self.storage(e))?;
-            let Some(key) = k.get(9..) else { continue };
-            if let Some(v) = self.audit.get(key).map_err(|e| self.storage(e))? {
-                out.push(codec::decode(trees::AUDIT, key, &v)?);
+            if let Some(key) = k.get(9..) {
+                keys.push(key.to_vec());
+            }
+        }
+        // Audit keys are time ‖ sequence: in time order, ties in the order written.
+        keys.sort();
+        keys.dedup();
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some(v) = self.audit.get(&key).map_err(|e| self.storage(e))? {
+                out.push(codec::decode(trees::AUDIT, &key, &v)?);
             }
         }
         Ok(out)
@@ -758,6 +817,35 @@ impl Store {
             if integration.is_none_or(|i| i == record.resource_id) {
                 out.push(record);
             }
+        }
+        Ok(out)
+    }
+
+    /// The `E` prefixes of every event name `integration` has deliveries of (one seek each).
+    fn event_prefixes(&self, integration: &str) -> Result<Vec<Vec<u8>>, Error> {
+        let base = integration_events_prefix(integration);
+        let mut out = Vec::new();
+        let mut from = base.clone();
+        loop {
+            let next = self
+                .history
+                .range(from.clone()..)
+                .next()
+                .transpose()
+                .map_err(|e| self.storage(e))?;
+            let Some((k, _)) = next else { break };
+            let Some(rest) = k.strip_prefix(base.as_slice()) else {
+                break;
+            };
+            let Some(end) = rest.iter().position(|b| *b == 0) else {
+                break;
+            };
+            let mut prefix = base.clone();
+            prefix.extend_from_slice(&rest[..=end]);
+            // Past every id of this name.
+            from = prefix.clone();
+            from.extend_from_slice(&[0xff; 9]);
+            out.push(prefix);
         }
         Ok(out)
     }
@@ -816,33 +904,34 @@ impl Store {
             return Ok(HistoryPage::default());
         }
         let mut streams = Vec::new();
+        let keys = |prefixes: Vec<Vec<u8>>| Stream {
+            tree: &self.history,
+            prefixes,
+        };
         match (&filter.integration, &filter.event) {
-            (Some(i), Some(e)) => streams.push(Stream {
-                tree: &self.history,
-                prefix: event_prefix(i, e),
-            }),
-            (Some(i), None) => streams.push(Stream {
-                tree: &self.history,
-                prefix: integration_prefix(i),
-            }),
+            (Some(i), Some(e)) => streams.push(keys(vec![event_prefix(i, e)])),
+            (Some(i), None) => {
+                let names = self.event_prefixes(i)?;
+                if names.is_empty() {
+                    return Ok(HistoryPage::default());
+                }
+                streams.push(keys(names));
+            }
             _ => {}
         }
         if let Some(r) = &filter.rule {
-            streams.push(Stream {
-                tree: &self.history,
-                prefix: rule_prefix(r),
-            });
+            streams.push(keys(vec![rule_prefix(r)]));
         }
-        if let Some(o) = filter.outcome {
-            streams.push(Stream {
-                tree: &self.history,
-                prefix: outcome_prefix(o),
-            });
+        // A common outcome is checked on each delivery found, a rare one is an index.
+        let mut check_outcome = None;
+        match filter.outcome {
+            Some(o) if o.indexed() => streams.push(keys(vec![outcome_prefix(o)])),
+            other => check_outcome = other,
         }
         if streams.is_empty() {
             streams.push(Stream {
                 tree: &self.events,
-                prefix: Vec::new(),
+                prefixes: vec![Vec::new()],
             });
         }
         let mut upper = before.map_or(Some(u64::MAX), |b| b.0.checked_sub(1));
@@ -871,8 +960,9 @@ impl Store {
             let mut c = candidate;
             let mut agreed = true;
             for s in &streams {
-                seeks += 1;
-                match s.seek(c).map_err(|e| self.storage(e))? {
+                let (found, took) = s.seek(c).map_err(|e| self.storage(e))?;
+                seeks += took;
+                match found {
                     None => break 'scan,
                     Some(x) if x < c => {
                         c = x;
@@ -891,11 +981,15 @@ impl Store {
                     && filter.until_ms.is_none_or(|u| meta.received_ms <= u)
                 {
                     let (outcome, jobs) = self.event_outcome(id, !meta.rules.is_empty())?;
-                    page.items.push(HistoryItem {
-                        meta,
-                        outcome,
-                        jobs,
-                    });
+                    if check_outcome.is_none_or(|o| o == outcome) {
+                        page.items.push(HistoryItem {
+                            meta,
+                            outcome,
+                            jobs,
+                        });
+                    } else {
+                        seeks += 1;
+                    }
                 }
                 match c.checked_sub(1) {
                     Some(next) => candidate = next,
@@ -972,11 +1066,13 @@ impl Store {
                 let mut jobs = live.remove(&meta.id).unwrap_or_default();
                 jobs.sort_by_key(|j| j.job);
                 // Outcome entries of an earlier, interrupted batch are rewritten the same.
-                for o in Outcome::ALL {
+                for o in Outcome::ALL.into_iter().filter(|o| o.indexed()) {
                     writes.push((with_id(outcome_prefix(o), meta.id), vec![0xff]));
                 }
                 let outcome = Outcome::of(&jobs, !meta.rules.is_empty());
-                writes.push((with_id(outcome_prefix(outcome), meta.id), Vec::new()));
+                if outcome.indexed() {
+                    writes.push((with_id(outcome_prefix(outcome), meta.id), Vec::new()));
+                }
                 if !jobs.is_empty() {
                     let record = JobsRecord { outcome, jobs };
                     writes.push((
@@ -1025,13 +1121,15 @@ pub(super) fn check_index(store: &Store) {
             .event_outcome(meta.id, !meta.rules.is_empty())
             .unwrap();
         outcomes.insert(meta.id, outcome);
-        expected.insert(with_id(outcome_prefix(outcome), meta.id));
+        if outcome.indexed() {
+            expected.insert(with_id(outcome_prefix(outcome), meta.id));
+        }
     }
     let mut found: BTreeSet<Vec<u8>> = BTreeSet::new();
     for item in store.history.iter() {
         let (k, _) = item.unwrap();
         match k.first() {
-            Some(&(INTEGRATION | EVENT | RULE | OUTCOME)) => {
+            Some(&(EVENT | RULE | OUTCOME)) => {
                 found.insert(k.to_vec());
             }
             Some(&JOBS) => {

@@ -84,6 +84,10 @@ pub struct EventMeta {
     pub dedupe_until_ms: u64,
     /// Where its payload is.
     pub payload: PayloadAt,
+    /// The audit records written with it (the ingest's: accepted, rules matched), as their
+    /// keys (time, sequence), so that its trace finds them without an index entry each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audit: Vec<(u64, u64)>,
 }
 
 /// The dedupe key's digest: the `dedupe` tree's key.
@@ -482,6 +486,7 @@ impl Store {
         let jobs = self.new_jobs(id, &key, rules, now_ms)?;
         let audit_records = stamped(audit, id);
         let audit = self.encode_audit(&audit_records)?;
+        let (own_audit, mut indexed) = history::ingest_audit_keys(&audit_records, &audit);
         let meta = EventMeta {
             id,
             received_ms: now_ms,
@@ -494,9 +499,9 @@ impl Store {
             rules: rules.to_vec(),
             dedupe_until_ms,
             payload: PayloadAt::default(),
+            audit: own_audit,
         };
-        let mut indexed = history::meta_keys_of(&meta);
-        indexed.extend(history::audit_keys(&audit_records, &audit, Some(id)));
+        indexed.extend(history::meta_keys_of(&meta));
         Ok(Prepared {
             key,
             digest,

@@ -251,6 +251,7 @@ impl Store {
                     rules: matched,
                     dedupe_until_ms: until_ms,
                     payload,
+                    audit: Vec::new(),
                 };
                 let record = codec::encode(trees::EVENTS, &id.to_string(), &meta)?;
                 batch.push((k.clone(), meta, record));
