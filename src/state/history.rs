@@ -495,6 +495,12 @@ pub(super) fn tx_add_jobs(
         let held = super::keys::read_u64(t.refs, trees::INBOX_REFS, &at)?.unwrap_or(0);
         super::keys::write_u64(t.refs, trees::INBOX_REFS, &at, held.saturating_add(n))?;
     }
+    if fresh && new.entries.is_empty() {
+        // Stored with no job (no rule matched): nothing to write, its outcome (`no_rules`) has
+        // no entry. Every operation counts here: each is a read and a write in the ingest's
+        // transaction.
+        return Ok(());
+    }
     let (before, mut list) = if fresh {
         (Before::Fresh, Vec::new())
     } else {

@@ -314,9 +314,11 @@ pub trait History {
     /// A page of stored deliveries passing `filter`, newest first, at most `limit`, from just
     /// before `before` (from the newest when `None`), each with its aggregate outcome and jobs;
     /// [`HistoryPage::next`] is where the next page starts. Answered from indexes kept in the
-    /// writes' own transactions (never a scan of the deliveries): paging never repeats or skips
-    /// a delivery still stored; a page may end early (with `next`) when its filters intersect
-    /// sparsely. A filter that cannot be answered ([`HistoryFilter::check`]) gives an empty page.
+    /// writes' own transactions (never a scan of the deliveries; the common outcomes `done` and
+    /// `no_rules` are checked on each delivery the other filters find): paging never repeats or
+    /// skips a delivery still stored; a page may end early (with `next`) after a bounded number
+    /// of reads when its filters intersect sparsely. A filter that cannot be answered
+    /// ([`HistoryFilter::check`]) gives an empty page.
     fn history(
         &self,
         filter: &HistoryFilter,
