@@ -1,14 +1,18 @@
-//! `supportopsd events dead | replay ID`: the dead-letter queue, through a running daemon's API
-//! (which holds the state), or straight from `--state` when no daemon answers.
+//! `supportopsd events …`: the dead-letter queue (`dead`, `replay ID`), through a running
+//! daemon's API (which holds the state), or straight from `--state` when no daemon answers;
+//! `fixture` (real deliveries as rule tests) lives in `fixture.rs`.
 
 use anyhow::{Context as _, bail};
 
 use super::{Exit, GlobalArgs, state_dir};
 use crate::state::{State, Store};
 
-/// Dead-lettered deliveries.
+/// Stored deliveries and dead-lettered jobs.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
+    /// Write stored deliveries (or a saved raw one) as rule test fixtures, pseudonymised, each
+    /// with a case asserting what the repository's rules do with it.
+    Fixture(super::fixture::Args),
     /// List dead-lettered jobs.
     Dead(Target),
     /// Re-queue one dead-lettered job.
@@ -53,6 +57,7 @@ fn print_dead(v: &serde_json::Value) {
 /// Runs an `events` command.
 pub fn run(cmd: &Command, g: &GlobalArgs) -> anyhow::Result<Exit> {
     match cmd {
+        Command::Fixture(args) => super::fixture::run(args, g),
         Command::Dead(t) => {
             let base = t.base();
             let url = format!("{base}/api/events/dead");
@@ -90,7 +95,8 @@ pub fn run(cmd: &Command, g: &GlobalArgs) -> anyhow::Result<Exit> {
     }
 }
 
-fn open_state(g: &GlobalArgs) -> anyhow::Result<Box<dyn State>> {
+/// The state at `--state` (or its default), opened for a command no daemon answered.
+pub(super) fn open_state(g: &GlobalArgs) -> anyhow::Result<Box<dyn State>> {
     let dir = state_dir(g);
     let store = Store::open_existing(&dir)?.with_context(|| {
         format!(

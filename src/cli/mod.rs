@@ -6,6 +6,7 @@ pub mod apply;
 pub mod check_platform;
 pub mod completions;
 pub mod events;
+pub mod fixture;
 pub mod notion;
 pub mod pin;
 pub mod plan;
@@ -88,7 +89,7 @@ pub enum Command {
     /// Key management and sealing of secrets.
     #[command(subcommand)]
     Secret(secret::Command),
-    /// Dead-lettered deliveries: list them, re-queue one.
+    /// Stored deliveries: write them as rule tests; dead-lettered jobs: list them, re-queue.
     #[command(subcommand)]
     Events(events::Command),
     /// Notion's verification token: open a window for it, list what arrived, confirm one, reset.
@@ -270,9 +271,11 @@ fn held_advice(command: &Command) -> String {
     let listen = listen_url();
     let tried = match command {
         Command::Status(args) => Some(args.target.base()),
-        Command::Events(events::Command::Dead(t) | events::Command::Replay { target: t, .. }) => {
-            Some(t.base())
-        }
+        Command::Events(
+            events::Command::Dead(t)
+            | events::Command::Replay { target: t, .. }
+            | events::Command::Fixture(fixture::Args { target: t, .. }),
+        ) => Some(t.base()),
         Command::Pin(args) => Some(args.target.base()),
         Command::Unpin(args) => Some(args.target.base()),
         _ => None,

@@ -1115,3 +1115,65 @@ pub async fn state_backup(rt: &Arc<Runtime>, caller: &Caller) -> Streamed {
     );
     answer
 }
+
+/// A stored delivery as `GET /api/events/{id}/payload` shows it (and `events fixture --state`
+/// reads it): the normalised event with its raw `payload`, and what the state recorded with it
+/// (the revision in use, the rules it matched). Credential fields a platform puts in its bodies
+/// (Slack's `token`, …) are replaced ([`crate::event::pseudonym::scrub_credentials`]);
+/// personal data is not: the caller decides what to do with it.
+pub(crate) fn stored_event_json(
+    event: &crate::event::Event,
+    meta: &crate::state::EventMeta,
+) -> Value {
+    let mut v = json!({
+        "id": meta.id,
+        "received_ms": meta.received_ms,
+        "received_at": crate::platforms::supportopsd::events::rfc3339_ms(meta.received_ms),
+        "integration": meta.integration.as_str(),
+        "platform": meta.platform.as_str(),
+        "event": meta.name,
+        "event_id": meta.event_id,
+        "revision": meta.revision,
+        "rules": meta.rules,
+        "time": event.time,
+        "actors": event.all_actors(),
+        "objects": event.objects,
+        "changes": event.changes,
+        "payload": event.payload,
+    });
+    crate::event::pseudonym::scrub_credentials(&mut v);
+    v
+}
+
+/// `GET /api/events/{id}/payload`: one stored delivery ([`stored_event_json`]); 400 for a
+/// malformed id, 404 for one not (or no longer) stored.
+pub async fn event_payload(rt: &Runtime, id: &str) -> Reply {
+    let id = match id.parse::<crate::state::EventId>() {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    // Every delivery answered so far is readable (the writer may be holding some).
+    if let Err(e) = rt.settle().await {
+        tracing::error!(error = %e, "Settling the ingest writer failed.");
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error; see the daemon's log",
+        );
+    }
+    match (rt.store.event(id), rt.store.event_meta(id)) {
+        (Ok(Some(event)), Ok(Some(meta))) => {
+            json_reply(StatusCode::OK, &stored_event_json(&event, &meta))
+        }
+        (Ok(_), Ok(_)) => error(
+            StatusCode::NOT_FOUND,
+            &format!("no stored event `{id}` (unknown, or removed by retention)"),
+        ),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "Reading a stored event failed.");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error; see the daemon's log",
+            )
+        }
+    }
+}

@@ -332,6 +332,10 @@ async fn operator(
                 Err(e) => internal(&e),
             }
         }
+        (Method::GET, ["api", "events", id, "payload"]) => {
+            let id = (*id).to_owned();
+            api::event_payload(rt, &id).await
+        }
         (Method::GET, ["api", "rollups"]) => {
             let mut bounds = [None, None];
             for (slot, name) in bounds.iter_mut().zip(["since", "until"]) {
