@@ -301,9 +301,15 @@ fn held_advice(command: &Command) -> String {
         Command::Events(events::Command::Dead(_)) => {
             through(format!("supportopsd events dead --url {url}"))
         }
-        Command::Events(events::Command::Replay { id, .. }) => {
+        Command::Events(events::Command::Replay { id: Some(id), .. }) => {
             through(format!("supportopsd events replay {id} --url {url}"))
         }
+        Command::Events(events::Command::Replay { integration, .. }) => through(format!(
+            "supportopsd events replay --all-dead{} --url {url}",
+            integration
+                .as_deref()
+                .map_or_else(String::new, |i| format!(" --integration {i}"))
+        )),
         Command::Pin(args) => through(format!("supportopsd pin {} --url {url}", args.rev)),
         Command::Unpin(_) => through(format!("supportopsd unpin --url {url}")),
         Command::State(state::Command::Backup(args)) => through(format!(

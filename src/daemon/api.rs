@@ -1177,3 +1177,111 @@ pub async fn event_payload(rt: &Runtime, id: &str) -> Reply {
         }
     }
 }
+
+/// Reads an operator API request's JSON object body (at most 64 KiB; an empty body is `{}`):
+/// `Err` is the answer to give instead.
+async fn json_body<B>(rt: &Runtime, req: Request<B>) -> Result<Map<String, Value>, Box<Reply>>
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (parts, body) = req.into_parts();
+    let body = crate::webhook::read_body(&parts.headers, body, 64 * 1024, rt.options.read_timeout)
+        .await
+        .map_err(|e| Box::new(crate::webhook::status(e.status())))?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "the body must be a JSON object",
+        ))),
+    }
+}
+
+/// `POST /api/jobs/replay-dead {"integration"?}`: re-queues every dead-lettered job (of one
+/// integration's deliveries when named), each audited (`job_replayed`, with the caller) like
+/// `POST /api/jobs/{id}/replay`. Answers 202 with the jobs re-queued.
+pub async fn replay_dead<B>(rt: &Runtime, caller: &Caller, req: Request<B>) -> Reply
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let body = match json_body(rt, req).await {
+        Ok(body) => body,
+        Err(reply) => return *reply,
+    };
+    let integration = match body.get("integration") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => match IntegrationId::parse(s) {
+            Ok(id) => Some(id),
+            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("`integration`: {e}")),
+        },
+        Some(_) => return error(StatusCode::BAD_REQUEST, "`integration` must be a string"),
+    };
+    if let Some(k) = body.keys().find(|k| k.as_str() != "integration") {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("unknown field `{k}` (the body is {{\"integration\": \"…\"}}, or empty)"),
+        );
+    }
+    let dead = match rt.store.dead(DEAD_SCAN) {
+        Ok(dead) => dead,
+        Err(e) => {
+            tracing::error!(error = %e, "Listing dead letters failed.");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error; see the daemon's log",
+            );
+        }
+    };
+    let prefix = integration.as_ref().map(|i| format!("{i}/"));
+    let mut replayed = Vec::new();
+    for d in dead {
+        if prefix
+            .as_deref()
+            .is_some_and(|p| !d.job.event_key.starts_with(p))
+        {
+            continue;
+        }
+        let now = now_ms();
+        match rt.store.replay(d.job.id, now) {
+            Ok(job) => {
+                rt.record_audit(
+                    now,
+                    AuditKind::JobReplayed,
+                    "job",
+                    &job.id.to_string(),
+                    caller
+                        .audit(json!({"rule": job.rule, "event": job.event_id, "all_dead": true})),
+                );
+                replayed.push(json!({"id": job.id, "rule": job.rule, "event": job.event_id}));
+            }
+            // Replayed meanwhile by another caller.
+            Err(crate::state::Error::NoSuchDeadJob { .. }) => {}
+            Err(e) => {
+                tracing::error!(error = %e, job = d.job.id, "Replaying a dead letter failed.");
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error; see the daemon's log",
+                );
+            }
+        }
+    }
+    if !replayed.is_empty() {
+        rt.work.notify_one();
+    }
+    if let Err(e) = rt.commit().await {
+        tracing::warn!(error = %e, "Flushing replayed jobs failed.");
+    }
+    json_reply(
+        StatusCode::ACCEPTED,
+        &json!({
+            "replayed": replayed.len(),
+            "jobs": replayed,
+            "integration": integration.as_ref().map(IntegrationId::as_str),
+        }),
+    )
+}

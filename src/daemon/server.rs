@@ -332,6 +332,7 @@ async fn operator(
                 Err(e) => internal(&e),
             }
         }
+        (Method::POST, ["api", "jobs", "replay-dead"]) => api::replay_dead(rt, &caller, req).await,
         (Method::GET, ["api", "events", id, "payload"]) => {
             let id = (*id).to_owned();
             api::event_payload(rt, &id).await

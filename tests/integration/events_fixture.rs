@@ -345,3 +345,146 @@ async fn a_stored_delivery_becomes_a_pseudonymised_case_that_passes() {
     let (ok, out) = cli(repo.path(), &["events", "fixture", "evt_x", "--to", "t"]);
     assert!(!ok && out.contains("not an event id"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_all_dead_requeues_one_integrations_dead_letters_and_each_rule_run_logs_a_line() {
+    use supportopsd::platforms::slack::fake::{Failure, FakeSlack};
+    let fake = FakeSlack::start(crate::daemon_support::BOT_TOKEN, None).await;
+    let repo = crate::daemon_support::repo(&fake.base_url());
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start_logged(
+        repo.path(),
+        state.path(),
+        &[],
+        &[("SUPPORTOPSD_LOG", "info")],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    // Slack refuses the channel twice: both Zendesk deliveries' jobs are dead-lettered.
+    fake.fail_next(
+        "chat.postMessage",
+        Failure::Error("channel_not_found".into()),
+        2,
+    );
+    for (n, inv) in [(601, "inv-a"), (602, "inv-b")] {
+        assert_eq!(
+            post_zendesk(&client, &daemon, zendesk_body(n), inv).await,
+            200
+        );
+    }
+    let dead = || async {
+        daemon.get_json("/api/events/dead").await["dead"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    for _ in 0..200 {
+        if dead().await == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(dead().await, 2);
+
+    // Another integration's: nothing to replay.
+    let (ok, out) = cli(
+        repo.path(),
+        &[
+            "events",
+            "replay",
+            "--all-dead",
+            "--integration",
+            "freshdesk-main",
+            "--url",
+            &daemon.url,
+        ],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("0 dead-lettered job(s) of freshdesk-main re-queued"),
+        "{out}"
+    );
+    assert_eq!(dead().await, 2);
+    // A bad body is refused.
+    let r = client
+        .post(format!("{}/api/jobs/replay-dead", daemon.url))
+        .header("content-type", "application/json")
+        .body(r#"{"integration": "Not An Id!"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // Zendesk's: both re-queued and run (Slack accepts now).
+    let (ok, out) = cli(
+        repo.path(),
+        &[
+            "events",
+            "replay",
+            "--all-dead",
+            "--integration",
+            "zendesk-main",
+            "--url",
+            &daemon.url,
+        ],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("2 dead-lettered job(s) of zendesk-main re-queued"),
+        "{out}"
+    );
+    assert_eq!(
+        out.matches("rule zendesk-to-slack\tevent evt_").count(),
+        2,
+        "{out}"
+    );
+    eventually(20, "both replayed jobs ran", || {
+        fake.requests_to("chat.postMessage").len() >= 4
+    })
+    .await;
+    assert_eq!(dead().await, 0);
+    let audit = daemon
+        .get_json("/api/audit/logs?resource_type=job&limit=100")
+        .await;
+    let replayed: Vec<&Value> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"]["type"] == "job_replayed")
+        .collect();
+    assert_eq!(replayed.len(), 2, "{audit}");
+    assert!(
+        replayed.iter().all(|r| r["detail"]["all_dead"] == true
+            && r["detail"]["event"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("evt_"))),
+        "{audit}"
+    );
+
+    // One INFO line per rule run, at the default level: event, rule, actions, outcome; never
+    // a rendered parameter.
+    let (_, log) = daemon.terminate_with_log().await;
+    let runs: Vec<&str> = log.lines().filter(|l| l.contains("Rule ran.")).collect();
+    assert_eq!(runs.len(), 4, "{log}");
+    for line in &runs {
+        assert!(line.contains("INFO"), "{line}");
+        assert!(
+            line.contains("event=evt_") && line.contains("zendesk-to-slack"),
+            "{line}"
+        );
+        assert!(line.contains("send_message"), "{line}");
+        assert!(!line.contains("Priya") && !line.contains("New:"), "{line}");
+    }
+    assert_eq!(
+        runs.iter()
+            .filter(|l| l.contains("outcome=\"dead_lettered\""))
+            .count(),
+        2,
+        "{log}"
+    );
+    assert_eq!(
+        runs.iter()
+            .filter(|l| l.contains("outcome=\"done\""))
+            .count(),
+        2,
+        "{log}"
+    );
+}
