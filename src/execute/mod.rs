@@ -285,7 +285,7 @@ async fn enrich(rt: &Runtime, job: &Job) -> Outcome {
             kind: AuditKind::RuleMatched { rule: r.clone() },
             resource_type: "rule".into(),
             resource_id: r.clone(),
-            detail: json!({"event": event.key(), "enriched": true}),
+            detail: json!({"key": event.key(), "enriched": true}),
         })
         .collect();
     let store = rt.store.clone();

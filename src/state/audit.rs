@@ -223,11 +223,28 @@ impl Store {
     }
 
     /// [`Store::append_audit`] for a caller that holds [`Store::writing`] already.
+    /// A record of a delivery (`"event"` in its detail) or a refusal is indexed in the same
+    /// transaction (`history.rs`).
     pub(super) fn append_audit_held(&self, record: &AuditRecord) -> Result<(), Error> {
-        for (key, value) in self.encode_audit(std::slice::from_ref(record))? {
-            self.audit.insert(key, value).map_err(|e| self.storage(e))?;
+        let records = std::slice::from_ref(record);
+        let encoded = self.encode_audit(records)?;
+        let indexed = super::history::audit_keys(records, &encoded, None);
+        if indexed.is_empty() {
+            for (key, value) in encoded {
+                self.audit.insert(key, value).map_err(|e| self.storage(e))?;
+            }
+            return Ok(());
         }
-        Ok(())
+        let result = (&self.audit, &self.history).transaction(|(audit, history)| {
+            for (key, value) in &encoded {
+                audit.insert(&key[..], value.as_slice())?;
+            }
+            for k in &indexed {
+                history.insert(k.as_slice(), &[][..])?;
+            }
+            Ok(())
+        });
+        self.tx_result(result)
     }
 
     /// Encodes records with fresh keys, for writing (possibly inside a transaction).

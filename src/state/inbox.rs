@@ -40,9 +40,9 @@ use sha2::{Digest as _, Sha256};
 use sled::Transactional;
 
 use super::audit::EncodedRecord;
+use super::history::{self, JobTrees, NewJobs, tx_add_jobs};
 use super::journal::IngestRecord;
 use super::keys::{EventId, due_key, job_key, read_u64, segment_key, write_u64};
-use super::outbox::Job;
 use super::{AuditRecord, Error, Store, codec, trees};
 use crate::event::Event;
 use crate::manifest::IntegrationId;
@@ -114,14 +114,16 @@ pub struct Prepared {
     now_ms: u64,
     event_bytes: Vec<u8>,
     dedupe_bytes: Vec<u8>,
-    jobs: Vec<(u64, Vec<u8>)>,
+    jobs: NewJobs,
     audit: Vec<EncodedRecord>,
+    /// Its history index keys (integration, event name, rules, audit records), empty values.
+    indexed: Vec<Vec<u8>>,
 }
 
 impl Prepared {
     /// Whether the ingest creates jobs (a rule matched).
     pub fn has_jobs(&self) -> bool {
-        !self.jobs.is_empty()
+        !self.jobs.jobs.is_empty()
     }
 
     /// The id the delivery gets if it is stored.
@@ -144,7 +146,7 @@ impl std::fmt::Debug for Prepared {
         f.debug_struct("Prepared")
             .field("key", &self.key)
             .field("id", &self.meta.id)
-            .field("jobs", &self.jobs.len())
+            .field("jobs", &self.jobs.jobs.len())
             .finish_non_exhaustive()
     }
 }
@@ -215,6 +217,27 @@ pub(super) fn load_dedupe_index(
         index.insert(&digest, until);
     }
     index.loaded = true;
+}
+
+/// `records` with `"event": "<id>"` in each object detail (an audit record of a delivery
+/// names it, so that its trace finds it).
+pub(super) fn stamped(records: &[AuditRecord], id: EventId) -> Vec<AuditRecord> {
+    records
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            match &mut r.detail {
+                serde_json::Value::Object(m) => {
+                    m.insert("event".into(), serde_json::Value::String(id.to_string()));
+                }
+                serde_json::Value::Null => {
+                    r.detail = serde_json::json!({ "event": id.to_string() });
+                }
+                _ => {}
+            }
+            r
+        })
+        .collect()
 }
 
 /// What [`Store::ingest`] did.
@@ -350,9 +373,7 @@ impl Store {
                 IngestOutcome::Duplicate
             } else {
                 opened.insert(key, (p.meta.dedupe_until_ms, p.digest));
-                IngestOutcome::Stored {
-                    jobs: p.jobs.iter().map(|(id, _)| *id).collect(),
-                }
+                IngestOutcome::Stored { jobs: p.jobs.ids() }
             });
         }
         // Reserved only once the whole batch is decided: an error above reserves nothing.
@@ -393,23 +414,27 @@ impl Store {
             &self.outbox,
             &self.due,
             &self.audit,
+            &self.history,
         )
             .transaction(
-                |(events, segments, dedupe, refs, outbox, due, audit_tree)| {
+                |(events, segments, dedupe, refs, outbox, due, audit_tree, history)| {
+                    let t = JobTrees {
+                        outbox,
+                        due,
+                        refs,
+                        history,
+                    };
                     for (p, (id, segment, record)) in new.iter().zip(&records) {
                         // A new delivery: its entries are new keys.
                         events.insert(&id.key(), record.as_slice())?;
                         segments.insert(&segment_key(*segment, *id), &[][..])?;
                         dedupe.insert(&p.digest, p.dedupe_bytes.as_slice())?;
-                        if !p.jobs.is_empty() {
-                            write_u64(refs, trees::INBOX_REFS, &id.key(), p.jobs.len() as u64)?;
-                        }
-                        for (job, bytes) in &p.jobs {
-                            outbox.insert(&job_key(*job), bytes.as_slice())?;
-                            due.insert(&due_key(p.now_ms, *job), &[][..])?;
-                        }
+                        tx_add_jobs(&t, *id, &p.jobs, true, !p.meta.rules.is_empty())?;
                         for (k, v) in &p.audit {
                             audit_tree.insert(k, v.as_slice())?;
+                        }
+                        for k in &p.indexed {
+                            history.insert(k.as_slice(), &[][..])?;
                         }
                     }
                     Ok(())
@@ -417,7 +442,7 @@ impl Store {
             );
         self.tx_result(result)?;
         self.settle_unapplied(new);
-        let added: usize = new.iter().map(|p| p.jobs.len()).sum();
+        let added: usize = new.iter().map(|p| p.jobs.jobs.len()).sum();
         self.depth.fetch_add(added, Ordering::Relaxed);
         Ok(())
     }
@@ -454,27 +479,9 @@ impl Store {
         let id = EventId(self.next_id()?);
         let event_bytes = codec::encode(trees::EVENTS, &key, event)?;
         let dedupe_bytes = codec::encode(trees::DEDUPE, &key, &(dedupe_until_ms, id.0))?;
-        let mut jobs = Vec::with_capacity(rules.len());
-        for rule in rules {
-            let job_id = self.next_id()?;
-            let job = Job {
-                id: job_id,
-                event_key: key.clone(),
-                event_id: id,
-                rule: rule.clone(),
-                step: 0,
-                results: Vec::new(),
-                attempts: 0,
-                due_ms: now_ms,
-                lease_until_ms: None,
-                last_error: None,
-                created_ms: now_ms,
-                in_flight: None,
-            };
-            let bytes = codec::encode(trees::OUTBOX, &job_id.to_string(), &job)?;
-            jobs.push((job_id, bytes));
-        }
-        let audit = self.encode_audit(audit)?;
+        let jobs = self.new_jobs(id, &key, rules, now_ms)?;
+        let audit_records = stamped(audit, id);
+        let audit = self.encode_audit(&audit_records)?;
         let meta = EventMeta {
             id,
             received_ms: now_ms,
@@ -488,6 +495,8 @@ impl Store {
             dedupe_until_ms,
             payload: PayloadAt::default(),
         };
+        let mut indexed = history::meta_keys_of(&meta);
+        indexed.extend(history::audit_keys(&audit_records, &audit, Some(id)));
         Ok(Prepared {
             key,
             digest,
@@ -497,6 +506,7 @@ impl Store {
             dedupe_bytes,
             jobs,
             audit,
+            indexed,
         })
     }
 
@@ -629,16 +639,16 @@ impl Store {
         let _writing = self.writing();
         let key = event.key();
         let event_bytes = codec::encode(trees::EVENTS, &key, event)?;
-        let mut ids = Vec::with_capacity(rules.len());
-        for _ in rules {
-            ids.push(self.next_id()?);
-        }
-        let audit = self.encode_audit(audit)?;
         let Some(job) = self.job(id)? else {
             return Err(Error::NoSuchJob { id });
         };
+        let ev = job.event_id;
+        let new = self.new_jobs(ev, &job.event_key, rules, now_ms)?;
+        let audit_records = stamped(audit, ev);
+        let audit = self.encode_audit(&audit_records)?;
+        let audit_index = history::audit_keys(&audit_records, &audit, Some(ev));
         let _payloads = self.payload_appending();
-        let at = self.append_payload(job.event_id, &event_bytes, now_ms)?;
+        let at = self.append_payload(ev, &event_bytes, now_ms)?;
         let result = (
             &self.events,
             &self.event_segments,
@@ -646,64 +656,62 @@ impl Store {
             &self.outbox,
             &self.due,
             &self.audit,
+            &self.history,
         )
-            .transaction(|(events, segments, refs, outbox, due, audit_tree)| {
-                let job = super::outbox::tx_get_job(outbox, id)?
-                    .ok_or_else(|| super::abort(Error::NoSuchJob { id }))?;
-                let ev = job.event_id;
-                let k = ev.key();
-                if let Some(bytes) = events.get(k)? {
-                    let mut meta: EventMeta =
-                        codec::decode(trees::EVENTS, ev.to_string().as_bytes(), &bytes)
+            .transaction(
+                |(events, segments, refs, outbox, due, audit_tree, history)| {
+                    let job = super::outbox::tx_get_job(outbox, id)?
+                        .ok_or_else(|| super::abort(Error::NoSuchJob { id }))?;
+                    if job.event_id != ev {
+                        return Err(super::abort(Error::NoSuchJob { id }));
+                    }
+                    let k = ev.key();
+                    let mut had_rules = false;
+                    if let Some(bytes) = events.get(k)? {
+                        let mut meta: EventMeta =
+                            codec::decode(trees::EVENTS, ev.to_string().as_bytes(), &bytes)
+                                .map_err(super::abort)?;
+                        segments.remove(&segment_key(meta.payload.segment, ev)[..])?;
+                        history::tx_reindex_rules(history, ev, &meta.rules, rules)?;
+                        meta.payload = at;
+                        meta.rules = rules.to_vec();
+                        had_rules = !meta.rules.is_empty();
+                        let bytes = codec::encode(trees::EVENTS, &ev.to_string(), &meta)
                             .map_err(super::abort)?;
-                    segments.remove(&segment_key(meta.payload.segment, ev)[..])?;
-                    meta.payload = at;
-                    meta.rules = rules.to_vec();
-                    let bytes = codec::encode(trees::EVENTS, &ev.to_string(), &meta)
-                        .map_err(super::abort)?;
-                    events.insert(&k, bytes)?;
-                    segments.insert(&segment_key(at.segment, ev), &[][..])?;
-                }
-                outbox.remove(&job_key(id))?;
-                due.remove(&due_key(job.ready_ms(), id))?;
-                for (new_id, rule) in ids.iter().zip(rules) {
-                    let new = Job {
-                        id: *new_id,
-                        event_key: job.event_key.clone(),
-                        event_id: ev,
-                        rule: rule.clone(),
-                        step: 0,
-                        results: Vec::new(),
-                        attempts: 0,
-                        due_ms: now_ms,
-                        lease_until_ms: None,
-                        last_error: None,
-                        created_ms: now_ms,
-                        in_flight: None,
+                        events.insert(&k, bytes)?;
+                        segments.insert(&segment_key(at.segment, ev), &[][..])?;
+                    }
+                    outbox.remove(&job_key(id))?;
+                    due.remove(&due_key(job.ready_ms(), id))?;
+                    // The enrichment job is done; its reference becomes the new jobs' references.
+                    history::tx_update_job(history, ev, history::EventJob::of_done(&job, now_ms))?;
+                    let held = read_u64(refs, trees::INBOX_REFS, &k)?.unwrap_or(1);
+                    if held <= 1 {
+                        refs.remove(&k)?;
+                    } else {
+                        write_u64(refs, trees::INBOX_REFS, &k, held - 1)?;
+                    }
+                    let t = JobTrees {
+                        outbox,
+                        due,
+                        refs,
+                        history,
                     };
-                    let bytes = codec::encode(trees::OUTBOX, &new_id.to_string(), &new)
-                        .map_err(super::abort)?;
-                    outbox.insert(&job_key(*new_id), bytes)?;
-                    due.insert(&due_key(now_ms, *new_id), &[][..])?;
-                }
-                // The enrichment job's reference becomes the new jobs' references.
-                let held = read_u64(refs, trees::INBOX_REFS, &k)?.unwrap_or(1);
-                let now_held = held.saturating_sub(1).saturating_add(rules.len() as u64);
-                if now_held == 0 {
-                    refs.remove(&k)?;
-                } else {
-                    write_u64(refs, trees::INBOX_REFS, &k, now_held)?;
-                }
-                for (k, v) in &audit {
-                    audit_tree.insert(k, v.as_slice())?;
-                }
-                Ok(())
-            });
+                    tx_add_jobs(&t, ev, &new, false, had_rules)?;
+                    for (k, v) in &audit {
+                        audit_tree.insert(k, v.as_slice())?;
+                    }
+                    for k in &audit_index {
+                        history.insert(k.as_slice(), &[][..])?;
+                    }
+                    Ok(())
+                },
+            );
         self.tx_result(result)?;
         // One job (the enrichment) left the outbox, `rules.len()` came in.
         self.depth.fetch_add(rules.len(), Ordering::Relaxed);
         self.depth.fetch_sub(1, Ordering::Relaxed);
-        Ok(ids)
+        Ok(new.ids())
     }
 }
 

@@ -72,8 +72,9 @@ use std::pin::Pin as Pinned;
 use super::journal::{IngestRecord, PreparedIngest};
 use super::{
     AppliedResource, AuditFilter, AuditRecord, BackupError, BackupReport, ConnectorKept, DeadJob,
-    Error, EventId, EventMeta, HealthRecord, IngestOutcome, Job, MinuteRollup, NotionVerification,
-    Pin, Purged, RegistrationRecord, Retention, RetentionTotals, StateBytes, Store, Taken,
+    Error, EventId, EventJob, EventMeta, HealthRecord, HistoryFilter, HistoryPage, IngestOutcome,
+    Job, MinuteRollup, NotionVerification, Outcome, Pin, Purged, RegistrationRecord, Retention,
+    RetentionTotals, StateBytes, Store, Taken,
 };
 use crate::event::Event;
 
@@ -300,6 +301,48 @@ pub trait History {
     /// from just before `before` (from the newest when `None`). Ids are stable, so paging
     /// with the last id of a page never repeats or skips a delivery still stored.
     fn events_page(&self, before: Option<EventId>, limit: usize) -> Result<Vec<EventMeta>, Error>;
+
+    /// Delivery `id`'s jobs, by job id, and where each stands: created with the delivery's
+    /// jobs (ingest, enrichment, redelivery) and updated in the same transaction as every job
+    /// transition (lease, progress, retry, postpone, acknowledgement → `done`, dead letter,
+    /// replay), so it is never behind the outbox; an acknowledged job stays listed (`done`)
+    /// for as long as its delivery is stored. Empty for an unknown delivery, one no rule
+    /// matched, or one whose jobs finished before the index existed (a state upgraded from
+    /// before it). Kept across restarts; retention removes it with the delivery.
+    fn event_jobs(&self, id: EventId) -> Result<Vec<EventJob>, Error>;
+
+    /// A page of stored deliveries passing `filter`, newest first, at most `limit`, from just
+    /// before `before` (from the newest when `None`), each with its aggregate outcome and jobs;
+    /// [`HistoryPage::next`] is where the next page starts. Answered from indexes kept in the
+    /// writes' own transactions (never a scan of the deliveries): paging never repeats or skips
+    /// a delivery still stored; a page may end early (with `next`) when its filters intersect
+    /// sparsely. A filter that cannot be answered ([`HistoryFilter::check`]) gives an empty page.
+    fn history(
+        &self,
+        filter: &HistoryFilter,
+        before: Option<EventId>,
+        limit: usize,
+    ) -> Result<HistoryPage, Error>;
+
+    /// Delivery `id`'s aggregate outcome and jobs (`rules`: whether it matched rules, for a
+    /// delivery without job records).
+    fn event_outcome(&self, id: EventId, rules: bool) -> Result<(Outcome, Vec<EventJob>), Error>;
+
+    /// The audit records that belong to delivery `id` (their detail names it: `"event"`),
+    /// oldest first, from an index (not an audit scan); those removed by audit retention are
+    /// missing.
+    fn event_audit(&self, id: EventId) -> Result<Vec<AuditRecord>, Error>;
+
+    /// The aggregated refusal records ([`super::AuditKind::EventRejected`], one per
+    /// integration, reason and minute) of `since_ms ..= until_ms`, newest first, at most
+    /// `limit`, of `integration` only when given.
+    fn rejections(
+        &self,
+        since_ms: u64,
+        until_ms: u64,
+        integration: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, Error>;
 
     /// The state's size on disk by kind (payloads, database, journal).
     fn state_bytes(&self) -> StateBytes;
@@ -630,6 +673,37 @@ impl History for Store {
 
     fn events_page(&self, before: Option<EventId>, limit: usize) -> Result<Vec<EventMeta>, Error> {
         Store::events_page(self, before, limit)
+    }
+
+    fn event_jobs(&self, id: EventId) -> Result<Vec<EventJob>, Error> {
+        Store::event_jobs(self, id)
+    }
+
+    fn history(
+        &self,
+        filter: &HistoryFilter,
+        before: Option<EventId>,
+        limit: usize,
+    ) -> Result<HistoryPage, Error> {
+        Store::history(self, filter, before, limit)
+    }
+
+    fn event_outcome(&self, id: EventId, rules: bool) -> Result<(Outcome, Vec<EventJob>), Error> {
+        Store::event_outcome(self, id, rules)
+    }
+
+    fn event_audit(&self, id: EventId) -> Result<Vec<AuditRecord>, Error> {
+        Store::event_audit(self, id)
+    }
+
+    fn rejections(
+        &self,
+        since_ms: u64,
+        until_ms: u64,
+        integration: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, Error> {
+        Store::rejections(self, since_ms, until_ms, integration, limit)
     }
 
     fn state_bytes(&self) -> StateBytes {

@@ -49,6 +49,7 @@ mod audit;
 pub mod backup;
 mod captured;
 mod codec;
+mod history;
 mod inbox;
 mod interface;
 pub mod journal;
@@ -70,6 +71,9 @@ pub use applied::AppliedResource;
 pub use audit::{AuditFilter, AuditKind, AuditRecord};
 pub use backup::{BackupError, BackupReport, Checked, StateCounts, Taken};
 pub use captured::{ConnectorKept, NotionVerification, ReceivedToken};
+pub use history::{
+    BadFilter, EventJob, HistoryFilter, HistoryItem, HistoryPage, JobOutcome, Outcome,
+};
 pub use inbox::{EventMeta, IngestOutcome, PayloadAt};
 pub use interface::{
     Audit, Captured, Flushing, History, Inbox, Outbox, Registrations, Revisions, Rollups, State,
@@ -133,6 +137,9 @@ pub mod trees {
     /// Per-minute rollups: minute (`at_ms / 60,000`, `u64` big-endian) ‖ integration id →
     /// [`super::RollupCounts`].
     pub const ROLLUPS: &str = "rollups";
+    /// The history index (`history.rs`): each delivery's jobs and outcome, deliveries by
+    /// integration, event name, rule and outcome, audit records by delivery, refusals by time.
+    pub const HISTORY: &str = "history";
 }
 
 /// Keys in the `meta` tree.
@@ -149,6 +156,9 @@ mod meta_keys {
     pub(super) const ID_BASE: &str = "id_base";
     /// [`super::RetentionTotals`]: what retention removed since the state was created.
     pub(super) const RETENTION: &str = "retention";
+    /// `u64`: how far the build of the history index got (the next delivery id to index);
+    /// `u64::MAX` once built (or for a state created with it). Absent: not built.
+    pub(super) const HISTORY_INDEX: &str = "history_index";
 }
 
 /// Everything that can go wrong with the state store.
@@ -298,6 +308,7 @@ pub struct Store {
     registrations: sled::Tree,
     health: sled::Tree,
     rollups: sled::Tree,
+    history: sled::Tree,
     /// What the audit log's size check counted (`audit.rs`).
     audit_tally: std::sync::Mutex<Option<audit::AuditTally>>,
     /// Jobs in the outbox, counted at open and kept up to date by every transition (sled's
@@ -442,6 +453,7 @@ impl Store {
         let registrations = db.open_tree(trees::REGISTRATIONS).map_err(storage)?;
         let health = db.open_tree(trees::HEALTH).map_err(storage)?;
         let rollups = db.open_tree(trees::ROLLUPS).map_err(storage)?;
+        let history = db.open_tree(trees::HISTORY).map_err(storage)?;
         let mut store = Store {
             dir: dir.to_owned(),
             db,
@@ -458,6 +470,7 @@ impl Store {
             registrations,
             health,
             rollups,
+            history,
             audit_tally: std::sync::Mutex::new(None),
             depth: std::sync::atomic::AtomicUsize::new(0),
             ids: std::sync::Mutex::new((0, 0)),
@@ -480,6 +493,12 @@ impl Store {
                     meta_keys::SCHEMA_VERSION,
                     &SCHEMA_VERSION,
                 )?;
+                store.put(
+                    &store.meta,
+                    trees::META,
+                    meta_keys::HISTORY_INDEX,
+                    &u64::MAX,
+                )?;
                 store.flush()?;
             }
             Some(found) if found > SCHEMA_VERSION => {
@@ -489,7 +508,10 @@ impl Store {
                     supported: SCHEMA_VERSION,
                 });
             }
-            Some(found) if migrate => store.migrate(found)?,
+            Some(found) if migrate => {
+                store.migrate(found)?;
+                store.build_history_index()?;
+            }
             Some(_) => {}
         }
         store.id_base = store
@@ -516,6 +538,10 @@ impl Store {
     /// Brings a database of an older schema `from` up to [`SCHEMA_VERSION`]. Version 0 was
     /// never written, so it means corruption.
     fn migrate(&self, from: u32) -> Result<(), Error> {
+        if (1..SCHEMA_VERSION).contains(&from) {
+            // An older schema had no history index: it is built after the migration.
+            self.reset_history_index()?;
+        }
         match from {
             SCHEMA_VERSION => self.drop_legacy_trees(),
             1 => {
@@ -730,6 +756,8 @@ fn open_error(dir: &Path, e: sled::Error) -> Error {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_history;
 #[cfg(test)]
 mod tests_model;
 #[cfg(test)]

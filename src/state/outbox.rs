@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
+use super::history::{EventJob, tx_update_job, wall_ms};
 use super::keys::{EventId, due_key, job_key, read_u64, split_key, write_u64};
 use super::{Error, Store, abort, codec, trees};
 
@@ -204,22 +205,24 @@ impl Store {
         for item in self.due.range(..=due_key(now_ms, u64::MAX)) {
             let (k, _) = item.map_err(|e| self.storage(e))?;
             let (ready, id) = parse_due_key(&k)?;
-            let result = (&self.outbox, &self.due).transaction(|(outbox, due)| {
-                let Some(mut job) = tx_get_job(outbox, id)? else {
-                    // An index entry without its job (not written by this module): drop it.
+            let result =
+                (&self.outbox, &self.due, &self.history).transaction(|(outbox, due, history)| {
+                    let Some(mut job) = tx_get_job(outbox, id)? else {
+                        // An index entry without its job (not written by this module): drop it.
+                        due.remove(&*k)?;
+                        return Ok(None);
+                    };
+                    if job.ready_ms() != ready || ready > now_ms {
+                        // Changed since the scan read the index: no longer this entry.
+                        return Ok(None);
+                    }
+                    job.lease_until_ms = Some(lease_until);
                     due.remove(&*k)?;
-                    return Ok(None);
-                };
-                if job.ready_ms() != ready || ready > now_ms {
-                    // Changed since the scan read the index: no longer this entry.
-                    return Ok(None);
-                }
-                job.lease_until_ms = Some(lease_until);
-                due.remove(&*k)?;
-                due.insert(&due_key(job.ready_ms(), id), &[][..])?;
-                tx_put_job(outbox, &job)?;
-                Ok(Some(job))
-            });
+                    due.insert(&due_key(job.ready_ms(), id), &[][..])?;
+                    tx_put_job(outbox, &job)?;
+                    tx_update_job(history, job.event_id, EventJob::of_live(&job, now_ms))?;
+                    Ok(Some(job))
+                });
             if let Some(job) = self.tx_result(result)? {
                 leased.push(job);
                 if leased.len() >= limit {
@@ -231,24 +234,29 @@ impl Store {
     }
 
     /// Changes a job in one transaction, keeping its `due` entry in step with
-    /// [`Job::ready_ms`]. [`Error::NoSuchJob`] if it is not in the outbox.
+    /// [`Job::ready_ms`] and its history entry with where it stands. [`Error::NoSuchJob`] if
+    /// it is not in the outbox.
     fn modify_job(
         &self,
         id: u64,
         change: impl Fn(&mut Job) -> Result<(), Error>,
     ) -> Result<Job, Error> {
-        let result = (&self.outbox, &self.due).transaction(|(outbox, due)| {
-            let mut job = tx_get_job(outbox, id)?.ok_or_else(|| abort(Error::NoSuchJob { id }))?;
-            let before = job.ready_ms();
-            change(&mut job).map_err(abort)?;
-            tx_put_job(outbox, &job)?;
-            let after = job.ready_ms();
-            if after != before {
-                due.remove(&due_key(before, id))?;
-                due.insert(&due_key(after, id), &[][..])?;
-            }
-            Ok(job)
-        });
+        let at_ms = wall_ms();
+        let result =
+            (&self.outbox, &self.due, &self.history).transaction(|(outbox, due, history)| {
+                let mut job =
+                    tx_get_job(outbox, id)?.ok_or_else(|| abort(Error::NoSuchJob { id }))?;
+                let before = job.ready_ms();
+                change(&mut job).map_err(abort)?;
+                tx_put_job(outbox, &job)?;
+                let after = job.ready_ms();
+                if after != before {
+                    due.remove(&due_key(before, id))?;
+                    due.insert(&due_key(after, id), &[][..])?;
+                }
+                tx_update_job(history, job.event_id, EventJob::of_live(&job, at_ms))?;
+                Ok(job)
+            });
         self.tx_result(result)
     }
 
@@ -322,11 +330,13 @@ impl Store {
     /// flush.
     pub fn ack(&self, id: u64) -> Result<bool, Error> {
         let _writing = self.writing();
-        let result =
-            (&self.outbox, &self.due, &self.inbox_refs).transaction(|(outbox, due, refs)| {
+        let at_ms = wall_ms();
+        let result = (&self.outbox, &self.due, &self.inbox_refs, &self.history).transaction(
+            |(outbox, due, refs, history)| {
                 let Some(job) = tx_get_job(outbox, id)? else {
                     return Ok(false);
                 };
+                tx_update_job(history, job.event_id, EventJob::of_done(&job, at_ms))?;
                 outbox.remove(&job_key(id))?;
                 due.remove(&due_key(job.ready_ms(), id))?;
                 let at = job.event_id.key();
@@ -337,7 +347,8 @@ impl Store {
                     }
                 }
                 Ok(true)
-            });
+            },
+        );
         let acked = self.tx_result(result)?;
         if acked {
             self.depth.fetch_sub(1, Ordering::Relaxed);
@@ -376,22 +387,26 @@ impl Store {
     /// the outbox. Does not flush.
     pub fn dead_letter(&self, id: u64, error: &str, now_ms: u64) -> Result<DeadJob, Error> {
         let _writing = self.writing();
-        let result = (&self.outbox, &self.due, &self.dead).transaction(|(outbox, due, dead)| {
-            let mut job = tx_get_job(outbox, id)?.ok_or_else(|| abort(Error::NoSuchJob { id }))?;
-            outbox.remove(&job_key(id))?;
-            due.remove(&due_key(job.ready_ms(), id))?;
-            job.attempts = job.attempts.saturating_add(1);
-            job.last_error = Some(error.to_owned());
-            job.lease_until_ms = None;
-            job.in_flight = None;
-            let record = DeadJob {
-                job,
-                dead_at_ms: now_ms,
-            };
-            let bytes = codec::encode(trees::DEAD, &id.to_string(), &record).map_err(abort)?;
-            dead.insert(&job_key(id), bytes)?;
-            Ok(record)
-        });
+        let result = (&self.outbox, &self.due, &self.dead, &self.history).transaction(
+            |(outbox, due, dead, history)| {
+                let mut job =
+                    tx_get_job(outbox, id)?.ok_or_else(|| abort(Error::NoSuchJob { id }))?;
+                outbox.remove(&job_key(id))?;
+                due.remove(&due_key(job.ready_ms(), id))?;
+                job.attempts = job.attempts.saturating_add(1);
+                job.last_error = Some(error.to_owned());
+                job.lease_until_ms = None;
+                job.in_flight = None;
+                let record = DeadJob {
+                    job,
+                    dead_at_ms: now_ms,
+                };
+                let bytes = codec::encode(trees::DEAD, &id.to_string(), &record).map_err(abort)?;
+                dead.insert(&job_key(id), bytes)?;
+                tx_update_job(history, record.job.event_id, EventJob::of_dead(&record))?;
+                Ok(record)
+            },
+        );
         let record = self.tx_result(result)?;
         self.depth.fetch_sub(1, Ordering::Relaxed);
         Ok(record)
@@ -422,22 +437,25 @@ impl Store {
     /// dead-lettered. Does not flush.
     pub fn replay(&self, id: u64, now_ms: u64) -> Result<Job, Error> {
         let _writing = self.writing();
-        let result = (&self.dead, &self.outbox, &self.due).transaction(|(dead, outbox, due)| {
-            let key = job_key(id);
-            let bytes = dead
-                .get(key)?
-                .ok_or_else(|| abort(Error::NoSuchDeadJob { id }))?;
-            let mut job = decode_dead(&key, &bytes).map_err(abort)?.job;
-            dead.remove(&key)?;
-            job.attempts = 0;
-            job.due_ms = now_ms;
-            job.lease_until_ms = None;
-            // The operator checked the platform and asks for the action again.
-            job.in_flight = None;
-            tx_put_job(outbox, &job)?;
-            due.insert(&due_key(job.ready_ms(), id), &[][..])?;
-            Ok(job)
-        });
+        let result = (&self.dead, &self.outbox, &self.due, &self.history).transaction(
+            |(dead, outbox, due, history)| {
+                let key = job_key(id);
+                let bytes = dead
+                    .get(key)?
+                    .ok_or_else(|| abort(Error::NoSuchDeadJob { id }))?;
+                let mut job = decode_dead(&key, &bytes).map_err(abort)?.job;
+                dead.remove(&key)?;
+                job.attempts = 0;
+                job.due_ms = now_ms;
+                job.lease_until_ms = None;
+                // The operator checked the platform and asks for the action again.
+                job.in_flight = None;
+                tx_put_job(outbox, &job)?;
+                due.insert(&due_key(job.ready_ms(), id), &[][..])?;
+                tx_update_job(history, job.event_id, EventJob::of_live(&job, now_ms))?;
+                Ok(job)
+            },
+        );
         let job = self.tx_result(result)?;
         self.depth.fetch_add(1, Ordering::Relaxed);
         Ok(job)

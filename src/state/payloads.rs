@@ -286,22 +286,36 @@ impl Store {
         if batch.is_empty() {
             return Ok(0);
         }
-        let result = (&self.events, &self.event_segments, &self.inbox_refs).transaction(
-            |(events, segments, refs)| {
+        // Their audit index entries, read first (a transaction cannot scan); a delivery that no
+        // job references gets no new audit record.
+        let mut audit_keys = Vec::with_capacity(batch.len());
+        for (id, _) in batch {
+            audit_keys.push(self.event_audit_keys(*id)?);
+        }
+        let result = (
+            &self.events,
+            &self.event_segments,
+            &self.inbox_refs,
+            &self.history,
+        )
+            .transaction(|(events, segments, refs, history)| {
                 let mut removed = 0;
-                for (id, segment) in batch {
+                for ((id, segment), audit) in batch.iter().zip(&audit_keys) {
                     let k = id.key();
                     if read_u64(refs, trees::INBOX_REFS, &k)?.is_some_and(|n| n > 0) {
                         continue;
                     }
-                    if events.remove(&k)?.is_some() {
+                    if let Some(old) = events.remove(&k)? {
                         segments.remove(&segment_key(*segment, *id)[..])?;
+                        let meta: EventMeta =
+                            codec::decode(trees::EVENTS, id.to_string().as_bytes(), &old)
+                                .map_err(super::abort)?;
+                        super::history::tx_unindex_event(history, &meta, audit)?;
                         removed += 1;
                     }
                 }
                 Ok(removed)
-            },
-        );
+            });
         self.tx_result(result)
     }
 

@@ -99,6 +99,7 @@ pub(super) fn check_consistency(store: &Store) {
         .map(|k| k.unwrap().to_vec())
         .collect();
     assert_eq!(segments, expected_segments, "event_segments out of step");
+    super::history::check_index(store);
 }
 
 #[test]
@@ -1112,10 +1113,13 @@ fn ingest_audited_writes_records_in_the_same_transaction() {
         limit: 10,
         ..AuditFilter::default()
     };
-    // Same millisecond: newest (last written) first.
+    // Same millisecond: newest (last written) first; each names the delivery it belongs to.
+    let id = sled.events_page(None, 1).unwrap()[0].id;
+    let stamped = super::inbox::stamped(&audit, id);
+    assert_eq!(stamped[0].detail["event"], id.to_string());
     assert_eq!(
         store.audit(&filter).unwrap(),
-        vec![audit[1].clone(), audit[0].clone()]
+        vec![stamped[1].clone(), stamped[0].clone()]
     );
     assert_eq!(
         store

@@ -373,9 +373,9 @@ pub(crate) async fn store_event(rt: &Runtime, active: &Active, event: Event, now
         resource_type: "event".into(),
         resource_id: event.key(),
         detail: if enrich {
-            json!({"event": event.name, "platform": kind.as_str(), "enrichment": "pending"})
+            json!({"name": event.name, "platform": kind.as_str(), "enrichment": "pending"})
         } else {
-            json!({"event": event.name, "platform": kind.as_str()})
+            json!({"name": event.name, "platform": kind.as_str()})
         },
     }];
     records.extend(rules.iter().filter(|_| !enrich).map(|r| AuditRecord {
@@ -383,7 +383,7 @@ pub(crate) async fn store_event(rt: &Runtime, active: &Active, event: Event, now
         kind: AuditKind::RuleMatched { rule: r.clone() },
         resource_type: "rule".into(),
         resource_id: r.clone(),
-        detail: json!({"event": event.key()}),
+        detail: json!({"key": event.key()}),
     }));
     let integration = event.integration.clone();
     let record = IngestRecord {
