@@ -1,6 +1,7 @@
 //! `supportopsd events …`: the dead-letter queue (`dead`, `replay ID`), through a running
 //! daemon's API (which holds the state), or straight from `--state` when no daemon answers;
-//! `fixture` (real deliveries as rule tests) lives in `fixture.rs`.
+//! `fixture` (real deliveries as rule tests) lives in `fixture.rs`, `redeliver` in
+//! `redeliver.rs`.
 
 use anyhow::{Context as _, bail};
 
@@ -13,6 +14,9 @@ pub enum Command {
     /// Write stored deliveries (or a saved raw one) as rule test fixtures, pseudonymised, each
     /// with a case asserting what the repository's rules do with it.
     Fixture(super::fixture::Args),
+    /// Evaluate a stored delivery again against the revision in use: the rules that have not
+    /// run for it yet get a job (`--rule R --force` re-runs one that did).
+    Redeliver(super::redeliver::Args),
     /// List dead-lettered jobs.
     Dead(Target),
     /// Re-queue one dead-lettered job, or all of them (`--all-dead`).
@@ -65,6 +69,7 @@ fn print_dead(v: &serde_json::Value) {
 pub fn run(cmd: &Command, g: &GlobalArgs) -> anyhow::Result<Exit> {
     match cmd {
         Command::Fixture(args) => super::fixture::run(args, g),
+        Command::Redeliver(args) => super::redeliver::run(args),
         Command::Dead(t) => {
             let base = t.base();
             let url = format!("{base}/api/events/dead");

@@ -10,6 +10,7 @@ pub mod fixture;
 pub mod notion;
 pub mod pin;
 pub mod plan;
+pub mod redeliver;
 pub mod run;
 pub mod schema;
 pub mod secret;

@@ -1285,3 +1285,210 @@ where
         }),
     )
 }
+
+/// Why a rule is not run again by a redelivery, from the delivery's jobs for it (`None`: it
+/// never got a job, or only jobs that ran no action and can no longer run: run it).
+fn already_ran(jobs: &[&crate::state::EventJob]) -> Option<String> {
+    use crate::state::JobOutcome;
+    let mut why = None;
+    for j in jobs {
+        let reason = match &j.outcome {
+            JobOutcome::Done { .. } => format!("job {} ran it (done)", j.job),
+            _ if j.steps_done > 0 => format!("job {} ran {} of its actions", j.job, j.steps_done),
+            JobOutcome::Queued { .. }
+            | JobOutcome::Running { .. }
+            | JobOutcome::Retrying { .. } => {
+                format!("job {} has not finished yet", j.job)
+            }
+            JobOutcome::Dead { .. } => format!(
+                "job {} is dead-lettered before its first action: `supportopsd events replay {}` runs it again",
+                j.job, j.job
+            ),
+        };
+        why.get_or_insert(reason);
+    }
+    why
+}
+
+/// `POST /api/events/{id}/redeliver {"rule"?, "force"?}`: evaluates the stored delivery
+/// again against the revision in use (the runtime's matching: conditions, disabled rules,
+/// the loop guard) and creates one job per matching rule that has not already run for it
+/// ([`already_ran`], from the delivery's history; a delivery stored before the history
+/// existed counts every rule it matched then as run). `rule` limits it to one rule, which
+/// must match; re-running a rule that already ran needs `rule` and `force` (a duplicate
+/// message to a customer is worse than a missing one). Audited (`event_redelivered`, with the
+/// caller and the revision). 202 with the jobs created and the rules skipped, and why.
+pub async fn redeliver<B>(rt: &Runtime, id: &str, caller: &Caller, req: Request<B>) -> Reply
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let id = match id.parse::<crate::state::EventId>() {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let body = match json_body(rt, req).await {
+        Ok(body) => body,
+        Err(reply) => return *reply,
+    };
+    if let Some(k) = body
+        .keys()
+        .find(|k| !matches!(k.as_str(), "rule" | "force"))
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "unknown field `{k}` (the body is {{\"rule\": \"…\", \"force\": true}}, both optional)"
+            ),
+        );
+    }
+    let rule = match body.get("rule") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return error(StatusCode::BAD_REQUEST, "`rule` must be a string"),
+    };
+    let force = match body.get("force") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return error(StatusCode::BAD_REQUEST, "`force` must be true or false"),
+    };
+    if force && rule.is_none() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "`force` re-runs one rule that already ran: name it with `rule`",
+        );
+    }
+    let internal = |e: &dyn std::fmt::Display| {
+        tracing::error!(error = %e, "Redelivering an event failed.");
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error; see the daemon's log",
+        )
+    };
+    // Every delivery answered so far is readable (the writer may be holding some).
+    if let Err(e) = rt.settle().await {
+        return internal(&e);
+    }
+    let (event, meta) = match (rt.store.event(id), rt.store.event_meta(id)) {
+        (Ok(Some(e)), Ok(Some(m))) => (e, m),
+        (Ok(_), Ok(_)) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                &format!("no stored event `{id}` (unknown, or removed by retention)"),
+            );
+        }
+        (Err(e), _) | (_, Err(e)) => return internal(&e),
+    };
+    let Some(active) = rt.active() else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "no revision is in use yet");
+    };
+    let from_self = rt.is_self(&event);
+    if meta.rules.iter().any(|r| r == crate::state::ENRICHMENT)
+        || active.needs_enrichment(&event, from_self)
+    {
+        return error(
+            StatusCode::CONFLICT,
+            &format!(
+                "`{id}` lacks fields its rules read (its enrichment has not completed): replay its enrichment job instead (`supportopsd events dead`)"
+            ),
+        );
+    }
+    let matched: Vec<String> = active
+        .matching(&event, &event.context_view(), from_self)
+        .iter()
+        .map(|r| r.id.to_string())
+        .collect();
+    let history = match rt.store.event_jobs(id) {
+        Ok(jobs) => jobs,
+        Err(e) => return internal(&e),
+    };
+    let revision = active.commit.clone();
+    let considered: Vec<String> = match &rule {
+        Some(r) => {
+            if active.rule(r).is_none() {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    &format!("no rule `{r}` in the revision in use"),
+                );
+            }
+            if !matched.contains(r) {
+                return error(
+                    StatusCode::CONFLICT,
+                    &format!(
+                        "rule `{r}` does not match `{id}` under the revision in use (`supportopsd events explain {id} --rule {r}` says why)"
+                    ),
+                );
+            }
+            vec![r.clone()]
+        }
+        None => matched.clone(),
+    };
+    let mut run = Vec::new();
+    let mut skipped = Vec::new();
+    for r in &considered {
+        let jobs: Vec<&crate::state::EventJob> = history.iter().filter(|j| &j.rule == r).collect();
+        // Stored before the history index: the rules it matched got jobs then.
+        let reason = already_ran(&jobs).or_else(|| {
+            (history.is_empty() && meta.rules.contains(r))
+                .then(|| "it matched when the delivery arrived (no job history kept)".to_owned())
+        });
+        match reason {
+            Some(why) if !force => skipped.push(json!({"rule": r, "reason": why})),
+            _ => run.push(r.clone()),
+        }
+    }
+    if rule.is_some() && run.is_empty() {
+        let why = skipped
+            .first()
+            .and_then(|s| s["reason"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        return error(
+            StatusCode::CONFLICT,
+            &format!(
+                "rule `{}` already ran for `{id}` ({why}); re-running it may send a duplicate: add `force`",
+                considered.join(", ")
+            ),
+        );
+    }
+    let mut created = Vec::new();
+    if !run.is_empty() {
+        let now = now_ms();
+        let audit = [crate::state::AuditRecord {
+            at_ms: now,
+            kind: AuditKind::EventRedelivered { rules: run.clone() },
+            resource_type: "event".into(),
+            resource_id: id.to_string(),
+            detail: caller.audit(json!({"revision": revision, "forced": force})),
+        }];
+        match rt.store.redeliver_jobs(id, &run, now, &audit) {
+            Ok(jobs) => {
+                created = jobs
+                    .iter()
+                    .map(|j| json!({"rule": j.rule, "job": j.id}))
+                    .collect();
+            }
+            Err(crate::state::Error::NoSuchEvent { .. }) => {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    &format!("no stored event `{id}` (removed by retention)"),
+                );
+            }
+            Err(e) => return internal(&e),
+        }
+        rt.work.notify_one();
+        if let Err(e) = rt.commit().await {
+            tracing::warn!(error = %e, "Flushing a redelivery failed.");
+        }
+    }
+    json_reply(
+        StatusCode::ACCEPTED,
+        &json!({
+            "event": id,
+            "revision": revision,
+            "matched": matched,
+            "redelivered": created,
+            "skipped": skipped,
+        }),
+    )
+}

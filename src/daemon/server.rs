@@ -333,6 +333,10 @@ async fn operator(
             }
         }
         (Method::POST, ["api", "jobs", "replay-dead"]) => api::replay_dead(rt, &caller, req).await,
+        (Method::POST, ["api", "events", id, "redeliver"]) => {
+            let id = (*id).to_owned();
+            api::redeliver(rt, &id, &caller, req).await
+        }
         (Method::GET, ["api", "events", id, "payload"]) => {
             let id = (*id).to_owned();
             api::event_payload(rt, &id).await

@@ -488,3 +488,203 @@ async fn replay_all_dead_requeues_one_integrations_dead_letters_and_each_rule_ru
         "{log}"
     );
 }
+
+/// A rule on Zendesk's `ticket.created` whose condition is wrong (`printer` where subjects say
+/// `print`) until `fixed`.
+fn print_rule(fixed: bool) -> String {
+    format!(
+        r##"id = "zendesk-print"
+[trigger]
+integration = "zendesk-main"
+event = "ticket.created"
+[trigger.conditions]
+"ticket.subject" = {{ contains = "{}" }}
+[[actions]]
+integration = "slack-main"
+action = "send_message"
+[actions.parameters]
+channel = "#print"
+message = "Print problem: ticket {{{{ ticket.id }}}}"
+"##,
+        if fixed { "print" } else { "printer" }
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redeliver_after_a_fix_runs_the_corrected_rule_once_and_force_reruns_one_that_ran() {
+    use supportopsd::platforms::slack::fake::FakeSlack;
+    let fake = FakeSlack::start(crate::daemon_support::BOT_TOKEN, None).await;
+    let repo = crate::daemon_support::repo(&fake.base_url());
+    repo.file("rules/zendesk-print.toml", &print_rule(false));
+    repo.commit("a print rule, wrong");
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::spawn(repo.path(), state.path(), &[]).await;
+    daemon.wait_ready().await;
+    let client = reqwest::Client::new();
+    assert_eq!(
+        post_zendesk(&client, &daemon, zendesk_body(701), "inv-701").await,
+        200
+    );
+    let posted = |channel: &str| {
+        fake.requests_to("chat.postMessage")
+            .iter()
+            .filter(|r| r.params()["channel"] == channel)
+            .count()
+    };
+    eventually(20, "the matching rule ran", || posted("#support") == 1).await;
+    assert_eq!(posted("#print"), 0);
+    // The delivery's public id, from its audit record.
+    let audit = daemon
+        .get_json("/api/audit/logs?resource_type=event&limit=10")
+        .await;
+    let id = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|r| r["detail"]["event"].as_str())
+        .unwrap_or_else(|| panic!("no event id in {audit}"))
+        .to_owned();
+
+    // Nothing new under the same revision: the one matching rule already ran.
+    let (ok, out) = cli(
+        repo.path(),
+        &["events", "redeliver", &id, "--url", &daemon.url],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("skipped  zendesk-to-slack\tjob ") && out.contains("ran it (done)"),
+        "{out}"
+    );
+    assert!(out.contains("nothing redelivered"), "{out}");
+
+    // The fix, applied now.
+    repo.file("rules/zendesk-print.toml", &print_rule(true));
+    repo.commit("the print rule matches print");
+    let r = client
+        .post(format!("{}/api/sync", daemon.url))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+
+    // The corrected rule runs once; the one that ran is skipped.
+    let (ok, out) = cli(
+        repo.path(),
+        &["events", "redeliver", &id, "--url", &daemon.url],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("matches zendesk-print, zendesk-to-slack")
+            || out.contains("matches zendesk-to-slack, zendesk-print"),
+        "{out}"
+    );
+    assert!(out.contains("run      zendesk-print\tjob "), "{out}");
+    assert!(out.contains("skipped  zendesk-to-slack"), "{out}");
+    eventually(20, "the corrected rule ran", || posted("#print") == 1).await;
+    // Again: both ran now.
+    let (ok, out) = cli(
+        repo.path(),
+        &["events", "redeliver", &id, "--url", &daemon.url],
+    );
+    assert!(ok && out.contains("nothing redelivered"), "{out}");
+    assert!(out.contains("skipped  zendesk-print"), "{out}");
+
+    // Re-running a rule that ran needs --rule and --force.
+    let (ok, out) = cli(
+        repo.path(),
+        &[
+            "events",
+            "redeliver",
+            &id,
+            "--rule",
+            "zendesk-to-slack",
+            "--url",
+            &daemon.url,
+        ],
+    );
+    assert!(
+        !ok && out.contains("already ran") && out.contains("force"),
+        "{out}"
+    );
+    let (ok, out) = cli(
+        repo.path(),
+        &["events", "redeliver", &id, "--force", "--url", &daemon.url],
+    );
+    assert!(!ok && out.contains("--rule"), "{out}");
+    let (ok, out) = cli(
+        repo.path(),
+        &[
+            "events",
+            "redeliver",
+            &id,
+            "--rule",
+            "zendesk-to-slack",
+            "--force",
+            "--url",
+            &daemon.url,
+        ],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("run      zendesk-to-slack\tjob "), "{out}");
+    eventually(20, "the forced re-run", || posted("#support") == 2).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!((posted("#support"), posted("#print")), (2, 1));
+
+    // A rule that does not match, an unknown one, a bad or unknown id: clear answers.
+    let (ok, out) = cli(
+        repo.path(),
+        &[
+            "events",
+            "redeliver",
+            &id,
+            "--rule",
+            "slack-echo",
+            "--url",
+            &daemon.url,
+        ],
+    );
+    assert!(!ok && out.contains("does not match"), "{out}");
+    let (ok, out) = cli(
+        repo.path(),
+        &[
+            "events",
+            "redeliver",
+            &id,
+            "--rule",
+            "nope",
+            "--url",
+            &daemon.url,
+        ],
+    );
+    assert!(!ok && out.contains("no rule `nope`"), "{out}");
+    let (ok, out) = cli(
+        repo.path(),
+        &["events", "redeliver", "evt_999999999", "--url", &daemon.url],
+    );
+    assert!(!ok && out.contains("no stored event"), "{out}");
+    let (ok, out) = cli(
+        repo.path(),
+        &["events", "redeliver", "17", "--url", &daemon.url],
+    );
+    assert!(!ok && out.contains("not an event id"), "{out}");
+
+    // Audited: two redeliveries, with the rules, the revision and the caller.
+    let audit = daemon
+        .get_json("/api/audit/logs?resource_type=event&limit=100")
+        .await;
+    let redelivered: Vec<&Value> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"]["type"] == "event_redelivered")
+        .collect();
+    assert_eq!(redelivered.len(), 2, "{audit}");
+    assert_eq!(redelivered[0]["kind"]["rules"], json!(["zendesk-to-slack"]));
+    assert_eq!(redelivered[0]["detail"]["forced"], true);
+    assert_eq!(redelivered[1]["kind"]["rules"], json!(["zendesk-print"]));
+    assert_eq!(redelivered[1]["detail"]["event"], id);
+    assert!(redelivered[1]["detail"]["revision"].is_string());
+    daemon.kill().await;
+}
