@@ -51,8 +51,14 @@ fn print_dead(v: &serde_json::Value) {
     for d in items {
         let job = d.get("job").unwrap_or(&d);
         println!(
-            "{}\trule {}\tevent {} ({})\tattempts {}\t{}",
+            "{}\t{}\trule {}\tevent {} ({})\tattempts {}\t{}",
             job.get("id").unwrap_or(&serde_json::Value::Null),
+            d.get("dead_at_ms")
+                .and_then(serde_json::Value::as_u64)
+                .map_or_else(
+                    || "?".to_owned(),
+                    crate::platforms::supportopsd::events::rfc3339_ms
+                ),
             job.get("rule").and_then(|r| r.as_str()).unwrap_or("?"),
             job.get("event_key").and_then(|r| r.as_str()).unwrap_or("?"),
             job.get("event_id").and_then(|r| r.as_str()).unwrap_or("?"),

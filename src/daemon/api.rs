@@ -32,11 +32,73 @@ const SENSITIVE: &str = "(sensitive)";
 const DEAD_SCAN: usize = 100_000;
 
 fn json_reply(code: StatusCode, v: &Value) -> Reply {
+    let mut v = v.clone();
+    with_times(&mut v);
     reply(
         code,
         "application/json",
-        serde_json::to_vec_pretty(v).unwrap_or_default(),
+        serde_json::to_vec_pretty(&v).unwrap_or_default(),
     )
+}
+
+/// The fields of the operator API's answers (and the CLI's `--json`) that hold a point in time
+/// as milliseconds since the Unix epoch. Durations (`lease_ms`, `delay_ms`, …) are not here.
+const TIME_FIELDS: &[&str] = &[
+    "at_ms",
+    "applied_ms",
+    "checked_ms",
+    "created_ms",
+    "dead_at_ms",
+    "dedupe_until_ms",
+    "due_ms",
+    "expires_at_ms",
+    "first_ms",
+    "last_ms",
+    "lease_until_ms",
+    "minute_ms",
+    "newest_ms",
+    "oldest_ms",
+    "received_at_ms",
+    "received_ms",
+    "since_ms",
+    "started_ms",
+    "synced_ms",
+    "until_ms",
+    "updated_ms",
+    "window_until_ms",
+];
+
+/// Puts an RFC 3339 UTC time beside every epoch-milliseconds field of [`TIME_FIELDS`] in `v`,
+/// at any depth: `at_ms` gets `at`, `checked_ms` gets `checked_at` (`received_at_ms` gets
+/// `received_at`). A field already there is left alone; a null or a zero (never) gets none.
+pub fn with_times(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            let mut add = Vec::new();
+            for (k, child) in m.iter_mut() {
+                if let (true, Some(ms)) = (TIME_FIELDS.contains(&k.as_str()), child.as_u64()) {
+                    let base = k.trim_end_matches("_ms");
+                    let name = if base.ends_with("_at") || base == "at" {
+                        base.to_owned()
+                    } else {
+                        format!("{base}_at")
+                    };
+                    if ms > 0 {
+                        add.push((name, ms));
+                    }
+                } else {
+                    with_times(child);
+                }
+            }
+            for (name, ms) in add {
+                m.entry(name).or_insert_with(|| {
+                    Value::String(crate::platforms::supportopsd::events::rfc3339_ms(ms))
+                });
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(with_times),
+        _ => {}
+    }
 }
 
 fn error(code: StatusCode, message: &str) -> Reply {
@@ -1491,4 +1553,29 @@ where
             "skipped": skipped,
         }),
     )
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::*;
+
+    #[test]
+    fn times_get_rfc3339_beside_epoch_milliseconds_at_any_depth() {
+        let mut v = json!({
+            "applied_ms": 1_700_000_000_000_u64,
+            "dead": [{"dead_at_ms": 1_700_000_000_000_u64, "job": {"due_ms": 0, "lease_until_ms": null}}],
+            "records": [{"at_ms": 1_700_000_001_000_u64, "at": "kept"}],
+            "received_at_ms": 1_700_000_000_000_u64,
+            "lease_ms": 30_000,
+        });
+        with_times(&mut v);
+        assert_eq!(v["applied_at"], "2023-11-14T22:13:20Z");
+        assert_eq!(v["dead"][0]["dead_at"], "2023-11-14T22:13:20Z");
+        assert_eq!(v["received_at"], "2023-11-14T22:13:20Z");
+        // Never (0), unknown (null), already there, and durations: left alone.
+        assert!(v["dead"][0]["job"].get("due_at").is_none());
+        assert!(v["dead"][0]["job"].get("lease_until_at").is_none());
+        assert_eq!(v["records"][0]["at"], "kept");
+        assert!(v.get("lease_at").is_none());
+    }
 }

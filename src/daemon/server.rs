@@ -100,11 +100,15 @@ pub async fn serve(rt: Arc<Runtime>, listener: TcpListener, shutdown: Cancellati
     }
 }
 
+/// A JSON answer of the operator API, with RFC 3339 times beside epoch milliseconds
+/// ([`api::with_times`]).
 fn json(code: StatusCode, v: &serde_json::Value) -> Reply {
+    let mut v = v.clone();
+    api::with_times(&mut v);
     reply(
         code,
         "application/json",
-        serde_json::to_vec_pretty(v).unwrap_or_default(),
+        serde_json::to_vec_pretty(&v).unwrap_or_default(),
     )
 }
 

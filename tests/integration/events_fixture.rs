@@ -384,6 +384,37 @@ async fn replay_all_dead_requeues_one_integrations_dead_letters_and_each_rule_ru
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(dead().await, 2);
+    // Times in RFC 3339 beside epoch milliseconds.
+    let listed = daemon.get_json("/api/events/dead").await;
+    for d in listed["dead"].as_array().unwrap() {
+        let ms = d["dead_at_ms"].as_u64().unwrap();
+        assert_eq!(
+            d["dead_at"],
+            supportopsd::platforms::supportopsd::events::rfc3339_ms(ms),
+            "{d}"
+        );
+        assert!(
+            d["job"]["created_at"]
+                .as_str()
+                .is_some_and(|t| t.ends_with('Z')),
+            "{d}"
+        );
+    }
+    let status = daemon.get_json("/api/status").await;
+    assert!(
+        status["applied_at"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("20")),
+        "{status}"
+    );
+    let (ok, out) = cli(repo.path(), &["status", "--json", "--url", &daemon.url]);
+    assert!(ok && out.contains("\"applied_at\": \"20"), "{out}");
+    let (ok, out) = cli(repo.path(), &["events", "dead", "--url", &daemon.url]);
+    assert!(ok, "{out}");
+    let today = supportopsd::platforms::supportopsd::events::rfc3339_ms(
+        listed["dead"][0]["dead_at_ms"].as_u64().unwrap(),
+    );
+    assert!(out.contains(&today[..10]), "{out}");
 
     // Another integration's: nothing to replay.
     let (ok, out) = cli(
@@ -451,6 +482,12 @@ async fn replay_all_dead_requeues_one_integrations_dead_letters_and_each_rule_ru
         .filter(|r| r["kind"]["type"] == "job_replayed")
         .collect();
     assert_eq!(replayed.len(), 2, "{audit}");
+    assert!(
+        replayed
+            .iter()
+            .all(|r| r["at"].as_str().is_some_and(|t| t.ends_with('Z'))),
+        "{audit}"
+    );
     assert!(
         replayed.iter().all(|r| r["detail"]["all_dead"] == true
             && r["detail"]["event"]
