@@ -551,6 +551,7 @@ message = "Print problem: ticket {{{{ ticket.id }}}}"
 async fn redeliver_after_a_fix_runs_the_corrected_rule_once_and_force_reruns_one_that_ran() {
     use supportopsd::platforms::slack::fake::FakeSlack;
     let fake = FakeSlack::start(crate::daemon_support::BOT_TOKEN, None).await;
+    fake.add_channel("print");
     let repo = crate::daemon_support::repo(&fake.base_url());
     repo.file("rules/zendesk-print.toml", &print_rule(false));
     repo.commit("a print rule, wrong");
