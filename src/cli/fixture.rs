@@ -453,3 +453,68 @@ fn check_written(g: &GlobalArgs, args: &Args, names: &[String]) -> anyhow::Resul
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn what_enrichment_added_is_what_normalisation_does_not_give() {
+        let stored = json!({
+            "ticket": {"id": 7, "subject": "Printer offline", "tags": ["printer"]},
+            "requester": {"id": 1, "email": "a@example.com"},
+            "comment": {"body": "it is on fire"}
+        });
+        let normalized = json!({
+            "ticket": {"id": 7, "subject": null},
+            "requester": {"id": 1, "email": "a@example.com"}
+        });
+        let extra = enriched(stored.as_object().unwrap(), normalized.as_object().unwrap());
+        assert_eq!(
+            Value::Object(extra),
+            json!({
+                "ticket": {"subject": "Printer offline", "tags": ["printer"]},
+                "comment": {"body": "it is on fire"}
+            })
+        );
+    }
+
+    #[test]
+    fn a_case_reads_back_as_toml_and_leaves_out_parameters_toml_cannot_hold() {
+        let produced = [
+            testing::Produced {
+                rule: crate::manifest::RuleId::parse("r").unwrap(),
+                action: "send_message".into(),
+                integration: "slack-main".into(),
+                parameters: json!({"channel": "#a", "message": "say \"hi\"\nthere", "n": 3}),
+            },
+            testing::Produced {
+                rule: crate::manifest::RuleId::parse("r").unwrap(),
+                action: "add_note".into(),
+                integration: "fd".into(),
+                parameters: json!({"body": null}),
+            },
+        ];
+        let text = case_toml(
+            "evt_1 (a \"b\")",
+            "fd",
+            "ticket_created",
+            "fd-evt_1.json",
+            &produced,
+        );
+        let doc: toml::Table = toml::from_str(&text).unwrap();
+        let case = &doc["case"].as_array().unwrap()[0];
+        assert_eq!(case["name"].as_str(), Some("evt_1 (a \"b\")"));
+        assert_eq!(case["payload"].as_str(), Some("fixtures/fd-evt_1.json"));
+        let expect = case["expect"].as_array().unwrap();
+        assert_eq!(
+            expect[0]["parameters"]["message"].as_str(),
+            Some("say \"hi\"\nthere")
+        );
+        assert_eq!(expect[0]["parameters"]["n"].as_integer(), Some(3));
+        assert!(expect[1].get("parameters").is_none());
+        let none = case_toml("n", "fd", "ticket_created", "f.json", &[]);
+        assert!(none.contains("expect_none = true"), "{none}");
+    }
+}

@@ -311,6 +311,11 @@ fn held_advice(command: &Command) -> String {
                 .as_deref()
                 .map_or_else(String::new, |i| format!(" --integration {i}"))
         )),
+        Command::Events(events::Command::Fixture(args)) => through(format!(
+            "supportopsd events fixture {} --to {} --url {url}",
+            args.ids.join(" "),
+            args.to.display()
+        )),
         Command::Pin(args) => through(format!("supportopsd pin {} --url {url}", args.rev)),
         Command::Unpin(_) => through(format!("supportopsd unpin --url {url}")),
         Command::State(state::Command::Backup(args)) => through(format!(
