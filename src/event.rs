@@ -1,5 +1,8 @@
 //! The one event type every platform's webhook payload is normalised into, as stored in the
-//! inbox and handed to the rules.
+//! inbox and handed to the rules; [`pseudonym`]: a payload's personal data and credentials
+//! replaced before it is written to a file.
+
+pub mod pseudonym;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};

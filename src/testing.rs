@@ -139,12 +139,48 @@ fn run_case(set: &ManifestSet, case: &TestCase) -> (CaseResult, Vec<RuleId>) {
         failure: Some(msg),
         produced,
     };
-    let d = case.platform.descriptor();
-    let normalized = match (d.normalize)(case.event, &case.payload) {
+    let run = produce(
+        set,
+        case.platform,
+        &case.integration,
+        case.event,
+        &case.payload,
+    );
+    match run.error {
+        Some(msg) => (fail(msg, run.produced), run.fired),
+        None => (compare(case, run.produced), run.fired),
+    }
+}
+
+/// What the rules of a set do with one payload, offline.
+#[derive(Debug, Clone, Default)]
+pub struct Run {
+    /// The actions produced, in order (up to an error).
+    pub produced: Vec<Produced>,
+    /// The rules that fired.
+    pub fired: Vec<RuleId>,
+    /// Why the run stopped: a payload that is not a valid delivery of the event, or a
+    /// template that failed to render.
+    pub error: Option<String>,
+}
+
+/// Runs `payload` as a delivery of `event` on `integration` (of `platform`) through the rules
+/// of `set`, exactly as a test case does: the platform's normalisation, [`ENRICHED_KEY`], the
+/// conditions, the loop guard of supportopsd's own events, the templates.
+pub fn produce(
+    set: &ManifestSet,
+    platform: crate::platforms::PlatformKind,
+    integration: &crate::manifest::IntegrationId,
+    event: &'static crate::platforms::EventSpec,
+    payload: &Value,
+) -> Run {
+    let mut run = Run::default();
+    let d = platform.descriptor();
+    let normalized = match (d.normalize)(event, payload) {
         Ok(mut n) => {
             // What the daemon's enrichment step would add (the fields the catalogue's
             // `Delivery::enriched` lists), given by the fixture.
-            if let Some(Value::Object(extra)) = case.payload.get(ENRICHED_KEY) {
+            if let Some(Value::Object(extra)) = payload.get(ENRICHED_KEY) {
                 for (k, v) in extra {
                     match (n.objects.get_mut(k), v) {
                         (Some(Value::Object(have)), Value::Object(new)) => {
@@ -161,41 +197,25 @@ fn run_case(set: &ManifestSet, case: &TestCase) -> (CaseResult, Vec<RuleId>) {
             n
         }
         Err(e) => {
-            return (
-                fail(
-                    format!(
-                        "the payload is not a valid `{}` event: {e}",
-                        case.event.name
-                    ),
-                    vec![],
-                ),
-                vec![],
-            );
+            run.error = Some(format!(
+                "the payload is not a valid `{}` event: {e}",
+                event.name
+            ));
+            return run;
         }
     };
-    let ctx = context::build(
-        case.platform,
-        case.integration.as_str(),
-        case.event,
-        &normalized,
-        &case.payload,
-    );
-    let mut produced = Vec::new();
-    let mut fired = Vec::new();
-    for rule in set.rules_for(&case.integration, case.event.name) {
+    let ctx = context::build(platform, integration.as_str(), event, &normalized, payload);
+    for rule in set.rules_for(integration, event.name) {
         if !rule.trigger.condition.as_ref().is_none_or(|c| c.eval(&ctx)) {
             continue;
         }
         // The loop guard of supportopsd's own events, as the daemon applies it.
-        if case.platform.is_builtin()
-            && crate::platforms::supportopsd::events::originated_from(
-                &case.payload,
-                rule.id.as_str(),
-            )
+        if platform.is_builtin()
+            && crate::platforms::supportopsd::events::originated_from(payload, rule.id.as_str())
         {
             continue;
         }
-        fired.push(rule.id.clone());
+        run.fired.push(rule.id.clone());
         let mut earlier = Vec::new();
         for (i, a) in rule.actions.iter().enumerate() {
             let mut action_ctx = ctx.clone();
@@ -203,22 +223,24 @@ fn run_case(set: &ManifestSet, case: &TestCase) -> (CaseResult, Vec<RuleId>) {
                 m.insert("actions".into(), Value::Array(earlier.clone()));
             }
             match a.parameters.render(&action_ctx) {
-                Ok(parameters) => produced.push(Produced {
+                Ok(parameters) => run.produced.push(Produced {
                     rule: rule.id.clone(),
                     action: a.action.name.to_owned(),
                     integration: a.integration.to_string(),
                     parameters,
                 }),
                 Err(e) => {
-                    let msg = format!("rule `{}` action {i} (`{}`): {e}", rule.id, a.action.name);
-                    return (fail(msg, produced), fired);
+                    run.error = Some(format!(
+                        "rule `{}` action {i} (`{}`): {e}",
+                        rule.id, a.action.name
+                    ));
+                    return run;
                 }
             }
             earlier.push(placeholder_result(i, a.action));
         }
     }
-    let result = compare(case, produced);
-    (result, fired)
+    run
 }
 
 fn compare(case: &TestCase, produced: Vec<Produced>) -> CaseResult {

@@ -6,10 +6,12 @@ pub mod apply;
 pub mod check_platform;
 pub mod completions;
 pub mod events;
+pub mod fixture;
 pub mod history;
 pub mod notion;
 pub mod pin;
 pub mod plan;
+pub mod redeliver;
 pub mod run;
 pub mod schema;
 pub mod secret;
@@ -89,7 +91,7 @@ pub enum Command {
     /// Key management and sealing of secrets.
     #[command(subcommand)]
     Secret(secret::Command),
-    /// Dead-lettered deliveries: list them, re-queue one.
+    /// Stored deliveries: write them as rule tests; dead-lettered jobs: list them, re-queue.
     #[command(subcommand)]
     Events(events::Command),
     /// Notion's verification token: open a window for it, list what arrived, confirm one, reset.
@@ -271,9 +273,11 @@ fn held_advice(command: &Command) -> String {
     let listen = listen_url();
     let tried = match command {
         Command::Status(args) => Some(args.target.base()),
-        Command::Events(events::Command::Dead(t) | events::Command::Replay { target: t, .. }) => {
-            Some(t.base())
-        }
+        Command::Events(
+            events::Command::Dead(t)
+            | events::Command::Replay { target: t, .. }
+            | events::Command::Fixture(fixture::Args { target: t, .. }),
+        ) => Some(t.base()),
         Command::Events(events::Command::List(a)) => Some(a.target.base()),
         Command::Events(events::Command::Show(a)) => Some(a.target.base()),
         Command::Pin(args) => Some(args.target.base()),
@@ -307,9 +311,20 @@ fn held_advice(command: &Command) -> String {
         Command::Events(events::Command::Show(a)) => {
             through(format!("supportopsd events show {} --url {url}", a.id))
         }
-        Command::Events(events::Command::Replay { id, .. }) => {
+        Command::Events(events::Command::Replay { id: Some(id), .. }) => {
             through(format!("supportopsd events replay {id} --url {url}"))
         }
+        Command::Events(events::Command::Replay { integration, .. }) => through(format!(
+            "supportopsd events replay --all-dead{} --url {url}",
+            integration
+                .as_deref()
+                .map_or_else(String::new, |i| format!(" --integration {i}"))
+        )),
+        Command::Events(events::Command::Fixture(args)) => through(format!(
+            "supportopsd events fixture {} --to {} --url {url}",
+            args.ids.join(" "),
+            args.to.display()
+        )),
         Command::Pin(args) => through(format!("supportopsd pin {} --url {url}", args.rev)),
         Command::Unpin(_) => through(format!("supportopsd unpin --url {url}")),
         Command::State(state::Command::Backup(args)) => through(format!(

@@ -130,7 +130,7 @@ fn print_verification(v: &serde_json::Value) {
     );
     for t in v["tokens"].as_array().into_iter().flatten() {
         println!(
-            "  token {}{}: {} (fingerprint {}, received at {} ms from {})",
+            "  token {}{}: {} (fingerprint {}, received at {} from {})",
             t["token_id"],
             if t["confirmed"] == true {
                 " [confirmed]"
@@ -139,7 +139,10 @@ fn print_verification(v: &serde_json::Value) {
             },
             t["verification_token"].as_str().unwrap_or("(hidden)"),
             t["fingerprint"].as_str().unwrap_or(""),
-            t["received_ms"],
+            t["received_ms"].as_u64().map_or_else(
+                || "?".to_owned(),
+                crate::platforms::supportopsd::events::rfc3339_ms
+            ),
             t["peer"].as_str().unwrap_or("?"),
         );
     }

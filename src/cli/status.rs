@@ -119,6 +119,8 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
         }
     };
     if args.json {
+        let mut v = v;
+        crate::daemon::api::with_times(&mut v);
         super::emit(&(serde_json::to_string_pretty(&v)? + "\n"))?;
         return Ok(Exit::Ok);
     }
@@ -145,7 +147,13 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
     for i in v["integrations"].as_array().into_iter().flatten() {
         let since = i["health"]["since_ms"].as_u64().filter(|s| *s > 0);
         let age = since
-            .map(|s| format!(" for {}", ago(now.saturating_sub(s))))
+            .map(|s| {
+                format!(
+                    " since {} ({})",
+                    crate::platforms::supportopsd::events::rfc3339_ms(s),
+                    ago(now.saturating_sub(s))
+                )
+            })
             .unwrap_or_default();
         println!(
             "integration {}{}: {}{} — {}; {} — {}",
@@ -199,11 +207,14 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
         );
         for t in pending["tokens"].as_array().into_iter().flatten() {
             println!(
-                "  token {}: {} (fingerprint {}, from {}, {} ago)",
+                "  token {}: {} (fingerprint {}, from {}, at {}, {} ago)",
                 t["token_id"],
                 t["verification_token"].as_str().unwrap_or("(hidden)"),
                 t["fingerprint"].as_str().unwrap_or(""),
                 t["peer"].as_str().unwrap_or("?"),
+                crate::platforms::supportopsd::events::rfc3339_ms(
+                    t["received_ms"].as_u64().unwrap_or(now)
+                ),
                 ago(now.saturating_sub(t["received_ms"].as_u64().unwrap_or(now))),
             );
         }

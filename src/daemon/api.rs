@@ -35,11 +35,73 @@ const SENSITIVE: &str = "(sensitive)";
 const DEAD_SCAN: usize = 100_000;
 
 fn json_reply(code: StatusCode, v: &Value) -> Reply {
+    let mut v = v.clone();
+    with_times(&mut v);
     reply(
         code,
         "application/json",
-        serde_json::to_vec_pretty(v).unwrap_or_default(),
+        serde_json::to_vec_pretty(&v).unwrap_or_default(),
     )
+}
+
+/// The fields of the operator API's answers (and the CLI's `--json`) that hold a point in time
+/// as milliseconds since the Unix epoch. Durations (`lease_ms`, `delay_ms`, …) are not here.
+const TIME_FIELDS: &[&str] = &[
+    "at_ms",
+    "applied_ms",
+    "checked_ms",
+    "created_ms",
+    "dead_at_ms",
+    "dedupe_until_ms",
+    "due_ms",
+    "expires_at_ms",
+    "first_ms",
+    "last_ms",
+    "lease_until_ms",
+    "minute_ms",
+    "newest_ms",
+    "oldest_ms",
+    "received_at_ms",
+    "received_ms",
+    "since_ms",
+    "started_ms",
+    "synced_ms",
+    "until_ms",
+    "updated_ms",
+    "window_until_ms",
+];
+
+/// Puts an RFC 3339 UTC time beside every epoch-milliseconds field of [`TIME_FIELDS`] in `v`,
+/// at any depth: `at_ms` gets `at`, `checked_ms` gets `checked_at` (`received_at_ms` gets
+/// `received_at`). A field already there is left alone; a null or a zero (never) gets none.
+pub fn with_times(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            let mut add = Vec::new();
+            for (k, child) in m.iter_mut() {
+                if let (true, Some(ms)) = (TIME_FIELDS.contains(&k.as_str()), child.as_u64()) {
+                    let base = k.trim_end_matches("_ms");
+                    let name = if base.ends_with("_at") || base == "at" {
+                        base.to_owned()
+                    } else {
+                        format!("{base}_at")
+                    };
+                    if ms > 0 {
+                        add.push((name, ms));
+                    }
+                } else {
+                    with_times(child);
+                }
+            }
+            for (name, ms) in add {
+                m.entry(name).or_insert_with(|| {
+                    Value::String(crate::platforms::supportopsd::events::rfc3339_ms(ms))
+                });
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(with_times),
+        _ => {}
+    }
 }
 
 fn error(code: StatusCode, message: &str) -> Reply {
@@ -1185,5 +1247,407 @@ pub fn event_trace(rt: &Runtime, id: &str) -> Reply {
             &format!("no stored event {id} (never received, or removed by retention)"),
         ),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+/// A stored delivery as `GET /api/events/{id}/payload` shows it (and `events fixture --state`
+/// reads it): the normalised event with its raw `payload`, and what the state recorded with it
+/// (the revision in use, the rules it matched). Credential fields a platform puts in its bodies
+/// (Slack's `token`, …) are replaced ([`crate::event::pseudonym::scrub_credentials`]);
+/// personal data is not: the caller decides what to do with it.
+pub(crate) fn stored_event_json(
+    event: &crate::event::Event,
+    meta: &crate::state::EventMeta,
+) -> Value {
+    let mut v = json!({
+        "id": meta.id,
+        "received_ms": meta.received_ms,
+        "received_at": crate::platforms::supportopsd::events::rfc3339_ms(meta.received_ms),
+        "integration": meta.integration.as_str(),
+        "platform": meta.platform.as_str(),
+        "event": meta.name,
+        "event_id": meta.event_id,
+        "revision": meta.revision,
+        "rules": meta.rules,
+        "time": event.time,
+        "actors": event.all_actors(),
+        "objects": event.objects,
+        "changes": event.changes,
+        "payload": event.payload,
+    });
+    crate::event::pseudonym::scrub_credentials(&mut v);
+    v
+}
+
+/// `GET /api/events/{id}/payload`: one stored delivery ([`stored_event_json`]); 400 for a
+/// malformed id, 404 for one not (or no longer) stored.
+pub async fn event_payload(rt: &Runtime, id: &str) -> Reply {
+    let id = match id.parse::<crate::state::EventId>() {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    // Every delivery answered so far is readable (the writer may be holding some).
+    if let Err(e) = rt.settle().await {
+        tracing::error!(error = %e, "Settling the ingest writer failed.");
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error; see the daemon's log",
+        );
+    }
+    match (rt.store.event(id), rt.store.event_meta(id)) {
+        (Ok(Some(event)), Ok(Some(meta))) => {
+            json_reply(StatusCode::OK, &stored_event_json(&event, &meta))
+        }
+        (Ok(_), Ok(_)) => error(
+            StatusCode::NOT_FOUND,
+            &format!("no stored event `{id}` (unknown, or removed by retention)"),
+        ),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "Reading a stored event failed.");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error; see the daemon's log",
+            )
+        }
+    }
+}
+
+/// Reads an operator API request's JSON object body (at most 64 KiB; an empty body is `{}`):
+/// `Err` is the answer to give instead.
+async fn json_body<B>(rt: &Runtime, req: Request<B>) -> Result<Map<String, Value>, Box<Reply>>
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (parts, body) = req.into_parts();
+    let body = crate::webhook::read_body(&parts.headers, body, 64 * 1024, rt.options.read_timeout)
+        .await
+        .map_err(|e| Box::new(crate::webhook::status(e.status())))?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "the body must be a JSON object",
+        ))),
+    }
+}
+
+/// `POST /api/jobs/replay-dead {"integration"?}`: re-queues every dead-lettered job (of one
+/// integration's deliveries when named), each audited (`job_replayed`, with the caller) like
+/// `POST /api/jobs/{id}/replay`. Answers 202 with the jobs re-queued.
+pub async fn replay_dead<B>(rt: &Runtime, caller: &Caller, req: Request<B>) -> Reply
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let body = match json_body(rt, req).await {
+        Ok(body) => body,
+        Err(reply) => return *reply,
+    };
+    let integration = match body.get("integration") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => match IntegrationId::parse(s) {
+            Ok(id) => Some(id),
+            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("`integration`: {e}")),
+        },
+        Some(_) => return error(StatusCode::BAD_REQUEST, "`integration` must be a string"),
+    };
+    if let Some(k) = body.keys().find(|k| k.as_str() != "integration") {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("unknown field `{k}` (the body is {{\"integration\": \"…\"}}, or empty)"),
+        );
+    }
+    let dead = match rt.store.dead(DEAD_SCAN) {
+        Ok(dead) => dead,
+        Err(e) => {
+            tracing::error!(error = %e, "Listing dead letters failed.");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error; see the daemon's log",
+            );
+        }
+    };
+    let prefix = integration.as_ref().map(|i| format!("{i}/"));
+    let mut replayed = Vec::new();
+    for d in dead {
+        if prefix
+            .as_deref()
+            .is_some_and(|p| !d.job.event_key.starts_with(p))
+        {
+            continue;
+        }
+        let now = now_ms();
+        match rt.store.replay(d.job.id, now) {
+            Ok(job) => {
+                rt.record_audit(
+                    now,
+                    AuditKind::JobReplayed,
+                    "job",
+                    &job.id.to_string(),
+                    caller
+                        .audit(json!({"rule": job.rule, "event": job.event_id, "all_dead": true})),
+                );
+                replayed.push(json!({"id": job.id, "rule": job.rule, "event": job.event_id}));
+            }
+            // Replayed meanwhile by another caller.
+            Err(crate::state::Error::NoSuchDeadJob { .. }) => {}
+            Err(e) => {
+                tracing::error!(error = %e, job = d.job.id, "Replaying a dead letter failed.");
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error; see the daemon's log",
+                );
+            }
+        }
+    }
+    if !replayed.is_empty() {
+        rt.work.notify_one();
+    }
+    if let Err(e) = rt.commit().await {
+        tracing::warn!(error = %e, "Flushing replayed jobs failed.");
+    }
+    json_reply(
+        StatusCode::ACCEPTED,
+        &json!({
+            "replayed": replayed.len(),
+            "jobs": replayed,
+            "integration": integration.as_ref().map(IntegrationId::as_str),
+        }),
+    )
+}
+
+/// Why a rule is not run again by a redelivery, from the delivery's jobs for it (`None`: it
+/// never got a job, or only jobs that ran no action and can no longer run: run it).
+fn already_ran(jobs: &[&crate::state::EventJob]) -> Option<String> {
+    use crate::state::JobOutcome;
+    let mut why = None;
+    for j in jobs {
+        let reason = match &j.outcome {
+            JobOutcome::Done { .. } => format!("job {} ran it (done)", j.job),
+            _ if j.steps_done > 0 => format!("job {} ran {} of its actions", j.job, j.steps_done),
+            JobOutcome::Queued { .. }
+            | JobOutcome::Running { .. }
+            | JobOutcome::Retrying { .. } => {
+                format!("job {} has not finished yet", j.job)
+            }
+            JobOutcome::Dead { .. } => format!(
+                "job {} is dead-lettered before its first action: `supportopsd events replay {}` runs it again",
+                j.job, j.job
+            ),
+        };
+        why.get_or_insert(reason);
+    }
+    why
+}
+
+/// `POST /api/events/{id}/redeliver {"rule"?, "force"?}`: evaluates the stored delivery
+/// again against the revision in use (the runtime's matching: conditions, disabled rules,
+/// the loop guard) and creates one job per matching rule that has not already run for it
+/// ([`already_ran`], from the delivery's history; a delivery stored before the history
+/// existed counts every rule it matched then as run). `rule` limits it to one rule, which
+/// must match; re-running a rule that already ran needs `rule` and `force` (a duplicate
+/// message to a customer is worse than a missing one). Audited (`event_redelivered`, with the
+/// caller and the revision). 202 with the jobs created and the rules skipped, and why.
+pub async fn redeliver<B>(rt: &Runtime, id: &str, caller: &Caller, req: Request<B>) -> Reply
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let id = match id.parse::<crate::state::EventId>() {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let body = match json_body(rt, req).await {
+        Ok(body) => body,
+        Err(reply) => return *reply,
+    };
+    if let Some(k) = body
+        .keys()
+        .find(|k| !matches!(k.as_str(), "rule" | "force"))
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "unknown field `{k}` (the body is {{\"rule\": \"…\", \"force\": true}}, both optional)"
+            ),
+        );
+    }
+    let rule = match body.get("rule") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return error(StatusCode::BAD_REQUEST, "`rule` must be a string"),
+    };
+    let force = match body.get("force") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return error(StatusCode::BAD_REQUEST, "`force` must be true or false"),
+    };
+    if force && rule.is_none() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "`force` re-runs one rule that already ran: name it with `rule`",
+        );
+    }
+    let internal = |e: &dyn std::fmt::Display| {
+        tracing::error!(error = %e, "Redelivering an event failed.");
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error; see the daemon's log",
+        )
+    };
+    // Every delivery answered so far is readable (the writer may be holding some).
+    if let Err(e) = rt.settle().await {
+        return internal(&e);
+    }
+    let (event, meta) = match (rt.store.event(id), rt.store.event_meta(id)) {
+        (Ok(Some(e)), Ok(Some(m))) => (e, m),
+        (Ok(_), Ok(_)) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                &format!("no stored event `{id}` (unknown, or removed by retention)"),
+            );
+        }
+        (Err(e), _) | (_, Err(e)) => return internal(&e),
+    };
+    let Some(active) = rt.active() else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "no revision is in use yet");
+    };
+    let from_self = rt.is_self(&event);
+    if meta.rules.iter().any(|r| r == crate::state::ENRICHMENT)
+        || active.needs_enrichment(&event, from_self)
+    {
+        return error(
+            StatusCode::CONFLICT,
+            &format!(
+                "`{id}` lacks fields its rules read (its enrichment has not completed): replay its enrichment job instead (`supportopsd events dead`)"
+            ),
+        );
+    }
+    let matched: Vec<String> = active
+        .matching(&event, &event.context_view(), from_self)
+        .iter()
+        .map(|r| r.id.to_string())
+        .collect();
+    let history = match rt.store.event_jobs(id) {
+        Ok(jobs) => jobs,
+        Err(e) => return internal(&e),
+    };
+    let revision = active.commit.clone();
+    let considered: Vec<String> = match &rule {
+        Some(r) => {
+            if active.rule(r).is_none() {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    &format!("no rule `{r}` in the revision in use"),
+                );
+            }
+            if !matched.contains(r) {
+                return error(
+                    StatusCode::CONFLICT,
+                    &format!(
+                        "rule `{r}` does not match `{id}` under the revision in use (`supportopsd events explain {id} --rule {r}` says why)"
+                    ),
+                );
+            }
+            vec![r.clone()]
+        }
+        None => matched.clone(),
+    };
+    let mut run = Vec::new();
+    let mut skipped = Vec::new();
+    for r in &considered {
+        let jobs: Vec<&crate::state::EventJob> = history.iter().filter(|j| &j.rule == r).collect();
+        // Stored before the history index: the rules it matched got jobs then.
+        let reason = already_ran(&jobs).or_else(|| {
+            (history.is_empty() && meta.rules.contains(r))
+                .then(|| "it matched when the delivery arrived (no job history kept)".to_owned())
+        });
+        match reason {
+            Some(why) if !force => skipped.push(json!({"rule": r, "reason": why})),
+            _ => run.push(r.clone()),
+        }
+    }
+    if rule.is_some() && run.is_empty() {
+        let why = skipped
+            .first()
+            .and_then(|s| s["reason"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        return error(
+            StatusCode::CONFLICT,
+            &format!(
+                "rule `{}` already ran for `{id}` ({why}); re-running it may send a duplicate: add `force`",
+                considered.join(", ")
+            ),
+        );
+    }
+    let mut created = Vec::new();
+    if !run.is_empty() {
+        let now = now_ms();
+        let audit = [crate::state::AuditRecord {
+            at_ms: now,
+            kind: AuditKind::EventRedelivered { rules: run.clone() },
+            resource_type: "event".into(),
+            resource_id: id.to_string(),
+            detail: caller.audit(json!({"revision": revision, "forced": force})),
+        }];
+        match rt.store.redeliver_jobs(id, &run, now, &audit) {
+            Ok(jobs) => {
+                created = jobs
+                    .iter()
+                    .map(|j| json!({"rule": j.rule, "job": j.id}))
+                    .collect();
+            }
+            Err(crate::state::Error::NoSuchEvent { .. }) => {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    &format!("no stored event `{id}` (removed by retention)"),
+                );
+            }
+            Err(e) => return internal(&e),
+        }
+        rt.work.notify_one();
+        if let Err(e) = rt.commit().await {
+            tracing::warn!(error = %e, "Flushing a redelivery failed.");
+        }
+    }
+    json_reply(
+        StatusCode::ACCEPTED,
+        &json!({
+            "event": id,
+            "revision": revision,
+            "matched": matched,
+            "redelivered": created,
+            "skipped": skipped,
+        }),
+    )
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::*;
+
+    #[test]
+    fn times_get_rfc3339_beside_epoch_milliseconds_at_any_depth() {
+        let mut v = json!({
+            "applied_ms": 1_700_000_000_000_u64,
+            "dead": [{"dead_at_ms": 1_700_000_000_000_u64, "job": {"due_ms": 0, "lease_until_ms": null}}],
+            "records": [{"at_ms": 1_700_000_001_000_u64, "at": "kept"}],
+            "received_at_ms": 1_700_000_000_000_u64,
+            "lease_ms": 30_000,
+        });
+        with_times(&mut v);
+        assert_eq!(v["applied_at"], "2023-11-14T22:13:20Z");
+        assert_eq!(v["dead"][0]["dead_at"], "2023-11-14T22:13:20Z");
+        assert_eq!(v["received_at"], "2023-11-14T22:13:20Z");
+        // Never (0), unknown (null), already there, and durations: left alone.
+        assert!(v["dead"][0]["job"].get("due_at").is_none());
+        assert!(v["dead"][0]["job"].get("lease_until_at").is_none());
+        assert_eq!(v["records"][0]["at"], "kept");
+        assert!(v.get("lease_at").is_none());
     }
 }

@@ -100,11 +100,15 @@ pub async fn serve(rt: Arc<Runtime>, listener: TcpListener, shutdown: Cancellati
     }
 }
 
+/// A JSON answer of the operator API, with RFC 3339 times beside epoch milliseconds
+/// ([`api::with_times`]).
 fn json(code: StatusCode, v: &serde_json::Value) -> Reply {
+    let mut v = v.clone();
+    api::with_times(&mut v);
     reply(
         code,
         "application/json",
-        serde_json::to_vec_pretty(v).unwrap_or_default(),
+        serde_json::to_vec_pretty(&v).unwrap_or_default(),
     )
 }
 
@@ -324,6 +328,15 @@ async fn operator(
                 return internal(&e);
             }
             api::event_trace(rt, id)
+        }
+        (Method::POST, ["api", "jobs", "replay-dead"]) => api::replay_dead(rt, &caller, req).await,
+        (Method::POST, ["api", "events", id, "redeliver"]) => {
+            let id = (*id).to_owned();
+            api::redeliver(rt, &id, &caller, req).await
+        }
+        (Method::GET, ["api", "events", id, "payload"]) => {
+            let id = (*id).to_owned();
+            api::event_payload(rt, &id).await
         }
         (Method::GET, ["api", "rollups"]) => {
             let mut bounds = [None, None];

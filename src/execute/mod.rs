@@ -173,10 +173,35 @@ async fn run_job(rt: &Runtime, mut job: Job) {
         return;
     }
     let outcome = step_through(rt, &mut job).await;
+    log_run(rt, &job, &outcome);
     if outcome == Outcome::Done {
         ack(rt, job.id).await;
     }
     durable(rt).await;
+}
+
+/// The one `INFO` line of a rule run (a job leased and run until it finished, failed or
+/// waits): its event, rule, actions and outcome. Never a parameter: rendered values may hold
+/// personal data, and a platform's answer is in the audit log.
+fn log_run(rt: &Runtime, job: &Job, outcome: &Outcome) {
+    let actions = rt
+        .active()
+        .and_then(|a| {
+            a.rule(&job.rule).map(|r| {
+                r.actions
+                    .iter()
+                    .map(|a| a.action.name)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+        })
+        .unwrap_or_default();
+    let outcome = match outcome {
+        Outcome::Done => "done",
+        Outcome::Retry => "retrying",
+        Outcome::Dead => "dead_lettered",
+    };
+    tracing::info!(event = %job.event_id, job = job.id, rule = %job.rule, actions, steps_done = job.step, outcome, "Rule ran.");
 }
 
 /// Runs an enrichment job ([`ENRICHMENT`]): fetches what the delivery did not carry with the
@@ -647,7 +672,10 @@ async fn run_batch(rt: &Runtime, active: &Arc<Active>, jobs: Vec<Job>) {
         };
         let base = match job_context(rt, &job) {
             Ok(base) => base,
-            Err(_) => continue,
+            Err(outcome) => {
+                log_run(rt, &job, &outcome);
+                continue;
+            }
         };
         match prepare(rt, active, action, &job, &base).await {
             Ok((call, connector)) => {
@@ -656,7 +684,10 @@ async fn run_batch(rt: &Runtime, active: &Arc<Active>, jobs: Vec<Job>) {
                 }
                 ready.push((job, call));
             }
-            Err(_) => continue,
+            Err(outcome) => {
+                log_run(rt, &job, &outcome);
+                continue;
+            }
         }
     }
     let Some((action, connector)) = batch else {
@@ -714,10 +745,9 @@ async fn run_batch(rt: &Runtime, active: &Arc<Active>, jobs: Vec<Job>) {
             count_rate_limit: limited && !rate_limit_counted,
         };
         rate_limit_counted |= limited;
-        if settle(rt, active, &mut job, action, result, attempt)
-            .await
-            .is_none()
-        {
+        let outcome = settle(rt, active, &mut job, action, result, attempt).await;
+        log_run(rt, &job, outcome.as_ref().unwrap_or(&Outcome::Done));
+        if outcome.is_none() {
             ack(rt, job.id).await;
         }
     }

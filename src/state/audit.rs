@@ -65,6 +65,12 @@ pub enum AuditKind {
     },
     /// A dead-lettered job was put back in the outbox.
     JobReplayed,
+    /// An operator had a stored delivery evaluated again against the revision in use
+    /// (`POST /api/events/{id}/redeliver`); one job was created per rule named.
+    EventRedelivered {
+        /// The rules that got a job.
+        rules: Vec<String>,
+    },
     /// A platform's one-time verification token arrived (inside a window an operator opened)
     /// and was sealed into the state.
     VerificationTokenCaptured,

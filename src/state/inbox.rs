@@ -718,6 +718,84 @@ impl Store {
         self.depth.fetch_sub(1, Ordering::Relaxed);
         Ok(new.ids())
     }
+
+    /// Creates one job per rule in `rules` for the already stored delivery `id`, due at
+    /// `now_ms`, at step 0, and appends `audit` (stamped with the delivery), in ONE
+    /// transaction, through the one job-creation path ingest and enrichment take (so the
+    /// history sees them); the delivery's rules list gains the rules it did not list.
+    /// [`Error::NoSuchEvent`] (nothing written) when the delivery is not (or no longer)
+    /// stored. Returns the jobs created. Does not flush.
+    pub fn redeliver_jobs(
+        &self,
+        id: EventId,
+        rules: &[String],
+        now_ms: u64,
+        audit: &[AuditRecord],
+    ) -> Result<Vec<super::Job>, Error> {
+        let _writing = self.writing();
+        let Some(meta) = self.event_meta(id)? else {
+            return Err(Error::NoSuchEvent { id });
+        };
+        let new = self.new_jobs(id, &meta.key, rules, now_ms)?;
+        let audit_records = stamped(audit, id);
+        let audit = self.encode_audit(&audit_records)?;
+        let audit_index = history::audit_keys(&audit_records, &audit, Some(id));
+        let result = (
+            &self.events,
+            &self.inbox_refs,
+            &self.outbox,
+            &self.due,
+            &self.audit,
+            &self.history,
+        )
+            .transaction(|(events, refs, outbox, due, audit_tree, history)| {
+                let k = id.key();
+                // Read in the transaction: retention removing the delivery meanwhile conflicts.
+                let Some(bytes) = events.get(k)? else {
+                    return Err(super::abort(Error::NoSuchEvent { id }));
+                };
+                let mut meta: EventMeta =
+                    codec::decode(trees::EVENTS, id.to_string().as_bytes(), &bytes)
+                        .map_err(super::abort)?;
+                let mut listed = meta.rules.clone();
+                for r in rules {
+                    if !listed.contains(r) {
+                        listed.push(r.clone());
+                    }
+                }
+                if listed != meta.rules {
+                    history::tx_reindex_rules(history, id, &meta.rules, &listed)?;
+                    meta.rules = listed;
+                    let bytes = codec::encode(trees::EVENTS, &id.to_string(), &meta)
+                        .map_err(super::abort)?;
+                    events.insert(&k, bytes)?;
+                }
+                let t = JobTrees {
+                    outbox,
+                    due,
+                    refs,
+                    history,
+                };
+                tx_add_jobs(&t, id, &new, false, !meta.rules.is_empty())?;
+                for (k, v) in &audit {
+                    audit_tree.insert(k, v.as_slice())?;
+                }
+                for k in &audit_index {
+                    history.insert(k.as_slice(), &[][..])?;
+                }
+                Ok(())
+            });
+        self.tx_result(result)?;
+        self.depth.fetch_add(rules.len(), Ordering::Relaxed);
+        let mut jobs = Vec::with_capacity(rules.len());
+        for job in new.ids() {
+            // Already leased and finished by an executor, in a race: it was created all the same.
+            if let Some(j) = self.job(job)? {
+                jobs.push(j);
+            }
+        }
+        Ok(jobs)
+    }
 }
 
 #[cfg(test)]

@@ -200,6 +200,22 @@ pub trait Inbox {
         audit: &[AuditRecord],
     ) -> Result<Vec<u64>, Error>;
 
+    /// Creates one job per rule in `rules` for the already stored delivery `id` (a
+    /// redelivery: the delivery evaluated again), due at `now_ms`, at step 0, with `audit`
+    /// appended (each record's detail stamped `"event": "evt_<n>"`), in ONE transaction, by
+    /// the same job-creation path as [`Inbox::ingest`] (the history lists the jobs); the
+    /// delivery's rules ([`EventMeta::rules`]) gain those it did not list. The delivery then
+    /// stays stored while the jobs reference it. [`Error::NoSuchEvent`], nothing written, when
+    /// it is not (or no longer) stored. Returns the jobs created (one an executor already
+    /// finished may be missing). Does not flush.
+    fn redeliver_jobs(
+        &self,
+        id: EventId,
+        rules: &[String],
+        now_ms: u64,
+        audit: &[AuditRecord],
+    ) -> Result<Vec<Job>, Error>;
+
     /// Removes dedupe windows that ended at or before `now_ms`, then what `retention` no longer
     /// keeps: deliveries past `event_retention_ms` that no job (queued or dead-lettered)
     /// references, oldest first, and while the state is over `max_state_bytes` the oldest such
@@ -591,6 +607,16 @@ impl Inbox for Store {
         audit: &[AuditRecord],
     ) -> Result<Vec<u64>, Error> {
         Store::complete_enrichment(self, id, event, rules, now_ms, audit)
+    }
+
+    fn redeliver_jobs(
+        &self,
+        id: EventId,
+        rules: &[String],
+        now_ms: u64,
+        audit: &[AuditRecord],
+    ) -> Result<Vec<Job>, Error> {
+        Store::redeliver_jobs(self, id, rules, now_ms, audit)
     }
 
     fn purge_expired(&self, now_ms: u64, retention: &Retention) -> Result<Purged, Error> {

@@ -256,6 +256,12 @@ pub enum Error {
         /// The job id.
         id: u64,
     },
+    /// No delivery with this id is stored (unknown, or removed by retention).
+    #[error("no stored event {id}")]
+    NoSuchEvent {
+        /// The delivery's id.
+        id: EventId,
+    },
     /// No job with this id is in the dead-letter tree.
     #[error("no dead-lettered job {id}")]
     NoSuchDeadJob {

@@ -1080,6 +1080,12 @@ fn audit_kinds_serialize_with_snake_case_tags() {
             "action_dead_lettered",
         ),
         (AuditKind::JobReplayed, "job_replayed"),
+        (
+            AuditKind::EventRedelivered {
+                rules: vec!["r".into()],
+            },
+            "event_redelivered",
+        ),
         (AuditKind::SyncRequested, "sync_requested"),
         (AuditKind::StateBackedUp { error: None }, "state_backed_up"),
     ] {
@@ -1128,4 +1134,71 @@ fn ingest_audited_writes_records_in_the_same_transaction() {
         IngestOutcome::Duplicate
     );
     assert_eq!(store.audit(&filter).unwrap().len(), 2);
+}
+
+#[test]
+fn redeliver_jobs_adds_jobs_to_a_stored_delivery_in_one_transaction() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sled = Store::open(tmp.path()).unwrap();
+    let store: &dyn State = &sled;
+    let first = stored(
+        store
+            .ingest(&event("i", "1"), &rules(&["a"]), 10, 20)
+            .unwrap(),
+    );
+    let id = sled.events_page(None, 1).unwrap()[0].id;
+    assert!(store.ack(first[0]).unwrap());
+    let audit = [record(
+        30,
+        AuditKind::EventRedelivered {
+            rules: rules(&["b"]),
+        },
+        "event",
+        &id.to_string(),
+    )];
+    let jobs = store
+        .redeliver_jobs(id, &rules(&["b"]), 30, &audit)
+        .unwrap();
+    assert_eq!(jobs.len(), 1);
+    let (job, _) = (&jobs[0], check_consistency(&sled));
+    assert_eq!(
+        (job.rule.as_str(), job.event_id, job.step, job.due_ms),
+        ("b", id, 0, 30)
+    );
+    assert_eq!(store.queue_depth(), 1);
+    // The history lists both, the delivery both rules, the audit log the redelivery.
+    let listed: Vec<(String, u64)> = store
+        .event_jobs(id)
+        .unwrap()
+        .into_iter()
+        .map(|j| (j.rule, j.job))
+        .collect();
+    assert_eq!(listed, vec![("a".into(), first[0]), ("b".into(), job.id)]);
+    assert_eq!(
+        store.event_meta(id).unwrap().unwrap().rules,
+        rules(&["a", "b"])
+    );
+    let records = store
+        .audit(&AuditFilter {
+            limit: 10,
+            ..AuditFilter::default()
+        })
+        .unwrap();
+    assert_eq!(records[0].kind, audit[0].kind);
+    assert_eq!(records[0].detail["event"], id.to_string());
+    // While the job references it, retention keeps the delivery.
+    let purge = Retention {
+        event_retention_ms: 1,
+        ..Retention::KEEP_ALL
+    };
+    store.purge_expired(10_000, &purge).unwrap();
+    assert!(store.event(id).unwrap().is_some());
+    // An unknown delivery: nothing written.
+    let unknown = EventId(id.0 + 999);
+    assert!(matches!(
+        store.redeliver_jobs(unknown, &rules(&["b"]), 40, &audit),
+        Err(Error::NoSuchEvent { id }) if id == unknown
+    ));
+    assert_eq!(store.queue_depth(), 1);
+    check_consistency(&sled);
 }
