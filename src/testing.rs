@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::manifest::{ManifestSet, RuleId, TestCase};
+use crate::manifest::{ManifestSet, RuleId, TestCase, select};
 use crate::platforms::context;
 
 /// The key of a fixture's payload that holds what the enrichment step would fetch (objects
@@ -42,6 +42,9 @@ pub struct CaseResult {
     pub failure: Option<String>,
     /// What the rules produced.
     pub produced: Vec<Produced>,
+    /// For a failed case, why each rule it expected an action of did not run (the JSON of
+    /// [`select::RuleVerdict::to_json`]); the failure's text ends with them rendered.
+    pub explanations: Vec<Value>,
 }
 
 /// The result of a whole run.
@@ -77,10 +80,17 @@ impl Report {
 
 /// Runs every test case of `set`.
 pub fn run(set: &ManifestSet) -> Report {
+    run_only(set, None)
+}
+
+/// Runs the test cases of `set` named `only` (all when `None`; a name may be given to cases
+/// of several files). Coverage counts the cases run.
+pub fn run_only(set: &ManifestSet, only: Option<&str>) -> Report {
     let mut exercised = BTreeSet::new();
     let cases = set
         .tests
         .iter()
+        .filter(|case| only.is_none_or(|name| case.name == name))
         .map(|case| {
             let (result, fired) = run_case(set, case);
             exercised.extend(fired);
@@ -138,6 +148,7 @@ fn run_case(set: &ManifestSet, case: &TestCase) -> (CaseResult, Vec<RuleId>) {
         passed: false,
         failure: Some(msg),
         produced,
+        explanations: Vec::new(),
     };
     let d = case.platform.descriptor();
     let normalized = match (d.normalize)(case.event, &case.payload) {
@@ -182,17 +193,16 @@ fn run_case(set: &ManifestSet, case: &TestCase) -> (CaseResult, Vec<RuleId>) {
     );
     let mut produced = Vec::new();
     let mut fired = Vec::new();
+    let delivery = select::Delivery {
+        integration: &case.integration,
+        event: case.event.name,
+        builtin: case.platform.is_builtin(),
+        payload: &case.payload,
+        from_self: false,
+    };
     for rule in set.rules_for(&case.integration, case.event.name) {
-        if !rule.trigger.condition.as_ref().is_none_or(|c| c.eval(&ctx)) {
-            continue;
-        }
-        // The loop guard of supportopsd's own events, as the daemon applies it.
-        if case.platform.is_builtin()
-            && crate::platforms::supportopsd::events::originated_from(
-                &case.payload,
-                rule.id.as_str(),
-            )
-        {
+        // The daemon's decision: the loop guard of supportopsd's own events, the conditions.
+        if !select::triggers(rule, &delivery, &ctx) {
             continue;
         }
         fired.push(rule.id.clone());
@@ -217,7 +227,33 @@ fn run_case(set: &ManifestSet, case: &TestCase) -> (CaseResult, Vec<RuleId>) {
             earlier.push(placeholder_result(i, a.action));
         }
     }
-    let result = compare(case, produced);
+    let mut result = compare(case, produced);
+    if !result.passed {
+        // Why an expected action did not happen: the explanation of each expected rule that
+        // did not run, from the evaluator that decided.
+        let mut seen = BTreeSet::new();
+        for e in &case.expect {
+            if fired.contains(&e.rule) || !seen.insert(e.rule.clone()) {
+                continue;
+            }
+            let Some(rule) = set.rules.get(&e.rule) else {
+                continue;
+            };
+            let verdict = select::RuleVerdict {
+                rule,
+                verdict: select::verdict(rule, &delivery, &ctx),
+            }
+            .to_json();
+            if let Some(failure) = &mut result.failure {
+                failure.push_str(&format!(
+                    "why `{}` did not run:\n{}",
+                    e.rule,
+                    select::render_text(&verdict, 2)
+                ));
+            }
+            result.explanations.push(verdict);
+        }
+    }
     (result, fired)
 }
 
@@ -228,6 +264,7 @@ fn compare(case: &TestCase, produced: Vec<Produced>) -> CaseResult {
         passed: true,
         failure: None,
         produced: Vec::new(),
+        explanations: Vec::new(),
     };
     let matches = produced.len() == case.expect.len()
         && produced.iter().zip(&case.expect).all(|(p, e)| {
@@ -263,11 +300,7 @@ fn compare(case: &TestCase, produced: Vec<Produced>) -> CaseResult {
             .collect();
         let want = serde_json::to_string_pretty(&expected).unwrap_or_default() + "\n";
         let got = serde_json::to_string_pretty(&actual).unwrap_or_default() + "\n";
-        let diff = similar::TextDiff::from_lines(&want, &got)
-            .unified_diff()
-            .context_radius(3)
-            .header("expected", "actual")
-            .to_string();
+        let diff = word_diff(&want, &got);
         let what = if case.expect_none {
             "expected no actions, but rules fired".to_owned()
         } else {
@@ -278,4 +311,74 @@ fn compare(case: &TestCase, produced: Vec<Produced>) -> CaseResult {
     }
     result.produced = produced;
     result
+}
+
+/// A unified diff of `want` and `got` (`--- expected`, `+++ actual`, 3 lines of context) whose
+/// changed lines also mark the changed words: `[-removed-]` on `-` lines, `{+added+}` on `+`
+/// lines, so a one-character difference in a long line is found at a glance.
+fn word_diff(want: &str, got: &str) -> String {
+    use similar::{ChangeTag, TextDiff};
+    let diff = TextDiff::from_lines(want, got);
+    let mut out = String::from("--- expected\n+++ actual\n");
+    for (i, group) in diff.grouped_ops(3).iter().enumerate() {
+        if i > 0 {
+            out.push_str("@@\n");
+        }
+        for op in group {
+            for change in diff.iter_inline_changes(op) {
+                let (sign, open, close) = match change.tag() {
+                    ChangeTag::Delete => ('-', "[-", "-]"),
+                    ChangeTag::Insert => ('+', "{+", "+}"),
+                    ChangeTag::Equal => (' ', "", ""),
+                };
+                out.push(sign);
+                for (emphasized, text) in change.iter_strings_lossy() {
+                    if emphasized {
+                        let (body, newline) = match text.strip_suffix('\n') {
+                            Some(body) => (body, "\n"),
+                            None => (text.as_ref(), ""),
+                        };
+                        out.push_str(open);
+                        out.push_str(body);
+                        out.push_str(close);
+                        out.push_str(newline);
+                    } else {
+                        out.push_str(&text);
+                    }
+                }
+                if change.missing_newline() {
+                    out.push('\n');
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::word_diff;
+
+    /// Issue 18 item 7: a mismatch marks the changed words, not only the lines.
+    #[test]
+    fn the_diff_marks_changed_words() {
+        let want = "{\n  \"text\": \"Urgent ticket 42 from Ada\",\n  \"channel\": \"C1\"\n}\n";
+        let got = "{\n  \"text\": \"Urgent ticket 43 from Ada\",\n  \"channel\": \"C1\"\n}\n";
+        let d = word_diff(want, got);
+        assert!(d.starts_with("--- expected\n+++ actual\n"), "{d}");
+        assert!(
+            d.contains("-  \"text\": \"Urgent ticket [-42-] from Ada\",\n"),
+            "{d}"
+        );
+        assert!(
+            d.contains("+  \"text\": \"Urgent ticket {+43+} from Ada\",\n"),
+            "{d}"
+        );
+        assert!(d.contains("   \"channel\": \"C1\"\n"), "{d}");
+        // Whole new lines are not bracketed.
+        let d = word_diff("[]\n", "[\n  1\n]\n");
+        assert!(!d.contains("{+"), "{d}");
+    }
 }

@@ -14,6 +14,7 @@
 //! Templates additionally see `actions`, the results of the rule's earlier actions.
 
 pub mod condition;
+pub mod explain;
 pub mod path;
 pub mod template;
 
