@@ -8,8 +8,9 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::manifest::{ManifestSet, RuleId, TestCase, select};
-use crate::platforms::context;
+use crate::manifest::diagnostic::did_you_mean;
+use crate::manifest::{IntegrationId, ManifestSet, RuleId, TestCase, select};
+use crate::platforms::{EventSpec, PlatformKind, context};
 
 /// The key of a fixture's payload that holds what the enrichment step would fetch (objects
 /// merged into the normalised event's, e.g. `{"comment": {"body": "…"}}`): a Zendesk trigger
@@ -141,6 +142,103 @@ fn insert_path(m: &mut Map<String, Value>, path: &str, v: Value) {
     }
 }
 
+/// The context conditions and templates see for `payload` delivered as `event` on
+/// `integration`: the platform's real normalisation, plus what the enrichment step would add
+/// ([`ENRICHED_KEY`]). An error says why the payload is not such an event.
+fn context_of(
+    platform: PlatformKind,
+    integration: &IntegrationId,
+    event: &'static EventSpec,
+    payload: &Value,
+) -> Result<Value, String> {
+    let d = platform.descriptor();
+    let mut normalized = (d.normalize)(event, payload)
+        .map_err(|e| format!("the payload is not a valid `{}` event: {e}", event.name))?;
+    // What the daemon's enrichment step would add (the fields the catalogue's
+    // `Delivery::enriched` lists), given by the fixture.
+    if let Some(Value::Object(extra)) = payload.get(ENRICHED_KEY) {
+        for (k, v) in extra {
+            match (normalized.objects.get_mut(k), v) {
+                (Some(Value::Object(have)), Value::Object(new)) => {
+                    for (field, value) in new {
+                        have.insert(field.clone(), value.clone());
+                    }
+                }
+                _ => {
+                    normalized.objects.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
+    Ok(context::build(
+        platform,
+        integration.as_str(),
+        event,
+        &normalized,
+        payload,
+    ))
+}
+
+/// `supportopsd explain`: why each rule of `integration` (or just `only`) does or does not
+/// run on `payload` delivered as `event` — the keys of a test case, through the same
+/// normalisation and selection as [`run`] (supportopsd is never the cause offline: the loop
+/// guard only applies to its own events). Each verdict as [`select::RuleVerdict::to_json`].
+pub fn explain(
+    set: &ManifestSet,
+    integration: &str,
+    event: &str,
+    payload: &Value,
+    only: Option<&str>,
+) -> Result<Vec<Value>, String> {
+    let Some(i) = set
+        .integrations
+        .values()
+        .find(|i| i.id.as_str() == integration)
+    else {
+        let known: Vec<&str> = set.integrations.keys().map(IntegrationId::as_str).collect();
+        return Err(match did_you_mean(integration, known.iter().copied()) {
+            Some(s) => format!("no integration `{integration}`; did you mean `{s}`?"),
+            None => format!(
+                "no integration `{integration}` (the repository has: {})",
+                known.join(", ")
+            ),
+        });
+    };
+    let d = i.platform.descriptor();
+    let Some(spec) = d.event(event) else {
+        let names: Vec<&str> = d.events.iter().map(|e| e.name).collect();
+        let hint = did_you_mean(event, names.iter().copied())
+            .map_or_else(String::new, |s| format!(" did you mean `{s}`?"));
+        return Err(format!(
+            "{} has no event `{event}`;{hint} its events: {}",
+            i.platform.as_str(),
+            names.join(", ")
+        ));
+    };
+    if let Some(rule) = only
+        && !set.rules.contains_key(rule)
+    {
+        let ids: Vec<&str> = set.rules.keys().map(RuleId::as_str).collect();
+        return Err(match did_you_mean(rule, ids.iter().copied()) {
+            Some(s) => format!("no rule `{rule}`; did you mean `{s}`?"),
+            None => format!("no rule `{rule}` in the repository"),
+        });
+    }
+    let ctx = context_of(i.platform, &i.id, spec, payload)?;
+    let delivery = select::Delivery {
+        integration: &i.id,
+        event: spec.name,
+        builtin: i.platform.is_builtin(),
+        payload,
+        from_self: false,
+    };
+    Ok(select::explain(set, &delivery, &ctx, only)
+        .unwrap_or_default()
+        .iter()
+        .map(select::RuleVerdict::to_json)
+        .collect())
+}
+
 fn run_case(set: &ManifestSet, case: &TestCase) -> (CaseResult, Vec<RuleId>) {
     let fail = |msg: String, produced: Vec<Produced>| CaseResult {
         file: case.file.clone(),
@@ -150,47 +248,10 @@ fn run_case(set: &ManifestSet, case: &TestCase) -> (CaseResult, Vec<RuleId>) {
         produced,
         explanations: Vec::new(),
     };
-    let d = case.platform.descriptor();
-    let normalized = match (d.normalize)(case.event, &case.payload) {
-        Ok(mut n) => {
-            // What the daemon's enrichment step would add (the fields the catalogue's
-            // `Delivery::enriched` lists), given by the fixture.
-            if let Some(Value::Object(extra)) = case.payload.get(ENRICHED_KEY) {
-                for (k, v) in extra {
-                    match (n.objects.get_mut(k), v) {
-                        (Some(Value::Object(have)), Value::Object(new)) => {
-                            for (field, value) in new {
-                                have.insert(field.clone(), value.clone());
-                            }
-                        }
-                        _ => {
-                            n.objects.insert(k.clone(), v.clone());
-                        }
-                    }
-                }
-            }
-            n
-        }
-        Err(e) => {
-            return (
-                fail(
-                    format!(
-                        "the payload is not a valid `{}` event: {e}",
-                        case.event.name
-                    ),
-                    vec![],
-                ),
-                vec![],
-            );
-        }
+    let ctx = match context_of(case.platform, &case.integration, case.event, &case.payload) {
+        Ok(ctx) => ctx,
+        Err(e) => return (fail(e, vec![]), vec![]),
     };
-    let ctx = context::build(
-        case.platform,
-        case.integration.as_str(),
-        case.event,
-        &normalized,
-        &case.payload,
-    );
     let mut produced = Vec::new();
     let mut fired = Vec::new();
     let delivery = select::Delivery {

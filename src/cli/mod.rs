@@ -6,6 +6,7 @@ pub mod apply;
 pub mod check_platform;
 pub mod completions;
 pub mod events;
+pub mod explain;
 pub mod notion;
 pub mod pin;
 pub mod plan;
@@ -83,6 +84,9 @@ pub enum Command {
     Run(Box<run::Args>),
     /// Run the rule test cases offline; nothing is sent anywhere.
     Test(test::Args),
+    /// Why rules do or do not run on a payload (offline, the keys of a test case): each
+    /// condition that failed and the value it saw, disabled rules, the loop guard.
+    Explain(explain::Args),
     /// Show a daemon's status: revision, problems per integration, what to register by hand, queue.
     Status(status::Args),
     /// Key management and sealing of secrets.
@@ -160,6 +164,7 @@ fn run_command(cli: &Cli) -> anyhow::Result<Exit> {
         Command::Validate(args) => validate::run(args, g),
         Command::Plan(args) => plan::run(args, g),
         Command::Test(args) => test::run(args, g),
+        Command::Explain(args) => explain::run(args, g),
         Command::Secret(cmd) => secret::run(cmd),
         Command::Schema(args) => schema::run(args),
         Command::Completions(args) => completions::run(args),

@@ -308,6 +308,10 @@ async fn operator(
             Ok(dead) => json(StatusCode::OK, &json!({ "dead": dead })),
             Err(e) => internal(&e),
         },
+        (Method::GET, ["api", "events", id, "explain"]) => {
+            let rule = query_param(&query, "rule").filter(|r| !r.is_empty());
+            api::event_explain(rt, id, rule).await
+        }
         (Method::POST, ["api", "events", id, "replay"]) => {
             let Ok(id) = id.parse::<u64>() else {
                 return status(StatusCode::NOT_FOUND);

@@ -22,6 +22,7 @@ mod e2e_notion;
 mod e2e_ticketing;
 mod e2e_trello;
 mod e2e_zendesk;
+mod explain;
 mod generated;
 mod gitops;
 mod operator_cli;
