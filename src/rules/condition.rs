@@ -679,7 +679,7 @@ fn show(v: &Value) -> String {
 }
 
 /// Levenshtein distance, for "did you mean".
-fn edit_distance(a: &str, b: &str) -> usize {
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut row: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {
@@ -915,8 +915,30 @@ impl Compiler<'_> {
     }
 
     fn check_literal(&mut self, ty: Option<ValueType>, path: &FieldPath, v: &Value, ptr: &str) {
+        let allowed = self.types.allowed(path);
         if let Some((message, help)) = ty.and_then(|ty| literal_mismatch(ty, path, v)) {
+            // A coded field compared with a name: say which code the name is.
+            let help = match allowed.and_then(|a| a.suggest(v)) {
+                Some(code) if matches!(allowed, Some(super::Allowed::Codes { .. })) => {
+                    format!("`{path}` holds the numeric code: write {code}")
+                }
+                _ => help,
+            };
             self.error(ptr, message, Some(help));
+            return;
+        }
+        if let Some(a) = allowed
+            && !a.admits(v)
+        {
+            let help = match a.suggest(v) {
+                Some(s) => format!("did you mean {s}? `{path}` is one of {}", a.describe()),
+                None => format!("`{path}` is one of {}", a.describe()),
+            };
+            self.error(
+                ptr,
+                format!("`{path}` never has the value {}", show(v)),
+                Some(help),
+            );
         }
     }
 

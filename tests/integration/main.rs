@@ -23,6 +23,7 @@ mod e2e_ticketing;
 mod e2e_trello;
 mod e2e_zendesk;
 mod explain;
+mod first_rule;
 mod generated;
 mod gitops;
 mod operator_cli;
