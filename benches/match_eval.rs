@@ -96,8 +96,14 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let rounds: usize = std::env::var("ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(15);
-    let iterations: usize = std::env::var("ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let rounds: usize = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(15);
+    let iterations: usize = std::env::var("ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
     let cs = conditions();
     let ctxs = contexts();
     let pairs = (cs.len() * ctxs.len()) as f64;
@@ -110,9 +116,21 @@ fn main() {
             }
         }
     }
-    let new = || cs.iter().map(|c| ctxs.iter().filter(|x| c.eval(*x)).count()).sum();
-    let old = || cs.iter().map(|c| ctxs.iter().filter(|x| baseline(c, *x)).count()).sum();
-    let why = || cs.iter().map(|c| ctxs.iter().filter(|x| explain(c, *x).held).count()).sum();
+    let new = || {
+        cs.iter()
+            .map(|c| ctxs.iter().filter(|x| c.eval(*x)).count())
+            .sum()
+    };
+    let old = || {
+        cs.iter()
+            .map(|c| ctxs.iter().filter(|x| baseline(c, *x)).count())
+            .sum()
+    };
+    let why = || {
+        cs.iter()
+            .map(|c| ctxs.iter().filter(|x| explain(c, *x).held).count())
+            .sum()
+    };
     let (mut a, mut b, mut e) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         a.push(round(&old, iterations) / pairs);
@@ -125,5 +143,8 @@ fn main() {
         cs.len(),
         ctxs.len()
     );
-    println!("baseline_eval_ns={a:.1} walk_eval_ns={b:.1} ratio={:.3} explain_ns={e:.1}", b / a);
+    println!(
+        "baseline_eval_ns={a:.1} walk_eval_ns={b:.1} ratio={:.3} explain_ns={e:.1}",
+        b / a
+    );
 }

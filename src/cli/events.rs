@@ -70,7 +70,7 @@ pub fn run(cmd: &Command, g: &GlobalArgs) -> anyhow::Result<Exit> {
             print_dead(&body);
             Ok(Exit::Ok)
         }
-        Command::Explain(args) => super::explain::run_event(args),
+        Command::Explain(args) => super::explain::run_event(args, g),
         Command::Replay { id, target } => {
             let base = target.base();
             let url = format!("{base}/api/events/{id}/replay");
@@ -94,7 +94,7 @@ pub fn run(cmd: &Command, g: &GlobalArgs) -> anyhow::Result<Exit> {
     }
 }
 
-fn open_state(g: &GlobalArgs) -> anyhow::Result<Box<dyn State>> {
+pub(super) fn open_state(g: &GlobalArgs) -> anyhow::Result<Box<dyn State>> {
     let dir = state_dir(g);
     let store = Store::open_existing(&dir)?.with_context(|| {
         format!(

@@ -110,8 +110,9 @@ fn push_rules(out: &mut String, verdicts: &[Value]) {
     }
 }
 
-/// Runs `events explain`.
-pub fn run_event(args: &EventArgs) -> anyhow::Result<Exit> {
+/// Runs `events explain`: through the daemon's API, or from `--state` and `--repo` when no
+/// daemon answers.
+pub fn run_event(args: &EventArgs, g: &GlobalArgs) -> anyhow::Result<Exit> {
     let id: crate::state::EventId = args
         .id
         .parse()
@@ -137,9 +138,7 @@ pub fn run_event(args: &EventArgs) -> anyhow::Result<Exit> {
                 .unwrap_or("not found")
         ),
         Some((code, body)) => return Err(super::unexpected(&base, code, &body, true)),
-        None => bail!(
-            "no daemon answered at {base}; `events explain` needs the running daemon (it loads the revision recorded with the event from its repository)"
-        ),
+        None => offline(id, args.rule.as_deref(), g)?,
     };
     if args.json {
         super::emit(&(serde_json::to_string_pretty(&body)? + "\n"))?;
@@ -218,4 +217,62 @@ fn render_event(v: &Value) -> String {
         push_rules(&mut out, &rules);
     }
     out
+}
+
+/// `events explain` without a daemon: the delivery from `--state`, the revisions (the one
+/// recorded with it, the one the state last applied) from `--repo`. supportopsd's own
+/// identities on the platforms are learned by a running daemon, so the loop guard for events
+/// it caused is not evaluated here (a note says so).
+fn offline(id: crate::state::EventId, rule: Option<&str>, g: &GlobalArgs) -> anyhow::Result<Value> {
+    use crate::runtime::explain::{Revision, explain_event};
+    let store = super::events::open_state(g)?;
+    let (Some(meta), Some(event)) = (store.event_meta(id)?, store.event(id)?) else {
+        bail!(
+            "no stored event `{id}` in {} (retention may have removed it)",
+            super::state_dir(g).display()
+        );
+    };
+    let load = |rev: &str| -> Result<crate::manifest::ManifestSet, String> {
+        let loaded = crate::manifest::load_source(&super::source(g, Some(rev)))
+            .map_err(|e| e.to_string())?;
+        loaded.set.ok_or_else(|| {
+            format!(
+                "its manifests have {} validation error(s)",
+                loaded.diagnostics.error_count()
+            )
+        })
+    };
+    let recorded_set = match &meta.revision {
+        Some(rev) => load(rev).map_err(|why| {
+            format!(
+                "the revision recorded with this event ({rev}) is not available in {}: {why}",
+                g.repo.display()
+            )
+        }),
+        None => Err("no revision was recorded with this event (stored before schema 4)".to_owned()),
+    };
+    let applied = store.applied_revision()?;
+    let current_set = applied
+        .as_deref()
+        .filter(|a| meta.revision.as_deref() != Some(*a))
+        .and_then(|a| load(a).ok());
+    let recorded = match &recorded_set {
+        Ok(set) => Ok(Revision {
+            commit: meta.revision.as_deref(),
+            set,
+        }),
+        Err(why) => Err(why.clone()),
+    };
+    let current = current_set.as_ref().map(|set| Revision {
+        commit: applied.as_deref(),
+        set,
+    });
+    let mut v =
+        explain_event(&event, &meta, recorded, current, false, rule).map_err(anyhow::Error::msg)?;
+    if let Some(notes) = v.get_mut("notes").and_then(Value::as_array_mut) {
+        notes.push(Value::from(
+            "no daemon answered: read from the state; whether supportopsd's own account caused the event is known only to a running daemon, so that part of the loop guard is not evaluated",
+        ));
+    }
+    Ok(v)
 }

@@ -278,6 +278,7 @@ fn held_advice(command: &Command) -> String {
         Command::Events(events::Command::Dead(t) | events::Command::Replay { target: t, .. }) => {
             Some(t.base())
         }
+        Command::Events(events::Command::Explain(args)) => Some(args.target.base()),
         Command::Pin(args) => Some(args.target.base()),
         Command::Unpin(args) => Some(args.target.base()),
         _ => None,
@@ -306,6 +307,10 @@ fn held_advice(command: &Command) -> String {
         Command::Events(events::Command::Replay { id, .. }) => {
             through(format!("supportopsd events replay {id} --url {url}"))
         }
+        Command::Events(events::Command::Explain(args)) => through(format!(
+            "supportopsd events explain {} --url {url}",
+            args.id
+        )),
         Command::Pin(args) => through(format!("supportopsd pin {} --url {url}", args.rev)),
         Command::Unpin(_) => through(format!("supportopsd unpin --url {url}")),
         Command::State(state::Command::Backup(args)) => through(format!(

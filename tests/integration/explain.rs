@@ -225,8 +225,7 @@ fn test_case_runs_one_case() {
 use std::time::Duration;
 
 use crate::daemon_support::{
-    BOT_TOKEN, Daemon, SLACK_SIGNING, eventually, post_zendesk, repo, slack_signature,
-    zendesk_ticket,
+    BOT_TOKEN, Daemon, SLACK_SIGNING, post_zendesk, repo, slack_signature, zendesk_ticket,
 };
 use supportopsd::platforms::slack::fake::{BOT_ID, FakeSlack};
 
@@ -483,6 +482,46 @@ async fn events_explain_names_the_failing_condition_and_the_loop_guard() {
         "{}",
         out.stdout
     );
-    eventually(5, "nothing else", || true).await;
     daemon.kill().await;
+
+    // Without a daemon: from the state and the repository.
+    let out = repo.run_with(
+        &[
+            "events",
+            "explain",
+            &zid,
+            "--rule",
+            "urgent-vip",
+            "--url",
+            "http://127.0.0.1:9",
+            "--state",
+            state.path().to_str().unwrap(),
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains(&format!("evaluated against revision {first}")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("✗ ticket.priority: expected \"urgent\", was \"normal\""),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("with the revision now in use ({second}):")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("note: no daemon answered"),
+        "{}",
+        out.stdout
+    );
 }
