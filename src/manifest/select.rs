@@ -250,3 +250,123 @@ fn render_node(node: &Value, indent: usize, out: &mut String) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use proptest::prelude::*;
+    use serde_json::{Map, json};
+
+    use super::*;
+    use crate::manifest::model::{Compact, Trigger};
+    use crate::manifest::{IntegrationId, RuleId};
+    use crate::platforms::PlatformKind;
+    use crate::rules::condition::Condition;
+    use crate::rules::condition::tests::{arb_condition, arb_ctx};
+    use crate::rules::explain::Node;
+
+    fn rule(condition: Option<Condition>, enabled: bool, allow_self: bool) -> Rule {
+        let platform = PlatformKind::Zendesk;
+        Rule {
+            id: RuleId::parse("r").unwrap(),
+            name: None,
+            description: None,
+            enabled,
+            file: "rules/r.toml".into(),
+            trigger: Trigger {
+                integration: IntegrationId::parse("zendesk-main").unwrap(),
+                platform,
+                event: platform.descriptor().event("ticket.created").unwrap(),
+                conditions: Compact::table(&Map::new()),
+                condition,
+                allow_self,
+            },
+            actions: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn verdicts_in_words() {
+        let ctx = json!({"ticket": {"priority": "normal"}});
+        let zd = IntegrationId::parse("zendesk-main").unwrap();
+        let payload = json!({});
+        let d = Delivery {
+            integration: &zd,
+            event: "ticket.created",
+            builtin: false,
+            payload: &payload,
+            from_self: true,
+        };
+        let r = rule(None, true, false);
+        let v = verdict(&r, &d, &ctx);
+        assert_eq!(v.outcome(), "loop_guard");
+        assert!(v.reason().contains("`allow_self = true`"), "{}", v.reason());
+        let r = rule(None, false, true);
+        assert_eq!(verdict(&r, &d, &ctx).outcome(), "disabled");
+        let other = Delivery {
+            event: "ticket.updated",
+            ..d
+        };
+        let r = rule(None, true, true);
+        let v = verdict(&r, &other, &ctx);
+        assert_eq!(
+            v.reason(),
+            "listens to `ticket.created` on `zendesk-main`, not to this event"
+        );
+        let j = RuleVerdict {
+            rule: &r,
+            verdict: verdict(&r, &d, &ctx),
+        }
+        .to_json();
+        assert_eq!(j["outcome"], "matched");
+        assert_eq!(j["conditions"], Value::Null);
+        assert_eq!(
+            render_text(&j, 0),
+            "rule r (rules/r.toml): matched (the rule has no conditions)\n"
+        );
+    }
+
+    proptest! {
+        /// The explanation says "matched" exactly when the daemon's selection runs the rule,
+        /// and every failing test it reports is false on that event.
+        #[test]
+        fn prop_verdict_agrees_with_selection(
+            c in arb_condition(),
+            ctx in arb_ctx(),
+            enabled in any::<bool>(),
+            allow_self in any::<bool>(),
+            from_self in any::<bool>(),
+            same_event in any::<bool>(),
+        ) {
+            let r = rule(Some(c), enabled, allow_self);
+            let zd = IntegrationId::parse("zendesk-main").unwrap();
+            let payload = json!({});
+            let d = Delivery {
+                integration: &zd,
+                event: if same_event { "ticket.created" } else { "ticket.updated" },
+                builtin: false,
+                payload: &payload,
+                from_self,
+            };
+            let v = verdict(&r, &d, &ctx);
+            let runs = enabled && same_event && triggers(&r, &d, &ctx);
+            prop_assert_eq!(v.matched(), runs);
+            if let Some(e) = v.conditions() {
+                let cond = r.trigger.condition.as_ref().unwrap();
+                prop_assert_eq!(e.held, cond.eval(&ctx));
+                for f in e.failures() {
+                    if let Node::Test { path, op, .. } = &f.node {
+                        let alone = Condition::Test { path: (*path).clone(), op: (*op).clone() };
+                        prop_assert!(!alone.eval(&ctx), "reported failing test holds: {}", f.text());
+                    }
+                }
+            }
+            if let Verdict::NoMatch(e) = &v {
+                prop_assert!(!e.held && !e.failures().is_empty());
+            }
+            let j = RuleVerdict { rule: &r, verdict: v.clone() }.to_json();
+            prop_assert_eq!(j["matched"].as_bool(), Some(runs));
+        }
+    }
+}

@@ -225,7 +225,8 @@ fn test_case_runs_one_case() {
 use std::time::Duration;
 
 use crate::daemon_support::{
-    BOT_TOKEN, Daemon, SLACK_SIGNING, post_zendesk, repo, slack_signature, zendesk_ticket,
+    BOT_TOKEN, Daemon, SLACK_SIGNING, ZD_SECRET, post_zendesk, repo, slack_signature,
+    zendesk_ticket,
 };
 use supportopsd::platforms::slack::fake::{BOT_ID, FakeSlack};
 
@@ -353,6 +354,25 @@ async fn events_explain_names_the_failing_condition_and_the_loop_guard() {
     );
     // What the conditions would have said is there too.
     assert_eq!(echo["conditions"]["held"], true, "{echo:#}");
+
+    // Secrets never appear (the deliveries' signatures, the bot token).
+    for id in [&zid, &sid] {
+        let text = daemon
+            .api(
+                &client,
+                reqwest::Method::GET,
+                &format!("/api/events/{id}/explain"),
+            )
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for secret in [ZD_SECRET, SLACK_SIGNING, BOT_TOKEN] {
+            assert!(!text.contains(secret), "{text}");
+        }
+    }
 
     // The CLI renders the same through the API.
     let token = daemon.token.clone().unwrap_or_default();
