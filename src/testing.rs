@@ -8,8 +8,9 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::manifest::{ManifestSet, RuleId, TestCase};
-use crate::platforms::context;
+use crate::manifest::diagnostic::did_you_mean;
+use crate::manifest::{IntegrationId, ManifestSet, RuleId, TestCase, select};
+use crate::platforms::{EventSpec, PlatformKind, context};
 
 /// The key of a fixture's payload that holds what the enrichment step would fetch (objects
 /// merged into the normalised event's, e.g. `{"comment": {"body": "…"}}`): a Zendesk trigger
@@ -42,6 +43,9 @@ pub struct CaseResult {
     pub failure: Option<String>,
     /// What the rules produced.
     pub produced: Vec<Produced>,
+    /// For a failed case, why each rule it expected an action of did not run (the JSON of
+    /// [`select::RuleVerdict::to_json`]); the failure's text ends with them rendered.
+    pub explanations: Vec<Value>,
 }
 
 /// The result of a whole run.
@@ -77,10 +81,17 @@ impl Report {
 
 /// Runs every test case of `set`.
 pub fn run(set: &ManifestSet) -> Report {
+    run_only(set, None)
+}
+
+/// Runs the test cases of `set` named `only` (all when `None`; a name may be given to cases
+/// of several files). Coverage counts the cases run.
+pub fn run_only(set: &ManifestSet, only: Option<&str>) -> Report {
     let mut exercised = BTreeSet::new();
     let cases = set
         .tests
         .iter()
+        .filter(|case| only.is_none_or(|name| case.name == name))
         .map(|case| {
             let (result, fired) = run_case(set, case);
             exercised.extend(fired);
@@ -131,6 +142,103 @@ fn insert_path(m: &mut Map<String, Value>, path: &str, v: Value) {
     }
 }
 
+/// The context conditions and templates see for `payload` delivered as `event` on
+/// `integration`: the platform's real normalisation, plus what the enrichment step would add
+/// ([`ENRICHED_KEY`]). An error says why the payload is not such an event.
+fn context_of(
+    platform: PlatformKind,
+    integration: &IntegrationId,
+    event: &'static EventSpec,
+    payload: &Value,
+) -> Result<Value, String> {
+    let d = platform.descriptor();
+    let mut normalized = (d.normalize)(event, payload)
+        .map_err(|e| format!("the payload is not a valid `{}` event: {e}", event.name))?;
+    // What the daemon's enrichment step would add (the fields the catalogue's
+    // `Delivery::enriched` lists), given by the fixture.
+    if let Some(Value::Object(extra)) = payload.get(ENRICHED_KEY) {
+        for (k, v) in extra {
+            match (normalized.objects.get_mut(k), v) {
+                (Some(Value::Object(have)), Value::Object(new)) => {
+                    for (field, value) in new {
+                        have.insert(field.clone(), value.clone());
+                    }
+                }
+                _ => {
+                    normalized.objects.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
+    Ok(context::build(
+        platform,
+        integration.as_str(),
+        event,
+        &normalized,
+        payload,
+    ))
+}
+
+/// `supportopsd explain`: why each rule of `integration` (or just `only`) does or does not
+/// run on `payload` delivered as `event` — the keys of a test case, through the same
+/// normalisation and selection as [`run`] (supportopsd is never the cause offline: the loop
+/// guard only applies to its own events). Each verdict as [`select::RuleVerdict::to_json`].
+pub fn explain(
+    set: &ManifestSet,
+    integration: &str,
+    event: &str,
+    payload: &Value,
+    only: Option<&str>,
+) -> Result<Vec<Value>, String> {
+    let Some(i) = set
+        .integrations
+        .values()
+        .find(|i| i.id.as_str() == integration)
+    else {
+        let known: Vec<&str> = set.integrations.keys().map(IntegrationId::as_str).collect();
+        return Err(match did_you_mean(integration, known.iter().copied()) {
+            Some(s) => format!("no integration `{integration}`; did you mean `{s}`?"),
+            None => format!(
+                "no integration `{integration}` (the repository has: {})",
+                known.join(", ")
+            ),
+        });
+    };
+    let d = i.platform.descriptor();
+    let Some(spec) = d.event(event) else {
+        let names: Vec<&str> = d.events.iter().map(|e| e.name).collect();
+        let hint = did_you_mean(event, names.iter().copied())
+            .map_or_else(String::new, |s| format!(" did you mean `{s}`?"));
+        return Err(format!(
+            "{} has no event `{event}`;{hint} its events: {}",
+            i.platform.as_str(),
+            names.join(", ")
+        ));
+    };
+    if let Some(rule) = only
+        && !set.rules.contains_key(rule)
+    {
+        let ids: Vec<&str> = set.rules.keys().map(RuleId::as_str).collect();
+        return Err(match did_you_mean(rule, ids.iter().copied()) {
+            Some(s) => format!("no rule `{rule}`; did you mean `{s}`?"),
+            None => format!("no rule `{rule}` in the repository"),
+        });
+    }
+    let ctx = context_of(i.platform, &i.id, spec, payload)?;
+    let delivery = select::Delivery {
+        integration: &i.id,
+        event: spec.name,
+        builtin: i.platform.is_builtin(),
+        payload,
+        from_self: false,
+    };
+    Ok(select::explain(set, &delivery, &ctx, only)
+        .unwrap_or_default()
+        .iter()
+        .map(select::RuleVerdict::to_json)
+        .collect())
+}
+
 fn run_case(set: &ManifestSet, case: &TestCase) -> (CaseResult, Vec<RuleId>) {
     let fail = |msg: String, produced: Vec<Produced>| CaseResult {
         file: case.file.clone(),
@@ -138,6 +246,7 @@ fn run_case(set: &ManifestSet, case: &TestCase) -> (CaseResult, Vec<RuleId>) {
         passed: false,
         failure: Some(msg),
         produced,
+        explanations: Vec::new(),
     };
     let run = produce(
         set,
@@ -146,10 +255,44 @@ fn run_case(set: &ManifestSet, case: &TestCase) -> (CaseResult, Vec<RuleId>) {
         case.event,
         &case.payload,
     );
-    match run.error {
-        Some(msg) => (fail(msg, run.produced), run.fired),
-        None => (compare(case, run.produced), run.fired),
+    let mut result = match run.error {
+        Some(msg) => return (fail(msg, run.produced), run.fired),
+        None => compare(case, run.produced),
+    };
+    if let (false, Some(ctx)) = (result.passed, &run.ctx) {
+        // Why an expected action did not happen: the explanation of each expected rule that
+        // did not run, from the evaluator that decided.
+        let delivery = select::Delivery {
+            integration: &case.integration,
+            event: case.event.name,
+            builtin: case.platform.is_builtin(),
+            payload: &case.payload,
+            from_self: false,
+        };
+        let mut seen = BTreeSet::new();
+        for e in &case.expect {
+            if run.fired.contains(&e.rule) || !seen.insert(e.rule.clone()) {
+                continue;
+            }
+            let Some(rule) = set.rules.get(&e.rule) else {
+                continue;
+            };
+            let verdict = select::RuleVerdict {
+                rule,
+                verdict: select::verdict(rule, &delivery, ctx),
+            }
+            .to_json();
+            if let Some(failure) = &mut result.failure {
+                failure.push_str(&format!(
+                    "why `{}` did not run:\n{}",
+                    e.rule,
+                    select::render_text(&verdict, 2)
+                ));
+            }
+            result.explanations.push(verdict);
+        }
     }
+    (result, run.fired)
 }
 
 /// What the rules of a set do with one payload, offline.
@@ -162,57 +305,39 @@ pub struct Run {
     /// Why the run stopped: a payload that is not a valid delivery of the event, or a
     /// template that failed to render.
     pub error: Option<String>,
+    /// The context the rules saw (`None` when the payload did not normalise).
+    pub ctx: Option<Value>,
 }
 
 /// Runs `payload` as a delivery of `event` on `integration` (of `platform`) through the rules
 /// of `set`, exactly as a test case does: the platform's normalisation, [`ENRICHED_KEY`], the
-/// conditions, the loop guard of supportopsd's own events, the templates.
+/// daemon's rule selection (conditions, the loop guard of supportopsd's own events), the
+/// templates.
 pub fn produce(
     set: &ManifestSet,
-    platform: crate::platforms::PlatformKind,
-    integration: &crate::manifest::IntegrationId,
-    event: &'static crate::platforms::EventSpec,
+    platform: PlatformKind,
+    integration: &IntegrationId,
+    event: &'static EventSpec,
     payload: &Value,
 ) -> Run {
     let mut run = Run::default();
-    let d = platform.descriptor();
-    let normalized = match (d.normalize)(event, payload) {
-        Ok(mut n) => {
-            // What the daemon's enrichment step would add (the fields the catalogue's
-            // `Delivery::enriched` lists), given by the fixture.
-            if let Some(Value::Object(extra)) = payload.get(ENRICHED_KEY) {
-                for (k, v) in extra {
-                    match (n.objects.get_mut(k), v) {
-                        (Some(Value::Object(have)), Value::Object(new)) => {
-                            for (field, value) in new {
-                                have.insert(field.clone(), value.clone());
-                            }
-                        }
-                        _ => {
-                            n.objects.insert(k.clone(), v.clone());
-                        }
-                    }
-                }
-            }
-            n
-        }
+    let ctx = match context_of(platform, integration, event, payload) {
+        Ok(ctx) => ctx,
         Err(e) => {
-            run.error = Some(format!(
-                "the payload is not a valid `{}` event: {e}",
-                event.name
-            ));
+            run.error = Some(e);
             return run;
         }
     };
-    let ctx = context::build(platform, integration.as_str(), event, &normalized, payload);
+    let delivery = select::Delivery {
+        integration,
+        event: event.name,
+        builtin: platform.is_builtin(),
+        payload,
+        from_self: false,
+    };
     for rule in set.rules_for(integration, event.name) {
-        if !rule.trigger.condition.as_ref().is_none_or(|c| c.eval(&ctx)) {
-            continue;
-        }
-        // The loop guard of supportopsd's own events, as the daemon applies it.
-        if platform.is_builtin()
-            && crate::platforms::supportopsd::events::originated_from(payload, rule.id.as_str())
-        {
+        // The daemon's decision: the loop guard of supportopsd's own events, the conditions.
+        if !select::triggers(rule, &delivery, &ctx) {
             continue;
         }
         run.fired.push(rule.id.clone());
@@ -240,6 +365,7 @@ pub fn produce(
             earlier.push(placeholder_result(i, a.action));
         }
     }
+    run.ctx = Some(ctx);
     run
 }
 
@@ -250,6 +376,7 @@ fn compare(case: &TestCase, produced: Vec<Produced>) -> CaseResult {
         passed: true,
         failure: None,
         produced: Vec::new(),
+        explanations: Vec::new(),
     };
     let matches = produced.len() == case.expect.len()
         && produced.iter().zip(&case.expect).all(|(p, e)| {
@@ -285,11 +412,7 @@ fn compare(case: &TestCase, produced: Vec<Produced>) -> CaseResult {
             .collect();
         let want = serde_json::to_string_pretty(&expected).unwrap_or_default() + "\n";
         let got = serde_json::to_string_pretty(&actual).unwrap_or_default() + "\n";
-        let diff = similar::TextDiff::from_lines(&want, &got)
-            .unified_diff()
-            .context_radius(3)
-            .header("expected", "actual")
-            .to_string();
+        let diff = word_diff(&want, &got);
         let what = if case.expect_none {
             "expected no actions, but rules fired".to_owned()
         } else {
@@ -300,4 +423,74 @@ fn compare(case: &TestCase, produced: Vec<Produced>) -> CaseResult {
     }
     result.produced = produced;
     result
+}
+
+/// A unified diff of `want` and `got` (`--- expected`, `+++ actual`, 3 lines of context) whose
+/// changed lines also mark the changed words: `[-removed-]` on `-` lines, `{+added+}` on `+`
+/// lines, so a one-character difference in a long line is found at a glance.
+fn word_diff(want: &str, got: &str) -> String {
+    use similar::{ChangeTag, TextDiff};
+    let diff = TextDiff::from_lines(want, got);
+    let mut out = String::from("--- expected\n+++ actual\n");
+    for (i, group) in diff.grouped_ops(3).iter().enumerate() {
+        if i > 0 {
+            out.push_str("@@\n");
+        }
+        for op in group {
+            for change in diff.iter_inline_changes(op) {
+                let (sign, open, close) = match change.tag() {
+                    ChangeTag::Delete => ('-', "[-", "-]"),
+                    ChangeTag::Insert => ('+', "{+", "+}"),
+                    ChangeTag::Equal => (' ', "", ""),
+                };
+                out.push(sign);
+                for (emphasized, text) in change.iter_strings_lossy() {
+                    if emphasized {
+                        let (body, newline) = match text.strip_suffix('\n') {
+                            Some(body) => (body, "\n"),
+                            None => (text.as_ref(), ""),
+                        };
+                        out.push_str(open);
+                        out.push_str(body);
+                        out.push_str(close);
+                        out.push_str(newline);
+                    } else {
+                        out.push_str(&text);
+                    }
+                }
+                if change.missing_newline() {
+                    out.push('\n');
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::word_diff;
+
+    /// Issue 18 item 7: a mismatch marks the changed words, not only the lines.
+    #[test]
+    fn the_diff_marks_changed_words() {
+        let want = "{\n  \"text\": \"Urgent ticket 42 from Ada\",\n  \"channel\": \"C1\"\n}\n";
+        let got = "{\n  \"text\": \"Urgent ticket 43 from Ada\",\n  \"channel\": \"C1\"\n}\n";
+        let d = word_diff(want, got);
+        assert!(d.starts_with("--- expected\n+++ actual\n"), "{d}");
+        assert!(
+            d.contains("-  \"text\": \"Urgent ticket [-42-] from Ada\",\n"),
+            "{d}"
+        );
+        assert!(
+            d.contains("+  \"text\": \"Urgent ticket {+43+} from Ada\",\n"),
+            "{d}"
+        );
+        assert!(d.contains("   \"channel\": \"C1\"\n"), "{d}");
+        // Whole new lines are not bracketed.
+        let d = word_diff("[]\n", "[\n  1\n]\n");
+        assert!(!d.contains("{+"), "{d}");
+    }
 }

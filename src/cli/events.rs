@@ -39,6 +39,9 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Why each rule did or did not run on a stored delivery, against the revision recorded
+    /// with it (and whether the revision in use now would decide differently).
+    Explain(super::explain::EventArgs),
 }
 
 use super::Target;
@@ -97,6 +100,7 @@ pub fn run(cmd: &Command, g: &GlobalArgs) -> anyhow::Result<Exit> {
             print_dead(&body);
             Ok(Exit::Ok)
         }
+        Command::Explain(args) => super::explain::run_event(args, g),
         Command::Replay {
             all_dead: true,
             integration,

@@ -6,6 +6,7 @@ pub mod apply;
 pub mod check_platform;
 pub mod completions;
 pub mod events;
+pub mod explain;
 pub mod fixture;
 pub mod history;
 pub mod notion;
@@ -86,6 +87,9 @@ pub enum Command {
     Run(Box<run::Args>),
     /// Run the rule test cases offline; nothing is sent anywhere.
     Test(test::Args),
+    /// Why rules do or do not run on a payload (offline, the keys of a test case): each
+    /// condition that failed and the value it saw, disabled rules, the loop guard.
+    Explain(explain::Args),
     /// Show a daemon's status: revision, problems per integration, what to register by hand, queue.
     Status(status::Args),
     /// Key management and sealing of secrets.
@@ -163,6 +167,7 @@ fn run_command(cli: &Cli) -> anyhow::Result<Exit> {
         Command::Validate(args) => validate::run(args, g),
         Command::Plan(args) => plan::run(args, g),
         Command::Test(args) => test::run(args, g),
+        Command::Explain(args) => explain::run(args, g),
         Command::Secret(cmd) => secret::run(cmd),
         Command::Schema(args) => schema::run(args),
         Command::Completions(args) => completions::run(args),
@@ -280,6 +285,7 @@ fn held_advice(command: &Command) -> String {
         ) => Some(t.base()),
         Command::Events(events::Command::List(a)) => Some(a.target.base()),
         Command::Events(events::Command::Show(a)) => Some(a.target.base()),
+        Command::Events(events::Command::Explain(args)) => Some(args.target.base()),
         Command::Pin(args) => Some(args.target.base()),
         Command::Unpin(args) => Some(args.target.base()),
         _ => None,
@@ -324,6 +330,10 @@ fn held_advice(command: &Command) -> String {
             "supportopsd events fixture {} --to {} --url {url}",
             args.ids.join(" "),
             args.to.display()
+        )),
+        Command::Events(events::Command::Explain(args)) => through(format!(
+            "supportopsd events explain {} --url {url}",
+            args.id
         )),
         Command::Pin(args) => through(format!("supportopsd pin {} --url {url}", args.rev)),
         Command::Unpin(_) => through(format!("supportopsd unpin --url {url}")),

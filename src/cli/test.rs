@@ -17,6 +17,9 @@ pub struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Run only the case(s) of this name.
+    #[arg(long, value_name = "NAME")]
+    pub case: Option<String>,
 }
 
 /// Runs `test`.
@@ -24,10 +27,30 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
     let Some(set) = load_or_report(g, args.rev.as_deref())? else {
         return Ok(Exit::Failure);
     };
-    let report = testing::run(&set);
-    let below = args
-        .fail_under
-        .is_some_and(|min| report.coverage() + 1e-9 < min);
+    if let Some(name) = &args.case
+        && !set.tests.iter().any(|c| &c.name == name)
+    {
+        let names: Vec<&str> = set.tests.iter().map(|c| c.name.as_str()).collect();
+        let hint = crate::manifest::diagnostic::did_you_mean(name, names.iter().copied())
+            .map_or_else(String::new, |s| format!(" Did you mean `{s}`?"));
+        if names.is_empty() {
+            anyhow::bail!("no test case `{name}`: the repository has no test cases");
+        }
+        let more = match names.len() {
+            n if n > 20 => format!(" and {} more", n - 20),
+            _ => String::new(),
+        };
+        anyhow::bail!(
+            "no test case `{name}`.{hint} The cases are: {}{more}",
+            names[..names.len().min(20)].join(", ")
+        );
+    }
+    let report = testing::run_only(&set, args.case.as_deref());
+    // Coverage says nothing about one case: it is judged on full runs only.
+    let below = args.case.is_none()
+        && args
+            .fail_under
+            .is_some_and(|min| report.coverage() + 1e-9 < min);
     if args.json {
         super::emit(&(serde_json::to_string_pretty(&report)? + "\n"))?;
     } else {
@@ -58,14 +81,16 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
             report.cases.len() - failed,
             failed
         );
-        println!(
-            "rule coverage: {}/{} rules ({:.1}%)",
-            report.rules_exercised,
-            report.rules_total,
-            report.coverage()
-        );
-        for (id, file) in &report.uncovered {
-            println!("  not exercised: {id} ({file})");
+        if args.case.is_none() {
+            println!(
+                "rule coverage: {}/{} rules ({:.1}%)",
+                report.rules_exercised,
+                report.rules_total,
+                report.coverage()
+            );
+            for (id, file) in &report.uncovered {
+                println!("  not exercised: {id} ({file})");
+            }
         }
         if let Some(min) = args.fail_under
             && below

@@ -19,11 +19,86 @@ use crate::runtime::gate::Paused;
 use crate::runtime::health;
 use crate::runtime::stats::{ActionOutcome, Count, RULE_OPERATOR};
 use crate::runtime::{Active, Runtime, now_ms};
-use crate::state::{AuditKind, HealthRecord, MINUTE_MS, RegistrationRecord, RollupCounts, State};
+use crate::state::{
+    AuditKind, EventId, HealthRecord, MINUTE_MS, RegistrationRecord, RollupCounts, State,
+};
 use crate::webhook::{Reply, reply};
 
 /// Dead-lettered jobs a listing shows at most.
 const DEAD_LIST: usize = 1_000;
+
+/// `GET /api/events/{id}/explain[?rule=R]`: why each rule of the stored delivery's integration
+/// (or just `R`) did or did not run, against the revision recorded with it (loaded from the
+/// daemon's repository when it is not the one in use), and whether the revision in use now
+/// would decide differently ([`crate::runtime::explain`]). 400 for a malformed id, 404 for a
+/// delivery not (or no longer) stored or a rule in neither revision.
+pub async fn event_explain(rt: &Arc<Runtime>, id: &str, rule: Option<&str>) -> Reply {
+    use crate::runtime::explain::{Revision, explain_event};
+    let Ok(eid) = id.parse::<EventId>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("`{}` is not an event id (evt_<n>)", shorten(id)),
+        );
+    };
+    let stored = rt
+        .store
+        .event_meta(eid)
+        .and_then(|meta| Ok(meta.zip(rt.store.event(eid)?)));
+    let (meta, event) = match stored {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                &format!("no stored event `{eid}` (retention may have removed it)"),
+            );
+        }
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    let active = rt.active();
+    let in_use = active.as_ref().and_then(|a| a.commit.clone());
+    let loaded = match &meta.revision {
+        None => Err("no revision was recorded with this event (stored before schema 4)".to_owned()),
+        Some(c) if active.is_some() && in_use.as_deref() == Some(c.as_str()) => Ok(None),
+        Some(c) => {
+            let (rt2, c2) = (Arc::clone(rt), c.clone());
+            match tokio::task::spawn_blocking(move || rt2.manifest_at(&c2)).await {
+                Ok(Ok(set)) => Ok(Some(set)),
+                Ok(Err(why)) => Err(format!(
+                    "the revision recorded with this event ({c}) is not available: {why}"
+                )),
+                Err(e) => Err(format!(
+                    "the revision recorded with this event ({c}) is not available: {e}"
+                )),
+            }
+        }
+    };
+    let current = active.as_ref().map(|a| Revision {
+        commit: a.commit.as_deref(),
+        set: &a.set,
+    });
+    let recorded = match &loaded {
+        Ok(Some(set)) => Ok(Revision {
+            commit: meta.revision.as_deref(),
+            set,
+        }),
+        Ok(None) => current.ok_or_else(String::new),
+        Err(why) => Err(why.clone()),
+    };
+    let from_self = rt.is_self(&event);
+    match explain_event(&event, &meta, recorded, current, from_self, rule) {
+        Ok(v) => json_reply(StatusCode::OK, &v),
+        Err(e) => error(StatusCode::NOT_FOUND, &e.to_string()),
+    }
+}
+
+/// At most 64 characters of caller input, for error messages.
+fn shorten(s: &str) -> String {
+    let mut out: String = s.chars().take(64).collect();
+    if s.chars().count() > 64 {
+        out.push('…');
+    }
+    out
+}
 
 /// Largest `execute` body accepted (413 beyond).
 pub const MAX_EXECUTE_BODY: usize = 64 * 1024;

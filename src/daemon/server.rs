@@ -315,6 +315,10 @@ async fn operator(
         (Method::POST, ["api", "events", id, "replay"]) if id.parse::<u64>().is_ok() => {
             api::replay_job(rt, &caller, id).await
         }
+        (Method::GET, ["api", "events", id, "explain"]) => {
+            let rule = query_param(&query, "rule").filter(|r| !r.is_empty());
+            api::event_explain(rt, id, rule).await
+        }
         (Method::GET, ["api", "events"]) => {
             // Every delivery answered so far is listed, and every refusal counted so far.
             rt.flush_rejections(now_ms(), true);

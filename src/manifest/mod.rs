@@ -8,6 +8,7 @@ pub mod id;
 pub mod model;
 pub mod resolve;
 pub mod schema;
+pub mod select;
 pub mod source;
 mod spanned;
 

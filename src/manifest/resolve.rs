@@ -332,26 +332,45 @@ pub fn load(snapshot: &Snapshot) -> Loaded {
         broken_ids,
         integrations: BTreeMap::new(),
     };
+    // Ids are unique across the repository: a second file declaring one is an error naming
+    // both files, whether or not the first one has errors of its own.
+    let mut integration_files: HashMap<&str, &str> = HashMap::new();
     for p in &integrations {
+        if let Some(first) = integration_files.get(p.raw.id.as_str()) {
+            let d = p
+                .error(
+                    "/id",
+                    format!(
+                        "duplicate integration id `{}`: {first} declares it too",
+                        p.raw.id
+                    ),
+                )
+                .with_help("integration ids are unique across the repository: rename one");
+            cx.ds.push(d);
+            continue;
+        }
+        integration_files.insert(&p.raw.id, &p.file);
         cx.integration(p);
     }
     let mut rule_set = BTreeMap::new();
-    let mut rule_files: HashMap<RuleId, String> = HashMap::new();
+    let mut rule_files: HashMap<String, String> = HashMap::new();
     // By value: each raw rule is freed as soon as it is resolved.
     for p in rules {
         let p = &p;
+        if let Some(first) = rule_files.get(&p.raw.id) {
+            let d = Diagnostic::error(
+                &p.file,
+                p.value_span("/id"),
+                format!("duplicate rule id `{}`: {first} declares it too", p.raw.id),
+            )
+            .with_help("rule ids are unique across the repository: rename one");
+            cx.ds.push(d);
+            // Its own problems are reported all the same; it is not used.
+            let _ = cx.rule(p);
+            continue;
+        }
+        rule_files.insert(p.raw.id.clone(), p.file.clone());
         if let Some(rule) = cx.rule(p) {
-            if let Some(first) = rule_files.get(&rule.id) {
-                let d = Diagnostic::error(
-                    &p.file,
-                    p.value_span("/id"),
-                    format!("duplicate rule id `{}`", rule.id),
-                )
-                .with_help(format!("`{}` is already defined in {first}", rule.id));
-                cx.ds.push(d);
-                continue;
-            }
-            rule_files.insert(rule.id.clone(), p.file.clone());
             rule_set.insert(rule.id.clone(), rule);
         } else {
             // Its errors are reported; tests naming it should not add "unknown rule".
@@ -439,6 +458,18 @@ struct Resolver {
     integrations: BTreeMap<IntegrationId, Integration>,
 }
 
+/// Stands for an action that did not resolve (unknown integration or action name) among a
+/// rule's earlier actions: later actions' `actions[N]` references to it are neither "not an
+/// earlier action" nor checked field by field (its result is unknown), so the one error about
+/// its name is the only one.
+static UNRESOLVED_ACTION: ActionSpec = ActionSpec {
+    name: "(unresolved)",
+    description: "",
+    params: &[],
+    require_one_of: &[],
+    result: &[],
+};
+
 impl Resolver {
     fn integration(&mut self, p: &Parsed<'_, RawIntegration>) {
         let raw = &p.raw;
@@ -448,13 +479,6 @@ impl Resolver {
         ) else {
             return; // the schema already said why
         };
-        if let Some(first) = self.integrations.get(&id) {
-            let d = p
-                .error("/id", format!("duplicate integration id `{id}`"))
-                .with_help(format!("`{id}` is already defined in {}", first.file));
-            self.ds.push(d);
-            return;
-        }
         let d = platform.descriptor();
         if platform.is_builtin() {
             let help = format!(
@@ -723,11 +747,13 @@ impl Resolver {
                 }
                 Some((integration, platform, event, delivery))
             });
-        let condition = trigger.as_ref().and_then(|(_, _, event, delivery)| {
+        let condition = trigger.as_ref().and_then(|(_, platform, event, delivery)| {
             if t.conditions.is_empty() {
                 return None;
             }
-            let shape = EventShape::new(event).delivered(*delivery);
+            let shape = EventShape::new(event)
+                .delivered(*delivery)
+                .valued(*platform);
             match condition::compile(&t.conditions, &shape) {
                 Ok(c) => Some(c),
                 Err(errors) => {
@@ -755,6 +781,7 @@ impl Resolver {
                 self.target(p, &ptr, a.integration.as_deref(), a.platform.as_deref())
             else {
                 ok = false;
+                earlier.push(&UNRESOLVED_ACTION);
                 continue;
             };
             let d = platform.descriptor();
@@ -768,6 +795,7 @@ impl Resolver {
                         .with_help("trigger on its events, and act on another integration (e.g. `send_message` on Slack)"),
                     );
                     ok = false;
+                    earlier.push(&UNRESOLVED_ACTION);
                     continue;
                 }
                 let help = did_you_mean(&a.action, d.actions.iter().map(|x| x.name))
@@ -786,6 +814,7 @@ impl Resolver {
                     .with_help_opt(help),
                 );
                 ok = false;
+                earlier.push(&UNRESOLVED_ACTION);
                 continue;
             };
             self.check_params(

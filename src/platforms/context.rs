@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::{ActionSpec, Delivery, EventSpec, FieldSpec, Normalized, PlatformKind};
 use crate::rules::path::{FieldPath, Segment};
-use crate::rules::{PathType, PathTypes, ValueType};
+use crate::rules::{Allowed, PathType, PathTypes, ValueType};
 
 /// Names of the `event` object's fields, all strings.
 pub const EVENT_FIELDS: [&str; 5] = ["platform", "integration", "name", "id", "time"];
@@ -48,6 +48,8 @@ pub struct EventShape {
     earlier: Vec<&'static ActionSpec>,
     /// How the integration delivers the event (fields it never carries are missing).
     delivery: Option<Delivery>,
+    /// The values fields may take, where the platform fixes them ([`PlatformKind::values`]).
+    values: &'static [(&'static str, Allowed)],
 }
 
 /// A path's segments as the lookups below compare them: keys as they are, indexes as `[N]`.
@@ -109,7 +111,16 @@ impl EventShape {
             event,
             earlier: Vec::new(),
             delivery: None,
+            values: &[],
         }
+    }
+
+    /// The same, knowing the values `platform` fixes for its fields (conditions comparing a
+    /// field with another value are refused).
+    #[must_use]
+    pub fn valued(mut self, platform: PlatformKind) -> Self {
+        self.values = platform.values();
+        self
     }
 
     /// The same, as an integration configured for `delivery` sees it: the fields that mode
@@ -150,6 +161,7 @@ impl EventShape {
             event,
             earlier,
             delivery: None,
+            values: &[],
         }
     }
 
@@ -249,5 +261,13 @@ impl PathTypes for EventShape {
     fn reports_changes(&self, path: &FieldPath) -> Option<bool> {
         let key = crate::rules::condition::change_key(path, self.event.primary);
         Some(self.event.changes.iter().any(|c| *c == key))
+    }
+
+    fn allowed(&self, path: &FieldPath) -> Option<Allowed> {
+        let dotted = Self::dotted(path);
+        self.values
+            .iter()
+            .find(|(p, _)| *p == dotted)
+            .map(|(_, a)| *a)
     }
 }

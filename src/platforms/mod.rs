@@ -116,6 +116,18 @@ impl PlatformKind {
         }
     }
 
+    /// The values the platform's documentation fixes for its event fields (dotted catalogue
+    /// paths, as normalisation yields them): Zendesk's lower-case statuses, priorities and
+    /// types, Freshdesk's numeric status, priority and source codes. `validate` refuses a
+    /// condition comparing such a field with another value (it could never match).
+    pub fn values(self) -> &'static [(&'static str, crate::rules::Allowed)] {
+        match self {
+            PlatformKind::Freshdesk => freshdesk::events::VALUES,
+            PlatformKind::Zendesk => zendesk::events::VALUES,
+            _ => &[],
+        }
+    }
+
     /// How long a delivery's event id is remembered for deduplication when the platform needs
     /// a window of its own (Freshdesk: its ids are body digests, so remembering them for long
     /// would drop genuine repeats; [`freshdesk::DEDUPE_WINDOW`]); `None` for the daemon's

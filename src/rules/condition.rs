@@ -118,6 +118,58 @@ pub enum Op {
     },
 }
 
+/// A group of a condition, as [`Observer::enter`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    /// `all = [...]` (also a table of several keys).
+    All,
+    /// `any = [...]`.
+    Any,
+    /// `not = {...}`.
+    Not,
+}
+
+/// What a [`Condition::walk`] reports besides its result. Every method does nothing by
+/// default.
+pub trait Observer<'c> {
+    /// Whether a group stops at the first member that decides it ([`Condition::eval`] does; an
+    /// explanation evaluates every member, to name each one that failed).
+    const SHORT_CIRCUIT: bool;
+
+    /// A group is entered; its members follow, then [`Observer::leave`].
+    #[inline]
+    fn enter(&mut self, group: Group) {
+        let _ = group;
+    }
+
+    /// The group entered last is left, with its result.
+    #[inline]
+    fn leave(&mut self, held: bool) {
+        let _ = held;
+    }
+
+    /// A field test was evaluated: the field's value (`None`: missing or `null`) and the result.
+    #[inline]
+    fn test<R: Root + ?Sized>(
+        &mut self,
+        path: &'c FieldPath,
+        op: &'c Op,
+        field: Option<&Value>,
+        ctx: &R,
+        held: bool,
+    ) {
+        let _ = (path, op, field, ctx, held);
+    }
+}
+
+/// The observer of [`Condition::eval`]: records nothing, stops as soon as a group is decided.
+#[derive(Debug, Clone, Copy)]
+struct Silent;
+
+impl Observer<'_> for Silent {
+    const SHORT_CIRCUIT: bool = true;
+}
+
 /// A regular expression that compares (and prints) by its source.
 ///
 /// Its syntax is checked when the condition is compiled; the matcher itself is built on first
@@ -197,14 +249,64 @@ impl Condition {
     }
 
     /// Whether the condition holds in the event context `ctx` (layout: see [`crate::rules`]).
+    ///
+    /// The walk with an observer that records nothing ([`Condition::walk`]); an explanation
+    /// ([`crate::rules::explain`]) is the same walk with an observer that records.
+    #[inline]
     pub fn eval<R: Root + ?Sized>(&self, ctx: &R) -> bool {
+        self.walk(ctx, &mut Silent)
+    }
+
+    /// Evaluates the condition in `ctx`, telling `observer` about every group entered and left
+    /// and every field test with the value it saw. The one evaluator: [`Condition::eval`] and
+    /// the explanations are both this walk, so they cannot disagree. With
+    /// [`Observer::SHORT_CIRCUIT`] a group stops at the first member that decides it; without,
+    /// every member is evaluated (the result is the same: tests have no side effects).
+    pub fn walk<'c, R: Root + ?Sized, O: Observer<'c>>(
+        &'c self,
+        ctx: &R,
+        observer: &mut O,
+    ) -> bool {
         match self {
-            Condition::All(conditions) => conditions.iter().all(|c| c.eval(ctx)),
-            Condition::Any(conditions) => conditions.iter().any(|c| c.eval(ctx)),
-            Condition::Not(condition) => !condition.eval(ctx),
+            Condition::All(conditions) => {
+                observer.enter(Group::All);
+                let mut held = true;
+                for c in conditions {
+                    if !c.walk(ctx, observer) {
+                        held = false;
+                        if O::SHORT_CIRCUIT {
+                            break;
+                        }
+                    }
+                }
+                observer.leave(held);
+                held
+            }
+            Condition::Any(conditions) => {
+                observer.enter(Group::Any);
+                let mut held = false;
+                for c in conditions {
+                    if c.walk(ctx, observer) {
+                        held = true;
+                        if O::SHORT_CIRCUIT {
+                            break;
+                        }
+                    }
+                }
+                observer.leave(held);
+                held
+            }
+            Condition::Not(condition) => {
+                observer.enter(Group::Not);
+                let held = !condition.walk(ctx, observer);
+                observer.leave(held);
+                held
+            }
             Condition::Test { path, op } => {
                 let field = path.lookup_in(ctx).filter(|v| !v.is_null());
-                op.eval(field, ctx)
+                let held = op.eval(field, ctx);
+                observer.test(path, op, field, ctx, held);
+                held
             }
         }
     }
@@ -274,6 +376,41 @@ impl Op {
             Op::ChangedTo { value, key } => {
                 change_to(ctx, key).is_some_and(|to| json_eq(to, value))
             }
+        }
+    }
+}
+
+impl Op {
+    /// What the test looked at: the field's value for most operators, the reported change
+    /// `changes[key]` for `changed`/`changed_to` (`None`: missing or `null`).
+    pub fn observed<'a, R: Root + ?Sized>(
+        &self,
+        field: Option<&'a Value>,
+        ctx: &'a R,
+    ) -> Option<&'a Value> {
+        match self {
+            Op::Changed { key, .. } | Op::ChangedTo { key, .. } => ctx
+                .get_root("changes")
+                .and_then(|c| c.get(key))
+                .filter(|v| !v.is_null()),
+            _ => field,
+        }
+    }
+
+    /// The operand as JSON (a pattern's source, `exists`'s and `changed`'s boolean).
+    pub fn operand(&self) -> Value {
+        match self {
+            Op::Eq(v)
+            | Op::Ne(v)
+            | Op::Gt(v)
+            | Op::Gte(v)
+            | Op::Lt(v)
+            | Op::Lte(v)
+            | Op::Contains(v)
+            | Op::ChangedTo { value: v, .. } => v.clone(),
+            Op::In(vs) | Op::NotIn(vs) => Value::Array(vs.clone()),
+            Op::Matches(p) => Value::String(p.as_str().to_owned()),
+            Op::Exists(b) | Op::Changed { expected: b, .. } => Value::Bool(*b),
         }
     }
 }
@@ -542,7 +679,7 @@ fn show(v: &Value) -> String {
 }
 
 /// Levenshtein distance, for "did you mean".
-fn edit_distance(a: &str, b: &str) -> usize {
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut row: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {
@@ -778,8 +915,30 @@ impl Compiler<'_> {
     }
 
     fn check_literal(&mut self, ty: Option<ValueType>, path: &FieldPath, v: &Value, ptr: &str) {
+        let allowed = self.types.allowed(path);
         if let Some((message, help)) = ty.and_then(|ty| literal_mismatch(ty, path, v)) {
+            // A coded field compared with a name: say which code the name is.
+            let help = match allowed.and_then(|a| a.suggest(v)) {
+                Some(code) if matches!(allowed, Some(super::Allowed::Codes { .. })) => {
+                    format!("`{path}` holds the numeric code: write {code}")
+                }
+                _ => help,
+            };
             self.error(ptr, message, Some(help));
+            return;
+        }
+        if let Some(a) = allowed
+            && !a.admits(v)
+        {
+            let help = match a.suggest(v) {
+                Some(s) => format!("did you mean {s}? `{path}` is one of {}", a.describe()),
+                None => format!("`{path}` is one of {}", a.describe()),
+            };
+            self.error(
+                ptr,
+                format!("`{path}` never has the value {}", show(v)),
+                Some(help),
+            );
         }
     }
 
@@ -1736,7 +1895,7 @@ pub(crate) mod tests {
     }
 
     /// Contexts shaped like events, with random field values.
-    fn arb_ctx() -> impl Strategy<Value = Value> {
+    pub(crate) fn arb_ctx() -> impl Strategy<Value = Value> {
         (arb_json(), arb_json(), arb_json(), arb_json(), arb_json()).prop_map(
             |(priority, tags, status, changes, subject)| {
                 json!({
@@ -1786,7 +1945,7 @@ pub(crate) mod tests {
         })
     }
 
-    fn arb_condition() -> impl Strategy<Value = Condition> {
+    pub(crate) fn arb_condition() -> impl Strategy<Value = Condition> {
         arb_test().prop_recursive(4, 24, 4, |inner| {
             prop_oneof![
                 proptest::collection::vec(inner.clone(), 0..4).prop_map(Condition::All),

@@ -14,6 +14,7 @@
 //! Templates additionally see `actions`, the results of the rule's earlier actions.
 
 pub mod condition;
+pub mod explain;
 pub mod path;
 pub mod template;
 
@@ -78,5 +79,90 @@ pub trait PathTypes {
     fn never_delivered(&self, path: &path::FieldPath) -> Option<String> {
         let _ = path;
         None
+    }
+    /// The values `path` may take, where the platform fixes them (Zendesk's priorities,
+    /// Freshdesk's status codes): a condition comparing it with any other value never holds,
+    /// so compile refuses it. The default knows none.
+    fn allowed(&self, path: &path::FieldPath) -> Option<Allowed> {
+        let _ = path;
+        None
+    }
+}
+
+/// The values a field may take, where the platform's documentation fixes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allowed {
+    /// One of these strings, exactly (case matters: they are what normalisation yields).
+    Strings(&'static [&'static str]),
+    /// One of these numeric codes (named for messages), or any integer from `custom_from` on
+    /// (Freshdesk's custom statuses take 6 and above).
+    Codes {
+        /// Name → code.
+        codes: &'static [(&'static str, i64)],
+        /// Custom codes start here; `None`: there are none.
+        custom_from: Option<i64>,
+    },
+}
+
+impl Allowed {
+    /// Whether `v` is one of the values (a value of another type is left to the type check).
+    pub fn admits(&self, v: &serde_json::Value) -> bool {
+        match (self, v) {
+            (Allowed::Strings(values), serde_json::Value::String(s)) => {
+                values.contains(&s.as_str())
+            }
+            (Allowed::Codes { codes, custom_from }, serde_json::Value::Number(n)) => {
+                n.as_i64().is_some_and(|i| {
+                    codes.iter().any(|(_, c)| *c == i) || custom_from.is_some_and(|f| i >= f)
+                })
+            }
+            _ => true,
+        }
+    }
+
+    /// The values in words: `"new", "open"` or `1 (low), 2 (medium)`, custom codes included.
+    pub fn describe(&self) -> String {
+        match self {
+            Allowed::Strings(values) => values
+                .iter()
+                .map(|v| format!("\"{v}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
+            Allowed::Codes { codes, custom_from } => {
+                let mut text = codes
+                    .iter()
+                    .map(|(name, c)| format!("{c} ({name})"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if let Some(f) = custom_from {
+                    text.push_str(&format!(", or a custom code from {f} on"));
+                }
+                text
+            }
+        }
+    }
+
+    /// The value `v` probably meant: the same word in another case or a close spelling, or for
+    /// a coded field the code whose name `v` spells (`"Urgent"` → `4`), as it would be written.
+    pub fn suggest(&self, v: &serde_json::Value) -> Option<String> {
+        let text = v.as_str()?.trim().to_lowercase();
+        match self {
+            Allowed::Strings(values) => values
+                .iter()
+                .find(|a| a.to_lowercase() == text)
+                .or_else(|| {
+                    values
+                        .iter()
+                        .map(|a| (condition::edit_distance(&text, a), a))
+                        .filter(|(d, a)| *d <= 2 && *d < a.len())
+                        .min_by_key(|(d, _)| *d)
+                        .map(|(_, a)| a)
+                })
+                .map(|a| format!("\"{a}\"")),
+            Allowed::Codes { codes, .. } => codes
+                .iter()
+                .find(|(name, _)| name.replace('_', " ") == text.replace('_', " "))
+                .map(|(name, c)| format!("`{c}` ({name})")),
+        }
     }
 }

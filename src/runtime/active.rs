@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::event::Event;
+use crate::manifest::select;
 use crate::manifest::{Credential, IntegrationId, ManifestSet, Rule, RuleId};
 use crate::platforms::{self, Connector, PlatformKind, VerifyKeys};
 use crate::policy::Policy;
@@ -213,7 +214,8 @@ impl Active {
 
     /// The rules an event triggers: enabled, on its integration and event, conditions holding,
     /// and — unless a rule opts in with `allow_self` — not caused by supportopsd itself
-    /// (`from_self`; the loop guard).
+    /// (`from_self`; the loop guard). Decided by [`select::triggers`], as the explanations
+    /// ([`Active::explain`]) are.
     pub fn matching<R: Root + ?Sized>(
         &self,
         event: &Event,
@@ -226,19 +228,23 @@ impl Active {
         else {
             return Vec::new();
         };
+        let d = delivery(event, from_self);
         ids.iter()
             .filter_map(|id| self.set.rules.get(id))
-            .filter(|r| !from_self || r.trigger.allow_self)
-            // The loop guard of supportopsd's own events: never trigger a rule that led to them.
-            .filter(|r| {
-                !(event.platform.is_builtin()
-                    && platforms::supportopsd::events::originated_from(
-                        &event.payload,
-                        r.id.as_str(),
-                    ))
-            })
-            .filter(|r| r.trigger.condition.as_ref().is_none_or(|c| c.eval(ctx)))
+            .filter(|r| select::triggers(r, &d, ctx))
             .collect()
+    }
+
+    /// Why each rule of the event's integration (or just `only`) does or does not run on it:
+    /// [`select::explain`] on this revision. `None` when `only` names no rule.
+    pub fn explain<'a, R: Root + ?Sized>(
+        &'a self,
+        event: &Event,
+        ctx: &R,
+        from_self: bool,
+        only: Option<&str>,
+    ) -> Option<Vec<select::RuleVerdict<'a>>> {
+        select::explain(&self.set, &delivery(event, from_self), ctx, only)
     }
 
     /// Whether a delivery of `event` is stored with a pending enrichment instead of being
@@ -276,6 +282,17 @@ impl Active {
             .filter(|i| i.platform == kind)
             .map(|i| &i.id)
             .collect()
+    }
+}
+
+/// What rule selection needs to know about `event`.
+pub fn delivery(event: &Event, from_self: bool) -> select::Delivery<'_> {
+    select::Delivery {
+        integration: &event.integration,
+        event: &event.name,
+        builtin: event.platform.is_builtin(),
+        payload: &event.payload,
+        from_self,
     }
 }
 

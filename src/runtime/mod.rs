@@ -11,6 +11,7 @@
 
 pub mod active;
 pub mod alerts;
+pub mod explain;
 pub mod gate;
 pub mod health;
 pub mod history;
@@ -490,6 +491,26 @@ impl Runtime {
         if let Err(e) = self.store.record_applied_set(commit, &resources) {
             tracing::warn!(error = %e, "Could not record the applied revision in the state.");
         }
+    }
+
+    /// The validated manifests of the daemon's repository at `commit` (blocking: reads git),
+    /// without building anything from them — what an explanation of a delivery stored under
+    /// that revision evaluates. `Err` says why they are not available (the commit is gone, or
+    /// its manifests do not validate).
+    pub fn manifest_at(&self, commit: &str) -> Result<manifest::ManifestSet, String> {
+        let o = &self.options;
+        let source = Source {
+            repo: o.repo.clone(),
+            subdir: o.subdir.clone(),
+            rev: Some(commit.to_owned()),
+        };
+        let loaded = manifest::load_source(&source).map_err(|e| e.to_string())?;
+        loaded.set.ok_or_else(|| {
+            format!(
+                "its manifests have {} validation error(s)",
+                loaded.diagnostics.error_count()
+            )
+        })
     }
 
     fn load(&self, rev: &str) -> Result<(Active, Vec<Problem>), String> {

@@ -23,6 +23,8 @@ mod e2e_ticketing;
 mod e2e_trello;
 mod e2e_zendesk;
 mod events_fixture;
+mod explain;
+mod first_rule;
 mod generated;
 mod gitops;
 mod history;

@@ -62,6 +62,33 @@ use serde_json::{Map, Value, json};
 use super::{PRIORITY_CODES, SOURCE_CODES, STATUS_CODES};
 use crate::platforms::catalog::fields;
 use crate::platforms::{Actors, EventSpec, FieldSpec, NormalizeError, Normalized};
+use crate::rules::Allowed;
+
+/// The codes Freshdesk fixes (its API's enums; custom statuses take 6 and above), as
+/// normalisation yields them ([`crate::platforms::PlatformKind::values`]).
+pub(crate) const VALUES: &[(&str, Allowed)] = &[
+    (
+        "ticket.status",
+        Allowed::Codes {
+            codes: STATUS_CODES,
+            custom_from: Some(6),
+        },
+    ),
+    (
+        "ticket.priority",
+        Allowed::Codes {
+            codes: PRIORITY_CODES,
+            custom_from: None,
+        },
+    ),
+    (
+        "ticket.source",
+        Allowed::Codes {
+            codes: SOURCE_CODES,
+            custom_from: None,
+        },
+    ),
+];
 
 /// The fields given (`"path": Type`, as in `fields!`), then the ticket, requester and agent
 /// fields every ticket-based event carries.

@@ -86,8 +86,26 @@ use serde_json::{Map, Value, json};
 
 use crate::platforms::catalog::fields;
 use crate::platforms::{Actors, Delivery, EventSpec, FieldSpec, NormalizeError, Normalized};
+use crate::rules::Allowed;
 
 const PREFIX: &str = "zen:event-type:";
+
+/// The values Zendesk fixes (its API's enums, docs: the ticket object), lower-cased as
+/// normalisation yields them ([`crate::platforms::PlatformKind::values`]).
+pub(crate) const VALUES: &[(&str, Allowed)] = &[
+    (
+        "ticket.status",
+        Allowed::Strings(&["new", "open", "pending", "hold", "solved", "closed"]),
+    ),
+    (
+        "ticket.priority",
+        Allowed::Strings(&["low", "normal", "high", "urgent"]),
+    ),
+    (
+        "ticket.type",
+        Allowed::Strings(&["problem", "incident", "question", "task"]),
+    ),
+];
 
 /// The fields given (`"path": Type`, as in `fields!`), then the ticket, requester and assignee
 /// fields every ticket event carries.
