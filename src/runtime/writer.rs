@@ -298,14 +298,19 @@ impl WriterState {
         }
     }
 
-    /// Whether a checkpoint is due: not while one runs, nor while the applier has a backlog
-    /// (the journal replayed on start): the checkpoint waits for the applier, and the writer
-    /// would stop answering meanwhile.
+    /// Whether a checkpoint is due: not while one runs, nor while the applier is still writing
+    /// the journal replayed on start (more than one transaction's worth pending) unless the
+    /// journal has grown past [`CHECKPOINT_BYTES`]: the checkpoint waits for the applier, and
+    /// the writer would stop answering for the whole backlog. Otherwise that wait is what
+    /// holds the writer back when sled falls behind.
     fn checkpoint_due(&self) -> bool {
-        (self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY
-            || self.journal.written() > CHECKPOINT_BYTES)
+        let written = self.journal.written();
+        let replaying = !self.replayed.is_empty()
+            && written <= CHECKPOINT_BYTES
+            && self.applier.shared.pending.load(Ordering::Acquire) > APPLY_MAX;
+        (self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY || written > CHECKPOINT_BYTES)
             && !self.checkpoint.busy.load(Ordering::Acquire)
-            && self.applier.shared.pending.load(Ordering::Acquire) <= APPLY_MAX
+            && !replaying
     }
 
     /// Once every delivery handed to the applier is written, rotates the journal and hands the
