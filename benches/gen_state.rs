@@ -3,7 +3,7 @@
 //! times opening such a state and replaying a journal left by a crash.
 //!
 //! Only public calls of `supportopsd::state` are used (`Store::open`, `Store::ingest_batch`,
-//! `Store::ack`, `Store::retry`, `Store::dead_letter`, `Journal::open`, `Journal::append`), never
+//! `Store::ack`, `Store::retry`, `Store::dead_letter`, `Journal::open`, `Journal::open_deferred`, `Store::apply_ingests`, `Journal::append`), never
 //! sled keys, so a new state layout needs at most small edits here. Schema 4: each delivery gets
 //! its `EventId` in arrival order and the generator's revision; payloads land in the segment files
 //! under `events/` (sealed by the hour of their arrival time), the rest in sled; `open` also
@@ -22,12 +22,17 @@
 //! and outcome, deliveries by integration, event name, rule and outcome, audit records by
 //! delivery) is filled by the same calls, as the daemon fills it (`benches/history.sh` reads
 //! it).
+//! The daemon's audit bound (`--audit-max-records`, 1,000,000 by
+//! default) is applied as its housekeeping would, every 16,384 deliveries: `AUDIT_MAX_RECORDS`
+//! sets it (0: keep every audit record, about 3 a delivery).
 //!
 //! Usage (from the repository root, which holds the fixtures):
 //!   gen-state generate N DIR [RATE]   write N deliveries into DIR (created, or added to)
 //!   gen-state journal M DIR           journal M new deliveries without writing them to sled,
 //!                                     then stop as a crash would (the next open replays them)
-//!   gen-state open DIR                time `Store::open`, then `Journal::open` (the replay)
+//!   gen-state open DIR                time `Store::open`, then the replay as the daemon runs it:
+//!                                     `Journal::open_deferred` (until it serves), then writing
+//!                                     the replayed deliveries to sled
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -109,6 +114,15 @@ fn run() -> Result<(), Failure> {
         ["journal", m, dir] => journal(m.parse()?, Path::new(dir)),
         ["open", dir] => open(Path::new(dir)),
         _ => Err(usage.into()),
+    }
+}
+
+/// The audit bound the generator applies, as the daemon's `--audit-max-records` (default
+/// 1,000,000): `AUDIT_MAX_RECORDS` in the environment, 0 for none (every audit record kept).
+fn audit_max_records() -> Result<u64, Failure> {
+    match std::env::var("AUDIT_MAX_RECORDS") {
+        Ok(v) => Ok(v.parse()?),
+        Err(_) => Ok(1_000_000),
     }
 }
 
@@ -299,6 +313,8 @@ fn generate(n: u64, dir: &Path, rate: u64) -> Result<(), Failure> {
     let mut rng = Rng(0x5eed ^ n);
     let (mut events, mut jobs) = (0u64, [0u64; 4]);
     let mut i = 0u64;
+    let audit_max = audit_max_records()?;
+    let mut audit_removed = 0;
     while i < n {
         let count = (n - i).min(BATCH as u64);
         let mut records = Vec::with_capacity(BATCH);
@@ -341,13 +357,21 @@ fn generate(n: u64, dir: &Path, rate: u64) -> Result<(), Failure> {
             }
         }
         i += count;
+        // Housekeeping's audit bound, as the daemon applies it while it runs (every 3,000
+        // deliveries at 10 a second; here every 16 batches).
+        if audit_max > 0 && (i / BATCH as u64).is_multiple_of(16) {
+            audit_removed += store.purge_audit_over(audit_max)?;
+        }
+    }
+    if audit_max > 0 {
+        audit_removed += store.purge_audit_over(audit_max)?;
     }
     store.flush()?;
     let bytes = store.state_bytes();
     drop(store);
     let took = start.elapsed();
     println!(
-        "wrote {events} deliveries ({} done, {} queued, {} retrying, {} dead-lettered jobs) into {} in {:.1} s ({:.0} deliveries/s); state size {:.1} MB (payloads {:.1} MB, database {:.1} MB)",
+        "wrote {events} deliveries ({} done, {} queued, {} retrying, {} dead-lettered jobs; {audit_removed} audit records removed by the bound of {audit_max}) into {} in {:.1} s ({:.0} deliveries/s); state size {:.1} MB (payloads {:.1} MB, database {:.1} MB)",
         jobs[0],
         jobs[1],
         jobs[2],
@@ -398,9 +422,22 @@ fn open(dir: &Path) -> Result<(), Failure> {
     let store =
         Store::open_existing(dir)?.ok_or_else(|| format!("no state in {}", dir.display()))?;
     let opened = start.elapsed();
+    // As the daemon starts: the journal's deliveries are decided (the daemon answers webhooks
+    // from then on), then its applier writes them to sled in transactions of 1,024 while it
+    // serves; the replayed files go once sled is flushed.
     let replay = Instant::now();
-    let (journal, restored) = Journal::open(&store)?;
+    let (journal, backlog) = Journal::open_deferred(&store)?;
     let replayed = replay.elapsed();
+    let restored = backlog.new.len();
+    let applying = Instant::now();
+    for chunk in backlog.new.chunks(BATCH) {
+        let refs: Vec<_> = chunk.iter().collect();
+        store.apply_ingests(&refs)?;
+    }
+    store.flush()?;
+    journal.remove_replayed(&backlog.files)?;
+    drop(backlog);
+    let applied = applying.elapsed();
     let (queued, dead) = (store.queue_depth(), store.dead_depth());
     // The dedupe index loads in the background after open (ingest reads the tree meanwhile).
     while !store.dedupe_index_loaded() {
@@ -413,9 +450,10 @@ fn open(dir: &Path) -> Result<(), Failure> {
     drop(journal);
     drop(store);
     println!(
-        "Store::open {:.3} s ({queued} jobs queued, {dead} dead-lettered); journal replay {:.3} s ({restored} deliveries restored); dedupe index loaded in the background {:.3} s after the open began; state size {:.1} MB (payloads {:.1} MB, database {:.1} MB, journal {:.1} MB)",
+        "Store::open {:.3} s ({queued} jobs queued, {dead} dead-lettered); journal replay {:.3} s to ready ({restored} deliveries restored, decided), then written to sled in {:.3} s (the daemon's applier, in the background); dedupe index loaded in the background {:.3} s after the open began; state size {:.1} MB (payloads {:.1} MB, database {:.1} MB, journal {:.1} MB)",
         opened.as_secs_f64(),
         replayed.as_secs_f64(),
+        applied.as_secs_f64(),
         indexed.as_secs_f64(),
         size(dir)? as f64 / 1e6,
         bytes.payloads as f64 / 1e6,

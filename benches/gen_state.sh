@@ -7,6 +7,8 @@
 #        benches/gen_state.sh --journal M DIR   leave M journaled deliveries not yet in sled in
 #                                               DIR, as a crash would
 #        benches/gen_state.sh --open DIR        time opening DIR and replaying its journal
+# AUDIT_MAX_RECORDS=N bounds the audit records as the daemon's --audit-max-records does
+# (default 1,000,000; 0 keeps all, about 3 a delivery).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet --example gen-state

@@ -1030,20 +1030,26 @@ pub fn open(options: Options, key: Option<SealKey>) -> Result<Arc<Runtime>, crat
     // Opening and the journal's replay are the backend's own; everything after goes through
     // the interface.
     let store = Store::open(&options.state)?;
-    let (journal, restored) = Journal::open(&store)?;
-    if restored > 0 {
-        tracing::info!(restored, "Deliveries restored from the ingest journal.");
+    // Journaled deliveries not yet in sled are decided now and written by the writer's
+    // applier while the daemon serves.
+    let (journal, replay) = Journal::open_deferred(&store)?;
+    if !replay.new.is_empty() {
+        tracing::info!(
+            restored = replay.new.len(),
+            "Deliveries restored from the ingest journal; writing them to the state in the background."
+        );
     }
     let store: Arc<dyn State> = Arc::new(store);
     let (commits, rx) = mpsc::channel(4096);
     tokio::spawn(committer(store.clone(), rx));
     let work = Arc::new(Notify::new());
-    let writer = writer::Writer::spawn(store.clone(), journal, work.clone()).map_err(|source| {
-        crate::state::Error::Journal {
-            path: options.state.clone(),
-            source,
-        }
-    })?;
+    let writer =
+        writer::Writer::spawn(store.clone(), journal, replay, work.clone()).map_err(|source| {
+            crate::state::Error::Journal {
+                path: options.state.clone(),
+                source,
+            }
+        })?;
     let (triggers, trigger_rx) = mpsc::channel(64);
     let (alerts, alerts_rx) = mpsc::channel(alerts::QUEUE);
     let rt = Arc::new(Runtime {

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use crate::state::IngestOutcome;
 use crate::state::State;
-use crate::state::journal::{Journal, PreparedIngest};
+use crate::state::journal::{Journal, PreparedIngest, Replay};
 
 /// Most deliveries the writer takes into one batch (one journal sync).
 const INGEST_BATCH: usize = 1024;
@@ -33,6 +33,9 @@ const INGEST_BATCH: usize = 1024;
 const APPLY_EVERY: Duration = Duration::from_millis(2);
 /// Most answered deliveries waiting to be written to sled.
 const APPLY_MAX: usize = 1024;
+/// Most deliveries written to sled in one transaction (a backlog, e.g. the journal replayed on
+/// start, is written in transactions of this size).
+const APPLY_CHUNK: usize = 1024;
 /// How long the applier waits before trying again to write to sled after a failure.
 const APPLY_RETRY: Duration = Duration::from_millis(250);
 /// How often the journal is folded into sled.
@@ -66,10 +69,14 @@ const APPLIER_STOPPED: &str = "the ingest applier has stopped";
 
 impl Writer {
     /// Starts the writer, its journal sync, applier and checkpoint threads. `work` is woken
-    /// whenever jobs reach sled.
+    /// whenever jobs reach sled. `replay`'s deliveries (journaled by an earlier run, decided
+    /// but not yet in sled: [`Journal::open_deferred`]) are written first, in transactions of
+    /// [`APPLY_CHUNK`], while new deliveries are answered; their journal files are removed at
+    /// the first checkpoint after they are written (or on a clean stop).
     pub(super) fn spawn(
         store: Arc<dyn State>,
         journal: Journal,
+        replay: Replay,
         work: Arc<Notify>,
     ) -> std::io::Result<Writer> {
         let journal = Arc::new(journal);
@@ -86,6 +93,8 @@ impl Writer {
         let sync = JournalSync::spawn(journal.clone())?;
         let (requests, rx) = std::sync::mpsc::sync_channel(8 * INGEST_BATCH);
         let applier = ApplierHandle::spawn(store.clone(), work)?;
+        let Replay { new, files } = replay;
+        applier.backlog(new);
         let state = WriterState {
             store,
             journal,
@@ -93,6 +102,7 @@ impl Writer {
             sync,
             applier,
             last_checkpoint: Instant::now(),
+            replayed: files,
         };
         std::thread::Builder::new()
             .name("ingest-writer".into())
@@ -154,6 +164,8 @@ struct WriterState {
     sync: JournalSync,
     applier: ApplierHandle,
     last_checkpoint: Instant,
+    /// Journal files replayed on start, removed once sled holds their deliveries durably.
+    replayed: Vec<PathBuf>,
 }
 
 impl WriterState {
@@ -231,7 +243,10 @@ impl WriterState {
             // the writer's own thread, never a runtime thread
             std::thread::sleep(Duration::from_millis(5));
         }
-        self.journal.close().map_err(|e| e.to_string())
+        self.journal
+            .remove_replayed(&self.replayed)
+            .and_then(|()| self.journal.close())
+            .map_err(|e| e.to_string())
     }
 
     /// One round: journals the batch and syncs it on the sync thread while deciding it and
@@ -283,15 +298,25 @@ impl WriterState {
         }
     }
 
+    /// Whether a checkpoint is due: not while one runs, nor while the applier is still writing
+    /// the journal replayed on start (more than one transaction's worth pending) unless the
+    /// journal has grown past [`CHECKPOINT_BYTES`]: the checkpoint waits for the applier, and
+    /// the writer would stop answering for the whole backlog. Otherwise that wait is what
+    /// holds the writer back when sled falls behind.
     fn checkpoint_due(&self) -> bool {
-        (self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY
-            || self.journal.written() > CHECKPOINT_BYTES)
+        let written = self.journal.written();
+        let replaying = !self.replayed.is_empty()
+            && written <= CHECKPOINT_BYTES
+            && self.applier.shared.pending.load(Ordering::Acquire) > APPLY_MAX;
+        (self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY || written > CHECKPOINT_BYTES)
             && !self.checkpoint.busy.load(Ordering::Acquire)
+            && !replaying
     }
 
     /// Once every delivery handed to the applier is written, rotates the journal and hands the
-    /// old file to the checkpoint thread: once sled is flushed, the old file holds nothing sled
-    /// does not. The flush runs on the checkpoint thread, so that ingest goes on meanwhile.
+    /// old file (and the files replayed on start) to the checkpoint thread: once sled is
+    /// flushed, they hold nothing sled does not. The flush runs on the checkpoint thread, so
+    /// that ingest goes on meanwhile.
     fn checkpoint(&mut self) {
         self.last_checkpoint = Instant::now();
         let (done, written) = Waiter::blocking();
@@ -303,7 +328,8 @@ impl WriterState {
         match self.journal.rotate() {
             Ok(old) => {
                 self.checkpoint.busy.store(true, Ordering::Release);
-                if self.checkpoint.files.send(old).is_err() {
+                let replayed = std::mem::take(&mut self.replayed);
+                if self.checkpoint.files.send((old, replayed)).is_err() {
                     self.checkpoint.busy.store(false, Ordering::Release);
                 }
             }
@@ -439,6 +465,15 @@ impl ApplierHandle {
         }
     }
 
+    /// Hands a backlog (deliveries decided by an earlier run) to the applier, without waiting.
+    fn backlog(&self, new: Vec<PreparedIngest>) {
+        if new.is_empty() {
+            return;
+        }
+        self.shared.pending.fetch_add(new.len(), Ordering::AcqRel);
+        self.send(ToApplier::Write(new));
+    }
+
     /// Hands `new` to the applier. When it had nothing to do, also asks to hear when they are
     /// written: where that answer arrives.
     fn write(&self, new: Vec<PreparedIngest>) -> Option<Receiver<Result<(), String>>> {
@@ -464,8 +499,8 @@ impl ApplierHandle {
     }
 }
 
-/// The applier thread: writes new deliveries to sled, all that are waiting in one transaction,
-/// at most once per [`APPLY_EVERY`] unless someone waits.
+/// The applier thread: writes new deliveries to sled, all that are waiting in one transaction
+/// (up to [`APPLY_CHUNK`]), at most once per [`APPLY_EVERY`] unless someone waits.
 struct Applier {
     store: Arc<dyn State>,
     work: Arc<Notify>,
@@ -520,8 +555,9 @@ impl Applier {
         }
     }
 
-    /// Writes `new` to sled in one transaction, emptying it; on an error keeps it (and its
-    /// reservations) for the next attempt.
+    /// Writes `new` to sled, emptying it: in one transaction, or one per [`APPLY_CHUNK`]
+    /// deliveries of a backlog. On an error keeps what was not written (and its reservations)
+    /// for the next attempt.
     fn write(&self, new: &mut Vec<PreparedIngest>) -> Result<(), String> {
         if new.is_empty() {
             return match self.shared.failing() {
@@ -529,49 +565,62 @@ impl Applier {
                 None => Ok(()),
             };
         }
-        self.shared
-            .last_write_us
-            .store(self.shared.now_us().max(1), Ordering::Release);
-        let refs: Vec<&PreparedIngest> = new.iter().collect();
-        let result = self.store.apply_ingests(&refs);
-        drop(refs);
-        match result {
-            Ok(()) => {
-                self.shared.set_failing(None);
-                self.shared.pending.fetch_sub(new.len(), Ordering::AcqRel);
-                if new.iter().any(PreparedIngest::has_jobs) {
-                    self.work.notify_one();
+        let mut done = 0;
+        let result = loop {
+            let Some(chunk) = new.get(done..new.len().min(done + APPLY_CHUNK)) else {
+                break Ok(());
+            };
+            if chunk.is_empty() {
+                break Ok(());
+            }
+            self.shared
+                .last_write_us
+                .store(self.shared.now_us().max(1), Ordering::Release);
+            let refs: Vec<&PreparedIngest> = chunk.iter().collect();
+            match self.store.apply_ingests(&refs) {
+                Ok(()) => {
+                    self.shared.set_failing(None);
+                    self.shared.pending.fetch_sub(chunk.len(), Ordering::AcqRel);
+                    if chunk.iter().any(PreparedIngest::has_jobs) {
+                        self.work.notify_one();
+                    }
+                    done += chunk.len();
                 }
-                new.clear();
-                Ok(())
+                Err(e) => {
+                    let e = e.to_string();
+                    tracing::warn!(error = %e, waiting = new.len() - done, "Writing deliveries to the state failed; ingest is refused until a retry succeeds.");
+                    self.shared.set_failing(Some(e.clone()));
+                    break Err(e);
+                }
             }
-            Err(e) => {
-                let e = e.to_string();
-                tracing::warn!(error = %e, waiting = new.len(), "Writing deliveries to the state failed; ingest is refused until a retry succeeds.");
-                self.shared.set_failing(Some(e.clone()));
-                Err(e)
-            }
-        }
+        };
+        new.drain(..done);
+        result
     }
 }
 
 /// The writer's end of the checkpoint thread: rotated journal files to fold into sled, and
 /// whether a checkpoint is still running (the writer starts no other meanwhile).
 struct Checkpoint {
-    files: std::sync::mpsc::Sender<PathBuf>,
+    /// A rotated file, and files replayed on start.
+    files: std::sync::mpsc::Sender<(PathBuf, Vec<PathBuf>)>,
     busy: Arc<AtomicBool>,
 }
 
-/// The checkpoint thread: flushes sled, then retires the rotated journal file, which sled now
-/// holds durably.
+/// The checkpoint thread: flushes sled, then retires the rotated journal file and removes the
+/// files replayed on start, which sled now holds durably.
 fn checkpointer(
     store: Arc<dyn State>,
     journal: Arc<Journal>,
-    files: std::sync::mpsc::Receiver<PathBuf>,
+    files: std::sync::mpsc::Receiver<(PathBuf, Vec<PathBuf>)>,
     busy: Arc<AtomicBool>,
 ) {
-    for old in files {
-        if let Err(e) = store.flush().and_then(|()| journal.retire(&old)) {
+    for (old, replayed) in files {
+        let done = store
+            .flush()
+            .and_then(|()| journal.remove_replayed(&replayed))
+            .and_then(|()| journal.retire(&old));
+        if let Err(e) = done {
             tracing::warn!(error = %e, "Journal checkpoint failed; the journal keeps growing until one succeeds.");
         }
         busy.store(false, Ordering::Release);
@@ -640,9 +689,9 @@ mod tests {
     fn start() -> (tempfile::TempDir, Arc<Store>, Arc<Writer>, Arc<Notify>) {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(dir.path()).unwrap());
-        let (journal, _) = Journal::open(&store).unwrap();
+        let (journal, replay) = Journal::open_deferred(&store).unwrap();
         let work = Arc::new(Notify::new());
-        let writer = Writer::spawn(store.clone(), journal, work.clone()).unwrap();
+        let writer = Writer::spawn(store.clone(), journal, replay, work.clone()).unwrap();
         (dir, store, Arc::new(writer), work)
     }
 
@@ -725,6 +774,78 @@ mod tests {
             "the wait is answered"
         );
         assert_eq!(applier.failing().as_deref(), Some(APPLIER_STOPPED));
+    }
+
+    /// A journal left by a crash is decided at start and written by the applier while the
+    /// writer answers new deliveries: a replayed key is a duplicate at once, a new one is
+    /// stored; after `settle` every replayed delivery is in sled; the replayed files stay
+    /// until sled is flushed and go at the checkpoint or clean stop after that, so the next
+    /// start replays nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replayed_journal_is_written_in_the_background_and_then_retired() {
+        let dir = tempfile::tempdir().unwrap();
+        let count = 3 * APPLY_CHUNK + 10;
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let (journal, _) = Journal::open(&store).unwrap();
+            for n in 0..count {
+                journal.append(&record(&format!("j{n}"))).unwrap();
+            }
+            journal.sync().unwrap();
+            // A crash: nothing written to sled.
+        }
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let (journal, replay) = Journal::open_deferred(&store).unwrap();
+        assert_eq!(replay.new.len(), count);
+        let replayed = replay.files.clone();
+        assert_eq!(replayed.len(), 1);
+        let work = Arc::new(Notify::new());
+        let writer = Writer::spawn(store.clone(), journal, replay, work).unwrap();
+        assert_eq!(
+            ingest(&store, &writer, record("j7")).await,
+            IngestOutcome::Duplicate,
+            "a replayed key is deduplicated before it is in sled"
+        );
+        assert!(matches!(
+            ingest(&store, &writer, record("fresh")).await,
+            IngestOutcome::Stored { .. }
+        ));
+        writer.settle().await.unwrap();
+        assert_eq!(store.queue_depth(), count + 1);
+        for n in [0, APPLY_CHUNK, count - 1] {
+            assert!(store.event_by_key(&format!("fd/j{n}")).unwrap().is_some());
+        }
+        writer.close().await.unwrap();
+        assert!(!replayed[0].exists(), "removed on the clean stop");
+        drop(writer);
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        let (_journal, replay) = Journal::open_deferred(&store).unwrap();
+        assert!(replay.new.is_empty() && replay.files.is_empty());
+        assert_eq!(store.queue_depth(), count + 1);
+    }
+
+    /// A backlog of several [`APPLY_CHUNK`]s handed to the applier is written whole and
+    /// counted down.
+    #[test]
+    fn a_backlog_is_written_and_counted_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let work = Arc::new(Notify::new());
+        let mut applier = ApplierHandle::spawn(store.clone(), work.clone()).unwrap();
+        let backlog: Vec<PreparedIngest> = (0..2 * APPLY_CHUNK + 1)
+            .map(|n| store.prepare_ingest(&record(&format!("b{n}"))).unwrap())
+            .collect();
+        let refs: Vec<&PreparedIngest> = backlog.iter().collect();
+        store.decide_ingests(&refs).unwrap();
+        drop(refs);
+        applier.backlog(backlog);
+        let (done, written) = Waiter::blocking();
+        applier.send(ToApplier::Wait(done));
+        Waiter::wait(&written).unwrap();
+        assert_eq!(applier.shared.pending.load(Ordering::Acquire), 0);
+        assert_eq!(store.queue_depth(), 2 * APPLY_CHUNK + 1);
+        applier.stop();
     }
 
     /// The executor is woken once jobs are in sled, and finds them there.

@@ -82,12 +82,14 @@ pub struct EventMeta {
     pub rules: Vec<String>,
     /// When its dedupe window ends.
     pub dedupe_until_ms: u64,
-    /// Where its payload is.
-    pub payload: PayloadAt,
     /// The audit records written with it (the ingest's: accepted, rules matched), as their
     /// keys (time, sequence), so that its trace finds them without an index entry each.
+    /// (Before `payload`: the payload location is the encoding's last field, which the writer
+    /// fills in without encoding the record again, `meta_with_payload`.)
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub audit: Vec<(u64, u64)>,
+    /// Where its payload is.
+    pub payload: PayloadAt,
 }
 
 /// The dedupe key's digest: the `dedupe` tree's key.
@@ -99,6 +101,36 @@ pub(super) fn key_digest(key: &str) -> KeyDigest {
     let mut out = [0u8; 16];
     out.copy_from_slice(&full[..16]);
     out
+}
+
+/// How an [`EventMeta`] encoded with the default [`PayloadAt`] ends: its last field.
+const META_TAIL: &[u8] = br#""payload":{"segment":0,"offset":0,"len":0}}"#;
+
+/// An encoded [`EventMeta`] (default payload location) without its last field, for
+/// [`meta_with_payload`]; empty if it does not end as expected (then the writer encodes the
+/// whole record).
+fn meta_head(encoded: &[u8]) -> Vec<u8> {
+    encoded
+        .strip_suffix(META_TAIL)
+        .map(<[u8]>::to_vec)
+        .unwrap_or_default()
+}
+
+/// The encoded [`EventMeta`] with its payload at `at`, from its [`meta_head`]; `None` when there
+/// is no head. Gives the bytes `codec::encode` gives for the record (test
+/// `meta_head_and_payload_encode_like_the_record`).
+fn meta_with_payload(head: &[u8], at: PayloadAt) -> Option<Vec<u8>> {
+    if head.is_empty() {
+        return None;
+    }
+    let tail = format!(
+        r#""payload":{{"segment":{},"offset":{},"len":{}}}}}"#,
+        at.segment, at.offset, at.len
+    );
+    let mut out = Vec::with_capacity(head.len() + tail.len());
+    out.extend_from_slice(head);
+    out.extend_from_slice(tail.as_bytes());
+    Some(out)
 }
 
 /// The in-memory hash of a digest.
@@ -115,6 +147,9 @@ pub struct Prepared {
     key: String,
     digest: KeyDigest,
     meta: EventMeta,
+    /// `meta` encoded up to its payload location, which the writer appends
+    /// ([`meta_with_payload`]): the encoding stays off the single writer thread.
+    meta_head: Vec<u8>,
     now_ms: u64,
     event_bytes: Vec<u8>,
     dedupe_bytes: Vec<u8>,
@@ -402,13 +437,15 @@ impl Store {
         let mut records = Vec::with_capacity(new.len());
         for p in new {
             let at = self.append_payload(p.meta.id, &p.event_bytes, p.now_ms)?;
-            let mut meta = p.meta.clone();
-            meta.payload = at;
-            records.push((
-                meta.id,
-                at.segment,
-                codec::encode(trees::EVENTS, &meta.id.to_string(), &meta)?,
-            ));
+            let record = match meta_with_payload(&p.meta_head, at) {
+                Some(bytes) => bytes,
+                None => {
+                    let mut meta = p.meta.clone();
+                    meta.payload = at;
+                    codec::encode(trees::EVENTS, &meta.id.to_string(), &meta)?
+                }
+            };
+            records.push((p.meta.id, at.segment, record));
         }
         let result = (
             &self.events,
@@ -502,10 +539,12 @@ impl Store {
             audit: own_audit,
         };
         indexed.extend(history::meta_keys_of(&meta));
+        let meta_head = meta_head(&codec::encode(trees::EVENTS, &id.to_string(), &meta)?);
         Ok(Prepared {
             key,
             digest,
             meta,
+            meta_head,
             now_ms,
             event_bytes,
             dedupe_bytes,
@@ -805,6 +844,31 @@ mod tests {
     use super::*;
     use crate::state::AuditKind;
     use crate::state::tests_queue::{check_consistency, event, rules};
+
+    /// The writer's record of a delivery (head encoded in prepare, payload location appended)
+    /// is byte for byte what encoding the whole record gives, and decodes to it.
+    #[test]
+    fn meta_head_and_payload_encode_like_the_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut r = record("m\"1", &["a", "b\\c"], 5, 9);
+        r.revision = Some("rev\"x".into());
+        let p = store.prepare_ingest(&r).unwrap();
+        assert!(!p.meta_head.is_empty(), "the head is found");
+        let at = PayloadAt {
+            segment: u64::MAX,
+            offset: 12_345,
+            len: u32::MAX,
+        };
+        let mut meta = p.meta.clone();
+        meta.payload = at;
+        let whole = codec::encode(trees::EVENTS, "k", &meta).unwrap();
+        assert_eq!(meta_with_payload(&p.meta_head, at).unwrap(), whole);
+        let back: EventMeta = codec::decode(trees::EVENTS, b"k", &whole).unwrap();
+        assert_eq!(back, meta);
+        assert_eq!(meta_with_payload(&[], at), None);
+        assert!(meta_head(b"\x01{}").is_empty());
+    }
 
     fn record(id: &str, rule_names: &[&str], now_ms: u64, until_ms: u64) -> IngestRecord {
         IngestRecord {

@@ -52,8 +52,10 @@
 //! # What stays backend-specific
 //!
 //! Opening a state ([`Store::open`], [`Store::open_existing`]: where it lives, its lock, its
-//! schema and migrations), replaying the ingest journal into it (`journal::Journal::open`, which
-//! takes the concrete [`Store`] because it runs before the state is handed out), file modes,
+//! schema and migrations), replaying the ingest journal into it (`journal::Journal::open`, or
+//! `journal::Journal::open_deferred` which only decides the records and leaves writing them to
+//! the daemon's applier; both take the concrete [`Store`] because they run before the state is
+//! handed out), file modes,
 //! and the write guard and retention hold a consistent snapshot uses. Callers that open a state
 //! name [`Store`] for that call only, then hold `Arc<dyn State>` (the daemon's runtime) or
 //! `&dyn State` (one-shot commands); `tests/layers.rs` lists the modules that may name it.

@@ -9,12 +9,17 @@
 //! checkpoint starts a new journal file, flushes sled (which then holds everything the old file
 //! holds) and retires the old file (below); the daemon runs the flush and the retirement on a
 //! thread of their own, so that ingest goes on during the flush. On open, whatever journal
-//! files exist are replayed into sled; replay is idempotent because ingest deduplicates by
-//! event key. The replay runs the live writer's steps (prepare, decide, apply) as a pipeline:
-//! records are decoded on several threads and prepared in journal order while the batch
-//! before is written in one sled transaction, one flush at the end ([`replay`]). A clean stop retires the current file as well ([`Journal::close`]), once sled
-//! holds everything it does, so the next start finds nothing to replay (and no records left
-//! from a recycled file's previous use, which it would report as torn).
+//! files exist are replayed; replay is idempotent because ingest deduplicates by event key.
+//! The replay runs the live writer's steps (prepare, decide, apply) as a pipeline: records are
+//! decoded on several threads and prepared in journal order while the batch before is decided.
+//! The daemon's open ([`Journal::open_deferred`]) stops there: the new deliveries are reserved
+//! in memory and handed to its applier, which writes them to sled in batches while the daemon
+//! already serves (writing 100,000 records takes sled several seconds; deciding them, about
+//! one), and the replayed files are removed only once sled holds them durably. Tools on a
+//! stopped daemon's state ([`Journal::open`]) write each batch in one sled transaction and
+//! flush at the end. A clean stop retires the current file as well ([`Journal::close`]), once
+//! sled holds everything it does, so the next start finds nothing to replay (and no records
+//! left from a recycled file's previous use, which it would report as torn).
 //!
 //! File format: records of `len: u32 LE ‖ checksum: 8 bytes ‖ payload: JSON`, where the checksum is
 //! the payload's CRC-32 (u32 LE) followed by a tag: the file's sequence number (u32 LE, high bit
@@ -284,17 +289,20 @@ fn start_file(dir: &Path, seq: u64, spare: Option<PathBuf>) -> Result<File, Erro
         .map_err(io(&path))
 }
 
-/// Replays journal files into `store`, oldest first, exactly as ingesting their records one
-/// after another would (the same prepare, decide and apply steps as the live writer), and
-/// returns how many were new. Does not flush.
+/// Reads, decodes and prepares the records of journal `files`, oldest first, and hands them to
+/// `sink` a batch at a time, in journal order.
 ///
 /// A pipeline, so that the cores share the work: one thread reads a batch of records, decodes
 /// it on several threads and prepares it (ids allocated in journal order), while this thread
-/// decides and writes the batch before it in one sled transaction. Only a few batches are in
-/// memory at a time, whatever the journal's size.
-fn replay(store: &Store, files: &[(u64, PathBuf)]) -> Result<usize, Error> {
+/// runs `sink` on the batch before. Only a few batches are in memory at a time besides what
+/// `sink` keeps, whatever the journal's size.
+fn pipeline(
+    store: &Store,
+    files: &[(u64, PathBuf)],
+    mut sink: impl FnMut(Vec<PreparedIngest>) -> Result<(), Error>,
+) -> Result<(), Error> {
     if files.is_empty() {
-        return Ok(0);
+        return Ok(());
     }
     let workers = std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
@@ -318,7 +326,7 @@ fn replay(store: &Store, files: &[(u64, PathBuf)]) -> Result<usize, Error> {
                             .map(|r| store.prepare_ingest(r))
                             .collect::<Result<Vec<_>, Error>>()?;
                         if batches.send(Ok(batch)).is_err() {
-                            // The writing side failed and stopped.
+                            // The sink failed and stopped.
                             return Ok(());
                         }
                     }
@@ -329,22 +337,68 @@ fn replay(store: &Store, files: &[(u64, PathBuf)]) -> Result<usize, Error> {
                 let _ = batches.send(Err(e));
             }
         });
-        let mut restored = 0;
         for batch in prepared {
-            let outcomes = store.commit_prepared(&batch?)?;
-            restored += outcomes
-                .iter()
-                .filter(|o| matches!(o, IngestOutcome::Stored { .. }))
-                .count();
+            sink(batch?)?;
         }
-        Ok(restored)
+        Ok(())
     })
+}
+
+/// Replays journal files into `store`, oldest first, exactly as ingesting their records one
+/// after another would (the same prepare, decide and apply steps as the live writer), one sled
+/// transaction per batch, and returns how many were new. Does not flush.
+fn replay(store: &Store, files: &[(u64, PathBuf)]) -> Result<usize, Error> {
+    let mut restored = 0;
+    pipeline(store, files, |batch| {
+        let outcomes = store.commit_prepared(&batch)?;
+        restored += outcomes
+            .iter()
+            .filter(|o| matches!(o, IngestOutcome::Stored { .. }))
+            .count();
+        Ok(())
+    })?;
+    Ok(restored)
+}
+
+/// Journaled deliveries found on open ([`Journal::open_deferred`]): decided, in memory, and not
+/// yet written to the state.
+#[derive(Debug, Default)]
+pub struct Replay {
+    /// The deliveries decided new (not in the state), in journal order. Their dedupe windows
+    /// are reserved in memory ([`Store::decide_ingests`]): write every one with
+    /// [`Store::apply_ingests`] (the daemon's applier does, like live deliveries).
+    pub new: Vec<PreparedIngest>,
+    /// The journal files they came from, which hold them until the state does: remove them
+    /// with [`Journal::remove_replayed`] once `new` is written and the state flushed, never
+    /// before (a crash meanwhile replays them again; what was written by then is a duplicate).
+    pub files: Vec<PathBuf>,
+}
+
+/// Decides the records of journal `files`, oldest first, exactly as ingesting them one after
+/// another would, writing nothing to sled: the new ones, prepared and reserved.
+fn decide(store: &Store, files: &[(u64, PathBuf)]) -> Result<Vec<PreparedIngest>, Error> {
+    let mut new = Vec::new();
+    pipeline(store, files, |batch| {
+        let refs: Vec<&PreparedIngest> = batch.iter().collect();
+        let outcomes = store.decide_ingests(&refs)?;
+        drop(refs);
+        new.extend(
+            batch
+                .into_iter()
+                .zip(outcomes)
+                .filter(|(_, o)| matches!(o, IngestOutcome::Stored { .. }))
+                .map(|(p, _)| p),
+        );
+        Ok(())
+    })?;
+    Ok(new)
 }
 
 impl Journal {
     /// Opens the journal of `store`, replaying (idempotently) what earlier runs journaled but
     /// sled may not have flushed, then starting a fresh file. Returns the journal and how many
-    /// records were replayed as new (not already in sled).
+    /// records were replayed as new (not already in sled). For tools working on a stopped
+    /// daemon's state; the daemon uses [`Journal::open_deferred`].
     pub fn open(store: &Store) -> Result<(Journal, usize), Error> {
         let dir = store.dir().to_owned();
         let old = existing(&dir)?;
@@ -353,6 +407,44 @@ impl Journal {
         for (_, path) in &old {
             fs::remove_file(path).map_err(io(path))?;
         }
+        Ok((Self::start(dir, &old)?, restored))
+    }
+
+    /// Opens the journal of `store` without writing its records to sled: they are decided
+    /// (each new one's dedupe window reserved in memory, so that a later delivery of its key is
+    /// a duplicate at once) and returned, for the daemon's applier to write in batches like
+    /// live deliveries while the daemon already serves. A fresh file is started; the old files
+    /// stay until [`Journal::remove_replayed`] (after the writes and a flush).
+    ///
+    /// What a crash leaves: the old files, replayed again by the next open; whatever of
+    /// [`Replay::new`] was written by then is a duplicate then, the rest is new: each journaled
+    /// delivery is in the state exactly once.
+    pub fn open_deferred(store: &Store) -> Result<(Journal, Replay), Error> {
+        let dir = store.dir().to_owned();
+        let old = existing(&dir)?;
+        let new = decide(store, &old)?;
+        let journal = Self::start(dir, &old)?;
+        let files = old.into_iter().map(|(_, path)| path).collect();
+        Ok((journal, Replay { new, files }))
+    }
+
+    /// Removes journal files that [`Journal::open_deferred`] replayed, once the state holds
+    /// durably every delivery they hold (written and flushed). They are deleted, never recycled:
+    /// files of earlier builds have records that verify in any file.
+    pub fn remove_replayed(&self, files: &[PathBuf]) -> Result<(), Error> {
+        for path in files {
+            match fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(path)(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the journal's next file after the `old` files (replayed, and kept or removed by
+    /// the caller), recycling the newest spare.
+    fn start(dir: PathBuf, old: &[(u64, PathBuf)]) -> Result<Journal, Error> {
         // Files of earlier builds are not recycled (their records carry no file tag): only a
         // spare, the newest one, is.
         let mut spares = files(&dir, SPARE_SUFFIX)?;
@@ -366,7 +458,7 @@ impl Journal {
             .max(newest.as_ref().map(|(s, _)| *s));
         let seq = last.map_or(1, |s| s + 1);
         let file = Arc::new(start_file(&dir, seq, newest.map(|(_, path)| path))?);
-        let journal = Journal {
+        Ok(Journal {
             dir,
             inner: Mutex::new(Inner {
                 seq,
@@ -375,8 +467,7 @@ impl Journal {
                 written: 0,
                 spare: None,
             }),
-        };
-        Ok((journal, restored))
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -842,10 +933,11 @@ pub(crate) mod tests {
     /// boundaries, records that sled already held before the crash (the usual case: only its
     /// flush was lost), ids in journal order. Compared field by field with a store that
     /// ingested the same records one after another.
-    #[test]
-    fn a_big_replay_equals_ingesting_one_by_one() {
+    /// Records of 400 keys, some delivered again within their dedupe window (duplicates) and
+    /// some after it (redeliveries), with 0 to 2 rules and an audit record each: more than two
+    /// replay batches.
+    fn mixed_records() -> Vec<IngestRecord> {
         use crate::state::AuditKind;
-        use crate::state::tests_queue::check_consistency;
 
         let mut x = 0x5eed_u64;
         let mut next = |n: u64| {
@@ -855,7 +947,7 @@ pub(crate) mod tests {
             x % n
         };
         let mut now = 1_000;
-        let records: Vec<IngestRecord> = (0..2 * REPLAY_BATCH + 300)
+        (0..2 * REPLAY_BATCH + 300)
             .map(|i| {
                 now += next(3);
                 let mut r = record(&format!("k{}", next(400)));
@@ -873,10 +965,13 @@ pub(crate) mod tests {
                 }];
                 r
             })
-            .collect();
+            .collect()
+    }
 
-        let one_dir = tempfile::tempdir().unwrap();
-        let one = Store::open(one_dir.path()).unwrap();
+    /// `records` ingested one by one into a new store: the store, and which were stored.
+    fn one_by_one(records: &[IngestRecord]) -> (tempfile::TempDir, Store, Vec<bool>) {
+        let dir = tempfile::tempdir().unwrap();
+        let one = Store::open(dir.path()).unwrap();
         let stored: Vec<bool> = records
             .iter()
             .map(|r| {
@@ -886,44 +981,37 @@ pub(crate) mod tests {
                 matches!(outcome, IngestOutcome::Stored { .. })
             })
             .collect();
-        assert!(stored.iter().any(|s| !s), "some duplicates");
-        let keys: std::collections::BTreeSet<String> =
-            records.iter().map(|r| r.event.key()).collect();
-        assert!(
-            keys.iter().any(|k| records
-                .iter()
-                .zip(&stored)
-                .filter(|(r, s)| **s && r.event.key() == *k)
-                .count()
-                > 1),
-            "some redeliveries after a closed window"
-        );
+        (dir, one, stored)
+    }
 
-        // Before the crash, sled held (flushed) the first records; the journal holds them too,
-        // and everything after them, in two files.
-        let held = 700;
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let (store, journal, _) = open_both(dir.path());
-            let first: Vec<&IngestRecord> = records[..held].iter().collect();
-            store.ingest_batch(&first).unwrap();
-            store.flush().unwrap();
-            for (i, r) in records.iter().enumerate() {
-                journal.append(r).unwrap();
-                if i == REPLAY_BATCH + 100 {
-                    journal.rotate().unwrap();
-                }
+    /// A crash's leftovers: sled held (flushed) the first `held` records; the journal holds
+    /// them too, and everything after them, in two files.
+    fn crashed_with(dir: &Path, records: &[IngestRecord], held: usize) {
+        let (store, journal, _) = open_both(dir);
+        let first: Vec<&IngestRecord> = records[..held].iter().collect();
+        store.ingest_batch(&first).unwrap();
+        store.flush().unwrap();
+        for (i, r) in records.iter().enumerate() {
+            journal.append(r).unwrap();
+            if i == REPLAY_BATCH + 100 {
+                journal.rotate().unwrap();
             }
-            journal.sync().unwrap();
-            assert_eq!(existing(dir.path()).unwrap().len(), 2);
         }
-        let (many, _, restored) = open_both(dir.path());
-        let new_in_journal = stored[held..].iter().filter(|s| **s).count();
-        assert_eq!(restored, new_in_journal);
+        journal.sync().unwrap();
+        assert_eq!(existing(dir).unwrap().len(), 2);
+    }
+
+    /// `many` holds what `one` does: the same deliveries (the latest of each key by id), dedupe
+    /// windows, jobs in the same order, audit records.
+    fn assert_same_state(many: &Store, one: &Store, records: &[IngestRecord]) {
+        use crate::state::tests_queue::check_consistency;
+
         assert_eq!(many.queue_depth(), one.queue_depth());
         assert_eq!(many.outbox.len(), one.outbox.len());
         assert_eq!(many.audit.len(), one.audit.len());
         assert_eq!(many.events.len(), one.events.len());
+        let keys: std::collections::BTreeSet<String> =
+            records.iter().map(|r| r.event.key()).collect();
         for key in &keys {
             assert_eq!(
                 many.dedupe_until(key).unwrap(),
@@ -950,12 +1038,98 @@ pub(crate) mod tests {
                 })
                 .collect()
         };
-        assert_eq!(jobs(&many), jobs(&one));
-        check_consistency(&many);
+        assert_eq!(jobs(many), jobs(one));
+        check_consistency(many);
+    }
+
+    #[test]
+    fn a_big_replay_equals_ingesting_one_by_one() {
+        let records = mixed_records();
+        let (_one_dir, one, stored) = one_by_one(&records);
+        assert!(stored.iter().any(|s| !s), "some duplicates");
+        let keys: std::collections::BTreeSet<String> =
+            records.iter().map(|r| r.event.key()).collect();
+        assert!(
+            keys.iter().any(|k| records
+                .iter()
+                .zip(&stored)
+                .filter(|(r, s)| **s && r.event.key() == *k)
+                .count()
+                > 1),
+            "some redeliveries after a closed window"
+        );
+
+        let held = 700;
+        let dir = tempfile::tempdir().unwrap();
+        crashed_with(dir.path(), &records, held);
+        let (many, _, restored) = open_both(dir.path());
+        let new_in_journal = stored[held..].iter().filter(|s| **s).count();
+        assert_eq!(restored, new_in_journal);
+        assert_same_state(&many, &one, &records);
         assert!(
             existing(dir.path()).unwrap().len() == 1,
             "replayed files retired"
         );
+    }
+
+    /// The daemon's replay: decided at open, written later in batches. A crash half-way through
+    /// the writing leaves the files, and the next open decides exactly what is not written
+    /// yet; once all is written, the state is what ingesting one by one gives, and the files
+    /// go only when [`Journal::remove_replayed`] is called.
+    #[test]
+    fn a_deferred_replay_interrupted_by_a_crash_equals_ingesting_one_by_one() {
+        let records = mixed_records();
+        let (_one_dir, one, stored) = one_by_one(&records);
+        let held = 700;
+        let dir = tempfile::tempdir().unwrap();
+        crashed_with(dir.path(), &records, held);
+        let new_in_journal = stored[held..].iter().filter(|s| **s).count();
+        let written = {
+            let store = Store::open(dir.path()).unwrap();
+            let (_journal, replay) = Journal::open_deferred(&store).unwrap();
+            assert_eq!(replay.new.len(), new_in_journal);
+            assert_eq!(replay.files.len(), 2);
+            // Nothing is written at open: the held records only.
+            assert_eq!(
+                store.events.len(),
+                stored[..held].iter().filter(|s| **s).count()
+            );
+            // A later delivery of a replayed key is a duplicate at once.
+            let last = records.last().unwrap();
+            let again = store.prepare_ingest(last).unwrap();
+            assert_eq!(
+                store.decide_ingests(&[&again]).unwrap(),
+                vec![IngestOutcome::Duplicate]
+            );
+            // Half is written, then the crash (sled flushed what was written).
+            let half: Vec<&PreparedIngest> = replay.new[..new_in_journal / 2].iter().collect();
+            for chunk in half.chunks(REPLAY_BATCH / 2) {
+                store.apply_ingests(chunk).unwrap();
+            }
+            store.flush().unwrap();
+            half.len()
+        };
+        assert_eq!(
+            existing(dir.path()).unwrap().len(),
+            3,
+            "old files and a new one"
+        );
+        let store = Store::open(dir.path()).unwrap();
+        let (journal, replay) = Journal::open_deferred(&store).unwrap();
+        assert_eq!(replay.new.len(), new_in_journal - written);
+        assert_eq!(replay.files.len(), 3);
+        let rest: Vec<&PreparedIngest> = replay.new.iter().collect();
+        for chunk in rest.chunks(REPLAY_BATCH) {
+            store.apply_ingests(chunk).unwrap();
+        }
+        store.flush().unwrap();
+        journal.remove_replayed(&replay.files).unwrap();
+        assert_eq!(existing(dir.path()).unwrap().len(), 1, "the current file");
+        assert_same_state(&store, &one, &records);
+        drop(journal);
+        drop(store);
+        let (_store, _journal, restored) = open_both(dir.path());
+        assert_eq!(restored, 0, "nothing left to replay");
     }
 
     /// What the model test does to the journal.

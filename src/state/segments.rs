@@ -11,8 +11,9 @@
 //! with a 16-byte header (`SOPSEG\0\x01` ‖ the time it was started, ms since the Unix epoch,
 //! `u64` LE), followed by records `len: u32 LE ‖ crc: u32 LE ‖ seq: u64 LE ‖ payload`, where
 //! `crc` is the CRC-32 of `seq` (LE) followed by the payload. A segment is written until it
-//! holds [`MAX_SEGMENT_BYTES`] or is [`MAX_SEGMENT_AGE_MS`] old, then sealed (synced, never
-//! written again) and a new one started; a segment is also never appended to by a later run
+//! holds [`MAX_SEGMENT_BYTES`] or is [`MAX_SEGMENT_AGE_MS`] old, then sealed (never written
+//! again; synced, with the folder that names its successor, by the next [`Segments::sync`], so
+//! that the appending thread — the ingest applier — does no `fsync`) and a new one started; a segment is also never appended to by a later run
 //! (each run starts its own at its first append), so a run's crash leaves at most a torn tail
 //! in a sealed segment.
 //!
@@ -111,6 +112,10 @@ struct Inner {
     readers: HashMap<u64, Arc<File>>,
     /// Whether something was appended since the last sync.
     dirty: bool,
+    /// Segments sealed since the last sync, not yet synced.
+    sealed: Vec<(u64, Arc<File>)>,
+    /// Whether a segment was created since the last sync (its name is not yet durable).
+    created: bool,
 }
 
 #[derive(Debug)]
@@ -192,11 +197,12 @@ impl Segments {
             }
             sealed => {
                 if let Some(old) = sealed {
-                    // Sealed segments are never synced again: sync it now.
-                    old.file.sync_data().map_err(self.io(old.id))?;
+                    // Synced by the next sync (before sled is flushed), not here.
+                    inner.sealed.push((old.id, old.file));
                 }
                 let id = inner.next_id;
                 let file = self.create(id, now_ms)?;
+                inner.created = true;
                 inner.next_id = id.saturating_add(1);
                 inner.readers.insert(id, file.clone());
                 OpenSegment {
@@ -224,21 +230,44 @@ impl Segments {
         })
     }
 
-    /// Makes every record appended before this call durable.
+    /// Makes every record appended before this call durable: the segments sealed since the
+    /// last sync, the folder (the names of segments created since), then the open segment.
     pub fn sync(&self) -> Result<(), Error> {
-        let file = {
+        let (sealed, created, open) = {
             let mut inner = self.inner();
-            if !inner.dirty {
-                return Ok(());
-            }
-            inner.dirty = false;
-            inner.open.as_ref().map(|open| (open.id, open.file.clone()))
+            let sealed = std::mem::take(&mut inner.sealed);
+            let created = std::mem::take(&mut inner.created);
+            let open = if std::mem::take(&mut inner.dirty) {
+                inner.open.as_ref().map(|open| (open.id, open.file.clone()))
+            } else {
+                None
+            };
+            (sealed, created, open)
         };
-        if let Some((id, file)) = file
+        let failed = |e: Error, this: &Segments| {
+            // Synced again by the next call.
+            let mut inner = this.inner();
+            inner.sealed.extend(sealed.iter().cloned());
+            inner.created |= created;
+            inner.dirty |= open.is_some();
+            e
+        };
+        for (id, file) in &sealed {
+            if let Err(e) = file.sync_data() {
+                return Err(failed(io_error(&self.dir, *id, e), self));
+            }
+        }
+        if created && let Err(e) = File::open(&self.dir).and_then(|dir| dir.sync_all()) {
+            let e = Error::Segment {
+                path: self.dir.clone(),
+                source: e,
+            };
+            return Err(failed(e, self));
+        }
+        if let Some((id, file)) = &open
             && let Err(e) = file.sync_data()
         {
-            self.inner().dirty = true;
-            return Err(io_error(&self.dir, id, e));
+            return Err(failed(io_error(&self.dir, *id, e), self));
         }
         Ok(())
     }
@@ -388,10 +417,8 @@ impl Segments {
         header[..8].copy_from_slice(MAGIC);
         header[8..].copy_from_slice(&now_ms.to_le_bytes());
         file.write_all_at(&header, 0).map_err(self.io(id))?;
-        // The new file's name must survive a crash before anything in sled points into it.
-        if let Ok(dir) = File::open(&self.dir) {
-            dir.sync_all().map_err(self.io(id))?;
-        }
+        // The new file's name must survive a crash before anything in sled points into it: the
+        // next sync (before sled's next flush) syncs the folder.
         Ok(Arc::new(file))
     }
 
@@ -550,6 +577,34 @@ mod tests {
         for (at, seq, body) in [(a, 1, b"a"), (b, 2, b"b"), (c, 3, b"c"), (d, 4, b"d")] {
             assert_eq!(again.read(at, seq).unwrap(), body);
         }
+    }
+
+    /// Appending does no fsync: a segment sealed by an append, and the folder naming its
+    /// successor, wait for the next sync, which syncs them (and the open segment) and leaves
+    /// nothing pending.
+    #[test]
+    fn a_sealed_segment_is_synced_by_the_next_sync_not_by_the_append() {
+        let tmp = tempfile::tempdir().unwrap();
+        let segments = Segments::open(tmp.path()).unwrap();
+        let a = segments.append(1, b"a", 0).unwrap();
+        segments.sync().unwrap();
+        let b = segments.append(2, b"b", HOUR).unwrap();
+        assert_eq!(b.segment, a.segment + 1);
+        {
+            let inner = segments.inner();
+            assert_eq!(
+                inner.sealed.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+                vec![a.segment],
+                "the sealed segment waits for the sync"
+            );
+            assert!(inner.created && inner.dirty);
+        }
+        segments.sync().unwrap();
+        let inner = segments.inner();
+        assert!(inner.sealed.is_empty() && !inner.created && !inner.dirty);
+        drop(inner);
+        assert_eq!(segments.read(a, 1).unwrap(), b"a");
+        assert_eq!(segments.read(b, 2).unwrap(), b"b");
     }
 
     #[test]
