@@ -294,8 +294,17 @@ pub fn render_trace(v: &Value) -> String {
             ""
         };
         out.push_str(&format!("  {:<28} {mark}{ran}\n", s(&rule, "rule")));
-        if let Some(x) = rule.get("explanation").filter(|x| !x.is_null()) {
-            out.push_str(&format!("      {x}\n"));
+        // Why a rule did not match: the conditions that failed, with the values seen
+        // (`events explain ID` shows the whole tree).
+        if rule["matched"].as_bool() != Some(true) {
+            for failure in rule["explanation"]["failures"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(serde_json::Value::as_str)
+            {
+                out.push_str(&format!("      ✗ {failure}\n"));
+            }
         }
     }
 

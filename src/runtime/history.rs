@@ -351,42 +351,28 @@ pub fn answer_summary(result: &Value) -> String {
 /// Each rule on the delivery's integration and event in the active revision, with whether it
 /// matches now: `matched`, `no_match` (its condition does not hold), `disabled`, or
 /// `loop_guard` (the event is supportopsd's own and the rule does not allow that). `ran`: a job
-/// was created for it. `explanation` is left for the per-condition explanation.
+/// was created for it; `explanation` is the rule's verdict with its conditions' explanation
+/// (as `GET /api/events/{id}/explain` gives it, against the revision in use).
 pub fn rules_json(active: &Active, event: &Event, from_self: bool, jobs: &[EventJob]) -> Value {
-    let matched: Vec<String> = active
-        .matching(event, &event.context_view(), from_self)
+    // The decision and its explanation come from rule selection itself (`select::explain`,
+    // what `Active::matching` decides with), for the rules listening to this event.
+    let view = event.context_view();
+    let mut verdicts = active
+        .explain(event, &view, from_self, None)
+        .unwrap_or_default();
+    verdicts.retain(|v| v.rule.trigger.event.name == event.name);
+    verdicts.sort_by(|a, b| a.rule.id.as_str().cmp(b.rule.id.as_str()));
+    let out: Vec<Value> = verdicts
         .iter()
-        .map(|r| r.id.to_string())
-        .collect();
-    let mut rules: Vec<&crate::manifest::Rule> = active
-        .set
-        .rules
-        .values()
-        .filter(|r| {
-            r.trigger.integration == event.integration && r.trigger.event.name == event.name
-        })
-        .collect();
-    rules.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
-    let out: Vec<Value> = rules
-        .iter()
-        .map(|r| {
-            let id = r.id.to_string();
-            let result = if matched.contains(&id) {
-                "matched"
-            } else if !r.enabled {
-                "disabled"
-            } else if from_self && !r.trigger.allow_self {
-                "loop_guard"
-            } else {
-                "no_match"
-            };
+        .map(|v| {
+            let id = v.rule.id.as_str();
             json!({
                 "rule": id,
-                "result": result,
-                "matched": result == "matched",
+                "result": v.verdict.outcome(),
+                "matched": v.verdict.matched(),
                 "ran": jobs.iter().any(|j| j.rule == id),
-                "file": r.file,
-                "explanation": Value::Null,
+                "file": v.rule.file,
+                "explanation": v.to_json(),
             })
         })
         .collect();

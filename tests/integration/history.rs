@@ -232,11 +232,15 @@ async fn history_traces_and_job_routes() {
     assert_eq!(rule("zendesk-to-slack")["ran"], true);
     assert_eq!(rule("zendesk-urgent")["result"], "no_match");
     assert_eq!(rule("zendesk-urgent")["ran"], false);
+    // Why it did not match, from the evaluator that decided: the condition and the value seen.
+    let failures = rule("zendesk-urgent")["explanation"]["failures"].to_string();
     assert!(
-        rule("zendesk-urgent")
-            .as_object()
-            .unwrap()
-            .contains_key("explanation")
+        failures.contains("ticket.priority") && failures.contains("urgent"),
+        "{failures}"
+    );
+    assert_eq!(
+        rule("zendesk-to-slack")["explanation"]["outcome"],
+        "matched"
     );
     assert_eq!(
         rules.len(),
