@@ -285,18 +285,9 @@ impl PlatformError {
         }
     }
 
-    /// Label for metrics.
+    /// Label for metrics: its classification ([`PlatformError::kind`]).
     pub fn metric_label(&self) -> &'static str {
-        match self {
-            PlatformError::Transient { .. } => "transient",
-            PlatformError::NotPerformed { .. } => "not_performed",
-            PlatformError::OutcomeUnknown { .. } => "outcome_unknown",
-            PlatformError::RateLimited { .. } => "rate_limited",
-            PlatformError::Unauthorized { .. } => "unauthorized",
-            PlatformError::NotFound { .. } => "not_found",
-            PlatformError::Rejected { .. } => "rejected",
-            PlatformError::Invalid(_) => "invalid",
-        }
+        self.kind()
     }
 }
 
