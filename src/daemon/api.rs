@@ -86,7 +86,7 @@ pub async fn event_explain(rt: &Arc<Runtime>, id: &str, rule: Option<&str>) -> R
     };
     let from_self = rt.is_self(&event);
     match explain_event(&event, &meta, recorded, current, from_self, rule) {
-        Ok(v) => json_reply(StatusCode::OK, &v),
+        Ok(v) => json_reply(StatusCode::OK, v),
         Err(e) => error(StatusCode::NOT_FOUND, &e.to_string()),
     }
 }
@@ -109,8 +109,7 @@ const SENSITIVE: &str = "(sensitive)";
 /// Dead-lettered jobs looked at when counting an integration's dead letters.
 const DEAD_SCAN: usize = 100_000;
 
-fn json_reply(code: StatusCode, v: &Value) -> Reply {
-    let mut v = v.clone();
+fn json_reply(code: StatusCode, mut v: Value) -> Reply {
     with_times(&mut v);
     reply(
         code,
@@ -180,7 +179,7 @@ pub fn with_times(v: &mut Value) {
 }
 
 fn error(code: StatusCode, message: &str) -> Reply {
-    json_reply(code, &json!({ "error": message }))
+    json_reply(code, json!({ "error": message }))
 }
 
 fn not_found(what: &str, id: &str) -> Reply {
@@ -345,7 +344,7 @@ pub fn integrations(rt: &Runtime) -> Reply {
     let Some(active) = active.as_ref() else {
         return json_reply(
             StatusCode::OK,
-            &json!({"applied_revision": null, "integrations": []}),
+            json!({"applied_revision": null, "integrations": []}),
         );
     };
     let health: std::collections::HashMap<String, HealthRecord> = rt
@@ -377,7 +376,7 @@ pub fn integrations(rt: &Runtime) -> Reply {
         .collect();
     json_reply(
         StatusCode::OK,
-        &json!({"applied_revision": active.commit, "integrations": list}),
+        json!({"applied_revision": active.commit, "integrations": list}),
     )
 }
 
@@ -396,7 +395,7 @@ pub fn integration(rt: &Runtime, id: &str) -> Reply {
     let registration = registration_of(rt, id);
     json_reply(
         StatusCode::OK,
-        &integration_json(rt, active, i, health.as_ref(), registration.as_ref(), &mine),
+        integration_json(rt, active, i, health.as_ref(), registration.as_ref(), &mine),
     )
 }
 
@@ -409,7 +408,7 @@ pub fn health(rt: &Runtime, id: &str) -> Reply {
     match health_of(rt, id) {
         Some(h) => json_reply(
             StatusCode::OK,
-            &json!({"integration": id, "health": health_json(&h), "sync": sync_json(&h)}),
+            json!({"integration": id, "health": health_json(&h), "sync": sync_json(&h)}),
         ),
         None => not_found("integration", id),
     }
@@ -444,7 +443,7 @@ pub fn stats(rt: &Runtime, id: &str) -> Reply {
     let s = rt.stats.snapshot(id);
     json_reply(
         StatusCode::OK,
-        &json!({
+        json!({
             "integration": id,
             "events_received": s.events_received,
             "events_rejected": s.events_rejected,
@@ -477,7 +476,7 @@ pub async fn test(rt: &Runtime, id: &str) -> Reply {
     let record = health_of(rt, id);
     json_reply(
         StatusCode::OK,
-        &json!({
+        json!({
             "integration": id,
             "healthy": status == crate::runtime::health::HealthStatus::Healthy,
             "health": record.as_ref().map_or_else(
@@ -670,7 +669,7 @@ where
             );
             json_reply(
                 StatusCode::OK,
-                &json!({"integration": id, "action": spec.name, "result": output.result}),
+                json!({"integration": id, "action": spec.name, "result": output.result}),
             )
         }
         Err(e) => {
@@ -700,7 +699,7 @@ where
             };
             let mut r = json_reply(
                 code,
-                &json!({
+                json!({
                     "integration": id,
                     "action": spec.name,
                     "error": {
@@ -730,7 +729,7 @@ fn paused(id: &str, action: &str, left: Duration) -> Reply {
         .max(1);
     let mut r = json_reply(
         StatusCode::TOO_MANY_REQUESTS,
-        &json!({
+        json!({
             "integration": id,
             "action": action,
             "error": {
@@ -777,7 +776,7 @@ pub fn notion_verification(rt: &Runtime, id: &str, caller: &Caller) -> Reply {
     match notion_integration(rt, id) {
         Ok(id) => json_reply(
             StatusCode::OK,
-            &rt.notion_verification_view(&id, true, now_ms()),
+            rt.notion_verification_view(&id, true, now_ms()),
         ),
         Err(r) => *r,
     }
@@ -859,7 +858,7 @@ where
                     );
                     json_reply(
                         StatusCode::OK,
-                        &json!({"integration": id, "window_until_ms": until,
+                        json!({"integration": id, "window_until_ms": until,
                             "next": "create the subscription in Notion (or press \"Resend token\") now; then compare the tokens received with the one Notion shows and confirm it"}),
                     )
                 }
@@ -898,7 +897,7 @@ where
                     );
                     json_reply(
                         StatusCode::OK,
-                        &json!({"integration": id, "confirmed_token_id": t.id, "fingerprint": t.fingerprint}),
+                        json!({"integration": id, "confirmed_token_id": t.id, "fingerprint": t.fingerprint}),
                     )
                 }
                 Err(e) => refused(e),
@@ -911,7 +910,7 @@ where
                     id,
                     caller.audit(json!({})),
                 );
-                json_reply(StatusCode::OK, &json!({"integration": id, "reset": true}))
+                json_reply(StatusCode::OK, json!({"integration": id, "reset": true}))
             }
             Err(e) => refused(e),
         },
@@ -946,13 +945,13 @@ pub fn rules(rt: &Runtime) -> Reply {
     let Some(active) = active.as_ref() else {
         return json_reply(
             StatusCode::OK,
-            &json!({"applied_revision": null, "rules": []}),
+            json!({"applied_revision": null, "rules": []}),
         );
     };
     let list: Vec<Value> = active.set.rules.values().map(rule_summary).collect();
     json_reply(
         StatusCode::OK,
-        &json!({"applied_revision": active.commit, "rules": list}),
+        json!({"applied_revision": active.commit, "rules": list}),
     )
 }
 
@@ -969,7 +968,7 @@ pub fn rule(rt: &Runtime, id: &str) -> Reply {
             out["parameters"] = Value::Object(a.parameters_source());
         }
     }
-    json_reply(StatusCode::OK, &v)
+    json_reply(StatusCode::OK, v)
 }
 
 /// Records `GET /api/rollups` answers at most (a longer range is paged with `next_since`).
@@ -1017,7 +1016,7 @@ pub fn rollups(
     }
     json_reply(
         StatusCode::OK,
-        &json!({
+        json!({
             "since": since,
             "until": until,
             "integration": integration,
@@ -1189,7 +1188,7 @@ pub async fn state_backup(rt: &Arc<Runtime>, caller: &Caller) -> Streamed {
         tracing::error!(error = %e, "Backup refused: the ingest writer could not settle.");
         return json_reply(
             StatusCode::INTERNAL_SERVER_ERROR,
-            &json!({"error": "internal error; see the daemon's log"}),
+            json!({"error": "internal error; see the daemon's log"}),
         )
         .map(http_body_util::Either::Left);
     }
@@ -1250,7 +1249,7 @@ pub async fn state_backup(rt: &Arc<Runtime>, caller: &Caller) -> Streamed {
 /// `GET /api/jobs/dead` (alias `GET /api/events/dead`): dead-lettered jobs, oldest first.
 pub fn dead_jobs(rt: &Runtime) -> Reply {
     match rt.store.dead(DEAD_LIST) {
-        Ok(dead) => json_reply(StatusCode::OK, &json!({ "dead": dead })),
+        Ok(dead) => json_reply(StatusCode::OK, json!({ "dead": dead })),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
 }
@@ -1280,7 +1279,7 @@ pub async fn replay_job(rt: &Runtime, caller: &Caller, id: &str) -> Reply {
             let _ = rt.commit().await;
             json_reply(
                 StatusCode::ACCEPTED,
-                &json!({"replayed": id, "rule": job.rule, "event": job.event_id}),
+                json!({"replayed": id, "rule": job.rule, "event": job.event_id}),
             )
         }
         Err(crate::state::Error::NoSuchDeadJob { .. }) => {
@@ -1297,7 +1296,7 @@ pub fn events_list(rt: &Runtime, query: &str) -> Reply {
         Err(e) => return error(StatusCode::BAD_REQUEST, &e),
     };
     match crate::runtime::history::list_json(rt.store.as_ref(), &q, now_ms()) {
-        Ok(v) => json_reply(StatusCode::OK, &v),
+        Ok(v) => json_reply(StatusCode::OK, v),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
 }
@@ -1316,7 +1315,7 @@ pub fn event_trace(rt: &Runtime, id: &str) -> Reply {
             .map(|a| crate::runtime::history::rules_json(a, event, rt.is_self(event), jobs))
     };
     match crate::runtime::history::trace_json(rt.store.as_ref(), id, rules) {
-        Ok(Some(v)) => json_reply(StatusCode::OK, &v),
+        Ok(Some(v)) => json_reply(StatusCode::OK, v),
         Ok(None) => error(
             StatusCode::NOT_FOUND,
             &format!("no stored event {id} (never received, or removed by retention)"),
@@ -1371,7 +1370,7 @@ pub async fn event_payload(rt: &Runtime, id: &str) -> Reply {
     }
     match (rt.store.event(id), rt.store.event_meta(id)) {
         (Ok(Some(event)), Ok(Some(meta))) => {
-            json_reply(StatusCode::OK, &stored_event_json(&event, &meta))
+            json_reply(StatusCode::OK, stored_event_json(&event, &meta))
         }
         (Ok(_), Ok(_)) => error(
             StatusCode::NOT_FOUND,
@@ -1487,7 +1486,7 @@ where
     }
     json_reply(
         StatusCode::ACCEPTED,
-        &json!({
+        json!({
             "replayed": replayed.len(),
             "jobs": replayed,
             "integration": integration.as_ref().map(IntegrationId::as_str),
@@ -1692,7 +1691,7 @@ where
     }
     json_reply(
         StatusCode::ACCEPTED,
-        &json!({
+        json!({
             "event": id,
             "revision": revision,
             "matched": matched,

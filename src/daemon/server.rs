@@ -102,8 +102,7 @@ pub async fn serve(rt: Arc<Runtime>, listener: TcpListener, shutdown: Cancellati
 
 /// A JSON answer of the operator API, with RFC 3339 times beside epoch milliseconds
 /// ([`api::with_times`]).
-fn json(code: StatusCode, v: &serde_json::Value) -> Reply {
-    let mut v = v.clone();
+fn json(code: StatusCode, mut v: serde_json::Value) -> Reply {
     api::with_times(&mut v);
     reply(
         code,
@@ -263,7 +262,7 @@ async fn operator(
     if !safe && matches!(segments, ["api", "integrations" | "rules", ..]) && !verb {
         return json(
             StatusCode::METHOD_NOT_ALLOWED,
-            &json!({"error": "integrations and rules are changed by a pull request to the manifest repository, not through this API"}),
+            json!({"error": "integrations and rules are changed by a pull request to the manifest repository, not through this API"}),
         );
     }
     if !safe && !auth::is_json(req.headers()) {
@@ -294,7 +293,7 @@ async fn operator(
         (Method::GET, ["api", "rules", id]) => api::rule(rt, id),
         (Method::GET, ["api", "status"]) => json(
             StatusCode::OK,
-            &status_value(rt, caller.access != auth::Access::Read),
+            status_value(rt, caller.access != auth::Access::Read),
         ),
         (Method::POST, ["api", "sync"]) => sync(rt, &caller).await,
         (Method::POST, ["api", "pin"]) => pin(rt, &caller, req).await,
@@ -305,7 +304,7 @@ async fn operator(
             let report = rt.request_pass(crate::runtime::pass::Cause::Api).await;
             json(
                 StatusCode::OK,
-                &json!({"pinned": null, "applied_revision": report.and_then(|r| r.revision)}),
+                json!({"pinned": null, "applied_revision": report.and_then(|r| r.revision)}),
             )
         }
         // Jobs have their own routes; `/api/events/dead` and `POST /api/events/{job id}/replay`
@@ -351,7 +350,7 @@ async fn operator(
                         Err(_) => {
                             return json(
                                 StatusCode::BAD_REQUEST,
-                                &json!({"error": format!("`{name}` must be Unix milliseconds")}),
+                                json!({"error": format!("`{name}` must be Unix milliseconds")}),
                             );
                         }
                     }
@@ -381,7 +380,7 @@ async fn operator(
                 return internal(&e);
             }
             match rt.store.audit(&filter) {
-                Ok(records) => json(StatusCode::OK, &json!({ "records": records })),
+                Ok(records) => json(StatusCode::OK, json!({ "records": records })),
                 Err(e) => internal(&e),
             }
         }
@@ -409,7 +408,7 @@ async fn sync(rt: &Arc<Runtime>, caller: &Caller) -> Reply {
     let Some(report) = report else {
         return json(
             StatusCode::SERVICE_UNAVAILABLE,
-            &json!({"error": "the reconciler is not running"}),
+            json!({"error": "the reconciler is not running"}),
         );
     };
     let code = if report.refused.is_some() {
@@ -419,7 +418,7 @@ async fn sync(rt: &Arc<Runtime>, caller: &Caller) -> Reply {
     };
     json(
         code,
-        &json!({
+        json!({
             "applied_revision": report.revision,
             "refused": report.refused,
             "loaded": report.loaded,
@@ -485,7 +484,7 @@ async fn pin(rt: &Arc<Runtime>, caller: &Caller, req: Request<Incoming>) -> Repl
     let Some(rev) = v.get("revision").and_then(serde_json::Value::as_str) else {
         return json(
             StatusCode::BAD_REQUEST,
-            &json!({"error": "the body must be {\"revision\": \"…\"}"}),
+            json!({"error": "the body must be {\"revision\": \"…\"}"}),
         );
     };
     let reason = v
@@ -498,10 +497,10 @@ async fn pin(rt: &Arc<Runtime>, caller: &Caller, req: Request<Incoming>) -> Repl
         Err(e @ crate::manifest::source::Error::NotOnBranch { .. }) => {
             return json(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                &json!({"error": e.to_string()}),
+                json!({"error": e.to_string()}),
             );
         }
-        Err(e) => return json(StatusCode::BAD_REQUEST, &json!({"error": e.to_string()})),
+        Err(e) => return json(StatusCode::BAD_REQUEST, json!({"error": e.to_string()})),
     };
     if let Err(e) = rt
         .store
@@ -512,7 +511,7 @@ async fn pin(rt: &Arc<Runtime>, caller: &Caller, req: Request<Incoming>) -> Repl
     let report = rt.request_pass(crate::runtime::pass::Cause::Api).await;
     json(
         StatusCode::OK,
-        &json!({
+        json!({
             "pinned": commit,
             "applied_revision": report.as_ref().and_then(|r| r.revision.clone()),
             "refused": report.and_then(|r| r.refused),
@@ -524,7 +523,7 @@ fn internal(e: &dyn std::fmt::Display) -> Reply {
     tracing::error!(error = %e, "Operator API request failed.");
     json(
         StatusCode::INTERNAL_SERVER_ERROR,
-        &json!({"error": "internal error; see the daemon's log"}),
+        json!({"error": "internal error; see the daemon's log"}),
     )
 }
 
