@@ -131,7 +131,6 @@ fn no_module_imports_from_a_layer_above_it() {
 const STORE_OPENERS: &[&str] = &[
     "runtime",
     "cli::events",
-    "cli::history",
     "cli::pin",
     "cli::plan",
     "cli::status",

@@ -7,9 +7,9 @@
 use anyhow::{Context as _, bail};
 use serde_json::Value;
 
-use super::{Exit, GlobalArgs, Target, api_call, state_dir, unexpected};
+use super::{Exit, GlobalArgs, Target, api_call, unexpected};
 use crate::runtime::history::{self as view, ListQuery};
-use crate::state::{EventId, Outcome, Store};
+use crate::state::{EventId, Outcome};
 
 /// `events list`'s filters.
 #[derive(Debug, clap::Args)]
@@ -118,16 +118,6 @@ fn query_of(a: &ListArgs, now_ms: u64) -> anyhow::Result<(String, ListQuery)> {
     let query = parts.join("&");
     let parsed = view::parse_list_query(&query).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok((query, parsed))
-}
-
-fn open_state(g: &GlobalArgs) -> anyhow::Result<Store> {
-    let dir = state_dir(g);
-    Store::open_existing(&dir)?.with_context(|| {
-        format!(
-            "no daemon answered and there is no state at {}",
-            dir.display()
-        )
-    })
 }
 
 fn s<'a>(v: &'a Value, key: &str) -> &'a str {
@@ -409,8 +399,8 @@ pub fn list(a: &ListArgs, g: &GlobalArgs) -> anyhow::Result<Exit> {
         Some((200, body)) => body,
         Some((code, body)) => return Err(unexpected(&base, code, &body, true)),
         None => {
-            let store = open_state(g)?;
-            view::list_json(&store, &parsed, now)?
+            let store = super::events::open_state(g)?;
+            view::list_json(store.as_ref(), &parsed, now)?
         }
     };
     if a.json {
@@ -453,9 +443,9 @@ pub fn show(a: &ShowArgs, g: &GlobalArgs) -> anyhow::Result<Exit> {
         Some((404, _)) => bail!("no stored event {id} (never received, or removed by retention)"),
         Some((code, body)) => return Err(unexpected(&base, code, &body, true)),
         None => {
-            let store = open_state(g)?;
+            let store = super::events::open_state(g)?;
             view::trace_json(
-                &store,
+                store.as_ref(),
                 id,
                 |_: &crate::event::Event, _: &[crate::state::EventJob]| None,
             )?
