@@ -3,9 +3,9 @@
 //! and personal names are each replaced by one stand-in, the same everywhere in the value (in
 //! the fields that hold them and inside any text that mentions them), in a deterministic order
 //! (the same payload always gives the same file); credentials a platform puts in its bodies
-//! (Slack's `token`, Notion's `verification_token`, anything named like a token, secret,
-//! password or API key) are replaced whatever the options; ticket text is kept, or replaced
-//! with [`Options::scrub_text`].
+//! (Slack's `token`, Notion's `verification_token`: any key [`secrets::is_credential_name`]
+//! marks, named like a token, secret, password, API key, signature, cookie…) are replaced
+//! whatever the options; ticket text is kept, or replaced with [`Options::scrub_text`].
 //!
 //! What counts as what:
 //! - an **email** is any `local@domain.tld` in any string; its stand-in keeps the domain (rules
@@ -25,6 +25,8 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 use serde_json::{Map, Value};
+
+use crate::secrets;
 
 /// What to replace besides personal data and credentials.
 #[derive(Debug, Clone, Copy, Default)]
@@ -224,11 +226,9 @@ const TEXT_KEYS: &[&str] = &[
     "title",
 ];
 
+/// Whether a (normalised) key holds a credential: the one rule of [`secrets::is_credential_name`].
 fn is_credential(k: &str) -> bool {
-    k.ends_with("token")
-        || k.ends_with("secret")
-        || k.ends_with("password")
-        || matches!(k, "apikey" | "authorization" | "privatekey" | "passwd")
+    secrets::is_credential_name(k)
 }
 
 fn is_text(k: &str) -> bool {

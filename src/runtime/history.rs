@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 use crate::event::Event;
 use crate::platforms::supportopsd::events::rfc3339_ms;
 use crate::runtime::active::Active;
+use crate::secrets;
 use crate::state::{
     AuditKind, AuditRecord, EventId, EventJob, EventMeta, HistoryFilter, JobOutcome, Outcome, State,
 };
@@ -292,26 +293,6 @@ fn rejection_json(r: &AuditRecord) -> Value {
     Value::Object(m)
 }
 
-/// Whether a parameter's name says it carries a credential (its value is never shown).
-fn sensitive_name(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    [
-        "secret",
-        "token",
-        "password",
-        "passwd",
-        "api_key",
-        "apikey",
-        "authorization",
-        "credential",
-        "private_key",
-        "signature",
-        "cookie",
-    ]
-    .iter()
-    .any(|s| n.contains(s))
-}
-
 /// Rendered parameters as traces and audit records show them: values of parameters whose name
 /// marks them sensitive (`token`, `secret`, `password`, `api_key`, `authorization`, …, at any
 /// depth) replaced by `"[redacted]"`, long strings cut.
@@ -320,7 +301,7 @@ pub fn redacted(v: &Value) -> Value {
         Value::Object(m) => Value::Object(
             m.iter()
                 .map(|(k, v)| {
-                    let shown = if sensitive_name(k) {
+                    let shown = if secrets::is_credential_name(k) {
                         json!("[redacted]")
                     } else {
                         redacted(v)

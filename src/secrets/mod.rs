@@ -533,6 +533,37 @@ fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// Parts of a field or parameter name that mark its value as a credential, compared with the
+/// name lower-cased and stripped of `_`, `-`, `.` and spaces (`api_key`, `X-Api-Key`, `apiKey`
+/// all read `apikey`).
+const CREDENTIAL_NAME_PARTS: &[&str] = &[
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "apikey",
+    "authorization",
+    "credential",
+    "privatekey",
+    "signature",
+    "cookie",
+];
+
+/// Whether a field or parameter name says its value is a credential, so that its value is
+/// never shown: the one rule for traces' rendered parameters, stored payloads shown by the
+/// operator API and pseudonymised fixtures. It errs on the side of hiding: a name merely
+/// *containing* one of the parts (`verification_token`, `X-Hub-Signature-256`,
+/// `session_cookie`) counts, so a harmless field is sometimes hidden (an agent's e-mail
+/// `signature`), never the other way round.
+pub fn is_credential_name(name: &str) -> bool {
+    let n: String = name
+        .chars()
+        .filter(|c| !matches!(c, '_' | '-' | '.' | ' '))
+        .flat_map(char::to_lowercase)
+        .collect();
+    CREDENTIAL_NAME_PARTS.iter().any(|part| n.contains(part))
+}
+
 #[cfg(test)]
 mod tests;
 

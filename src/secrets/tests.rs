@@ -473,3 +473,45 @@ fn resolving_a_reserved_reference_reads_nothing() {
         );
     }
 }
+
+#[test]
+fn credential_names_are_recognised_however_they_are_spelled() {
+    for name in [
+        "token",
+        "api_token",
+        "verification_token",
+        "apiKey",
+        "X-Api-Key",
+        "api_key",
+        "Authorization",
+        "client_secret",
+        "webhook.secret",
+        "password",
+        "db_passwd",
+        "private_key",
+        "privateKey",
+        "credentials",
+        "X-Hub-Signature-256",
+        "session_cookie",
+    ] {
+        assert!(
+            super::is_credential_name(name),
+            "{name} should be a credential"
+        );
+    }
+    for name in [
+        "subject",
+        "priority",
+        "email",
+        "author",
+        "key",
+        "description",
+        "requester_id",
+        "channel",
+    ] {
+        assert!(
+            !super::is_credential_name(name),
+            "{name} is not a credential"
+        );
+    }
+}
