@@ -111,11 +111,13 @@ fn json(code: StatusCode, mut v: serde_json::Value) -> Reply {
     )
 }
 
-fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
-    query.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        (k == name).then_some(v)
-    })
+/// The first value of `name` in a query string, decoded (`%XX`, `+`); `None` when it is absent
+/// or empty.
+fn query_param(query: &str, name: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+        .filter(|v| !v.is_empty())
 }
 
 /// Answers one request: a backup is streamed (`POST /api/state/backup`, admin token), every
@@ -315,8 +317,8 @@ async fn operator(
             api::replay_job(rt, &caller, id).await
         }
         (Method::GET, ["api", "events", id, "explain"]) => {
-            let rule = query_param(&query, "rule").filter(|r| !r.is_empty());
-            api::event_explain(rt, id, rule).await
+            let rule = query_param(&query, "rule");
+            api::event_explain(rt, id, rule.as_deref()).await
         }
         (Method::GET, ["api", "events"]) => {
             // Every delivery answered so far is listed, and every refusal counted so far.
@@ -344,7 +346,7 @@ async fn operator(
         (Method::GET, ["api", "rollups"]) => {
             let mut bounds = [None, None];
             for (slot, name) in bounds.iter_mut().zip(["since", "until"]) {
-                if let Some(v) = query_param(&query, name).filter(|v| !v.is_empty()) {
+                if let Some(v) = query_param(&query, name) {
                     match v.parse::<u64>() {
                         Ok(ms) => *slot = Some(ms),
                         Err(_) => {
@@ -356,17 +358,13 @@ async fn operator(
                     }
                 }
             }
-            let integration = query_param(&query, "integration").filter(|s| !s.is_empty());
-            api::rollups(rt, bounds[0], bounds[1], integration)
+            let integration = query_param(&query, "integration");
+            api::rollups(rt, bounds[0], bounds[1], integration.as_deref())
         }
         (Method::GET, ["api", "audit", "logs"]) => {
             let filter = AuditFilter {
-                resource_type: query_param(&query, "resource_type")
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned),
-                resource_id: query_param(&query, "resource_id")
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned),
+                resource_type: query_param(&query, "resource_type"),
+                resource_id: query_param(&query, "resource_id"),
                 since_ms: query_param(&query, "since").and_then(|s| s.parse().ok()),
                 limit: query_param(&query, "limit")
                     .and_then(|s| s.parse().ok())
@@ -603,4 +601,19 @@ pub fn status_value(rt: &Runtime, reveal_tokens: bool) -> serde_json::Value {
         "dead_letters": rt.store.dead_depth(),
         "state": crate::daemon::api::state_section(rt.store.as_ref()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::query_param;
+
+    #[test]
+    fn query_values_are_decoded_and_empty_ones_are_absent() {
+        let q = "rule=vip%2Durgent&integration=&resource_id=a+b&x";
+        assert_eq!(query_param(q, "rule").as_deref(), Some("vip-urgent"));
+        assert_eq!(query_param(q, "resource_id").as_deref(), Some("a b"));
+        assert_eq!(query_param(q, "integration"), None);
+        assert_eq!(query_param(q, "x"), None);
+        assert_eq!(query_param(q, "missing"), None);
+    }
 }
