@@ -17,7 +17,7 @@ pub struct ListArgs {
     /// Only deliveries of this integration.
     #[arg(long)]
     pub integration: Option<String>,
-    /// Only this event name (with --integration).
+    /// Only this event name (on every integration unless --integration is given).
     #[arg(long)]
     pub event: Option<String>,
     /// Only deliveries that matched this rule.

@@ -523,7 +523,6 @@ mod tests {
             ("outcome=fine", "outcome"),
             ("cursor=evt_1", "cursor"),
             ("cursor=c", "cursor"),
-            ("event=ticket_created", "integration"),
             ("since=9&until=5", "since"),
             ("colour=red", "unknown parameter"),
         ] {

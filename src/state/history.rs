@@ -644,7 +644,7 @@ pub(super) fn tx_unindex_event(
 pub struct HistoryFilter {
     /// Arrived on this integration.
     pub integration: Option<String>,
-    /// With this event name (needs `integration`: names are per platform).
+    /// With this event name (on every integration when `integration` is not given).
     pub event: Option<String>,
     /// Matched this rule.
     pub rule: Option<String>,
@@ -664,11 +664,6 @@ pub struct BadFilter(pub String);
 impl HistoryFilter {
     /// Checks the combination.
     pub fn check(&self) -> Result<(), BadFilter> {
-        if self.event.is_some() && self.integration.is_none() {
-            return Err(BadFilter(
-                "event= needs integration= (event names are per platform)".into(),
-            ));
-        }
         if let (Some(s), Some(u)) = (self.since_ms, self.until_ms)
             && s > u
         {
@@ -827,6 +822,33 @@ impl Store {
         Ok(out)
     }
 
+    /// Every integration with deliveries in the `E` index (one seek each).
+    fn indexed_integrations(&self) -> Result<Vec<String>, Error> {
+        let mut out = Vec::new();
+        let mut from = vec![EVENT];
+        loop {
+            let next = self
+                .history
+                .range(from.clone()..)
+                .next()
+                .transpose()
+                .map_err(|e| self.storage(e))?;
+            let Some((k, _)) = next else { break };
+            let Some(rest) = k.strip_prefix(&[EVENT][..]) else {
+                break;
+            };
+            let Some(end) = rest.iter().position(|b| *b == 0) else {
+                break;
+            };
+            out.push(String::from_utf8_lossy(&rest[..end]).into_owned());
+            // Past every key of this integration (`E` ‖ integration ‖ 0 ‖ …).
+            from = vec![EVENT];
+            from.extend_from_slice(&rest[..end]);
+            from.push(1);
+        }
+        Ok(out)
+    }
+
     /// The `E` prefixes of every event name `integration` has deliveries of (one seek each).
     fn event_prefixes(&self, integration: &str) -> Result<Vec<Vec<u8>>, Error> {
         let base = integration_events_prefix(integration);
@@ -897,7 +919,8 @@ impl Store {
 
     /// A page of stored deliveries passing `filter`, newest first, at most `limit`, listed from
     /// just before `before` (from the newest when `None`). Answered from the indexes: the
-    /// filters given are each a sorted stream of ids (integration and event name together one),
+    /// filters given are each a sorted stream of ids (integration and event name together one; an
+    /// event name alone merges that name's stream of every integration),
     /// intersected by seeking each stream to the others' candidates; the time bounds become id
     /// bounds (arrival order). A page stops early, with a cursor, after [`SEEK_BUDGET`] seeks.
     pub fn history(
@@ -916,6 +939,17 @@ impl Store {
         };
         match (&filter.integration, &filter.event) {
             (Some(i), Some(e)) => streams.push(keys(vec![event_prefix(i, e)])),
+            (None, Some(e)) => {
+                let names: Vec<Vec<u8>> = self
+                    .indexed_integrations()?
+                    .iter()
+                    .map(|i| event_prefix(i, e))
+                    .collect();
+                if names.is_empty() {
+                    return Ok(HistoryPage::default());
+                }
+                streams.push(keys(names));
+            }
             (Some(i), None) => {
                 let names = self.event_prefixes(i)?;
                 if names.is_empty() {
