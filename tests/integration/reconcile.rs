@@ -178,29 +178,32 @@ async fn drift_is_repaired_on_the_resync_and_a_restart_changes_nothing() {
         Value::from("https://elsewhere.example.com/hook");
     fake.set_manifest(drifted);
     eventually(20, "the drift is repaired", || request_url(&fake) == HOOK).await;
-    let audit: Value = daemon
-        .get_json("/api/audit/logs?resource_type=integration&resource_id=slack-main")
-        .await;
-    let outcomes: Vec<&str> = audit["records"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["kind"]["type"] == "registration_synced")
-        .filter_map(|r| r["kind"]["outcome"].as_str())
-        .collect();
-    assert!(outcomes.contains(&"created"), "{audit}");
-    assert!(outcomes.contains(&"repaired"), "{audit}");
-    let s = status(&daemon).await;
-    assert_eq!(
-        integration(&s, "slack-main")["sync"]["status"],
-        "in_sync",
-        "{s}"
-    );
-    assert_eq!(
-        integration(&s, "slack-main")["health"]["status"],
-        "healthy",
-        "{s}"
-    );
+    // The fake holds the repaired URL as soon as the update reaches it; the daemon audits the
+    // repair and updates its status when the answer reaches it, a moment later.
+    let mut outcomes = Vec::new();
+    for _ in 0..200 {
+        let audit: Value = daemon
+            .get_json("/api/audit/logs?resource_type=integration&resource_id=slack-main")
+            .await;
+        outcomes = audit["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["kind"]["type"] == "registration_synced")
+            .filter_map(|r| r["kind"]["outcome"].as_str().map(str::to_owned))
+            .collect();
+        if outcomes.iter().any(|o| o == "repaired") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(outcomes.iter().any(|o| o == "created"), "{outcomes:?}");
+    assert!(outcomes.iter().any(|o| o == "repaired"), "{outcomes:?}");
+    status_until(&daemon, "in sync and healthy after the repair", |s| {
+        integration(s, "slack-main")["sync"]["status"] == "in_sync"
+            && integration(s, "slack-main")["health"]["status"] == "healthy"
+    })
+    .await;
     daemon.terminate().await;
 
     // A restart finds everything as declared: no update is sent.
