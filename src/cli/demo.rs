@@ -1122,22 +1122,14 @@ async fn post_slack(daemon: &Daemon, c: &Creds, body: &str) -> String {
     }
 }
 
-/// Prints what happened since the last call: the requests each fake received (the daemon's
-/// actions and registrations), new deliveries and the rules they fired, job outcomes.
+/// Prints what happened since the last call: new deliveries and the rules they fired, the
+/// requests each fake received (the daemon's actions and registrations), job outcomes.
 async fn observe(daemon: &Daemon, fakes: &Fakes, seen: &mut Seen) {
-    for (name, log) in fakes.logs() {
-        let from = seen.requests.get(name).copied().unwrap_or(0);
-        for r in log.iter().skip(from) {
-            if r.method == http::Method::GET || r.method == http::Method::HEAD {
-                continue; // reads (checks, polls) would drown the rest
-            }
-            println!("    ← {name:<13} {} {} {}", r.method, r.path, summary_of(r));
-        }
-        seen.requests.insert(name, log.len());
-    }
-    let Ok(page) = daemon.get("/api/events?limit=50").await else {
-        return;
-    };
+    let page = daemon
+        .get("/api/events?limit=50")
+        .await
+        .unwrap_or(Value::Null);
+    let mut outcomes = Vec::new();
     let mut events: Vec<&Value> = page["events"].as_array().into_iter().flatten().collect();
     events.reverse(); // oldest first
     for e in events {
@@ -1192,9 +1184,22 @@ async fn observe(daemon: &Daemon, fakes: &Fakes, seen: &mut Seen) {
                 ),
                 other => format!("  · {id} job {job} (rule {rule}): {other}"),
             };
-            println!("{line}");
+            outcomes.push(line);
             seen.jobs.insert(job, state);
         }
+    }
+    for (name, log) in fakes.logs() {
+        let from = seen.requests.get(name).copied().unwrap_or(0);
+        for r in log.iter().skip(from) {
+            if r.method == http::Method::GET || r.method == http::Method::HEAD {
+                continue; // reads (checks, polls) would drown the rest
+            }
+            println!("    ← {name:<13} {} {} {}", r.method, r.path, summary_of(r));
+        }
+        seen.requests.insert(name, log.len());
+    }
+    for line in outcomes {
+        println!("{line}");
     }
 }
 
