@@ -762,6 +762,16 @@ async fn show(args: &Args, daemon: &Daemon, fakes: &Fakes, creds: &Creds) -> any
         if ready {
             break;
         }
+        // A repository the daemon refuses stays refused: say why now, not after a minute.
+        let log = std::fs::read_to_string(&daemon.log).unwrap_or_default();
+        if let Some(line) = log
+            .lines()
+            .find(|l| l.contains("No valid revision to start with"))
+        {
+            bail!(
+                "the daemon refused the manifests (fix them, `supportopsd validate` shows every problem):\n{line}"
+            );
+        }
         if tokio::time::Instant::now() > deadline {
             let status = daemon.get("/api/status").await.unwrap_or(Value::Null);
             bail!(
@@ -1317,4 +1327,72 @@ async fn summary(daemon: &Daemon) {
         counts.join(", "),
         daemon.url
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recorded(method: http::Method, path: &str, body: &str, query: &[(&str, &str)]) -> Recorded {
+        Recorded {
+            method,
+            path: path.to_owned(),
+            query: query
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            headers: http::HeaderMap::new(),
+            body: bytes::Bytes::from(body.to_owned()),
+        }
+    }
+
+    #[test]
+    fn a_request_summary_shows_what_a_reader_recognises_and_never_a_credential() {
+        let slack = recorded(
+            http::Method::POST,
+            "/api/chat.postMessage",
+            "token=xoxb-demo-secret&channel=%23billing&text=Refund+request+7",
+            &[],
+        );
+        assert_eq!(summary_of(&slack), "#billing  Refund request 7");
+        let trello = recorded(
+            http::Method::POST,
+            "/1/cards",
+            "",
+            &[
+                ("key", "public"),
+                ("token", "trello-demo-secret"),
+                ("name", "VIP: x"),
+            ],
+        );
+        assert_eq!(summary_of(&trello), "VIP: x");
+        let zendesk = recorded(
+            http::Method::PUT,
+            "/api/v2/tickets/7/tags",
+            r#"{"tags": ["refund-review"], "api_token": "zd-demo-secret"}"#,
+            &[],
+        );
+        assert_eq!(summary_of(&zendesk), r#"["refund-review"]"#);
+        let nothing = recorded(
+            http::Method::POST,
+            "/token",
+            "grant_type=jwt&assertion=eyJsecret",
+            &[],
+        );
+        assert_eq!(summary_of(&nothing), "");
+    }
+
+    #[test]
+    fn a_credential_keeps_its_variable_name_or_gets_one() {
+        let env: toml::Value = toml::from_str::<toml::Table>("v = { env = \"SLACK_BOT_TOKEN\" }")
+            .unwrap()["v"]
+            .clone();
+        assert_eq!(env_name("slack-main", "bot_token", &env), "SLACK_BOT_TOKEN");
+        let sealed: toml::Value =
+            toml::from_str::<toml::Table>("v = { sealed = \"sos1:x\" }").unwrap()["v"].clone();
+        assert_eq!(
+            env_name("freshdesk-main", "webhook_secret", &sealed),
+            "DEMO_FRESHDESK_MAIN_WEBHOOK_SECRET"
+        );
+    }
 }

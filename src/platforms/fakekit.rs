@@ -415,6 +415,28 @@ mod tests {
     }
 
     #[test]
+    fn the_demo_policy_allows_exactly_the_fakes_and_the_tests_any_loopback_port() {
+        let path = std::path::Path::new("policy.toml");
+        let demo = crate::policy::Policy::parse(
+            &loopback_policy(&["127.0.0.1:4001".to_owned(), "127.0.0.1:4002".to_owned()]),
+            path,
+        )
+        .unwrap();
+        let tests = crate::policy::Policy::parse(LOOPBACK_POLICY, path).unwrap();
+        let allows = |policy: &crate::policy::Policy, url: &str| {
+            policy
+                .check_endpoint(crate::platforms::PlatformKind::Slack, &[], "base_url", url)
+                .is_ok()
+        };
+        assert!(allows(&demo, "http://127.0.0.1:4001/api/"));
+        assert!(allows(&demo, "http://127.0.0.1:4002"));
+        assert!(!allows(&demo, "http://127.0.0.1:4003"));
+        assert!(!allows(&demo, "https://hooks.example.com"));
+        assert!(allows(&tests, "http://127.0.0.1:4003"));
+        assert!(!allows(&tests, "https://hooks.example.com"));
+    }
+
+    #[test]
     fn form_decoding() {
         assert_eq!(
             form_decode("a=1+2&b=%41%zz&c"),

@@ -288,4 +288,36 @@ async fn the_demo_refuses_a_taken_port_and_a_folder_that_is_no_repository() {
     );
     // Nothing was made.
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+
+    // Manifests the daemon refuses: it says why at once, and cleans up.
+    let bad = tempfile::tempdir().unwrap();
+    std::fs::create_dir(bad.path().join("integrations")).unwrap();
+    std::fs::write(
+        bad.path().join("integrations/odd.toml"),
+        "id = \"odd\"\nplatform = \"fax\"\n",
+    )
+    .unwrap();
+    let port = free_port().to_string();
+    let out = tokio::time::timeout(
+        Duration::from_secs(45),
+        demo_command(tmp.path(), &["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--repo")
+            .arg(bad.path())
+            .output(),
+    )
+    .await
+    .expect("the demo gave up in time")
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the daemon refused the manifests"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("integrations/odd.toml"), "{stderr}");
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+    assert_eq!(
+        processes_naming(&format!("{}/supportopsd-demo-", tmp.path().display())),
+        Vec::<u32>::new()
+    );
 }
