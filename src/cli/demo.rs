@@ -805,13 +805,22 @@ async fn show(args: &Args, daemon: &Daemon, fakes: &Fakes, creds: &Creds) -> any
     }
     observe(daemon, fakes, &mut seen).await;
     let notion = notion_subscription(daemon, fakes).await?;
+    let slack = integration_of(daemon, "slack").await;
     observe(daemon, fakes, &mut seen).await;
     let every = Duration::from_secs(args.every);
     let mut cycle = 0u64;
     loop {
         cycle += 1;
         for step in 0..STEPS {
-            let what = play(step, cycle, daemon, fakes, creds, notion.as_deref()).await;
+            let what = play(
+                step,
+                cycle,
+                daemon,
+                fakes,
+                creds,
+                (slack.as_deref(), notion.as_deref()),
+            )
+            .await;
             println!("\n▶ {what}");
             let until = tokio::time::Instant::now() + every;
             while tokio::time::Instant::now() < until {
@@ -873,19 +882,23 @@ fn registrations(f: &Fakes) -> Vec<(&'static str, String)> {
     out
 }
 
+/// The id of the first integration of `platform` the daemon runs (`GET /api/status`).
+async fn integration_of(daemon: &Daemon, platform: &str) -> Option<String> {
+    let status = daemon.get("/api/status").await.ok()?;
+    status["integrations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|i| i["platform"] == platform)
+        .and_then(|i| i["id"].as_str())
+        .map(str::to_owned)
+}
+
 /// Plays the operator's part of Notion's webhook set-up (SEC-04): opens a verification window,
 /// creates the subscription at the fake, confirms the token the daemon received. The
 /// subscription's id, `None` when the repository has no Notion integration.
 async fn notion_subscription(daemon: &Daemon, f: &Fakes) -> anyhow::Result<Option<String>> {
-    let status = daemon.get("/api/status").await?;
-    let Some(id) = status["integrations"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|i| i["platform"] == "notion")
-        .and_then(|i| i["id"].as_str())
-        .map(str::to_owned)
-    else {
+    let Some(id) = integration_of(daemon, "notion").await else {
         return Ok(None);
     };
     println!("notion     the operator's part (Notion has no API for subscriptions):");
@@ -937,7 +950,7 @@ async fn play(
     daemon: &Daemon,
     f: &Fakes,
     c: &Creds,
-    notion: Option<&str>,
+    (slack, notion): (Option<&str>, Option<&str>),
 ) -> String {
     let fd_ticket = fd::SEEDED_TICKETS[usize::try_from(cycle).unwrap_or(0) % 3];
     match step {
@@ -988,7 +1001,10 @@ async fn play(
                 "authorizations": [{"team_id": sl::TEAM_ID, "user_id": sl::BOT_USER_ID, "is_bot": true}],
             })
             .to_string();
-            let status = post_slack(daemon, c, &body).await;
+            let Some(slack) = slack else {
+                return "Slack: no Slack integration in this repository".to_owned();
+            };
+            let status = post_slack(daemon, c, slack, &body).await;
             format!(
                 "Slack: someone mentions the bot: “open a ticket: the invoice page times out” (signed delivery answered {status})"
             )
@@ -1113,10 +1129,9 @@ fn now_secs() -> u64 {
 }
 
 /// Posts a Slack Events API delivery, signed as Slack signs.
-async fn post_slack(daemon: &Daemon, c: &Creds, body: &str) -> String {
+async fn post_slack(daemon: &Daemon, c: &Creds, integration: &str, body: &str) -> String {
     let ts = now_secs().to_string();
     let sig = sl::sign(&c.slack_signing, &ts, body.as_bytes());
-    let integration = "slack-main";
     match daemon
         .http
         .post(format!("{}/api/webhooks/slack/{integration}", daemon.url))
