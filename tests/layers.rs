@@ -68,7 +68,20 @@ const LAYERS: &[&[(&str, &[&str])]] = &[
             "platforms::*::values",
         ],
     )],
-    &[("event", &["event"])],
+    &[
+        ("event", &["event"]),
+        (
+            // The fake platforms (the tests' and `supportopsd demo`'s): servers on loopback
+            // that play each platform, built on the connectors' own types. Only `cli::demo`
+            // and test code may name them (`only_the_demo_and_tests_name_the_fakes`).
+            "platforms (fakes)",
+            &[
+                "platforms::fakekit",
+                "platforms::fakespec",
+                "platforms::*::fake",
+            ],
+        ),
+    ],
     &[("state", &["state"])],
     &[("plan", &["plan"]), ("testing", &["testing"])],
     &[("runtime", &["runtime"])],
@@ -172,6 +185,71 @@ fn only_the_openers_name_the_sled_store() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The modules that are the fake platforms, and the one module outside them that may name them:
+/// the daemon's own code never depends on a fake (test code may).
+const FAKES: &[&str] = &[
+    "platforms::fakekit",
+    "platforms::fakespec",
+    "platforms::*::fake",
+];
+const FAKE_USERS: &[&str] = &["cli::demo"];
+
+fn is_fake(module: &[String]) -> bool {
+    FAKES.iter().any(|pattern| {
+        let parts: Vec<&str> = pattern.split("::").collect();
+        parts.len() <= module.len() && parts.iter().zip(module).all(|(p, m)| *p == "*" || p == m)
+    })
+}
+
+#[test]
+fn only_the_demo_and_tests_name_the_fakes() {
+    let crate_ = Crate::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    let mut problems = Vec::new();
+    let mut users = BTreeSet::new();
+    for (module, file) in &crate_.files {
+        if module.is_empty() || is_fake(module) || crate_.test_only.contains(module) {
+            continue;
+        }
+        let names_a_fake = crate_
+            .references(module, &file.code)
+            .iter()
+            .filter_map(|t| crate_.owner(t))
+            .any(|owner| is_fake(&owner));
+        if !names_a_fake {
+            continue;
+        }
+        let name = module.join("::");
+        if FAKE_USERS.contains(&name.as_str()) {
+            users.insert(name);
+        } else {
+            problems.push(format!(
+                "{}: names a fake platform; only `supportopsd demo` (cli::demo) and test code may",
+                file.path.display()
+            ));
+        }
+    }
+    for user in FAKE_USERS {
+        if !users.contains(*user) {
+            problems.push(format!(
+                "`{user}` is in FAKE_USERS but names no fake: take it out"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    // The check sees a fake named from daemon code.
+    let module: Vec<String> = vec!["daemon".into(), "server".into()];
+    let code = strip_test_items(&strip(
+        "use crate::platforms::slack::fake::FakeSlack;\nfn f() {}\n",
+    ));
+    assert!(
+        crate_
+            .references(&module, &code)
+            .iter()
+            .filter_map(|t| crate_.owner(t))
+            .any(|owner| is_fake(&owner))
+    );
 }
 
 #[test]

@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod check_platform;
 pub mod completions;
+pub mod demo;
 pub mod events;
 pub mod explain;
 pub mod fixture;
@@ -77,6 +78,10 @@ pub enum LogFormat {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The whole loop on this machine: the real daemon on examples/repo (or --repo) against
+    /// built-in fake platforms on loopback, an event every few seconds, what it did. Ctrl-C
+    /// stops it and removes everything it made.
+    Demo(demo::Args),
     /// Parse, schema-check and cross-check every manifest and test.
     Validate(validate::Args),
     /// Diff the manifests against the applied state, or against another revision (--base).
@@ -164,6 +169,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
 fn run_command(cli: &Cli) -> anyhow::Result<Exit> {
     let g = &cli.global;
     match &cli.command {
+        Command::Demo(args) => demo::run(args, g),
         Command::Validate(args) => validate::run(args, g),
         Command::Plan(args) => plan::run(args, g),
         Command::Test(args) => test::run(args, g),

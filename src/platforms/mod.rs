@@ -15,8 +15,10 @@
 pub mod catalog;
 pub mod connector;
 pub mod context;
-#[cfg(any(test, feature = "test-support"))]
 pub mod fakekit;
+pub mod fakespec;
+#[cfg(any(test, feature = "test-support"))]
+pub mod fakevendor;
 pub mod freshdesk;
 pub mod google_sheets;
 pub mod http;

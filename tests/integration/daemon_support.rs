@@ -4,9 +4,6 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use base64::Engine as _;
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -38,12 +35,9 @@ pub(crate) struct Daemon {
     log: Option<tokio::task::JoinHandle<String>>,
 }
 
-/// The host policy of the tests: the fake platforms listen on loopback at ports chosen at
-/// random, so every loopback port may be named by an endpoint override (`127.0.0.1:*`).
-pub(crate) const LOOPBACK_POLICY: &str = r#"# The tests' fakes listen on loopback.
-[endpoints]
-allow = ["127.0.0.1:*"]
-"#;
+/// The host policy of the tests (the fakes' own: every loopback port may be named by an
+/// endpoint override).
+pub(crate) use supportopsd::platforms::fakekit::LOOPBACK_POLICY;
 
 /// Writes [`LOOPBACK_POLICY`] into `dir` and returns its path (for `--policy`).
 pub(crate) fn loopback_policy(dir: &Path) -> std::path::PathBuf {
@@ -502,22 +496,12 @@ pub(crate) fn rfc3339(offset_secs: i64) -> String {
 
 /// Zendesk's signature: base64(HMAC-SHA256(secret, timestamp + body)).
 pub(crate) fn zendesk_signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(timestamp.as_bytes());
-    mac.update(body);
-    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    supportopsd::platforms::zendesk::fake::sign(secret, timestamp, body)
 }
 
 /// Slack's signature: `v0=` + hex(HMAC-SHA256(secret, "v0:ts:body")).
 pub(crate) fn slack_signature(secret: &str, ts: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(format!("v0:{ts}:").as_bytes());
-    mac.update(body);
-    let bytes = mac.finalize().into_bytes();
-    format!(
-        "v0={}",
-        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    )
+    supportopsd::platforms::slack::fake::sign(secret, ts, body)
 }
 
 /// A Zendesk trigger delivery of `ticket.created`.

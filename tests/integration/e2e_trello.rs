@@ -164,7 +164,9 @@ async fn a_trello_delivery_fires_rules_that_act_on_the_card_at_trello() {
     assert_eq!(trello.webhooks().len(), 1);
 
     // A person creates a card: Trello delivers it, signed; the rule comments on it.
-    let card = trello.add_card(fake::LIST_INBOX, "Printer on fire");
+    let card = trello
+        .add_card(fake::LIST_INBOX, "Printer on fire")
+        .expect("a list of the fake");
     let card_id = card["id"].as_str().unwrap().to_owned();
     let created = trello.action("createCard", &card_id, None);
     assert_eq!(trello.deliver(&hook, created.clone()).await, 200);

@@ -16,6 +16,7 @@ mod check_platform;
 mod crash;
 mod daemon;
 mod daemon_support;
+mod demo;
 mod e2e_freshdesk;
 mod e2e_google_sheets;
 mod e2e_notion;

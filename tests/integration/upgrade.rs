@@ -652,7 +652,9 @@ async fn the_previous_release_state_opens_and_everything_in_it_works() {
         "{:?}",
         trello.requests()
     );
-    let card = trello.add_card(trello_fake::LIST_INBOX, "After the upgrade");
+    let card = trello
+        .add_card(trello_fake::LIST_INBOX, "After the upgrade")
+        .expect("a list of the fake");
     let created = trello.action("createCard", card["id"].as_str().unwrap(), None);
     let hook = hooks[0]["id"].as_str().unwrap();
     assert_eq!(trello.deliver(hook, created).await, 200);

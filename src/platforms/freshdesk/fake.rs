@@ -45,12 +45,7 @@
 //!   (placeholders such as `{{ticket.status}}` become display names, like Freshdesk's) and
 //!   posts it with the rule's custom headers.
 
-#![allow(
-    clippy::expect_used,
-    clippy::unwrap_used,
-    clippy::panic,
-    clippy::result_large_err
-)]
+#![allow(clippy::result_large_err)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -175,8 +170,17 @@ pub enum By {
 const TS: &str = "2026-11-28T10:00:00Z";
 
 impl FakeFreshdesk {
-    /// Starts the fake, accepting `api_key`.
+    /// [`FakeFreshdesk::try_start`], for the tests: a failure to bind loopback fails the test.
+    #[cfg(any(test, feature = "test-support"))]
+    #[allow(clippy::expect_used)]
     pub async fn start(api_key: &str) -> FakeFreshdesk {
+        FakeFreshdesk::try_start(api_key)
+            .await
+            .expect("bind 127.0.0.1:0 for the fake")
+    }
+
+    /// Starts the fake, accepting `api_key`.
+    pub async fn try_start(api_key: &str) -> std::io::Result<FakeFreshdesk> {
         let mut tickets = BTreeMap::new();
         for id in SEEDED_TICKETS {
             tickets.insert(
@@ -220,8 +224,8 @@ impl FakeFreshdesk {
             normalize_stored: None,
         }));
         let shared = state.clone();
-        let server = FakeServer::start(move |r| handle(&shared, r)).await;
-        FakeFreshdesk { server, state }
+        let server = FakeServer::try_start(move |r| handle(&shared, r)).await?;
+        Ok(FakeFreshdesk { server, state })
     }
 
     /// `http://127.0.0.1:<port>`, for `[endpoint] base_url`.

@@ -11,7 +11,7 @@
 //!
 //! The live half: [`client`] (HTTP, error classification, rate-limit headers), [`connector`]
 //! (the [`Connector`](crate::platforms::Connector): check, actions, bulk updates, automation
-//! rules), [`registration`] (the rules' bodies and matching) and, for tests, `fake`.
+//! rules), [`registration`] (the rules' bodies and matching) and `fake`.
 
 pub mod actions;
 pub mod client;
@@ -23,7 +23,6 @@ pub mod webhook;
 
 #[cfg(test)]
 mod connector_tests;
-#[cfg(any(test, feature = "test-support"))]
 pub mod fake;
 #[cfg(test)]
 mod tests;

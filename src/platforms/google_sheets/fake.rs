@@ -13,7 +13,7 @@
 //!   `ACCESS_TOKEN_SCOPE_INSUFFICIENT`). A spreadsheet not shared with the service account
 //!   answers 403 `PERMISSION_DENIED` ([`FakeGoogle::unshare`]); an unknown one 404.
 //! - **Spec check**: every API request is checked against `discovery/sheets-v4.discovery.json`
-//!   or `discovery/drive-v3.discovery.json` ([`ApiSpec`]): an unknown method or path, an unknown
+//!   or `discovery/drive-v3.discovery.json` ([`crate::platforms::fakekit::ApiSpec`]): an unknown method or path, an unknown
 //!   query parameter or an unknown body property is answered 400 `INVALID_ARGUMENT` (`Invalid
 //!   JSON payload received. Unknown name …`) the way Google does, and recorded
 //!   ([`FakeGoogle::spec_errors`]). Skipped (with a line on stderr) when the documents are absent.
@@ -36,12 +36,7 @@
 //! - **Failures**: [`FakeGoogle::fail_next`] scripts 429 (`RESOURCE_EXHAUSTED` with
 //!   `Retry-After`), 500 or 503 for a route (`token`, `spreadsheets.get`, `values.append`…).
 
-#![allow(
-    clippy::expect_used,
-    clippy::unwrap_used,
-    clippy::panic,
-    clippy::result_large_err
-)]
+#![allow(clippy::result_large_err)]
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -54,8 +49,8 @@ use serde_json::{Value, json};
 use super::client::{Claims, Clock, JWT_BEARER_GRANT};
 use super::events::{column_letters, sheet_ref};
 use crate::platforms::fakekit::{
-    ApiSpec, Failure, Failures, FakeServer, Recorded, Resp, empty_response, json_response, lock,
-    with_header,
+    Failure, Failures, FakeServer, Recorded, Resp, empty_response, json_response, lock,
+    vendor_spec, with_header,
 };
 
 /// A throwaway RSA key made for these tests only (it signs nothing anywhere else).
@@ -255,9 +250,18 @@ fn now_with(offset: &AtomicI64) -> u64 {
 }
 
 impl FakeGoogle {
+    /// [`FakeGoogle::try_start`], for the tests: a failure to bind loopback fails the test.
+    #[cfg(any(test, feature = "test-support"))]
+    #[allow(clippy::expect_used)]
+    pub async fn start() -> FakeGoogle {
+        FakeGoogle::try_start()
+            .await
+            .expect("bind 127.0.0.1:0 for the fake")
+    }
+
     /// Starts the fake with [`SPREADSHEET_ID`] holding one empty sheet [`FIRST_SHEET`], shared
     /// with [`CLIENT_EMAIL`].
-    pub async fn start() -> FakeGoogle {
+    pub async fn try_start() -> std::io::Result<FakeGoogle> {
         let mut state = State {
             next_sheet_id: 1_000_001,
             cells_served: 0,
@@ -275,18 +279,18 @@ impl FakeGoogle {
         let offset = Arc::new(AtomicI64::new(0));
         let origin: Arc<Mutex<String>> = Arc::new(Mutex::new(String::new()));
         let (s, o, org) = (state.clone(), offset.clone(), origin.clone());
-        let server = FakeServer::start(move |r: &Recorded| {
+        let server = FakeServer::try_start(move |r: &Recorded| {
             let now = now_with(&o);
             let origin = lock(&org).clone();
             handle(&mut lock(&s), r, now, &origin)
         })
-        .await;
+        .await?;
         *lock(&origin) = server.origin();
-        FakeGoogle {
+        Ok(FakeGoogle {
             server,
             state,
             offset,
-        }
+        })
     }
 
     /// `http://127.0.0.1:<port>`: the `[endpoint] base_url` to use.
@@ -415,18 +419,18 @@ impl FakeGoogle {
     pub fn set_rows(&self, title: &str, rows: Vec<Vec<Value>>) {
         let mut st = lock(&self.state);
         let next = st.next_sheet_id;
-        let book = st
-            .spreadsheets
-            .get_mut(SPREADSHEET_ID)
-            .expect("spreadsheet");
+        let Some(book) = st.spreadsheets.get_mut(SPREADSHEET_ID) else {
+            return;
+        };
         let index = i64::try_from(book.sheets.len()).unwrap_or(0);
-        let sheet = match book.sheets.iter().position(|s| s.title == title) {
-            Some(i) => &mut book.sheets[i],
+        let at = match book.sheets.iter().position(|s| s.title == title) {
+            Some(i) => i,
             None => {
                 book.sheets.push(Sheet::new(next, title, index));
-                book.sheets.last_mut().expect("pushed")
+                book.sheets.len() - 1
             }
         };
+        let sheet = &mut book.sheets[at];
         sheet.rows = Vec::new();
         for (r, row) in rows.into_iter().enumerate() {
             for (c, v) in row.into_iter().enumerate() {
@@ -650,7 +654,7 @@ fn handle(st: &mut State, r: &Recorded, now: u64, origin: &str) -> Resp {
             }
         }
     };
-    let spec = ApiSpec::load(if api == "sheets" {
+    let spec = vendor_spec(if api == "sheets" {
         SHEETS_SPEC
     } else {
         DRIVE_SPEC
@@ -822,8 +826,10 @@ fn token(st: &mut State, r: &Recorded, now: u64, origin: &str) -> Resp {
     if header.kid.as_deref().is_some_and(|k| k != KEY_ID) {
         return invalid_grant("Invalid JWT Signature.");
     }
-    let key = jsonwebtoken::DecodingKey::from_rsa_pem(TEST_ONLY_PUBLIC_KEY_PEM.as_bytes())
-        .expect("test public key");
+    let Ok(key) = jsonwebtoken::DecodingKey::from_rsa_pem(TEST_ONLY_PUBLIC_KEY_PEM.as_bytes())
+    else {
+        return invalid_grant("Invalid JWT Signature.");
+    };
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
     // Time and audience are checked below against the fake's own clock and origin.
     validation.validate_exp = false;

@@ -9,7 +9,7 @@
 //!
 //! The live half: [`client`] (service-account sign-in with an RS256 JWT, the cached access
 //! token, Google error classification), [`connector`] (the checks, the actions, Drive channels
-//! and their renewal, the row poller) and, for tests, `fake` (a fake Google: token endpoint,
+//! and their renewal, the row poller) and `fake` (a fake Google: token endpoint,
 //! Sheets and Drive, checked against the vendor discovery documents).
 //!
 //! Sheets has no webhooks: a Drive `files.watch` channel on the spreadsheet posts empty-bodied
@@ -22,7 +22,6 @@ pub mod connector;
 #[cfg(test)]
 mod connector_tests;
 pub mod events;
-#[cfg(any(test, feature = "test-support"))]
 pub mod fake;
 pub mod probe;
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //!
 //! The live half: [`client`] (HTTP, the pinned `Notion-Version`, error classification),
 //! [`connector`] (the connection check and the actions), [`values`] (property values built from
-//! rule parameters, Notion's request limits) and, for tests, `fake` (a fake Notion API that
+//! rule parameters, Notion's request limits) and `fake` (a fake Notion API that
 //! also plays a subscription's verification request and signed deliveries).
 //!
 //! Subscriptions are made in Notion's UI only. Notion first posts a one-off
@@ -22,7 +22,6 @@ pub mod connector;
 #[cfg(test)]
 mod connector_tests;
 pub mod events;
-#[cfg(any(test, feature = "test-support"))]
 pub mod fake;
 pub mod probe;
 #[cfg(test)]

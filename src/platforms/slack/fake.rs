@@ -48,12 +48,10 @@
 //! - Scripted failures: [`FakeSlack::fail_next`] makes the next calls of a method answer
 //!   `ok:false`, HTTP 429 with `Retry-After`, or HTTP 500.
 
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
-
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -64,7 +62,9 @@ use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-pub use crate::platforms::fakekit::{VENDOR_DIR_ENV, form_decode};
+#[cfg(any(test, feature = "test-support"))]
+pub use crate::platforms::fakekit::VENDOR_DIR_ENV;
+pub use crate::platforms::fakekit::form_decode;
 
 /// Parameters Slack added after the vendored spec was written (method, parameter).
 pub const NEWER_THAN_SPEC: &[(&str, &str)] = &[
@@ -158,6 +158,25 @@ pub fn initial_manifest() -> Value {
             "token_rotation_enabled": false
         }
     })
+}
+
+/// Slack's signature of an Events API delivery: `v0=` + hex(HMAC-SHA256(signing secret,
+/// `v0:{timestamp}:{body}`)), sent in `X-Slack-Signature` with `X-Slack-Request-Timestamp`.
+pub fn sign(signing_secret: &str, timestamp: &str, body: &[u8]) -> String {
+    use hmac::{KeyInit, Mac};
+    // HMAC takes keys of any length: this cannot fail.
+    let Ok(mut mac) =
+        <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(signing_secret.as_bytes())
+    else {
+        return String::new();
+    };
+    mac.update(format!("v0:{timestamp}:").as_bytes());
+    mac.update(body);
+    let bytes = mac.finalize().into_bytes();
+    format!(
+        "v0={}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
 }
 
 /// Users that exist besides the bot and [`USER_ID`].
@@ -277,12 +296,22 @@ struct State {
 }
 
 impl FakeSlack {
-    /// Starts the fake, accepting `bot_token` and (if given) `user_token`.
+    /// [`FakeSlack::try_start`], for the tests: a failure to bind loopback fails the test.
+    #[cfg(any(test, feature = "test-support"))]
+    #[allow(clippy::expect_used)]
     pub async fn start(bot_token: &str, user_token: Option<&str>) -> FakeSlack {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        FakeSlack::try_start(bot_token, user_token)
             .await
-            .expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local addr");
+            .expect("bind 127.0.0.1:0 for the fake")
+    }
+
+    /// Starts the fake, accepting `bot_token` and (if given) `user_token`.
+    pub async fn try_start(
+        bot_token: &str,
+        user_token: Option<&str>,
+    ) -> std::io::Result<FakeSlack> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(State {
             addr,
             bot_token: bot_token.to_owned(),
@@ -331,7 +360,7 @@ impl FakeSlack {
                 });
             }
         });
-        FakeSlack { addr, state, task }
+        Ok(FakeSlack { addr, state, task })
     }
 
     /// The Web API base URL (`http://127.0.0.1:<port>/api/`), for `[endpoint] base_url`.
@@ -416,9 +445,12 @@ impl FakeSlack {
         lock(&self.state).page_size = n.max(1);
     }
 
-    /// Adds a public channel; returns its id.
+    /// Adds a public channel; returns its id (the existing one's when a channel has that name).
     pub fn add_channel(&self, name: &str) -> String {
         let mut st = lock(&self.state);
+        if let Some((id, _)) = st.channels.iter().find(|(_, n)| n == name) {
+            return id.clone();
+        }
         let id = format!("C0ADDED{:03}", st.next());
         st.channels.push((id.clone(), name.to_owned()));
         id
@@ -446,12 +478,23 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 
 type Resp = Response<Full<Bytes>>;
 
+/// A response with `status`, a `Content-Type` and `body`.
+fn response(status: StatusCode, content_type: &'static str, body: Bytes) -> Resp {
+    let mut r = Response::new(Full::new(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    r
+}
+
 fn json_response(status: StatusCode, v: &Value) -> Resp {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json; charset=utf-8")
-        .body(Full::new(Bytes::from(v.to_string())))
-        .expect("response")
+    response(
+        status,
+        "application/json; charset=utf-8",
+        Bytes::from(v.to_string()),
+    )
 }
 
 fn ok(mut v: Value) -> Resp {
@@ -528,19 +571,20 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp
     if let Some(f) = st.failures.get_mut(&method).and_then(VecDeque::pop_front) {
         return Ok(match f {
             Failure::Error(code) => slack_error(&code),
-            Failure::RateLimited { retry_after_secs } => Response::builder()
-                .status(StatusCode::TOO_MANY_REQUESTS)
-                .header("retry-after", retry_after_secs.to_string())
-                .header("content-type", "application/json; charset=utf-8")
-                .body(Full::new(Bytes::from(
-                    json!({"ok": false, "error": "ratelimited"}).to_string(),
-                )))
-                .expect("response"),
-            Failure::ServerError => Response::builder()
-                .status(StatusCode::INTERNAL_SERVER_ERROR)
-                .header("content-type", "text/plain")
-                .body(Full::new(Bytes::from_static(b"Internal Server Error")))
-                .expect("response"),
+            Failure::RateLimited { retry_after_secs } => {
+                let mut r = json_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    &json!({"ok": false, "error": "ratelimited"}),
+                );
+                r.headers_mut()
+                    .insert(http::header::RETRY_AFTER, retry_after_secs.into());
+                r
+            }
+            Failure::ServerError => response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "text/plain",
+                Bytes::from_static(b"Internal Server Error"),
+            ),
         });
     }
     if recorded.method != Method::POST && recorded.method != Method::GET {
@@ -897,13 +941,8 @@ impl State {
     }
 
     fn receive_upload(&mut self, file_id: &str, r: &Recorded) -> Resp {
-        let text = |status: StatusCode, body: String| {
-            Response::builder()
-                .status(status)
-                .header("content-type", "text/plain")
-                .body(Full::new(Bytes::from(body)))
-                .expect("response")
-        };
+        let text =
+            |status: StatusCode, body: String| response(status, "text/plain", Bytes::from(body));
         if r.method != Method::POST {
             return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed".into());
         }
@@ -1165,6 +1204,7 @@ struct Spec {
 }
 
 impl Spec {
+    #[cfg(any(test, feature = "test-support"))]
     fn parse(doc: &Value) -> Spec {
         let mut methods = HashMap::new();
         let Some(paths) = doc.get("paths").and_then(Value::as_object) else {
@@ -1228,8 +1268,9 @@ impl Spec {
 }
 
 /// The vendored spec, loaded once per process.
+#[cfg(any(test, feature = "test-support"))]
 fn spec() -> Option<&'static Spec> {
-    static SPEC: OnceLock<Option<Spec>> = OnceLock::new();
+    static SPEC: std::sync::OnceLock<Option<Spec>> = std::sync::OnceLock::new();
     SPEC.get_or_init(|| {
         let loaded = crate::platforms::fakekit::vendor_file("openapi/slack-web.openapi.json")
             .and_then(|p| {
@@ -1243,4 +1284,11 @@ fn spec() -> Option<&'static Spec> {
         loaded
     })
     .as_ref()
+}
+
+/// The vendored spec: the default build (`supportopsd demo`) reads no vendor documents, so the
+/// fake skips the check there.
+#[cfg(not(any(test, feature = "test-support")))]
+fn spec() -> Option<&'static Spec> {
+    None
 }

@@ -298,7 +298,9 @@ async fn create_card_sends_query_parameters_and_returns_the_card() {
 async fn update_and_move_card() {
     let fake = start().await;
     let c = connector(&fake);
-    let card = fake.add_card(fake::LIST_INBOX, "Printer on fire");
+    let card = fake
+        .add_card(fake::LIST_INBOX, "Printer on fire")
+        .expect("a list of the fake");
     let id = card["id"].as_str().expect("id").to_owned();
 
     let out = c
@@ -375,7 +377,9 @@ async fn update_and_move_card() {
 async fn add_comment_returns_the_action() {
     let fake = start().await;
     let c = connector(&fake);
-    let card = fake.add_card(fake::LIST_INBOX, "Login broken");
+    let card = fake
+        .add_card(fake::LIST_INBOX, "Login broken")
+        .expect("a list of the fake");
     let id = card["id"].as_str().expect("id").to_owned();
     let out = c
         .execute(&call(
@@ -397,7 +401,9 @@ async fn add_comment_returns_the_action() {
 async fn add_checklist_creates_the_list_then_each_item() {
     let fake = start().await;
     let c = connector(&fake);
-    let card = fake.add_card(fake::LIST_INBOX, "Onboard Acme");
+    let card = fake
+        .add_card(fake::LIST_INBOX, "Onboard Acme")
+        .expect("a list of the fake");
     let id = card["id"].as_str().expect("id").to_owned();
     let out = c
         .execute(&call(
@@ -457,7 +463,9 @@ async fn add_checklist_creates_the_list_then_each_item() {
 async fn add_label_existing_or_new() {
     let fake = start().await;
     let c = connector(&fake);
-    let card = fake.add_card(fake::LIST_INBOX, "VIP customer");
+    let card = fake
+        .add_card(fake::LIST_INBOX, "VIP customer")
+        .expect("a list of the fake");
     let id = card["id"].as_str().expect("id").to_owned();
     let out = c
         .execute(&call(
@@ -1073,7 +1081,9 @@ async fn deliveries_are_signed_the_trello_way_and_a_410_deletes_the_webhook() {
     let c = connector(&fake);
     let (_, reg) = registered(c.sync_webhook(&target(public, None)).await.expect("sync"));
 
-    let card = fake.add_card(fake::LIST_INBOX, "Refund");
+    let card = fake
+        .add_card(fake::LIST_INBOX, "Refund")
+        .expect("a list of the fake");
     let action = fake.action("createCard", card["id"].as_str().expect("id"), None);
     assert_eq!(fake.deliver(&reg.ids[0], action).await, 200);
     let r = got.lock().expect("lock")[0].clone();

@@ -25,12 +25,7 @@
 //! - [`FakeTrello::proxy`] routes a public URL prefix to a local origin (a reverse proxy in
 //!   front of the daemon), for the `HEAD` check and deliveries.
 
-#![allow(
-    clippy::expect_used,
-    clippy::unwrap_used,
-    clippy::panic,
-    clippy::result_large_err
-)]
+#![allow(clippy::result_large_err)]
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -46,7 +41,7 @@ use tokio::time::Instant;
 
 use crate::platforms::fakekit::{
     ApiSpec, Failure, Failures, FakeServer, Recorded, Resp, json_response, lock, text_response,
-    with_header,
+    vendor_spec, with_header,
 };
 
 /// The vendor document the fake checks requests against.
@@ -170,15 +165,28 @@ fn ok(v: &Value) -> Resp {
 }
 
 impl FakeTrello {
+    /// [`FakeTrello::try_start`], for the tests: a failure to bind loopback fails the test.
+    #[cfg(any(test, feature = "test-support"))]
+    #[allow(clippy::expect_used)]
+    pub async fn start(api_key: &str, token: &str, app_secret: &str) -> FakeTrello {
+        FakeTrello::try_start(api_key, token, app_secret)
+            .await
+            .expect("bind 127.0.0.1:0 for the fake")
+    }
+
     /// Starts the fake, accepting `api_key` and `token`; deliveries are signed with
     /// `app_secret`.
-    pub async fn start(api_key: &str, token: &str, app_secret: &str) -> FakeTrello {
+    pub async fn try_start(
+        api_key: &str,
+        token: &str,
+        app_secret: &str,
+    ) -> std::io::Result<FakeTrello> {
         let state = Arc::new(Mutex::new(State {
             api_key: api_key.to_owned(),
             token: token.to_owned(),
             token_valid: true,
             app_secret: app_secret.to_owned(),
-            spec: ApiSpec::load(SPEC),
+            spec: vendor_spec(SPEC),
             failures: Failures::default(),
             seq: 0,
             boards: vec![
@@ -214,20 +222,20 @@ impl FakeTrello {
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .build()
-            .expect("client");
+            .map_err(std::io::Error::other)?;
         let st = state.clone();
         let client = http.clone();
-        let server = FakeServer::start_async(move |r: Recorded| {
+        let server = FakeServer::try_start_async(move |r: Recorded| {
             let st = st.clone();
             let client = client.clone();
             async move { handle(st, client, r).await }
         })
-        .await;
-        FakeTrello {
+        .await?;
+        Ok(FakeTrello {
             server,
             state,
             http,
-        }
+        })
     }
 
     /// The API base URL (`http://127.0.0.1:<port>/1`), for `[endpoint] base_url`.
@@ -362,18 +370,14 @@ impl FakeTrello {
         lock(&self.state).labels.clone()
     }
 
-    /// Creates a card in `list` directly (as a person would); returns it.
-    pub fn add_card(&self, list: &str, name: &str) -> Map<String, Value> {
+    /// Creates a card in `list` directly (as a person would); returns it (`None`: no such list
+    /// in the fake).
+    pub fn add_card(&self, list: &str, name: &str) -> Option<Map<String, Value>> {
         let mut st = lock(&self.state);
-        let board = st
-            .lists
-            .iter()
-            .find(|l| l.0 == list)
-            .map(|l| l.1.clone())
-            .expect("a list of the fake");
+        let board = st.lists.iter().find(|l| l.0 == list).map(|l| l.1.clone())?;
         let card = st.new_card(list, &board, name);
         st.cards.push(card.clone());
-        card
+        Some(card)
     }
 
     /// A webhook action body part of type `kind` on `card`, by [`HUMAN_ID`], in Trello's
@@ -467,7 +471,10 @@ impl FakeTrello {
 
 /// `base64(HMAC-SHA1(secret, body + callback_url))`: Trello's `X-Trello-Webhook`.
 pub fn sign(secret: &str, body: &[u8], callback_url: &str) -> String {
-    let mut mac = <HmacSha1 as KeyInit>::new_from_slice(secret.as_bytes()).expect("hmac key");
+    // HMAC takes keys of any length: this cannot fail.
+    let Ok(mut mac) = <HmacSha1 as KeyInit>::new_from_slice(secret.as_bytes()) else {
+        return String::new();
+    };
     mac.update(body);
     mac.update(callback_url.as_bytes());
     STANDARD.encode(mac.finalize().into_bytes())

@@ -18,7 +18,6 @@ pub mod webhook;
 
 #[cfg(test)]
 mod connector_tests;
-#[cfg(any(test, feature = "test-support"))]
 pub mod fake;
 #[cfg(test)]
 mod tests;

@@ -6,7 +6,7 @@
 //! [`actions`] (the action specs behind the REST calls).
 //!
 //! The live half: [`client`] (HTTP and error classification), [`connector`] (the checks,
-//! actions and bulk jobs), [`registration`] (webhooks and triggers) and, for tests, `fake` (a
+//! actions and bulk jobs), [`registration`] (webhooks and triggers) and `fake` (a
 //! fake Zendesk on the shared fakekit server).
 //!
 //! Deliveries are signed with the webhook's signing secret, which supportopsd reads from the
@@ -16,7 +16,6 @@ pub mod actions;
 pub mod client;
 pub mod connector;
 pub mod events;
-#[cfg(any(test, feature = "test-support"))]
 pub mod fake;
 mod params;
 pub mod probe;
