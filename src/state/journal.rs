@@ -28,8 +28,8 @@
 //! mid-write) fails its length or checksum and ends the replay of that file; it was never
 //! acknowledged.
 //!
-//! The payload is an [`IngestRecord`] as JSON. Records written since session 6 of issue 17 begin
-//! with a field that says where the event's JSON is: `{"raw":[E,H],"event":<E bytes>,…}`, E
+//! The payload is an [`IngestRecord`] as JSON. Records written by this build begin with a field
+//! that says where the event's JSON is: `{"raw":[E,H],"event":<E bytes>,…}`, E
 //! the length of the event's JSON (exactly the bytes the state stores for it, `codec`'s format
 //! 1 without its format byte) and H the length of its leading fields (platform, integration,
 //! name, id: everything an ingest reads of it). A replay takes the event's bytes as they are
@@ -38,7 +38,9 @@
 //! and encoding it again was most of a replay's cost. The record is still plain JSON with the
 //! same fields (builds that do not know `raw` ignore it and decode the whole record), and
 //! records without `raw` (earlier builds), or whose `raw` does not fit the record, are decoded
-//! whole, as before.
+//! whole, as before. The event's bytes are stored unparsed: the record's checksum says they are
+//! what this build wrote; were they not an event, reading the delivery would report it corrupt
+//! (`Error::Corrupt`), as for any stored value.
 //!
 //! Files are recycled: a retired file becomes the spare (`ingest-<seq>.spare`), and the next
 //! rotation writes the new file over it from the start instead of appending to a new one. Over
