@@ -428,6 +428,7 @@ fn open(dir: &Path) -> Result<(), Failure> {
     let replay = Instant::now();
     let (journal, backlog) = Journal::open_deferred(&store)?;
     let replayed = replay.elapsed();
+    let (ready_cpu, ready_rss) = (cpu_seconds(), rss_mb("VmRSS:"));
     let restored = backlog.new.len();
     let applying = Instant::now();
     for chunk in backlog.new.chunks(BATCH) {
@@ -450,6 +451,10 @@ fn open(dir: &Path) -> Result<(), Failure> {
     drop(journal);
     drop(store);
     println!(
+        "at ready: process CPU {ready_cpu:.2} s (user + system, all threads, since start), RSS {ready_rss:.0} MB; at the end: peak RSS {:.0} MB",
+        rss_mb("VmHWM:")
+    );
+    println!(
         "Store::open {:.3} s ({queued} jobs queued, {dead} dead-lettered); journal replay {:.3} s to ready ({restored} deliveries restored, decided), then written to sled in {:.3} s (the daemon's applier, in the background); dedupe index loaded in the background {:.3} s after the open began; state size {:.1} MB (payloads {:.1} MB, database {:.1} MB, journal {:.1} MB)",
         opened.as_secs_f64(),
         replayed.as_secs_f64(),
@@ -461,6 +466,33 @@ fn open(dir: &Path) -> Result<(), Failure> {
         bytes.journal as f64 / 1e6,
     );
     Ok(())
+}
+
+/// This process's CPU time so far (user + system, all threads; `/proc/self/stat`, in the
+/// kernel's USER_HZ ticks of 1/100 s), 0 where that cannot be read.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces): utime and
+    // stime are the 12th and 13th.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|t| t.parse::<u64>().ok())
+        .sum();
+    ticks as f64 / 100.0
+}
+
+/// A memory figure of this process from `/proc/self/status` (`VmRSS:` now, `VmHWM:` its
+/// peak), in MB; 0 where that cannot be read.
+fn rss_mb(field: &str) -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1000.0)
 }
 
 /// Bytes in the files under `dir`.

@@ -43,9 +43,9 @@ pub struct Event {
 }
 
 impl Event {
-    /// The dedupe key: integration and platform event id.
+    /// The dedupe key: integration and platform event id ([`dedupe_key`]).
     pub fn key(&self) -> String {
-        format!("{}/{}", self.integration, self.id)
+        dedupe_key(&self.integration, &self.id)
     }
 
     /// Every actor: `actor` and `actors`, each once.
@@ -103,6 +103,13 @@ impl Event {
             "time": self.time,
         })
     }
+}
+
+/// The dedupe key of an event with platform event id `id` on `integration` ([`Event::key`];
+/// for code that has the two fields without the whole event, e.g. a journal record read in
+/// part).
+pub fn dedupe_key(integration: &IntegrationId, id: &str) -> String {
+    format!("{integration}/{id}")
 }
 
 /// An event's rule context read in place ([`Event::context_view`]): every field path finds what

@@ -40,6 +40,15 @@ pub(crate) fn json_payload(bytes: &[u8]) -> Option<&[u8]> {
     }
 }
 
+/// The format-1 encoding of a value whose JSON is `json` (what [`encode`] gives for it, when
+/// `json` is what `serde_json` writes for it), without decoding it.
+pub(crate) fn encode_json(json: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + json.len());
+    out.push(FORMAT_JSON);
+    out.extend_from_slice(json);
+    out
+}
+
 /// Decodes a value written by [`encode`]. `tree` and `key` name the value in errors.
 pub(crate) fn decode<T: DeserializeOwned>(
     tree: &'static str,
@@ -71,6 +80,7 @@ mod tests {
         assert_eq!(bytes[0], FORMAT_JSON);
         assert_eq!(decode::<Vec<u32>>("t", b"k", &bytes).unwrap(), vec![1, 2]);
         assert_eq!(json_payload(&bytes), Some(&b"[1,2]"[..]));
+        assert_eq!(encode_json(b"[1,2]"), bytes);
         assert_eq!(json_payload(b"\x09[1]"), None);
         for bad in [&b""[..], b"\x09[1]", b"\x01[1,", b"\x01\"str\""] {
             let err = decode::<Vec<u32>>("t", b"k", bad).unwrap_err();

@@ -92,6 +92,35 @@ pub struct EventMeta {
     pub payload: PayloadAt,
 }
 
+/// What an ingest needs of its event besides the event's encoding: the fields its record in
+/// `event_index` copies ([`Store::prepare_encoded`]). Decodes from an encoded [`Event`]'s
+/// first fields alone (the journal's replay reads them so, without the payload).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub(super) struct EventHead {
+    /// [`Event::platform`].
+    pub platform: PlatformKind,
+    /// [`Event::integration`].
+    pub integration: IntegrationId,
+    /// [`Event::name`].
+    pub name: String,
+    /// [`Event::id`].
+    pub id: String,
+}
+
+/// The rest of what [`Store::prepare_encoded`] needs of an ingest (an [`IngestRecord`]'s
+/// fields besides its event and audit records).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Encoded {
+    /// The rules it triggered.
+    pub rules: Vec<String>,
+    /// When it was received.
+    pub now_ms: u64,
+    /// Until when it deduplicates.
+    pub dedupe_until_ms: u64,
+    /// The revision in use when it was received.
+    pub revision: Option<String>,
+}
+
 /// The dedupe key's digest: the `dedupe` tree's key.
 pub(super) type KeyDigest = [u8; 16];
 
@@ -516,24 +545,57 @@ impl Store {
         revision: Option<String>,
     ) -> Result<Prepared, Error> {
         let key = event.key();
+        let event_bytes = codec::encode(trees::EVENTS, &key, event)?;
+        let head = EventHead {
+            platform: event.platform,
+            integration: event.integration.clone(),
+            name: event.name.clone(),
+            id: event.id.clone(),
+        };
+        let ingest = Encoded {
+            rules: rules.to_vec(),
+            now_ms,
+            dedupe_until_ms,
+            revision,
+        };
+        self.prepare_encoded(head, key, event_bytes, ingest, audit)
+    }
+
+    /// [`Store::prepare`] of an event already encoded (`event_bytes`, what [`codec::encode`]
+    /// gives for it, e.g. taken from a journal record without decoding the event), given the
+    /// fields of it that the ingest needs (`head`) and its dedupe key. Allocates the ids: the
+    /// delivery's first, then its jobs', then its audit records'.
+    pub(super) fn prepare_encoded(
+        &self,
+        head: EventHead,
+        key: String,
+        event_bytes: Vec<u8>,
+        ingest: Encoded,
+        audit: &[AuditRecord],
+    ) -> Result<Prepared, Error> {
+        let Encoded {
+            rules,
+            now_ms,
+            dedupe_until_ms,
+            revision,
+        } = ingest;
         let digest = key_digest(&key);
         let id = EventId(self.next_id()?);
-        let event_bytes = codec::encode(trees::EVENTS, &key, event)?;
         let dedupe_bytes = codec::encode(trees::DEDUPE, &key, &(dedupe_until_ms, id.0))?;
-        let jobs = self.new_jobs(id, &key, rules, now_ms)?;
+        let jobs = self.new_jobs(id, &key, &rules, now_ms)?;
         let audit_records = stamped(audit, id);
         let audit = self.encode_audit(&audit_records)?;
         let (own_audit, mut indexed) = history::ingest_audit_keys(&audit_records, &audit);
         let meta = EventMeta {
             id,
             received_ms: now_ms,
-            integration: event.integration.clone(),
-            platform: event.platform,
-            name: event.name.clone(),
-            event_id: event.id.clone(),
+            integration: head.integration,
+            platform: head.platform,
+            name: head.name,
+            event_id: head.id,
             key: key.clone(),
             revision,
-            rules: rules.to_vec(),
+            rules,
             dedupe_until_ms,
             payload: PayloadAt::default(),
             audit: own_audit,

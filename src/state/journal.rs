@@ -28,6 +28,20 @@
 //! mid-write) fails its length or checksum and ends the replay of that file; it was never
 //! acknowledged.
 //!
+//! The payload is an [`IngestRecord`] as JSON. Records written by this build begin with a field
+//! that says where the event's JSON is: `{"raw":[E,H],"event":<E bytes>,…}`, E
+//! the length of the event's JSON (exactly the bytes the state stores for it, `codec`'s format
+//! 1 without its format byte) and H the length of its leading fields (platform, integration,
+//! name, id: everything an ingest reads of it). A replay takes the event's bytes as they are
+//! and decodes only those leading fields and the fields after the event (rules, times, audit
+//! records, revision), never the payload: decoding every payload into a `serde_json::Value`
+//! and encoding it again was most of a replay's cost. The record is still plain JSON with the
+//! same fields (builds that do not know `raw` ignore it and decode the whole record), and
+//! records without `raw` (earlier builds), or whose `raw` does not fit the record, are decoded
+//! whole, as before. The event's bytes are stored unparsed: the record's checksum says they are
+//! what this build wrote; were they not an event, reading the delivery would report it corrupt
+//! (`Error::Corrupt`), as for any stored value.
+//!
 //! Files are recycled: a retired file becomes the spare (`ingest-<seq>.spare`), and the next
 //! rotation writes the new file over it from the start instead of appending to a new one. Over
 //! blocks that are already written, an `fdatasync` flushes data only: no block allocation, so
@@ -46,7 +60,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use super::inbox::Prepared as PreparedIngest;
-use super::{AuditRecord, Error, IngestOutcome, Store};
+use super::inbox::{Encoded, EventHead};
+use super::{AuditRecord, Error, IngestOutcome, Store, codec};
 use crate::event::Event;
 
 /// One journaled ingest: everything [`Store::ingest_audited`] needs to redo it.
@@ -233,14 +248,129 @@ impl<'a> Frames<'a> {
     }
 }
 
+/// How a record written by this build begins: `{"raw":[E,H],"event":` (module doc).
+const RAW_OPEN: &[u8] = b"{\"raw\":[";
+
+/// What follows the two numbers of `raw`.
+const RAW_EVENT: &[u8] = b"],\"event\":";
+
+/// What follows an encoded event's leading fields (`platform`, `integration`, `name`, `id`,
+/// the fields [`EventHead`] reads). Found nowhere before them: a quote inside a JSON string is
+/// escaped.
+const AFTER_HEAD: &[u8] = b",\"time\":";
+
+/// The length of an encoded event's leading fields ([`AFTER_HEAD`]); `None` if it is not
+/// found (then the record is written without `raw`).
+fn event_head_len(event: &[u8]) -> Option<usize> {
+    event
+        .windows(AFTER_HEAD.len())
+        .position(|w| w == AFTER_HEAD)
+}
+
+/// The fields of a journal record after its event.
+#[derive(Deserialize)]
+struct Tail {
+    rules: Vec<String>,
+    now_ms: u64,
+    dedupe_until_ms: u64,
+    audit: Vec<AuditRecord>,
+    #[serde(default)]
+    revision: Option<String>,
+}
+
+/// A journal record decoded for replay.
+enum Journaled {
+    /// Written with `raw`: the event kept encoded, only what the ingest reads decoded.
+    Raw {
+        head: EventHead,
+        key: String,
+        /// The event as the state stores it ([`codec::encode_json`] of its JSON).
+        event: Vec<u8>,
+        ingest: Encoded,
+        audit: Vec<AuditRecord>,
+    },
+    /// Decoded whole (a record of an earlier build).
+    Full(IngestRecord),
+}
+
+impl Journaled {
+    /// Decodes a record's payload: by its `raw` field when it has one that fits, else whole.
+    fn decode(payload: &[u8]) -> Result<Journaled, serde_json::Error> {
+        if let Some(raw) = Self::raw(payload) {
+            return Ok(raw);
+        }
+        serde_json::from_slice(payload).map(Journaled::Full)
+    }
+
+    /// A record written with `raw`, its event kept encoded; `None` when `raw` is missing or
+    /// does not fit the record (then it is decoded whole).
+    fn raw(payload: &[u8]) -> Option<Journaled> {
+        /// A decimal number ending at `end`, and what follows `end`.
+        fn number(bytes: &[u8], end: u8) -> Option<(usize, &[u8])> {
+            let at = bytes.iter().position(|b| *b == end)?;
+            let digits = bytes.get(..at)?;
+            if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            let n = std::str::from_utf8(digits).ok()?.parse().ok()?;
+            Some((n, bytes.get(at + 1..)?))
+        }
+        let rest = payload.strip_prefix(RAW_OPEN)?;
+        let (len, rest) = number(rest, b',')?;
+        let (head_len, rest) = number(rest, RAW_EVENT[0])?;
+        let rest = rest.strip_prefix(&RAW_EVENT[1..])?;
+        let event = rest.get(..len)?;
+        let tail = rest.get(len..)?.strip_prefix(b",")?;
+        let head = event.get(..head_len)?;
+        // The leading fields end where `,"time":` begins.
+        event.get(head_len..)?.strip_prefix(AFTER_HEAD)?;
+        // `{"platform":…,"id":"…"` closed: the leading fields alone.
+        let mut head_json = Vec::with_capacity(head.len() + 1);
+        head_json.extend_from_slice(head);
+        head_json.push(b'}');
+        let head: EventHead = serde_json::from_slice(&head_json).ok()?;
+        // `"rules":…}` opened: the fields after the event.
+        let mut tail_json = Vec::with_capacity(tail.len() + 1);
+        tail_json.push(b'{');
+        tail_json.extend_from_slice(tail);
+        let tail: Tail = serde_json::from_slice(&tail_json).ok()?;
+        Some(Journaled::Raw {
+            key: crate::event::dedupe_key(&head.integration, &head.id),
+            head,
+            event: codec::encode_json(event),
+            ingest: Encoded {
+                rules: tail.rules,
+                now_ms: tail.now_ms,
+                dedupe_until_ms: tail.dedupe_until_ms,
+                revision: tail.revision,
+            },
+            audit: tail.audit,
+        })
+    }
+
+    /// Prepares the ingest (ids allocated: call in journal order).
+    fn prepare(self, store: &Store) -> Result<PreparedIngest, Error> {
+        match self {
+            Journaled::Raw {
+                head,
+                key,
+                event,
+                ingest,
+                audit,
+            } => store.prepare_encoded(head, key, event, ingest, &audit),
+            Journaled::Full(record) => store.prepare_ingest(&record),
+        }
+    }
+}
+
 /// Decodes journal payloads, in order, on up to `workers` threads; an unreadable one is
 /// skipped with a warning (its checksum matched, so it is not torn: written by a build whose
 /// record this one cannot read).
-fn decode(payloads: &[Vec<u8>], path: &Path, workers: usize) -> Vec<IngestRecord> {
-    let one = |payloads: &[Vec<u8>]| -> Vec<IngestRecord> {
+fn decode(payloads: &[Vec<u8>], path: &Path, workers: usize) -> Vec<Journaled> {
+    let one = |payloads: &[Vec<u8>]| -> Vec<Journaled> {
         payloads
             .iter()
-            .filter_map(|payload| match serde_json::from_slice(payload) {
+            .filter_map(|payload| match Journaled::decode(payload) {
                 Ok(record) => Some(record),
                 Err(e) => {
                     tracing::warn!(journal = %path.display(), error = %e, "Unreadable journal record; ignored.");
@@ -322,8 +452,8 @@ fn pipeline(
                         let records = decode(&payloads, path, workers);
                         drop(payloads);
                         let batch = records
-                            .iter()
-                            .map(|r| store.prepare_ingest(r))
+                            .into_iter()
+                            .map(|r| r.prepare(store))
                             .collect::<Result<Vec<_>, Error>>()?;
                         if batches.send(Ok(batch)).is_err() {
                             // The sink failed and stopped.
@@ -488,49 +618,77 @@ impl Journal {
     /// [`Journal::append_encoded`]. Needs no journal (`dir`, the state directory, only names
     /// errors): call it on any thread.
     pub fn encode(dir: &Path, record: &IngestRecord) -> Result<Vec<u8>, Error> {
-        let mut framed = vec![0u8; 12];
-        serde_json::to_writer(&mut framed, record).map_err(|e| Error::Journal {
+        let fail = |e: serde_json::Error| Error::Journal {
             path: dir.to_owned(),
             source: std::io::Error::other(e),
-        })?;
-        Self::frame(dir, framed)
+        };
+        let event = serde_json::to_vec(&record.event).map_err(fail)?;
+        let audit = record
+            .audit
+            .iter()
+            .map(|a| serde_json::to_vec(a).map_err(fail))
+            .collect::<Result<Vec<_>, Error>>()?;
+        Self::compose(dir, &event, record, audit.iter().map(|a| Ok(a.as_slice())))
     }
 
     /// [`Journal::encode`] for a record already prepared for sled ([`Store::prepare_ingest`]):
     /// the event and the audit records are copied from their encoded sled values instead of
-    /// being serialised a second time. Gives the same record as [`Journal::encode`].
+    /// being serialised a second time. Gives the same record as [`Journal::encode`] (but for the
+    /// delivery's id in its audit records, which preparing adds).
     pub fn encode_prepared(
         dir: &Path,
         record: &IngestRecord,
         prepared: &PreparedIngest,
     ) -> Result<Vec<u8>, Error> {
+        let json = |encoded| {
+            codec::json_payload(encoded).ok_or_else(|| Error::Journal {
+                path: dir.to_owned(),
+                source: std::io::Error::other("a value not encoded as JSON"),
+            })
+        };
+        let (event, audit) = prepared.encoded();
+        Self::compose(dir, json(event)?, record, audit.map(json))
+    }
+
+    /// The framed record of `record` whose event's JSON is `event` and audit records' JSON
+    /// `audit`: `raw` first (module doc), then the fields in [`IngestRecord`]'s order.
+    fn compose<'a>(
+        dir: &Path,
+        event: &[u8],
+        record: &IngestRecord,
+        audit: impl Iterator<Item = Result<&'a [u8], Error>>,
+    ) -> Result<Vec<u8>, Error> {
+        use std::io::Write as _;
+
         let fail = |e: std::io::Error| Error::Journal {
             path: dir.to_owned(),
             source: e,
         };
-        let json = |encoded| {
-            super::codec::json_payload(encoded)
-                .ok_or_else(|| fail(std::io::Error::other("a value not encoded as JSON")))
-        };
-        let (event, audit) = prepared.encoded();
-        let event = json(event)?;
-        let mut framed = Vec::with_capacity(12 + event.len() + 256);
+        let mut framed = Vec::with_capacity(12 + event.len() + 320);
         framed.extend_from_slice(&[0u8; 12]);
-        framed.extend_from_slice(b"{\"event\":");
+        match event_head_len(event) {
+            Some(head) => {
+                framed.extend_from_slice(RAW_OPEN);
+                write!(framed, "{},{head}", event.len()).map_err(fail)?;
+                framed.extend_from_slice(RAW_EVENT);
+            }
+            None => framed.extend_from_slice(b"{\"event\":"),
+        }
         framed.extend_from_slice(event);
         framed.extend_from_slice(b",\"rules\":");
         serde_json::to_writer(&mut framed, &record.rules)
             .map_err(|e| fail(std::io::Error::other(e)))?;
-        framed.extend_from_slice(b",\"now_ms\":");
-        framed.extend_from_slice(record.now_ms.to_string().as_bytes());
-        framed.extend_from_slice(b",\"dedupe_until_ms\":");
-        framed.extend_from_slice(record.dedupe_until_ms.to_string().as_bytes());
-        framed.extend_from_slice(b",\"audit\":[");
+        write!(
+            framed,
+            ",\"now_ms\":{},\"dedupe_until_ms\":{},\"audit\":[",
+            record.now_ms, record.dedupe_until_ms
+        )
+        .map_err(fail)?;
         for (i, a) in audit.enumerate() {
             if i > 0 {
                 framed.push(b',');
             }
-            framed.extend_from_slice(json(a)?);
+            framed.extend_from_slice(a?);
         }
         framed.push(b']');
         if let Some(revision) = &record.revision {
@@ -1130,6 +1288,166 @@ pub(crate) mod tests {
         drop(store);
         let (_store, _journal, restored) = open_both(dir.path());
         assert_eq!(restored, 0, "nothing left to replay");
+    }
+
+    /// A record framed as builds before `raw` wrote it: the whole record serialised.
+    fn encode_without_raw(record: &IngestRecord) -> Vec<u8> {
+        let mut framed = vec![0u8; 12];
+        serde_json::to_writer(&mut framed, record).unwrap();
+        let payload = framed[12..].to_vec();
+        framed[..4].copy_from_slice(&u32::try_from(payload.len()).unwrap().to_le_bytes());
+        framed[4..12].copy_from_slice(&checksum(&payload));
+        framed
+    }
+
+    /// A record as JSON, to compare records (`IngestRecord` has no `PartialEq`).
+    fn as_value(record: &IngestRecord) -> serde_json::Value {
+        serde_json::to_value(record).unwrap()
+    }
+
+    /// A record written by this build is plain JSON that decodes to the record whole (as a
+    /// build that does not know `raw` decodes it), and its `raw` field gives the event's exact
+    /// stored bytes and what an ingest reads, even when the event's strings look like the
+    /// fields around them.
+    #[test]
+    fn a_raw_record_is_the_record_and_its_event_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = record("x\",\"time\":\"1\"},\"rules\":[]");
+        r.event.name = ",\"time\":".into();
+        r.event.time = Some("2026-12-06T00:00:00Z".into());
+        r.event.payload = json!({"time": ",\"time\":", "n": [1, 2, {"a": "b"}]});
+        r.audit = vec![AuditRecord {
+            at_ms: 5,
+            kind: crate::state::AuditKind::EventAccepted,
+            resource_type: "event".into(),
+            resource_id: r.event.key(),
+            detail: json!({"name": "x"}),
+        }];
+        let framed = Journal::encode(dir.path(), &r).unwrap();
+        let payload = &framed[12..];
+        assert!(
+            payload.starts_with(RAW_OPEN),
+            "{}",
+            String::from_utf8_lossy(payload)
+        );
+        let whole: IngestRecord = serde_json::from_slice(payload).unwrap();
+        assert_eq!(as_value(&whole), as_value(&r));
+        let Some(Journaled::Raw {
+            head,
+            key,
+            event,
+            ingest,
+            audit,
+        }) = Journaled::raw(payload)
+        else {
+            panic!("read by its raw field");
+        };
+        assert_eq!(event, codec::encode("t", "k", &r.event).unwrap());
+        assert_eq!(key, r.event.key());
+        assert_eq!(
+            (head.platform, head.integration, head.name, head.id),
+            (
+                r.event.platform,
+                r.event.integration.clone(),
+                r.event.name.clone(),
+                r.event.id.clone()
+            )
+        );
+        assert_eq!(
+            ingest,
+            Encoded {
+                rules: r.rules.clone(),
+                now_ms: r.now_ms,
+                dedupe_until_ms: r.dedupe_until_ms,
+                revision: r.revision.clone(),
+            }
+        );
+        assert_eq!(serde_json::to_value(&audit).unwrap(), json!(r.audit));
+        // Without a revision (records of earlier builds have none).
+        r.revision = None;
+        let framed = Journal::encode(dir.path(), &r).unwrap();
+        let Some(Journaled::Raw { ingest, .. }) = Journaled::raw(&framed[12..]) else {
+            panic!("read by its raw field");
+        };
+        assert_eq!(ingest.revision, None);
+    }
+
+    /// A `raw` field that does not fit its record (a build that wrote it differently) is not
+    /// trusted: the record is decoded whole.
+    #[test]
+    fn a_raw_field_that_does_not_fit_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = record("a");
+        let framed = Journal::encode(dir.path(), &r).unwrap();
+        let payload = String::from_utf8(framed[12..].to_vec()).unwrap();
+        let (e, h) = {
+            let Some(Journaled::Raw { event, head, .. }) = Journaled::raw(payload.as_bytes())
+            else {
+                panic!("read by its raw field");
+            };
+            let _ = head;
+            let h = event_head_len(&event[1..]).unwrap();
+            (event.len() - 1, h)
+        };
+        let raw = format!("{{\"raw\":[{e},{h}],");
+        assert!(payload.starts_with(&raw));
+        for wrong in [
+            format!("{{\"raw\":[{},{h}],", e - 1),
+            format!("{{\"raw\":[{},{h}],", e + 1),
+            format!("{{\"raw\":[{e},{}],", h - 1),
+            format!("{{\"raw\":[{e},{}],", e + 1),
+            format!("{{\"raw\":[{e},-{h}],"),
+            format!("{{\"raw\":[{e}],"),
+            "{\"raw\":[],".to_owned(),
+        ] {
+            let changed = payload.replacen(&raw, &wrong, 1);
+            assert!(Journaled::raw(changed.as_bytes()).is_none(), "{wrong}");
+            let Ok(Journaled::Full(whole)) = Journaled::decode(changed.as_bytes()) else {
+                panic!("decoded whole: {wrong}");
+            };
+            assert_eq!(as_value(&whole), as_value(&r));
+        }
+    }
+
+    /// A journal of records written by earlier builds (no `raw`) and by this one, mixed in
+    /// the same files (an upgrade after a crash, then a crash again): replayed, deferred or
+    /// not, it gives what ingesting the records one by one gives.
+    #[test]
+    fn old_and_new_records_mixed_replay_like_ingesting_one_by_one() {
+        let records = mixed_records();
+        let (_one_dir, one, stored) = one_by_one(&records);
+        for deferred in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            {
+                let (_store, journal, _) = open_both(dir.path());
+                for (i, r) in records.iter().enumerate() {
+                    // Runs of each kind, and single ones, across the batch boundaries.
+                    if (i / 7) % 2 == 0 || i % 5 == 0 {
+                        journal.append_encoded(&encode_without_raw(r));
+                    } else {
+                        journal.append(r).unwrap();
+                    }
+                    if i == REPLAY_BATCH + 100 {
+                        journal.rotate().unwrap();
+                    }
+                }
+                journal.sync().unwrap();
+            }
+            let store = Store::open(dir.path()).unwrap();
+            let restored = if deferred {
+                let (_journal, replay) = Journal::open_deferred(&store).unwrap();
+                let n = replay.new.len();
+                for chunk in replay.new.chunks(REPLAY_BATCH) {
+                    let refs: Vec<&PreparedIngest> = chunk.iter().collect();
+                    store.apply_ingests(&refs).unwrap();
+                }
+                n
+            } else {
+                Journal::open(&store).unwrap().1
+            };
+            assert_eq!(restored, stored.iter().filter(|s| **s).count());
+            assert_same_state(&store, &one, &records);
+        }
     }
 
     /// What the model test does to the journal.
