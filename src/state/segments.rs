@@ -19,7 +19,9 @@
 //!
 //! Guarantees:
 //! - [`Segments::append`] returns once the record is written (to the page cache); every record
-//!   appended before [`Segments::sync`] began is durable when it returns. The store syncs the
+//!   appended before [`Segments::sync`] began is durable when it returns.
+//!   [`Segments::append_many`] (the ingest applier's: one write per segment for a whole
+//!   transaction's payloads) places and seals exactly as one-by-one appends would. The store syncs the
 //!   segments before every flush of sled, so sled never durably points at bytes that are not.
 //! - [`Segments::read`] checks the record's length, checksum and sequence number: a location
 //!   that does not hold what it should is an [`Error::Corrupt`], never a wrong payload.
