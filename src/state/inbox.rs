@@ -463,9 +463,24 @@ impl Store {
         }
         // Held from the appends to the commit: retention deletes no segment meanwhile.
         let _payloads = self.payload_appending();
+        // One write to the open segment for the whole transaction, not one per delivery.
+        let payloads: Vec<(EventId, &[u8], u64)> = new
+            .iter()
+            .map(|p| (p.meta.id, p.event_bytes.as_slice(), p.now_ms))
+            .collect();
+        let locations = self.append_payloads(&payloads)?;
+        if locations.len() != new.len() {
+            return Err(super::storage_error(
+                self.dir(),
+                sled::Error::ReportableBug(format!(
+                    "{} payloads appended, {} locations returned",
+                    new.len(),
+                    locations.len()
+                )),
+            ));
+        }
         let mut records = Vec::with_capacity(new.len());
-        for p in new {
-            let at = self.append_payload(p.meta.id, &p.event_bytes, p.now_ms)?;
+        for (p, at) in new.iter().zip(locations) {
             let record = match meta_with_payload(&p.meta_head, at) {
                 Some(bytes) => bytes,
                 None => {

@@ -154,6 +154,29 @@ impl Store {
         })
     }
 
+    /// Appends deliveries' payloads (id, encoded event, received at) to the open segment, in
+    /// order, with one write per segment ([`super::segments::Segments::append_many`]): one
+    /// location per payload.
+    pub(super) fn append_payloads(
+        &self,
+        items: &[(EventId, &[u8], u64)],
+    ) -> Result<Vec<PayloadAt>, Error> {
+        let items: Vec<(u64, &[u8], u64)> = items
+            .iter()
+            .map(|(id, bytes, now_ms)| (id.0, *bytes, *now_ms))
+            .collect();
+        Ok(self
+            .segments
+            .append_many(&items)?
+            .into_iter()
+            .map(|at| PayloadAt {
+                segment: at.segment,
+                offset: at.offset,
+                len: at.len,
+            })
+            .collect())
+    }
+
     /// Reads delivery `id`'s payload (checked against its CRC and id).
     pub(super) fn load_payload(&self, id: EventId, at: PayloadAt) -> Result<Vec<u8>, Error> {
         let location = Location {
