@@ -1,5 +1,5 @@
 //! Who is calling the operator API, and what they may do: the API trusts a token, not an
-//! address (boundary 3 of the README's security model; SEC-05, SEC-16, SEC-18).
+//! address (boundary 3 of the security model, docs/security.md; SEC-05, SEC-16, SEC-18).
 //!
 //! - `Authorization: Bearer <admin token>` may do everything; `Bearer <read token>` may use
 //!   the safe methods (`GET`, `HEAD`) and gets 403 on anything else. A bearer token that is

@@ -543,9 +543,9 @@ fn the_shipped_example_parses_and_allows_nothing_beyond_the_platforms() {
 }
 
 #[test]
-fn the_readmes_example_parses() {
-    let readme = include_str!("../../README.md");
-    let section = &readme[readme.find("### The host policy").expect("the section")..];
+fn the_security_docs_example_parses() {
+    let readme = include_str!("../../docs/security.md");
+    let section = &readme[readme.find("## The host policy").expect("the section")..];
     let start = section.find("```toml\n").expect("the example") + 8;
     let end = start + section[start..].find("```").expect("its end");
     let p = policy(&section[start..end]);

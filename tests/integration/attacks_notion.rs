@@ -1,4 +1,4 @@
-//! Attacks on a Notion subscription's verification token (boundary 4 of the README's security
+//! Attacks on a Notion subscription's verification token (boundary 4 of docs/security.md's security
 //! model: the first comer does not own a Notion subscription), against the real daemon and the
 //! fake Notion on loopback.
 //!

@@ -4,8 +4,9 @@
 //! integration's, and a rule sending event data somewhere new. Each test fails without the
 //! security-sensitive block, the reference rendering or `--fail-on-sensitive`.
 //!
-//! The README's plan example is the markdown plan of [`valid_malicious_commit`], written by
-//! `SUPPORTOPSD_BLESS=1 cargo test` and checked by [`readme_example_is_the_plan_of_the_valid_malicious_commit`].
+//! The plan example of docs/commands.md is the markdown plan of [`valid_malicious_commit`],
+//! written by `SUPPORTOPSD_BLESS=1 cargo test` and checked by
+//! [`docs_example_is_the_plan_of_the_valid_malicious_commit`].
 
 use std::path::Path;
 
@@ -379,25 +380,25 @@ fn sec_03_the_valid_variant_shows_shared_references_and_new_destinations() {
     }
 }
 
-const README_START: &str = "<!-- plan-example: the markdown plan of the valid malicious commit in tests/integration/attacks_plan.rs, up to its first collapsed section; `SUPPORTOPSD_BLESS=1 cargo test` rewrites it -->\n```markdown\n";
-const README_END: &str = "```\n<!-- /plan-example -->";
+const EXAMPLE_START: &str = "<!-- plan-example: the markdown plan of the valid malicious commit in tests/integration/attacks_plan.rs, up to its first collapsed section; `SUPPORTOPSD_BLESS=1 cargo test` rewrites it -->\n```markdown\n";
+const EXAMPLE_END: &str = "```\n<!-- /plan-example -->";
 
-/// SEC-03: the README's example is what the binary prints for the valid malicious commit
+/// SEC-03: docs/commands.md's example is what the binary prints for the valid malicious commit
 /// (commits with fixed times, so the ids match); `SUPPORTOPSD_BLESS=1` rewrites it.
 #[test]
-fn readme_example_is_the_plan_of_the_valid_malicious_commit() {
+fn docs_example_is_the_plan_of_the_valid_malicious_commit() {
     let repo = base_repo();
     valid_malicious_commit(&repo);
     let out = plan(&repo, &["--format", "markdown"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let want = head_of_markdown(&out.stdout).trim_end().to_owned() + "\n";
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/commands.md");
     let readme = std::fs::read_to_string(&path).unwrap();
     let start = readme
-        .find(README_START)
-        .expect("the README's plan example")
-        + README_START.len();
-    let end = start + readme[start..].find(README_END).expect("its end marker");
+        .find(EXAMPLE_START)
+        .expect("docs/commands.md's plan example")
+        + EXAMPLE_START.len();
+    let end = start + readme[start..].find(EXAMPLE_END).expect("its end marker");
     if std::env::var_os("SUPPORTOPSD_BLESS").is_some() {
         let updated = format!("{}{want}{}", &readme[..start], &readme[end..]);
         std::fs::write(&path, updated).unwrap();
@@ -405,6 +406,6 @@ fn readme_example_is_the_plan_of_the_valid_malicious_commit() {
     }
     assert!(
         readme[start..end] == want,
-        "the README's plan example is stale: regenerate it with `SUPPORTOPSD_BLESS=1 cargo test` and commit the result\nwant:\n{want}"
+        "the plan example of docs/commands.md is stale: regenerate it with `SUPPORTOPSD_BLESS=1 cargo test` and commit the result\nwant:\n{want}"
     );
 }

@@ -44,6 +44,53 @@ fn the_unit_file_verifies() {
     );
 }
 
+/// The Debian package's drop-in (debian/supportopsd.service.d/package.conf) loads with the unit
+/// without a complaint, and its commands are the ones systemd runs.
+#[test]
+fn the_packages_drop_in_verifies() {
+    let Ok(out) = std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+    else {
+        eprintln!("systemd-analyze is not installed here: the drop-in check was skipped");
+        return;
+    };
+    assert!(out.status.success());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_supportopsd");
+    // The unit as shipped, with a path that does not exist here: only the drop-in's override
+    // of ExecStart and ExecReload can make it verify.
+    let unit = std::fs::read_to_string(root.join("systemd/supportopsd.service"))
+        .unwrap()
+        .replace("/usr/local/bin/supportopsd", "/nonexistent/supportopsd");
+    let path = dir.path().join("supportopsd.service");
+    std::fs::write(&path, unit).unwrap();
+    std::fs::create_dir(dir.path().join("supportopsd.service.d")).unwrap();
+    let drop_in =
+        std::fs::read_to_string(root.join("debian/supportopsd.service.d/package.conf")).unwrap();
+    assert_eq!(drop_in.matches("=/usr/bin/supportopsd ").count(), 2);
+    std::fs::write(
+        dir.path().join("supportopsd.service.d/package.conf"),
+        drop_in.replace("=/usr/bin/supportopsd ", &format!("={bin} ")),
+    )
+    .unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let ours: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("supportopsd.service") || l.contains("package.conf"))
+        .collect();
+    assert!(
+        out.status.success() && ours.is_empty(),
+        "systemd-analyze verify: {stderr}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_reports_ready_and_stopping() {
     let fake = supportopsd::platforms::slack::fake::FakeSlack::start(BOT_TOKEN, None).await;
