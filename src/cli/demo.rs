@@ -803,6 +803,10 @@ async fn show(args: &Args, daemon: &Daemon, fakes: &Fakes, creds: &Creds) -> any
     for (kind, hook) in registrations(fakes) {
         println!("  {kind:<10} {hook}");
     }
+    // The requests that made them are what the list above shows: not shown again.
+    for (name, log) in fakes.logs() {
+        seen.requests.insert(name, log.len());
+    }
     observe(daemon, fakes, &mut seen).await;
     let notion = notion_subscription(daemon, fakes).await?;
     let slack = integration_of(daemon, "slack").await;
@@ -1070,8 +1074,9 @@ async fn play(
                     .deliver(sub, "page.created", &row, nt::PERSON_ID)
                     .await;
             }
+            let answered = status.map_or_else(|| "no answer".to_owned(), |s| s.to_string());
             format!(
-                "Notion: a page is added to the escalations database (delivery answered {status:?})"
+                "Notion: a page is added to the escalations database (delivery answered {answered})"
             )
         }
         6 => {
