@@ -822,10 +822,11 @@ impl Store {
         Ok(out)
     }
 
-    /// Every integration with deliveries in the `E` index (one seek each).
-    fn indexed_integrations(&self) -> Result<Vec<String>, Error> {
+    /// The distinct components `c` of the `history` keys `base ‖ c ‖ 0 ‖ …`, in order (one
+    /// seek each: the scan skips past every key of a component once it has found it).
+    fn components(&self, base: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
         let mut out = Vec::new();
-        let mut from = vec![EVENT];
+        let mut from = base.to_vec();
         loop {
             let next = self
                 .history
@@ -834,48 +835,43 @@ impl Store {
                 .transpose()
                 .map_err(|e| self.storage(e))?;
             let Some((k, _)) = next else { break };
-            let Some(rest) = k.strip_prefix(&[EVENT][..]) else {
+            let Some(rest) = k.strip_prefix(base) else {
                 break;
             };
             let Some(end) = rest.iter().position(|b| *b == 0) else {
                 break;
             };
-            out.push(String::from_utf8_lossy(&rest[..end]).into_owned());
-            // Past every key of this integration (`E` ‖ integration ‖ 0 ‖ …).
-            from = vec![EVENT];
+            // Past every key of this component: `base ‖ c ‖ 1` sorts after `base ‖ c ‖ 0 ‖ …`.
+            from = base.to_vec();
             from.extend_from_slice(&rest[..end]);
             from.push(1);
+            out.push(rest[..end].to_vec());
         }
         Ok(out)
     }
 
-    /// The `E` prefixes of every event name `integration` has deliveries of (one seek each).
+    /// Every integration with deliveries in the `E` index.
+    fn indexed_integrations(&self) -> Result<Vec<String>, Error> {
+        Ok(self
+            .components(&[EVENT])?
+            .into_iter()
+            .map(|c| String::from_utf8_lossy(&c).into_owned())
+            .collect())
+    }
+
+    /// The `E` prefixes of every event name `integration` has deliveries of.
     fn event_prefixes(&self, integration: &str) -> Result<Vec<Vec<u8>>, Error> {
         let base = integration_events_prefix(integration);
-        let mut out = Vec::new();
-        let mut from = base.clone();
-        loop {
-            let next = self
-                .history
-                .range(from.clone()..)
-                .next()
-                .transpose()
-                .map_err(|e| self.storage(e))?;
-            let Some((k, _)) = next else { break };
-            let Some(rest) = k.strip_prefix(base.as_slice()) else {
-                break;
-            };
-            let Some(end) = rest.iter().position(|b| *b == 0) else {
-                break;
-            };
-            let mut prefix = base.clone();
-            prefix.extend_from_slice(&rest[..=end]);
-            // Past every id of this name.
-            from = prefix.clone();
-            from.extend_from_slice(&[0xff; 9]);
-            out.push(prefix);
-        }
-        Ok(out)
+        Ok(self
+            .components(&base)?
+            .into_iter()
+            .map(|name| {
+                let mut prefix = base.clone();
+                prefix.extend_from_slice(&name);
+                prefix.push(0);
+                prefix
+            })
+            .collect())
     }
 
     /// The smallest delivery id received at or after `t` (arrival order follows time), or one
