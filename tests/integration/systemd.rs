@@ -6,16 +6,46 @@ use std::time::Duration;
 
 use crate::daemon_support::{BOT_TOKEN, repo, signal};
 
-#[test]
-fn the_unit_file_verifies() {
-    let Ok(out) = std::process::Command::new("systemd-analyze")
+/// Whether `systemd-analyze` runs here; says so when it does not (`what` was then skipped).
+fn systemd_analyze_present(what: &str) -> bool {
+    match std::process::Command::new("systemd-analyze")
         .arg("--version")
         .output()
-    else {
-        eprintln!("systemd-analyze is not installed here: the unit check was skipped");
+    {
+        Ok(out) => {
+            assert!(out.status.success());
+            true
+        }
+        Err(_) => {
+            eprintln!("systemd-analyze is not installed here: {what} was skipped");
+            false
+        }
+    }
+}
+
+/// `systemd-analyze verify` of `unit` succeeds with no complaint on a line naming any of `ours`.
+fn assert_verifies(unit: &Path, ours: &[&str]) {
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(unit)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let complaints = stderr
+        .lines()
+        .filter(|l| ours.iter().any(|o| l.contains(o)))
+        .count();
+    assert!(
+        out.status.success() && complaints == 0,
+        "systemd-analyze verify: {stderr}"
+    );
+}
+
+#[test]
+fn the_unit_file_verifies() {
+    if !systemd_analyze_present("the unit check") {
         return;
-    };
-    assert!(out.status.success());
+    }
     let dir = tempfile::tempdir().unwrap();
     let unit = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/supportopsd.service"),
@@ -28,34 +58,16 @@ fn the_unit_file_verifies() {
     );
     let path = dir.path().join("supportopsd.service");
     std::fs::write(&path, unit).unwrap();
-    let out = std::process::Command::new("systemd-analyze")
-        .args(["verify", "--man=no"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let ours: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.contains("supportopsd.service"))
-        .collect();
-    assert!(
-        out.status.success() && ours.is_empty(),
-        "systemd-analyze verify: {stderr}"
-    );
+    assert_verifies(&path, &["supportopsd.service"]);
 }
 
 /// The Debian package's drop-in (debian/supportopsd.service.d/package.conf) loads with the unit
 /// without a complaint, and its commands are the ones systemd runs.
 #[test]
 fn the_packages_drop_in_verifies() {
-    let Ok(out) = std::process::Command::new("systemd-analyze")
-        .arg("--version")
-        .output()
-    else {
-        eprintln!("systemd-analyze is not installed here: the drop-in check was skipped");
+    if !systemd_analyze_present("the drop-in check") {
         return;
-    };
-    assert!(out.status.success());
+    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
     let bin = env!("CARGO_BIN_EXE_supportopsd");
@@ -75,20 +87,7 @@ fn the_packages_drop_in_verifies() {
         drop_in.replace("=/usr/bin/supportopsd ", &format!("={bin} ")),
     )
     .unwrap();
-    let out = std::process::Command::new("systemd-analyze")
-        .args(["verify", "--man=no"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let ours: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.contains("supportopsd.service") || l.contains("package.conf"))
-        .collect();
-    assert!(
-        out.status.success() && ours.is_empty(),
-        "systemd-analyze verify: {stderr}"
-    );
+    assert_verifies(&path, &["supportopsd.service", "package.conf"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
