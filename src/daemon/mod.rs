@@ -6,7 +6,9 @@ pub mod alerts;
 pub mod api;
 pub mod auth;
 mod conn;
+pub mod openapi;
 pub mod poller;
+pub mod routes;
 pub mod server;
 
 use std::sync::Arc;
