@@ -1,7 +1,10 @@
 //! The OpenAPI document against the running daemon: every route it documents is served (never
 //! the router's bare 404), for each token the document says may call it, and refused with 403
-//! to the read-only token where it says only the admin token may; `GET /api/openapi.json`
-//! answers the document itself to both tokens.
+//! to the read-only token where it says only the admin token may; the example answers have the
+//! fields the real answers have; `GET /api/openapi.json` answers the document itself to both
+//! tokens.
+
+use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 use supportopsd::daemon::openapi::{document, operations};
@@ -15,11 +18,11 @@ const READ: &str = "openapi-test-read-token-c47a";
 /// A request path for a documented one: its parameters filled with what the test repository
 /// has (an integration, a rule), or a well-formed id the handlers look up (and may not find:
 /// their own 404 carries a JSON body, the router's none).
-fn sample(path: &str) -> String {
+fn sample(path: &str, event: &str) -> String {
     let id = if path.starts_with("/api/rules/") {
         "zendesk-to-slack"
     } else if path.starts_with("/api/events/") {
-        "evt_1"
+        event
     } else {
         "zendesk-main"
     };
@@ -34,6 +37,45 @@ fn body_of(op: &Value) -> Value {
     op.pointer("/requestBody/content/application~1json/example")
         .cloned()
         .unwrap_or_else(|| json!({}))
+}
+
+/// Where the fields of a documented example and of a real answer differ: the top-level keys
+/// of two objects, and those of the first element of each list both have (the fields a
+/// reader relies on; maps keyed by data, such as counts by rule, are not compared).
+fn differences(example: &Value, real: &Value) -> Vec<String> {
+    fn keys(v: &Value) -> BTreeSet<&str> {
+        v.as_object()
+            .into_iter()
+            .flat_map(|m| m.keys().map(String::as_str))
+            .collect()
+    }
+    let mut out = Vec::new();
+    let (e, r) = (keys(example), keys(real));
+    if e != r {
+        out.push(format!(
+            "only in the example: {:?}; only in the answer: {:?}",
+            e.difference(&r).collect::<Vec<_>>(),
+            r.difference(&e).collect::<Vec<_>>()
+        ));
+    }
+    for k in e.intersection(&r) {
+        if let (Some(x), Some(y)) = (
+            example[*k].as_array().and_then(|a| a.first()),
+            real[*k].as_array().and_then(|a| a.first()),
+        ) && x.is_object()
+            && y.is_object()
+        {
+            let (ex, ey) = (keys(x), keys(y));
+            if ex != ey {
+                out.push(format!(
+                    "{k}[0]: only in the example: {:?}; only in the answer: {:?}",
+                    ex.difference(&ey).collect::<Vec<_>>(),
+                    ey.difference(&ex).collect::<Vec<_>>()
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// Whether an answer is the router's: a 404 with an empty body.
@@ -81,10 +123,38 @@ async fn every_documented_route_is_served() {
         assert!(routers_404(code, &body), "{code}");
     }
 
+    // One delivery, so that the event routes have something to show.
+    assert_eq!(
+        post_zendesk(
+            &client,
+            &daemon,
+            zendesk_ticket(501, "Printer on fire"),
+            "inv-1"
+        )
+        .await,
+        200
+    );
+    let mut event = String::new();
+    for _ in 0..200 {
+        let (_, page) = send("get", "/api/events", Some(READ), &json!({})).await;
+        let page: Value = serde_json::from_slice(&page).unwrap();
+        if page["events"][0]["outcome"] == "done" {
+            event = page["events"][0]["id"].as_str().unwrap().to_owned();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        event.starts_with("evt_"),
+        "the delivery's job did not finish"
+    );
+
     let doc = document();
     let mut checked = 0;
+    let mut compared = Vec::new();
+    let mut mismatches = Vec::new();
     for (_, method, path, op) in operations(doc) {
-        let url = sample(&path);
+        let url = sample(&path, &event);
         let body = body_of(op);
         let schemes: Vec<&str> = op["security"]
             .as_array()
@@ -117,6 +187,16 @@ async fn every_documented_route_is_served() {
             );
             assert!(![401, 403].contains(&code), "{what} (read token): {code}");
             checked += 1;
+            if let (200, Some(example), Ok(real)) = (
+                code,
+                op.pointer("/responses/200/content/application~1json/example"),
+                serde_json::from_slice::<Value>(&answer),
+            ) {
+                compared.push(what.clone());
+                for d in differences(example, &real) {
+                    mismatches.push(format!("{what}: {d}"));
+                }
+            }
         } else if schemes.contains(&"adminToken") {
             // Documented as the admin token's only: the read-only token is refused.
             let (code, answer) = send(method, &url, Some(READ), &body).await;
@@ -138,6 +218,8 @@ async fn every_documented_route_is_served() {
         }
     }
     assert!(checked > 40, "{checked}");
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+    assert!(compared.len() >= 15, "{compared:?}");
 
     // The document itself, to both tokens, as compiled in.
     for token in [ADMIN, READ] {
