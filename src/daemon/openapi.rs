@@ -82,6 +82,24 @@ fn deref<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
     }
 }
 
+/// A description as HTML: its `code spans` as `<code>`, everything escaped (an unmatched
+/// backtick stays a backtick).
+fn prose(text: &str) -> Markup {
+    let parts: Vec<&str> = text.split('`').collect();
+    let closed = parts.len() % 2 == 1;
+    html! {
+        @for (i, part) in parts.iter().enumerate() {
+            @if i % 2 == 1 && (closed || i + 1 < parts.len()) {
+                code { (part) }
+            } @else if i % 2 == 1 {
+                "`" (part)
+            } @else {
+                (part)
+            }
+        }
+    }
+}
+
 /// An operation id made safe for an HTML id.
 fn anchor(operation_id: &str) -> String {
     let safe: String = operation_id
@@ -216,7 +234,7 @@ pub fn reference(doc: &Value) -> Markup {
     html! {
         section.api-reference {
             h2 { (text(info, "title")) " " small { "version " (text(info, "version")) } }
-            @if let Some(d) = info.get("description").and_then(Value::as_str) { p { (d) } }
+            @if let Some(d) = info.get("description").and_then(Value::as_str) { p { (prose(d)) } }
             p { "The document itself: " a href="/api/openapi.json" { code { "GET /api/openapi.json" } } " (OpenAPI " (doc.get("openapi").and_then(Value::as_str).unwrap_or("?")) ")." }
             nav.api-toc aria-label="API routes" {
                 @for (tag, _) in &tags {
@@ -238,7 +256,7 @@ pub fn reference(doc: &Value) -> Markup {
             @for (tag, description) in &tags {
                 section.api-tag {
                     h2 { (tag) }
-                    @if !description.is_empty() { p { (description) } }
+                    @if !description.is_empty() { p { (prose(description)) } }
                     @for (t, method, path, op) in &ops {
                         @if t == tag { (operation(doc, method, path, op, &anchor(&op_id(op, method, path)))) }
                     }
@@ -275,7 +293,7 @@ fn operation(doc: &Value, method: &str, path: &str, op: &Value, id: &str) -> Mar
                 @if deprecated { " " span.deprecated { "deprecated" } }
             }
             @if let Some(summary) = op.get("summary").and_then(Value::as_str) { p.summary { strong { (summary) } } }
-            @if let Some(d) = op.get("description").and_then(Value::as_str) { p { (d) } }
+            @if let Some(d) = op.get("description").and_then(Value::as_str) { p { (prose(d)) } }
             p.token { "Who may call it: " (who_may_call(op)) "." }
             @if !params.is_empty() {
                 table.api-params {
@@ -288,7 +306,7 @@ fn operation(doc: &Value, method: &str, path: &str, op: &Value, id: &str) -> Mar
                                 td { (s(p, "in")) }
                                 td { (p.get("schema").map(type_of).unwrap_or_default()) }
                                 td { @if p.get("required").and_then(Value::as_bool) == Some(true) { "yes" } @else { "no" } }
-                                td { (s(p, "description")) }
+                                td { (prose(&s(p, "description"))) }
                             }
                         }
                     }
@@ -297,7 +315,7 @@ fn operation(doc: &Value, method: &str, path: &str, op: &Value, id: &str) -> Mar
             @if let Some(body) = body {
                 div.api-body {
                     h4 { "Request body" @if body.get("required").and_then(Value::as_bool) != Some(true) { " (optional)" } }
-                    p { (s(body, "description")) }
+                    p { (prose(&s(body, "description"))) }
                     @if let Some(content) = body.get("content").and_then(Value::as_object) {
                         p { "Content type: " @for (i, media) in content.keys().enumerate() { @if i > 0 { ", " } code { (media) } } }
                     }
@@ -310,7 +328,7 @@ fn operation(doc: &Value, method: &str, path: &str, op: &Value, id: &str) -> Mar
                     @for (code, r) in &responses {
                         dt { code { (code) } }
                         dd {
-                            (s(r, "description"))
+                            (prose(&s(r, "description")))
                             @if let Some((media, example)) = first_example(r.get("content")) {
                                 pre aria-label={ "Example answer (" (media) ")" } { code { (example) } }
                             }
@@ -601,6 +619,11 @@ mod tests {
         assert!(
             html.contains("id=\"op-a---img-src-x-onerror-alert-1--\""),
             "{html}"
+        );
+        // Code spans become <code>, escaped too; an unmatched backtick stays.
+        assert_eq!(
+            prose("a `<b>` c `d").into_string(),
+            "a <code>&lt;b&gt;</code> c `d"
         );
         // A document without paths or tags renders, empty.
         let html = reference(&json!({})).into_string();

@@ -150,6 +150,14 @@ async fn every_documented_route_is_served() {
     );
 
     let doc = document();
+    let mut undocumented = Vec::new();
+    let mut documents = |op: &Value, what: &str, code: u16| {
+        if op["responses"].get(code.to_string()).is_none()
+            && op["responses"].get("default").is_none()
+        {
+            undocumented.push(format!("{what}: {code}"));
+        }
+    };
     let mut checked = 0;
     let mut compared = Vec::new();
     let mut mismatches = Vec::new();
@@ -175,12 +183,14 @@ async fn every_documented_route_is_served() {
         let what = format!("{} {url}", method.to_uppercase());
         if open {
             let (code, answer) = send(method, &url, None, &body).await;
+            documents(op, &what, code);
             assert!(!routers_404(code, &answer), "{what}: the router's 404");
             assert_ne!(code, 403, "{what}");
             checked += 1;
         }
         if schemes.contains(&"readOnlyToken") {
             let (code, answer) = send(method, &url, Some(READ), &body).await;
+            documents(op, &what, code);
             assert!(
                 !routers_404(code, &answer),
                 "{what} (read token): the router's 404"
@@ -200,6 +210,7 @@ async fn every_documented_route_is_served() {
         } else if schemes.contains(&"adminToken") {
             // Documented as the admin token's only: the read-only token is refused.
             let (code, answer) = send(method, &url, Some(READ), &body).await;
+            documents(op, &what, code);
             assert_eq!(
                 code,
                 403,
@@ -209,6 +220,7 @@ async fn every_documented_route_is_served() {
         }
         if schemes.contains(&"adminToken") {
             let (code, answer) = send(method, &url, Some(ADMIN), &body).await;
+            documents(op, &what, code);
             assert!(
                 !routers_404(code, &answer),
                 "{what} (admin token): the router's 404"
@@ -218,6 +230,10 @@ async fn every_documented_route_is_served() {
         }
     }
     assert!(checked > 40, "{checked}");
+    assert!(
+        undocumented.is_empty(),
+        "answered with a status the document does not list: {undocumented:?}"
+    );
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
     assert!(compared.len() >= 15, "{compared:?}");
 
