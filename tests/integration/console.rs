@@ -336,7 +336,12 @@ async fn console_sign_in_pages_csrf_replay_and_no_secrets() {
     assert!(list.contains(&format!("href=\"/ui/events/{hostile_event}\"")));
     assert!(list.contains("id=\"event-filters\""));
     let (_, _, rules) = page(&http, &daemon, &read, "/ui/rules").await;
-    assert!(rules.contains("ticket.created") && rules.contains("send_message"));
+    assert!(rules.contains("data-rule=\"zendesk-to-slack\""));
+    // The rule in words: its trigger and its action.
+    assert!(
+        rules.contains("When ") && rules.contains("#support"),
+        "{rules}"
+    );
     let (_, _, integration) = page(&http, &daemon, &admin, "/ui/integrations/zendesk-main").await;
     assert!(integration.contains("id=\"test-connection\""));
     assert!(integration.contains("api_token") && integration.contains("(secret, set)"));
