@@ -325,3 +325,32 @@ pub(crate) async fn test(rt: &Arc<Runtime>, ctx: &mut Ctx, id: &str) -> Reply {
         None => super::not_found(ctx, "The applied revision has no integration with this id."),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_test_result_and_recent_events_escape_what_they_show() {
+        let evil = "<img src=x onerror=alert(1)>";
+        let ok = test_result(&serde_json::json!({
+            "healthy": true, "health": {"status": "healthy", "reason": evil},
+        }))
+        .into_string();
+        assert!(ok.contains("id=\"test-result\"") && ok.contains("Connection works"));
+        assert!(!ok.contains("<img") && ok.contains("&lt;img"));
+        let bad = test_result(&serde_json::json!({
+            "healthy": false, "health": {"status": "degraded", "reason": "401"},
+        }))
+        .into_string();
+        assert!(bad.contains("Connection check failed") && bad.contains("error"));
+        let recent = recent_events(&serde_json::json!({"events": [{
+            "id": evil, "event": evil, "outcome": evil, "received_at": evil,
+        }]}))
+        .into_string();
+        assert!(!recent.contains("<img"), "{recent}");
+        assert!(recent.contains("/ui/events/%3Cimg%20src%3Dx"));
+        let none = recent_events(&serde_json::json!({"events": []})).into_string();
+        assert!(none.contains("No stored events from this integration."));
+    }
+}
