@@ -610,6 +610,27 @@ async fn the_cookie_is_secure_behind_https_and_tokenless_mode_signs_in_locally()
     let (code, _, html) = page(&http, &daemon, &id, "/ui/dead-letters").await;
     assert_eq!(code, 200);
     assert!(html.contains("Signed in locally"));
+    // A refused newest revision is on the overview, with why; the applied one keeps running.
+    repo.file(
+        "rules/broken.toml",
+        "id = \"broken\"\n[trigger]\nintegration = \"nowhere\"\n",
+    );
+    repo.commit("a <b>broken</b> rule");
+    let r = daemon
+        .api(&reqwest::Client::new(), reqwest::Method::POST, "/api/sync")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let (code, _, overview) = page(&http, &daemon, &id, "/ui/").await;
+    assert_eq!(code, 200);
+    assert!(overview.contains("id=\"refused\""), "{overview}");
+    assert!(overview.contains("The newest revision was refused"));
+    assert!(
+        overview.contains("Author") && overview.contains("initial"),
+        "the applied commit"
+    );
+
     // The session is not usable through a non-loopback Host (DNS rebinding).
     let r = http
         .get(format!("{}/ui/", daemon.url))
