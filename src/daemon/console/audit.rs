@@ -17,7 +17,7 @@ use crate::webhook::Reply;
 const DEFAULT_LIMIT: usize = 100;
 /// Records read at most for one page (a filter for a rare resource on a log of millions would
 /// otherwise read them all); the page says when it stopped there.
-const MAX_SCANNED: usize = 100_000;
+const MAX_SCANNED: usize = 20_000;
 /// The largest limit (as the API's).
 const MAX_LIMIT: usize = 10_000;
 
