@@ -115,6 +115,17 @@ pub enum AuditKind {
         /// Why it failed (redaction-safe); `None` when it succeeded.
         error: Option<String>,
     },
+    /// Someone signed in to the console (`/ui/login`); the detail names the peer and the kind
+    /// of token (`admin`, `read`, `loopback_without_token`), never the token or the session id.
+    ConsoleSignedIn,
+    /// A console sign-in was refused (a wrong token, or too many failures from the peer); the
+    /// detail names the peer and why, never what was typed.
+    ConsoleSignInFailed {
+        /// Why (`wrong_token`, `rate_limited`, `not_local`).
+        reason: String,
+    },
+    /// Someone signed out of the console; the detail names the peer and the kind of token.
+    ConsoleSignedOut,
     /// A backup of the state was taken through the operator API (`POST /api/state/backup`);
     /// the detail names the caller and the snapshot's size, or why it failed.
     StateBackedUp {
@@ -151,7 +162,28 @@ pub struct AuditFilter {
     pub limit: usize,
 }
 
+/// Whether `haystack` contains `needle`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
+}
+
 impl AuditFilter {
+    /// What the encoding of a record passing the resource filters contains: `"resource_type":
+    /// "<type>"` and `"resource_id":"<id>"` as `serde_json` writes them (records are written
+    /// compact, format 1, by `codec::encode`).
+    fn needles(&self) -> Vec<Vec<u8>> {
+        [
+            ("resource_type", &self.resource_type),
+            ("resource_id", &self.resource_id),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| {
+            let value = serde_json::to_string(value.as_ref()?).ok()?;
+            Some(format!("\"{name}\":{value}").into_bytes())
+        })
+        .collect()
+    }
+
     /// Whether `record` passes the resource filters (the time filter is applied by the scan).
     fn matches(&self, record: &AuditRecord) -> bool {
         self.resource_type
@@ -271,13 +303,33 @@ impl Store {
     /// Audit records passing `filter`, newest first. Scans back from the newest record to
     /// `since_ms` (or the beginning), so give `since_ms` when filtering for a rare resource.
     pub fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, Error> {
+        self.audit_bounded(filter, usize::MAX)
+            .map(|(records, _)| records)
+    }
+
+    /// Like [`Store::audit`], decoding no more than the newest `max_scanned` records of the
+    /// range; `true` when it stopped there with older records left unread.
+    pub fn audit_bounded(
+        &self,
+        filter: &AuditFilter,
+        max_scanned: usize,
+    ) -> Result<(Vec<AuditRecord>, bool), Error> {
         let mut out = Vec::new();
         if filter.limit == 0 {
-            return Ok(out);
+            return Ok((out, false));
         }
         let start = audit_key(filter.since_ms.unwrap_or(0), 0);
-        for item in self.audit.range(start..).rev() {
+        let needles = filter.needles();
+        for (scanned, item) in self.audit.range(start..).rev().enumerate() {
+            if scanned >= max_scanned {
+                return Ok((out, true));
+            }
             let (k, v) = item.map_err(|e| self.storage(e))?;
+            // A record that passes the resource filters holds their encodings: one that does
+            // not is skipped without decoding it (the filters are checked again after).
+            if !needles.iter().all(|n| contains(&v, n)) {
+                continue;
+            }
             let record: AuditRecord = codec::decode(trees::AUDIT, key_name(&k).as_bytes(), &v)?;
             if filter.matches(&record) {
                 out.push(record);
@@ -286,7 +338,7 @@ impl Store {
                 }
             }
         }
-        Ok(out)
+        Ok((out, false))
     }
 
     /// Removes audit records older than `before_ms` (the age bound, `--audit-retention`).

@@ -75,8 +75,8 @@ use super::journal::{IngestRecord, PreparedIngest};
 use super::{
     AppliedResource, AuditFilter, AuditRecord, BackupError, BackupReport, ConnectorKept, DeadJob,
     Error, EventId, EventJob, EventMeta, HealthRecord, HistoryFilter, HistoryPage, IngestOutcome,
-    Job, MinuteRollup, NotionVerification, Outcome, Pin, Purged, RegistrationRecord, Retention,
-    RetentionTotals, StateBytes, Store, Taken,
+    Job, MinuteRollup, MinuteTotals, NotionVerification, Outcome, Pin, Purged, RegistrationRecord,
+    Retention, RetentionTotals, StateBytes, Store, Taken,
 };
 use crate::event::Event;
 
@@ -398,6 +398,14 @@ pub trait Rollups {
     /// Removes the minutes before `before_ms` (retention); returns how many records. In
     /// chunks, each its own write: a crash part-way leaves some removed. Does not flush.
     fn purge_rollups(&self, before_ms: u64) -> Result<usize, Error>;
+
+    /// Each minute's totals over every integration for the minutes that overlap
+    /// `since_ms .. until_ms`, oldest first, read without looking at the per-integration
+    /// records (one record per minute). [`Rollups::add_rollups`] adds to them in the same
+    /// transaction as to the per-integration records, so a minute's totals are the sums of its
+    /// records (for minutes written since the totals exist; earlier ones have none and are
+    /// absent, as are minutes with nothing counted); retention removes them with their minute.
+    fn rollup_totals(&self, since_ms: u64, until_ms: u64) -> Result<Vec<MinuteTotals>, Error>;
 }
 
 /// What the last apply recorded, and the pin.
@@ -526,6 +534,16 @@ pub trait Audit {
 
     /// Records passing `filter`, newest first, at most `filter.limit`.
     fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, Error>;
+
+    /// Like [`Audit::audit`], looking at no more than the newest `max_scanned` records of the
+    /// filter's time range (matching or not), so that its cost is bounded however large the
+    /// log is; the second value says whether the scan stopped there before reaching the end of
+    /// the range (older matching records may exist).
+    fn audit_bounded(
+        &self,
+        filter: &AuditFilter,
+        max_scanned: usize,
+    ) -> Result<(Vec<AuditRecord>, bool), Error>;
 
     /// Removes records older than `before_ms` (retention); returns how many. Each removal is
     /// its own write: an error or a crash part-way leaves some removed. Does not flush.
@@ -878,6 +896,14 @@ impl Audit for Store {
         Store::audit(self, filter)
     }
 
+    fn audit_bounded(
+        &self,
+        filter: &AuditFilter,
+        max_scanned: usize,
+    ) -> Result<(Vec<AuditRecord>, bool), Error> {
+        Store::audit_bounded(self, filter, max_scanned)
+    }
+
     fn purge_audit(&self, before_ms: u64) -> Result<usize, Error> {
         Store::purge_audit(self, before_ms)
     }
@@ -908,5 +934,9 @@ impl Rollups for Store {
 
     fn purge_rollups(&self, before_ms: u64) -> Result<usize, Error> {
         Store::purge_rollups(self, before_ms)
+    }
+
+    fn rollup_totals(&self, since_ms: u64, until_ms: u64) -> Result<Vec<MinuteTotals>, Error> {
+        Store::rollup_totals(self, since_ms, until_ms)
     }
 }

@@ -832,6 +832,78 @@ fn record(at_ms: u64, kind: AuditKind, rtype: &str, rid: &str) -> AuditRecord {
 }
 
 #[test]
+fn a_bounded_audit_scan_stops_after_so_many_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sled = Store::open(tmp.path()).unwrap();
+    let store: &dyn State = &sled;
+    store
+        .append_audit(&record(
+            10,
+            AuditKind::IntegrationRecovered,
+            "integration",
+            "zd",
+        ))
+        .unwrap();
+    for t in 20..30 {
+        store
+            .append_audit(&record(t, AuditKind::EventAccepted, "event", "zd/1"))
+            .unwrap();
+    }
+    let filter = AuditFilter {
+        resource_type: Some("integration".into()),
+        resource_id: Some("zd".into()),
+        since_ms: None,
+        limit: 5,
+    };
+    // The ten newer records fill the bound: the older match is not reached, and it says so.
+    let (found, stopped) = store.audit_bounded(&filter, 10).unwrap();
+    assert!(found.is_empty() && stopped);
+    let (found, stopped) = store.audit_bounded(&filter, 11).unwrap();
+    assert_eq!((found.len(), stopped), (1, false));
+    assert_eq!(store.audit(&filter).unwrap(), found);
+}
+
+#[test]
+fn resource_filters_match_exactly_whatever_the_ids_hold() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sled = Store::open(tmp.path()).unwrap();
+    let store: &dyn State = &sled;
+    let ids = ["zd", "zd2", "z", "a\"b", "ü/\\x", ""];
+    for (t, id) in ids.iter().enumerate() {
+        let mut r = record(
+            t as u64 + 1,
+            AuditKind::IntegrationRecovered,
+            "integration",
+            id,
+        );
+        // A detail naming another resource does not make the record match it.
+        r.detail = serde_json::json!({"resource_id": "zd", "resource_type": "job"});
+        store.append_audit(&r).unwrap();
+    }
+    for id in ids {
+        let found = store
+            .audit(&AuditFilter {
+                resource_type: Some("integration".into()),
+                resource_id: Some(id.to_owned()),
+                since_ms: None,
+                limit: 10,
+            })
+            .unwrap();
+        assert_eq!(found.len(), 1, "{id:?}");
+        assert_eq!(found[0].resource_id, id);
+    }
+    let jobs = store
+        .audit(&AuditFilter {
+            resource_type: Some("job".into()),
+            resource_id: None,
+            since_ms: None,
+            limit: 10,
+        })
+        .unwrap();
+    assert!(jobs.is_empty(), "{jobs:?}");
+}
+
+#[test]
 fn audit_is_newest_first_and_filtered() {
     let tmp = tempfile::tempdir().unwrap();
     let sled = Store::open(tmp.path()).unwrap();
@@ -1088,6 +1160,14 @@ fn audit_kinds_serialize_with_snake_case_tags() {
         ),
         (AuditKind::SyncRequested, "sync_requested"),
         (AuditKind::StateBackedUp { error: None }, "state_backed_up"),
+        (AuditKind::ConsoleSignedIn, "console_signed_in"),
+        (
+            AuditKind::ConsoleSignInFailed {
+                reason: "wrong_token".into(),
+            },
+            "console_sign_in_failed",
+        ),
+        (AuditKind::ConsoleSignedOut, "console_signed_out"),
     ] {
         let v = serde_json::to_value(&kind).unwrap();
         assert_eq!(v["type"], tag);
