@@ -20,7 +20,7 @@ use crate::runtime::health;
 use crate::runtime::stats::{ActionOutcome, Count, RULE_OPERATOR};
 use crate::runtime::{Active, Runtime, now_ms};
 use crate::state::{
-    AuditKind, EventId, HealthRecord, MINUTE_MS, RegistrationRecord, RollupCounts, State,
+    AuditKind, EventId, HealthRecord, MINUTE_MS, MinuteTotals, RegistrationRecord, State,
 };
 use crate::webhook::{Reply, reply};
 
@@ -1038,28 +1038,29 @@ pub(crate) fn rates(store: &dyn State, now: u64) -> Value {
     let minute = now / MINUTE_MS;
     let window = |minutes: u64| -> Value {
         let since = minute.saturating_sub(minutes - 1).saturating_mul(MINUTE_MS);
-        let records = match store.rollups(since, now.saturating_add(1)) {
+        // One record per minute, however many integrations there are.
+        let minutes = match store.rollup_totals(since, now.saturating_add(1)) {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, "Reading the per-minute counts failed.");
                 return Value::Null;
             }
         };
-        let mut total = RollupCounts::default();
-        for r in &records {
-            total.add(&r.counts);
+        let mut total = MinuteTotals::default();
+        for m in &minutes {
+            total.merge(m);
         }
         json!({
             "since_ms": since,
             "events": {
-                "accepted": total.events.accepted,
-                "accepted_no_rule": total.events.accepted_no_rule,
-                "duplicate": total.events.duplicate,
-                "rejected": total.rejected_total(),
-                "rejected_by_reason": total.events.rejected,
+                "accepted": total.events.saturating_sub(total.accepted_no_rule),
+                "accepted_no_rule": total.accepted_no_rule,
+                "duplicate": total.duplicate,
+                "rejected": total.rejected,
+                "rejected_by_reason": total.rejected_by_reason,
             },
-            "rules_matched": total.rules.values().fold(0u64, |a, n| a.saturating_add(*n)),
-            "actions": total.actions_by_outcome(),
+            "rules_matched": total.matches,
+            "actions": total.actions,
         })
     };
     json!({"last_hour": window(60), "last_24h": window(24 * 60)})

@@ -142,8 +142,12 @@ pub struct MinuteTotals {
     pub minute_ms: u64,
     /// Deliveries stored (a rule matched or not).
     pub events: u64,
+    /// Of [`MinuteTotals::events`], those no rule matched.
+    pub accepted_no_rule: u64,
     /// Deliveries refused, all reasons.
     pub rejected: u64,
+    /// [`MinuteTotals::rejected`] by reason.
+    pub rejected_by_reason: BTreeMap<String, u64>,
     /// Redeliveries of events already stored.
     pub duplicate: u64,
     /// Rule matches that created a job.
@@ -158,7 +162,11 @@ impl MinuteTotals {
             .events
             .saturating_add(c.events.accepted)
             .saturating_add(c.events.accepted_no_rule);
+        self.accepted_no_rule = self
+            .accepted_no_rule
+            .saturating_add(c.events.accepted_no_rule);
         self.rejected = self.rejected.saturating_add(c.rejected_total());
+        add_map(&mut self.rejected_by_reason, &c.events.rejected);
         self.duplicate = self.duplicate.saturating_add(c.events.duplicate);
         self.matches = c
             .rules
@@ -167,9 +175,12 @@ impl MinuteTotals {
         add_map(&mut self.actions, &c.actions_by_outcome());
     }
 
-    fn merge(&mut self, o: &MinuteTotals) {
+    /// Adds `o` to these totals (a longer window's sum).
+    pub fn merge(&mut self, o: &MinuteTotals) {
         self.events = self.events.saturating_add(o.events);
+        self.accepted_no_rule = self.accepted_no_rule.saturating_add(o.accepted_no_rule);
         self.rejected = self.rejected.saturating_add(o.rejected);
+        add_map(&mut self.rejected_by_reason, &o.rejected_by_reason);
         self.duplicate = self.duplicate.saturating_add(o.duplicate);
         self.matches = self.matches.saturating_add(o.matches);
         add_map(&mut self.actions, &o.actions);
@@ -352,7 +363,9 @@ impl Store {
     }
 
     /// The totals of the minutes that overlap `since_ms .. until_ms`, oldest first; minutes
-    /// with nothing counted (or written before totals existed) are absent.
+    /// with nothing counted are absent. A minute without a totals record (written before totals
+    /// existed) is summed from its per-integration records: each run of such minutes is one
+    /// range scan, which finds nothing once every minute in the range has its totals.
     pub fn rollup_totals(&self, since_ms: u64, until_ms: u64) -> Result<Vec<MinuteTotals>, Error> {
         let first = since_ms / MINUTE_MS;
         let end = until_ms.div_ceil(MINUTE_MS);
@@ -360,6 +373,7 @@ impl Store {
         if first >= end {
             return Ok(out);
         }
+        let mut next = first;
         for item in self.rollups.range(totals_key(first)..totals_key(end)) {
             let (k, v) = item.map_err(|e| self.storage(e))?;
             let mut t: MinuteTotals = codec::decode(trees::ROLLUPS, &k, &v)?;
@@ -367,10 +381,37 @@ impl Store {
                 .get(1..9)
                 .and_then(|b| <[u8; 8]>::try_from(b).ok())
                 .map_or(0, u64::from_be_bytes);
+            if minute > next {
+                self.sum_minutes(next, minute, &mut out)?;
+            }
+            next = minute.saturating_add(1);
             t.minute_ms = minute.saturating_mul(MINUTE_MS);
             out.push(t);
         }
+        if next < end {
+            self.sum_minutes(next, end, &mut out)?;
+        }
         Ok(out)
+    }
+
+    /// Appends the totals of minutes `first .. end` summed from their per-integration records.
+    fn sum_minutes(&self, first: u64, end: u64, out: &mut Vec<MinuteTotals>) -> Result<(), Error> {
+        for item in self.rollups.range(minute_start(first)..minute_start(end)) {
+            let (k, v) = item.map_err(|e| self.storage(e))?;
+            let (minute_ms, id) = split_key(&k)?;
+            let counts: RollupCounts =
+                codec::decode(trees::ROLLUPS, key_name(minute_ms, id).as_bytes(), &v)?;
+            if out.last().is_none_or(|t| t.minute_ms != minute_ms) {
+                out.push(MinuteTotals {
+                    minute_ms,
+                    ..MinuteTotals::default()
+                });
+            }
+            if let Some(t) = out.last_mut() {
+                t.add(&counts);
+            }
+        }
+        Ok(())
     }
 
     /// Removes the records of minutes that ended at or before `before_ms` (retention). Returns
@@ -577,6 +618,50 @@ mod tests {
         let totals = store.rollup_totals(0, u64::MAX).unwrap();
         assert_eq!(totals.len(), 500);
         assert_eq!(totals[0].minute_ms, minute(2_000));
+    }
+
+    #[test]
+    fn minutes_without_totals_are_summed_from_their_records() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        store
+            .add_rollups(&[
+                rec(minute(0), "zd", events(2, 1, 0, &[("stale", 1)])),
+                rec(minute(0), "fd", events(3, 0, 0, &[])),
+                rec(minute(1), "zd", events(1, 0, 0, &[])),
+                rec(minute(3), "fd", events(4, 0, 1, &[])),
+                rec(minute(5), "zd", events(5, 0, 0, &[])),
+            ])
+            .unwrap();
+        let written = store.rollup_totals(minute(0), minute(6)).unwrap();
+        // As a state written before totals existed: minutes 0, 1 and 5 have none.
+        for m in [0, 1, 5] {
+            store
+                .rollups
+                .remove(totals_key(minute(m) / MINUTE_MS))
+                .unwrap();
+        }
+        let summed = store.rollup_totals(minute(0), minute(6)).unwrap();
+        assert_eq!(summed, written);
+        assert_eq!(
+            summed
+                .iter()
+                .map(|t| (t.minute_ms, t.events, t.accepted_no_rule, t.rejected))
+                .collect::<Vec<_>>(),
+            vec![
+                (minute(0), 6, 1, 1),
+                (minute(1), 1, 0, 0),
+                (minute(3), 4, 0, 0),
+                (minute(5), 5, 0, 0)
+            ]
+        );
+        assert_eq!(summed[0].rejected_by_reason.get("stale"), Some(&1));
+        // Bounds cut the summed minutes as they cut the stored ones.
+        let middle = store.rollup_totals(minute(1), minute(4)).unwrap();
+        assert_eq!(
+            middle.iter().map(|t| t.minute_ms).collect::<Vec<_>>(),
+            vec![minute(1), minute(3)]
+        );
     }
 
     #[test]
