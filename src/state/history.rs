@@ -697,31 +697,59 @@ pub struct HistoryPage {
 /// bounds the time of a page whose filters intersect sparsely.
 const SEEK_BUDGET: usize = 50_000;
 
-/// One sorted stream of delivery ids: `prefix` ‖ id keys of a tree.
+/// One sorted stream of delivery ids: `prefix` ‖ id keys of a tree, asked for non-increasing
+/// positions (one page's scan only goes down).
 struct Stream<'a> {
     tree: &'a sled::Tree,
-    /// Each prefix's ids (several: an integration's event names, merged).
+    /// Each prefix's ids (several: an integration's event names, or an event name's
+    /// integrations, merged).
     prefixes: Vec<Vec<u8>>,
+    /// What the last seek found for each prefix (`None`: not sought yet; `Some(None)`: nothing
+    /// at or below the position asked). Since positions only go down, a found id at or below
+    /// the next position is still the answer there, and a prefix with nothing stays empty: a
+    /// prefix is sought again only once its id has been passed, so a page over many prefixes
+    /// costs a seek per prefix and per id it lists, not per prefix and per id.
+    heads: Vec<Option<Option<u64>>>,
 }
 
-impl Stream<'_> {
-    /// The largest id in the stream at or below `at`, and the seeks it took.
-    fn seek(&self, at: u64) -> Result<(Option<u64>, usize), sled::Error> {
+impl<'a> Stream<'a> {
+    fn new(tree: &'a sled::Tree, prefixes: Vec<Vec<u8>>) -> Self {
+        let heads = vec![None; prefixes.len()];
+        Stream {
+            tree,
+            prefixes,
+            heads,
+        }
+    }
+
+    /// The largest id in the stream at or below `at` (never more than the `at` of the call
+    /// before), and the seeks it took.
+    fn seek(&mut self, at: u64) -> Result<(Option<u64>, usize), sled::Error> {
         let mut best = None;
-        for prefix in &self.prefixes {
-            let mut hi = prefix.clone();
-            hi.extend_from_slice(&at.to_be_bytes());
-            let found = self.tree.range(prefix.clone()..=hi).next_back();
-            let id = match found.transpose()? {
-                Some((k, _)) => k
-                    .get(prefix.len()..)
-                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                    .map(u64::from_be_bytes),
-                None => None,
+        let mut seeks = 0;
+        for (prefix, head) in self.prefixes.iter().zip(self.heads.iter_mut()) {
+            let id = match *head {
+                Some(None) => None,
+                Some(Some(h)) if h <= at => Some(h),
+                _ => {
+                    seeks += 1;
+                    let mut hi = prefix.clone();
+                    hi.extend_from_slice(&at.to_be_bytes());
+                    let found = self.tree.range(prefix.clone()..=hi).next_back();
+                    let id = match found.transpose()? {
+                        Some((k, _)) => k
+                            .get(prefix.len()..)
+                            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                            .map(u64::from_be_bytes),
+                        None => None,
+                    };
+                    *head = Some(id);
+                    id
+                }
             };
             best = best.max(id);
         }
-        Ok((best, self.prefixes.len()))
+        Ok((best, seeks))
     }
 }
 
@@ -929,10 +957,7 @@ impl Store {
             return Ok(HistoryPage::default());
         }
         let mut streams = Vec::new();
-        let keys = |prefixes: Vec<Vec<u8>>| Stream {
-            tree: &self.history,
-            prefixes,
-        };
+        let keys = |prefixes: Vec<Vec<u8>>| Stream::new(&self.history, prefixes);
         match (&filter.integration, &filter.event) {
             (Some(i), Some(e)) => streams.push(keys(vec![event_prefix(i, e)])),
             (None, Some(e)) => {
@@ -965,10 +990,7 @@ impl Store {
             other => check_outcome = other,
         }
         if streams.is_empty() {
-            streams.push(Stream {
-                tree: &self.events,
-                prefixes: vec![Vec::new()],
-            });
+            streams.push(Stream::new(&self.events, vec![Vec::new()]));
         }
         let mut upper = before.map_or(Some(u64::MAX), |b| b.0.checked_sub(1));
         if let Some(until) = filter.until_ms {
@@ -995,7 +1017,7 @@ impl Store {
             }
             let mut c = candidate;
             let mut agreed = true;
-            for s in &streams {
+            for s in &mut streams {
                 let (found, took) = s.seek(c).map_err(|e| self.storage(e))?;
                 seeks += took;
                 match found {
