@@ -13,9 +13,10 @@
 //!   test `every_documented_route_is_served`);
 //! - [`resolve`] is total: any method and path give a route or `None`, never a panic.
 //!
-//! The always-open endpoints and the webhook ingress are rows too ([`Target::Open`]), for the
-//! document and its checks; `server::route` answers them itself, before the operator API's
-//! authentication. Who may call a route (which token, the JSON content type, the push-sync
+//! The always-open endpoints and the webhook ingress are rows too ([`Target::Open`]):
+//! `server::route` resolves every request here first and answers those itself, before the
+//! operator API's authentication; outside the table it serves only the console (`/ui`, `/`),
+//! a webhook path called with a method it refuses (405) and the operator API's 401/404. Who may call a route (which token, the JSON content type, the push-sync
 //! signature) is decided in `server::operator` and `auth`, by method, not here.
 
 use http::Method;

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::auth::{self, Caller};
 use super::conn::{self, Progress, SharedStream};
-use super::routes::{self, Api, Streamed, Target};
+use super::routes::{self, Api, Open, Streamed, Target};
 use super::{Runtime, api, now_ms};
 use crate::state::AuditFilter;
 use crate::webhook::{self, Reply, reply, status};
@@ -163,63 +163,84 @@ pub async fn route(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Incoming>) 
     let path = req.uri().path().to_owned();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let method = req.method().clone();
-    match (method, segments.as_slice()) {
-        (Method::GET, ["healthz"]) => reply(StatusCode::OK, "text/plain", "ok\n"),
-        (Method::GET, ["readyz"]) => {
-            if rt.active().is_some() {
-                reply(StatusCode::OK, "text/plain", "ready\n")
-            } else {
-                reply(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "text/plain",
-                    "no revision applied\n",
-                )
+    // Every documented route is a row of the table (`routes::ROUTES`); what is not a row is
+    // the console, its redirect, a webhook path called with a method it refuses (405, from
+    // `webhook::handle`), or the operator API's 401/404.
+    match routes::resolve(&method, &segments) {
+        Some((Target::Open(open), p)) => match open {
+            Open::Healthz => reply(StatusCode::OK, "text/plain", "ok\n"),
+            Open::Readyz => {
+                if rt.active().is_some() {
+                    reply(StatusCode::OK, "text/plain", "ready\n")
+                } else {
+                    reply(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain",
+                        "no revision applied\n",
+                    )
+                }
             }
-        }
-        (Method::GET, ["metrics"]) => {
-            // SEC-14: the labels name integrations, rules and the revision.
-            if rt.options.metrics_auth == crate::runtime::MetricsAuth::Token
-                && let Err(refusal) =
-                    auth::authenticate(&rt.options, peer, req.headers(), req.uri())
-            {
-                return refusal.reply();
+            Open::Metrics => metrics(rt, peer, &req),
+            Open::Webhook => {
+                let platform = p.get("platform").to_owned();
+                webhook::handle(rt, peer, &platform, None, req).await
             }
-            let now = now_ms();
-            let oldest = match rt.store.oldest_due_ms() {
-                Ok(Some(due)) => now.saturating_sub(due) / 1000,
-                _ => 0,
-            };
-            let dead = rt.store.dead_depth();
-            rt.metrics.set_queue(rt.store.queue_depth(), oldest, dead);
-            let state = crate::daemon::api::state_section(rt.store.as_ref());
-            for kind in ["payloads", "database", "journal"] {
-                let bytes = state["bytes"][kind].as_u64().unwrap_or(0);
-                rt.metrics.set_state_bytes(kind, bytes);
+            Open::WebhookIntegration => {
+                let (platform, id) = (
+                    p.get("platform").to_owned(),
+                    p.get("integration").to_owned(),
+                );
+                webhook::handle(rt, peer, &platform, Some(&id), req).await
             }
-            for kind in ["events", "payload_bytes", "audit_records"] {
-                let total = state["retention_removed"][kind].as_u64().unwrap_or(0);
-                rt.metrics.set_retention_removed(kind, total);
+        },
+        Some((Target::Api(_) | Target::Streamed(_), _)) => operator(rt, peer, req, &segments).await,
+        None => match segments.as_slice() {
+            ["api", "webhooks", platform] => {
+                let platform = (*platform).to_owned();
+                webhook::handle(rt, peer, &platform, None, req).await
             }
-            reply(
-                StatusCode::OK,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                rt.metrics.render(),
-            )
-        }
-        (_, ["api", "webhooks", platform]) => {
-            let platform = (*platform).to_owned();
-            webhook::handle(rt, peer, &platform, None, req).await
-        }
-        (_, ["api", "webhooks", platform, id]) => {
-            let (platform, id) = ((*platform).to_owned(), (*id).to_owned());
-            webhook::handle(rt, peer, &platform, Some(&id), req).await
-        }
-        (_, ["api", ..]) => operator(rt, peer, req, &segments).await,
-        // The operator console (`daemon::console`); `/` leads to it.
-        (_, ["ui", ..]) => super::console::serve(rt, peer, req).await,
-        (Method::GET, [""]) => super::console::to_console(),
-        _ => status(StatusCode::NOT_FOUND),
+            ["api", "webhooks", platform, id] => {
+                let (platform, id) = ((*platform).to_owned(), (*id).to_owned());
+                webhook::handle(rt, peer, &platform, Some(&id), req).await
+            }
+            ["api", ..] => operator(rt, peer, req, &segments).await,
+            // The operator console (`daemon::console`); `/` leads to it.
+            ["ui", ..] => super::console::serve(rt, peer, req).await,
+            [""] if method == Method::GET => super::console::to_console(),
+            _ => status(StatusCode::NOT_FOUND),
+        },
     }
+}
+
+/// `GET /metrics`: open, or behind the operator API's tokens with `--metrics-auth token`.
+fn metrics(rt: &Runtime, peer: SocketAddr, req: &Request<Incoming>) -> Reply {
+    // SEC-14: the labels name integrations, rules and the revision.
+    if rt.options.metrics_auth == crate::runtime::MetricsAuth::Token
+        && let Err(refusal) = auth::authenticate(&rt.options, peer, req.headers(), req.uri())
+    {
+        return refusal.reply();
+    }
+    let now = now_ms();
+    let oldest = match rt.store.oldest_due_ms() {
+        Ok(Some(due)) => now.saturating_sub(due) / 1000,
+        _ => 0,
+    };
+    let dead = rt.store.dead_depth();
+    rt.metrics.set_queue(rt.store.queue_depth(), oldest, dead);
+    let state = crate::daemon::api::state_section(rt.store.as_ref());
+    for kind in ["payloads", "database", "journal"] {
+        let bytes = state["bytes"][kind].as_u64().unwrap_or(0);
+        rt.metrics.set_state_bytes(kind, bytes);
+    }
+    for kind in ["events", "payload_bytes", "audit_records"] {
+        let total = state["retention_removed"][kind].as_u64().unwrap_or(0);
+        rt.metrics.set_retention_removed(kind, total);
+    }
+    reply(
+        StatusCode::OK,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        rt.metrics.render(),
+    )
 }
 
 /// Whether a `POST /api/sync` is a git host's push webhook: it carries the host's signature
