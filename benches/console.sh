@@ -51,7 +51,7 @@ base_rev=${BASE_REV:-fa11203}
 mkdir -p "$data/bin"
 
 cargo build --release --quiet --bin supportopsd --example gen-state
-bin=$root/target/release/supportopsd
+bin=${CARGO_TARGET_DIR:-$root/target}/release/supportopsd
 cp "$bin" "$data/bin/supportopsd"
 
 if [ "$size" = 1 ]; then
@@ -61,8 +61,10 @@ if [ "$size" = 1 ]; then
     rm -rf "$data/base-src"
     mkdir -p "$data/base-src"
     git archive "$base_rev" | tar -x -C "$data/base-src"
-    (cd "$data/base-src" && cargo build --release --quiet --bin supportopsd)
-    strip -o "$base" "${CARGO_TARGET_DIR:-$data/base-src/target}/release/supportopsd"
+    # The same target directory: the dependencies are built once for both.
+    target=${CARGO_TARGET_DIR:-$root/target}
+    (cd "$data/base-src" && CARGO_TARGET_DIR=$target cargo build --release --quiet --bin supportopsd)
+    strip -o "$base" "$target/release/supportopsd"
     rm -rf "$data/base-src"
     # The build above left the base binary in the shared target directory: put ours back.
     cargo build --release --quiet --bin supportopsd
@@ -92,7 +94,7 @@ else
   git -C "$repo" add -A
   git -C "$repo" -c user.name=bench -c user.email=bench@example.invalid commit -qm "console bench: $integrations integrations, $rules rules"
   repo_done=$(date +%s.%N)
-  PUBLIC_URL="http://127.0.0.1:$port" target/release/examples/gen-state world "$events" "$state" "$repo"
+  PUBLIC_URL="http://127.0.0.1:$port" "$(dirname "$bin")/examples/gen-state" world "$events" "$state" "$repo"
   end=$(date +%s.%N)
   printf 'fixture: repository in %.1f s, state in %.1f s; %s\n' \
     "$(echo "$repo_done - $start" | bc -l)" "$(echo "$end - $repo_done" | bc -l)" "$(du -sh "$state" | cut -f1)"
@@ -229,6 +231,9 @@ pages = [
     ("integration (busy)", f"/ui/integrations/{busy}", f"/api/integrations/{busy}"),
     ("integration (quiet)", f"/ui/integrations/{quiet}", f"/api/integrations/{quiet}"),
     ("rules", "/ui/rules", "/api/rules"),
+    ("rules ?page=50", "/ui/rules?page=50", None),
+    ("rules ?q= (search)", "/ui/rules?q=ticket_resolved", None),
+    ("rules ?integration", f"/ui/rules?integration={busy}", None),
     ("rule (busy)", f"/ui/rules/{q(rule)}", f"/api/rules/{q(rule)}"),
     ("rule (quiet)", f"/ui/rules/{q(rare_rule)}", f"/api/rules/{q(rare_rule)}"),
     ("events", "/ui/events", "/api/events"),
