@@ -110,6 +110,26 @@ async fn dead_jobs(daemon: &Daemon) -> Vec<Value> {
 async fn console_sign_in_pages_csrf_replay_and_no_secrets() {
     let fake = FakeSlack::start(BOT_TOKEN, None).await;
     let repo = repo(&fake.base_url());
+    // A rule whose name and description are hostile markup (anyone with commit access writes
+    // manifests): every page that shows them escapes them.
+    repo.file(
+        "rules/hostile.toml",
+        r##"id = "hostile-names"
+name = "<script>alert('name')</script>"
+description = "<img src=x onerror=alert(2)>"
+enabled = false
+[trigger]
+integration = "zendesk-main"
+event = "ticket.created"
+[[actions]]
+integration = "slack-main"
+action = "send_message"
+[actions.parameters]
+channel = "#support"
+message = "<script>alert('param')</script>"
+"##,
+    );
+    repo.commit("a rule with hostile names");
     let state = tempfile::tempdir().unwrap();
     let daemon = Daemon::spawn_with_env(
         repo.path(),
@@ -239,12 +259,15 @@ async fn console_sign_in_pages_csrf_replay_and_no_secrets() {
         "/ui/integrations/slack-main".to_owned(),
         "/ui/rules".to_owned(),
         "/ui/rules/zendesk-to-slack".to_owned(),
+        "/ui/rules/hostile-names".to_owned(),
+        "/ui/rules?q=hostile".to_owned(),
         "/ui/events".to_owned(),
         "/ui/events?integration=zendesk-main&outcome=dead".to_owned(),
         format!("/ui/events/{hostile_event}"),
         "/ui/dead-letters".to_owned(),
         "/ui/audit".to_owned(),
         "/ui/audit?resource_type=job".to_owned(),
+        "/ui/api".to_owned(),
     ];
     let secrets = [
         ADMIN,
@@ -283,7 +306,12 @@ async fn console_sign_in_pages_csrf_replay_and_no_secrets() {
                     .starts_with("render;dur=")
             );
             for secret in secrets {
-                assert!(!html.contains(secret), "{path} shows a secret");
+                // The API reference's example answers use the same made-up address as the
+                // test repository's (plain, not secret) Zendesk e-mail credential.
+                if path == "/ui/api" && secret == "ops@acme.example" {
+                    continue;
+                }
+                assert!(!html.contains(secret), "{path} shows {secret}");
             }
             assert!(!html.contains("<script>alert"), "{path}");
             assert!(!html.contains("<img"), "{path}");
@@ -322,7 +350,10 @@ async fn console_sign_in_pages_csrf_replay_and_no_secrets() {
     assert!(overview.contains("id=\"integrations\""));
     assert!(overview.contains("<svg class=\"chart\""));
     assert!(overview.contains("id=\"dead-count\">1<"), "one dead letter");
-    assert!(overview.contains("initial"), "the commit message");
+    assert!(
+        overview.contains("<dd>a rule with hostile names</dd>"),
+        "the applied commit's message"
+    );
     let (_, _, trace) = page(
         &http,
         &daemon,
@@ -344,6 +375,10 @@ async fn console_sign_in_pages_csrf_replay_and_no_secrets() {
     assert!(list.contains("id=\"event-filters\""));
     let (_, _, rules) = page(&http, &daemon, &read, "/ui/rules").await;
     assert!(rules.contains("data-rule=\"zendesk-to-slack\""));
+    assert!(
+        rules.contains("&lt;script&gt;alert('name')"),
+        "the hostile name, escaped"
+    );
     // The rule in words: its trigger and its action.
     assert!(
         rules.contains("When ") && rules.contains("#support"),
@@ -352,6 +387,10 @@ async fn console_sign_in_pages_csrf_replay_and_no_secrets() {
     let (_, _, integration) = page(&http, &daemon, &admin, "/ui/integrations/zendesk-main").await;
     assert!(integration.contains("id=\"test-connection\""));
     assert!(integration.contains("api_token") && integration.contains("(secret, set)"));
+    let (_, _, reference) = page(&http, &daemon, &read, "/ui/api").await;
+    assert!(
+        reference.contains("/api/events/{id}") && reference.contains("/api/jobs/{job_id}/replay")
+    );
     let (code, _, bad) = page(&http, &daemon, &admin, "/ui/events?since=tomorrow").await;
     assert_eq!(code, 400);
     assert!(bad.contains("cannot be used"));
@@ -600,6 +639,27 @@ async fn the_cookie_is_secure_behind_https_and_tokenless_mode_signs_in_locally()
     let (code, _, html) = page(&http, &daemon, &id, "/ui/dead-letters").await;
     assert_eq!(code, 200);
     assert!(html.contains("Signed in locally"));
+    // A refused newest revision is on the overview, with why; the applied one keeps running.
+    repo.file(
+        "rules/broken.toml",
+        "id = \"broken\"\n[trigger]\nintegration = \"nowhere\"\n",
+    );
+    repo.commit("a <b>broken</b> rule");
+    let r = daemon
+        .api(&reqwest::Client::new(), reqwest::Method::POST, "/api/sync")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let (code, _, overview) = page(&http, &daemon, &id, "/ui/").await;
+    assert_eq!(code, 200);
+    assert!(overview.contains("id=\"refused\""), "{overview}");
+    assert!(overview.contains("The newest revision was refused"));
+    assert!(
+        overview.contains("Author") && overview.contains("<dd>initial</dd>"),
+        "the applied commit"
+    );
+
     // The session is not usable through a non-loopback Host (DNS rebinding).
     let r = http
         .get(format!("{}/ui/", daemon.url))
