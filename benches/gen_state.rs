@@ -26,8 +26,22 @@
 //! default) is applied as its housekeeping would, every 16,384 deliveries: `AUDIT_MAX_RECORDS`
 //! sets it (0: keep every audit record, about 3 a delivery).
 //!
+//! `world` (`benches/console.sh`) writes the same mix, but of the integrations and rules of a
+//! manifest repository (`benches/gen_repo.py --mixed`), consistent with it: each delivery is a
+//! platform fixture normalised as the event it is (`WORLD_EVENTS`, the events gen_repo.py's
+//! rules trigger on), on one of the repository's integrations of that platform (skewed: the
+//! first few get far more than the last), with `supportopsd_bench_bucket` (0-99) in its payload,
+//! and the rules it matches are the ones the daemon's own selection (`manifest::select`) picks
+//! from the repository's committed HEAD, which is also the revision recorded with it. Beside
+//! the deliveries it writes what a daemon that ran them would have left: the per-minute rollups
+//! (events, rule matches, action outcomes on the actions' integrations), a webhook
+//! registration and a health record per integration.
+//!
 //! Usage (from the repository root, which holds the fixtures):
 //!   gen-state generate N DIR [RATE]   write N deliveries into DIR (created, or added to)
+//!   gen-state world N DIR REPO [RATE] the same, of REPO's integrations and rules (committed);
+//!                                     $PUBLIC_URL (default http://127.0.0.1:18480) is the URL
+//!                                     the registrations deliver to
 //!   gen-state journal M DIR           journal M new deliveries without writing them to sled,
 //!                                     then stop as a crash would (the next open replays them)
 //!   gen-state open DIR                time `Store::open`, then the replay as the daemon runs it:
@@ -37,12 +51,18 @@
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use std::collections::{BTreeMap, HashMap};
+
 use serde_json::{Map, Value, json};
 use supportopsd::event::Event;
-use supportopsd::manifest::IntegrationId;
-use supportopsd::platforms::PlatformKind;
+use supportopsd::manifest::select::{self, Delivery};
+use supportopsd::manifest::{IntegrationId, ManifestSet, Revision, Rule, Source};
+use supportopsd::platforms::{EventSpec, PlatformKind};
 use supportopsd::state::journal::{IngestRecord, Journal};
-use supportopsd::state::{AuditKind, AuditRecord, IngestOutcome, Store};
+use supportopsd::state::{
+    AuditKind, AuditRecord, HealthRecord, IngestOutcome, MINUTE_MS, MinuteRollup,
+    RegistrationRecord, RollupCounts, Store,
+};
 use tokio::time::Instant;
 
 type Failure = Box<dyn std::error::Error>;
@@ -100,7 +120,7 @@ fn main() {
 
 fn run() -> Result<(), Failure> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: gen-state generate N DIR [RATE] | journal M DIR | open DIR";
+    let usage = "usage: gen-state generate N DIR [RATE] | world N DIR REPO [RATE] | journal M DIR | open DIR";
     match args
         .iter()
         .map(String::as_str)
@@ -109,7 +129,13 @@ fn run() -> Result<(), Failure> {
     {
         ["generate", n, dir, rest @ ..] => {
             let rate: u64 = rest.first().map_or(Ok(10), |r| r.parse())?;
-            generate(n.parse()?, Path::new(dir), rate.max(1))
+            generate(n.parse()?, Path::new(dir), rate.max(1), None)
+        }
+        ["world", n, dir, repo, rest @ ..] => {
+            let rate: u64 = rest.first().map_or(Ok(10), |r| r.parse())?;
+            let set = load_repo(Path::new(repo))?;
+            let world = World::new(&set)?;
+            generate(n.parse()?, Path::new(dir), rate.max(1), Some(&world))
         }
         ["journal", m, dir] => journal(m.parse()?, Path::new(dir)),
         ["open", dir] => open(Path::new(dir)),
@@ -243,7 +269,13 @@ fn audit(at_ms: u64, kind: AuditKind, resource_type: &str, id: &str, detail: Val
 /// The revision the generated deliveries were stored under.
 const REVISION: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
 
-fn record(event: Event, rules: Vec<String>, fates: &[Fate], at_ms: u64) -> IngestRecord {
+fn record(
+    event: Event,
+    rules: Vec<String>,
+    fates: &[Fate],
+    at_ms: u64,
+    revision: &str,
+) -> IngestRecord {
     let key = event.key();
     let mut records = vec![audit(
         at_ms,
@@ -299,12 +331,14 @@ fn record(event: Event, rules: Vec<String>, fates: &[Fate], at_ms: u64) -> Inges
         now_ms: at_ms,
         dedupe_until_ms: at_ms + 72 * 3600 * 1000,
         audit: records,
-        revision: Some(REVISION.to_owned()),
+        revision: Some(revision.to_owned()),
     }
 }
 
-fn generate(n: u64, dir: &Path, rate: u64) -> Result<(), Failure> {
+fn generate(n: u64, dir: &Path, rate: u64, world: Option<&World<'_>>) -> Result<(), Failure> {
     let platforms = platforms()?;
+    let revision = world.map_or(REVISION, |w| w.revision.as_str());
+    let mut rollups: BTreeMap<(u64, String), RollupCounts> = BTreeMap::new();
     let start = Instant::now();
     let store = Store::open(dir)?;
     let end_ms = now_ms()?;
@@ -321,9 +355,15 @@ fn generate(n: u64, dir: &Path, rate: u64) -> Result<(), Failure> {
         let mut fates: Vec<Vec<Fate>> = Vec::with_capacity(BATCH);
         for k in i..i + count {
             let at_ms = first_ms + k * step_ms;
-            let (event, rules) = delivery(&platforms, &mut rng, k, at_ms);
+            let (event, rules) = match world {
+                Some(w) => w.delivery(&mut rng, k, at_ms)?,
+                None => delivery(&platforms, &mut rng, k, at_ms),
+            };
             let f: Vec<Fate> = rules.iter().map(|_| fate(&mut rng)).collect();
-            records.push(record(event, rules, &f, at_ms));
+            if let Some(w) = world {
+                w.count(&mut rollups, &event, &rules, &f);
+            }
+            records.push(record(event, rules, &f, at_ms, revision));
             fates.push(f);
         }
         let refs: Vec<&IngestRecord> = records.iter().collect();
@@ -357,6 +397,9 @@ fn generate(n: u64, dir: &Path, rate: u64) -> Result<(), Failure> {
             }
         }
         i += count;
+        if !rollups.is_empty() {
+            store.add_rollups(&drain_rollups(&mut rollups))?;
+        }
         // Housekeeping's audit bound, as the daemon applies it while it runs (every 3,000
         // deliveries at 10 a second; here every 16 batches).
         if audit_max > 0 && (i / BATCH as u64).is_multiple_of(16) {
@@ -365,6 +408,15 @@ fn generate(n: u64, dir: &Path, rate: u64) -> Result<(), Failure> {
     }
     if audit_max > 0 {
         audit_removed += store.purge_audit_over(audit_max)?;
+    }
+    if let Some(w) = world {
+        let (registrations, health) = w.write_integrations(&store, end_ms, &mut rng)?;
+        println!(
+            "world: {} integrations, {} rules at {}; {registrations} registrations and {health} health records written",
+            w.set.integrations.len(),
+            w.set.rules.len(),
+            w.revision,
+        );
     }
     store.flush()?;
     let bytes = store.state_bytes();
@@ -386,6 +438,340 @@ fn generate(n: u64, dir: &Path, rate: u64) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The events `world` delivers per platform, each with the fixture it copies
+/// (`src/platforms/<platform>/fixtures/`): `benches/gen_repo.py --mixed`'s WORLD_EVENTS names the
+/// same events (its rules trigger on them, its webhooks declare them).
+const WORLD_EVENTS: &[(PlatformKind, &str, &str)] = &[
+    (
+        PlatformKind::Freshdesk,
+        "ticket_created",
+        "ticket_created.json",
+    ),
+    (
+        PlatformKind::Freshdesk,
+        "ticket_updated",
+        "ticket_updated_priority.json",
+    ),
+    (
+        PlatformKind::Freshdesk,
+        "ticket_resolved",
+        "ticket_resolved.json",
+    ),
+    (PlatformKind::Freshdesk, "note_created", "note_created.json"),
+    (
+        PlatformKind::Zendesk,
+        "ticket.created",
+        "ticket_created_trigger.json",
+    ),
+    (
+        PlatformKind::Zendesk,
+        "ticket.updated",
+        "ticket_updated_trigger.json",
+    ),
+    (
+        PlatformKind::Zendesk,
+        "ticket.solved",
+        "ticket_solved_trigger.json",
+    ),
+    (
+        PlatformKind::Zendesk,
+        "comment.created",
+        "comment_created_trigger.json",
+    ),
+    (PlatformKind::Slack, "app_mention", "app_mention.json"),
+    (PlatformKind::Slack, "message", "message.json"),
+    (PlatformKind::Slack, "reaction_added", "reaction_added.json"),
+    (PlatformKind::Trello, "updateCard", "updateCard_move.json"),
+    (PlatformKind::Trello, "commentCard", "commentCard.json"),
+    (PlatformKind::Trello, "createCard", "createCard.json"),
+    (PlatformKind::Notion, "page.created", "page.created.json"),
+    (
+        PlatformKind::Notion,
+        "page.properties_updated",
+        "page.properties_updated.json",
+    ),
+    (
+        PlatformKind::Notion,
+        "comment.created",
+        "comment.created.json",
+    ),
+    (PlatformKind::GoogleSheets, "row_added", "row_added.json"),
+];
+
+/// The mix of platforms (percent of the deliveries), as in [`platforms`].
+const WORLD_MIX: [(PlatformKind, u64); 6] = [
+    (PlatformKind::Freshdesk, 25),
+    (PlatformKind::Zendesk, 25),
+    (PlatformKind::Slack, 25),
+    (PlatformKind::Trello, 10),
+    (PlatformKind::Notion, 10),
+    (PlatformKind::GoogleSheets, 5),
+];
+
+/// The manifests of `repo` at its HEAD commit (the revision the daemon runs and the
+/// deliveries record).
+fn load_repo(repo: &Path) -> Result<ManifestSet, Failure> {
+    let source = Source {
+        repo: repo.to_path_buf(),
+        subdir: None,
+        rev: Some("HEAD".to_owned()),
+    };
+    let loaded = supportopsd::manifest::load_source(&source)?;
+    let errors = loaded.diagnostics.render("");
+    loaded
+        .set
+        .ok_or_else(|| format!("{}: the manifests do not load:\n{errors}", repo.display()).into())
+}
+
+/// A manifest repository's integrations and rules, and the fixtures of their events.
+struct World<'s> {
+    set: &'s ManifestSet,
+    /// The commit the manifests were read at.
+    revision: String,
+    /// Per platform of [`WORLD_MIX`]: its integrations, in id order.
+    integrations: Vec<Vec<&'s IntegrationId>>,
+    /// Per platform of [`WORLD_MIX`]: the events delivered, with their fixture payloads.
+    events: Vec<Vec<(&'static EventSpec, Value)>>,
+    /// The enabled rules by trigger (integration, event).
+    rules: HashMap<(&'s str, &'static str), Vec<&'s Rule>>,
+    /// Every rule by id.
+    by_id: HashMap<&'s str, &'s Rule>,
+}
+
+impl<'s> World<'s> {
+    fn new(set: &'s ManifestSet) -> Result<Self, Failure> {
+        let revision = match &set.revision {
+            Revision::Commit { id, .. } => id.clone(),
+            _ => return Err("the repository's manifests must be committed".into()),
+        };
+        let mut integrations = Vec::new();
+        let mut events = Vec::new();
+        for (kind, _) in WORLD_MIX {
+            let ids: Vec<&IntegrationId> = set
+                .integrations
+                .values()
+                .filter(|i| i.platform == kind)
+                .map(|i| &i.id)
+                .collect();
+            if ids.is_empty() {
+                return Err(format!("the repository has no {} integration", kind.as_str()).into());
+            }
+            integrations.push(ids);
+            let mut mine = Vec::new();
+            for (k, name, file) in WORLD_EVENTS {
+                if *k != kind {
+                    continue;
+                }
+                let spec = kind
+                    .descriptor()
+                    .event(name)
+                    .ok_or_else(|| format!("{}: no event {name}", kind.as_str()))?;
+                let path = PathBuf::from("src/platforms")
+                    .join(kind.as_str())
+                    .join("fixtures")
+                    .join(file);
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    format!("{}: {e} (run from the repository root)", path.display())
+                })?;
+                mine.push((spec, serde_json::from_str(&text)?));
+            }
+            events.push(mine);
+        }
+        let mut rules: HashMap<(&str, &'static str), Vec<&Rule>> = HashMap::new();
+        for rule in set.rules.values().filter(|r| r.enabled) {
+            rules
+                .entry((rule.trigger.integration.as_str(), rule.trigger.event.name))
+                .or_default()
+                .push(rule);
+        }
+        let by_id = set.rules.values().map(|r| (r.id.as_str(), r)).collect();
+        Ok(World {
+            set,
+            revision,
+            integrations,
+            events,
+            rules,
+            by_id,
+        })
+    }
+
+    /// Delivery `n`, received at `at_ms`: its normalised event and the rules it matches.
+    fn delivery(&self, rng: &mut Rng, n: u64, at_ms: u64) -> Result<(Event, Vec<String>), Failure> {
+        let mut pick = rng.below(100);
+        let mut p = 0;
+        for (k, (_, share)) in WORLD_MIX.iter().enumerate() {
+            if pick < *share {
+                p = k;
+                break;
+            }
+            pick -= share;
+        }
+        let (kind, _) = WORLD_MIX[p];
+        // Skewed: integration ⌊len·u³⌋, so the first of a platform's 250 gets about 16 % of
+        // its deliveries and the last a few hundredths of a percent.
+        let ids = &self.integrations[p];
+        let u = rng.below(1 << 20) as f64 / f64::from(1u32 << 20);
+        let index = ((u * u * u) * ids.len() as f64) as usize;
+        let integration = ids[index.min(ids.len() - 1)];
+        let events = &self.events[p];
+        let (spec, fixture) = &events[usize::try_from(rng.below(events.len() as u64))?];
+        let mut payload = fixture.clone();
+        if let Value::Object(map) = &mut payload {
+            map.insert("supportopsd_bench_seq".into(), json!(n));
+            map.insert("supportopsd_bench_bucket".into(), json!(rng.below(100)));
+        }
+        let normalized = (kind.descriptor().normalize)(spec, &payload)
+            .map_err(|e| format!("{} {}: {e}", kind.as_str(), spec.name))?;
+        let event = Event {
+            platform: kind,
+            integration: integration.clone(),
+            name: spec.name.to_owned(),
+            id: format!("bench-{n:010}"),
+            time: normalized.time.clone(),
+            received_at_ms: at_ms,
+            actor: normalized.actor().map(str::to_owned),
+            actors: normalized.actors,
+            objects: normalized.objects,
+            changes: normalized.changes,
+            payload,
+        };
+        let d = Delivery {
+            integration,
+            event: spec.name,
+            builtin: false,
+            payload: &event.payload,
+            from_self: false,
+        };
+        let view = event.context_view();
+        let rules = self
+            .rules
+            .get(&(integration.as_str(), spec.name))
+            .map(|rs| {
+                rs.iter()
+                    .filter(|r| select::triggers(r, &d, &view))
+                    .map(|r| r.id.as_str().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok((event, rules))
+    }
+
+    /// Counts a delivery in the per-minute rollups as the daemon would have: the event and its
+    /// rule matches on its integration, each action's outcome on the action's integration.
+    fn count(
+        &self,
+        rollups: &mut BTreeMap<(u64, String), RollupCounts>,
+        event: &Event,
+        rules: &[String],
+        fates: &[Fate],
+    ) {
+        let minute = event.received_at_ms / MINUTE_MS * MINUTE_MS;
+        let mine = rollups
+            .entry((minute, event.integration.as_str().to_owned()))
+            .or_default();
+        if rules.is_empty() {
+            mine.events.accepted_no_rule += 1;
+        } else {
+            mine.events.accepted += 1;
+        }
+        for rule in rules {
+            *mine.rules.entry(rule.clone()).or_default() += 1;
+        }
+        for (rule, fate) in rules.iter().zip(fates) {
+            let Some(r) = self.by_id.get(rule.as_str()) else {
+                continue;
+            };
+            // Done: every action ran; retrying and dead: the first failed.
+            let (actions, outcome) = match fate {
+                Fate::Done => (r.actions.len(), "succeeded"),
+                Fate::Queued => continue,
+                Fate::Retrying => (1, "retried"),
+                Fate::Dead => (1, "dead_lettered"),
+            };
+            for action in r.actions.iter().take(actions) {
+                let counts = rollups
+                    .entry((minute, action.integration.as_str().to_owned()))
+                    .or_default();
+                *counts
+                    .actions
+                    .entry(rule.clone())
+                    .or_default()
+                    .entry(action.action.name.to_owned())
+                    .or_default()
+                    .entry(outcome.to_owned())
+                    .or_default() += 1;
+            }
+        }
+    }
+
+    /// A webhook registration (for an integration with a `[webhook]`) and a health record for
+    /// every integration, as the last reconcile of a daemon would have left them; returns how
+    /// many of each.
+    fn write_integrations(
+        &self,
+        store: &Store,
+        now_ms: u64,
+        rng: &mut Rng,
+    ) -> Result<(usize, usize), Failure> {
+        let public =
+            std::env::var("PUBLIC_URL").unwrap_or_else(|_| "http://127.0.0.1:18480".into());
+        let (mut registrations, mut health) = (0, 0);
+        for (n, integration) in self.set.integrations.values().enumerate() {
+            let id = integration.id.as_str();
+            let platform = integration.platform.as_str();
+            if let Some(webhook) = &integration.webhook {
+                let expires = matches!(integration.platform, PlatformKind::GoogleSheets)
+                    .then(|| now_ms + 6 * 86_400_000 + rng.below(86_400_000));
+                store.put_registration(&RegistrationRecord {
+                    integration: id.to_owned(),
+                    platform: platform.to_owned(),
+                    revision: Some(self.revision.clone()),
+                    ids: vec![format!("{:08}", 40_000_000 + n)],
+                    url: format!("{public}/api/webhooks/{platform}/{id}"),
+                    events: webhook.events.iter().map(|e| e.to_string()).collect(),
+                    expires_at_ms: expires,
+                    sealed_secret: None,
+                    synced_ms: now_ms - rng.below(300_000),
+                })?;
+                registrations += 1;
+            }
+            // 1 in 20 degraded (a refused key), 1 in 50 progressing, the rest healthy.
+            let (state, reason) = match rng.below(100) {
+                0..=4 => (
+                    "degraded",
+                    "the platform refused the credentials (HTTP 401): check the API key",
+                ),
+                5..=6 => ("progressing", "registering the webhook"),
+                _ => ("healthy", "the connection check succeeded"),
+            };
+            store.put_health(&HealthRecord {
+                integration: id.to_owned(),
+                sync: "in_sync".to_owned(),
+                sync_reason: "the registration matches the manifest".to_owned(),
+                health: state.to_owned(),
+                health_reason: reason.to_owned(),
+                since_ms: now_ms - rng.below(86_400_000),
+                checked_ms: now_ms - rng.below(300_000),
+                consecutive_failures: u32::from(state == "degraded") * 3,
+            })?;
+            health += 1;
+        }
+        Ok((registrations, health))
+    }
+}
+
+/// The rollups counted so far, as records (emptied).
+fn drain_rollups(rollups: &mut BTreeMap<(u64, String), RollupCounts>) -> Vec<MinuteRollup> {
+    std::mem::take(rollups)
+        .into_iter()
+        .map(|((minute_ms, integration), counts)| MinuteRollup {
+            minute_ms,
+            integration,
+            counts,
+        })
+        .collect()
+}
+
 fn journal(m: u64, dir: &Path) -> Result<(), Failure> {
     let platforms = platforms()?;
     let start = Instant::now();
@@ -399,7 +785,7 @@ fn journal(m: u64, dir: &Path) -> Result<(), Failure> {
         let (mut event, rules) = delivery(&platforms, &mut rng, k, at_ms);
         event.id = format!("journal-{at_ms}-{k:010}");
         let f: Vec<Fate> = rules.iter().map(|_| Fate::Queued).collect();
-        journal.append(&record(event, rules, &f, at_ms))?;
+        journal.append(&record(event, rules, &f, at_ms, REVISION))?;
         if k % 1024 == 1023 {
             journal.sync()?;
         }
