@@ -2,7 +2,7 @@
 # Server-side render time of every console page (/ui/) on a big state, and the console's share of
 # the stripped binary (issue 20). Release build.
 #
-# 1. The fixture (in $DATA, default /work/s7-bench-data/console; several GB): a manifest
+# 1. The fixture (in $DATA, default target/console-bench; several GB): a manifest
 #    repository of INTEGRATIONS integrations of every platform and RULES rules
 #    (benches/gen_repo.py --mixed, committed), and a state of EVENTS deliveries of those
 #    integrations, matched against those rules by the daemon's own selection, with the rollups,
@@ -46,7 +46,7 @@ rules=${RULES:-10000}
 runs=${RUNS:-20}
 port=${PORT:-18480}
 settle=${SETTLE:-60}
-data=${DATA:-/work/s7-bench-data/console}
+data=${DATA:-$root/target/console-bench}
 base_rev=${BASE_REV:-fa11203}
 mkdir -p "$data/bin"
 
