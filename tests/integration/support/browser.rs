@@ -1,0 +1,284 @@
+//! A real browser for the console tests: headless Chromium driven through chromedriver
+//! (WebDriver, with `fantoccini` over rustls), screenshots written as test artifacts.
+//!
+//! Chromium and chromedriver come from the Debian packages (`apt-get install chromium
+//! chromium-driver`; `.ci/run` installs them when missing). They are found through `$CHROME` and
+//! `$CHROMEDRIVER`, else on `PATH`. When they are missing the tests fail saying how to install
+//! them, unless `SUPPORTOPSD_SKIP_BROWSER=1` is set: then they print that they skipped.
+//!
+//! Screenshots go to [`screenshot_dir`]: `target/tmp/console-screenshots/` (cargo's
+//! `CARGO_TARGET_TMPDIR`), or the folder `$SUPPORTOPSD_SCREENSHOTS` names.
+
+use std::io::Write as _;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+/// The desktop width the screenshots are taken at.
+pub(crate) const WIDE: u32 = 1280;
+/// The phone width the screenshots and the overflow check are made at.
+pub(crate) const NARROW: u32 = 360;
+/// The window height of both.
+const HEIGHT: u32 = 900;
+
+/// How to install what is missing, for the failure message.
+const INSTALL: &str = "install them with `apt-get install chromium chromium-driver` (or name them \
+     with $CHROME and $CHROMEDRIVER), or set SUPPORTOPSD_SKIP_BROWSER=1 to skip the browser tests";
+
+/// A headless Chromium session; the chromedriver behind it is killed when this is dropped.
+pub(crate) struct Browser {
+    /// The WebDriver session.
+    pub(crate) client: Client,
+    driver: Child,
+    /// Where [`Browser::screenshot`] writes.
+    shots: PathBuf,
+    /// The test's name, the prefix of its screenshots.
+    test: String,
+}
+
+/// The executable `var` names (none when it is not there), else the first of `names` on `PATH`.
+fn locate(var: &str, names: &[&str]) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(var).filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(path)).filter(|p| p.is_file());
+    }
+    let path = std::env::var_os("PATH")?;
+    names.iter().find_map(|name| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    })
+}
+
+/// The folder the screenshots go to (created): `$SUPPORTOPSD_SCREENSHOTS`, else
+/// `target/tmp/console-screenshots/`.
+pub(crate) fn screenshot_dir() -> PathBuf {
+    let dir = std::env::var_os("SUPPORTOPSD_SCREENSHOTS")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots"));
+    std::fs::create_dir_all(&dir).expect("create the screenshot folder");
+    dir
+}
+
+/// A loopback port nobody listens on now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a loopback port")
+        .port()
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless Chromium session, `WIDE` pixels wide. `None` (said on
+    /// stderr) when they are missing and `SUPPORTOPSD_SKIP_BROWSER=1`; a failure, saying how to
+    /// install them, when they are missing otherwise.
+    pub(crate) async fn start(test: &str) -> Option<Browser> {
+        let driver = locate("CHROMEDRIVER", &["chromedriver"]);
+        let chrome = locate("CHROME", &["chromium", "chromium-browser", "google-chrome"]);
+        let (Some(driver), Some(chrome)) = (driver, chrome) else {
+            let skip = std::env::var("SUPPORTOPSD_SKIP_BROWSER").is_ok_and(|v| v == "1");
+            assert!(
+                skip,
+                "{test}: the browser tests need Chromium and chromedriver, which were not found; {INSTALL}"
+            );
+            // Straight to stderr, past the test harness's capture: a skip is never silent.
+            let _ = writeln!(
+                std::io::stderr(),
+                "{test}: SKIPPED (SUPPORTOPSD_SKIP_BROWSER=1, and Chromium or chromedriver is missing): the console was not tested in a browser"
+            );
+            return None;
+        };
+        let port = free_port();
+        let mut child = Command::new(&driver)
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}; {INSTALL}", driver.display()));
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let started = Instant::now();
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("{} exited at start ({status})", driver.display());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{} did not listen on port {port} within 20 s",
+                driver.display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let capabilities = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chrome,
+                "args": [
+                    "--headless=new",
+                    // CI runs as root, where Chromium's sandbox cannot start.
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    "--disable-extensions",
+                    "--no-first-run",
+                    "--hide-scrollbars",
+                    "--lang=en-US",
+                    format!("--window-size={WIDE},{HEIGHT}"),
+                ],
+            },
+        });
+        let Value::Object(capabilities) = capabilities else {
+            unreachable!("a JSON object")
+        };
+        let client = ClientBuilder::rustls()
+            .expect("rustls")
+            .capabilities(capabilities)
+            .connect(&format!("http://{addr}"))
+            .await
+            .unwrap_or_else(|e| {
+                let _ = child.kill();
+                panic!(
+                    "start a headless Chromium session ({}): {e}",
+                    chrome.display()
+                )
+            });
+        let browser = Browser {
+            client,
+            driver: child,
+            shots: screenshot_dir(),
+            test: test.to_owned(),
+        };
+        browser.resize(WIDE).await;
+        Some(browser)
+    }
+
+    /// Makes the page's viewport `width` CSS pixels wide (and [`HEIGHT`] high), checked.
+    pub(crate) async fn resize(&self, width: u32) {
+        self.client
+            .set_window_size(width, HEIGHT)
+            .await
+            .expect("set the window size");
+        // The window's frame (none when headless, but do not count on it) is added back.
+        let inner = self.inner_width().await;
+        if inner != u64::from(width) {
+            let outer = i64::from(width) + (i64::from(width) - inner as i64);
+            self.client
+                .set_window_size(u32::try_from(outer).expect("a width"), HEIGHT)
+                .await
+                .expect("set the window size");
+        }
+        assert_eq!(
+            self.inner_width().await,
+            u64::from(width),
+            "the viewport is {width} px wide"
+        );
+    }
+
+    /// `window.innerWidth`.
+    async fn inner_width(&self) -> u64 {
+        self.script("return window.innerWidth")
+            .await
+            .as_u64()
+            .expect("innerWidth is a number")
+    }
+
+    /// Runs `script` in the page and returns its result.
+    pub(crate) async fn script(&self, script: &str) -> Value {
+        self.client
+            .execute(script, vec![])
+            .await
+            .unwrap_or_else(|e| panic!("run {script:?}: {e}"))
+    }
+
+    /// Opens `url` and waits for the page's `<main id="main">`.
+    pub(crate) async fn open(&self, url: &str) {
+        self.client
+            .goto(url)
+            .await
+            .unwrap_or_else(|e| panic!("open {url}: {e}"));
+    }
+
+    /// The element `css` selects (waiting up to 10 s for it to appear).
+    pub(crate) async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        match self
+            .client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(css))
+            .await
+        {
+            Ok(element) => element,
+            Err(e) => panic!("find {css:?} on {}: {e}", self.url().await),
+        }
+    }
+
+    /// The page's URL now.
+    pub(crate) async fn url(&self) -> String {
+        self.client
+            .current_url()
+            .await
+            .map(|u| u.to_string())
+            .unwrap_or_default()
+    }
+
+    /// The text of the element `css` selects.
+    pub(crate) async fn text(&self, css: &str) -> String {
+        self.find(css)
+            .await
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("read the text of {css:?}: {e}"))
+    }
+
+    /// Whether the document is wider than the viewport (a horizontal scroll bar).
+    pub(crate) async fn overflows(&self) -> Option<(u64, u64)> {
+        let sizes = self
+            .script("return [document.documentElement.scrollWidth, window.innerWidth]")
+            .await;
+        let scroll = sizes[0].as_u64().expect("scrollWidth");
+        let inner = sizes[1].as_u64().expect("innerWidth");
+        (scroll > inner).then_some((scroll, inner))
+    }
+
+    /// Writes a PNG of the viewport as `<test>-<name>-<width>.png` and returns its path.
+    pub(crate) async fn screenshot(&self, name: &str) -> PathBuf {
+        let width = self.inner_width().await;
+        let png = self
+            .client
+            .screenshot()
+            .await
+            .unwrap_or_else(|e| panic!("screenshot {name}: {e}"));
+        assert!(png.starts_with(b"\x89PNG"), "a PNG");
+        let path = self.shots.join(format!("{}-{name}-{width}.png", self.test));
+        std::fs::write(&path, png).expect("write the screenshot");
+        path
+    }
+
+    /// Where the screenshots go.
+    pub(crate) fn shots(&self) -> &Path {
+        &self.shots
+    }
+
+    /// Ends the session and chromedriver.
+    pub(crate) async fn close(mut self) {
+        let client = self.client.clone();
+        let _ = client.close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // Chromedriver ends the browsers it started when it exits.
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
