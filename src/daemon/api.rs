@@ -211,7 +211,7 @@ pub(crate) fn sync_json(h: &HealthRecord) -> Value {
     json!({"status": h.sync, "reason": h.sync_reason})
 }
 
-fn health_of(rt: &Runtime, id: &str) -> Option<HealthRecord> {
+pub(crate) fn health_of(rt: &Runtime, id: &str) -> Option<HealthRecord> {
     rt.health_records()
         .into_iter()
         .find(|h| h.integration == id)
@@ -261,7 +261,7 @@ fn config_json(i: &Integration) -> Value {
 
 /// One integration's view: identity, health and sync with reasons, problems, registration and
 /// configuration.
-fn integration_json(
+pub(crate) fn integration_json(
     rt: &Runtime,
     active: &Active,
     i: &Integration,
@@ -288,7 +288,7 @@ fn integration_json(
     })
 }
 
-fn problems_of(rt: &Runtime) -> Vec<(String, String)> {
+pub(crate) fn problems_of(rt: &Runtime) -> Vec<(String, String)> {
     let s = rt.status();
     s.problems
         .iter()
@@ -297,7 +297,7 @@ fn problems_of(rt: &Runtime) -> Vec<(String, String)> {
         .collect()
 }
 
-fn registration_of(rt: &Runtime, id: &str) -> Option<RegistrationRecord> {
+pub(crate) fn registration_of(rt: &Runtime, id: &str) -> Option<RegistrationRecord> {
     rt.store.registration(id).ok().flatten()
 }
 
@@ -416,7 +416,7 @@ pub fn health(rt: &Runtime, id: &str) -> Reply {
 
 /// The dead-lettered jobs that concern `id`: the action that failed for good was on it, or —
 /// when the rule is no longer known — its event came from it.
-fn dead_letters_of(rt: &Runtime, active: &Active, id: &IntegrationId) -> usize {
+pub(crate) fn dead_letters_of(rt: &Runtime, active: &Active, id: &IntegrationId) -> usize {
     let prefix = format!("{id}/");
     rt.store
         .dead(DEAD_SCAN)
@@ -468,23 +468,28 @@ fn operator_action(action: &str, outcome: ActionOutcome) -> Count<'_> {
 
 /// `POST /api/integrations/{id}/test`: a connection check now, recorded like the reconciler's.
 pub async fn test(rt: &Runtime, id: &str) -> Reply {
+    match test_value(rt, id).await {
+        Some(v) => json_reply(StatusCode::OK, v),
+        None => not_found("integration", id),
+    }
+}
+
+/// What `POST /api/integrations/{id}/test` answers (the console's "test connection" shows the
+/// same): `{integration, healthy, health}` after a connection check now, recorded like the
+/// reconciler's. `None` when the active revision has no integration `id`.
+pub async fn test_value(rt: &Runtime, id: &str) -> Option<Value> {
     let active = rt.active();
-    let Some((active_ref, i)) = find(active.as_ref(), id) else {
-        return not_found("integration", id);
-    };
+    let (active_ref, i) = find(active.as_ref(), id)?;
     let (status, reason) = crate::reconcile::check_one(rt, active_ref, &i.id, i, now_ms()).await;
     let record = health_of(rt, id);
-    json_reply(
-        StatusCode::OK,
-        json!({
-            "integration": id,
-            "healthy": status == crate::runtime::health::HealthStatus::Healthy,
-            "health": record.as_ref().map_or_else(
-                || json!({"status": status.as_str(), "reason": reason}),
-                health_json,
-            ),
-        }),
-    )
+    Some(json!({
+        "integration": id,
+        "healthy": status == crate::runtime::health::HealthStatus::Healthy,
+        "health": record.as_ref().map_or_else(
+            || json!({"status": status.as_str(), "reason": reason}),
+            health_json,
+        ),
+    }))
 }
 
 /// Checks operator-supplied parameters against the catalogue before anything is sent:
@@ -917,7 +922,7 @@ where
     }
 }
 
-fn rule_summary(r: &Rule) -> Value {
+pub(crate) fn rule_summary(r: &Rule) -> Value {
     json!({
         "id": r.id.as_str(),
         "name": r.name,
@@ -1266,27 +1271,37 @@ pub async fn replay_job(rt: &Runtime, caller: &Caller, id: &str) -> Reply {
             ),
         );
     };
-    match rt.store.replay(id, now_ms()) {
-        Ok(job) => {
-            rt.work.notify_one();
-            rt.record_audit(
-                now_ms(),
-                AuditKind::JobReplayed,
-                "job",
-                &id.to_string(),
-                caller.audit(json!({"rule": job.rule, "event": job.event_id})),
-            );
-            let _ = rt.commit().await;
-            json_reply(
-                StatusCode::ACCEPTED,
-                json!({"replayed": id, "rule": job.rule, "event": job.event_id}),
-            )
-        }
+    match replay_one(rt, caller, id).await {
+        Ok(job) => json_reply(
+            StatusCode::ACCEPTED,
+            json!({"replayed": id, "rule": job.rule, "event": job.event_id}),
+        ),
         Err(crate::state::Error::NoSuchDeadJob { .. }) => {
             error(StatusCode::NOT_FOUND, &format!("no dead-lettered job {id}"))
         }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
+}
+
+/// Puts the dead-lettered job `id` back in the queue, wakes the executor and audits it
+/// (`job_replayed`, with the caller): what `POST /api/jobs/{id}/replay` and the console's
+/// replay button do. [`crate::state::Error::NoSuchDeadJob`] when there is no such dead letter.
+pub async fn replay_one(
+    rt: &Runtime,
+    caller: &Caller,
+    id: u64,
+) -> Result<crate::state::Job, crate::state::Error> {
+    let job = rt.store.replay(id, now_ms())?;
+    rt.work.notify_one();
+    rt.record_audit(
+        now_ms(),
+        AuditKind::JobReplayed,
+        "job",
+        &id.to_string(),
+        caller.audit(json!({"rule": job.rule, "event": job.event_id})),
+    );
+    let _ = rt.commit().await;
+    Ok(job)
 }
 
 /// `GET /api/events?…`: a page of the event history (`runtime::history`).
@@ -1308,13 +1323,7 @@ pub fn event_trace(rt: &Runtime, id: &str) -> Reply {
         Ok(id) => id,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
     };
-    let active = rt.active();
-    let rules = |event: &crate::event::Event, jobs: &[crate::state::EventJob]| {
-        active
-            .as_ref()
-            .map(|a| crate::runtime::history::rules_json(a, event, rt.is_self(event), jobs))
-    };
-    match crate::runtime::history::trace_json(rt.store.as_ref(), id, rules) {
+    match trace_value(rt, id) {
         Ok(Some(v)) => json_reply(StatusCode::OK, v),
         Ok(None) => error(
             StatusCode::NOT_FOUND,
@@ -1322,6 +1331,22 @@ pub fn event_trace(rt: &Runtime, id: &str) -> Reply {
         ),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
+}
+
+/// A delivery's trace as `GET /api/events/{id}` answers it (and the console's event page
+/// shows it): [`crate::runtime::history::trace_json`] with its rules evaluated against the
+/// active revision. `None` when it is not stored.
+pub fn trace_value(
+    rt: &Runtime,
+    id: crate::state::EventId,
+) -> Result<Option<Value>, crate::state::Error> {
+    let active = rt.active();
+    let rules = |event: &crate::event::Event, jobs: &[crate::state::EventJob]| {
+        active
+            .as_ref()
+            .map(|a| crate::runtime::history::rules_json(a, event, rt.is_self(event), jobs))
+    };
+    crate::runtime::history::trace_json(rt.store.as_ref(), id, rules)
 }
 
 /// A stored delivery as `GET /api/events/{id}/payload` shows it (and `events fixture --state`
@@ -1435,17 +1460,37 @@ where
             &format!("unknown field `{k}` (the body is {{\"integration\": \"…\"}}, or empty)"),
         );
     }
-    let dead = match rt.store.dead(DEAD_SCAN) {
-        Ok(dead) => dead,
+    let replayed = match replay_all(rt, caller, integration.as_ref()).await {
+        Ok(replayed) => replayed,
         Err(e) => {
-            tracing::error!(error = %e, "Listing dead letters failed.");
+            tracing::error!(error = %e, "Replaying dead letters failed.");
             return error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal error; see the daemon's log",
             );
         }
     };
-    let prefix = integration.as_ref().map(|i| format!("{i}/"));
+    json_reply(
+        StatusCode::ACCEPTED,
+        json!({
+            "replayed": replayed.len(),
+            "jobs": replayed,
+            "integration": integration.as_ref().map(IntegrationId::as_str),
+        }),
+    )
+}
+
+/// Re-queues every dead-lettered job (of `integration`'s deliveries when given), each audited
+/// (`job_replayed`, with the caller, `all_dead`), wakes the executor and flushes: what
+/// `POST /api/jobs/replay-dead` and the console's "replay all" do. Returns the jobs re-queued
+/// (`{id, rule, event}`); one replayed meanwhile by another caller is skipped.
+pub async fn replay_all(
+    rt: &Runtime,
+    caller: &Caller,
+    integration: Option<&IntegrationId>,
+) -> Result<Vec<Value>, crate::state::Error> {
+    let dead = rt.store.dead(DEAD_SCAN)?;
+    let prefix = integration.map(|i| format!("{i}/"));
     let mut replayed = Vec::new();
     for d in dead {
         if prefix
@@ -1470,11 +1515,10 @@ where
             // Replayed meanwhile by another caller.
             Err(crate::state::Error::NoSuchDeadJob { .. }) => {}
             Err(e) => {
-                tracing::error!(error = %e, job = d.job.id, "Replaying a dead letter failed.");
-                return error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal error; see the daemon's log",
-                );
+                if !replayed.is_empty() {
+                    rt.work.notify_one();
+                }
+                return Err(e);
             }
         }
     }
@@ -1484,14 +1528,7 @@ where
     if let Err(e) = rt.commit().await {
         tracing::warn!(error = %e, "Flushing replayed jobs failed.");
     }
-    json_reply(
-        StatusCode::ACCEPTED,
-        json!({
-            "replayed": replayed.len(),
-            "jobs": replayed,
-            "integration": integration.as_ref().map(IntegrationId::as_str),
-        }),
-    )
+    Ok(replayed)
 }
 
 /// Why a rule is not run again by a redelivery, from the delivery's jobs for it (`None`: it

@@ -67,6 +67,9 @@ impl Access {
     }
 }
 
+/// What audit records name as the way in of an operator API caller.
+pub const OPERATOR_API: &str = "operator api";
+
 /// Who called: the peer address and how they were let in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Caller {
@@ -74,6 +77,8 @@ pub struct Caller {
     pub peer: SocketAddr,
     /// Which token (or signature) let them in.
     pub access: Access,
+    /// Through what: `"operator api"`, or `"console"` (a signed-in browser, `daemon::console`).
+    pub by: &'static str,
 }
 
 impl Caller {
@@ -81,7 +86,7 @@ impl Caller {
     /// kind of token, never its value), with the fields of the object `more` added.
     pub fn audit(&self, more: Value) -> Value {
         let mut detail = json!({
-            "by": "operator api",
+            "by": self.by,
             "peer": self.peer.to_string(),
             "token": self.access.as_str(),
         });
@@ -149,7 +154,13 @@ pub fn authenticate(
     headers: &HeaderMap,
     uri: &Uri,
 ) -> Result<Caller, Refusal> {
-    let caller = |access| Ok(Caller { peer, access });
+    let caller = |access| {
+        Ok(Caller {
+            peer,
+            access,
+            by: OPERATOR_API,
+        })
+    };
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         let Some(given) = bearer(value.as_bytes()) else {
             return Err(Refusal::Unauthorized);
@@ -419,6 +430,7 @@ mod tests {
         let c = Caller {
             peer: LOCAL.parse().unwrap(),
             access: Access::Admin,
+            by: OPERATOR_API,
         };
         assert_eq!(
             c.audit(json!({"rule": "r"})),

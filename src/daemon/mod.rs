@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod api;
 pub mod auth;
 mod conn;
+pub mod console;
 pub mod poller;
 pub mod server;
 

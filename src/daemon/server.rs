@@ -211,6 +211,9 @@ pub async fn route(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Incoming>) 
             webhook::handle(rt, peer, &platform, Some(&id), req).await
         }
         (_, ["api", ..]) => operator(rt, peer, req, &segments).await,
+        // The operator console (`daemon::console`); `/` leads to it.
+        (_, ["ui", ..]) => super::console::serve(rt, peer, req).await,
+        (Method::GET, [""]) => super::console::to_console(),
         _ => status(StatusCode::NOT_FOUND),
     }
 }
@@ -464,6 +467,7 @@ async fn push_sync(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Incoming>) 
     let caller = Caller {
         peer,
         access: auth::Access::SyncSignature,
+        by: auth::OPERATOR_API,
     };
     sync(rt, &caller).await
 }

@@ -301,6 +301,39 @@ pub fn resolve_on_branch(repo_path: &Path, rev: &str, followed: &str) -> Result<
     Ok(commit.to_string())
 }
 
+/// Who wrote a commit, when, and what its message says (the console's overview shows the
+/// applied revision with them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitSummary {
+    /// The author's name (the e-mail address is left out).
+    pub author: String,
+    /// The message's first line.
+    pub summary: String,
+    /// The commit time, milliseconds since the Unix epoch (0 before 1970).
+    pub time_ms: u64,
+}
+
+/// The author, first message line and time of `commit` in the repository at (or above)
+/// `repo_path`.
+pub fn commit_summary(repo_path: &Path, commit: &str) -> Result<CommitSummary, Error> {
+    let repo = Repository::discover(repo_path).map_err(git_err(format!(
+        "open repository at {}",
+        repo_path.display()
+    )))?;
+    let c = repo
+        .revparse_single(commit)
+        .and_then(|o| o.peel_to_commit())
+        .map_err(git_err(format!("resolve commit {commit}")))?;
+    let author = c.author();
+    Ok(CommitSummary {
+        author: String::from_utf8_lossy(author.name_bytes()).into_owned(),
+        summary: String::from_utf8_lossy(c.summary_bytes().unwrap_or_default()).into_owned(),
+        time_ms: u64::try_from(c.time().seconds())
+            .unwrap_or(0)
+            .saturating_mul(1000),
+    })
+}
+
 /// The git directory of the repository at (or above) `repo_path` (what to watch for new
 /// commits).
 pub fn git_dir(repo_path: &Path) -> Result<PathBuf, Error> {

@@ -115,6 +115,17 @@ pub enum AuditKind {
         /// Why it failed (redaction-safe); `None` when it succeeded.
         error: Option<String>,
     },
+    /// Someone signed in to the console (`/ui/login`); the detail names the peer and the kind
+    /// of token (`admin`, `read`, `loopback_without_token`), never the token or the session id.
+    ConsoleSignedIn,
+    /// A console sign-in was refused (a wrong token, or too many failures from the peer); the
+    /// detail names the peer and why, never what was typed.
+    ConsoleSignInFailed {
+        /// Why (`wrong_token`, `rate_limited`, `not_local`).
+        reason: String,
+    },
+    /// Someone signed out of the console; the detail names the peer and the kind of token.
+    ConsoleSignedOut,
     /// A backup of the state was taken through the operator API (`POST /api/state/backup`);
     /// the detail names the caller and the snapshot's size, or why it failed.
     StateBackedUp {

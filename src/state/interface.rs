@@ -75,8 +75,8 @@ use super::journal::{IngestRecord, PreparedIngest};
 use super::{
     AppliedResource, AuditFilter, AuditRecord, BackupError, BackupReport, ConnectorKept, DeadJob,
     Error, EventId, EventJob, EventMeta, HealthRecord, HistoryFilter, HistoryPage, IngestOutcome,
-    Job, MinuteRollup, NotionVerification, Outcome, Pin, Purged, RegistrationRecord, Retention,
-    RetentionTotals, StateBytes, Store, Taken,
+    Job, MinuteRollup, MinuteTotals, NotionVerification, Outcome, Pin, Purged, RegistrationRecord,
+    Retention, RetentionTotals, StateBytes, Store, Taken,
 };
 use crate::event::Event;
 
@@ -398,6 +398,14 @@ pub trait Rollups {
     /// Removes the minutes before `before_ms` (retention); returns how many records. In
     /// chunks, each its own write: a crash part-way leaves some removed. Does not flush.
     fn purge_rollups(&self, before_ms: u64) -> Result<usize, Error>;
+
+    /// Each minute's totals over every integration for the minutes that overlap
+    /// `since_ms .. until_ms`, oldest first, read without looking at the per-integration
+    /// records (one record per minute). [`Rollups::add_rollups`] adds to them in the same
+    /// transaction as to the per-integration records, so a minute's totals are the sums of its
+    /// records (for minutes written since the totals exist; earlier ones have none and are
+    /// absent, as are minutes with nothing counted); retention removes them with their minute.
+    fn rollup_totals(&self, since_ms: u64, until_ms: u64) -> Result<Vec<MinuteTotals>, Error>;
 }
 
 /// What the last apply recorded, and the pin.
@@ -908,5 +916,9 @@ impl Rollups for Store {
 
     fn purge_rollups(&self, before_ms: u64) -> Result<usize, Error> {
         Store::purge_rollups(self, before_ms)
+    }
+
+    fn rollup_totals(&self, since_ms: u64, until_ms: u64) -> Result<Vec<MinuteTotals>, Error> {
+        Store::rollup_totals(self, since_ms, until_ms)
     }
 }

@@ -82,7 +82,7 @@ pub use keys::{BadEventId, EventId};
 pub use outbox::{DeadJob, ENRICHMENT, Job};
 pub use payloads::{Purged, Retention, RetentionTotals, StateBytes};
 pub use registrations::{HealthRecord, Pin, REGISTRATION_SECRET_FIELD, RegistrationRecord};
-pub use rollups::{EventCounts, MINUTE_MS, MinuteRollup, RollupCounts};
+pub use rollups::{EventCounts, MINUTE_MS, MinuteRollup, MinuteTotals, RollupCounts};
 
 /// The schema version this build writes and understands. Version 2 keys stored deliveries by
 /// the end of their dedupe window instead of by event key (version 1); version 3 keeps the

@@ -4,7 +4,10 @@
 //!
 //! Keys are the minute (milliseconds since the Unix epoch / 60,000, `u64` big-endian) followed by
 //! the integration id, so a time range is one range scan and an integration filter looks at keys
-//! only. Values are [`RollupCounts`] (`codec.rs`).
+//! only. Values are [`RollupCounts`] (`codec.rs`). Beside them, each minute's totals over every
+//! integration ([`MinuteTotals`]: what the console's charts draw, a day in 1,440 reads however
+//! many integrations there are) are keyed `0xFF` followed by the minute, after every per-
+//! integration key (a minute's first byte is 0 for the next few million years).
 //!
 //! Guarantees:
 //!
@@ -17,6 +20,9 @@
 //!   the whole minute `minute_ms .. minute_ms + 60,000`.
 //! - [`Store::purge_rollups`] removes whole minutes older than a bound (retention); nothing else
 //!   removes rollups, so they are independent of event and audit retention.
+//! - A minute's [`MinuteTotals`] are added in the same transaction as its per-integration
+//!   records, so they always equal the sum of what was added since the totals were introduced
+//!   (minutes written by an earlier version have per-integration records and no totals).
 
 use std::collections::BTreeMap;
 
@@ -27,6 +33,11 @@ use super::{Error, Store, abort, codec, trees};
 
 /// A minute, in milliseconds.
 pub const MINUTE_MS: u64 = 60_000;
+
+/// The longest range (in minutes: a week) [`Store::rollups_of`] reads one integration's
+/// records by a lookup per minute; a longer one is a range scan that skips other integrations'
+/// keys.
+const POINT_READS: u64 = 7 * 24 * 60;
 
 /// Records removed per transaction by [`Store::purge_rollups`].
 const PURGE_CHUNK: usize = 1_000;
@@ -123,6 +134,58 @@ pub struct MinuteRollup {
     pub counts: RollupCounts,
 }
 
+/// What every integration together counted in one minute: the sums of its [`RollupCounts`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MinuteTotals {
+    /// The minute's start, milliseconds since the Unix epoch (a multiple of [`MINUTE_MS`]).
+    pub minute_ms: u64,
+    /// Deliveries stored (a rule matched or not).
+    pub events: u64,
+    /// Deliveries refused, all reasons.
+    pub rejected: u64,
+    /// Redeliveries of events already stored.
+    pub duplicate: u64,
+    /// Rule matches that created a job.
+    pub matches: u64,
+    /// Action attempts by outcome, all rules and actions.
+    pub actions: BTreeMap<String, u64>,
+}
+
+impl MinuteTotals {
+    fn add(&mut self, c: &RollupCounts) {
+        self.events = self
+            .events
+            .saturating_add(c.events.accepted)
+            .saturating_add(c.events.accepted_no_rule);
+        self.rejected = self.rejected.saturating_add(c.rejected_total());
+        self.duplicate = self.duplicate.saturating_add(c.events.duplicate);
+        self.matches = c
+            .rules
+            .values()
+            .fold(self.matches, |a, n| a.saturating_add(*n));
+        add_map(&mut self.actions, &c.actions_by_outcome());
+    }
+
+    fn merge(&mut self, o: &MinuteTotals) {
+        self.events = self.events.saturating_add(o.events);
+        self.rejected = self.rejected.saturating_add(o.rejected);
+        self.duplicate = self.duplicate.saturating_add(o.duplicate);
+        self.matches = self.matches.saturating_add(o.matches);
+        add_map(&mut self.actions, &o.actions);
+    }
+}
+
+/// The first byte of a minute-totals key.
+const TOTALS: u8 = 0xFF;
+
+/// The key of the totals of minute number `minute`.
+fn totals_key(minute: u64) -> [u8; 9] {
+    let mut key = [TOTALS; 9];
+    key[1..].copy_from_slice(&minute.to_be_bytes());
+    key
+}
+
 /// The key of `integration`'s record of the minute holding `at_ms`.
 fn rollup_key(at_ms: u64, integration: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(8 + integration.len());
@@ -175,7 +238,30 @@ impl Store {
                 }
             }
         }
+        let mut totals: BTreeMap<u64, MinuteTotals> = BTreeMap::new();
+        for r in batch.values() {
+            let minute = r.minute_ms / MINUTE_MS;
+            let t = totals.entry(minute).or_default();
+            t.minute_ms = minute * MINUTE_MS;
+            t.add(&r.counts);
+        }
         let result: Result<(), TransactionError<Error>> = self.rollups.transaction(|tx| {
+            for (minute, t) in &totals {
+                let key = totals_key(*minute);
+                let name = format!("totals/{}", t.minute_ms);
+                let mut sum = match tx.get(key)? {
+                    Some(v) => codec::decode::<MinuteTotals>(trees::ROLLUPS, name.as_bytes(), &v)
+                        .unwrap_or_else(|e| {
+                            tracing::warn!(error = %e, "An unreadable rollup total is replaced by the new counts.");
+                            MinuteTotals::default()
+                        }),
+                    None => MinuteTotals::default(),
+                };
+                sum.minute_ms = t.minute_ms;
+                sum.merge(t);
+                let bytes = codec::encode(trees::ROLLUPS, &name, &sum).map_err(abort)?;
+                tx.insert(&key[..], bytes)?;
+            }
             for (key, r) in &batch {
                 let name = key_name(r.minute_ms / MINUTE_MS * MINUTE_MS, &r.integration);
                 let mut counts = match tx.get(key)? {
@@ -218,6 +304,33 @@ impl Store {
         if first >= end || limit == 0 {
             return Ok(out);
         }
+        // One integration over a bounded range: a lookup per minute (a day is 1,440, however
+        // many integrations there are) instead of walking every integration's keys.
+        if let Some(id) = integration
+            && end - first <= POINT_READS
+        {
+            for minute in first..end {
+                let Some(v) = self
+                    .rollups
+                    .get(rollup_key(minute * MINUTE_MS, id))
+                    .map_err(|e| self.storage(e))?
+                else {
+                    continue;
+                };
+                let minute_ms = minute * MINUTE_MS;
+                let counts: RollupCounts =
+                    codec::decode(trees::ROLLUPS, key_name(minute_ms, id).as_bytes(), &v)?;
+                out.push(MinuteRollup {
+                    minute_ms,
+                    integration: id.to_owned(),
+                    counts,
+                });
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            return Ok(out);
+        }
         for item in self.rollups.range(minute_start(first)..minute_start(end)) {
             let (k, v) = item.map_err(|e| self.storage(e))?;
             let (minute_ms, id) = split_key(&k)?;
@@ -238,6 +351,28 @@ impl Store {
         Ok(out)
     }
 
+    /// The totals of the minutes that overlap `since_ms .. until_ms`, oldest first; minutes
+    /// with nothing counted (or written before totals existed) are absent.
+    pub fn rollup_totals(&self, since_ms: u64, until_ms: u64) -> Result<Vec<MinuteTotals>, Error> {
+        let first = since_ms / MINUTE_MS;
+        let end = until_ms.div_ceil(MINUTE_MS);
+        let mut out = Vec::new();
+        if first >= end {
+            return Ok(out);
+        }
+        for item in self.rollups.range(totals_key(first)..totals_key(end)) {
+            let (k, v) = item.map_err(|e| self.storage(e))?;
+            let mut t: MinuteTotals = codec::decode(trees::ROLLUPS, &k, &v)?;
+            let minute = k
+                .get(1..9)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map_or(0, u64::from_be_bytes);
+            t.minute_ms = minute.saturating_mul(MINUTE_MS);
+            out.push(t);
+        }
+        Ok(out)
+    }
+
     /// Removes the records of minutes that ended at or before `before_ms` (retention). Returns
     /// how many. Does not flush.
     pub fn purge_rollups(&self, before_ms: u64) -> Result<usize, Error> {
@@ -247,9 +382,21 @@ impl Store {
             // The write guard per chunk (never nested), so a snapshot waits for one chunk at most.
             let _writing = self.writing();
             let mut batch = sled::Batch::default();
-            let mut n = 0;
-            for item in self.rollups.range(..end).keys().take(PURGE_CHUNK) {
-                batch.remove(item.map_err(|e| self.storage(e))?);
+            let (mut n, mut records) = (0, 0);
+            let totals = totals_key(0)..totals_key(before_ms / MINUTE_MS);
+            for item in self
+                .rollups
+                .range(..end)
+                .keys()
+                .chain(self.rollups.range(totals).keys())
+                .take(PURGE_CHUNK)
+            {
+                let key = item.map_err(|e| self.storage(e))?;
+                // The minutes' totals go with them but are not records of their own.
+                if key.first() != Some(&TOTALS) {
+                    records += 1;
+                }
+                batch.remove(key);
                 n += 1;
             }
             if n == 0 {
@@ -258,7 +405,7 @@ impl Store {
             self.rollups
                 .apply_batch(batch)
                 .map_err(|e| self.storage(e))?;
-            removed += n;
+            removed += records;
         }
     }
 }
@@ -426,6 +573,77 @@ mod tests {
         assert_eq!(left.len(), 500);
         assert_eq!(left[0].minute_ms, minute(2_000));
         assert_eq!(store.purge_rollups(minute(2_000)).unwrap(), 0);
+        // The totals of the purged minutes went with them.
+        let totals = store.rollup_totals(0, u64::MAX).unwrap();
+        assert_eq!(totals.len(), 500);
+        assert_eq!(totals[0].minute_ms, minute(2_000));
+    }
+
+    #[test]
+    fn minute_totals_are_the_sums_of_every_integration() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let mut acted = events(2, 1, 1, &[("stale", 3)]);
+        acted.rules.insert("notify".into(), 2);
+        acted
+            .actions
+            .entry("notify".into())
+            .or_default()
+            .entry("send_message".into())
+            .or_default()
+            .insert("succeeded".into(), 2);
+        store
+            .add_rollups(&[
+                rec(minute(0) + 5, "zd", acted.clone()),
+                rec(minute(0) + 9, "slack", events(4, 0, 0, &[])),
+                rec(minute(2), "zd", events(1, 0, 0, &[])),
+            ])
+            .unwrap();
+        // A later write to the same minute adds.
+        store.add_rollups(&[rec(minute(0), "fd", acted)]).unwrap();
+        let totals = store.rollup_totals(minute(0), minute(3)).unwrap();
+        assert_eq!(totals.len(), 2, "{totals:?}");
+        let t = &totals[0];
+        assert_eq!(t.minute_ms, minute(0));
+        assert_eq!(
+            (t.events, t.rejected, t.duplicate, t.matches),
+            (10, 6, 2, 4)
+        );
+        assert_eq!(t.actions.get("succeeded"), Some(&4));
+        assert_eq!((totals[1].minute_ms, totals[1].events), (minute(2), 1));
+        // The per-integration records do not see the totals.
+        assert_eq!(store.rollups(0, u64::MAX).unwrap().len(), 4);
+        assert!(
+            store
+                .rollup_totals(minute(1), minute(2))
+                .unwrap()
+                .is_empty()
+        );
+        let both = store.rollup_totals(minute(0) + 1, minute(2) + 1).unwrap();
+        assert_eq!(both.len(), 2);
+        // One integration over a short range is read by a lookup per minute: same answer.
+        let zd = store
+            .rollups_of(minute(0), minute(3), Some("zd"), usize::MAX)
+            .unwrap();
+        assert_eq!(
+            zd.iter()
+                .map(|r| (r.minute_ms, r.counts.events.accepted))
+                .collect::<Vec<_>>(),
+            vec![(minute(0), 2), (minute(2), 1)]
+        );
+        assert_eq!(
+            store
+                .rollups_of(minute(0), minute(3), Some("zd"), 1)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(
+            store
+                .rollups_of(minute(0), minute(3), Some("z"), 9)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

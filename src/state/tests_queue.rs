@@ -1088,6 +1088,14 @@ fn audit_kinds_serialize_with_snake_case_tags() {
         ),
         (AuditKind::SyncRequested, "sync_requested"),
         (AuditKind::StateBackedUp { error: None }, "state_backed_up"),
+        (AuditKind::ConsoleSignedIn, "console_signed_in"),
+        (
+            AuditKind::ConsoleSignInFailed {
+                reason: "wrong_token".into(),
+            },
+            "console_sign_in_failed",
+        ),
+        (AuditKind::ConsoleSignedOut, "console_signed_out"),
     ] {
         let v = serde_json::to_value(&kind).unwrap();
         assert_eq!(v["type"], tag);
