@@ -3,6 +3,7 @@
 //! Loading never touches the network, credentials or a clock. Every problem in every file is
 //! collected as a [`Diagnostic`] before anything is returned, so one `validate` run lists them all.
 
+pub mod describe;
 pub mod diagnostic;
 pub mod id;
 pub mod model;
