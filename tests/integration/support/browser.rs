@@ -7,7 +7,7 @@
 //! them, unless `SUPPORTOPSD_SKIP_BROWSER=1` is set: then they print that they skipped.
 //!
 //! Screenshots go to [`screenshot_dir`]: `target/tmp/console-screenshots/` (cargo's
-//! `CARGO_TARGET_TMPDIR`), or the folder `$SUPPORTOPSD_SCREENSHOTS` names.
+//! `CARGO_TARGET_TMPDIR`), or the folder `$SUPPORTOPSD_SCREENSHOT_DIR` names.
 
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -55,10 +55,10 @@ fn locate(var: &str, names: &[&str]) -> Option<PathBuf> {
     })
 }
 
-/// The folder the screenshots go to (created): `$SUPPORTOPSD_SCREENSHOTS`, else
+/// The folder the screenshots go to (created): `$SUPPORTOPSD_SCREENSHOT_DIR`, else
 /// `target/tmp/console-screenshots/`.
 pub(crate) fn screenshot_dir() -> PathBuf {
-    let dir = std::env::var_os("SUPPORTOPSD_SCREENSHOTS")
+    let dir = std::env::var_os("SUPPORTOPSD_SCREENSHOT_DIR")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots"));
@@ -181,6 +181,27 @@ impl Browser {
         );
     }
 
+    /// Makes the viewport as high as the page (at most `max` CSS pixels), for a picture of all
+    /// of it; [`Browser::resize`] makes it the usual height again.
+    pub(crate) async fn fit_height(&self, max: u32) {
+        let sizes = self
+            .script(
+                "return [document.documentElement.scrollHeight, window.outerHeight - window.innerHeight,
+                         window.outerWidth]",
+            )
+            .await;
+        let page = sizes[0].as_u64().expect("scrollHeight").min(u64::from(max));
+        let frame = sizes[1].as_u64().unwrap_or(0);
+        let outer = sizes[2].as_u64().expect("outerWidth");
+        self.client
+            .set_window_size(
+                u32::try_from(outer).expect("a width"),
+                u32::try_from(page + frame).expect("a height"),
+            )
+            .await
+            .expect("set the window size");
+    }
+
     /// `window.innerWidth`.
     async fn inner_width(&self) -> u64 {
         self.script("return window.innerWidth")
@@ -215,8 +236,34 @@ impl Browser {
             .await
         {
             Ok(element) => element,
-            Err(e) => panic!("find {css:?} on {}: {e}", self.url().await),
+            Err(e) => self.fail(&format!("find {css:?}: {e}")).await,
         }
+    }
+
+    /// Fails the test with `what`, the page's URL and text, after a screenshot of it
+    /// (`<test>-failure.png`).
+    pub(crate) async fn fail(&self, what: &str) -> ! {
+        let shot = self.shots.join(format!("{}-failure.png", self.test));
+        if let Ok(png) = self.client.screenshot().await {
+            let _ = std::fs::write(&shot, png);
+        }
+        let text = match self.client.find(Locator::Css("body")).await {
+            Ok(body) => body.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        panic!(
+            "{what}\non {} (screenshot: {}), whose text is:\n{text}",
+            self.url().await,
+            shot.display()
+        )
+    }
+
+    /// Every element `css` selects now (none is no error).
+    pub(crate) async fn find_all(&self, css: &str) -> Vec<fantoccini::elements::Element> {
+        self.client
+            .find_all(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("find {css:?}: {e}"))
     }
 
     /// The page's URL now.
@@ -237,14 +284,42 @@ impl Browser {
             .unwrap_or_else(|e| panic!("read the text of {css:?}: {e}"))
     }
 
-    /// Whether the document is wider than the viewport (a horizontal scroll bar).
-    pub(crate) async fn overflows(&self) -> Option<(u64, u64)> {
-        let sizes = self
-            .script("return [document.documentElement.scrollWidth, window.innerWidth]")
+    /// `None` when the document is no wider than the viewport (no horizontal scroll bar), else
+    /// the two widths and the innermost elements that stick out on the right.
+    pub(crate) async fn overflows(&self) -> Option<String> {
+        let found = self
+            .script(
+                "const inner = window.innerWidth;
+                 const scroll = document.documentElement.scrollWidth;
+                 if (scroll <= inner) return null;
+                 const out = [];
+                 const name = e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') +
+                   (e.className && typeof e.className === 'string'
+                      ? '.' + e.className.trim().split(/\\s+/).join('.') : '');
+                 for (const e of document.querySelectorAll('body *')) {
+                   const r = e.getBoundingClientRect();
+                   if (r.right > inner + 0.5 && ![...e.children].some(
+                         c => c.getBoundingClientRect().right > inner + 0.5)) {
+                     out.push(name(e) + ' (right edge ' + Math.round(r.right) + ' px: ' +
+                              (e.textContent || '').trim().slice(0, 60) + ')');
+                     if (out.length >= 8) break;
+                   }
+                 }
+                 const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+                 for (let t = walk.nextNode(); t && out.length < 8; t = walk.nextNode()) {
+                   const range = document.createRange();
+                   range.selectNodeContents(t);
+                   const r = range.getBoundingClientRect();
+                   if (r.right > inner + 0.5) {
+                     out.push('text in ' + name(t.parentElement) + ' (right edge ' +
+                              Math.round(r.right) + ' px: ' + t.textContent.trim().slice(0, 60) + ')');
+                   }
+                 }
+                 return 'scrollWidth ' + scroll + ' > innerWidth ' + inner + '; sticking out: ' +
+                        out.join('; ');",
+            )
             .await;
-        let scroll = sizes[0].as_u64().expect("scrollWidth");
-        let inner = sizes[1].as_u64().expect("innerWidth");
-        (scroll > inner).then_some((scroll, inner))
+        found.as_str().map(str::to_owned)
     }
 
     /// Writes a PNG of the viewport as `<test>-<name>-<width>.png` and returns its path.
