@@ -526,6 +526,8 @@ struct Daemon {
     child: Child,
     url: String,
     token: String,
+    /// The read-only token (printed for the console's read-only view).
+    read_token: String,
     http: reqwest::Client,
     log: PathBuf,
 }
@@ -630,6 +632,7 @@ async fn demo(
     let sealing = SealKey::generate().map_err(|e| anyhow!("a sealing key: {e}"))?;
     write_private(&key, sealing.to_base64().as_bytes())?;
     let token = secret("demo-admin-")?;
+    let read_token = secret("demo-read-")?;
     let log = scratch.path.join("daemon.log");
     let exe = std::env::current_exe().context("finding this executable")?;
     let mut child = Command::new(exe)
@@ -644,13 +647,13 @@ async fn demo(
         .arg(&policy)
         .env_remove("SUPPORTOPSD_POLICY")
         .env_remove("SUPPORTOPSD_PATH")
-        .env_remove("SUPPORTOPSD_READ_TOKEN")
         .env_remove("SUPPORTOPSD_PUBLIC_URL")
         .env_remove("CREDENTIALS_DIRECTORY")
         .env_remove("STATE_DIRECTORY")
         .env_remove("NOTIFY_SOCKET")
         .env("SUPPORTOPSD_KEY_FILE", &key)
         .env("SUPPORTOPSD_ADMIN_TOKEN", &token)
+        .env("SUPPORTOPSD_READ_TOKEN", &read_token)
         .env("SUPPORTOPSD_LOG", "warn")
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
@@ -678,6 +681,7 @@ async fn demo(
         child,
         url: format!("http://{}", addr.as_deref().unwrap_or("")),
         token,
+        read_token,
         http,
         log,
     };
@@ -783,9 +787,14 @@ async fn show(args: &Args, daemon: &Daemon, fakes: &Fakes, creds: &Creds) -> any
     }
     let url = &daemon.url;
     println!("supportopsd demo: the real daemon on {url}, six fake platforms on loopback");
+    println!("  console:         {url}/ui/  (sign in with one of these tokens)");
     println!(
         "  operator token:  SUPPORTOPSD_ADMIN_TOKEN={}",
         daemon.token
+    );
+    println!(
+        "  read-only token: SUPPORTOPSD_READ_TOKEN={}",
+        daemon.read_token
     );
     println!("  try (in another terminal, with that token exported):");
     println!("    supportopsd status --url {url}");

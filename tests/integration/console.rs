@@ -127,7 +127,13 @@ async fn console_sign_in_pages_csrf_replay_and_no_secrets() {
     // Some history: a delivered ticket with a hostile subject, and a dead letter.
     let hostile = "<script>alert('x')</script> & \"quoted\"";
     assert_eq!(
-        post_zendesk(&api, &daemon, zendesk_ticket(101, hostile), "inv-1").await,
+        post_zendesk(
+            &api,
+            &daemon,
+            zendesk_ticket(101, hostile),
+            "<img src=x onerror=alert(1)>"
+        )
+        .await,
         200
     );
     eventually(30, "the message", || {
@@ -280,6 +286,7 @@ async fn console_sign_in_pages_csrf_replay_and_no_secrets() {
                 assert!(!html.contains(secret), "{path} shows a secret");
             }
             assert!(!html.contains("<script>alert"), "{path}");
+            assert!(!html.contains("<img"), "{path}");
             // Every form that changes something carries the CSRF token; read-only sees none.
             if admin_session {
                 if path.starts_with("/ui/dead-letters") || path.starts_with("/ui/integrations/") {
@@ -336,7 +343,12 @@ async fn console_sign_in_pages_csrf_replay_and_no_secrets() {
     assert!(list.contains(&format!("href=\"/ui/events/{hostile_event}\"")));
     assert!(list.contains("id=\"event-filters\""));
     let (_, _, rules) = page(&http, &daemon, &read, "/ui/rules").await;
-    assert!(rules.contains("ticket.created") && rules.contains("send_message"));
+    assert!(rules.contains("data-rule=\"zendesk-to-slack\""));
+    // The rule in words: its trigger and its action.
+    assert!(
+        rules.contains("When ") && rules.contains("#support"),
+        "{rules}"
+    );
     let (_, _, integration) = page(&http, &daemon, &admin, "/ui/integrations/zendesk-main").await;
     assert!(integration.contains("id=\"test-connection\""));
     assert!(integration.contains("api_token") && integration.contains("(secret, set)"));

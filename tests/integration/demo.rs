@@ -154,6 +154,40 @@ async fn the_demo_shows_every_platform_a_retry_and_a_dead_letter_then_cleans_up(
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
 
+    // The console's address and both tokens are printed, and each signs in there.
+    let printed = output.lock().unwrap().clone();
+    assert!(
+        printed.contains(&format!("console:         {url}/ui/")),
+        "{printed}"
+    );
+    let read_token = printed
+        .lines()
+        .find_map(|l| l.split("SUPPORTOPSD_READ_TOKEN=").nth(1))
+        .map(|t| t.trim().to_owned())
+        .expect("a read-only token printed");
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for t in [&token, &read_token] {
+        let r = browser
+            .post(format!("{url}/ui/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("token={t}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303, "signing in to the console");
+        assert!(r.headers().contains_key("set-cookie"));
+    }
+    let r = client
+        .get(format!("{url}/api/status"))
+        .bearer_auth(&read_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the read-only token reads the API");
+
     // Within 60 s: every platform's fake got an action, one was retried, one dead-lettered.
     let platforms = [
         "freshdesk",

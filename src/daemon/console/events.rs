@@ -428,6 +428,39 @@ mod tests {
     }
 
     #[test]
+    fn hostile_fields_in_a_listing_are_escaped() {
+        let evil = "<script>alert(1)</script>\"'";
+        let v = serde_json::json!({
+            "events": [{
+                "id": evil, "event": evil, "integration": evil, "outcome": evil,
+                "received_at": evil, "rules": [evil],
+            }],
+            "next_cursor": evil,
+            "filter": {"limit": 50},
+            "rejections": {"windows": [{
+                "integration": evil, "reason": evil, "count": 1,
+                "first_at": evil, "last_at": evil,
+            }]},
+        });
+        let f = Filters::parse("rule=%3Cb%3E");
+        let html = listing(&v, &f).into_string();
+        assert!(
+            !html.contains("<script>") && !html.contains("<b>"),
+            "{html}"
+        );
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;&quot;'"));
+        // Ids in links are path segments, encoded.
+        assert!(
+            html.contains("href=\"/ui/events/%3Cscript%3Ealert%281%29"),
+            "{html}"
+        );
+        assert!(html.contains("cursor=%3Cscript%3E"), "{html}");
+        // An empty page says so.
+        let empty = listing(&serde_json::json!({"events": [], "filter": {}}), &f).into_string();
+        assert!(empty.contains("No stored events match these filters."));
+    }
+
+    #[test]
     fn filters_become_the_api_query() {
         let f =
             Filters::parse("integration=zd&event=ticket.created&since=2025-12-06&outcome=dead&x=1");

@@ -22,6 +22,8 @@ use crate::webhook::Reply;
 
 /// Health changes shown at most.
 const HISTORY: usize = 20;
+/// How far back health changes are looked for: a week.
+const HISTORY_WINDOW_MS: u64 = 7 * 24 * 3_600_000;
 /// Recent events shown.
 const RECENT: usize = 10;
 
@@ -59,7 +61,8 @@ pub(crate) fn page(rt: &Runtime, ctx: &mut Ctx, id: &str, tested: Option<Value>)
     let changes: Vec<crate::state::AuditRecord> = match rt.store.audit(&AuditFilter {
         resource_type: Some("integration".into()),
         resource_id: Some(id.to_owned()),
-        since_ms: None,
+        // A filtered scan of the log (as `GET /api/audit/logs` does): bounded to the last week.
+        since_ms: Some(now.saturating_sub(HISTORY_WINDOW_MS)),
         limit: 200,
     }) {
         Ok(records) => records
@@ -128,9 +131,9 @@ pub(crate) fn page(rt: &Runtime, ctx: &mut Ctx, id: &str, tested: Option<Value>)
                     " " span.hint { "Checks the credentials against the platform now (read-only on the platform) and records the result." }
                 }
             }
-            h3 { "Health changes" }
+            h3 { "Health changes in the last 7 days" }
             @if changes.is_empty() {
-                p.muted { "No change recorded (the audit log keeps them while its retention allows)." }
+                p.muted { "No change in the last 7 days." }
             } @else {
                 ul #health-history {
                     @for r in &changes {
@@ -320,5 +323,34 @@ pub(crate) async fn test(rt: &Arc<Runtime>, ctx: &mut Ctx, id: &str) -> Reply {
     match crate::daemon::api::test_value(rt, id).await {
         Some(v) => page(rt, ctx, id, Some(v)),
         None => super::not_found(ctx, "The applied revision has no integration with this id."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_test_result_and_recent_events_escape_what_they_show() {
+        let evil = "<img src=x onerror=alert(1)>";
+        let ok = test_result(&serde_json::json!({
+            "healthy": true, "health": {"status": "healthy", "reason": evil},
+        }))
+        .into_string();
+        assert!(ok.contains("id=\"test-result\"") && ok.contains("Connection works"));
+        assert!(!ok.contains("<img") && ok.contains("&lt;img"));
+        let bad = test_result(&serde_json::json!({
+            "healthy": false, "health": {"status": "degraded", "reason": "401"},
+        }))
+        .into_string();
+        assert!(bad.contains("Connection check failed") && bad.contains("error"));
+        let recent = recent_events(&serde_json::json!({"events": [{
+            "id": evil, "event": evil, "outcome": evil, "received_at": evil,
+        }]}))
+        .into_string();
+        assert!(!recent.contains("<img"), "{recent}");
+        assert!(recent.contains("/ui/events/%3Cimg%20src%3Dx"));
+        let none = recent_events(&serde_json::json!({"events": []})).into_string();
+        assert!(none.contains("No stored events from this integration."));
     }
 }

@@ -1,7 +1,7 @@
 //! Rules (`/ui/rules`: paged and filtered, so 10,000 rules render fast) and one rule
 //! (`/ui/rules/{id}`: its trigger, conditions and actions, and its matches and action outcomes
 //! over the last day from the per-minute rollups of the integrations it involves). Each rule is
-//! said as a sentence ([`sentence`]): its trigger, conditions and actions, plainly.
+//! said as a sentence ([`crate::manifest::describe`]): its trigger, conditions and actions.
 
 use std::collections::BTreeSet;
 
@@ -20,20 +20,28 @@ use crate::webhook::Reply;
 /// Rules per page.
 const PAGE: usize = 100;
 
-/// A rule as a sentence: "When `ticket.created` arrives from `zendesk-main` and its
-/// conditions hold, then `send_message` on `slack-main`."
+/// A rule as a sentence ([`crate::manifest::describe`], plain text, escaped here).
 pub(crate) fn sentence(r: &Rule) -> Markup {
+    html! { (crate::manifest::describe::describe(r).to_string()) }
+}
+
+/// A rule's sentence laid out: the trigger, each condition, each action, the notes.
+fn sentence_parts(r: &Rule) -> Markup {
+    let s = crate::manifest::describe::describe(r);
     html! {
-        "When " code { (r.trigger.event.name) } " arrives from " code { (r.trigger.integration) }
-        @if r.trigger.condition.is_some() { " and its conditions hold" }
-        @if r.trigger.allow_self { " (also when supportopsd caused it)" }
-        ", then "
-        @for (n, a) in r.actions.iter().enumerate() {
-            @if n > 0 { @if n + 1 == r.actions.len() { " and then " } @else { ", then " } }
-            code { (a.action.name) } " on " code { (a.integration) }
+        p.sentence #rule-sentence { (s.to_string()) }
+        dl.facts {
+            dt { "When" } dd { (s.trigger) }
+            dt { "If" } dd {
+                @if s.conditions.is_empty() { "always (no conditions)" }
+                @else { ul { @for c in &s.conditions { li { (c) } } } }
+            }
+            dt { "Then" } dd {
+                @if s.actions.is_empty() { "nothing" }
+                @else { ol { @for a in &s.actions { li { (a) } } } }
+            }
         }
-        @if r.actions.is_empty() { "nothing" }
-        "."
+        @for n in &s.notes { p.muted { (n) } }
     }
 }
 
@@ -200,7 +208,7 @@ pub(crate) fn one(rt: &Runtime, ctx: &mut Ctx, id: &str) -> Reply {
     let title = format!("Rule {id}");
     let body = html! {
         section.panel {
-            p.sentence #rule-sentence { (sentence(r)) }
+            (sentence_parts(r))
             dl.facts {
                 @if let Some(n) = &r.name { dt { "Name" } dd { (n) } }
                 @if let Some(d) = &r.description { dt { "Description" } dd { (d) } }
