@@ -4,9 +4,9 @@
 //! letter, the read-only token's pages and its refused POSTs, a POST without the CSRF token.
 //!
 //! Screenshots of every page at 1280 and 360 px go to `target/tmp/console-screenshots/` (printed
-//! by the tests); at 360 px every page is checked for horizontal overflow. With
-//! `SUPPORTOPSD_SCREENSHOTS=docs` the admin test also rewrites `docs/console-overview.png` and
-//! `docs/console-trace.png`, the README's pictures.
+//! by the tests); at 360 px every page is checked for horizontal overflow. The README's pictures,
+//! `docs/console-overview.png` and `docs/console-trace.png`, are taken from `supportopsd demo` by
+//! an ignored test: `cargo test --test integration console_docs -- --ignored`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -210,8 +210,8 @@ async fn tab_to(browser: &Browser, id: &str) {
 }
 
 /// Signs in on the login page by clicking, and waits for a console page.
-async fn sign_in(browser: &Browser, scene: &Scene, token: &str) {
-    browser.open(&scene.ui("login")).await;
+async fn sign_in(browser: &Browser, base: &str, token: &str) {
+    browser.open(&format!("{base}/ui/login")).await;
     browser
         .find("form#login #token")
         .await
@@ -400,9 +400,6 @@ async fn console_admin_signs_in_by_keyboard_reads_why_a_rule_did_not_fire_and_re
         ids.len()
     );
     assert!(!browser.find_all("svg.chart").await.is_empty(), "no chart");
-    if std::env::var("SUPPORTOPSD_SCREENSHOTS").is_ok_and(|v| v == "docs") {
-        docs_screenshot(&browser, "console-overview.png").await;
-    }
 
     // A POST without the CSRF token, or with another one, is refused and changes nothing.
     let test_path = "/ui/integrations/slack-main/test";
@@ -453,9 +450,6 @@ async fn console_admin_signs_in_by_keyboard_reads_why_a_rule_did_not_fire_and_re
         .await;
     browser.find("#trace-jobs").await;
     browser.find("#trace-audit").await;
-    if std::env::var("SUPPORTOPSD_SCREENSHOTS").is_ok_and(|v| v == "docs") {
-        docs_screenshot(&browser, "console-trace.png").await;
-    }
 
     // Every page, at both widths (before the replay: the dead letter is on its page).
     let (pages, overflows) = every_page(&browser, &scene).await;
@@ -531,7 +525,7 @@ async fn console_read_only_token_sees_every_page_without_mutating_controls_and_i
         return;
     };
     let scene = Scene::start().await;
-    sign_in(&browser, &scene, READ).await;
+    sign_in(&browser, &scene.daemon.url, READ).await;
 
     let (pages, overflows) = every_page(&browser, &scene).await;
     for (name, html) in &pages {
@@ -595,7 +589,135 @@ async fn console_read_only_token_sees_every_page_without_mutating_controls_and_i
     assert_no_overflow(&overflows);
 }
 
-/// Writes the page (1280 px wide, at most 1600 high) as `docs/<name>`, the README's picture.
+/// The README's pictures, from `supportopsd demo` (six platforms, a minute of its events):
+/// the overview, and the trace of an event where one rule fired and another did not. Written to
+/// `docs/`, then made smaller with Debian's `pngquant` and `optipng` when they are installed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "rewrites docs/console-*.png from the demo: cargo test --test integration console_docs -- --ignored"]
+async fn console_docs_screenshots_from_the_demo() {
+    let Some(browser) = Browser::start("docs").await else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut demo = tokio::process::Command::new(env!("CARGO_BIN_EXE_supportopsd"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "demo",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--every",
+            "2",
+        ])
+        .env("TMPDIR", tmp.path())
+        .env_remove("SUPPORTOPSD_ADMIN_TOKEN")
+        .env_remove("SUPPORTOPSD_READ_TOKEN")
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(demo.stdout.take().unwrap()));
+    let token = loop {
+        let line = tokio::time::timeout(Duration::from_secs(120), lines.next_line())
+            .await
+            .expect("the demo printed its token in time")
+            .unwrap()
+            .expect("the demo printed its token");
+        if let Some(t) = line.split("SUPPORTOPSD_ADMIN_TOKEN=").nth(1) {
+            break t.trim().to_owned();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let client = reqwest::Client::new();
+    let get = |path: String| {
+        let client = client.clone();
+        let token = token.clone();
+        let url = url.clone();
+        async move {
+            client
+                .get(format!("{url}{path}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    // Most of a minute of the demo (every platform's events, a retry and a dead letter), then
+    // an event where a rule fired and another did not (else one where a rule did not fire).
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    let mut traced = None;
+    let mut seen = Value::Null;
+    for _ in 0..10 {
+        let events = get("/api/events?limit=100".to_owned()).await;
+        let mut fallback = None;
+        for event in events["events"].as_array().into_iter().flatten() {
+            let Some(id) = event["id"].as_str() else {
+                continue;
+            };
+            let explain = get(format!("/api/events/{id}/explain")).await;
+            let outcomes: Vec<&str> = explain["rules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r["outcome"].as_str())
+                .collect();
+            if outcomes.contains(&"no_match") {
+                if outcomes.contains(&"matched") {
+                    traced = Some(id.to_owned());
+                    break;
+                }
+                fallback.get_or_insert_with(|| id.to_owned());
+            }
+            seen = explain;
+        }
+        traced = traced.or(fallback);
+        if traced.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    let traced = traced.unwrap_or_else(|| {
+        let seen = seen.to_string();
+        panic!(
+            "no event with a rule that did not fire; the last explanation: {}",
+            &seen[..seen.len().min(2000)]
+        )
+    });
+
+    sign_in(&browser, &url, &token).await;
+    browser.find("table#integrations").await;
+    docs_screenshot(&browser, "console-overview.png").await;
+    browser.open(&format!("{url}/ui/events/{traced}")).await;
+    browser
+        .find("#trace-rules [data-verdict=\"no_match\"]")
+        .await;
+    docs_screenshot(&browser, "console-trace.png").await;
+    browser.close().await;
+    daemon_support_signal(&demo, "INT");
+    let _ = tokio::time::timeout(Duration::from_secs(30), demo.wait()).await;
+}
+
+/// Sends `signal` to a child process.
+fn daemon_support_signal(child: &tokio::process::Child, signal: &str) {
+    if let Some(pid) = child.id() {
+        crate::daemon_support::signal(pid, signal);
+    }
+}
+
+/// Writes the page (1280 px wide, at most 1600 high) as `docs/<name>`, made smaller with
+/// `pngquant` and `optipng` when they are installed.
 async fn docs_screenshot(browser: &Browser, name: &str) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("docs")
@@ -605,5 +727,25 @@ async fn docs_screenshot(browser: &Browser, name: &str) {
     let png = browser.client.screenshot().await.expect("screenshot");
     browser.resize(WIDE).await;
     std::fs::write(&path, png).expect("write the docs screenshot");
-    println!("wrote {}", path.display());
+    let quantized = std::process::Command::new("pngquant")
+        .args(["--force", "--quality", "65-90", "--strip", "--output"])
+        .arg(&path)
+        .arg(&path)
+        .status()
+        .is_ok_and(|s| s.success());
+    let optimised = std::process::Command::new("optipng")
+        .args(["-quiet", "-o2"])
+        .arg(&path)
+        .status()
+        .is_ok_and(|s| s.success());
+    println!(
+        "wrote {} ({} bytes{})",
+        path.display(),
+        std::fs::metadata(&path).unwrap().len(),
+        if quantized && optimised {
+            ""
+        } else {
+            "; install pngquant and optipng to make it smaller"
+        }
+    );
 }
