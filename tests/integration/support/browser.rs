@@ -149,10 +149,13 @@ impl Browser {
                     chrome.display()
                 )
             });
+        let shots = screenshot_dir();
+        // A failure's picture from an earlier run would mislead.
+        let _ = std::fs::remove_file(shots.join(format!("{test}-failure.png")));
         let browser = Browser {
             client,
             driver: child,
-            shots: screenshot_dir(),
+            shots,
             test: test.to_owned(),
         };
         browser.resize(WIDE).await;
@@ -186,16 +189,19 @@ impl Browser {
     pub(crate) async fn fit_height(&self, max: u32) {
         let sizes = self
             .script(
-                "return [document.documentElement.scrollHeight, window.outerHeight - window.innerHeight,
-                         window.outerWidth]",
+                "return [document.documentElement.scrollHeight, window.outerHeight - window.innerHeight]",
             )
             .await;
         let page = sizes[0].as_u64().expect("scrollHeight").min(u64::from(max));
         let frame = sizes[1].as_u64().unwrap_or(0);
-        let outer = sizes[2].as_u64().expect("outerWidth");
+        let (width, _) = self
+            .client
+            .get_window_size()
+            .await
+            .expect("the window size");
         self.client
             .set_window_size(
-                u32::try_from(outer).expect("a width"),
+                u32::try_from(width).expect("a width"),
                 u32::try_from(page + frame).expect("a height"),
             )
             .await
@@ -322,14 +328,25 @@ impl Browser {
         found.as_str().map(str::to_owned)
     }
 
-    /// Writes a PNG of the viewport as `<test>-<name>-<width>.png` and returns its path.
+    /// Writes a PNG of the whole page (at most 6000 px high) at the viewport's width as
+    /// `<test>-<name>-<width>.png`, and returns its path.
     pub(crate) async fn screenshot(&self, name: &str) -> PathBuf {
         let width = self.inner_width().await;
-        let png = self
+        let (outer_width, outer_height) = self
             .client
-            .screenshot()
+            .get_window_size()
             .await
-            .unwrap_or_else(|e| panic!("screenshot {name}: {e}"));
+            .expect("the window size");
+        self.fit_height(6000).await;
+        let png = self.client.screenshot().await;
+        self.client
+            .set_window_size(
+                u32::try_from(outer_width).expect("a width"),
+                u32::try_from(outer_height).expect("a height"),
+            )
+            .await
+            .expect("restore the window size");
+        let png = png.unwrap_or_else(|e| panic!("screenshot {name}: {e}"));
         assert!(png.starts_with(b"\x89PNG"), "a PNG");
         let path = self.shots.join(format!("{}-{name}-{width}.png", self.test));
         std::fs::write(&path, png).expect("write the screenshot");
