@@ -282,12 +282,26 @@ impl Store {
     /// Audit records passing `filter`, newest first. Scans back from the newest record to
     /// `since_ms` (or the beginning), so give `since_ms` when filtering for a rare resource.
     pub fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, Error> {
+        self.audit_bounded(filter, usize::MAX)
+            .map(|(records, _)| records)
+    }
+
+    /// Like [`Store::audit`], decoding no more than the newest `max_scanned` records of the
+    /// range; `true` when it stopped there with older records left unread.
+    pub fn audit_bounded(
+        &self,
+        filter: &AuditFilter,
+        max_scanned: usize,
+    ) -> Result<(Vec<AuditRecord>, bool), Error> {
         let mut out = Vec::new();
         if filter.limit == 0 {
-            return Ok(out);
+            return Ok((out, false));
         }
         let start = audit_key(filter.since_ms.unwrap_or(0), 0);
-        for item in self.audit.range(start..).rev() {
+        for (scanned, item) in self.audit.range(start..).rev().enumerate() {
+            if scanned >= max_scanned {
+                return Ok((out, true));
+            }
             let (k, v) = item.map_err(|e| self.storage(e))?;
             let record: AuditRecord = codec::decode(trees::AUDIT, key_name(&k).as_bytes(), &v)?;
             if filter.matches(&record) {
@@ -297,7 +311,7 @@ impl Store {
                 }
             }
         }
-        Ok(out)
+        Ok((out, false))
     }
 
     /// Removes audit records older than `before_ms` (the age bound, `--audit-retention`).

@@ -535,6 +535,16 @@ pub trait Audit {
     /// Records passing `filter`, newest first, at most `filter.limit`.
     fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, Error>;
 
+    /// Like [`Audit::audit`], looking at no more than the newest `max_scanned` records of the
+    /// filter's time range (matching or not), so that its cost is bounded however large the
+    /// log is; the second value says whether the scan stopped there before reaching the end of
+    /// the range (older matching records may exist).
+    fn audit_bounded(
+        &self,
+        filter: &AuditFilter,
+        max_scanned: usize,
+    ) -> Result<(Vec<AuditRecord>, bool), Error>;
+
     /// Removes records older than `before_ms` (retention); returns how many. Each removal is
     /// its own write: an error or a crash part-way leaves some removed. Does not flush.
     fn purge_audit(&self, before_ms: u64) -> Result<usize, Error>;
@@ -884,6 +894,14 @@ impl Audit for Store {
 
     fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, Error> {
         Store::audit(self, filter)
+    }
+
+    fn audit_bounded(
+        &self,
+        filter: &AuditFilter,
+        max_scanned: usize,
+    ) -> Result<(Vec<AuditRecord>, bool), Error> {
+        Store::audit_bounded(self, filter, max_scanned)
     }
 
     fn purge_audit(&self, before_ms: u64) -> Result<usize, Error> {

@@ -832,6 +832,38 @@ fn record(at_ms: u64, kind: AuditKind, rtype: &str, rid: &str) -> AuditRecord {
 }
 
 #[test]
+fn a_bounded_audit_scan_stops_after_so_many_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sled = Store::open(tmp.path()).unwrap();
+    let store: &dyn State = &sled;
+    store
+        .append_audit(&record(
+            10,
+            AuditKind::IntegrationRecovered,
+            "integration",
+            "zd",
+        ))
+        .unwrap();
+    for t in 20..30 {
+        store
+            .append_audit(&record(t, AuditKind::EventAccepted, "event", "zd/1"))
+            .unwrap();
+    }
+    let filter = AuditFilter {
+        resource_type: Some("integration".into()),
+        resource_id: Some("zd".into()),
+        since_ms: None,
+        limit: 5,
+    };
+    // The ten newer records fill the bound: the older match is not reached, and it says so.
+    let (found, stopped) = store.audit_bounded(&filter, 10).unwrap();
+    assert!(found.is_empty() && stopped);
+    let (found, stopped) = store.audit_bounded(&filter, 11).unwrap();
+    assert_eq!((found.len(), stopped), (1, false));
+    assert_eq!(store.audit(&filter).unwrap(), found);
+}
+
+#[test]
 fn audit_is_newest_first_and_filtered() {
     let tmp = tempfile::tempdir().unwrap();
     let sled = Store::open(tmp.path()).unwrap();

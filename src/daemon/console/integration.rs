@@ -24,6 +24,8 @@ use crate::webhook::Reply;
 const HISTORY: usize = 20;
 /// How far back health changes are looked for: a week.
 const HISTORY_WINDOW_MS: u64 = 7 * 24 * 3_600_000;
+/// Audit records read at most for the health changes.
+const HISTORY_SCAN: usize = 20_000;
 /// Recent events shown.
 const RECENT: usize = 10;
 
@@ -58,23 +60,30 @@ pub(crate) fn page(rt: &Runtime, ctx: &mut Ctx, id: &str, tested: Option<Value>)
         .map(|p| p.message.as_str())
         .collect();
     let connector_error = active.connector(&i.id).err();
-    let changes: Vec<crate::state::AuditRecord> = match rt.store.audit(&AuditFilter {
-        resource_type: Some("integration".into()),
-        resource_id: Some(id.to_owned()),
-        // A filtered scan of the log (as `GET /api/audit/logs` does): bounded to the last week.
-        since_ms: Some(now.saturating_sub(HISTORY_WINDOW_MS)),
-        limit: 200,
-    }) {
-        Ok(records) => records
-            .into_iter()
-            .filter(|r| {
-                matches!(
-                    r.kind,
-                    AuditKind::IntegrationDegraded { .. } | AuditKind::IntegrationRecovered
-                )
-            })
-            .take(HISTORY)
-            .collect(),
+    // A filtered scan of the log (as `GET /api/audit/logs` does), bounded in time and in
+    // records read, so the page stays fast on a log of millions.
+    let (changes, partial): (Vec<crate::state::AuditRecord>, bool) = match rt.store.audit_bounded(
+        &AuditFilter {
+            resource_type: Some("integration".into()),
+            resource_id: Some(id.to_owned()),
+            since_ms: Some(now.saturating_sub(HISTORY_WINDOW_MS)),
+            limit: 200,
+        },
+        HISTORY_SCAN,
+    ) {
+        Ok((records, partial)) => (
+            records
+                .into_iter()
+                .filter(|r| {
+                    matches!(
+                        r.kind,
+                        AuditKind::IntegrationDegraded { .. } | AuditKind::IntegrationRecovered
+                    )
+                })
+                .take(HISTORY)
+                .collect(),
+            partial,
+        ),
         Err(e) => return failed(ctx, "Reading the integration's health history", &e),
     };
     let stats = rt.stats.snapshot(id);
@@ -132,8 +141,12 @@ pub(crate) fn page(rt: &Runtime, ctx: &mut Ctx, id: &str, tested: Option<Value>)
                 }
             }
             h3 { "Health changes in the last 7 days" }
+            @if partial {
+                p.muted { "Only the newest " (HISTORY_SCAN) " audit records were searched: older changes may be in "
+                    a href=(format!("/ui/audit?resource_type=integration&resource_id={}", seg(id))) { "the audit log" } "." }
+            }
             @if changes.is_empty() {
-                p.muted { "No change in the last 7 days." }
+                p.muted { "No change found in the last 7 days." }
             } @else {
                 ul #health-history {
                     @for r in &changes {
