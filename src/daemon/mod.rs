@@ -7,7 +7,9 @@ pub mod api;
 pub mod auth;
 mod conn;
 pub mod console;
+pub mod openapi;
 pub mod poller;
+pub mod routes;
 pub mod server;
 
 use std::sync::Arc;

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::auth::{self, Caller};
 use super::conn::{self, Progress, SharedStream};
+use super::routes::{self, Api, Streamed, Target};
 use super::{Runtime, api, now_ms};
 use crate::state::AuditFilter;
 use crate::webhook::{self, Reply, reply, status};
@@ -127,7 +128,10 @@ async fn serve_request(
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> api::Streamed {
-    if req.method() == Method::POST && req.uri().path().trim_matches('/') == "api/state/backup" {
+    let segments: Vec<&str> = req.uri().path().trim_matches('/').split('/').collect();
+    if let Some((Target::Streamed(Streamed::StateBackup), _)) =
+        routes::resolve(req.method(), &segments)
+    {
         return match admin_caller(rt, peer, &req) {
             Ok(caller) => api::state_backup(rt, &caller).await,
             Err(refusal) => (*refusal).map(http_body_util::Either::Left),
@@ -274,35 +278,44 @@ async fn operator(
         return auth::not_json();
     }
     let query = req.uri().query().unwrap_or("").to_owned();
-    match (method, segments) {
-        (Method::GET, ["api", "integrations"]) => api::integrations(rt),
-        (Method::GET, ["api", "integrations", id]) => api::integration(rt, id),
-        (Method::GET, ["api", "integrations", id, "health"]) => api::health(rt, id),
-        (Method::GET, ["api", "integrations", id, "stats"]) => api::stats(rt, id),
-        (Method::POST, ["api", "integrations", id, "test"]) => {
-            let id = (*id).to_owned();
-            api::test(rt, &id).await
-        }
-        (Method::POST, ["api", "integrations", id, "execute"]) => {
-            let id = (*id).to_owned();
+    // The route table decides which route this is; the `match` below must name every one.
+    let Some((Target::Api(route), p)) = routes::resolve(&method, segments) else {
+        return status(StatusCode::NOT_FOUND);
+    };
+    match route {
+        Api::OpenApi => reply(
+            StatusCode::OK,
+            "application/json",
+            super::openapi::document_bytes(),
+        ),
+        Api::Integrations => api::integrations(rt),
+        Api::Integration => api::integration(rt, p.get("id")),
+        Api::IntegrationHealth => api::health(rt, p.get("id")),
+        Api::IntegrationStats => api::stats(rt, p.get("id")),
+        Api::IntegrationTest => api::test(rt, p.get("id")).await,
+        Api::IntegrationExecute => {
+            let id = p.get("id").to_owned();
             api::execute(rt, &id, &caller, req).await
         }
-        (Method::GET, ["api", "integrations", id, "notion", "verification"]) => {
-            api::notion_verification(rt, id, &caller)
+        Api::NotionVerification => api::notion_verification(rt, p.get("id"), &caller),
+        Api::NotionExpect | Api::NotionConfirm | Api::NotionReset => {
+            let action = match route {
+                Api::NotionExpect => "expect-verification",
+                Api::NotionConfirm => "confirm-verification",
+                _ => "reset-verification",
+            };
+            let id = p.get("id").to_owned();
+            api::notion_action(rt, &id, action, &caller, req).await
         }
-        (Method::POST, ["api", "integrations", id, "notion", action]) => {
-            let (id, action) = ((*id).to_owned(), (*action).to_owned());
-            api::notion_action(rt, &id, &action, &caller, req).await
-        }
-        (Method::GET, ["api", "rules"]) => api::rules(rt),
-        (Method::GET, ["api", "rules", id]) => api::rule(rt, id),
-        (Method::GET, ["api", "status"]) => json(
+        Api::Rules => api::rules(rt),
+        Api::Rule => api::rule(rt, p.get("id")),
+        Api::Status => json(
             StatusCode::OK,
             status_value(rt, caller.access != auth::Access::Read),
         ),
-        (Method::POST, ["api", "sync"]) => sync(rt, &caller).await,
-        (Method::POST, ["api", "pin"]) => pin(rt, &caller, req).await,
-        (Method::DELETE, ["api", "pin"]) => {
+        Api::Sync => sync(rt, &caller).await,
+        Api::Pin => pin(rt, &caller, req).await,
+        Api::Unpin => {
             if let Err(e) = rt.store.unpin(now_ms(), caller.audit(json!({}))) {
                 return internal(&e);
             }
@@ -314,16 +327,20 @@ async fn operator(
         }
         // Jobs have their own routes; `/api/events/dead` and `POST /api/events/{job id}/replay`
         // are their old names, kept as aliases (matched before the `evt_` routes).
-        (Method::GET, ["api", "jobs" | "events", "dead"]) => api::dead_jobs(rt),
-        (Method::POST, ["api", "jobs", id, "replay"]) => api::replay_job(rt, &caller, id).await,
-        (Method::POST, ["api", "events", id, "replay"]) if id.parse::<u64>().is_ok() => {
+        Api::DeadJobs | Api::DeadJobsAlias => api::dead_jobs(rt),
+        Api::ReplayJob => api::replay_job(rt, &caller, p.get("job_id")).await,
+        Api::ReplayJobAlias => {
+            let id = p.get("job_id");
+            if id.parse::<u64>().is_err() {
+                return status(StatusCode::NOT_FOUND);
+            }
             api::replay_job(rt, &caller, id).await
         }
-        (Method::GET, ["api", "events", id, "explain"]) => {
+        Api::EventExplain => {
             let rule = query_param(&query, "rule");
-            api::event_explain(rt, id, rule.as_deref()).await
+            api::event_explain(rt, p.get("id"), rule.as_deref()).await
         }
-        (Method::GET, ["api", "events"]) => {
+        Api::Events => {
             // Every delivery answered so far is listed, and every refusal counted so far.
             rt.flush_rejections(now_ms(), true);
             if let Err(e) = rt.settle().await {
@@ -331,22 +348,22 @@ async fn operator(
             }
             api::events_list(rt, &query)
         }
-        (Method::GET, ["api", "events", id]) => {
+        Api::Event => {
             if let Err(e) = rt.settle().await {
                 return internal(&e);
             }
-            api::event_trace(rt, id)
+            api::event_trace(rt, p.get("id"))
         }
-        (Method::POST, ["api", "jobs", "replay-dead"]) => api::replay_dead(rt, &caller, req).await,
-        (Method::POST, ["api", "events", id, "redeliver"]) => {
-            let id = (*id).to_owned();
+        Api::ReplayDead => api::replay_dead(rt, &caller, req).await,
+        Api::EventRedeliver => {
+            let id = p.get("id").to_owned();
             api::redeliver(rt, &id, &caller, req).await
         }
-        (Method::GET, ["api", "events", id, "payload"]) => {
-            let id = (*id).to_owned();
+        Api::EventPayload => {
+            let id = p.get("id").to_owned();
             api::event_payload(rt, &id).await
         }
-        (Method::GET, ["api", "rollups"]) => {
+        Api::Rollups => {
             let mut bounds = [None, None];
             for (slot, name) in bounds.iter_mut().zip(["since", "until"]) {
                 if let Some(v) = query_param(&query, name) {
@@ -364,7 +381,7 @@ async fn operator(
             let integration = query_param(&query, "integration");
             api::rollups(rt, bounds[0], bounds[1], integration.as_deref())
         }
-        (Method::GET, ["api", "audit", "logs"]) => {
+        Api::AuditLogs => {
             let filter = AuditFilter {
                 resource_type: query_param(&query, "resource_type"),
                 resource_id: query_param(&query, "resource_id"),
@@ -385,7 +402,6 @@ async fn operator(
                 Err(e) => internal(&e),
             }
         }
-        _ => status(StatusCode::NOT_FOUND),
     }
 }
 

@@ -2,7 +2,8 @@
 //! operator API's data (the same builders as `daemon::api` and `runtime::history`), a stylesheet
 //! and a small optional script compiled into the binary (`layout`), sign-in with the admin or
 //! the read-only token and server-side sessions (`session`), and the pages (`overview`,
-//! `integration`, `rules`, `events`, `dead`, `audit`). docs/console.md describes it.
+//! `integration`, `rules`, `events`, `dead`, `audit`, and the API reference of
+//! `daemon::openapi`). docs/console.md describes it.
 //!
 //! Every answer carries a strict Content-Security-Policy (`default-src 'self'`, no inline
 //! script), `X-Frame-Options: DENY`, `Referrer-Policy: no-referrer` and
@@ -29,7 +30,7 @@ use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use hyper::body::Incoming;
-use maud::{Markup, html};
+use maud::{Markup, PreEscaped, html};
 use serde_json::json;
 
 use super::auth::{self, Access, Caller};
@@ -212,8 +213,30 @@ async fn route(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Incoming>) -> R
         ["events", id] => events::trace(rt, &mut ctx, id).await,
         ["dead-letters"] => dead::list(rt, &mut ctx),
         ["audit"] => audit::list(rt, &mut ctx, &query).await,
+        ["api"] => api_reference(&mut ctx),
         _ => not_found(&mut ctx, "There is no such page in the console."),
     }
+}
+
+/// The API reference, rendered once from the compiled-in OpenAPI document
+/// ([`crate::daemon::openapi::reference`]).
+static API_REFERENCE: LazyLock<String> = LazyLock::new(|| {
+    crate::daemon::openapi::reference(crate::daemon::openapi::document()).into_string()
+});
+
+/// `GET /ui/api`: the operator API's reference (`/api/openapi.json`, for people).
+fn api_reference(ctx: &mut Ctx) -> Reply {
+    let body = html! {
+        p.muted {
+            "Every route of the daemon's HTTP API, from its OpenAPI 3.1 document ("
+            a href="/api/openapi.json" { "/api/openapi.json" }
+            ", for tools; it needs a token like every operator route). Send the admin or read-only token as "
+            code { "Authorization: Bearer …" } "; a change also needs " code { "Content-Type: application/json" } "."
+        }
+        div.api-reference { (PreEscaped(API_REFERENCE.as_str())) }
+    };
+    let page = ctx.page("/ui/api", "API reference", body);
+    html_reply(StatusCode::OK, page)
 }
 
 /// The POST routes, once the request is known to be allowed.
