@@ -77,7 +77,7 @@ impl Scene {
         let posted = |n: usize| {
             let fake = &fake;
             async move {
-                for _ in 0..300 {
+                for _ in 0..600 {
                     if fake.requests_to("chat.postMessage").len() >= n {
                         return;
                     }
@@ -107,7 +107,7 @@ impl Scene {
         .await;
         assert_eq!(status, 200);
         let mut dead = Value::Null;
-        for _ in 0..300 {
+        for _ in 0..600 {
             dead = daemon.get_json("/api/jobs/dead").await;
             if dead["dead"].as_array().is_some_and(|d| !d.is_empty()) {
                 break;
@@ -154,22 +154,43 @@ impl Scene {
     }
 
     /// The console's pages, named for their screenshots (every page of the navigation, one
-    /// integration, one rule, one event's trace).
-    fn pages(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("overview", self.ui("")),
-            ("integration", self.ui("integrations/slack-main")),
-            ("rules", self.ui("rules")),
-            ("rule", self.ui("rules/zendesk-urgent")),
-            ("events", self.ui("events")),
+    /// integration, one rule, one event's trace), each with an element that only it shows.
+    fn pages(&self) -> Vec<(&'static str, String, String)> {
+        let event = &self.delivered;
+        [
+            ("overview", String::new(), "table#integrations".to_owned()),
+            (
+                "integration",
+                "integrations/slack-main".to_owned(),
+                "a[href$=\"/ui/rules/slack-echo\"]".to_owned(),
+            ),
+            (
+                "rules",
+                "rules".to_owned(),
+                "a[href$=\"/ui/rules/zendesk-urgent\"]".to_owned(),
+            ),
+            (
+                "rule",
+                "rules/zendesk-urgent".to_owned(),
+                "a[href$=\"/ui/integrations/zendesk-main\"]".to_owned(),
+            ),
+            ("events", "events".to_owned(), "table#events".to_owned()),
             (
                 "event-trace",
-                self.ui(&format!("events/{}", self.delivered)),
+                format!("events/{event}"),
+                "#trace-rules".to_owned(),
             ),
-            ("dead-letters", self.ui("dead-letters")),
-            ("audit", self.ui("audit")),
-            ("api", self.ui("api")),
+            (
+                "dead-letters",
+                "dead-letters".to_owned(),
+                format!("table#dead-letters tr[data-job=\"{}\"]", self.dead_job),
+            ),
+            ("audit", "audit".to_owned(), "main#main table".to_owned()),
+            ("api", "api".to_owned(), "main#main code".to_owned()),
         ]
+        .into_iter()
+        .map(|(name, path, shows)| (name, self.ui(&path), shows))
+        .collect()
     }
 }
 
@@ -277,9 +298,15 @@ async fn every_page(
         .expect("the session cookie");
     let mut sources = Vec::new();
     let mut overflows = Vec::new();
-    for (name, url) in scene.pages() {
+    for (name, url, shows) in scene.pages() {
         browser.open(&url).await;
         browser.find("main#main h1").await;
+        let title = browser.text("main#main h1").await;
+        assert!(
+            !title.to_lowercase().contains("not found"),
+            "{name} ({url}) is not there: {title}"
+        );
+        browser.find(&shows).await;
         let html = browser.client.source().await.unwrap();
         for secret in secrets.iter().copied().chain([session.value()]) {
             assert!(!html.contains(secret), "{name} shows a secret: {html}");
@@ -475,7 +502,7 @@ async fn console_admin_signs_in_by_keyboard_reads_why_a_rule_did_not_fire_and_re
         .unwrap();
     assert!(!browser.text("#flash").await.is_empty());
     let mut outcome = Value::Null;
-    for _ in 0..200 {
+    for _ in 0..600 {
         let trace = scene
             .daemon
             .get_json("/api/events?integration=zendesk-main&limit=10")

@@ -232,12 +232,12 @@ impl Browser {
             .unwrap_or_else(|e| panic!("open {url}: {e}"));
     }
 
-    /// The element `css` selects (waiting up to 10 s for it to appear).
+    /// The element `css` selects (waiting up to 30 s for it to appear: CI is busy).
     pub(crate) async fn find(&self, css: &str) -> fantoccini::elements::Element {
         match self
             .client
             .wait()
-            .at_most(Duration::from_secs(10))
+            .at_most(Duration::from_secs(30))
             .for_element(Locator::Css(css))
             .await
         {
