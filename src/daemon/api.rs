@@ -416,7 +416,7 @@ pub fn health(rt: &Runtime, id: &str) -> Reply {
 
 /// The dead-lettered jobs that concern `id`: the action that failed for good was on it, or —
 /// when the rule is no longer known — its event came from it.
-pub(crate) fn dead_letters_of(rt: &Runtime, active: &Active, id: &IntegrationId) -> usize {
+fn dead_letters_of(rt: &Runtime, active: &Active, id: &IntegrationId) -> usize {
     let prefix = format!("{id}/");
     rt.store
         .dead(DEAD_SCAN)

@@ -162,7 +162,28 @@ pub struct AuditFilter {
     pub limit: usize,
 }
 
+/// Whether `haystack` contains `needle`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
+}
+
 impl AuditFilter {
+    /// What the encoding of a record passing the resource filters contains: `"resource_type":
+    /// "<type>"` and `"resource_id":"<id>"` as `serde_json` writes them (records are written
+    /// compact, format 1, by `codec::encode`).
+    fn needles(&self) -> Vec<Vec<u8>> {
+        [
+            ("resource_type", &self.resource_type),
+            ("resource_id", &self.resource_id),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| {
+            let value = serde_json::to_string(value.as_ref()?).ok()?;
+            Some(format!("\"{name}\":{value}").into_bytes())
+        })
+        .collect()
+    }
+
     /// Whether `record` passes the resource filters (the time filter is applied by the scan).
     fn matches(&self, record: &AuditRecord) -> bool {
         self.resource_type
@@ -298,11 +319,17 @@ impl Store {
             return Ok((out, false));
         }
         let start = audit_key(filter.since_ms.unwrap_or(0), 0);
+        let needles = filter.needles();
         for (scanned, item) in self.audit.range(start..).rev().enumerate() {
             if scanned >= max_scanned {
                 return Ok((out, true));
             }
             let (k, v) = item.map_err(|e| self.storage(e))?;
+            // A record that passes the resource filters holds their encodings: one that does
+            // not is skipped without decoding it (the filters are checked again after).
+            if !needles.iter().all(|n| contains(&v, n)) {
+                continue;
+            }
             let record: AuditRecord = codec::decode(trees::AUDIT, key_name(&k).as_bytes(), &v)?;
             if filter.matches(&record) {
                 out.push(record);

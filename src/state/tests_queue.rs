@@ -864,6 +864,46 @@ fn a_bounded_audit_scan_stops_after_so_many_records() {
 }
 
 #[test]
+fn resource_filters_match_exactly_whatever_the_ids_hold() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sled = Store::open(tmp.path()).unwrap();
+    let store: &dyn State = &sled;
+    let ids = ["zd", "zd2", "z", "a\"b", "ü/\\x", ""];
+    for (t, id) in ids.iter().enumerate() {
+        let mut r = record(
+            t as u64 + 1,
+            AuditKind::IntegrationRecovered,
+            "integration",
+            id,
+        );
+        // A detail naming another resource does not make the record match it.
+        r.detail = serde_json::json!({"resource_id": "zd", "resource_type": "job"});
+        store.append_audit(&r).unwrap();
+    }
+    for id in ids {
+        let found = store
+            .audit(&AuditFilter {
+                resource_type: Some("integration".into()),
+                resource_id: Some(id.to_owned()),
+                since_ms: None,
+                limit: 10,
+            })
+            .unwrap();
+        assert_eq!(found.len(), 1, "{id:?}");
+        assert_eq!(found[0].resource_id, id);
+    }
+    let jobs = store
+        .audit(&AuditFilter {
+            resource_type: Some("job".into()),
+            resource_id: None,
+            since_ms: None,
+            limit: 10,
+        })
+        .unwrap();
+    assert!(jobs.is_empty(), "{jobs:?}");
+}
+
+#[test]
 fn audit_is_newest_first_and_filtered() {
     let tmp = tempfile::tempdir().unwrap();
     let sled = Store::open(tmp.path()).unwrap();

@@ -110,6 +110,26 @@ async fn dead_jobs(daemon: &Daemon) -> Vec<Value> {
 async fn console_sign_in_pages_csrf_replay_and_no_secrets() {
     let fake = FakeSlack::start(BOT_TOKEN, None).await;
     let repo = repo(&fake.base_url());
+    // A rule whose name and description are hostile markup (anyone with commit access writes
+    // manifests): every page that shows them escapes them.
+    repo.file(
+        "rules/hostile.toml",
+        r##"id = "hostile-names"
+name = "<script>alert('name')</script>"
+description = "<img src=x onerror=alert(2)>"
+enabled = false
+[trigger]
+integration = "zendesk-main"
+event = "ticket.created"
+[[actions]]
+integration = "slack-main"
+action = "send_message"
+[actions.parameters]
+channel = "#support"
+message = "<script>alert('param')</script>"
+"##,
+    );
+    repo.commit("a rule with hostile names");
     let state = tempfile::tempdir().unwrap();
     let daemon = Daemon::spawn_with_env(
         repo.path(),
@@ -239,6 +259,8 @@ async fn console_sign_in_pages_csrf_replay_and_no_secrets() {
         "/ui/integrations/slack-main".to_owned(),
         "/ui/rules".to_owned(),
         "/ui/rules/zendesk-to-slack".to_owned(),
+        "/ui/rules/hostile-names".to_owned(),
+        "/ui/rules?q=hostile".to_owned(),
         "/ui/events".to_owned(),
         "/ui/events?integration=zendesk-main&outcome=dead".to_owned(),
         format!("/ui/events/{hostile_event}"),
@@ -328,7 +350,10 @@ async fn console_sign_in_pages_csrf_replay_and_no_secrets() {
     assert!(overview.contains("id=\"integrations\""));
     assert!(overview.contains("<svg class=\"chart\""));
     assert!(overview.contains("id=\"dead-count\">1<"), "one dead letter");
-    assert!(overview.contains("initial"), "the commit message");
+    assert!(
+        overview.contains("<dd>a rule with hostile names</dd>"),
+        "the applied commit's message"
+    );
     let (_, _, trace) = page(
         &http,
         &daemon,
@@ -350,6 +375,10 @@ async fn console_sign_in_pages_csrf_replay_and_no_secrets() {
     assert!(list.contains("id=\"event-filters\""));
     let (_, _, rules) = page(&http, &daemon, &read, "/ui/rules").await;
     assert!(rules.contains("data-rule=\"zendesk-to-slack\""));
+    assert!(
+        rules.contains("&lt;script&gt;alert('name')"),
+        "the hostile name, escaped"
+    );
     // The rule in words: its trigger and its action.
     assert!(
         rules.contains("When ") && rules.contains("#support"),
@@ -627,7 +656,7 @@ async fn the_cookie_is_secure_behind_https_and_tokenless_mode_signs_in_locally()
     assert!(overview.contains("id=\"refused\""), "{overview}");
     assert!(overview.contains("The newest revision was refused"));
     assert!(
-        overview.contains("Author") && overview.contains("initial"),
+        overview.contains("Author") && overview.contains("<dd>initial</dd>"),
         "the applied commit"
     );
 

@@ -15,6 +15,9 @@ use crate::webhook::Reply;
 
 /// Records shown when the page gives no limit.
 const DEFAULT_LIMIT: usize = 100;
+/// Records read at most for one page (a filter for a rare resource on a log of millions would
+/// otherwise read them all); the page says when it stopped there.
+const MAX_SCANNED: usize = 20_000;
 /// The largest limit (as the API's).
 const MAX_LIMIT: usize = 10_000;
 
@@ -65,13 +68,13 @@ pub(crate) async fn list(rt: &Arc<Runtime>, ctx: &mut Ctx, query: &str) -> Reply
     if let Err(e) = rt.settle().await {
         return failed(ctx, "Reading the audit log", &e);
     }
-    let records = if problems.is_empty() {
-        match rt.store.audit(&filter) {
+    let (records, partial) = if problems.is_empty() {
+        match rt.store.audit_bounded(&filter, MAX_SCANNED) {
             Ok(r) => r,
             Err(e) => return failed(ctx, "Reading the audit log", &e),
         }
     } else {
-        Vec::new()
+        (Vec::new(), false)
     };
     let body = html! {
         form #audit-filters .filters.panel method="get" action="/ui/audit" role="search" {
@@ -90,6 +93,12 @@ pub(crate) async fn list(rt: &Arc<Runtime>, ctx: &mut Ctx, query: &str) -> Reply
             a.button.secondary href="/ui/audit" { "Clear" }
         }
         @for p in &problems { (error_box(&format!("These filters cannot be used: {p}."))) }
+        @if partial {
+            p #audit-partial .muted {
+                "Only the newest " (MAX_SCANNED) " records were searched; older matching records may exist: "
+                code { "GET /api/audit/logs" } " searches the whole log."
+            }
+        }
         @if problems.is_empty() && records.is_empty() {
             (empty("No audit record matches these filters."))
         } @else if !records.is_empty() {

@@ -195,7 +195,7 @@ async fn route(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Incoming>) -> R
         if let Err(why) = may_post(rt, &parts.headers, &ctx, &form, changes) {
             return refused(StatusCode::FORBIDDEN, why);
         }
-        return post(rt, &mut ctx, &segments, &form).await;
+        return post(rt, &mut ctx, &segments).await;
     }
     if method != Method::GET && method != Method::HEAD {
         return refused(
@@ -240,13 +240,7 @@ fn api_reference(ctx: &mut Ctx) -> Reply {
 }
 
 /// The POST routes, once the request is known to be allowed.
-async fn post(
-    rt: &Arc<Runtime>,
-    ctx: &mut Ctx,
-    segments: &[&str],
-    form: &HashMap<String, String>,
-) -> Reply {
-    let _ = form;
+async fn post(rt: &Arc<Runtime>, ctx: &mut Ctx, segments: &[&str]) -> Reply {
     match segments {
         ["logout"] => logout(rt, ctx),
         ["integrations", id, "test"] => {

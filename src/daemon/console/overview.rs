@@ -88,6 +88,15 @@ fn day(rt: &Runtime, now: u64) -> Result<Day, crate::state::Error> {
     Ok(d)
 }
 
+/// How urgently a health needs attention (lower first).
+fn rank(health: &str) -> u8 {
+    match health {
+        "degraded" | "missing" => 0,
+        "progressing" | "unknown" => 1,
+        _ => 2,
+    }
+}
+
 fn sum(v: &[u64]) -> u64 {
     v.iter().fold(0, |a, n| a.saturating_add(*n))
 }
@@ -119,7 +128,22 @@ pub(crate) fn page(rt: &Runtime, ctx: &mut Ctx) -> Markup {
                 .collect()
         })
         .unwrap_or_default();
-    let health = rt.health_records();
+    // Those that need attention first: unhealthy, then drifted, then the rest, by id.
+    let mut health = rt.health_records();
+    health.sort_by(|a, b| {
+        (rank(&a.health), a.sync != "drifted", &a.integration).cmp(&(
+            rank(&b.health),
+            b.sync != "drifted",
+            &b.integration,
+        ))
+    });
+    let mut by_health: Vec<(&str, usize)> = Vec::new();
+    for h in &health {
+        match by_health.iter_mut().find(|(name, _)| *name == h.health) {
+            Some((_, n)) => *n += 1,
+            None => by_health.push((&h.health, 1)),
+        }
+    }
     let day = day(rt, now).map_err(|e| {
         tracing::error!(error = %e, "Console: reading the per-minute totals failed.");
     });
@@ -211,6 +235,13 @@ pub(crate) fn page(rt: &Runtime, ctx: &mut Ctx) -> Markup {
             @if health.is_empty() {
                 (empty("No integrations: the applied revision declares none (or none is applied)."))
             } @else {
+                p #health-summary {
+                    @for (i, (name, n)) in by_health.iter().enumerate() {
+                        @if i > 0 { " · " }
+                        (n) " " (badge(name))
+                    }
+                    span.muted { " — those that need attention are listed first." }
+                }
                 div.table-wrap {
                     table #integrations .stack {
                         thead { tr { th { "Integration" } th { "Platform" } th { "Health" } th { "Sync" } th { "Since" } } }
