@@ -11,6 +11,7 @@
 
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -95,7 +96,10 @@ impl Browser {
             return None;
         };
         let port = free_port();
+        // Its own process group, which the browsers it starts join: ending the group ends them
+        // all, even when the test fails before it closes the session.
         let mut child = Command::new(&driver)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .arg("--allowed-ips=127.0.0.1")
             .stdin(Stdio::null())
@@ -143,7 +147,7 @@ impl Browser {
             .connect(&format!("http://{addr}"))
             .await
             .unwrap_or_else(|e| {
-                let _ = child.kill();
+                kill_group(&mut child);
                 panic!(
                     "start a headless Chromium session ({}): {e}",
                     chrome.display()
@@ -359,18 +363,30 @@ impl Browser {
     }
 
     /// Ends the session and chromedriver.
-    pub(crate) async fn close(mut self) {
+    pub(crate) async fn close(self) {
         let client = self.client.clone();
         let _ = client.close().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        // Dropped: chromedriver's process group is ended.
     }
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // Chromedriver ends the browsers it started when it exits.
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        kill_group(&mut self.driver);
     }
+}
+
+/// Ends chromedriver and every browser it started (its process group, see [`Browser::start`]).
+fn kill_group(driver: &mut Child) {
+    if let Ok(Some(_)) = driver.try_wait() {
+        // Reaped already: its id may belong to another process now.
+        return;
+    }
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", driver.id())])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let _ = driver.kill();
+    let _ = driver.wait();
 }
