@@ -14,6 +14,7 @@ mod backup;
 mod bulk;
 mod check_platform;
 mod console;
+mod console_browser;
 mod crash;
 mod daemon;
 mod daemon_support;

@@ -190,7 +190,9 @@ async fn route(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Incoming>) -> R
             Ok(body) => form(&body),
             Err(e) => return crate::webhook::status(e.status()),
         };
-        if let Err(why) = may_post(rt, &parts.headers, &ctx, &form) {
+        // Signing out changes nothing but the session: the read-only token may.
+        let changes = segments.as_slice() != ["logout"];
+        if let Err(why) = may_post(rt, &parts.headers, &ctx, &form, changes) {
             return refused(StatusCode::FORBIDDEN, why);
         }
         return post(rt, &mut ctx, &segments).await;
@@ -254,15 +256,17 @@ async fn post(rt: &Arc<Runtime>, ctx: &mut Ctx, segments: &[&str]) -> Reply {
     }
 }
 
-/// Whether a POST may go ahead: a session that may change things, no foreign `Origin` (or
-/// `Sec-Fetch-Site`), and the session's CSRF token in the form.
+/// Whether a POST may go ahead: a session that may change things (when it `changes` more than
+/// the session), no foreign `Origin` (or `Sec-Fetch-Site`), and the session's CSRF token in the
+/// form.
 fn may_post(
     rt: &Runtime,
     headers: &HeaderMap,
     ctx: &Ctx,
     form: &HashMap<String, String>,
+    changes: bool,
 ) -> Result<(), &'static str> {
-    if !ctx.may_change() {
+    if changes && !ctx.may_change() {
         return Err(
             "You are signed in read-only: this changes something, so it needs the admin token. Nothing was changed.",
         );
@@ -295,6 +299,16 @@ fn same_origin(rt: &Runtime, headers: &HeaderMap) -> bool {
         return false;
     };
     let origin = origin.trim_end_matches('/');
+    // The pages' `Referrer-Policy: no-referrer` makes a browser send `Origin: null` with their
+    // own form posts; its `Sec-Fetch-Site: same-origin` (which no page can set) says where they
+    // came from.
+    if origin == "null"
+        && headers
+            .get("sec-fetch-site")
+            .is_some_and(|site| site.as_bytes() == b"same-origin")
+    {
+        return true;
+    }
     if origin.eq_ignore_ascii_case(&origin_of(&rt.options.public_url)) {
         return true;
     }

@@ -1,6 +1,8 @@
 //! Test harness: temporary manifest repositories (plain folders or git repositories) and a
 //! runner for the real `supportopsd` binary.
 
+pub(crate) mod browser;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
