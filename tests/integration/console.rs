@@ -297,7 +297,7 @@ message = "<script>alert('param')</script>"
             assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"));
             assert!(!csp.contains("unsafe-inline"));
             assert_eq!(headers["x-frame-options"], "DENY");
-            assert_eq!(headers["referrer-policy"], "no-referrer");
+            assert_eq!(headers["referrer-policy"], "same-origin");
             assert_eq!(headers["cache-control"], "no-store");
             assert!(
                 headers["server-timing"]

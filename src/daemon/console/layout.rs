@@ -87,7 +87,7 @@ pub fn page(title: &str, frame: &Frame, body: Markup) -> Markup {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="referrer" content="no-referrer";
+                meta name="referrer" content="same-origin";
                 title { (title) " · supportopsd" }
                 link rel="stylesheet" href=(format!("/ui/assets/{}", css.name));
                 script src=(format!("/ui/assets/{}", js.name)) defer {}

@@ -6,7 +6,8 @@
 //! `daemon::openapi`). docs/console.md describes it.
 //!
 //! Every answer carries a strict Content-Security-Policy (`default-src 'self'`, no inline
-//! script), `X-Frame-Options: DENY`, `Referrer-Policy: no-referrer` and
+//! script), `X-Frame-Options: DENY`, `Referrer-Policy: same-origin` (a browser then sends the
+//! pages' own `Origin` with their forms, and no address to another site) and
 //! `X-Content-Type-Options: nosniff`; pages are `Cache-Control: no-store` and say how long they
 //! took to render (`Server-Timing: render;dur=<ms>`). A request that changes something is a
 //! `POST` form from a signed-in session that may change things, carrying the session's CSRF
@@ -129,7 +130,7 @@ fn secure(h: &mut HeaderMap, started: tokio::time::Instant) {
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -299,16 +300,6 @@ fn same_origin(rt: &Runtime, headers: &HeaderMap) -> bool {
         return false;
     };
     let origin = origin.trim_end_matches('/');
-    // The pages' `Referrer-Policy: no-referrer` makes a browser send `Origin: null` with their
-    // own form posts; its `Sec-Fetch-Site: same-origin` (which no page can set) says where they
-    // came from.
-    if origin == "null"
-        && headers
-            .get("sec-fetch-site")
-            .is_some_and(|site| site.as_bytes() == b"same-origin")
-    {
-        return true;
-    }
     if origin.eq_ignore_ascii_case(&origin_of(&rt.options.public_url)) {
         return true;
     }
