@@ -38,10 +38,12 @@ pub async fn serve(rt: Arc<Runtime>, listener: TcpListener, shutdown: Cancellati
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         let permit = tokio::select! {
+            biased;
             () = shutdown.cancelled() => break,
             p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
         };
         let (stream, peer) = tokio::select! {
+            biased;
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,

@@ -50,7 +50,10 @@ pub async fn run(rt: Arc<Runtime>, shutdown: CancellationToken) {
     let tracker = tokio_util::task::TaskTracker::new();
     loop {
         // Wait for a free worker first, so that a finished job lets the next one start at once.
+        // `biased`: once shutdown has begun no new job is leased, even with workers free (an
+        // unbiased select picks a ready branch at random, so a busy queue kept being leased).
         let first = tokio::select! {
+            biased;
             () = shutdown.cancelled() => break,
             p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
         };
@@ -66,6 +69,7 @@ pub async fn run(rt: Arc<Runtime>, shutdown: CancellationToken) {
         if leased.is_empty() {
             drop(first);
             tokio::select! {
+                biased;
                 () = shutdown.cancelled() => break,
                 () = rt.work.notified() => {}
                 () = tokio::time::sleep(POLL) => {}

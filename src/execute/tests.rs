@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use super::{Work, plan, run_work};
+use super::{Work, plan, run, run_work};
 use crate::event::Event;
 use crate::manifest::{IntegrationId, Source};
 use crate::platforms::{ActionCall, ActionOutput, Connector, Health, PlatformError, PlatformKind};
@@ -921,4 +921,19 @@ async fn a_safe_action_is_not_marked_in_flight() {
     running.abort();
     let _ = running.await;
     assert_eq!(h.rt.store.job(job).unwrap().and_then(|j| j.in_flight), None);
+}
+
+#[tokio::test]
+async fn after_shutdown_no_job_is_leased_however_many_workers_are_free() {
+    let h = harness(TestConnector::default()).await;
+    let job = enqueue(&h.rt, "comment", "1");
+    // Each run sees shutdown begun and free workers at once: it must stop without leasing (an
+    // unbiased choice between the two would lease on about every other run).
+    for _ in 0..32 {
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        shutdown.cancel();
+        run(h.rt.clone(), shutdown).await;
+    }
+    let due = h.rt.store.lease_due(now_ms(), 60_000, 10).unwrap();
+    assert_eq!(due.iter().map(|j| j.id).collect::<Vec<_>>(), vec![job]);
 }

@@ -45,6 +45,7 @@ pub async fn run(rt: Arc<Runtime>, mut rx: mpsc::Receiver<Request>, shutdown: Ca
     let mut failed_streak = 0u32;
     loop {
         let first = tokio::select! {
+            biased;
             () = shutdown.cancelled() => return,
             req = rx.recv() => match req { Some(r) => r, None => return },
             () = tokio::time::sleep_until(next_poll.min(next_resync)) => {
