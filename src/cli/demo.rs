@@ -13,7 +13,6 @@
 //! This is the only module outside test code that may name the fakes (`tests/layers.rs`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -32,7 +31,7 @@ use crate::platforms::slack::fake::{self as sl, FakeSlack};
 use crate::platforms::supportopsd::events::rfc3339_ms;
 use crate::platforms::trello::fake::{self as tr, FakeTrello};
 use crate::platforms::zendesk::fake::{self as zd, FakeZendesk};
-use crate::secrets::SealKey;
+use crate::secrets::{SealKey, random_hex};
 
 /// `supportopsd demo`.
 #[derive(Debug, clap::Args)]
@@ -112,13 +111,9 @@ struct Scratch {
 impl Scratch {
     fn create() -> anyhow::Result<Scratch> {
         use std::os::unix::fs::DirBuilderExt as _;
-        let mut random = [0u8; 8];
-        getrandom::fill(&mut random).map_err(|e| anyhow!("random: {e}"))?;
-        let path = std::env::temp_dir().join(format!(
-            "supportopsd-demo-{}-{}",
-            std::process::id(),
-            hex(&random)
-        ));
+        let random = random_hex(8).map_err(|e| anyhow!("random: {e}"))?;
+        let path =
+            std::env::temp_dir().join(format!("supportopsd-demo-{}-{random}", std::process::id()));
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&path)
@@ -133,18 +128,10 @@ impl Drop for Scratch {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
 /// A random secret for a credential.
 fn secret(prefix: &str) -> anyhow::Result<String> {
-    let mut random = [0u8; 16];
-    getrandom::fill(&mut random).map_err(|e| anyhow!("random: {e}"))?;
-    Ok(format!("{prefix}{}", hex(&random)))
+    let random = random_hex(16).map_err(|e| anyhow!("random: {e}"))?;
+    Ok(format!("{prefix}{random}"))
 }
 
 /// The generated credentials, one set per platform (every integration of a platform talks to

@@ -522,8 +522,16 @@ pub fn keyed_fingerprint(key: &[u8], parts: &[&[u8]]) -> String {
     }
 }
 
+/// `bytes` random bytes from the OS RNG as lower-case hex (twice as many digits): session ids,
+/// CSRF tokens, generated secrets.
+pub fn random_hex(bytes: usize) -> Result<String, getrandom::Error> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf)?;
+    Ok(hex(&buf))
+}
+
 /// Lower-case hex.
-fn hex(bytes: &[u8]) -> String {
+pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {

@@ -6,6 +6,8 @@
 
 use maud::{Markup, html};
 
+use crate::state::MINUTE_MS;
+
 /// The drawing's size in SVG units (it scales with the page).
 const WIDTH: u32 = 600;
 const HEIGHT: u32 = 120;
@@ -105,6 +107,23 @@ fn path(values: &[u64], x: &dyn Fn(usize) -> f64, y: &dyn Fn(u64) -> f64) -> Str
         d.push_str(&format!("{cmd}{:.1} {:.1}", x(i), y(*v)));
     }
     d
+}
+
+/// Minutes in a day's series.
+pub const DAY_MINUTES: usize = 24 * 60;
+
+/// The number of the first minute of the day's series ending with the minute of `now_ms`.
+pub fn day_first(now_ms: u64) -> u64 {
+    (now_ms / MINUTE_MS).saturating_sub(DAY_MINUTES as u64 - 1)
+}
+
+/// The index in the day's series starting at minute `first` of the minute starting at
+/// `minute_ms`; `None` outside the day.
+pub fn day_index(minute_ms: u64, first: u64) -> Option<usize> {
+    (minute_ms / MINUTE_MS)
+        .checked_sub(first)
+        .and_then(|i| usize::try_from(i).ok())
+        .filter(|i| *i < DAY_MINUTES)
 }
 
 /// `values` (one per minute, oldest first) summed into buckets of `per` minutes.

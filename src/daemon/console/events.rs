@@ -68,27 +68,36 @@ impl Filters {
         f
     }
 
-    /// The API's query string, or what is wrong with a time.
-    fn api_query(&self) -> Result<String, String> {
-        let mut q = form_urlencoded::Serializer::new(String::new());
-        for (name, v) in [
+    /// The filters as typed, by name (not the cursor).
+    fn typed(&self) -> [(&'static str, &str); 6] {
+        [
             ("integration", &self.integration),
             ("event", &self.event),
             ("rule", &self.rule),
             ("outcome", &self.outcome),
-            ("cursor", &self.cursor),
-        ] {
-            if !v.is_empty() {
-                q.append_pair(name, v);
+            ("since", &self.since),
+            ("until", &self.until),
+        ]
+    }
+
+    /// The API's query string, or what is wrong with a time.
+    fn api_query(&self) -> Result<String, String> {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for (name, v) in self.typed() {
+            if v.is_empty() {
+                continue;
             }
-        }
-        for (name, v) in [("since", &self.since), ("until", &self.until)] {
-            if !v.is_empty() {
+            if matches!(name, "since" | "until") {
                 let ms = parse_time(v).ok_or_else(|| {
                     format!("`{name}` must be a date and time (2026-05-01T10:00, UTC) or Unix milliseconds")
                 })?;
                 q.append_pair(name, &ms.to_string());
+            } else {
+                q.append_pair(name, v);
             }
+        }
+        if !self.cursor.is_empty() {
+            q.append_pair("cursor", &self.cursor);
         }
         Ok(q.finish())
     }
@@ -96,14 +105,7 @@ impl Filters {
     /// This page's link with another cursor (none: the newest page).
     fn with_cursor(&self, cursor: Option<&str>) -> String {
         let mut q = form_urlencoded::Serializer::new(String::new());
-        for (name, v) in [
-            ("integration", &self.integration),
-            ("event", &self.event),
-            ("rule", &self.rule),
-            ("outcome", &self.outcome),
-            ("since", &self.since),
-            ("until", &self.until),
-        ] {
+        for (name, v) in self.typed() {
             if !v.is_empty() {
                 q.append_pair(name, v);
             }

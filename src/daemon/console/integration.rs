@@ -12,7 +12,7 @@ use http::StatusCode;
 use maud::{Markup, html};
 use serde_json::Value;
 
-use super::chart::{Series, bucket, chart};
+use super::chart::{DAY_MINUTES, Series, bucket, chart, day_first, day_index};
 use super::layout::{badge, csrf_field, empty, error_box, seg, time, time_text};
 use super::{Ctx, failed, html_reply};
 use crate::manifest::Credential;
@@ -88,7 +88,7 @@ pub(crate) fn page(rt: &Runtime, ctx: &mut Ctx, id: &str, tested: Option<Value>)
     };
     let stats = rt.stats.snapshot(id);
     rt.write_rollups();
-    let first = (now / MINUTE_MS).saturating_sub(24 * 60 - 1);
+    let first = day_first(now);
     let minutes = rt
         .store
         .rollups_of(first * MINUTE_MS, now + 1, Some(id), usize::MAX);
@@ -259,14 +259,11 @@ pub(crate) fn page(rt: &Runtime, ctx: &mut Ctx, id: &str, tested: Option<Value>)
 }
 
 fn day_chart(minutes: &[crate::state::MinuteRollup], first: u64) -> Markup {
-    let n = 24 * 60;
+    let n = DAY_MINUTES;
     let (mut events, mut refused, mut ok, mut bad) =
         (vec![0u64; n], vec![0u64; n], vec![0u64; n], vec![0u64; n]);
     for m in minutes {
-        let Some(i) = usize::try_from((m.minute_ms / MINUTE_MS).saturating_sub(first))
-            .ok()
-            .filter(|i| *i < n)
-        else {
+        let Some(i) = day_index(m.minute_ms, first) else {
             continue;
         };
         let c = &m.counts;

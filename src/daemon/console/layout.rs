@@ -32,11 +32,7 @@ pub struct Asset {
 }
 
 fn asset(stem: &str, ext: &str, content_type: &'static str, body: &'static str) -> Asset {
-    let hash: String = Sha256::digest(body.as_bytes())
-        .iter()
-        .take(6)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hash = crate::secrets::hex(&Sha256::digest(body.as_bytes())[..6]);
     Asset {
         name: format!("{stem}.{hash}.{ext}"),
         etag: format!("\"{hash}\""),

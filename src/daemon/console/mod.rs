@@ -59,7 +59,7 @@ struct Console {
     /// unguessable as its id and never leaves the session's pages).
     flashes: Mutex<HashMap<String, (String, bool)>>,
     /// The applied commit's author, message and time, read once per commit.
-    commit: Mutex<Option<(String, Option<overview::CommitInfo>)>>,
+    commit: Mutex<Option<(String, Option<crate::manifest::source::CommitSummary>)>>,
 }
 
 static CONSOLE: LazyLock<Console> = LazyLock::new(Console::default);

@@ -10,23 +10,18 @@ use std::sync::PoisonError;
 
 use maud::{Markup, html};
 
-use super::chart::{Series, bucket, chart};
+use super::chart::{DAY_MINUTES, Series, bucket, chart, day_first, day_index};
 use super::layout::{age, badge, empty, error_box, seg, short, time};
 use super::{CONSOLE, Ctx};
 use crate::manifest::source::CommitSummary;
 use crate::runtime::{Runtime, now_ms};
 use crate::state::MINUTE_MS;
 
-/// The applied commit's author, message and time.
-pub(crate) type CommitInfo = CommitSummary;
-
 /// Minutes per chart bucket (a day is 288 points).
 const BUCKET_MINUTES: usize = 5;
-/// Minutes in the charts.
-const DAY_MINUTES: usize = 24 * 60;
 
 /// The author, message and time of `commit`, read from the repository once per commit.
-fn commit_info(rt: &Runtime, commit: &str) -> Option<CommitInfo> {
+fn commit_info(rt: &Runtime, commit: &str) -> Option<CommitSummary> {
     let mut cached = CONSOLE
         .commit
         .lock()
@@ -59,7 +54,7 @@ struct Day {
 fn day(rt: &Runtime, now: u64) -> Result<Day, crate::state::Error> {
     // What was counted and not yet written is written first, so the minute in progress shows.
     rt.write_rollups();
-    let first = (now / MINUTE_MS).saturating_sub(DAY_MINUTES as u64 - 1);
+    let first = day_first(now);
     let since = first.saturating_mul(MINUTE_MS);
     let totals = rt.store.rollup_totals(since, now.saturating_add(1))?;
     let mut d = Day {
@@ -69,10 +64,7 @@ fn day(rt: &Runtime, now: u64) -> Result<Day, crate::state::Error> {
         failed: vec![0; DAY_MINUTES],
     };
     for t in totals {
-        let Some(i) = usize::try_from(t.minute_ms / MINUTE_MS - first.min(t.minute_ms / MINUTE_MS))
-            .ok()
-            .filter(|i| *i < DAY_MINUTES)
-        else {
+        let Some(i) = day_index(t.minute_ms, first) else {
             continue;
         };
         d.events[i] = t.events;

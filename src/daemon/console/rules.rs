@@ -9,7 +9,7 @@ use http::StatusCode;
 use maud::{Markup, html};
 use serde_json::Value;
 
-use super::chart::{Series, bucket, chart};
+use super::chart::{DAY_MINUTES, Series, bucket, chart, day_first, day_index};
 use super::layout::{badge, empty, error_box, seg};
 use super::{Ctx, html_reply};
 use crate::manifest::Rule;
@@ -155,8 +155,8 @@ pub(crate) fn one(rt: &Runtime, ctx: &mut Ctx, id: &str) -> Reply {
     };
     let now = now_ms();
     rt.write_rollups();
-    let first = (now / MINUTE_MS).saturating_sub(24 * 60 - 1);
-    let n = 24 * 60;
+    let first = day_first(now);
+    let n = DAY_MINUTES;
     let (mut matches, mut ok, mut bad) = (vec![0u64; n], vec![0u64; n], vec![0u64; n]);
     let involved: BTreeSet<&str> = std::iter::once(r.trigger.integration.as_str())
         .chain(r.actions.iter().map(|a| a.integration.as_str()))
@@ -177,10 +177,7 @@ pub(crate) fn one(rt: &Runtime, ctx: &mut Ctx, id: &str) -> Reply {
             }
         };
         for m in records {
-            let Some(i) = usize::try_from((m.minute_ms / MINUTE_MS).saturating_sub(first))
-                .ok()
-                .filter(|i| *i < n)
-            else {
+            let Some(i) = day_index(m.minute_ms, first) else {
                 continue;
             };
             if let Some(k) = m.counts.rules.get(id) {

@@ -42,9 +42,7 @@ const MAX_PEERS: usize = 10_000;
 
 /// 32 random bytes from the OS RNG, as 64 hex digits.
 pub fn random_token() -> Result<String, getrandom::Error> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    crate::secrets::random_hex(32)
 }
 
 fn digest(id: &str) -> [u8; 32] {

@@ -1258,10 +1258,8 @@ pub(crate) fn first_row(range: &str) -> Option<i64> {
 }
 
 fn random_hex(bytes: usize) -> Result<String, PlatformError> {
-    let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf)
-        .map_err(|_| PlatformError::Invalid("no randomness for a channel id or token".into()))?;
-    Ok(hex(&buf))
+    crate::secrets::random_hex(bytes)
+        .map_err(|_| PlatformError::Invalid("no randomness for a channel id or token".into()))
 }
 
 fn hex(bytes: &[u8]) -> String {
