@@ -1,7 +1,8 @@
 //! The one event type every platform's webhook payload is normalised into, as stored in the
 //! inbox and handed to the rules; [`pseudonym`]: a payload's personal data and credentials
-//! replaced before it is written to a file.
+//! replaced before it is written to a file; [`corpus`]: recorded deliveries as a versioned file.
 
+pub mod corpus;
 pub mod pseudonym;
 
 use serde::{Deserialize, Serialize};
