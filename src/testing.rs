@@ -46,6 +46,10 @@ pub struct CaseResult {
     /// For a failed case, why each rule it expected an action of did not run (the JSON of
     /// [`select::RuleVerdict::to_json`]); the failure's text ends with them rendered.
     pub explanations: Vec<Value>,
+    /// How long the case took to run (JUnit's `time`; not in the JSON report, which stays the
+    /// same from run to run).
+    #[serde(skip)]
+    pub duration: std::time::Duration,
 }
 
 /// The result of a whole run.
@@ -67,7 +71,8 @@ impl Report {
         self.cases.iter().filter(|c| !c.passed).count()
     }
 
-    /// Rule coverage in percent (100 when there are no rules).
+    /// Rule coverage in percent (100 when there are no rules: callers say "no rules to cover"
+    /// and do not let it pass a coverage bar, see `rules_total`).
     pub fn coverage(&self) -> f64 {
         if self.rules_total == 0 {
             100.0
@@ -93,7 +98,9 @@ pub fn run_only(set: &ManifestSet, only: Option<&str>) -> Report {
         .iter()
         .filter(|case| only.is_none_or(|name| case.name == name))
         .map(|case| {
-            let (result, fired) = run_case(set, case);
+            let started = tokio::time::Instant::now();
+            let (mut result, fired) = run_case(set, case);
+            result.duration = started.elapsed();
             exercised.extend(fired);
             result
         })
@@ -247,6 +254,7 @@ fn run_case(set: &ManifestSet, case: &TestCase) -> (CaseResult, Vec<RuleId>) {
         failure: Some(msg),
         produced,
         explanations: Vec::new(),
+        duration: std::time::Duration::ZERO,
     };
     let run = produce(
         set,
@@ -377,6 +385,7 @@ fn compare(case: &TestCase, produced: Vec<Produced>) -> CaseResult {
         failure: None,
         produced: Vec::new(),
         explanations: Vec::new(),
+        duration: std::time::Duration::ZERO,
     };
     let matches = produced.len() == case.expect.len()
         && produced.iter().zip(&case.expect).all(|(p, e)| {

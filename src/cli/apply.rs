@@ -25,6 +25,10 @@ pub struct Args {
     /// The host policy [default: $CREDENTIALS_DIRECTORY/policy.toml, then /etc/supportopsd/policy.toml; none found: no override honoured].
     #[arg(long, env = "SUPPORTOPSD_POLICY")]
     pub policy: Option<PathBuf>,
+    /// Apply a revision with no integrations and no rules (removing everything registered);
+    /// refused without it, as `plan` refuses it.
+    #[arg(long)]
+    pub allow_empty: bool,
 }
 
 /// Runs `apply`.
@@ -39,6 +43,7 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
         detailed_exitcode: false,
         fail_on_sensitive: false,
         refresh: false,
+        allow_empty: args.allow_empty,
     };
     if super::plan::run(&plan_args, g)? == Exit::Failure {
         return Ok(Exit::Failure);

@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod check_platform;
+mod ci_output;
 pub mod completions;
 pub mod demo;
 pub mod events;
@@ -392,6 +393,14 @@ fn load_or_report(
     g: &GlobalArgs,
     rev: Option<&str>,
 ) -> anyhow::Result<Option<manifest::ManifestSet>> {
+    Ok(load_reporting(g, rev)?.0)
+}
+
+/// [`load_or_report`], with the number of warnings printed.
+fn load_reporting(
+    g: &GlobalArgs,
+    rev: Option<&str>,
+) -> anyhow::Result<(Option<manifest::ManifestSet>, usize)> {
     let Loaded { set, diagnostics } = manifest::load_source(&source(g, rev))?;
     if !diagnostics.is_empty() {
         eprint!("{}", diagnostics.render(&prefix(g)));
@@ -402,7 +411,51 @@ fn load_or_report(
             diagnostics.error_count()
         );
     }
-    Ok(set)
+    Ok((set, diagnostics.warning_count()))
+}
+
+/// Whether a repository holds nothing the daemon would act on: no integration and no rule.
+/// Integrations alone are not empty: setting them up before the first rule is a real step.
+fn is_empty(set: &manifest::ManifestSet) -> bool {
+    set.integrations.is_empty() && set.rules.is_empty()
+}
+
+/// Why an empty repository is refused: the folder looked in and how to point elsewhere.
+fn empty_message(g: &GlobalArgs, rev: Option<&str>) -> String {
+    let mut folder = g.repo.clone();
+    if let Some(sub) = &g.path {
+        folder.push(sub);
+    }
+    let shown = std::fs::canonicalize(&folder).unwrap_or(folder);
+    let at = rev.map_or_else(String::new, |r| format!(" at revision {r}"));
+    format!(
+        "no integrations and no rules in {}{at} (looked in its integrations/ and rules/ folders): run supportopsd in the manifest repository, or point it there with --repo PATH (and --path SUBDIR for a folder inside it; or SUPPORTOPSD_REPO, SUPPORTOPSD_PATH); --allow-empty accepts an empty repository",
+        shown.display()
+    )
+}
+
+/// Loads manifests for `test` and `plan`, printing diagnostics to stderr; `None`, after saying
+/// why, when there were errors, when `strict` and there were warnings, or when the repository
+/// is empty ([`is_empty`]) and `allow_empty` is not set.
+fn load_checked(
+    g: &GlobalArgs,
+    rev: Option<&str>,
+    strict: bool,
+    allow_empty: bool,
+) -> anyhow::Result<Option<manifest::ManifestSet>> {
+    let (Some(set), warnings) = load_reporting(g, rev)? else {
+        return Ok(None);
+    };
+    // The warnings were printed above, as warnings; `--strict` makes them fail.
+    if strict && warnings > 0 {
+        eprintln!("error: {warnings} warning(s), which --strict treats as errors");
+        return Ok(None);
+    }
+    if !allow_empty && is_empty(&set) {
+        eprintln!("error: {}", empty_message(g, rev));
+        return Ok(None);
+    }
+    Ok(Some(set))
 }
 
 /// One line telling a reviewer what `validate` and `plan` (which run without the host policy)

@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use anyhow::Context as _;
 use clap::ValueEnum;
 
-use super::{Exit, GlobalArgs, load_or_report, state_dir};
+use super::{Exit, GlobalArgs, load_checked, load_or_report, state_dir};
 use crate::plan::{self, render};
 use crate::state::{State, Store};
 
@@ -33,6 +33,10 @@ pub struct Args {
     /// Also ask the platforms for drift (needs credentials and network).
     #[arg(long)]
     pub refresh: bool,
+    /// Accept a desired repository with no integrations and no rules (else an error: the
+    /// wrong folder).
+    #[arg(long)]
+    pub allow_empty: bool,
 }
 
 /// Output format of `plan`.
@@ -54,7 +58,7 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
         );
         return Ok(Exit::Failure);
     }
-    let Some(set) = load_or_report(g, args.rev.as_deref())? else {
+    let Some(set) = load_checked(g, args.rev.as_deref(), false, args.allow_empty)? else {
         return Ok(Exit::Failure);
     };
     // On stderr, so that the plan itself (JSON, a pull-request comment) stays as it is.

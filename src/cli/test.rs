@@ -1,8 +1,11 @@
-//! `supportopsd test`.
+//! `supportopsd test`: the rule test cases offline, reported as text, JSON or JUnit XML; the
+//! coverage bar, `--strict` and the empty-repository check.
 
 use std::io::IsTerminal;
 
-use super::{Exit, GlobalArgs, load_or_report};
+use clap::ValueEnum;
+
+use super::{Exit, GlobalArgs, ci_output, load_checked};
 use crate::testing;
 
 /// Run the rule test cases offline.
@@ -11,20 +14,41 @@ pub struct Args {
     /// Test a git revision instead of the working tree.
     #[arg(long, env = "SUPPORTOPSD_REV")]
     pub rev: Option<String>,
-    /// Fail when fewer than this percentage of enabled rules is exercised by some case.
+    /// Fail when fewer than this percentage of enabled rules is exercised by some case (a
+    /// repository with no enabled rule fails it: there is nothing to cover).
     #[arg(long, env = "SUPPORTOPSD_FAIL_UNDER", value_name = "PERCENT")]
     pub fail_under: Option<f64>,
-    /// Print the report as JSON.
-    #[arg(long)]
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Print the report as JSON (the same as `--format json`).
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
     /// Run only the case(s) of this name.
     #[arg(long, value_name = "NAME")]
     pub case: Option<String>,
+    /// Treat the manifests' warnings (a rule that can never fire) as errors.
+    #[arg(long)]
+    pub strict: bool,
+    /// Accept a repository with no integrations and no rules (else an error: the wrong folder).
+    #[arg(long)]
+    pub allow_empty: bool,
+}
+
+/// Output format of `test`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// For a terminal (coloured when it is one).
+    Text,
+    /// The report as JSON.
+    Json,
+    /// JUnit XML: a test suite per test file, a test case per case.
+    Junit,
 }
 
 /// Runs `test`.
 pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
-    let Some(set) = load_or_report(g, args.rev.as_deref())? else {
+    let Some(set) = load_checked(g, args.rev.as_deref(), args.strict, args.allow_empty)? else {
         return Ok(Exit::Failure);
     };
     if let Some(name) = &args.case
@@ -46,13 +70,21 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
         );
     }
     let report = testing::run_only(&set, args.case.as_deref());
-    // Coverage says nothing about one case: it is judged on full runs only.
+    // Coverage says nothing about one case: it is judged on full runs only. No rules to cover
+    // cannot pass a bar.
     let below = args.case.is_none()
         && args
             .fail_under
-            .is_some_and(|min| report.coverage() + 1e-9 < min);
-    if args.json {
+            .is_some_and(|min| report.rules_total == 0 || report.coverage() + 1e-9 < min);
+    let format = if args.json { Format::Json } else { args.format };
+    if format == Format::Json {
         super::emit(&(serde_json::to_string_pretty(&report)? + "\n"))?;
+    } else if format == Format::Junit {
+        let bar = args
+            .fail_under
+            .filter(|_| args.case.is_none())
+            .map(|min| ci_output::CoverageBar { min, failed: below });
+        super::emit(&ci_output::junit(&report, bar))?;
     } else {
         let color = std::io::stdout().is_terminal();
         let paint = |c: &str, s: &str| {
@@ -82,12 +114,7 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
             failed
         );
         if args.case.is_none() {
-            println!(
-                "rule coverage: {}/{} rules ({:.1}%)",
-                report.rules_exercised,
-                report.rules_total,
-                report.coverage()
-            );
+            println!("{}", ci_output::coverage_line(&report));
             for (id, file) in &report.uncovered {
                 println!("  not exercised: {id} ({file})");
             }
@@ -95,10 +122,16 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
         if let Some(min) = args.fail_under
             && below
         {
-            println!(
-                "error: rule coverage {:.1}% is below --fail-under {min}%",
-                report.coverage()
-            );
+            if report.rules_total == 0 {
+                println!(
+                    "error: no rules to cover, so rule coverage cannot reach --fail-under {min}%"
+                );
+            } else {
+                println!(
+                    "error: rule coverage {:.1}% is below --fail-under {min}%",
+                    report.coverage()
+                );
+            }
         }
     }
     Ok(if report.failed() > 0 || below {

@@ -1,6 +1,7 @@
 //! Diagnostics: every problem found in a manifest repository, collected across all files before
 //! anything is reported. A diagnostic holds a byte span; line and column are computed only when
-//! rendering `file:line:col: message`.
+//! rendering `file:line:col: message`. Each diagnostic carries a stable [`Code`] naming its kind
+//! (the rule id of SARIF, the check name of GitLab's Code Quality report).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -18,9 +19,134 @@ pub enum Severity {
     Warning,
 }
 
+/// The kind of a diagnostic: a stable id that CI systems group and track findings by. The ids
+/// never change meaning; a new kind gets a new id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Code {
+    /// A file that cannot be read as a manifest: too large, a symbolic link, not UTF-8.
+    FileUnreadable,
+    /// TOML syntax.
+    TomlSyntax,
+    /// A field the schema does not allow, a missing required field, a value of the wrong type.
+    Schema,
+    /// A secret written in plain text.
+    PlainSecret,
+    /// A secret reference that is malformed or names one of the daemon's own secrets.
+    SecretReference,
+    /// Two integrations, rules or test cases with one id or name.
+    DuplicateId,
+    /// A reference to an integration, rule, event, action or result field that does not exist.
+    UnknownReference,
+    /// An endpoint override that no host policy can allow.
+    Endpoint,
+    /// What a platform cannot do: deliver an event, take a section, perform an action.
+    Unsupported,
+    /// A trigger condition that does not compile.
+    Condition,
+    /// A template that does not parse or names what the event does not have.
+    Template,
+    /// An action parameter that is unknown, missing or of the wrong type.
+    Parameter,
+    /// A test case that cannot run or asserts nothing.
+    TestCase,
+    /// A rule that can never fire (a warning; an error under `validate --strict`).
+    NeverFires,
+    /// Anything else about a manifest.
+    Invalid,
+    /// The folder holds no integrations and no rules (the wrong folder, most likely).
+    EmptyRepository,
+}
+
+impl Code {
+    /// Every code, in a fixed order (SARIF's `rules` array).
+    pub const ALL: &'static [Code] = &[
+        Code::FileUnreadable,
+        Code::TomlSyntax,
+        Code::Schema,
+        Code::PlainSecret,
+        Code::SecretReference,
+        Code::DuplicateId,
+        Code::UnknownReference,
+        Code::Endpoint,
+        Code::Unsupported,
+        Code::Condition,
+        Code::Template,
+        Code::Parameter,
+        Code::TestCase,
+        Code::NeverFires,
+        Code::Invalid,
+        Code::EmptyRepository,
+    ];
+
+    /// The stable id (`toml-syntax`, `never-fires` …).
+    pub fn id(self) -> &'static str {
+        match self {
+            Code::FileUnreadable => "file-unreadable",
+            Code::TomlSyntax => "toml-syntax",
+            Code::Schema => "schema",
+            Code::PlainSecret => "plain-secret",
+            Code::SecretReference => "secret-reference",
+            Code::DuplicateId => "duplicate-id",
+            Code::UnknownReference => "unknown-reference",
+            Code::Endpoint => "endpoint",
+            Code::Unsupported => "unsupported",
+            Code::Condition => "condition",
+            Code::Template => "template",
+            Code::Parameter => "parameter",
+            Code::TestCase => "test-case",
+            Code::NeverFires => "never-fires",
+            Code::Invalid => "invalid",
+            Code::EmptyRepository => "empty-repository",
+        }
+    }
+
+    /// One sentence on what the kind means.
+    pub fn description(self) -> &'static str {
+        match self {
+            Code::FileUnreadable => {
+                "A file that cannot be read as a manifest: too large, a symbolic link, or not UTF-8."
+            }
+            Code::TomlSyntax => "The file is not valid TOML.",
+            Code::Schema => {
+                "A field the schema does not allow, a missing required field or a value of the wrong type."
+            }
+            Code::PlainSecret => {
+                "A secret written in plain text: seal it or reference it (env, file)."
+            }
+            Code::SecretReference => {
+                "A secret reference that is malformed or names one of the daemon's own secrets."
+            }
+            Code::DuplicateId => "Two integrations, rules or test cases share an id or name.",
+            Code::UnknownReference => {
+                "A reference to an integration, rule, event, action or result field that does not exist."
+            }
+            Code::Endpoint => "An endpoint override that no host policy can allow.",
+            Code::Unsupported => {
+                "Something the platform cannot do: deliver this event, take this section, perform actions."
+            }
+            Code::Condition => "A trigger condition that does not compile.",
+            Code::Template => {
+                "A template that does not parse, or names a field the event does not have."
+            }
+            Code::Parameter => "An action parameter that is unknown, missing or of the wrong type.",
+            Code::TestCase => "A test case that cannot run or asserts nothing.",
+            Code::NeverFires => {
+                "A rule that can never fire: its integration does not subscribe to its event."
+            }
+            Code::Invalid => "A manifest that is invalid in another way.",
+            Code::EmptyRepository => {
+                "No integrations and no rules where supportopsd looked: the wrong folder, most likely."
+            }
+        }
+    }
+}
+
 /// One problem at one place.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Diagnostic {
+    /// Its kind.
+    pub code: Code,
     /// File relative to the manifest root.
     pub file: String,
     /// Byte range in the file, when a place is known.
@@ -43,12 +169,19 @@ pub struct Diagnostics {
 /// A diagnostic with its position resolved, for JSON output.
 #[derive(Debug, Clone, Serialize)]
 pub struct Located<'a> {
+    /// Its kind's stable id.
+    pub code: &'static str,
     /// File relative to the manifest root.
     pub file: &'a str,
     /// 1-based line.
     pub line: usize,
-    /// 1-based column, in characters.
+    /// 1-based column, in characters (Unicode scalar values).
     pub column: usize,
+    /// 1-based line of the end of the span (the start's when no span is known).
+    pub end_line: usize,
+    /// 1-based column just past the span's end, in characters (exclusive, as SARIF's
+    /// `endColumn`); the start's when no span is known.
+    pub end_column: usize,
     /// Error or warning.
     pub severity: Severity,
     /// What is wrong.
@@ -63,6 +196,7 @@ impl Diagnostic {
     /// An error at `span` in `file`.
     pub fn error(file: &str, span: Option<Range<usize>>, message: impl Into<String>) -> Self {
         Diagnostic {
+            code: Code::Invalid,
             file: file.to_owned(),
             span,
             severity: Severity::Error,
@@ -77,6 +211,13 @@ impl Diagnostic {
             severity: Severity::Warning,
             ..Diagnostic::error(file, span, message)
         }
+    }
+
+    /// Names its kind.
+    #[must_use]
+    pub fn with_code(mut self, code: Code) -> Self {
+        self.code = code;
+        self
     }
 
     /// Adds a help line.
@@ -159,6 +300,13 @@ impl Diagnostics {
             .count()
     }
 
+    /// Turns every warning into an error (`--strict`).
+    pub fn warnings_as_errors(&mut self) {
+        for d in &mut self.items {
+            d.severity = Severity::Error;
+        }
+    }
+
     /// Whether there are none at all.
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
@@ -191,14 +339,21 @@ impl Diagnostics {
         self.sorted()
             .into_iter()
             .map(|d| {
-                let (line, column) = match &d.span {
-                    Some(span) => self.line_col(&d.file, span.start),
-                    None => (1, 1),
+                let ((line, column), (end_line, end_column)) = match &d.span {
+                    Some(span) => {
+                        let start = self.line_col(&d.file, span.start);
+                        let end = self.line_col(&d.file, span.end.max(span.start));
+                        (start, end)
+                    }
+                    None => ((1, 1), (1, 1)),
                 };
                 Located {
+                    code: d.code.id(),
                     file: &d.file,
                     line,
                     column,
+                    end_line,
+                    end_column,
                     severity: d.severity,
                     message: &d.message,
                     help: d.help.as_deref(),

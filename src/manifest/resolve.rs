@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::diagnostic::{Diagnostic, Diagnostics, did_you_mean};
+use super::diagnostic::{Code, Diagnostic, Diagnostics, did_you_mean};
 use super::model::{
     Compact, Credential, Expectation, Integration, Limits, ManifestSet, Params, Rule, RuleAction,
     TestCase, Trigger, Webhook,
@@ -184,27 +184,34 @@ fn parse_file<'a>(file: &'a RawFile, ds: &mut Vec<Diagnostic>) -> FileOutcome<'a
                     None,
                     format!("file is {n} bytes; manifests are limited to 1 MiB"),
                 )
-                .with_help("split it, or move large payloads into tests/fixtures/"),
+                .with_help("split it, or move large payloads into tests/fixtures/")
+                .with_code(Code::FileUnreadable),
             );
             return FileOutcome::Broken(None);
         }
         Contents::Symlink => {
-            ds.push(Diagnostic::error(
-                &file.path,
-                None,
-                "symbolic links are not followed; commit the file itself",
-            ));
+            ds.push(
+                Diagnostic::error(
+                    &file.path,
+                    None,
+                    "symbolic links are not followed; commit the file itself",
+                )
+                .with_code(Code::FileUnreadable),
+            );
             return FileOutcome::Broken(None);
         }
     };
     let text = match std::str::from_utf8(bytes) {
         Ok(t) => t,
         Err(e) => {
-            ds.push(Diagnostic::error(
-                &file.path,
-                Some(e.valid_up_to()..e.valid_up_to() + 1),
-                "file is not valid UTF-8",
-            ));
+            ds.push(
+                Diagnostic::error(
+                    &file.path,
+                    Some(e.valid_up_to()..e.valid_up_to() + 1),
+                    "file is not valid UTF-8",
+                )
+                .with_code(Code::FileUnreadable),
+            );
             return FileOutcome::Broken(None);
         }
     };
@@ -212,7 +219,7 @@ fn parse_file<'a>(file: &'a RawFile, ds: &mut Vec<Diagnostic>) -> FileOutcome<'a
     let (mut value, syntax) = spanned::parse(text);
     if !syntax.is_empty() {
         for e in syntax {
-            ds.push(Diagnostic::error(&file.path, e.span, e.message));
+            ds.push(Diagnostic::error(&file.path, e.span, e.message).with_code(Code::TomlSyntax));
         }
         return FileOutcome::Broken(id_of(&value));
     }
@@ -241,7 +248,11 @@ fn parse_file<'a>(file: &'a RawFile, ds: &mut Vec<Diagnostic>) -> FileOutcome<'a
         } else {
             spans_of().value(&v.pointer)
         };
-        ds.push(Diagnostic::error(&file.path, span, v.message).with_help_opt(v.help));
+        ds.push(
+            Diagnostic::error(&file.path, span, v.message)
+                .with_help_opt(v.help)
+                .with_code(Code::Schema),
+        );
     }
     if !schema_ok {
         return FileOutcome::Broken(id_of(&value));
@@ -283,7 +294,7 @@ fn parse_file<'a>(file: &'a RawFile, ds: &mut Vec<Diagnostic>) -> FileOutcome<'a
         }),
     };
     outcome.unwrap_or_else(|e| {
-        ds.push(Diagnostic::error(&file.path, None, e.to_string()));
+        ds.push(Diagnostic::error(&file.path, None, e.to_string()).with_code(Code::Schema));
         FileOutcome::Broken(id)
     })
 }
@@ -345,7 +356,8 @@ pub fn load(snapshot: &Snapshot) -> Loaded {
                         p.raw.id
                     ),
                 )
-                .with_help("integration ids are unique across the repository: rename one");
+                .with_help("integration ids are unique across the repository: rename one")
+                .with_code(Code::DuplicateId);
             cx.ds.push(d);
             continue;
         }
@@ -363,7 +375,8 @@ pub fn load(snapshot: &Snapshot) -> Loaded {
                 p.value_span("/id"),
                 format!("duplicate rule id `{}`: {first} declares it too", p.raw.id),
             )
-            .with_help("rule ids are unique across the repository: rename one");
+            .with_help("rule ids are unique across the repository: rename one")
+            .with_code(Code::DuplicateId);
             cx.ds.push(d);
             // Its own problems are reported all the same; it is not used.
             let _ = cx.rule(p);
@@ -432,7 +445,8 @@ fn check_plain_secrets<'s>(
                 Diagnostic::error(file, spans().value(&pointer), format!("`{field}` is a secret and must not be written in plain text"))
                     .with_help(format!(
                         "seal it: `supportopsd secret seal --integration {id} --field {field}` (value on stdin), then write `{field} = {{ sealed = \"sos1:…\" }}`; or use `{{ env = \"NAME\" }}` / `{{ file = \"NAME\" }}`"
-                    )),
+                    ))
+                    .with_code(Code::PlainSecret),
             );
             reported.push(pointer);
         }
@@ -501,7 +515,8 @@ impl Resolver {
                             p.key_span(pointer),
                             format!("the built-in {platform} platform takes no {what}: supportopsd emits its events itself"),
                         )
-                        .with_help(help.clone()),
+                        .with_help(help.clone())
+                        .with_code(Code::Unsupported),
                     );
                 }
             }
@@ -511,7 +526,7 @@ impl Resolver {
         {
             self.ds.push(p.error("/endpoint/base_url", why).with_help(
                 "an endpoint override may use http:// only for a loopback host; which hosts it may name at all is the daemon's host policy (`[endpoints] allow`), not the repository's",
-            ));
+            ).with_code(Code::Endpoint));
         }
         let mut credentials = BTreeMap::new();
         for (name, value) in &raw.credentials {
@@ -528,7 +543,7 @@ impl Resolver {
                         self.ds.push(
                             p.error(&pointer, format!("invalid secret reference: {e}")).with_help(
                                 "seal it again with `supportopsd secret seal`, or use `{ env = \"NAME\" }` / `{ file = \"NAME\" }`",
-                            ),
+                            ).with_code(Code::SecretReference),
                         );
                         continue;
                     }
@@ -551,7 +566,8 @@ impl Resolver {
                             &format!("/webhook/events/{i}"),
                             format!("{platform} cannot deliver `{e}` to a webhook"),
                         )
-                        .with_help(spec.description),
+                        .with_help(spec.description)
+                        .with_code(Code::Unsupported),
                     );
                 }
                 if let Some(spec) = d.event(e)
@@ -563,7 +579,8 @@ impl Resolver {
                             &format!("/webhook/events/{i}"),
                             format!("{platform} cannot deliver `{e}` with {}", delivery.mode),
                         )
-                        .with_help(why),
+                        .with_help(why)
+                        .with_code(Code::Unsupported),
                     );
                 }
             }
@@ -605,7 +622,7 @@ impl Resolver {
         if let Err(e) = r.check_reserved() {
             self.ds.push(p.error(pointer, format!("`{field}`: {e}")).with_help(
                 "give the integration a secret of its own: `{ env = \"NAME\" }`, `{ file = \"NAME\" }` (a LoadCredential= of its own) or a sealed value",
-            ));
+            ).with_code(Code::SecretReference));
         }
     }
 
@@ -619,18 +636,24 @@ impl Resolver {
     ) -> Option<(IntegrationId, PlatformKind)> {
         match (integration, platform) {
             (Some(_), Some(_)) => {
-                self.ds.push(p.error(
-                    &format!("{pointer}/platform"),
-                    "give either `integration` or `platform`, not both",
-                ));
+                self.ds.push(
+                    p.error(
+                        &format!("{pointer}/platform"),
+                        "give either `integration` or `platform`, not both",
+                    )
+                    .with_code(Code::Schema),
+                );
                 None
             }
             (None, None) => {
-                self.ds.push(Diagnostic::error(
-                    &p.file,
-                    p.key_span(pointer),
-                    "missing `integration` (or the `platform` shorthand)",
-                ));
+                self.ds.push(
+                    Diagnostic::error(
+                        &p.file,
+                        p.key_span(pointer),
+                        "missing `integration` (or the `platform` shorthand)",
+                    )
+                    .with_code(Code::Schema),
+                );
                 None
             }
             (Some(id), None) => {
@@ -645,7 +668,8 @@ impl Resolver {
                             .map(|s| format!("did you mean `{s}`?"));
                     self.ds.push(
                         p.error(&ptr, format!("unknown integration `{id}`"))
-                            .with_help_opt(help),
+                            .with_help_opt(help)
+                            .with_code(Code::UnknownReference),
                     );
                 }
                 None
@@ -665,8 +689,10 @@ impl Resolver {
                         if !self.broken_ids.is_empty() {
                             return None;
                         }
-                        self.ds
-                            .push(p.error(&ptr, format!("no {kind} integration is defined")));
+                        self.ds.push(
+                            p.error(&ptr, format!("no {kind} integration is defined"))
+                                .with_code(Code::UnknownReference),
+                        );
                         None
                     }
                     many => {
@@ -703,7 +729,8 @@ impl Resolver {
                     });
                 self.ds.push(
                     p.error(pointer, format!("unknown event `{name}` for {kind}"))
-                        .with_help_opt(help),
+                        .with_help_opt(help)
+                        .with_code(Code::UnknownReference),
                 );
                 None
             }
@@ -722,7 +749,8 @@ impl Resolver {
                 if !event.deliverable {
                     self.ds.push(
                         p.error("/trigger/event", format!("{platform} cannot deliver `{}` to supportopsd", event.name))
-                            .with_help(event.description),
+                            .with_help(event.description)
+                            .with_code(Code::Unsupported),
                     );
                 }
                 let delivery = self
@@ -734,7 +762,8 @@ impl Resolver {
                 {
                     self.ds.push(
                         p.error("/trigger/event", format!("{platform} cannot deliver `{}` with {}", event.name, d.mode))
-                            .with_help(why),
+                            .with_help(why)
+                            .with_code(Code::Unsupported),
                     );
                 }
                 if let Some(w) = self.integrations.get(&integration).and_then(|i| i.webhook.as_ref())
@@ -742,7 +771,8 @@ impl Resolver {
                 {
                     self.ds.push(
                         Diagnostic::warning(&p.file, p.value_span("/trigger/event"), format!("integration `{integration}` does not subscribe to `{}`: this rule never fires", event.name))
-                            .with_help(format!("add \"{}\" to `[webhook] events` in {}", event.name, self.integrations[&integration].file)),
+                            .with_help(format!("add \"{}\" to `[webhook] events` in {}", event.name, self.integrations[&integration].file))
+                            .with_code(Code::NeverFires),
                     );
                 }
                 Some((integration, platform, event, delivery))
@@ -767,7 +797,8 @@ impl Resolver {
                                 .or_else(|| p.value_span(&ptr)),
                             e.message,
                         );
-                        self.ds.push(d.with_help_opt(e.help));
+                        self.ds
+                            .push(d.with_help_opt(e.help).with_code(Code::Condition));
                     }
                     None
                 }
@@ -792,7 +823,8 @@ impl Resolver {
                             &format!("{ptr}/action"),
                             format!("the built-in {platform} platform performs no actions (it only emits supportopsd's own events)"),
                         )
-                        .with_help("trigger on its events, and act on another integration (e.g. `send_message` on Slack)"),
+                        .with_help("trigger on its events, and act on another integration (e.g. `send_message` on Slack)")
+                        .with_code(Code::Unsupported),
                     );
                     ok = false;
                     earlier.push(&UNRESOLVED_ACTION);
@@ -811,7 +843,8 @@ impl Resolver {
                         &format!("{ptr}/action"),
                         format!("unknown action `{}` for {platform}", a.action),
                     )
-                    .with_help_opt(help),
+                    .with_help_opt(help)
+                    .with_code(Code::UnknownReference),
                 );
                 ok = false;
                 earlier.push(&UNRESOLVED_ACTION);
@@ -830,16 +863,19 @@ impl Resolver {
                     for (rel, e) in errors {
                         let ptr = format!("{ptr}/parameters{rel}");
                         let span = p.value_span(&ptr).map(|s| offset_span(s, e.offset));
-                        self.ds.push(Diagnostic::error(
-                            &p.file,
-                            span,
-                            format!(
-                                "template syntax error: {}",
-                                e.message
-                                    .strip_prefix("syntax error: ")
-                                    .unwrap_or(&e.message)
-                            ),
-                        ));
+                        self.ds.push(
+                            Diagnostic::error(
+                                &p.file,
+                                span,
+                                format!(
+                                    "template syntax error: {}",
+                                    e.message
+                                        .strip_prefix("syntax error: ")
+                                        .unwrap_or(&e.message)
+                                ),
+                            )
+                            .with_code(Code::Template),
+                        );
                     }
                     ok = false;
                     earlier.push(spec);
@@ -850,8 +886,11 @@ impl Resolver {
                 let tptr = format!("{ptr}/parameters{rel}");
                 for e in t.static_limits() {
                     let span = p.value_span(&tptr).map(|s| offset_span(s, e.offset));
-                    self.ds
-                        .push(Diagnostic::error(&p.file, span, e.message).with_help_opt(e.help));
+                    self.ds.push(
+                        Diagnostic::error(&p.file, span, e.message)
+                            .with_help_opt(e.help)
+                            .with_code(Code::Template),
+                    );
                 }
             }
             if let Some((_, _, event, delivery)) = &trigger {
@@ -862,7 +901,8 @@ impl Resolver {
                         let help = e.help.clone().or_else(|| shape_help(&shape, &e.message));
                         self.ds.push(
                             Diagnostic::error(&p.file, p.value_span(&tptr), e.message)
-                                .with_help_opt(help),
+                                .with_help_opt(help)
+                                .with_code(Code::Template),
                         );
                     }
                     for (n, rest) in t.action_refs() {
@@ -927,7 +967,8 @@ impl Resolver {
                         "`actions[{n}]` is not an earlier action of this rule (this is action {i})"
                     ),
                 )
-                .with_help(help),
+                .with_help(help)
+                .with_code(Code::UnknownReference),
             );
             return;
         };
@@ -939,7 +980,8 @@ impl Resolver {
                     p.error(pointer, format!("`actions[{n}].{rest}` does not exist"))
                         .with_help(format!(
                             "an earlier action's output is `actions[{n}].result.<field>`"
-                        )),
+                        ))
+                        .with_code(Code::UnknownReference),
                 );
                 return;
             }
@@ -956,7 +998,8 @@ impl Resolver {
                 pointer,
                 format!("`{}` has no result field `{field}`", spec.name),
             )
-            .with_help(help),
+            .with_help(help)
+            .with_code(Code::UnknownReference),
         );
     }
 
@@ -986,13 +1029,16 @@ impl Resolver {
                         p.key_span(&ptr),
                         format!("unknown parameter `{name}` for {platform} {}", spec.name),
                     )
-                    .with_help_opt(help),
+                    .with_help_opt(help)
+                    .with_code(Code::Parameter),
                 );
                 continue;
             };
             if let Err(msg) = check_param(&ps.ty, value) {
-                self.ds
-                    .push(p.error(&ptr, format!("parameter `{name}`: {msg}")));
+                self.ds.push(
+                    p.error(&ptr, format!("parameter `{name}`: {msg}"))
+                        .with_code(Code::Parameter),
+                );
             }
         }
         for ps in spec.params.iter().filter(|x| x.required) {
@@ -1006,21 +1052,25 @@ impl Resolver {
                             ps.name, spec.name
                         ),
                     )
-                    .with_help(ps.description),
+                    .with_help(ps.description)
+                    .with_code(Code::Parameter),
                 );
             }
         }
         for group in spec.require_one_of {
             if !group.iter().any(|g| params.contains_key(*g)) {
-                self.ds.push(Diagnostic::error(
-                    &p.file,
-                    p.key_span(pointer).or_else(|| p.value_span(pointer)),
-                    format!(
-                        "{platform} {} needs one of {}",
-                        spec.name,
-                        names(group.iter().copied())
-                    ),
-                ));
+                self.ds.push(
+                    Diagnostic::error(
+                        &p.file,
+                        p.key_span(pointer).or_else(|| p.value_span(pointer)),
+                        format!(
+                            "{platform} {} needs one of {}",
+                            spec.name,
+                            names(group.iter().copied())
+                        ),
+                    )
+                    .with_code(Code::Parameter),
+                );
             }
         }
     }
@@ -1036,10 +1086,13 @@ impl Resolver {
         for (i, c) in p.raw.case.iter().enumerate() {
             let ptr = format!("/case/{i}");
             if !seen.insert(c.name.clone()) {
-                self.ds.push(p.error(
-                    &format!("{ptr}/name"),
-                    format!("duplicate test case name `{}`", c.name),
-                ));
+                self.ds.push(
+                    p.error(
+                        &format!("{ptr}/name"),
+                        format!("duplicate test case name `{}`", c.name),
+                    )
+                    .with_code(Code::DuplicateId),
+                );
             }
             let target = self.target(p, &ptr, c.integration.as_deref(), c.platform.as_deref());
             let event = target.as_ref().and_then(|(_, platform)| {
@@ -1050,15 +1103,18 @@ impl Resolver {
                     Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
                         Ok(v) => Some(v),
                         Err(e) => {
-                            self.ds.push(p.error(
-                                &format!("{ptr}/payload"),
-                                format!("fixture `{path}` is not valid JSON: {e}"),
-                            ));
+                            self.ds.push(
+                                p.error(
+                                    &format!("{ptr}/payload"),
+                                    format!("fixture `{path}` is not valid JSON: {e}"),
+                                )
+                                .with_code(Code::TestCase),
+                            );
                             None
                         }
                     },
                     Err(e) => {
-                        self.ds.push(p.error(&format!("{ptr}/payload"), e.to_string()).with_help("fixture paths are relative to the tests/ folder, e.g. \"fixtures/ticket.json\""));
+                        self.ds.push(p.error(&format!("{ptr}/payload"), e.to_string()).with_help("fixture paths are relative to the tests/ folder, e.g. \"fixtures/ticket.json\"").with_code(Code::TestCase));
                         None
                     }
                 },
@@ -1079,7 +1135,8 @@ impl Resolver {
                                 &format!("{eptr}/rule"),
                                 format!("unknown rule `{}`", e.rule),
                             )
-                            .with_help_opt(help),
+                            .with_help_opt(help)
+                            .with_code(Code::UnknownReference),
                         );
                     }
                     Some(rule) if !rule.actions.iter().any(|a| a.action.name == e.action) => {
@@ -1089,7 +1146,8 @@ impl Resolver {
                                 &format!("{eptr}/action"),
                                 format!("rule `{}` has no action `{}`", e.rule, e.action),
                             )
-                            .with_help(format!("its actions: {have}")),
+                            .with_help(format!("its actions: {have}"))
+                            .with_code(Code::UnknownReference),
                         );
                     }
                     None | Some(_) => {}
@@ -1101,15 +1159,19 @@ impl Resolver {
                 });
             }
             if c.expect_none && !c.expect.is_empty() {
-                self.ds.push(p.error(
-                    &format!("{ptr}/expect_none"),
-                    "`expect_none = true` contradicts the `expect` entries",
-                ));
+                self.ds.push(
+                    p.error(
+                        &format!("{ptr}/expect_none"),
+                        "`expect_none = true` contradicts the `expect` entries",
+                    )
+                    .with_code(Code::TestCase),
+                );
             }
             if !c.expect_none && c.expect.is_empty() {
                 self.ds.push(
                     Diagnostic::error(&p.file, p.value_span(&format!("{ptr}/name")), format!("test case `{}` expects nothing", c.name))
-                        .with_help("add `[[case.expect]]` entries, or `expect_none = true` if the event must trigger nothing"),
+                        .with_help("add `[[case.expect]]` entries, or `expect_none = true` if the event must trigger nothing")
+                        .with_code(Code::TestCase),
                 );
             }
             if let (Some((integration, platform)), Some(event), Some(payload)) =

@@ -13,6 +13,7 @@ mod attacks_plan;
 mod backup;
 mod bulk;
 mod check_platform;
+mod ci;
 mod console;
 mod console_browser;
 mod crash;
