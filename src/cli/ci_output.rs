@@ -251,21 +251,33 @@ pub(super) fn gitlab(ds: &[Located<'_>], prefix: &str) -> Value {
     Value::Array(issues)
 }
 
-/// Escapes text for XML content and attribute values. Characters XML 1.0 cannot carry at all
-/// (controls other than tab, LF and CR — a terminal colour code, say) become `\u{…}` text.
+/// Escapes text for an XML attribute value. Characters XML 1.0 cannot carry at all (controls
+/// other than tab, LF and CR — a terminal colour code, say) become `\u{…}` text.
 pub(super) fn xml_escape(s: &str) -> String {
+    escape(s, true)
+}
+
+/// Escapes text for XML element content: as [`xml_escape`], but line breaks and tabs stay as
+/// they are (a diff stays readable in the raw file); CR is written as a reference, since XML
+/// would turn a literal one into LF.
+pub(super) fn xml_text(s: &str) -> String {
+    escape(s, false)
+}
+
+fn escape(s: &str, attribute: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
+            '"' if attribute => out.push_str("&quot;"),
+            '\'' if attribute => out.push_str("&apos;"),
             // In attributes, literal newlines and tabs would be normalised to spaces.
-            '\n' => out.push_str("&#10;"),
+            '\n' if attribute => out.push_str("&#10;"),
+            '\t' if attribute => out.push_str("&#9;"),
             '\r' => out.push_str("&#13;"),
-            '\t' => out.push_str("&#9;"),
+            '\n' | '\t' => out.push(c),
             c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => {
                 let _ = write!(out, "\\u{{{:x}}}", c as u32);
             }
@@ -334,7 +346,7 @@ pub(super) fn junit(report: &Report, coverage: Option<CoverageBar>) -> String {
                         out,
                         "{open}>\n      <failure message=\"{}\" type=\"failure\">{}</failure>\n    </testcase>",
                         xml_escape(first),
-                        xml_escape(text)
+                        xml_text(text)
                     );
                 }
                 (None, false) => {
@@ -371,7 +383,7 @@ pub(super) fn junit(report: &Report, coverage: Option<CoverageBar>) -> String {
                 out,
                 "{open}>\n      <failure message=\"{}\" type=\"coverage\">{}</failure>\n    </testcase>",
                 xml_escape(&message),
-                xml_escape(&detail)
+                xml_text(&detail)
             );
         } else {
             let _ = writeln!(out, "{open}/>");
@@ -414,6 +426,7 @@ mod tests {
             "&lt;a href=&quot;x&quot;&gt;&amp;&apos;&lt;/a&gt;"
         );
         assert_eq!(xml_escape("a\nb\tc"), "a&#10;b&#9;c");
+        assert_eq!(xml_text("a\n\"b\"\r\t<c>"), "a\n\"b\"&#13;\t&lt;c&gt;");
         assert_eq!(xml_escape("\u{1b}[31mred"), "\\u{1b}[31mred");
         assert_eq!(xml_escape("é ✓"), "é ✓");
     }

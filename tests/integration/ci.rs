@@ -397,6 +397,29 @@ fn an_empty_repository_is_an_error_for_validate_test_and_plan() {
 }
 
 #[test]
+fn no_format_shows_a_plain_text_secret() {
+    let repo = TestRepo::new();
+    repo.file("integrations/slack.toml", SLACK).file(
+        "integrations/leak.toml",
+        "id = \"leak\"\nplatform = \"slack\"\n[credentials]\nbot_token = \"xoxb-super-secret-value\"\nsigning_secret = { env = \"S\" }\n",
+    );
+    for format in ["text", "json", "github", "sarif", "gitlab"] {
+        let out = repo.run(&["validate", "--format", format]);
+        assert_eq!(out.code, 1, "{format}");
+        assert!(
+            !out.stdout.contains("xoxb-super-secret-value") && !out.stderr.contains("xoxb-"),
+            "{format}: {}",
+            out.stdout
+        );
+        assert!(out.stdout.contains("plain"), "{format}: {}", out.stdout);
+    }
+    let v: Value =
+        serde_json::from_str(&repo.run(&["validate", "--format", "gitlab"]).stdout).expect("json");
+    assert_eq!(v[0]["check_name"], "plain-secret");
+    assert_eq!(v[0]["severity"], "critical");
+}
+
+#[test]
 fn strict_turns_warnings_into_errors() {
     let repo = warning_repo();
     let out = repo.run(&["validate"]);
@@ -465,11 +488,14 @@ fn supportopsd_commands(scripts: &[String]) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     for script in scripts {
         for line in script.lines() {
-            let line = line.trim();
+            let mut line = line.trim();
+            for prefix in ["if ! ", "if ", "! "] {
+                line = line.strip_prefix(prefix).unwrap_or(line);
+            }
             if !line.starts_with("supportopsd ") {
                 continue;
             }
-            let end = [" > ", " || ", " | ", " 2>"]
+            let end = [" > ", " || ", " | ", " 2>", "; then"]
                 .iter()
                 .filter_map(|cut| line.find(cut))
                 .min()
@@ -550,6 +576,7 @@ fn the_github_workflow_validates_tests_and_comments_the_plan() {
     let commands = check_commands("github/supportopsd.yml", &scripts);
     for expected in [
         "supportopsd validate --strict --format github",
+        "supportopsd validate --strict",
         "supportopsd test --strict --fail-under 90 --format junit",
         "supportopsd plan --base origin/$BASE_REF --format markdown --detailed-exitcode --fail-on-sensitive",
         "supportopsd plan --base origin/$BASE_REF --format markdown --detailed-exitcode --fail-on-sensitive --replay $SUPPORTOPSD_CORPUS",
@@ -675,4 +702,74 @@ fn the_github_workflow_passes_actionlint_where_it_is_installed() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+/// The four formats in full, for a reviewer: one error and one warning (`validate`), one
+/// failing case (`test`, times blanked).
+#[test]
+fn the_formats_in_full() {
+    let repo = warning_repo();
+    repo.file(
+        "rules/typo.toml",
+        &NEVER_FIRES
+            .replace("id = \"resolved\"", "id = \"typo\"")
+            .replace("ticket_resolved", "ticket_create"),
+    );
+    let github = repo.run(&["validate", "--format", "github"]);
+    insta::assert_snapshot!("github", github.stdout);
+    let mut sarif: Value =
+        serde_json::from_str(&repo.run(&["validate", "--format", "sarif"]).stdout).expect("json");
+    for field in ["version", "semanticVersion"] {
+        sarif["runs"][0]["tool"]["driver"][field] = Value::from("[version]");
+    }
+    insta::assert_json_snapshot!("sarif", sarif);
+    let gitlab: Value =
+        serde_json::from_str(&repo.run(&["validate", "--format", "gitlab"]).stdout).expect("json");
+    insta::assert_json_snapshot!("gitlab", gitlab);
+
+    let repo = TestRepo::new();
+    repo.file("integrations/freshdesk.toml", FRESHDESK)
+        .file("integrations/slack.toml", SLACK)
+        .file(
+            "rules/created.toml",
+            &NEVER_FIRES
+                .replace("id = \"resolved\"", "id = \"created\"")
+                .replace("ticket_resolved", "ticket_created"),
+        )
+        .file(
+            "tests/created.toml",
+            r##"[[case]]
+name = "a ticket reaches <slack> & \"#created\""
+integration = "freshdesk-main"
+event = "ticket_created"
+payload = "fixtures/urgent.json"
+[[case.expect]]
+rule = "created"
+action = "send_message"
+parameters = { channel = "#resolved", message = "Printer on fire in the Leeds office" }
+
+[[case]]
+name = "a wrong expectation"
+integration = "freshdesk-main"
+event = "ticket_created"
+payload = "fixtures/urgent.json"
+[[case.expect]]
+rule = "created"
+action = "send_message"
+parameters = { channel = "#resolved", message = "Printer on fire in the <Leeds> & 'York' office" }
+"##,
+        );
+    repo.file(
+        "tests/fixtures/urgent.json",
+        &std::fs::read_to_string(
+            crate::support::examples_repo().join("tests/fixtures/freshdesk-ticket-urgent.json"),
+        )
+        .expect("fixture"),
+    );
+    let out = repo.run(&["test", "--format", "junit", "--fail-under", "100"]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    let suites = junit(&out.stdout);
+    assert_eq!(suites[0].2, 1, "{}", out.stdout);
+    let times = regex::Regex::new(r#"time="[0-9.]+""#).expect("regex");
+    insta::assert_snapshot!("junit", times.replace_all(&out.stdout, "time=\"…\""));
 }
