@@ -620,6 +620,14 @@ fn the_gitlab_pipeline_reports_code_quality_and_junit() {
         y["test"]["artifacts"]["reports"]["junit"].as_str(),
         Some("supportopsd-junit.xml")
     );
+    assert!(
+        y["workflow"]["rules"].is_sequence(),
+        "one pipeline per change"
+    );
+    assert_eq!(
+        y["stages"],
+        serde_yaml_ng::from_str::<serde_yaml_ng::Value>("[check, plan]").expect("yaml")
+    );
     let rules = strings(&y["plan"]["rules"][0]["if"]);
     assert_eq!(rules, ["$CI_PIPELINE_SOURCE == \"merge_request_event\""]);
     let mut scripts = Vec::new();
