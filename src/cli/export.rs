@@ -83,11 +83,16 @@ fn query_string(q: &Query) -> String {
 /// Reads a written corpus back: every line must be the header or a record.
 fn check_corpus(file: &Path) -> anyhow::Result<Summary> {
     let f = File::open(file).with_context(|| format!("reading {}", file.display()))?;
-    let reader =
-        Reader::new(BufReader::new(f)).context("what the daemon sent is not an event corpus")?;
+    let unreadable = || {
+        format!(
+            "what was written to {} is not an event corpus",
+            file.display()
+        )
+    };
+    let reader = Reader::new(BufReader::new(f)).with_context(unreadable)?;
     let mut summary = Summary::default();
     for record in reader {
-        let record = record.context("what the daemon sent is not an event corpus")?;
+        let record = record.with_context(unreadable)?;
         summary.add(&record);
     }
     Ok(summary)

@@ -1,6 +1,6 @@
 //! The route table of the HTTP server: every route as data ([`ROUTES`]: method, path template
 //! as the OpenAPI document writes it, and what serves it), and the one matcher ([`resolve`])
-//! the operator API and the streamed backup dispatch through.
+//! the operator API and the streamed answers (the backup, the events export) dispatch through.
 //!
 //! Guarantees:
 //!
