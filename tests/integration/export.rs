@@ -314,6 +314,31 @@ async fn a_corpus_through_the_api_with_the_read_token_and_from_the_stopped_state
         "a temporary file was left behind"
     );
 
+    // While the daemon holds the state, asking the state names the command to run instead.
+    let held = out_dir.path().join("held.jsonl");
+    let out = repo.run_with(
+        &[
+            "--state",
+            state.path().to_str().unwrap(),
+            "events",
+            "export",
+            "--out",
+            held.to_str().unwrap(),
+            "--url",
+            "http://127.0.0.1:1",
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("supportopsd events export --out"),
+        "{}",
+        out.stderr
+    );
+    assert!(!held.exists());
+    assert_eq!(std::fs::read_dir(out_dir.path()).unwrap().count(), 2);
+
     // From the stopped daemon's state (nothing answers at --url): the same records.
     daemon.terminate().await;
     let offline = out_dir.path().join("offline.jsonl");
