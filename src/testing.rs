@@ -15,7 +15,8 @@ use crate::platforms::{EventSpec, PlatformKind, context};
 /// The key of a fixture's payload that holds what the enrichment step would fetch (objects
 /// merged into the normalised event's, e.g. `{"comment": {"body": "…"}}`): a Zendesk trigger
 /// delivery carries no free text, so a case of a rule that reads `comment.body` gives it here.
-pub const ENRICHED_KEY: &str = "supportopsd_enriched";
+/// The same key as an event corpus record's ([`crate::event::corpus::ENRICHED_KEY`]).
+pub use crate::event::corpus::ENRICHED_KEY;
 
 /// One action a rule produced for a case.
 #[derive(Debug, Clone, PartialEq, Serialize)]
