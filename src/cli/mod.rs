@@ -11,6 +11,7 @@ pub mod explain;
 pub mod fixture;
 pub mod history;
 pub mod notion;
+pub mod pause;
 pub mod pin;
 pub mod plan;
 pub mod redeliver;
@@ -116,6 +117,12 @@ pub enum Command {
     Pin(pin::PinArgs),
     /// Release a pin.
     Unpin(pin::UnpinArgs),
+    /// Pause a rule (it matches nothing) or an integration (its actions wait in the queue),
+    /// kept across restarts until resumed.
+    Pause(pause::PauseArgs),
+    /// Resume a paused rule or integration (its queued actions run, or are dropped with
+    /// --drop-queued).
+    Resume(pause::ResumeArgs),
     /// Probe a real platform account read-only: what matches the connector's assumptions and
     /// what does not (0 all match, 1 some differ, 2 could not run).
     CheckPlatform(check_platform::Args),
@@ -186,6 +193,8 @@ fn run_command(cli: &Cli) -> anyhow::Result<Exit> {
         Command::State(cmd) => state::run(cmd, g),
         Command::Pin(args) => pin::pin(args, g),
         Command::Unpin(args) => pin::unpin(args, g),
+        Command::Pause(args) => pause::pause(args, g),
+        Command::Resume(args) => pause::resume(args, g),
         Command::CheckPlatform(args) => check_platform::run(args, g),
     }
 }
@@ -294,6 +303,8 @@ fn held_advice(command: &Command) -> String {
         Command::Events(events::Command::Explain(args)) => Some(args.target.base()),
         Command::Pin(args) => Some(args.target.base()),
         Command::Unpin(args) => Some(args.target.base()),
+        Command::Pause(args) => Some(args.target.base()),
+        Command::Resume(args) => Some(args.target.base()),
         _ => None,
     };
     let (url, nothing_there) = match tried {
@@ -343,6 +354,30 @@ fn held_advice(command: &Command) -> String {
         )),
         Command::Pin(args) => through(format!("supportopsd pin {} --url {url}", args.rev)),
         Command::Unpin(_) => through(format!("supportopsd unpin --url {url}")),
+        Command::Pause(args) => {
+            let (kind, id) = (
+                args.which.rule.as_deref().map_or("integration", |_| "rule"),
+                args.which
+                    .rule
+                    .as_deref()
+                    .or(args.which.integration.as_deref())
+                    .unwrap_or("ID"),
+            );
+            through(format!(
+                "supportopsd pause --{kind} {id} --reason '…' --url {url}"
+            ))
+        }
+        Command::Resume(args) => {
+            let (kind, id) = (
+                args.which.rule.as_deref().map_or("integration", |_| "rule"),
+                args.which
+                    .rule
+                    .as_deref()
+                    .or(args.which.integration.as_deref())
+                    .unwrap_or("ID"),
+            );
+            through(format!("supportopsd resume --{kind} {id} --url {url}"))
+        }
         Command::State(state::Command::Backup(args)) => through(format!(
             "supportopsd state backup --to {} --url {url}",
             args.to.display()
