@@ -171,6 +171,18 @@ async fn paused_rules_and_integrations_hold_under_a_stream_across_a_restart_and_
         rule["note"],
         "paused (posting in a loop, incident 42): no job was created"
     );
+    // So does `events show`.
+    let (code, out, err) = cli(
+        repo.path(),
+        state.path(),
+        &["events", "show", &id, "--url", &daemon.url],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("zendesk-to-slack             PAUSED"), "{out}");
+    assert!(
+        out.contains("paused (posting in a loop, incident 42): no job was created"),
+        "{out}"
+    );
     // Status lists both holds, rules first.
     let holds = s["holds"].as_array().unwrap();
     assert_eq!(holds.len(), 2, "{s}");
@@ -360,6 +372,27 @@ async fn drop_queued_dead_letters_and_counts_and_only_the_admin_token_pauses() {
     assert_eq!(plan["holds"][0]["reason"], "flood");
     assert_eq!(plan["holds_from"], format!("daemon at {}", daemon.url));
 
+    // The console shows it to the read-only token: overview, integration and rule pages.
+    let (http, cookie) = console(&daemon).await;
+    for (path, want) in [
+        ("/ui/", "id=\"holds\""),
+        ("/ui/integrations/slack-main", "id=\"paused\""),
+    ] {
+        let html = ui(&http, &cookie, &daemon, path).await;
+        assert!(html.contains(want), "{path}: {html}");
+        assert!(html.contains("flood"), "{path}");
+        assert!(
+            html.contains("supportopsd resume --integration slack-main"),
+            "{path}"
+        );
+        assert!(!html.contains(ADMIN) && !html.contains(BOT_TOKEN), "{path}");
+    }
+    let html = ui(&http, &cookie, &daemon, "/ui/rules/freshdesk-to-slack").await;
+    assert!(
+        !html.contains("id=\"paused\""),
+        "only the integration is paused"
+    );
+
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     assert_eq!(status(&daemon).await["queue_depth"], 5);
     let (code, v) = post(
@@ -431,5 +464,47 @@ async fn drop_queued_dead_letters_and_counts_and_only_the_admin_token_pauses() {
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     assert_eq!(status(&daemon).await["queue_depth"], 0);
     assert!(sent(&fake).is_empty());
+    let (http, cookie) = console(&daemon).await;
+    let html = ui(&http, &cookie, &daemon, "/ui/rules/freshdesk-to-slack").await;
+    assert!(html.contains("id=\"paused\""), "{html}");
+    assert!(html.contains("offline brake"), "{html}");
+    let html = ui(&http, &cookie, &daemon, "/ui/rules").await;
+    assert!(html.contains("badge warn\">paused"), "{html}");
     daemon.terminate().await;
+}
+
+/// A console session with the read-only token: the client and the cookie.
+async fn console(daemon: &Daemon) -> (reqwest::Client, String) {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = http
+        .post(format!("{}/ui/login", daemon.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={READ}&next=%2Fui%2F"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    (http, cookie)
+}
+
+/// A console page's HTML.
+async fn ui(http: &reqwest::Client, cookie: &str, daemon: &Daemon, path: &str) -> String {
+    http.get(format!("{}{path}", daemon.url))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
