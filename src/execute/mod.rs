@@ -230,7 +230,7 @@ async fn enrich(rt: &Runtime, job: &Job) -> Outcome {
         Err(e) => return retry_later(rt, job, &format!("reading the event: {e}"), None),
     };
     if rt.holds().integration(event.integration.as_str()).is_some() {
-        return hold_back(rt, std::slice::from_ref(job));
+        return hold_back(rt, std::slice::from_ref(job), event.integration.as_str());
     }
     let connector = match active.connector(&event.integration) {
         Ok(c) => c.clone(),
@@ -602,7 +602,7 @@ async fn step_through(rt: &Runtime, job: &mut Job) -> Outcome {
     let steps = rule.actions.len();
     while let Some(action) = rule.actions.get(job.step) {
         if held(rt, &job.rule, action.integration.as_str()) {
-            return hold_back(rt, std::slice::from_ref(job));
+            return hold_back(rt, std::slice::from_ref(job), action.integration.as_str());
         }
         let check = match action.platform.descriptor().resend(action.action.name) {
             Resend::Duplicates { check } => Some(check),
@@ -692,7 +692,7 @@ async fn run_batch(rt: &Runtime, active: &Arc<Active>, jobs: Vec<Job>) {
             continue;
         };
         if held(rt, &job.rule, action.integration.as_str()) {
-            hold_back(rt, std::slice::from_ref(&job));
+            hold_back(rt, std::slice::from_ref(&job), action.integration.as_str());
             continue;
         }
         let base = match job_context(rt, &job) {
@@ -819,10 +819,12 @@ fn held(rt: &Runtime, rule: &str, integration: &str) -> bool {
     rt.holds().holding(rule, integration).is_some()
 }
 
-/// Puts jobs a runtime hold keeps back into the queue without an attempt counted, looked at
-/// again after [`HOLD_RECHECK`] unless a resume wakes them first: a pause never burns retries,
-/// dead-letters, or keeps a worker (or the leasing loop) busy.
-fn hold_back(rt: &Runtime, jobs: &[Job]) -> Outcome {
+/// Puts jobs a runtime hold keeps back (their next request goes to `integration`) into the
+/// queue without an attempt counted, looked at again after [`HOLD_RECHECK`] unless a resume
+/// wakes them first: a pause never burns retries, dead-letters, or keeps a worker (or the
+/// leasing loop) busy. A job whose hold was released while it was being put back (the resume's
+/// wake skipped it: it was leased) is woken here.
+fn hold_back(rt: &Runtime, jobs: &[Job], integration: &str) -> Outcome {
     let wait_ms = u64::try_from(HOLD_RECHECK.as_millis()).unwrap_or(u64::MAX);
     let due = now_ms().saturating_add(wait_ms);
     for job in jobs {
@@ -832,6 +834,16 @@ fn hold_back(rt: &Runtime, jobs: &[Job]) -> Outcome {
             }
             Err(e) => {
                 tracing::error!(job = job.id, error = %e, "Putting a paused job back failed; it is looked at again after its lease.");
+                continue;
+            }
+        }
+        if !held(rt, &job.rule, integration) {
+            match rt.store.wake(job.id, now_ms()) {
+                Ok(true) => rt.work.notify_one(),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(job = job.id, error = %e, "Waking a resumed job failed; it runs within a minute.");
+                }
             }
         }
     }
