@@ -354,30 +354,19 @@ fn held_advice(command: &Command) -> String {
         )),
         Command::Pin(args) => through(format!("supportopsd pin {} --url {url}", args.rev)),
         Command::Unpin(_) => through(format!("supportopsd unpin --url {url}")),
-        Command::Pause(args) => {
-            let (kind, id) = (
-                args.which.rule.as_deref().map_or("integration", |_| "rule"),
-                args.which
-                    .rule
-                    .as_deref()
-                    .or(args.which.integration.as_deref())
-                    .unwrap_or("ID"),
-            );
-            through(format!(
-                "supportopsd pause --{kind} {id} --reason '…' --url {url}"
-            ))
-        }
-        Command::Resume(args) => {
-            let (kind, id) = (
-                args.which.rule.as_deref().map_or("integration", |_| "rule"),
-                args.which
-                    .rule
-                    .as_deref()
-                    .or(args.which.integration.as_deref())
-                    .unwrap_or("ID"),
-            );
-            through(format!("supportopsd resume --{kind} {id} --url {url}"))
-        }
+        Command::Pause(args) => through(format!(
+            "supportopsd pause {} --reason '…' --url {url}",
+            args.which.flag()
+        )),
+        Command::Resume(args) => through(format!(
+            "supportopsd resume {}{} --url {url}",
+            args.which.flag(),
+            if args.drop_queued {
+                " --drop-queued"
+            } else {
+                ""
+            }
+        )),
         Command::State(state::Command::Backup(args)) => through(format!(
             "supportopsd state backup --to {} --url {url}",
             args.to.display()

@@ -26,6 +26,12 @@ pub struct Which {
 }
 
 impl Which {
+    /// The flag as typed: `--rule R` or `--integration I`.
+    pub fn flag(&self) -> String {
+        let (kind, id) = self.get();
+        format!("--{} {id}", kind.as_str())
+    }
+
     fn get(&self) -> (HoldKind, &str) {
         match (&self.rule, &self.integration) {
             (Some(r), _) => (HoldKind::Rule, r.as_str()),

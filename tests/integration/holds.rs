@@ -432,6 +432,32 @@ async fn drop_queued_dead_letters_and_counts_and_only_the_admin_token_pauses() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("was not paused"), "{out}");
 
+    // Where nothing answers while the daemon holds the state: what to run instead.
+    let (code, _, err) = cli(
+        repo.path(),
+        state.path(),
+        &[
+            "pause",
+            "--rule",
+            "freshdesk-to-slack",
+            "--reason",
+            "x",
+            "--url",
+            "http://127.0.0.1:9",
+        ],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("in use by another supportopsd process"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "`supportopsd pause --rule freshdesk-to-slack --reason '…' --url http://127.0.0.1:8080`"
+        ),
+        "{err}"
+    );
+
     // Paused without a daemon: written into the state, which plan reads and the daemon holds.
     daemon.terminate().await;
     let (code, out, err) = cli(
