@@ -144,6 +144,7 @@ fn no_module_imports_from_a_layer_above_it() {
 const STORE_OPENERS: &[&str] = &[
     "runtime",
     "cli::events",
+    "cli::pause",
     "cli::pin",
     "cli::plan",
     "cli::status",

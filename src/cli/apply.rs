@@ -44,6 +44,7 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
         fail_on_sensitive: false,
         refresh: false,
         allow_empty: args.allow_empty,
+        url: None,
     };
     if super::plan::run(&plan_args, g)? == Exit::Failure {
         return Ok(Exit::Failure);

@@ -276,6 +276,7 @@ pub fn render_trace(v: &Value) -> String {
             "no_match" => "no match",
             "disabled" => "disabled",
             "loop_guard" => "loop guard (supportopsd's own event)",
+            "paused" => "PAUSED  ",
             other => other,
         };
         let ran = if rule["ran"].as_bool() == Some(true) {
@@ -284,6 +285,10 @@ pub fn render_trace(v: &Value) -> String {
             ""
         };
         out.push_str(&format!("  {:<28} {mark}{ran}\n", s(&rule, "rule")));
+        // A runtime hold kept it from the delivery (`supportopsd pause`).
+        if let Some(note) = rule["note"].as_str() {
+            out.push_str(&format!("      {note}\n"));
+        }
         // Why a rule did not match: the conditions that failed, with the values seen
         // (`events explain ID` shows the whole tree).
         if rule["matched"].as_bool() != Some(true) {

@@ -13,6 +13,7 @@ pub mod export;
 pub mod fixture;
 pub mod history;
 pub mod notion;
+pub mod pause;
 pub mod pin;
 pub mod plan;
 pub mod redeliver;
@@ -118,6 +119,12 @@ pub enum Command {
     Pin(pin::PinArgs),
     /// Release a pin.
     Unpin(pin::UnpinArgs),
+    /// Pause a rule (it matches nothing) or an integration (its actions wait in the queue),
+    /// kept across restarts until resumed.
+    Pause(pause::PauseArgs),
+    /// Resume a paused rule or integration (its queued actions run, or are dropped with
+    /// --drop-queued).
+    Resume(pause::ResumeArgs),
     /// Probe a real platform account read-only: what matches the connector's assumptions and
     /// what does not (0 all match, 1 some differ, 2 could not run).
     CheckPlatform(check_platform::Args),
@@ -188,6 +195,8 @@ fn run_command(cli: &Cli) -> anyhow::Result<Exit> {
         Command::State(cmd) => state::run(cmd, g),
         Command::Pin(args) => pin::pin(args, g),
         Command::Unpin(args) => pin::unpin(args, g),
+        Command::Pause(args) => pause::pause(args, g),
+        Command::Resume(args) => pause::resume(args, g),
         Command::CheckPlatform(args) => check_platform::run(args, g),
     }
 }
@@ -297,6 +306,8 @@ fn held_advice(command: &Command) -> String {
         Command::Events(events::Command::Explain(args)) => Some(args.target.base()),
         Command::Pin(args) => Some(args.target.base()),
         Command::Unpin(args) => Some(args.target.base()),
+        Command::Pause(args) => Some(args.target.base()),
+        Command::Resume(args) => Some(args.target.base()),
         _ => None,
     };
     let (url, nothing_there) = match tried {
@@ -350,6 +361,19 @@ fn held_advice(command: &Command) -> String {
         )),
         Command::Pin(args) => through(format!("supportopsd pin {} --url {url}", args.rev)),
         Command::Unpin(_) => through(format!("supportopsd unpin --url {url}")),
+        Command::Pause(args) => through(format!(
+            "supportopsd pause {} --reason '…' --url {url}",
+            args.which.flag()
+        )),
+        Command::Resume(args) => through(format!(
+            "supportopsd resume {}{} --url {url}",
+            args.which.flag(),
+            if args.drop_queued {
+                " --drop-queued"
+            } else {
+                ""
+            }
+        )),
         Command::State(state::Command::Backup(args)) => through(format!(
             "supportopsd state backup --to {} --url {url}",
             args.to.display()

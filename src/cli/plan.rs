@@ -37,6 +37,11 @@ pub struct Args {
     /// wrong folder).
     #[arg(long)]
     pub allow_empty: bool,
+    /// With `--base`: a running daemon to read the runtime holds (paused rules and
+    /// integrations) from [default: $SUPPORTOPSD_URL when set; else they are not shown].
+    /// Without `--base` they are read from the state.
+    #[arg(long)]
+    pub url: Option<String>,
 }
 
 /// Output format of `plan`.
@@ -68,33 +73,47 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
     let desired = plan::desired(&set);
     let to = set.revision.to_string();
     drop(set);
-    let (current, from) = match &args.base {
+    let (current, from, holds) = match &args.base {
         Some(base) => {
             let Some(base_set) = load_or_report(g, Some(base))? else {
                 eprintln!("error: the base revision {base} does not validate");
                 return Ok(Exit::Failure);
             };
-            (plan::desired(&base_set), base_set.revision.to_string())
+            (
+                plan::desired(&base_set),
+                base_set.revision.to_string(),
+                daemon_holds(args.url.as_deref()),
+            )
         }
         None => {
             let dir = state_dir(g);
             match Store::open_existing(&dir)
                 .with_context(|| format!("reading state at {}", dir.display()))?
             {
-                None => (BTreeMap::new(), "empty state".to_owned()),
+                None => (
+                    BTreeMap::new(),
+                    "empty state".to_owned(),
+                    (Vec::new(), Some("state".to_owned())),
+                ),
                 Some(store) => {
                     let store: &dyn State = &store;
+                    let holds = store.holds()?;
+                    let holds = (
+                        holds.iter().map(plan::RuntimeHold::of).collect(),
+                        Some("state".to_owned()),
+                    );
                     let applied = store.applied()?;
                     let label = match store.applied_revision()? {
                         Some(rev) => format!("state (applied {})", &rev[..12.min(rev.len())]),
                         None => "state (nothing applied)".to_owned(),
                     };
-                    (plan::from_state(&applied), label)
+                    (plan::from_state(&applied), label, holds)
                 }
             }
         }
     };
-    let plan = plan::diff(&desired, &current, from, to);
+    let mut plan = plan::diff(&desired, &current, from, to);
+    (plan.holds, plan.holds_from) = holds;
     let out = match args.format {
         Format::Text => render::text(&plan, std::io::stdout().is_terminal()),
         Format::Json => render::json(&plan),
@@ -102,6 +121,38 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
     };
     super::emit(&out)?;
     Ok(exit_code(args, &plan))
+}
+
+/// The runtime holds of the daemon at `url` (else `$SUPPORTOPSD_URL`), read with
+/// `GET /api/holds`; nothing (and `None`: not read) when neither is given or it does not
+/// answer 200 (said on stderr).
+fn daemon_holds(url: Option<&str>) -> (Vec<plan::RuntimeHold>, Option<String>) {
+    let env = std::env::var("SUPPORTOPSD_URL")
+        .ok()
+        .filter(|v| !v.is_empty());
+    let Some(base) = url.map(str::to_owned).or(env) else {
+        return (Vec::new(), None);
+    };
+    let base = super::daemon_url(Some(&base));
+    let answer = super::api_call(reqwest::Method::GET, &format!("{base}/api/holds"));
+    let Ok(Some((200, v))) = answer else {
+        eprintln!("note: the runtime holds are not shown: the daemon at {base} did not answer");
+        return (Vec::new(), None);
+    };
+    let holds = v["holds"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| plan::RuntimeHold {
+            kind: h["kind"].as_str().unwrap_or_default().to_owned(),
+            id: h["id"].as_str().unwrap_or_default().to_owned(),
+            reason: h["reason"].as_str().unwrap_or_default().to_owned(),
+            by: h["by"].as_str().unwrap_or_default().to_owned(),
+            since_ms: h["since_ms"].as_u64().unwrap_or(0),
+            since_at: h["since_at"].as_str().unwrap_or_default().to_owned(),
+        })
+        .collect();
+    (holds, Some(format!("daemon at {base}")))
 }
 
 /// What to run instead of `plan` against a state a running daemon holds (sled admits one

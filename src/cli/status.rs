@@ -99,9 +99,15 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
                 })
                 .collect();
             let pin = store.pin()?;
+            let holds: Vec<_> = store
+                .holds()?
+                .iter()
+                .map(crate::runtime::holds::hold_json)
+                .collect();
             let v = serde_json::json!({
                 "applied_revision": store.applied_revision()?,
                 "pinned": pin,
+                "holds": holds,
                 "integrations": integrations,
                 "queue_depth": store.queue_depth(),
                 "dead_letters": store.dead_depth(),
@@ -144,6 +150,19 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
         );
     }
     let now = crate::runtime::now_ms();
+    for h in v["holds"].as_array().into_iter().flatten() {
+        let since = h["since_ms"].as_u64().unwrap_or(0);
+        println!(
+            "paused {} {} since {} ({}): {} — by {} (`{}` takes it off)",
+            h["kind"].as_str().unwrap_or("?"),
+            h["id"].as_str().unwrap_or("?"),
+            crate::platforms::supportopsd::events::rfc3339_ms(since),
+            ago(now.saturating_sub(since)),
+            h["reason"].as_str().unwrap_or(""),
+            h["by"].as_str().unwrap_or("?"),
+            h["resume"].as_str().unwrap_or("supportopsd resume"),
+        );
+    }
     for i in v["integrations"].as_array().into_iter().flatten() {
         let since = i["health"]["since_ms"].as_u64().filter(|s| *s > 0);
         let age = since

@@ -18,10 +18,11 @@ use crate::manifest::{Credential, Integration, IntegrationId, Rule};
 use crate::platforms::{ActionCall, ActionSpec, PlatformError};
 use crate::runtime::gate::Paused;
 use crate::runtime::health;
+use crate::runtime::holds::{check_reason, hold_json};
 use crate::runtime::stats::{ActionOutcome, Count, RULE_OPERATOR};
 use crate::runtime::{Active, Runtime, now_ms};
 use crate::state::{
-    AuditKind, EventId, HealthRecord, MINUTE_MS, MinuteTotals, RegistrationRecord, State,
+    AuditKind, EventId, HealthRecord, HoldKind, MINUTE_MS, MinuteTotals, RegistrationRecord, State,
 };
 use crate::webhook::{Reply, reply};
 
@@ -394,10 +395,9 @@ pub fn integration(rt: &Runtime, id: &str) -> Reply {
         .collect();
     let health = health_of(rt, id);
     let registration = registration_of(rt, id);
-    json_reply(
-        StatusCode::OK,
-        integration_json(rt, active, i, health.as_ref(), registration.as_ref(), &mine),
-    )
+    let mut v = integration_json(rt, active, i, health.as_ref(), registration.as_ref(), &mine);
+    v["paused"] = rt.holds().integration(id).map_or(Value::Null, hold_json);
+    json_reply(StatusCode::OK, v)
 }
 
 /// `GET /api/integrations/{id}/health`.
@@ -968,6 +968,7 @@ pub fn rule(rt: &Runtime, id: &str) -> Reply {
         return not_found("rule", id);
     };
     let mut v = rule_summary(r);
+    v["paused"] = rt.holds().rule(id).map_or(Value::Null, hold_json);
     v["trigger"]["conditions"] = Value::Object(r.trigger.conditions_source());
     if let Some(actions) = v["actions"].as_array_mut() {
         for (out, a) in actions.iter_mut().zip(&r.actions) {
@@ -1698,11 +1699,23 @@ where
             ),
         );
     }
-    let matched: Vec<String> = active
+    let mut matched: Vec<String> = active
         .matching(&event, &event.context_view(), from_self)
         .iter()
         .map(|r| r.id.to_string())
         .collect();
+    // Runtime holds: a paused rule matches nothing, redelivered or not.
+    let paused = rt.holds().take_paused(&mut matched);
+    if let Some(r) = &rule
+        && let Some((_, reason)) = paused.iter().find(|(p, _)| p == r)
+    {
+        return error(
+            StatusCode::CONFLICT,
+            &format!(
+                "rule `{r}` is paused ({reason}): resume it first (`supportopsd resume --rule {r}`)"
+            ),
+        );
+    }
     let history = match rt.store.event_jobs(id) {
         Ok(jobs) => jobs,
         Err(e) => return internal(&e),
@@ -1729,7 +1742,10 @@ where
         None => matched.clone(),
     };
     let mut run = Vec::new();
-    let mut skipped = Vec::new();
+    let mut skipped: Vec<Value> = paused
+        .iter()
+        .map(|(r, why)| json!({"rule": r, "reason": format!("paused ({why})")}))
+        .collect();
     for r in &considered {
         let jobs: Vec<&crate::state::EventJob> = history.iter().filter(|j| &j.rule == r).collect();
         // Stored before the history index: the rules it matched got jobs then.
@@ -1820,5 +1836,181 @@ mod time_tests {
         assert!(v["dead"][0]["job"].get("lease_until_at").is_none());
         assert_eq!(v["records"][0]["at"], "kept");
         assert!(v.get("lease_at").is_none());
+    }
+}
+
+/// `GET /api/holds`: the paused rules and integrations (read-only token too).
+pub fn holds(rt: &Runtime) -> Reply {
+    let holds: Vec<Value> = rt.holds().all().map(hold_json).collect();
+    json_reply(StatusCode::OK, json!({ "holds": holds }))
+}
+
+/// The rule or integration `id` of the revision in use, or the 404 that says so (with the
+/// closest id when one is close enough to be a typo), or 503 before a revision is in use.
+fn held_target(rt: &Runtime, kind: HoldKind, id: &str) -> Result<(), Box<Reply>> {
+    let Some(active) = rt.active() else {
+        return Err(Box::new(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no revision is in use yet",
+        )));
+    };
+    let known: Vec<&str> = match kind {
+        HoldKind::Rule => active.set.rules.keys().map(|r| r.as_str()).collect(),
+        HoldKind::Integration => active
+            .set
+            .integrations
+            .keys()
+            .map(IntegrationId::as_str)
+            .collect(),
+    };
+    if known.contains(&id) {
+        return Ok(());
+    }
+    let hint = crate::manifest::diagnostic::did_you_mean(id, known.iter().copied())
+        .map(|c| format!(" (did you mean `{c}`?)"))
+        .unwrap_or_default();
+    Err(Box::new(error(
+        StatusCode::NOT_FOUND,
+        &format!("no {} `{id}` in the revision in use{hint}", kind.as_str()),
+    )))
+}
+
+/// `POST /api/rules/{id}/pause` and `POST /api/integrations/{id}/pause` `{"reason"}`: puts a
+/// runtime hold on (`runtime::holds`: a paused rule matches nothing, a paused integration's
+/// actions wait in the queue), kept across restarts, audited (`paused`) with the caller and
+/// the reason (required, at most `MAX_REASON` characters). Idempotent: pausing what is paused
+/// answers 200 with `already_paused` and the hold in force (its first reason), writing nothing.
+pub async fn pause<B>(
+    rt: &Runtime,
+    kind: HoldKind,
+    id: &str,
+    caller: &Caller,
+    req: Request<B>,
+) -> Reply
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let body = match json_body(rt, req).await {
+        Ok(body) => body,
+        Err(reply) => return *reply,
+    };
+    if let Some(k) = body.keys().find(|k| k.as_str() != "reason") {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("unknown field `{k}` (the body is {{\"reason\": \"…\"}})"),
+        );
+    }
+    let reason = match body.get("reason") {
+        Some(Value::String(s)) => match check_reason(s) {
+            Ok(r) => r,
+            Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+        },
+        None | Some(Value::Null) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "a reason is required: {\"reason\": \"…\"} (for the audit log and `status`)",
+            );
+        }
+        Some(_) => return error(StatusCode::BAD_REQUEST, "`reason` must be a string"),
+    };
+    if let Err(reply) = held_target(rt, kind, id) {
+        return *reply;
+    }
+    match rt.pause(kind, id, &reason, caller.audit(json!({}))).await {
+        Ok(p) => json_reply(
+            StatusCode::OK,
+            json!({
+                "paused": hold_json(&p.hold),
+                "already_paused": p.already,
+                "note": if p.already {
+                    "it was paused already: nothing changed (the hold keeps its first reason)"
+                } else {
+                    "paused"
+                },
+            }),
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "Pausing failed.");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error; see the daemon's log",
+            )
+        }
+    }
+}
+
+/// `POST /api/rules/{id}/resume` and `POST /api/integrations/{id}/resume`
+/// `{"drop_queued"?: bool}`: releases the hold, audited (`resumed`, with the caller and how many
+/// jobs were dropped). The jobs it kept back are made due now, or with `drop_queued`
+/// dead-lettered (replayable one by one). A rule's deliveries that arrived while it was paused
+/// are not run (it matched nothing). Resuming what is not paused answers 200 with
+/// `was_paused: false` and changes nothing.
+pub async fn resume<B>(
+    rt: &Runtime,
+    kind: HoldKind,
+    id: &str,
+    caller: &Caller,
+    req: Request<B>,
+) -> Reply
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let body = match json_body(rt, req).await {
+        Ok(body) => body,
+        Err(reply) => return *reply,
+    };
+    if let Some(k) = body.keys().find(|k| k.as_str() != "drop_queued") {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("unknown field `{k}` (the body is {{\"drop_queued\": true}}, optional)"),
+        );
+    }
+    let drop_queued = match body.get("drop_queued") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "`drop_queued` must be true or false",
+            );
+        }
+    };
+    // A hold on an id the revision no longer has can still be released.
+    if rt.holds().get(kind, id).is_none()
+        && let Err(reply) = held_target(rt, kind, id)
+    {
+        return *reply;
+    }
+    match rt
+        .resume(kind, id, drop_queued, caller.audit(json!({})))
+        .await
+    {
+        Ok(r) => json_reply(
+            StatusCode::OK,
+            json!({
+                "kind": kind.as_str(),
+                "id": id,
+                "was_paused": r.released.is_some(),
+                "released": r.released.as_ref().map(hold_json),
+                "woken": r.woken,
+                "dropped": r.dropped,
+                "note": if r.released.is_none() {
+                    "it was not paused: nothing changed"
+                } else if kind == HoldKind::Rule {
+                    "resumed: the rule matches new deliveries again (those that arrived while it was paused are not run; `supportopsd events redeliver` runs one)"
+                } else {
+                    "resumed"
+                },
+            }),
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "Resuming failed.");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error; see the daemon's log",
+            )
+        }
     }
 }

@@ -82,10 +82,20 @@ pub enum Api {
     NotionConfirm,
     /// `POST /api/integrations/{id}/notion/reset-verification`.
     NotionReset,
+    /// `POST /api/integrations/{id}/pause`.
+    IntegrationPause,
+    /// `POST /api/integrations/{id}/resume`.
+    IntegrationResume,
     /// `GET /api/rules`.
     Rules,
     /// `GET /api/rules/{id}`.
     Rule,
+    /// `POST /api/rules/{id}/pause`.
+    RulePause,
+    /// `POST /api/rules/{id}/resume`.
+    RuleResume,
+    /// `GET /api/holds`.
+    Holds,
     /// `GET /api/status`.
     Status,
     /// `POST /api/sync`.
@@ -206,8 +216,17 @@ pub const ROUTES: &[Route] = {
             "/api/integrations/{id}/notion/reset-verification",
             A(NotionReset),
         ),
+        row(M::POST, "/api/integrations/{id}/pause", A(IntegrationPause)),
+        row(
+            M::POST,
+            "/api/integrations/{id}/resume",
+            A(IntegrationResume),
+        ),
         row(M::GET, "/api/rules", A(Rules)),
         row(M::GET, "/api/rules/{id}", A(Rule)),
+        row(M::POST, "/api/rules/{id}/pause", A(RulePause)),
+        row(M::POST, "/api/rules/{id}/resume", A(RuleResume)),
+        row(M::GET, "/api/holds", A(Holds)),
         row(M::GET, "/api/status", A(Status)),
         row(M::POST, "/api/sync", A(Sync)),
         row(M::POST, "/api/pin", A(Pin)),

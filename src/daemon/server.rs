@@ -23,7 +23,7 @@ use super::auth::{self, Caller};
 use super::conn::{self, Progress, SharedStream};
 use super::routes::{self, Api, Open, Streamed, Target};
 use super::{Runtime, api, now_ms};
-use crate::state::AuditFilter;
+use crate::state::{AuditFilter, HoldKind};
 use crate::webhook::{self, Reply, reply, status};
 
 /// The most a connection's read buffer holds (hyper's minimum is 8 KiB).
@@ -292,6 +292,7 @@ async fn operator(
         && matches!(
             segments,
             ["api", "integrations", _, "test" | "execute"]
+                | ["api", "integrations" | "rules", _, "pause" | "resume"]
                 | [
                     "api",
                     "integrations",
@@ -339,6 +340,19 @@ async fn operator(
             let id = p.get("id").to_owned();
             api::notion_action(rt, &id, action, &caller, req).await
         }
+        Api::IntegrationPause | Api::RulePause | Api::IntegrationResume | Api::RuleResume => {
+            let kind = match route {
+                Api::RulePause | Api::RuleResume => HoldKind::Rule,
+                _ => HoldKind::Integration,
+            };
+            let id = p.get("id").to_owned();
+            if matches!(route, Api::IntegrationPause | Api::RulePause) {
+                api::pause(rt, kind, &id, &caller, req).await
+            } else {
+                api::resume(rt, kind, &id, &caller, req).await
+            }
+        }
+        Api::Holds => api::holds(rt),
         Api::Rules => api::rules(rt),
         Api::Rule => api::rule(rt, p.get("id")),
         Api::Status => json(
@@ -646,6 +660,7 @@ pub fn status_value(rt: &Runtime, reveal_tokens: bool) -> serde_json::Value {
         "refused": s.refused,
         "refused_revision": s.refused_commit,
         "pinned": pin,
+        "holds": rt.holds().all().map(crate::runtime::holds::hold_json).collect::<Vec<_>>(),
         "integrations": integrations,
         "problems": problems,
         "notes": notes,

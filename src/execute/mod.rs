@@ -37,6 +37,7 @@ use crate::manifest::RuleAction;
 use crate::platforms::{ActionCall, ActionOutput, Connector, PlatformError, Resend};
 use crate::rules::template::{Limit, RenderError, limits};
 use crate::runtime::gate::Paused;
+use crate::runtime::holds::HOLD_RECHECK;
 use crate::runtime::stats::{ActionOutcome, Count, RULE_ENRICHMENT};
 use crate::runtime::{Active, Runtime, now_ms};
 use crate::state::{AuditKind, AuditRecord, ENRICHMENT, Job};
@@ -102,6 +103,8 @@ enum Outcome {
     Done,
     Retry,
     Dead,
+    /// Put back by a runtime hold (not a run: not logged as one).
+    Held,
 }
 
 /// What a worker runs: one job on its own, or the last steps of several jobs in one bulk call.
@@ -201,6 +204,7 @@ fn log_run(rt: &Runtime, job: &Job, outcome: &Outcome) {
         })
         .unwrap_or_default();
     let outcome = match outcome {
+        Outcome::Held => return,
         Outcome::Done => "done",
         Outcome::Retry => "retrying",
         Outcome::Dead => "dead_lettered",
@@ -225,6 +229,9 @@ async fn enrich(rt: &Runtime, job: &Job) -> Outcome {
         Ok(None) => return give_up(rt, job, "the event is no longer stored", now),
         Err(e) => return retry_later(rt, job, &format!("reading the event: {e}"), None),
     };
+    if rt.holds().integration(event.integration.as_str()).is_some() {
+        return hold_back(rt, std::slice::from_ref(job), event.integration.as_str());
+    }
     let connector = match active.connector(&event.integration) {
         Ok(c) => c.clone(),
         Err(e) => return give_up(rt, job, &format!("enrichment: {e}"), now),
@@ -276,13 +283,15 @@ async fn enrich(rt: &Runtime, job: &Job) -> Outcome {
     };
     merge_objects(&mut event.objects, fields);
     let from_self = rt.is_self(&event);
-    let rules: Vec<String> = active
+    let mut rules: Vec<String> = active
         .matching(&event, &event.context_view(), from_self)
         .iter()
         .map(|r| r.id.to_string())
         .collect();
+    // Runtime holds: a paused rule matches nothing.
+    let paused = rt.holds().take_paused(&mut rules);
     let now = now_ms();
-    let records: Vec<AuditRecord> = rules
+    let mut records: Vec<AuditRecord> = rules
         .iter()
         .map(|r| AuditRecord {
             at_ms: now,
@@ -292,6 +301,11 @@ async fn enrich(rt: &Runtime, job: &Job) -> Outcome {
             detail: json!({"key": event.key(), "enriched": true}),
         })
         .collect();
+    records.extend(crate::runtime::holds::paused_records(
+        &paused,
+        &event.key(),
+        now,
+    ));
     let store = rt.store.clone();
     let (id, matched) = (job.id, rules.clone());
     match blocking(move || store.complete_enrichment(id, &event, &matched, now, &records)).await {
@@ -587,6 +601,9 @@ async fn step_through(rt: &Runtime, job: &mut Job) -> Outcome {
     };
     let steps = rule.actions.len();
     while let Some(action) = rule.actions.get(job.step) {
+        if held(rt, &job.rule, action.integration.as_str()) {
+            return hold_back(rt, std::slice::from_ref(job), action.integration.as_str());
+        }
         let check = match action.platform.descriptor().resend(action.action.name) {
             Resend::Duplicates { check } => Some(check),
             _ => None,
@@ -674,6 +691,10 @@ async fn run_batch(rt: &Runtime, active: &Arc<Active>, jobs: Vec<Job>) {
             run_job(rt, job).await;
             continue;
         };
+        if held(rt, &job.rule, action.integration.as_str()) {
+            hold_back(rt, std::slice::from_ref(&job), action.integration.as_str());
+            continue;
+        }
         let base = match job_context(rt, &job) {
             Ok(base) => base,
             Err(outcome) => {
@@ -790,6 +811,43 @@ fn postpone(rt: &Runtime, jobs: &[Job], left: Duration) -> Outcome {
         }
     }
     Outcome::Retry
+}
+
+/// Whether a runtime hold (`supportopsd pause`) keeps a job of `rule` whose next request goes
+/// to `integration` in the queue.
+fn held(rt: &Runtime, rule: &str, integration: &str) -> bool {
+    rt.holds().holding(rule, integration).is_some()
+}
+
+/// Puts jobs a runtime hold keeps back (their next request goes to `integration`) into the
+/// queue without an attempt counted, looked at again after [`HOLD_RECHECK`] unless a resume
+/// wakes them first: a pause never burns retries, dead-letters, or keeps a worker (or the
+/// leasing loop) busy. A job whose hold was released while it was being put back (the resume's
+/// wake skipped it: it was leased) is woken here.
+fn hold_back(rt: &Runtime, jobs: &[Job], integration: &str) -> Outcome {
+    let wait_ms = u64::try_from(HOLD_RECHECK.as_millis()).unwrap_or(u64::MAX);
+    let due = now_ms().saturating_add(wait_ms);
+    for job in jobs {
+        match rt.store.postpone(job.id, due) {
+            Ok(_) => {
+                tracing::debug!(job = job.id, rule = %job.rule, "Paused (`supportopsd pause`); the job waits in the queue until resumed.");
+            }
+            Err(e) => {
+                tracing::error!(job = job.id, error = %e, "Putting a paused job back failed; it is looked at again after its lease.");
+                continue;
+            }
+        }
+        if !held(rt, &job.rule, integration) {
+            match rt.store.wake(job.id, now_ms()) {
+                Ok(true) => rt.work.notify_one(),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(job = job.id, error = %e, "Waking a resumed job failed; it runs within a minute.");
+                }
+            }
+        }
+    }
+    Outcome::Held
 }
 
 /// The action name an enrichment's attempts are counted under.

@@ -937,3 +937,76 @@ async fn after_shutdown_no_job_is_leased_however_many_workers_are_free() {
     let due = h.rt.store.lease_due(now_ms(), 60_000, 10).unwrap();
     assert_eq!(due.iter().map(|j| j.id).collect::<Vec<_>>(), vec![job]);
 }
+
+#[tokio::test]
+async fn a_paused_integration_or_rule_keeps_its_jobs_queued_without_an_attempt_until_resumed() {
+    use crate::state::HoldKind;
+    let h = harness(TestConnector::default()).await;
+    let by = json!({"by": "test"});
+    h.rt.pause(HoldKind::Integration, "zd", "maintenance", by.clone())
+        .await
+        .unwrap();
+    // A lone job, a batch and a two-step job: none of them reaches the connector.
+    let jobs = [
+        enqueue(&h.rt, "comment", "1"),
+        enqueue(&h.rt, "priority", "2"),
+        enqueue(&h.rt, "urgent", "3"),
+        enqueue(&h.rt, "two-step", "4"),
+    ];
+    let before = now_ms();
+    drain(&h.rt).await;
+    assert!(h.connector.singles().is_empty() && h.connector.batches().is_empty());
+    for id in jobs {
+        let job = h.rt.store.job(id).unwrap().expect("still queued");
+        assert_eq!((job.attempts, job.step, job.lease_until_ms), (0, 0, None));
+        assert!(
+            job.due_ms >= before + 59_000,
+            "looked at again later, not busy"
+        );
+        assert!(
+            audit_kinds(&h.rt, id).is_empty(),
+            "{:?}",
+            audit_kinds(&h.rt, id)
+        );
+    }
+    // Nothing is due meanwhile: the executor has nothing to lease.
+    assert!(drain(&h.rt).await.is_empty());
+    assert_eq!(h.rt.store.dead_depth(), 0);
+
+    // Resumed: every job it held is due at once and runs.
+    let resumed =
+        h.rt.resume(HoldKind::Integration, "zd", false, by.clone())
+            .await
+            .unwrap();
+    assert_eq!((resumed.woken, resumed.dropped), (4, 0));
+    assert!(resumed.released.is_some());
+    drain(&h.rt).await;
+    for id in jobs {
+        assert_eq!(h.rt.store.job(id).unwrap(), None, "job {id} ran");
+    }
+
+    // A paused rule's queued jobs wait too; other rules' run.
+    h.rt.pause(HoldKind::Rule, "comment", "loop", by.clone())
+        .await
+        .unwrap();
+    let held = enqueue(&h.rt, "comment", "5");
+    let other = enqueue(&h.rt, "priority", "6");
+    drain(&h.rt).await;
+    assert_eq!(h.rt.store.job(other).unwrap(), None);
+    assert_eq!(h.rt.store.job(held).unwrap().unwrap().attempts, 0);
+    // Dropped on resume: dead-lettered with a reason that says so, counted.
+    let resumed =
+        h.rt.resume(HoldKind::Rule, "comment", true, by)
+            .await
+            .unwrap();
+    assert_eq!((resumed.woken, resumed.dropped), (0, 1));
+    let dead = h.rt.store.dead_job(held).unwrap().expect("dropped");
+    assert!(
+        dead.job
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("resumed with --drop-queued (it was paused: loop)")
+    );
+    assert!(h.rt.holds().is_empty());
+}

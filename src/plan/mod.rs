@@ -28,8 +28,9 @@ pub use sensitive::{SensitiveChange, SensitiveKind};
 
 /// Version of the JSON plan format: a minor bump adds fields, a major bump breaks them.
 ///
-/// 1.1 added `security_sensitive`, and secret fields' `before`/`after` (their references).
-pub const FORMAT_VERSION: &str = "1.1";
+/// 1.1 added `security_sensitive`, and secret fields' `before`/`after` (their references);
+/// 1.2 added `holds` (the runtime holds: paused rules and integrations) and `holds_from`.
+pub const FORMAT_VERSION: &str = "1.2";
 
 /// Prefix of a secret leaf in a summary recorded by a build before format 1.1: a hash of the
 /// reference (`(sensitive:<16 hex>)`), which [`diff`] recognises (see [`upgrade_legacy`]).
@@ -123,6 +124,44 @@ pub struct Plan {
     pub security_sensitive: Vec<SensitiveChange>,
     /// Changes, ordered by resource kind then id.
     pub changes: Vec<Change>,
+    /// The runtime holds in force where the plan looked (`supportopsd pause`: paused rules and
+    /// integrations, kept in the daemon's state, not changed by any plan), rules first, each
+    /// kind by id. Empty when none, or when they were not read (`holds_from` is `None`).
+    pub holds: Vec<RuntimeHold>,
+    /// Where the holds were read (`state`, `daemon at URL`); `None`: not read (`--base`
+    /// without a daemon to ask).
+    pub holds_from: Option<String>,
+}
+
+/// A runtime hold as a plan shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuntimeHold {
+    /// `rule` or `integration`.
+    pub kind: String,
+    /// The rule's or integration's id.
+    pub id: String,
+    /// Why (the operator's words).
+    pub reason: String,
+    /// Who paused it.
+    pub by: String,
+    /// Since when, milliseconds since the Unix epoch.
+    pub since_ms: u64,
+    /// Since when, RFC 3339 UTC.
+    pub since_at: String,
+}
+
+impl RuntimeHold {
+    /// A hold as the state keeps it.
+    pub fn of(h: &crate::state::Hold) -> RuntimeHold {
+        RuntimeHold {
+            kind: h.kind.as_str().to_owned(),
+            id: h.id.clone(),
+            reason: h.reason.clone(),
+            by: h.by.clone(),
+            since_ms: h.at_ms,
+            since_at: crate::platforms::supportopsd::events::rfc3339_ms(h.at_ms),
+        }
+    }
 }
 
 /// Counts per change kind.
@@ -532,6 +571,8 @@ pub fn diff(
         to,
         security_sensitive,
         changes,
+        holds: Vec::new(),
+        holds_from: None,
     }
 }
 

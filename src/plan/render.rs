@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Change, ChangeKind, Counts, FieldChange, Plan, printable};
+use super::{Change, ChangeKind, Counts, FieldChange, Plan, RuntimeHold, printable};
 
 const GREEN: &str = "\x1b[32m";
 const YELLOW: &str = "\x1b[33m";
@@ -83,6 +83,34 @@ fn title(ch: &Change) -> String {
     }
 }
 
+/// The heading of the runtime holds.
+fn holds_heading(plan: &Plan) -> String {
+    format!(
+        "⏸ Runtime holds ({}, from the {}): paused at run time, not changed by this plan",
+        plan.holds.len(),
+        plan.holds_from.as_deref().unwrap_or("state")
+    )
+}
+
+/// One hold, its strings shown through `show` (printable, or a markdown code span).
+fn hold_line(h: &RuntimeHold, show: &dyn Fn(&str) -> String) -> String {
+    let effect = if h.kind == "rule" {
+        "matches nothing"
+    } else {
+        "its actions wait in the queue"
+    };
+    format!(
+        "{} {} — {effect} — since {}: {} (by {}; `supportopsd resume --{} {}`)",
+        h.kind,
+        show(&h.id),
+        h.since_at,
+        show(&h.reason),
+        printable(&h.by),
+        h.kind,
+        printable(&h.id)
+    )
+}
+
 /// Renders a plan for a terminal.
 pub fn text(plan: &Plan, color: bool) -> String {
     let paint = |c: &str, s: &str| {
@@ -94,6 +122,16 @@ pub fn text(plan: &Plan, color: bool) -> String {
     };
     let mut out = String::new();
     let _ = writeln!(out, "supportopsd plan: {} → {}", plan.from, plan.to);
+    if !plan.holds.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{}",
+            paint(YELLOW, &paint(BOLD, &holds_heading(plan)))
+        );
+        for h in &plan.holds {
+            let _ = writeln!(out, "  {}", hold_line(h, &printable));
+        }
+    }
     if !plan.has_changes() {
         let _ = writeln!(out, "\nNo changes. The platforms match the manifests.");
         return out;
@@ -196,6 +234,13 @@ pub fn markdown(plan: &Plan) -> String {
         md_escape(&plan.from),
         md_escape(&plan.to)
     );
+    if !plan.holds.is_empty() {
+        let _ = writeln!(out, "#### {}\n", holds_heading(plan));
+        for h in &plan.holds {
+            let _ = writeln!(out, "- {}", hold_line(h, &code));
+        }
+        out.push('\n');
+    }
     if !plan.has_changes() {
         let _ = writeln!(out, "**No changes.** The platforms match the manifests.");
         return out;
@@ -285,6 +330,8 @@ mod tests {
                     sensitive: true,
                 }],
             }],
+            holds: Vec::new(),
+            holds_from: None,
         }
     }
 
@@ -309,7 +356,8 @@ mod tests {
             "{text}"
         );
         let v: serde_json::Value = serde_json::from_str(&json(&p)).unwrap();
-        assert_eq!(v["format_version"], "1.1");
+        assert_eq!(v["format_version"], "1.2");
+        assert_eq!(v["holds"], json!([]));
         assert_eq!(v["security_sensitive"][0]["kind"], "endpoint");
         assert_eq!(v["security_sensitive"][0]["resource"]["id"], "fd");
         assert_eq!(v["changes"][0]["fields"][0]["after"], "file:b");
@@ -336,5 +384,43 @@ mod tests {
         assert!(!md.contains("\n# injected"), "{md}");
         assert_eq!(code("plain"), "`plain`");
         assert_eq!(code("`x"), "`` `x ``");
+    }
+
+    #[test]
+    fn runtime_holds_are_shown_in_every_format_even_without_changes() {
+        let mut p = plan("", "fd");
+        p.security_sensitive.clear();
+        p.changes.clear();
+        p.holds_from = Some("state".into());
+        p.holds = vec![RuntimeHold {
+            kind: "integration".into(),
+            id: "slack".into(),
+            reason: "loop `x` </details>\n# injected".into(),
+            by: "operator API".into(),
+            since_ms: 1_000,
+            since_at: "1970-01-01T00:00:01Z".into(),
+        }];
+        let t = text(&p, false);
+        assert!(t.contains("Runtime holds (1, from the state)"), "{t}");
+        assert!(
+            t.contains("integration slack — its actions wait in the queue — since 1970-01-01T00:00:01Z: loop `x` </details>\\n# injected (by operator API; `supportopsd resume --integration slack`)"),
+            "{t}"
+        );
+        assert!(t.contains("No changes."), "{t}");
+        let md = markdown(&p);
+        assert!(
+            md.contains("#### ⏸ Runtime holds (1, from the state)"),
+            "{md}"
+        );
+        assert!(!md.contains("\n# injected"), "{md}");
+        assert!(
+            md.find("Runtime holds").unwrap() < md.find("No changes").unwrap(),
+            "{md}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&json(&p)).unwrap();
+        assert_eq!(v["holds"][0]["kind"], "integration");
+        assert_eq!(v["holds"][0]["since_ms"], 1_000);
+        assert_eq!(v["holds"][0]["since_at"], "1970-01-01T00:00:01Z");
+        assert_eq!(v["holds_from"], "state");
     }
 }

@@ -431,6 +431,38 @@ fn attempts_of(job: u64, audit: &[AuditRecord]) -> Vec<Value> {
     out.into_iter().map(Value::Object).collect()
 }
 
+/// The rules a runtime hold kept from the delivery when it arrived (its `rule_paused_skipped`
+/// audit records): `result` `paused`, not matched, with the hold's reason (`paused_reason`)
+/// and `note` "paused (reason)", whatever the revision in use says now; listed when missing.
+fn mark_paused(rules: &mut Value, audit: &[AuditRecord]) {
+    for r in audit {
+        let AuditKind::RulePausedSkipped { rule } = &r.kind else {
+            continue;
+        };
+        let reason = r.detail.get("reason").and_then(Value::as_str).unwrap_or("");
+        let Some(list) = rules.get_mut("rules").and_then(Value::as_array_mut) else {
+            return;
+        };
+        let entry = match list.iter_mut().position(|v| v["rule"] == rule.as_str()) {
+            Some(i) => &mut list[i],
+            None => {
+                list.push(json!({"rule": rule, "ran": false, "explanation": Value::Null}));
+                let last = list.len() - 1;
+                &mut list[last]
+            }
+        };
+        if let Value::Object(m) = entry {
+            m.insert("result".into(), json!("paused"));
+            m.insert("matched".into(), json!(false));
+            m.insert("paused_reason".into(), json!(reason));
+            m.insert(
+                "note".into(),
+                json!(format!("paused ({reason}): no job was created")),
+            );
+        }
+    }
+}
+
 /// A delivery's trace: its record, the normalised event (the context conditions and templates
 /// see), its rules (`rules`: from [`rules_json`] when a revision is active, else the rules it
 /// matched when stored), its jobs with their attempts, and its audit records oldest first.
@@ -460,6 +492,8 @@ pub fn trace_json(
                 })).collect::<Vec<_>>(),
             })
         });
+    let mut rules = rules;
+    mark_paused(&mut rules, &audit);
     let jobs_out: Vec<Value> = jobs
         .iter()
         .map(|j| {

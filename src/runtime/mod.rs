@@ -16,6 +16,7 @@ pub mod export;
 pub mod gate;
 pub mod health;
 pub mod history;
+pub mod holds;
 pub mod kept;
 pub mod notion;
 pub mod pass;
@@ -223,6 +224,8 @@ pub struct Runtime {
     alerts: mpsc::Sender<alerts::Emission>,
     alerts_rx: Mutex<Option<mpsc::Receiver<alerts::Emission>>>,
     alert_seq: std::sync::atomic::AtomicU64,
+    /// Paused rules and integrations (mirrored from the state: [`holds`]).
+    holds: holds::Holds,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -1075,7 +1078,9 @@ pub fn open(options: Options, key: Option<SealKey>) -> Result<Arc<Runtime>, crat
         alerts,
         alerts_rx: Mutex::new(Some(alerts_rx)),
         alert_seq: std::sync::atomic::AtomicU64::new(0),
+        holds: holds::Holds::default(),
     });
     rt.learn_recorded();
+    rt.load_holds()?;
     Ok(rt)
 }

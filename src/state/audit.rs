@@ -105,6 +105,23 @@ pub enum AuditKind {
     Pinned,
     /// A pin was released.
     Unpinned,
+    /// An operator paused a rule or an integration (`supportopsd pause`); `resource_type` says
+    /// which, the detail names the caller and the reason.
+    Paused,
+    /// An operator resumed a paused rule or integration (`supportopsd resume`); the detail
+    /// names the caller.
+    Resumed {
+        /// Queued jobs of a paused integration dropped instead of run (`--drop-queued`):
+        /// dead-lettered, each replayable on its own.
+        #[serde(default)]
+        dropped: usize,
+    },
+    /// A rule matched a delivery while paused: no job was created for it (the detail names
+    /// the delivery and the hold's reason).
+    RulePausedSkipped {
+        /// The rule's name.
+        rule: String,
+    },
     /// A reconcile pass was asked for through the operator API (`POST /api/sync`: an operator,
     /// or a git host's signed push webhook); the detail names the caller and the outcome.
     SyncRequested,

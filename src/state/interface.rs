@@ -1,6 +1,6 @@
 //! The state interface: the traits every caller outside `state` goes through ([`State`], the
-//! union of [`Inbox`], [`Outbox`], [`History`], [`Revisions`], [`Registrations`], [`Captured`]
-//! and [`Audit`]), and what each method guarantees whatever the backend. [`Store`] (sled) is
+//! union of [`Inbox`], [`Outbox`], [`History`], [`Revisions`], [`Holds`], [`Registrations`],
+//! [`Captured`] and [`Audit`]), and what each method guarantees whatever the backend. [`Store`] (sled) is
 //! the only implementation; a later PostgreSQL backend implements the same traits and no
 //! caller changes.
 //!
@@ -74,9 +74,9 @@ use std::pin::Pin as Pinned;
 use super::journal::{IngestRecord, PreparedIngest};
 use super::{
     AppliedResource, AuditFilter, AuditRecord, BackupError, BackupReport, ConnectorKept, DeadJob,
-    Error, EventId, EventJob, EventMeta, HealthRecord, HistoryFilter, HistoryPage, IngestOutcome,
-    Job, MinuteRollup, MinuteTotals, NotionVerification, Outcome, Pin, Purged, RegistrationRecord,
-    Retention, RetentionTotals, StateBytes, Store, Taken,
+    Error, EventId, EventJob, EventMeta, HealthRecord, HistoryFilter, HistoryPage, Hold, HoldKind,
+    IngestOutcome, Job, MinuteRollup, MinuteTotals, NotionVerification, Outcome, Pin, Purged,
+    RegistrationRecord, Retention, RetentionTotals, StateBytes, Store, Taken,
 };
 use crate::event::Event;
 
@@ -91,6 +91,7 @@ pub trait State:
     + History
     + Rollups
     + Revisions
+    + Holds
     + Registrations
     + Captured
     + Audit
@@ -299,6 +300,17 @@ pub trait Outbox {
     /// [`Error::NoSuchDeadJob`] if it is not dead-lettered, so a second replay does nothing.
     fn replay(&self, id: u64, now_ms: u64) -> Result<Job, Error>;
 
+    /// Up to `limit` queued jobs (leased or not), by id, with ids above `after` (from the
+    /// first when `None`): paging with the last id of a page never repeats a job. A sequence
+    /// of reads, not one transaction: it may see writes made while it runs.
+    fn queued(&self, after: Option<u64>, limit: usize) -> Result<Vec<Job>, Error>;
+
+    /// Makes queued job `id` due at `now_ms` if it is due later and under no unexpired lease,
+    /// without counting an attempt or touching anything else (jobs a paused integration held
+    /// back, when it is resumed). One transaction; `Ok(false)`, nothing changed, when the job
+    /// is not queued, is leased (an executor has it), or is due already. Does not flush.
+    fn wake(&self, id: u64, now_ms: u64) -> Result<bool, Error>;
+
     /// Clears every lease (a clean stop, once the executors stopped), so the jobs are due at
     /// once on the next start; returns how many. Each job is its own transaction: a crash
     /// part-way leaves the rest leased until their leases expire.
@@ -470,6 +482,29 @@ pub trait Revisions {
 
     /// Pins (`Some`) or unpins (`None`) without an audit record. Flushes before returning.
     fn set_pin(&self, pin: Option<&Pin>) -> Result<(), Error>;
+}
+
+/// Runtime holds: rules and integrations an operator paused (`supportopsd pause`), kept until
+/// resumed, across restarts. A rule and an integration of the same id are different holds.
+pub trait Holds {
+    /// Every hold, rules first, each kind by id.
+    fn holds(&self) -> Result<Vec<Hold>, Error>;
+
+    /// Places `hold` and appends `audit` in ONE transaction, and returns once both are durable
+    /// (flushed). Idempotent: when a hold of the same kind and id is in place, nothing is
+    /// written (neither the hold nor the record) and it is returned, `Ok(Some(existing))`,
+    /// with its first reason and time; `Ok(None)`: placed now.
+    fn place_hold(&self, hold: &Hold, audit: &AuditRecord) -> Result<Option<Hold>, Error>;
+
+    /// Releases the hold on `kind` `id` and appends `audit` in ONE transaction, and returns
+    /// once both are durable (flushed): the hold released, or `None` when there was none
+    /// (nothing written, the record neither).
+    fn release_hold(
+        &self,
+        kind: HoldKind,
+        id: &str,
+        audit: &AuditRecord,
+    ) -> Result<Option<Hold>, Error>;
 }
 
 /// Per-integration records kept across runs: webhook registrations, health, poll cursors.
@@ -723,8 +758,35 @@ impl Outbox for Store {
         Store::replay(self, id, now_ms)
     }
 
+    fn queued(&self, after: Option<u64>, limit: usize) -> Result<Vec<Job>, Error> {
+        Store::queued(self, after, limit)
+    }
+
+    fn wake(&self, id: u64, now_ms: u64) -> Result<bool, Error> {
+        Store::wake(self, id, now_ms)
+    }
+
     fn release_leases(&self) -> Result<usize, Error> {
         Store::release_leases(self)
+    }
+}
+
+impl Holds for Store {
+    fn holds(&self) -> Result<Vec<Hold>, Error> {
+        Store::holds(self)
+    }
+
+    fn place_hold(&self, hold: &Hold, audit: &AuditRecord) -> Result<Option<Hold>, Error> {
+        Store::place_hold(self, hold, audit)
+    }
+
+    fn release_hold(
+        &self,
+        kind: HoldKind,
+        id: &str,
+        audit: &AuditRecord,
+    ) -> Result<Option<Hold>, Error> {
+        Store::release_hold(self, kind, id, audit)
     }
 }
 

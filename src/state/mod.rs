@@ -50,6 +50,7 @@ pub mod backup;
 mod captured;
 mod codec;
 mod history;
+mod holds;
 mod inbox;
 mod interface;
 pub mod journal;
@@ -74,9 +75,11 @@ pub use captured::{ConnectorKept, NotionVerification, ReceivedToken};
 pub use history::{
     BadFilter, EventJob, HistoryFilter, HistoryItem, HistoryPage, JobOutcome, Outcome,
 };
+pub use holds::{Hold, HoldKind};
 pub use inbox::{EventMeta, IngestOutcome, PayloadAt};
 pub use interface::{
-    Audit, Captured, Flushing, History, Inbox, Outbox, Registrations, Revisions, Rollups, State,
+    Audit, Captured, Flushing, History, Holds, Inbox, Outbox, Registrations, Revisions, Rollups,
+    State,
 };
 pub use keys::{BadEventId, EventId};
 pub use outbox::{DeadJob, ENRICHMENT, Job};

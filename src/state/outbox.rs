@@ -461,6 +461,49 @@ impl Store {
         Ok(job)
     }
 
+    /// Up to `limit` queued jobs (leased or not) with ids above `after` (from the first when
+    /// `None`), by id. Each page is a scan: it may see writes made while it runs.
+    pub fn queued(&self, after: Option<u64>, limit: usize) -> Result<Vec<Job>, Error> {
+        let start = after.map_or(0, |a| a.saturating_add(1));
+        let mut out = Vec::new();
+        if limit == 0 || after == Some(u64::MAX) {
+            return Ok(out);
+        }
+        for item in self.outbox.range(job_key(start)..).take(limit) {
+            let (k, v) = item.map_err(|e| self.storage(e))?;
+            out.push(decode_job(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// Makes a queued job that is not under an unexpired lease due at `now_ms` when it is due
+    /// later, without counting an attempt (a job held back by a paused integration, resumed).
+    /// `Ok(false)`, nothing written, when it is not queued, leased, or due already. Does not
+    /// flush.
+    pub fn wake(&self, id: u64, now_ms: u64) -> Result<bool, Error> {
+        let _writing = self.writing();
+        let Some(job) = self.job(id)? else {
+            return Ok(false);
+        };
+        let leased = job.lease_until_ms.is_some_and(|until| until > now_ms);
+        if leased || job.due_ms <= now_ms {
+            return Ok(false);
+        }
+        // Decided again inside the transaction: the executor may have leased it meanwhile.
+        let woken = self.modify_job(id, |job| {
+            if job.lease_until_ms.is_none_or(|until| until <= now_ms) && job.due_ms > now_ms {
+                job.lease_until_ms = None;
+                job.due_ms = now_ms;
+            }
+            Ok(())
+        });
+        match woken {
+            Ok(job) => Ok(job.due_ms == now_ms && job.lease_until_ms.is_none()),
+            Err(Error::NoSuchJob { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Clears every lease, so that the jobs are due at once on the next start (for a graceful
     /// shutdown, after the executors have stopped). Returns how many leases were cleared.
     /// Does not flush.

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::super::tests_queue::{check_consistency, event, rules};
 use super::*;
-use crate::state::{AuditKind, AuditRecord, IngestOutcome, RegistrationRecord};
+use crate::state::{AuditKind, AuditRecord, Hold, HoldKind, IngestOutcome, RegistrationRecord};
 
 fn backup_bytes(store: &Store) -> (Vec<u8>, BackupReport) {
     let mut out = Vec::new();
@@ -58,6 +58,24 @@ fn populated(dir: &Path) -> (Store, Vec<u64>) {
             detail: serde_json::json!({}),
         })
         .unwrap();
+    store
+        .place_hold(
+            &Hold {
+                kind: HoldKind::Integration,
+                id: "slack".to_owned(),
+                reason: "maintenance".to_owned(),
+                at_ms: 13,
+                by: "test".to_owned(),
+            },
+            &AuditRecord {
+                at_ms: 13,
+                kind: AuditKind::Paused,
+                resource_type: "integration".to_owned(),
+                resource_id: "slack".to_owned(),
+                detail: serde_json::json!({"reason": "maintenance"}),
+            },
+        )
+        .unwrap();
     let seg = dir.join(SEGMENTS_DIR);
     fs::create_dir_all(&seg).unwrap();
     // Beside the segment the ingests wrote, one more (whatever it holds, it is copied as is).
@@ -78,7 +96,7 @@ fn a_backup_restores_to_the_same_state_with_ids_above_the_source() {
             events: 20,
             jobs_queued: 39,
             dead_letters: 1,
-            audit_records: 1,
+            audit_records: 2,
             registrations: 1,
         }
     );
@@ -114,6 +132,9 @@ fn a_backup_restores_to_the_same_state_with_ids_above_the_source() {
     let restored = Store::open(&target).unwrap();
     check_consistency(&restored);
     assert_eq!(restored.registrations().unwrap(), vec![registration("zd")]);
+    // Runtime holds are restored with the rest.
+    assert_eq!(restored.holds().unwrap(), store.holds().unwrap());
+    assert_eq!(restored.holds().unwrap().len(), 1);
     assert_eq!(restored.dead(10).unwrap().len(), 1);
     for id in &ids[1..] {
         assert!(restored.job(*id).unwrap().is_some(), "job {id}");

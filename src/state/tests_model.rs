@@ -47,6 +47,9 @@ enum Op {
     Fail { pick: usize, backoff_ms: u64 },
     /// Replay any job ever created (only dead ones can be).
     Replay(usize),
+    /// Wake any job ever created (a paused integration resumed): only a live, unleased job
+    /// due later is made due now.
+    Wake(usize),
     /// Let time pass.
     Advance(u64),
     /// Drop the store without releasing leases, and reopen it.
@@ -66,6 +69,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => any::<usize>().prop_map(Op::Ack),
         3 => (any::<usize>(), 0u64..50).prop_map(|(pick, backoff_ms)| Op::Fail { pick, backoff_ms }),
         1 => any::<usize>().prop_map(Op::Replay),
+        2 => any::<usize>().prop_map(Op::Wake),
         3 => (0u64..150).prop_map(Op::Advance),
         1 => Just(Op::Crash),
         1 => Just(Op::Shutdown),
@@ -335,6 +339,20 @@ fn apply(store: &dyn State, model: &mut Model, op: &Op) {
                 Err(e) => panic!("{e}"),
             }
         }
+        Op::Wake(p) => {
+            let Some(id) = pick(&model.ids_where(|_| true), p) else {
+                return;
+            };
+            let m = model.jobs.get_mut(&id).unwrap();
+            let wakes = m.place == Place::Live
+                && m.lease_until_ms.is_none_or(|l| l <= now)
+                && m.due_ms > now;
+            assert_eq!(store.wake(id, now).unwrap(), wakes, "wake of job {id}");
+            if wakes {
+                m.due_ms = now;
+                m.lease_until_ms = None;
+            }
+        }
         Op::Advance(ms) => model.now += ms,
         Op::Crash | Op::Shutdown => unreachable!("handled by the caller"),
         Op::Purge => {
@@ -360,6 +378,16 @@ fn check(store: &dyn State, model: &Model) {
     let live = model.ids_where(|j| j.place == Place::Live);
     let dead = model.ids_where(|j| j.place == Place::Dead);
     assert_eq!(store.queue_depth(), live.len(), "queue depth");
+    // The queue in pages of 3, by id: exactly the live jobs, none twice.
+    let mut listed = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.queued(after, 3).unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        listed.extend(page.iter().map(|j| j.id));
+    }
+    assert_eq!(listed, live, "queued jobs");
     assert_eq!(store.dead_depth(), dead.len(), "dead depth");
     assert_eq!(
         store.oldest_due_ms().unwrap(),

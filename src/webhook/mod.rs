@@ -355,7 +355,7 @@ pub(crate) async fn store_event(rt: &Runtime, active: &Active, event: Event, now
     // enrichment instead: the executor fetches them, then matches the rules on the enriched
     // event (never a platform call before the delivery is answered).
     let enrich = active.needs_enrichment(&event, from_self);
-    let rules: Vec<String> = if enrich {
+    let mut rules: Vec<String> = if enrich {
         vec![ENRICHMENT.to_owned()]
     } else {
         active
@@ -364,6 +364,8 @@ pub(crate) async fn store_event(rt: &Runtime, active: &Active, event: Event, now
             .map(|r| r.id.to_string())
             .collect()
     };
+    // Runtime holds (`supportopsd pause --rule`): a paused rule matches nothing.
+    let paused = rt.holds().take_paused(&mut rules);
     let dedupe_until = now.saturating_add(
         u64::try_from(dedupe_ttl(kind, rt.options.dedupe_ttl).as_millis()).unwrap_or(u64::MAX),
     );
@@ -385,6 +387,11 @@ pub(crate) async fn store_event(rt: &Runtime, active: &Active, event: Event, now
         resource_id: r.clone(),
         detail: json!({"key": event.key()}),
     }));
+    records.extend(crate::runtime::holds::paused_records(
+        &paused,
+        &event.key(),
+        now,
+    ));
     let integration = event.integration.clone();
     let record = IngestRecord {
         event,

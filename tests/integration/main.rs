@@ -33,6 +33,7 @@ mod first_rule;
 mod generated;
 mod gitops;
 mod history;
+mod holds;
 mod openapi;
 mod operator_cli;
 mod plan;

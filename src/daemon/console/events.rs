@@ -316,7 +316,9 @@ pub(crate) async fn trace(rt: &Arc<Runtime>, ctx: &mut Ctx, id: &str) -> Reply {
                             " " (badge(verdict))
                             @if r["ran"] == true { " " span.muted { "(a job ran)" } }
                             @let ex = &r["explanation"];
-                            @if let Some(reason) = ex.get("reason").and_then(Value::as_str) {
+                            @if let Some(note) = r.get("note").and_then(Value::as_str) {
+                                p.sentence.paused { (note) }
+                            } @else if let Some(reason) = ex.get("reason").and_then(Value::as_str) {
                                 p.sentence { (reason) }
                             }
                             @let failures = ex.get("failures").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();

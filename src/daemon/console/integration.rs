@@ -116,9 +116,13 @@ pub(crate) fn page(rt: &Runtime, ctx: &mut Ctx, id: &str, tested: Option<Value>)
         .collect();
     let may_change = ctx.may_change();
     let csrf = ctx.csrf().to_owned();
+    let paused = rt.holds().integration(i.id.as_str()).cloned();
     let config = crate::runtime::history::redacted(&Value::Object(i.config.clone()));
     let body = html! {
         @if let Some(t) = &tested { (test_result(t)) }
+        @if let Some(h) = &paused {
+            p #paused { (badge("paused")) " since " (time(h.at_ms)) ": " (h.reason) ". Its actions wait in the queue until " code { "supportopsd resume --integration " (h.id) } "." }
+        }
         section.panel aria-labelledby="health-h" {
             h2 #health-h { "Health" }
             @match &health {

@@ -200,9 +200,8 @@ pub fn csrf_field(token: &str) -> Markup {
 pub fn badge(status: &str) -> Markup {
     let class = match status {
         "healthy" | "in_sync" | "done" | "succeeded" | "matched" | "ok" => "ok",
-        "progressing" | "drifted" | "queued" | "running" | "retrying" | "pending" | "no_match" => {
-            "warn"
-        }
+        "progressing" | "drifted" | "queued" | "running" | "retrying" | "pending" | "no_match"
+        | "paused" => "warn",
         "degraded" | "missing" | "dead" | "dead_lettered" | "failed" | "refused" => "bad",
         _ => "idle",
     };

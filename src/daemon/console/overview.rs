@@ -15,7 +15,7 @@ use super::layout::{age, badge, empty, error_box, seg, short, time};
 use super::{CONSOLE, Ctx};
 use crate::manifest::source::CommitSummary;
 use crate::runtime::{Runtime, now_ms};
-use crate::state::MINUTE_MS;
+use crate::state::{HoldKind, MINUTE_MS};
 
 /// Minutes per chart bucket (a day is 288 points).
 const BUCKET_MINUTES: usize = 5;
@@ -98,6 +98,7 @@ pub(crate) fn page(rt: &Runtime, ctx: &mut Ctx) -> Markup {
     let now = now_ms();
     let status = rt.status();
     let pin = rt.store.pin().ok().flatten();
+    let holds = rt.holds();
     let commit = status.applied.as_deref().and_then(|c| commit_info(rt, c));
     let queue = rt.store.queue_depth();
     let dead = rt.store.dead_depth();
@@ -163,6 +164,23 @@ pub(crate) fn page(rt: &Runtime, ctx: &mut Ctx) -> Markup {
                     @if !p.reason.is_empty() { ": " (p.reason) }
                     ". New commits on the branch are not applied until the pin is released ("
                     code { "supportopsd unpin" } ")."
+                }
+            }
+            @if !holds.is_empty() {
+                div #holds {
+                    @for h in holds.all() {
+                        p {
+                            (badge("paused")) " " (h.kind.as_str()) " "
+                            @if h.kind == HoldKind::Rule {
+                                a href=(format!("/ui/rules/{}", seg(&h.id))) { (h.id) }
+                            } @else {
+                                a href=(format!("/ui/integrations/{}", seg(&h.id))) { (h.id) }
+                            }
+                            " since " (time(h.at_ms)) ": " (h.reason)
+                            @if h.kind == HoldKind::Rule { ". It matches nothing" } @else { ". Its actions wait in the queue" }
+                            " until " code { "supportopsd resume --" (h.kind.as_str()) " " (h.id) } "."
+                        }
+                    }
                 }
             }
             @if let Some(why) = &status.refused {

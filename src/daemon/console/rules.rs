@@ -10,7 +10,7 @@ use maud::{Markup, html};
 use serde_json::Value;
 
 use super::chart::{DAY_MINUTES, Series, bucket, chart, day_first, day_index};
-use super::layout::{badge, empty, error_box, seg};
+use super::layout::{badge, empty, error_box, seg, time};
 use super::{Ctx, html_reply};
 use crate::manifest::Rule;
 use crate::runtime::{Runtime, now_ms};
@@ -57,6 +57,7 @@ pub(crate) fn list(rt: &Runtime, ctx: &mut Ctx, query: &str) -> Reply {
         }
     }
     let active = rt.active();
+    let holds = rt.holds();
     let needle = q.to_lowercase();
     let matching: Vec<&Rule> = active
         .as_ref()
@@ -129,7 +130,7 @@ pub(crate) fn list(rt: &Runtime, ctx: &mut Ctx, query: &str) -> Reply {
                                     @if let Some(n) = &r.name { br; small.muted { (n) } }
                                 }
                                 td data-label="What it does" { (sentence(r)) }
-                                td data-label="State" { @if r.enabled { (badge("enabled")) } @else { (badge("disabled")) } }
+                                td data-label="State" { @if r.enabled { (badge("enabled")) } @else { (badge("disabled")) } @if holds.rule(r.id.as_str()).is_some() { " " (badge("paused")) } }
                             }
                         }
                     }
@@ -202,6 +203,7 @@ pub(crate) fn one(rt: &Runtime, ctx: &mut Ctx, id: &str) -> Reply {
         }
     }
     let conditions = Value::Object(r.trigger.conditions_source());
+    let paused = rt.holds().rule(id).cloned();
     let title = format!("Rule {id}");
     let body = html! {
         section.panel {
@@ -210,6 +212,9 @@ pub(crate) fn one(rt: &Runtime, ctx: &mut Ctx, id: &str) -> Reply {
                 @if let Some(n) = &r.name { dt { "Name" } dd { (n) } }
                 @if let Some(d) = &r.description { dt { "Description" } dd { (d) } }
                 dt { "State" } dd { @if r.enabled { (badge("enabled")) } @else { (badge("disabled")) " never runs" } }
+                @if let Some(h) = &paused {
+                    dt { "Paused" } dd #paused { (badge("paused")) " since " (time(h.at_ms)) ": " (h.reason) ". It matches nothing until " code { "supportopsd resume --rule " (h.id) } "." }
+                }
                 dt { "Declared in" } dd { code.mono { (r.file) } }
                 dt { "Trigger" } dd {
                     code { (r.trigger.event.name) } " from "
