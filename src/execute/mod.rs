@@ -282,6 +282,8 @@ async fn enrich(rt: &Runtime, job: &Job) -> Outcome {
         .map(|r| r.id.to_string())
         .collect();
     let now = now_ms();
+    // Shadow rules are evaluated on the enriched event too (recorded, never run).
+    let shadowed = crate::runtime::shadow::evaluate(&active, &event, from_self, now).await;
     let records: Vec<AuditRecord> = rules
         .iter()
         .map(|r| AuditRecord {
@@ -291,6 +293,7 @@ async fn enrich(rt: &Runtime, job: &Job) -> Outcome {
             resource_id: r.clone(),
             detail: json!({"key": event.key(), "enriched": true}),
         })
+        .chain(shadowed.iter().map(|s| s.record.clone()))
         .collect();
     let store = rt.store.clone();
     let (id, matched) = (job.id, rules.clone());
@@ -301,6 +304,7 @@ async fn enrich(rt: &Runtime, job: &Job) -> Outcome {
                 rt.stats
                     .count(integration.as_str(), Count::RuleMatched { rule: r });
             }
+            crate::runtime::shadow::count(rt, &shadowed);
             if !rules.is_empty() {
                 rt.work.notify_one();
             }

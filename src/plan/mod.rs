@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::manifest::{Credential, Integration, ManifestSet, Rule};
+use crate::manifest::{Credential, Integration, ManifestSet, Mode, Rule};
 use crate::platforms::PlatformKind;
 use crate::secrets::SecretRef;
 use crate::state::AppliedResource;
@@ -202,9 +202,10 @@ fn rule_summary(r: &Rule) -> Value {
             })
         })
         .collect();
-    json!({
+    let mut summary = json!({
         "name": r.name,
         "enabled": r.enabled,
+        "mode": r.mode.as_str(),
         "trigger": {
             "integration": r.trigger.integration.as_str(),
             "event": r.trigger.event.name,
@@ -212,7 +213,11 @@ fn rule_summary(r: &Rule) -> Value {
             "allow_self": r.trigger.allow_self,
         },
         "actions": actions,
-    })
+    });
+    if let Some(n) = r.limits.max_actions_per_minute {
+        summary["limits"] = json!({"max_actions_per_minute": n});
+    }
+    summary
 }
 
 /// Every resource a manifest set declares.
@@ -475,7 +480,16 @@ fn upgrade_legacy(kind: ResourceKind, desired: &Resource, current: &Resource) ->
         ResourceKind::Registration => {
             upgrade(summary.get_mut("secret"), desired.summary.get("secret"));
         }
-        ResourceKind::Rule => {}
+        ResourceKind::Rule => {
+            // Rules recorded before `mode` existed were all active.
+            if let Value::Object(m) = &mut summary
+                && !m.contains_key("mode")
+                && desired.summary.get("mode").is_some()
+            {
+                m.insert("mode".into(), json!(Mode::Active.as_str()));
+                replaced = true;
+            }
+        }
     }
     replaced.then_some(Resource {
         platform: current.platform,

@@ -9,7 +9,9 @@
 //! loses nothing that was acknowledged. Bad signatures get a bare 401; nothing about why leaves
 //! the process (the reason goes to the audit log and the metrics).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,8 +24,9 @@ use crate::manifest::IntegrationId;
 use crate::platforms::{
     self, Inbound, InboundRequest, ParseError, PlatformKind, VerifyError, VerifyKeys,
 };
+use crate::runtime::budget::Slot;
 use crate::runtime::stats::Count;
-use crate::runtime::{Active, Runtime, now_ms};
+use crate::runtime::{Active, Runtime, now_ms, shadow};
 use crate::secrets;
 use crate::state::journal::IngestRecord;
 use crate::state::{AuditKind, AuditRecord, ENRICHMENT, IngestOutcome};
@@ -338,7 +341,12 @@ pub(crate) fn dedupe_ttl(kind: PlatformKind, daemon: std::time::Duration) -> std
 
 /// Matches, stores and flushes an event; 200 once it is durable (also the path of polled
 /// events and of supportopsd's own, which `daemon::poller` and `daemon::alerts` hand in).
-pub(crate) async fn store_event(rt: &Runtime, active: &Active, event: Event, now: u64) -> Reply {
+pub(crate) async fn store_event(
+    rt: &Runtime,
+    active: &Arc<Active>,
+    event: Event,
+    now: u64,
+) -> Reply {
     let kind = event.platform;
     if rt.store.queue_depth() >= rt.options.max_queue {
         rt.metrics.event_rejected(kind.as_str(), "queue_full");
@@ -364,6 +372,24 @@ pub(crate) async fn store_event(rt: &Runtime, active: &Active, event: Event, now
             .map(|r| r.id.to_string())
             .collect()
     };
+    // Each rule's action budget (`runtime::budget`): a job over it is held to a later minute.
+    let slots: Vec<(String, Slot)> = if enrich {
+        Vec::new()
+    } else {
+        reserve(rt, active, &rules, now)
+    };
+    let held: BTreeMap<String, u64> = slots
+        .iter()
+        .filter(|(_, s)| s.held)
+        .map(|(r, s)| (r.clone(), s.due_ms))
+        .collect();
+    // Shadow rules: what they would do, recorded with the delivery (`runtime::shadow`); when an
+    // enrichment is pending they are evaluated once it is done, with the active ones.
+    let shadowed = if enrich {
+        Vec::new()
+    } else {
+        shadow::evaluate(active, &event, from_self, now).await
+    };
     let dedupe_until = now.saturating_add(
         u64::try_from(dedupe_ttl(kind, rt.options.dedupe_ttl).as_millis()).unwrap_or(u64::MAX),
     );
@@ -383,8 +409,12 @@ pub(crate) async fn store_event(rt: &Runtime, active: &Active, event: Event, now
         kind: AuditKind::RuleMatched { rule: r.clone() },
         resource_type: "rule".into(),
         resource_id: r.clone(),
-        detail: json!({"key": event.key()}),
+        detail: match held.get(r) {
+            Some(due) => json!({"key": event.key(), "held_until_ms": due, "held": "over the rule's action budget"}),
+            None => json!({"key": event.key()}),
+        },
     }));
+    records.extend(shadowed.iter().map(|s| s.record.clone()));
     let integration = event.integration.clone();
     let record = IngestRecord {
         event,
@@ -393,8 +423,14 @@ pub(crate) async fn store_event(rt: &Runtime, active: &Active, event: Event, now
         dedupe_until_ms: dedupe_until,
         audit: records,
         revision: active.commit.clone(),
+        held,
     };
     let ingested = rt.ingest(record).await;
+    if !matches!(ingested, Ok(IngestOutcome::Stored { .. })) {
+        for (r, slot) in &slots {
+            rt.budgets.release(r, slot);
+        }
+    }
     match ingested {
         Ok(IngestOutcome::Duplicate) => {
             rt.metrics.event_duplicate(kind.as_str());
@@ -414,6 +450,8 @@ pub(crate) async fn store_event(rt: &Runtime, active: &Active, event: Event, now
                 rt.stats
                     .count(integration.as_str(), Count::RuleMatched { rule: r });
             }
+            shadow::count(rt, &shadowed);
+            throttled(rt, active, &slots);
             if !rules.is_empty() {
                 rt.work.notify_one();
             }
@@ -422,6 +460,39 @@ pub(crate) async fn store_event(rt: &Runtime, active: &Active, event: Event, now
         Err(e) => {
             tracing::error!(error = %e, "Storing an event failed; the delivery is not acknowledged.");
             retry_later(StatusCode::SERVICE_UNAVAILABLE, 5)
+        }
+    }
+}
+
+/// Reserves each matched rule's job in its action budget (`[limits] max_actions_per_minute`,
+/// else `--max-actions-per-minute`): a job costs the rule's number of actions.
+fn reserve(rt: &Runtime, active: &Active, rules: &[String], now: u64) -> Vec<(String, Slot)> {
+    rules
+        .iter()
+        .filter_map(|id| {
+            let rule = active.rule(id)?;
+            let limit = rule
+                .limits
+                .max_actions_per_minute
+                .unwrap_or(rt.options.max_actions_per_minute);
+            let slot = rt.budgets.reserve(id, limit, rule.actions.len(), now);
+            Some((id.clone(), slot))
+        })
+        .collect()
+}
+
+/// Counts the jobs a stored delivery's rules had held, and emits `rule.throttled` for each
+/// throttling episode one of them began (once per episode).
+fn throttled(rt: &Runtime, active: &Active, slots: &[(String, Slot)]) {
+    for (rule, slot) in slots.iter().filter(|(_, s)| s.held) {
+        rt.metrics.job_held(rule);
+        if let Some(episode) = slot.began {
+            let integration = active
+                .rule(rule)
+                .map(|r| r.trigger.integration.to_string())
+                .unwrap_or_default();
+            tracing::warn!(rule = %rule, limit = episode.limit, held_until_ms = episode.held_until_ms, "A rule went over its action budget: its new jobs are held until a later minute.");
+            rt.emit_throttled(rule, &integration, &episode);
         }
     }
 }

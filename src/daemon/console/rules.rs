@@ -162,6 +162,10 @@ pub(crate) fn one(rt: &Runtime, ctx: &mut Ctx, id: &str) -> Reply {
         .chain(r.actions.iter().map(|a| a.integration.as_str()))
         .collect();
     let mut unreadable = false;
+    // What a shadow rule would have done in the last 24 hours, by action (its trigger
+    // integration's records hold it).
+    let mut shadow: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    let throttled = rt.budgets.throttled(now).remove(id);
     for integration in involved {
         let records = match rt.store.rollups_of(
             first * MINUTE_MS,
@@ -182,6 +186,10 @@ pub(crate) fn one(rt: &Runtime, ctx: &mut Ctx, id: &str) -> Reply {
             };
             if let Some(k) = m.counts.rules.get(id) {
                 matches[i] = matches[i].saturating_add(*k);
+            }
+            for (action, k) in m.counts.shadow.get(id).into_iter().flatten() {
+                let slot = shadow.entry(action.clone()).or_default();
+                *slot = slot.saturating_add(*k);
             }
             for outcomes in m
                 .counts
@@ -210,6 +218,29 @@ pub(crate) fn one(rt: &Runtime, ctx: &mut Ctx, id: &str) -> Reply {
                 @if let Some(n) = &r.name { dt { "Name" } dd { (n) } }
                 @if let Some(d) = &r.description { dt { "Description" } dd { (d) } }
                 dt { "State" } dd { @if r.enabled { (badge("enabled")) } @else { (badge("disabled")) " never runs" } }
+                dt { "Mode" } dd {
+                    (badge(r.mode.as_str()))
+                    @if r.is_shadow() { " what it would do is recorded; nothing runs" }
+                }
+                @if r.is_shadow() {
+                    dt { "Would have performed (24 h)" } dd {
+                        @if shadow.is_empty() { "nothing" }
+                        @else {
+                            @for (i, (action, k)) in shadow.iter().enumerate() {
+                                @if i > 0 { ", " }
+                                (k) " × " code { (action) }
+                            }
+                        }
+                    }
+                }
+                dt { "Action budget" } dd {
+                    (r.limits.max_actions_per_minute.unwrap_or(rt.options.max_actions_per_minute)) " a minute"
+                    @if r.limits.max_actions_per_minute.is_none() { " (the daemon's default)" }
+                    @if let Some(t) = throttled {
+                        " — " (badge("throttled")) " " (t.held) " job(s) held, the last until "
+                        (crate::platforms::supportopsd::events::rfc3339_ms(t.held_until_ms))
+                    }
+                }
                 dt { "Declared in" } dd { code.mono { (r.file) } }
                 dt { "Trigger" } dd {
                     code { (r.trigger.event.name) } " from "
