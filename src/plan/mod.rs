@@ -774,6 +774,26 @@ mod tests {
         assert!(plan.changes.is_empty(), "{:?}", plan.changes);
     }
 
+    /// Issue 22: rules recorded before `mode` existed were all active; an upgrade alone shows
+    /// no change, and a rule now in shadow shows its mode change.
+    #[test]
+    fn a_rule_recorded_without_a_mode_was_active() {
+        let recorded = json!({"name": null, "enabled": true, "actions": []});
+        let mut active = recorded.clone();
+        active["mode"] = json!("active");
+        let plan = one(ResourceKind::Rule, res(active), res(recorded.clone()));
+        assert!(plan.changes.is_empty(), "{:?}", plan.changes);
+        let mut shadow = recorded.clone();
+        shadow["mode"] = json!("shadow");
+        let plan = one(ResourceKind::Rule, res(shadow), res(recorded));
+        let f = &plan.changes[0].fields;
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(
+            (f[0].path.as_str(), &f[0].before, &f[0].after),
+            ("mode", &Some(json!("active")), &Some(json!("shadow")))
+        );
+    }
+
     #[test]
     fn printable_escapes_what_could_hide_or_break_a_line() {
         assert_eq!(

@@ -165,6 +165,14 @@ impl Budgets {
             && let Some(e) = &mut b.episode
         {
             e.held = e.held.saturating_sub(1);
+            // The last minute still holding a job is when the last held job is due.
+            let last = b
+                .minutes
+                .iter()
+                .rev()
+                .find(|(_, n)| **n > 0)
+                .map_or(0, |(m, _)| m.saturating_mul(MINUTE_MS));
+            e.held_until_ms = last.max(e.since_ms);
         }
     }
 
@@ -285,6 +293,11 @@ mod tests {
         );
         let again = b.reserve("r", 1, 1, T0 + 4);
         assert!(again.began.is_some(), "the forgotten episode begins again");
+        // Releasing a later hold gives its minute back, and the episode ends earlier.
+        let later = b.reserve("r", 1, 1, T0 + 6);
+        assert_eq!(later.due_ms, T0 + 2 * MINUTE_MS);
+        b.release("r", &later);
+        assert_eq!(b.throttled(T0 + 7)["r"].held_until_ms, T0 + MINUTE_MS);
         let j = b.throttled_json(T0 + 5);
         assert_eq!(j[0]["rule"], "r");
         assert_eq!(j[0]["held"], 1);
