@@ -170,6 +170,20 @@ async fn a_shadow_rule_records_what_it_would_do_and_the_platform_receives_nothin
             .any(|r| r["kind"]["type"] == "rule_shadowed"),
         "{trace:#}"
     );
+    let shown = repo.run(&["events", "show", &id, "--url", &daemon.url]);
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    assert!(
+        shown.stdout.contains("(shadow: recorded, not run)")
+            && shown
+                .stdout
+                .contains("Shadow rules (what they would have done; nothing ran):")
+            && shown
+                .stdout
+                .contains("action 0 `add_note` on freshdesk-main"),
+        "{}",
+        shown.stdout
+    );
+    assert!(!shown.stdout.contains("hunter2"), "{}", shown.stdout);
     // The audit log itself holds the redacted parameters only.
     let audit = daemon.get_json("/api/audit/logs?resource_type=rule").await;
     let text = audit.to_string();
