@@ -215,6 +215,41 @@ async fn a_shadow_rule_records_what_it_would_do_and_the_platform_receives_nothin
         "{out}"
     );
 
+    // The console's rule page (signed in without a token: the tokenless loopback mode).
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let signed = http
+        .post(format!("{}/ui/login", daemon.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("local=1&next=%2Fui%2F")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), 303);
+    let cookie = signed.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let html = http
+        .get(format!("{}/ui/rules/shadow-triage", daemon.url))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("Would have performed (24 h)")
+            && html.contains("1 × <code>add_note</code>, 1 × <code>update_ticket</code>"),
+        "{html}"
+    );
+
     // Nothing reached Freshdesk: no note, no update, no other call at all.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let calls: Vec<String> = fake
