@@ -276,3 +276,73 @@ async fn a_shadow_rule_creates_no_job_and_records_its_rendered_actions() {
         .sum();
     assert_eq!(shadowed, 1);
 }
+
+/// Issue 22: the loop guard applies to shadow rules: a change supportopsd made records nothing.
+#[tokio::test]
+async fn the_loop_guard_applies_to_shadow_rules() {
+    let shadow = RULE.replace("[trigger]", "mode = \"shadow\"\n[trigger]");
+    let (rt, _repo, _state) = runtime_with(&[("rules/on-note.toml", &shadow)]);
+    rt.set_identity(IntegrationId::parse("fd").unwrap(), vec!["42".into()]);
+    let active = rt.active().expect("active");
+    let now: u64 = 1_800_000_000_000;
+    let by = |who: &str| {
+        note(5).replace(
+            "\"agent_name\"",
+            &format!("\"performer_id\": \"{who}\", \"agent_name\""),
+        )
+    };
+    let ours = freshdesk_event(&by("42"), now);
+    assert!(rt.is_self(&ours));
+    assert_eq!(store_event(&rt, &active, ours, now).await.status(), 200);
+    let theirs = freshdesk_event(&by("7"), now + 1);
+    assert!(!rt.is_self(&theirs));
+    assert_eq!(
+        store_event(&rt, &active, theirs, now + 1).await.status(),
+        200
+    );
+    rt.settle().await.unwrap();
+    let shadowed: Vec<_> = rt
+        .store
+        .audit(&crate::state::AuditFilter {
+            resource_type: Some("rule".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap()
+        .into_iter()
+        .filter(|r| matches!(r.kind, crate::state::AuditKind::RuleShadowed { .. }))
+        .collect();
+    assert_eq!(shadowed.len(), 1, "only the agent's change: {shadowed:?}");
+}
+
+/// Issue 22: a shadow rule whose template fails at render time records the actions before it
+/// and the error, and still creates no job.
+#[tokio::test]
+async fn a_shadow_rule_s_render_error_is_recorded() {
+    let failing = RULE.replace("[trigger]", "mode = \"shadow\"\n[trigger]")
+        + "[[actions]]\nintegration = \"fd\"\naction = \"add_note\"\n[actions.parameters]\nticket_id = \"{{ ticket.id }}\"\nbody = \"{{ ticket.subject | int }}\"\n";
+    let (rt, _repo, _state) = runtime_with(&[("rules/on-note.toml", &failing)]);
+    let active = rt.active().expect("active");
+    let now: u64 = 1_800_000_000_000;
+    let reply = store_event(&rt, &active, freshdesk_event(&note(9), now), now).await;
+    assert_eq!(reply.status(), 200);
+    rt.settle().await.unwrap();
+    assert_eq!(rt.store.queue_depth(), 0);
+    let audit = rt
+        .store
+        .audit(&crate::state::AuditFilter {
+            resource_type: Some("rule".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    let d = &audit[0].detail;
+    assert_eq!(d["actions"].as_array().map(Vec::len), Some(1), "{d}");
+    assert_eq!(d["error"]["step"], 1, "{d}");
+    assert!(
+        d["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{d}"
+    );
+}
