@@ -284,6 +284,9 @@ async fn enrich(rt: &Runtime, job: &Job) -> Outcome {
     let now = now_ms();
     // Shadow rules are evaluated on the enriched event too (recorded, never run).
     let shadowed = crate::runtime::shadow::evaluate(&active, &event, from_self, now).await;
+    // The rules' action budgets (`runtime::budget`): a job over its rule's is held.
+    let slots = rt.reserve_jobs(&active, &rules, now);
+    let held = crate::runtime::budget::held(&slots);
     let records: Vec<AuditRecord> = rules
         .iter()
         .map(|r| AuditRecord {
@@ -291,14 +294,24 @@ async fn enrich(rt: &Runtime, job: &Job) -> Outcome {
             kind: AuditKind::RuleMatched { rule: r.clone() },
             resource_type: "rule".into(),
             resource_id: r.clone(),
-            detail: json!({"key": event.key(), "enriched": true}),
+            detail: match held.get(r) {
+                Some(due) => json!({"key": event.key(), "enriched": true, "held_until_ms": due, "held": "over the rule's action budget"}),
+                None => json!({"key": event.key(), "enriched": true}),
+            },
         })
         .chain(shadowed.iter().map(|s| s.record.clone()))
         .collect();
     let store = rt.store.clone();
     let (id, matched) = (job.id, rules.clone());
-    match blocking(move || store.complete_enrichment(id, &event, &matched, now, &records)).await {
+    let completed =
+        blocking(move || store.complete_enrichment(id, &event, &matched, now, &records, &held))
+            .await;
+    if completed.is_err() {
+        rt.release_jobs(&slots);
+    }
+    match completed {
         Ok(_) => {
+            rt.jobs_held(&active, &slots);
             for r in &rules {
                 rt.metrics.rule_matched(r);
                 rt.stats

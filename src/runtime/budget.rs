@@ -3,7 +3,8 @@
 //! a rule that re-triggers itself through a platform whose deliveries do not say who made the
 //! change (the loop guard cannot see its own writes there).
 //!
-//! Counted where jobs are created (`webhook::store_event`): a job costs its rule's number of
+//! Counted where jobs are created (`webhook::store_event`, and the executor once an enrichment
+//! is done: [`Runtime::reserve_jobs`](super::Runtime::reserve_jobs)): a job costs its rule's number of
 //! actions, in the minute it is due. A job that fits in the current minute is due at once;
 //! one that does not is **held**: created due at the start of the first later minute with room
 //! (a job costing more than the budget runs alone in a minute). A held job is an ordinary job
@@ -206,6 +207,65 @@ impl Budgets {
                 })
                 .collect(),
         )
+    }
+}
+
+/// The due times of the held jobs among `slots`, by rule: what the state creates them with.
+pub fn held(slots: &[(String, Slot)]) -> BTreeMap<String, u64> {
+    slots
+        .iter()
+        .filter(|(_, s)| s.held)
+        .map(|(r, s)| (r.clone(), s.due_ms))
+        .collect()
+}
+
+impl super::Runtime {
+    /// Reserves the job of each rule in `rules` (ids of `active`) created at `now` in its
+    /// action budget (`[limits] max_actions_per_minute`, else `--max-actions-per-minute`): a job
+    /// costs the rule's number of actions. Give the reservations back with
+    /// [`Runtime::release_jobs`](super::Runtime::release_jobs) if the jobs are not created;
+    /// once they are, [`Runtime::jobs_held`](super::Runtime::jobs_held).
+    pub fn reserve_jobs(
+        &self,
+        active: &super::Active,
+        rules: &[String],
+        now: u64,
+    ) -> Vec<(String, Slot)> {
+        rules
+            .iter()
+            .filter_map(|id| {
+                let rule = active.rule(id)?;
+                let limit = rule
+                    .limits
+                    .max_actions_per_minute
+                    .unwrap_or(self.options.max_actions_per_minute);
+                let slot = self.budgets.reserve(id, limit, rule.actions.len(), now);
+                Some((id.clone(), slot))
+            })
+            .collect()
+    }
+
+    /// Gives back reservations whose jobs were not created.
+    pub fn release_jobs(&self, slots: &[(String, Slot)]) {
+        for (rule, slot) in slots {
+            self.budgets.release(rule, slot);
+        }
+    }
+
+    /// Once the jobs are created: counts the held ones, and emits `rule.throttled` for each
+    /// throttling episode one of them began (so once per episode).
+    pub fn jobs_held(&self, active: &super::Active, slots: &[(String, Slot)]) {
+        for (rule, slot) in slots.iter().filter(|(_, s)| s.held) {
+            self.metrics.job_held(rule);
+            if let Some(episode) = slot.began {
+                let integration = active
+                    .rule(rule)
+                    .map(|r| r.trigger.integration.to_string())
+                    .unwrap_or_default();
+                tracing::warn!(rule = %rule, limit = episode.limit, held_until_ms = episode.held_until_ms, "A rule went over its action budget: its new jobs are held until a later minute.");
+                self.emit_throttled(rule, &integration, &episode);
+            }
+        }
     }
 }
 

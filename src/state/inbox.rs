@@ -752,8 +752,8 @@ impl Store {
     /// Completes the enrichment job `id` ([`super::outbox::ENRICHMENT`]) in ONE transaction:
     /// the stored delivery's payload is replaced by `event` (the enriched one, appended to the
     /// open segment) and its record lists `rules`, the enrichment job is removed, one job per
-    /// rule in `rules` is created due at `now_ms` (the rules matched on the enriched event),
-    /// and `audit` is appended. Returns the new jobs' ids. [`Error::NoSuchJob`] if job `id` is
+    /// rule in `rules` is created due at `now_ms` (the rules matched on the enriched event; a
+    /// rule in `held` at the later time it gives), and `audit` is appended. Returns the new jobs' ids. [`Error::NoSuchJob`] if job `id` is
     /// not in the outbox (completed before, or dead-lettered meanwhile): nothing is written to
     /// sled then. Does not flush.
     pub fn complete_enrichment(
@@ -763,6 +763,7 @@ impl Store {
         rules: &[String],
         now_ms: u64,
         audit: &[AuditRecord],
+        held: &std::collections::BTreeMap<String, u64>,
     ) -> Result<Vec<u64>, Error> {
         let _writing = self.writing();
         let key = event.key();
@@ -771,7 +772,7 @@ impl Store {
             return Err(Error::NoSuchJob { id });
         };
         let ev = job.event_id;
-        let new = self.new_jobs(ev, &job.event_key, rules, now_ms, &Default::default())?;
+        let new = self.new_jobs(ev, &job.event_key, rules, now_ms, held)?;
         let audit_records = stamped(audit, ev);
         let audit = self.encode_audit(&audit_records)?;
         let audit_index = history::audit_keys(&audit_records, &audit, Some(ev));
@@ -1204,7 +1205,14 @@ mod tests {
             detail: json!({}),
         }];
         let new = store
-            .complete_enrichment(enrich, &enriched, &rules(&["r1", "r2"]), 500, &audit)
+            .complete_enrichment(
+                enrich,
+                &enriched,
+                &rules(&["r1", "r2"]),
+                500,
+                &audit,
+                &[("r2".to_owned(), 60_000)].into(),
+            )
             .unwrap();
         assert_eq!(new.len(), 2);
         assert!(store.job(enrich).unwrap().is_none());
@@ -1212,13 +1220,24 @@ mod tests {
         let first = store.job(new[0]).unwrap().unwrap();
         assert_eq!((first.rule.as_str(), first.due_ms), ("r1", 500));
         assert_eq!(first.event_id, job.event_id);
+        // r2's job was held by its action budget: due later, and only then leased.
+        let second = store.job(new[1]).unwrap().unwrap();
+        assert_eq!((second.rule.as_str(), second.due_ms), ("r2", 60_000));
+        assert_eq!(store.oldest_due_ms().unwrap(), Some(500));
         assert_eq!(store.event(job.event_id).unwrap(), Some(enriched.clone()));
         assert_eq!(audit_count(&store), 1);
         check_consistency(&store);
 
         // Twice: nothing more is written.
         assert!(matches!(
-            store.complete_enrichment(enrich, &enriched, &rules(&["r3"]), 600, &[]),
+            store.complete_enrichment(
+                enrich,
+                &enriched,
+                &rules(&["r3"]),
+                600,
+                &[],
+                &Default::default()
+            ),
             Err(Error::NoSuchJob { .. })
         ));
         assert_eq!(store.queue_depth(), 2);
@@ -1231,7 +1250,14 @@ mod tests {
         };
         assert!(
             store
-                .complete_enrichment(jobs[0], &event("zd", "e2"), &[], 700, &[])
+                .complete_enrichment(
+                    jobs[0],
+                    &event("zd", "e2"),
+                    &[],
+                    700,
+                    &[],
+                    &Default::default()
+                )
                 .unwrap()
                 .is_empty()
         );

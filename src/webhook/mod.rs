@@ -9,7 +9,6 @@
 //! loses nothing that was acknowledged. Bad signatures get a bare 401; nothing about why leaves
 //! the process (the reason goes to the audit log and the metrics).
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +23,7 @@ use crate::manifest::IntegrationId;
 use crate::platforms::{
     self, Inbound, InboundRequest, ParseError, PlatformKind, VerifyError, VerifyKeys,
 };
-use crate::runtime::budget::Slot;
+use crate::runtime::budget::{self, Slot};
 use crate::runtime::stats::Count;
 use crate::runtime::{Active, Runtime, now_ms, shadow};
 use crate::secrets;
@@ -376,13 +375,9 @@ pub(crate) async fn store_event(
     let slots: Vec<(String, Slot)> = if enrich {
         Vec::new()
     } else {
-        reserve(rt, active, &rules, now)
+        rt.reserve_jobs(active, &rules, now)
     };
-    let held: BTreeMap<String, u64> = slots
-        .iter()
-        .filter(|(_, s)| s.held)
-        .map(|(r, s)| (r.clone(), s.due_ms))
-        .collect();
+    let held = budget::held(&slots);
     // Shadow rules: what they would do, recorded with the delivery (`runtime::shadow`); when an
     // enrichment is pending they are evaluated once it is done, with the active ones.
     let shadowed = if enrich {
@@ -427,9 +422,7 @@ pub(crate) async fn store_event(
     };
     let ingested = rt.ingest(record).await;
     if !matches!(ingested, Ok(IngestOutcome::Stored { .. })) {
-        for (r, slot) in &slots {
-            rt.budgets.release(r, slot);
-        }
+        rt.release_jobs(&slots);
     }
     match ingested {
         Ok(IngestOutcome::Duplicate) => {
@@ -451,7 +444,7 @@ pub(crate) async fn store_event(
                     .count(integration.as_str(), Count::RuleMatched { rule: r });
             }
             shadow::count(rt, &shadowed);
-            throttled(rt, active, &slots);
+            rt.jobs_held(active, &slots);
             if !rules.is_empty() {
                 rt.work.notify_one();
             }
@@ -460,39 +453,6 @@ pub(crate) async fn store_event(
         Err(e) => {
             tracing::error!(error = %e, "Storing an event failed; the delivery is not acknowledged.");
             retry_later(StatusCode::SERVICE_UNAVAILABLE, 5)
-        }
-    }
-}
-
-/// Reserves each matched rule's job in its action budget (`[limits] max_actions_per_minute`,
-/// else `--max-actions-per-minute`): a job costs the rule's number of actions.
-fn reserve(rt: &Runtime, active: &Active, rules: &[String], now: u64) -> Vec<(String, Slot)> {
-    rules
-        .iter()
-        .filter_map(|id| {
-            let rule = active.rule(id)?;
-            let limit = rule
-                .limits
-                .max_actions_per_minute
-                .unwrap_or(rt.options.max_actions_per_minute);
-            let slot = rt.budgets.reserve(id, limit, rule.actions.len(), now);
-            Some((id.clone(), slot))
-        })
-        .collect()
-}
-
-/// Counts the jobs a stored delivery's rules had held, and emits `rule.throttled` for each
-/// throttling episode one of them began (once per episode).
-fn throttled(rt: &Runtime, active: &Active, slots: &[(String, Slot)]) {
-    for (rule, slot) in slots.iter().filter(|(_, s)| s.held) {
-        rt.metrics.job_held(rule);
-        if let Some(episode) = slot.began {
-            let integration = active
-                .rule(rule)
-                .map(|r| r.trigger.integration.to_string())
-                .unwrap_or_default();
-            tracing::warn!(rule = %rule, limit = episode.limit, held_until_ms = episode.held_until_ms, "A rule went over its action budget: its new jobs are held until a later minute.");
-            rt.emit_throttled(rule, &integration, &episode);
         }
     }
 }
