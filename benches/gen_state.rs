@@ -332,6 +332,7 @@ fn record(
         dedupe_until_ms: at_ms + 72 * 3600 * 1000,
         audit: records,
         revision: Some(revision.to_owned()),
+        held: Default::default(),
     }
 }
 

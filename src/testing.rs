@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::manifest::diagnostic::did_you_mean;
 use crate::manifest::{IntegrationId, ManifestSet, RuleId, TestCase, select};
@@ -29,6 +29,9 @@ pub struct Produced {
     pub integration: String,
     /// Rendered parameters.
     pub parameters: Value,
+    /// A shadow rule's action (`mode = "shadow"`): the daemon records it and runs nothing.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
 }
 
 /// The result of one case.
@@ -117,36 +120,6 @@ pub fn run_only(set: &ManifestSet, only: Option<&str>) -> Report {
         rules_total: enabled.len(),
         rules_exercised: enabled.iter().filter(|r| exercised.contains(&r.id)).count(),
         uncovered,
-    }
-}
-
-/// Placeholder results for earlier actions: offline, nothing runs, so `actions[N].result.<field>`
-/// renders as the text `<actions[N].result.<field>>`.
-fn placeholder_result(index: usize, spec: &crate::platforms::ActionSpec) -> Value {
-    let mut result = Map::new();
-    for f in spec.result {
-        insert_path(
-            &mut result,
-            f.path,
-            json!(format!("<actions[{index}].result.{}>", f.path)),
-        );
-    }
-    json!({ "action": spec.name, "result": result })
-}
-
-fn insert_path(m: &mut Map<String, Value>, path: &str, v: Value) {
-    match path.split_once('.') {
-        None => {
-            m.insert(path.to_owned(), v);
-        }
-        Some((head, rest)) => {
-            let entry = m
-                .entry(head.to_owned())
-                .or_insert_with(|| Value::Object(Map::new()));
-            if let Value::Object(inner) = entry {
-                insert_path(inner, rest, v);
-            }
-        }
     }
 }
 
@@ -350,28 +323,18 @@ pub fn produce(
             continue;
         }
         run.fired.push(rule.id.clone());
-        let mut earlier = Vec::new();
-        for (i, a) in rule.actions.iter().enumerate() {
-            let mut action_ctx = ctx.clone();
-            if let Value::Object(m) = &mut action_ctx {
-                m.insert("actions".into(), Value::Array(earlier.clone()));
-            }
-            match a.parameters.render(&action_ctx) {
-                Ok(parameters) => run.produced.push(Produced {
-                    rule: rule.id.clone(),
-                    action: a.action.name.to_owned(),
-                    integration: a.integration.to_string(),
-                    parameters,
-                }),
-                Err(e) => {
-                    run.error = Some(format!(
-                        "rule `{}` action {i} (`{}`): {e}",
-                        rule.id, a.action.name
-                    ));
-                    return run;
-                }
-            }
-            earlier.push(placeholder_result(i, a.action));
+        let (rendered, error) = rule.render_offline(&ctx);
+        run.produced.extend(rendered.into_iter().map(|a| Produced {
+            rule: rule.id.clone(),
+            action: a.action.to_owned(),
+            integration: a.integration.to_string(),
+            parameters: a.parameters,
+            shadow: rule.is_shadow(),
+        }));
+        if let Some((i, e)) = error {
+            let name = rule.actions.get(i).map_or("?", |a| a.action.name);
+            run.error = Some(format!("rule `{}` action {i} (`{name}`): {e}", rule.id));
+            return run;
         }
     }
     run.ctx = Some(ctx);
@@ -392,6 +355,7 @@ fn compare(case: &TestCase, produced: Vec<Produced>) -> CaseResult {
         && produced.iter().zip(&case.expect).all(|(p, e)| {
             p.rule == e.rule
                 && p.action == e.action
+                && p.shadow == e.shadow
                 && e.parameters
                     .as_ref()
                     .is_none_or(|want| p.parameters == Value::Object(want.clone()))
@@ -400,9 +364,17 @@ fn compare(case: &TestCase, produced: Vec<Produced>) -> CaseResult {
         let expected: Vec<Value> = case
             .expect
             .iter()
-            .map(|e| match &e.parameters {
-                Some(p) => json!({"rule": e.rule.as_str(), "action": e.action, "parameters": p}),
-                None => json!({"rule": e.rule.as_str(), "action": e.action}),
+            .map(|e| {
+                let mut v = match &e.parameters {
+                    Some(p) => {
+                        json!({"rule": e.rule.as_str(), "action": e.action, "parameters": p})
+                    }
+                    None => json!({"rule": e.rule.as_str(), "action": e.action}),
+                };
+                if e.shadow {
+                    v["shadow"] = json!(true);
+                }
+                v
             })
             .collect();
         let actual: Vec<Value> = produced
@@ -411,13 +383,17 @@ fn compare(case: &TestCase, produced: Vec<Produced>) -> CaseResult {
             .map(|(p, e)| {
                 // Leave parameters out where the expectation leaves them out, so the diff shows
                 // only what the case asserts.
-                if e.is_some_and(|e| {
+                let mut v = if e.is_some_and(|e| {
                     e.parameters.is_none() && e.rule == p.rule && e.action == p.action
                 }) {
                     json!({"rule": p.rule.as_str(), "action": p.action})
                 } else {
                     json!({"rule": p.rule.as_str(), "action": p.action, "parameters": p.parameters})
+                };
+                if p.shadow {
+                    v["shadow"] = json!(true);
                 }
+                v
             })
             .collect();
         let want = serde_json::to_string_pretty(&expected).unwrap_or_default() + "\n";

@@ -360,6 +360,9 @@ fn case_toml(
             s(a.rule.as_str()),
             s(&a.action)
         ));
+        if a.shadow {
+            out.push_str("shadow = true\n");
+        }
         if let Some(p) = toml_of(&a.parameters) {
             out.push_str(&format!("parameters = {p}\n"));
         }
@@ -434,12 +437,14 @@ mod tests {
                 action: "send_message".into(),
                 integration: "slack-main".into(),
                 parameters: json!({"channel": "#a", "message": "say \"hi\"\nthere", "n": 3}),
+                shadow: false,
             },
             testing::Produced {
                 rule: crate::manifest::RuleId::parse("r").unwrap(),
                 action: "add_note".into(),
                 integration: "fd".into(),
                 parameters: json!({"body": null}),
+                shadow: true,
             },
         ];
         let text = case_toml(
@@ -460,6 +465,8 @@ mod tests {
         );
         assert_eq!(expect[0]["parameters"]["n"].as_integer(), Some(3));
         assert!(expect[1].get("parameters").is_none());
+        assert_eq!(expect[1]["shadow"].as_bool(), Some(true));
+        assert!(expect[0].get("shadow").is_none());
         let none = case_toml("n", "fd", "ticket_created", "f.json", &[]);
         assert!(none.contains("expect_none = true"), "{none}");
     }

@@ -281,6 +281,8 @@ pub fn render_trace(v: &Value) -> String {
         };
         let ran = if rule["ran"].as_bool() == Some(true) {
             "  job created"
+        } else if rule["mode"] == "shadow" {
+            "  (shadow: recorded, not run)"
         } else {
             ""
         };
@@ -353,6 +355,31 @@ pub fn render_trace(v: &Value) -> String {
             if let Some(due) = a["retry_due_at"].as_str() {
                 out.push_str(&format!("      retry due {due}\n"));
             }
+        }
+    }
+
+    // What the shadow rules would have done (nothing ran).
+    let shadow = v["shadow"].as_array().cloned().unwrap_or_default();
+    if !shadow.is_empty() {
+        out.push_str("\nShadow rules (what they would have done; nothing ran):\n");
+    }
+    for r in shadow {
+        out.push_str(&format!("  rule {}\n", s(&r, "rule")));
+        for a in r["actions"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "    action {} `{}` on {}: parameters: {}\n",
+                a["step"],
+                a["action"].as_str().unwrap_or("?"),
+                a["integration"].as_str().unwrap_or("?"),
+                a["parameters"]
+            ));
+        }
+        if let Some(e) = r.get("error").filter(|e| !e.is_null()) {
+            out.push_str(&format!(
+                "    action {}: could not be rendered: {}\n",
+                e["step"],
+                e["message"].as_str().unwrap_or("?")
+            ));
         }
     }
 

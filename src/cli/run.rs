@@ -46,6 +46,11 @@ pub struct Args {
     /// 2h, or this if shorter: its ids are body digests).
     #[arg(long, env = "SUPPORTOPSD_DEDUPE_TTL", default_value = "72h", value_parser = duration)]
     pub dedupe_ttl: std::time::Duration,
+    /// Actions a rule may perform per minute unless its `[limits] max_actions_per_minute` says
+    /// otherwise; beyond it the rule's new jobs are held until a later minute (and
+    /// `rule.throttled` is emitted once).
+    #[arg(long, env = "SUPPORTOPSD_MAX_ACTIONS_PER_MINUTE", default_value_t = crate::runtime::budget::DEFAULT_MAX_ACTIONS_PER_MINUTE, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_actions_per_minute: u32,
     /// Ceilings of the waits between attempts of a failed action [default: 5s,5m,30m,2h,5h,10h,10h].
     #[arg(long, env = "SUPPORTOPSD_RETRY_SCHEDULE")]
     pub retry_schedule: Option<String>,
@@ -269,6 +274,7 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
     options.max_connections = args.max_connections;
     options.max_queue = args.max_queue;
     options.dedupe_ttl = args.dedupe_ttl;
+    options.max_actions_per_minute = args.max_actions_per_minute;
     options.retry = retry;
     options.workers = args.workers;
     options.lease = args.lease;

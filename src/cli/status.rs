@@ -70,6 +70,44 @@ fn rate_line(w: &serde_json::Value) -> Option<String> {
     Some(line)
 }
 
+/// The lines about shadow rules (what each would have done, nothing run) and about rules held
+/// by their action budget.
+fn shadow_and_throttled(v: &serde_json::Value) -> Vec<String> {
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let mut out = Vec::new();
+    for r in v["shadow_rules"].as_array().into_iter().flatten() {
+        let per_action: Vec<String> = r["last_24h"]["by_action"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(action, count)| format!("{} {action}", n(count)))
+            .collect();
+        out.push(format!(
+            "rule {} (shadow, nothing run): would have performed {} action(s) in the last hour, {} in 24 h{}, {} in 7 days",
+            r["rule"].as_str().unwrap_or("?"),
+            n(&r["last_hour"]["total"]),
+            n(&r["last_24h"]["total"]),
+            if per_action.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", per_action.join(", "))
+            },
+            n(&r["last_7d"]["total"]),
+        ));
+    }
+    for t in v["throttled_rules"].as_array().into_iter().flatten() {
+        out.push(format!(
+            "rule {} throttled: over its budget of {} action(s) a minute since {}; {} job(s) held, the last until {}",
+            t["rule"].as_str().unwrap_or("?"),
+            n(&t["max_actions_per_minute"]),
+            t["since_at"].as_str().unwrap_or("?"),
+            n(&t["held"]),
+            t["held_until_at"].as_str().unwrap_or("?"),
+        ));
+    }
+    out
+}
+
 /// Runs `status`.
 pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
     let base = args.target.base();
@@ -197,6 +235,9 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
         if let Some(line) = rate_line(&v["rates"][key]) {
             println!("{label}: {line}");
         }
+    }
+    for line in shadow_and_throttled(&v) {
+        println!("{line}");
     }
     if let Some(n) = v["state"]["retention_removed"]["audit_records"]
         .as_u64()

@@ -929,6 +929,8 @@ pub(crate) fn rule_summary(r: &Rule) -> Value {
         "name": r.name,
         "description": r.description,
         "enabled": r.enabled,
+        "mode": r.mode.as_str(),
+        "max_actions_per_minute": r.limits.max_actions_per_minute,
         "file": r.file,
         "trigger": {
             "integration": r.trigger.integration.as_str(),
@@ -969,6 +971,18 @@ pub fn rule(rt: &Runtime, id: &str) -> Reply {
     };
     let mut v = rule_summary(r);
     v["paused"] = rt.holds().rule(id).map_or(Value::Null, hold_json);
+    let now = now_ms();
+    if r.is_shadow() {
+        rt.write_rollups();
+        let counts = crate::runtime::shadow::counts_json(rt.store.as_ref(), &[id], now);
+        v["shadow_actions"] = counts.get(0).cloned().unwrap_or(Value::Null);
+    }
+    v["throttled"] = rt
+        .budgets
+        .throttled_json(now)
+        .as_array()
+        .and_then(|t| t.iter().find(|e| e["rule"] == id).cloned())
+        .unwrap_or(Value::Null);
     v["trigger"]["conditions"] = Value::Object(r.trigger.conditions_source());
     if let Some(actions) = v["actions"].as_array_mut() {
         for (out, a) in actions.iter_mut().zip(&r.actions) {
@@ -1063,6 +1077,7 @@ pub(crate) fn rates(store: &dyn State, now: u64) -> Value {
             },
             "rules_matched": total.matches,
             "actions": total.actions,
+            "shadow_actions": total.shadow,
         })
     };
     json!({"last_hour": window(60), "last_24h": window(24 * 60)})

@@ -57,7 +57,7 @@ pub async fn run(rt: Arc<Runtime>, shutdown: CancellationToken) {
 /// One poll of one integration.
 pub async fn poll_once(
     rt: &Runtime,
-    active: &crate::runtime::Active,
+    active: &std::sync::Arc<crate::runtime::Active>,
     id: &IntegrationId,
     connector: &dyn crate::platforms::Connector,
 ) -> Result<usize, String> {

@@ -652,8 +652,21 @@ pub fn status_value(rt: &Runtime, reveal_tokens: bool) -> serde_json::Value {
     // Rates from the per-minute rollups (current: what was counted so far is written first).
     rt.write_rollups();
     let rates = super::api::rates(rt.store.as_ref(), now);
+    let shadow: Vec<&str> = active
+        .as_ref()
+        .map(|a| {
+            a.set
+                .rules
+                .values()
+                .filter(|r| r.enabled && r.is_shadow())
+                .map(|r| r.id.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
     json!({
         "rates": rates,
+        "shadow_rules": crate::runtime::shadow::counts_json(rt.store.as_ref(), &shadow, now),
+        "throttled_rules": rt.budgets.throttled_json(now),
         "verification_tokens": tokens,
         "applied_revision": s.applied,
         "applied_ms": s.applied_ms,

@@ -289,8 +289,16 @@ async fn enrich(rt: &Runtime, job: &Job) -> Outcome {
         .map(|r| r.id.to_string())
         .collect();
     // Runtime holds: a paused rule matches nothing.
-    let paused = rt.holds().take_paused(&mut rules);
+    let holds = rt.holds();
+    let mut paused = holds.take_paused(&mut rules);
     let now = now_ms();
+    // Shadow rules are evaluated on the enriched event too (recorded, never run).
+    let shadowed =
+        crate::runtime::shadow::evaluate(&active, &holds, &event, from_self, now, &mut paused)
+            .await;
+    // The rules' action budgets (`runtime::budget`): a job over its rule's is held.
+    let slots = rt.reserve_jobs(&active, &rules, now);
+    let held = crate::runtime::budget::held(&slots);
     let mut records: Vec<AuditRecord> = rules
         .iter()
         .map(|r| AuditRecord {
@@ -298,8 +306,12 @@ async fn enrich(rt: &Runtime, job: &Job) -> Outcome {
             kind: AuditKind::RuleMatched { rule: r.clone() },
             resource_type: "rule".into(),
             resource_id: r.clone(),
-            detail: json!({"key": event.key(), "enriched": true}),
+            detail: match held.get(r) {
+                Some(due) => json!({"key": event.key(), "enriched": true, "held_until_ms": due, "held": "over the rule's action budget"}),
+                None => json!({"key": event.key(), "enriched": true}),
+            },
         })
+        .chain(shadowed.iter().map(|s| s.record.clone()))
         .collect();
     records.extend(crate::runtime::holds::paused_records(
         &paused,
@@ -308,13 +320,21 @@ async fn enrich(rt: &Runtime, job: &Job) -> Outcome {
     ));
     let store = rt.store.clone();
     let (id, matched) = (job.id, rules.clone());
-    match blocking(move || store.complete_enrichment(id, &event, &matched, now, &records)).await {
+    let completed =
+        blocking(move || store.complete_enrichment(id, &event, &matched, now, &records, &held))
+            .await;
+    if completed.is_err() {
+        rt.release_jobs(&slots);
+    }
+    match completed {
         Ok(_) => {
+            rt.jobs_held(&active, &slots);
             for r in &rules {
                 rt.metrics.rule_matched(r);
                 rt.stats
                     .count(integration.as_str(), Count::RuleMatched { rule: r });
             }
+            crate::runtime::shadow::count(rt, &shadowed);
             if !rules.is_empty() {
                 rt.work.notify_one();
             }

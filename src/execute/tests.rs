@@ -745,6 +745,47 @@ async fn an_enrichment_is_retried_then_matches_the_rules_on_the_enriched_event()
     );
 }
 
+/// Issue 22: the jobs an enrichment creates count against their rules' action budgets too: a
+/// rule over its budget has its job held to a later minute, the others run at once.
+#[tokio::test]
+async fn the_jobs_an_enrichment_creates_are_held_by_their_rule_s_budget() {
+    use crate::state::ENRICHMENT;
+    let h = harness(TestConnector::default()).await;
+    // The refund rule has used its whole minute (the daemon's default budget); the test runs
+    // within one minute.
+    if now_ms() % 60_000 > 50_000 {
+        tokio::time::sleep(Duration::from_millis(60_000 - now_ms() % 60_000)).await;
+    }
+    let now = now_ms();
+    let budget = h.rt.options.max_actions_per_minute;
+    let used = h.rt.budgets.reserve("refund", budget, budget as usize, now);
+    assert!(!used.held);
+    let job = enqueue(&h.rt, ENRICHMENT, "7");
+    drain(&h.rt).await;
+    assert!(
+        h.rt.store.job(job).unwrap().is_none(),
+        "the enrichment is done"
+    );
+    assert_eq!(h.rt.store.queue_depth(), 7, "no job is lost");
+    let next_minute = (now / 60_000 + 1) * 60_000;
+    let due: Vec<(String, u64)> =
+        h.rt.store
+            .lease_due(next_minute, 3_600_000, 100)
+            .unwrap()
+            .into_iter()
+            .map(|j| (j.rule, j.due_ms))
+            .collect();
+    assert_eq!(due.len(), 7, "{due:?}");
+    for (rule, at) in &due {
+        if rule == "refund" {
+            assert!(*at >= next_minute, "held: {due:?}");
+        } else {
+            assert!(*at < next_minute, "{rule} runs at once: {due:?}");
+        }
+    }
+    assert!(h.rt.budgets.throttled(now_ms()).contains_key("refund"));
+}
+
 /// An enrichment that keeps failing is dead-lettered like an action, and replaying it
 /// enriches again.
 #[tokio::test]

@@ -95,6 +95,16 @@ pub fn describe(rule: &Rule) -> Sentence {
     let mut notes = Vec::new();
     if !rule.enabled {
         notes.push("It is disabled (`enabled = false`): it never fires.".to_owned());
+    } else if rule.is_shadow() {
+        notes.push(
+            "It is in shadow mode (`mode = \"shadow\"`): what it would do is recorded, nothing is run."
+                .to_owned(),
+        );
+    }
+    if let Some(n) = rule.limits.max_actions_per_minute {
+        notes.push(format!(
+            "It performs at most {n} action(s) a minute (`[limits] max_actions_per_minute`): beyond that its new jobs wait for a later minute."
+        ));
     }
     if t.platform.is_builtin() {
         notes.push(
@@ -636,6 +646,11 @@ pub const EVENT_PHRASES: &[(PlatformKind, &str, &str)] = {
             Supportopsd,
             "job.dead_lettered",
             "a rule's action fails for good (dead letter)",
+        ),
+        (
+            Supportopsd,
+            "rule.throttled",
+            "a rule goes over its action budget (its new jobs are held)",
         ),
     ]
 };

@@ -16,8 +16,8 @@ mod spanned;
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use id::{IntegrationId, RuleId};
 pub use model::{
-    Credential, Expectation, Integration, Limits, ManifestSet, Params, Rule, RuleAction, TestCase,
-    Trigger, Webhook,
+    Credential, Expectation, Integration, Limits, ManifestSet, Mode, Params, Rule, RuleAction,
+    RuleLimits, TestCase, Trigger, Webhook,
 };
 pub use resolve::{Loaded, load};
 pub use source::{FileKind, RawFile, Revision, Snapshot, Source};

@@ -89,12 +89,131 @@ pub struct Rule {
     pub description: Option<String>,
     /// Disabled rules are validated but never fire.
     pub enabled: bool,
+    /// `mode`: whether its actions run ([`Mode::Active`]) or are only recorded
+    /// ([`Mode::Shadow`]).
+    pub mode: Mode,
+    /// `[limits]`.
+    pub limits: RuleLimits,
     /// The file that declares it.
     pub file: String,
     /// What triggers it.
     pub trigger: Trigger,
     /// What it does, in order.
     pub actions: Vec<RuleAction>,
+}
+
+/// A rule's `mode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Its actions run (the default).
+    #[default]
+    Active,
+    /// It is evaluated on live deliveries and what it would have done is recorded (audit log,
+    /// event history, metrics), but nothing runs: no job, no platform call.
+    Shadow,
+}
+
+impl Mode {
+    /// `active` or `shadow`, as manifests write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Active => "active",
+            Mode::Shadow => "shadow",
+        }
+    }
+
+    /// Parses `active` or `shadow`.
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "active" => Some(Mode::Active),
+            "shadow" => Some(Mode::Shadow),
+            _ => None,
+        }
+    }
+}
+
+/// A rule's `[limits]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RuleLimits {
+    /// `max_actions_per_minute`: the rule's action budget; beyond it its new jobs are held
+    /// until a later minute (the daemon's `--max-actions-per-minute` when unset).
+    pub max_actions_per_minute: Option<u32>,
+}
+
+impl Rule {
+    /// Whether the rule is in shadow mode.
+    pub fn is_shadow(&self) -> bool {
+        self.mode == Mode::Shadow
+    }
+
+    /// Renders every action's parameters against `ctx` (an event's context) without running
+    /// anything: action `i` sees the earlier actions as `actions[N]` with placeholder results
+    /// (`<actions[N].result.<field>>`, [`placeholder_result`]), since none has run. What
+    /// `supportopsd test` and the daemon's shadow rules record. Stops at the first action whose
+    /// parameters do not render: the actions rendered before it, and its index and error.
+    pub fn render_offline(&self, ctx: &Value) -> (Vec<Rendered>, Option<(usize, RenderError)>) {
+        let mut out = Vec::with_capacity(self.actions.len());
+        let mut earlier = Vec::new();
+        for (i, a) in self.actions.iter().enumerate() {
+            let mut action_ctx = ctx.clone();
+            if let Value::Object(m) = &mut action_ctx {
+                m.insert("actions".into(), Value::Array(earlier.clone()));
+            }
+            match a.parameters.render(&action_ctx) {
+                Ok(parameters) => out.push(Rendered {
+                    action: a.action.name,
+                    integration: a.integration.clone(),
+                    parameters,
+                }),
+                Err(e) => return (out, Some((i, e))),
+            }
+            earlier.push(placeholder_result(i, a.action));
+        }
+        (out, None)
+    }
+}
+
+/// One action of a rule rendered offline ([`Rule::render_offline`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    /// The action's name.
+    pub action: &'static str,
+    /// The integration that would perform it.
+    pub integration: IntegrationId,
+    /// Its rendered parameters.
+    pub parameters: Value,
+}
+
+/// The result of action `index` when it has not run: each result field of `spec` as the text
+/// `<actions[index].result.<field>>`, under `result` (what `actions[index]` holds in templates).
+pub fn placeholder_result(index: usize, spec: &ActionSpec) -> Value {
+    fn insert_path(m: &mut Map<String, Value>, path: &str, v: Value) {
+        match path.split_once('.') {
+            None => {
+                m.insert(path.to_owned(), v);
+            }
+            Some((head, rest)) => {
+                let entry = m
+                    .entry(head.to_owned())
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if let Value::Object(inner) = entry {
+                    insert_path(inner, rest, v);
+                }
+            }
+        }
+    }
+    let mut result = Map::new();
+    for f in spec.result {
+        insert_path(
+            &mut result,
+            f.path,
+            Value::String(format!("<actions[{index}].result.{}>", f.path)),
+        );
+    }
+    let mut m = Map::new();
+    m.insert("action".into(), Value::String(spec.name.to_owned()));
+    m.insert("result".into(), Value::Object(result));
+    Value::Object(m)
 }
 
 /// `[trigger]`.
@@ -175,6 +294,8 @@ pub struct Expectation {
     pub action: String,
     /// The rendered parameters it should have (a subset check is not done: all must match).
     pub parameters: Option<Map<String, Value>>,
+    /// `shadow = true`: the action is a shadow rule's, recorded and not run.
+    pub shadow: bool,
 }
 
 /// A JSON value kept in as little memory as it takes: tables as boxed slices of entries (in
@@ -362,7 +483,8 @@ impl Params {
 // === impl ManifestSet ===
 
 impl ManifestSet {
-    /// Rules triggered by `event` on `integration`, in id order (disabled ones excluded).
+    /// Rules triggered by `event` on `integration`, in id order (disabled ones excluded; shadow
+    /// ones included: [`Rule::is_shadow`] tells them apart).
     pub fn rules_for<'a>(
         &'a self,
         integration: &'a IntegrationId,

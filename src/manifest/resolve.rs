@@ -10,8 +10,8 @@ use serde_json::{Map, Value};
 
 use super::diagnostic::{Code, Diagnostic, Diagnostics, did_you_mean};
 use super::model::{
-    Compact, Credential, Expectation, Integration, Limits, ManifestSet, Params, Rule, RuleAction,
-    TestCase, Trigger, Webhook,
+    Compact, Credential, Expectation, Integration, Limits, ManifestSet, Mode, Params, Rule,
+    RuleAction, RuleLimits, TestCase, Trigger, Webhook,
 };
 use super::schema::{self, SchemaKind};
 use super::source::{Contents, FileKind, RawFile, Snapshot};
@@ -78,9 +78,17 @@ struct RawRule {
     name: Option<String>,
     description: Option<String>,
     enabled: Option<bool>,
+    mode: Option<String>,
+    limits: Option<RawRuleLimits>,
     trigger: RawTrigger,
     #[serde(default)]
     actions: Vec<RawAction>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRuleLimits {
+    max_actions_per_minute: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -132,6 +140,8 @@ struct RawExpect {
     rule: String,
     action: String,
     parameters: Option<Map<String, Value>>,
+    #[serde(default)]
+    shadow: bool,
 }
 
 /// A parsed file. Positions are computed only when a diagnostic needs one (by parsing the text
@@ -927,6 +937,15 @@ impl Resolver {
             name: raw.name.clone(),
             description: raw.description.clone(),
             enabled: raw.enabled.unwrap_or(true),
+            // The schema allows only `active` and `shadow`.
+            mode: raw
+                .mode
+                .as_deref()
+                .and_then(Mode::parse)
+                .unwrap_or_default(),
+            limits: RuleLimits {
+                max_actions_per_minute: raw.limits.as_ref().and_then(|l| l.max_actions_per_minute),
+            },
             file: p.file.clone(),
             trigger: Trigger {
                 integration,
@@ -1156,6 +1175,7 @@ impl Resolver {
                     rule: rule_id,
                     action: e.action.clone(),
                     parameters: e.parameters.clone(),
+                    shadow: e.shadow,
                 });
             }
             if c.expect_none && !c.expect.is_empty() {

@@ -369,6 +369,9 @@ fn rule_schema() -> Value {
             "name": {"type": "string"},
             "description": {"type": "string"},
             "enabled": {"type": "boolean"},
+            "mode": {"enum": ["active", "shadow"], "description": "`shadow`: evaluated on live deliveries, what it would do recorded, nothing run. Default `active`."},
+            "limits": {"type": "object", "additionalProperties": false, "properties": {
+                "max_actions_per_minute": {"type": "integer", "minimum": 1, "description": "The rule's action budget: beyond it its new jobs are held until a later minute."}}},
             "trigger": {"type": "object", "additionalProperties": false, "required": ["event"],
                         "properties": trigger_props},
             "actions": {"type": "array", "items": action_item},
@@ -395,7 +398,8 @@ fn test_schema() -> Value {
                 "required": ["rule", "action"], "properties": {
                     "rule": {"type": "string", "pattern": ID_PATTERN},
                     "action": {"type": "string", "minLength": 1},
-                    "parameters": {"type": "object"}}}}),
+                    "parameters": {"type": "object"},
+                    "shadow": {"type": "boolean", "description": "The action is a shadow rule's (recorded, not run)."}}}}),
         );
         m.insert("expect_none".into(), json!({"type": "boolean"}));
     }

@@ -273,6 +273,8 @@ mod tests {
             name: None,
             description: None,
             enabled,
+            mode: crate::manifest::Mode::Active,
+            limits: crate::manifest::RuleLimits::default(),
             file: "rules/r.toml".into(),
             trigger: Trigger {
                 integration: IntegrationId::parse("zendesk-main").unwrap(),

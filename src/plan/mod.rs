@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::manifest::{Credential, Integration, ManifestSet, Rule};
+use crate::manifest::{Credential, Integration, ManifestSet, Mode, Rule};
 use crate::platforms::PlatformKind;
 use crate::secrets::SecretRef;
 use crate::state::AppliedResource;
@@ -241,9 +241,10 @@ fn rule_summary(r: &Rule) -> Value {
             })
         })
         .collect();
-    json!({
+    let mut summary = json!({
         "name": r.name,
         "enabled": r.enabled,
+        "mode": r.mode.as_str(),
         "trigger": {
             "integration": r.trigger.integration.as_str(),
             "event": r.trigger.event.name,
@@ -251,7 +252,11 @@ fn rule_summary(r: &Rule) -> Value {
             "allow_self": r.trigger.allow_self,
         },
         "actions": actions,
-    })
+    });
+    if let Some(n) = r.limits.max_actions_per_minute {
+        summary["limits"] = json!({"max_actions_per_minute": n});
+    }
+    summary
 }
 
 /// Every resource a manifest set declares.
@@ -514,7 +519,16 @@ fn upgrade_legacy(kind: ResourceKind, desired: &Resource, current: &Resource) ->
         ResourceKind::Registration => {
             upgrade(summary.get_mut("secret"), desired.summary.get("secret"));
         }
-        ResourceKind::Rule => {}
+        ResourceKind::Rule => {
+            // Rules recorded before `mode` existed were all active.
+            if let Value::Object(m) = &mut summary
+                && !m.contains_key("mode")
+                && desired.summary.get("mode").is_some()
+            {
+                m.insert("mode".into(), json!(Mode::Active.as_str()));
+                replaced = true;
+            }
+        }
     }
     replaced.then_some(Resource {
         platform: current.platform,
@@ -799,6 +813,26 @@ mod tests {
             integration(PlatformKind::Slack, same),
         );
         assert!(plan.changes.is_empty(), "{:?}", plan.changes);
+    }
+
+    /// Issue 22: rules recorded before `mode` existed were all active; an upgrade alone shows
+    /// no change, and a rule now in shadow shows its mode change.
+    #[test]
+    fn a_rule_recorded_without_a_mode_was_active() {
+        let recorded = json!({"name": null, "enabled": true, "actions": []});
+        let mut active = recorded.clone();
+        active["mode"] = json!("active");
+        let plan = one(ResourceKind::Rule, res(active), res(recorded.clone()));
+        assert!(plan.changes.is_empty(), "{:?}", plan.changes);
+        let mut shadow = recorded.clone();
+        shadow["mode"] = json!("shadow");
+        let plan = one(ResourceKind::Rule, res(shadow), res(recorded));
+        let f = &plan.changes[0].fields;
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(
+            (f[0].path.as_str(), &f[0].before, &f[0].after),
+            ("mode", &Some(json!("active")), &Some(json!("shadow")))
+        );
     }
 
     #[test]

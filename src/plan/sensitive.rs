@@ -19,9 +19,10 @@
 //! - **shared_reference**: an integration starts using a reference (a credential or its webhook
 //!   secret) that another integration uses too, e.g. a new integration reusing another's
 //!   `env:FRESHDESK_API_KEY`. One entry per field that newly shares it.
-//! - **new_destination**: an enabled rule sends event data to an integration it did not send to
-//!   before: a pair (trigger integration → action integration, the two different) that the
-//!   rule's current version does not have. A new rule, a rule newly enabled, an action added on
+//! - **new_destination**: an enabled, active rule sends event data to an integration it did not
+//!   send to before: a pair (trigger integration → action integration, the two different) that
+//!   the rule's current version does not have. A new rule, a rule newly enabled or switched from
+//!   `mode = "shadow"` to active (a shadow rule sends nothing), an action added on
 //!   another integration, or the trigger moved to another integration all count; actions on the
 //!   trigger's own integration do not (the data stays in that account), nor do changes of an
 //!   action's parameters.
@@ -267,11 +268,14 @@ fn shared_entries<'a>(
     }
 }
 
-/// The (trigger integration → action integration) pairs of an enabled rule's summary, the two
-/// different, each with the first action's index.
+/// The (trigger integration → action integration) pairs of an enabled, active rule's summary,
+/// the two different, each with the first action's index. A shadow rule sends nothing (its
+/// actions are recorded, not run), so switching one to `active` is a new destination.
 fn destinations(summary: &Value) -> BTreeMap<(&str, &str), usize> {
     let mut out = BTreeMap::new();
-    if summary.get("enabled").and_then(Value::as_bool) == Some(false) {
+    if summary.get("enabled").and_then(Value::as_bool) == Some(false)
+        || summary.get("mode").and_then(Value::as_str) == Some("shadow")
+    {
         return out;
     }
     let Some(trigger) = summary

@@ -91,7 +91,8 @@ impl Active {
         }
         let mut enrich: HashMap<(IntegrationId, String), (Vec<&'static str>, bool)> =
             HashMap::new();
-        for rule in set.rules.values().filter(|r| r.enabled) {
+        // Shadow rules never cause an enrichment (a platform call): `runtime::shadow`.
+        for rule in set.rules.values().filter(|r| r.enabled && !r.is_shadow()) {
             let fields = enriched_reads(&set, rule);
             if fields.is_empty() {
                 continue;
@@ -212,15 +213,37 @@ impl Active {
         self.set.rules.get(id)
     }
 
-    /// The rules an event triggers: enabled, on its integration and event, conditions holding,
-    /// and — unless a rule opts in with `allow_self` — not caused by supportopsd itself
-    /// (`from_self`; the loop guard). Decided by [`select::triggers`], as the explanations
-    /// ([`Active::explain`]) are.
+    /// The rules an event triggers: enabled, active (not `mode = "shadow"`), on its integration
+    /// and event, conditions holding, and — unless a rule opts in with `allow_self` — not
+    /// caused by supportopsd itself (`from_self`; the loop guard). Decided by
+    /// [`select::triggers`], as the explanations ([`Active::explain`]) are.
     pub fn matching<R: Root + ?Sized>(
         &self,
         event: &Event,
         ctx: &R,
         from_self: bool,
+    ) -> Vec<&Rule> {
+        self.selected(event, ctx, from_self, false)
+    }
+
+    /// The shadow rules (`mode = "shadow"`) an event triggers, decided exactly as
+    /// [`Active::matching`] decides the active ones (the loop guard included): what
+    /// `runtime::shadow` records instead of running.
+    pub fn shadow_matching<R: Root + ?Sized>(
+        &self,
+        event: &Event,
+        ctx: &R,
+        from_self: bool,
+    ) -> Vec<&Rule> {
+        self.selected(event, ctx, from_self, true)
+    }
+
+    fn selected<R: Root + ?Sized>(
+        &self,
+        event: &Event,
+        ctx: &R,
+        from_self: bool,
+        shadow: bool,
     ) -> Vec<&Rule> {
         let Some(ids) = self
             .by_trigger
@@ -231,6 +254,7 @@ impl Active {
         let d = delivery(event, from_self);
         ids.iter()
             .filter_map(|id| self.set.rules.get(id))
+            .filter(|r| r.is_shadow() == shadow)
             .filter(|r| select::triggers(r, &d, ctx))
             .collect()
     }

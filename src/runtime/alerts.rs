@@ -1,6 +1,6 @@
 //! The emitting half of supportopsd's own events (the built-in `supportopsd` platform): the
 //! places where a fact happens — an integration degraded or recovered, a revision applied or
-//! refused, a registration repaired, a job dead-lettered — call [`Runtime::emit_internal`] in
+//! refused, a registration repaired, a job dead-lettered, a rule over its action budget — call [`Runtime::emit_internal`] in
 //! one line. It is cheap and synchronous: it queues the occurrence (a bounded queue: past it,
 //! occurrences are dropped with a warning rather than blocking the reconciler or the
 //! executor). `daemon::alerts` stores them as events.
@@ -96,6 +96,23 @@ impl Runtime {
                 "since": events::rfc3339_ms(since_ms),
                 "failures": failures,
             }}),
+        );
+    }
+
+    /// Emits `rule.throttled`: `rule` (triggered on `integration`) began a throttling episode
+    /// (`runtime::budget`). The rule is its origin, so it is never triggered by its own
+    /// throttling (an alert rule on `rule.throttled` that is itself throttled).
+    pub fn emit_throttled(&self, rule: &str, integration: &str, episode: &super::budget::Episode) {
+        self.emit_with_origin(
+            events::RULE_THROTTLED,
+            json!({"rule": {
+                "id": rule,
+                "integration": integration,
+                "limit": episode.limit,
+                "held_until": events::rfc3339_ms(episode.held_until_ms),
+                "since": events::rfc3339_ms(episode.since_ms),
+            }}),
+            vec![rule.to_owned()],
         );
     }
 

@@ -1,8 +1,9 @@
 //! Event history and traces as the operator API and the CLI show them (`GET /api/events`,
 //! `GET /api/events/{id}`, `supportopsd events list | show`): the listing's query (filters,
 //! limit, opaque cursor) and its JSON, a delivery's trace (the normalised event, every rule of
-//! its integration and event with match or no match, its jobs with each action attempt, its
-//! audit records), and the redaction of rendered parameters. Reads the state through
+//! its integration and event with match or no match, its jobs with each action attempt, what
+//! its shadow rules would have done, its audit records), and the redaction of rendered
+//! parameters. Reads the state through
 //! [`State`] (the history index, never a scan) and, for the rules, the active revision.
 
 use serde_json::{Map, Value, json};
@@ -329,6 +330,7 @@ pub fn rules_json(active: &Active, event: &Event, from_self: bool, jobs: &[Event
                 "result": v.verdict.outcome(),
                 "matched": v.verdict.matched(),
                 "ran": jobs.iter().any(|j| j.rule == id),
+                "mode": v.rule.mode.as_str(),
                 "file": v.rule.file,
                 "explanation": v.to_json(),
             })
@@ -504,6 +506,7 @@ pub fn trace_json(
             v
         })
         .collect();
+    let shadow = shadow_of(&audit);
     let audit_out: Vec<Value> = audit
         .iter()
         .map(|r| {
@@ -522,8 +525,34 @@ pub fn trace_json(
         "view": event.map(|e| redacted(&e.context())),
         "rules": rules,
         "jobs": jobs_out,
+        "shadow": shadow,
         "audit": audit_out,
     })))
+}
+
+/// What the delivery's shadow rules would have done (`runtime::shadow`), from its
+/// `rule_shadowed` audit records: per rule, each action with its rendered parameters
+/// (redacted), and the rendering error if one stopped it.
+fn shadow_of(audit: &[AuditRecord]) -> Vec<Value> {
+    audit
+        .iter()
+        .filter_map(|r| match &r.kind {
+            AuditKind::RuleShadowed { rule } => {
+                let mut m = Map::new();
+                m.insert("rule".into(), json!(rule));
+                stamp(&mut m, "evaluated", r.at_ms);
+                m.insert(
+                    "actions".into(),
+                    r.detail.get("actions").map_or(json!([]), redacted),
+                );
+                if let Some(e) = r.detail.get("error") {
+                    m.insert("error".into(), redacted(e));
+                }
+                Some(Value::Object(m))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 
 pub mod active;
 pub mod alerts;
+pub mod budget;
 pub mod explain;
 pub mod export;
 pub mod gate;
@@ -23,6 +24,7 @@ pub mod pass;
 pub mod rejections;
 pub mod remote;
 pub mod retry;
+pub mod shadow;
 pub mod stats;
 mod writer;
 
@@ -75,6 +77,9 @@ pub struct Options {
     pub max_queue: usize,
     /// How long a platform event id is remembered for deduplication.
     pub dedupe_ttl: Duration,
+    /// The action budget of a rule without `[limits] max_actions_per_minute`
+    /// (`runtime::budget`).
+    pub max_actions_per_minute: u32,
     /// Retries of failed actions.
     pub retry: RetryPolicy,
     /// How long the executor holds a job before it counts as abandoned (crash recovery).
@@ -143,6 +148,7 @@ impl Options {
             max_connections: 1024,
             max_queue: 100_000,
             dedupe_ttl: Duration::from_secs(72 * 3600),
+            max_actions_per_minute: budget::DEFAULT_MAX_ACTIONS_PER_MINUTE,
             retry: RetryPolicy::default(),
             lease: Duration::from_secs(120),
             workers: 32,
@@ -197,6 +203,8 @@ pub struct Runtime {
     pub stats: stats::Stats,
     /// Refused webhook deliveries, aggregated per integration, reason and minute (SEC-08).
     pub rejections: rejections::Rejections,
+    /// Each rule's action budget: the actions its jobs were scheduled for, per minute.
+    pub budgets: budget::Budgets,
     /// Options.
     pub options: Options,
     /// The sealing key, when one was found.
@@ -1061,6 +1069,7 @@ pub fn open(options: Options, key: Option<SealKey>) -> Result<Arc<Runtime>, crat
         metrics: Metrics::new(),
         stats: stats::Stats::default(),
         rejections: rejections::Rejections::default(),
+        budgets: budget::Budgets::default(),
         options,
         key,
         active: RwLock::new(None),

@@ -120,6 +120,14 @@ pub enum Count<'a> {
     },
     /// The platform asked us to slow down.
     RateLimited,
+    /// A shadow rule would have performed `action` on the integration (recorded, not run);
+    /// counted under the rule's trigger integration.
+    ShadowAction {
+        /// The rule.
+        rule: &'a str,
+        /// The action's name.
+        action: &'a str,
+    },
 }
 
 /// The rule an enrichment's attempts are counted under.
@@ -172,7 +180,7 @@ impl Stats {
             } => Some(&c.actions_succeeded),
             Count::Action { .. } => Some(&c.actions_failed),
             Count::RateLimited => Some(&c.rate_limit_waits),
-            Count::RuleMatched { .. } => None,
+            Count::RuleMatched { .. } | Count::ShadowAction { .. } => None,
         };
         if let Some(counter) = counter {
             counter.fetch_add(1, Ordering::Relaxed);
@@ -217,6 +225,9 @@ impl Stats {
                     .or_default(),
                 outcome.as_str(),
             ),
+            Count::ShadowAction { rule, action } => {
+                bump(counts.shadow.entry(rule.to_owned()).or_default(), action)
+            }
             Count::RateLimited => {}
         }
     }

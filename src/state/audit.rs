@@ -39,6 +39,13 @@ pub enum AuditKind {
         /// The rule's name.
         rule: String,
     },
+    /// A shadow rule (`mode = "shadow"`) matched an event: no job was created; the detail holds
+    /// what it would have done (each action with its rendered parameters, redacted, or the
+    /// rendering error).
+    RuleShadowed {
+        /// The rule's name.
+        rule: String,
+    },
     /// An action of a job is being run.
     ActionAttempted {
         /// The action's index in the rule.

@@ -30,6 +30,8 @@
 //! opened ([`Store::build_history_index`]), in batches that record how far they got in `meta`,
 //! so that an interrupted build resumes.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
@@ -409,8 +411,11 @@ pub(super) struct NewJobs {
     pub(super) jobs: Vec<(u64, Vec<u8>)>,
     /// Their entries, queued.
     pub(super) entries: Vec<EventJob>,
-    /// When they are due (and were created).
+    /// When they were created (and are due, unless held: [`NewJobs::due`]).
     pub(super) now_ms: u64,
+    /// When each is due, in the order of [`NewJobs::jobs`] (later than `now_ms` for a job
+    /// held by its rule's action budget).
+    pub(super) due: Vec<u64>,
 }
 
 impl NewJobs {
@@ -421,22 +426,26 @@ impl NewJobs {
 }
 
 impl Store {
-    /// Allocates and encodes one job per rule in `rules` for delivery `event` (key `key`), due
-    /// at `now_ms`, at step 0: the only place jobs are made. Writes nothing; [`tx_add_jobs`]
-    /// writes them.
+    /// Allocates and encodes one job per rule in `rules` for delivery `event` (key `key`),
+    /// created at `now_ms` and due then — or, for a rule in `held`, at the time it gives (its
+    /// action budget held it) — at step 0: the only place jobs are made. Writes nothing;
+    /// [`tx_add_jobs`] writes them.
     pub(super) fn new_jobs(
         &self,
         event: EventId,
         key: &str,
         rules: &[String],
         now_ms: u64,
+        held: &BTreeMap<String, u64>,
     ) -> Result<NewJobs, Error> {
         let mut out = NewJobs {
             jobs: Vec::with_capacity(rules.len()),
             entries: Vec::with_capacity(rules.len()),
             now_ms,
+            due: Vec::with_capacity(rules.len()),
         };
         for rule in rules {
+            let due_ms = held.get(rule).copied().unwrap_or(now_ms).max(now_ms);
             let id = self.next_id()?;
             let job = Job {
                 id,
@@ -446,7 +455,7 @@ impl Store {
                 step: 0,
                 results: Vec::new(),
                 attempts: 0,
-                due_ms: now_ms,
+                due_ms,
                 lease_until_ms: None,
                 last_error: None,
                 created_ms: now_ms,
@@ -454,6 +463,7 @@ impl Store {
             };
             out.jobs
                 .push((id, codec::encode(trees::OUTBOX, &id.to_string(), &job)?));
+            out.due.push(due_ms);
             out.entries.push(EventJob::of_live(&job, now_ms));
         }
         Ok(out)
@@ -479,11 +489,11 @@ pub(super) fn tx_add_jobs(
     fresh: bool,
     rules: bool,
 ) -> Result<(), ConflictableTransactionError<Error>> {
-    for (job, bytes) in &new.jobs {
+    for (i, (job, bytes)) in new.jobs.iter().enumerate() {
         t.outbox
             .insert(&super::keys::job_key(*job), bytes.as_slice())?;
-        t.due
-            .insert(&super::keys::due_key(new.now_ms, *job), &[][..])?;
+        let due = new.due.get(i).copied().unwrap_or(new.now_ms);
+        t.due.insert(&super::keys::due_key(due, *job), &[][..])?;
     }
     let at = event.key();
     let n = new.jobs.len() as u64;

@@ -119,6 +119,8 @@ pub(super) struct Encoded {
     pub dedupe_until_ms: u64,
     /// The revision in use when it was received.
     pub revision: Option<String>,
+    /// Rules whose job is held by their action budget, with when it is due.
+    pub held: std::collections::BTreeMap<String, u64>,
 }
 
 /// The dedupe key's digest: the `dedupe` tree's key.
@@ -352,7 +354,17 @@ impl Store {
         dedupe_until_ms: u64,
         audit: &[AuditRecord],
     ) -> Result<IngestOutcome, Error> {
-        let prepared = self.prepare(event, rules, now_ms, dedupe_until_ms, audit, None)?;
+        let prepared = self.prepare(
+            event,
+            audit,
+            Encoded {
+                rules: rules.to_vec(),
+                now_ms,
+                dedupe_until_ms,
+                revision: None,
+                held: Default::default(),
+            },
+        )?;
         let mut outcomes = self.commit_prepared(std::slice::from_ref(&prepared))?;
         outcomes.pop().ok_or_else(|| self.missing_outcome())
     }
@@ -401,11 +413,14 @@ impl Store {
     pub fn prepare_ingest(&self, r: &IngestRecord) -> Result<Prepared, Error> {
         self.prepare(
             &r.event,
-            &r.rules,
-            r.now_ms,
-            r.dedupe_until_ms,
             &r.audit,
-            r.revision.clone(),
+            Encoded {
+                rules: r.rules.clone(),
+                now_ms: r.now_ms,
+                dedupe_until_ms: r.dedupe_until_ms,
+                revision: r.revision.clone(),
+                held: r.held.clone(),
+            },
         )
     }
 
@@ -553,11 +568,8 @@ impl Store {
     fn prepare(
         &self,
         event: &Event,
-        rules: &[String],
-        now_ms: u64,
-        dedupe_until_ms: u64,
         audit: &[AuditRecord],
-        revision: Option<String>,
+        ingest: Encoded,
     ) -> Result<Prepared, Error> {
         let key = event.key();
         let event_bytes = codec::encode(trees::EVENTS, &key, event)?;
@@ -566,12 +578,6 @@ impl Store {
             integration: event.integration.clone(),
             name: event.name.clone(),
             id: event.id.clone(),
-        };
-        let ingest = Encoded {
-            rules: rules.to_vec(),
-            now_ms,
-            dedupe_until_ms,
-            revision,
         };
         self.prepare_encoded(head, key, event_bytes, ingest, audit)
     }
@@ -593,11 +599,12 @@ impl Store {
             now_ms,
             dedupe_until_ms,
             revision,
+            held,
         } = ingest;
         let digest = key_digest(&key);
         let id = EventId(self.next_id()?);
         let dedupe_bytes = codec::encode(trees::DEDUPE, &key, &(dedupe_until_ms, id.0))?;
-        let jobs = self.new_jobs(id, &key, &rules, now_ms)?;
+        let jobs = self.new_jobs(id, &key, &rules, now_ms, &held)?;
         let audit_records = stamped(audit, id);
         let audit = self.encode_audit(&audit_records)?;
         let (own_audit, mut indexed) = history::ingest_audit_keys(&audit_records, &audit);
@@ -745,8 +752,8 @@ impl Store {
     /// Completes the enrichment job `id` ([`super::outbox::ENRICHMENT`]) in ONE transaction:
     /// the stored delivery's payload is replaced by `event` (the enriched one, appended to the
     /// open segment) and its record lists `rules`, the enrichment job is removed, one job per
-    /// rule in `rules` is created due at `now_ms` (the rules matched on the enriched event),
-    /// and `audit` is appended. Returns the new jobs' ids. [`Error::NoSuchJob`] if job `id` is
+    /// rule in `rules` is created due at `now_ms` (the rules matched on the enriched event; a
+    /// rule in `held` at the later time it gives), and `audit` is appended. Returns the new jobs' ids. [`Error::NoSuchJob`] if job `id` is
     /// not in the outbox (completed before, or dead-lettered meanwhile): nothing is written to
     /// sled then. Does not flush.
     pub fn complete_enrichment(
@@ -756,6 +763,7 @@ impl Store {
         rules: &[String],
         now_ms: u64,
         audit: &[AuditRecord],
+        held: &std::collections::BTreeMap<String, u64>,
     ) -> Result<Vec<u64>, Error> {
         let _writing = self.writing();
         let key = event.key();
@@ -764,7 +772,7 @@ impl Store {
             return Err(Error::NoSuchJob { id });
         };
         let ev = job.event_id;
-        let new = self.new_jobs(ev, &job.event_key, rules, now_ms)?;
+        let new = self.new_jobs(ev, &job.event_key, rules, now_ms, held)?;
         let audit_records = stamped(audit, ev);
         let audit = self.encode_audit(&audit_records)?;
         let audit_index = history::audit_keys(&audit_records, &audit, Some(ev));
@@ -852,7 +860,7 @@ impl Store {
         let Some(meta) = self.event_meta(id)? else {
             return Err(Error::NoSuchEvent { id });
         };
-        let new = self.new_jobs(id, &meta.key, rules, now_ms)?;
+        let new = self.new_jobs(id, &meta.key, rules, now_ms, &Default::default())?;
         let audit_records = stamped(audit, id);
         let audit = self.encode_audit(&audit_records)?;
         let audit_index = history::audit_keys(&audit_records, &audit, Some(id));
@@ -954,6 +962,7 @@ mod tests {
             now_ms,
             dedupe_until_ms: until_ms,
             revision: None,
+            held: Default::default(),
             audit: vec![AuditRecord {
                 at_ms: now_ms,
                 kind: AuditKind::EventAccepted,
@@ -1196,7 +1205,14 @@ mod tests {
             detail: json!({}),
         }];
         let new = store
-            .complete_enrichment(enrich, &enriched, &rules(&["r1", "r2"]), 500, &audit)
+            .complete_enrichment(
+                enrich,
+                &enriched,
+                &rules(&["r1", "r2"]),
+                500,
+                &audit,
+                &[("r2".to_owned(), 60_000)].into(),
+            )
             .unwrap();
         assert_eq!(new.len(), 2);
         assert!(store.job(enrich).unwrap().is_none());
@@ -1204,13 +1220,24 @@ mod tests {
         let first = store.job(new[0]).unwrap().unwrap();
         assert_eq!((first.rule.as_str(), first.due_ms), ("r1", 500));
         assert_eq!(first.event_id, job.event_id);
+        // r2's job was held by its action budget: due later, and only then leased.
+        let second = store.job(new[1]).unwrap().unwrap();
+        assert_eq!((second.rule.as_str(), second.due_ms), ("r2", 60_000));
+        assert_eq!(store.oldest_due_ms().unwrap(), Some(500));
         assert_eq!(store.event(job.event_id).unwrap(), Some(enriched.clone()));
         assert_eq!(audit_count(&store), 1);
         check_consistency(&store);
 
         // Twice: nothing more is written.
         assert!(matches!(
-            store.complete_enrichment(enrich, &enriched, &rules(&["r3"]), 600, &[]),
+            store.complete_enrichment(
+                enrich,
+                &enriched,
+                &rules(&["r3"]),
+                600,
+                &[],
+                &Default::default()
+            ),
             Err(Error::NoSuchJob { .. })
         ));
         assert_eq!(store.queue_depth(), 2);
@@ -1223,7 +1250,14 @@ mod tests {
         };
         assert!(
             store
-                .complete_enrichment(jobs[0], &event("zd", "e2"), &[], 700, &[])
+                .complete_enrichment(
+                    jobs[0],
+                    &event("zd", "e2"),
+                    &[],
+                    700,
+                    &[],
+                    &Default::default()
+                )
                 .unwrap()
                 .is_empty()
         );

@@ -191,7 +191,8 @@ pub trait Inbox {
 
     /// Completes the enrichment job `id` ([`super::ENRICHMENT`]) in ONE transaction: the
     /// stored delivery becomes `event`, the enrichment job leaves the outbox, one job per rule
-    /// in `rules` is created due at `now_ms`, `audit` is appended. Returns the new jobs' ids.
+    /// in `rules` is created due at `now_ms` (or, for a rule in `held`, at the later time it
+    /// gives: its action budget held it), `audit` is appended. Returns the new jobs' ids.
     /// [`Error::NoSuchJob`] (nothing written) if the job is no longer in the outbox, so a
     /// second completion creates no second set of jobs. Does not flush.
     fn complete_enrichment(
@@ -201,6 +202,7 @@ pub trait Inbox {
         rules: &[String],
         now_ms: u64,
         audit: &[AuditRecord],
+        held: &std::collections::BTreeMap<String, u64>,
     ) -> Result<Vec<u64>, Error>;
 
     /// Creates one job per rule in `rules` for the already stored delivery `id` (a
@@ -678,8 +680,9 @@ impl Inbox for Store {
         rules: &[String],
         now_ms: u64,
         audit: &[AuditRecord],
+        held: &std::collections::BTreeMap<String, u64>,
     ) -> Result<Vec<u64>, Error> {
-        Store::complete_enrichment(self, id, event, rules, now_ms, audit)
+        Store::complete_enrichment(self, id, event, rules, now_ms, audit, held)
     }
 
     fn redeliver_jobs(

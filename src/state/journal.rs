@@ -50,6 +50,7 @@
 //! number, so replay stops there; sequence numbers only grow (a new one is above every journal
 //! and spare file).
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, Read};
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -81,6 +82,10 @@ pub struct IngestRecord {
     /// have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
+    /// Rules whose job is held by their action budget (`runtime::budget`), with when it is
+    /// due; the others' jobs are due at `now_ms` (records of earlier builds have none).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub held: BTreeMap<String, u64>,
 }
 
 /// The journal of one state directory.
@@ -276,6 +281,8 @@ struct Tail {
     audit: Vec<AuditRecord>,
     #[serde(default)]
     revision: Option<String>,
+    #[serde(default)]
+    held: BTreeMap<String, u64>,
 }
 
 /// A journal record decoded for replay.
@@ -343,6 +350,7 @@ impl Journaled {
                 now_ms: tail.now_ms,
                 dedupe_until_ms: tail.dedupe_until_ms,
                 revision: tail.revision,
+                held: tail.held,
             },
             audit: tail.audit,
         })
@@ -696,6 +704,11 @@ impl Journal {
             serde_json::to_writer(&mut framed, revision)
                 .map_err(|e| fail(std::io::Error::other(e)))?;
         }
+        if !record.held.is_empty() {
+            framed.extend_from_slice(b",\"held\":");
+            serde_json::to_writer(&mut framed, &record.held)
+                .map_err(|e| fail(std::io::Error::other(e)))?;
+        }
         framed.push(b'}');
         Self::frame(dir, framed)
     }
@@ -831,6 +844,8 @@ pub(crate) mod tests {
             dedupe_until_ms: u64::MAX,
             audit: Vec::new(),
             revision: Some("0123abcd".into()),
+            // Held by its rule's action budget: due later than it was received.
+            held: [("r".to_owned(), 120_000)].into(),
         }
     }
 
@@ -849,6 +864,17 @@ pub(crate) mod tests {
         assert_eq!(restored, 2);
         assert_eq!(store.queue_depth(), 2);
         assert!(store.event_by_key("fd/a").unwrap().is_some());
+        // The jobs its action budget held are due when the record said, not when received.
+        assert_eq!(store.oldest_due_ms().unwrap(), Some(120_000));
+        assert!(store.lease_due(119_999, 1_000, 10).unwrap().is_empty());
+        let leased = store.lease_due(120_000, 1_000, 10).unwrap();
+        assert_eq!(leased.len(), 2);
+        assert!(
+            leased
+                .iter()
+                .all(|j| j.due_ms == 120_000 && j.created_ms == 1)
+        );
+        drop(leased);
         // Replayed into sled and flushed: the old file is gone, and opening again adds nothing.
         drop(journal);
         drop(store);
@@ -1360,6 +1386,7 @@ pub(crate) mod tests {
                 now_ms: r.now_ms,
                 dedupe_until_ms: r.dedupe_until_ms,
                 revision: r.revision.clone(),
+                held: r.held.clone(),
             }
         );
         assert_eq!(serde_json::to_value(&audit).unwrap(), json!(r.audit));

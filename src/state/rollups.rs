@@ -71,6 +71,11 @@ pub struct RollupCounts {
     /// Enrichments count under the rule `(enrichment)`, the operator API's executions under
     /// `(operator)`.
     pub actions: BTreeMap<String, BTreeMap<String, BTreeMap<String, u64>>>,
+    /// Actions shadow rules (`mode = "shadow"`) would have performed, recorded and not run:
+    /// rule → action → count (the integration is the trigger's). Absent from records written
+    /// before shadow rules existed.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub shadow: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 impl RollupCounts {
@@ -90,6 +95,7 @@ impl RollupCounts {
                 add_map(mine.entry(action.clone()).or_default(), outcomes);
             }
         }
+        add_nested(&mut self.shadow, &other.shadow);
     }
 
     /// Whether nothing was counted.
@@ -112,6 +118,15 @@ impl RollupCounts {
             add_map(&mut out, outcomes);
         }
         out
+    }
+}
+
+fn add_nested(
+    into: &mut BTreeMap<String, BTreeMap<String, u64>>,
+    from: &BTreeMap<String, BTreeMap<String, u64>>,
+) {
+    for (k, inner) in from {
+        add_map(into.entry(k.clone()).or_default(), inner);
     }
 }
 
@@ -154,6 +169,9 @@ pub struct MinuteTotals {
     pub matches: u64,
     /// Action attempts by outcome, all rules and actions.
     pub actions: BTreeMap<String, u64>,
+    /// Actions shadow rules would have performed: rule → action → count, all integrations.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub shadow: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 impl MinuteTotals {
@@ -173,6 +191,7 @@ impl MinuteTotals {
             .values()
             .fold(self.matches, |a, n| a.saturating_add(*n));
         add_map(&mut self.actions, &c.actions_by_outcome());
+        add_nested(&mut self.shadow, &c.shadow);
     }
 
     /// Adds `o` to these totals (a longer window's sum).
@@ -184,6 +203,7 @@ impl MinuteTotals {
         self.duplicate = self.duplicate.saturating_add(o.duplicate);
         self.matches = self.matches.saturating_add(o.matches);
         add_map(&mut self.actions, &o.actions);
+        add_nested(&mut self.shadow, &o.shadow);
     }
 }
 

@@ -176,7 +176,14 @@ fn a_delivery_no_rule_matched_is_no_rules_and_an_enrichment_hands_over() {
     };
     assert_eq!(by_rule(ENRICHMENT), 1);
     let new = store
-        .complete_enrichment(enrich, &event("zd", "e"), &rules(&["r9"]), 200, &[])
+        .complete_enrichment(
+            enrich,
+            &event("zd", "e"),
+            &rules(&["r9"]),
+            200,
+            &[],
+            &Default::default(),
+        )
         .unwrap();
     assert_eq!((by_rule(ENRICHMENT), by_rule("r9")), (0, 1));
     let jobs = states(&store, ev);
@@ -197,7 +204,14 @@ fn a_delivery_no_rule_matched_is_no_rules_and_an_enrichment_hands_over() {
     )[0];
     let ev = last_id(&store);
     store
-        .complete_enrichment(enrich, &event("zd", "f"), &[], 300, &[])
+        .complete_enrichment(
+            enrich,
+            &event("zd", "f"),
+            &[],
+            300,
+            &[],
+            &Default::default(),
+        )
         .unwrap();
     assert_eq!(outcome_of(&store, ev), Outcome::NoRules);
     check_consistency(&store);

@@ -1135,6 +1135,10 @@ fn audit_kinds_serialize_with_snake_case_tags() {
     for (kind, tag) in [
         (AuditKind::EventAccepted, "event_accepted"),
         (AuditKind::RuleMatched { rule: "r".into() }, "rule_matched"),
+        (
+            AuditKind::RuleShadowed { rule: "r".into() },
+            "rule_shadowed",
+        ),
         (AuditKind::ActionAttempted { step: 0 }, "action_attempted"),
         (AuditKind::ActionSucceeded { step: 0 }, "action_succeeded"),
         (

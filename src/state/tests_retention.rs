@@ -73,6 +73,7 @@ fn event_ids_increase_in_arrival_order_and_survive_a_restart() {
         dedupe_until_ms: 1_000,
         audit: Vec::new(),
         revision: Some("abc123".into()),
+        held: Default::default(),
     };
     store.ingest_batch(&[&record]).unwrap();
     for n in 1..5 {

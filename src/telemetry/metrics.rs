@@ -18,6 +18,8 @@ pub struct Metrics {
     events_rejected: Family<Labels, Counter>,
     events_duplicate: Family<Labels, Counter>,
     rules_matched: Family<Labels, Counter>,
+    shadow_actions: Family<Labels, Counter>,
+    jobs_held: Family<Labels, Counter>,
     actions: Family<Labels, Counter>,
     action_seconds: Family<Labels, Histogram>,
     rate_limit_waits: Family<Labels, Counter>,
@@ -57,6 +59,8 @@ impl Metrics {
             events_rejected: Family::default(),
             events_duplicate: Family::default(),
             rules_matched: Family::default(),
+            shadow_actions: Family::default(),
+            jobs_held: Family::default(),
             actions: Family::default(),
             action_seconds: Family::new_with_constructor(latency_histogram),
             rate_limit_waits: Family::default(),
@@ -95,6 +99,16 @@ impl Metrics {
             "rules_matched",
             "Rule matches that produced a job, by rule",
             m.rules_matched.clone(),
+        );
+        registry.register(
+            "shadow_actions",
+            "Actions a shadow rule (mode = \"shadow\") would have performed, recorded and not run, by rule and action",
+            m.shadow_actions.clone(),
+        );
+        registry.register(
+            "jobs_held",
+            "Jobs held past the minute they were created in because their rule was over its action budget, by rule",
+            m.jobs_held.clone(),
         );
         registry.register(
             "actions",
@@ -260,6 +274,23 @@ impl Metrics {
             .inc();
     }
 
+    /// A shadow rule would have performed `action` (recorded, not run).
+    pub fn shadow_action(&self, rule: &str, action: &str) {
+        self.shadow_actions
+            .get_or_create(&vec![
+                ("rule", rule.to_owned()),
+                ("action", action.to_owned()),
+            ])
+            .inc();
+    }
+
+    /// A job of `rule` was held past its minute (the rule was over its action budget).
+    pub fn job_held(&self, rule: &str) {
+        self.jobs_held
+            .get_or_create(&vec![("rule", rule.to_owned())])
+            .inc();
+    }
+
     /// An action finished (`outcome`: succeeded, retried, dead_lettered, outcome_unknown).
     pub fn action(&self, platform: &str, action: &str, outcome: &str, seconds: f64) {
         let labels = vec![
@@ -339,6 +370,9 @@ mod tests {
         m.event_rejected("zendesk", "bad_signature");
         m.action("slack", "send_message", "succeeded", 0.02);
         m.set_queue(3, 7, 1);
+        m.shadow_action("vip", "send_message");
+        m.shadow_action("vip", "send_message");
+        m.job_held("loop");
         m.set_state_bytes("payloads", 4096);
         m.set_retention_removed("events", 5);
         m.set_retention_removed("events", 12);
@@ -363,6 +397,16 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("reason=\"bad_signature\""), "{text}");
+        assert!(
+            text.contains(
+                "supportopsd_shadow_actions_total{rule=\"vip\",action=\"send_message\"} 2"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("supportopsd_jobs_held_total{rule=\"loop\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("supportopsd_queue_depth 3"), "{text}");
         assert!(
             text.contains("supportopsd_action_duration_seconds_bucket"),

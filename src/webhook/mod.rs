@@ -10,6 +10,7 @@
 //! the process (the reason goes to the audit log and the metrics).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,8 +23,9 @@ use crate::manifest::IntegrationId;
 use crate::platforms::{
     self, Inbound, InboundRequest, ParseError, PlatformKind, VerifyError, VerifyKeys,
 };
+use crate::runtime::budget::{self, Slot};
 use crate::runtime::stats::Count;
-use crate::runtime::{Active, Runtime, now_ms};
+use crate::runtime::{Active, Runtime, now_ms, shadow};
 use crate::secrets;
 use crate::state::journal::IngestRecord;
 use crate::state::{AuditKind, AuditRecord, ENRICHMENT, IngestOutcome};
@@ -338,7 +340,12 @@ pub(crate) fn dedupe_ttl(kind: PlatformKind, daemon: std::time::Duration) -> std
 
 /// Matches, stores and flushes an event; 200 once it is durable (also the path of polled
 /// events and of supportopsd's own, which `daemon::poller` and `daemon::alerts` hand in).
-pub(crate) async fn store_event(rt: &Runtime, active: &Active, event: Event, now: u64) -> Reply {
+pub(crate) async fn store_event(
+    rt: &Runtime,
+    active: &Arc<Active>,
+    event: Event,
+    now: u64,
+) -> Reply {
     let kind = event.platform;
     if rt.store.queue_depth() >= rt.options.max_queue {
         rt.metrics.event_rejected(kind.as_str(), "queue_full");
@@ -365,7 +372,22 @@ pub(crate) async fn store_event(rt: &Runtime, active: &Active, event: Event, now
             .collect()
     };
     // Runtime holds (`supportopsd pause --rule`): a paused rule matches nothing.
-    let paused = rt.holds().take_paused(&mut rules);
+    let holds = rt.holds();
+    let mut paused = holds.take_paused(&mut rules);
+    // Each rule's action budget (`runtime::budget`): a job over it is held to a later minute.
+    let slots: Vec<(String, Slot)> = if enrich {
+        Vec::new()
+    } else {
+        rt.reserve_jobs(active, &rules, now)
+    };
+    let held = budget::held(&slots);
+    // Shadow rules: what they would do, recorded with the delivery (`runtime::shadow`); when an
+    // enrichment is pending they are evaluated once it is done, with the active ones.
+    let shadowed = if enrich {
+        Vec::new()
+    } else {
+        shadow::evaluate(active, &holds, &event, from_self, now, &mut paused).await
+    };
     let dedupe_until = now.saturating_add(
         u64::try_from(dedupe_ttl(kind, rt.options.dedupe_ttl).as_millis()).unwrap_or(u64::MAX),
     );
@@ -385,13 +407,17 @@ pub(crate) async fn store_event(rt: &Runtime, active: &Active, event: Event, now
         kind: AuditKind::RuleMatched { rule: r.clone() },
         resource_type: "rule".into(),
         resource_id: r.clone(),
-        detail: json!({"key": event.key()}),
+        detail: match held.get(r) {
+            Some(due) => json!({"key": event.key(), "held_until_ms": due, "held": "over the rule's action budget"}),
+            None => json!({"key": event.key()}),
+        },
     }));
     records.extend(crate::runtime::holds::paused_records(
         &paused,
         &event.key(),
         now,
     ));
+    records.extend(shadowed.iter().map(|s| s.record.clone()));
     let integration = event.integration.clone();
     let record = IngestRecord {
         event,
@@ -400,8 +426,12 @@ pub(crate) async fn store_event(rt: &Runtime, active: &Active, event: Event, now
         dedupe_until_ms: dedupe_until,
         audit: records,
         revision: active.commit.clone(),
+        held,
     };
     let ingested = rt.ingest(record).await;
+    if !matches!(ingested, Ok(IngestOutcome::Stored { .. })) {
+        rt.release_jobs(&slots);
+    }
     match ingested {
         Ok(IngestOutcome::Duplicate) => {
             rt.metrics.event_duplicate(kind.as_str());
@@ -421,6 +451,8 @@ pub(crate) async fn store_event(rt: &Runtime, active: &Active, event: Event, now
                 rt.stats
                     .count(integration.as_str(), Count::RuleMatched { rule: r });
             }
+            shadow::count(rt, &shadowed);
+            rt.jobs_held(active, &slots);
             if !rules.is_empty() {
                 rt.work.notify_one();
             }

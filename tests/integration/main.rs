@@ -39,6 +39,7 @@ mod operator_cli;
 mod plan;
 mod reconcile;
 mod secret;
+mod shadow;
 mod support;
 mod systemd;
 mod testcmd;

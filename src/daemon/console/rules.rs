@@ -163,6 +163,10 @@ pub(crate) fn one(rt: &Runtime, ctx: &mut Ctx, id: &str) -> Reply {
         .chain(r.actions.iter().map(|a| a.integration.as_str()))
         .collect();
     let mut unreadable = false;
+    // What a shadow rule would have done in the last 24 hours, by action (its trigger
+    // integration's records hold it).
+    let mut shadow: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    let throttled = rt.budgets.throttled(now).remove(id);
     for integration in involved {
         let records = match rt.store.rollups_of(
             first * MINUTE_MS,
@@ -183,6 +187,10 @@ pub(crate) fn one(rt: &Runtime, ctx: &mut Ctx, id: &str) -> Reply {
             };
             if let Some(k) = m.counts.rules.get(id) {
                 matches[i] = matches[i].saturating_add(*k);
+            }
+            for (action, k) in m.counts.shadow.get(id).into_iter().flatten() {
+                let slot = shadow.entry(action.clone()).or_default();
+                *slot = slot.saturating_add(*k);
             }
             for outcomes in m
                 .counts
@@ -214,6 +222,29 @@ pub(crate) fn one(rt: &Runtime, ctx: &mut Ctx, id: &str) -> Reply {
                 dt { "State" } dd { @if r.enabled { (badge("enabled")) } @else { (badge("disabled")) " never runs" } }
                 @if let Some(h) = &paused {
                     dt { "Paused" } dd #paused { (badge("paused")) " since " (time(h.at_ms)) ": " (h.reason) ". It matches nothing until " code { "supportopsd resume --rule " (h.id) } "." }
+                }
+                dt { "Mode" } dd {
+                    (badge(r.mode.as_str()))
+                    @if r.is_shadow() { " what it would do is recorded; nothing runs" }
+                }
+                @if r.is_shadow() {
+                    dt { "Would have performed (24 h)" } dd {
+                        @if shadow.is_empty() { "nothing" }
+                        @else {
+                            @for (i, (action, k)) in shadow.iter().enumerate() {
+                                @if i > 0 { ", " }
+                                (k) " × " code { (action) }
+                            }
+                        }
+                    }
+                }
+                dt { "Action budget" } dd {
+                    (r.limits.max_actions_per_minute.unwrap_or(rt.options.max_actions_per_minute)) " a minute"
+                    @if r.limits.max_actions_per_minute.is_none() { " (the daemon's default)" }
+                    @if let Some(t) = throttled {
+                        " — " (badge("throttled")) " " (t.held) " job(s) held, the last until "
+                        (crate::platforms::supportopsd::events::rfc3339_ms(t.held_until_ms))
+                    }
                 }
                 dt { "Declared in" } dd { code.mono { (r.file) } }
                 dt { "Trigger" } dd {

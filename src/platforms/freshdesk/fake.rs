@@ -44,6 +44,11 @@
 //!   matching rule by position runs). Each rule that runs renders its `trigger_webhook` content
 //!   (placeholders such as `{{ticket.status}}` become display names, like Freshdesk's) and
 //!   posts it with the rule's custom headers.
+//! - [`FakeFreshdesk::deliver_updates`] makes the fake's own API do the same: a `PUT` that
+//!   changes a ticket's status or priority runs the ticket-update rules, the change made by the
+//!   API key's agent (observer rules fire on changes made through the API too), so a rule
+//!   whose action updates the ticket it triggered on can re-trigger itself through the fake as
+//!   it would through Freshdesk.
 
 #![allow(clippy::result_large_err)]
 
@@ -115,6 +120,10 @@ struct State {
     ignore_paging: bool,
     clock: i64,
     normalize_stored: Option<fn(&mut Value)>,
+    /// Where a `PUT` that changed a ticket's status or priority goes when the fake delivers
+    /// updates ([`FakeFreshdesk::deliver_updates`]).
+    /// Each carries the changed field's value before the change.
+    updates: Option<tokio::sync::mpsc::UnboundedSender<(Happening, i64)>>,
 }
 
 /// What happens to a ticket, for [`FakeFreshdesk::fire`].
@@ -222,6 +231,7 @@ impl FakeFreshdesk {
             ignore_paging: false,
             clock: 0,
             normalize_stored: None,
+            updates: None,
         }));
         let shared = state.clone();
         let server = FakeServer::try_start(move |r| handle(&shared, r)).await?;
@@ -386,144 +396,179 @@ impl FakeFreshdesk {
     /// Freshdesk would (see the module docs): each posts its rendered `trigger_webhook` content
     /// to its URL with its custom headers. Returns the answers' statuses, one per rule that ran.
     pub async fn fire(&self, what: Happening) -> Vec<u16> {
-        let calls: Vec<(String, Map<String, Value>, String)> = {
-            let mut st = lock(&self.state);
-            let ticket = match what {
-                Happening::Created { ticket }
-                | Happening::Status { ticket, .. }
-                | Happening::Priority { ticket, .. }
-                | Happening::Note { ticket, .. } => ticket,
-            };
-            let Some(before) = st.tickets.get(&ticket).cloned() else {
-                return Vec::new();
-            };
-            let code = |k: &str| before.get(k).and_then(Value::as_i64).unwrap_or(0);
-            // (rule type, changed field, from, to, triggered_event, performer)
-            let (ty, change, triggered, by) = match what {
-                Happening::Created { .. } => (1, None, "{ticket_action:created}".to_owned(), None),
-                Happening::Status { to, by, .. } => {
-                    let from = code("status");
-                    (
-                        4,
-                        Some(("status", from, to)),
-                        format!("{{status:{{from:{from},to:{to}}}}}"),
-                        Some(by),
-                    )
-                }
-                Happening::Priority { to, by, .. } => {
-                    let from = code("priority");
-                    (
-                        4,
-                        Some(("priority", from, to)),
-                        format!("{{priority:{{from:{from},to:{to}}}}}"),
-                        Some(by),
-                    )
-                }
-                Happening::Note { private, by, .. } => {
-                    let kind = if private { "private" } else { "public" };
-                    (4, None, format!("{{note_type:{kind}}}"), Some(by))
-                }
-            };
-            if let Some((field, _, to)) = change {
-                // A changed ticket's `updated_at` moves (a note is assumed not to move it:
-                // whether Freshdesk touches the ticket for a note is unconfirmed).
-                st.clock += 60;
-                let at = format!(
-                    "2026-11-28 10:{:02}:{:02} UTC",
-                    (st.clock / 60) % 60,
-                    st.clock % 60
-                );
-                if let Some(t) = st.tickets.get_mut(&ticket).and_then(Value::as_object_mut) {
-                    t.insert(field.into(), json!(to));
-                    t.insert("updated_at".into(), json!(at));
-                }
-            }
-            let Some(t) = st.tickets.get(&ticket).cloned() else {
-                return Vec::new();
-            };
-            let requester = t
-                .get("requester_id")
-                .and_then(Value::as_i64)
-                .and_then(|r| st.contacts.get(&r))
-                .cloned()
-                .unwrap_or(Value::Null);
-            // `{{event_performer.id}}`: the doer's user id, absent for the System
-            // (freshconsult `Va::Webhook::Util#substitute_placeholders_in_format` adds
-            // `event_performer` only `if doer.present?`; `UserDrop#id`). A new ticket's doer is
-            // taken to be its requester.
-            let performer = match by {
-                Some(By::Us) => AGENT_ID.to_string(),
-                Some(By::Agent) => AGENTS[0].to_string(),
-                Some(By::System) => String::new(),
-                Some(By::Requester) | None => t
-                    .get("requester_id")
-                    .and_then(Value::as_i64)
-                    .map(|r| r.to_string())
-                    .unwrap_or_default(),
-            };
-            let mut candidates: Vec<&Value> = st
-                .rules
-                .iter()
-                .filter(|((rt, _), _)| *rt == ty)
-                .map(|(_, r)| r)
-                .filter(|r| truthy(r.get("active")))
-                .filter(|r| conditions_hold(r.get("conditions"), &t))
-                .filter(|r| {
-                    ty == 1
-                        || (performer_matches(r.get("performer"), by)
-                            && events_match(r.get("events"), what, change))
-                })
-                .collect();
-            candidates.sort_by_key(|r| {
-                r.get("position")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(i64::MAX)
-            });
-            if ty == 1 && st.first_match {
-                candidates.truncate(1);
-            }
-            candidates
-                .into_iter()
-                .flat_map(|r| {
-                    r.get("actions")
-                        .and_then(Value::as_array)
-                        .cloned()
-                        .unwrap_or_default()
-                })
-                .filter(|a| a.get("field_name").and_then(Value::as_str) == Some("trigger_webhook"))
-                .map(|a| {
-                    let url = a
-                        .get("url")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_owned();
-                    let headers = a
-                        .get("custom_headers")
-                        .and_then(Value::as_object)
-                        .cloned()
-                        .unwrap_or_default();
-                    let content = a.get("content").cloned().unwrap_or(Value::Null);
-                    let body = render(&content, &t, &requester, &triggered, &performer).to_string();
-                    (url, headers, body)
-                })
-                .collect()
-        };
-        let client = reqwest::Client::new();
-        let mut out = Vec::new();
-        for (url, headers, body) in calls {
-            let mut req = client
-                .post(url)
-                .header("content-type", "application/json")
-                .body(body);
-            for (k, v) in &headers {
-                if let Some(v) = v.as_str() {
-                    req = req.header(k.as_str(), v);
-                }
-            }
-            out.push(req.send().await.map(|r| r.status().as_u16()).unwrap_or(0));
-        }
-        out
+        let calls = rule_calls(&mut lock(&self.state), what, None);
+        post_calls(calls).await
     }
+
+    /// Makes the fake play Freshdesk's side of its own API's ticket updates, as Freshdesk does:
+    /// a `PUT /api/v2/tickets/{id}` that changes the status or the priority runs the
+    /// ticket-update rules (type 4) like [`FakeFreshdesk::fire`], the change made by the API
+    /// key's agent ([`By::Us`]), and posts their webhooks, in order, from a task of its own
+    /// (the `PUT` is answered first). Off by default. Needs a Tokio runtime.
+    pub fn deliver_updates(&self) {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Happening, i64)>();
+        lock(&self.state).updates = Some(tx);
+        let state = Arc::downgrade(&self.state);
+        tokio::spawn(async move {
+            while let Some((what, from)) = rx.recv().await {
+                let Some(state) = state.upgrade() else { return };
+                let calls = rule_calls(&mut lock(&state), what, Some(from));
+                drop(state);
+                post_calls(calls).await;
+            }
+        });
+    }
+}
+
+/// The webhooks Freshdesk's rules post for `what` (see [`FakeFreshdesk::fire`]): the URL, the
+/// custom headers and the rendered body of each. `applied`: the change is already on the ticket
+/// (a `PUT` made it), from this value, so only `updated_at` moves.
+fn rule_calls(
+    st: &mut State,
+    what: Happening,
+    applied: Option<i64>,
+) -> Vec<(String, Map<String, Value>, String)> {
+    let ticket = match what {
+        Happening::Created { ticket }
+        | Happening::Status { ticket, .. }
+        | Happening::Priority { ticket, .. }
+        | Happening::Note { ticket, .. } => ticket,
+    };
+    let Some(before) = st.tickets.get(&ticket).cloned() else {
+        return Vec::new();
+    };
+    let code =
+        |k: &str| applied.unwrap_or_else(|| before.get(k).and_then(Value::as_i64).unwrap_or(0));
+    // (rule type, changed field, from, to, triggered_event, performer)
+    let (ty, change, triggered, by) = match what {
+        Happening::Created { .. } => (1, None, "{ticket_action:created}".to_owned(), None),
+        Happening::Status { to, by, .. } => {
+            let from = code("status");
+            (
+                4,
+                Some(("status", from, to)),
+                format!("{{status:{{from:{from},to:{to}}}}}"),
+                Some(by),
+            )
+        }
+        Happening::Priority { to, by, .. } => {
+            let from = code("priority");
+            (
+                4,
+                Some(("priority", from, to)),
+                format!("{{priority:{{from:{from},to:{to}}}}}"),
+                Some(by),
+            )
+        }
+        Happening::Note { private, by, .. } => {
+            let kind = if private { "private" } else { "public" };
+            (4, None, format!("{{note_type:{kind}}}"), Some(by))
+        }
+    };
+    if let Some((field, _, to)) = change {
+        // A changed ticket's `updated_at` moves (a note is assumed not to move it:
+        // whether Freshdesk touches the ticket for a note is unconfirmed).
+        st.clock += 60;
+        let at = format!(
+            "2026-11-28 10:{:02}:{:02} UTC",
+            (st.clock / 60) % 60,
+            st.clock % 60
+        );
+        if let Some(t) = st.tickets.get_mut(&ticket).and_then(Value::as_object_mut) {
+            if applied.is_none() {
+                t.insert(field.into(), json!(to));
+            }
+            t.insert("updated_at".into(), json!(at));
+        }
+    }
+    let Some(t) = st.tickets.get(&ticket).cloned() else {
+        return Vec::new();
+    };
+    let requester = t
+        .get("requester_id")
+        .and_then(Value::as_i64)
+        .and_then(|r| st.contacts.get(&r))
+        .cloned()
+        .unwrap_or(Value::Null);
+    // `{{event_performer.id}}`: the doer's user id, absent for the System
+    // (freshconsult `Va::Webhook::Util#substitute_placeholders_in_format` adds
+    // `event_performer` only `if doer.present?`; `UserDrop#id`). A new ticket's doer is
+    // taken to be its requester.
+    let performer = match by {
+        Some(By::Us) => AGENT_ID.to_string(),
+        Some(By::Agent) => AGENTS[0].to_string(),
+        Some(By::System) => String::new(),
+        Some(By::Requester) | None => t
+            .get("requester_id")
+            .and_then(Value::as_i64)
+            .map(|r| r.to_string())
+            .unwrap_or_default(),
+    };
+    let mut candidates: Vec<&Value> = st
+        .rules
+        .iter()
+        .filter(|((rt, _), _)| *rt == ty)
+        .map(|(_, r)| r)
+        .filter(|r| truthy(r.get("active")))
+        .filter(|r| conditions_hold(r.get("conditions"), &t))
+        .filter(|r| {
+            ty == 1
+                || (performer_matches(r.get("performer"), by)
+                    && events_match(r.get("events"), what, change))
+        })
+        .collect();
+    candidates.sort_by_key(|r| {
+        r.get("position")
+            .and_then(Value::as_i64)
+            .unwrap_or(i64::MAX)
+    });
+    if ty == 1 && st.first_match {
+        candidates.truncate(1);
+    }
+    candidates
+        .into_iter()
+        .flat_map(|r| {
+            r.get("actions")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|a| a.get("field_name").and_then(Value::as_str) == Some("trigger_webhook"))
+        .map(|a| {
+            let url = a
+                .get("url")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            let headers = a
+                .get("custom_headers")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            let content = a.get("content").cloned().unwrap_or(Value::Null);
+            let body = render(&content, &t, &requester, &triggered, &performer).to_string();
+            (url, headers, body)
+        })
+        .collect()
+}
+
+/// Posts the webhooks [`rule_calls`] made, in order; the answers' statuses (0: no answer).
+async fn post_calls(calls: Vec<(String, Map<String, Value>, String)>) -> Vec<u16> {
+    let client = reqwest::Client::new();
+    let mut out = Vec::new();
+    for (url, headers, body) in calls {
+        let mut req = client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body);
+        for (k, v) in &headers {
+            if let Some(v) = v.as_str() {
+                req = req.header(k.as_str(), v);
+            }
+        }
+        out.push(req.send().await.map(|r| r.status().as_u16()).unwrap_or(0));
+    }
+    out
 }
 
 /// Inserts rule `id` of type `ty` at `position` (1 = first; `None` = last), moving the rules at
@@ -1093,13 +1138,35 @@ fn serve(st: &mut State, r: &Recorded, route: &str) -> Resp {
             if let Err(resp) = check_ticket_values(st, &body) {
                 return resp;
             }
-            match st.tickets.get_mut(&id) {
-                Some(t) => {
-                    apply(t, &body);
-                    json_response(StatusCode::OK, t)
+            let Some(t) = st.tickets.get_mut(&id) else {
+                return empty_response(StatusCode::NOT_FOUND);
+            };
+            let code = |t: &Value, k: &str| t.get(k).and_then(Value::as_i64).unwrap_or(0);
+            let before = (code(t, "status"), code(t, "priority"));
+            apply(t, &body);
+            let after = (code(t, "status"), code(t, "priority"));
+            let resp = json_response(StatusCode::OK, t);
+            // Freshdesk runs its ticket-update rules on a change its API made too (the API
+            // key's agent made it): when the fake delivers updates.
+            if let Some(tx) = &st.updates {
+                if before.0 != after.0 {
+                    let what = Happening::Status {
+                        ticket: id,
+                        to: after.0,
+                        by: By::Us,
+                    };
+                    let _ = tx.send((what, before.0));
                 }
-                None => empty_response(StatusCode::NOT_FOUND),
+                if before.1 != after.1 {
+                    let what = Happening::Priority {
+                        ticket: id,
+                        to: after.1,
+                        by: By::Us,
+                    };
+                    let _ = tx.send((what, before.1));
+                }
             }
+            resp
         }
         "POST /api/v2/tickets/{id}/notes" => {
             let id = id_at(3).unwrap_or(0);

@@ -13,11 +13,12 @@
 //!
 //! - `event` names the event and must be the one the payload is read as.
 //! - `id` (unique per occurrence) is the dedupe key; `time` is when it happened (RFC 3339).
-//! - The objects named by the event's fields (`integration`, `revision`, `registration`, `job`)
+//! - The objects named by the event's fields (`integration`, `revision`, `registration`, `job`,
+//!   `rule`)
 //!   become the context objects; a catalogued field that is present must have its type.
 //! - `origin.rules` lists the rules whose jobs led to this event (the loop guard: none of them
-//!   is triggered by it). Only `job.dead_lettered` fills it, and only when the dead job was
-//!   itself triggered by a supportopsd event.
+//!   is triggered by it). `job.dead_lettered` fills it when the dead job was itself triggered
+//!   by a supportopsd event; `rule.throttled` names the throttled rule.
 
 use serde_json::{Map, Value, json};
 
@@ -37,6 +38,8 @@ pub const REVISION_REFUSED: &str = "revision.refused";
 pub const REGISTRATION_REPAIRED: &str = "registration.repaired";
 /// `job.dead_lettered`.
 pub const JOB_DEAD_LETTERED: &str = "job.dead_lettered";
+/// `rule.throttled`.
+pub const RULE_THROTTLED: &str = "rule.throttled";
 
 const INTEGRATION_FIELDS: &[FieldSpec] = fields![
     "integration.id": String,
@@ -120,6 +123,21 @@ pub(crate) static EVENTS: &[EventSpec] = &[
             "job.step": Integer,
             "job.attempts": Integer,
             "job.event": String,
+        ],
+        changes: &[],
+        deliverable: true,
+        actors: Actors::Always("supportopsd"),
+    },
+    EventSpec {
+        name: RULE_THROTTLED,
+        description: "A rule went over its action budget (`[limits] max_actions_per_minute`, or the daemon's `--max-actions-per-minute`): its new jobs are held until a later minute; emitted once per throttling episode",
+        primary: "rule",
+        fields: fields![
+            "rule.id": String,
+            "rule.integration": String,
+            "rule.limit": Integer,
+            "rule.held_until": Timestamp,
+            "rule.since": Timestamp,
         ],
         changes: &[],
         deliverable: true,

@@ -22,6 +22,7 @@ const FIXTURES: &[Fixture] = fixtures![named:
     "revision.refused",
     "registration.repaired",
     "job.dead_lettered",
+    "rule.throttled",
 ];
 
 #[test]
@@ -48,6 +49,7 @@ fn every_event_has_a_fixture_and_the_catalogue_is_sound() {
             "revision.refused",
             "registration.repaired",
             "job.dead_lettered",
+            "rule.throttled",
         ]
     );
 }
