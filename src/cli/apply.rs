@@ -39,6 +39,7 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
         detailed_exitcode: false,
         fail_on_sensitive: false,
         refresh: false,
+        replay: Vec::new(),
     };
     if super::plan::run(&plan_args, g)? == Exit::Failure {
         return Ok(Exit::Failure);

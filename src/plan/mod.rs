@@ -9,6 +9,7 @@
 //! from. Which summary leaves are references is decided by the platform's catalogue (a
 //! credential field marked secret) and by the resource kind (a registration's `secret`).
 
+pub mod behaviour;
 pub mod render;
 pub mod sensitive;
 
@@ -28,8 +29,9 @@ pub use sensitive::{SensitiveChange, SensitiveKind};
 
 /// Version of the JSON plan format: a minor bump adds fields, a major bump breaks them.
 ///
-/// 1.1 added `security_sensitive`, and secret fields' `before`/`after` (their references).
-pub const FORMAT_VERSION: &str = "1.1";
+/// 1.1 added `security_sensitive`, and secret fields' `before`/`after` (their references);
+/// 1.2 `behaviour` (the behavioural plan, with `--replay`).
+pub const FORMAT_VERSION: &str = "1.2";
 
 /// Prefix of a secret leaf in a summary recorded by a build before format 1.1: a hash of the
 /// reference (`(sensitive:<16 hex>)`), which [`diff`] recognises (see [`upgrade_legacy`]).
@@ -123,6 +125,9 @@ pub struct Plan {
     pub security_sensitive: Vec<SensitiveChange>,
     /// Changes, ordered by resource kind then id.
     pub changes: Vec<Change>,
+    /// The behavioural plan: the corpus replayed against both revisions (`--replay` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub behaviour: Option<behaviour::Behaviour>,
 }
 
 /// Counts per change kind.
@@ -532,6 +537,7 @@ pub fn diff(
         to,
         security_sensitive,
         changes,
+        behaviour: None,
     }
 }
 

@@ -323,7 +323,7 @@ fn sec_03_json_has_the_block_and_no_format_shows_a_secret_value() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_no_secret_value(&out);
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    assert_eq!(v["format_version"], "1.1");
+    assert_eq!(v["format_version"], "1.2");
     let block = v["security_sensitive"].as_array().unwrap();
     let kinds: std::collections::BTreeSet<&str> =
         block.iter().map(|s| s["kind"].as_str().unwrap()).collect();

@@ -34,6 +34,7 @@ mod history;
 mod openapi;
 mod operator_cli;
 mod plan;
+mod plan_replay;
 mod reconcile;
 mod secret;
 mod support;

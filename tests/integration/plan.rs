@@ -65,7 +65,7 @@ fn examples_on_an_empty_state_list_everything_and_exit_2() {
     let out = repo.run(&["plan", "--detailed-exitcode", "--format", "json"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    assert_eq!(v["format_version"], "1.1");
+    assert_eq!(v["format_version"], "1.2");
     let changes = v["changes"].as_array().unwrap();
     let count = |kind: &str| {
         changes
