@@ -1021,3 +1021,235 @@ fn finish(
         fidelity,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::manifest::source::{Contents, FileKind, RawFile, Snapshot};
+
+    const SLACK: &str = "id = \"slack-main\"\nplatform = \"slack\"\n[credentials]\nbot_token = { env = \"B\" }\nsigning_secret = { env = \"S\" }\n";
+    const SLACK_EU: &str = "id = \"slack-eu\"\nplatform = \"slack\"\n[credentials]\nbot_token = { env = \"B\" }\nsigning_secret = { env = \"S\" }\n";
+
+    fn rule(id: &str, condition: &str, actions: &[(&str, &str)]) -> String {
+        let mut s = format!(
+            "id = \"{id}\"\n[trigger]\nintegration = \"slack-main\"\nevent = \"message\"\n{condition}"
+        );
+        for (integration, text) in actions {
+            s.push_str(&format!(
+                "[[actions]]\nintegration = \"{integration}\"\naction = \"send_message\"\n[actions.parameters]\nchannel = \"#c\"\nmessage = \"{text}\"\n"
+            ));
+        }
+        s
+    }
+
+    fn set(rules: &[String]) -> ManifestSet {
+        let mut files = vec![
+            RawFile {
+                path: "integrations/slack.toml".into(),
+                kind: FileKind::Integration,
+                contents: Contents::Bytes(SLACK.as_bytes().to_vec()),
+            },
+            RawFile {
+                path: "integrations/slack-eu.toml".into(),
+                kind: FileKind::Integration,
+                contents: Contents::Bytes(SLACK_EU.as_bytes().to_vec()),
+            },
+        ];
+        for (i, r) in rules.iter().enumerate() {
+            files.push(RawFile {
+                path: format!("rules/r{i}.toml"),
+                kind: FileKind::Rule,
+                contents: Contents::Bytes(r.as_bytes().to_vec()),
+            });
+        }
+        let loaded = crate::manifest::load(&Snapshot::in_memory(files));
+        let shown = loaded.diagnostics.render("");
+        loaded.set.unwrap_or_else(|| panic!("{shown}"))
+    }
+
+    fn message(n: u64, text: &str) -> Input {
+        Input {
+            seq: n,
+            corpus: 0,
+            record: Ok(Record {
+                id: format!("evt_{n}"),
+                received_ms: None,
+                received_at: None,
+                integration: "slack-main".into(),
+                platform: "slack".into(),
+                event: "message".into(),
+                revision: Some("c".repeat(40)),
+                rules: vec!["help".into()],
+                payload: json!({"event": {"type": "message", "channel": "C1", "user": "U1", "text": text, "ts": format!("{n}.0001")}, "event_id": format!("Ev{n}"), "event_time": 1_700_000_000, "type": "event_callback"}),
+            }),
+        }
+    }
+
+    fn corpus() -> Vec<Input> {
+        (0..40)
+            .map(|n| {
+                message(
+                    n,
+                    if n % 4 == 0 {
+                        "help me please"
+                    } else {
+                        "hello Name1"
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn run(base: &ManifestSet, desired: &ManifestSet, workers: usize) -> Behaviour {
+        replay(
+            base,
+            desired,
+            &[("c.jsonl".into(), "corpus", false)],
+            corpus().into_iter(),
+            Options {
+                base_commit: Some(&"c".repeat(40)),
+                workers,
+            },
+        )
+    }
+
+    /// Removing the first of two actions of the same name leaves the second unchanged: actions
+    /// are identified by integration, name and occurrence, not by position.
+    #[test]
+    fn actions_are_identified_by_name_and_occurrence_not_position() {
+        let cond = "[trigger.conditions]\n\"message.text\" = { matches = \"help\" }\n";
+        let base = set(&[rule(
+            "help",
+            cond,
+            &[
+                ("slack-eu", "eu {{ message.text }}"),
+                ("slack-main", "one"),
+                ("slack-main", "two"),
+            ],
+        )]);
+        let desired = set(&[rule(
+            "help",
+            cond,
+            &[("slack-main", "one"), ("slack-main", "two (changed)")],
+        )]);
+        let b = run(&base, &desired, 2);
+        let r = &b.rules[0];
+        assert_eq!((r.matched_before, r.matched_after), (10, 10));
+        let find = |integration: &str, occurrence: usize| {
+            r.actions
+                .iter()
+                .find(|a| a.integration == integration && a.occurrence == occurrence)
+                .unwrap()
+        };
+        assert_eq!(find("slack-eu", 0).removed.count, 10);
+        assert_eq!(find("slack-main", 0).changed.count, 0);
+        assert_eq!(find("slack-main", 0).removed.count, 0);
+        assert_eq!(find("slack-main", 1).changed.count, 10);
+        assert_eq!(
+            find("slack-main", 1).changed.examples[0],
+            ParamExample {
+                event: "evt_0".into(),
+                before: Some(json!({"message": "two"})),
+                after: Some(json!({"message": "two (changed)"})),
+            }
+        );
+        // The earliest examples, in corpus order.
+        let ids: Vec<&str> = find("slack-eu", 0)
+            .removed
+            .examples
+            .iter()
+            .map(|e| e.event.as_str())
+            .collect();
+        assert_eq!(ids, ["evt_0", "evt_4", "evt_8"]);
+        assert_eq!(b.summary.rules_changed, 1);
+        assert_eq!(b.fidelity.as_ref().unwrap().compared, 40);
+        // The daemon recorded `help` on every event, the replay on a quarter.
+        assert_eq!(b.fidelity.as_ref().unwrap().differ.count, 30);
+    }
+
+    /// The report is the same whatever the number of workers (examples chosen by position).
+    #[test]
+    fn the_report_does_not_depend_on_the_threads() {
+        let base = set(&[rule("help", "", &[("slack-main", "{{ message.text }}")])]);
+        let desired = set(&[rule(
+            "help",
+            "[trigger.conditions]\n\"message.text\" = { matches = \"help\" }\n",
+            &[("slack-main", "{{ message.text }}!")],
+        )]);
+        let one = run(&base, &desired, 1);
+        for workers in [2, 3, 8] {
+            assert_eq!(run(&base, &desired, workers), one);
+        }
+        assert_eq!(one.events, 40);
+        assert_eq!(one.silenced.count, 30);
+        assert_eq!(one.rules[0].actions[0].changed.count, 10);
+        assert_eq!(one.rules[0].actions[0].removed.count, 30);
+        // `message.text` holds the `Name1` stand-in on 30 events, in the desired revision's
+        // condition.
+        assert_eq!(one.approximate.len(), 1);
+        assert_eq!(one.approximate[0].field, "message.text");
+        assert_eq!(one.approximate[0].stand_in, StandIn::Name);
+        assert_eq!(one.approximate[0].events, 30);
+    }
+
+    #[test]
+    fn credential_named_parameters_are_redacted_and_long_strings_cut() {
+        let v = json!({"channel": "#a", "api_key": "k-1", "nested": {"password": "p", "ok": [1, {"token": "t"}]}, "long": "x".repeat(500)});
+        let s = shown(&v);
+        assert_eq!(s["api_key"], "[redacted]");
+        assert_eq!(s["nested"]["password"], "[redacted]");
+        assert_eq!(s["nested"]["ok"][1]["token"], "[redacted]");
+        assert!(s["long"].as_str().unwrap().ends_with("… (500 characters)"));
+        let (b, a) = differing(
+            &json!({"token": "old", "same": 1, "text": "a"}),
+            &json!({"token": "new", "same": 1, "text": "b"}),
+        );
+        assert_eq!(b, json!({"token": "[redacted]", "text": "a"}));
+        assert_eq!(a, json!({"token": "[redacted]", "text": "b"}));
+        let text = serde_json::to_string(&(b, a)).unwrap();
+        assert!(!text.contains("old") && !text.contains("new"), "{text}");
+    }
+
+    /// Bad lines, unknown platforms and events are counted, never a panic.
+    #[test]
+    fn what_does_not_replay_is_counted() {
+        let s = set(&[rule("help", "", &[("slack-main", "hi")])]);
+        let mut inputs = corpus();
+        inputs.truncate(1);
+        inputs.push(Input {
+            seq: 1,
+            corpus: 0,
+            record: Err("line 3: not a recorded delivery: expected value".into()),
+        });
+        let mut odd = message(2, "x");
+        if let Ok(r) = &mut odd.record {
+            r.platform = "nope".into();
+        }
+        inputs.push(odd);
+        let mut unknown_event = message(3, "x");
+        if let Ok(r) = &mut unknown_event.record {
+            r.event = "nope".into();
+        }
+        inputs.push(unknown_event);
+        let b = replay(
+            &s,
+            &s,
+            &[("c.jsonl".into(), "corpus", false)],
+            inputs.into_iter(),
+            Options {
+                base_commit: None,
+                workers: 2,
+            },
+        );
+        assert_eq!(b.unreadable.count, 1);
+        assert_eq!(b.not_normalised.count, 1);
+        assert_eq!(b.unknown.len(), 2);
+        assert_eq!(b.unknown[0].event.as_deref(), Some("nope"));
+        assert!(b.fidelity.is_none());
+        assert!(!b.has_changes());
+    }
+}

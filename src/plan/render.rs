@@ -284,18 +284,27 @@ fn action_name(a: &ActionBehaviour) -> String {
     format!("{} {}{n}", printable(&a.integration), printable(&a.action))
 }
 
-fn failure_name(f: &RenderFailure) -> String {
+/// `slack-main send_message` (`#2` for the rule's second action of that name there).
+fn failure_action(f: &RenderFailure) -> String {
     let n = if f.occurrence > 0 {
         format!(" #{}", f.occurrence + 1)
     } else {
         String::new()
     };
-    format!(
-        "rule {}: {} {}{n}",
-        printable(&f.rule),
-        printable(&f.integration),
-        printable(&f.action)
-    )
+    format!("{} {}{n}", printable(&f.integration), printable(&f.action))
+}
+
+fn failure_name(f: &RenderFailure) -> String {
+    format!("rule {}: {}", printable(&f.rule), failure_action(f))
+}
+
+/// A list of rule ids, `(none)` when empty.
+fn rule_list(ids: &[String]) -> String {
+    if ids.is_empty() {
+        "(none)".to_owned()
+    } else {
+        ids.join(", ")
+    }
 }
 
 fn example_text(e: &ParamExample) -> String {
@@ -384,6 +393,15 @@ fn behaviour_text(b: &Behaviour, out: &mut String, color: bool) {
             r.matched_before,
             r.matched_after
         );
+        for f in b.errors.iter().filter(|f| f.rule == r.rule) {
+            let _ = writeln!(
+                out,
+                "      {} {}: fails to render on {}",
+                paint(RED, "✗"),
+                failure_action(f),
+                plural(f.count, "event", "events")
+            );
+        }
         for a in &r.actions {
             let kinds: [(&str, char, &Counted<ParamExample>); 3] = [
                 ("added", '+', &a.added),
@@ -437,7 +455,7 @@ fn behaviour_text(b: &Behaviour, out: &mut String, color: bool) {
         for a in &b.approximate {
             let _ = writeln!(
                 out,
-                "      rule {} reads {}, a {} on {}",
+                "      rule {} reads {}: {} on {}",
                 printable(&a.rule),
                 printable(&a.field),
                 a.stand_in.as_str(),
@@ -494,10 +512,10 @@ fn behaviour_text(b: &Behaviour, out: &mut String, color: bool) {
         for d in &f.differ.examples {
             let _ = writeln!(
                 out,
-                "      {}: recorded [{}], replayed [{}]",
+                "      {}: recorded {}, replayed {}",
                 printable(&d.event),
-                printable(&d.recorded.join(", ")),
-                printable(&d.replayed.join(", "))
+                printable(&rule_list(&d.recorded)),
+                printable(&rule_list(&d.replayed))
             );
         }
     }
@@ -565,7 +583,7 @@ fn behaviour_markdown(b: &Behaviour, out: &mut String) {
     if !changed.is_empty() {
         let _ = writeln!(
             out,
-            "| rule | matched before | after | actions +added | −removed | ~changed |\n|---|---:|---:|---:|---:|---:|"
+            "| rule | matched before | after | actions +added | −removed | ~changed | ✗ errors |\n|---|---:|---:|---:|---:|---:|---:|"
         );
         for r in &changed {
             let sum = |f: fn(&ActionBehaviour) -> u64| r.actions.iter().map(f).sum::<u64>();
@@ -576,13 +594,18 @@ fn behaviour_markdown(b: &Behaviour, out: &mut String) {
             };
             let _ = writeln!(
                 out,
-                "| {}{status} | {} | {} | +{} | −{} | ~{} |",
+                "| {}{status} | {} | {} | +{} | −{} | ~{} | {} |",
                 code(&r.rule),
                 r.matched_before,
                 r.matched_after,
                 sum(|a| a.added.count),
                 sum(|a| a.removed.count),
-                sum(|a| a.changed.count)
+                sum(|a| a.changed.count),
+                b.errors
+                    .iter()
+                    .filter(|f| f.rule == r.rule)
+                    .map(|f| f.count)
+                    .sum::<u64>()
             );
         }
         out.push('\n');
@@ -654,7 +677,7 @@ fn behaviour_markdown(b: &Behaviour, out: &mut String) {
         for a in &b.approximate {
             let _ = writeln!(
                 out,
-                "- rule {} reads {}, a {} on {}",
+                "- rule {} reads {}: {} on {}",
                 code(&a.rule),
                 code(&a.field),
                 a.stand_in.as_str(),
@@ -722,8 +745,8 @@ fn behaviour_markdown(b: &Behaviour, out: &mut String) {
                 out,
                 "- {}: recorded {}, replayed {}",
                 code(&d.event),
-                code(&d.recorded.join(", ")),
-                code(&d.replayed.join(", "))
+                code(&rule_list(&d.recorded)),
+                code(&rule_list(&d.replayed))
             );
         }
         out.push('\n');
