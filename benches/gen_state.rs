@@ -173,6 +173,8 @@ fn corpus(n: u64, file: &Path, world: &World<'_>) -> Result<(), Failure> {
             event: event.name.clone(),
             revision: Some(world.revision.clone()),
             rules,
+            enrichment_pending: false,
+            replaced: None,
             payload: pseudonymise(&event.payload, Options::default()).value,
         })?;
     }

@@ -1,7 +1,8 @@
 //! `supportopsd events list | show ID | dead | replay ID …`: the event history, one delivery's
 //! trace (`history.rs`) and the dead-letter queue, through a running daemon's API (which holds
 //! the state), or straight from `--state` when no daemon answers; `fixture` (real deliveries as
-//! rule tests) lives in `fixture.rs`, `redeliver` in `redeliver.rs`.
+//! rule tests) lives in `fixture.rs`, `export` (an event corpus) in `export.rs`, `redeliver` in
+//! `redeliver.rs`.
 
 use anyhow::{Context as _, bail};
 
@@ -19,6 +20,9 @@ pub enum Command {
     /// Write stored deliveries (or a saved raw one) as rule test fixtures, pseudonymised, each
     /// with a case asserting what the repository's rules do with it.
     Fixture(super::fixture::Args),
+    /// Write stored deliveries (received since `--since`, default the last 7 days) as an event
+    /// corpus for `plan --replay`, pseudonymised by the daemon (docs/corpus.md).
+    Export(super::export::Args),
     /// Evaluate a stored delivery again against the revision in use: the rules that have not
     /// run for it yet get a job (`--rule R --force` re-runs one that did).
     Redeliver(super::redeliver::Args),
@@ -85,6 +89,7 @@ pub fn run(cmd: &Command, g: &GlobalArgs) -> anyhow::Result<Exit> {
         Command::List(a) => super::history::list(a, g),
         Command::Show(a) => super::history::show(a, g),
         Command::Fixture(args) => super::fixture::run(args, g),
+        Command::Export(args) => super::export::run(args, g),
         Command::Redeliver(args) => super::redeliver::run(args),
         Command::Dead(t) => {
             let base = t.base();

@@ -3,8 +3,8 @@
 //! API (`GET /api/events/{id}/payload`) or, when none answers, from `--state`; a saved raw
 //! delivery is read from its file, without a daemon. Its payload — with what the daemon's
 //! enrichment step added under [`produce::ENRICHED_KEY`] — is pseudonymised
-//! ([`crate::event::pseudonym`]: emails, phone numbers and personal names replaced, credentials
-//! always, ticket text with `--scrub-text`) and written as a fixture under `DIR/fixtures/`; a
+//! ([`corpus::pseudonymise_delivery`], as `events export` does: emails, phone numbers and
+//! personal names replaced, credentials always, ticket text with `--scrub-text`) and written as a fixture under `DIR/fixtures/`; a
 //! case asserting what the repository's rules produce on that written payload (computed by the
 //! same code `supportopsd test` runs) is appended to `DIR/<--file>`. When the repository's rules
 //! decide differently from what the daemon did with the delivery, the output says so.
@@ -15,8 +15,9 @@ use anyhow::{Context as _, bail};
 use serde_json::{Map, Value};
 
 use super::{Exit, GlobalArgs, Target, load_or_report};
-use crate::event::pseudonym::{self, Options};
-use crate::manifest::produce::{self, ENRICHED_KEY};
+use crate::event::corpus;
+use crate::event::pseudonym::Options;
+use crate::manifest::produce;
 use crate::manifest::{IntegrationId, ManifestSet};
 use crate::state::{EventId, State};
 use crate::testing;
@@ -188,31 +189,6 @@ fn delivery_of(label: &str, body: &Value) -> anyhow::Result<Delivery> {
     })
 }
 
-/// The fields of the stored objects that the raw payload's normalisation does not give: what
-/// the enrichment step fetched.
-fn enriched(stored: &Map<String, Value>, normalized: &Map<String, Value>) -> Map<String, Value> {
-    let mut extra = Map::new();
-    for (k, v) in stored {
-        match (normalized.get(k), v) {
-            (Some(n), v) if n == v => {}
-            (Some(Value::Object(have)), Value::Object(fields)) => {
-                let diff: Map<String, Value> = fields
-                    .iter()
-                    .filter(|(f, fv)| have.get(*f) != Some(*fv))
-                    .map(|(f, fv)| (f.clone(), fv.clone()))
-                    .collect();
-                if !diff.is_empty() {
-                    extra.insert(k.clone(), Value::Object(diff));
-                }
-            }
-            _ => {
-                extra.insert(k.clone(), v.clone());
-            }
-        }
-    }
-    extra
-}
-
 /// A file name part from a label: letters, digits, `-` and `_`.
 fn slug(s: &str) -> String {
     s.chars()
@@ -250,16 +226,7 @@ fn write_one(
             d.event
         );
     };
-    let mut payload = d.payload.clone();
-    if let (Some(stored), Value::Object(body)) = (&d.objects, &mut payload)
-        && let Ok(n) = (platform.descriptor().normalize)(event, &Value::Object(body.clone()))
-    {
-        let extra = enriched(stored, &n.objects);
-        if !extra.is_empty() {
-            body.insert(ENRICHED_KEY.to_owned(), Value::Object(extra));
-        }
-    }
-    let p = pseudonym::pseudonymise(&payload, options);
+    let p = corpus::pseudonymise_delivery(platform, event, &d.payload, d.objects.as_ref(), options);
     let run = produce::produce(set, platform, &integration, event, &p.value);
     if let Some(e) = &run.error {
         bail!("the repository's rules cannot run on it, so no case is written: {e}");
@@ -459,27 +426,6 @@ fn check_written(g: &GlobalArgs, args: &Args, names: &[String]) -> anyhow::Resul
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn what_enrichment_added_is_what_normalisation_does_not_give() {
-        let stored = json!({
-            "ticket": {"id": 7, "subject": "Printer offline", "tags": ["printer"]},
-            "requester": {"id": 1, "email": "a@example.com"},
-            "comment": {"body": "it is on fire"}
-        });
-        let normalized = json!({
-            "ticket": {"id": 7, "subject": null},
-            "requester": {"id": 1, "email": "a@example.com"}
-        });
-        let extra = enriched(stored.as_object().unwrap(), normalized.as_object().unwrap());
-        assert_eq!(
-            Value::Object(extra),
-            json!({
-                "ticket": {"subject": "Printer offline", "tags": ["printer"]},
-                "comment": {"body": "it is on fire"}
-            })
-        );
-    }
 
     #[test]
     fn a_case_reads_back_as_toml_and_leaves_out_parameters_toml_cannot_hold() {

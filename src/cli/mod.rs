@@ -8,6 +8,7 @@ pub mod completions;
 pub mod demo;
 pub mod events;
 pub mod explain;
+pub mod export;
 pub mod fixture;
 pub mod history;
 pub mod notion;
@@ -290,7 +291,8 @@ fn held_advice(command: &Command) -> String {
         Command::Events(
             events::Command::Dead(t)
             | events::Command::Replay { target: t, .. }
-            | events::Command::Fixture(fixture::Args { target: t, .. }),
+            | events::Command::Fixture(fixture::Args { target: t, .. })
+            | events::Command::Export(export::Args { target: t, .. }),
         ) => Some(t.base()),
         Command::Events(events::Command::List(a)) => Some(a.target.base()),
         Command::Events(events::Command::Show(a)) => Some(a.target.base()),
@@ -343,6 +345,10 @@ fn held_advice(command: &Command) -> String {
         Command::Events(events::Command::Explain(args)) => through(format!(
             "supportopsd events explain {} --url {url}",
             args.id
+        )),
+        Command::Events(events::Command::Export(args)) => through(format!(
+            "supportopsd events export --out {} --url {url}",
+            args.out.display()
         )),
         Command::Pin(args) => through(format!("supportopsd pin {} --url {url}", args.rev)),
         Command::Unpin(_) => through(format!("supportopsd unpin --url {url}")),

@@ -255,6 +255,8 @@ fn test_cases(g: &GlobalArgs, dir: &Path, desired: &ManifestSet) -> anyhow::Resu
             event: c.event.name.to_owned(),
             revision: None,
             rules: Vec::new(),
+            enrichment_pending: false,
+            replaced: None,
             payload: c.payload.clone(),
         })
         .collect();

@@ -67,8 +67,13 @@ fn backup(args: &BackupArgs, g: &GlobalArgs) -> anyhow::Result<Exit> {
         return backup_offline(args, dir);
     }
     let base = args.target.base();
-    let written = write_atomically(&args.to, |file| fetch(&base, file))?;
-    let Some(((), contents)) = written else {
+    let url = format!("{base}/api/state/backup");
+    let written = write_atomically(
+        &args.to,
+        |file| stream_to(&Streaming::backup(&url, &base), file),
+        check_backup,
+    )?;
+    let Some((_, contents)) = written else {
         bail!(
             "no daemon answered at {base}: start it, or back up a stopped daemon's state with `supportopsd state backup --to {} --state DIR`",
             args.to.display()
@@ -93,12 +98,16 @@ fn backup_offline(args: &BackupArgs, dir: &Path) -> anyhow::Result<Exit> {
     if restored > 0 {
         eprintln!("Folded {restored} deliveries left in the ingest journal into the state first.");
     }
-    let written = write_atomically(&args.to, |file| {
-        let mut out = BufWriter::with_capacity(256 * 1024, file);
-        let report = store.backup(&mut out, Taken::Offline)?;
-        out.flush()?;
-        Ok(Some(report))
-    })?;
+    let written = write_atomically(
+        &args.to,
+        |file| {
+            let mut out = BufWriter::with_capacity(256 * 1024, file);
+            let report = store.backup(&mut out, Taken::Offline)?;
+            out.flush()?;
+            Ok(Some(report))
+        },
+        check_backup,
+    )?;
     let Some((report, _)) = written else {
         bail!("nothing was written to {}", args.to.display());
     };
@@ -119,14 +128,15 @@ fn describe(c: &Contents) -> String {
     )
 }
 
-/// Writes `to` through `fill` into a temporary file beside it, created 0600, then checks that
-/// it is a complete backup and renames it into place; the temporary file is removed on any
-/// failure, and when `fill` gives `None` (nothing to write). Gives what `fill` gave and what
-/// the check found in the file.
-fn write_atomically<R>(
+/// Writes `to` through `fill` into a temporary file beside it, created 0600, then checks it
+/// with `check` and renames it into place; the temporary file is removed on any failure, and
+/// when `fill` gives `None` (nothing to write). Gives what `fill` gave and what `check` found
+/// in the file. (`state backup`, `events export`.)
+pub(super) fn write_atomically<R, C>(
     to: &Path,
     fill: impl FnOnce(&mut File) -> anyhow::Result<Option<R>>,
-) -> anyhow::Result<Option<(R, Contents)>> {
+    check: impl FnOnce(&Path) -> anyhow::Result<C>,
+) -> anyhow::Result<Option<(R, C)>> {
     let name = to
         .file_name()
         .with_context(|| format!("{} names no file", to.display()))?;
@@ -152,7 +162,7 @@ fn write_atomically<R>(
     file.sync_all()
         .with_context(|| format!("writing {}", tmp.display()))?;
     drop(file);
-    let (_, contents) = backup::check(&tmp).context("the backup written is not complete")?;
+    let checked = check(&tmp)?;
     fs::rename(&tmp, to)
         .with_context(|| format!("cannot rename {} to {}", tmp.display(), to.display()))?;
     std::mem::forget(cleanup);
@@ -160,7 +170,13 @@ fn write_atomically<R>(
     if let Ok(folder) = File::open(&parent) {
         let _ = folder.sync_all();
     }
-    Ok(Some((filled, contents)))
+    Ok(Some((filled, checked)))
+}
+
+/// [`write_atomically`]'s check of a backup.
+fn check_backup(tmp: &Path) -> anyhow::Result<Contents> {
+    let (_, contents) = backup::check(tmp).context("the backup written is not complete")?;
+    Ok(contents)
 }
 
 /// Removes a temporary file when dropped.
@@ -172,13 +188,39 @@ impl Drop for Remove<'_> {
     }
 }
 
-/// Streams a backup from the daemon at `base` into `file`; `None` when nothing answers there.
-fn fetch(base: &str, file: &mut File) -> anyhow::Result<Option<()>> {
-    let url = format!("{base}/api/state/backup");
+/// A streamed answer to fetch: the backup (`POST`, admin token) or the events export (`GET`,
+/// the read-only token when there is one).
+pub(super) struct Streaming<'a> {
+    /// The whole URL.
+    pub url: &'a str,
+    /// The daemon's base URL (for messages).
+    pub base: &'a str,
+    /// `POST` with `Content-Type: application/json` and the admin token, else `GET` with the
+    /// read-only token (the admin token when there is none).
+    pub change: bool,
+    /// What is fetched, for messages (`the backup`).
+    pub what: &'a str,
+}
+
+impl<'a> Streaming<'a> {
+    fn backup(url: &'a str, base: &'a str) -> Self {
+        Self {
+            url,
+            base,
+            change: true,
+            what: "the backup",
+        }
+    }
+}
+
+/// Streams an answer from the daemon into `file`; `None` when nothing answers there. Gives the
+/// bytes written.
+pub(super) fn stream_to(s: &Streaming<'_>, file: &mut File) -> anyhow::Result<Option<u64>> {
+    let (url, base) = (s.url, s.base);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let written = rt.block_on(async {
+    rt.block_on(async {
         let client = reqwest::Client::builder()
             .tls_backend_rustls()
             .connect_timeout(std::time::Duration::from_secs(10))
@@ -187,10 +229,20 @@ fn fetch(base: &str, file: &mut File) -> anyhow::Result<Option<()>> {
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        let mut req = client
-            .post(&url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json");
-        if let Some(token) = super::run::admin_token()
+        let (mut req, token) = if s.change {
+            (
+                client
+                    .post(url)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json"),
+                super::run::admin_token(),
+            )
+        } else {
+            (
+                client.get(url),
+                super::run::read_token().or_else(super::run::admin_token),
+            )
+        };
+        if let Some(token) = token
             && let Ok(token) = token.expose_str()
         {
             req = req.header(reqwest::header::AUTHORIZATION, format!("Bearer {token}"));
@@ -206,7 +258,7 @@ fn fetch(base: &str, file: &mut File) -> anyhow::Result<Option<()>> {
                 .json::<serde_json::Value>()
                 .await
                 .unwrap_or(serde_json::Value::Null);
-            return Err(unexpected(base, code, &body, false));
+            return Err(unexpected(base, code, &body, !s.change));
         }
         let mut bytes = 0u64;
         loop {
@@ -217,13 +269,13 @@ fn fetch(base: &str, file: &mut File) -> anyhow::Result<Option<()>> {
                 }
                 Ok(None) => break,
                 Err(e) => bail!(
-                    "the daemon at {base} stopped sending the backup after {bytes} bytes ({e}); see its log"
+                    "the daemon at {base} stopped sending {} after {bytes} bytes ({e}); see its log",
+                    s.what
                 ),
             }
         }
         Ok(Some(bytes))
-    })?;
-    Ok(written.map(|_| ()))
+    })
 }
 
 fn restore(file: &Path, g: &GlobalArgs) -> anyhow::Result<Exit> {

@@ -3,7 +3,8 @@
 //! answers for the active revision and never shows a secret: secret credentials and webhook
 //! secrets appear only as `"(sensitive)"`, and platform errors are the connectors'
 //! redaction-safe classifications. It also streams a backup of the state
-//! (`POST /api/state/backup`, [`state_backup`]).
+//! (`POST /api/state/backup`, [`state_backup`]) and an event corpus (`GET /api/events/export`,
+//! [`events_export`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -1116,12 +1117,13 @@ mod tests {
     }
 }
 
-/// How many bytes of a backup go into one chunk of the answer.
+/// How many bytes of a streamed answer (a backup, an export) go into one chunk.
 const BACKUP_CHUNK: usize = 256 * 1024;
 
-/// The body of `POST /api/state/backup`: chunks of the backup as [`Store::backup`] writes them
-/// on a blocking thread. An error ends the body early (the client sees a cut-short answer, and
-/// the backup's missing end makes it fail `state verify`).
+/// The body of a streamed answer: chunks as a blocking thread writes them (the backup as
+/// [`Store::backup`] writes it, a corpus as [`crate::runtime::export::write`] writes it). An
+/// error ends the body early: the client sees a cut-short answer (and the backup's missing end
+/// makes it fail `state verify`).
 ///
 /// [`Store::backup`]: crate::state::Store::backup
 #[derive(Debug)]
@@ -1142,11 +1144,11 @@ impl hyper::body::Body for BackupBody {
     }
 }
 
-/// An answer whose body is whole, or a backup's stream.
+/// An answer whose body is whole, or a stream (a backup, an export).
 pub type Streamed =
     http::Response<http_body_util::Either<http_body_util::Full<bytes::Bytes>, BackupBody>>;
 
-/// What [`Store::backup`](crate::state::Store::backup) writes to: chunks sent to the answer.
+/// What a streamed answer is written to on its blocking thread: chunks sent to the answer.
 struct ChunkWriter {
     tx: tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>,
     buf: Vec<u8>,
@@ -1164,7 +1166,7 @@ impl ChunkWriter {
         self.tx.blocking_send(Ok(chunk)).map_err(|_| {
             std::io::Error::new(
                 std::io::ErrorKind::BrokenPipe,
-                "the client went away before the backup was complete",
+                "the client went away before the answer was complete",
             )
         })
     }
@@ -1248,6 +1250,63 @@ pub async fn state_backup(rt: &Arc<Runtime>, caller: &Caller) -> Streamed {
     answer.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
+    );
+    answer
+}
+
+/// `GET /api/events/export?since_ms=…&integration=…&scrub_text=true`: the stored deliveries
+/// received since `since_ms` (of `integration`), oldest first, as an event corpus
+/// (`application/x-ndjson`: a header line, then one record per delivery), streamed as it is
+/// written ([`crate::runtime::export::write`]): each payload is pseudonymised here, per
+/// delivery, before it leaves the daemon, credentials always redacted. Every delivery answered
+/// before the request is in it (the ingest writer is settled first). 400 for a malformed or
+/// unknown parameter; a failure after the answer began ends the body early.
+pub async fn events_export(rt: &Arc<Runtime>, query: &str) -> Streamed {
+    let whole = |r: Reply| r.map(http_body_util::Either::Left);
+    let q = match crate::runtime::export::parse_query(query) {
+        Ok(q) => q,
+        Err(e) => return whole(error(StatusCode::BAD_REQUEST, &e)),
+    };
+    if let Err(e) = rt.settle().await {
+        tracing::error!(error = %e, "Export refused: the ingest writer could not settle.");
+        return whole(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error; see the daemon's log",
+        ));
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let rt = rt.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut out = ChunkWriter {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(BACKUP_CHUNK),
+        };
+        let started = tokio::time::Instant::now();
+        let result =
+            crate::runtime::export::write(rt.store.as_ref(), &q, "daemon", now_ms(), &mut out)
+                .and_then(|summary| {
+                    std::io::Write::flush(&mut out)?;
+                    Ok(summary)
+                });
+        match result {
+            Ok(summary) => tracing::info!(
+                deliveries = summary.deliveries,
+                integration = q.integration.as_ref().map(IntegrationId::as_str),
+                since_ms = q.since_ms,
+                scrub_text = q.scrub_text,
+                took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                "Events exported."
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "Events export failed.");
+                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+            }
+        }
+    });
+    let mut answer = http::Response::new(http_body_util::Either::Right(BackupBody(rx)));
+    answer.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
     );
     answer
 }

@@ -1,6 +1,6 @@
 //! The route table of the HTTP server: every route as data ([`ROUTES`]: method, path template
 //! as the OpenAPI document writes it, and what serves it), and the one matcher ([`resolve`])
-//! the operator API and the streamed backup dispatch through.
+//! the operator API and the streamed answers (the backup, the events export) dispatch through.
 //!
 //! Guarantees:
 //!
@@ -28,7 +28,8 @@ pub enum Target {
     Open(Open),
     /// Answered whole by the operator API (`server::operator`), after authentication.
     Api(Api),
-    /// Answered by `server::serve_request` as a stream (admin token).
+    /// Answered by `server::serve_request` as a stream (the backup: admin token; the events
+    /// export: either token).
     Streamed(Streamed),
 }
 
@@ -52,6 +53,8 @@ pub enum Open {
 pub enum Streamed {
     /// `POST /api/state/backup`.
     StateBackup,
+    /// `GET /api/events/export`.
+    EventsExport,
 }
 
 /// The operator API's routes.
@@ -167,6 +170,7 @@ pub const ROUTES: &[Route] = {
             O(Open::WebhookIntegration),
         ),
         row(M::POST, "/api/state/backup", S(Streamed::StateBackup)),
+        row(M::GET, "/api/events/export", S(Streamed::EventsExport)),
         row(M::GET, "/api/openapi.json", A(OpenApi)),
         row(M::GET, "/api/integrations", A(Integrations)),
         row(M::GET, "/api/integrations/{id}", A(Integration)),

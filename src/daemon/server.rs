@@ -123,21 +123,30 @@ fn query_param(query: &str, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// Answers one request: a backup is streamed (`POST /api/state/backup`, admin token), every
-/// other answer is whole ([`route`]).
+/// Answers one request: a backup (`POST /api/state/backup`, admin token) and the events
+/// export (`GET /api/events/export`, either token) are streamed, every other answer is whole
+/// ([`route`]).
 async fn serve_request(
     rt: &Arc<Runtime>,
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> api::Streamed {
     let segments: Vec<&str> = req.uri().path().trim_matches('/').split('/').collect();
-    if let Some((Target::Streamed(Streamed::StateBackup), _)) =
-        routes::resolve(req.method(), &segments)
-    {
-        return match admin_caller(rt, peer, &req) {
-            Ok(caller) => api::state_backup(rt, &caller).await,
-            Err(refusal) => (*refusal).map(http_body_util::Either::Left),
-        };
+    match routes::resolve(req.method(), &segments) {
+        Some((Target::Streamed(Streamed::StateBackup), _)) => {
+            return match admin_caller(rt, peer, &req) {
+                Ok(caller) => api::state_backup(rt, &caller).await,
+                Err(refusal) => (*refusal).map(http_body_util::Either::Left),
+            };
+        }
+        Some((Target::Streamed(Streamed::EventsExport), _)) => {
+            // A read: any token (or the tokenless loopback mode) may ask.
+            return match auth::authenticate(&rt.options, peer, req.headers(), req.uri()) {
+                Ok(_) => api::events_export(rt, req.uri().query().unwrap_or("")).await,
+                Err(refusal) => refusal.reply().map(http_body_util::Either::Left),
+            };
+        }
+        _ => {}
     }
     route(rt, peer, req).await.map(http_body_util::Either::Left)
 }

@@ -1084,6 +1084,8 @@ mod tests {
                 event: "message".into(),
                 revision: Some("c".repeat(40)),
                 rules: vec!["help".into()],
+                enrichment_pending: false,
+                replaced: None,
                 payload: json!({"event": {"type": "message", "channel": "C1", "user": "U1", "text": text, "ts": format!("{n}.0001")}, "event_id": format!("Ev{n}"), "event_time": 1_700_000_000, "type": "event_callback"}),
             }),
         }

@@ -941,6 +941,44 @@ impl Store {
         Ok(holds(lo)?.unwrap_or(lo))
     }
 
+    /// Up to `limit` stored deliveries' records, oldest first, received at or after
+    /// `since_ms`, of `integration` when given, from just after `after` (else from
+    /// [`Store::first_id_at_or_after`] `since_ms`): a forward range of the `events` tree, each
+    /// record decoded and checked (see [`super::History::events_by_arrival`]).
+    pub fn events_by_arrival(
+        &self,
+        after: Option<EventId>,
+        since_ms: u64,
+        integration: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<EventMeta>, Error> {
+        let mut out = Vec::with_capacity(limit.min(1024));
+        let start = match after {
+            Some(a) => match a.0.checked_add(1) {
+                Some(s) => s,
+                None => return Ok(out),
+            },
+            None => self.first_id_at_or_after(since_ms)?,
+        };
+        if limit == 0 {
+            return Ok(out);
+        }
+        for item in self.events.range(start.to_be_bytes()..) {
+            let (k, v) = item.map_err(|e| self.storage(e))?;
+            let meta: EventMeta = codec::decode(trees::EVENTS, &k, &v)?;
+            if meta.received_ms < since_ms
+                || integration.is_some_and(|i| meta.integration.as_str() != i)
+            {
+                continue;
+            }
+            out.push(meta);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// A page of stored deliveries passing `filter`, newest first, at most `limit`, listed from
     /// just before `before` (from the newest when `None`). Answered from the indexes: the
     /// filters given are each a sorted stream of ids (integration and event name together one; an

@@ -320,6 +320,24 @@ pub trait History {
     /// with the last id of a page never repeats or skips a delivery still stored.
     fn events_page(&self, before: Option<EventId>, limit: usize) -> Result<Vec<EventMeta>, Error>;
 
+    /// Up to `limit` stored deliveries' records in arrival order (oldest first, ids ascend),
+    /// each received at or after `since_ms` and, when given, arrived on `integration`: from
+    /// just after `after`, or (when `None`) from the first delivery received at or after
+    /// `since_ms` (arrival order follows time, as [`History::history`]'s `since` assumes; each
+    /// record's time is checked too). Paging with the last id of a page never repeats or skips
+    /// a delivery still stored; a page shorter than `limit` was the last one when it was read
+    /// (deliveries stored since have larger ids and come on a later page); deliveries removed
+    /// by retention are simply absent. Reads records, not payloads; with `integration` it reads
+    /// every record of the range (a scan of records, bounded by the state's retention).
+    /// What `events export` pages through.
+    fn events_by_arrival(
+        &self,
+        after: Option<EventId>,
+        since_ms: u64,
+        integration: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<EventMeta>, Error>;
+
     /// Delivery `id`'s jobs, by job id, and where each stands: created with the delivery's
     /// jobs (ingest, enrichment, redelivery) and updated in the same transaction as every job
     /// transition (lease, progress, retry, postpone, acknowledgement → `done`, dead letter,
@@ -721,6 +739,16 @@ impl History for Store {
 
     fn events_page(&self, before: Option<EventId>, limit: usize) -> Result<Vec<EventMeta>, Error> {
         Store::events_page(self, before, limit)
+    }
+
+    fn events_by_arrival(
+        &self,
+        after: Option<EventId>,
+        since_ms: u64,
+        integration: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<EventMeta>, Error> {
+        Store::events_by_arrival(self, after, since_ms, integration, limit)
     }
 
     fn event_jobs(&self, id: EventId) -> Result<Vec<EventJob>, Error> {

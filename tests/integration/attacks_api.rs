@@ -411,6 +411,7 @@ async fn sec_05_the_read_token_reads_everything_and_changes_nothing() {
         "/api/events/dead",
         "/api/audit/logs",
         "/api/rollups",
+        "/api/events/export",
     ] {
         let r = call(reqwest::Method::GET, path, None).await.unwrap();
         assert_eq!(r.status(), 200, "GET {path}");

@@ -27,6 +27,7 @@ mod e2e_trello;
 mod e2e_zendesk;
 mod events_fixture;
 mod explain;
+mod export;
 mod first_rule;
 mod generated;
 mod gitops;
