@@ -267,6 +267,9 @@ pub struct Behaviour {
     pub not_normalised: Counted<NotNormalised>,
     /// Corpus lines that are not recorded deliveries.
     pub unreadable: Counted<Unreadable>,
+    /// Events exported before the daemon's enrichment step fetched what it needed (the
+    /// record's `enrichment_pending`): rules reading the enriched fields see nothing there.
+    pub enrichment_pending: u64,
     /// Integrations and events of the corpus a revision does not know.
     pub unknown: Vec<Unknown>,
     /// The replay of the base revision against what the daemon recorded, when the corpus
@@ -426,6 +429,7 @@ struct Acc<'s> {
     approximate: HashMap<(&'s str, String), (StandIn, u64)>,
     not_normalised: Picks<NotNormalised>,
     unreadable: Picks<Unreadable>,
+    enrichment_pending: u64,
     unknown: HashMap<(&'static str, String, Option<String>, String), u64>,
     compared: u64,
     differ: Picks<Disagreement>,
@@ -463,6 +467,7 @@ impl<'s> Acc<'s> {
         }
         self.not_normalised.merge(o.not_normalised);
         self.unreadable.merge(o.unreadable);
+        self.enrichment_pending += o.enrichment_pending;
         for (k, n) in o.unknown {
             *self.unknown.entry(k).or_default() += n;
         }
@@ -545,6 +550,9 @@ impl<'s> Replayer<'s> {
     fn event(&self, seq: u64, corpus: usize, r: &Record, acc: &mut Acc<'s>) {
         acc.events += 1;
         *acc.per_corpus.entry(corpus).or_default() += 1;
+        if r.enrichment_pending {
+            acc.enrichment_pending += 1;
+        }
         let fail = |acc: &mut Acc<'s>, error: String| {
             acc.not_normalised.add(seq, || NotNormalised {
                 event: r.id.clone(),
@@ -1017,6 +1025,7 @@ fn finish(
         approximate,
         not_normalised: acc.not_normalised.done(),
         unreadable: acc.unreadable.done(),
+        enrichment_pending: acc.enrichment_pending,
         unknown,
         fidelity,
     }
@@ -1222,6 +1231,9 @@ mod tests {
         let s = set(&[rule("help", "", &[("slack-main", "hi")])]);
         let mut inputs = corpus();
         inputs.truncate(1);
+        if let Ok(r) = &mut inputs[0].record {
+            r.enrichment_pending = true;
+        }
         inputs.push(Input {
             seq: 1,
             corpus: 0,
@@ -1248,6 +1260,7 @@ mod tests {
             },
         );
         assert_eq!(b.unreadable.count, 1);
+        assert_eq!(b.enrichment_pending, 1);
         assert_eq!(b.not_normalised.count, 1);
         assert_eq!(b.unknown.len(), 2);
         assert_eq!(b.unknown[0].event.as_deref(), Some("nope"));

@@ -501,6 +501,9 @@ fn behaviour_text(b: &Behaviour, out: &mut String, color: bool) {
             );
         }
     }
+    if b.enrichment_pending > 0 {
+        let _ = writeln!(out, "\n  {}", pending_line(b.enrichment_pending));
+    }
     if !b.unknown.is_empty() {
         let _ = writeln!(out, "\n  Not known to a revision:");
         for u in &b.unknown {
@@ -530,6 +533,13 @@ fn failure_line_text(f: &RenderFailure, out: &mut String) {
         plural(f.count, "event", "events"),
         printable(&f.events.join(", "))
     );
+}
+
+fn pending_line(n: u64) -> String {
+    format!(
+        "{} exported before the daemon's enrichment step fetched their text: conditions and templates reading the enriched fields saw nothing there.",
+        plural(n, "event was", "events were")
+    )
 }
 
 fn unknown_line(u: &super::behaviour::Unknown) -> String {
@@ -720,6 +730,9 @@ fn behaviour_markdown(b: &Behaviour, out: &mut String) {
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
+    }
+    if b.enrichment_pending > 0 {
+        notes.push(pending_line(b.enrichment_pending));
     }
     if !b.unknown.is_empty() {
         notes.push(format!(
