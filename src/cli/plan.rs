@@ -10,7 +10,7 @@ use clap::ValueEnum;
 use super::{Exit, GlobalArgs, load_or_report, state_dir};
 use crate::event::corpus::{self, Record};
 use crate::manifest::{ManifestSet, Revision};
-use crate::plan::behaviour::{self, Behaviour, Input};
+use crate::plan::behaviour::{self, Behaviour, Input, Pending};
 use crate::plan::{self, render};
 use crate::state::{State, Store};
 
@@ -70,17 +70,21 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
     if let Some(note) = super::policy_note(&set) {
         eprintln!("{note}");
     }
-    let desired = plan::desired(&set);
     let to = set.revision.to_string();
     let mut behaviour = None;
+    // The behavioural plan first, while both revisions are loaded; then each revision's
+    // resources, each set dropped once they are taken (the peak is two sets, not two sets and
+    // their resources).
+    let mut desired_set = Some(set);
+    let mut desired = BTreeMap::new();
     let (current, from) = match &args.base {
         Some(base) => {
             let Some(base_set) = load_or_report(g, Some(base))? else {
                 eprintln!("error: the base revision {base} does not validate");
                 return Ok(Exit::Failure);
             };
-            if !args.replay.is_empty() {
-                match replay(g, &args.replay, &base_set, &set) {
+            if let (false, Some(set)) = (args.replay.is_empty(), &desired_set) {
+                match replay(g, &args.replay, &base_set, set) {
                     Ok(b) => behaviour = Some(b),
                     Err(e) => {
                         eprintln!("error: {e:#}");
@@ -88,9 +92,15 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
                     }
                 }
             }
+            if let Some(set) = desired_set.take() {
+                desired = plan::desired(&set);
+            }
             (plan::desired(&base_set), base_set.revision.to_string())
         }
         None => {
+            if let Some(set) = desired_set.take() {
+                desired = plan::desired(&set);
+            }
             let dir = state_dir(g);
             match Store::open_existing(&dir)
                 .with_context(|| format!("reading state at {}", dir.display()))?
@@ -108,7 +118,9 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
             }
         }
     };
-    drop(set);
+    if let Some(set) = desired_set.take() {
+        desired = plan::desired(&set);
+    }
     let mut plan = plan::diff(&desired, &current, from, to);
     plan.behaviour = behaviour;
     let out = match args.format {
@@ -175,7 +187,7 @@ fn replay(
     base: &ManifestSet,
     desired: &ManifestSet,
 ) -> anyhow::Result<Behaviour> {
-    type Records = Box<dyn Iterator<Item = Result<Record, String>>>;
+    type Records = Box<dyn Iterator<Item = Result<Pending, String>>>;
     let mut corpora = Vec::new();
     let mut streams: Vec<Records> = Vec::new();
     for path in paths {
@@ -183,14 +195,25 @@ fn replay(
         if path.is_dir() {
             let records = test_cases(g, path, desired)?;
             corpora.push((shown, "tests", false));
-            streams.push(Box::new(records.into_iter().map(Ok)));
+            streams.push(Box::new(
+                records
+                    .into_iter()
+                    .map(|r| Ok(Pending::Record(Box::new(r)))),
+            ));
         } else {
             let file = std::fs::File::open(path)
                 .with_context(|| format!("reading the corpus {}", path.display()))?;
             let reader = corpus::Reader::new(std::io::BufReader::with_capacity(1 << 16, file))
                 .with_context(|| format!("{}", path.display()))?;
             corpora.push((shown, "corpus", reader.header().scrub_text));
-            streams.push(Box::new(reader.map(|r| r.map_err(|e| e.to_string()))));
+            // Lines, parsed by the replay's workers.
+            let mut reader = reader;
+            streams.push(Box::new(std::iter::from_fn(move || {
+                Some(match reader.next_line()? {
+                    Ok((line, text)) => Ok(Pending::Line(line, text)),
+                    Err(e) => Err(e.to_string()),
+                })
+            })));
         }
     }
     let inputs = streams

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::event::corpus::Record;
+use crate::event::corpus::{self, Record};
 use crate::event::pseudonym::{StandIn, stand_in_value};
 use crate::manifest::produce::{self, Index};
 use crate::manifest::select;
@@ -291,9 +291,19 @@ pub struct Input {
     /// Position in the replay (0, 1, …).
     pub seq: u64,
     /// The event, or why its line is not one.
-    pub record: Result<Record, String>,
+    pub record: Result<Pending, String>,
     /// Index into the corpora ([`replay`]'s `corpora`).
     pub corpus: usize,
+}
+
+/// An event as it is handed to a worker: parsed already, or a corpus line the worker parses
+/// (so that parsing, the bulk of reading a corpus, runs on every worker).
+#[derive(Debug)]
+pub enum Pending {
+    /// A delivery.
+    Record(Box<Record>),
+    /// A corpus line (1-based number, text).
+    Line(usize, String),
 }
 
 // === engine ===
@@ -729,7 +739,14 @@ impl<'s> Replayer<'s> {
 
     fn work(&self, chunk: Vec<Input>, acc: &mut Acc<'s>) {
         for input in chunk {
-            match input.record {
+            let record = match input.record {
+                Ok(Pending::Record(r)) => Ok(*r),
+                Ok(Pending::Line(line, text)) => {
+                    corpus::parse_record(line, &text).map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e),
+            };
+            match record {
                 Ok(r) => self.event(input.seq, input.corpus, &r, acc),
                 Err(error) => {
                     let source = self
@@ -1084,7 +1101,7 @@ mod tests {
         Input {
             seq: n,
             corpus: 0,
-            record: Ok(Record {
+            record: Ok(Pending::Record(Box::new(Record {
                 id: format!("evt_{n}"),
                 received_ms: None,
                 received_at: None,
@@ -1096,7 +1113,7 @@ mod tests {
                 enrichment_pending: false,
                 replaced: None,
                 payload: json!({"event": {"type": "message", "channel": "C1", "user": "U1", "text": text, "ts": format!("{n}.0001")}, "event_id": format!("Ev{n}"), "event_time": 1_700_000_000, "type": "event_callback"}),
-            }),
+            }))),
         }
     }
 
@@ -1231,21 +1248,21 @@ mod tests {
         let s = set(&[rule("help", "", &[("slack-main", "hi")])]);
         let mut inputs = corpus();
         inputs.truncate(1);
-        if let Ok(r) = &mut inputs[0].record {
+        if let Ok(Pending::Record(r)) = &mut inputs[0].record {
             r.enrichment_pending = true;
         }
         inputs.push(Input {
             seq: 1,
             corpus: 0,
-            record: Err("line 3: not a recorded delivery: expected value".into()),
+            record: Ok(Pending::Line(3, "not json".into())),
         });
         let mut odd = message(2, "x");
-        if let Ok(r) = &mut odd.record {
+        if let Ok(Pending::Record(r)) = &mut odd.record {
             r.platform = "nope".into();
         }
         inputs.push(odd);
         let mut unknown_event = message(3, "x");
-        if let Ok(r) = &mut unknown_event.record {
+        if let Ok(Pending::Record(r)) = &mut unknown_event.record {
             r.event = "nope".into();
         }
         inputs.push(unknown_event);
