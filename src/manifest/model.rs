@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use super::{IntegrationId, Revision, RuleId};
 use crate::platforms::{ActionSpec, EventSpec, PlatformKind};
 use crate::rules::condition::Condition;
-use crate::rules::template::{RenderError, Template};
+use crate::rules::template::{RenderContext, RenderError, Template};
 use crate::secrets::SecretRef;
 
 /// A whole, valid manifest repository at one revision.
@@ -337,21 +337,29 @@ impl Params {
         out
     }
 
-    /// Renders the tree against an event context.
+    /// Renders the tree against an event context, converted for the templates once for the
+    /// whole tree (not once per template).
     pub fn render(&self, ctx: &Value) -> Result<Value, RenderError> {
+        match self {
+            Params::Literal(v) => Ok(v.clone()),
+            _ => self.render_in(&RenderContext::new(ctx)),
+        }
+    }
+
+    fn render_in(&self, ctx: &RenderContext<'_>) -> Result<Value, RenderError> {
         Ok(match self {
             Params::Literal(v) => v.clone(),
-            Params::Template(t) => t.render(ctx)?,
+            Params::Template(t) => t.render_in(ctx)?,
             Params::List(items) => Value::Array(
                 items
                     .iter()
-                    .map(|x| x.render(ctx))
+                    .map(|x| x.render_in(ctx))
                     .collect::<Result<_, _>>()?,
             ),
             Params::Table(entries) => {
                 let mut m = Map::new();
                 for (k, x) in entries {
-                    m.insert(k.clone(), x.render(ctx)?);
+                    m.insert(k.clone(), x.render_in(ctx)?);
                 }
                 Value::Object(m)
             }
