@@ -24,11 +24,11 @@ rules=${RULES:-10000}
 events=${EVENTS:-100000}
 lock=${BENCH_LOCK:-/tmp/s8/bench.lock}
 target=${CARGO_TARGET_DIR:-$root/target}
-# BIN=path/to/supportopsd measures another build.
-cargo build --release --quiet --example gen-state
+# BIN=path/to/supportopsd measures another build; GEN=path/to/gen-state uses a built generator.
+[ -n "${GEN:-}" ] || cargo build --release --quiet --example gen-state
 [ -n "${BIN:-}" ] || cargo build --release --quiet --bin supportopsd
 bin=${BIN:-$target/release/supportopsd}
-gen=$target/release/examples/gen-state
+gen=${GEN:-$target/release/examples/gen-state}
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 repo=$dir/repo
@@ -64,7 +64,7 @@ for k in range(100):  # new rules: copies of the first ones, under new ids
     rid = re.search(r'^id = "([^"]+)"', src, re.M).group(1)
     open(os.path.join(rules, f"new-{rid}.toml"), "w").write(src.replace(f'id = "{rid}"', f'id = "new-{rid}"', 1))
 PY
-"$bin" --repo "$repo" validate >/dev/null
+"$bin" --repo "$repo" validate >/dev/null 2>&1
 # Warm the page cache first, then measure.
 "$bin" --repo "$repo" plan --base HEAD --replay "$dir/corpus.jsonl" --format json >/dev/null 2>&1 || true
 mkdir -p "$(dirname "$lock")"
