@@ -42,6 +42,10 @@
 //!   gen-state world N DIR REPO [RATE] the same, of REPO's integrations and rules (committed);
 //!                                     $PUBLIC_URL (default http://127.0.0.1:18480) is the URL
 //!                                     the registrations deliver to
+//!   gen-state corpus N FILE REPO      N deliveries of `world` written as an event corpus
+//!                                     (`events export`'s format, pseudonymised, each with the
+//!                                     revision and the rules matched) for `plan --replay`
+//!                                     (benches/behaviour_plan.sh)
 //!   gen-state journal M DIR           journal M new deliveries without writing them to sled,
 //!                                     then stop as a crash would (the next open replays them)
 //!   gen-state open DIR                time `Store::open`, then the replay as the daemon runs it:
@@ -120,7 +124,7 @@ fn main() {
 
 fn run() -> Result<(), Failure> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: gen-state generate N DIR [RATE] | world N DIR REPO [RATE] | journal M DIR | open DIR";
+    let usage = "usage: gen-state generate N DIR [RATE] | world N DIR REPO [RATE] | corpus N FILE REPO | journal M DIR | open DIR";
     match args
         .iter()
         .map(String::as_str)
@@ -137,10 +141,45 @@ fn run() -> Result<(), Failure> {
             let world = World::new(&set)?;
             generate(n.parse()?, Path::new(dir), rate.max(1), Some(&world))
         }
+        ["corpus", n, file, repo] => {
+            let set = load_repo(Path::new(repo))?;
+            let world = World::new(&set)?;
+            corpus(n.parse()?, Path::new(file), &world)
+        }
         ["journal", m, dir] => journal(m.parse()?, Path::new(dir)),
         ["open", dir] => open(Path::new(dir)),
         _ => Err(usage.into()),
     }
+}
+
+/// Writes `n` deliveries of `world` as an event corpus: what `events export` writes of a
+/// daemon that received them (pseudonymised, with the revision and the rules it matched).
+fn corpus(n: u64, file: &Path, world: &World<'_>) -> Result<(), Failure> {
+    use supportopsd::event::corpus::{Header, Record, Writer};
+    use supportopsd::event::pseudonym::{Options, pseudonymise};
+    let out = std::io::BufWriter::new(std::fs::File::create(file)?);
+    let mut writer = Writer::new(out, &Header::new("daemon"))?;
+    let mut rng = Rng(0x5EED_C0DE);
+    let start = now_ms()? - n * 100;
+    for i in 0..n {
+        let at = start + i * 100;
+        let (event, rules) = world.delivery(&mut rng, i, at)?;
+        writer.record(&Record {
+            id: format!("evt_{}", i + 1),
+            received_ms: Some(at),
+            received_at: None,
+            integration: event.integration.to_string(),
+            platform: event.platform.as_str().to_owned(),
+            event: event.name.clone(),
+            revision: Some(world.revision.clone()),
+            rules,
+            enrichment_pending: false,
+            replaced: None,
+            payload: pseudonymise(&event.payload, Options::default()).value,
+        })?;
+    }
+    writer.finish()?;
+    Ok(())
 }
 
 /// The audit bound the generator applies, as the daemon's `--audit-max-records` (default

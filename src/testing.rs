@@ -1,7 +1,8 @@
 //! `supportopsd test`: runs the repository's rule test cases offline. Each case's payload goes
 //! through the real normalisation, matching and rendering code; the actions produced are compared
 //! with the expected ones. Nothing is sent anywhere. Fields the daemon would fetch in its
-//! enrichment step come from the payload's [`ENRICHED_KEY`] object.
+//! enrichment step come from the payload's [`ENRICHED_KEY`](crate::manifest::produce::ENRICHED_KEY)
+//! object. Production itself (normalisation, selection, rendering) is [`crate::manifest::produce`].
 
 use std::collections::BTreeSet;
 
@@ -9,30 +10,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::manifest::diagnostic::did_you_mean;
+use crate::manifest::produce::{Produced, context_of, produce};
 use crate::manifest::{IntegrationId, ManifestSet, RuleId, TestCase, select};
-use crate::platforms::{EventSpec, PlatformKind, context};
-
-/// The key of a fixture's payload that holds what the enrichment step would fetch (objects
-/// merged into the normalised event's, e.g. `{"comment": {"body": "…"}}`): a Zendesk trigger
-/// delivery carries no free text, so a case of a rule that reads `comment.body` gives it here.
-/// The same key as an event corpus record's ([`crate::event::corpus::ENRICHED_KEY`]).
-pub use crate::event::corpus::ENRICHED_KEY;
-
-/// One action a rule produced for a case.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Produced {
-    /// The rule.
-    pub rule: RuleId,
-    /// The action name.
-    pub action: String,
-    /// The integration that would perform it.
-    pub integration: String,
-    /// Rendered parameters.
-    pub parameters: Value,
-    /// A shadow rule's action (`mode = "shadow"`): the daemon records it and runs nothing.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub shadow: bool,
-}
 
 /// The result of one case.
 #[derive(Debug, Clone, Serialize)]
@@ -121,43 +100,6 @@ pub fn run_only(set: &ManifestSet, only: Option<&str>) -> Report {
         rules_exercised: enabled.iter().filter(|r| exercised.contains(&r.id)).count(),
         uncovered,
     }
-}
-
-/// The context conditions and templates see for `payload` delivered as `event` on
-/// `integration`: the platform's real normalisation, plus what the enrichment step would add
-/// ([`ENRICHED_KEY`]). An error says why the payload is not such an event.
-fn context_of(
-    platform: PlatformKind,
-    integration: &IntegrationId,
-    event: &'static EventSpec,
-    payload: &Value,
-) -> Result<Value, String> {
-    let d = platform.descriptor();
-    let mut normalized = (d.normalize)(event, payload)
-        .map_err(|e| format!("the payload is not a valid `{}` event: {e}", event.name))?;
-    // What the daemon's enrichment step would add (the fields the catalogue's
-    // `Delivery::enriched` lists), given by the fixture.
-    if let Some(Value::Object(extra)) = payload.get(ENRICHED_KEY) {
-        for (k, v) in extra {
-            match (normalized.objects.get_mut(k), v) {
-                (Some(Value::Object(have)), Value::Object(new)) => {
-                    for (field, value) in new {
-                        have.insert(field.clone(), value.clone());
-                    }
-                }
-                _ => {
-                    normalized.objects.insert(k.clone(), v.clone());
-                }
-            }
-        }
-    }
-    Ok(context::build(
-        platform,
-        integration.as_str(),
-        event,
-        &normalized,
-        payload,
-    ))
 }
 
 /// `supportopsd explain`: why each rule of `integration` (or just `only`) does or does not
@@ -275,70 +217,6 @@ fn run_case(set: &ManifestSet, case: &TestCase) -> (CaseResult, Vec<RuleId>) {
         }
     }
     (result, run.fired)
-}
-
-/// What the rules of a set do with one payload, offline.
-#[derive(Debug, Clone, Default)]
-pub struct Run {
-    /// The actions produced, in order (up to an error).
-    pub produced: Vec<Produced>,
-    /// The rules that fired.
-    pub fired: Vec<RuleId>,
-    /// Why the run stopped: a payload that is not a valid delivery of the event, or a
-    /// template that failed to render.
-    pub error: Option<String>,
-    /// The context the rules saw (`None` when the payload did not normalise).
-    pub ctx: Option<Value>,
-}
-
-/// Runs `payload` as a delivery of `event` on `integration` (of `platform`) through the rules
-/// of `set`, exactly as a test case does: the platform's normalisation, [`ENRICHED_KEY`], the
-/// daemon's rule selection (conditions, the loop guard of supportopsd's own events), the
-/// templates.
-pub fn produce(
-    set: &ManifestSet,
-    platform: PlatformKind,
-    integration: &IntegrationId,
-    event: &'static EventSpec,
-    payload: &Value,
-) -> Run {
-    let mut run = Run::default();
-    let ctx = match context_of(platform, integration, event, payload) {
-        Ok(ctx) => ctx,
-        Err(e) => {
-            run.error = Some(e);
-            return run;
-        }
-    };
-    let delivery = select::Delivery {
-        integration,
-        event: event.name,
-        builtin: platform.is_builtin(),
-        payload,
-        from_self: false,
-    };
-    for rule in set.rules_for(integration, event.name) {
-        // The daemon's decision: the loop guard of supportopsd's own events, the conditions.
-        if !select::triggers(rule, &delivery, &ctx) {
-            continue;
-        }
-        run.fired.push(rule.id.clone());
-        let (rendered, error) = rule.render_offline(&ctx);
-        run.produced.extend(rendered.into_iter().map(|a| Produced {
-            rule: rule.id.clone(),
-            action: a.action.to_owned(),
-            integration: a.integration.to_string(),
-            parameters: a.parameters,
-            shadow: rule.is_shadow(),
-        }));
-        if let Some((i, e)) = error {
-            let name = rule.actions.get(i).map_or("?", |a| a.action.name);
-            run.error = Some(format!("rule `{}` action {i} (`{name}`): {e}", rule.id));
-            return run;
-        }
-    }
-    run.ctx = Some(ctx);
-    run
 }
 
 fn compare(case: &TestCase, produced: Vec<Produced>) -> CaseResult {

@@ -45,6 +45,7 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
         refresh: false,
         allow_empty: args.allow_empty,
         url: None,
+        replay: Vec::new(),
     };
     if super::plan::run(&plan_args, g)? == Exit::Failure {
         return Ok(Exit::Failure);

@@ -2,7 +2,7 @@
 //! real delivery becomes a rule test. Each stored delivery is read through a running daemon's
 //! API (`GET /api/events/{id}/payload`) or, when none answers, from `--state`; a saved raw
 //! delivery is read from its file, without a daemon. Its payload — with what the daemon's
-//! enrichment step added under [`testing::ENRICHED_KEY`] — is pseudonymised
+//! enrichment step added under [`produce::ENRICHED_KEY`] — is pseudonymised
 //! ([`corpus::pseudonymise_delivery`], as `events export` does: emails, phone numbers and
 //! personal names replaced, credentials always, ticket text with `--scrub-text`) and written as a fixture under `DIR/fixtures/`; a
 //! case asserting what the repository's rules produce on that written payload (computed by the
@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 use super::{Exit, GlobalArgs, Target, load_or_report};
 use crate::event::corpus;
 use crate::event::pseudonym::Options;
+use crate::manifest::produce;
 use crate::manifest::{IntegrationId, ManifestSet};
 use crate::state::{EventId, State};
 use crate::testing;
@@ -226,7 +227,7 @@ fn write_one(
         );
     };
     let p = corpus::pseudonymise_delivery(platform, event, &d.payload, d.objects.as_ref(), options);
-    let run = testing::produce(set, platform, &integration, event, &p.value);
+    let run = produce::produce(set, platform, &integration, event, &p.value);
     if let Some(e) = &run.error {
         bail!("the repository's rules cannot run on it, so no case is written: {e}");
     }
@@ -341,7 +342,7 @@ fn case_toml(
     integration: &str,
     event: &str,
     fixture: &str,
-    produced: &[testing::Produced],
+    produced: &[produce::Produced],
 ) -> String {
     let s = |v: &str| toml::Value::String(v.to_owned()).to_string();
     let mut out = format!(
@@ -432,14 +433,14 @@ mod tests {
     #[test]
     fn a_case_reads_back_as_toml_and_leaves_out_parameters_toml_cannot_hold() {
         let produced = [
-            testing::Produced {
+            produce::Produced {
                 rule: crate::manifest::RuleId::parse("r").unwrap(),
                 action: "send_message".into(),
                 integration: "slack-main".into(),
                 parameters: json!({"channel": "#a", "message": "say \"hi\"\nthere", "n": 3}),
                 shadow: false,
             },
-            testing::Produced {
+            produce::Produced {
                 rule: crate::manifest::RuleId::parse("r").unwrap(),
                 action: "add_note".into(),
                 integration: "fd".into(),

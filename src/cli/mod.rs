@@ -145,6 +145,8 @@ pub enum Exit {
     ChangesPresent,
     /// 3: `plan --fail-on-sensitive` found security-sensitive changes.
     SensitiveChanges,
+    /// 4: `plan --replay`: the desired revision fails to render actions on recorded events.
+    RenderErrors,
     /// 2: `check-platform` could not run its probes (bad configuration, connection or
     /// credentials refused).
     Unchecked,
@@ -157,6 +159,7 @@ impl From<Exit> for ExitCode {
             Exit::Failure => ExitCode::from(1),
             Exit::ChangesPresent => ExitCode::from(2),
             Exit::SensitiveChanges => ExitCode::from(3),
+            Exit::RenderErrors => ExitCode::from(4),
             Exit::Unchecked => ExitCode::from(2),
         }
     }

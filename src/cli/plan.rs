@@ -2,11 +2,15 @@
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::ValueEnum;
 
 use super::{Exit, GlobalArgs, load_checked, load_or_report, state_dir};
+use crate::event::corpus::{self, Record};
+use crate::manifest::{ManifestSet, Revision};
+use crate::plan::behaviour::{self, Behaviour, Input, Pending};
 use crate::plan::{self, render};
 use crate::state::{State, Store};
 
@@ -42,6 +46,11 @@ pub struct Args {
     /// Without `--base` they are read from the state.
     #[arg(long)]
     pub url: Option<String>,
+    /// The behavioural plan: replay these recorded events against --base and the desired
+    /// revision (an `events export` corpus file, or a folder of rule tests such as `tests/`,
+    /// whose cases count as events); repeatable. Needs --base.
+    #[arg(long, value_name = "CORPUS", requires = "base")]
+    pub replay: Vec<PathBuf>,
 }
 
 /// Output format of `plan`.
@@ -70,15 +79,31 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
     if let Some(note) = super::policy_note(&set) {
         eprintln!("{note}");
     }
-    let desired = plan::desired(&set);
     let to = set.revision.to_string();
-    drop(set);
+    let mut behaviour = None;
+    // The behavioural plan first, while both revisions are loaded; then each revision's
+    // resources, each set dropped once they are taken (the peak is two sets, not two sets and
+    // their resources).
+    let mut desired_set = Some(set);
+    let mut desired = BTreeMap::new();
     let (current, from, holds) = match &args.base {
         Some(base) => {
             let Some(base_set) = load_or_report(g, Some(base))? else {
                 eprintln!("error: the base revision {base} does not validate");
                 return Ok(Exit::Failure);
             };
+            if let (false, Some(set)) = (args.replay.is_empty(), &desired_set) {
+                match replay(g, &args.replay, &base_set, set) {
+                    Ok(b) => behaviour = Some(b),
+                    Err(e) => {
+                        eprintln!("error: {e:#}");
+                        return Ok(Exit::Failure);
+                    }
+                }
+            }
+            if let Some(set) = desired_set.take() {
+                desired = plan::desired(&set);
+            }
             (
                 plan::desired(&base_set),
                 base_set.revision.to_string(),
@@ -86,6 +111,9 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
             )
         }
         None => {
+            if let Some(set) = desired_set.take() {
+                desired = plan::desired(&set);
+            }
             let dir = state_dir(g);
             match Store::open_existing(&dir)
                 .with_context(|| format!("reading state at {}", dir.display()))?
@@ -112,8 +140,12 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
             }
         }
     };
+    if let Some(set) = desired_set.take() {
+        desired = plan::desired(&set);
+    }
     let mut plan = plan::diff(&desired, &current, from, to);
     (plan.holds, plan.holds_from) = holds;
+    plan.behaviour = behaviour;
     let out = match args.format {
         Format::Text => render::text(&plan, std::io::stdout().is_terminal()),
         Format::Json => render::json(&plan),
@@ -176,18 +208,141 @@ pub(super) fn held_advice(url: &str) -> String {
     }
 }
 
-/// The exit code of a plan that was made: sensitive 3 > changes 2 > none 0 (an error, 1, never
-/// gets here).
+/// The exit code of a plan that was made: rendering errors of the desired revision on recorded
+/// events 4 > sensitive 3 > changes (of the configuration or of the behaviour) 2 > none 0 (an
+/// error, 1, never gets here).
 fn exit_code(args: &Args, plan: &plan::Plan) -> Exit {
-    if args.fail_on_sensitive && !plan.security_sensitive.is_empty() {
+    if let Some(b) = plan.behaviour.as_ref().filter(|b| !b.errors.is_empty()) {
+        eprintln!(
+            "supportopsd plan: the desired revision fails to render {} action(s) on recorded events (--replay)",
+            b.summary.render_errors
+        );
+        Exit::RenderErrors
+    } else if args.fail_on_sensitive && !plan.security_sensitive.is_empty() {
         eprintln!(
             "supportopsd plan: {} security-sensitive change(s) (--fail-on-sensitive)",
             plan.security_sensitive.len()
         );
         Exit::SensitiveChanges
-    } else if args.detailed_exitcode && plan.has_changes() {
+    } else if args.detailed_exitcode
+        && (plan.has_changes() || plan.behaviour.as_ref().is_some_and(Behaviour::has_changes))
+    {
         Exit::ChangesPresent
     } else {
         Exit::Ok
     }
+}
+
+/// Replays the corpora at `paths` against `base` and `desired`: each path a corpus file
+/// (`events export`) read line by line, or a folder of the manifests' rule tests whose cases
+/// (as the desired revision declares them) count as events.
+fn replay(
+    g: &GlobalArgs,
+    paths: &[PathBuf],
+    base: &ManifestSet,
+    desired: &ManifestSet,
+) -> anyhow::Result<Behaviour> {
+    type Records = Box<dyn Iterator<Item = Result<Pending, String>>>;
+    let mut corpora = Vec::new();
+    let mut streams: Vec<Records> = Vec::new();
+    for path in paths {
+        let shown = path.display().to_string();
+        if path.is_dir() {
+            let records = test_cases(g, path, desired)?;
+            corpora.push((shown, "tests", false));
+            streams.push(Box::new(
+                records
+                    .into_iter()
+                    .map(|r| Ok(Pending::Record(Box::new(r)))),
+            ));
+        } else {
+            let file = std::fs::File::open(path)
+                .with_context(|| format!("reading the corpus {}", path.display()))?;
+            let reader = corpus::Reader::new(std::io::BufReader::with_capacity(1 << 16, file))
+                .with_context(|| format!("{}", path.display()))?;
+            corpora.push((shown, "corpus", reader.header().scrub_text));
+            // Lines, parsed by the replay's workers.
+            let mut reader = reader;
+            streams.push(Box::new(std::iter::from_fn(move || {
+                Some(match reader.next_line()? {
+                    Ok((line, text)) => Ok(Pending::Line(line, text)),
+                    Err(e) => Err(e.to_string()),
+                })
+            })));
+        }
+    }
+    let inputs = streams
+        .into_iter()
+        .enumerate()
+        .flat_map(|(corpus, s)| s.map(move |record| (corpus, record)))
+        .enumerate()
+        .map(|(seq, (corpus, record))| Input {
+            seq: seq as u64,
+            record,
+            corpus,
+        });
+    let base_commit = match &base.revision {
+        Revision::Commit { id, .. } => Some(id.as_str()),
+        Revision::WorkTree => None,
+    };
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
+    Ok(behaviour::replay(
+        base,
+        desired,
+        &corpora,
+        inputs,
+        behaviour::Options {
+            base_commit,
+            workers,
+        },
+    ))
+}
+
+/// The rule test cases under `dir` (the manifests' `tests/` folder or one inside it) as
+/// recorded events: the cases the desired revision declares, named `file: case`.
+fn test_cases(g: &GlobalArgs, dir: &Path, desired: &ManifestSet) -> anyhow::Result<Vec<Record>> {
+    let root = match &g.path {
+        Some(p) => g.repo.join(p),
+        None => g.repo.clone(),
+    };
+    let root = root
+        .canonicalize()
+        .with_context(|| format!("reading {}", root.display()))?;
+    let dir_abs = dir
+        .canonicalize()
+        .with_context(|| format!("reading {}", dir.display()))?;
+    let Ok(rel) = dir_abs.strip_prefix(&root) else {
+        anyhow::bail!(
+            "{} is a folder outside the manifests ({}): --replay takes a corpus file, or the manifests' tests/ folder (or one inside it), whose cases count as events",
+            dir.display(),
+            root.display()
+        );
+    };
+    let rel = rel.to_string_lossy().replace('\\', "/");
+    let under = |file: &str| rel.is_empty() || file == rel || file.starts_with(&format!("{rel}/"));
+    let records: Vec<Record> = desired
+        .tests
+        .iter()
+        .filter(|c| under(&c.file))
+        .map(|c| Record {
+            id: format!("{}: {}", c.file, c.name),
+            received_ms: None,
+            received_at: None,
+            integration: c.integration.to_string(),
+            platform: c.platform.as_str().to_owned(),
+            event: c.event.name.to_owned(),
+            revision: None,
+            rules: Vec::new(),
+            enrichment_pending: false,
+            replaced: None,
+            payload: c.payload.clone(),
+        })
+        .collect();
+    if records.is_empty() {
+        anyhow::bail!(
+            "{} holds no rule test cases of the desired revision (cases are read from the manifests' tests/*.toml)",
+            dir.display()
+        );
+    }
+    Ok(records)
 }

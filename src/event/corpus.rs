@@ -37,7 +37,7 @@ pub const FORMAT_VERSION: &str = "1.1";
 /// The key of a payload (a corpus record's, a rule test fixture's) under which what the
 /// daemon's enrichment step fetched travels: objects and fields the platform's delivery left
 /// out, merged over the normalised objects when the payload is evaluated.
-pub const ENRICHED_KEY: &str = "supportopsd_enriched";
+pub use crate::manifest::produce::ENRICHED_KEY;
 /// The major version a reader accepts.
 const MAJOR: &str = "1";
 
@@ -364,24 +364,17 @@ impl<R: BufRead> Reader<R> {
     }
 }
 
-impl<R: BufRead> Iterator for Reader<R> {
-    type Item = Result<Record, CorpusError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+impl<R: BufRead> Reader<R> {
+    /// The next non-blank line, unparsed, with its 1-based number: for a reader that parses
+    /// records on other threads ([`parse_record`]). `None` at the end.
+    pub fn next_line(&mut self) -> Option<Result<(usize, String), CorpusError>> {
         loop {
             self.buf.clear();
             self.line += 1;
             match self.input.read_line(&mut self.buf) {
                 Ok(0) => return None,
                 Ok(_) if self.buf.trim().is_empty() => {}
-                Ok(_) => {
-                    return Some(serde_json::from_str(self.buf.trim()).map_err(|e| {
-                        CorpusError::Record {
-                            line: self.line,
-                            message: e.to_string(),
-                        }
-                    }));
-                }
+                Ok(_) => return Some(Ok((self.line, self.buf.trim().to_owned()))),
                 Err(source) => {
                     return Some(Err(CorpusError::Io {
                         line: self.line,
@@ -390,6 +383,25 @@ impl<R: BufRead> Iterator for Reader<R> {
                 }
             }
         }
+    }
+}
+
+/// Parses line `line` of a corpus (after its header) as a delivery.
+pub fn parse_record(line: usize, text: &str) -> Result<Record, CorpusError> {
+    serde_json::from_str(text.trim()).map_err(|e| CorpusError::Record {
+        line,
+        message: e.to_string(),
+    })
+}
+
+impl<R: BufRead> Iterator for Reader<R> {
+    type Item = Result<Record, CorpusError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        Some(match self.next_line()? {
+            Ok((line, text)) => parse_record(line, &text),
+            Err(e) => Err(e),
+        })
     }
 }
 

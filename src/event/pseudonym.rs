@@ -446,6 +446,74 @@ fn rewrite(
     }
 }
 
+/// What kind of stand-in a string holds: the ones [`pseudonymise`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StandIn {
+    /// `person1@acme.com`: an email's local part was replaced (its domain is real).
+    Email,
+    /// `+1-555-0101`: a phone number.
+    Phone,
+    /// `Name1`: a word of a personal name.
+    Name,
+    /// [`TEXT_REMOVED`]: ticket text scrubbed ([`Options::scrub_text`]).
+    Text,
+    /// [`REDACTED`]: a credential.
+    Credential,
+}
+
+impl StandIn {
+    /// In words.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StandIn::Email => "pseudonymised email",
+            StandIn::Phone => "pseudonymised phone number",
+            StandIn::Name => "pseudonymised name",
+            StandIn::Text => "scrubbed text",
+            StandIn::Credential => "redacted credential",
+        }
+    }
+}
+
+static STAND_IN: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i:\bperson\d+@[a-z0-9\-]+(?:\.[a-z0-9\-]+)*\.[a-z]{2,})|(\+1-555-01\d\d)|(\bName\d+\b)",
+    )
+    .ok()
+});
+
+/// Whether `s` holds one of the stand-ins [`pseudonymise`] writes (an email `personN@domain`,
+/// a phone `+1-555-01NN`, a name word `NameN`, [`TEXT_REMOVED`], [`REDACTED`]), and which
+/// (the first found). A condition that reads such a value decides on the stand-in, not on what
+/// the platform sent: a replay of it is approximate.
+pub fn stand_in(s: &str) -> Option<StandIn> {
+    if s.contains(TEXT_REMOVED) {
+        return Some(StandIn::Text);
+    }
+    if s == REDACTED {
+        return Some(StandIn::Credential);
+    }
+    let re = STAND_IN.as_ref()?;
+    let c = re.captures(s)?;
+    Some(if c.get(1).is_some() {
+        StandIn::Phone
+    } else if c.get(2).is_some() {
+        StandIn::Name
+    } else {
+        StandIn::Email
+    })
+}
+
+/// The first stand-in in `v` (a string, or any string inside an array or object).
+pub fn stand_in_value(v: &Value) -> Option<StandIn> {
+    match v {
+        Value::String(s) => stand_in(s),
+        Value::Array(items) => items.iter().find_map(stand_in_value),
+        Value::Object(m) => m.values().find_map(stand_in_value),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -453,6 +521,37 @@ mod tests {
 
     fn text_of(v: &Value) -> String {
         serde_json::to_string(v).unwrap()
+    }
+
+    #[test]
+    fn its_own_stand_ins_are_recognised_and_real_values_are_not() {
+        let payload = json!({
+            "requester": {"name": "Dana Whitfield", "email": "dana@acme.com", "phone": "+44 20 7946 0958"},
+            "description": "Call Dana",
+            "token": "xoxb-1"
+        });
+        let p = pseudonymise(&payload, Options { scrub_text: true }).value;
+        assert_eq!(
+            stand_in_value(&p["requester"]["email"]),
+            Some(StandIn::Email)
+        );
+        assert_eq!(stand_in_value(&p["requester"]["name"]), Some(StandIn::Name));
+        assert_eq!(
+            stand_in_value(&p["requester"]["phone"]),
+            Some(StandIn::Phone)
+        );
+        assert_eq!(stand_in_value(&p["description"]), Some(StandIn::Text));
+        assert_eq!(stand_in_value(&p["token"]), Some(StandIn::Credential));
+        for real in [
+            "dana@acme.com",
+            "Dana Whitfield",
+            "+44 20 7946 0958",
+            "Names",
+            "Printer offline",
+            "personal@x.com",
+        ] {
+            assert_eq!(stand_in(real), None, "{real}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod describe;
 pub mod diagnostic;
 pub mod id;
 pub mod model;
+pub mod produce;
 pub mod resolve;
 pub mod schema;
 pub mod select;

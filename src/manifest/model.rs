@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use super::{IntegrationId, Revision, RuleId};
 use crate::platforms::{ActionSpec, EventSpec, PlatformKind};
 use crate::rules::condition::Condition;
-use crate::rules::template::{RenderError, Template};
+use crate::rules::template::{RenderContext, RenderError, Template};
 use crate::secrets::SecretRef;
 
 /// A whole, valid manifest repository at one revision.
@@ -149,27 +149,44 @@ impl Rule {
     /// Renders every action's parameters against `ctx` (an event's context) without running
     /// anything: action `i` sees the earlier actions as `actions[N]` with placeholder results
     /// (`<actions[N].result.<field>>`, [`placeholder_result`]), since none has run. What
-    /// `supportopsd test` and the daemon's shadow rules record. Stops at the first action whose
-    /// parameters do not render: the actions rendered before it, and its index and error.
+    /// `supportopsd test`, the behavioural plan and the daemon's shadow rules record. Stops at
+    /// the first action whose parameters do not render, as the executor gives up the job: the
+    /// actions rendered before it, and its index and error.
     pub fn render_offline(&self, ctx: &Value) -> (Vec<Rendered>, Option<(usize, RenderError)>) {
+        self.render_offline_in(&mut ctx.clone())
+    }
+
+    /// [`Rule::render_offline`] on a context it may change while rendering: its `actions` key
+    /// is set for each action and removed again at the end, so one context serves every rule
+    /// of an event without a copy.
+    pub fn render_offline_in(
+        &self,
+        ctx: &mut Value,
+    ) -> (Vec<Rendered>, Option<(usize, RenderError)>) {
         let mut out = Vec::with_capacity(self.actions.len());
         let mut earlier = Vec::new();
+        let mut failed = None;
         for (i, a) in self.actions.iter().enumerate() {
-            let mut action_ctx = ctx.clone();
-            if let Value::Object(m) = &mut action_ctx {
+            if let Value::Object(m) = ctx {
                 m.insert("actions".into(), Value::Array(earlier.clone()));
             }
-            match a.parameters.render(&action_ctx) {
+            match a.parameters.render(ctx) {
                 Ok(parameters) => out.push(Rendered {
                     action: a.action.name,
                     integration: a.integration.clone(),
                     parameters,
                 }),
-                Err(e) => return (out, Some((i, e))),
+                Err(e) => {
+                    failed = Some((i, e));
+                    break;
+                }
             }
             earlier.push(placeholder_result(i, a.action));
         }
-        (out, None)
+        if let Value::Object(m) = ctx {
+            m.remove("actions");
+        }
+        (out, failed)
     }
 }
 
@@ -458,21 +475,29 @@ impl Params {
         out
     }
 
-    /// Renders the tree against an event context.
+    /// Renders the tree against an event context, converted for the templates once for the
+    /// whole tree (not once per template).
     pub fn render(&self, ctx: &Value) -> Result<Value, RenderError> {
+        match self {
+            Params::Literal(v) => Ok(v.clone()),
+            _ => self.render_in(&RenderContext::new(ctx)),
+        }
+    }
+
+    fn render_in(&self, ctx: &RenderContext<'_>) -> Result<Value, RenderError> {
         Ok(match self {
             Params::Literal(v) => v.clone(),
-            Params::Template(t) => t.render(ctx)?,
+            Params::Template(t) => t.render_in(ctx)?,
             Params::List(items) => Value::Array(
                 items
                     .iter()
-                    .map(|x| x.render(ctx))
+                    .map(|x| x.render_in(ctx))
                     .collect::<Result<_, _>>()?,
             ),
             Params::Table(entries) => {
                 let mut m = Map::new();
                 for (k, x) in entries {
-                    m.insert(k.clone(), x.render(ctx)?);
+                    m.insert(k.clone(), x.render_in(ctx)?);
                 }
                 Value::Object(m)
             }

@@ -9,6 +9,7 @@
 //! from. Which summary leaves are references is decided by the platform's catalogue (a
 //! credential field marked secret) and by the resource kind (a registration's `secret`).
 
+pub mod behaviour;
 pub mod render;
 pub mod sensitive;
 
@@ -29,7 +30,8 @@ pub use sensitive::{SensitiveChange, SensitiveKind};
 /// Version of the JSON plan format: a minor bump adds fields, a major bump breaks them.
 ///
 /// 1.1 added `security_sensitive`, and secret fields' `before`/`after` (their references);
-/// 1.2 added `holds` (the runtime holds: paused rules and integrations) and `holds_from`.
+/// 1.2 added `holds` (the runtime holds: paused rules and integrations), `holds_from`, and
+/// `behaviour` (the behavioural plan, with `--replay`).
 pub const FORMAT_VERSION: &str = "1.2";
 
 /// Prefix of a secret leaf in a summary recorded by a build before format 1.1: a hash of the
@@ -131,6 +133,9 @@ pub struct Plan {
     /// Where the holds were read (`state`, `daemon at URL`); `None`: not read (`--base`
     /// without a daemon to ask).
     pub holds_from: Option<String>,
+    /// The behavioural plan: the corpus replayed against both revisions (`--replay` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub behaviour: Option<behaviour::Behaviour>,
 }
 
 /// A runtime hold as a plan shows it.
@@ -587,6 +592,7 @@ pub fn diff(
         changes,
         holds: Vec::new(),
         holds_from: None,
+        behaviour: None,
     }
 }
 

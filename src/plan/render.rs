@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::behaviour::{ActionBehaviour, Behaviour, Counted, ParamExample, RenderFailure};
 use super::{Change, ChangeKind, Counts, FieldChange, Plan, RuntimeHold, printable};
 
 const GREEN: &str = "\x1b[32m";
@@ -134,6 +135,9 @@ pub fn text(plan: &Plan, color: bool) -> String {
     }
     if !plan.has_changes() {
         let _ = writeln!(out, "\nNo changes. The platforms match the manifests.");
+        if let Some(b) = &plan.behaviour {
+            behaviour_text(b, &mut out, color);
+        }
         return out;
     }
     out.push('\n');
@@ -176,6 +180,9 @@ pub fn text(plan: &Plan, color: bool) -> String {
         "\n{}",
         paint(BOLD, &format!("Plan: {}.", summary_line(plan.counts())))
     );
+    if let Some(b) = &plan.behaviour {
+        behaviour_text(b, &mut out, color);
+    }
     out
 }
 
@@ -242,7 +249,10 @@ pub fn markdown(plan: &Plan) -> String {
         out.push('\n');
     }
     if !plan.has_changes() {
-        let _ = writeln!(out, "**No changes.** The platforms match the manifests.");
+        let _ = writeln!(out, "**No changes.** The platforms match the manifests.\n");
+        if let Some(b) = &plan.behaviour {
+            behaviour_markdown(b, &mut out);
+        }
         return out;
     }
     if plan.security_sensitive.is_empty() {
@@ -292,7 +302,534 @@ pub fn markdown(plan: &Plan) -> String {
         }
         let _ = writeln!(out, "```\n\n</details>\n");
     }
+    if let Some(b) = &plan.behaviour {
+        behaviour_markdown(b, &mut out);
+    }
     out
+}
+
+// === the behavioural plan ===
+
+/// A value from the corpus or a rendering as one line of compact JSON (printable).
+fn compact(v: &serde_json::Value) -> String {
+    printable(&serde_json::to_string(v).unwrap_or_default())
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `slack-main send_message` (`#2` for a rule's third action of that name there).
+fn action_name(a: &ActionBehaviour) -> String {
+    let n = if a.occurrence > 0 {
+        format!(" #{}", a.occurrence + 1)
+    } else {
+        String::new()
+    };
+    format!("{} {}{n}", printable(&a.integration), printable(&a.action))
+}
+
+/// `slack-main send_message` (`#2` for the rule's second action of that name there).
+fn failure_action(f: &RenderFailure) -> String {
+    let n = if f.occurrence > 0 {
+        format!(" #{}", f.occurrence + 1)
+    } else {
+        String::new()
+    };
+    format!("{} {}{n}", printable(&f.integration), printable(&f.action))
+}
+
+fn failure_name(f: &RenderFailure) -> String {
+    format!("rule {}: {}", printable(&f.rule), failure_action(f))
+}
+
+/// A list of rule ids, `(none)` when empty.
+fn rule_list(ids: &[String]) -> String {
+    if ids.is_empty() {
+        "(none)".to_owned()
+    } else {
+        ids.join(", ")
+    }
+}
+
+fn example_text(e: &ParamExample) -> String {
+    match (&e.before, &e.after) {
+        (Some(b), Some(a)) => format!("{}: {} → {}", printable(&e.event), compact(b), compact(a)),
+        (Some(v), None) | (None, Some(v)) => format!("{}: {}", printable(&e.event), compact(v)),
+        (None, None) => printable(&e.event),
+    }
+}
+
+fn corpora_line(b: &Behaviour) -> String {
+    b.corpora
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} ({}{})",
+                c.kind,
+                printable(&c.source),
+                plural(c.events, "event", "events"),
+                if c.scrub_text { ", text scrubbed" } else { "" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn behaviour_heading(b: &Behaviour) -> String {
+    format!(
+        "Behaviour on {}",
+        plural(b.events, "recorded event", "recorded events")
+    )
+}
+
+fn totals_line(b: &Behaviour) -> String {
+    let s = &b.summary;
+    let unchanged = b.rules.iter().filter(|r| !r.changed).count();
+    format!(
+        "{} differently (actions: +{} added, −{} removed, ~{} changed); {} the same",
+        plural(s.rules_changed as u64, "rule behaves", "rules behave"),
+        s.actions_added,
+        s.actions_removed,
+        s.actions_changed,
+        plural(unchanged as u64, "rule behaves", "rules behave"),
+    )
+}
+
+/// The behavioural plan for a terminal, appended to `out`.
+fn behaviour_text(b: &Behaviour, out: &mut String, color: bool) {
+    let paint = |c: &str, s: &str| {
+        if color {
+            format!("{c}{s}{RESET}")
+        } else {
+            s.to_owned()
+        }
+    };
+    let _ = writeln!(out, "\n{}", paint(BOLD, &behaviour_heading(b)));
+    let _ = writeln!(out, "  replayed: {}", corpora_line(b));
+    if !b.errors.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n  {}",
+            paint(
+                RED,
+                &format!(
+                    "✗ Rendering errors with the desired revision ({}):",
+                    plural(b.summary.render_errors, "action", "actions")
+                )
+            )
+        );
+        for f in &b.errors {
+            failure_line_text(f, out);
+        }
+    }
+    let _ = writeln!(out, "\n  {}", totals_line(b));
+    for r in b.rules.iter().filter(|r| r.changed) {
+        let status = match r.status {
+            "added" => " (new rule)",
+            "removed" => " (rule removed)",
+            _ => "",
+        };
+        let _ = writeln!(
+            out,
+            "  {} rule {}{status}: matched {} → {}",
+            paint(YELLOW, "~"),
+            printable(&r.rule),
+            r.matched_before,
+            r.matched_after
+        );
+        for f in b.errors.iter().filter(|f| f.rule == r.rule) {
+            let _ = writeln!(
+                out,
+                "      {} {}: fails to render on {}",
+                paint(RED, "✗"),
+                failure_action(f),
+                plural(f.count, "event", "events")
+            );
+        }
+        for a in &r.actions {
+            let kinds: [(&str, char, &Counted<ParamExample>); 3] = [
+                ("added", '+', &a.added),
+                ("removed", '-', &a.removed),
+                ("changed", '~', &a.changed),
+            ];
+            for (what, sign, c) in kinds {
+                if c.count == 0 {
+                    continue;
+                }
+                let _ = writeln!(
+                    out,
+                    "      {sign} {}: {what} on {}",
+                    action_name(a),
+                    plural(c.count, "event", "events")
+                );
+                for e in &c.examples {
+                    let _ = writeln!(out, "          {}", example_text(e));
+                }
+            }
+        }
+    }
+    if b.silenced.count > 0 {
+        let _ = writeln!(
+            out,
+            "\n  {} rules before and nothing now:",
+            plural(b.silenced.count, "event triggered", "events triggered")
+        );
+        for e in &b.silenced.examples {
+            let rules: Vec<String> = e.rules_before.iter().map(|r| printable(r)).collect();
+            let _ = writeln!(
+                out,
+                "      {} (was: {})",
+                printable(&e.event),
+                rules.join(", ")
+            );
+        }
+    }
+    if b.newly_triggering > 0 {
+        let _ = writeln!(
+            out,
+            "\n  {} nothing before and rules now.",
+            plural(b.newly_triggering, "event triggered", "events triggered")
+        );
+    }
+    if !b.approximate.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n  Approximate (the condition reads a value the corpus holds as a stand-in):"
+        );
+        for a in &b.approximate {
+            let _ = writeln!(
+                out,
+                "      rule {} reads {}: {} on {}",
+                printable(&a.rule),
+                printable(&a.field),
+                a.stand_in.as_str(),
+                plural(a.events, "event", "events")
+            );
+        }
+    }
+    if !b.already_failing.is_empty() {
+        let _ = writeln!(out, "\n  Already failing with the base revision:");
+        for f in &b.already_failing {
+            failure_line_text(f, out);
+        }
+    }
+    if b.not_normalised.count > 0 {
+        let _ = writeln!(
+            out,
+            "\n  {} not normalise (not replayed):",
+            plural(b.not_normalised.count, "event does", "events do")
+        );
+        for e in &b.not_normalised.examples {
+            let _ = writeln!(
+                out,
+                "      {} ({} {}): {}",
+                printable(&e.event),
+                printable(&e.integration),
+                printable(&e.name),
+                printable(&e.error)
+            );
+        }
+    }
+    if b.unreadable.count > 0 {
+        let _ = writeln!(
+            out,
+            "\n  {} of the corpus not a recorded delivery:",
+            plural(b.unreadable.count, "line is", "lines are")
+        );
+        for e in &b.unreadable.examples {
+            let _ = writeln!(
+                out,
+                "      {}: {}",
+                printable(&e.source),
+                printable(&e.error)
+            );
+        }
+    }
+    if b.enrichment_pending > 0 {
+        let _ = writeln!(out, "\n  {}", pending_line(b.enrichment_pending));
+    }
+    if !b.unknown.is_empty() {
+        let _ = writeln!(out, "\n  Not known to a revision:");
+        for u in &b.unknown {
+            let _ = writeln!(out, "      {}", unknown_line(u));
+        }
+    }
+    if let Some(f) = &b.fidelity {
+        let _ = writeln!(out, "\n  {}", fidelity_line(f));
+        for d in &f.differ.examples {
+            let _ = writeln!(
+                out,
+                "      {}: recorded {}, replayed {}",
+                printable(&d.event),
+                printable(&rule_list(&d.recorded)),
+                printable(&rule_list(&d.replayed))
+            );
+        }
+    }
+}
+
+fn failure_line_text(f: &RenderFailure, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "      {}: {} on {} (e.g. {})",
+        failure_name(f),
+        printable(&f.error),
+        plural(f.count, "event", "events"),
+        printable(&f.events.join(", "))
+    );
+}
+
+fn pending_line(n: u64) -> String {
+    format!(
+        "{} exported before the daemon's enrichment step fetched their text: conditions and templates reading the enriched fields saw nothing there.",
+        plural(n, "event was", "events were")
+    )
+}
+
+fn unknown_line(u: &super::behaviour::Unknown) -> String {
+    let what = match &u.event {
+        Some(e) => format!("event {} of {}", printable(e), printable(&u.integration)),
+        None => format!("integration {}", printable(&u.integration)),
+    };
+    format!(
+        "{} revision: {what}: {} ({})",
+        u.revision,
+        printable(&u.reason),
+        plural(u.count, "event", "events")
+    )
+}
+
+fn fidelity_line(f: &super::behaviour::Fidelity) -> String {
+    let rev = &f.revision[..12.min(f.revision.len())];
+    if f.differ.count == 0 {
+        format!(
+            "Fidelity: the replay of {rev} matches what the daemon did on all {} it handled.",
+            plural(f.compared, "event", "events")
+        )
+    } else {
+        format!(
+            "Fidelity: replay differs from what the daemon did on {} of the {} it handled with {rev}:",
+            f.differ.count,
+            plural(f.compared, "event", "events")
+        )
+    }
+}
+
+/// The behavioural plan as a pull-request comment's section, appended to `out`: the rendering
+/// errors first (never collapsed), one table of the rules that behave differently, their
+/// examples collapsed.
+fn behaviour_markdown(b: &Behaviour, out: &mut String) {
+    let _ = writeln!(out, "#### {}\n", behaviour_heading(b));
+    let _ = writeln!(out, "Replayed: {}.\n", md_escape(&corpora_line(b)));
+    if !b.errors.is_empty() {
+        let _ = writeln!(
+            out,
+            "**✗ Rendering errors with the desired revision ({}):**\n",
+            plural(b.summary.render_errors, "action", "actions")
+        );
+        for f in &b.errors {
+            let _ = writeln!(out, "- {}", failure_markdown(f));
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(out, "**{}**\n", totals_line(b));
+    let changed: Vec<_> = b.rules.iter().filter(|r| r.changed).collect();
+    if !changed.is_empty() {
+        let _ = writeln!(
+            out,
+            "| rule | matched before | after | actions +added | −removed | ~changed | ✗ errors |\n|---|---:|---:|---:|---:|---:|---:|"
+        );
+        for r in &changed {
+            let sum = |f: fn(&ActionBehaviour) -> u64| r.actions.iter().map(f).sum::<u64>();
+            let status = match r.status {
+                "added" => " (new)",
+                "removed" => " (removed)",
+                _ => "",
+            };
+            let _ = writeln!(
+                out,
+                "| {}{status} | {} | {} | +{} | −{} | ~{} | {} |",
+                code(&r.rule),
+                r.matched_before,
+                r.matched_after,
+                sum(|a| a.added.count),
+                sum(|a| a.removed.count),
+                sum(|a| a.changed.count),
+                b.errors
+                    .iter()
+                    .filter(|f| f.rule == r.rule)
+                    .map(|f| f.count)
+                    .sum::<u64>()
+            );
+        }
+        out.push('\n');
+        for r in &changed {
+            let lines: Vec<String> = r
+                .actions
+                .iter()
+                .flat_map(|a| {
+                    [('+', &a.added), ('−', &a.removed), ('~', &a.changed)]
+                        .into_iter()
+                        .filter(|(_, c)| c.count > 0)
+                        .flat_map(move |(sign, c)| {
+                            let head = format!(
+                                "- {sign} {} ({})",
+                                code(&action_name(a)),
+                                plural(c.count, "event", "events")
+                            );
+                            std::iter::once(head).chain(
+                                c.examples
+                                    .iter()
+                                    .map(|e| format!("  - {}", code(&example_text(e)))),
+                            )
+                        })
+                })
+                .collect();
+            if lines.is_empty() {
+                continue;
+            }
+            let _ = writeln!(
+                out,
+                "<details><summary>rule <code>{}</code>: examples</summary>\n\n{}\n\n</details>\n",
+                md_escape(&r.rule),
+                lines.join("\n")
+            );
+        }
+    }
+    if b.silenced.count > 0 {
+        let examples: Vec<String> = b
+            .silenced
+            .examples
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} (was {})",
+                    code(&e.event),
+                    code(&e.rules_before.join(", "))
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "**{} rules before and nothing now**, e.g. {}.\n",
+            plural(b.silenced.count, "event triggered", "events triggered"),
+            examples.join(", ")
+        );
+    }
+    if b.newly_triggering > 0 {
+        let _ = writeln!(
+            out,
+            "{} nothing before and rules now.\n",
+            plural(b.newly_triggering, "event triggered", "events triggered")
+        );
+    }
+    if !b.approximate.is_empty() {
+        let _ = writeln!(
+            out,
+            "**Approximate:** these conditions read values the corpus holds as stand-ins, so their matches may differ on the real events:\n"
+        );
+        for a in &b.approximate {
+            let _ = writeln!(
+                out,
+                "- rule {} reads {}: {} on {}",
+                code(&a.rule),
+                code(&a.field),
+                a.stand_in.as_str(),
+                plural(a.events, "event", "events")
+            );
+        }
+        out.push('\n');
+    }
+    let mut notes = Vec::new();
+    if !b.already_failing.is_empty() {
+        notes.push(format!(
+            "Already failing with the base revision:\n\n{}",
+            b.already_failing
+                .iter()
+                .map(|f| format!("- {}", failure_markdown(f)))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ));
+    }
+    if b.not_normalised.count > 0 {
+        notes.push(format!(
+            "{} not normalise (not replayed): {}",
+            plural(b.not_normalised.count, "event does", "events do"),
+            b.not_normalised
+                .examples
+                .iter()
+                .map(|e| format!("{} {}", code(&e.event), code(&e.error)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if b.unreadable.count > 0 {
+        notes.push(format!(
+            "{} of the corpus not a recorded delivery: {}",
+            plural(b.unreadable.count, "line is", "lines are"),
+            b.unreadable
+                .examples
+                .iter()
+                .map(|e| code(&e.error))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if b.enrichment_pending > 0 {
+        notes.push(pending_line(b.enrichment_pending));
+    }
+    if !b.unknown.is_empty() {
+        notes.push(format!(
+            "Not known to a revision:\n\n{}",
+            b.unknown
+                .iter()
+                .map(|u| format!("- {}", code(&unknown_line(u))))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ));
+    }
+    if !notes.is_empty() {
+        let _ = writeln!(
+            out,
+            "<details><summary>Notes on the replay</summary>\n\n{}\n\n</details>\n",
+            notes.join("\n\n")
+        );
+    }
+    if let Some(f) = &b.fidelity {
+        let _ = writeln!(out, "{}", md_escape(&fidelity_line(f)));
+        for d in &f.differ.examples {
+            let _ = writeln!(
+                out,
+                "- {}: recorded {}, replayed {}",
+                code(&d.event),
+                code(&rule_list(&d.recorded)),
+                code(&rule_list(&d.replayed))
+            );
+        }
+        out.push('\n');
+    }
+}
+
+fn failure_markdown(f: &RenderFailure) -> String {
+    let n = if f.occurrence > 0 {
+        format!(" #{}", f.occurrence + 1)
+    } else {
+        String::new()
+    };
+    format!(
+        "rule {} action {} {}{n}: {} on {}, e.g. {}",
+        code(&f.rule),
+        code(&f.integration),
+        code(&f.action),
+        code(&f.error),
+        plural(f.count, "event", "events"),
+        f.events
+            .iter()
+            .map(|e| code(e))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 #[cfg(test)]
@@ -332,6 +869,7 @@ mod tests {
             }],
             holds: Vec::new(),
             holds_from: None,
+            behaviour: None,
         }
     }
 

@@ -37,6 +37,7 @@ mod holds;
 mod openapi;
 mod operator_cli;
 mod plan;
+mod plan_replay;
 mod reconcile;
 mod secret;
 mod shadow;
