@@ -1236,6 +1236,26 @@ mod tests {
         assert_eq!(one.approximate[0].events, 30);
     }
 
+    /// A shadow rule matches but performs nothing (the daemon runs none of it): switching it on
+    /// adds its actions, putting it in shadow removes them.
+    #[test]
+    fn a_shadow_rule_matches_but_performs_nothing() {
+        let cond = "[trigger.conditions]\n\"message.text\" = { matches = \"help\" }\n";
+        let active = set(&[rule("help", cond, &[("slack-main", "{{ message.text }}")])]);
+        let shadow = set(&[format!(
+            "mode = \"shadow\"\n{}",
+            rule("help", cond, &[("slack-main", "{{ message.text }}")])
+        )]);
+        let on = run(&shadow, &active, 2);
+        let r = &on.rules[0];
+        assert_eq!((r.matched_before, r.matched_after), (10, 10));
+        assert_eq!(r.actions[0].added.count, 10);
+        assert_eq!(r.actions[0].removed.count, 0);
+        let off = run(&active, &shadow, 2);
+        assert_eq!(off.rules[0].actions[0].removed.count, 10);
+        assert_eq!(off.rules[0].actions[0].added.count, 0);
+    }
+
     #[test]
     fn credential_named_parameters_are_redacted_and_long_strings_cut() {
         let v = json!({"channel": "#a", "api_key": "k-1", "nested": {"password": "p", "ok": [1, {"token": "t"}]}, "long": "x".repeat(500)});
