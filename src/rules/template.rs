@@ -43,7 +43,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::sync::{Arc, LazyLock, OnceLock};
+use std::sync::{Arc, LazyLock};
 
 use minijinja::value::Serde;
 use minijinja::{AutoEscape, Environment, ErrorKind, Expression, UndefinedBehavior};
@@ -180,11 +180,12 @@ enum Compiled {
         /// Byte offset of the expression text in the source.
         offset: usize,
     },
-    /// Anything else: rendered to a string by its own environment, which owns the compiled
-    /// template (a clone of the shared environment). Built on first render: validating a large
-    /// repository parses every template but renders none, and must not pay for an environment
-    /// per template.
-    Full(OnceLock<Arc<Environment<'static>>>),
+    /// Anything else: rendered to a string, compiled at each render into a clone of the shared
+    /// environment that lives as long as the render. Nothing is kept between renders: keeping
+    /// an environment per template (as before) held about 190 MB for the 10,000-rule
+    /// behavioural plan benchmark and saved no time (`benches/behaviour_plan.sh`: 6.9 s and
+    /// 587 MB kept, 4.7 s and 395 MB compiled each time; docs/benchmarks.md).
+    Full,
 }
 
 /// A problem found when parsing or checking a template.
@@ -413,7 +414,7 @@ impl Template {
         Ok(Template {
             paths: collect_paths(source, vars),
             source: source.to_owned(),
-            compiled: Compiled::Full(OnceLock::new()),
+            compiled: Compiled::Full,
         })
     }
 
@@ -488,10 +489,7 @@ impl Template {
         else {
             return Vec::new();
         };
-        if !matches!(
-            self.compiled,
-            Compiled::Full(_) | Compiled::Expression { .. }
-        ) {
+        if !matches!(self.compiled, Compiled::Full | Compiled::Expression { .. }) {
             return Vec::new();
         }
         // Comments blanked out, keeping offsets.
@@ -595,10 +593,12 @@ impl Template {
                     offset: Some(*offset),
                 })
             }
-            Compiled::Full(cell) => {
-                let template = self
-                    .full_env(cell)
-                    .and_then(|env| env.get_template(TEMPLATE_NAME))
+            Compiled::Full => {
+                let mut own = ENV.clone();
+                own.add_template_owned(TEMPLATE_NAME, self.source.as_str())
+                    .map_err(|e| self.render_error(&e, 0))?;
+                let template = own
+                    .get_template(TEMPLATE_NAME)
                     .map_err(|e| self.render_error(&e, 0))?;
                 let mut out = Capped::default();
                 let rendered = template.render_captured_to(ctx.value.clone(), &mut out);
@@ -614,19 +614,6 @@ impl Template {
                     })
             }
         }
-    }
-
-    /// The environment owning this full template, compiled on first use.
-    fn full_env<'a>(
-        &self,
-        cell: &'a OnceLock<Arc<Environment<'static>>>,
-    ) -> Result<&'a Arc<Environment<'static>>, minijinja::Error> {
-        if let Some(env) = cell.get() {
-            return Ok(env);
-        }
-        let mut own = ENV.clone();
-        own.add_template_owned(TEMPLATE_NAME, self.source.clone())?;
-        Ok(cell.get_or_init(|| Arc::new(own)))
     }
 
     /// The first path read that `ctx` does not have, or the expression text.
@@ -665,7 +652,7 @@ impl fmt::Debug for Template {
         let kind = match self.compiled {
             Compiled::Literal => "literal",
             Compiled::Expression { .. } => "expression",
-            Compiled::Full(_) => "template",
+            Compiled::Full => "template",
         };
         f.debug_struct("Template")
             .field("kind", &kind)
