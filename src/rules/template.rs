@@ -110,7 +110,7 @@ impl fmt::Display for Limit {
     }
 }
 
-/// The name under which a full template is stored in its own environment.
+/// The name under which a full template is stored in the environment cloned for its render.
 const TEMPLATE_NAME: &str = "template";
 
 /// The shared environment every template is compiled against.
