@@ -544,6 +544,27 @@ pub(crate) async fn post_zendesk(
         .as_u16()
 }
 
+/// Posts a signed Slack Events API delivery to `slack-main`, stamped now; returns the status.
+pub(crate) async fn post_slack(client: &reqwest::Client, daemon: &Daemon, body: Vec<u8>) -> u16 {
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let sig = slack_signature(SLACK_SIGNING, &ts, &body);
+    client
+        .post(format!("{}/api/webhooks/slack/slack-main", daemon.url))
+        .header("content-type", "application/json")
+        .header("x-slack-request-timestamp", ts)
+        .header("x-slack-signature", sig)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 /// A Freshdesk delivery (shared-secret header) of `ticket_created`.
 pub(crate) async fn post_freshdesk(
     client: &reqwest::Client,

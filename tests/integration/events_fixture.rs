@@ -5,9 +5,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::daemon_support::{
-    Daemon, SLACK_SIGNING, eventually, post_zendesk, setup, slack_signature,
-};
+use crate::daemon_support::{Daemon, eventually, post_slack, post_zendesk, setup};
 
 /// Runs `supportopsd --repo REPO ARGS…` without any daemon address or token from the test's
 /// own environment.
@@ -91,24 +89,7 @@ async fn a_stored_delivery_becomes_a_pseudonymised_case_that_passes() {
                   "user_profile": {"real_name": "Priya Raman", "display_name": "priya"},
                   "channel_type": "channel", "ts": "1720612800.000100", "team": "T0FAKE0001"}}))
     .unwrap();
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        .to_string();
-    let r = client
-        .post(format!("{}/api/webhooks/slack/slack-main", daemon.url))
-        .header("content-type", "application/json")
-        .header("x-slack-request-timestamp", &ts)
-        .header(
-            "x-slack-signature",
-            slack_signature(SLACK_SIGNING, &ts, &body),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(post_slack(&client, &daemon, body).await, 200);
     eventually(20, "both rules ran", || {
         fake.requests_to("chat.postMessage").len() >= 2
     })

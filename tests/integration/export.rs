@@ -10,7 +10,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use crate::daemon_support::{
-    BOT_TOKEN, Daemon, SLACK_SIGNING, ZD_SECRET, eventually, post_zendesk, repo, slack_signature,
+    BOT_TOKEN, Daemon, SLACK_SIGNING, ZD_SECRET, eventually, post_slack, post_zendesk, repo,
 };
 use crate::events_fixture::zendesk_body;
 use supportopsd::event::corpus::{Header, Reader, Record};
@@ -30,7 +30,7 @@ fn corpus(file: &Path) -> (Header, Vec<Record>, String) {
 
 /// A signed Slack message naming a person (in the text and the profile), a phone number, and
 /// carrying Slack's legacy verification token.
-async fn post_slack(client: &reqwest::Client, daemon: &Daemon) {
+async fn post_slack_naming_a_person(client: &reqwest::Client, daemon: &Daemon) {
     let body = serde_json::to_vec(&json!({"token": "legacy-verification-token-42",
         "team_id": "T0FAKE0001", "api_app_id": supportopsd::platforms::slack::fake::APP_ID,
         "type": "event_callback", "event_id": "Ev0EXPORT01", "event_time": 1720612800,
@@ -39,24 +39,7 @@ async fn post_slack(client: &reqwest::Client, daemon: &Daemon) {
                   "user_profile": {"real_name": "Priya Raman", "display_name": "priya"},
                   "channel_type": "channel", "ts": "1720612800.000100", "team": "T0FAKE0001"}}))
     .unwrap();
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        .to_string();
-    let r = client
-        .post(format!("{}/api/webhooks/slack/slack-main", daemon.url))
-        .header("content-type", "application/json")
-        .header("x-slack-request-timestamp", &ts)
-        .header(
-            "x-slack-signature",
-            slack_signature(SLACK_SIGNING, &ts, &body),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(post_slack(client, daemon, body).await, 200);
 }
 
 fn now_ms() -> u64 {
@@ -101,7 +84,7 @@ async fn a_corpus_through_the_api_with_the_read_token_and_from_the_stopped_state
         post_zendesk(&client, &daemon, zendesk_body(501), "inv-1").await,
         200
     );
-    post_slack(&client, &daemon).await;
+    post_slack_naming_a_person(&client, &daemon).await;
     eventually(20, "both rules ran", || {
         fake.requests_to("chat.postMessage").len() >= 2
     })

@@ -486,31 +486,14 @@ async fn post_slack_message(
     n: u32,
     text: &str,
 ) {
-    use crate::daemon_support::{SLACK_SIGNING, slack_signature};
+    use crate::daemon_support::post_slack;
     let body = serde_json::to_vec(&json!({"team_id": "T0FAKE0001",
         "api_app_id": supportopsd::platforms::slack::fake::APP_ID,
         "type": "event_callback", "event_id": format!("Ev0REPLAY{n:02}"), "event_time": 1720612800,
         "event": {"type": "message", "user": "U0PERSON01", "channel": "C0SUPPORT1", "text": text,
                   "channel_type": "channel", "ts": format!("1720612800.{n:06}"), "team": "T0FAKE0001"}}))
     .unwrap();
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        .to_string();
-    let r = client
-        .post(format!("{}/api/webhooks/slack/slack-main", daemon.url))
-        .header("content-type", "application/json")
-        .header("x-slack-request-timestamp", &ts)
-        .header(
-            "x-slack-signature",
-            slack_signature(SLACK_SIGNING, &ts, &body),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(post_slack(client, daemon, body).await, 200);
 }
 
 /// Issue 21: the corpus `events export` writes from a daemon with the fakes, after a mix of
