@@ -80,42 +80,40 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
         eprintln!("{note}");
     }
     let to = set.revision.to_string();
-    let mut behaviour = None;
-    // The behavioural plan first, while both revisions are loaded; then each revision's
-    // resources, each set dropped once they are taken (the peak is two sets, not two sets and
-    // their resources).
-    let mut desired_set = Some(set);
-    let mut desired = BTreeMap::new();
-    let (current, from, holds) = match &args.base {
+    // The behavioural plan first, while both revisions are loaded; each set is dropped once
+    // its resources are taken (the peak is two sets, not two sets and their resources).
+    let (desired, current, from, holds, behaviour) = match &args.base {
         Some(base) => {
             let Some(base_set) = load_or_report(g, Some(base))? else {
                 eprintln!("error: the base revision {base} does not validate");
                 return Ok(Exit::Failure);
             };
-            if let (false, Some(set)) = (args.replay.is_empty(), &desired_set) {
-                match replay(g, &args.replay, &base_set, set) {
-                    Ok(b) => behaviour = Some(b),
+            let behaviour = if args.replay.is_empty() {
+                None
+            } else {
+                match replay(g, &args.replay, &base_set, &set) {
+                    Ok(b) => Some(b),
                     Err(e) => {
                         eprintln!("error: {e:#}");
                         return Ok(Exit::Failure);
                     }
                 }
-            }
-            if let Some(set) = desired_set.take() {
-                desired = plan::desired(&set);
-            }
+            };
+            let desired = plan::desired(&set);
+            drop(set);
             (
+                desired,
                 plan::desired(&base_set),
                 base_set.revision.to_string(),
                 daemon_holds(args.url.as_deref()),
+                behaviour,
             )
         }
         None => {
-            if let Some(set) = desired_set.take() {
-                desired = plan::desired(&set);
-            }
+            let desired = plan::desired(&set);
+            drop(set);
             let dir = state_dir(g);
-            match Store::open_existing(&dir)
+            let (current, from, holds) = match Store::open_existing(&dir)
                 .with_context(|| format!("reading state at {}", dir.display()))?
             {
                 None => (
@@ -137,12 +135,10 @@ pub fn run(args: &Args, g: &GlobalArgs) -> anyhow::Result<Exit> {
                     };
                     (plan::from_state(&applied), label, holds)
                 }
-            }
+            };
+            (desired, current, from, holds, None)
         }
     };
-    if let Some(set) = desired_set.take() {
-        desired = plan::desired(&set);
-    }
     let mut plan = plan::diff(&desired, &current, from, to);
     (plan.holds, plan.holds_from) = holds;
     plan.behaviour = behaviour;

@@ -40,7 +40,7 @@ use crate::runtime::gate::Paused;
 use crate::runtime::holds::HOLD_RECHECK;
 use crate::runtime::stats::{ActionOutcome, Count, RULE_ENRICHMENT};
 use crate::runtime::{Active, Runtime, now_ms};
-use crate::state::{AuditKind, AuditRecord, ENRICHMENT, Job};
+use crate::state::{AuditKind, ENRICHMENT, Job};
 
 /// How often the executor looks for due jobs when nothing wakes it.
 const POLL: Duration = Duration::from_millis(500);
@@ -283,59 +283,22 @@ async fn enrich(rt: &Runtime, job: &Job) -> Outcome {
     };
     merge_objects(&mut event.objects, fields);
     let from_self = rt.is_self(&event);
-    let mut rules: Vec<String> = active
-        .matching(&event, &event.context_view(), from_self)
-        .iter()
-        .map(|r| r.id.to_string())
-        .collect();
-    // Runtime holds: a paused rule matches nothing.
-    let holds = rt.holds();
-    let mut paused = holds.take_paused(&mut rules);
     let now = now_ms();
-    // Shadow rules are evaluated on the enriched event too (recorded, never run).
-    let shadowed =
-        crate::runtime::shadow::evaluate(&active, &holds, &event, from_self, now, &mut paused)
-            .await;
-    // The rules' action budgets (`runtime::budget`): a job over its rule's is held.
-    let slots = rt.reserve_jobs(&active, &rules, now);
-    let held = crate::runtime::budget::held(&slots);
-    let mut records: Vec<AuditRecord> = rules
-        .iter()
-        .map(|r| AuditRecord {
-            at_ms: now,
-            kind: AuditKind::RuleMatched { rule: r.clone() },
-            resource_type: "rule".into(),
-            resource_id: r.clone(),
-            detail: match held.get(r) {
-                Some(due) => json!({"key": event.key(), "enriched": true, "held_until_ms": due, "held": "over the rule's action budget"}),
-                None => json!({"key": event.key(), "enriched": true}),
-            },
-        })
-        .chain(shadowed.iter().map(|s| s.record.clone()))
-        .collect();
-    records.extend(crate::runtime::holds::paused_records(
-        &paused,
-        &event.key(),
-        now,
-    ));
+    // What matching decides (`runtime::decide`: paused rules removed, budgets, shadow rules).
+    let decision = rt.decide(&active, &event, from_self, now).await;
+    let records = decision.records(&event.key(), now, true);
     let store = rt.store.clone();
-    let (id, matched) = (job.id, rules.clone());
+    let (id, matched, held) = (job.id, decision.rules.clone(), decision.held.clone());
     let completed =
         blocking(move || store.complete_enrichment(id, &event, &matched, now, &records, &held))
             .await;
     if completed.is_err() {
-        rt.release_jobs(&slots);
+        decision.abandoned(rt);
     }
     match completed {
         Ok(_) => {
-            rt.jobs_held(&active, &slots);
-            for r in &rules {
-                rt.metrics.rule_matched(r);
-                rt.stats
-                    .count(integration.as_str(), Count::RuleMatched { rule: r });
-            }
-            crate::runtime::shadow::count(rt, &shadowed);
-            if !rules.is_empty() {
+            decision.stored(rt, &active, integration.as_str());
+            if !decision.rules.is_empty() {
                 rt.work.notify_one();
             }
             Outcome::Done

@@ -12,6 +12,7 @@
 pub mod active;
 pub mod alerts;
 pub mod budget;
+pub mod decide;
 pub mod explain;
 pub mod export;
 pub mod gate;

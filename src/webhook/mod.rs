@@ -23,9 +23,9 @@ use crate::manifest::IntegrationId;
 use crate::platforms::{
     self, Inbound, InboundRequest, ParseError, PlatformKind, VerifyError, VerifyKeys,
 };
-use crate::runtime::budget::{self, Slot};
+use crate::runtime::decide::Decision;
 use crate::runtime::stats::Count;
-use crate::runtime::{Active, Runtime, now_ms, shadow};
+use crate::runtime::{Active, Runtime, now_ms};
 use crate::secrets;
 use crate::state::journal::IngestRecord;
 use crate::state::{AuditKind, AuditRecord, ENRICHMENT, IngestOutcome};
@@ -362,31 +362,17 @@ pub(crate) async fn store_event(
     // enrichment instead: the executor fetches them, then matches the rules on the enriched
     // event (never a platform call before the delivery is answered).
     let enrich = active.needs_enrichment(&event, from_self);
-    let mut rules: Vec<String> = if enrich {
+    // What matching decides (`runtime::decide`: paused rules removed, budgets, shadow rules);
+    // a delivery with a pending enrichment is decided once it is done.
+    let decision = if enrich {
+        Decision::default()
+    } else {
+        rt.decide(active, &event, from_self, now).await
+    };
+    let rules: Vec<String> = if enrich {
         vec![ENRICHMENT.to_owned()]
     } else {
-        active
-            .matching(&event, &event.context_view(), from_self)
-            .iter()
-            .map(|r| r.id.to_string())
-            .collect()
-    };
-    // Runtime holds (`supportopsd pause --rule`): a paused rule matches nothing.
-    let holds = rt.holds();
-    let mut paused = holds.take_paused(&mut rules);
-    // Each rule's action budget (`runtime::budget`): a job over it is held to a later minute.
-    let slots: Vec<(String, Slot)> = if enrich {
-        Vec::new()
-    } else {
-        rt.reserve_jobs(active, &rules, now)
-    };
-    let held = budget::held(&slots);
-    // Shadow rules: what they would do, recorded with the delivery (`runtime::shadow`); when an
-    // enrichment is pending they are evaluated once it is done, with the active ones.
-    let shadowed = if enrich {
-        Vec::new()
-    } else {
-        shadow::evaluate(active, &holds, &event, from_self, now, &mut paused).await
+        decision.rules.clone()
     };
     let dedupe_until = now.saturating_add(
         u64::try_from(dedupe_ttl(kind, rt.options.dedupe_ttl).as_millis()).unwrap_or(u64::MAX),
@@ -402,22 +388,7 @@ pub(crate) async fn store_event(
             json!({"name": event.name, "platform": kind.as_str()})
         },
     }];
-    records.extend(rules.iter().filter(|_| !enrich).map(|r| AuditRecord {
-        at_ms: now,
-        kind: AuditKind::RuleMatched { rule: r.clone() },
-        resource_type: "rule".into(),
-        resource_id: r.clone(),
-        detail: match held.get(r) {
-            Some(due) => json!({"key": event.key(), "held_until_ms": due, "held": "over the rule's action budget"}),
-            None => json!({"key": event.key()}),
-        },
-    }));
-    records.extend(crate::runtime::holds::paused_records(
-        &paused,
-        &event.key(),
-        now,
-    ));
-    records.extend(shadowed.iter().map(|s| s.record.clone()));
+    records.extend(decision.records(&event.key(), now, false));
     let integration = event.integration.clone();
     let record = IngestRecord {
         event,
@@ -426,11 +397,11 @@ pub(crate) async fn store_event(
         dedupe_until_ms: dedupe_until,
         audit: records,
         revision: active.commit.clone(),
-        held,
+        held: decision.held.clone(),
     };
     let ingested = rt.ingest(record).await;
     if !matches!(ingested, Ok(IngestOutcome::Stored { .. })) {
-        rt.release_jobs(&slots);
+        decision.abandoned(rt);
     }
     match ingested {
         Ok(IngestOutcome::Duplicate) => {
@@ -446,13 +417,7 @@ pub(crate) async fn store_event(
                     jobs: !rules.is_empty(),
                 },
             );
-            for r in rules.iter().filter(|_| !enrich) {
-                rt.metrics.rule_matched(r);
-                rt.stats
-                    .count(integration.as_str(), Count::RuleMatched { rule: r });
-            }
-            shadow::count(rt, &shadowed);
-            rt.jobs_held(active, &slots);
+            decision.stored(rt, active, integration.as_str());
             if !rules.is_empty() {
                 rt.work.notify_one();
             }
