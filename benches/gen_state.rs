@@ -3,7 +3,7 @@
 //! times opening such a state and replaying a journal left by a crash.
 //!
 //! Only public calls of `supportopsd::state` are used (`Store::open`, `Store::ingest_batch`,
-//! `Store::ack`, `Store::retry`, `Store::dead_letter`, `Journal::open`, `Journal::open_deferred`, `Store::apply_ingests`, `Journal::append`), never
+//! `Store::ack`, `Store::retry`, `Store::dead_letter`, `Journal::open`, `Journal::open_deferred`, `Store::apply_ingests`, `Journal::append`, `State::upkeep`), never
 //! sled keys, so a new state layout needs at most small edits here. Schema 4: each delivery gets
 //! its `EventId` in arrival order and the generator's revision; payloads land in the segment files
 //! under `events/` (sealed by the hour of their arrival time), the rest in sled; `open` also
@@ -65,7 +65,7 @@ use supportopsd::platforms::{EventSpec, PlatformKind};
 use supportopsd::state::journal::{IngestRecord, Journal};
 use supportopsd::state::{
     AuditKind, AuditRecord, HealthRecord, IngestOutcome, MINUTE_MS, MinuteRollup,
-    RegistrationRecord, RollupCounts, Store,
+    RegistrationRecord, RollupCounts, State, Store,
 };
 use tokio::time::Instant;
 
@@ -389,6 +389,7 @@ fn generate(n: u64, dir: &Path, rate: u64, world: Option<&World<'_>>) -> Result<
     let mut i = 0u64;
     let audit_max = audit_max_records()?;
     let mut audit_removed = 0;
+    let (mut snapshots, mut snapshot_time) = (0u32, std::time::Duration::ZERO);
     while i < n {
         let count = (n - i).min(BATCH as u64);
         let mut records = Vec::with_capacity(BATCH);
@@ -445,6 +446,12 @@ fn generate(n: u64, dir: &Path, rate: u64, world: Option<&World<'_>>) -> Result<
         if audit_max > 0 && (i / BATCH as u64).is_multiple_of(16) {
             audit_removed += store.purge_audit_over(audit_max)?;
         }
+        // sled's snapshot when due, as the daemon's checkpoint thread writes it: the state is
+        // left as a daemon that ran this long leaves it.
+        if let Some(took) = State::upkeep(&store)? {
+            snapshots += 1;
+            snapshot_time += took;
+        }
     }
     if audit_max > 0 {
         audit_removed += store.purge_audit_over(audit_max)?;
@@ -463,7 +470,8 @@ fn generate(n: u64, dir: &Path, rate: u64, world: Option<&World<'_>>) -> Result<
     drop(store);
     let took = start.elapsed();
     println!(
-        "wrote {events} deliveries ({} done, {} queued, {} retrying, {} dead-lettered jobs; {audit_removed} audit records removed by the bound of {audit_max}) into {} in {:.1} s ({:.0} deliveries/s); state size {:.1} MB (payloads {:.1} MB, database {:.1} MB)",
+        "wrote {events} deliveries ({snapshots} sled snapshots written on the way, {:.1} s; {} done, {} queued, {} retrying, {} dead-lettered jobs; {audit_removed} audit records removed by the bound of {audit_max}) into {} in {:.1} s ({:.0} deliveries/s); state size {:.1} MB (payloads {:.1} MB, database {:.1} MB)",
+        snapshot_time.as_secs_f64(),
         jobs[0],
         jobs[1],
         jobs[2],

@@ -623,6 +623,14 @@ fn checkpointer(
         if let Err(e) = done {
             tracing::warn!(error = %e, "Journal checkpoint failed; the journal keeps growing until one succeeds.");
         }
+        // sled's snapshot, when due, so that a start after any stop reads little of its log.
+        match store.upkeep() {
+            Ok(Some(took)) => {
+                tracing::info!(took_ms = took.as_millis() as u64, "State snapshot written.");
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "State snapshot failed."),
+        }
         busy.store(false, Ordering::Release);
     }
 }

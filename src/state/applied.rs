@@ -43,7 +43,8 @@ pub struct AppliedResource {
 impl Store {
     /// All applied resources, sorted by key.
     pub fn applied(&self) -> Result<Vec<AppliedResource>, Error> {
-        match self.applied.get(SET_KEY) {
+        let t = self.t()?;
+        match t.applied.get(SET_KEY) {
             Ok(Some(v)) => decode_set(&v),
             Ok(None) => Ok(Vec::new()),
             Err(e) => Err(self.storage(e)),
@@ -66,6 +67,7 @@ impl Store {
         revision: &str,
         resources: &[AppliedResource],
     ) -> Result<bool, Error> {
+        let t = self.t()?;
         let _writing = self.writing();
         let mut set: BTreeMap<&str, &AppliedResource> = BTreeMap::new();
         for r in resources {
@@ -83,8 +85,8 @@ impl Store {
         let set: Vec<&AppliedResource> = set.into_values().collect();
         let bytes = codec::encode(trees::APPLIED, SET_NAME, &set)?;
         let revision_bytes = codec::encode(trees::META, meta_keys::APPLIED_REVISION, &revision)?;
-        let result: Result<bool, TransactionError<Error>> = (&self.meta, &self.applied)
-            .transaction(|(meta, applied)| {
+        let result: Result<bool, TransactionError<Error>> =
+            (&t.meta, &t.applied).transaction(|(meta, applied)| {
                 meta.insert(
                     meta_keys::APPLIED_REVISION.as_bytes(),
                     revision_bytes.as_slice(),
@@ -103,9 +105,10 @@ impl Store {
     /// Schema 2 → 3: the per-resource records (each repeating its key) become the one set
     /// record, in one transaction that also writes the new schema version.
     pub(super) fn migrate_v2_applied(&self) -> Result<(), Error> {
+        let t = self.t()?;
         let mut set = Vec::new();
         let mut old_keys = Vec::new();
-        for item in self.applied.iter() {
+        for item in t.applied.iter() {
             let (k, v) = item.map_err(|e| self.storage(e))?;
             let record: AppliedResource = codec::decode(trees::APPLIED, &k, &v)?;
             if record.key.as_bytes() != &*k {
@@ -122,7 +125,7 @@ impl Store {
         let set = codec::encode(trees::APPLIED, SET_NAME, &set)?;
         let version = codec::encode(trees::META, meta_keys::SCHEMA_VERSION, &3u32)?;
         let result: Result<(), TransactionError<Error>> =
-            (&self.meta, &self.applied).transaction(|(meta, applied)| {
+            (&t.meta, &t.applied).transaction(|(meta, applied)| {
                 for k in &old_keys {
                     applied.remove(k)?;
                 }

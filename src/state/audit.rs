@@ -288,16 +288,17 @@ impl Store {
     /// A record of a delivery (`"event"` in its detail) or a refusal is indexed in the same
     /// transaction (`history.rs`).
     pub(super) fn append_audit_held(&self, record: &AuditRecord) -> Result<(), Error> {
+        let t = self.t()?;
         let records = std::slice::from_ref(record);
         let encoded = self.encode_audit(records)?;
         let indexed = super::history::audit_keys(records, &encoded, None);
         if indexed.is_empty() {
             for (key, value) in encoded {
-                self.audit.insert(key, value).map_err(|e| self.storage(e))?;
+                t.audit.insert(key, value).map_err(|e| self.storage(e))?;
             }
             return Ok(());
         }
-        let result = (&self.audit, &self.history).transaction(|(audit, history)| {
+        let result = (&t.audit, &t.history).transaction(|(audit, history)| {
             for (key, value) in &encoded {
                 audit.insert(&key[..], value.as_slice())?;
             }
@@ -338,13 +339,14 @@ impl Store {
         filter: &AuditFilter,
         max_scanned: usize,
     ) -> Result<(Vec<AuditRecord>, bool), Error> {
+        let t = self.t()?;
         let mut out = Vec::new();
         if filter.limit == 0 {
             return Ok((out, false));
         }
         let start = audit_key(filter.since_ms.unwrap_or(0), 0);
         let needles = filter.needles();
-        for (scanned, item) in self.audit.range(start..).rev().enumerate() {
+        for (scanned, item) in t.audit.range(start..).rev().enumerate() {
             if scanned >= max_scanned {
                 return Ok((out, true));
             }
@@ -368,12 +370,13 @@ impl Store {
     /// Removes audit records older than `before_ms` (the age bound, `--audit-retention`).
     /// Returns how many, and adds them to [`Store::audit_records_removed`]. Does not flush.
     pub fn purge_audit(&self, before_ms: u64) -> Result<usize, Error> {
+        let trees = self.t()?;
         let end = audit_key(before_ms, 0);
         let mut tally = self.tally();
         // What the size check counted as recent and this removes (a retention shorter than
         // the window), so its next estimate does not subtract them twice.
         let recent_removed = match tally.as_ref() {
-            Some(t) if t.window.as_slice() < end.as_slice() => self
+            Some(t) if t.window.as_slice() < end.as_slice() => trees
                 .audit
                 .range(t.window..end)
                 .keys()
@@ -403,15 +406,16 @@ impl Store {
     /// 12 s; the daemon checks once per housekeeping (every 5 minutes) on a blocking thread,
     /// taking the write guard only per removed chunk.
     pub fn purge_audit_over(&self, max_records: u64) -> Result<usize, Error> {
+        let t = self.t()?;
         let count_keys = |from: &[u8]| -> Result<u64, Error> {
-            self.audit
+            t.audit
                 .range(from..)
                 .keys()
                 .try_fold(0u64, |n, k| k.map(|_| n + 1))
                 .map_err(|e| self.storage(e))
         };
         let mut tally = self.tally();
-        let newest = match self.audit.iter().keys().next_back() {
+        let newest = match t.audit.iter().keys().next_back() {
             None => {
                 *tally = None;
                 return Ok(0);
@@ -438,7 +442,7 @@ impl Store {
         let skip = usize::try_from(max_records).unwrap_or(usize::MAX);
         let mut walked = 0u64;
         let mut boundary = None;
-        for (i, k) in self.audit.iter().keys().rev().enumerate() {
+        for (i, k) in t.audit.iter().keys().rev().enumerate() {
             let k = k.map_err(|e| self.storage(e))?;
             if i == skip {
                 boundary = Some(k);
@@ -471,8 +475,9 @@ impl Store {
 
     /// Audit records removed by retention since the state was created (both bounds).
     pub fn audit_records_removed(&self) -> Result<u64, Error> {
+        let t = self.t()?;
         Ok(self
-            .get(&self.meta, trees::META, meta_keys::AUDIT_RECORDS_REMOVED)?
+            .get(&t.meta, trees::META, meta_keys::AUDIT_RECORDS_REMOVED)?
             .unwrap_or(0))
     }
 
@@ -481,6 +486,7 @@ impl Store {
     /// [`meta_keys::AUDIT_RECORDS_REMOVED`], so the count stays exact across a crash. The write
     /// guard is taken per chunk (never nested), so a snapshot waits for one chunk at most.
     fn remove_audit_before(&self, end: &[u8], inclusive: bool) -> Result<usize, Error> {
+        let t = self.t()?;
         let mut removed = 0;
         loop {
             let _writing = self.writing();
@@ -489,7 +495,7 @@ impl Store {
             } else {
                 std::ops::Bound::Excluded(end)
             };
-            let keys: Vec<sled::IVec> = self
+            let keys: Vec<sled::IVec> = t
                 .audit
                 .range::<&[u8], _>((std::ops::Bound::Unbounded, upper))
                 .keys()
@@ -500,8 +506,8 @@ impl Store {
                 return Ok(removed);
             }
             let n = u64::try_from(keys.len()).unwrap_or(u64::MAX);
-            let result: Result<(), TransactionError<Error>> = (&self.audit, &self.meta)
-                .transaction(|(audit, meta)| {
+            let result: Result<(), TransactionError<Error>> =
+                (&t.audit, &t.meta).transaction(|(audit, meta)| {
                     for k in &keys {
                         audit.remove(k)?;
                     }

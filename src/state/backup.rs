@@ -362,6 +362,7 @@ impl Store {
     /// Writes wait while the trees are read ([`BackupReport::quiesced`]), not while `out` is
     /// written. On an error, what was written to `out` is incomplete (and fails [`verify`]).
     pub fn backup(&self, out: &mut dyn Write, taken: Taken) -> Result<BackupReport, BackupError> {
+        let t = self.t()?;
         let started = Instant::now();
         let _hold = self.hold_retention();
         let spool = Spool::create(&self.dir)?;
@@ -375,12 +376,12 @@ impl Store {
         let (header, files) = {
             let _quiet = self.quiesce();
             let mut w = BufWriter::with_capacity(256 * 1024, &spool.file);
-            let block = self.db.generate_id().map_err(|e| self.storage(e))?;
+            let block = t.db.generate_id().map_err(|e| self.storage(e))?;
             let id_floor = self
                 .id_base
                 .saturating_add(block.saturating_add(1).saturating_mul(ID_BLOCK));
-            for name in self.db.tree_names() {
-                let tree = self.db.open_tree(&name).map_err(|e| self.storage(e))?;
+            for name in t.db.tree_names() {
+                let tree = t.db.open_tree(&name).map_err(|e| self.storage(e))?;
                 put_tree(&mut w, &name).map_err(spool_error)?;
                 contents.trees += 1;
                 for item in tree.iter() {
@@ -462,12 +463,13 @@ impl Store {
 
     /// The counts `verify` and `restore` print.
     pub fn counts(&self) -> Result<StateCounts, Error> {
+        let t = self.t()?;
         Ok(StateCounts {
-            events: self.events.len(),
+            events: t.events.len(),
             jobs_queued: self.queue_depth(),
             dead_letters: self.dead_depth(),
-            audit_records: self.audit.len(),
-            registrations: self.registrations.len(),
+            audit_records: t.audit.len(),
+            registrations: t.registrations.len(),
         })
     }
 }

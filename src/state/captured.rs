@@ -92,15 +92,14 @@ impl Store {
     /// Where an integration's Notion verification stands (a default record when nothing was
     /// done yet; a token kept by an earlier version is returned as received, unconfirmed).
     pub fn notion_verification(&self, integration: &str) -> Result<NotionVerification, Error> {
-        if let Some(v) = self.get::<NotionVerification>(
-            &self.meta,
-            trees::META,
-            &format!("{PREFIX}{integration}"),
-        )? {
+        let t = self.t()?;
+        if let Some(v) =
+            self.get::<NotionVerification>(&t.meta, trees::META, &format!("{PREFIX}{integration}"))?
+        {
             return Ok(v);
         }
         let legacy = self.get::<String>(
-            &self.meta,
+            &t.meta,
             trees::META,
             &format!("{LEGACY_PREFIX}{integration}"),
         )?;
@@ -127,39 +126,33 @@ impl Store {
         integration: &str,
         v: &NotionVerification,
     ) -> Result<(), Error> {
+        let t = self.t()?;
         let _writing = self.writing();
-        self.put(
-            &self.meta,
-            trees::META,
-            &format!("{PREFIX}{integration}"),
-            v,
-        )?;
+        self.put(&t.meta, trees::META, &format!("{PREFIX}{integration}"), v)?;
         self.remove_legacy(integration)
     }
 
     /// Forgets an integration's verification: window, tokens, confirmation, and that a signed
     /// delivery was seen. Does not flush.
     pub fn reset_notion_verification(&self, integration: &str) -> Result<(), Error> {
+        let t = self.t()?;
         let _writing = self.writing();
         for key in [
             format!("{PREFIX}{integration}"),
             format!("{VERIFIED_PREFIX}{integration}"),
         ] {
-            self.meta
-                .remove(key.as_bytes())
-                .map_err(|e| self.storage(e))?;
+            t.meta.remove(key.as_bytes()).map_err(|e| self.storage(e))?;
         }
         self.remove_legacy(integration)
     }
 
     fn remove_legacy(&self, integration: &str) -> Result<(), Error> {
+        let t = self.t()?;
         for key in [
             format!("{LEGACY_PREFIX}{integration}"),
             format!("{LEGACY_SHOWN_PREFIX}{integration}"),
         ] {
-            self.meta
-                .remove(key.as_bytes())
-                .map_err(|e| self.storage(e))?;
+            t.meta.remove(key.as_bytes()).map_err(|e| self.storage(e))?;
         }
         Ok(())
     }
@@ -167,9 +160,10 @@ impl Store {
     /// Records that a signed delivery for the integration was verified (the subscription
     /// works). Does not flush.
     pub fn set_signed_delivery_seen(&self, integration: &str) -> Result<(), Error> {
+        let t = self.t()?;
         let _writing = self.writing();
         self.put(
-            &self.meta,
+            &t.meta,
             trees::META,
             &format!("{VERIFIED_PREFIX}{integration}"),
             &true,
@@ -178,9 +172,10 @@ impl Store {
 
     /// Whether a signed delivery was ever verified for the integration.
     pub fn signed_delivery_seen(&self, integration: &str) -> Result<bool, Error> {
+        let t = self.t()?;
         Ok(self
             .get::<bool>(
-                &self.meta,
+                &t.meta,
                 trees::META,
                 &format!("{VERIFIED_PREFIX}{integration}"),
             )?
@@ -189,8 +184,9 @@ impl Store {
 
     /// Every integration's confirmed token: (integration id, sealed value).
     pub fn confirmed_notion_tokens(&self) -> Result<Vec<(String, String)>, Error> {
+        let t = self.t()?;
         let mut out = Vec::new();
-        for item in self.meta.scan_prefix(PREFIX.as_bytes()) {
+        for item in t.meta.scan_prefix(PREFIX.as_bytes()) {
             let (k, v) = item.map_err(|e| self.storage(e))?;
             let record: NotionVerification = codec::decode(trees::META, &k, &v)?;
             if let Some(t) = record.confirmed_token() {
@@ -205,19 +201,17 @@ impl Store {
 impl Store {
     /// What the connector of `integration` kept, if anything.
     pub fn connector_kept(&self, integration: &str) -> Result<Option<ConnectorKept>, Error> {
-        self.get(
-            &self.meta,
-            trees::META,
-            &format!("{KEPT_PREFIX}{integration}"),
-        )
+        let t = self.t()?;
+        self.get(&t.meta, trees::META, &format!("{KEPT_PREFIX}{integration}"))
     }
 
     /// Replaces what the connector of `integration` keeps, in one insert, and returns once it
     /// is durable (flushed): a rotated single-use token must be on disk before it is used.
     pub fn put_connector_kept(&self, integration: &str, kept: &ConnectorKept) -> Result<(), Error> {
+        let t = self.t()?;
         let _writing = self.writing();
         self.put(
-            &self.meta,
+            &t.meta,
             trees::META,
             &format!("{KEPT_PREFIX}{integration}"),
             kept,
@@ -302,7 +296,7 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         store
             .put(
-                &store.meta,
+                &store.t().unwrap().meta,
                 trees::META,
                 "captured_token/notion-main",
                 &"sos1:old".to_owned(),

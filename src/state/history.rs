@@ -771,8 +771,9 @@ impl Store {
 
     /// Delivery `id`'s `J` record.
     fn jobs_record(&self, id: EventId) -> Result<Option<JobsRecord>, Error> {
+        let t = self.t()?;
         let key = jobs_key(id);
-        match self.history.get(key).map_err(|e| self.storage(e))? {
+        match t.history.get(key).map_err(|e| self.storage(e))? {
             Some(bytes) => codec::decode(trees::HISTORY, &key, &bytes).map(Some),
             None => Ok(None),
         }
@@ -792,7 +793,8 @@ impl Store {
 
     /// Delivery `id`'s `A` keys (retention removes them with it).
     pub(super) fn event_audit_keys(&self, id: EventId) -> Result<Vec<sled::IVec>, Error> {
-        self.history
+        let t = self.t()?;
+        t.history
             .scan_prefix(audit_prefix(id))
             .keys()
             .collect::<Result<_, _>>()
@@ -802,6 +804,7 @@ impl Store {
     /// The audit records that belong to delivery `id`, oldest first (by time, ties in the order
     /// written). Records removed by audit retention are skipped.
     pub fn event_audit(&self, id: EventId) -> Result<Vec<AuditRecord>, Error> {
+        let t = self.t()?;
         // The ingest's own records are named by the delivery's record, later ones by `A` keys.
         let mut keys: Vec<Vec<u8>> = match self.event_meta(id)? {
             Some(meta) => meta
@@ -811,7 +814,7 @@ impl Store {
                 .collect(),
             None => Vec::new(),
         };
-        for item in self.history.scan_prefix(audit_prefix(id)) {
+        for item in t.history.scan_prefix(audit_prefix(id)) {
             let (k, _) = item.map_err(|e| self.storage(e))?;
             if let Some(key) = k.get(9..) {
                 keys.push(key.to_vec());
@@ -822,7 +825,7 @@ impl Store {
         keys.dedup();
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
-            if let Some(v) = self.audit.get(&key).map_err(|e| self.storage(e))? {
+            if let Some(v) = t.audit.get(&key).map_err(|e| self.storage(e))? {
                 out.push(codec::decode(trees::AUDIT, &key, &v)?);
             }
         }
@@ -837,19 +840,20 @@ impl Store {
         integration: Option<&str>,
         limit: usize,
     ) -> Result<Vec<AuditRecord>, Error> {
+        let t = self.t()?;
         let mut lo = vec![REJECTION];
         lo.extend_from_slice(&since_ms.to_be_bytes());
         let mut hi = vec![REJECTION];
         hi.extend_from_slice(&until_ms.to_be_bytes());
         hi.extend_from_slice(&u64::MAX.to_be_bytes());
         let mut out = Vec::new();
-        for item in self.history.range(lo..=hi).rev() {
+        for item in t.history.range(lo..=hi).rev() {
             if out.len() >= limit {
                 break;
             }
             let (k, _) = item.map_err(|e| self.storage(e))?;
             let Some(key) = k.get(1..) else { continue };
-            let Some(v) = self.audit.get(key).map_err(|e| self.storage(e))? else {
+            let Some(v) = t.audit.get(key).map_err(|e| self.storage(e))? else {
                 continue;
             };
             let record: AuditRecord = codec::decode(trees::AUDIT, key, &v)?;
@@ -863,10 +867,11 @@ impl Store {
     /// The distinct components `c` of the `history` keys `base ‖ c ‖ 0 ‖ …`, in order (one
     /// seek each: the scan skips past every key of a component once it has found it).
     fn components(&self, base: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
+        let t = self.t()?;
         let mut out = Vec::new();
         let mut from = base.to_vec();
         loop {
-            let next = self
+            let next = t
                 .history
                 .range(from.clone()..)
                 .next()
@@ -915,8 +920,9 @@ impl Store {
     /// The smallest delivery id received at or after `t` (arrival order follows time), or one
     /// past the largest when none is.
     fn first_id_at_or_after(&self, t: u64) -> Result<u64, Error> {
+        let trees = self.t()?;
         let received_at = |id: u64| -> Result<Option<(u64, u64)>, Error> {
-            match self
+            match trees
                 .events
                 .range(id.to_be_bytes()..)
                 .next()
@@ -962,6 +968,7 @@ impl Store {
         integration: Option<&str>,
         limit: usize,
     ) -> Result<Vec<EventMeta>, Error> {
+        let t = self.t()?;
         let mut out = Vec::with_capacity(limit.min(1024));
         let start = match after {
             Some(a) => match a.0.checked_add(1) {
@@ -973,7 +980,7 @@ impl Store {
         if limit == 0 {
             return Ok(out);
         }
-        for item in self.events.range(start.to_be_bytes()..) {
+        for item in t.events.range(start.to_be_bytes()..) {
             let (k, v) = item.map_err(|e| self.storage(e))?;
             let meta: EventMeta = codec::decode(trees::EVENTS, &k, &v)?;
             if meta.received_ms < since_ms
@@ -1001,11 +1008,12 @@ impl Store {
         before: Option<EventId>,
         limit: usize,
     ) -> Result<HistoryPage, Error> {
+        let t = self.t()?;
         if filter.check().is_err() || limit == 0 {
             return Ok(HistoryPage::default());
         }
         let mut streams = Vec::new();
-        let keys = |prefixes: Vec<Vec<u8>>| Stream::new(&self.history, prefixes);
+        let keys = |prefixes: Vec<Vec<u8>>| Stream::new(&t.history, prefixes);
         match (&filter.integration, &filter.event) {
             (Some(i), Some(e)) => streams.push(keys(vec![event_prefix(i, e)])),
             (None, Some(e)) => {
@@ -1038,7 +1046,7 @@ impl Store {
             other => check_outcome = other,
         }
         if streams.is_empty() {
-            streams.push(Stream::new(&self.events, vec![Vec::new()]));
+            streams.push(Stream::new(&t.events, vec![Vec::new()]));
         }
         let mut upper = before.map_or(Some(u64::MAX), |b| b.0.checked_sub(1));
         if let Some(until) = filter.until_ms {
@@ -1114,8 +1122,9 @@ impl Store {
     /// Forgets the history index (before a migration from a schema that had none), so that it
     /// is built again after it.
     pub(super) fn reset_history_index(&self) -> Result<(), Error> {
-        self.history.clear().map_err(|e| self.storage(e))?;
-        self.meta
+        let t = self.t()?;
+        t.history.clear().map_err(|e| self.storage(e))?;
+        t.meta
             .remove(meta_keys::HISTORY_INDEX)
             .map_err(|e| self.storage(e))?;
         Ok(())
@@ -1126,28 +1135,29 @@ impl Store {
     /// Jobs still in the outbox or dead-lettered get their entries; jobs finished before are not
     /// listed (the delivery's outcome is `done`). Audit records written before are not indexed.
     pub(super) fn build_history_index(&self) -> Result<(), Error> {
+        let t = self.t()?;
         const BATCH: usize = 1024;
-        let from: Option<u64> = self.get(&self.meta, trees::META, meta_keys::HISTORY_INDEX)?;
+        let from: Option<u64> = self.get(&t.meta, trees::META, meta_keys::HISTORY_INDEX)?;
         // Absent: never started.
         let mut from = from.unwrap_or(0);
         if from == u64::MAX {
             return Ok(());
         }
-        if from == 0 && self.events.is_empty() {
-            return self.put(&self.meta, trees::META, meta_keys::HISTORY_INDEX, &u64::MAX);
+        if from == 0 && t.events.is_empty() {
+            return self.put(&t.meta, trees::META, meta_keys::HISTORY_INDEX, &u64::MAX);
         }
         tracing::info!("Building the event history index (once, after an upgrade).");
         let mut live: std::collections::HashMap<EventId, Vec<EventJob>> =
             std::collections::HashMap::new();
         let now = wall_ms();
-        for item in self.outbox.iter() {
+        for item in t.outbox.iter() {
             let (k, v) = item.map_err(|e| self.storage(e))?;
             let job: Job = codec::decode(trees::OUTBOX, &k, &v)?;
             live.entry(job.event_id)
                 .or_default()
                 .push(EventJob::of_live(&job, now));
         }
-        for item in self.dead.iter() {
+        for item in t.dead.iter() {
             let (k, v) = item.map_err(|e| self.storage(e))?;
             let dead: DeadJob = codec::decode(trees::DEAD, &k, &v)?;
             live.entry(dead.job.event_id)
@@ -1156,7 +1166,7 @@ impl Store {
         }
         loop {
             let mut batch = Vec::with_capacity(BATCH);
-            for item in self.events.range(from.to_be_bytes()..).take(BATCH) {
+            for item in t.events.range(from.to_be_bytes()..).take(BATCH) {
                 let (k, v) = item.map_err(|e| self.storage(e))?;
                 batch.push(codec::decode::<EventMeta>(trees::EVENTS, &k, &v)?);
             }
@@ -1188,7 +1198,7 @@ impl Store {
                 }
             }
             let progress = codec::encode(trees::META, meta_keys::HISTORY_INDEX, &next)?;
-            let result = (&self.history, &self.meta).transaction(|(history, meta)| {
+            let result = (&t.history, &t.meta).transaction(|(history, meta)| {
                 for (k, v) in &writes {
                     // `0xff`: remove (a stale outcome entry); the real one follows.
                     if v.as_slice() == [0xff] {
@@ -1203,7 +1213,7 @@ impl Store {
             self.tx_result(result)?;
             from = next;
         }
-        self.put(&self.meta, trees::META, meta_keys::HISTORY_INDEX, &u64::MAX)?;
+        self.put(&t.meta, trees::META, meta_keys::HISTORY_INDEX, &u64::MAX)?;
         self.flush()
     }
 }
@@ -1217,7 +1227,7 @@ pub(super) fn check_index(store: &Store) {
     use std::collections::{BTreeMap, BTreeSet};
     let mut expected: BTreeSet<Vec<u8>> = BTreeSet::new();
     let mut outcomes: BTreeMap<EventId, Outcome> = BTreeMap::new();
-    for item in store.events.iter() {
+    for item in store.t().unwrap().events.iter() {
         let (k, v) = item.unwrap();
         let meta: EventMeta = codec::decode(trees::EVENTS, &k, &v).unwrap();
         for key in meta_keys_of(&meta) {
@@ -1232,7 +1242,7 @@ pub(super) fn check_index(store: &Store) {
         }
     }
     let mut found: BTreeSet<Vec<u8>> = BTreeSet::new();
-    for item in store.history.iter() {
+    for item in store.t().unwrap().history.iter() {
         let (k, _) = item.unwrap();
         match k.first() {
             Some(&(EVENT | RULE | OUTCOME)) => {
@@ -1249,7 +1259,7 @@ pub(super) fn check_index(store: &Store) {
         found, expected,
         "history index out of step with the deliveries"
     );
-    for item in store.outbox.iter() {
+    for item in store.t().unwrap().outbox.iter() {
         let (k, v) = item.unwrap();
         let job: Job = codec::decode(trees::OUTBOX, &k, &v).unwrap();
         let entry = store
@@ -1263,7 +1273,7 @@ pub(super) fn check_index(store: &Store) {
             "{entry:?} vs {job:?}"
         );
     }
-    for item in store.dead.iter() {
+    for item in store.t().unwrap().dead.iter() {
         let (k, v) = item.unwrap();
         let dead: DeadJob = codec::decode(trees::DEAD, &k, &v).unwrap();
         let entry = store

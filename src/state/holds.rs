@@ -62,8 +62,9 @@ fn key(kind: HoldKind, id: &str) -> String {
 impl Store {
     /// Every hold, rules first, each kind by id.
     pub fn holds(&self) -> Result<Vec<Hold>, Error> {
+        let t = self.t()?;
         let mut out: Vec<Hold> = Vec::new();
-        for item in self.meta.scan_prefix(PREFIX.as_bytes()) {
+        for item in t.meta.scan_prefix(PREFIX.as_bytes()) {
             let (k, v) = item.map_err(|e| self.storage(e))?;
             let hold: Hold = codec::decode(trees::META, &k, &v)?;
             if key(hold.kind, &hold.id).as_bytes() != &*k {
@@ -82,11 +83,12 @@ impl Store {
     /// Places `hold` with `audit` in one transaction, then flushes. `Ok(None)`: placed;
     /// `Ok(Some(existing))`: it was already placed, nothing was written.
     pub fn place_hold(&self, hold: &Hold, audit: &AuditRecord) -> Result<Option<Hold>, Error> {
+        let t = self.t()?;
         let _writing = self.writing();
         let k = key(hold.kind, &hold.id);
         let value = codec::encode(trees::META, &k, hold)?;
         let encoded = self.encode_audit(std::slice::from_ref(audit))?;
-        let result: Result<Option<Hold>, TransactionError<Error>> = (&self.meta, &self.audit)
+        let result: Result<Option<Hold>, TransactionError<Error>> = (&t.meta, &t.audit)
             .transaction(|(meta, log)| {
                 if let Some(v) = meta.get(k.as_bytes())? {
                     let existing: Hold =
@@ -114,10 +116,11 @@ impl Store {
         id: &str,
         audit: &AuditRecord,
     ) -> Result<Option<Hold>, Error> {
+        let t = self.t()?;
         let _writing = self.writing();
         let k = key(kind, id);
         let encoded = self.encode_audit(std::slice::from_ref(audit))?;
-        let result: Result<Option<Hold>, TransactionError<Error>> = (&self.meta, &self.audit)
+        let result: Result<Option<Hold>, TransactionError<Error>> = (&t.meta, &t.audit)
             .transaction(|(meta, log)| {
                 let Some(v) = meta.remove(k.as_bytes())? else {
                     return Ok(None);
@@ -252,10 +255,12 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let h = hold(HoldKind::Rule, "a", "r");
         store
-            .put(&store.meta, trees::META, "hold/rule/b", &h)
+            .put(&store.t().unwrap().meta, trees::META, "hold/rule/b", &h)
             .unwrap();
         assert!(matches!(store.holds(), Err(Error::Corrupt { .. })));
         store
+            .t()
+            .unwrap()
             .meta
             .insert("hold/rule/b".as_bytes(), &b"not json"[..])
             .unwrap();

@@ -472,6 +472,7 @@ impl Store {
     /// else in ONE transaction. On an error nothing was written to sled (payloads appended are
     /// unreferenced) and the ingests stay reserved: apply them again.
     pub fn apply_ingests(&self, new: &[&Prepared]) -> Result<(), Error> {
+        let t = self.t()?;
         let _writing = self.writing();
         if new.is_empty() {
             return Ok(());
@@ -507,14 +508,14 @@ impl Store {
             records.push((p.meta.id, at.segment, record));
         }
         let result = (
-            &self.events,
-            &self.event_segments,
-            &self.dedupe,
-            &self.inbox_refs,
-            &self.outbox,
-            &self.due,
-            &self.audit,
-            &self.history,
+            &t.events,
+            &t.event_segments,
+            &t.dedupe,
+            &t.inbox_refs,
+            &t.outbox,
+            &t.due,
+            &t.audit,
+            &t.history,
         )
             .transaction(
                 |(events, segments, dedupe, refs, outbox, due, audit_tree, history)| {
@@ -542,6 +543,7 @@ impl Store {
             );
         self.tx_result(result)?;
         self.settle_unapplied(new);
+        self.count_stored(new.len());
         let added: usize = new.iter().map(|p| p.jobs.jobs.len()).sum();
         self.depth.fetch_add(added, Ordering::Relaxed);
         Ok(())
@@ -661,7 +663,8 @@ impl Store {
 
     /// The record of stored delivery `id` (everything but its payload), if it is still stored.
     pub fn event_meta(&self, id: EventId) -> Result<Option<EventMeta>, Error> {
-        match self.events.get(id.key()).map_err(|e| self.storage(e))? {
+        let t = self.t()?;
+        match t.events.get(id.key()).map_err(|e| self.storage(e))? {
             Some(bytes) => {
                 codec::decode(trees::EVENTS, id.to_string().as_bytes(), &bytes).map(Some)
             }
@@ -700,9 +703,10 @@ impl Store {
         before: Option<EventId>,
         limit: usize,
     ) -> Result<Vec<EventMeta>, Error> {
+        let t = self.t()?;
         let range = match before {
-            Some(b) => self.events.range(..b.key()),
-            None => self.events.iter(),
+            Some(b) => t.events.range(..b.key()),
+            None => t.events.iter(),
         };
         let mut out = Vec::with_capacity(limit.min(1024));
         for item in range.rev().take(limit) {
@@ -719,14 +723,16 @@ impl Store {
     }
 
     /// How many deliveries are stored (a scan: for tests and tools).
+    /// 0 when the store is closed ([`Error::Closed`]).
     pub fn events_stored(&self) -> usize {
-        self.events.len()
+        self.t().map_or(0, |t| t.events.len())
     }
 
     /// The latest stored delivery with this event key, if any (a scan: for tests).
     #[cfg(test)]
     pub(crate) fn event_by_key(&self, key: &str) -> Result<Option<Event>, Error> {
-        for item in self.events.iter().rev() {
+        let t = self.t()?;
+        for item in t.events.iter().rev() {
             let (k, v) = item.map_err(|e| self.storage(e))?;
             let meta: EventMeta = codec::decode(trees::EVENTS, &k, &v)?;
             if meta.key == key {
@@ -738,7 +744,8 @@ impl Store {
 
     /// The dedupe entry of a digest: the end of its window and the delivery that opened it.
     pub(super) fn dedupe_entry(&self, digest: &KeyDigest) -> Result<Option<(u64, u64)>, Error> {
-        match self.dedupe.get(digest).map_err(|e| self.storage(e))? {
+        let t = self.t()?;
+        match t.dedupe.get(digest).map_err(|e| self.storage(e))? {
             Some(bytes) => codec::decode(trees::DEDUPE, &digest[..], &bytes).map(Some),
             None => Ok(None),
         }
@@ -765,6 +772,7 @@ impl Store {
         audit: &[AuditRecord],
         held: &std::collections::BTreeMap<String, u64>,
     ) -> Result<Vec<u64>, Error> {
+        let t = self.t()?;
         let _writing = self.writing();
         let key = event.key();
         let event_bytes = codec::encode(trees::EVENTS, &key, event)?;
@@ -779,13 +787,13 @@ impl Store {
         let _payloads = self.payload_appending();
         let at = self.append_payload(ev, &event_bytes, now_ms)?;
         let result = (
-            &self.events,
-            &self.event_segments,
-            &self.inbox_refs,
-            &self.outbox,
-            &self.due,
-            &self.audit,
-            &self.history,
+            &t.events,
+            &t.event_segments,
+            &t.inbox_refs,
+            &t.outbox,
+            &t.due,
+            &t.audit,
+            &t.history,
         )
             .transaction(
                 |(events, segments, refs, outbox, due, audit_tree, history)| {
@@ -856,6 +864,7 @@ impl Store {
         now_ms: u64,
         audit: &[AuditRecord],
     ) -> Result<Vec<super::Job>, Error> {
+        let t = self.t()?;
         let _writing = self.writing();
         let Some(meta) = self.event_meta(id)? else {
             return Err(Error::NoSuchEvent { id });
@@ -865,12 +874,12 @@ impl Store {
         let audit = self.encode_audit(&audit_records)?;
         let audit_index = history::audit_keys(&audit_records, &audit, Some(id));
         let result = (
-            &self.events,
-            &self.inbox_refs,
-            &self.outbox,
-            &self.due,
-            &self.audit,
-            &self.history,
+            &t.events,
+            &t.inbox_refs,
+            &t.outbox,
+            &t.due,
+            &t.audit,
+            &t.history,
         )
             .transaction(|(events, refs, outbox, due, audit_tree, history)| {
                 let k = id.key();
@@ -981,7 +990,7 @@ mod tests {
     }
 
     fn audit_count(store: &Store) -> usize {
-        store.audit.len()
+        store.t().unwrap().audit.len()
     }
 
     /// An ingest decided new is a duplicate for later ingests before it is written, and after;

@@ -113,6 +113,14 @@ pub trait State:
     /// with no local files returns 0. Housekeeping calls it periodically.
     fn secure_files(&self) -> usize;
 
+    /// Backend upkeep that keeps the next start-up's work bounded, for the ingest checkpoint
+    /// thread to call after a flush (never while a call of this state is in progress on the
+    /// same thread). Does nothing unless it is due. The sled backend writes sled's snapshot
+    /// when [`Store::snapshot_due`] ([`Store::refresh_snapshot`]: calls wait while it runs, a
+    /// fraction of a second). Returns how long it took when it ran, `None` when nothing was
+    /// due or calls in progress put it off.
+    fn upkeep(&self) -> Result<Option<std::time::Duration>, Error>;
+
     /// Writes a consistent snapshot of the whole state to `out` (the format and its guarantees:
     /// docs/state-backup.md): every write that returned before the call is in it, none is in
     /// it half-way, and writes go on while the snapshot is streamed (they wait at most while
@@ -627,6 +635,16 @@ impl State for Store {
 
     fn secure_files(&self) -> usize {
         Store::secure_files(self)
+    }
+
+    fn upkeep(&self) -> Result<Option<std::time::Duration>, Error> {
+        if !self.snapshot_due() {
+            return Ok(None);
+        }
+        Ok(match self.refresh_snapshot()? {
+            crate::state::Refreshed::Done(took) => Some(took),
+            crate::state::Refreshed::Busy => None,
+        })
     }
 
     fn backup(

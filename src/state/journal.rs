@@ -1191,9 +1191,15 @@ pub(crate) mod tests {
         use crate::state::tests_queue::check_consistency;
 
         assert_eq!(many.queue_depth(), one.queue_depth());
-        assert_eq!(many.outbox.len(), one.outbox.len());
-        assert_eq!(many.audit.len(), one.audit.len());
-        assert_eq!(many.events.len(), one.events.len());
+        assert_eq!(
+            many.t().unwrap().outbox.len(),
+            one.t().unwrap().outbox.len()
+        );
+        assert_eq!(many.t().unwrap().audit.len(), one.t().unwrap().audit.len());
+        assert_eq!(
+            many.t().unwrap().events.len(),
+            one.t().unwrap().events.len()
+        );
         let keys: std::collections::BTreeSet<String> =
             records.iter().map(|r| r.event.key()).collect();
         for key in &keys {
@@ -1212,6 +1218,8 @@ pub(crate) mod tests {
         // Jobs in journal order: by id, the same rules of the same deliveries.
         let jobs = |store: &Store| -> Vec<(String, String, u64)> {
             store
+                .t()
+                .unwrap()
                 .outbox
                 .iter()
                 .values()
@@ -1275,7 +1283,7 @@ pub(crate) mod tests {
             assert_eq!(replay.files.len(), 2);
             // Nothing is written at open: the held records only.
             assert_eq!(
-                store.events.len(),
+                store.t().unwrap().events.len(),
                 stored[..held].iter().filter(|s| **s).count()
             );
             // A later delivery of a replayed key is a duplicate at once.

@@ -77,10 +77,11 @@ impl Store {
     /// number, and points the jobs (live and dead) at it (`event_ref`); then writes version 2
     /// and drops the old trees. The references are rebuilt by the step to schema 4.
     pub(super) fn migrate_v1_inbox(&self) -> Result<(), Error> {
+        let t = self.t()?;
         let storage = |e| self.storage(e);
-        let events = self.db.open_tree(trees::V1_EVENTS).map_err(storage)?;
-        let inbox = self.db.open_tree(trees::V3_INBOX).map_err(storage)?;
-        let dedupe = self.db.open_tree(trees::V3_DEDUPE).map_err(storage)?;
+        let events = t.db.open_tree(trees::V1_EVENTS).map_err(storage)?;
+        let inbox = t.db.open_tree(trees::V3_INBOX).map_err(storage)?;
+        let dedupe = t.db.open_tree(trees::V3_DEDUPE).map_err(storage)?;
         let mut moved: HashMap<String, (u64, u64)> = HashMap::new();
         for item in events.iter() {
             let (k, v) = item.map_err(storage)?;
@@ -95,7 +96,7 @@ impl Store {
         }
         // Jobs pointed at their delivery (a job whose delivery is gone gets a reference that
         // finds nothing, as its event key found nothing before).
-        for (tree, name) in [(&self.outbox, trees::OUTBOX), (&self.dead, trees::DEAD)] {
+        for (tree, name) in [(&t.outbox, trees::OUTBOX), (&t.dead, trees::DEAD)] {
             self.rewrite_jobs(tree, name, |job| {
                 if job.contains_key("event_ref") {
                     return Ok(false);
@@ -110,11 +111,11 @@ impl Store {
             })?;
         }
         self.flush()?;
-        self.put(&self.meta, trees::META, meta_keys::SCHEMA_VERSION, &2u32)?;
+        self.put(&t.meta, trees::META, meta_keys::SCHEMA_VERSION, &2u32)?;
         self.flush()?;
         drop(events);
         for name in [trees::V1_EVENTS, trees::V1_EVENT_REFS] {
-            self.db.drop_tree(name).map_err(storage)?;
+            t.db.drop_tree(name).map_err(storage)?;
         }
         Ok(())
     }
@@ -125,15 +126,16 @@ impl Store {
     /// the dedupe entries are rewritten by digest. Then version 4 is written and the old trees
     /// are dropped. Restartable (module doc).
     pub(super) fn migrate_v3_layout(&self) -> Result<(), Error> {
+        let t = self.t()?;
         let storage = |e| self.storage(e);
         self.move_v3_deliveries()?;
-        let old_inbox = self.db.open_tree(trees::V3_INBOX).map_err(storage)?;
-        let old_dedupe = self.db.open_tree(trees::V3_DEDUPE).map_err(storage)?;
-        let moved = self.db.open_tree(trees::V4_MOVED).map_err(storage)?;
+        let old_inbox = t.db.open_tree(trees::V3_INBOX).map_err(storage)?;
+        let old_dedupe = t.db.open_tree(trees::V3_DEDUPE).map_err(storage)?;
+        let moved = t.db.open_tree(trees::V4_MOVED).map_err(storage)?;
 
         // 2. Jobs: `event_ref` → `event_id` (a job whose delivery was gone gets an id that
         // finds nothing, as its reference found nothing before).
-        for (tree, name) in [(&self.outbox, trees::OUTBOX), (&self.dead, trees::DEAD)] {
+        for (tree, name) in [(&t.outbox, trees::OUTBOX), (&t.dead, trees::DEAD)] {
             self.rewrite_jobs(tree, name, |job| {
                 if !job.contains_key("event_ref") {
                     return Ok(false);
@@ -151,7 +153,7 @@ impl Store {
             })?;
         }
         // 3. The references, counted from the jobs.
-        self.inbox_refs.clear().map_err(storage)?;
+        t.inbox_refs.clear().map_err(storage)?;
         let mut counts: HashMap<EventId, u64> = HashMap::new();
         for job in self.all_jobs()? {
             if job.event_id != EventId(0) {
@@ -160,12 +162,12 @@ impl Store {
         }
         for (id, n) in counts {
             let bytes = codec::encode(trees::INBOX_REFS, &id.to_string(), &n)?;
-            self.inbox_refs.insert(id.key(), bytes).map_err(storage)?;
+            t.inbox_refs.insert(id.key(), bytes).map_err(storage)?;
         }
 
         // 4. The dedupe entries, by digest, with the latest delivery of their key.
         let mut latest: HashMap<String, EventId> = HashMap::new();
-        for item in self.events.iter() {
+        for item in t.events.iter() {
             let (k, v) = item.map_err(storage)?;
             let meta: EventMeta = codec::decode(trees::EVENTS, &k, &v)?;
             latest.insert(meta.key, meta.id);
@@ -176,15 +178,13 @@ impl Store {
             let key = String::from_utf8_lossy(&k);
             let id = latest.get(key.as_ref()).copied().unwrap_or_default();
             let bytes = codec::encode(trees::DEDUPE, &key, &(until, id.0))?;
-            self.dedupe
-                .insert(key_digest(&key), bytes)
-                .map_err(storage)?;
+            t.dedupe.insert(key_digest(&key), bytes).map_err(storage)?;
         }
 
         // 5. The version, last; then the old trees go.
         self.flush()?;
         self.put(
-            &self.meta,
+            &t.meta,
             trees::META,
             meta_keys::SCHEMA_VERSION,
             &super::SCHEMA_VERSION,
@@ -197,13 +197,14 @@ impl Store {
     /// Schema 3 → 4, step 1: every old delivery not moved yet gets its id, payload and record,
     /// in stored order; then a flush. Restartable.
     pub(super) fn move_v3_deliveries(&self) -> Result<(), Error> {
+        let t = self.t()?;
         let storage = |e| self.storage(e);
-        let old_inbox = self.db.open_tree(trees::V3_INBOX).map_err(storage)?;
-        let moved = self.db.open_tree(trees::V4_MOVED).map_err(storage)?;
+        let old_inbox = t.db.open_tree(trees::V3_INBOX).map_err(storage)?;
+        let moved = t.db.open_tree(trees::V4_MOVED).map_err(storage)?;
 
         // The rules of the jobs still referencing each delivery (finished jobs are gone).
         let mut rules: HashMap<[u8; 16], Vec<String>> = HashMap::new();
-        for (tree, name) in [(&self.outbox, trees::OUTBOX), (&self.dead, trees::DEAD)] {
+        for (tree, name) in [(&t.outbox, trees::OUTBOX), (&t.dead, trees::DEAD)] {
             for item in tree.iter() {
                 let (k, v) = item.map_err(storage)?;
                 let mut value: Value = codec::decode(name, &k, &v)?;
@@ -259,16 +260,15 @@ impl Store {
             if batch.is_empty() {
                 continue;
             }
-            let result = (&self.events, &self.event_segments, &moved).transaction(
-                |(events, segments, moved)| {
+            let result =
+                (&t.events, &t.event_segments, &moved).transaction(|(events, segments, moved)| {
                     for (old, meta, record) in &batch {
                         events.insert(&meta.id.key(), record.as_slice())?;
                         segments.insert(&segment_key(meta.payload.segment, meta.id), &[][..])?;
                         moved.insert(old, &meta.id.key())?;
                     }
                     Ok(())
-                },
-            );
+                });
             self.tx_result(result)?;
         }
         // The payloads are on disk before anything points at them durably.
@@ -279,12 +279,13 @@ impl Store {
 
     /// Every job, live and dead.
     fn all_jobs(&self) -> Result<Vec<super::Job>, Error> {
+        let t = self.t()?;
         let mut out = Vec::new();
-        for item in self.outbox.iter() {
+        for item in t.outbox.iter() {
             let (k, v) = item.map_err(|e| self.storage(e))?;
             out.push(codec::decode(trees::OUTBOX, &k, &v)?);
         }
-        for item in self.dead.iter() {
+        for item in t.dead.iter() {
             let (k, v) = item.map_err(|e| self.storage(e))?;
             let dead: super::DeadJob = codec::decode(trees::DEAD, &k, &v)?;
             out.push(dead.job);
@@ -294,7 +295,8 @@ impl Store {
 
     /// Drops the trees of older layouts that an interrupted migration left (none, usually).
     pub(super) fn drop_legacy_trees(&self) -> Result<(), Error> {
-        let names = self.db.tree_names();
+        let t = self.t()?;
+        let names = t.db.tree_names();
         for legacy in [
             trees::V1_EVENTS,
             trees::V1_EVENT_REFS,
@@ -303,7 +305,7 @@ impl Store {
             trees::V4_MOVED,
         ] {
             if names.iter().any(|n| n == legacy.as_bytes()) {
-                self.db.drop_tree(legacy).map_err(|e| self.storage(e))?;
+                t.db.drop_tree(legacy).map_err(|e| self.storage(e))?;
             }
         }
         Ok(())

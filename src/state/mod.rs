@@ -9,6 +9,11 @@
 //!   refuses state written by a newer schema with [`Error::NewerSchema`].
 //! - [`Store::open_existing`] never creates anything (for read-only commands such as `plan`).
 //! - One process at a time: a second open is [`Error::Locked`], not a hang or a corruption.
+//! - Start-up reads a bounded part of sled's log: sled 0.34 writes its snapshot only when it
+//!   opens, so [`Store::refresh_snapshot`] closes and reopens the database every
+//!   [`SNAPSHOT_AFTER_DELIVERIES`] stored deliveries (the daemon's checkpoint thread, through
+//!   [`State::upkeep`]). The sled handles live in one [`Trees`] that every call takes for its
+//!   length ([`Store::t`]), so that the refresh can wait for calls in progress and swap it.
 //! - Private whatever the umask (`perms.rs`): the directory is created 0700 and every file in
 //!   it made 0600, sled's included (after it opened them, and again on
 //!   [`Store::secure_files`]).
@@ -204,6 +209,17 @@ pub enum Error {
         /// The state directory.
         dir: PathBuf,
     },
+    /// sled could not be opened again after writing its snapshot
+    /// ([`Store::refresh_snapshot`]): nothing written is lost; the process must open the state
+    /// again (restart it).
+    #[error(
+        "state at {}: the database could not be opened again after writing its snapshot: restart supportopsd",
+        dir.display()
+    )]
+    Closed {
+        /// The state directory.
+        dir: PathBuf,
+    },
     /// The database was written by a newer schema.
     #[error(
         "state at {} was written by schema version {found}, this build understands up to {supported}: upgrade supportopsd",
@@ -303,21 +319,17 @@ impl std::error::Error for BackendError {
 /// The open state database. Holds the directory's exclusive lock until dropped.
 pub struct Store {
     dir: PathBuf,
-    db: sled::Db,
-    meta: sled::Tree,
-    applied: sled::Tree,
-    events: sled::Tree,
-    event_segments: sled::Tree,
-    dedupe: sled::Tree,
-    inbox_refs: sled::Tree,
-    outbox: sled::Tree,
-    due: sled::Tree,
-    dead: sled::Tree,
-    audit: sled::Tree,
-    registrations: sled::Tree,
-    health: sled::Tree,
-    rollups: sled::Tree,
-    history: sled::Tree,
+    /// The open database; empty only while [`Store::refresh_snapshot`] reopens it.
+    trees: arc_swap::ArcSwapOption<Trees>,
+    /// Set while [`Store::refresh_snapshot`] waits for the trees' users to finish: calls that
+    /// hold no [`TreesRef`] wait for it ([`Store::t`]).
+    draining: std::sync::atomic::AtomicBool,
+    /// Wakes the calls waiting for a refresh to end.
+    refreshed: (std::sync::Mutex<()>, std::sync::Condvar),
+    /// Deliveries stored since sled last wrote its snapshot (see [`Store::refresh_snapshot`]).
+    since_snapshot: std::sync::atomic::AtomicU64,
+    /// When sled last wrote its snapshot (at open, or the last refresh).
+    snapshot_at: std::sync::Mutex<tokio::time::Instant>,
     /// What the audit log's size check counted (`audit.rs`).
     audit_tally: std::sync::Mutex<Option<audit::AuditTally>>,
     /// Jobs in the outbox, counted at open and kept up to date by every transition (sled's
@@ -428,58 +440,15 @@ impl Store {
 
     /// [`Store::open_db`], migrating an older schema if `migrate`.
     fn open_db_with(dir: &Path, migrate: bool) -> Result<Store, Error> {
-        // sled releases its file lock asynchronously when the last handle is dropped, so a
-        // store closed a moment ago (in this process, or by a process that is just exiting)
-        // can still look locked: try again briefly before saying so.
-        let mut attempts = 0;
-        let db = loop {
-            match sled_config(dir).open().map_err(|e| open_error(dir, e)) {
-                Err(Error::Locked { .. }) if attempts < LOCK_RETRIES => {
-                    attempts += 1;
-                    #[allow(clippy::disallowed_methods)]
-                    // synchronous open, never on a runtime thread
-                    std::thread::sleep(LOCK_RETRY_DELAY);
-                }
-                other => break other?,
-            }
-        };
-        // sled made its files with the umask.
-        backup::remove_spools(dir);
-        perms::secure_dir(dir);
-        perms::secure_files(dir);
-        let storage = |e| storage_error(dir, e);
-        let meta = db.open_tree(trees::META).map_err(storage)?;
-        let applied = db.open_tree(trees::APPLIED).map_err(storage)?;
-        let events = db.open_tree(trees::EVENTS).map_err(storage)?;
-        let event_segments = db.open_tree(trees::EVENT_SEGMENTS).map_err(storage)?;
+        let trees = Trees::open(dir)?;
         let segments = segments::Segments::open(dir)?;
-        let dedupe = db.open_tree(trees::DEDUPE).map_err(storage)?;
-        let inbox_refs = db.open_tree(trees::INBOX_REFS).map_err(storage)?;
-        let outbox = db.open_tree(trees::OUTBOX).map_err(storage)?;
-        let due = db.open_tree(trees::DUE).map_err(storage)?;
-        let dead = db.open_tree(trees::DEAD).map_err(storage)?;
-        let audit = db.open_tree(trees::AUDIT).map_err(storage)?;
-        let registrations = db.open_tree(trees::REGISTRATIONS).map_err(storage)?;
-        let health = db.open_tree(trees::HEALTH).map_err(storage)?;
-        let rollups = db.open_tree(trees::ROLLUPS).map_err(storage)?;
-        let history = db.open_tree(trees::HISTORY).map_err(storage)?;
         let mut store = Store {
             dir: dir.to_owned(),
-            db,
-            meta,
-            applied,
-            events,
-            event_segments,
-            dedupe,
-            inbox_refs,
-            outbox,
-            due,
-            dead,
-            audit,
-            registrations,
-            health,
-            rollups,
-            history,
+            trees: arc_swap::ArcSwapOption::from_pointee(trees),
+            draining: std::sync::atomic::AtomicBool::new(false),
+            refreshed: (std::sync::Mutex::new(()), std::sync::Condvar::new()),
+            since_snapshot: std::sync::atomic::AtomicU64::new(0),
+            snapshot_at: std::sync::Mutex::new(tokio::time::Instant::now()),
             audit_tally: std::sync::Mutex::new(None),
             depth: std::sync::atomic::AtomicUsize::new(0),
             ids: std::sync::Mutex::new((0, 0)),
@@ -491,20 +460,16 @@ impl Store {
             writes: std::sync::RwLock::new(()),
             retention_holds: std::sync::Arc::default(),
         };
+        let t = store.t()?;
         match store.read_schema_version()? {
             None => {
                 store.put(
-                    &store.meta,
+                    &t.meta,
                     trees::META,
                     meta_keys::SCHEMA_VERSION,
                     &SCHEMA_VERSION,
                 )?;
-                store.put(
-                    &store.meta,
-                    trees::META,
-                    meta_keys::HISTORY_INDEX,
-                    &u64::MAX,
-                )?;
+                store.put(&t.meta, trees::META, meta_keys::HISTORY_INDEX, &u64::MAX)?;
                 store.flush()?;
             }
             Some(found) if found > SCHEMA_VERSION => {
@@ -520,31 +485,38 @@ impl Store {
             }
             Some(_) => {}
         }
-        store.id_base = store
-            .get(&store.meta, trees::META, meta_keys::ID_BASE)?
+        let id_base = store
+            .get(&t.meta, trees::META, meta_keys::ID_BASE)?
             .unwrap_or(0);
         // The queue's depth: the `due` index has exactly one small key per job in the outbox,
         // so counting it reads a fraction of the pages counting the outbox would (cold, half
         // the time at 90,000 jobs).
+        let depth = t.due.len();
+        drop(t);
+        store.id_base = id_base;
         store
             .depth
-            .store(store.due.len(), std::sync::atomic::Ordering::Relaxed);
-        store.load_dedupe_index();
+            .store(depth, std::sync::atomic::Ordering::Relaxed);
+        store.load_dedupe_index()?;
         Ok(store)
     }
 
     /// Loads the in-memory dedupe index on a thread of its own (inline if no thread can be
-    /// started): opening does not wait for it; until it is loaded, ingests read the tree.
-    fn load_dedupe_index(&self) {
-        let tree = self.dedupe.clone();
+    /// started): opening does not wait for it; until it is loaded, ingests read the tree. The
+    /// thread holds the trees, so a [`Store::refresh_snapshot`] meanwhile waits for it (and
+    /// gives up if that takes too long).
+    fn load_dedupe_index(&self) -> Result<(), Error> {
+        let trees = self.shared_trees()?;
         let index = self.dedupe_index.clone();
         let stop = self.dedupe_loader_stop.clone();
         let spawned = std::thread::Builder::new()
             .name("dedupe-index".into())
-            .spawn(move || inbox::load_dedupe_index(&tree, &index, &stop));
+            .spawn(move || inbox::load_dedupe_index(&trees.dedupe, &index, &stop));
         if spawned.is_err() {
-            inbox::load_dedupe_index(&self.dedupe, &self.dedupe_index, &self.dedupe_loader_stop);
+            let t = self.t()?;
+            inbox::load_dedupe_index(&t.dedupe, &self.dedupe_index, &self.dedupe_loader_stop);
         }
+        Ok(())
     }
 
     /// Brings a database of an older schema `from` up to [`SCHEMA_VERSION`]. Version 0 was
@@ -576,7 +548,8 @@ impl Store {
 
     /// The schema version stored in `meta`, if any.
     fn read_schema_version(&self) -> Result<Option<u32>, Error> {
-        self.get(&self.meta, trees::META, meta_keys::SCHEMA_VERSION)
+        let t = self.t()?;
+        self.get(&t.meta, trees::META, meta_keys::SCHEMA_VERSION)
     }
 
     /// The schema version of this database (after [`Store::open`], always [`SCHEMA_VERSION`]).
@@ -590,27 +563,24 @@ impl Store {
 
     /// The git revision last applied, if any.
     pub fn applied_revision(&self) -> Result<Option<String>, Error> {
-        self.get(&self.meta, trees::META, meta_keys::APPLIED_REVISION)
+        let t = self.t()?;
+        self.get(&t.meta, trees::META, meta_keys::APPLIED_REVISION)
     }
 
     /// Sets the applied revision on its own. Prefer [`Store::record_applied_set`], which also
     /// records the applied resources atomically. Flushes before returning.
     pub fn set_applied_revision(&self, revision: &str) -> Result<(), Error> {
+        let t = self.t()?;
         let _writing = self.writing();
-        self.put(
-            &self.meta,
-            trees::META,
-            meta_keys::APPLIED_REVISION,
-            &revision,
-        )?;
+        self.put(&t.meta, trees::META, meta_keys::APPLIED_REVISION, &revision)?;
         self.flush()
     }
 
     /// Writes everything to disk, blocking the calling thread until it is durable.
     pub fn flush(&self) -> Result<(), Error> {
+        let t = self.t()?;
         self.sync_payloads()?;
-        self.db
-            .flush()
+        t.db.flush()
             .map(|_| ())
             .map_err(|e| storage_error(&self.dir, e))
     }
@@ -618,11 +588,12 @@ impl Store {
     /// Writes everything to disk without blocking a runtime thread: completes when every write
     /// made before the call is durable. Concurrent callers share flushes ("group commit").
     pub async fn flush_async(&self) -> Result<(), Error> {
+        // Held across the await, where this thread may run other calls: not counted as held.
+        let t = self.shared_trees()?;
         // An fdatasync of the open segment when anything was appended since the last one (the
         // payloads must be on disk before the records that point at them).
         self.sync_payloads()?;
-        self.db
-            .flush_async()
+        t.db.flush_async()
             .await
             .map(|_| ())
             .map_err(|e| storage_error(&self.dir, e))
@@ -659,6 +630,167 @@ impl Store {
             > 0
     }
 
+    /// The trees, for one call. Waits while a [`Store::refresh_snapshot`] drains or reopens
+    /// them, unless this thread already holds them (a method calling another), which the
+    /// refresh waits for instead. [`Error::Closed`] if a refresh could not open sled again.
+    pub(super) fn t(&self) -> Result<TreesRef, Error> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let nested = HELD.with(|h| h.get()) > 0;
+        loop {
+            if nested || !self.draining.load(SeqCst) {
+                if let Some(trees) = self.trees.load_full() {
+                    HELD.with(|h| h.set(h.get() + 1));
+                    return Ok(TreesRef {
+                        trees,
+                        _not_send: std::marker::PhantomData,
+                    });
+                }
+                if !self.draining.load(SeqCst) {
+                    return Err(Error::Closed {
+                        dir: self.dir.clone(),
+                    });
+                }
+            }
+            let (lock, wake) = &self.refreshed;
+            let guard = lock
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if self.draining.load(SeqCst) {
+                // Woken when the refresh ends; the timeout only guards against a lost wake-up.
+                let _ = wake.wait_timeout(guard, std::time::Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// The trees for a holder that outlives one call on this thread (the dedupe index loader,
+    /// a flush awaited on a runtime): not counted as held by the thread, so it must make no
+    /// nested call; a refresh waits for it like for any call in progress.
+    pub(super) fn shared_trees(&self) -> Result<std::sync::Arc<Trees>, Error> {
+        let t = self.t()?;
+        Ok(t.trees.clone())
+    }
+
+    /// Counts `n` deliveries stored towards the next [`Store::snapshot_due`].
+    fn count_stored(&self, n: usize) {
+        self.since_snapshot
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether sled's snapshot should be written again ([`Store::refresh_snapshot`]):
+    /// [`SNAPSHOT_AFTER_DELIVERIES`] deliveries stored since the last one, or any stored and
+    /// [`SNAPSHOT_AFTER`] passed.
+    pub fn snapshot_due(&self) -> bool {
+        let stored = self
+            .since_snapshot
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let age = self
+            .snapshot_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .elapsed();
+        stored >= SNAPSHOT_AFTER_DELIVERIES || (stored > 0 && age >= SNAPSHOT_AFTER)
+    }
+
+    /// Writes sled's snapshot by closing the database and opening it again.
+    ///
+    /// sled 0.34 writes its snapshot (where each page is in its log) only when it opens: its
+    /// `snapshot_after_ops` setting is ignored and nothing else calls its snapshot code. An open
+    /// reads every log record written since that snapshot, so without this the start after a
+    /// long run reads back everything written since the last start (5–9 s after 1,000,000
+    /// deliveries, growing with the history). Done every [`SNAPSHOT_AFTER_DELIVERIES`], an open
+    /// reads at most that many deliveries' log, whenever the process stops.
+    ///
+    /// New calls wait while it runs; calls in progress are waited for, at most
+    /// [`DRAIN_TIMEOUT`], after which nothing has changed and it returns [`Refreshed::Busy`].
+    /// The payload segments are synced and sled flushed before it is closed, so nothing
+    /// written is lost whatever happens next. If sled cannot be opened again, every later call
+    /// fails with [`Error::Closed`] (the daemon then stops; its next start opens the state
+    /// as after any stop). Returns [`Refreshed::Busy`] when the calling thread holds the trees
+    /// itself.
+    pub fn refresh_snapshot(&self) -> Result<Refreshed, Error> {
+        use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+        if HELD.with(|h| h.get()) > 0 {
+            return Ok(Refreshed::Busy);
+        }
+        let began = tokio::time::Instant::now();
+        self.draining.store(true, SeqCst);
+        // Counted in steps of 1 ms rather than timed, so that a paused test clock cannot hold
+        // the drain open for ever.
+        let mut waited = std::time::Duration::ZERO;
+        let trees = loop {
+            if let Some(current) = self.trees.load_full() {
+                // Ours and the store's own: nobody else holds the trees, and nobody new takes
+                // them while draining (a call that had just looked may still: then it is put
+                // back and waited for).
+                if std::sync::Arc::strong_count(&current) == 2 {
+                    drop(current);
+                    match self.trees.swap(None).map(std::sync::Arc::try_unwrap) {
+                        Some(Ok(trees)) => break trees,
+                        Some(Err(back)) => self.trees.store(Some(back)),
+                        None => {}
+                    }
+                }
+            }
+            if waited >= DRAIN_TIMEOUT {
+                self.end_drain();
+                return Ok(Refreshed::Busy);
+            }
+            #[allow(clippy::disallowed_methods)] // never on a runtime thread (see the doc)
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            waited += std::time::Duration::from_millis(1);
+        };
+        // The payloads before the records that point at them, then sled, then close it.
+        let flushed = self.sync_payloads().and_then(|()| {
+            trees
+                .db
+                .flush()
+                .map(|_| ())
+                .map_err(|e| storage_error(&self.dir, e))
+        });
+        if let Err(e) = flushed {
+            self.trees.store(Some(std::sync::Arc::new(trees)));
+            self.end_drain();
+            return Err(e);
+        }
+        drop(trees);
+        // Closing releases sled's lock from its own threads, a moment later: wait for it
+        // longer than a plain open does.
+        let mut opened = Trees::open(&self.dir);
+        let mut attempts = 0;
+        while matches!(opened, Err(Error::Locked { .. })) && attempts < 40 {
+            attempts += 1;
+            #[allow(clippy::disallowed_methods)] // never on a runtime thread (see the doc)
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            opened = Trees::open(&self.dir);
+        }
+        let result = match opened {
+            Ok(trees) => {
+                self.trees.store(Some(std::sync::Arc::new(trees)));
+                self.since_snapshot.store(0, Relaxed);
+                *self
+                    .snapshot_at
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    tokio::time::Instant::now();
+                Ok(Refreshed::Done(began.elapsed()))
+            }
+            Err(e) => Err(e),
+        };
+        self.end_drain();
+        result
+    }
+
+    /// Ends a drain and wakes the calls that waited for it.
+    fn end_drain(&self) {
+        let (lock, wake) = &self.refreshed;
+        let _guard = lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.draining
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        wake.notify_all();
+    }
+
     /// Maps a sled error to [`Error::Storage`] for this store.
     fn storage(&self, e: sled::Error) -> Error {
         storage_error(&self.dir, e)
@@ -670,15 +802,15 @@ impl Store {
     /// generator (unique and increasing across restarts), and a block's ids are all above any
     /// id that generator handed out directly (as schema 1 did) before.
     fn next_id(&self) -> Result<u64, Error> {
+        let t = self.t()?;
         let mut ids = self
             .ids
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if ids.0 == ids.1 {
-            let block = self
-                .db
-                .generate_id()
-                .map_err(|e| storage_error(&self.dir, e))?;
+            let block =
+                t.db.generate_id()
+                    .map_err(|e| storage_error(&self.dir, e))?;
             let start = self
                 .id_base
                 .saturating_add(block.saturating_add(1).saturating_mul(ID_BLOCK));
@@ -725,6 +857,112 @@ impl Store {
             .map(|_| ())
             .map_err(|e| storage_error(&self.dir, e))
     }
+}
+
+/// The open sled database and its trees. [`Store::refresh_snapshot`] replaces it whole.
+pub(super) struct Trees {
+    db: sled::Db,
+    meta: sled::Tree,
+    applied: sled::Tree,
+    events: sled::Tree,
+    event_segments: sled::Tree,
+    dedupe: sled::Tree,
+    inbox_refs: sled::Tree,
+    outbox: sled::Tree,
+    due: sled::Tree,
+    dead: sled::Tree,
+    audit: sled::Tree,
+    registrations: sled::Tree,
+    health: sled::Tree,
+    rollups: sled::Tree,
+    history: sled::Tree,
+}
+
+impl Trees {
+    /// Opens the database under `dir` and its trees. sled writes its snapshot here (and only
+    /// here: see [`Store::refresh_snapshot`]), after reading its log since the last one.
+    fn open(dir: &Path) -> Result<Trees, Error> {
+        // sled releases its file lock asynchronously when the last handle is dropped, so a
+        // store closed a moment ago (in this process, or by a process that is just exiting)
+        // can still look locked: try again briefly before saying so.
+        let mut attempts = 0;
+        let db = loop {
+            match sled_config(dir).open().map_err(|e| open_error(dir, e)) {
+                Err(Error::Locked { .. }) if attempts < LOCK_RETRIES => {
+                    attempts += 1;
+                    #[allow(clippy::disallowed_methods)]
+                    // synchronous open, never on a runtime thread
+                    std::thread::sleep(LOCK_RETRY_DELAY);
+                }
+                other => break other?,
+            }
+        };
+        // sled made its files with the umask.
+        backup::remove_spools(dir);
+        perms::secure_dir(dir);
+        perms::secure_files(dir);
+        let storage = |e| storage_error(dir, e);
+        Ok(Trees {
+            meta: db.open_tree(trees::META).map_err(storage)?,
+            applied: db.open_tree(trees::APPLIED).map_err(storage)?,
+            events: db.open_tree(trees::EVENTS).map_err(storage)?,
+            event_segments: db.open_tree(trees::EVENT_SEGMENTS).map_err(storage)?,
+            dedupe: db.open_tree(trees::DEDUPE).map_err(storage)?,
+            inbox_refs: db.open_tree(trees::INBOX_REFS).map_err(storage)?,
+            outbox: db.open_tree(trees::OUTBOX).map_err(storage)?,
+            due: db.open_tree(trees::DUE).map_err(storage)?,
+            dead: db.open_tree(trees::DEAD).map_err(storage)?,
+            audit: db.open_tree(trees::AUDIT).map_err(storage)?,
+            registrations: db.open_tree(trees::REGISTRATIONS).map_err(storage)?,
+            health: db.open_tree(trees::HEALTH).map_err(storage)?,
+            rollups: db.open_tree(trees::ROLLUPS).map_err(storage)?,
+            history: db.open_tree(trees::HISTORY).map_err(storage)?,
+            db,
+        })
+    }
+}
+
+thread_local! {
+    /// How many [`TreesRef`]s this thread holds: a call made while one is held (a method calling
+    /// another) must not wait for a refresh that waits for it.
+    static HELD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The trees, held for one call ([`Store::t`]). Not `Send`: it counts what this thread holds.
+pub(super) struct TreesRef {
+    trees: std::sync::Arc<Trees>,
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl std::ops::Deref for TreesRef {
+    type Target = Trees;
+    fn deref(&self) -> &Trees {
+        &self.trees
+    }
+}
+
+impl Drop for TreesRef {
+    fn drop(&mut self) {
+        HELD.with(|h| h.set(h.get().saturating_sub(1)));
+    }
+}
+
+/// Deliveries stored after which [`Store::refresh_due`] says sled's snapshot should be written
+/// again: at about 3.4 KB of sled log a delivery (its record, jobs, audit and index entries,
+/// and their later transitions), what an open then reads back is a few hundred MB at most.
+pub const SNAPSHOT_AFTER_DELIVERIES: u64 = 100_000;
+/// The longest time between two snapshots while anything is written.
+pub const SNAPSHOT_AFTER: std::time::Duration = std::time::Duration::from_secs(6 * 60 * 60);
+/// How long [`Store::refresh_snapshot`] waits for calls in progress before it gives up.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What [`Store::refresh_snapshot`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refreshed {
+    /// sled was closed and opened again, writing its snapshot, in this long (calls waited).
+    Done(std::time::Duration),
+    /// Calls in progress did not finish within the drain timeout: nothing changed; try later.
+    Busy,
 }
 
 /// How the database is opened (by [`Store::open`], and by a restore writing a fresh one).
@@ -776,3 +1014,5 @@ mod tests_model;
 mod tests_queue;
 #[cfg(test)]
 mod tests_retention;
+#[cfg(test)]
+mod tests_snapshot;

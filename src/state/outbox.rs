@@ -161,8 +161,9 @@ fn tx_put_job(
 impl Store {
     /// One job in the outbox.
     pub fn job(&self, id: u64) -> Result<Option<Job>, Error> {
+        let t = self.t()?;
         let key = job_key(id);
-        match self.outbox.get(key).map_err(|e| self.storage(e))? {
+        match t.outbox.get(key).map_err(|e| self.storage(e))? {
             Some(bytes) => decode_job(&key, &bytes).map(Some),
             None => Ok(None),
         }
@@ -174,16 +175,18 @@ impl Store {
         self.depth.load(Ordering::Relaxed)
     }
 
-    /// How many jobs are dead-lettered. Counts by scanning.
+    /// How many jobs are dead-lettered. Counts by scanning. 0 when the store is closed
+    /// ([`Error::Closed`], which every other call then returns).
     pub fn dead_depth(&self) -> usize {
-        self.dead.len()
+        self.t().map_or(0, |t| t.dead.len())
     }
 
     /// The earliest [`Job::ready_ms`] in the outbox: when the next job is (or became) leasable.
     /// `None` when the outbox is empty. An executor sleeps until then; `now - oldest_due_ms`,
     /// when positive, is the queue's lag.
     pub fn oldest_due_ms(&self) -> Result<Option<u64>, Error> {
-        match self.due.first().map_err(|e| self.storage(e))? {
+        let t = self.t()?;
+        match t.due.first().map_err(|e| self.storage(e))? {
             Some((k, _)) => parse_due_key(&k).map(|(ready, _)| Some(ready)),
             None => Ok(None),
         }
@@ -194,6 +197,7 @@ impl Store {
     /// `now_ms + lease_ms` (a lease of 0 counts as 1 ms). Each lease is its own transaction, so
     /// concurrent leasers never get the same job. Does not flush.
     pub fn lease_due(&self, now_ms: u64, lease_ms: u64, limit: usize) -> Result<Vec<Job>, Error> {
+        let t = self.t()?;
         let _writing = self.writing();
         let lease_until = now_ms.saturating_add(lease_ms.max(1));
         let mut leased = Vec::new();
@@ -202,27 +206,26 @@ impl Store {
         }
         // Leased jobs move to `lease_until > now_ms`, past the end of this range, so the scan
         // never meets a job twice.
-        for item in self.due.range(..=due_key(now_ms, u64::MAX)) {
+        for item in t.due.range(..=due_key(now_ms, u64::MAX)) {
             let (k, _) = item.map_err(|e| self.storage(e))?;
             let (ready, id) = parse_due_key(&k)?;
-            let result =
-                (&self.outbox, &self.due, &self.history).transaction(|(outbox, due, history)| {
-                    let Some(mut job) = tx_get_job(outbox, id)? else {
-                        // An index entry without its job (not written by this module): drop it.
-                        due.remove(&*k)?;
-                        return Ok(None);
-                    };
-                    if job.ready_ms() != ready || ready > now_ms {
-                        // Changed since the scan read the index: no longer this entry.
-                        return Ok(None);
-                    }
-                    job.lease_until_ms = Some(lease_until);
+            let result = (&t.outbox, &t.due, &t.history).transaction(|(outbox, due, history)| {
+                let Some(mut job) = tx_get_job(outbox, id)? else {
+                    // An index entry without its job (not written by this module): drop it.
                     due.remove(&*k)?;
-                    due.insert(&due_key(job.ready_ms(), id), &[][..])?;
-                    tx_put_job(outbox, &job)?;
-                    tx_update_job(history, job.event_id, EventJob::of_live(&job, now_ms))?;
-                    Ok(Some(job))
-                });
+                    return Ok(None);
+                };
+                if job.ready_ms() != ready || ready > now_ms {
+                    // Changed since the scan read the index: no longer this entry.
+                    return Ok(None);
+                }
+                job.lease_until_ms = Some(lease_until);
+                due.remove(&*k)?;
+                due.insert(&due_key(job.ready_ms(), id), &[][..])?;
+                tx_put_job(outbox, &job)?;
+                tx_update_job(history, job.event_id, EventJob::of_live(&job, now_ms))?;
+                Ok(Some(job))
+            });
             if let Some(job) = self.tx_result(result)? {
                 leased.push(job);
                 if leased.len() >= limit {
@@ -241,22 +244,21 @@ impl Store {
         id: u64,
         change: impl Fn(&mut Job) -> Result<(), Error>,
     ) -> Result<Job, Error> {
+        let t = self.t()?;
         let at_ms = wall_ms();
-        let result =
-            (&self.outbox, &self.due, &self.history).transaction(|(outbox, due, history)| {
-                let mut job =
-                    tx_get_job(outbox, id)?.ok_or_else(|| abort(Error::NoSuchJob { id }))?;
-                let before = job.ready_ms();
-                change(&mut job).map_err(abort)?;
-                tx_put_job(outbox, &job)?;
-                let after = job.ready_ms();
-                if after != before {
-                    due.remove(&due_key(before, id))?;
-                    due.insert(&due_key(after, id), &[][..])?;
-                }
-                tx_update_job(history, job.event_id, EventJob::of_live(&job, at_ms))?;
-                Ok(job)
-            });
+        let result = (&t.outbox, &t.due, &t.history).transaction(|(outbox, due, history)| {
+            let mut job = tx_get_job(outbox, id)?.ok_or_else(|| abort(Error::NoSuchJob { id }))?;
+            let before = job.ready_ms();
+            change(&mut job).map_err(abort)?;
+            tx_put_job(outbox, &job)?;
+            let after = job.ready_ms();
+            if after != before {
+                due.remove(&due_key(before, id))?;
+                due.insert(&due_key(after, id), &[][..])?;
+            }
+            tx_update_job(history, job.event_id, EventJob::of_live(&job, at_ms))?;
+            Ok(job)
+        });
         self.tx_result(result)
     }
 
@@ -329,9 +331,10 @@ impl Store {
     /// outbox (acknowledged before, or dead-lettered): a second ack is detectable. Does not
     /// flush.
     pub fn ack(&self, id: u64) -> Result<bool, Error> {
+        let t = self.t()?;
         let _writing = self.writing();
         let at_ms = wall_ms();
-        let result = (&self.outbox, &self.due, &self.inbox_refs, &self.history).transaction(
+        let result = (&t.outbox, &t.due, &t.inbox_refs, &t.history).transaction(
             |(outbox, due, refs, history)| {
                 let Some(job) = tx_get_job(outbox, id)? else {
                     return Ok(false);
@@ -386,9 +389,10 @@ impl Store {
     /// `last_error` set, lease cleared, stamped `now_ms`. [`Error::NoSuchJob`] if it is not in
     /// the outbox. Does not flush.
     pub fn dead_letter(&self, id: u64, error: &str, now_ms: u64) -> Result<DeadJob, Error> {
+        let t = self.t()?;
         let _writing = self.writing();
-        let result = (&self.outbox, &self.due, &self.dead, &self.history).transaction(
-            |(outbox, due, dead, history)| {
+        let result =
+            (&t.outbox, &t.due, &t.dead, &t.history).transaction(|(outbox, due, dead, history)| {
                 let mut job =
                     tx_get_job(outbox, id)?.ok_or_else(|| abort(Error::NoSuchJob { id }))?;
                 outbox.remove(&job_key(id))?;
@@ -405,8 +409,7 @@ impl Store {
                 dead.insert(&job_key(id), bytes)?;
                 tx_update_job(history, record.job.event_id, EventJob::of_dead(&record))?;
                 Ok(record)
-            },
-        );
+            });
         let record = self.tx_result(result)?;
         self.depth.fetch_sub(1, Ordering::Relaxed);
         Ok(record)
@@ -414,8 +417,9 @@ impl Store {
 
     /// Up to `limit` dead-lettered jobs, by id (roughly oldest first).
     pub fn dead(&self, limit: usize) -> Result<Vec<DeadJob>, Error> {
+        let t = self.t()?;
         let mut out = Vec::new();
-        for item in self.dead.iter().take(limit) {
+        for item in t.dead.iter().take(limit) {
             let (k, v) = item.map_err(|e| self.storage(e))?;
             out.push(decode_dead(&k, &v)?);
         }
@@ -424,8 +428,9 @@ impl Store {
 
     /// One dead-lettered job.
     pub fn dead_job(&self, id: u64) -> Result<Option<DeadJob>, Error> {
+        let t = self.t()?;
         let key = job_key(id);
-        match self.dead.get(key).map_err(|e| self.storage(e))? {
+        match t.dead.get(key).map_err(|e| self.storage(e))? {
             Some(bytes) => decode_dead(&key, &bytes).map(Some),
             None => Ok(None),
         }
@@ -436,9 +441,10 @@ impl Store {
     /// are kept, so it resumes at the action that failed. [`Error::NoSuchDeadJob`] if it is not
     /// dead-lettered. Does not flush.
     pub fn replay(&self, id: u64, now_ms: u64) -> Result<Job, Error> {
+        let t = self.t()?;
         let _writing = self.writing();
-        let result = (&self.dead, &self.outbox, &self.due, &self.history).transaction(
-            |(dead, outbox, due, history)| {
+        let result =
+            (&t.dead, &t.outbox, &t.due, &t.history).transaction(|(dead, outbox, due, history)| {
                 let key = job_key(id);
                 let bytes = dead
                     .get(key)?
@@ -454,8 +460,7 @@ impl Store {
                 due.insert(&due_key(job.ready_ms(), id), &[][..])?;
                 tx_update_job(history, job.event_id, EventJob::of_live(&job, now_ms))?;
                 Ok(job)
-            },
-        );
+            });
         let job = self.tx_result(result)?;
         self.depth.fetch_add(1, Ordering::Relaxed);
         Ok(job)
@@ -464,12 +469,13 @@ impl Store {
     /// Up to `limit` queued jobs (leased or not) with ids above `after` (from the first when
     /// `None`), by id. Each page is a scan: it may see writes made while it runs.
     pub fn queued(&self, after: Option<u64>, limit: usize) -> Result<Vec<Job>, Error> {
+        let t = self.t()?;
         let start = after.map_or(0, |a| a.saturating_add(1));
         let mut out = Vec::new();
         if limit == 0 || after == Some(u64::MAX) {
             return Ok(out);
         }
-        for item in self.outbox.range(job_key(start)..).take(limit) {
+        for item in t.outbox.range(job_key(start)..).take(limit) {
             let (k, v) = item.map_err(|e| self.storage(e))?;
             out.push(decode_job(&k, &v)?);
         }
@@ -508,9 +514,10 @@ impl Store {
     /// shutdown, after the executors have stopped). Returns how many leases were cleared.
     /// Does not flush.
     pub fn release_leases(&self) -> Result<usize, Error> {
+        let t = self.t()?;
         let _writing = self.writing();
         let mut released = 0;
-        for item in self.outbox.iter() {
+        for item in t.outbox.iter() {
             let (k, v) = item.map_err(|e| self.storage(e))?;
             let job = decode_job(&k, &v)?;
             if job.lease_until_ms.is_none() {

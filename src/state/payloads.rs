@@ -218,8 +218,9 @@ impl Store {
 
     /// What retention removed since the state was created (and whether the size limit is met).
     pub fn retention_totals(&self) -> Result<RetentionTotals, Error> {
+        let t = self.t()?;
         Ok(self
-            .get(&self.meta, trees::META, meta_keys::RETENTION)?
+            .get(&t.meta, trees::META, meta_keys::RETENTION)?
             .unwrap_or_default())
     }
 
@@ -230,6 +231,7 @@ impl Store {
     /// while the daemon ingests and executes: each removal re-checks its conditions atomically.
     /// Flushes before deleting files.
     pub fn purge_expired(&self, now_ms: u64, retention: &Retention) -> Result<Purged, Error> {
+        let t = self.t()?;
         let _writing = self.writing();
         let mut purged = Purged::default();
         // Segments a quarter of the retention long at most, so that the last one's whole-file
@@ -249,18 +251,19 @@ impl Store {
         totals.events = totals.events.saturating_add(purged.events as u64);
         totals.payload_bytes = totals.payload_bytes.saturating_add(purged.payload_bytes);
         totals.limit_unmet = unmet;
-        self.put(&self.meta, trees::META, meta_keys::RETENTION, &totals)?;
+        self.put(&t.meta, trees::META, meta_keys::RETENTION, &totals)?;
         Ok(purged)
     }
 
     /// Removes the dedupe entries expired at `now_ms`, in the tree and in memory.
     fn purge_dedupe(&self, now_ms: u64, purged: &mut Purged) -> Result<(), Error> {
-        for item in self.dedupe.iter() {
+        let t = self.t()?;
+        for item in t.dedupe.iter() {
             let (k, v) = item.map_err(|e| self.storage(e))?;
             let (until, _): (u64, u64) = codec::decode(trees::DEDUPE, &k, &v)?;
             if until <= now_ms {
                 // A compare-and-swap, so that an entry an ingest has just renewed survives.
-                let swapped = self
+                let swapped = t
                     .dedupe
                     .compare_and_swap(&k, Some(&v), None as Option<&[u8]>)
                     .map_err(|e| self.storage(e))?;
@@ -276,21 +279,18 @@ impl Store {
     /// Removes unreferenced deliveries received at or before `cutoff`, oldest first, stopping
     /// at the first one received after it (ids follow arrival).
     fn remove_expired(&self, cutoff: Option<u64>, purged: &mut Purged) -> Result<(), Error> {
+        let t = self.t()?;
         let Some(cutoff) = cutoff else {
             return Ok(());
         };
         let mut batch: Vec<(EventId, u64)> = Vec::with_capacity(REMOVE_BATCH);
-        for item in self.events.iter() {
+        for item in t.events.iter() {
             let (k, v) = item.map_err(|e| self.storage(e))?;
             let meta: EventMeta = codec::decode(trees::EVENTS, &k, &v)?;
             if meta.received_ms > cutoff {
                 break;
             }
-            if self
-                .inbox_refs
-                .contains_key(&k)
-                .map_err(|e| self.storage(e))?
-            {
+            if t.inbox_refs.contains_key(&k).map_err(|e| self.storage(e))? {
                 continue;
             }
             batch.push((meta.id, meta.payload.segment));
@@ -306,6 +306,7 @@ impl Store {
     /// Removes these deliveries (id, segment) unless a job references them; returns how many
     /// were removed.
     fn remove_unreferenced(&self, batch: &[(EventId, u64)]) -> Result<usize, Error> {
+        let t = self.t()?;
         if batch.is_empty() {
             return Ok(0);
         }
@@ -315,13 +316,8 @@ impl Store {
         for (id, _) in batch {
             audit_keys.push(self.event_audit_keys(*id)?);
         }
-        let result = (
-            &self.events,
-            &self.event_segments,
-            &self.inbox_refs,
-            &self.history,
-        )
-            .transaction(|(events, segments, refs, history)| {
+        let result = (&t.events, &t.event_segments, &t.inbox_refs, &t.history).transaction(
+            |(events, segments, refs, history)| {
                 let mut removed = 0;
                 for ((id, segment), audit) in batch.iter().zip(&audit_keys) {
                     let k = id.key();
@@ -338,14 +334,16 @@ impl Store {
                     }
                 }
                 Ok(removed)
-            });
+            },
+        );
         self.tx_result(result)
     }
 
     /// The deliveries in `segment`: (id, record).
     fn segment_events(&self, segment: u64) -> Result<Vec<EventMeta>, Error> {
+        let t = self.t()?;
         let mut out = Vec::new();
-        for item in self.event_segments.scan_prefix(segment.to_be_bytes()) {
+        for item in t.event_segments.scan_prefix(segment.to_be_bytes()) {
             let (k, _) = item.map_err(|e| self.storage(e))?;
             let id = EventId::parse(trees::EVENT_SEGMENTS, k.get(8..).unwrap_or_default())?;
             if let Some(meta) = self.event_meta(id)? {
@@ -358,7 +356,8 @@ impl Store {
     /// The record of the delivery with the highest id in `segment` (the newest, but for copies
     /// of older ones).
     fn segment_newest(&self, segment: u64) -> Result<Option<EventMeta>, Error> {
-        let last = self
+        let t = self.t()?;
+        let last = t
             .event_segments
             .scan_prefix(segment.to_be_bytes())
             .next_back()
@@ -383,6 +382,7 @@ impl Store {
         max_bytes: u64,
         purged: &mut Purged,
     ) -> Result<Option<String>, Error> {
+        let t = self.t()?;
         let sizes = self.state_bytes();
         let mut total = sizes.total();
         // An open segment past its age is sealed now rather than at the next append, so that an
@@ -412,7 +412,7 @@ impl Store {
             let mut referenced = Vec::new();
             let mut unreferenced = Vec::new();
             for meta in &live {
-                let held = self
+                let held = t
                     .inbox_refs
                     .contains_key(meta.id.key())
                     .map_err(|e| self.storage(e))?;
@@ -452,7 +452,7 @@ impl Store {
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             for segment in emptied {
-                let still_used = self
+                let still_used = t
                     .event_segments
                     .scan_prefix(segment.to_be_bytes())
                     .next()
@@ -483,12 +483,13 @@ impl Store {
     /// Copies a referenced delivery's payload into the open segment and repoints its record,
     /// unless the record changed meanwhile. `Ok(false)` when it was not moved.
     fn copy_forward(&self, meta: &EventMeta, now_ms: u64) -> Result<bool, Error> {
+        let t = self.t()?;
         let bytes = self.load_payload(meta.id, meta.payload)?;
         let _appending = self.payload_appending();
         let at = self.append_payload(meta.id, &bytes, now_ms)?;
         let old = meta.payload;
         let id = meta.id;
-        let result = (&self.events, &self.event_segments).transaction(|(events, segments)| {
+        let result = (&t.events, &t.event_segments).transaction(|(events, segments)| {
             let Some(current) = events.get(id.key())? else {
                 return Ok(false);
             };

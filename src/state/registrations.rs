@@ -75,9 +75,10 @@ const POLL_CURSOR_PREFIX: &str = "poll_cursor/";
 impl Store {
     /// Records a registration (replacing the integration's previous one). Does not flush.
     pub fn put_registration(&self, record: &RegistrationRecord) -> Result<(), Error> {
+        let t = self.t()?;
         let _writing = self.writing();
         self.put(
-            &self.registrations,
+            &t.registrations,
             trees::REGISTRATIONS,
             &record.integration,
             record,
@@ -86,13 +87,15 @@ impl Store {
 
     /// One integration's registration.
     pub fn registration(&self, integration: &str) -> Result<Option<RegistrationRecord>, Error> {
-        self.get(&self.registrations, trees::REGISTRATIONS, integration)
+        let t = self.t()?;
+        self.get(&t.registrations, trees::REGISTRATIONS, integration)
     }
 
     /// Every registration, by integration id.
     pub fn registrations(&self) -> Result<Vec<RegistrationRecord>, Error> {
+        let t = self.t()?;
         let mut out = Vec::new();
-        for item in &self.registrations {
+        for item in &t.registrations {
             let (k, v) = item.map_err(|e| self.storage(e))?;
             out.push(codec::decode(trees::REGISTRATIONS, &k, &v)?);
         }
@@ -101,8 +104,9 @@ impl Store {
 
     /// Forgets a registration (it was pruned). Does not flush.
     pub fn remove_registration(&self, integration: &str) -> Result<(), Error> {
+        let t = self.t()?;
         let _writing = self.writing();
-        self.registrations
+        t.registrations
             .remove(integration.as_bytes())
             .map(|_| ())
             .map_err(|e| self.storage(e))
@@ -110,14 +114,16 @@ impl Store {
 
     /// Records an integration's health. Does not flush.
     pub fn put_health(&self, record: &HealthRecord) -> Result<(), Error> {
+        let t = self.t()?;
         let _writing = self.writing();
-        self.put(&self.health, trees::HEALTH, &record.integration, record)
+        self.put(&t.health, trees::HEALTH, &record.integration, record)
     }
 
     /// Every health record, by integration id.
     pub fn health_records(&self) -> Result<Vec<HealthRecord>, Error> {
+        let t = self.t()?;
         let mut out = Vec::new();
-        for item in &self.health {
+        for item in &t.health {
             let (k, v) = item.map_err(|e| self.storage(e))?;
             out.push(codec::decode(trees::HEALTH, &k, &v)?);
         }
@@ -126,8 +132,9 @@ impl Store {
 
     /// Forgets an integration's health (it left the manifests). Does not flush.
     pub fn remove_health(&self, integration: &str) -> Result<(), Error> {
+        let t = self.t()?;
         let _writing = self.writing();
-        self.health
+        t.health
             .remove(integration.as_bytes())
             .map(|_| ())
             .map_err(|e| self.storage(e))
@@ -139,9 +146,10 @@ impl Store {
         integration: &str,
         cursor: &serde_json::Value,
     ) -> Result<(), Error> {
+        let t = self.t()?;
         let _writing = self.writing();
         self.put(
-            &self.meta,
+            &t.meta,
             trees::META,
             &format!("{POLL_CURSOR_PREFIX}{integration}"),
             cursor,
@@ -150,8 +158,9 @@ impl Store {
 
     /// An integration's poll cursor, if it has polled before.
     pub fn poll_cursor(&self, integration: &str) -> Result<Option<serde_json::Value>, Error> {
+        let t = self.t()?;
         self.get(
-            &self.meta,
+            &t.meta,
             trees::META,
             &format!("{POLL_CURSOR_PREFIX}{integration}"),
         )
@@ -159,7 +168,8 @@ impl Store {
 
     /// The pinned revision, if any.
     pub fn pin(&self) -> Result<Option<Pin>, Error> {
-        self.get(&self.meta, trees::META, PIN_KEY)
+        let t = self.t()?;
+        self.get(&t.meta, trees::META, PIN_KEY)
     }
 
     /// Holds the daemon on `commit`, audited (`pinned`, with `by`'s fields: who asked, never a
@@ -208,10 +218,11 @@ impl Store {
 
     /// [`Store::set_pin`] for a caller that holds [`Store::writing`] already.
     fn set_pin_held(&self, pin: Option<&Pin>) -> Result<(), Error> {
+        let t = self.t()?;
         match pin {
-            Some(p) => self.put(&self.meta, trees::META, PIN_KEY, p)?,
+            Some(p) => self.put(&t.meta, trees::META, PIN_KEY, p)?,
             None => {
-                self.meta
+                t.meta
                     .remove(PIN_KEY.as_bytes())
                     .map_err(|e| self.storage(e))?;
             }

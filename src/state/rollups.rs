@@ -256,6 +256,7 @@ impl Store {
     /// A stored record that does not decode is replaced by the new counts (logged): the counts
     /// it held cannot be read anyway, and keeping it would stop every later write.
     pub fn add_rollups(&self, records: &[MinuteRollup]) -> Result<(), Error> {
+        let t = self.t()?;
         let _writing = self.writing();
         // The same minute and integration twice in one call is summed first.
         let mut batch: BTreeMap<Vec<u8>, MinuteRollup> = BTreeMap::new();
@@ -276,7 +277,7 @@ impl Store {
             t.minute_ms = minute * MINUTE_MS;
             t.add(&r.counts);
         }
-        let result: Result<(), TransactionError<Error>> = self.rollups.transaction(|tx| {
+        let result: Result<(), TransactionError<Error>> = t.rollups.transaction(|tx| {
             for (minute, t) in &totals {
                 let key = totals_key(*minute);
                 let name = format!("totals/{}", t.minute_ms);
@@ -329,6 +330,7 @@ impl Store {
         integration: Option<&str>,
         limit: usize,
     ) -> Result<Vec<MinuteRollup>, Error> {
+        let t = self.t()?;
         let mut out = Vec::new();
         let first = since_ms / MINUTE_MS;
         let end = until_ms.div_ceil(MINUTE_MS);
@@ -341,7 +343,7 @@ impl Store {
             && end - first <= POINT_READS
         {
             for minute in first..end {
-                let Some(v) = self
+                let Some(v) = t
                     .rollups
                     .get(rollup_key(minute * MINUTE_MS, id))
                     .map_err(|e| self.storage(e))?
@@ -362,7 +364,7 @@ impl Store {
             }
             return Ok(out);
         }
-        for item in self.rollups.range(minute_start(first)..minute_start(end)) {
+        for item in t.rollups.range(minute_start(first)..minute_start(end)) {
             let (k, v) = item.map_err(|e| self.storage(e))?;
             let (minute_ms, id) = split_key(&k)?;
             if integration.is_some_and(|want| want != id) {
@@ -387,6 +389,7 @@ impl Store {
     /// existed) is summed from its per-integration records: each run of such minutes is one
     /// range scan, which finds nothing once every minute in the range has its totals.
     pub fn rollup_totals(&self, since_ms: u64, until_ms: u64) -> Result<Vec<MinuteTotals>, Error> {
+        let t = self.t()?;
         let first = since_ms / MINUTE_MS;
         let end = until_ms.div_ceil(MINUTE_MS);
         let mut out = Vec::new();
@@ -394,7 +397,7 @@ impl Store {
             return Ok(out);
         }
         let mut next = first;
-        for item in self.rollups.range(totals_key(first)..totals_key(end)) {
+        for item in t.rollups.range(totals_key(first)..totals_key(end)) {
             let (k, v) = item.map_err(|e| self.storage(e))?;
             let mut t: MinuteTotals = codec::decode(trees::ROLLUPS, &k, &v)?;
             let minute = k
@@ -416,7 +419,8 @@ impl Store {
 
     /// Appends the totals of minutes `first .. end` summed from their per-integration records.
     fn sum_minutes(&self, first: u64, end: u64, out: &mut Vec<MinuteTotals>) -> Result<(), Error> {
-        for item in self.rollups.range(minute_start(first)..minute_start(end)) {
+        let t = self.t()?;
+        for item in t.rollups.range(minute_start(first)..minute_start(end)) {
             let (k, v) = item.map_err(|e| self.storage(e))?;
             let (minute_ms, id) = split_key(&k)?;
             let counts: RollupCounts =
@@ -437,6 +441,7 @@ impl Store {
     /// Removes the records of minutes that ended at or before `before_ms` (retention). Returns
     /// how many. Does not flush.
     pub fn purge_rollups(&self, before_ms: u64) -> Result<usize, Error> {
+        let t = self.t()?;
         let end = minute_start(before_ms / MINUTE_MS);
         let mut removed = 0;
         loop {
@@ -445,11 +450,11 @@ impl Store {
             let mut batch = sled::Batch::default();
             let (mut n, mut records) = (0, 0);
             let totals = totals_key(0)..totals_key(before_ms / MINUTE_MS);
-            for item in self
+            for item in t
                 .rollups
                 .range(..end)
                 .keys()
-                .chain(self.rollups.range(totals).keys())
+                .chain(t.rollups.range(totals).keys())
                 .take(PURGE_CHUNK)
             {
                 let key = item.map_err(|e| self.storage(e))?;
@@ -463,9 +468,7 @@ impl Store {
             if n == 0 {
                 return Ok(removed);
             }
-            self.rollups
-                .apply_batch(batch)
-                .map_err(|e| self.storage(e))?;
+            t.rollups.apply_batch(batch).map_err(|e| self.storage(e))?;
             removed += records;
         }
     }
@@ -657,6 +660,8 @@ mod tests {
         // As a state written before totals existed: minutes 0, 1 and 5 have none.
         for m in [0, 1, 5] {
             store
+                .t()
+                .unwrap()
                 .rollups
                 .remove(totals_key(minute(m) / MINUTE_MS))
                 .unwrap();
@@ -756,10 +761,14 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::open(tmp.path()).unwrap();
         store
+            .t()
+            .unwrap()
             .rollups
             .insert(rollup_key(minute(0), "zd"), &b"\x01{not json"[..])
             .unwrap();
         store
+            .t()
+            .unwrap()
             .rollups
             .insert(&[0u8, 0, 0, 0, 0, 1][..], &b"\x01{}"[..])
             .unwrap();

@@ -81,7 +81,12 @@ fn newer_schema_refused() {
     {
         let store = Store::open(tmp.path()).unwrap();
         store
-            .put(&store.meta, trees::META, meta_keys::SCHEMA_VERSION, &7u32)
+            .put(
+                &store.t().unwrap().meta,
+                trees::META,
+                meta_keys::SCHEMA_VERSION,
+                &7u32,
+            )
             .unwrap();
         store.flush().unwrap();
     }
@@ -124,7 +129,7 @@ fn corrupt_values_are_errors() {
         b"\x01{not json",
         b"\x01{\"key\":\"a\"}",
     ] {
-        store.applied.insert("set", garbage).unwrap();
+        store.t().unwrap().applied.insert("set", garbage).unwrap();
         assert_corrupt_applied(&store.applied().unwrap_err(), "\"set\"");
         assert!(store.get_applied("a").is_err());
     }
@@ -132,7 +137,7 @@ fn corrupt_values_are_errors() {
     for keys in [["b", "a"], ["a", "a"]] {
         let set: Vec<AppliedResource> = keys.iter().map(|k| res(k, "1")).collect();
         let bytes = codec::encode(trees::APPLIED, "set", &set).unwrap();
-        store.applied.insert("set", bytes).unwrap();
+        store.t().unwrap().applied.insert("set", bytes).unwrap();
         assert!(matches!(store.get_applied("a"), Err(Error::Corrupt { .. })));
     }
     // An apply replaces a corrupt set (it only summarises what was applied).
@@ -140,6 +145,8 @@ fn corrupt_values_are_errors() {
     assert_eq!(store.applied().unwrap(), vec![res("c", "1")]);
 
     store
+        .t()
+        .unwrap()
         .meta
         .insert(meta_keys::APPLIED_REVISION, &b"\x01 42"[..])
         .unwrap();
@@ -148,6 +155,8 @@ fn corrupt_values_are_errors() {
         Err(Error::Corrupt { tree: "meta", .. })
     ));
     store
+        .t()
+        .unwrap()
         .meta
         .insert(meta_keys::SCHEMA_VERSION, &b"garbage"[..])
         .unwrap();
@@ -194,10 +203,10 @@ fn double_open_is_locked() {
 /// and deletes `events/` (schema 3 had no segment files).
 fn as_schema_3(store: &Store) {
     use super::keys::due_key;
-    let inbox = store.db.open_tree(trees::V3_INBOX).unwrap();
-    let dedupe = store.db.open_tree(trees::V3_DEDUPE).unwrap();
+    let inbox = store.t().unwrap().db.open_tree(trees::V3_INBOX).unwrap();
+    let dedupe = store.t().unwrap().db.open_tree(trees::V3_DEDUPE).unwrap();
     let mut old_key = std::collections::HashMap::new();
-    for item in store.events.iter() {
+    for item in store.t().unwrap().events.iter() {
         let (k, v) = item.unwrap();
         let meta: EventMeta = codec::decode(trees::EVENTS, &k, &v).unwrap();
         let key = due_key(meta.dedupe_until_ms, meta.id.0);
@@ -212,7 +221,10 @@ fn as_schema_3(store: &Store) {
             .unwrap();
         old_key.insert(meta.id, (meta.dedupe_until_ms, meta.id.0));
     }
-    for (tree, name) in [(&store.outbox, trees::OUTBOX), (&store.dead, trees::DEAD)] {
+    for (tree, name) in [
+        (&store.t().unwrap().outbox, trees::OUTBOX),
+        (&store.t().unwrap().dead, trees::DEAD),
+    ] {
         for item in tree.iter() {
             let (k, v) = item.unwrap();
             let mut value: serde_json::Value = codec::decode(name, &k, &v).unwrap();
@@ -234,6 +246,8 @@ fn as_schema_3(store: &Store) {
         }
     }
     let refs: Vec<(EventId, sled::IVec)> = store
+        .t()
+        .unwrap()
         .inbox_refs
         .iter()
         .map(|item| {
@@ -241,16 +255,30 @@ fn as_schema_3(store: &Store) {
             (EventId::parse(trees::INBOX_REFS, &k).unwrap(), v)
         })
         .collect();
-    store.inbox_refs.clear().unwrap();
+    store.t().unwrap().inbox_refs.clear().unwrap();
     for (id, v) in refs {
         let (until, seq) = old_key[&id];
-        store.inbox_refs.insert(due_key(until, seq), v).unwrap();
+        store
+            .t()
+            .unwrap()
+            .inbox_refs
+            .insert(due_key(until, seq), v)
+            .unwrap();
     }
-    for tree in [&store.events, &store.event_segments, &store.dedupe] {
+    for tree in [
+        &store.t().unwrap().events,
+        &store.t().unwrap().event_segments,
+        &store.t().unwrap().dedupe,
+    ] {
         tree.clear().unwrap();
     }
     store
-        .put(&store.meta, trees::META, meta_keys::SCHEMA_VERSION, &3u32)
+        .put(
+            &store.t().unwrap().meta,
+            trees::META,
+            meta_keys::SCHEMA_VERSION,
+            &3u32,
+        )
         .unwrap();
     store.flush().unwrap();
 }
@@ -289,7 +317,7 @@ fn schema_3_state(dir: &std::path::Path) -> (u64, u64, u64) {
 fn check_migrated_schema_3(store: &Store, (live, dead, third): (u64, u64, u64)) {
     use crate::state::tests_queue::event;
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
-    let names = store.db.tree_names();
+    let names = store.t().unwrap().db.tree_names();
     for legacy in [trees::V3_INBOX, trees::V3_DEDUPE, trees::V4_MOVED] {
         assert!(!names.iter().any(|n| n == legacy.as_bytes()), "{legacy}");
     }
@@ -372,16 +400,19 @@ fn schema_1_deliveries_are_migrated() {
     {
         // Schema 3 → 1: deliveries keyed by event key, jobs without a reference.
         let store = Store::open_db_unmigrated(tmp.path());
-        let inbox = store.db.open_tree(trees::V3_INBOX).unwrap();
-        let v1_events = store.db.open_tree(trees::V1_EVENTS).unwrap();
+        let inbox = store.t().unwrap().db.open_tree(trees::V3_INBOX).unwrap();
+        let v1_events = store.t().unwrap().db.open_tree(trees::V1_EVENTS).unwrap();
         for item in inbox.iter() {
             let (k, v) = item.unwrap();
             let e: crate::event::Event = codec::decode(trees::V3_INBOX, &k, &v).unwrap();
             v1_events.insert(e.key(), v).unwrap();
         }
         inbox.clear().unwrap();
-        store.inbox_refs.clear().unwrap();
-        for (tree, name) in [(&store.outbox, trees::OUTBOX), (&store.dead, trees::DEAD)] {
+        store.t().unwrap().inbox_refs.clear().unwrap();
+        for (tree, name) in [
+            (&store.t().unwrap().outbox, trees::OUTBOX),
+            (&store.t().unwrap().dead, trees::DEAD),
+        ] {
             for item in tree.iter() {
                 let (k, v) = item.unwrap();
                 let mut value: serde_json::Value = codec::decode(name, &k, &v).unwrap();
@@ -397,13 +428,20 @@ fn schema_1_deliveries_are_migrated() {
         }
         // Schema 1 kept the applied resources one per key (migrated by step 2 → 3).
         store
-            .put(&store.meta, trees::META, meta_keys::SCHEMA_VERSION, &1u32)
+            .put(
+                &store.t().unwrap().meta,
+                trees::META,
+                meta_keys::SCHEMA_VERSION,
+                &1u32,
+            )
             .unwrap();
         store.flush().unwrap();
     }
     let store = Store::open(tmp.path()).unwrap();
     assert!(
         !store
+            .t()
+            .unwrap()
             .db
             .tree_names()
             .iter()
@@ -425,17 +463,27 @@ fn schema_1_deliveries_are_migrated() {
     assert!(store.ack(jobs.2).unwrap());
     let retention = crate::state::tests_queue::keep_for(0);
     assert_eq!(store.purge_expired(1_000, &retention).unwrap().events, 3);
-    assert!(store.events.is_empty() && store.inbox_refs.is_empty());
+    assert!(store.t().unwrap().events.is_empty() && store.t().unwrap().inbox_refs.is_empty());
 }
 
 /// Rewrites `store` the way schema 2 stored applied resources: one record per key.
 fn as_schema_2(store: &Store, records: &[(&str, AppliedResource)]) {
     for (key, r) in records {
         let bytes = codec::encode(trees::APPLIED, key, r).unwrap();
-        store.applied.insert(key.as_bytes(), bytes).unwrap();
+        store
+            .t()
+            .unwrap()
+            .applied
+            .insert(key.as_bytes(), bytes)
+            .unwrap();
     }
     store
-        .put(&store.meta, trees::META, meta_keys::SCHEMA_VERSION, &2u32)
+        .put(
+            &store.t().unwrap().meta,
+            trees::META,
+            meta_keys::SCHEMA_VERSION,
+            &2u32,
+        )
         .unwrap();
     store.flush().unwrap();
 }
@@ -463,7 +511,14 @@ fn schema_2_applied_resources_are_migrated() {
         store.applied().unwrap(),
         vec![res("a", "fa"), res("b", "fb"), res("é", "fe")]
     );
-    let keys: Vec<sled::IVec> = store.applied.iter().keys().map(Result::unwrap).collect();
+    let keys: Vec<sled::IVec> = store
+        .t()
+        .unwrap()
+        .applied
+        .iter()
+        .keys()
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(
         keys,
         [sled::IVec::from("set")],
@@ -518,7 +573,12 @@ fn record_applied_set_writes_only_changes() {
     }
     assert_eq!(store.applied_revision().unwrap().as_deref(), Some("rev3"));
     // A corrupt set is replaced.
-    store.applied.insert("set", &b"\x01{not json"[..]).unwrap();
+    store
+        .t()
+        .unwrap()
+        .applied
+        .insert("set", &b"\x01{not json"[..])
+        .unwrap();
     assert!(store.record_applied_set("rev5", &[res("d", "1")]).unwrap());
     assert_eq!(store.applied().unwrap(), vec![res("d", "1")]);
 }

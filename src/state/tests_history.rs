@@ -141,7 +141,11 @@ fn event_jobs_follow_every_transition_and_survive_a_restart() {
             .items
             .is_empty()
     );
-    assert_eq!(store.history.len(), 0, "every entry went with the delivery");
+    assert_eq!(
+        store.t().unwrap().history.len(),
+        0,
+        "every entry went with the delivery"
+    );
     check_consistency(&store);
 }
 
@@ -561,8 +565,13 @@ fn a_state_without_the_index_gets_it_built_on_open() {
             .map(|(id, _, _)| (*id, outcome_of(&store, *id)))
             .collect();
         // As a schema-4 state written before the index: no tree, no progress.
-        store.history.clear().unwrap();
-        store.meta.remove(meta_keys::HISTORY_INDEX).unwrap();
+        store.t().unwrap().history.clear().unwrap();
+        store
+            .t()
+            .unwrap()
+            .meta
+            .remove(meta_keys::HISTORY_INDEX)
+            .unwrap();
         store.flush().unwrap();
         outcomes
     };
@@ -594,16 +603,21 @@ fn a_state_without_the_index_gets_it_built_on_open() {
     // An interrupted build resumes where it stopped: its progress is an id, the rest follows.
     let store = Store::open(dir.path()).unwrap();
     let middle = before[before.len() / 2].0;
-    store.history.clear().unwrap();
+    store.t().unwrap().history.clear().unwrap();
     store
-        .put(&store.meta, trees::META, meta_keys::HISTORY_INDEX, &0u64)
+        .put(
+            &store.t().unwrap().meta,
+            trees::META,
+            meta_keys::HISTORY_INDEX,
+            &0u64,
+        )
         .unwrap();
     drop(store);
     let store = Store::open(dir.path()).unwrap();
     check_index(&store);
     store
         .put(
-            &store.meta,
+            &store.t().unwrap().meta,
             trees::META,
             meta_keys::HISTORY_INDEX,
             &middle.0,
@@ -613,7 +627,11 @@ fn a_state_without_the_index_gets_it_built_on_open() {
     let store = Store::open(dir.path()).unwrap();
     check_index(&store);
     let progress: Option<u64> = store
-        .get(&store.meta, trees::META, meta_keys::HISTORY_INDEX)
+        .get(
+            &store.t().unwrap().meta,
+            trees::META,
+            meta_keys::HISTORY_INDEX,
+        )
         .unwrap();
     assert_eq!(progress, Some(u64::MAX));
 }

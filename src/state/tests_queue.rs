@@ -45,20 +45,20 @@ fn stored(outcome: IngestOutcome) -> Vec<u64> {
 pub(super) fn check_consistency(store: &Store) {
     let mut expected_due = std::collections::BTreeSet::new();
     let mut refs = std::collections::BTreeMap::<EventId, u64>::new();
-    for item in store.outbox.iter() {
+    for item in store.t().unwrap().outbox.iter() {
         let (k, v) = item.unwrap();
         let job: Job = codec::decode(trees::OUTBOX, &k, &v).unwrap();
         assert_eq!(&k[..], job_key(job.id));
         assert_eq!(job.results.len(), job.step, "job {}", job.id);
         assert!(
-            !store.dead.contains_key(k).unwrap(),
+            !store.t().unwrap().dead.contains_key(k).unwrap(),
             "job {} live and dead",
             job.id
         );
         expected_due.insert(due_key(job.ready_ms(), job.id).to_vec());
         *refs.entry(job.event_id).or_default() += 1;
     }
-    for item in store.dead.iter() {
+    for item in store.t().unwrap().dead.iter() {
         let (k, v) = item.unwrap();
         let dead: DeadJob = codec::decode(trees::DEAD, &k, &v).unwrap();
         assert_eq!(&k[..], job_key(dead.job.id));
@@ -66,6 +66,8 @@ pub(super) fn check_consistency(store: &Store) {
         *refs.entry(dead.job.event_id).or_default() += 1;
     }
     let due: std::collections::BTreeSet<Vec<u8>> = store
+        .t()
+        .unwrap()
         .due
         .iter()
         .keys()
@@ -73,6 +75,8 @@ pub(super) fn check_consistency(store: &Store) {
         .collect();
     assert_eq!(due, expected_due, "due index out of step with the outbox");
     let stored_refs: std::collections::BTreeMap<EventId, u64> = store
+        .t()
+        .unwrap()
         .inbox_refs
         .iter()
         .map(|item| {
@@ -86,13 +90,15 @@ pub(super) fn check_consistency(store: &Store) {
         assert!(store.event(*at).unwrap().is_some(), "delivery {at} missing");
     }
     let mut expected_segments = std::collections::BTreeSet::new();
-    for item in store.events.iter() {
+    for item in store.t().unwrap().events.iter() {
         let (k, v) = item.unwrap();
         let meta: EventMeta = codec::decode(trees::EVENTS, &k, &v).unwrap();
         assert_eq!(&k[..], meta.id.key());
         expected_segments.insert(segment_key(meta.payload.segment, meta.id).to_vec());
     }
     let segments: std::collections::BTreeSet<Vec<u8>> = store
+        .t()
+        .unwrap()
         .event_segments
         .iter()
         .keys()
@@ -605,10 +611,10 @@ fn purge_removes_expired_dedupe_and_events_past_retention() {
     );
     assert_eq!(sled.event_by_key("i/pending").unwrap(), None);
     assert!(
-        sled.events.is_empty()
-            && sled.event_segments.is_empty()
-            && sled.dedupe.is_empty()
-            && sled.inbox_refs.is_empty()
+        sled.t().unwrap().events.is_empty()
+            && sled.t().unwrap().event_segments.is_empty()
+            && sled.t().unwrap().dedupe.is_empty()
+            && sled.t().unwrap().inbox_refs.is_empty()
     );
     assert_eq!(sled.retention_totals().unwrap().events, 3);
     // After a purge the event is new again.
@@ -761,7 +767,11 @@ fn corrupt_queue_values_are_errors() {
             .ingest(&event("i", "1"), &rules(&["r"]), 0, 10)
             .unwrap(),
     )[0];
-    sled.outbox.insert(job_key(id), &b"\x01{"[..]).unwrap();
+    sled.t()
+        .unwrap()
+        .outbox
+        .insert(job_key(id), &b"\x01{"[..])
+        .unwrap();
     let err = store.job(id).unwrap_err();
     assert!(
         matches!(err, Error::Corrupt { tree: "outbox", .. }),
@@ -792,18 +802,24 @@ fn corrupt_queue_values_are_errors() {
         in_flight: None,
     };
     let bytes = codec::encode(trees::OUTBOX, "x", &other).unwrap();
-    sled.outbox.insert(job_key(id), bytes).unwrap();
+    sled.t().unwrap().outbox.insert(job_key(id), bytes).unwrap();
     assert!(matches!(
         store.job(id),
         Err(Error::Corrupt { tree: "outbox", .. })
     ));
     // Sorts before every real entry.
-    sled.due.insert(&b"\x00"[..], &b""[..]).unwrap();
+    sled.t()
+        .unwrap()
+        .due
+        .insert(&b"\x00"[..], &b""[..])
+        .unwrap();
     assert!(matches!(
         store.oldest_due_ms(),
         Err(Error::Corrupt { tree: "due", .. })
     ));
-    sled.dedupe
+    sled.t()
+        .unwrap()
+        .dedupe
         .insert(super::inbox::key_digest("i/2"), &b"\x09"[..])
         .unwrap();
     store.flush().unwrap();

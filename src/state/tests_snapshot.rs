@@ -1,0 +1,125 @@
+//! Tests of [`Store::refresh_snapshot`]: sled closed and opened again under a running store,
+//! without losing a write, without deadlocking on nested calls, and giving up (changing
+//! nothing) when calls in progress do not finish.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::tests_queue::{check_consistency, event, rules};
+use super::*;
+
+#[test]
+fn a_refresh_under_concurrent_ingest_and_leasing_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sled = Arc::new(Store::open(tmp.path()).unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let ingesters: Vec<_> = (0..3)
+        .map(|t| {
+            let (store, stop) = (sled.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let store: &dyn State = &*store;
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let ev = event("i", &format!("{t}-{n}"));
+                    store.ingest(&ev, &rules(&["a", "b"]), 0, u64::MAX).unwrap();
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let leaser = {
+        let (store, stop) = (sled.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let store: &dyn State = &*store;
+            let mut acked = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                for job in store.lease_due(1, 60_000, 16).unwrap() {
+                    assert!(store.ack(job.id).unwrap());
+                    acked += 1;
+                }
+                // A nested call: the history read calls further store methods.
+                store.history(&HistoryFilter::default(), None, 5).unwrap();
+            }
+            acked
+        })
+    };
+    let mut done = 0;
+    for _ in 0..200 {
+        if done == 5 {
+            break;
+        }
+        #[allow(clippy::disallowed_methods)] // a plain thread, not a runtime's
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        if let Refreshed::Done(_) = sled.refresh_snapshot().unwrap() {
+            done += 1;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let ingested: u64 = ingesters.into_iter().map(|t| t.join().unwrap()).sum();
+    let acked = leaser.join().unwrap();
+    assert_eq!(done, 5, "refreshes done under load");
+    assert_eq!(sled.events_stored() as u64, ingested);
+    assert_eq!(sled.queue_depth() + acked, 2 * ingested as usize);
+    check_consistency(&sled);
+    // And all of it is there when the state is opened again.
+    drop(sled);
+    let reopened = Store::open(tmp.path()).unwrap();
+    assert_eq!(reopened.events_stored() as u64, ingested);
+    assert_eq!(reopened.queue_depth() + acked, 2 * ingested as usize);
+    check_consistency(&reopened);
+}
+
+#[test]
+fn a_call_that_does_not_finish_puts_the_refresh_off_and_nothing_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(tmp.path()).unwrap());
+    store
+        .ingest(&event("i", "1"), &rules(&["a"]), 0, u64::MAX)
+        .unwrap();
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let holder = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            let t = store.t().unwrap();
+            held_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+            // Nested calls while holding the trees pass a draining refresh.
+            assert_eq!(store.events_stored(), 1);
+            drop(t);
+        })
+    };
+    held_rx.recv().unwrap();
+    assert_eq!(store.refresh_snapshot().unwrap(), Refreshed::Busy);
+    // Calls go on as before.
+    assert_eq!(store.events_stored(), 1);
+    release_tx.send(()).unwrap();
+    holder.join().unwrap();
+    assert!(matches!(
+        store.refresh_snapshot().unwrap(),
+        Refreshed::Done(_)
+    ));
+    assert_eq!(store.events_stored(), 1);
+    // A thread holding the trees itself is told so instead of waiting for itself.
+    let t = store.t().unwrap();
+    assert_eq!(store.refresh_snapshot().unwrap(), Refreshed::Busy);
+    drop(t);
+}
+
+#[test]
+fn a_snapshot_is_due_after_so_many_deliveries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    assert!(!store.snapshot_due());
+    store.count_stored(SNAPSHOT_AFTER_DELIVERIES as usize - 1);
+    assert!(!store.snapshot_due());
+    store
+        .ingest(&event("i", "1"), &rules(&[]), 0, u64::MAX)
+        .unwrap();
+    assert!(store.snapshot_due());
+    let state: &dyn State = &store;
+    assert!(state.upkeep().unwrap().is_some());
+    assert!(!store.snapshot_due());
+    assert_eq!(state.upkeep().unwrap(), None);
+}
