@@ -267,7 +267,8 @@ fn as_schema_3(store: &Store) {
     }
     for tree in [
         &store.t().unwrap().events,
-        &store.t().unwrap().event_segments,
+        &store.t().unwrap().segment_ranges,
+        &store.t().unwrap().segment_moved,
         &store.t().unwrap().dedupe,
     ] {
         tree.clear().unwrap();
