@@ -2,7 +2,7 @@
 //! turns a verified event into stored jobs ([`Store::ingest_batch`]: many of them in one
 //! transaction).
 //!
-//! Layout (schema 4):
+//! Layout (schema 5):
 //!
 //! - `event_index`: [`EventId`] big-endian → [`EventMeta`], one small record per stored
 //!   delivery (when it arrived, integration, platform, event name, the platform's event id and
@@ -11,8 +11,11 @@
 //!   end, retention reads its head, history pages read it backwards.
 //! - the payload (the encoded [`Event`]) is stored ONCE, in the payload segment files
 //!   (`segments.rs`, under `<state dir>/events/`), never in sled (sled does not give space back:
-//!   docs/state-retention.md); `event_segments` (segment ‖ id → empty) says which deliveries
-//!   are in each segment, so that retention knows when a segment file holds nothing live.
+//!   docs/state-retention.md). Which deliveries a segment holds, so that retention knows when
+//!   its file holds nothing live, costs nothing per delivery: `segment_ranges` (segment →
+//!   first and last id appended by ingest, merged once per transaction) and `segment_moved`
+//!   (segment ‖ id → empty) for the rare payloads written there later, out of id order (an
+//!   enrichment completing, retention's copy-forward). See `payloads.rs`.
 //! - `dedupe`: the first 16 bytes of the SHA-256 of the dedupe key ([`Event::key`]) → the end
 //!   of its window and the id of the delivery that opened it; kept for the dedupe window only
 //!   ([`Store::purge_expired`]), apart from the deliveries, so its size follows
@@ -25,7 +28,7 @@
 //! before that transaction (a failed transaction leaves bytes nobody references, reclaimed
 //! with their segment). It does not flush: the caller batches flushes ([`Store::flush_async`]),
 //! which sync the segments first, and answers the webhook only once the flush that follows the
-//! ingest has completed. Retention (`retention.rs`) never removes a delivery that a job in the
+//! ingest has completed. Retention (`payloads.rs`) never removes a delivery that a job in the
 //! outbox or the dead-letter tree still references.
 //!
 //! Deduplication reads no tree for a new event once the store's in-memory [`DedupeIndex`] is
@@ -507,9 +510,21 @@ impl Store {
             };
             records.push((p.meta.id, at.segment, record));
         }
+        // The ids appended to each segment (one, or two across a seal): one range entry each,
+        // not one entry per delivery.
+        let mut appended: Vec<(u64, u64, u64)> = Vec::new();
+        for (id, segment, _) in &records {
+            match appended.iter_mut().find(|(s, _, _)| s == segment) {
+                Some((_, first, last)) => {
+                    *first = (*first).min(id.0);
+                    *last = (*last).max(id.0);
+                }
+                None => appended.push((*segment, id.0, id.0)),
+            }
+        }
         let result = (
             &t.events,
-            &t.event_segments,
+            &t.segment_ranges,
             &t.dedupe,
             &t.inbox_refs,
             &t.outbox,
@@ -518,17 +533,19 @@ impl Store {
             &t.history,
         )
             .transaction(
-                |(events, segments, dedupe, refs, outbox, due, audit_tree, history)| {
+                |(events, ranges, dedupe, refs, outbox, due, audit_tree, history)| {
+                    for (segment, first, last) in &appended {
+                        super::payloads::tx_extend_range(ranges, *segment, *first, *last)?;
+                    }
                     let t = JobTrees {
                         outbox,
                         due,
                         refs,
                         history,
                     };
-                    for (p, (id, segment, record)) in new.iter().zip(&records) {
+                    for (p, (id, _, record)) in new.iter().zip(&records) {
                         // A new delivery: its entries are new keys.
                         events.insert(&id.key(), record.as_slice())?;
-                        segments.insert(&segment_key(*segment, *id), &[][..])?;
                         dedupe.insert(&p.digest, p.dedupe_bytes.as_slice())?;
                         tx_add_jobs(&t, *id, &p.jobs, true, !p.meta.rules.is_empty())?;
                         for (k, v) in &p.audit {
@@ -788,62 +805,61 @@ impl Store {
         let at = self.append_payload(ev, &event_bytes, now_ms)?;
         let result = (
             &t.events,
-            &t.event_segments,
+            &t.segment_moved,
             &t.inbox_refs,
             &t.outbox,
             &t.due,
             &t.audit,
             &t.history,
         )
-            .transaction(
-                |(events, segments, refs, outbox, due, audit_tree, history)| {
-                    let job = super::outbox::tx_get_job(outbox, id)?
-                        .ok_or_else(|| super::abort(Error::NoSuchJob { id }))?;
-                    if job.event_id != ev {
-                        return Err(super::abort(Error::NoSuchJob { id }));
-                    }
-                    let k = ev.key();
-                    let mut had_rules = false;
-                    if let Some(bytes) = events.get(k)? {
-                        let mut meta: EventMeta =
-                            codec::decode(trees::EVENTS, ev.to_string().as_bytes(), &bytes)
-                                .map_err(super::abort)?;
-                        segments.remove(&segment_key(meta.payload.segment, ev)[..])?;
-                        history::tx_reindex_rules(history, ev, &meta.rules, rules)?;
-                        meta.payload = at;
-                        meta.rules = rules.to_vec();
-                        had_rules = !meta.rules.is_empty();
-                        let bytes = codec::encode(trees::EVENTS, &ev.to_string(), &meta)
+            .transaction(|(events, moved, refs, outbox, due, audit_tree, history)| {
+                let job = super::outbox::tx_get_job(outbox, id)?
+                    .ok_or_else(|| super::abort(Error::NoSuchJob { id }))?;
+                if job.event_id != ev {
+                    return Err(super::abort(Error::NoSuchJob { id }));
+                }
+                let k = ev.key();
+                let mut had_rules = false;
+                if let Some(bytes) = events.get(k)? {
+                    let mut meta: EventMeta =
+                        codec::decode(trees::EVENTS, ev.to_string().as_bytes(), &bytes)
                             .map_err(super::abort)?;
-                        events.insert(&k, bytes)?;
-                        segments.insert(&segment_key(at.segment, ev), &[][..])?;
-                    }
-                    outbox.remove(&job_key(id))?;
-                    due.remove(&due_key(job.ready_ms(), id))?;
-                    // The enrichment job is done; its reference becomes the new jobs' references.
-                    history::tx_update_job(history, ev, history::EventJob::of_done(&job, now_ms))?;
-                    let held = read_u64(refs, trees::INBOX_REFS, &k)?.unwrap_or(1);
-                    if held <= 1 {
-                        refs.remove(&k)?;
-                    } else {
-                        write_u64(refs, trees::INBOX_REFS, &k, held - 1)?;
-                    }
-                    let t = JobTrees {
-                        outbox,
-                        due,
-                        refs,
-                        history,
-                    };
-                    tx_add_jobs(&t, ev, &new, false, had_rules)?;
-                    for (k, v) in &audit {
-                        audit_tree.insert(k, v.as_slice())?;
-                    }
-                    for k in &audit_index {
-                        history.insert(k.as_slice(), &[][..])?;
-                    }
-                    Ok(())
-                },
-            );
+                    // Out of id order in its new segment: an entry of its own there.
+                    moved.remove(&segment_key(meta.payload.segment, ev)[..])?;
+                    history::tx_reindex_rules(history, ev, &meta.rules, rules)?;
+                    meta.payload = at;
+                    meta.rules = rules.to_vec();
+                    had_rules = !meta.rules.is_empty();
+                    let bytes = codec::encode(trees::EVENTS, &ev.to_string(), &meta)
+                        .map_err(super::abort)?;
+                    events.insert(&k, bytes)?;
+                    moved.insert(&segment_key(at.segment, ev), &[][..])?;
+                }
+                outbox.remove(&job_key(id))?;
+                due.remove(&due_key(job.ready_ms(), id))?;
+                // The enrichment job is done; its reference becomes the new jobs' references.
+                history::tx_update_job(history, ev, history::EventJob::of_done(&job, now_ms))?;
+                let held = read_u64(refs, trees::INBOX_REFS, &k)?.unwrap_or(1);
+                if held <= 1 {
+                    refs.remove(&k)?;
+                } else {
+                    write_u64(refs, trees::INBOX_REFS, &k, held - 1)?;
+                }
+                let t = JobTrees {
+                    outbox,
+                    due,
+                    refs,
+                    history,
+                };
+                tx_add_jobs(&t, ev, &new, false, had_rules)?;
+                for (k, v) in &audit {
+                    audit_tree.insert(k, v.as_slice())?;
+                }
+                for k in &audit_index {
+                    history.insert(k.as_slice(), &[][..])?;
+                }
+                Ok(())
+            });
         self.tx_result(result)?;
         // One job (the enrichment) left the outbox, `rules.len()` came in.
         self.depth.fetch_add(rules.len(), Ordering::Relaxed);

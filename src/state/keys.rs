@@ -77,7 +77,8 @@ impl<'de> Deserialize<'de> for EventId {
     }
 }
 
-/// The key of the `event_segments` index: segment big-endian ‖ event id big-endian.
+/// The key of the `segment_moved` index (and of schema 4's `event_segments`): segment
+/// big-endian ‖ event id big-endian.
 pub(super) fn segment_key(segment: u64, id: EventId) -> [u8; 16] {
     due_key(segment, id.0)
 }

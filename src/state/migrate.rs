@@ -1,13 +1,15 @@
 //! Migrations of the delivery layout: schema 1 → 2 (deliveries keyed by event key → keyed by
-//! dedupe window end ‖ sequence) and schema 3 → 4 (→ keyed by [`EventId`], payloads in the
-//! segment files, dedupe keys by digest). The applied-resources step (2 → 3) is in
-//! `applied.rs`.
+//! dedupe window end ‖ sequence), schema 3 → 4 (→ keyed by [`EventId`], payloads in the
+//! segment files, dedupe keys by digest) and schema 4 → 5 (the per-delivery `event_segments`
+//! entries → one id range per segment plus entries for the payloads out of id order). The
+//! applied-resources step (2 → 3) is in `applied.rs`.
 //!
 //! Every step is safe to interrupt: it writes the new schema version last, and running it again
 //! on what an interrupted run left finishes the job (3 → 4 records which old deliveries it has
 //! moved in a tree of its own, in the same transactions as their new records, and rebuilds the
-//! references and dedupe entries from scratch). Old trees are dropped only after the version is
-//! written; a v4 open drops any that an interruption left.
+//! references and dedupe entries from scratch; 4 → 5 rebuilds its trees from scratch out of
+//! `event_segments`, which it drops only after the version). Old trees are dropped only after
+//! the version is written; an open at the current version drops any that an interruption left.
 //!
 //! Jobs are rewritten as JSON values, not through [`super::Job`], so that fields of older
 //! layouts (`event_ref`) can be read and removed.
@@ -24,6 +26,15 @@ use crate::event::Event;
 
 /// Old deliveries moved per transaction.
 const MOVE_BATCH: usize = 512;
+
+/// The trees that the steps up to schema 4 leave behind.
+const V3_LEGACY: [&str; 5] = [
+    trees::V1_EVENTS,
+    trees::V1_EVENT_REFS,
+    trees::V3_INBOX,
+    trees::V3_DEDUPE,
+    trees::V4_MOVED,
+];
 
 /// A job's or a dead job's JSON: the job itself.
 fn job_of<'a>(
@@ -181,17 +192,83 @@ impl Store {
             t.dedupe.insert(key_digest(&key), bytes).map_err(storage)?;
         }
 
-        // 5. The version, last; then the old trees go.
+        // 5. The version, last; then the old trees go (but `event_segments`, which the
+        // step to schema 5 reads).
         self.flush()?;
-        self.put(
-            &t.meta,
-            trees::META,
-            meta_keys::SCHEMA_VERSION,
-            &super::SCHEMA_VERSION,
-        )?;
+        self.put(&t.meta, trees::META, meta_keys::SCHEMA_VERSION, &4u32)?;
         self.flush()?;
         drop((old_inbox, old_dedupe, moved));
+        self.drop_trees(&V3_LEGACY)
+    }
+
+    /// Schema 4 → 5: schema 4's `event_segments` (one entry per delivery) becomes
+    /// `segment_ranges` and `segment_moved`. Segments are read in order; a segment's ids above
+    /// every id of the earlier segments' ranges make its range (its first to its last), the
+    /// others (copies forward, enrichments, a little overlap) get a `segment_moved` entry
+    /// each, so that an old copy does not stretch a range over everything since. Both trees
+    /// are rebuilt from scratch, so a run interrupted before the version finishes on the next
+    /// open; then version 5 is written and `event_segments` dropped.
+    pub(super) fn migrate_v4_segments(&self) -> Result<(), Error> {
+        let t = self.t()?;
+        let storage = |e| self.storage(e);
+        let old = t.db.open_tree(trees::V4_EVENT_SEGMENTS).map_err(storage)?;
+        t.segment_ranges.clear().map_err(storage)?;
+        t.segment_moved.clear().map_err(storage)?;
+        let mut ranges_end = 0u64;
+        let mut current: Option<(u64, Vec<EventId>)> = None;
+        for item in old.iter().keys() {
+            let k = item.map_err(storage)?;
+            let (segment, id) = split_key(trees::V4_EVENT_SEGMENTS, &k)?;
+            match &mut current {
+                Some((s, ids)) if *s == segment => ids.push(EventId(id)),
+                _ => {
+                    if let Some((s, ids)) = current.take() {
+                        self.write_v5_segment(s, &ids, &mut ranges_end)?;
+                    }
+                    current = Some((segment, vec![EventId(id)]));
+                }
+            }
+        }
+        if let Some((s, ids)) = current.take() {
+            self.write_v5_segment(s, &ids, &mut ranges_end)?;
+        }
+        self.flush()?;
+        self.put(&t.meta, trees::META, meta_keys::SCHEMA_VERSION, &5u32)?;
+        self.flush()?;
+        drop(old);
         self.drop_legacy_trees()
+    }
+
+    /// Writes schema 5's entries of `segment`, given its deliveries' `ids` (ascending) and the
+    /// highest id of the ranges written so far (`ranges_end`, raised by this range).
+    fn write_v5_segment(
+        &self,
+        segment: u64,
+        ids: &[EventId],
+        ranges_end: &mut u64,
+    ) -> Result<(), Error> {
+        let t = self.t()?;
+        let mut batch = sled::Batch::default();
+        let mut range: Option<(u64, u64)> = None;
+        for id in ids {
+            if id.0 > *ranges_end {
+                range = Some(range.map_or((id.0, id.0), |(first, _)| (first, id.0)));
+            } else {
+                batch.insert(&segment_key(segment, *id)[..], &[][..]);
+            }
+        }
+        t.segment_moved
+            .apply_batch(batch)
+            .map_err(|e| self.storage(e))?;
+        if let Some((first, last)) = range {
+            let key = segment.to_be_bytes();
+            let bytes = codec::encode(trees::SEGMENT_RANGES, &segment.to_string(), &(first, last))?;
+            t.segment_ranges
+                .insert(key, bytes)
+                .map_err(|e| self.storage(e))?;
+            *ranges_end = last;
+        }
+        Ok(())
     }
 
     /// Schema 3 → 4, step 1: every old delivery not moved yet gets its id, payload and record,
@@ -201,6 +278,8 @@ impl Store {
         let storage = |e| self.storage(e);
         let old_inbox = t.db.open_tree(trees::V3_INBOX).map_err(storage)?;
         let moved = t.db.open_tree(trees::V4_MOVED).map_err(storage)?;
+        // Schema 4's index of the segments (turned into schema 5's by the next step).
+        let segments = t.db.open_tree(trees::V4_EVENT_SEGMENTS).map_err(storage)?;
 
         // The rules of the jobs still referencing each delivery (finished jobs are gone).
         let mut rules: HashMap<[u8; 16], Vec<String>> = HashMap::new();
@@ -260,15 +339,14 @@ impl Store {
             if batch.is_empty() {
                 continue;
             }
-            let result =
-                (&t.events, &t.event_segments, &moved).transaction(|(events, segments, moved)| {
-                    for (old, meta, record) in &batch {
-                        events.insert(&meta.id.key(), record.as_slice())?;
-                        segments.insert(&segment_key(meta.payload.segment, meta.id), &[][..])?;
-                        moved.insert(old, &meta.id.key())?;
-                    }
-                    Ok(())
-                });
+            let result = (&t.events, &segments, &moved).transaction(|(events, segments, moved)| {
+                for (old, meta, record) in &batch {
+                    events.insert(&meta.id.key(), record.as_slice())?;
+                    segments.insert(&segment_key(meta.payload.segment, meta.id), &[][..])?;
+                    moved.insert(old, &meta.id.key())?;
+                }
+                Ok(())
+            });
             self.tx_result(result)?;
         }
         // The payloads are on disk before anything points at them durably.
@@ -295,15 +373,15 @@ impl Store {
 
     /// Drops the trees of older layouts that an interrupted migration left (none, usually).
     pub(super) fn drop_legacy_trees(&self) -> Result<(), Error> {
+        self.drop_trees(&V3_LEGACY)?;
+        self.drop_trees(&[trees::V4_EVENT_SEGMENTS])
+    }
+
+    /// Drops those of these trees that exist.
+    fn drop_trees(&self, legacy: &[&str]) -> Result<(), Error> {
         let t = self.t()?;
         let names = t.db.tree_names();
-        for legacy in [
-            trees::V1_EVENTS,
-            trees::V1_EVENT_REFS,
-            trees::V3_INBOX,
-            trees::V3_DEDUPE,
-            trees::V4_MOVED,
-        ] {
+        for legacy in legacy {
             if names.iter().any(|n| n == legacy.as_bytes()) {
                 t.db.drop_tree(legacy).map_err(|e| self.storage(e))?;
             }

@@ -96,8 +96,16 @@ pub use rollups::{EventCounts, MINUTE_MS, MinuteRollup, MinuteTotals, RollupCoun
 /// the end of their dedupe window instead of by event key (version 1); version 3 keeps the
 /// applied resources as one record instead of one per resource; version 4 keys deliveries by
 /// [`EventId`] (arrival), keeps their payloads in segment files and the dedupe keys apart, by
-/// digest. [`Store::open`] migrates versions 1 to 3 (`migrate.rs`).
-pub const SCHEMA_VERSION: u32 = 4;
+/// digest; version 5 drops the per-delivery `event_segments` entry: which deliveries a
+/// segment holds is its range of ids appended at ingest ([`trees::SEGMENT_RANGES`]) plus the
+/// few moved into it later ([`trees::SEGMENT_MOVED`]). [`Store::open`] migrates versions 1
+/// to 4 (`migrate.rs`).
+///
+/// Version 5 had to be a new version, not a new tree beside version 4's: a schema 4 build
+/// reading a schema 5 state would find no `event_segments` entry for any segment, take every
+/// sealed segment for empty and delete live payloads (of unfinished and dead-lettered jobs
+/// too). With the bump it refuses the state ([`Error::NewerSchema`]) instead.
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// Names of the sled trees.
 pub mod trees {
@@ -108,9 +116,22 @@ pub mod trees {
     /// Stored deliveries by arrival: [`super::EventId`] big-endian → [`super::EventMeta`] (the
     /// payload is in the segment files). New deliveries are appended at the end.
     pub const EVENTS: &str = "event_index";
-    /// Which deliveries each payload segment holds: segment big-endian ‖ [`super::EventId`]
-    /// big-endian → empty value.
-    pub const EVENT_SEGMENTS: &str = "event_segments";
+    /// Which deliveries each payload segment holds, part 1 (schema 5): segment big-endian →
+    /// `(first, last)` [`super::EventId`]s (`u64`s) of the deliveries whose payloads ingest
+    /// appended to it, written once per ingest transaction (not per delivery). Ids are
+    /// allocated on the request threads, so a segment's range may overlap its neighbours' a
+    /// little: retention scans [`EVENTS`] over the range and keeps the records that name the
+    /// segment. Removed with the segment file.
+    pub const SEGMENT_RANGES: &str = "segment_ranges";
+    /// Which deliveries each payload segment holds, part 2: segment big-endian ‖
+    /// [`super::EventId`] big-endian → empty value, for the payloads written into a segment
+    /// out of id order (an enrichment completing, retention's copy-forward, what the migration
+    /// from schema 4 found out of order), removed when the delivery is removed or moved again.
+    pub const SEGMENT_MOVED: &str = "segment_moved";
+    /// Schema 4's index of the segments, one entry per delivery: segment big-endian ‖
+    /// [`super::EventId`] big-endian → empty value (replaced by [`SEGMENT_RANGES`] and
+    /// [`SEGMENT_MOVED`] by the migration to schema 5, then dropped).
+    pub(super) const V4_EVENT_SEGMENTS: &str = "event_segments";
     /// Dedupe windows: the first 16 bytes of the SHA-256 of the event key
     /// (`integration/platform-event-id`) → `(until_ms, event id)`, kept until `until_ms`.
     pub const DEDUPE: &str = "dedupe_keys";
@@ -522,8 +543,9 @@ impl Store {
     /// Brings a database of an older schema `from` up to [`SCHEMA_VERSION`]. Version 0 was
     /// never written, so it means corruption.
     fn migrate(&self, from: u32) -> Result<(), Error> {
-        if (1..SCHEMA_VERSION).contains(&from) {
-            // An older schema had no history index: it is built after the migration.
+        if (1..4).contains(&from) {
+            // Schemas before 4 had no history index: it is built after the migration (a
+            // schema 4 state keeps its own).
             self.reset_history_index()?;
         }
         match from {
@@ -531,13 +553,19 @@ impl Store {
             1 => {
                 self.migrate_v1_inbox()?;
                 self.migrate_v2_applied()?;
-                self.migrate_v3_layout()
+                self.migrate_v3_layout()?;
+                self.migrate_v4_segments()
             }
             2 => {
                 self.migrate_v2_applied()?;
-                self.migrate_v3_layout()
+                self.migrate_v3_layout()?;
+                self.migrate_v4_segments()
             }
-            3 => self.migrate_v3_layout(),
+            3 => {
+                self.migrate_v3_layout()?;
+                self.migrate_v4_segments()
+            }
+            4 => self.migrate_v4_segments(),
             other => Err(Error::Corrupt {
                 tree: trees::META,
                 key: meta_keys::SCHEMA_VERSION.to_owned(),
@@ -865,7 +893,8 @@ pub(super) struct Trees {
     meta: sled::Tree,
     applied: sled::Tree,
     events: sled::Tree,
-    event_segments: sled::Tree,
+    segment_ranges: sled::Tree,
+    segment_moved: sled::Tree,
     dedupe: sled::Tree,
     inbox_refs: sled::Tree,
     outbox: sled::Tree,
@@ -906,7 +935,8 @@ impl Trees {
             meta: db.open_tree(trees::META).map_err(storage)?,
             applied: db.open_tree(trees::APPLIED).map_err(storage)?,
             events: db.open_tree(trees::EVENTS).map_err(storage)?,
-            event_segments: db.open_tree(trees::EVENT_SEGMENTS).map_err(storage)?,
+            segment_ranges: db.open_tree(trees::SEGMENT_RANGES).map_err(storage)?,
+            segment_moved: db.open_tree(trees::SEGMENT_MOVED).map_err(storage)?,
             dedupe: db.open_tree(trees::DEDUPE).map_err(storage)?,
             inbox_refs: db.open_tree(trees::INBOX_REFS).map_err(storage)?,
             outbox: db.open_tree(trees::OUTBOX).map_err(storage)?,

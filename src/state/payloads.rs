@@ -26,6 +26,21 @@
 //!   files), and sled is flushed (segments synced first) before any file is deleted, so sled
 //!   never durably points into a deleted file.
 //!
+//! Which deliveries a segment holds (schema 5) costs nothing per delivery on the ingest path,
+//! where every sled insert is paid by the one applier thread (docs/ingest-performance.md,
+//! session 6): ids are allocated in arrival order and ingest appends in that order, so a
+//! segment's deliveries are, but for a few, the range of ids appended to it. Ingest merges
+//! that range into the segment's `segment_ranges` entry once per transaction; retention scans
+//! `event_index` over the range and keeps the records that name the segment (ids are allocated
+//! on the request threads, so neighbouring ranges may overlap a little; the check on the record
+//! sorts that out). The few payloads written into a segment out of id order — an enrichment
+//! completing ([`Store::complete_enrichment`]) and the copy-forward below — get an explicit
+//! `segment_moved` entry (segment ‖ id), removed when the delivery is removed or moved again.
+//! A segment's range entry and `segment_moved` entries go just before its file. Chosen over
+//! reading the segment files' records (which carry their ids) at retention time: the check
+//! that keeps a segment whose newest delivery is within retention runs on every segment at
+//! every pass, and reading the files for it would read every payload byte each time.
+//!
 //! What a crash may leave: payload bytes appended but never referenced (an ingest whose
 //! transaction did not commit or was not flushed, the old copy of a delivery copied forward or
 //! enriched); they are reclaimed when their segment is deleted. The segments are synced before
@@ -37,11 +52,12 @@
 
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 use super::inbox::{EventMeta, PayloadAt};
 use super::keys::{EventId, read_u64, segment_key};
 use super::segments::Location;
-use super::{Error, Store, codec, meta_keys, trees};
+use super::{Error, Store, abort, codec, meta_keys, trees};
 
 /// How long deliveries are kept and how big the state may grow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +128,29 @@ impl StateBytes {
 
 /// Deliveries removed per transaction.
 const REMOVE_BATCH: usize = 256;
+
+/// Extends `segment`'s range of ids appended by ingest (`segment_ranges`) to cover
+/// `first..=last`, in a transaction: one read and one write, however many deliveries.
+pub(super) fn tx_extend_range(
+    ranges: &TransactionalTree,
+    segment: u64,
+    first: u64,
+    last: u64,
+) -> Result<(), ConflictableTransactionError<Error>> {
+    let key = segment.to_be_bytes();
+    let (first, last) = match ranges.get(key)? {
+        Some(bytes) => {
+            let (was_first, was_last): (u64, u64) =
+                codec::decode(trees::SEGMENT_RANGES, &key, &bytes).map_err(abort)?;
+            (was_first.min(first), was_last.max(last))
+        }
+        None => (first, last),
+    };
+    let bytes = codec::encode(trees::SEGMENT_RANGES, &segment.to_string(), &(first, last))
+        .map_err(abort)?;
+    ranges.insert(&key, bytes)?;
+    Ok(())
+}
 
 /// Sums the sizes of the files under `path` (recursively); 0 for what cannot be read.
 fn tree_bytes(path: &std::path::Path) -> u64 {
@@ -316,8 +355,8 @@ impl Store {
         for (id, _) in batch {
             audit_keys.push(self.event_audit_keys(*id)?);
         }
-        let result = (&t.events, &t.event_segments, &t.inbox_refs, &t.history).transaction(
-            |(events, segments, refs, history)| {
+        let result = (&t.events, &t.segment_moved, &t.inbox_refs, &t.history).transaction(
+            |(events, moved, refs, history)| {
                 let mut removed = 0;
                 for ((id, segment), audit) in batch.iter().zip(&audit_keys) {
                     let k = id.key();
@@ -325,7 +364,7 @@ impl Store {
                         continue;
                     }
                     if let Some(old) = events.remove(&k)? {
-                        segments.remove(&segment_key(*segment, *id)[..])?;
+                        moved.remove(&segment_key(*segment, *id)[..])?;
                         let meta: EventMeta =
                             codec::decode(trees::EVENTS, id.to_string().as_bytes(), &old)
                                 .map_err(super::abort)?;
@@ -339,37 +378,118 @@ impl Store {
         self.tx_result(result)
     }
 
-    /// The deliveries in `segment`: (id, record).
-    fn segment_events(&self, segment: u64) -> Result<Vec<EventMeta>, Error> {
+    /// The range of ids ingest appended to `segment` (`segment_ranges`), if any.
+    fn segment_range(&self, segment: u64) -> Result<Option<(EventId, EventId)>, Error> {
         let t = self.t()?;
+        let key = segment.to_be_bytes();
+        match t.segment_ranges.get(key).map_err(|e| self.storage(e))? {
+            Some(bytes) => {
+                let (first, last): (u64, u64) = codec::decode(trees::SEGMENT_RANGES, &key, &bytes)?;
+                Ok(Some((EventId(first), EventId(last))))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The records in `event_index` from `first` to `last` that name `segment`, in id order;
+    /// newest first if `rev`. Stops after `limit`.
+    fn range_events(
+        &self,
+        segment: u64,
+        (first, last): (EventId, EventId),
+        rev: bool,
+        limit: usize,
+    ) -> Result<Vec<EventMeta>, Error> {
+        let t = self.t()?;
+        let range = t.events.range(first.key()..=last.key());
+        let items: Box<dyn Iterator<Item = _>> = if rev {
+            Box::new(range.rev())
+        } else {
+            Box::new(range)
+        };
         let mut out = Vec::new();
-        for item in t.event_segments.scan_prefix(segment.to_be_bytes()) {
-            let (k, _) = item.map_err(|e| self.storage(e))?;
-            let id = EventId::parse(trees::EVENT_SEGMENTS, k.get(8..).unwrap_or_default())?;
-            if let Some(meta) = self.event_meta(id)? {
+        for item in items {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item.map_err(|e| self.storage(e))?;
+            let meta: EventMeta = codec::decode(trees::EVENTS, &k, &v)?;
+            if meta.payload.segment == segment {
                 out.push(meta);
             }
         }
         Ok(out)
     }
 
-    /// The record of the delivery with the highest id in `segment` (the newest, but for copies
-    /// of older ones).
-    fn segment_newest(&self, segment: u64) -> Result<Option<EventMeta>, Error> {
+    /// The ids of `segment`'s `segment_moved` entries, ascending.
+    fn moved_ids(&self, segment: u64) -> Result<Vec<EventId>, Error> {
         let t = self.t()?;
-        let last = t
-            .event_segments
-            .scan_prefix(segment.to_be_bytes())
-            .next_back()
-            .transpose()
-            .map_err(|e| self.storage(e))?;
-        match last {
-            Some((k, _)) => {
-                let id = EventId::parse(trees::EVENT_SEGMENTS, k.get(8..).unwrap_or_default())?;
-                self.event_meta(id)
-            }
-            None => Ok(None),
+        let mut out = Vec::new();
+        for item in t.segment_moved.scan_prefix(segment.to_be_bytes()) {
+            let (k, _) = item.map_err(|e| self.storage(e))?;
+            out.push(EventId::parse(
+                trees::SEGMENT_MOVED,
+                k.get(8..).unwrap_or_default(),
+            )?);
         }
+        Ok(out)
+    }
+
+    /// The deliveries in `segment`, in id order: those of its range whose record names it, and
+    /// those moved into it.
+    pub(super) fn segment_events(&self, segment: u64) -> Result<Vec<EventMeta>, Error> {
+        let mut out = std::collections::BTreeMap::new();
+        if let Some(range) = self.segment_range(segment)? {
+            for meta in self.range_events(segment, range, false, usize::MAX)? {
+                out.insert(meta.id, meta);
+            }
+        }
+        for id in self.moved_ids(segment)? {
+            if let Some(meta) = self.event_meta(id)?
+                && meta.payload.segment == segment
+            {
+                out.insert(id, meta);
+            }
+        }
+        Ok(out.into_values().collect())
+    }
+
+    /// The record of the delivery with the highest id in `segment` (the newest, but for copies
+    /// and enrichments of older ones); `None` when it holds no stored delivery.
+    fn segment_newest(&self, segment: u64) -> Result<Option<EventMeta>, Error> {
+        let mut newest = match self.segment_range(segment)? {
+            Some(range) => self.range_events(segment, range, true, 1)?.pop(),
+            None => None,
+        };
+        for id in self.moved_ids(segment)?.into_iter().rev() {
+            if newest.as_ref().is_some_and(|n| n.id >= id) {
+                break;
+            }
+            if let Some(meta) = self.event_meta(id)?
+                && meta.payload.segment == segment
+            {
+                newest = Some(meta);
+                break;
+            }
+        }
+        Ok(newest)
+    }
+
+    /// Removes `segment`'s range and `segment_moved` entries (before its file goes: a crash in
+    /// between leaves a file that the next pass finds empty and deletes).
+    fn forget_segment(&self, segment: u64) -> Result<(), Error> {
+        let t = self.t()?;
+        let mut batch = sled::Batch::default();
+        for item in t.segment_moved.scan_prefix(segment.to_be_bytes()).keys() {
+            batch.remove(item.map_err(|e| self.storage(e))?);
+        }
+        t.segment_moved
+            .apply_batch(batch)
+            .map_err(|e| self.storage(e))?;
+        t.segment_ranges
+            .remove(segment.to_be_bytes())
+            .map_err(|e| self.storage(e))?;
+        Ok(())
     }
 
     /// Empties and deletes sealed segments: those with nothing live, those whose deliveries are
@@ -452,14 +572,10 @@ impl Store {
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             for segment in emptied {
-                let still_used = t
-                    .event_segments
-                    .scan_prefix(segment.to_be_bytes())
-                    .next()
-                    .is_some();
-                if still_used {
+                if self.segment_newest(segment)?.is_some() {
                     continue;
                 }
+                self.forget_segment(segment)?;
                 let freed = self.segments.remove(segment)?;
                 purged.segments += 1;
                 purged.payload_bytes = purged.payload_bytes.saturating_add(freed);
@@ -489,7 +605,7 @@ impl Store {
         let at = self.append_payload(meta.id, &bytes, now_ms)?;
         let old = meta.payload;
         let id = meta.id;
-        let result = (&t.events, &t.event_segments).transaction(|(events, segments)| {
+        let result = (&t.events, &t.segment_moved).transaction(|(events, moved)| {
             let Some(current) = events.get(id.key())? else {
                 return Ok(false);
             };
@@ -503,8 +619,9 @@ impl Store {
             let encoded =
                 codec::encode(trees::EVENTS, &id.to_string(), &current).map_err(super::abort)?;
             events.insert(&id.key(), encoded)?;
-            segments.remove(&segment_key(old.segment, id)[..])?;
-            segments.insert(&segment_key(at.segment, id), &[][..])?;
+            // Out of id order in the open segment: an entry of its own there.
+            moved.remove(&segment_key(old.segment, id)[..])?;
+            moved.insert(&segment_key(at.segment, id), &[][..])?;
             Ok(true)
         });
         self.tx_result(result)

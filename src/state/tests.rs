@@ -267,7 +267,8 @@ fn as_schema_3(store: &Store) {
     }
     for tree in [
         &store.t().unwrap().events,
-        &store.t().unwrap().event_segments,
+        &store.t().unwrap().segment_ranges,
+        &store.t().unwrap().segment_moved,
         &store.t().unwrap().dedupe,
     ] {
         tree.clear().unwrap();
@@ -318,7 +319,12 @@ fn check_migrated_schema_3(store: &Store, (live, dead, third): (u64, u64, u64)) 
     use crate::state::tests_queue::event;
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
     let names = store.t().unwrap().db.tree_names();
-    for legacy in [trees::V3_INBOX, trees::V3_DEDUPE, trees::V4_MOVED] {
+    for legacy in [
+        trees::V3_INBOX,
+        trees::V3_DEDUPE,
+        trees::V4_MOVED,
+        trees::V4_EVENT_SEGMENTS,
+    ] {
         assert!(!names.iter().any(|n| n == legacy.as_bytes()), "{legacy}");
     }
     assert_eq!(store.events_stored(), 3, "each delivery moved once");

@@ -40,8 +40,10 @@ fn stored(outcome: IngestOutcome) -> Vec<u64> {
 /// Checks the structural invariants of the queue trees: every outbox job is stored under its
 /// id and has exactly one `due` entry at its `ready_ms`; no `due` entry is dangling; no job is
 /// both in the outbox and dead; `inbox_refs` counts exactly the jobs referencing each
-/// delivery, and every referenced delivery exists and reads; `event_segments` lists exactly
-/// the stored deliveries, each in the segment its record names.
+/// delivery, and every referenced delivery exists and reads; every stored delivery is found
+/// in the segment its record names (in that segment's `segment_ranges` range, or by a
+/// `segment_moved` entry), every `segment_moved` entry names a stored delivery in that
+/// segment, and what retention reads of each segment is exactly the deliveries in it.
 pub(super) fn check_consistency(store: &Store) {
     let mut expected_due = std::collections::BTreeSet::new();
     let mut refs = std::collections::BTreeMap::<EventId, u64>::new();
@@ -89,22 +91,61 @@ pub(super) fn check_consistency(store: &Store) {
     for at in refs.keys() {
         assert!(store.event(*at).unwrap().is_some(), "delivery {at} missing");
     }
-    let mut expected_segments = std::collections::BTreeSet::new();
-    for item in store.t().unwrap().events.iter() {
+    let t = store.t().unwrap();
+    let mut ranges = std::collections::BTreeMap::<u64, (u64, u64)>::new();
+    for item in t.segment_ranges.iter() {
         let (k, v) = item.unwrap();
-        let meta: EventMeta = codec::decode(trees::EVENTS, &k, &v).unwrap();
-        assert_eq!(&k[..], meta.id.key());
-        expected_segments.insert(segment_key(meta.payload.segment, meta.id).to_vec());
+        let segment = u64::from_be_bytes(k.as_ref().try_into().unwrap());
+        let (first, last): (u64, u64) = codec::decode(trees::SEGMENT_RANGES, &k, &v).unwrap();
+        assert!(first <= last, "segment {segment}: range {first}..={last}");
+        ranges.insert(segment, (first, last));
     }
-    let segments: std::collections::BTreeSet<Vec<u8>> = store
-        .t()
-        .unwrap()
-        .event_segments
+    let moved: std::collections::BTreeSet<Vec<u8>> = t
+        .segment_moved
         .iter()
         .keys()
         .map(|k| k.unwrap().to_vec())
         .collect();
-    assert_eq!(segments, expected_segments, "event_segments out of step");
+    let mut by_segment = std::collections::BTreeMap::<u64, Vec<EventId>>::new();
+    let mut expected_moved = std::collections::BTreeSet::new();
+    for item in t.events.iter() {
+        let (k, v) = item.unwrap();
+        let meta: EventMeta = codec::decode(trees::EVENTS, &k, &v).unwrap();
+        assert_eq!(&k[..], meta.id.key());
+        let segment = meta.payload.segment;
+        let key = segment_key(segment, meta.id).to_vec();
+        let in_range = ranges
+            .get(&segment)
+            .is_some_and(|(first, last)| (*first..=*last).contains(&meta.id.0));
+        assert!(
+            in_range || moved.contains(&key),
+            "delivery {} in segment {segment} is in neither its range nor segment_moved",
+            meta.id
+        );
+        if moved.contains(&key) {
+            expected_moved.insert(key);
+        }
+        by_segment.entry(segment).or_default().push(meta.id);
+    }
+    assert_eq!(
+        moved, expected_moved,
+        "segment_moved names deliveries not in that segment"
+    );
+    drop(t);
+    for info in store.segments.list().unwrap() {
+        let found: Vec<EventId> = store
+            .segment_events(info.id)
+            .unwrap()
+            .iter()
+            .map(|m| m.id)
+            .collect();
+        let expected = by_segment.remove(&info.id).unwrap_or_default();
+        assert_eq!(found, expected, "retention's view of segment {}", info.id);
+    }
+    assert!(
+        by_segment.is_empty(),
+        "deliveries in segments that are gone: {by_segment:?}"
+    );
     super::history::check_index(store);
 }
 
@@ -612,7 +653,7 @@ fn purge_removes_expired_dedupe_and_events_past_retention() {
     assert_eq!(sled.event_by_key("i/pending").unwrap(), None);
     assert!(
         sled.t().unwrap().events.is_empty()
-            && sled.t().unwrap().event_segments.is_empty()
+            && sled.t().unwrap().segment_moved.is_empty()
             && sled.t().unwrap().dedupe.is_empty()
             && sled.t().unwrap().inbox_refs.is_empty()
     );

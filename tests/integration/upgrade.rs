@@ -422,7 +422,7 @@ async fn the_previous_release_state_opens_and_everything_in_it_works() {
     assert_eq!(s["queue_depth"], 2, "{s}");
     assert_eq!(s["dead_letters"], 1, "{s}");
     assert!(s.to_string().contains(HOOK), "the Slack registration: {s}");
-    // Migrated to schema 4: the deliveries' payloads are in the segment files now.
+    // Migrated (schema 3 → 4 → 5): the deliveries' payloads are in the segment files now.
     assert!(s["state"]["bytes"]["payloads"].as_u64().unwrap() > 0, "{s}");
     assert!(s["state"]["bytes"]["database"].as_u64().unwrap() > 0, "{s}");
     assert_eq!(s["state"]["retention_removed"]["events"], 0, "{s}");
