@@ -731,10 +731,10 @@ impl Store {
     /// New calls wait while it runs; calls in progress are waited for, at most
     /// [`DRAIN_TIMEOUT`], after which nothing has changed and it returns [`Refreshed::Busy`].
     /// The payload segments are synced and sled flushed before it is closed, so nothing
-    /// written is lost whatever happens next. If sled cannot be opened again, every later call
-    /// fails with [`Error::Closed`] (the daemon then stops; its next start opens the state
-    /// as after any stop). Returns [`Refreshed::Busy`] when the calling thread holds the trees
-    /// itself.
+    /// written is lost whatever happens next. If sled cannot be opened again (for 4 s), every
+    /// later call fails with [`Error::Closed`] until the process opens the state again (the
+    /// daemon answers webhooks 503 meanwhile and logs that it must be restarted). Returns
+    /// [`Refreshed::Busy`] when the calling thread holds the trees itself.
     pub fn refresh_snapshot(&self) -> Result<Refreshed, Error> {
         use std::sync::atomic::Ordering::{Relaxed, SeqCst};
         if HELD.with(|h| h.get()) > 0 {
