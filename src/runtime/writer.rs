@@ -43,8 +43,9 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 /// How long a clean stop waits for a running checkpoint before leaving its file to be replayed.
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
 /// The shortest time between two runs of the state's upkeep ([`State::upkeep`]: sled's
-/// snapshot, during which state calls wait): under a sustained load of more than 100,000
-/// deliveries a minute, a start reads up to a minute's worth of sled's log instead.
+/// snapshot, during which state calls wait): under a sustained load of more than
+/// [`crate::state::SNAPSHOT_AFTER_DELIVERIES`] deliveries a minute, a start reads up to a
+/// minute's worth of sled's log instead. Counted from the start too (the open wrote one).
 const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 /// Journal size that forces a checkpoint.
 const CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
@@ -619,8 +620,8 @@ fn checkpointer(
     files: std::sync::mpsc::Receiver<(PathBuf, Vec<PathBuf>)>,
     busy: Arc<AtomicBool>,
 ) {
-    // When the state's upkeep last ran: at most once every UPKEEP_EVERY.
-    let mut upkept: Option<tokio::time::Instant> = None;
+    // When the state's upkeep last ran (the open wrote a snapshot): at most once every UPKEEP_EVERY.
+    let mut upkept = tokio::time::Instant::now();
     for (old, replayed) in files {
         let done = store
             .flush()
@@ -631,18 +632,15 @@ fn checkpointer(
         }
         // sled's snapshot, when due, so that a start after any stop reads little of its log;
         // state calls wait while it is written, so not more than once every UPKEEP_EVERY.
-        if upkept.is_none_or(|at| at.elapsed() >= UPKEEP_EVERY) {
+        if upkept.elapsed() >= UPKEEP_EVERY {
             match store.upkeep() {
                 Ok(Some(took)) => {
-                    upkept = Some(tokio::time::Instant::now());
-                    tracing::info!(
-                        took_ms = took.as_millis() as u64,
-                        "State snapshot written."
-                    );
+                    upkept = tokio::time::Instant::now();
+                    tracing::info!(took_ms = took.as_millis() as u64, "State snapshot written.");
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    upkept = Some(tokio::time::Instant::now());
+                    upkept = tokio::time::Instant::now();
                     tracing::error!(error = %e, "State snapshot failed: if the state says it is closed, restart supportopsd (nothing written is lost).");
                 }
             }

@@ -977,10 +977,12 @@ impl Drop for TreesRef {
     }
 }
 
-/// Deliveries stored after which [`Store::refresh_due`] says sled's snapshot should be written
-/// again: at about 3.4 KB of sled log a delivery (its record, jobs, audit and index entries,
-/// and their later transitions), what an open then reads back is a few hundred MB at most.
-pub const SNAPSHOT_AFTER_DELIVERIES: u64 = 100_000;
+/// Deliveries stored after which [`Store::snapshot_due`] says sled's snapshot should be written
+/// again. What an open reads of sled's log grows with the deliveries written since the last
+/// snapshot (their records, jobs, audit and index entries, and later transitions): 100,000 of
+/// them took a cold open of 1,000,000 deliveries to 2.7 s (docs/benchmarks.md); each refresh
+/// costs about half a second of waiting at that size, so this is a trade between the two.
+pub const SNAPSHOT_AFTER_DELIVERIES: u64 = 25_000;
 /// The longest time between two snapshots while anything is written.
 pub const SNAPSHOT_AFTER: std::time::Duration = std::time::Duration::from_secs(6 * 60 * 60);
 /// How long [`Store::refresh_snapshot`] waits for calls in progress before it gives up.
