@@ -446,12 +446,6 @@ fn generate(n: u64, dir: &Path, rate: u64, world: Option<&World<'_>>) -> Result<
         if audit_max > 0 && (i / BATCH as u64).is_multiple_of(16) {
             audit_removed += store.purge_audit_over(audit_max)?;
         }
-        // sled's snapshot when due, as the daemon's checkpoint thread writes it: the state is
-        // left as a daemon that ran this long leaves it.
-        if let Some(took) = State::upkeep(&store)? {
-            snapshots += 1;
-            snapshot_time += took;
-        }
     }
     if audit_max > 0 {
         audit_removed += store.purge_audit_over(audit_max)?;
@@ -466,11 +460,17 @@ fn generate(n: u64, dir: &Path, rate: u64, world: Option<&World<'_>>) -> Result<
         );
     }
     store.flush()?;
+    // sled's snapshot, as the daemon's clean stop writes it: the state is left as a daemon
+    // that ran this long and stopped cleanly leaves it.
+    if let Some(took) = State::upkeep(&store)? {
+        snapshots += 1;
+        snapshot_time += took;
+    }
     let bytes = store.state_bytes();
     drop(store);
     let took = start.elapsed();
     println!(
-        "wrote {events} deliveries ({snapshots} sled snapshots written on the way, {:.1} s; {} done, {} queued, {} retrying, {} dead-lettered jobs; {audit_removed} audit records removed by the bound of {audit_max}) into {} in {:.1} s ({:.0} deliveries/s); state size {:.1} MB (payloads {:.1} MB, database {:.1} MB)",
+        "wrote {events} deliveries ({snapshots} sled snapshot written at the end, {:.1} s; {} done, {} queued, {} retrying, {} dead-lettered jobs; {audit_removed} audit records removed by the bound of {audit_max}) into {} in {:.1} s ({:.0} deliveries/s); state size {:.1} MB (payloads {:.1} MB, database {:.1} MB)",
         snapshot_time.as_secs_f64(),
         jobs[0],
         jobs[1],

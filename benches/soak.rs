@@ -124,6 +124,10 @@ event = "ticket_created"
 [trigger.conditions]
 priority = { gte = 4 }
 
+# Above the soak's rate: the default budget (600 actions a minute) would hold most of them.
+[limits]
+max_actions_per_minute = 1000000
+
 [[actions]]
 integration = "slack"
 action = "send_message"

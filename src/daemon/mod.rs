@@ -88,6 +88,17 @@ pub async fn run(
         tracing::warn!(error = %e, "Could not release job leases; they expire on their own.");
     }
     rt.store.flush().map_err(anyhow::Error::from)?;
+    // sled's snapshot, so that the next start reads none of its log (it costs this stop what
+    // it saves that start).
+    match rt.store.upkeep() {
+        Ok(Some(took)) => {
+            tracing::info!(took_ms = took.as_millis() as u64, "State snapshot written.");
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "State snapshot not written; the next start reads the state's log.")
+        }
+    }
     Ok(())
 }
 

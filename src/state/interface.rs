@@ -113,12 +113,12 @@ pub trait State:
     /// with no local files returns 0. Housekeeping calls it periodically.
     fn secure_files(&self) -> usize;
 
-    /// Backend upkeep that keeps the next start-up's work bounded, for the ingest checkpoint
-    /// thread to call after a flush (never while a call of this state is in progress on the
-    /// same thread). Does nothing unless it is due. The sled backend writes sled's snapshot
-    /// when [`Store::snapshot_due`] ([`Store::refresh_snapshot`]: calls wait while it runs, a
-    /// fraction of a second). Returns how long it took when it ran, `None` when nothing was
-    /// due or calls in progress put it off.
+    /// Backend upkeep for a clean stop, after the last flush and once nothing else calls the
+    /// state: leaves the state so that the next open does as little as it can. The sled
+    /// backend writes sled's snapshot when anything was stored since the last one
+    /// ([`Store::snapshot_due`], [`Store::refresh_snapshot`]), so that the next start reads
+    /// none of its log. Returns how long it took when it ran, `None` when nothing was due or
+    /// calls in progress put it off.
     fn upkeep(&self) -> Result<Option<std::time::Duration>, Error>;
 
     /// Writes a consistent snapshot of the whole state to `out` (the format and its guarantees:

@@ -9,11 +9,12 @@
 //!   refuses state written by a newer schema with [`Error::NewerSchema`].
 //! - [`Store::open_existing`] never creates anything (for read-only commands such as `plan`).
 //! - One process at a time: a second open is [`Error::Locked`], not a hang or a corruption.
-//! - Start-up reads a bounded part of sled's log: sled 0.34 writes its snapshot only when it
-//!   opens, so [`Store::refresh_snapshot`] closes and reopens the database every
-//!   [`SNAPSHOT_AFTER_DELIVERIES`] stored deliveries (the daemon's checkpoint thread, through
-//!   [`State::upkeep`]). The sled handles live in one [`Trees`] that every call takes for its
-//!   length ([`Store::t`]), so that the refresh can wait for calls in progress and swap it.
+//! - A start after a clean stop reads none of sled's log: sled 0.34 writes its snapshot only
+//!   when it opens, so at a clean stop [`Store::refresh_snapshot`] closes and reopens the
+//!   database (the daemon, through [`State::upkeep`]). The sled handles live in one [`Trees`]
+//!   that every call takes for its length ([`Store::t`]), so that the refresh can wait for
+//!   calls in progress and swap it. Not done while the daemon runs: a process that reopened
+//!   sled got slower and grew (docs/benchmarks.md, session 9), cause not established.
 //! - Private whatever the umask (`perms.rs`): the directory is created 0700 and every file in
 //!   it made 0600, sled's included (after it opened them, and again on
 //!   [`Store::secure_files`]).
@@ -349,8 +350,6 @@ pub struct Store {
     refreshed: (std::sync::Mutex<()>, std::sync::Condvar),
     /// Deliveries stored since sled last wrote its snapshot (see [`Store::refresh_snapshot`]).
     since_snapshot: std::sync::atomic::AtomicU64,
-    /// When sled last wrote its snapshot (at open, or the last refresh).
-    snapshot_at: std::sync::Mutex<tokio::time::Instant>,
     /// What the audit log's size check counted (`audit.rs`).
     audit_tally: std::sync::Mutex<Option<audit::AuditTally>>,
     /// Jobs in the outbox, counted at open and kept up to date by every transition (sled's
@@ -469,7 +468,6 @@ impl Store {
             draining: std::sync::atomic::AtomicBool::new(false),
             refreshed: (std::sync::Mutex::new(()), std::sync::Condvar::new()),
             since_snapshot: std::sync::atomic::AtomicU64::new(0),
-            snapshot_at: std::sync::Mutex::new(tokio::time::Instant::now()),
             audit_tally: std::sync::Mutex::new(None),
             depth: std::sync::atomic::AtomicUsize::new(0),
             ids: std::sync::Mutex::new((0, 0)),
@@ -704,19 +702,12 @@ impl Store {
             .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Whether sled's snapshot should be written again ([`Store::refresh_snapshot`]):
-    /// [`SNAPSHOT_AFTER_DELIVERIES`] deliveries stored since the last one, or any stored and
-    /// [`SNAPSHOT_AFTER`] passed.
+    /// Whether sled's snapshot is out of date: anything stored since the open or the last
+    /// [`Store::refresh_snapshot`].
     pub fn snapshot_due(&self) -> bool {
-        let stored = self
-            .since_snapshot
-            .load(std::sync::atomic::Ordering::Relaxed);
-        let age = self
-            .snapshot_at
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .elapsed();
-        stored >= SNAPSHOT_AFTER_DELIVERIES || (stored > 0 && age >= SNAPSHOT_AFTER)
+        self.since_snapshot
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
     }
 
     /// Writes sled's snapshot by closing the database and opening it again.
@@ -725,8 +716,9 @@ impl Store {
     /// `snapshot_after_ops` setting is ignored and nothing else calls its snapshot code. An open
     /// reads every log record written since that snapshot, so without this the start after a
     /// long run reads back everything written since the last start (5–9 s after 1,000,000
-    /// deliveries, growing with the history). Done every [`SNAPSHOT_AFTER_DELIVERIES`], an open
-    /// reads at most that many deliveries' log, whenever the process stops.
+    /// deliveries, growing with the history). Done at a clean stop, the next open reads none.
+    /// Not for a process that goes on using the state: in the soak benchmark, the daemon's
+    /// latency and memory grew after each reopen (docs/benchmarks.md, session 9).
     ///
     /// New calls wait while it runs; calls in progress are waited for, at most
     /// [`DRAIN_TIMEOUT`], after which nothing has changed and it returns [`Refreshed::Busy`].
@@ -795,11 +787,6 @@ impl Store {
             Ok(trees) => {
                 self.trees.store(Some(std::sync::Arc::new(trees)));
                 self.since_snapshot.store(0, Relaxed);
-                *self
-                    .snapshot_at
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                    tokio::time::Instant::now();
                 Ok(Refreshed::Done(began.elapsed()))
             }
             Err(e) => Err(e),
@@ -977,14 +964,6 @@ impl Drop for TreesRef {
     }
 }
 
-/// Deliveries stored after which [`Store::snapshot_due`] says sled's snapshot should be written
-/// again. What an open reads of sled's log grows with the deliveries written since the last
-/// snapshot (their records, jobs, audit and index entries, and later transitions): 100,000 of
-/// them took a cold open of 1,000,000 deliveries to 2.7 s (docs/benchmarks.md); each refresh
-/// costs about half a second of waiting at that size, so this is a trade between the two.
-pub const SNAPSHOT_AFTER_DELIVERIES: u64 = 25_000;
-/// The longest time between two snapshots while anything is written.
-pub const SNAPSHOT_AFTER: std::time::Duration = std::time::Duration::from_secs(6 * 60 * 60);
 /// How long [`Store::refresh_snapshot`] waits for calls in progress before it gives up.
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
