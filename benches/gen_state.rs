@@ -389,7 +389,6 @@ fn generate(n: u64, dir: &Path, rate: u64, world: Option<&World<'_>>) -> Result<
     let mut i = 0u64;
     let audit_max = audit_max_records()?;
     let mut audit_removed = 0;
-    let (mut snapshots, mut snapshot_time) = (0u32, std::time::Duration::ZERO);
     while i < n {
         let count = (n - i).min(BATCH as u64);
         let mut records = Vec::with_capacity(BATCH);
@@ -462,16 +461,13 @@ fn generate(n: u64, dir: &Path, rate: u64, world: Option<&World<'_>>) -> Result<
     store.flush()?;
     // sled's snapshot, as the daemon's clean stop writes it: the state is left as a daemon
     // that ran this long and stopped cleanly leaves it.
-    if let Some(took) = State::upkeep(&store)? {
-        snapshots += 1;
-        snapshot_time += took;
-    }
+    let snapshot = State::upkeep(&store)?.unwrap_or_default();
     let bytes = store.state_bytes();
     drop(store);
     let took = start.elapsed();
     println!(
-        "wrote {events} deliveries ({snapshots} sled snapshot written at the end, {:.1} s; {} done, {} queued, {} retrying, {} dead-lettered jobs; {audit_removed} audit records removed by the bound of {audit_max}) into {} in {:.1} s ({:.0} deliveries/s); state size {:.1} MB (payloads {:.1} MB, database {:.1} MB)",
-        snapshot_time.as_secs_f64(),
+        "wrote {events} deliveries (sled's snapshot written at the end in {:.1} s; {} done, {} queued, {} retrying, {} dead-lettered jobs; {audit_removed} audit records removed by the bound of {audit_max}) into {} in {:.1} s ({:.0} deliveries/s); state size {:.1} MB (payloads {:.1} MB, database {:.1} MB)",
+        snapshot.as_secs_f64(),
         jobs[0],
         jobs[1],
         jobs[2],

@@ -261,10 +261,9 @@ impl Store {
             .apply_batch(batch)
             .map_err(|e| self.storage(e))?;
         if let Some((first, last)) = range {
-            let key = segment.to_be_bytes();
-            let bytes = codec::encode(trees::SEGMENT_RANGES, &segment.to_string(), &(first, last))?;
+            let bytes = super::payloads::encode_range(segment, first, last)?;
             t.segment_ranges
-                .insert(key, bytes)
+                .insert(segment.to_be_bytes(), bytes)
                 .map_err(|e| self.storage(e))?;
             *ranges_end = last;
         }

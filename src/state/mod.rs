@@ -460,7 +460,7 @@ impl Store {
 
     /// [`Store::open_db`], migrating an older schema if `migrate`.
     fn open_db_with(dir: &Path, migrate: bool) -> Result<Store, Error> {
-        let trees = Trees::open(dir)?;
+        let trees = Trees::open(dir, LOCK_RETRIES)?;
         let segments = segments::Segments::open(dir)?;
         let mut store = Store {
             dir: dir.to_owned(),
@@ -774,16 +774,8 @@ impl Store {
         }
         drop(trees);
         // Closing releases sled's lock from its own threads, a moment later: wait for it
-        // longer than a plain open does.
-        let mut opened = Trees::open(&self.dir);
-        let mut attempts = 0;
-        while matches!(opened, Err(Error::Locked { .. })) && attempts < 40 {
-            attempts += 1;
-            #[allow(clippy::disallowed_methods)] // never on a runtime thread (see the doc)
-            std::thread::sleep(std::time::Duration::from_millis(100));
-            opened = Trees::open(&self.dir);
-        }
-        let result = match opened {
+        // longer than a plain open does (4 s).
+        let result = match Trees::open(&self.dir, 4 * LOCK_RETRIES) {
             Ok(trees) => {
                 self.trees.store(Some(std::sync::Arc::new(trees)));
                 self.since_snapshot.store(0, Relaxed);
@@ -897,14 +889,14 @@ pub(super) struct Trees {
 impl Trees {
     /// Opens the database under `dir` and its trees. sled writes its snapshot here (and only
     /// here: see [`Store::refresh_snapshot`]), after reading its log since the last one.
-    fn open(dir: &Path) -> Result<Trees, Error> {
-        // sled releases its file lock asynchronously when the last handle is dropped, so a
-        // store closed a moment ago (in this process, or by a process that is just exiting)
-        // can still look locked: try again briefly before saying so.
+    /// sled releases its file lock asynchronously when the last handle is dropped, so a store
+    /// closed a moment ago (in this process, or by a process that is just exiting) can still
+    /// look locked: an open tries again `retries` times, 100 ms apart, before saying so.
+    fn open(dir: &Path, retries: u32) -> Result<Trees, Error> {
         let mut attempts = 0;
         let db = loop {
             match sled_config(dir).open().map_err(|e| open_error(dir, e)) {
-                Err(Error::Locked { .. }) if attempts < LOCK_RETRIES => {
+                Err(Error::Locked { .. }) if attempts < retries => {
                     attempts += 1;
                     #[allow(clippy::disallowed_methods)]
                     // synchronous open, never on a runtime thread

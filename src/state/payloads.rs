@@ -140,16 +140,23 @@ pub(super) fn tx_extend_range(
     let key = segment.to_be_bytes();
     let (first, last) = match ranges.get(key)? {
         Some(bytes) => {
-            let (was_first, was_last): (u64, u64) =
-                codec::decode(trees::SEGMENT_RANGES, &key, &bytes).map_err(abort)?;
+            let (was_first, was_last) = decode_range(segment, &bytes).map_err(abort)?;
             (was_first.min(first), was_last.max(last))
         }
         None => (first, last),
     };
-    let bytes = codec::encode(trees::SEGMENT_RANGES, &segment.to_string(), &(first, last))
-        .map_err(abort)?;
-    ranges.insert(&key, bytes)?;
+    ranges.insert(&key, encode_range(segment, first, last).map_err(abort)?)?;
     Ok(())
+}
+
+/// A `segment_ranges` value: the first and last id ingest appended to `segment`.
+pub(super) fn encode_range(segment: u64, first: u64, last: u64) -> Result<Vec<u8>, Error> {
+    codec::encode(trees::SEGMENT_RANGES, &segment.to_string(), &(first, last))
+}
+
+/// Reads a `segment_ranges` value ([`encode_range`]).
+fn decode_range(segment: u64, bytes: &[u8]) -> Result<(u64, u64), Error> {
+    codec::decode(trees::SEGMENT_RANGES, &segment.to_be_bytes(), bytes)
 }
 
 /// Sums the sizes of the files under `path` (recursively); 0 for what cannot be read.
@@ -381,10 +388,13 @@ impl Store {
     /// The range of ids ingest appended to `segment` (`segment_ranges`), if any.
     fn segment_range(&self, segment: u64) -> Result<Option<(EventId, EventId)>, Error> {
         let t = self.t()?;
-        let key = segment.to_be_bytes();
-        match t.segment_ranges.get(key).map_err(|e| self.storage(e))? {
+        match t
+            .segment_ranges
+            .get(segment.to_be_bytes())
+            .map_err(|e| self.storage(e))?
+        {
             Some(bytes) => {
-                let (first, last): (u64, u64) = codec::decode(trees::SEGMENT_RANGES, &key, &bytes)?;
+                let (first, last) = decode_range(segment, &bytes)?;
                 Ok(Some((EventId(first), EventId(last))))
             }
             None => Ok(None),

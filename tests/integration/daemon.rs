@@ -355,49 +355,24 @@ message = "{event}"
     }
     assert!(healthy, "the connection check did not run");
     let client = reqwest::Client::new();
-    let url = format!("{}/api/webhooks/slack/slack-main", daemon.url);
     let deliver = |event_id: &str, event: serde_json::Value| {
         let body = serde_json::to_vec(&serde_json::json!({"token": "t", "team_id": "T0FAKE0001",
             "api_app_id": "A1", "type": "event_callback", "event_id": event_id,
             "event_time": 1720612800, "event": event}))
         .unwrap();
-        let ts = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            .to_string();
-        let sig = slack_signature(SLACK_SIGNING, &ts, &body);
-        client
-            .post(&url)
-            .header("content-type", "application/json")
-            .header("x-slack-request-timestamp", ts)
-            .header("x-slack-signature", sig)
-            .body(body)
-            .send()
+        post_slack(&client, &daemon, body)
     };
     let created = |creator: &str| {
         serde_json::json!({"type": "channel_created", "channel": {"id": "C0NEW00001",
             "name": "incident-1", "created": 1720612800, "creator": creator}})
     };
     // Ours: the bot user created the channel, and invited someone.
-    assert_eq!(
-        deliver("EvSelf1", created(BOT_USER_ID))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(deliver("EvSelf1", created(BOT_USER_ID)).await, 200);
     let joined = serde_json::json!({"type": "member_joined_channel", "user": "U0AGENT001",
         "channel": "C0SUPPORT1", "channel_type": "C", "team": "T0FAKE0001", "inviter": BOT_USER_ID});
-    assert_eq!(deliver("EvSelf2", joined).await.unwrap().status(), 200);
+    assert_eq!(deliver("EvSelf2", joined).await, 200);
     // A person's channel runs the rule (the control).
-    assert_eq!(
-        deliver("EvPerson", created("U0AGENT002"))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(deliver("EvPerson", created("U0AGENT002")).await, 200);
     eventually(20, "the person's channel rule", || {
         !fake.requests_to("chat.postMessage").is_empty()
     })
@@ -477,22 +452,10 @@ message = "{id}"
         "user": BOT_USER_ID, "channel": "C0SUPPORT1", "channel_type": "C",
         "team": "T0FAKE0001", "inviter": "U0PERSON01"}}))
     .unwrap();
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        .to_string();
-    let sig = slack_signature(SLACK_SIGNING, &ts, &body);
-    let answer = reqwest::Client::new()
-        .post(format!("{}/api/webhooks/slack/slack-main", daemon.url))
-        .header("content-type", "application/json")
-        .header("x-slack-request-timestamp", ts)
-        .header("x-slack-signature", sig)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        post_slack(&reqwest::Client::new(), &daemon, body).await,
+        200
+    );
     eventually(20, "the allow_self rule", || {
         !fake.requests_to("chat.postMessage").is_empty()
     })

@@ -165,23 +165,7 @@ async fn post_slack_help(client: &reqwest::Client, daemon: &Daemon, event_id: &s
         "text": "I need help with billing", "channel": "C0SUPPORT1", "channel_type": "channel",
         "ts": "1720612800.000100", "team": "T0FAKE0001"}}))
     .unwrap();
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        .to_string();
-    let sig = slack_signature(SLACK_SIGNING, &ts, &body);
-    client
-        .post(format!("{}/api/webhooks/slack/slack-main", daemon.url))
-        .header("content-type", "application/json")
-        .header("x-slack-request-timestamp", ts)
-        .header("x-slack-signature", sig)
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    post_slack(client, daemon, body).await
 }
 
 /// Writes the state of this release into `$SUPPORTOPSD_FIXTURE_OUT` (a folder that must not
