@@ -24,7 +24,10 @@
 //! it).
 //! The daemon's audit bound (`--audit-max-records`, 1,000,000 by
 //! default) is applied as its housekeeping would, every 16,384 deliveries: `AUDIT_MAX_RECORDS`
-//! sets it (0: keep every audit record, about 3 a delivery).
+//! sets it (0: keep every audit record, about 3 a delivery). sled's snapshot is written as the
+//! daemon writes it (`State::upkeep`): every `SNAPSHOT_AFTER_DELIVERIES` on the way, and at the
+//! end as a clean stop does, unless `CRASH` is set (the state a killed daemon leaves, whose next
+//! open reads sled's log since the last snapshot).
 //!
 //! `world` (`benches/console.sh`) writes the same mix, but of the integrations and rules of a
 //! manifest repository (`benches/gen_repo.py --mixed`), consistent with it: each delivery is a
@@ -65,7 +68,7 @@ use supportopsd::platforms::{EventSpec, PlatformKind};
 use supportopsd::state::journal::{IngestRecord, Journal};
 use supportopsd::state::{
     AuditKind, AuditRecord, HealthRecord, IngestOutcome, MINUTE_MS, MinuteRollup,
-    RegistrationRecord, RollupCounts, State, Store,
+    RegistrationRecord, RollupCounts, State, Store, Upkeep,
 };
 use tokio::time::Instant;
 
@@ -389,6 +392,7 @@ fn generate(n: u64, dir: &Path, rate: u64, world: Option<&World<'_>>) -> Result<
     let mut i = 0u64;
     let audit_max = audit_max_records()?;
     let mut audit_removed = 0;
+    let (mut snapshots, mut snapshot_time) = (0, std::time::Duration::ZERO);
     while i < n {
         let count = (n - i).min(BATCH as u64);
         let mut records = Vec::with_capacity(BATCH);
@@ -445,6 +449,11 @@ fn generate(n: u64, dir: &Path, rate: u64, world: Option<&World<'_>>) -> Result<
         if audit_max > 0 && (i / BATCH as u64).is_multiple_of(16) {
             audit_removed += store.purge_audit_over(audit_max)?;
         }
+        // sled's snapshot when due, as the daemon's checkpoint thread writes it while running.
+        if let Some(took) = State::upkeep(&store, Upkeep::Running)? {
+            snapshots += 1;
+            snapshot_time += took;
+        }
     }
     if audit_max > 0 {
         audit_removed += store.purge_audit_over(audit_max)?;
@@ -460,14 +469,20 @@ fn generate(n: u64, dir: &Path, rate: u64, world: Option<&World<'_>>) -> Result<
     }
     store.flush()?;
     // sled's snapshot, as the daemon's clean stop writes it: the state is left as a daemon
-    // that ran this long and stopped cleanly leaves it.
-    let snapshot = State::upkeep(&store)?.unwrap_or_default();
+    // that ran this long and stopped cleanly leaves it; with CRASH set, as one that was killed
+    // leaves it (its last snapshot up to SNAPSHOT_AFTER_DELIVERIES deliveries old).
+    let stop = if std::env::var_os("CRASH").is_some() {
+        "none at the end (CRASH)".to_owned()
+    } else {
+        let took = State::upkeep(&store, Upkeep::Stop)?.unwrap_or_default();
+        format!("one at the end in {:.1} s", took.as_secs_f64())
+    };
     let bytes = store.state_bytes();
     drop(store);
     let took = start.elapsed();
     println!(
-        "wrote {events} deliveries (sled's snapshot written at the end in {:.1} s; {} done, {} queued, {} retrying, {} dead-lettered jobs; {audit_removed} audit records removed by the bound of {audit_max}) into {} in {:.1} s ({:.0} deliveries/s); state size {:.1} MB (payloads {:.1} MB, database {:.1} MB)",
-        snapshot.as_secs_f64(),
+        "wrote {events} deliveries (sled's snapshot written {snapshots} times on the way in {:.1} s, {stop}; {} done, {} queued, {} retrying, {} dead-lettered jobs; {audit_removed} audit records removed by the bound of {audit_max}) into {} in {:.1} s ({:.0} deliveries/s); state size {:.1} MB (payloads {:.1} MB, database {:.1} MB)",
+        snapshot_time.as_secs_f64(),
         jobs[0],
         jobs[1],
         jobs[2],

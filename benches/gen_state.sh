@@ -8,7 +8,8 @@
 #                                               DIR, as a crash would
 #        benches/gen_state.sh --open DIR        time opening DIR and replaying its journal
 # AUDIT_MAX_RECORDS=N bounds the audit records as the daemon's --audit-max-records does
-# (default 1,000,000; 0 keeps all, about 3 a delivery).
+# (default 1,000,000; 0 keeps all, about 3 a delivery). CRASH=1 leaves out the snapshot a clean
+# stop writes at the end (the state a killed daemon leaves: sled writes one every 25,000 deliveries).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet --example gen-state

@@ -6,6 +6,7 @@
 # message and that disk and RSS were flat after the warm-up (see benches/soak.rs).
 # usage: benches/soak.sh [MINUTES [RATE]]   (default 10 minutes at 100 deliveries/s)
 # env: SOAK_RETENTION (1m), SOAK_WARMUP (3 minutes), SOAK_TOLERANCE (0.25), SOAK_KEEP=1,
+#      SOAK_RESTART_EVERY (minutes between clean restarts of the daemon; 0, never),
 #      BIN=path/to/supportopsd to soak another build.
 set -euo pipefail
 cd "$(dirname "$0")/.."

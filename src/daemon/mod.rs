@@ -90,7 +90,7 @@ pub async fn run(
     rt.store.flush().map_err(anyhow::Error::from)?;
     // sled's snapshot, so that the next start reads none of its log (it costs this stop what
     // it saves that start).
-    match rt.store.upkeep() {
+    match rt.store.upkeep(crate::state::Upkeep::Stop) {
         Ok(Some(took)) => {
             tracing::info!(took_ms = took.as_millis() as u64, "State snapshot written.");
         }

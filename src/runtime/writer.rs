@@ -24,8 +24,8 @@ use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
 use crate::state::IngestOutcome;
-use crate::state::State;
 use crate::state::journal::{Journal, PreparedIngest, Replay};
+use crate::state::{State, Upkeep};
 
 /// Most deliveries the writer takes into one batch (one journal sync).
 const INGEST_BATCH: usize = 1024;
@@ -42,6 +42,11 @@ const APPLY_RETRY: Duration = Duration::from_millis(250);
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 /// How long a clean stop waits for a running checkpoint before leaving its file to be replayed.
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
+/// The shortest time between two runs of the state's upkeep while running ([`State::upkeep`]:
+/// sled's snapshot, during which state calls wait): under a sustained load of more than
+/// [`crate::state::SNAPSHOT_AFTER_DELIVERIES`] deliveries a minute, a start after a crash reads
+/// up to a minute's worth of sled's log instead. Counted from the start too (the open wrote one).
+const UPKEEP_EVERY: Duration = Duration::from_secs(60);
 /// Journal size that forces a checkpoint.
 const CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -615,6 +620,8 @@ fn checkpointer(
     files: std::sync::mpsc::Receiver<(PathBuf, Vec<PathBuf>)>,
     busy: Arc<AtomicBool>,
 ) {
+    // When the state's upkeep last ran (the open wrote a snapshot): at most once every UPKEEP_EVERY.
+    let mut upkept = Instant::now();
     for (old, replayed) in files {
         let done = store
             .flush()
@@ -622,6 +629,21 @@ fn checkpointer(
             .and_then(|()| journal.retire(&old));
         if let Err(e) = done {
             tracing::warn!(error = %e, "Journal checkpoint failed; the journal keeps growing until one succeeds.");
+        }
+        // sled's snapshot, when due, so that a start after any stop reads little of its log;
+        // state calls wait while it is written, so not more than once every UPKEEP_EVERY.
+        if upkept.elapsed() >= UPKEEP_EVERY {
+            match store.upkeep(Upkeep::Running) {
+                Ok(Some(took)) => {
+                    upkept = Instant::now();
+                    tracing::info!(took_ms = took.as_millis() as u64, "State snapshot written.");
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    upkept = Instant::now();
+                    tracing::error!(error = %e, "State snapshot failed: if the state says it is closed, restart supportopsd (nothing written is lost).");
+                }
+            }
         }
         busy.store(false, Ordering::Release);
     }

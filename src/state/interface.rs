@@ -80,6 +80,16 @@ use super::{
 };
 use crate::event::Event;
 
+/// When [`State::upkeep`] is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upkeep {
+    /// While the daemon runs: only when enough was written since the last upkeep that the next
+    /// start would notice (the calls waiting on it are then worth it).
+    Running,
+    /// At a clean stop: whenever anything was written since the last upkeep.
+    Stop,
+}
+
 /// The future [`State::flush_async`] returns.
 pub type Flushing<'a> = Pinned<Box<dyn Future<Output = Result<(), Error>> + Send + 'a>>;
 
@@ -113,13 +123,15 @@ pub trait State:
     /// with no local files returns 0. Housekeeping calls it periodically.
     fn secure_files(&self) -> usize;
 
-    /// Backend upkeep for a clean stop, after the last flush and once nothing else calls the
-    /// state: leaves the state so that the next open does as little as it can. The sled
-    /// backend writes sled's snapshot when anything was stored since the last one
-    /// ([`Store::snapshot_due`], [`Store::refresh_snapshot`]), so that the next start reads
-    /// none of its log. Returns how long it took when it ran, `None` when nothing was due or
-    /// calls in progress put it off.
-    fn upkeep(&self) -> Result<Option<std::time::Duration>, Error>;
+    /// Backend upkeep that bounds the next start-up's work, after a flush and never while a call
+    /// of this state is in progress on the same thread: [`Upkeep::Running`] from the daemon's
+    /// journal checkpoint thread (at most once a minute), [`Upkeep::Stop`] at a clean stop once
+    /// nothing else calls the state. The sled backend writes sled's snapshot
+    /// ([`Store::refresh_snapshot`]: calls wait while it runs, a fraction of a second) when
+    /// [`Store::snapshot_due`] says so, so that an open after any stop, a crash included, reads
+    /// a bounded part of sled's log. Returns how long it took when it ran, `None` when nothing
+    /// was due or calls in progress put it off.
+    fn upkeep(&self, when: Upkeep) -> Result<Option<std::time::Duration>, Error>;
 
     /// Writes a consistent snapshot of the whole state to `out` (the format and its guarantees:
     /// docs/state-backup.md): every write that returned before the call is in it, none is in
@@ -637,8 +649,8 @@ impl State for Store {
         Store::secure_files(self)
     }
 
-    fn upkeep(&self) -> Result<Option<std::time::Duration>, Error> {
-        if !self.snapshot_due() {
+    fn upkeep(&self, when: Upkeep) -> Result<Option<std::time::Duration>, Error> {
+        if !self.snapshot_due(when) {
             return Ok(None);
         }
         Ok(match self.refresh_snapshot()? {

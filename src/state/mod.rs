@@ -9,12 +9,12 @@
 //!   refuses state written by a newer schema with [`Error::NewerSchema`].
 //! - [`Store::open_existing`] never creates anything (for read-only commands such as `plan`).
 //! - One process at a time: a second open is [`Error::Locked`], not a hang or a corruption.
-//! - A start after a clean stop reads none of sled's log: sled 0.34 writes its snapshot only
-//!   when it opens, so at a clean stop [`Store::refresh_snapshot`] closes and reopens the
-//!   database (the daemon, through [`State::upkeep`]). The sled handles live in one [`Trees`]
-//!   that every call takes for its length ([`Store::t`]), so that the refresh can wait for
-//!   calls in progress and swap it. Not done while the daemon runs: a process that reopened
-//!   sled got slower and grew (docs/benchmarks.md, session 9), cause not established.
+//! - Start-up reads a bounded part of sled's log, after a crash too: sled 0.34 writes its
+//!   snapshot only when it opens, so [`Store::refresh_snapshot`] closes and reopens the
+//!   database every [`SNAPSHOT_AFTER_DELIVERIES`] stored deliveries (the daemon's checkpoint
+//!   thread, at most once a minute) and at a clean stop (through [`State::upkeep`]). The sled
+//!   handles live in one [`Trees`] that every call takes for its length ([`Store::t`]), so
+//!   that the refresh can wait for calls in progress and swap it.
 //! - Private whatever the umask (`perms.rs`): the directory is created 0700 and every file in
 //!   it made 0600, sled's included (after it opened them, and again on
 //!   [`Store::secure_files`]).
@@ -85,7 +85,7 @@ pub use holds::{Hold, HoldKind};
 pub use inbox::{EventMeta, IngestOutcome, PayloadAt};
 pub use interface::{
     Audit, Captured, Flushing, History, Holds, Inbox, Outbox, Registrations, Revisions, Rollups,
-    State,
+    State, Upkeep,
 };
 pub use keys::{BadEventId, EventId};
 pub use outbox::{DeadJob, ENRICHMENT, Job};
@@ -350,6 +350,8 @@ pub struct Store {
     refreshed: (std::sync::Mutex<()>, std::sync::Condvar),
     /// Deliveries stored since sled last wrote its snapshot (see [`Store::refresh_snapshot`]).
     since_snapshot: std::sync::atomic::AtomicU64,
+    /// When sled last wrote its snapshot (at open, or the last refresh).
+    snapshot_at: std::sync::Mutex<tokio::time::Instant>,
     /// What the audit log's size check counted (`audit.rs`).
     audit_tally: std::sync::Mutex<Option<audit::AuditTally>>,
     /// Jobs in the outbox, counted at open and kept up to date by every transition (sled's
@@ -468,6 +470,7 @@ impl Store {
             draining: std::sync::atomic::AtomicBool::new(false),
             refreshed: (std::sync::Mutex::new(()), std::sync::Condvar::new()),
             since_snapshot: std::sync::atomic::AtomicU64::new(0),
+            snapshot_at: std::sync::Mutex::new(tokio::time::Instant::now()),
             audit_tally: std::sync::Mutex::new(None),
             depth: std::sync::atomic::AtomicUsize::new(0),
             ids: std::sync::Mutex::new((0, 0)),
@@ -702,12 +705,19 @@ impl Store {
             .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Whether sled's snapshot is out of date: anything stored since the open or the last
-    /// [`Store::refresh_snapshot`].
-    pub fn snapshot_due(&self) -> bool {
-        self.since_snapshot
-            .load(std::sync::atomic::Ordering::Relaxed)
-            > 0
+    /// Whether sled's snapshot should be written again ([`Store::refresh_snapshot`]). While
+    /// running: [`SNAPSHOT_AFTER_DELIVERIES`] deliveries stored since the open or the last
+    /// refresh, or any stored and [`SNAPSHOT_AFTER`] passed. At a clean stop: any stored.
+    pub fn snapshot_due(&self, when: Upkeep) -> bool {
+        let stored = self
+            .since_snapshot
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let age = self
+            .snapshot_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .elapsed();
+        snapshot_due(when, stored, age)
     }
 
     /// Writes sled's snapshot by closing the database and opening it again.
@@ -716,9 +726,9 @@ impl Store {
     /// `snapshot_after_ops` setting is ignored and nothing else calls its snapshot code. An open
     /// reads every log record written since that snapshot, so without this the start after a
     /// long run reads back everything written since the last start (5–9 s after 1,000,000
-    /// deliveries, growing with the history). Done at a clean stop, the next open reads none.
-    /// Not for a process that goes on using the state: in the soak benchmark, the daemon's
-    /// latency and memory grew after each reopen (docs/benchmarks.md, session 9).
+    /// deliveries, growing with the history). Done every [`SNAPSHOT_AFTER_DELIVERIES`] while
+    /// running, an open after a crash reads at most about that many deliveries' log; done at a
+    /// clean stop, it reads none.
     ///
     /// New calls wait while it runs; calls in progress are waited for, at most
     /// [`DRAIN_TIMEOUT`], after which nothing has changed and it returns [`Refreshed::Busy`].
@@ -779,6 +789,11 @@ impl Store {
             Ok(trees) => {
                 self.trees.store(Some(std::sync::Arc::new(trees)));
                 self.since_snapshot.store(0, Relaxed);
+                *self
+                    .snapshot_at
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    tokio::time::Instant::now();
                 Ok(Refreshed::Done(began.elapsed()))
             }
             Err(e) => Err(e),
@@ -953,6 +968,25 @@ impl std::ops::Deref for TreesRef {
 impl Drop for TreesRef {
     fn drop(&mut self) {
         HELD.with(|h| h.set(h.get().saturating_sub(1)));
+    }
+}
+
+/// Deliveries stored after which [`Store::snapshot_due`] says sled's snapshot should be written
+/// again while running. What an open reads of sled's log grows with the deliveries written since
+/// the last snapshot (their records, jobs, audit and index entries, and later transitions):
+/// 100,000 of them took a cold open of 1,000,000 deliveries to 2.7 s, 25,000 to 1.2 s
+/// (docs/benchmarks.md); each refresh makes calls wait about half a second at that size, so
+/// this is a trade between the two.
+pub const SNAPSHOT_AFTER_DELIVERIES: u64 = 25_000;
+/// The longest time between two snapshots while anything is written.
+pub const SNAPSHOT_AFTER: std::time::Duration = std::time::Duration::from_secs(6 * 60 * 60);
+/// [`Store::snapshot_due`] of `stored` deliveries since a snapshot `age` old.
+fn snapshot_due(when: Upkeep, stored: u64, age: std::time::Duration) -> bool {
+    match when {
+        Upkeep::Stop => stored > 0,
+        Upkeep::Running => {
+            stored >= SNAPSHOT_AFTER_DELIVERIES || (stored > 0 && age >= SNAPSHOT_AFTER)
+        }
     }
 }
 

@@ -108,22 +108,38 @@ fn a_call_that_does_not_finish_puts_the_refresh_off_and_nothing_changes() {
 }
 
 #[test]
-fn a_snapshot_is_due_once_anything_is_stored() {
+fn a_snapshot_is_due_after_so_many_deliveries_while_running_and_after_any_at_a_stop() {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open(tmp.path()).unwrap();
-    assert!(!store.snapshot_due());
     let state: &dyn State = &store;
-    assert_eq!(
-        state.upkeep().unwrap(),
-        None,
-        "nothing stored since the open"
-    );
+    for when in [Upkeep::Running, Upkeep::Stop] {
+        assert!(!store.snapshot_due(when));
+        assert_eq!(
+            state.upkeep(when).unwrap(),
+            None,
+            "nothing stored since the open"
+        );
+    }
     store
         .ingest(&event("i", "1"), &rules(&[]), 0, u64::MAX)
         .unwrap();
-    assert!(store.snapshot_due());
-    assert!(state.upkeep().unwrap().is_some());
-    assert!(!store.snapshot_due());
-    assert_eq!(state.upkeep().unwrap(), None);
+    assert!(!store.snapshot_due(Upkeep::Running));
+    assert_eq!(state.upkeep(Upkeep::Running).unwrap(), None);
+    assert!(store.snapshot_due(Upkeep::Stop));
+    store.count_stored(SNAPSHOT_AFTER_DELIVERIES as usize - 2);
+    assert!(!store.snapshot_due(Upkeep::Running));
+    store.count_stored(1);
+    assert!(store.snapshot_due(Upkeep::Running));
+    assert!(state.upkeep(Upkeep::Running).unwrap().is_some());
+    for when in [Upkeep::Running, Upkeep::Stop] {
+        assert!(!store.snapshot_due(when));
+        assert_eq!(state.upkeep(when).unwrap(), None);
+    }
     assert_eq!(store.events_stored(), 1);
+    // While running, any delivery stored is due once SNAPSHOT_AFTER passed.
+    let hour = std::time::Duration::from_secs(3600);
+    assert!(!snapshot_due(Upkeep::Running, 1, SNAPSHOT_AFTER - hour));
+    assert!(snapshot_due(Upkeep::Running, 1, SNAPSHOT_AFTER));
+    assert!(!snapshot_due(Upkeep::Running, 0, SNAPSHOT_AFTER + hour));
+    assert!(!snapshot_due(Upkeep::Stop, 0, SNAPSHOT_AFTER + hour));
 }
