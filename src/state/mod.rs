@@ -15,6 +15,8 @@
 //!   thread, at most once a minute) and at a clean stop (through [`State::upkeep`]). The sled
 //!   handles live in one [`Trees`] that every call takes for its length ([`Store::t`]), so
 //!   that the refresh can wait for calls in progress and swap it.
+//! - Memory does not wait on sled's deferred frees: each call hands what sled retired on its
+//!   thread over to be freed ([`release_garbage`], at most every 100 ms per thread).
 //! - Private whatever the umask (`perms.rs`): the directory is created 0700 and every file in
 //!   it made 0600, sled's included (after it opened them, and again on
 //!   [`Store::secure_files`]).
@@ -950,6 +952,40 @@ thread_local! {
     /// How many [`TreesRef`]s this thread holds: a call made while one is held (a method calling
     /// another) must not wait for a refresh that waits for it.
     static HELD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// When this thread last handed its deferred frees over ([`release_garbage`]).
+    static RELEASED_AT: std::cell::Cell<Option<tokio::time::Instant>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// How often, at most, a thread that calls into the state hands sled's deferred frees over.
+const RELEASE_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Hands this thread's deferred frees over, at most every [`RELEASE_EVERY`] (at the end of
+/// each outermost call, [`TreesRef`]'s drop).
+///
+/// sled 0.34 frees what it replaces through crossbeam-epoch: the old versions of its nodes,
+/// and each of its 512 KB log buffers once the next one is in use. A free is queued on the
+/// thread that made it, in a bag of 64, and handed to the global queue (where it runs once the
+/// epoch has moved on and a collection comes round) only when that bag is full. In the soak
+/// (`benches/soak.rs`, 100 deliveries a second) the heap rose by 30 MB over five minutes and
+/// fell back, again and again, and at its peak 34 MB of it was retired log buffers waiting to
+/// be freed (heaptrack; docs/benchmarks.md). Handing the bag over and collecting what is due
+/// ([`crossbeam_epoch::Guard::flush`]) took the saw-tooth away: what waits is what a thread
+/// retired in the last [`RELEASE_EVERY`] plus the epoch's lag. What a thread retired in its
+/// last call before it went idle waits for its next call (or its exit), at most one bag, as
+/// before.
+fn release_garbage() {
+    let now = tokio::time::Instant::now();
+    let due = RELEASED_AT.with(|at| match at.get() {
+        Some(last) if now.saturating_duration_since(last) < RELEASE_EVERY => false,
+        _ => {
+            at.set(Some(now));
+            true
+        }
+    });
+    if due {
+        crossbeam_epoch::pin().flush();
+    }
 }
 
 /// The trees, held for one call ([`Store::t`]). Not `Send`: it counts what this thread holds.
@@ -967,7 +1003,14 @@ impl std::ops::Deref for TreesRef {
 
 impl Drop for TreesRef {
     fn drop(&mut self) {
-        HELD.with(|h| h.set(h.get().saturating_sub(1)));
+        let held = HELD.with(|h| {
+            let held = h.get().saturating_sub(1);
+            h.set(held);
+            held
+        });
+        if held == 0 {
+            release_garbage();
+        }
     }
 }
 

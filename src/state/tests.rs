@@ -603,3 +603,35 @@ fn assert_corrupt_applied(err: &Error, detail: &str) {
     );
     assert!(err.to_string().contains(detail), "{err}");
 }
+
+/// sled frees what it retires through crossbeam-epoch, queued on the calling thread until a bag
+/// of 64 fills; a state call hands the thread's queue over ([`release_garbage`]), so a free
+/// queued on a thread runs soon after that thread's next calls, however few frees follow it.
+#[test]
+fn a_free_queued_on_a_thread_runs_after_its_next_state_calls() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let freed = Arc::new(AtomicBool::new(false));
+    let flag = freed.clone();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // One free in this thread's otherwise empty bag: without the hand-over it would
+            // wait there for 63 more.
+            crossbeam_epoch::pin().defer(move || flag.store(true, Ordering::SeqCst));
+            for _ in 0..50 {
+                store.applied_revision().unwrap();
+                if freed.load(Ordering::SeqCst) {
+                    return;
+                }
+                #[allow(clippy::disallowed_methods)] // a plain thread, not a runtime's
+                std::thread::sleep(RELEASE_EVERY + std::time::Duration::from_millis(10));
+            }
+        });
+    });
+    assert!(
+        freed.load(Ordering::SeqCst),
+        "the free still waits after 50 state calls over 5 s"
+    );
+}
