@@ -25,7 +25,13 @@ ceiling=$PWD/target/release/examples/trivial-server
 
 dir=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$dir"; }
+# Each process is waited for before its directory goes: a daemon still stopping (it flushes
+# and reopens its state) must not have the state removed under it, nor overlap the next run.
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$dir"
+}
 trap cleanup EXIT
 
 python3 benches/gen_repo.py "$dir/repo" 1000 1000
@@ -72,6 +78,7 @@ d16=$(drive supportopsd "http://127.0.0.1:$port" 16 "$daemon"); echo "$d16"
 d64=$(drive supportopsd "http://127.0.0.1:$port" 64 "$daemon"); echo "$d64"
 echo "supportopsd peak RSS: $(( $(hwm_kb "$daemon") / 1024 )) MB"
 kill "$daemon"
+wait "$daemon" || echo "supportopsd exited with status $? when stopped" >&2
 # DAEMON_ONLY=1: no ceiling run (benches/ingest_compare.sh alternates builds with it).
 if [ -n "${DAEMON_ONLY:-}" ]; then exit 0; fi
 
