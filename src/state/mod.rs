@@ -9,6 +9,8 @@
 //!   refuses state written by a newer schema with [`Error::NewerSchema`].
 //! - [`Store::open_existing`] never creates anything (for read-only commands such as `plan`).
 //! - One process at a time: a second open is [`Error::Locked`], not a hang or a corruption.
+//! - A state sled cannot read is [`Error::Unreadable`], not a crash: sled 0.34 panics on some
+//!   (`open_db` catches it).
 //! - Start-up reads a bounded part of sled's log, after a crash too: sled 0.34 writes its
 //!   snapshot only when it opens, so [`Store::refresh_snapshot`] closes and reopens the
 //!   database every [`SNAPSHOT_AFTER_DELIVERIES`] stored deliveries (the daemon's checkpoint
@@ -243,6 +245,18 @@ pub enum Error {
     Closed {
         /// The state directory.
         dir: PathBuf,
+    },
+    /// The backend stopped on its own files while opening them instead of returning an error
+    /// (sled 0.34 panics on some states it cannot read: see `open_db`).
+    #[error(
+        "state at {}: the database could not be read (sled failed on its files: {detail}); restore a backup (`supportopsd state restore FILE --state DIR`) into a new directory",
+        dir.display()
+    )]
+    Unreadable {
+        /// The state directory.
+        dir: PathBuf,
+        /// What the backend said.
+        detail: String,
     },
     /// The database was written by a newer schema.
     #[error(
@@ -746,6 +760,8 @@ impl Store {
         }
         let began = tokio::time::Instant::now();
         self.draining.store(true, SeqCst);
+        // Ends the drain however this returns, a panic included: calls never wait for ever.
+        let _drain = Drain(self);
         // Counted in steps of 1 ms rather than timed, so that a paused test clock cannot hold
         // the drain open for ever.
         let mut waited = std::time::Duration::ZERO;
@@ -764,7 +780,6 @@ impl Store {
                 }
             }
             if waited >= DRAIN_TIMEOUT {
-                self.end_drain();
                 return Ok(Refreshed::Busy);
             }
             #[allow(clippy::disallowed_methods)] // never on a runtime thread (see the doc)
@@ -781,30 +796,22 @@ impl Store {
         });
         if let Err(e) = flushed {
             self.trees.store(Some(std::sync::Arc::new(trees)));
-            self.end_drain();
             return Err(e);
         }
         drop(trees);
         // Closing releases sled's lock from its own threads, a moment later: wait for it
         // longer than a plain open does (4 s).
-        let result = match Trees::open(&self.dir, 4 * LOCK_RETRIES) {
-            Ok(trees) => {
-                self.trees.store(Some(std::sync::Arc::new(trees)));
-                self.since_snapshot.store(0, Relaxed);
-                *self
-                    .snapshot_at
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                    tokio::time::Instant::now();
-                Ok(Refreshed::Done(began.elapsed()))
-            }
-            Err(e) => Err(e),
-        };
-        self.end_drain();
-        result
+        let trees = Trees::open(&self.dir, 4 * LOCK_RETRIES)?;
+        self.trees.store(Some(std::sync::Arc::new(trees)));
+        self.since_snapshot.store(0, Relaxed);
+        *self
+            .snapshot_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = tokio::time::Instant::now();
+        Ok(Refreshed::Done(began.elapsed()))
     }
 
-    /// Ends a drain and wakes the calls that waited for it.
+    /// Ends a drain and wakes the calls that waited for it ([`Drain`]'s drop).
     fn end_drain(&self) {
         let (lock, wake) = &self.refreshed;
         let _guard = lock
@@ -903,6 +910,15 @@ pub(super) struct Trees {
     history: sled::Tree,
 }
 
+/// A drain in progress ([`Store::refresh_snapshot`]), ended when dropped.
+struct Drain<'a>(&'a Store);
+
+impl Drop for Drain<'_> {
+    fn drop(&mut self) {
+        self.0.end_drain();
+    }
+}
+
 impl Trees {
     /// Opens the database under `dir` and its trees. sled writes its snapshot here (and only
     /// here: see [`Store::refresh_snapshot`]), after reading its log since the last one.
@@ -912,7 +928,7 @@ impl Trees {
     fn open(dir: &Path, retries: u32) -> Result<Trees, Error> {
         let mut attempts = 0;
         let db = loop {
-            match sled_config(dir).open().map_err(|e| open_error(dir, e)) {
+            match open_db(dir) {
                 Err(Error::Locked { .. }) if attempts < retries => {
                     attempts += 1;
                     #[allow(clippy::disallowed_methods)]
@@ -1054,6 +1070,34 @@ fn sled_config(dir: &Path) -> sled::Config {
         .flush_every_ms(None)
         // sled's page cache defaults to 1 GiB; a support queue needs far less.
         .cache_capacity(64 * 1024 * 1024)
+}
+
+/// Opens sled under `dir`, once. sled 0.34 panics instead of returning an error on some
+/// states it cannot read ("tried to serialize Uninitialized" while it rebuilds its snapshot:
+/// seen here once when a benchmark removed the state while the daemon reopened it, and
+/// reported upstream on damaged databases). The panic is caught and returned as
+/// [`Error::Unreadable`]: a process meeting such a state says so and what to do, and a
+/// [`Store::refresh_snapshot`] meeting one ends (every later call then fails with
+/// [`Error::Closed`]) instead of leaving the calls it drained waiting for ever.
+fn open_db(dir: &Path) -> Result<sled::Db, Error> {
+    let opened = std::panic::catch_unwind(|| {
+        #[cfg(test)]
+        if tests_snapshot::OPEN_PANICS.with(std::cell::Cell::get) {
+            panic!("injected by a test: sled failed on its files");
+        }
+        sled_config(dir).open()
+    });
+    match opened {
+        Ok(result) => result.map_err(|e| open_error(dir, e)),
+        Err(panic) => Err(Error::Unreadable {
+            dir: dir.to_owned(),
+            detail: panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_owned()),
+        }),
+    }
 }
 
 /// Aborts a transaction with `e`.

@@ -8,6 +8,63 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::tests_queue::{check_consistency, event, rules};
 use super::*;
 
+thread_local! {
+    /// Makes `open_db` on this thread panic the way sled 0.34 does on some states it cannot
+    /// read (tests only).
+    pub(super) static OPEN_PANICS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with sled's open panicking on this thread.
+fn with_open_panicking<T>(f: impl FnOnce() -> T) -> T {
+    OPEN_PANICS.with(|p| p.set(true));
+    let out = f();
+    OPEN_PANICS.with(|p| p.set(false));
+    out
+}
+
+#[test]
+fn a_state_sled_panics_on_is_an_error_that_says_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    drop(Store::open(tmp.path()).unwrap());
+    let err = with_open_panicking(|| Store::open(tmp.path())).unwrap_err();
+    assert!(matches!(err, Error::Unreadable { .. }), "{err}");
+    let said = err.to_string();
+    assert!(
+        said.contains("sled failed on its files: injected by a test"),
+        "{said}"
+    );
+    assert!(said.contains("supportopsd state restore"), "{said}");
+    // Nothing was held: the state opens once sled does.
+    let store = Store::open(tmp.path()).unwrap();
+    assert_eq!(store.events_stored(), 0);
+}
+
+#[test]
+fn a_refresh_whose_reopen_panics_closes_the_state_and_no_call_waits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(tmp.path()).unwrap());
+    store
+        .ingest(&event("i", "1"), &rules(&["a"]), 0, u64::MAX)
+        .unwrap();
+    let err = with_open_panicking(|| store.refresh_snapshot()).unwrap_err();
+    assert!(matches!(err, Error::Unreadable { .. }), "{err}");
+    // Every later call fails at once, on any thread, rather than waiting for the drain.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let other = store.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(other.job(1).map(|_| ()));
+    });
+    let answer = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("a call after the failed refresh answered");
+    assert!(matches!(answer, Err(Error::Closed { .. })), "{answer:?}");
+    assert!(matches!(store.job(1), Err(Error::Closed { .. })));
+    // Nothing written was lost: the state opens again with the delivery.
+    drop(store);
+    let reopened = Store::open(tmp.path()).unwrap();
+    assert_eq!(reopened.events_stored(), 1);
+}
+
 #[test]
 fn a_refresh_under_concurrent_ingest_and_leasing_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
