@@ -1074,8 +1074,9 @@ fn sled_config(dir: &Path) -> sled::Config {
 
 /// Opens sled under `dir`, once. sled 0.34 panics instead of returning an error on some
 /// states it cannot read ("tried to serialize Uninitialized" while it rebuilds its snapshot:
-/// seen here once when a benchmark removed the state while the daemon reopened it, and
-/// reported upstream on damaged databases). The panic is caught and returned as
+/// seen here once, in the reopen at a daemon's stop in the ingest benchmark, whose clean-up
+/// was then removing the state directory; reported upstream on damaged databases). The
+/// panic is caught and returned as
 /// [`Error::Unreadable`]: a process meeting such a state says so and what to do, and a
 /// [`Store::refresh_snapshot`] meeting one ends (every later call then fails with
 /// [`Error::Closed`]) instead of leaving the calls it drained waiting for ever.
