@@ -754,7 +754,7 @@ fn remove_written(dir: &Path, existed: bool) {
 /// Writes the records of `file` into a new database under `dir` (second pass: the checksum is
 /// checked again, in case the file changed since the first).
 fn write_state(file: &Path, dir: &Path, header: &Header) -> Result<Contents, BackupError> {
-    let db = super::open_db(dir)?;
+    let db = super::open_sled(dir)?;
     let storage = |e| BackupError::State(super::storage_error(dir, e));
     let mut tree: Option<(Vec<u8>, sled::Tree)> = None;
     let mut schema: Option<u32> = None;

@@ -10,7 +10,7 @@
 //! - [`Store::open_existing`] never creates anything (for read-only commands such as `plan`).
 //! - One process at a time: a second open is [`Error::Locked`], not a hang or a corruption.
 //! - A state sled cannot read is [`Error::Unreadable`], not a crash: sled 0.34 panics on some
-//!   (`open_db` catches it).
+//!   (`open_sled` catches it).
 //! - Start-up reads a bounded part of sled's log, after a crash too: sled 0.34 writes its
 //!   snapshot only when it opens, so [`Store::refresh_snapshot`] closes and reopens the
 //!   database every [`SNAPSHOT_AFTER_DELIVERIES`] stored deliveries (the daemon's checkpoint
@@ -247,7 +247,7 @@ pub enum Error {
         dir: PathBuf,
     },
     /// The backend stopped on its own files while opening them instead of returning an error
-    /// (sled 0.34 panics on some states it cannot read: see `open_db`).
+    /// (sled 0.34 panics on some states it cannot read: see `open_sled`).
     #[error(
         "state at {}: the database could not be read (sled failed on its files: {detail}); restore a backup (`supportopsd state restore FILE --state DIR`) into a new directory",
         dir.display()
@@ -928,7 +928,7 @@ impl Trees {
     fn open(dir: &Path, retries: u32) -> Result<Trees, Error> {
         let mut attempts = 0;
         let db = loop {
-            match open_db(dir) {
+            match open_sled(dir) {
                 Err(Error::Locked { .. }) if attempts < retries => {
                     attempts += 1;
                     #[allow(clippy::disallowed_methods)]
@@ -1080,7 +1080,7 @@ fn sled_config(dir: &Path) -> sled::Config {
 /// [`Error::Unreadable`]: a process meeting such a state says so and what to do, and a
 /// [`Store::refresh_snapshot`] meeting one ends (every later call then fails with
 /// [`Error::Closed`]) instead of leaving the calls it drained waiting for ever.
-fn open_db(dir: &Path) -> Result<sled::Db, Error> {
+fn open_sled(dir: &Path) -> Result<sled::Db, Error> {
     let opened = std::panic::catch_unwind(|| {
         #[cfg(test)]
         if tests_snapshot::OPEN_PANICS.with(std::cell::Cell::get) {

@@ -9,7 +9,7 @@ use super::tests_queue::{check_consistency, event, rules};
 use super::*;
 
 thread_local! {
-    /// Makes `open_db` on this thread panic the way sled 0.34 does on some states it cannot
+    /// Makes `open_sled` on this thread panic the way sled 0.34 does on some states it cannot
     /// read (tests only).
     pub(super) static OPEN_PANICS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
