@@ -1076,10 +1076,9 @@ fn sled_config(dir: &Path) -> sled::Config {
 /// states it cannot read ("tried to serialize Uninitialized" while it rebuilds its snapshot:
 /// seen here once, in the reopen at a daemon's stop in the ingest benchmark, whose clean-up
 /// was then removing the state directory; reported upstream on damaged databases). The
-/// panic is caught and returned as
-/// [`Error::Unreadable`]: a process meeting such a state says so and what to do, and a
-/// [`Store::refresh_snapshot`] meeting one ends (every later call then fails with
-/// [`Error::Closed`]) instead of leaving the calls it drained waiting for ever.
+/// panic is caught and returned as [`Error::Unreadable`]: a process meeting such a state says
+/// so and what to do, and a [`Store::refresh_snapshot`] meeting one ends (every later call
+/// then fails with [`Error::Closed`]) instead of leaving the calls it drained waiting for ever.
 fn open_sled(dir: &Path) -> Result<sled::Db, Error> {
     let opened = std::panic::catch_unwind(|| {
         #[cfg(test)]
